@@ -1,0 +1,1 @@
+"""Shared code for every chat service: settings, logging, errors, clients, tokens, protocol."""

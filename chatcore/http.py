@@ -1,0 +1,250 @@
+"""aiohttp plumbing shared by the HTTP services: the error envelope, request ids, health, metrics.
+
+Handlers raise ``ChatError`` subclasses; ``envelope_middleware`` is the one boundary that turns
+them (and aiohttp's own HTTP exceptions, and anything unexpected) into the contract's envelope
+``{"error": {"code", "message", "request_id"}}`` with ``X-Request-ID`` on every response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+from chatcore.errors import ChatError, InvalidInput, MalformedBody, RateLimited, TooLarge
+from chatcore.logging import bind_context, get_logger, new_request_id, reset_context
+
+REQUEST_ID_HEADER = "X-Request-ID"
+CORRELATION_ID_HEADER = "X-Correlation-ID"
+# Ids from clients are echoed into headers and logs: accept only short, plain tokens.
+_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REQUEST_ID_KEY = web.RequestKey("chat_request_id", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+_log = get_logger("chatcore.http")
+
+# aiohttp's own HTTP errors (routing, size limits) mapped to the contract's codes.
+_HTTP_CODES = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def ok(data: Any, *, meta: Mapping[str, Any] | None = None, status: int = 200) -> web.Response:
+    """A success envelope ``{"data": ..., "meta": {...}}``."""
+    return web.json_response({"data": data, "meta": dict(meta or {})}, status=status)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    *,
+    details: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """A failure envelope; ``details`` carries per-field reasons for 422s."""
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if details:
+        error["details"] = dict(details)
+    return web.json_response({"error": error}, status=status, headers=headers)
+
+
+def request_id(request: web.Request) -> str:
+    """The id of the request being served (set by ``envelope_middleware``)."""
+    value = request.get(_REQUEST_ID_KEY)
+    return value if isinstance(value, str) else ""
+
+
+async def read_json_object(request: web.Request, *, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object: 413 if too big, 400 if not JSON, 422 if not an object."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise TooLarge(f"request body exceeds {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise TooLarge(f"request body exceeds {max_bytes} bytes")
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedBody("request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class HttpMetrics:
+    """Per-service request metrics, registered in the service's own registry."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> HttpMetrics:
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "http_requests_total",
+                "HTTP requests by route template, method and status",
+                ["route", "method", "status"],
+                registry=registry,
+            ),
+            latency=Histogram(
+                "http_request_duration_seconds",
+                "HTTP request latency by route template",
+                ["route"],
+                registry=registry,
+            ),
+        )
+
+
+def _route_label(request: web.Request) -> str:
+    # The route template, never the raw path: ids in paths would explode label cardinality.
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+def _client_id(value: str | None) -> str | None:
+    return value if value is not None and _ID_RE.fullmatch(value) else None
+
+
+def envelope_middleware(metrics: HttpMetrics) -> Any:
+    """Middleware: request/correlation ids, one access log line, metrics and the error envelope."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        rid = _client_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+        correlation = _client_id(request.headers.get(CORRELATION_ID_HEADER)) or rid
+        request[_REQUEST_ID_KEY] = rid
+        context = bind_context(request_id=rid, correlation_id=correlation)
+        started = time.perf_counter()
+        try:
+            response = await _dispatch(request, handler, rid)
+            response.headers[REQUEST_ID_HEADER] = rid
+            elapsed = time.perf_counter() - started
+            route = _route_label(request)
+            metrics.requests.labels(route, request.method, str(response.status)).inc()
+            metrics.latency.labels(route).observe(elapsed)
+            _log.info(
+                "http_request",
+                method=request.method,
+                path=request.path,  # never the query string: it may carry a token
+                status=response.status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+            return response
+        finally:
+            reset_context(context)
+
+    return middleware
+
+
+async def _dispatch(request: web.Request, handler: Handler, rid: str) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RateLimited as exc:
+        return error_response(
+            exc.http_status,
+            exc.code,
+            exc.message,
+            rid,
+            headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+        )
+    except ChatError as exc:
+        if exc.http_status >= 500:
+            _log.warning("request_failed", code=exc.code, error=exc.message)
+        return error_response(exc.http_status, exc.code, exc.message, rid, details=exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "error")
+        return error_response(exc.status, code, exc.reason, rid)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        _log.exception("unhandled_error")
+        return error_response(500, "internal", "internal server error", rid)
+
+
+class Health:
+    """``/healthz`` (the process answers) and ``/readyz`` (every named dependency answers)."""
+
+    def __init__(self, checks: Mapping[str, ReadinessCheck], *, timeout_s: float = 2.0) -> None:
+        self._checks = dict(checks)
+        self._timeout_s = timeout_s
+        self.draining = False
+
+    async def failing(self) -> list[str]:
+        """Names of the checks that fail or time out now."""
+
+        async def run(name: str, check: ReadinessCheck) -> str | None:
+            try:
+                return None if await asyncio.wait_for(check(), self._timeout_s) else name
+            except Exception:
+                return name
+
+        results = await asyncio.gather(*(run(n, c) for n, c in self._checks.items()))
+        failing = [name for name in results if name is not None]
+        if self.draining:
+            failing.append("draining")
+        return failing
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return ok({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        failing = await self.failing()
+        if failing:
+            return error_response(
+                503, "unavailable", f"not ready: {', '.join(failing)}", request_id(request)
+            )
+        return ok({"status": "ready"})
+
+
+def add_ops_routes(app: web.Application, health: Health, registry: CollectorRegistry) -> None:
+    """Mount ``/healthz``, ``/readyz`` and ``/metrics`` on an app."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+def make_app(
+    *,
+    registry: CollectorRegistry,
+    health: Health,
+    max_body_bytes: int,
+    middlewares: Sequence[Any] = (),
+) -> web.Application:
+    """An aiohttp app with the envelope middleware, a body size cap and the ops routes."""
+    metrics = HttpMetrics.create(registry)
+    app = web.Application(
+        middlewares=[envelope_middleware(metrics), *middlewares], client_max_size=max_body_bytes
+    )
+    add_ops_routes(app, health, registry)
+    return app

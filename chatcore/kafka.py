@@ -1,0 +1,128 @@
+"""Kafka topics and client factories shared by every service.
+
+The partition count of ``chat.messages.v1`` is fixed at creation: ``seq`` is the record's offset in
+its channel's partition, so adding partitions later would move channels and break per-channel order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from chatcore.errors import ChatError, Unavailable
+from chatcore.settings import Settings
+
+MESSAGES_TOPIC = "chat.messages.v1"
+SIGNALS_TOPIC = "chat.signals.v1"
+EVENTS_TOPIC = "chat.events.v1"
+MESSAGES_DLQ_TOPIC = "chat.messages.v1.dlq"
+
+# Kafka's CreateTopics error code for a topic that is already there.
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicMismatch(ChatError):
+    """An existing topic has another partition count than configured: an operator must decide."""
+
+    code = "topic_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic the system needs, with the partition count it is created with."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    retention_ms: int | None = None
+
+
+def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
+    """Every topic the system uses; created at stack start-up, never resized."""
+    week = 7 * 24 * 3600 * 1000
+    rf = settings.kafka_replication_factor
+    return (
+        TopicSpec(MESSAGES_TOPIC, settings.kafka_messages_partitions, rf, retention_ms=week),
+        # Typing signals are worthless after seconds; keep them briefly.
+        TopicSpec(SIGNALS_TOPIC, 3, rf, retention_ms=3600 * 1000),
+        TopicSpec(EVENTS_TOPIC, 3, rf, retention_ms=week),
+        TopicSpec(MESSAGES_DLQ_TOPIC, 1, rf, retention_ms=4 * week),
+    )
+
+
+def make_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+    """An idempotent ``acks=all`` producer that batches with a short linger; call ``start()``."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.kafka_linger_ms,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        max_batch_size=256 * 1024,
+    )
+
+
+def make_consumer(
+    settings: Settings, *topics: str, group_id: str, client_id: str
+) -> AIOKafkaConsumer:
+    """A consumer-group member that never auto-commits: commit after the database write."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+
+
+def make_admin(settings: Settings, *, client_id: str) -> AIOKafkaAdminClient:
+    """An admin client; call ``start()`` and ``close()``."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+
+
+def _partition_counts(described: Iterable[Any]) -> dict[str, int]:
+    return {topic["topic"]: len(topic["partitions"]) for topic in described if topic["partitions"]}
+
+
+async def ensure_topics(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> list[str]:
+    """Create missing topics; return the names created. Existing topics must match their spec."""
+    try:
+        existing = _partition_counts(await admin.describe_topics([s.name for s in specs]))
+    except Exception as exc:
+        raise Unavailable(f"kafka metadata request failed: {exc!r}") from exc
+    for spec in specs:
+        have = existing.get(spec.name)
+        if have is not None and have != spec.partitions:
+            raise TopicMismatch(
+                f"topic {spec.name} has {have} partitions, configured {spec.partitions}; "
+                "partition counts are fixed at creation (see docs/operations.md)"
+            )
+    missing = [s for s in specs if s.name not in existing]
+    if not missing:
+        return []
+    new_topics = [
+        NewTopic(
+            name=s.name,
+            num_partitions=s.partitions,
+            replication_factor=s.replication_factor,
+            topic_configs=({"retention.ms": str(s.retention_ms)} if s.retention_ms else {}),
+        )
+        for s in missing
+    ]
+    response = await admin.create_topics(new_topics)
+    for name, error_code, *_rest in response.topic_errors:
+        if error_code not in (0, _TOPIC_ALREADY_EXISTS):
+            raise Unavailable(f"creating topic {name} failed with Kafka error code {error_code}")
+    return [s.name for s in missing]

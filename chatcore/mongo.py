@@ -1,0 +1,80 @@
+"""MongoDB-protocol client factory and the indexes every collection needs.
+
+Works on FerretDB (local) and MongoDB (production): no transactions, change streams, $lookup or TTL
+indexes are used anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from chatcore.errors import Unavailable
+from chatcore.settings import Settings
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec:
+    """One index: the collection, its ordered keys and whether it is unique."""
+
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+
+    @property
+    def name(self) -> str:
+        return "_".join(f"{field}_{direction}" for field, direction in self.keys)
+
+
+# Each service adds its own collections' indexes here so one start-up step creates them all.
+INDEXES: tuple[IndexSpec, ...] = (
+    # Exactly-once storage: a redelivered Kafka record upserts onto the same message id.
+    IndexSpec("messages", (("id", ASCENDING),), unique=True),
+    # History pages and resume points: per channel, ordered by the partition offset.
+    IndexSpec("messages", (("channel_id", ASCENDING), ("seq", ASCENDING)), unique=True),
+)
+
+
+def make_mongo_client(settings: Settings) -> AsyncMongoClient[Document]:
+    """An async client with bounded timeouts so an outage surfaces as an error, not a hang."""
+    return AsyncMongoClient(
+        settings.mongo_url,
+        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+        connectTimeoutMS=settings.mongo_timeout_ms,
+        socketTimeoutMS=max(settings.mongo_timeout_ms * 2, 10000),
+        tz_aware=True,
+        appname="chatstack",
+    )
+
+
+def database(client: AsyncMongoClient[Document], settings: Settings) -> AsyncDatabase[Document]:
+    """The application database named in settings."""
+    return client[settings.mongo_db]
+
+
+async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[IndexSpec] = INDEXES) -> None:
+    """Create every index (idempotent: an existing identical index is left alone)."""
+    try:
+        # One index per command: FerretDB 1.24 drops the connection when a single createIndexes
+        # names several indexes that all exist already.
+        for spec in specs:
+            model = IndexModel(list(spec.keys), name=spec.name, unique=spec.unique)
+            await db[spec.collection].create_indexes([model])
+    except PyMongoError as exc:
+        raise Unavailable(f"creating indexes on {spec.collection} failed: {exc}") from exc
+
+
+async def ping(client: AsyncMongoClient[Document]) -> bool:
+    """True when the server answers a ping: the readiness probe of every database user."""
+    try:
+        reply: Mapping[str, Any] = await client.admin.command("ping")
+    except PyMongoError:
+        return False
+    return bool(reply.get("ok"))

@@ -1,0 +1,329 @@
+"""Access-token verification against the auth service's JWKS, shared by every service.
+
+Only asymmetric algorithms are accepted and the algorithm is pinned to the key's type, so a token
+cannot pick its own verification method (``alg: none``, HS256 keyed with the public key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+import jwt
+from jwt import PyJWK
+
+from chatcore.errors import Unauthorized, Unavailable
+from chatcore.settings import ConfigError, Settings
+
+_log = logging.getLogger(__name__)
+
+MAX_TOKEN_BYTES = 8 * 1024
+MAX_SUB_CHARS = 64
+_MAX_KID_CHARS = 128
+# An unknown kid is attacker-controlled input; refetching for each one would let garbage tokens
+# turn every service into a load generator against the auth service.
+_MIN_REFETCH_S = 10.0
+# After a failed fetch, waiters queued on the lock must not each pay another network timeout.
+_RETRY_AFTER_FAILURE_S = 1.0
+
+# Key type -> the one algorithm that key may verify; everything else in a JWKS is skipped.
+_ALG_FOR_KEY: dict[tuple[str, str], str] = {("OKP", "Ed25519"): "EdDSA", ("EC", "P-256"): "ES256"}
+_SUPPORTED_ALGS = frozenset(_ALG_FOR_KEY.values())
+_ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
+_REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+class TokenError(Unauthorized):
+    """The access token was rejected; the message says why and never contains the token."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """The verified identity carried by an access token."""
+
+    sub: str
+    jti: str
+    iat: int
+    exp: int
+    iss: str
+    aud: str
+    kid: str
+
+
+class JwksSource(Protocol):
+    """Where the verifier gets the JWKS document ``{"keys": [...]}`` from."""
+
+    async def fetch(self) -> Mapping[str, Any]: ...
+
+
+class HttpJwksSource:
+    """Fetches the JWKS over HTTP with a session the caller owns (and closes)."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, *, timeout_s: float = 3.0) -> None:
+        self._session = session
+        self._url = url
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def fetch(self) -> Mapping[str, Any]:
+        """GET the JWKS; any network, HTTP or JSON failure becomes ``Unavailable``."""
+        try:
+            async with self._session.get(
+                self._url, timeout=self._timeout, headers={"Accept": "application/json"}
+            ) as resp:
+                if resp.status != 200:
+                    raise Unavailable(f"JWKS endpoint {self._url} answered HTTP {resp.status}")
+                body = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(
+                f"JWKS endpoint {self._url} unreachable: {type(exc).__name__}"
+            ) from exc
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise Unavailable(f"JWKS endpoint {self._url} returned invalid JSON") from exc
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise Unavailable(f"JWKS endpoint {self._url} returned no keys list")
+        return document
+
+
+class StaticJwksSource:
+    """A JWKS held in memory: for tests, and for the auth service verifying its own tokens."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self._document = document
+
+    def update(self, document: Mapping[str, Any]) -> None:
+        """Replace the key set, e.g. after the auth service rotates its signing key."""
+        self._document = document
+
+    async def fetch(self) -> Mapping[str, Any]:
+        """Return the current document."""
+        return self._document
+
+
+def _parse_jwks(document: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, PyJWK]:
+    keys = document.get("keys")
+    if not isinstance(keys, list):
+        raise Unavailable("JWKS document has no keys list")
+    parsed: dict[str, PyJWK] = {}
+    for jwk in keys:
+        # One odd key (a future RSA key, an encryption key) must not take down verification
+        # with all the others, so unusable entries are skipped.
+        if not isinstance(jwk, dict):
+            continue
+        kid = jwk.get("kid")
+        alg = _ALG_FOR_KEY.get((str(jwk.get("kty")), str(jwk.get("crv"))))
+        if not isinstance(kid, str) or not kid or kid in parsed or alg not in allowed:
+            continue
+        if jwk.get("alg", alg) != alg or jwk.get("use", "sig") != "sig":
+            continue
+        try:
+            parsed[kid] = PyJWK(jwk, algorithm=alg)
+        except jwt.PyJWTError:
+            continue
+    return parsed
+
+
+def _numeric_date(payload: Mapping[str, Any], claim: str) -> int:
+    value = payload[claim]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenError(f"claim {claim} is not a number")
+    return int(value)
+
+
+class JwtVerifier:
+    """Verifies access tokens with keys from a ``JwksSource``, cached for ``cache_s`` seconds."""
+
+    def __init__(
+        self,
+        source: JwksSource,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: Sequence[str],
+        cache_s: float,
+        leeway_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        unsupported = sorted(set(algorithms) - _SUPPORTED_ALGS)
+        if unsupported or not algorithms:
+            # Failing at start-up beats silently accepting a weaker algorithm later.
+            raise ConfigError(
+                f"JWT algorithms must be a non-empty subset of {sorted(_SUPPORTED_ALGS)}, "
+                f"got unsupported {unsupported}"
+            )
+        self._source = source
+        self._issuer = issuer
+        self._audience = audience
+        self._algorithms = frozenset(algorithms)
+        self._cache_s = cache_s
+        self._leeway_s = leeway_s
+        # One clock drives claim times, the cache and the refetch limit so tests control all
+        # three; a wall-clock step only makes one refresh early or late.
+        self._clock = clock
+        self._keys: dict[str, PyJWK] = {}
+        self._loaded = False
+        self._expires_at = -math.inf
+        self._last_attempt = -math.inf
+        self._last_error: Unavailable | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, source: JwksSource) -> JwtVerifier:
+        """Build a verifier from the ``CHAT_JWT_*`` / ``CHAT_JWKS_*`` settings."""
+        return cls(
+            source,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            algorithms=settings.jwt_algorithms,
+            cache_s=settings.jwks_cache_s,
+            leeway_s=settings.jwt_leeway_s,
+        )
+
+    async def verify(self, token: str) -> AccessClaims:
+        """Return the token's claims, or raise ``TokenError`` (``Unavailable`` if no keys)."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
+            raise TokenError("malformed token")
+        if not _COMPACT_JWS.fullmatch(token):
+            raise TokenError("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenError("malformed token header") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise TokenError("token algorithm not allowed")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYP:
+            raise TokenError("token type is not at+jwt")
+        if "crit" in header:
+            raise TokenError("token has unsupported critical header")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_CHARS:
+            raise TokenError("token has no usable key id")
+
+        key = await self._key(kid)
+        if key.algorithm_name != alg:
+            raise TokenError("token algorithm does not match its key")
+        payload = self._decode(token, key)
+        return self._claims(payload, kid)
+
+    def _decode(self, token: str, key: PyJWK) -> dict[str, Any]:
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[key.algorithm_name],
+                audience=self._audience,
+                issuer=self._issuer,
+                # PyJWT reads the system clock; time claims are checked in _claims instead.
+                options={
+                    "require": _REQUIRED_CLAIMS,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise TokenError("bad token signature") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenError(f"token is missing claim {exc.claim}") from None
+        except jwt.InvalidAudienceError:
+            raise TokenError("wrong token audience") from None
+        except jwt.InvalidIssuerError:
+            raise TokenError("wrong token issuer") from None
+        except jwt.InvalidAlgorithmError:
+            raise TokenError("token algorithm not allowed") from None
+        except jwt.DecodeError:
+            raise TokenError("malformed token") from None
+        except jwt.PyJWTError:
+            raise TokenError("invalid token") from None
+        return payload
+
+    def _claims(self, payload: Mapping[str, Any], kid: str) -> AccessClaims:
+        now = self._clock()
+        exp = _numeric_date(payload, "exp")
+        nbf = _numeric_date(payload, "nbf")
+        iat = _numeric_date(payload, "iat")
+        if exp <= now - self._leeway_s:
+            raise TokenError("token expired")
+        if nbf > now + self._leeway_s:
+            raise TokenError("token not yet valid")
+        if iat > now + self._leeway_s:
+            raise TokenError("token issued in the future")
+        sub = payload["sub"]
+        if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_CHARS:
+            raise TokenError("token subject is not a valid user id")
+        jti = payload["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise TokenError("token id is not a string")
+        return AccessClaims(
+            sub=sub, jti=jti, iat=iat, exp=exp, iss=self._issuer, aud=self._audience, kid=kid
+        )
+
+    async def _key(self, kid: str) -> PyJWK:
+        if not self._loaded or self._refresh_due(unknown_kid=False):
+            # Before the first load, wait on the lock so a burst of requests shares one fetch.
+            await self._refresh(unknown_kid=False)
+        if not self._loaded:
+            detail = self._last_error.message if self._last_error else "not loaded yet"
+            raise Unavailable(f"JWKS unavailable: {detail}")
+        key = self._keys.get(kid)
+        # A new kid appears when the auth service rotates keys; it publishes the key before
+        # signing with it, so one rate-limited refetch is enough to pick it up.
+        if key is None and (self._lock.locked() or self._refresh_due(unknown_kid=True)):
+            await self._refresh(unknown_kid=True)
+            key = self._keys.get(kid)
+        if key is None:
+            raise TokenError("unknown token key id")
+        return key
+
+    def _refresh_due(self, *, unknown_kid: bool) -> bool:
+        now = self._clock()
+        since_attempt = now - self._last_attempt
+        if not self._loaded or now >= self._expires_at:
+            return since_attempt >= _RETRY_AFTER_FAILURE_S
+        return unknown_kid and since_attempt >= _MIN_REFETCH_S
+
+    async def _refresh(self, *, unknown_kid: bool) -> None:
+        async with self._lock:
+            # Whoever held the lock before us may already have refreshed (or just failed).
+            if not self._refresh_due(unknown_kid=unknown_kid):
+                return
+            self._last_attempt = self._clock()
+            try:
+                document = await self._source.fetch()
+                keys = _parse_jwks(document, self._algorithms)
+            except Unavailable as exc:
+                self._last_error = exc
+                if self._loaded:
+                    # Keep serving with the stale keys: an auth outage should not log
+                    # everybody out while the keys themselves have not changed.
+                    _log.warning("jwks refresh failed, keeping cached keys: %s", exc.message)
+            else:
+                self._keys = keys
+                self._loaded = True
+                self._last_error = None
+                self._expires_at = self._clock() + self._cache_s
+
+
+def bearer_token(authorization_header: str | None, query_token: str | None) -> str:
+    """The token from ``Authorization: Bearer <t>``, else from the ``?token=`` query value."""
+    if authorization_header and authorization_header.strip():
+        scheme, _, value = authorization_header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() != "bearer" or not value:
+            raise TokenError("authorization header is not a bearer token")
+        return value
+    if query_token and query_token.strip():
+        return query_token.strip()
+    raise TokenError("missing bearer token")

@@ -1,0 +1,386 @@
+"""The local stack's components: Kafka (KRaft), FerretDB, the S3 server and nginx.
+
+Each factory returns a ``Component`` for the generic runner in ``processes.py``: its command line,
+how to prepare its config and data folders, how to tell it is ready, and what to set up once it is
+(topics, indexes, the bucket). Binaries come from ``deploy/local/install.sh``'s cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.local.nginx import Route, render_nginx_conf
+from deploy.local.processes import Component, StackError, port_open
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_VERSION = "4.1.1"
+FERRETDB_VERSION = "v1.24.2"
+VERSITYGW_VERSION = "v1.7.0"
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    """Where the stack lives and which loopback ports it uses (``CHATSTACK_*`` variables)."""
+
+    home: Path
+    cache: Path
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    mongo_port: int = 27017
+    ferretdb_debug_port: int = 8089
+    s3_port: int = 7070
+    nginx_port: int = 8080
+    messages_partitions: int = 6
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        env = os.environ
+        cache = Path(env.get("CHATSTACK_CACHE", Path.home() / ".cache" / "chatstack"))
+        return cls(
+            home=Path(env.get("CHATSTACK_HOME", REPO / ".stack")).resolve(),
+            cache=cache.resolve(),
+            kafka_port=int(env.get("CHATSTACK_KAFKA_PORT", "9092")),
+            kafka_controller_port=int(env.get("CHATSTACK_KAFKA_CONTROLLER_PORT", "9093")),
+            mongo_port=int(env.get("CHATSTACK_MONGO_PORT", "27017")),
+            ferretdb_debug_port=int(env.get("CHATSTACK_FERRETDB_DEBUG_PORT", "8089")),
+            s3_port=int(env.get("CHATSTACK_S3_PORT", "7070")),
+            nginx_port=int(env.get("CHATSTACK_NGINX_PORT", "8080")),
+            messages_partitions=int(env.get("CHATSTACK_MESSAGES_PARTITIONS", "6")),
+        )
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def kafka_libs(self) -> Path:
+        return self.cache / f"kafka-{KAFKA_VERSION}" / "libs"
+
+    @property
+    def ferretdb_bin(self) -> Path:
+        return self.cache / "bin" / f"ferretdb-{FERRETDB_VERSION}"
+
+    @property
+    def versitygw_bin(self) -> Path:
+        return self.cache / "bin" / f"versitygw-{VERSITYGW_VERSION}"
+
+
+def _s3_credentials(cfg: StackConfig) -> tuple[str, str]:
+    """Development S3 keys, generated once into the stack folder (never in code or git)."""
+    path = cfg.home / "secrets" / "s3.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        creds = {"access_key": "chat" + secrets.token_hex(8), "secret_key": secrets.token_hex(24)}
+        path.write_text(json.dumps(creds))
+        path.chmod(0o600)
+    creds = json.loads(path.read_text())
+    return str(creds["access_key"]), str(creds["secret_key"])
+
+
+def service_env(cfg: StackConfig) -> dict[str, str]:
+    """The ``CHAT_*`` settings that point services and tests at this stack."""
+    access, secret = _s3_credentials(cfg)
+    return {
+        "CHAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{cfg.kafka_port}",
+        "CHAT_KAFKA_MESSAGES_PARTITIONS": str(cfg.messages_partitions),
+        "CHAT_MONGO_URL": f"mongodb://127.0.0.1:{cfg.mongo_port}/",
+        "CHAT_S3_ENDPOINT": f"http://127.0.0.1:{cfg.s3_port}",
+        "CHAT_S3_ACCESS_KEY": access,
+        "CHAT_S3_SECRET_KEY": secret,
+        "CHAT_JWKS_URL": f"http://127.0.0.1:{cfg.nginx_port}/v1/auth/jwks",
+        "CHATSTACK_NGINX_URL": f"http://127.0.0.1:{cfg.nginx_port}",
+        "CHATSTACK_HOME": str(cfg.home),
+    }
+
+
+# --- Kafka -------------------------------------------------------------------------------------
+
+
+def _kafka_cluster_id() -> str:
+    # Kafka's own format: 16 random bytes, URL-safe base64 without padding, not starting with "-".
+    while True:
+        cid = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def kafka_component(cfg: StackConfig) -> Component:
+    conf_dir = cfg.home / "kafka"
+    data_dir = cfg.data / "kafka"
+    props = conf_dir / "server.properties"
+    classpath = f"{cfg.kafka_libs}/*"
+    java_opts = [
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={REPO / 'deploy/local/kafka/log4j2.properties'}",
+        f"-Dkafka.logs.dir={cfg.home / 'logs'}",
+    ]
+
+    def prepare() -> None:
+        if not cfg.kafka_libs.is_dir():
+            raise StackError(
+                f"kafka: jars missing in {cfg.kafka_libs}; run deploy/local/install.sh"
+            )
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{cfg.kafka_controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},"
+                    f"CONTROLLER://127.0.0.1:{cfg.kafka_controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={data_dir}",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=false",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=6",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "min.insync.replicas=1",
+                    # Tests start consumers constantly; a rebalance delay would only slow them.
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+        if not (data_dir / "meta.properties").exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fmt = subprocess.run(
+                [
+                    "java",
+                    *java_opts,
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    _kafka_cluster_id(),
+                    "-c",
+                    str(props),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if fmt.returncode != 0:
+                raise StackError(f"kafka: storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+
+    def ready() -> bool:
+        return port_open(cfg.kafka_port) and asyncio.run(_kafka_metadata_ok(cfg))
+
+    def after_ready() -> None:
+        created = asyncio.run(_create_topics(cfg))
+        if created:
+            print(f"[stack] kafka: created topics {', '.join(created)}")
+
+    return Component(
+        name="kafka",
+        argv=["java", *java_opts, "-cp", classpath, "kafka.Kafka", str(props)],
+        ready=ready,
+        ports=(cfg.kafka_port, cfg.kafka_controller_port),
+        prepare=prepare,
+        after_ready=after_ready,
+        ready_timeout_s=120.0,
+        stop_timeout_s=30.0,
+    )
+
+
+async def _kafka_metadata_ok(cfg: StackConfig) -> bool:
+    from chatcore.kafka import make_admin
+    from chatcore.settings import Settings
+
+    admin = make_admin(Settings.from_env(service_env(cfg)), client_id="chatstack-probe")
+    try:
+        await asyncio.wait_for(admin.start(), 5)
+        await asyncio.wait_for(admin.describe_cluster(), 5)
+        return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()
+
+
+async def _create_topics(cfg: StackConfig) -> list[str]:
+    from chatcore.kafka import ensure_topics, make_admin, topic_specs
+    from chatcore.settings import Settings
+
+    settings = Settings.from_env(service_env(cfg))
+    admin = make_admin(settings, client_id="chatstack-setup")
+    await admin.start()
+    try:
+        return await ensure_topics(admin, topic_specs(settings))
+    finally:
+        await admin.close()
+
+
+# --- FerretDB ----------------------------------------------------------------------------------
+
+
+def ferretdb_component(cfg: StackConfig) -> Component:
+    data_dir = cfg.data / "ferretdb"
+    state_dir = cfg.data / "ferretdb-state"
+
+    def prepare() -> None:
+        if not cfg.ferretdb_bin.exists():
+            raise StackError(f"ferretdb: {cfg.ferretdb_bin} missing; run deploy/local/install.sh")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
+
+    def ready() -> bool:
+        from pymongo import MongoClient
+
+        client: MongoClient[dict[str, object]]
+        with MongoClient(
+            f"mongodb://127.0.0.1:{cfg.mongo_port}/", serverSelectionTimeoutMS=1000
+        ) as client:
+            return bool(client.admin.command("ping").get("ok"))
+
+    def after_ready() -> None:
+        asyncio.run(_create_indexes(cfg))
+
+    return Component(
+        name="ferretdb",
+        argv=[
+            str(cfg.ferretdb_bin),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{data_dir}/",
+            f"--state-dir={state_dir}",
+            f"--listen-addr=127.0.0.1:{cfg.mongo_port}",
+            f"--debug-addr=127.0.0.1:{cfg.ferretdb_debug_port}",
+            "--telemetry=disable",
+            "--log-level=ERROR",
+            "--log-format=json",
+        ],
+        ready=ready,
+        ports=(cfg.mongo_port, cfg.ferretdb_debug_port),
+        prepare=prepare,
+        after_ready=after_ready,
+    )
+
+
+async def _create_indexes(cfg: StackConfig) -> None:
+    from chatcore.mongo import database, ensure_indexes, make_mongo_client
+    from chatcore.settings import Settings
+
+    settings = Settings.from_env(service_env(cfg))
+    client = make_mongo_client(settings)
+    try:
+        await ensure_indexes(database(client, settings))
+    finally:
+        await client.close()
+
+
+# --- S3 (versitygw) ----------------------------------------------------------------------------
+
+
+def s3_component(cfg: StackConfig) -> Component:
+    # versitygw rejects a sidecar path that merely starts with the root's path, so use siblings.
+    root = cfg.data / "s3" / "root"
+    sidecar = cfg.data / "s3" / "meta"
+    access, secret = _s3_credentials(cfg)
+
+    def prepare() -> None:
+        if not cfg.versitygw_bin.exists():
+            raise StackError(f"s3: {cfg.versitygw_bin} missing; run deploy/local/install.sh")
+        root.mkdir(parents=True, exist_ok=True)
+        sidecar.mkdir(parents=True, exist_ok=True)
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{cfg.s3_port}/", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True  # an S3 error document is an answer: the server is up
+
+    def after_ready() -> None:
+        from chatcore.s3 import ensure_bucket, make_s3_client
+        from chatcore.settings import Settings
+
+        settings = Settings.from_env(service_env(cfg))
+        ensure_bucket(make_s3_client(settings), settings.s3_bucket)
+
+    return Component(
+        name="s3",
+        argv=[
+            str(cfg.versitygw_bin),
+            "--port",
+            f"127.0.0.1:{cfg.s3_port}",
+            "--region",
+            "us-east-1",
+            "--quiet",
+            "posix",
+            "--sidecar",
+            str(sidecar),
+            str(root),
+        ],
+        # The root keys travel in the environment, not argv, so `ps` does not show them.
+        env={"ROOT_ACCESS_KEY": access, "ROOT_SECRET_KEY": secret},
+        ready=ready,
+        ports=(cfg.s3_port,),
+        prepare=prepare,
+        after_ready=after_ready,
+    )
+
+
+# --- nginx -------------------------------------------------------------------------------------
+
+
+def nginx_component(cfg: StackConfig, routes: Sequence[Route]) -> Component:
+    prefix = cfg.home / "nginx"
+    conf = prefix / "nginx.conf"
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+
+    def prepare() -> None:
+        if not Path(nginx).exists():
+            raise StackError("nginx: not installed; run deploy/local/install.sh")
+        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            render_nginx_conf(
+                listen=f"127.0.0.1:{cfg.nginx_port}",
+                prefix=prefix,
+                log_dir=cfg.home / "logs",
+                routes=routes,
+            )
+        )
+        check = subprocess.run(
+            [nginx, "-t", "-q", "-p", str(prefix), "-c", str(conf)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check.returncode != 0:
+            raise StackError(f"nginx: generated config {conf} is invalid:\n{check.stderr}")
+
+    def ready() -> bool:
+        url = f"http://127.0.0.1:{cfg.nginx_port}/healthz"
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return int(resp.status) == 200
+
+    return Component(
+        name="nginx",
+        argv=[nginx, "-p", str(prefix), "-c", str(conf)],
+        ready=ready,
+        ports=(cfg.nginx_port,),
+        prepare=prepare,
+    )

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs what the local stack and the tests need, idempotently. Downloads and builds are cached in
+# $CHATSTACK_CACHE (default ~/.cache/chatstack) so a second run only checks stamps.
+#   deploy/local/install.sh [python] [kafka] [ferretdb] [versitygw] [nginx]   (default: all)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CACHE="${CHATSTACK_CACHE:-$HOME/.cache/chatstack}"
+VENV="${CHATSTACK_VENV:-$REPO/.venv}"
+KAFKA_VERSION=4.1.1
+FERRETDB_VERSION=v1.24.2
+VERSITYGW_VERSION=v1.7.0
+LOGS="$CACHE/logs"
+mkdir -p "$CACHE/bin" "$LOGS"
+
+say() { printf '[install] %s\n' "$*"; }
+fail() { # component, reason, log file
+  printf '[install] FAILED %s: %s\n[install] log: %s\n' "$1" "$2" "$3" >&2
+  [ -f "$3" ] && tail -n 25 "$3" >&2
+  exit 1
+}
+need() { command -v "$1" >/dev/null 2>&1 || fail "$2" "'$1' is not on PATH ($3)" /dev/null; }
+
+install_python() {
+  local log="$LOGS/python.log" stamp
+  stamp="$(cat "$REPO/pyproject.toml" | sha256sum | cut -c1-16)"
+  if [ -f "$VENV/.installed-$stamp" ]; then say "python: up to date ($VENV)"; return; fi
+  need python3.11 python "Python 3.11 is required"
+  say "python: creating $VENV and installing dependencies"
+  { [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV"; } >"$log" 2>&1 || fail python "venv creation failed" "$log"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO[dev]" >>"$log" 2>&1 \
+    || fail python "pip install failed (PyPI unreachable or a pin does not resolve)" "$log"
+  rm -f "$VENV"/.installed-*
+  touch "$VENV/.installed-$stamp"
+}
+
+install_kafka() {
+  local dir="$CACHE/kafka-$KAFKA_VERSION" log="$LOGS/kafka.log"
+  if [ -f "$dir/.complete" ]; then say "kafka $KAFKA_VERSION: cached"; return; fi
+  need java kafka "Java 17 is required"; need mvn kafka "Maven is required"
+  say "kafka $KAFKA_VERSION: resolving jars from Maven Central"
+  rm -rf "$dir"
+  mvn -q -B -f "$REPO/deploy/local/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs" >"$log" 2>&1 \
+    || fail kafka "download failed (Maven Central unreachable or artifact missing)" "$log"
+  ls "$dir/libs"/kafka_2.13-*.jar >/dev/null 2>&1 || fail kafka "kafka_2.13 jar missing after download" "$log"
+  touch "$dir/.complete"
+}
+
+install_ferretdb() {
+  local bin="$CACHE/bin/ferretdb-$FERRETDB_VERSION" log="$LOGS/ferretdb.log" src build
+  if [ -x "$bin" ]; then say "ferretdb $FERRETDB_VERSION: cached"; return; fi
+  need go ferretdb "Go is required"
+  say "ferretdb $FERRETDB_VERSION: building from the Go module proxy (about 2 minutes)"
+  src="$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" 2>"$log" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
+    || fail ferretdb "module download failed" "$log"
+  # The module zip lacks build/version/version.txt (git-ignored upstream) and the binary panics
+  # without it, so `go install pkg@version` alone cannot work: build a copy with the file added.
+  build="$(mktemp -d)"
+  cp -r "$src/." "$build/" && chmod -R u+w "$build"
+  echo "$FERRETDB_VERSION" >"$build/build/version/version.txt"
+  (cd "$build" && CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" ./cmd/ferretdb) >>"$log" 2>&1 \
+    || { rm -rf "$build"; fail ferretdb "build failed" "$log"; }
+  rm -rf "$build"
+  mv "$bin.tmp" "$bin"
+}
+
+install_versitygw() {
+  local bin="$CACHE/bin/versitygw-$VERSITYGW_VERSION" log="$LOGS/versitygw.log" gobin
+  if [ -x "$bin" ]; then say "versitygw $VERSITYGW_VERSION: cached"; return; fi
+  need go versitygw "Go is required"
+  say "versitygw $VERSITYGW_VERSION: go install (about 2 minutes)"
+  gobin="$(mktemp -d)"
+  CGO_ENABLED=0 GOBIN="$gobin" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" >"$log" 2>&1 \
+    || { rm -rf "$gobin"; fail versitygw "go install failed" "$log"; }
+  mv "$gobin/versitygw" "$bin"
+  rm -rf "$gobin"
+}
+
+install_nginx() {
+  local log="$LOGS/nginx.log"
+  if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then say "nginx: present"; return; fi
+  say "nginx: installing the Debian package"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q nginx; } >"$log" 2>&1 \
+    || fail nginx "apt-get install nginx failed" "$log"
+  # The package may start a system-wide nginx on port 80; the stack runs its own copy instead.
+  if [ -f /run/nginx.pid ]; then $sudo /usr/sbin/nginx -s stop >>"$log" 2>&1 || true; fi
+}
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(python kafka ferretdb versitygw nginx)
+pids=()
+# The two Go builds are the slow part: run them side by side while the rest installs.
+for t in "${targets[@]}"; do
+  case "$t" in
+    ferretdb|versitygw) "install_$t" & pids+=($!) ;;
+  esac
+done
+for t in "${targets[@]}"; do
+  case "$t" in
+    python|kafka|nginx) "install_$t" ;;
+    ferretdb|versitygw) ;;
+    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx)" /dev/null ;;
+  esac
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status

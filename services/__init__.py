@@ -1,0 +1,1 @@
+"""The chat services: relay, controller, management and auth, one package each."""

@@ -1,0 +1,479 @@
+"""Unit tests for chatcore.tokens: JWKS-based access-token verification."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+
+from chatcore.errors import Unavailable
+from chatcore.settings import ConfigError, Settings
+from chatcore.tokens import (
+    AccessClaims,
+    HttpJwksSource,
+    JwtVerifier,
+    StaticJwksSource,
+    TokenError,
+    bearer_token,
+)
+
+NOW = 1_800_000_000.0
+ISSUER = "chatstack-auth"
+AUDIENCE = "chatstack"
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+
+@dataclass(slots=True)
+class FakeClock:
+    """A settable wall clock."""
+
+    now: float = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass(slots=True)
+class CountingSource:
+    """A JWKS source whose document can change and which counts fetches."""
+
+    document: Mapping[str, Any]
+    calls: int = 0
+    fail: bool = False
+
+    async def fetch(self) -> Mapping[str, Any]:
+        self.calls += 1
+        if self.fail:
+            raise Unavailable("auth service down")
+        return self.document
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A private key with its kid, algorithm and public JWK."""
+
+    kid: str
+    alg: str
+    private: PrivateKey
+    jwk: dict[str, Any]
+
+
+def ed_key(kid: str) -> SigningKey:
+    private = ed25519.Ed25519PrivateKey.generate()
+    jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    return SigningKey(kid, "EdDSA", private, {**jwk, "kid": kid, "use": "sig", "alg": "EdDSA"})
+
+
+def ec_key(kid: str) -> SigningKey:
+    private = ec.generate_private_key(ec.SECP256R1())
+    jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    return SigningKey(kid, "ES256", private, {**jwk, "kid": kid})
+
+
+def jwks(*keys: SigningKey) -> dict[str, Any]:
+    return {"keys": [k.jwk for k in keys]}
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "u_123",
+        "iat": int(NOW) - 10,
+        "nbf": int(NOW) - 10,
+        "exp": int(NOW) + 900,
+        "jti": "jti-1",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def sign(key: SigningKey, payload: dict[str, Any] | None = None, **header: Any) -> str:
+    headers = {"kid": key.kid, "typ": "at+jwt", **header}
+    return jwt.encode(payload or claims(), key.private, algorithm=key.alg, headers=headers)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
+    return (
+        f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{b64(signature)}"
+    )
+
+
+def verifier(source: Any, clock: FakeClock | None = None, **kw: Any) -> JwtVerifier:
+    options: dict[str, Any] = {
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "algorithms": ("EdDSA", "ES256"),
+        "cache_s": 300.0,
+        "leeway_s": 5.0,
+    }
+    options.update(kw)
+    return JwtVerifier(source, clock=clock or FakeClock(), **options)
+
+
+@pytest.fixture
+def ed() -> SigningKey:
+    """An Ed25519 signing key with kid 'ed-1'."""
+    return ed_key("ed-1")
+
+
+@pytest.fixture
+def es() -> SigningKey:
+    """A P-256 signing key with kid 'ec-1'."""
+    return ec_key("ec-1")
+
+
+@pytest.fixture
+def both(ed: SigningKey, es: SigningKey) -> JwtVerifier:
+    """A verifier trusting both keys, at the fake time NOW."""
+    return verifier(StaticJwksSource(jwks(ed, es)))
+
+
+async def test_valid_eddsa_token_accepted(both: JwtVerifier, ed: SigningKey) -> None:
+    """An EdDSA token with all claims verifies and yields its claims."""
+    result = await both.verify(sign(ed))
+    assert result == AccessClaims(
+        sub="u_123",
+        jti="jti-1",
+        iat=int(NOW) - 10,
+        exp=int(NOW) + 900,
+        iss=ISSUER,
+        aud=AUDIENCE,
+        kid="ed-1",
+    )
+
+
+async def test_valid_es256_token_accepted(both: JwtVerifier, es: SigningKey) -> None:
+    """An ES256 token verifies, with the typ header in its media-type form and any case."""
+    result = await both.verify(sign(es, typ="Application/AT+JWT"))
+    assert result.sub == "u_123"
+    assert result.kid == "ec-1"
+
+
+async def test_alg_none_rejected(both: JwtVerifier, ed: SigningKey) -> None:
+    """Unsigned tokens (alg none) fail, with and without a dummy signature."""
+    header = {"alg": "none", "typ": "at+jwt", "kid": ed.kid}
+    with pytest.raises(TokenError):
+        await both.verify(forge(header, claims()))
+    with pytest.raises(TokenError, match="algorithm not allowed"):
+        await both.verify(forge(header, claims(), b"x"))
+
+
+async def test_hs256_with_public_key_as_secret_rejected(both: JwtVerifier, ed: SigningKey) -> None:
+    """An HS256 token keyed with the server's public key PEM (algorithm confusion) fails."""
+    pem = ed.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "at+jwt", "kid": ed.kid}
+    unsigned = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims()).encode())}"
+    mac = hmac.new(pem, unsigned.encode(), hashlib.sha256).digest()
+    with pytest.raises(TokenError, match="algorithm not allowed"):
+        await both.verify(f"{unsigned}.{b64(mac)}")
+
+
+async def test_alg_must_match_key_type(both: JwtVerifier, ed: SigningKey, es: SigningKey) -> None:
+    """An allowed alg that does not fit the kid's key type is rejected."""
+    token = sign(es, kid=ed.kid)
+    with pytest.raises(TokenError, match="does not match"):
+        await both.verify(token)
+
+
+def test_unsupported_algorithm_in_allowlist_is_config_error() -> None:
+    """Configuring HS256 (or nothing) is refused up front."""
+    with pytest.raises(ConfigError):
+        verifier(StaticJwksSource({"keys": []}), algorithms=("EdDSA", "HS256"))
+    with pytest.raises(ConfigError):
+        verifier(StaticJwksSource({"keys": []}), algorithms=())
+
+
+async def test_expired_rejected(ed: SigningKey) -> None:
+    """A token past exp plus leeway fails; within the leeway it still passes."""
+    clock = FakeClock()
+    v = verifier(StaticJwksSource(jwks(ed)), clock)
+    token = sign(ed, claims(exp=int(NOW) + 60))
+    clock.now = NOW + 64
+    assert (await v.verify(token)).sub == "u_123"
+    clock.now = NOW + 66
+    with pytest.raises(TokenError, match="expired"):
+        await v.verify(token)
+
+
+async def test_not_yet_valid_rejected(both: JwtVerifier, ed: SigningKey) -> None:
+    """A token whose nbf lies beyond the leeway fails."""
+    with pytest.raises(TokenError, match="not yet valid"):
+        await both.verify(sign(ed, claims(nbf=int(NOW) + 60)))
+
+
+async def test_issued_in_future_rejected(both: JwtVerifier, ed: SigningKey) -> None:
+    """A token whose iat lies beyond the leeway fails."""
+    with pytest.raises(TokenError, match="future"):
+        await both.verify(sign(ed, claims(iat=int(NOW) + 60)))
+
+
+async def test_wrong_audience_rejected(both: JwtVerifier, ed: SigningKey) -> None:
+    """A token for another audience fails."""
+    with pytest.raises(TokenError, match="audience"):
+        await both.verify(sign(ed, claims(aud="other-app")))
+
+
+async def test_wrong_issuer_rejected(both: JwtVerifier, ed: SigningKey) -> None:
+    """A token from another issuer fails."""
+    with pytest.raises(TokenError, match="issuer"):
+        await both.verify(sign(ed, claims(iss="evil")))
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"])
+async def test_missing_claim_rejected(both: JwtVerifier, ed: SigningKey, claim: str) -> None:
+    """Each required claim must be present."""
+    payload = claims()
+    del payload[claim]
+    with pytest.raises(TokenError, match=claim):
+        await both.verify(sign(ed, payload))
+
+
+@pytest.mark.parametrize("sub", ["", "x" * 65, 42])
+async def test_bad_subject_rejected(both: JwtVerifier, ed: SigningKey, sub: Any) -> None:
+    """sub must be a non-empty string of at most 64 characters."""
+    with pytest.raises(TokenError):
+        await both.verify(sign(ed, claims(sub=sub)))
+
+
+async def test_unknown_kid_rejected(both: JwtVerifier) -> None:
+    """A token signed by a key not in the JWKS fails."""
+    with pytest.raises(TokenError, match="unknown"):
+        await both.verify(sign(ed_key("stranger")))
+
+
+async def test_missing_kid_rejected(both: JwtVerifier, ed: SigningKey) -> None:
+    """A token without a kid header fails."""
+    token = jwt.encode(claims(), ed.private, algorithm="EdDSA", headers={"typ": "at+jwt"})
+    with pytest.raises(TokenError, match="key id"):
+        await both.verify(token)
+
+
+@pytest.mark.parametrize("typ", [None, "JWT", "refresh+jwt"])
+async def test_wrong_typ_rejected(both: JwtVerifier, ed: SigningKey, typ: str | None) -> None:
+    """Only at+jwt tokens are access tokens."""
+    # PyJWT drops a typ header set to None, which gives the missing-typ case.
+    token = jwt.encode(claims(), ed.private, algorithm="EdDSA", headers={"kid": ed.kid, "typ": typ})
+    assert jwt.get_unverified_header(token).get("typ") == typ
+    with pytest.raises(TokenError, match="type"):
+        await both.verify(token)
+
+
+async def test_tampered_payload_rejected(both: JwtVerifier, ed: SigningKey) -> None:
+    """Swapping the payload of a signed token breaks the signature."""
+    header, _, sig = sign(ed).split(".")
+    forged = b64(json.dumps(claims(sub="admin")).encode())
+    with pytest.raises(TokenError, match="signature"):
+        await both.verify(f"{header}.{forged}.{sig}")
+
+
+@pytest.mark.parametrize(
+    "token", ["", "abc", "a.b", "a.b.c.d", "a.b.", "a!.b.c", "eyJ" + "A" * 9000 + ".b.c"]
+)
+async def test_malformed_token_rejected(both: JwtVerifier, token: str) -> None:
+    """Strings that are not compact JWS, or are too large, fail cleanly."""
+    with pytest.raises(TokenError, match="malformed"):
+        await both.verify(token)
+
+
+async def test_error_message_never_contains_token(both: JwtVerifier, ed: SigningKey) -> None:
+    """Rejection messages do not echo the token."""
+    token = sign(ed, claims(aud="other-app"))
+    with pytest.raises(TokenError) as info:
+        await both.verify(token)
+    assert token not in str(info.value)
+    assert info.value.code == "unauthorized"
+    assert info.value.http_status == 401
+
+
+async def test_unsupported_keys_in_jwks_are_skipped(ed: SigningKey) -> None:
+    """RSA, P-384, symmetric and junk entries do not stop the good key from working."""
+    document = {
+        "keys": [
+            {"kty": "RSA", "kid": "rsa", "n": "AQAB", "e": "AQAB"},
+            {"kty": "EC", "crv": "P-384", "kid": "p384", "x": "AA", "y": "AA"},
+            {"kty": "oct", "kid": ed.kid, "k": "c2VjcmV0"},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "broken", "x": "!!"},
+            "not-a-key",
+            ed.jwk,
+        ]
+    }
+    v = verifier(StaticJwksSource(document))
+    assert (await v.verify(sign(ed))).kid == ed.kid
+
+
+async def test_rotation_old_and_new_keys_both_accepted() -> None:
+    """During rotation a JWKS with old and new keys verifies tokens of either."""
+    old, new = ed_key("2024-01"), ed_key("2024-02")
+    v = verifier(StaticJwksSource(jwks(old, new)))
+    assert (await v.verify(sign(old))).kid == "2024-01"
+    assert (await v.verify(sign(new))).kid == "2024-02"
+
+
+async def test_rotation_new_kid_triggers_refetch() -> None:
+    """A token with a kid published after the cache was filled is accepted via a refetch."""
+    old, new = ed_key("old"), ec_key("new")
+    clock = FakeClock()
+    source = CountingSource(jwks(old))
+    v = verifier(source, clock)
+    await v.verify(sign(old))
+    source.document = jwks(old, new)
+    clock.now += 11
+    assert (await v.verify(sign(new))).kid == "new"
+    assert source.calls == 2
+    assert (await v.verify(sign(old))).kid == "old"
+    assert source.calls == 2
+
+
+async def test_unknown_kid_refetch_is_rate_limited(ed: SigningKey) -> None:
+    """Garbage kids cause at most one JWKS fetch per ~10 seconds."""
+    clock = FakeClock()
+    source = CountingSource(jwks(ed))
+    v = verifier(source, clock)
+    await v.verify(sign(ed))
+    assert source.calls == 1
+    for i in range(20):
+        with pytest.raises(TokenError, match="unknown"):
+            await v.verify(sign(ed_key(f"garbage-{i}")))
+    assert source.calls == 1
+    clock.now += 10.5
+    for i in range(20):
+        with pytest.raises(TokenError, match="unknown"):
+            await v.verify(sign(ed_key(f"more-{i}")))
+    assert source.calls == 2
+
+
+async def test_keys_cached_then_refreshed_after_cache_s(ed: SigningKey) -> None:
+    """Keys are fetched once per cache period, then again once it ends."""
+    clock = FakeClock()
+    source = CountingSource(jwks(ed))
+    v = verifier(source, clock, cache_s=60.0)
+    for _ in range(5):
+        await v.verify(sign(ed))
+    assert source.calls == 1
+    clock.now += 61
+    await v.verify(sign(ed, claims(iat=int(clock.now), nbf=int(clock.now))))
+    assert source.calls == 2
+
+
+async def test_stale_keys_used_when_refresh_fails(ed: SigningKey) -> None:
+    """An auth outage after the first load keeps the cached keys working."""
+    clock = FakeClock()
+    source = CountingSource(jwks(ed))
+    v = verifier(source, clock, cache_s=60.0)
+    await v.verify(sign(ed))
+    source.fail = True
+    clock.now += 61
+    assert (await v.verify(sign(ed))).sub == "u_123"
+    assert source.calls == 2
+
+
+async def test_no_keys_at_all_is_unavailable(ed: SigningKey) -> None:
+    """If the JWKS was never loaded, verification answers Unavailable, not Unauthorized."""
+    source = CountingSource(jwks(ed), fail=True)
+    v = verifier(source)
+    with pytest.raises(Unavailable):
+        await v.verify(sign(ed))
+
+
+def test_from_settings_uses_settings(ed: SigningKey) -> None:
+    """from_settings copies issuer, audience, algorithms and timings."""
+    v = JwtVerifier.from_settings(Settings(jwt_algorithms=("EdDSA",)), StaticJwksSource(jwks(ed)))
+    assert isinstance(v, JwtVerifier)
+    with pytest.raises(ConfigError):
+        JwtVerifier.from_settings(Settings(jwt_algorithms=("RS256",)), StaticJwksSource({}))
+
+
+@pytest.mark.parametrize(
+    ("header", "query", "expected"),
+    [
+        ("Bearer abc.def.ghi", None, "abc.def.ghi"),
+        ("bearer   abc ", "ignored", "abc"),
+        ("BEARER abc", None, "abc"),
+        (None, "q.r.s", "q.r.s"),
+        ("", "q.r.s", "q.r.s"),
+    ],
+)
+def test_bearer_token_parsing(header: str | None, query: str | None, expected: str) -> None:
+    """The header wins, its scheme is case-insensitive, and the query value is the fallback."""
+    assert bearer_token(header, query) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "query", "message"),
+    [
+        (None, None, "missing bearer token"),
+        ("", "  ", "missing bearer token"),
+        ("Basic dXNlcjpwdw==", None, "not a bearer"),
+        ("Bearer", "q", "not a bearer"),
+    ],
+)
+def test_bearer_token_rejects(header: str | None, query: str | None, message: str) -> None:
+    """No token, or a non-bearer Authorization header, raises TokenError."""
+    with pytest.raises(TokenError, match=message):
+        bearer_token(header, query)
+
+
+async def test_http_jwks_source_fetches_and_verifies(ed: SigningKey) -> None:
+    """HttpJwksSource reads a JWKS from a real local server and a verifier uses it."""
+
+    async def serve_jwks(_request: web.Request) -> web.Response:
+        return web.json_response(jwks(ed))
+
+    app = web.Application()
+    app.router.add_get("/v1/auth/jwks", serve_jwks)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        source = HttpJwksSource(session, str(server.make_url("/v1/auth/jwks")))
+        document = await source.fetch()
+        assert document["keys"][0]["kid"] == ed.kid
+        v = verifier(source)
+        assert (await v.verify(sign(ed))).sub == "u_123"
+
+
+@pytest.mark.parametrize("mode", ["status500", "not_json", "no_keys"])
+async def test_http_jwks_source_failures_are_unavailable(mode: str) -> None:
+    """HTTP 500, a non-JSON body or a document without keys raise Unavailable."""
+
+    async def broken(_request: web.Request) -> web.Response:
+        if mode == "status500":
+            return web.Response(status=500, text="boom")
+        if mode == "not_json":
+            return web.Response(text="<html>")
+        return web.json_response({"nope": []})
+
+    app = web.Application()
+    app.router.add_get("/jwks", broken)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        source = HttpJwksSource(session, str(server.make_url("/jwks")))
+        with pytest.raises(Unavailable):
+            await source.fetch()
+
+
+async def test_http_jwks_source_unreachable_is_unavailable() -> None:
+    """A refused connection raises Unavailable."""
+    app = web.Application()
+    async with TestServer(app) as server:
+        url = str(server.make_url("/jwks"))
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(Unavailable):
+            await HttpJwksSource(session, url, timeout_s=2.0).fetch()
