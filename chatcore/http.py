@@ -21,6 +21,7 @@ from prometheus_client.exposition import generate_latest
 
 from chatcore.errors import ChatError, InvalidInput, MalformedBody, RateLimited, TooLarge
 from chatcore.logging import bind_context, get_logger, new_request_id, reset_context
+from chatcore.tokens import AccessClaims, JwtVerifier, bearer_token
 
 REQUEST_ID_HEADER = "X-Request-ID"
 CORRELATION_ID_HEADER = "X-Correlation-ID"
@@ -248,3 +249,18 @@ def make_app(
     )
     add_ops_routes(app, health, registry)
     return app
+
+
+async def authenticate(request: web.Request, verifier: JwtVerifier) -> AccessClaims:
+    """The verified claims of the request's ``Authorization: Bearer`` token (401 otherwise)."""
+    return await verifier.verify(bearer_token(request.headers.get("Authorization"), None))
+
+
+def client_ip(request: web.Request, trusted_proxies: Sequence[str]) -> str:
+    """The caller's address: nginx's ``X-Real-IP`` when the peer is a trusted proxy."""
+    peer = request.remote or "unknown"
+    if peer in trusted_proxies:
+        forwarded = request.headers.get("X-Real-IP", "").strip()
+        if forwarded and len(forwarded) <= 45:
+            return forwarded
+    return peer

@@ -33,7 +33,7 @@ class IndexSpec:
         return "_".join(f"{field}_{direction}" for field, direction in self.keys)
 
 
-# Each service adds its own collections' indexes here so one start-up step creates them all.
+# The message store's indexes; each service passes its own collections' specs to ensure_indexes.
 INDEXES: tuple[IndexSpec, ...] = (
     # Exactly-once storage: a redelivered Kafka record upserts onto the same message id.
     IndexSpec("messages", (("id", ASCENDING),), unique=True),

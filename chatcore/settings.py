@@ -83,6 +83,22 @@ class Settings:
     http_host: str = "127.0.0.1"
     max_body_bytes: int = 65536
     drain_timeout_s: float = 10.0
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Auth service
+    auth_port: int = 8101
+    auth_signing_keys: tuple[str, ...] = ()
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    refresh_sweep_interval_s: float = 3600.0
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 2
+    login_ip_burst: int = 20
+    login_ip_per_minute: float = 20.0
+    login_email_burst: int = 5
+    login_email_per_minute: float = 5.0
+    register_ip_burst: int = 10
+    register_ip_per_minute: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,3 +124,9 @@ class Settings:
             raise ConfigError("CHAT_JWT_ALGORITHMS must name at least one algorithm")
         if self.max_body_bytes < 1024:
             raise ConfigError("CHAT_MAX_BODY_BYTES must be at least 1024")
+        if not 60 <= self.access_token_ttl_s <= 3600:
+            raise ConfigError("CHAT_ACCESS_TOKEN_TTL_S must be between 60 and 3600 seconds")
+        if self.refresh_token_ttl_s < self.access_token_ttl_s:
+            raise ConfigError("CHAT_REFRESH_TOKEN_TTL_S must not be shorter than the access TTL")
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ConfigError("CHAT_ARGON2_MEMORY_KIB must be at least 8 x CHAT_ARGON2_PARALLELISM")

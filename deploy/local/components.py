@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ class StackConfig:
     ferretdb_debug_port: int = 8089
     s3_port: int = 7070
     nginx_port: int = 8080
+    auth_port: int = 8101
     messages_partitions: int = 6
 
     @classmethod
@@ -56,6 +58,7 @@ class StackConfig:
             ferretdb_debug_port=int(env.get("CHATSTACK_FERRETDB_DEBUG_PORT", "8089")),
             s3_port=int(env.get("CHATSTACK_S3_PORT", "7070")),
             nginx_port=int(env.get("CHATSTACK_NGINX_PORT", "8080")),
+            auth_port=int(env.get("CHATSTACK_AUTH_PORT", "8101")),
             messages_partitions=int(env.get("CHATSTACK_MESSAGES_PARTITIONS", "6")),
         )
 
@@ -88,10 +91,22 @@ def _s3_credentials(cfg: StackConfig) -> tuple[str, str]:
     return str(creds["access_key"]), str(creds["secret_key"])
 
 
+def dev_signing_key(cfg: StackConfig) -> Path:
+    """The development JWT signing key, generated once into the stack folder."""
+    from services.auth.keys import generate_key_file
+
+    path = cfg.home / "secrets" / "jwt-dev-1.pem"
+    if not path.exists():
+        generate_key_file(path)
+    return path
+
+
 def service_env(cfg: StackConfig) -> dict[str, str]:
     """The ``CHAT_*`` settings that point services and tests at this stack."""
     access, secret = _s3_credentials(cfg)
     return {
+        "CHAT_AUTH_PORT": str(cfg.auth_port),
+        "CHAT_AUTH_SIGNING_KEYS": str(dev_signing_key(cfg)),
         "CHAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{cfg.kafka_port}",
         "CHAT_KAFKA_MESSAGES_PARTITIONS": str(cfg.messages_partitions),
         "CHAT_MONGO_URL": f"mongodb://127.0.0.1:{cfg.mongo_port}/",
@@ -383,4 +398,27 @@ def nginx_component(cfg: StackConfig, routes: Sequence[Route]) -> Component:
         ready=ready,
         ports=(cfg.nginx_port,),
         prepare=prepare,
+    )
+
+
+# --- Python services ---------------------------------------------------------------------------
+
+
+def python_service_component(cfg: StackConfig, name: str, module: str, port: int) -> Component:
+    """One of our services, run from the virtualenv; ready when its ``/readyz`` answers 200."""
+    env = {**service_env(cfg), "PYTHONUNBUFFERED": "1"}
+
+    def ready() -> bool:
+        url = f"http://127.0.0.1:{port}/readyz"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status) == 200
+
+    return Component(
+        name=name,
+        argv=[sys.executable, "-m", module],
+        env=env,
+        cwd=REPO,
+        ready=ready,
+        ports=(port,),
+        ready_timeout_s=30.0,
     )

@@ -23,6 +23,7 @@ from deploy.local.components import (
     ferretdb_component,
     kafka_component,
     nginx_component,
+    python_service_component,
     s3_component,
     service_env,
 )
@@ -43,12 +44,16 @@ def write_env_file(cfg: StackConfig) -> Path:
 
 
 def components(cfg: StackConfig) -> list[Component]:
-    """Every component in start order (later issues append the services and their routes)."""
-    routes: list[Route] = []
+    """Every component in start order: infrastructure, services, then the edge."""
+    routes = [
+        Route("auth", "/v1/auth/", [cfg.auth_port]),
+        Route("auth_users", "/v1/users", [cfg.auth_port]),
+    ]
     return [
         kafka_component(cfg),
         ferretdb_component(cfg),
         s3_component(cfg),
+        python_service_component(cfg, "auth", "services.auth", cfg.auth_port),
         nginx_component(cfg, routes),
     ]
 

@@ -1,0 +1,84 @@
+"""Service lifecycle shared by every service: start on a port (0 picks one), stop with a drain.
+
+``main()`` functions call ``run_until_signal``: the service starts, SIGTERM or SIGINT stops it
+accepting new connections, in-flight requests get ``drain_timeout_s`` to finish, then everything
+closes. Tests call ``start(settings)`` themselves and ``stop()`` the returned server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from aiohttp import web
+
+from chatcore.logging import get_logger
+
+_log = get_logger("chatcore.lifecycle")
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+class RunningService(Protocol):
+    @property
+    def port(self) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
+class RunningHttpApp:
+    """An aiohttp app bound to a TCP port, with cleanups run after it stops serving."""
+
+    def __init__(self, runner: web.AppRunner, port: int, cleanups: Sequence[Cleanup]) -> None:
+        self._runner = runner
+        self._port = port
+        self._cleanups = list(cleanups)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def stop(self) -> None:
+        # AppRunner.cleanup closes the listener first, then waits up to shutdown_timeout for
+        # in-flight handlers: exactly the drain order we want.
+        await self._runner.cleanup()
+        for cleanup in reversed(self._cleanups):
+            try:
+                await cleanup()
+            except Exception:
+                _log.exception("cleanup_failed")
+
+
+async def serve_app(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    drain_timeout_s: float,
+    cleanups: Sequence[Cleanup] = (),
+) -> RunningHttpApp:
+    """Bind and start serving; the returned object knows the real port (useful with port 0)."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=drain_timeout_s)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    bound = int(sockets[0].getsockname()[1]) if sockets else port
+    return RunningHttpApp(runner, bound, cleanups)
+
+
+async def run_until_signal(start: Callable[[], Awaitable[RunningService]], name: str) -> None:
+    """Start a service and run it until SIGTERM/SIGINT, then stop it gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    service = await start()
+    _log.info("service_started", name=name, port=service.port)
+    await stop.wait()
+    _log.info("service_stopping", name=name)
+    await service.stop()
+    _log.info("service_stopped", name=name)

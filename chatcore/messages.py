@@ -1,0 +1,112 @@
+"""Chat messages across the system: types, the stored document and the client JSON, one codec.
+
+The relay builds ``ChatMessage`` records, the controller stores them as documents and streams them
+back, and the relay and the history API render the same client object
+``{"id","seq","channel_id","to","type","data","from","ts"}``. Keeping every conversion here means
+the three can never disagree about a field.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from chatcore.errors import InvalidInput
+from chatcore.proto.chat.v1 import chat_pb2
+
+CORRELATION_HEADER = "correlation_id"
+BROADCAST = "*"
+
+TYPE_NAMES: dict[int, str] = {
+    chat_pb2.MESSAGE_TYPE_TEXT: "text",
+    chat_pb2.MESSAGE_TYPE_IMAGE: "image",
+    chat_pb2.MESSAGE_TYPE_VIDEO: "video",
+    chat_pb2.MESSAGE_TYPE_AUDIO: "audio",
+    chat_pb2.MESSAGE_TYPE_FILE: "file",
+}
+TYPE_VALUES: dict[str, chat_pb2.MessageType.ValueType] = {
+    name: chat_pb2.MessageType.ValueType(value) for value, name in TYPE_NAMES.items()
+}
+
+
+def iso_ms(ts_ms: int) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-25T10:00:00.123Z``."""
+    stamp = datetime.fromtimestamp(ts_ms / 1000, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def to_datetime(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+
+
+def from_datetime(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
+def decode_record(value: bytes) -> chat_pb2.ChatMessage:
+    """A ``chat.messages.v1`` record value; ``InvalidInput`` (dead-letter it) when it is not one."""
+    message = chat_pb2.ChatMessage()
+    try:
+        message.ParseFromString(value)
+    except Exception as exc:  # protobuf raises DecodeError, but also others on garbage
+        raise InvalidInput(f"not a ChatMessage record: {type(exc).__name__}") from exc
+    if not message.id or not message.channel_id or not message.sender or not message.to:
+        raise InvalidInput("ChatMessage record lacks id, channel_id, sender or to")
+    if message.type not in TYPE_NAMES:
+        raise InvalidInput(f"ChatMessage record has unknown type {message.type}")
+    return message
+
+
+def to_document(message: chat_pb2.ChatMessage, seq: int) -> dict[str, Any]:
+    """The MongoDB document of a persisted message."""
+    return {
+        "id": message.id,
+        "channel_id": message.channel_id,
+        "seq": seq,
+        "to": message.to,
+        "type": TYPE_NAMES[message.type],
+        "data": message.data,
+        "from": message.sender,
+        "ts": to_datetime(message.ts_ms),
+        "client_msg_id": message.client_msg_id,
+    }
+
+
+def from_document(doc: dict[str, Any]) -> chat_pb2.PersistedMessage:
+    """A stored document back as the wire type (history, redelivery)."""
+    return chat_pb2.PersistedMessage(
+        message=chat_pb2.ChatMessage(
+            id=str(doc["id"]),
+            channel_id=str(doc["channel_id"]),
+            to=str(doc["to"]),
+            type=TYPE_VALUES[str(doc["type"])],
+            data=str(doc["data"]),
+            sender=str(doc["from"]),
+            ts_ms=from_datetime(doc["ts"]),
+            client_msg_id=str(doc.get("client_msg_id", "")),
+        ),
+        seq=int(doc["seq"]),
+    )
+
+
+def client_object(persisted: chat_pb2.PersistedMessage) -> dict[str, Any]:
+    """The contract's message object as clients receive it (WebSocket and history)."""
+    m = persisted.message
+    return {
+        "id": m.id,
+        "seq": persisted.seq,
+        "channel_id": m.channel_id,
+        "to": m.to,
+        "type": TYPE_NAMES[m.type],
+        "data": m.data,
+        "from": m.sender,
+        "ts": iso_ms(m.ts_ms),
+    }
+
+
+def client_json(persisted: chat_pb2.PersistedMessage) -> str:
+    """``client_object`` serialized once; the relay sends this same string to every socket."""
+    return json.dumps(client_object(persisted), ensure_ascii=False, separators=(",", ":"))

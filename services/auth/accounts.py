@@ -1,0 +1,240 @@
+"""The auth domain: register, log in, refresh with rotation and theft detection, log out.
+
+No HTTP and no database driver here: stores, the password hasher, the token issuer, limiters and
+the clock come in through the constructor, so every rule is testable with in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry, Counter
+
+from chatcore.errors import Forbidden, RateLimited, Unauthorized
+from chatcore.logging import get_logger
+from chatcore.ratelimit import TokenBucketLimiter
+from chatcore.settings import Settings
+from services.auth.keys import TokenIssuer
+from services.auth.passwords import PasswordHasher
+from services.auth.store import RefreshRecord, RefreshStore, User, UserStore
+from services.auth.validation import Credentials, Registration
+
+_log = get_logger("auth.accounts")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMetrics:
+    logins: Counter
+    tokens_issued: Counter
+    refreshes: Counter
+    reuse_detected: Counter
+    registrations: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> AuthMetrics:
+        return cls(
+            logins=Counter(
+                "auth_logins_total", "Logins by outcome", ["outcome"], registry=registry
+            ),
+            tokens_issued=Counter(
+                "auth_tokens_issued_total", "Access tokens issued", registry=registry
+            ),
+            refreshes=Counter(
+                "auth_refreshes_total", "Refreshes by outcome", ["outcome"], registry=registry
+            ),
+            reuse_detected=Counter(
+                "auth_refresh_reuse_total",
+                "Rotated refresh tokens presented again (family revoked)",
+                registry=registry,
+            ),
+            registrations=Counter(
+                "auth_registrations_total", "Accounts created", registry=registry
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Limiters:
+    login_ip: TokenBucketLimiter
+    login_email: TokenBucketLimiter
+    register_ip: TokenBucketLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limiters:
+        return cls(
+            login_ip=TokenBucketLimiter(
+                capacity=settings.login_ip_burst, rate_per_s=settings.login_ip_per_minute / 60
+            ),
+            login_email=TokenBucketLimiter(
+                capacity=settings.login_email_burst,
+                rate_per_s=settings.login_email_per_minute / 60,
+            ),
+            register_ip=TokenBucketLimiter(
+                capacity=settings.register_ip_burst,
+                rate_per_s=settings.register_ip_per_minute / 60,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What a successful login or refresh returns to the client."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    user: User
+
+
+def hash_refresh_token(token: str) -> str:
+    """Refresh tokens are stored only as this hash: a database leak yields no usable token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _limit(limiter: TokenBucketLimiter, key: str, what: str) -> None:
+    wait = limiter.try_acquire(key)
+    if wait > 0:
+        raise RateLimited(f"too many {what}; retry later", retry_after=wait)
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        users: UserStore,
+        refresh_tokens: RefreshStore,
+        hasher: PasswordHasher,
+        issuer: TokenIssuer,
+        limiters: Limiters,
+        metrics: AuthMetrics,
+        refresh_ttl_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._users = users
+        self._refresh = refresh_tokens
+        self._hasher = hasher
+        self._issuer = issuer
+        self._limiters = limiters
+        self._metrics = metrics
+        self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        # Millisecond precision: what the database stores, so comparisons round-trip exactly.
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    async def register(self, form: Registration, *, client_ip: str) -> User:
+        _limit(self._limiters.register_ip, client_ip, "registrations")
+        password_hash = await asyncio.to_thread(self._hasher.hash, form.password)
+        user = User(
+            id=uuid.uuid4().hex,
+            email=form.email,
+            name=form.name,
+            password_hash=password_hash,
+            disabled=False,
+            created_at=self._now(),
+        )
+        await self._users.create(user)
+        self._metrics.registrations.inc()
+        _log.info("user_registered", user_id=user.id)
+        return user
+
+    async def login(self, creds: Credentials, *, client_ip: str) -> Session:
+        try:
+            _limit(self._limiters.login_ip, client_ip, "login attempts")
+            _limit(self._limiters.login_email, creds.email, "login attempts")
+        except RateLimited:
+            self._metrics.logins.labels("rate_limited").inc()
+            raise
+        user = await self._users.by_email(creds.email)
+        # Unknown emails are verified against a dummy hash: same answer, about the same time.
+        stored = user.password_hash if user is not None else None
+        ok = await asyncio.to_thread(self._hasher.verify, stored, creds.password)
+        if user is None or not ok:
+            self._metrics.logins.labels("bad_credentials").inc()
+            raise Unauthorized("wrong email or password")
+        if user.disabled:
+            self._metrics.logins.labels("disabled").inc()
+            raise Forbidden("this account is disabled")
+        if self._hasher.needs_rehash(user.password_hash):
+            new_hash = await asyncio.to_thread(self._hasher.hash, creds.password)
+            await self._users.set_password_hash(user.id, new_hash)
+        session = await self._new_session(user, family=secrets.token_hex(16))
+        self._metrics.logins.labels("success").inc()
+        _log.info("login", user_id=user.id)
+        return session
+
+    async def _new_session(self, user: User, *, family: str) -> Session:
+        refresh_token = secrets.token_urlsafe(32)  # 256 random bits
+        now = self._now()
+        await self._refresh.insert(
+            RefreshRecord(
+                token_hash=hash_refresh_token(refresh_token),
+                family=family,
+                user_id=user.id,
+                created_at=now,
+                expires_at=now + self._refresh_ttl,
+                used_at=None,
+                revoked=False,
+            )
+        )
+        access = self._issuer.issue(user.id)
+        self._metrics.tokens_issued.inc()
+        return Session(access.token, access.expires_in, refresh_token, user)
+
+    async def refresh(self, refresh_token: str) -> Session:
+        """Rotate: the presented token is spent and a new pair issued in the same family."""
+        token_hash = hash_refresh_token(refresh_token)
+        record = await self._refresh.get(token_hash)
+        if record is None or record.revoked:
+            self._metrics.refreshes.labels("invalid").inc()
+            raise Unauthorized("invalid refresh token")
+        if record.used_at is not None:
+            await self._reuse_detected(record)
+        if record.expires_at <= self._now():
+            self._metrics.refreshes.labels("expired").inc()
+            raise Unauthorized("refresh token expired")
+        user = await self._users.by_id(record.user_id)
+        if user is None or user.disabled:
+            await self._refresh.revoke_family(record.family)
+            self._metrics.refreshes.labels("disabled").inc()
+            raise Unauthorized("account disabled")
+        # The conditional update is the race guard: of two concurrent uses of one token, only
+        # one claims it; the other is treated exactly like a replay.
+        if not await self._refresh.claim(token_hash, self._now()):
+            await self._reuse_detected(record)
+        session = await self._new_session(user, family=record.family)
+        self._metrics.refreshes.labels("success").inc()
+        return session
+
+    async def _reuse_detected(self, record: RefreshRecord) -> None:
+        revoked = await self._refresh.revoke_family(record.family)
+        self._metrics.reuse_detected.inc()
+        self._metrics.refreshes.labels("reuse").inc()
+        _log.warning("refresh_token_reuse", user_id=record.user_id, revoked=revoked)
+        raise Unauthorized("refresh token already used; all sessions of this login were revoked")
+
+    async def logout(self, refresh_token: str) -> None:
+        """Revoke the token's whole family; unknown tokens are ignored (no oracle)."""
+        record = await self._refresh.get(hash_refresh_token(refresh_token))
+        if record is not None:
+            await self._refresh.revoke_family(record.family)
+            _log.info("logout", user_id=record.user_id)
+
+    async def user(self, user_id: str) -> User | None:
+        return await self._users.by_id(user_id)
+
+    async def user_by_email(self, email: str) -> User | None:
+        return await self._users.by_email(email)
+
+    async def sweep_expired(self) -> int:
+        """Delete expired refresh tokens (no TTL indexes on FerretDB: expiry is done here)."""
+        return await self._refresh.delete_expired(self._now())

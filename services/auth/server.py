@@ -1,0 +1,81 @@
+"""Wiring of the auth service: ``start(settings)`` builds every dependency and serves HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from prometheus_client import CollectorRegistry
+
+from chatcore.http import Health, make_app
+from chatcore.lifecycle import RunningHttpApp, serve_app
+from chatcore.logging import get_logger
+from chatcore.mongo import database, ensure_indexes, make_mongo_client, ping
+from chatcore.settings import Settings
+from chatcore.tokens import JwtVerifier, StaticJwksSource
+from services.auth.accounts import AuthMetrics, AuthService, Limiters
+from services.auth.api import AuthApi
+from services.auth.keys import KeyRing, TokenIssuer
+from services.auth.passwords import PasswordHasher
+from services.auth.store import AUTH_INDEXES, MongoRefreshStore, MongoUserStore
+
+_log = get_logger("auth.server")
+
+
+async def _sweep_forever(service: AuthService, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            deleted = await service.sweep_expired()
+            _log.info("refresh_sweep", deleted=deleted)
+        except Exception:
+            _log.exception("refresh_sweep_failed")
+
+
+async def start(settings: Settings, *, port: int | None = None) -> RunningHttpApp:
+    """Start the auth service; ``port`` overrides settings (0 picks a free port)."""
+    keys = KeyRing.from_settings(settings)
+    client = make_mongo_client(settings)
+    db = database(client, settings)
+    await ensure_indexes(db, AUTH_INDEXES)
+    registry = CollectorRegistry()
+    service = AuthService(
+        users=MongoUserStore(db),
+        refresh_tokens=MongoRefreshStore(db),
+        hasher=PasswordHasher.from_settings(settings),
+        issuer=TokenIssuer(
+            keys,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_s=settings.access_token_ttl_s,
+        ),
+        limiters=Limiters.from_settings(settings),
+        metrics=AuthMetrics.create(registry),
+        refresh_ttl_s=settings.refresh_token_ttl_s,
+    )
+    # The service verifies its own tokens from its own key ring: no HTTP round trip to itself.
+    verifier = JwtVerifier.from_settings(settings, StaticJwksSource(keys.jwks()))
+
+    async def database_ready() -> bool:
+        return await ping(client)
+
+    health = Health({"database": database_ready})
+    app = make_app(registry=registry, health=health, max_body_bytes=settings.max_body_bytes)
+    app.add_routes(AuthApi(service, keys, verifier, settings).routes())
+    sweeper = asyncio.create_task(_sweep_forever(service, settings.refresh_sweep_interval_s))
+
+    async def stop_sweeper() -> None:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+    async def close_client() -> None:
+        await client.close()
+
+    return await serve_app(
+        app,
+        host=settings.http_host,
+        port=settings.auth_port if port is None else port,
+        drain_timeout_s=settings.drain_timeout_s,
+        cleanups=[close_client, stop_sweeper],
+    )

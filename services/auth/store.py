@@ -1,0 +1,201 @@
+"""Persistence of users and refresh tokens behind narrow interfaces, with MongoDB implementations.
+
+Every filter is built here from values that are already validated strings or datetimes, so no
+client value can become a query operator. Conditional single-document updates stand in for
+transactions, which FerretDB does not have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from chatcore.errors import Conflict, Unavailable
+from chatcore.mongo import Document, IndexSpec
+
+USERS = "users"
+REFRESH_TOKENS = "refresh_tokens"
+
+AUTH_INDEXES: tuple[IndexSpec, ...] = (
+    IndexSpec(USERS, (("email", ASCENDING),), unique=True),
+    IndexSpec(REFRESH_TOKENS, (("family", ASCENDING),)),
+    IndexSpec(REFRESH_TOKENS, (("expires_at", ASCENDING),)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    name: str
+    password_hash: str
+    disabled: bool
+    created_at: datetime
+
+    def public(self) -> dict[str, str]:
+        """The profile other users may see."""
+        return {"id": self.id, "email": self.email, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRecord:
+    token_hash: str
+    family: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    revoked: bool
+
+
+class UserStore(Protocol):
+    async def create(self, user: User) -> None:
+        """Insert; ``Conflict`` when the email is taken."""
+
+    async def by_email(self, email: str) -> User | None: ...
+
+    async def by_id(self, user_id: str) -> User | None: ...
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+
+class RefreshStore(Protocol):
+    async def insert(self, record: RefreshRecord) -> None: ...
+
+    async def get(self, token_hash: str) -> RefreshRecord | None: ...
+
+    async def claim(self, token_hash: str, now: datetime) -> bool:
+        """Mark an unused, unrevoked token used; False if another request got there first."""
+
+    async def revoke_family(self, family: str) -> int: ...
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
+def _user(doc: Document) -> User:
+    return User(
+        id=str(doc["_id"]),
+        email=str(doc["email"]),
+        name=str(doc["name"]),
+        password_hash=str(doc["password_hash"]),
+        disabled=bool(doc.get("disabled", False)),
+        created_at=doc["created_at"],
+    )
+
+
+def _record(doc: Document) -> RefreshRecord:
+    return RefreshRecord(
+        token_hash=str(doc["_id"]),
+        family=str(doc["family"]),
+        user_id=str(doc["user_id"]),
+        created_at=doc["created_at"],
+        expires_at=doc["expires_at"],
+        used_at=doc.get("used_at"),
+        revoked=bool(doc.get("revoked", False)),
+    )
+
+
+def _unavailable(exc: PyMongoError) -> Unavailable:
+    return Unavailable(f"database error: {type(exc).__name__}")
+
+
+class MongoUserStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._users = db[USERS]
+
+    async def create(self, user: User) -> None:
+        doc: dict[str, Any] = {
+            "_id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "password_hash": user.password_hash,
+            "disabled": user.disabled,
+            "created_at": user.created_at,
+        }
+        try:
+            await self._users.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict("an account with this email already exists") from None
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+
+    async def _one(self, query: dict[str, str]) -> User | None:
+        try:
+            doc = await self._users.find_one(query)
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        return _user(doc) if doc is not None else None
+
+    async def by_email(self, email: str) -> User | None:
+        return await self._one({"email": email})
+
+    async def by_id(self, user_id: str) -> User | None:
+        return await self._one({"_id": user_id})
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        try:
+            await self._users.update_one(
+                {"_id": user_id}, {"$set": {"password_hash": password_hash}}
+            )
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+
+
+class MongoRefreshStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._tokens = db[REFRESH_TOKENS]
+
+    async def insert(self, record: RefreshRecord) -> None:
+        try:
+            await self._tokens.insert_one(
+                {
+                    "_id": record.token_hash,
+                    "family": record.family,
+                    "user_id": record.user_id,
+                    "created_at": record.created_at,
+                    "expires_at": record.expires_at,
+                    "used_at": record.used_at,
+                    "revoked": record.revoked,
+                }
+            )
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+
+    async def get(self, token_hash: str) -> RefreshRecord | None:
+        try:
+            doc = await self._tokens.find_one({"_id": token_hash})
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        return _record(doc) if doc is not None else None
+
+    async def claim(self, token_hash: str, now: datetime) -> bool:
+        try:
+            doc = await self._tokens.find_one_and_update(
+                {"_id": token_hash, "used_at": None, "revoked": False},
+                {"$set": {"used_at": now}},
+                return_document=ReturnDocument.AFTER,
+            )
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        return doc is not None
+
+    async def revoke_family(self, family: str) -> int:
+        try:
+            result = await self._tokens.update_many(
+                {"family": family, "revoked": False}, {"$set": {"revoked": True}}
+            )
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        return result.modified_count
+
+    async def delete_expired(self, now: datetime) -> int:
+        try:
+            result = await self._tokens.delete_many({"expires_at": {"$lt": now}})
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        return result.deleted_count

@@ -1,0 +1,129 @@
+"""Request bodies of the auth API parsed into typed values; every rule in one place, no I/O.
+
+Each parser collects per-field reasons and raises one ``InvalidInput`` (HTTP 422) with them all in
+``details``, so a client learns everything wrong with a form at once. Only strings that passed
+these checks ever reach a database query.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chatcore.errors import InvalidInput, NotFound
+
+NAME_MAX = 100
+PASSWORD_MIN = 10
+PASSWORD_MAX = 256
+EMAIL_MAX = 254
+REFRESH_TOKEN_MAX = 128
+# Deliberately plain: one "@", no spaces, a dot in the domain. Deliverability is not our concern;
+# a unique, comparable identifier is.
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
+USER_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    email: str
+    password: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    email: str
+    password: str
+
+
+def normalize_email(raw: str) -> str:
+    """Trimmed and lower-cased: the one form stored and compared."""
+    return raw.strip().lower()
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _check_fields(body: Mapping[str, Any], allowed: frozenset[str], errors: dict[str, str]) -> None:
+    for key in body:
+        if key not in allowed:
+            errors[str(key)[:64]] = "unknown field"
+
+
+def _email(body: Mapping[str, Any], errors: dict[str, str]) -> str:
+    raw = body.get("email")
+    if not isinstance(raw, str):
+        errors["email"] = "required, a string"
+        return ""
+    email = normalize_email(raw)
+    if len(email) > EMAIL_MAX or not _EMAIL_RE.fullmatch(email):
+        errors["email"] = "not a valid email address"
+    return email
+
+
+def _password(body: Mapping[str, Any], errors: dict[str, str], *, strict: bool) -> str:
+    raw = body.get("password")
+    if not isinstance(raw, str):
+        errors["password"] = "required, a string"
+        return ""
+    if len(raw) > PASSWORD_MAX:
+        errors["password"] = f"at most {PASSWORD_MAX} characters"
+    elif strict and len(raw) < PASSWORD_MIN:
+        errors["password"] = f"at least {PASSWORD_MIN} characters"
+    elif not raw:
+        errors["password"] = "required"
+    return raw
+
+
+def parse_registration(body: Mapping[str, Any]) -> Registration:
+    """``{email, password, name}``: email valid, password 10-256 characters, name 1-100."""
+    errors: dict[str, str] = {}
+    _check_fields(body, frozenset({"email", "password", "name"}), errors)
+    email = _email(body, errors)
+    password = _password(body, errors, strict=True)
+    raw_name = body.get("name")
+    name = raw_name.strip() if isinstance(raw_name, str) else ""
+    if not isinstance(raw_name, str):
+        errors["name"] = "required, a string"
+    elif not 1 <= len(name) <= NAME_MAX:
+        errors["name"] = f"1 to {NAME_MAX} characters"
+    elif _has_control(name):
+        errors["name"] = "must not contain control characters"
+    if errors:
+        raise InvalidInput("invalid registration", details=errors)
+    return Registration(email=email, password=password, name=name)
+
+
+def parse_credentials(body: Mapping[str, Any]) -> Credentials:
+    """``{email, password}`` for login; length rules only, so old passwords still work."""
+    errors: dict[str, str] = {}
+    _check_fields(body, frozenset({"email", "password"}), errors)
+    email = _email(body, errors)
+    password = _password(body, errors, strict=False)
+    if errors:
+        raise InvalidInput("invalid credentials format", details=errors)
+    return Credentials(email=email, password=password)
+
+
+def parse_refresh_token(body: Mapping[str, Any]) -> str:
+    """``{refresh_token}``: an opaque string of sane length."""
+    errors: dict[str, str] = {}
+    _check_fields(body, frozenset({"refresh_token"}), errors)
+    raw = body.get("refresh_token")
+    if not isinstance(raw, str) or not 1 <= len(raw) <= REFRESH_TOKEN_MAX:
+        errors["refresh_token"] = "required, a string"
+    if errors:
+        raise InvalidInput("invalid refresh request", details=errors)
+    assert isinstance(raw, str)
+    return raw
+
+
+def parse_user_id(raw: str) -> str:
+    """A user id from a URL: anything but our id format cannot exist, so it is a 404."""
+    if not USER_ID_RE.fullmatch(raw):
+        raise NotFound("no such user")
+    return raw

@@ -1,0 +1,324 @@
+"""The auth service over real HTTP and the real database, started in-process on a free port."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from chatcore.logging import configure_logging
+from chatcore.settings import Settings
+from chatcore.tokens import HttpJwksSource, JwtVerifier
+from services.auth.keys import generate_key_file
+from services.auth.server import start
+
+PASSWORD = "a long enough secret"
+
+
+@dataclasses.dataclass
+class _Secrets:
+    """Every credential the tests send or receive; none may ever show up in a log line."""
+
+    values: set[str] = dataclasses.field(default_factory=set)
+
+    def add(self, *values: str) -> None:
+        self.values.update(v for v in values if v)
+
+
+@pytest.fixture(scope="module")
+def secrets_seen() -> _Secrets:
+    """Credentials collected across the module."""
+    return _Secrets()
+
+
+@pytest.fixture(scope="module")
+def captured_logs(secrets_seen: _Secrets) -> Iterator[io.StringIO]:
+    """All log lines of the module; at the end, no collected credential may appear in them."""
+    stream = io.StringIO()
+    configure_logging("auth", "debug", stream=stream)
+    yield stream
+    logging.getLogger().handlers.clear()
+    text = stream.getvalue()
+    assert '"event": "http_request"' in text or '"event":"http_request"' in text
+    leaked = [s for s in secrets_seen.values if s in text]
+    assert not leaked, f"{len(leaked)} credentials appeared in log lines"
+
+
+@pytest.fixture(scope="module")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for this module's signing keys."""
+    return tmp_path_factory.mktemp("keys")
+
+
+def _settings(base: Settings, keys: list[Path]) -> Settings:
+    return dataclasses.replace(
+        base,
+        mongo_db="chat_test_auth",
+        auth_signing_keys=tuple(str(k) for k in keys),
+        # Cheap hashing keeps the suite fast; production parameters are the defaults.
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+        login_email_burst=5,
+        login_email_per_minute=5,
+    )
+
+
+@pytest.fixture(scope="module")
+async def auth_url(
+    settings: Settings, key_dir: Path, captured_logs: io.StringIO
+) -> AsyncIterator[str]:
+    """A running auth service; yields its base URL."""
+    key = key_dir / "k1.pem"
+    generate_key_file(key)
+    server = await start(_settings(settings, [key]), port=0)
+    yield f"http://127.0.0.1:{server.port}"
+    await server.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def _call(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: Any = None,
+    token: str | None = None,
+) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with http.request(method, url, json=body, headers=headers) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if text else {}), resp
+
+
+async def _register_and_login(
+    http: aiohttp.ClientSession, url: str, secrets_seen: _Secrets
+) -> tuple[str, dict[str, Any]]:
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    secrets_seen.add(PASSWORD)
+    status, body, _ = await _call(
+        http, "POST", f"{url}/v1/auth/register", {"email": email, "password": PASSWORD, "name": "U"}
+    )
+    assert status == 201, body
+    status, body, _ = await _call(
+        http, "POST", f"{url}/v1/auth/login", {"email": email, "password": PASSWORD}
+    )
+    assert status == 200, body
+    secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
+    return email, body["data"]
+
+
+async def test_register_login_me_refresh_reuse_logout(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """The whole session lifecycle, including theft detection on a replayed refresh token."""
+    email, login = await _register_and_login(http, auth_url, secrets_seen)
+    assert login["token_type"] == "Bearer"
+    assert login["expires_in"] == 900
+    assert login["user"]["email"] == email
+    assert set(login["user"]) == {"id", "email", "name"}
+
+    status, me, _ = await _call(http, "GET", f"{auth_url}/v1/auth/me", token=login["access_token"])
+    assert status == 200
+    assert me["data"] == login["user"]
+
+    status, refreshed, resp = await _call(
+        http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": login["refresh_token"]}
+    )
+    assert status == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    new = refreshed["data"]
+    secrets_seen.add(new["access_token"], new["refresh_token"])
+    assert new["refresh_token"] != login["refresh_token"]
+
+    # Replaying the rotated token fails and revokes the family, including the new token.
+    status, err, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": login["refresh_token"]}
+    )
+    assert status == 401
+    assert err["error"]["code"] == "unauthorized"
+    status, _, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": new["refresh_token"]}
+    )
+    assert status == 401
+
+    # A fresh login, then logout: its refresh token stops working.
+    status, second, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/login", {"email": email, "password": PASSWORD}
+    )
+    assert status == 200
+    secrets_seen.add(second["data"]["access_token"], second["data"]["refresh_token"])
+    rt = second["data"]["refresh_token"]
+    status, _, _ = await _call(http, "POST", f"{auth_url}/v1/auth/logout", {"refresh_token": rt})
+    assert status == 204
+    status, _, _ = await _call(http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": rt})
+    assert status == 401
+
+
+async def test_bad_input_gets_clear_errors(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """Duplicate email 409, weak password 422 with details, bad JSON 400, huge body 413."""
+    email, _ = await _register_and_login(http, auth_url, secrets_seen)
+    status, body, resp = await _call(
+        http,
+        "POST",
+        f"{auth_url}/v1/auth/register",
+        {"email": email.upper(), "password": PASSWORD, "name": "X"},
+    )
+    assert status == 409
+    assert body["error"]["request_id"] == resp.headers["X-Request-ID"]
+    status, body, _ = await _call(
+        http,
+        "POST",
+        f"{auth_url}/v1/auth/register",
+        {"email": "n@example.com", "password": "short", "name": "X"},
+    )
+    assert status == 422
+    assert "password" in body["error"]["details"]
+    status, body, _ = await _call(
+        http,
+        "POST",
+        f"{auth_url}/v1/auth/login",
+        {"email": {"$ne": None}, "password": {"$ne": None}},
+    )
+    assert status == 422
+    async with http.post(f"{auth_url}/v1/auth/login", data=b"{nope") as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["code"] == "malformed"
+    async with http.post(f"{auth_url}/v1/auth/register", data=b"x" * 100_000) as resp:
+        assert resp.status == 413
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """Both answer 401 with the same message."""
+    email, _ = await _register_and_login(http, auth_url, secrets_seen)
+    secrets_seen.add("not the password")
+    s1, b1, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/login", {"email": email, "password": "not the password"}
+    )
+    s2, b2, _ = await _call(
+        http,
+        "POST",
+        f"{auth_url}/v1/auth/login",
+        {"email": "x" + email, "password": "not the password"},
+    )
+    assert s1 == s2 == 401
+    assert b1["error"]["message"] == b2["error"]["message"]
+
+
+async def test_login_brute_force_gets_429(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """Repeated wrong passwords for one account are cut off with 429 and Retry-After."""
+    email, _ = await _register_and_login(http, auth_url, secrets_seen)
+    statuses = []
+    for i in range(8):
+        guess = f"guess number {i}"
+        secrets_seen.add(guess)
+        status, _, resp = await _call(
+            http, "POST", f"{auth_url}/v1/auth/login", {"email": email, "password": guess}
+        )
+        statuses.append(status)
+        if status == 429:
+            assert int(resp.headers["Retry-After"]) >= 1
+    assert statuses[0] == 401
+    assert statuses[-1] == 429
+
+
+async def test_users_lookup_requires_a_token_and_matches_exactly(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """/v1/users needs a token; ?email= matches one normalized email exactly, no prefixes."""
+    email, login = await _register_and_login(http, auth_url, secrets_seen)
+    token = login["access_token"]
+    status, _, _ = await _call(http, "GET", f"{auth_url}/v1/users?email={email}")
+    assert status == 401
+    status, found, _ = await _call(
+        http, "GET", f"{auth_url}/v1/users?email={email.upper()}", token=token
+    )
+    assert status == 200
+    assert found["data"] == [login["user"]]
+    status, none, _ = await _call(
+        http, "GET", f"{auth_url}/v1/users?email={email[:5]}", token=token
+    )
+    assert none["data"] == []
+    status, one, _ = await _call(
+        http, "GET", f"{auth_url}/v1/users/{login['user']['id']}", token=token
+    )
+    assert one["data"] == login["user"]
+    status, _, _ = await _call(http, "GET", f"{auth_url}/v1/users/{'0' * 32}", token=token)
+    assert status == 404
+
+
+async def test_forged_and_tampered_tokens_are_refused(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """A token with a modified payload or no signature gets 401 from /me."""
+    _, login = await _register_and_login(http, auth_url, secrets_seen)
+    header, payload, signature = login["access_token"].split(".")
+    for bad in (f"{header}.{payload}.", f"{header}.{payload[:-2]}xx.{signature}", "garbage"):
+        status, body, _ = await _call(http, "GET", f"{auth_url}/v1/auth/me", token=bad)
+        assert status == 401
+        assert body["error"]["code"] == "unauthorized"
+
+
+async def test_jwks_verifier_accepts_tokens_across_a_key_rotation(
+    settings: Settings, key_dir: Path, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """A remote verifier keeps accepting old tokens after rotation and picks up the new kid."""
+    old_key, new_key = key_dir / "rot-old.pem", key_dir / "rot-new.pem"
+    generate_key_file(old_key)
+    generate_key_file(new_key)
+    skew = [0.0]
+
+    before = await start(_settings(settings, [old_key]), port=0)
+    port = before.port
+    url = f"http://127.0.0.1:{port}"
+    verifier = JwtVerifier(
+        HttpJwksSource(http, f"{url}/v1/auth/jwks"),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+        cache_s=300,
+        leeway_s=5,
+        clock=lambda: time.time() + skew[0],
+    )
+    try:
+        _, old_login = await _register_and_login(http, url, secrets_seen)
+        old_claims = await verifier.verify(old_login["access_token"])
+    finally:
+        await before.stop()
+
+    # Rotation on the same address: the new key signs, the old one stays published until the
+    # tokens it signed have expired.
+    after = await start(_settings(settings, [new_key, old_key]), port=port)
+    try:
+        _, new_login = await _register_and_login(http, url, secrets_seen)
+        # The verifier's keys are cached; an unknown kid refetches at most every 10 s.
+        skew[0] = 11.0
+        new_claims = await verifier.verify(new_login["access_token"])
+        assert new_claims.kid != old_claims.kid
+        assert (await verifier.verify(old_login["access_token"])).sub == old_claims.sub
+        async with http.get(f"{url}/v1/auth/jwks") as resp:
+            jwks = await resp.json()
+        assert [k["kid"] for k in jwks["keys"]] == [new_claims.kid, old_claims.kid]
+        assert all("d" not in k for k in jwks["keys"]), "private key material published"
+    finally:
+        await after.stop()

@@ -1,0 +1,47 @@
+"""The stack's auth service through nginx: what a client on http://127.0.0.1:8080 sees."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from chatcore.settings import Settings
+from chatcore.tokens import HttpJwksSource, JwtVerifier
+
+PASSWORD = "through the front door"
+
+
+async def test_register_login_and_verify_through_nginx(
+    settings: Settings, stack_env: dict[str, str]
+) -> None:
+    """A user registers and logs in via nginx; the token verifies against the public JWKS URL."""
+    base = stack_env["CHATSTACK_NGINX_URL"]
+    email = f"edge-{uuid.uuid4().hex[:10]}@example.com"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{base}/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "E"}
+        ) as resp:
+            assert resp.status == 201
+            assert resp.headers["X-Request-ID"]
+        async with http.post(
+            f"{base}/v1/auth/login", json={"email": email, "password": PASSWORD}
+        ) as resp:
+            assert resp.status == 200
+            login = (await resp.json())["data"]
+        async with http.get(
+            f"{base}/v1/auth/me", headers={"Authorization": f"Bearer {login['access_token']}"}
+        ) as resp:
+            assert (await resp.json())["data"]["email"] == email
+        async with http.get(f"{base}/v1/users/{login['user']['id']}") as resp:
+            assert resp.status == 401
+        verifier = JwtVerifier.from_settings(settings, HttpJwksSource(http, settings.jwks_url))
+        claims = await verifier.verify(login["access_token"])
+        assert claims.sub == login["user"]["id"]
+
+    logs = Path(stack_env["CHATSTACK_HOME"]) / "logs"
+    for log in logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        for secret in (PASSWORD, login["access_token"], login["refresh_token"]):
+            assert secret not in text, f"a credential appeared in {log.name}"

@@ -1,0 +1,211 @@
+"""The auth domain rules (login, rotation, theft detection, limits) with in-memory stores."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from prometheus_client import CollectorRegistry
+
+from chatcore.errors import Conflict, Forbidden, RateLimited, Unauthorized
+from chatcore.ratelimit import TokenBucketLimiter
+from chatcore.tokens import JwtVerifier, StaticJwksSource
+from services.auth.accounts import AuthMetrics, AuthService, Limiters, hash_refresh_token
+from services.auth.keys import KeyRing, SigningKey, TokenIssuer
+from services.auth.passwords import PasswordHasher
+from services.auth.validation import Credentials, Registration
+from tests.unit.auth_fakes import MemoryRefreshStore, MemoryUserStore
+
+PASSWORD = "correct horse battery"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclasses.dataclass
+class _World:
+    service: AuthService
+    users: MemoryUserStore
+    tokens: MemoryRefreshStore
+    clock: _Clock
+    keys: KeyRing
+    registry: CollectorRegistry
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.registry.get_sample_value(name, labels or {})
+        return value or 0.0
+
+
+def _limiter(capacity: float, clock: _Clock) -> TokenBucketLimiter:
+    return TokenBucketLimiter(capacity=capacity, rate_per_s=capacity / 60, clock=clock)
+
+
+@pytest.fixture
+def world() -> _World:
+    """An AuthService over in-memory stores, a fake clock and cheap argon2 parameters."""
+    clock = _Clock()
+    keys = KeyRing([SigningKey.from_private_key(ed25519.Ed25519PrivateKey.generate())])
+    registry = CollectorRegistry()
+    users, tokens = MemoryUserStore(), MemoryRefreshStore()
+    service = AuthService(
+        users=users,
+        refresh_tokens=tokens,
+        hasher=PasswordHasher(time_cost=1, memory_kib=64, parallelism=1),
+        issuer=TokenIssuer(keys, issuer="iss", audience="aud", ttl_s=900, clock=clock),
+        limiters=Limiters(
+            login_ip=_limiter(20, clock),
+            login_email=_limiter(5, clock),
+            register_ip=_limiter(10, clock),
+        ),
+        metrics=AuthMetrics.create(registry),
+        refresh_ttl_s=30 * 86400,
+        clock=clock,
+    )
+    return _World(service, users, tokens, clock, keys, registry)
+
+
+async def _register(world: _World, email: str = "ada@example.com") -> str:
+    user = await world.service.register(
+        Registration(email=email, password=PASSWORD, name="Ada"), client_ip="10.0.0.1"
+    )
+    return user.id
+
+
+async def test_login_issues_a_verifiable_access_token(world: _World) -> None:
+    """A correct login returns an access token the shared verifier accepts for that user."""
+    user_id = await _register(world)
+    session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    verifier = JwtVerifier(
+        StaticJwksSource(world.keys.jwks()),
+        issuer="iss",
+        audience="aud",
+        algorithms=["EdDSA"],
+        cache_s=300,
+        leeway_s=5,
+        clock=world.clock,
+    )
+    claims = await verifier.verify(session.access_token)
+    assert claims.sub == user_id
+    assert claims.kid == world.keys.current.kid
+    assert claims.exp - claims.iat == 900
+    assert world.metric("auth_logins_total", {"outcome": "success"}) == 1
+
+
+async def test_password_is_stored_only_as_argon2id_hash(world: _World) -> None:
+    """The stored credential is an argon2id hash, never the password."""
+    user_id = await _register(world)
+    stored = world.users.users[user_id].password_hash
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
+
+
+async def test_duplicate_email_conflicts(world: _World) -> None:
+    """A second account with the same (normalized) email is a conflict."""
+    await _register(world)
+    with pytest.raises(Conflict):
+        await _register(world)
+
+
+async def test_unknown_email_and_wrong_password_fail_alike(world: _World) -> None:
+    """Both failures raise the same Unauthorized message."""
+    await _register(world)
+    with pytest.raises(Unauthorized) as wrong:
+        await world.service.login(Credentials("ada@example.com", "nope nope"), client_ip="ip")
+    with pytest.raises(Unauthorized) as unknown:
+        await world.service.login(Credentials("bob@example.com", PASSWORD), client_ip="ip")
+    assert wrong.value.message == unknown.value.message
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(world: _World) -> None:
+    """A refresh spends the token; presenting it again revokes every token of that login."""
+    await _register(world)
+    first = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    second = await world.service.refresh(first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    with pytest.raises(Unauthorized, match="already used"):
+        await world.service.refresh(first.refresh_token)
+    # The thief's replay also killed the legitimate holder's newer token.
+    with pytest.raises(Unauthorized):
+        await world.service.refresh(second.refresh_token)
+    assert world.metric("auth_refresh_reuse_total") == 1
+
+
+async def test_other_logins_survive_a_family_revocation(world: _World) -> None:
+    """Revoking one login's family leaves the user's other sessions alone."""
+    await _register(world)
+    phone = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    laptop = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    await world.service.logout(phone.refresh_token)
+    with pytest.raises(Unauthorized):
+        await world.service.refresh(phone.refresh_token)
+    assert (await world.service.refresh(laptop.refresh_token)).user.email == "ada@example.com"
+
+
+async def test_refresh_tokens_are_stored_hashed(world: _World) -> None:
+    """Only the SHA-256 of a refresh token is stored."""
+    await _register(world)
+    session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    assert session.refresh_token not in world.tokens.records
+    assert hash_refresh_token(session.refresh_token) in world.tokens.records
+
+
+async def test_expired_refresh_token_fails_and_is_swept(world: _World) -> None:
+    """After 30 days the token is refused, and the sweep deletes it."""
+    await _register(world)
+    session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    world.clock.now += 30 * 86400 + 1
+    with pytest.raises(Unauthorized, match="expired"):
+        await world.service.refresh(session.refresh_token)
+    assert await world.service.sweep_expired() == 1
+    assert world.tokens.records == {}
+
+
+async def test_disabled_user_cannot_log_in_or_refresh(world: _World) -> None:
+    """Disabling an account refuses new logins and kills existing refresh tokens."""
+    user_id = await _register(world)
+    session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    world.users.disable(user_id)
+    with pytest.raises(Forbidden):
+        await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    with pytest.raises(Unauthorized):
+        await world.service.refresh(session.refresh_token)
+
+
+async def test_login_brute_force_is_rate_limited_per_email(world: _World) -> None:
+    """Guessing one account's password from many addresses hits the per-email limit."""
+    await _register(world)
+    for i in range(5):
+        with pytest.raises(Unauthorized):
+            await world.service.login(
+                Credentials("ada@example.com", f"guess {i}!!"), client_ip=f"ip{i}"
+            )
+    with pytest.raises(RateLimited) as info:
+        await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip9")
+    assert info.value.retry_after > 0
+    world.clock.now += 60
+    await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip9")
+
+
+async def test_login_is_rate_limited_per_ip(world: _World) -> None:
+    """One address spraying many emails hits the per-IP limit."""
+    for i in range(20):
+        with pytest.raises(Unauthorized):
+            await world.service.login(Credentials(f"u{i}@example.com", "whatever1"), client_ip="x")
+    with pytest.raises(RateLimited):
+        await world.service.login(Credentials("u99@example.com", "whatever1"), client_ip="x")
+    assert world.metric("auth_logins_total", {"outcome": "rate_limited"}) == 1
+
+
+async def test_old_hash_parameters_are_upgraded_on_login(world: _World) -> None:
+    """A hash made with weaker parameters is replaced by a current one at the next login."""
+    user_id = await _register(world)
+    weak = PasswordHasher(time_cost=1, memory_kib=32, parallelism=1).hash(PASSWORD)
+    await world.users.set_password_hash(user_id, weak)
+    await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    assert world.users.users[user_id].password_hash != weak
