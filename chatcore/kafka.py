@@ -68,18 +68,27 @@ def make_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
 
 
 def make_consumer(
-    settings: Settings, *topics: str, group_id: str, client_id: str
+    settings: Settings,
+    *topics: str,
+    group_id: str,
+    client_id: str,
+    offset_reset: str = "earliest",
+    max_poll_records: int | None = None,
 ) -> AIOKafkaConsumer:
-    """A consumer-group member that never auto-commits: commit after the database write."""
+    """A consumer-group member that never auto-commits: commit after the database write.
+
+    Without topics the caller subscribes before ``start()`` (e.g. with a rebalance listener).
+    """
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset=offset_reset,
         isolation_level="read_committed",
         request_timeout_ms=settings.kafka_request_timeout_ms,
+        max_poll_records=max_poll_records,
     )
 
 

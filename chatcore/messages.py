@@ -9,13 +9,14 @@ the three can never disagree about a field.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chatcore.errors import InvalidInput
 from chatcore.proto.chat.v1 import chat_pb2
 
 CORRELATION_HEADER = "correlation_id"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BROADCAST = "*"
 
 TYPE_NAMES: dict[int, str] = {
@@ -30,14 +31,20 @@ TYPE_VALUES: dict[str, chat_pb2.MessageType.ValueType] = {
 }
 
 
+def iso_datetime(value: datetime) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-25T10:00:00.123Z``: the API's one format."""
+    utc = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
 def iso_ms(ts_ms: int) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-25T10:00:00.123Z``."""
-    stamp = datetime.fromtimestamp(ts_ms / 1000, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+    """``iso_datetime`` of a Unix time in milliseconds."""
+    return iso_datetime(to_datetime(ts_ms))
 
 
 def to_datetime(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+    # Integer arithmetic: a float timestamp could turn .123 into .122999.
+    return _EPOCH + timedelta(milliseconds=ts_ms)
 
 
 def from_datetime(value: datetime) -> int:

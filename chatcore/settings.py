@@ -99,6 +99,35 @@ class Settings:
     login_email_per_minute: float = 5.0
     register_ip_burst: int = 10
     register_ip_per_minute: float = 10.0
+    # Controller service
+    controller_grpc_port: int = 50051
+    controller_http_port: int = 8111
+    controller_group_id: str = "chat-controller"
+    controller_offset_reset: str = "earliest"
+    controller_batch_max: int = 2000
+    controller_poll_timeout_ms: int = 500
+    controller_stream_queue: int = 1000
+    controller_stream_queue_bytes: int = 64 * 1024 * 1024
+    controller_delivery_batch_bytes: int = 1024 * 1024
+    controller_retry_max_s: float = 5.0
+    controller_start_grace_s: float = 2.0
+    # Management service
+    management_port: int = 8102
+    auth_url: str = "http://127.0.0.1:8101"
+    auth_timeout_s: float = 5.0
+    # Relay
+    relay_port: int = 8103
+    relay_id: str = ""
+    controller_addrs: tuple[str, ...] = ("127.0.0.1:50051",)
+    ws_origins: tuple[str, ...] = ("http://127.0.0.1:8080", "http://localhost:8080")
+    ws_max_frame_bytes: int = 65536
+    ws_heartbeat_s: int = 20
+    ws_send_buffer_bytes: int = 1024 * 1024
+    ws_rate_burst: int = 30
+    ws_rate_per_s: float = 15.0
+    ws_typing_burst: int = 5
+    ws_typing_per_s: float = 1.0
+    ws_max_connections_per_user: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +145,15 @@ class Settings:
         settings.validate()
         return settings
 
+    def to_env(self) -> dict[str, str]:
+        """The ``CHAT_*`` variables that rebuild these settings (for starting a subprocess)."""
+        env: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            env[f"CHAT_{f.name.upper()}"] = text
+        return env
+
     def validate(self) -> None:
         """Reject combinations that cannot work, naming the variable to fix."""
         if self.kafka_messages_partitions < 1:
@@ -128,5 +166,37 @@ class Settings:
             raise ConfigError("CHAT_ACCESS_TOKEN_TTL_S must be between 60 and 3600 seconds")
         if self.refresh_token_ttl_s < self.access_token_ttl_s:
             raise ConfigError("CHAT_REFRESH_TOKEN_TTL_S must not be shorter than the access TTL")
+        if not self.controller_addrs:
+            raise ConfigError("CHAT_CONTROLLER_ADDRS must name at least one controller")
+        if self.ws_max_frame_bytes < 1024:
+            raise ConfigError("CHAT_WS_MAX_FRAME_BYTES must be at least 1024")
         if self.argon2_memory_kib < 8 * self.argon2_parallelism:
             raise ConfigError("CHAT_ARGON2_MEMORY_KIB must be at least 8 x CHAT_ARGON2_PARALLELISM")
+        if self.controller_offset_reset not in ("earliest", "latest"):
+            raise ConfigError("CHAT_CONTROLLER_OFFSET_RESET must be earliest or latest")
+        if not self.controller_group_id.strip():
+            raise ConfigError("CHAT_CONTROLLER_GROUP_ID must not be empty")
+        if self.controller_batch_max < 1:
+            raise ConfigError("CHAT_CONTROLLER_BATCH_MAX must be at least 1")
+        if self.controller_poll_timeout_ms < 1:
+            raise ConfigError("CHAT_CONTROLLER_POLL_TIMEOUT_MS must be at least 1")
+        if self.controller_stream_queue < 1:
+            raise ConfigError("CHAT_CONTROLLER_STREAM_QUEUE must be at least 1")
+        # Relays receive with gRPC's default 4 MiB message limit; one delivery may be ~64 KiB.
+        if not 65536 <= self.controller_delivery_batch_bytes <= 3 * 1024 * 1024:
+            raise ConfigError(
+                "CHAT_CONTROLLER_DELIVERY_BATCH_BYTES must be between 65536 and 3145728"
+            )
+        if self.controller_stream_queue_bytes < self.controller_delivery_batch_bytes:
+            raise ConfigError(
+                "CHAT_CONTROLLER_STREAM_QUEUE_BYTES must be at least "
+                "CHAT_CONTROLLER_DELIVERY_BATCH_BYTES"
+            )
+        if self.controller_retry_max_s <= 0:
+            raise ConfigError("CHAT_CONTROLLER_RETRY_MAX_S must be positive")
+        if self.controller_start_grace_s < 0:
+            raise ConfigError("CHAT_CONTROLLER_START_GRACE_S must not be negative")
+        if not self.auth_url.startswith(("http://", "https://")):
+            raise ConfigError("CHAT_AUTH_URL must be an http:// or https:// URL")
+        if self.auth_timeout_s <= 0:
+            raise ConfigError("CHAT_AUTH_TIMEOUT_S must be positive")

@@ -1,0 +1,1 @@
+"""The controller: consumes Kafka, persists messages, fans deliveries out to subscribed relays."""

@@ -1,0 +1,137 @@
+"""What relays ask before they accept a frame: memberships, team members, attachment checks.
+
+Read-only views of collections the management service owns (``teams``, ``attachments``), behind a
+narrow interface with a MongoDB implementation. Every id reaching a filter has passed
+``validation.checked_id``, so no caller value can become a query operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from chatcore.errors import Unavailable
+from chatcore.mongo import Document
+
+TEAMS = "teams"
+ATTACHMENTS = "attachments"
+
+NOT_FOUND = "not_found"
+WRONG_TEAM = "wrong_team"
+NOT_READY = "not_ready"
+WRONG_TYPE = "wrong_type"
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipView:
+    """One team a user belongs to, and the user's role in it."""
+
+    channel_id: str
+    admin: bool
+    super_admin: bool
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TeamMembers:
+    user_ids: tuple[str, ...]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentView:
+    attachment_id: str
+    team_id: str
+    kind: str
+    status: str
+
+
+class Directory(Protocol):
+    async def memberships(self, user_id: str) -> list[MembershipView]: ...
+
+    async def members(self, channel_id: str) -> TeamMembers | None:
+        """None when there is no such team."""
+
+    async def attachment(self, attachment_id: str) -> AttachmentView | None: ...
+
+
+def attachment_problem(view: AttachmentView | None, *, channel_id: str, kind: str) -> str | None:
+    """Why an attachment may not be sent as ``kind`` in ``channel_id``; None when it may."""
+    if view is None:
+        return NOT_FOUND
+    if view.team_id != channel_id:
+        return WRONG_TEAM
+    if view.status != "ready":
+        return NOT_READY
+    if view.kind != kind:
+        return WRONG_TYPE
+    return None
+
+
+def _active(doc: Document) -> bool:
+    # Teams are active unless explicitly deactivated.
+    return doc.get("active", True) is not False
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _unavailable(exc: PyMongoError) -> Unavailable:
+    return Unavailable(f"database error: {type(exc).__name__}")
+
+
+class MongoDirectory:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._teams = db[TEAMS]
+        self._attachments = db[ATTACHMENTS]
+
+    async def memberships(self, user_id: str) -> list[MembershipView]:
+        try:
+            cursor = self._teams.find(
+                {"members": user_id}, {"_id": 1, "admins": 1, "super_admin": 1, "active": 1}
+            )
+            docs = await cursor.to_list(length=None)
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        views = []
+        for doc in docs:
+            super_admin = doc.get("super_admin") == user_id
+            views.append(
+                MembershipView(
+                    channel_id=str(doc["_id"]),
+                    # The super_admin holds every admin right even if ``admins`` lags behind.
+                    admin=super_admin or user_id in _strings(doc.get("admins")),
+                    super_admin=super_admin,
+                    active=_active(doc),
+                )
+            )
+        return views
+
+    async def members(self, channel_id: str) -> TeamMembers | None:
+        try:
+            doc = await self._teams.find_one({"_id": channel_id}, {"members": 1, "active": 1})
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        if doc is None:
+            return None
+        return TeamMembers(user_ids=_strings(doc.get("members")), active=_active(doc))
+
+    async def attachment(self, attachment_id: str) -> AttachmentView | None:
+        try:
+            doc = await self._attachments.find_one(
+                {"_id": attachment_id}, {"team_id": 1, "kind": 1, "status": 1}
+            )
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        if doc is None:
+            return None
+        return AttachmentView(
+            attachment_id=attachment_id,
+            team_id=str(doc.get("team_id", "")),
+            kind=str(doc.get("kind", "")),
+            status=str(doc.get("status", "")),
+        )

@@ -1,0 +1,131 @@
+"""Kafka records as the controller sees them, and decoding them into what the batch acts on.
+
+Pure: no I/O. A record either decodes into a message, a typing signal or a membership event, or it
+becomes a dead letter with the reason; the partition never stalls on a record it cannot read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chatcore.errors import InvalidInput
+from chatcore.kafka import EVENTS_TOPIC, MESSAGES_TOPIC, SIGNALS_TOPIC
+from chatcore.messages import CORRELATION_HEADER, decode_record
+from chatcore.proto.chat.v1 import chat_pb2
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, detached from the client library's type."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+    @classmethod
+    def from_kafka(cls, record: Any) -> Record:
+        """From an aiokafka ``ConsumerRecord`` (untyped upstream)."""
+        return cls(
+            topic=str(record.topic),
+            partition=int(record.partition),
+            offset=int(record.offset),
+            key=record.key,
+            value=record.value,
+            headers=tuple((str(k), bytes(v or b"")) for k, v in (record.headers or ())),
+        )
+
+    @property
+    def correlation_id(self) -> str:
+        """The correlation id the producer stamped (empty when none), for log lines."""
+        for name, value in self.headers:
+            if name == CORRELATION_HEADER:
+                return value.decode("utf-8", "replace")[:64]
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageItem:
+    """A chat message to persist; its offset becomes ``seq``."""
+
+    record: Record
+    message: chat_pb2.ChatMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SignalItem:
+    """A typing signal: fanned out to the channel's subscribers, never stored."""
+
+    record: Record
+    signal: chat_pb2.Signal
+
+
+@dataclass(frozen=True, slots=True)
+class EventItem:
+    """A membership change: fanned out to every relay stream."""
+
+    record: Record
+    event: chat_pb2.MembershipEvent
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot be processed, with the reason sent along in its ``error`` header."""
+
+    record: Record
+    error: str
+
+
+Item = MessageItem | SignalItem | EventItem
+
+
+def _parse_signal(value: bytes) -> chat_pb2.Signal:
+    signal = chat_pb2.Signal()
+    try:
+        signal.ParseFromString(value)
+    except Exception as exc:  # protobuf raises DecodeError, but also others on garbage
+        raise InvalidInput(f"not a Signal record: {type(exc).__name__}") from exc
+    # Random bytes often parse as some message: the required fields tell a real record apart.
+    if signal.kind != chat_pb2.SIGNAL_KIND_TYPING or not signal.channel_id or not signal.sender:
+        raise InvalidInput("Signal record lacks kind, channel_id or sender")
+    return signal
+
+
+def _parse_event(value: bytes) -> chat_pb2.MembershipEvent:
+    event = chat_pb2.MembershipEvent()
+    try:
+        event.ParseFromString(value)
+    except Exception as exc:
+        raise InvalidInput(f"not a MembershipEvent record: {type(exc).__name__}") from exc
+    if not event.channel_id or event.change == chat_pb2.MEMBERSHIP_CHANGE_UNSPECIFIED:
+        raise InvalidInput("MembershipEvent record lacks channel_id or change")
+    return event
+
+
+def _parse_message(record: Record, value: bytes) -> chat_pb2.ChatMessage:
+    message = decode_record(value)
+    # seq is an offset in the channel's partition: a record keyed otherwise sits in some other
+    # partition, and its offset would break the channel's order (or clash with another seq).
+    if record.key != message.channel_id.encode():
+        raise InvalidInput("ChatMessage record is not keyed by its channel_id")
+    return message
+
+
+def decode(record: Record) -> Item | DeadLetter:
+    """What a record means to the controller, or why it goes to the dead-letter topic."""
+    value = record.value or b""
+    try:
+        if record.topic == MESSAGES_TOPIC:
+            return MessageItem(record, _parse_message(record, value))
+        if record.topic == SIGNALS_TOPIC:
+            return SignalItem(record, _parse_signal(value))
+        if record.topic == EVENTS_TOPIC:
+            return EventItem(record, _parse_event(value))
+    except InvalidInput as exc:
+        return DeadLetter(record, exc.message)
+    return DeadLetter(record, f"unexpected topic {record.topic}")

@@ -1,0 +1,164 @@
+"""The ``Controller`` gRPC service: relay Subscribe streams and the relays' authorization questions.
+
+Subscribe is bidirectional: the first request names the relay (and may already add channels);
+later requests add or remove channel_ids. The response side drains the stream's bounded queue.
+A stream ends with RESOURCE_EXHAUSTED when its relay fell too far behind, INVALID_ARGUMENT on a
+malformed request, UNAVAILABLE when the controller stops, and OK when the relay half-closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from chatcore.errors import ChatError, InvalidInput, Unavailable
+from chatcore.logging import bind_context, get_logger, reset_context
+from chatcore.messages import TYPE_NAMES
+from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
+from services.controller.directory import Directory, attachment_problem
+from services.controller.streams import CloseReason, RelayStream, StreamHub
+from services.controller.validation import (
+    checked_id,
+    checked_ids,
+    checked_relay_id,
+    correlation_id,
+)
+
+Context = aio.ServicerContext[Any, Any]
+
+_log = get_logger("controller.grpc")
+
+_CLOSE_STATUS = {
+    CloseReason.OVERFLOW: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    CloseReason.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    CloseReason.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+@contextlib.asynccontextmanager
+async def _rpc(context: Context, method: str) -> AsyncIterator[None]:
+    """Correlation id into the log context; project errors into gRPC status codes."""
+    cid = correlation_id(context)
+    tokens = bind_context(correlation_id=cid) if cid else {}
+    try:
+        yield
+    except InvalidInput as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+    except Unavailable as exc:
+        _log.warning("rpc_unavailable", method=method, error=exc.message)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
+    except ChatError as exc:
+        _log.error("rpc_failed", method=method, code=exc.code, error=exc.message)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    finally:
+        if tokens:
+            reset_context(tokens)
+
+
+class ControllerServicer(chat_pb2_grpc.ControllerServicer):
+    def __init__(self, hub: StreamHub, directory: Directory) -> None:
+        self._hub = hub
+        self._directory = directory
+
+    async def Subscribe(
+        self, request_iterator: AsyncIterator[chat_pb2.SubscribeRequest], context: Context
+    ) -> AsyncIterator[chat_pb2.DeliveryBatch]:
+        try:
+            first = await anext(request_iterator)
+        except StopAsyncIteration:
+            return
+        try:
+            relay_id = checked_relay_id(first.relay_id)
+            add = checked_ids(first.add, "add")
+            remove = checked_ids(first.remove, "remove")
+        except InvalidInput as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+        stream = self._hub.open(relay_id)
+        self._hub.update(stream, add=add, remove=remove)
+        log = _log.bind(
+            relay_id=relay_id, stream_id=stream.stream_id, correlation_id=correlation_id(context)
+        )
+        log.info("relay_subscribed", channels=len(add))
+        reader = asyncio.create_task(self._read_updates(request_iterator, stream))
+        try:
+            async for batch in stream.batches():
+                yield batch
+            log.info("relay_stream_ended", reason=stream.reason and stream.reason.value)
+            status = _CLOSE_STATUS.get(stream.reason) if stream.reason else None
+            if status is not None:
+                await context.abort(status, stream.detail)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._hub.close(stream, CloseReason.ENDED)
+
+    async def _read_updates(
+        self, requests: AsyncIterator[chat_pb2.SubscribeRequest], stream: RelayStream
+    ) -> None:
+        """Apply the relay's add/remove requests until it half-closes or the call ends."""
+        try:
+            async for request in requests:
+                try:
+                    add = checked_ids(request.add, "add")
+                    remove = checked_ids(request.remove, "remove")
+                except InvalidInput as exc:
+                    self._hub.close(stream, CloseReason.INVALID, exc.message)
+                    return
+                self._hub.update(stream, add=add, remove=remove)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the call broke underneath: the response side ends it
+            _log.info("relay_requests_failed", relay_id=stream.relay_id, error=type(exc).__name__)
+        # The relay is done sending: let what is queued go out, then end the call.
+        self._hub.close(stream, CloseReason.ENDED, drain=True)
+
+    async def GetMemberships(
+        self, request: chat_pb2.GetMembershipsRequest, context: Context
+    ) -> chat_pb2.GetMembershipsReply:
+        async with _rpc(context, "GetMemberships"):
+            views = await self._directory.memberships(checked_id(request.user_id, "user_id"))
+            reply = chat_pb2.GetMembershipsReply(
+                memberships=[
+                    chat_pb2.Membership(
+                        channel_id=v.channel_id,
+                        admin=v.admin,
+                        super_admin=v.super_admin,
+                        active=v.active,
+                    )
+                    for v in views
+                ]
+            )
+        return reply
+
+    async def GetMembers(
+        self, request: chat_pb2.GetMembersRequest, context: Context
+    ) -> chat_pb2.GetMembersReply:
+        async with _rpc(context, "GetMembers"):
+            team = await self._directory.members(checked_id(request.channel_id, "channel_id"))
+            if team is None:
+                reply = chat_pb2.GetMembersReply(found=False)
+            else:
+                reply = chat_pb2.GetMembersReply(
+                    user_ids=team.user_ids, active=team.active, found=True
+                )
+        return reply
+
+    async def CheckAttachment(
+        self, request: chat_pb2.CheckAttachmentRequest, context: Context
+    ) -> chat_pb2.CheckAttachmentReply:
+        async with _rpc(context, "CheckAttachment"):
+            attachment_id = checked_id(request.attachment_id, "attachment_id")
+            channel_id = checked_id(request.channel_id, "channel_id")
+            kind = TYPE_NAMES.get(request.type)
+            if kind is None or request.type == chat_pb2.MESSAGE_TYPE_TEXT:
+                raise InvalidInput("type must be an attachment type (image, video, audio, file)")
+            view = await self._directory.attachment(attachment_id)
+            problem = attachment_problem(view, channel_id=channel_id, kind=kind)
+            reply = chat_pb2.CheckAttachmentReply(ok=problem is None, reason=problem or "")
+        return reply

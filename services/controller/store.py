@@ -1,0 +1,90 @@
+"""The message store behind a narrow interface, with its MongoDB implementation.
+
+Two operations are all the batch needs: an unordered bulk insert that reports which documents were
+not written (by position, with the server's error code), and a lookup of where given message ids
+are stored. FerretDB reports duplicate keys by position only, without naming the index that
+clashed, so the classification of duplicates happens in ``batch.py`` from the lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from chatcore.errors import Unavailable
+from chatcore.mongo import Document
+
+MESSAGES = "messages"
+DUPLICATE_KEY = 11000
+
+# Per-document error codes that say "the server could not do it now", not "this document is bad":
+# the batch is retried instead of dead-lettering the document. (Shutdown, stepdown, not primary,
+# interrupted, timeouts, network.)
+_TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPosition:
+    """Where a stored message sits: its channel and seq."""
+
+    channel_id: str
+    seq: int
+
+
+class MessageStore(Protocol):
+    async def insert_unordered(self, docs: Sequence[Document]) -> dict[int, int]:
+        """Insert every document it can; return ``{position: error code}`` of those not written.
+
+        Raises ``Unavailable`` when the database cannot be reached or the write as a whole failed.
+        """
+
+    async def positions(self, ids: Sequence[str]) -> dict[str, StoredPosition]:
+        """Where the messages with these ids are stored; absent ids are missing from the result."""
+
+
+def _write_failures(details: Mapping[str, Any]) -> dict[int, int]:
+    if details.get("writeConcernErrors"):
+        raise Unavailable("database write concern not satisfied")
+    failures: dict[int, int] = {}
+    for error in details.get("writeErrors", ()):
+        code = int(error.get("code", 0))
+        if code in _TRANSIENT_CODES:
+            raise Unavailable(f"database write failed transiently (code {code})")
+        failures[int(error["index"])] = code
+    return failures
+
+
+class MongoMessageStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._messages = db[MESSAGES]
+
+    async def insert_unordered(self, docs: Sequence[Document]) -> dict[int, int]:
+        if not docs:
+            return {}
+        # Copies: pymongo adds an ``_id`` to what it inserts, and a retried batch must not carry
+        # the ids of a failed attempt.
+        try:
+            await self._messages.insert_many([dict(doc) for doc in docs], ordered=False)
+        except BulkWriteError as exc:
+            return _write_failures(exc.details)
+        except PyMongoError as exc:
+            raise Unavailable(f"database error: {type(exc).__name__}") from exc
+        return {}
+
+    async def positions(self, ids: Sequence[str]) -> dict[str, StoredPosition]:
+        if not ids:
+            return {}
+        try:
+            cursor = self._messages.find(
+                {"id": {"$in": list(ids)}}, {"_id": 0, "id": 1, "channel_id": 1, "seq": 1}
+            )
+            docs = await cursor.to_list(length=None)
+        except PyMongoError as exc:
+            raise Unavailable(f"database error: {type(exc).__name__}") from exc
+        return {
+            str(doc["id"]): StoredPosition(str(doc["channel_id"]), int(doc["seq"])) for doc in docs
+        }

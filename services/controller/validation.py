@@ -1,0 +1,49 @@
+"""Checks on values arriving over gRPC before they reach a query or a log line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from grpc import aio
+
+from chatcore.errors import InvalidInput
+
+# Team, user and attachment ids are opaque short tokens (32 hex in practice). This alphabet can
+# never mean anything to MongoDB: no "$", no ".", nothing but letters, digits, "_" and "-".
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The relay names itself; reused in logs and metrics, so it gets the same discipline.
+RELAY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+CORRELATION_METADATA = "x-correlation-id"
+_CORRELATION_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# One SubscribeRequest may name at most this many channels (about what fits in gRPC's 4 MiB).
+MAX_CHANNELS_PER_REQUEST = 100_000
+
+
+def checked_id(value: str, name: str) -> str:
+    if not ID_RE.fullmatch(value):
+        raise InvalidInput(f"{name} must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
+    return value
+
+
+def checked_ids(values: Iterable[str], name: str) -> list[str]:
+    ids = list(values)
+    if len(ids) > MAX_CHANNELS_PER_REQUEST:
+        raise InvalidInput(f"{name} names more than {MAX_CHANNELS_PER_REQUEST} ids")
+    return [checked_id(value, name) for value in ids]
+
+
+def checked_relay_id(value: str) -> str:
+    if not RELAY_ID_RE.fullmatch(value):
+        raise InvalidInput(
+            "the first SubscribeRequest must carry a relay_id (1-64 safe characters)"
+        )
+    return value
+
+
+def correlation_id(context: aio.ServicerContext[object, object]) -> str | None:
+    """The caller's ``x-correlation-id`` metadata when it is a plain short token."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CORRELATION_METADATA and isinstance(value, str):
+            return value if _CORRELATION_RE.fullmatch(value) else None
+    return None

@@ -1,0 +1,188 @@
+"""The controller's gRPC questions, health and metrics against documents in the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
+import grpc
+import pytest
+from grpc import aio
+
+# grpcio-health-checking ships no type information.
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from pymongo.asynchronous.database import AsyncDatabase
+
+from chatcore.mongo import Document, database, make_mongo_client
+from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
+from chatcore.settings import Settings
+from services.controller.server import RunningController, start
+
+
+@pytest.fixture(scope="module")
+async def ctrl_settings(settings: Settings) -> Settings:
+    """Settings with this module's own database and consumer group."""
+    return dataclasses.replace(
+        settings,
+        mongo_db=f"chat_test_ctrl_{uuid.uuid4().hex[:12]}",
+        controller_group_id=f"test-ctrl-{uuid.uuid4().hex}",
+        controller_offset_reset="latest",
+        controller_start_grace_s=0.0,
+        drain_timeout_s=5.0,
+    )
+
+
+@pytest.fixture(scope="module")
+async def db(ctrl_settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
+    """The module's database, dropped at the end."""
+    client = make_mongo_client(ctrl_settings)
+    yield database(client, ctrl_settings)
+    await client.drop_database(ctrl_settings.mongo_db)
+    await client.close()
+
+
+@pytest.fixture(scope="module")
+async def controller(ctrl_settings: Settings) -> AsyncIterator[RunningController]:
+    """A controller on free ports."""
+    running = await start(ctrl_settings, grpc_port=0, http_port=0)
+    await running.wait_ready()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def channel(controller: RunningController) -> AsyncIterator[aio.Channel]:
+    """A gRPC channel to the controller."""
+    async with aio.insecure_channel(f"127.0.0.1:{controller.grpc_port}") as ch:
+        yield ch
+
+
+@pytest.fixture(scope="module")
+def stub(channel: aio.Channel) -> chat_pb2_grpc.ControllerAsyncStub:
+    """The Controller client stub."""
+    return chat_pb2_grpc.ControllerStub(channel)
+
+
+def _team(team_id: str, members: list[str], *, admins: list[str], active: bool) -> Document:
+    return {
+        "_id": team_id,
+        "name": f"team {team_id[:6]}",
+        "icon": "",
+        "active": active,
+        "meta_tags": ["test"],
+        "members": members,
+        "admins": admins,
+        "super_admin": admins[0],
+        "doc": datetime.now(UTC),
+    }
+
+
+async def test_memberships_and_members_come_from_the_teams_collection(
+    stub: chat_pb2_grpc.ControllerAsyncStub, db: AsyncDatabase[Document]
+) -> None:
+    """GetMemberships lists the user's teams with roles; GetMembers a team's members."""
+    alice, bob = uuid.uuid4().hex, uuid.uuid4().hex
+    t1, t2, t3 = (uuid.uuid4().hex for _ in range(3))
+    await db.teams.insert_many(
+        [
+            _team(t1, [alice, bob], admins=[alice], active=True),
+            _team(t2, [bob], admins=[bob], active=False),
+            _team(t3, [alice], admins=[alice], active=True),
+        ]
+    )
+    reply = await stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id=bob))
+    got = {(m.channel_id, m.admin, m.super_admin, m.active) for m in reply.memberships}
+    assert got == {(t1, False, False, True), (t2, True, True, False)}
+
+    members = await stub.GetMembers(chat_pb2.GetMembersRequest(channel_id=t1))
+    assert (sorted(members.user_ids), members.active, members.found) == (
+        sorted([alice, bob]),
+        True,
+        True,
+    )
+    inactive = await stub.GetMembers(chat_pb2.GetMembersRequest(channel_id=t2))
+    assert (inactive.found, inactive.active) == (True, False)
+    missing = await stub.GetMembers(chat_pb2.GetMembersRequest(channel_id=uuid.uuid4().hex))
+    assert not missing.found
+    nobody = await stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id=uuid.uuid4().hex))
+    assert list(nobody.memberships) == []
+
+
+async def test_attachment_check_against_stored_attachments(
+    stub: chat_pb2_grpc.ControllerAsyncStub, db: AsyncDatabase[Document]
+) -> None:
+    """CheckAttachment is ok only for a ready attachment of the team and the right kind."""
+    team, other = uuid.uuid4().hex, uuid.uuid4().hex
+    ready, pending = uuid.uuid4().hex, uuid.uuid4().hex
+    await db.attachments.insert_many(
+        [
+            {"_id": ready, "team_id": team, "kind": "audio", "status": "ready", "size": 10},
+            {"_id": pending, "team_id": team, "kind": "audio", "status": "pending", "size": 10},
+        ]
+    )
+
+    async def check(attachment_id: str, channel_id: str, kind: int) -> tuple[bool, str]:
+        reply = await stub.CheckAttachment(
+            chat_pb2.CheckAttachmentRequest(
+                attachment_id=attachment_id,
+                channel_id=channel_id,
+                type=chat_pb2.MessageType.ValueType(kind),
+            )
+        )
+        return reply.ok, reply.reason
+
+    audio, file = chat_pb2.MESSAGE_TYPE_AUDIO, chat_pb2.MESSAGE_TYPE_FILE
+    assert await check(ready, team, audio) == (True, "")
+    assert await check(ready, other, audio) == (False, "wrong_team")
+    assert await check(pending, team, audio) == (False, "not_ready")
+    assert await check(ready, team, file) == (False, "wrong_type")
+    assert await check(uuid.uuid4().hex, team, audio) == (False, "not_found")
+
+
+@pytest.mark.parametrize("bad", ['{"$ne": null}', "", "a" * 65, "x.y"])
+async def test_operator_shaped_ids_are_invalid_arguments(
+    stub: chat_pb2_grpc.ControllerAsyncStub, bad: str
+) -> None:
+    """Ids that are not plain short tokens never reach the database."""
+    with pytest.raises(aio.AioRpcError) as err:
+        await stub.GetMembers(chat_pb2.GetMembersRequest(channel_id=bad))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_grpc_health_serves_once_consuming(channel: aio.Channel) -> None:
+    """The standard health service says SERVING for the server and the Controller service."""
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "chat.v1.Controller"):
+        # Health is re-checked every second; give it a few rounds.
+        for _ in range(50):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_ops_endpoints(controller: RunningController) -> None:
+    """/healthz, /readyz and /metrics answer on the side HTTP port."""
+    base = f"http://127.0.0.1:{controller.port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+    for name in (
+        "controller_batch_records",
+        "controller_persist_seconds",
+        "controller_deliveries_total",
+        "controller_dropped_streams_total",
+        "controller_dlq_records_total",
+        "controller_messages_total",
+        "controller_consumer_lag",
+    ):
+        assert name in text

@@ -1,0 +1,197 @@
+"""The Controller gRPC service over a real local grpc.aio server, with in-memory dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+import pytest
+import structlog
+from grpc import aio
+from prometheus_client import CollectorRegistry
+
+from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
+from services.controller.directory import AttachmentView, TeamMembers
+from services.controller.metrics import ControllerMetrics
+from services.controller.registry import Routed, SubscriptionRegistry
+from services.controller.servicer import ControllerServicer
+from services.controller.streams import StreamHub
+from tests.unit.controller_fakes import MemoryDirectory, chat_message
+
+T1 = "a" * 32
+T2 = "b" * 32
+
+
+@dataclass
+class _Server:
+    hub: StreamHub
+    directory: MemoryDirectory
+    stub: chat_pb2_grpc.ControllerAsyncStub
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[_Server]:
+    """A Controller service on a free port, its hub holding at most 2 batches per stream."""
+    metrics = ControllerMetrics.create(CollectorRegistry())
+    hub = StreamHub(SubscriptionRegistry(max_batch_bytes=1 << 20), capacity=2, metrics=metrics)
+    directory = MemoryDirectory()
+    grpc_server = aio.server()
+    chat_pb2_grpc.add_ControllerServicer_to_server(ControllerServicer(hub, directory), grpc_server)
+    port = grpc_server.add_insecure_port("127.0.0.1:0")
+    await grpc_server.start()
+    channel = aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield _Server(hub, directory, chat_pb2_grpc.ControllerStub(channel))
+    finally:
+        await channel.close()
+        await grpc_server.stop(None)
+
+
+def _delivery(channel_id: str, seq: int) -> Routed:
+    persisted = chat_pb2.PersistedMessage(
+        message=chat_message(channel_id, msg_id=f"m{seq}"), seq=seq
+    )
+    return Routed.to_channel(channel_id, chat_pb2.Delivery(message=persisted))
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")
+
+
+async def test_subscribed_stream_receives_its_channels_only(server: _Server) -> None:
+    """A stream receives deliveries of channels it added, nothing of others, none after remove."""
+    call = server.stub.Subscribe()
+    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1]))
+    await _until(lambda: len(server.hub) == 1)
+    server.hub.publish([_delivery(T2, 1), _delivery(T1, 2)])
+    batch = await asyncio.wait_for(call.read(), 2)
+    assert isinstance(batch, chat_pb2.DeliveryBatch)
+    assert [d.message.seq for d in batch.deliveries] == [2]
+    await call.write(chat_pb2.SubscribeRequest(add=[T2], remove=[T1]))
+    await asyncio.sleep(0.05)
+    server.hub.publish([_delivery(T1, 3), _delivery(T2, 4)])
+    batch = await asyncio.wait_for(call.read(), 2)
+    assert isinstance(batch, chat_pb2.DeliveryBatch)
+    assert [d.message.seq for d in batch.deliveries] == [4]
+    await call.done_writing()
+    assert await asyncio.wait_for(call.read(), 2) is aio.EOF
+    assert await call.code() == grpc.StatusCode.OK
+    await _until(lambda: len(server.hub) == 0)
+
+
+async def test_first_request_without_relay_id_is_refused(server: _Server) -> None:
+    """The first request must name the relay: INVALID_ARGUMENT otherwise."""
+    call = server.stub.Subscribe()
+    await call.write(chat_pb2.SubscribeRequest(add=[T1]))
+    assert await asyncio.wait_for(call.code(), 2) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_operator_shaped_channel_id_ends_the_stream(server: _Server) -> None:
+    """A later request naming a non-id channel ends the call with INVALID_ARGUMENT."""
+    call = server.stub.Subscribe()
+    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1"))
+    await call.write(chat_pb2.SubscribeRequest(add=['{"$ne": null}']))
+    assert await asyncio.wait_for(call.code(), 2) == grpc.StatusCode.INVALID_ARGUMENT
+    await _until(lambda: len(server.hub) == 0)
+
+
+async def test_stream_that_falls_behind_is_dropped_with_resource_exhausted(
+    server: _Server,
+) -> None:
+    """Publishing past a stream's queue bound ends its call with RESOURCE_EXHAUSTED."""
+    slow = server.stub.Subscribe()
+    await slow.write(chat_pb2.SubscribeRequest(relay_id="relay-slow", add=[T1]))
+    await _until(lambda: len(server.hub) == 1)
+    # Three publishes without yielding: the queue (2) overflows before the server can drain it.
+    for seq in range(3):
+        server.hub.publish([_delivery(T1, seq)])
+    assert await asyncio.wait_for(slow.code(), 2) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(server.hub) == 0
+
+
+async def test_memberships_members_and_attachments(server: _Server) -> None:
+    """The authorization questions are answered from the directory."""
+    server.directory.teams[T1] = {
+        "members": ["u1", "u2"],
+        "admins": ["u1"],
+        "super_admin": "u1",
+        "active": True,
+    }
+    server.directory.teams[T2] = {
+        "members": ["u2"],
+        "admins": [],
+        "super_admin": "u3",
+        "active": False,
+    }
+    reply = await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id="u2"))
+    assert sorted((m.channel_id, m.admin, m.active) for m in reply.memberships) == [
+        (T1, False, True),
+        (T2, False, False),
+    ]
+    mine = await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id="u1"))
+    assert [(m.admin, m.super_admin) for m in mine.memberships] == [(True, True)]
+    members = await server.stub.GetMembers(chat_pb2.GetMembersRequest(channel_id=T1))
+    assert (list(members.user_ids), members.active, members.found) == (["u1", "u2"], True, True)
+    missing = await server.stub.GetMembers(chat_pb2.GetMembersRequest(channel_id="c" * 32))
+    assert not missing.found
+
+    server.directory.attachments["att1"] = AttachmentView("att1", T1, "image", "ready")
+    server.directory.attachments["att2"] = AttachmentView("att2", T1, "image", "pending")
+
+    async def check(attachment_id: str, channel_id: str, kind: int) -> tuple[bool, str]:
+        r = await server.stub.CheckAttachment(
+            chat_pb2.CheckAttachmentRequest(
+                attachment_id=attachment_id,
+                channel_id=channel_id,
+                type=chat_pb2.MessageType.ValueType(kind),
+            )
+        )
+        return r.ok, r.reason
+
+    assert await check("att1", T1, chat_pb2.MESSAGE_TYPE_IMAGE) == (True, "")
+    assert await check("nope", T1, chat_pb2.MESSAGE_TYPE_IMAGE) == (False, "not_found")
+    assert await check("att1", T2, chat_pb2.MESSAGE_TYPE_IMAGE) == (False, "wrong_team")
+    assert await check("att2", T1, chat_pb2.MESSAGE_TYPE_IMAGE) == (False, "not_ready")
+    assert await check("att1", T1, chat_pb2.MESSAGE_TYPE_VIDEO) == (False, "wrong_type")
+    with pytest.raises(aio.AioRpcError) as text_type:
+        await check("att1", T1, chat_pb2.MESSAGE_TYPE_TEXT)
+    assert text_type.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("user_id", ['{"$ne": null}', "", "x" * 65, "a.b", "$where"])
+async def test_bad_ids_never_reach_the_directory(server: _Server, user_id: str) -> None:
+    """Ids that are not short plain tokens answer INVALID_ARGUMENT before any query."""
+    with pytest.raises(aio.AioRpcError) as err:
+        await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id=user_id))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert server.directory.queries == []
+
+
+async def test_database_down_answers_unavailable(server: _Server) -> None:
+    """A directory outage maps to UNAVAILABLE so relays retry."""
+    server.directory.down = True
+    with pytest.raises(aio.AioRpcError) as err:
+        await server.stub.GetMembers(chat_pb2.GetMembersRequest(channel_id=T1))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_correlation_id_from_metadata_reaches_the_log_context(server: _Server) -> None:
+    """``x-correlation-id`` metadata is bound into the log context while the call runs."""
+    seen: list[object] = []
+    original = server.directory.members
+
+    async def spy(channel_id: str) -> TeamMembers | None:
+        seen.append(structlog.contextvars.get_contextvars().get("correlation_id"))
+        return await original(channel_id)
+
+    server.directory.members = spy  # type: ignore[method-assign]
+    await server.stub.GetMembers(
+        chat_pb2.GetMembersRequest(channel_id=T1), metadata=(("x-correlation-id", "corr-42"),)
+    )
+    assert seen == ["corr-42"]
