@@ -1,0 +1,1 @@
+"""The management service: teams, members and roles, and message history over REST (``/v1``)."""

@@ -1,0 +1,151 @@
+"""HTTP routes of the management service: a thin translation between JSON and the domain.
+
+Every handler authenticates first (401), then parses ids, query and body (422 before any query),
+then calls the domain, which answers 404 to non-members, 403 to members lacking the role and 409
+to requests that clash with the team's state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from chatcore.http import authenticate, ok, read_json_object
+from chatcore.settings import Settings
+from chatcore.tokens import JwtVerifier, TokenError, bearer_token
+from services.management.history import HistoryService
+from services.management.teams import TeamService
+from services.management.validation import (
+    is_id,
+    parse_history_query,
+    parse_id,
+    parse_member_ref,
+    parse_new_team,
+    parse_team_changes,
+    parse_teams_query,
+    parse_transfer,
+)
+
+
+class ManagementApi:
+    def __init__(
+        self,
+        teams: TeamService,
+        history: HistoryService,
+        verifier: JwtVerifier,
+        settings: Settings,
+        openapi: bytes,
+    ) -> None:
+        self._teams = teams
+        self._history = history
+        self._verifier = verifier
+        self._settings = settings
+        self._openapi = openapi
+
+    def routes(self) -> list[web.RouteDef]:
+        # Any segment matches, so malformed ids (braces included) get our 422, not a router 404.
+        team = "/v1/teams/{team_id:[^/]+}"
+        return [
+            web.get("/v1/openapi.json", self.openapi),
+            web.post("/v1/teams", self.create),
+            web.get("/v1/teams", self.list_mine),
+            web.get(team, self.get),
+            web.patch(team, self.update),
+            web.post(f"{team}/members", self.add_member),
+            web.delete(f"{team}/members/{{user_id:[^/]+}}", self.remove_member),
+            web.put(f"{team}/admins/{{user_id:[^/]+}}", self.elect_admin),
+            web.delete(f"{team}/admins/{{user_id:[^/]+}}", self.dismiss_admin),
+            web.put(f"{team}/super_admin", self.transfer),
+            web.post(f"{team}/leave", self.leave),
+            web.get(f"{team}/messages", self.messages),
+        ]
+
+    async def _caller(self, request: web.Request) -> str:
+        claims = await authenticate(request, self._verifier)
+        # The subject becomes a query value: it must be an id like any other.
+        if not is_id(claims.sub):
+            raise TokenError("token subject is not a user id")
+        return claims.sub
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        return await read_json_object(request, max_bytes=self._settings.max_body_bytes)
+
+    @staticmethod
+    def _team_id(request: web.Request) -> str:
+        return parse_id(request.match_info["team_id"], "team_id")
+
+    @staticmethod
+    def _user_id(request: web.Request) -> str:
+        return parse_id(request.match_info["user_id"], "user_id")
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        # Like the JWKS, a document that tools fetch as-is: outside the envelope.
+        return web.Response(body=self._openapi, content_type="application/json")
+
+    async def create(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        draft = parse_new_team(await self._body(request))
+        team = await self._teams.create(draft, creator=caller)
+        return ok(team.public(), status=201)
+
+    async def list_mine(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        query = parse_teams_query(request.query.items())
+        page = await self._teams.list_mine(caller, query)
+        return ok(
+            [t.public() for t in page.teams],
+            meta={"has_more": page.has_more, "next_cursor": page.next_cursor},
+        )
+
+    async def get(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        return ok((await self._teams.get(self._team_id(request), caller=caller)).public())
+
+    async def update(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id = self._team_id(request)
+        changes = parse_team_changes(await self._body(request))
+        return ok((await self._teams.update(team_id, changes, caller=caller)).public())
+
+    async def add_member(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id = self._team_id(request)
+        ref = parse_member_ref(await self._body(request))
+        # Forwarded to the auth service's users API, which checks it again.
+        bearer = bearer_token(request.headers.get("Authorization"), None)
+        team = await self._teams.add_member(team_id, ref, caller=caller, bearer=bearer)
+        return ok(team.public(), status=201)
+
+    async def remove_member(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id, user_id = self._team_id(request), self._user_id(request)
+        return ok((await self._teams.remove_member(team_id, user_id, caller=caller)).public())
+
+    async def elect_admin(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id, user_id = self._team_id(request), self._user_id(request)
+        return ok((await self._teams.elect_admin(team_id, user_id, caller=caller)).public())
+
+    async def dismiss_admin(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id, user_id = self._team_id(request), self._user_id(request)
+        return ok((await self._teams.dismiss_admin(team_id, user_id, caller=caller)).public())
+
+    async def transfer(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id = self._team_id(request)
+        user_id = parse_transfer(await self._body(request))
+        return ok((await self._teams.transfer(team_id, user_id, caller=caller)).public())
+
+    async def leave(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        await self._teams.leave(self._team_id(request), caller=caller)
+        return web.Response(status=204)
+
+    async def messages(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id = self._team_id(request)
+        query = parse_history_query(request.query.items())
+        page = await self._history.page(team_id, query, caller=caller)
+        return ok([m.public() for m in page.messages], meta=page.meta())

@@ -1,0 +1,27 @@
+"""The OpenAPI 3.1 document of the whole public REST API, kept at docs/openapi.json.
+
+One file is the source: the management service serves it verbatim at ``/v1/openapi.json`` and the
+tests check real responses of every service against it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from chatcore.settings import ConfigError
+
+OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def load_openapi(path: Path = OPENAPI_PATH) -> tuple[dict[str, Any], bytes]:
+    """The parsed document and its bytes as served; a missing or broken file stops start-up."""
+    try:
+        raw = path.read_bytes()
+        document = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the OpenAPI document {path}: {exc}") from exc
+    if not isinstance(document, dict) or not str(document.get("openapi", "")).startswith("3.1"):
+        raise ConfigError(f"{path} is not an OpenAPI 3.1 document")
+    return document, raw

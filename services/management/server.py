@@ -1,0 +1,90 @@
+"""Wiring of the management service: ``start(settings)`` builds every dependency and serves HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from chatcore.http import Health, ReadinessCheck, make_app
+from chatcore.kafka import make_producer
+from chatcore.lifecycle import Cleanup, RunningHttpApp, serve_app
+from chatcore.mongo import INDEXES, database, ensure_indexes, make_mongo_client, ping
+from chatcore.settings import Settings
+from chatcore.tokens import HttpJwksSource, JwtVerifier
+from services.management.api import ManagementApi
+from services.management.events import EventMetrics, KafkaMembershipPublisher
+from services.management.history import HistoryService
+from services.management.openapi import load_openapi
+from services.management.store import MANAGEMENT_INDEXES, MongoMessageStore, MongoTeamStore
+from services.management.teams import TeamMetrics, TeamService
+from services.management.users import HttpUserDirectory
+
+
+def _kafka_ready(producer: AIOKafkaProducer) -> ReadinessCheck:
+    async def check() -> bool:
+        # A metadata round trip: True only when a broker answers.
+        return bool(await producer.client.force_metadata_update())
+
+    return check
+
+
+@contextlib.asynccontextmanager
+async def _undo_on_failure(cleanups: list[Cleanup]) -> AsyncIterator[None]:
+    """If start-up fails half-way, release what was already acquired (newest first)."""
+    try:
+        yield
+    except BaseException:
+        for cleanup in reversed(cleanups):
+            with contextlib.suppress(Exception):
+                await cleanup()
+        raise
+
+
+async def start(settings: Settings, *, port: int | None = None) -> RunningHttpApp:
+    """Start the management service; ``port`` overrides settings (0 picks a free port)."""
+    _document, openapi = load_openapi()
+    cleanups: list[Cleanup] = []
+    async with _undo_on_failure(cleanups):
+        client = make_mongo_client(settings)
+        cleanups.append(client.close)
+        db = database(client, settings)
+        # The messages indexes too: history pages need (channel_id, seq) even before the
+        # controller has started once.
+        await ensure_indexes(db, (*INDEXES, *MANAGEMENT_INDEXES))
+
+        producer = make_producer(settings, client_id="management")
+        await producer.start()
+        cleanups.append(producer.stop)
+
+        session = aiohttp.ClientSession()
+        cleanups.append(session.close)
+
+        registry = CollectorRegistry()
+        teams = MongoTeamStore(db)
+        service = TeamService(
+            teams=teams,
+            users=HttpUserDirectory(session, settings.auth_url, timeout_s=settings.auth_timeout_s),
+            events=KafkaMembershipPublisher(producer, EventMetrics.create(registry)),
+            metrics=TeamMetrics.create(registry),
+        )
+        history = HistoryService(teams=teams, messages=MongoMessageStore(db))
+        verifier = JwtVerifier.from_settings(settings, HttpJwksSource(session, settings.jwks_url))
+
+        async def database_ready() -> bool:
+            return await ping(client)
+
+        health = Health({"database": database_ready, "kafka": _kafka_ready(producer)})
+        app = make_app(registry=registry, health=health, max_body_bytes=settings.max_body_bytes)
+        app.add_routes(ManagementApi(service, history, verifier, settings, openapi).routes())
+        return await serve_app(
+            app,
+            host=settings.http_host,
+            port=settings.management_port if port is None else port,
+            drain_timeout_s=settings.drain_timeout_s,
+            # Run in reverse on stop: the HTTP session, then the producer (flushing), then Mongo.
+            cleanups=list(cleanups),
+        )

@@ -1,0 +1,265 @@
+"""Team management rules in action: create, list, read, change, members, roles, leave.
+
+No HTTP and no database driver here: the store, the user directory, the event publisher and the
+clock come in through the constructor. Every change follows one pattern:
+
+1. read the team and decide with the pure rules in ``roles.py`` (a denial raises before anything is
+   written, so nothing changes on a denied call);
+2. write with one conditional update whose filter repeats the preconditions of that decision;
+3. if the filter matched nothing, something changed in between: go back to 1 with a fresh read,
+   which now answers 404, 403 or 409 or succeeds (a bounded number of times, then 409);
+4. after a successful membership change, publish the matching event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter
+
+from chatcore.errors import Conflict, NotFound
+from chatcore.logging import get_logger
+from services.management import roles
+from services.management.events import MembershipPublisher
+from services.management.model import (
+    MemberRef,
+    MembershipChange,
+    Role,
+    Team,
+    TeamChanges,
+    TeamDraft,
+)
+from services.management.store import TeamStore
+from services.management.users import UserDirectory
+from services.management.validation import TeamsQuery
+
+_log = get_logger("management.teams")
+
+# A change that loses this many races in a row is reported as a conflict; the client retries.
+MAX_ATTEMPTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TeamMetrics:
+    changes: Counter
+    lost_races: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> TeamMetrics:
+        return cls(
+            changes=Counter(
+                "management_team_changes_total",
+                "Successful team changes by kind",
+                ["kind"],
+                registry=registry,
+            ),
+            lost_races=Counter(
+                "management_conditional_update_misses_total",
+                "Conditional updates that matched nothing because the team changed concurrently",
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TeamPage:
+    teams: tuple[Team, ...]
+    has_more: bool
+    next_cursor: str | None
+
+
+Attempt = Callable[[Team], Awaitable[Team | None]]
+
+
+class TeamService:
+    def __init__(
+        self,
+        *,
+        teams: TeamStore,
+        users: UserDirectory,
+        events: MembershipPublisher,
+        metrics: TeamMetrics,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._teams = teams
+        self._users = users
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
+        self._new_id = new_id
+
+    def _now(self) -> datetime:
+        # Millisecond precision: what the database stores, so a created team reads back equal.
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    async def create(self, draft: TeamDraft, *, creator: str) -> Team:
+        """A new active team; the creator is its super_admin, an admin and its only member."""
+        team = Team(
+            id=self._new_id(),
+            name=draft.name,
+            icon=draft.icon,
+            active=True,
+            meta_tags=draft.meta_tags,
+            members=(creator,),
+            admins=(creator,),
+            super_admin=creator,
+            doc=self._now(),
+        )
+        await self._teams.insert(team)
+        self._metrics.changes.labels("create").inc()
+        _log.info("team_created", team_id=team.id, user_id=creator)
+        await self._events.publish(team.id, creator, MembershipChange.ADDED, actor=creator)
+        return team
+
+    async def list_mine(self, caller: str, query: TeamsQuery) -> TeamPage:
+        """The caller's teams, ordered by id; ``next_cursor`` continues after this page."""
+        found = await self._teams.list_for_member(
+            caller, tag=query.tag, after_id=query.cursor, limit=query.limit + 1
+        )
+        page = tuple(found[: query.limit])
+        has_more = len(found) > query.limit
+        return TeamPage(page, has_more, page[-1].id if has_more else None)
+
+    async def get(self, team_id: str, *, caller: str) -> Team:
+        return roles.member_team(await self._teams.get(team_id), caller)
+
+    async def _retrying(self, team_id: str, caller: str, attempt: Attempt) -> Team:
+        """Read, decide and write until the write's preconditions hold (see module docstring)."""
+        for _ in range(MAX_ATTEMPTS):
+            team = await self._teams.get(team_id)
+            roles.visible_role(team, caller)
+            assert team is not None
+            result = await attempt(team)
+            if result is not None:
+                return result
+            self._metrics.lost_races.inc()
+        raise Conflict("the team kept changing while this request was applied; retry")
+
+    async def update(self, team_id: str, changes: TeamChanges, *, caller: str) -> Team:
+        """Admins change name, icon and tags; the super_admin also ``active``."""
+
+        async def attempt(team: Team) -> Team | None:
+            role = roles.check_update(team, caller, changes)
+            return await self._teams.update_settings(
+                team_id,
+                actor=caller,
+                changes=changes,
+                as_super_admin=role is Role.SUPER_ADMIN and changes.active is not None,
+            )
+
+        before = await self._retrying(team_id, caller, attempt)
+        after = _apply(before, changes)
+        self._metrics.changes.labels("update").inc()
+        if before.active != after.active:
+            change = MembershipChange.ACTIVATED if after.active else MembershipChange.DEACTIVATED
+            await self._events.publish(team_id, "", change, actor=caller)
+        return after
+
+    async def _resolve(self, ref: MemberRef, bearer: str) -> str:
+        if ref.user_id is not None:
+            if not await self._users.exists(ref.user_id, bearer=bearer):
+                raise NotFound("no such user")
+            return ref.user_id
+        assert ref.email is not None
+        user_id = await self._users.id_by_email(ref.email, bearer=bearer)
+        if user_id is None:
+            raise NotFound("no such user")
+        return user_id
+
+    async def add_member(self, team_id: str, ref: MemberRef, *, caller: str, bearer: str) -> Team:
+        """Admins add a user (by id or email) with the user role."""
+        # The role check comes before the look-up, so a plain member cannot probe for accounts.
+        roles.check_manage_members(await self._teams.get(team_id), caller)
+        user_id = await self._resolve(ref, bearer)
+
+        async def attempt(team: Team) -> Team | None:
+            roles.check_add_member(team, caller, user_id)
+            return await self._teams.add_member(team_id, actor=caller, user_id=user_id)
+
+        team = await self._retrying(team_id, caller, attempt)
+        self._metrics.changes.labels("add_member").inc()
+        await self._events.publish(team_id, user_id, MembershipChange.ADDED, actor=caller)
+        return team
+
+    async def remove_member(self, team_id: str, user_id: str, *, caller: str) -> Team:
+        """Admins remove user-level members; the super_admin removes anyone else."""
+
+        async def attempt(team: Team) -> Team | None:
+            role = roles.check_remove_member(team, caller, user_id)
+            return await self._teams.remove_member(
+                team_id, actor=caller, user_id=user_id, as_super_admin=role is Role.SUPER_ADMIN
+            )
+
+        team = await self._retrying(team_id, caller, attempt)
+        self._metrics.changes.labels("remove_member").inc()
+        await self._events.publish(team_id, user_id, MembershipChange.REMOVED, actor=caller)
+        return team
+
+    async def elect_admin(self, team_id: str, user_id: str, *, caller: str) -> Team:
+        """The super_admin makes a member an admin (already one: no change)."""
+
+        async def attempt(team: Team) -> Team | None:
+            if not roles.check_elect_admin(team, caller, user_id):
+                return team
+            return await self._teams.add_admin(team_id, actor=caller, user_id=user_id)
+
+        team = await self._retrying(team_id, caller, attempt)
+        self._metrics.changes.labels("elect_admin").inc()
+        return team
+
+    async def dismiss_admin(self, team_id: str, user_id: str, *, caller: str) -> Team:
+        """The super_admin makes an admin a plain member again (not an admin: no change)."""
+
+        async def attempt(team: Team) -> Team | None:
+            if not roles.check_dismiss_admin(team, caller, user_id):
+                return team
+            return await self._teams.remove_admin(team_id, actor=caller, user_id=user_id)
+
+        team = await self._retrying(team_id, caller, attempt)
+        self._metrics.changes.labels("dismiss_admin").inc()
+        return team
+
+    async def transfer(self, team_id: str, user_id: str, *, caller: str) -> Team:
+        """The super_admin hands the role to another member and stays an admin."""
+
+        async def attempt(team: Team) -> Team | None:
+            if not roles.check_transfer(team, caller, user_id):
+                return team
+            return await self._teams.transfer_super_admin(team_id, actor=caller, user_id=user_id)
+
+        team = await self._retrying(team_id, caller, attempt)
+        self._metrics.changes.labels("transfer").inc()
+        _log.info("super_admin_transferred", team_id=team_id, user_id=user_id, actor=caller)
+        return team
+
+    async def leave(self, team_id: str, *, caller: str) -> None:
+        """The caller leaves; the last member leaving deletes the team."""
+        for _ in range(MAX_ATTEMPTS):
+            kind = roles.check_leave(await self._teams.get(team_id), caller)
+            if kind is roles.Leave.LAST_MEMBER:
+                done = await self._teams.delete_if_sole_member(team_id, user_id=caller)
+            else:
+                done = await self._teams.leave(team_id, user_id=caller)
+            if done:
+                self._metrics.changes.labels("leave").inc()
+                if kind is roles.Leave.LAST_MEMBER:
+                    _log.info("team_deleted", team_id=team_id, user_id=caller)
+                await self._events.publish(team_id, caller, MembershipChange.REMOVED, actor=caller)
+                return
+            self._metrics.lost_races.inc()
+        raise Conflict("the team kept changing while this request was applied; retry")
+
+
+def _apply(team: Team, changes: TeamChanges) -> Team:
+    """The team after a ``$set`` of these changes (what the database now holds)."""
+    values = changes.fields()
+    if changes.meta_tags is not None:
+        values["meta_tags"] = changes.meta_tags  # a tuple in the domain, a list when stored
+    return dataclasses.replace(team, **values)

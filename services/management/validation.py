@@ -1,0 +1,265 @@
+"""Request bodies, path ids and query strings of the management API parsed into typed values.
+
+No I/O. Each parser collects per-field reasons and raises one ``InvalidInput`` (HTTP 422) with all
+of them in ``details``. Only values that passed these checks reach a query: ids are 32 lower-case
+hex characters, strings are strings, so nothing a client sends can become a query operator (a key
+such as ``$set`` is an unknown field; ``{"$gt": ""}`` where an id belongs is not a string).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from chatcore.errors import InvalidInput
+from services.management.model import MemberRef, TeamChanges, TeamDraft
+
+NAME_MAX = 100
+ICON_MAX = 2048
+TAGS_MAX = 20
+TAG_MAX = 32
+EMAIL_MAX = 254
+HISTORY_LIMIT_DEFAULT = 50
+HISTORY_LIMIT_MAX = 200
+TEAMS_LIMIT_DEFAULT = 50
+TEAMS_LIMIT_MAX = 100
+# seq is a Kafka offset: a non-negative signed 64-bit integer.
+SEQ_MAX = 2**63 - 1
+
+ID_RE = re.compile(r"^[0-9a-f]{32}$")
+TAG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
+_DIGITS_RE = re.compile(r"^[0-9]{1,19}$")
+_ID_RULE = "must be 32 lower-case hex characters"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """One page of history: after a seq (forward), before a seq (backward) or the latest."""
+
+    before: int | None
+    after: int | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class TeamsQuery:
+    """One page of the caller's teams, ordered by id, optionally only those with a tag."""
+
+    tag: str | None
+    cursor: str | None
+    limit: int
+
+
+def _invalid(message: str, errors: Mapping[str, str]) -> InvalidInput:
+    return InvalidInput(message, details=errors)
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _unknown_fields(
+    body: Mapping[str, Any], allowed: frozenset[str], errors: dict[str, str]
+) -> None:
+    for key in body:
+        if key not in allowed:
+            errors[str(key)[:64]] = "unknown field"
+
+
+def is_id(value: object) -> bool:
+    """True for a string in the id format shared by users and teams."""
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None
+
+
+def parse_id(raw: object, field: str) -> str:
+    """A team or user id from a path or body; anything else is a 422 naming the field."""
+    if not is_id(raw):
+        raise _invalid(f"invalid {field}", {field: _ID_RULE})
+    assert isinstance(raw, str)
+    return raw
+
+
+def _name(raw: object, errors: dict[str, str]) -> str:
+    if not isinstance(raw, str):
+        errors["name"] = "required, a string"
+        return ""
+    name = raw.strip()
+    if not 1 <= len(name) <= NAME_MAX:
+        errors["name"] = f"1 to {NAME_MAX} characters"
+    elif _has_control(name):
+        errors["name"] = "must not contain control characters"
+    return name
+
+
+def _icon(raw: object, errors: dict[str, str]) -> str:
+    if not isinstance(raw, str):
+        errors["icon"] = "must be a string (an http(s) URL, or empty)"
+        return ""
+    if raw == "":
+        return raw
+    if len(raw) > ICON_MAX or _has_control(raw) or any(ch.isspace() for ch in raw):
+        errors["icon"] = f"an http(s) URL of at most {ICON_MAX} characters without spaces"
+        return raw
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        errors["icon"] = "must be an http(s) URL or empty"
+    return raw
+
+
+def _meta_tags(raw: object, errors: dict[str, str]) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        errors["meta_tags"] = "must be an array of strings"
+        return ()
+    if len(raw) > TAGS_MAX:
+        errors["meta_tags"] = f"at most {TAGS_MAX} tags"
+        return ()
+    tags: list[str] = []
+    for tag in raw:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= TAG_MAX or not TAG_RE.fullmatch(tag):
+            errors["meta_tags"] = (
+                f"each tag is a lower-case slug (a-z, 0-9, single dashes) of 1 to {TAG_MAX} "
+                "characters"
+            )
+            return ()
+        if tag not in tags:  # duplicates say nothing new; keep the first occurrence's order
+            tags.append(tag)
+    return tuple(tags)
+
+
+def parse_new_team(body: Mapping[str, Any]) -> TeamDraft:
+    """``{name, icon?, meta_tags?}``."""
+    errors: dict[str, str] = {}
+    _unknown_fields(body, frozenset({"name", "icon", "meta_tags"}), errors)
+    name = _name(body.get("name"), errors)
+    icon = _icon(body["icon"], errors) if "icon" in body else ""
+    tags = _meta_tags(body["meta_tags"], errors) if "meta_tags" in body else ()
+    if errors:
+        raise _invalid("invalid team", errors)
+    return TeamDraft(name=name, icon=icon, meta_tags=tags)
+
+
+def parse_team_changes(body: Mapping[str, Any]) -> TeamChanges:
+    """A PATCH with at least one of ``name``, ``icon``, ``meta_tags``, ``active``."""
+    errors: dict[str, str] = {}
+    _unknown_fields(body, frozenset({"name", "icon", "meta_tags", "active"}), errors)
+    name = _name(body["name"], errors) if "name" in body else None
+    icon = _icon(body["icon"], errors) if "icon" in body else None
+    tags = _meta_tags(body["meta_tags"], errors) if "meta_tags" in body else None
+    active = body.get("active")
+    if "active" in body and not isinstance(active, bool):
+        errors["active"] = "must be true or false"
+    if not body:
+        errors["body"] = "name at least one of name, icon, meta_tags, active"
+    if errors:
+        raise _invalid("invalid team changes", errors)
+    return TeamChanges(
+        name=name, icon=icon, meta_tags=tags, active=active if isinstance(active, bool) else None
+    )
+
+
+def parse_member_ref(body: Mapping[str, Any]) -> MemberRef:
+    """``{user_id}`` or ``{email}``, exactly one of them."""
+    errors: dict[str, str] = {}
+    _unknown_fields(body, frozenset({"user_id", "email"}), errors)
+    has_id, has_email = "user_id" in body, "email" in body
+    if has_id == has_email:
+        errors["body"] = "give exactly one of user_id or email"
+        raise _invalid("invalid member", errors)
+    if has_id:
+        if not is_id(body["user_id"]):
+            errors["user_id"] = _ID_RULE
+        if errors:
+            raise _invalid("invalid member", errors)
+        return MemberRef(user_id=body["user_id"])
+    raw = body["email"]
+    email = raw.strip().lower() if isinstance(raw, str) else ""
+    if not isinstance(raw, str) or len(email) > EMAIL_MAX or not _EMAIL_RE.fullmatch(email):
+        errors["email"] = "not a valid email address"
+    if errors:
+        raise _invalid("invalid member", errors)
+    return MemberRef(email=email)
+
+
+def parse_transfer(body: Mapping[str, Any]) -> str:
+    """``{user_id}`` of the member who becomes super_admin."""
+    errors: dict[str, str] = {}
+    _unknown_fields(body, frozenset({"user_id"}), errors)
+    if not is_id(body.get("user_id")):
+        errors["user_id"] = f"required, {_ID_RULE}"
+    if errors:
+        raise _invalid("invalid transfer", errors)
+    return str(body["user_id"])
+
+
+def _single(pairs: Iterable[tuple[str, str]], allowed: frozenset[str]) -> dict[str, str]:
+    """Query parameters as a dict; a repeated parameter is ambiguous and rejected."""
+    values: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in allowed:
+            continue  # unknown parameters are ignored, as browsers and proxies add their own
+        if key in values:
+            errors[key] = "given more than once"
+        values[key] = value
+    if errors:
+        raise _invalid("invalid query", errors)
+    return values
+
+
+def _bounded_int(raw: str, low: int, high: int) -> int | None:
+    if not _DIGITS_RE.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
+
+
+def parse_history_query(pairs: Iterable[tuple[str, str]]) -> HistoryQuery:
+    """``?before=|after=<seq>&limit=``: at most one cursor, limit 1-200 (default 50)."""
+    values = _single(pairs, frozenset({"before", "after", "limit"}))
+    errors: dict[str, str] = {}
+    cursors: dict[str, int | None] = {"before": None, "after": None}
+    for key in cursors:
+        if key in values:
+            cursors[key] = _bounded_int(values[key], 0, SEQ_MAX)
+            if cursors[key] is None:
+                errors[key] = "a non-negative integer seq"
+    if "before" in values and "after" in values:
+        errors["before"] = "give before or after, not both"
+    limit: int | None = HISTORY_LIMIT_DEFAULT
+    if "limit" in values:
+        limit = _bounded_int(values["limit"], 1, HISTORY_LIMIT_MAX)
+        if limit is None:
+            errors["limit"] = f"an integer from 1 to {HISTORY_LIMIT_MAX}"
+    if errors:
+        raise _invalid("invalid history query", errors)
+    assert limit is not None
+    return HistoryQuery(before=cursors["before"], after=cursors["after"], limit=limit)
+
+
+def parse_teams_query(pairs: Iterable[tuple[str, str]]) -> TeamsQuery:
+    """``?tag=&cursor=&limit=`` for the caller's teams."""
+    values = _single(pairs, frozenset({"tag", "cursor", "limit"}))
+    errors: dict[str, str] = {}
+    tag = values.get("tag")
+    if tag is not None and (len(tag) > TAG_MAX or not TAG_RE.fullmatch(tag)):
+        errors["tag"] = f"a lower-case slug of 1 to {TAG_MAX} characters"
+    cursor = values.get("cursor")
+    if cursor is not None and not is_id(cursor):
+        errors["cursor"] = "a team id from a previous page's meta.next_cursor"
+    limit: int | None = TEAMS_LIMIT_DEFAULT
+    if "limit" in values:
+        limit = _bounded_int(values["limit"], 1, TEAMS_LIMIT_MAX)
+        if limit is None:
+            errors["limit"] = f"an integer from 1 to {TEAMS_LIMIT_MAX}"
+    if errors:
+        raise _invalid("invalid query", errors)
+    assert limit is not None
+    return TeamsQuery(tag=tag, cursor=cursor, limit=limit)

@@ -1,0 +1,150 @@
+"""The management HTTP layer over fakes: status codes, envelopes, and bad input never reaching
+a store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from prometheus_client import CollectorRegistry
+
+from chatcore.http import Health, make_app
+from chatcore.settings import Settings
+from chatcore.tokens import JwtVerifier, StaticJwksSource
+from services.auth.keys import KeyRing, SigningKey, TokenIssuer
+from services.management.api import ManagementApi
+from services.management.history import HistoryService
+from services.management.openapi import load_openapi
+from services.management.teams import TeamMetrics, TeamService
+from tests.unit.management_fakes import (
+    FakeUserDirectory,
+    MemoryMessageStore,
+    MemoryTeamStore,
+    RecordingPublisher,
+)
+
+ALICE, BOB = "a" * 32, "b" * 32
+
+
+@dataclasses.dataclass
+class Harness:
+    client: TestClient[Any, Any]
+    teams: MemoryTeamStore
+    messages: MemoryMessageStore
+    events: RecordingPublisher
+    tokens: dict[str, str]
+
+    async def call(
+        self, method: str, path: str, who: str | None = ALICE, body: Any = None, raw: bytes = b""
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        data = json.dumps(body).encode() if body is not None else raw
+        async with self.client.request(method, path, data=data, headers=headers) as resp:
+            text = await resp.text()
+            return resp.status, json.loads(text) if text else None
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    """The real routes and middleware over in-memory stores, with tokens for Alice and Bob."""
+    settings = Settings()
+    ring = KeyRing([SigningKey.from_private_key(ed25519.Ed25519PrivateKey.generate())])
+    issuer = TokenIssuer(ring, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl_s=60)
+    verifier = JwtVerifier.from_settings(settings, StaticJwksSource(ring.jwks()))
+    teams, messages, events = MemoryTeamStore(), MemoryMessageStore(), RecordingPublisher()
+    service = TeamService(
+        teams=teams,
+        users=FakeUserDirectory({"bob@example.com": BOB}),
+        events=events,
+        metrics=TeamMetrics.create(CollectorRegistry()),
+    )
+    history = HistoryService(teams=teams, messages=messages)
+    registry = CollectorRegistry()
+    app = make_app(registry=registry, health=Health({}), max_body_bytes=settings.max_body_bytes)
+    _doc, openapi = load_openapi()
+    app.add_routes(ManagementApi(service, history, verifier, settings, openapi).routes())
+    tokens = {u: issuer.issue(u).token for u in (ALICE, BOB)}
+    tokens["not-an-id"] = issuer.issue("not-an-id").token
+    async with TestClient(TestServer(app)) as client:
+        yield Harness(client, teams, messages, events, tokens)
+
+
+async def test_create_then_read_through_the_routes(harness: Harness) -> None:
+    """201 with the team in the envelope, then 200 for its member and 404 for a stranger."""
+    status, body = await harness.call("POST", "/v1/teams", body={"name": "t", "meta_tags": ["a"]})
+    assert status == 201
+    assert body["meta"] == {}
+    team_id = body["data"]["id"]
+    status, body = await harness.call("GET", f"/v1/teams/{team_id}")
+    assert status == 200
+    assert body["data"]["super_admin"] == ALICE
+    status, body = await harness.call("GET", f"/v1/teams/{team_id}", who=BOB)
+    assert status == 404
+    assert body["error"]["code"] == "not_found"
+
+
+OPERATOR_SHAPED: list[tuple[str, str, Any]] = [
+    ("POST", "/v1/teams", {"name": {"$gt": ""}}),
+    ("POST", "/v1/teams", {"name": "x", "$set": {"admins": []}}),
+    ("POST", "/v1/teams", {"name": "x", "super_admin": BOB}),
+    ("PATCH", "/v1/teams/{t}", {"$set": {"super_admin": BOB}}),
+    ("PATCH", "/v1/teams/{t}", {"meta_tags": {"$each": ["a"]}}),
+    ("POST", "/v1/teams/{t}/members", {"user_id": {"$gt": ""}}),
+    ("POST", "/v1/teams/{t}/members", {"email": {"$ne": None}}),
+    ("POST", "/v1/teams/{t}/members", {"$where": "true"}),
+    ("PUT", "/v1/teams/{t}/super_admin", {"user_id": {"$ne": ALICE}}),
+    ("GET", "/v1/teams/%7B%22%24gt%22%3A%22%22%7D", None),
+    ("DELETE", "/v1/teams/{t}/members/%24ne", None),
+    ("PUT", "/v1/teams/{t}/admins/%7B%22%24gt%22%3A%22%22%7D", None),
+    ("GET", "/v1/teams?cursor=%7B%22%24gt%22%3A%22%22%7D", None),
+    ("GET", "/v1/teams?tag=%24ne", None),
+    ("GET", "/v1/teams/{t}/messages?after=%7B%22%24gt%22%3A0%7D", None),
+    ("GET", "/v1/teams/{t}/messages?before=1&after=2", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OPERATOR_SHAPED)
+async def test_operator_shaped_input_never_reaches_a_store(
+    harness: Harness, method: str, path: str, body: Any
+) -> None:
+    """Operator-shaped ids, keys and values are 422 before any store method runs."""
+    status, created = await harness.call("POST", "/v1/teams", body={"name": "t"})
+    harness.teams.calls.clear()
+    status, reply = await harness.call(
+        method, path.replace("{t}", created["data"]["id"]), body=body
+    )
+    assert status == 422, reply
+    assert reply["error"]["code"] == "invalid"
+    assert reply["error"]["details"]
+    assert harness.teams.calls == []
+    assert harness.messages.calls == []
+
+
+async def test_broken_bodies(harness: Harness) -> None:
+    """Not JSON: 400; a JSON array: 422; over the size limit: 413; nothing stored."""
+    assert (await harness.call("POST", "/v1/teams", raw=b"{nope"))[0] == 400
+    assert (await harness.call("POST", "/v1/teams", body=["name"]))[0] == 422
+    assert (await harness.call("POST", "/v1/teams", raw=b"x" * 70_000))[0] == 413
+    assert harness.teams.calls == []
+
+
+async def test_tokens_with_a_non_id_subject_are_refused(harness: Harness) -> None:
+    """A validly signed token whose subject is not a user id never becomes a query value."""
+    status, body = await harness.call("GET", "/v1/teams", who="not-an-id")
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+    assert harness.teams.calls == []
+
+
+async def test_openapi_document_is_served_verbatim(harness: Harness) -> None:
+    """GET /v1/openapi.json needs no token and returns the repository's document."""
+    _doc, raw = load_openapi()
+    async with harness.client.get("/v1/openapi.json") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("application/json")
+        assert await resp.read() == raw

@@ -1,0 +1,234 @@
+"""TeamService over in-memory fakes: decisions, retries after lost races, and events."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chatcore.errors import Conflict, Forbidden, NotFound
+from services.management.model import MemberRef, MembershipChange, Team, TeamChanges, TeamDraft
+from services.management.teams import TeamMetrics, TeamService
+from services.management.validation import TeamsQuery
+from tests.unit.management_fakes import (
+    FakeUserDirectory,
+    MemoryTeamStore,
+    Published,
+    RecordingPublisher,
+)
+
+S, A, U, X, N = (c * 32 for c in "12345")  # super_admin, admin, user, stranger, new user
+TOKEN = "caller-token"
+
+
+@dataclasses.dataclass
+class World:
+    service: TeamService
+    store: MemoryTeamStore
+    users: FakeUserDirectory
+    events: RecordingPublisher
+    team: Team
+
+
+@pytest.fixture
+async def world() -> World:
+    """A team with a super_admin S, an admin A and a user U; N and X exist as users."""
+    store = MemoryTeamStore()
+    users = FakeUserDirectory({f"{u[0]}@example.com": u for u in (S, A, U, X, N)})
+    events = RecordingPublisher()
+    ids = iter(f"{i:032x}" for i in range(1, 100))
+    service = TeamService(
+        teams=store,
+        users=users,
+        events=events,
+        metrics=TeamMetrics.create(CollectorRegistry()),
+        clock=lambda: 1_700_000_000.1234567,
+        new_id=lambda: next(ids),
+    )
+    team = await service.create(TeamDraft("core", "", ("dev",)), creator=S)
+    await service.add_member(team.id, MemberRef(user_id=A), caller=S, bearer=TOKEN)
+    await service.add_member(team.id, MemberRef(user_id=U), caller=S, bearer=TOKEN)
+    team = await service.elect_admin(team.id, A, caller=S)
+    events.events.clear()
+    users.lookups.clear()
+    store.writes = 0
+    return World(service, store, users, events, team)
+
+
+async def test_create_makes_the_creator_super_admin_and_announces_them() -> None:
+    """The creator is super_admin, admin and only member; an ADDED event names them."""
+    store, events = MemoryTeamStore(), RecordingPublisher()
+    service = TeamService(
+        teams=store,
+        users=FakeUserDirectory(),
+        events=events,
+        metrics=TeamMetrics.create(CollectorRegistry()),
+        clock=lambda: 1_700_000_000.1234567,
+    )
+    team = await service.create(TeamDraft("t", "", ()), creator=S)
+    assert (team.members, team.admins, team.super_admin, team.active) == ((S,), (S,), S, True)
+    assert team.doc.microsecond == 123000
+    assert len(team.id) == 32
+    assert events.events == [Published(team.id, S, MembershipChange.ADDED, S)]
+
+
+async def test_add_by_email_forwards_the_token_and_publishes(world: World) -> None:
+    """An admin adds by email: resolved with the caller's token, ADDED published after."""
+    team = await world.service.add_member(
+        world.team.id, MemberRef(email="5@example.com"), caller=A, bearer=TOKEN
+    )
+    assert N in team.members
+    assert N not in team.admins
+    assert world.users.lookups == [("5@example.com", TOKEN)]
+    assert world.events.events == [Published(team.id, N, MembershipChange.ADDED, A)]
+
+
+async def test_unknown_user_is_404_and_changes_nothing(world: World) -> None:
+    """Unknown email or id: 404, no write, no event."""
+    for ref in (MemberRef(email="nobody@example.com"), MemberRef(user_id="9" * 32)):
+        with pytest.raises(NotFound, match="no such user"):
+            await world.service.add_member(world.team.id, ref, caller=A, bearer=TOKEN)
+    assert world.store.teams[world.team.id] == world.team
+    assert world.events.events == []
+
+
+async def test_user_cannot_probe_accounts_through_add(world: World) -> None:
+    """A plain member gets 403 before any look-up is made."""
+    with pytest.raises(Forbidden):
+        await world.service.add_member(
+            world.team.id, MemberRef(email="5@example.com"), caller=U, bearer=TOKEN
+        )
+    assert world.users.lookups == []
+
+
+async def test_denied_calls_change_nothing_and_publish_nothing(world: World) -> None:
+    """Every denial leaves the team as it was and emits no event."""
+    t = world.team.id
+    s = world.service
+    denied: list[tuple[Callable[[], Awaitable[object]], type[Exception]]] = [
+        (lambda: s.update(t, TeamChanges(name="x"), caller=U), Forbidden),
+        (lambda: s.update(t, TeamChanges(active=False), caller=A), Forbidden),
+        (lambda: s.update(t, TeamChanges(name="x"), caller=X), NotFound),
+        (lambda: s.remove_member(t, S, caller=A), Forbidden),
+        (lambda: s.remove_member(t, A, caller=A), Conflict),
+        (lambda: s.remove_member(t, A, caller=U), Forbidden),
+        (lambda: s.remove_member(t, N, caller=S), NotFound),
+        (lambda: s.elect_admin(t, U, caller=A), Forbidden),
+        (lambda: s.dismiss_admin(t, S, caller=S), Conflict),
+        (lambda: s.transfer(t, U, caller=A), Forbidden),
+        (lambda: s.transfer(t, N, caller=S), NotFound),
+        (lambda: s.leave(t, caller=S), Conflict),
+        (lambda: s.leave(t, caller=X), NotFound),
+        (lambda: s.get(t, caller=X), NotFound),
+    ]
+    for call, error in denied:
+        with pytest.raises(error):
+            await call()
+    assert world.store.teams[t] == world.team
+    assert world.store.writes == 0
+    assert world.events.events == []
+
+
+async def test_deactivate_and_activate_publish_team_wide_events(world: World) -> None:
+    """Toggling active publishes DEACTIVATED/ACTIVATED with no user; a rename publishes nothing."""
+    t = world.team.id
+    await world.service.update(t, TeamChanges(name="renamed"), caller=A)
+    off = await world.service.update(t, TeamChanges(active=False), caller=S)
+    same = await world.service.update(t, TeamChanges(active=False), caller=S)
+    on = await world.service.update(t, TeamChanges(active=True, meta_tags=("x",)), caller=S)
+    assert (off.active, same.active, on.active, on.name, on.meta_tags) == (
+        False,
+        False,
+        True,
+        "renamed",
+        ("x",),
+    )
+    assert [e.change for e in world.events.events] == [
+        MembershipChange.DEACTIVATED,
+        MembershipChange.ACTIVATED,
+    ]
+    assert {e.user_id for e in world.events.events} == {""}
+
+
+async def test_lost_race_is_decided_again_on_fresh_state(world: World) -> None:
+    """The super_admin dismisses the admin between the admin's read and write: 403, no write."""
+    world.store.interfere = lambda store: _set(
+        store, world.team.id, admins=(S,)
+    )  # A is no longer an admin when the write lands
+    with pytest.raises(Forbidden):
+        await world.service.remove_member(world.team.id, U, caller=A)
+    assert U in world.store.teams[world.team.id].members
+    assert world.events.events == []
+
+
+async def test_lost_race_then_success_retries(world: World) -> None:
+    """A write that misses once (the state changed and changed back) is retried and lands."""
+    world.store.fail_next_writes = 1
+    team = await world.service.remove_member(world.team.id, U, caller=A)
+    assert U not in team.members
+    assert world.events.events == [Published(team.id, U, MembershipChange.REMOVED, A)]
+
+
+async def test_endless_races_end_in_409(world: World) -> None:
+    """A change whose write keeps missing gives up with 409 and changes nothing."""
+    world.store.fail_next_writes = 100
+    with pytest.raises(Conflict, match="retry"):
+        await world.service.remove_member(world.team.id, U, caller=A)
+    assert world.store.teams[world.team.id] == world.team
+    assert world.events.events == []
+
+
+async def test_transfer_keeps_the_old_super_admin_as_admin(world: World) -> None:
+    """After a transfer both are admins and the new one is super_admin; then S may leave."""
+    team = await world.service.transfer(world.team.id, U, caller=S)
+    assert team.super_admin == U
+    assert {S, U} <= set(team.admins)
+    await world.service.leave(world.team.id, caller=S)
+    left = world.store.teams[world.team.id]
+    assert S not in left.members
+    assert S not in left.admins
+    assert world.events.events == [Published(team.id, S, MembershipChange.REMOVED, S)]
+
+
+async def test_last_member_leaving_deletes_the_team(world: World) -> None:
+    """When the super_admin is the only member, leaving deletes the team."""
+    t = world.team.id
+    await world.service.remove_member(t, A, caller=S)
+    await world.service.remove_member(t, U, caller=S)
+    await world.service.leave(t, caller=S)
+    assert t not in world.store.teams
+    assert [e.change for e in world.events.events] == [MembershipChange.REMOVED] * 3
+
+
+async def test_idempotent_role_changes_do_not_write(world: World) -> None:
+    """Electing an admin, dismissing a user, or transferring to oneself changes nothing."""
+    t = world.team.id
+    assert await world.service.elect_admin(t, A, caller=S) == world.team
+    assert await world.service.dismiss_admin(t, U, caller=S) == world.team
+    assert await world.service.transfer(t, S, caller=S) == world.team
+    assert world.store.writes == 0
+
+
+async def test_list_mine_pages_by_id_with_tag_filter(world: World) -> None:
+    """Pages follow next_cursor; the tag filter keeps only tagged teams."""
+    for i in range(4):
+        await world.service.create(TeamDraft(f"t{i}", "", ("dev",) if i % 2 else ()), creator=U)
+    ids, cursor = [], None
+    while True:
+        page = await world.service.list_mine(U, TeamsQuery(tag=None, cursor=cursor, limit=2))
+        ids += [t.id for t in page.teams]
+        if not page.has_more:
+            assert page.next_cursor is None
+            break
+        cursor = page.next_cursor
+    assert ids == sorted(ids)
+    assert len(ids) == 5
+    tagged = await world.service.list_mine(U, TeamsQuery(tag="dev", cursor=None, limit=50))
+    assert all("dev" in t.meta_tags for t in tagged.teams)
+    assert len(tagged.teams) == 3
+
+
+def _set(store: MemoryTeamStore, team_id: str, **values: object) -> None:
+    store.teams[team_id] = dataclasses.replace(store.teams[team_id], **values)  # type: ignore[arg-type]
