@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -39,10 +40,16 @@ class StackConfig:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     mongo_port: int = 27017
+    db_backend: str = "postgresql"
+    postgres_port: int = 5433
     ferretdb_debug_port: int = 8089
     s3_port: int = 7070
     nginx_port: int = 8080
     auth_port: int = 8101
+    management_port: int = 8102
+    relay_ports: tuple[int, ...] = (8103, 8104)
+    controller_grpc_port: int = 50051
+    controller_http_port: int = 8111
     messages_partitions: int = 6
 
     @classmethod
@@ -55,10 +62,18 @@ class StackConfig:
             kafka_port=int(env.get("CHATSTACK_KAFKA_PORT", "9092")),
             kafka_controller_port=int(env.get("CHATSTACK_KAFKA_CONTROLLER_PORT", "9093")),
             mongo_port=int(env.get("CHATSTACK_MONGO_PORT", "27017")),
+            db_backend=env.get("CHATSTACK_DB_BACKEND", "postgresql"),
+            postgres_port=int(env.get("CHATSTACK_POSTGRES_PORT", "5433")),
             ferretdb_debug_port=int(env.get("CHATSTACK_FERRETDB_DEBUG_PORT", "8089")),
             s3_port=int(env.get("CHATSTACK_S3_PORT", "7070")),
             nginx_port=int(env.get("CHATSTACK_NGINX_PORT", "8080")),
             auth_port=int(env.get("CHATSTACK_AUTH_PORT", "8101")),
+            management_port=int(env.get("CHATSTACK_MANAGEMENT_PORT", "8102")),
+            relay_ports=tuple(
+                int(p) for p in env.get("CHATSTACK_RELAY_PORTS", "8103,8104").split(",") if p
+            ),
+            controller_grpc_port=int(env.get("CHATSTACK_CONTROLLER_GRPC_PORT", "50051")),
+            controller_http_port=int(env.get("CHATSTACK_CONTROLLER_HTTP_PORT", "8111")),
             messages_partitions=int(env.get("CHATSTACK_MESSAGES_PARTITIONS", "6")),
         )
 
@@ -106,6 +121,11 @@ def service_env(cfg: StackConfig) -> dict[str, str]:
     access, secret = _s3_credentials(cfg)
     return {
         "CHAT_AUTH_PORT": str(cfg.auth_port),
+        "CHAT_AUTH_URL": f"http://127.0.0.1:{cfg.auth_port}",
+        "CHAT_MANAGEMENT_PORT": str(cfg.management_port),
+        "CHAT_CONTROLLER_ADDRS": f"127.0.0.1:{cfg.controller_grpc_port}",
+        "CHAT_CONTROLLER_GRPC_PORT": str(cfg.controller_grpc_port),
+        "CHAT_CONTROLLER_HTTP_PORT": str(cfg.controller_http_port),
         "CHAT_AUTH_SIGNING_KEYS": str(dev_signing_key(cfg)),
         "CHAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{cfg.kafka_port}",
         "CHAT_KAFKA_MESSAGES_PARTITIONS": str(cfg.messages_partitions),
@@ -249,12 +269,111 @@ async def _create_topics(cfg: StackConfig) -> list[str]:
         await admin.close()
 
 
+# --- PostgreSQL (FerretDB's backend) ----------------------------------------------------------
+
+
+def _postgres_bin(name: str) -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        raise StackError("postgres: not installed; run deploy/local/install.sh")
+    return found[-1]
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root; as root we drop to the Debian package's postgres user
+    # with setpriv, which execs in place so the runner's process group holds the server itself.
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *argv]
+
+
+def postgres_component(cfg: StackConfig) -> Component:
+    data_dir = cfg.data / "postgres"
+
+    def prepare() -> None:
+        initdb = _postgres_bin("initdb")
+        if (data_dir / "PG_VERSION").exists():
+            return
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(data_dir, "postgres", "postgres")
+            data_dir.chmod(0o700)
+        result = subprocess.run(
+            _as_postgres_user(
+                [
+                    str(initdb),
+                    "-D",
+                    str(data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"postgres: initdb failed:\n{result.stdout}\n{result.stderr}")
+
+    def ready() -> bool:
+        check = subprocess.run(
+            [
+                str(_postgres_bin("pg_isready")),
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(cfg.postgres_port),
+            ],
+            check=False,
+        )
+        return check.returncode == 0
+
+    return Component(
+        name="postgres",
+        argv=_as_postgres_user(
+            [
+                str(_postgres_bin("postgres")) if _postgres_installed() else "postgres",
+                "-D",
+                str(data_dir),
+                "-p",
+                str(cfg.postgres_port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                # Unix sockets would need a folder the postgres user may write; TCP suffices.
+                "-c",
+                "unix_socket_directories=",
+            ]
+        ),
+        ready=ready,
+        ports=(cfg.postgres_port,),
+        prepare=prepare,
+        # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
+        stop_signal=signal.SIGINT,
+    )
+
+
+def _postgres_installed() -> bool:
+    return any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+
+
 # --- FerretDB ----------------------------------------------------------------------------------
 
 
 def ferretdb_component(cfg: StackConfig) -> Component:
     data_dir = cfg.data / "ferretdb"
     state_dir = cfg.data / "ferretdb-state"
+    if cfg.db_backend == "sqlite":
+        backend_args = ["--handler=sqlite", f"--sqlite-url=file:{data_dir}/"]
+    else:
+        backend_args = [
+            "--handler=postgresql",
+            f"--postgresql-url=postgres://postgres@127.0.0.1:{cfg.postgres_port}/postgres",
+        ]
 
     def prepare() -> None:
         if not cfg.ferretdb_bin.exists():
@@ -278,8 +397,7 @@ def ferretdb_component(cfg: StackConfig) -> Component:
         name="ferretdb",
         argv=[
             str(cfg.ferretdb_bin),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data_dir}/",
+            *backend_args,
             f"--state-dir={state_dir}",
             f"--listen-addr=127.0.0.1:{cfg.mongo_port}",
             f"--debug-addr=127.0.0.1:{cfg.ferretdb_debug_port}",
@@ -404,9 +522,17 @@ def nginx_component(cfg: StackConfig, routes: Sequence[Route]) -> Component:
 # --- Python services ---------------------------------------------------------------------------
 
 
-def python_service_component(cfg: StackConfig, name: str, module: str, port: int) -> Component:
+def python_service_component(
+    cfg: StackConfig,
+    name: str,
+    module: str,
+    port: int,
+    *,
+    extra_env: dict[str, str] | None = None,
+    ports: tuple[int, ...] = (),
+) -> Component:
     """One of our services, run from the virtualenv; ready when its ``/readyz`` answers 200."""
-    env = {**service_env(cfg), "PYTHONUNBUFFERED": "1"}
+    env = {**service_env(cfg), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
 
     def ready() -> bool:
         url = f"http://127.0.0.1:{port}/readyz"
@@ -419,6 +545,6 @@ def python_service_component(cfg: StackConfig, name: str, module: str, port: int
         env=env,
         cwd=REPO,
         ready=ready,
-        ports=(port,),
+        ports=(port, *ports),
         ready_timeout_s=30.0,
     )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, idempotently. Downloads and builds are cached in
 # $CHATSTACK_CACHE (default ~/.cache/chatstack) so a second run only checks stamps.
-#   deploy/local/install.sh [python] [kafka] [ferretdb] [versitygw] [nginx]   (default: all)
+#   deploy/local/install.sh [python] [kafka] [ferretdb] [versitygw] [nginx] [postgres]   (default: all)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -90,8 +90,19 @@ install_nginx() {
   if [ -f /run/nginx.pid ]; then $sudo /usr/sbin/nginx -s stop >>"$log" 2>&1 || true; fi
 }
 
+install_postgres() {
+  local log="$LOGS/postgres.log"
+  if [ "${CHATSTACK_DB_BACKEND:-postgresql}" != postgresql ]; then say "postgres: not needed (sqlite backend)"; return; fi
+  if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then say "postgres: present"; return; fi
+  say "postgres: installing the Debian package (FerretDB's backend)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q postgresql; } >"$log" 2>&1 \
+    || fail postgres "apt-get install postgresql failed" "$log"
+}
+
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(python kafka ferretdb versitygw nginx)
+[ ${#targets[@]} -gt 0 ] || targets=(python kafka ferretdb versitygw nginx postgres)
 pids=()
 # The two Go builds are the slow part: run them side by side while the rest installs.
 for t in "${targets[@]}"; do
@@ -101,9 +112,9 @@ for t in "${targets[@]}"; do
 done
 for t in "${targets[@]}"; do
   case "$t" in
-    python|kafka|nginx) "install_$t" ;;
+    python|kafka|nginx|postgres) "install_$t" ;;
     ferretdb|versitygw) ;;
-    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx)" /dev/null ;;
+    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx postgres)" /dev/null ;;
   esac
 done
 status=0

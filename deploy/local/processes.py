@@ -37,6 +37,7 @@ class Component:
     after_ready: Callable[[], None] | None = None
     ready_timeout_s: float = 60.0
     stop_timeout_s: float = 20.0
+    stop_signal: signal.Signals = signal.SIGTERM
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -147,12 +148,14 @@ class Runner:
             f"{comp.name}: not ready after {comp.ready_timeout_s:.0f}s; log {log}:\n{tail(log)}"
         )
 
-    def stop(self, name: str, timeout_s: float = 20.0) -> bool:
+    def stop(
+        self, name: str, timeout_s: float = 20.0, sig: signal.Signals = signal.SIGTERM
+    ) -> bool:
         """Stop a component's whole process group; True if something was running."""
         pid = self.pid(name)
         if pid is None:
             return False
-        _signal_group(pid, signal.SIGTERM)
+        _signal_group(pid, sig)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and _group_alive(pid):
             time.sleep(0.1)

@@ -23,6 +23,7 @@ from deploy.local.components import (
     ferretdb_component,
     kafka_component,
     nginx_component,
+    postgres_component,
     python_service_component,
     s3_component,
     service_env,
@@ -46,14 +47,37 @@ def write_env_file(cfg: StackConfig) -> Path:
 def components(cfg: StackConfig) -> list[Component]:
     """Every component in start order: infrastructure, services, then the edge."""
     routes = [
+        Route("relays", "/v1/ws", list(cfg.relay_ports), websocket=True),
         Route("auth", "/v1/auth/", [cfg.auth_port]),
         Route("auth_users", "/v1/users", [cfg.auth_port]),
+        Route("management", "/v1/", [cfg.management_port]),
     ]
+    relays = [
+        python_service_component(
+            cfg,
+            f"relay-{i}",
+            "services.relay",
+            port,
+            extra_env={"CHAT_RELAY_PORT": str(port), "CHAT_RELAY_ID": f"relay-{i}"},
+        )
+        for i, port in enumerate(cfg.relay_ports, start=1)
+    ]
+    database = [postgres_component(cfg)] if cfg.db_backend == "postgresql" else []
     return [
         kafka_component(cfg),
+        *database,
         ferretdb_component(cfg),
         s3_component(cfg),
         python_service_component(cfg, "auth", "services.auth", cfg.auth_port),
+        python_service_component(
+            cfg,
+            "controller",
+            "services.controller",
+            cfg.controller_http_port,
+            ports=(cfg.controller_grpc_port,),
+        ),
+        *relays,
+        python_service_component(cfg, "management", "services.management", cfg.management_port),
         nginx_component(cfg, routes),
     ]
 
@@ -76,7 +100,7 @@ def down(cfg: StackConfig, runner: Runner, *, only: Sequence[str] | None = None)
     """Stop components in reverse start order (all of them, or only the named ones)."""
     for comp in reversed(components(cfg)):
         if only is None or comp.name in only:
-            runner.stop(comp.name, comp.stop_timeout_s)
+            runner.stop(comp.name, comp.stop_timeout_s, comp.stop_signal)
 
 
 def exec_with_stack(cfg: StackConfig, runner: Runner, command: Sequence[str]) -> int:

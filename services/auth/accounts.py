@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry, Counter
 
 from chatcore.errors import Forbidden, RateLimited, Unauthorized
+from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
 from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.settings import Settings
@@ -125,6 +126,7 @@ class AuthService:
         self._metrics = metrics
         self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
         self._clock = clock
+        self._claims = KeyedLocks()
 
     def _now(self) -> datetime:
         # Millisecond precision: what the database stores, so comparisons round-trip exactly.
@@ -193,6 +195,12 @@ class AuthService:
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is spent and a new pair issued in the same family."""
         token_hash = hash_refresh_token(refresh_token)
+        # FerretDB applies a conditional update as read-then-write, so the claim below is only
+        # a race guard across instances on MongoDB; within one process this lock makes it one.
+        async with self._claims.hold(token_hash):
+            return await self._rotate(token_hash)
+
+    async def _rotate(self, token_hash: str) -> Session:
         record = await self._refresh.get(token_hash)
         if record is None or record.revoked:
             self._metrics.refreshes.labels("invalid").inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
@@ -322,3 +323,25 @@ async def test_jwks_verifier_accepts_tokens_across_a_key_rotation(
         assert all("d" not in k for k in jwks["keys"]), "private key material published"
     finally:
         await after.stop()
+
+
+async def test_concurrent_refreshes_of_one_token_yield_one_new_session(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """Ten simultaneous refreshes with one token on the real database: exactly one succeeds."""
+    _, login = await _register_and_login(http, auth_url, secrets_seen)
+    results = await asyncio.gather(
+        *(
+            _call(
+                http,
+                "POST",
+                f"{auth_url}/v1/auth/refresh",
+                {"refresh_token": login["refresh_token"]},
+            )
+            for _ in range(10)
+        )
+    )
+    for _status, body, _resp in results:
+        if "data" in body:
+            secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
+    assert sorted(status for status, _, _ in results) == [200] + [401] * 9

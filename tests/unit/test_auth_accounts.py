@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -209,3 +210,16 @@ async def test_old_hash_parameters_are_upgraded_on_login(world: _World) -> None:
     await world.users.set_password_hash(user_id, weak)
     await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
     assert world.users.users[user_id].password_hash != weak
+
+
+async def test_concurrent_refreshes_of_one_token_yield_one_session(world: _World) -> None:
+    """Two simultaneous refreshes with the same token: one wins, the other counts as reuse."""
+    await _register(world)
+    session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    results = await asyncio.gather(
+        world.service.refresh(session.refresh_token),
+        world.service.refresh(session.refresh_token),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert sum(isinstance(r, Unauthorized) for r in results) == 1

@@ -1,0 +1,1 @@
+"""The relay: WebSocket edge that validates frames, produces to Kafka and fans deliveries out."""

@@ -1,0 +1,161 @@
+"""WebSocket frames of the public contract: parsing client frames and rendering server frames.
+
+Pure functions, no I/O. Parsing is strict: a frame is a JSON object of known fields with values
+of the right type and size; ``id``, ``seq``, ``from`` and ``ts`` sent by a client are ignored (the
+relay stamps them); anything else unknown is refused with an ``error`` frame, never a closed socket.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from chatcore.errors import InvalidInput
+from chatcore.messages import BROADCAST, TYPE_VALUES, iso_ms
+
+MAX_TEXT_CHARS = 4000
+MAX_CLIENT_MSG_ID = 64
+# Team and user ids are 32 hex characters; attachment ids the same. Accept a slightly wider safe
+# alphabet so ids stay opaque, but never anything that could mean something to a query.
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_IGNORED = frozenset({"id", "seq", "from", "ts"})
+_CHAT_FIELDS = frozenset({"channel_id", "to", "type", "data", "client_msg_id"}) | _IGNORED
+_TYPING_FIELDS = frozenset({"type", "channel_id", "to"}) | _IGNORED
+_ALLOWED_CONTROLS = frozenset("\n\t")
+
+
+class FrameError(InvalidInput):
+    """A client frame the relay refuses; answered with an ``error`` frame, the socket stays open."""
+
+    def __init__(self, message: str, *, code: str = "invalid", client_msg_id: str = "") -> None:
+        super().__init__(message)
+        self.frame_code = code
+        self.client_msg_id = client_msg_id
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFrame:
+    channel_id: str
+    to: str
+    type: str
+    data: str
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TypingFrame:
+    channel_id: str
+    to: str
+
+
+def _id_field(obj: dict[str, Any], name: str, cmid: str, *, allow_broadcast: bool = False) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str):
+        raise FrameError(f"{name} must be a string", client_msg_id=cmid)
+    if allow_broadcast and value == BROADCAST:
+        return value
+    if not ID_RE.fullmatch(value):
+        raise FrameError(f"{name} is not a valid id", client_msg_id=cmid)
+    return value
+
+
+def _check_text(data: str, cmid: str) -> None:
+    if not data.strip():
+        raise FrameError("text must not be empty", client_msg_id=cmid)
+    if len(data) > MAX_TEXT_CHARS:
+        raise FrameError(
+            f"text exceeds {MAX_TEXT_CHARS} characters", code="too_large", client_msg_id=cmid
+        )
+    for ch in data:
+        if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) == "Cc":
+            raise FrameError("text contains control characters", client_msg_id=cmid)
+
+
+def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
+    """A client frame, or ``FrameError`` saying what is wrong with it."""
+    if isinstance(raw, bytes):
+        raise FrameError("frames must be JSON text, not binary")
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise FrameError("frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise FrameError("frame must be a JSON object")
+    raw_cmid = obj.get("client_msg_id", "")
+    cmid = raw_cmid if isinstance(raw_cmid, str) and len(raw_cmid) <= MAX_CLIENT_MSG_ID else ""
+    kind = obj.get("type")
+    if kind == "typing":
+        unknown = set(obj) - _TYPING_FIELDS
+        if unknown:
+            raise FrameError(f"unknown field {sorted(unknown)[0][:32]!r}")
+        return TypingFrame(
+            channel_id=_id_field(obj, "channel_id", ""),
+            to=_id_field(obj, "to", "", allow_broadcast=True),
+        )
+    if not isinstance(kind, str) or kind not in TYPE_VALUES:
+        raise FrameError("unknown frame type", client_msg_id=cmid)
+    unknown = set(obj) - _CHAT_FIELDS
+    if unknown:
+        raise FrameError(f"unknown field {sorted(unknown)[0][:32]!r}", client_msg_id=cmid)
+    if "client_msg_id" in obj:
+        if not isinstance(raw_cmid, str) or not 1 <= len(raw_cmid) <= MAX_CLIENT_MSG_ID:
+            raise FrameError(f"client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} characters")
+        if any(unicodedata.category(ch) == "Cc" for ch in raw_cmid):
+            raise FrameError("client_msg_id contains control characters")
+    channel_id = _id_field(obj, "channel_id", cmid)
+    to = _id_field(obj, "to", cmid, allow_broadcast=True)
+    data = obj.get("data")
+    if not isinstance(data, str):
+        raise FrameError("data must be a string", client_msg_id=cmid)
+    if kind == "text":
+        _check_text(data, cmid)
+    elif not ID_RE.fullmatch(data):
+        raise FrameError(f"data of a {kind} message must be an attachment id", client_msg_id=cmid)
+    return ChatFrame(channel_id=channel_id, to=to, type=kind, data=data, client_msg_id=cmid)
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def hello_frame(user_id: str, channels: list[str], relay_id: str, heartbeat_s: int) -> str:
+    return _dump(
+        {
+            "type": "hello",
+            "user_id": user_id,
+            "channels": channels,
+            "relay": relay_id,
+            "heartbeat_s": heartbeat_s,
+        }
+    )
+
+
+def ack_frame(client_msg_id: str, message_id: str, seq: int, ts_ms: int) -> str:
+    return _dump(
+        {
+            "type": "ack",
+            "client_msg_id": client_msg_id,
+            "id": message_id,
+            "seq": seq,
+            "ts": iso_ms(ts_ms),
+        }
+    )
+
+
+def error_frame(code: str, message: str, client_msg_id: str = "") -> str:
+    return _dump(
+        {"type": "error", "code": code, "message": message, "client_msg_id": client_msg_id}
+    )
+
+
+def membership_frame(channel_id: str, event: str) -> str:
+    return _dump({"type": "membership", "channel_id": channel_id, "event": event})
+
+
+def typing_out_frame(channel_id: str, to: str, sender: str, ts_ms: int) -> str:
+    return _dump(
+        {"type": "typing", "channel_id": channel_id, "to": to, "from": sender, "ts": iso_ms(ts_ms)}
+    )

@@ -1,0 +1,54 @@
+"""The relay's Prometheus metrics, registered in the relay's own registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class RelayMetrics:
+    connections: Gauge
+    frames: Counter
+    acks: Counter
+    errors: Counter
+    deliveries: Counter
+    slow_closes: Counter
+    rejected: Counter
+    produce_latency: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> RelayMetrics:
+        return cls(
+            connections=Gauge("relay_connections", "Open WebSocket connections", registry=registry),
+            frames=Counter(
+                "relay_frames_total", "Client frames by type", ["type"], registry=registry
+            ),
+            acks=Counter(
+                "relay_acks_total", "Messages acked after Kafka had them", registry=registry
+            ),
+            errors=Counter(
+                "relay_errors_total", "Error frames sent, by code", ["code"], registry=registry
+            ),
+            deliveries=Counter(
+                "relay_deliveries_total", "Frames written to sockets by fan-out", registry=registry
+            ),
+            slow_closes=Counter(
+                "relay_slow_consumer_closes_total",
+                "Sockets closed with 1013 because their send buffer was full",
+                registry=registry,
+            ),
+            rejected=Counter(
+                "relay_handshakes_rejected_total",
+                "Handshakes refused, by reason",
+                ["reason"],
+                registry=registry,
+            ),
+            produce_latency=Histogram(
+                "relay_produce_seconds",
+                "Time from produce to Kafka's acknowledgement",
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                registry=registry,
+            ),
+        )
