@@ -17,8 +17,6 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
-from services.controller.server import start as start_controller
-from services.management.server import start as start_management
 
 from chatclient import ChatClient, login, register
 from chatcore.kafka import EVENTS_TOPIC, make_producer
@@ -27,6 +25,8 @@ from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from services.auth.keys import generate_key_file
 from services.auth.server import start as start_auth
+from services.controller.server import start as start_controller
+from services.management.server import start as start_management
 from services.relay.server import RunningRelay
 from services.relay.server import start as start_relay
 
