@@ -115,6 +115,17 @@ class Settings:
     management_port: int = 8102
     auth_url: str = "http://127.0.0.1:8101"
     auth_timeout_s: float = 5.0
+    # Attachments (management service): presigned S3 uploads, clamd scan, sweep of stale uploads
+    attachment_max_bytes: int = 5 * 1024 * 1024
+    attachment_upload_ttl_s: int = 900
+    attachment_download_ttl_s: int = 300
+    attachment_pending_max_age_s: float = 3600.0
+    attachment_sweep_interval_s: float = 300.0
+    # The S3 endpoint clients reach (presigned URLs sign the host); empty: ``s3_endpoint``.
+    s3_public_endpoint: str = ""
+    # clamd: ``host:port`` for TCP or an absolute path (``/run/clamav/clamd.ctl``) for a socket.
+    clamd_address: str = "127.0.0.1:3310"
+    clamd_timeout_s: float = 30.0
     # Relay
     relay_port: int = 8103
     relay_id: str = ""
@@ -200,3 +211,29 @@ class Settings:
             raise ConfigError("CHAT_AUTH_URL must be an http:// or https:// URL")
         if self.auth_timeout_s <= 0:
             raise ConfigError("CHAT_AUTH_TIMEOUT_S must be positive")
+        self._validate_attachments()
+
+    def _validate_attachments(self) -> None:
+        # The hard limits: 5 MiB, upload policies <= 15 min, download URLs <= 5 min.
+        if not 1 <= self.attachment_max_bytes <= 5 * 1024 * 1024:
+            raise ConfigError("CHAT_ATTACHMENT_MAX_BYTES must be between 1 and 5242880")
+        if not 1 <= self.attachment_upload_ttl_s <= 900:
+            raise ConfigError("CHAT_ATTACHMENT_UPLOAD_TTL_S must be between 1 and 900")
+        if not 1 <= self.attachment_download_ttl_s <= 300:
+            raise ConfigError("CHAT_ATTACHMENT_DOWNLOAD_TTL_S must be between 1 and 300")
+        # A pending upload younger than its policy may still arrive: never sweep it that early.
+        if self.attachment_pending_max_age_s < self.attachment_upload_ttl_s:
+            raise ConfigError(
+                "CHAT_ATTACHMENT_PENDING_MAX_AGE_S must not be shorter than "
+                "CHAT_ATTACHMENT_UPLOAD_TTL_S"
+            )
+        if self.attachment_sweep_interval_s <= 0:
+            raise ConfigError("CHAT_ATTACHMENT_SWEEP_INTERVAL_S must be positive")
+        if self.s3_public_endpoint and not self.s3_public_endpoint.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("CHAT_S3_PUBLIC_ENDPOINT must be an http:// or https:// URL")
+        if not self.clamd_address.strip():
+            raise ConfigError("CHAT_CLAMD_ADDRESS must not be empty")
+        if self.clamd_timeout_s <= 0:
+            raise ConfigError("CHAT_CLAMD_TIMEOUT_S must be positive")

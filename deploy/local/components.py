@@ -1,4 +1,4 @@
-"""The local stack's components: Kafka (KRaft), FerretDB, the S3 server and nginx.
+"""The local stack's components: Kafka (KRaft), FerretDB, the S3 server, clamd and nginx.
 
 Each factory returns a ``Component`` for the generic runner in ``processes.py``: its command line,
 how to prepare its config and data folders, how to tell it is ready, and what to set up once it is
@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -44,6 +45,7 @@ class StackConfig:
     postgres_port: int = 5433
     ferretdb_debug_port: int = 8089
     s3_port: int = 7070
+    clamd_port: int = 3310
     nginx_port: int = 8080
     auth_port: int = 8101
     management_port: int = 8102
@@ -66,6 +68,7 @@ class StackConfig:
             postgres_port=int(env.get("CHATSTACK_POSTGRES_PORT", "5433")),
             ferretdb_debug_port=int(env.get("CHATSTACK_FERRETDB_DEBUG_PORT", "8089")),
             s3_port=int(env.get("CHATSTACK_S3_PORT", "7070")),
+            clamd_port=int(env.get("CHATSTACK_CLAMD_PORT", "3310")),
             nginx_port=int(env.get("CHATSTACK_NGINX_PORT", "8080")),
             auth_port=int(env.get("CHATSTACK_AUTH_PORT", "8101")),
             management_port=int(env.get("CHATSTACK_MANAGEMENT_PORT", "8102")),
@@ -133,6 +136,7 @@ def service_env(cfg: StackConfig) -> dict[str, str]:
         "CHAT_S3_ENDPOINT": f"http://127.0.0.1:{cfg.s3_port}",
         "CHAT_S3_ACCESS_KEY": access,
         "CHAT_S3_SECRET_KEY": secret,
+        "CHAT_CLAMD_ADDRESS": f"127.0.0.1:{cfg.clamd_port}",
         "CHAT_JWKS_URL": f"http://127.0.0.1:{cfg.nginx_port}/v1/auth/jwks",
         "CHATSTACK_NGINX_URL": f"http://127.0.0.1:{cfg.nginx_port}",
         "CHATSTACK_HOME": str(cfg.home),
@@ -451,7 +455,24 @@ def s3_component(cfg: StackConfig) -> Component:
         from chatcore.settings import Settings
 
         settings = Settings.from_env(service_env(cfg))
-        ensure_bucket(make_s3_client(settings), settings.s3_bucket)
+        client = make_s3_client(settings)
+        ensure_bucket(client, settings.s3_bucket)
+        # Browsers upload with a presigned POST straight to S3 and download with a presigned
+        # GET: both are cross-origin requests from the app's origins (the WebSocket allowlist).
+        client.put_bucket_cors(
+            Bucket=settings.s3_bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedOrigins": list(settings.ws_origins),
+                        "AllowedMethods": ["GET", "HEAD", "POST"],
+                        "AllowedHeaders": ["*"],
+                        "ExposeHeaders": ["ETag", "Content-Length", "Content-Disposition"],
+                        "MaxAgeSeconds": 600,
+                    }
+                ]
+            },
+        )
 
     return Component(
         name="s3",
@@ -473,6 +494,75 @@ def s3_component(cfg: StackConfig) -> Component:
         ports=(cfg.s3_port,),
         prepare=prepare,
         after_ready=after_ready,
+    )
+
+
+# --- ClamAV (clamd) ------------------------------------------------------------------------------
+
+# The EICAR anti-virus test file (eicar.org), kept as hex so that no scanner flags this source.
+EICAR_HEX = (
+    "58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e44415244"
+    "2d414e544956495255532d544553542d46494c452124482b482a"
+)
+
+
+def clamd_signatures() -> str:
+    """A ClamAV body-signature database (``.ndb``) holding only the EICAR test signature.
+
+    Format ``name:target type:offset:hex body``; target 0 (any file) and offset ``*`` (anywhere).
+    Production loads the real databases with freshclam instead (docs/operations.md).
+    """
+    return f"Chatstack.Test.EICAR:0:*:{EICAR_HEX}\n"
+
+
+def clamd_ping(port: int, timeout_s: float = 1.0) -> bool:
+    """True when clamd on 127.0.0.1:port answers ``zPING`` with ``PONG``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(b"zPING\0")
+        reply = sock.recv(64)
+    return reply.rstrip(b"\0\n") == b"PONG"
+
+
+def clamd_component(cfg: StackConfig) -> Component:
+    conf_dir = cfg.home / "clamav"
+    conf = conf_dir / "clamd.conf"
+    db_dir = cfg.data / "clamav"
+    clamd = shutil.which("clamd") or "/usr/sbin/clamd"
+
+    def prepare() -> None:
+        if not Path(clamd).exists():
+            raise StackError("clamd: not installed; run deploy/local/install.sh")
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        db_dir.mkdir(parents=True, exist_ok=True)
+        # Only our own signature file: no freshclam and no network on these machines.
+        (db_dir / "chatstack-test.ndb").write_text(clamd_signatures())
+        conf.write_text(
+            "\n".join(
+                [
+                    "Foreground yes",
+                    f"DatabaseDirectory {db_dir}",
+                    f"TCPSocket {cfg.clamd_port}",
+                    "TCPAddr 127.0.0.1",
+                    # Attachments are at most 5 MiB; anything bigger is refused, never skipped.
+                    "StreamMaxLength 10M",
+                    "MaxThreads 4",
+                    "ReadTimeout 30",
+                    "CommandReadTimeout 10",
+                    "SelfCheck 3600",
+                    "Bytecode no",
+                    "LogTime yes",
+                    "",
+                ]
+            )
+        )
+
+    return Component(
+        name="clamd",
+        argv=[clamd, f"--config-file={conf}"],
+        ready=lambda: clamd_ping(cfg.clamd_port),
+        ports=(cfg.clamd_port,),
+        prepare=prepare,
+        ready_timeout_s=60.0,
     )
 
 

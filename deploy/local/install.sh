@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, idempotently. Downloads and builds are cached in
 # $CHATSTACK_CACHE (default ~/.cache/chatstack) so a second run only checks stamps.
-#   deploy/local/install.sh [python] [kafka] [ferretdb] [versitygw] [nginx] [postgres]   (default: all)
+#   deploy/local/install.sh [python] [kafka] [ferretdb] [versitygw] [nginx] [postgres] [clamav]   (default: all)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -101,8 +101,30 @@ install_postgres() {
     || fail postgres "apt-get install postgresql failed" "$log"
 }
 
+install_clamav() {
+  local log="$LOGS/clamav.log"
+  if [ -x /usr/sbin/clamd ]; then say "clamav: present"; return; fi
+  say "clamav: installing the Debian package clamav-daemon (the stack runs its own clamd)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q clamav-daemon; } >"$log" 2>&1 \
+    || fail clamav "apt-get install clamav-daemon failed" "$log"
+  # The package may start its own clamd and freshclam (system-wide socket, downloads from the
+  # internet). The stack runs clamd with its own config and a local signature file instead, and
+  # no definitions can be downloaded here: stop and disable both, whatever the init system.
+  local svc
+  for svc in clamav-daemon clamav-freshclam; do
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      $sudo systemctl disable --now "$svc" >>"$log" 2>&1 || true
+    elif command -v service >/dev/null 2>&1; then
+      $sudo service "$svc" stop >>"$log" 2>&1 || true
+    fi
+  done
+  [ -x /usr/sbin/clamd ] || fail clamav "/usr/sbin/clamd missing after install" "$log"
+}
+
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(python kafka ferretdb versitygw nginx postgres)
+[ ${#targets[@]} -gt 0 ] || targets=(python kafka ferretdb versitygw nginx postgres clamav)
 pids=()
 # The two Go builds are the slow part: run them side by side while the rest installs.
 for t in "${targets[@]}"; do
@@ -112,9 +134,9 @@ for t in "${targets[@]}"; do
 done
 for t in "${targets[@]}"; do
   case "$t" in
-    python|kafka|nginx|postgres) "install_$t" ;;
+    python|kafka|nginx|postgres|clamav) "install_$t" ;;
     ferretdb|versitygw) ;;
-    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx postgres)" /dev/null ;;
+    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx postgres clamav)" /dev/null ;;
   esac
 done
 status=0

@@ -17,6 +17,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from chatcore.s3 import encode_post_form
 from chatcore.settings import Settings
 from services.management.openapi import OPENAPI_PATH
 from tests.integration.management_support import (
@@ -122,6 +123,24 @@ async def test_walk_covers_every_operation(stack: Stack, people: People) -> None
         kwargs = {} if payload is None else {"body": payload}
         reply = await stack.call(method, path, who, **kwargs)
         assert reply.status == expected, (method, path, reply.body)
+
+    # Attachments: request, upload through the presigned form (straight to S3), complete, download.
+    r2 = await make_team(stack, people)
+    content = b"walk attachment"
+    body = {"filename": "walk.png", "content_type": "image/png", "size": len(content)}
+    requested = await stack.call("POST", f"/v1/teams/{r2.team_id}/attachments", r2.user, body)
+    assert requested.status == 201, requested.body
+    form, content_type = encode_post_form(
+        requested.data["upload"]["fields"], content, filename="walk.png", content_type="image/png"
+    )
+    async with api.http.post(
+        requested.data["upload"]["url"], data=form, headers={"Content-Type": content_type}
+    ) as uploaded:
+        assert uploaded.status == 204
+    attachment = f"/v1/attachments/{requested.data['id']}"
+    assert (await stack.call("POST", f"{attachment}/complete", r2.user)).status == 200
+    assert (await stack.call("GET", attachment, r2.admin)).status == 200
+    assert (await stack.call("GET", attachment, r2.stranger)).status == 404
 
     succeeded = {(p, m) for p, m, status in api.checker.seen if status < 300}
     missing = set(api.checker.operations()) - succeeded

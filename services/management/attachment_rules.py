@@ -1,0 +1,166 @@
+"""The rules of attachments, as pure functions: names, types, sizes, keys, download headers.
+
+No I/O. Everything a client sends for an upload passes through ``parse_upload_request`` before it
+reaches S3 or the database; what comes back out (the object key, the ``Content-Disposition`` of a
+download) is built here from values that already passed these checks.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from chatcore.errors import InvalidInput, TooLarge
+
+MAX_BYTES = 5 * 1024 * 1024
+FILENAME_MAX_BYTES = 255
+# Longer "extensions" are part of the name: truncation keeps at most this much suffix.
+_EXTENSION_MAX_BYTES = 16
+
+# Per message type, the content types a client may declare. Never SVG or HTML (or anything else a
+# browser would render as a document with scripts): downloads are served from the S3 origin.
+ALLOWED_TYPES: Mapping[str, frozenset[str]] = {
+    "image": frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"}),
+    "video": frozenset({"video/mp4", "video/webm"}),
+    "audio": frozenset({"audio/mpeg", "audio/ogg", "audio/wav"}),
+    "file": frozenset(
+        {
+            "application/pdf",
+            "text/plain",
+            "application/zip",
+            "application/msword",
+            "application/vnd.ms-excel",
+            "application/vnd.ms-powerpoint",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            "application/vnd.oasis.opendocument.text",
+            "application/vnd.oasis.opendocument.spreadsheet",
+            "application/vnd.oasis.opendocument.presentation",
+        }
+    ),
+}
+_KIND_OF: Mapping[str, str] = {ct: kind for kind, types in ALLOWED_TYPES.items() for ct in types}
+
+_UPLOAD_FIELDS = frozenset({"filename", "content_type", "size"})
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    """A validated upload request: a clean name, an allowed type and its kind, a size in range."""
+
+    filename: str
+    content_type: str
+    kind: str
+    size: int
+
+
+def _is_invisible_control(ch: str) -> bool:
+    # Cc: C0/C1 controls (NUL, newline, ESC...). Cf: format characters such as U+202E (RIGHT-TO-
+    # LEFT OVERRIDE), which make "gpj.exe" display as "exe.jpg". Neither belongs in a file name.
+    return unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding fits ``limit`` bytes (whole chars)."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def clean_filename(raw: str) -> str:
+    """The last path segment of ``raw`` without control characters, at most 255 UTF-8 bytes.
+
+    Raises ``InvalidInput`` when nothing usable remains ("", ".", "..", only separators).
+    """
+    name = unicodedata.normalize("NFC", raw)
+    # Both separators: a Windows client sends C:\\Users\\x\\photo.png.
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if not _is_invisible_control(ch)).strip()
+    if name in ("", ".", ".."):
+        raise InvalidInput("invalid file name", details={"filename": "no usable file name"})
+    if len(name.encode()) <= FILENAME_MAX_BYTES:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if dot and stem and 0 < len(ext.encode()) < _EXTENSION_MAX_BYTES:
+        suffix = "." + ext
+        return _truncate_utf8(stem, FILENAME_MAX_BYTES - len(suffix.encode())) + suffix
+    return _truncate_utf8(name, FILENAME_MAX_BYTES)
+
+
+def kind_of(content_type: str) -> str | None:
+    """The message type a content type may be sent as, or None when it is not allowed at all."""
+    return _KIND_OF.get(content_type)
+
+
+def check_size(size: object, max_bytes: int = MAX_BYTES) -> int:
+    """``size`` when it is an integer in 1..max_bytes (a JSON bool is not an integer)."""
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise InvalidInput("invalid size", details={"size": "must be an integer"})
+    if size < 1:
+        raise InvalidInput("invalid size", details={"size": "must be at least 1 byte"})
+    if size > max_bytes:
+        # 413 rather than 422: the same answer as any other input over a size limit.
+        raise TooLarge(
+            f"attachments are limited to {max_bytes} bytes", details={"size": "too large"}
+        )
+    return size
+
+
+def parse_upload_request(body: Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> UploadRequest:
+    """``{filename, content_type, size}`` checked field by field (422 with ``details``)."""
+    errors: dict[str, str] = {}
+    for key in body:
+        if key not in _UPLOAD_FIELDS:
+            errors[str(key)[:64]] = "unknown field"
+    filename = ""
+    raw_name = body.get("filename")
+    if not isinstance(raw_name, str) or len(raw_name) > 4096:
+        errors["filename"] = "must be a string of at most 4096 characters"
+    else:
+        try:
+            filename = clean_filename(raw_name)
+        except InvalidInput as exc:
+            errors.update(exc.details)
+    raw_type = body.get("content_type")
+    content_type = raw_type.strip().lower() if isinstance(raw_type, str) else ""
+    kind = kind_of(content_type)
+    if kind is None:
+        errors["content_type"] = "not an allowed type (see the API documentation)"
+    size = body.get("size")
+    try:
+        size = check_size(size, max_bytes)
+    except TooLarge:
+        if errors:  # report every field at once; the size is only one of the problems
+            errors["size"] = "too large"
+        else:
+            raise
+    except InvalidInput as exc:
+        errors.update(exc.details)
+    if errors:
+        raise InvalidInput("invalid attachment request", details=errors)
+    assert kind is not None
+    assert isinstance(size, int)
+    return UploadRequest(filename, content_type, kind, size)
+
+
+def object_key(team_id: str, attachment_id: str) -> str:
+    """Where an attachment's bytes live; chosen by the server, never from the client's name."""
+    return f"attachments/{team_id}/{attachment_id}"
+
+
+def _ascii_fallback(filename: str) -> str:
+    # RFC 6266 quoted-string: no quote or backslash, printable ASCII only.
+    chars = (ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in filename)
+    return "".join(chars)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment; filename="..."`` (+ ``filename*`` UTF-8 when the name is not plain ASCII)."""
+    fallback = _ascii_fallback(filename)
+    header = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        # RFC 5987 ext-value: every byte outside attr-char percent-encoded.
+        header += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return header

@@ -1,0 +1,265 @@
+"""The attachment flow: request an upload, complete it (check + scan), hand out downloads, sweep.
+
+No HTTP and no drivers here: teams, records, S3 and the scanner come in through the constructor.
+Bytes never pass through this service on the way in or out: clients upload with a presigned POST
+and download with a presigned GET. The only time the service reads an object is to stream it to
+clamd once, on completion.
+
+Completion is fail-closed: an attachment becomes ``ready`` only on an explicit clean verdict.
+Without a verdict (clamd down, slow or answering ERROR; S3 unreachable) it stays ``pending`` and
+the call answers 503, so the client may simply call ``complete`` again later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter
+
+from chatcore.errors import Conflict, Forbidden, InvalidInput, NotFound
+from chatcore.locks import KeyedLocks
+from chatcore.logging import get_logger
+from chatcore.messages import iso_datetime
+from services.management import roles
+from services.management.attachment_rules import (
+    UploadRequest,
+    content_disposition,
+    object_key,
+)
+from services.management.attachment_store import (
+    PENDING,
+    READY,
+    REJECTED,
+    Attachment,
+    AttachmentStore,
+)
+from services.management.clamd import ScanResult
+from services.management.objects import ObjectStore
+from services.management.store import TeamStore
+
+_log = get_logger("management.attachments")
+
+SWEEP_BATCH = 100
+# One sweep handles at most this many batches; the rest waits for the next interval.
+SWEEP_MAX_BATCHES = 50
+
+
+class Scanner(Protocol):
+    async def scan(self, data: bytes) -> ScanResult:
+        """A verdict, or ``Unavailable`` when there is none."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentLimits:
+    max_bytes: int
+    upload_ttl_s: int
+    download_ttl_s: int
+    pending_max_age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentMetrics:
+    outcomes: Counter
+    swept: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> AttachmentMetrics:
+        return cls(
+            outcomes=Counter(
+                "management_attachments_total",
+                "Attachment steps by outcome (requested, ready, rejected, scan_unavailable)",
+                ["outcome"],
+                registry=registry,
+            ),
+            swept=Counter(
+                "management_attachments_swept_total",
+                "Pending attachments deleted by the sweep because they were never completed",
+                registry=registry,
+            ),
+        )
+
+
+class AttachmentRejected(InvalidInput):
+    """The upload was checked and refused; the record is ``rejected`` and the object deleted."""
+
+    code = "rejected"
+
+
+class AttachmentService:
+    def __init__(
+        self,
+        *,
+        teams: TeamStore,
+        records: AttachmentStore,
+        objects: ObjectStore,
+        scanner: Scanner,
+        limits: AttachmentLimits,
+        metrics: AttachmentMetrics,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        locks: KeyedLocks | None = None,
+    ) -> None:
+        self._teams = teams
+        self._records = records
+        self._objects = objects
+        self._scanner = scanner
+        self._limits = limits
+        self._metrics = metrics
+        self._clock = clock
+        self._new_id = new_id
+        self._locks = locks if locks is not None else KeyedLocks()
+
+    def _now(self) -> datetime:
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    async def _visible(self, attachment_id: str, caller: str) -> Attachment:
+        """The record if the caller is a member of its team (else 404, whether it exists or not)."""
+        item = await self._records.get(attachment_id)
+        if item is None:
+            raise NotFound("no such attachment")
+        team = await self._teams.get(item.team_id)
+        if team is None or team.role_of(caller) is None:
+            raise NotFound("no such attachment")
+        return item
+
+    async def request_upload(
+        self, team_id: str, request: UploadRequest, *, caller: str
+    ) -> dict[str, Any]:
+        """Record a pending attachment and presign the one POST that may fill it."""
+        team = roles.member_team(await self._teams.get(team_id), caller)
+        if not team.active:
+            raise Forbidden("this team is deactivated")
+        now = self._now()
+        attachment_id = self._new_id()
+        item = Attachment(
+            id=attachment_id,
+            team_id=team_id,
+            kind=request.kind,
+            status=PENDING,
+            filename=request.filename,
+            content_type=request.content_type,
+            size=request.size,
+            key=object_key(team_id, attachment_id),
+            uploader=caller,
+            created_at=now,
+        )
+        await self._records.insert(item)
+        post = self._objects.presign_post(
+            item.key,
+            content_type=item.content_type,
+            max_size=item.size,
+            expires_s=self._limits.upload_ttl_s,
+        )
+        self._metrics.outcomes.labels("requested").inc()
+        _log.info("attachment_requested", attachment_id=attachment_id, team_id=team_id)
+        expires = now + timedelta(seconds=self._limits.upload_ttl_s)
+        return {
+            **item.public(),
+            "upload": {
+                "method": "POST",
+                "url": post.url,
+                "fields": post.fields,
+                "expires_at": iso_datetime(expires),
+            },
+        }
+
+    async def complete(self, attachment_id: str, *, caller: str) -> Attachment:
+        """Check the stored object, scan it, and decide; idempotent once decided."""
+        async with self._locks.hold(attachment_id):
+            item = await self._visible(attachment_id, caller)
+            if item.status == READY:
+                return item
+            if item.status == REJECTED:
+                raise AttachmentRejected(f"this attachment was rejected: {item.reason}")
+            stored = await self._objects.head(item.key)
+            if stored is None:
+                # Stays pending: the policy may still be valid and the client can upload.
+                raise Conflict("nothing was uploaded for this attachment yet")
+            problem = _mismatch(item, stored.size, stored.content_type)
+            if problem is None:
+                data = await self._objects.read(item.key, max_bytes=item.size)
+                if data is None:
+                    raise Conflict("nothing was uploaded for this attachment yet")
+                if len(data) != item.size:
+                    problem = "size differs from the declared size"
+                else:
+                    problem = await self._scan(data)
+            if problem is not None:
+                await self._reject(item, problem)
+                raise AttachmentRejected(f"the upload was rejected: {problem}")
+            await self._records.decide(item.id, READY, at=self._now())
+            self._metrics.outcomes.labels("ready").inc()
+            _log.info("attachment_ready", attachment_id=item.id, team_id=item.team_id)
+            return dataclasses.replace(item, status=READY)
+
+    async def _scan(self, data: bytes) -> str | None:
+        try:
+            result = await self._scanner.scan(data)
+        except Exception:
+            # Unavailable (or a bug in between): no verdict, so the record stays pending.
+            self._metrics.outcomes.labels("scan_unavailable").inc()
+            raise
+        if result.clean:
+            return None
+        return f"malware found ({result.signature})"
+
+    async def _reject(self, item: Attachment, reason: str) -> None:
+        # Object first: if deleting fails the record stays pending, and a later completion (or
+        # the sweep) retries; a rejected record never points at a surviving object.
+        await self._objects.delete(item.key)
+        await self._records.decide(item.id, REJECTED, at=self._now(), reason=reason)
+        self._metrics.outcomes.labels("rejected").inc()
+        _log.warning(
+            "attachment_rejected", attachment_id=item.id, team_id=item.team_id, reason=reason
+        )
+
+    async def get(self, attachment_id: str, *, caller: str) -> Attachment:
+        return await self._visible(attachment_id, caller)
+
+    async def download(self, attachment_id: str, *, caller: str) -> dict[str, Any]:
+        """A short-lived presigned GET that makes browsers save, never render, the file."""
+        item = await self._visible(attachment_id, caller)
+        if item.status != READY:
+            raise Conflict(f"this attachment is {item.status}, not ready")
+        url = self._objects.presign_get(
+            item.key,
+            content_type=item.content_type,
+            disposition=content_disposition(item.filename),
+            expires_s=self._limits.download_ttl_s,
+        )
+        expires = self._now() + timedelta(seconds=self._limits.download_ttl_s)
+        return {**item.public(), "url": url, "expires_at": iso_datetime(expires)}
+
+    async def sweep(self) -> int:
+        """Delete pending attachments older than the configured age, objects first."""
+        cutoff = self._now() - timedelta(seconds=self._limits.pending_max_age_s)
+        deleted = 0
+        for _ in range(SWEEP_MAX_BATCHES):
+            batch = await self._records.stale_pending(cutoff, limit=SWEEP_BATCH)
+            for item in batch:
+                async with self._locks.hold(item.id):
+                    await self._objects.delete(item.key)
+                    if await self._records.delete_pending(item.id):
+                        deleted += 1
+            if len(batch) < SWEEP_BATCH:
+                break
+        if deleted:
+            self._metrics.swept.inc(deleted)
+            _log.info("attachments_swept", deleted=deleted)
+        return deleted
+
+
+def _mismatch(item: Attachment, size: int, content_type: str) -> str | None:
+    """Why a stored object does not match its declaration; None when it does."""
+    if size != item.size:
+        return "size differs from the declared size"
+    if content_type.split(";", 1)[0].strip().lower() != item.content_type:
+        return "content type differs from the declared type"
+    return None

@@ -1,0 +1,128 @@
+"""The pure attachment rules: names, allowed types, sizes, keys and download headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatcore.errors import InvalidInput, TooLarge
+from services.management.attachment_rules import (
+    ALLOWED_TYPES,
+    MAX_BYTES,
+    check_size,
+    clean_filename,
+    content_disposition,
+    kind_of,
+    object_key,
+    parse_upload_request,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("photo.png", "photo.png"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\ada\\report.pdf", "report.pdf"),
+        ("  spaced name.txt  ", "spaced name.txt"),
+        ("bad\x00na\nme\x1b.png", "badname.png"),
+        ("gpj\u202e.exe", "gpj.exe"),
+        ("cafe\u0301.jpg", "café.jpg"),
+    ],
+)
+def test_clean_filename_drops_paths_and_control_characters(raw: str, clean: str) -> None:
+    """Only the last path segment survives, without control or bidi-override characters."""
+    assert clean_filename(raw) == clean
+
+
+@pytest.mark.parametrize("raw", ["", "   ", ".", "..", "a/b/", "\x00\x01", "dir\\"])
+def test_clean_filename_refuses_names_with_nothing_left(raw: str) -> None:
+    """A name that is empty after cleaning is a 422 naming the field."""
+    with pytest.raises(InvalidInput) as refused:
+        clean_filename(raw)
+    assert "filename" in refused.value.details
+
+
+def test_clean_filename_truncates_to_255_bytes_keeping_the_extension() -> None:
+    """Long names are cut to 255 UTF-8 bytes on a character boundary, extension kept."""
+    name = clean_filename("é" * 300 + ".png")
+    assert len(name.encode()) <= 255
+    assert name.endswith(".png")
+    assert set(name.removesuffix(".png")) == {"é"}
+    assert len(clean_filename("x" * 400).encode()) == 255
+    assert len(clean_filename("€" * 100).encode()) <= 255
+
+
+def test_allowlist_maps_each_type_to_one_kind_and_never_allows_active_content() -> None:
+    """Each allowed type has one kind; SVG, HTML and XML-like types are never allowed."""
+    assert kind_of("image/png") == "image"
+    assert kind_of("video/webm") == "video"
+    assert kind_of("audio/ogg") == "audio"
+    assert kind_of("application/pdf") == "file"
+    every = [ct for types in ALLOWED_TYPES.values() for ct in types]
+    assert len(every) == len(set(every))
+    for bad in ("image/svg+xml", "text/html", "application/xhtml+xml", "text/xml", ""):
+        assert kind_of(bad) is None
+    assert not any("svg" in ct or "html" in ct or ct.endswith("xml") for ct in every)
+
+
+def test_size_must_be_an_integer_between_one_byte_and_five_mib() -> None:
+    """1 and 5 MiB pass; 0, negatives, bools and floats are 422; 5 MiB + 1 is 413."""
+    assert check_size(1) == 1
+    assert check_size(MAX_BYTES) == MAX_BYTES
+    for bad in (0, -1, True, 1.5, "10", None):
+        with pytest.raises(InvalidInput) as refused:
+            check_size(bad)
+        assert not isinstance(refused.value, TooLarge)
+    with pytest.raises(TooLarge):
+        check_size(MAX_BYTES + 1)
+
+
+def test_parse_upload_request_normalizes_and_derives_the_kind() -> None:
+    """A valid body yields a clean name, a lower-case type and the matching kind."""
+    request = parse_upload_request(
+        {"filename": "/home/ada/Clip.MP4", "content_type": " Video/MP4 ", "size": 10}
+    )
+    assert (request.filename, request.content_type, request.kind, request.size) == (
+        "Clip.MP4",
+        "video/mp4",
+        "video",
+        10,
+    )
+
+
+def test_parse_upload_request_reports_every_bad_field() -> None:
+    """Unknown fields, operator objects and bad values are all named in ``details``."""
+    with pytest.raises(InvalidInput) as refused:
+        parse_upload_request(
+            {"filename": {"$gt": ""}, "content_type": "text/html", "size": 0, "key": "x"}
+        )
+    assert set(refused.value.details) == {"filename", "content_type", "size", "key"}
+    with pytest.raises(TooLarge):
+        parse_upload_request(
+            {"filename": "a.png", "content_type": "image/png", "size": MAX_BYTES + 1}
+        )
+
+
+def test_object_key_is_chosen_by_the_server() -> None:
+    """The key is built from ids only, never from the client's file name."""
+    assert object_key("a" * 32, "b" * 32) == f"attachments/{'a' * 32}/{'b' * 32}"
+
+
+@pytest.mark.parametrize(
+    ("filename", "header"),
+    [
+        ("report.pdf", 'attachment; filename="report.pdf"'),
+        (
+            'say "hi"\\.txt',
+            "attachment; filename=\"say _hi__.txt\"; filename*=UTF-8''say%20%22hi%22%5C.txt",
+        ),
+        (
+            "résumé.pdf",
+            "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+        ),
+        ("a;b=c.txt", 'attachment; filename="a;b=c.txt"'),
+    ],
+)
+def test_content_disposition_is_rfc_6266_safe(filename: str, header: str) -> None:
+    """Quotes and backslashes never reach the quoted string; non-ASCII goes in filename*."""
+    assert content_disposition(filename) == header

@@ -1,0 +1,241 @@
+"""The attachment flow with in-memory stores: fail-closed scanning, rejection, 404s, the sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chatcore.errors import Conflict, Forbidden, NotFound, Unavailable
+from services.management.attachment_rules import UploadRequest
+from services.management.attachment_store import PENDING, Attachment
+from services.management.attachments import (
+    AttachmentLimits,
+    AttachmentMetrics,
+    AttachmentRejected,
+    AttachmentService,
+)
+from services.management.clamd import ScanResult
+from services.management.model import Team
+from services.management.objects import PresignedPost, StoredObject
+from tests.unit.management_fakes import MemoryTeamStore
+
+ALICE, STRANGER, TEAM = "a" * 32, "c" * 32, "t" * 32
+
+
+class MemoryRecords:
+    def __init__(self) -> None:
+        self.items: dict[str, Attachment] = {}
+
+    async def insert(self, item: Attachment) -> None:
+        self.items[item.id] = item
+
+    async def get(self, attachment_id: str) -> Attachment | None:
+        return self.items.get(attachment_id)
+
+    async def decide(
+        self, attachment_id: str, status: str, *, at: datetime, reason: str = ""
+    ) -> bool:
+        item = self.items[attachment_id]
+        if item.status != PENDING:
+            return False
+        self.items[attachment_id] = dataclasses.replace(item, status=status, reason=reason)
+        return True
+
+    async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
+        found = [i for i in self.items.values() if i.status == PENDING and i.created_at < before]
+        return sorted(found, key=lambda i: i.created_at)[:limit]
+
+    async def delete_pending(self, attachment_id: str) -> bool:
+        item = self.items.get(attachment_id)
+        if item is None or item.status != PENDING:
+            return False
+        del self.items[attachment_id]
+        return True
+
+
+class MemoryObjects:
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.down = False
+
+    def presign_post(
+        self, key: str, *, content_type: str, max_size: int, expires_s: int
+    ) -> PresignedPost:
+        return PresignedPost("http://s3/bucket", {"key": key, "Content-Type": content_type})
+
+    def presign_get(self, key: str, *, content_type: str, disposition: str, expires_s: int) -> str:
+        return f"http://s3/bucket/{key}?ct={content_type}&cd={disposition}&exp={expires_s}"
+
+    async def head(self, key: str) -> StoredObject | None:
+        self._check()
+        found = self.objects.get(key)
+        return None if found is None else StoredObject(len(found[0]), found[1])
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes | None:
+        self._check()
+        found = self.objects.get(key)
+        return None if found is None else found[0][: max_bytes + 1]
+
+    async def delete(self, key: str) -> None:
+        self._check()
+        self.objects.pop(key, None)
+
+    def _check(self) -> None:
+        if self.down:
+            raise Unavailable("s3 down")
+
+
+class FakeScanner:
+    def __init__(self) -> None:
+        self.down = False
+        self.scanned: list[bytes] = []
+
+    async def scan(self, data: bytes) -> ScanResult:
+        if self.down:
+            raise Unavailable("clamd down")
+        self.scanned.append(data)
+        return ScanResult(False, "Test.EICAR") if b"EICAR" in data else ScanResult(True)
+
+
+@dataclasses.dataclass
+class World:
+    service: AttachmentService
+    teams: MemoryTeamStore
+    records: MemoryRecords
+    objects: MemoryObjects
+    scanner: FakeScanner
+    now: list[float]
+
+
+@pytest.fixture
+def world() -> World:
+    """A service over in-memory stores with one team whose only member is Alice."""
+    teams, records, objects, scanner = (
+        MemoryTeamStore(),
+        MemoryRecords(),
+        MemoryObjects(),
+        FakeScanner(),
+    )
+    teams.teams[TEAM] = Team(
+        TEAM, "t", "", True, (), (ALICE,), (ALICE,), ALICE, datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    now = [1_800_000_000.0]
+    ids = iter(f"{n:032x}" for n in range(1, 1000))
+    service = AttachmentService(
+        teams=teams,
+        records=records,
+        objects=objects,
+        scanner=scanner,
+        limits=AttachmentLimits(
+            max_bytes=5 * 1024 * 1024, upload_ttl_s=900, download_ttl_s=300, pending_max_age_s=3600
+        ),
+        metrics=AttachmentMetrics.create(CollectorRegistry()),
+        clock=lambda: now[0],
+        new_id=lambda: next(ids),
+    )
+    return World(service, teams, records, objects, scanner, now)
+
+
+async def _uploaded(world: World, content: bytes, ct: str = "text/plain") -> str:
+    request = UploadRequest("a.txt", ct, "file", len(content))
+    reply = await world.service.request_upload(TEAM, request, caller=ALICE)
+    world.objects.objects[f"attachments/{TEAM}/{reply['id']}"] = (content, ct)
+    return str(reply["id"])
+
+
+async def test_clean_upload_becomes_ready_and_downloadable(world: World) -> None:
+    """A clean, matching object is scanned once and becomes ready; downloads are presigned."""
+    attachment_id = await _uploaded(world, b"hello")
+    assert (await world.service.complete(attachment_id, caller=ALICE)).status == "ready"
+    assert (await world.service.complete(attachment_id, caller=ALICE)).status == "ready"
+    assert world.scanner.scanned == [b"hello"]
+    link = await world.service.download(attachment_id, caller=ALICE)
+    assert "exp=300" in link["url"]
+    assert 'attachment; filename="a.txt"' in link["url"]
+
+
+async def test_scanner_down_fails_closed(world: World) -> None:
+    """No verdict: Unavailable, the record stays pending and the object stays for a retry."""
+    attachment_id = await _uploaded(world, b"hello")
+    world.scanner.down = True
+    with pytest.raises(Unavailable):
+        await world.service.complete(attachment_id, caller=ALICE)
+    assert world.records.items[attachment_id].status == "pending"
+    with pytest.raises(Conflict):
+        await world.service.download(attachment_id, caller=ALICE)
+    world.scanner.down = False
+    assert (await world.service.complete(attachment_id, caller=ALICE)).status == "ready"
+
+
+async def test_s3_down_fails_closed(world: World) -> None:
+    """An unreachable object store also leaves the record pending."""
+    attachment_id = await _uploaded(world, b"hello")
+    world.objects.down = True
+    with pytest.raises(Unavailable):
+        await world.service.complete(attachment_id, caller=ALICE)
+    assert world.records.items[attachment_id].status == "pending"
+
+
+async def test_infected_or_mismatched_uploads_are_rejected_and_deleted(world: World) -> None:
+    """Malware, another size or another type: rejected, object deleted, no download."""
+    infected = await _uploaded(world, b"xxEICARxx")
+    wrong_type = await _uploaded(world, b"hello")
+    world.objects.objects[f"attachments/{TEAM}/{wrong_type}"] = (b"hello", "text/html")
+    for attachment_id in (infected, wrong_type):
+        with pytest.raises(AttachmentRejected):
+            await world.service.complete(attachment_id, caller=ALICE)
+        assert world.records.items[attachment_id].status == "rejected"
+        assert f"attachments/{TEAM}/{attachment_id}" not in world.objects.objects
+        with pytest.raises(Conflict):
+            await world.service.download(attachment_id, caller=ALICE)
+
+
+async def test_missing_object_keeps_the_record_pending(world: World) -> None:
+    """Completing before uploading is a 409 and changes nothing."""
+    reply = await world.service.request_upload(
+        TEAM, UploadRequest("a.png", "image/png", "image", 5), caller=ALICE
+    )
+    with pytest.raises(Conflict):
+        await world.service.complete(reply["id"], caller=ALICE)
+    assert world.records.items[reply["id"]].status == "pending"
+
+
+async def test_non_members_get_not_found_everywhere(world: World) -> None:
+    """Strangers get 404 for requests, completions and downloads, as for unknown ids."""
+    attachment_id = await _uploaded(world, b"hello")
+    request = UploadRequest("a.png", "image/png", "image", 5)
+    with pytest.raises(NotFound):
+        await world.service.request_upload(TEAM, request, caller=STRANGER)
+    with pytest.raises(NotFound):
+        await world.service.complete(attachment_id, caller=STRANGER)
+    with pytest.raises(NotFound):
+        await world.service.download(attachment_id, caller=STRANGER)
+    with pytest.raises(NotFound):
+        await world.service.download("0" * 32, caller=ALICE)
+    assert len(world.records.items) == 1
+
+
+async def test_deactivated_team_refuses_uploads(world: World) -> None:
+    """Members of a deactivated team cannot start uploads (they could not send them)."""
+    world.teams.teams[TEAM] = dataclasses.replace(world.teams.teams[TEAM], active=False)
+    with pytest.raises(Forbidden):
+        await world.service.request_upload(
+            TEAM, UploadRequest("a.png", "image/png", "image", 5), caller=ALICE
+        )
+
+
+async def test_sweep_deletes_only_old_pending_attachments(world: World) -> None:
+    """Pending records past the age go with their objects; recent and ready ones stay."""
+    old = await _uploaded(world, b"old")
+    ready = await _uploaded(world, b"ready")
+    await world.service.complete(ready, caller=ALICE)
+    world.now[0] += 3000
+    recent = await _uploaded(world, b"recent")
+    world.now[0] += 700
+    assert await world.service.sweep() == 1
+    assert set(world.records.items) == {ready, recent}
+    assert f"attachments/{TEAM}/{old}" not in world.objects.objects
+    assert f"attachments/{TEAM}/{ready}" in world.objects.objects
