@@ -172,3 +172,10 @@ def new_request_id() -> str:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger named like a stdlib logger, so level settings per module apply."""
     return structlog.stdlib.get_logger(name)
+
+
+def current_correlation_id() -> str | None:
+    """This context's ``correlation_id``, else its ``request_id`` (for outgoing calls)."""
+    bound = structlog.contextvars.get_contextvars()
+    value = bound.get("correlation_id") or bound.get("request_id")
+    return str(value) if value else None

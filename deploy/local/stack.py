@@ -20,6 +20,7 @@ from types import FrameType
 
 from deploy.local.components import (
     StackConfig,
+    clamd_component,
     ferretdb_component,
     kafka_component,
     nginx_component,
@@ -68,6 +69,8 @@ def components(cfg: StackConfig) -> list[Component]:
         *database,
         ferretdb_component(cfg),
         s3_component(cfg),
+        # Before the services: the management service scans every upload with it.
+        clamd_component(cfg),
         python_service_component(cfg, "auth", "services.auth", cfg.auth_port),
         python_service_component(
             cfg,
@@ -115,6 +118,45 @@ def exec_with_stack(cfg: StackConfig, runner: Runner, command: Sequence[str]) ->
         down(cfg, runner, only=started)
 
 
+def quick_start(cfg: StackConfig, log_dir: Path) -> str:
+    """What ``make run`` prints once everything is up: the URLs and a copy-paste quick start."""
+    base = f"http://127.0.0.1:{cfg.nginx_port}"
+    relays = ", ".join(str(p) for p in cfg.relay_ports)
+    return f"""
+[stack] up: {base}   (logs in {log_dir}; Ctrl-C stops everything)
+
+  edge (nginx)      {base}            REST /v1, WebSocket {base.replace("http", "ws")}/v1/ws
+  OpenAPI           {base}/v1/openapi.json
+  auth              http://127.0.0.1:{cfg.auth_port}   (/healthz /readyz /metrics)
+  management        http://127.0.0.1:{cfg.management_port}   (/healthz /readyz /metrics)
+  controller        gRPC 127.0.0.1:{cfg.controller_grpc_port}, http://127.0.0.1:{cfg.controller_http_port}/metrics
+  relays            ports {relays}   (/healthz /readyz /metrics)
+  kafka             127.0.0.1:{cfg.kafka_port}    database mongodb://127.0.0.1:{cfg.mongo_port}/
+  s3                http://127.0.0.1:{cfg.s3_port}
+
+Quick start (another terminal, in this folder):
+
+  B={base}
+  curl -s $B/v1/auth/register -H 'Content-Type: application/json' \\
+    -d '{{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}}'; echo
+  TOKEN=$(curl -s $B/v1/auth/login -H 'Content-Type: application/json' \\
+    -d '{{"email":"ada@example.com","password":"correct horse battery"}}' \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')
+  TEAM=$(curl -s $B/v1/teams -H "Authorization: Bearer $TOKEN" \\
+    -H 'Content-Type: application/json' -d '{{"name":"Core"}}' \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["id"])')
+  .venv/bin/python -c '
+import asyncio, sys
+from chatclient import ChatClient
+async def main(token, team):
+    async with await ChatClient.connect("{base.replace("http", "ws")}/v1/ws", token) as chat:
+        print("hello:", chat.hello)
+        print("ack:", await chat.send(team, "first message"))
+        print("delivered:", await chat.receive())
+asyncio.run(main(*sys.argv[1:]))' "$TOKEN" "$TEAM"
+"""
+
+
 def run_foreground(cfg: StackConfig, runner: Runner) -> int:
     """Start everything, wait for Ctrl-C or SIGTERM (or a crash), then stop everything."""
     stopping = False
@@ -127,9 +169,7 @@ def run_foreground(cfg: StackConfig, runner: Runner) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     up(cfg, runner)
     names = [c.name for c in components(cfg)]
-    print(
-        f"[stack] up: http://127.0.0.1:{cfg.nginx_port}  (logs in {runner.log_dir}; Ctrl-C stops)"
-    )
+    print(quick_start(cfg, runner.log_dir), flush=True)
     status = 0
     while not stopping:
         time.sleep(0.5)

@@ -18,6 +18,7 @@ Classifying duplicates (FerretDB reports a duplicate key by position only, not w
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +168,16 @@ class BatchProcessor:
                 verdicts[index] = verdict
                 if verdict is Verdict.REJECTED:
                     late_dead.append(DeadLetter(item.record, _rejection(code)))
+            if logging.getLogger("controller.batch").isEnabledFor(logging.DEBUG):
+                # Per message, so DEBUG: the relay's message_accepted line has the same id.
+                for index, item in messages:
+                    _log.debug(
+                        "message_persisted",
+                        correlation_id=item.record.correlation_id,
+                        channel_id=item.message.channel_id,
+                        seq=item.record.offset,
+                        outcome=verdicts[index].value,
+                    )
             if late_dead:
                 await self._send_dead(late_dead)
             # Recorded only once the rejected ones are safely dead-lettered: a retry before this

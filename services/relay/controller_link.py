@@ -15,12 +15,19 @@ from collections.abc import Callable, Iterable, Sequence
 import grpc
 
 from chatcore.errors import Unavailable
-from chatcore.logging import get_logger
+from chatcore.logging import current_correlation_id, get_logger
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 
 _log = get_logger("relay.controller_link")
 
 OnBatch = Callable[[chat_pb2.DeliveryBatch], None]
+CORRELATION_METADATA = "x-correlation-id"
+
+
+def _metadata() -> tuple[tuple[str, str], ...]:
+    """gRPC metadata carrying this context's correlation id to the controller's log lines."""
+    cid = current_correlation_id()
+    return ((CORRELATION_METADATA, cid),) if cid else ()
 
 
 class _DroppedAsSlow(Exception):
@@ -138,7 +145,7 @@ class ControllerLink:
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _session(self, stream: _Stream) -> None:
-        call = stream.stub.Subscribe()
+        call = stream.stub.Subscribe(metadata=((CORRELATION_METADATA, self._relay_id),))
         stream.call = call
         stream.outbox = asyncio.Queue()
         await call.write(
@@ -181,7 +188,9 @@ class ControllerLink:
         request = chat_pb2.GetMembershipsRequest(user_id=user_id)
         for stub in self._stubs():
             try:
-                reply = await stub.GetMemberships(request, timeout=self._timeout)
+                reply = await stub.GetMemberships(
+                    request, timeout=self._timeout, metadata=_metadata()
+                )
                 return list(reply.memberships)
             except grpc.aio.AioRpcError as exc:
                 _log.warning("controller_query_failed", rpc="GetMemberships", code=str(exc.code()))
@@ -192,7 +201,7 @@ class ControllerLink:
         for stub in self._stubs():
             try:
                 reply: chat_pb2.GetMembersReply = await stub.GetMembers(
-                    request, timeout=self._timeout
+                    request, timeout=self._timeout, metadata=_metadata()
                 )
                 return reply
             except grpc.aio.AioRpcError as exc:
@@ -208,7 +217,7 @@ class ControllerLink:
         for stub in self._stubs():
             try:
                 reply: chat_pb2.CheckAttachmentReply = await stub.CheckAttachment(
-                    request, timeout=self._timeout
+                    request, timeout=self._timeout, metadata=_metadata()
                 )
                 return reply
             except grpc.aio.AioRpcError as exc:

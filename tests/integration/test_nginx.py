@@ -52,9 +52,7 @@ async def upstream() -> AsyncIterator[int]:
     await runner.cleanup()
 
 
-@pytest.fixture
-def nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
-    """nginx started by the stack's runner with a config rendered for the test upstream."""
+def _start_nginx(tmp_path: Path, routes: list[Route], **limits: int) -> Iterator[tuple[int, Path]]:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     port = _free_port()
     prefix = tmp_path / "nginx"
@@ -62,13 +60,10 @@ def nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
     logs = tmp_path / "logs"
     logs.mkdir()
     conf = prefix / "nginx.conf"
-    routes = [
-        Route("test_ws", "/v1/ws", [upstream], websocket=True),
-        Route("test_dead", "/v1/dead-ws", [_free_port()], websocket=True),
-        Route("test_api", "/v1/", [upstream]),
-    ]
     conf.write_text(
-        render_nginx_conf(listen=f"127.0.0.1:{port}", prefix=prefix, log_dir=logs, routes=routes)
+        render_nginx_conf(
+            listen=f"127.0.0.1:{port}", prefix=prefix, log_dir=logs, routes=routes, **limits
+        )
     )
     runner = Runner(tmp_path / "stack", echo=lambda _line: None)
 
@@ -80,6 +75,25 @@ def nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
     yield port, logs
     runner.stop("nginx")
     assert runner.pid("nginx") is None
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
+    """nginx started by the stack's runner with a config rendered for the test upstream."""
+    routes = [
+        Route("test_ws", "/v1/ws", [upstream], websocket=True),
+        Route("test_dead", "/v1/dead-ws", [_free_port()], websocket=True),
+        Route("test_auth", "/v1/auth/", [upstream]),
+        Route("test_api", "/v1/", [upstream]),
+    ]
+    yield from _start_nginx(tmp_path, routes)
+
+
+@pytest.fixture
+def strict_nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
+    """nginx whose auth routes allow 1 request/s per address with a burst of 2."""
+    routes = [Route("test_auth", "/v1/auth/", [upstream]), Route("test_api", "/v1/", [upstream])]
+    yield from _start_nginx(tmp_path, routes, auth_rate_per_s=1, auth_burst=2)
 
 
 async def test_proxies_http_and_passes_request_id(nginx: tuple[int, Path]) -> None:
@@ -131,8 +145,64 @@ async def test_websocket_upgrade_and_token_not_logged(nginx: tuple[int, Path]) -
         aiohttp.ClientSession() as session,
         session.get(f"http://127.0.0.1:{port}/v1/dead-ws?token={secret}") as resp,
     ):
-        assert resp.status == 502
+        assert resp.status == 503
+        assert (await resp.json())["error"]["code"] == "unavailable"
     access = (logs / "nginx-access.log").read_text()
     assert '"uri":"/v1/ws"' in access
     for log in logs.iterdir():
         assert secret not in log.read_text(), log.name
+
+
+async def test_auth_routes_rate_limited_with_json_envelope(
+    strict_nginx: tuple[int, Path],
+) -> None:
+    """Past the burst, auth routes answer 429 in the error envelope; other routes are unlimited."""
+    port, logs = strict_nginx
+    base = f"http://127.0.0.1:{port}"
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(8):
+            async with session.post(f"{base}/v1/auth/login", headers={"X-Request-ID": "rl-1"}) as r:
+                statuses.append(r.status)
+                if r.status == 429:
+                    body = await r.json()
+                    assert r.headers["Content-Type"] == "application/json"
+                    assert r.headers["X-Request-ID"] == "rl-1"
+                    assert body == {
+                        "error": {
+                            "code": "rate_limited",
+                            "message": "too many requests, slow down",
+                            "request_id": "rl-1",
+                        }
+                    }
+        assert statuses[:3] == [200, 200, 200]
+        assert 429 in statuses
+        for _ in range(8):
+            async with session.get(f"{base}/v1/teams") as r:
+                assert r.status == 200
+    assert '"status":429' in (logs / "nginx-access.log").read_text()
+
+
+async def test_large_body_rejected_with_json_envelope(nginx: tuple[int, Path]) -> None:
+    """A body over client_max_body_size gets 413 in the error envelope before any upstream."""
+    port, _logs = nginx
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}/v1/teams", data=b"x" * 100_000) as resp,
+    ):
+        assert resp.status == 413
+        assert (await resp.json())["error"]["code"] == "too_large"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_security_headers(nginx: tuple[int, Path]) -> None:
+    """Every answer carries the security headers, including nginx's own 404."""
+    port, _logs = nginx
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/nowhere") as resp,
+    ):
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+        assert "Server" not in resp.headers or "nginx/" not in resp.headers["Server"]

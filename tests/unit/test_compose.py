@@ -1,0 +1,340 @@
+"""deploy/compose checked against the code: services, settings, ports, health checks, nginx routes.
+
+No Docker engine runs here: compose.yaml is parsed and every name, port and ``CHAT_*`` variable is
+checked against what the code reads. ``docker compose config`` runs too when the docker client has
+the compose plugin (the test says so when it is skipped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from chatcore.settings import Settings
+from deploy.local.nginx import PRODUCTION_CONF, PRODUCTION_ROUTES, render_production_conf
+
+COMPOSE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "compose"
+COMPOSE = COMPOSE_DIR / "compose.yaml"
+ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
+DOCKERFILE = COMPOSE_DIR / "Dockerfile"
+
+PYTHON_SERVICES = {
+    "auth": "services.auth",
+    "management": "services.management",
+    "controller": "services.controller",
+    "relay": "services.relay",
+}
+EXPECTED = {
+    *PYTHON_SERVICES,
+    "kafka",
+    "kafka-init",
+    "mongo",
+    "mongo-init",
+    "minio",
+    "minio-init",
+    "clamd",
+    "nginx",
+}
+ONE_SHOT = {"kafka-init", "mongo-init", "minio-init"}
+SETTING_NAMES = {f"CHAT_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+DEFAULTS = Settings()
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+# Stand-ins for the secrets .env.example leaves empty on purpose.
+_DUMMY = {
+    "KAFKA_CLUSTER_ID": "MkU3OEVBNTcwNTJENDM2Qk",
+    "MINIO_ROOT_USER": "chat",
+    "MINIO_ROOT_PASSWORD": "not-a-real-password",
+}
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = _compose()["services"]
+    return services
+
+
+def _env_example() -> dict[str, str]:
+    pairs = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value
+    return pairs
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` (``$$`` is a literal $)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        current = env.get(name, "")
+        if op in (":-", "-"):
+            return current or arg
+        if op in (":?", "?") and not current:
+            raise AssertionError(f"{name} is required: {arg}")
+        return current
+
+    return _VAR.sub(one, value).replace("$$", "$")
+
+
+def _resolved_env() -> dict[str, str]:
+    env = _env_example()
+    return {**env, **{k: v for k, v in _DUMMY.items() if not env.get(k)}}
+
+
+def _container_env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    assert isinstance(env, dict), "environment must be a mapping"
+    return {str(k): _interpolate(str(v), _resolved_env()) for k, v in env.items()}
+
+
+def _health_port(service: dict[str, Any]) -> int:
+    test = " ".join(service["healthcheck"]["test"])
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", test)
+    assert match, test
+    return int(match.group(1))
+
+
+def test_every_service_is_defined() -> None:
+    """compose.yaml defines exactly the infrastructure, the four services and nginx."""
+    assert set(_services()) == EXPECTED
+
+
+def test_python_services_run_their_module_from_one_image() -> None:
+    """Each Python service runs ``python -m services.<name>`` from the one Dockerfile build."""
+    services = _services()
+    for name, module in PYTHON_SERVICES.items():
+        svc = services[name]
+        assert svc["command"] == ["python", "-m", module]
+        assert svc["build"] == {"context": "../..", "dockerfile": "deploy/compose/Dockerfile"}
+        assert svc["image"] == services["auth"]["image"]
+
+
+def test_every_chat_variable_is_a_setting() -> None:
+    """Every CHAT_* in a container environment or in .env.example is a real Settings field."""
+    used = set(_env_example()) | {m.group(1) for m in _VAR.finditer(COMPOSE.read_text())}
+    for svc in _services().values():
+        used |= set(svc.get("environment") or {})
+    chat = {name for name in used if name.startswith("CHAT_")}
+    assert chat, "no CHAT_ variables found"
+    assert chat <= SETTING_NAMES, sorted(chat - SETTING_NAMES)
+
+
+def test_every_interpolated_variable_is_in_env_example() -> None:
+    """Each ${VAR} that compose.yaml reads is documented in .env.example, and nothing extra."""
+    referenced = {m.group(1) for m in _VAR.finditer(COMPOSE.read_text())}
+    listed = set(_env_example())
+    assert referenced == listed, (sorted(referenced - listed), sorted(listed - referenced))
+
+
+def test_service_environments_build_valid_settings() -> None:
+    """Each Python service's environment (defaults from .env.example) passes Settings validation."""
+    services = _services()
+    for name in PYTHON_SERVICES:
+        env = _container_env(services[name])
+        settings = Settings.from_env(env)
+        assert settings.http_host == "0.0.0.0"  # noqa: S104 - inside a container
+        assert settings.kafka_bootstrap == "kafka:9092"
+        assert settings.mongo_url.startswith("mongodb://mongo:27017/")
+        assert "replicaSet=rs0" in settings.mongo_url
+        assert settings.s3_endpoint == "http://minio:9000"
+        assert settings.controller_addrs == (f"controller:{DEFAULTS.controller_grpc_port}",)
+        assert urlsplit(settings.jwks_url).netloc == f"auth:{DEFAULTS.auth_port}"
+        assert urlsplit(settings.auth_url).netloc == f"auth:{DEFAULTS.auth_port}"
+        assert settings.trusted_proxies == (_resolved_env()["STACK_NGINX_IP"],)
+    auth = Settings.from_env(_container_env(services["auth"]))
+    assert auth.auth_signing_keys == ("/run/secrets/jwt_signing_key",)
+    assert services["auth"]["secrets"] == ["jwt_signing_key"]
+
+
+def test_ports_match_settings_defaults() -> None:
+    """Listen ports, exposed ports and health-check ports are the Settings defaults."""
+    services = _services()
+    expected = {
+        "auth": [DEFAULTS.auth_port],
+        "management": [DEFAULTS.management_port],
+        "controller": [DEFAULTS.controller_grpc_port, DEFAULTS.controller_http_port],
+        "relay": [DEFAULTS.relay_port],
+    }
+    health = {
+        "auth": DEFAULTS.auth_port,
+        "management": DEFAULTS.management_port,
+        "controller": DEFAULTS.controller_http_port,
+        "relay": DEFAULTS.relay_port,
+    }
+    for name, ports in expected.items():
+        svc = services[name]
+        assert [int(p) for p in svc["expose"]] == ports, name
+        assert _health_port(svc) == health[name], name
+        env = Settings.from_env(_container_env(svc))
+        assert (env.auth_port, env.management_port, env.relay_port) == (
+            DEFAULTS.auth_port,
+            DEFAULTS.management_port,
+            DEFAULTS.relay_port,
+        )
+        assert (env.controller_grpc_port, env.controller_http_port) == (
+            DEFAULTS.controller_grpc_port,
+            DEFAULTS.controller_http_port,
+        )
+
+
+def test_relay_scales_without_fixed_host_port() -> None:
+    """The relay publishes no host port and has no fixed name or id, so --scale relay=N works."""
+    relay = _services()["relay"]
+    assert "ports" not in relay
+    assert "container_name" not in relay
+    assert "CHAT_RELAY_ID" not in relay["environment"]
+
+
+def test_long_running_services_have_health_checks() -> None:
+    """Every long-running service has a health check; one-shot init jobs gate their dependants."""
+    services = _services()
+    for name, svc in services.items():
+        if name in ONE_SHOT:
+            assert svc["restart"] == "no", name
+            continue
+        assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    for name, svc in services.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            expected = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            assert cond == {"condition": expected}, (name, dep)
+
+
+def test_nginx_routes_point_at_compose_services_and_ports() -> None:
+    """Every upstream in the production nginx config is a compose service on its settings port."""
+    services = _services()
+    port_of = {
+        "auth": DEFAULTS.auth_port,
+        "management": DEFAULTS.management_port,
+        "relay": DEFAULTS.relay_port,
+    }
+    for route in PRODUCTION_ROUTES:
+        assert route.host in services, route
+        assert list(route.ports) == [port_of[route.host]], route
+        assert str(route.ports[0]) in services[route.host]["expose"]
+    text = PRODUCTION_CONF.read_text()
+    hosts = set(re.findall(r"^\s*server ([a-z][a-z0-9-]*):\d+", text, re.MULTILINE))
+    assert hosts == {r.host for r in PRODUCTION_ROUTES}
+    nginx = services["nginx"]
+    assert "../nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
+    assert nginx["command"] == ["nginx", "-c", "/etc/nginx/nginx.conf"]
+
+
+def test_production_nginx_conf_is_the_template_rendering() -> None:
+    """deploy/nginx/nginx.conf is exactly what the shared template renders (not stale)."""
+    assert PRODUCTION_CONF.read_text() == render_production_conf()
+    text = PRODUCTION_CONF.read_text()
+    directives = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in directives if "$request_uri" in line or "$args" in line]
+    assert '"uri":"$uri"' in text
+    assert "least_conn;" in text
+    assert "listen 8443 ssl;" in text  # the TLS example
+
+
+def test_dockerfile_is_multi_stage_generates_protos_and_runs_unprivileged() -> None:
+    """One multi-stage Dockerfile: venv from pyproject, protoc at build time, a non-root user."""
+    text = DOCKERFILE.read_text()
+    assert len(re.findall(r"^FROM ", text, re.MULTILINE)) >= 2
+    assert "pyproject.toml" in text
+    assert "grpc_tools.protoc" in text
+    users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+    assert users
+    assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_docker_compose_config(tmp_path: Path) -> None:
+    """``docker compose config`` accepts the file (skipped when the compose plugin is absent)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker client absent: compose.yaml was checked by parsing only")
+    probe = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, text=True, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip(
+            "docker client has no compose plugin (`docker compose version` failed): "
+            "compose.yaml was checked by parsing only"
+        )
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in _resolved_env().items()))
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "--env-file", str(env_file), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _self_signed(folder: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "privkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def test_production_nginx_conf_passes_nginx_t(tmp_path: Path) -> None:
+    """nginx -t accepts production's config, TLS example uncommented (hosts mapped to loopback)."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        pytest.skip("nginx not installed (deploy/local/install.sh installs it)")
+    _self_signed(tmp_path)
+    # The machine's nginx may predate `resolve` (1.27.3) and `http2 on` (1.25.1): leave those out;
+    # compose's nginx:1.28 has both.
+    text = render_production_conf(resolver=None)
+    head, tls = text.split("    # server {\n")
+    tls_lines = [
+        "    " + line.removeprefix("    #").removeprefix(" ") if line.startswith("    #") else line
+        for line in ["    # server {", *tls.splitlines()]
+    ]
+    text = head + "\n".join(line for line in tls_lines if "http2 on;" not in line) + "\n"
+    for route in PRODUCTION_ROUTES:
+        text = text.replace(f"server {route.host}:", "server 127.0.0.1:")
+    text = text.replace("/etc/nginx/certs", str(tmp_path)).replace(
+        "pid /tmp/nginx.pid", f"pid {tmp_path}/nginx.pid"
+    )
+    assert "listen 8443 ssl;" in text
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    result = subprocess.run(
+        [binary, "-t", "-q", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
