@@ -31,6 +31,7 @@ def _frame_len(payload: int) -> int:
 
 async def _clients(port: int, n: int, expected: int, pipe: Connection) -> None:
     readers = []
+    writers = []  # kept referenced: a collected StreamWriter closes its socket
     for _ in range(n):
         reader, writer = await asyncio.open_connection(HOST, port)
         key = base64.b64encode(os.urandom(16)).decode()
@@ -44,6 +45,7 @@ async def _clients(port: int, n: int, expected: int, pipe: Connection) -> None:
         await writer.drain()
         await reader.readuntil(b"\r\n\r\n")
         readers.append(reader)
+        writers.append(writer)
     pipe.send("connected")
     total = 0
     done = asyncio.Event()
@@ -86,11 +88,13 @@ async def _run_websockets(args: argparse.Namespace, message: str) -> float:
 
         async def send_all() -> None:
             await ready.wait()
-            for _ in range(args.messages):
+            for i in range(args.messages):
                 broadcast(conns, message)
-                # Let the event loop flush sockets; broadcast itself never waits.
-                while any(c.transport.get_write_buffer_size() > 65536 for c in conns):  # noqa: ASYNC110
-                    await asyncio.sleep(0.001)
+                # broadcast never waits: every 10 messages, let the event loop flush sockets
+                # whose buffers grew (what aiohttp's send_str does per socket by awaiting).
+                if i % 10 == 9:
+                    while any(c.transport.get_write_buffer_size() > 262144 for c in conns):  # noqa: ASYNC110
+                        await asyncio.sleep(0.001)
 
         return await _drive(args, port, send_all, len(message))
 

@@ -27,6 +27,10 @@ class IndexSpec:
     collection: str
     keys: tuple[tuple[str, int], ...]
     unique: bool = False
+    # An index over an array field. FerretDB 1.24 (PostgreSQL backend) builds it as one btree
+    # entry holding the whole array, so a team of ~80 members already exceeds PostgreSQL's
+    # btree row limit and every write to it fails; FerretDB never uses such an index anyway.
+    multikey: bool = False
 
     @property
     def name(self) -> str:
@@ -59,16 +63,33 @@ def database(client: AsyncMongoClient[Document], settings: Settings) -> AsyncDat
     return client[settings.mongo_db]
 
 
+async def is_ferretdb(db: AsyncDatabase[Document]) -> bool:
+    """True when the server is FerretDB (its buildInfo names its own version)."""
+    info: Mapping[str, Any] = await db.client.admin.command("buildInfo")
+    return "ferretdbVersion" in info
+
+
 async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[IndexSpec] = INDEXES) -> None:
-    """Create every index (idempotent: an existing identical index is left alone)."""
+    """Create every index (idempotent: an existing identical index is left alone).
+
+    On FerretDB, multikey indexes are skipped (and dropped if an older start created one): see
+    ``IndexSpec.multikey``. MongoDB gets them all.
+    """
     try:
+        if await is_ferretdb(db):
+            for multikey in [s for s in specs if s.multikey]:
+                collection = db[multikey.collection]
+                existing = [ix["name"] async for ix in await collection.list_indexes()]
+                if multikey.name in existing:
+                    await collection.drop_index(multikey.name)
+            specs = [s for s in specs if not s.multikey]
         # One index per command: FerretDB 1.24 drops the connection when a single createIndexes
         # names several indexes that all exist already.
         for spec in specs:
             model = IndexModel(list(spec.keys), name=spec.name, unique=spec.unique)
             await db[spec.collection].create_indexes([model])
     except PyMongoError as exc:
-        raise Unavailable(f"creating indexes on {spec.collection} failed: {exc}") from exc
+        raise Unavailable(f"creating indexes failed: {exc}") from exc
 
 
 async def ping(client: AsyncMongoClient[Document]) -> bool:

@@ -34,7 +34,7 @@ MESSAGES = "messages"
 
 MANAGEMENT_INDEXES: tuple[IndexSpec, ...] = (
     # "The teams of a user": a multikey index over the members array.
-    IndexSpec(TEAMS, (("members", ASCENDING),)),
+    IndexSpec(TEAMS, (("members", ASCENDING),), multikey=True),
     # ?tag= filters and tag search.
     IndexSpec(TEAMS, (("meta_tags", ASCENDING),)),
 )

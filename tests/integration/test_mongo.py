@@ -7,10 +7,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from chatcore.mongo import Document, database, ensure_indexes, make_mongo_client, ping
+from chatcore.mongo import (
+    Document,
+    IndexSpec,
+    database,
+    ensure_indexes,
+    is_ferretdb,
+    make_mongo_client,
+    ping,
+)
 from chatcore.settings import Settings
 
 
@@ -74,3 +82,18 @@ async def test_ensure_indexes_is_idempotent(
     await ensure_indexes(db)
     after = {ix["name"] async for ix in await db.messages.list_indexes()}
     assert before == after >= {"id_1", "channel_id_1_seq_1"}
+
+
+async def test_multikey_indexes_are_skipped_on_ferretdb(
+    client: AsyncMongoClient[Document], settings: Settings
+) -> None:
+    """A team of 1,000 members can be stored: FerretDB gets no index over the members array."""
+    db = database(client, settings)
+    spec = IndexSpec("test_teams", (("members", ASCENDING),), multikey=True)
+    await ensure_indexes(db, [spec])
+    members = [uuid.uuid4().hex for _ in range(1000)]
+    await db.test_teams.insert_one({"_id": uuid.uuid4().hex, "members": members})
+    found = await db.test_teams.find_one({"members": members[500]})
+    assert found is not None
+    names = {ix["name"] async for ix in await db.test_teams.list_indexes()}
+    assert (spec.name in names) is not await is_ferretdb(db)
