@@ -21,7 +21,7 @@ from typing import Any, cast
 import aiohttp
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -34,6 +34,7 @@ from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.settings import Settings
 from chatcore.tokens import AccessClaims, HttpJwksSource, JwtVerifier, bearer_token
 from services.relay.controller_link import ControllerLink
+from services.relay.fanout import WsFanout, spawn
 from services.relay.frames import (
     ChatFrame,
     FrameError,
@@ -52,51 +53,6 @@ _log = get_logger("relay.server")
 _std_log = logging.getLogger("relay.server")
 WS_PATH = "/v1/ws"
 _ACK_CACHE = 20_000
-
-
-_background: set[asyncio.Task[Any]] = set()
-
-
-def _spawn(coro: Any) -> None:
-    """Run a coroutine in the background, keeping a reference until it is done."""
-    task = asyncio.get_running_loop().create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-class WsFanout:
-    """Writes one rendered frame to many sockets; a socket too far behind is cut off with 1013."""
-
-    def __init__(self, buffer_limit: int, metrics: RelayMetrics) -> None:
-        self._limit = buffer_limit
-        self._metrics = metrics
-        self._closing: set[ServerConnection] = set()
-
-    def send(self, targets: Any, text: str) -> None:
-        ready: list[ServerConnection] = []
-        for session in targets:
-            conn = cast(ServerConnection, session.conn)
-            if conn.transport.get_write_buffer_size() > self._limit:
-                self._cut_off(conn)
-            else:
-                ready.append(conn)
-        if ready:
-            broadcast(ready, text)
-            self._metrics.deliveries.inc(len(ready))
-
-    def _cut_off(self, conn: ServerConnection) -> None:
-        if conn in self._closing:
-            return
-        self._closing.add(conn)
-        self._metrics.slow_closes.inc()
-
-        async def close() -> None:
-            try:
-                await conn.close(1013, "too slow: reconnect and resume from history")
-            finally:
-                self._closing.discard(conn)
-
-        _spawn(close())
 
 
 class Relay:
@@ -149,7 +105,7 @@ class Relay:
         _log.warning("resync_all_sockets", sockets=len(sessions))
         for session in sessions:
             conn = cast(ServerConnection, session.conn)
-            _spawn(conn.close(1013, "missed deliveries: reconnect and resume from history"))
+            spawn(conn.close(1013, "missed deliveries: reconnect and resume from history"))
 
     def _apply(self, changes: ChannelChanges) -> None:
         self.link.subscribe(changes.subscribe)
@@ -220,7 +176,7 @@ class Relay:
         loop = asyncio.get_running_loop()
         expiry = loop.call_later(
             max(0.0, claims.exp - time.time()),
-            lambda: _spawn(conn.close(1008, "token expired")),
+            lambda: spawn(conn.close(1008, "token expired")),
         )
         _log.info("ws_connected", channels=len(session.channels))
         try:
