@@ -4,34 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 from chatcore.proto.chat.v1 import chat_pb2
-from chatcore.settings import Settings
 from tests.integration.management_support import (
     EventTap,
     People,
     Stack,
     make_team,
-    running_stack,
 )
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    """Auth and management services for this module."""
-    async with running_stack(settings, tmp_path_factory.mktemp("keys")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def people(stack: Stack) -> People:
-    """Seven registered accounts reused across teams."""
-    return await People.register(stack)
 
 
 async def test_membership_changes_publish_matching_events(stack: Stack, people: People) -> None:

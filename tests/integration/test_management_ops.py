@@ -3,21 +3,7 @@ Prometheus metrics."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from chatcore.settings import Settings
-from tests.integration.management_support import People, Stack, make_team, running_stack
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    """Auth and management services for this module."""
-    async with running_stack(settings, tmp_path_factory.mktemp("keys")) as running:
-        yield running
+from tests.integration.management_support import People, Stack, make_team
 
 
 async def test_health_readiness_and_metrics(stack: Stack) -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from chatcore.settings import Settings
 from tests.integration.management_support import (
     _UNSET,
     People,
@@ -16,23 +13,7 @@ from tests.integration.management_support import (
     Stack,
     assert_invariants,
     make_team,
-    running_stack,
 )
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    """Auth and management services for this module."""
-    async with running_stack(settings, tmp_path_factory.mktemp("keys")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def people(stack: Stack) -> People:
-    """Seven registered accounts reused across teams."""
-    return await People.register(stack)
 
 
 @dataclasses.dataclass(frozen=True)

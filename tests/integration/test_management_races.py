@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from chatcore.settings import Settings
 from tests.integration.management_support import (
     _UNSET,
     People,
@@ -17,25 +13,9 @@ from tests.integration.management_support import (
     Stack,
     assert_invariants,
     make_team,
-    running_stack,
 )
 
 ROUNDS = 8
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    """Auth and management services for this module."""
-    async with running_stack(settings, tmp_path_factory.mktemp("keys")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def people(stack: Stack) -> People:
-    """Seven registered accounts reused across teams."""
-    return await People.register(stack)
 
 
 async def _doc(stack: Stack, team_id: str) -> dict[str, Any]:

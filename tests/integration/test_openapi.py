@@ -8,17 +8,14 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from chatcore.s3 import encode_post_form
-from chatcore.settings import Settings
 from services.management.openapi import OPENAPI_PATH
 from tests.integration.management_support import (
     PASSWORD,
@@ -26,23 +23,7 @@ from tests.integration.management_support import (
     Roles,
     Stack,
     make_team,
-    running_stack,
 )
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    """Auth and management services for this module."""
-    async with running_stack(settings, tmp_path_factory.mktemp("keys")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def people(stack: Stack) -> People:
-    """Seven registered accounts reused across teams."""
-    return await People.register(stack)
 
 
 def _refs(node: Any) -> list[str]:
