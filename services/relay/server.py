@@ -247,7 +247,18 @@ class Relay:
             previous = self._acks.get(key)
             if previous is not None and not (previous.done() and previous.exception()):
                 # A retry of a message this relay already took: same ack, nothing produced twice.
-                previous.add_done_callback(lambda f: self._send(session, f.result()))
+                cmid = frame.client_msg_id
+
+                def answer(first: asyncio.Future[str]) -> None:
+                    if first.cancelled() or first.exception() is not None:
+                        text = error_frame(
+                            "unavailable", "message could not be stored, retry", cmid
+                        )
+                    else:
+                        text = first.result()
+                    self._send(session, text)
+
+                previous.add_done_callback(answer)
                 return
         now_ms = int(time.time() * 1000)
         mid = message_id(session.user_id, frame.client_msg_id, now_ms)
