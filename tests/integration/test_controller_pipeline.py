@@ -174,7 +174,16 @@ async def relay(controller: RunningController, channels: Sequence[str]) -> Async
         await stream.open(channels)
         yield stream
     finally:
+        open_before = await open_streams(controller)
         await stream.close()
+        # The controller unregisters a cancelled stream asynchronously; wait for it, or the next
+        # stream's registration could be hidden by this one's departure in the stream count.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (
+            await open_streams(controller) >= open_before
+            and asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(0.02)
 
 
 def _message(channel_id: str, n: int, *, msg_id: str | None = None) -> chat_pb2.ChatMessage:
