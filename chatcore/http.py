@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,13 +19,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 
 from chatcore.errors import ChatError, InvalidInput, MalformedBody, RateLimited, TooLarge
-from chatcore.logging import bind_context, get_logger, new_request_id, reset_context
+from chatcore.logging import (
+    CORRELATION_ID_RE,
+    bind_context,
+    get_logger,
+    new_request_id,
+    reset_context,
+)
 from chatcore.tokens import AccessClaims, JwtVerifier, bearer_token
 
 REQUEST_ID_HEADER = "X-Request-ID"
 CORRELATION_ID_HEADER = "X-Correlation-ID"
-# Ids from clients are echoed into headers and logs: accept only short, plain tokens.
-_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _REQUEST_ID_KEY = web.RequestKey("chat_request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -127,7 +130,7 @@ def _route_label(request: web.Request) -> str:
 
 
 def _client_id(value: str | None) -> str | None:
-    return value if value is not None and _ID_RE.fullmatch(value) else None
+    return value if value is not None and CORRELATION_ID_RE.fullmatch(value) else None
 
 
 def envelope_middleware(metrics: HttpMetrics) -> Any:

@@ -17,6 +17,9 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+# Request and correlation ids arriving from outside (HTTP headers, gRPC metadata) are echoed into
+# headers and log lines: only short, plain tokens are accepted.
+CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 REDACTED = "[REDACTED]"
 REDACTED_JWT = "[REDACTED_JWT]"
 _MAX_DEPTH = 16

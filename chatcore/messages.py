@@ -9,6 +9,7 @@ the three can never disagree about a field.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,9 @@ from chatcore.errors import InvalidInput
 from chatcore.proto.chat.v1 import chat_pb2
 
 CORRELATION_HEADER = "correlation_id"
+# Team, user and attachment ids on the wire: opaque short tokens (32 hex in practice). This
+# alphabet can never mean anything to MongoDB: no "$", no ".", only letters, digits, "_" and "-".
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BROADCAST = "*"
 

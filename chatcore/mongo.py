@@ -63,6 +63,11 @@ def database(client: AsyncMongoClient[Document], settings: Settings) -> AsyncDat
     return client[settings.mongo_db]
 
 
+def database_unavailable(exc: PyMongoError) -> Unavailable:
+    """A driver error as the family that means "retry later": the type only, never the query."""
+    return Unavailable(f"database error: {type(exc).__name__}")
+
+
 async def is_ferretdb(db: AsyncDatabase[Document]) -> bool:
     """True when the server is FerretDB (its buildInfo names its own version)."""
     info: Mapping[str, Any] = await db.client.admin.command("buildInfo")

@@ -15,8 +15,8 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from chatcore.errors import Conflict, Unavailable
-from chatcore.mongo import Document, IndexSpec
+from chatcore.errors import Conflict
+from chatcore.mongo import Document, IndexSpec, database_unavailable
 
 USERS = "users"
 REFRESH_TOKENS = "refresh_tokens"
@@ -100,10 +100,6 @@ def _record(doc: Document) -> RefreshRecord:
     )
 
 
-def _unavailable(exc: PyMongoError) -> Unavailable:
-    return Unavailable(f"database error: {type(exc).__name__}")
-
-
 class MongoUserStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._users = db[USERS]
@@ -122,13 +118,13 @@ class MongoUserStore:
         except DuplicateKeyError:
             raise Conflict("an account with this email already exists") from None
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
 
     async def _one(self, query: dict[str, str]) -> User | None:
         try:
             doc = await self._users.find_one(query)
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return _user(doc) if doc is not None else None
 
     async def by_email(self, email: str) -> User | None:
@@ -143,7 +139,7 @@ class MongoUserStore:
                 {"_id": user_id}, {"$set": {"password_hash": password_hash}}
             )
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
 
 
 class MongoRefreshStore:
@@ -164,13 +160,13 @@ class MongoRefreshStore:
                 }
             )
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
 
     async def get(self, token_hash: str) -> RefreshRecord | None:
         try:
             doc = await self._tokens.find_one({"_id": token_hash})
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return _record(doc) if doc is not None else None
 
     async def claim(self, token_hash: str, now: datetime) -> bool:
@@ -181,7 +177,7 @@ class MongoRefreshStore:
                 return_document=ReturnDocument.AFTER,
             )
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return doc is not None
 
     async def revoke_family(self, family: str) -> int:
@@ -190,12 +186,12 @@ class MongoRefreshStore:
                 {"family": family, "revoked": False}, {"$set": {"revoked": True}}
             )
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return result.modified_count
 
     async def delete_expired(self, now: datetime) -> int:
         try:
             result = await self._tokens.delete_many({"expires_at": {"$lt": now}})
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return result.deleted_count

@@ -13,8 +13,7 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from chatcore.errors import Unavailable
-from chatcore.mongo import Document
+from chatcore.mongo import Document, database_unavailable
 
 TEAMS = "teams"
 ATTACHMENTS = "attachments"
@@ -80,10 +79,6 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
-def _unavailable(exc: PyMongoError) -> Unavailable:
-    return Unavailable(f"database error: {type(exc).__name__}")
-
-
 class MongoDirectory:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._teams = db[TEAMS]
@@ -96,7 +91,7 @@ class MongoDirectory:
             )
             docs = await cursor.to_list(length=None)
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         views = []
         for doc in docs:
             super_admin = doc.get("super_admin") == user_id
@@ -115,7 +110,7 @@ class MongoDirectory:
         try:
             doc = await self._teams.find_one({"_id": channel_id}, {"members": 1, "active": 1})
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         if doc is None:
             return None
         return TeamMembers(user_ids=_strings(doc.get("members")), active=_active(doc))
@@ -126,7 +121,7 @@ class MongoDirectory:
                 {"_id": attachment_id}, {"team_id": 1, "kind": 1, "status": 1}
             )
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         if doc is None:
             return None
         return AttachmentView(

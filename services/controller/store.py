@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatcore.errors import Unavailable
-from chatcore.mongo import Document
+from chatcore.mongo import Document, database_unavailable
 
 MESSAGES = "messages"
 DUPLICATE_KEY = 11000
@@ -76,7 +76,7 @@ class MongoMessageStore:
         except BulkWriteError as exc:
             return _write_failures(exc.details)
         except PyMongoError as exc:
-            raise Unavailable(f"database error: {type(exc).__name__}") from exc
+            raise database_unavailable(exc) from exc
         return {}
 
     async def positions(self, ids: Sequence[str]) -> dict[str, StoredPosition]:
@@ -96,7 +96,7 @@ class MongoMessageStore:
         try:
             found = await asyncio.gather(*(lookup(i) for i in dict.fromkeys(ids)))
         except PyMongoError as exc:
-            raise Unavailable(f"database error: {type(exc).__name__}") from exc
+            raise database_unavailable(exc) from exc
         return {
             str(doc["id"]): StoredPosition(str(doc["channel_id"]), int(doc["seq"]))
             for doc in found

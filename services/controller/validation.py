@@ -8,14 +8,12 @@ from collections.abc import Iterable
 from grpc import aio
 
 from chatcore.errors import InvalidInput
+from chatcore.logging import CORRELATION_ID_RE
+from chatcore.messages import ID_RE
 
-# Team, user and attachment ids are opaque short tokens (32 hex in practice). This alphabet can
-# never mean anything to MongoDB: no "$", no ".", nothing but letters, digits, "_" and "-".
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # The relay names itself; reused in logs and metrics, so it gets the same discipline.
 RELAY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 CORRELATION_METADATA = "x-correlation-id"
-_CORRELATION_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # One SubscribeRequest may name at most this many channels (about what fits in gRPC's 4 MiB).
 MAX_CHANNELS_PER_REQUEST = 100_000
 
@@ -45,5 +43,5 @@ def correlation_id(context: aio.ServicerContext[object, object]) -> str | None:
     """The caller's ``x-correlation-id`` metadata when it is a plain short token."""
     for key, value in context.invocation_metadata() or ():
         if key == CORRELATION_METADATA and isinstance(value, str):
-            return value if _CORRELATION_RE.fullmatch(value) else None
+            return value if CORRELATION_ID_RE.fullmatch(value) else None
     return None

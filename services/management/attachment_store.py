@@ -24,9 +24,9 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from chatcore.errors import Conflict, Unavailable
+from chatcore.errors import Conflict
 from chatcore.messages import iso_datetime
-from chatcore.mongo import Document, IndexSpec
+from chatcore.mongo import Document, IndexSpec, database_unavailable
 
 ATTACHMENTS = "attachments"
 PENDING = "pending"
@@ -118,10 +118,6 @@ class AttachmentStore(Protocol):
         """Delete the record if it is still pending."""
 
 
-def _unavailable(exc: PyMongoError) -> Unavailable:
-    return Unavailable(f"database error: {type(exc).__name__}")
-
-
 class MongoAttachmentStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._items = db[ATTACHMENTS]
@@ -132,13 +128,13 @@ class MongoAttachmentStore:
         except DuplicateKeyError:
             raise Conflict("an attachment with this id exists") from None
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
 
     async def get(self, attachment_id: str) -> Attachment | None:
         try:
             doc = await self._items.find_one({"_id": attachment_id})
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return attachment_from_doc(doc) if doc is not None else None
 
     async def decide(
@@ -150,7 +146,7 @@ class MongoAttachmentStore:
                 {"$set": {"status": status, "completed_at": at, "reason": reason}},
             )
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return result.modified_count == 1
 
     async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
@@ -162,11 +158,11 @@ class MongoAttachmentStore:
             )
             return [attachment_from_doc(doc) async for doc in cursor]
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
 
     async def delete_pending(self, attachment_id: str) -> bool:
         try:
             result = await self._items.delete_one({"_id": attachment_id, "status": PENDING})
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return result.deleted_count == 1

@@ -24,9 +24,9 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from chatcore.errors import Conflict, Unavailable
+from chatcore.errors import Conflict
 from chatcore.locks import KeyedLocks
-from chatcore.mongo import Document, IndexSpec
+from chatcore.mongo import Document, IndexSpec, database_unavailable
 from services.management.model import Message, Team, TeamChanges
 
 TEAMS = "teams"
@@ -130,10 +130,6 @@ def team_to_doc(team: Team) -> Document:
     }
 
 
-def _unavailable(exc: PyMongoError) -> Unavailable:
-    return Unavailable(f"database error: {type(exc).__name__}")
-
-
 class MongoTeamStore:
     def __init__(self, db: AsyncDatabase[Document], locks: KeyedLocks | None = None) -> None:
         self._teams = db[TEAMS]
@@ -145,13 +141,13 @@ class MongoTeamStore:
         except DuplicateKeyError:
             raise Conflict("a team with this id exists") from None
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
 
     async def get(self, team_id: str) -> Team | None:
         try:
             doc = await self._teams.find_one({"_id": team_id})
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
         return team_from_doc(doc) if doc is not None else None
 
     async def list_for_member(
@@ -166,7 +162,7 @@ class MongoTeamStore:
             cursor = self._teams.find(query).sort("_id", ASCENDING).limit(limit)
             return [team_from_doc(doc) async for doc in cursor]
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc
 
     async def _update(
         self, team_id: str, query: Document, update: Document, *, before: bool = False
@@ -181,7 +177,7 @@ class MongoTeamStore:
                     return_document=ReturnDocument.BEFORE if before else ReturnDocument.AFTER,
                 )
             except PyMongoError as exc:
-                raise _unavailable(exc) from exc
+                raise database_unavailable(exc) from exc
         return team_from_doc(doc) if doc is not None else None
 
     async def update_settings(
@@ -252,7 +248,7 @@ class MongoTeamStore:
                     {"_id": team_id, "super_admin": user_id, "members": [user_id]}
                 )
             except PyMongoError as exc:
-                raise _unavailable(exc) from exc
+                raise database_unavailable(exc) from exc
         return result.deleted_count == 1
 
 
@@ -303,4 +299,4 @@ class MongoMessageStore:
             )
             return [message_from_doc(doc) async for doc in cursor]
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise database_unavailable(exc) from exc

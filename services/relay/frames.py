@@ -8,19 +8,15 @@ relay stamps them); anything else unknown is refused with an ``error`` frame, ne
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from chatcore.errors import InvalidInput
-from chatcore.messages import BROADCAST, TYPE_VALUES, iso_ms
+from chatcore.messages import BROADCAST, ID_RE, TYPE_VALUES, iso_ms
 
 MAX_TEXT_CHARS = 4000
 MAX_CLIENT_MSG_ID = 64
-# Team and user ids are 32 hex characters; attachment ids the same. Accept a slightly wider safe
-# alphabet so ids stay opaque, but never anything that could mean something to a query.
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IGNORED = frozenset({"id", "seq", "from", "ts"})
 _CHAT_FIELDS = frozenset({"channel_id", "to", "type", "data", "client_msg_id"}) | _IGNORED
 _TYPING_FIELDS = frozenset({"type", "channel_id", "to"}) | _IGNORED
