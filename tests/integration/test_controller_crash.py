@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -23,16 +22,10 @@ from services.auth.keys import generate_key_file
 from services.auth.server import start as start_auth
 from services.relay.server import start as start_relay
 from tests.integration.pipeline_env import Pipeline, pipeline_settings
+from tests.integration.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MESSAGES = 2000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _ControllerProcess:
@@ -91,8 +84,8 @@ async def crash_env(
         base,
         jwks_url=f"http://127.0.0.1:{auth.port}/v1/auth/jwks",
         auth_url=f"http://127.0.0.1:{auth.port}",
-        controller_grpc_port=_free_port(),
-        controller_http_port=_free_port(),
+        controller_grpc_port=free_port(),
+        controller_http_port=free_port(),
         controller_offset_reset="earliest",
     )
     base = dataclasses.replace(base, controller_addrs=(f"127.0.0.1:{base.controller_grpc_port}",))

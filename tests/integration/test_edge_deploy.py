@@ -33,17 +33,11 @@ from deploy.local.nginx import Route, render_nginx_conf
 from deploy.local.processes import Component, Runner
 from services.auth.keys import generate_key_file
 from tests.integration.pipeline_env import pipeline_settings
+from tests.integration.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "edge deploy password 1"
 RELAY_IDS = ("edge-r1", "edge-r2")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _http_ready(port: int) -> Callable[[], bool]:
@@ -143,8 +137,8 @@ async def edge(settings: Settings, tmp_path: Path) -> AsyncIterator[Edge]:
     """Auth, management, a controller and two relays as processes, behind a fresh nginx."""
     key = tmp_path / "key.pem"
     generate_key_file(key)
-    auth_port, mgmt_port, grpc_port, ctrl_port, nginx_port = (_free_port() for _ in range(5))
-    relay_ports = [_free_port() for _ in RELAY_IDS]
+    auth_port, mgmt_port, grpc_port, ctrl_port, nginx_port = (free_port() for _ in range(5))
+    relay_ports = [free_port() for _ in RELAY_IDS]
     base = dataclasses.replace(
         pipeline_settings(settings, key),
         auth_port=auth_port,

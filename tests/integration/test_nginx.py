@@ -13,13 +13,7 @@ from aiohttp import web
 
 from deploy.local.nginx import Route, render_nginx_conf
 from deploy.local.processes import Component, Runner
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.integration.ports import free_port
 
 
 async def _echo_headers(request: web.Request) -> web.Response:
@@ -45,7 +39,7 @@ async def upstream() -> AsyncIterator[int]:
     app.router.add_route("*", "/v1/{tail:.*}", _echo_headers)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     yield port
@@ -54,7 +48,7 @@ async def upstream() -> AsyncIterator[int]:
 
 def _start_nginx(tmp_path: Path, routes: list[Route], **limits: int) -> Iterator[tuple[int, Path]]:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    port = _free_port()
+    port = free_port()
     prefix = tmp_path / "nginx"
     (prefix / "tmp").mkdir(parents=True)
     logs = tmp_path / "logs"
@@ -82,7 +76,7 @@ def nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
     """nginx started by the stack's runner with a config rendered for the test upstream."""
     routes = [
         Route("test_ws", "/v1/ws", [upstream], websocket=True),
-        Route("test_dead", "/v1/dead-ws", [_free_port()], websocket=True),
+        Route("test_dead", "/v1/dead-ws", [free_port()], websocket=True),
         Route("test_auth", "/v1/auth/", [upstream]),
         Route("test_api", "/v1/", [upstream]),
     ]
