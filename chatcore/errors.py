@@ -6,6 +6,8 @@ loop) and translate to the protocol's status. The family tells the boundary what
 * ``InvalidInput`` and its children: the request or record itself is bad. Answer with a client error
   or dead-letter the record; retrying the same input can never succeed.
 * ``Unavailable``: a dependency failed. Retry later (with backoff) or answer 503.
+* ``ConfigError``: the service itself is misconfigured. Stop at start-up and name the variable;
+  never answer a client with it (it is not the client's fault) and never retry.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ class ChatError(Exception):
         super().__init__(message)
         self.message = message
         self.details: dict[str, str] = dict(details or {})
+
+
+class ConfigError(ChatError):
+    """An environment variable is missing or malformed: fix the configuration and restart."""
+
+    code = "config"
 
 
 class InvalidInput(ChatError):

@@ -10,15 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-from chatcore.errors import InvalidInput
+from chatcore.errors import ConfigError
+
+__all__ = ["ConfigError", "Settings"]
 
 T = TypeVar("T")
-
-
-class ConfigError(InvalidInput):
-    """An environment variable is missing or malformed: fix the configuration and restart."""
-
-    code = "config"
 
 
 def _int(name: str, raw: str) -> int:
@@ -84,6 +80,8 @@ class Settings:
     max_body_bytes: int = 65536
     drain_timeout_s: float = 10.0
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Shared secret of the internal gRPC API (relays -> controllers); required by both.
+    internal_token: str = field(default="", repr=False)
     # Auth service
     auth_port: int = 8101
     auth_signing_keys: tuple[str, ...] = ()

@@ -109,6 +109,16 @@ def _s3_credentials(cfg: StackConfig) -> tuple[str, str]:
     return str(creds["access_key"]), str(creds["secret_key"])
 
 
+def _internal_token(cfg: StackConfig) -> str:
+    """The internal gRPC secret of this stack, generated once into the stack folder."""
+    path = cfg.home / "secrets" / "internal-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def dev_signing_key(cfg: StackConfig) -> Path:
     """The development JWT signing key, generated once into the stack folder."""
     from services.auth.keys import generate_key_file
@@ -137,6 +147,7 @@ def service_env(cfg: StackConfig) -> dict[str, str]:
         "CHAT_S3_ACCESS_KEY": access,
         "CHAT_S3_SECRET_KEY": secret,
         "CHAT_CLAMD_ADDRESS": f"127.0.0.1:{cfg.clamd_port}",
+        "CHAT_INTERNAL_TOKEN": _internal_token(cfg),
         "CHAT_JWKS_URL": f"http://127.0.0.1:{cfg.nginx_port}/v1/auth/jwks",
         "CHATSTACK_NGINX_URL": f"http://127.0.0.1:{cfg.nginx_port}",
         "CHATSTACK_HOME": str(cfg.home),
