@@ -88,6 +88,7 @@ class ConsumerLoop:
         retry_max_s: float,
         retry_initial_s: float = 0.1,
         start_gate: Callable[[], Awaitable[object]] | None = None,
+        after_commit: Callable[[], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -100,6 +101,7 @@ class ConsumerLoop:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._start_gate = start_gate
+        self._after_commit = after_commit
         self._sleep = sleep
         self._clock = clock
         self._stopping = False
@@ -208,6 +210,8 @@ class ConsumerLoop:
             raise
         self._hub.publish(outcome.routed)
         await self._commit(offsets)
+        if self._after_commit is not None:
+            self._after_commit()
         self._positions.update(offsets)
 
     def _rewind(self, first: dict[Any, int]) -> None:

@@ -1,6 +1,7 @@
 """What relays ask before they accept a frame: memberships, team members, attachment checks.
 
-Read-only views of collections the management service owns (``teams``, ``attachments``), behind a
+Read-only views of collections the management and auth services own (``teams``, ``attachments``,
+``users``), behind a
 narrow interface with a MongoDB implementation. Every id reaching a filter has passed
 ``validation.checked_id``, so no caller value can become a query operator.
 """
@@ -17,11 +18,13 @@ from chatcore.mongo import Document, database_unavailable
 
 TEAMS = "teams"
 ATTACHMENTS = "attachments"
+USERS = "users"
 
 NOT_FOUND = "not_found"
 WRONG_TEAM = "wrong_team"
 NOT_READY = "not_ready"
 WRONG_TYPE = "wrong_type"
+NOT_UPLOADER = "not_uploader"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,14 @@ class AttachmentView:
     team_id: str
     kind: str
     status: str
+    uploader: str
 
 
 class Directory(Protocol):
     async def memberships(self, user_id: str) -> list[MembershipView]: ...
+
+    async def disabled(self, user_id: str) -> bool:
+        """True when the account exists and is disabled."""
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         """None when there is no such team."""
@@ -57,12 +64,18 @@ class Directory(Protocol):
     async def attachment(self, attachment_id: str) -> AttachmentView | None: ...
 
 
-def attachment_problem(view: AttachmentView | None, *, channel_id: str, kind: str) -> str | None:
-    """Why an attachment may not be sent as ``kind`` in ``channel_id``; None when it may."""
+def attachment_problem(
+    view: AttachmentView | None, *, channel_id: str, kind: str, sender: str
+) -> str | None:
+    """Why ``sender`` may not send an attachment as ``kind`` in ``channel_id``; None if they may."""
     if view is None:
         return NOT_FOUND
     if view.team_id != channel_id:
         return WRONG_TEAM
+    # Only the uploader may post it: an attachment id seen in a DM must not be re-posted to the
+    # team (or to anyone) by someone else, which would make a private file readable.
+    if view.uploader != sender:
+        return NOT_UPLOADER
     if view.status != "ready":
         return NOT_READY
     if view.kind != kind:
@@ -83,6 +96,7 @@ class MongoDirectory:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._teams = db[TEAMS]
         self._attachments = db[ATTACHMENTS]
+        self._users = db[USERS]
 
     async def memberships(self, user_id: str) -> list[MembershipView]:
         try:
@@ -106,6 +120,13 @@ class MongoDirectory:
             )
         return views
 
+    async def disabled(self, user_id: str) -> bool:
+        try:
+            doc = await self._users.find_one({"_id": user_id}, {"disabled": 1})
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return doc is not None and doc.get("disabled") is True
+
     async def members(self, channel_id: str) -> TeamMembers | None:
         try:
             doc = await self._teams.find_one({"_id": channel_id}, {"members": 1, "active": 1})
@@ -118,7 +139,7 @@ class MongoDirectory:
     async def attachment(self, attachment_id: str) -> AttachmentView | None:
         try:
             doc = await self._attachments.find_one(
-                {"_id": attachment_id}, {"team_id": 1, "kind": 1, "status": 1}
+                {"_id": attachment_id}, {"team_id": 1, "kind": 1, "status": 1, "uploader": 1}
             )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
@@ -129,4 +150,5 @@ class MongoDirectory:
             team_id=str(doc.get("team_id", "")),
             kind=str(doc.get("kind", "")),
             status=str(doc.get("status", "")),
+            uploader=str(doc.get("uploader", "")),
         )

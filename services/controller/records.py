@@ -102,6 +102,11 @@ def _parse_event(value: bytes) -> chat_pb2.MembershipEvent:
         event.ParseFromString(value)
     except Exception as exc:
         raise InvalidInput(f"not a MembershipEvent record: {type(exc).__name__}") from exc
+    if event.change == chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED:
+        # User-wide: no channel, but the user is the whole point.
+        if not event.user_id or event.channel_id:
+            raise InvalidInput("a user_disabled event names a user_id and no channel_id")
+        return event
     if not event.channel_id or event.change == chat_pb2.MEMBERSHIP_CHANGE_UNSPECIFIED:
         raise InvalidInput("MembershipEvent record lacks channel_id or change")
     return event

@@ -14,6 +14,7 @@ from grpc import aio
 from prometheus_client import CollectorRegistry
 
 from chatcore.http import Health, make_app
+from chatcore.internal_auth import InternalTokenInterceptor
 from chatcore.kafka import make_producer
 from chatcore.lifecycle import RunningHttpApp, serve_app
 from chatcore.logging import get_logger
@@ -30,6 +31,7 @@ from services.controller.consumer import (
 from services.controller.directory import MongoDirectory
 from services.controller.dlq import KafkaDeadLetterSink
 from services.controller.health import GrpcHealth
+from services.controller.hooks import ControllerHooks
 from services.controller.metrics import ControllerMetrics
 from services.controller.registry import SubscriptionRegistry
 from services.controller.servicer import ControllerServicer
@@ -115,13 +117,18 @@ class RunningController:
 
 
 async def start(
-    settings: Settings, *, grpc_port: int | None = None, http_port: int | None = None
+    settings: Settings,
+    *,
+    grpc_port: int | None = None,
+    http_port: int | None = None,
+    hooks: ControllerHooks | None = None,
 ) -> RunningController:
-    """Start the controller; ports override settings (0 picks a free one).
+    """Start the controller; ports override settings (0 picks a free one); ``hooks`` are for tests.
 
     The gRPC server listens before consumption begins, so relays reconnecting after a restart
     are subscribed by the time the uncommitted records are fanned out again.
     """
+    interceptor = InternalTokenInterceptor(settings.internal_token)
     async with contextlib.AsyncExitStack() as stack:
         client = make_mongo_client(settings)
         stack.push_async_callback(client.close)
@@ -160,6 +167,7 @@ async def start(
             poll_timeout_ms=settings.controller_poll_timeout_ms,
             retry_max_s=settings.controller_retry_max_s,
             start_gate=start_gate,
+            after_commit=hooks.after_commit if hooks else None,
         )
 
         async def database_ready() -> bool:
@@ -172,9 +180,9 @@ async def start(
             return await consumer_ready() and await database_ready()
 
         grpc_health = GrpcHealth(serving)
-        server = aio.server(options=_GRPC_OPTIONS)
+        server = aio.server(options=_GRPC_OPTIONS, interceptors=[interceptor])
         chat_pb2_grpc.add_ControllerServicer_to_server(
-            ControllerServicer(hub, MongoDirectory(db)), server
+            ControllerServicer(hub, MongoDirectory(db), hooks), server
         )
         grpc_health.add_to_server(server)
         port = settings.controller_grpc_port if grpc_port is None else grpc_port

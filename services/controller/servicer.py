@@ -1,9 +1,12 @@
 """The ``Controller`` gRPC service: relay Subscribe streams and the relays' authorization questions.
 
 Subscribe is bidirectional: the first request names the relay (and may already add channels);
-later requests add or remove channel_ids. The response side drains the stream's bounded queue.
-A stream ends with RESOURCE_EXHAUSTED when its relay fell too far behind, INVALID_ARGUMENT on a
-malformed request, UNAVAILABLE when the controller stops, and OK when the relay half-closes.
+later requests add or remove channel_ids. Each request with a ``request_id`` is answered with a
+``confirmed`` batch, queued behind everything routed before the change and ahead of everything
+routed with it. The response side drains the stream's bounded queue. A stream ends with
+RESOURCE_EXHAUSTED when its relay fell too far behind, INVALID_ARGUMENT on a malformed request,
+UNAVAILABLE when the controller stops (after a ``goodbye`` batch when it could flush the queue
+first), and OK when the relay half-closes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from chatcore.logging import bind_context, get_logger, reset_context
 from chatcore.messages import TYPE_NAMES
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 from services.controller.directory import Directory, attachment_problem
+from services.controller.hooks import ControllerHooks
 from services.controller.streams import CloseReason, RelayStream, StreamHub
 from services.controller.validation import (
     checked_id,
@@ -61,9 +65,13 @@ async def _rpc(context: Context, method: str) -> AsyncIterator[None]:
 
 
 class ControllerServicer(chat_pb2_grpc.ControllerServicer):
-    def __init__(self, hub: StreamHub, directory: Directory) -> None:
+    def __init__(
+        self, hub: StreamHub, directory: Directory, hooks: ControllerHooks | None = None
+    ) -> None:
         self._hub = hub
         self._directory = directory
+        self._before_change = hooks.before_subscription_change if hooks else None
+        self._before_write = hooks.before_stream_write if hooks else None
 
     async def Subscribe(
         self, request_iterator: AsyncIterator[chat_pb2.SubscribeRequest], context: Context
@@ -78,8 +86,11 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
             remove = checked_ids(first.remove, "remove")
         except InvalidInput as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+        if self._before_change is not None:
+            await self._before_change()
         stream = self._hub.open(relay_id)
         self._hub.update(stream, add=add, remove=remove)
+        stream.confirm(first.request_id, fanned_out_before=self._hub.fanned_out)
         log = _log.bind(
             relay_id=relay_id, stream_id=stream.stream_id, correlation_id=correlation_id(context)
         )
@@ -87,7 +98,12 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
         reader = asyncio.create_task(self._read_updates(request_iterator, stream))
         try:
             async for batch in stream.batches():
+                if self._before_write is not None:
+                    await self._before_write()
                 yield batch
+            if stream.reason == CloseReason.SHUTDOWN and stream.drained:
+                # Everything routed to this stream went out: the relay's clients missed nothing.
+                yield chat_pb2.DeliveryBatch(goodbye=True)
             log.info("relay_stream_ended", reason=stream.reason and stream.reason.value)
             status = _CLOSE_STATUS.get(stream.reason) if stream.reason else None
             if status is not None:
@@ -110,7 +126,10 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
                 except InvalidInput as exc:
                     self._hub.close(stream, CloseReason.INVALID, exc.message)
                     return
+                if self._before_change is not None:
+                    await self._before_change()
                 self._hub.update(stream, add=add, remove=remove)
+                stream.confirm(request.request_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the call broke underneath: the response side ends it
@@ -122,7 +141,10 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
         self, request: chat_pb2.GetMembershipsRequest, context: Context
     ) -> chat_pb2.GetMembershipsReply:
         async with _rpc(context, "GetMemberships"):
-            views = await self._directory.memberships(checked_id(request.user_id, "user_id"))
+            user_id = checked_id(request.user_id, "user_id")
+            if await self._directory.disabled(user_id):
+                return chat_pb2.GetMembershipsReply(disabled=True)
+            views = await self._directory.memberships(user_id)
             reply = chat_pb2.GetMembershipsReply(
                 memberships=[
                     chat_pb2.Membership(
@@ -155,10 +177,11 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
         async with _rpc(context, "CheckAttachment"):
             attachment_id = checked_id(request.attachment_id, "attachment_id")
             channel_id = checked_id(request.channel_id, "channel_id")
+            sender = checked_id(request.sender, "sender")
             kind = TYPE_NAMES.get(request.type)
             if kind is None or request.type == chat_pb2.MESSAGE_TYPE_TEXT:
                 raise InvalidInput("type must be an attachment type (image, video, audio, file)")
             view = await self._directory.attachment(attachment_id)
-            problem = attachment_problem(view, channel_id=channel_id, kind=kind)
+            problem = attachment_problem(view, channel_id=channel_id, kind=kind, sender=sender)
             reply = chat_pb2.CheckAttachmentReply(ok=problem is None, reason=problem or "")
         return reply

@@ -2,8 +2,13 @@
 
 The consumer must never wait for a relay. ``publish`` only appends to in-memory queues; a stream
 whose queue would overflow is cut off at once (its call ends with RESOURCE_EXHAUSTED, the relay
-reconnects and resends its channel set, its clients resume from history) so one slow relay costs
+reconnects and resends its channel set, its clients resync from history) so one slow relay costs
 the others nothing.
+
+A subscription change is confirmed by queueing its ``confirmed`` batch on the same queue right
+after the registry holds it: everything queued before the confirmation was routed without the
+change, everything after with it. That order is what lets a relay greet a socket only once its
+channels are in force (docs/decisions.md, "Gap-free live delivery").
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class RelayStream:
         self._bytes = 0
         self._wakeup = asyncio.Event()
         self._reason: CloseReason | None = None
+        self._drain = False
         self.detail = ""
 
     @property
@@ -54,6 +60,18 @@ class RelayStream:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    def confirm(self, request_id: int, *, fanned_out_before: bool = False) -> None:
+        """Queue the confirmation of subscription request ``request_id`` behind what is queued.
+
+        Not bounded by the capacity: a confirmation is a few bytes, and refusing it would leave
+        the relay waiting for nothing.
+        """
+        if self._reason is not None or not request_id:
+            return
+        batch = chat_pb2.DeliveryBatch(confirmed=request_id, fanned_out_before=fanned_out_before)
+        self._queue.append((batch, 0))
+        self._wakeup.set()
 
     def offer(self, batches: Sequence[chat_pb2.DeliveryBatch]) -> bool:
         """Queue all of them, or none and return False when they would not fit."""
@@ -71,6 +89,11 @@ class RelayStream:
         return True
 
     @property
+    def drained(self) -> bool:
+        """Closed with ``drain`` and every queued batch has been taken."""
+        return self._reason is not None and self._drain and not self._queue
+
+    @property
     def queued_bytes(self) -> int:
         return self._bytes
 
@@ -79,6 +102,7 @@ class RelayStream:
         if self._reason is not None:
             return
         self._reason = reason
+        self._drain = drain
         self.detail = detail
         if not drain:
             # Free the memory now: a dropped relay recovers from history, not from this queue.
@@ -119,6 +143,8 @@ class StreamHub:
         self._metrics = metrics
         self._streams: dict[StreamId, RelayStream] = {}
         self._first_opened = asyncio.Event()
+        # Whether anything was fanned out since start: a stream opened later may have missed it.
+        self.fanned_out = False
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -163,7 +189,10 @@ class StreamHub:
 
         Never waits. A stream without room is dropped rather than slowing everyone down.
         """
-        if not items or not self._streams:
+        if not items:
+            return 0
+        self.fanned_out = True
+        if not self._streams:
             return 0
         queued = 0
         for stream_id, batches in self._registry.route(items).items():

@@ -22,9 +22,10 @@ from chatcore.kafka import (
     make_producer,
 )
 from chatcore.mongo import Document, database, make_mongo_client
-from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
+from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from services.controller.server import RunningController, start
+from tests.internal_grpc import authed_stub
 
 
 def _controller_settings(settings: Settings, *, group: str, db: str) -> Settings:
@@ -90,20 +91,22 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
 class Relay:
     """A Subscribe stream as a relay holds it, collecting every delivery it receives."""
 
-    def __init__(self, controller: RunningController, relay_id: str) -> None:
+    def __init__(self, controller: RunningController, relay_id: str, token: str) -> None:
         self.controller = controller
         self.relay_id = relay_id
         self.channel = aio.insecure_channel(f"127.0.0.1:{controller.grpc_port}")
-        self.call = chat_pb2_grpc.ControllerStub(self.channel).Subscribe()
+        self.call = authed_stub(self.channel, token).Subscribe()
         self.deliveries: list[chat_pb2.Delivery] = []
+        self.confirmed = 0
         self._reader: asyncio.Task[None] | None = None
 
     async def open(self, channels: Sequence[str]) -> None:
-        before = await open_streams(self.controller)
-        await self.call.write(chat_pb2.SubscribeRequest(relay_id=self.relay_id, add=channels))
+        await self.call.write(
+            chat_pb2.SubscribeRequest(relay_id=self.relay_id, add=channels, request_id=1)
+        )
         self._reader = asyncio.create_task(self._read())
-        # The first request is applied together with the stream's registration.
-        await until(lambda: None, streams=(self.controller, before + 1))
+        # Confirmed: the channels are in force for the controller's fan-out from here on.
+        await until(lambda: self.confirmed >= 1)
 
     async def _read(self) -> None:
         while True:
@@ -111,6 +114,7 @@ class Relay:
             if not isinstance(batch, chat_pb2.DeliveryBatch):
                 return
             self.deliveries.extend(batch.deliveries)
+            self.confirmed = max(self.confirmed, batch.confirmed)
 
     def messages(self, channel_id: str) -> list[chat_pb2.PersistedMessage]:
         return [
@@ -167,9 +171,11 @@ async def until(
 
 
 @contextlib.asynccontextmanager
-async def relay(controller: RunningController, channels: Sequence[str]) -> AsyncIterator[Relay]:
-    """An open relay stream subscribed to ``channels``."""
-    stream = Relay(controller, f"test-relay-{uuid.uuid4().hex[:8]}")
+async def relay(
+    controller: RunningController, channels: Sequence[str], token: str
+) -> AsyncIterator[Relay]:
+    """An open relay stream subscribed to ``channels``, authenticated with ``token``."""
+    stream = Relay(controller, f"test-relay-{uuid.uuid4().hex[:8]}", token)
     try:
         await stream.open(channels)
         yield stream
@@ -216,12 +222,13 @@ async def test_messages_reach_subscribers_once_in_order_and_are_stored_once(
     controller: RunningController,
     producer: AIOKafkaProducer,
     mongo_docs: Callable[..., object],
+    settings: Settings,
 ) -> None:
     """Subscribed streams get each message once, in order, seq = offset; others get none."""
     channel = uuid.uuid4().hex
     async with (
-        relay(controller, [channel]) as subscribed,
-        relay(controller, [uuid.uuid4().hex]) as other,
+        relay(controller, [channel], settings.internal_token) as subscribed,
+        relay(controller, [uuid.uuid4().hex], settings.internal_token) as other,
     ):
         sent = [_message(channel, n) for n in range(25)]
         offsets = [await _produce(producer, m) for m in sent]
@@ -243,10 +250,11 @@ async def test_client_retry_duplicate_is_stored_and_delivered_once(
     controller: RunningController,
     producer: AIOKafkaProducer,
     mongo_docs: Callable[..., object],
+    settings: Settings,
 ) -> None:
     """The same message id produced twice (a client retry) is stored and delivered once."""
     channel = uuid.uuid4().hex
-    async with relay(controller, [channel]) as stream:
+    async with relay(controller, [channel], settings.internal_token) as stream:
         first = _message(channel, 1)
         first_offset = await _produce(producer, first)
         await _produce(producer, first)
@@ -282,7 +290,7 @@ async def test_poison_record_goes_to_the_dlq_and_the_partition_moves_on(
     poison = f"not protobuf {uuid.uuid4().hex}".encode() + b"\xff\xfe"
     reader, tp, _end = await _dlq_end(settings)
     try:
-        async with relay(controller, [channel]) as stream:
+        async with relay(controller, [channel], settings.internal_token) as stream:
             meta = await producer.send_and_wait(
                 MESSAGES_TOPIC, poison, key=channel.encode(), headers=[("correlation_id", b"x1")]
             )
@@ -306,13 +314,13 @@ async def test_poison_record_goes_to_the_dlq_and_the_partition_moves_on(
 
 
 async def test_membership_events_reach_every_stream_and_signals_their_channel(
-    controller: RunningController, producer: AIOKafkaProducer
+    controller: RunningController, producer: AIOKafkaProducer, settings: Settings
 ) -> None:
     """Membership events go to all streams; typing signals only to the channel's subscribers."""
     channel = uuid.uuid4().hex
     async with (
-        relay(controller, [channel]) as member,
-        relay(controller, [uuid.uuid4().hex]) as unrelated,
+        relay(controller, [channel], settings.internal_token) as member,
+        relay(controller, [uuid.uuid4().hex], settings.internal_token) as unrelated,
     ):
         event = chat_pb2.MembershipEvent(
             channel_id=channel,
@@ -362,7 +370,7 @@ async def test_restart_resumes_after_committed_offsets_and_redelivers_uncommitte
         first = await start(ctrl_settings, grpc_port=0, http_port=0)
         try:
             await first.wait_ready()
-            async with relay(first, [channel]) as stream:
+            async with relay(first, [channel], settings.internal_token) as stream:
                 sent = [_message(channel, n) for n in range(5)]
                 metas = [await _produce_meta(producer, m) for m in sent]
                 await until(lambda: len(stream.messages(channel)) == 5)
@@ -373,7 +381,7 @@ async def test_restart_resumes_after_committed_offsets_and_redelivers_uncommitte
         second = await start(ctrl_settings, grpc_port=0, http_port=0)
         try:
             await second.wait_ready()
-            async with relay(second, [channel]) as stream:
+            async with relay(second, [channel], settings.internal_token) as stream:
                 late = _message(channel, 5)
                 late_offset = await _produce(producer, late)
                 await until(lambda: bool(stream.messages(channel)))

@@ -21,6 +21,7 @@ from chatcore.mongo import Document, database, make_mongo_client
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 from chatcore.settings import Settings
 from services.controller.server import RunningController, start
+from tests.internal_grpc import authed_stub
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +63,9 @@ async def channel(controller: RunningController) -> AsyncIterator[aio.Channel]:
 
 
 @pytest.fixture(scope="module")
-def stub(channel: aio.Channel) -> chat_pb2_grpc.ControllerAsyncStub:
-    """The Controller client stub."""
-    return chat_pb2_grpc.ControllerStub(channel)
+def stub(channel: aio.Channel, settings: Settings) -> chat_pb2_grpc.ControllerAsyncStub:
+    """The Controller client stub, sending the internal token like a relay."""
+    return authed_stub(channel, settings.internal_token)
 
 
 def _team(team_id: str, members: list[str], *, admins: list[str], active: bool) -> Document:
@@ -115,28 +116,34 @@ async def test_memberships_and_members_come_from_the_teams_collection(
 async def test_attachment_check_against_stored_attachments(
     stub: chat_pb2_grpc.ControllerAsyncStub, db: AsyncDatabase[Document]
 ) -> None:
-    """CheckAttachment is ok only for a ready attachment of the team and the right kind."""
+    """CheckAttachment is ok only for the uploader, a ready attachment, its team and kind."""
     team, other = uuid.uuid4().hex, uuid.uuid4().hex
     ready, pending = uuid.uuid4().hex, uuid.uuid4().hex
+    uploader, someone = uuid.uuid4().hex, uuid.uuid4().hex
+    common = {"team_id": team, "kind": "audio", "size": 10, "uploader": uploader}
     await db.attachments.insert_many(
         [
-            {"_id": ready, "team_id": team, "kind": "audio", "status": "ready", "size": 10},
-            {"_id": pending, "team_id": team, "kind": "audio", "status": "pending", "size": 10},
+            {"_id": ready, "status": "ready", **common},
+            {"_id": pending, "status": "pending", **common},
         ]
     )
 
-    async def check(attachment_id: str, channel_id: str, kind: int) -> tuple[bool, str]:
+    async def check(
+        attachment_id: str, channel_id: str, kind: int, sender: str = uploader
+    ) -> tuple[bool, str]:
         reply = await stub.CheckAttachment(
             chat_pb2.CheckAttachmentRequest(
                 attachment_id=attachment_id,
                 channel_id=channel_id,
                 type=chat_pb2.MessageType.ValueType(kind),
+                sender=sender,
             )
         )
         return reply.ok, reply.reason
 
     audio, file = chat_pb2.MESSAGE_TYPE_AUDIO, chat_pb2.MESSAGE_TYPE_FILE
     assert await check(ready, team, audio) == (True, "")
+    assert await check(ready, team, audio, someone) == (False, "not_uploader")
     assert await check(ready, other, audio) == (False, "wrong_team")
     assert await check(pending, team, audio) == (False, "not_ready")
     assert await check(ready, team, file) == (False, "wrong_type")

@@ -70,6 +70,7 @@ class MemoryDeadLetters:
 class MemoryDirectory:
     teams: dict[str, Document] = field(default_factory=dict)
     attachments: dict[str, AttachmentView] = field(default_factory=dict)
+    disabled_users: set[str] = field(default_factory=set)
     down: bool = False
     queries: list[str] = field(default_factory=list)
 
@@ -90,6 +91,10 @@ class MemoryDirectory:
             for team_id, doc in self.teams.items()
             if user_id in doc["members"]
         ]
+
+    async def disabled(self, user_id: str) -> bool:
+        self._check_up()
+        return user_id in self.disabled_users
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         self._check_up()

@@ -12,16 +12,34 @@ import structlog
 from grpc import aio
 from prometheus_client import CollectorRegistry
 
+from chatcore.internal_auth import InternalTokenInterceptor, call_metadata
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 from services.controller.directory import AttachmentView, TeamMembers
+from services.controller.hooks import ControllerHooks
 from services.controller.metrics import ControllerMetrics
 from services.controller.registry import Routed, SubscriptionRegistry
 from services.controller.servicer import ControllerServicer
-from services.controller.streams import StreamHub
+from services.controller.streams import CloseReason, StreamHub
+from tests.internal_grpc import authed_stub
 from tests.unit.controller_fakes import MemoryDirectory, chat_message
 
 T1 = "a" * 32
 T2 = "b" * 32
+TOKEN = "internal-test-token-0123456789"
+
+
+class _Gate:
+    """A subscription hook the test opens by hand."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+        self.waiting = 0
+
+    async def __call__(self) -> None:
+        self.waiting += 1
+        await self.open.wait()
+        self.waiting -= 1
 
 
 @dataclass
@@ -29,6 +47,8 @@ class _Server:
     hub: StreamHub
     directory: MemoryDirectory
     stub: chat_pb2_grpc.ControllerAsyncStub
+    gate: _Gate
+    channel: aio.Channel
 
 
 @pytest.fixture
@@ -37,16 +57,25 @@ async def server() -> AsyncIterator[_Server]:
     metrics = ControllerMetrics.create(CollectorRegistry())
     hub = StreamHub(SubscriptionRegistry(max_batch_bytes=1 << 20), capacity=2, metrics=metrics)
     directory = MemoryDirectory()
-    grpc_server = aio.server()
-    chat_pb2_grpc.add_ControllerServicer_to_server(ControllerServicer(hub, directory), grpc_server)
+    gate = _Gate()
+    grpc_server = aio.server(interceptors=[InternalTokenInterceptor(TOKEN)])
+    servicer = ControllerServicer(hub, directory, ControllerHooks(before_subscription_change=gate))
+    chat_pb2_grpc.add_ControllerServicer_to_server(servicer, grpc_server)
     port = grpc_server.add_insecure_port("127.0.0.1:0")
     await grpc_server.start()
     channel = aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = authed_stub(channel, TOKEN)
     try:
-        yield _Server(hub, directory, chat_pb2_grpc.ControllerStub(channel))
+        yield _Server(hub, directory, stub, gate, channel)
     finally:
         await channel.close()
         await grpc_server.stop(None)
+
+
+async def _read(call: object) -> chat_pb2.DeliveryBatch:
+    batch = await asyncio.wait_for(call.read(), 2)  # type: ignore[attr-defined]
+    assert isinstance(batch, chat_pb2.DeliveryBatch)
+    return batch
 
 
 def _delivery(channel_id: str, seq: int) -> Routed:
@@ -67,17 +96,15 @@ async def _until(condition: Callable[[], bool]) -> None:
 async def test_subscribed_stream_receives_its_channels_only(server: _Server) -> None:
     """A stream receives deliveries of channels it added, nothing of others, none after remove."""
     call = server.stub.Subscribe()
-    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1]))
-    await _until(lambda: len(server.hub) == 1)
+    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1], request_id=1))
+    assert (await _read(call)).confirmed == 1
     server.hub.publish([_delivery(T2, 1), _delivery(T1, 2)])
-    batch = await asyncio.wait_for(call.read(), 2)
-    assert isinstance(batch, chat_pb2.DeliveryBatch)
+    batch = await _read(call)
     assert [d.message.seq for d in batch.deliveries] == [2]
-    await call.write(chat_pb2.SubscribeRequest(add=[T2], remove=[T1]))
-    await asyncio.sleep(0.05)
+    await call.write(chat_pb2.SubscribeRequest(add=[T2], remove=[T1], request_id=2))
+    assert (await _read(call)).confirmed == 2
     server.hub.publish([_delivery(T1, 3), _delivery(T2, 4)])
-    batch = await asyncio.wait_for(call.read(), 2)
-    assert isinstance(batch, chat_pb2.DeliveryBatch)
+    batch = await _read(call)
     assert [d.message.seq for d in batch.deliveries] == [4]
     await call.done_writing()
     assert await asyncio.wait_for(call.read(), 2) is aio.EOF
@@ -141,20 +168,24 @@ async def test_memberships_members_and_attachments(server: _Server) -> None:
     missing = await server.stub.GetMembers(chat_pb2.GetMembersRequest(channel_id="c" * 32))
     assert not missing.found
 
-    server.directory.attachments["att1"] = AttachmentView("att1", T1, "image", "ready")
-    server.directory.attachments["att2"] = AttachmentView("att2", T1, "image", "pending")
+    server.directory.attachments["att1"] = AttachmentView("att1", T1, "image", "ready", "u1")
+    server.directory.attachments["att2"] = AttachmentView("att2", T1, "image", "pending", "u1")
 
-    async def check(attachment_id: str, channel_id: str, kind: int) -> tuple[bool, str]:
+    async def check(
+        attachment_id: str, channel_id: str, kind: int, sender: str = "u1"
+    ) -> tuple[bool, str]:
         r = await server.stub.CheckAttachment(
             chat_pb2.CheckAttachmentRequest(
                 attachment_id=attachment_id,
                 channel_id=channel_id,
                 type=chat_pb2.MessageType.ValueType(kind),
+                sender=sender,
             )
         )
         return r.ok, r.reason
 
     assert await check("att1", T1, chat_pb2.MESSAGE_TYPE_IMAGE) == (True, "")
+    assert await check("att1", T1, chat_pb2.MESSAGE_TYPE_IMAGE, "u2") == (False, "not_uploader")
     assert await check("nope", T1, chat_pb2.MESSAGE_TYPE_IMAGE) == (False, "not_found")
     assert await check("att1", T2, chat_pb2.MESSAGE_TYPE_IMAGE) == (False, "wrong_team")
     assert await check("att2", T1, chat_pb2.MESSAGE_TYPE_IMAGE) == (False, "not_ready")
@@ -195,3 +226,76 @@ async def test_correlation_id_from_metadata_reaches_the_log_context(server: _Ser
         chat_pb2.GetMembersRequest(channel_id=T1), metadata=(("x-correlation-id", "corr-42"),)
     )
     assert seen == ["corr-42"]
+
+
+async def test_calls_without_the_internal_token_are_refused(server: _Server) -> None:
+    """No token, or a wrong one: UNAUTHENTICATED before any handler runs or reads anything."""
+    raw: chat_pb2_grpc.ControllerAsyncStub = chat_pb2_grpc.ControllerStub(server.channel)
+    for metadata in ((), (call_metadata("wrong-token-0123456789"),)):
+        with pytest.raises(aio.AioRpcError) as err:
+            await raw.GetMembers(chat_pb2.GetMembersRequest(channel_id=T1), metadata=metadata)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        call = raw.Subscribe(metadata=metadata)
+        await call.write(chat_pb2.SubscribeRequest(relay_id="intruder", add=[T1], request_id=1))
+        assert await asyncio.wait_for(call.code(), 2) == grpc.StatusCode.UNAUTHENTICATED
+    assert server.directory.queries == []
+    assert len(server.hub) == 0
+
+
+async def test_confirmation_comes_after_earlier_deliveries_and_before_later_ones(
+    server: _Server,
+) -> None:
+    """A held-back subscription is confirmed only once applied, in order with the deliveries."""
+    call = server.stub.Subscribe()
+    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1], request_id=1))
+    assert (await _read(call)).confirmed == 1
+    server.gate.open.clear()
+    await call.write(chat_pb2.SubscribeRequest(add=[T2], request_id=2))
+    await _until(lambda: server.gate.waiting == 1)
+    # Published while the change is held back: T1 goes out, T2 reaches nobody.
+    server.hub.publish([_delivery(T1, 1), _delivery(T2, 2)])
+    assert [d.message.seq for d in (await _read(call)).deliveries] == [1]
+    server.gate.open.set()
+    confirmed = await _read(call)
+    assert (confirmed.confirmed, list(confirmed.deliveries)) == (2, [])
+    server.hub.publish([_delivery(T2, 3)])
+    assert [d.message.seq for d in (await _read(call)).deliveries] == [3]
+    await call.done_writing()
+
+
+async def test_first_confirmation_says_whether_fan_out_started_before(server: _Server) -> None:
+    """A stream opened after the controller fanned out is told it may have missed some."""
+    first = server.stub.Subscribe()
+    await first.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1], request_id=7))
+    reply = await _read(first)
+    assert (reply.confirmed, reply.fanned_out_before) == (7, False)
+    server.hub.publish([_delivery(T1, 1)])
+    await _read(first)
+    late = server.stub.Subscribe()
+    await late.write(chat_pb2.SubscribeRequest(relay_id="relay-2", add=[T1], request_id=1))
+    reply = await _read(late)
+    assert (reply.confirmed, reply.fanned_out_before) == (1, True)
+    await first.done_writing()
+    await late.done_writing()
+
+
+async def test_shutdown_flushes_the_queue_then_says_goodbye(server: _Server) -> None:
+    """A graceful shutdown sends what was queued, then a goodbye batch, then UNAVAILABLE."""
+    call = server.stub.Subscribe()
+    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1], request_id=1))
+    assert (await _read(call)).confirmed == 1
+    server.hub.publish([_delivery(T1, 1)])
+    server.hub.close_all(CloseReason.SHUTDOWN, "bye", drain=True)
+    assert [d.message.seq for d in (await _read(call)).deliveries] == [1]
+    assert (await _read(call)).goodbye
+    assert await asyncio.wait_for(call.code(), 2) == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_disabled_account_gets_no_memberships(server: _Server) -> None:
+    """GetMemberships says a disabled account is disabled and lists nothing for it."""
+    server.directory.teams[T1] = {"members": ["u1"], "admins": [], "super_admin": "u1"}
+    server.directory.teams[T1]["active"] = True
+    server.directory.disabled_users.add("u1")
+    reply = await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id="u1"))
+    assert reply.disabled
+    assert list(reply.memberships) == []
