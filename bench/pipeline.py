@@ -40,7 +40,7 @@ HOME = Path(os.environ.get("CHATSTACK_HOME", REPO / ".stack"))
 _STAMP = re.compile(rb"bench:(\d+)")
 
 
-def _settings() -> Settings:
+def stack_settings() -> Settings:
     pairs = (line.split("=", 1) for line in (HOME / "env").read_text().splitlines() if "=" in line)
     return Settings.from_env(dict(pairs))
 
@@ -198,7 +198,7 @@ async def _send_at_rate(
 
 
 async def fanout(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = stack_settings()
     issuer = _issuer(settings)
     members = [uuid.uuid4().hex for _ in range(args.members)]
     team = await _team(settings, members)
@@ -267,7 +267,7 @@ async def _drop_team(settings: Settings, team_id: str) -> None:
 
 
 async def dm(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = stack_settings()
     issuer = _issuer(settings)
     senders_ids = [uuid.uuid4().hex for _ in range(args.pairs)]
     receiver_ids = [uuid.uuid4().hex for _ in range(args.pairs)]
@@ -310,7 +310,7 @@ def _rss_kib(pid: int) -> int:
 
 
 async def idle(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = stack_settings()
     issuer = _issuer(settings)
     pid = int((HOME / "run" / f"{args.relay_name}.pid").read_text())
     users = [uuid.uuid4().hex for _ in range(args.sockets)]
@@ -357,7 +357,7 @@ async def _inserted(port: int) -> float:
 
 
 async def persist(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = stack_settings()
     rooms = [uuid.uuid4().hex for _ in range(args.rooms)]
     producer = make_producer(settings, client_id="bench-persist")
     await producer.start()

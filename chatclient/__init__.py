@@ -6,10 +6,15 @@ session = await login("http://127.0.0.1:8080", "ada@example.com", "correct horse
 async with await ChatClient.connect("ws://127.0.0.1:8080/v1/ws", session.access_token) as chat:
     ack = await chat.send(team_id, "hello")
     event = await chat.receive()
+
+``ChatClient`` is the bare socket. ``SyncedClient`` follows the whole contract (resume after
+``hello``, on ``resync`` and after reconnects, dedupe by id) and keeps a gap-free ``Timeline``.
 """
 
 from chatclient.client import Ack, ChatClient, SendFailed
-from chatclient.http import ApiError, AuthSession, history, login, register
+from chatclient.http import ApiError, AuthSession, history, history_page, login, register
+from chatclient.synced import SyncedClient
+from chatclient.timeline import Timeline
 
 __all__ = [
     "Ack",
@@ -17,7 +22,10 @@ __all__ = [
     "AuthSession",
     "ChatClient",
     "SendFailed",
+    "SyncedClient",
+    "Timeline",
     "history",
+    "history_page",
     "login",
     "register",
 ]

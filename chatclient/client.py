@@ -123,8 +123,18 @@ class ChatClient:
         await self.send_raw({"type": "typing", "channel_id": channel_id, "to": to})
 
     async def receive(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The next message, typing or membership frame."""
+        """The next frame that is not an ack or error: a message, typing, membership, resync..."""
         return await asyncio.wait_for(self.events.get(), timeout)
+
+    @property
+    def reader_done(self) -> bool:
+        """The socket is closed and every frame it carried is in ``events``."""
+        return self._reader.done()
+
+    async def wait_reader(self) -> None:
+        """Until the socket is closed (``reader_done``)."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._reader)
 
     async def close(self) -> None:
         await self.conn.close()

@@ -57,17 +57,47 @@ async def login(base_url: str, email: str, password: str) -> AuthSession:
     return AuthSession(data["access_token"], data["refresh_token"], data["user"]["id"])
 
 
+async def history_page(
+    base_url: str,
+    token: str,
+    team_id: str,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int = 200,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One page of history (ascending) and its ``meta``: after a seq, before one, or the latest."""
+    query = f"limit={limit}"
+    if after is not None:
+        query += f"&after={after}"
+    elif before is not None:
+        query += f"&before={before}"
+    body = await _call("GET", f"{base_url}/v1/teams/{team_id}/messages?{query}", token=token)
+    return list(body["data"]), dict(body.get("meta", {}))
+
+
 async def history(
     base_url: str, token: str, team_id: str, *, after: int | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
-    """Every message visible to the caller after ``after`` (all pages), ascending by seq."""
+    """Every message visible to the caller, ascending by seq: all of them, or those after ``after``.
+
+    With ``after`` it walks forward page by page (how a client resumes); without it, backward
+    from the latest page to the first message.
+    """
+    if after is None:
+        pages: list[list[dict[str, Any]]] = []
+        before: int | None = None
+        while True:
+            page, meta = await history_page(base_url, token, team_id, before=before, limit=limit)
+            pages.append(page)
+            if not meta.get("has_more") or not page:
+                return [m for p in reversed(pages) for m in p]
+            before = int(page[0]["seq"])
     messages: list[dict[str, Any]] = []
     cursor = after
     while True:
-        query = f"limit={limit}" + (f"&after={cursor}" if cursor is not None else "")
-        body = await _call("GET", f"{base_url}/v1/teams/{team_id}/messages?{query}", token=token)
-        page = body["data"]
+        page, meta = await history_page(base_url, token, team_id, after=cursor, limit=limit)
         messages.extend(page)
-        if not body.get("meta", {}).get("has_more") or not page:
+        if not meta.get("has_more") or not page:
             return messages
         cursor = int(page[-1]["seq"])

@@ -58,6 +58,16 @@ def ok(data: Any, *, meta: Mapping[str, Any] | None = None, status: int = 200) -
     return web.json_response({"data": data, "meta": dict(meta or {})}, status=status)
 
 
+def error_body(
+    code: str, message: str, request_id: str, *, details: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The contract's failure envelope as a plain object (also rendered by the relay)."""
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if details:
+        error["details"] = dict(details)
+    return {"error": error}
+
+
 def error_response(
     status: int,
     code: str,
@@ -68,10 +78,8 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     """A failure envelope; ``details`` carries per-field reasons for 422s."""
-    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
-    if details:
-        error["details"] = dict(details)
-    return web.json_response({"error": error}, status=status, headers=headers)
+    body = error_body(code, message, request_id, details=details)
+    return web.json_response(body, status=status, headers=headers)
 
 
 def request_id(request: web.Request) -> str:

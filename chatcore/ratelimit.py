@@ -61,3 +61,10 @@ class TokenBucketLimiter:
             bucket.tokens -= cost
             return 0.0
         return (cost - bucket.tokens) / self._rate
+
+    def forget(self, key: str) -> None:
+        """Drop a key's bucket (its owner is gone: a closed connection)."""
+        self._buckets.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._buckets)

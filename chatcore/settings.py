@@ -137,6 +137,10 @@ class Settings:
     ws_typing_burst: int = 5
     ws_typing_per_s: float = 1.0
     ws_max_connections_per_user: int = 10
+    # How long a new socket waits for the controllers to confirm its channels before ``hello``.
+    relay_subscribe_timeout_s: float = 2.0
+    # The membership audit re-reads every channel's members at least this often.
+    relay_audit_interval_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +181,10 @@ class Settings:
             raise ConfigError("CHAT_REFRESH_TOKEN_TTL_S must not be shorter than the access TTL")
         if not self.controller_addrs:
             raise ConfigError("CHAT_CONTROLLER_ADDRS must name at least one controller")
+        if not 0 < self.relay_subscribe_timeout_s <= 30:
+            raise ConfigError("CHAT_RELAY_SUBSCRIBE_TIMEOUT_S must be between 0 and 30 seconds")
+        if not 1 <= self.relay_audit_interval_s <= 60:
+            raise ConfigError("CHAT_RELAY_AUDIT_INTERVAL_S must be between 1 and 60 seconds")
         if self.ws_max_frame_bytes < 1024:
             raise ConfigError("CHAT_WS_MAX_FRAME_BYTES must be at least 1024")
         if self.argon2_memory_kib < 8 * self.argon2_parallelism:

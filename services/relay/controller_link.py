@@ -1,60 +1,67 @@
 """The relay's side of the controllers: one Subscribe stream per controller, plus unary queries.
 
 Every controller owns some partitions, so the relay subscribes to all of them with the same set of
-channel_ids. After a stream breaks it reconnects with backoff and resends the whole set: the
-controller keeps no state about a relay between streams.
+channel_ids. Each subscription request carries an id and is confirmed by the controller in order
+with its deliveries, so ``wait`` can tell when a set of channels is in force everywhere.
+
+A stream is DOWN (connecting or backing off), OPENING (its first request, the relay's whole
+channel set, is sent but not confirmed) or UP. Requests made while a stream is DOWN are not
+queued: the full set it sends when it comes back includes them. An UP stream that ends without
+the controller's ``goodbye`` calls ``on_stream_lost``; when a stream comes back UP after a loss
+that may have cost deliveries (no ``goodbye``, or a controller that fanned out before this stream
+subscribed), ``on_stream_up`` says so, and the relay tells the sockets to resync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import grpc
 
 from chatcore.errors import Unavailable
+from chatcore.internal_auth import call_metadata
 from chatcore.logging import current_correlation_id, get_logger
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 
 _log = get_logger("relay.controller_link")
 
 OnBatch = Callable[[chat_pb2.DeliveryBatch], None]
+OnStreamUp = Callable[[str, bool], None]
+OnStreamLost = Callable[[str], None]
 CORRELATION_METADATA = "x-correlation-id"
+# Ticket: for each stream that was reachable when it was taken, the request id to wait for.
+Ticket = Mapping[str, int]
 
 
-def _metadata() -> tuple[tuple[str, str], ...]:
-    """gRPC metadata carrying this context's correlation id to the controller's log lines."""
-    cid = current_correlation_id()
-    return ((CORRELATION_METADATA, cid),) if cid else ()
+class StreamState(enum.Enum):
+    DOWN = "down"
+    OPENING = "opening"
+    UP = "up"
 
 
-class _DroppedAsSlow(Exception):
-    """The controller dropped our stream because we fell behind (RESOURCE_EXHAUSTED)."""
-
-
-def _dropped_as_slow(exc: BaseException) -> bool:
-    if isinstance(exc, _DroppedAsSlow):
-        return True
-    return (
-        isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    )
-
-
+@dataclass(slots=True)
 class _Stream:
-    """One controller: its channel, stub and the task that keeps its Subscribe stream up."""
+    """One controller: its channel, stub, and the state of its Subscribe stream."""
 
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.channel = grpc.aio.insecure_channel(address)
-        self.stub: chat_pb2_grpc.ControllerAsyncStub = chat_pb2_grpc.ControllerStub(self.channel)
-        self.call: (
-            grpc.aio.StreamStreamCall[chat_pb2.SubscribeRequest, chat_pb2.DeliveryBatch] | None
-        ) = None
-        self.up = False
-        self.task: asyncio.Task[None] | None = None
-        self.outbox: asyncio.Queue[chat_pb2.SubscribeRequest] = asyncio.Queue()
+    address: str
+    channel: grpc.aio.Channel
+    stub: chat_pb2_grpc.ControllerAsyncStub
+    state: StreamState = StreamState.DOWN
+    call: grpc.aio.StreamStreamCall[chat_pb2.SubscribeRequest, chat_pb2.DeliveryBatch] | None = None
+    task: asyncio.Task[None] | None = None
+    outbox: asyncio.Queue[chat_pb2.SubscribeRequest] | None = None
+    issued: int = 0
+    confirmed: int = 0
+    opening_id: int = 0
+    # Whether deliveries may have been missed since this stream was last UP.
+    lost: bool = False
+    goodbye: bool = False
+    cutting: bool = False
 
 
 class ControllerLink:
@@ -65,31 +72,59 @@ class ControllerLink:
         on_batch: OnBatch,
         current_channels: Callable[[], Iterable[str]],
         *,
-        on_lost_deliveries: Callable[[], None] = lambda: None,
+        token: str,
+        on_stream_up: OnStreamUp = lambda _address, _lost: None,
+        on_stream_lost: OnStreamLost = lambda _address: None,
         call_timeout_s: float = 3.0,
         max_backoff_s: float = 5.0,
     ) -> None:
         if not addresses:
             raise ValueError("at least one controller address is required")
-        self._streams = [_Stream(a) for a in addresses]
+        self._streams = [_new_stream(a) for a in addresses]
         self._relay_id = relay_id
         self._on_batch = on_batch
         self._current = current_channels
-        self._on_lost = on_lost_deliveries
+        self._on_stream_up = on_stream_up
+        self._on_stream_lost = on_stream_lost
+        self._token = call_metadata(token)
         self._timeout = call_timeout_s
         self._max_backoff = max_backoff_s
         self._next = 0
+        self._next_request = 0
         self._stopping = False
+        self._changed = asyncio.Event()
         self.reconnects = 0
+
+    # -- state --
 
     @property
     def up(self) -> bool:
         """True while at least one controller stream is established."""
-        return any(s.up for s in self._streams)
+        return any(s.state is StreamState.UP for s in self._streams)
 
     @property
     def all_up(self) -> bool:
-        return all(s.up for s in self._streams)
+        return all(s.state is StreamState.UP for s in self._streams)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [s.address for s in self._streams]
+
+    def state(self, address: str) -> StreamState:
+        return self._stream(address).state
+
+    def _stream(self, address: str) -> _Stream:
+        for stream in self._streams:
+            if stream.address == address:
+                return stream
+        raise KeyError(address)
+
+    def _notify(self) -> None:
+        # Wake every waiter; each re-checks its own ticket.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- lifecycle --
 
     def start(self) -> None:
         for stream in self._streams:
@@ -105,21 +140,66 @@ class ControllerLink:
                 with contextlib.suppress(asyncio.CancelledError):
                     await stream.task
             await stream.channel.close()
+        self._notify()
 
-    def subscribe(self, channels: Sequence[str]) -> None:
-        if channels:
-            self._send(chat_pb2.SubscribeRequest(add=channels))
+    def cut(self, address: str) -> None:
+        """End one stream as a network failure would (tests and operators' drills)."""
+        stream = self._stream(address)
+        if stream.call is not None:
+            stream.cutting = True
+            stream.call.cancel()
 
-    def unsubscribe(self, channels: Sequence[str]) -> None:
-        if channels:
-            self._send(chat_pb2.SubscribeRequest(remove=channels))
+    # -- subscriptions --
 
-    def _send(self, request: chat_pb2.SubscribeRequest) -> None:
+    def change(self, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        """Ask every reachable controller to add/remove channels (DOWN streams resend all later)."""
+        if not add and not remove:
+            return
         for stream in self._streams:
-            # A stream that is down resends the whole set when it reconnects; queueing deltas
-            # for it would only replay stale changes.
-            if stream.up:
-                stream.outbox.put_nowait(request)
+            if stream.outbox is None:
+                continue
+            self._next_request += 1
+            stream.issued = self._next_request
+            stream.outbox.put_nowait(
+                chat_pb2.SubscribeRequest(add=add, remove=remove, request_id=stream.issued)
+            )
+
+    def ticket(self) -> Ticket:
+        """What to wait for so that every change made so far is in force where it can be."""
+        return {s.address: s.issued for s in self._streams if s.outbox is not None}
+
+    def unconfirmed(self, ticket: Ticket) -> frozenset[str]:
+        """Controllers that have not confirmed the ticket (including those unreachable at it)."""
+        missing = []
+        for stream in self._streams:
+            wanted = ticket.get(stream.address)
+            if wanted is None or stream.state is StreamState.DOWN or stream.confirmed < wanted:
+                missing.append(stream.address)
+        return frozenset(missing)
+
+    async def wait(self, ticket: Ticket, timeout_s: float) -> frozenset[str]:
+        """Wait until every stream in the ticket confirmed it, went down, or ``timeout_s`` passed.
+
+        Returns the controllers that did not confirm: the caller owes its sockets a resync from
+        each of them once that stream is UP again.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            pending = [
+                s
+                for s in self._streams
+                if s.address in ticket
+                and s.state is not StreamState.DOWN
+                and s.confirmed < ticket[s.address]
+            ]
+            remaining = deadline - loop.time()
+            if not pending or remaining <= 0 or self._stopping:
+                return self.unconfirmed(ticket)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    # -- the streams --
 
     async def _run(self, stream: _Stream) -> None:
         backoff = 0.1
@@ -128,16 +208,23 @@ class ControllerLink:
                 await self._session(stream)
                 backoff = 0.1
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if not stream.cutting or (task is not None and task.cancelling()):
+                    raise
+                _log.warning("controller_stream_cut", controller=stream.address)
             except Exception as exc:
                 _log.warning("controller_stream_failed", controller=stream.address, error=repr(exc))
-                if _dropped_as_slow(exc):
-                    # The controller went on without us: deliveries in between are gone for this
-                    # relay, so its clients must resume from history.
-                    self._on_lost()
             finally:
-                stream.up = False
+                was_up = stream.state is StreamState.UP
+                # Without the controller's goodbye, deliveries in flight are gone for this relay.
+                stream.lost = stream.lost or not stream.goodbye
+                stream.state = StreamState.DOWN
+                stream.outbox = None
                 stream.call = None
+                stream.cutting = False
+                self._notify()
+                if was_up and not stream.goodbye and not self._stopping:
+                    self._on_stream_lost(stream.address)
             if self._stopping:
                 return
             self.reconnects += 1
@@ -145,63 +232,87 @@ class ControllerLink:
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _session(self, stream: _Stream) -> None:
-        call = stream.stub.Subscribe(metadata=((CORRELATION_METADATA, self._relay_id),))
+        call = stream.stub.Subscribe(metadata=((CORRELATION_METADATA, self._relay_id), self._token))
         stream.call = call
+        stream.goodbye = False
+        # The whole set and the outbox appear together, with no await in between: a change made
+        # from now on is queued behind this request; one made before is part of it.
+        self._next_request += 1
+        stream.opening_id = stream.issued = self._next_request
         stream.outbox = asyncio.Queue()
-        await call.write(
-            chat_pb2.SubscribeRequest(relay_id=self._relay_id, add=list(self._current()))
+        stream.outbox.put_nowait(
+            chat_pb2.SubscribeRequest(
+                relay_id=self._relay_id, add=list(self._current()), request_id=stream.opening_id
+            )
         )
-        stream.up = True
-        _log.info("controller_stream_up", controller=stream.address)
-        writer = asyncio.create_task(self._write(stream, call))
+        stream.state = StreamState.OPENING
+        writer = asyncio.create_task(self._write(stream.outbox, call))
         try:
             while True:
                 batch = await call.read()
                 if batch is grpc.aio.EOF:
                     status = await call.code()
-                    if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                        raise _DroppedAsSlow()
                     raise Unavailable(f"controller ended the stream: {status}")
                 assert isinstance(batch, chat_pb2.DeliveryBatch)
-                self._on_batch(batch)
+                if batch.deliveries:
+                    self._on_batch(batch)
+                if batch.confirmed:
+                    self._confirmed(stream, batch)
+                if batch.goodbye:
+                    stream.goodbye = True
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
 
+    def _confirmed(self, stream: _Stream, batch: chat_pb2.DeliveryBatch) -> None:
+        stream.confirmed = max(stream.confirmed, batch.confirmed)
+        if stream.state is StreamState.OPENING and stream.confirmed >= stream.opening_id:
+            stream.state = StreamState.UP
+            lost = stream.lost or batch.fanned_out_before
+            stream.lost = False
+            _log.info("controller_stream_up", controller=stream.address, lost=lost)
+            self._on_stream_up(stream.address, lost)
+        self._notify()
+
     async def _write(
         self,
-        stream: _Stream,
+        outbox: asyncio.Queue[chat_pb2.SubscribeRequest],
         call: grpc.aio.StreamStreamCall[chat_pb2.SubscribeRequest, chat_pb2.DeliveryBatch],
     ) -> None:
         while True:
-            request = await stream.outbox.get()
-            await call.write(request)
+            await call.write(await outbox.get())
 
-    def _stubs(self) -> list[chat_pb2_grpc.ControllerAsyncStub]:
+    # -- queries --
+
+    def _ordered(self) -> list[_Stream]:
         # Spread queries over controllers, starting with a different one each time.
         self._next = (self._next + 1) % len(self._streams)
-        ordered = self._streams[self._next :] + self._streams[: self._next]
-        return [s.stub for s in ordered]
+        return self._streams[self._next :] + self._streams[: self._next]
 
-    async def memberships(self, user_id: str) -> list[chat_pb2.Membership]:
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        """The secret, and this context's correlation id for the controller's log lines."""
+        cid = current_correlation_id()
+        return ((CORRELATION_METADATA, cid), self._token) if cid else (self._token,)
+
+    async def memberships(self, user_id: str) -> chat_pb2.GetMembershipsReply:
         request = chat_pb2.GetMembershipsRequest(user_id=user_id)
-        for stub in self._stubs():
+        for stream in self._ordered():
             try:
-                reply = await stub.GetMemberships(
-                    request, timeout=self._timeout, metadata=_metadata()
+                reply: chat_pb2.GetMembershipsReply = await stream.stub.GetMemberships(
+                    request, timeout=self._timeout, metadata=self._metadata()
                 )
-                return list(reply.memberships)
+                return reply
             except grpc.aio.AioRpcError as exc:
                 _log.warning("controller_query_failed", rpc="GetMemberships", code=str(exc.code()))
         raise Unavailable("no controller answered GetMemberships")
 
     async def members(self, channel_id: str) -> chat_pb2.GetMembersReply:
         request = chat_pb2.GetMembersRequest(channel_id=channel_id)
-        for stub in self._stubs():
+        for stream in self._ordered():
             try:
-                reply: chat_pb2.GetMembersReply = await stub.GetMembers(
-                    request, timeout=self._timeout, metadata=_metadata()
+                reply: chat_pb2.GetMembersReply = await stream.stub.GetMembers(
+                    request, timeout=self._timeout, metadata=self._metadata()
                 )
                 return reply
             except grpc.aio.AioRpcError as exc:
@@ -209,17 +320,26 @@ class ControllerLink:
         raise Unavailable("no controller answered GetMembers")
 
     async def check_attachment(
-        self, attachment_id: str, channel_id: str, kind: chat_pb2.MessageType.ValueType
+        self,
+        attachment_id: str,
+        channel_id: str,
+        kind: chat_pb2.MessageType.ValueType,
+        sender: str,
     ) -> chat_pb2.CheckAttachmentReply:
         request = chat_pb2.CheckAttachmentRequest(
-            attachment_id=attachment_id, channel_id=channel_id, type=kind
+            attachment_id=attachment_id, channel_id=channel_id, type=kind, sender=sender
         )
-        for stub in self._stubs():
+        for stream in self._ordered():
             try:
-                reply: chat_pb2.CheckAttachmentReply = await stub.CheckAttachment(
-                    request, timeout=self._timeout, metadata=_metadata()
+                reply: chat_pb2.CheckAttachmentReply = await stream.stub.CheckAttachment(
+                    request, timeout=self._timeout, metadata=self._metadata()
                 )
                 return reply
             except grpc.aio.AioRpcError as exc:
                 _log.warning("controller_query_failed", rpc="CheckAttachment", code=str(exc.code()))
         raise Unavailable("no controller answered CheckAttachment")
+
+
+def _new_stream(address: str) -> _Stream:
+    channel = grpc.aio.insecure_channel(address)
+    return _Stream(address=address, channel=channel, stub=chat_pb2_grpc.ControllerStub(channel))

@@ -12,7 +12,17 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from chatcore.errors import InvalidInput
+from chatcore.errors import (
+    ChatError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
 from chatcore.messages import BROADCAST, ID_RE, TYPE_VALUES, iso_ms
 
 MAX_TEXT_CHARS = 4000
@@ -24,12 +34,39 @@ _ALLOWED_CONTROLS = frozenset("\n\t")
 
 
 class FrameError(InvalidInput):
-    """A client frame the relay refuses; answered with an ``error`` frame, the socket stays open."""
+    """A client frame that does not parse; answered with an ``error`` frame, the socket stays open.
+
+    It carries the frame's ``client_msg_id`` when one could be read, so the client can match the
+    error to its send.
+    """
 
     def __init__(self, message: str, *, code: str = "invalid", client_msg_id: str = "") -> None:
         super().__init__(message)
         self.frame_code = code
         self.client_msg_id = client_msg_id
+
+
+# The error frame's ``code`` for each error family: the one place the relay translates them.
+_FRAME_CODES: tuple[tuple[type[ChatError], str], ...] = (
+    (RateLimited, "rate_limited"),
+    (TooLarge, "too_large"),
+    (Conflict, "conflict"),
+    (Forbidden, "forbidden"),
+    (Unauthorized, "forbidden"),
+    (NotFound, "forbidden"),
+    (InvalidInput, "invalid"),
+    (Unavailable, "unavailable"),
+)
+
+
+def frame_code(exc: ChatError) -> str:
+    """The ``error`` frame code for a refused frame (a bug elsewhere counts as unavailable)."""
+    if isinstance(exc, FrameError):
+        return exc.frame_code
+    for family, code in _FRAME_CODES:
+        if isinstance(exc, family):
+            return code
+    return "unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +113,8 @@ def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
         raise FrameError("frames must be JSON text, not binary")
     try:
         obj = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # ValueError also covers integers beyond Python's digit limit; RecursionError deep nesting.
         raise FrameError("frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise FrameError("frame must be a JSON object")
@@ -145,6 +183,9 @@ def error_frame(code: str, message: str, client_msg_id: str = "") -> str:
     return _dump(
         {"type": "error", "code": code, "message": message, "client_msg_id": client_msg_id}
     )
+
+
+RESYNC_FRAME = _dump({"type": "resync"})
 
 
 def membership_frame(channel_id: str, event: str) -> str:

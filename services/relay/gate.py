@@ -1,74 +1,102 @@
 """Authorization of chat frames: membership, team state, DM recipients, attachments.
 
 The socket's own channel map answers membership at once (it is kept current by membership
-events); member lists for DMs and attachment checks come from the controller, member lists cached
-per channel until a membership event for that channel arrives.
+events and the periodic audit); member lists for DMs and attachment checks come from the
+controllers through the narrow ``Authority`` interface. Member lists are cached per channel for
+at most a minute, dropped on a membership event for that channel, and fetched once however many
+frames ask at the same moment (single flight).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from chatcore.errors import Unavailable
+from chatcore.errors import Forbidden, InvalidInput
 from chatcore.messages import BROADCAST, TYPE_VALUES
-from services.relay.controller_link import ControllerLink
-from services.relay.frames import ChatFrame, FrameError, TypingFrame
+from chatcore.proto.chat.v1 import chat_pb2
+from services.relay.frames import ChatFrame, TypingFrame
 from services.relay.hub import Session
 
-_MEMBERS_TTL_S = 60.0
+MEMBERS_TTL_S = 60.0
+# CheckAttachmentReply.reason when someone else uploaded the file (the controller's word).
+NOT_UPLOADER = "not_uploader"
 
 
-def check_membership(session: Session, frame: ChatFrame | TypingFrame, cmid: str = "") -> None:
+class Authority(Protocol):
+    """What the gate asks the controllers (``ControllerLink`` in production)."""
+
+    async def members(self, channel_id: str) -> chat_pb2.GetMembersReply: ...
+
+    async def check_attachment(
+        self,
+        attachment_id: str,
+        channel_id: str,
+        kind: chat_pb2.MessageType.ValueType,
+        sender: str,
+    ) -> chat_pb2.CheckAttachmentReply: ...
+
+
+def check_membership(session: Session, frame: ChatFrame | TypingFrame) -> None:
     """The sender must be a member of the channel, and the team must be active."""
     active = session.channels.get(frame.channel_id)
     if active is None:
-        raise FrameError("not a member of this channel", code="forbidden", client_msg_id=cmid)
+        raise Forbidden("not a member of this channel")
     if not active:
-        raise FrameError("this team is deactivated", code="forbidden", client_msg_id=cmid)
+        raise Forbidden("this team is deactivated")
 
 
 class Gate:
-    def __init__(self, link: ControllerLink, clock: Callable[[], float] = time.monotonic) -> None:
-        self._link = link
+    def __init__(self, authority: Authority, clock: Callable[[], float] = time.monotonic) -> None:
+        self._authority = authority
         self._clock = clock
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
+        self._inflight: dict[str, asyncio.Future[frozenset[str]]] = {}
 
     def forget(self, channels: list[str]) -> None:
         """Drop cached member lists after membership events for these channels."""
         for channel in channels:
             self._members.pop(channel, None)
 
-    async def _members_of(self, channel: str) -> frozenset[str]:
+    def remember(self, channel: str, members: frozenset[str]) -> None:
+        """A member list read by someone else (the audit): fresh for another TTL."""
+        self._members[channel] = (self._clock(), members)
+
+    async def members_of(self, channel: str) -> frozenset[str]:
+        """The channel's members, from the cache or one shared fetch; ``Unavailable`` if none."""
         cached = self._members.get(channel)
-        now = self._clock()
-        if cached is not None and now - cached[0] < _MEMBERS_TTL_S:
+        if cached is not None and self._clock() - cached[0] < MEMBERS_TTL_S:
             return cached[1]
-        reply = await self._link.members(channel)
-        members = frozenset(reply.user_ids) if reply.found else frozenset()
-        self._members[channel] = (now, members)
-        return members
+        inflight = self._inflight.get(channel)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
+        self._inflight[channel] = future
+        try:
+            reply = await self._authority.members(channel)
+            members = frozenset(reply.user_ids) if reply.found else frozenset()
+            self.remember(channel, members)
+            future.set_result(members)
+            return members
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs it
+            raise
+        finally:
+            self._inflight.pop(channel, None)
 
     async def check(self, session: Session, frame: ChatFrame | TypingFrame) -> None:
-        """Raise ``FrameError`` (forbidden / invalid / unavailable) unless the frame may go out."""
-        cmid = frame.client_msg_id if isinstance(frame, ChatFrame) else ""
-        check_membership(session, frame, cmid)
-        try:
-            if frame.to != BROADCAST and frame.to not in await self._members_of(frame.channel_id):
-                raise FrameError(
-                    "the recipient is not a member of this team",
-                    code="forbidden",
-                    client_msg_id=cmid,
-                )
-            if isinstance(frame, ChatFrame) and frame.type != "text":
-                reply = await self._link.check_attachment(
-                    frame.data, frame.channel_id, TYPE_VALUES[frame.type]
-                )
-                if not reply.ok:
-                    raise FrameError(
-                        f"attachment not usable: {reply.reason or 'rejected'}", client_msg_id=cmid
-                    )
-        except Unavailable:
-            raise FrameError(
-                "authorization service unavailable, retry", code="unavailable", client_msg_id=cmid
-            ) from None
+        """Raise ``Forbidden`` / ``InvalidInput`` / ``Unavailable`` unless the frame may go out."""
+        check_membership(session, frame)
+        if frame.to != BROADCAST and frame.to not in await self.members_of(frame.channel_id):
+            raise Forbidden("the recipient is not a member of this team")
+        if isinstance(frame, ChatFrame) and frame.type != "text":
+            reply = await self._authority.check_attachment(
+                frame.data, frame.channel_id, TYPE_VALUES[frame.type], session.user_id
+            )
+            if reply.reason == NOT_UPLOADER:
+                raise Forbidden("only the uploader may send this attachment")
+            if not reply.ok:
+                raise InvalidInput(f"attachment not usable: {reply.reason or 'rejected'}")

@@ -1,8 +1,19 @@
 """Local sockets and their channels: who gets which delivery, and which channels the relay needs.
 
-Pure bookkeeping, no I/O: the server applies the returned channel changes to its controller
-subscriptions and hands the rendered frames to a ``Fanout``, which writes them to sockets. A message
-is rendered once and the same string goes to every target socket.
+Pure bookkeeping, no I/O: the relay applies the returned ``Effects`` (subscription changes to
+the controllers, grants to complete, users to disconnect) and hands rendered frames to a
+``Fanout``, which writes them to sockets. A delivery is rendered once and the same string goes to
+every target socket.
+
+A socket is *pending* from the moment it is attached until it is *greeted* (its ``hello`` sent):
+its channels count towards the relay's subscription set at once, but nothing is delivered to it.
+Anything the relay receives in that window was persisted before the ``hello``, so the client's
+history read after ``hello`` has it (DESIGN section 4).
+
+A membership ``added`` event does not give a socket the channel at once: the hub answers with a
+``Grant``, which the relay completes (``finish_grant``) once the controllers confirmed the
+channel's subscription and the team confirmed the membership, so the ``membership`` frame never
+precedes deliveries the socket would miss.
 """
 
 from __future__ import annotations
@@ -15,11 +26,7 @@ from chatcore.messages import BROADCAST, client_json
 from chatcore.proto.chat.v1 import chat_pb2
 from services.relay.frames import membership_frame, typing_out_frame
 
-_EVENT_NAMES = {
-    chat_pb2.MEMBERSHIP_CHANGE_ADDED: "added",
-    chat_pb2.MEMBERSHIP_CHANGE_REMOVED: "removed",
-    chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED: "deactivated",
-}
+REMOVED, ADDED, DEACTIVATED = "removed", "added", "deactivated"
 
 
 @dataclass(eq=False, slots=True)
@@ -29,6 +36,7 @@ class Session:
     user_id: str
     conn: object
     channels: dict[str, bool] = field(default_factory=dict)
+    greeted: bool = False
 
 
 class Fanout(Protocol):
@@ -36,69 +44,128 @@ class Fanout(Protocol):
         """Write ``text`` to every target socket (skipping or cutting off slow ones)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A membership ``added`` event waiting for its channel's subscription to be confirmed."""
+
+    user_id: str
+    channel_id: str
+    token: int
+
+
 @dataclass(slots=True)
-class ChannelChanges:
-    """What a batch changed: channels to subscribe/unsubscribe, member lists to forget."""
+class Effects:
+    """What a change asks of the relay, beyond what the hub did itself."""
 
     subscribe: list[str] = field(default_factory=list)
     unsubscribe: list[str] = field(default_factory=list)
     members_changed: list[str] = field(default_factory=list)
+    grants: list[Grant] = field(default_factory=list)
+    disabled_users: list[str] = field(default_factory=list)
 
 
 class Hub:
     def __init__(self, fanout: Fanout) -> None:
         self._fanout = fanout
         self._by_user: dict[str, set[Session]] = {}
+        # Greeted sockets per channel: the fan-out targets.
         self._by_channel: dict[str, set[Session]] = {}
+        self._pending: set[Session] = set()
+        # Why the relay needs each channel: one count per socket holding it, plus open grants.
+        self._wants: dict[str, int] = {}
+        self._granting: dict[tuple[str, str], int] = {}
+        self._next_token = 1
 
     @property
     def channels(self) -> list[str]:
-        """Every channel some local socket needs: the relay's subscription set."""
-        return list(self._by_channel)
+        """Every channel the relay needs from the controllers: its subscription set."""
+        return list(self._wants)
 
     def sessions(self) -> list[Session]:
         return [s for group in self._by_user.values() for s in group]
 
-    def count_for(self, user_id: str) -> int:
-        return len(self._by_user.get(user_id, ()))
+    def greeted_sessions(self) -> list[Session]:
+        return [s for group in self._by_user.values() for s in group if s.greeted]
 
-    def _join(self, session: Session, channel: str, changes: ChannelChanges) -> None:
+    def sessions_of(self, user_id: str) -> list[Session]:
+        return list(self._by_user.get(user_id, ()))
+
+    def in_channel(self, channel_id: str) -> list[Session]:
+        """Every socket holding the channel, greeted or not."""
+        greeted = self._by_channel.get(channel_id, set())
+        return [*greeted, *(s for s in self._pending if channel_id in s.channels)]
+
+    # -- wants: the reference-counted subscription set --
+
+    def _want(self, channel: str, effects: Effects) -> None:
+        count = self._wants.get(channel, 0)
+        self._wants[channel] = count + 1
+        if count == 0:
+            effects.subscribe.append(channel)
+
+    def _unwant(self, channel: str, effects: Effects) -> None:
+        count = self._wants.get(channel, 0)
+        if count <= 1:
+            if self._wants.pop(channel, None) is not None:
+                effects.unsubscribe.append(channel)
+        else:
+            self._wants[channel] = count - 1
+
+    def _add_channel(self, session: Session, channel: str, active: bool, effects: Effects) -> None:
+        session.channels[channel] = active
+        self._want(channel, effects)
+        if session.greeted:
+            self._by_channel.setdefault(channel, set()).add(session)
+
+    def _drop_channel(self, session: Session, channel: str, effects: Effects) -> bool:
+        if session.channels.pop(channel, None) is None:
+            return False
         group = self._by_channel.get(channel)
-        if group is None:
-            group = self._by_channel[channel] = set()
-            changes.subscribe.append(channel)
-        group.add(session)
-
-    def _leave(self, session: Session, channel: str, changes: ChannelChanges) -> None:
-        group = self._by_channel.get(channel)
-        if group is None:
-            return
-        group.discard(session)
-        if not group:
-            del self._by_channel[channel]
-            changes.unsubscribe.append(channel)
-
-    def attach(self, session: Session) -> ChannelChanges:
-        changes = ChannelChanges()
-        self._by_user.setdefault(session.user_id, set()).add(session)
-        for channel in session.channels:
-            self._join(session, channel, changes)
-        return changes
-
-    def detach(self, session: Session) -> ChannelChanges:
-        changes = ChannelChanges()
-        group = self._by_user.get(session.user_id)
         if group is not None:
             group.discard(session)
             if not group:
-                del self._by_user[session.user_id]
-        for channel in session.channels:
-            self._leave(session, channel, changes)
-        return changes
+                del self._by_channel[channel]
+        self._unwant(channel, effects)
+        return True
 
-    def deliver(self, batch: chat_pb2.DeliveryBatch) -> ChannelChanges:
-        """Fan a batch out to local sockets, in order; membership events update state first-hand."""
-        changes = ChannelChanges()
+    # -- sockets --
+
+    def attach(self, session: Session) -> Effects:
+        """A new socket, pending until ``greet``: its channels join the subscription set now."""
+        effects = Effects()
+        self._by_user.setdefault(session.user_id, set()).add(session)
+        self._pending.add(session)
+        for channel in session.channels:
+            self._want(channel, effects)
+        return effects
+
+    def greet(self, session: Session) -> None:
+        """The socket's ``hello`` is going out: from now on it receives deliveries."""
+        if session not in self._pending:
+            return
+        self._pending.discard(session)
+        session.greeted = True
+        for channel in session.channels:
+            self._by_channel.setdefault(channel, set()).add(session)
+
+    def detach(self, session: Session) -> Effects:
+        effects = Effects()
+        group = self._by_user.get(session.user_id)
+        if group is None or session not in group:
+            return effects
+        group.discard(session)
+        if not group:
+            del self._by_user[session.user_id]
+        self._pending.discard(session)
+        for channel in list(session.channels):
+            self._drop_channel(session, channel, effects)
+        return effects
+
+    # -- deliveries --
+
+    def deliver(self, batch: chat_pb2.DeliveryBatch) -> Effects:
+        """Fan a batch out to greeted sockets, in order; membership events change state first."""
+        effects = Effects()
         for delivery in batch.deliveries:
             kind = delivery.WhichOneof("payload")
             if kind == "message":
@@ -106,15 +173,21 @@ class Hub:
             elif kind == "signal":
                 self._signal(delivery.signal)
             elif kind == "membership":
-                self._membership(delivery.membership, changes)
-        return changes
+                self._membership(delivery.membership, effects)
+        return effects
 
     def _targets(self, channel: str, to: str, sender: str) -> Iterable[Session]:
-        group = self._by_channel.get(channel, set())
         if to == BROADCAST:
-            return group
-        # A DM reaches only the recipient's and the sender's sockets in that channel.
-        return [s for s in group if s.user_id == to or s.user_id == sender]
+            return self._by_channel.get(channel, ())
+        # A DM reaches only the recipient's and the sender's sockets in that channel: look them
+        # up by user rather than scanning the channel.
+        users = (to,) if to == sender else (to, sender)
+        return [
+            s
+            for user in users
+            for s in self._by_user.get(user, ())
+            if s.greeted and channel in s.channels
+        ]
 
     def _message(self, persisted: chat_pb2.PersistedMessage) -> None:
         m = persisted.message
@@ -132,31 +205,86 @@ class Hub:
             text = typing_out_frame(signal.channel_id, signal.to, signal.sender, signal.ts_ms)
             self._fanout.send(targets, text)
 
-    def _membership(self, event: chat_pb2.MembershipEvent, changes: ChannelChanges) -> None:
-        channel = event.channel_id
-        changes.members_changed.append(channel)
-        if event.change == chat_pb2.MEMBERSHIP_CHANGE_ADDED:
-            sessions = list(self._by_user.get(event.user_id, ()))
-            for s in sessions:
-                if channel not in s.channels:
-                    s.channels[channel] = True
-                    self._join(s, channel, changes)
-        elif event.change == chat_pb2.MEMBERSHIP_CHANGE_REMOVED:
-            sessions = list(self._by_user.get(event.user_id, ()))
-            for s in sessions:
-                # Removed at once: nothing of this channel reaches the socket after this frame.
-                if s.channels.pop(channel, None) is not None:
-                    self._leave(s, channel, changes)
-        elif event.change in (
+    def _membership(self, event: chat_pb2.MembershipEvent, effects: Effects) -> None:
+        channel, change = event.channel_id, event.change
+        if change == chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED:
+            effects.disabled_users.append(event.user_id)
+            return
+        effects.members_changed.append(channel)
+        if change == chat_pb2.MEMBERSHIP_CHANGE_ADDED:
+            self._begin_grant(event.user_id, channel, effects)
+        elif change == chat_pb2.MEMBERSHIP_CHANGE_REMOVED:
+            self.revoke(channel, [event.user_id], effects)
+        elif change in (
             chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED,
             chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED,
         ):
-            active = event.change == chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED
-            sessions = list(self._by_channel.get(channel, ()))
-            for s in sessions:
-                s.channels[channel] = active
-        else:
-            return
-        name = _EVENT_NAMES.get(event.change)
-        if name is not None and sessions:
-            self._fanout.send(sessions, membership_frame(channel, name))
+            self.set_active(channel, change == chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED)
+
+    # -- membership changes --
+
+    def _begin_grant(self, user_id: str, channel: str, effects: Effects) -> None:
+        key = (user_id, channel)
+        if key in self._granting or user_id not in self._by_user:
+            return  # already on its way, or no socket of that user here
+        token = self._next_token
+        self._next_token += 1
+        self._granting[key] = token
+        self._want(channel, effects)  # held until the grant finishes
+        effects.grants.append(Grant(user_id, channel, token))
+
+    def finish_grant(self, grant: Grant, *, member: bool, active: bool) -> Effects:
+        """Complete a grant once its subscription is confirmed: ``member`` as the team says now.
+
+        A grant overtaken by a removal (or by the user's last socket closing) gives nothing.
+        """
+        effects = Effects()
+        key = (grant.user_id, grant.channel_id)
+        current = self._granting.get(key) == grant.token
+        if current:
+            del self._granting[key]
+        if current and member:
+            told = []
+            for session in self._by_user.get(grant.user_id, ()):
+                if grant.channel_id not in session.channels:
+                    self._add_channel(session, grant.channel_id, active, effects)
+                    if session.greeted:
+                        told.append(session)
+            if told:
+                self._fanout.send(told, membership_frame(grant.channel_id, ADDED))
+        self._unwant(grant.channel_id, effects)
+        return effects
+
+    def revoke(self, channel: str, users: Iterable[str], effects: Effects | None = None) -> Effects:
+        """Take the channel from these users' sockets at once; greeted ones get ``removed``."""
+        effects = effects if effects is not None else Effects()
+        told = []
+        for user in users:
+            self._granting.pop((user, channel), None)
+            for session in list(self._by_user.get(user, ())):
+                if self._drop_channel(session, channel, effects) and session.greeted:
+                    told.append(session)
+        if told:
+            # Removed at once: nothing of this channel reaches these sockets after this frame.
+            self._fanout.send(told, membership_frame(channel, REMOVED))
+        return effects
+
+    def set_active(self, channel: str, active: bool) -> None:
+        """A team (de)activated: its sockets may (not) send; greeted ones are told."""
+        changed = []
+        for session in self.in_channel(channel):
+            if session.channels.get(channel) != active:
+                session.channels[channel] = active
+                if session.greeted:
+                    changed.append(session)
+        if changed and not active:
+            self._fanout.send(changed, membership_frame(channel, DEACTIVATED))
+
+    def audit(self, channel: str, members: frozenset[str] | None, active: bool) -> Effects:
+        """Align the channel's sockets with the team as read now (None: the team is gone)."""
+        holders = {s.user_id for s in self.in_channel(channel)}
+        gone = holders if members is None else holders - members
+        effects = self.revoke(channel, sorted(gone))
+        if members is not None:
+            self.set_active(channel, active)
+        return effects

@@ -17,6 +17,8 @@ class RelayMetrics:
     slow_closes: Counter
     rejected: Counter
     produce_latency: Histogram
+    resyncs: Counter
+    hello_wait: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RelayMetrics:
@@ -48,6 +50,17 @@ class RelayMetrics:
             produce_latency=Histogram(
                 "relay_produce_seconds",
                 "Time from produce to Kafka's acknowledgement",
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                registry=registry,
+            ),
+            resyncs=Counter(
+                "relay_resyncs_total",
+                "resync frames sent after a controller stream that may have lost deliveries",
+                registry=registry,
+            ),
+            hello_wait=Histogram(
+                "relay_hello_wait_seconds",
+                "From the upgrade to hello: memberships, then every controller's confirmation",
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
                 registry=registry,
             ),

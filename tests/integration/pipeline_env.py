@@ -18,13 +18,14 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from chatclient import ChatClient, login, register
+from chatclient import ChatClient, SyncedClient, login, register
 from chatcore.kafka import EVENTS_TOPIC, make_producer
 from chatcore.mongo import Document, database, make_mongo_client
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from services.auth.keys import generate_key_file
 from services.auth.server import start as start_auth
+from services.controller.hooks import ControllerHooks
 from services.controller.server import start as start_controller
 from services.management.server import start as start_management
 from services.relay.server import RunningRelay
@@ -84,6 +85,12 @@ class Pipeline:
     async def connect(self, user: User, relay: int = 0) -> ChatClient:
         return await ChatClient.connect(self.ws_url(relay), user.token)
 
+    async def synced(self, user: User, relay: int = 0) -> SyncedClient:
+        """A client that follows the contract (resume, resync, reconnect), started."""
+        client = SyncedClient(self.ws_url(relay), self.api_url, user.token)
+        await client.start()
+        return client
+
     async def membership_event(
         self, team_id: str, user_id: str, change: chat_pb2.MembershipChange.ValueType
     ) -> None:
@@ -121,7 +128,10 @@ def pipeline_settings(base: Settings, key: Path) -> Settings:
     )
 
 
-async def start_pipeline(base: Settings, key_dir: Path, **overrides: Any) -> Pipeline:
+async def start_pipeline(
+    base: Settings, key_dir: Path, *, hooks: ControllerHooks | None = None, **overrides: Any
+) -> Pipeline:
+    """The pipeline on free ports; ``hooks`` go to the controller, ``overrides`` to settings."""
     key = key_dir / f"{uuid.uuid4().hex}.pem"
     generate_key_file(key)
     settings = dataclasses.replace(pipeline_settings(base, key), **overrides)
@@ -130,21 +140,30 @@ async def start_pipeline(base: Settings, key_dir: Path, **overrides: Any) -> Pip
     stoppables.append(auth)
     auth_url = f"http://127.0.0.1:{auth.port}"
     settings = dataclasses.replace(settings, jwks_url=f"{auth_url}/v1/auth/jwks", auth_url=auth_url)
-    controller = await start_controller(settings, grpc_port=0, http_port=0)
+    controller = await start_controller(settings, grpc_port=0, http_port=0, hooks=hooks)
     stoppables.append(controller)
-    management = await start_management(settings, port=0)
-    stoppables.append(management)
-    relay_settings = dataclasses.replace(
+    settings = dataclasses.replace(
         settings, controller_addrs=(f"127.0.0.1:{controller.grpc_port}",)
     )
+    pipeline = await around_controller(settings, auth_url, controller, stoppables)
+    await wait_ready(pipeline)
+    return pipeline
+
+
+async def around_controller(
+    settings: Settings, auth_url: str, controller: Any, stoppables: list[Any]
+) -> Pipeline:
+    """Management, two relays (on ``settings.controller_addrs``) and a producer around them."""
+    management = await start_management(settings, port=0)
+    stoppables.append(management)
     relays = []
     for i in (1, 2):
-        relay = await start_relay(dataclasses.replace(relay_settings, relay_id=f"r{i}"), port=0)
+        relay = await start_relay(dataclasses.replace(settings, relay_id=f"r{i}"), port=0)
         stoppables.append(relay)
         relays.append(relay)
     producer = make_producer(settings, client_id="test-pipeline")
     await producer.start()
-    pipeline = Pipeline(
+    return Pipeline(
         settings=settings,
         auth_url=auth_url,
         api_url=f"http://127.0.0.1:{management.port}",
@@ -154,8 +173,15 @@ async def start_pipeline(base: Settings, key_dir: Path, **overrides: Any) -> Pip
         producer=producer,
         mongo=make_mongo_client(settings),
     )
-    await wait_ready(pipeline)
-    return pipeline
+
+
+async def wait_relays_up(pipeline: Pipeline, timeout_s: float = 30.0) -> None:
+    """Until every relay has all its controller streams UP."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not all(r.relay.link.all_up for r in pipeline.relays):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("relay streams not up")
+        await asyncio.sleep(0.05)
 
 
 async def wait_ready(pipeline: Pipeline, timeout_s: float = 30.0) -> None:

@@ -7,16 +7,26 @@ from typing import Any
 
 import pytest
 
+from chatcore.errors import (
+    ChatError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    RateLimited,
+    TooLarge,
+    Unavailable,
+)
 from services.relay.frames import (
     ChatFrame,
     FrameError,
     TypingFrame,
     ack_frame,
     error_frame,
+    frame_code,
     hello_frame,
     parse_frame,
 )
-from services.relay.ids import idempotent_message_id, message_id, new_message_id
+from services.relay.ids import content_digest, idempotent_message_id, message_id, new_message_id
 
 TEAM = "a" * 32
 USER = "b" * 32
@@ -117,9 +127,41 @@ def test_ids_sort_by_time_without_client_msg_id() -> None:
     assert {len(i) for i in ids} == {26}
 
 
-def test_ids_are_deterministic_per_sender_and_client_msg_id() -> None:
-    """A retry gets the same id; another sender or client_msg_id gets another."""
-    assert message_id(USER, "c1", 1) == message_id(USER, "c1", 99_999)
-    assert idempotent_message_id(USER, "c1") != idempotent_message_id(USER, "c2")
-    assert idempotent_message_id(USER, "c1") != idempotent_message_id(TEAM, "c1")
-    assert message_id(USER, "", 1) != message_id(USER, "", 1)
+def test_ids_are_deterministic_per_sender_client_msg_id_and_content() -> None:
+    """A retry gets the same id; another sender, client_msg_id or content gets another."""
+    hi, bye = content_digest(TEAM, "*", "text", "hi"), content_digest(TEAM, "*", "text", "bye")
+    assert message_id(USER, "c1", hi, 1) == message_id(USER, "c1", hi, 99_999)
+    assert idempotent_message_id(USER, "c1", hi) != idempotent_message_id(USER, "c2", hi)
+    assert idempotent_message_id(USER, "c1", hi) != idempotent_message_id(TEAM, "c1", hi)
+    assert idempotent_message_id(USER, "c1", hi) != idempotent_message_id(USER, "c1", bye)
+    assert message_id(USER, "", hi, 1) != message_id(USER, "", hi, 1)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 5000 + "]" * 5000,
+        '{"type":"text","channel_id":"' + "a" * 32 + '","to":"*","data":' + "9" * 5000 + "}",
+        '{"a":' * 5000 + "1" + "}" * 5000,
+    ],
+)
+def test_json_the_parser_chokes_on_is_an_invalid_frame(raw: str) -> None:
+    """Deep nesting and a 5,000-digit number are refused as invalid, never an exception."""
+    with pytest.raises(FrameError) as err:
+        parse_frame(raw)
+    assert err.value.frame_code == "invalid"
+
+
+def test_each_error_family_has_one_frame_code() -> None:
+    """The relay translates every error family to the contract's codes in one place."""
+    cases: list[tuple[ChatError, str]] = [
+        (Forbidden("x"), "forbidden"),
+        (InvalidInput("x"), "invalid"),
+        (TooLarge("x"), "too_large"),
+        (RateLimited("x", retry_after=1.0), "rate_limited"),
+        (Unavailable("x"), "unavailable"),
+        (Conflict("x"), "conflict"),
+        (FrameError("x", code="too_large"), "too_large"),
+        (ChatError("x"), "unavailable"),
+    ]
+    assert [frame_code(exc) for exc, _ in cases] == [code for _, code in cases]

@@ -66,6 +66,7 @@ def _hub() -> tuple[Hub, _Recorder, dict[str, Session]]:
     }
     for s in sessions.values():
         hub.attach(s)
+        hub.greet(s)
     return hub, rec, sessions
 
 
@@ -83,6 +84,7 @@ def test_dm_reaches_only_recipient_and_sender() -> None:
     hub, rec, s = _hub()
     extra = Session(CAROL, object(), {TEAM: True})
     hub.attach(extra)
+    hub.greet(extra)
     hub.deliver(chat_pb2.DeliveryBatch(deliveries=[_message(to=BOB)]))
     assert {id(x) for x, _ in rec.sent} == {id(s["alice"]), id(s["bob"]), id(s["bob2"])}
     assert rec.got(extra) == []
@@ -115,19 +117,90 @@ def test_removed_member_gets_a_frame_and_then_nothing() -> None:
     assert changes.unsubscribe == []
 
 
-def test_added_member_starts_receiving_without_reconnecting() -> None:
-    """An 'added' event joins the user's sockets to the channel and subscribes if needed."""
+def test_added_member_gets_the_channel_only_once_the_grant_is_finished() -> None:
+    """'added' subscribes first; the socket gets the frame and messages only after the grant."""
     hub, rec, s = _hub()
-    changes = hub.deliver(
+    new = "n" * 32
+    effects = hub.deliver(
         chat_pb2.DeliveryBatch(
             deliveries=[
-                _event(chat_pb2.MEMBERSHIP_CHANGE_ADDED, CAROL, channel="n" * 32),
-                _message(channel="n" * 32, seq=5),
+                _event(chat_pb2.MEMBERSHIP_CHANGE_ADDED, CAROL, channel=new),
+                _message(channel=new, seq=5),
             ]
         )
     )
-    assert changes.subscribe == ["n" * 32]
-    assert [f.get("event", f.get("seq")) for f in rec.got(s["carol"])] == ["added", 5]
+    assert effects.subscribe == [new]
+    assert [(g.user_id, g.channel_id) for g in effects.grants] == [(CAROL, new)]
+    assert rec.got(s["carol"]) == []  # persisted before the grant: history has it
+    done = hub.finish_grant(effects.grants[0], member=True, active=True)
+    assert done.unsubscribe == []
+    assert new in hub.channels
+    hub.deliver(chat_pb2.DeliveryBatch(deliveries=[_message(channel=new, seq=6)]))
+    assert [f.get("event", f.get("seq")) for f in rec.got(s["carol"])] == ["added", 6]
+
+
+def test_grant_overtaken_by_removal_or_refused_by_the_team_gives_nothing() -> None:
+    """A removal before the grant finishes, or a team that says no, leaves no trace."""
+    hub, rec, s = _hub()
+    new = "n" * 32
+    added = _event(chat_pb2.MEMBERSHIP_CHANGE_ADDED, CAROL, channel=new)
+    removed = _event(chat_pb2.MEMBERSHIP_CHANGE_REMOVED, CAROL, channel=new)
+    grant = hub.deliver(chat_pb2.DeliveryBatch(deliveries=[added])).grants[0]
+    hub.deliver(chat_pb2.DeliveryBatch(deliveries=[removed]))
+    assert hub.finish_grant(grant, member=True, active=True).unsubscribe == [new]
+    refused = hub.deliver(chat_pb2.DeliveryBatch(deliveries=[added])).grants[0]
+    assert hub.finish_grant(refused, member=False, active=True).unsubscribe == [new]
+    assert new not in s["carol"].channels
+    assert rec.got(s["carol"]) == []
+    assert sorted(hub.channels) == sorted([TEAM, OTHER])
+
+
+def test_member_added_to_a_deactivated_team_cannot_send() -> None:
+    """A grant for an inactive team gives the channel read-only."""
+    hub, _rec, s = _hub()
+    new = "n" * 32
+    effects = hub.deliver(
+        chat_pb2.DeliveryBatch(deliveries=[_event(chat_pb2.MEMBERSHIP_CHANGE_ADDED, CAROL, new)])
+    )
+    hub.finish_grant(effects.grants[0], member=True, active=False)
+    assert s["carol"].channels[new] is False
+
+
+def test_pending_socket_gets_nothing_until_greeted() -> None:
+    """A socket's channels are subscribed at attach, but deliveries start with its greeting."""
+    rec = _Recorder()
+    hub = Hub(rec)
+    pending = Session(ALICE, object(), {TEAM: True})
+    assert hub.attach(pending).subscribe == [TEAM]
+    hub.deliver(chat_pb2.DeliveryBatch(deliveries=[_message(seq=1), _message(to=ALICE, seq=2)]))
+    assert rec.got(pending) == []
+    hub.greet(pending)
+    hub.deliver(chat_pb2.DeliveryBatch(deliveries=[_message(seq=3)]))
+    assert [f["seq"] for f in rec.got(pending)] == [3]
+
+
+def test_audit_takes_the_channel_from_non_members_and_from_everyone_of_a_gone_team() -> None:
+    """The audit revokes what the team no longer grants, and whole channels of deleted teams."""
+    hub, rec, s = _hub()
+    hub.audit(TEAM, frozenset({ALICE}), True)
+    assert TEAM not in s["bob"].channels
+    assert TEAM not in s["bob2"].channels
+    assert rec.got(s["bob2"]) == [{"type": "membership", "channel_id": TEAM, "event": "removed"}]
+    assert TEAM in s["alice"].channels
+    effects = hub.audit(OTHER, None, False)
+    assert effects.unsubscribe == [OTHER]
+    assert OTHER not in s["carol"].channels
+
+
+def test_user_disabled_event_names_the_user_to_disconnect() -> None:
+    """A user-wide 'user_disabled' event is handed to the relay, which closes their sockets."""
+    hub, _rec, _s = _hub()
+    event = chat_pb2.Delivery(
+        membership=chat_pb2.MembershipEvent(
+            user_id=BOB, change=chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED
+        )
+    )
+    assert hub.deliver(chat_pb2.DeliveryBatch(deliveries=[event])).disabled_users == [BOB]
 
 
 def test_deactivated_team_refuses_sends_but_keeps_sockets() -> None:

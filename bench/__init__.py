@@ -1,0 +1,1 @@
+"""Benchmark scripts; see docs/benchmarks.md for what each measures and how to run it."""

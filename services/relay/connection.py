@@ -1,0 +1,329 @@
+"""The relay at work: handshakes, the per-socket loop, deliveries, resyncs and grants.
+
+Glue between the pure pieces (``handshake``, ``hub``, ``gate``, ``resync``, ``frames``) and the
+I/O ones (``controller_link``, ``publisher``, ``fanout``). A socket's life:
+
+1. ``process_request``: route, Origin, token and the per-user cap, before any upgrade; the claims
+   and the user's slot live on the connection object and go with it.
+2. ``handler``: the user's memberships from a controller; the socket's channels join the
+   subscription set; ``hello`` goes out once every reachable controller confirmed them (or the
+   wait timed out, and those controllers owe the socket a ``resync``); nothing is delivered to
+   the socket before its ``hello``.
+3. Frames in: parse, rate-limit, authorize, produce; every refusal is an ``error`` frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, cast
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from chatcore.errors import ChatError, RateLimited
+from chatcore.logging import bind_context, get_logger, reset_context
+from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.ratelimit import TokenBucketLimiter
+from chatcore.settings import Settings
+from chatcore.tokens import AccessClaims, JwtVerifier
+from services.relay.audit import MembershipAudit
+from services.relay.controller_link import ControllerLink
+from services.relay.fanout import WsFanout, spawn
+from services.relay.frames import (
+    RESYNC_FRAME,
+    ChatFrame,
+    FrameError,
+    TypingFrame,
+    error_frame,
+    frame_code,
+    hello_frame,
+    parse_frame,
+)
+from services.relay.gate import Gate, check_membership
+from services.relay.handshake import (
+    NOT_FOUND,
+    TOO_MANY,
+    Rejection,
+    Route,
+    UserSlots,
+    authenticate,
+    request_id,
+    split,
+    upgrade_token,
+)
+from services.relay.hub import Effects, Grant, Hub, Session
+from services.relay.metrics import RelayMetrics
+from services.relay.publisher import ProducerPort, Publisher
+from services.relay.resync import ResyncLedger
+
+_log = get_logger("relay.connection")
+
+
+class RelayConnection(ServerConnection):
+    """A WebSocket connection carrying what its handshake established."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claims: AccessClaims | None = None
+        self.request_id = ""
+
+
+class Relay:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        relay_id: str,
+        verifier: JwtVerifier,
+        producer: ProducerPort,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._settings = settings
+        self.relay_id = relay_id
+        self._verifier = verifier
+        self._registry = registry
+        self.metrics = RelayMetrics.create(registry)
+        self._fanout = WsFanout(settings.ws_send_buffer_bytes, self.metrics)
+        self.hub = Hub(self._fanout)
+        self.link = ControllerLink(
+            settings.controller_addrs,
+            relay_id,
+            self._on_batch,
+            lambda: self.hub.channels,
+            token=settings.internal_token,
+            on_stream_up=self._on_stream_up,
+            on_stream_lost=self._on_stream_lost,
+        )
+        self.publisher = Publisher(producer, relay_id=relay_id, metrics=self.metrics)
+        self.gate = Gate(self.link)
+        self.ledger = ResyncLedger()
+        self.audit = MembershipAudit(
+            self.hub,
+            self.gate,
+            self.link,
+            self._apply,
+            interval_s=settings.relay_audit_interval_s,
+        )
+        self.slots = UserSlots(settings.ws_max_connections_per_user)
+        self._limits = TokenBucketLimiter(
+            capacity=settings.ws_rate_burst, rate_per_s=settings.ws_rate_per_s, max_keys=1_000_000
+        )
+        self._typing_limits = TokenBucketLimiter(
+            capacity=settings.ws_typing_burst,
+            rate_per_s=settings.ws_typing_per_s,
+            max_keys=1_000_000,
+        )
+        self.draining = False
+
+    # --- controller deliveries -------------------------------------------------------------
+
+    def _on_batch(self, batch: chat_pb2.DeliveryBatch) -> None:
+        self._apply(self.hub.deliver(batch))
+
+    def _on_stream_up(self, address: str, lost: bool) -> None:
+        """A controller stream is UP again: pay the resyncs it owes, re-check memberships."""
+        sessions = self.ledger.settle(address, lost=lost, greeted=self.hub.greeted_sessions())
+        self._resync(sessions, address, lost=lost)
+        self.audit.trigger()
+
+    def _on_stream_lost(self, address: str) -> None:
+        """A controller stream broke. If another is UP, resync at once as well.
+
+        The lost controller's partitions may move to one that still streams to us, whose
+        deliveries would move the clients' cursors past what was lost in flight; a history read
+        now (everything lost was persisted before the break was seen) closes that gap. The resync
+        when the stream is back covers a controller that merely lost touch and kept fanning out.
+        """
+        if self.link.up:
+            self._resync(self.hub.greeted_sessions(), address, lost=True)
+
+    def _resync(self, sessions: list[Session], address: str, *, lost: bool) -> None:
+        if sessions:
+            _log.warning("resync_sockets", controller=address, sockets=len(sessions), lost=lost)
+            self.metrics.resyncs.inc(len(sessions))
+            self._fanout.send(sessions, RESYNC_FRAME)
+
+    def _apply(self, effects: Effects) -> None:
+        self.link.change(add=effects.subscribe, remove=effects.unsubscribe)
+        self.gate.forget(effects.members_changed)
+        for grant in effects.grants:
+            spawn(self._complete_grant(grant))
+        for user_id in effects.disabled_users:
+            for session in self.hub.sessions_of(user_id):
+                spawn(cast(ServerConnection, session.conn).close(1008, "account disabled"))
+
+    async def _complete_grant(self, grant: Grant) -> None:
+        """Give an added member's sockets the channel once it is subscribed everywhere."""
+        owed = await self.link.wait(self.link.ticket(), self._settings.relay_subscribe_timeout_s)
+        try:
+            # The event may be a replay: the team's word now decides, and whether it is active.
+            reply = await self.link.members(grant.channel_id)
+            member, active = reply.found and grant.user_id in reply.user_ids, reply.active
+        except ChatError:
+            member, active = False, False  # fail closed: the user reconnects to get it
+        self._apply(self.hub.finish_grant(grant, member=member, active=active))
+        if owed and member:
+            for session in self.hub.sessions_of(grant.user_id):
+                if grant.channel_id in session.channels:
+                    self.ledger.owe(session, owed)
+
+    # --- handshake ---------------------------------------------------------------------------
+
+    async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        rid = request_id(request.headers)
+        route, query = split(request.path)
+        if route is Route.HEALTHZ:
+            return _json(conn, 200, '{"data":{"status":"ok"},"meta":{}}', rid)
+        if route is Route.READYZ:
+            if self.link.up and not self.draining:
+                return _json(conn, 200, '{"data":{"status":"ready"},"meta":{}}', rid)
+            message = "draining" if self.draining else "no controller stream"
+            return _reject(conn, Rejection(503, "unavailable", message, "not_ready"), rid)
+        if route is Route.METRICS:
+            response = conn.respond(200, generate_latest(self._registry).decode())
+            response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+            return response
+        if route is not Route.WEBSOCKET:
+            return _reject(conn, NOT_FOUND, rid)
+        token = upgrade_token(
+            query, request.headers, origins=self._settings.ws_origins, draining=self.draining
+        )
+        if isinstance(token, Rejection):
+            self.metrics.rejected.labels(token.reason).inc()
+            return _reject(conn, token, rid)
+        claims = await authenticate(token, self._verifier)
+        if isinstance(claims, Rejection):
+            self.metrics.rejected.labels(claims.reason).inc()
+            return _reject(conn, claims, rid)
+        if not self.slots.take(claims.sub):
+            self.metrics.rejected.labels(TOO_MANY.reason).inc()
+            return _reject(conn, TOO_MANY, rid)
+        # The slot and the claims live exactly as long as the connection, upgraded or not.
+        user = claims.sub
+        conn.connection_lost_waiter.add_done_callback(lambda _f: self.slots.give_back(user))
+        relay_conn = cast(RelayConnection, conn)
+        relay_conn.claims = claims
+        relay_conn.request_id = rid
+        return None
+
+    # --- the socket --------------------------------------------------------------------------
+
+    async def handler(self, conn: ServerConnection) -> None:
+        relay_conn = cast(RelayConnection, conn)
+        claims = relay_conn.claims
+        if claims is None:
+            await conn.close(1008, "unauthenticated")
+            return
+        context = bind_context(request_id=relay_conn.request_id, user_id=claims.sub)
+        started = time.monotonic()
+        try:
+            reply = await self.link.memberships(claims.sub)
+        except ChatError:
+            reset_context(context)
+            await conn.close(1013, "membership service unavailable, retry")
+            return
+        if reply.disabled:
+            reset_context(context)
+            await conn.close(1008, "account disabled")
+            return
+        session = Session(
+            user_id=claims.sub,
+            conn=conn,
+            channels={m.channel_id: m.active for m in reply.memberships},
+        )
+        self._apply(self.hub.attach(session))
+        self.metrics.connections.inc()
+        loop = asyncio.get_running_loop()
+        expiry = loop.call_later(
+            max(0.0, claims.exp - time.time()),
+            lambda: spawn(conn.close(1008, "token expired")),
+        )
+        try:
+            owed = await self.link.wait(
+                self.link.ticket(), self._settings.relay_subscribe_timeout_s
+            )
+            if conn.close_code is not None:
+                return
+            # Greeted and hello written in one step: broadcast writes synchronously, so no
+            # delivery can slip in between, and none reached the socket before.
+            self.hub.greet(session)
+            self.ledger.owe(session, owed)
+            self._fanout.send(
+                [session],
+                hello_frame(
+                    claims.sub,
+                    sorted(session.channels),
+                    self.relay_id,
+                    self._settings.ws_heartbeat_s,
+                ),
+            )
+            self.metrics.hello_wait.observe(time.monotonic() - started)
+            _log.info("ws_connected", channels=len(session.channels), owed=len(owed))
+            async for raw in conn:
+                await self._on_frame(session, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            expiry.cancel()
+            self._apply(self.hub.detach(session))
+            self.ledger.forget(session)
+            key = str(id(session))
+            self._limits.forget(key)
+            self._typing_limits.forget(key)
+            self.metrics.connections.dec()
+            _log.info(
+                "ws_disconnected",
+                code=conn.close_code,
+                seconds=round(time.monotonic() - started, 1),
+            )
+            reset_context(context)
+
+    def _send(self, session: Session, text: str) -> None:
+        self._fanout.send([session], text)
+
+    async def _on_frame(self, session: Session, raw: str | bytes) -> None:
+        cmid = ""
+        try:
+            frame = parse_frame(raw)
+            cmid = frame.client_msg_id if isinstance(frame, ChatFrame) else ""
+            limiter = self._typing_limits if isinstance(frame, TypingFrame) else self._limits
+            wait = limiter.try_acquire(str(id(session)))
+            if wait > 0:
+                raise RateLimited("slow down", retry_after=wait)
+            self.metrics.frames.labels(
+                frame.type if isinstance(frame, ChatFrame) else "typing"
+            ).inc()
+            if isinstance(frame, TypingFrame):
+                check_membership(session, frame)
+                await self.gate.check(session, frame)
+                await self.publisher.signal(session.user_id, frame)
+            else:
+                await self.gate.check(session, frame)
+                await self.publisher.publish(
+                    session.user_id, frame, lambda text: self._send(session, text)
+                )
+        except ChatError as exc:
+            code = frame_code(exc)
+            if isinstance(exc, FrameError):
+                cmid = exc.client_msg_id
+            self.metrics.errors.labels(code).inc()
+            self._send(session, error_frame(code, exc.message, cmid))
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until every produced message has its Kafka answer (and its ack or error)."""
+        await self.publisher.drain(timeout_s)
+
+
+def _json(conn: ServerConnection, status: int, body: str, rid: str) -> Response:
+    response = conn.respond(status, body)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json"
+    response.headers["X-Request-ID"] = rid
+    return response
+
+
+def _reject(conn: ServerConnection, rejection: Rejection, rid: str) -> Response:
+    return _json(conn, rejection.status, rejection.body(rid), rid)

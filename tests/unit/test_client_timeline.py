@@ -1,0 +1,64 @@
+"""The client's timeline: the cursor rule, buffered live frames during a resume, dedupe by id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatclient.timeline import Timeline, is_message
+
+TEAM = "t" * 32
+
+
+def _m(seq: int, mid: str | None = None, kind: str = "text") -> dict[str, Any]:
+    return {"id": mid or f"m{seq}", "seq": seq, "channel_id": TEAM, "type": kind, "data": "x"}
+
+
+def test_live_messages_move_the_cursor_and_control_frames_do_not() -> None:
+    """Message frames set the cursor; ack, typing, membership and unknown frames never do."""
+    timeline = Timeline()
+    assert timeline.live(_m(5)) == [_m(5)]
+    for frame in (
+        {"type": "ack", "seq": 99, "id": "a"},
+        {"type": "typing", "channel_id": TEAM},
+        {"type": "whatever-new", "channel_id": TEAM, "seq": 100},
+    ):
+        assert timeline.live(frame) == []
+    assert timeline.cursor(TEAM) == 5
+    assert is_message(_m(1, kind="image"))
+    assert not is_message({"type": "resync"})
+
+
+def test_a_message_seen_twice_is_applied_once() -> None:
+    """A redelivered message (same id) is not shown again."""
+    timeline = Timeline()
+    assert timeline.live(_m(1)) == [_m(1)]
+    assert timeline.live(_m(1)) == []
+    assert timeline.apply_page(TEAM, [_m(1), _m(2)]) == [_m(2)]
+    assert [m["seq"] for m in timeline.messages(TEAM)] == [1, 2]
+
+
+def test_live_frames_during_a_resume_wait_and_the_cursor_moves_only_with_pages() -> None:
+    """While paging, live frames are buffered; the cursor follows the pages, then the buffer."""
+    timeline = Timeline()
+    timeline.live(_m(1))
+    assert timeline.begin_resume(TEAM) == 1
+    assert timeline.live(_m(9)) == []  # arrived live while the resume pages
+    assert timeline.cursor(TEAM) == 1
+    assert timeline.apply_page(TEAM, [_m(3), _m(5)]) == [_m(3), _m(5)]
+    assert timeline.cursor(TEAM) == 5
+    assert timeline.apply_page(TEAM, [_m(7), _m(9)]) == [_m(7), _m(9)]
+    assert timeline.end_resume(TEAM) == []  # 9 came in the page too: deduped
+    assert [m["seq"] for m in timeline.messages(TEAM)] == [1, 3, 5, 7, 9]
+    assert timeline.cursor(TEAM) == 9
+
+
+def test_a_failed_resume_keeps_its_buffer_for_the_retry() -> None:
+    """Starting again before finishing keeps what was buffered and the unmoved cursor."""
+    timeline = Timeline()
+    timeline.live(_m(1))
+    timeline.begin_resume(TEAM)
+    timeline.live(_m(8))
+    assert timeline.begin_resume(TEAM) == 1  # the first attempt failed; the cursor did not move
+    timeline.apply_page(TEAM, [_m(4)])
+    assert timeline.end_resume(TEAM) == [_m(8)]
+    assert [m["seq"] for m in timeline.messages(TEAM)] == [1, 4, 8]

@@ -1,0 +1,125 @@
+"""Handshake decisions, the per-user slots, the resync ledger and the gate's single flight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from chatcore.proto.chat.v1 import chat_pb2
+from services.relay.gate import Gate
+from services.relay.handshake import (
+    BAD_ORIGIN,
+    DRAINING,
+    Rejection,
+    Route,
+    UserSlots,
+    request_id,
+    split,
+    upgrade_token,
+)
+from services.relay.hub import Session
+from services.relay.resync import ResyncLedger
+
+ORIGINS = ("http://127.0.0.1:8080",)
+
+
+def test_routes_ignore_the_query() -> None:
+    """The route is the path alone; unknown paths are not found."""
+    assert split("/v1/ws?token=x") == (Route.WEBSOCKET, "token=x")
+    assert split("/readyz")[0] is Route.READYZ
+    assert split("/v1/ws/extra")[0] is Route.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "draining", "expected"),
+    [
+        ("", {"Authorization": "Bearer abc"}, False, "abc"),
+        ("token=qq", {}, False, "qq"),
+        ("", {}, True, DRAINING),
+        ("", {"Origin": "http://evil.example", "Authorization": "Bearer abc"}, False, BAD_ORIGIN),
+        ("", {"Origin": ORIGINS[0], "Authorization": "Bearer abc"}, False, "abc"),
+    ],
+)
+def test_upgrade_token_rules(
+    query: str, headers: dict[str, str], draining: bool, expected: str | Rejection
+) -> None:
+    """Draining, Origin and token presence are decided before any verification."""
+    assert upgrade_token(query, headers, origins=ORIGINS, draining=draining) == expected
+
+
+def test_missing_token_is_a_401_with_the_envelope() -> None:
+    """No token at all: 401 with the error envelope carrying the request id."""
+    rejection = upgrade_token("", {}, origins=ORIGINS, draining=False)
+    assert isinstance(rejection, Rejection)
+    assert rejection.status == 401
+    body = json.loads(rejection.body("rid-1"))
+    assert body["error"]["request_id"] == "rid-1"
+    assert body["error"]["code"] == "unauthorized"
+
+
+def test_request_id_is_taken_only_when_it_is_a_plain_token() -> None:
+    """A proxy's plain request id is kept; anything else is replaced by a fresh one."""
+    assert request_id({"X-Request-ID": "abc-123"}) == "abc-123"
+    fresh = request_id({"X-Request-ID": '"><script>'})
+    assert fresh != '"><script>'
+    assert len(fresh) == 32
+
+
+def test_user_slots_cap_and_give_back() -> None:
+    """A user gets at most the limit; a slot given back can be taken again; nothing lingers."""
+    slots = UserSlots(2)
+    assert [slots.take("u"), slots.take("u"), slots.take("u")] == [True, True, False]
+    slots.give_back("u")
+    assert slots.take("u")
+    slots.give_back("u")
+    slots.give_back("u")
+    assert len(slots) == 0
+
+
+def test_ledger_pays_owed_sockets_or_everyone_after_a_loss() -> None:
+    """A controller back after a timeout pays its debtors; after a loss, every greeted socket."""
+    a, b, c = (Session(u, object(), {}, greeted=True) for u in "abc")
+    ledger = ResyncLedger()
+    ledger.owe(a, ["ctl-1"])
+    ledger.owe(b, ["ctl-2"])
+    assert ledger.settle("ctl-1", lost=False, greeted=[a, b, c]) == [a]
+    assert ledger.settle("ctl-1", lost=False, greeted=[a, b, c]) == []
+    ledger.forget(b)
+    assert ledger.settle("ctl-2", lost=False, greeted=[a, b, c]) == []
+    assert ledger.settle("ctl-2", lost=True, greeted=[a, b, c]) == [a, b, c]
+
+
+class _SlowAuthority:
+    """Counts member-list reads; each one waits until released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def members(self, channel_id: str) -> chat_pb2.GetMembersReply:
+        self.calls += 1
+        await self.release.wait()
+        return chat_pb2.GetMembersReply(user_ids=["x", "y"], active=True, found=True)
+
+    async def check_attachment(
+        self,
+        attachment_id: str,
+        channel_id: str,
+        kind: chat_pb2.MessageType.ValueType,
+        sender: str,
+    ) -> chat_pb2.CheckAttachmentReply:
+        return chat_pb2.CheckAttachmentReply(ok=True)
+
+
+async def test_concurrent_member_lookups_share_one_read() -> None:
+    """Fifty DMs to a channel whose members are not cached cost one member-list read."""
+    authority = _SlowAuthority()
+    gate = Gate(authority)
+    lookups = [asyncio.create_task(gate.members_of("t" * 32)) for _ in range(50)]
+    await asyncio.sleep(0)
+    authority.release.set()
+    results = await asyncio.gather(*lookups)
+    assert authority.calls == 1
+    assert {r for r in results} == {frozenset({"x", "y"})}

@@ -1,0 +1,219 @@
+"""The relay's controller link against the real Controller servicer (in-memory hub, no Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from grpc import aio
+from prometheus_client import CollectorRegistry
+
+from chatcore.internal_auth import InternalTokenInterceptor
+from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
+from services.controller.hooks import ControllerHooks
+from services.controller.metrics import ControllerMetrics
+from services.controller.registry import Routed, SubscriptionRegistry
+from services.controller.servicer import ControllerServicer
+from services.controller.streams import CloseReason, StreamHub
+from services.relay.controller_link import ControllerLink, StreamState
+from tests.integration.ports import free_port
+from tests.unit.controller_fakes import MemoryDirectory, chat_message
+
+T1, T2 = "a" * 32, "b" * 32
+TOKEN = "internal-test-token-0123456789"
+
+
+class _Hold:
+    """A subscription hook: open by default; ``close()`` holds every request back."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = 0
+
+    async def __call__(self) -> None:
+        self.held += 1
+        try:
+            await self.gate.wait()
+        finally:
+            self.held -= 1
+
+
+class _Controller:
+    """A Controller gRPC server on a fixed port that can be stopped and started again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.hold = _Hold()
+        self.hub = self._new_hub()
+        self._server: aio.Server | None = None
+
+    @staticmethod
+    def _new_hub() -> StreamHub:
+        metrics = ControllerMetrics.create(CollectorRegistry())
+        return StreamHub(
+            SubscriptionRegistry(max_batch_bytes=1 << 20), capacity=100, metrics=metrics
+        )
+
+    async def start(self) -> None:
+        server = aio.server(interceptors=[InternalTokenInterceptor(TOKEN)])
+        hooks = ControllerHooks(before_subscription_change=self.hold)
+        chat_pb2_grpc.add_ControllerServicer_to_server(
+            ControllerServicer(self.hub, MemoryDirectory(), hooks), server
+        )
+        server.add_insecure_port(f"127.0.0.1:{self.port}")
+        await server.start()
+        self._server = server
+
+    async def stop(self, *, graceful: bool) -> None:
+        if graceful:
+            self.hub.close_all(CloseReason.SHUTDOWN, "bye", drain=True)
+        assert self._server is not None
+        await self._server.stop(5 if graceful else None)
+        self.hub = self._new_hub()
+
+    def channels(self) -> set[str]:
+        return {c for s in list(self.hub._streams.values()) for c in self.hub.channels(s)}
+
+
+@dataclass
+class _Relay:
+    link: ControllerLink
+    channels: set[str]
+    ups: list[tuple[str, bool]] = field(default_factory=list)
+    batches: list[chat_pb2.DeliveryBatch] = field(default_factory=list)
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def controller() -> AsyncIterator[_Controller]:
+    """One controller server on a free port."""
+    ctl = _Controller(free_port())
+    await ctl.start()
+    yield ctl
+    await ctl.stop(graceful=False)
+
+
+@pytest.fixture
+async def relay(controller: _Controller) -> AsyncIterator[_Relay]:
+    """A link to the controller holding channel T1, its stream UP."""
+    relay = _Relay(link=None, channels={T1})  # type: ignore[arg-type]
+    relay.link = ControllerLink(
+        [f"127.0.0.1:{controller.port}"],
+        "relay-test",
+        relay.batches.append,
+        lambda: sorted(relay.channels),
+        token=TOKEN,
+        on_stream_up=lambda address, lost: relay.ups.append((address, lost)),
+        max_backoff_s=0.2,
+    )
+    relay.link.start()
+    await _until(lambda: relay.link.all_up)
+    yield relay
+    await relay.link.stop()
+
+
+def _address(controller: _Controller) -> str:
+    return f"127.0.0.1:{controller.port}"
+
+
+async def test_wait_returns_once_the_controller_confirmed(
+    relay: _Relay, controller: _Controller
+) -> None:
+    """A change is in force at the controller by the time wait() returns with nothing owed."""
+    relay.channels.add(T2)
+    relay.link.change(add=[T2])
+    assert await relay.link.wait(relay.link.ticket(), 5) == frozenset()
+    assert controller.channels() == {T1, T2}
+
+
+async def test_a_held_back_confirmation_times_out_and_is_owed(
+    relay: _Relay, controller: _Controller
+) -> None:
+    """A controller that does not confirm in time is returned as owing a resync."""
+    controller.hold.gate.clear()
+    relay.link.change(add=[T2])
+    ticket = relay.link.ticket()
+    assert await relay.link.wait(ticket, 0.2) == frozenset({_address(controller)})
+    controller.hold.gate.set()
+    assert await relay.link.wait(ticket, 5) == frozenset()
+
+
+async def test_changes_made_while_the_stream_opens_are_not_lost(controller: _Controller) -> None:
+    """A channel added between the stream's first request and its confirmation is subscribed."""
+    controller.hold.gate.clear()
+    channels = {T1}
+    link = ControllerLink(
+        [_address(controller)], "relay-open", lambda _b: None, lambda: sorted(channels), token=TOKEN
+    )
+    link.start()
+    try:
+        await _until(lambda: controller.hold.held == 1)
+        assert link.state(_address(controller)) is StreamState.OPENING
+        channels.add(T2)
+        link.change(add=[T2])
+        controller.hold.gate.set()
+        assert await link.wait(link.ticket(), 5) == frozenset()
+        assert controller.channels() == {T1, T2}
+    finally:
+        await link.stop()
+
+
+async def test_a_cut_stream_comes_back_and_reports_the_loss(
+    relay: _Relay, controller: _Controller
+) -> None:
+    """After a cut the link reconnects, resends its set, and says deliveries may be lost."""
+    relay.link.cut(_address(controller))
+    await _until(lambda: len(relay.ups) == 2)
+    assert relay.ups[-1] == (_address(controller), True)
+    assert controller.channels() == {T1}
+
+
+async def test_graceful_restart_loses_nothing_unless_the_new_one_fanned_out_first(
+    relay: _Relay, controller: _Controller
+) -> None:
+    """After a goodbye, a fresh controller that fanned out nothing yet owes no resync."""
+    await controller.stop(graceful=True)
+    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    await controller.start()
+    await _until(lambda: len(relay.ups) == 2)
+    assert relay.ups[-1] == (_address(controller), False)
+    # Again, but this time the new controller fans out before the relay is back.
+    await controller.stop(graceful=True)
+    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    persisted = chat_pb2.PersistedMessage(message=chat_message(T1, msg_id="m1"), seq=1)
+    controller.hub.publish([Routed.to_channel(T1, chat_pb2.Delivery(message=persisted))])
+    await controller.start()
+    await _until(lambda: len(relay.ups) == 3)
+    assert relay.ups[-1] == (_address(controller), True)
+
+
+async def test_a_crash_reports_the_loss(relay: _Relay, controller: _Controller) -> None:
+    """A controller that vanishes without goodbye makes the link report a loss when back."""
+    await controller.stop(graceful=False)
+    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    ticket = relay.link.ticket()
+    assert ticket == {}
+    assert await relay.link.wait(ticket, 5) == frozenset({_address(controller)})
+    await controller.start()
+    await _until(lambda: len(relay.ups) == 2)
+    assert relay.ups[-1] == (_address(controller), True)
+
+
+async def test_deliveries_reach_the_relay_in_order(relay: _Relay, controller: _Controller) -> None:
+    """What the controller publishes for a subscribed channel arrives, in order."""
+    for seq in (1, 2, 3):
+        persisted = chat_pb2.PersistedMessage(message=chat_message(T1, msg_id=f"m{seq}"), seq=seq)
+        controller.hub.publish([Routed.to_channel(T1, chat_pb2.Delivery(message=persisted))])
+    await _until(lambda: sum(len(b.deliveries) for b in relay.batches) == 3)
+    seqs = [d.message.seq for b in relay.batches for d in b.deliveries]
+    assert seqs == [1, 2, 3]
