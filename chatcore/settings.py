@@ -97,6 +97,8 @@ class Settings:
     login_email_per_minute: float = 5.0
     register_ip_burst: int = 10
     register_ip_per_minute: float = 10.0
+    # Keys each auth limiter tracks at most; penalised ones are never forgotten to make room.
+    login_tracked_keys: int = 100_000
     # Controller service
     controller_grpc_port: int = 50051
     controller_http_port: int = 8111
@@ -175,6 +177,8 @@ class Settings:
             raise ConfigError("CHAT_ACCESS_TOKEN_TTL_S must be between 60 and 3600 seconds")
         if self.refresh_token_ttl_s < self.access_token_ttl_s:
             raise ConfigError("CHAT_REFRESH_TOKEN_TTL_S must not be shorter than the access TTL")
+        if self.login_tracked_keys < 1:
+            raise ConfigError("CHAT_LOGIN_TRACKED_KEYS must be at least 1")
         if not self.controller_addrs:
             raise ConfigError("CHAT_CONTROLLER_ADDRS must name at least one controller")
         if self.ws_max_frame_bytes < 1024:

@@ -71,6 +71,9 @@ def _settings(base: Settings, keys: list[Path]) -> Settings:
         argon2_parallelism=1,
         login_email_burst=5,
         login_email_per_minute=5,
+        # Every test registers fresh accounts from 127.0.0.1; registration limits have unit tests.
+        register_ip_burst=10_000,
+        register_ip_per_minute=10_000,
     )
 
 
@@ -345,3 +348,28 @@ async def test_concurrent_refreshes_of_one_token_yield_one_new_session(
         if "data" in body:
             secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
     assert sorted(status for status, _, _ in results) == [200] + [401] * 9
+
+
+async def test_failed_logins_from_elsewhere_never_lock_the_victim_out(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """An attacker's address is cut off with 429 while the victim logs in from theirs."""
+    email, _ = await _register_and_login(http, auth_url, secrets_seen)
+    attacker = {"X-Real-IP": "198.51.100.23"}  # the test client is a trusted proxy (127.0.0.1)
+    statuses = []
+    for i in range(8):
+        guess = f"attacker guess {i}"
+        secrets_seen.add(guess)
+        async with http.post(
+            f"{auth_url}/v1/auth/login", json={"email": email, "password": guess}, headers=attacker
+        ) as resp:
+            statuses.append(resp.status)
+    assert statuses[-1] == 429
+    async with http.post(
+        f"{auth_url}/v1/auth/login",
+        json={"email": email, "password": PASSWORD},
+        headers={"X-Real-IP": "203.0.113.7"},
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 200, body
+        secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
