@@ -25,7 +25,7 @@ from chatcore.settings import Settings
 from services.auth.keys import TokenIssuer
 from services.auth.passwords import PasswordHasher
 from services.auth.store import RefreshRecord, RefreshStore, User, UserStore
-from services.auth.validation import Credentials, Registration
+from services.auth.validation import Credentials, Registration, could_be_refresh_token
 
 _log = get_logger("auth.accounts")
 
@@ -224,6 +224,9 @@ class AuthService:
 
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is spent and a new pair issued in the same family."""
+        if not could_be_refresh_token(refresh_token):
+            self._metrics.refreshes.labels("invalid").inc()
+            raise Unauthorized("invalid refresh token")
         token_hash = hash_refresh_token(refresh_token)
         # FerretDB applies a conditional update as read-then-write, so the claim below is only
         # a race guard across instances on MongoDB; within one process this lock makes it one.
@@ -262,6 +265,8 @@ class AuthService:
 
     async def logout(self, refresh_token: str) -> None:
         """Revoke the token's whole family; unknown tokens are ignored (no oracle)."""
+        if not could_be_refresh_token(refresh_token):
+            return
         record = await self._refresh.get(hash_refresh_token(refresh_token))
         if record is not None:
             await self._refresh.revoke_family(record.family)

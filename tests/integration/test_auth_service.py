@@ -259,9 +259,9 @@ async def test_users_lookup_requires_a_token_and_matches_exactly(
     )
     assert status == 200
     assert found["data"] == [login["user"]]
-    status, none, _ = await _call(
-        http, "GET", f"{auth_url}/v1/users?email={email[:5]}", token=token
-    )
+    prefix = email.split("@")[0][:8] + "@example.com"
+    status, none, _ = await _call(http, "GET", f"{auth_url}/v1/users?email={prefix}", token=token)
+    assert status == 200
     assert none["data"] == []
     status, one, _ = await _call(
         http, "GET", f"{auth_url}/v1/users/{login['user']['id']}", token=token
@@ -348,6 +348,91 @@ async def test_concurrent_refreshes_of_one_token_yield_one_new_session(
         if "data" in body:
             secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
     assert sorted(status for status, _, _ in results) == [200] + [401] * 9
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "%00",
+        "a%00b@example.com",
+        "ada@example.com%00",
+        "%ED%A0%80",
+        "%FF%FE",
+        "no-at-sign",
+        "%24ne",
+        "a@b.c" + "o" * 300,
+        "",
+    ],
+)
+async def test_users_lookup_refuses_bad_emails_before_the_database(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets, value: str
+) -> None:
+    """?email= values registration would refuse answer 422 invalid, never 503 or 500.
+
+    (Invalid UTF-8 in a query arrives as U+FFFD characters, which an address may contain, so
+    ``a%ED%A0%80@example.com`` is a well-formed address and simply matches nobody.)
+    """
+    _, login = await _register_and_login(http, auth_url, secrets_seen)
+    async with http.get(
+        f"{auth_url}/v1/users?email={value}",
+        headers={"Authorization": f"Bearer {login['access_token']}"},
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 422, body
+        assert body["error"]["code"] == "invalid"
+
+
+async def test_users_lookup_needs_exactly_one_email(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """No email parameter, or two of them, is a 422."""
+    _, login = await _register_and_login(http, auth_url, secrets_seen)
+    for query in ("", "?email=a@b.co&email=c@d.co"):
+        status, body, _ = await _call(
+            http, "GET", f"{auth_url}/v1/users{query}", token=login["access_token"]
+        )
+        assert status == 422, body
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/auth/login", '{"email": "a\\u0000@example.com", "password": "x"}'),
+        ("/v1/auth/login", '{"email": "a\\ud800@example.com", "password": "x"}'),
+        ("/v1/auth/login", '{"email": "a@example.com", "password": "\\ud800"}'),
+        (
+            "/v1/auth/register",
+            '{"email": "s@example.com", "password": "long enough \\ud800", "name": "S"}',
+        ),
+        (
+            "/v1/auth/register",
+            '{"email": "s@example.com", "password": "long enough pw", "name": "\\ud800"}',
+        ),
+        ("/v1/auth/register", '{"email": "\\u0000@x.co", "password": "long enough", "name": "S"}'),
+    ],
+)
+async def test_strings_no_store_can_take_are_refused_as_invalid(
+    auth_url: str, http: aiohttp.ClientSession, path: str, body: str
+) -> None:
+    """NUL characters and lone surrogates in any auth field answer 422, never 503 or 500."""
+    async with http.post(f"{auth_url}{path}", data=body.encode()) as resp:
+        reply = await resp.json()
+        assert resp.status == 422, reply
+        assert reply["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/v1/auth/refresh", 401), ("/v1/auth/logout", 204)],
+)
+@pytest.mark.parametrize("token", ["\\ud800", "a\\u0000", "not/base64"])
+async def test_refresh_tokens_we_never_issue_are_unknown_tokens(
+    auth_url: str, http: aiohttp.ClientSession, path: str, status: int, token: str
+) -> None:
+    """A lone surrogate or NUL in a refresh token is an unknown token: 401, or 204 on logout."""
+    body = '{"refresh_token": "' + token + '"}'
+    async with http.post(f"{auth_url}{path}", data=body.encode()) as resp:
+        assert resp.status == status, await resp.text()
 
 
 async def test_failed_logins_from_elsewhere_never_lock_the_victim_out(
