@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatcore.accounts import USER_ID_RE
 from chatcore.errors import InvalidInput, NotFound
 
 NAME_MAX = 100
@@ -23,7 +24,6 @@ REFRESH_TOKEN_MAX = 128
 # Deliberately plain: one "@", no spaces, a dot in the domain. Deliverability is not our concern;
 # a unique, comparable identifier is.
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
-USER_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # What ``secrets.token_urlsafe`` produces; anything else cannot be one of our refresh tokens.
 _REFRESH_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
