@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,10 +16,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.errors import InvalidOperation
 
 from chatcore.logging import configure_logging
+from chatcore.mongo import Document, make_mongo_client
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
+from services.auth import server as auth_server
 from services.auth.keys import generate_key_file
 from services.auth.server import start
 
@@ -458,3 +463,30 @@ async def test_failed_logins_from_elsewhere_never_lock_the_victim_out(
         body = await resp.json()
         assert resp.status == 200, body
         secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
+
+
+async def test_a_start_failing_half_way_leaves_nothing_open(
+    settings: Settings, key_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the port is taken, start() fails and closes its database client and its sweeper."""
+    key = key_dir / "half-way.pem"
+    generate_key_file(key)
+    opened: list[AsyncMongoClient[Document]] = []
+
+    def tracking_client(s: Settings) -> AsyncMongoClient[Document]:
+        client = make_mongo_client(s)
+        opened.append(client)
+        return client
+
+    monkeypatch.setattr(auth_server, "make_mongo_client", tracking_client)
+    before = asyncio.all_tasks()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OSError, match="address already in use"):
+            await start(_settings(settings, [key]), port=busy.getsockname()[1])
+    (client,) = opened
+    with pytest.raises(InvalidOperation):
+        await client.admin.command("ping")
+    left = [t.get_name() for t in asyncio.all_tasks() - before]
+    assert auth_server.SWEEPER_TASK_NAME not in left
