@@ -78,7 +78,8 @@ class AuthApi:
 
     async def me(self, request: web.Request) -> web.Response:
         claims = await authenticate(request, self._verifier)
-        user = await self._service.user(claims.sub)
+        # The verifier's account check already refused subjects that are not our user ids.
+        user = await self._service.user(parse_user_id(claims.sub))
         if user is None:
             raise NotFound("no such user")
         return ok(user.public())

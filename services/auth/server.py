@@ -13,6 +13,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry
 
+from chatcore.accounts import MongoAccountStatus
 from chatcore.http import Health, make_app
 from chatcore.lifecycle import serve_app
 from chatcore.logging import get_logger
@@ -80,8 +81,11 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             metrics=AuthMetrics.create(registry),
             refresh_ttl_s=settings.refresh_token_ttl_s,
         )
-        # The service verifies its own tokens from its own key ring: no HTTP round trip to itself.
-        verifier = JwtVerifier.from_settings(settings, StaticJwksSource(keys.jwks()))
+        # The service verifies its own tokens from its own key ring (no HTTP round trip to
+        # itself), and refuses tokens of disabled accounts at once.
+        verifier = JwtVerifier.from_settings(
+            settings, StaticJwksSource(keys.jwks()), accounts=MongoAccountStatus(db)
+        )
         stack.push_async_callback(verifier.aclose)
 
         async def database_ready() -> bool:

@@ -181,7 +181,7 @@ async def test_disabled_user_cannot_log_in_or_refresh(world: _World) -> None:
     """Disabling an account refuses new logins and kills existing refresh tokens."""
     user_id = await _register(world)
     session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
-    world.users.disable(user_id)
+    await world.users.set_disabled(user_id, True)
     with pytest.raises(Forbidden):
         await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
     with pytest.raises(Unauthorized):
