@@ -426,6 +426,27 @@ async def test_strings_no_store_can_take_are_refused_as_invalid(
         assert reply["error"]["code"] == "invalid"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the shared body parser fix in chatcore/http.py (another engineer's item); "
+    "remove this marker when it lands",
+)
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 5000 + b"]" * 5000, b'{"email": ' + b"7" * 5000 + b', "password": "x"}'],
+    ids=["nested-brackets", "5000-digit-integer"],
+)
+async def test_bodies_json_cannot_parse_get_400_on_every_route(
+    auth_url: str, http: aiohttp.ClientSession, payload: bytes
+) -> None:
+    """Bodies that make Python's json raise RecursionError or ValueError answer 400, not 500."""
+    statuses = {}
+    for path in ("/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"):
+        async with http.post(f"{auth_url}{path}", data=payload) as resp:
+            statuses[path] = (resp.status, (await resp.json())["error"]["code"])
+    assert set(statuses.values()) == {(400, "malformed")}, statuses
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [("/v1/auth/refresh", 401), ("/v1/auth/logout", 204)],
