@@ -74,6 +74,10 @@ class Settings:
     jwt_audience: str = "chatstack"
     jwt_algorithms: tuple[str, ...] = ("EdDSA", "ES256")
     jwks_cache_s: float = 300.0
+    # After the cache expired, keys keep verifying this long while refetches fail.
+    jwks_stale_s: float = 24 * 3600.0
+    # With no usable keys at all, a request waits this long for the one fetch in flight.
+    jwks_wait_s: float = 2.0
     jwt_leeway_s: float = 5.0
     # HTTP services
     http_host: str = "127.0.0.1"
@@ -97,6 +101,8 @@ class Settings:
     login_email_per_minute: float = 5.0
     register_ip_burst: int = 10
     register_ip_per_minute: float = 10.0
+    # Keys each auth limiter tracks at most; penalised ones are never forgotten to make room.
+    login_tracked_keys: int = 100_000
     # Controller service
     controller_grpc_port: int = 50051
     controller_http_port: int = 8111
@@ -179,6 +185,14 @@ class Settings:
             raise ConfigError("CHAT_ACCESS_TOKEN_TTL_S must be between 60 and 3600 seconds")
         if self.refresh_token_ttl_s < self.access_token_ttl_s:
             raise ConfigError("CHAT_REFRESH_TOKEN_TTL_S must not be shorter than the access TTL")
+        if self.jwks_cache_s <= 0:
+            raise ConfigError("CHAT_JWKS_CACHE_S must be positive")
+        if self.jwks_stale_s < 0:
+            raise ConfigError("CHAT_JWKS_STALE_S must not be negative")
+        if not 0 < self.jwks_wait_s <= 30:
+            raise ConfigError("CHAT_JWKS_WAIT_S must be between 0 (exclusive) and 30 seconds")
+        if self.login_tracked_keys < 1:
+            raise ConfigError("CHAT_LOGIN_TRACKED_KEYS must be at least 1")
         if not self.controller_addrs:
             raise ConfigError("CHAT_CONTROLLER_ADDRS must name at least one controller")
         if not 0 < self.relay_subscribe_timeout_s <= 30:

@@ -2,6 +2,12 @@
 
 Only asymmetric algorithms are accepted and the algorithm is pinned to the key's type, so a token
 cannot pick its own verification method (``alg: none``, HS256 keyed with the public key).
+
+Keys are cached, and refetched by one background fetch at a time. Once the cache has expired,
+requests keep verifying with the keys they have while the refetch runs, and for up to ``stale_s``
+more while refetches keep failing (an auth outage must not log everybody out, nor queue every
+request behind a hung fetch). Only a verifier with no usable keys at all makes a request wait, for
+at most ``wait_s``, and then answers ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import jwt
@@ -22,6 +28,10 @@ from jwt import PyJWK
 
 from chatcore.errors import Unauthorized, Unavailable
 from chatcore.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    # Only the Protocol: the relay never touches the database, so no driver import here.
+    from chatcore.accounts import AccountStatus
 
 _log = logging.getLogger(__name__)
 
@@ -31,8 +41,12 @@ _MAX_KID_CHARS = 128
 # An unknown kid is attacker-controlled input; refetching for each one would let garbage tokens
 # turn every service into a load generator against the auth service.
 _MIN_REFETCH_S = 10.0
-# After a failed fetch, waiters queued on the lock must not each pay another network timeout.
+# After failed fetches, wait 1, 2, 4 ... up to 30 s before the next one: an auth outage must not
+# be met with one fetch per request from every service.
 _RETRY_AFTER_FAILURE_S = 1.0
+_MAX_RETRY_AFTER_FAILURE_S = 30.0
+# A fetch that hangs past this is abandoned so that another one can start.
+_FETCH_TIMEOUT_S = 10.0
 
 # Key type -> the one algorithm that key may verify; everything else in a JWKS is skipped.
 _ALG_FOR_KEY: dict[tuple[str, str], str] = {("OKP", "Ed25519"): "EdDSA", ("EC", "P-256"): "ES256"}
@@ -140,8 +154,122 @@ def _numeric_date(payload: Mapping[str, Any], claim: str) -> int:
     return int(value)
 
 
+class _KeyCache:
+    """The JWKS keys, refreshed by at most one fetch in flight (single flight)."""
+
+    def __init__(
+        self,
+        source: JwksSource,
+        algorithms: frozenset[str],
+        *,
+        cache_s: float,
+        stale_s: float,
+        wait_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._source = source
+        self._algorithms = algorithms
+        self._cache_s = cache_s
+        self._stale_s = stale_s
+        self._wait_s = wait_s
+        self._clock = clock
+        self._keys: dict[str, PyJWK] = {}
+        self._fetched_at = -math.inf  # clock time of the last successful fetch
+        self._last_attempt = -math.inf
+        self._retry_at = -math.inf  # no fetch before this after failures
+        self._failures = 0
+        self._last_error = "not loaded yet"
+        self._inflight: asyncio.Task[None] | None = None
+
+    def _fresh(self, now: float) -> bool:
+        return now < self._fetched_at + self._cache_s
+
+    def _usable(self, now: float) -> bool:
+        return now < self._fetched_at + self._cache_s + self._stale_s
+
+    @property
+    def fetching(self) -> bool:
+        """True while a fetch is in flight."""
+        return self._inflight is not None
+
+    async def key(self, kid: str) -> PyJWK:
+        now = self._clock()
+        if not self._fresh(now):
+            self._start_fetch(now)
+        if self._usable(now):
+            key = self._keys.get(kid)
+            if key is not None:
+                return key  # never waits, even with a fetch in flight
+            # A new kid appears when the auth service rotates keys; it publishes the key before
+            # signing with it, so one rate-limited refetch is enough to pick it up.
+            if now - self._last_attempt >= _MIN_REFETCH_S:
+                self._start_fetch(now)
+        await self.wait_for_fetch()
+        if not self._usable(self._clock()):
+            raise Unavailable(f"JWKS unavailable: {self._last_error}")
+        key = self._keys.get(kid)
+        if key is None:
+            raise TokenError("unknown token key id")
+        return key
+
+    def _start_fetch(self, now: float) -> None:
+        if self._inflight is not None or now < self._retry_at:
+            return
+        self._last_attempt = now
+        self._inflight = asyncio.create_task(self._fetch(), name="jwks-fetch")
+
+    async def wait_for_fetch(self) -> None:
+        """Wait for the fetch in flight, if any, at most ``wait_s``; it goes on regardless."""
+        task = self._inflight
+        if task is not None:
+            await asyncio.wait({task}, timeout=self._wait_s)
+
+    async def _fetch(self) -> None:
+        try:
+            async with asyncio.timeout(_FETCH_TIMEOUT_S):
+                document = await self._source.fetch()
+            keys = _parse_jwks(document, self._algorithms)
+        except Exception as exc:  # a background task: everything is handled here
+            self._failed(exc.message if isinstance(exc, Unavailable) else type(exc).__name__)
+        else:
+            self._keys = keys
+            self._fetched_at = self._clock()
+            self._failures = 0
+            self._retry_at = -math.inf
+            self._last_error = ""
+        finally:
+            self._inflight = None
+
+    def _failed(self, reason: str) -> None:
+        now = self._clock()
+        self._failures += 1
+        backoff = _RETRY_AFTER_FAILURE_S * 2 ** min(self._failures - 1, 10)
+        self._retry_at = now + min(backoff, _MAX_RETRY_AFTER_FAILURE_S)
+        self._last_error = reason
+        if self._usable(now):
+            _log.warning(
+                "jwks refresh failed, verifying with keys fetched %.0f s ago "
+                "(usable for %.0f s more): %s",
+                now - self._fetched_at,
+                self._fetched_at + self._cache_s + self._stale_s - now,
+                reason,
+            )
+        else:
+            _log.error("jwks fetch failed and no usable keys are cached: %s", reason)
+
+    async def aclose(self) -> None:
+        task = self._inflight
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+
+
 class JwtVerifier:
-    """Verifies access tokens with keys from a ``JwksSource``, cached for ``cache_s`` seconds."""
+    """Verifies access tokens with keys from a ``JwksSource``, cached for ``cache_s`` seconds.
+
+    With ``accounts``, a token of a disabled (or unknown) account is refused too, so disabling
+    takes effect at the next request rather than at token expiry.
+    """
 
     def __init__(
         self,
@@ -152,6 +280,9 @@ class JwtVerifier:
         algorithms: Sequence[str],
         cache_s: float,
         leeway_s: float,
+        stale_s: float = 24 * 3600.0,
+        wait_s: float = 2.0,
+        accounts: AccountStatus | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         unsupported = sorted(set(algorithms) - _SUPPORTED_ALGS)
@@ -161,24 +292,27 @@ class JwtVerifier:
                 f"JWT algorithms must be a non-empty subset of {sorted(_SUPPORTED_ALGS)}, "
                 f"got unsupported {unsupported}"
             )
-        self._source = source
         self._issuer = issuer
         self._audience = audience
         self._algorithms = frozenset(algorithms)
-        self._cache_s = cache_s
         self._leeway_s = leeway_s
-        # One clock drives claim times, the cache and the refetch limit so tests control all
-        # three; a wall-clock step only makes one refresh early or late.
+        self._accounts = accounts
+        # One clock drives claim times, the cache and the refetch limits so tests control all
+        # of them; a wall-clock step only makes one refresh early or late.
         self._clock = clock
-        self._keys: dict[str, PyJWK] = {}
-        self._loaded = False
-        self._expires_at = -math.inf
-        self._last_attempt = -math.inf
-        self._last_error: Unavailable | None = None
-        self._lock = asyncio.Lock()
+        self._keys = _KeyCache(
+            source,
+            self._algorithms,
+            cache_s=cache_s,
+            stale_s=stale_s,
+            wait_s=wait_s,
+            clock=clock,
+        )
 
     @classmethod
-    def from_settings(cls, settings: Settings, source: JwksSource) -> JwtVerifier:
+    def from_settings(
+        cls, settings: Settings, source: JwksSource, *, accounts: AccountStatus | None = None
+    ) -> JwtVerifier:
         """Build a verifier from the ``CHAT_JWT_*`` / ``CHAT_JWKS_*`` settings."""
         return cls(
             source,
@@ -187,6 +321,9 @@ class JwtVerifier:
             algorithms=settings.jwt_algorithms,
             cache_s=settings.jwks_cache_s,
             leeway_s=settings.jwt_leeway_s,
+            stale_s=settings.jwks_stale_s,
+            wait_s=settings.jwks_wait_s,
+            accounts=accounts,
         )
 
     async def verify(self, token: str) -> AccessClaims:
@@ -211,11 +348,27 @@ class JwtVerifier:
         if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_CHARS:
             raise TokenError("token has no usable key id")
 
-        key = await self._key(kid)
+        key = await self._keys.key(kid)
         if key.algorithm_name != alg:
             raise TokenError("token algorithm does not match its key")
         payload = self._decode(token, key)
-        return self._claims(payload, kid)
+        claims = self._claims(payload, kid)
+        if self._accounts is not None and await self._accounts.is_disabled(claims.sub):
+            raise TokenError("account disabled")
+        return claims
+
+    async def wait_for_refresh(self) -> None:
+        """Wait (at most ``wait_s``) for a key fetch in flight; for tests and shutdown."""
+        await self._keys.wait_for_fetch()
+
+    @property
+    def refreshing(self) -> bool:
+        """True while a key fetch is in flight."""
+        return self._keys.fetching
+
+    async def aclose(self) -> None:
+        """Abandon a key fetch in flight."""
+        await self._keys.aclose()
 
     def _decode(self, token: str, key: PyJWK) -> dict[str, Any]:
         try:
@@ -269,51 +422,6 @@ class JwtVerifier:
         return AccessClaims(
             sub=sub, jti=jti, iat=iat, exp=exp, iss=self._issuer, aud=self._audience, kid=kid
         )
-
-    async def _key(self, kid: str) -> PyJWK:
-        if not self._loaded or self._refresh_due(unknown_kid=False):
-            # Before the first load, wait on the lock so a burst of requests shares one fetch.
-            await self._refresh(unknown_kid=False)
-        if not self._loaded:
-            detail = self._last_error.message if self._last_error else "not loaded yet"
-            raise Unavailable(f"JWKS unavailable: {detail}")
-        key = self._keys.get(kid)
-        # A new kid appears when the auth service rotates keys; it publishes the key before
-        # signing with it, so one rate-limited refetch is enough to pick it up.
-        if key is None and (self._lock.locked() or self._refresh_due(unknown_kid=True)):
-            await self._refresh(unknown_kid=True)
-            key = self._keys.get(kid)
-        if key is None:
-            raise TokenError("unknown token key id")
-        return key
-
-    def _refresh_due(self, *, unknown_kid: bool) -> bool:
-        now = self._clock()
-        since_attempt = now - self._last_attempt
-        if not self._loaded or now >= self._expires_at:
-            return since_attempt >= _RETRY_AFTER_FAILURE_S
-        return unknown_kid and since_attempt >= _MIN_REFETCH_S
-
-    async def _refresh(self, *, unknown_kid: bool) -> None:
-        async with self._lock:
-            # Whoever held the lock before us may already have refreshed (or just failed).
-            if not self._refresh_due(unknown_kid=unknown_kid):
-                return
-            self._last_attempt = self._clock()
-            try:
-                document = await self._source.fetch()
-                keys = _parse_jwks(document, self._algorithms)
-            except Unavailable as exc:
-                self._last_error = exc
-                if self._loaded:
-                    # Keep serving with the stale keys: an auth outage should not log
-                    # everybody out while the keys themselves have not changed.
-                    _log.warning("jwks refresh failed, keeping cached keys: %s", exc.message)
-            else:
-                self._keys = keys
-                self._loaded = True
-                self._last_error = None
-                self._expires_at = self._clock() + self._cache_s
 
 
 def bearer_token(authorization_header: str | None, query_token: str | None) -> str:

@@ -25,7 +25,7 @@ from chatcore.settings import Settings
 from services.auth.keys import TokenIssuer
 from services.auth.passwords import PasswordHasher
 from services.auth.store import RefreshRecord, RefreshStore, User, UserStore
-from services.auth.validation import Credentials, Registration
+from services.auth.validation import Credentials, Registration, could_be_refresh_token
 
 _log = get_logger("auth.accounts")
 
@@ -63,23 +63,35 @@ class AuthMetrics:
 
 @dataclass(frozen=True, slots=True)
 class Limiters:
+    """Failed logins per client address and per (email, client address); registrations per address.
+
+    There is deliberately no limit per email alone: anyone could then lock any account by failing
+    logins on it. Guessing one account's password from many addresses is bounded per address, by
+    argon2's cost, and by nginx's ``limit_req`` (docs/decisions.md).
+    """
+
     login_ip: TokenBucketLimiter
-    login_email: TokenBucketLimiter
+    login_email_ip: TokenBucketLimiter
     register_ip: TokenBucketLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiters:
+        tracked = settings.login_tracked_keys
         return cls(
             login_ip=TokenBucketLimiter(
-                capacity=settings.login_ip_burst, rate_per_s=settings.login_ip_per_minute / 60
+                capacity=settings.login_ip_burst,
+                rate_per_s=settings.login_ip_per_minute / 60,
+                max_keys=tracked,
             ),
-            login_email=TokenBucketLimiter(
+            login_email_ip=TokenBucketLimiter(
                 capacity=settings.login_email_burst,
                 rate_per_s=settings.login_email_per_minute / 60,
+                max_keys=tracked,
             ),
             register_ip=TokenBucketLimiter(
                 capacity=settings.register_ip_burst,
                 rate_per_s=settings.register_ip_per_minute / 60,
+                max_keys=tracked,
             ),
         )
 
@@ -150,16 +162,30 @@ class AuthService:
         return user
 
     async def login(self, creds: Credentials, *, client_ip: str) -> Session:
+        # The tokens are taken before the (slow) password check, so parallel guesses cannot all
+        # slip through before the first failure is counted; a correct password gives them back.
+        email_ip = f"{creds.email} {client_ip}"
         try:
             _limit(self._limiters.login_ip, client_ip, "login attempts")
-            _limit(self._limiters.login_email, creds.email, "login attempts")
+            try:
+                _limit(self._limiters.login_email_ip, email_ip, "login attempts")
+            except RateLimited:
+                self._limiters.login_ip.refund(client_ip)
+                raise
         except RateLimited:
             self._metrics.logins.labels("rate_limited").inc()
             raise
-        user = await self._users.by_email(creds.email)
-        # Unknown emails are verified against a dummy hash: same answer, about the same time.
-        stored = user.password_hash if user is not None else None
-        ok = await asyncio.to_thread(self._hasher.verify, stored, creds.password)
+        try:
+            user = await self._users.by_email(creds.email)
+            # Unknown emails are verified against a dummy hash: same answer, about the same time.
+            stored = user.password_hash if user is not None else None
+            ok = await asyncio.to_thread(self._hasher.verify, stored, creds.password)
+        except BaseException:
+            # No verdict (the database failed): the attempt taught the caller nothing.
+            self._refund_login(client_ip, email_ip)
+            raise
+        if ok:
+            self._refund_login(client_ip, email_ip)
         if user is None or not ok:
             self._metrics.logins.labels("bad_credentials").inc()
             raise Unauthorized("wrong email or password")
@@ -173,6 +199,10 @@ class AuthService:
         self._metrics.logins.labels("success").inc()
         _log.info("login", user_id=user.id)
         return session
+
+    def _refund_login(self, client_ip: str, email_ip: str) -> None:
+        self._limiters.login_ip.refund(client_ip)
+        self._limiters.login_email_ip.refund(email_ip)
 
     async def _new_session(self, user: User, *, family: str) -> Session:
         refresh_token = secrets.token_urlsafe(32)  # 256 random bits
@@ -194,6 +224,9 @@ class AuthService:
 
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate: the presented token is spent and a new pair issued in the same family."""
+        if not could_be_refresh_token(refresh_token):
+            self._metrics.refreshes.labels("invalid").inc()
+            raise Unauthorized("invalid refresh token")
         token_hash = hash_refresh_token(refresh_token)
         # FerretDB applies a conditional update as read-then-write, so the claim below is only
         # a race guard across instances on MongoDB; within one process this lock makes it one.
@@ -232,6 +265,8 @@ class AuthService:
 
     async def logout(self, refresh_token: str) -> None:
         """Revoke the token's whole family; unknown tokens are ignored (no oracle)."""
+        if not could_be_refresh_token(refresh_token):
+            return
         record = await self._refresh.get(hash_refresh_token(refresh_token))
         if record is not None:
             await self._refresh.revoke_family(record.family)

@@ -6,16 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
-from chatcore.errors import InvalidInput, NotFound
+from chatcore.errors import NotFound
 from chatcore.http import authenticate, client_ip, ok, read_json_object
 from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier
 from services.auth.accounts import AuthService, Session
 from services.auth.keys import KeyRing
 from services.auth.validation import (
-    EMAIL_MAX,
-    normalize_email,
     parse_credentials,
+    parse_email_query,
     parse_refresh_token,
     parse_registration,
     parse_user_id,
@@ -79,7 +78,8 @@ class AuthApi:
 
     async def me(self, request: web.Request) -> web.Response:
         claims = await authenticate(request, self._verifier)
-        user = await self._service.user(claims.sub)
+        # The verifier's account check already refused subjects that are not our user ids.
+        user = await self._service.user(parse_user_id(claims.sub))
         if user is None:
             raise NotFound("no such user")
         return ok(user.public())
@@ -100,10 +100,8 @@ class AuthApi:
     async def find_users(self, request: web.Request) -> web.Response:
         """``?email=``: exact match only, so the endpoint cannot be used to list accounts."""
         await authenticate(request, self._verifier)
-        raw = request.query.getall("email", [])
-        if len(raw) != 1 or not raw[0].strip() or len(raw[0]) > EMAIL_MAX:
-            raise InvalidInput("exactly one email query parameter is required")
-        user = await self._service.user_by_email(normalize_email(raw[0]))
+        email = parse_email_query(request.query.getall("email", []))
+        user = await self._service.user_by_email(email)
         return ok([user.public()] if user is not None else [], meta={"count": int(bool(user))})
 
 

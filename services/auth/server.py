@@ -1,4 +1,10 @@
-"""Wiring of the auth service: ``start(settings)`` builds every dependency and serves HTTP."""
+"""Wiring of the auth service: ``start(settings)`` builds every dependency and serves HTTP.
+
+Everything is built under one ``contextlib.AsyncExitStack``: if any step fails, what the earlier
+steps opened (the database client, the sweeper, the listener) is closed again before the error
+propagates; on success the stack moves into the returned ``RunningAuth`` and ``stop()`` unwinds
+it in reverse order.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ import contextlib
 
 from prometheus_client import CollectorRegistry
 
+from chatcore.accounts import MongoAccountStatus
 from chatcore.http import Health, make_app
-from chatcore.lifecycle import RunningHttpApp, serve_app
+from chatcore.lifecycle import serve_app
 from chatcore.logging import get_logger
 from chatcore.mongo import database, ensure_indexes, make_mongo_client, ping
 from chatcore.settings import Settings
@@ -21,6 +28,8 @@ from services.auth.store import AUTH_INDEXES, MongoRefreshStore, MongoUserStore
 
 _log = get_logger("auth.server")
 
+SWEEPER_TASK_NAME = "auth-refresh-sweep"
+
 
 async def _sweep_forever(service: AuthService, interval_s: float) -> None:
     while True:
@@ -32,50 +41,77 @@ async def _sweep_forever(service: AuthService, interval_s: float) -> None:
             _log.exception("refresh_sweep_failed")
 
 
-async def start(settings: Settings, *, port: int | None = None) -> RunningHttpApp:
+class RunningAuth:
+    """A started auth service; ``stop()`` drains HTTP, then closes the rest."""
+
+    def __init__(self, port: int, health: Health, cleanups: contextlib.AsyncExitStack) -> None:
+        self._port = port
+        self._health = health
+        self._cleanups = cleanups
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def stop(self) -> None:
+        self._health.draining = True
+        await self._cleanups.aclose()
+
+
+async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
     """Start the auth service; ``port`` overrides settings (0 picks a free port)."""
-    keys = KeyRing.from_settings(settings)
-    client = make_mongo_client(settings)
-    db = database(client, settings)
-    await ensure_indexes(db, AUTH_INDEXES)
-    registry = CollectorRegistry()
-    service = AuthService(
-        users=MongoUserStore(db),
-        refresh_tokens=MongoRefreshStore(db),
-        hasher=PasswordHasher.from_settings(settings),
-        issuer=TokenIssuer(
-            keys,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            ttl_s=settings.access_token_ttl_s,
-        ),
-        limiters=Limiters.from_settings(settings),
-        metrics=AuthMetrics.create(registry),
-        refresh_ttl_s=settings.refresh_token_ttl_s,
-    )
-    # The service verifies its own tokens from its own key ring: no HTTP round trip to itself.
-    verifier = JwtVerifier.from_settings(settings, StaticJwksSource(keys.jwks()))
+    async with contextlib.AsyncExitStack() as stack:
+        keys = KeyRing.from_settings(settings)
+        client = make_mongo_client(settings)
+        stack.push_async_callback(client.close)
+        db = database(client, settings)
+        await ensure_indexes(db, AUTH_INDEXES)
+        registry = CollectorRegistry()
+        service = AuthService(
+            users=MongoUserStore(db),
+            refresh_tokens=MongoRefreshStore(db),
+            hasher=PasswordHasher.from_settings(settings),
+            issuer=TokenIssuer(
+                keys,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                ttl_s=settings.access_token_ttl_s,
+            ),
+            limiters=Limiters.from_settings(settings),
+            metrics=AuthMetrics.create(registry),
+            refresh_ttl_s=settings.refresh_token_ttl_s,
+        )
+        # The service verifies its own tokens from its own key ring (no HTTP round trip to
+        # itself), and refuses tokens of disabled accounts at once.
+        verifier = JwtVerifier.from_settings(
+            settings, StaticJwksSource(keys.jwks()), accounts=MongoAccountStatus(db)
+        )
+        stack.push_async_callback(verifier.aclose)
 
-    async def database_ready() -> bool:
-        return await ping(client)
+        async def database_ready() -> bool:
+            return await ping(client)
 
-    health = Health({"database": database_ready})
-    app = make_app(registry=registry, health=health, max_body_bytes=settings.max_body_bytes)
-    app.add_routes(AuthApi(service, keys, verifier, settings).routes())
-    sweeper = asyncio.create_task(_sweep_forever(service, settings.refresh_sweep_interval_s))
+        health = Health({"database": database_ready})
+        app = make_app(registry=registry, health=health, max_body_bytes=settings.max_body_bytes)
+        app.add_routes(AuthApi(service, keys, verifier, settings).routes())
 
-    async def stop_sweeper() -> None:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        sweeper = asyncio.create_task(
+            _sweep_forever(service, settings.refresh_sweep_interval_s), name=SWEEPER_TASK_NAME
+        )
 
-    async def close_client() -> None:
-        await client.close()
+        async def stop_sweeper() -> None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
 
-    return await serve_app(
-        app,
-        host=settings.http_host,
-        port=settings.auth_port if port is None else port,
-        drain_timeout_s=settings.drain_timeout_s,
-        cleanups=[close_client, stop_sweeper],
-    )
+        stack.push_async_callback(stop_sweeper)
+        http = await serve_app(
+            app,
+            host=settings.http_host,
+            port=settings.auth_port if port is None else port,
+            drain_timeout_s=settings.drain_timeout_s,
+        )
+        stack.push_async_callback(http.stop)
+        _log.info("auth_started", port=http.port)
+        return RunningAuth(http.port, health, stack.pop_all())
+    raise AssertionError("unreachable")  # the with block always returns or raises

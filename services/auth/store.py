@@ -15,15 +15,16 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from chatcore.accounts import USERS_COLLECTION
 from chatcore.errors import Conflict
 from chatcore.mongo import Document, IndexSpec, database_unavailable
 
-USERS = "users"
 REFRESH_TOKENS = "refresh_tokens"
 
 AUTH_INDEXES: tuple[IndexSpec, ...] = (
-    IndexSpec(USERS, (("email", ASCENDING),), unique=True),
+    IndexSpec(USERS_COLLECTION, (("email", ASCENDING),), unique=True),
     IndexSpec(REFRESH_TOKENS, (("family", ASCENDING),)),
+    IndexSpec(REFRESH_TOKENS, (("user_id", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("expires_at", ASCENDING),)),
 )
 
@@ -61,7 +62,11 @@ class UserStore(Protocol):
 
     async def by_id(self, user_id: str) -> User | None: ...
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace the hash; an unknown id changes nothing."""
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        """Set the flag; False when no such user exists."""
 
 
 class RefreshStore(Protocol):
@@ -72,9 +77,14 @@ class RefreshStore(Protocol):
     async def claim(self, token_hash: str, now: datetime) -> bool:
         """Mark an unused, unrevoked token used; False if another request got there first."""
 
-    async def revoke_family(self, family: str) -> int: ...
+    async def revoke_family(self, family: str) -> int:
+        """Revoke every unrevoked token of one login; the number revoked."""
 
-    async def delete_expired(self, now: datetime) -> int: ...
+    async def revoke_user(self, user_id: str) -> int:
+        """Revoke every unrevoked token of every login of the user; the number revoked."""
+
+    async def delete_expired(self, now: datetime) -> int:
+        """Delete tokens whose expiry lies before ``now``; the number deleted."""
 
 
 def _user(doc: Document) -> User:
@@ -102,7 +112,7 @@ def _record(doc: Document) -> RefreshRecord:
 
 class MongoUserStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._users = db[USERS]
+        self._users = db[USERS_COLLECTION]
 
     async def create(self, user: User) -> None:
         doc: dict[str, Any] = {
@@ -140,6 +150,15 @@ class MongoUserStore:
             )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        try:
+            result = await self._users.update_one(
+                {"_id": user_id}, {"$set": {"disabled": disabled}}
+            )
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return result.matched_count == 1
 
 
 class MongoRefreshStore:
@@ -180,14 +199,20 @@ class MongoRefreshStore:
             raise database_unavailable(exc) from exc
         return doc is not None
 
-    async def revoke_family(self, family: str) -> int:
+    async def _revoke(self, query: dict[str, str]) -> int:
         try:
             result = await self._tokens.update_many(
-                {"family": family, "revoked": False}, {"$set": {"revoked": True}}
+                {**query, "revoked": False}, {"$set": {"revoked": True}}
             )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return result.modified_count
+
+    async def revoke_family(self, family: str) -> int:
+        return await self._revoke({"family": family})
+
+    async def revoke_user(self, user_id: str) -> int:
+        return await self._revoke({"user_id": user_id})
 
     async def delete_expired(self, now: datetime) -> int:
         try:

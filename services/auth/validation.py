@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatcore.accounts import USER_ID_RE
 from chatcore.errors import InvalidInput, NotFound
 
 NAME_MAX = 100
@@ -23,7 +24,8 @@ REFRESH_TOKEN_MAX = 128
 # Deliberately plain: one "@", no spaces, a dot in the domain. Deliverability is not our concern;
 # a unique, comparable identifier is.
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
-USER_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# What ``secrets.token_urlsafe`` produces; anything else cannot be one of our refresh tokens.
+_REFRESH_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,20 @@ def normalize_email(raw: str) -> str:
 
 
 def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
+    """Control characters or lone surrogates (JSON's ``\\ud800``), which no store can take:
+    PostgreSQL refuses NUL in text (FerretDB answers OperationFailure) and UTF-8 has no
+    encoding for a lone surrogate."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
+def valid_email(raw: object) -> str | None:
+    """The normalized email, or None when ``raw`` is not an address we could have stored."""
+    if not isinstance(raw, str) or len(raw) > EMAIL_MAX * 2:
+        return None
+    email = normalize_email(raw)
+    if len(email) > EMAIL_MAX or not _EMAIL_RE.fullmatch(email) or not email.isprintable():
+        return None
+    return email
 
 
 def _check_fields(body: Mapping[str, Any], allowed: frozenset[str], errors: dict[str, str]) -> None:
@@ -59,9 +74,10 @@ def _email(body: Mapping[str, Any], errors: dict[str, str]) -> str:
     if not isinstance(raw, str):
         errors["email"] = "required, a string"
         return ""
-    email = normalize_email(raw)
-    if len(email) > EMAIL_MAX or not _EMAIL_RE.fullmatch(email):
+    email = valid_email(raw)
+    if email is None:
         errors["email"] = "not a valid email address"
+        return ""
     return email
 
 
@@ -72,6 +88,9 @@ def _password(body: Mapping[str, Any], errors: dict[str, str], *, strict: bool) 
         return ""
     if len(raw) > PASSWORD_MAX:
         errors["password"] = f"at most {PASSWORD_MAX} characters"
+    elif any(unicodedata.category(ch) == "Cs" for ch in raw):
+        # Hashing needs UTF-8, which has no encoding for a lone surrogate.
+        errors["password"] = "must be valid Unicode text"
     elif strict and len(raw) < PASSWORD_MIN:
         errors["password"] = f"at least {PASSWORD_MIN} characters"
     elif not raw:
@@ -120,6 +139,24 @@ def parse_refresh_token(body: Mapping[str, Any]) -> str:
         raise InvalidInput("invalid refresh request", details=errors)
     assert isinstance(raw, str)
     return raw
+
+
+def could_be_refresh_token(token: str) -> bool:
+    """False for strings we never issue (lone surrogates, NUL, ...): no lookup needed for those."""
+    return _REFRESH_TOKEN_RE.fullmatch(token) is not None
+
+
+def parse_email_query(values: Sequence[str]) -> str:
+    """``?email=`` of ``GET /v1/users``: exactly one value, valid under the registration rule."""
+    if len(values) != 1:
+        raise InvalidInput(
+            "exactly one email query parameter is required",
+            details={"email": "exactly one value required"},
+        )
+    email = valid_email(values[0])
+    if email is None:
+        raise InvalidInput("invalid email", details={"email": "not a valid email address"})
+    return email
 
 
 def parse_user_id(raw: str) -> str:

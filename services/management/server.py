@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
+from chatcore.accounts import MongoAccountStatus
 from chatcore.http import Health, ReadinessCheck, make_app
 from chatcore.kafka import make_producer
 from chatcore.lifecycle import Cleanup, RunningHttpApp, serve_app
@@ -128,7 +129,9 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningHttpAp
             metrics=TeamMetrics.create(registry),
         )
         history = HistoryService(teams=teams, messages=MongoMessageStore(db))
-        verifier = JwtVerifier.from_settings(settings, HttpJwksSource(session, settings.jwks_url))
+        verifier = JwtVerifier.from_settings(
+            settings, HttpJwksSource(session, settings.jwks_url), accounts=MongoAccountStatus(db)
+        )
 
         async def database_ready() -> bool:
             return await ping(client)

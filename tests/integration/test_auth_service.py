@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,10 +16,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.errors import InvalidOperation
 
 from chatcore.logging import configure_logging
+from chatcore.mongo import Document, make_mongo_client
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
+from services.auth import server as auth_server
 from services.auth.keys import generate_key_file
 from services.auth.server import start
 
@@ -71,6 +76,9 @@ def _settings(base: Settings, keys: list[Path]) -> Settings:
         argon2_parallelism=1,
         login_email_burst=5,
         login_email_per_minute=5,
+        # Every test registers fresh accounts from 127.0.0.1; registration limits have unit tests.
+        register_ip_burst=10_000,
+        register_ip_per_minute=10_000,
     )
 
 
@@ -256,9 +264,9 @@ async def test_users_lookup_requires_a_token_and_matches_exactly(
     )
     assert status == 200
     assert found["data"] == [login["user"]]
-    status, none, _ = await _call(
-        http, "GET", f"{auth_url}/v1/users?email={email[:5]}", token=token
-    )
+    prefix = email.split("@")[0][:8] + "@example.com"
+    status, none, _ = await _call(http, "GET", f"{auth_url}/v1/users?email={prefix}", token=token)
+    assert status == 200
     assert none["data"] == []
     status, one, _ = await _call(
         http, "GET", f"{auth_url}/v1/users/{login['user']['id']}", token=token
@@ -345,3 +353,161 @@ async def test_concurrent_refreshes_of_one_token_yield_one_new_session(
         if "data" in body:
             secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
     assert sorted(status for status, _, _ in results) == [200] + [401] * 9
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "%00",
+        "a%00b@example.com",
+        "ada@example.com%00",
+        "%ED%A0%80",
+        "%FF%FE",
+        "no-at-sign",
+        "%24ne",
+        "a@b.c" + "o" * 300,
+        "",
+    ],
+)
+async def test_users_lookup_refuses_bad_emails_before_the_database(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets, value: str
+) -> None:
+    """?email= values registration would refuse answer 422 invalid, never 503 or 500.
+
+    (Invalid UTF-8 in a query arrives as U+FFFD characters, which an address may contain, so
+    ``a%ED%A0%80@example.com`` is a well-formed address and simply matches nobody.)
+    """
+    _, login = await _register_and_login(http, auth_url, secrets_seen)
+    async with http.get(
+        f"{auth_url}/v1/users?email={value}",
+        headers={"Authorization": f"Bearer {login['access_token']}"},
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 422, body
+        assert body["error"]["code"] == "invalid"
+
+
+async def test_users_lookup_needs_exactly_one_email(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """No email parameter, or two of them, is a 422."""
+    _, login = await _register_and_login(http, auth_url, secrets_seen)
+    for query in ("", "?email=a@b.co&email=c@d.co"):
+        status, body, _ = await _call(
+            http, "GET", f"{auth_url}/v1/users{query}", token=login["access_token"]
+        )
+        assert status == 422, body
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/auth/login", '{"email": "a\\u0000@example.com", "password": "x"}'),
+        ("/v1/auth/login", '{"email": "a\\ud800@example.com", "password": "x"}'),
+        ("/v1/auth/login", '{"email": "a@example.com", "password": "\\ud800"}'),
+        (
+            "/v1/auth/register",
+            '{"email": "s@example.com", "password": "long enough \\ud800", "name": "S"}',
+        ),
+        (
+            "/v1/auth/register",
+            '{"email": "s@example.com", "password": "long enough pw", "name": "\\ud800"}',
+        ),
+        ("/v1/auth/register", '{"email": "\\u0000@x.co", "password": "long enough", "name": "S"}'),
+    ],
+)
+async def test_strings_no_store_can_take_are_refused_as_invalid(
+    auth_url: str, http: aiohttp.ClientSession, path: str, body: str
+) -> None:
+    """NUL characters and lone surrogates in any auth field answer 422, never 503 or 500."""
+    async with http.post(f"{auth_url}{path}", data=body.encode()) as resp:
+        reply = await resp.json()
+        assert resp.status == 422, reply
+        assert reply["error"]["code"] == "invalid"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the shared body parser fix in chatcore/http.py (another engineer's item); "
+    "remove this marker when it lands",
+)
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 5000 + b"]" * 5000, b'{"email": ' + b"7" * 5000 + b', "password": "x"}'],
+    ids=["nested-brackets", "5000-digit-integer"],
+)
+async def test_bodies_json_cannot_parse_get_400_on_every_route(
+    auth_url: str, http: aiohttp.ClientSession, payload: bytes
+) -> None:
+    """Bodies that make Python's json raise RecursionError or ValueError answer 400, not 500."""
+    statuses = {}
+    for path in ("/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"):
+        async with http.post(f"{auth_url}{path}", data=payload) as resp:
+            statuses[path] = (resp.status, (await resp.json())["error"]["code"])
+    assert set(statuses.values()) == {(400, "malformed")}, statuses
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/v1/auth/refresh", 401), ("/v1/auth/logout", 204)],
+)
+@pytest.mark.parametrize("token", ["\\ud800", "a\\u0000", "not/base64"])
+async def test_refresh_tokens_we_never_issue_are_unknown_tokens(
+    auth_url: str, http: aiohttp.ClientSession, path: str, status: int, token: str
+) -> None:
+    """A lone surrogate or NUL in a refresh token is an unknown token: 401, or 204 on logout."""
+    body = '{"refresh_token": "' + token + '"}'
+    async with http.post(f"{auth_url}{path}", data=body.encode()) as resp:
+        assert resp.status == status, await resp.text()
+
+
+async def test_failed_logins_from_elsewhere_never_lock_the_victim_out(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """An attacker's address is cut off with 429 while the victim logs in from theirs."""
+    email, _ = await _register_and_login(http, auth_url, secrets_seen)
+    attacker = {"X-Real-IP": "198.51.100.23"}  # the test client is a trusted proxy (127.0.0.1)
+    statuses = []
+    for i in range(8):
+        guess = f"attacker guess {i}"
+        secrets_seen.add(guess)
+        async with http.post(
+            f"{auth_url}/v1/auth/login", json={"email": email, "password": guess}, headers=attacker
+        ) as resp:
+            statuses.append(resp.status)
+    assert statuses[-1] == 429
+    async with http.post(
+        f"{auth_url}/v1/auth/login",
+        json={"email": email, "password": PASSWORD},
+        headers={"X-Real-IP": "203.0.113.7"},
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 200, body
+        secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
+
+
+async def test_a_start_failing_half_way_leaves_nothing_open(
+    settings: Settings, key_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the port is taken, start() fails and closes its database client and its sweeper."""
+    key = key_dir / "half-way.pem"
+    generate_key_file(key)
+    opened: list[AsyncMongoClient[Document]] = []
+
+    def tracking_client(s: Settings) -> AsyncMongoClient[Document]:
+        client = make_mongo_client(s)
+        opened.append(client)
+        return client
+
+    monkeypatch.setattr(auth_server, "make_mongo_client", tracking_client)
+    before = asyncio.all_tasks()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OSError, match="address already in use"):
+            await start(_settings(settings, [key]), port=busy.getsockname()[1])
+    (client,) = opened
+    with pytest.raises(InvalidOperation):
+        await client.admin.command("ping")
+    left = [t.get_name() for t in asyncio.all_tasks() - before]
+    assert auth_server.SWEEPER_TASK_NAME not in left

@@ -1,10 +1,15 @@
-"""In-memory stand-ins for the auth stores, behind the same interfaces as the MongoDB ones."""
+"""In-memory stand-ins for the auth stores, behind the same interfaces as the MongoDB ones.
+
+``tests/integration/test_auth_store_contract.py`` runs one contract suite over each of these and
+its MongoDB counterpart, so a rule the fakes get wrong fails there rather than hiding in unit tests.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
 
+from chatcore.accounts import USER_ID_RE
 from chatcore.errors import Conflict
 from services.auth.store import RefreshRecord, User
 
@@ -14,7 +19,7 @@ class MemoryUserStore:
         self.users: dict[str, User] = {}
 
     async def create(self, user: User) -> None:
-        if any(u.email == user.email for u in self.users.values()):
+        if user.id in self.users or any(u.email == user.email for u in self.users.values()):
             raise Conflict("an account with this email already exists")
         self.users[user.id] = user
 
@@ -25,10 +30,27 @@ class MemoryUserStore:
         return self.users.get(user_id)
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        self.users[user_id] = dataclasses.replace(self.users[user_id], password_hash=password_hash)
+        if user_id in self.users:
+            self.users[user_id] = dataclasses.replace(
+                self.users[user_id], password_hash=password_hash
+            )
 
-    def disable(self, user_id: str) -> None:
-        self.users[user_id] = dataclasses.replace(self.users[user_id], disabled=True)
+    async def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        if user_id not in self.users:
+            return False
+        self.users[user_id] = dataclasses.replace(self.users[user_id], disabled=disabled)
+        return True
+
+
+class MemoryAccountStatus:
+    """``chatcore.accounts.AccountStatus`` over a ``MemoryUserStore``."""
+
+    def __init__(self, users: MemoryUserStore) -> None:
+        self._users = users
+
+    async def is_disabled(self, user_id: str) -> bool:
+        user = self._users.users.get(user_id) if USER_ID_RE.fullmatch(user_id) else None
+        return user is None or user.disabled
 
 
 class MemoryRefreshStore:
@@ -48,11 +70,20 @@ class MemoryRefreshStore:
         self.records[token_hash] = dataclasses.replace(record, used_at=now)
         return True
 
-    async def revoke_family(self, family: str) -> int:
-        hits = [h for h, r in self.records.items() if r.family == family and not r.revoked]
+    def _revoke(self, hits: list[str]) -> int:
         for h in hits:
             self.records[h] = dataclasses.replace(self.records[h], revoked=True)
         return len(hits)
+
+    async def revoke_family(self, family: str) -> int:
+        return self._revoke(
+            [h for h, r in self.records.items() if r.family == family and not r.revoked]
+        )
+
+    async def revoke_user(self, user_id: str) -> int:
+        return self._revoke(
+            [h for h, r in self.records.items() if r.user_id == user_id and not r.revoked]
+        )
 
     async def delete_expired(self, now: datetime) -> int:
         expired = [h for h, r in self.records.items() if r.expires_at < now]

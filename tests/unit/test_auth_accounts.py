@@ -43,8 +43,10 @@ class _World:
         return value or 0.0
 
 
-def _limiter(capacity: float, clock: _Clock) -> TokenBucketLimiter:
-    return TokenBucketLimiter(capacity=capacity, rate_per_s=capacity / 60, clock=clock)
+def _limiter(capacity: float, clock: _Clock, max_keys: int = 100_000) -> TokenBucketLimiter:
+    return TokenBucketLimiter(
+        capacity=capacity, rate_per_s=capacity / 60, max_keys=max_keys, clock=clock
+    )
 
 
 @pytest.fixture
@@ -60,8 +62,8 @@ def world() -> _World:
         hasher=PasswordHasher(time_cost=1, memory_kib=64, parallelism=1),
         issuer=TokenIssuer(keys, issuer="iss", audience="aud", ttl_s=900, clock=clock),
         limiters=Limiters(
-            login_ip=_limiter(20, clock),
-            login_email=_limiter(5, clock),
+            login_ip=_limiter(20, clock, max_keys=50),
+            login_email_ip=_limiter(5, clock, max_keys=50),
             register_ip=_limiter(10, clock),
         ),
         metrics=AuthMetrics.create(registry),
@@ -76,6 +78,14 @@ async def _register(world: _World, email: str = "ada@example.com") -> str:
         Registration(email=email, password=PASSWORD, name="Ada"), client_ip="10.0.0.1"
     )
     return user.id
+
+
+async def _fail_logins(world: _World, count: int, *, client_ip: str) -> None:
+    for i in range(count):
+        with pytest.raises(Unauthorized):
+            await world.service.login(
+                Credentials("ada@example.com", f"guess {i}!!"), client_ip=client_ip
+            )
 
 
 async def test_login_issues_a_verifiable_access_token(world: _World) -> None:
@@ -171,26 +181,60 @@ async def test_disabled_user_cannot_log_in_or_refresh(world: _World) -> None:
     """Disabling an account refuses new logins and kills existing refresh tokens."""
     user_id = await _register(world)
     session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
-    world.users.disable(user_id)
+    await world.users.set_disabled(user_id, True)
     with pytest.raises(Forbidden):
         await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
     with pytest.raises(Unauthorized):
         await world.service.refresh(session.refresh_token)
 
 
-async def test_login_brute_force_is_rate_limited_per_email(world: _World) -> None:
-    """Guessing one account's password from many addresses hits the per-email limit."""
+async def test_login_brute_force_is_rate_limited_per_email_and_address(world: _World) -> None:
+    """Guessing one account's password from one address is cut off after 5 failures."""
     await _register(world)
-    for i in range(5):
-        with pytest.raises(Unauthorized):
-            await world.service.login(
-                Credentials("ada@example.com", f"guess {i}!!"), client_ip=f"ip{i}"
-            )
+    await _fail_logins(world, 5, client_ip="attacker")
     with pytest.raises(RateLimited) as info:
-        await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip9")
+        await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="attacker")
     assert info.value.retry_after > 0
     world.clock.now += 60
-    await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip9")
+    await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="attacker")
+
+
+async def test_someone_elses_failures_do_not_lock_the_victim_out(world: _World) -> None:
+    """An attacker hammering the victim's email from elsewhere never blocks the victim's login."""
+    await _register(world)
+    for i in range(30):
+        with pytest.raises((Unauthorized, RateLimited)):
+            await world.service.login(
+                Credentials("ada@example.com", f"guess {i}!!"), client_ip=f"attacker-{i % 3}"
+            )
+    session = await world.service.login(
+        Credentials("ada@example.com", PASSWORD), client_ip="victim-home"
+    )
+    assert session.user.email == "ada@example.com"
+    # And the attacker's addresses are still cut off.
+    with pytest.raises(RateLimited):
+        await world.service.login(Credentials("ada@example.com", "guess!!"), client_ip="attacker-0")
+
+
+async def test_flooding_other_emails_does_not_reset_a_lockout(world: _World) -> None:
+    """Filling the limiter with fresh keys never gives an exhausted (email, address) new guesses."""
+    await _register(world)
+    await _fail_logins(world, 5, client_ip="attacker")
+    # The fixture's limiters track 50 keys; flood them from many addresses and emails.
+    for i in range(500):
+        with pytest.raises((Unauthorized, RateLimited)):
+            await world.service.login(
+                Credentials(f"x{i}@example.com", "whatever1"), client_ip=f"bot-{i}"
+            )
+    with pytest.raises(RateLimited):
+        await world.service.login(Credentials("ada@example.com", "guess 6!!"), client_ip="attacker")
+
+
+async def test_successful_logins_cost_no_budget(world: _World) -> None:
+    """Many correct logins from one address (an office behind NAT) are never throttled."""
+    await _register(world)
+    for _ in range(30):
+        await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="office")
 
 
 async def test_login_is_rate_limited_per_ip(world: _World) -> None:

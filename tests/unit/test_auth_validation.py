@@ -8,7 +8,9 @@ import pytest
 
 from chatcore.errors import InvalidInput, NotFound
 from services.auth.validation import (
+    could_be_refresh_token,
     parse_credentials,
+    parse_email_query,
     parse_refresh_token,
     parse_registration,
     parse_user_id,
@@ -81,3 +83,66 @@ def test_user_ids_outside_our_format_are_not_found() -> None:
     for raw in ("", "../etc", "A" * 32, "0" * 33):
         with pytest.raises(NotFound):
             parse_user_id(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "   ",
+        "\x00",
+        "a\x00b@example.com",
+        "ada@example.com\x00",
+        "a\ud800@example.com",
+        "ada@exa\u200bmple.com",
+        "no-at-sign",
+        "a@localhost",
+        "a@@b.co",
+        "x" * 65 + "@example.com",
+        "a@" + "b" * 260 + ".com",
+        "$ne",
+    ],
+)
+def test_email_query_rejects_what_registration_rejects(raw: str) -> None:
+    """?email= values that registration would refuse are invalid input, before any query."""
+    with pytest.raises(InvalidInput) as info:
+        parse_email_query([raw])
+    assert info.value.http_status == 422
+    with pytest.raises(InvalidInput):
+        parse_registration({"email": raw, "password": "x" * 12, "name": "A"})
+
+
+def test_email_query_needs_exactly_one_value() -> None:
+    """No value or several values are invalid; one valid value comes back normalized."""
+    for values in ([], ["a@b.co", "c@d.co"]):
+        with pytest.raises(InvalidInput):
+            parse_email_query(values)
+    assert parse_email_query([" Ada@Example.COM "]) == "ada@example.com"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "a\x00@b.co", "password": "x" * 12}, "email"),
+        ({"email": "a@b.co", "password": "x\ud800" * 6}, "password"),
+    ],
+)
+def test_credentials_refuse_what_no_store_or_hash_can_take(
+    body: dict[str, Any], field: str
+) -> None:
+    """NUL in an email (PostgreSQL refuses it) or a lone surrogate (no UTF-8) is a 422."""
+    with pytest.raises(InvalidInput) as info:
+        parse_credentials(body)
+    assert field in info.value.details
+
+
+def test_names_with_lone_surrogates_are_refused() -> None:
+    """A name that cannot be encoded as UTF-8 never reaches the database."""
+    assert "name" in _details({"email": "a@b.co", "password": "x" * 12, "name": "A\ud800"})
+
+
+def test_only_url_safe_base64_could_be_a_refresh_token() -> None:
+    """Strings outside the alphabet refresh tokens are issued in are recognised as never issued."""
+    assert could_be_refresh_token("aZ09_-" * 7)
+    for raw in ("\ud800", "a\x00", "a b", "a/b", ""):
+        assert not could_be_refresh_token(raw)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -49,17 +50,42 @@ class FakeClock:
 
 @dataclass(slots=True)
 class CountingSource:
-    """A JWKS source whose document can change and which counts fetches."""
+    """A JWKS source whose document can change, which counts fetches, and can fail or hang."""
 
     document: Mapping[str, Any]
     calls: int = 0
     fail: bool = False
+    hang: bool = False
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Future[None] | None = None
 
     async def fetch(self) -> Mapping[str, Any]:
         self.calls += 1
+        self.entered.set()
+        if self.hang:
+            # An un-resolved future: the fetch never ends unless the test resolves it.
+            self.release = asyncio.get_running_loop().create_future()
+            await self.release
         if self.fail:
             raise Unavailable("auth service down")
         return self.document
+
+    async def started(self) -> None:
+        """Until a fetch has begun (then re-armed for the next one)."""
+        await asyncio.wait_for(self.entered.wait(), 5)
+        self.entered.clear()
+
+
+@dataclass(slots=True)
+class FakeAccounts:
+    """An account-status check answering from a set of disabled user ids."""
+
+    disabled: set[str] = field(default_factory=set)
+    calls: int = 0
+
+    async def is_disabled(self, user_id: str) -> bool:
+        self.calls += 1
+        return user_id in self.disabled
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +153,15 @@ def verifier(source: Any, clock: FakeClock | None = None, **kw: Any) -> JwtVerif
     }
     options.update(kw)
     return JwtVerifier(source, clock=clock or FakeClock(), **options)
+
+
+async def loaded(ed: SigningKey, **kw: Any) -> tuple[FakeClock, CountingSource, JwtVerifier]:
+    """A verifier (cache 60 s unless given) that has fetched ``ed``'s JWKS once."""
+    clock = FakeClock()
+    source = CountingSource(jwks(ed))
+    v = verifier(source, clock, **{"cache_s": 60.0, **kw})
+    await v.verify(sign(ed))
+    return clock, source, v
 
 
 @pytest.fixture
@@ -373,19 +408,19 @@ async def test_keys_cached_then_refreshed_after_cache_s(ed: SigningKey) -> None:
     assert source.calls == 1
     clock.now += 61
     await v.verify(sign(ed, claims(iat=int(clock.now), nbf=int(clock.now))))
+    await v.wait_for_refresh()
     assert source.calls == 2
 
 
 async def test_stale_keys_used_when_refresh_fails(ed: SigningKey) -> None:
     """An auth outage after the first load keeps the cached keys working."""
-    clock = FakeClock()
-    source = CountingSource(jwks(ed))
-    v = verifier(source, clock, cache_s=60.0)
-    await v.verify(sign(ed))
+    clock, source, v = await loaded(ed)
     source.fail = True
     clock.now += 61
     assert (await v.verify(sign(ed))).sub == "u_123"
+    await v.wait_for_refresh()
     assert source.calls == 2
+    assert (await v.verify(sign(ed))).sub == "u_123"
 
 
 async def test_no_keys_at_all_is_unavailable(ed: SigningKey) -> None:
@@ -396,9 +431,105 @@ async def test_no_keys_at_all_is_unavailable(ed: SigningKey) -> None:
         await v.verify(sign(ed))
 
 
+async def test_hung_refresh_does_not_hold_up_requests_with_stale_keys(ed: SigningKey) -> None:
+    """While the one refetch hangs, every request verifies at once with the cached keys."""
+    clock, source, v = await loaded(ed)
+    source.hang = True
+    clock.now += 61
+    first = asyncio.create_task(v.verify(sign(ed)))
+    await source.started()
+    # The fetch is an un-resolved future; verify still returns, for this and 50 more requests.
+    assert (await asyncio.wait_for(first, 5)).sub == "u_123"
+    for _ in range(50):
+        assert (await asyncio.wait_for(v.verify(sign(ed)), 5)).sub == "u_123"
+    assert v.refreshing
+    assert source.calls == 2  # single flight: the hung fetch is the only one
+    await v.aclose()
+    assert not v.refreshing
+
+
+async def test_hung_refresh_lets_a_new_kid_wait_only_briefly(ed: SigningKey) -> None:
+    """A token with an unknown kid waits at most wait_s for the hung refetch, then is refused."""
+    clock, source, v = await loaded(ed, wait_s=0.01)
+    source.hang = True
+    clock.now += 61
+    with pytest.raises(TokenError, match="unknown"):
+        await asyncio.wait_for(v.verify(sign(ed_key("new"))), 5)
+    assert (await v.verify(sign(ed))).sub == "u_123"
+    assert source.calls == 2
+    await v.aclose()
+
+
+async def test_no_keys_and_a_hung_fetch_answer_unavailable(ed: SigningKey) -> None:
+    """Without any cached keys a request waits at most wait_s, then gets Unavailable."""
+    source = CountingSource(jwks(ed), hang=True)
+    v = verifier(source, wait_s=0.01)
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(v.verify(sign(ed)), 5)
+    assert source.calls == 1  # the later requests joined the fetch in flight
+    assert source.release is not None
+    source.release.set_result(None)
+    await v.wait_for_refresh()
+    assert (await v.verify(sign(ed))).sub == "u_123"
+
+
+async def test_stale_keys_stop_verifying_after_the_bound(ed: SigningKey) -> None:
+    """Cached keys serve an outage for stale_s beyond the cache time, and no longer."""
+    clock = FakeClock()
+    source = CountingSource(jwks(ed))
+    v = verifier(source, clock, cache_s=60.0, stale_s=3600.0)
+    await v.verify(sign(ed, claims(exp=int(NOW) + 7200)))
+    source.fail = True
+    clock.now += 60 + 3599
+    assert (await v.verify(sign(ed, claims(exp=int(NOW) + 7200)))).sub == "u_123"
+    clock.now += 2
+    with pytest.raises(Unavailable, match="auth service down"):
+        await v.verify(sign(ed, claims(exp=int(NOW) + 7200)))
+
+
+async def test_failed_refetches_back_off(ed: SigningKey) -> None:
+    """During an outage refetches are spaced 1, 2, 4 ... s apart, however many requests come."""
+    clock, source, v = await loaded(ed)
+    source.fail = True
+    clock.now += 61
+    attempts = []
+    for _ in range(40):  # 40 requests, a quarter of a fake second apart
+        await v.verify(sign(ed))
+        await v.wait_for_refresh()
+        attempts.append(source.calls)
+        clock.now += 0.25
+    # Fetches at t=0 (fails), then not before t=1, then t>=3, then t>=7: four in ten seconds.
+    assert source.calls - 1 == 4
+    source.fail = False
+    clock.now += 8
+    await v.verify(sign(ed))
+    await v.wait_for_refresh()
+    calls = source.calls
+    clock.now += 30
+    await v.verify(sign(ed))  # fresh again: no fetch
+    assert source.calls == calls
+
+
+async def test_disabled_account_is_refused(ed: SigningKey) -> None:
+    """With an account check, a valid token of a disabled user fails; others pass."""
+    accounts = FakeAccounts(disabled={"u_123"})
+    v = verifier(StaticJwksSource(jwks(ed)), accounts=accounts)
+    with pytest.raises(TokenError, match="account disabled"):
+        await v.verify(sign(ed))
+    assert (await v.verify(sign(ed, claims(sub="u_456")))).sub == "u_456"
+    assert accounts.calls == 2
+    # A token that fails verification never costs an account lookup.
+    with pytest.raises(TokenError):
+        await v.verify(sign(ed, claims(aud="other-app")))
+    assert accounts.calls == 2
+
+
 def test_from_settings_uses_settings(ed: SigningKey) -> None:
     """from_settings copies issuer, audience, algorithms and timings."""
-    v = JwtVerifier.from_settings(Settings(jwt_algorithms=("EdDSA",)), StaticJwksSource(jwks(ed)))
+    v = JwtVerifier.from_settings(
+        Settings(jwt_algorithms=("EdDSA",)), StaticJwksSource(jwks(ed)), accounts=FakeAccounts()
+    )
     assert isinstance(v, JwtVerifier)
     with pytest.raises(ConfigError):
         JwtVerifier.from_settings(Settings(jwt_algorithms=("RS256",)), StaticJwksSource({}))
@@ -477,3 +608,13 @@ async def test_http_jwks_source_unreachable_is_unavailable() -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(Unavailable):
             await HttpJwksSource(session, url, timeout_s=2.0).fetch()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CHAT_JWKS_STALE_S", "-1"), ("CHAT_JWKS_WAIT_S", "0"), ("CHAT_JWKS_WAIT_S", "31")],
+)
+def test_jwks_outage_settings_are_checked_at_start_up(variable: str, value: str) -> None:
+    """A negative stale bound or a wait outside (0, 30] s stops start-up, naming the variable."""
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})

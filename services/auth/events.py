@@ -1,0 +1,109 @@
+"""The ``user_disabled`` event on ``chat.events.v1``, published until Kafka acknowledges it.
+
+Value: a serialized ``chat.v1.MembershipEvent`` with ``change = USER_DISABLED``, ``channel_id``
+empty and ``user_id`` set; key: the user id (all of one user's events in one partition, in order).
+The operator command is short-lived, so each attempt uses a fresh producer: a producer whose start
+failed is not reused, and a retry after a lost ack may publish the event twice, which consumers
+tolerate (closing a disabled user's sockets again changes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from chatcore.errors import Unavailable
+from chatcore.kafka import EVENTS_TOPIC
+from chatcore.logging import get_logger, new_request_id
+from chatcore.proto.chat.v1 import chat_pb2
+
+_log = get_logger("auth.events")
+
+_FIRST_RETRY_S = 0.5
+_MAX_RETRY_S = 5.0
+
+
+class EventProducer(Protocol):
+    """The part of ``aiokafka.AIOKafkaProducer`` used here."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> object: ...
+
+
+def encode_user_disabled(user_id: str, *, actor: str, ts_ms: int) -> bytes:
+    """The record value: a ``MembershipEvent`` for the whole user, no channel."""
+    event = chat_pb2.MembershipEvent(
+        channel_id="",
+        user_id=user_id,
+        change=chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED,
+        ts_ms=ts_ms,
+        actor=actor,
+    )
+    return event.SerializeToString()
+
+
+class KafkaUserEvents:
+    """Publishes with producers from ``make_producer``, retrying for up to ``timeout_s``."""
+
+    def __init__(
+        self,
+        make_producer: Callable[[], EventProducer],
+        *,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._make_producer = make_producer
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+
+    async def user_disabled(self, user_id: str, *, actor: str) -> None:
+        value = encode_user_disabled(user_id, actor=actor, ts_ms=int(self._wall_clock() * 1000))
+        headers = [("correlation_id", new_request_id().encode())]
+        deadline = self._clock() + self._timeout_s
+        delay = _FIRST_RETRY_S
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                async with asyncio.timeout(max(deadline - self._clock(), 0.001)):
+                    await self._send(value, user_id.encode(), headers)
+            except Exception as exc:  # any failure of one attempt: retry until the deadline
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                _log.warning("user_event_attempt_failed", attempt=attempts, error=reason)
+            else:
+                _log.info("user_event_published", user_id=user_id, attempts=attempts)
+                return
+            if self._clock() + delay >= deadline:
+                raise Unavailable(
+                    f"Kafka did not acknowledge the user_disabled event within "
+                    f"{self._timeout_s:g} s ({attempts} attempts; last error: {reason})"
+                )
+            await self._sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY_S)
+
+    async def _send(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
+        producer = self._make_producer()
+        try:
+            await producer.start()
+            await producer.send_and_wait(EVENTS_TOPIC, value=value, key=key, headers=headers)
+        finally:
+            with contextlib.suppress(Exception):
+                await producer.stop()

@@ -1,0 +1,200 @@
+"""One contract for each auth store, run over the in-memory fake and the MongoDB implementation.
+
+The unit tests trust ``tests/unit/auth_fakes.py``; this suite is what earns that trust: every rule
+below holds for the fake and for the real store on the stack's FerretDB (a fresh database per
+test module, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from chatcore.accounts import AccountStatus, MongoAccountStatus
+from chatcore.errors import Conflict
+from chatcore.mongo import Document, database, ensure_indexes, make_mongo_client
+from chatcore.settings import Settings
+from services.auth.store import (
+    AUTH_INDEXES,
+    MongoRefreshStore,
+    MongoUserStore,
+    RefreshRecord,
+    RefreshStore,
+    User,
+    UserStore,
+)
+from tests.unit.auth_fakes import MemoryAccountStatus, MemoryRefreshStore, MemoryUserStore
+
+# Millisecond precision: what the database keeps.
+NOW = datetime(2027, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+
+
+@dataclasses.dataclass
+class Stores:
+    users: UserStore
+    refresh: RefreshStore
+    accounts: AccountStatus
+
+
+@pytest.fixture(scope="module")
+async def mongo_db(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
+    """A database of its own on the stack's FerretDB, with the auth indexes."""
+    name = f"chat_contract_{uuid.uuid4().hex[:12]}"
+    client = make_mongo_client(settings)
+    db = database(client, dataclasses.replace(settings, mongo_db=name))
+    await ensure_indexes(db, AUTH_INDEXES)
+    yield db
+    await client.drop_database(name)
+    await client.close()
+
+
+@pytest.fixture(params=["memory", "mongo"])
+def stores(request: pytest.FixtureRequest) -> Stores:
+    """The fake stores, or the MongoDB ones (sharing the module's database)."""
+    if request.param == "memory":
+        users = MemoryUserStore()
+        return Stores(users, MemoryRefreshStore(), MemoryAccountStatus(users))
+    db: AsyncDatabase[Document] = request.getfixturevalue("mongo_db")
+    return Stores(MongoUserStore(db), MongoRefreshStore(db), MongoAccountStatus(db))
+
+
+def _user(**overrides: Any) -> User:
+    uid = uuid.uuid4().hex
+    fields: dict[str, Any] = {
+        "id": uid,
+        "email": f"c-{uid[:12]}@example.com",
+        "name": "Contract",
+        "password_hash": "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA",
+        "disabled": False,
+        "created_at": NOW,
+    }
+    fields.update(overrides)
+    return User(**fields)
+
+
+def _record(user_id: str, family: str, **overrides: Any) -> RefreshRecord:
+    fields: dict[str, Any] = {
+        "token_hash": uuid.uuid4().hex + uuid.uuid4().hex,
+        "family": family,
+        "user_id": user_id,
+        "created_at": NOW,
+        "expires_at": NOW + timedelta(days=30),
+        "used_at": None,
+        "revoked": False,
+    }
+    fields.update(overrides)
+    return RefreshRecord(**fields)
+
+
+async def test_users_round_trip_by_id_and_email(stores: Stores) -> None:
+    """A created user reads back equal, by id and by email; unknown ones are None."""
+    user = _user()
+    await stores.users.create(user)
+    assert await stores.users.by_id(user.id) == user
+    assert await stores.users.by_email(user.email) == user
+    assert await stores.users.by_id(uuid.uuid4().hex) is None
+    assert await stores.users.by_email("nobody-" + user.email) is None
+
+
+async def test_a_taken_email_conflicts_and_changes_nothing(stores: Stores) -> None:
+    """A second account with the same email raises Conflict; the first stays as it was."""
+    first = _user()
+    await stores.users.create(first)
+    with pytest.raises(Conflict):
+        await stores.users.create(_user(email=first.email, name="Other"))
+    assert await stores.users.by_email(first.email) == first
+
+
+async def test_password_hash_is_replaced_and_unknown_ids_are_ignored(stores: Stores) -> None:
+    """set_password_hash changes only that user; an unknown id is not an error."""
+    user = _user()
+    await stores.users.create(user)
+    await stores.users.set_password_hash(user.id, "$argon2id$new")
+    stored = await stores.users.by_id(user.id)
+    assert stored is not None
+    assert stored.password_hash == "$argon2id$new"
+    await stores.users.set_password_hash(uuid.uuid4().hex, "$argon2id$other")
+
+
+async def test_disabled_flag_and_account_status_agree(stores: Stores) -> None:
+    """set_disabled flips the flag both ways; the account check sees it at once."""
+    user = _user()
+    await stores.users.create(user)
+    assert not await stores.accounts.is_disabled(user.id)
+    assert await stores.users.set_disabled(user.id, True)
+    stored = await stores.users.by_id(user.id)
+    assert stored is not None
+    assert stored.disabled
+    assert await stores.accounts.is_disabled(user.id)
+    assert await stores.users.set_disabled(user.id, False)
+    assert not await stores.accounts.is_disabled(user.id)
+    assert not await stores.users.set_disabled(uuid.uuid4().hex, True)
+
+
+@pytest.mark.parametrize("user_id", ["0" * 32, "not-an-id", "", "A" * 32, "0" * 33])
+async def test_account_status_fails_closed_for_unknown_ids(stores: Stores, user_id: str) -> None:
+    """An id that names no user (or cannot be one) counts as disabled."""
+    assert await stores.accounts.is_disabled(user_id)
+
+
+async def test_refresh_records_round_trip_and_claim_once(stores: Stores) -> None:
+    """A record reads back equal; the first claim wins, later ones and unknown tokens lose."""
+    record = _record(uuid.uuid4().hex, "fam")
+    await stores.refresh.insert(record)
+    assert await stores.refresh.get(record.token_hash) == record
+    assert await stores.refresh.get("unknown") is None
+    used = NOW + timedelta(minutes=1)
+    assert await stores.refresh.claim(record.token_hash, used)
+    assert not await stores.refresh.claim(record.token_hash, used)
+    assert not await stores.refresh.claim("unknown", used)
+    claimed = await stores.refresh.get(record.token_hash)
+    assert claimed == dataclasses.replace(record, used_at=used)
+
+
+async def test_revoked_tokens_cannot_be_claimed(stores: Stores) -> None:
+    """After a family revocation a token's claim fails."""
+    record = _record(uuid.uuid4().hex, uuid.uuid4().hex)
+    await stores.refresh.insert(record)
+    assert await stores.refresh.revoke_family(record.family) == 1
+    assert not await stores.refresh.claim(record.token_hash, NOW)
+
+
+async def test_revocation_counts_only_what_it_changed(stores: Stores) -> None:
+    """revoke_family and revoke_user revoke their own tokens once, and report how many."""
+    ada, bob = uuid.uuid4().hex, uuid.uuid4().hex
+    phone, laptop, other = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    records = [
+        _record(ada, phone),
+        _record(ada, phone),
+        _record(ada, laptop),
+        _record(bob, other),
+    ]
+    for record in records:
+        await stores.refresh.insert(record)
+    assert await stores.refresh.revoke_family(phone) == 2
+    assert await stores.refresh.revoke_family(phone) == 0
+    assert await stores.refresh.revoke_user(ada) == 1
+    assert await stores.refresh.revoke_user(ada) == 0
+    states = [await stores.refresh.get(r.token_hash) for r in records]
+    assert [s.revoked if s else None for s in states] == [True, True, True, False]
+
+
+async def test_delete_expired_removes_only_tokens_past_their_expiry(stores: Stores) -> None:
+    """Tokens expiring before the given time go; one expiring exactly then stays."""
+    marker = uuid.uuid4().hex
+    now = NOW + timedelta(days=3650)
+    gone = _record(marker, marker, expires_at=now - timedelta(seconds=1))
+    edge = _record(marker, marker, expires_at=now)
+    kept = _record(marker, marker, expires_at=now + timedelta(days=1))
+    for record in (gone, edge, kept):
+        await stores.refresh.insert(record)
+    assert await stores.refresh.delete_expired(now) >= 1
+    assert await stores.refresh.get(gone.token_hash) is None
+    assert await stores.refresh.get(edge.token_hash) == edge
+    assert await stores.refresh.get(kept.token_hash) == kept
