@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from chatcore.errors import InvalidInput
+from chatcore.schema import ID_RE
 from services.management.model import MemberRef, TeamChanges, TeamDraft
 
 NAME_MAX = 100
@@ -30,7 +31,6 @@ TEAMS_LIMIT_MAX = 100
 # seq is a Kafka offset: a non-negative signed 64-bit integer.
 SEQ_MAX = 2**63 - 1
 
-ID_RE = re.compile(r"^[0-9a-f]{32}$")
 TAG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
 _DIGITS_RE = re.compile(r"^[0-9]{1,19}$")
