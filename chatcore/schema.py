@@ -21,6 +21,23 @@ USERS: Final = "users"
 ID_PATTERN: Final = r"^[0-9a-f]{32}$"
 ID_RE: Final = re.compile(ID_PATTERN)
 
+# Character classes spelled out (not ``\s``): Python, ECMA-262 and the JSON Schema validators
+# disagree on what ``\s`` and ``\d`` mean. CONTROL is Unicode category Cc; SPACE is every character
+# ``str.isspace()`` and ``str.strip()`` treat as whitespace (Python 3.11, Unicode 14), the control
+# ones included. The strings hold the characters themselves, not regex escapes.
+CONTROL: Final = "\x00-\x1f\x7f-\x9f"
+SPACE: Final = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+# A user's email (``users.email``) as clients may send it: surrounding whitespace is trimmed and
+# the case folded before it is stored or compared; inside, one "@", no whitespace and no control
+# character, a dot in the domain, at most 64 characters before the "@", 254 in all.
+EMAIL_MAX: Final = 254
+EMAIL_PATTERN: Final = (
+    f"^[{SPACE}]*[^@{SPACE}{CONTROL}]{{1,64}}@[^@{SPACE}{CONTROL}.]+"
+    f"(?:\\.[^@{SPACE}{CONTROL}.]+)+[{SPACE}]*$"
+)
+EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
+
 # Fields of a ``teams`` document (its ``_id`` is the team id).
 ID: Final = "_id"
 TEAM_NAME: Final = "name"

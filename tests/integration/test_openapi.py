@@ -120,7 +120,9 @@ async def test_walk_covers_every_operation(stack: Stack, people: People) -> None
         assert uploaded.status == 204
     attachment = f"/v1/attachments/{requested.data['id']}"
     assert (await stack.call("POST", f"{attachment}/complete", r2.user)).status == 200
-    assert (await stack.call("GET", attachment, r2.admin)).status == 200
+    assert (await stack.call("GET", attachment, r2.user)).status == 200
+    # Not sent in any message yet: only its uploader may download it.
+    assert (await stack.call("GET", attachment, r2.admin)).status == 404
     assert (await stack.call("GET", attachment, r2.stranger)).status == 404
 
     succeeded = {(p, m) for p, m, status in api.checker.seen if status < 300}
@@ -173,6 +175,11 @@ def _property_cases(stack: Stack, roles: Roles) -> st.SearchStrategy[tuple[str, 
             if param["in"] == "path":
                 raw = draw(path_value)
                 path = path.replace("{" + param["name"] + "}", urllib.parse.quote(raw, safe=""))
+            elif param.get("schema", {}).get("type") == "object":
+                # An exploded form object: each property is its own query parameter.
+                for name in param["schema"]["properties"]:
+                    if draw(st.booleans()):
+                        query.append((name, draw(query_value)))
             elif draw(st.booleans()):
                 query.append((param["name"], draw(query_value)))
         if query:
