@@ -172,9 +172,14 @@ class OutboxPublisher:
         drained = 0
         for team_id in await self._store.with_pending_outbox(limit=self._batch):
             try:
-                drained += await self.flush(team_id)
+                if not await self.flush(team_id):
+                    # Kafka refused a send: the other teams would only wait out the same timeout
+                    # (holding their locks meanwhile). The next pass starts over.
+                    break
             except Exception as exc:
                 _log.warning("outbox_flush_failed", team_id=team_id, error=type(exc).__name__)
+            else:
+                drained += 1
         return drained
 
     async def run(self, interval_s: float) -> None:

@@ -225,7 +225,7 @@ def stack_settings(base: Settings, key: Path) -> Settings:
         management_write_burst=100_000,
         management_write_per_s=1_000_000.0,
         # Events left pending by a test go out quickly, not after the production interval.
-        outbox_retry_interval_s=0.2,
+        outbox_retry_interval_s=1.0,
     )
 
 

@@ -221,3 +221,18 @@ async def test_a_database_failure_after_the_write_does_not_fail_the_request(worl
     team = await world.service.remove_member(team_id, U, caller=S)
     assert U not in team.members
     assert world.store.outboxes[team_id][-1].change is REMOVED
+
+
+async def test_a_retry_pass_stops_at_the_first_refused_send(world: World) -> None:
+    """With Kafka down, one pass tries one team, not every pending one; once up, all drain."""
+    teams = [await _team_with(world) for _ in range(3)]
+    world.kafka.down = True
+    for team_id in teams:
+        await world.service.add_member(team_id, MemberRef(user_id=U), caller=S, bearer=TOKEN)
+    failed = world.metrics.published.labels("added", "failed")
+    before = failed._value.get()
+    assert await world.outbox.republish_pending() == 0
+    assert failed._value.get() == before + 1
+    world.kafka.down = False
+    assert await world.outbox.republish_pending() == 3
+    assert await world.store.with_pending_outbox(limit=10) == []
