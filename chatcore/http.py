@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
-from chatcore.errors import ChatError, InvalidInput, MalformedBody, RateLimited, TooLarge
+from chatcore.errors import (
+    ChatError,
+    InvalidInput,
+    MalformedBody,
+    RateLimited,
+    TooLarge,
+    Unavailable,
+)
 from chatcore.logging import (
     CORRELATION_ID_RE,
     bind_context,
@@ -97,7 +105,9 @@ async def read_json_object(request: web.Request, *, max_bytes: int) -> dict[str,
         raise TooLarge(f"request body exceeds {max_bytes} bytes")
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError: not JSON or not UTF-8, and also integers over Python's 4,300-digit limit;
+        # RecursionError: nesting deeper than the parser's stack. All of them are the client's.
         raise MalformedBody("request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidInput("request body must be a JSON object")
@@ -175,28 +185,39 @@ def envelope_middleware(metrics: HttpMetrics) -> Any:
 async def _dispatch(request: web.Request, handler: Handler, rid: str) -> web.StreamResponse:
     try:
         return await handler(request)
-    except RateLimited as exc:
+    except ChatError as exc:
+        if exc.http_status >= 500:
+            _log.warning("request_failed", code=exc.code, error=exc.message)
         return error_response(
             exc.http_status,
             exc.code,
             exc.message,
             rid,
-            headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+            details=exc.details,
+            headers=_retry_after(exc),
         )
-    except ChatError as exc:
-        if exc.http_status >= 500:
-            _log.warning("request_failed", code=exc.code, error=exc.message)
-        return error_response(exc.http_status, exc.code, exc.message, rid, details=exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "error")
-        return error_response(exc.status, code, exc.reason, rid)
+        # A 405 says which methods the route has (RFC 9110); aiohttp computed the list.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, code, exc.reason, rid, headers=allow)
     except asyncio.CancelledError:
         raise
     except Exception:
         _log.exception("unhandled_error")
         return error_response(500, "internal", "internal server error", rid)
+
+
+def _retry_after(exc: ChatError) -> dict[str, str] | None:
+    """``Retry-After`` for errors that know when to come back (429s, a busy 503)."""
+    if not isinstance(exc, RateLimited | Unavailable):
+        return None
+    wait = getattr(exc, "retry_after", None)
+    if not isinstance(wait, int | float):
+        return None
+    return {"Retry-After": str(max(1, math.ceil(wait)))}
 
 
 class Health:

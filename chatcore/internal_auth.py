@@ -8,7 +8,7 @@ standard health service stays open, so probes need no secret. Compared in consta
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -48,23 +48,30 @@ def presented_token(metadata: Any) -> str:
     return ""
 
 
-async def _deny_unary(_request: Any, context: aio.ServicerContext[Any, Any]) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "internal token missing or wrong")
+_DENIED = "internal token missing or wrong"
 
 
-async def _deny_stream(_requests: Any, context: aio.ServicerContext[Any, Any]) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "internal token missing or wrong")
+async def _deny_once(_request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENIED)
+
+
+async def _deny_streaming(
+    _request: Any, context: aio.ServicerContext[Any, Any]
+) -> AsyncIterator[Any]:
+    # A response-streaming handler is an async generator; this one ends before its first item.
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENIED)
+    yield  # pragma: no cover - abort raises
 
 
 def _denial(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same shape as ``handler`` that only refuses the call."""
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(_deny_stream)
+        return grpc.stream_stream_rpc_method_handler(_deny_streaming)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(_deny_stream)
+        return grpc.stream_unary_rpc_method_handler(_deny_once)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(_deny_unary)
-    return grpc.unary_unary_rpc_method_handler(_deny_unary)
+        return grpc.unary_stream_rpc_method_handler(_deny_streaming)
+    return grpc.unary_unary_rpc_method_handler(_deny_once)
 
 
 class InternalTokenInterceptor(aio.ServerInterceptor):

@@ -14,6 +14,7 @@ from pymongo import ASCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from chatcore import schema as s
 from chatcore.errors import Unavailable
 from chatcore.settings import Settings
 
@@ -40,9 +41,11 @@ class IndexSpec:
 # The message store's indexes; each service passes its own collections' specs to ensure_indexes.
 INDEXES: tuple[IndexSpec, ...] = (
     # Exactly-once storage: a redelivered Kafka record upserts onto the same message id.
-    IndexSpec("messages", (("id", ASCENDING),), unique=True),
+    IndexSpec(s.MESSAGES, ((s.MESSAGE_ID, ASCENDING),), unique=True),
     # History pages and resume points: per channel, ordered by the partition offset.
-    IndexSpec("messages", (("channel_id", ASCENDING), ("seq", ASCENDING)), unique=True),
+    IndexSpec(
+        s.MESSAGES, ((s.MESSAGE_CHANNEL_ID, ASCENDING), (s.MESSAGE_SEQ, ASCENDING)), unique=True
+    ),
 )
 
 

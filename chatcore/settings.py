@@ -119,6 +119,15 @@ class Settings:
     management_port: int = 8102
     auth_url: str = "http://127.0.0.1:8101"
     auth_timeout_s: float = 5.0
+    # Membership-event outbox: how often pending events are retried, how long one send may take.
+    outbox_retry_interval_s: float = 5.0
+    outbox_send_timeout_s: float = 5.0
+    # Per-user token bucket over team, member, role and attachment writes.
+    management_write_burst: int = 100
+    management_write_per_s: float = 5.0
+    # Concurrent history and team-list scans per instance; a request waits this long for a slot.
+    management_scan_concurrency: int = 16
+    management_scan_wait_s: float = 1.0
     # Attachments (management service): presigned S3 uploads, clamd scan, sweep of stale uploads
     attachment_max_bytes: int = 5 * 1024 * 1024
     attachment_upload_ttl_s: int = 900
@@ -231,7 +240,22 @@ class Settings:
             raise ConfigError("CHAT_AUTH_URL must be an http:// or https:// URL")
         if self.auth_timeout_s <= 0:
             raise ConfigError("CHAT_AUTH_TIMEOUT_S must be positive")
+        self._validate_management()
         self._validate_attachments()
+
+    def _validate_management(self) -> None:
+        if self.outbox_retry_interval_s <= 0:
+            raise ConfigError("CHAT_OUTBOX_RETRY_INTERVAL_S must be positive")
+        if self.outbox_send_timeout_s <= 0:
+            raise ConfigError("CHAT_OUTBOX_SEND_TIMEOUT_S must be positive")
+        if self.management_write_burst < 1:
+            raise ConfigError("CHAT_MANAGEMENT_WRITE_BURST must be at least 1")
+        if self.management_write_per_s <= 0:
+            raise ConfigError("CHAT_MANAGEMENT_WRITE_PER_S must be positive")
+        if self.management_scan_concurrency < 1:
+            raise ConfigError("CHAT_MANAGEMENT_SCAN_CONCURRENCY must be at least 1")
+        if self.management_scan_wait_s < 0:
+            raise ConfigError("CHAT_MANAGEMENT_SCAN_WAIT_S must not be negative")
 
     def _validate_attachments(self) -> None:
         # The hard limits: 5 MiB, upload policies <= 15 min, download URLs <= 5 min.

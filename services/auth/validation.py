@@ -15,15 +15,12 @@ from typing import Any
 
 from chatcore.accounts import USER_ID_RE
 from chatcore.errors import InvalidInput, NotFound
+from chatcore.schema import EMAIL_MAX, EMAIL_RE
 
 NAME_MAX = 100
 PASSWORD_MIN = 10
 PASSWORD_MAX = 256
-EMAIL_MAX = 254
 REFRESH_TOKEN_MAX = 128
-# Deliberately plain: one "@", no spaces, a dot in the domain. Deliverability is not our concern;
-# a unique, comparable identifier is.
-_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
 # What ``secrets.token_urlsafe`` produces; anything else cannot be one of our refresh tokens.
 _REFRESH_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -55,12 +52,15 @@ def _has_control(text: str) -> bool:
 
 def valid_email(raw: object) -> str | None:
     """The normalized email, or None when ``raw`` is not an address we could have stored."""
-    if not isinstance(raw, str) or len(raw) > EMAIL_MAX * 2:
+    # The one rule (chatcore.schema, also declared in the OpenAPI document): deliberately plain,
+    # one "@", no whitespace or control characters inside, a dot in the domain. Deliverability is
+    # not our concern; a unique, comparable identifier is.
+    if not isinstance(raw, str) or len(raw) > EMAIL_MAX * 2 or not EMAIL_RE.fullmatch(raw):
         return None
     email = normalize_email(raw)
-    if len(email) > EMAIL_MAX or not _EMAIL_RE.fullmatch(email) or not email.isprintable():
-        return None
-    return email
+    if _has_control(email):
+        return None  # lone surrogates, which the pattern cannot name
+    return email if len(email) <= EMAIL_MAX else None
 
 
 def _check_fields(body: Mapping[str, Any], allowed: frozenset[str], errors: dict[str, str]) -> None:

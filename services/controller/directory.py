@@ -14,11 +14,8 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from chatcore import schema as s
 from chatcore.mongo import Document, database_unavailable
-
-TEAMS = "teams"
-ATTACHMENTS = "attachments"
-USERS = "users"
 
 NOT_FOUND = "not_found"
 WRONG_TEAM = "wrong_team"
@@ -76,7 +73,7 @@ def attachment_problem(
     # team (or to anyone) by someone else, which would make a private file readable.
     if view.uploader != sender:
         return NOT_UPLOADER
-    if view.status != "ready":
+    if view.status != s.READY:
         return NOT_READY
     if view.kind != kind:
         return WRONG_TYPE
@@ -85,7 +82,7 @@ def attachment_problem(
 
 def _active(doc: Document) -> bool:
     # Teams are active unless explicitly deactivated.
-    return doc.get("active", True) is not False
+    return doc.get(s.TEAM_ACTIVE, True) is not False
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -94,26 +91,27 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 class MongoDirectory:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._teams = db[TEAMS]
-        self._attachments = db[ATTACHMENTS]
-        self._users = db[USERS]
+        self._teams = db[s.TEAMS]
+        self._attachments = db[s.ATTACHMENTS]
+        self._users = db[s.USERS]
 
     async def memberships(self, user_id: str) -> list[MembershipView]:
         try:
             cursor = self._teams.find(
-                {"members": user_id}, {"_id": 1, "admins": 1, "super_admin": 1, "active": 1}
+                {s.TEAM_MEMBERS: user_id},
+                {s.ID: 1, s.TEAM_ADMINS: 1, s.TEAM_SUPER_ADMIN: 1, s.TEAM_ACTIVE: 1},
             )
             docs = await cursor.to_list(length=None)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         views = []
         for doc in docs:
-            super_admin = doc.get("super_admin") == user_id
+            super_admin = doc.get(s.TEAM_SUPER_ADMIN) == user_id
             views.append(
                 MembershipView(
-                    channel_id=str(doc["_id"]),
+                    channel_id=str(doc[s.ID]),
                     # The super_admin holds every admin right even if ``admins`` lags behind.
-                    admin=super_admin or user_id in _strings(doc.get("admins")),
+                    admin=super_admin or user_id in _strings(doc.get(s.TEAM_ADMINS)),
                     super_admin=super_admin,
                     active=_active(doc),
                 )
@@ -122,24 +120,32 @@ class MongoDirectory:
 
     async def disabled(self, user_id: str) -> bool:
         try:
-            doc = await self._users.find_one({"_id": user_id}, {"disabled": 1})
+            doc = await self._users.find_one({s.ID: user_id}, {s.USER_DISABLED: 1})
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
-        return doc is not None and doc.get("disabled") is True
+        return doc is not None and doc.get(s.USER_DISABLED) is True
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         try:
-            doc = await self._teams.find_one({"_id": channel_id}, {"members": 1, "active": 1})
+            doc = await self._teams.find_one(
+                {s.ID: channel_id}, {s.TEAM_MEMBERS: 1, s.TEAM_ACTIVE: 1}
+            )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         if doc is None:
             return None
-        return TeamMembers(user_ids=_strings(doc.get("members")), active=_active(doc))
+        return TeamMembers(user_ids=_strings(doc.get(s.TEAM_MEMBERS)), active=_active(doc))
 
     async def attachment(self, attachment_id: str) -> AttachmentView | None:
         try:
             doc = await self._attachments.find_one(
-                {"_id": attachment_id}, {"team_id": 1, "kind": 1, "status": 1, "uploader": 1}
+                {s.ID: attachment_id},
+                {
+                    s.ATTACHMENT_TEAM_ID: 1,
+                    s.ATTACHMENT_KIND: 1,
+                    s.ATTACHMENT_STATUS: 1,
+                    s.ATTACHMENT_UPLOADER: 1,
+                },
             )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
@@ -147,8 +153,8 @@ class MongoDirectory:
             return None
         return AttachmentView(
             attachment_id=attachment_id,
-            team_id=str(doc.get("team_id", "")),
-            kind=str(doc.get("kind", "")),
-            status=str(doc.get("status", "")),
-            uploader=str(doc.get("uploader", "")),
+            team_id=str(doc.get(s.ATTACHMENT_TEAM_ID, "")),
+            kind=str(doc.get(s.ATTACHMENT_KIND, "")),
+            status=str(doc.get(s.ATTACHMENT_STATUS, "")),
+            uploader=str(doc.get(s.ATTACHMENT_UPLOADER, "")),
         )

@@ -18,8 +18,8 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatcore.errors import Unavailable
 from chatcore.mongo import Document, database_unavailable
+from chatcore.schema import ID, MESSAGE_CHANNEL_ID, MESSAGE_ID, MESSAGE_SEQ, MESSAGES
 
-MESSAGES = "messages"
 DUPLICATE_KEY = 11000
 
 # Per-document error codes that say "the server could not do it now", not "this document is bad":
@@ -87,18 +87,20 @@ class MongoMessageStore:
         # 257k messages, past the socket timeout, so a batch with duplicates never completed;
         # 0.13 s per equality query). MongoDB serves both from the unique index.
         limit = asyncio.Semaphore(_LOOKUP_CONCURRENCY)
-        projection = {"_id": 0, "id": 1, "channel_id": 1, "seq": 1}
+        projection = {ID: 0, MESSAGE_ID: 1, MESSAGE_CHANNEL_ID: 1, MESSAGE_SEQ: 1}
 
         async def lookup(message_id: str) -> Document | None:
             async with limit:
-                return await self._messages.find_one({"id": message_id}, projection)
+                return await self._messages.find_one({MESSAGE_ID: message_id}, projection)
 
         try:
             found = await asyncio.gather(*(lookup(i) for i in dict.fromkeys(ids)))
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return {
-            str(doc["id"]): StoredPosition(str(doc["channel_id"]), int(doc["seq"]))
+            str(doc[MESSAGE_ID]): StoredPosition(
+                str(doc[MESSAGE_CHANNEL_ID]), int(doc[MESSAGE_SEQ])
+            )
             for doc in found
             if doc is not None
         }

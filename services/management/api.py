@@ -1,8 +1,9 @@
 """HTTP routes of the management service: a thin translation between JSON and the domain.
 
-Every handler authenticates first (401), then parses ids, query and body (422 before any query),
-then calls the domain, which answers 404 to non-members, 403 to members lacking the role and 409
-to requests that clash with the team's state.
+Every handler authenticates first (401), takes a write from the caller's budget (429) or a scan
+slot (503 when all are busy), then parses ids, query and body (422 before any query), then calls
+the domain, which answers 404 to non-members, 403 to members lacking the role and 409 to requests
+that clash with the team's state.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from chatcore.http import authenticate, ok, read_json_object
 from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, TokenError, bearer_token
 from services.management.history import HistoryService
+from services.management.limits import ScanGate, WriteLimiter
 from services.management.teams import TeamService
 from services.management.validation import (
     is_id,
@@ -36,12 +38,17 @@ class ManagementApi:
         verifier: JwtVerifier,
         settings: Settings,
         openapi: bytes,
+        *,
+        writes: WriteLimiter,
+        scans: ScanGate,
     ) -> None:
         self._teams = teams
         self._history = history
         self._verifier = verifier
         self._settings = settings
         self._openapi = openapi
+        self._writes = writes
+        self._scans = scans
 
     def routes(self) -> list[web.RouteDef]:
         # Any segment matches, so malformed ids (braces included) get our 422, not a router 404.
@@ -68,6 +75,12 @@ class ManagementApi:
             raise TokenError("token subject is not a user id")
         return claims.sub
 
+    async def _writer(self, request: web.Request) -> str:
+        """The caller of a write, charged to their budget."""
+        caller = await self._caller(request)
+        self._writes.check(caller)
+        return caller
+
     async def _body(self, request: web.Request) -> dict[str, Any]:
         return await read_json_object(request, max_bytes=self._settings.max_body_bytes)
 
@@ -84,7 +97,7 @@ class ManagementApi:
         return web.Response(body=self._openapi, content_type="application/json")
 
     async def create(self, request: web.Request) -> web.Response:
-        caller = await self._caller(request)
+        caller = await self._writer(request)
         draft = parse_new_team(await self._body(request))
         team = await self._teams.create(draft, creator=caller)
         return ok(team.public(), status=201)
@@ -92,7 +105,8 @@ class ManagementApi:
     async def list_mine(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         query = parse_teams_query(request.query.items())
-        page = await self._teams.list_mine(caller, query)
+        async with self._scans.hold():
+            page = await self._teams.list_mine(caller, query)
         return ok(
             [t.public() for t in page.teams],
             meta={"has_more": page.has_more, "next_cursor": page.next_cursor},
@@ -103,13 +117,13 @@ class ManagementApi:
         return ok((await self._teams.get(self._team_id(request), caller=caller)).public())
 
     async def update(self, request: web.Request) -> web.Response:
-        caller = await self._caller(request)
+        caller = await self._writer(request)
         team_id = self._team_id(request)
         changes = parse_team_changes(await self._body(request))
         return ok((await self._teams.update(team_id, changes, caller=caller)).public())
 
     async def add_member(self, request: web.Request) -> web.Response:
-        caller = await self._caller(request)
+        caller = await self._writer(request)
         team_id = self._team_id(request)
         ref = parse_member_ref(await self._body(request))
         # Forwarded to the auth service's users API, which checks it again.
@@ -118,28 +132,28 @@ class ManagementApi:
         return ok(team.public(), status=201)
 
     async def remove_member(self, request: web.Request) -> web.Response:
-        caller = await self._caller(request)
+        caller = await self._writer(request)
         team_id, user_id = self._team_id(request), self._user_id(request)
         return ok((await self._teams.remove_member(team_id, user_id, caller=caller)).public())
 
     async def elect_admin(self, request: web.Request) -> web.Response:
-        caller = await self._caller(request)
+        caller = await self._writer(request)
         team_id, user_id = self._team_id(request), self._user_id(request)
         return ok((await self._teams.elect_admin(team_id, user_id, caller=caller)).public())
 
     async def dismiss_admin(self, request: web.Request) -> web.Response:
-        caller = await self._caller(request)
+        caller = await self._writer(request)
         team_id, user_id = self._team_id(request), self._user_id(request)
         return ok((await self._teams.dismiss_admin(team_id, user_id, caller=caller)).public())
 
     async def transfer(self, request: web.Request) -> web.Response:
-        caller = await self._caller(request)
+        caller = await self._writer(request)
         team_id = self._team_id(request)
         user_id = parse_transfer(await self._body(request))
         return ok((await self._teams.transfer(team_id, user_id, caller=caller)).public())
 
     async def leave(self, request: web.Request) -> web.Response:
-        caller = await self._caller(request)
+        caller = await self._writer(request)
         await self._teams.leave(self._team_id(request), caller=caller)
         return web.Response(status=204)
 
@@ -147,5 +161,6 @@ class ManagementApi:
         caller = await self._caller(request)
         team_id = self._team_id(request)
         query = parse_history_query(request.query.items())
-        page = await self._history.page(team_id, query, caller=caller)
+        async with self._scans.hold():
+            page = await self._history.page(team_id, query, caller=caller)
         return ok([m.public() for m in page.messages], meta=page.meta())

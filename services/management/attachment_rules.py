@@ -2,7 +2,9 @@
 
 No I/O. Everything a client sends for an upload passes through ``parse_upload_request`` before it
 reaches S3 or the database; what comes back out (the object key, the ``Content-Disposition`` of a
-download) is built here from values that already passed these checks.
+download) is built here from values that already passed these checks. docs/openapi.json declares
+the same rules (``FILENAME_*_PATTERN``, the type list, the size range); a unit test keeps them
+equal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from chatcore.errors import InvalidInput, TooLarge
+from chatcore.schema import CONTROL, SPACE
 
 MAX_BYTES = 5 * 1024 * 1024
 FILENAME_MAX_BYTES = 255
@@ -46,6 +49,22 @@ ALLOWED_TYPES: Mapping[str, frozenset[str]] = {
 _KIND_OF: Mapping[str, str] = {ct: kind for kind, types in ALLOWED_TYPES.items() for ct in types}
 
 _UPLOAD_FIELDS = frozenset({"filename", "content_type", "size"})
+FILENAME_RAW_MAX = 4096
+
+# What ``clean_filename`` removes (Unicode Cc and Cf, Python 3.11 / Unicode 14), as characters.
+IGNORED = CONTROL + (
+    "\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
+)
+# ``clean_filename`` accepts a name exactly when its last segment holds a character that is no
+# separator, not removed and no whitespace (this pattern matches), and is not "." or ".." once the
+# removed characters and surrounding whitespace are gone (the second pattern does not match).
+FILENAME_PATTERN = f"[^/\\\\{IGNORED}{SPACE}][^/\\\\]*$"
+FILENAME_DOTS_PATTERN = (
+    f"(?:^|[/\\\\])[{IGNORED}{SPACE}]*\\.(?:[{IGNORED}]*\\.)?[{IGNORED}{SPACE}]*$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +114,9 @@ def kind_of(content_type: str) -> str | None:
 
 
 def check_size(size: object, max_bytes: int = MAX_BYTES) -> int:
-    """``size`` when it is an integer in 1..max_bytes (a JSON bool is not an integer)."""
+    """``size`` when it is an integer in 1..max_bytes (a JSON bool is not an integer; 5.0 is)."""
+    if isinstance(size, float) and size.is_integer():
+        size = int(size)
     if not isinstance(size, int) or isinstance(size, bool):
         raise InvalidInput("invalid size", details={"size": "must be an integer"})
     if size < 1:
@@ -116,15 +137,16 @@ def parse_upload_request(body: Mapping[str, Any], *, max_bytes: int = MAX_BYTES)
             errors[str(key)[:64]] = "unknown field"
     filename = ""
     raw_name = body.get("filename")
-    if not isinstance(raw_name, str) or len(raw_name) > 4096:
-        errors["filename"] = "must be a string of at most 4096 characters"
+    if not isinstance(raw_name, str) or len(raw_name) > FILENAME_RAW_MAX:
+        errors["filename"] = f"must be a string of at most {FILENAME_RAW_MAX} characters"
     else:
         try:
             filename = clean_filename(raw_name)
         except InvalidInput as exc:
             errors.update(exc.details)
     raw_type = body.get("content_type")
-    content_type = raw_type.strip().lower() if isinstance(raw_type, str) else ""
+    # Exactly as listed: browsers send File.type in this form, and a document can list it.
+    content_type = raw_type if isinstance(raw_type, str) else ""
     kind = kind_of(content_type)
     if kind is None:
         errors["content_type"] = "not an allowed type (see the API documentation)"

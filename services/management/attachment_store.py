@@ -1,7 +1,7 @@
 """Persistence of attachment records (the ``attachments`` collection), behind a narrow interface.
 
 The controller reads the same documents to answer ``CheckAttachment`` for the relays, so these
-fields keep exactly their meaning::
+fields keep exactly their meaning (names and statuses in ``chatcore.schema``)::
 
     {_id: attachment id (32 hex), team_id, kind: "image"|"video"|"audio"|"file",
      status: "pending"|"ready"|"rejected", ...}
@@ -24,18 +24,16 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from chatcore import schema as s
 from chatcore.errors import Conflict
 from chatcore.messages import iso_datetime
 from chatcore.mongo import Document, IndexSpec, database_unavailable
 
-ATTACHMENTS = "attachments"
-PENDING = "pending"
-READY = "ready"
-REJECTED = "rejected"
-
 ATTACHMENT_INDEXES: tuple[IndexSpec, ...] = (
     # The sweep: pending records older than a cut-off.
-    IndexSpec(ATTACHMENTS, (("status", ASCENDING), ("created_at", ASCENDING))),
+    IndexSpec(
+        s.ATTACHMENTS, ((s.ATTACHMENT_STATUS, ASCENDING), (s.ATTACHMENT_CREATED_AT, ASCENDING))
+    ),
 )
 
 
@@ -71,33 +69,33 @@ class Attachment:
 
 def attachment_to_doc(item: Attachment) -> Document:
     return {
-        "_id": item.id,
-        "team_id": item.team_id,
-        "kind": item.kind,
-        "status": item.status,
-        "filename": item.filename,
-        "content_type": item.content_type,
-        "size": item.size,
-        "key": item.key,
-        "uploader": item.uploader,
-        "created_at": item.created_at,
-        "reason": item.reason,
+        s.ID: item.id,
+        s.ATTACHMENT_TEAM_ID: item.team_id,
+        s.ATTACHMENT_KIND: item.kind,
+        s.ATTACHMENT_STATUS: item.status,
+        s.ATTACHMENT_FILENAME: item.filename,
+        s.ATTACHMENT_CONTENT_TYPE: item.content_type,
+        s.ATTACHMENT_SIZE: item.size,
+        s.ATTACHMENT_KEY: item.key,
+        s.ATTACHMENT_UPLOADER: item.uploader,
+        s.ATTACHMENT_CREATED_AT: item.created_at,
+        s.ATTACHMENT_REASON: item.reason,
     }
 
 
 def attachment_from_doc(doc: Mapping[str, Any]) -> Attachment:
     return Attachment(
-        id=str(doc["_id"]),
-        team_id=str(doc.get("team_id", "")),
-        kind=str(doc.get("kind", "")),
-        status=str(doc.get("status", "")),
-        filename=str(doc.get("filename", "")),
-        content_type=str(doc.get("content_type", "")),
-        size=int(doc.get("size", 0)),
-        key=str(doc.get("key", "")),
-        uploader=str(doc.get("uploader", "")),
-        created_at=doc["created_at"],
-        reason=str(doc.get("reason", "")),
+        id=str(doc[s.ID]),
+        team_id=str(doc.get(s.ATTACHMENT_TEAM_ID, "")),
+        kind=str(doc.get(s.ATTACHMENT_KIND, "")),
+        status=str(doc.get(s.ATTACHMENT_STATUS, "")),
+        filename=str(doc.get(s.ATTACHMENT_FILENAME, "")),
+        content_type=str(doc.get(s.ATTACHMENT_CONTENT_TYPE, "")),
+        size=int(doc.get(s.ATTACHMENT_SIZE, 0)),
+        key=str(doc.get(s.ATTACHMENT_KEY, "")),
+        uploader=str(doc.get(s.ATTACHMENT_UPLOADER, "")),
+        created_at=doc[s.ATTACHMENT_CREATED_AT],
+        reason=str(doc.get(s.ATTACHMENT_REASON, "")),
     )
 
 
@@ -120,7 +118,7 @@ class AttachmentStore(Protocol):
 
 class MongoAttachmentStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._items = db[ATTACHMENTS]
+        self._items = db[s.ATTACHMENTS]
 
     async def insert(self, item: Attachment) -> None:
         try:
@@ -132,7 +130,7 @@ class MongoAttachmentStore:
 
     async def get(self, attachment_id: str) -> Attachment | None:
         try:
-            doc = await self._items.find_one({"_id": attachment_id})
+            doc = await self._items.find_one({s.ID: attachment_id})
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return attachment_from_doc(doc) if doc is not None else None
@@ -142,8 +140,14 @@ class MongoAttachmentStore:
     ) -> bool:
         try:
             result = await self._items.update_one(
-                {"_id": attachment_id, "status": PENDING},
-                {"$set": {"status": status, "completed_at": at, "reason": reason}},
+                {s.ID: attachment_id, s.ATTACHMENT_STATUS: s.PENDING},
+                {
+                    "$set": {
+                        s.ATTACHMENT_STATUS: status,
+                        s.ATTACHMENT_COMPLETED_AT: at,
+                        s.ATTACHMENT_REASON: reason,
+                    }
+                },
             )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
@@ -152,8 +156,10 @@ class MongoAttachmentStore:
     async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
         try:
             cursor = (
-                self._items.find({"status": PENDING, "created_at": {"$lt": before}})
-                .sort("created_at", ASCENDING)
+                self._items.find(
+                    {s.ATTACHMENT_STATUS: s.PENDING, s.ATTACHMENT_CREATED_AT: {"$lt": before}}
+                )
+                .sort(s.ATTACHMENT_CREATED_AT, ASCENDING)
                 .limit(limit)
             )
             return [attachment_from_doc(doc) async for doc in cursor]
@@ -162,7 +168,9 @@ class MongoAttachmentStore:
 
     async def delete_pending(self, attachment_id: str) -> bool:
         try:
-            result = await self._items.delete_one({"_id": attachment_id, "status": PENDING})
+            result = await self._items.delete_one(
+                {s.ID: attachment_id, s.ATTACHMENT_STATUS: s.PENDING}
+            )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return result.deleted_count == 1

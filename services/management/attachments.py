@@ -5,6 +5,10 @@ Bytes never pass through this service on the way in or out: clients upload with 
 and download with a presigned GET. The only time the service reads an object is to stream it to
 clamd once, on completion.
 
+Downloads follow the messages: once a stored message carries the attachment, whoever may see that
+message may download it (a team message: every member; a DM: its sender and its recipient only);
+before any message carries it, only its uploader may.
+
 Completion is fail-closed: an attachment becomes ``ready`` only on an explicit clean verdict.
 Without a verdict (clamd down, slow or answering ERROR; S3 unreachable) it stays ``pending`` and
 the call answers 503, so the client may simply call ``complete`` again later.
@@ -26,22 +30,17 @@ from chatcore.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
 from chatcore.messages import iso_datetime
+from chatcore.schema import PENDING, READY, REJECTED
 from services.management import roles
 from services.management.attachment_rules import (
     UploadRequest,
     content_disposition,
     object_key,
 )
-from services.management.attachment_store import (
-    PENDING,
-    READY,
-    REJECTED,
-    Attachment,
-    AttachmentStore,
-)
+from services.management.attachment_store import Attachment, AttachmentStore
 from services.management.clamd import ScanResult
 from services.management.objects import ObjectStore
-from services.management.store import TeamStore
+from services.management.store import Carrier, MessageStore, TeamStore
 
 _log = get_logger("management.attachments")
 
@@ -96,6 +95,7 @@ class AttachmentService:
         self,
         *,
         teams: TeamStore,
+        messages: MessageStore,
         records: AttachmentStore,
         objects: ObjectStore,
         scanner: Scanner,
@@ -106,6 +106,7 @@ class AttachmentService:
         locks: KeyedLocks | None = None,
     ) -> None:
         self._teams = teams
+        self._messages = messages
         self._records = records
         self._objects = objects
         self._scanner = scanner
@@ -226,6 +227,10 @@ class AttachmentService:
     async def download(self, attachment_id: str, *, caller: str) -> dict[str, Any]:
         """A short-lived presigned GET that makes browsers save, never render, the file."""
         item = await self._visible(attachment_id, caller)
+        carrier = await self._messages.carrier(item.team_id, item.id, caller)
+        if not may_download(item, carrier, caller):
+            # The same answer as for an id that does not exist: a DM's file stays unknown.
+            raise NotFound("no such attachment")
         if item.status != READY:
             raise Conflict(f"this attachment is {item.status}, not ready")
         url = self._objects.presign_get(
@@ -254,6 +259,13 @@ class AttachmentService:
             self._metrics.swept.inc(deleted)
             _log.info("attachments_swept", deleted=deleted)
         return deleted
+
+
+def may_download(item: Attachment, carrier: Carrier, caller: str) -> bool:
+    """A team member's right to an attachment, from the messages that carry it."""
+    if carrier is Carrier.NONE:
+        return caller == item.uploader
+    return carrier is Carrier.VISIBLE
 
 
 def _mismatch(item: Attachment, size: int, content_type: str) -> str | None:

@@ -14,16 +14,23 @@ from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, TokenError
 from services.management.attachment_rules import parse_upload_request
 from services.management.attachments import AttachmentService
+from services.management.limits import WriteLimiter
 from services.management.validation import is_id, parse_id
 
 
 class AttachmentApi:
     def __init__(
-        self, service: AttachmentService, verifier: JwtVerifier, settings: Settings
+        self,
+        service: AttachmentService,
+        verifier: JwtVerifier,
+        settings: Settings,
+        *,
+        writes: WriteLimiter,
     ) -> None:
         self._service = service
         self._verifier = verifier
         self._settings = settings
+        self._writes = writes
 
     def routes(self) -> list[web.RouteDef]:
         # Any segment matches, so malformed ids get our 422 rather than a router 404.
@@ -46,6 +53,7 @@ class AttachmentApi:
 
     async def request_upload(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
+        self._writes.check(caller)
         team_id = parse_id(request.match_info["team_id"], "team_id")
         body = await read_json_object(request, max_bytes=self._settings.max_body_bytes)
         upload = parse_upload_request(body, max_bytes=self._settings.attachment_max_bytes)
@@ -57,6 +65,7 @@ class AttachmentApi:
 
     async def complete(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
+        self._writes.check(caller)
         item = await self._service.complete(self._attachment_id(request), caller=caller)
         return ok(item.public())
 

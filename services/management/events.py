@@ -1,27 +1,39 @@
-"""Membership events on ``chat.events.v1``, so relays grant or revoke access at once.
+"""Membership events on ``chat.events.v1``, published from each team's outbox until Kafka acks.
 
-Published after the database write succeeded, keyed by team id (one partition per team keeps a
-team's events in order), value a serialized ``chat.v1.MembershipEvent``, with the request's
-correlation id in a ``correlation_id`` header.
+A membership change and its event are stored by one single-document update (the event goes into
+the team document's ``outbox``, see ``store.py``), so a stored change is never left unannounced.
+After the write, the request publishes the team's pending events; a background loop republishes
+every team whose outbox is still non-empty (Kafka was down, the process died in between).
+
+Order: a team's events are published oldest first, one at a time, each after the previous one was
+acknowledged, all under the team's lock (the same ``KeyedLocks`` the store's writes take), so two
+publishers of one process never interleave and a failed send stops the rest until the next try.
+Records are keyed by team id (one partition per team) and sent with the idempotent ``acks=all``
+producer of ``chatcore.kafka.make_producer``. An event may reach Kafka more than once (acked but
+not yet removed when the process died; a send that timed out here but landed): relays re-check
+membership on every event, so a replay changes nothing.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import asyncio
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter
 
 from chatcore.kafka import EVENTS_TOPIC
+from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
+from chatcore.messages import CORRELATION_HEADER
 from chatcore.proto.chat.v1 import chat_pb2
-from services.management.model import MembershipChange
+from services.management.model import MembershipChange, OutboxEvent
+from services.management.store import TeamStore
 
 _log = get_logger("management.events")
+
+EVENT_ID_HEADER = "event_id"
 
 _PROTO_CHANGE: dict[MembershipChange, chat_pb2.MembershipChange.ValueType] = {
     MembershipChange.ADDED: chat_pb2.MEMBERSHIP_CHANGE_ADDED,
@@ -31,11 +43,17 @@ _PROTO_CHANGE: dict[MembershipChange, chat_pb2.MembershipChange.ValueType] = {
 }
 
 
-class MembershipPublisher(Protocol):
-    async def publish(
-        self, team_id: str, user_id: str, change: MembershipChange, *, actor: str
-    ) -> None:
-        """Announce a change that is already stored; ``user_id`` is empty for team-wide ones."""
+class EventSender(Protocol):
+    """What the outbox needs of a Kafka producer (``AIOKafkaProducer`` fits)."""
+
+    async def send_and_wait(
+        self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+    ) -> Any: ...
+
+
+class Announcer(Protocol):
+    async def announce(self, team_id: str) -> None:
+        """Publish the team's pending events now if possible; never raises."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +65,23 @@ class EventMetrics:
         return cls(
             published=Counter(
                 "management_membership_events_total",
-                "Membership events by change and outcome (ok, failed)",
+                "Membership event sends by change and outcome (ok, failed: stays in the outbox)",
                 ["change", "outcome"],
                 registry=registry,
             )
         )
 
 
-def encode_event(
-    team_id: str, user_id: str, change: MembershipChange, *, actor: str, ts_ms: int
-) -> bytes:
+def encode_event(team_id: str, event: OutboxEvent) -> bytes:
     """The record value: a serialized ``MembershipEvent``."""
-    event = chat_pb2.MembershipEvent(
+    message = chat_pb2.MembershipEvent(
         channel_id=team_id,
-        user_id=user_id,
-        change=_PROTO_CHANGE[change],
-        ts_ms=ts_ms,
-        actor=actor,
+        user_id=event.user_id,
+        change=_PROTO_CHANGE[event.change],
+        ts_ms=event.ts_ms,
+        actor=event.actor,
     )
-    return event.SerializeToString()
+    return message.SerializeToString()
 
 
 def current_correlation_id() -> str:
@@ -74,41 +90,104 @@ def current_correlation_id() -> str:
     return value if isinstance(value, str) else ""
 
 
-class KafkaMembershipPublisher:
-    """Publishes with a started idempotent producer (``chatcore.kafka.make_producer``)."""
+class OutboxPublisher:
+    """Publishes teams' outboxes in order and removes exactly the events Kafka acknowledged."""
 
     def __init__(
         self,
-        producer: AIOKafkaProducer,
+        store: TeamStore,
+        sender: EventSender,
+        locks: KeyedLocks,
         metrics: EventMetrics,
         *,
-        clock: Callable[[], float] = time.time,
+        send_timeout_s: float,
+        batch: int = 100,
     ) -> None:
-        self._producer = producer
+        self._store = store
+        self._sender = sender
+        self._locks = locks
         self._metrics = metrics
-        self._clock = clock
+        self._send_timeout_s = send_timeout_s
+        self._batch = batch
 
-    async def publish(
-        self, team_id: str, user_id: str, change: MembershipChange, *, actor: str
-    ) -> None:
-        value = encode_event(team_id, user_id, change, actor=actor, ts_ms=int(self._clock() * 1000))
-        headers = [("correlation_id", current_correlation_id().encode())]
+    async def flush(self, team_id: str) -> bool:
+        """Publish the team's pending events oldest first; True once its outbox is empty."""
+        async with self._locks.hold(team_id):
+            events = await self._store.outbox(team_id)
+            sent: list[OutboxEvent] = []
+            for event in events:
+                if not await self._send(team_id, event):
+                    break
+                sent.append(event)
+            # Also with nothing sent: clears a flag left set by a crash after the last removal.
+            if sent or not events:
+                await self._store.acknowledge(team_id, sent)
+            drained = len(sent) == len(events)
+            if drained and any(e.change is MembershipChange.REMOVED for e in sent):
+                # The last member's departure empties a team; its document goes once announced.
+                await self._store.delete_if_closed(team_id)
+            return drained
+
+    async def _send(self, team_id: str, event: OutboxEvent) -> bool:
+        headers = [
+            (CORRELATION_HEADER, event.correlation_id.encode()),
+            (EVENT_ID_HEADER, event.id.encode()),
+        ]
         try:
-            # Waiting for the broker's ack means the response tells the truth: when the client
-            # hears "done", the relays have been (or are being) told.
-            await self._producer.send_and_wait(
-                EVENTS_TOPIC, value=value, key=team_id.encode(), headers=headers
+            # Bounded: a request waits at most this long before answering (the change is stored
+            # either way). A send cut off here may still land; then the retry is a harmless replay.
+            await asyncio.wait_for(
+                self._sender.send_and_wait(
+                    EVENTS_TOPIC,
+                    value=encode_event(team_id, event),
+                    key=team_id.encode(),
+                    headers=headers,
+                ),
+                self._send_timeout_s,
             )
         except Exception as exc:
-            # The change is already stored and cannot be undone here; failing the request would
-            # make the client retry a change that did happen. Log and count it for alerting.
-            self._metrics.published.labels(change.value, "failed").inc()
-            _log.error(
-                "membership_event_failed",
+            self._metrics.published.labels(event.change.value, "failed").inc()
+            _log.warning(
+                "membership_event_pending",
                 team_id=team_id,
-                user_id=user_id,
-                change=change.value,
+                event_id=event.id,
+                change=event.change.value,
                 error=type(exc).__name__,
             )
-            return
-        self._metrics.published.labels(change.value, "ok").inc()
+            return False
+        self._metrics.published.labels(event.change.value, "ok").inc()
+        return True
+
+    async def announce(self, team_id: str) -> None:
+        """``flush`` for the request path: any failure leaves the events to the retry loop."""
+        try:
+            await self.flush(team_id)
+        except Exception as exc:
+            # The change is stored and its event with it; answering an error would make the
+            # client retry a change that did happen.
+            _log.warning("outbox_flush_failed", team_id=team_id, error=type(exc).__name__)
+
+    async def republish_pending(self) -> int:
+        """One pass of the retry loop: flush every team with a pending outbox; how many drained."""
+        drained = 0
+        for team_id in await self._store.with_pending_outbox(limit=self._batch):
+            try:
+                if not await self.flush(team_id):
+                    # Kafka refused a send: the other teams would only wait out the same timeout
+                    # (holding their locks meanwhile). The next pass starts over.
+                    break
+            except Exception as exc:
+                _log.warning("outbox_flush_failed", team_id=team_id, error=type(exc).__name__)
+            else:
+                drained += 1
+        return drained
+
+    async def run(self, interval_s: float) -> None:
+        """Republish pending outboxes every ``interval_s`` until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.republish_pending()
+            except Exception as exc:
+                # Typically the database is down; the next pass tries again.
+                _log.warning("outbox_pass_failed", error=type(exc).__name__)

@@ -32,6 +32,22 @@ class MembershipChange(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """A membership event stored in its team's document with the change that caused it.
+
+    It stays there until Kafka acknowledged it; ``id`` tells the published ones apart from any
+    appended meanwhile. ``user_id`` is empty for team-wide changes (activated, deactivated).
+    """
+
+    id: str
+    user_id: str
+    change: MembershipChange
+    actor: str
+    ts_ms: int
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Team:
     """A team as stored; invariants: super_admin in admins, admins a subset of members."""
 

@@ -1,7 +1,11 @@
 """The OpenAPI 3.1 document of the whole public REST API, kept at docs/openapi.json.
 
-One file is the source: the management service serves it verbatim at ``/v1/openapi.json`` and the
-tests check real responses of every service against it.
+One file is the source, edited by hand: the management service serves it verbatim at
+``/v1/openapi.json`` (loaded once at start-up; a missing or broken file stops the start). Its
+constraints are the code's own constants (patterns from ``validation``, ``attachment_rules`` and
+``chatcore.schema``): tests/unit/test_management_openapi.py checks that they are equal and that
+the document and the parsers accept the same values, the integration tests check every real
+response against it, and tests/integration/test_api_fuzz.py fuzzes the API against it.
 """
 
 from __future__ import annotations

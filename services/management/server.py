@@ -1,11 +1,18 @@
-"""Wiring of the management service: ``start(settings)`` builds every dependency and serves HTTP."""
+"""Wiring of the management service: ``start(settings)`` builds every dependency and serves HTTP.
+
+Everything is opened under one ``contextlib.AsyncExitStack``: if any step fails, what was already
+opened (database client, Kafka producer, HTTP session, background tasks) is closed again, newest
+first, before the error propagates. A successful start hands the stack to ``RunningManagement``,
+whose ``stop()`` closes the same things in the same order after the HTTP server has drained.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
@@ -13,9 +20,11 @@ from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chatcore.accounts import MongoAccountStatus
+from chatcore.errors import ConfigError
 from chatcore.http import Health, ReadinessCheck, make_app
 from chatcore.kafka import make_producer
-from chatcore.lifecycle import Cleanup, RunningHttpApp, serve_app
+from chatcore.lifecycle import serve_app
+from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
 from chatcore.mongo import INDEXES, Document, database, ensure_indexes, make_mongo_client, ping
 from chatcore.s3 import make_s3_client
@@ -30,8 +39,9 @@ from services.management.attachments import (
 )
 from services.management.attachments_api import AttachmentApi
 from services.management.clamd import ClamdAddress, ClamdClient
-from services.management.events import EventMetrics, KafkaMembershipPublisher
+from services.management.events import EventMetrics, EventSender, OutboxPublisher
 from services.management.history import HistoryService
+from services.management.limits import ScanGate, WriteLimiter
 from services.management.objects import S3ObjectStore
 from services.management.openapi import load_openapi
 from services.management.store import MANAGEMENT_INDEXES, MongoMessageStore, MongoTeamStore
@@ -39,6 +49,25 @@ from services.management.teams import TeamMetrics, TeamService
 from services.management.users import HttpUserDirectory
 
 _log = get_logger("management.server")
+
+# Tests wrap the producer to make Kafka unreachable for this service alone.
+SenderWrapper = Callable[[EventSender], EventSender]
+
+
+class RunningManagement:
+    """A started management service; ``stop()`` drains HTTP, then closes everything it opened."""
+
+    def __init__(self, *, port: int, outbox: OutboxPublisher, stack: contextlib.AsyncExitStack):
+        self._port = port
+        self.outbox = outbox
+        self._stack = stack
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
 
 
 def _kafka_ready(producer: AIOKafkaProducer) -> ReadinessCheck:
@@ -59,12 +88,31 @@ async def _sweep_forever(service: AttachmentService, interval_s: float) -> None:
             _log.exception("attachment_sweep_failed")
 
 
+def _run_in_background(
+    stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None], name: str
+) -> None:
+    """Start ``work`` as a task that the stack cancels (and awaits) when it closes."""
+    task = asyncio.create_task(work, name=name)
+
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(cancel)
+
+
 def _attachment_service(
     settings: Settings,
     db: AsyncDatabase[Document],
     teams: MongoTeamStore,
+    messages: MongoMessageStore,
     registry: CollectorRegistry,
 ) -> AttachmentService:
+    try:
+        clamd = ClamdAddress.parse(settings.clamd_address)
+    except ValueError as exc:
+        raise ConfigError(f"CHAT_CLAMD_ADDRESS: {exc}") from None
     client = make_s3_client(settings)
     # Presigned URLs are signed for the host clients use, which may differ from ours.
     signer = (
@@ -74,11 +122,10 @@ def _attachment_service(
     )
     return AttachmentService(
         teams=teams,
+        messages=messages,
         records=MongoAttachmentStore(db),
         objects=S3ObjectStore(client, settings.s3_bucket, signer=signer),
-        scanner=ClamdClient(
-            ClamdAddress.parse(settings.clamd_address), timeout_s=settings.clamd_timeout_s
-        ),
+        scanner=ClamdClient(clamd, timeout_s=settings.clamd_timeout_s),
         limits=AttachmentLimits(
             max_bytes=settings.attachment_max_bytes,
             upload_ttl_s=settings.attachment_upload_ttl_s,
@@ -89,25 +136,14 @@ def _attachment_service(
     )
 
 
-@contextlib.asynccontextmanager
-async def _undo_on_failure(cleanups: list[Cleanup]) -> AsyncIterator[None]:
-    """If start-up fails half-way, release what was already acquired (newest first)."""
-    try:
-        yield
-    except BaseException:
-        for cleanup in reversed(cleanups):
-            with contextlib.suppress(Exception):
-                await cleanup()
-        raise
-
-
-async def start(settings: Settings, *, port: int | None = None) -> RunningHttpApp:
+async def start(
+    settings: Settings, *, port: int | None = None, wrap_sender: SenderWrapper | None = None
+) -> RunningManagement:
     """Start the management service; ``port`` overrides settings (0 picks a free port)."""
     _document, openapi = load_openapi()
-    cleanups: list[Cleanup] = []
-    async with _undo_on_failure(cleanups):
+    async with contextlib.AsyncExitStack() as stack:
         client = make_mongo_client(settings)
-        cleanups.append(client.close)
+        stack.push_async_callback(client.close)
         db = database(client, settings)
         # The messages indexes too: history pages need (channel_id, seq) even before the
         # controller has started once.
@@ -115,22 +151,40 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningHttpAp
 
         producer = make_producer(settings, client_id="management")
         await producer.start()
-        cleanups.append(producer.stop)
+        stack.push_async_callback(producer.stop)  # flushes what is still in flight
 
-        session = aiohttp.ClientSession()
-        cleanups.append(session.close)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
 
         registry = CollectorRegistry()
-        teams = MongoTeamStore(db)
+        # One lock per team shared by the store's writes and the outbox publisher: a team's
+        # changes and its event publishing never interleave within this process.
+        locks = KeyedLocks()
+        teams = MongoTeamStore(db, locks)
+        messages = MongoMessageStore(db)
+        sender: EventSender = producer if wrap_sender is None else wrap_sender(producer)
+        outbox = OutboxPublisher(
+            teams,
+            sender,
+            locks,
+            EventMetrics.create(registry),
+            send_timeout_s=settings.outbox_send_timeout_s,
+        )
         service = TeamService(
             teams=teams,
             users=HttpUserDirectory(session, settings.auth_url, timeout_s=settings.auth_timeout_s),
-            events=KafkaMembershipPublisher(producer, EventMetrics.create(registry)),
+            events=outbox,
             metrics=TeamMetrics.create(registry),
         )
-        history = HistoryService(teams=teams, messages=MongoMessageStore(db))
+        history = HistoryService(teams=teams, messages=messages)
         verifier = JwtVerifier.from_settings(
             settings, HttpJwksSource(session, settings.jwks_url), accounts=MongoAccountStatus(db)
+        )
+        attachments = _attachment_service(settings, db, teams, messages, registry)
+        writes = WriteLimiter(
+            burst=settings.management_write_burst, per_s=settings.management_write_per_s
+        )
+        scans = ScanGate(
+            limit=settings.management_scan_concurrency, wait_s=settings.management_scan_wait_s
         )
 
         async def database_ready() -> bool:
@@ -138,24 +192,27 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningHttpAp
 
         health = Health({"database": database_ready, "kafka": _kafka_ready(producer)})
         app = make_app(registry=registry, health=health, max_body_bytes=settings.max_body_bytes)
-        app.add_routes(ManagementApi(service, history, verifier, settings, openapi).routes())
-        attachments = _attachment_service(settings, db, teams, registry)
-        app.add_routes(AttachmentApi(attachments, verifier, settings).routes())
-        sweeper = asyncio.create_task(
-            _sweep_forever(attachments, settings.attachment_sweep_interval_s)
+        app.add_routes(
+            ManagementApi(
+                service, history, verifier, settings, openapi, writes=writes, scans=scans
+            ).routes()
         )
+        app.add_routes(AttachmentApi(attachments, verifier, settings, writes=writes).routes())
 
-        async def stop_sweeper() -> None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        _run_in_background(
+            stack,
+            _sweep_forever(attachments, settings.attachment_sweep_interval_s),
+            "attachment-sweep",
+        )
+        _run_in_background(stack, outbox.run(settings.outbox_retry_interval_s), "outbox-retry")
 
-        cleanups.append(stop_sweeper)
-        return await serve_app(
+        http = await serve_app(
             app,
             host=settings.http_host,
             port=settings.management_port if port is None else port,
             drain_timeout_s=settings.drain_timeout_s,
-            # Run in reverse on stop: the sweeper, the HTTP session, the producer (flushing), Mongo.
-            cleanups=list(cleanups),
         )
+        # Closed first on stop: no new requests, in-flight ones drain, then the rest goes.
+        stack.push_async_callback(http.stop)
+        return RunningManagement(port=http.port, outbox=outbox, stack=stack.pop_all())
+    raise AssertionError("unreachable")  # the with block always returns or raises

@@ -1,10 +1,11 @@
 """Persistence of teams and reads of stored messages, behind narrow interfaces.
 
 The ``teams`` collection is also read by the controller service to answer membership questions, so
-its documents keep exactly this shape::
+its documents keep exactly this shape (field names in ``chatcore.schema``)::
 
     {_id: team id (uuid4 hex), name, icon, active, meta_tags: [str], members: [user id],
-     admins: [user id], super_admin: user id, doc: creation time (UTC datetime)}
+     admins: [user id], super_admin: user id, doc: creation time (UTC datetime),
+     outbox: [pending membership event], outbox_pending: bool}
 
 There are no transactions: every change is ONE single-document update whose filter carries the
 preconditions the domain checked (the caller's role, the target's membership and role). When a
@@ -12,38 +13,52 @@ concurrent change has invalidated them the update matches nothing and the method
 (or False); the domain then re-reads and decides between 404, 403 and 409. Invariants kept by the
 filters: ``super_admin`` is always in ``admins``, ``admins`` is always a subset of ``members``.
 
+A membership change and the event that announces it are written by that same update: the event is
+appended to the document's ``outbox`` (and ``outbox_pending`` set), so the change can never be
+stored without its announcement. ``outbox.py`` publishes and then removes the events; a team whose
+last member left is emptied (no members, no super_admin) and deleted once its outbox is drained.
+
 Every filter is built here from values that are already validated ids, tags and booleans.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import enum
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from chatcore import schema as s
 from chatcore.errors import Conflict
 from chatcore.locks import KeyedLocks
 from chatcore.mongo import Document, IndexSpec, database_unavailable
-from services.management.model import Message, Team, TeamChanges
-
-TEAMS = "teams"
-MESSAGES = "messages"
+from services.management.model import (
+    MembershipChange,
+    Message,
+    OutboxEvent,
+    Team,
+    TeamChanges,
+)
 
 MANAGEMENT_INDEXES: tuple[IndexSpec, ...] = (
     # "The teams of a user": a multikey index over the members array.
-    IndexSpec(TEAMS, (("members", ASCENDING),), multikey=True),
+    IndexSpec(s.TEAMS, ((s.TEAM_MEMBERS, ASCENDING),), multikey=True),
     # ?tag= filters and tag search.
-    IndexSpec(TEAMS, (("meta_tags", ASCENDING),)),
+    IndexSpec(s.TEAMS, ((s.TEAM_META_TAGS, ASCENDING),)),
+    # The outbox retry loop: teams with events not yet acknowledged by Kafka.
+    IndexSpec(s.TEAMS, ((s.TEAM_OUTBOX_PENDING, ASCENDING),)),
 )
 
 
 class TeamStore(Protocol):
-    async def insert(self, team: Team) -> None: ...
+    async def insert(self, team: Team, event: OutboxEvent) -> None:
+        """Store a new team with its first event (the creator joined) in its outbox."""
 
-    async def get(self, team_id: str) -> Team | None: ...
+    async def get(self, team_id: str) -> Team | None:
+        """The team, or None (also for a team whose last member left: it is being closed)."""
 
     async def list_for_member(
         self, user_id: str, *, tag: str | None, after_id: str | None, limit: int
@@ -51,18 +66,28 @@ class TeamStore(Protocol):
         """The user's teams ordered by id, starting after ``after_id``."""
 
     async def update_settings(
-        self, team_id: str, *, actor: str, changes: TeamChanges, as_super_admin: bool
+        self,
+        team_id: str,
+        *,
+        actor: str,
+        changes: TeamChanges,
+        as_super_admin: bool,
+        event: OutboxEvent | None = None,
+        was_active: bool | None = None,
     ) -> Team | None:
         """Set fields if the actor is an admin (the super_admin, if ``as_super_admin``).
 
-        Returns the team as it was BEFORE the change, so the caller can tell what changed.
+        With ``was_active``, only while ``active`` still has that value; ``event`` (if any) goes
+        to the outbox in the same update. Returns the team as it was BEFORE the change.
         """
 
-    async def add_member(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def add_member(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         """Add a user if the actor is an admin and the user is not a member yet."""
 
     async def remove_member(
-        self, team_id: str, *, actor: str, user_id: str, as_super_admin: bool
+        self, team_id: str, *, actor: str, user_id: str, as_super_admin: bool, event: OutboxEvent
     ) -> Team | None:
         """Remove a member: the super_admin removes any other member, an admin only non-admins."""
 
@@ -75,11 +100,34 @@ class TeamStore(Protocol):
     async def transfer_super_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
         """Make a member the super_admin (and an admin) if the actor is the super_admin."""
 
-    async def leave(self, team_id: str, *, user_id: str) -> bool:
+    async def leave(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
         """Remove a member who is not the super_admin."""
 
-    async def delete_if_sole_member(self, team_id: str, *, user_id: str) -> bool:
-        """Delete the team if the user is its super_admin and only member."""
+    async def close_if_sole_member(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
+        """Empty the team (no members, admins or super_admin) if the user is its only member."""
+
+    # The outbox. These take no lock of their own: the publisher calls them while it holds the
+    # team's lock (the same ``KeyedLocks`` the writes above use).
+
+    async def outbox(self, team_id: str) -> tuple[OutboxEvent, ...]:
+        """The team's pending events, oldest first (none for an unknown team)."""
+
+    async def acknowledge(self, team_id: str, events: Sequence[OutboxEvent]) -> None:
+        """Remove exactly these events from the outbox; clear ``outbox_pending`` once empty."""
+
+    async def delete_if_closed(self, team_id: str) -> bool:
+        """Delete an emptied team whose outbox is drained."""
+
+    async def with_pending_outbox(self, *, limit: int) -> list[str]:
+        """Ids of teams whose outbox holds events (the retry loop's work)."""
+
+
+class Carrier(enum.Enum):
+    """What the stored messages that carry an attachment say about one viewer."""
+
+    NONE = "none"  # no message carries it (yet)
+    VISIBLE = "visible"  # a message the viewer may see carries it
+    HIDDEN = "hidden"  # only messages the viewer may not see carry it
 
 
 class MessageStore(Protocol):
@@ -95,6 +143,9 @@ class MessageStore(Protocol):
         """Up to ``limit`` messages the viewer may see: ascending by seq after ``after``,
         otherwise descending by seq (below ``before`` when given)."""
 
+    async def carrier(self, channel_id: str, attachment_id: str, viewer: str) -> Carrier:
+        """Whether the viewer may see a message of the channel that carries the attachment."""
+
 
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
@@ -103,41 +154,75 @@ def _strings(value: Any) -> tuple[str, ...]:
 def team_from_doc(doc: Mapping[str, Any]) -> Team:
     """A stored document as a ``Team``."""
     return Team(
-        id=str(doc["_id"]),
-        name=str(doc.get("name", "")),
-        icon=str(doc.get("icon", "")),
-        active=bool(doc.get("active", True)),
-        meta_tags=_strings(doc.get("meta_tags")),
-        members=_strings(doc.get("members")),
-        admins=_strings(doc.get("admins")),
-        super_admin=str(doc.get("super_admin", "")),
-        doc=doc["doc"],
+        id=str(doc[s.ID]),
+        name=str(doc.get(s.TEAM_NAME, "")),
+        icon=str(doc.get(s.TEAM_ICON, "")),
+        active=bool(doc.get(s.TEAM_ACTIVE, True)),
+        meta_tags=_strings(doc.get(s.TEAM_META_TAGS)),
+        members=_strings(doc.get(s.TEAM_MEMBERS)),
+        admins=_strings(doc.get(s.TEAM_ADMINS)),
+        super_admin=str(doc.get(s.TEAM_SUPER_ADMIN, "")),
+        doc=doc[s.TEAM_DOC],
     )
 
 
-def team_to_doc(team: Team) -> Document:
-    """A ``Team`` in the stored shape."""
+def team_to_doc(team: Team, outbox: Sequence[OutboxEvent] = ()) -> Document:
+    """A ``Team`` in the stored shape, with its pending events."""
     return {
-        "_id": team.id,
-        "name": team.name,
-        "icon": team.icon,
-        "active": team.active,
-        "meta_tags": list(team.meta_tags),
-        "members": list(team.members),
-        "admins": list(team.admins),
-        "super_admin": team.super_admin,
-        "doc": team.doc,
+        s.ID: team.id,
+        s.TEAM_NAME: team.name,
+        s.TEAM_ICON: team.icon,
+        s.TEAM_ACTIVE: team.active,
+        s.TEAM_META_TAGS: list(team.meta_tags),
+        s.TEAM_MEMBERS: list(team.members),
+        s.TEAM_ADMINS: list(team.admins),
+        s.TEAM_SUPER_ADMIN: team.super_admin,
+        s.TEAM_DOC: team.doc,
+        s.TEAM_OUTBOX: [event_to_doc(e) for e in outbox],
+        s.TEAM_OUTBOX_PENDING: bool(outbox),
     }
+
+
+def event_to_doc(event: OutboxEvent) -> Document:
+    return {
+        s.EVENT_ID: event.id,
+        s.EVENT_USER_ID: event.user_id,
+        s.EVENT_CHANGE: event.change.value,
+        s.EVENT_ACTOR: event.actor,
+        s.EVENT_TS_MS: event.ts_ms,
+        s.EVENT_CORRELATION_ID: event.correlation_id,
+    }
+
+
+def event_from_doc(doc: Mapping[str, Any]) -> OutboxEvent:
+    return OutboxEvent(
+        id=str(doc[s.EVENT_ID]),
+        user_id=str(doc.get(s.EVENT_USER_ID, "")),
+        change=MembershipChange(doc[s.EVENT_CHANGE]),
+        actor=str(doc.get(s.EVENT_ACTOR, "")),
+        ts_ms=int(doc.get(s.EVENT_TS_MS, 0)),
+        correlation_id=str(doc.get(s.EVENT_CORRELATION_ID, "")),
+    )
+
+
+def _with_event(update: Document, event: OutboxEvent | None) -> Document:
+    """``update`` that also appends ``event`` to the outbox (the same single-document write)."""
+    if event is None:
+        return update
+    merged = {op: dict(fields) for op, fields in update.items()}
+    merged.setdefault("$push", {})[s.TEAM_OUTBOX] = event_to_doc(event)
+    merged.setdefault("$set", {})[s.TEAM_OUTBOX_PENDING] = True
+    return merged
 
 
 class MongoTeamStore:
     def __init__(self, db: AsyncDatabase[Document], locks: KeyedLocks | None = None) -> None:
-        self._teams = db[TEAMS]
+        self._teams = db[s.TEAMS]
         self._locks = locks if locks is not None else KeyedLocks()
 
-    async def insert(self, team: Team) -> None:
+    async def insert(self, team: Team, event: OutboxEvent) -> None:
         try:
-            await self._teams.insert_one(team_to_doc(team))
+            await self._teams.insert_one(team_to_doc(team, (event,)))
         except DuplicateKeyError:
             raise Conflict("a team with this id exists") from None
         except PyMongoError as exc:
@@ -145,35 +230,44 @@ class MongoTeamStore:
 
     async def get(self, team_id: str) -> Team | None:
         try:
-            doc = await self._teams.find_one({"_id": team_id})
+            doc = await self._teams.find_one({s.ID: team_id})
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
-        return team_from_doc(doc) if doc is not None else None
+        # An emptied team (its last member left; deleted once its outbox is drained) is gone.
+        if doc is None or not doc.get(s.TEAM_MEMBERS):
+            return None
+        return team_from_doc(doc)
 
     async def list_for_member(
         self, user_id: str, *, tag: str | None, after_id: str | None, limit: int
     ) -> list[Team]:
-        query: Document = {"members": user_id}
+        query: Document = {s.TEAM_MEMBERS: user_id}
         if tag is not None:
-            query["meta_tags"] = tag
+            query[s.TEAM_META_TAGS] = tag
         if after_id is not None:
-            query["_id"] = {"$gt": after_id}
+            query[s.ID] = {"$gt": after_id}
         try:
-            cursor = self._teams.find(query).sort("_id", ASCENDING).limit(limit)
+            cursor = self._teams.find(query).sort(s.ID, ASCENDING).limit(limit)
             return [team_from_doc(doc) async for doc in cursor]
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 
     async def _update(
-        self, team_id: str, query: Document, update: Document, *, before: bool = False
+        self,
+        team_id: str,
+        query: Document,
+        update: Document,
+        *,
+        event: OutboxEvent | None = None,
+        before: bool = False,
     ) -> Team | None:
         # The lock makes FerretDB's read-then-write update behave like MongoDB's atomic one for
         # the writes of this process (see locks.py); on MongoDB it costs one uncontended acquire.
         async with self._locks.hold(team_id):
             try:
                 doc = await self._teams.find_one_and_update(
-                    {"_id": team_id, **query},
-                    update,
+                    {s.ID: team_id, **query},
+                    _with_event(update, event),
                     return_document=ReturnDocument.BEFORE if before else ReturnDocument.AFTER,
                 )
             except PyMongoError as exc:
@@ -181,39 +275,59 @@ class MongoTeamStore:
         return team_from_doc(doc) if doc is not None else None
 
     async def update_settings(
-        self, team_id: str, *, actor: str, changes: TeamChanges, as_super_admin: bool
+        self,
+        team_id: str,
+        *,
+        actor: str,
+        changes: TeamChanges,
+        as_super_admin: bool,
+        event: OutboxEvent | None = None,
+        was_active: bool | None = None,
     ) -> Team | None:
-        query: Document = {"super_admin": actor} if as_super_admin else {"admins": actor}
-        return await self._update(team_id, query, {"$set": changes.fields()}, before=True)
+        query: Document = {s.TEAM_SUPER_ADMIN: actor} if as_super_admin else {s.TEAM_ADMINS: actor}
+        if was_active is not None:
+            query[s.TEAM_ACTIVE] = was_active
+        return await self._update(
+            team_id, query, {"$set": changes.fields()}, event=event, before=True
+        )
 
-    async def add_member(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def add_member(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         return await self._update(
             team_id,
-            {"admins": actor, "members": {"$ne": user_id}},
-            {"$addToSet": {"members": user_id}},
+            {s.TEAM_ADMINS: actor, s.TEAM_MEMBERS: {"$ne": user_id}},
+            {"$addToSet": {s.TEAM_MEMBERS: user_id}},
+            event=event,
         )
 
     async def remove_member(
-        self, team_id: str, *, actor: str, user_id: str, as_super_admin: bool
+        self, team_id: str, *, actor: str, user_id: str, as_super_admin: bool, event: OutboxEvent
     ) -> Team | None:
         if actor == user_id:
             return None  # nobody removes themselves: that is leaving
         query: Document = (
-            {"super_admin": actor, "members": user_id}
+            {s.TEAM_SUPER_ADMIN: actor, s.TEAM_MEMBERS: user_id}
             if as_super_admin
             # Both conditions are on the admins array: the actor is in it, the target is not.
-            else {"members": user_id, "$and": [{"admins": actor}, {"admins": {"$ne": user_id}}]}
+            else {
+                s.TEAM_MEMBERS: user_id,
+                "$and": [{s.TEAM_ADMINS: actor}, {s.TEAM_ADMINS: {"$ne": user_id}}],
+            }
         )
         # Pulling from admins too is a no-op for a plain member and keeps admins within members.
         return await self._update(
-            team_id, query, {"$pull": {"members": user_id, "admins": user_id}}
+            team_id,
+            query,
+            {"$pull": {s.TEAM_MEMBERS: user_id, s.TEAM_ADMINS: user_id}},
+            event=event,
         )
 
     async def add_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
         return await self._update(
             team_id,
-            {"super_admin": actor, "members": user_id, "admins": {"$ne": user_id}},
-            {"$addToSet": {"admins": user_id}},
+            {s.TEAM_SUPER_ADMIN: actor, s.TEAM_MEMBERS: user_id, s.TEAM_ADMINS: {"$ne": user_id}},
+            {"$addToSet": {s.TEAM_ADMINS: user_id}},
         )
 
     async def remove_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
@@ -221,56 +335,104 @@ class MongoTeamStore:
             return None  # the super_admin stays an admin
         return await self._update(
             team_id,
-            {"super_admin": actor, "admins": user_id},
-            {"$pull": {"admins": user_id}},
+            {s.TEAM_SUPER_ADMIN: actor, s.TEAM_ADMINS: user_id},
+            {"$pull": {s.TEAM_ADMINS: user_id}},
         )
 
     async def transfer_super_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
         return await self._update(
             team_id,
-            {"super_admin": actor, "members": user_id},
+            {s.TEAM_SUPER_ADMIN: actor, s.TEAM_MEMBERS: user_id},
             # The former super_admin stays an admin; the new one becomes an admin if not yet.
-            {"$set": {"super_admin": user_id}, "$addToSet": {"admins": user_id}},
+            {"$set": {s.TEAM_SUPER_ADMIN: user_id}, "$addToSet": {s.TEAM_ADMINS: user_id}},
         )
 
-    async def leave(self, team_id: str, *, user_id: str) -> bool:
+    async def leave(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
         team = await self._update(
             team_id,
-            {"members": user_id, "super_admin": {"$ne": user_id}},
-            {"$pull": {"members": user_id, "admins": user_id}},
+            {s.TEAM_MEMBERS: user_id, s.TEAM_SUPER_ADMIN: {"$ne": user_id}},
+            {"$pull": {s.TEAM_MEMBERS: user_id, s.TEAM_ADMINS: user_id}},
+            event=event,
         )
         return team is not None
 
-    async def delete_if_sole_member(self, team_id: str, *, user_id: str) -> bool:
-        async with self._locks.hold(team_id):
-            try:
-                result = await self._teams.delete_one(
-                    {"_id": team_id, "super_admin": user_id, "members": [user_id]}
+    async def close_if_sole_member(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
+        # Not deleted yet: the document carries the REMOVED event until Kafka has it.
+        team = await self._update(
+            team_id,
+            {s.TEAM_SUPER_ADMIN: user_id, s.TEAM_MEMBERS: [user_id]},
+            {"$set": {s.TEAM_MEMBERS: [], s.TEAM_ADMINS: [], s.TEAM_SUPER_ADMIN: ""}},
+            event=event,
+        )
+        return team is not None
+
+    async def outbox(self, team_id: str) -> tuple[OutboxEvent, ...]:
+        try:
+            doc = await self._teams.find_one({s.ID: team_id}, {s.TEAM_OUTBOX: 1})
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        entries = doc.get(s.TEAM_OUTBOX) if doc is not None else None
+        if not isinstance(entries, list):
+            return ()
+        return tuple(event_from_doc(entry) for entry in entries)
+
+    async def acknowledge(self, team_id: str, events: Sequence[OutboxEvent]) -> None:
+        try:
+            if events:
+                # Whole entries, not a ``$pull`` condition on their ids: FerretDB 1.24 ignores
+                # conditions in ``$pull`` (measured: nothing removed), equality works everywhere.
+                await self._teams.update_one(
+                    {s.ID: team_id},
+                    {"$pullAll": {s.TEAM_OUTBOX: [event_to_doc(e) for e in events]}},
                 )
-            except PyMongoError as exc:
-                raise database_unavailable(exc) from exc
+            # A separate conditional write: an event appended in between keeps the flag set.
+            await self._teams.update_one(
+                {s.ID: team_id, s.TEAM_OUTBOX: []}, {"$set": {s.TEAM_OUTBOX_PENDING: False}}
+            )
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+
+    async def delete_if_closed(self, team_id: str) -> bool:
+        try:
+            result = await self._teams.delete_one(
+                {s.ID: team_id, s.TEAM_MEMBERS: [], s.TEAM_OUTBOX: []}
+            )
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
         return result.deleted_count == 1
+
+    async def with_pending_outbox(self, *, limit: int) -> list[str]:
+        try:
+            cursor = self._teams.find({s.TEAM_OUTBOX_PENDING: True}, {s.ID: 1}).limit(limit)
+            return [str(doc[s.ID]) async for doc in cursor]
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
 
 
 def message_from_doc(doc: Mapping[str, Any]) -> Message:
     """A stored message (written by the controller) as a ``Message``."""
     return Message(
-        id=str(doc.get("id", "")),
-        seq=int(doc["seq"]),
-        channel_id=str(doc.get("channel_id", "")),
-        to=str(doc.get("to", "")),
-        type=str(doc.get("type", "")),
-        data=str(doc.get("data", "")),
-        sender=str(doc.get("from", "")),
-        ts=doc["ts"],
+        id=str(doc.get(s.MESSAGE_ID, "")),
+        seq=int(doc[s.MESSAGE_SEQ]),
+        channel_id=str(doc.get(s.MESSAGE_CHANNEL_ID, "")),
+        to=str(doc.get(s.MESSAGE_TO, "")),
+        type=str(doc.get(s.MESSAGE_TYPE, "")),
+        data=str(doc.get(s.MESSAGE_DATA, "")),
+        sender=str(doc.get(s.MESSAGE_FROM, "")),
+        ts=doc[s.MESSAGE_TS],
     )
+
+
+def _visible_to(viewer: str) -> Document:
+    # Team messages, and DMs the viewer sent or received.
+    return {"$or": [{s.MESSAGE_TO: s.BROADCAST}, {s.MESSAGE_FROM: viewer}, {s.MESSAGE_TO: viewer}]}
 
 
 class MongoMessageStore:
     """History reads over the ``(channel_id, seq)`` index; visibility is a residual filter."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._messages = db[MESSAGES]
+        self._messages = db[s.MESSAGES]
 
     async def page(
         self,
@@ -281,22 +443,36 @@ class MongoMessageStore:
         after: int | None,
         limit: int,
     ) -> list[Message]:
-        query: Document = {
-            "channel_id": channel_id,
-            # Team messages, and DMs the viewer sent or received.
-            "$or": [{"to": "*"}, {"from": viewer}, {"to": viewer}],
-        }
+        query: Document = {s.MESSAGE_CHANNEL_ID: channel_id, **_visible_to(viewer)}
         if after is not None:
-            query["seq"] = {"$gt": after}
+            query[s.MESSAGE_SEQ] = {"$gt": after}
         elif before is not None:
-            query["seq"] = {"$lt": before}
+            query[s.MESSAGE_SEQ] = {"$lt": before}
         direction = ASCENDING if after is not None else DESCENDING
         try:
             cursor = (
-                self._messages.find(query, projection={"_id": False})
-                .sort("seq", direction)
+                self._messages.find(query, projection={s.ID: False})
+                .sort(s.MESSAGE_SEQ, direction)
                 .limit(limit)
             )
             return [message_from_doc(doc) async for doc in cursor]
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
+
+    async def carrier(self, channel_id: str, attachment_id: str, viewer: str) -> Carrier:
+        # Equality on channel_id and data: pushed down on FerretDB; on MongoDB the (channel_id,
+        # seq) index narrows it to the channel. No index on ``data``: a 4,000-character text
+        # would exceed PostgreSQL's btree row limit under FerretDB and fail the insert.
+        carrying: Document = {
+            s.MESSAGE_CHANNEL_ID: channel_id,
+            s.MESSAGE_DATA: attachment_id,
+            s.MESSAGE_TYPE: {"$ne": s.TEXT},
+        }
+        try:
+            if await self._messages.find_one({**carrying, **_visible_to(viewer)}, {s.ID: 1}):
+                return Carrier.VISIBLE
+            if await self._messages.find_one(carrying, {s.ID: 1}):
+                return Carrier.HIDDEN
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return Carrier.NONE

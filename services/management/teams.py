@@ -8,7 +8,8 @@ clock come in through the constructor. Every change follows one pattern:
 2. write with one conditional update whose filter repeats the preconditions of that decision;
 3. if the filter matched nothing, something changed in between: go back to 1 with a fresh read,
    which now answers 404, 403 or 409 or succeeds (a bounded number of times, then 409);
-4. after a successful membership change, publish the matching event.
+4. a membership change carries its event into the same write (the team's outbox, see
+   ``store.py``); once the write is stored, the outbox is published (``events.py``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from prometheus_client import CollectorRegistry, Counter
 from chatcore.errors import Conflict, NotFound
 from chatcore.logging import get_logger
 from services.management import roles
-from services.management.events import MembershipPublisher
+from services.management.events import Announcer, current_correlation_id
 from services.management.model import (
     MemberRef,
     MembershipChange,
+    OutboxEvent,
     Role,
     Team,
     TeamChanges,
@@ -82,10 +84,11 @@ class TeamService:
         *,
         teams: TeamStore,
         users: UserDirectory,
-        events: MembershipPublisher,
+        events: Announcer,
         metrics: TeamMetrics,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self._teams = teams
         self._users = users
@@ -93,6 +96,18 @@ class TeamService:
         self._metrics = metrics
         self._clock = clock
         self._new_id = new_id
+        self._new_event_id = new_event_id
+
+    def _event(self, user_id: str, change: MembershipChange, *, actor: str) -> OutboxEvent:
+        """The event a change stores in the team's outbox; ``user_id`` empty for team-wide."""
+        return OutboxEvent(
+            id=self._new_event_id(),
+            user_id=user_id,
+            change=change,
+            actor=actor,
+            ts_ms=int(self._clock() * 1000),
+            correlation_id=current_correlation_id(),
+        )
 
     def _now(self) -> datetime:
         # Millisecond precision: what the database stores, so a created team reads back equal.
@@ -112,10 +127,10 @@ class TeamService:
             super_admin=creator,
             doc=self._now(),
         )
-        await self._teams.insert(team)
+        await self._teams.insert(team, self._event(creator, MembershipChange.ADDED, actor=creator))
         self._metrics.changes.labels("create").inc()
         _log.info("team_created", team_id=team.id, user_id=creator)
-        await self._events.publish(team.id, creator, MembershipChange.ADDED, actor=creator)
+        await self._events.announce(team.id)
         return team
 
     async def list_mine(self, caller: str, query: TeamsQuery) -> TeamPage:
@@ -147,19 +162,27 @@ class TeamService:
 
         async def attempt(team: Team) -> Team | None:
             role = roles.check_update(team, caller, changes)
+            event = None
+            if changes.active is not None and changes.active != team.active:
+                change = (
+                    MembershipChange.ACTIVATED if changes.active else MembershipChange.DEACTIVATED
+                )
+                event = self._event("", change, actor=caller)
             return await self._teams.update_settings(
                 team_id,
                 actor=caller,
                 changes=changes,
                 as_super_admin=role is Role.SUPER_ADMIN and changes.active is not None,
+                event=event,
+                # The event (or its absence) is right only while ``active`` is what was read.
+                was_active=team.active if changes.active is not None else None,
             )
 
         before = await self._retrying(team_id, caller, attempt)
         after = _apply(before, changes)
         self._metrics.changes.labels("update").inc()
         if before.active != after.active:
-            change = MembershipChange.ACTIVATED if after.active else MembershipChange.DEACTIVATED
-            await self._events.publish(team_id, "", change, actor=caller)
+            await self._events.announce(team_id)
         return after
 
     async def _resolve(self, ref: MemberRef, bearer: str) -> str:
@@ -181,11 +204,12 @@ class TeamService:
 
         async def attempt(team: Team) -> Team | None:
             roles.check_add_member(team, caller, user_id)
-            return await self._teams.add_member(team_id, actor=caller, user_id=user_id)
+            event = self._event(user_id, MembershipChange.ADDED, actor=caller)
+            return await self._teams.add_member(team_id, actor=caller, user_id=user_id, event=event)
 
         team = await self._retrying(team_id, caller, attempt)
         self._metrics.changes.labels("add_member").inc()
-        await self._events.publish(team_id, user_id, MembershipChange.ADDED, actor=caller)
+        await self._events.announce(team_id)
         return team
 
     async def remove_member(self, team_id: str, user_id: str, *, caller: str) -> Team:
@@ -194,12 +218,16 @@ class TeamService:
         async def attempt(team: Team) -> Team | None:
             role = roles.check_remove_member(team, caller, user_id)
             return await self._teams.remove_member(
-                team_id, actor=caller, user_id=user_id, as_super_admin=role is Role.SUPER_ADMIN
+                team_id,
+                actor=caller,
+                user_id=user_id,
+                as_super_admin=role is Role.SUPER_ADMIN,
+                event=self._event(user_id, MembershipChange.REMOVED, actor=caller),
             )
 
         team = await self._retrying(team_id, caller, attempt)
         self._metrics.changes.labels("remove_member").inc()
-        await self._events.publish(team_id, user_id, MembershipChange.REMOVED, actor=caller)
+        await self._events.announce(team_id)
         return team
 
     async def elect_admin(self, team_id: str, user_id: str, *, caller: str) -> Team:
@@ -243,15 +271,17 @@ class TeamService:
         """The caller leaves; the last member leaving deletes the team."""
         for _ in range(MAX_ATTEMPTS):
             kind = roles.check_leave(await self._teams.get(team_id), caller)
+            event = self._event(caller, MembershipChange.REMOVED, actor=caller)
             if kind is roles.Leave.LAST_MEMBER:
-                done = await self._teams.delete_if_sole_member(team_id, user_id=caller)
+                # Emptied now, deleted once the event is published.
+                done = await self._teams.close_if_sole_member(team_id, user_id=caller, event=event)
             else:
-                done = await self._teams.leave(team_id, user_id=caller)
+                done = await self._teams.leave(team_id, user_id=caller, event=event)
             if done:
                 self._metrics.changes.labels("leave").inc()
                 if kind is roles.Leave.LAST_MEMBER:
                     _log.info("team_deleted", team_id=team_id, user_id=caller)
-                await self._events.publish(team_id, caller, MembershipChange.REMOVED, actor=caller)
+                await self._events.announce(team_id)
                 return
             self._metrics.lost_races.inc()
         raise Conflict("the team kept changing while this request was applied; retry")

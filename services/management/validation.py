@@ -4,25 +4,27 @@ No I/O. Each parser collects per-field reasons and raises one ``InvalidInput`` (
 of them in ``details``. Only values that passed these checks reach a query: ids are 32 lower-case
 hex characters, strings are strings, so nothing a client sends can become a query operator (a key
 such as ``$set`` is an unknown field; ``{"$gt": ""}`` where an id belongs is not a string).
+
+Every string rule is also a regular expression (``*_PATTERN``), declared verbatim in
+docs/openapi.json, so the document says exactly what the server enforces; a unit test checks the
+document against these constants and the patterns against the parsers.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from chatcore.errors import InvalidInput
+from chatcore.schema import CONTROL, EMAIL_MAX, EMAIL_RE, ID_RE, SPACE
 from services.management.model import MemberRef, TeamChanges, TeamDraft
 
 NAME_MAX = 100
 ICON_MAX = 2048
 TAGS_MAX = 20
 TAG_MAX = 32
-EMAIL_MAX = 254
 HISTORY_LIMIT_DEFAULT = 50
 HISTORY_LIMIT_MAX = 200
 TEAMS_LIMIT_DEFAULT = 50
@@ -30,9 +32,19 @@ TEAMS_LIMIT_MAX = 100
 # seq is a Kafka offset: a non-negative signed 64-bit integer.
 SEQ_MAX = 2**63 - 1
 
-ID_RE = re.compile(r"^[0-9a-f]{32}$")
-TAG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
+TAG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+TAG_RE = re.compile(TAG_PATTERN)
+
+# A name: after trimming whitespace, 1-100 characters of which none is a control character.
+_VISIBLE = f"[^{CONTROL}{SPACE}]"
+NAME_PATTERN = f"^[{SPACE}]*{_VISIBLE}(?:[^{CONTROL}]{{0,{NAME_MAX - 2}}}{_VISIBLE})?[{SPACE}]*$"
+NAME_RE = re.compile(NAME_PATTERN)
+
+# An icon: empty, or an http(s) URL with a DNS-style host, an optional port, then printable ASCII.
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+ICON_PATTERN = f"^(?:https?://{_LABEL}(?:\\.{_LABEL})*(?::[0-9]{{1,5}})?(?:[/?#][!-~]*)?)?$"
+ICON_RE = re.compile(ICON_PATTERN)
+
 _DIGITS_RE = re.compile(r"^[0-9]{1,19}$")
 _ID_RULE = "must be 32 lower-case hex characters"
 
@@ -57,10 +69,6 @@ class TeamsQuery:
 
 def _invalid(message: str, errors: Mapping[str, str]) -> InvalidInput:
     return InvalidInput(message, details=errors)
-
-
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 def _unknown_fields(
@@ -88,29 +96,20 @@ def _name(raw: object, errors: dict[str, str]) -> str:
     if not isinstance(raw, str):
         errors["name"] = "required, a string"
         return ""
-    name = raw.strip()
-    if not 1 <= len(name) <= NAME_MAX:
-        errors["name"] = f"1 to {NAME_MAX} characters"
-    elif _has_control(name):
-        errors["name"] = "must not contain control characters"
-    return name
+    if not NAME_RE.fullmatch(raw):
+        errors["name"] = f"1 to {NAME_MAX} characters after trimming, no control characters"
+    return raw.strip()
 
 
 def _icon(raw: object, errors: dict[str, str]) -> str:
     if not isinstance(raw, str):
         errors["icon"] = "must be a string (an http(s) URL, or empty)"
         return ""
-    if raw == "":
-        return raw
-    if len(raw) > ICON_MAX or _has_control(raw) or any(ch.isspace() for ch in raw):
-        errors["icon"] = f"an http(s) URL of at most {ICON_MAX} characters without spaces"
-        return raw
-    try:
-        parts = urlsplit(raw)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        errors["icon"] = "must be an http(s) URL or empty"
+    if len(raw) > ICON_MAX or not ICON_RE.fullmatch(raw):
+        errors["icon"] = (
+            f"empty, or an http:// or https:// URL with a host name, at most {ICON_MAX} "
+            "printable ASCII characters"
+        )
     return raw
 
 
@@ -180,9 +179,9 @@ def parse_member_ref(body: Mapping[str, Any]) -> MemberRef:
             raise _invalid("invalid member", errors)
         return MemberRef(user_id=body["user_id"])
     raw = body["email"]
-    email = raw.strip().lower() if isinstance(raw, str) else ""
-    if not isinstance(raw, str) or len(email) > EMAIL_MAX or not _EMAIL_RE.fullmatch(email):
+    if not isinstance(raw, str) or len(raw) > EMAIL_MAX or not EMAIL_RE.fullmatch(raw):
         errors["email"] = "not a valid email address"
+    email = raw.strip().lower() if isinstance(raw, str) else ""
     if errors:
         raise _invalid("invalid member", errors)
     return MemberRef(email=email)

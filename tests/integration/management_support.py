@@ -210,7 +210,7 @@ class Stack:
 
 
 def stack_settings(base: Settings, key: Path) -> Settings:
-    """Test settings: own database, cheap hashing, limits that registration bursts never hit."""
+    """Test settings: own database, cheap hashing, limits that test bursts never hit."""
     return dataclasses.replace(
         base,
         mongo_db=TEST_DB,
@@ -222,6 +222,10 @@ def stack_settings(base: Settings, key: Path) -> Settings:
         register_ip_per_minute=1_000_000.0,
         login_ip_burst=100_000,
         login_ip_per_minute=1_000_000.0,
+        management_write_burst=100_000,
+        management_write_per_s=1_000_000.0,
+        # Events left pending by a test go out quickly, not after the production interval.
+        outbox_retry_interval_s=1.0,
     )
 
 

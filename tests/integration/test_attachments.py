@@ -350,3 +350,39 @@ async def test_s3_cors_allows_configured_origins_only(pipe: Pipeline) -> None:
             async with http.options(url, headers=headers) as resp:
                 granted = resp.headers.get("Access-Control-Allow-Origin")
                 assert (granted == origin) is allowed, (origin, resp.status, granted)
+
+
+async def test_a_dm_attachment_is_downloadable_by_its_two_people_only(
+    pipe: Pipeline, api: Api
+) -> None:
+    """Uploader only until sent; sent as a DM to Bob: Alice and Bob download it, Carol gets 404;
+    sent to the team: Carol too."""
+    alice, bob, carol = await asyncio.gather(pipe.user(), pipe.user(), pipe.user())
+    team = await pipe.team([alice, bob, carol])
+    attachment_id = await ready_attachment(api, pipe, alice, team, b"for bob", ct="text/plain")
+    url = f"{pipe.api_url}/v1/attachments/{attachment_id}"
+
+    async def statuses() -> tuple[int, int, int]:
+        replies = [await api.call("GET", url, token=u.token) for u in (alice, bob, carol)]
+        return replies[0].status, replies[1].status, replies[2].status
+
+    assert await statuses() == (200, 404, 404)  # no message carries it yet
+
+    async def stored(message_id: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 20
+        while await pipe.db.messages.find_one({"id": message_id}) is None:
+            assert asyncio.get_running_loop().time() < deadline, "message never stored"
+            await asyncio.sleep(0.05)
+
+    sender = await pipe.connect(alice)
+    try:
+        dm = await sender.send(team, attachment_id, to=bob.id, type="file")
+        await stored(dm.id)
+        assert await statuses() == (200, 200, 404)
+        carol_reply = await api.call("GET", url, token=carol.token)
+        assert carol_reply.code == "not_found"
+        broadcast = await sender.send(team, attachment_id, type="file")
+        await stored(broadcast.id)
+        assert await statuses() == (200, 200, 200)
+    finally:
+        await sender.close()

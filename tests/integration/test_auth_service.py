@@ -426,11 +426,6 @@ async def test_strings_no_store_can_take_are_refused_as_invalid(
         assert reply["error"]["code"] == "invalid"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the shared body parser fix in chatcore/http.py (another engineer's item); "
-    "remove this marker when it lands",
-)
 @pytest.mark.parametrize(
     "payload",
     [b"[" * 5000 + b"]" * 5000, b'{"email": ' + b"7" * 5000 + b', "password": "x"}'],

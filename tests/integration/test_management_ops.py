@@ -1,9 +1,22 @@
 """The management service's operations endpoints: health, readiness of database and Kafka,
-Prometheus metrics."""
+Prometheus metrics, and a start-up that fails half-way."""
 
 from __future__ import annotations
 
-from tests.integration.management_support import People, Stack, make_team
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from chatcore.errors import ConfigError
+from chatcore.kafka import make_producer
+from chatcore.mongo import make_mongo_client
+from chatcore.settings import Settings
+from services.management import server
+from tests.integration.management_support import TEST_DB, People, Stack, make_team
 
 
 async def test_health_readiness_and_metrics(stack: Stack) -> None:
@@ -25,3 +38,39 @@ async def test_health_readiness_and_metrics(stack: Stack) -> None:
         'http_requests_total{method="POST",route="/v1/teams/{team_id}/members",status="201"}'
         in (text)
     )
+
+
+async def test_a_start_that_fails_half_way_closes_what_it_opened(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad setting found after the database, Kafka and HTTP clients were opened: start fails
+    with ConfigError and leaves no client open and no task running."""
+    opened: list[Any] = []
+    session_type = aiohttp.ClientSession
+
+    def recording(factory: Callable[..., Any]) -> Callable[..., Any]:
+        def make(*args: Any, **kwargs: Any) -> Any:
+            made = factory(*args, **kwargs)
+            opened.append(made)
+            return made
+
+        return make
+
+    monkeypatch.setattr(server, "make_mongo_client", recording(make_mongo_client))
+    monkeypatch.setattr(server, "make_producer", recording(make_producer))
+    monkeypatch.setattr(aiohttp, "ClientSession", recording(session_type))
+    before = asyncio.all_tasks()
+    broken = dataclasses.replace(settings, mongo_db=TEST_DB, clamd_address="no-port-here")
+    with pytest.raises(ConfigError, match="CHAT_CLAMD_ADDRESS"):
+        await server.start(broken, port=0)
+
+    kinds = sorted(type(o).__name__ for o in opened)
+    assert kinds == ["AIOKafkaProducer", "AsyncMongoClient", "ClientSession"]
+    for thing in opened:
+        closed = thing.closed if isinstance(thing, session_type) else thing._closed
+        assert closed, f"{type(thing).__name__} left open"
+    leftover = {t for t in asyncio.all_tasks() - before if not t.done()}
+    current = asyncio.current_task()
+    assert current is not None
+    leftover.discard(current)
+    assert not leftover, leftover

@@ -1,23 +1,37 @@
-"""In-memory stand-ins for the management service's stores, user directory and event publisher.
+"""In-memory stand-ins for the management service's stores, user directory and Kafka.
 
 ``MemoryTeamStore`` checks the same preconditions as the MongoDB filters, so the domain's
 read-decide-write loop behaves as it does against the database; ``interfere`` lets a test change
-the team between the domain's read and its write, as a concurrent request would.
+the team between the domain's read and its write, as a concurrent request would. The stores run
+the same contract tests as their MongoDB implementations (tests/*/test_management_store_contract).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from chatcore.errors import Conflict
-from services.management.model import MembershipChange, Message, Team, TeamChanges
+from chatcore.kafka import EVENTS_TOPIC
+from chatcore.locks import KeyedLocks
+from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.schema import BROADCAST, PENDING, TEXT
+from services.management.attachment_store import Attachment
+from services.management.events import EventMetrics, OutboxPublisher
+from services.management.model import MembershipChange, Message, OutboxEvent, Team, TeamChanges
+from services.management.store import Carrier
 
 
 class MemoryTeamStore:
     def __init__(self) -> None:
+        # Emptied teams (their last member left) stay here until their outbox is drained.
         self.teams: dict[str, Team] = {}
+        self.outboxes: dict[str, list[OutboxEvent]] = {}
         self.writes = 0
         # Called once before the next conditional write (then cleared): a concurrent change.
         self.interfere: Callable[[MemoryTeamStore], None] | None = None
@@ -26,15 +40,17 @@ class MemoryTeamStore:
         # Every method called, in order: proves that rejected input never reached the store.
         self.calls: list[str] = []
 
-    async def insert(self, team: Team) -> None:
+    async def insert(self, team: Team, event: OutboxEvent) -> None:
         self.calls.append("insert")
         if team.id in self.teams:
             raise Conflict("a team with this id exists")
         self.teams[team.id] = team
+        self.outboxes[team.id] = [event]
 
     async def get(self, team_id: str) -> Team | None:
         self.calls.append("get")
-        return self.teams.get(team_id)
+        team = self.teams.get(team_id)
+        return team if team is not None and team.members else None
 
     async def list_for_member(
         self, user_id: str, *, tag: str | None, after_id: str | None, limit: int
@@ -63,43 +79,61 @@ class MemoryTeamStore:
         return True
 
     def _write(
-        self, team_id: str, precondition: Callable[[Team], bool], change: Callable[[Team], Team]
+        self,
+        team_id: str,
+        precondition: Callable[[Team], bool],
+        change: Callable[[Team], Team],
+        event: OutboxEvent | None = None,
     ) -> tuple[Team, Team] | None:
         if not self._before_write():
             return None
         team = self.teams.get(team_id)
-        if team is None or not precondition(team):
+        if team is None or not team.members or not precondition(team):
             return None
         after = change(team)
         self.teams[team_id] = after
+        if event is not None:
+            self.outboxes.setdefault(team_id, []).append(event)
         self.writes += 1
         return team, after
 
     async def update_settings(
-        self, team_id: str, *, actor: str, changes: TeamChanges, as_super_admin: bool
+        self,
+        team_id: str,
+        *,
+        actor: str,
+        changes: TeamChanges,
+        as_super_admin: bool,
+        event: OutboxEvent | None = None,
+        was_active: bool | None = None,
     ) -> Team | None:
         self.calls.append("update_settings")
         values = changes.fields()
         if changes.meta_tags is not None:
             values["meta_tags"] = changes.meta_tags
-        result = self._write(
-            team_id,
-            lambda t: t.super_admin == actor if as_super_admin else actor in t.admins,
-            lambda t: dataclasses.replace(t, **values),
-        )
+
+        def allowed(t: Team) -> bool:
+            if was_active is not None and t.active != was_active:
+                return False
+            return t.super_admin == actor if as_super_admin else actor in t.admins
+
+        result = self._write(team_id, allowed, lambda t: dataclasses.replace(t, **values), event)
         return result[0] if result else None
 
-    async def add_member(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def add_member(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         self.calls.append("add_member")
         result = self._write(
             team_id,
             lambda t: actor in t.admins and user_id not in t.members,
             lambda t: dataclasses.replace(t, members=(*t.members, user_id)),
+            event,
         )
         return result[1] if result else None
 
     async def remove_member(
-        self, team_id: str, *, actor: str, user_id: str, as_super_admin: bool
+        self, team_id: str, *, actor: str, user_id: str, as_super_admin: bool, event: OutboxEvent
     ) -> Team | None:
         self.calls.append("remove_member")
 
@@ -110,7 +144,7 @@ class MemoryTeamStore:
                 return t.super_admin == actor
             return actor in t.admins and user_id not in t.admins
 
-        result = self._write(team_id, allowed, lambda t: _without(t, user_id))
+        result = self._write(team_id, allowed, lambda t: _without(t, user_id), event)
         return result[1] if result else None
 
     async def add_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
@@ -144,25 +178,47 @@ class MemoryTeamStore:
         )
         return result[1] if result else None
 
-    async def leave(self, team_id: str, *, user_id: str) -> bool:
+    async def leave(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
         self.calls.append("leave")
         result = self._write(
             team_id,
             lambda t: user_id in t.members and t.super_admin != user_id,
             lambda t: _without(t, user_id),
+            event,
         )
         return result is not None
 
-    async def delete_if_sole_member(self, team_id: str, *, user_id: str) -> bool:
-        self.calls.append("delete_if_sole_member")
-        if not self._before_write():
-            return False
+    async def close_if_sole_member(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
+        self.calls.append("close_if_sole_member")
+        result = self._write(
+            team_id,
+            lambda t: t.super_admin == user_id and t.members == (user_id,),
+            lambda t: dataclasses.replace(t, members=(), admins=(), super_admin=""),
+            event,
+        )
+        return result is not None
+
+    async def outbox(self, team_id: str) -> tuple[OutboxEvent, ...]:
+        self.calls.append("outbox")
+        return tuple(self.outboxes.get(team_id, ()))
+
+    async def acknowledge(self, team_id: str, events: Sequence[OutboxEvent]) -> None:
+        self.calls.append("acknowledge")
+        if team_id in self.outboxes:
+            self.outboxes[team_id] = [e for e in self.outboxes[team_id] if e not in events]
+
+    async def delete_if_closed(self, team_id: str) -> bool:
+        self.calls.append("delete_if_closed")
         team = self.teams.get(team_id)
-        if team is None or team.super_admin != user_id or team.members != (user_id,):
+        if team is None or team.members or self.outboxes.get(team_id):
             return False
         del self.teams[team_id]
-        self.writes += 1
+        self.outboxes.pop(team_id, None)
         return True
+
+    async def with_pending_outbox(self, *, limit: int) -> list[str]:
+        self.calls.append("with_pending_outbox")
+        return [t for t, events in self.outboxes.items() if events][:limit]
 
 
 def _without(team: Team, user_id: str) -> Team:
@@ -199,6 +255,50 @@ class MemoryMessageStore:
             visible = [m for m in visible if m.seq < before]
         return sorted(visible, key=lambda m: m.seq, reverse=True)[:limit]
 
+    async def carrier(self, channel_id: str, attachment_id: str, viewer: str) -> Carrier:
+        self.calls.append("carrier")
+        carrying = [
+            m
+            for m in self.messages
+            if m.channel_id == channel_id and m.data == attachment_id and m.type != TEXT
+        ]
+        if any(m.to == BROADCAST or viewer in (m.to, m.sender) for m in carrying):
+            return Carrier.VISIBLE
+        return Carrier.HIDDEN if carrying else Carrier.NONE
+
+
+class MemoryAttachmentStore:
+    def __init__(self) -> None:
+        self.items: dict[str, Attachment] = {}
+
+    async def insert(self, item: Attachment) -> None:
+        if item.id in self.items:
+            raise Conflict("an attachment with this id exists")
+        self.items[item.id] = item
+
+    async def get(self, attachment_id: str) -> Attachment | None:
+        return self.items.get(attachment_id)
+
+    async def decide(
+        self, attachment_id: str, status: str, *, at: datetime, reason: str = ""
+    ) -> bool:
+        item = self.items.get(attachment_id)
+        if item is None or item.status != PENDING:
+            return False
+        self.items[attachment_id] = dataclasses.replace(item, status=status, reason=reason)
+        return True
+
+    async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
+        found = [i for i in self.items.values() if i.status == PENDING and i.created_at < before]
+        return sorted(found, key=lambda i: i.created_at)[:limit]
+
+    async def delete_pending(self, attachment_id: str) -> bool:
+        item = self.items.get(attachment_id)
+        if item is None or item.status != PENDING:
+            return False
+        del self.items[attachment_id]
+        return True
+
 
 class FakeUserDirectory:
     """Known users by id and email; records every look-up and the token it came with."""
@@ -224,11 +324,63 @@ class Published:
     actor: str
 
 
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.events: list[Published] = []
+_CHANGES = {
+    chat_pb2.MEMBERSHIP_CHANGE_ADDED: MembershipChange.ADDED,
+    chat_pb2.MEMBERSHIP_CHANGE_REMOVED: MembershipChange.REMOVED,
+    chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED: MembershipChange.DEACTIVATED,
+    chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED: MembershipChange.ACTIVATED,
+}
 
-    async def publish(
-        self, team_id: str, user_id: str, change: MembershipChange, *, actor: str
+
+class FakeKafka:
+    """A producer's ``send_and_wait``: records what it acknowledges; refuses while ``down``."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.down = False
+        # Sends to refuse before acknowledging again (a broker failing part-way).
+        self.fail_after: int | None = None
+
+    async def send_and_wait(
+        self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
     ) -> None:
-        self.events.append(Published(team_id, user_id, change, actor))
+        if self.down or (self.fail_after is not None and len(self.records) >= self.fail_after):
+            raise ConnectionError("broker unreachable")
+        self.records.append({"topic": topic, "value": value, "key": key, "headers": headers})
+
+    @property
+    def published(self) -> list[Published]:
+        """What Kafka acknowledged, decoded."""
+        found = []
+        for record in self.records:
+            assert record["topic"] == EVENTS_TOPIC
+            event = chat_pb2.MembershipEvent.FromString(record["value"])
+            assert record["key"] == event.channel_id.encode()
+            found.append(
+                Published(event.channel_id, event.user_id, _CHANGES[event.change], event.actor)
+            )
+        return found
+
+
+class RecordingPublisher:
+    """The real outbox publisher over a fake Kafka; ``events`` is what Kafka acknowledged."""
+
+    def __init__(self, store: MemoryTeamStore, *, locks: KeyedLocks | None = None) -> None:
+        self.kafka = FakeKafka()
+        self.outbox = OutboxPublisher(
+            store,
+            self.kafka,
+            locks if locks is not None else KeyedLocks(),
+            EventMetrics.create(CollectorRegistry()),
+            send_timeout_s=5.0,
+        )
+
+    async def announce(self, team_id: str) -> None:
+        await self.outbox.announce(team_id)
+
+    @property
+    def events(self) -> list[Published]:
+        return self.kafka.published
+
+    def clear(self) -> None:
+        self.kafka.records.clear()

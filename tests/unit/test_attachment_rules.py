@@ -78,9 +78,9 @@ def test_size_must_be_an_integer_between_one_byte_and_five_mib() -> None:
 
 
 def test_parse_upload_request_normalizes_and_derives_the_kind() -> None:
-    """A valid body yields a clean name, a lower-case type and the matching kind."""
+    """A valid body yields a clean name, the type and its kind; an integral 10.0 is a size."""
     request = parse_upload_request(
-        {"filename": "/home/ada/Clip.MP4", "content_type": " Video/MP4 ", "size": 10}
+        {"filename": "/home/ada/Clip.MP4", "content_type": "video/mp4", "size": 10.0}
     )
     assert (request.filename, request.content_type, request.kind, request.size) == (
         "Clip.MP4",
@@ -88,6 +88,15 @@ def test_parse_upload_request_normalizes_and_derives_the_kind() -> None:
         "video",
         10,
     )
+    assert isinstance(request.size, int)
+
+
+@pytest.mark.parametrize("content_type", [" video/mp4", "Video/MP4", "video/mp4; codecs=avc1"])
+def test_content_types_are_taken_exactly_as_listed(content_type: str) -> None:
+    """Only the listed lower-case types pass: what the document's enum says."""
+    with pytest.raises(InvalidInput) as refused:
+        parse_upload_request({"filename": "a.mp4", "content_type": content_type, "size": 10})
+    assert set(refused.value.details) == {"content_type"}
 
 
 def test_parse_upload_request_reports_every_bad_field() -> None:

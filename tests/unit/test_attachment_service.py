@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry
 
 from chatcore.errors import Conflict, Forbidden, NotFound, Unavailable
 from services.management.attachment_rules import UploadRequest
-from services.management.attachment_store import PENDING, Attachment
 from services.management.attachments import (
     AttachmentLimits,
     AttachmentMetrics,
@@ -18,42 +17,16 @@ from services.management.attachments import (
     AttachmentService,
 )
 from services.management.clamd import ScanResult
-from services.management.model import Team
+from services.management.model import Message, Team
 from services.management.objects import PresignedPost, StoredObject
-from tests.unit.management_fakes import MemoryTeamStore
+from tests.unit.management_fakes import (
+    MemoryAttachmentStore,
+    MemoryMessageStore,
+    MemoryTeamStore,
+)
 
-ALICE, STRANGER, TEAM = "a" * 32, "c" * 32, "t" * 32
-
-
-class MemoryRecords:
-    def __init__(self) -> None:
-        self.items: dict[str, Attachment] = {}
-
-    async def insert(self, item: Attachment) -> None:
-        self.items[item.id] = item
-
-    async def get(self, attachment_id: str) -> Attachment | None:
-        return self.items.get(attachment_id)
-
-    async def decide(
-        self, attachment_id: str, status: str, *, at: datetime, reason: str = ""
-    ) -> bool:
-        item = self.items[attachment_id]
-        if item.status != PENDING:
-            return False
-        self.items[attachment_id] = dataclasses.replace(item, status=status, reason=reason)
-        return True
-
-    async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
-        found = [i for i in self.items.values() if i.status == PENDING and i.created_at < before]
-        return sorted(found, key=lambda i: i.created_at)[:limit]
-
-    async def delete_pending(self, attachment_id: str) -> bool:
-        item = self.items.get(attachment_id)
-        if item is None or item.status != PENDING:
-            return False
-        del self.items[attachment_id]
-        return True
+ALICE, BOB, CAROL, STRANGER, TEAM = "a" * 32, "b" * 32, "d" * 32, "c" * 32, "t" * 32
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class MemoryObjects:
@@ -104,7 +77,8 @@ class FakeScanner:
 class World:
     service: AttachmentService
     teams: MemoryTeamStore
-    records: MemoryRecords
+    messages: MemoryMessageStore
+    records: MemoryAttachmentStore
     objects: MemoryObjects
     scanner: FakeScanner
     now: list[float]
@@ -112,20 +86,20 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    """A service over in-memory stores with one team whose only member is Alice."""
-    teams, records, objects, scanner = (
+    """A service over in-memory stores with one team of Alice (super_admin), Bob and Carol."""
+    teams, messages, records, objects, scanner = (
         MemoryTeamStore(),
-        MemoryRecords(),
+        MemoryMessageStore(),
+        MemoryAttachmentStore(),
         MemoryObjects(),
         FakeScanner(),
     )
-    teams.teams[TEAM] = Team(
-        TEAM, "t", "", True, (), (ALICE,), (ALICE,), ALICE, datetime(2026, 1, 1, tzinfo=UTC)
-    )
+    teams.teams[TEAM] = Team(TEAM, "t", "", True, (), (ALICE, BOB, CAROL), (ALICE,), ALICE, T0)
     now = [1_800_000_000.0]
     ids = iter(f"{n:032x}" for n in range(1, 1000))
     service = AttachmentService(
         teams=teams,
+        messages=messages,
         records=records,
         objects=objects,
         scanner=scanner,
@@ -136,7 +110,7 @@ def world() -> World:
         clock=lambda: now[0],
         new_id=lambda: next(ids),
     )
-    return World(service, teams, records, objects, scanner, now)
+    return World(service, teams, messages, records, objects, scanner, now)
 
 
 async def _uploaded(world: World, content: bytes, ct: str = "text/plain") -> str:
@@ -239,3 +213,52 @@ async def test_sweep_deletes_only_old_pending_attachments(world: World) -> None:
     assert set(world.records.items) == {ready, recent}
     assert f"attachments/{TEAM}/{old}" not in world.objects.objects
     assert f"attachments/{TEAM}/{ready}" in world.objects.objects
+
+
+def _carry(world: World, attachment_id: str, *, sender: str, to: str, kind: str = "file") -> None:
+    """A stored message carrying the attachment, as the controller would have written it."""
+    seq = len(world.messages.messages) + 1
+    world.messages.messages.append(
+        Message(f"m{seq:031d}", seq, TEAM, to, kind, attachment_id, sender, T0)
+    )
+
+
+async def _downloads(world: World, attachment_id: str) -> dict[str, bool]:
+    allowed = {}
+    for who, user in (("alice", ALICE), ("bob", BOB), ("carol", CAROL)):
+        try:
+            await world.service.download(attachment_id, caller=user)
+        except NotFound:
+            allowed[who] = False
+        else:
+            allowed[who] = True
+    return allowed
+
+
+async def test_before_any_message_only_the_uploader_downloads(world: World) -> None:
+    """A ready attachment no message carries yet is the uploader's alone (others: 404)."""
+    attachment_id = await _uploaded(world, b"draft")
+    await world.service.complete(attachment_id, caller=ALICE)
+    assert await _downloads(world, attachment_id) == {"alice": True, "bob": False, "carol": False}
+    # A text that merely quotes the id is not a message carrying the file.
+    _carry(world, attachment_id, sender=ALICE, to="*", kind="text")
+    assert await _downloads(world, attachment_id) == {"alice": True, "bob": False, "carol": False}
+
+
+async def test_a_dm_attachment_is_downloadable_by_sender_and_recipient_only(world: World) -> None:
+    """Sent in a DM from Alice to Bob: Alice and Bob download it, Carol gets 404."""
+    attachment_id = await _uploaded(world, b"for bob only")
+    await world.service.complete(attachment_id, caller=ALICE)
+    _carry(world, attachment_id, sender=ALICE, to=BOB)
+    assert await _downloads(world, attachment_id) == {"alice": True, "bob": True, "carol": False}
+
+
+async def test_a_team_message_attachment_is_downloadable_by_every_member(world: World) -> None:
+    """Sent to the whole team: every member downloads it; strangers still get 404."""
+    attachment_id = await _uploaded(world, b"for everyone")
+    await world.service.complete(attachment_id, caller=ALICE)
+    _carry(world, attachment_id, sender=ALICE, to=BOB)
+    _carry(world, attachment_id, sender=ALICE, to="*")
+    assert await _downloads(world, attachment_id) == {"alice": True, "bob": True, "carol": True}
+    with pytest.raises(NotFound):
+        await world.service.download(attachment_id, caller=STRANGER)

@@ -24,6 +24,11 @@ async def _echo(request: web.Request) -> web.Response:
     return ok(body, meta={"echo": True}, status=201)
 
 
+async def _echo_large(request: web.Request) -> web.Response:
+    body = await read_json_object(request, max_bytes=64 * 1024)
+    return ok(body)
+
+
 async def _forbidden(_request: web.Request) -> web.Response:
     raise Forbidden("admins only")
 
@@ -38,6 +43,16 @@ async def _boom(_request: web.Request) -> web.Response:
 
 async def _down(_request: web.Request) -> web.Response:
     raise Unavailable("database unreachable")
+
+
+class _Busy(Unavailable):
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+async def _busy(_request: web.Request) -> web.Response:
+    raise _Busy("all slots taken", retry_after=0.4)
 
 
 class _Flag:
@@ -63,10 +78,12 @@ async def client(flag: _Flag) -> AsyncIterator[TestClient[web.Request, web.Appli
         max_body_bytes=MAX_BODY,
     )
     app.router.add_post("/v1/echo", _echo)
+    app.router.add_post("/v1/echo-large", _echo_large)
     app.router.add_get("/v1/forbidden", _forbidden)
     app.router.add_get("/v1/limited", _limited)
     app.router.add_get("/v1/boom", _boom)
     app.router.add_get("/v1/down", _down)
+    app.router.add_get("/v1/busy", _busy)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -112,6 +129,29 @@ async def test_bad_bodies_get_clear_errors(
     assert payload["error"]["request_id"] == resp.headers["X-Request-ID"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"size": ' + b"9" * 5000 + b"}",
+        b'{"size": -' + b"1" * 4301 + b"}",
+    ],
+    ids=["nested-array", "nested-in-object", "5000-digit-int", "4301-digit-negative-int"],
+)
+async def test_bodies_python_json_gives_up_on_are_400_not_500(
+    client: TestClient[web.Request, web.Application], body: bytes
+) -> None:
+    """5,000 nested brackets (RecursionError) and huge integers (ValueError) are 400 malformed."""
+    resp = await client.post(
+        "/v1/echo-large", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    payload = await resp.json()
+    assert payload["error"]["code"] == "malformed"
+    assert payload["error"]["request_id"] == resp.headers["X-Request-ID"]
+
+
 async def test_oversized_chunked_body_is_413(
     client: TestClient[web.Request, web.Application],
 ) -> None:
@@ -139,10 +179,15 @@ async def test_domain_errors_map_to_status(
     }
     limited = await client.get("/v1/limited")
     assert limited.status == 429
-    assert limited.headers["Retry-After"] == "7"
+    assert limited.headers["Retry-After"] == "8"  # rounded up: never too early
     down = await client.get("/v1/down")
     assert down.status == 503
     assert (await down.json())["error"]["code"] == "unavailable"
+    assert "Retry-After" not in down.headers
+    busy = await client.get("/v1/busy")
+    assert busy.status == 503
+    assert busy.headers["Retry-After"] == "1"
+    assert (await busy.json())["error"]["code"] == "unavailable"
 
 
 async def test_unexpected_error_is_500_without_internals(
@@ -166,6 +211,7 @@ async def test_unknown_route_and_method_use_the_envelope(
     wrong = await client.delete("/v1/echo")
     assert wrong.status == 405
     assert (await wrong.json())["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["Allow"] == "POST"
 
 
 async def test_readiness_follows_dependencies(

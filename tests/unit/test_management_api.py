@@ -19,6 +19,7 @@ from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.management.api import ManagementApi
 from services.management.history import HistoryService
+from services.management.limits import ScanGate, WriteLimiter
 from services.management.openapi import load_openapi
 from services.management.teams import TeamMetrics, TeamService
 from tests.unit.management_fakes import (
@@ -29,6 +30,7 @@ from tests.unit.management_fakes import (
 )
 
 ALICE, BOB = "a" * 32, "b" * 32
+WRITE_BURST, WRITE_PER_S = 20, 0.5
 
 
 @dataclasses.dataclass
@@ -38,6 +40,8 @@ class Harness:
     messages: MemoryMessageStore
     events: RecordingPublisher
     tokens: dict[str, str]
+    clock: list[float]
+    scans: ScanGate
 
     async def call(
         self, method: str, path: str, who: str | None = ALICE, body: Any = None, raw: bytes = b""
@@ -56,7 +60,8 @@ async def harness() -> AsyncIterator[Harness]:
     ring = KeyRing([SigningKey.from_private_key(ed25519.Ed25519PrivateKey.generate())])
     issuer = TokenIssuer(ring, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl_s=60)
     verifier = JwtVerifier.from_settings(settings, StaticJwksSource(ring.jwks()))
-    teams, messages, events = MemoryTeamStore(), MemoryMessageStore(), RecordingPublisher()
+    teams, messages = MemoryTeamStore(), MemoryMessageStore()
+    events = RecordingPublisher(teams)
     service = TeamService(
         teams=teams,
         users=FakeUserDirectory({"bob@example.com": BOB}),
@@ -67,11 +72,22 @@ async def harness() -> AsyncIterator[Harness]:
     registry = CollectorRegistry()
     app = make_app(registry=registry, health=Health({}), max_body_bytes=settings.max_body_bytes)
     _doc, openapi = load_openapi()
-    app.add_routes(ManagementApi(service, history, verifier, settings, openapi).routes())
+    clock = [1000.0]
+    scans = ScanGate(limit=1, wait_s=0)
+    api = ManagementApi(
+        service,
+        history,
+        verifier,
+        settings,
+        openapi,
+        writes=WriteLimiter(burst=WRITE_BURST, per_s=WRITE_PER_S, clock=lambda: clock[0]),
+        scans=scans,
+    )
+    app.add_routes(api.routes())
     tokens = {u: issuer.issue(u).token for u in (ALICE, BOB)}
     tokens["not-an-id"] = issuer.issue("not-an-id").token
     async with TestClient(TestServer(app)) as client:
-        yield Harness(client, teams, messages, events, tokens)
+        yield Harness(client, teams, messages, events, tokens, clock, scans)
 
 
 async def test_create_then_read_through_the_routes(harness: Harness) -> None:
@@ -148,3 +164,47 @@ async def test_openapi_document_is_served_verbatim(harness: Harness) -> None:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("application/json")
         assert await resp.read() == raw
+
+
+async def test_writes_over_the_budget_are_429_with_retry_after_and_change_nothing(
+    harness: Harness,
+) -> None:
+    """After the burst a user's writes answer 429 + Retry-After; others and reads are unaffected;
+    the budget refills with time."""
+    for i in range(WRITE_BURST):
+        status, _ = await harness.call("POST", "/v1/teams", body={"name": f"t{i}"})
+        assert status == 201
+    teams_before = len(harness.teams.teams)
+    status, body = await harness.call("POST", "/v1/teams", body={"name": "one too many"})
+    assert status == 429
+    assert body["error"]["code"] == "rate_limited"
+    team_id = next(iter(harness.teams.teams))
+    status, _ = await harness.call("POST", f"/v1/teams/{team_id}/members", body={"user_id": BOB})
+    assert status == 429
+    assert len(harness.teams.teams) == teams_before
+    assert BOB not in harness.teams.teams[team_id].members
+    async with harness.client.post(
+        "/v1/teams",
+        data=json.dumps({"name": "x"}),
+        headers={"Authorization": f"Bearer {harness.tokens[ALICE]}"},
+    ) as resp:
+        assert resp.headers["Retry-After"] == "2"  # one write at 0.5 per second
+    assert (await harness.call("GET", f"/v1/teams/{team_id}"))[0] == 200
+    assert (await harness.call("POST", "/v1/teams", who=BOB, body={"name": "bob's"}))[0] == 201
+    harness.clock[0] += 2.0
+    assert (await harness.call("POST", "/v1/teams", body={"name": "later"}))[0] == 201
+
+
+async def test_scans_beyond_the_bound_are_503_with_retry_after(harness: Harness) -> None:
+    """While every scan slot is taken, history and team lists answer 503 + Retry-After."""
+    _status, body = await harness.call("POST", "/v1/teams", body={"name": "t"})
+    team_id = body["data"]["id"]
+    async with harness.scans.hold():
+        for path in (f"/v1/teams/{team_id}/messages", "/v1/teams"):
+            async with harness.client.get(
+                path, headers={"Authorization": f"Bearer {harness.tokens[ALICE]}"}
+            ) as resp:
+                assert resp.status == 503
+                assert resp.headers["Retry-After"] == "1"
+                assert (await resp.json())["error"]["code"] == "unavailable"
+    assert (await harness.call("GET", f"/v1/teams/{team_id}/messages"))[0] == 200

@@ -32,7 +32,7 @@ def _message(seq: int) -> Message:
 async def history() -> HistoryService:
     """A team of S, U, V with 100 messages (seq 1..100), a third of them DMs."""
     teams = MemoryTeamStore()
-    await teams.insert(Team(T, "t", "", True, (), (S, U, V), (S,), S, T0))
+    teams.teams[T] = Team(T, "t", "", True, (), (S, U, V), (S,), S, T0)
     return HistoryService(
         teams=teams, messages=MemoryMessageStore([_message(i) for i in range(1, 101)])
     )

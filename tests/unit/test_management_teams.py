@@ -37,7 +37,7 @@ async def world() -> World:
     """A team with a super_admin S, an admin A and a user U; N and X exist as users."""
     store = MemoryTeamStore()
     users = FakeUserDirectory({f"{u[0]}@example.com": u for u in (S, A, U, X, N)})
-    events = RecordingPublisher()
+    events = RecordingPublisher(store)
     ids = iter(f"{i:032x}" for i in range(1, 100))
     service = TeamService(
         teams=store,
@@ -51,7 +51,7 @@ async def world() -> World:
     await service.add_member(team.id, MemberRef(user_id=A), caller=S, bearer=TOKEN)
     await service.add_member(team.id, MemberRef(user_id=U), caller=S, bearer=TOKEN)
     team = await service.elect_admin(team.id, A, caller=S)
-    events.events.clear()
+    events.clear()
     users.lookups.clear()
     store.writes = 0
     return World(service, store, users, events, team)
@@ -59,7 +59,8 @@ async def world() -> World:
 
 async def test_create_makes_the_creator_super_admin_and_announces_them() -> None:
     """The creator is super_admin, admin and only member; an ADDED event names them."""
-    store, events = MemoryTeamStore(), RecordingPublisher()
+    store = MemoryTeamStore()
+    events = RecordingPublisher(store)
     service = TeamService(
         teams=store,
         users=FakeUserDirectory(),

@@ -1,0 +1,104 @@
+"""The shared database schema: collection names, field names, statuses and id formats.
+
+Several services read documents another one writes (the controller answers relays from the
+``teams`` and ``attachments`` documents the management service keeps, and the management service
+reads the ``messages`` the controller stores), so every name that crosses that line is defined
+once, here. Pure constants, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# Collections.
+TEAMS: Final = "teams"
+MESSAGES: Final = "messages"
+ATTACHMENTS: Final = "attachments"
+USERS: Final = "users"
+
+# Every stored id (users, teams, attachments): a uuid4 in hex.
+ID_PATTERN: Final = r"^[0-9a-f]{32}$"
+ID_RE: Final = re.compile(ID_PATTERN)
+
+# Character classes spelled out (not ``\s``): Python, ECMA-262 and the JSON Schema validators
+# disagree on what ``\s`` and ``\d`` mean. CONTROL is Unicode category Cc; SPACE is every character
+# ``str.isspace()`` and ``str.strip()`` treat as whitespace (Python 3.11, Unicode 14), the control
+# ones included. The strings hold the characters themselves, not regex escapes.
+CONTROL: Final = "\x00-\x1f\x7f-\x9f"
+SPACE: Final = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+# Invisible formatting characters (soft hyphen, zero-width and bidirectional marks, word joiner,
+# byte order mark): inside an identifier they make two different strings look alike.
+INVISIBLE: Final = "\xad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+
+# A user's email (``users.email``) as clients may send it: surrounding whitespace is trimmed and
+# the case folded before it is stored or compared; inside, one "@", no whitespace, no control and
+# no invisible character, a dot in the domain, at most 64 characters before the "@", 254 in all.
+EMAIL_MAX: Final = 254
+_EMAIL_CHAR: Final = f"[^@{SPACE}{CONTROL}{INVISIBLE}"
+EMAIL_PATTERN: Final = (
+    f"^[{SPACE}]*{_EMAIL_CHAR}]{{1,64}}@{_EMAIL_CHAR}.]+(?:\\.{_EMAIL_CHAR}.]+)+[{SPACE}]*$"
+)
+EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
+
+# Fields of a ``teams`` document (its ``_id`` is the team id).
+ID: Final = "_id"
+TEAM_NAME: Final = "name"
+TEAM_ICON: Final = "icon"
+TEAM_ACTIVE: Final = "active"
+TEAM_META_TAGS: Final = "meta_tags"
+TEAM_MEMBERS: Final = "members"
+TEAM_ADMINS: Final = "admins"
+TEAM_SUPER_ADMIN: Final = "super_admin"
+TEAM_DOC: Final = "doc"
+# Membership events stored with the change that caused them, until Kafka has them (the outbox).
+TEAM_OUTBOX: Final = "outbox"
+# True while ``outbox`` holds anything: a top-level equality, so FerretDB pushes the lookup down.
+TEAM_OUTBOX_PENDING: Final = "outbox_pending"
+
+# Fields of one outbox entry.
+EVENT_ID: Final = "id"
+EVENT_USER_ID: Final = "user_id"
+EVENT_CHANGE: Final = "change"
+EVENT_ACTOR: Final = "actor"
+EVENT_TS_MS: Final = "ts_ms"
+EVENT_CORRELATION_ID: Final = "correlation_id"
+
+# Fields of a ``messages`` document (written by the controller, ``chatcore.messages``).
+MESSAGE_ID: Final = "id"
+MESSAGE_CHANNEL_ID: Final = "channel_id"
+MESSAGE_SEQ: Final = "seq"
+MESSAGE_TO: Final = "to"
+MESSAGE_TYPE: Final = "type"
+MESSAGE_DATA: Final = "data"
+MESSAGE_FROM: Final = "from"
+MESSAGE_TS: Final = "ts"
+# ``to`` of a team message; any other value is the recipient of a DM.
+BROADCAST: Final = "*"
+# ``type`` of a message whose ``data`` is text; every other type carries an attachment id.
+TEXT: Final = "text"
+
+# Fields of a ``users`` document (its ``_id`` is the user id) that other services read.
+USER_DISABLED: Final = "disabled"
+
+# Fields of an ``attachments`` document (its ``_id`` is the attachment id).
+ATTACHMENT_TEAM_ID: Final = "team_id"
+ATTACHMENT_KIND: Final = "kind"
+ATTACHMENT_STATUS: Final = "status"
+ATTACHMENT_FILENAME: Final = "filename"
+ATTACHMENT_CONTENT_TYPE: Final = "content_type"
+ATTACHMENT_SIZE: Final = "size"
+ATTACHMENT_KEY: Final = "key"
+ATTACHMENT_UPLOADER: Final = "uploader"
+ATTACHMENT_CREATED_AT: Final = "created_at"
+ATTACHMENT_COMPLETED_AT: Final = "completed_at"
+ATTACHMENT_REASON: Final = "reason"
+
+# Attachment statuses: requested, not yet checked / clean, may be sent / refused, bytes deleted.
+PENDING: Final = "pending"
+READY: Final = "ready"
+REJECTED: Final = "rejected"
+ATTACHMENT_STATUSES: Final = (PENDING, READY, REJECTED)
+# Message types an attachment may be sent as.
+ATTACHMENT_KINDS: Final = ("image", "video", "audio", "file")

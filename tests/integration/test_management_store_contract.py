@@ -1,0 +1,65 @@
+"""The store contract over the MongoDB stores, against the stack's FerretDB (a database of its
+own); the same tests run over the in-memory fakes in tests/unit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from chatcore import schema
+from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
+from chatcore.settings import Settings
+from services.management.attachment_store import ATTACHMENT_INDEXES, MongoAttachmentStore
+from services.management.model import Message
+from services.management.store import MANAGEMENT_INDEXES, MongoMessageStore, MongoTeamStore
+from tests.unit.management_store_contract import Backend, StoreContract
+
+
+@pytest.fixture(scope="module")
+async def contract_db(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
+    """A database used by this module alone, with the services' indexes; dropped afterwards."""
+    client = make_mongo_client(settings)
+    name = f"chat_test_contract_{uuid.uuid4().hex[:12]}"
+    db = client[name]
+    await ensure_indexes(db, (*INDEXES, *MANAGEMENT_INDEXES, *ATTACHMENT_INDEXES))
+    try:
+        yield db
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+class TestMongoStores(StoreContract):
+    @pytest.fixture
+    async def backend(self, contract_db: AsyncDatabase[Document]) -> Backend:
+        """The MongoDB stores over emptied collections."""
+        for collection in (schema.TEAMS, schema.MESSAGES, schema.ATTACHMENTS):
+            await contract_db[collection].delete_many({})
+
+        async def seed(found: Sequence[Message]) -> None:
+            await contract_db[schema.MESSAGES].insert_many(
+                [
+                    {
+                        schema.MESSAGE_ID: m.id,
+                        schema.MESSAGE_CHANNEL_ID: m.channel_id,
+                        schema.MESSAGE_SEQ: m.seq,
+                        schema.MESSAGE_TO: m.to,
+                        schema.MESSAGE_TYPE: m.type,
+                        schema.MESSAGE_DATA: m.data,
+                        schema.MESSAGE_FROM: m.sender,
+                        schema.MESSAGE_TS: m.ts,
+                    }
+                    for m in found
+                ]
+            )
+
+        return Backend(
+            teams=MongoTeamStore(contract_db),
+            messages=MongoMessageStore(contract_db),
+            attachments=MongoAttachmentStore(contract_db),
+            seed_messages=seed,
+            new_id=lambda: uuid.uuid4().hex,
+        )

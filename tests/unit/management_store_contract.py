@@ -1,0 +1,349 @@
+"""The contract of the management service's stores, written once for every implementation.
+
+``StoreContract`` holds the tests; a test module subclasses it and supplies a ``backend`` fixture:
+tests/unit/test_management_store_contract.py runs it over the in-memory fakes, and
+tests/integration/test_management_store_contract.py over the MongoDB stores against the stack's
+FerretDB. A fake that drifts from the database fails here first. This module holds no tests of
+its own (pytest collects only the subclasses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chatcore.errors import Conflict
+from chatcore.schema import PENDING, READY, REJECTED
+from services.management.attachment_store import Attachment, AttachmentStore
+from services.management.model import MembershipChange, Message, OutboxEvent, Team, TeamChanges
+from services.management.store import Carrier, MessageStore, TeamStore
+
+S, A, U, V, X = (c * 32 for c in "12345")  # super_admin, admin, user, another user, stranger
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+ADDED, REMOVED = MembershipChange.ADDED, MembershipChange.REMOVED
+
+
+@dataclass
+class Backend:
+    """One implementation of every store, and a way to put messages where the controller would."""
+
+    teams: TeamStore
+    messages: MessageStore
+    attachments: AttachmentStore
+    seed_messages: Callable[[Sequence[Message]], Awaitable[None]]
+    new_id: Callable[[], str]
+
+
+def _event(n: int, user_id: str = U, change: MembershipChange = ADDED) -> OutboxEvent:
+    return OutboxEvent(f"{n:032x}", user_id, change, S, 1_700_000_000_000 + n, f"corr-{n}")
+
+
+def _team(
+    team_id: str, *, members: tuple[str, ...] = (S, A, U), tags: tuple[str, ...] = ()
+) -> Team:
+    return Team(team_id, "core", "", True, tags, members, (S, A), S, T0)
+
+
+class StoreContract:
+    """Behaviour every implementation shares; subclasses provide the ``backend`` fixture."""
+
+    async def _stored(self, backend: Backend, **kw: tuple[str, ...]) -> Team:
+        team = _team(backend.new_id(), **kw)
+        await backend.teams.insert(team, _event(0, S))
+        return team
+
+    # --- teams ----------------------------------------------------------------------------
+
+    async def test_insert_then_get_round_trips_and_duplicates_conflict(
+        self, backend: Backend
+    ) -> None:
+        """A stored team reads back equal; its first event is pending; the id is unique."""
+        team = await self._stored(backend)
+        assert await backend.teams.get(team.id) == team
+        assert await backend.teams.outbox(team.id) == (_event(0, S),)
+        assert team.id in await backend.teams.with_pending_outbox(limit=1000)
+        with pytest.raises(Conflict):
+            await backend.teams.insert(team, _event(1))
+        assert await backend.teams.get(backend.new_id()) is None
+        assert await backend.teams.outbox(backend.new_id()) == ()
+
+    async def test_list_for_member_pages_by_id_and_filters_by_tag(self, backend: Backend) -> None:
+        """A member's teams ascending by id, after a cursor, up to a limit, optionally tagged."""
+        member = backend.new_id()
+        stored = [
+            await self._stored(backend, members=(S, member), tags=("dev",) if i % 2 else ())
+            for i in range(5)
+        ]
+        ids = sorted(t.id for t in stored)
+        found = await backend.teams.list_for_member(member, tag=None, after_id=None, limit=10)
+        assert [t.id for t in found] == ids
+        page = await backend.teams.list_for_member(member, tag=None, after_id=ids[1], limit=2)
+        assert [t.id for t in page] == ids[2:4]
+        tagged = await backend.teams.list_for_member(member, tag="dev", after_id=None, limit=10)
+        assert sorted(t.id for t in tagged) == sorted(t.id for t in stored if t.meta_tags)
+        assert await backend.teams.list_for_member(X, tag=None, after_id=None, limit=10) == []
+
+    async def test_update_settings_checks_the_actor_and_active(self, backend: Backend) -> None:
+        """Admins set fields and get the team as it was; was_active and the actor are checked."""
+        team = await self._stored(backend)
+        teams = backend.teams
+        changes = TeamChanges(name="renamed", meta_tags=("a", "b"))
+        assert (
+            await teams.update_settings(team.id, actor=U, changes=changes, as_super_admin=False)
+            is None
+        )
+        before = await teams.update_settings(
+            team.id, actor=A, changes=changes, as_super_admin=False
+        )
+        assert before == team
+        after = await teams.get(team.id)
+        assert after is not None
+        assert (after.name, after.meta_tags) == ("renamed", ("a", "b"))
+
+        off = TeamChanges(active=False)
+        event = _event(1, "", MembershipChange.DEACTIVATED)
+        assert (
+            await teams.update_settings(
+                team.id, actor=A, changes=off, as_super_admin=True, event=event, was_active=True
+            )
+            is None
+        )
+        assert (
+            await teams.update_settings(
+                team.id, actor=S, changes=off, as_super_admin=True, event=event, was_active=False
+            )
+            is None
+        )
+        assert await teams.outbox(team.id) == (_event(0, S),)  # a refused write stores no event
+        done = await teams.update_settings(
+            team.id, actor=S, changes=off, as_super_admin=True, event=event, was_active=True
+        )
+        assert done is not None
+        assert done.active is True  # the team before the change
+        stored = await teams.get(team.id)
+        assert stored is not None
+        assert stored.active is False
+        assert await teams.outbox(team.id) == (_event(0, S), event)
+
+    async def test_add_and_remove_members_follow_the_roles(self, backend: Backend) -> None:
+        """Admins add non-members and remove plain members; only the super_admin removes admins."""
+        team = await self._stored(backend)
+        teams = backend.teams
+        assert await teams.add_member(team.id, actor=U, user_id=V, event=_event(1, V)) is None
+        assert await teams.add_member(team.id, actor=A, user_id=U, event=_event(1, U)) is None
+        added = await teams.add_member(team.id, actor=A, user_id=V, event=_event(1, V))
+        assert added is not None
+        assert added.members == (S, A, U, V)
+
+        remove = teams.remove_member
+        assert (
+            await remove(team.id, actor=A, user_id=S, as_super_admin=False, event=_event(2)) is None
+        )
+        assert (
+            await remove(team.id, actor=A, user_id=A, as_super_admin=False, event=_event(2)) is None
+        )
+        assert (
+            await remove(team.id, actor=A, user_id=X, as_super_admin=False, event=_event(2)) is None
+        )
+        assert (
+            await remove(team.id, actor=A, user_id=A, as_super_admin=True, event=_event(2)) is None
+        )
+        gone = await remove(
+            team.id, actor=A, user_id=V, as_super_admin=False, event=_event(2, V, REMOVED)
+        )
+        assert gone is not None
+        assert gone.members == (S, A, U)
+        admin_gone = await remove(
+            team.id, actor=S, user_id=A, as_super_admin=True, event=_event(3, A, REMOVED)
+        )
+        assert admin_gone is not None
+        assert (admin_gone.members, admin_gone.admins) == ((S, U), (S,))
+        assert await teams.outbox(team.id) == (
+            _event(0, S),
+            _event(1, V),
+            _event(2, V, REMOVED),
+            _event(3, A, REMOVED),
+        )
+
+    async def test_role_changes_need_the_super_admin(self, backend: Backend) -> None:
+        """Electing, dismissing and transferring: super_admin only, targets must be members."""
+        team = await self._stored(backend)
+        teams = backend.teams
+        assert await teams.add_admin(team.id, actor=A, user_id=U) is None
+        assert await teams.add_admin(team.id, actor=S, user_id=X) is None
+        assert await teams.add_admin(team.id, actor=S, user_id=A) is None  # already an admin
+        elected = await teams.add_admin(team.id, actor=S, user_id=U)
+        assert elected is not None
+        assert elected.admins == (S, A, U)
+        assert await teams.remove_admin(team.id, actor=S, user_id=S) is None
+        assert await teams.remove_admin(team.id, actor=A, user_id=U) is None
+        dismissed = await teams.remove_admin(team.id, actor=S, user_id=U)
+        assert dismissed is not None
+        assert dismissed.admins == (S, A)
+        assert await teams.transfer_super_admin(team.id, actor=A, user_id=U) is None
+        assert await teams.transfer_super_admin(team.id, actor=S, user_id=X) is None
+        moved = await teams.transfer_super_admin(team.id, actor=S, user_id=U)
+        assert moved is not None
+        assert (moved.super_admin, moved.admins) == (U, (S, A, U))
+        assert await teams.outbox(team.id) == (_event(0, S),)  # role changes announce nothing
+
+    async def test_leave_and_the_last_member_closing_the_team(self, backend: Backend) -> None:
+        """Members leave, the super_admin cannot; the sole member empties the team, which goes
+        once its outbox is drained."""
+        team = await self._stored(backend, members=(S, A))
+        teams = backend.teams
+        assert not await teams.leave(team.id, user_id=S, event=_event(1, S, REMOVED))
+        assert not await teams.close_if_sole_member(team.id, user_id=S, event=_event(1, S, REMOVED))
+        assert await teams.leave(team.id, user_id=A, event=_event(1, A, REMOVED))
+        assert not await teams.leave(team.id, user_id=A, event=_event(2, A, REMOVED))
+        assert await teams.close_if_sole_member(team.id, user_id=S, event=_event(2, S, REMOVED))
+        assert await teams.get(team.id) is None
+        assert await teams.list_for_member(S, tag=None, after_id=None, limit=100) == []
+        assert not await teams.delete_if_closed(team.id)  # events still pending
+        pending = await teams.outbox(team.id)
+        assert [e.id for e in pending] == [_event(n).id for n in (0, 1, 2)]
+        await teams.acknowledge(team.id, pending)
+        assert await teams.delete_if_closed(team.id)
+        assert await teams.outbox(team.id) == ()
+
+    async def test_acknowledge_removes_exactly_the_given_events(self, backend: Backend) -> None:
+        """Acked events leave the outbox, later ones stay in order; the team is pending until
+        its outbox is empty."""
+        team = await self._stored(backend)
+        teams = backend.teams
+        for n in (1, 2, 3):
+            assert await teams.add_member(
+                team.id, actor=S, user_id=backend.new_id(), event=_event(n)
+            )
+        await teams.acknowledge(team.id, [_event(0, S), _event(2)])
+        assert await teams.outbox(team.id) == (_event(1), _event(3))
+        assert team.id in await teams.with_pending_outbox(limit=1000)
+        await teams.acknowledge(team.id, [_event(1), _event(3)])
+        assert await teams.outbox(team.id) == ()
+        assert team.id not in await teams.with_pending_outbox(limit=1000)
+        await teams.acknowledge(team.id, [])  # nothing to remove: still fine
+        assert not await teams.delete_if_closed(team.id)  # it has members
+
+    # --- messages -------------------------------------------------------------------------
+
+    async def _channel(self, backend: Backend) -> tuple[str, list[Message]]:
+        channel = backend.new_id()
+        messages = [
+            Message(
+                backend.new_id(),
+                seq,
+                channel,
+                "*" if seq % 3 else (V if seq % 2 else U),
+                "text",
+                f"m{seq}",
+                S if seq % 3 else U,
+                T0 + timedelta(seconds=seq),
+            )
+            for seq in range(1, 13)
+        ]
+        other = Message(backend.new_id(), 1, backend.new_id(), "*", "text", "x", S, T0)
+        await backend.seed_messages([*messages, other])
+        return channel, messages
+
+    async def test_pages_show_team_messages_and_own_dms_in_both_directions(
+        self, backend: Backend
+    ) -> None:
+        """Forward after a seq ascending, backward below a seq or latest descending; DMs only
+        to their sender and recipient."""
+        channel, messages = await self._channel(backend)
+
+        def seqs(found: list[Message]) -> list[int]:
+            return [m.seq for m in found]
+
+        visible_to_v = [m for m in messages if m.to in ("*", V) or m.sender == V]
+        latest = await backend.messages.page(channel, V, before=None, after=None, limit=3)
+        assert seqs(latest) == [m.seq for m in reversed(visible_to_v)][:3]
+        forward = await backend.messages.page(channel, V, before=None, after=4, limit=50)
+        assert seqs(forward) == [m.seq for m in visible_to_v if m.seq > 4]
+        backward = await backend.messages.page(channel, V, before=7, after=None, limit=2)
+        assert (
+            seqs(backward) == sorted((m.seq for m in visible_to_v if m.seq < 7), reverse=True)[:2]
+        )
+        assert latest[0] == visible_to_v[-1]
+        everything = await backend.messages.page(channel, U, before=None, after=0, limit=50)
+        assert seqs(everything) == [m.seq for m in messages if m.to in ("*", U) or m.sender == U]
+
+    async def test_carrier_says_who_may_see_an_attachment(self, backend: Backend) -> None:
+        """NONE until a non-text message of the channel carries the id; then VISIBLE or HIDDEN
+        by that message's audience."""
+        channel, attachment = backend.new_id(), backend.new_id()
+        carrier = backend.messages.carrier
+        await backend.seed_messages(
+            [
+                Message(backend.new_id(), 1, channel, "*", "text", attachment, S, T0),
+                Message(backend.new_id(), 1, backend.new_id(), "*", "file", attachment, S, T0),
+            ]
+        )
+        assert await carrier(channel, attachment, U) is Carrier.NONE
+        await backend.seed_messages(
+            [Message(backend.new_id(), 2, channel, U, "image", attachment, S, T0)]
+        )
+        assert await carrier(channel, attachment, U) is Carrier.VISIBLE
+        assert await carrier(channel, attachment, S) is Carrier.VISIBLE
+        assert await carrier(channel, attachment, V) is Carrier.HIDDEN
+        await backend.seed_messages(
+            [Message(backend.new_id(), 3, channel, "*", "image", attachment, S, T0)]
+        )
+        assert await carrier(channel, attachment, V) is Carrier.VISIBLE
+
+    # --- attachments ----------------------------------------------------------------------
+
+    def _attachment(self, backend: Backend, *, age_s: int = 0) -> Attachment:
+        attachment_id = backend.new_id()
+        return Attachment(
+            id=attachment_id,
+            team_id=backend.new_id(),
+            kind="file",
+            status=PENDING,
+            filename="a.txt",
+            content_type="text/plain",
+            size=5,
+            key=f"attachments/t/{attachment_id}",
+            uploader=U,
+            created_at=T0 - timedelta(seconds=age_s),
+        )
+
+    async def test_attachments_are_decided_once(self, backend: Backend) -> None:
+        """Insert and read back; a duplicate id conflicts; only a pending record is decided."""
+        item = self._attachment(backend)
+        store = backend.attachments
+        await store.insert(item)
+        assert await store.get(item.id) == item
+        with pytest.raises(Conflict):
+            await store.insert(item)
+        assert await store.decide(item.id, READY, at=T0)
+        assert not await store.decide(item.id, REJECTED, at=T0, reason="late")
+        decided = await store.get(item.id)
+        assert decided is not None
+        assert (decided.status, decided.reason) == (READY, "")
+        assert not await store.decide(backend.new_id(), READY, at=T0)
+        assert await store.get(backend.new_id()) is None
+
+    async def test_only_stale_pending_attachments_are_swept(self, backend: Backend) -> None:
+        """Pending records older than the cut-off, oldest first, up to the limit; deleting only
+        while still pending."""
+        store = backend.attachments
+        old, older, fresh, done = (
+            self._attachment(backend, age_s=100_000_000 + 10),
+            self._attachment(backend, age_s=100_000_000 + 20),
+            self._attachment(backend),
+            self._attachment(backend, age_s=100_000_000 + 30),
+        )
+        for item in (old, older, fresh, done):
+            await store.insert(item)
+        await store.decide(done.id, REJECTED, at=T0, reason="malware")
+        cutoff = T0 - timedelta(seconds=100_000_000)
+        assert [i.id for i in await store.stale_pending(cutoff, limit=10)] == [older.id, old.id]
+        assert [i.id for i in await store.stale_pending(cutoff, limit=1)] == [older.id]
+        assert not await store.delete_pending(done.id)
+        assert await store.delete_pending(old.id)
+        assert not await store.delete_pending(old.id)
+        assert await store.get(old.id) is None

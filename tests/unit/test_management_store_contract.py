@@ -1,0 +1,32 @@
+"""The store contract over the in-memory fakes (the same tests run against MongoDB in
+tests/integration/test_management_store_contract.py)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pytest
+
+from services.management.model import Message
+from tests.unit.management_fakes import MemoryAttachmentStore, MemoryMessageStore, MemoryTeamStore
+from tests.unit.management_store_contract import Backend, StoreContract
+
+
+class TestMemoryStores(StoreContract):
+    @pytest.fixture
+    def backend(self) -> Backend:
+        """Fresh fakes per test."""
+        messages = MemoryMessageStore()
+        counter = itertools.count(1)
+
+        async def seed(found: Sequence[Message]) -> None:
+            messages.messages.extend(found)
+
+        return Backend(
+            teams=MemoryTeamStore(),
+            messages=messages,
+            attachments=MemoryAttachmentStore(),
+            seed_messages=seed,
+            new_id=lambda: f"{next(counter):032x}",
+        )
