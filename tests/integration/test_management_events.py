@@ -121,6 +121,11 @@ async def test_removal_while_kafka_is_unreachable_is_published_once_it_is_back(
     offline_db = f"{TEST_DB}_offline"
     settings = dataclasses.replace(stack.settings, mongo_db=offline_db)
     teams = stack.db.client[offline_db]["teams"]
+    # Management checks each caller's account in its own database, as in production where the
+    # services share one: these callers must exist there too.
+    callers = [p.super_admin.id, p.user.id]
+    users = await stack.db["users"].find({"_id": {"$in": callers}}).to_list()
+    await stack.db.client[offline_db]["users"].insert_many(users)
     service = await start_management(settings, port=0, wrap_sender=wrap)
     base = f"http://127.0.0.1:{service.port}"
     try:
