@@ -19,11 +19,10 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local.nginx import Route, render_nginx_conf
+from deploy.local.nginx import EdgeLimits, chat_routes, render_nginx_conf
 from deploy.local.processes import Component, StackError, port_open
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,11 +52,13 @@ class StackConfig:
     controller_grpc_port: int = 50051
     controller_http_port: int = 8111
     messages_partitions: int = 6
+    edge_limits: EdgeLimits = field(default_factory=EdgeLimits)
 
     @classmethod
     def from_env(cls) -> StackConfig:
         env = os.environ
         cache = Path(env.get("CHATSTACK_CACHE", Path.home() / ".cache" / "chatstack"))
+        limits = EdgeLimits()
         return cls(
             home=Path(env.get("CHATSTACK_HOME", REPO / ".stack")).resolve(),
             cache=cache.resolve(),
@@ -78,6 +79,16 @@ class StackConfig:
             controller_grpc_port=int(env.get("CHATSTACK_CONTROLLER_GRPC_PORT", "50051")),
             controller_http_port=int(env.get("CHATSTACK_CONTROLLER_HTTP_PORT", "8111")),
             messages_partitions=int(env.get("CHATSTACK_MESSAGES_PARTITIONS", "6")),
+            edge_limits=EdgeLimits(
+                api_rate_per_s=int(env.get("CHATSTACK_NGINX_API_RATE", str(limits.api_rate_per_s))),
+                api_burst=int(env.get("CHATSTACK_NGINX_API_BURST", str(limits.api_burst))),
+                ws_connections_per_address=int(
+                    env.get(
+                        "CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS",
+                        str(limits.ws_connections_per_address),
+                    )
+                ),
+            ),
         )
 
     @property
@@ -580,7 +591,7 @@ def clamd_component(cfg: StackConfig) -> Component:
 # --- nginx -------------------------------------------------------------------------------------
 
 
-def nginx_component(cfg: StackConfig, routes: Sequence[Route]) -> Component:
+def nginx_component(cfg: StackConfig) -> Component:
     prefix = cfg.home / "nginx"
     conf = prefix / "nginx.conf"
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -594,7 +605,12 @@ def nginx_component(cfg: StackConfig, routes: Sequence[Route]) -> Component:
                 listen=f"127.0.0.1:{cfg.nginx_port}",
                 prefix=prefix,
                 log_dir=cfg.home / "logs",
-                routes=routes,
+                routes=chat_routes(
+                    relay_ports=cfg.relay_ports,
+                    auth_port=cfg.auth_port,
+                    management_port=cfg.management_port,
+                ),
+                limits=cfg.edge_limits,
             )
         )
         check = subprocess.run(

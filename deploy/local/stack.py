@@ -29,7 +29,6 @@ from deploy.local.components import (
     s3_component,
     service_env,
 )
-from deploy.local.nginx import Route
 from deploy.local.processes import Component, Runner, StackError
 
 
@@ -47,12 +46,6 @@ def write_env_file(cfg: StackConfig) -> Path:
 
 def components(cfg: StackConfig) -> list[Component]:
     """Every component in start order: infrastructure, services, then the edge."""
-    routes = [
-        Route("relays", "/v1/ws", list(cfg.relay_ports), websocket=True),
-        Route("auth", "/v1/auth/", [cfg.auth_port]),
-        Route("auth_users", "/v1/users", [cfg.auth_port]),
-        Route("management", "/v1/", [cfg.management_port]),
-    ]
     relays = [
         python_service_component(
             cfg,
@@ -81,7 +74,7 @@ def components(cfg: StackConfig) -> list[Component]:
         ),
         *relays,
         python_service_component(cfg, "management", "services.management", cfg.management_port),
-        nginx_component(cfg, routes),
+        nginx_component(cfg),
     ]
 
 
