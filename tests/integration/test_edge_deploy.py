@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from chatclient import Ack, ChatClient, history, login, register
 from chatcore.mongo import make_mongo_client
 from chatcore.settings import Settings
 from deploy.local.nginx import Route, chat_routes, render_nginx_conf
-from deploy.local.processes import Component, Runner
+from deploy.local.processes import Component, Runner, http_ok
 from services.auth.keys import generate_key_file
 from tests.integration.pipeline_env import pipeline_settings
 from tests.integration.ports import free_port
@@ -41,11 +40,7 @@ RELAY_IDS = ("edge-r1", "edge-r2")
 
 
 def _http_ready(port: int) -> Callable[[], bool]:
-    def ready() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-            return int(resp.status) == 200
-
-    return ready
+    return lambda: http_ok(f"http://127.0.0.1:{port}/readyz")
 
 
 @dataclasses.dataclass
