@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import re
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from chatclient import ChatClient, history, login, register
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
+from tests.integration.raw_http import request
 
 PASSWORD = "through the front door"
 NGINX_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -88,20 +87,6 @@ async def test_chat_through_nginx_with_team_from_the_api(stack_env: dict[str, st
     assert [m["id"] for m in stored] == [ack.id]
 
 
-def _raw(
-    base: str, method: str, path: str, headers: dict[str, str] | None = None
-) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """One request with any method (CONNECT and TRACE included) straight over HTTP/1.1."""
-    parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
-    try:
-        conn.request(method, path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
-
-
 async def test_one_checked_request_id_on_proxied_and_nginx_answers(
     stack_env: dict[str, str],
 ) -> None:
@@ -115,13 +100,13 @@ async def test_one_checked_request_id_on_proxied_and_nginx_answers(
     ]
     for method, path, expected in answers:
         status, headers, _body = await asyncio.to_thread(
-            _raw, base, method, path, {"X-Request-ID": "edge-id.1:a"}
+            request, base, method, path, {"X-Request-ID": "edge-id.1:a"}
         )
         assert status == expected, (method, path)
         assert headers.get_all("X-Request-ID") == ["edge-id.1:a"], (method, path)
         for odd in ('a"b', "<x>", "x" * 65):
             status, headers, body = await asyncio.to_thread(
-                _raw, base, method, path, {"X-Request-ID": odd}
+                request, base, method, path, {"X-Request-ID": odd}
             )
             assert status == expected
             ids = headers.get_all("X-Request-ID") or []
@@ -143,7 +128,7 @@ async def test_undeclared_methods_answer_json_405_with_allow(stack_env: dict[str
     }
     for path, methods in allow.items():
         for method in ("TRACE", "CONNECT", "PROPFIND"):
-            status, headers, body = await asyncio.to_thread(_raw, base, method, path)
+            status, headers, body = await asyncio.to_thread(request, base, method, path)
             assert status == 405, (method, path)
             assert headers["Content-Type"] == "application/json"
             assert headers.get_all("Allow") == [methods]
@@ -155,7 +140,7 @@ async def test_undeclared_methods_answer_json_405_with_allow(stack_env: dict[str
 async def test_a_service_405_stays_json_through_nginx(stack_env: dict[str, str]) -> None:
     """A method the route serves but the path does not (PUT /v1/teams) is the service's JSON 405."""
     base = stack_env["CHATSTACK_NGINX_URL"]
-    status, headers, body = await asyncio.to_thread(_raw, base, "PUT", "/v1/teams")
+    status, headers, body = await asyncio.to_thread(request, base, "PUT", "/v1/teams")
     assert status == 405
     assert headers["Content-Type"].startswith("application/json")
     assert json.loads(body)["error"]["code"] == "method_not_allowed"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import re
 import shutil
@@ -19,6 +18,7 @@ from aiohttp import web
 from deploy.local.nginx import EdgeLimits, Route, render_nginx_conf
 from deploy.local.processes import Component, Runner
 from tests.integration.ports import free_port
+from tests.integration.raw_http import request
 
 NGINX_ID = re.compile(r"^[0-9a-f]{32}$")
 ODD_IDS = ('a"b', "x" * 65, "<script>alert(1)</script>", "two words", "id\\u0000")
@@ -231,19 +231,6 @@ async def test_security_headers(nginx: tuple[int, Path]) -> None:
         assert "Server" not in resp.headers or "nginx/" not in resp.headers["Server"]
 
 
-def _raw(
-    port: int, method: str, path: str, headers: dict[str, str] | None = None
-) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """One request with any method (CONNECT and TRACE included) straight over HTTP/1.1."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request(method, path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
-
-
 async def test_odd_request_ids_are_replaced_never_echoed(nginx: tuple[int, Path]) -> None:
     """An X-Request-ID outside the services' pattern is replaced by nginx's own, everywhere."""
     port, logs = nginx
@@ -256,7 +243,7 @@ async def test_odd_request_ids_are_replaced_never_echoed(nginx: tuple[int, Path]
                 assert NGINX_ID.match(body["request_id"]), odd
                 assert resp.headers.getall("X-Request-ID") == [body["request_id"]]
             status, headers, raw = await asyncio.to_thread(
-                _raw, port, "GET", "/nowhere", {"X-Request-ID": odd}
+                request, f"http://127.0.0.1:{port}", "GET", "/nowhere", {"X-Request-ID": odd}
             )
             assert status == 404
             error = json.loads(raw)["error"]
@@ -280,7 +267,9 @@ async def test_exactly_one_request_id_on_every_answer(nginx: tuple[int, Path]) -
                 (await resp.json())["error"]["request_id"]
             ]
     for method, path in (("TRACE", "/v1/teams"), ("GET", "/nowhere"), ("GET", "/v1/dead-ws")):
-        status, headers, raw = await asyncio.to_thread(_raw, port, method, path)
+        status, headers, raw = await asyncio.to_thread(
+            request, f"http://127.0.0.1:{port}", method, path
+        )
         assert status in (405, 404, 503)
         assert headers.get_all("X-Request-ID") == [json.loads(raw)["error"]["request_id"]]
 
@@ -297,7 +286,7 @@ async def test_undeclared_methods_get_json_405_with_allow(nginx: tuple[int, Path
     for path, allow in cases.items():
         for method in ("TRACE", "CONNECT", "PROPFIND", "OPTIONS", "MKCOL"):
             status, headers, raw = await asyncio.to_thread(
-                _raw, port, method, path, {"X-Request-ID": "m-1"}
+                request, f"http://127.0.0.1:{port}", method, path, {"X-Request-ID": "m-1"}
             )
             assert status == 405, (method, path)
             assert headers["Content-Type"] == "application/json"
@@ -310,9 +299,13 @@ async def test_undeclared_methods_get_json_405_with_allow(nginx: tuple[int, Path
                 }
             }
             assert headers["X-Content-Type-Options"] == "nosniff"
-    status, _headers, _raw_body = await asyncio.to_thread(_raw, port, "POST", "/v1/ws")
+    status, _headers, _raw_body = await asyncio.to_thread(
+        request, f"http://127.0.0.1:{port}", "POST", "/v1/ws"
+    )
     assert status == 405
-    status, headers, raw = await asyncio.to_thread(_raw, port, "TRACE", "/nowhere")
+    status, headers, raw = await asyncio.to_thread(
+        request, f"http://127.0.0.1:{port}", "TRACE", "/nowhere"
+    )
     assert status == 404
     assert json.loads(raw)["error"]["code"] == "not_found"
     assert "Allow" not in headers

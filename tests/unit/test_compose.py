@@ -8,7 +8,6 @@ the compose plugin (the test says so when it is skipped).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import re
 import shutil
@@ -19,10 +18,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from chatcore.settings import Settings
 from deploy.local.nginx import PRODUCTION_CONF, PRODUCTION_ROUTES, render_production_conf
@@ -295,62 +290,6 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     env_file.write_text("".join(f"{k}={v}\n" for k, v in _resolved_env().items()))
     result = subprocess.run(
         [docker, "compose", "-f", str(COMPOSE), "--env-file", str(env_file), "config", "-q"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def _self_signed(folder: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "privkey.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def test_production_nginx_conf_passes_nginx_t(tmp_path: Path) -> None:
-    """nginx -t accepts production's config, TLS example uncommented (hosts mapped to loopback)."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(binary).exists():
-        pytest.skip("nginx not installed (deploy/local/install.sh installs it)")
-    _self_signed(tmp_path)
-    # The machine's nginx may predate `resolve` (1.27.3) and `http2 on` (1.25.1): leave those out;
-    # compose's nginx:1.28 has both.
-    text = render_production_conf(resolver=None)
-    head, tls = text.split("    # server {\n")
-    tls_lines = [
-        "    " + line.removeprefix("    #").removeprefix(" ") if line.startswith("    #") else line
-        for line in ["    # server {", *tls.splitlines()]
-    ]
-    text = head + "\n".join(line for line in tls_lines if "http2 on;" not in line) + "\n"
-    for route in PRODUCTION_ROUTES:
-        text = text.replace(f"server {route.host}:", "server 127.0.0.1:")
-    text = text.replace("/etc/nginx/certs", str(tmp_path)).replace(
-        "pid /tmp/nginx.pid", f"pid {tmp_path}/nginx.pid"
-    )
-    assert "listen 8443 ssl;" in text
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(text)
-    result = subprocess.run(
-        [binary, "-t", "-q", "-p", str(tmp_path), "-c", str(conf)],
         capture_output=True,
         text=True,
         check=False,
