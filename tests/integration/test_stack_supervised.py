@@ -188,6 +188,11 @@ async def test_comes_up_from_a_home_under_a_private_folder(second: SecondStack) 
     finally:
         await admin.close()
     assert await asyncio.to_thread(_ping, second.port("MONGO"))
+    # The internal gRPC secret was generated into this home and handed to the services.
+    token_file = second.home / "secrets" / "internal-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    env_lines = (second.home / "env").read_text().splitlines()
+    assert f"CHAT_INTERNAL_TOKEN={token_file.read_text().strip()}" in env_lines
     assert await asyncio.to_thread(http_ok, f"{second.base}/v1/auth/jwks")
     if os.geteuid() == 0:
         data = shared_folder(second.home, Path("/var/lib/chatstack")) / "postgres"

@@ -79,6 +79,24 @@ def test_ready_after_a_few_failed_checks_prints_one_line(tmp_path: Path) -> None
     runner.stop("svc")
 
 
+def test_already_running_but_not_ready_yet_waits_without_a_traceback(tmp_path: Path) -> None:
+    """`up` again while a service still answers 503: wait for it, no HTTPError escapes."""
+    first = Runner(tmp_path, echo=lambda _l: None)
+    first.start(Component("svc", SLEEPER, ready=_always))
+    lines: list[str] = []
+    again = Runner(tmp_path, echo=lines.append)  # another shell: knows it by its pid file
+    answers = iter([False])
+
+    def ready() -> bool:
+        return next(answers, True) or _http_503()
+
+    try:
+        assert again.start(Component("svc", SLEEPER, ready=ready)) is False
+        assert lines == [f"[stack] svc: already running (pid {again.pid('svc')})"]
+    finally:
+        first.stop("svc")
+
+
 def test_exit_before_ready_says_how_it_ended(tmp_path: Path) -> None:
     """A process that dies during its start fails with its exit status and its log's tail."""
     runner = Runner(tmp_path, echo=lambda _l: None)
