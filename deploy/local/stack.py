@@ -340,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackError as exc:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `stack status | head`: the reader is gone; say nothing more (not even at exit).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
