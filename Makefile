@@ -15,6 +15,8 @@ help:
 	@echo "make test         install, start what the tests need, lint, run every test"
 	@echo "make lint         ruff format --check, ruff check, mypy --strict"
 	@echo "make stack-up     start the local stack in the background (stack-down stops it)"
+	@echo "make stack-status each component's state and restart count"
+	@echo "make clean        stop the stack, delete its data (also outside the clone) and generated code"
 	@echo "make bench        run the benchmarks in bench/"
 
 install:
@@ -39,6 +41,8 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# A supervisor owns the stack's processes and restarts any that exits (docs/operations.md):
+# in the background for stack-up and test, in this terminal for run.
 stack-up: install proto
 	$(STACK) up
 
@@ -54,13 +58,15 @@ run: install proto
 test-unit: install proto
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# Starts what the tests need (leaving alone what was already running), runs lint and every test,
-# then stops what it started. pytest's exit code 5 (no tests collected) fails the build.
+# Starts the stack unless it already runs, runs lint and every test, then stops the stack only if
+# it started it. pytest's exit code 5 (no tests collected) fails the build.
 test: lint
 	$(STACK) exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install proto
 	$(STACK) exec -- $(PY) bench/db_backends.py --url mongodb://127.0.0.1:27017/ --messages 20000
 
-clean: stack-down
-	rm -rf .stack chatcore/proto
+# Without a virtualenv nothing of the stack can be running, and its data is all in .stack.
+clean:
+	if [ -x $(PY) ]; then $(STACK) clean; else rm -rf .stack; fi
+	rm -rf chatcore/proto

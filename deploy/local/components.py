@@ -17,14 +17,19 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local.nginx import Route, render_nginx_conf
-from deploy.local.processes import Component, StackError, port_open
+from deploy.local.datadirs import (
+    DEFAULT_SYSTEM_DATA,
+    check_traversable,
+    postmaster_running,
+    prepare_shared_folder,
+    prune_orphans,
+    shared_folder,
+)
+from deploy.local.nginx import EdgeLimits, chat_routes, render_nginx_conf
+from deploy.local.processes import Component, StackError, http_answers, http_ok, port_open
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_VERSION = "4.1.1"
@@ -53,11 +58,17 @@ class StackConfig:
     controller_grpc_port: int = 50051
     controller_http_port: int = 8111
     messages_partitions: int = 6
+    # As root, PostgreSQL's data lives here (datadirs.py): the postgres user must reach it.
+    system_data: Path = DEFAULT_SYSTEM_DATA
+    edge_limits: EdgeLimits = field(default_factory=EdgeLimits)
+    # Browser origins allowed on the WebSocket; empty: nginx's own address on this stack's port.
+    ws_origins: str = ""
 
     @classmethod
     def from_env(cls) -> StackConfig:
         env = os.environ
         cache = Path(env.get("CHATSTACK_CACHE", Path.home() / ".cache" / "chatstack"))
+        limits = EdgeLimits()
         return cls(
             home=Path(env.get("CHATSTACK_HOME", REPO / ".stack")).resolve(),
             cache=cache.resolve(),
@@ -78,11 +89,30 @@ class StackConfig:
             controller_grpc_port=int(env.get("CHATSTACK_CONTROLLER_GRPC_PORT", "50051")),
             controller_http_port=int(env.get("CHATSTACK_CONTROLLER_HTTP_PORT", "8111")),
             messages_partitions=int(env.get("CHATSTACK_MESSAGES_PARTITIONS", "6")),
+            system_data=Path(env.get("CHATSTACK_SYSTEM_DATA", DEFAULT_SYSTEM_DATA)).resolve(),
+            edge_limits=EdgeLimits(
+                api_rate_per_s=int(env.get("CHATSTACK_NGINX_API_RATE", str(limits.api_rate_per_s))),
+                api_burst=int(env.get("CHATSTACK_NGINX_API_BURST", str(limits.api_burst))),
+                ws_connections_per_address=int(
+                    env.get(
+                        "CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS",
+                        str(limits.ws_connections_per_address),
+                    )
+                ),
+            ),
+            ws_origins=env.get("CHAT_WS_ORIGINS", ""),
         )
 
     @property
     def data(self) -> Path:
         return self.home / "data"
+
+    @property
+    def postgres_data(self) -> Path:
+        """PostgreSQL's data folder: in the home, or outside it when we are root (datadirs.py)."""
+        if os.geteuid() == 0:
+            return shared_folder(self.home, self.system_data) / "postgres"
+        return self.data / "postgres"
 
     @property
     def kafka_libs(self) -> Path:
@@ -147,6 +177,8 @@ def service_env(cfg: StackConfig) -> dict[str, str]:
         "CHAT_S3_ACCESS_KEY": access,
         "CHAT_S3_SECRET_KEY": secret,
         "CHAT_CLAMD_ADDRESS": f"127.0.0.1:{cfg.clamd_port}",
+        "CHAT_WS_ORIGINS": cfg.ws_origins
+        or f"http://127.0.0.1:{cfg.nginx_port},http://localhost:{cfg.nginx_port}",
         "CHAT_INTERNAL_TOKEN": _internal_token(cfg),
         "CHAT_JWKS_URL": f"http://127.0.0.1:{cfg.nginx_port}/v1/auth/jwks",
         "CHATSTACK_NGINX_URL": f"http://127.0.0.1:{cfg.nginx_port}",
@@ -257,6 +289,8 @@ def kafka_component(cfg: StackConfig) -> Component:
 
 
 async def _kafka_metadata_ok(cfg: StackConfig) -> bool:
+    from aiokafka.errors import KafkaError
+
     from chatcore.kafka import make_admin
     from chatcore.settings import Settings
 
@@ -265,8 +299,8 @@ async def _kafka_metadata_ok(cfg: StackConfig) -> bool:
         await asyncio.wait_for(admin.start(), 5)
         await asyncio.wait_for(admin.describe_cluster(), 5)
         return True
-    except Exception:
-        return False
+    except (KafkaError, OSError, TimeoutError):
+        return False  # the broker is still electing itself or loading its logs
     finally:
         await admin.close()
 
@@ -302,17 +336,30 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *argv]
 
 
+def _prepare_postgres_folder(cfg: StackConfig, data_dir: Path) -> None:
+    """As root: the data folder outside the home, reachable and owned by the postgres user."""
+    if os.geteuid() != 0:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return
+    check_traversable(cfg.system_data.parent)
+    for gone in prune_orphans(cfg.system_data, in_use=postmaster_running):
+        print(f"[stack] postgres: removed {gone}, the data of a stack home that no longer exists")
+    folder, stale = prepare_shared_folder(cfg.home, cfg.system_data)
+    if stale:
+        print(f"[stack] postgres: removed stale data in {folder} (an earlier home at this path)")
+    data_dir.mkdir(exist_ok=True)
+    shutil.chown(data_dir, "postgres", "postgres")
+    data_dir.chmod(0o700)
+
+
 def postgres_component(cfg: StackConfig) -> Component:
-    data_dir = cfg.data / "postgres"
+    data_dir = cfg.postgres_data
 
     def prepare() -> None:
         initdb = _postgres_bin("initdb")
+        _prepare_postgres_folder(cfg, data_dir)
         if (data_dir / "PG_VERSION").exists():
             return
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(data_dir, "postgres", "postgres")
-            data_dir.chmod(0o700)
         result = subprocess.run(
             _as_postgres_user(
                 [
@@ -330,6 +377,8 @@ def postgres_component(cfg: StackConfig) -> Component:
             capture_output=True,
             text=True,
             check=False,
+            # PostgreSQL's tools chdir back to where they started: that must be reachable too.
+            cwd=data_dir.parent,
         )
         if result.returncode != 0:
             raise StackError(f"postgres: initdb failed:\n{result.stdout}\n{result.stderr}")
@@ -339,6 +388,8 @@ def postgres_component(cfg: StackConfig) -> Component:
             [
                 str(_postgres_bin("pg_isready")),
                 "-q",
+                "-U",
+                "postgres",
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -367,6 +418,7 @@ def postgres_component(cfg: StackConfig) -> Component:
         ready=ready,
         ports=(cfg.postgres_port,),
         prepare=prepare,
+        cwd=data_dir.parent,
         # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
         stop_signal=signal.SIGINT,
     )
@@ -398,12 +450,16 @@ def ferretdb_component(cfg: StackConfig) -> Component:
 
     def ready() -> bool:
         from pymongo import MongoClient
+        from pymongo.errors import PyMongoError
 
         client: MongoClient[dict[str, object]]
-        with MongoClient(
-            f"mongodb://127.0.0.1:{cfg.mongo_port}/", serverSelectionTimeoutMS=1000
-        ) as client:
-            return bool(client.admin.command("ping").get("ok"))
+        try:
+            with MongoClient(
+                f"mongodb://127.0.0.1:{cfg.mongo_port}/", serverSelectionTimeoutMS=1000
+            ) as client:
+                return bool(client.admin.command("ping").get("ok"))
+        except PyMongoError:
+            return False  # not listening yet, or its backend not up yet
 
     def after_ready() -> None:
         asyncio.run(_create_indexes(cfg))
@@ -455,11 +511,8 @@ def s3_component(cfg: StackConfig) -> Component:
         sidecar.mkdir(parents=True, exist_ok=True)
 
     def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{cfg.s3_port}/", timeout=1):
-                return True
-        except urllib.error.HTTPError:
-            return True  # an S3 error document is an answer: the server is up
+        # An S3 error document (no credentials) is an answer too: the server is up.
+        return http_answers(f"http://127.0.0.1:{cfg.s3_port}/")
 
     def after_ready() -> None:
         from chatcore.s3 import ensure_bucket, make_s3_client
@@ -528,9 +581,12 @@ def clamd_signatures() -> str:
 
 def clamd_ping(port: int, timeout_s: float = 1.0) -> bool:
     """True when clamd on 127.0.0.1:port answers ``zPING`` with ``PONG``."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-        sock.sendall(b"zPING\0")
-        reply = sock.recv(64)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+            sock.sendall(b"zPING\0")
+            reply = sock.recv(64)
+    except OSError:
+        return False  # still loading its signatures: not listening yet
     return reply.rstrip(b"\0\n") == b"PONG"
 
 
@@ -580,7 +636,7 @@ def clamd_component(cfg: StackConfig) -> Component:
 # --- nginx -------------------------------------------------------------------------------------
 
 
-def nginx_component(cfg: StackConfig, routes: Sequence[Route]) -> Component:
+def nginx_component(cfg: StackConfig) -> Component:
     prefix = cfg.home / "nginx"
     conf = prefix / "nginx.conf"
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -594,7 +650,12 @@ def nginx_component(cfg: StackConfig, routes: Sequence[Route]) -> Component:
                 listen=f"127.0.0.1:{cfg.nginx_port}",
                 prefix=prefix,
                 log_dir=cfg.home / "logs",
-                routes=routes,
+                routes=chat_routes(
+                    relay_ports=cfg.relay_ports,
+                    auth_port=cfg.auth_port,
+                    management_port=cfg.management_port,
+                ),
+                limits=cfg.edge_limits,
             )
         )
         check = subprocess.run(
@@ -607,9 +668,7 @@ def nginx_component(cfg: StackConfig, routes: Sequence[Route]) -> Component:
             raise StackError(f"nginx: generated config {conf} is invalid:\n{check.stderr}")
 
     def ready() -> bool:
-        url = f"http://127.0.0.1:{cfg.nginx_port}/healthz"
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return int(resp.status) == 200
+        return http_ok(f"http://127.0.0.1:{cfg.nginx_port}/healthz", timeout_s=1)
 
     return Component(
         name="nginx",
@@ -635,17 +694,13 @@ def python_service_component(
     """One of our services, run from the virtualenv; ready when its ``/readyz`` answers 200."""
     env = {**service_env(cfg), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
 
-    def ready() -> bool:
-        url = f"http://127.0.0.1:{port}/readyz"
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return int(resp.status) == 200
-
     return Component(
         name=name,
         argv=[sys.executable, "-m", module],
         env=env,
         cwd=REPO,
-        ready=ready,
+        # 503 while a dependency (Kafka, the database, a controller stream) is not up yet.
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
         ports=(port, *ports),
         ready_timeout_s=30.0,
     )

@@ -10,20 +10,38 @@ the production rendering, checked in; regenerate it with ``python -m deploy.loca
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from chatcore.logging import CORRELATION_ID_RE
 
 NGINX_DIR = Path(__file__).resolve().parents[1] / "nginx"
 TEMPLATE = NGINX_DIR / "nginx.conf.template"
 PRODUCTION_CONF = NGINX_DIR / "nginx.conf"
 
-# Locations that get the per-address request limit unless a Route says otherwise.
+# Locations that get the stricter per-address auth limit unless a Route says otherwise.
 RATE_LIMITED_PREFIXES = ("/v1/auth/", "/v1/users")
-DEFAULT_AUTH_RATE_PER_S = 10
-DEFAULT_AUTH_BURST = 40
 DEFAULT_MAX_BODY = "64k"
+# Every method the REST API serves somewhere (aiohttp answers HEAD for each GET route).
+API_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+HEALTH_METHODS = ("GET", "HEAD")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """Per-client-address limits at the edge; one NAT'd office is one address, so be generous."""
+
+    # /v1/auth/ and /v1/users: password guessing and account enumeration.
+    auth_rate_per_s: int = 10
+    auth_burst: int = 40
+    # Every /v1/ request (auth routes and WebSocket handshakes included).
+    api_rate_per_s: int = 200
+    api_burst: int = 1000
+    # Open WebSockets per address; benchmarks opening thousands from one host raise it.
+    ws_connections_per_address: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +55,36 @@ class Route:
     host: str = "127.0.0.1"
     # None: limited when the location is an auth route (RATE_LIMITED_PREFIXES).
     rate_limited: bool | None = None
+    # What the upstream serves under this prefix; anything else gets 405 with ``Allow``.
+    methods: tuple[str, ...] = field(default=API_METHODS)
 
     @property
     def limited(self) -> bool:
         if self.rate_limited is not None:
             return self.rate_limited
         return self.location.startswith(RATE_LIMITED_PREFIXES)
+
+    @property
+    def allow(self) -> str:
+        return ", ".join(self.methods)
+
+
+def chat_routes(
+    *,
+    relay_ports: Sequence[int],
+    auth_port: int,
+    management_port: int,
+    relay_host: str = "127.0.0.1",
+    auth_host: str = "127.0.0.1",
+    management_host: str = "127.0.0.1",
+) -> tuple[Route, ...]:
+    """The system's routes: WebSocket to the relays, accounts to auth, the rest to management."""
+    return (
+        Route("relays", "/v1/ws", relay_ports, websocket=True, host=relay_host, methods=("GET",)),
+        Route("auth", "/v1/auth/", [auth_port], host=auth_host, methods=("GET", "HEAD", "POST")),
+        Route("auth_users", "/v1/users", [auth_port], host=auth_host, methods=HEALTH_METHODS),
+        Route("management", "/v1/", [management_port], host=management_host),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +102,33 @@ class Layout:
     # ``resolve`` so relays added with ``--scale`` are picked up without a reload (nginx >= 1.27.3).
     resolver: str | None = None
     tls_example: bool = False
-    auth_rate_per_s: int = DEFAULT_AUTH_RATE_PER_S
-    auth_burst: int = DEFAULT_AUTH_BURST
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
     max_body: str = DEFAULT_MAX_BODY
 
 
-def _envelope(status: int, code: str, message: str) -> str:
+def _return(status: int, code: str, message: str) -> str:
+    # Only $chat_request_id is interpolated, and it matches CORRELATION_ID_RE: no quote, no
+    # backslash, so the body is valid JSON whatever the client sent.
     body = f'{{"error":{{"code":"{code}","message":"{message}","request_id":"$chat_request_id"}}}}'
-    return f"            default_type application/json;\n            return {status} '{body}';\n"
+    return f"return {status} '{body}';"
+
+
+def _envelope(status: int, code: str, message: str) -> str:
+    indent = "            "
+    return f"{indent}default_type application/json;\n{indent}{_return(status, code, message)}\n"
+
+
+def _headers(indent: str) -> list[str]:
+    """The headers of every answer; a location with its own add_header must repeat them all."""
+    return [
+        f"{indent}add_header X-Content-Type-Options nosniff always;",
+        f"{indent}add_header X-Frame-Options DENY always;",
+        f"{indent}add_header Referrer-Policy no-referrer always;",
+        f"{indent}add_header Content-Security-Policy \"default-src 'none'; frame-ancestors 'none'\""
+        " always;",
+        f"{indent}add_header Cross-Origin-Resource-Policy same-origin always;",
+        f"{indent}add_header X-Request-ID $chat_request_id always;",
+    ]
 
 
 def _upstream(route: Route, layout: Layout) -> str:
@@ -79,9 +140,33 @@ def _upstream(route: Route, layout: Layout) -> str:
     return f"    upstream {route.name} {{\n{zone}{balance}{servers}        keepalive 16;\n    }}\n"
 
 
+def _allow_map(routes: Sequence[Route]) -> str:
+    """``$chat_allow``: what the location a URI falls in serves (empty: no such route).
+
+    A map, not a ``set`` in each location: nginx refuses TRACE before choosing a location, and
+    the 405 it produces still needs the right ``Allow``. Longest prefix first, like locations.
+    """
+    lines = ["    map $uri $chat_allow {", f'        "/healthz" "{", ".join(HEALTH_METHODS)}";']
+    for route in sorted(routes, key=lambda r: len(r.location), reverse=True):
+        lines.append(f'        "~^{re.escape(route.location)}" "{route.allow}";')
+    lines += ['        default "";', "    }"]
+    return "\n".join(lines) + "\n"
+
+
 def _location(route: Route, layout: Layout) -> str:
+    methods = "|".join(route.methods)
     lines = [
         f"        location {route.location} {{",
+        f"            if ($request_method !~ ^(?:{methods})$) {{",
+        "                return 405;",
+        "            }",
+        f"            limit_req zone=chat_api burst={layout.limits.api_burst} nodelay;",
+    ]
+    if route.limited:
+        lines.append(
+            f"            limit_req zone=chat_auth burst={layout.limits.auth_burst} nodelay;"
+        )
+    lines += [
         f"            proxy_pass http://{route.name};",
         "            proxy_http_version 1.1;",
         "            proxy_set_header Host $host;",
@@ -90,10 +175,9 @@ def _location(route: Route, layout: Layout) -> str:
         "            proxy_set_header X-Forwarded-Proto $scheme;",
         "            proxy_set_header X-Real-IP $remote_addr;",
     ]
-    if route.limited:
-        lines.append(f"            limit_req zone=chat_auth burst={layout.auth_burst} nodelay;")
     if route.websocket:
         lines += [
+            f"            limit_conn chat_ws {layout.limits.ws_connections_per_address};",
             # nginx's error lines quote the request line, query string included, and a WebSocket
             # client may send its token as ?token=: log only critical errors for this route.
             f"            error_log {layout.error_log} crit;",
@@ -116,24 +200,32 @@ def _location(route: Route, layout: Layout) -> str:
 def _server_body(routes: Sequence[Route], layout: Layout) -> str:
     parts = [
         "",
-        "        add_header X-Content-Type-Options nosniff always;",
-        "        add_header X-Frame-Options DENY always;",
-        "        add_header Referrer-Policy no-referrer always;",
-        "        add_header Content-Security-Policy \"default-src 'none'; frame-ancestors 'none'\""
-        " always;",
-        "        add_header Cross-Origin-Resource-Policy same-origin always;",
-        "        add_header X-Request-ID $chat_request_id always;",
+        *_headers("        "),
         "",
-        "        # Errors nginx itself produces answer in the API's JSON error envelope.",
+        "        # Errors nginx itself produces answer in the API's JSON error envelope. The",
+        "        # services' own errors (a 405 from aiohttp included) pass through untouched.",
+        "        error_page 405 = @method_not_allowed;",
         "        error_page 413 = @too_large;",
         "        error_page 429 = @rate_limited;",
         "        error_page 502 503 504 = @unavailable;",
         "",
         "        location = /healthz {",
+        f"            if ($request_method !~ ^(?:{'|'.join(HEALTH_METHODS)})$) {{",
+        "                return 405;",
+        "            }",
         "            default_type application/json;",
         '            return 200 \'{"status":"ok"}\';',
         "        }",
         "",
+        "        location @method_not_allowed {",
+        *_headers("            "),
+        "            add_header Allow $chat_allow always;",
+        "            default_type application/json;",
+        '            if ($chat_allow = "") {',
+        "                " + _return(404, "not_found", "no such route"),
+        "            }",
+        "            " + _return(405, "method_not_allowed", "method not allowed on this route"),
+        "        }",
         "        location @too_large {\n"
         + _envelope(413, "too_large", "request body too large")
         + "        }",
@@ -204,7 +296,10 @@ def render(layout: Layout, routes: Sequence[Route]) -> str:
         "@@ERROR_LOG@@": layout.error_log,
         "@@ACCESS_LOG@@": layout.access_log,
         "@@TEMP_PATHS@@": temp,
-        "@@AUTH_RATE@@": str(layout.auth_rate_per_s),
+        "@@REQUEST_ID_PATTERN@@": CORRELATION_ID_RE.pattern,
+        "@@ALLOW_MAP@@": _allow_map(routes),
+        "@@AUTH_RATE@@": str(layout.limits.auth_rate_per_s),
+        "@@API_RATE@@": str(layout.limits.api_rate_per_s),
         "@@MAX_BODY@@": layout.max_body,
         "@@RESOLVER@@": resolver,
         "@@UPSTREAMS@@": "".join(_upstream(r, layout) for r in routes),
@@ -224,8 +319,7 @@ def render_nginx_conf(
     prefix: Path,
     log_dir: Path,
     routes: Sequence[Route],
-    auth_rate_per_s: int = DEFAULT_AUTH_RATE_PER_S,
-    auth_burst: int = DEFAULT_AUTH_BURST,
+    limits: EdgeLimits | None = None,
 ) -> str:
     """The local stack's nginx.conf: a foreground process with every path under the stack folder."""
     layout = Layout(
@@ -236,18 +330,19 @@ def render_nginx_conf(
         error_log=str(log_dir / "nginx-error.log"),
         access_log=str(log_dir / "nginx-access.log"),
         temp_dir=str(prefix / "tmp"),
-        auth_rate_per_s=auth_rate_per_s,
-        auth_burst=auth_burst,
+        limits=limits or EdgeLimits(),
     )
     return render(layout, routes)
 
 
 # The compose services nginx proxies to, and their ports (the Settings defaults).
-PRODUCTION_ROUTES = (
-    Route("relays", "/v1/ws", [8103], websocket=True, host="relay"),
-    Route("auth", "/v1/auth/", [8101], host="auth"),
-    Route("auth_users", "/v1/users", [8101], host="auth"),
-    Route("management", "/v1/", [8102], host="management"),
+PRODUCTION_ROUTES = chat_routes(
+    relay_ports=[8103],
+    auth_port=8101,
+    management_port=8102,
+    relay_host="relay",
+    auth_host="auth",
+    management_host="management",
 )
 
 

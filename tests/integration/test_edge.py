@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import uuid
 from pathlib import Path
 
@@ -10,8 +13,10 @@ import aiohttp
 from chatclient import ChatClient, history, login, register
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
+from tests.integration.raw_http import request
 
 PASSWORD = "through the front door"
+NGINX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 async def test_register_login_and_verify_through_nginx(
@@ -80,3 +85,63 @@ async def test_chat_through_nginx_with_team_from_the_api(stack_env: dict[str, st
         )
     stored = await history(base, member.access_token, team_id)
     assert [m["id"] for m in stored] == [ack.id]
+
+
+async def test_one_checked_request_id_on_proxied_and_nginx_answers(
+    stack_env: dict[str, str],
+) -> None:
+    """Through nginx every answer has one X-Request-ID; an odd client value is never echoed."""
+    base = stack_env["CHATSTACK_NGINX_URL"]
+    answers = [
+        ("GET", "/v1/auth/jwks", 200),  # auth, proxied
+        ("GET", "/v1/teams", 401),  # management's own error, proxied
+        ("GET", "/nowhere", 404),  # nginx
+        ("TRACE", "/v1/teams", 405),  # nginx, refused before any location
+    ]
+    for method, path, expected in answers:
+        status, headers, _body = await asyncio.to_thread(
+            request, base, method, path, {"X-Request-ID": "edge-id.1:a"}
+        )
+        assert status == expected, (method, path)
+        assert headers.get_all("X-Request-ID") == ["edge-id.1:a"], (method, path)
+        for odd in ('a"b', "<x>", "x" * 65):
+            status, headers, body = await asyncio.to_thread(
+                request, base, method, path, {"X-Request-ID": odd}
+            )
+            assert status == expected
+            ids = headers.get_all("X-Request-ID") or []
+            assert len(ids) == 1, (method, path, ids)
+            assert NGINX_ID.match(ids[0]), (method, path, odd)
+            assert odd.encode() not in body
+            if expected >= 400:
+                assert json.loads(body)["error"]["request_id"] == ids[0]
+
+
+async def test_undeclared_methods_answer_json_405_with_allow(stack_env: dict[str, str]) -> None:
+    """TRACE, CONNECT, PROPFIND through the stack's nginx: the JSON envelope, 405 and Allow."""
+    base = stack_env["CHATSTACK_NGINX_URL"]
+    allow = {
+        "/v1/teams": "GET, HEAD, POST, PUT, PATCH, DELETE",
+        "/v1/auth/login": "GET, HEAD, POST",
+        "/v1/users": "GET, HEAD",
+        "/v1/ws": "GET",
+    }
+    for path, methods in allow.items():
+        for method in ("TRACE", "CONNECT", "PROPFIND"):
+            status, headers, body = await asyncio.to_thread(request, base, method, path)
+            assert status == 405, (method, path)
+            assert headers["Content-Type"] == "application/json"
+            assert headers.get_all("Allow") == [methods]
+            error = json.loads(body)["error"]
+            assert error["code"] == "method_not_allowed"
+            assert error["request_id"] == headers["X-Request-ID"]
+
+
+async def test_a_service_405_stays_json_through_nginx(stack_env: dict[str, str]) -> None:
+    """A method the route serves but the path does not (PUT /v1/teams) is the service's JSON 405."""
+    base = stack_env["CHATSTACK_NGINX_URL"]
+    status, headers, body = await asyncio.to_thread(request, base, "PUT", "/v1/teams")
+    assert status == 405
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
+    assert headers.get_all("X-Request-ID") == [json.loads(body)["error"]["request_id"]]

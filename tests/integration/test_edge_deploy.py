@@ -16,9 +16,8 @@ import signal
 import socket
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,8 @@ from websockets.exceptions import InvalidStatus
 from chatclient import Ack, ChatClient, history, login, register
 from chatcore.mongo import make_mongo_client
 from chatcore.settings import Settings
-from deploy.local.nginx import Route, render_nginx_conf
-from deploy.local.processes import Component, Runner
+from deploy.local.nginx import Route, chat_routes, render_nginx_conf
+from deploy.local.processes import Component, Runner, http_ok
 from services.auth.keys import generate_key_file
 from tests.integration.pipeline_env import pipeline_settings
 from tests.integration.ports import free_port
@@ -41,11 +40,7 @@ RELAY_IDS = ("edge-r1", "edge-r2")
 
 
 def _http_ready(port: int) -> Callable[[], bool]:
-    def ready() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-            return int(resp.status) == 200
-
-    return ready
+    return lambda: http_ok(f"http://127.0.0.1:{port}/readyz")
 
 
 @dataclasses.dataclass
@@ -115,7 +110,7 @@ def _service(name: str, module: str, settings: Settings, port: int, **extra: str
     )
 
 
-def _nginx(home: Path, port: int, routes: list[Route], log_dir: Path) -> Component:
+def _nginx(home: Path, port: int, routes: Sequence[Route], log_dir: Path) -> Component:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     prefix = home / "nginx"
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
@@ -169,12 +164,7 @@ async def edge(settings: Settings, tmp_path: Path) -> AsyncIterator[Edge]:
         )
         for i, (relay_id, port) in enumerate(zip(RELAY_IDS, relay_ports, strict=True), start=1)
     ]
-    routes = [
-        Route("relays", "/v1/ws", relay_ports, websocket=True),
-        Route("auth", "/v1/auth/", [auth_port]),
-        Route("auth_users", "/v1/users", [auth_port]),
-        Route("management", "/v1/", [mgmt_port]),
-    ]
+    routes = chat_routes(relay_ports=relay_ports, auth_port=auth_port, management_port=mgmt_port)
     names = [c.name for c in (*first, *relays)] + ["nginx"]
     try:
         await asyncio.gather(*(asyncio.to_thread(runner.start, c) for c in first))

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from deploy.local.nginx import Route, render_nginx_conf
+from deploy.local.nginx import EdgeLimits, Route, render_nginx_conf
 from deploy.local.processes import Component, Runner
 from tests.integration.ports import free_port
+from tests.integration.raw_http import request
+
+NGINX_ID = re.compile(r"^[0-9a-f]{32}$")
+ODD_IDS = ('a"b', "x" * 65, "<script>alert(1)</script>", "two words", "id\\u0000")
 
 
 async def _echo_headers(request: web.Request) -> web.Response:
+    # Like the services: the id it was given comes back in its own X-Request-ID header.
+    rid = request.headers.get("X-Request-ID", "")
     return web.json_response(
-        {"path": request.path, "request_id": request.headers.get("X-Request-ID", "")}
+        {"path": request.path, "request_id": rid}, headers={"X-Request-ID": rid}
     )
 
 
@@ -46,7 +56,9 @@ async def upstream() -> AsyncIterator[int]:
     await runner.cleanup()
 
 
-def _start_nginx(tmp_path: Path, routes: list[Route], **limits: int) -> Iterator[tuple[int, Path]]:
+def _start_nginx(
+    tmp_path: Path, routes: list[Route], limits: EdgeLimits | None = None
+) -> Iterator[tuple[int, Path]]:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
     prefix = tmp_path / "nginx"
@@ -56,7 +68,7 @@ def _start_nginx(tmp_path: Path, routes: list[Route], **limits: int) -> Iterator
     conf = prefix / "nginx.conf"
     conf.write_text(
         render_nginx_conf(
-            listen=f"127.0.0.1:{port}", prefix=prefix, log_dir=logs, routes=routes, **limits
+            listen=f"127.0.0.1:{port}", prefix=prefix, log_dir=logs, routes=routes, limits=limits
         )
     )
     runner = Runner(tmp_path / "stack", echo=lambda _line: None)
@@ -74,20 +86,37 @@ def _start_nginx(tmp_path: Path, routes: list[Route], **limits: int) -> Iterator
 @pytest.fixture
 def nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
     """nginx started by the stack's runner with a config rendered for the test upstream."""
-    routes = [
-        Route("test_ws", "/v1/ws", [upstream], websocket=True),
-        Route("test_dead", "/v1/dead-ws", [free_port()], websocket=True),
-        Route("test_auth", "/v1/auth/", [upstream]),
+    yield from _start_nginx(tmp_path, _routes(upstream))
+
+
+def _routes(upstream: int) -> list[Route]:
+    return [
+        Route("test_ws", "/v1/ws", [upstream], websocket=True, methods=("GET",)),
+        Route("test_dead", "/v1/dead-ws", [free_port()], websocket=True, methods=("GET",)),
+        Route("test_auth", "/v1/auth/", [upstream], methods=("GET", "HEAD", "POST")),
         Route("test_api", "/v1/", [upstream]),
     ]
-    yield from _start_nginx(tmp_path, routes)
 
 
 @pytest.fixture
 def strict_nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
     """nginx whose auth routes allow 1 request/s per address with a burst of 2."""
     routes = [Route("test_auth", "/v1/auth/", [upstream]), Route("test_api", "/v1/", [upstream])]
-    yield from _start_nginx(tmp_path, routes, auth_rate_per_s=1, auth_burst=2)
+    yield from _start_nginx(tmp_path, routes, EdgeLimits(auth_rate_per_s=1, auth_burst=2))
+
+
+@pytest.fixture
+def socket_capped_nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
+    """nginx allowing 2 open WebSockets per client address."""
+    limits = EdgeLimits(ws_connections_per_address=2)
+    yield from _start_nginx(tmp_path, _routes(upstream), limits)
+
+
+@pytest.fixture
+def api_limited_nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
+    """nginx allowing 1 /v1/ request/s per client address with a burst of 3."""
+    limits = EdgeLimits(api_rate_per_s=1, api_burst=3)
+    yield from _start_nginx(tmp_path, _routes(upstream), limits)
 
 
 async def test_proxies_http_and_passes_request_id(nginx: tuple[int, Path]) -> None:
@@ -96,13 +125,13 @@ async def test_proxies_http_and_passes_request_id(nginx: tuple[int, Path]) -> No
     async with (
         aiohttp.ClientSession() as session,
         session.get(
-            f"http://127.0.0.1:{port}/v1/teams", headers={"X-Request-ID": "req-123"}
+            f"http://127.0.0.1:{port}/v1/teams", headers={"X-Request-ID": "req-1.2:3_x"}
         ) as resp,
     ):
         body = await resp.json()
         assert resp.status == 200
-        assert body == {"path": "/v1/teams", "request_id": "req-123"}
-        assert resp.headers["X-Request-ID"] == "req-123"
+        assert body == {"path": "/v1/teams", "request_id": "req-1.2:3_x"}
+        assert resp.headers.getall("X-Request-ID") == ["req-1.2:3_x"]
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -200,3 +229,126 @@ async def test_security_headers(nginx: tuple[int, Path]) -> None:
         assert resp.headers["Referrer-Policy"] == "no-referrer"
         assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
         assert "Server" not in resp.headers or "nginx/" not in resp.headers["Server"]
+
+
+async def test_odd_request_ids_are_replaced_never_echoed(nginx: tuple[int, Path]) -> None:
+    """An X-Request-ID outside the services' pattern is replaced by nginx's own, everywhere."""
+    port, logs = nginx
+    async with aiohttp.ClientSession() as session:
+        for odd in ODD_IDS:
+            async with session.get(
+                f"http://127.0.0.1:{port}/v1/teams", headers={"X-Request-ID": odd}
+            ) as resp:
+                body = await resp.json()
+                assert NGINX_ID.match(body["request_id"]), odd
+                assert resp.headers.getall("X-Request-ID") == [body["request_id"]]
+            status, headers, raw = await asyncio.to_thread(
+                request, f"http://127.0.0.1:{port}", "GET", "/nowhere", {"X-Request-ID": odd}
+            )
+            assert status == 404
+            error = json.loads(raw)["error"]
+            assert NGINX_ID.match(error["request_id"]), odd
+            assert headers.get_all("X-Request-ID") == [error["request_id"]]
+            assert odd.encode() not in raw
+    assert 'a\\"b' not in (logs / "nginx-access.log").read_text()
+
+
+async def test_exactly_one_request_id_on_every_answer(nginx: tuple[int, Path]) -> None:
+    """Proxied answers (whose upstream sets its own) and nginx's errors carry one X-Request-ID."""
+    port, _logs = nginx
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/v1/teams") as resp:
+            assert resp.status == 200
+            ids = resp.headers.getall("X-Request-ID")
+            assert ids == [(await resp.json())["request_id"]]
+        async with session.post(f"http://127.0.0.1:{port}/v1/teams", data=b"x" * 100_000) as resp:
+            assert resp.status == 413
+            assert resp.headers.getall("X-Request-ID") == [
+                (await resp.json())["error"]["request_id"]
+            ]
+    for method, path in (("TRACE", "/v1/teams"), ("GET", "/nowhere"), ("GET", "/v1/dead-ws")):
+        status, headers, raw = await asyncio.to_thread(
+            request, f"http://127.0.0.1:{port}", method, path
+        )
+        assert status in (405, 404, 503)
+        assert headers.get_all("X-Request-ID") == [json.loads(raw)["error"]["request_id"]]
+
+
+async def test_undeclared_methods_get_json_405_with_allow(nginx: tuple[int, Path]) -> None:
+    """TRACE, CONNECT, PROPFIND, OPTIONS...: 405 in the envelope, Allow = what the route serves."""
+    port, _logs = nginx
+    cases = {
+        "/v1/ws": "GET",
+        "/v1/auth/login": "GET, HEAD, POST",
+        "/v1/teams/t1": "GET, HEAD, POST, PUT, PATCH, DELETE",
+        "/healthz": "GET, HEAD",
+    }
+    for path, allow in cases.items():
+        for method in ("TRACE", "CONNECT", "PROPFIND", "OPTIONS", "MKCOL"):
+            status, headers, raw = await asyncio.to_thread(
+                request, f"http://127.0.0.1:{port}", method, path, {"X-Request-ID": "m-1"}
+            )
+            assert status == 405, (method, path)
+            assert headers["Content-Type"] == "application/json"
+            assert headers.get_all("Allow") == [allow], (method, path)
+            assert json.loads(raw) == {
+                "error": {
+                    "code": "method_not_allowed",
+                    "message": "method not allowed on this route",
+                    "request_id": "m-1",
+                }
+            }
+            assert headers["X-Content-Type-Options"] == "nosniff"
+    status, _headers, _raw_body = await asyncio.to_thread(
+        request, f"http://127.0.0.1:{port}", "POST", "/v1/ws"
+    )
+    assert status == 405
+    status, headers, raw = await asyncio.to_thread(
+        request, f"http://127.0.0.1:{port}", "TRACE", "/nowhere"
+    )
+    assert status == 404
+    assert json.loads(raw)["error"]["code"] == "not_found"
+    assert "Allow" not in headers
+
+
+async def test_websockets_capped_per_client_address(
+    socket_capped_nginx: tuple[int, Path],
+) -> None:
+    """Past the per-address socket cap nginx answers 429 (envelope); a freed slot is reusable."""
+    port, _logs = socket_capped_nginx
+    url = f"http://127.0.0.1:{port}/v1/ws"
+    async with aiohttp.ClientSession() as session, AsyncExitStack() as sockets:
+        held = [await sockets.enter_async_context(session.ws_connect(url)) for _ in range(2)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url)
+        assert refused.value.status == 429
+        async with session.get(url) as resp:  # a plain GET shows the body of the refusal
+            assert resp.status == 429
+            assert (await resp.json())["error"]["code"] == "rate_limited"
+        await held[0].close()
+        third = await session.ws_connect(url)
+        await third.send_str("still here")
+        assert (await third.receive(timeout=5)).data == "echo:still here"
+        await third.close()
+
+
+async def test_api_requests_limited_per_client_address(
+    api_limited_nginx: tuple[int, Path],
+) -> None:
+    """Every /v1/ route has a per-address bucket: past the burst, 429 in the error envelope."""
+    port, _logs = api_limited_nginx
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(10):
+            async with session.get(
+                f"http://127.0.0.1:{port}/v1/teams", headers={"X-Request-ID": "rl-2"}
+            ) as resp:
+                statuses.append(resp.status)
+                if resp.status == 429:
+                    assert (await resp.json())["error"] == {
+                        "code": "rate_limited",
+                        "message": "too many requests, slow down",
+                        "request_id": "rl-2",
+                    }
+    assert statuses[:3] == [200, 200, 200]
+    assert statuses.count(429) >= 5

@@ -8,7 +8,7 @@ the compose plugin (the test says so when it is skipped).
 from __future__ import annotations
 
 import dataclasses
-import datetime
+import json
 import re
 import shutil
 import subprocess
@@ -18,18 +18,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from chatcore.settings import Settings
 from deploy.local.nginx import PRODUCTION_CONF, PRODUCTION_ROUTES, render_production_conf
 
-COMPOSE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "compose"
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = REPO / "deploy" / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 DOCKERFILE = COMPOSE_DIR / "Dockerfile"
+MINIO_INIT = COMPOSE_DIR / "minio-init.sh"
 
 PYTHON_SERVICES = {
     "auth": "services.auth",
@@ -49,14 +47,27 @@ EXPECTED = {
     "nginx",
 }
 ONE_SHOT = {"kafka-init", "mongo-init", "minio-init"}
+# Secrets .env must provide (empty in .env.example) and who may see each.
+SECRET_VARS = {
+    "MINIO_ROOT_USER": {"minio", "minio-init"},
+    "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+    "MINIO_APP_ACCESS_KEY": {"minio-init", "management"},
+    "MINIO_APP_SECRET_KEY": {"minio-init", "management"},
+    "MONGO_APP_PASSWORD": {"mongo-init", "auth", "management", "controller"},
+    "CHAT_INTERNAL_TOKEN": {"controller", "relay"},
+}
 SETTING_NAMES = {f"CHAT_{f.name.upper()}" for f in dataclasses.fields(Settings)}
 DEFAULTS = Settings()
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 # Stand-ins for the secrets .env.example leaves empty on purpose.
 _DUMMY = {
     "KAFKA_CLUSTER_ID": "MkU3OEVBNTcwNTJENDM2Qk",
-    "MINIO_ROOT_USER": "chat",
+    "MINIO_ROOT_USER": "minio-root",
     "MINIO_ROOT_PASSWORD": "not-a-real-password",
+    "MINIO_APP_ACCESS_KEY": "chat-app",
+    "MINIO_APP_SECRET_KEY": "not-a-real-app-secret",
+    "MONGO_APP_PASSWORD": "not-a-real-db-password",
+    "CHAT_INTERNAL_TOKEN": "not-a-real-internal-token",
 }
 
 
@@ -152,8 +163,10 @@ def test_service_environments_build_valid_settings() -> None:
         settings = Settings.from_env(env)
         assert settings.http_host == "0.0.0.0"  # noqa: S104 - inside a container
         assert settings.kafka_bootstrap == "kafka:9092"
-        assert settings.mongo_url.startswith("mongodb://mongo:27017/")
-        assert "replicaSet=rs0" in settings.mongo_url
+        if name != "relay":  # the relay reaches the database only through controllers
+            url = urlsplit(settings.mongo_url)
+            assert (url.hostname, url.port) == ("mongo", 27017)
+            assert "replicaSet=rs0" in url.query
         assert settings.s3_endpoint == "http://minio:9000"
         assert settings.controller_addrs == (f"controller:{DEFAULTS.controller_grpc_port}",)
         assert urlsplit(settings.jwks_url).netloc == f"auth:{DEFAULTS.auth_port}"
@@ -284,57 +297,106 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def _self_signed(folder: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "privkey.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+def _secret_refs(service: dict[str, Any]) -> set[str]:
+    text = yaml.safe_dump(service.get("environment") or {})
+    return {m.group(1) for m in _VAR.finditer(text)} & SECRET_VARS.keys()
 
 
-def test_production_nginx_conf_passes_nginx_t(tmp_path: Path) -> None:
-    """nginx -t accepts production's config, TLS example uncommented (hosts mapped to loopback)."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(binary).exists():
-        pytest.skip("nginx not installed (deploy/local/install.sh installs it)")
-    _self_signed(tmp_path)
-    # The machine's nginx may predate `resolve` (1.27.3) and `http2 on` (1.25.1): leave those out;
-    # compose's nginx:1.28 has both.
-    text = render_production_conf(resolver=None)
-    head, tls = text.split("    # server {\n")
-    tls_lines = [
-        "    " + line.removeprefix("    #").removeprefix(" ") if line.startswith("    #") else line
-        for line in ["    # server {", *tls.splitlines()]
+def test_secrets_reach_only_the_services_that_use_them() -> None:
+    """Root credentials stay with MinIO/MongoDB and their init jobs; each secret goes where used."""
+    services = _services()
+    for name, svc in services.items():
+        for var in _secret_refs(svc):
+            assert name in SECRET_VARS[var], f"{name} gets {var}"
+    for var, users in SECRET_VARS.items():
+        for name in users:
+            assert var in _secret_refs(services[name]), f"{name} lacks {var}"
+        # Required: compose refuses to start without it, never falls back to a default.
+        assert re.search(rf"\$\{{{var}:\?", COMPOSE.read_text()), var
+        assert _env_example()[var] == "", f"{var} has a value in .env.example"
+    for name in PYTHON_SERVICES:
+        assert "mongo_root_password" not in (services[name].get("secrets") or [])
+
+
+def test_services_use_minio_through_a_bucket_scoped_user() -> None:
+    """management's S3 keys are MINIO_APP_*; minio-init limits that user to the bucket's objects."""
+    services = _services()
+    env = _container_env(services["management"])
+    assert env["CHAT_S3_ACCESS_KEY"] == _DUMMY["MINIO_APP_ACCESS_KEY"]
+    assert env["CHAT_S3_SECRET_KEY"] == _DUMMY["MINIO_APP_SECRET_KEY"]
+    assert env["CHAT_S3_ACCESS_KEY"] != _DUMMY["MINIO_ROOT_USER"]
+    for name in ("auth", "controller", "relay"):
+        assert "CHAT_S3_ACCESS_KEY" not in services[name]["environment"], name
+    init = services["minio-init"]
+    assert "./minio-init.sh:/chat/minio-init.sh:ro" in init["volumes"]
+    assert init["entrypoint"] == ["/bin/sh", "/chat/minio-init.sh"]
+    script = MINIO_INIT.read_text()
+    rules = dict(re.findall(r"^(BUCKET_RULE|OBJECT_RULE)='(.*)'$", script, re.MULTILINE))
+    bucket = _resolved_env()["CHAT_S3_BUCKET"]
+    statements = [
+        json.loads(rules[k].replace("%s", bucket)) for k in ("BUCKET_RULE", "OBJECT_RULE")
     ]
-    text = head + "\n".join(line for line in tls_lines if "http2 on;" not in line) + "\n"
-    for route in PRODUCTION_ROUTES:
-        text = text.replace(f"server {route.host}:", "server 127.0.0.1:")
-    text = text.replace("/etc/nginx/certs", str(tmp_path)).replace(
-        "pid /tmp/nginx.pid", f"pid {tmp_path}/nginx.pid"
-    )
-    assert "listen 8443 ssl;" in text
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(text)
-    result = subprocess.run(
-        [binary, "-t", "-q", "-p", str(tmp_path), "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    resources = {r for s in statements for r in s["Resource"]}
+    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions == {
+        "s3:GetBucketLocation",
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+    }
+    assert {s["Effect"] for s in statements} == {"Allow"}
+    assert 'mc admin user add chat "$MINIO_APP_ACCESS_KEY" "$MINIO_APP_SECRET_KEY"' in script
+    assert 'mc admin policy attach chat "$POLICY" --user "$MINIO_APP_ACCESS_KEY"' in script
+    assert "mc anonymous set none" in script
+
+
+def test_mongo_runs_with_auth_and_services_use_the_app_user() -> None:
+    """mongod has access control (key file, root from a secret); services log in as the app user."""
+    services = _services()
+    mongo = services["mongo"]
+    command = mongo["command"]
+    assert command[:3] == ["mongod", "--replSet", "rs0"]
+    assert command[command.index("--keyFile") + 1] == "/data/keyfile"
+    assert "/run/secrets/mongo_keyfile /data/keyfile" in " ".join(mongo["entrypoint"])
+    env = _container_env(mongo)
+    assert env["MONGO_INITDB_ROOT_PASSWORD_FILE"] == "/run/secrets/mongo_root_password"
+    assert "MONGO_INITDB_ROOT_PASSWORD" not in env
+    assert set(mongo["secrets"]) == {"mongo_root_password", "mongo_keyfile"}
+    secrets = _compose()["secrets"]
+    assert {"mongo_root_password", "mongo_keyfile", "jwt_signing_key"} <= secrets.keys()
+    init = services["mongo-init"]
+    script = init["command"][-1]
+    assert 'fs.readFileSync("/run/secrets/mongo_root_password"' in script
+    assert 'roles = [{role: "readWrite", db: env.CHAT_MONGO_DB}]' in script
+    assert "chat.createUser(" in script
+    assert "chat.updateUser(" in script
+    resolved = _resolved_env()
+    for name in ("auth", "management", "controller"):
+        url = urlsplit(Settings.from_env(_container_env(services[name])).mongo_url)
+        assert url.username == resolved["MONGO_APP_USER"] != resolved["MONGO_ROOT_USER"]
+        assert url.password == _DUMMY["MONGO_APP_PASSWORD"]
+        assert f"authSource={resolved['CHAT_MONGO_DB']}" in url.query.split("&")
+
+
+def test_internal_token_reaches_relays_and_controllers_only() -> None:
+    """CHAT_INTERNAL_TOKEN: the same required value for relays and controllers, nobody else."""
+    services = _services()
+    tokens = {
+        name: Settings.from_env(_container_env(services[name])).internal_token
+        for name in PYTHON_SERVICES
+    }
+    assert tokens["relay"] == tokens["controller"] == _DUMMY["CHAT_INTERNAL_TOKEN"]
+    assert tokens["auth"] == tokens["management"] == ""
+
+
+def test_compose_secrets_are_never_committed() -> None:
+    """The filled-in .env and the secrets folder are git-ignored; only their templates are kept."""
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert "/deploy/compose/.env" in ignored
+    assert (COMPOSE_DIR / "secrets" / ".gitignore").read_text().split() == [
+        "*",
+        "!.gitignore",
+        "!README.md",
+    ]

@@ -1,0 +1,297 @@
+"""A second local stack, home under a private (0700) folder, supervised: it comes up and heals.
+
+Started and stopped through the command line exactly as ``make stack-up`` / ``make clean`` do,
+on ports of its own, with low edge limits so the real nginx's caps can be reached. As root its
+PostgreSQL data lives outside the home (the postgres user cannot enter a 0700 folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from chatclient import ChatClient, login, register
+from deploy.local.datadirs import shared_folder
+from deploy.local.processes import http_ok
+from tests.integration.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "second stack password"
+WS_CAP = 3
+_STATUS = re.compile(r"^(\S+)\s+(\S+)\s+(?:pid (\d+)|-)\s+restarts (\d+)")
+_PORTS = (
+    "KAFKA",
+    "KAFKA_CONTROLLER",
+    "MONGO",
+    "POSTGRES",
+    "FERRETDB_DEBUG",
+    "S3",
+    "CLAMD",
+    "NGINX",
+    "AUTH",
+    "MANAGEMENT",
+    "CONTROLLER_GRPC",
+    "CONTROLLER_HTTP",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    state: str
+    pid: int | None
+    restarts: int
+
+
+@dataclasses.dataclass
+class SecondStack:
+    home: Path
+    env: dict[str, str]
+
+    def port(self, name: str) -> int:
+        return int(self.env[f"CHATSTACK_{name}_PORT"])
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port('NGINX')}"
+
+    def cli(self, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "deploy.local.stack", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+    def status(self) -> dict[str, Line]:
+        result = self.cli("status", timeout_s=30)
+        assert result.returncode == 0, result.stderr
+        lines = {}
+        for raw in result.stdout.splitlines():
+            match = _STATUS.match(raw)
+            if match:
+                name, state, pid, restarts = match.groups()
+                lines[name] = Line(state, int(pid) if pid else None, int(restarts))
+        return lines
+
+    def pid(self, name: str) -> int:
+        return int((self.home / "run" / f"{name}.pid").read_text())
+
+    async def restarted(self, name: str, old_pid: int, timeout_s: float = 90) -> Line:
+        """Poll ``stack status`` until ``name`` is ready again under a new pid."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = (await asyncio.to_thread(self.status)).get(name)
+            if line is not None and line.state == "ready" and line.pid not in (None, old_pid):
+                return line
+            assert time.monotonic() < deadline, f"{name} not back: {line}"
+            await asyncio.sleep(0.5)
+
+
+def _stack_env(home: Path) -> dict[str, str]:
+    # Nothing of the stack the suite runs against may leak into this one.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHAT_", "CHATSTACK_")) or k == "CHATSTACK_CACHE"
+    }
+    ports = {f"CHATSTACK_{name}_PORT": str(free_port()) for name in _PORTS}
+    env.update(ports)
+    env.update(
+        {
+            "CHATSTACK_HOME": str(home),
+            "CHATSTACK_RELAY_PORTS": f"{free_port()},{free_port()}",
+            "CHATSTACK_MESSAGES_PARTITIONS": "2",
+            "CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS": str(WS_CAP),
+            "CHATSTACK_NGINX_API_RATE": "5",
+            "CHATSTACK_NGINX_API_BURST": "40",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondStack]:
+    """The second stack, up; ``make clean``'s equivalent afterwards."""
+    private = tmp_path_factory.mktemp("private")
+    private.chmod(0o700)
+    stack = SecondStack(home=private / "home", env=_stack_env(private / "home"))
+    started = stack.cli("up")
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "Traceback" not in started.stdout + started.stderr
+        ready_lines = [line for line in started.stdout.splitlines() if ": ready in " in line]
+        assert len(ready_lines) == len(stack.status())
+        yield stack
+    finally:
+        cleaned = stack.cli("clean")
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+        assert not stack.home.exists()
+        assert not shared_folder(stack.home, Path("/var/lib/chatstack")).exists()
+
+
+def _mongo(port: int, timeout_ms: int = 5000) -> MongoClient[dict[str, Any]]:
+    return MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=timeout_ms)
+
+
+def _ping(port: int) -> bool:
+    with _mongo(port) as mongo:
+        return bool(mongo.admin.command("ping")["ok"])
+
+
+def _insert(port: int, marker: str) -> None:
+    with _mongo(port) as mongo:
+        mongo.stack_test.kept.insert_one({"_id": marker})
+
+
+def _find(port: int, marker: str) -> dict[str, Any] | None:
+    """The marker document, or None while FerretDB cannot reach PostgreSQL yet."""
+    try:
+        with _mongo(port, timeout_ms=2000) as mongo:
+            return mongo.stack_test.kept.find_one({"_id": marker})
+    except PyMongoError:
+        return None
+
+
+async def test_comes_up_from_a_home_under_a_private_folder(second: SecondStack) -> None:
+    """Every component is ready; Kafka, PostgreSQL, FerretDB and auth (via nginx) answer."""
+    assert second.home.parent.stat().st_mode & 0o777 == 0o700
+    lines = second.status()
+    assert {"kafka", "postgres", "ferretdb", "auth", "nginx", "relay-1"} <= lines.keys()
+    assert {line.state for line in lines.values()} == {"ready"}
+    assert {line.restarts for line in lines.values()} == {0}
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{second.port('KAFKA')}")
+    await admin.start()
+    try:
+        assert "chat.messages.v1" in await admin.list_topics()
+    finally:
+        await admin.close()
+    assert await asyncio.to_thread(_ping, second.port("MONGO"))
+    # The internal gRPC secret was generated into this home and handed to the services.
+    token_file = second.home / "secrets" / "internal-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    env_lines = (second.home / "env").read_text().splitlines()
+    assert f"CHAT_INTERNAL_TOKEN={token_file.read_text().strip()}" in env_lines
+    assert await asyncio.to_thread(http_ok, f"{second.base}/v1/auth/jwks")
+    if os.geteuid() == 0:
+        data = shared_folder(second.home, Path("/var/lib/chatstack")) / "postgres"
+        assert (data / "PG_VERSION").exists()
+        assert data.owner() == "postgres"
+        assert not (second.home / "data" / "postgres").exists()
+
+
+async def test_relay_killed_with_9_is_restarted_and_counted(second: SecondStack) -> None:
+    """kill -9 of a relay: the supervisor restarts it on its port; `status` says restarts 1."""
+    old = second.pid("relay-1")
+    os.kill(old, signal.SIGKILL)
+    line = await second.restarted("relay-1", old)
+    assert line.restarts == 1
+    relay_port = int(second.env["CHATSTACK_RELAY_PORTS"].split(",")[0])
+    assert await asyncio.to_thread(http_ok, f"http://127.0.0.1:{relay_port}/readyz")
+    others = {name: ln.restarts for name, ln in second.status().items() if name != "relay-1"}
+    assert set(others.values()) == {0}
+    log = (second.home / "logs" / "supervisor.log").read_text()
+    assert "relay-1: killed by SIGKILL; restart 1 in 0.5s" in log
+
+
+async def test_postgres_killed_with_9_comes_back_with_its_data(second: SecondStack) -> None:
+    """kill -9 of PostgreSQL: restarted with the same data; FerretDB serves it again."""
+    port = second.port("MONGO")
+    marker = uuid.uuid4().hex
+    await asyncio.to_thread(_insert, port, marker)
+    old = second.pid("postgres")
+    os.kill(old, signal.SIGKILL)
+    line = await second.restarted("postgres", old)
+    assert line.restarts == 1
+    deadline = time.monotonic() + 30
+    while (found := await asyncio.to_thread(_find, port, marker)) is None:
+        assert time.monotonic() < deadline, "FerretDB did not reach PostgreSQL again"
+        await asyncio.sleep(0.5)
+    assert found == {"_id": marker}
+
+
+async def test_kafka_killed_with_9_comes_back_with_its_data(second: SecondStack) -> None:
+    """kill -9 of Kafka: restarted with its log intact; a record written before is still there."""
+    bootstrap = f"127.0.0.1:{second.port('KAFKA')}"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait("chat.signals.v1", b"before the kill", key=b"k")
+    finally:
+        await producer.stop()
+    old = second.pid("kafka")
+    os.kill(old, signal.SIGKILL)
+    line = await second.restarted("kafka", old, timeout_s=180)
+    assert line.restarts == 1
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition("chat.signals.v1", sent.partition)
+        consumer.assign([partition])
+        consumer.seek(partition, sent.offset)
+        record = await asyncio.wait_for(consumer.getone(), 30)
+        assert record.value == b"before the kill"
+    finally:
+        await consumer.stop()
+    assert await asyncio.to_thread(http_ok, f"{second.base}/v1/auth/jwks")
+
+
+async def test_websockets_per_address_capped_by_the_stacks_nginx(second: SecondStack) -> None:
+    """Through the real nginx and relays: past CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS, 429."""
+    email = f"cap-{uuid.uuid4().hex[:10]}@example.com"
+    await register(second.base, email, PASSWORD, "Cap")
+    token = (await login(second.base, email, PASSWORD)).access_token
+    ws_url = second.base.replace("http://", "ws://") + "/v1/ws"
+    async with AsyncExitStack() as held:
+        for _ in range(WS_CAP):
+            chat = await held.enter_async_context(await ChatClient.connect(ws_url, token))
+            assert chat.hello["relay"]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{second.base}/v1/ws",
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Upgrade": "websocket",
+                    "Connection": "Upgrade",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                    "Sec-WebSocket-Version": "13",
+                },
+            ) as resp,
+        ):
+            assert resp.status == 429
+            assert (await resp.json())["error"]["code"] == "rate_limited"
+
+
+async def test_api_requests_per_address_limited_by_the_stacks_nginx(second: SecondStack) -> None:
+    """Through the real nginx: past CHATSTACK_NGINX_API_BURST quick requests, 429 envelopes."""
+    statuses = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(80):
+            async with http.get(f"{second.base}/v1/openapi.json") as resp:
+                statuses.append(resp.status)
+                if resp.status == 429:
+                    assert (await resp.json())["error"]["code"] == "rate_limited"
+    assert statuses[0] == 200
+    assert 429 in statuses
