@@ -59,7 +59,8 @@ class Settings:
     kafka_linger_ms: int = 5
     kafka_request_timeout_ms: int = 15000
     # MongoDB wire protocol (FerretDB locally, MongoDB in production)
-    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    # May carry a password (compose's app user): kept out of reprs and logs.
+    mongo_url: str = field(default="mongodb://127.0.0.1:27017/", repr=False)
     mongo_db: str = "chat"
     mongo_timeout_ms: int = 5000
     # S3-compatible object store
