@@ -153,8 +153,18 @@ def _allow_map(routes: Sequence[Route]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _guarded_methods(route: Route) -> str:
+    """The methods a location lets through to its upstream.
+
+    OPTIONS goes through too (except to the relays): only the service knows each path's exact
+    methods, and answers OPTIONS with its own 405 and that path's ``Allow``.
+    """
+    extra = () if route.websocket else ("OPTIONS",)
+    return "|".join((*route.methods, *extra))
+
+
 def _location(route: Route, layout: Layout) -> str:
-    methods = "|".join(route.methods)
+    methods = _guarded_methods(route)
     lines = [
         f"        location {route.location} {{",
         f"            if ($request_method !~ ^(?:{methods})$) {{",

@@ -137,6 +137,21 @@ async def test_undeclared_methods_answer_json_405_with_allow(stack_env: dict[str
             assert error["request_id"] == headers["X-Request-ID"]
 
 
+async def test_options_names_exactly_the_methods_of_the_path(stack_env: dict[str, str]) -> None:
+    """OPTIONS reaches the service, whose 405 lists exactly that path's methods."""
+    base = stack_env["CHATSTACK_NGINX_URL"]
+    exact = {
+        "/v1/teams": {"GET", "HEAD", "POST"},
+        "/v1/teams/0123456789abcdef0123456789abcdef/members": {"POST"},
+        "/v1/auth/login": {"POST"},
+    }
+    for path, methods in exact.items():
+        status, headers, body = await asyncio.to_thread(request, base, "OPTIONS", path)
+        assert status == 405, path
+        assert {m.strip() for m in headers["Allow"].split(",")} == methods, path
+        assert json.loads(body)["error"]["code"] == "method_not_allowed"
+
+
 async def test_a_service_405_stays_json_through_nginx(stack_env: dict[str, str]) -> None:
     """A method the route serves but the path does not (PUT /v1/teams) is the service's JSON 405."""
     base = stack_env["CHATSTACK_NGINX_URL"]

@@ -159,7 +159,8 @@ def test_undeclared_methods_answer_405_with_allow() -> None:
     assert "add_header X-Request-ID $chat_request_id always;" in handler
     for route in PRODUCTION_ROUTES:
         block = _location(text, route.location)
-        assert f"if ($request_method !~ ^(?:{'|'.join(route.methods)})$) {{" in block
+        passed = (*route.methods, *(() if route.websocket else ("OPTIONS",)))
+        assert f"if ($request_method !~ ^(?:{'|'.join(passed)})$) {{" in block
         assert f'"~^{route.location}" "{", ".join(route.methods)}";' in text
 
 
