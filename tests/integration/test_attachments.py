@@ -321,15 +321,17 @@ async def test_sweep_deletes_stale_pending_uploads(pipe: Pipeline, api: Api) -> 
     alice = await pipe.user()
     team = await pipe.team([alice])
     keep = await ready_attachment(api, pipe, alice, team, b"a ready one stays")
+    # The policy must outlive the upload even on a loaded machine; the sweep may only take what
+    # is older than the policy, so both are a few seconds.
     async with other_management(
         pipe,
-        attachment_upload_ttl_s=1,
-        attachment_pending_max_age_s=1.0,
+        attachment_upload_ttl_s=5,
+        attachment_pending_max_age_s=5.0,
         attachment_sweep_interval_s=0.3,
     ) as base:
         reply = await request_upload(api, base, alice, team, size=4, ct="image/png")
         assert await upload(reply, b"abcd") == 204
-        for _ in range(50):
+        for _ in range(150):
             if await status_of(pipe, reply.data["id"]) is None:
                 break
             await asyncio.sleep(0.2)
