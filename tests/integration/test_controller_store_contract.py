@@ -1,0 +1,66 @@
+"""The controller's store contract over the MongoDB implementations, against the stack's
+FerretDB (a database of its own); the same tests run over the in-memory fakes in tests/unit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from chatcore import schema
+from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
+from chatcore.settings import Settings
+from services.controller.directory import AttachmentView, MongoDirectory
+from services.controller.store import MongoMessageStore
+from tests.unit.controller_store_contract import Backend, ControllerStoreContract
+
+
+@pytest.fixture(scope="module")
+async def contract_db(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
+    """A database used by this module alone, with the services' indexes; dropped afterwards."""
+    client = make_mongo_client(settings)
+    name = f"chat_test_ctrl_contract_{uuid.uuid4().hex[:12]}"
+    db = client[name]
+    await ensure_indexes(db, INDEXES)
+    try:
+        yield db
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+class TestMongoControllerStores(ControllerStoreContract):
+    @pytest.fixture
+    async def backend(self, contract_db: AsyncDatabase[Document]) -> Backend:
+        """The MongoDB implementations over emptied collections."""
+        for collection in (schema.MESSAGES, schema.TEAMS, schema.ATTACHMENTS, schema.USERS):
+            await contract_db[collection].delete_many({})
+
+        async def seed_team(team_id: str, doc: Document) -> None:
+            await contract_db[schema.TEAMS].insert_one({schema.ID: team_id, **doc})
+
+        async def seed_attachment(view: AttachmentView) -> None:
+            await contract_db[schema.ATTACHMENTS].insert_one(
+                {
+                    schema.ID: view.attachment_id,
+                    schema.ATTACHMENT_TEAM_ID: view.team_id,
+                    schema.ATTACHMENT_KIND: view.kind,
+                    schema.ATTACHMENT_STATUS: view.status,
+                    schema.ATTACHMENT_UPLOADER: view.uploader,
+                }
+            )
+
+        async def seed_user(user_id: str, disabled: bool) -> None:
+            await contract_db[schema.USERS].insert_one(
+                {schema.ID: user_id, schema.USER_DISABLED: disabled}
+            )
+
+        return Backend(
+            MongoMessageStore(contract_db),
+            MongoDirectory(contract_db),
+            seed_team,
+            seed_attachment,
+            seed_user,
+        )
