@@ -2,8 +2,8 @@
 
 Pure bookkeeping, no I/O: the relay applies the returned ``Effects`` (subscription changes to
 the controllers, grants to complete, users to disconnect) and hands rendered frames to a
-``Fanout``, which writes them to sockets. A delivery is rendered once and the same string goes to
-every target socket.
+``Fanout``: a delivery is rendered once, queued for every target socket, and each socket's share
+of a batch is written at once when the hub flushes (at the end of every public change).
 
 A socket is *pending* from the moment it is attached until it is *greeted* (its ``hello`` sent):
 its channels count towards the relay's subscription set at once, but nothing is delivered to it.
@@ -40,8 +40,11 @@ class Session:
 
 
 class Fanout(Protocol):
-    def send(self, targets: Iterable[Session], text: str) -> None:
-        """Write ``text`` to every target socket (skipping or cutting off slow ones)."""
+    def queue(self, targets: Iterable[Session], text: str) -> None:
+        """Add ``text`` for every target socket to what the next ``flush`` writes."""
+
+    def flush(self) -> None:
+        """Write what was queued, in order per socket (skipping or cutting off slow ones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,7 @@ class Hub:
                 self._signal(delivery.signal)
             elif kind == "membership":
                 self._membership(delivery.membership, effects)
+        self._fanout.flush()
         return effects
 
     def _targets(self, channel: str, to: str, sender: str) -> Iterable[Session]:
@@ -193,7 +197,7 @@ class Hub:
         m = persisted.message
         targets = self._targets(m.channel_id, m.to, m.sender)
         if targets:
-            self._fanout.send(targets, client_json(persisted))
+            self._fanout.queue(targets, client_json(persisted))
 
     def _signal(self, signal: chat_pb2.Signal) -> None:
         targets = [
@@ -203,7 +207,7 @@ class Hub:
         ]
         if targets:
             text = typing_out_frame(signal.channel_id, signal.to, signal.sender, signal.ts_ms)
-            self._fanout.send(targets, text)
+            self._fanout.queue(targets, text)
 
     def _membership(self, event: chat_pb2.MembershipEvent, effects: Effects) -> None:
         channel, change = event.channel_id, event.change
@@ -251,7 +255,8 @@ class Hub:
                     if session.greeted:
                         told.append(session)
             if told:
-                self._fanout.send(told, membership_frame(grant.channel_id, ADDED))
+                self._fanout.queue(told, membership_frame(grant.channel_id, ADDED))
+                self._fanout.flush()
         self._unwant(grant.channel_id, effects)
         return effects
 
@@ -265,8 +270,10 @@ class Hub:
                 if self._drop_channel(session, channel, effects) and session.greeted:
                     told.append(session)
         if told:
-            # Removed at once: nothing of this channel reaches these sockets after this frame.
-            self._fanout.send(told, membership_frame(channel, REMOVED))
+            # Removed at once: nothing of this channel reaches these sockets after this frame
+            # (anything of the channel queued before it is written before it).
+            self._fanout.queue(told, membership_frame(channel, REMOVED))
+            self._fanout.flush()
         return effects
 
     def set_active(self, channel: str, active: bool) -> None:
@@ -278,7 +285,8 @@ class Hub:
                 if session.greeted:
                     changed.append(session)
         if changed and not active:
-            self._fanout.send(changed, membership_frame(channel, DEACTIVATED))
+            self._fanout.queue(changed, membership_frame(channel, DEACTIVATED))
+            self._fanout.flush()
 
     def audit(self, channel: str, members: frozenset[str] | None, active: bool) -> Effects:
         """Align the channel's sockets with the team as read now (None: the team is gone)."""

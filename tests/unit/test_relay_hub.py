@@ -13,16 +13,21 @@ ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 
 
 class _Recorder:
-    """A Fanout that records which session got which frame, and counts renders."""
+    """A Fanout that records which session got which frame once flushed, and counts renders."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[Session, dict[str, object]]] = []
+        self.queued: list[tuple[Session, dict[str, object]]] = []
         self.renders = 0
 
-    def send(self, targets: Iterable[Session], text: str) -> None:
+    def queue(self, targets: Iterable[Session], text: str) -> None:
         self.renders += 1
         frame = json.loads(text)
-        self.sent.extend((s, frame) for s in targets)
+        self.queued.extend((s, frame) for s in targets)
+
+    def flush(self) -> None:
+        self.sent.extend(self.queued)
+        self.queued.clear()
 
     def got(self, session: Session) -> list[dict[str, object]]:
         return [f for s, f in self.sent if s is session]

@@ -1,0 +1,116 @@
+"""The fan-out writer: frames encoded once, one write per socket per batch, slow sockets cut off."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from services.relay.fanout import WsFanout, encode_text_frame
+from services.relay.hub import Session
+from services.relay.metrics import RelayMetrics
+
+
+@dataclass
+class _Transport:
+    buffered: int = 0
+    writes: list[bytes] = field(default_factory=list)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+@dataclass
+class _Protocol:
+    state: State = State.OPEN
+
+
+@dataclass(eq=False)
+class _Conn:
+    transport: _Transport = field(default_factory=_Transport)
+    protocol: _Protocol = field(default_factory=_Protocol)
+    send_in_progress: object = None
+    closed_with: int | None = None
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = code
+
+
+def _session(conn: _Conn) -> Session:
+    return Session("u" * 32, conn)
+
+
+def _fanout(limit: int = 1000) -> tuple[WsFanout, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return WsFanout(limit, RelayMetrics.create(registry)), registry
+
+
+def _frames(data: bytes) -> list[str]:
+    """Parse concatenated unmasked server frames back into their texts."""
+    texts = []
+    while data:
+        size, offset = data[1] & 0x7F, 2
+        if size == 126:
+            size, offset = int.from_bytes(data[2:4], "big"), 4
+        elif size == 127:
+            size, offset = int.from_bytes(data[2:10], "big"), 10
+        assert data[0] == 0x81
+        texts.append(data[offset : offset + size].decode())
+        data = data[offset + size :]
+    return texts
+
+
+def test_text_frames_match_the_websocket_library_for_every_length_class() -> None:
+    """Our encoding equals websockets' own for short, 16-bit and 64-bit lengths."""
+    for text in ("hi", "é" * 100, "x" * 70_000):
+        expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+        assert encode_text_frame(text) == expected
+
+
+def test_a_batch_is_one_write_per_socket_in_order_sharing_the_buffer() -> None:
+    """Three frames for two sockets: one write each, same bytes object, frames in order."""
+    fanout, registry = _fanout()
+    a, b = _Conn(), _Conn()
+    sa, sb = _session(a), _session(b)
+    for text in ("one", "two", "three"):
+        fanout.queue([sa, sb], text)
+    assert a.transport.writes == []
+    fanout.flush()
+    assert [len(a.transport.writes), len(b.transport.writes)] == [1, 1]
+    assert a.transport.writes[0] is b.transport.writes[0]
+    assert _frames(a.transport.writes[0]) == ["one", "two", "three"]
+    assert registry.get_sample_value("relay_deliveries_total") == 6
+
+
+def test_different_frames_per_socket_keep_each_sockets_order() -> None:
+    """A DM for one socket between two team messages stays between them for that socket."""
+    fanout, _ = _fanout()
+    a, b = _Conn(), _Conn()
+    sa, sb = _session(a), _session(b)
+    fanout.queue([sa, sb], "team 1")
+    fanout.queue([sa], "dm")
+    fanout.queue([sa, sb], "team 2")
+    fanout.flush()
+    assert _frames(a.transport.writes[0]) == ["team 1", "dm", "team 2"]
+    assert _frames(b.transport.writes[0]) == ["team 1", "team 2"]
+
+
+async def test_a_socket_over_its_buffer_limit_is_cut_off_and_others_written() -> None:
+    """The slow socket gets no write and a 1013 close; the fast one is written as usual."""
+    fanout, registry = _fanout(limit=10)
+    slow, fast, closed = _Conn(_Transport(buffered=11)), _Conn(), _Conn()
+    closed.protocol.state = State.CLOSING
+    fanout.queue([_session(slow), _session(fast), _session(closed)], "hello")
+    fanout.flush()
+    await asyncio.sleep(0)
+    assert slow.transport.writes == []
+    assert closed.transport.writes == []
+    assert _frames(fast.transport.writes[0]) == ["hello"]
+    assert slow.closed_with == 1013
+    assert registry.get_sample_value("relay_slow_consumer_closes_total") == 1
