@@ -58,6 +58,8 @@ class Supervisor:
         self._poll_s = poll_s
         self._stop = threading.Event()
         self._records = {c.name: RestartRecord() for c in self._components}
+        # Why the last restart attempt of a component failed, until the next attempt.
+        self._failed_start: dict[str, str] = {}
         self._status = StackStatus(
             phase=STARTING,
             supervisor_pid=os.getpid(),
@@ -108,44 +110,48 @@ class Supervisor:
         self._publish()
 
     def _recover(self, comp: Component) -> bool:
-        """Restart a component that exited; False when it is in a crash loop."""
-        how = self._runner.reap(comp.name)
+        """Restart a component that exited; False when it is in a crash loop.
+
+        A restart that does not get ready is not retried here but on the watch loop's next pass,
+        after the components before it: a relay cannot get ready while the controller it needs
+        is down too, and the controller comes first in the list.
+        """
+        how = self._failed_start.pop(comp.name, None) or self._runner.reap(comp.name)
         log = self._runner.log_path(comp.name)
-        while True:
-            record, verdict = exited(self._policy, self._records[comp.name], self._clock())
-            self._records[comp.name] = record
-            if not verdict.restart:
-                message = (
-                    f"{comp.name}: crash loop ({verdict.streak} exits in a row, none after "
-                    f"running {self._policy.stable_after_s:.0f}s; last: {how}); "
-                    f"stopping the stack; log {log}"
-                )
-                self._echo(f"[stack] {message}")
-                self._status = replace(self._status, phase=FAILED, error=message)
-                self._set(comp.name, state=FAILED, pid=None, last_exit=how)
-                return False
-            stamp = time.strftime("%H:%M:%S")
-            self._echo(
-                f"[stack] {stamp} {comp.name}: {how}; restart {record.restarts} "
-                f"in {verdict.delay_s:.1f}s (log {log})"
+        record, verdict = exited(self._policy, self._records[comp.name], self._clock())
+        self._records[comp.name] = record
+        if not verdict.restart:
+            message = (
+                f"{comp.name}: crash loop ({verdict.streak} exits in a row, none after "
+                f"running {self._policy.stable_after_s:.0f}s; last: {how}); "
+                f"stopping the stack; log {log}"
             )
-            self._set(
-                comp.name, state=RESTARTING, pid=None, restarts=record.restarts, last_exit=how
-            )
-            if self._stop.wait(verdict.delay_s):
-                return True
-            self._records[comp.name] = started(record, self._clock())
-            try:
-                self._runner.start(comp, cancelled=self._stop.is_set)
-            except StackError as exc:
-                if self._stop.is_set():
-                    return True
-                # The first line says why; the log is named once, in the next line printed.
-                reason = str(exc).splitlines()[0].split("; log ", 1)[0]
-                how = f"restart failed ({reason.removeprefix(f'{comp.name}: ')})"
-                continue
-            self._set(comp.name, state=READY, pid=self._runner.pid(comp.name))
+            self._echo(f"[stack] {message}")
+            self._status = replace(self._status, phase=FAILED, error=message)
+            self._set(comp.name, state=FAILED, pid=None, last_exit=how)
+            return False
+        stamp = time.strftime("%H:%M:%S")
+        self._echo(
+            f"[stack] {stamp} {comp.name}: {how}; restart {record.restarts} "
+            f"in {verdict.delay_s:.1f}s (log {log})"
+        )
+        self._set(comp.name, state=RESTARTING, pid=None, restarts=record.restarts, last_exit=how)
+        if self._stop.wait(verdict.delay_s):
             return True
+        self._records[comp.name] = started(record, self._clock())
+        try:
+            self._runner.start(comp, cancelled=self._stop.is_set)
+        except StackError as exc:
+            if self._stop.is_set():
+                return True
+            # The first line says why; the log is named once, in the next line printed.
+            reason = str(exc).splitlines()[0].split("; log ", 1)[0]
+            how = f"restart failed ({reason.removeprefix(f'{comp.name}: ')})"
+            self._failed_start[comp.name] = how
+            self._set(comp.name, state=RESTARTING, pid=None, last_exit=how)
+            return True
+        self._set(comp.name, state=READY, pid=self._runner.pid(comp.name))
+        return True
 
     def _set(
         self,

@@ -177,6 +177,55 @@ def test_supervisor_restarts_a_killed_component_with_the_same_command(tmp_path: 
     assert runner.pid("b") is None
 
 
+def test_a_dependent_waits_for_what_it_needs_to_be_restarted_first(tmp_path: Path) -> None:
+    """ "b" dies, then "a" (which "b" needs) dies while "b" restarts: both come back, no loop."""
+    lines: list[str] = []
+    runner = Runner(tmp_path, echo=lines.append)
+    checks = 0
+
+    def b_ready() -> bool:
+        nonlocal checks
+        checks += 1
+        a_pid = runner.pid("a")
+        if checks == 2 and a_pid is not None:
+            os.kill(a_pid, signal.SIGKILL)  # "a" dies while "b" is being restarted
+            return False
+        return runner.pid("a") is not None
+
+    comps = [
+        Component("a", SLEEPER, ready=_always),
+        Component("b", SLEEPER, ready=b_ready, ready_timeout_s=0.5),
+    ]
+    sup = Supervisor(comps, runner, policy=FAST, echo=lines.append, poll_s=0.05)
+    sup.start_all()
+    b_pid = runner.pid("b")
+    assert b_pid is not None
+    watcher = threading.Thread(target=sup.watch)
+    watcher.start()
+    try:
+        os.kill(b_pid, signal.SIGKILL)
+
+        def both_back() -> bool:
+            status = read_status(runner.run_dir)
+            return status is not None and all(
+                (c := status.component(n)) is not None and c.state == READY and c.restarts >= 1
+                for n in "ab"
+            )
+
+        def settled() -> bool:
+            status = read_status(runner.run_dir)
+            return both_back() or (status is not None and status.phase == FAILED)
+
+        _until(settled)
+        status = read_status(runner.run_dir)
+        assert status is not None
+        assert status.phase != FAILED
+    finally:
+        sup.request_stop()
+        watcher.join()
+        sup.stop_all()
+
+
 def test_crash_loop_stops_the_stack_naming_component_and_log(tmp_path: Path) -> None:
     """A component that keeps exiting is restarted 3 times, then the whole stack stops."""
     lines: list[str] = []
