@@ -70,6 +70,20 @@ async def serve_app(
     return RunningHttpApp(runner, bound, cleanups)
 
 
+def serve(start: Callable[[], Awaitable[RunningService]], name: str, *, event_loop: str) -> None:
+    """A service's ``main()``: run it on the configured event loop until SIGTERM/SIGINT.
+
+    ``uvloop`` (libuv, in C) makes every socket read and write, callback and timer cheaper than
+    the standard loop; ``asyncio`` is there to rule the loop out when chasing a problem.
+    """
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(run_until_signal(start, name))
+    else:
+        asyncio.run(run_until_signal(start, name))
+
+
 async def run_until_signal(start: Callable[[], Awaitable[RunningService]], name: str) -> None:
     """Start a service and run it until SIGTERM/SIGINT, then stop it gracefully."""
     loop = asyncio.get_running_loop()

@@ -52,6 +52,8 @@ class Settings:
     """Configuration of every service; each field maps to ``CHAT_<FIELD NAME IN UPPER CASE>``."""
 
     log_level: str = "info"
+    # The event loop every service runs on: uvloop (default) or asyncio.
+    event_loop: str = "uvloop"
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_messages_partitions: int = 6
@@ -185,6 +187,8 @@ class Settings:
 
     def validate(self) -> None:
         """Reject combinations that cannot work, naming the variable to fix."""
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise ConfigError("CHAT_EVENT_LOOP must be uvloop or asyncio")
         if self.kafka_messages_partitions < 1:
             raise ConfigError("CHAT_KAFKA_MESSAGES_PARTITIONS must be at least 1")
         if not self.jwt_algorithms:

@@ -5,10 +5,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
-from chatcore.lifecycle import run_until_signal
+from chatcore.lifecycle import serve
 from chatcore.logging import configure_logging
 from chatcore.settings import Settings
 from services.auth.cli import main as admin_main
@@ -20,7 +19,7 @@ def main() -> None:
         sys.exit(admin_main(sys.argv[1:]))
     settings = Settings.from_env()
     configure_logging("auth", settings.log_level)
-    asyncio.run(run_until_signal(lambda: start(settings), "auth"))
+    serve(lambda: start(settings), "auth", event_loop=settings.event_loop)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from chatcore.lifecycle import run_until_signal
+from chatcore.lifecycle import serve
 from chatcore.logging import configure_logging
 from chatcore.settings import Settings
 from services.management.server import start
@@ -13,7 +11,7 @@ from services.management.server import start
 def main() -> None:
     settings = Settings.from_env()
     configure_logging("management", settings.log_level)
-    asyncio.run(run_until_signal(lambda: start(settings), "management"))
+    serve(lambda: start(settings), "management", event_loop=settings.event_loop)
 
 
 if __name__ == "__main__":
