@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import TopicPartition
@@ -13,7 +13,7 @@ from chatcore.kafka import MESSAGES_TOPIC
 from services.controller.batch import BatchProcessor
 from services.controller.consumer import ConsumerLoop
 from services.controller.metrics import ControllerMetrics
-from services.controller.registry import SubscriptionRegistry
+from services.controller.registry import Routed, SubscriptionRegistry
 from services.controller.streams import RelayStream, StreamHub
 from tests.unit.controller_fakes import (
     FakeClock,
@@ -100,8 +100,8 @@ async def test_no_commit_while_store_is_down_then_recovers_by_itself() -> None:
     s.consumer.queue([message_record(chat_message("t1", msg_id="a"), offset=1)])
     s.consumer.queue([message_record(chat_message("t1", msg_id="b"), offset=2)])
     await s.run_until(lambda: len(s.consumer.commits) == 2)
-    # The second batch was taken only after the first was committed: nothing else was consumed.
-    assert s.consumer.events == ["poll", "commit", "poll", "commit"]
+    # Nothing else was consumed during the outage (the first commit may overlap the next poll).
+    assert sorted(s.consumer.events) == ["commit", "commit", "poll", "poll"]
     assert s.consumer.commits == [{TP0: 2}, {TP0: 3}]
     assert s.consumer.polls_while_paused >= 5  # kept polling (group membership) while paused
     assert s.consumer.paused == set()  # resumed
@@ -166,3 +166,22 @@ async def test_unexpected_error_rewinds_the_batch() -> None:
     await s.run_until(lambda: bool(s.consumer.seeks))
     assert s.consumer.seeks[0] == (TP0, 4)
     assert s.consumer.commits == []
+
+
+async def test_a_commit_overlaps_the_next_fetch_and_lands_before_the_next_fan_out() -> None:
+    """Batch 1's commit runs while batch 2 is fetched, and is done before batch 2 is fanned out."""
+    s = _Setup()
+    seen_at_fan_out: list[int] = []
+    publish = s.hub.publish
+
+    def spy(items: Sequence[Routed]) -> int:
+        seen_at_fan_out.append(len(s.consumer.commits))
+        return publish(items)
+
+    s.hub.publish = spy  # type: ignore[method-assign]
+    s.consumer.queue([message_record(chat_message("t1", msg_id="a"), offset=1)])
+    s.consumer.queue([message_record(chat_message("t1", msg_id="b"), offset=2)])
+    await s.run_until(lambda: len(s.consumer.commits) == 2)
+    assert s.consumer.events[:2] == ["poll", "poll"]  # batch 2 fetched before batch 1 committed
+    assert seen_at_fan_out == [0, 1]  # batch 2 fanned out only after batch 1's commit
+    assert s.consumer.commits == [{TP0: 2}, {TP0: 3}]
