@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.stack_cpu import StackCpu
 from chatclient import ChatClient
 from chatcore.kafka import MESSAGES_TOPIC, make_producer
 from chatcore.mongo import database, make_mongo_client
@@ -224,6 +225,8 @@ async def fanout(args: argparse.Namespace) -> None:
         r.frames = 0
     latencies.clear()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    stack_cpu = StackCpu(HOME)
+    stack_cpu.start()
     started = time.monotonic()
     counts = await asyncio.gather(
         *(_send_at_rate(s, team, args.rate / len(senders), args.seconds) for s in senders)
@@ -235,6 +238,7 @@ async def fanout(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.05)
     elapsed = time.monotonic() - started
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    component_cpu = stack_cpu.stop()
     delivered = sum(r.frames for r in receivers)
     _report(
         "fanout",
@@ -250,6 +254,10 @@ async def fanout(args: argparse.Namespace) -> None:
                 (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 2
             ),
             "seconds": round(elapsed, 2),
+            "cpu_s": component_cpu,
+            "relay_us_per_delivery": round(
+                component_cpu.get(_relay_name(relay_port), 0.0) / max(delivered, 1) * 1e6, 2
+            ),
         },
     )
     for s in senders:
@@ -285,6 +293,8 @@ async def dm(args: argparse.Namespace) -> None:
     await asyncio.sleep(1.0)
     latencies.clear()
     per_sender = args.rate / args.pairs
+    stack_cpu = StackCpu(HOME)
+    stack_cpu.start()
     counts = await asyncio.gather(
         *(
             _send_at_rate(s, team, per_sender, args.seconds, to=[rid])
@@ -292,14 +302,36 @@ async def dm(args: argparse.Namespace) -> None:
         )
     )
     await asyncio.sleep(2.0)
+    component_cpu = stack_cpu.stop()
+    sent = sum(counts)
+    ours = sum(v for k, v in component_cpu.items() if k.startswith(("relay", "controller")))
     _report(
-        "dm", latencies, {"pairs": args.pairs, "offered_msgs_per_s": args.rate, "sent": sum(counts)}
+        "dm",
+        latencies,
+        {
+            "pairs": args.pairs,
+            "offered_msgs_per_s": args.rate,
+            "sent": sent,
+            "cpu_s": component_cpu,
+            # Per message, in milliseconds of CPU: our processes (relays, controller) and each
+            # component on its own.
+            "ours_cpu_ms_per_msg": round(ours / max(sent, 1) * 1000, 3),
+            "cpu_ms_per_msg": {
+                k: round(v / max(sent, 1) * 1000, 3) for k, v in component_cpu.items()
+            },
+        },
     )
     for s in senders:
         await s.close()
     for r in receivers:
         r.close()
     await _drop_team(settings, team)
+
+
+def _relay_name(port: int) -> str:
+    """The stack's name of the relay on ``port`` (relay-1 is the first of CHATSTACK_RELAY_PORTS)."""
+    ports = os.environ.get("CHATSTACK_RELAY_PORTS", "8103,8104").split(",")
+    return f"relay-{ports.index(str(port)) + 1}" if str(port) in ports else "relay-1"
 
 
 def _rss_kib(pid: int) -> int:

@@ -8,10 +8,13 @@ the three can never disagree about a field.
 
 from __future__ import annotations
 
-import json
+import functools
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from chatcore.errors import InvalidInput
 from chatcore.proto.chat.v1 import chat_pb2
@@ -41,9 +44,19 @@ def iso_datetime(value: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=256)
+def _iso_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))
+
+
 def iso_ms(ts_ms: int) -> str:
-    """``iso_datetime`` of a Unix time in milliseconds."""
-    return iso_datetime(to_datetime(ts_ms))
+    """``iso_datetime`` of a Unix time in milliseconds.
+
+    On every delivery's path: the formatted second is cached (messages come in the same few
+    seconds), only the milliseconds are formatted each time.
+    """
+    seconds, millis = divmod(ts_ms, 1000)
+    return f"{_iso_second(seconds)}{millis:03d}Z"
 
 
 def to_datetime(ts_ms: int) -> datetime:
@@ -118,6 +131,6 @@ def client_object(persisted: chat_pb2.PersistedMessage) -> dict[str, Any]:
     }
 
 
-def client_json(persisted: chat_pb2.PersistedMessage) -> str:
-    """``client_object`` serialized once; the relay sends this same string to every socket."""
-    return json.dumps(client_object(persisted), ensure_ascii=False, separators=(",", ":"))
+def client_json(persisted: chat_pb2.PersistedMessage) -> bytes:
+    """``client_object`` serialized once (UTF-8 JSON); the relay sends it to every socket."""
+    return orjson.dumps(client_object(persisted))

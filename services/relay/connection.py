@@ -281,7 +281,7 @@ class Relay:
             )
             reset_context(context)
 
-    def _send(self, session: Session, text: str) -> None:
+    def _send(self, session: Session, text: bytes) -> None:
         self._fanout.send([session], text)
 
     async def _on_frame(self, session: Session, raw: str | bytes) -> None:

@@ -33,9 +33,9 @@ def spawn(coro: Any) -> None:
     task.add_done_callback(_background.discard)
 
 
-def encode_text_frame(text: str) -> bytes:
-    """One final, unmasked text frame (RFC 6455 section 5.2) carrying ``text``."""
-    payload = text.encode()
+def encode_text_frame(text: str | bytes) -> bytes:
+    """One final, unmasked text frame (RFC 6455 section 5.2) carrying ``text`` (UTF-8)."""
+    payload = text.encode() if isinstance(text, str) else text
     size = len(payload)
     if size < 126:
         return bytes((0x81, size)) + payload
@@ -54,7 +54,7 @@ class WsFanout:
         # Socket -> frames queued for it since the last flush, in order.
         self._queued: dict[Any, list[bytes]] = {}
 
-    def queue(self, targets: Iterable[Any], text: str) -> None:
+    def queue(self, targets: Iterable[Any], text: str | bytes) -> None:
         """Add one frame for every target to the batch being built."""
         frame = encode_text_frame(text)
         queued = self._queued
@@ -82,7 +82,7 @@ class WsFanout:
                 written += len(pending)
         self._metrics.deliveries.inc(written)
 
-    def send(self, targets: Iterable[Any], text: str) -> None:
+    def send(self, targets: Iterable[Any], text: str | bytes) -> None:
         """Write one frame to every target now (outside a delivery batch)."""
         frame = encode_text_frame(text)
         written = sum(self._write(cast(ServerConnection, s.conn), frame) for s in targets)

@@ -7,8 +7,9 @@ relay stamps them); anything else unknown is refused with an ``error`` frame, ne
 
 from __future__ import annotations
 
-import json
-import unicodedata
+import re
+
+import orjson
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,9 @@ MAX_CLIENT_MSG_ID = 64
 _IGNORED = frozenset({"id", "seq", "from", "ts"})
 _CHAT_FIELDS = frozenset({"channel_id", "to", "type", "data", "client_msg_id"}) | _IGNORED
 _TYPING_FIELDS = frozenset({"type", "channel_id", "to"}) | _IGNORED
-_ALLOWED_CONTROLS = frozenset("\n\t")
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; text may hold newline and tab.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_TEXT_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class FrameError(InvalidInput):
@@ -102,9 +105,8 @@ def _check_text(data: str, cmid: str) -> None:
         raise FrameError(
             f"text exceeds {MAX_TEXT_CHARS} characters", code="too_large", client_msg_id=cmid
         )
-    for ch in data:
-        if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) == "Cc":
-            raise FrameError("text contains control characters", client_msg_id=cmid)
+    if _TEXT_CONTROL.search(data):
+        raise FrameError("text contains control characters", client_msg_id=cmid)
 
 
 def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
@@ -112,9 +114,10 @@ def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
     if isinstance(raw, bytes):
         raise FrameError("frames must be JSON text, not binary")
     try:
-        obj = json.loads(raw)
+        obj = orjson.loads(raw)
     except (ValueError, RecursionError):
-        # ValueError also covers integers beyond Python's digit limit; RecursionError deep nesting.
+        # orjson refuses deep nesting, integers beyond 64 bits and lone surrogates (which no
+        # store could take) as invalid JSON: all of it is one invalid frame, the socket stays.
         raise FrameError("frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise FrameError("frame must be a JSON object")
@@ -137,7 +140,7 @@ def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
     if "client_msg_id" in obj:
         if not isinstance(raw_cmid, str) or not 1 <= len(raw_cmid) <= MAX_CLIENT_MSG_ID:
             raise FrameError(f"client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} characters")
-        if any(unicodedata.category(ch) == "Cc" for ch in raw_cmid):
+        if _CONTROL.search(raw_cmid):
             raise FrameError("client_msg_id contains control characters")
     channel_id = _id_field(obj, "channel_id", cmid)
     to = _id_field(obj, "to", cmid, allow_broadcast=True)
@@ -151,11 +154,11 @@ def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
     return ChatFrame(channel_id=channel_id, to=to, type=kind, data=data, client_msg_id=cmid)
 
 
-def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+def _dump(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj)
 
 
-def hello_frame(user_id: str, channels: list[str], relay_id: str, heartbeat_s: int) -> str:
+def hello_frame(user_id: str, channels: list[str], relay_id: str, heartbeat_s: int) -> bytes:
     return _dump(
         {
             "type": "hello",
@@ -167,7 +170,7 @@ def hello_frame(user_id: str, channels: list[str], relay_id: str, heartbeat_s: i
     )
 
 
-def ack_frame(client_msg_id: str, message_id: str, seq: int, ts_ms: int) -> str:
+def ack_frame(client_msg_id: str, message_id: str, seq: int, ts_ms: int) -> bytes:
     return _dump(
         {
             "type": "ack",
@@ -179,7 +182,7 @@ def ack_frame(client_msg_id: str, message_id: str, seq: int, ts_ms: int) -> str:
     )
 
 
-def error_frame(code: str, message: str, client_msg_id: str = "") -> str:
+def error_frame(code: str, message: str, client_msg_id: str = "") -> bytes:
     return _dump(
         {"type": "error", "code": code, "message": message, "client_msg_id": client_msg_id}
     )
@@ -188,11 +191,11 @@ def error_frame(code: str, message: str, client_msg_id: str = "") -> str:
 RESYNC_FRAME = _dump({"type": "resync"})
 
 
-def membership_frame(channel_id: str, event: str) -> str:
+def membership_frame(channel_id: str, event: str) -> bytes:
     return _dump({"type": "membership", "channel_id": channel_id, "event": event})
 
 
-def typing_out_frame(channel_id: str, to: str, sender: str, ts_ms: int) -> str:
+def typing_out_frame(channel_id: str, to: str, sender: str, ts_ms: int) -> bytes:
     return _dump(
         {"type": "typing", "channel_id": channel_id, "to": to, "from": sender, "ts": iso_ms(ts_ms)}
     )

@@ -40,7 +40,7 @@ class Session:
 
 
 class Fanout(Protocol):
-    def queue(self, targets: Iterable[Session], text: str) -> None:
+    def queue(self, targets: Iterable[Session], text: bytes) -> None:
         """Add ``text`` for every target socket to what the next ``flush`` writes."""
 
     def flush(self) -> None:

@@ -34,7 +34,7 @@ _std_log = logging.getLogger("relay.publisher")
 ACK_CACHE = 20_000
 _RETRY_TEXT = "message could not be stored, retry"
 
-Reply = Callable[[str], None]
+Reply = Callable[[bytes], None]
 
 
 class ProducerPort(Protocol):
@@ -87,7 +87,7 @@ class Publisher:
         self._clock = clock
         self._ack_cache = ack_cache
         # (sender, record id) -> the first attempt's answer: the ack text, or an exception.
-        self._acks: OrderedDict[tuple[str, str], asyncio.Future[str]] = OrderedDict()
+        self._acks: OrderedDict[tuple[str, str], asyncio.Future[bytes]] = OrderedDict()
         self._inflight: set[asyncio.Future[Any]] = set()
 
     @property
@@ -110,7 +110,7 @@ class Publisher:
                 # A retry of a message this relay already took: same answer, produced once.
                 previous.add_done_callback(lambda first: reply(_answer(first, cmid)))
                 return
-        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         if cmid:
             self._remember(key, answer)
         try:
@@ -172,7 +172,7 @@ class Publisher:
             # A lost typing indicator is not worth an error frame.
             self._metrics.errors.labels("typing_dropped").inc()
 
-    def _remember(self, key: tuple[str, str], answer: asyncio.Future[str]) -> None:
+    def _remember(self, key: tuple[str, str], answer: asyncio.Future[bytes]) -> None:
         self._acks[key] = answer
         self._acks.move_to_end(key)
         while len(self._acks) > self._ack_cache:
@@ -184,11 +184,11 @@ class Publisher:
             await asyncio.wait(list(self._inflight), timeout=timeout_s)
 
 
-def _failed(answer: asyncio.Future[str]) -> bool:
+def _failed(answer: asyncio.Future[bytes]) -> bool:
     return answer.done() and (answer.cancelled() or answer.exception() is not None)
 
 
-def _answer(first: asyncio.Future[str], cmid: str) -> str:
+def _answer(first: asyncio.Future[bytes], cmid: str) -> bytes:
     if first.cancelled() or first.exception() is not None:
         return error_frame("unavailable", _RETRY_TEXT, cmid)
     return first.result()

@@ -20,7 +20,7 @@ class _Recorder:
         self.queued: list[tuple[Session, dict[str, object]]] = []
         self.renders = 0
 
-    def queue(self, targets: Iterable[Session], text: str) -> None:
+    def queue(self, targets: Iterable[Session], text: bytes) -> None:
         self.renders += 1
         frame = json.loads(text)
         self.queued.extend((s, frame) for s in targets)

@@ -82,7 +82,7 @@ async def test_ack_only_after_the_broker_acknowledged(
     publisher: Publisher, producer: _Producer
 ) -> None:
     """The sender hears nothing until Kafka acks; then one ack carrying the offset as seq."""
-    replies: list[str] = []
+    replies: list[bytes] = []
     await publisher.publish(USER, _frame(), replies.append)
     topic, record, key = producer.sent[0]
     assert (topic, key, record.sender, record.channel_id) == (
@@ -109,7 +109,7 @@ async def test_a_failed_produce_answers_an_error_and_no_ack(
     publisher: Publisher, producer: _Producer
 ) -> None:
     """The broker refusing the record yields exactly one 'unavailable' error frame."""
-    replies: list[str] = []
+    replies: list[bytes] = []
     await publisher.publish(USER, _frame(), replies.append)
     producer.fail(0)
     await _settle()
@@ -129,8 +129,8 @@ async def test_a_retry_is_answered_with_the_first_ack_without_producing_again(
     publisher: Publisher, producer: _Producer
 ) -> None:
     """The same client_msg_id and content again: the first answer, one record in Kafka."""
-    first: list[str] = []
-    retry: list[str] = []
+    first: list[bytes] = []
+    retry: list[bytes] = []
     await publisher.publish(USER, _frame(), first.append)
     await publisher.publish(USER, _frame(), retry.append)
     assert len(producer.sent) == 1
@@ -144,8 +144,8 @@ async def test_reusing_a_client_msg_id_for_other_content_is_a_new_message(
     publisher: Publisher, producer: _Producer
 ) -> None:
     """A reused client_msg_id with other data is produced as its own message with its own id."""
-    first: list[str] = []
-    second: list[str] = []
+    first: list[bytes] = []
+    second: list[bytes] = []
     await publisher.publish(USER, _frame("hello"), first.append)
     await publisher.publish(USER, _frame("something else"), second.append)
     assert len(producer.sent) == 2
@@ -161,7 +161,7 @@ async def test_a_retry_after_a_failure_is_produced_again(
     publisher: Publisher, producer: _Producer
 ) -> None:
     """A failed first attempt does not poison the retry: it is produced and acked."""
-    replies: list[str] = []
+    replies: list[bytes] = []
     await publisher.publish(USER, _frame(), replies.append)
     producer.fail(0)
     await _settle()
