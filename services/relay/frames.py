@@ -8,10 +8,10 @@ relay stamps them); anything else unknown is refused with an ``error`` frame, ne
 from __future__ import annotations
 
 import re
-
-import orjson
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from chatcore.errors import (
     ChatError,
