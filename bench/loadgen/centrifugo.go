@@ -124,30 +124,24 @@ func isPing(frame []byte) bool {
 	return false
 }
 
-// envelope renders a publication's data shaped like a chatstack message frame (id, seq,
-// channel_id, to, type, data, from, ts), so both servers carry frames of about the same size.
-func envelope(b []byte, channel, from string, k int, ns int64) []byte {
+// envelope renders a publication's data as the fields of a chatstack message frame that a
+// Centrifugo push does not already carry (it has the channel, the offset for seq, and the
+// publisher's user in info for from), so both servers deliver the same information.
+func envelope(b []byte, k int, ns int64) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, fmt.Sprintf("%032x", k)...)
-	b = append(b, `","seq":`...)
-	b = strconv.AppendInt(b, int64(k), 10)
-	b = append(b, `,"channel_id":`...)
-	b = strconv.AppendQuote(b, channel)
-	b = append(b, `,"to":"*","type":"text","data":"bench:`...)
+	b = append(b, `","to":"*","type":"text","data":"bench:`...)
 	b = strconv.AppendInt(b, ns, 10)
 	b = append(b, ':')
 	b = strconv.AppendInt(b, int64(k), 10)
-	b = append(b, `","from":`...)
-	b = strconv.AppendQuote(b, from)
-	b = append(b, `,"ts":"`...)
+	b = append(b, `","ts":"`...)
 	b = time.Unix(0, ns).UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
 	return append(b, `"}`...)
 }
 
 func (c *centrifugo) dialPublisher(ctx context.Context, token string, book *ackBook) (publisher, error) {
-	from := fmt.Sprintf("%032x", time.Now().UnixNano())
 	if c.publishVia == "api" {
-		return &apiPublisher{c: c, book: book, from: from, client: &http.Client{
+		return &apiPublisher{c: c, book: book, client: &http.Client{
 			Timeout:   30 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 		}, inflight: make(chan struct{}, 256)}, nil
@@ -156,7 +150,7 @@ func (c *centrifugo) dialPublisher(ctx context.Context, token string, book *ackB
 	if err != nil {
 		return nil, err
 	}
-	p := &clientPublisher{conn: conn, c: c, book: book, from: from, done: make(chan struct{})}
+	p := &clientPublisher{conn: conn, c: c, book: book, done: make(chan struct{})}
 	go p.readReplies()
 	return p, nil
 }
@@ -167,7 +161,6 @@ type clientPublisher struct {
 	conn *websocket.Conn
 	c    *centrifugo
 	book *ackBook
-	from string
 	mu   sync.Mutex
 	buf  []byte
 	done chan struct{}
@@ -181,7 +174,7 @@ func (p *clientPublisher) send(k int, ns int64) error {
 	b = append(b, `,"publish":{"channel":`...)
 	b = strconv.AppendQuote(b, p.c.channel)
 	b = append(b, `,"data":`...)
-	b = envelope(b, p.c.channel, p.from, k, ns)
+	b = envelope(b, k, ns)
 	b = append(b, `}}`...)
 	p.buf = b
 	return p.conn.WriteMessage(websocket.TextMessage, b)
@@ -227,7 +220,6 @@ func (p *clientPublisher) close() {
 type apiPublisher struct {
 	c        *centrifugo
 	book     *ackBook
-	from     string
 	client   *http.Client
 	inflight chan struct{}
 	wg       sync.WaitGroup
@@ -236,7 +228,7 @@ type apiPublisher struct {
 func (p *apiPublisher) send(k int, ns int64) error {
 	b := append([]byte(`{"channel":`), strconv.Quote(p.c.channel)...)
 	b = append(b, `,"data":`...)
-	b = envelope(b, p.c.channel, p.from, k, ns)
+	b = envelope(b, k, ns)
 	b = append(b, '}')
 	p.inflight <- struct{}{}
 	p.wg.Add(1)

@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,8 @@ type config struct {
 	control                      bool
 	publishVia, apiURL, apiKey   string
 	publishURL                   string
+	procs                        int
+	cpuProfile                   string
 }
 
 type tokenFile struct {
@@ -111,7 +115,12 @@ func main() {
 	flag.StringVar(&cfg.publishVia, "centrifugo-publish", "client", `"client" (publish command) or "api" (HTTP)`)
 	flag.StringVar(&cfg.apiURL, "api-url", "", "Centrifugo's /api/publish URL (with -centrifugo-publish api)")
 	flag.StringVar(&cfg.apiKey, "api-key", "", "Centrifugo's HTTP API key")
+	flag.IntVar(&cfg.procs, "procs", 0, "GOMAXPROCS for the load generator (0: Go's default, every core)")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the measured window here")
 	flag.Parse()
+	if cfg.procs > 0 {
+		runtime.GOMAXPROCS(cfg.procs)
+	}
 	res, err := run(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -195,6 +204,16 @@ func run(cfg config) (*result, error) {
 		return nil, err
 	}
 
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
 	cpu0 := cpuSeconds()
 	started := time.Now()
 	interval := time.Duration(float64(time.Second) / cfg.rate)
@@ -228,6 +247,9 @@ func run(cfg config) (*result, error) {
 	}
 	measured := time.Since(started)
 	cpu1 := cpuSeconds()
+	if cfg.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if err := handshake(cfg.control, stdin, "drained", "finish"); err != nil {
 		return nil, err
 	}

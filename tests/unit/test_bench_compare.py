@@ -96,6 +96,7 @@ def _result(**over: Any) -> dict[str, Any]:
         "max_ms": 120.0,
         "loadgen_cpu_s": 1.0,
         "measured_s": 10.0,
+        "frame_bytes_mean": 190.0,
     }
     return base | over
 
