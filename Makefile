@@ -7,8 +7,9 @@ STACK := $(PY) -m deploy.local.stack
 PROTO_SRC := $(wildcard protos/chat/v1/*.proto)
 PROTO_OUT := chatcore/proto/chat/v1/chat_pb2.py
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install proto lint format test test-unit stack-up stack-down stack-status run bench clean
+.PHONY: help install proto lint format test test-unit stack-up stack-down stack-status run bench bench-compare clean
 
 help:
 	@echo "make run          install what is missing, start the whole stack, serve http://127.0.0.1:8080"
@@ -18,6 +19,7 @@ help:
 	@echo "make stack-status each component's state and restart count"
 	@echo "make clean        stop the stack, delete its data (also outside the clone) and generated code"
 	@echo "make bench        run the benchmarks in bench/"
+	@echo "make bench-compare  fan-out side by side with Centrifugo (BENCH_ARGS='--rate 30 --runs 1')"
 
 install:
 	bash deploy/local/install.sh
@@ -65,6 +67,12 @@ test: lint
 
 bench: install proto
 	$(STACK) exec -- $(PY) bench/db_backends.py --url mongodb://127.0.0.1:27017/ --messages 20000
+
+# Builds Centrifugo and the Go load generator on first use (cached), starts the stack unless it
+# runs (and stops it after only then), and prints the tables of docs/benchmarks.md.
+bench-compare: install proto
+	bash deploy/local/install.sh centrifugo loadgen
+	$(STACK) exec -- $(PY) -m bench.compare $(BENCH_ARGS)
 
 # Without a virtualenv nothing of the stack can be running, and its data is all in .stack.
 clean:

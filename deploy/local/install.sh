@@ -2,6 +2,8 @@
 # Installs what the local stack and the tests need, idempotently. Downloads and builds are cached in
 # $CHATSTACK_CACHE (default ~/.cache/chatstack) so a second run only checks stamps.
 #   deploy/local/install.sh [python] [kafka] [ferretdb] [versitygw] [nginx] [postgres] [clamav]   (default: all)
+#   deploy/local/install.sh centrifugo loadgen     only for bench/compare.py (never part of the default)
+#   deploy/local/install.sh --print-path centrifugo|loadgen   where that binary is (built or not)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -10,6 +12,7 @@ VENV="${CHATSTACK_VENV:-$REPO/.venv}"
 KAFKA_VERSION=4.1.1
 FERRETDB_VERSION=v1.24.2
 VERSITYGW_VERSION=v1.7.0
+CENTRIFUGO_VERSION=v6.9.1
 LOGS="$CACHE/logs"
 mkdir -p "$CACHE/bin" "$LOGS"
 
@@ -123,20 +126,63 @@ install_clamav() {
   [ -x /usr/sbin/clamd ] || fail clamav "/usr/sbin/clamd missing after install" "$log"
 }
 
+# The comparison's reference server (bench/compare.py). `go install` alone leaves its version at
+# 0.0.0, so the release's version is stamped in the way its own release build does.
+centrifugo_bin() { echo "$CACHE/bin/centrifugo-$CENTRIFUGO_VERSION"; }
+install_centrifugo() {
+  local bin log="$LOGS/centrifugo.log" gobin
+  bin="$(centrifugo_bin)"
+  if [ -x "$bin" ]; then say "centrifugo $CENTRIFUGO_VERSION: cached"; return; fi
+  need go centrifugo "Go is required"
+  say "centrifugo $CENTRIFUGO_VERSION: go install (about 3 minutes)"
+  gobin="$(mktemp -d)"
+  CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath \
+    -ldflags "-X github.com/centrifugal/centrifugo/v6/internal/build.Version=${CENTRIFUGO_VERSION#v}" \
+    "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION" >"$log" 2>&1 \
+    || { rm -rf "$gobin"; fail centrifugo "go install failed" "$log"; }
+  mv "$gobin/centrifugo" "$bin"
+  rm -rf "$gobin"
+}
+
+# The Go load generator of bench/compare.py, keyed by a hash of its sources: an edit rebuilds it,
+# an unchanged tree (in any clone) reuses the binary.
+loadgen_bin() {
+  local hash
+  hash="$(cd "$REPO/bench/loadgen" && cat go.mod go.sum $(ls ./*.go | sort) | sha256sum | cut -c1-16)"
+  echo "$CACHE/bin/loadgen-$hash"
+}
+install_loadgen() {
+  local bin log="$LOGS/loadgen.log"
+  bin="$(loadgen_bin)"
+  if [ -x "$bin" ]; then say "loadgen: cached ($(basename "$bin"))"; return; fi
+  need go loadgen "Go is required"
+  say "loadgen: go build bench/loadgen"
+  (cd "$REPO/bench/loadgen" && CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" .) >"$log" 2>&1 \
+    || fail loadgen "go build failed" "$log"
+  mv "$bin.tmp" "$bin"
+}
+
+if [ "${1:-}" = --print-path ]; then
+  case "${2:-}" in
+    centrifugo|loadgen) "${2}_bin"; exit 0 ;;
+    *) fail "${2:-?}" "--print-path takes centrifugo or loadgen" /dev/null ;;
+  esac
+fi
+
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(python kafka ferretdb versitygw nginx postgres clamav)
 pids=()
 # The two Go builds are the slow part: run them side by side while the rest installs.
 for t in "${targets[@]}"; do
   case "$t" in
-    ferretdb|versitygw) "install_$t" & pids+=($!) ;;
+    ferretdb|versitygw|centrifugo) "install_$t" & pids+=($!) ;;
   esac
 done
 for t in "${targets[@]}"; do
   case "$t" in
-    python|kafka|nginx|postgres|clamav) "install_$t" ;;
-    ferretdb|versitygw) ;;
-    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx postgres clamav)" /dev/null ;;
+    python|kafka|nginx|postgres|clamav|loadgen) "install_$t" ;;
+    ferretdb|versitygw|centrifugo) ;;
+    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx postgres clamav centrifugo loadgen)" /dev/null ;;
   esac
 done
 status=0
