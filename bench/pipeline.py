@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.stack_cpu import StackCpu
+from bench.proc_cpu import StackCpu
 from chatclient import ChatClient
 from chatcore.kafka import MESSAGES_TOPIC, make_producer
 from chatcore.mongo import database, make_mongo_client

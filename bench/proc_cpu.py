@@ -85,10 +85,11 @@ def cpu_seconds(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str
     return {name: (after[name] - before.get(name, 0)) / CLK_TCK for name in after}
 
 
-def stack_pids(cfg: StackConfig) -> dict[str, int]:
+def stack_pids(cfg: StackConfig | Path) -> dict[str, int]:
     """The live process of each component the stack's supervisor started (its pid files)."""
+    home = cfg if isinstance(cfg, Path) else cfg.home
     pids = {}
-    for path in sorted((cfg.home / "run").glob("*.pid")):
+    for path in sorted((home / "run").glob("*.pid")):
         try:
             pid = int(path.read_text().strip())
         except ValueError:
@@ -96,3 +97,20 @@ def stack_pids(cfg: StackConfig) -> dict[str, int]:
         if path.stem != "supervisor" and Path(f"/proc/{pid}").exists():
             pids[path.stem] = pid
     return pids
+
+
+class StackCpu:
+    """``start()`` then ``stop()``: each running component's CPU seconds in between."""
+
+    def __init__(self, home: Path) -> None:
+        self._home = home
+        self._pids: dict[str, int] = {}
+        self._before: dict[str, int] = {}
+
+    def start(self) -> None:
+        self._pids = stack_pids(self._home)
+        self._before = sample(self._pids)
+
+    def stop(self) -> dict[str, float]:
+        seconds = cpu_seconds(self._before, sample(self._pids))
+        return {name: round(v, 3) for name, v in seconds.items() if name != "machine"}

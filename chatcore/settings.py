@@ -60,6 +60,8 @@ class Settings:
     kafka_replication_factor: int = 1
     kafka_linger_ms: int = 5
     kafka_request_timeout_ms: int = 15000
+    relay_producer: str = "rdkafka"
+    relay_write_window_ms: float = 20.0
     # MongoDB wire protocol (FerretDB locally, MongoDB in production)
     # May carry a password (compose's app user): kept out of reprs and logs.
     mongo_url: str = field(default="mongodb://127.0.0.1:27017/", repr=False)
@@ -189,6 +191,10 @@ class Settings:
         """Reject combinations that cannot work, naming the variable to fix."""
         if self.event_loop not in ("uvloop", "asyncio"):
             raise ConfigError("CHAT_EVENT_LOOP must be uvloop or asyncio")
+        if not 0 <= self.relay_write_window_ms <= 100:
+            raise ConfigError("CHAT_RELAY_WRITE_WINDOW_MS must be between 0 and 100")
+        if self.relay_producer not in ("rdkafka", "aiokafka"):
+            raise ConfigError("CHAT_RELAY_PRODUCER must be rdkafka or aiokafka")
         if self.kafka_messages_partitions < 1:
             raise ConfigError("CHAT_KAFKA_MESSAGES_PARTITIONS must be at least 1")
         if not self.jwt_algorithms:

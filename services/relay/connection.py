@@ -86,7 +86,11 @@ class Relay:
         self._verifier = verifier
         self._registry = registry
         self.metrics = RelayMetrics.create(registry)
-        self._fanout = WsFanout(settings.ws_send_buffer_bytes, self.metrics)
+        self._fanout = WsFanout(
+            settings.ws_send_buffer_bytes,
+            self.metrics,
+            window_s=settings.relay_write_window_ms / 1000,
+        )
         self.hub = Hub(self._fanout)
         self.link = ControllerLink(
             settings.controller_addrs,
@@ -313,8 +317,10 @@ class Relay:
             self._send(session, error_frame(code, exc.message, cmid))
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait until every produced message has its Kafka answer (and its ack or error)."""
+        """Wait until every produced message has its Kafka answer (and its ack or error), then
+        write what is still in the write window."""
         await self.publisher.drain(timeout_s)
+        self._fanout.write_queued()
 
 
 def _json(conn: ServerConnection, status: int, body: str, rid: str) -> Response:

@@ -7,6 +7,14 @@ one buffer and hands it to the socket's transport in one ``write`` — one syste
 per batch however many messages the batch held, as Centrifugo does. Sockets that receive the same
 frames share the joined buffer.
 
+With a write window (``CHAT_RELAY_WRITE_WINDOW_MS`` > 0) a socket that was written less than a
+window ago is not written again at once: its frames wait until the window closes, and every batch
+that arrives meanwhile joins the same write. A socket that was quiet is written at once, so the
+window costs no latency to a conversation at human pace, only to a socket already receiving tens
+of frames a second, where the system call per socket is the relay's largest cost
+(docs/benchmarks.md). Order per socket is kept: a frame ``send`` writes for a socket that has
+frames waiting goes after them.
+
 ``write`` never waits: the transport's buffer is the socket's send queue, and a socket whose
 buffer is over the limit is closed with 1013 instead of written to, so it can never slow the
 others. Frames outside a batch (``hello``, acks, errors) are written at once with ``send``.
@@ -15,6 +23,7 @@ others. Frames outside a batch (``hello``, acks, errors) are written at once wit
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -47,11 +56,13 @@ def encode_text_frame(text: str | bytes) -> bytes:
 class WsFanout:
     """Encodes once, queues per socket during a batch, writes once per socket per flush."""
 
-    def __init__(self, buffer_limit: int, metrics: RelayMetrics) -> None:
+    def __init__(self, buffer_limit: int, metrics: RelayMetrics, *, window_s: float = 0.0) -> None:
         self._limit = buffer_limit
         self._metrics = metrics
+        self._window_s = window_s
+        self._timer: asyncio.TimerHandle | None = None
         self._closing: set[ServerConnection] = set()
-        # Socket -> frames queued for it since the last flush, in order.
+        # Socket -> frames queued for it since the last write, in order.
         self._queued: dict[Any, list[bytes]] = {}
 
     def queue(self, targets: Iterable[Any], text: str | bytes) -> None:
@@ -66,13 +77,44 @@ class WsFanout:
                 pending.append(frame)
 
     def flush(self) -> None:
-        """Write everything queued: one buffer per socket; the same buffer for the same frames."""
-        if not self._queued:
+        """End of a batch: write the sockets that were quiet; the rest when the window closes."""
+        queued = self._queued
+        if not queued:
             return
+        if self._window_s <= 0:
+            self._queued = {}
+            self._write_all(queued, 0.0)
+            return
+        now = time.monotonic()
+        since = now - self._window_s
+        ready = {s: frames for s, frames in queued.items() if s.written_at <= since}
+        if len(ready) < len(queued):
+            for session in ready:
+                del queued[session]
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(
+                    self._window_s, self.write_queued
+                )
+        else:
+            self._queued = {}
+        self._write_all(ready, now)
+
+    def write_queued(self) -> None:
+        """Write everything queued now (the window closed, or the relay is draining)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         queued, self._queued = self._queued, {}
+        self._write_all(queued, time.monotonic())
+
+    def _write_all(self, queued: dict[Any, list[bytes]], now: float) -> None:
+        """One buffer per socket; the same buffer for the same frames."""
+        if not queued:
+            return
         joined: dict[tuple[int, ...], bytes] = {}
         written = 0
         for session, pending in queued.items():
+            session.written_at = now
             if len(pending) == 1:
                 data = pending[0]
             else:
@@ -81,12 +123,23 @@ class WsFanout:
             if self._write(cast(ServerConnection, session.conn), data):
                 written += len(pending)
         self._metrics.deliveries.inc(written)
+        self._metrics.writes.inc(len(queued))
 
     def send(self, targets: Iterable[Any], text: str | bytes) -> None:
-        """Write one frame to every target now (outside a delivery batch)."""
+        """Write one frame to every target now (outside a delivery batch), each after whatever
+        is still waiting for it in the write window."""
         frame = encode_text_frame(text)
-        written = sum(self._write(cast(ServerConnection, s.conn), frame) for s in targets)
+        queued = self._queued
+        written = writes = 0
+        for session in targets:
+            waiting = queued.get(session)
+            if waiting is not None:
+                waiting.append(frame)
+                continue
+            writes += 1
+            written += self._write(cast(ServerConnection, session.conn), frame)
         self._metrics.deliveries.inc(written)
+        self._metrics.writes.inc(writes)
 
     def _write(self, conn: ServerConnection, data: bytes) -> bool:
         if conn.protocol.state is not State.OPEN or conn.send_in_progress is not None:

@@ -37,6 +37,8 @@ class Session:
     conn: object
     channels: dict[str, bool] = field(default_factory=dict)
     greeted: bool = False
+    # When the fan-out last wrote a batch to it (time.monotonic): its write window (fanout.py).
+    written_at: float = 0.0
 
 
 class Fanout(Protocol):

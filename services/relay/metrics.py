@@ -14,6 +14,7 @@ class RelayMetrics:
     acks: Counter
     errors: Counter
     deliveries: Counter
+    writes: Counter
     slow_closes: Counter
     rejected: Counter
     produce_latency: Histogram
@@ -35,6 +36,11 @@ class RelayMetrics:
             ),
             deliveries=Counter(
                 "relay_deliveries_total", "Frames written to sockets by fan-out", registry=registry
+            ),
+            writes=Counter(
+                "relay_socket_writes_total",
+                "Writes to sockets (several frames of a batch or write window share one)",
+                registry=registry,
             ),
             slow_closes=Counter(
                 "relay_slow_consumer_closes_total",

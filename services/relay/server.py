@@ -21,6 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from chatcore.internal_auth import required_token
 from chatcore.kafka import make_producer
 from chatcore.logging import get_logger
+from chatcore.rdkafka import RdKafkaProducer
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
 from services.relay.connection import Relay, RelayConnection
@@ -76,6 +77,12 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer | RdKafkaProducer:
+    if settings.relay_producer == "aiokafka":
+        return make_producer(settings, client_id=client_id)
+    return RdKafkaProducer(settings, client_id=client_id)
+
+
 async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
     """Start a relay; ``port`` overrides settings (0 picks a free port)."""
     required_token(settings.internal_token)
@@ -89,7 +96,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
         session = aiohttp.ClientSession()
         stack.push_async_callback(session.close)
         verifier = JwtVerifier.from_settings(settings, HttpJwksSource(session, settings.jwks_url))
-        producer: AIOKafkaProducer = make_producer(settings, client_id=f"relay-{relay_id}")
+        producer = _producer(settings, client_id=f"relay-{relay_id}")
         await producer.start()
         stack.push_async_callback(producer.stop)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from chatcore.errors import Unavailable
 from chatcore.kafka import (
     EVENTS_TOPIC,
     MESSAGES_DLQ_TOPIC,
@@ -17,6 +20,7 @@ from chatcore.kafka import (
     make_producer,
     topic_specs,
 )
+from chatcore.rdkafka import RdKafkaProducer
 from chatcore.settings import Settings
 
 
@@ -111,3 +115,43 @@ async def test_consumer_group_commits_only_when_told(settings: Settings) -> None
         assert await consumer.committed(tp) == meta.offset + 1
     finally:
         await consumer.stop()
+
+
+async def test_librdkafka_producer_places_every_channel_where_aiokafka_does(
+    settings: Settings,
+) -> None:
+    """The relay's librdkafka producer puts each channel on aiokafka's (murmur2) partition."""
+    rd = RdKafkaProducer(settings, client_id="test-rdkafka")
+    aio = make_producer(settings, client_id="test-aiokafka")
+    await rd.start()
+    await aio.start()
+    keys = [f"channel-{uuid.uuid4().hex}".encode() for _ in range(60)]
+    try:
+        ours = await asyncio.gather(*[await rd.send(MESSAGES_TOPIC, b"p", key=k) for k in keys])
+        theirs = await asyncio.gather(*[await aio.send(MESSAGES_TOPIC, b"p", key=k) for k in keys])
+    finally:
+        await rd.stop()
+        await aio.stop()
+    assert [d.partition for d in ours] == [m.partition for m in theirs]
+    assert len({d.partition for d in ours}) == settings.kafka_messages_partitions
+
+
+async def test_librdkafka_producer_acks_in_order_and_reports_a_dead_broker(
+    settings: Settings,
+) -> None:
+    """One channel's records are acked with increasing offsets; no broker means Unavailable."""
+    rd = RdKafkaProducer(settings, client_id="test-rdkafka")
+    await rd.start()
+    key = f"channel-{uuid.uuid4().hex}".encode()
+    try:
+        delivered = await asyncio.gather(
+            *[await rd.send(MESSAGES_TOPIC, f"m{i}".encode(), key=key) for i in range(50)]
+        )
+    finally:
+        await rd.stop()
+    offsets = [d.offset for d in delivered]
+    assert offsets == sorted(offsets)
+    assert len(set(offsets)) == 50
+    nowhere = replace(settings, kafka_bootstrap="127.0.0.1:1", kafka_request_timeout_ms=1000)
+    with pytest.raises(Unavailable):
+        await RdKafkaProducer(nowhere, client_id="test-rdkafka-nowhere").start()

@@ -114,3 +114,44 @@ async def test_a_socket_over_its_buffer_limit_is_cut_off_and_others_written() ->
     assert _frames(fast.transport.writes[0]) == ["hello"]
     assert slow.closed_with == 1013
     assert registry.get_sample_value("relay_slow_consumer_closes_total") == 1
+
+
+async def test_a_busy_socket_waits_for_its_window_and_a_quiet_one_is_written_at_once() -> None:
+    """A socket written within the window gets the next batches in one later write, acks after."""
+    registry = CollectorRegistry()
+    fanout = WsFanout(1000, RelayMetrics.create(registry), window_s=0.05)
+    a, b, c = _Conn(), _Conn(), _Conn()
+    sa, sb, sc = _session(a), _session(b), _session(c)
+    fanout.queue([sa, sb], "batch 1")
+    fanout.flush()  # both quiet: written at once
+    assert [_frames(a.transport.writes[0]), _frames(b.transport.writes[0])] == [["batch 1"]] * 2
+    fanout.queue([sa, sb, sc], "batch 2")
+    fanout.flush()  # a and b were just written: they wait; c was quiet
+    fanout.queue([sa, sb, sc], "batch 3")
+    fanout.flush()
+    fanout.send([sa], "ack")  # waits behind a's batches
+    assert len(a.transport.writes) == 1
+    assert _frames(c.transport.writes[0]) == ["batch 2"]
+    await asyncio.sleep(0.1)
+    assert _frames(a.transport.writes[1]) == ["batch 2", "batch 3", "ack"]
+    assert _frames(b.transport.writes[1]) == ["batch 2", "batch 3"]
+    assert [len(a.transport.writes), len(b.transport.writes)] == [2, 2]
+    assert _frames(c.transport.writes[1]) == ["batch 3"]
+    assert registry.get_sample_value("relay_deliveries_total") == 9
+    assert registry.get_sample_value("relay_socket_writes_total") == 6
+
+
+async def test_write_queued_empties_the_window_at_once() -> None:
+    """A drain writes what is in the window without waiting for the timer, and only once."""
+    fanout = WsFanout(1000, RelayMetrics.create(CollectorRegistry()), window_s=10.0)
+    a = _Conn()
+    sa = _session(a)
+    fanout.queue([sa], "first")
+    fanout.flush()
+    fanout.queue([sa], "last words")
+    fanout.flush()
+    assert len(a.transport.writes) == 1
+    fanout.write_queued()
+    assert _frames(a.transport.writes[1]) == ["last words"]
+    fanout.write_queued()
+    assert len(a.transport.writes) == 2
