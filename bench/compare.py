@@ -40,6 +40,7 @@ from typing import IO, Any
 from bench.centrifugo_server import NAMESPACE, CentrifugoServer
 from bench.pipeline import _drop_team, _issuer, _team, stack_settings
 from bench.proc_cpu import cpu_seconds, sample, stack_pids
+from bench.send_floor import measure as send_floor
 from deploy.local.components import StackConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,6 +183,28 @@ def comparison_rows(ours: Sequence[RunFigures], theirs: Sequence[RunFigures]) ->
         ),
         Row("other CPU-s on the machine", o.other_cpu_s, t.other_cpu_s, 2),
     ]
+
+
+def cpu_per_delivery_us(fig: RunFigures) -> float:
+    return fig.server_cpu_s / fig.delivered * 1e6 if fig.delivered else math.inf
+
+
+def floor_line(
+    ours: Sequence[RunFigures], theirs: Sequence[RunFigures], floors_us: Sequence[float]
+) -> str:
+    """Each server's CPU per delivery against a bare ``socket.send`` of the same frame measured
+    right after the same run (medians of per-run ratios)."""
+    mine = [cpu_per_delivery_us(f) for f in ours]
+    other = [cpu_per_delivery_us(f) for f in theirs]
+    floor = statistics.median(floors_us)
+    ratio_mine = statistics.median(m / f for m, f in zip(mine, floors_us, strict=True))
+    ratio_other = statistics.median(o / f for o, f in zip(other, floors_us, strict=True))
+    return (
+        f"server CPU per delivery: chatstack {statistics.median(mine):.2f} µs = "
+        f"{ratio_mine:.2f}x a bare socket.send of the same frame ({floor:.2f} µs, "
+        f"bench/send_floor.py after each run); centrifugo {statistics.median(other):.2f} µs = "
+        f"{ratio_other:.2f}x"
+    )
 
 
 def render_table(rate: float, members: int, runs: int, rows: Sequence[Row]) -> str:
@@ -377,6 +400,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="seconds of one unmeasured run of each side at each rate first (a freshly started "
+        "stack's JVM and database caches are cold: its first run was several times slower)",
+    )
+    parser.add_argument(
         "--relay",
         type=int,
         default=1,
@@ -419,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     centrifugo_bin, loadgen = binaries()
     per_socket = stack_settings().ws_rate_per_s
     results: dict[float, dict[str, list[RunFigures]]] = {}
+    floors: dict[float, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         workdir = Path(tmp)
         with CentrifugoServer(centrifugo_bin, workdir, args.centrifugo_ports) as server:
@@ -439,6 +470,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for rate in args.rate:
                 work = Workload(args.members, rate, args.seconds, publishers_for(rate, per_socket))
                 sides = results.setdefault(rate, {"chatstack": [], "centrifugo": []})
+                if args.warmup > 0:
+                    warm = replace(work, seconds=args.warmup)
+                    for target, once in (
+                        ("chatstack", bench.ours),
+                        ("centrifugo", bench.centrifugo),
+                    ):
+                        fig = once(warm)
+                        print(
+                            f"warm-up {target}: p99 {fig.p99_ms:.1f} ms (not counted)", flush=True
+                        )
                 # Interleaved, so a change in the machine's other load touches both sides alike.
                 for run in range(1, args.runs + 1):
                     for target, once in (
@@ -448,9 +489,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         fig = once(work)
                         sides[target].append(fig)
                         _progress(run, fig, args.json_out)
+                    floor = send_floor(
+                        sockets=work.members,
+                        rate=sides["chatstack"][-1].deliveries_per_s,
+                        seconds=min(work.seconds, 5.0),
+                        payload_bytes=max(1, round(sides["chatstack"][-1].frame_bytes) - 4),
+                    )
+                    floors.setdefault(rate, []).append(floor["cpu_us_per_send"])
+                    print(
+                        f"run {run} floor: {floor['cpu_us_per_send']:.2f} µs per send", flush=True
+                    )
     for rate, sides in results.items():
         rows = comparison_rows(sides["chatstack"], sides["centrifugo"])
         print(f"\n{render_table(rate, args.members, args.runs, rows)}\n")
+        print(floor_line(sides["chatstack"], sides["centrifugo"], floors[rate]))
         print(render_components(sides["chatstack"]))
     return 0
 

@@ -14,6 +14,7 @@ from bench.compare import (
     RunFigures,
     comparison_rows,
     figures,
+    floor_line,
     median_figures,
     publishers_for,
     render_table,
@@ -151,6 +152,18 @@ def test_comparison_rows_give_ours_over_centrifugo() -> None:
     assert per_cpu.ratio == 0.5
     assert rows["p99 latency, ms"].ratio == pytest.approx(110 / 50)
     assert rows["undelivered"].ratio is None
+
+
+def test_floor_line_compares_each_run_with_its_own_floor() -> None:
+    """CPU per delivery is set against the bare send measured after the same run, run by run."""
+    ours = [_run("chatstack", 300_000, 3.0, 90), _run("chatstack", 300_000, 6.0, 90)]
+    ours.append(_run("chatstack", 300_000, 3.3, 90))
+    theirs = [_run("centrifugo", 300_000, 6.0, 50)] * 3
+    # Ours: 10, 20 and 11 µs per delivery against floors of 10, 10 and 11: 1.0, 2.0 and 1.0.
+    line = floor_line(ours, theirs, [10.0, 10.0, 11.0])
+    assert "chatstack 11.00 µs = 1.00x" in line
+    assert "(10.00 µs" in line
+    assert "centrifugo 20.00 µs = 2.00x" in line
 
 
 def test_render_table_is_markdown_with_a_dash_for_no_ratio() -> None:
