@@ -221,6 +221,15 @@ class Relay:
         if claims is None:
             await conn.close(1008, "unauthenticated")
             return
+        # websockets keeps the opening handshake's request and response for the connection's
+        # lifetime (its parser's frame holds the request too); nothing reads them once the
+        # socket is open, and their headers are ≈ 3.5 KiB of every idle socket
+        # (docs/benchmarks.md), so their headers are emptied and the references dropped.
+        for message in (conn.request, conn.response):
+            if message is not None:
+                message.headers.clear()
+        conn.request = None
+        conn.response = None
         context = bind_context(request_id=relay_conn.request_id, user_id=claims.sub)
         started = time.monotonic()
         try:
@@ -238,6 +247,7 @@ class Relay:
             conn=conn,
             channels={m.channel_id: m.active for m in reply.memberships},
         )
+        del reply  # the protobuf reply would otherwise live as long as the socket
         self._apply(self.hub.attach(session))
         self.metrics.connections.inc()
         loop = asyncio.get_running_loop()
