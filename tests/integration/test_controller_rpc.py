@@ -1,12 +1,15 @@
-"""The controller's gRPC questions, health and metrics against documents in the real database."""
+"""The controller's gRPC questions, health and metrics against documents in the real database,
+and a start-up that fails half-way."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import grpc
@@ -16,10 +19,14 @@ from grpc import aio
 # grpcio-health-checking ships no type information.
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import InvalidOperation
 
+from chatcore.kafka import make_producer
 from chatcore.mongo import Document, database, make_mongo_client
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 from chatcore.settings import Settings
+from services.controller import server as controller_server
+from services.controller.consumer import make_controller_consumer
 from services.controller.server import RunningController, start
 from tests.internal_grpc import authed_stub
 
@@ -193,3 +200,78 @@ async def test_ops_endpoints(controller: RunningController) -> None:
         "controller_consumer_lag",
     ):
         assert name in text
+
+
+class _GrpcServerPorts:
+    """A grpc.aio server that remembers the ports it bound (everything else passes through)."""
+
+    def __init__(self, inner: aio.Server) -> None:
+        self._inner = inner
+        self.ports: list[int] = []
+
+    def add_insecure_port(self, address: str) -> int:
+        port = self._inner.add_insecure_port(address)
+        self.ports.append(port)
+        return port
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_start_that_fails_half_way_closes_what_it_opened(
+    ctrl_settings: Settings,
+    db: AsyncDatabase[Document],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the HTTP port is taken, start() fails after the database, the producer, the gRPC
+    server and the consumer were up, and closes all of them: no client, listener or task is left."""
+    opened: dict[str, list[Any]] = {"mongo": [], "producer": [], "consumer": [], "grpc": []}
+
+    def recording(factory: Callable[..., Any], kind: str) -> Callable[..., Any]:
+        def make(*args: Any, **kwargs: Any) -> Any:
+            made = factory(*args, **kwargs)
+            opened[kind].append(made)
+            return made
+
+        return make
+
+    monkeypatch.setattr(
+        controller_server, "make_mongo_client", recording(make_mongo_client, "mongo")
+    )
+    monkeypatch.setattr(controller_server, "make_producer", recording(make_producer, "producer"))
+    monkeypatch.setattr(
+        controller_server,
+        "make_controller_consumer",
+        recording(make_controller_consumer, "consumer"),
+    )
+    grpc_server = aio.server
+    monkeypatch.setattr(
+        aio,  # the grpc.aio module the controller's wiring calls
+        "server",
+        recording(lambda *a, **kw: _GrpcServerPorts(grpc_server(*a, **kw)), "grpc"),
+    )
+    # A group of its own: joining the module controller's group would take its partitions.
+    own = dataclasses.replace(ctrl_settings, controller_group_id=f"test-ctrl-{uuid.uuid4().hex}")
+    before = asyncio.all_tasks()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OSError, match="address already in use"):
+            await start(own, grpc_port=0, http_port=busy.getsockname()[1])
+
+    assert {kind: len(made) for kind, made in opened.items()} == {
+        "mongo": 1,
+        "producer": 1,
+        "consumer": 1,
+        "grpc": 1,
+    }
+    with pytest.raises(InvalidOperation):
+        await opened["mongo"][0].admin.command("ping")
+    assert opened["producer"][0]._closed, "dead-letter producer left open"
+    assert opened["consumer"][0]._closed, "consumer left open (still in its group)"
+    (grpc_port,) = opened["grpc"][0].ports
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", grpc_port), timeout=5).close()
+    current = asyncio.current_task()
+    leftover = {t for t in asyncio.all_tasks() - before if not t.done() and t is not current}
+    assert not leftover, leftover

@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the management service's stores, user directory and Kafka.
+"""In-memory stand-ins for the management service's stores, user directory, Kafka, S3 and clamd.
 
 ``MemoryTeamStore`` checks the same preconditions as the MongoDB filters, so the domain's
 read-decide-write loop behaves as it does against the database; ``interfere`` lets a test change
@@ -16,14 +16,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from chatcore.errors import Conflict
+from chatcore.errors import Conflict, Unavailable
 from chatcore.kafka import EVENTS_TOPIC
 from chatcore.locks import KeyedLocks
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.schema import BROADCAST, PENDING, TEXT
 from services.management.attachment_store import Attachment
+from services.management.clamd import ScanResult
 from services.management.events import EventMetrics, OutboxPublisher
 from services.management.model import MembershipChange, Message, OutboxEvent, Team, TeamChanges
+from services.management.objects import PresignedPost, StoredObject
 from services.management.store import Carrier
 
 
@@ -298,6 +300,54 @@ class MemoryAttachmentStore:
             return False
         del self.items[attachment_id]
         return True
+
+
+class MemoryObjects:
+    """S3 for attachments: presigned forms and links as plain strings; ``down`` fails every call."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.down = False
+
+    def presign_post(
+        self, key: str, *, content_type: str, max_size: int, expires_s: int
+    ) -> PresignedPost:
+        return PresignedPost("http://s3/bucket", {"key": key, "Content-Type": content_type})
+
+    def presign_get(self, key: str, *, content_type: str, disposition: str, expires_s: int) -> str:
+        return f"http://s3/bucket/{key}?ct={content_type}&cd={disposition}&exp={expires_s}"
+
+    async def head(self, key: str) -> StoredObject | None:
+        self._check()
+        found = self.objects.get(key)
+        return None if found is None else StoredObject(len(found[0]), found[1])
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes | None:
+        self._check()
+        found = self.objects.get(key)
+        return None if found is None else found[0][: max_bytes + 1]
+
+    async def delete(self, key: str) -> None:
+        self._check()
+        self.objects.pop(key, None)
+
+    def _check(self) -> None:
+        if self.down:
+            raise Unavailable("s3 down")
+
+
+class FakeScanner:
+    """clamd: anything containing ``EICAR`` is infected; records what it scanned."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.scanned: list[bytes] = []
+
+    async def scan(self, data: bytes) -> ScanResult:
+        if self.down:
+            raise Unavailable("clamd down")
+        self.scanned.append(data)
+        return ScanResult(False, "Test.EICAR") if b"EICAR" in data else ScanResult(True)
 
 
 class FakeUserDirectory:

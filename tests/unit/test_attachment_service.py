@@ -16,61 +16,17 @@ from services.management.attachments import (
     AttachmentRejected,
     AttachmentService,
 )
-from services.management.clamd import ScanResult
 from services.management.model import Message, Team
-from services.management.objects import PresignedPost, StoredObject
 from tests.unit.management_fakes import (
+    FakeScanner,
     MemoryAttachmentStore,
     MemoryMessageStore,
+    MemoryObjects,
     MemoryTeamStore,
 )
 
 ALICE, BOB, CAROL, STRANGER, TEAM = "a" * 32, "b" * 32, "d" * 32, "c" * 32, "t" * 32
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class MemoryObjects:
-    def __init__(self) -> None:
-        self.objects: dict[str, tuple[bytes, str]] = {}
-        self.down = False
-
-    def presign_post(
-        self, key: str, *, content_type: str, max_size: int, expires_s: int
-    ) -> PresignedPost:
-        return PresignedPost("http://s3/bucket", {"key": key, "Content-Type": content_type})
-
-    def presign_get(self, key: str, *, content_type: str, disposition: str, expires_s: int) -> str:
-        return f"http://s3/bucket/{key}?ct={content_type}&cd={disposition}&exp={expires_s}"
-
-    async def head(self, key: str) -> StoredObject | None:
-        self._check()
-        found = self.objects.get(key)
-        return None if found is None else StoredObject(len(found[0]), found[1])
-
-    async def read(self, key: str, *, max_bytes: int) -> bytes | None:
-        self._check()
-        found = self.objects.get(key)
-        return None if found is None else found[0][: max_bytes + 1]
-
-    async def delete(self, key: str) -> None:
-        self._check()
-        self.objects.pop(key, None)
-
-    def _check(self) -> None:
-        if self.down:
-            raise Unavailable("s3 down")
-
-
-class FakeScanner:
-    def __init__(self) -> None:
-        self.down = False
-        self.scanned: list[bytes] = []
-
-    async def scan(self, data: bytes) -> ScanResult:
-        if self.down:
-            raise Unavailable("clamd down")
-        self.scanned.append(data)
-        return ScanResult(False, "Test.EICAR") if b"EICAR" in data else ScanResult(True)
 
 
 @dataclasses.dataclass

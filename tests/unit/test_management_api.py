@@ -18,13 +18,18 @@ from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.management.api import ManagementApi
+from services.management.attachments import AttachmentLimits, AttachmentMetrics, AttachmentService
+from services.management.attachments_api import AttachmentApi
 from services.management.history import HistoryService
 from services.management.limits import ScanGate, WriteLimiter
 from services.management.openapi import load_openapi
 from services.management.teams import TeamMetrics, TeamService
 from tests.unit.management_fakes import (
+    FakeScanner,
     FakeUserDirectory,
+    MemoryAttachmentStore,
     MemoryMessageStore,
+    MemoryObjects,
     MemoryTeamStore,
     RecordingPublisher,
 )
@@ -42,20 +47,31 @@ class Harness:
     tokens: dict[str, str]
     clock: list[float]
     scans: ScanGate
+    attachments: MemoryAttachmentStore
+    objects: MemoryObjects
+    scanner: FakeScanner
 
     async def call(
         self, method: str, path: str, who: str | None = ALICE, body: Any = None, raw: bytes = b""
     ) -> tuple[int, Any]:
+        status, reply, _headers = await self.respond(method, path, who, body, raw)
+        return status, reply
+
+    async def respond(
+        self, method: str, path: str, who: str | None = ALICE, body: Any = None, raw: bytes = b""
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Status, decoded body and headers of one request."""
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
         data = json.dumps(body).encode() if body is not None else raw
         async with self.client.request(method, path, data=data, headers=headers) as resp:
             text = await resp.text()
-            return resp.status, json.loads(text) if text else None
+            return resp.status, json.loads(text) if text else None, dict(resp.headers)
 
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    """The real routes and middleware over in-memory stores, with tokens for Alice and Bob."""
+    """The real routes and middleware over in-memory stores, S3 and clamd, with tokens for Alice
+    and Bob; team and attachment routes share one write budget, as in the service."""
     settings = Settings()
     ring = KeyRing([SigningKey.from_private_key(ed25519.Ed25519PrivateKey.generate())])
     issuer = TokenIssuer(ring, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl_s=60)
@@ -74,20 +90,31 @@ async def harness() -> AsyncIterator[Harness]:
     _doc, openapi = load_openapi()
     clock = [1000.0]
     scans = ScanGate(limit=1, wait_s=0)
-    api = ManagementApi(
-        service,
-        history,
-        verifier,
-        settings,
-        openapi,
-        writes=WriteLimiter(burst=WRITE_BURST, per_s=WRITE_PER_S, clock=lambda: clock[0]),
-        scans=scans,
-    )
+    writes = WriteLimiter(burst=WRITE_BURST, per_s=WRITE_PER_S, clock=lambda: clock[0])
+    api = ManagementApi(service, history, verifier, settings, openapi, writes=writes, scans=scans)
     app.add_routes(api.routes())
+    attachments, objects, scanner = MemoryAttachmentStore(), MemoryObjects(), FakeScanner()
+    uploads = AttachmentService(
+        teams=teams,
+        messages=messages,
+        records=attachments,
+        objects=objects,
+        scanner=scanner,
+        limits=AttachmentLimits(
+            max_bytes=settings.attachment_max_bytes,
+            upload_ttl_s=900,
+            download_ttl_s=300,
+            pending_max_age_s=3600,
+        ),
+        metrics=AttachmentMetrics.create(CollectorRegistry()),
+    )
+    app.add_routes(AttachmentApi(uploads, verifier, settings, writes=writes).routes())
     tokens = {u: issuer.issue(u).token for u in (ALICE, BOB)}
     tokens["not-an-id"] = issuer.issue("not-an-id").token
     async with TestClient(TestServer(app)) as client:
-        yield Harness(client, teams, messages, events, tokens, clock, scans)
+        yield Harness(
+            client, teams, messages, events, tokens, clock, scans, attachments, objects, scanner
+        )
 
 
 async def test_create_then_read_through_the_routes(harness: Harness) -> None:
@@ -193,6 +220,42 @@ async def test_writes_over_the_budget_are_429_with_retry_after_and_change_nothin
     assert (await harness.call("POST", "/v1/teams", who=BOB, body={"name": "bob's"}))[0] == 201
     harness.clock[0] += 2.0
     assert (await harness.call("POST", "/v1/teams", body={"name": "later"}))[0] == 201
+
+
+async def test_attachment_requests_and_completions_over_the_budget_are_429_and_change_nothing(
+    harness: Harness,
+) -> None:
+    """Past the write budget, requesting an upload and completing one answer 429 + Retry-After,
+    record nothing and scan nothing; once the budget refills the completion goes through."""
+    _status, body = await harness.call("POST", "/v1/teams", body={"name": "t"})
+    team_id = body["data"]["id"]
+    upload = {"filename": "a.txt", "content_type": "text/plain", "size": 5}
+    ids = []
+    for _ in range(WRITE_BURST - 1):
+        status, body = await harness.call("POST", f"/v1/teams/{team_id}/attachments", body=upload)
+        assert status == 201, body
+        ids.append(body["data"]["id"])
+    first = ids[0]
+    harness.objects.objects[harness.attachments.items[first].key] = (b"hello", "text/plain")
+
+    status, body, headers = await harness.respond(
+        "POST", f"/v1/teams/{team_id}/attachments", body=upload
+    )
+    assert (status, body["error"]["code"]) == (429, "rate_limited")
+    assert headers["Retry-After"] == "2"  # one write at 0.5 per second
+    assert len(harness.attachments.items) == WRITE_BURST - 1
+
+    status, body, headers = await harness.respond("POST", f"/v1/attachments/{first}/complete")
+    assert (status, body["error"]["code"]) == (429, "rate_limited")
+    assert headers["Retry-After"] == "2"
+    assert harness.attachments.items[first].status == "pending"
+    assert harness.scanner.scanned == []
+
+    harness.clock[0] += 2.0
+    status, body = await harness.call("POST", f"/v1/attachments/{first}/complete")
+    assert status == 200, body
+    assert body["data"]["status"] == "ready"
+    assert harness.scanner.scanned == [b"hello"]
 
 
 async def test_scans_beyond_the_bound_are_503_with_retry_after(harness: Harness) -> None:

@@ -1,0 +1,145 @@
+"""The relay's membership audit: one member-list read per channel per pass, and a pass after
+every controller stream that comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chatcore.errors import Forbidden
+from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.settings import Settings
+from chatcore.tokens import JwtVerifier, StaticJwksSource
+from services.relay.audit import MembershipAudit
+from services.relay.connection import Relay
+from services.relay.frames import TypingFrame
+from services.relay.gate import Gate, check_membership
+from services.relay.hub import Effects, Hub, Session
+
+TEAM, OTHER = "t" * 32, "o" * 32
+ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
+
+
+class _CountingAuthority:
+    """The controllers' member lists from a dict; counts the reads of each channel."""
+
+    def __init__(self, members: dict[str, list[str]]) -> None:
+        self.members_of = members
+        self.reads: Counter[str] = Counter()
+
+    async def members(self, channel_id: str) -> chat_pb2.GetMembersReply:
+        self.reads[channel_id] += 1
+        await asyncio.sleep(0)  # a real read yields: overlapping reads would show up
+        users = self.members_of.get(channel_id)
+        if users is None:
+            return chat_pb2.GetMembersReply(found=False)
+        return chat_pb2.GetMembersReply(user_ids=users, active=True, found=True)
+
+    async def check_attachment(
+        self,
+        attachment_id: str,
+        channel_id: str,
+        kind: chat_pb2.MessageType.ValueType,
+        sender: str,
+    ) -> chat_pb2.CheckAttachmentReply:
+        return chat_pb2.CheckAttachmentReply(ok=True)
+
+
+class _Recorder:
+    """A Fanout that keeps, per socket, the frames flushed to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Session, dict[str, object]]] = []
+        self._queued: list[tuple[Session, dict[str, object]]] = []
+
+    def queue(self, targets: Iterable[Session], text: bytes) -> None:
+        self._queued.extend((s, json.loads(text)) for s in targets)
+
+    def flush(self) -> None:
+        self.sent.extend(self._queued)
+        self._queued.clear()
+
+    def got(self, session: Session) -> list[dict[str, object]]:
+        return [f for s, f in self.sent if s is session]
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_pass_reads_each_channel_once_however_many_sockets_hold_it() -> None:
+    """Six sockets on one team and two on another cost two member-list reads per pass, and the
+    removed member's sockets lose the team."""
+    fanout = _Recorder()
+    hub = Hub(fanout)
+    on_team = [Session(user, object(), {TEAM: True}) for user in (ALICE, ALICE, BOB, BOB, CAROL)]
+    on_both = Session(CAROL, object(), {TEAM: True, OTHER: True})
+    on_other = Session(BOB, object(), {OTHER: True})
+    for session in (*on_team, on_both, on_other):
+        hub.attach(session)
+        hub.greet(session)
+    authority = _CountingAuthority({TEAM: [ALICE, BOB], OTHER: [BOB, CAROL]})
+    applied: list[Effects] = []
+    audit = MembershipAudit(hub, Gate(authority), authority, applied.append, interval_s=60)
+
+    assert await audit.audit_all() == 2  # Carol's two sockets on the team
+    assert authority.reads == {TEAM: 1, OTHER: 1}
+    for carol in (on_team[-1], on_both):
+        assert TEAM not in carol.channels
+        assert {"type": "membership", "channel_id": TEAM, "event": "removed"} in fanout.got(carol)
+    assert OTHER in on_both.channels
+
+    assert await audit.audit_all() == 0
+    assert authority.reads == {TEAM: 2, OTHER: 2}
+
+
+class _NoProducer:
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        raise AssertionError("nothing is produced in this test")
+
+
+async def test_a_controller_stream_back_up_triggers_an_audit_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When a controller stream comes back UP the relay re-reads its channels' members at once
+    (long before the periodic pass), so a removal whose event was lost meanwhile is enforced."""
+    settings = Settings(controller_addrs=("controller.invalid:50051",), relay_audit_interval_s=60)
+    relay = Relay(
+        settings,
+        relay_id="relay-audit",
+        verifier=JwtVerifier.from_settings(settings, StaticJwksSource({"keys": []})),
+        producer=_NoProducer(),
+        registry=CollectorRegistry(),
+    )
+    authority = _CountingAuthority({TEAM: [ALICE]})  # Carol was removed; her event was lost
+    monkeypatch.setattr(relay.link, "members", authority.members)
+    carol = Session(CAROL, object(), {TEAM: True})
+    relay.hub.attach(carol)
+    audit = asyncio.create_task(relay.audit.run())
+    try:
+        relay._on_stream_up("controller.invalid:50051", False)
+        await _until(lambda: relay.audit.rounds == 1)
+        assert authority.reads == {TEAM: 1}
+        with pytest.raises(Forbidden):
+            check_membership(carol, TypingFrame(TEAM, "*"))
+    finally:
+        audit.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await audit
+        await relay.link.stop()
