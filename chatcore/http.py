@@ -21,6 +21,7 @@ from prometheus_client.exposition import generate_latest
 
 from chatcore.errors import (
     ChatError,
+    ConfigError,
     InvalidInput,
     MalformedBody,
     RateLimited,
@@ -185,6 +186,10 @@ def envelope_middleware(metrics: HttpMetrics) -> Any:
 async def _dispatch(request: web.Request, handler: Handler, rid: str) -> web.StreamResponse:
     try:
         return await handler(request)
+    except ConfigError as exc:
+        # A configuration problem is the operator's: its text names variables and values.
+        _log.error("request_failed", code=exc.code, error=exc.message)
+        return error_response(500, "internal", "internal server error", rid)
     except ChatError as exc:
         if exc.http_status >= 500:
             _log.warning("request_failed", code=exc.code, error=exc.message)

@@ -63,7 +63,11 @@ async def serve_app(
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=drain_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # the app's on_cleanup hooks run; nothing stays half set up
+        raise
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = int(sockets[0].getsockname()[1]) if sockets else port

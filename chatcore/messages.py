@@ -23,6 +23,20 @@ CORRELATION_HEADER = "correlation_id"
 # Team, user and attachment ids on the wire: opaque short tokens (32 hex in practice). This
 # alphabet can never mean anything to MongoDB: no "$", no ".", only letters, digits, "_" and "-".
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A relay names itself to the controllers; the name goes into their logs and metrics.
+RELAY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_RELAY_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+def automatic_relay_id(hostname: str, port: int) -> str:
+    """``<host>-<port>`` within RELAY_ID_RE: unsafe characters become ``_`` and a long host name
+    (a Kubernetes pod's may have 63 characters) is cut so the port, which tells relays on one
+    host apart, always fits."""
+    suffix = f"-{port}"
+    host = _RELAY_ID_UNSAFE.sub("_", hostname)[: 64 - len(suffix)] or "relay"
+    return host + suffix
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BROADCAST = "*"
 

@@ -81,11 +81,18 @@ class RdKafkaProducer:
         try:
             await asyncio.to_thread(producer.list_topics, timeout=self._timeout_s)
         except confluent_kafka.KafkaException as exc:
-            raise Unavailable(f"Kafka unreachable: {exc.args[0]}") from None
-        self._producer = producer
-        self._running = True
-        self._poller = threading.Thread(target=self._poll, name="rdkafka-poll", daemon=True)
-        self._poller.start()
+            reason = str(exc.args[0])
+        else:
+            self._producer = producer
+            self._running = True
+            self._poller = threading.Thread(target=self._poll, name="rdkafka-poll", daemon=True)
+            self._poller.start()
+            return
+        # The client goes before the error is raised: the caught exception's traceback holds
+        # this frame, and with it a client whose threads keep reconnecting for as long as
+        # anyone keeps the error.
+        del producer
+        raise Unavailable(f"Kafka unreachable: {reason}")
 
     async def send(
         self,

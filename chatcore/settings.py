@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from chatcore.errors import ConfigError
+from chatcore.messages import RELAY_ID_RE
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -191,6 +192,10 @@ class Settings:
         """Reject combinations that cannot work, naming the variable to fix."""
         if self.event_loop not in ("uvloop", "asyncio"):
             raise ConfigError("CHAT_EVENT_LOOP must be uvloop or asyncio")
+        if self.relay_id and not RELAY_ID_RE.fullmatch(self.relay_id):
+            raise ConfigError(
+                "CHAT_RELAY_ID must be 1-64 characters of A-Z, a-z, 0-9, '.', ':', '_', '-'"
+            )
         if not 0 <= self.relay_write_window_ms <= 100:
             raise ConfigError("CHAT_RELAY_WRITE_WINDOW_MS must be between 0 and 100")
         if self.relay_producer not in ("rdkafka", "aiokafka"):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from grpc import aio
 
 from chatcore.errors import InvalidInput
 from chatcore.logging import CORRELATION_ID_RE
-from chatcore.messages import ID_RE
+from chatcore.messages import ID_RE, RELAY_ID_RE
 
-# The relay names itself; reused in logs and metrics, so it gets the same discipline.
-RELAY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 CORRELATION_METADATA = "x-correlation-id"
 # One SubscribeRequest may name at most this many channels (about what fits in gRPC's 4 MiB).
 MAX_CHANNELS_PER_REQUEST = 100_000

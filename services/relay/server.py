@@ -21,6 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from chatcore.internal_auth import required_token
 from chatcore.kafka import make_producer
 from chatcore.logging import get_logger
+from chatcore.messages import automatic_relay_id
 from chatcore.rdkafka import RdKafkaProducer
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
@@ -90,7 +91,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
         sock = _bind(settings.http_host, settings.relay_port if port is None else port)
         stack.callback(sock.close)
         bound = int(sock.getsockname()[1])
-        relay_id = settings.relay_id or f"{socket.gethostname()}-{bound}"
+        relay_id = settings.relay_id or automatic_relay_id(socket.gethostname(), bound)
 
         registry = CollectorRegistry()
         session = aiohttp.ClientSession()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -153,5 +155,25 @@ async def test_librdkafka_producer_acks_in_order_and_reports_a_dead_broker(
     assert offsets == sorted(offsets)
     assert len(set(offsets)) == 50
     nowhere = replace(settings, kafka_bootstrap="127.0.0.1:1", kafka_request_timeout_ms=1000)
-    with pytest.raises(Unavailable):
+    before = len(_rdkafka_threads())
+    with pytest.raises(Unavailable) as refused:
         await RdKafkaProducer(nowhere, client_id="test-rdkafka-nowhere").start()
+    # Even while the error is held, the refused client's threads are gone.
+    deadline = time.monotonic() + 10
+    while len(_rdkafka_threads()) > before and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert refused.value is not None
+    assert len(_rdkafka_threads()) <= before
+
+
+def _rdkafka_threads() -> list[str]:
+    """Names of this process's librdkafka threads (``rdk:main``, ``rdk:broker...``)."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        if name.startswith("rdk:"):
+            names.append(name)
+    return names

@@ -6,6 +6,8 @@ import pytest
 
 from chatcore.errors import InvalidInput
 from chatcore.messages import (
+    RELAY_ID_RE,
+    automatic_relay_id,
     client_object,
     decode_record,
     from_document,
@@ -57,3 +59,14 @@ def test_undecodable_records_are_invalid_input(value: bytes) -> None:
     """Garbage, empty or incomplete records are InvalidInput: dead-letter, never retry."""
     with pytest.raises(InvalidInput):
         decode_record(value)
+
+
+def test_automatic_relay_id_keeps_the_port_within_the_controllers_rule() -> None:
+    """A 63-character pod name still gives an id the controller accepts, ending in the port."""
+    pod = "chat-relay-" + "a" * 52
+    relay_id = automatic_relay_id(pod, 43210)
+    assert RELAY_ID_RE.fullmatch(relay_id)
+    assert relay_id.endswith("-43210")
+    assert relay_id.startswith("chat-relay-a")
+    assert automatic_relay_id("vm 1/eu", 8103) == "vm_1_eu-8103"
+    assert automatic_relay_id("", 8103) == "relay-8103"

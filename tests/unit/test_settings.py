@@ -40,6 +40,8 @@ def test_malformed_value_names_the_variable() -> None:
         Settings.from_env({"CHAT_KAFKA_LINGER_MS": "soon"})
     with pytest.raises(ConfigError, match="CHAT_CONTROLLER_ADDRS"):
         Settings.from_env({"CHAT_CONTROLLER_ADDRS": ""})
+    with pytest.raises(ConfigError, match="CHAT_RELAY_ID"):
+        Settings.from_env({"CHAT_RELAY_ID": "relay one"})
 
 
 def test_to_env_round_trips_and_secrets_stay_out_of_repr() -> None:
