@@ -222,14 +222,12 @@ class Relay:
             await conn.close(1008, "unauthenticated")
             return
         # websockets keeps the opening handshake's request and response for the connection's
-        # lifetime (its parser's frame holds the request too); nothing reads them once the
-        # socket is open, and their headers are ≈ 3.5 KiB of every idle socket
-        # (docs/benchmarks.md), so their headers are emptied and the references dropped.
+        # lifetime (its parser's frame holds the request too, and ``request is None`` means
+        # "handshake not done yet", so the objects stay); nothing reads their headers once the
+        # socket is open, and those are ≈ 3.5 KiB of every idle socket (docs/benchmarks.md).
         for message in (conn.request, conn.response):
             if message is not None:
                 message.headers.clear()
-        conn.request = None
-        conn.response = None
         context = bind_context(request_id=relay_conn.request_id, user_id=claims.sub)
         started = time.monotonic()
         try:
