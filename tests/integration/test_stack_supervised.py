@@ -29,6 +29,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from chatclient import ChatClient, login, register
+from chatclient.synced import SyncedClient
 from deploy.local.datadirs import shared_folder
 from deploy.local.processes import http_ok
 from tests.integration.ports import free_port
@@ -255,6 +256,67 @@ async def test_kafka_killed_with_9_comes_back_with_its_data(second: SecondStack)
     finally:
         await consumer.stop()
     assert await asyncio.to_thread(http_ok, f"{second.base}/v1/auth/jwks")
+
+
+async def test_controller_killed_with_9_mid_stream_loses_no_acked_message(
+    second: SecondStack,
+) -> None:
+    """kill -9 of the controller mid-stream: restarted; every acked message stored once, shown."""
+    owner, listener_id = await _account(second), await _account(second)
+    auth = {"Authorization": f"Bearer {owner[1]}"}
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.post(f"{second.base}/v1/teams", json={"name": "Kill"}) as resp:
+            assert resp.status == 201, await resp.text()
+            team = str((await resp.json())["data"]["id"])
+        async with http.post(
+            f"{second.base}/v1/teams/{team}/members", json={"user_id": listener_id[0]}
+        ) as resp:
+            assert resp.status in (200, 201), await resp.text()
+    ws_url = second.base.replace("http://", "ws://") + "/v1/ws"
+    listener = SyncedClient(ws_url, second.base, listener_id[1])
+    await listener.start()
+    acked: list[str] = []
+    try:
+        async with await ChatClient.connect(ws_url, owner[1]) as sender:
+
+            async def send_all() -> None:
+                for i in range(120):
+                    ack = await sender.send(team, f"m{i}", client_msg_id=f"kill-{i}", timeout=60)
+                    acked.append(ack.id)
+                    await asyncio.sleep(0.1)  # under the relay's 15 frames/s per socket
+
+            sending = asyncio.create_task(send_all())
+            while len(acked) < 20:
+                assert not sending.done(), sending
+                await asyncio.sleep(0.05)
+            old = second.pid("controller")
+            os.kill(old, signal.SIGKILL)
+            line = await second.restarted("controller", old)
+            await sending
+        assert line.restarts == 1
+
+        def shown() -> bool:
+            return {m["id"] for m in listener.timeline.messages(team)} >= set(acked)
+
+        await listener.wait_for(shown, 60)
+        order = [m["id"] for m in listener.timeline.messages(team)]
+    finally:
+        await listener.close()
+    assert sorted(order) == sorted(acked), "a message shown twice, or one never acked"
+    stored = await asyncio.to_thread(_stored_ids, second.port("MONGO"), team)
+    assert sorted(stored) == sorted(acked), "each acked message is stored exactly once"
+
+
+async def _account(second: SecondStack) -> tuple[str, str]:
+    """A registered user of the second stack: (id, access token)."""
+    email = f"kill-{uuid.uuid4().hex[:10]}@example.com"
+    user_id = await register(second.base, email, PASSWORD, "Kill")
+    return user_id, (await login(second.base, email, PASSWORD)).access_token
+
+
+def _stored_ids(port: int, channel: str) -> list[str]:
+    with _mongo(port) as mongo:
+        return [d["id"] for d in mongo.chat.messages.find({"channel_id": channel}, {"id": 1})]
 
 
 async def test_websockets_per_address_capped_by_the_stacks_nginx(second: SecondStack) -> None:
