@@ -24,8 +24,9 @@ CORRELATION_HEADER = "correlation_id"
 # alphabet can never mean anything to MongoDB: no "$", no ".", only letters, digits, "_" and "-".
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A relay names itself to the controllers; the name goes into their logs and metrics.
-RELAY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_RELAY_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+_RELAY_ID_CHARS = "A-Za-z0-9._:-"
+RELAY_ID_RE = re.compile(rf"^[{_RELAY_ID_CHARS}]{{1,64}}$")
+_RELAY_ID_UNSAFE = re.compile(rf"[^{_RELAY_ID_CHARS}]")
 
 
 def automatic_relay_id(hostname: str, port: int) -> str:

@@ -309,8 +309,8 @@ async def test_controller_killed_with_9_mid_stream_loses_no_acked_message(
 
 async def _account(second: SecondStack) -> tuple[str, str]:
     """A registered user of the second stack: (id, access token)."""
-    email = f"kill-{uuid.uuid4().hex[:10]}@example.com"
-    user_id = await register(second.base, email, PASSWORD, "Kill")
+    email = f"second-{uuid.uuid4().hex[:10]}@example.com"
+    user_id = await register(second.base, email, PASSWORD, "Second")
     return user_id, (await login(second.base, email, PASSWORD)).access_token
 
 
@@ -321,9 +321,7 @@ def _stored_ids(port: int, channel: str) -> list[str]:
 
 async def test_websockets_per_address_capped_by_the_stacks_nginx(second: SecondStack) -> None:
     """Through the real nginx and relays: past CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS, 429."""
-    email = f"cap-{uuid.uuid4().hex[:10]}@example.com"
-    await register(second.base, email, PASSWORD, "Cap")
-    token = (await login(second.base, email, PASSWORD)).access_token
+    _user_id, token = await _account(second)
     ws_url = second.base.replace("http://", "ws://") + "/v1/ws"
     async with AsyncExitStack() as held:
         for _ in range(WS_CAP):
