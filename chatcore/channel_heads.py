@@ -1,11 +1,17 @@
-"""The ``channels`` head documents on MongoDB or FerretDB: which history buckets a channel uses.
+"""The ``channels`` head documents on MongoDB or FerretDB: which history buckets a channel uses,
+and its counters for unread counts (``chatcore.unread.ChannelHead``).
 
-Written by the controller (reserving a bucket before it stores messages in it) and by the bucket
-migration (numbering older messages' buckets below 0); read by the history pages. Every query is
-an equality on ``_id``, which FerretDB pushes down.
+Written by the controller that owns the channel's partition (reserving a bucket before it stores
+messages in it; the counters after each batch) and by the bucket migration (numbering older
+messages' buckets below 0); read by the history pages and the unread counts. Every query is an
+equality on ``_id``, which FerretDB pushes down.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -15,6 +21,7 @@ from chatcore import schema as s
 from chatcore.buckets import BucketRange
 from chatcore.errors import Unavailable
 from chatcore.mongo import Document, database_unavailable
+from chatcore.unread import ChannelHead, DeletedMark
 
 
 class MongoChannelHeads:
@@ -57,3 +64,53 @@ class MongoChannelHeads:
         if doc is None:
             return None
         return BucketRange(int(doc.get(s.CHANNEL_LOW, 0)), int(doc.get(s.CHANNEL_HIGH, 0)))
+
+    async def head(self, channel_id: str) -> ChannelHead:
+        """The channel's counters (zero for a channel with nothing stored yet)."""
+        try:
+            doc = await self._channels.find_one({s.ID: channel_id})
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return head_from_doc(doc)
+
+    async def heads(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
+        """``head`` of several channels, looked up at once (one equality query each: FerretDB
+        evaluates ``$in`` over the whole collection)."""
+        ids = list(dict.fromkeys(channel_ids))
+        found = await asyncio.gather(*(self.head(c) for c in ids))
+        return dict(zip(ids, found, strict=True))
+
+    async def save_counters(self, channel_id: str, head: ChannelHead) -> None:
+        """Store the counters (the controller that owns the channel is their only writer)."""
+        try:
+            await self._channels.update_one(
+                {s.ID: channel_id},
+                {
+                    "$set": {
+                        s.CHANNEL_COUNT: head.count,
+                        s.CHANNEL_COUNT_SEQ: head.count_seq,
+                        s.CHANNEL_LAST_SEQ: head.last_seq,
+                        s.CHANNEL_DELETED: [{"seq": d.seq, "from": d.sender} for d in head.deleted],
+                    },
+                    "$setOnInsert": {s.CHANNEL_LOW: 0, s.CHANNEL_HIGH: 0},
+                },
+                upsert=True,
+            )
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+
+
+def head_from_doc(doc: Mapping[str, Any] | None) -> ChannelHead:
+    if doc is None:
+        return ChannelHead()
+    deleted = doc.get(s.CHANNEL_DELETED)
+    return ChannelHead(
+        count=int(doc.get(s.CHANNEL_COUNT, 0)),
+        count_seq=int(doc.get(s.CHANNEL_COUNT_SEQ, 0)),
+        last_seq=int(doc.get(s.CHANNEL_LAST_SEQ, 0)),
+        deleted=tuple(
+            DeletedMark(int(d.get("seq", 0)), str(d.get("from", "")))
+            for d in (deleted if isinstance(deleted, list) else ())
+            if isinstance(d, Mapping)
+        ),
+    )

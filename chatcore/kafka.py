@@ -21,6 +21,7 @@ MESSAGES_TOPIC = "chat.messages.v1"
 SIGNALS_TOPIC = "chat.signals.v1"
 EVENTS_TOPIC = "chat.events.v1"
 MESSAGES_DLQ_TOPIC = "chat.messages.v1.dlq"
+PRESENCE_TOPIC = "chat.presence.v1"
 
 # Kafka's CreateTopics error code for a topic that is already there.
 _TOPIC_ALREADY_EXISTS = 36
@@ -52,6 +53,8 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
         TopicSpec(SIGNALS_TOPIC, 3, rf, retention_ms=3600 * 1000),
         TopicSpec(EVENTS_TOPIC, 3, rf, retention_ms=week),
         TopicSpec(MESSAGES_DLQ_TOPIC, 1, rf, retention_ms=4 * week),
+        # Who is on which relay (chatcore.presence): soft state, rebuilt from snapshots.
+        TopicSpec(PRESENCE_TOPIC, 3, rf, retention_ms=3600 * 1000),
     )
 
 
@@ -118,6 +121,18 @@ def make_consumer(
         isolation_level="read_committed",
         request_timeout_ms=settings.kafka_request_timeout_ms,
         max_poll_records=max_poll_records,
+    )
+
+
+def make_reader(settings: Settings, *, client_id: str) -> AIOKafkaConsumer:
+    """A consumer outside any group that reads what is new (every instance reads everything)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+        request_timeout_ms=settings.kafka_request_timeout_ms,
     )
 
 

@@ -20,6 +20,12 @@ from chatcore.errors import InvalidInput
 from chatcore.proto.chat.v1 import chat_pb2
 
 CORRELATION_HEADER = "correlation_id"
+# Which kind of record a chat.messages.v1 value is (protos/chat/v1/chat.proto): absent or
+# "message" for a ChatMessage, "change" for a MessageChange, "read" for a ReadMarker.
+KIND_HEADER = "kind"
+KIND_MESSAGE = "message"
+KIND_CHANGE = "change"
+KIND_READ = "read"
 # Team, user and attachment ids on the wire: opaque short tokens (32 hex in practice). This
 # alphabet can never mean anything to MongoDB: no "$", no ".", only letters, digits, "_" and "-".
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -36,6 +42,22 @@ def automatic_relay_id(hostname: str, port: int) -> str:
     suffix = f"-{port}"
     host = _RELAY_ID_UNSAFE.sub("_", hostname)[: 64 - len(suffix)] or "relay"
     return host + suffix
+
+
+MAX_TEXT_CHARS = 4000
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; text may hold newline and tab.
+_TEXT_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def text_problem(data: str) -> str | None:
+    """Why ``data`` cannot be a text message's (or an edit's) text; None when it can."""
+    if not data.strip():
+        return "text must not be empty"
+    if len(data) > MAX_TEXT_CHARS:
+        return f"text exceeds {MAX_TEXT_CHARS} characters"
+    if _TEXT_CONTROL.search(data):
+        return "text contains control characters"
+    return None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -99,8 +121,11 @@ def decode_record(value: bytes) -> chat_pb2.ChatMessage:
     return message
 
 
-def to_document(message: chat_pb2.ChatMessage, seq: int, bucket: str) -> dict[str, Any]:
-    """The MongoDB document of a persisted message, stored in history bucket ``bucket``."""
+def to_document(
+    message: chat_pb2.ChatMessage, seq: int, bucket: str, count: int = 0
+) -> dict[str, Any]:
+    """The MongoDB document of a persisted message, stored in history bucket ``bucket``;
+    ``count``: the channel's team messages up to and including this record (chatcore.unread)."""
     return {
         "id": message.id,
         "channel_id": message.channel_id,
@@ -112,6 +137,8 @@ def to_document(message: chat_pb2.ChatMessage, seq: int, bucket: str) -> dict[st
         "from": message.sender,
         "ts": to_datetime(message.ts_ms),
         "client_msg_id": message.client_msg_id,
+        "thread_id": message.thread_id or None,
+        "n": count,
     }
 
 
@@ -127,13 +154,15 @@ def from_document(doc: dict[str, Any]) -> chat_pb2.PersistedMessage:
             sender=str(doc["from"]),
             ts_ms=from_datetime(doc["ts"]),
             client_msg_id=str(doc.get("client_msg_id", "")),
+            thread_id=str(doc.get("thread_id") or ""),
         ),
         seq=int(doc["seq"]),
     )
 
 
 def client_object(persisted: chat_pb2.PersistedMessage) -> dict[str, Any]:
-    """The contract's message object as clients receive it (WebSocket and history)."""
+    """The contract's message object of a new message as clients receive it live: the same keys
+    as ``chatcore.message_state.StoredMessage.public`` with nothing changed yet."""
     m = persisted.message
     return {
         "id": m.id,
@@ -144,6 +173,10 @@ def client_object(persisted: chat_pb2.PersistedMessage) -> dict[str, Any]:
         "data": m.data,
         "from": m.sender,
         "ts": iso_ms(m.ts_ms),
+        "thread_id": m.thread_id or None,
+        "edited_ts": None,
+        "deleted": False,
+        "reactions": [],
     }
 
 

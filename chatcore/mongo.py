@@ -48,6 +48,14 @@ INDEXES: tuple[IndexSpec, ...] = (
     ),
     # History pages walk a channel's buckets (chatcore.buckets), ordered by seq inside each.
     IndexSpec(s.MESSAGES, ((s.MESSAGE_BUCKET, ASCENDING), (s.MESSAGE_SEQ, ASCENDING))),
+    # A thread's replies.
+    IndexSpec(s.MESSAGES, ((s.MESSAGE_THREAD_ID, ASCENDING), (s.MESSAGE_SEQ, ASCENDING))),
+    # The changes feed walks a channel's buckets, like history pages.
+    IndexSpec(s.CHANGES, ((s.MESSAGE_BUCKET, ASCENDING), (s.CHANGE_SEQ, ASCENDING))),
+    # A read position given as the seq of a change.
+    IndexSpec(s.CHANGES, ((s.CHANGE_CHANNEL_ID, ASCENDING), (s.CHANGE_SEQ, ASCENDING))),
+    # A member's read state in every team at once (team lists, hello).
+    IndexSpec(s.READS, ((s.READ_USER_ID, ASCENDING),)),
 )
 
 

@@ -95,10 +95,61 @@ MESSAGE_FROM: Final = "from"
 MESSAGE_TS: Final = "ts"
 # ``"<channel_id>/<n>"``: the history bucket the message is stored in (``chatcore.buckets``).
 MESSAGE_BUCKET: Final = "bucket"
+# The life cycle (DESIGN 5b; ``chatcore.message_state``): a reply's root, when it was last edited,
+# whether it is a tombstone, its reactions ``[{emoji, users}]``, a root's thread summary
+# ``{replies, last_reply_ts}``.
+MESSAGE_THREAD_ID: Final = "thread_id"
+MESSAGE_EDITED_TS: Final = "edited_ts"
+MESSAGE_DELETED: Final = "deleted"
+MESSAGE_REACTIONS: Final = "reactions"
+MESSAGE_THREAD: Final = "thread"
+# Team messages in the channel up to and including this record (on messages and changes alike):
+# unread counts are differences of it.
+MESSAGE_COUNT: Final = "n"
+# The seq of the last change applied to the message: a change consumed twice is applied once.
+MESSAGE_LAST_CHANGE: Final = "last_change"
+
+# One document per applied change (``_id``: ``"<channel_id>:<seq>:<change>"``), in the channel's
+# buckets like its messages: the ``changes?after=`` feed. ``message`` is the message as the change
+# left it (its stored fields); ``to``/``from`` repeat the message's, for visibility.
+CHANGES: Final = "changes"
+CHANGE_CHANNEL_ID: Final = "channel_id"
+CHANGE_SEQ: Final = "seq"
+CHANGE_KIND: Final = "change"
+CHANGE_MESSAGE_ID: Final = "message_id"
+CHANGE_MESSAGE: Final = "message"
+
+# A member's read state in a channel (``_id``: ``"<channel_id>:<user_id>"``), written only by the
+# controller that owns the channel's partition: the last seq read and the channel's team-message
+# count there, plus the DMs to them and mentions of them since, by seq.
+READS: Final = "reads"
+READ_CHANNEL_ID: Final = "channel_id"
+READ_USER_ID: Final = "user_id"
+READ_SEQ: Final = "seq"
+READ_COUNT: Final = "n"
+READ_DMS: Final = "dms"
+READ_MENTIONS: Final = "mentions"
+
+
+def read_id(channel_id: str, user_id: str) -> str:
+    """The ``_id`` of a member's ``reads`` document."""
+    return f"{channel_id}:{user_id}"
+
+
+# When each user was last seen online (``_id``: the user id), kept by the management service from
+# the presence feed, for users who are offline now.
+PRESENCE: Final = "presence"
+PRESENCE_LAST_SEEN: Final = "last_seen"
 
 # Fields of a ``channels`` head document: bucket numbers in use are ``low`` to ``high - 1``.
 CHANNEL_LOW: Final = "low"
 CHANNEL_HIGH: Final = "high"
+# Team messages stored in the channel, the seq of the last one counted, the last seq stored, and
+# the most recent deleted team messages ``[{seq, from}]`` (unread counts skip them).
+CHANNEL_COUNT: Final = "n"
+CHANNEL_COUNT_SEQ: Final = "n_seq"
+CHANNEL_LAST_SEQ: Final = "last_seq"
+CHANNEL_DELETED: Final = "deleted"
 # ``to`` of a team message; any other value is the recipient of a DM.
 BROADCAST: Final = "*"
 # ``type`` of a message whose ``data`` is text; every other type carries an attachment id.

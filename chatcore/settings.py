@@ -166,6 +166,19 @@ class Settings:
     # asyncio's default of 100 drops the rest of a reconnect storm's SYNs, which clients resend
     # only after 1 s, 3 s, 7 s.
     relay_listen_backlog: int = 4096
+    # Presence (chatcore.presence): a relay publishes a snapshot of its users this often, and
+    # readers keep a silent relay's users for three of them; a user whose last socket closed is
+    # gone only after the grace; a draining relay's users are kept this long for their reconnect.
+    presence_heartbeat_s: float = 10.0
+    presence_grace_s: float = 1.0
+    presence_leaving_s: float = 10.0
+    # The message life cycle (DESIGN 5b): how long an author may edit or delete their message.
+    edit_window_s: float = 300.0
+
+    @property
+    def presence_ttl_s(self) -> float:
+        """How long readers keep a relay's users without hearing from it: three heartbeats."""
+        return 3 * self.presence_heartbeat_s
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -224,6 +237,14 @@ class Settings:
             raise ConfigError("CHAT_LOGIN_TRACKED_KEYS must be at least 1")
         if not self.controller_addrs:
             raise ConfigError("CHAT_CONTROLLER_ADDRS must name at least one controller")
+        if not 1 <= self.presence_heartbeat_s <= 60:
+            raise ConfigError("CHAT_PRESENCE_HEARTBEAT_S must be between 1 and 60 seconds")
+        if not 0 <= self.presence_grace_s <= 30:
+            raise ConfigError("CHAT_PRESENCE_GRACE_S must be between 0 and 30 seconds")
+        if not 1 <= self.presence_leaving_s <= 60:
+            raise ConfigError("CHAT_PRESENCE_LEAVING_S must be between 1 and 60 seconds")
+        if not 0 < self.edit_window_s <= 7 * 24 * 3600:
+            raise ConfigError("CHAT_EDIT_WINDOW_S must be between 0 and 604800 seconds")
         if not 1 <= self.relay_listen_backlog <= 65535:
             raise ConfigError("CHAT_RELAY_LISTEN_BACKLOG must be between 1 and 65535")
         if not 0 < self.relay_subscribe_timeout_s <= 30:

@@ -17,6 +17,7 @@ Classifying duplicates (FerretDB reports a duplicate key by position only, not w
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -26,10 +27,15 @@ from typing import Protocol
 
 from chatcore.buckets import BucketAllocator
 from chatcore.logging import get_logger
-from chatcore.messages import to_document
+from chatcore.messages import BROADCAST, to_document
 from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.unread import ChannelHead
+from services.controller.counters import Counted, count_batch
+from services.controller.lifecycle import LifecyclePass
+from services.controller.lifecycle_store import MessageStates
 from services.controller.metrics import ControllerMetrics
 from services.controller.records import (
+    ChangeItem,
     DeadLetter,
     EventItem,
     Item,
@@ -93,6 +99,13 @@ class PendingBatch:
     records: int
     dead_letters_sent: bool = False
     verdicts: dict[int, Verdict] = field(default_factory=dict)
+    # Set once the messages are stored: each record's team-message count and history bucket,
+    # and the channels' heads as they will be after the batch.
+    counts: dict[int, int] | None = None
+    buckets: dict[int, str] = field(default_factory=dict)
+    heads_after: dict[str, ChannelHead] = field(default_factory=dict)
+    # Set once the life-cycle pass and the heads are written: what follows each record.
+    extras: dict[int, list[Routed]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,25 +130,55 @@ def _routed(item: Item, verdict: Verdict | None) -> Routed | None:
     return None
 
 
+class HeadStore(Protocol):
+    async def head(self, channel_id: str) -> ChannelHead: ...
+
+    async def save_counters(self, channel_id: str, head: ChannelHead) -> None: ...
+
+
+def _counted(items: Sequence[Item]) -> list[Counted]:
+    counted = []
+    for index, item in enumerate(items):
+        if isinstance(item, MessageItem):
+            m = item.message
+            counted.append(
+                Counted(index, m.channel_id, item.record.offset, m.to == BROADCAST, message=True)
+            )
+        elif isinstance(item, ChangeItem):
+            counted.append(
+                Counted(index, item.change.channel_id, item.record.offset, False, message=False)
+            )
+    return counted
+
+
 class BatchProcessor:
     def __init__(
         self,
         *,
         store: MessageStore,
         buckets: BucketAllocator,
+        heads: HeadStore,
+        lifecycle: LifecyclePass,
         dead_letters: DeadLetterSink,
         metrics: ControllerMetrics,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._store = store
         self._buckets = buckets
+        self._heads = heads
+        self._lifecycle = lifecycle
         self._dlq = dead_letters
         self._metrics = metrics
         self._clock = clock
+        # The heads of the channels this controller stored into since its partitions last
+        # moved: only it writes them while it owns their partitions.
+        self._known_heads: dict[str, ChannelHead] = {}
 
     def partitions_moved(self) -> None:
-        """Partitions were assigned or revoked: open fresh history buckets from now on."""
+        """Partitions were assigned or revoked: open fresh history buckets and read every head
+        again from now on (another controller may have written them meanwhile)."""
         self._buckets.forget()
+        self._known_heads.clear()
 
     def prepare(self, records: Sequence[Record]) -> PendingBatch:
         """Decode every record (pure); undecodable ones become dead letters."""
@@ -150,56 +193,25 @@ class BatchProcessor:
         return PendingBatch(items=items, dead_letters=dead, records=len(records))
 
     async def persist(self, batch: PendingBatch) -> Outcome:
-        """Dead-letter, store and classify; raises ``Unavailable`` (retry the same batch)."""
+        """Dead-letter, store, classify, apply changes and read state; raises ``Unavailable``
+        (retry the same batch: every step already done is skipped or redone idempotently)."""
         if batch.dead_letters and not batch.dead_letters_sent:
             await self._send_dead(batch.dead_letters)
             batch.dead_letters_sent = True
 
-        messages = [
-            (i, item) for i, item in enumerate(batch.items) if isinstance(item, MessageItem)
-        ]
         late_dead: list[DeadLetter] = []
-        if messages and not batch.verdicts:
-            started = self._clock()
-            buckets = await self._buckets.assign([item.message.channel_id for _, item in messages])
-            docs = [
-                to_document(item.message, item.record.offset, bucket)
-                for (_, item), bucket in zip(messages, buckets, strict=True)
-            ]
-            failures = await self._store.insert_unordered(docs)
-            duplicate_ids = sorted(
-                {messages[pos][1].message.id for pos, c in failures.items() if c == DUPLICATE_KEY}
-            )
-            stored = await self._store.positions(duplicate_ids) if duplicate_ids else {}
-            self._metrics.persist_latency.observe(self._clock() - started)
-            verdicts: dict[int, Verdict] = {}
-            for pos, (index, item) in enumerate(messages):
-                code = failures.get(pos)
-                verdict = classify(item, code, stored)
-                verdicts[index] = verdict
-                if verdict is Verdict.REJECTED:
-                    late_dead.append(DeadLetter(item.record, _rejection(code)))
-            if logging.getLogger("controller.batch").isEnabledFor(logging.DEBUG):
-                # Per message, so DEBUG: the relay's message_accepted line has the same id.
-                for index, item in messages:
-                    _log.debug(
-                        "message_persisted",
-                        correlation_id=item.record.correlation_id,
-                        channel_id=item.message.channel_id,
-                        seq=item.record.offset,
-                        outcome=verdicts[index].value,
-                    )
-            if late_dead:
-                await self._send_dead(late_dead)
-            # Recorded only once the rejected ones are safely dead-lettered: a retry before this
-            # point redoes the insert, and the already inserted ones come back as redeliveries.
-            batch.verdicts = verdicts
+        if batch.counts is None:
+            late_dead = await self._store_messages(batch)
+        if batch.extras is None:
+            await self._apply_lifecycle(batch)
 
-        routed = [
-            r
-            for index, item in enumerate(batch.items)
-            if (r := _routed(item, batch.verdicts.get(index))) is not None
-        ]
+        routed: list[Routed] = []
+        extras = batch.extras or {}
+        for index, item in enumerate(batch.items):
+            r = _routed(item, batch.verdicts.get(index))
+            if r is not None:
+                routed.append(r)
+            routed.extend(extras.get(index, ()))
         counts = {v: 0 for v in Verdict}
         for verdict in batch.verdicts.values():
             counts[verdict] += 1
@@ -212,6 +224,92 @@ class BatchProcessor:
             counts=counts,
             dead_letters=len(batch.dead_letters) + len(late_dead),
         )
+
+    async def _store_messages(self, batch: PendingBatch) -> list[DeadLetter]:
+        """Count, place and insert the batch's messages; classify each."""
+        counted = _counted(batch.items)
+        if not counted:
+            batch.counts = {}
+            return []
+        started = self._clock()
+        channels = sorted({c.channel_id for c in counted})
+        missing = [c for c in channels if c not in self._known_heads]
+        if missing:
+            loaded = await asyncio.gather(*(self._heads.head(c) for c in missing))
+            self._known_heads.update(zip(missing, loaded, strict=True))
+        heads = {c: self._known_heads[c] for c in channels}
+        numbers, after = count_batch(counted, heads)
+        keys = await self._buckets.assign([c.channel_id for c in counted])
+        buckets = {c.index: key for c, key in zip(counted, keys, strict=True)}
+
+        messages = [
+            (i, item) for i, item in enumerate(batch.items) if isinstance(item, MessageItem)
+        ]
+        late_dead: list[DeadLetter] = []
+        verdicts: dict[int, Verdict] = {}
+        if messages:
+            docs = [
+                to_document(item.message, item.record.offset, buckets[i], numbers[i])
+                for i, item in messages
+            ]
+            failures = await self._store.insert_unordered(docs)
+            duplicate_ids = sorted(
+                {messages[pos][1].message.id for pos, c in failures.items() if c == DUPLICATE_KEY}
+            )
+            stored = await self._store.positions(duplicate_ids) if duplicate_ids else {}
+            for pos, (index, item) in enumerate(messages):
+                code = failures.get(pos)
+                verdict = classify(item, code, stored)
+                verdicts[index] = verdict
+                if verdict is Verdict.REJECTED:
+                    late_dead.append(DeadLetter(item.record, _rejection(code)))
+            excluded = {i for i, v in verdicts.items() if not v.fans_out}
+            if excluded:
+                # Not stored here: they must not hold a number. Count again without them and
+                # correct the numbers already stored on the messages after them.
+                renumbered, after = count_batch(counted, heads, excluded)
+                fixes = {
+                    item.message.id: renumbered[i]
+                    for i, item in messages
+                    if verdicts[i] is Verdict.INSERTED and renumbered[i] != numbers[i]
+                }
+                if fixes:
+                    await self._lifecycle_messages().renumber(fixes)
+                numbers = renumbered
+            if logging.getLogger("controller.batch").isEnabledFor(logging.DEBUG):
+                # Per message, so DEBUG: the relay's message_accepted line has the same id.
+                for index, item in messages:
+                    _log.debug(
+                        "message_persisted",
+                        correlation_id=item.record.correlation_id,
+                        channel_id=item.message.channel_id,
+                        seq=item.record.offset,
+                        outcome=verdicts[index].value,
+                    )
+            if late_dead:
+                await self._send_dead(late_dead)
+        self._metrics.persist_latency.observe(self._clock() - started)
+        # Recorded only once the rejected ones are safely dead-lettered: a retry before this
+        # point redoes the insert, and the already inserted ones come back as redeliveries.
+        batch.verdicts = verdicts
+        batch.counts = numbers
+        batch.buckets = buckets
+        batch.heads_after = after
+        return late_dead
+
+    def _lifecycle_messages(self) -> MessageStates:
+        return self._lifecycle.messages
+
+    async def _apply_lifecycle(self, batch: PendingBatch) -> None:
+        heads = dict(batch.heads_after)
+        stored = {i: v.fans_out for i, v in batch.verdicts.items()}
+        extras = await self._lifecycle.run(
+            batch.items, stored, batch.counts or {}, batch.buckets, heads
+        )
+        changed = {c: h for c, h in heads.items() if self._known_heads.get(c) != h}
+        await asyncio.gather(*(self._heads.save_counters(c, h) for c, h in changed.items()))
+        self._known_heads.update(changed)
+        batch.extras = extras
 
     async def _send_dead(self, letters: Sequence[DeadLetter]) -> None:
         await self._dlq.send(letters)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,8 @@ from pymongo.errors import PyMongoError
 from chatcore import schema as s
 from chatcore.memberships import memberships_of
 from chatcore.mongo import Document, database_unavailable
+from chatcore.read_states import UnreadReader
+from chatcore.unread import Unread
 
 NOT_FOUND = "not_found"
 WRONG_TEAM = "wrong_team"
@@ -52,8 +54,24 @@ class AttachmentView:
     uploader: str
 
 
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """Enough of a stored message to check a thread reply against it."""
+
+    to: str
+    sender: str
+    thread_id: str | None
+    deleted: bool
+
+
 class Directory(Protocol):
     async def memberships(self, user_id: str) -> list[MembershipView]: ...
+
+    async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
+        """What the user has not read in each of these channels."""
+
+    async def message(self, channel_id: str, message_id: str) -> MessageView | None:
+        """A message of the channel by id; None when the channel has no such message."""
 
     async def disabled(self, user_id: str) -> bool:
         """True when the account exists and is disabled (as of at most a second ago)."""
@@ -146,6 +164,7 @@ class MongoDirectory:
         self._teams = db[s.TEAMS]
         self._attachments = db[s.ATTACHMENTS]
         self._users = db[s.USERS]
+        self._unread = UnreadReader(db)
         self._disabled = DisabledAccounts(self._users, max_age_s=disabled_max_age_s)
 
     async def memberships(self, user_id: str) -> list[MembershipView]:
@@ -158,6 +177,33 @@ class MongoDirectory:
 
     async def disabled(self, user_id: str) -> bool:
         return await self._disabled.contains(user_id)
+
+    async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
+        return await self._unread.unread(user_id, channel_ids)
+
+    async def message(self, channel_id: str, message_id: str) -> MessageView | None:
+        try:
+            doc = await self._db[s.MESSAGES].find_one(
+                {s.MESSAGE_ID: message_id},
+                {
+                    s.MESSAGE_CHANNEL_ID: 1,
+                    s.MESSAGE_TO: 1,
+                    s.MESSAGE_FROM: 1,
+                    s.MESSAGE_THREAD_ID: 1,
+                    s.MESSAGE_DELETED: 1,
+                },
+            )
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        if doc is None or doc.get(s.MESSAGE_CHANNEL_ID) != channel_id:
+            return None
+        thread = doc.get(s.MESSAGE_THREAD_ID)
+        return MessageView(
+            to=str(doc.get(s.MESSAGE_TO, "")),
+            sender=str(doc.get(s.MESSAGE_FROM, "")),
+            thread_id=thread if isinstance(thread, str) and thread else None,
+            deleted=doc.get(s.MESSAGE_DELETED) is True,
+        )
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         try:

@@ -22,6 +22,7 @@ from chatcore.lifecycle import RunningHttpApp, serve_app
 from chatcore.logging import get_logger
 from chatcore.mongo import INDEXES, database, ensure_indexes, make_mongo_client, ping
 from chatcore.proto.chat.v1 import chat_pb2_grpc
+from chatcore.read_states import MongoReadStates
 from chatcore.settings import Settings
 from services.controller.batch import BatchProcessor
 from services.controller.consumer import (
@@ -34,6 +35,8 @@ from services.controller.directory import MongoDirectory
 from services.controller.dlq import KafkaDeadLetterSink
 from services.controller.health import GrpcHealth
 from services.controller.hooks import ControllerHooks
+from services.controller.lifecycle import LifecyclePass
+from services.controller.lifecycle_store import MongoMembers, MongoMessageStates
 from services.controller.metrics import ControllerMetrics
 from services.controller.migrate import bucket_older_messages
 from services.controller.registry import SubscriptionRegistry
@@ -155,6 +158,8 @@ async def start(
         processor = BatchProcessor(
             store=MongoMessageStore(db),
             buckets=BucketAllocator(MongoChannelHeads(db)),
+            heads=MongoChannelHeads(db),
+            lifecycle=LifecyclePass(MongoMessageStates(db), MongoReadStates(db), MongoMembers(db)),
             dead_letters=KafkaDeadLetterSink(producer),
             metrics=metrics,
         )

@@ -148,10 +148,20 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
             )
             if disabled:
                 return chat_pb2.GetMembershipsReply(disabled=True)
+            unread = await self._directory.unread(user_id, [v.channel_id for v in views])
             reply = chat_pb2.GetMembershipsReply(
                 memberships=[
                     chat_pb2.Membership(channel_id=v.channel_id, active=v.active) for v in views
-                ]
+                ],
+                unread=[
+                    chat_pb2.Unread(
+                        channel_id=channel,
+                        count=u.count,
+                        mentions=u.mentions,
+                        last_read_seq=u.last_read_seq,
+                    )
+                    for channel, u in unread.items()
+                ],
             )
         return reply
 
@@ -181,4 +191,24 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
             view = await self._directory.attachment(attachment_id)
             problem = attachment_problem(view, channel_id=channel_id, kind=kind, sender=sender)
             reply = chat_pb2.CheckAttachmentReply(ok=problem is None, reason=problem or "")
+        return reply
+
+    async def GetMessage(
+        self, request: chat_pb2.GetMessageRequest, context: Context
+    ) -> chat_pb2.GetMessageReply:
+        async with _rpc(context, "GetMessage"):
+            view = await self._directory.message(
+                checked_id(request.channel_id, "channel_id"),
+                checked_id(request.message_id, "message_id"),
+            )
+            if view is None:
+                reply = chat_pb2.GetMessageReply(found=False)
+            else:
+                reply = chat_pb2.GetMessageReply(
+                    found=True,
+                    to=view.to,
+                    sender=view.sender,
+                    thread_id=view.thread_id or "",
+                    deleted=view.deleted,
+                )
         return reply

@@ -8,26 +8,44 @@ that clash with the team's state.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from chatcore.http import authenticate, ok, read_json_object
 from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, TokenError, bearer_token
+from chatcore.unread import Unread
 from services.management.history import HistoryService
 from services.management.limits import ScanGate, WriteLimiter
+from services.management.messages import MessageService
+from services.management.model import Team
 from services.management.teams import TeamService
 from services.management.validation import (
     is_id,
+    parse_after_query,
+    parse_edit,
     parse_history_query,
     parse_id,
     parse_member_ref,
+    parse_message_id,
     parse_new_team,
+    parse_reaction,
+    parse_read,
     parse_team_changes,
     parse_teams_query,
     parse_transfer,
 )
+
+
+class UnreadSource(Protocol):
+    async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]: ...
+
+
+class PresenceSource(Protocol):
+    async def of_members(self, members: Sequence[str]) -> list[dict[str, Any]]:
+        """``[{user_id, status, last_seen}]`` for these users, in their order."""
 
 
 class ManagementApi:
@@ -41,9 +59,15 @@ class ManagementApi:
         *,
         writes: WriteLimiter,
         scans: ScanGate,
+        messages: MessageService,
+        unread: UnreadSource,
+        presence: PresenceSource,
     ) -> None:
         self._teams = teams
         self._history = history
+        self._messages = messages
+        self._unread = unread
+        self._presence = presence
         self._verifier = verifier
         self._settings = settings
         self._openapi = openapi
@@ -53,6 +77,7 @@ class ManagementApi:
     def routes(self) -> list[web.RouteDef]:
         # Any segment matches, so malformed ids (braces included) get our 422, not a router 404.
         team = "/v1/teams/{team_id:[^/]+}"
+        message = f"{team}/messages/{{message_id:[^/]+}}"
         return [
             web.get("/v1/openapi.json", self.openapi),
             web.post("/v1/teams", self.create),
@@ -66,6 +91,14 @@ class ManagementApi:
             web.put(f"{team}/super_admin", self.transfer),
             web.post(f"{team}/leave", self.leave),
             web.get(f"{team}/messages", self.messages),
+            web.patch(f"{message}", self.edit_message),
+            web.delete(f"{message}", self.delete_message),
+            web.put(f"{message}/reactions/{{emoji:[^/]+}}", self.add_reaction),
+            web.delete(f"{message}/reactions/{{emoji:[^/]+}}", self.remove_reaction),
+            web.get(f"{message}/thread", self.thread),
+            web.get(f"{team}/changes", self.changes),
+            web.put(f"{team}/read", self.mark_read),
+            web.get(f"{team}/presence", self.presence),
         ]
 
     async def _caller(self, request: web.Request) -> str:
@@ -102,19 +135,23 @@ class ManagementApi:
         team = await self._teams.create(draft, creator=caller)
         return ok(team.public(), status=201)
 
+    async def _with_unread(self, teams: list[Team], caller: str) -> list[dict[str, Any]]:
+        """Team objects with the caller's ``unread`` (DESIGN 5b)."""
+        counts = await self._unread.unread(caller, [t.id for t in teams])
+        return [{**t.public(), "unread": counts[t.id].public()} for t in teams]
+
     async def list_mine(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         query = parse_teams_query(request.query.items())
         async with self._scans.hold():
             page = await self._teams.list_mine(caller, query)
-        return ok(
-            [t.public() for t in page.teams],
-            meta={"has_more": page.has_more, "next_cursor": page.next_cursor},
-        )
+            body = await self._with_unread(list(page.teams), caller)
+        return ok(body, meta={"has_more": page.has_more, "next_cursor": page.next_cursor})
 
     async def get(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
-        return ok((await self._teams.get(self._team_id(request), caller=caller)).public())
+        team = await self._teams.get(self._team_id(request), caller=caller)
+        return ok((await self._with_unread([team], caller))[0])
 
     async def update(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)
@@ -164,3 +201,61 @@ class ManagementApi:
         async with self._scans.hold():
             page = await self._history.page(team_id, query, caller=caller)
         return ok([m.public() for m in page.messages], meta=page.meta())
+
+    @staticmethod
+    def _message_id(request: web.Request) -> str:
+        return parse_message_id(request.match_info["message_id"])
+
+    async def edit_message(self, request: web.Request) -> web.Response:
+        caller = await self._writer(request)
+        team_id, message_id = self._team_id(request), self._message_id(request)
+        data = parse_edit(await self._body(request))
+        return ok((await self._messages.edit(team_id, message_id, data, caller=caller)).public())
+
+    async def delete_message(self, request: web.Request) -> web.Response:
+        caller = await self._writer(request)
+        team_id, message_id = self._team_id(request), self._message_id(request)
+        await self._messages.delete(team_id, message_id, caller=caller)
+        return web.Response(status=204)
+
+    async def _react(self, request: web.Request, *, add: bool) -> web.Response:
+        caller = await self._writer(request)
+        team_id, message_id = self._team_id(request), self._message_id(request)
+        emoji = parse_reaction(request.match_info["emoji"])
+        await self._messages.react(team_id, message_id, emoji, caller=caller, add=add)
+        return web.Response(status=204)
+
+    async def add_reaction(self, request: web.Request) -> web.Response:
+        return await self._react(request, add=True)
+
+    async def remove_reaction(self, request: web.Request) -> web.Response:
+        return await self._react(request, add=False)
+
+    async def thread(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id, message_id = self._team_id(request), self._message_id(request)
+        query = parse_after_query(request.query.items())
+        async with self._scans.hold():
+            page = await self._messages.thread(team_id, message_id, query, caller=caller)
+        return ok([m.public() for m in page.items], meta=page.meta())
+
+    async def changes(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team_id = self._team_id(request)
+        query = parse_after_query(request.query.items())
+        async with self._scans.hold():
+            page = await self._messages.changes(team_id, query, caller=caller)
+        return ok([e.public() for e in page.items], meta=page.meta())
+
+    async def mark_read(self, request: web.Request) -> web.Response:
+        # Not charged to the write budget: clients mark read as messages come into view.
+        caller = await self._caller(request)
+        team_id = self._team_id(request)
+        seq = parse_read(await self._body(request))
+        await self._messages.mark_read(team_id, seq, caller=caller)
+        return web.Response(status=204)
+
+    async def presence(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        team = await self._teams.get(self._team_id(request), caller=caller)
+        return ok(await self._presence.of_members(team.members))

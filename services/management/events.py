@@ -54,6 +54,11 @@ class EventSender(Protocol):
     ) -> Any: ...
 
 
+class Joiner(Protocol):
+    async def joined(self, team_id: str, user_id: str) -> None:
+        """Raise when it could not be done (the event is then retried with it)."""
+
+
 class Announcer(Protocol):
     async def announce(self, team_id: str) -> None:
         """Publish the team's pending events now if possible; never raises."""
@@ -106,11 +111,13 @@ class OutboxPublisher:
         *,
         send_timeout_s: float,
         batch: int = 100,
+        joiner: Joiner | None = None,
     ) -> None:
         self._store = store
         self._sender = sender
         self._locks = locks
         self._index = index
+        self._joiner = joiner
         self._metrics = metrics
         self._send_timeout_s = send_timeout_s
         self._batch = batch
@@ -124,6 +131,8 @@ class OutboxPublisher:
                 # Unavailable propagates: the event stays for the next flush.
                 await self._index.apply(team_id, event)
                 if not await self._send(team_id, event):
+                    break
+                if not await self._join(team_id, event):
                     break
                 sent.append(event)
             # Also with nothing sent: clears a flag left set by a crash after the last removal.
@@ -163,6 +172,17 @@ class OutboxPublisher:
             )
             return False
         self._metrics.published.labels(event.change.value, "ok").inc()
+        return True
+
+    async def _join(self, team_id: str, event: OutboxEvent) -> bool:
+        """A member added: their read position starts at the channel's end."""
+        if self._joiner is None or event.change is not MembershipChange.ADDED:
+            return True
+        try:
+            await self._joiner.joined(team_id, event.user_id)
+        except Exception as exc:
+            _log.warning("join_marker_pending", team_id=team_id, error=type(exc).__name__)
+            return False
         return True
 
     async def announce(self, team_id: str) -> None:

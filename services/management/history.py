@@ -1,4 +1,4 @@
-"""Message history pages: what a member may read of their team's channel, in seq order.
+"""StoredMessage history pages: what a member may read of their team's channel, in seq order.
 
 Visible to a member: team messages (``to == "*"``) and DMs they sent or received. Pages are always
 returned ascending by ``seq``; the cursor says where the next page starts:
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatcore.message_state import StoredMessage
 from services.management import roles
-from services.management.model import Message
 from services.management.store import MessageStore, TeamStore
 from services.management.validation import HistoryQuery
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
-    messages: tuple[Message, ...]
+    messages: tuple[StoredMessage, ...]
     direction: str  # "forward" (after=) or "backward" (before= or latest)
     has_more: bool
     next_cursor: int | None

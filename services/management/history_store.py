@@ -20,37 +20,108 @@ from pymongo.errors import PyMongoError
 from chatcore import schema as s
 from chatcore.buckets import BucketRange, bucket_key, bucket_number
 from chatcore.channel_heads import MongoChannelHeads
+from chatcore.message_state import StoredMessage, visible_filter
 from chatcore.mongo import Document, database_unavailable
-from services.management.model import Message
-from services.management.store import Carrier
+from services.management.store import Carrier, ChangeEntry
 
 
-def message_from_doc(doc: Mapping[str, Any]) -> Message:
-    """A stored message (written by the controller) as a ``Message``."""
-    return Message(
-        id=str(doc.get(s.MESSAGE_ID, "")),
-        seq=int(doc[s.MESSAGE_SEQ]),
-        channel_id=str(doc.get(s.MESSAGE_CHANNEL_ID, "")),
-        to=str(doc.get(s.MESSAGE_TO, "")),
-        type=str(doc.get(s.MESSAGE_TYPE, "")),
-        data=str(doc.get(s.MESSAGE_DATA, "")),
-        sender=str(doc.get(s.MESSAGE_FROM, "")),
-        ts=doc[s.MESSAGE_TS],
-    )
+def message_from_doc(doc: Mapping[str, Any]) -> StoredMessage:
+    """A stored message (written by the controller)."""
+    return StoredMessage.from_doc(doc)
 
 
 def _visible_to(viewer: str) -> Document:
-    # Team messages, and DMs the viewer sent or received.
-    return {"$or": [{s.MESSAGE_TO: s.BROADCAST}, {s.MESSAGE_FROM: viewer}, {s.MESSAGE_TO: viewer}]}
+    return visible_filter(viewer)
 
 
 _PROJECTION: Document = {s.ID: False, s.MESSAGE_BUCKET: False}
 
 
+CREATED = "created"
+
+
 class MongoMessageStore:
     def __init__(self, db: AsyncDatabase[Document], heads: MongoChannelHeads) -> None:
         self._messages = db[s.MESSAGES]
+        self._changes = db[s.CHANGES]
         self._heads = heads
+
+    async def message(self, channel_id: str, message_id: str) -> StoredMessage | None:
+        try:
+            doc = await self._messages.find_one({s.MESSAGE_ID: message_id}, _PROJECTION)
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        if doc is None or doc.get(s.MESSAGE_CHANNEL_ID) != channel_id:
+            return None
+        return message_from_doc(doc)
+
+    async def thread(
+        self, channel_id: str, root_id: str, viewer: str, *, after: int, limit: int
+    ) -> list[StoredMessage]:
+        # Equality on thread_id reaches the database (a GIN index locally); the rest filters
+        # the thread's replies only.
+        query: Document = {
+            s.MESSAGE_THREAD_ID: root_id,
+            s.MESSAGE_CHANNEL_ID: channel_id,
+            s.MESSAGE_SEQ: {"$gt": after},
+            **_visible_to(viewer),
+        }
+        try:
+            docs = (
+                self._messages.find(query, projection=_PROJECTION)
+                .sort(s.MESSAGE_SEQ, ASCENDING)
+                .limit(limit)
+            )
+            return [message_from_doc(doc) async for doc in docs]
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+
+    async def changes(
+        self, channel_id: str, viewer: str, *, after: int, limit: int
+    ) -> list[ChangeEntry]:
+        buckets = await self._heads.range(channel_id)
+        if buckets is None or limit < 1:
+            return []
+        start = await self._bucket_of(channel_id, after, buckets) if after > 0 else None
+        base: Document = {s.MESSAGE_SEQ: {"$gt": after}, **_visible_to(viewer)}
+        found: list[ChangeEntry] = []
+        try:
+            for number in buckets.oldest_first(start):
+                key = bucket_key(channel_id, number)
+                created = self._messages.find({s.MESSAGE_BUCKET: key, **base}, _PROJECTION)
+                changed = self._changes.find({s.MESSAGE_BUCKET: key, **base})
+                entries = [
+                    ChangeEntry(int(d[s.MESSAGE_SEQ]), CREATED, message_from_doc(d))
+                    async for d in created
+                ] + [
+                    ChangeEntry(
+                        int(d[s.CHANGE_SEQ]),
+                        str(d[s.CHANGE_KIND]),
+                        message_from_doc(d[s.CHANGE_MESSAGE]),
+                    )
+                    async for d in changed
+                ]
+                # A thread change shares its reply's seq: the reply comes first.
+                entries.sort(key=lambda e: (e.seq, e.change != CREATED))
+                found.extend(entries)
+                if len(found) >= limit:
+                    break
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return found[:limit]
+
+    async def count_at(self, channel_id: str, seq: int, viewer: str) -> int | None:
+        at: Document = {s.MESSAGE_CHANNEL_ID: channel_id, s.MESSAGE_SEQ: seq, **_visible_to(viewer)}
+        try:
+            doc = await self._messages.find_one(at, {s.MESSAGE_COUNT: 1})
+            if doc is None:
+                doc = await self._changes.find_one(
+                    {s.CHANGE_CHANNEL_ID: channel_id, s.CHANGE_SEQ: seq, **_visible_to(viewer)},
+                    {s.MESSAGE_COUNT: 1},
+                )
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return None if doc is None else int(doc.get(s.MESSAGE_COUNT, 0))
 
     async def page(
         self,
@@ -60,7 +131,7 @@ class MongoMessageStore:
         before: int | None,
         after: int | None,
         limit: int,
-    ) -> list[Message]:
+    ) -> list[StoredMessage]:
         buckets = await self._heads.range(channel_id)
         if buckets is None or limit < 1:
             return []  # no message was ever stored in the channel
@@ -71,7 +142,7 @@ class MongoMessageStore:
         base: Document = _visible_to(viewer)
         if cursor is not None:
             base[s.MESSAGE_SEQ] = {"$gt": cursor} if forward else {"$lt": cursor}
-        found: list[Message] = []
+        found: list[StoredMessage] = []
         try:
             for number in numbers:
                 query = {s.MESSAGE_BUCKET: bucket_key(channel_id, number), **base}
@@ -90,14 +161,15 @@ class MongoMessageStore:
     async def _bucket_of(self, channel_id: str, seq: int, buckets: BucketRange) -> int | None:
         """The bucket holding the channel's message at ``seq``, or where that seq would be.
 
-        A cursor is normally the seq of a message the client holds, found by one equality lookup.
-        Any other number is placed by a binary search over the buckets' lowest seqs, so a made-up
-        cursor costs a dozen bucket reads, not a walk over the whole channel.
+        A cursor is normally the seq of a message or a change the client holds, found by one or
+        two equality lookups. Any other number is placed by a binary search over the buckets'
+        lowest seqs, so a made-up cursor costs a dozen bucket reads, not a walk over the channel.
         """
         try:
-            doc = await self._messages.find_one(
-                {s.MESSAGE_CHANNEL_ID: channel_id, s.MESSAGE_SEQ: seq}, {s.MESSAGE_BUCKET: 1}
-            )
+            at = {s.MESSAGE_CHANNEL_ID: channel_id, s.MESSAGE_SEQ: seq}
+            doc = await self._messages.find_one(at, {s.MESSAGE_BUCKET: 1})
+            if doc is None:
+                doc = await self._changes.find_one(at, {s.MESSAGE_BUCKET: 1})
             if doc is not None and isinstance(doc.get(s.MESSAGE_BUCKET), str):
                 return bucket_number(doc[s.MESSAGE_BUCKET])
             low, high = buckets.low, buckets.high - 1

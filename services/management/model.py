@@ -124,30 +124,3 @@ class MemberRef:
 
     user_id: str | None = None
     email: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A persisted chat message as the history endpoint returns it."""
-
-    id: str
-    seq: int
-    channel_id: str
-    to: str
-    type: str
-    data: str
-    sender: str
-    ts: datetime
-
-    def public(self) -> dict[str, Any]:
-        """Exactly the contract's message object (``sender`` is the contract's ``from``)."""
-        return {
-            "id": self.id,
-            "seq": self.seq,
-            "channel_id": self.channel_id,
-            "to": self.to,
-            "type": self.type,
-            "data": self.data,
-            "from": self.sender,
-            "ts": iso_datetime(self.ts),
-        }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,12 +24,14 @@ from chatcore.accounts import MongoAccountStatus
 from chatcore.channel_heads import MongoChannelHeads
 from chatcore.errors import ConfigError
 from chatcore.http import Health, ReadinessCheck, make_app
-from chatcore.kafka import make_producer
+from chatcore.kafka import make_producer, make_reader
 from chatcore.lifecycle import serve_app
 from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
 from chatcore.migrations import run_once
 from chatcore.mongo import INDEXES, Document, database, ensure_indexes, make_mongo_client, ping
+from chatcore.presence_feed import PresenceFeed, now_ms
+from chatcore.read_states import UnreadReader
 from chatcore.s3 import make_s3_client
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
@@ -50,8 +53,10 @@ from services.management.membership_index import (
     MEMBERSHIP_INDEXES,
     MongoMembershipIndex,
 )
+from services.management.messages import JoinMarkers, MessageService
 from services.management.objects import S3ObjectStore
 from services.management.openapi import load_openapi
+from services.management.presence import MemberPresence, MongoLastSeen
 from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore
 from services.management.teams import TeamMetrics, TeamService
 from services.management.users import HttpUserDirectory
@@ -60,6 +65,8 @@ _log = get_logger("management.server")
 
 # Tests wrap the producer to make Kafka unreachable for this service alone.
 SenderWrapper = Callable[[EventSender], EventSender]
+# How often the instance writes down when users went offline (presence.py).
+_LAST_SEEN_FLUSH_S = 5.0
 
 
 class RunningManagement:
@@ -182,7 +189,26 @@ async def start(
             EventMetrics.create(registry),
             index,
             send_timeout_s=settings.outbox_send_timeout_s,
+            joiner=JoinMarkers(
+                MongoChannelHeads(db), producer, send_timeout_s=settings.outbox_send_timeout_s
+            ),
         )
+        lifecycle = MessageService(
+            teams=teams,
+            messages=messages,
+            log=producer,
+            edit_window_s=settings.edit_window_s,
+            send_timeout_s=settings.outbox_send_timeout_s,
+        )
+        feed = PresenceFeed(
+            make_reader(settings, client_id=f"management-presence-{uuid.uuid4().hex[:8]}"),
+            ttl_s=settings.presence_ttl_s,
+            on_transitions=lambda transitions: presence.on_transitions(transitions),
+        )
+        presence = MemberPresence(lambda: feed.book, MongoLastSeen(db), clock=now_ms)
+        await feed.start()
+        stack.push_async_callback(feed.stop)
+        stack.push_async_callback(presence.close)
         service = TeamService(
             teams=teams,
             users=HttpUserDirectory(session, settings.auth_url, timeout_s=settings.auth_timeout_s),
@@ -208,7 +234,16 @@ async def start(
         app = make_app(registry=registry, health=health, max_body_bytes=settings.max_body_bytes)
         app.add_routes(
             ManagementApi(
-                service, history, verifier, settings, openapi, writes=writes, scans=scans
+                service,
+                history,
+                verifier,
+                settings,
+                openapi,
+                writes=writes,
+                scans=scans,
+                messages=lifecycle,
+                unread=UnreadReader(db),
+                presence=presence,
             ).routes()
         )
         app.add_routes(AttachmentApi(attachments, verifier, settings, writes=writes).routes())
@@ -219,6 +254,7 @@ async def start(
             "attachment-sweep",
         )
         _run_in_background(stack, outbox.run(settings.outbox_retry_interval_s), "outbox-retry")
+        _run_in_background(stack, presence.run(_LAST_SEEN_FLUSH_S), "last-seen-flush")
 
         http = await serve_app(
             app,

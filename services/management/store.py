@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pymongo import ASCENDING, ReturnDocument
@@ -34,10 +35,10 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from chatcore import schema as s
 from chatcore.errors import Conflict
 from chatcore.locks import KeyedLocks
+from chatcore.message_state import StoredMessage
 from chatcore.mongo import Document, IndexSpec, database_unavailable
 from services.management.model import (
     MembershipChange,
-    Message,
     OutboxEvent,
     Team,
     TeamChanges,
@@ -139,12 +140,42 @@ class MessageStore(Protocol):
         before: int | None,
         after: int | None,
         limit: int,
-    ) -> list[Message]:
+    ) -> list[StoredMessage]:
         """Up to ``limit`` messages the viewer may see: ascending by seq after ``after``,
         otherwise descending by seq (below ``before`` when given)."""
 
     async def carrier(self, channel_id: str, attachment_id: str, viewer: str) -> Carrier:
         """Whether the viewer may see a message of the channel that carries the attachment."""
+
+    async def message(self, channel_id: str, message_id: str) -> StoredMessage | None:
+        """The channel's message with this id (None for none, or one of another channel)."""
+
+    async def thread(
+        self, channel_id: str, root_id: str, viewer: str, *, after: int, limit: int
+    ) -> list[StoredMessage]:
+        """Up to ``limit`` replies to ``root_id`` the viewer may see, ascending after ``after``."""
+
+    async def changes(
+        self, channel_id: str, viewer: str, *, after: int, limit: int
+    ) -> list[ChangeEntry]:
+        """Up to ``limit`` entries of the channel's log after ``after`` that the viewer may see,
+        ascending: each message's creation and each change applied to one."""
+
+    async def count_at(self, channel_id: str, seq: int, viewer: str) -> int | None:
+        """The channel's team-message count at the record ``seq`` (a message or a change the
+        viewer may see); None when there is no such record."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEntry:
+    """One entry of the changes feed: what happened at ``seq`` and the message after it."""
+
+    seq: int
+    change: str  # "created" | "edited" | "deleted" | "reaction" | "thread"
+    message: StoredMessage
+
+    def public(self) -> dict[str, Any]:
+        return {"seq": self.seq, "change": self.change, "message": self.message.public()}
 
 
 def _strings(value: Any) -> tuple[str, ...]:

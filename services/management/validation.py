@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatcore.errors import InvalidInput
+from chatcore.messages import ID_RE as WIRE_ID_RE
+from chatcore.messages import text_problem
 from chatcore.schema import CONTROL, EMAIL_MAX, EMAIL_RE, ID_RE, SPACE
 from services.management.model import MemberRef, TeamChanges, TeamDraft
 
@@ -262,3 +264,103 @@ def parse_teams_query(pairs: Iterable[tuple[str, str]]) -> TeamsQuery:
         raise _invalid("invalid query", errors)
     assert limit is not None
     return TeamsQuery(tag=tag, cursor=cursor, limit=limit)
+
+
+# --- the message life cycle (DESIGN 5b) ---------------------------------------------------------
+
+# Message ids on the wire (the relay stamps them): letters, digits, "_" and "-", up to 64.
+MESSAGE_ID_PATTERN = WIRE_ID_RE.pattern
+
+# A reaction: one emoji (a single grapheme: a pictograph with its variation selector, skin tone
+# and zero-width-joined parts, a keycap, a flag, a tag sequence) or a ``:short_name:``; at most
+# 32 characters either way.
+REACTION_MAX = 32
+_PICTO = (
+    "\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u2199\u21a9\u21aa\u231a\u231b\u2328\u23cf"
+    "\u23e9-\u23f3\u23f8-\u23fa\u24c2\u25aa\u25ab\u25b6\u25c0\u25fb-\u25fe\u2600-\u27bf"
+    "\u2934\u2935\u2b05-\u2b07\u2b1b\u2b1c\u2b50\u2b55\u3030\u303d\u3297\u3299"
+    "\U0001f000-\U0001faff"
+)
+_ELEMENT = f"[{_PICTO}]\ufe0f?[\U0001f3fb-\U0001f3ff]?"
+REACTION_PATTERN = (
+    "^(?::[a-z0-9_+-]{1,30}:"
+    "|[\U0001f1e6-\U0001f1ff]{2}"
+    "|[0-9#*]\ufe0f?\u20e3"
+    f"|{_ELEMENT}(?:\u200d{_ELEMENT})*(?:[\U000e0020-\U000e007e]+\U000e007f)?)$"
+)
+REACTION_RE = re.compile(REACTION_PATTERN)
+
+
+def parse_message_id(raw: object) -> str:
+    if not isinstance(raw, str) or not WIRE_ID_RE.fullmatch(raw):
+        raise _invalid("invalid message id", {"message_id": "a message id"})
+    return raw
+
+
+def parse_reaction(raw: object) -> str:
+    """An emoji (or ``:short_name:``) from the URL, percent-decoded by the router."""
+    if not isinstance(raw, str) or len(raw) > REACTION_MAX or not REACTION_RE.fullmatch(raw):
+        raise _invalid(
+            "invalid reaction",
+            {"emoji": f"one emoji or a :short_name:, at most {REACTION_MAX} characters"},
+        )
+    return raw
+
+
+def parse_edit(body: Mapping[str, Any]) -> str:
+    """``{data}``: the new text of a text message."""
+    errors: dict[str, str] = {}
+    _unknown_fields(body, frozenset({"data"}), errors)
+    data = body.get("data")
+    if not isinstance(data, str):
+        errors["data"] = "required, the new text"
+    else:
+        problem = text_problem(data)
+        if problem is not None:
+            errors["data"] = problem
+    if errors:
+        raise _invalid("invalid edit", errors)
+    assert isinstance(data, str)
+    return data
+
+
+def parse_read(body: Mapping[str, Any]) -> int:
+    """``{seq}``: the highest seq the member has seen."""
+    errors: dict[str, str] = {}
+    _unknown_fields(body, frozenset({"seq"}), errors)
+    seq = body.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= SEQ_MAX:
+        errors["seq"] = "required, a non-negative integer seq"
+    if errors:
+        raise _invalid("invalid read position", errors)
+    assert isinstance(seq, int)
+    return seq
+
+
+@dataclass(frozen=True, slots=True)
+class AfterQuery:
+    """A forward page: everything after ``after`` (0: from the start), at most ``limit``."""
+
+    after: int
+    limit: int
+
+
+def parse_after_query(pairs: Iterable[tuple[str, str]]) -> AfterQuery:
+    """``?after=<seq>&limit=`` for a thread's replies and the changes feed."""
+    values = _single(pairs, frozenset({"after", "limit"}))
+    errors: dict[str, str] = {}
+    after: int | None = 0
+    if "after" in values:
+        after = _bounded_int(values["after"], 0, SEQ_MAX)
+        if after is None:
+            errors["after"] = "a non-negative integer seq"
+    limit: int | None = HISTORY_LIMIT_DEFAULT
+    if "limit" in values:
+        limit = _bounded_int(values["limit"], 1, HISTORY_LIMIT_MAX)
+        if limit is None:
+            errors["limit"] = f"an integer from 1 to {HISTORY_LIMIT_MAX}"
+    if errors:
+        raise _invalid("invalid query", errors)
+    assert after is not None
+    assert limit is not None
+    return AfterQuery(after=after, limit=limit)

@@ -56,6 +56,7 @@ from services.relay.handshake import (
 )
 from services.relay.hub import Effects, Grant, Hub, Session
 from services.relay.metrics import RelayMetrics
+from services.relay.presence import PresenceReporter
 from services.relay.publisher import ProducerPort, Publisher
 from services.relay.resync import ResyncLedger
 
@@ -106,6 +107,12 @@ class Relay:
             on_stream_lost=self._on_stream_lost,
         )
         self.publisher = Publisher(producer, relay_id=relay_id, metrics=self.metrics)
+        self.presence = PresenceReporter(
+            relay_id,
+            self.hub.channels_of,
+            grace_ms=int(settings.presence_grace_s * 1000),
+            ttl_ms=int(settings.presence_ttl_s * 1000),
+        )
         self.gate = Gate(self.link)
         self.ledger = ResyncLedger()
         self.audit = MembershipAudit(
@@ -257,6 +264,7 @@ class Relay:
             conn=conn,
             channels={m.channel_id: m.active for m in reply.memberships},
         )
+        unread = {u.channel_id: {"count": u.count, "mentions": u.mentions} for u in reply.unread}
         del reply  # the protobuf reply would otherwise live as long as the socket
         self._apply(self.hub.attach(session))
         self.metrics.connections.inc()
@@ -274,6 +282,7 @@ class Relay:
             # Greeted and hello written in one step: broadcast writes synchronously, so no
             # delivery can slip in between, and none reached the socket before.
             self.hub.greet(session)
+            self.presence.opened(session.user_id)
             self.ledger.owe(session, owed)
             self._fanout.send(
                 [session],
@@ -282,8 +291,10 @@ class Relay:
                     sorted(session.channels),
                     self.relay_id,
                     self._settings.ws_heartbeat_s,
+                    {c: u for c, u in unread.items() if c in session.channels},
                 ),
             )
+            del unread
             self.metrics.hello_wait.observe(time.monotonic() - started)
             # DEBUG: two INFO lines per socket were a sixth of a connection storm's relay CPU;
             # the disconnect line below says everything this one would.
@@ -294,6 +305,8 @@ class Relay:
             pass
         finally:
             expiry.cancel()
+            if session.greeted:
+                self.presence.closed(session.user_id, int(time.time() * 1000))
             self._apply(self.hub.detach(session))
             self.ledger.forget(session)
             key = str(id(session))
@@ -328,7 +341,7 @@ class Relay:
                 await self.gate.check(session, frame)
                 await self.publisher.signal(session.user_id, frame)
             else:
-                await self.gate.check(session, frame)
+                frame = await self.gate.check_reply(session, frame)
                 await self.publisher.publish(
                     session.user_id, frame, lambda text: self._send(session, text)
                 )

@@ -20,6 +20,7 @@ import enum
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import grpc
 
@@ -295,29 +296,24 @@ class ControllerLink:
         cid = current_correlation_id()
         return ((CORRELATION_METADATA, cid), self._token) if cid else (self._token,)
 
-    async def memberships(self, user_id: str) -> chat_pb2.GetMembershipsReply:
-        request = chat_pb2.GetMembershipsRequest(user_id=user_id)
+    async def _ask(self, rpc: str, request: Any) -> Any:
+        """One query to the first controller that answers, in ``_ordered`` order."""
         for stream in self._ordered():
             try:
-                reply: chat_pb2.GetMembershipsReply = await stream.stub.GetMemberships(
+                return await getattr(stream.stub, rpc)(
                     request, timeout=self._timeout, metadata=self._metadata()
                 )
-                return reply
             except grpc.aio.AioRpcError as exc:
-                _log.warning("controller_query_failed", rpc="GetMemberships", code=str(exc.code()))
-        raise Unavailable("no controller answered GetMemberships")
+                _log.warning("controller_query_failed", rpc=rpc, code=str(exc.code()))
+        raise Unavailable(f"no controller answered {rpc}")
+
+    async def memberships(self, user_id: str) -> chat_pb2.GetMembershipsReply:
+        request = chat_pb2.GetMembershipsRequest(user_id=user_id)
+        return cast(chat_pb2.GetMembershipsReply, await self._ask("GetMemberships", request))
 
     async def members(self, channel_id: str) -> chat_pb2.GetMembersReply:
         request = chat_pb2.GetMembersRequest(channel_id=channel_id)
-        for stream in self._ordered():
-            try:
-                reply: chat_pb2.GetMembersReply = await stream.stub.GetMembers(
-                    request, timeout=self._timeout, metadata=self._metadata()
-                )
-                return reply
-            except grpc.aio.AioRpcError as exc:
-                _log.warning("controller_query_failed", rpc="GetMembers", code=str(exc.code()))
-        raise Unavailable("no controller answered GetMembers")
+        return cast(chat_pb2.GetMembersReply, await self._ask("GetMembers", request))
 
     async def check_attachment(
         self,
@@ -329,15 +325,11 @@ class ControllerLink:
         request = chat_pb2.CheckAttachmentRequest(
             attachment_id=attachment_id, channel_id=channel_id, type=kind, sender=sender
         )
-        for stream in self._ordered():
-            try:
-                reply: chat_pb2.CheckAttachmentReply = await stream.stub.CheckAttachment(
-                    request, timeout=self._timeout, metadata=self._metadata()
-                )
-                return reply
-            except grpc.aio.AioRpcError as exc:
-                _log.warning("controller_query_failed", rpc="CheckAttachment", code=str(exc.code()))
-        raise Unavailable("no controller answered CheckAttachment")
+        return cast(chat_pb2.CheckAttachmentReply, await self._ask("CheckAttachment", request))
+
+    async def message(self, channel_id: str, message_id: str) -> chat_pb2.GetMessageReply:
+        request = chat_pb2.GetMessageRequest(channel_id=channel_id, message_id=message_id)
+        return cast(chat_pb2.GetMessageReply, await self._ask("GetMessage", request))
 
 
 def _new_stream(address: str) -> _Stream:

@@ -24,16 +24,25 @@ from chatcore.errors import (
     Unauthorized,
     Unavailable,
 )
-from chatcore.messages import BROADCAST, ID_RE, TYPE_VALUES, iso_ms
+from chatcore.message_state import public_from_proto
+from chatcore.messages import (
+    BROADCAST,
+    ID_RE,
+    MAX_TEXT_CHARS,
+    TYPE_VALUES,
+    iso_ms,
+    text_problem,
+)
+from chatcore.proto.chat.v1 import chat_pb2
 
-MAX_TEXT_CHARS = 4000
 MAX_CLIENT_MSG_ID = 64
 _IGNORED = frozenset({"id", "seq", "from", "ts"})
-_CHAT_FIELDS = frozenset({"channel_id", "to", "type", "data", "client_msg_id"}) | _IGNORED
+_CHAT_FIELDS = (
+    frozenset({"channel_id", "to", "type", "data", "client_msg_id", "thread_id"}) | _IGNORED
+)
 _TYPING_FIELDS = frozenset({"type", "channel_id", "to"}) | _IGNORED
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; text may hold newline and tab.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_TEXT_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class FrameError(InvalidInput):
@@ -79,6 +88,8 @@ class ChatFrame:
     type: str
     data: str
     client_msg_id: str
+    # A thread reply: the message it answers ("" for none); the gate resolves it to the root.
+    thread_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +110,10 @@ def _id_field(obj: dict[str, Any], name: str, cmid: str, *, allow_broadcast: boo
 
 
 def _check_text(data: str, cmid: str) -> None:
-    if not data.strip():
-        raise FrameError("text must not be empty", client_msg_id=cmid)
-    if len(data) > MAX_TEXT_CHARS:
-        raise FrameError(
-            f"text exceeds {MAX_TEXT_CHARS} characters", code="too_large", client_msg_id=cmid
-        )
-    if _TEXT_CONTROL.search(data):
-        raise FrameError("text contains control characters", client_msg_id=cmid)
+    problem = text_problem(data)
+    if problem is not None:
+        code = "too_large" if len(data) > MAX_TEXT_CHARS else "invalid"
+        raise FrameError(problem, code=code, client_msg_id=cmid)
 
 
 def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
@@ -151,14 +158,30 @@ def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
         _check_text(data, cmid)
     elif not ID_RE.fullmatch(data):
         raise FrameError(f"data of a {kind} message must be an attachment id", client_msg_id=cmid)
-    return ChatFrame(channel_id=channel_id, to=to, type=kind, data=data, client_msg_id=cmid)
+    thread_id = ""
+    if obj.get("thread_id") is not None:
+        thread_id = _id_field(obj, "thread_id", cmid)
+    return ChatFrame(
+        channel_id=channel_id,
+        to=to,
+        type=kind,
+        data=data,
+        client_msg_id=cmid,
+        thread_id=thread_id,
+    )
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
 
 
-def hello_frame(user_id: str, channels: list[str], relay_id: str, heartbeat_s: int) -> bytes:
+def hello_frame(
+    user_id: str,
+    channels: list[str],
+    relay_id: str,
+    heartbeat_s: int,
+    unread: dict[str, dict[str, int]] | None = None,
+) -> bytes:
     return _dump(
         {
             "type": "hello",
@@ -166,6 +189,7 @@ def hello_frame(user_id: str, channels: list[str], relay_id: str, heartbeat_s: i
             "channels": channels,
             "relay": relay_id,
             "heartbeat_s": heartbeat_s,
+            "unread": unread or {},
         }
     )
 
@@ -198,4 +222,27 @@ def membership_frame(channel_id: str, event: str) -> bytes:
 def typing_out_frame(channel_id: str, to: str, sender: str, ts_ms: int) -> bytes:
     return _dump(
         {"type": "typing", "channel_id": channel_id, "to": to, "from": sender, "ts": iso_ms(ts_ms)}
+    )
+
+
+def update_frame(update: chat_pb2.MessageUpdate) -> bytes:
+    """``{"type":"update","seq","channel_id","change","message"}`` (DESIGN 5b)."""
+    return _dump(
+        {
+            "type": "update",
+            "seq": update.seq,
+            "channel_id": update.message.message.channel_id,
+            "change": update.change,
+            "message": public_from_proto(update.message),
+        }
+    )
+
+
+def read_frame(channel_id: str, seq: int) -> bytes:
+    return _dump({"type": "read", "channel_id": channel_id, "seq": seq})
+
+
+def presence_frame(channel_id: str, user_id: str, status: str) -> bytes:
+    return _dump(
+        {"type": "presence", "channel_id": channel_id, "user_id": user_id, "status": status}
     )

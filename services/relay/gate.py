@@ -10,6 +10,7 @@ frames ask at the same moment (single flight).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -37,6 +38,8 @@ class Authority(Protocol):
         kind: chat_pb2.MessageType.ValueType,
         sender: str,
     ) -> chat_pb2.CheckAttachmentReply: ...
+
+    async def message(self, channel_id: str, message_id: str) -> chat_pb2.GetMessageReply: ...
 
 
 def check_membership(session: Session, frame: ChatFrame | TypingFrame) -> None:
@@ -88,7 +91,8 @@ class Gate:
             self._inflight.pop(channel, None)
 
     async def check(self, session: Session, frame: ChatFrame | TypingFrame) -> None:
-        """Raise ``Forbidden`` / ``InvalidInput`` / ``Unavailable`` unless the frame may go out."""
+        """Raise ``Forbidden`` / ``InvalidInput`` / ``Unavailable`` unless the frame may go out
+        (its thread, if any, is ``check_reply``'s business)."""
         check_membership(session, frame)
         if frame.to != BROADCAST and frame.to not in await self.members_of(frame.channel_id):
             raise Forbidden("the recipient is not a member of this team")
@@ -100,3 +104,34 @@ class Gate:
                 raise Forbidden("only the uploader may send this attachment")
             if not reply.ok:
                 raise InvalidInput(f"attachment not usable: {reply.reason or 'rejected'}")
+
+    async def check_reply(self, session: Session, frame: ChatFrame) -> ChatFrame:
+        """``check`` for a frame that may be a thread reply; returns it with ``thread_id`` set to
+        the thread's root (a reply to a reply attaches to the root). The root must be a visible,
+        undeleted message of the channel, and a reply has its root's ``to``: a reply in a DM's
+        thread is a DM between the same two people (DESIGN 5b)."""
+        if not frame.thread_id:
+            await self.check(session, frame)
+            return frame
+        check_membership(session, frame)
+        root_id, root = (
+            frame.thread_id,
+            await self._authority.message(frame.channel_id, frame.thread_id),
+        )
+        if root.found and root.thread_id:
+            root_id = root.thread_id
+            root = await self._authority.message(frame.channel_id, root_id)
+        user = session.user_id
+        if not root.found or (root.to != BROADCAST and user not in (root.to, root.sender)):
+            raise InvalidInput("no such message to reply to in this channel")
+        if root.deleted:
+            raise InvalidInput("the thread's root message was deleted")
+        if root.to == BROADCAST:
+            expected = BROADCAST
+        else:
+            expected = root.sender if user == root.to else root.to
+        if frame.to != expected:
+            raise Forbidden(f"a reply in this thread must have to={expected!r}")
+        resolved = dataclasses.replace(frame, thread_id=root_id)
+        await self.check(session, dataclasses.replace(resolved, thread_id=""))
+        return resolved

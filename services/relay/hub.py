@@ -23,8 +23,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chatcore.messages import BROADCAST, client_json
+from chatcore.presence import Transition
 from chatcore.proto.chat.v1 import chat_pb2
-from services.relay.frames import membership_frame, typing_out_frame
+from services.relay.frames import (
+    membership_frame,
+    presence_frame,
+    read_frame,
+    typing_out_frame,
+    update_frame,
+)
 
 REMOVED, ADDED, DEACTIVATED = "removed", "added", "deactivated"
 
@@ -179,6 +186,10 @@ class Hub:
                 self._signal(delivery.signal)
             elif kind == "membership":
                 self._membership(delivery.membership, effects)
+            elif kind == "update":
+                self._update(delivery.update)
+            elif kind == "read":
+                self._read(delivery.read)
         self._fanout.flush()
         return effects
 
@@ -200,6 +211,37 @@ class Hub:
         targets = self._targets(m.channel_id, m.to, m.sender)
         if targets:
             self._fanout.queue(targets, client_json(persisted))
+
+    def _update(self, update: chat_pb2.MessageUpdate) -> None:
+        # Exactly the sockets that may see the message: a DM's change reaches its two people.
+        m = update.message.message
+        targets = self._targets(m.channel_id, m.to, m.sender)
+        if targets:
+            self._fanout.queue(targets, update_frame(update))
+
+    def _read(self, read: chat_pb2.ReadUpdate) -> None:
+        targets = [
+            s
+            for s in self._by_user.get(read.user_id, ())
+            if s.greeted and read.channel_id in s.channels
+        ]
+        if targets:
+            self._fanout.queue(targets, read_frame(read.channel_id, read.seq))
+
+    def presence(self, transitions: Iterable[Transition]) -> None:
+        """Tell the sockets of each team a user is in that they came online or went offline."""
+        for t in transitions:
+            for channel in t.channels:
+                targets = [s for s in self._by_channel.get(channel, ()) if s.user_id != t.user_id]
+                if targets:
+                    self._fanout.queue(targets, presence_frame(channel, t.user_id, t.status))
+        self._fanout.flush()
+
+    def channels_of(self, user_id: str) -> tuple[str, ...]:
+        """The teams of a user's greeted sockets here."""
+        return tuple(
+            sorted({c for s in self._by_user.get(user_id, ()) if s.greeted for c in s.channels})
+        )
 
     def _signal(self, signal: chat_pb2.Signal) -> None:
         targets = [

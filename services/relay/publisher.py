@@ -57,7 +57,10 @@ def build_record(
     user_id: str, frame: ChatFrame, *, relay_id: str, now_ms: int
 ) -> chat_pb2.ChatMessage:
     """The ``ChatMessage`` record for an accepted frame, its id stamped."""
-    content = content_digest(frame.channel_id, frame.to, frame.type, frame.data)
+    # A reply's thread is part of what it says (and adds nothing for other messages, so their
+    # ids stay what they were before threads existed).
+    extra = (frame.thread_id,) if frame.thread_id else ()
+    content = content_digest(frame.channel_id, frame.to, frame.type, frame.data, *extra)
     return chat_pb2.ChatMessage(
         id=message_id(user_id, frame.client_msg_id, content, now_ms),
         channel_id=frame.channel_id,
@@ -68,6 +71,7 @@ def build_record(
         ts_ms=now_ms,
         client_msg_id=frame.client_msg_id,
         relay_id=relay_id,
+        thread_id=frame.thread_id,
     )
 
 

@@ -19,13 +19,15 @@ from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from chatcore.internal_auth import required_token
-from chatcore.kafka import make_producer
+from chatcore.kafka import make_producer, make_reader
 from chatcore.logging import get_logger
 from chatcore.messages import automatic_relay_id
+from chatcore.presence_feed import PresenceFeed
 from chatcore.rdkafka import RdKafkaProducer
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
 from services.relay.connection import Relay, RelayConnection
+from services.relay.presence import PresencePublisher
 
 _log = get_logger("relay.server")
 
@@ -38,8 +40,12 @@ class RunningRelay:
         port: int,
         cleanups: contextlib.AsyncExitStack,
         drain_timeout_s: float,
+        presence: PresencePublisher,
+        settings: Settings,
     ) -> None:
         self.relay = relay
+        self._presence = presence
+        self._leaving_s = settings.presence_leaving_s
         self.port = port
         self._server = server
         self._cleanups = cleanups
@@ -49,6 +55,9 @@ class RunningRelay:
         """Stop accepting, let in-flight produces finish, close sockets with 1012, shut down."""
         self.relay.draining = True
         self._server.close(close_connections=False)
+        # Before the sockets go: readers keep this relay's users only as long as a reconnect
+        # elsewhere takes, so those who come back do not flap and the others go offline soon.
+        await self._presence.stop(leaving_ttl_s=self._leaving_s)
         await self.relay.drain(self._drain_timeout_s)
         sessions = self.relay.hub.sessions()
         await asyncio.gather(
@@ -108,6 +117,18 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
         stack.push_async_callback(relay.link.stop)
         audit = asyncio.create_task(relay.audit.run(), name="relay-membership-audit")
         stack.push_async_callback(_cancel, audit)
+        feed = PresenceFeed(
+            make_reader(settings, client_id=f"relay-{relay_id}-presence"),
+            ttl_s=settings.presence_ttl_s,
+            on_transitions=relay.hub.presence,
+        )
+        await feed.start()
+        stack.push_async_callback(feed.stop)
+        presence = PresencePublisher(
+            relay.presence, producer, heartbeat_s=settings.presence_heartbeat_s
+        )
+        presence.start()
+        stack.push_async_callback(presence.cancel)
         server = await serve(
             relay.handler,
             sock=sock,
@@ -121,5 +142,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
             backlog=settings.relay_listen_backlog,
         )
         _log.info("relay_started", relay_id=relay_id, port=bound)
-        return RunningRelay(relay, server, bound, stack.pop_all(), settings.drain_timeout_s)
+        return RunningRelay(
+            relay, server, bound, stack.pop_all(), settings.drain_timeout_s, presence, settings
+        )
     raise AssertionError("unreachable")  # the with block always returns or raises

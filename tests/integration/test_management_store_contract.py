@@ -12,12 +12,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from chatcore import schema
 from chatcore.buckets import BucketAllocator
 from chatcore.channel_heads import MongoChannelHeads
+from chatcore.message_state import StoredMessage
 from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
 from chatcore.settings import Settings
 from services.management.attachment_store import ATTACHMENT_INDEXES, MongoAttachmentStore
 from services.management.history_store import MongoMessageStore
 from services.management.membership_index import MEMBERSHIP_INDEXES, MongoMembershipIndex
-from services.management.model import Message
 from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore
 from tests.unit.management_store_contract import Backend, StoreContract
 
@@ -54,7 +54,7 @@ class TestMongoStores(StoreContract):
         # Tiny buckets, placed by the controller's own allocator, so pages cross buckets.
         buckets = BucketAllocator(heads, size=4)
 
-        async def seed(found: Sequence[Message]) -> None:
+        async def seed(found: Sequence[StoredMessage]) -> None:
             keys = await buckets.assign([m.channel_id for m in found])
             await contract_db[schema.MESSAGES].insert_many(
                 [

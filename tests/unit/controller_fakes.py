@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from chatcore.buckets import BucketRange
+from chatcore.buckets import BucketAllocator, BucketRange
 from chatcore.errors import Unavailable
 from chatcore.kafka import MESSAGES_TOPIC
+from chatcore.message_state import StoredMessage
 from chatcore.mongo import Document
 from chatcore.proto.chat.v1 import chat_pb2
-from services.controller.directory import AttachmentView, MembershipView, TeamMembers
+from chatcore.unread import ChannelHead, ReadState, Unread
+from services.controller.batch import BatchProcessor
+from services.controller.directory import (
+    AttachmentView,
+    MembershipView,
+    MessageView,
+    TeamMembers,
+)
+from services.controller.lifecycle import LifecyclePass
+from services.controller.metrics import ControllerMetrics
 from services.controller.records import DeadLetter, Record
 from services.controller.store import DUPLICATE_KEY, StoredPosition
 
@@ -62,6 +72,7 @@ class MemoryChannelHeads:
         self.ranges: dict[str, BucketRange] = {}
         self.failures_left = 0
         self.reservations: list[str] = []
+        self.counters: dict[str, ChannelHead] = {}
 
     async def reserve(self, channel_id: str) -> int:
         if self.failures_left > 0:
@@ -74,6 +85,107 @@ class MemoryChannelHeads:
 
     async def range(self, channel_id: str) -> BucketRange | None:
         return self.ranges.get(channel_id)
+
+    async def head(self, channel_id: str) -> ChannelHead:
+        return self.counters.get(channel_id, ChannelHead())
+
+    async def heads(self, channel_ids: Sequence[str]) -> dict[str, ChannelHead]:
+        return {c: await self.head(c) for c in channel_ids}
+
+    async def save_counters(self, channel_id: str, head: ChannelHead) -> None:
+        self.counters[channel_id] = head
+
+
+class MemoryMessageStates:
+    """Message state over a ``MemoryMessageStore``'s documents, and the change documents."""
+
+    def __init__(self, store: MemoryMessageStore) -> None:
+        self.store = store
+        self.changes: dict[str, Document] = {}
+        self.saves = 0
+
+    def _doc(self, message_id: str) -> Document | None:
+        return next((d for d in self.store.docs if d["id"] == message_id), None)
+
+    async def by_id(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
+        self.store._check_up()
+        found = (self._doc(i) for i in ids)
+        return {d["id"]: StoredMessage.from_doc(d) for d in found if d is not None}
+
+    async def save(self, states: Sequence[StoredMessage]) -> None:
+        self.store._check_up()
+        for state in states:
+            doc = self._doc(state.id)
+            if doc is not None:
+                doc.update(state.changed_fields())
+                self.saves += 1
+
+    async def renumber(self, counts: Mapping[str, int]) -> None:
+        for message_id, count in counts.items():
+            doc = self._doc(message_id)
+            if doc is not None:
+                doc["n"] = count
+
+    async def insert_changes(self, docs: Sequence[Document]) -> None:
+        self.store._check_up()
+        for doc in docs:
+            self.changes.setdefault(str(doc["_id"]), dict(doc))
+
+
+class MemoryReadStates:
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str], ReadState] = {}
+
+    async def load(self, channel_id: str, users: Iterable[str]) -> dict[str, ReadState | None]:
+        return {u: self.states.get((channel_id, u)) for u in users}
+
+    async def save(self, channel_id: str, states: Mapping[str, ReadState]) -> None:
+        for user, state in states.items():
+            self.states[(channel_id, user)] = state
+
+    async def of_user(self, user_id: str) -> dict[str, ReadState]:
+        return {c: st for (c, u), st in self.states.items() if u == user_id}
+
+
+class MemoryMembers:
+    def __init__(self, members: Iterable[tuple[str, str]] = ()) -> None:
+        self.members = set(members)
+
+    async def is_member(self, channel_id: str, user_id: str) -> bool:
+        return (channel_id, user_id) in self.members
+
+
+@dataclass
+class Processing:
+    """A batch processor over in-memory stores, and the stores."""
+
+    store: MemoryMessageStore
+    heads: MemoryChannelHeads
+    states: MemoryMessageStates
+    reads: MemoryReadStates
+    members: MemoryMembers
+    processor: BatchProcessor
+
+
+def make_processor(
+    metrics: ControllerMetrics,
+    *,
+    store: MemoryMessageStore | None = None,
+    dead_letters: MemoryDeadLetters | None = None,
+    bucket_size: int = 128,
+) -> Processing:
+    store = store if store is not None else MemoryMessageStore()
+    heads, reads, members = MemoryChannelHeads(), MemoryReadStates(), MemoryMembers()
+    states = MemoryMessageStates(store)
+    processor = BatchProcessor(
+        store=store,
+        buckets=BucketAllocator(heads, size=bucket_size),
+        heads=heads,
+        lifecycle=LifecyclePass(states, reads, members),
+        dead_letters=dead_letters if dead_letters is not None else MemoryDeadLetters(),
+        metrics=metrics,
+    )
+    return Processing(store, heads, states, reads, members, processor)
 
 
 class MemoryDeadLetters:
@@ -93,12 +205,22 @@ class MemoryDirectory:
     teams: dict[str, Document] = field(default_factory=dict)
     attachments: dict[str, AttachmentView] = field(default_factory=dict)
     disabled_users: set[str] = field(default_factory=set)
+    messages: dict[tuple[str, str], MessageView] = field(default_factory=dict)
+    unread_counts: dict[tuple[str, str], Unread] = field(default_factory=dict)
     down: bool = False
     queries: list[str] = field(default_factory=list)
 
     def _check_up(self) -> None:
         if self.down:
             raise Unavailable("database error: AutoReconnect")
+
+    async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
+        self._check_up()
+        return {c: self.unread_counts.get((c, user_id), Unread(0, 0, 0)) for c in channel_ids}
+
+    async def message(self, channel_id: str, message_id: str) -> MessageView | None:
+        self._check_up()
+        return self.messages.get((channel_id, message_id))
 
     async def memberships(self, user_id: str) -> list[MembershipView]:
         self._check_up()
@@ -240,3 +362,41 @@ def message_record(
 
 def as_record(record: FakeKafkaRecord) -> Record:
     return Record.from_kafka(record)
+
+
+def change_record(
+    channel_id: str,
+    message_id: str,
+    kind: chat_pb2.ChangeKind.ValueType,
+    *,
+    offset: int,
+    actor: str = "u1",
+    data: str = "",
+    emoji: str = "",
+) -> FakeKafkaRecord:
+    change = chat_pb2.MessageChange(
+        id=f"c{offset}",
+        channel_id=channel_id,
+        message_id=message_id,
+        kind=kind,
+        actor=actor,
+        data=data,
+        emoji=emoji,
+        ts_ms=1_700_000_060_000,
+    )
+    return FakeKafkaRecord(
+        MESSAGES_TOPIC, 0, offset, channel_id.encode(), change.SerializeToString(),
+        (("kind", b"change"),),
+    )  # fmt: skip
+
+
+def read_record(
+    channel_id: str, user_id: str, seq: int, count: int, *, offset: int, joined: bool = False
+) -> FakeKafkaRecord:
+    marker = chat_pb2.ReadMarker(
+        channel_id=channel_id, user_id=user_id, seq=seq, count=count, joined=joined
+    )
+    return FakeKafkaRecord(
+        MESSAGES_TOPIC, 0, offset, channel_id.encode(), marker.SerializeToString(),
+        (("kind", b"read"),),
+    )  # fmt: skip

@@ -20,14 +20,16 @@ from chatcore.errors import Conflict, Unavailable
 from chatcore.kafka import EVENTS_TOPIC
 from chatcore.locks import KeyedLocks
 from chatcore.memberships import MembershipEntry
+from chatcore.message_state import StoredMessage
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.schema import BROADCAST, PENDING, TEXT
+from chatcore.unread import Unread
 from services.management.attachment_store import Attachment
 from services.management.clamd import ScanResult
 from services.management.events import EventMetrics, OutboxPublisher
-from services.management.model import MembershipChange, Message, OutboxEvent, Team, TeamChanges
+from services.management.model import MembershipChange, OutboxEvent, Team, TeamChanges
 from services.management.objects import PresignedPost, StoredObject
-from services.management.store import Carrier
+from services.management.store import Carrier, ChangeEntry
 
 
 class MemoryTeamStore:
@@ -259,9 +261,51 @@ class MemoryMembershipIndex:
 
 
 class MemoryMessageStore:
-    def __init__(self, messages: list[Message] | None = None) -> None:
+    def __init__(self, messages: list[StoredMessage] | None = None) -> None:
         self.messages = list(messages or [])
+        # Applied changes, as the controller would have stored them.
+        self.change_log: list[ChangeEntry] = []
         self.calls: list[str] = []
+
+    async def message(self, channel_id: str, message_id: str) -> StoredMessage | None:
+        self.calls.append("message")
+        return next(
+            (m for m in self.messages if m.id == message_id and m.channel_id == channel_id), None
+        )
+
+    async def thread(
+        self, channel_id: str, root_id: str, viewer: str, *, after: int, limit: int
+    ) -> list[StoredMessage]:
+        replies = [
+            m
+            for m in self.messages
+            if m.channel_id == channel_id
+            and m.thread_id == root_id
+            and m.seq > after
+            and m.visible_to(viewer)
+        ]
+        return sorted(replies, key=lambda m: m.seq)[:limit]
+
+    async def changes(
+        self, channel_id: str, viewer: str, *, after: int, limit: int
+    ) -> list[ChangeEntry]:
+        created = [ChangeEntry(m.seq, "created", m) for m in self.messages]
+        entries = [
+            e
+            for e in (*created, *self.change_log)
+            if e.message.channel_id == channel_id and e.seq > after and e.message.visible_to(viewer)
+        ]
+        entries.sort(key=lambda e: (e.seq, e.change != "created"))
+        return entries[:limit]
+
+    async def count_at(self, channel_id: str, seq: int, viewer: str) -> int | None:
+        for m in self.messages:
+            if m.channel_id == channel_id and m.seq == seq and m.visible_to(viewer):
+                return m.count
+        for e in self.change_log:
+            if e.message.channel_id == channel_id and e.seq == seq and e.message.visible_to(viewer):
+                return e.message.count
+        return None
 
     async def page(
         self,
@@ -271,7 +315,7 @@ class MemoryMessageStore:
         before: int | None,
         after: int | None,
         limit: int,
-    ) -> list[Message]:
+    ) -> list[StoredMessage]:
         self.calls.append("page")
         visible = [
             m
@@ -463,3 +507,55 @@ class RecordingPublisher:
 
     def clear(self) -> None:
         self.kafka.records.clear()
+
+
+class FakeLog:
+    """The channel log's producer: what it acknowledged on chat.messages.v1; refuses while down."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.down = False
+
+    async def send_and_wait(
+        self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        if self.down:
+            raise ConnectionError("broker unreachable")
+        self.records.append({"topic": topic, "value": value, "key": key, "headers": dict(headers)})
+
+    def changes(self) -> list[chat_pb2.MessageChange]:
+        return [
+            chat_pb2.MessageChange.FromString(r["value"])
+            for r in self.records
+            if r["headers"].get("kind") == b"change"
+        ]
+
+    def reads(self) -> list[chat_pb2.ReadMarker]:
+        return [
+            chat_pb2.ReadMarker.FromString(r["value"])
+            for r in self.records
+            if r["headers"].get("kind") == b"read"
+        ]
+
+
+class FixedUnread:
+    """Unread counts as a test sets them (zero otherwise)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], Unread] = {}
+
+    async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
+        return {c: self.counts.get((c, user_id), Unread(0, 0, 0)) for c in channel_ids}
+
+
+class FixedPresence:
+    """Presence as a test sets it: the users listed online, everyone else offline."""
+
+    def __init__(self) -> None:
+        self.online: set[str] = set()
+
+    async def of_members(self, members: Sequence[str]) -> list[dict[str, Any]]:
+        return [
+            {"user_id": u, "status": "online" if u in self.online else "offline", "last_seen": None}
+            for u in members
+        ]

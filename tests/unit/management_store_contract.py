@@ -18,10 +18,11 @@ import pytest
 
 from chatcore.errors import Conflict
 from chatcore.memberships import MembershipEntry
+from chatcore.message_state import StoredMessage
 from chatcore.schema import PENDING, READY, REJECTED
 from services.management.attachment_store import Attachment, AttachmentStore
 from services.management.membership_index import MembershipIndex
-from services.management.model import MembershipChange, Message, OutboxEvent, Team, TeamChanges
+from services.management.model import MembershipChange, OutboxEvent, Team, TeamChanges
 from services.management.store import Carrier, MessageStore, TeamStore
 
 S, A, U, V, X = (c * 32 for c in "12345")  # super_admin, admin, user, another user, stranger
@@ -36,7 +37,7 @@ class Backend:
     teams: TeamStore
     messages: MessageStore
     attachments: AttachmentStore
-    seed_messages: Callable[[Sequence[Message]], Awaitable[None]]
+    seed_messages: Callable[[Sequence[StoredMessage]], Awaitable[None]]
     new_id: Callable[[], str]
     index: MembershipIndex
 
@@ -233,10 +234,10 @@ class StoreContract:
 
     # --- messages -------------------------------------------------------------------------
 
-    async def _channel(self, backend: Backend) -> tuple[str, list[Message]]:
+    async def _channel(self, backend: Backend) -> tuple[str, list[StoredMessage]]:
         channel = backend.new_id()
         messages = [
-            Message(
+            StoredMessage(
                 backend.new_id(),
                 seq,
                 channel,
@@ -248,7 +249,7 @@ class StoreContract:
             )
             for seq in range(1, 13)
         ]
-        other = Message(backend.new_id(), 1, backend.new_id(), "*", "text", "x", S, T0)
+        other = StoredMessage(backend.new_id(), 1, backend.new_id(), "*", "text", "x", S, T0)
         await backend.seed_messages([*messages, other])
         return channel, messages
 
@@ -259,7 +260,7 @@ class StoreContract:
         to their sender and recipient."""
         channel, messages = await self._channel(backend)
 
-        def seqs(found: list[Message]) -> list[int]:
+        def seqs(found: list[StoredMessage]) -> list[int]:
             return [m.seq for m in found]
 
         visible_to_v = [m for m in messages if m.to in ("*", V) or m.sender == V]
@@ -285,7 +286,7 @@ class StoreContract:
         # Sparse seqs, as on a partition shared with other channels; V sees a long run of
         # nothing (U and S talking directly) in the middle.
         messages = [
-            Message(
+            StoredMessage(
                 backend.new_id(),
                 7 * i + 3,
                 channel,
@@ -337,19 +338,21 @@ class StoreContract:
         carrier = backend.messages.carrier
         await backend.seed_messages(
             [
-                Message(backend.new_id(), 1, channel, "*", "text", attachment, S, T0),
-                Message(backend.new_id(), 1, backend.new_id(), "*", "file", attachment, S, T0),
+                StoredMessage(backend.new_id(), 1, channel, "*", "text", attachment, S, T0),
+                StoredMessage(
+                    backend.new_id(), 1, backend.new_id(), "*", "file", attachment, S, T0
+                ),
             ]
         )
         assert await carrier(channel, attachment, U) is Carrier.NONE
         await backend.seed_messages(
-            [Message(backend.new_id(), 2, channel, U, "image", attachment, S, T0)]
+            [StoredMessage(backend.new_id(), 2, channel, U, "image", attachment, S, T0)]
         )
         assert await carrier(channel, attachment, U) is Carrier.VISIBLE
         assert await carrier(channel, attachment, S) is Carrier.VISIBLE
         assert await carrier(channel, attachment, V) is Carrier.HIDDEN
         await backend.seed_messages(
-            [Message(backend.new_id(), 3, channel, "*", "image", attachment, S, T0)]
+            [StoredMessage(backend.new_id(), 3, channel, "*", "image", attachment, S, T0)]
         )
         assert await carrier(channel, attachment, V) is Carrier.VISIBLE
 

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chatcore.errors import Conflict, Forbidden, NotFound, Unavailable
+from chatcore.message_state import StoredMessage
 from services.management.attachment_rules import UploadRequest
 from services.management.attachments import (
     AttachmentLimits,
@@ -16,7 +17,7 @@ from services.management.attachments import (
     AttachmentRejected,
     AttachmentService,
 )
-from services.management.model import Message, Team
+from services.management.model import Team
 from tests.unit.management_fakes import (
     FakeScanner,
     MemoryAttachmentStore,
@@ -175,7 +176,7 @@ def _carry(world: World, attachment_id: str, *, sender: str, to: str, kind: str 
     """A stored message carrying the attachment, as the controller would have written it."""
     seq = len(world.messages.messages) + 1
     world.messages.messages.append(
-        Message(f"m{seq:031d}", seq, TEAM, to, kind, attachment_id, sender, T0)
+        StoredMessage(f"m{seq:031d}", seq, TEAM, to, kind, attachment_id, sender, T0)
     )
 
 

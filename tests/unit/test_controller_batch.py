@@ -5,21 +5,20 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from chatcore.buckets import BucketAllocator
 from chatcore.errors import Unavailable
 from chatcore.kafka import EVENTS_TOPIC, MESSAGES_TOPIC, SIGNALS_TOPIC
 from chatcore.proto.chat.v1 import chat_pb2
-from services.controller.batch import BatchProcessor, Outcome, Verdict
+from services.controller.batch import Outcome, Verdict
 from services.controller.dlq import dead_letter_headers
 from services.controller.metrics import ControllerMetrics
 from services.controller.records import DeadLetter, EventItem, MessageItem, Record, decode
 from tests.unit.controller_fakes import (
     FakeKafkaRecord,
-    MemoryChannelHeads,
     MemoryDeadLetters,
     MemoryMessageStore,
     as_record,
     chat_message,
+    make_processor,
     message_record,
 )
 
@@ -29,13 +28,14 @@ class _Setup:
         self.store = MemoryMessageStore()
         self.dlq = MemoryDeadLetters()
         self.prometheus = CollectorRegistry()
-        self.heads = MemoryChannelHeads()
-        self.processor = BatchProcessor(
+        self.processing = make_processor(
+            ControllerMetrics.create(self.prometheus),
             store=self.store,
-            buckets=BucketAllocator(self.heads, size=2),
             dead_letters=self.dlq,
-            metrics=ControllerMetrics.create(self.prometheus),
+            bucket_size=2,
         )
+        self.heads = self.processing.heads
+        self.processor = self.processing.processor
 
     async def run(self, records: list[FakeKafkaRecord]) -> Outcome:
         return await self.processor.persist(self.processor.prepare([as_record(r) for r in records]))

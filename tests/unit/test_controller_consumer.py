@@ -9,9 +9,7 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from chatcore.buckets import BucketAllocator
 from chatcore.kafka import MESSAGES_TOPIC
-from services.controller.batch import BatchProcessor
 from services.controller.consumer import ConsumerLoop
 from services.controller.metrics import ControllerMetrics
 from services.controller.registry import Routed, SubscriptionRegistry
@@ -19,10 +17,9 @@ from services.controller.streams import RelayStream, StreamHub
 from tests.unit.controller_fakes import (
     FakeClock,
     FakeConsumer,
-    MemoryChannelHeads,
-    MemoryDeadLetters,
     MemoryMessageStore,
     chat_message,
+    make_processor,
     message_record,
 )
 
@@ -42,12 +39,7 @@ class _Setup:
         )
         self.stream = self.hub.open("relay-a")
         self.hub.update(self.stream, add=["t1"])
-        processor = BatchProcessor(
-            store=self.store,
-            buckets=BucketAllocator(MemoryChannelHeads()),
-            dead_letters=MemoryDeadLetters(),
-            metrics=metrics,
-        )
+        processor = make_processor(metrics, store=self.store).processor
         self.loop = ConsumerLoop(
             self.consumer,
             processor,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,19 +15,27 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client import CollectorRegistry
 
 from chatcore.http import Health, make_app
+from chatcore.message_state import Reaction, StoredMessage
+from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, StaticJwksSource
+from chatcore.unread import Unread
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.management.api import ManagementApi
 from services.management.attachments import AttachmentLimits, AttachmentMetrics, AttachmentService
 from services.management.attachments_api import AttachmentApi
 from services.management.history import HistoryService
 from services.management.limits import ScanGate, WriteLimiter
+from services.management.messages import MessageService
 from services.management.openapi import load_openapi
+from services.management.store import ChangeEntry
 from services.management.teams import TeamMetrics, TeamService
 from tests.unit.management_fakes import (
+    FakeLog,
     FakeScanner,
     FakeUserDirectory,
+    FixedPresence,
+    FixedUnread,
     MemoryAttachmentStore,
     MemoryMessageStore,
     MemoryObjects,
@@ -34,7 +43,7 @@ from tests.unit.management_fakes import (
     RecordingPublisher,
 )
 
-ALICE, BOB = "a" * 32, "b" * 32
+ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 WRITE_BURST, WRITE_PER_S = 20, 0.5
 
 
@@ -50,6 +59,11 @@ class Harness:
     attachments: MemoryAttachmentStore
     objects: MemoryObjects
     scanner: FakeScanner
+    log: FakeLog
+    unread: FixedUnread
+    presence: FixedPresence
+    # The wall clock the message rules see (Unix seconds).
+    wall: list[float]
 
     async def call(
         self, method: str, path: str, who: str | None = ALICE, body: Any = None, raw: bytes = b""
@@ -91,7 +105,28 @@ async def harness() -> AsyncIterator[Harness]:
     clock = [1000.0]
     scans = ScanGate(limit=1, wait_s=0)
     writes = WriteLimiter(burst=WRITE_BURST, per_s=WRITE_PER_S, clock=lambda: clock[0])
-    api = ManagementApi(service, history, verifier, settings, openapi, writes=writes, scans=scans)
+    log, unread, presence = FakeLog(), FixedUnread(), FixedPresence()
+    wall = [1_767_225_600.0]  # 2026-01-01T00:00:00Z
+    lifecycle = MessageService(
+        teams=teams,
+        messages=messages,
+        log=log,
+        edit_window_s=settings.edit_window_s,
+        send_timeout_s=5.0,
+        clock=lambda: wall[0],
+    )
+    api = ManagementApi(
+        service,
+        history,
+        verifier,
+        settings,
+        openapi,
+        writes=writes,
+        scans=scans,
+        messages=lifecycle,
+        unread=unread,
+        presence=presence,
+    )
     app.add_routes(api.routes())
     attachments, objects, scanner = MemoryAttachmentStore(), MemoryObjects(), FakeScanner()
     uploads = AttachmentService(
@@ -109,11 +144,24 @@ async def harness() -> AsyncIterator[Harness]:
         metrics=AttachmentMetrics.create(CollectorRegistry()),
     )
     app.add_routes(AttachmentApi(uploads, verifier, settings, writes=writes).routes())
-    tokens = {u: issuer.issue(u).token for u in (ALICE, BOB)}
+    tokens = {u: issuer.issue(u).token for u in (ALICE, BOB, CAROL)}
     tokens["not-an-id"] = issuer.issue("not-an-id").token
     async with TestClient(TestServer(app)) as client:
         yield Harness(
-            client, teams, messages, events, tokens, clock, scans, attachments, objects, scanner
+            client,
+            teams,
+            messages,
+            events,
+            tokens,
+            clock,
+            scans,
+            attachments,
+            objects,
+            scanner,
+            log,
+            unread,
+            presence,
+            wall,
         )
 
 
@@ -271,3 +319,177 @@ async def test_scans_beyond_the_bound_are_503_with_retry_after(harness: Harness)
                 assert resp.headers["Retry-After"] == "1"
                 assert (await resp.json())["error"]["code"] == "unavailable"
     assert (await harness.call("GET", f"/v1/teams/{team_id}/messages"))[0] == 200
+
+
+# --- the message life cycle (DESIGN 5b) ---------------------------------------------------------
+
+T_POSTED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def _team_with_bob(harness: Harness) -> str:
+    status, body = await harness.call("POST", "/v1/teams", body={"name": "life"})
+    assert status == 201
+    team_id = str(body["data"]["id"])
+    status, _ = await harness.call(
+        "POST", f"/v1/teams/{team_id}/members", body={"email": "bob@example.com"}
+    )
+    assert status == 201
+    return team_id
+
+
+def _stored(
+    harness: Harness, team_id: str, seq: int, sender: str, *, to: str = "*", kind: str = "text"
+) -> StoredMessage:
+    message = StoredMessage(
+        f"M{seq:025d}", seq, team_id, to, kind, "hello", sender, T_POSTED, count=seq
+    )
+    harness.messages.messages.append(message)
+    return message
+
+
+async def test_the_author_edits_within_the_window_and_gets_the_edited_message(
+    harness: Harness,
+) -> None:
+    """200 with the new text and edited_ts; the change reaches the log keyed by the team."""
+    team = await _team_with_bob(harness)
+    message = _stored(harness, team, 5, ALICE)
+    harness.wall[0] = T_POSTED.timestamp() + 60
+    status, body = await harness.call(
+        "PATCH", f"/v1/teams/{team}/messages/{message.id}", body={"data": "fixed"}
+    )
+    assert status == 200, body
+    assert (body["data"]["data"], body["data"]["edited_ts"]) == (
+        "fixed",
+        "2026-01-01T00:01:00.000Z",
+    )
+    (change,) = harness.log.changes()
+    assert (change.message_id, change.kind, change.data, change.actor) == (
+        message.id,
+        chat_pb2.CHANGE_KIND_EDIT,
+        "fixed",
+        ALICE,
+    )
+    assert harness.log.records[0]["key"] == team.encode()
+
+
+async def test_edits_after_the_window_or_by_others_are_403_and_change_nothing(
+    harness: Harness,
+) -> None:
+    """Past CHAT_EDIT_WINDOW_S the author gets 403; another member always does."""
+    team = await _team_with_bob(harness)
+    mine = _stored(harness, team, 5, BOB)
+    path = f"/v1/teams/{team}/messages/{mine.id}"
+    harness.wall[0] = T_POSTED.timestamp() + 301
+    assert (await harness.call("PATCH", path, who=BOB, body={"data": "late"}))[0] == 403
+    harness.wall[0] = T_POSTED.timestamp() + 10
+    assert (await harness.call("PATCH", path, who=ALICE, body={"data": "not mine"}))[0] == 403
+    assert harness.log.records == []
+
+
+async def test_an_admin_deletes_anyones_message_at_any_time_and_a_member_only_their_own(
+    harness: Harness,
+) -> None:
+    """204 for the super_admin on Bob's old message; 403 for Bob on Alice's."""
+    team = await _team_with_bob(harness)
+    bobs, alices = _stored(harness, team, 5, BOB), _stored(harness, team, 6, ALICE)
+    harness.wall[0] = T_POSTED.timestamp() + 86_400
+    status, _ = await harness.call("DELETE", f"/v1/teams/{team}/messages/{alices.id}", who=BOB)
+    assert status == 403
+    status, _ = await harness.call("DELETE", f"/v1/teams/{team}/messages/{bobs.id}")
+    assert status == 204
+    assert [(c.message_id, c.kind) for c in harness.log.changes()] == [
+        (bobs.id, chat_pb2.CHANGE_KIND_DELETE)
+    ]
+
+
+async def test_reactions_are_idempotent_and_limited_to_twenty_distinct(harness: Harness) -> None:
+    """A repeated PUT writes nothing more; a 21st distinct emoji is 409; a bad emoji 422."""
+    team = await _team_with_bob(harness)
+    message = _stored(harness, team, 5, ALICE)
+    path = f"/v1/teams/{team}/messages/{message.id}/reactions"
+    assert (await harness.call("PUT", f"{path}/%F0%9F%91%8D", who=BOB))[0] == 204
+    assert len(harness.log.changes()) == 1
+    harness.messages.messages[-1] = dataclasses.replace(
+        message, reactions=(Reaction("👍", (BOB,)),)
+    )
+    assert (await harness.call("PUT", f"{path}/%F0%9F%91%8D", who=BOB))[0] == 204
+    assert (await harness.call("DELETE", f"{path}/%3Aparty%3A", who=BOB))[0] == 204
+    assert len(harness.log.changes()) == 1  # neither changed anything
+    full = tuple(Reaction(f":e{i}:", (ALICE,)) for i in range(20))
+    harness.messages.messages[-1] = dataclasses.replace(message, reactions=full)
+    assert (await harness.call("PUT", f"{path}/%3Anew%3A", who=BOB))[0] == 409
+    assert (await harness.call("PUT", f"{path}/:e3:", who=BOB))[0] == 204
+    assert (await harness.call("PUT", f"{path}/abc", who=BOB))[0] == 422
+    assert [c.emoji for c in harness.log.changes()] == ["👍", ":e3:"]
+
+
+async def test_messages_of_other_teams_and_others_dms_are_404(harness: Harness) -> None:
+    """A DM between two others, or a message id of another team, does not exist for the caller."""
+    team = await _team_with_bob(harness)
+    dm = _stored(harness, team, 5, ALICE, to=CAROL)
+    harness.teams.teams[team] = dataclasses.replace(
+        harness.teams.teams[team], members=(*harness.teams.teams[team].members, CAROL)
+    )
+    path = f"/v1/teams/{team}/messages/{dm.id}"
+    assert (await harness.call("PUT", f"{path}/reactions/:x:", who=BOB))[0] == 404
+    assert (await harness.call("GET", f"{path}/thread", who=BOB))[0] == 404
+    other = await _team_with_bob(harness)
+    assert (await harness.call("DELETE", f"/v1/teams/{other}/messages/{dm.id}"))[0] == 404
+
+
+async def test_marking_read_writes_a_marker_with_the_count_at_that_seq(harness: Harness) -> None:
+    """The marker carries the seq and the channel's team-message count there; a seq that is no
+    visible record of the team is 422; the team object carries the caller's unread."""
+    team = await _team_with_bob(harness)
+    _stored(harness, team, 7, ALICE)
+    assert (await harness.call("PUT", f"/v1/teams/{team}/read", who=BOB, body={"seq": 7}))[0] == 204
+    (marker,) = harness.log.reads()
+    assert (marker.user_id, marker.seq, marker.count, marker.joined) == (BOB, 7, 7, False)
+    status, body = await harness.call("PUT", f"/v1/teams/{team}/read", who=BOB, body={"seq": 8})
+    assert status == 422
+    assert body["error"]["details"]["seq"]
+    harness.unread.counts[(team, BOB)] = Unread(3, 1, 7)
+    status, body = await harness.call("GET", f"/v1/teams/{team}", who=BOB)
+    assert body["data"]["unread"] == {"count": 3, "mentions": 1, "last_read_seq": 7}
+    status, body = await harness.call("GET", "/v1/teams", who=BOB)
+    assert body["data"][0]["unread"]["count"] == 3
+
+
+async def test_changes_and_thread_pages_walk_forward_with_a_cursor(harness: Harness) -> None:
+    """The changes feed lists creations and changes in seq order after the cursor; a thread page
+    lists the replies; both say whether more follow."""
+    team = await _team_with_bob(harness)
+    root = _stored(harness, team, 5, ALICE)
+    reply = dataclasses.replace(_stored(harness, team, 6, BOB), thread_id=root.id)
+    harness.messages.messages[-1] = reply
+    harness.messages.change_log.append(
+        ChangeEntry(6, "thread", dataclasses.replace(root, thread_replies=1))
+    )
+    harness.messages.change_log.append(
+        ChangeEntry(8, "edited", dataclasses.replace(root, data="x"))
+    )
+    status, body = await harness.call("GET", f"/v1/teams/{team}/changes?after=5&limit=2")
+    assert status == 200
+    assert [(e["seq"], e["change"]) for e in body["data"]] == [(6, "created"), (6, "thread")]
+    assert body["meta"]["has_more"] is True
+    status, body = await harness.call(
+        "GET", f"/v1/teams/{team}/changes?after={body['meta']['next_cursor']}"
+    )
+    assert [(e["seq"], e["change"]) for e in body["data"]] == [(8, "edited")]
+    status, body = await harness.call("GET", f"/v1/teams/{team}/messages/{root.id}/thread")
+    assert [m["id"] for m in body["data"]] == [reply.id]
+    assert body["data"][0]["thread_id"] == root.id
+
+
+async def test_presence_lists_every_member_with_a_status(harness: Harness) -> None:
+    """Members only, in the team's order, online or offline; 404 for strangers."""
+    team = await _team_with_bob(harness)
+    harness.presence.online.add(BOB)
+    status, body = await harness.call("GET", f"/v1/teams/{team}/presence")
+    assert status == 200
+    assert [(p["user_id"], p["status"]) for p in body["data"]] == [
+        (ALICE, "offline"),
+        (BOB, "online"),
+    ]
+    status, _ = await harness.call("GET", f"/v1/teams/{team}/presence", who=CAROL)
+    assert status == 404

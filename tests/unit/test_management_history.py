@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chatcore.errors import NotFound
+from chatcore.message_state import StoredMessage
 from services.management.history import HistoryService
-from services.management.model import Message, Team
+from services.management.model import Team
 from services.management.validation import HistoryQuery
 from tests.unit.management_fakes import MemoryMessageStore, MemoryTeamStore
 
@@ -17,13 +18,13 @@ S, U, V, X = (c * 32 for c in "1234")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _message(seq: int) -> Message:
+def _message(seq: int) -> StoredMessage:
     # Every third message is a DM: S->U, U->V, V->S in turn.
     if seq % 3:
         to, sender = "*", (S, U, V)[seq % 3]
     else:
         sender, to = ((S, U), (U, V), (V, S))[(seq // 3) % 3]
-    return Message(
+    return StoredMessage(
         f"m{seq}", seq, T, to, "text", f"hello {seq}", sender, T0 + timedelta(seconds=seq)
     )
 
@@ -106,8 +107,22 @@ async def test_non_members_get_404(history: HistoryService) -> None:
 
 
 def test_message_json_has_exactly_the_contract_fields() -> None:
-    """A message serializes to the contract's eight fields, ts in ISO-8601 UTC ms."""
+    """A message serializes to the contract's fields (DESIGN 5 and 5b), ts in ISO-8601 UTC ms;
+    ``thread`` appears only on a thread root."""
     out = _message(3).public()
-    assert list(out) == ["id", "seq", "channel_id", "to", "type", "data", "from", "ts"]
+    assert list(out) == [
+        "id",
+        "seq",
+        "channel_id",
+        "to",
+        "type",
+        "data",
+        "from",
+        "ts",
+        "thread_id",
+        "edited_ts",
+        "deleted",
+        "reactions",
+    ]
     assert out["ts"] == "2026-01-01T00:00:03.000Z"
     assert out["from"] == _message(3).sender

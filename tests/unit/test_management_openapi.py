@@ -19,6 +19,7 @@ from referencing.jsonschema import DRAFT202012
 
 from chatcore import schema
 from chatcore.errors import InvalidInput
+from chatcore.messages import MAX_TEXT_CHARS
 from services.auth import validation as auth_rules
 from services.management import attachment_rules as rules
 from services.management import validation
@@ -52,6 +53,13 @@ def test_declared_constraints_are_the_servers_constants() -> None:
         schema.EMAIL_MAX,
     )
     assert SCHEMAS["Seq"]["maximum"] == validation.SEQ_MAX
+    assert SCHEMAS["MessageId"]["pattern"] == validation.MESSAGE_ID_PATTERN
+    assert (SCHEMAS["Reaction"]["pattern"], SCHEMAS["Reaction"]["maxLength"]) == (
+        validation.REACTION_PATTERN,
+        validation.REACTION_MAX,
+    )
+    edit = SCHEMAS["MessageEdit"]["properties"]["data"]
+    assert edit["maxLength"] == MAX_TEXT_CHARS
     assert SCHEMAS["Filename"]["pattern"] == rules.FILENAME_PATTERN
     assert SCHEMAS["Filename"]["not"] == {"pattern": rules.FILENAME_DOTS_PATTERN}
     assert SCHEMAS["Filename"]["maxLength"] == rules.FILENAME_RAW_MAX

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.management.model import Message
+from chatcore.message_state import StoredMessage
 from tests.unit.management_fakes import (
     MemoryAttachmentStore,
     MemoryMembershipIndex,
@@ -25,7 +25,7 @@ class TestMemoryStores(StoreContract):
         messages = MemoryMessageStore()
         counter = itertools.count(1)
 
-        async def seed(found: Sequence[Message]) -> None:
+        async def seed(found: Sequence[StoredMessage]) -> None:
             messages.messages.extend(found)
 
         teams = MemoryTeamStore()

@@ -22,34 +22,23 @@ from services.relay.connection import Relay
 from services.relay.frames import TypingFrame
 from services.relay.gate import Gate, check_membership
 from services.relay.hub import Effects, Hub, Session
+from tests.unit.relay_fakes import FakeAuthority
 
 TEAM, OTHER = "t" * 32, "o" * 32
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 
 
-class _CountingAuthority:
+class _CountingAuthority(FakeAuthority):
     """The controllers' member lists from a dict; counts the reads of each channel."""
 
     def __init__(self, members: dict[str, list[str]]) -> None:
-        self.members_of = members
+        super().__init__(members)
         self.reads: Counter[str] = Counter()
 
     async def members(self, channel_id: str) -> chat_pb2.GetMembersReply:
         self.reads[channel_id] += 1
         await asyncio.sleep(0)  # a real read yields: overlapping reads would show up
-        users = self.members_of.get(channel_id)
-        if users is None:
-            return chat_pb2.GetMembersReply(found=False)
-        return chat_pb2.GetMembersReply(user_ids=users, active=True, found=True)
-
-    async def check_attachment(
-        self,
-        attachment_id: str,
-        channel_id: str,
-        kind: chat_pb2.MessageType.ValueType,
-        sender: str,
-    ) -> chat_pb2.CheckAttachmentReply:
-        return chat_pb2.CheckAttachmentReply(ok=True)
+        return await super().members(channel_id)
 
 
 class _Recorder:

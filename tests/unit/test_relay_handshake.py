@@ -21,6 +21,7 @@ from services.relay.handshake import (
 )
 from services.relay.hub import Session
 from services.relay.resync import ResyncLedger
+from tests.unit.relay_fakes import FakeAuthority
 
 ORIGINS = ("http://127.0.0.1:8080",)
 
@@ -91,10 +92,11 @@ def test_ledger_pays_owed_sockets_or_everyone_after_a_loss() -> None:
     assert ledger.settle("ctl-2", lost=True, greeted=[a, b, c]) == [a, b, c]
 
 
-class _SlowAuthority:
+class _SlowAuthority(FakeAuthority):
     """Counts member-list reads; each one waits until released."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
         self.release = asyncio.Event()
 
@@ -102,15 +104,6 @@ class _SlowAuthority:
         self.calls += 1
         await self.release.wait()
         return chat_pb2.GetMembersReply(user_ids=["x", "y"], active=True, found=True)
-
-    async def check_attachment(
-        self,
-        attachment_id: str,
-        channel_id: str,
-        kind: chat_pb2.MessageType.ValueType,
-        sender: str,
-    ) -> chat_pb2.CheckAttachmentReply:
-        return chat_pb2.CheckAttachmentReply(ok=True)
 
 
 async def test_concurrent_member_lookups_share_one_read() -> None:

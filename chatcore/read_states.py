@@ -1,0 +1,97 @@
+"""Members' read documents (``reads``) on MongoDB or FerretDB (``chatcore.unread.ReadState``).
+
+The controller that owns a channel's partition is the only writer of that channel's documents,
+so it reads, changes in memory and replaces them without races; the management service and the
+controllers' membership answers only read them, by user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from chatcore import schema as s
+from chatcore.channel_heads import MongoChannelHeads
+from chatcore.mongo import Document, database_unavailable
+from chatcore.unread import ReadState, Unread, unread_all
+
+
+def read_from_doc(doc: Mapping[str, Any] | None) -> ReadState:
+    if doc is None:
+        return ReadState()
+    return ReadState(
+        seq=int(doc.get(s.READ_SEQ, 0)),
+        count=int(doc.get(s.READ_COUNT, 0)),
+        dms=tuple(int(x) for x in doc.get(s.READ_DMS, ())),
+        mentions=tuple(int(x) for x in doc.get(s.READ_MENTIONS, ())),
+    )
+
+
+class MongoReadStates:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._reads = db[s.READS]
+
+    async def of_user(self, user_id: str) -> dict[str, ReadState]:
+        """The user's read state per channel (channels never read are absent)."""
+        try:
+            docs = await self._reads.find({s.READ_USER_ID: user_id}).to_list(length=None)
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return {str(d[s.READ_CHANNEL_ID]): read_from_doc(d) for d in docs}
+
+    async def load(self, channel_id: str, users: Iterable[str]) -> dict[str, ReadState | None]:
+        """Each user's read state in the channel; None for one never written."""
+        ids = list(dict.fromkeys(users))
+
+        async def one(user_id: str) -> ReadState | None:
+            doc = await self._reads.find_one({s.ID: s.read_id(channel_id, user_id)})
+            return None if doc is None else read_from_doc(doc)
+
+        try:
+            found = await asyncio.gather(*(one(u) for u in ids))
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return dict(zip(ids, found, strict=True))
+
+    async def save(self, channel_id: str, states: Mapping[str, ReadState]) -> None:
+        """Replace each user's document (the channel's one writer calls this)."""
+
+        async def one(user_id: str, state: ReadState) -> None:
+            await self._reads.replace_one(
+                {s.ID: s.read_id(channel_id, user_id)},
+                {
+                    s.READ_CHANNEL_ID: channel_id,
+                    s.READ_USER_ID: user_id,
+                    s.READ_SEQ: state.seq,
+                    s.READ_COUNT: state.count,
+                    s.READ_DMS: list(state.dms),
+                    s.READ_MENTIONS: list(state.mentions),
+                },
+                upsert=True,
+            )
+
+        try:
+            await asyncio.gather(*(one(u, st) for u, st in states.items()))
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+
+
+class UnreadReader:
+    """What a user has not read in some channels: their read documents (one query) and the
+    channels' heads (one lookup each)."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._heads = MongoChannelHeads(db)
+        self._reads = MongoReadStates(db)
+
+    async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
+        if not channel_ids:
+            return {}
+        heads, reads = await asyncio.gather(
+            self._heads.heads(channel_ids), self._reads.of_user(user_id)
+        )
+        return unread_all(heads, reads, user_id, channel_ids)

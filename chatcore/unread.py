@@ -1,0 +1,153 @@
+"""Read state and unread counts without scanning a channel (DESIGN 5b "Read state and mentions").
+
+The controller that owns a channel's partition counts the channel's team messages as it stores
+them (each message records the count up to itself), and keeps one read document per member: the
+last seq they read with the count there, and the seqs of the DMs to them and of the mentions of
+them since. What a member has not read is then a subtraction, minus the deleted team messages
+since (the channel's head remembers the most recent ones), plus their unread DMs.
+
+Rules (docs/api.md says them to clients):
+
+* Unread: visible, undeleted messages from others with ``seq`` above the read position; thread
+  replies count like any message. A member's own message moves their read position to it (as in
+  Slack and Mattermost), so their own messages never count.
+* Mentions: a DM to the member, or ``<@user_id>`` in a team text, counted when it is stored; an
+  edit that adds or removes a mention changes no count.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+# What one read document and one channel head keep at most: beyond, the oldest are forgotten
+# (counts then say "at least").
+MARKS_MAX = 1000
+DELETED_KEPT = 200
+# Distinct users one message may mention (more are ignored).
+MENTIONS_PER_MESSAGE_MAX = 20
+
+_MENTION_RE = re.compile(r"<@([0-9a-f]{32})>")
+
+
+def mentioned(text: str) -> list[str]:
+    """The user ids ``<@user_id>`` names in a text, in order, each once, at most 20."""
+    found: list[str] = []
+    for match in _MENTION_RE.finditer(text):
+        user = match.group(1)
+        if user not in found:
+            found.append(user)
+            if len(found) == MENTIONS_PER_MESSAGE_MAX:
+                break
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedMark:
+    """A deleted team message: unread counts since before it skip it (unless it was the
+    reader's own, which never counted)."""
+
+    seq: int
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHead:
+    """The channel's counters: team messages stored (``count``, the last one counted at
+    ``count_seq``), the last seq stored, and the most recent deleted team messages."""
+
+    count: int = 0
+    count_seq: int = 0
+    last_seq: int = 0
+    deleted: tuple[DeletedMark, ...] = ()
+
+    def with_deleted(self, mark: DeletedMark) -> ChannelHead:
+        if any(d.seq == mark.seq for d in self.deleted):
+            return self
+        return replace(self, deleted=(*self.deleted, mark)[-DELETED_KEPT:])
+
+
+def _add(marks: tuple[int, ...], seq: int) -> tuple[int, ...]:
+    if seq in marks:
+        return marks
+    return tuple(sorted((*marks, seq)))[-MARKS_MAX:]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """One member's read position in one channel and what arrived for them since."""
+
+    seq: int = 0
+    count: int = 0
+    dms: tuple[int, ...] = ()
+    mentions: tuple[int, ...] = ()
+
+    def advanced(self, seq: int, count: int) -> ReadState:
+        """Read up to ``seq`` (where the channel held ``count`` team messages); forward only."""
+        if seq <= self.seq:
+            return self
+        return ReadState(
+            seq=seq,
+            count=max(count, self.count),
+            dms=tuple(m for m in self.dms if m > seq),
+            mentions=tuple(m for m in self.mentions if m > seq),
+        )
+
+    def with_dm(self, seq: int) -> ReadState:
+        """A DM to the member at ``seq`` (also a mention)."""
+        if seq <= self.seq:
+            return self
+        return replace(self, dms=_add(self.dms, seq), mentions=_add(self.mentions, seq))
+
+    def with_mention(self, seq: int) -> ReadState:
+        if seq <= self.seq:
+            return self
+        return replace(self, mentions=_add(self.mentions, seq))
+
+    def without(self, seq: int) -> ReadState:
+        """The message at ``seq`` was deleted: it no longer counts."""
+        return replace(
+            self,
+            dms=tuple(m for m in self.dms if m != seq),
+            mentions=tuple(m for m in self.mentions if m != seq),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    count: int
+    mentions: int
+    last_read_seq: int
+
+    def public(self) -> dict[str, int]:
+        return {
+            "count": self.count,
+            "mentions": self.mentions,
+            "last_read_seq": self.last_read_seq,
+        }
+
+
+def unread(head: ChannelHead, read: ReadState, user_id: str) -> Unread:
+    """What ``user_id`` has not read in the channel."""
+    team = head.count - read.count
+    gone = sum(1 for d in head.deleted if d.seq > read.seq and d.sender != user_id)
+    return Unread(
+        count=max(0, team - gone) + len(read.dms),
+        mentions=len(read.mentions),
+        last_read_seq=read.seq,
+    )
+
+
+def unread_all(
+    heads: dict[str, ChannelHead],
+    reads: dict[str, ReadState],
+    user_id: str,
+    channels: Iterable[str],
+) -> dict[str, Unread]:
+    """``unread`` per channel (a channel without a head or a read document counts from zero)."""
+    return {
+        c: unread(heads.get(c, ChannelHead()), reads.get(c, ReadState()), user_id) for c in channels
+    }

@@ -1,0 +1,274 @@
+"""The life-cycle pass of a batch: changes, thread summaries and read state, in the log's order.
+
+After the batch's messages are stored (``batch.py``), this pass goes through the batch's records
+in consumption order and, with the messages' current state in memory:
+
+* a change record is applied to its message (``changes.apply_change``): stored as a change
+  document (the ``changes?after=`` feed) and fanned out as an ``update`` to the sockets that may
+  see the message; one that no longer applies is dropped;
+* a stored thread reply bumps its root's summary (an ``update`` with change ``thread`` at the
+  reply's seq);
+* read state moves (``chatcore.unread``): a member's own message moves their read position to it,
+  a DM is an unread DM and a mention for its recipient, ``<@id>`` in a team text a mention for a
+  member, a read marker moves its member (and tells their sockets), a delete takes its message out
+  of every count;
+
+then writes everything (change documents first, then messages, then read documents), so that a
+crash anywhere leaves the batch to be consumed again and every step to be redone idempotently:
+a change at or below a message's ``last_change`` is not applied twice, read state moves forward
+only and keeps DMs and mentions as sets of seqs. What it fans out follows each record in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from chatcore import schema as s
+from chatcore.logging import get_logger
+from chatcore.message_state import StoredMessage
+from chatcore.messages import to_datetime
+from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.unread import ChannelHead, DeletedMark, ReadState, mentioned
+from services.controller.changes import (
+    CHANGE_NAMES,
+    DELETED,
+    THREAD,
+    Outcome,
+    apply_change,
+    thread_reply,
+)
+from services.controller.lifecycle_store import Members, MessageStates, change_doc
+from services.controller.records import ChangeItem, Item, MessageItem, ReadItem
+from services.controller.registry import Routed
+
+_log = get_logger("controller.lifecycle")
+
+
+class ReadStore(Protocol):
+    """The part of ``chatcore.read_states.MongoReadStates`` the pass uses."""
+
+    async def load(self, channel_id: str, users: Iterable[str]) -> dict[str, ReadState | None]: ...
+
+    async def save(self, channel_id: str, states: Mapping[str, ReadState]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pass:
+    """What the pass builds in memory before writing."""
+
+    states: dict[str, StoredMessage]
+    dirty: dict[str, StoredMessage] = field(default_factory=dict)
+    change_docs: list[dict[str, object]] = field(default_factory=list)
+    reads: dict[str, dict[str, ReadState]] = field(default_factory=dict)
+    reads_dirty: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    extras: dict[int, list[Routed]] = field(default_factory=lambda: defaultdict(list))
+
+    def read(self, channel: str, user: str) -> ReadState:
+        return self.reads.get(channel, {}).get(user, ReadState())
+
+    def set_read(self, channel: str, user: str, state: ReadState) -> None:
+        if state != self.read(channel, user):
+            self.reads.setdefault(channel, {})[user] = state
+            self.reads_dirty[channel].add(user)
+
+
+def _update(seq: int, change: str, state: StoredMessage) -> Routed:
+    update = chat_pb2.MessageUpdate(seq=seq, change=change, message=state.to_proto())
+    return Routed.to_channel(state.channel_id, chat_pb2.Delivery(update=update))
+
+
+def _read_update(channel: str, user: str, seq: int) -> Routed:
+    read = chat_pb2.ReadUpdate(channel_id=channel, user_id=user, seq=seq)
+    return Routed.to_channel(channel, chat_pb2.Delivery(read=read))
+
+
+class LifecyclePass:
+    def __init__(self, messages: MessageStates, reads: ReadStore, members: Members) -> None:
+        self.messages = messages
+        self._messages = messages
+        self._reads = reads
+        self._members = members
+
+    async def run(
+        self,
+        items: Sequence[Item],
+        stored: Mapping[int, bool],
+        counts: Mapping[int, int],
+        buckets: Mapping[int, str],
+        heads: dict[str, ChannelHead],
+    ) -> dict[int, list[Routed]]:
+        """Apply the batch's life-cycle effects; what to fan out after each record, by index.
+
+        ``stored``: for each message index, whether it is stored (inserted now or before) and so
+        has effects; ``counts`` and ``buckets``: each record's ``n`` and history bucket; ``heads``
+        gets the deleted team messages. Raises ``Unavailable`` (retry the batch).
+        """
+        if not any(isinstance(i, ChangeItem | ReadItem) for i in items) and not any(
+            stored.values()
+        ):
+            return {}
+        wanted_ids = [i.change.message_id for i in items if isinstance(i, ChangeItem)]
+        wanted_ids += [
+            i.message.thread_id
+            for n, i in enumerate(items)
+            if isinstance(i, MessageItem) and i.message.thread_id and stored.get(n)
+        ]
+        states = await self._messages.by_id(wanted_ids) if wanted_ids else {}
+        work = _Pass(states=dict(states))
+        mentions = await self._member_mentions(items, stored, states)
+        await self._load_reads(work, items, stored, mentions)
+
+        for index, item in enumerate(items):
+            if isinstance(item, MessageItem) and stored.get(index):
+                self._message(work, index, item, counts[index], buckets.get(index, ""), mentions)
+            elif isinstance(item, ChangeItem):
+                self._change(work, index, item, counts.get(index, 0), buckets.get(index, ""), heads)
+            elif isinstance(item, ReadItem):
+                m = item.marker
+                work.set_read(
+                    m.channel_id,
+                    m.user_id,
+                    work.read(m.channel_id, m.user_id).advanced(m.seq, m.count),
+                )
+                if not m.joined:
+                    work.extras[index].append(_read_update(m.channel_id, m.user_id, m.seq))
+
+        await self._messages.insert_changes(work.change_docs)
+        await self._messages.save(list(work.dirty.values()))
+        await asyncio.gather(
+            *(
+                self._reads.save(channel, {u: work.reads[channel][u] for u in users})
+                for channel, users in work.reads_dirty.items()
+                if users
+            )
+        )
+        return dict(work.extras)
+
+    async def _member_mentions(
+        self, items: Sequence[Item], stored: Mapping[int, bool], states: Mapping[str, StoredMessage]
+    ) -> dict[tuple[str, str], bool]:
+        """Whether each (channel, user) a team text names is a member (mentions of others are
+        ignored: they must not start a read state in a team the user is not in)."""
+        asked: set[tuple[str, str]] = set()
+        for index, item in enumerate(items):
+            if isinstance(item, MessageItem) and stored.get(index):
+                m = item.message
+                if m.to == s.BROADCAST and m.type == chat_pb2.MESSAGE_TYPE_TEXT:
+                    asked.update((m.channel_id, u) for u in mentioned(m.data) if u != m.sender)
+            elif isinstance(item, ChangeItem) and item.change.kind == chat_pb2.CHANGE_KIND_DELETE:
+                state = states.get(item.change.message_id)
+                if state is not None and state.is_broadcast and state.type == s.TEXT:
+                    asked.update((state.channel_id, u) for u in mentioned(state.data))
+        pairs = sorted(asked)
+        answers = await asyncio.gather(*(self._members.is_member(c, u) for c, u in pairs))
+        return dict(zip(pairs, answers, strict=True))
+
+    async def _load_reads(
+        self,
+        work: _Pass,
+        items: Sequence[Item],
+        stored: Mapping[int, bool],
+        mentions: Mapping[tuple[str, str], bool],
+    ) -> None:
+        users: dict[str, set[str]] = defaultdict(set)
+        for (channel, user), member in mentions.items():
+            if member:
+                users[channel].add(user)
+        for index, item in enumerate(items):
+            if isinstance(item, MessageItem) and stored.get(index):
+                m = item.message
+                users[m.channel_id].add(m.sender)
+                if m.to != s.BROADCAST:
+                    users[m.channel_id].add(m.to)
+            elif isinstance(item, ReadItem):
+                users[item.marker.channel_id].add(item.marker.user_id)
+            elif isinstance(item, ChangeItem) and item.change.kind == chat_pb2.CHANGE_KIND_DELETE:
+                state = work.states.get(item.change.message_id)
+                if state is not None and not state.is_broadcast:
+                    users[state.channel_id].add(state.to)
+        channels = sorted(users)
+        loaded = await asyncio.gather(*(self._reads.load(c, sorted(users[c])) for c in channels))
+        for channel, found in zip(channels, loaded, strict=True):
+            work.reads[channel] = {u: st for u, st in found.items() if st is not None}
+
+    def _message(
+        self,
+        work: _Pass,
+        index: int,
+        item: MessageItem,
+        count: int,
+        bucket: str,
+        mentions: Mapping[tuple[str, str], bool],
+    ) -> None:
+        m, seq = item.message, item.record.offset
+        channel = m.channel_id
+        work.set_read(channel, m.sender, work.read(channel, m.sender).advanced(seq, count))
+        if m.to != s.BROADCAST:
+            if m.to != m.sender:
+                work.set_read(channel, m.to, work.read(channel, m.to).with_dm(seq))
+        elif m.type == chat_pb2.MESSAGE_TYPE_TEXT:
+            for user in mentioned(m.data):
+                if user != m.sender and mentions.get((channel, user)):
+                    work.set_read(channel, user, work.read(channel, user).with_mention(seq))
+        if m.thread_id:
+            result = thread_reply(work.states.get(m.thread_id), seq, to_datetime(m.ts_ms))
+            if result.outcome is Outcome.APPLIED and result.state is not None:
+                self._changed(work, result.state, THREAD, seq, bucket, count)
+                work.extras[index].append(_update(seq, THREAD, result.state))
+            elif result.outcome is Outcome.ALREADY and result.state is not None:
+                work.extras[index].append(_update(seq, THREAD, result.state))
+
+    def _change(
+        self,
+        work: _Pass,
+        index: int,
+        item: ChangeItem,
+        count: int,
+        bucket: str,
+        heads: dict[str, ChannelHead],
+    ) -> None:
+        change, seq = item.change, item.record.offset
+        name = CHANGE_NAMES[change.kind]
+        before = work.states.get(change.message_id)
+        result = apply_change(before, change, seq)
+        if result.outcome is Outcome.DROPPED or result.state is None:
+            if logging.getLogger("controller.lifecycle").isEnabledFor(logging.DEBUG):
+                _log.debug(
+                    "change_dropped",
+                    channel_id=change.channel_id,
+                    seq=seq,
+                    message_id=change.message_id,
+                    reason=result.reason,
+                )
+            return
+        state = result.state
+        if result.outcome is Outcome.APPLIED:
+            self._changed(work, state, name, seq, bucket, count)
+            if name == DELETED and before is not None:
+                self._forget(work, before, heads)
+        work.extras[index].append(_update(seq, name, state))
+
+    def _changed(
+        self, work: _Pass, state: StoredMessage, change: str, seq: int, bucket: str, count: int
+    ) -> None:
+        work.states[state.id] = state
+        work.dirty[state.id] = state
+        work.change_docs.append(change_doc(change, seq, bucket, count, state))
+
+    def _forget(self, work: _Pass, message: StoredMessage, heads: dict[str, ChannelHead]) -> None:
+        """A deleted message stops counting: as a team message, a DM, and a mention."""
+        channel = message.channel_id
+        if message.is_broadcast:
+            head = heads.get(channel, ChannelHead())
+            heads[channel] = head.with_deleted(DeletedMark(message.seq, message.sender))
+            users = mentioned(message.data) if message.type == s.TEXT else []
+        else:
+            users = [message.to]
+        for user in users:
+            if user in work.reads.get(channel, {}):
+                work.set_read(channel, user, work.read(channel, user).without(message.seq))

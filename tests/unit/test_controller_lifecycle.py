@@ -1,0 +1,201 @@
+"""The controller's life-cycle pass over in-memory stores: changes, threads and read state are
+applied once, in the channel's order, and fanned out to the right sockets (DESIGN 5b)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.unread import ChannelHead, ReadState, unread
+from services.controller.batch import Outcome
+from services.controller.metrics import ControllerMetrics
+from tests.unit.controller_fakes import (
+    FakeKafkaRecord,
+    Processing,
+    as_record,
+    change_record,
+    chat_message,
+    make_processor,
+    message_record,
+    read_record,
+)
+from tests.unit.controller_fakes import (
+    FakeKafkaRecord as _Record,
+)
+
+T = "t" * 32
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+EDIT, DELETE = chat_pb2.CHANGE_KIND_EDIT, chat_pb2.CHANGE_KIND_DELETE
+ADD, REMOVE = chat_pb2.CHANGE_KIND_REACTION_ADD, chat_pb2.CHANGE_KIND_REACTION_REMOVE
+
+
+def _setup() -> Processing:
+    processing = make_processor(ControllerMetrics.create(CollectorRegistry()), bucket_size=4)
+    processing.members.members.update({(T, A), (T, B), (T, C)})
+    return processing
+
+
+async def _run(p: Processing, records: list[FakeKafkaRecord]) -> Outcome:
+    return await p.processor.persist(p.processor.prepare([as_record(r) for r in records]))
+
+
+def _kinds(outcome: Outcome) -> list[str]:
+    return [str(r.delivery.WhichOneof("payload")) for r in outcome.routed]
+
+
+def _updates(outcome: Outcome) -> list[chat_pb2.MessageUpdate]:
+    return [r.delivery.update for r in outcome.routed if r.delivery.HasField("update")]
+
+
+def _msg(offset: int, msg_id: str, **kw: str) -> _Record:
+    return message_record(chat_message(T, msg_id=msg_id, **kw), offset=offset)
+
+
+def _doc(p: Processing, msg_id: str) -> dict[str, object]:
+    return next(d for d in p.store.docs if d["id"] == msg_id)
+
+
+async def test_an_edit_is_stored_as_a_change_and_fanned_out_after_its_message() -> None:
+    """A message and its edit in one batch: stored, the change document written, and the update
+    follows the message in the fan-out with the new text and edited_ts."""
+    p = _setup()
+    outcome = await _run(
+        p, [_msg(10, "m1", sender=A), change_record(T, "m1", EDIT, offset=11, actor=A, data="v2")]
+    )
+    assert _kinds(outcome) == ["message", "update"]
+    update = _updates(outcome)[0]
+    assert (update.seq, update.change) == (11, "edited")
+    assert update.message.message.data == "v2"
+    assert update.message.edited_ts_ms == 1_700_000_060_000
+    assert _doc(p, "m1")["data"] == "v2"
+    assert list(p.states.changes) == [f"{T}:11:edited"]
+
+
+async def test_a_change_consumed_twice_is_applied_once_and_fanned_out_again() -> None:
+    """Redelivery after a crash: the reaction is not added twice, the update goes out again."""
+    p = _setup()
+    await _run(p, [_msg(10, "m1", sender=A)])
+    react = change_record(T, "m1", ADD, offset=11, actor=B, emoji="👍")
+    first = await _run(p, [react])
+    again = await _run(p, [react])
+    for outcome in (first, again):
+        (update,) = _updates(outcome)
+        assert [(r.emoji, r.count, list(r.users)) for r in update.message.reactions] == [
+            ("👍", 1, [B])
+        ]
+    assert _doc(p, "m1")["reactions"] == [{"emoji": "👍", "users": [B]}]
+
+
+async def test_a_change_that_no_longer_applies_is_dropped_and_not_fanned_out() -> None:
+    """An edit after a delete is neither stored nor delivered."""
+    p = _setup()
+    outcome = await _run(
+        p,
+        [
+            _msg(10, "m1", sender=A),
+            change_record(T, "m1", DELETE, offset=11, actor=A),
+            change_record(T, "m1", EDIT, offset=12, actor=A, data="too late"),
+        ],
+    )
+    assert [u.change for u in _updates(outcome)] == ["deleted"]
+    doc = _doc(p, "m1")
+    assert (doc["data"], doc["deleted"]) == ("", True)
+    assert sorted(p.states.changes) == [f"{T}:11:deleted"]
+
+
+async def test_a_dm_change_goes_to_the_dm_s_two_people_only() -> None:
+    """The update carries the DM's to and from, which is what the relay routes by."""
+    p = _setup()
+    outcome = await _run(
+        p,
+        [
+            _msg(10, "d1", sender=A, to=B),
+            change_record(T, "d1", ADD, offset=11, actor=B, emoji=":ok:"),
+        ],
+    )
+    (update,) = _updates(outcome)
+    assert (update.message.message.to, update.message.message.sender) == (B, A)
+
+
+async def test_a_reply_bumps_its_root_s_thread_at_the_reply_s_seq_once() -> None:
+    """The root's thread summary counts each stored reply once, even when the reply's batch is
+    consumed again."""
+    p = _setup()
+    await _run(p, [_msg(10, "root", sender=A)])
+    reply = chat_message(T, msg_id="r1", sender=B)
+    reply.thread_id = "root"
+    batch = [message_record(reply, offset=11)]
+    first = await _run(p, batch)
+    again = await _run(p, batch)
+    assert _kinds(first) == ["message", "update"]
+    (update,) = _updates(first)
+    assert (update.seq, update.change, update.message.thread.replies) == (11, "thread", 1)
+    assert _updates(again)[0].message.thread.replies == 1
+    assert _doc(p, "root")["thread"] == {"replies": 1, "last_reply_ts": _doc(p, "r1")["ts"]}
+
+
+async def test_unread_counts_others_messages_dms_and_mentions_and_skips_own() -> None:
+    """Three team messages (one mentions C), a DM to C and C's own message: C's read position
+    moves to their own message, so only what came after counts."""
+    p = _setup()
+    await _run(
+        p,
+        [
+            _msg(10, "m1", sender=A),
+            _msg(11, "m2", sender=C),  # C posts: C has read up to here
+            _msg(12, "m3", sender=A, text=f"hey <@{C}>"),
+            _msg(13, "d1", sender=B, to=C),
+            _msg(14, "m4", sender=B),
+        ],
+    )
+    head = p.heads.counters[T]
+    read = p.reads.states[(T, C)]
+    assert (head.count, read.seq, read.count) == (4, 11, 2)
+    assert unread(head, read, C).count == 3  # m3, d1, m4
+    assert unread(head, read, C).mentions == 2  # m3 names C, d1 is a DM to C
+    assert (T, A) in p.reads.states  # A's own messages moved A's position too
+
+
+async def test_a_read_marker_moves_the_position_forward_and_tells_the_member_s_sockets() -> None:
+    """A marker below the position changes nothing; a joined marker is not announced."""
+    p = _setup()
+    await _run(p, [_msg(10, "m1", sender=A), _msg(11, "d1", sender=A, to=B)])
+    outcome = await _run(p, [read_record(T, B, 11, 1, offset=12)])
+    assert _kinds(outcome) == ["read"]
+    assert (outcome.routed[0].delivery.read.user_id, outcome.routed[0].delivery.read.seq) == (B, 11)
+    assert p.reads.states[(T, B)] == ReadState(seq=11, count=1)
+    await _run(p, [read_record(T, B, 5, 0, offset=13)])
+    assert p.reads.states[(T, B)].seq == 11
+    joined = await _run(p, [read_record(T, C, 11, 1, offset=14, joined=True)])
+    assert _kinds(joined) == []
+    assert p.reads.states[(T, C)].seq == 11
+
+
+async def test_deleting_messages_takes_them_out_of_every_count() -> None:
+    """A deleted team message no longer counts as unread; a deleted DM no longer counts as
+    unread or as a mention."""
+    p = _setup()
+    await _run(
+        p,
+        [
+            _msg(10, "m0", sender=C),
+            _msg(11, "m1", sender=A),
+            _msg(12, "d1", sender=A, to=C),
+            change_record(T, "m1", DELETE, offset=13, actor=A),
+            change_record(T, "d1", DELETE, offset=14, actor=A),
+        ],
+    )
+    head, read = p.heads.counters[T], p.reads.states[(T, C)]
+    assert unread(head, read, C).count == 0
+    assert unread(head, read, C).mentions == 0
+    assert head == ChannelHead(count=2, count_seq=11, last_seq=14, deleted=head.deleted)
+    assert [d.seq for d in head.deleted] == [11]
+
+
+async def test_unknown_record_kinds_are_dead_lettered_and_the_batch_goes_on() -> None:
+    """A record kind this controller does not know goes to the DLQ; the rest is processed."""
+    p = _setup()
+    odd = FakeKafkaRecord("chat.messages.v1", 0, 11, T.encode(), b"x", (("kind", b"poll"),))
+    outcome = await _run(p, [_msg(10, "m1", sender=A), odd])
+    assert outcome.dead_letters == 1
+    assert _kinds(outcome) == ["message"]
