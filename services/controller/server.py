@@ -156,7 +156,7 @@ async def start(
         await producer.start()
         stack.push_async_callback(producer.stop)
         processor = BatchProcessor(
-            store=MongoMessageStore(db),
+            store=MongoMessageStore(db, parallel=settings.controller_insert_parallel),
             buckets=BucketAllocator(MongoChannelHeads(db)),
             heads=MongoChannelHeads(db),
             lifecycle=LifecyclePass(MongoMessageStates(db), MongoReadStates(db), MongoMembers(db)),
