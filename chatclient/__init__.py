@@ -7,12 +7,22 @@ async with await ChatClient.connect("ws://127.0.0.1:8080/v1/ws", session.access_
     ack = await chat.send(team_id, "hello")
     event = await chat.receive()
 
-``ChatClient`` is the bare socket. ``SyncedClient`` follows the whole contract (resume after
-``hello``, on ``resync`` and after reconnects, dedupe by id) and keeps a gap-free ``Timeline``.
+``ChatClient`` is the bare socket. ``SyncedClient`` follows the whole contract (resume through
+the changes feed after ``hello``, on ``resync`` and after reconnects, dedupe) and keeps a gap-free
+``Timeline`` with edits, deletes, reactions and threads applied; ``chatclient.http`` has the REST
+calls (edit, delete, react, mark_read, presence, thread, changes).
 """
 
 from chatclient.client import Ack, ChatClient, SendFailed
-from chatclient.http import ApiError, AuthSession, history, history_page, login, register
+from chatclient.http import (
+    ApiError,
+    AuthSession,
+    changes_page,
+    history,
+    history_page,
+    login,
+    register,
+)
 from chatclient.synced import SyncedClient
 from chatclient.timeline import Timeline
 
@@ -24,6 +34,7 @@ __all__ = [
     "SendFailed",
     "SyncedClient",
     "Timeline",
+    "changes_page",
     "history",
     "history_page",
     "login",

@@ -104,14 +104,18 @@ class ChatClient:
         to: str = "*",
         type: str = "text",
         client_msg_id: str | None = None,
+        thread_id: str | None = None,
         timeout: float = 10.0,
     ) -> Ack:
-        """Send a message and wait for its ack (``SendFailed`` on an error frame)."""
+        """Send a message (a thread reply with ``thread_id``: the root's id, with the root's
+        ``to``) and wait for its ack (``SendFailed`` on an error frame)."""
         cmid = client_msg_id or uuid.uuid4().hex
         fut: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         self._pending[cmid] = fut
         frame = {"channel_id": channel_id, "to": to, "type": type, "data": data}
         frame["client_msg_id"] = cmid
+        if thread_id is not None:
+            frame["thread_id"] = thread_id
         await self.conn.send(json.dumps(frame))
         return await asyncio.wait_for(fut, timeout)
 

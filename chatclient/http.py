@@ -1,9 +1,11 @@
-"""The REST calls a chat client needs: register, log in, and page through history."""
+"""The REST calls a chat client needs: register, log in, page through history and the changes
+feed, and change messages (edit, delete, react), read positions and presence (DESIGN 5b)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -101,3 +103,72 @@ async def history(
         if not meta.get("has_more") or not page:
             return messages
         cursor = int(page[-1]["seq"])
+
+
+async def changes_page(
+    base_url: str, token: str, team_id: str, *, after: int, limit: int = 200
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One page of the team's log after ``after``: ``[{seq, change, message}]`` and ``meta``."""
+    body = await _call(
+        "GET", f"{base_url}/v1/teams/{team_id}/changes?after={after}&limit={limit}", token=token
+    )
+    return list(body["data"]), dict(body.get("meta", {}))
+
+
+async def thread(
+    base_url: str, token: str, team_id: str, root_id: str, *, after: int = 0
+) -> list[dict[str, Any]]:
+    """Every reply of a thread the caller may see, ascending."""
+    replies: list[dict[str, Any]] = []
+    while True:
+        body = await _call(
+            "GET",
+            f"{base_url}/v1/teams/{team_id}/messages/{root_id}/thread?after={after}&limit=200",
+            token=token,
+        )
+        replies.extend(body["data"])
+        if not body["meta"]["has_more"] or not body["data"]:
+            return replies
+        after = int(body["meta"]["next_cursor"])
+
+
+async def edit(
+    base_url: str, token: str, team_id: str, message_id: str, data: str
+) -> dict[str, Any]:
+    """The message as the edit makes it (once Kafka has the edit)."""
+    body = await _call(
+        "PATCH",
+        f"{base_url}/v1/teams/{team_id}/messages/{message_id}",
+        json={"data": data},
+        token=token,
+    )
+    return dict(body["data"])
+
+
+async def delete(base_url: str, token: str, team_id: str, message_id: str) -> None:
+    await _call("DELETE", f"{base_url}/v1/teams/{team_id}/messages/{message_id}", token=token)
+
+
+async def react(
+    base_url: str, token: str, team_id: str, message_id: str, emoji: str, *, add: bool = True
+) -> None:
+    """Add (or, with ``add=False``, take back) the caller's reaction; idempotent."""
+    path = f"/v1/teams/{team_id}/messages/{message_id}/reactions/{quote(emoji, safe='')}"
+    await _call("PUT" if add else "DELETE", f"{base_url}{path}", token=token)
+
+
+async def mark_read(base_url: str, token: str, team_id: str, seq: int) -> None:
+    """Move the caller's read position to ``seq`` (forward only)."""
+    await _call("PUT", f"{base_url}/v1/teams/{team_id}/read", json={"seq": seq}, token=token)
+
+
+async def presence(base_url: str, token: str, team_id: str) -> list[dict[str, Any]]:
+    """``[{user_id, status, last_seen}]`` for the team's members."""
+    body = await _call("GET", f"{base_url}/v1/teams/{team_id}/presence", token=token)
+    return list(body["data"])
+
+
+async def team(base_url: str, token: str, team_id: str) -> dict[str, Any]:
+    """The team, with the caller's ``unread``."""
+    body = await _call("GET", f"{base_url}/v1/teams/{team_id}", token=token)
+    return dict(body["data"])

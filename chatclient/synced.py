@@ -1,10 +1,13 @@
 """A client that follows the contract end to end: the way to keep a gap-free view.
 
 ``SyncedClient`` holds a socket and a ``Timeline``. After every ``hello`` it resumes each channel
-from its cursor through the REST history; on ``resync`` it resumes again; on ``membership added``
-it starts the new channel; when the socket drops (relay restart 1012, overload 1013, network) it
-reconnects with backoff and jitter and resumes. Live frames that arrive during a resume are
-buffered by the timeline and merged by id, so nothing is shown twice and nothing is missing.
+from its cursor through the changes feed (``changes?after=``, which carries edits, deletes,
+reactions and thread summaries with the messages; a channel with no cursor yet starts from its
+latest history page); on ``resync`` it resumes again; on ``membership added`` it starts the new
+channel; when the socket drops (relay restart 1012, overload 1013, network) it reconnects with
+backoff and jitter and resumes. Live frames that arrive during a resume are buffered by the
+timeline and merged, so nothing is shown twice and nothing is missing. ``read`` and ``presence``
+frames are kept as they come (``reads``, ``presence``): they never move a cursor.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 from websockets.exceptions import WebSocketException
 
+from chatclient import http
 from chatclient.client import Ack, ChatClient
-from chatclient.http import ApiError, history_page
+from chatclient.http import ApiError, changes_page, history_page
 from chatclient.timeline import Timeline
 
 PAGE = 200
@@ -43,6 +47,10 @@ class SyncedClient:
         self.timeline = Timeline()
         self.client: ChatClient | None = None
         self.hellos: list[dict[str, Any]] = []
+        # The user's read position per channel, as the last read frame said.
+        self.reads: dict[str, int] = {}
+        # (channel, user) -> "online" | "offline", as presence frames said.
+        self.presence: dict[tuple[str, str], str] = {}
         self.resyncs = 0
         self.reconnects = 0
         self._channels: set[str] = set()
@@ -67,6 +75,31 @@ class SyncedClient:
     async def send(self, channel_id: str, data: str, **kwargs: Any) -> Ack:
         assert self.client is not None
         return await self.client.send(channel_id, data, **kwargs)
+
+    async def reply(self, channel_id: str, root: Mapping[str, Any], data: str) -> Ack:
+        """A reply in ``root``'s thread, to the root's people (a DM thread stays a DM)."""
+        me = self.hellos[-1]["user_id"] if self.hellos else ""
+        to = root["to"] if root["to"] == "*" or root["from"] == me else root["from"]
+        return await self.send(
+            channel_id, data, to=to, thread_id=root.get("thread_id") or root["id"]
+        )
+
+    async def edit(self, channel_id: str, message_id: str, data: str) -> dict[str, Any]:
+        return await http.edit(self._api_url, self._token, channel_id, message_id, data)
+
+    async def delete(self, channel_id: str, message_id: str) -> None:
+        await http.delete(self._api_url, self._token, channel_id, message_id)
+
+    async def react(
+        self, channel_id: str, message_id: str, emoji: str, *, add: bool = True
+    ) -> None:
+        await http.react(self._api_url, self._token, channel_id, message_id, emoji, add=add)
+
+    async def mark_read(self, channel_id: str, seq: int | None = None) -> None:
+        """Read up to ``seq`` (default: the channel's cursor, i.e. everything held)."""
+        at = self.timeline.cursor(channel_id) if seq is None else seq
+        if at is not None:
+            await http.mark_read(self._api_url, self._token, channel_id, at)
 
     # -- the pump --
 
@@ -128,6 +161,13 @@ class SyncedClient:
             self._resume(channel)
         elif kind == "membership" and frame.get("event") == "removed":
             self._channels.discard(str(frame.get("channel_id")))
+        elif kind == "read":
+            channel = str(frame["channel_id"])
+            self.reads[channel] = max(self.reads.get(channel, 0), int(frame["seq"]))
+            self._notify()
+        elif kind == "presence":
+            self.presence[(str(frame["channel_id"]), str(frame["user_id"]))] = str(frame["status"])
+            self._notify()
         elif self.timeline.live(frame):
             self._notify()
 
@@ -154,16 +194,20 @@ class SyncedClient:
 
     async def _page_through(self, channel: str) -> None:
         cursor = self.timeline.begin_resume(channel)
-        while True:
-            page, meta = await history_page(
-                self._api_url, self._token, channel, after=cursor, limit=PAGE
-            )
-            self.timeline.apply_page(channel, page)
-            # Without a cursor the latest page is the starting point; older history is for
+        if cursor is None:
+            # No cursor yet: the latest page is the starting point; older history is for
             # scrolling back, not for resuming.
-            if cursor is None or not meta.get("has_more") or not page:
-                break
-            cursor = int(page[-1]["seq"])
+            page, _meta = await history_page(self._api_url, self._token, channel, limit=PAGE)
+            self.timeline.apply_page(channel, page)
+        else:
+            while True:
+                entries, meta = await changes_page(
+                    self._api_url, self._token, channel, after=cursor, limit=PAGE
+                )
+                self.timeline.apply_changes(channel, entries)
+                if not meta.get("has_more") or not entries:
+                    break
+                cursor = int(meta["next_cursor"])
         self.timeline.end_resume(channel)
         self._notify()
 

@@ -1,13 +1,16 @@
-"""A client's view of its channels, kept gap-free by the contract's rules (DESIGN section 4).
+"""A client's view of its channels, kept gap-free by the contract's rules (DESIGN sections 4, 5b).
 
 Pure state, no I/O. Per channel:
 
-* the **cursor** is the highest ``seq`` of the message frames applied in order; ``ack`` and other
-  frames never move it;
-* a **resume** (after ``hello``, a ``resync`` or a reconnect) pages history after the cursor; live
-  frames that arrive meanwhile are buffered, and the cursor moves only as pages are applied;
-  when the last page is in, the buffer is applied, deduplicated by message ``id``;
-* every message is applied once: a message already held (same ``id``) is never applied again.
+* the **cursor** is the highest ``seq`` of the message and ``update`` frames applied in order;
+  ``ack``, ``read`` and other frames never move it;
+* a **resume** (after ``hello``, a ``resync`` or a reconnect) pages the channel's log after the
+  cursor (``changes?after=``: creations and changes alike); live frames that arrive meanwhile are
+  buffered, and the cursor moves only as pages are applied; when the last page is in, the buffer
+  is applied in seq order, deduplicated;
+* every entry is applied once: a message already held (same ``id``) is not created again, and a
+  change already applied (same seq, change and message) is not applied again. A change carries the
+  whole message as it left it; it replaces the held message unless that one is already newer.
 
 ``SyncedClient`` in ``chatclient.synced`` drives this over a real socket and the REST API.
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MESSAGE_TYPES = frozenset({"text", "image", "video", "audio", "file"})
+CREATED = "created"
 
 Message = Mapping[str, Any]
 
@@ -28,12 +32,37 @@ def is_message(frame: Mapping[str, Any]) -> bool:
     return frame.get("type") in MESSAGE_TYPES
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry of a channel's log: a message created, or a change (the message after it)."""
+
+    seq: int
+    change: str
+    message: Message
+
+    @classmethod
+    def of_frame(cls, frame: Message) -> Entry | None:
+        """The entry a live frame stands for (None for frames that are no entry)."""
+        if is_message(frame):
+            return cls(int(frame["seq"]), CREATED, frame)
+        if frame.get("type") == "update":
+            return cls(int(frame["seq"]), str(frame["change"]), frame["message"])
+        return None
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        return (self.seq, self.change, str(self.message["id"]))
+
+
 @dataclass(slots=True)
 class _Channel:
     cursor: int | None = None
     by_id: dict[str, Message] = field(default_factory=dict)
+    # The seq of the entry each held message was last set from.
+    version: dict[str, int] = field(default_factory=dict)
+    applied: set[tuple[int, str, str]] = field(default_factory=set)
     resuming: bool = False
-    buffered: list[Message] = field(default_factory=list)
+    buffered: list[Entry] = field(default_factory=list)
 
 
 class Timeline:
@@ -54,30 +83,42 @@ class Timeline:
         return self._channel(channel_id).cursor
 
     def messages(self, channel_id: str) -> list[Message]:
-        """What the user sees in the channel, in seq order."""
+        """What the user sees in the channel, in seq order (changes applied)."""
         return sorted(self._channel(channel_id).by_id.values(), key=lambda m: int(m["seq"]))
+
+    def message(self, channel_id: str, message_id: str) -> Message | None:
+        return self._channel(channel_id).by_id.get(message_id)
 
     def resuming(self, channel_id: str) -> bool:
         return self._channel(channel_id).resuming
 
-    def _apply(self, channel: _Channel, message: Message) -> bool:
-        seq = int(message["seq"])
-        if channel.cursor is None or seq > channel.cursor:
-            channel.cursor = seq
-        if message["id"] in channel.by_id:
+    def _apply(self, channel: _Channel, entry: Entry) -> bool:
+        if channel.cursor is None or entry.seq > channel.cursor:
+            channel.cursor = entry.seq
+        if entry.key in channel.applied:
             return False
-        channel.by_id[str(message["id"])] = message
+        channel.applied.add(entry.key)
+        message_id = str(entry.message["id"])
+        held = channel.version.get(message_id)
+        if entry.change == CREATED and held is not None:
+            return False  # already held (live, then in a page): never applied twice
+        if held is not None and held > entry.seq:
+            return False  # the held state is newer (a page overlapping what came live)
+        channel.by_id[message_id] = entry.message
+        channel.version[message_id] = entry.seq
         return True
 
-    def live(self, frame: Message) -> list[Message]:
-        """A message frame from the socket: applied now (and returned if new), or buffered."""
-        if not is_message(frame):
+    def live(self, frame: Message) -> list[Entry]:
+        """A frame from the socket: applied now (returned if it changed something), or buffered
+        during a resume. Frames that are no entry of the log are ignored."""
+        entry = Entry.of_frame(frame)
+        if entry is None:
             return []
-        channel = self._channel(str(frame["channel_id"]))
+        channel = self._channel(str(entry.message["channel_id"]))
         if channel.resuming:
-            channel.buffered.append(frame)
+            channel.buffered.append(entry)
             return []
-        return [frame] if self._apply(channel, frame) else []
+        return [entry] if self._apply(channel, entry) else []
 
     def begin_resume(self, channel_id: str) -> int | None:
         """Start a resume: live frames are buffered from now; returns the cursor to page after.
@@ -89,14 +130,22 @@ class Timeline:
         channel.resuming = True
         return channel.cursor
 
-    def apply_page(self, channel_id: str, page: Iterable[Message]) -> list[Message]:
-        """One history page, ascending: applied in order; returns what was new."""
+    def apply_page(self, channel_id: str, page: Iterable[Message]) -> list[Entry]:
+        """One history page (messages, ascending): applied in order; returns what was new."""
         channel = self._channel(channel_id)
-        return [m for m in page if self._apply(channel, m)]
+        entries = [Entry(int(m["seq"]), CREATED, m) for m in page]
+        return [e for e in entries if self._apply(channel, e)]
 
-    def end_resume(self, channel_id: str) -> list[Message]:
-        """The last page is in: apply what arrived live meanwhile (deduplicated by id)."""
+    def apply_changes(self, channel_id: str, page: Iterable[Message]) -> list[Entry]:
+        """One page of the changes feed (``[{seq, change, message}]``, ascending), in order."""
+        channel = self._channel(channel_id)
+        entries = [Entry(int(e["seq"]), str(e["change"]), e["message"]) for e in page]
+        return [e for e in entries if self._apply(channel, e)]
+
+    def end_resume(self, channel_id: str) -> list[Entry]:
+        """The last page is in: apply what arrived live meanwhile, in seq order, deduplicated."""
         channel = self._channel(channel_id)
         channel.resuming = False
         buffered, channel.buffered = channel.buffered, []
-        return [m for m in sorted(buffered, key=lambda m: int(m["seq"])) if self._apply(channel, m)]
+        buffered.sort(key=lambda e: (e.seq, e.change != CREATED))
+        return [e for e in buffered if self._apply(channel, e)]

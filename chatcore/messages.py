@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from chatcore import schema
 from chatcore.errors import InvalidInput
 from chatcore.proto.chat.v1 import chat_pb2
 
@@ -46,7 +47,18 @@ def automatic_relay_id(hostname: str, port: int) -> str:
 
 MAX_TEXT_CHARS = 4000
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; text may hold newline and tab.
-_TEXT_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_TEXT_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
+_TEXT_CONTROL = re.compile(f"[{_TEXT_CONTROL_CHARS}]")
+# A lone UTF-16 surrogate can come out of JSON's \u escapes but is no character: no store takes it.
+_SURROGATES = "\ud800-\udfff"
+_SURROGATE = re.compile(f"[{_SURROGATES}]")
+# The same rule as one regular expression (declared in docs/openapi.json for edits): at least one
+# character that is neither whitespace nor control, and no control character but tab and newline.
+TEXT_PATTERN = (
+    f"^[^{_TEXT_CONTROL_CHARS}{_SURROGATES}]*"
+    f"[^{schema.CONTROL}{schema.SPACE}{_SURROGATES}]"
+    f"[^{_TEXT_CONTROL_CHARS}{_SURROGATES}]*$"
+)
 
 
 def text_problem(data: str) -> str | None:
@@ -57,6 +69,8 @@ def text_problem(data: str) -> str | None:
         return f"text exceeds {MAX_TEXT_CHARS} characters"
     if _TEXT_CONTROL.search(data):
         return "text contains control characters"
+    if _SURROGATE.search(data):
+        return "text is not valid Unicode"
     return None
 
 

@@ -176,5 +176,7 @@ PENDING: Final = "pending"
 READY: Final = "ready"
 REJECTED: Final = "rejected"
 ATTACHMENT_STATUSES: Final = (PENDING, READY, REJECTED)
+# The message carrying it was deleted: its bytes are gone and it answers 404 to everyone.
+WITHDRAWN: Final = "withdrawn"
 # Message types an attachment may be sent as.
 ATTACHMENT_KINDS: Final = ("image", "video", "audio", "file")

@@ -133,12 +133,15 @@ class ManagementApi:
         caller = await self._writer(request)
         draft = parse_new_team(await self._body(request))
         team = await self._teams.create(draft, creator=caller)
-        return ok(team.public(), status=201)
+        return ok(await self._team_json(team, caller), status=201)
 
     async def _with_unread(self, teams: list[Team], caller: str) -> list[dict[str, Any]]:
         """Team objects with the caller's ``unread`` (DESIGN 5b)."""
         counts = await self._unread.unread(caller, [t.id for t in teams])
         return [{**t.public(), "unread": counts[t.id].public()} for t in teams]
+
+    async def _team_json(self, team: Team, caller: str) -> dict[str, Any]:
+        return (await self._with_unread([team], caller))[0]
 
     async def list_mine(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
@@ -151,13 +154,14 @@ class ManagementApi:
     async def get(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         team = await self._teams.get(self._team_id(request), caller=caller)
-        return ok((await self._with_unread([team], caller))[0])
+        return ok(await self._team_json(team, caller))
 
     async def update(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)
         team_id = self._team_id(request)
         changes = parse_team_changes(await self._body(request))
-        return ok((await self._teams.update(team_id, changes, caller=caller)).public())
+        team = await self._teams.update(team_id, changes, caller=caller)
+        return ok(await self._team_json(team, caller))
 
     async def add_member(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)
@@ -166,28 +170,32 @@ class ManagementApi:
         # Forwarded to the auth service's users API, which checks it again.
         bearer = bearer_token(request.headers.get("Authorization"), None)
         team = await self._teams.add_member(team_id, ref, caller=caller, bearer=bearer)
-        return ok(team.public(), status=201)
+        return ok(await self._team_json(team, caller), status=201)
 
     async def remove_member(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)
         team_id, user_id = self._team_id(request), self._user_id(request)
-        return ok((await self._teams.remove_member(team_id, user_id, caller=caller)).public())
+        team = await self._teams.remove_member(team_id, user_id, caller=caller)
+        return ok(await self._team_json(team, caller))
 
     async def elect_admin(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)
         team_id, user_id = self._team_id(request), self._user_id(request)
-        return ok((await self._teams.elect_admin(team_id, user_id, caller=caller)).public())
+        team = await self._teams.elect_admin(team_id, user_id, caller=caller)
+        return ok(await self._team_json(team, caller))
 
     async def dismiss_admin(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)
         team_id, user_id = self._team_id(request), self._user_id(request)
-        return ok((await self._teams.dismiss_admin(team_id, user_id, caller=caller)).public())
+        team = await self._teams.dismiss_admin(team_id, user_id, caller=caller)
+        return ok(await self._team_json(team, caller))
 
     async def transfer(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)
         team_id = self._team_id(request)
         user_id = parse_transfer(await self._body(request))
-        return ok((await self._teams.transfer(team_id, user_id, caller=caller)).public())
+        team = await self._teams.transfer(team_id, user_id, caller=caller)
+        return ok(await self._team_json(team, caller))
 
     async def leave(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)

@@ -115,6 +115,9 @@ class AttachmentStore(Protocol):
     async def delete_pending(self, attachment_id: str) -> bool:
         """Delete the record if it is still pending."""
 
+    async def withdraw(self, attachment_id: str) -> None:
+        """Mark the record withdrawn, whatever its status (idempotent)."""
+
 
 class MongoAttachmentStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
@@ -174,3 +177,11 @@ class MongoAttachmentStore:
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return result.deleted_count == 1
+
+    async def withdraw(self, attachment_id: str) -> None:
+        try:
+            await self._items.update_one(
+                {s.ID: attachment_id}, {"$set": {s.ATTACHMENT_STATUS: s.WITHDRAWN}}
+            )
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc

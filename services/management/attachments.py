@@ -30,7 +30,7 @@ from chatcore.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
 from chatcore.messages import iso_datetime
-from chatcore.schema import PENDING, READY, REJECTED
+from chatcore.schema import PENDING, READY, REJECTED, WITHDRAWN
 from services.management import roles
 from services.management.attachment_rules import (
     UploadRequest,
@@ -123,7 +123,7 @@ class AttachmentService:
     async def _visible(self, attachment_id: str, caller: str) -> Attachment:
         """The record if the caller is a member of its team (else 404, whether it exists or not)."""
         item = await self._records.get(attachment_id)
-        if item is None:
+        if item is None or item.status == WITHDRAWN:
             raise NotFound("no such attachment")
         team = await self._teams.get(item.team_id)
         if team is None or team.role_of(caller) is None:
@@ -241,6 +241,17 @@ class AttachmentService:
         )
         expires = self._now() + timedelta(seconds=self._limits.download_ttl_s)
         return {**item.public(), "url": url, "expires_at": iso_datetime(expires)}
+
+    async def withdraw(self, attachment_id: str) -> None:
+        """The message carrying the attachment is being deleted: its bytes go, and it answers
+        404 to everyone from now on (idempotent)."""
+        async with self._locks.hold(attachment_id):
+            item = await self._records.get(attachment_id)
+            if item is None or item.status == WITHDRAWN:
+                return
+            await self._objects.delete(item.key)
+            await self._records.withdraw(attachment_id)
+            _log.info("attachment_withdrawn", attachment_id=attachment_id, team_id=item.team_id)
 
     async def sweep(self) -> int:
         """Delete pending attachments older than the configured age, objects first."""

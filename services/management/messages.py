@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from chatcore.errors import InvalidInput, Unavailable
+from chatcore import schema as s
+from chatcore.errors import Unavailable
 from chatcore.kafka import MESSAGES_TOPIC
 from chatcore.logging import current_correlation_id, get_logger
 from chatcore.message_state import StoredMessage
@@ -38,6 +39,11 @@ from services.management.store import ChangeEntry, MessageStore, TeamStore
 from services.management.validation import AfterQuery
 
 _log = get_logger("management.messages")
+
+
+class Withdrawer(Protocol):
+    async def withdraw(self, attachment_id: str) -> None:
+        """The attachment's message is being deleted: make it undownloadable (idempotent)."""
 
 
 class HeadReader(Protocol):
@@ -75,6 +81,8 @@ class MessageService:
         *,
         teams: TeamStore,
         messages: MessageStore,
+        heads: HeadReader,
+        attachments: Withdrawer,
         log: LogSender,
         edit_window_s: float,
         send_timeout_s: float,
@@ -82,6 +90,8 @@ class MessageService:
     ) -> None:
         self._teams = teams
         self._messages = messages
+        self._heads = heads
+        self._attachments = attachments
         self._log = log
         self._window = timedelta(seconds=edit_window_s)
         self._send_timeout_s = send_timeout_s
@@ -151,6 +161,10 @@ class MessageService:
         if message.deleted:
             return  # already a tombstone: nothing to do, the same answer
         check_delete(message, caller, role, self._now(), self._window)
+        if message.type != s.TEXT:
+            # First: once the delete is in the log the message no longer names its attachment,
+            # and a retry of a failed request could not find it again.
+            await self._attachments.withdraw(message.data)
         await self._change(team_id, message_id, caller, chat_pb2.CHANGE_KIND_DELETE)
 
     async def react(
@@ -191,13 +205,15 @@ class MessageService:
         return ForwardPage(page, len(found) > len(page), cursor)
 
     async def mark_read(self, team_id: str, seq: int, *, caller: str) -> None:
-        """Move the caller's read position to ``seq`` (a message or change they saw)."""
+        """Move the caller's read position to ``seq`` (normally a message or change they saw;
+        any other seq reads up to the latest message at or before it, and one beyond the team's
+        last stored record is taken as that record, so nothing stored later counts as read)."""
         roles.member_team(await self._teams.get(team_id), caller)
+        seq = min(seq, (await self._heads.head(team_id)).last_seq)
         count = await self._messages.count_at(team_id, seq, caller) if seq > 0 else 0
         if count is None:
-            raise InvalidInput(
-                "invalid read position", details={"seq": "the seq of a message or change you saw"}
-            )
+            before = await self._messages.page(team_id, caller, before=seq + 1, after=None, limit=1)
+            count = before[0].count if before else 0
         marker = chat_pb2.ReadMarker(
             channel_id=team_id,
             user_id=caller,

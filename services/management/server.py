@@ -193,9 +193,12 @@ async def start(
                 MongoChannelHeads(db), producer, send_timeout_s=settings.outbox_send_timeout_s
             ),
         )
+        attachments = _attachment_service(settings, db, teams, messages, registry)
         lifecycle = MessageService(
             teams=teams,
             messages=messages,
+            heads=MongoChannelHeads(db),
+            attachments=attachments,
             log=producer,
             edit_window_s=settings.edit_window_s,
             send_timeout_s=settings.outbox_send_timeout_s,
@@ -219,7 +222,6 @@ async def start(
         verifier = JwtVerifier.from_settings(
             settings, HttpJwksSource(session, settings.jwks_url), accounts=MongoAccountStatus(db)
         )
-        attachments = _attachment_service(settings, db, teams, messages, registry)
         writes = WriteLimiter(
             burst=settings.management_write_burst, per_s=settings.management_write_per_s
         )

@@ -117,7 +117,8 @@ async def test_each_member_walks_exactly_their_visible_set(
 async def test_messages_have_exactly_the_contract_shape(
     stack: Stack, channel: tuple[Roles, list[dict[str, Any]]]
 ) -> None:
-    """Objects are {id, seq, channel_id, to, type, data, from, ts}, ts ISO-8601 UTC with ms."""
+    """Objects are {id, seq, channel_id, to, type, data, from, ts} plus the life cycle's fields
+    (DESIGN 5b) at their defaults for a message never changed; ts ISO-8601 UTC with ms."""
     roles, docs = channel
     reply = await stack.call(
         "GET", f"/v1/teams/{roles.team_id}/messages?after=0&limit=3", roles.user
@@ -133,6 +134,10 @@ async def test_messages_have_exactly_the_contract_shape(
         "from": first["from"],
         "ts": first["ts"].strftime("%Y-%m-%dT%H:%M:%S.")
         + f"{first['ts'].microsecond // 1000:03d}Z",
+        "thread_id": None,
+        "edited_ts": None,
+        "deleted": False,
+        "reactions": [],
     }
 
 

@@ -8,6 +8,8 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -125,6 +127,39 @@ async def test_walk_covers_every_operation(stack: Stack, people: People) -> None
     # Not sent in any message yet: only its uploader may download it.
     assert (await stack.call("GET", attachment, r2.admin)).status == 404
     assert (await stack.call("GET", attachment, r2.stranger)).status == 404
+
+    # The message life cycle, on a message stored as the controller stores it.
+    r3 = await make_team(stack, people)
+    t3 = f"/v1/teams/{r3.team_id}"
+    message_id = "WALK" + uuid.uuid4().hex[:22].upper()
+    await stack.db["messages"].insert_one(
+        {
+            "id": message_id,
+            "channel_id": r3.team_id,
+            "seq": 1,
+            "to": "*",
+            "type": "text",
+            "data": "walk",
+            "from": r3.user.id,
+            "ts": datetime.now(UTC),
+            "n": 1,
+        }
+    )
+    m = f"{t3}/messages/{message_id}"
+    life: list[tuple[str, str, Any, Any, int]] = [
+        ("PATCH", m, r3.user, {"data": "walked"}, 200),
+        ("PUT", f"{m}/reactions/%F0%9F%91%8D", r3.admin, None, 204),
+        ("DELETE", f"{m}/reactions/%F0%9F%91%8D", r3.admin, None, 204),
+        ("GET", f"{m}/thread", r3.user2, None, 200),
+        ("GET", f"{t3}/changes?after=0", r3.user2, None, 200),
+        ("PUT", f"{t3}/read", r3.user2, {"seq": 1}, 204),
+        ("GET", f"{t3}/presence", r3.user2, None, 200),
+        ("DELETE", m, r3.super_admin, None, 204),
+    ]
+    for method, path, who, payload, expected in life:
+        kwargs = {} if payload is None else {"body": payload}
+        reply = await stack.call(method, path, who, **kwargs)
+        assert reply.status == expected, (method, path, reply.body)
 
     succeeded = {(p, m) for p, m, status in api.checker.seen if status < 300}
     missing = set(api.checker.operations()) - succeeded

@@ -22,8 +22,8 @@ from chatcore.locks import KeyedLocks
 from chatcore.memberships import MembershipEntry
 from chatcore.message_state import StoredMessage
 from chatcore.proto.chat.v1 import chat_pb2
-from chatcore.schema import BROADCAST, PENDING, TEXT
-from chatcore.unread import Unread
+from chatcore.schema import BROADCAST, PENDING, TEXT, WITHDRAWN
+from chatcore.unread import ChannelHead, Unread
 from services.management.attachment_store import Attachment
 from services.management.clamd import ScanResult
 from services.management.events import EventMetrics, OutboxPublisher
@@ -372,6 +372,11 @@ class MemoryAttachmentStore:
         del self.items[attachment_id]
         return True
 
+    async def withdraw(self, attachment_id: str) -> None:
+        item = self.items.get(attachment_id)
+        if item is not None:
+            self.items[attachment_id] = dataclasses.replace(item, status=WITHDRAWN)
+
 
 class MemoryObjects:
     """S3 for attachments: presigned forms and links as plain strings; ``down`` fails every call."""
@@ -559,3 +564,23 @@ class FixedPresence:
             {"user_id": u, "status": "online" if u in self.online else "offline", "last_seen": None}
             for u in members
         ]
+
+
+class FixedHeads:
+    """Channel heads as a test sets them (an empty channel otherwise)."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, ChannelHead] = {}
+
+    async def head(self, channel_id: str) -> ChannelHead:
+        return self.heads.get(channel_id, ChannelHead())
+
+
+class RecordingWithdrawals:
+    """What the message service asked to withdraw."""
+
+    def __init__(self) -> None:
+        self.withdrawn: list[str] = []
+
+    async def withdraw(self, attachment_id: str) -> None:
+        self.withdrawn.append(attachment_id)

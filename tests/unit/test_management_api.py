@@ -19,7 +19,7 @@ from chatcore.message_state import Reaction, StoredMessage
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, StaticJwksSource
-from chatcore.unread import Unread
+from chatcore.unread import ChannelHead, Unread
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.management.api import ManagementApi
 from services.management.attachments import AttachmentLimits, AttachmentMetrics, AttachmentService
@@ -34,6 +34,7 @@ from tests.unit.management_fakes import (
     FakeLog,
     FakeScanner,
     FakeUserDirectory,
+    FixedHeads,
     FixedPresence,
     FixedUnread,
     MemoryAttachmentStore,
@@ -62,6 +63,7 @@ class Harness:
     log: FakeLog
     unread: FixedUnread
     presence: FixedPresence
+    heads: FixedHeads
     # The wall clock the message rules see (Unix seconds).
     wall: list[float]
 
@@ -105,11 +107,28 @@ async def harness() -> AsyncIterator[Harness]:
     clock = [1000.0]
     scans = ScanGate(limit=1, wait_s=0)
     writes = WriteLimiter(burst=WRITE_BURST, per_s=WRITE_PER_S, clock=lambda: clock[0])
-    log, unread, presence = FakeLog(), FixedUnread(), FixedPresence()
+    log, unread, presence, heads = FakeLog(), FixedUnread(), FixedPresence(), FixedHeads()
     wall = [1_767_225_600.0]  # 2026-01-01T00:00:00Z
+    attachments, objects, scanner = MemoryAttachmentStore(), MemoryObjects(), FakeScanner()
+    uploads = AttachmentService(
+        teams=teams,
+        messages=messages,
+        records=attachments,
+        objects=objects,
+        scanner=scanner,
+        limits=AttachmentLimits(
+            max_bytes=settings.attachment_max_bytes,
+            upload_ttl_s=900,
+            download_ttl_s=300,
+            pending_max_age_s=3600,
+        ),
+        metrics=AttachmentMetrics.create(CollectorRegistry()),
+    )
     lifecycle = MessageService(
         teams=teams,
         messages=messages,
+        heads=heads,
+        attachments=uploads,
         log=log,
         edit_window_s=settings.edit_window_s,
         send_timeout_s=5.0,
@@ -128,21 +147,6 @@ async def harness() -> AsyncIterator[Harness]:
         presence=presence,
     )
     app.add_routes(api.routes())
-    attachments, objects, scanner = MemoryAttachmentStore(), MemoryObjects(), FakeScanner()
-    uploads = AttachmentService(
-        teams=teams,
-        messages=messages,
-        records=attachments,
-        objects=objects,
-        scanner=scanner,
-        limits=AttachmentLimits(
-            max_bytes=settings.attachment_max_bytes,
-            upload_ttl_s=900,
-            download_ttl_s=300,
-            pending_max_age_s=3600,
-        ),
-        metrics=AttachmentMetrics.create(CollectorRegistry()),
-    )
     app.add_routes(AttachmentApi(uploads, verifier, settings, writes=writes).routes())
     tokens = {u: issuer.issue(u).token for u in (ALICE, BOB, CAROL)}
     tokens["not-an-id"] = issuer.issue("not-an-id").token
@@ -161,6 +165,7 @@ async def harness() -> AsyncIterator[Harness]:
             log,
             unread,
             presence,
+            heads,
             wall,
         )
 
@@ -438,16 +443,22 @@ async def test_messages_of_other_teams_and_others_dms_are_404(harness: Harness) 
 
 
 async def test_marking_read_writes_a_marker_with_the_count_at_that_seq(harness: Harness) -> None:
-    """The marker carries the seq and the channel's team-message count there; a seq that is no
-    visible record of the team is 422; the team object carries the caller's unread."""
+    """The marker carries the seq and the channel's team-message count there; a seq between
+    records counts up to the message before it, one past the end is the end; the team object
+    carries the caller's unread."""
     team = await _team_with_bob(harness)
     _stored(harness, team, 7, ALICE)
-    assert (await harness.call("PUT", f"/v1/teams/{team}/read", who=BOB, body={"seq": 7}))[0] == 204
-    (marker,) = harness.log.reads()
-    assert (marker.user_id, marker.seq, marker.count, marker.joined) == (BOB, 7, 7, False)
-    status, body = await harness.call("PUT", f"/v1/teams/{team}/read", who=BOB, body={"seq": 8})
+    harness.heads.heads[team] = ChannelHead(count=7, count_seq=7, last_seq=9)
+    path = f"/v1/teams/{team}/read"
+    for asked in (7, 8, 10**12):
+        assert (await harness.call("PUT", path, who=BOB, body={"seq": asked}))[0] == 204
+    assert [(m.user_id, m.seq, m.count, m.joined) for m in harness.log.reads()] == [
+        (BOB, 7, 7, False),
+        (BOB, 8, 7, False),
+        (BOB, 9, 7, False),
+    ]
+    status, body = await harness.call("PUT", path, who=BOB, body={"seq": -1})
     assert status == 422
-    assert body["error"]["details"]["seq"]
     harness.unread.counts[(team, BOB)] = Unread(3, 1, 7)
     status, body = await harness.call("GET", f"/v1/teams/{team}", who=BOB)
     assert body["data"]["unread"] == {"count": 3, "mentions": 1, "last_read_seq": 7}

@@ -19,7 +19,7 @@ from referencing.jsonschema import DRAFT202012
 
 from chatcore import schema
 from chatcore.errors import InvalidInput
-from chatcore.messages import MAX_TEXT_CHARS
+from chatcore.messages import MAX_TEXT_CHARS, TEXT_PATTERN, text_problem
 from services.auth import validation as auth_rules
 from services.management import attachment_rules as rules
 from services.management import validation
@@ -59,7 +59,7 @@ def test_declared_constraints_are_the_servers_constants() -> None:
         validation.REACTION_MAX,
     )
     edit = SCHEMAS["MessageEdit"]["properties"]["data"]
-    assert edit["maxLength"] == MAX_TEXT_CHARS
+    assert (edit["pattern"], edit["maxLength"]) == (TEXT_PATTERN, MAX_TEXT_CHARS)
     assert SCHEMAS["Filename"]["pattern"] == rules.FILENAME_PATTERN
     assert SCHEMAS["Filename"]["not"] == {"pattern": rules.FILENAME_DOTS_PATTERN}
     assert SCHEMAS["Filename"]["maxLength"] == rules.FILENAME_RAW_MAX
@@ -219,3 +219,11 @@ def test_history_queries(query: list[tuple[str, str]]) -> None:
     else:
         accepted = True
     assert declared == accepted
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12))
+def test_edit_texts(value: str) -> None:
+    """An edit's text: the document's pattern and the server's rule agree on every string."""
+    declared = re.fullmatch(TEXT_PATTERN, value) is not None
+    assert declared == (text_problem(value) is None)

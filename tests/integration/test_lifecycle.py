@@ -1,0 +1,269 @@
+"""The message life cycle end to end (DESIGN 5b) on the real Kafka and database: edits, deletes,
+reactions and threads reach exactly the sockets that may see them, and one ``changes?after=``
+call brings a client that was away up to date; unread counts and mentions follow every message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from chatclient import ApiError, ChatClient, SyncedClient, changes_page, history
+from chatclient import http as rest
+from chatcore.settings import Settings
+from tests.integration.management_support import Api, load_checker
+from tests.integration.pipeline_env import Pipeline, User, start_pipeline
+from tests.integration.test_attachments import ready_attachment
+
+
+@pytest.fixture
+async def pipe(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
+    """Auth, controller, management and two relays on the local stack."""
+    pipeline = await start_pipeline(settings, tmp_path)
+    try:
+        yield pipeline
+    finally:
+        await pipeline.stop()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    """HTTP calls whose every response is checked against docs/openapi.json."""
+    async with aiohttp.ClientSession() as http:
+        yield Api(http, load_checker())
+
+
+async def _team(pipe: Pipeline, owner: User, *members: User) -> str:
+    """A team created and filled through the REST API, as a user would."""
+    async with aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bearer {owner.token}"}
+        async with http.post(f"{pipe.api_url}/v1/teams", json={"name": "life"}, headers=auth) as r:
+            assert r.status == 201, await r.text()
+            team = str((await r.json())["data"]["id"])
+        for member in members:
+            body = {"user_id": member.id}
+            async with http.post(
+                f"{pipe.api_url}/v1/teams/{team}/members", json=body, headers=auth
+            ) as r:
+                assert r.status == 201, await r.text()
+    return team
+
+
+async def _synced(pipe: Pipeline, user: User, team: str, relay: int = 0) -> SyncedClient:
+    client = await pipe.synced(user, relay)
+    # A member added a moment ago: the socket may have come up before the membership did.
+    await client.wait_for(
+        lambda: team in client.hellos[-1].get("channels", []) or team in client.timeline.channels
+    )
+    return client
+
+
+def _updates(frames: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(f["change"], f["message"]["id"]) for f in frames if f.get("type") == "update"]
+
+
+async def _frames_until(
+    client: ChatClient, done: Any, timeout_s: float = 15.0
+) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not done(seen):
+        seen.append(await client.receive(timeout=max(0.1, deadline - loop.time())))
+    return seen
+
+
+async def test_edit_delete_react_reach_every_member_and_history_shows_the_result(
+    pipe: Pipeline, api: Api
+) -> None:
+    """The author's edit reaches both members' sockets with edited_ts; another member's edit is
+    403; the super_admin deletes a member's image: every socket gets the tombstone, history shows
+    it and its attachment stops being downloadable; two members react at once: both, once each."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob)
+    ca, cb = await pipe.connect(alice, 0), await pipe.connect(bob, 1)
+    ack = await ca.send(team, "helo")
+    attachment = await ready_attachment(api, pipe, bob, team, b"a picture of bob")
+    image = await cb.send(team, attachment, type="image")
+    # An ack means Kafka has it; the REST calls below act on stored messages, which a client
+    # knows it has once they are delivered.
+    for client in (ca, cb):
+        await _frames_until(client, lambda seen: {ack.id, image.id} <= {f.get("id") for f in seen})
+
+    edited = await rest.edit(pipe.api_url, alice.token, team, ack.id, "hello")
+    assert (edited["data"], edited["edited_ts"] is not None) == ("hello", True)
+    with pytest.raises(ApiError) as refused:
+        await rest.edit(pipe.api_url, bob.token, team, ack.id, "hijacked")
+    assert refused.value.status == 403
+    await rest.delete(pipe.api_url, alice.token, team, image.id)
+    await asyncio.gather(
+        rest.react(pipe.api_url, alice.token, team, ack.id, "🎉"),
+        rest.react(pipe.api_url, bob.token, team, ack.id, "🎉"),
+    )
+    await rest.react(pipe.api_url, bob.token, team, ack.id, "🎉")  # again: nothing changes
+
+    for client in (ca, cb):
+        frames = await _frames_until(
+            client, lambda seen: len([f for f in seen if f.get("type") == "update"]) >= 4
+        )
+        updates = [f for f in frames if f.get("type") == "update"]
+        assert [u["change"] for u in updates] == ["edited", "deleted", "reaction", "reaction"]
+        assert updates[0]["message"]["data"] == "hello"
+        assert updates[1]["message"]["deleted"] is True
+        assert updates[1]["message"]["data"] == ""
+        final = updates[-1]["message"]["reactions"]
+        assert [(r["emoji"], r["count"], sorted(r["users"])) for r in final] == [
+            ("🎉", 2, sorted([alice.id, bob.id]))
+        ]
+    stored = {m["id"]: m for m in await history(pipe.api_url, bob.token, team)}
+    assert stored[image.id]["deleted"] is True
+    assert stored[ack.id]["data"] == "hello"
+    reply = await api.call("GET", f"{pipe.api_url}/v1/attachments/{attachment}", token=bob.token)
+    assert reply.status == 404
+    await rest.react(pipe.api_url, bob.token, team, ack.id, "🎉", add=False)
+    after = await rest.team(pipe.api_url, bob.token, team)
+    assert after["unread"]["count"] >= 0
+    frames = await _frames_until(cb, lambda seen: any(f.get("type") == "update" for f in seen))
+    (last,) = [f for f in frames if f.get("type") == "update"]
+    assert [(r["emoji"], r["users"]) for r in last["message"]["reactions"]] == [("🎉", [alice.id])]
+    await ca.close()
+    await cb.close()
+
+
+async def test_a_client_that_was_away_catches_up_with_one_changes_call(pipe: Pipeline) -> None:
+    """While Bob is offline: three edits, a delete, two reactions and a thread reply. One
+    ``changes?after=<his cursor>`` returns exactly those, in order, and his view then equals a
+    fresh history read."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob)
+    bob_client = await _synced(pipe, bob, team, 1)
+    ca = await pipe.connect(alice, 0)
+    first, second = await ca.send(team, "one"), await ca.send(team, "two")
+    await bob_client.wait_for(lambda: len(bob_client.timeline.messages(team)) == 2)
+    cursor = bob_client.timeline.cursor(team)
+    assert cursor == second.seq
+    await bob_client.close()
+
+    for text in ("one!", "one!!", "one!!!"):
+        await rest.edit(pipe.api_url, alice.token, team, first.id, text)
+    await rest.delete(pipe.api_url, alice.token, team, second.id)
+    await rest.react(pipe.api_url, alice.token, team, first.id, "👍")
+    await rest.react(pipe.api_url, alice.token, team, first.id, ":tada:")
+    reply = await ca.send(team, "in the thread", thread_id=first.id)
+
+    async def caught_up() -> list[dict[str, Any]]:
+        entries, _meta = await changes_page(pipe.api_url, bob.token, team, after=cursor)
+        return entries if len(entries) >= 8 else []
+
+    entries: list[dict[str, Any]] = []
+    for _ in range(100):  # the last change may still be on its way to the database
+        entries = await caught_up()
+        if entries:
+            break
+        await asyncio.sleep(0.1)
+    assert [(e["change"], e["message"]["id"]) for e in entries] == [
+        ("edited", first.id),
+        ("edited", first.id),
+        ("edited", first.id),
+        ("deleted", second.id),
+        ("reaction", first.id),
+        ("reaction", first.id),
+        ("created", reply.id),
+        ("thread", first.id),
+    ]
+    assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
+    back = SyncedClient(pipe.ws_url(1), pipe.api_url, bob.token)
+    back.timeline = bob_client.timeline  # the same client, reconnecting with its cursor
+    await back.start()
+    try:
+        fresh = await history(pipe.api_url, bob.token, team)
+        await back.wait_for(lambda: back.timeline.messages(team) == fresh)
+        root = back.timeline.message(team, first.id)
+        assert root is not None
+        assert (root["data"], root["thread"]["replies"]) == ("one!!!", 1)
+        assert [r["emoji"] for r in root["reactions"]] == ["👍", ":tada:"]
+    finally:
+        await back.close()
+        await ca.close()
+
+
+async def test_a_dm_s_changes_reach_only_its_two_people(pipe: Pipeline) -> None:
+    """Edits, reactions and the delete of a DM never reach a third member's socket or feed."""
+    alice, bob, carol = await asyncio.gather(pipe.user(), pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob, carol)
+    ca, cb, cc = [await pipe.connect(u, i % 2) for i, u in enumerate((alice, bob, carol))]
+    dm = await ca.send(team, "psst", to=bob.id)
+    await _frames_until(ca, lambda seen: any(f.get("id") == dm.id for f in seen))
+    await rest.edit(pipe.api_url, alice.token, team, dm.id, "psst!")
+    await rest.react(pipe.api_url, bob.token, team, dm.id, "🤫")
+    await rest.delete(pipe.api_url, alice.token, team, dm.id)
+    marker = await ca.send(team, "for everyone")
+    seen_by_bob = await _frames_until(cb, lambda seen: any(f.get("id") == marker.id for f in seen))
+    assert _updates(seen_by_bob) == [("edited", dm.id), ("reaction", dm.id), ("deleted", dm.id)]
+    seen_by_carol = await _frames_until(
+        cc, lambda seen: any(f.get("id") == marker.id for f in seen)
+    )
+    assert [
+        f for f in seen_by_carol if dm.id in (f.get("id"), f.get("message", {}).get("id"))
+    ] == []
+    feed, _meta = await changes_page(pipe.api_url, carol.token, team, after=0)
+    assert dm.id not in {e["message"]["id"] for e in feed}
+    with pytest.raises(ApiError) as hidden:
+        await rest.react(pipe.api_url, carol.token, team, dm.id, "👀")
+    assert hidden.value.status == 404
+    for client in (ca, cb, cc):
+        await client.close()
+
+
+async def test_unread_counts_mentions_and_dms_across_teams_and_read_frames(
+    pipe: Pipeline,
+) -> None:
+    """Unread and mentions per team for Bob across three teams; marking read on one socket sends
+    ``read`` to his other socket and zeroes the team; counts survive a controller restart."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    teams = [await _team(pipe, alice, bob) for _ in range(3)]
+    ca = await pipe.connect(alice, 0)
+    await ca.send(teams[0], "hi all")
+    await ca.send(teams[0], f"hey <@{bob.id}>")
+    await ca.send(teams[1], "just for you", to=bob.id)
+    last = await ca.send(teams[1], "and everyone")
+
+    async def counts() -> dict[str, tuple[int, int]]:
+        found = {}
+        for team in teams:
+            unread = (await rest.team(pipe.api_url, bob.token, team))["unread"]
+            found[team] = (unread["count"], unread["mentions"])
+        return found
+
+    expected = {teams[0]: (2, 1), teams[1]: (2, 1), teams[2]: (0, 0)}
+    for _ in range(100):
+        if await counts() == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert await counts() == expected
+
+    phone, laptop = await pipe.connect(bob, 0), await pipe.connect(bob, 1)
+    assert phone.hello["unread"][teams[0]] == {"count": 2, "mentions": 1}
+    await rest.mark_read(pipe.api_url, bob.token, teams[1], last.seq)
+    for socket in (phone, laptop):
+        frames = await _frames_until(
+            socket, lambda seen: any(f.get("type") == "read" for f in seen)
+        )
+        assert [f for f in frames if f.get("type") == "read"] == [
+            {"type": "read", "channel_id": teams[1], "seq": last.seq}
+        ]
+    expected[teams[1]] = (0, 0)
+    for _ in range(100):
+        if await counts() == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert await counts() == expected
+
+    await pipe.controller.stop()
+    assert await counts() == expected  # stored, not held by the controller
+    for client in (ca, phone, laptop):
+        await client.close()
