@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from chatcore.kafka import PRESENCE_TOPIC
@@ -52,11 +52,10 @@ class PresenceFeed:
         return self._started_ms > 0 and self._clock() - self._started_ms >= self._ttl_ms
 
     async def start(self) -> None:
+        # Outside any group, a subscription is every partition of the topic, read from its end
+        # (the reader's ``auto_offset_reset`` is "latest").
+        self._consumer.subscribe([PRESENCE_TOPIC])
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(PRESENCE_TOPIC) or {0}
-        tps = [TopicPartition(PRESENCE_TOPIC, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
         self._started_ms = self._clock()
         self._task = asyncio.create_task(self._run(), name="presence-feed")
 

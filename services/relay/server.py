@@ -41,10 +41,12 @@ class RunningRelay:
         cleanups: contextlib.AsyncExitStack,
         drain_timeout_s: float,
         presence: PresencePublisher,
+        feed: PresenceFeed,
         settings: Settings,
     ) -> None:
         self.relay = relay
-        self._presence = presence
+        self.presence_publisher = presence
+        self.presence_feed = feed
         self._leaving_s = settings.presence_leaving_s
         self.port = port
         self._server = server
@@ -57,7 +59,7 @@ class RunningRelay:
         self._server.close(close_connections=False)
         # Before the sockets go: readers keep this relay's users only as long as a reconnect
         # elsewhere takes, so those who come back do not flap and the others go offline soon.
-        await self._presence.stop(leaving_ttl_s=self._leaving_s)
+        await self.presence_publisher.stop(leaving_ttl_s=self._leaving_s)
         await self.relay.drain(self._drain_timeout_s)
         sessions = self.relay.hub.sessions()
         await asyncio.gather(
@@ -143,6 +145,13 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
         )
         _log.info("relay_started", relay_id=relay_id, port=bound)
         return RunningRelay(
-            relay, server, bound, stack.pop_all(), settings.drain_timeout_s, presence, settings
+            relay,
+            server,
+            bound,
+            stack.pop_all(),
+            settings.drain_timeout_s,
+            presence,
+            feed,
+            settings,
         )
     raise AssertionError("unreachable")  # the with block always returns or raises

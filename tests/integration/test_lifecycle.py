@@ -15,6 +15,7 @@ import pytest
 from chatclient import ApiError, ChatClient, SyncedClient, changes_page, history
 from chatclient import http as rest
 from chatcore.settings import Settings
+from tests.integration.crash_env import crashable_pipeline
 from tests.integration.management_support import Api, load_checker
 from tests.integration.pipeline_env import Pipeline, User, start_pipeline
 from tests.integration.test_attachments import ready_attachment
@@ -267,3 +268,71 @@ async def test_unread_counts_mentions_and_dms_across_teams_and_read_frames(
     assert await counts() == expected  # stored, not held by the controller
     for client in (ca, phone, laptop):
         await client.close()
+
+
+async def test_changes_survive_a_controller_killed_with_9_and_apply_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Edits and reactions flow while the controller is killed with SIGKILL and restarted: the
+    final state is every acknowledged change applied once, and a synced client shows it."""
+    async with crashable_pipeline(settings, tmp_path) as (crash_pipe, controller):
+        alice, bob = await asyncio.gather(crash_pipe.user(), crash_pipe.user())
+        team = await _team(crash_pipe, alice, bob)
+        ca = await crash_pipe.connect(alice, 0)
+        sent = [await ca.send(team, f"m{i}") for i in range(5)]
+        await _frames_until(ca, lambda seen: len([f for f in seen if f.get("seq")]) >= 5)
+        watcher = await _synced(crash_pipe, bob, team, 1)
+        emojis = ["👍", "🎉", ":a:", ":b:"]
+        acked_edits: dict[str, str] = {}
+        acked_reactions: set[tuple[str, str, str]] = set()
+
+        async def churn(rounds: int) -> None:
+            for n in range(rounds):
+                target = sent[n % len(sent)]
+                text = f"{target.id}-v{n}"
+                try:
+                    await rest.edit(crash_pipe.api_url, alice.token, team, target.id, text)
+                    acked_edits[target.id] = text
+                except ApiError:
+                    pass  # not acknowledged: may or may not have landed
+                for who in (alice, bob):
+                    emoji = emojis[(n + len(who.id)) % len(emojis)]
+                    try:
+                        await rest.react(crash_pipe.api_url, who.token, team, target.id, emoji)
+                        acked_reactions.add((target.id, emoji, who.id))
+                    except ApiError:
+                        pass
+
+        churning = asyncio.create_task(churn(30))
+        await asyncio.sleep(0.5)  # let some changes land before the kill
+        await controller.kill()
+        await controller.start()
+        await churning
+        await churn(5)  # and some after
+
+        def shown() -> dict[str, dict[str, Any]]:
+            return {m["id"]: dict(m) for m in watcher.timeline.messages(team)}
+
+        def settled() -> bool:
+            view = shown()
+            if any(view.get(i, {}).get("data") != text for i, text in acked_edits.items()):
+                return False
+            have = {
+                (i, r["emoji"], u)
+                for i, m in view.items()
+                for r in m.get("reactions", [])
+                for u in r["users"]
+            }
+            return acked_reactions <= have
+
+        await watcher.wait_for(settled, 60)
+        stored = {m["id"]: m for m in await history(crash_pipe.api_url, bob.token, team)}
+        for message_id, text in acked_edits.items():
+            assert stored[message_id]["data"] == text
+        for message in stored.values():
+            for reaction in message["reactions"]:
+                users = reaction["users"]
+                assert len(users) == len(set(users)) == reaction["count"]  # each once
+        assert shown() == {i: dict(m) for i, m in stored.items()}
+        await watcher.close()
+        await ca.close()
