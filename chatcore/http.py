@@ -97,6 +97,16 @@ def request_id(request: web.Request) -> str:
     return value if isinstance(value, str) else ""
 
 
+def json_integer(value: object) -> int | None:
+    """A JSON integer as a Python int: an int (a bool is not one) or a float with no fraction
+    (JSON Schema's ``integer`` counts 5.0); None for anything else."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
 async def read_json_object(request: web.Request, *, max_bytes: int) -> dict[str, Any]:
     """The request body as a JSON object: 413 if too big, 400 if not JSON, 422 if not an object."""
     if request.content_length is not None and request.content_length > max_bytes:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from chatcore.errors import InvalidInput, TooLarge
+from chatcore.http import json_integer
 from chatcore.schema import CONTROL, SPACE
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -115,9 +116,8 @@ def kind_of(content_type: str) -> str | None:
 
 def check_size(size: object, max_bytes: int = MAX_BYTES) -> int:
     """``size`` when it is an integer in 1..max_bytes (a JSON bool is not an integer; 5.0 is)."""
-    if isinstance(size, float) and size.is_integer():
-        size = int(size)
-    if not isinstance(size, int) or isinstance(size, bool):
+    size = json_integer(size)
+    if size is None:
         raise InvalidInput("invalid size", details={"size": "must be an integer"})
     if size < 1:
         raise InvalidInput("invalid size", details={"size": "must be at least 1 byte"})

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatcore.errors import InvalidInput
+from chatcore.http import json_integer
 from chatcore.messages import ID_RE as WIRE_ID_RE
 from chatcore.messages import text_problem
 from chatcore.schema import CONTROL, EMAIL_MAX, EMAIL_RE, ID_RE, SPACE
@@ -328,8 +329,8 @@ def parse_read(body: Mapping[str, Any]) -> int:
     """``{seq}``: the highest seq the member has seen."""
     errors: dict[str, str] = {}
     _unknown_fields(body, frozenset({"seq"}), errors)
-    seq = body.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= SEQ_MAX:
+    seq = json_integer(body.get("seq"))
+    if seq is None or not 0 <= seq <= SEQ_MAX:
         errors["seq"] = "required, a non-negative integer seq"
     if errors:
         raise _invalid("invalid read position", errors)

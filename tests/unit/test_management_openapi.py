@@ -222,8 +222,10 @@ def test_history_queries(query: list[tuple[str, str]]) -> None:
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
-@given(st.text(max_size=12))
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=12))
 def test_edit_texts(value: str) -> None:
-    """An edit's text: the document's pattern and the server's rule agree on every string."""
+    """An edit's text: the document's pattern and the server's rule agree on every string a
+    UTF-8 document can carry (a lone surrogate, only possible through a JSON escape, is refused
+    by the server and left out of the pattern)."""
     declared = re.fullmatch(TEXT_PATTERN, value) is not None
     assert declared == (text_problem(value) is None)
