@@ -28,6 +28,7 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +36,7 @@ import aiohttp
 
 from bench.pipeline import HOME, _issuer, _team, stack_settings
 from bench.proc_cpu import StackCpu
-from chatclient import ChatClient
+from chatclient import ChatClient, login, register
 from chatcore import schema as s
 from chatcore.buckets import BucketAllocator
 from chatcore.channel_heads import MongoChannelHeads
@@ -200,9 +201,13 @@ class _NoLog:
 
 async def unread(args: argparse.Namespace) -> None:
     settings = stack_settings()
-    issuer = _issuer(settings)
     cfg = StackConfig.from_env()
-    me, other = uuid.uuid4().hex, uuid.uuid4().hex
+    base = f"http://127.0.0.1:{cfg.nginx_port}"
+    # A real account: the management service refuses tokens of users it cannot find.
+    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+    await register(base, email, "bench password 1", "Bench")
+    session = await login(base, email, "bench password 1")
+    me, other, token = session.user_id, uuid.uuid4().hex, session.access_token
     client = make_mongo_client(settings)
     db = database(client, settings)
     heads, reads = MongoChannelHeads(db), MongoReadStates(db)
@@ -219,8 +224,7 @@ async def unread(args: argparse.Namespace) -> None:
             await reads.save(
                 team_id, {me: ReadState(seq=900, count=150, dms=(950,), mentions=(950, 960))}
             )
-        token = issuer.issue(me).token
-        url = f"http://127.0.0.1:{cfg.nginx_port}/v1/teams?limit={args.teams}"
+        url = f"{base}/v1/teams?limit={args.teams}"
         async with aiohttp.ClientSession() as http:
             headers = {"Authorization": f"Bearer {token}"}
             async with http.get(url, headers=headers) as resp:
@@ -238,7 +242,22 @@ async def unread(args: argparse.Namespace) -> None:
                 async with http.get(url, headers=headers) as resp:
                     await resp.read()
                 samples.append((time.perf_counter() - began) * 1000)
-        _summary("unread-team-list", samples, teams=args.teams)
+        # Where the time goes: the three reads behind the page, each alone (ms, median of 10).
+        stores = MongoTeamStore(db)
+        parts: dict[str, Callable[[], Awaitable[object]]] = {
+            "teams_ms": lambda: stores.list_for_member(me, tag=None, after_id=None, limit=51),
+            "heads_ms": lambda: heads.heads(teams),
+            "reads_ms": lambda: reads.of_user(me),
+        }
+        breakdown = {}
+        for label, read in parts.items():
+            times = []
+            for _ in range(10):
+                began = time.perf_counter()
+                await read()
+                times.append((time.perf_counter() - began) * 1000)
+            breakdown[label] = round(statistics.median(times), 1)
+        _summary("unread-team-list", samples, teams=args.teams, **breakdown)
     finally:
         for team_id in teams:
             await drop_team(db, team_id)
@@ -251,10 +270,11 @@ async def unread(args: argparse.Namespace) -> None:
 
 
 class _PresenceReceiver:
-    """A raw WebSocket client that notes when a frame containing ``"presence"`` arrives."""
+    """A raw WebSocket client that notes when a ``presence`` frame about one user arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, watched: str) -> None:
         self.seen: list[float] = []
+        self._watched = watched.encode()
 
     async def connect(self, port: int, token: str) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -274,12 +294,29 @@ class _PresenceReceiver:
         self._task = asyncio.create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        buf = b""
         while True:
             chunk = await reader.read(65536)
             if not chunk:
                 return
-            if b'"presence"' in chunk:
-                self.seen.append(time.perf_counter())
+            buf += chunk
+            # Unmasked server frames: 2-byte header, 16- or 64-bit lengths beyond 125.
+            while len(buf) >= 2:
+                length, offset = buf[1] & 0x7F, 2
+                if length == 126:
+                    if len(buf) < 4:
+                        break
+                    length, offset = int.from_bytes(buf[2:4], "big"), 4
+                elif length == 127:
+                    if len(buf) < 10:
+                        break
+                    length, offset = int.from_bytes(buf[2:10], "big"), 10
+                if len(buf) < offset + length:
+                    break
+                payload = buf[offset : offset + length]
+                buf = buf[offset + length :]
+                if b'"presence"' in payload and self._watched in payload:
+                    self.seen.append(time.perf_counter())
 
     def close(self) -> None:
         self._task.cancel()
@@ -293,7 +330,7 @@ async def presence(args: argparse.Namespace) -> None:
     users = [uuid.uuid4().hex for _ in range(args.members)]
     mover = uuid.uuid4().hex
     team_id = await _team(settings, [mover, *users])
-    receivers = [_PresenceReceiver() for _ in users]
+    receivers = [_PresenceReceiver(mover) for _ in users]
     relay_1, relay_2 = cfg.relay_ports[0], cfg.relay_ports[1]
     for i in range(0, len(users), 200):
         await asyncio.gather(
@@ -302,8 +339,9 @@ async def presence(args: argparse.Namespace) -> None:
                 for r, u in zip(receivers[i : i + 200], users[i : i + 200], strict=True)
             )
         )
-    # Readers report changes only once warm (a whole ttl after they started).
-    await asyncio.sleep(1.0)
+    # The receivers' own arrivals announce each of them to the 999 others (a million frames):
+    # let that settle before measuring one member's coming and going.
+    await asyncio.sleep(args.settle_s)
     cpu = StackCpu(HOME)
     latencies: list[float] = []
     cpu.start()
@@ -365,6 +403,7 @@ def main() -> None:
     p.add_argument("--members", type=int, default=1000)
     p.add_argument("--toggles", type=int, default=5)
     p.add_argument("--timeout-s", type=float, default=30.0)
+    p.add_argument("--settle-s", type=float, default=30.0)
     args = parser.parse_args()
     asyncio.run({"changes": changes, "unread": unread, "presence": presence}[args.bench](args))
 

@@ -68,7 +68,12 @@ class PresenceFeed:
 
     def _report(self, transitions: list[Transition]) -> None:
         if transitions and self.warm:
-            self._on_transitions(transitions)
+            try:
+                self._on_transitions(transitions)
+            except Exception:
+                # The feed outlives one bad delivery: presence is soft state, the next
+                # transitions (and snapshots) go on.
+                _log.exception("presence_report_failed", transitions=len(transitions))
 
     async def _run(self) -> None:
         last_expiry = 0.0

@@ -10,6 +10,7 @@ residual filters inside the bucket.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,18 +89,21 @@ class MongoMessageStore:
         try:
             for number in buckets.oldest_first(start):
                 key = bucket_key(channel_id, number)
-                created = self._messages.find({s.MESSAGE_BUCKET: key, **base}, _PROJECTION)
-                changed = self._changes.find({s.MESSAGE_BUCKET: key, **base})
+                # Both collections' share of the bucket at once: two reads, one wait.
+                created, changed = await asyncio.gather(
+                    self._messages.find({s.MESSAGE_BUCKET: key, **base}, _PROJECTION).to_list(),
+                    self._changes.find({s.MESSAGE_BUCKET: key, **base}).to_list(),
+                )
                 entries = [
                     ChangeEntry(int(d[s.MESSAGE_SEQ]), CREATED, message_from_doc(d))
-                    async for d in created
+                    for d in created
                 ] + [
                     ChangeEntry(
                         int(d[s.CHANGE_SEQ]),
                         str(d[s.CHANGE_KIND]),
                         message_from_doc(d[s.CHANGE_MESSAGE]),
                     )
-                    async for d in changed
+                    for d in changed
                 ]
                 # A thread change shares its reply's seq: the reply comes first.
                 entries.sort(key=lambda e: (e.seq, e.change != CREATED))
