@@ -9,7 +9,9 @@ channel set, is sent but not confirmed) or UP. Requests made while a stream is D
 queued: the full set it sends when it comes back includes them. An UP stream that ends without
 the controller's ``goodbye`` calls ``on_stream_lost``; when a stream comes back UP after a loss
 that may have cost deliveries (no ``goodbye``, or a controller that fanned out before this stream
-subscribed), ``on_stream_up`` says so, and the relay tells the sockets to resync.
+subscribed), ``on_stream_up`` says so, and the relay tells the sockets to resync. Every later
+confirmation on an UP stream calls ``on_confirmed``: sockets that stopped waiting for a slow
+one are owed a resync from then on.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _log = get_logger("relay.controller_link")
 OnBatch = Callable[[chat_pb2.DeliveryBatch], None]
 OnStreamUp = Callable[[str, bool], None]
 OnStreamLost = Callable[[str], None]
+OnConfirmed = Callable[[str, int], None]
 CORRELATION_METADATA = "x-correlation-id"
 # Ticket: for each stream that was reachable when it was taken, the request id to wait for.
 Ticket = Mapping[str, int]
@@ -75,6 +78,7 @@ class ControllerLink:
         token: str,
         on_stream_up: OnStreamUp = lambda _address, _lost: None,
         on_stream_lost: OnStreamLost = lambda _address: None,
+        on_confirmed: OnConfirmed = lambda _address, _request_id: None,
         call_timeout_s: float = 3.0,
         max_backoff_s: float = 5.0,
     ) -> None:
@@ -86,6 +90,7 @@ class ControllerLink:
         self._current = current_channels
         self._on_stream_up = on_stream_up
         self._on_stream_lost = on_stream_lost
+        self._on_confirmed = on_confirmed
         self._token = call_metadata(token)
         self._timeout = call_timeout_s
         self._max_backoff = max_backoff_s
@@ -273,6 +278,8 @@ class ControllerLink:
             stream.lost = False
             _log.info("controller_stream_up", controller=stream.address, lost=lost)
             self._on_stream_up(stream.address, lost)
+        elif stream.state is StreamState.UP:
+            self._on_confirmed(stream.address, stream.confirmed)
         self._notify()
 
     async def _write(

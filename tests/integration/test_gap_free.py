@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -20,8 +21,10 @@ import pytest
 from chatclient import Ack, ChatClient, SyncedClient
 from chatcore.settings import Settings
 from services.controller.hooks import ControllerHooks
+from services.relay.server import start as start_relay
+from tests.hold import Hold
 from tests.integration.crash_env import ControllerProcess, crashable_pipeline
-from tests.integration.pipeline_env import Pipeline, User, start_pipeline
+from tests.integration.pipeline_env import Pipeline, User, start_pipeline, wait_link_up
 
 # Held back in the controller before each subscription change: the window in which a relay that
 # greeted a socket at once (before the change was in force) would lose messages.
@@ -46,6 +49,23 @@ async def slow_pipe(
     await pipeline.stop()
 
 
+@pytest.fixture(scope="module")
+async def gated_pipe(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Pipeline, Hold]]:
+    """A pipeline whose controller holds subscription changes back while the test says so."""
+    hold = Hold()
+    pipeline = await start_pipeline(
+        settings,
+        tmp_path_factory.mktemp("gated-keys"),
+        hooks=ControllerHooks(before_subscription_change=hold),
+        relay_subscribe_timeout_s=10.0,
+    )
+    yield pipeline, hold
+    hold.open()
+    await pipeline.stop()
+
+
 class _Senders:
     """Sockets sending numbered messages to one team as fast as acks come back."""
 
@@ -61,6 +81,16 @@ class _Senders:
                 await client.send(team, f"s{n} m{i}", client_msg_id=f"s{n}-{i}", timeout=60)
             )
             await asyncio.sleep(random.uniform(0, 0.01))
+
+    async def until_acked(self, count: int, timeout_s: float = 60) -> None:
+        """Until ``count`` messages in all are acked (a sender's failure is raised here)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(self.acks) < count:
+            for task in self._tasks:
+                if task.done():
+                    task.result()
+            assert asyncio.get_running_loop().time() < deadline, f"{len(self.acks)} acked"
+            await asyncio.sleep(0.02)
 
     async def done(self) -> set[str]:
         await asyncio.gather(*self._tasks)
@@ -187,3 +217,37 @@ async def test_three_senders_three_listeners_one_order_across_a_controller_kill(
         ]
         for listener in listeners:
             await listener.close()
+
+
+async def test_a_confirmation_later_than_the_timeout_greets_then_resyncs(
+    gated_pipe: tuple[Pipeline, Hold],
+) -> None:
+    """Held past CHAT_RELAY_SUBSCRIBE_TIMEOUT_S: hello anyway, resync once confirmed, no gap."""
+    pipe, hold = gated_pipe
+    users, team = await _team_of(pipe, 2)
+    sender = await pipe.connect(users[0], 0)
+    impatient = await start_relay(
+        dataclasses.replace(pipe.settings, relay_id="impatient", relay_subscribe_timeout_s=0.5),
+        port=0,
+    )
+    listener: SyncedClient | None = None
+    try:
+        await wait_link_up(impatient)
+        hold.close()
+        url = f"ws://127.0.0.1:{impatient.port}/v1/ws"
+        listener = SyncedClient(url, pipe.api_url, users[1].token)
+        await listener.start()  # greeted while its subscription is still held back
+        assert hold.held == 1
+        senders = _Senders([sender], team, 60)
+        await senders.until_acked(20)  # fanned out while the relay is not subscribed yet
+        assert listener.resyncs == 0
+        hold.open()
+        acked = await senders.done()
+        await _converged([listener], team, acked)
+        assert listener.resyncs == 1
+    finally:
+        hold.open()
+        if listener is not None:
+            await listener.close()
+        await sender.close()
+        await impatient.stop()

@@ -18,6 +18,7 @@ from services.controller.registry import Routed, SubscriptionRegistry
 from services.controller.servicer import ControllerServicer
 from services.controller.streams import CloseReason, StreamHub
 from services.relay.controller_link import ControllerLink, StreamState
+from tests.hold import Hold
 from tests.integration.ports import free_port
 from tests.unit.controller_fakes import MemoryDirectory, chat_message
 
@@ -25,28 +26,12 @@ T1, T2 = "a" * 32, "b" * 32
 TOKEN = "internal-test-token-0123456789"
 
 
-class _Hold:
-    """A subscription hook: open by default; ``close()`` holds every request back."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.held = 0
-
-    async def __call__(self) -> None:
-        self.held += 1
-        try:
-            await self.gate.wait()
-        finally:
-            self.held -= 1
-
-
 class _Controller:
     """A Controller gRPC server on a fixed port that can be stopped and started again."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.hold = _Hold()
+        self.hold = Hold()
         self.hub = self._new_hub()
         self._server: aio.Server | None = None
 
@@ -83,6 +68,7 @@ class _Relay:
     link: ControllerLink
     channels: set[str]
     ups: list[tuple[str, bool]] = field(default_factory=list)
+    confirms: list[tuple[str, int]] = field(default_factory=list)
     batches: list[chat_pb2.DeliveryBatch] = field(default_factory=list)
 
 
@@ -114,6 +100,7 @@ async def relay(controller: _Controller) -> AsyncIterator[_Relay]:
         lambda: sorted(relay.channels),
         token=TOKEN,
         on_stream_up=lambda address, lost: relay.ups.append((address, lost)),
+        on_confirmed=lambda address, request_id: relay.confirms.append((address, request_id)),
         max_backoff_s=0.2,
     )
     relay.link.start()
@@ -140,17 +127,20 @@ async def test_a_held_back_confirmation_times_out_and_is_owed(
     relay: _Relay, controller: _Controller
 ) -> None:
     """A controller that does not confirm in time is returned as owing a resync."""
-    controller.hold.gate.clear()
+    controller.hold.close()
     relay.link.change(add=[T2])
     ticket = relay.link.ticket()
     assert await relay.link.wait(ticket, 0.2) == frozenset({_address(controller)})
-    controller.hold.gate.set()
+    assert relay.confirms == []
+    controller.hold.open()
     assert await relay.link.wait(ticket, 5) == frozenset()
+    # The late confirmation is reported: the relay pays the sockets that stopped waiting.
+    assert relay.confirms == [(_address(controller), ticket[_address(controller)])]
 
 
 async def test_changes_made_while_the_stream_opens_are_not_lost(controller: _Controller) -> None:
     """A channel added between the stream's first request and its confirmation is subscribed."""
-    controller.hold.gate.clear()
+    controller.hold.close()
     channels = {T1}
     link = ControllerLink(
         [_address(controller)], "relay-open", lambda _b: None, lambda: sorted(channels), token=TOKEN
@@ -161,7 +151,7 @@ async def test_changes_made_while_the_stream_opens_are_not_lost(controller: _Con
         assert link.state(_address(controller)) is StreamState.OPENING
         channels.add(T2)
         link.change(add=[T2])
-        controller.hold.gate.set()
+        controller.hold.open()
         assert await link.wait(link.ticket(), 5) == frozenset()
         assert controller.channels() == {T1, T2}
     finally:
