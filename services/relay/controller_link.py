@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import enum
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -39,6 +39,8 @@ OnConfirmed = Callable[[str, int], None]
 CORRELATION_METADATA = "x-correlation-id"
 # Ticket: for each stream that was reachable when it was taken, the request id to wait for.
 Ticket = Mapping[str, int]
+# Before the first reconnect of an outage; doubled after each failed try, up to max_backoff_s.
+FIRST_BACKOFF_S = 0.1
 
 
 class StreamState(enum.Enum):
@@ -81,6 +83,7 @@ class ControllerLink:
         on_confirmed: OnConfirmed = lambda _address, _request_id: None,
         call_timeout_s: float = 3.0,
         max_backoff_s: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not addresses:
             raise ValueError("at least one controller address is required")
@@ -94,6 +97,7 @@ class ControllerLink:
         self._token = call_metadata(token)
         self._timeout = call_timeout_s
         self._max_backoff = max_backoff_s
+        self._sleep = sleep
         self._next = 0
         self._next_request = 0
         self._stopping = False
@@ -207,11 +211,10 @@ class ControllerLink:
     # -- the streams --
 
     async def _run(self, stream: _Stream) -> None:
-        backoff = 0.1
+        backoff = FIRST_BACKOFF_S
         while not self._stopping:
             try:
                 await self._session(stream)
-                backoff = 0.1
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if not stream.cutting or (task is not None and task.cancelling()):
@@ -232,8 +235,12 @@ class ControllerLink:
                     self._on_stream_lost(stream.address)
             if self._stopping:
                 return
+            if was_up:
+                # A new outage, not the next try of the last one: a relay whose controllers
+                # restart now and then must not wait longer for each restart than the last.
+                backoff = FIRST_BACKOFF_S
             self.reconnects += 1
-            await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter only
+            await self._sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter only
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _session(self, stream: _Stream) -> None:

@@ -17,7 +17,7 @@ from services.controller.metrics import ControllerMetrics
 from services.controller.registry import Routed, SubscriptionRegistry
 from services.controller.servicer import ControllerServicer
 from services.controller.streams import CloseReason, StreamHub
-from services.relay.controller_link import ControllerLink, StreamState
+from services.relay.controller_link import FIRST_BACKOFF_S, ControllerLink, StreamState
 from tests.hold import Hold
 from tests.integration.ports import free_port
 from tests.unit.controller_fakes import MemoryDirectory, chat_message
@@ -207,3 +207,38 @@ async def test_deliveries_reach_the_relay_in_order(relay: _Relay, controller: _C
     await _until(lambda: sum(len(b.deliveries) for b in relay.batches) == 3)
     seqs = [d.message.seq for b in relay.batches for d in b.deliveries]
     assert seqs == [1, 2, 3]
+
+
+async def test_each_outage_starts_again_from_the_first_backoff(controller: _Controller) -> None:
+    """The reconnect backoff grows within an outage and starts over once the stream was UP."""
+    delays: list[float] = []
+
+    async def recorded(delay: float) -> None:
+        delays.append(delay)
+        await asyncio.sleep(0.01)  # the test's pace, not the backoff's
+
+    async def outage() -> list[float]:
+        """The first five reconnect delays of one controller outage."""
+        await _until(lambda: link.all_up)
+        done = len(delays)
+        await controller.stop(graceful=False)
+        await _until(lambda: len(delays) >= done + 5)
+        await controller.start()
+        return delays[done : done + 5]
+
+    link = ControllerLink(
+        [_address(controller)],
+        "relay-backoff",
+        lambda _b: None,
+        lambda: [T1],
+        token=TOKEN,
+        sleep=recorded,
+    )
+    link.start()
+    try:
+        for grown in (await outage(), await outage()):
+            # 0.1 s doubled per failed try, each with +-50 % jitter.
+            assert grown[0] <= FIRST_BACKOFF_S * 1.5
+            assert grown[4] >= FIRST_BACKOFF_S * 16 * 0.5
+    finally:
+        await link.stop()
