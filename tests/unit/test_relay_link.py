@@ -158,6 +158,22 @@ async def test_changes_made_while_the_stream_opens_are_not_lost(controller: _Con
         await link.stop()
 
 
+async def test_changes_made_while_the_stream_is_down_are_folded_into_the_full_set(
+    relay: _Relay, controller: _Controller
+) -> None:
+    """An add and a remove made while the stream is DOWN are in force once it is UP again."""
+    await controller.stop(graceful=False)
+    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    relay.channels.add(T2)
+    relay.link.change(add=[T2])
+    relay.channels.discard(T1)
+    relay.link.change(remove=[T1])
+    assert relay.link.ticket() == {}  # nothing was sent: the stream had nowhere to send it
+    await controller.start()
+    await _until(lambda: len(relay.ups) == 2)
+    assert controller.channels() == {T2}
+
+
 async def test_a_cut_stream_comes_back_and_reports_the_loss(
     relay: _Relay, controller: _Controller
 ) -> None:
