@@ -8,10 +8,15 @@ A stream is DOWN (connecting or backing off), OPENING (its first request, the re
 channel set, is sent but not confirmed) or UP. Requests made while a stream is DOWN are not
 queued: the full set it sends when it comes back includes them. An UP stream that ends without
 the controller's ``goodbye`` calls ``on_stream_lost``; when a stream comes back UP after a loss
-that may have cost deliveries (no ``goodbye``, or a controller that fanned out before this stream
-subscribed), ``on_stream_up`` says so, and the relay tells the sockets to resync. Every later
-confirmation on an UP stream calls ``on_confirmed``: sockets that stopped waiting for a slow
-one are owed a resync from then on.
+that may have cost deliveries (a session the controller served ended without ``goodbye``, or a
+controller that fanned out before this stream subscribed), ``on_stream_up`` says so, and the relay
+tells the sockets to resync. Tries that found no controller listening (its successor still
+starting after a ``goodbye``) lose nothing: a graceful restart stays free of resyncs. (A session
+that broke after the controller took it but before its first batch arrived is not counted as a
+loss; if that controller also dies without a goodbye, its successor's ``fanned_out_before`` is
+what still tells — unless the successor fanned out nothing yet: a double failure left open.)
+Every later confirmation on an UP stream calls ``on_confirmed``: sockets that stopped waiting
+for a slow one are owed a resync from then on.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ class _Stream:
     opening_id: int = 0
     # Whether deliveries may have been missed since this stream was last UP.
     lost: bool = False
+    # The current session got its first batch: the controller serves it, deliveries may be in
+    # flight. A try that never got that far (nobody listening yet) had nothing to lose.
+    served: bool = False
     goodbye: bool = False
     cutting: bool = False
 
@@ -225,7 +233,7 @@ class ControllerLink:
             finally:
                 was_up = stream.state is StreamState.UP
                 # Without the controller's goodbye, deliveries in flight are gone for this relay.
-                stream.lost = stream.lost or not stream.goodbye
+                stream.lost = stream.lost or (stream.served and not stream.goodbye)
                 stream.state = StreamState.DOWN
                 stream.outbox = None
                 stream.call = None
@@ -246,7 +254,7 @@ class ControllerLink:
     async def _session(self, stream: _Stream) -> None:
         call = stream.stub.Subscribe(metadata=((CORRELATION_METADATA, self._relay_id), self._token))
         stream.call = call
-        stream.goodbye = False
+        stream.served = stream.goodbye = False
         # The whole set and the outbox appear together, with no await in between: a change made
         # from now on is queued behind this request; one made before is part of it.
         self._next_request += 1
@@ -266,6 +274,7 @@ class ControllerLink:
                     status = await call.code()
                     raise Unavailable(f"controller ended the stream: {status}")
                 assert isinstance(batch, chat_pb2.DeliveryBatch)
+                stream.served = True
                 if batch.deliveries:
                     self._on_batch(batch)
                 if batch.confirmed:
