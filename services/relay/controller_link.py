@@ -46,6 +46,10 @@ CORRELATION_METADATA = "x-correlation-id"
 Ticket = Mapping[str, int]
 # Before the first reconnect of an outage; doubled after each failed try, up to max_backoff_s.
 FIRST_BACKOFF_S = 0.1
+# A try is one connection attempt to a handful of controllers: cheap. Kept under the successor's
+# start grace (CHAT_CONTROLLER_START_GRACE_S, 2 s), so a relay is usually back before a restarted
+# controller starts consuming, and a restart costs its sockets no resync.
+MAX_BACKOFF_S = 1.0
 
 
 class StreamState(enum.Enum):
@@ -90,12 +94,12 @@ class ControllerLink:
         on_stream_lost: OnStreamLost = lambda _address: None,
         on_confirmed: OnConfirmed = lambda _address, _request_id: None,
         call_timeout_s: float = 3.0,
-        max_backoff_s: float = 5.0,
+        max_backoff_s: float = MAX_BACKOFF_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not addresses:
             raise ValueError("at least one controller address is required")
-        self._streams = [_new_stream(a) for a in addresses]
+        self._streams = [_new_stream(a, max_backoff_s) for a in addresses]
         self._relay_id = relay_id
         self._on_batch = on_batch
         self._current = current_channels
@@ -363,6 +367,14 @@ class ControllerLink:
         raise Unavailable("no controller answered CheckAttachment")
 
 
-def _new_stream(address: str) -> _Stream:
-    channel = grpc.aio.insecure_channel(address)
+def _new_stream(address: str, max_backoff_s: float) -> _Stream:
+    # gRPC keeps its own reconnect backoff per channel (1 s growing to 120 s) and fails calls at
+    # once while it runs, so without a cap a controller back after a long outage would wait up
+    # to two minutes for the relay. Capped at the link's own backoff, the link's tries decide.
+    backoff_ms = max(1, int(max_backoff_s * 1000))
+    options = (
+        ("grpc.initial_reconnect_backoff_ms", min(backoff_ms, int(FIRST_BACKOFF_S * 1000))),
+        ("grpc.max_reconnect_backoff_ms", backoff_ms),
+    )
+    channel = grpc.aio.insecure_channel(address, options=options)
     return _Stream(address=address, channel=channel, stub=chat_pb2_grpc.ControllerStub(channel))

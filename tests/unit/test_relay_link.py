@@ -250,6 +250,7 @@ async def test_each_outage_starts_again_from_the_first_backoff(controller: _Cont
         lambda _b: None,
         lambda: [T1],
         token=TOKEN,
+        max_backoff_s=5.0,
         sleep=recorded,
     )
     link.start()
@@ -260,3 +261,32 @@ async def test_each_outage_starts_again_from_the_first_backoff(controller: _Cont
             assert grown[4] >= FIRST_BACKOFF_S * 16 * 0.5
     finally:
         await link.stop()
+
+
+async def test_a_lost_controller_is_tried_at_the_links_pace() -> None:
+    """Connection attempts follow the link's backoff, not gRPC's own (1 s growing to 120 s)."""
+    knocks = 0
+
+    async def refuse(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal knocks
+        knocks += 1
+        writer.close()  # no HTTP/2: the channel fails to connect, as to a controller not back yet
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = ControllerLink(
+        [f"127.0.0.1:{port}"],
+        "relay-knock",
+        lambda _b: None,
+        lambda: [T1],
+        token=TOKEN,
+        max_backoff_s=0.2,
+    )
+    link.start()
+    try:
+        # gRPC's own backoff would allow about 4 attempts in these 5 s; the link's, about 25.
+        await _until(lambda: knocks >= 12, timeout_s=5.0)
+    finally:
+        await link.stop()
+        server.close()
+        await server.wait_closed()
