@@ -102,6 +102,12 @@ class Pipeline:
             EVENTS_TOPIC, event.SerializeToString(), key=team_id.encode()
         )
 
+    async def drop_relay(self, relay: int) -> None:
+        """Stop one relay for good (tests that need a single one)."""
+        running = self.relays.pop(relay)
+        self.stoppables.remove(running)
+        await running.stop()
+
     async def stop(self) -> None:
         for item in reversed(self.stoppables):
             await item.stop()
