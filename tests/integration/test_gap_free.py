@@ -18,7 +18,6 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,6 +29,7 @@ from services.relay.controller_link import ControllerLink
 from services.relay.server import start as start_relay
 from tests.hold import Hold
 from tests.integration.crash_env import ControllerProcess, crashable_pipeline
+from tests.integration.frames import frames_until
 from tests.integration.pipeline_env import (
     Pipeline,
     User,
@@ -362,16 +362,6 @@ async def test_a_graceful_controller_restart_mid_stream_needs_no_resync(
             assert [(lst.resyncs, lst.reconnects) for lst in listeners] == [(0, 0)] * 3
 
 
-async def _frames_until(
-    client: ChatClient, last: Callable[[dict[str, Any]], bool], timeout_s: float = 30
-) -> list[dict[str, Any]]:
-    """The frames ``client`` receives, in order, up to the first for which ``last`` holds."""
-    frames = [await client.receive(timeout_s)]
-    while not last(frames[-1]):
-        frames.append(await client.receive(timeout_s))
-    return frames
-
-
 async def _until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not condition():
@@ -435,10 +425,10 @@ async def test_an_added_member_is_told_once_subscribed_then_misses_nothing(
         await _until(lambda: hold.held == 1)  # the member's relay asked to subscribe the team
         await senders.more(20)  # fanned out while that relay is not subscribed yet
         marker = await sender.send(lobby, "marker")
-        before = await _frames_until(watcher, lambda f: f.get("id") == marker.id)
+        before = await frames_until(watcher, lambda f: f.get("id") == marker.id)
         assert [f for f in before if f.get("type") == "membership"] == []
         hold.open()
-        after = await _frames_until(watcher, lambda f: f.get("type") == "membership")
+        after = await frames_until(watcher, lambda f: f.get("type") == "membership")
         assert after[-1] == {"type": "membership", "channel_id": team, "event": "added"}
         await senders.more(20)
         await _converged([listener], team, await senders.done())
