@@ -32,7 +32,7 @@ from tests.integration.pipeline_env import (
     pipeline_settings,
     wait_relays_up,
 )
-from tests.integration.ports import free_port
+from tests.integration.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,13 +121,13 @@ async def crashable_pipeline(
     generate_key_file(key)
     base = pipeline_settings(settings, key)
     auth = await start_auth(base, port=0)
-    grpc_port = free_port()
+    grpc_port, http_port = free_ports(2)
     base = dataclasses.replace(
         base,
         jwks_url=f"http://127.0.0.1:{auth.port}/v1/auth/jwks",
         auth_url=f"http://127.0.0.1:{auth.port}",
         controller_grpc_port=grpc_port,
-        controller_http_port=free_port(),
+        controller_http_port=http_port,
         controller_offset_reset="earliest",
         controller_addrs=(f"127.0.0.1:{grpc_port}",),
     )

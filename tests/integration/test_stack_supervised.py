@@ -35,7 +35,7 @@ from chatclient.synced import SyncedClient
 from deploy.local.datadirs import shared_folder
 from deploy.local.processes import http_ok
 from tests.integration.frames import frames_until
-from tests.integration.ports import free_port
+from tests.integration.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "second stack password"
@@ -119,12 +119,14 @@ def _stack_env(home: Path) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("CHAT_", "CHATSTACK_")) or k == "CHATSTACK_CACHE"
     }
-    ports = {f"CHATSTACK_{name}_PORT": str(free_port()) for name in _PORTS}
-    env.update(ports)
+    *ports, relay_1, relay_2 = free_ports(len(_PORTS) + 2)
+    env.update(
+        {f"CHATSTACK_{name}_PORT": str(port) for name, port in zip(_PORTS, ports, strict=True)}
+    )
     env.update(
         {
             "CHATSTACK_HOME": str(home),
-            "CHATSTACK_RELAY_PORTS": f"{free_port()},{free_port()}",
+            "CHATSTACK_RELAY_PORTS": f"{relay_1},{relay_2}",
             "CHATSTACK_MESSAGES_PARTITIONS": "2",
             "CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS": str(WS_CAP),
             "CHATSTACK_NGINX_API_RATE": "5",
