@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,7 @@ from tests.integration.pipeline_env import (
     start_pipeline,
     wait_link_up,
 )
+from tests.waiting import until
 
 # Held back in the controller before each subscription change: the window in which a relay that
 # greeted a socket at once (before the change was in force) would lose messages.
@@ -264,7 +265,7 @@ async def _cut_and_back(link: ControllerLink) -> None:
     """Cut the link's controller stream and wait until a new one is UP."""
     reconnects = link.reconnects
     link.cut(link.addresses[0])
-    await _until(lambda: link.reconnects > reconnects and link.all_up)
+    await until(lambda: link.reconnects > reconnects and link.all_up, timeout_s=30)
 
 
 @contextlib.asynccontextmanager
@@ -362,13 +363,6 @@ async def test_a_graceful_controller_restart_mid_stream_needs_no_resync(
             assert [(lst.resyncs, lst.reconnects) for lst in listeners] == [(0, 0)] * 3
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
 async def test_a_confirmation_later_than_the_timeout_greets_then_resyncs(
     gated_pipe: tuple[Pipeline, Hold],
 ) -> None:
@@ -393,7 +387,7 @@ async def test_a_confirmation_later_than_the_timeout_greets_then_resyncs(
         await senders.more(20)  # fanned out while the relay is not subscribed yet
         assert listener.resyncs == 0
         hold.open()
-        await _until(lambda: listener is not None and listener.resyncs == 1)
+        await until(lambda: listener is not None and listener.resyncs == 1, timeout_s=30)
         await senders.more(20)
         await _converged([listener], team, await senders.done())
         assert listener.resyncs == 1
@@ -422,7 +416,9 @@ async def test_an_added_member_is_told_once_subscribed_then_misses_nothing(
         hold.close()
         await pipe.db.teams.update_one({"_id": team}, {"$push": {"members": member.id}})
         await pipe.membership_event(team, member.id, chat_pb2.MEMBERSHIP_CHANGE_ADDED)
-        await _until(lambda: hold.held == 1)  # the member's relay asked to subscribe the team
+        await until(
+            lambda: hold.held == 1, timeout_s=30
+        )  # the member's relay asked to subscribe the team
         await senders.more(20)  # fanned out while that relay is not subscribed yet
         marker = await sender.send(lobby, "marker")
         before = await frames_until(watcher, lambda f: f.get("id") == marker.id)

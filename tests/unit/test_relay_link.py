@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,6 +21,7 @@ from services.relay.controller_link import FIRST_BACKOFF_S, ControllerLink, Stre
 from tests.hold import Hold
 from tests.integration.ports import free_port
 from tests.unit.controller_fakes import MemoryDirectory, chat_message
+from tests.waiting import until
 
 T1, T2 = "a" * 32, "b" * 32
 TOKEN = "internal-test-token-0123456789"
@@ -72,14 +73,6 @@ class _Relay:
     batches: list[chat_pb2.DeliveryBatch] = field(default_factory=list)
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def controller() -> AsyncIterator[_Controller]:
     """One controller server on a free port."""
@@ -104,7 +97,7 @@ async def relay(controller: _Controller) -> AsyncIterator[_Relay]:
         max_backoff_s=0.2,
     )
     relay.link.start()
-    await _until(lambda: relay.link.all_up)
+    await until(lambda: relay.link.all_up)
     yield relay
     await relay.link.stop()
 
@@ -147,7 +140,7 @@ async def test_changes_made_while_the_stream_opens_are_not_lost(controller: _Con
     )
     link.start()
     try:
-        await _until(lambda: controller.hold.held == 1)
+        await until(lambda: controller.hold.held == 1)
         assert link.state(_address(controller)) is StreamState.OPENING
         channels.add(T2)
         link.change(add=[T2])
@@ -163,14 +156,14 @@ async def test_changes_made_while_the_stream_is_down_are_folded_into_the_full_se
 ) -> None:
     """An add and a remove made while the stream is DOWN are in force once it is UP again."""
     await controller.stop(graceful=False)
-    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    await until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
     relay.channels.add(T2)
     relay.link.change(add=[T2])
     relay.channels.discard(T1)
     relay.link.change(remove=[T1])
     assert relay.link.ticket() == {}  # nothing was sent: the stream had nowhere to send it
     await controller.start()
-    await _until(lambda: len(relay.ups) == 2)
+    await until(lambda: len(relay.ups) == 2)
     assert controller.channels() == {T2}
 
 
@@ -179,7 +172,7 @@ async def test_a_cut_stream_comes_back_and_reports_the_loss(
 ) -> None:
     """After a cut the link reconnects, resends its set, and says deliveries may be lost."""
     relay.link.cut(_address(controller))
-    await _until(lambda: len(relay.ups) == 2)
+    await until(lambda: len(relay.ups) == 2)
     assert relay.ups[-1] == (_address(controller), True)
     assert controller.channels() == {T1}
 
@@ -191,29 +184,29 @@ async def test_graceful_restart_loses_nothing_unless_the_new_one_fanned_out_firs
     reconnects = relay.link.reconnects
     await controller.stop(graceful=True)
     # Tries that find nobody listening (the successor is still starting) lose nothing either.
-    await _until(lambda: relay.link.reconnects >= reconnects + 3)
+    await until(lambda: relay.link.reconnects >= reconnects + 3)
     await controller.start()
-    await _until(lambda: len(relay.ups) == 2)
+    await until(lambda: len(relay.ups) == 2)
     assert relay.ups[-1] == (_address(controller), False)
     # Again, but this time the new controller fans out before the relay is back.
     await controller.stop(graceful=True)
-    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    await until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
     persisted = chat_pb2.PersistedMessage(message=chat_message(T1, msg_id="m1"), seq=1)
     controller.hub.publish([Routed.to_channel(T1, chat_pb2.Delivery(message=persisted))])
     await controller.start()
-    await _until(lambda: len(relay.ups) == 3)
+    await until(lambda: len(relay.ups) == 3)
     assert relay.ups[-1] == (_address(controller), True)
 
 
 async def test_a_crash_reports_the_loss(relay: _Relay, controller: _Controller) -> None:
     """A controller that vanishes without goodbye makes the link report a loss when back."""
     await controller.stop(graceful=False)
-    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    await until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
     ticket = relay.link.ticket()
     assert ticket == {}
     assert await relay.link.wait(ticket, 5) == frozenset({_address(controller)})
     await controller.start()
-    await _until(lambda: len(relay.ups) == 2)
+    await until(lambda: len(relay.ups) == 2)
     assert relay.ups[-1] == (_address(controller), True)
 
 
@@ -222,7 +215,7 @@ async def test_deliveries_reach_the_relay_in_order(relay: _Relay, controller: _C
     for seq in (1, 2, 3):
         persisted = chat_pb2.PersistedMessage(message=chat_message(T1, msg_id=f"m{seq}"), seq=seq)
         controller.hub.publish([Routed.to_channel(T1, chat_pb2.Delivery(message=persisted))])
-    await _until(lambda: sum(len(b.deliveries) for b in relay.batches) == 3)
+    await until(lambda: sum(len(b.deliveries) for b in relay.batches) == 3)
     seqs = [d.message.seq for b in relay.batches for d in b.deliveries]
     assert seqs == [1, 2, 3]
 
@@ -237,10 +230,10 @@ async def test_each_outage_starts_again_from_the_first_backoff(controller: _Cont
 
     async def outage() -> list[float]:
         """The first five reconnect delays of one controller outage."""
-        await _until(lambda: link.all_up)
+        await until(lambda: link.all_up)
         done = len(delays)
         await controller.stop(graceful=False)
-        await _until(lambda: len(delays) >= done + 5)
+        await until(lambda: len(delays) >= done + 5)
         await controller.start()
         return delays[done : done + 5]
 
@@ -285,7 +278,7 @@ async def test_a_lost_controller_is_tried_at_the_links_pace() -> None:
     link.start()
     try:
         # gRPC's own backoff would allow about 4 attempts in these 5 s; the link's, about 25.
-        await _until(lambda: knocks >= 12, timeout_s=5.0)
+        await until(lambda: knocks >= 12, timeout_s=5.0)
     finally:
         await link.stop()
         server.close()
