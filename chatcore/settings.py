@@ -115,6 +115,9 @@ class Settings:
     controller_group_id: str = "chat-controller"
     controller_offset_reset: str = "earliest"
     controller_batch_max: int = 2000
+    # A batch's messages are inserted as this many concurrent insert commands (contiguous slices),
+    # so the database spreads one batch over several cores.
+    controller_insert_parallel: int = 2
     controller_poll_timeout_ms: int = 500
     controller_stream_queue: int = 1000
     controller_stream_queue_bytes: int = 64 * 1024 * 1024
@@ -162,6 +165,10 @@ class Settings:
     relay_subscribe_timeout_s: float = 2.0
     # The membership audit re-reads every channel's members at least this often.
     relay_audit_interval_s: float = 60.0
+    # Pending TCP connections the kernel queues for the relay (capped by net.core.somaxconn):
+    # asyncio's default of 100 drops the rest of a reconnect storm's SYNs, which clients resend
+    # only after 1 s, 3 s, 7 s.
+    relay_listen_backlog: int = 4096
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -220,6 +227,8 @@ class Settings:
             raise ConfigError("CHAT_LOGIN_TRACKED_KEYS must be at least 1")
         if not self.controller_addrs:
             raise ConfigError("CHAT_CONTROLLER_ADDRS must name at least one controller")
+        if not 1 <= self.relay_listen_backlog <= 65535:
+            raise ConfigError("CHAT_RELAY_LISTEN_BACKLOG must be between 1 and 65535")
         if not 0 < self.relay_subscribe_timeout_s <= 30:
             raise ConfigError("CHAT_RELAY_SUBSCRIBE_TIMEOUT_S must be between 0 and 30 seconds")
         if not 1 <= self.relay_audit_interval_s <= 60:
@@ -232,6 +241,8 @@ class Settings:
             raise ConfigError("CHAT_CONTROLLER_OFFSET_RESET must be earliest or latest")
         if not self.controller_group_id.strip():
             raise ConfigError("CHAT_CONTROLLER_GROUP_ID must not be empty")
+        if not 1 <= self.controller_insert_parallel <= 16:
+            raise ConfigError("CHAT_CONTROLLER_INSERT_PARALLEL must be between 1 and 16")
         if self.controller_batch_max < 1:
             raise ConfigError("CHAT_CONTROLLER_BATCH_MAX must be at least 1")
         if self.controller_poll_timeout_ms < 1:

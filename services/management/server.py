@@ -20,12 +20,14 @@ from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chatcore.accounts import MongoAccountStatus
+from chatcore.channel_heads import MongoChannelHeads
 from chatcore.errors import ConfigError
 from chatcore.http import Health, ReadinessCheck, make_app
 from chatcore.kafka import make_producer
 from chatcore.lifecycle import serve_app
 from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
+from chatcore.migrations import run_once
 from chatcore.mongo import INDEXES, Document, database, ensure_indexes, make_mongo_client, ping
 from chatcore.s3 import make_s3_client
 from chatcore.settings import Settings
@@ -41,10 +43,16 @@ from services.management.attachments_api import AttachmentApi
 from services.management.clamd import ClamdAddress, ClamdClient
 from services.management.events import EventMetrics, EventSender, OutboxPublisher
 from services.management.history import HistoryService
+from services.management.history_store import MongoMessageStore
 from services.management.limits import ScanGate, WriteLimiter
+from services.management.membership_index import (
+    BACKFILL,
+    MEMBERSHIP_INDEXES,
+    MongoMembershipIndex,
+)
 from services.management.objects import S3ObjectStore
 from services.management.openapi import load_openapi
-from services.management.store import MANAGEMENT_INDEXES, MongoMessageStore, MongoTeamStore
+from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore
 from services.management.teams import TeamMetrics, TeamService
 from services.management.users import HttpUserDirectory
 
@@ -147,7 +155,12 @@ async def start(
         db = database(client, settings)
         # The messages indexes too: history pages need (channel_id, seq) even before the
         # controller has started once.
-        await ensure_indexes(db, (*INDEXES, *MANAGEMENT_INDEXES, *ATTACHMENT_INDEXES))
+        await ensure_indexes(
+            db, (*INDEXES, *MANAGEMENT_INDEXES, *ATTACHMENT_INDEXES, *MEMBERSHIP_INDEXES)
+        )
+        index = MongoMembershipIndex(db)
+        # Teams stored before the index existed; later changes reach it through the outbox.
+        await run_once(db, BACKFILL, index.backfill)
 
         producer = make_producer(settings, client_id="management")
         await producer.start()
@@ -160,13 +173,14 @@ async def start(
         # changes and its event publishing never interleave within this process.
         locks = KeyedLocks()
         teams = MongoTeamStore(db, locks)
-        messages = MongoMessageStore(db)
+        messages = MongoMessageStore(db, MongoChannelHeads(db))
         sender: EventSender = producer if wrap_sender is None else wrap_sender(producer)
         outbox = OutboxPublisher(
             teams,
             sender,
             locks,
             EventMetrics.create(registry),
+            index,
             send_timeout_s=settings.outbox_send_timeout_s,
         )
         service = TeamService(

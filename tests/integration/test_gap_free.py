@@ -36,6 +36,7 @@ from tests.integration.pipeline_env import (
     start_pipeline,
     wait_link_up,
 )
+from tests.team_docs import add_member
 from tests.waiting import until
 
 # Held back in the controller before each subscription change: the window in which a relay that
@@ -414,7 +415,7 @@ async def test_an_added_member_is_told_once_subscribed_then_misses_nothing(
     try:
         await senders.more(10)
         hold.close()
-        await pipe.db.teams.update_one({"_id": team}, {"$push": {"members": member.id}})
+        await add_member(pipe.db, team, member.id)
         await pipe.membership_event(team, member.id, chat_pb2.MEMBERSHIP_CHANGE_ADDED)
         await until(
             lambda: hold.held == 1, timeout_s=30

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
+from chatcore.buckets import BucketRange
 from chatcore.errors import Unavailable
 from chatcore.kafka import MESSAGES_TOPIC
 from chatcore.mongo import Document
@@ -54,6 +55,27 @@ class MemoryMessageStore:
         }
 
 
+class MemoryChannelHeads:
+    """Channel head documents (bucket ranges) in memory; ``failures_left`` reservations fail."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[str, BucketRange] = {}
+        self.failures_left = 0
+        self.reservations: list[str] = []
+
+    async def reserve(self, channel_id: str) -> int:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise Unavailable("database error: ServerSelectionTimeoutError")
+        current = self.ranges.get(channel_id, BucketRange(0, 0))
+        self.ranges[channel_id] = BucketRange(current.low, current.high + 1)
+        self.reservations.append(channel_id)
+        return current.high
+
+    async def range(self, channel_id: str) -> BucketRange | None:
+        return self.ranges.get(channel_id)
+
+
 class MemoryDeadLetters:
     def __init__(self) -> None:
         self.letters: list[DeadLetter] = []
@@ -82,13 +104,8 @@ class MemoryDirectory:
         self._check_up()
         self.queries.append(user_id)
         return [
-            MembershipView(
-                channel_id=team_id,
-                admin=user_id in doc["admins"] or doc["super_admin"] == user_id,
-                super_admin=doc["super_admin"] == user_id,
-                active=doc["active"],
-            )
-            for team_id, doc in self.teams.items()
+            MembershipView(channel_id=team_id, active=doc["active"])
+            for team_id, doc in sorted(self.teams.items())
             if user_id in doc["members"]
         ]
 

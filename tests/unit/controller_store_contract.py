@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chatcore.buckets import BucketRange, ChannelHeads
 from chatcore.mongo import Document
 from services.controller.directory import AttachmentView, Directory, MembershipView
 from services.controller.store import DUPLICATE_KEY, MessageStore, StoredPosition
@@ -31,6 +32,8 @@ class Backend:
     seed_team: Callable[[str, Document], Awaitable[None]]
     seed_attachment: Callable[[AttachmentView], Awaitable[None]]
     seed_user: Callable[[str, bool], Awaitable[None]]
+    heads: ChannelHeads
+    range_of: Callable[[str], Awaitable[BucketRange | None]]
 
 
 def _doc(message_id: str, channel_id: str, seq: int) -> Document:
@@ -77,19 +80,19 @@ class ControllerStoreContract:
         assert await backend.store.positions([]) == {}
         assert await backend.store.positions(["never", "stored"]) == {}
 
-    async def test_memberships_and_members_read_the_team_documents(self, backend: Backend) -> None:
-        """Roles and team state as the management service wrote them; None for no team."""
+    async def test_memberships_and_members_read_what_management_wrote(
+        self, backend: Backend
+    ) -> None:
+        """A user's teams (ordered by id) with their state, and a team's members, as the
+        management service wrote them; nothing for an unknown user or team."""
         await backend.seed_team(T1, _team([ALICE, BOB], [ALICE], ALICE, True))
         await backend.seed_team(T2, _team([BOB], [], CAROL, False))
         await backend.seed_team(T3, _team([CAROL], [CAROL], CAROL, True))
-        bob = sorted(await backend.directory.memberships(BOB), key=lambda m: m.channel_id)
-        assert bob == [
-            MembershipView(T1, admin=False, super_admin=False, active=True),
-            MembershipView(T2, admin=False, super_admin=False, active=False),
+        assert await backend.directory.memberships(BOB) == [
+            MembershipView(T1, active=True),
+            MembershipView(T2, active=False),
         ]
-        assert await backend.directory.memberships(ALICE) == [
-            MembershipView(T1, admin=True, super_admin=True, active=True)
-        ]
+        assert await backend.directory.memberships(ALICE) == [MembershipView(T1, active=True)]
         members = await backend.directory.members(T1)
         assert members is not None
         assert (sorted(members.user_ids), members.active) == ([ALICE, BOB], True)
@@ -109,3 +112,13 @@ class ControllerStoreContract:
             True,
             False,
         ]
+
+    async def test_reserving_buckets_counts_up_from_zero_per_channel(
+        self, backend: Backend
+    ) -> None:
+        """Each reservation hands out the channel's next number; channels count separately."""
+        assert await backend.range_of(T1) is None
+        assert [await backend.heads.reserve(T1) for _ in range(3)] == [0, 1, 2]
+        assert await backend.heads.reserve(T2) == 0
+        assert await backend.range_of(T1) == BucketRange(0, 3)
+        assert await backend.range_of(T2) == BucketRange(0, 1)
