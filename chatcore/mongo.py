@@ -59,13 +59,19 @@ INDEXES: tuple[IndexSpec, ...] = (
 )
 
 
-def make_mongo_client(settings: Settings) -> AsyncMongoClient[Document]:
-    """An async client with bounded timeouts so an outage surfaces as an error, not a hang."""
+def make_mongo_client(
+    settings: Settings, *, long_running: bool = False
+) -> AsyncMongoClient[Document]:
+    """An async client with bounded timeouts so an outage surfaces as an error, not a hang.
+
+    ``long_running``: no socket timeout, for one-time migrations whose single query may scan a
+    whole collection (FerretDB answers an ``$exists`` filter only after reading every document).
+    """
     return AsyncMongoClient(
         settings.mongo_url,
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         connectTimeoutMS=settings.mongo_timeout_ms,
-        socketTimeoutMS=max(settings.mongo_timeout_ms * 2, 10000),
+        socketTimeoutMS=None if long_running else max(settings.mongo_timeout_ms * 2, 10000),
         tz_aware=True,
         appname="chatstack",
     )

@@ -140,8 +140,13 @@ async def start(
         stack.push_async_callback(client.close)
         db = database(client, settings)
         await ensure_indexes(db, INDEXES)
-        # Before consuming: a page must find every message, old ones included (migrate.py).
-        await bucket_older_messages(db)
+        # Before consuming: a page must find every message, old ones included (migrate.py). Its
+        # own client: the search for unbucketed messages may read a whole large collection.
+        migration_client = make_mongo_client(settings, long_running=True)
+        try:
+            await bucket_older_messages(database(migration_client, settings))
+        finally:
+            await migration_client.close()
 
         registry = CollectorRegistry()
         metrics = ControllerMetrics.create(registry)
