@@ -193,6 +193,9 @@ class SyncedClient:
                 await asyncio.sleep(0.2)
                 continue
             if channel not in self._again:
+                # Only now: frames buffered since a later resync may lie past what it must fetch.
+                self.timeline.end_resume(channel)
+                self._notify()
                 return
 
     async def _page_through(self, channel: str) -> None:
@@ -211,8 +214,6 @@ class SyncedClient:
                 if not meta.get("has_more") or not entries:
                     break
                 cursor = int(meta["next_cursor"])
-        self.timeline.end_resume(channel)
-        self._notify()
 
     # -- waiting --
 

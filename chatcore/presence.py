@@ -67,8 +67,16 @@ class PresenceBook:
             relay.expires_ms = now_ms + record.ttl_ms
             gone = [u for u in before if u not in relay.users]
             came = [u for u in relay.users if u not in before]
-            return self._left(record.relay_id, gone, now_ms) + self._arrived(
-                record.relay_id, came, relay, now_ms
+            joined = [
+                t
+                for u, channels in relay.users.items()
+                if u in before
+                for t in self._joined(u, channels, now_ms)
+            ]
+            return (
+                self._left(record.relay_id, gone, now_ms)
+                + self._arrived(record.relay_id, came, relay, now_ms)
+                + joined
             )
         transitions: list[Transition] = []
         if relay is None or fresh:
@@ -86,9 +94,12 @@ class PresenceBook:
         relay.version = record.version
         came = []
         for entry in record.online:
+            channels = tuple(entry.channels)
             if entry.user_id not in relay.users:
                 came.append(entry.user_id)
-            relay.users[entry.user_id] = tuple(entry.channels)
+            else:
+                transitions += self._joined(entry.user_id, channels, now_ms)
+            relay.users[entry.user_id] = channels
         gone = [u for u in record.offline if relay.users.pop(u, None) is not None]
         return (
             transitions
@@ -116,6 +127,16 @@ class PresenceBook:
                 out.append(Transition(user, ONLINE, self._channels[user], now_ms))
             holders.add(relay_id)
         return out
+
+    def _joined(self, user: str, channels: tuple[str, ...], now_ms: int) -> list[Transition]:
+        # An online user's relay lists teams not known before: the user joined them while
+        # connected, and those teams have not been told the user is online.
+        known = self._channels.get(user, ())
+        added = tuple(c for c in channels if c not in known)
+        if not added:
+            return []
+        self._channels[user] = tuple(sorted({*known, *added}))
+        return [Transition(user, ONLINE, added, now_ms)] if self._holders.get(user) else []
 
     def _left(self, relay_id: str, users: Iterable[str], now_ms: int) -> list[Transition]:
         out = []

@@ -174,6 +174,8 @@ class Relay:
         self.gate.forget(effects.members_changed)
         for grant in effects.grants:
             spawn(self._complete_grant(grant))
+        for user_id in effects.joined:
+            self.presence.joined(user_id)
         now = time.monotonic()
         for user, until in list(self._disabled_until.items()):
             if until <= now:

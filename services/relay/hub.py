@@ -74,6 +74,8 @@ class Effects:
     members_changed: list[str] = field(default_factory=list)
     grants: list[Grant] = field(default_factory=list)
     disabled_users: list[str] = field(default_factory=list)
+    # Users whose greeted sockets were given another team (their team is told they are here).
+    joined: list[str] = field(default_factory=list)
 
 
 class Hub:
@@ -301,6 +303,7 @@ class Hub:
             if told:
                 self._fanout.queue(told, membership_frame(grant.channel_id, ADDED))
                 self._fanout.flush()
+                effects.joined.append(grant.user_id)
         self._unwant(grant.channel_id, effects)
         return effects
 

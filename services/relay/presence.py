@@ -57,6 +57,11 @@ class PresenceReporter:
         if self._leaving.pop(user_id, None) is None and user_id not in self._announced:
             self._coming.add(user_id)
 
+    def joined(self, user_id: str) -> None:
+        """The user's sockets here were given another team: readers learn its channels."""
+        if user_id in self._sockets and user_id in self._announced:
+            self._coming.add(user_id)  # announced again, with the channels it has now
+
     def closed(self, user_id: str, now_ms: int) -> None:
         """A greeted socket of the user closed."""
         left = self._sockets.get(user_id, 0) - 1

@@ -73,4 +73,8 @@ async def test_a_start_that_fails_half_way_closes_what_it_opened(
     current = asyncio.current_task()
     assert current is not None
     leftover.discard(current)
+    # Other instances in this loop (the module's stack) start short fetches all the time; a
+    # task the failed start left behind is still pending a moment later.
+    await asyncio.sleep(0.5)
+    leftover = {t for t in leftover if not t.done()}
     assert not leftover, leftover

@@ -121,6 +121,39 @@ async def test_a_member_coming_and_going_is_announced_within_seconds(pipe: Pipel
     await observer.close()
 
 
+async def test_a_member_added_while_connected_is_announced_to_the_team(pipe: Pipeline) -> None:
+    """Carol, online on relay 1, is added to a team: bob (relay 2) is told she is online there
+    within 2 s, and the team's presence list agrees."""
+    alice, bob, carol = await asyncio.gather(pipe.user(), pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob)
+    observer = await pipe.connect(bob, 1)
+    newcomer = await pipe.connect(carol, 0)
+    await _warm(pipe)
+    await _until_status(pipe, bob, team, bob, "online", TTL_S + 5)
+
+    started = asyncio.get_running_loop().time()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{pipe.api_url}/v1/teams/{team}/members",
+            json={"user_id": carol.id},
+            headers={"Authorization": f"Bearer {alice.token}"},
+        ) as r,
+    ):
+        assert r.status == 201
+    frame = await _presence_frame(observer, lambda f: f["user_id"] == carol.id, 2.0)
+    assert frame == {
+        "type": "presence",
+        "channel_id": team,
+        "user_id": carol.id,
+        "status": "online",
+    }
+    assert asyncio.get_running_loop().time() - started < 2.0
+    await _until_status(pipe, bob, team, carol, "online", 2.0)
+    await newcomer.close()
+    await observer.close()
+
+
 async def test_users_of_a_relay_that_stops_reporting_go_offline(pipe: Pipeline) -> None:
     """A relay that dies (here: stops publishing, as a killed one would) has its users expire
     after three heartbeats; users on the other relay stay online."""

@@ -88,3 +88,48 @@ async def test_a_resync_resumes_from_the_cursor_it_arrived_at(
     assert history.afters == [None, 10]
     assert [m["seq"] for m in client.timeline.messages(TEAM)] == [10, 11, 12]
     await client.close()
+
+
+async def test_a_resync_during_a_resume_keeps_the_buffer_until_the_second_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resync that lands mid-resume: frames buffered meanwhile wait for the run it asked for."""
+    socket = _Socket()
+    history = _History(stored=[])
+    gate = asyncio.Event()
+    gate.set()
+
+    async def gated(
+        base: str, token: str, team: str, *, after: int, limit: int = 200
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        # The page is read now; the answer comes when the test lets it through.
+        answer = await history.changes(base, token, team, after=after, limit=limit)
+        await gate.wait()
+        return answer
+
+    async def connect(_url: str, _token: str) -> _Socket:
+        return socket
+
+    monkeypatch.setattr(ChatClient, "connect", connect)
+    monkeypatch.setattr(chatclient.synced, "history_page", history)
+    monkeypatch.setattr(chatclient.synced, "changes_page", gated)
+    client = SyncedClient("ws://relay", "http://api", "token", reconnect=False)
+    await client.start()
+    await _settled(client)
+    socket.events.put_nowait(_m(10))
+    await client.wait_for(lambda: len(client.timeline.messages(TEAM)) == 1, 5)
+    # First resync: its page is read while only 11 is stored, and held back.
+    gate.clear()
+    history.stored = [_m(10), _m(11)]
+    socket.events.put_nowait({"type": "resync"})
+    await client.wait_for(lambda: history.afters == [None, 10], 5)
+    # 12 and 13 are stored but missed live; the relay says so again, then 14 arrives live.
+    history.stored = [_m(10), _m(11), _m(12), _m(13), _m(14)]
+    socket.events.put_nowait({"type": "resync"})
+    socket.events.put_nowait(_m(14))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await client.wait_for(lambda: client.resyncs == 2 and client.settled(), 5)
+    assert history.afters == [None, 10, 11]
+    assert [m["seq"] for m in client.timeline.messages(TEAM)] == [10, 11, 12, 13, 14]
+    await client.close()

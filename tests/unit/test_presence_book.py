@@ -194,3 +194,20 @@ def test_last_seen_is_now_for_online_users_and_the_time_they_left_otherwise() ->
         (BEN, True, 9000),
         (CID, False, None),
     ]
+
+
+def test_an_online_user_listed_with_a_new_team_is_announced_to_that_team_only() -> None:
+    """Joining a team while connected: the next record with that team tells it, and only it."""
+    book = PresenceBook()
+    book.apply(_delta("A", 1, {ANN: [TEAM]}), 0)
+    assert book.apply(_delta("A", 2, {ANN: [TEAM, OTHER]}), 10) == [
+        Transition(ANN, ONLINE, (OTHER,), 10)
+    ]
+    assert book.apply(_snapshot("A", 3, {ANN: [TEAM, OTHER]}), 20) == []
+    # Known from a snapshot too, and an offline later tells every team.
+    assert book.apply(_snapshot("A", 4, {ANN: [TEAM, OTHER, CID]}), 30) == [
+        Transition(ANN, ONLINE, (CID,), 30)
+    ]
+    assert book.apply(_delta("A", 5, offline=[ANN]), 40) == [
+        Transition(ANN, OFFLINE, (CID, OTHER, TEAM), 40)
+    ]

@@ -139,6 +139,7 @@ def test_added_member_gets_the_channel_only_once_the_grant_is_finished() -> None
     assert rec.got(s["carol"]) == []  # persisted before the grant: history has it
     done = hub.finish_grant(effects.grants[0], member=True, active=True)
     assert done.unsubscribe == []
+    assert done.joined == [CAROL]  # the team hears carol is here (presence)
     assert new in hub.channels
     hub.deliver(chat_pb2.DeliveryBatch(deliveries=[_message(channel=new, seq=6)]))
     assert [f.get("event", f.get("seq")) for f in rec.got(s["carol"])] == ["added", 6]
@@ -152,7 +153,9 @@ def test_grant_overtaken_by_removal_or_refused_by_the_team_gives_nothing() -> No
     removed = _event(chat_pb2.MEMBERSHIP_CHANGE_REMOVED, CAROL, channel=new)
     grant = hub.deliver(chat_pb2.DeliveryBatch(deliveries=[added])).grants[0]
     hub.deliver(chat_pb2.DeliveryBatch(deliveries=[removed]))
-    assert hub.finish_grant(grant, member=True, active=True).unsubscribe == [new]
+    overtaken = hub.finish_grant(grant, member=True, active=True)
+    assert overtaken.unsubscribe == [new]
+    assert overtaken.joined == []
     refused = hub.deliver(chat_pb2.DeliveryBatch(deliveries=[added])).grants[0]
     assert hub.finish_grant(refused, member=False, active=True).unsubscribe == [new]
     assert new not in s["carol"].channels

@@ -220,3 +220,19 @@ def test_a_draining_relay_s_last_snapshot_lets_only_those_who_left_go_offline() 
     assert book.expire(1199) == []
     assert book.expire(1200) == [Transition(BEN, OFFLINE, (TEAM,), 1200)]
     assert book.online(ANN)
+
+
+def test_a_user_given_another_team_is_announced_again_with_it() -> None:
+    """After ``joined`` the next delta lists the user again, with the teams they have now."""
+    teams: dict[str, tuple[str, ...]] = {ANN: (TEAM,)}
+    reporter = PresenceReporter(
+        "r1", lambda u: teams.get(u, ()), grace_ms=GRACE, ttl_ms=TTL, epoch="e1"
+    )
+    reporter.opened(ANN)
+    reporter.due(0)
+    teams[ANN] = (TEAM, OTHER)
+    reporter.joined(ANN)
+    record = _due(reporter, 10)
+    assert [(e.user_id, list(e.channels)) for e in record.online] == [(ANN, [TEAM, OTHER])]
+    reporter.joined(BEN)  # nobody of that name here: no news
+    assert reporter.due(20) is None
