@@ -302,6 +302,7 @@ class Relay:
                     self.relay_id,
                     self._settings.ws_heartbeat_s,
                     {c: u for c, u in unread.items() if c in session.channels},
+                    int(self._settings.edit_window_s),
                 ),
             )
             del unread

@@ -181,7 +181,9 @@ def hello_frame(
     relay_id: str,
     heartbeat_s: int,
     unread: dict[str, dict[str, int]] | None = None,
+    edit_window_s: int = 300,
 ) -> bytes:
+    # The edit window is the operator's (CHAT_EDIT_WINDOW_S): a client shows "edit" only within it.
     return _dump(
         {
             "type": "hello",
@@ -190,6 +192,7 @@ def hello_frame(
             "relay": relay_id,
             "heartbeat_s": heartbeat_s,
             "unread": unread or {},
+            "edit_window_s": edit_window_s,
         }
     )
 

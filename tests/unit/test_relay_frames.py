@@ -98,15 +98,16 @@ def test_errors_carry_the_client_msg_id() -> None:
 
 def test_rendered_frames_match_the_contract() -> None:
     """hello, ack and error frames have exactly the contract's fields; hello carries the
-    unread counts per team (DESIGN 5b)."""
+    unread counts per team (DESIGN 5b) and the edit window."""
     unread = {TEAM: {"count": 3, "mentions": 1}}
-    assert json.loads(hello_frame(USER, [TEAM], "r1", 20, unread)) == {
+    assert json.loads(hello_frame(USER, [TEAM], "r1", 20, unread, 600)) == {
         "type": "hello",
         "user_id": USER,
         "channels": [TEAM],
         "relay": "r1",
         "heartbeat_s": 20,
         "unread": unread,
+        "edit_window_s": 600,
     }
     assert json.loads(ack_frame("c", "id1", 7, 1_764_000_000_123)) == {
         "type": "ack",
