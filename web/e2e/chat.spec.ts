@@ -1,0 +1,100 @@
+// Two people chat in real Chromium through nginx and the whole stack (DESIGN section 5 only).
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { countMessages, launch, openTeam, type Person, person, send, shows, unique } from "./support";
+
+let browser: Browser;
+let ada: Person;
+let bob: Person;
+let cy: Person;
+let team: string;
+
+beforeAll(async () => {
+  browser = await launch();
+  ada = await person(browser, "Ada");
+  bob = await person(browser, "Bob");
+  cy = await person(browser, "Cy");
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe("chat in two browsers", () => {
+  it("creates a team, adds members by email, and both chat both ways with typing shown", async () => {
+    team = unique("Core");
+    await ada.page.getByRole("button", { name: "+ New team" }).click();
+    await ada.page.getByLabel("Team name").fill(team);
+    await ada.page.getByLabel("Tags (optional, comma separated)").fill("backend, on-call");
+    await ada.page.getByRole("button", { name: "Create team" }).click();
+    await ada.page.getByRole("heading", { name: team, exact: true }).waitFor();
+
+    await ada.page.getByRole("button", { name: "Members & settings" }).click();
+    await ada.page.getByLabel("Email address").fill(bob.email);
+    await ada.page.getByRole("button", { name: "Add member" }).click();
+    await ada.page.getByText(`${bob.email} added.`).waitFor();
+    // Bob becomes an admin and adds Cy himself: each adds someone.
+    await ada.page.locator(".members li", { hasText: "Bob" }).getByRole("button", { name: "Make admin" }).click();
+    await ada.page.getByText("Bob is now an admin.").waitFor();
+    await ada.page.keyboard.press("Escape");
+
+    // Bob's page hears the membership event and lists the team without a reload.
+    await openTeam(bob.page, team);
+    await bob.page.getByRole("button", { name: "Members & settings" }).click();
+    await bob.page.getByLabel("Email address").fill(cy.email);
+    await bob.page.getByRole("button", { name: "Add member" }).click();
+    await bob.page.getByText(`${cy.email} added.`).waitFor();
+    await bob.page.keyboard.press("Escape");
+    await openTeam(cy.page, team);
+
+    await send(ada.page, "hello Bob, welcome");
+    await shows(bob.page, "hello Bob, welcome");
+
+    await bob.page.locator("main textarea").pressSequentially("hi A", { delay: 30 });
+    await ada.page.getByText("Bob is typing…").waitFor();
+    await bob.page.locator("main textarea").fill("hi Ada!");
+    await bob.page.locator("main textarea").press("Enter");
+    await shows(ada.page, "hi Ada!");
+    await shows(cy.page, "hi Ada!");
+    expect(await countMessages(ada.page, "hi Ada!")).toBe(1);
+    expect(await countMessages(bob.page, "hello Bob, welcome")).toBe(1);
+  });
+
+  it("keeps a DM between its two people: the third member's page never shows it", async () => {
+    await ada.page.getByRole("button", { name: "Direct messages with Bob" }).click();
+    await send(ada.page, "a secret for Bob only");
+    await bob.page.getByRole("button", { name: /Direct messages with Ada/ }).click();
+    await shows(bob.page, "a secret for Bob only");
+    // A later team message reaches Cy: by then the DM would have too, had it leaked.
+    await ada.page.locator(".conversation-list .conv-button").first().click();
+    await send(ada.page, "team message after the DM");
+    await shows(cy.page, "team message after the DM");
+    expect(await cy.page.content()).not.toContain("a secret for Bob only");
+    await cy.page.getByRole("button", { name: /Direct messages with Ada/ }).click();
+    await cy.page.getByText("This is the beginning of the conversation.").waitFor();
+    expect(await cy.page.content()).not.toContain("a secret for Bob only");
+    await cy.page.locator(".conversation-list .conv-button").first().click();
+    await bob.page.locator(".conversation-list .conv-button").first().click();
+  });
+
+  it("shows markup in a message as text and runs none of it", async () => {
+    const attack = `<img src=x onerror="window.__xss=1;document.title='pwned'"> <script>window.__xss=2</script>`;
+    await send(ada.page, attack);
+    await shows(bob.page, attack);
+    for (const p of [ada.page, bob.page]) {
+      expect(await p.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      expect(await p.title()).toBe("chatstack");
+      expect(await p.locator('main article img[src="x"]').count()).toBe(0);
+    }
+    // Links become anchors built by the app, only for http(s).
+    await send(ada.page, "docs at https://example.com/a?b=1, and javascript:alert(1)");
+    const link = bob.page.locator("main article a", { hasText: "https://example.com/a?b=1" });
+    await link.waitFor();
+    expect(await link.getAttribute("href")).toBe("https://example.com/a?b=1");
+    expect(await bob.page.locator('main a[href^="javascript:"]').count()).toBe(0);
+  });
+
+  it("reports no script error and no CSP violation on any page", () => {
+    for (const p of [ada, bob, cy]) expect(p.problems).toEqual([]);
+  });
+});
