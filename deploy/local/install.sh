@@ -140,12 +140,15 @@ install_node() {
 }
 
 # The browser tests drive Debian's Chromium with playwright-core (Playwright's own browser
-# download cannot work without the internet).
+# download cannot work without the internet); the emoji font draws reactions in screenshots.
 install_chromium() {
   local log="$LOGS/chromium.log"
-  if [ -x /usr/bin/chromium ]; then say "chromium: present"; return; fi
-  say "chromium: installing the Debian package (for the browser tests)"
-  apt_install chromium "$log" chromium
+  if [ -x /usr/bin/chromium ] && [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+    say "chromium: present"
+    return
+  fi
+  say "chromium: installing the Debian packages chromium and fonts-noto-color-emoji (browser tests)"
+  apt_install chromium "$log" chromium fonts-noto-color-emoji
   [ -x /usr/bin/chromium ] || fail chromium "/usr/bin/chromium missing after install" "$log"
 }
 

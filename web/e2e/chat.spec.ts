@@ -1,7 +1,21 @@
 // Two people chat in real Chromium through nginx and the whole stack (DESIGN section 5 only).
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { countMessages, launch, openTeam, type Person, person, send, shows, unique } from "./support";
+import {
+  countMessages,
+  launch,
+  noisePng,
+  openTeam,
+  type Person,
+  person,
+  relayIndex,
+  relayOf,
+  relayPid,
+  screenshotPath,
+  send,
+  shows,
+  unique,
+} from "./support";
 
 let browser: Browser;
 let ada: Person;
@@ -92,6 +106,61 @@ describe("chat in two browsers", () => {
     await link.waitFor();
     expect(await link.getAttribute("href")).toBe("https://example.com/a?b=1");
     expect(await bob.page.locator('main a[href^="javascript:"]').count()).toBe(0);
+  });
+
+  it("uploads an image with a progress bar, shows it in both browsers, and refuses 6 MiB plainly", async () => {
+    const png = noisePng(640); // about 1.2 MB
+    // Slow Ada's uploads down so that the progress bar is there to be seen.
+    const cdp = await ada.context.newCDPSession(ada.page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 400 * 1024 });
+    await ada.page.locator("main input[type=file]").setInputFiles({ name: "noise.png", mimeType: "image/png", buffer: png });
+    const bar = ada.page.getByRole("progressbar", { name: "Uploading noise.png" });
+    await bar.waitFor();
+    await expect.poll(async () => Number(await bar.getAttribute("value")), { timeout: 20_000 }).toBeGreaterThan(0);
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    for (const p of [ada.page, bob.page]) {
+      const img = p.locator('main article.message img[alt="noise.png"]');
+      await img.waitFor({ timeout: 30_000 });
+      await expect.poll(() => img.evaluate((el) => (el as HTMLImageElement).naturalWidth), { timeout: 15_000 }).toBe(640);
+    }
+    expect(await bar.count()).toBe(0);
+
+    await ada.page.locator("main input[type=file]").setInputFiles({ name: "big.pdf", mimeType: "application/pdf", buffer: Buffer.alloc(6 * 1024 * 1024, 7) });
+    const refusal = ada.page.locator(".upload.failed [role=alert]");
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toMatch(/^“big\.pdf” refused: .*(large|5 MiB|5242880)/i);
+  });
+
+  it("looks right at 1440×900 and at 375×800", async () => {
+    await ada.page.screenshot({ path: screenshotPath("chat-1440x900.png") });
+    await bob.page.setViewportSize({ width: 375, height: 800 });
+    await bob.page.screenshot({ path: screenshotPath("chat-375x800.png") });
+    // The narrow layout keeps the composer and the last message on screen.
+    expect(await bob.page.locator("main textarea").isVisible()).toBe(true);
+    await bob.page.setViewportSize({ width: 1440, height: 900 });
+  });
+
+  it("survives a relay killed while both chat: both reconnect, messages sent meanwhile show once", async () => {
+    const relays = new Set([relayIndex(await relayOf(ada.page)), relayIndex(await relayOf(bob.page))]);
+    const banners = [ada, bob].map((p) => p.page.locator(".banner.reconnecting").waitFor({ timeout: 15_000 }));
+    for (const index of relays) process.kill(relayPid(index), "SIGKILL");
+    await Promise.all(banners);
+    // Sent while the sockets are down (queued), and by Cy, whose socket may be elsewhere.
+    await send(ada.page, "sent by Ada while reconnecting");
+    await send(bob.page, "sent by Bob while reconnecting");
+    await send(cy.page, "sent by Cy meanwhile");
+    // nginx keeps a relay that failed out of rotation for up to 10 s (its default fail_timeout).
+    for (const p of [ada, bob]) await p.page.locator(".conn.open").waitFor({ timeout: 40_000 });
+    for (const p of [ada, bob]) {
+      for (const text of ["sent by Ada while reconnecting", "sent by Bob while reconnecting", "sent by Cy meanwhile"]) {
+        await shows(p.page, text);
+        expect(await countMessages(p.page, text)).toBe(1);
+      }
+      expect(await countMessages(p.page, "hi Ada!")).toBe(1);
+      expect(await p.page.locator(".message.pending").count()).toBe(0);
+      expect(await p.page.locator(".banner.reconnecting").count()).toBe(0);
+    }
   });
 
   it("reports no script error and no CSP violation on any page", () => {

@@ -1,8 +1,9 @@
 // What the browser tests share: Debian's Chromium through playwright-core, the stack's address,
 // accounts made through the real UI, and a watch on every page for script errors and CSP reports.
-import { mkdirSync } from "node:fs";
-import { readFileSync } from "node:fs";
+import { randomFillSync } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { crc32, deflateSync } from "node:zlib";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 
 export const BASE = process.env.CHATSTACK_NGINX_URL ?? "http://127.0.0.1:8080";
@@ -42,9 +43,12 @@ export async function person(browser: Browser, name: string, viewport = { width:
   const problems: string[] = [];
   page.on("pageerror", (err) => problems.push(`pageerror: ${err.message}`));
   page.on("console", (msg) => {
-    // A refused request (a 413 the test provokes, a route of 5b a backend lacks) is the app's to
-    // handle and is logged by Chromium itself; script errors and CSP reports are what count.
-    if (msg.type() === "error" && !msg.text().startsWith("Failed to load resource")) problems.push(`console: ${msg.text()}`);
+    // A refused request (a 413 the test provokes, a route of 5b a backend lacks, a handshake to a
+    // relay that is restarting) is the app's to handle and is logged by Chromium itself; script
+    // errors and CSP reports are what count.
+    const text = msg.text();
+    const network = text.startsWith("Failed to load resource") || /^WebSocket connection to .* failed/.test(text);
+    if (msg.type() === "error" && !network) problems.push(`console: ${text}`);
   });
   const email = `${unique(name.toLowerCase())}@example.com`;
   await page.goto(BASE + "/");
@@ -98,4 +102,51 @@ export async function openTeam(page: Page, team: string): Promise<void> {
 /** Waits until a message with this text shows in the open conversation (or `scope`). */
 export async function shows(page: Page, text: string, scope = "main"): Promise<void> {
   await page.locator(`${scope} article.message .text`).filter({ hasText: text }).first().waitFor();
+}
+
+/** A real PNG of random pixels (so it does not compress): `side`² pixels, about 3·side² bytes. */
+export function noisePng(side: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(side, 0);
+  header.writeUInt32BE(side, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, no interlace
+  const rows = Buffer.alloc(side * (1 + side * 3));
+  for (let y = 0; y < side; y++) {
+    const row = y * (1 + side * 3);
+    rows[row] = 0; // filter: none
+    randomFillSync(rows, row + 1, side * 3);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", deflateSync(rows, { level: 1 })),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/** The relay index (1-based, as in $CHATSTACK_HOME/run/relay-N.pid) behind a hello's relay id. */
+export function relayIndex(relayId: string): number {
+  // The local stack names its relays after their components (relay-1, relay-2...); otherwise the
+  // automatic name ends with the port.
+  const named = /^relay-(\d+)$/.exec(relayId);
+  if (named) return Number(named[1]);
+  const ports = (process.env.CHATSTACK_RELAY_PORTS ?? "8103,8104").split(",");
+  const port = relayId.slice(relayId.lastIndexOf("-") + 1);
+  const index = ports.indexOf(port);
+  if (index < 0) throw new Error(`relay ${relayId} is not one of the stack's ports ${ports.join(",")}`);
+  return index + 1;
+}
+
+export async function relayOf(page: Page): Promise<string> {
+  const el = page.locator(".conn.open");
+  await el.waitFor();
+  return (await el.getAttribute("data-relay")) ?? "";
 }

@@ -523,11 +523,13 @@ export class ChatModel extends Observable {
       this.notify("info", `You are no longer a member of ${name}.`);
       return;
     }
+    // The creator of a team gets "added" too: no news for a team this page already lists.
+    const known = this.teams.has(team);
     try {
       const fresh = await this.api.team(team);
       this.putTeam(fresh);
       if (frame.event === "added") {
-        this.notify("info", `You were added to ${fresh.name}.`);
+        if (!known) this.notify("info", `You were added to ${fresh.name}.`);
         // History from before the subscription is fetched now; live frames follow.
         const t = this.timeline(team);
         if (t.loaded || team === this.selectedTeam) void this.sync.request(team);

@@ -8,7 +8,9 @@ export interface BackoffPolicy {
   floorMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 500, capMs: 15_000, floorMs: 100 };
+// A relay restart takes a second or two (the local supervisor restarts within 0.5 s): an 8 s cap
+// keeps a page from sleeping long after the relays are back, 5 attempts in.
+export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 500, capMs: 8_000, floorMs: 100 };
 
 /** The delay before reconnect attempt `attempt` (0 = the first retry after a drop). */
 export function backoffDelay(attempt: number, random: () => number = Math.random, policy = DEFAULT_BACKOFF): number {
