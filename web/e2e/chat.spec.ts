@@ -2,7 +2,9 @@
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  addMember,
   countMessages,
+  createTeam,
   launch,
   noisePng,
   openTeam,
@@ -37,11 +39,7 @@ afterAll(async () => {
 describe("chat in two browsers", () => {
   it("creates a team, adds members by email, and both chat both ways with typing shown", async () => {
     team = unique("Core");
-    await ada.page.getByRole("button", { name: "+ New team" }).click();
-    await ada.page.getByLabel("Team name").fill(team);
-    await ada.page.getByLabel("Tags (optional, comma separated)").fill("backend, on-call");
-    await ada.page.getByRole("button", { name: "Create team" }).click();
-    await ada.page.getByRole("heading", { name: team, exact: true }).waitFor();
+    await createTeam(ada.page, team, "backend, on-call");
 
     await ada.page.getByRole("button", { name: "Members & settings" }).click();
     await ada.page.getByLabel("Email address").fill(bob.email);
@@ -54,11 +52,7 @@ describe("chat in two browsers", () => {
 
     // Bob's page hears the membership event and lists the team without a reload.
     await openTeam(bob.page, team);
-    await bob.page.getByRole("button", { name: "Members & settings" }).click();
-    await bob.page.getByLabel("Email address").fill(cy.email);
-    await bob.page.getByRole("button", { name: "Add member" }).click();
-    await bob.page.getByText(`${cy.email} added.`).waitFor();
-    await bob.page.keyboard.press("Escape");
+    await addMember(bob.page, cy.email);
     await openTeam(cy.page, team);
 
     await send(ada.page, "hello Bob, welcome");
@@ -108,6 +102,15 @@ describe("chat in two browsers", () => {
     expect(await bob.page.locator('main a[href^="javascript:"]').count()).toBe(0);
   });
 
+  it("looks right at 1440×900 and at 375×800", async () => {
+    await ada.page.screenshot({ path: screenshotPath("chat-1440x900.png") });
+    await bob.page.setViewportSize({ width: 375, height: 800 });
+    await bob.page.screenshot({ path: screenshotPath("chat-375x800.png") });
+    // The narrow layout keeps the composer and the last message on screen.
+    expect(await bob.page.locator("main textarea").isVisible()).toBe(true);
+    await bob.page.setViewportSize({ width: 1440, height: 900 });
+  });
+
   it("uploads an image with a progress bar, shows it in both browsers, and refuses 6 MiB plainly", async () => {
     const png = noisePng(640); // about 1.2 MB
     // Slow Ada's uploads down so that the progress bar is there to be seen.
@@ -130,15 +133,6 @@ describe("chat in two browsers", () => {
     const refusal = ada.page.locator(".upload.failed [role=alert]");
     await refusal.waitFor();
     expect(await refusal.textContent()).toMatch(/^“big\.pdf” refused: .*(large|5 MiB|5242880)/i);
-  });
-
-  it("looks right at 1440×900 and at 375×800", async () => {
-    await ada.page.screenshot({ path: screenshotPath("chat-1440x900.png") });
-    await bob.page.setViewportSize({ width: 375, height: 800 });
-    await bob.page.screenshot({ path: screenshotPath("chat-375x800.png") });
-    // The narrow layout keeps the composer and the last message on screen.
-    expect(await bob.page.locator("main textarea").isVisible()).toBe(true);
-    await bob.page.setViewportSize({ width: 1440, height: 900 });
   });
 
   it("survives a relay killed while both chat: both reconnect, messages sent meanwhile show once", async () => {

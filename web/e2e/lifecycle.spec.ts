@@ -1,7 +1,7 @@
 // The message life cycle, read state and presence (DESIGN section 5b) in two browsers.
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BASE, countMessages, launch, openTeam, type Person, person, send, shows, unique } from "./support";
+import { addMember, BASE, countMessages, createTeam, launch, openTeam, type Person, person, send, shows, unique } from "./support";
 
 let browser: Browser;
 let ada: Person;
@@ -21,14 +21,8 @@ beforeAll(async () => {
   await require5b(ada.page);
   bob = await person(browser, "Bob");
   team = unique("Life");
-  await ada.page.getByRole("button", { name: "+ New team" }).click();
-  await ada.page.getByLabel("Team name").fill(team);
-  await ada.page.getByRole("button", { name: "Create team" }).click();
-  await ada.page.getByRole("button", { name: "Members & settings" }).click();
-  await ada.page.getByLabel("Email address").fill(bob.email);
-  await ada.page.getByRole("button", { name: "Add member" }).click();
-  await ada.page.getByText(`${bob.email} added.`).waitFor();
-  await ada.page.keyboard.press("Escape");
+  await createTeam(ada.page, team);
+  await addMember(ada.page, bob.email);
   await openTeam(bob.page, team);
   for (const p of [ada, bob]) p.page.on("dialog", (d) => void d.accept());
 });
@@ -43,11 +37,7 @@ describe("message life cycle between two browsers", () => {
   it("shows the other member online, and offline once their last page closes", async () => {
     await expect.poll(() => dmButton(ada, "Bob").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("online");
     const cy = await person(browser, "Cy");
-    await ada.page.getByRole("button", { name: "Members & settings" }).click();
-    await ada.page.getByLabel("Email address").fill(cy.email);
-    await ada.page.getByRole("button", { name: "Add member" }).click();
-    await ada.page.getByText(`${cy.email} added.`).waitFor();
-    await ada.page.keyboard.press("Escape");
+    await addMember(ada.page, cy.email);
     await expect.poll(() => dmButton(ada, "Cy").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("online");
     await cy.context.close();
     await expect.poll(() => dmButton(ada, "Cy").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("offline");
@@ -109,10 +99,7 @@ describe("read state", () => {
   it("badges unread messages and mentions of a team not open, then clears them as they are seen", async () => {
     // Bob looks at a team of his own while Ada writes in the shared one.
     const own = unique("Solo");
-    await bob.page.getByRole("button", { name: "+ New team" }).click();
-    await bob.page.getByLabel("Team name").fill(own);
-    await bob.page.getByRole("button", { name: "Create team" }).click();
-    await bob.page.getByRole("heading", { name: own, exact: true }).waitFor();
+    await createTeam(bob.page, own);
     await send(ada.page, "one for later");
     await send(ada.page, "@Bob this one mentions you");
     const shared = bob.page.locator(".team-button", { hasText: team });

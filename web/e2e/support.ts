@@ -150,3 +150,21 @@ export async function relayOf(page: Page): Promise<string> {
   await el.waitFor();
   return (await el.getAttribute("data-relay")) ?? "";
 }
+
+/** Creates a team from the sidebar form and waits until it is open. */
+export async function createTeam(page: Page, name: string, tags = ""): Promise<void> {
+  await page.getByRole("button", { name: "+ New team" }).click();
+  await page.getByLabel("Team name").fill(name);
+  if (tags) await page.getByLabel("Tags (optional, comma separated)").fill(tags);
+  await page.getByRole("button", { name: "Create team" }).click();
+  await page.getByRole("heading", { name, exact: true }).waitFor();
+}
+
+/** Adds a member by email from the open team's panel, then closes the panel (Esc). */
+export async function addMember(page: Page, email: string): Promise<void> {
+  await page.getByRole("button", { name: "Members & settings" }).click();
+  await page.getByLabel("Email address").fill(email);
+  await page.getByRole("button", { name: "Add member" }).click();
+  await page.getByText(`${email} added.`).waitFor();
+  await page.keyboard.press("Escape");
+}

@@ -20,7 +20,8 @@ function setup() {
   const log = [created(msg(1)), created(msg(2))];
   const api = {
     teams: async () => ({ data: [team(TEAM, { unread: { count: 0, mentions: 0, last_read_seq: 2 } }), team(OTHER)], meta: { has_more: false } }),
-    team: async (id: string) => team(id),
+    // A team named "nnn..." is one the user just created: they are its only member.
+    team: async (id: string) => (id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id)),
     user: async (id: string) => ({ id, email: `${id}@x`, name: id === BOB ? "Bob" : "Someone" }),
     presence: async () => [],
     history: async (_t: string, q: { before?: number }) => {
@@ -161,5 +162,18 @@ describe("ChatModel", () => {
     await flush();
     s.model.sendText("answer", "m3");
     expect(s.sent.at(-1)).toMatchObject({ to: BOB, thread_id: "m3" });
+  });
+
+  it("tells of being added by someone else, not of a team the user just created", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.frame({ type: "membership", channel_id: OTHER, event: "added" });
+    await flush();
+    expect(s.model.notices.at(-1)?.text).toBe("You were added to Other.");
+    const count = s.model.notices.length;
+    s.frame({ type: "membership", channel_id: "n".repeat(32), event: "added" });
+    await flush();
+    expect(s.model.notices).toHaveLength(count);
   });
 });

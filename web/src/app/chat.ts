@@ -523,13 +523,14 @@ export class ChatModel extends Observable {
       this.notify("info", `You are no longer a member of ${name}.`);
       return;
     }
-    // The creator of a team gets "added" too: no news for a team this page already lists.
-    const known = this.teams.has(team);
     try {
       const fresh = await this.api.team(team);
       this.putTeam(fresh);
       if (frame.event === "added") {
-        if (!known) this.notify("info", `You were added to ${fresh.name}.`);
+        // The creator of a team gets "added" too (often before the create call returns): a team
+        // whose only member is its super_admin, me, is no news.
+        const mine = fresh.super_admin === this.me.id && fresh.members.length === 1;
+        if (!mine) this.notify("info", `You were added to ${fresh.name}.`);
         // History from before the subscription is fetched now; live frames follow.
         const t = this.timeline(team);
         if (t.loaded || team === this.selectedTeam) void this.sync.request(team);
