@@ -85,6 +85,22 @@ describe("chat in two browsers", () => {
     await bob.page.locator(".conversation-list .conv-button").first().click();
   });
 
+  it("shows the server's refusal (403) plainly when a role changed under an open page", async () => {
+    await bob.page.getByRole("button", { name: "Members & settings" }).click();
+    await bob.page.getByRole("button", { name: "Save settings" }).waitFor();
+    await ada.page.getByRole("button", { name: "Members & settings" }).click();
+    await ada.page.locator(".members li", { hasText: "Bob" }).getByRole("button", { name: "Dismiss admin" }).click();
+    await ada.page.getByText("Bob is no longer an admin.").waitFor();
+    // Bob's panel still offers the admin's form; the server says no, and the page says so.
+    await bob.page.getByLabel("Name").fill(`${team} renamed`);
+    await bob.page.getByRole("button", { name: "Save settings" }).click();
+    const refusal = bob.page.locator(".panel .result.error");
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toMatch(/^Not allowed: /);
+    for (const p of [ada, bob]) await p.page.keyboard.press("Escape");
+    expect(await bob.page.getByRole("heading", { name: team, exact: true }).count()).toBe(1);
+  });
+
   it("shows markup in a message as text and runs none of it", async () => {
     const attack = `<img src=x onerror="window.__xss=1;document.title='pwned'"> <script>window.__xss=2</script>`;
     await send(ada.page, attack);

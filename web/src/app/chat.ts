@@ -689,13 +689,15 @@ export class ChatModel extends Observable {
     );
   }
 
+  /** A team change: the form that asked shows the outcome, screen readers hear it. */
   private async teamCall(work: () => Promise<void>): Promise<string | null> {
     try {
       await work();
       return null;
     } catch (err) {
       const text = readable(err);
-      this.notify("error", text);
+      this.announce(text);
+      this.changed();
       return text;
     }
   }

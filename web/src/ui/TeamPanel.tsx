@@ -37,10 +37,10 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
     setResult(null);
   }, [team.id]);
 
-  const run = async (what: string, call: Promise<string | null>) => {
+  const run = async (what: string, call: Promise<string | null>, failing = "") => {
     setResult(null);
     const error = await call;
-    setResult(error ? { ok: false, text: error } : { ok: true, text: what });
+    setResult(error ? { ok: false, text: failing + error } : { ok: true, text: what });
   };
 
   const members = [...team.members].sort((a, b) => {
@@ -92,7 +92,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             onSubmit={(e) => {
               e.preventDefault();
               const address = email.trim();
-              void run(`${address} added.`, model.addMember(team.id, address)).then(() => setEmail(""));
+              void run(`${address} added.`, model.addMember(team.id, address), `Could not add ${address}: `).then(() => setEmail(""));
             }}
           >
             <h3>Add a member</h3>
