@@ -84,6 +84,7 @@ export function Composer(props: Props) {
           id={`${inputId}-file`}
           type="file"
           class="visually-hidden"
+          aria-label="Attach a file"
           tabIndex={-1}
           onChange={(e) => {
             const input = e.currentTarget;

@@ -141,7 +141,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
                       type="button"
                       class={current ? "conv-button current" : "conv-button"}
                       aria-current={current ? "page" : undefined}
-                      aria-label={`Direct messages with ${model.name(u)}`}
+                      aria-label={`Direct messages with ${model.name(u)}${unseen > 0 ? `, ${unseen} new` : ""}`}
                       onClick={() => {
                         model.openConversation(u);
                         props.onNavigate();
