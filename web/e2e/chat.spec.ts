@@ -6,6 +6,7 @@ import {
   countMessages,
   createTeam,
   launch,
+  logInAgain,
   noisePng,
   openTeam,
   type Person,
@@ -167,6 +168,24 @@ describe("chat in two browsers", () => {
     expect(await refusal.textContent()).toMatch(/^“eicar\.txt” was refused: /);
     await refusal.getByRole("button", { name: "Dismiss" }).click();
     expect(await countMessages(bob.page, "eicar.txt")).toBe(0);
+  });
+
+  it("loads older history as the reader scrolls up (before=), each message once", async () => {
+    for (let i = 1; i <= 60; i++) await send(ada.page, `history line ${i}`);
+    await shows(bob.page, "history line 60");
+    const page = await logInAgain(browser, cy);
+    await openTeam(page, team);
+    await shows(page, "history line 60");
+    expect(await countMessages(page, "history line 1")).toBe(0);
+    const list = page.getByRole("log", { name: `Messages in ${team}` });
+    for (let round = 0; round < 5 && (await countMessages(page, "history line 1")) === 0; round++) {
+      await list.evaluate((el) => el.scrollTo({ top: 0 }));
+      await page.waitForTimeout(300);
+    }
+    expect(await countMessages(page, "history line 1")).toBe(1);
+    expect(await countMessages(page, "hello Bob, welcome")).toBe(1);
+    await page.getByText("This is the beginning of the conversation.").waitFor();
+    await page.context().close();
   });
 
   it("survives a relay killed while both chat: both reconnect, messages sent meanwhile show once", async () => {

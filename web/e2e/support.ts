@@ -168,3 +168,15 @@ export async function addMember(page: Page, email: string): Promise<void> {
   await page.getByText(`${email} added.`).waitFor();
   await page.keyboard.press("Escape");
 }
+
+/** The same account in a new browser context (a reload would ask for the password too). */
+export async function logInAgain(browser: Browser, who: Person, viewport = { width: 1440, height: 900 }): Promise<Page> {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  await page.goto(BASE + "/");
+  await page.getByLabel("Email").fill(who.email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.locator(".conn.open").waitFor();
+  return page;
+}

@@ -79,6 +79,7 @@ export function Conversation(props: Props) {
         </p>
       ) : (
         <MessageList
+          key={`${team.id}/${conv}`}
           model={model}
           team={team}
           messages={messages}

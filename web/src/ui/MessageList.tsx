@@ -28,6 +28,7 @@ export function MessageList(props: Props) {
   const box = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
   const loading = useRef(false);
+  const autoPages = useRef(0);
   const observer = useRef<IntersectionObserver | null>(null);
   const seen = useRef(props.seen);
   seen.current = props.seen;
@@ -47,26 +48,35 @@ export function MessageList(props: Props) {
     return () => observer.current?.disconnect();
   }, []);
 
-  // New messages: stay at the bottom if the reader was there.
+  const older = async () => {
+    const el = box.current;
+    if (!el || !props.hasOlder || !props.loadOlder || loading.current) return;
+    loading.current = true;
+    const before = el.scrollHeight;
+    const added = await props.loadOlder();
+    loading.current = false;
+    // Keep the message under the reader's eyes where it was.
+    if (added > 0 && !atBottom.current) el.scrollTop += el.scrollHeight - before;
+  };
+
+  // New messages: stay at the bottom if the reader was there. A list too short to scroll
+  // (a DM among many team messages) fetches older pages by itself, a few at most.
   useLayoutEffect(() => {
     const el = box.current;
     if (!el) return;
     if (atBottom.current) el.scrollTop = el.scrollHeight;
     el.querySelectorAll("article.message[data-seq]").forEach((a) => observer.current?.observe(a));
+    if (el.scrollHeight <= el.clientHeight && autoPages.current < 10 && props.hasOlder && props.loadOlder && !loading.current) {
+      autoPages.current += 1;
+      void older();
+    }
   });
 
-  const onScroll = async () => {
+  const onScroll = () => {
     const el = box.current;
     if (!el) return;
     atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
-    if (el.scrollTop < 80 && props.hasOlder && props.loadOlder && !loading.current) {
-      loading.current = true;
-      const before = el.scrollHeight;
-      const added = await props.loadOlder();
-      loading.current = false;
-      // Keep the message under the reader's eyes where it was.
-      if (added > 0) el.scrollTop += el.scrollHeight - before;
-    }
+    if (el.scrollTop < 80) void older();
   };
 
   const { model, team, messages } = props;

@@ -29,6 +29,7 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
         <p class="muted">The first message of this thread is not loaded.</p>
       )}
       <MessageList
+        key={root}
         model={model}
         team={team}
         messages={replies}
@@ -38,6 +39,7 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
         label="Replies"
         onEdit={setEditing}
         hasOlder={false}
+        seen={(seq) => model.markSeen(seq)}
       />
       <Uploads model={model} channel={team.id} to={message ? conversationOf(message.to, message.from, model.me.id) : "*"} />
       <Composer
