@@ -210,7 +210,7 @@ describe("chat in two browsers", () => {
     }
   });
 
-  it("reports no script error and no CSP violation on any page", () => {
+  it("reports no script error, no CSP violation and no token in a URL on any page", () => {
     for (const p of [ada, bob, cy]) expect(p.problems).toEqual([]);
   });
 });

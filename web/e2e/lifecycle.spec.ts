@@ -129,7 +129,7 @@ describe("read state", () => {
     await again.close();
   });
 
-  it("reports no script error and no CSP violation on any page", () => {
+  it("reports no script error, no CSP violation and no token in a URL on any page", () => {
     for (const p of [ada, bob]) expect(p.problems).toEqual([]);
   });
 });

@@ -25,7 +25,7 @@ export interface Person {
   email: string;
   context: BrowserContext;
   page: Page;
-  /** Page errors, console errors and CSP violations seen so far. */
+  /** Page errors, console errors, CSP violations and tokens in URLs seen so far. */
   problems: string[];
 }
 
@@ -49,6 +49,13 @@ export async function person(browser: Browser, name: string, viewport = { width:
     const text = msg.text();
     const network = text.startsWith("Failed to load resource") || /^WebSocket connection to .* failed/.test(text);
     if (msg.type() === "error" && !network) problems.push(`console: ${text}`);
+  });
+  // No URL the page creates carries a token, but the WebSocket's ?token= (the contract's one).
+  page.on("request", (req) => {
+    const url = req.url();
+    if (/eyJ[\w-]+\.[\w-]+\.[\w-]+|refresh_token|access_token/.test(url) && !url.startsWith(`${BASE.replace(/^http/, "ws")}/v1/ws?token=`)) {
+      problems.push(`token in a URL: ${url.slice(0, 80)}`);
+    }
   });
   const email = `${unique(name.toLowerCase())}@example.com`;
   await page.goto(BASE + "/");

@@ -377,6 +377,7 @@ export class ChatModel extends Observable {
     try {
       this.putTeam(await this.api.team(team));
       await this.ensureUsers(this.teams.get(team)?.members ?? []);
+      void this.loadPresence(team);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) this.dropTeam(team);
       else this.fail("Could not load the team", err);
@@ -400,6 +401,8 @@ export class ChatModel extends Observable {
       const updated = await this.api.addMember(team, email);
       this.putTeam(updated);
       await this.ensureUsers(updated.members);
+      // A new member whose sockets were open before joining sends no presence frame to the team.
+      void this.loadPresence(team);
     });
   }
 
