@@ -147,4 +147,22 @@ describe("ChatSocket", () => {
     expect(s.clock.pending()).toEqual([]);
     expect(s.statuses.at(-1)).toBe("stopped");
   });
+
+  it("skips the rest of the backoff when nudged (the network is back)", async () => {
+    const s = setup();
+    s.socket.start();
+    await flush();
+    s.wires[0]?.hello();
+    s.wires[0]?.drop(1006);
+    s.wires.length = 0;
+    s.socket.nudge();
+    await flush();
+    expect(s.wires).toHaveLength(1);
+    expect(s.clock.pending()).toEqual([]);
+    // Nothing to skip while connected.
+    s.wires[0]?.hello();
+    s.socket.nudge();
+    await flush();
+    expect(s.wires).toHaveLength(1);
+  });
 });

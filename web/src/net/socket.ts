@@ -65,6 +65,14 @@ export class ChatSocket {
     this.handlers.status("stopped", "");
   }
 
+  /** The network is back (the browser's `online` event): skip the rest of the backoff. */
+  nudge(): void {
+    if (this.stopped || this.timer === null) return;
+    this.clock.clearTimeout(this.timer);
+    this.timer = null;
+    void this.connect();
+  }
+
   /** Sends a frame if the socket is greeted; false otherwise (the caller queues and retries). */
   send(frame: object): boolean {
     if (!this.ws || !this.greeted || this.ws.readyState !== OPEN) return false;

@@ -41,7 +41,11 @@ export function App() {
       api,
       me,
       clock: realClock,
-      openSocket: (handlers) => new ChatSocket(wsUrl(), session, handlers, (url) => new WebSocket(url) as unknown as WireSocket, realClock),
+      openSocket: (handlers) => {
+        const socket = new ChatSocket(wsUrl(), session, handlers, (url) => new WebSocket(url) as unknown as WireSocket, realClock);
+        window.addEventListener("online", () => socket.nudge());
+        return socket;
+      },
     });
     setReason(null);
     setModel(chat);

@@ -36,16 +36,27 @@ export function MessageList(props: Props) {
   useEffect(() => {
     const root = box.current;
     if (!root || !props.seen) return;
+    // What is on screen now; reported while the page is visible, and again when it becomes so.
+    const inView = new Set<number>();
+    const report = () => {
+      if (document.visibilityState === "visible" && inView.size > 0) seen.current?.(Math.max(...inView));
+    };
     observer.current = new IntersectionObserver(
       (entries) => {
-        if (document.visibilityState !== "visible") return;
-        let max = -1;
-        for (const e of entries) if (e.isIntersecting) max = Math.max(max, Number((e.target as HTMLElement).dataset.seq));
-        if (max >= 0) seen.current?.(max);
+        for (const e of entries) {
+          const seq = Number((e.target as HTMLElement).dataset.seq);
+          if (e.isIntersecting) inView.add(seq);
+          else inView.delete(seq);
+        }
+        report();
       },
       { root, threshold: 0.6 },
     );
-    return () => observer.current?.disconnect();
+    document.addEventListener("visibilitychange", report);
+    return () => {
+      observer.current?.disconnect();
+      document.removeEventListener("visibilitychange", report);
+    };
   }, []);
 
   const older = async () => {
