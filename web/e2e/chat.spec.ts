@@ -126,6 +126,8 @@ describe("chat in two browsers", () => {
   });
 
   it("looks right at 1440×900 and at 375×800", async () => {
+    // The pointer rests outside the messages, so that no hover toolbar is in the picture.
+    for (const p of [ada, bob]) await p.page.mouse.move(1, 1);
     await ada.page.screenshot({ path: screenshotPath("chat-1440x900.png") });
     await bob.page.setViewportSize({ width: 375, height: 800 });
     await bob.page.screenshot({ path: screenshotPath("chat-375x800.png") });
