@@ -31,15 +31,13 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from chatcore.buckets import BucketAllocator
+from chatcore.channel_heads import MongoChannelHeads
 from chatcore.mongo import INDEXES, ensure_indexes
 from services.management.history import HistoryService
+from services.management.history_store import MongoMessageStore
 from services.management.model import Team
-from services.management.store import (
-    MANAGEMENT_INDEXES,
-    MongoMessageStore,
-    MongoTeamStore,
-    team_to_doc,
-)
+from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore, team_to_doc
 from services.management.validation import HistoryQuery
 
 Doc = dict[str, Any]
@@ -83,14 +81,24 @@ def _message(rng: random.Random, channel: str, seq: int, members: list[str], dm:
 
 
 async def fill(db: Any, args: argparse.Namespace, team: Team) -> float:
-    """Insert the big channel and the noise; return seconds spent."""
+    """Insert the big channel and the noise, in buckets placed by the controller's own
+    allocator; return seconds spent."""
     rng = random.Random(args.seed)
     members = list(team.members)
+    buckets = BucketAllocator(MongoChannelHeads(db))
+
+    async def insert(batch: list[Doc]) -> None:
+        keys = await buckets.assign([d["channel_id"] for d in batch])
+        for doc, key in zip(batch, keys, strict=True):
+            doc["bucket"] = key
+        await db["messages"].insert_many(batch, ordered=False)
+
     started = time.perf_counter()
     for start in range(1, args.messages + 1, BATCH):
         stop = min(start + BATCH, args.messages + 1)
-        batch = [_message(rng, team.id, s, members, args.dm_share) for s in range(start, stop)]
-        await db["messages"].insert_many(batch, ordered=False)
+        await insert(
+            [_message(rng, team.id, s, members, args.dm_share) for s in range(start, stop)]
+        )
     for c in range(args.noise_channels):
         channel = f"{c:032x}"
         batch = [
@@ -98,7 +106,7 @@ async def fill(db: Any, args: argparse.Namespace, team: Team) -> float:
             for s in range(1, args.noise_per_channel + 1)
         ]
         if batch:
-            await db["messages"].insert_many(batch, ordered=False)
+            await insert(batch)
     await db["teams"].insert_one(team_to_doc(team))
     return time.perf_counter() - started
 
@@ -152,7 +160,9 @@ async def run(args: argparse.Namespace) -> None:
             f"{args.members} members), {total} in the collection, in {spent:.1f}s"
         )
 
-        history = HistoryService(teams=MongoTeamStore(db), messages=MongoMessageStore(db))
+        history = HistoryService(
+            teams=MongoTeamStore(db), messages=MongoMessageStore(db, MongoChannelHeads(db))
+        )
         viewer, mid, limit = members[1], args.messages // 2, args.limit
         cases = [
             ("latest page (no cursor)", HistoryQuery(None, None, limit)),
@@ -169,7 +179,7 @@ async def run(args: argparse.Namespace) -> None:
                 {
                     "find": "messages",
                     "filter": {
-                        "channel_id": team.id,
+                        "bucket": f"{team.id}/0",
                         "seq": {"$gt": mid},
                         "$or": [{"to": "*"}, {"from": viewer}, {"to": viewer}],
                     },

@@ -99,12 +99,13 @@ def decode_record(value: bytes) -> chat_pb2.ChatMessage:
     return message
 
 
-def to_document(message: chat_pb2.ChatMessage, seq: int) -> dict[str, Any]:
-    """The MongoDB document of a persisted message."""
+def to_document(message: chat_pb2.ChatMessage, seq: int, bucket: str) -> dict[str, Any]:
+    """The MongoDB document of a persisted message, stored in history bucket ``bucket``."""
     return {
         "id": message.id,
         "channel_id": message.channel_id,
         "seq": seq,
+        "bucket": bucket,
         "to": message.to,
         "type": TYPE_NAMES[message.type],
         "data": message.data,

@@ -42,10 +42,12 @@ class IndexSpec:
 INDEXES: tuple[IndexSpec, ...] = (
     # Exactly-once storage: a redelivered Kafka record upserts onto the same message id.
     IndexSpec(s.MESSAGES, ((s.MESSAGE_ID, ASCENDING),), unique=True),
-    # History pages and resume points: per channel, ordered by the partition offset.
+    # One (channel, seq) slot per message; a page's cursor is looked up by it.
     IndexSpec(
         s.MESSAGES, ((s.MESSAGE_CHANNEL_ID, ASCENDING), (s.MESSAGE_SEQ, ASCENDING)), unique=True
     ),
+    # History pages walk a channel's buckets (chatcore.buckets), ordered by seq inside each.
+    IndexSpec(s.MESSAGES, ((s.MESSAGE_BUCKET, ASCENDING), (s.MESSAGE_SEQ, ASCENDING))),
 )
 
 

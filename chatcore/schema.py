@@ -16,6 +16,10 @@ TEAMS: Final = "teams"
 MESSAGES: Final = "messages"
 ATTACHMENTS: Final = "attachments"
 USERS: Final = "users"
+# One head document per channel with messages (``chatcore.buckets``); ``_id`` is the channel id.
+CHANNELS: Final = "channels"
+# Data migrations done, by name (``_id``), so a start does not redo them.
+MIGRATIONS: Final = "migrations"
 
 # Every stored id (users, teams, attachments): a uuid4 in hex.
 ID_PATTERN: Final = r"^[0-9a-f]{32}$"
@@ -74,6 +78,12 @@ MESSAGE_TYPE: Final = "type"
 MESSAGE_DATA: Final = "data"
 MESSAGE_FROM: Final = "from"
 MESSAGE_TS: Final = "ts"
+# ``"<channel_id>/<n>"``: the history bucket the message is stored in (``chatcore.buckets``).
+MESSAGE_BUCKET: Final = "bucket"
+
+# Fields of a ``channels`` head document: bucket numbers in use are ``low`` to ``high - 1``.
+CHANNEL_LOW: Final = "low"
+CHANNEL_HIGH: Final = "high"
 # ``to`` of a team message; any other value is the recipient of a DM.
 BROADCAST: Final = "*"
 # ``type`` of a message whose ``data`` is text; every other type carries an attachment id.

@@ -399,6 +399,14 @@ def postgres_component(cfg: StackConfig) -> Component:
         )
         return check.returncode == 0
 
+    def after_ready() -> None:
+        from deploy.local.pg_indexes import install
+
+        try:
+            install(_postgres_bin("psql"), cfg.postgres_port)
+        except RuntimeError as exc:
+            raise StackError(f"postgres: {exc}") from exc
+
     return Component(
         name="postgres",
         argv=_as_postgres_user(
@@ -413,11 +421,16 @@ def postgres_component(cfg: StackConfig) -> Component:
                 # Unix sockets would need a folder the postgres user may write; TCP suffices.
                 "-c",
                 "unix_socket_directories=",
+                # FerretDB binds field names as parameters; only a custom plan can use the GIN
+                # indexes of pg_indexes.py.
+                "-c",
+                "plan_cache_mode=force_custom_plan",
             ]
         ),
         ready=ready,
         ports=(cfg.postgres_port,),
         prepare=prepare,
+        after_ready=after_ready,
         cwd=data_dir.parent,
         # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
         stop_signal=signal.SIGINT,

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from chatcore.buckets import BucketAllocator
 from chatcore.logging import get_logger
 from chatcore.messages import to_document
 from chatcore.proto.chat.v1 import chat_pb2
@@ -121,14 +122,20 @@ class BatchProcessor:
         self,
         *,
         store: MessageStore,
+        buckets: BucketAllocator,
         dead_letters: DeadLetterSink,
         metrics: ControllerMetrics,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._store = store
+        self._buckets = buckets
         self._dlq = dead_letters
         self._metrics = metrics
         self._clock = clock
+
+    def partitions_moved(self) -> None:
+        """Partitions were assigned or revoked: open fresh history buckets from now on."""
+        self._buckets.forget()
 
     def prepare(self, records: Sequence[Record]) -> PendingBatch:
         """Decode every record (pure); undecodable ones become dead letters."""
@@ -154,7 +161,11 @@ class BatchProcessor:
         late_dead: list[DeadLetter] = []
         if messages and not batch.verdicts:
             started = self._clock()
-            docs = [to_document(item.message, item.record.offset) for _, item in messages]
+            buckets = await self._buckets.assign([item.message.channel_id for _, item in messages])
+            docs = [
+                to_document(item.message, item.record.offset, bucket)
+                for (_, item), bucket in zip(messages, buckets, strict=True)
+            ]
             failures = await self._store.insert_unordered(docs)
             duplicate_ids = sorted(
                 {messages[pos][1].message.id for pos, c in failures.items() if c == DUPLICATE_KEY}

@@ -124,10 +124,12 @@ class ConsumerLoop:
     def on_assigned(self, partitions: Iterable[Any]) -> None:
         tps = sorted(partitions)
         self._assignment_gen += 1
+        self._processor.partitions_moved()
         _log.info("partitions_assigned", partitions=[f"{tp.topic}/{tp.partition}" for tp in tps])
 
     def on_revoked(self, partitions: Iterable[Any]) -> None:
         tps = sorted(partitions)
+        self._processor.partitions_moved()
         for tp in tps:
             self._positions.pop(tp, None)
             with contextlib.suppress(KeyError):  # never reported for this partition

@@ -13,6 +13,8 @@ import uuid
 from grpc import aio
 from prometheus_client import CollectorRegistry
 
+from chatcore.buckets import BucketAllocator
+from chatcore.channel_heads import MongoChannelHeads
 from chatcore.http import Health, make_app
 from chatcore.internal_auth import InternalTokenInterceptor
 from chatcore.kafka import make_producer
@@ -33,6 +35,7 @@ from services.controller.dlq import KafkaDeadLetterSink
 from services.controller.health import GrpcHealth
 from services.controller.hooks import ControllerHooks
 from services.controller.metrics import ControllerMetrics
+from services.controller.migrate import bucket_older_messages
 from services.controller.registry import SubscriptionRegistry
 from services.controller.servicer import ControllerServicer
 from services.controller.store import MongoMessageStore
@@ -134,6 +137,8 @@ async def start(
         stack.push_async_callback(client.close)
         db = database(client, settings)
         await ensure_indexes(db, INDEXES)
+        # Before consuming: a page must find every message, old ones included (migrate.py).
+        await bucket_older_messages(db)
 
         registry = CollectorRegistry()
         metrics = ControllerMetrics.create(registry)
@@ -149,6 +154,7 @@ async def start(
         stack.push_async_callback(producer.stop)
         processor = BatchProcessor(
             store=MongoMessageStore(db),
+            buckets=BucketAllocator(MongoChannelHeads(db)),
             dead_letters=KafkaDeadLetterSink(producer),
             metrics=metrics,
         )

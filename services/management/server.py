@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chatcore.accounts import MongoAccountStatus
+from chatcore.channel_heads import MongoChannelHeads
 from chatcore.errors import ConfigError
 from chatcore.http import Health, ReadinessCheck, make_app
 from chatcore.kafka import make_producer
@@ -41,10 +42,11 @@ from services.management.attachments_api import AttachmentApi
 from services.management.clamd import ClamdAddress, ClamdClient
 from services.management.events import EventMetrics, EventSender, OutboxPublisher
 from services.management.history import HistoryService
+from services.management.history_store import MongoMessageStore
 from services.management.limits import ScanGate, WriteLimiter
 from services.management.objects import S3ObjectStore
 from services.management.openapi import load_openapi
-from services.management.store import MANAGEMENT_INDEXES, MongoMessageStore, MongoTeamStore
+from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore
 from services.management.teams import TeamMetrics, TeamService
 from services.management.users import HttpUserDirectory
 
@@ -160,7 +162,7 @@ async def start(
         # changes and its event publishing never interleave within this process.
         locks = KeyedLocks()
         teams = MongoTeamStore(db, locks)
-        messages = MongoMessageStore(db)
+        messages = MongoMessageStore(db, MongoChannelHeads(db))
         sender: EventSender = producer if wrap_sender is None else wrap_sender(producer)
         outbox = OutboxPublisher(
             teams,

@@ -27,7 +27,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -407,72 +407,3 @@ class MongoTeamStore:
             return [str(doc[s.ID]) async for doc in cursor]
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
-
-
-def message_from_doc(doc: Mapping[str, Any]) -> Message:
-    """A stored message (written by the controller) as a ``Message``."""
-    return Message(
-        id=str(doc.get(s.MESSAGE_ID, "")),
-        seq=int(doc[s.MESSAGE_SEQ]),
-        channel_id=str(doc.get(s.MESSAGE_CHANNEL_ID, "")),
-        to=str(doc.get(s.MESSAGE_TO, "")),
-        type=str(doc.get(s.MESSAGE_TYPE, "")),
-        data=str(doc.get(s.MESSAGE_DATA, "")),
-        sender=str(doc.get(s.MESSAGE_FROM, "")),
-        ts=doc[s.MESSAGE_TS],
-    )
-
-
-def _visible_to(viewer: str) -> Document:
-    # Team messages, and DMs the viewer sent or received.
-    return {"$or": [{s.MESSAGE_TO: s.BROADCAST}, {s.MESSAGE_FROM: viewer}, {s.MESSAGE_TO: viewer}]}
-
-
-class MongoMessageStore:
-    """History reads over the ``(channel_id, seq)`` index; visibility is a residual filter."""
-
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._messages = db[s.MESSAGES]
-
-    async def page(
-        self,
-        channel_id: str,
-        viewer: str,
-        *,
-        before: int | None,
-        after: int | None,
-        limit: int,
-    ) -> list[Message]:
-        query: Document = {s.MESSAGE_CHANNEL_ID: channel_id, **_visible_to(viewer)}
-        if after is not None:
-            query[s.MESSAGE_SEQ] = {"$gt": after}
-        elif before is not None:
-            query[s.MESSAGE_SEQ] = {"$lt": before}
-        direction = ASCENDING if after is not None else DESCENDING
-        try:
-            cursor = (
-                self._messages.find(query, projection={s.ID: False})
-                .sort(s.MESSAGE_SEQ, direction)
-                .limit(limit)
-            )
-            return [message_from_doc(doc) async for doc in cursor]
-        except PyMongoError as exc:
-            raise database_unavailable(exc) from exc
-
-    async def carrier(self, channel_id: str, attachment_id: str, viewer: str) -> Carrier:
-        # Equality on channel_id and data: pushed down on FerretDB; on MongoDB the (channel_id,
-        # seq) index narrows it to the channel. No index on ``data``: a 4,000-character text
-        # would exceed PostgreSQL's btree row limit under FerretDB and fail the insert.
-        carrying: Document = {
-            s.MESSAGE_CHANNEL_ID: channel_id,
-            s.MESSAGE_DATA: attachment_id,
-            s.MESSAGE_TYPE: {"$ne": s.TEXT},
-        }
-        try:
-            if await self._messages.find_one({**carrying, **_visible_to(viewer)}, {s.ID: 1}):
-                return Carrier.VISIBLE
-            if await self._messages.find_one(carrying, {s.ID: 1}):
-                return Carrier.HIDDEN
-        except PyMongoError as exc:
-            raise database_unavailable(exc) from exc
-        return Carrier.NONE

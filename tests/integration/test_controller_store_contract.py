@@ -10,6 +10,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chatcore import schema
+from chatcore.channel_heads import MongoChannelHeads
 from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
 from chatcore.settings import Settings
 from services.controller.directory import AttachmentView, MongoDirectory
@@ -35,7 +36,13 @@ class TestMongoControllerStores(ControllerStoreContract):
     @pytest.fixture
     async def backend(self, contract_db: AsyncDatabase[Document]) -> Backend:
         """The MongoDB implementations over emptied collections."""
-        for collection in (schema.MESSAGES, schema.TEAMS, schema.ATTACHMENTS, schema.USERS):
+        for collection in (
+            schema.MESSAGES,
+            schema.TEAMS,
+            schema.ATTACHMENTS,
+            schema.USERS,
+            schema.CHANNELS,
+        ):
             await contract_db[collection].delete_many({})
 
         async def seed_team(team_id: str, doc: Document) -> None:
@@ -57,10 +64,13 @@ class TestMongoControllerStores(ControllerStoreContract):
                 {schema.ID: user_id, schema.USER_DISABLED: disabled}
             )
 
+        heads = MongoChannelHeads(contract_db)
         return Backend(
             MongoMessageStore(contract_db),
             MongoDirectory(contract_db),
             seed_team,
             seed_attachment,
             seed_user,
+            heads,
+            heads.range,
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.controller.migrate import bucket_older_messages
 from tests.integration.management_support import (
     Account,
     People,
@@ -46,9 +47,14 @@ async def channel(stack: Stack, people: People) -> tuple[Roles, list[dict[str, A
             }
         )
     noise = [{**d, "id": uuid.uuid4().hex, "channel_id": "f" * 32, "to": "*"} for d in docs[:50]]
-    await stack.db["messages"].delete_many({"channel_id": {"$in": [roles.team_id, "f" * 32]}})
-    # Shuffled on purpose: the order of storage must not matter.
+    channels = [roles.team_id, "f" * 32]
+    await stack.db["messages"].delete_many({"channel_id": {"$in": channels}})
+    await stack.db["channels"].delete_many({"_id": {"$in": channels}})
+    # Shuffled on purpose: the order of storage must not matter. Stored without a bucket, as
+    # before buckets existed; the controller's migration then files them in buckets of 16, so
+    # the pages below cross buckets and walk migrated ones.
     await stack.db["messages"].insert_many(rng.sample(docs, len(docs)) + noise)
+    await bucket_older_messages(stack.db, force=True, size=16)
     for d in docs:
         d.pop("_id", None)
     return roles, docs

@@ -10,11 +10,14 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chatcore import schema
+from chatcore.buckets import BucketAllocator
+from chatcore.channel_heads import MongoChannelHeads
 from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
 from chatcore.settings import Settings
 from services.management.attachment_store import ATTACHMENT_INDEXES, MongoAttachmentStore
+from services.management.history_store import MongoMessageStore
 from services.management.model import Message
-from services.management.store import MANAGEMENT_INDEXES, MongoMessageStore, MongoTeamStore
+from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore
 from tests.unit.management_store_contract import Backend, StoreContract
 
 
@@ -36,13 +39,18 @@ class TestMongoStores(StoreContract):
     @pytest.fixture
     async def backend(self, contract_db: AsyncDatabase[Document]) -> Backend:
         """The MongoDB stores over emptied collections."""
-        for collection in (schema.TEAMS, schema.MESSAGES, schema.ATTACHMENTS):
+        for collection in (schema.TEAMS, schema.MESSAGES, schema.ATTACHMENTS, schema.CHANNELS):
             await contract_db[collection].delete_many({})
+        heads = MongoChannelHeads(contract_db)
+        # Tiny buckets, placed by the controller's own allocator, so pages cross buckets.
+        buckets = BucketAllocator(heads, size=4)
 
         async def seed(found: Sequence[Message]) -> None:
+            keys = await buckets.assign([m.channel_id for m in found])
             await contract_db[schema.MESSAGES].insert_many(
                 [
                     {
+                        schema.MESSAGE_BUCKET: key,
                         schema.MESSAGE_ID: m.id,
                         schema.MESSAGE_CHANNEL_ID: m.channel_id,
                         schema.MESSAGE_SEQ: m.seq,
@@ -52,13 +60,13 @@ class TestMongoStores(StoreContract):
                         schema.MESSAGE_FROM: m.sender,
                         schema.MESSAGE_TS: m.ts,
                     }
-                    for m in found
+                    for m, key in zip(found, keys, strict=True)
                 ]
             )
 
         return Backend(
             teams=MongoTeamStore(contract_db),
-            messages=MongoMessageStore(contract_db),
+            messages=MongoMessageStore(contract_db, heads),
             attachments=MongoAttachmentStore(contract_db),
             seed_messages=seed,
             new_id=lambda: uuid.uuid4().hex,

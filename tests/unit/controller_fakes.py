@@ -9,6 +9,7 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
+from chatcore.buckets import BucketRange
 from chatcore.errors import Unavailable
 from chatcore.kafka import MESSAGES_TOPIC
 from chatcore.mongo import Document
@@ -52,6 +53,27 @@ class MemoryMessageStore:
         return {
             d["id"]: StoredPosition(d["channel_id"], d["seq"]) for d in self.docs if d["id"] in ids
         }
+
+
+class MemoryChannelHeads:
+    """Channel head documents (bucket ranges) in memory; ``failures_left`` reservations fail."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[str, BucketRange] = {}
+        self.failures_left = 0
+        self.reservations: list[str] = []
+
+    async def reserve(self, channel_id: str) -> int:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise Unavailable("database error: ServerSelectionTimeoutError")
+        current = self.ranges.get(channel_id, BucketRange(0, 0))
+        self.ranges[channel_id] = BucketRange(current.low, current.high + 1)
+        self.reservations.append(channel_id)
+        return current.high
+
+    async def range(self, channel_id: str) -> BucketRange | None:
+        return self.ranges.get(channel_id)
 
 
 class MemoryDeadLetters:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chatcore.buckets import BucketRange, ChannelHeads
 from chatcore.mongo import Document
 from services.controller.directory import AttachmentView, Directory, MembershipView
 from services.controller.store import DUPLICATE_KEY, MessageStore, StoredPosition
@@ -31,6 +32,8 @@ class Backend:
     seed_team: Callable[[str, Document], Awaitable[None]]
     seed_attachment: Callable[[AttachmentView], Awaitable[None]]
     seed_user: Callable[[str, bool], Awaitable[None]]
+    heads: ChannelHeads
+    range_of: Callable[[str], Awaitable[BucketRange | None]]
 
 
 def _doc(message_id: str, channel_id: str, seq: int) -> Document:
@@ -109,3 +112,13 @@ class ControllerStoreContract:
             True,
             False,
         ]
+
+    async def test_reserving_buckets_counts_up_from_zero_per_channel(
+        self, backend: Backend
+    ) -> None:
+        """Each reservation hands out the channel's next number; channels count separately."""
+        assert await backend.range_of(T1) is None
+        assert [await backend.heads.reserve(T1) for _ in range(3)] == [0, 1, 2]
+        assert await backend.heads.reserve(T2) == 0
+        assert await backend.range_of(T1) == BucketRange(0, 3)
+        assert await backend.range_of(T2) == BucketRange(0, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
+from chatcore.buckets import BucketAllocator
 from chatcore.errors import Unavailable
 from chatcore.kafka import EVENTS_TOPIC, MESSAGES_TOPIC, SIGNALS_TOPIC
 from chatcore.proto.chat.v1 import chat_pb2
@@ -14,6 +15,7 @@ from services.controller.metrics import ControllerMetrics
 from services.controller.records import DeadLetter, EventItem, MessageItem, Record, decode
 from tests.unit.controller_fakes import (
     FakeKafkaRecord,
+    MemoryChannelHeads,
     MemoryDeadLetters,
     MemoryMessageStore,
     as_record,
@@ -27,8 +29,10 @@ class _Setup:
         self.store = MemoryMessageStore()
         self.dlq = MemoryDeadLetters()
         self.prometheus = CollectorRegistry()
+        self.heads = MemoryChannelHeads()
         self.processor = BatchProcessor(
             store=self.store,
+            buckets=BucketAllocator(self.heads, size=2),
             dead_letters=self.dlq,
             metrics=ControllerMetrics.create(self.prometheus),
         )

@@ -9,6 +9,7 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from chatcore.buckets import BucketAllocator
 from chatcore.kafka import MESSAGES_TOPIC
 from services.controller.batch import BatchProcessor
 from services.controller.consumer import ConsumerLoop
@@ -18,6 +19,7 @@ from services.controller.streams import RelayStream, StreamHub
 from tests.unit.controller_fakes import (
     FakeClock,
     FakeConsumer,
+    MemoryChannelHeads,
     MemoryDeadLetters,
     MemoryMessageStore,
     chat_message,
@@ -41,7 +43,10 @@ class _Setup:
         self.stream = self.hub.open("relay-a")
         self.hub.update(self.stream, add=["t1"])
         processor = BatchProcessor(
-            store=self.store, dead_letters=MemoryDeadLetters(), metrics=metrics
+            store=self.store,
+            buckets=BucketAllocator(MemoryChannelHeads()),
+            dead_letters=MemoryDeadLetters(),
+            metrics=metrics,
         )
         self.loop = ConsumerLoop(
             self.consumer,

@@ -7,7 +7,7 @@ import pytest
 
 from chatcore.mongo import Document
 from services.controller.directory import AttachmentView
-from tests.unit.controller_fakes import MemoryDirectory, MemoryMessageStore
+from tests.unit.controller_fakes import MemoryChannelHeads, MemoryDirectory, MemoryMessageStore
 from tests.unit.controller_store_contract import Backend, ControllerStoreContract
 
 
@@ -27,4 +27,13 @@ class TestMemoryControllerStores(ControllerStoreContract):
             if disabled:
                 directory.disabled_users.add(user_id)
 
-        return Backend(MemoryMessageStore(), directory, seed_team, seed_attachment, seed_user)
+        heads = MemoryChannelHeads()
+        return Backend(
+            MemoryMessageStore(),
+            directory,
+            seed_team,
+            seed_attachment,
+            seed_user,
+            heads,
+            heads.range,
+        )

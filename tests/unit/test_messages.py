@@ -15,7 +15,7 @@ from chatcore.messages import (
     to_document,
 )
 from chatcore.proto.chat.v1 import chat_pb2
-from services.management.store import message_from_doc
+from services.management.history_store import message_from_doc
 
 
 def _record() -> chat_pb2.ChatMessage:
@@ -33,7 +33,7 @@ def _record() -> chat_pb2.ChatMessage:
 
 def test_round_trip_through_the_stored_document() -> None:
     """A record stored and read back is the same message with its seq."""
-    persisted = from_document(to_document(_record(), 42))
+    persisted = from_document(to_document(_record(), 42, "t1/0"))
     assert persisted.message == _record()
     assert persisted.seq == 42
 
@@ -47,7 +47,7 @@ def test_timestamps_keep_exact_milliseconds() -> None:
 
 def test_history_view_matches_the_live_delivery() -> None:
     """The history endpoint and the WebSocket render a stored message identically."""
-    doc = to_document(_record(), 7)
+    doc = to_document(_record(), 7, "t1/0")
     assert message_from_doc(doc).public() == client_object(from_document(doc))
 
 
