@@ -73,6 +73,17 @@ describe("chat in two browsers", () => {
     await shows(cy.page, "hi Ada!");
     expect(await countMessages(ada.page, "hi Ada!")).toBe(1);
     expect(await countMessages(bob.page, "hello Bob, welcome")).toBe(1);
+
+    // Shift+Enter is a new line inside the message; Enter sends it.
+    const box = ada.page.locator("main textarea");
+    await box.pressSequentially("line one");
+    await box.press("Shift+Enter");
+    await box.pressSequentially("line two");
+    await box.press("Enter");
+    const multi = bob.page.locator("main article.message .text", { hasText: "line one" });
+    await multi.waitFor();
+    expect(await multi.textContent()).toBe("line one\nline two");
+    expect(await box.inputValue()).toBe("");
   });
 
   it("keeps a DM between its two people: the third member's page never shows it", async () => {
@@ -136,7 +147,7 @@ describe("chat in two browsers", () => {
     await bob.page.setViewportSize({ width: 1440, height: 900 });
   });
 
-  it("uploads an image with a progress bar into both browsers; refuses 6 MiB, SVG and malware plainly", async () => {
+  it("uploads an image (progress bar) and a dropped file into both browsers; refuses 6 MiB, SVG, malware", async () => {
     const png = noisePng(640); // about 1.2 MB
     // Slow Ada's uploads down so that the progress bar is there to be seen.
     const cdp = await ada.context.newCDPSession(ada.page);
@@ -159,6 +170,18 @@ describe("chat in two browsers", () => {
     await refusal.waitFor();
     expect(await refusal.textContent()).toMatch(/^“big\.pdf” refused: .*(large|5 MiB|5242880)/i);
     await refusal.getByRole("button", { name: "Dismiss" }).click();
+
+    // A file dropped on the conversation: other files are download links.
+    const dropped = await ada.page.evaluateHandle(() => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(["meeting notes\n"], "notes.txt", { type: "text/plain" }));
+      return transfer;
+    });
+    await ada.page.locator("main section.conversation").dispatchEvent("drop", { dataTransfer: dropped });
+    const link = bob.page.locator("main article.message a.attachment.file", { hasText: "notes.txt" });
+    await link.waitFor();
+    expect(await link.getAttribute("href")).toMatch(/^http:\/\/127\.0\.0\.1:\d+\//);
+    expect(await link.getAttribute("target")).toBe("_blank");
 
     // A type the server does not take, and the EICAR test file, which the scanner rejects.
     await ada.page.locator("main input[type=file]").setInputFiles({ name: "logo.svg", mimeType: "image/svg+xml", buffer: Buffer.from("<svg/>") });
