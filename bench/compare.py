@@ -72,6 +72,10 @@ class RunFigures:
     other_cpu_s: float
     measured_s: float
     frame_bytes: float
+    # Each receiver's first handshake attempt to its hello, with --connect-parallel in flight.
+    connect_p50_ms: float = 0.0
+    connect_p99_ms: float = 0.0
+    connect_max_ms: float = 0.0
     components: tuple[tuple[str, float], ...] = ()
 
     @property
@@ -115,6 +119,9 @@ def figures(
         other_cpu_s=max(0.0, cpu["machine"] - measured - loadgen_cpu),
         measured_s=float(result["measured_s"]),
         frame_bytes=float(result["frame_bytes_mean"]),
+        connect_p50_ms=float(result.get("connect_p50_ms", 0.0)),
+        connect_p99_ms=float(result.get("connect_p99_ms", 0.0)),
+        connect_max_ms=float(result.get("connect_max_ms", 0.0)),
         components=tuple((name, cpu[name]) for name in stack),
     )
 
@@ -182,6 +189,9 @@ def comparison_rows(ours: Sequence[RunFigures], theirs: Sequence[RunFigures]) ->
             2,
         ),
         Row("other CPU-s on the machine", o.other_cpu_s, t.other_cpu_s, 2),
+        Row("connect to hello p50, ms", o.connect_p50_ms, t.connect_p50_ms, 1),
+        Row("connect to hello p99, ms", o.connect_p99_ms, t.connect_p99_ms, 1),
+        Row("connect to hello max, ms", o.connect_max_ms, t.connect_max_ms, 1),
     ]
 
 
@@ -319,6 +329,7 @@ class Bench:
         publish_relay: int,
         publish_via: str,
         loadgen_procs: int,
+        connect_parallel: int,
     ) -> None:
         self.loadgen = loadgen
         self.cfg = cfg
@@ -328,13 +339,15 @@ class Bench:
         self.publish_relay = publish_relay
         self.publish_via = publish_via
         self.loadgen_procs = loadgen_procs
+        self.connect_parallel = connect_parallel
         self.tokens = workdir / "tokens.json"
 
     def _argv(self, target: str, channel: str, work: Workload, *extra: str) -> list[str]:
         return [
             str(self.loadgen), "-target", target, "-channel", channel,
             "-tokens", str(self.tokens), "-rate", str(work.rate), "-seconds", str(work.seconds),
-            "-procs", str(self.loadgen_procs), *extra,
+            "-procs", str(self.loadgen_procs), "-connect-parallel", str(self.connect_parallel),
+            *extra,
         ]  # fmt: skip
 
     def ours(self, work: Workload) -> RunFigures:
@@ -429,6 +442,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "latency up to 60k deliveries/s; 0: every core)",
     )
     parser.add_argument(
+        "--connect-parallel",
+        type=int,
+        default=50,
+        help="receivers' handshakes in flight while connecting (--members: a connection storm, "
+        "every socket opened at once; its connect-to-hello latencies are in the table)",
+    )
+    parser.add_argument(
         "--json-out", type=Path, help="append every run's figures here (JSON lines)"
     )
     return parser.parse_args(argv)
@@ -462,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 publish_relay=args.publish_relay or args.relay,
                 publish_via=args.centrifugo_publish,
                 loadgen_procs=args.loadgen_procs,
+                connect_parallel=args.connect_parallel,
             )
             relay_pid = stack_pids(cfg)[relay_name]
             print(

@@ -35,6 +35,7 @@ from chatcore.mongo import database, make_mongo_client
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from services.auth.keys import KeyRing, TokenIssuer, load_signing_key
+from tests.team_docs import drop_team, store_team
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = Path(os.environ.get("CHATSTACK_HOME", REPO / ".stack"))
@@ -54,7 +55,8 @@ def _issuer(settings: Settings) -> TokenIssuer:
 async def _team(settings: Settings, members: list[str]) -> str:
     client = make_mongo_client(settings)
     team_id = uuid.uuid4().hex
-    await database(client, settings).teams.insert_one(
+    await store_team(
+        database(client, settings),
         {
             "_id": team_id,
             "name": "bench",
@@ -65,7 +67,7 @@ async def _team(settings: Settings, members: list[str]) -> str:
             "admins": members[:1],
             "super_admin": members[0],
             "doc": datetime.now(UTC),
-        }
+        },
     )
     await client.close()
     return team_id
@@ -270,7 +272,7 @@ async def fanout(args: argparse.Namespace) -> None:
 async def _drop_team(settings: Settings, team_id: str) -> None:
     # Bench teams are large; leaving them would slow every later membership scan on FerretDB.
     client = make_mongo_client(settings)
-    await database(client, settings).teams.delete_one({"_id": team_id})
+    await drop_team(database(client, settings), team_id)
     await client.close()
 
 

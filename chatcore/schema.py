@@ -20,6 +20,10 @@ USERS: Final = "users"
 CHANNELS: Final = "channels"
 # Data migrations done, by name (``_id``), so a start does not redo them.
 MIGRATIONS: Final = "migrations"
+# One small document per (team, member): who belongs to which team, looked up by user at every
+# WebSocket handshake without reading the (large) team documents. Written by the management
+# service from each team's outbox (so it follows the ``teams`` documents), read by the controller.
+MEMBERSHIPS: Final = "memberships"
 
 # Every stored id (users, teams, attachments): a uuid4 in hex.
 ID_PATTERN: Final = r"^[0-9a-f]{32}$"
@@ -60,6 +64,17 @@ TEAM_DOC: Final = "doc"
 TEAM_OUTBOX: Final = "outbox"
 # True while ``outbox`` holds anything: a top-level equality, so FerretDB pushes the lookup down.
 TEAM_OUTBOX_PENDING: Final = "outbox_pending"
+
+# Fields of a ``memberships`` document (``_id``: ``membership_id(team_id, user_id)``).
+MEMBERSHIP_TEAM_ID: Final = "team_id"
+MEMBERSHIP_USER_ID: Final = "user_id"
+MEMBERSHIP_ACTIVE: Final = "active"
+
+
+def membership_id(team_id: str, user_id: str) -> str:
+    """The ``_id`` of the ``memberships`` document of ``user_id`` in ``team_id``."""
+    return f"{team_id}:{user_id}"
+
 
 # Fields of one outbox entry.
 EVENT_ID: Final = "id"

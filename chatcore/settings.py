@@ -162,6 +162,10 @@ class Settings:
     relay_subscribe_timeout_s: float = 2.0
     # The membership audit re-reads every channel's members at least this often.
     relay_audit_interval_s: float = 60.0
+    # Pending TCP connections the kernel queues for the relay (capped by net.core.somaxconn):
+    # asyncio's default of 100 drops the rest of a reconnect storm's SYNs, which clients resend
+    # only after 1 s, 3 s, 7 s.
+    relay_listen_backlog: int = 4096
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -220,6 +224,8 @@ class Settings:
             raise ConfigError("CHAT_LOGIN_TRACKED_KEYS must be at least 1")
         if not self.controller_addrs:
             raise ConfigError("CHAT_CONTROLLER_ADDRS must name at least one controller")
+        if not 1 <= self.relay_listen_backlog <= 65535:
+            raise ConfigError("CHAT_RELAY_LISTEN_BACKLOG must be between 1 and 65535")
         if not 0 < self.relay_subscribe_timeout_s <= 30:
             raise ConfigError("CHAT_RELAY_SUBSCRIBE_TIMEOUT_S must be between 0 and 30 seconds")
         if not 1 <= self.relay_audit_interval_s <= 60:

@@ -66,37 +66,41 @@ type tokenFile struct {
 
 // result is the one JSON line a run prints; bench/compare.py reads these field names.
 type result struct {
-	Target              string         `json:"target"`
-	Receivers           int            `json:"receivers"`
-	Publishers          int            `json:"publishers"`
-	PublishVia          string         `json:"publish_via"`
-	Rate                float64        `json:"rate"`
-	Seconds             float64        `json:"seconds"`
-	Sent                int64          `json:"sent"`
-	Acked               int64          `json:"acked"`
-	Refused             int64          `json:"refused"`
-	Unanswered          int64          `json:"unanswered"`
-	Expected            int64          `json:"expected"`
-	Delivered           int64          `json:"delivered"`
-	Undelivered         int64          `json:"undelivered"`
-	Duplicates          int64          `json:"duplicates"`
-	ReceiversIncomplete int            `json:"receivers_incomplete"`
-	ReceiversLost       int            `json:"receivers_lost"`
-	DeliveriesPerS      float64        `json:"deliveries_per_s"`
-	P50                 float64        `json:"p50_ms"`
-	P90                 float64        `json:"p90_ms"`
-	P99                 float64        `json:"p99_ms"`
-	Max                 float64        `json:"max_ms"`
-	Mean                float64        `json:"mean_ms"`
-	FrameBytes          float64        `json:"frame_bytes_mean"`
-	SendLagMaxMs        float64        `json:"send_lag_max_ms"`
-	MeasuredS           float64        `json:"measured_s"`
-	ConnectS            float64        `json:"connect_s"`
-	ConnectRetries      int64          `json:"connect_retries"`
-	Recoverable         int            `json:"recoverable_subscriptions,omitempty"`
-	LoadgenCPU          float64        `json:"loadgen_cpu_s"`
-	LoadgenCPUTotal     float64        `json:"loadgen_cpu_total_s"`
-	Errors              map[string]int `json:"errors,omitempty"`
+	Target              string  `json:"target"`
+	Receivers           int     `json:"receivers"`
+	Publishers          int     `json:"publishers"`
+	PublishVia          string  `json:"publish_via"`
+	Rate                float64 `json:"rate"`
+	Seconds             float64 `json:"seconds"`
+	Sent                int64   `json:"sent"`
+	Acked               int64   `json:"acked"`
+	Refused             int64   `json:"refused"`
+	Unanswered          int64   `json:"unanswered"`
+	Expected            int64   `json:"expected"`
+	Delivered           int64   `json:"delivered"`
+	Undelivered         int64   `json:"undelivered"`
+	Duplicates          int64   `json:"duplicates"`
+	ReceiversIncomplete int     `json:"receivers_incomplete"`
+	ReceiversLost       int     `json:"receivers_lost"`
+	DeliveriesPerS      float64 `json:"deliveries_per_s"`
+	P50                 float64 `json:"p50_ms"`
+	P90                 float64 `json:"p90_ms"`
+	P99                 float64 `json:"p99_ms"`
+	Max                 float64 `json:"max_ms"`
+	Mean                float64 `json:"mean_ms"`
+	FrameBytes          float64 `json:"frame_bytes_mean"`
+	SendLagMaxMs        float64 `json:"send_lag_max_ms"`
+	MeasuredS           float64 `json:"measured_s"`
+	ConnectS            float64 `json:"connect_s"`
+	ConnectRetries      int64   `json:"connect_retries"`
+	// Per receiver socket: from its first handshake attempt to its hello (retries included).
+	ConnectP50      float64        `json:"connect_p50_ms"`
+	ConnectP99      float64        `json:"connect_p99_ms"`
+	ConnectMax      float64        `json:"connect_max_ms"`
+	Recoverable     int            `json:"recoverable_subscriptions,omitempty"`
+	LoadgenCPU      float64        `json:"loadgen_cpu_s"`
+	LoadgenCPUTotal float64        `json:"loadgen_cpu_total_s"`
+	Errors          map[string]int `json:"errors,omitempty"`
 }
 
 func main() {
@@ -178,7 +182,7 @@ func run(cfg config) (*result, error) {
 	ctx := context.Background()
 	connectStart := time.Now()
 	var retries atomic.Int64
-	receivers, err := connectAll(ctx, tokens.Receivers, cfg, &retries, func(t string) (*receiver, error) {
+	receivers, connectNs, err := connectAll(ctx, tokens.Receivers, cfg, &retries, func(t string) (*receiver, error) {
 		conn, err := recvProto.dialReceiver(ctx, t)
 		if err != nil {
 			return nil, err
@@ -188,7 +192,7 @@ func run(cfg config) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	publishers, err := connectAll(ctx, tokens.Publishers, cfg, &retries, func(t string) (publisher, error) {
+	publishers, _, err := connectAll(ctx, tokens.Publishers, cfg, &retries, func(t string) (publisher, error) {
 		return pubProto.dialPublisher(ctx, t, book)
 	})
 	if err != nil {
@@ -260,12 +264,14 @@ func run(cfg config) (*result, error) {
 		r.close()
 	}
 
+	connect := summarize(connectNs)
 	res := &result{
 		Target: cfg.target, Receivers: len(receivers), Publishers: len(publishers),
 		PublishVia: cfg.publishVia, Rate: cfg.rate, Seconds: cfg.seconds, Sent: sent,
 		Acked: book.acked.Load(), Refused: book.failed.Load(), Expected: expected,
 		SendLagMaxMs: round2(lagMax.Seconds() * 1000), MeasuredS: round2(measured.Seconds()),
 		ConnectS: round2(connectS), ConnectRetries: retries.Load(),
+		ConnectP50: connect.P50, ConnectP99: connect.P99, ConnectMax: connect.Max,
 		LoadgenCPU: round2(cpu1 - cpu0), LoadgenCPUTotal: round2(cpuSeconds()),
 		Errors: book.errorKinds(),
 	}
@@ -332,10 +338,12 @@ func handshake(enabled bool, stdin *bufio.Scanner, event, want string) error {
 }
 
 // connectAll opens one socket per token, cfg.parallel at a time, retrying refused handshakes
-// with a growing pause (a relay under a connection storm closes some with 1013).
+// with a growing pause (a relay under a connection storm closes some with 1013). It also returns
+// how long each socket took from its first attempt to being open (hello read), in nanoseconds.
 func connectAll[T any](ctx context.Context, tokens []string, cfg config, retries *atomic.Int64,
-	open func(string) (T, error)) ([]T, error) {
+	open func(string) (T, error)) ([]T, []int64, error) {
 	out := make([]T, len(tokens))
+	took := make([]int64, len(tokens))
 	errs := make([]error, len(tokens))
 	sem := make(chan struct{}, max(1, cfg.parallel))
 	var wg sync.WaitGroup
@@ -344,6 +352,7 @@ func connectAll[T any](ctx context.Context, tokens []string, cfg config, retries
 		sem <- struct{}{}
 		go func(i int, tok string) {
 			defer func() { <-sem; wg.Done() }()
+			began := time.Now()
 			for attempt := 0; attempt < cfg.attempts; attempt++ {
 				if attempt > 0 {
 					retries.Add(1)
@@ -352,6 +361,7 @@ func connectAll[T any](ctx context.Context, tokens []string, cfg config, retries
 				v, err := open(tok)
 				if err == nil {
 					out[i], errs[i] = v, nil
+					took[i] = time.Since(began).Nanoseconds()
 					return
 				}
 				errs[i] = err
@@ -367,7 +377,7 @@ func connectAll[T any](ctx context.Context, tokens []string, cfg config, retries
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)
-		return nil, fmt.Errorf("%d of %d sockets could not connect; first: %s", len(failed), len(tokens), failed[0])
+		return nil, nil, fmt.Errorf("%d of %d sockets could not connect; first: %s", len(failed), len(tokens), failed[0])
 	}
-	return out, nil
+	return out, took, nil
 }

@@ -27,6 +27,7 @@ from pathlib import Path
 from chatcore.mongo import INDEXES, IndexSpec
 from services.auth.store import AUTH_INDEXES
 from services.management.attachment_store import ATTACHMENT_INDEXES
+from services.management.membership_index import MEMBERSHIP_INDEXES
 from services.management.store import MANAGEMENT_INDEXES
 
 # Every index spec any service creates.
@@ -35,6 +36,7 @@ ALL_INDEXES: tuple[IndexSpec, ...] = (
     *AUTH_INDEXES,
     *MANAGEMENT_INDEXES,
     *ATTACHMENT_INDEXES,
+    *MEMBERSHIP_INDEXES,
 )
 
 # Our objects live in their own schema; FerretDB only treats schemas holding its metadata table

@@ -23,6 +23,8 @@ REFRESH_TOKENS = "refresh_tokens"
 
 AUTH_INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(USERS_COLLECTION, (("email", ASCENDING),), unique=True),
+    # The controllers' set of disabled accounts (services/controller/directory.py).
+    IndexSpec(USERS_COLLECTION, (("disabled", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("family", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("user_id", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("expires_at", ASCENDING),)),

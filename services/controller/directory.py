@@ -1,20 +1,25 @@
 """What relays ask before they accept a frame: memberships, team members, attachment checks.
 
-Read-only views of collections the management and auth services own (``teams``, ``attachments``,
-``users``), behind a
-narrow interface with a MongoDB implementation. Every id reaching a filter has passed
-``validation.checked_id``, so no caller value can become a query operator.
+Read-only views of collections the management and auth services own (``memberships``, ``teams``,
+``attachments``, ``users``), behind a narrow interface with a MongoDB implementation. Every id
+reaching a filter has passed ``validation.checked_id``, so no caller value can become a query
+operator.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from chatcore import schema as s
+from chatcore.memberships import memberships_of
 from chatcore.mongo import Document, database_unavailable
 
 NOT_FOUND = "not_found"
@@ -26,11 +31,9 @@ NOT_UPLOADER = "not_uploader"
 
 @dataclass(frozen=True, slots=True)
 class MembershipView:
-    """One team a user belongs to, and the user's role in it."""
+    """One team a user belongs to, and whether it is active (its members may send)."""
 
     channel_id: str
-    admin: bool
-    super_admin: bool
     active: bool
 
 
@@ -53,7 +56,7 @@ class Directory(Protocol):
     async def memberships(self, user_id: str) -> list[MembershipView]: ...
 
     async def disabled(self, user_id: str) -> bool:
-        """True when the account exists and is disabled."""
+        """True when the account exists and is disabled (as of at most a second ago)."""
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         """None when there is no such team."""
@@ -89,41 +92,72 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
+class DisabledAccounts:
+    """The set of disabled accounts, read whole at most every ``max_age_s``.
+
+    A handshake asks whether its user is disabled; one lookup per handshake was a third of a
+    connection storm's database work. The set is small and one indexed query reads it. It may be
+    up to ``max_age_s`` old: a socket opened in that window after a disable is closed by the
+    relays, which also refuse the user for a while after the ``user_disabled`` event (see
+    services/relay/connection.py), so no new socket outlives the disable by more than that.
+    """
+
+    def __init__(
+        self,
+        users: AsyncCollection[Document],
+        *,
+        max_age_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._users = users
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._ids: frozenset[str] = frozenset()
+        self._read_at = float("-inf")
+        self._reading: asyncio.Task[frozenset[str]] | None = None
+
+    async def contains(self, user_id: str) -> bool:
+        if self._clock() - self._read_at > self._max_age_s:
+            if self._reading is None:
+                # One read for every handshake waiting meanwhile.
+                self._reading = asyncio.ensure_future(self._read())
+            reading = self._reading
+            try:
+                self._ids = await asyncio.shield(reading)
+            finally:
+                if self._reading is reading and reading.done():
+                    self._reading = None
+        return user_id in self._ids
+
+    async def _read(self) -> frozenset[str]:
+        started = self._clock()
+        try:
+            cursor = self._users.find({s.USER_DISABLED: True}, {s.ID: 1})
+            ids = frozenset([str(doc[s.ID]) async for doc in cursor])
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        self._read_at = started
+        return ids
+
+
 class MongoDirectory:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], *, disabled_max_age_s: float = 1.0) -> None:
+        self._db = db
         self._teams = db[s.TEAMS]
         self._attachments = db[s.ATTACHMENTS]
         self._users = db[s.USERS]
+        self._disabled = DisabledAccounts(self._users, max_age_s=disabled_max_age_s)
 
     async def memberships(self, user_id: str) -> list[MembershipView]:
-        try:
-            cursor = self._teams.find(
-                {s.TEAM_MEMBERS: user_id},
-                {s.ID: 1, s.TEAM_ADMINS: 1, s.TEAM_SUPER_ADMIN: 1, s.TEAM_ACTIVE: 1},
-            )
-            docs = await cursor.to_list(length=None)
-        except PyMongoError as exc:
-            raise database_unavailable(exc) from exc
-        views = []
-        for doc in docs:
-            super_admin = doc.get(s.TEAM_SUPER_ADMIN) == user_id
-            views.append(
-                MembershipView(
-                    channel_id=str(doc[s.ID]),
-                    # The super_admin holds every admin right even if ``admins`` lags behind.
-                    admin=super_admin or user_id in _strings(doc.get(s.TEAM_ADMINS)),
-                    super_admin=super_admin,
-                    active=_active(doc),
-                )
-            )
-        return views
+        # The membership index, not the team documents: one small document per team instead of
+        # every team whole (services/management/membership_index.py).
+        return [
+            MembershipView(channel_id=entry.team_id, active=entry.active)
+            for entry in await memberships_of(self._db, user_id)
+        ]
 
     async def disabled(self, user_id: str) -> bool:
-        try:
-            doc = await self._users.find_one({s.ID: user_id}, {s.USER_DISABLED: 1})
-        except PyMongoError as exc:
-            raise database_unavailable(exc) from exc
-        return doc is not None and doc.get(s.USER_DISABLED) is True
+        return await self._disabled.contains(user_id)
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         try:

@@ -1,11 +1,10 @@
 """The one-time migration that puts messages stored before history buckets existed into buckets.
 
-Run by every controller at start-up, before it consumes. A marker document in ``migrations``
-makes later starts skip it with one lookup. Messages without a ``bucket`` are numbered downwards
-from -1 per channel, newest first, ``BUCKET_SIZE`` to a bucket, so they sit below every bucket a
-controller reserves (those count up from 0) and keep the seq order across buckets. The numbering
-depends only on the stored messages, so two controllers that run it at once write the same
-values, and a run cut short is simply done again.
+Run by every controller at start-up, before it consumes; ``chatcore.migrations`` marks it done.
+Messages without a ``bucket`` are numbered downwards from -1 per channel, newest first,
+``BUCKET_SIZE`` to a bucket, so they sit below every bucket a controller reserves (those count up
+from 0) and keep the seq order across buckets. The numbering depends only on the stored messages, so
+two controllers that run it at once write the same values, and a run cut short is simply done again.
 
 An upgrade from a version without buckets stops the old controllers first: one of them still
 running after the marker is written would store messages no page can find (rerun with
@@ -16,18 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from chatcore import schema as s
 from chatcore.buckets import BUCKET_SIZE, bucket_key
 from chatcore.channel_heads import MongoChannelHeads
 from chatcore.logging import get_logger
+from chatcore.migrations import run_once
 from chatcore.mongo import Document, database, database_unavailable, make_mongo_client
 from chatcore.settings import Settings
 
@@ -45,12 +43,17 @@ def number_older(seqs_and_ids: Sequence[tuple[int, object]], size: int) -> dict[
 async def bucket_older_messages(
     db: AsyncDatabase[Document], *, force: bool = False, size: int = BUCKET_SIZE
 ) -> int:
-    """Bucket every message stored without one; return how many. ``Unavailable`` on failure."""
-    markers = db[s.MIGRATIONS]
+    """Bucket every message stored without one, once; how many. ``Unavailable`` on failure."""
+
+    async def migrate() -> int:
+        return await _bucket(db, size)
+
+    return await run_once(db, MIGRATION, migrate, force=force)
+
+
+async def _bucket(db: AsyncDatabase[Document], size: int) -> int:
     heads = MongoChannelHeads(db)
     try:
-        if not force and await markers.find_one({s.ID: MIGRATION}):
-            return 0
         channels: dict[str, list[tuple[int, object]]] = defaultdict(list)
         cursor = db[s.MESSAGES].find(
             {s.MESSAGE_BUCKET: {"$exists": False}},
@@ -68,19 +71,15 @@ async def bucket_older_messages(
             # statement of a bulk on a PostgreSQL connection of its own at once, and a bulk
             # larger than its pool (50) deadlocks the whole server.
             for n, doc_ids in sorted(by_bucket.items()):
+                key = bucket_key(channel_id, n)
                 await db[s.MESSAGES].update_many(
-                    {s.ID: {"$in": doc_ids}},
-                    {"$set": {s.MESSAGE_BUCKET: bucket_key(channel_id, n)}},
+                    {s.ID: {"$in": doc_ids}}, {"$set": {s.MESSAGE_BUCKET: key}}
                 )
             await heads.extend_low(channel_id, min(numbers.values()))
             total += len(numbers)
             _log.info("channel_bucketed", channel_id=channel_id, messages=len(numbers))
-        with contextlib.suppress(DuplicateKeyError):  # another controller finished it too
-            await markers.insert_one({s.ID: MIGRATION, "done_at": datetime.now(UTC)})
     except PyMongoError as exc:
         raise database_unavailable(exc) from exc
-    if total:
-        _log.info("migration_done", migration=MIGRATION, messages=total, channels=len(channels))
     return total
 
 

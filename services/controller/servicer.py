@@ -142,18 +142,15 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
     ) -> chat_pb2.GetMembershipsReply:
         async with _rpc(context, "GetMemberships"):
             user_id = checked_id(request.user_id, "user_id")
-            if await self._directory.disabled(user_id):
+            # Both at once: a handshake storm waits on these two lookups.
+            disabled, views = await asyncio.gather(
+                self._directory.disabled(user_id), self._directory.memberships(user_id)
+            )
+            if disabled:
                 return chat_pb2.GetMembershipsReply(disabled=True)
-            views = await self._directory.memberships(user_id)
             reply = chat_pb2.GetMembershipsReply(
                 memberships=[
-                    chat_pb2.Membership(
-                        channel_id=v.channel_id,
-                        admin=v.admin,
-                        super_admin=v.super_admin,
-                        active=v.active,
-                    )
-                    for v in views
+                    chat_pb2.Membership(channel_id=v.channel_id, active=v.active) for v in views
                 ]
             )
         return reply

@@ -8,6 +8,8 @@ every team whose outbox is still non-empty (Kafka was down, the process died in 
 Order: a team's events are published oldest first, one at a time, each after the previous one was
 acknowledged, all under the team's lock (the same ``KeyedLocks`` the store's writes take), so two
 publishers of one process never interleave and a failed send stops the rest until the next try.
+Before its event is sent, each change is applied to the membership index (membership_index.py),
+which therefore follows the team documents in the same order and with the same retries.
 Records are keyed by team id (one partition per team) and sent with the idempotent ``acks=all``
 producer of ``chatcore.kafka.make_producer``. An event may reach Kafka more than once (acked but
 not yet removed when the process died; a send that timed out here but landed): relays re-check
@@ -28,6 +30,7 @@ from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
 from chatcore.messages import CORRELATION_HEADER
 from chatcore.proto.chat.v1 import chat_pb2
+from services.management.membership_index import MembershipIndex
 from services.management.model import MembershipChange, OutboxEvent
 from services.management.store import TeamStore
 
@@ -99,6 +102,7 @@ class OutboxPublisher:
         sender: EventSender,
         locks: KeyedLocks,
         metrics: EventMetrics,
+        index: MembershipIndex,
         *,
         send_timeout_s: float,
         batch: int = 100,
@@ -106,6 +110,7 @@ class OutboxPublisher:
         self._store = store
         self._sender = sender
         self._locks = locks
+        self._index = index
         self._metrics = metrics
         self._send_timeout_s = send_timeout_s
         self._batch = batch
@@ -116,6 +121,8 @@ class OutboxPublisher:
             events = await self._store.outbox(team_id)
             sent: list[OutboxEvent] = []
             for event in events:
+                # Unavailable propagates: the event stays for the next flush.
+                await self._index.apply(team_id, event)
                 if not await self._send(team_id, event):
                     break
                 sent.append(event)

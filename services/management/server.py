@@ -27,6 +27,7 @@ from chatcore.kafka import make_producer
 from chatcore.lifecycle import serve_app
 from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
+from chatcore.migrations import run_once
 from chatcore.mongo import INDEXES, Document, database, ensure_indexes, make_mongo_client, ping
 from chatcore.s3 import make_s3_client
 from chatcore.settings import Settings
@@ -44,6 +45,11 @@ from services.management.events import EventMetrics, EventSender, OutboxPublishe
 from services.management.history import HistoryService
 from services.management.history_store import MongoMessageStore
 from services.management.limits import ScanGate, WriteLimiter
+from services.management.membership_index import (
+    BACKFILL,
+    MEMBERSHIP_INDEXES,
+    MongoMembershipIndex,
+)
 from services.management.objects import S3ObjectStore
 from services.management.openapi import load_openapi
 from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore
@@ -149,7 +155,12 @@ async def start(
         db = database(client, settings)
         # The messages indexes too: history pages need (channel_id, seq) even before the
         # controller has started once.
-        await ensure_indexes(db, (*INDEXES, *MANAGEMENT_INDEXES, *ATTACHMENT_INDEXES))
+        await ensure_indexes(
+            db, (*INDEXES, *MANAGEMENT_INDEXES, *ATTACHMENT_INDEXES, *MEMBERSHIP_INDEXES)
+        )
+        index = MongoMembershipIndex(db)
+        # Teams stored before the index existed; later changes reach it through the outbox.
+        await run_once(db, BACKFILL, index.backfill)
 
         producer = make_producer(settings, client_id="management")
         await producer.start()
@@ -169,6 +180,7 @@ async def start(
             sender,
             locks,
             EventMetrics.create(registry),
+            index,
             send_timeout_s=settings.outbox_send_timeout_s,
         )
         service = TeamService(

@@ -62,6 +62,10 @@ from services.relay.resync import ResyncLedger
 _log = get_logger("relay.connection")
 
 
+# Far longer than the controllers' cache of disabled accounts may lag (a second).
+_DISABLED_REFUSAL_S = 60.0
+
+
 class RelayConnection(ServerConnection):
     """A WebSocket connection carrying what its handshake established."""
 
@@ -120,6 +124,9 @@ class Relay:
             rate_per_s=settings.ws_typing_per_s,
             max_keys=1_000_000,
         )
+        # Users a user_disabled event named, until when they stay refused here: the
+        # controllers' set of disabled accounts may be up to a second old (directory.py).
+        self._disabled_until: dict[str, float] = {}
         self.draining = False
 
     # --- controller deliveries -------------------------------------------------------------
@@ -155,7 +162,12 @@ class Relay:
         self.gate.forget(effects.members_changed)
         for grant in effects.grants:
             spawn(self._complete_grant(grant))
+        now = time.monotonic()
+        for user, until in list(self._disabled_until.items()):
+            if until <= now:
+                del self._disabled_until[user]
         for user_id in effects.disabled_users:
+            self._disabled_until[user_id] = now + _DISABLED_REFUSAL_S
             for session in self.hub.sessions_of(user_id):
                 spawn(cast(ServerConnection, session.conn).close(1008, "account disabled"))
 
@@ -236,7 +248,7 @@ class Relay:
             reset_context(context)
             await conn.close(1013, "membership service unavailable, retry")
             return
-        if reply.disabled:
+        if reply.disabled or self._disabled_until.get(claims.sub, 0.0) > time.monotonic():
             reset_context(context)
             await conn.close(1008, "account disabled")
             return
@@ -273,7 +285,9 @@ class Relay:
                 ),
             )
             self.metrics.hello_wait.observe(time.monotonic() - started)
-            _log.info("ws_connected", channels=len(session.channels), owed=len(owed))
+            # DEBUG: two INFO lines per socket were a sixth of a connection storm's relay CPU;
+            # the disconnect line below says everything this one would.
+            _log.debug("ws_connected", channels=len(session.channels), owed=len(owed))
             async for raw in conn:
                 await self._on_frame(session, raw)
         except ConnectionClosed:
@@ -289,6 +303,7 @@ class Relay:
             _log.info(
                 "ws_disconnected",
                 code=conn.close_code,
+                channels=len(session.channels),
                 seconds=round(time.monotonic() - started, 1),
             )
             reset_context(context)

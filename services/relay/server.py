@@ -118,6 +118,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
             ping_interval=settings.ws_heartbeat_s,
             ping_timeout=settings.ws_heartbeat_s,
             server_header=None,
+            backlog=settings.relay_listen_backlog,
         )
         _log.info("relay_started", relay_id=relay_id, port=bound)
         return RunningRelay(relay, server, bound, stack.pop_all(), settings.drain_timeout_s)

@@ -1,11 +1,15 @@
-"""Fixtures shared by the management integration tests (auth + management in-process)."""
+"""Fixtures shared by the integration tests: a scratch database, and the management tests'
+auth + management services in-process."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
+from chatcore.mongo import Document, make_mongo_client
 from chatcore.settings import Settings
 from tests.integration.management_support import People, Stack, running_stack
 
@@ -23,3 +27,15 @@ async def stack(
 async def people(stack: Stack) -> People:
     """Seven registered accounts reused across teams."""
     return await People.register(stack)
+
+
+@pytest.fixture
+async def scratch_db(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
+    """A database of the test's own on the stack's server, dropped afterwards."""
+    client = make_mongo_client(settings)
+    name = f"chat_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()

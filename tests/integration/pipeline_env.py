@@ -30,6 +30,7 @@ from services.controller.server import start as start_controller
 from services.management.server import start as start_management
 from services.relay.server import RunningRelay
 from services.relay.server import start as start_relay
+from tests.team_docs import store_team
 
 PASSWORD = "pipeline password 1"
 
@@ -79,7 +80,7 @@ class Pipeline:
             "super_admin": members[0].id,
             "doc": datetime.now(UTC),
         }
-        await self.db.teams.insert_one(doc)
+        await store_team(self.db, doc)
         return team_id
 
     async def connect(self, user: User, relay: int = 0) -> ChatClient:

@@ -15,6 +15,8 @@ from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
 from chatcore.settings import Settings
 from services.controller.directory import AttachmentView, MongoDirectory
 from services.controller.store import MongoMessageStore
+from services.management.membership_index import MongoMembershipIndex
+from services.management.model import MembershipChange, OutboxEvent
 from tests.unit.controller_store_contract import Backend, ControllerStoreContract
 
 
@@ -42,11 +44,19 @@ class TestMongoControllerStores(ControllerStoreContract):
             schema.ATTACHMENTS,
             schema.USERS,
             schema.CHANNELS,
+            schema.MEMBERSHIPS,
         ):
             await contract_db[collection].delete_many({})
 
+        index = MongoMembershipIndex(contract_db)
+
         async def seed_team(team_id: str, doc: Document) -> None:
+            # As the management service writes it: the team, then its outbox's events applied
+            # to the membership index.
             await contract_db[schema.TEAMS].insert_one({schema.ID: team_id, **doc})
+            for user_id in doc["members"]:
+                event = OutboxEvent(uuid.uuid4().hex, user_id, MembershipChange.ADDED, "", 0, "")
+                await index.apply(team_id, event)
 
         async def seed_attachment(view: AttachmentView) -> None:
             await contract_db[schema.ATTACHMENTS].insert_one(

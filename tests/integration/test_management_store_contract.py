@@ -16,6 +16,7 @@ from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
 from chatcore.settings import Settings
 from services.management.attachment_store import ATTACHMENT_INDEXES, MongoAttachmentStore
 from services.management.history_store import MongoMessageStore
+from services.management.membership_index import MEMBERSHIP_INDEXES, MongoMembershipIndex
 from services.management.model import Message
 from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore
 from tests.unit.management_store_contract import Backend, StoreContract
@@ -27,7 +28,9 @@ async def contract_db(settings: Settings) -> AsyncIterator[AsyncDatabase[Documen
     client = make_mongo_client(settings)
     name = f"chat_test_contract_{uuid.uuid4().hex[:12]}"
     db = client[name]
-    await ensure_indexes(db, (*INDEXES, *MANAGEMENT_INDEXES, *ATTACHMENT_INDEXES))
+    await ensure_indexes(
+        db, (*INDEXES, *MANAGEMENT_INDEXES, *ATTACHMENT_INDEXES, *MEMBERSHIP_INDEXES)
+    )
     try:
         yield db
     finally:
@@ -39,7 +42,13 @@ class TestMongoStores(StoreContract):
     @pytest.fixture
     async def backend(self, contract_db: AsyncDatabase[Document]) -> Backend:
         """The MongoDB stores over emptied collections."""
-        for collection in (schema.TEAMS, schema.MESSAGES, schema.ATTACHMENTS, schema.CHANNELS):
+        for collection in (
+            schema.TEAMS,
+            schema.MESSAGES,
+            schema.ATTACHMENTS,
+            schema.CHANNELS,
+            schema.MEMBERSHIPS,
+        ):
             await contract_db[collection].delete_many({})
         heads = MongoChannelHeads(contract_db)
         # Tiny buckets, placed by the controller's own allocator, so pages cross buckets.
@@ -70,4 +79,5 @@ class TestMongoStores(StoreContract):
             attachments=MongoAttachmentStore(contract_db),
             seed_messages=seed,
             new_id=lambda: uuid.uuid4().hex,
+            index=MongoMembershipIndex(contract_db),
         )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
 from pathlib import Path
 
-from chatcore.mongo import INDEXES, ensure_indexes, make_mongo_client
-from chatcore.settings import Settings
+from pymongo.asynchronous.database import AsyncDatabase
+
+from chatcore.mongo import INDEXES, Document, ensure_indexes
 
 
 def _psql(port: int, sql: str) -> str:
@@ -21,35 +21,29 @@ def _psql(port: int, sql: str) -> str:
 
 
 async def test_a_new_collection_gets_gin_indexes_and_lookups_use_them(
-    settings: Settings, stack_env: dict[str, str]
+    scratch_db: AsyncDatabase[Document], stack_env: dict[str, str]
 ) -> None:
     """A database created after start-up has a GIN index per indexed field, and PostgreSQL
     answers FerretDB's pushed-down equality on ``bucket`` from it instead of a scan."""
     port = int(stack_env.get("CHATSTACK_POSTGRES_PORT", "5433"))
-    name = f"chat_test_gin_{uuid.uuid4().hex[:10]}"
-    client = make_mongo_client(settings)
-    try:
-        await ensure_indexes(client[name], INDEXES)
-        await client[name]["messages"].insert_many(
-            [{"id": str(i), "bucket": f"c/{i % 50}", "seq": i} for i in range(2000)]
-        )
-        table = _psql(
-            port,
-            f"select tablename from pg_tables where schemaname = '{name}'"
-            " and tablename like 'messages_%'",
-        ).strip()
-        indexes = _psql(port, f"select indexdef from pg_indexes where tablename = '{table}'")
-        for field in ("id", "bucket", "seq", "channel_id"):
-            assert f"USING gin (((_jsonb -> '{field}'::text)) jsonb_path_ops)" in indexes
-        _psql(port, f'analyze "{name}"."{table}"')
-        plan = _psql(
-            port,
-            f'explain select _jsonb from "{name}"."{table}"'
-            " where _jsonb -> 'bucket' @> '\"c/7\"'",
-        )
-        assert "Index Scan" in plan, plan
-        assert "Seq Scan" not in plan, plan
-        assert _psql(port, "show plan_cache_mode").strip() == "force_custom_plan"
-    finally:
-        await client.drop_database(name)
-        await client.close()
+    name = scratch_db.name
+    await ensure_indexes(scratch_db, INDEXES)
+    await scratch_db["messages"].insert_many(
+        [{"id": str(i), "bucket": f"c/{i % 50}", "seq": i} for i in range(2000)]
+    )
+    table = _psql(
+        port,
+        f"select tablename from pg_tables where schemaname = '{name}'"
+        " and tablename like 'messages_%'",
+    ).strip()
+    indexes = _psql(port, f"select indexdef from pg_indexes where tablename = '{table}'")
+    for field in ("id", "bucket", "seq", "channel_id"):
+        assert f"USING gin (((_jsonb -> '{field}'::text)) jsonb_path_ops)" in indexes
+    _psql(port, f'analyze "{name}"."{table}"')
+    plan = _psql(
+        port,
+        f'explain select _jsonb from "{name}"."{table}" where _jsonb -> \'bucket\' @> \'"c/7"\'',
+    )
+    assert "Index Scan" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert _psql(port, "show plan_cache_mode").strip() == "force_custom_plan"

@@ -22,6 +22,7 @@ from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from services.auth.keys import KeyRing, TokenIssuer, load_signing_key
 from tests.integration.pipeline_env import Pipeline, start_pipeline
+from tests.team_docs import add_member, remove_member
 
 
 @pytest.fixture(scope="module")
@@ -229,13 +230,13 @@ async def test_removed_member_stops_receiving_and_added_member_starts(pipe: Pipe
     a, b, c = await asyncio.gather(pipe.user(), pipe.user(), pipe.user())
     team = await pipe.team([a, b])
     ca, cb, cc = await pipe.connect(a, 0), await pipe.connect(b, 1), await pipe.connect(c, 1)
-    await pipe.db.teams.update_one({"_id": team}, {"$pull": {"members": b.id}})
+    await remove_member(pipe.db, team, b.id)
     await pipe.membership_event(team, b.id, chat_pb2.MEMBERSHIP_CHANGE_REMOVED)
     removed = (await _drain_until(cb, lambda ev: len(ev) >= 1, timeout=5))[0]
     assert removed == {"type": "membership", "channel_id": team, "event": "removed"}
     with pytest.raises(SendFailed):
         await cb.send(team, "am I still here?")
-    await pipe.db.teams.update_one({"_id": team}, {"$push": {"members": c.id}})
+    await add_member(pipe.db, team, c.id)
     await pipe.membership_event(team, c.id, chat_pb2.MEMBERSHIP_CHANGE_ADDED)
     added = (await _drain_until(cc, lambda ev: len(ev) >= 1, timeout=5))[0]
     # 'added' comes only once the relay's subscription is in force: no wait needed.

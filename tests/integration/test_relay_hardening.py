@@ -28,6 +28,7 @@ from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from tests.integration.pipeline_env import Pipeline, start_pipeline
 from tests.integration.ports import free_port
+from tests.team_docs import add_member, remove_member
 
 REPO = Path(__file__).resolve().parents[2]
 FAILED_UPGRADES = 10_000
@@ -221,7 +222,7 @@ async def test_a_member_added_to_a_deactivated_team_cannot_post(pipe: Pipeline) 
     alice, bob = await asyncio.gather(pipe.user(), pipe.user())
     team = await pipe.team([alice], active=False)
     newcomer = await pipe.connect(bob)
-    await pipe.db.teams.update_one({"_id": team}, {"$push": {"members": bob.id}})
+    await add_member(pipe.db, team, bob.id)
     await pipe.membership_event(team, bob.id, chat_pb2.MEMBERSHIP_CHANGE_ADDED)
     added = await _next_of(newcomer, "membership")
     assert (added["channel_id"], added["event"]) == (team, "added")
@@ -256,7 +257,7 @@ async def test_a_removal_whose_event_was_lost_is_enforced_by_the_audit(pipe: Pip
     alice, bob = await asyncio.gather(pipe.user(), pipe.user())
     team = await pipe.team([alice, bob])
     client = await pipe.connect(bob)
-    await pipe.db.teams.update_one({"_id": team}, {"$pull": {"members": bob.id}})
+    await remove_member(pipe.db, team, bob.id, index=False)
     removed = await _next_of(client, "membership", timeout=15)
     assert (removed["channel_id"], removed["event"]) == (team, "removed")
     with pytest.raises(SendFailed) as refused:

@@ -104,13 +104,8 @@ class MemoryDirectory:
         self._check_up()
         self.queries.append(user_id)
         return [
-            MembershipView(
-                channel_id=team_id,
-                admin=user_id in doc["admins"] or doc["super_admin"] == user_id,
-                super_admin=doc["super_admin"] == user_id,
-                active=doc["active"],
-            )
-            for team_id, doc in self.teams.items()
+            MembershipView(channel_id=team_id, active=doc["active"])
+            for team_id, doc in sorted(self.teams.items())
             if user_id in doc["members"]
         ]
 

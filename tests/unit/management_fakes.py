@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from chatcore.errors import Conflict, Unavailable
 from chatcore.kafka import EVENTS_TOPIC
 from chatcore.locks import KeyedLocks
+from chatcore.memberships import MembershipEntry
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.schema import BROADCAST, PENDING, TEXT
 from services.management.attachment_store import Attachment
@@ -231,6 +232,32 @@ def _without(team: Team, user_id: str) -> Team:
     )
 
 
+class MemoryMembershipIndex:
+    """The membership index in memory, reading a team's state from ``teams`` as Mongo does."""
+
+    def __init__(self, teams: MemoryTeamStore | None = None) -> None:
+        self.entries: dict[tuple[str, str], bool] = {}
+        self._teams = teams
+        # The next N applies fail as an unreachable database would.
+        self.fail_next = 0
+
+    async def apply(self, team_id: str, event: OutboxEvent) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise Unavailable("database error: ServerSelectionTimeoutError")
+        if event.change is MembershipChange.ADDED:
+            team = self._teams.teams.get(team_id) if self._teams is not None else None
+            self.entries[(team_id, event.user_id)] = team is None or team.active
+        elif event.change is MembershipChange.REMOVED:
+            self.entries.pop((team_id, event.user_id), None)
+        else:
+            for key in [k for k in self.entries if k[0] == team_id]:
+                self.entries[key] = event.change is MembershipChange.ACTIVATED
+
+    async def teams_of(self, user_id: str) -> list[MembershipEntry]:
+        return sorted(MembershipEntry(t, a) for (t, u), a in self.entries.items() if u == user_id)
+
+
 class MemoryMessageStore:
     def __init__(self, messages: list[Message] | None = None) -> None:
         self.messages = list(messages or [])
@@ -417,11 +444,13 @@ class RecordingPublisher:
 
     def __init__(self, store: MemoryTeamStore, *, locks: KeyedLocks | None = None) -> None:
         self.kafka = FakeKafka()
+        self.index = MemoryMembershipIndex(store)
         self.outbox = OutboxPublisher(
             store,
             self.kafka,
             locks if locks is not None else KeyedLocks(),
             EventMetrics.create(CollectorRegistry()),
+            self.index,
             send_timeout_s=5.0,
         )
 

@@ -9,6 +9,7 @@ its own (pytest collects only the subclasses).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,8 +17,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chatcore.errors import Conflict
+from chatcore.memberships import MembershipEntry
 from chatcore.schema import PENDING, READY, REJECTED
 from services.management.attachment_store import Attachment, AttachmentStore
+from services.management.membership_index import MembershipIndex
 from services.management.model import MembershipChange, Message, OutboxEvent, Team, TeamChanges
 from services.management.store import Carrier, MessageStore, TeamStore
 
@@ -35,6 +38,7 @@ class Backend:
     attachments: AttachmentStore
     seed_messages: Callable[[Sequence[Message]], Awaitable[None]]
     new_id: Callable[[], str]
+    index: MembershipIndex
 
 
 def _event(n: int, user_id: str = U, change: MembershipChange = ADDED) -> OutboxEvent:
@@ -402,3 +406,22 @@ class StoreContract:
         assert await store.delete_pending(old.id)
         assert not await store.delete_pending(old.id)
         assert await store.get(old.id) is None
+
+    async def test_the_membership_index_applies_events_idempotently(self, backend: Backend) -> None:
+        """Added, a replayed added, deactivated and removed leave exactly the expected entries;
+        an addition to a deactivated team is indexed as inactive."""
+        team, other = backend.new_id(), backend.new_id()
+        await backend.teams.insert(_team(team), _event(1, S))
+        await backend.teams.insert(dataclasses.replace(_team(other), active=False), _event(2, S))
+        for _ in range(2):  # a replay changes nothing
+            await backend.index.apply(team, _event(3, U, ADDED))
+        await backend.index.apply(other, _event(4, U, ADDED))
+        assert await backend.index.teams_of(U) == sorted(
+            [MembershipEntry(team, True), MembershipEntry(other, False)]
+        )
+        await backend.index.apply(team, _event(5, "", MembershipChange.DEACTIVATED))
+        assert MembershipEntry(team, False) in await backend.index.teams_of(U)
+        await backend.index.apply(team, _event(6, U, MembershipChange.REMOVED))
+        await backend.index.apply(team, _event(7, U, MembershipChange.REMOVED))
+        assert await backend.index.teams_of(U) == [MembershipEntry(other, False)]
+        assert await backend.index.teams_of(A) == []

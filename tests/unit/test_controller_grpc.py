@@ -158,12 +158,12 @@ async def test_memberships_members_and_attachments(server: _Server) -> None:
         "active": False,
     }
     reply = await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id="u2"))
-    assert sorted((m.channel_id, m.admin, m.active) for m in reply.memberships) == [
-        (T1, False, True),
-        (T2, False, False),
+    assert sorted((m.channel_id, m.active) for m in reply.memberships) == [
+        (T1, True),
+        (T2, False),
     ]
     mine = await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id="u1"))
-    assert [(m.admin, m.super_admin) for m in mine.memberships] == [(True, True)]
+    assert [m.channel_id for m in mine.memberships] == [T1]
     members = await server.stub.GetMembers(chat_pb2.GetMembersRequest(channel_id=T1))
     assert (list(members.user_ids), members.active, members.found) == (["u1", "u2"], True, True)
     missing = await server.stub.GetMembers(chat_pb2.GetMembersRequest(channel_id="c" * 32))

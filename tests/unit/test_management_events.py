@@ -11,13 +11,21 @@ from prometheus_client import CollectorRegistry
 from chatcore.kafka import EVENTS_TOPIC
 from chatcore.locks import KeyedLocks
 from chatcore.logging import bind_context, reset_context
+from chatcore.memberships import MembershipEntry
 from chatcore.proto.chat.v1 import chat_pb2
 from services.management.events import EventMetrics, OutboxPublisher, encode_event
-from services.management.model import MemberRef, MembershipChange, OutboxEvent, TeamDraft
+from services.management.model import (
+    MemberRef,
+    MembershipChange,
+    OutboxEvent,
+    TeamChanges,
+    TeamDraft,
+)
 from services.management.teams import TeamMetrics, TeamService
 from tests.unit.management_fakes import (
     FakeKafka,
     FakeUserDirectory,
+    MemoryMembershipIndex,
     MemoryTeamStore,
     Published,
 )
@@ -34,6 +42,7 @@ class World:
     outbox: OutboxPublisher
     service: TeamService
     metrics: EventMetrics
+    index: MemoryMembershipIndex
 
 
 @pytest.fixture
@@ -41,7 +50,8 @@ def world() -> World:
     """A team service whose outbox publishes to a fake Kafka, sharing the store's locks."""
     store, kafka = MemoryTeamStore(), FakeKafka()
     metrics = EventMetrics.create(CollectorRegistry())
-    outbox = OutboxPublisher(store, kafka, KeyedLocks(), metrics, send_timeout_s=5.0)
+    index = MemoryMembershipIndex(store)
+    outbox = OutboxPublisher(store, kafka, KeyedLocks(), metrics, index, send_timeout_s=5.0)
     ids = iter(f"{i:032x}" for i in range(1, 1000))
     service = TeamService(
         teams=store,
@@ -51,7 +61,7 @@ def world() -> World:
         clock=lambda: 1_700_000_000.5,
         new_event_id=lambda: next(ids),
     )
-    return World(store, kafka, outbox, service, metrics)
+    return World(store, kafka, outbox, service, metrics, index)
 
 
 async def _team_with(world: World, *members: str) -> str:
@@ -162,7 +172,12 @@ async def test_concurrent_flushes_of_one_team_send_each_event_once() -> None:
 
     kafka = SlowKafka()
     outbox = OutboxPublisher(
-        store, kafka, KeyedLocks(), EventMetrics.create(CollectorRegistry()), send_timeout_s=5.0
+        store,
+        kafka,
+        KeyedLocks(),
+        EventMetrics.create(CollectorRegistry()),
+        MemoryMembershipIndex(store),
+        send_timeout_s=5.0,
     )
     store.outboxes["t" * 32] = [_event("a" * 32, U, ADDED), _event("b" * 32, U, REMOVED)]
     first = asyncio.create_task(outbox.flush("t" * 32))
@@ -187,6 +202,7 @@ async def test_a_send_that_never_answers_is_a_failure_not_a_hang() -> None:
         SilentKafka(),
         KeyedLocks(),
         EventMetrics.create(CollectorRegistry()),
+        MemoryMembershipIndex(store),
         send_timeout_s=0.01,
     )
     store.outboxes["t" * 32] = [_event("a" * 32, U, REMOVED)]
@@ -236,3 +252,34 @@ async def test_a_retry_pass_stops_at_the_first_refused_send(world: World) -> Non
     world.kafka.down = False
     assert await world.outbox.republish_pending() == 3
     assert await world.store.with_pending_outbox(limit=10) == []
+
+
+async def test_the_membership_index_follows_every_change_before_kafka_hears_of_it(
+    world: World,
+) -> None:
+    """Creation, additions, deactivation and removal reach the index in order, each before its
+    event is published; a removed member's entry is gone."""
+    team = await _team_with(world, U, V)
+    assert await world.index.teams_of(S) == [MembershipEntry(team, True)]
+    assert await world.index.teams_of(U) == [MembershipEntry(team, True)]
+    await world.service.update(team, TeamChanges(active=False), caller=S)
+    assert await world.index.teams_of(V) == [MembershipEntry(team, False)]
+    await world.service.remove_member(team, U, caller=S)
+    assert await world.index.teams_of(U) == []
+    assert [p.change for p in world.kafka.published][-1] is REMOVED
+
+
+async def test_an_index_write_that_fails_holds_the_event_back_until_it_succeeds(
+    world: World,
+) -> None:
+    """With the index's database unreachable the event is neither published nor dropped; the
+    next pass applies and publishes it."""
+    team = await _team_with(world)
+    world.kafka.records.clear()
+    world.index.fail_next = 1
+    await world.service.add_member(team, MemberRef(user_id=U), caller=S, bearer=TOKEN)
+    assert world.kafka.published == []
+    assert await world.index.teams_of(U) == []
+    assert await world.outbox.flush(team)
+    assert await world.index.teams_of(U) == [MembershipEntry(team, True)]
+    assert [(p.user_id, p.change) for p in world.kafka.published] == [(U, ADDED)]

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 import pytest
 
 from services.management.model import Message
-from tests.unit.management_fakes import MemoryAttachmentStore, MemoryMessageStore, MemoryTeamStore
+from tests.unit.management_fakes import (
+    MemoryAttachmentStore,
+    MemoryMembershipIndex,
+    MemoryMessageStore,
+    MemoryTeamStore,
+)
 from tests.unit.management_store_contract import Backend, StoreContract
 
 
@@ -23,10 +28,12 @@ class TestMemoryStores(StoreContract):
         async def seed(found: Sequence[Message]) -> None:
             messages.messages.extend(found)
 
+        teams = MemoryTeamStore()
         return Backend(
-            teams=MemoryTeamStore(),
+            teams=teams,
             messages=messages,
             attachments=MemoryAttachmentStore(),
             seed_messages=seed,
             new_id=lambda: f"{next(counter):032x}",
+            index=MemoryMembershipIndex(teams),
         )
