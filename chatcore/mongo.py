@@ -82,17 +82,20 @@ async def is_ferretdb(db: AsyncDatabase[Document]) -> bool:
 async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[IndexSpec] = INDEXES) -> None:
     """Create every index (idempotent: an existing identical index is left alone).
 
-    On FerretDB, multikey indexes are skipped (and dropped if an older start created one): see
-    ``IndexSpec.multikey``. MongoDB gets them all.
+    On FerretDB only unique indexes are created, as constraints, and any other one an older start
+    created is dropped: FerretDB answers every query without them (its filters reach PostgreSQL as
+    containment, which its btrees cannot serve; the local stack adds GIN indexes for that,
+    deploy/local/pg_indexes.py), so they only cost writes, and one over an array field
+    (``IndexSpec.multikey``) breaks them. MongoDB gets them all.
     """
     try:
         if await is_ferretdb(db):
-            for multikey in [s for s in specs if s.multikey]:
-                collection = db[multikey.collection]
+            for unused in [s for s in specs if not s.unique]:
+                collection = db[unused.collection]
                 existing = [ix["name"] async for ix in await collection.list_indexes()]
-                if multikey.name in existing:
-                    await collection.drop_index(multikey.name)
-            specs = [s for s in specs if not s.multikey]
+                if unused.name in existing:
+                    await collection.drop_index(unused.name)
+            specs = [s for s in specs if s.unique]
         # One index per command: FerretDB 1.24 drops the connection when a single createIndexes
         # names several indexes that all exist already.
         for spec in specs:

@@ -115,6 +115,9 @@ class Settings:
     controller_group_id: str = "chat-controller"
     controller_offset_reset: str = "earliest"
     controller_batch_max: int = 2000
+    # A batch's messages are inserted as this many concurrent insert commands (contiguous slices),
+    # so the database spreads one batch over several cores.
+    controller_insert_parallel: int = 2
     controller_poll_timeout_ms: int = 500
     controller_stream_queue: int = 1000
     controller_stream_queue_bytes: int = 64 * 1024 * 1024
@@ -238,6 +241,8 @@ class Settings:
             raise ConfigError("CHAT_CONTROLLER_OFFSET_RESET must be earliest or latest")
         if not self.controller_group_id.strip():
             raise ConfigError("CHAT_CONTROLLER_GROUP_ID must not be empty")
+        if not 1 <= self.controller_insert_parallel <= 16:
+            raise ConfigError("CHAT_CONTROLLER_INSERT_PARALLEL must be between 1 and 16")
         if self.controller_batch_max < 1:
             raise ConfigError("CHAT_CONTROLLER_BATCH_MAX must be at least 1")
         if self.controller_poll_timeout_ms < 1:

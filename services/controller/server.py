@@ -153,7 +153,7 @@ async def start(
         await producer.start()
         stack.push_async_callback(producer.stop)
         processor = BatchProcessor(
-            store=MongoMessageStore(db),
+            store=MongoMessageStore(db, parallel=settings.controller_insert_parallel),
             buckets=BucketAllocator(MongoChannelHeads(db)),
             dead_letters=KafkaDeadLetterSink(producer),
             metrics=metrics,

@@ -62,13 +62,30 @@ def _write_failures(details: Mapping[str, Any]) -> dict[int, int]:
 _LOOKUP_CONCURRENCY = 16
 
 
+# A slice smaller than this is not worth a command of its own.
+_MIN_SLICE = 50
+
+
 class MongoMessageStore:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], *, parallel: int = 1) -> None:
         self._messages = db[MESSAGES]
+        self._parallel = max(1, parallel)
 
     async def insert_unordered(self, docs: Sequence[Document]) -> dict[int, int]:
         if not docs:
             return {}
+        # Contiguous slices inserted at once: one insert command is served by one database
+        # connection, i.e. one core of FerretDB and PostgreSQL.
+        size = max(_MIN_SLICE, -(-len(docs) // self._parallel))
+        starts = range(0, len(docs), size)
+        results = await asyncio.gather(*(self._insert(docs[i : i + size]) for i in starts))
+        return {
+            start + position: code
+            for start, failures in zip(starts, results, strict=True)
+            for position, code in failures.items()
+        }
+
+    async def _insert(self, docs: Sequence[Document]) -> dict[int, int]:
         # Copies: pymongo adds an ``_id`` to what it inserts, and a retried batch must not carry
         # the ids of a failed attempt.
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import secrets
@@ -64,9 +65,15 @@ async def test_browser_like_flow_through_nginx(stack_env: dict[str, str]) -> Non
             assert ack.id
 
         reader = {"Authorization": f"Bearer {member.access_token}"}
-        async with http.get(f"{base}/v1/attachments/{upload['id']}", headers=reader) as resp:
-            assert resp.status == 200
-            url = (await resp.json())["data"]["url"]
+        # The ack means Kafka has the message; the download is allowed once it is stored.
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            async with http.get(f"{base}/v1/attachments/{upload['id']}", headers=reader) as resp:
+                if resp.status == 200 or asyncio.get_running_loop().time() > deadline:
+                    assert resp.status == 200
+                    url = (await resp.json())["data"]["url"]
+                    break
+            await asyncio.sleep(0.1)
         async with http.get(url, headers={"Origin": origin}) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"] == "image/webp"

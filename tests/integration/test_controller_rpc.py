@@ -29,6 +29,7 @@ from services.controller import server as controller_server
 from services.controller.consumer import make_controller_consumer
 from services.controller.server import RunningController, start
 from tests.internal_grpc import authed_stub
+from tests.team_docs import store_team
 
 
 @pytest.fixture(scope="module")
@@ -89,22 +90,22 @@ def _team(team_id: str, members: list[str], *, admins: list[str], active: bool) 
     }
 
 
-async def test_memberships_and_members_come_from_the_teams_collection(
+async def test_memberships_and_members_come_from_what_management_wrote(
     stub: chat_pb2_grpc.ControllerAsyncStub, db: AsyncDatabase[Document]
 ) -> None:
-    """GetMemberships lists the user's teams with roles; GetMembers a team's members."""
+    """GetMemberships lists the user's teams and whether each is active (the membership index);
+    GetMembers a team's members (the team document)."""
     alice, bob = uuid.uuid4().hex, uuid.uuid4().hex
     t1, t2, t3 = (uuid.uuid4().hex for _ in range(3))
-    await db.teams.insert_many(
-        [
-            _team(t1, [alice, bob], admins=[alice], active=True),
-            _team(t2, [bob], admins=[bob], active=False),
-            _team(t3, [alice], admins=[alice], active=True),
-        ]
-    )
+    for team in (
+        _team(t1, [alice, bob], admins=[alice], active=True),
+        _team(t2, [bob], admins=[bob], active=False),
+        _team(t3, [alice], admins=[alice], active=True),
+    ):
+        await store_team(db, team)
     reply = await stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id=bob))
-    got = {(m.channel_id, m.admin, m.super_admin, m.active) for m in reply.memberships}
-    assert got == {(t1, False, False, True), (t2, True, True, False)}
+    got = {(m.channel_id, m.active) for m in reply.memberships}
+    assert got == {(t1, True), (t2, False)}
 
     members = await stub.GetMembers(chat_pb2.GetMembersRequest(channel_id=t1))
     assert (sorted(members.user_ids), members.active, members.found) == (

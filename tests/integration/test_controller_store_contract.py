@@ -84,3 +84,21 @@ class TestMongoControllerStores(ControllerStoreContract):
             heads,
             heads.range,
         )
+
+
+async def test_parallel_slices_report_clashes_at_their_batch_positions(
+    contract_db: AsyncDatabase[Document],
+) -> None:
+    """A batch inserted as concurrent slices reports each clash at its position in the whole
+    batch, and stores everything else once."""
+    await contract_db[schema.MESSAGES].delete_many({})
+    store = MongoMessageStore(contract_db, parallel=3)
+    channel = uuid.uuid4().hex
+    docs = [
+        {"id": f"p{i}", "channel_id": channel, "seq": i, "to": "*", "type": "text", "data": "x"}
+        for i in range(200)
+    ]
+    assert await store.insert_unordered(docs[::7]) == {}
+    failures = await store.insert_unordered(docs)
+    assert sorted(failures) == list(range(0, 200, 7))
+    assert await contract_db[schema.MESSAGES].count_documents({"channel_id": channel}) == 200
