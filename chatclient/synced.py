@@ -134,6 +134,9 @@ class SyncedClient:
     # -- resumes --
 
     def _resume(self, channel: str) -> None:
+        # Now, not when the task first runs: a live frame handled in between (the pump reads on
+        # without yielding) would move the cursor past what this resume must fetch.
+        self.timeline.begin_resume(channel)
         running = self._resumes.get(channel)
         if running is not None and not running.done():
             self._again.add(channel)  # once more after this one: it may have started too early

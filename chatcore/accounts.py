@@ -11,18 +11,13 @@ local FerretDB is in docs/decisions.md), so a disabled flag is seen by the very 
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from chatcore.mongo import Document, database_unavailable
-
-# The auth service owns these: the collection its user documents live in, and the form of their
-# ids (``uuid4().hex``). Anything else cannot name a user and never reaches a query.
-USERS_COLLECTION = "users"
-USER_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+from chatcore.schema import ID_RE, USERS
 
 
 class AccountStatus(Protocol):
@@ -37,10 +32,11 @@ class MongoAccountStatus:
     """Reads the ``disabled`` flag of a user document by ``_id``."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._users = db[USERS_COLLECTION]
+        self._users = db[USERS]
 
     async def is_disabled(self, user_id: str) -> bool:
-        if not isinstance(user_id, str) or not USER_ID_RE.fullmatch(user_id):
+        # Anything but a stored id's form cannot name a user and never reaches a query.
+        if not isinstance(user_id, str) or not ID_RE.fullmatch(user_id):
             return True
         try:
             doc = await self._users.find_one({"_id": user_id}, {"_id": 0, "disabled": 1})

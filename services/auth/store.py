@@ -15,16 +15,16 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from chatcore.accounts import USERS_COLLECTION
 from chatcore.errors import Conflict
 from chatcore.mongo import Document, IndexSpec, database_unavailable
+from chatcore.schema import USERS
 
 REFRESH_TOKENS = "refresh_tokens"
 
 AUTH_INDEXES: tuple[IndexSpec, ...] = (
-    IndexSpec(USERS_COLLECTION, (("email", ASCENDING),), unique=True),
+    IndexSpec(USERS, (("email", ASCENDING),), unique=True),
     # The controllers' set of disabled accounts (services/controller/directory.py).
-    IndexSpec(USERS_COLLECTION, (("disabled", ASCENDING),)),
+    IndexSpec(USERS, (("disabled", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("family", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("user_id", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("expires_at", ASCENDING),)),
@@ -114,7 +114,7 @@ def _record(doc: Document) -> RefreshRecord:
 
 class MongoUserStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._users = db[USERS_COLLECTION]
+        self._users = db[USERS]
 
     async def create(self, user: User) -> None:
         doc: dict[str, Any] = {

@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chatcore.accounts import USER_ID_RE
 from chatcore.errors import InvalidInput, NotFound
-from chatcore.schema import EMAIL_MAX, EMAIL_RE
+from chatcore.schema import EMAIL_MAX, EMAIL_RE, ID_RE
 
 NAME_MAX = 100
 PASSWORD_MIN = 10
@@ -161,6 +160,6 @@ def parse_email_query(values: Sequence[str]) -> str:
 
 def parse_user_id(raw: str) -> str:
     """A user id from a URL: anything but our id format cannot exist, so it is a 404."""
-    if not USER_ID_RE.fullmatch(raw):
+    if not ID_RE.fullmatch(raw):
         raise NotFound("no such user")
     return raw

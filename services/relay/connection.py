@@ -104,6 +104,7 @@ class Relay:
             token=settings.internal_token,
             on_stream_up=self._on_stream_up,
             on_stream_lost=self._on_stream_lost,
+            on_confirmed=self._on_confirmed,
         )
         self.publisher = Publisher(producer, relay_id=relay_id, metrics=self.metrics)
         self.gate = Gate(self.link)
@@ -140,6 +141,10 @@ class Relay:
         self._resync(sessions, address, lost=lost)
         self.audit.trigger()
 
+    def _on_confirmed(self, address: str, request_id: int) -> None:
+        """A slow controller confirmed: the sockets greeted without waiting for it resync now."""
+        self._resync(self.ledger.confirmed(address, request_id), address, lost=False)
+
     def _on_stream_lost(self, address: str) -> None:
         """A controller stream broke. If another is UP, resync at once as well.
 
@@ -173,7 +178,8 @@ class Relay:
 
     async def _complete_grant(self, grant: Grant) -> None:
         """Give an added member's sockets the channel once it is subscribed everywhere."""
-        owed = await self.link.wait(self.link.ticket(), self._settings.relay_subscribe_timeout_s)
+        ticket = self.link.ticket()
+        await self.link.wait(ticket, self._settings.relay_subscribe_timeout_s)
         try:
             # The event may be a replay: the team's word now decides, and whether it is active.
             reply = await self.link.members(grant.channel_id)
@@ -181,10 +187,13 @@ class Relay:
         except ChatError:
             member, active = False, False  # fail closed: the user reconnects to get it
         self._apply(self.hub.finish_grant(grant, member=member, active=active))
+        # Asked now, not when the wait ended: a confirmation that came during the members read
+        # has paid already, and a debt recorded after its payment would never be paid.
+        owed = self.link.unconfirmed(ticket)
         if owed and member:
             for session in self.hub.sessions_of(grant.user_id):
                 if grant.channel_id in session.channels:
-                    self.ledger.owe(session, owed)
+                    self.ledger.owe(session, owed, ticket)
 
     # --- handshake ---------------------------------------------------------------------------
 
@@ -266,15 +275,14 @@ class Relay:
             lambda: spawn(conn.close(1008, "token expired")),
         )
         try:
-            owed = await self.link.wait(
-                self.link.ticket(), self._settings.relay_subscribe_timeout_s
-            )
+            ticket = self.link.ticket()
+            owed = await self.link.wait(ticket, self._settings.relay_subscribe_timeout_s)
             if conn.close_code is not None:
                 return
             # Greeted and hello written in one step: broadcast writes synchronously, so no
             # delivery can slip in between, and none reached the socket before.
             self.hub.greet(session)
-            self.ledger.owe(session, owed)
+            self.ledger.owe(session, owed, ticket)
             self._fanout.send(
                 [session],
                 hello_frame(

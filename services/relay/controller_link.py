@@ -8,8 +8,15 @@ A stream is DOWN (connecting or backing off), OPENING (its first request, the re
 channel set, is sent but not confirmed) or UP. Requests made while a stream is DOWN are not
 queued: the full set it sends when it comes back includes them. An UP stream that ends without
 the controller's ``goodbye`` calls ``on_stream_lost``; when a stream comes back UP after a loss
-that may have cost deliveries (no ``goodbye``, or a controller that fanned out before this stream
-subscribed), ``on_stream_up`` says so, and the relay tells the sockets to resync.
+that may have cost deliveries (a session the controller served ended without ``goodbye``, or a
+controller that fanned out before this stream subscribed), ``on_stream_up`` says so, and the relay
+tells the sockets to resync. Tries that found no controller listening (its successor still
+starting after a ``goodbye``) lose nothing: a graceful restart stays free of resyncs. (A session
+that broke after the controller took it but before its first batch arrived is not counted as a
+loss; if that controller also dies without a goodbye, its successor's ``fanned_out_before`` is
+what still tells — unless the successor fanned out nothing yet: a double failure left open.)
+Every later confirmation on an UP stream calls ``on_confirmed``: sockets that stopped waiting
+for a slow one are owed a resync from then on.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import asyncio
 import contextlib
 import enum
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -33,9 +40,16 @@ _log = get_logger("relay.controller_link")
 OnBatch = Callable[[chat_pb2.DeliveryBatch], None]
 OnStreamUp = Callable[[str, bool], None]
 OnStreamLost = Callable[[str], None]
+OnConfirmed = Callable[[str, int], None]
 CORRELATION_METADATA = "x-correlation-id"
 # Ticket: for each stream that was reachable when it was taken, the request id to wait for.
 Ticket = Mapping[str, int]
+# Before the first reconnect of an outage; doubled after each failed try, up to max_backoff_s.
+FIRST_BACKOFF_S = 0.1
+# A try is one connection attempt to a handful of controllers: cheap. Kept under the successor's
+# start grace (CHAT_CONTROLLER_START_GRACE_S, 2 s), so a relay is usually back before a restarted
+# controller starts consuming, and a restart costs its sockets no resync.
+MAX_BACKOFF_S = 1.0
 
 
 class StreamState(enum.Enum):
@@ -60,6 +74,9 @@ class _Stream:
     opening_id: int = 0
     # Whether deliveries may have been missed since this stream was last UP.
     lost: bool = False
+    # The current session got its first batch: the controller serves it, deliveries may be in
+    # flight. A try that never got that far (nobody listening yet) had nothing to lose.
+    served: bool = False
     goodbye: bool = False
     cutting: bool = False
 
@@ -75,20 +92,24 @@ class ControllerLink:
         token: str,
         on_stream_up: OnStreamUp = lambda _address, _lost: None,
         on_stream_lost: OnStreamLost = lambda _address: None,
+        on_confirmed: OnConfirmed = lambda _address, _request_id: None,
         call_timeout_s: float = 3.0,
-        max_backoff_s: float = 5.0,
+        max_backoff_s: float = MAX_BACKOFF_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not addresses:
             raise ValueError("at least one controller address is required")
-        self._streams = [_new_stream(a) for a in addresses]
+        self._streams = [_new_stream(a, max_backoff_s) for a in addresses]
         self._relay_id = relay_id
         self._on_batch = on_batch
         self._current = current_channels
         self._on_stream_up = on_stream_up
         self._on_stream_lost = on_stream_lost
+        self._on_confirmed = on_confirmed
         self._token = call_metadata(token)
         self._timeout = call_timeout_s
         self._max_backoff = max_backoff_s
+        self._sleep = sleep
         self._next = 0
         self._next_request = 0
         self._stopping = False
@@ -202,11 +223,10 @@ class ControllerLink:
     # -- the streams --
 
     async def _run(self, stream: _Stream) -> None:
-        backoff = 0.1
+        backoff = FIRST_BACKOFF_S
         while not self._stopping:
             try:
                 await self._session(stream)
-                backoff = 0.1
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if not stream.cutting or (task is not None and task.cancelling()):
@@ -217,7 +237,7 @@ class ControllerLink:
             finally:
                 was_up = stream.state is StreamState.UP
                 # Without the controller's goodbye, deliveries in flight are gone for this relay.
-                stream.lost = stream.lost or not stream.goodbye
+                stream.lost = stream.lost or (stream.served and not stream.goodbye)
                 stream.state = StreamState.DOWN
                 stream.outbox = None
                 stream.call = None
@@ -227,14 +247,18 @@ class ControllerLink:
                     self._on_stream_lost(stream.address)
             if self._stopping:
                 return
+            if was_up:
+                # A new outage, not the next try of the last one: a relay whose controllers
+                # restart now and then must not wait longer for each restart than the last.
+                backoff = FIRST_BACKOFF_S
             self.reconnects += 1
-            await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter only
+            await self._sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter only
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _session(self, stream: _Stream) -> None:
         call = stream.stub.Subscribe(metadata=((CORRELATION_METADATA, self._relay_id), self._token))
         stream.call = call
-        stream.goodbye = False
+        stream.served = stream.goodbye = False
         # The whole set and the outbox appear together, with no await in between: a change made
         # from now on is queued behind this request; one made before is part of it.
         self._next_request += 1
@@ -254,6 +278,7 @@ class ControllerLink:
                     status = await call.code()
                     raise Unavailable(f"controller ended the stream: {status}")
                 assert isinstance(batch, chat_pb2.DeliveryBatch)
+                stream.served = True
                 if batch.deliveries:
                     self._on_batch(batch)
                 if batch.confirmed:
@@ -273,6 +298,8 @@ class ControllerLink:
             stream.lost = False
             _log.info("controller_stream_up", controller=stream.address, lost=lost)
             self._on_stream_up(stream.address, lost)
+        elif stream.state is StreamState.UP:
+            self._on_confirmed(stream.address, stream.confirmed)
         self._notify()
 
     async def _write(
@@ -340,6 +367,14 @@ class ControllerLink:
         raise Unavailable("no controller answered CheckAttachment")
 
 
-def _new_stream(address: str) -> _Stream:
-    channel = grpc.aio.insecure_channel(address)
+def _new_stream(address: str, max_backoff_s: float) -> _Stream:
+    # gRPC keeps its own reconnect backoff per channel (1 s growing to 120 s) and fails calls at
+    # once while it runs, so without a cap a controller back after a long outage would wait up
+    # to two minutes for the relay. Capped at the link's own backoff, the link's tries decide.
+    backoff_ms = max(1, int(max_backoff_s * 1000))
+    options = (
+        ("grpc.initial_reconnect_backoff_ms", min(backoff_ms, int(FIRST_BACKOFF_S * 1000))),
+        ("grpc.max_reconnect_backoff_ms", backoff_ms),
+    )
+    channel = grpc.aio.insecure_channel(address, options=options)
     return _Stream(address=address, channel=channel, stub=chat_pb2_grpc.ControllerStub(channel))

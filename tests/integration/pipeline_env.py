@@ -103,6 +103,12 @@ class Pipeline:
             EVENTS_TOPIC, event.SerializeToString(), key=team_id.encode()
         )
 
+    async def drop_relay(self, relay: int) -> None:
+        """Stop one relay for good (tests that need a single one)."""
+        running = self.relays.pop(relay)
+        self.stoppables.remove(running)
+        await running.stop()
+
     async def stop(self) -> None:
         for item in reversed(self.stoppables):
             await item.stop()
@@ -178,8 +184,13 @@ async def around_controller(
 
 async def wait_relays_up(pipeline: Pipeline, timeout_s: float = 30.0) -> None:
     """Until every relay has all its controller streams UP."""
+    await wait_link_up(*pipeline.relays, timeout_s=timeout_s)
+
+
+async def wait_link_up(*relays: RunningRelay, timeout_s: float = 30.0) -> None:
+    """Until each of these relays has all its controller streams UP."""
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while not all(r.relay.link.all_up for r in pipeline.relays):
+    while not all(r.relay.link.all_up for r in relays):
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("relay streams not up")
         await asyncio.sleep(0.05)

@@ -232,9 +232,12 @@ async def test_messages_reach_subscribers_once_in_order_and_are_stored_once(
     ):
         sent = [_message(channel, n) for n in range(25)]
         offsets = [await _produce(producer, m) for m in sent]
-        await until(lambda: len(subscribed.messages(channel)) >= 25)
-        await asyncio.sleep(0.5)  # room for any stray duplicate to show up
-        got = subscribed.messages(channel)
+        # A marker behind them in the partition: once it is in, any duplicate would be too.
+        marker = _message(channel, 25)
+        marker_offset = await _produce(producer, marker)
+        await until(lambda: marker.id in {p.message.id for p in subscribed.messages(channel)})
+        got = subscribed.messages(channel)[:-1]
+        assert subscribed.messages(channel)[-1].message.id == marker.id
         assert [p.message.id for p in got] == [m.id for m in sent]
         assert [p.seq for p in got] == offsets
         assert offsets == sorted(offsets)
@@ -242,7 +245,7 @@ async def test_messages_reach_subscribers_once_in_order_and_are_stored_once(
         assert other.messages(channel) == []
     docs = await _find(mongo_docs, channel)
     assert [(d["id"], d["seq"]) for d in docs] == list(
-        zip([m.id for m in sent], offsets, strict=True)
+        zip([m.id for m in [*sent, marker]], [*offsets, marker_offset], strict=True)
     )
 
 
@@ -384,11 +387,14 @@ async def test_restart_resumes_after_committed_offsets_and_redelivers_uncommitte
             async with relay(second, [channel], settings.internal_token) as stream:
                 late = _message(channel, 5)
                 late_offset = await _produce(producer, late)
-                await until(lambda: bool(stream.messages(channel)))
-                await asyncio.sleep(0.5)
+                # A marker behind it: once it is in, anything consumed again would be too.
+                marker = _message(channel, 6)
+                marker_offset = await _produce(producer, marker)
+                await until(lambda: marker.id in {p.message.id for p in stream.messages(channel)})
                 # Nothing the first controller committed comes again.
                 assert [(p.message.id, p.seq) for p in stream.messages(channel)] == [
-                    (late.id, late_offset)
+                    (late.id, late_offset),
+                    (marker.id, marker_offset),
                 ]
         finally:
             await second.stop()
@@ -408,15 +414,20 @@ async def test_restart_resumes_after_committed_offsets_and_redelivers_uncommitte
         third = await start(ctrl_settings, grpc_port=0, http_port=0)
         try:
             await third.wait_ready()
-            # Messages 3, 4, 5 and the late one are consumed again: all found stored in place.
-            await until_async(lambda: _redelivered(third), 4.0)
+            # Messages 3, 4, 5, the late one and its marker are consumed again: all found
+            # stored in place.
+            await until_async(lambda: _redelivered(third), 5.0)
         finally:
             await third.stop()
 
         db = database(client, ctrl_settings)
         docs = await db.messages.find({"channel_id": channel}).sort("seq", 1).to_list(length=None)
         assert [(d["id"], d["seq"]) for d in docs] == list(
-            zip([m.id for m in [*sent, late]], [*offsets, late_offset], strict=True)
+            zip(
+                [m.id for m in [*sent, late, marker]],
+                [*offsets, late_offset, marker_offset],
+                strict=True,
+            )
         )
     finally:
         await client.drop_database(db_name)

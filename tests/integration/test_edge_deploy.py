@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 from chatclient import Ack, ChatClient, history, login, register
@@ -32,7 +33,7 @@ from deploy.local.nginx import Route, chat_routes, render_nginx_conf
 from deploy.local.processes import Component, Runner, http_ok
 from services.auth.keys import generate_key_file
 from tests.integration.pipeline_env import pipeline_settings
-from tests.integration.ports import free_port
+from tests.integration.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "edge deploy password 1"
@@ -55,6 +56,7 @@ class Edge:
     base: str
     runner: Runner
     relays: dict[str, str]  # relay id -> component name
+    relay_ports: dict[str, int]  # component name -> port
 
     @property
     def ws_url(self) -> str:
@@ -132,8 +134,9 @@ async def edge(settings: Settings, tmp_path: Path) -> AsyncIterator[Edge]:
     """Auth, management, a controller and two relays as processes, behind a fresh nginx."""
     key = tmp_path / "key.pem"
     generate_key_file(key)
-    auth_port, mgmt_port, grpc_port, ctrl_port, nginx_port = (free_port() for _ in range(5))
-    relay_ports = [free_port() for _ in RELAY_IDS]
+    auth_port, mgmt_port, grpc_port, ctrl_port, nginx_port, *relay_ports = free_ports(
+        5 + len(RELAY_IDS)
+    )
     base = dataclasses.replace(
         pipeline_settings(settings, key),
         auth_port=auth_port,
@@ -175,6 +178,7 @@ async def edge(settings: Settings, tmp_path: Path) -> AsyncIterator[Edge]:
             base=f"http://127.0.0.1:{nginx_port}",
             runner=runner,
             relays={rid: f"relay-{i}" for i, rid in enumerate(RELAY_IDS, start=1)},
+            relay_ports={f"relay-{i}": port for i, port in enumerate(relay_ports, start=1)},
         )
     finally:
         await asyncio.gather(*(asyncio.to_thread(runner.stop, n) for n in reversed(names)))
@@ -308,6 +312,27 @@ async def test_kill_9_relay_clients_reconnect_and_resume_within_seconds(edge: Ed
     assert dropped_after < 5.0
 
 
+async def _logged_up_to_here(edge: Edge, user: User) -> None:
+    """Until a marker sent now is in the log of every process a client's request reaches
+    (nginx, auth, management, each relay): what they logged for earlier requests is there too."""
+    marker = f"marker-{uuid.uuid4().hex}"
+    async with aiohttp.ClientSession(headers={"X-Request-ID": marker}) as http:
+        for path in ("/v1/auth/jwks", "/v1/teams"):
+            async with http.get(f"{edge.base}{path}") as resp:
+                await resp.read()
+    headers = {"Authorization": f"Bearer {user.token}", "X-Request-ID": marker}
+    for port in edge.relay_ports.values():
+        async with ws_connect(f"ws://127.0.0.1:{port}/v1/ws", additional_headers=headers) as ws:
+            await ws.recv()  # hello: the relay logs ws_connected with the request id
+    names = ["nginx-access", "auth", "management", *edge.relay_ports]
+    deadline = time.monotonic() + 10
+    while missing := [
+        n for n in names if marker not in (edge.logs / f"{n}.log").read_text(errors="replace")
+    ]:
+        assert time.monotonic() < deadline, f"marker not logged by {missing}"
+        await asyncio.sleep(0.05)
+
+
 async def test_query_token_never_logged(edge: Edge) -> None:
     """A token sent as ?token= (good or tampered) appears in no nginx or service log file."""
     alice = await edge.user()
@@ -323,7 +348,7 @@ async def test_query_token_never_logged(edge: Edge) -> None:
         http.get(f"{edge.base}/v1/teams?token={alice.token}") as resp,
     ):
         assert resp.status == 401
-    await asyncio.sleep(0.5)
+    await _logged_up_to_here(edge, alice)
     logs = sorted(edge.logs.glob("*.log"))
     assert {p.name for p in logs} >= {
         "nginx-access.log",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import re
 import signal
@@ -27,12 +28,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from chatclient import ChatClient, login, register
+from chatclient import ChatClient, SendFailed, login, register
 from chatclient.synced import SyncedClient
 from deploy.local.datadirs import shared_folder
 from deploy.local.processes import http_ok
-from tests.integration.ports import free_port
+from tests.integration.frames import frames_until
+from tests.integration.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "second stack password"
@@ -116,12 +119,14 @@ def _stack_env(home: Path) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("CHAT_", "CHATSTACK_")) or k == "CHATSTACK_CACHE"
     }
-    ports = {f"CHATSTACK_{name}_PORT": str(free_port()) for name in _PORTS}
-    env.update(ports)
+    *ports, relay_1, relay_2 = free_ports(len(_PORTS) + 2)
+    env.update(
+        {f"CHATSTACK_{name}_PORT": str(port) for name, port in zip(_PORTS, ports, strict=True)}
+    )
     env.update(
         {
             "CHATSTACK_HOME": str(home),
-            "CHATSTACK_RELAY_PORTS": f"{free_port()},{free_port()}",
+            "CHATSTACK_RELAY_PORTS": f"{relay_1},{relay_2}",
             "CHATSTACK_MESSAGES_PARTITIONS": "2",
             "CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS": str(WS_CAP),
             "CHATSTACK_NGINX_API_RATE": "5",
@@ -258,53 +263,200 @@ async def test_kafka_killed_with_9_comes_back_with_its_data(second: SecondStack)
     assert await asyncio.to_thread(http_ok, f"{second.base}/v1/auth/jwks")
 
 
-async def test_controller_killed_with_9_mid_stream_loses_no_acked_message(
-    second: SecondStack,
-) -> None:
-    """kill -9 of the controller mid-stream: restarted; every acked message stored once, shown."""
-    owner, listener_id = await _account(second), await _account(second)
+class _Sender:
+    """Sends ``count`` numbered messages to a team, one at a time, each until it is acked.
+
+    A message answered with an ``error`` frame, not answered in time, or cut off by a dropped
+    socket is sent again with the same ``client_msg_id`` (reconnecting first when the socket is
+    gone), as the contract allows: only acks count as promised.
+    """
+
+    def __init__(self, ws_url: str, token: str, team: str, count: int) -> None:
+        self._ws_url = ws_url
+        self._token = token
+        self._team = team
+        self._count = count
+        self._tag = uuid.uuid4().hex[:8]
+        self.client: ChatClient | None = None
+        self.acked: list[str] = []
+        self.retries = 0
+        # Sends answered with an error frame (the relay could not store them: retried).
+        self.refused = 0
+
+    async def connect(self) -> ChatClient:
+        while True:
+            try:
+                self.client = await ChatClient.connect(self._ws_url, self._token)
+                return self.client
+            except (OSError, TimeoutError, WebSocketException):
+                await asyncio.sleep(0.5)  # the relay is restarting: nginx has no upstream yet
+
+    async def run(self) -> None:
+        """Send every message until acked; the socket stays open (``client``) afterwards."""
+        client = self.client or await self.connect()
+        for i in range(self._count):
+            while True:
+                try:
+                    ack = await client.send(
+                        self._team, f"m{i}", client_msg_id=f"{self._tag}-{i}", timeout=20
+                    )
+                    break
+                except (SendFailed, TimeoutError, ConnectionError, ConnectionClosed) as exc:
+                    self.retries += 1
+                    self.refused += isinstance(exc, SendFailed)
+                    if client.close_code is not None:
+                        await client.close()
+                        client = await self.connect()
+                    else:
+                        await asyncio.sleep(0.5)
+            self.acked.append(ack.id)
+            await asyncio.sleep(0.1)  # under the relay's 15 frames/s per socket
+
+
+async def _team(second: SecondStack, owner: tuple[str, str], *members: str) -> str:
+    """A team created through the stack's nginx by ``owner`` (id, token), with ``members``."""
     auth = {"Authorization": f"Bearer {owner[1]}"}
     async with aiohttp.ClientSession(headers=auth) as http:
         async with http.post(f"{second.base}/v1/teams", json={"name": "Kill"}) as resp:
             assert resp.status == 201, await resp.text()
             team = str((await resp.json())["data"]["id"])
-        async with http.post(
-            f"{second.base}/v1/teams/{team}/members", json={"user_id": listener_id[0]}
-        ) as resp:
-            assert resp.status in (200, 201), await resp.text()
+        for member in members:
+            async with http.post(
+                f"{second.base}/v1/teams/{team}/members", json={"user_id": member}
+            ) as resp:
+                assert resp.status in (200, 201), await resp.text()
+    return team
+
+
+@pytest.mark.parametrize("component", ["controller", "kafka", "kafka-hung", "postgres", "relay"])
+async def test_killed_with_9_mid_stream_loses_no_acked_message(
+    second: SecondStack, component: str
+) -> None:
+    """kill -9 mid-stream: restarted by the supervisor; every acked message stored once, shown.
+
+    ``relay`` kills the sender's relay (and a listener's); ``kafka-hung`` stops Kafka until a
+    send got an error frame (the relay's produce timed out), then kills it.
+    """
+    owner, first, other = await _account(second), await _account(second), await _account(second)
+    team = await _team(second, owner, first[0], other[0])
     ws_url = second.base.replace("http://", "ws://") + "/v1/ws"
-    listener = SyncedClient(ws_url, second.base, listener_id[1])
-    await listener.start()
-    acked: list[str] = []
+    # Two listeners first, on the two relays (nginx balances by least connections), then the
+    # sender, so it shares a relay with one of them: killing the sender's relay drops both.
+    listeners = [SyncedClient(ws_url, second.base, user[1]) for user in (first, other)]
+    for listener in listeners:
+        await listener.start()
+    sender = _Sender(ws_url, owner[1], team, 120)
     try:
-        async with await ChatClient.connect(ws_url, owner[1]) as sender:
-
-            async def send_all() -> None:
-                for i in range(120):
-                    ack = await sender.send(team, f"m{i}", client_msg_id=f"kill-{i}", timeout=60)
-                    acked.append(ack.id)
-                    await asyncio.sleep(0.1)  # under the relay's 15 frames/s per socket
-
-            sending = asyncio.create_task(send_all())
-            while len(acked) < 20:
-                assert not sending.done(), sending
-                await asyncio.sleep(0.05)
-            old = second.pid("controller")
+        relay = str((await sender.connect()).hello["relay"])
+        victim = {"relay": relay, "kafka-hung": "kafka"}.get(component, component)
+        before = second.status()[victim].restarts
+        sending = asyncio.create_task(sender.run())
+        while len(sender.acked) < 20:
+            assert not sending.done(), sending
+            await asyncio.sleep(0.05)
+        old = second.pid(victim)
+        try:
+            if component == "kafka-hung":
+                os.kill(old, signal.SIGSTOP)
+                deadline = time.monotonic() + 90
+                while sender.refused == 0:
+                    assert time.monotonic() < deadline, "no send was refused while Kafka hung"
+                    await asyncio.sleep(0.2)
+        finally:
             os.kill(old, signal.SIGKILL)
-            line = await second.restarted("controller", old)
-            await sending
-        assert line.restarts == 1
+        line = await second.restarted(victim, old, timeout_s=180)
+        await sending
+        assert line.restarts == before + 1
+        if component == "relay":
+            assert relay in {listener.hellos[0]["relay"] for listener in listeners}
+            assert sum(listener.reconnects for listener in listeners) >= 1
+            assert sender.retries >= 1
 
-        def shown() -> bool:
-            return {m["id"] for m in listener.timeline.messages(team)} >= set(acked)
+        def shown(listener: SyncedClient) -> bool:
+            return {m["id"] for m in listener.timeline.messages(team)} >= set(sender.acked)
 
-        await listener.wait_for(shown, 60)
-        order = [m["id"] for m in listener.timeline.messages(team)]
+        for listener in listeners:
+            try:
+                await listener.wait_for(functools.partial(shown, listener), 120)
+            except TimeoutError:
+                missing = set(sender.acked) - {m["id"] for m in listener.timeline.messages(team)}
+                raise AssertionError(
+                    f"{len(missing)} of {len(sender.acked)} acked messages never shown "
+                    f"(resyncs {listener.resyncs}, reconnects {listener.reconnects})"
+                ) from None
+        orders = [[m["id"] for m in lst.timeline.messages(team)] for lst in listeners]
     finally:
-        await listener.close()
-    assert sorted(order) == sorted(acked), "a message shown twice, or one never acked"
+        for listener in listeners:
+            await listener.close()
+        if sender.client is not None:
+            await sender.client.close()
+    for order in orders:
+        assert sorted(order) == sorted(sender.acked), "a message shown twice, or one never acked"
     stored = await asyncio.to_thread(_stored_ids, second.port("MONGO"), team)
-    assert sorted(stored) == sorted(acked), "each acked message is stored exactly once"
+    assert sorted(stored) == sorted(sender.acked), "each acked message is stored exactly once"
+
+
+async def test_member_removed_while_kafka_is_stopped_loses_access_once_it_is_back(
+    second: SecondStack,
+) -> None:
+    """Removed via REST while Kafka is stopped: 200, event kept; back up, the socket is cut off."""
+    owner, member = await _account(second), await _account(second)
+    team, lobby = await _team(second, owner, member[0]), await _team(second, owner, member[0])
+    relay_port = int(second.env["CHATSTACK_RELAY_PORTS"].split(",")[0])
+    url = f"ws://127.0.0.1:{relay_port}/v1/ws"
+    # Both on one relay: the owner's socket keeps the team subscribed there once the member's
+    # has lost it, so the relay still receives what the member must no longer get.
+    boss = _Sender(url, owner[1], team, 3)
+    await boss.connect()
+    chat = await ChatClient.connect(url, member[1])
+    try:
+        assert team in chat.hello["channels"]
+        kafka = second.pid("kafka")
+        os.kill(kafka, signal.SIGSTOP)
+        try:
+            async with (
+                aiohttp.ClientSession(headers={"Authorization": f"Bearer {owner[1]}"}) as http,
+                http.delete(f"{second.base}/v1/teams/{team}/members/{member[0]}") as resp,
+            ):
+                assert resp.status == 200, await resp.text()
+            doc = await asyncio.to_thread(_team_doc, second.port("MONGO"), team)
+            assert [(e["user_id"], e["change"]) for e in doc["outbox"]] == [(member[0], "removed")]
+        finally:
+            os.kill(kafka, signal.SIGCONT)
+        removed = await frames_until(chat, lambda f: f.get("type") == "membership", 120)
+        assert removed[-1] == {"type": "membership", "channel_id": team, "event": "removed"}
+        deadline = time.monotonic() + 60
+        while (await asyncio.to_thread(_team_doc, second.port("MONGO"), team))["outbox"]:
+            assert time.monotonic() < deadline, "the removal never left the outbox"
+            await asyncio.sleep(0.5)
+        # The team's next messages reach the owner's socket on that relay, then a marker in the
+        # lobby reaches the member's: nothing of the team came before it.
+        await boss.run()
+        assert boss.client is not None
+        unseen = set(boss.acked)
+
+        def all_seen(frame: dict[str, Any]) -> bool:
+            unseen.discard(str(frame.get("id")))
+            return not unseen
+
+        await frames_until(boss.client, all_seen, 60)
+        marker = await boss.client.send(lobby, "marker", timeout=20)
+        after = await frames_until(chat, lambda f: f.get("id") == marker.id)
+        assert [f for f in after if f.get("channel_id") == team] == []
+        with pytest.raises(SendFailed) as refused:
+            await chat.send(team, "still here?", timeout=20)
+        assert refused.value.code == "forbidden"
+    finally:
+        await chat.close()
+        if boss.client is not None:
+            await boss.client.close()
+
+
+def _team_doc(port: int, team: str) -> dict[str, Any]:
+    with _mongo(port) as mongo:
+        doc = mongo.chat.teams.find_one({"_id": team})
+    assert doc is not None
+    return doc
 
 
 async def _account(second: SecondStack) -> tuple[str, str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from chatcore.accounts import USER_ID_RE
 from chatcore.errors import Conflict
+from chatcore.schema import ID_RE
 from services.auth.store import RefreshRecord, User
 
 
@@ -49,7 +49,7 @@ class MemoryAccountStatus:
         self._users = users
 
     async def is_disabled(self, user_id: str) -> bool:
-        user = self._users.users.get(user_id) if USER_ID_RE.fullmatch(user_id) else None
+        user = self._users.users.get(user_id) if ID_RE.fullmatch(user_id) else None
         return user is None or user.disabled
 
 

@@ -12,6 +12,7 @@ from websockets.protocol import State
 from services.relay.fanout import WsFanout, encode_text_frame
 from services.relay.hub import Session
 from services.relay.metrics import RelayMetrics
+from tests.waiting import until
 
 
 @dataclass
@@ -132,7 +133,8 @@ async def test_a_busy_socket_waits_for_its_window_and_a_quiet_one_is_written_at_
     fanout.send([sa], "ack")  # waits behind a's batches
     assert len(a.transport.writes) == 1
     assert _frames(c.transport.writes[0]) == ["batch 2"]
-    await asyncio.sleep(0.1)
+    # The window's timer writes what waited: one more write for each of them.
+    await until(lambda: [len(x.transport.writes) for x in (a, b, c)] == [2, 2, 2])
     assert _frames(a.transport.writes[1]) == ["batch 2", "batch 3", "ack"]
     assert _frames(b.transport.writes[1]) == ["batch 2", "batch 3"]
     assert [len(a.transport.writes), len(b.transport.writes)] == [2, 2]

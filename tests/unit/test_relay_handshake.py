@@ -82,13 +82,45 @@ def test_ledger_pays_owed_sockets_or_everyone_after_a_loss() -> None:
     """A controller back after a timeout pays its debtors; after a loss, every greeted socket."""
     a, b, c = (Session(u, object(), {}, greeted=True) for u in "abc")
     ledger = ResyncLedger()
-    ledger.owe(a, ["ctl-1"])
-    ledger.owe(b, ["ctl-2"])
+    ledger.owe(a, ["ctl-1"], {})
+    ledger.owe(b, ["ctl-2"], {})
     assert ledger.settle("ctl-1", lost=False, greeted=[a, b, c]) == [a]
     assert ledger.settle("ctl-1", lost=False, greeted=[a, b, c]) == []
     ledger.forget(b)
     assert ledger.settle("ctl-2", lost=False, greeted=[a, b, c]) == []
     assert ledger.settle("ctl-2", lost=True, greeted=[a, b, c]) == [a, b, c]
+
+
+def test_ledger_pays_a_slow_controllers_debtors_at_the_confirmation_they_waited_for() -> None:
+    """Owed by an UP but slow controller: paid by the confirmation of its request, not before."""
+    a, b, c = (Session(u, object(), {}, greeted=True) for u in "abc")
+    pending = Session("p", object(), {})
+    ledger = ResyncLedger()
+    ledger.owe(a, ["ctl-1"], {"ctl-1": 4})
+    ledger.owe(b, ["ctl-1"], {"ctl-1": 7})
+    ledger.owe(c, ["ctl-1"], {})  # unreachable when it asked: only the stream's return pays
+    ledger.owe(pending, ["ctl-1"], {"ctl-1": 4})
+    assert ledger.confirmed("ctl-1", 3) == []
+    assert ledger.confirmed("ctl-2", 9) == []
+    assert ledger.confirmed("ctl-1", 5) == [a]
+    assert ledger.confirmed("ctl-1", 5) == []
+    assert ledger.owed_by("ctl-1") == 2
+    assert ledger.confirmed("ctl-1", 8) == [b]
+    assert ledger.settle("ctl-1", lost=False, greeted=[a, b, c]) == [c]
+
+
+def test_ledger_owed_twice_by_one_controller_is_paid_when_both_would_be() -> None:
+    """The later request of two wins; an unreachable controller's debt waits for its return."""
+    a, b = (Session(u, object(), {}, greeted=True) for u in "ab")
+    ledger = ResyncLedger()
+    ledger.owe(a, ["ctl-1"], {"ctl-1": 4})
+    ledger.owe(a, ["ctl-1"], {"ctl-1": 9})
+    ledger.owe(b, ["ctl-1"], {"ctl-1": 4})
+    ledger.owe(b, ["ctl-1"], {})
+    assert ledger.confirmed("ctl-1", 8) == []
+    assert ledger.confirmed("ctl-1", 9) == [a]
+    assert ledger.confirmed("ctl-1", 99) == []
+    assert ledger.settle("ctl-1", lost=False, greeted=[a, b]) == [b]
 
 
 class _SlowAuthority:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -17,28 +17,14 @@ from services.controller.metrics import ControllerMetrics
 from services.controller.registry import Routed, SubscriptionRegistry
 from services.controller.servicer import ControllerServicer
 from services.controller.streams import CloseReason, StreamHub
-from services.relay.controller_link import ControllerLink, StreamState
+from services.relay.controller_link import FIRST_BACKOFF_S, ControllerLink, StreamState
+from tests.hold import Hold
 from tests.integration.ports import free_port
 from tests.unit.controller_fakes import MemoryDirectory, chat_message
+from tests.waiting import until
 
 T1, T2 = "a" * 32, "b" * 32
 TOKEN = "internal-test-token-0123456789"
-
-
-class _Hold:
-    """A subscription hook: open by default; ``close()`` holds every request back."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.held = 0
-
-    async def __call__(self) -> None:
-        self.held += 1
-        try:
-            await self.gate.wait()
-        finally:
-            self.held -= 1
 
 
 class _Controller:
@@ -46,7 +32,7 @@ class _Controller:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.hold = _Hold()
+        self.hold = Hold()
         self.hub = self._new_hub()
         self._server: aio.Server | None = None
 
@@ -83,15 +69,8 @@ class _Relay:
     link: ControllerLink
     channels: set[str]
     ups: list[tuple[str, bool]] = field(default_factory=list)
+    confirms: list[tuple[str, int]] = field(default_factory=list)
     batches: list[chat_pb2.DeliveryBatch] = field(default_factory=list)
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -114,10 +93,11 @@ async def relay(controller: _Controller) -> AsyncIterator[_Relay]:
         lambda: sorted(relay.channels),
         token=TOKEN,
         on_stream_up=lambda address, lost: relay.ups.append((address, lost)),
+        on_confirmed=lambda address, request_id: relay.confirms.append((address, request_id)),
         max_backoff_s=0.2,
     )
     relay.link.start()
-    await _until(lambda: relay.link.all_up)
+    await until(lambda: relay.link.all_up)
     yield relay
     await relay.link.stop()
 
@@ -140,32 +120,51 @@ async def test_a_held_back_confirmation_times_out_and_is_owed(
     relay: _Relay, controller: _Controller
 ) -> None:
     """A controller that does not confirm in time is returned as owing a resync."""
-    controller.hold.gate.clear()
+    controller.hold.close()
     relay.link.change(add=[T2])
     ticket = relay.link.ticket()
     assert await relay.link.wait(ticket, 0.2) == frozenset({_address(controller)})
-    controller.hold.gate.set()
+    assert relay.confirms == []
+    controller.hold.open()
     assert await relay.link.wait(ticket, 5) == frozenset()
+    # The late confirmation is reported: the relay pays the sockets that stopped waiting.
+    assert relay.confirms == [(_address(controller), ticket[_address(controller)])]
 
 
 async def test_changes_made_while_the_stream_opens_are_not_lost(controller: _Controller) -> None:
     """A channel added between the stream's first request and its confirmation is subscribed."""
-    controller.hold.gate.clear()
+    controller.hold.close()
     channels = {T1}
     link = ControllerLink(
         [_address(controller)], "relay-open", lambda _b: None, lambda: sorted(channels), token=TOKEN
     )
     link.start()
     try:
-        await _until(lambda: controller.hold.held == 1)
+        await until(lambda: controller.hold.held == 1)
         assert link.state(_address(controller)) is StreamState.OPENING
         channels.add(T2)
         link.change(add=[T2])
-        controller.hold.gate.set()
+        controller.hold.open()
         assert await link.wait(link.ticket(), 5) == frozenset()
         assert controller.channels() == {T1, T2}
     finally:
         await link.stop()
+
+
+async def test_changes_made_while_the_stream_is_down_are_folded_into_the_full_set(
+    relay: _Relay, controller: _Controller
+) -> None:
+    """An add and a remove made while the stream is DOWN are in force once it is UP again."""
+    await controller.stop(graceful=False)
+    await until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    relay.channels.add(T2)
+    relay.link.change(add=[T2])
+    relay.channels.discard(T1)
+    relay.link.change(remove=[T1])
+    assert relay.link.ticket() == {}  # nothing was sent: the stream had nowhere to send it
+    await controller.start()
+    await until(lambda: len(relay.ups) == 2)
+    assert controller.channels() == {T2}
 
 
 async def test_a_cut_stream_comes_back_and_reports_the_loss(
@@ -173,7 +172,7 @@ async def test_a_cut_stream_comes_back_and_reports_the_loss(
 ) -> None:
     """After a cut the link reconnects, resends its set, and says deliveries may be lost."""
     relay.link.cut(_address(controller))
-    await _until(lambda: len(relay.ups) == 2)
+    await until(lambda: len(relay.ups) == 2)
     assert relay.ups[-1] == (_address(controller), True)
     assert controller.channels() == {T1}
 
@@ -182,30 +181,32 @@ async def test_graceful_restart_loses_nothing_unless_the_new_one_fanned_out_firs
     relay: _Relay, controller: _Controller
 ) -> None:
     """After a goodbye, a fresh controller that fanned out nothing yet owes no resync."""
+    reconnects = relay.link.reconnects
     await controller.stop(graceful=True)
-    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    # Tries that find nobody listening (the successor is still starting) lose nothing either.
+    await until(lambda: relay.link.reconnects >= reconnects + 3)
     await controller.start()
-    await _until(lambda: len(relay.ups) == 2)
+    await until(lambda: len(relay.ups) == 2)
     assert relay.ups[-1] == (_address(controller), False)
     # Again, but this time the new controller fans out before the relay is back.
     await controller.stop(graceful=True)
-    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    await until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
     persisted = chat_pb2.PersistedMessage(message=chat_message(T1, msg_id="m1"), seq=1)
     controller.hub.publish([Routed.to_channel(T1, chat_pb2.Delivery(message=persisted))])
     await controller.start()
-    await _until(lambda: len(relay.ups) == 3)
+    await until(lambda: len(relay.ups) == 3)
     assert relay.ups[-1] == (_address(controller), True)
 
 
 async def test_a_crash_reports_the_loss(relay: _Relay, controller: _Controller) -> None:
     """A controller that vanishes without goodbye makes the link report a loss when back."""
     await controller.stop(graceful=False)
-    await _until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
+    await until(lambda: relay.link.state(_address(controller)) is StreamState.DOWN)
     ticket = relay.link.ticket()
     assert ticket == {}
     assert await relay.link.wait(ticket, 5) == frozenset({_address(controller)})
     await controller.start()
-    await _until(lambda: len(relay.ups) == 2)
+    await until(lambda: len(relay.ups) == 2)
     assert relay.ups[-1] == (_address(controller), True)
 
 
@@ -214,6 +215,71 @@ async def test_deliveries_reach_the_relay_in_order(relay: _Relay, controller: _C
     for seq in (1, 2, 3):
         persisted = chat_pb2.PersistedMessage(message=chat_message(T1, msg_id=f"m{seq}"), seq=seq)
         controller.hub.publish([Routed.to_channel(T1, chat_pb2.Delivery(message=persisted))])
-    await _until(lambda: sum(len(b.deliveries) for b in relay.batches) == 3)
+    await until(lambda: sum(len(b.deliveries) for b in relay.batches) == 3)
     seqs = [d.message.seq for b in relay.batches for d in b.deliveries]
     assert seqs == [1, 2, 3]
+
+
+async def test_each_outage_starts_again_from_the_first_backoff(controller: _Controller) -> None:
+    """The reconnect backoff grows within an outage and starts over once the stream was UP."""
+    delays: list[float] = []
+
+    async def recorded(delay: float) -> None:
+        delays.append(delay)
+        await asyncio.sleep(0.01)  # the test's pace, not the backoff's
+
+    async def outage() -> list[float]:
+        """The first five reconnect delays of one controller outage."""
+        await until(lambda: link.all_up)
+        done = len(delays)
+        await controller.stop(graceful=False)
+        await until(lambda: len(delays) >= done + 5)
+        await controller.start()
+        return delays[done : done + 5]
+
+    link = ControllerLink(
+        [_address(controller)],
+        "relay-backoff",
+        lambda _b: None,
+        lambda: [T1],
+        token=TOKEN,
+        max_backoff_s=5.0,
+        sleep=recorded,
+    )
+    link.start()
+    try:
+        for grown in (await outage(), await outage()):
+            # 0.1 s doubled per failed try, each with +-50 % jitter.
+            assert grown[0] <= FIRST_BACKOFF_S * 1.5
+            assert grown[4] >= FIRST_BACKOFF_S * 16 * 0.5
+    finally:
+        await link.stop()
+
+
+async def test_a_lost_controller_is_tried_at_the_links_pace() -> None:
+    """Connection attempts follow the link's backoff, not gRPC's own (1 s growing to 120 s)."""
+    knocks = 0
+
+    async def refuse(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal knocks
+        knocks += 1
+        writer.close()  # no HTTP/2: the channel fails to connect, as to a controller not back yet
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = ControllerLink(
+        [f"127.0.0.1:{port}"],
+        "relay-knock",
+        lambda _b: None,
+        lambda: [T1],
+        token=TOKEN,
+        max_backoff_s=0.2,
+    )
+    link.start()
+    try:
+        # gRPC's own backoff would allow about 4 attempts in these 5 s; the link's, about 25.
+        await until(lambda: knocks >= 12, timeout_s=5.0)
+    finally:
+        await link.stop()
+        server.close()
+        await server.wait_closed()
