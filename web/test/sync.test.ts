@@ -150,4 +150,39 @@ describe("SyncQueue", () => {
     await first;
     expect(runs).toEqual(["t1", "t1"]);
   });
+
+  it("keeps the buffer when a resume is asked for during another: the gap it announces is fetched", async () => {
+    const server = new FakeServer([1, 2].map((s) => created(msg(s))));
+    const t = new ChannelTimeline();
+    await syncChannel(server, TEAM, t);
+    server.log.push(created(msg(3)));
+    let gate: () => void = () => undefined;
+    const slow: SyncApi = {
+      history: server.history.bind(server),
+      changes: async (team, after, limit) => {
+        const page = await server.changes(team, after, limit);
+        await new Promise<void>((r) => (gate = r));
+        return page;
+      },
+    };
+    const q = new SyncQueue(
+      (team, last) => syncChannel(slow, team, t, last).then(() => undefined),
+      () => t.beginResume(),
+    );
+    const first = q.request(TEAM);
+    await flush();
+    // While the first page (up to 3) is on the wire, 4 is stored but missed live (a controller
+    // stream broke), a resync asks again, and 5 arrives live after it.
+    server.log.push(created(msg(4)), created(msg(5)));
+    q.request(TEAM);
+    t.live(msg(5));
+    gate();
+    await flush();
+    expect(t.isResuming).toBe(true);
+    expect(t.cursor).toBe(3);
+    gate();
+    await first;
+    expect(t.messages().map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(t.isResuming).toBe(false);
+  });
 });

@@ -116,7 +116,11 @@ export class ChatModel extends Observable {
     this.newId = deps.newId ?? (() => crypto.randomUUID());
     this.typing = new TypingState(this.me.id);
     this.users.set(this.me.id, this.me);
-    this.sync = new SyncQueue((team) => this.runSync(team));
+    // Buffering starts at the frame that asks for a resume, not when the resume first runs.
+    this.sync = new SyncQueue(
+      (team, last) => this.runSync(team, last),
+      (team) => this.timeline(team).beginResume(),
+    );
     this.socket = deps.openSocket({
       hello: (hello) => this.onHello(hello),
       frame: (frame) => this.onFrame(frame),
@@ -547,11 +551,11 @@ export class ChatModel extends Observable {
 
   // --- internals ---------------------------------------------------------------------------
 
-  private async runSync(team: string): Promise<void> {
+  private async runSync(team: string, last: () => boolean): Promise<void> {
     if (!this.teams.has(team) || this.stopped) return;
     const t = this.timeline(team);
     try {
-      const created = await syncChannel(this.api, team, t);
+      const created = await syncChannel(this.api, team, t, last);
       this.settle(created);
       for (const m of created) this.typing.stopped(team, m.to, m.from);
     } catch (err) {

@@ -17,8 +17,13 @@ const CHANGES_LIMIT = 200;
  * Loads (no cursor yet) or resumes (cursor known) one channel; returns the messages it created,
  * in seq order, for unread counting. On failure the timeline keeps buffering and the caller
  * tries again later: nothing applied so far is lost and the cursor never skipped anything.
+ *
+ * `last()` is asked once the pages are in: when another resume was asked for meanwhile (a
+ * `resync`, a new `hello`), this one may have fetched before the gap it announces, so the buffer
+ * is kept and the next run pages on from the cursor the pages reached. Only the last run applies
+ * the buffer; applying it earlier would move the cursor past the gap.
  */
-export async function syncChannel(api: SyncApi, team: string, timeline: ChannelTimeline): Promise<Message[]> {
+export async function syncChannel(api: SyncApi, team: string, timeline: ChannelTimeline, last: () => boolean = () => true): Promise<Message[]> {
   const cursor = timeline.beginResume();
   const created: Message[] = [];
   if (cursor === null) {
@@ -34,7 +39,7 @@ export async function syncChannel(api: SyncApi, team: string, timeline: ChannelT
       after = last.seq;
     }
   }
-  created.push(...timeline.endResume());
+  if (last()) created.push(...timeline.endResume());
   return created;
 }
 
@@ -69,21 +74,26 @@ export class SyncQueue {
   private running = new Map<string, Promise<void>>();
   private again = new Set<string>();
 
+  /** `run` gets `last()`: false while another request for the channel is waiting. */
   constructor(
-    private readonly run: (team: string) => Promise<void>,
+    private readonly run: (team: string, last: () => boolean) => Promise<void>,
+    /** Called at once for every request, before anything is awaited (start buffering now). */
+    private readonly asked: (team: string) => void = () => undefined,
   ) {}
 
   request(team: string): Promise<void> {
+    this.asked(team);
     const current = this.running.get(team);
     if (current) {
       this.again.add(team);
       return current;
     }
+    const last = () => !this.again.has(team);
     const task = (async () => {
       try {
         do {
           this.again.delete(team);
-          await this.run(team);
+          await this.run(team, last);
         } while (this.again.has(team));
       } finally {
         this.running.delete(team);
