@@ -8,13 +8,21 @@ PROTO_SRC := $(wildcard protos/chat/v1/*.proto)
 PROTO_OUT := chatcore/proto/chat/v1/chat_pb2.py
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+E2E_ARGS ?=
+# The browser app (web/): rebuilt when a source, the lock file or the build config changed.
+WEB_SRC := $(shell find web/src web/scripts -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_DIST := web/dist/index.html
 
-.PHONY: help install proto lint format test test-unit stack-up stack-down stack-status run bench bench-compare clean
+.PHONY: help install proto lint format test test-unit test-web test-e2e web stack-up stack-down stack-status run bench bench-compare clean
 
 help:
 	@echo "make run          install what is missing, start the whole stack, serve http://127.0.0.1:8080"
 	@echo "make test         install, start what the tests need, lint, run every test"
 	@echo "make lint         ruff format --check, ruff check, mypy --strict"
+	@echo "make web          build the browser app into web/dist (npm ci first when the lock changed)"
+	@echo "make test-web     the browser app's unit tests (Vitest; no stack)"
+	@echo "make test-e2e     the browser tests alone (Chromium + the stack; E2E_ARGS='-t upload')"
 	@echo "make stack-up     start the local stack in the background (stack-down stops it)"
 	@echo "make stack-status each component's state and restart count"
 	@echo "make clean        stop the stack, delete its data (also outside the clone) and generated code"
@@ -23,6 +31,20 @@ help:
 
 install:
 	bash deploy/local/install.sh
+
+# npm ci (from the lock file, through npm's own download cache) only when the lock changed.
+$(WEB_DEPS): web/package.json web/package-lock.json
+	bash deploy/local/install.sh node
+	cd web && npm ci --prefer-offline --no-audit --no-fund
+	touch $@
+
+$(WEB_DIST): $(WEB_DEPS) $(WEB_SRC)
+	cd web && npm run build
+
+web: $(WEB_DIST)
+
+test-web: $(WEB_DEPS)
+	cd web && npm run typecheck && npm test
 
 $(PROTO_OUT): $(PROTO_SRC) | install
 	rm -rf chatcore/proto
@@ -45,7 +67,7 @@ format: install
 
 # A supervisor owns the stack's processes and restarts any that exits (docs/operations.md):
 # in the background for stack-up and test, in this terminal for run.
-stack-up: install proto
+stack-up: install proto web
 	$(STACK) up
 
 stack-down:
@@ -54,16 +76,22 @@ stack-down:
 stack-status:
 	$(STACK) status
 
-run: install proto
+run: install proto web
 	$(STACK) run
 
 test-unit: install proto
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# Starts the stack unless it already runs, runs lint and every test, then stops the stack only if
-# it started it. pytest's exit code 5 (no tests collected) fails the build.
-test: lint
-	$(STACK) exec -- $(PY) -m pytest $(PYTEST_ARGS)
+# Starts the stack unless it already runs, runs lint and every test (Python, then the browser
+# app's unit tests, then its browser tests in Chromium), then stops the stack only if it started
+# it. pytest's exit code 5 (no tests collected) fails the build.
+test: lint test-web web
+	bash deploy/local/install.sh chromium
+	$(STACK) exec -- bash -c '$(PY) -m pytest $(PYTEST_ARGS) && cd web && npm run e2e -- $(E2E_ARGS)'
+
+test-e2e: install proto web
+	bash deploy/local/install.sh chromium
+	$(STACK) exec -- bash -c 'cd web && npm run e2e -- $(E2E_ARGS)'
 
 bench: install proto
 	$(STACK) exec -- $(PY) bench/db_backends.py --url mongodb://127.0.0.1:27017/ --messages 20000
@@ -77,4 +105,4 @@ bench-compare: install proto
 # Without a virtualenv nothing of the stack can be running, and its data is all in .stack.
 clean:
 	if [ -x $(PY) ]; then $(STACK) clean; else rm -rf .stack; fi
-	rm -rf chatcore/proto
+	rm -rf chatcore/proto web/dist web/node_modules web/e2e/artifacts

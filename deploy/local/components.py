@@ -669,6 +669,7 @@ def nginx_component(cfg: StackConfig) -> Component:
                     management_port=cfg.management_port,
                 ),
                 limits=cfg.edge_limits,
+                s3_origin=service_env(cfg)["CHAT_S3_ENDPOINT"],
             )
         )
         check = subprocess.run(

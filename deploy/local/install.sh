@@ -2,6 +2,8 @@
 # Installs what the local stack and the tests need, idempotently. Downloads and builds are cached in
 # $CHATSTACK_CACHE (default ~/.cache/chatstack) so a second run only checks stamps.
 #   deploy/local/install.sh [python] [kafka] [ferretdb] [versitygw] [nginx] [postgres] [clamav]   (default: all)
+#   deploy/local/install.sh node                   checks Node.js and npm for the browser app (make web)
+#   deploy/local/install.sh chromium               Debian's Chromium for the browser tests (make test)
 #   deploy/local/install.sh centrifugo loadgen     only for bench/compare.py (never part of the default)
 #   deploy/local/install.sh --print-path centrifugo|loadgen   where that binary is (built or not)
 set -euo pipefail
@@ -23,6 +25,14 @@ fail() { # component, reason, log file
   exit 1
 }
 need() { command -v "$1" >/dev/null 2>&1 || fail "$2" "'$1' is not on PATH ($3)" /dev/null; }
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_install() { # component, log file, Debian packages...
+  local component="$1" log="$2"
+  shift 2
+  { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@"; } >"$log" 2>&1 \
+    || fail "$component" "apt-get install $* failed" "$log"
+}
 
 install_python() {
   local log="$LOGS/python.log" stamp
@@ -85,12 +95,9 @@ install_nginx() {
   local log="$LOGS/nginx.log"
   if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then say "nginx: present"; return; fi
   say "nginx: installing the Debian package"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q nginx; } >"$log" 2>&1 \
-    || fail nginx "apt-get install nginx failed" "$log"
+  apt_install nginx "$log" nginx
   # The package may start a system-wide nginx on port 80; the stack runs its own copy instead.
-  if [ -f /run/nginx.pid ]; then $sudo /usr/sbin/nginx -s stop >>"$log" 2>&1 || true; fi
+  if [ -f /run/nginx.pid ]; then $SUDO /usr/sbin/nginx -s stop >>"$log" 2>&1 || true; fi
 }
 
 install_postgres() {
@@ -98,32 +105,51 @@ install_postgres() {
   if [ "${CHATSTACK_DB_BACKEND:-postgresql}" != postgresql ]; then say "postgres: not needed (sqlite backend)"; return; fi
   if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then say "postgres: present"; return; fi
   say "postgres: installing the Debian package (FerretDB's backend)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q postgresql; } >"$log" 2>&1 \
-    || fail postgres "apt-get install postgresql failed" "$log"
+  apt_install postgres "$log" postgresql
 }
 
 install_clamav() {
   local log="$LOGS/clamav.log"
   if [ -x /usr/sbin/clamd ]; then say "clamav: present"; return; fi
   say "clamav: installing the Debian package clamav-daemon (the stack runs its own clamd)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q clamav-daemon; } >"$log" 2>&1 \
-    || fail clamav "apt-get install clamav-daemon failed" "$log"
+  apt_install clamav "$log" clamav-daemon
   # The package may start its own clamd and freshclam (system-wide socket, downloads from the
   # internet). The stack runs clamd with its own config and a local signature file instead, and
   # no definitions can be downloaded here: stop and disable both, whatever the init system.
   local svc
   for svc in clamav-daemon clamav-freshclam; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-      $sudo systemctl disable --now "$svc" >>"$log" 2>&1 || true
+      $SUDO systemctl disable --now "$svc" >>"$log" 2>&1 || true
     elif command -v service >/dev/null 2>&1; then
-      $sudo service "$svc" stop >>"$log" 2>&1 || true
+      $SUDO service "$svc" stop >>"$log" 2>&1 || true
     fi
   done
   [ -x /usr/sbin/clamd ] || fail clamav "/usr/sbin/clamd missing after install" "$log"
+}
+
+# The browser app builds with Vite 7, which needs Node.js 20.19 or newer (and npm). Debian's own
+# nodejs package is older, so nothing is installed here: the machine's Node.js is checked.
+install_node() {
+  local version
+  need node node "Node.js >= 20.19 is required to build web/"
+  need npm node "npm is required to build web/"
+  version="$(node -p 'process.versions.node')"
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+    || fail node "Node.js $version is too old (web/ needs >= 20.19)" /dev/null
+  say "node $version: present"
+}
+
+# The browser tests drive Debian's Chromium with playwright-core (Playwright's own browser
+# download cannot work without the internet); the emoji font draws reactions in screenshots.
+install_chromium() {
+  local log="$LOGS/chromium.log"
+  if [ -x /usr/bin/chromium ] && [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+    say "chromium: present"
+    return
+  fi
+  say "chromium: installing the Debian packages chromium and fonts-noto-color-emoji (browser tests)"
+  apt_install chromium "$log" chromium fonts-noto-color-emoji
+  [ -x /usr/bin/chromium ] || fail chromium "/usr/bin/chromium missing after install" "$log"
 }
 
 # The comparison's reference server (bench/compare.py). `go install` alone leaves its version at
@@ -180,9 +206,9 @@ for t in "${targets[@]}"; do
 done
 for t in "${targets[@]}"; do
   case "$t" in
-    python|kafka|nginx|postgres|clamav|loadgen) "install_$t" ;;
+    python|kafka|nginx|postgres|clamav|loadgen|node|chromium) "install_$t" ;;
     ferretdb|versitygw|centrifugo) ;;
-    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx postgres clamav centrifugo loadgen)" /dev/null ;;
+    *) fail "$t" "unknown component (python kafka ferretdb versitygw nginx postgres clamav node chromium centrifugo loadgen)" /dev/null ;;
   esac
 done
 status=0

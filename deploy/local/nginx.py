@@ -21,6 +21,13 @@ from chatcore.logging import CORRELATION_ID_RE
 NGINX_DIR = Path(__file__).resolve().parents[1] / "nginx"
 TEMPLATE = NGINX_DIR / "nginx.conf.template"
 PRODUCTION_CONF = NGINX_DIR / "nginx.conf"
+# The browser app's build output (`make web`), served at / by the local stack.
+LOCAL_WEB_ROOT = Path(__file__).resolve().parents[2] / "web" / "dist"
+# Where the compose image's build stage puts the same files (deploy/compose/Dockerfile.nginx).
+PRODUCTION_WEB_ROOT = "/usr/share/chatstack/web"
+# In production the S3 endpoint browsers reach is a deployment setting: the nginx image's
+# entrypoint substitutes it into the config at start (envsubst, NGINX_ENVSUBST_FILTER in compose).
+PRODUCTION_S3_ORIGIN = "${CHAT_S3_PUBLIC_ENDPOINT}"
 
 # Locations that get the stricter per-address auth limit unless a Route says otherwise.
 RATE_LIMITED_PREFIXES = ("/v1/auth/", "/v1/users")
@@ -28,6 +35,10 @@ DEFAULT_MAX_BODY = "64k"
 # Every method the REST API serves somewhere (aiohttp answers HEAD for each GET route).
 API_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 HEALTH_METHODS = ("GET", "HEAD")
+# The app's files: / (index.html, never cached without revalidation) and /assets/ (hashed names,
+# cached for a year).
+APP_METHODS = ("GET", "HEAD")
+APP_ASSETS = "/assets/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,9 @@ class Layout:
     tls_example: bool = False
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     max_body: str = DEFAULT_MAX_BODY
+    # The browser app: its folder, and the S3 origin its uploads and images need (CSP).
+    web_root: str = str(LOCAL_WEB_ROOT)
+    s3_origin: str = "http://127.0.0.1:7070"
 
 
 def _return(status: int, code: str, message: str) -> str:
@@ -118,16 +132,61 @@ def _envelope(status: int, code: str, message: str) -> str:
     return f"{indent}default_type application/json;\n{indent}{_return(status, code, message)}\n"
 
 
-def _headers(indent: str) -> list[str]:
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The app's policy: its own scripts, styles and worker only (no inline script or style, no
+# eval); network to this origin, its WebSocket, and the S3 endpoint (presigned uploads and
+# downloads); images and media from the same two places, nothing else. $chat_ws_origins and
+# $chat_s3_origin are maps at the http level (the template), so both renderings' servers match.
+APP_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; worker-src 'self'; "
+    "connect-src 'self' $chat_ws_origins $chat_s3_origin; img-src 'self' $chat_s3_origin; "
+    "media-src 'self' $chat_s3_origin; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _headers(indent: str, csp: str = API_CSP) -> list[str]:
     """The headers of every answer; a location with its own add_header must repeat them all."""
     return [
         f"{indent}add_header X-Content-Type-Options nosniff always;",
         f"{indent}add_header X-Frame-Options DENY always;",
         f"{indent}add_header Referrer-Policy no-referrer always;",
-        f"{indent}add_header Content-Security-Policy \"default-src 'none'; frame-ancestors 'none'\""
-        " always;",
+        f'{indent}add_header Content-Security-Policy "{csp}" always;',
         f"{indent}add_header Cross-Origin-Resource-Policy same-origin always;",
         f"{indent}add_header X-Request-ID $chat_request_id always;",
+    ]
+
+
+def _app_locations(layout: Layout) -> list[str]:
+    """/ serves index.html (revalidated every time); /assets/ the hashed files (immutable)."""
+    guard = [
+        f"            if ($request_method !~ ^(?:{'|'.join(APP_METHODS)})$) {{",
+        "                return 405;",
+        "            }",
+        f"            limit_req zone=chat_api burst={layout.limits.api_burst} nodelay;",
+        "            gzip on;",
+        "            gzip_types text/css application/javascript;",
+        "            gzip_vary on;",
+    ]
+    return [
+        "        # The browser app (web/, built by `make web`). Paths other than these two stay",
+        "        # the API's JSON 404.",
+        "        location = / {",
+        *guard,
+        *_headers("            ", APP_CSP),
+        '            add_header Cache-Control "no-cache" always;',
+        "            try_files /index.html @app_missing;",
+        "        }",
+        f"        location {APP_ASSETS} {{",
+        *guard,
+        *_headers("            ", APP_CSP),
+        '            add_header Cache-Control "public, max-age=31536000, immutable" always;',
+        "            try_files $uri @app_missing;",
+        "        }",
+        "        location @app_missing {\n"
+        + _envelope(404, "not_found", "no such file (is the web app built? run make web)")
+        + "        }",
+        "",
     ]
 
 
@@ -146,7 +205,12 @@ def _allow_map(routes: Sequence[Route]) -> str:
     A map, not a ``set`` in each location: nginx refuses TRACE before choosing a location, and
     the 405 it produces still needs the right ``Allow``. Longest prefix first, like locations.
     """
-    lines = ["    map $uri $chat_allow {", f'        "/healthz" "{", ".join(HEALTH_METHODS)}";']
+    lines = [
+        "    map $uri $chat_allow {",
+        f'        "/healthz" "{", ".join(HEALTH_METHODS)}";',
+        f'        "/" "{", ".join(APP_METHODS)}";',
+        f'        "~^{re.escape(APP_ASSETS)}" "{", ".join(APP_METHODS)}";',
+    ]
     for route in sorted(routes, key=lambda r: len(r.location), reverse=True):
         lines.append(f'        "~^{re.escape(route.location)}" "{route.allow}";')
     lines += ['        default "";', "    }"]
@@ -246,6 +310,7 @@ def _server_body(routes: Sequence[Route], layout: Layout) -> str:
         + _envelope(503, "unavailable", "service unavailable, retry")
         + "        }",
         "",
+        *_app_locations(layout),
     ]
     body = "\n".join(parts) + "\n"
     body += "".join(_location(r, layout) for r in routes)
@@ -316,6 +381,8 @@ def render(layout: Layout, routes: Sequence[Route]) -> str:
         "@@LISTEN@@": layout.listen,
         "@@SERVER_BODY@@": _server_body(routes, layout),
         "@@TLS_EXAMPLE@@": _tls_example(routes, layout) if layout.tls_example else "",
+        "@@WEB_ROOT@@": layout.web_root,
+        "@@S3_ORIGIN@@": layout.s3_origin,
     }
     text = TEMPLATE.read_text()
     for key, value in replacements.items():
@@ -330,6 +397,8 @@ def render_nginx_conf(
     log_dir: Path,
     routes: Sequence[Route],
     limits: EdgeLimits | None = None,
+    web_root: Path = LOCAL_WEB_ROOT,
+    s3_origin: str = "http://127.0.0.1:7070",
 ) -> str:
     """The local stack's nginx.conf: a foreground process with every path under the stack folder."""
     layout = Layout(
@@ -341,6 +410,8 @@ def render_nginx_conf(
         access_log=str(log_dir / "nginx-access.log"),
         temp_dir=str(prefix / "tmp"),
         limits=limits or EdgeLimits(),
+        web_root=str(web_root),
+        s3_origin=s3_origin,
     )
     return render(layout, routes)
 
@@ -368,6 +439,8 @@ def render_production_conf(*, resolver: str | None = "127.0.0.11") -> str:
         workers="auto",
         resolver=resolver,
         tls_example=True,
+        web_root=PRODUCTION_WEB_ROOT,
+        s3_origin=PRODUCTION_S3_ORIGIN,
     )
     return render(layout, PRODUCTION_ROUTES)
 

@@ -20,7 +20,12 @@ import pytest
 import yaml
 
 from chatcore.settings import Settings
-from deploy.local.nginx import PRODUCTION_CONF, PRODUCTION_ROUTES, render_production_conf
+from deploy.local.nginx import (
+    PRODUCTION_CONF,
+    PRODUCTION_ROUTES,
+    PRODUCTION_WEB_ROOT,
+    render_production_conf,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "deploy" / "compose"
@@ -247,8 +252,24 @@ def test_nginx_routes_point_at_compose_services_and_ports() -> None:
     hosts = set(re.findall(r"^\s*server ([a-z][a-z0-9-]*):\d+", text, re.MULTILINE))
     assert hosts == {r.host for r in PRODUCTION_ROUTES}
     nginx = services["nginx"]
-    assert "../nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
+    # Mounted as a template: the image's entrypoint writes /etc/nginx/nginx.conf from it,
+    # substituting only the S3 origin of the app's Content-Security-Policy.
+    assert "../nginx/nginx.conf:/etc/nginx/templates/nginx.conf.template:ro" in nginx["volumes"]
+    assert nginx["environment"]["NGINX_ENVSUBST_OUTPUT_DIR"] == "/etc/nginx"
+    assert nginx["environment"]["NGINX_ENVSUBST_FILTER"] == "CHAT_S3_PUBLIC_ENDPOINT"
+    assert "CHAT_S3_PUBLIC_ENDPOINT" in nginx["environment"]
     assert nginx["command"] == ["nginx", "-c", "/etc/nginx/nginx.conf"]
+
+
+def test_nginx_image_builds_the_web_app_into_the_configured_root() -> None:
+    """Dockerfile.nginx builds web/ with npm ci + vite and copies it where nginx.conf's root is."""
+    nginx = _services()["nginx"]
+    assert nginx["build"] == {"context": "../..", "dockerfile": "deploy/compose/Dockerfile.nginx"}
+    text = (DOCKERFILE.parent / "Dockerfile.nginx").read_text()
+    assert "npm ci" in text
+    assert "npm run build" in text
+    assert f"COPY --from=web /web/dist {PRODUCTION_WEB_ROOT}" in text
+    assert f"    root {PRODUCTION_WEB_ROOT};" in PRODUCTION_CONF.read_text()
 
 
 def test_production_nginx_conf_is_the_template_rendering() -> None:

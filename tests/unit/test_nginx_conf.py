@@ -18,7 +18,11 @@ from cryptography.x509.oid import NameOID
 from chatcore.logging import CORRELATION_ID_RE
 from deploy.local.components import StackConfig
 from deploy.local.nginx import (
+    API_CSP,
+    APP_CSP,
     PRODUCTION_ROUTES,
+    PRODUCTION_S3_ORIGIN,
+    PRODUCTION_WEB_ROOT,
     EdgeLimits,
     Route,
     chat_routes,
@@ -227,5 +231,72 @@ def test_production_nginx_conf_passes_nginx_t(tmp_path: Path) -> None:
     text = text.replace("/etc/nginx/certs", str(tmp_path)).replace(
         "pid /tmp/nginx.pid", f"pid {tmp_path}/nginx.pid"
     )
+    # What the nginx image's entrypoint does at start in compose (envsubst of this one variable).
+    text = text.replace(PRODUCTION_S3_ORIGIN, "https://files.example.com")
     assert "listen 8443 ssl;" in text
     _nginx_t(tmp_path, text)
+
+
+def _app_block(text: str, prefix: str) -> list[str]:
+    return [line.strip() for line in _location(text, prefix).splitlines()]
+
+
+def test_app_is_served_with_a_strict_policy_and_the_api_headers(tmp_path: Path) -> None:
+    """/ and /assets/ carry the API's security headers, but a CSP of their own: no inline code."""
+    text = _local(tmp_path)
+    api_headers = [h.strip() for h in _server_headers(text)]
+    assert len(api_headers) == 6
+    for prefix in ("= /", "/assets/"):
+        block = _app_block(text, prefix)
+        headers = [line for line in block if line.startswith("add_header ")]
+        csp = f'add_header Content-Security-Policy "{APP_CSP}" always;'
+        assert csp in headers, prefix
+        others = [h for h in headers if "Content-Security-Policy" not in h]
+        assert set(api_headers) - {
+            f'add_header Content-Security-Policy "{API_CSP}" always;'
+        } <= set(others), prefix
+    assert "'unsafe-inline'" not in APP_CSP
+    assert "'unsafe-eval'" not in APP_CSP
+    assert "default-src 'self'" in APP_CSP
+    assert "connect-src 'self' $chat_ws_origins $chat_s3_origin" in APP_CSP
+
+
+def _server_headers(text: str) -> list[str]:
+    """The API's headers: set once at server level (the proxied locations inherit them)."""
+    server = "\n".join(_first_server(text))
+    head = server.split("        error_page", 1)[0]
+    return [line for line in head.splitlines() if "add_header" in line]
+
+
+def test_index_revalidates_and_hashed_assets_are_immutable(tmp_path: Path) -> None:
+    """index.html is never used without revalidation; /assets/ (hashed names) is cached a year."""
+    text = _local(tmp_path)
+    assert 'add_header Cache-Control "no-cache" always;' in _app_block(text, "= /")
+    assert 'add_header Cache-Control "public, max-age=31536000, immutable" always;' in _app_block(
+        text, "/assets/"
+    )
+    for prefix in ("= /", "/assets/"):
+        assert "if ($request_method !~ ^(?:GET|HEAD)$) {" in _app_block(text, prefix)
+
+
+def test_csp_origins_come_from_the_stack_and_from_compose(tmp_path: Path) -> None:
+    """Local: the stack's S3 port and web/dist; production: the compose variable and image path."""
+    cfg = StackConfig(home=tmp_path, cache=tmp_path)
+    routes = chat_routes(
+        relay_ports=cfg.relay_ports, auth_port=cfg.auth_port, management_port=cfg.management_port
+    )
+    local = render_nginx_conf(
+        listen="127.0.0.1:8080",
+        prefix=tmp_path,
+        log_dir=tmp_path,
+        routes=routes,
+        web_root=tmp_path / "dist",
+        s3_origin="http://127.0.0.1:17070",
+    )
+    assert 'default "http://127.0.0.1:17070";' in local
+    assert f"    root {tmp_path / 'dist'};" in local
+    production = render_production_conf()
+    assert f'default "{PRODUCTION_S3_ORIGIN}";' in production
+    assert f"    root {PRODUCTION_WEB_ROOT};" in production
+    # Only a well-formed Host is echoed into the policy's WebSocket origins.
+    assert '"~^[A-Za-z0-9.:\\[\\]-]+$" "ws://$http_host wss://$http_host";' in production

@@ -1,0 +1,241 @@
+// Two people chat in real Chromium through nginx and the whole stack (DESIGN section 5 only).
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  addMember,
+  countMessages,
+  createTeam,
+  launch,
+  logInAgain,
+  noisePng,
+  openTeam,
+  type Person,
+  person,
+  relayIndex,
+  relayOf,
+  relayPid,
+  screenshotPath,
+  send,
+  shows,
+  unique,
+} from "./support";
+
+// The EICAR anti-virus test file (as in deploy/local/components.py), kept as hex so that no
+// scanner flags this source.
+const EICAR_HEX =
+  "58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e44415244" +
+  "2d414e544956495255532d544553542d46494c452124482b482a";
+
+let browser: Browser;
+let ada: Person;
+let bob: Person;
+let cy: Person;
+let team: string;
+
+beforeAll(async () => {
+  browser = await launch();
+  ada = await person(browser, "Ada");
+  bob = await person(browser, "Bob");
+  cy = await person(browser, "Cy");
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe("chat in two browsers", () => {
+  it("creates a team, adds members by email, and both chat both ways with typing shown", async () => {
+    team = unique("Core");
+    await createTeam(ada.page, team, "backend, on-call");
+
+    await ada.page.getByRole("button", { name: "Members & settings" }).click();
+    await ada.page.getByLabel("Email address").fill(bob.email);
+    await ada.page.getByRole("button", { name: "Add member" }).click();
+    await ada.page.getByText(`${bob.email} added.`).waitFor();
+    // Bob becomes an admin and adds Cy himself: each adds someone.
+    await ada.page.locator(".members li", { hasText: "Bob" }).getByRole("button", { name: "Make admin" }).click();
+    await ada.page.getByText("Bob is now an admin.").waitFor();
+    await ada.page.keyboard.press("Escape");
+
+    // Bob's page hears the membership event and lists the team without a reload.
+    await openTeam(bob.page, team);
+    await addMember(bob.page, cy.email);
+    await openTeam(cy.page, team);
+
+    await send(ada.page, "hello Bob, welcome");
+    await shows(bob.page, "hello Bob, welcome");
+
+    await bob.page.locator("main textarea").pressSequentially("hi A", { delay: 30 });
+    await ada.page.getByText("Bob is typing…").waitFor();
+    await bob.page.locator("main textarea").fill("hi Ada!");
+    await bob.page.locator("main textarea").press("Enter");
+    await shows(ada.page, "hi Ada!");
+    await shows(cy.page, "hi Ada!");
+    expect(await countMessages(ada.page, "hi Ada!")).toBe(1);
+    expect(await countMessages(bob.page, "hello Bob, welcome")).toBe(1);
+
+    // Shift+Enter is a new line inside the message; Enter sends it.
+    const box = ada.page.locator("main textarea");
+    await box.pressSequentially("line one");
+    await box.press("Shift+Enter");
+    await box.pressSequentially("line two");
+    await box.press("Enter");
+    const multi = bob.page.locator("main article.message .text", { hasText: "line one" });
+    await multi.waitFor();
+    expect(await multi.textContent()).toBe("line one\nline two");
+    expect(await box.inputValue()).toBe("");
+  });
+
+  it("keeps a DM between its two people: the third member's page never shows it", async () => {
+    await ada.page.getByRole("button", { name: "Direct messages with Bob" }).click();
+    await send(ada.page, "a secret for Bob only");
+    await bob.page.getByRole("button", { name: /Direct messages with Ada/ }).click();
+    await shows(bob.page, "a secret for Bob only");
+    // A later team message reaches Cy: by then the DM would have too, had it leaked.
+    await ada.page.locator(".conversation-list .conv-button").first().click();
+    await send(ada.page, "team message after the DM");
+    await shows(cy.page, "team message after the DM");
+    expect(await cy.page.content()).not.toContain("a secret for Bob only");
+    await cy.page.getByRole("button", { name: /Direct messages with Ada/ }).click();
+    await cy.page.getByText("This is the beginning of the conversation.").waitFor();
+    expect(await cy.page.content()).not.toContain("a secret for Bob only");
+    await cy.page.locator(".conversation-list .conv-button").first().click();
+    await bob.page.locator(".conversation-list .conv-button").first().click();
+  });
+
+  it("shows the server's refusal (403) plainly when a role changed under an open page", async () => {
+    await bob.page.getByRole("button", { name: "Members & settings" }).click();
+    await bob.page.getByRole("button", { name: "Save settings" }).waitFor();
+    await ada.page.getByRole("button", { name: "Members & settings" }).click();
+    await ada.page.locator(".members li", { hasText: "Bob" }).getByRole("button", { name: "Dismiss admin" }).click();
+    await ada.page.getByText("Bob is no longer an admin.").waitFor();
+    // Bob's panel still offers the admin's form; the server says no, and the page says so.
+    await bob.page.getByLabel("Name").fill(`${team} renamed`);
+    await bob.page.getByRole("button", { name: "Save settings" }).click();
+    const refusal = bob.page.locator(".panel .result.error");
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toMatch(/^Not allowed: /);
+    for (const p of [ada, bob]) await p.page.keyboard.press("Escape");
+    expect(await bob.page.getByRole("heading", { name: team, exact: true }).count()).toBe(1);
+  });
+
+  it("shows markup in a message as text and runs none of it", async () => {
+    const attack = `<img src=x onerror="window.__xss=1;document.title='pwned'"> <script>window.__xss=2</script>`;
+    await send(ada.page, attack);
+    await shows(bob.page, attack);
+    for (const p of [ada.page, bob.page]) {
+      expect(await p.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      expect(await p.title()).toBe("chatstack");
+      expect(await p.locator('main article img[src="x"]').count()).toBe(0);
+    }
+    // Links become anchors built by the app, only for http(s).
+    await send(ada.page, "docs at https://example.com/a?b=1, and javascript:alert(1)");
+    const link = bob.page.locator("main article a", { hasText: "https://example.com/a?b=1" });
+    await link.waitFor();
+    expect(await link.getAttribute("href")).toBe("https://example.com/a?b=1");
+    expect(await bob.page.locator('main a[href^="javascript:"]').count()).toBe(0);
+  });
+
+  it("looks right at 1440×900 and at 375×800", async () => {
+    // The pointer rests outside the messages, so that no hover toolbar is in the picture.
+    for (const p of [ada, bob]) await p.page.mouse.move(1, 1);
+    await ada.page.screenshot({ path: screenshotPath("chat-1440x900.png") });
+    await bob.page.setViewportSize({ width: 375, height: 800 });
+    await bob.page.screenshot({ path: screenshotPath("chat-375x800.png") });
+    // The narrow layout keeps the composer and the last message on screen.
+    expect(await bob.page.locator("main textarea").isVisible()).toBe(true);
+    await bob.page.setViewportSize({ width: 1440, height: 900 });
+  });
+
+  it("uploads an image (progress bar) and a dropped file into both browsers; refuses 6 MiB, SVG, malware", async () => {
+    const png = noisePng(640); // about 1.2 MB
+    // Slow Ada's uploads down so that the progress bar is there to be seen.
+    const cdp = await ada.context.newCDPSession(ada.page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 400 * 1024 });
+    await ada.page.locator("main input[type=file]").setInputFiles({ name: "noise.png", mimeType: "image/png", buffer: png });
+    const bar = ada.page.getByRole("progressbar", { name: "Uploading noise.png" });
+    await bar.waitFor();
+    await expect.poll(async () => Number(await bar.getAttribute("value")), { timeout: 20_000 }).toBeGreaterThan(0);
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    for (const p of [ada.page, bob.page]) {
+      const img = p.locator('main article.message img[alt="noise.png"]');
+      await img.waitFor({ timeout: 30_000 });
+      await expect.poll(() => img.evaluate((el) => (el as HTMLImageElement).naturalWidth), { timeout: 15_000 }).toBe(640);
+    }
+    expect(await bar.count()).toBe(0);
+
+    await ada.page.locator("main input[type=file]").setInputFiles({ name: "big.pdf", mimeType: "application/pdf", buffer: Buffer.alloc(6 * 1024 * 1024, 7) });
+    const refusal = ada.page.locator(".upload.failed [role=alert]");
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toMatch(/^“big\.pdf” refused: .*(large|5 MiB|5242880)/i);
+    await refusal.getByRole("button", { name: "Dismiss" }).click();
+
+    // A file dropped on the conversation: other files are download links.
+    const dropped = await ada.page.evaluateHandle(() => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(["meeting notes\n"], "notes.txt", { type: "text/plain" }));
+      return transfer;
+    });
+    await ada.page.locator("main section.conversation").dispatchEvent("drop", { dataTransfer: dropped });
+    const link = bob.page.locator("main article.message a.attachment.file", { hasText: "notes.txt" });
+    await link.waitFor();
+    expect(await link.getAttribute("href")).toMatch(/^http:\/\/127\.0\.0\.1:\d+\//);
+    expect(await link.getAttribute("target")).toBe("_blank");
+
+    // A type the server does not take, and the EICAR test file, which the scanner rejects.
+    await ada.page.locator("main input[type=file]").setInputFiles({ name: "logo.svg", mimeType: "image/svg+xml", buffer: Buffer.from("<svg/>") });
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toMatch(/^“logo\.svg” refused: .*content_type/);
+    await refusal.getByRole("button", { name: "Dismiss" }).click();
+    await ada.page.locator("main input[type=file]").setInputFiles({ name: "eicar.txt", mimeType: "text/plain", buffer: Buffer.from(EICAR_HEX, "hex") });
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toMatch(/^“eicar\.txt” was refused: /);
+    await refusal.getByRole("button", { name: "Dismiss" }).click();
+    expect(await countMessages(bob.page, "eicar.txt")).toBe(0);
+  });
+
+  it("loads older history as the reader scrolls up (before=), each message once", async () => {
+    for (let i = 1; i <= 60; i++) await send(ada.page, `history line ${i}`);
+    await shows(bob.page, "history line 60");
+    const page = await logInAgain(browser, cy);
+    await openTeam(page, team);
+    await shows(page, "history line 60");
+    expect(await countMessages(page, "history line 1")).toBe(0);
+    const list = page.getByRole("log", { name: `Messages in ${team}` });
+    for (let round = 0; round < 5 && (await countMessages(page, "history line 1")) === 0; round++) {
+      await list.evaluate((el) => el.scrollTo({ top: 0 }));
+      await page.waitForTimeout(300);
+    }
+    expect(await countMessages(page, "history line 1")).toBe(1);
+    expect(await countMessages(page, "hello Bob, welcome")).toBe(1);
+    await page.getByText("This is the beginning of the conversation.").waitFor();
+    await page.context().close();
+  });
+
+  it("survives a relay killed while both chat: both reconnect, messages sent meanwhile show once", async () => {
+    const relays = new Set([relayIndex(await relayOf(ada.page)), relayIndex(await relayOf(bob.page))]);
+    const banners = [ada, bob].map((p) => p.page.locator(".banner.reconnecting").waitFor({ timeout: 15_000 }));
+    for (const index of relays) process.kill(relayPid(index), "SIGKILL");
+    await Promise.all(banners);
+    // Sent while the sockets are down (queued), and by Cy, whose socket may be elsewhere.
+    await send(ada.page, "sent by Ada while reconnecting");
+    await send(bob.page, "sent by Bob while reconnecting");
+    await send(cy.page, "sent by Cy meanwhile");
+    // nginx keeps a relay that failed out of rotation for up to 10 s (its default fail_timeout).
+    for (const p of [ada, bob]) await p.page.locator(".conn.open").waitFor({ timeout: 40_000 });
+    for (const p of [ada, bob]) {
+      for (const text of ["sent by Ada while reconnecting", "sent by Bob while reconnecting", "sent by Cy meanwhile"]) {
+        await shows(p.page, text);
+        expect(await countMessages(p.page, text)).toBe(1);
+      }
+      expect(await countMessages(p.page, "hi Ada!")).toBe(1);
+      expect(await p.page.locator(".message.pending").count()).toBe(0);
+      expect(await p.page.locator(".banner.reconnecting").count()).toBe(0);
+    }
+  });
+
+  it("reports no script error, no CSP violation and no token in a URL on any page", () => {
+    for (const p of [ada, bob, cy]) expect(p.problems).toEqual([]);
+  });
+});

@@ -1,0 +1,135 @@
+// The message life cycle, read state and presence (DESIGN section 5b) in two browsers.
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { addMember, BASE, countMessages, createTeam, launch, openTeam, type Person, person, send, shows, unique } from "./support";
+
+let browser: Browser;
+let ada: Person;
+let bob: Person;
+let team: string;
+
+/** A backend without 5b would make every test below time out: say so at once instead. */
+async function require5b(page: Person["page"]): Promise<void> {
+  const status = await page.evaluate(async (base) => (await fetch(`${base}/v1/teams/${"0".repeat(32)}/changes?after=0`)).status, BASE);
+  // Without a token the route answers 401; a backend that lacks it answers nginx's or aiohttp's 404.
+  if (status === 404) throw new Error("this backend does not serve DESIGN section 5b yet (GET /v1/teams/{id}/changes is 404)");
+}
+
+beforeAll(async () => {
+  browser = await launch();
+  ada = await person(browser, "Ada");
+  await require5b(ada.page);
+  bob = await person(browser, "Bob");
+  team = unique("Life");
+  await createTeam(ada.page, team);
+  await addMember(ada.page, bob.email);
+  await openTeam(bob.page, team);
+  for (const p of [ada, bob]) p.page.on("dialog", (d) => void d.accept());
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+const dmButton = (p: Person, name: string) => p.page.getByRole("button", { name: new RegExp(`^Direct messages with ${name}`) });
+
+describe("message life cycle between two browsers", () => {
+  it("shows the other member online, and offline once their last page closes", async () => {
+    await expect.poll(() => dmButton(ada, "Bob").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("online");
+    const cy = await person(browser, "Cy");
+    await addMember(ada.page, cy.email);
+    await expect.poll(() => dmButton(ada, "Cy").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("online");
+    await cy.context.close();
+    await expect.poll(() => dmButton(ada, "Cy").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("offline");
+  });
+
+  it("shows an edit (Up arrow edits the last own message) in the other browser without reload", async () => {
+    await send(ada.page, "first draft");
+    await shows(bob.page, "first draft");
+    const box = ada.page.locator("main textarea");
+    await box.press("ArrowUp");
+    await expect.poll(() => box.inputValue()).toBe("first draft");
+    await box.fill("final text");
+    await box.press("Enter");
+    await bob.page.locator("main article.message .text", { hasText: "final text" }).getByText("(edited)").waitFor();
+    expect(await countMessages(bob.page, "first draft")).toBe(0);
+  });
+
+  it("shows a reaction from one browser in the other", async () => {
+    const message = bob.page.locator("main article.message", { hasText: "final text" });
+    await message.hover();
+    await message.getByRole("button", { name: "Add reaction" }).click();
+    await message.getByRole("button", { name: "React with 👍" }).click();
+    await ada.page.locator("main article.message", { hasText: "final text" }).getByRole("button", { name: "👍 1" }).waitFor();
+    // Ada's own 👍 makes two; pressing it again takes hers back.
+    const chip = ada.page.locator("main article.message", { hasText: "final text" }).locator(".reaction");
+    await chip.click();
+    await bob.page.locator("main article.message", { hasText: "final text" }).getByRole("button", { name: /^👍 2/ }).waitFor();
+  });
+
+  it("shows a thread reply in the other browser's thread panel, and the reply count", async () => {
+    const message = bob.page.locator("main article.message", { hasText: "final text" });
+    await message.hover();
+    await message.getByRole("button", { name: "Reply in thread" }).click();
+    const panel = bob.page.getByRole("complementary", { name: "Thread" });
+    await panel.locator("textarea").fill("a reply in the thread");
+    await panel.locator("textarea").press("Enter");
+    await panel.locator("article.message .text", { hasText: "a reply in the thread" }).waitFor();
+    await ada.page.locator("main article.message", { hasText: "final text" }).getByRole("button", { name: "1 reply" }).click();
+    await ada.page.getByRole("complementary", { name: "Thread" }).locator("article.message .text", { hasText: "a reply in the thread" }).waitFor();
+    // Replies stay out of the main conversation; Esc closes the panel.
+    expect(await countMessages(ada.page, "a reply in the thread")).toBe(0);
+    await ada.page.keyboard.press("Escape");
+    expect(await ada.page.getByRole("complementary", { name: "Thread" }).count()).toBe(0);
+    await bob.page.keyboard.press("Escape");
+  });
+
+  it("shows a deletion in the other browser as a tombstone", async () => {
+    await send(ada.page, "this will be deleted");
+    await shows(bob.page, "this will be deleted");
+    const message = ada.page.locator("main article.message", { hasText: "this will be deleted" });
+    await message.hover();
+    await message.getByRole("button", { name: "Delete message" }).click();
+    await bob.page.getByText("This message was deleted.").waitFor();
+    expect(await countMessages(bob.page, "this will be deleted")).toBe(0);
+  });
+});
+
+describe("read state", () => {
+  it("badges unread messages and mentions of a team not open, then clears them as they are seen", async () => {
+    // Bob looks at a team of his own while Ada writes in the shared one.
+    const own = unique("Solo");
+    await createTeam(bob.page, own);
+    await send(ada.page, "one for later");
+    await send(ada.page, "@Bob this one mentions you");
+    const shared = bob.page.locator(".team-button", { hasText: team });
+    await shared.getByLabel("2 unread").waitFor();
+    await shared.getByLabel("1 mentions").waitFor();
+    await shared.click();
+    // The divider sits above the first unseen message; seeing them clears the badges.
+    const divider = bob.page.getByRole("separator", { name: "New messages" });
+    await divider.waitFor();
+    const next = bob.page.locator("main .divider + article.message .text");
+    expect(await next.textContent()).toBe("one for later");
+    await expect.poll(() => shared.locator(".badge").count()).toBe(0);
+    await bob.page.locator("main article.message .mention.me").waitFor();
+  });
+
+  it("keeps the read mark on the server: a new page of the same user shows no unread", async () => {
+    await bob.page.waitForTimeout(1000); // the mark is reported after a short pause
+    const again = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await again.newPage();
+    await page.goto(BASE + "/");
+    await page.getByLabel("Email").fill(bob.email);
+    await page.getByLabel("Password").fill("correct horse battery staple");
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.locator(".team-button", { hasText: team }).waitFor();
+    await page.waitForTimeout(500);
+    expect(await page.locator(".team-button", { hasText: team }).locator(".badge").count()).toBe(0);
+    await again.close();
+  });
+
+  it("reports no script error, no CSP violation and no token in a URL on any page", () => {
+    for (const p of [ada, bob]) expect(p.problems).toEqual([]);
+  });
+});

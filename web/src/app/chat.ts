@@ -1,0 +1,742 @@
+// The signed-in app's state and what changes it, without the DOM: teams, timelines, read state,
+// typing, presence, sending, uploads, and the socket's frames. Views read it and call its methods.
+import { type Api, ApiError } from "../api/client";
+import {
+  type AckFrame,
+  type Attachment,
+  type ErrorFrame,
+  type Hello,
+  isMessage,
+  type MembershipFrame,
+  type Message,
+  type PresenceFrame,
+  type ReadFrame,
+  type Team,
+  type TypingFrame,
+  type UpdateFrame,
+  type User,
+} from "../api/types";
+import type { Clock } from "../auth/keeper";
+import type { SocketHandlers, SocketStatus } from "../net/socket";
+import { Observable } from "../state/observable";
+import { PresenceState } from "../state/presence";
+import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
+import { ChannelTimeline } from "../state/timeline";
+import { conversationOf, TypingState } from "../state/typing";
+import { ReadState } from "../state/unread";
+import { uploadAttachment } from "../upload/upload";
+
+/** "*" is the team's own conversation; a user id is the DM with that member. */
+export type Conversation = string;
+
+export interface Pending {
+  clientMsgId: string;
+  channel: string;
+  to: string;
+  threadId: string | null;
+  type: Message["type"];
+  data: string;
+  status: "sending" | "failed";
+  error: string | null;
+  id: string | null;
+}
+
+export interface Notice {
+  id: number;
+  kind: "error" | "info";
+  text: string;
+}
+
+export interface UploadView {
+  key: number;
+  channel: string;
+  to: string;
+  name: string;
+  progress: number;
+  error: string | null;
+}
+
+/** What the model needs from the socket (ChatSocket, or a fake in tests). */
+export interface SocketLike {
+  start(): void;
+  stop(): void;
+  send(frame: object): boolean;
+}
+
+export interface ChatDeps {
+  api: Api;
+  me: User;
+  clock: Clock;
+  openSocket(handlers: SocketHandlers): SocketLike;
+  newId?: () => string;
+}
+
+const READ_DEBOUNCE_MS = 400;
+const SYNC_RETRY_MS = 2000;
+
+export class ChatModel extends Observable {
+  readonly me: User;
+  status: SocketStatus = "connecting";
+  statusDetail = "";
+  /** The relay of the current socket (hello.relay), shown for support and used by the tests. */
+  relay: string | null = null;
+  readonly teams = new Map<string, Team>();
+  readonly users = new Map<string, User>();
+  readonly timelines = new Map<string, ChannelTimeline>();
+  readonly reads = new Map<string, ReadState>();
+  readonly typing: TypingState;
+  readonly presence = new PresenceState();
+  readonly pending = new Map<string, Pending>();
+  readonly uploads = new Map<number, UploadView>();
+  notices: Notice[] = [];
+  announcement = "";
+  selectedTeam: string | null = null;
+  conversation: Conversation = "*";
+  threadRoot: string | null = null;
+  /** The read mark when the conversation was opened: the "new messages" divider goes after it. */
+  dividerAfter: number | null = null;
+
+  private readonly api: Api;
+  private readonly clock: Clock;
+  private readonly socket: SocketLike;
+  private readonly newId: () => string;
+  private readonly sync: SyncQueue;
+  private readonly userFetches = new Map<string, Promise<void>>();
+  private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
+  private readonly readTimers = new Map<string, unknown>();
+  private noticeSeq = 0;
+  private uploadSeq = 0;
+  private stopped = false;
+
+  constructor(deps: ChatDeps) {
+    super();
+    this.api = deps.api;
+    this.me = deps.me;
+    this.clock = deps.clock;
+    this.newId = deps.newId ?? (() => crypto.randomUUID());
+    this.typing = new TypingState(this.me.id);
+    this.users.set(this.me.id, this.me);
+    // Buffering starts at the frame that asks for a resume, not when the resume first runs.
+    this.sync = new SyncQueue(
+      (team, last) => this.runSync(team, last),
+      (team) => this.timeline(team).beginResume(),
+    );
+    this.socket = deps.openSocket({
+      hello: (hello) => this.onHello(hello),
+      frame: (frame) => this.onFrame(frame),
+      status: (status, detail) => {
+        this.status = status;
+        this.statusDetail = detail;
+        this.changed();
+      },
+      fatal: (reason) => this.notify("error", reason),
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.loadTeams();
+    const first = this.sortedTeams()[0];
+    if (first) this.selectTeam(first.id);
+    this.socket.start();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.socket.stop();
+  }
+
+  // --- reading -----------------------------------------------------------------------------
+
+  sortedTeams(): Team[] {
+    return [...this.teams.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+  }
+
+  timeline(team: string): ChannelTimeline {
+    let t = this.timelines.get(team);
+    if (!t) this.timelines.set(team, (t = new ChannelTimeline()));
+    return t;
+  }
+
+  read(team: string): ReadState {
+    let r = this.reads.get(team);
+    if (!r) this.reads.set(team, (r = new ReadState(this.me.id)));
+    return r;
+  }
+
+  /** The messages of a conversation (thread replies live in the thread panel), ascending. */
+  view(team: string, conversation: Conversation): Message[] {
+    return this.timeline(team)
+      .messages()
+      .filter((m) => !m.thread_id && conversationOf(m.to, m.from, this.me.id) === conversation);
+  }
+
+  threadView(team: string, root: string): Message[] {
+    return this.timeline(team)
+      .messages()
+      .filter((m) => m.thread_id === root);
+  }
+
+  pendingIn(team: string, conversation: Conversation, threadId: string | null): Pending[] {
+    return [...this.pending.values()].filter(
+      (p) => p.channel === team && p.threadId === threadId && (threadId !== null || conversationOf(p.to, this.me.id, this.me.id) === conversation),
+    );
+  }
+
+  /** Unseen DMs from a member, counted from what is held (the server counts per team only). */
+  dmUnread(team: string, member: string): number {
+    const lastRead = this.read(team).lastRead;
+    return this.timeline(team)
+      .messages()
+      .filter((m) => m.from === member && m.to === this.me.id && !m.deleted && (lastRead === null || m.seq > lastRead)).length;
+  }
+
+  name(user: string): string {
+    return this.users.get(user)?.name ?? "…";
+  }
+
+  typingNames(): string[] {
+    if (!this.selectedTeam) return [];
+    return this.typing.who(this.selectedTeam, this.conversation, this.clock.now()).map((u) => this.name(u));
+  }
+
+  // --- selection ---------------------------------------------------------------------------
+
+  selectTeam(team: string): void {
+    if (!this.teams.has(team)) return;
+    this.selectedTeam = team;
+    this.threadRoot = null;
+    this.openConversation("*");
+    const t = this.timeline(team);
+    if (!t.loaded && !t.isResuming) void this.sync.request(team);
+    void this.ensureUsers(this.teams.get(team)?.members ?? []);
+    void this.loadPresence(team);
+  }
+
+  openConversation(conversation: Conversation): void {
+    this.conversation = conversation;
+    this.threadRoot = null;
+    this.dividerAfter = this.selectedTeam ? this.read(this.selectedTeam).lastRead : null;
+    this.changed();
+  }
+
+  openThread(root: string | null): void {
+    this.threadRoot = root;
+    if (root && this.selectedTeam) void this.loadThread(this.selectedTeam, root);
+    this.changed();
+  }
+
+  async loadOlder(): Promise<number> {
+    const team = this.selectedTeam;
+    if (!team) return 0;
+    try {
+      const n = await loadOlder(this.api, team, this.timeline(team));
+      this.changed();
+      return n;
+    } catch (err) {
+      this.fail("Could not load older messages", err);
+      return 0;
+    }
+  }
+
+  /** The view saw every message up to `seq` of the open conversation. */
+  markSeen(seq: number): void {
+    const team = this.selectedTeam;
+    if (!team) return;
+    const report = this.read(team).seen(seq, this.timeline(team).messages());
+    this.changed();
+    if (report === null) return;
+    const previous = this.readTimers.get(team);
+    if (previous !== undefined) this.clock.clearTimeout(previous);
+    this.readTimers.set(
+      team,
+      this.clock.setTimeout(() => {
+        this.readTimers.delete(team);
+        const seqNow = this.read(team).lastRead;
+        if (seqNow === null) return;
+        // A backend without read state (before 5b) answers 404: the mark stays local.
+        this.api.markRead(team, seqNow).catch(() => undefined);
+      }, READ_DEBOUNCE_MS),
+    );
+  }
+
+  // --- sending -----------------------------------------------------------------------------
+
+  sendText(text: string, threadId: string | null = null): void {
+    const team = this.selectedTeam;
+    if (!team || !text.trim()) return;
+    const to = threadId ? this.replyTo(team, threadId) : this.conversation;
+    this.sendFrame({ channel: team, to, threadId, type: "text", data: text });
+    this.typing.sent(team, to);
+  }
+
+  /** A keystroke in the composer: a typing signal, at most every few seconds. */
+  typed(): void {
+    const team = this.selectedTeam;
+    if (!team || !this.typing.shouldSend(team, this.conversation, this.clock.now())) return;
+    this.socket.send({ type: "typing", channel_id: team, to: this.conversation });
+  }
+
+  retry(clientMsgId: string): void {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return;
+    p.status = "sending";
+    p.error = null;
+    this.socket.send(this.frameOf(p));
+    this.changed();
+  }
+
+  discard(clientMsgId: string): void {
+    this.pending.delete(clientMsgId);
+    this.changed();
+  }
+
+  async sendFile(file: File, threadId: string | null = null): Promise<void> {
+    const team = this.selectedTeam;
+    if (!team) return;
+    const to = threadId ? this.replyTo(team, threadId) : this.conversation;
+    const key = ++this.uploadSeq;
+    const view: UploadView = { key, channel: team, to, name: file.name, progress: 0, error: null };
+    this.uploads.set(key, view);
+    this.changed();
+    try {
+      const attachment = await uploadAttachment(this.api, team, file, (fraction) => {
+        view.progress = fraction;
+        this.changed();
+      });
+      this.uploads.delete(key);
+      this.sendFrame({ channel: team, to, threadId, type: attachment.kind, data: attachment.id });
+    } catch (err) {
+      view.error = err instanceof Error ? err.message : String(err);
+      this.announce(view.error);
+    }
+    this.changed();
+  }
+
+  dismissUpload(key: number): void {
+    this.uploads.delete(key);
+    this.changed();
+  }
+
+  async edit(id: string, text: string): Promise<boolean> {
+    const team = this.selectedTeam;
+    if (!team) return false;
+    try {
+      const message = await this.api.edit(team, id, text);
+      this.timeline(team).applyOutOfBand([message]);
+      this.changed();
+      return true;
+    } catch (err) {
+      this.fail("Could not edit the message", err);
+      return false;
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    const team = this.selectedTeam;
+    if (!team) return;
+    try {
+      await this.api.remove(team, id);
+      const held = this.timeline(team).get(id);
+      if (held) this.timeline(team).applyOutOfBand([{ ...held, deleted: true, data: "" }]);
+      this.changed();
+    } catch (err) {
+      this.fail("Could not delete the message", err);
+    }
+  }
+
+  async toggleReaction(id: string, emoji: string): Promise<void> {
+    const team = this.selectedTeam;
+    if (!team) return;
+    const mine = this.timeline(team)
+      .get(id)
+      ?.reactions?.some((r) => r.emoji === emoji && r.users.includes(this.me.id));
+    try {
+      await this.api.react(team, id, emoji, !mine);
+    } catch (err) {
+      this.fail("Could not react", err);
+    }
+  }
+
+  /** The attachment's metadata and a download URL, cached until shortly before it expires. */
+  attachment(id: string): Promise<Attachment> {
+    const now = this.clock.now();
+    const held = this.attachments.get(id);
+    if (held && held.until > now) return held.at;
+    const at = this.api.attachment(id);
+    this.attachments.set(id, { at, until: now + 60_000 });
+    at.then(
+      (a) => {
+        const expires = a.expires_at ? Date.parse(a.expires_at) : now + 60_000;
+        this.attachments.set(id, { at, until: Math.max(now, expires - 30_000) });
+      },
+      () => this.attachments.delete(id),
+    );
+    return at;
+  }
+
+  // --- teams -------------------------------------------------------------------------------
+
+  /** Roles change without an event (only membership does): re-read the team when it matters. */
+  async refreshTeam(team: string): Promise<void> {
+    try {
+      this.putTeam(await this.api.team(team));
+      await this.ensureUsers(this.teams.get(team)?.members ?? []);
+      void this.loadPresence(team);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) this.dropTeam(team);
+      else this.fail("Could not load the team", err);
+    }
+  }
+
+  async createTeam(name: string, icon: string, tags: string[]): Promise<string | null> {
+    return this.teamCall(async () => {
+      const team = await this.api.createTeam({ name, ...(icon ? { icon } : {}), ...(tags.length ? { meta_tags: tags } : {}) });
+      this.putTeam(team);
+      this.selectTeam(team.id);
+    });
+  }
+
+  updateTeam(team: string, patch: { name?: string; icon?: string; meta_tags?: string[] }): Promise<string | null> {
+    return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, patch)));
+  }
+
+  addMember(team: string, email: string): Promise<string | null> {
+    return this.teamCall(async () => {
+      const updated = await this.api.addMember(team, email);
+      this.putTeam(updated);
+      await this.ensureUsers(updated.members);
+      // A new member whose sockets were open before joining sends no presence frame to the team.
+      void this.loadPresence(team);
+    });
+  }
+
+  removeMember(team: string, user: string): Promise<string | null> {
+    return this.teamCall(async () => this.putTeam(await this.api.removeMember(team, user)));
+  }
+
+  setAdmin(team: string, user: string, admin: boolean): Promise<string | null> {
+    return this.teamCall(async () => this.putTeam(await (admin ? this.api.electAdmin(team, user) : this.api.dismissAdmin(team, user))));
+  }
+
+  transfer(team: string, user: string): Promise<string | null> {
+    return this.teamCall(async () => this.putTeam(await this.api.transferSuperAdmin(team, user)));
+  }
+
+  leave(team: string): Promise<string | null> {
+    return this.teamCall(async () => {
+      await this.api.leave(team);
+      this.dropTeam(team);
+    });
+  }
+
+  dismissNotice(id: number): void {
+    this.notices = this.notices.filter((n) => n.id !== id);
+    this.changed();
+  }
+
+  // --- the socket --------------------------------------------------------------------------
+
+  private onHello(hello: Hello): void {
+    this.relay = hello.relay;
+    for (const [team, unread] of Object.entries(hello.unread ?? {})) this.read(team).fromServer(unread);
+    const known = new Set(this.teams.keys());
+    const channels = new Set(hello.channels);
+    if (channels.size !== known.size || [...channels].some((c) => !known.has(c))) void this.loadTeams();
+    // Everything held is resumed from its cursor; the open team is loaded if it is not yet.
+    for (const [team, t] of this.timelines) {
+      if (t.loaded || t.isResuming || team === this.selectedTeam) void this.sync.request(team);
+    }
+    if (this.selectedTeam) void this.loadPresence(this.selectedTeam);
+    // Whatever was sent but never acknowledged goes again: the same client_msg_id, the same id.
+    for (const p of this.pending.values()) if (p.status === "sending" && p.id === null) this.socket.send(this.frameOf(p));
+    this.changed();
+  }
+
+  private onFrame(frame: Record<string, unknown>): void {
+    if (isMessage(frame)) {
+      this.onMessage(frame);
+      return;
+    }
+    switch (frame.type) {
+      case "update":
+        this.onUpdate(frame as unknown as UpdateFrame);
+        break;
+      case "ack":
+        this.onAck(frame as unknown as AckFrame);
+        break;
+      case "error":
+        this.onError(frame as unknown as ErrorFrame);
+        break;
+      case "typing":
+        this.typing.heard(frame as unknown as TypingFrame, this.clock.now());
+        // Expire the indicator even when nothing else happens.
+        this.clock.setTimeout(() => this.changed(), 6100);
+        break;
+      case "membership":
+        void this.onMembership(frame as unknown as MembershipFrame);
+        break;
+      case "read": {
+        const r = frame as unknown as ReadFrame;
+        this.read(r.channel_id).readElsewhere(r.seq, this.timeline(r.channel_id).messages());
+        break;
+      }
+      case "presence":
+        this.presence.apply(frame as unknown as PresenceFrame);
+        break;
+      case "resync":
+        for (const [team, t] of this.timelines) if (t.loaded || t.isResuming) void this.sync.request(team);
+        break;
+      default:
+        return; // a type this client does not know: ignored, as the contract says
+    }
+    this.changed();
+  }
+
+  private onMessage(message: Message): void {
+    const team = message.channel_id;
+    this.typing.stopped(team, message.to, message.from);
+    this.timeline(team).live(message);
+    this.settle([message]);
+    if (this.read(team).onMessage(message)) this.announceMessage(message);
+    this.changed();
+  }
+
+  private onUpdate(frame: UpdateFrame): void {
+    this.timeline(frame.channel_id).live(frame);
+  }
+
+  private onAck(ack: AckFrame): void {
+    const p = this.pending.get(ack.client_msg_id);
+    if (!p) return;
+    p.id = ack.id;
+    if (this.timeline(p.channel).get(ack.id)) this.pending.delete(ack.client_msg_id);
+  }
+
+  private onError(error: ErrorFrame): void {
+    const p = error.client_msg_id ? this.pending.get(error.client_msg_id) : undefined;
+    if (p) {
+      p.status = "failed";
+      p.error = error.message;
+      this.announce(`Message not sent: ${error.message}`);
+    }
+    // Errors without a client_msg_id answer typing signals (rate limits): nothing to show.
+  }
+
+  private async onMembership(frame: MembershipFrame): Promise<void> {
+    const team = frame.channel_id;
+    if (frame.event === "removed") {
+      const name = this.teams.get(team)?.name ?? "a team";
+      this.dropTeam(team);
+      this.notify("info", `You are no longer a member of ${name}.`);
+      return;
+    }
+    try {
+      const fresh = await this.api.team(team);
+      this.putTeam(fresh);
+      if (frame.event === "added") {
+        // The creator of a team gets "added" too (often before the create call returns): a team
+        // whose only member is its super_admin, me, is no news.
+        const mine = fresh.super_admin === this.me.id && fresh.members.length === 1;
+        if (!mine) this.notify("info", `You were added to ${fresh.name}.`);
+        // History from before the subscription is fetched now; live frames follow.
+        const t = this.timeline(team);
+        if (t.loaded || team === this.selectedTeam) void this.sync.request(team);
+      } else {
+        this.notify("info", `${fresh.name} was deactivated: it can be read, not written to.`);
+      }
+    } catch (err) {
+      this.fail("Could not load the team", err);
+    }
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  private async runSync(team: string, last: () => boolean): Promise<void> {
+    if (!this.teams.has(team) || this.stopped) return;
+    const t = this.timeline(team);
+    try {
+      const created = await syncChannel(this.api, team, t, last);
+      this.settle(created);
+      for (const m of created) this.typing.stopped(team, m.to, m.from);
+    } catch (err) {
+      t.abortResume();
+      if (err instanceof ApiError && err.status === 404) {
+        this.dropTeam(team);
+        return;
+      }
+      // The socket may be down, or the server busy: try again shortly (frames keep buffering).
+      this.clock.setTimeout(() => void this.sync.request(team), SYNC_RETRY_MS);
+    } finally {
+      this.changed();
+    }
+  }
+
+  /** Pending sends whose message has arrived are done. */
+  private settle(messages: Message[]): void {
+    if (this.pending.size === 0) return;
+    const ids = new Set(messages.map((m) => m.id));
+    for (const [key, p] of this.pending) if (p.id !== null && ids.has(p.id)) this.pending.delete(key);
+  }
+
+  private sendFrame(p: Omit<Pending, "clientMsgId" | "status" | "error" | "id">): void {
+    const pending: Pending = { ...p, clientMsgId: this.newId(), status: "sending", error: null, id: null };
+    this.pending.set(pending.clientMsgId, pending);
+    // Not connected: it goes out after the next hello.
+    this.socket.send(this.frameOf(pending));
+    this.changed();
+  }
+
+  private frameOf(p: Pending): object {
+    return {
+      channel_id: p.channel,
+      to: p.to,
+      type: p.type,
+      data: p.data,
+      client_msg_id: p.clientMsgId,
+      ...(p.threadId ? { thread_id: p.threadId } : {}),
+    };
+  }
+
+  /** A reply goes where its root went: the team, or the DM between the same two people. */
+  private replyTo(team: string, root: string): string {
+    const message = this.timeline(team).get(root);
+    return message ? conversationOf(message.to, message.from, this.me.id) : "*";
+  }
+
+  private async loadTeams(): Promise<void> {
+    const all: Team[] = [];
+    let cursor: string | undefined;
+    try {
+      for (;;) {
+        const page = await this.api.teams(cursor);
+        all.push(...page.data);
+        const next = page.meta.next_cursor;
+        if (!page.meta.has_more || next === null || next === undefined) break;
+        cursor = String(next);
+      }
+    } catch (err) {
+      this.fail("Could not load your teams", err);
+      return;
+    }
+    const fresh = new Set(all.map((t) => t.id));
+    for (const id of [...this.teams.keys()]) if (!fresh.has(id)) this.dropTeam(id);
+    for (const team of all) this.putTeam(team);
+    if (!this.selectedTeam && all[0]) this.selectTeam(this.sortedTeams()[0]?.id ?? all[0].id);
+    this.changed();
+  }
+
+  private putTeam(team: Team): void {
+    this.teams.set(team.id, team);
+    this.read(team.id).fromServer(team.unread);
+    this.changed();
+  }
+
+  private dropTeam(team: string): void {
+    this.teams.delete(team);
+    this.timelines.delete(team);
+    this.reads.delete(team);
+    this.presence.forget(team);
+    for (const [key, p] of this.pending) if (p.channel === team) this.pending.delete(key);
+    if (this.selectedTeam === team) {
+      this.selectedTeam = null;
+      this.threadRoot = null;
+      const next = this.sortedTeams()[0];
+      if (next) this.selectTeam(next.id);
+    }
+    this.changed();
+  }
+
+  private async loadPresence(team: string): Promise<void> {
+    try {
+      this.presence.snapshot(team, await this.api.presence(team));
+      this.changed();
+    } catch {
+      // Before 5b there is no presence route: the dots stay grey ("unknown").
+    }
+  }
+
+  private async loadThread(team: string, root: string): Promise<void> {
+    try {
+      const replies: Message[] = [];
+      let after: number | undefined;
+      for (;;) {
+        const page = await this.api.thread(team, root, after);
+        replies.push(...page.data);
+        const last = page.data[page.data.length - 1];
+        if (!page.meta.has_more || !last) break;
+        after = last.seq;
+      }
+      // Replies may be newer than the cursor: they fill in, the cursor stays (DESIGN section 4).
+      this.timeline(team).applyOutOfBand(replies);
+      this.changed();
+    } catch (err) {
+      this.fail("Could not load the thread", err);
+    }
+  }
+
+  async ensureUsers(ids: readonly string[]): Promise<void> {
+    await Promise.all(
+      ids
+        .filter((id) => !this.users.has(id))
+        .map((id) => {
+          let f = this.userFetches.get(id);
+          if (!f) {
+            f = this.api
+              .user(id)
+              .then((u) => {
+                this.users.set(id, u);
+                this.changed();
+              })
+              .catch(() => undefined)
+              .finally(() => this.userFetches.delete(id));
+            this.userFetches.set(id, f);
+          }
+          return f;
+        }),
+    );
+  }
+
+  /** A team change: the form that asked shows the outcome, screen readers hear it. */
+  private async teamCall(work: () => Promise<void>): Promise<string | null> {
+    try {
+      await work();
+      return null;
+    } catch (err) {
+      const text = readable(err);
+      this.announce(text);
+      this.changed();
+      return text;
+    }
+  }
+
+  private announceMessage(message: Message): void {
+    const teamName = this.teams.get(message.channel_id)?.name ?? "a team";
+    const here =
+      message.channel_id === this.selectedTeam && !message.thread_id && conversationOf(message.to, message.from, this.me.id) === this.conversation;
+    const what = message.type === "text" ? message.data.slice(0, 140) : `sent a ${message.type}`;
+    this.announce(here ? `${this.name(message.from)}: ${what}` : `New message from ${this.name(message.from)} in ${teamName}`);
+  }
+
+  private announce(text: string): void {
+    this.announcement = text;
+  }
+
+  private notify(kind: Notice["kind"], text: string): void {
+    this.notices = [...this.notices.slice(-3), { id: ++this.noticeSeq, kind, text }];
+    this.announce(text);
+    this.changed();
+  }
+
+  private fail(what: string, err: unknown): void {
+    this.notify("error", `${what}: ${readable(err)}`);
+  }
+}
+
+/** An error as a person reads it; a 403 says plainly that the role does not allow it. */
+export function readable(err: unknown): string {
+  if (err instanceof ApiError) {
+    if (err.status === 403) return `Not allowed: ${err.readable}`;
+    return err.readable;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

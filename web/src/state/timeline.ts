@@ -1,0 +1,151 @@
+// One channel's messages, kept gap-free by the contract's cursor rule (DESIGN section 4):
+// - the cursor is the highest seq of the message and `update` frames applied in order; nothing
+//   else (acks, reads, a thread or an older page fetched out of band) ever moves it;
+// - during a resume, live frames are buffered; the cursor moves only as pages are applied; at the
+//   end the buffer is applied in seq order, each message once (dedupe by id) and each change once
+//   (a change applies only if its seq is above the last one applied to that message).
+import type { Change, Message, UpdateFrame } from "../api/types";
+
+export type LiveFrame = Message | UpdateFrame;
+
+interface Entry {
+  message: Message;
+  /** The seq of the last change applied to this message (its own seq when created). */
+  changeSeq: number;
+}
+
+function asChange(frame: LiveFrame): Change {
+  if ("change" in frame && frame.type === "update") {
+    return { seq: frame.seq, change: frame.change, message: frame.message };
+  }
+  const message = frame as Message;
+  return { seq: message.seq, change: "created", message };
+}
+
+export class ChannelTimeline {
+  cursor: number | null = null;
+  /** Whether the starting page is in: until then live frames are not kept (only counted). */
+  loaded = false;
+  /** Whether messages older than the oldest held one exist (infinite scroll upward). */
+  hasOlder = true;
+  private resuming = false;
+  private buffer: LiveFrame[] = [];
+  private readonly byId = new Map<string, Entry>();
+  private sorted: Message[] | null = null;
+  /** Bumped on every visible change, for views to notice. */
+  version = 0;
+
+  get isResuming(): boolean {
+    return this.resuming;
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: string): Message | undefined {
+    return this.byId.get(id)?.message;
+  }
+
+  /** Every held message, ascending by seq. */
+  messages(): Message[] {
+    if (!this.sorted) this.sorted = [...this.byId.values()].map((e) => e.message).sort((a, b) => a.seq - b.seq);
+    return this.sorted;
+  }
+
+  oldestSeq(): number | null {
+    return this.messages()[0]?.seq ?? null;
+  }
+
+  /**
+   * A message or update frame from the socket. Returns the messages it created (new ids), for
+   * unread counting and announcements; a buffered or duplicate frame returns nothing.
+   */
+  live(frame: LiveFrame): Message[] {
+    if (!this.loaded && !this.resuming) return [];
+    if (this.resuming) {
+      this.buffer.push(frame);
+      return [];
+    }
+    return this.applyInOrder([asChange(frame)]);
+  }
+
+  /** Start loading or resuming: live frames are buffered from now on; returns the cursor. */
+  beginResume(): number | null {
+    this.resuming = true;
+    return this.cursor;
+  }
+
+  /** The starting page (history with no cursor): applied in order, the cursor moves to its end. */
+  applyLatest(page: Message[], hasOlder: boolean): Message[] {
+    const created = this.applyInOrder(page.map((m) => ({ seq: m.seq, change: "created" as const, message: m })));
+    if (!this.loaded) this.hasOlder = hasOlder;
+    this.loaded = true;
+    return created;
+  }
+
+  /** A page of `changes?after=<cursor>`, ascending: applied in order, the cursor follows. */
+  applyChanges(page: Change[]): Message[] {
+    return this.applyInOrder(page);
+  }
+
+  /** The last page is in: apply what arrived live meanwhile, in seq order, each thing once. */
+  endResume(): Message[] {
+    this.resuming = false;
+    const buffered = this.buffer.map(asChange).sort((a, b) => a.seq - b.seq);
+    this.buffer = [];
+    return this.applyInOrder(buffered);
+  }
+
+  /** A resume that failed: keep buffering (the cursor did not move past anything unfetched). */
+  abortResume(): void {
+    // The buffer stays; the next beginResume goes on from the same cursor.
+  }
+
+  /** An older page (`before=`): fills in below, never moves the cursor. */
+  applyOlder(page: Message[], hasMore: boolean): void {
+    for (const m of page) this.upsert({ seq: m.seq, change: "created", message: m });
+    this.hasOlder = hasMore;
+    this.touch();
+  }
+
+  /** A message state from a REST answer (an edit's result, a thread page): no cursor move. */
+  applyOutOfBand(messages: Message[]): void {
+    for (const m of messages) this.upsert({ seq: m.seq, change: "created", message: m }, true);
+    this.touch();
+  }
+
+  private applyInOrder(changes: Change[]): Message[] {
+    const created: Message[] = [];
+    for (const change of changes) {
+      if (this.upsert(change)) created.push(change.message);
+      if (this.cursor === null || change.seq > this.cursor) this.cursor = change.seq;
+    }
+    this.touch();
+    return created;
+  }
+
+  /** Returns true when the message id was new. */
+  private upsert(change: Change, outOfBand = false): boolean {
+    const id = change.message.id;
+    const held = this.byId.get(id);
+    if (!held) {
+      this.byId.set(id, { message: change.message, changeSeq: change.seq });
+      return true;
+    }
+    if (outOfBand) {
+      // A REST answer is the state after some change we may not have seen yet: take it, but
+      // keep the change seq, so the live update that announces it still applies (idempotently).
+      held.message = change.message;
+    } else if (change.change !== "created" && change.seq > held.changeSeq) {
+      held.message = change.message;
+      held.changeSeq = change.seq;
+    }
+    return false;
+  }
+
+  private touch(): void {
+    this.sorted = null;
+    this.version += 1;
+  }
+}

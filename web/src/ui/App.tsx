@@ -1,0 +1,57 @@
+// The whole app: the login screen until a session exists, then the chat. The token worker is the
+// only holder of the refresh token; a reload starts a new page and so asks for a new login.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { Api } from "../api/client";
+import { ChatModel } from "../app/chat";
+import { realClock } from "../auth/keeper";
+import { AuthSession, type Port } from "../auth/session";
+import { ChatSocket, type WireSocket } from "../net/socket";
+import { Login } from "./Login";
+import { Shell } from "./Shell";
+
+function wsUrl(): string {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
+}
+
+export function App() {
+  const session = useMemo(
+    () => new AuthSession(new Worker(new URL("../auth/worker.ts", import.meta.url), { type: "module", name: "tokens" }) as unknown as Port),
+    [],
+  );
+  const [model, setModel] = useState<ChatModel | null>(null);
+  const [reason, setReason] = useState<string | null>(null);
+
+  useEffect(
+    () =>
+      session.onEnd((why) => {
+        setReason(why);
+        setModel((current) => {
+          current?.stop();
+          return null;
+        });
+      }),
+    [session],
+  );
+
+  const signedIn = () => {
+    const me = session.user;
+    if (!me) return;
+    const api = new Api("", session);
+    const chat = new ChatModel({
+      api,
+      me,
+      clock: realClock,
+      openSocket: (handlers) => {
+        const socket = new ChatSocket(wsUrl(), session, handlers, (url) => new WebSocket(url) as unknown as WireSocket, realClock);
+        window.addEventListener("online", () => socket.nudge());
+        return socket;
+      },
+    });
+    setReason(null);
+    setModel(chat);
+    void chat.start();
+  };
+
+  if (!model) return <Login session={session} reason={reason} onIn={signedIn} />;
+  return <Shell model={model} onLogout={() => void session.logout()} />;
+}

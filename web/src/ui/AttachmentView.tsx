@@ -1,0 +1,56 @@
+// An attachment message: images inline, video and audio with controls, anything else a download
+// link. URLs are short-lived presigned GETs, fetched when shown and again when they expire.
+import { useEffect, useState } from "preact/hooks";
+import type { Attachment, Message } from "../api/types";
+import type { ChatModel } from "../app/chat";
+import { bytes } from "./format";
+
+export function AttachmentView(props: { model: ChatModel; message: Message }) {
+  const { model, message } = props;
+  const [info, setInfo] = useState<Attachment | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [round, setRound] = useState(0);
+  const [failures, setFailures] = useState(0);
+
+  useEffect(() => {
+    let live = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    model.attachment(message.data).then(
+      (a) => {
+        if (!live) return;
+        setInfo(a);
+        // Fetch a fresh URL shortly before this one expires, so a click never meets a dead link.
+        const left = a.expires_at ? Date.parse(a.expires_at) - Date.now() - 20_000 : 0;
+        if (left > 0) timer = setTimeout(() => setRound((r) => r + 1), left);
+      },
+      () => live && setError("This attachment is not available."),
+    );
+    return () => {
+      live = false;
+      if (timer) clearTimeout(timer);
+    };
+  }, [message.data, round]);
+
+  if (error) return <p class="attachment-missing">{error}</p>;
+  if (!info || !info.url) return <p class="attachment-loading">Loading attachment…</p>;
+  // An expired URL fails to load: ask for a fresh one (a few times, not forever).
+  const refresh = () => {
+    if (failures >= 3) return;
+    setFailures(failures + 1);
+    setRound((r) => r + 1);
+  };
+  if (message.type === "image") {
+    return (
+      <a class="attachment image" href={info.url} target="_blank" rel="noopener noreferrer">
+        <img src={info.url} alt={info.filename} loading="lazy" onError={refresh} />
+      </a>
+    );
+  }
+  if (message.type === "video") return <video class="attachment" src={info.url} controls preload="metadata" aria-label={info.filename} onError={refresh} />;
+  if (message.type === "audio") return <audio class="attachment" src={info.url} controls preload="metadata" aria-label={info.filename} onError={refresh} />;
+  return (
+    <a class="attachment file" href={info.url} target="_blank" rel="noopener noreferrer">
+      <span aria-hidden="true">📄</span> {info.filename} <span class="muted">({bytes(info.size)})</span>
+    </a>
+  );
+}

@@ -1,0 +1,112 @@
+// The open conversation: the team's own, or a DM with one member. Messages, typing, uploads in
+// flight, the composer; a file dropped anywhere on it is uploaded.
+import { useState } from "preact/hooks";
+import type { Message, Team } from "../api/types";
+import type { ChatModel } from "../app/chat";
+import { dividerBefore } from "../state/unread";
+import { Composer } from "./Composer";
+import { MessageList } from "./MessageList";
+import { PresenceDot } from "./PresenceDot";
+import { Uploads } from "./Uploads";
+
+interface Props {
+  model: ChatModel;
+  team: Team;
+  onOpenTeamPanel(): void;
+}
+
+export function Conversation(props: Props) {
+  const { model, team } = props;
+  const [editing, setEditing] = useState<Message | null>(null);
+  const [dragging, setDragging] = useState(false);
+  const conv = model.conversation;
+  const timeline = model.timeline(team.id);
+  const messages = model.view(team.id, conv);
+  const dm = conv !== "*";
+  const title = dm ? model.name(conv) : team.name;
+  const typing = model.typingNames();
+
+  const editLast = () => {
+    const mine = [...messages].reverse().find((m) => m.from === model.me.id && m.type === "text" && !m.deleted);
+    if (mine) setEditing(mine);
+  };
+
+  return (
+    <section
+      class={dragging ? "conversation dragging" : "conversation"}
+      aria-label={dm ? `Direct messages with ${title}` : `Team ${title}`}
+      onDragOver={(e) => {
+        if (e.dataTransfer?.types.includes("Files")) {
+          e.preventDefault();
+          setDragging(true);
+        }
+      }}
+      onDragLeave={() => setDragging(false)}
+      onDrop={(e) => {
+        e.preventDefault();
+        setDragging(false);
+        const f = e.dataTransfer?.files[0];
+        if (f) void model.sendFile(f);
+      }}
+    >
+      <header class="conversation-head">
+        <h2>
+          {dm ? (
+            <>
+              <PresenceDot status={model.presence.status(team.id, conv)} /> {title}
+            </>
+          ) : (
+            <>
+              <span aria-hidden="true">#</span> {title}
+            </>
+          )}
+        </h2>
+        {!dm && team.meta_tags.length > 0 && (
+          <ul class="tags" aria-label="Tags">
+            {team.meta_tags.map((t) => (
+              <li key={t}>{t}</li>
+            ))}
+          </ul>
+        )}
+        <button type="button" class="ghost" onClick={props.onOpenTeamPanel}>
+          Members &amp; settings
+        </button>
+      </header>
+      {!team.active && <p class="banner warn">This team is deactivated: you can read it, not write to it.</p>}
+      {!timeline.loaded ? (
+        <p class="loading muted" role="status">
+          Loading messages…
+        </p>
+      ) : (
+        <MessageList
+          key={`${team.id}/${conv}`}
+          model={model}
+          team={team}
+          messages={messages}
+          pending={model.pendingIn(team.id, conv, null)}
+          dividerBefore={dividerBefore(messages, model.dividerAfter, model.me.id)}
+          inThread={false}
+          label={`Messages in ${title}`}
+          onEdit={setEditing}
+          onReply={(m) => model.openThread(m.id)}
+          loadOlder={() => model.loadOlder()}
+          hasOlder={timeline.hasOlder}
+          seen={(seq) => model.markSeen(seq)}
+        />
+      )}
+      <p class="typing" aria-hidden={typing.length === 0}>
+        {typing.length === 1 ? `${typing[0]} is typing…` : typing.length > 1 ? `${typing.join(", ")} are typing…` : "\u00a0"}
+      </p>
+      <Uploads model={model} channel={team.id} to={conv} />
+      <Composer
+        model={model}
+        label={dm ? `Message ${title}` : `Message #${team.name}`}
+        threadId={null}
+        editing={editing}
+        disabled={!team.active}
+        onEditLast={editLast}
+        onEditDone={() => setEditing(null)}
+      />
+    </section>
+  );
+}

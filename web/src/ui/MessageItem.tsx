@@ -1,0 +1,144 @@
+// One message: author, time, body (text or attachment), edited mark, reactions and its actions.
+import { useState } from "preact/hooks";
+import type { Message, Team } from "../api/types";
+import type { ChatModel } from "../app/chat";
+import { mayDelete, roleOf } from "../state/roles";
+import { AttachmentView } from "./AttachmentView";
+import { clock, initials } from "./format";
+import { MessageText } from "./Text";
+
+export const EMOJI = ["👍", "❤️", "😂", "🎉", "👀", "✅"];
+// The server's default CHAT_EDIT_WINDOW_S; it decides, and a refusal is shown as it comes.
+const EDIT_WINDOW_MS = 300_000;
+
+export function mayEdit(team: Team, me: string, m: Message, now: number): boolean {
+  if (m.from !== me || m.type !== "text" || m.deleted) return false;
+  return roleOf(team, me) !== "user" || now - Date.parse(m.ts) < EDIT_WINDOW_MS;
+}
+
+interface Props {
+  model: ChatModel;
+  team: Team;
+  message: Message;
+  compact: boolean;
+  inThread: boolean;
+  onEdit(m: Message): void;
+  onReply?(m: Message): void;
+}
+
+export function MessageItem(props: Props) {
+  const { model, team, message: m, compact } = props;
+  const me = model.me.id;
+  const [picking, setPicking] = useState(false);
+  const name = (id: string) => model.name(id);
+  const own = m.from === me;
+  const canEdit = mayEdit(team, me, m, Date.now());
+  const canDelete = !m.deleted && mayDelete(team, me, m.from);
+  const replies = m.thread?.replies ?? 0;
+
+  const react = (emoji: string) => {
+    setPicking(false);
+    void model.toggleReaction(m.id, emoji);
+  };
+
+  return (
+    <article
+      class={`message${compact ? " compact" : ""}${own ? " own" : ""}${m.deleted ? " deleted" : ""}`}
+      data-seq={m.seq}
+      data-id={m.id}
+      aria-label={`${name(m.from)} at ${clock(m.ts)}`}
+      onKeyDown={(e) => {
+        if (e.key === "Escape" && picking) {
+          e.stopPropagation();
+          setPicking(false);
+        }
+      }}
+    >
+      {!compact && (
+        <header class="message-head">
+          <span class="avatar" aria-hidden="true">
+            {initials(name(m.from))}
+          </span>
+          <strong class="author">{name(m.from)}</strong>
+          {m.to !== "*" && <span class="tag">direct</span>}
+          <time dateTime={m.ts}>{clock(m.ts)}</time>
+        </header>
+      )}
+      <div class="message-body">
+        {m.deleted ? (
+          <p class="tombstone">This message was deleted.</p>
+        ) : m.type === "text" ? (
+          <p class="text">
+            <MessageText text={m.data} name={name} me={me} />
+            {m.edited_ts && <span class="edited"> (edited)</span>}
+          </p>
+        ) : (
+          <AttachmentView model={model} message={m} />
+        )}
+      </div>
+      {!m.deleted && (m.reactions?.length ?? 0) > 0 && (
+        <ul class="reactions" aria-label="Reactions">
+          {m.reactions?.map((r) => {
+            const mine = r.users.includes(me);
+            return (
+              <li key={r.emoji}>
+                <button
+                  type="button"
+                  class={mine ? "reaction mine" : "reaction"}
+                  aria-pressed={mine}
+                  aria-label={`${r.emoji} ${r.count}${mine ? ", including you" : ""}`}
+                  title={r.users.map(name).join(", ")}
+                  onClick={() => react(r.emoji)}
+                >
+                  {r.emoji} {r.count}
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+      {!props.inThread && replies > 0 && (
+        <button type="button" class="link thread-link" onClick={() => props.onReply?.(m)}>
+          {replies} {replies === 1 ? "reply" : "replies"}
+        </button>
+      )}
+      {!m.deleted && (
+        <div class="actions" role="group" aria-label="Message actions">
+          <button type="button" aria-label="Add reaction" aria-expanded={picking} onClick={() => setPicking(!picking)}>
+            ☺
+          </button>
+          {!props.inThread && props.onReply && (
+            <button type="button" aria-label="Reply in thread" onClick={() => props.onReply?.(m)}>
+              ↩
+            </button>
+          )}
+          {canEdit && (
+            <button type="button" aria-label="Edit message" onClick={() => props.onEdit(m)}>
+              ✎
+            </button>
+          )}
+          {canDelete && (
+            <button
+              type="button"
+              aria-label="Delete message"
+              onClick={() => {
+                if (confirm("Delete this message for everyone?")) void model.remove(m.id);
+              }}
+            >
+              🗑
+            </button>
+          )}
+        </div>
+      )}
+      {picking && (
+        <div class="picker" role="group" aria-label="Pick a reaction">
+          {EMOJI.map((e) => (
+            <button key={e} type="button" aria-label={`React with ${e}`} onClick={() => react(e)}>
+              {e}
+            </button>
+          ))}
+        </div>
+      )}
+    </article>
+  );
+}

@@ -1,0 +1,85 @@
+// The signed-in screen: header with the connection state, sidebar, the open conversation and a
+// side panel (thread, or members and settings). Esc closes the panel, then the drawer.
+import { useEffect, useState } from "preact/hooks";
+import type { ChatModel } from "../app/chat";
+import { Conversation } from "./Conversation";
+import { useObservable } from "./hooks";
+import { Sidebar } from "./Sidebar";
+import { TeamPanel } from "./TeamPanel";
+import { ThreadPanel } from "./ThreadPanel";
+
+export function Shell(props: { model: ChatModel; onLogout(): void }) {
+  const { model } = props;
+  useObservable(model);
+  const [teamPanel, setTeamPanel] = useState(false);
+  const [drawer, setDrawer] = useState(false);
+  const team = model.selectedTeam ? model.teams.get(model.selectedTeam) : undefined;
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== "Escape" || e.defaultPrevented) return;
+      if (model.threadRoot) model.openThread(null);
+      else if (teamPanel) setTeamPanel(false);
+      else if (drawer) setDrawer(false);
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [model, teamPanel, drawer]);
+
+  const panel = team && model.threadRoot ? "thread" : team && teamPanel ? "team" : null;
+  const reconnecting = model.status === "reconnecting";
+  return (
+    <div class={`shell${drawer ? " drawer-open" : ""}${panel ? " with-panel" : ""}`}>
+      <header class="topbar">
+        <button type="button" class="icon drawer-toggle" aria-label="Teams and conversations" aria-expanded={drawer} onClick={() => setDrawer(!drawer)}>
+          ☰
+        </button>
+        <h1 class="brand">chatstack</h1>
+        <span class={`conn ${model.status}`} role="status" data-relay={model.relay ?? ""} title={model.relay ? `via relay ${model.relay}` : undefined}>
+          {model.status === "open" ? "connected" : model.status === "connecting" ? "connecting…" : model.status === "stopped" ? "disconnected" : "reconnecting…"}
+        </span>
+        <span class="whoami" title={model.me.email}>
+          {model.me.name}
+        </span>
+        <button type="button" class="ghost" onClick={props.onLogout}>
+          Log out
+        </button>
+      </header>
+      {reconnecting && (
+        <p class="banner reconnecting" role="status">
+          Reconnecting{model.statusDetail ? ` (${model.statusDetail})` : ""}… Messages you send now go out once the connection is back.
+        </p>
+      )}
+      {model.notices.length > 0 && (
+        <ul class="notices">
+          {model.notices.map((n) => (
+            <li key={n.id} class={`notice ${n.kind}`} role={n.kind === "error" ? "alert" : "status"}>
+              <span>{n.text}</span>
+              <button type="button" class="icon" aria-label="Dismiss" onClick={() => model.dismissNotice(n.id)}>
+                ✕
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <div class="layout">
+        <Sidebar model={model} onNavigate={() => setDrawer(false)} />
+        <main class="main">
+          {team ? (
+            <Conversation model={model} team={team} onOpenTeamPanel={() => setTeamPanel(true)} />
+          ) : (
+            <section class="empty">
+              <h2>Welcome, {model.me.name}</h2>
+              <p>Create a team in the sidebar, or ask a team admin to add you by email ({model.me.email}).</p>
+            </section>
+          )}
+        </main>
+        {panel === "thread" && team && model.threadRoot && <ThreadPanel model={model} team={team} root={model.threadRoot} onClose={() => model.openThread(null)} />}
+        {panel === "team" && team && <TeamPanel model={model} team={team} onClose={() => setTeamPanel(false)} />}
+      </div>
+      <div class="visually-hidden" aria-live="polite" aria-atomic="true">
+        {model.announcement}
+      </div>
+    </div>
+  );
+}

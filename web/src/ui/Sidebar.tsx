@@ -1,0 +1,162 @@
+// Teams with their unread and mention badges, a form to create one, and the open team's
+// conversations: the team itself and a DM with each member (presence dot, unseen count).
+import { useState } from "preact/hooks";
+import type { ChatModel } from "../app/chat";
+import { initials } from "./format";
+import { PresenceDot } from "./PresenceDot";
+import { parseTags } from "./TeamPanel";
+
+export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
+  const { model } = props;
+  const [creating, setCreating] = useState(false);
+  const [name, setName] = useState("");
+  const [icon, setIcon] = useState("");
+  const [tags, setTags] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const teams = model.sortedTeams();
+  const team = model.selectedTeam ? model.teams.get(model.selectedTeam) : undefined;
+
+  return (
+    <nav class="sidebar" aria-label="Teams and conversations">
+      <div class="sidebar-section">
+        <h2 class="sidebar-title">Teams</h2>
+        <ul class="team-list">
+          {teams.map((t) => {
+            const r = model.read(t.id);
+            const current = t.id === model.selectedTeam;
+            return (
+              <li key={t.id}>
+                <button
+                  type="button"
+                  class={current ? "team-button current" : "team-button"}
+                  aria-current={current ? "page" : undefined}
+                  onClick={() => {
+                    model.selectTeam(t.id);
+                    props.onNavigate();
+                  }}
+                >
+                  <span class="team-icon" aria-hidden="true">
+                    {initials(t.name)}
+                  </span>
+                  <span class="team-name">{t.name}</span>
+                  {r.mentions > 0 && (
+                    <span class="badge mention" aria-label={`${r.mentions} mentions`}>
+                      @{r.mentions}
+                    </span>
+                  )}
+                  {r.count > 0 && (
+                    <span class="badge" aria-label={`${r.count} unread`}>
+                      {r.count}
+                    </span>
+                  )}
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+        {teams.length === 0 && <p class="muted small">No teams yet: create one, or ask an admin to add you.</p>}
+        {creating ? (
+          <form
+            class="stack new-team"
+            onSubmit={async (e) => {
+              e.preventDefault();
+              setError(null);
+              const failed = await model.createTeam(name.trim(), icon.trim(), parseTags(tags));
+              if (failed) setError(failed);
+              else {
+                setCreating(false);
+                setName("");
+                setIcon("");
+                setTags("");
+                props.onNavigate();
+              }
+            }}
+            onKeyDown={(e) => {
+              if (e.key === "Escape") {
+                e.stopPropagation();
+                setCreating(false);
+              }
+            }}
+          >
+            <label>
+              Team name
+              <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} autoFocus />
+            </label>
+            <label>
+              Icon URL (optional)
+              <input value={icon} onInput={(e) => setIcon(e.currentTarget.value)} inputMode="url" />
+            </label>
+            <label>
+              Tags (optional, comma separated)
+              <input value={tags} onInput={(e) => setTags(e.currentTarget.value)} />
+            </label>
+            {error && (
+              <p class="error small" role="alert">
+                {error}
+              </p>
+            )}
+            <div class="row">
+              <button type="submit" class="primary">
+                Create team
+              </button>
+              <button type="button" onClick={() => setCreating(false)}>
+                Cancel
+              </button>
+            </div>
+          </form>
+        ) : (
+          <button type="button" class="ghost new-team-button" onClick={() => setCreating(true)}>
+            + New team
+          </button>
+        )}
+      </div>
+      {team && (
+        <div class="sidebar-section">
+          <h2 class="sidebar-title">In {team.name}</h2>
+          <ul class="conversation-list">
+            <li>
+              <button
+                type="button"
+                class={model.conversation === "*" ? "conv-button current" : "conv-button"}
+                aria-current={model.conversation === "*" ? "page" : undefined}
+                onClick={() => {
+                  model.openConversation("*");
+                  props.onNavigate();
+                }}
+              >
+                <span aria-hidden="true">#</span> {team.name}
+              </button>
+            </li>
+          </ul>
+          <h3 class="sidebar-subtitle">Direct messages</h3>
+          <ul class="conversation-list">
+            {team.members
+              .filter((u) => u !== model.me.id)
+              .map((u) => {
+                const unseen = model.dmUnread(team.id, u);
+                const current = model.conversation === u;
+                return (
+                  <li key={u}>
+                    <button
+                      type="button"
+                      class={current ? "conv-button current" : "conv-button"}
+                      aria-current={current ? "page" : undefined}
+                      aria-label={`Direct messages with ${model.name(u)}${unseen > 0 ? `, ${unseen} new` : ""}`}
+                      onClick={() => {
+                        model.openConversation(u);
+                        props.onNavigate();
+                      }}
+                    >
+                      <PresenceDot status={model.presence.status(team.id, u)} /> <span class="conv-name">{model.name(u)}</span>
+                      {unseen > 0 && <span class="badge">{unseen}</span>}
+                    </button>
+                  </li>
+                );
+              })}
+          </ul>
+          {team.members.length === 1 && <p class="muted small">Add members in “Members &amp; settings” to message them.</p>}
+        </div>
+      )}
+    </nav>
+  );
+}

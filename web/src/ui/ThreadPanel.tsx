@@ -1,0 +1,59 @@
+// A thread in the side panel: its root, the replies, and a composer that replies.
+import { useState } from "preact/hooks";
+import type { Message, Team } from "../api/types";
+import type { ChatModel } from "../app/chat";
+import { conversationOf } from "../state/typing";
+import { Composer } from "./Composer";
+import { MessageItem } from "./MessageItem";
+import { MessageList } from "./MessageList";
+import { Uploads } from "./Uploads";
+
+export function ThreadPanel(props: { model: ChatModel; team: Team; root: string; onClose(): void }) {
+  const { model, team, root } = props;
+  const [editing, setEditing] = useState<Message | null>(null);
+  const message = model.timeline(team.id).get(root);
+  const replies = model.threadView(team.id, root);
+  return (
+    <aside class="panel thread" aria-label="Thread">
+      <header class="panel-head">
+        <h2>Thread</h2>
+        <button type="button" class="icon" aria-label="Close thread" onClick={props.onClose}>
+          ✕
+        </button>
+      </header>
+      {message ? (
+        <div class="thread-root">
+          <MessageItem model={model} team={team} message={message} compact={false} inThread={true} onEdit={setEditing} />
+        </div>
+      ) : (
+        <p class="muted">The first message of this thread is not loaded.</p>
+      )}
+      <MessageList
+        key={root}
+        model={model}
+        team={team}
+        messages={replies}
+        pending={model.pendingIn(team.id, model.conversation, root)}
+        dividerBefore={null}
+        inThread={true}
+        label="Replies"
+        onEdit={setEditing}
+        hasOlder={false}
+        seen={(seq) => model.markSeen(seq)}
+      />
+      <Uploads model={model} channel={team.id} to={message ? conversationOf(message.to, message.from, model.me.id) : "*"} />
+      <Composer
+        model={model}
+        label="Reply in thread"
+        threadId={root}
+        editing={editing}
+        disabled={!team.active || !message || Boolean(message.deleted)}
+        onEditLast={() => {
+          const mine = [...replies].reverse().find((m) => m.from === model.me.id && m.type === "text" && !m.deleted);
+          if (mine) setEditing(mine);
+        }}
+        onEditDone={() => setEditing(null)}
+      />
+    </aside>
+  );
+}

@@ -1,0 +1,29 @@
+// Uploads in flight for a conversation: a progress bar each, or the reason it was refused.
+import type { ChatModel } from "../app/chat";
+
+export function Uploads(props: { model: ChatModel; channel: string; to: string }) {
+  const list = [...props.model.uploads.values()].filter((u) => u.channel === props.channel && u.to === props.to);
+  if (list.length === 0) return null;
+  return (
+    <ul class="uploads">
+      {list.map((u) => (
+        <li key={u.key} class={u.error ? "upload failed" : "upload"}>
+          {u.error ? (
+            <p class="error" role="alert">
+              {u.error}{" "}
+              <button type="button" class="link" onClick={() => props.model.dismissUpload(u.key)}>
+                Dismiss
+              </button>
+            </p>
+          ) : (
+            <>
+              <span>Uploading {u.name}</span>
+              <progress max={1} value={u.progress} aria-label={`Uploading ${u.name}`} />
+              <span class="muted">{Math.round(u.progress * 100)}%</span>
+            </>
+          )}
+        </li>
+      ))}
+    </ul>
+  );
+}

@@ -1,0 +1,105 @@
+// An attachment's way in (docs/api.md "Attachments"): ask the management service for a presigned
+// POST, send the file straight to S3 with XMLHttpRequest (whose upload events give the progress
+// bar), then have it checked and scanned. Every refusal becomes an UploadError a person can read.
+import { ApiError } from "../api/client";
+import type { Attachment, UploadTicket } from "../api/types";
+
+export class UploadError extends Error {
+  override name = "UploadError";
+}
+
+export interface UploadApi {
+  requestUpload(team: string, file: { filename: string; content_type: string; size: number }): Promise<UploadTicket>;
+  completeUpload(id: string): Promise<Attachment>;
+}
+
+/** The part of XMLHttpRequest this uses (a fake in tests). */
+export interface Xhr {
+  open(method: string, url: string): void;
+  send(body: FormData): void;
+  upload: { onprogress: ((ev: ProgressEvent) => void) | null };
+  onload: (() => void) | null;
+  onerror: (() => void) | null;
+  status: number;
+  responseText: string;
+}
+
+export interface FileLike {
+  name: string;
+  type: string;
+  size: number;
+}
+
+/** S3 answers refusals as XML; its <Message> (or <Code>) is the readable part. */
+export function s3Reason(xml: string): string {
+  const message = /<Message>([^<]*)<\/Message>/.exec(xml)?.[1];
+  const code = /<Code>([^<]*)<\/Code>/.exec(xml)?.[1];
+  if (code === "EntityTooLarge") return "the file is larger than declared";
+  return message || code || "the storage refused the upload";
+}
+
+function postForm(makeXhr: () => Xhr, url: string, form: FormData, progress: (fraction: number) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const xhr = makeXhr();
+    xhr.open("POST", url);
+    xhr.upload.onprogress = (ev) => {
+      if (ev.lengthComputable && ev.total > 0) progress(ev.loaded / ev.total);
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        progress(1);
+        resolve();
+      } else {
+        reject(new UploadError(`Upload refused: ${s3Reason(xhr.responseText)}.`));
+      }
+    };
+    xhr.onerror = () => reject(new UploadError("Upload failed: the storage server cannot be reached."));
+    xhr.send(form);
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Uploads `file` for `team` and returns the ready attachment (its `kind` is the message type
+ * to send it as). `progress` gets 0..1 while the bytes travel.
+ */
+export async function uploadAttachment(
+  api: UploadApi,
+  team: string,
+  file: FileLike & Blob,
+  progress: (fraction: number) => void,
+  makeXhr: () => Xhr = () => new XMLHttpRequest() as unknown as Xhr,
+  pause: (ms: number) => Promise<void> = sleep,
+): Promise<Attachment> {
+  let ticket: UploadTicket;
+  try {
+    ticket = await api.requestUpload(team, { filename: file.name, content_type: file.type || "application/octet-stream", size: file.size });
+  } catch (err) {
+    if (err instanceof ApiError) throw new UploadError(`“${file.name}” refused: ${err.readable}.`);
+    throw err;
+  }
+  const form = new FormData();
+  for (const [key, value] of Object.entries(ticket.upload.fields)) form.append(key, value);
+  // The file goes last, named "file", with the declared type (the policy pins it).
+  form.append("file", file, file.name);
+  progress(0);
+  await postForm(makeXhr, ticket.upload.url, form, progress);
+  // 409: the store has not shown the object yet; 503: no verdict yet (scanner busy). Both keep the
+  // attachment pending: ask again a few times before giving up.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await api.completeUpload(ticket.id);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 409 || err.status === 503) && attempt < 5) {
+        await pause(500 * (attempt + 1));
+        continue;
+      }
+      if (err instanceof ApiError && err.status === 422) {
+        throw new UploadError(`“${file.name}” was refused: ${err.readable}.`);
+      }
+      if (err instanceof ApiError) throw new UploadError(`“${file.name}” could not be checked: ${err.readable}.`);
+      throw err;
+    }
+  }
+}

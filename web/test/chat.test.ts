@@ -1,0 +1,179 @@
+import { describe, expect, it } from "vitest";
+import type { Api } from "../src/api/client";
+import type { Team } from "../src/api/types";
+import { ChatModel } from "../src/app/chat";
+import type { SocketHandlers } from "../src/net/socket";
+import { BOB, created, FakeClock, flush, ME, msg, TEAM } from "./fixtures";
+
+const OTHER = "o".repeat(31) + "2";
+
+function team(id: string, over: Partial<Team> = {}): Team {
+  return { id, name: id === TEAM ? "Core" : "Other", icon: "", active: true, meta_tags: [], members: [ME, BOB], admins: [ME], super_admin: ME, doc: "", ...over };
+}
+
+function setup() {
+  const clock = new FakeClock();
+  const sent: Record<string, unknown>[] = [];
+  const calls: string[] = [];
+  let handlers: SocketHandlers | null = null;
+  let connected = false;
+  const log = [created(msg(1)), created(msg(2))];
+  const api = {
+    teams: async () => ({ data: [team(TEAM, { unread: { count: 0, mentions: 0, last_read_seq: 2 } }), team(OTHER)], meta: { has_more: false } }),
+    // A team named "nnn..." is one the user just created: they are its only member.
+    team: async (id: string) => (id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id)),
+    user: async (id: string) => ({ id, email: `${id}@x`, name: id === BOB ? "Bob" : "Someone" }),
+    presence: async () => [],
+    history: async (_t: string, q: { before?: number }) => {
+      calls.push(`history ${JSON.stringify(q)}`);
+      return { data: log.map((c) => c.message), meta: { has_more: false } };
+    },
+    changes: async (_t: string, after: number) => {
+      calls.push(`changes ${after}`);
+      return { data: log.filter((c) => c.seq > after), meta: { has_more: false } };
+    },
+    markRead: async (_t: string, seq: number) => {
+      calls.push(`read ${seq}`);
+    },
+  } as unknown as Api;
+  const model = new ChatModel({
+    api,
+    me: { id: ME, email: "me@x", name: "Me" },
+    clock,
+    newId: (() => {
+      let n = 0;
+      return () => `c${++n}`;
+    })(),
+    openSocket: (h) => {
+      handlers = h;
+      return {
+        start: () => undefined,
+        stop: () => undefined,
+        send: (f: object) => {
+          if (connected) sent.push(f as Record<string, unknown>);
+          return connected;
+        },
+      };
+    },
+  });
+  const hello = () => {
+    connected = true;
+    handlers?.hello({ type: "hello", user_id: ME, channels: [TEAM, OTHER], relay: "r1", heartbeat_s: 20 });
+  };
+  const frame = (f: object) => handlers?.frame(f as Record<string, unknown>);
+  const drop = () => (connected = false);
+  return { model, clock, sent, calls, log, hello, frame, drop };
+}
+
+describe("ChatModel", () => {
+  it("loads the open team's latest page, then resumes it from its cursor after each hello", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    expect(s.model.view(TEAM, "*").map((m) => m.seq)).toEqual([1, 2]);
+    s.log.push(created(msg(3)));
+    s.drop();
+    s.hello();
+    await flush();
+    // The first page may predate the socket's subscription: each hello resumes from the cursor.
+    expect(s.calls).toEqual(['history {"limit":50}', "changes 2", "changes 2"]);
+    expect(s.model.view(TEAM, "*").map((m) => m.seq)).toEqual([1, 2, 3]);
+  });
+
+  it("shows a sent message as pending until its delivery, matched through the ack's id", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.model.sendText("hi");
+    expect(s.sent).toEqual([{ channel_id: TEAM, to: "*", type: "text", data: "hi", client_msg_id: "c1" }]);
+    expect(s.model.pendingIn(TEAM, "*", null)).toHaveLength(1);
+    s.frame({ type: "ack", client_msg_id: "c1", id: "m9", seq: 9, ts: "" });
+    expect(s.model.pendingIn(TEAM, "*", null)).toHaveLength(1);
+    s.frame(msg(9, { from: ME, data: "hi" }));
+    expect(s.model.pendingIn(TEAM, "*", null)).toHaveLength(0);
+    expect(s.model.view(TEAM, "*").filter((m) => m.id === "m9")).toHaveLength(1);
+  });
+
+  it("sends what was never acknowledged again after a reconnect, with the same client_msg_id", async () => {
+    const s = setup();
+    await s.model.start();
+    s.model.sendText("while offline");
+    expect(s.sent).toEqual([]);
+    s.hello();
+    expect(s.sent.map((f) => f.client_msg_id)).toEqual(["c1"]);
+    s.drop();
+    s.hello();
+    expect(s.sent.map((f) => f.client_msg_id)).toEqual(["c1", "c1"]);
+  });
+
+  it("marks a refused message as failed with the server's reason", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.model.sendText("x");
+    s.frame({ type: "error", code: "rate_limited", message: "slow down", client_msg_id: "c1" });
+    expect(s.model.pendingIn(TEAM, "*", null)[0]).toMatchObject({ status: "failed", error: "slow down" });
+  });
+
+  it("counts unread and mentions for a team that is not open, once per message", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    const m = msg(5, { channel_id: OTHER, data: `hey <@${ME}>` });
+    s.frame(m);
+    s.frame(m);
+    expect([s.model.read(OTHER).count, s.model.read(OTHER).mentions]).toEqual([1, 1]);
+    expect(s.model.announcement).toBe("New message from Bob in Other");
+  });
+
+  it("reports the read mark once, after a pause, as messages come into view", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.frame(msg(3));
+    s.frame(msg(4));
+    expect(s.model.read(TEAM).count).toBe(2);
+    s.model.markSeen(3);
+    s.model.markSeen(4);
+    expect(s.model.read(TEAM).count).toBe(0);
+    s.clock.advance(1000);
+    expect(s.calls.filter((c) => c.startsWith("read"))).toEqual(["read 4"]);
+  });
+
+  it("forgets a team the user was removed from and opens another", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.frame({ type: "membership", channel_id: TEAM, event: "removed" });
+    await flush();
+    expect(s.model.teams.has(TEAM)).toBe(false);
+    expect(s.model.selectedTeam).toBe(OTHER);
+    expect(s.model.notices.at(-1)?.text).toBe("You are no longer a member of Core.");
+  });
+
+  it("sends a thread reply to where its root went: a DM root gets a DM reply to the other person", async () => {
+    const s = setup();
+    s.log.push(created(msg(3, { to: ME, from: BOB })));
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.model.sendText("answer", "m3");
+    expect(s.sent.at(-1)).toMatchObject({ to: BOB, thread_id: "m3" });
+  });
+
+  it("tells of being added by someone else, not of a team the user just created", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.frame({ type: "membership", channel_id: OTHER, event: "added" });
+    await flush();
+    expect(s.model.notices.at(-1)?.text).toBe("You were added to Other.");
+    const count = s.model.notices.length;
+    s.frame({ type: "membership", channel_id: "n".repeat(32), event: "added" });
+    await flush();
+    expect(s.model.notices).toHaveLength(count);
+  });
+});

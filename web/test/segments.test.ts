@@ -1,0 +1,34 @@
+import { describe, expect, it } from "vitest";
+import { safeHref, segments } from "../src/text/segments";
+import { ME } from "./fixtures";
+
+describe("segments", () => {
+  it("keeps markup as plain text", () => {
+    const s = `<img src=x onerror=alert(1)><script>alert(2)</script>`;
+    expect(segments(s)).toEqual([{ kind: "text", text: s }]);
+  });
+
+  it("makes http(s) links, leaving trailing punctuation outside", () => {
+    expect(segments("see https://example.com/a?b=1, then (http://x.org).")).toEqual([
+      { kind: "text", text: "see " },
+      { kind: "link", text: "https://example.com/a?b=1", href: "https://example.com/a?b=1" },
+      { kind: "text", text: ", then (" },
+      { kind: "link", text: "http://x.org", href: "http://x.org/" },
+      { kind: "text", text: ")." },
+    ]);
+  });
+
+  it("never makes links of other schemes", () => {
+    expect(segments("javascript:alert(1) data:text/html,x").every((s) => s.kind === "text")).toBe(true);
+    expect(safeHref("javascript:alert(1)")).toBeNull();
+    expect(safeHref("https://ok.example/")).toBe("https://ok.example/");
+  });
+
+  it("turns <@user_id> into a mention", () => {
+    expect(segments(`hi <@${ME}>!`)).toEqual([
+      { kind: "text", text: "hi " },
+      { kind: "mention", userId: ME },
+      { kind: "text", text: "!" },
+    ]);
+  });
+});

@@ -1,0 +1,188 @@
+import { describe, expect, it } from "vitest";
+import { ApiError, type Page } from "../src/api/client";
+import type { Change, Message } from "../src/api/types";
+import { loadOlder, SyncQueue, type SyncApi, syncChannel } from "../src/state/sync";
+import { ChannelTimeline } from "../src/state/timeline";
+import { created, flush, msg, TEAM } from "./fixtures";
+
+/** A server holding `log` (changes in seq order) that answers pages of `limit`. */
+class FakeServer implements SyncApi {
+  calls: string[] = [];
+  /** Runs while a request is "on the wire": the test injects live frames there. */
+  during: (() => void) | null = null;
+  changesExist = true;
+
+  constructor(public log: Change[]) {}
+
+  async history(_team: string, q: { before?: number; after?: number; limit?: number }): Promise<Page<Message>> {
+    this.calls.push(`history ${JSON.stringify(q)}`);
+    this.during?.();
+    const all = this.log.filter((c) => c.change === "created").map((c) => c.message);
+    const limit = q.limit ?? 50;
+    let page: Message[];
+    let hasMore: boolean;
+    if (q.after !== undefined) {
+      const rest = all.filter((m) => m.seq > (q.after as number));
+      page = rest.slice(0, limit);
+      hasMore = rest.length > limit;
+    } else {
+      const below = q.before === undefined ? all : all.filter((m) => m.seq < (q.before as number));
+      page = below.slice(-limit);
+      hasMore = below.length > limit;
+    }
+    return { data: page, meta: { has_more: hasMore } };
+  }
+
+  async changes(_team: string, after: number, limit = 200): Promise<Page<Change>> {
+    this.calls.push(`changes after=${after}`);
+    if (!this.changesExist) throw new ApiError(404, "not_found", "no such route");
+    this.during?.();
+    const rest = this.log.filter((c) => c.seq > after);
+    return { data: rest.slice(0, limit), meta: { has_more: rest.length > limit, next_cursor: null } };
+  }
+}
+
+describe("syncChannel", () => {
+  it("loads the latest page first, then resumes from its end with changes?after=", async () => {
+    const server = new FakeServer([1, 2, 3].map((s) => created(msg(s))));
+    const t = new ChannelTimeline();
+    await syncChannel(server, TEAM, t);
+    expect(t.cursor).toBe(3);
+    server.log.push(created(msg(4)), { seq: 5, change: "edited", message: msg(2, { data: "new" }) });
+    const fresh = await syncChannel(server, TEAM, t);
+    expect(server.calls).toEqual(['history {"limit":50}', "changes after=3"]);
+    expect(fresh.map((m) => m.id)).toEqual(["m4"]);
+    expect(t.get("m2")?.data).toBe("new");
+    expect(t.cursor).toBe(5);
+  });
+
+  it("pages changes until has_more is false", async () => {
+    const server = new FakeServer(Array.from({ length: 450 }, (_, i) => created(msg(i + 1))));
+    const t = new ChannelTimeline();
+    t.beginResume();
+    t.applyLatest([msg(1)], false);
+    t.endResume();
+    await syncChannel(server, TEAM, t);
+    expect(server.calls).toEqual(["changes after=1", "changes after=201", "changes after=401"]);
+    expect(t.size).toBe(450);
+    expect(t.cursor).toBe(450);
+  });
+
+  it("merges live frames that arrive while pages load: every message once, nothing missing", async () => {
+    const server = new FakeServer([1, 2].map((s) => created(msg(s))));
+    const t = new ChannelTimeline();
+    await syncChannel(server, TEAM, t);
+    // Reconnect: 3 and 4 were stored while the socket was down; 4 and 5 also arrive live
+    // on the new socket while the resume page is in flight.
+    server.log.push(created(msg(3)), created(msg(4)));
+    server.during = () => {
+      t.live(msg(4));
+      t.live(msg(5));
+      server.during = null;
+    };
+    await syncChannel(server, TEAM, t);
+    expect(t.messages().map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(t.cursor).toBe(5);
+  });
+
+  it("falls back to history after= on a backend without the changes route", async () => {
+    const server = new FakeServer([1, 2].map((s) => created(msg(s))));
+    const t = new ChannelTimeline();
+    await syncChannel(server, TEAM, t);
+    server.changesExist = false;
+    server.log.push(created(msg(3)));
+    await syncChannel(server, TEAM, t);
+    expect(server.calls.slice(1)).toEqual(["changes after=2", 'history {"after":2,"limit":200}']);
+    expect(t.cursor).toBe(3);
+  });
+
+  it("leaves the timeline buffering when a page fails, and the retry loses nothing", async () => {
+    const server = new FakeServer([created(msg(1))]);
+    const t = new ChannelTimeline();
+    await syncChannel(server, TEAM, t);
+    server.log.push(created(msg(2)));
+    const broken: SyncApi = {
+      history: server.history.bind(server),
+      changes: async () => {
+        t.live(msg(3));
+        throw new ApiError(503, "unavailable", "busy");
+      },
+    };
+    await expect(syncChannel(broken, TEAM, t)).rejects.toThrow("busy");
+    expect(t.isResuming).toBe(true);
+    server.log.push(created(msg(3)));
+    await syncChannel(server, TEAM, t);
+    expect(t.messages().map((m) => m.seq)).toEqual([1, 2, 3]);
+    expect(t.isResuming).toBe(false);
+  });
+
+  it("loads older pages below the oldest message until there are none", async () => {
+    const server = new FakeServer(Array.from({ length: 120 }, (_, i) => created(msg(i))));
+    const t = new ChannelTimeline();
+    await syncChannel(server, TEAM, t);
+    expect(t.oldestSeq()).toBe(70);
+    expect(await loadOlder(server, TEAM, t)).toBe(50);
+    expect(t.hasOlder).toBe(true);
+    expect(await loadOlder(server, TEAM, t)).toBe(20);
+    expect(t.hasOlder).toBe(false);
+    expect(await loadOlder(server, TEAM, t)).toBe(0);
+    expect(t.cursor).toBe(119);
+  });
+});
+
+describe("SyncQueue", () => {
+  it("runs one sync per channel at a time and once more for requests that came meanwhile", async () => {
+    const runs: string[] = [];
+    let release: () => void = () => undefined;
+    const q = new SyncQueue(async (team) => {
+      runs.push(team);
+      await new Promise<void>((r) => (release = r));
+    });
+    const first = q.request("t1");
+    q.request("t1");
+    q.request("t1");
+    await flush();
+    expect(runs).toEqual(["t1"]);
+    release();
+    await flush();
+    expect(runs).toEqual(["t1", "t1"]);
+    release();
+    await first;
+    expect(runs).toEqual(["t1", "t1"]);
+  });
+
+  it("keeps the buffer when a resume is asked for during another: the gap it announces is fetched", async () => {
+    const server = new FakeServer([1, 2].map((s) => created(msg(s))));
+    const t = new ChannelTimeline();
+    await syncChannel(server, TEAM, t);
+    server.log.push(created(msg(3)));
+    let gate: () => void = () => undefined;
+    const slow: SyncApi = {
+      history: server.history.bind(server),
+      changes: async (team, after, limit) => {
+        const page = await server.changes(team, after, limit);
+        await new Promise<void>((r) => (gate = r));
+        return page;
+      },
+    };
+    const q = new SyncQueue(
+      (team, last) => syncChannel(slow, team, t, last).then(() => undefined),
+      () => t.beginResume(),
+    );
+    const first = q.request(TEAM);
+    await flush();
+    // While the first page (up to 3) is on the wire, 4 is stored but missed live (a controller
+    // stream broke), a resync asks again, and 5 arrives live after it.
+    server.log.push(created(msg(4)), created(msg(5)));
+    q.request(TEAM);
+    t.live(msg(5));
+    gate();
+    await flush();
+    expect(t.isResuming).toBe(true);
+    expect(t.cursor).toBe(3);
+    gate();
+    await first;
+    expect(t.messages().map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(t.isResuming).toBe(false);
+  });
+});

@@ -1,0 +1,67 @@
+import { describe, expect, it } from "vitest";
+import { dividerBefore, mentions, ReadState } from "../src/state/unread";
+import { BOB, ME, msg } from "./fixtures";
+
+describe("ReadState", () => {
+  it("starts from the server's numbers and counts new messages from others after the mark", () => {
+    const r = new ReadState(ME);
+    r.fromServer({ count: 2, mentions: 1, last_read_seq: 10 });
+    expect(r.onMessage(msg(11))).toBe(true);
+    expect(r.onMessage(msg(12, { from: ME }))).toBe(false);
+    expect(r.onMessage(msg(9))).toBe(false);
+    expect([r.count, r.mentions]).toEqual([3, 1]);
+  });
+
+  it("counts a redelivered message once", () => {
+    const r = new ReadState(ME);
+    r.onMessage(msg(1));
+    r.onMessage(msg(1));
+    expect(r.count).toBe(1);
+  });
+
+  it("counts a mention for <@me> in a text and for any DM to me", () => {
+    const r = new ReadState(ME);
+    r.onMessage(msg(1, { data: `ping <@${ME}>` }));
+    r.onMessage(msg(2, { to: ME, type: "image", data: "att" }));
+    r.onMessage(msg(3, { data: `ping <@${BOB}>` }));
+    expect([r.count, r.mentions]).toEqual([3, 2]);
+    expect(mentions(msg(4, { data: `<@${ME}>`, type: "file" }), ME)).toBe(false);
+  });
+
+  it("moves the mark forward only, recounts what is left, and reports each seq once", () => {
+    const r = new ReadState(ME);
+    const held = [msg(1), msg(2, { data: `<@${ME}>` }), msg(3), msg(4, { from: ME })];
+    for (const m of held) r.onMessage(m);
+    expect(r.seen(2, held)).toBe(2);
+    expect([r.count, r.mentions, r.lastRead]).toEqual([1, 0, 2]);
+    expect(r.seen(1, held)).toBeNull();
+    expect(r.lastRead).toBe(2);
+    expect(r.seen(4, held)).toBe(4);
+    expect(r.count).toBe(0);
+  });
+
+  it("does not count deleted messages when recounting", () => {
+    const r = new ReadState(ME);
+    const held = [msg(1), msg(2, { deleted: true, data: "" }), msg(3)];
+    r.seen(1, held);
+    expect(r.count).toBe(1);
+  });
+
+  it("takes a read mark from another socket without reporting it back", () => {
+    const r = new ReadState(ME);
+    const held = [msg(1), msg(2), msg(3)];
+    for (const m of held) r.onMessage(m);
+    r.readElsewhere(3, held);
+    expect([r.count, r.lastRead]).toEqual([0, 3]);
+    expect(r.seen(3, held)).toBeNull();
+  });
+});
+
+describe("dividerBefore", () => {
+  it("goes above the first message from someone else after the read mark", () => {
+    const view = [msg(1), msg(2, { from: ME }), msg(3), msg(4)];
+    expect(dividerBefore(view, 1, ME)).toBe("m3");
+    expect(dividerBefore(view, 4, ME)).toBeNull();
+    expect(dividerBefore(view, null, ME)).toBeNull();
+  });
+});

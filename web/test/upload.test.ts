@@ -1,0 +1,91 @@
+import { describe, expect, it } from "vitest";
+import { ApiError } from "../src/api/client";
+import type { Attachment, UploadTicket } from "../src/api/types";
+import { s3Reason, type UploadApi, uploadAttachment, type Xhr } from "../src/upload/upload";
+import { TEAM } from "./fixtures";
+
+const ticket: UploadTicket = {
+  id: "att1",
+  attachment_id: "att1",
+  team_id: TEAM,
+  kind: "image",
+  status: "pending",
+  filename: "cat.png",
+  content_type: "image/png",
+  size: 4,
+  uploader: "u",
+  created_at: "",
+  upload: { method: "POST", url: "http://s3/bucket", fields: { key: "k", policy: "p" }, expires_at: "" },
+};
+
+class FakeXhr implements Xhr {
+  static last: FakeXhr | null = null;
+  upload: Xhr["upload"] = { onprogress: null };
+  onload: Xhr["onload"] = null;
+  onerror: Xhr["onerror"] = null;
+  status = 0;
+  responseText = "";
+  url = "";
+  body: FormData | null = null;
+  constructor() {
+    FakeXhr.last = this;
+  }
+  open(_m: string, url: string) {
+    this.url = url;
+  }
+  send(body: FormData) {
+    this.body = body;
+  }
+}
+
+const file = new File([new Uint8Array([1, 2, 3, 4])], "cat.png", { type: "image/png" });
+
+function api(complete: () => Promise<Attachment>, request?: () => Promise<UploadTicket>): UploadApi {
+  return { requestUpload: request ?? (async () => ticket), completeUpload: complete };
+}
+
+describe("uploadAttachment", () => {
+  it("posts the policy fields then the file to S3, reports progress, and completes", async () => {
+    const progress: number[] = [];
+    const done = uploadAttachment(api(async () => ({ ...ticket, status: "ready" })), TEAM, file, (f) => progress.push(f), () => new FakeXhr(), async () => undefined);
+    await new Promise((r) => setTimeout(r, 0));
+    const xhr = FakeXhr.last as FakeXhr;
+    expect(xhr.url).toBe("http://s3/bucket");
+    expect([...(xhr.body as FormData).keys()]).toEqual(["key", "policy", "file"]);
+    xhr.upload.onprogress?.({ lengthComputable: true, loaded: 2, total: 4 } as ProgressEvent);
+    xhr.status = 204;
+    xhr.onload?.();
+    const att = await done;
+    expect(att.status).toBe("ready");
+    expect(progress).toEqual([0, 0.5, 1]);
+  });
+
+  it("says plainly why the server refused the request (size, type)", async () => {
+    const refuse = async (): Promise<UploadTicket> => {
+      throw new ApiError(413, "too_large", "attachment too large: at most 5242880 bytes");
+    };
+    await expect(uploadAttachment(api(async () => ticket, refuse), TEAM, file, () => undefined, () => new FakeXhr())).rejects.toThrow(
+      "“cat.png” refused: attachment too large: at most 5242880 bytes.",
+    );
+  });
+
+  it("says plainly that a file was rejected by the scan, after retrying a busy scanner", async () => {
+    let calls = 0;
+    const complete = async (): Promise<Attachment> => {
+      calls += 1;
+      if (calls === 1) throw new ApiError(503, "unavailable", "scanner busy");
+      throw new ApiError(422, "rejected", "malware found: Eicar-Signature");
+    };
+    const done = uploadAttachment(api(complete), TEAM, file, () => undefined, () => new FakeXhr(), async () => undefined);
+    await new Promise((r) => setTimeout(r, 0));
+    (FakeXhr.last as FakeXhr).status = 204;
+    FakeXhr.last?.onload?.();
+    await expect(done).rejects.toThrow("“cat.png” was refused: malware found: Eicar-Signature.");
+    expect(calls).toBe(2);
+  });
+
+  it("reads S3's XML refusal", () => {
+    expect(s3Reason("<Error><Code>AccessDenied</Code><Message>Policy expired</Message></Error>")).toBe("Policy expired");
+    expect(s3Reason("<Error><Code>EntityTooLarge</Code></Error>")).toBe("the file is larger than declared");
+  });
+});
