@@ -1,9 +1,10 @@
 """Reading ``chat.presence.v1`` into a ``PresenceBook``: the asyncio adapter of chatcore.presence.
 
-Every relay and management instance runs one, outside any consumer group, from the topic's end:
-presence is soft state that the relays' snapshots (every heartbeat) rebuild. The book's status is
-trusted, and transitions reported, only once the feed has read for a whole ttl (``warm``): before
-that a reader has not yet heard from every relay, and would announce everyone as coming online.
+Every relay and management instance runs one, outside any consumer group. It starts one ttl back
+in the topic (``offsets_for_times``): every live relay published a snapshot within that time, so
+once the reader has read what the topic held when it started (``warm``, a second or so after
+start) its book is complete. What it replays changes the book silently; transitions are reported
+only from then on, so a restarted reader announces nobody as coming online.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from chatcore.kafka import PRESENCE_TOPIC
@@ -44,20 +45,49 @@ class PresenceFeed:
         self._on_transitions = on_transitions
         self._expire_every_s = expire_every_s
         self._clock = clock
-        self._started_ms = 0
+        # Per partition, the end offset when the feed started, until the feed has read up to it.
+        self._catching_up: dict[TopicPartition, int] = {}
+        self._warm_after_ms: int | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def warm(self) -> bool:
-        return self._started_ms > 0 and self._clock() - self._started_ms >= self._ttl_ms
+        """The book holds every live relay's users; transitions are reported."""
+        return self._warm_after_ms is not None and self._clock() >= self._warm_after_ms
 
-    async def start(self) -> None:
-        # Outside any group, a subscription is every partition of the topic, read from its end
-        # (the reader's ``auto_offset_reset`` is "latest").
+    async def start(self, assignment_wait_s: float = 5.0) -> None:
+        # Outside any group a subscription is every partition of the topic, assigned once the
+        # consumer has the topic's metadata.
         self._consumer.subscribe([PRESENCE_TOPIC])
         await self._consumer.start()
-        self._started_ms = self._clock()
+        started_ms = self._clock()
+        for _ in range(int(assignment_wait_s / 0.02)):
+            if self._consumer.assignment():
+                break
+            await asyncio.sleep(0.02)  # aiokafka has no event for an assignment without a group
+        tps = sorted(self._consumer.assignment())
+        if not tps:
+            # No topic yet (it is created at deployment): read what comes, from its end, and trust
+            # the book only after a whole ttl, once every live relay has sent a snapshot.
+            _log.warning("presence_topic_missing", topic=PRESENCE_TOPIC)
+            self._warm_after_ms = started_ms + self._ttl_ms
+        else:
+            ends = await self._consumer.end_offsets(tps)
+            since = max(0, started_ms - self._ttl_ms)
+            found = await self._consumer.offsets_for_times({tp: since for tp in tps})
+            for tp in tps:
+                at = found.get(tp)
+                start_at = ends[tp] if at is None else min(at.offset, ends[tp])
+                self._consumer.seek(tp, start_at)
+                if start_at < ends[tp]:
+                    self._catching_up[tp] = ends[tp]
+            self._caught_up_check()
         self._task = asyncio.create_task(self._run(), name="presence-feed")
+
+    def _caught_up_check(self) -> None:
+        if self._warm_after_ms is None and not self._catching_up:
+            self.book.expire(self._clock())  # relays silent for a ttl were gone before we started
+            self._warm_after_ms = self._clock()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -75,6 +105,23 @@ class PresenceFeed:
                 # transitions (and snapshots) go on.
                 _log.exception("presence_report_failed", transitions=len(transitions))
 
+    def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> list[Transition]:
+        """One record into the book; the transitions to report (none while replaying)."""
+        presence = chat_pb2.RelayPresence()
+        try:
+            presence.ParseFromString(record.value or b"")
+        except Exception:
+            _log.warning("presence_record_unreadable", offset=record.offset)
+            return []
+        if not presence.relay_id:
+            return []
+        end = self._catching_up.get(tp)
+        if end is None or record.offset >= end:
+            return self.book.apply(presence, self._clock())
+        # Replayed: its ttl counts from when it was published, and it reports nothing.
+        self.book.apply(presence, record.timestamp)
+        return []
+
     async def _run(self) -> None:
         last_expiry = 0.0
         while True:
@@ -84,19 +131,16 @@ class PresenceFeed:
                 _log.warning("presence_read_failed", error=type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            now = self._clock()
             transitions: list[Transition] = []
-            for records in batches.values():
+            for tp, records in batches.items():
                 for record in records:
-                    presence = chat_pb2.RelayPresence()
-                    try:
-                        presence.ParseFromString(record.value or b"")
-                    except Exception:
-                        _log.warning("presence_record_unreadable", offset=record.offset)
-                        continue
-                    if presence.relay_id:
-                        transitions += self.book.apply(presence, now)
-            if time.monotonic() - last_expiry >= self._expire_every_s:
+                    transitions += self._take(tp, record)
+            for tp, end in list(self._catching_up.items()):
+                # By position, not by the last record's offset: offsets may have gaps.
+                if await self._consumer.position(tp) >= end:
+                    del self._catching_up[tp]
+                    self._caught_up_check()
+            if self.warm and time.monotonic() - last_expiry >= self._expire_every_s:
                 last_expiry = time.monotonic()
-                transitions += self.book.expire(now)
+                transitions += self.book.expire(self._clock())
             self._report(transitions)

@@ -14,6 +14,9 @@ import pytest
 
 from chatclient import ChatClient
 from chatclient import http as rest
+from chatcore.kafka import make_reader
+from chatcore.presence import Transition
+from chatcore.presence_feed import PresenceFeed
 from chatcore.settings import Settings
 from tests.integration.pipeline_env import Pipeline, User, start_pipeline
 
@@ -152,6 +155,41 @@ async def test_a_member_added_while_connected_is_announced_to_the_team(pipe: Pip
     await _until_status(pipe, bob, team, carol, "online", 2.0)
     await newcomer.close()
     await observer.close()
+
+
+async def test_a_reader_started_late_knows_who_is_online_at_once(pipe: Pipeline) -> None:
+    """A reader started while alice is online (a restarted relay or management instance) knows
+    her within seconds, not a ttl, and announces nobody; her leaving is then reported."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob)
+    socket = await pipe.connect(alice, 0)
+    await _warm(pipe)
+    await _until_status(pipe, bob, team, alice, "online", TTL_S + 5)
+
+    reported: list[Transition] = []
+    feed = PresenceFeed(
+        make_reader(pipe.settings, client_id="test-late-reader"),
+        ttl_s=TTL_S,
+        on_transitions=reported.extend,
+    )
+    started = asyncio.get_running_loop().time()
+    await feed.start()
+    try:
+        while not feed.warm:
+            assert asyncio.get_running_loop().time() - started < TTL_S / 2, "not warm in time"
+            await asyncio.sleep(0.05)
+        assert feed.book.online(alice.id)
+        await socket.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0
+        while not any(t.user_id == alice.id for t in reported):
+            assert loop.time() < deadline, "alice's leaving was not reported"
+            await asyncio.sleep(0.05)
+        # Earlier tests' relays may still expire here; nobody is announced as coming online.
+        assert [t.status for t in reported if t.user_id == alice.id] == ["offline"]
+        assert all(t.status == "offline" for t in reported)
+    finally:
+        await feed.stop()
 
 
 async def test_users_of_a_relay_that_stops_reporting_go_offline(pipe: Pipeline) -> None:
