@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Api } from "../src/api/client";
-import type { Team } from "../src/api/types";
+import type { Hello, Team } from "../src/api/types";
 import { ChatModel } from "../src/app/chat";
 import type { SocketHandlers } from "../src/net/socket";
 import { BOB, created, FakeClock, flush, ME, msg, TEAM } from "./fixtures";
@@ -56,9 +56,9 @@ function setup() {
       };
     },
   });
-  const hello = () => {
+  const hello = (extra: Partial<Hello> = {}) => {
     connected = true;
-    handlers?.hello({ type: "hello", user_id: ME, channels: [TEAM, OTHER], relay: "r1", heartbeat_s: 20 });
+    handlers?.hello({ type: "hello", user_id: ME, channels: [TEAM, OTHER], relay: "r1", heartbeat_s: 20, ...extra });
   };
   const frame = (f: object) => handlers?.frame(f as Record<string, unknown>);
   const drop = () => (connected = false);
@@ -79,6 +79,16 @@ describe("ChatModel", () => {
     // The first page may predate the socket's subscription: each hello resumes from the cursor.
     expect(s.calls).toEqual(['history {"limit":50}', "changes 2", "changes 2"]);
     expect(s.model.view(TEAM, "*").map((m) => m.seq)).toEqual([1, 2, 3]);
+  });
+
+  it("takes the edit window from hello, and keeps the default when the server does not say", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    expect(s.model.editWindowMs).toBe(300_000);
+    s.drop();
+    s.hello({ edit_window_s: 3600 });
+    expect(s.model.editWindowMs).toBe(3_600_000);
   });
 
   it("shows a sent message as pending until its delivery, matched through the ack's id", async () => {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { Team } from "../src/api/types";
-import { allowed, mayDelete, roleOf } from "../src/state/roles";
+import { allowed, mayDelete, mayEdit, roleOf } from "../src/state/roles";
 import { decodeMentions, encodeMentions } from "../src/ui/format";
-import { BOB, ME, TEAM } from "./fixtures";
+import { BOB, ME, msg, TEAM } from "./fixtures";
 
 const CY = "c".repeat(32);
+const WINDOW = 300_000;
 const team: Team = { id: TEAM, name: "Core", icon: "", active: true, meta_tags: [], members: [ME, BOB, CY], admins: [ME, BOB], super_admin: ME, doc: "" };
 
 describe("roles", () => {
@@ -22,10 +23,26 @@ describe("roles", () => {
     expect([user.editTeam, user.addMembers, user.remove(BOB)]).toEqual([false, false, false]);
   });
 
-  it("lets authors and admins delete, not other members", () => {
-    expect(mayDelete(team, CY, CY)).toBe(true);
-    expect(mayDelete(team, CY, ME)).toBe(false);
-    expect(mayDelete(team, BOB, CY)).toBe(true);
+  it("lets authors delete within the window and admins any time, not other members", () => {
+    const cys = msg(1, { from: CY });
+    const sent = Date.parse(cys.ts);
+    expect(mayDelete(team, CY, cys, sent + 60_000, WINDOW)).toBe(true);
+    expect(mayDelete(team, CY, cys, sent + WINDOW + 1, WINDOW)).toBe(false);
+    expect(mayDelete(team, CY, msg(2, { from: ME }), sent, WINDOW)).toBe(false);
+    expect(mayDelete(team, BOB, cys, sent + 10 * WINDOW, WINDOW)).toBe(true);
+    expect(mayDelete(team, BOB, { ...cys, deleted: true }, sent, WINDOW)).toBe(false);
+  });
+
+  it("offers edit on one's own text within the window the server announced; an admin's any time", () => {
+    const cys = msg(1, { from: CY });
+    const sent = Date.parse(cys.ts);
+    expect(mayEdit(team, CY, cys, sent + WINDOW, WINDOW)).toBe(true);
+    expect(mayEdit(team, CY, cys, sent + WINDOW + 1, WINDOW)).toBe(false);
+    expect(mayEdit(team, CY, cys, sent + WINDOW + 1, 2 * WINDOW)).toBe(true);
+    expect(mayEdit(team, BOB, cys, sent, WINDOW)).toBe(false);
+    const bobs = msg(3, { from: BOB });
+    expect(mayEdit(team, BOB, bobs, sent + 10 * WINDOW, WINDOW)).toBe(true);
+    expect(mayEdit(team, BOB, { ...bobs, type: "image" }, sent, WINDOW)).toBe(false);
   });
 });
 

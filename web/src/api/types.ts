@@ -71,6 +71,8 @@ export interface Hello {
   relay: string;
   heartbeat_s: number;
   unread?: Record<TeamId, { count: number; mentions: number }>;
+  /** How long after sending an author may edit or delete (CHAT_EDIT_WINDOW_S). */
+  edit_window_s?: number;
 }
 
 export interface UpdateFrame {

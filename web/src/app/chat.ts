@@ -20,6 +20,7 @@ import type { Clock } from "../auth/keeper";
 import type { SocketHandlers, SocketStatus } from "../net/socket";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
+import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
@@ -80,6 +81,8 @@ export class ChatModel extends Observable {
   statusDetail = "";
   /** The relay of the current socket (hello.relay), shown for support and used by the tests. */
   relay: string | null = null;
+  /** How long authors may edit and delete, as the server said in `hello`. */
+  editWindowMs = DEFAULT_EDIT_WINDOW_MS;
   readonly teams = new Map<string, Team>();
   readonly users = new Map<string, User>();
   readonly timelines = new Map<string, ChannelTimeline>();
@@ -438,6 +441,7 @@ export class ChatModel extends Observable {
 
   private onHello(hello: Hello): void {
     this.relay = hello.relay;
+    if (typeof hello.edit_window_s === "number") this.editWindowMs = hello.edit_window_s * 1000;
     for (const [team, unread] of Object.entries(hello.unread ?? {})) this.read(team).fromServer(unread);
     const known = new Set(this.teams.keys());
     const channels = new Set(hello.channels);

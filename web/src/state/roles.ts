@@ -1,6 +1,6 @@
 // Seed 002's roles as the client shows them: which buttons a user gets. The server decides
 // anyway; a refusal (403) is shown as it comes.
-import type { Team } from "../api/types";
+import type { Message, Team } from "../api/types";
 
 export type Role = "super_admin" | "admin" | "user";
 
@@ -31,7 +31,22 @@ export function allowed(team: Team, me: string): Allowed {
   };
 }
 
-/** Editing is for the author within the window (or an admin on their own); deleting, also admins. */
-export function mayDelete(team: Team, me: string, author: string): boolean {
-  return author === me || roleOf(team, me) !== "user";
+/** The server's default CHAT_EDIT_WINDOW_S, until `hello` says what this server allows. */
+export const DEFAULT_EDIT_WINDOW_MS = 300_000;
+
+function within(m: Message, now: number, windowMs: number): boolean {
+  return now - Date.parse(m.ts) <= windowMs;
+}
+
+/** Editing: the author's own text, within the window; an admin's own, any time (seed 002). */
+export function mayEdit(team: Team, me: string, m: Message, now: number, windowMs: number): boolean {
+  if (m.from !== me || m.type !== "text" || m.deleted) return false;
+  return roleOf(team, me) !== "user" || within(m, now, windowMs);
+}
+
+/** Deleting: an admin any message any time; the author within the window. */
+export function mayDelete(team: Team, me: string, m: Message, now: number, windowMs: number): boolean {
+  if (m.deleted) return false;
+  if (roleOf(team, me) !== "user") return true;
+  return m.from === me && within(m, now, windowMs);
 }

@@ -2,20 +2,12 @@
 import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
-import { mayDelete, roleOf } from "../state/roles";
+import { mayDelete, mayEdit } from "../state/roles";
 import { AttachmentView } from "./AttachmentView";
 import { clock, initials } from "./format";
 import { MessageText } from "./Text";
 
 export const EMOJI = ["👍", "❤️", "😂", "🎉", "👀", "✅"];
-// The server's default CHAT_EDIT_WINDOW_S; it decides, and a refusal is shown as it comes.
-const EDIT_WINDOW_MS = 300_000;
-
-export function mayEdit(team: Team, me: string, m: Message, now: number): boolean {
-  if (m.from !== me || m.type !== "text" || m.deleted) return false;
-  return roleOf(team, me) !== "user" || now - Date.parse(m.ts) < EDIT_WINDOW_MS;
-}
-
 interface Props {
   model: ChatModel;
   team: Team;
@@ -32,8 +24,9 @@ export function MessageItem(props: Props) {
   const [picking, setPicking] = useState(false);
   const name = (id: string) => model.name(id);
   const own = m.from === me;
-  const canEdit = mayEdit(team, me, m, Date.now());
-  const canDelete = !m.deleted && mayDelete(team, me, m.from);
+  const now = Date.now();
+  const canEdit = mayEdit(team, me, m, now, model.editWindowMs);
+  const canDelete = mayDelete(team, me, m, now, model.editWindowMs);
   const replies = m.thread?.replies ?? 0;
 
   const react = (emoji: string) => {
