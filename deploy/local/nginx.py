@@ -192,7 +192,12 @@ def _app_locations(layout: Layout) -> list[str]:
 
 def _upstream(route: Route, layout: Layout) -> str:
     resolve = " resolve" if layout.resolver else ""
-    servers = "".join(f"        server {route.host}:{port}{resolve};\n" for port in route.ports)
+    # A failed server sits out 2 s, not nginx's 10: a restarted relay or service is back within
+    # that, and with every server of a group out, clients would get 502 until the timeout ends.
+    servers = "".join(
+        f"        server {route.host}:{port}{resolve} max_fails=1 fail_timeout=2s;\n"
+        for port in route.ports
+    )
     balance = "        least_conn;\n" if route.websocket else ""
     # A shared zone: least_conn counts connections across workers (and `resolve` needs it).
     zone = f"        zone {route.name} 64k;\n"

@@ -300,3 +300,14 @@ def test_csp_origins_come_from_the_stack_and_from_compose(tmp_path: Path) -> Non
     assert f"    root {PRODUCTION_WEB_ROOT};" in production
     # Only a well-formed Host is echoed into the policy's WebSocket origins.
     assert '"~^[A-Za-z0-9.:\\[\\]-]+$" "ws://$http_host wss://$http_host";' in production
+
+
+def test_a_failed_upstream_server_sits_out_two_seconds_not_ten() -> None:
+    """Every upstream server is retried 2 s after a failure, so a restarted relay is used again."""
+    servers = [
+        line.strip()
+        for line in render_production_conf().splitlines()
+        if line.strip().startswith("server ") and ":" in line and "{" not in line
+    ]
+    assert servers
+    assert all(s.endswith("max_fails=1 fail_timeout=2s;") for s in servers), servers
