@@ -289,7 +289,7 @@ class Relay:
             owed = await self.link.wait(ticket, self._settings.relay_subscribe_timeout_s)
             if conn.close_code is not None:
                 return
-            # Greeted and hello written in one step: broadcast writes synchronously, so no
+            # Greeted and hello written in one step: the fan-out writes synchronously, so no
             # delivery can slip in between, and none reached the socket before.
             self.hub.greet(session)
             self.presence.opened(session.user_id)
