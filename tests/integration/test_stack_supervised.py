@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from pymongo.errors import PyMongoError
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from chatclient import ChatClient, SendFailed, login, register
+from chatclient.http import presence
 from chatclient.synced import SyncedClient
 from deploy.local.datadirs import shared_folder
 from deploy.local.processes import http_ok
@@ -469,6 +470,40 @@ async def _account(second: SecondStack) -> tuple[str, str]:
 def _stored_ids(port: int, channel: str) -> list[str]:
     with _mongo(port) as mongo:
         return [d["id"] for d in mongo.chat.messages.find({"channel_id": channel}, {"id": 1})]
+
+
+async def test_a_relay_killed_with_9_takes_its_users_offline_within_60_s(
+    second: SecondStack,
+) -> None:
+    """Presence with real processes: alice's only socket is on relay-1, bob's on relay-2; after
+    kill -9 of relay-1 bob is told alice is offline within 60 s, and the team's list agrees."""
+    alice, bob = await asyncio.gather(_account(second), _account(second))
+    team = await _team(second, alice, bob[0])
+    relay_1, relay_2 = (int(p) for p in second.env["CHATSTACK_RELAY_PORTS"].split(","))
+    victim = await ChatClient.connect(f"ws://127.0.0.1:{relay_1}/v1/ws", alice[1])
+    observer = await ChatClient.connect(f"ws://127.0.0.1:{relay_2}/v1/ws", bob[1])
+
+    def alice_is(status: str) -> Callable[[dict[str, Any]], bool]:
+        wanted = {"type": "presence", "user_id": alice[0], "status": status}
+        return lambda f: all(f.get(k) == v for k, v in wanted.items())
+
+    async def listed() -> str:
+        members = await presence(second.base, bob[1], team)
+        return str(next(p["status"] for p in members if p["user_id"] == alice[0]))
+
+    try:
+        if await listed() != "online":  # not yet seen by the time bob asked: a frame follows
+            await frames_until(observer, alice_is("online"), 10)
+        old = second.pid("relay-1")
+        os.kill(old, signal.SIGKILL)
+        killed_at = time.monotonic()
+        await frames_until(observer, alice_is("offline"), 60)
+        assert time.monotonic() - killed_at < 60
+        assert await listed() == "offline"
+        await second.restarted("relay-1", old)
+    finally:
+        await victim.close()
+        await observer.close()
 
 
 async def test_websockets_per_address_capped_by_the_stacks_nginx(second: SecondStack) -> None:
