@@ -12,8 +12,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from chatcore import schema
 from chatcore.channel_heads import MongoChannelHeads
 from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
+from chatcore.read_states import MongoReadStates
 from chatcore.settings import Settings
 from services.controller.directory import AttachmentView, MongoDirectory
+from services.controller.lifecycle_store import MongoMembers, MongoMessageStates
 from services.controller.store import MongoMessageStore
 from services.management.membership_index import MongoMembershipIndex
 from services.management.model import MembershipChange, OutboxEvent
@@ -45,18 +47,23 @@ class TestMongoControllerStores(ControllerStoreContract):
             schema.USERS,
             schema.CHANNELS,
             schema.MEMBERSHIPS,
+            schema.CHANGES,
+            schema.READS,
         ):
             await contract_db[collection].delete_many({})
 
         index = MongoMembershipIndex(contract_db)
 
+        async def seed_member(team_id: str, user_id: str, present: bool) -> None:
+            # As the management service does: an outbox event applied to the membership index.
+            change = MembershipChange.ADDED if present else MembershipChange.REMOVED
+            await index.apply(team_id, OutboxEvent(uuid.uuid4().hex, user_id, change, "", 0, ""))
+
         async def seed_team(team_id: str, doc: Document) -> None:
-            # As the management service writes it: the team, then its outbox's events applied
-            # to the membership index.
+            # The team, then its members added to the membership index.
             await contract_db[schema.TEAMS].insert_one({schema.ID: team_id, **doc})
             for user_id in doc["members"]:
-                event = OutboxEvent(uuid.uuid4().hex, user_id, MembershipChange.ADDED, "", 0, "")
-                await index.apply(team_id, event)
+                await seed_member(team_id, user_id, True)
 
         async def seed_attachment(view: AttachmentView) -> None:
             await contract_db[schema.ATTACHMENTS].insert_one(
@@ -74,15 +81,25 @@ class TestMongoControllerStores(ControllerStoreContract):
                 {schema.ID: user_id, schema.USER_DISABLED: disabled}
             )
 
+        async def changes_in(channel_id: str) -> list[Document]:
+            found = contract_db[schema.CHANGES].find({schema.CHANGE_CHANNEL_ID: channel_id})
+            docs = await found.to_list()
+            return sorted(docs, key=lambda d: (d[schema.CHANGE_SEQ], d[schema.ID]))
+
         heads = MongoChannelHeads(contract_db)
         return Backend(
-            MongoMessageStore(contract_db),
-            MongoDirectory(contract_db),
-            seed_team,
-            seed_attachment,
-            seed_user,
-            heads,
-            heads.range,
+            store=MongoMessageStore(contract_db),
+            directory=MongoDirectory(contract_db),
+            seed_team=seed_team,
+            seed_attachment=seed_attachment,
+            seed_user=seed_user,
+            heads=heads,
+            range_of=heads.range,
+            states=MongoMessageStates(contract_db),
+            reads=MongoReadStates(contract_db),
+            members=MongoMembers(contract_db),
+            seed_member=seed_member,
+            changes_in=changes_in,
         )
 
 

@@ -15,10 +15,11 @@ from chatcore.channel_heads import MongoChannelHeads
 from chatcore.message_state import StoredMessage
 from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
 from chatcore.settings import Settings
+from services.controller.lifecycle_store import change_doc, message_doc
 from services.management.attachment_store import ATTACHMENT_INDEXES, MongoAttachmentStore
 from services.management.history_store import MongoMessageStore
 from services.management.membership_index import MEMBERSHIP_INDEXES, MongoMembershipIndex
-from services.management.store import MANAGEMENT_INDEXES, MongoTeamStore
+from services.management.store import MANAGEMENT_INDEXES, ChangeEntry, MongoTeamStore
 from tests.unit.management_store_contract import Backend, StoreContract
 
 
@@ -48,6 +49,7 @@ class TestMongoStores(StoreContract):
             schema.ATTACHMENTS,
             schema.CHANNELS,
             schema.MEMBERSHIPS,
+            schema.CHANGES,
         ):
             await contract_db[collection].delete_many({})
         heads = MongoChannelHeads(contract_db)
@@ -58,20 +60,27 @@ class TestMongoStores(StoreContract):
             keys = await buckets.assign([m.channel_id for m in found])
             await contract_db[schema.MESSAGES].insert_many(
                 [
-                    {
-                        schema.MESSAGE_BUCKET: key,
-                        schema.MESSAGE_ID: m.id,
-                        schema.MESSAGE_CHANNEL_ID: m.channel_id,
-                        schema.MESSAGE_SEQ: m.seq,
-                        schema.MESSAGE_TO: m.to,
-                        schema.MESSAGE_TYPE: m.type,
-                        schema.MESSAGE_DATA: m.data,
-                        schema.MESSAGE_FROM: m.sender,
-                        schema.MESSAGE_TS: m.ts,
-                    }
+                    {schema.MESSAGE_BUCKET: key, **message_doc(m)}
                     for m, key in zip(found, keys, strict=True)
                 ]
             )
+
+        async def seed_changes(found: Sequence[tuple[ChangeEntry, int]]) -> None:
+            # As the controller stores them: a thread change in its reply's bucket, any other
+            # change in the next place of the channel's log, like a message.
+            docs = []
+            for entry, count in found:
+                at = {
+                    schema.MESSAGE_CHANNEL_ID: entry.message.channel_id,
+                    schema.MESSAGE_SEQ: entry.seq,
+                }
+                reply = await contract_db[schema.MESSAGES].find_one(at)
+                if reply is not None:
+                    bucket = str(reply[schema.MESSAGE_BUCKET])
+                else:
+                    (bucket,) = await buckets.assign([entry.message.channel_id])
+                docs.append(change_doc(entry.change, entry.seq, bucket, count, entry.message))
+            await contract_db[schema.CHANGES].insert_many(docs)
 
         return Backend(
             teams=MongoTeamStore(contract_db),
@@ -80,4 +89,5 @@ class TestMongoStores(StoreContract):
             seed_messages=seed,
             new_id=lambda: uuid.uuid4().hex,
             index=MongoMembershipIndex(contract_db),
+            seed_changes=seed_changes,
         )

@@ -1,5 +1,6 @@
-"""The contract of the controller's message store and directory, written once for every
-implementation.
+"""The contract of the controller's stores (messages, directory, channel heads, and what the
+life-cycle pass reads and writes: message state, change documents, read state, membership),
+written once for every implementation.
 
 ``ControllerStoreContract`` holds the tests; a test module subclasses it and supplies a
 ``backend`` fixture: tests/unit/test_controller_store_contract.py runs it over the in-memory fakes
@@ -10,22 +11,35 @@ here first. This module holds no tests of its own (pytest collects only the subc
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from chatcore.buckets import BucketRange, ChannelHeads
+from chatcore.buckets import BucketRange, ChannelHeads, bucket_key
+from chatcore.message_state import Reaction, StoredMessage
 from chatcore.mongo import Document
+from chatcore.unread import ReadState
 from services.controller.directory import AttachmentView, Directory, MembershipView
+from services.controller.lifecycle import ReadStore
+from services.controller.lifecycle_store import Members, MessageStates, change_doc
 from services.controller.store import DUPLICATE_KEY, MessageStore, StoredPosition
 
 T1, T2, T3 = (c * 32 for c in "abc")
 ALICE, BOB, CAROL = (c * 32 for c in "123")
 
 
-@dataclass
+class ReadStates(ReadStore, Protocol):
+    """What the life-cycle pass uses of the read documents, and the per-user read of them."""
+
+    async def of_user(self, user_id: str) -> dict[str, ReadState]: ...
+
+
+@dataclass(kw_only=True)
 class Backend:
-    """One implementation of each interface, and ways to put in what other services write."""
+    """One implementation of each interface, and ways to put in what other services write
+    (``seed_*``) or to read what nothing in the controller reads back (``changes_in``)."""
 
     store: MessageStore
     directory: Directory
@@ -34,6 +48,14 @@ class Backend:
     seed_user: Callable[[str, bool], Awaitable[None]]
     heads: ChannelHeads
     range_of: Callable[[str], Awaitable[BucketRange | None]]
+    # What the life-cycle pass reads and writes (over ``store``'s messages).
+    states: MessageStates
+    reads: ReadStates
+    members: Members
+    # The management service adds (True) or removes (False) a user in a team's membership.
+    seed_member: Callable[[str, str, bool], Awaitable[None]]
+    # The change documents stored for a channel, by seq then ``_id``.
+    changes_in: Callable[[str], Awaitable[list[Document]]]
 
 
 def _doc(message_id: str, channel_id: str, seq: int) -> Document:
@@ -122,3 +144,105 @@ class ControllerStoreContract:
         assert await backend.heads.reserve(T2) == 0
         assert await backend.range_of(T1) == BucketRange(0, 3)
         assert await backend.range_of(T2) == BucketRange(0, 1)
+
+    # --- what the life-cycle pass reads and writes -----------------------------------------
+
+    async def test_message_states_read_and_write_stored_messages(self, backend: Backend) -> None:
+        """by_id finds stored messages (repeats and unknown ids ignored); save stores what a
+        change alters, renumber the count; neither creates a message that was not stored."""
+        await backend.store.insert_unordered([_doc("m1", T1, 1), _doc("m2", T2, 1)])
+        found = await backend.states.by_id(["m1", "m2", "m1", "never"])
+        assert found == {
+            "m1": StoredMessage.from_doc(_doc("m1", T1, 1)),
+            "m2": StoredMessage.from_doc(_doc("m2", T2, 1)),
+        }
+        changed = dataclasses.replace(
+            found["m1"],
+            data="edited",
+            edited_ts=datetime(2026, 3, 1, 0, 5, 0, 250000, tzinfo=UTC),
+            reactions=(Reaction("👍", (BOB, ALICE)), Reaction(":tada:", (CAROL,))),
+            thread_replies=2,
+            thread_last_reply_ts=datetime(2026, 3, 1, 0, 6, tzinfo=UTC),
+            last_change=7,
+        )
+        await backend.states.save([changed, dataclasses.replace(changed, id="ghost")])
+        await backend.states.renumber({"m2": 4, "ghost": 9})
+        assert await backend.states.by_id(["m1", "m2", "ghost"]) == {
+            "m1": changed,
+            "m2": dataclasses.replace(found["m2"], count=4),
+        }
+        tombstone = dataclasses.replace(
+            changed,
+            data="",
+            deleted=True,
+            reactions=(),
+            thread_replies=0,
+            thread_last_reply_ts=None,
+            last_change=9,
+        )
+        await backend.states.save([tombstone])
+        assert await backend.states.by_id(["m1"]) == {"m1": tombstone}
+        assert await backend.states.by_id([]) == {}
+
+    async def test_a_change_document_is_stored_once_per_id(self, backend: Backend) -> None:
+        """The first document stored under an ``_id`` stays: a change consumed again, in the same
+        call or a later one, leaves it as it was; other channels keep their own."""
+        root = StoredMessage.from_doc(_doc("m1", T1, 1))
+        bucket = bucket_key(T1, 0)
+
+        def edit(data: str) -> Document:
+            return change_doc("edited", 5, bucket, 3, dataclasses.replace(root, data=data))
+
+        reacted = dataclasses.replace(root, reactions=(Reaction("👍", (BOB,)),), last_change=6)
+        reaction = change_doc("reaction", 6, bucket, 3, reacted)
+        elsewhere = change_doc(
+            "edited", 5, bucket_key(T2, 0), 1, StoredMessage.from_doc(_doc("m9", T2, 1))
+        )
+        await backend.states.insert_changes([])
+        await backend.states.insert_changes([edit("first"), edit("second")])
+        await backend.states.insert_changes([edit("third"), reaction, elsewhere])
+        assert await backend.changes_in(T1) == [edit("first"), reaction]
+        assert await backend.changes_in(T2) == [elsewhere]
+        assert await backend.changes_in(T3) == []
+
+    async def test_read_states_are_replaced_whole_and_listed_per_user(
+        self, backend: Backend
+    ) -> None:
+        """A member never written loads as None; a save replaces a member's state whole (DMs
+        and mentions included); a user's states are listed by channel."""
+        reads = backend.reads
+        assert await reads.load(T1, [ALICE, BOB, ALICE]) == {ALICE: None, BOB: None}
+        assert await reads.load(T1, []) == {}
+        assert await reads.of_user(ALICE) == {}
+        first = ReadState(seq=5, count=3, dms=(7,), mentions=(7, 9))
+        await reads.save(T1, {ALICE: first, BOB: ReadState(2, 1)})
+        await reads.save(T2, {ALICE: ReadState(4, 4)})
+        assert await reads.load(T1, [ALICE, BOB, CAROL]) == {
+            ALICE: first,
+            BOB: ReadState(2, 1),
+            CAROL: None,
+        }
+        moved = ReadState(seq=9, count=5)
+        await reads.save(T1, {ALICE: moved})
+        assert await reads.load(T1, [ALICE]) == {ALICE: moved}
+        assert await reads.of_user(ALICE) == {T1: moved, T2: ReadState(4, 4)}
+        assert await reads.of_user(BOB) == {T1: ReadState(2, 1)}
+        assert await reads.of_user(CAROL) == {}
+
+    async def test_membership_follows_additions_and_removals(self, backend: Backend) -> None:
+        """A user is a member of exactly the teams they were added to and not removed from
+        since."""
+        await backend.seed_member(T1, ALICE, True)
+        await backend.seed_member(T1, BOB, True)
+        await backend.seed_member(T2, BOB, True)
+        await backend.seed_member(T1, BOB, False)
+        await backend.seed_member(T2, CAROL, False)  # removing a non-member changes nothing
+        asked = [(T1, ALICE), (T1, BOB), (T2, BOB), (T2, ALICE), (T2, CAROL), (T3, ALICE)]
+        assert [await backend.members.is_member(t, u) for t, u in asked] == [
+            True,
+            False,
+            True,
+            False,
+            False,
+            False,
+        ]

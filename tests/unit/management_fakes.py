@@ -263,8 +263,9 @@ class MemoryMembershipIndex:
 class MemoryMessageStore:
     def __init__(self, messages: list[StoredMessage] | None = None) -> None:
         self.messages = list(messages or [])
-        # Applied changes, as the controller would have stored them.
-        self.change_log: list[ChangeEntry] = []
+        # Applied changes, as the controller would have stored them: each with the channel's
+        # team-message count at its seq (what a read position there records).
+        self.change_log: list[tuple[ChangeEntry, int]] = []
         self.calls: list[str] = []
 
     async def message(self, channel_id: str, message_id: str) -> StoredMessage | None:
@@ -292,7 +293,7 @@ class MemoryMessageStore:
         created = [ChangeEntry(m.seq, "created", m) for m in self.messages]
         entries = [
             e
-            for e in (*created, *self.change_log)
+            for e in (*created, *(entry for entry, _ in self.change_log))
             if e.message.channel_id == channel_id and e.seq > after and e.message.visible_to(viewer)
         ]
         entries.sort(key=lambda e: (e.seq, e.change != "created"))
@@ -302,9 +303,9 @@ class MemoryMessageStore:
         for m in self.messages:
             if m.channel_id == channel_id and m.seq == seq and m.visible_to(viewer):
                 return m.count
-        for e in self.change_log:
+        for e, count in self.change_log:
             if e.message.channel_id == channel_id and e.seq == seq and e.message.visible_to(viewer):
-                return e.message.count
+                return count
         return None
 
     async def page(

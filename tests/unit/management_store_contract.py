@@ -10,6 +10,7 @@ its own (pytest collects only the subclasses).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,12 +19,12 @@ import pytest
 
 from chatcore.errors import Conflict
 from chatcore.memberships import MembershipEntry
-from chatcore.message_state import StoredMessage
+from chatcore.message_state import Reaction, StoredMessage
 from chatcore.schema import PENDING, READY, REJECTED
 from services.management.attachment_store import Attachment, AttachmentStore
 from services.management.membership_index import MembershipIndex
 from services.management.model import MembershipChange, OutboxEvent, Team, TeamChanges
-from services.management.store import Carrier, MessageStore, TeamStore
+from services.management.store import Carrier, ChangeEntry, MessageStore, TeamStore
 
 S, A, U, V, X = (c * 32 for c in "12345")  # super_admin, admin, user, another user, stranger
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -32,14 +33,29 @@ ADDED, REMOVED = MembershipChange.ADDED, MembershipChange.REMOVED
 
 @dataclass
 class Backend:
-    """One implementation of every store, and a way to put messages where the controller would."""
+    """One implementation of every store, and ways to put messages and changes where the
+    controller would."""
 
     teams: TeamStore
     messages: MessageStore
     attachments: AttachmentStore
+    # Messages as they stand now, in log order (after everything seeded before).
     seed_messages: Callable[[Sequence[StoredMessage]], Awaitable[None]]
     new_id: Callable[[], str]
     index: MembershipIndex
+    # Applied changes in log order, each with the channel's team-message count at its seq.
+    seed_changes: Callable[[Sequence[tuple[ChangeEntry, int]]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Log:
+    """A channel's log as the controller stored it (``_channel_log``)."""
+
+    channel: str
+    root: StoredMessage  # a team text with three replies, edited
+    dm: StoredMessage  # U to V, with a reaction
+    replies: tuple[StoredMessage, StoredMessage, StoredMessage]  # U to all, V to U, S to all
+    deleted: StoredMessage  # V's team text, deleted
 
 
 def _event(n: int, user_id: str = U, change: MembershipChange = ADDED) -> OutboxEvent:
@@ -50,6 +66,70 @@ def _team(
     team_id: str, *, members: tuple[str, ...] = (S, A, U), tags: tuple[str, ...] = ()
 ) -> Team:
     return Team(team_id, "core", "", True, tags, members, (S, A), S, T0)
+
+
+def _at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+async def _channel_log(backend: Backend) -> _Log:
+    """A channel's log at seqs 10 to 100 (sparse, as on a partition shared with other
+    channels): a root, a DM, three replies (one a DM) each with the root's ``thread`` change at
+    its seq, an edit, a reaction and a delete; and a message of another channel. Messages are
+    stored as they stand now, changes with the message as they left it."""
+    channel, new_id = backend.new_id(), backend.new_id
+
+    def message(
+        seq: int, to: str, sender: str, count: int, thread_id: str | None = None
+    ) -> StoredMessage:
+        text = f"m{seq}"
+        return StoredMessage(
+            new_id(), seq, channel, to, "text", text, sender, _at(seq), thread_id, count=count
+        )
+
+    root_0 = message(10, "*", S, 1)
+    dm_0 = message(20, V, U, 1)
+    first = message(30, "*", U, 2, thread_id=root_0.id)
+    root_1 = dataclasses.replace(
+        root_0, thread_replies=1, thread_last_reply_ts=_at(30), last_change=30
+    )
+    root_2 = dataclasses.replace(root_1, data="edited", edited_ts=_at(40), last_change=40)
+    second = message(50, U, V, 2, thread_id=root_0.id)
+    root_3 = dataclasses.replace(
+        root_2, thread_replies=2, thread_last_reply_ts=_at(50), last_change=50
+    )
+    doomed_0 = message(60, "*", V, 3)
+    dm_1 = dataclasses.replace(dm_0, reactions=(Reaction("👍", (V,)),), last_change=70)
+    third = message(80, "*", S, 4, thread_id=root_0.id)
+    root_4 = dataclasses.replace(
+        root_3, thread_replies=3, thread_last_reply_ts=_at(80), last_change=80
+    )
+    doomed_1 = dataclasses.replace(doomed_0, data="", deleted=True, last_change=90)
+    last = message(100, "*", A, 5)
+    records: list[StoredMessage | tuple[ChangeEntry, int]] = [
+        root_4,
+        dm_1,
+        first,
+        (ChangeEntry(30, "thread", root_1), 2),
+        (ChangeEntry(40, "edited", root_2), 2),
+        second,
+        (ChangeEntry(50, "thread", root_3), 2),
+        doomed_1,
+        (ChangeEntry(70, "reaction", dm_1), 3),
+        third,
+        (ChangeEntry(80, "thread", root_4), 4),
+        (ChangeEntry(90, "deleted", doomed_1), 4),
+        last,
+        StoredMessage(new_id(), 60, new_id(), "*", "text", "elsewhere", S, T0),
+    ]
+    # Consecutive messages, or changes, in one call; the calls in the log's order.
+    for are_messages, run in itertools.groupby(records, lambda r: isinstance(r, StoredMessage)):
+        group = list(run)
+        if are_messages:
+            await backend.seed_messages([r for r in group if isinstance(r, StoredMessage)])
+        else:
+            await backend.seed_changes([r for r in group if not isinstance(r, StoredMessage)])
+    return _Log(channel, root_4, dm_1, (first, second, third), doomed_1)
 
 
 class StoreContract:
@@ -355,6 +435,103 @@ class StoreContract:
             [StoredMessage(backend.new_id(), 3, channel, "*", "image", attachment, S, T0)]
         )
         assert await carrier(channel, attachment, V) is Carrier.VISIBLE
+
+    async def test_message_is_found_by_id_within_its_channel(self, backend: Backend) -> None:
+        """A message as it stands now, whoever it is to; None for an unknown id or for the id
+        of another channel's message."""
+        log = await _channel_log(backend)
+        message = backend.messages.message
+        assert await message(log.channel, log.root.id) == log.root
+        assert await message(log.channel, log.dm.id) == log.dm
+        assert await message(log.channel, log.deleted.id) == log.deleted
+        assert await message(backend.new_id(), log.root.id) is None
+        assert await message(log.channel, backend.new_id()) is None
+
+    async def test_thread_lists_the_visible_replies_after_the_cursor(
+        self, backend: Backend
+    ) -> None:
+        """Replies to the root ascending by seq, after ``after``, up to ``limit``, a DM reply
+        only for its two people; nothing for a message without replies or in another channel."""
+        log = await _channel_log(backend)
+        first, second, third = log.replies
+
+        async def thread(viewer: str, after: int = 0, limit: int = 10) -> list[StoredMessage]:
+            return await backend.messages.thread(
+                log.channel, log.root.id, viewer, after=after, limit=limit
+            )
+
+        assert await thread(U) == [first, second, third]
+        assert await thread(V) == [first, second, third]
+        assert await thread(S) == [first, third]
+        assert await thread(U, after=30, limit=1) == [second]
+        assert await thread(U, after=35) == [second, third]
+        assert await thread(S, after=80) == []
+        replies_to_reply = backend.messages.thread(log.channel, first.id, U, after=0, limit=10)
+        assert await replies_to_reply == []
+        elsewhere = backend.messages.thread(backend.new_id(), log.root.id, U, after=0, limit=10)
+        assert await elsewhere == []
+
+    async def test_changes_list_creations_and_changes_in_seq_order(self, backend: Backend) -> None:
+        """Each message's creation (as it stands now) and each change (the message as it left
+        it) that the viewer may see, ascending, a thread change after the reply sharing its seq;
+        any cursor, a record's seq or one between records, resumes the same list."""
+        log = await _channel_log(backend)
+        changes = backend.messages.changes
+
+        async def feed(viewer: str) -> list[tuple[int, str]]:
+            found = await changes(log.channel, viewer, after=0, limit=100)
+            return [(e.seq, e.change) for e in found]
+
+        everyone = [(10, "created"), (30, "created"), (30, "thread"), (40, "edited")]
+        everyone += [(50, "thread"), (60, "created"), (80, "created"), (80, "thread")]
+        everyone += [(90, "deleted"), (100, "created")]
+        assert await feed(S) == everyone
+        with_dms = [*everyone, (20, "created"), (50, "created"), (70, "reaction")]
+        assert await feed(U) == sorted(with_dms, key=lambda e: (e[0], e[1] != "created"))
+        assert await feed(V) == await feed(U)
+
+        full = await changes(log.channel, V, after=0, limit=100)
+        by_record = {(e.seq, e.change): e.message for e in full}
+        assert by_record[10, "created"] == log.root
+        assert by_record[30, "thread"] == dataclasses.replace(
+            log.root,
+            data="m10",
+            edited_ts=None,
+            thread_replies=1,
+            thread_last_reply_ts=_at(30),
+            last_change=30,
+        )
+        assert (by_record[40, "edited"].data, by_record[40, "edited"].thread_replies) == (
+            "edited",
+            1,
+        )
+        assert by_record[70, "reaction"] == log.dm
+        assert by_record[60, "created"] == by_record[90, "deleted"] == log.deleted
+        for after in range(0, 110, 5):
+            page = await changes(log.channel, V, after=after, limit=3)
+            assert page == [e for e in full if e.seq > after][:3], after
+        assert await changes(backend.new_id(), V, after=0, limit=100) == []
+
+    async def test_count_at_is_the_channel_count_at_a_visible_record(
+        self, backend: Backend
+    ) -> None:
+        """The team-message count stored with the message, or else the change, at that seq
+        that the viewer may see (a change carries the channel's count at its own seq, not its
+        message's); None where the viewer sees no record."""
+        log = await _channel_log(backend)
+
+        async def count_at(seq: int, viewer: str) -> int | None:
+            return await backend.messages.count_at(log.channel, seq, viewer)
+
+        assert [await count_at(seq, U) for seq in (10, 20, 30, 60, 100)] == [1, 1, 2, 3, 5]
+        assert await count_at(40, U) == 2  # the edit of the root, whose own count is 1
+        assert await count_at(90, S) == 4  # the delete of a message counted 3
+        assert await count_at(70, V) == 3  # the reaction to the DM
+        assert await count_at(50, S) == 2  # a DM reply S cannot see, and the root's change
+        assert await count_at(20, S) is None  # a DM between others
+        assert await count_at(70, S) is None  # a change to that DM
+        assert await count_at(45, U) is None  # no record at this seq
+        assert await backend.messages.count_at(backend.new_id(), 10, U) is None
 
     # --- attachments ----------------------------------------------------------------------
 

@@ -7,7 +7,14 @@ import pytest
 
 from chatcore.mongo import Document
 from services.controller.directory import AttachmentView
-from tests.unit.controller_fakes import MemoryChannelHeads, MemoryDirectory, MemoryMessageStore
+from tests.unit.controller_fakes import (
+    MemoryChannelHeads,
+    MemoryDirectory,
+    MemoryMembers,
+    MemoryMessageStates,
+    MemoryMessageStore,
+    MemoryReadStates,
+)
 from tests.unit.controller_store_contract import Backend, ControllerStoreContract
 
 
@@ -27,13 +34,33 @@ class TestMemoryControllerStores(ControllerStoreContract):
             if disabled:
                 directory.disabled_users.add(user_id)
 
+        members = MemoryMembers()
+
+        async def seed_member(team_id: str, user_id: str, present: bool) -> None:
+            if present:
+                members.members.add((team_id, user_id))
+            else:
+                members.members.discard((team_id, user_id))
+
+        store = MemoryMessageStore()
+        states = MemoryMessageStates(store)
+
+        async def changes_in(channel_id: str) -> list[Document]:
+            docs = [d for d in states.changes.values() if d["channel_id"] == channel_id]
+            return sorted(docs, key=lambda d: (d["seq"], d["_id"]))
+
         heads = MemoryChannelHeads()
         return Backend(
-            MemoryMessageStore(),
-            directory,
-            seed_team,
-            seed_attachment,
-            seed_user,
-            heads,
-            heads.range,
+            store=store,
+            directory=directory,
+            seed_team=seed_team,
+            seed_attachment=seed_attachment,
+            seed_user=seed_user,
+            heads=heads,
+            range_of=heads.range,
+            states=states,
+            reads=MemoryReadStates(),
+            members=members,
+            seed_member=seed_member,
+            changes_in=changes_in,
         )

@@ -474,10 +474,10 @@ async def test_changes_and_thread_pages_walk_forward_with_a_cursor(harness: Harn
     reply = dataclasses.replace(_stored(harness, team, 6, BOB), thread_id=root.id)
     harness.messages.messages[-1] = reply
     harness.messages.change_log.append(
-        ChangeEntry(6, "thread", dataclasses.replace(root, thread_replies=1))
+        (ChangeEntry(6, "thread", dataclasses.replace(root, thread_replies=1)), 6)
     )
     harness.messages.change_log.append(
-        ChangeEntry(8, "edited", dataclasses.replace(root, data="x"))
+        (ChangeEntry(8, "edited", dataclasses.replace(root, data="x")), 6)
     )
     status, body = await harness.call("GET", f"/v1/teams/{team}/changes?after=5&limit=2")
     assert status == 200

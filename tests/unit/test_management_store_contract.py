@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from chatcore.message_state import StoredMessage
+from services.management.store import ChangeEntry
 from tests.unit.management_fakes import (
     MemoryAttachmentStore,
     MemoryMembershipIndex,
@@ -28,6 +29,9 @@ class TestMemoryStores(StoreContract):
         async def seed(found: Sequence[StoredMessage]) -> None:
             messages.messages.extend(found)
 
+        async def seed_changes(found: Sequence[tuple[ChangeEntry, int]]) -> None:
+            messages.change_log.extend(found)
+
         teams = MemoryTeamStore()
         return Backend(
             teams=teams,
@@ -36,4 +40,5 @@ class TestMemoryStores(StoreContract):
             seed_messages=seed,
             new_id=lambda: f"{next(counter):032x}",
             index=MemoryMembershipIndex(teams),
+            seed_changes=seed_changes,
         )
