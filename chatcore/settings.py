@@ -59,6 +59,13 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_messages_partitions: int = 6
     kafka_replication_factor: int = 1
+    # Topics' min.insync.replicas: with acks=all a record is acknowledged once this many replicas
+    # have it (2 of 3 in a three-broker cluster: one broker may die without losing an ack).
+    kafka_min_insync_replicas: int = 1
+    # Consumer-group liveness: a member silent this long is dropped and its partitions move
+    # (a controller killed with -9 is noticed within it); heartbeats go out this often.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1500
     kafka_linger_ms: int = 5
     kafka_request_timeout_ms: int = 15000
     relay_producer: str = "rdkafka"
@@ -131,6 +138,10 @@ class Settings:
     # Membership-event outbox: how often pending events are retried, how long one send may take.
     outbox_retry_interval_s: float = 5.0
     outbox_send_timeout_s: float = 5.0
+    # Leases (chatcore/leases.py) that keep management and auth instances' conditional writes
+    # apart: how long one is valid, how long a request waits for a busy one.
+    lease_ttl_s: float = 10.0
+    lease_wait_s: float = 5.0
     # Per-user token bucket over team, member, role and attachment writes.
     management_write_burst: int = 100
     management_write_per_s: float = 5.0
@@ -222,6 +233,15 @@ class Settings:
             raise ConfigError("CHAT_RELAY_PRODUCER must be rdkafka or aiokafka")
         if self.kafka_messages_partitions < 1:
             raise ConfigError("CHAT_KAFKA_MESSAGES_PARTITIONS must be at least 1")
+        if not 1 <= self.kafka_min_insync_replicas <= self.kafka_replication_factor:
+            raise ConfigError(
+                "CHAT_KAFKA_MIN_INSYNC_REPLICAS must be between 1 and CHAT_KAFKA_REPLICATION_FACTOR"
+            )
+        if not 0 < 3 * self.kafka_heartbeat_interval_ms <= self.kafka_session_timeout_ms:
+            raise ConfigError(
+                "CHAT_KAFKA_HEARTBEAT_INTERVAL_MS must be positive and at most a third of "
+                "CHAT_KAFKA_SESSION_TIMEOUT_MS"
+            )
         if not self.jwt_algorithms:
             raise ConfigError("CHAT_JWT_ALGORITHMS must name at least one algorithm")
         if self.max_body_bytes < 1024:
@@ -292,6 +312,10 @@ class Settings:
         self._validate_attachments()
 
     def _validate_management(self) -> None:
+        if self.lease_ttl_s < 1:
+            raise ConfigError("CHAT_LEASE_TTL_S must be at least 1")
+        if self.lease_wait_s <= 0:
+            raise ConfigError("CHAT_LEASE_WAIT_S must be positive")
         if self.outbox_retry_interval_s <= 0:
             raise ConfigError("CHAT_OUTBOX_RETRY_INTERVAL_S must be positive")
         if self.outbox_send_timeout_s <= 0:
