@@ -22,6 +22,8 @@ SIGNALS_TOPIC = "chat.signals.v1"
 EVENTS_TOPIC = "chat.events.v1"
 MESSAGES_DLQ_TOPIC = "chat.messages.v1.dlq"
 PRESENCE_TOPIC = "chat.presence.v1"
+# Controllers announcing their gRPC address (services/controller/announce.py); relays read it.
+CONTROLLERS_TOPIC = "chat.controllers.v1"
 
 # Kafka's CreateTopics error code for a topic that is already there.
 _TOPIC_ALREADY_EXISTS = 36
@@ -64,6 +66,8 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
         TopicSpec(MESSAGES_DLQ_TOPIC, 1, rf, 4 * week, isr),
         # Who is on which relay (chatcore.presence): soft state, rebuilt from snapshots.
         TopicSpec(PRESENCE_TOPIC, 3, rf, 3600 * 1000, isr),
+        # Soft state too: every live controller re-announces every few seconds.
+        TopicSpec(CONTROLLERS_TOPIC, 1, rf, 3600 * 1000, isr),
     )
 
 

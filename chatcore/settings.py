@@ -131,6 +131,10 @@ class Settings:
     controller_delivery_batch_bytes: int = 1024 * 1024
     controller_retry_max_s: float = 5.0
     controller_start_grace_s: float = 2.0
+    # Discovery: each controller announces this address on chat.controllers.v1 this often
+    # (empty: the bound host and gRPC port; the machine's name when bound to every interface).
+    controller_advertise_addr: str = ""
+    controller_announce_interval_s: float = 2.0
     # Management service
     management_port: int = 8102
     auth_url: str = "http://127.0.0.1:8101"
@@ -302,6 +306,8 @@ class Settings:
             )
         if self.controller_retry_max_s <= 0:
             raise ConfigError("CHAT_CONTROLLER_RETRY_MAX_S must be positive")
+        if not 0.1 <= self.controller_announce_interval_s <= 60:
+            raise ConfigError("CHAT_CONTROLLER_ANNOUNCE_INTERVAL_S must be between 0.1 and 60")
         if self.controller_start_grace_s < 0:
             raise ConfigError("CHAT_CONTROLLER_START_GRACE_S must not be negative")
         if not self.auth_url.startswith(("http://", "https://")):
