@@ -43,12 +43,14 @@ class Announcer:
         sender: Sender,
         address: str,
         *,
+        group: str,
         interval_s: float,
         timeout_s: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._sender = sender
         self.address = address
+        self._group = group
         self._interval_s = interval_s
         self._timeout_s = timeout_s
         self._sleep = sleep
@@ -56,6 +58,7 @@ class Announcer:
     def record(self, *, leaving: bool) -> bytes:
         return chat_pb2.ControllerAnnouncement(
             address=self.address,
+            group=self._group,
             leaving=leaving,
             ttl_ms=int(self._interval_s * TTL_INTERVALS * 1000),
         ).SerializeToString()

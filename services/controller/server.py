@@ -213,6 +213,7 @@ async def start(
         announcer = Announcer(
             producer,
             advertised_address(settings.controller_advertise_addr, settings.http_host, bound),
+            group=settings.controller_group_id,
             interval_s=settings.controller_announce_interval_s,
             timeout_s=settings.kafka_request_timeout_ms / 1000,
         )

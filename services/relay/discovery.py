@@ -5,7 +5,9 @@ that it is leaving, after its goodbye). A partition owned by a controller no rel
 would fan out to nobody, so a relay must learn of a controller that joins without a restart.
 ``ControllerDirectory`` is the pure bookkeeping (what to add, what to drop); ``DiscoveryFeed``
 reads the topic from its end, outside any consumer group, and applies the decisions to the
-``ControllerLink``. The seeds (``CHAT_CONTROLLER_ADDRS``) are never dropped: they work without any
+``ControllerLink``. Only controllers of the relay's own consumer group count (one Kafka may carry
+several deployments, or a test's controllers beside a stack's). The seeds
+(``CHAT_CONTROLLER_ADDRS``) are never dropped: they work without any
 announcement, as before, and a seed that restarts is simply reconnected.
 """
 
@@ -29,8 +31,9 @@ _log = get_logger("relay.discovery")
 class ControllerDirectory:
     """Announced controllers and when each was last heard of (milliseconds)."""
 
-    def __init__(self, seeds: Iterable[str]) -> None:
+    def __init__(self, seeds: Iterable[str], group: str) -> None:
         self._seeds = frozenset(seeds)
+        self._group = group
         self._until: dict[str, int] = {}
 
     @property
@@ -39,7 +42,10 @@ class ControllerDirectory:
 
     def heard(self, announcement: chat_pb2.ControllerAnnouncement, now: int) -> tuple[str, bool]:
         """Record one announcement; returns (address, whether it is to be added or dropped):
-        ``True`` means add (a no-op for the link if it has it), ``False`` means drop."""
+        ``True`` means add (a no-op for the link if it has it), ``False`` means drop. Another
+        group's announcement returns an empty address: nothing to do."""
+        if announcement.group != self._group:
+            return "", False
         address = announcement.address
         if announcement.leaving:
             self._until.pop(address, None)

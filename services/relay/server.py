@@ -121,7 +121,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
         # Controllers that join later are found from their announcements, without a restart.
         discovery = DiscoveryFeed(
             make_reader(settings, client_id=f"relay-{relay_id}-discovery"),
-            ControllerDirectory(settings.controller_addrs),
+            ControllerDirectory(settings.controller_addrs, settings.controller_group_id),
             add=relay.link.add,
             remove=relay.link.remove,
         )

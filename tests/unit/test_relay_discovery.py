@@ -12,8 +12,10 @@ from services.controller.announce import Announcer, advertised_address
 from services.relay.discovery import ControllerDirectory, DiscoveryFeed
 
 
-def _ann(address: str, *, leaving: bool = False, ttl_ms: int = 6000) -> Any:
-    return chat_pb2.ControllerAnnouncement(address=address, leaving=leaving, ttl_ms=ttl_ms)
+def _ann(address: str, *, leaving: bool = False, ttl_ms: int = 6000, group: str = "g") -> Any:
+    return chat_pb2.ControllerAnnouncement(
+        address=address, leaving=leaving, ttl_ms=ttl_ms, group=group
+    )
 
 
 class FakeLink:
@@ -34,7 +36,7 @@ def _feed(seeds: list[str], clock: list[int]) -> tuple[DiscoveryFeed, FakeLink]:
     link = FakeLink()
     feed = DiscoveryFeed(
         None,  # apply/expire never touch the consumer
-        ControllerDirectory(seeds),
+        ControllerDirectory(seeds, "g"),
         add=link.add,
         remove=link.remove,
         clock=lambda: clock[0],
@@ -69,6 +71,15 @@ async def test_a_silent_controller_expires_after_its_ttl() -> None:
     assert link.removed == ["c3:1"]
 
 
+async def test_another_groups_controllers_are_ignored() -> None:
+    """One Kafka may carry several deployments: only the relay's own group's controllers count."""
+    clock = [0]
+    feed, link = _feed([], clock)
+    await feed.apply(_ann("other:1", group="other-deployment"))
+    await feed.apply(_ann("other:1", group="other-deployment", leaving=True))
+    assert (link.added, link.removed) == ([], [])
+
+
 async def test_seeds_are_never_dropped() -> None:
     """A seed (CHAT_CONTROLLER_ADDRS) that leaves or goes silent keeps its stream."""
     clock = [0]
@@ -93,13 +104,13 @@ class RecordingSender:
 async def test_the_announcer_announces_with_a_ttl_of_three_intervals() -> None:
     """Records carry the address, a ttl of three intervals, and leaving on the way out."""
     sender = RecordingSender()
-    announcer = Announcer(sender, "ctl:50051", interval_s=2.0, timeout_s=1.0)
+    announcer = Announcer(sender, "ctl:50051", group="g", interval_s=2.0, timeout_s=1.0)
     assert await announcer.announce()
     assert await announcer.announce(leaving=True)
     decoded = [chat_pb2.ControllerAnnouncement.FromString(v) for _t, v, _k in sender.sent]
-    assert [(d.address, d.leaving, d.ttl_ms) for d in decoded] == [
-        ("ctl:50051", False, 6000),
-        ("ctl:50051", True, 6000),
+    assert [(d.address, d.group, d.leaving, d.ttl_ms) for d in decoded] == [
+        ("ctl:50051", "g", False, 6000),
+        ("ctl:50051", "g", True, 6000),
     ]
     assert {(t, k) for t, _v, k in sender.sent} == {(CONTROLLERS_TOPIC, b"ctl:50051")}
 
@@ -112,7 +123,7 @@ async def test_an_announcement_kafka_never_takes_is_a_logged_failure() -> None:
             await asyncio.Event().wait()
             return None
 
-    announcer = Announcer(Hanging(), "ctl:1", interval_s=1.0, timeout_s=0.01)
+    announcer = Announcer(Hanging(), "ctl:1", group="g", interval_s=1.0, timeout_s=0.01)
     assert not await announcer.announce()
 
 
