@@ -22,6 +22,8 @@ SIGNALS_TOPIC = "chat.signals.v1"
 EVENTS_TOPIC = "chat.events.v1"
 MESSAGES_DLQ_TOPIC = "chat.messages.v1.dlq"
 PRESENCE_TOPIC = "chat.presence.v1"
+# Controllers announcing their gRPC address (services/controller/announce.py); relays read it.
+CONTROLLERS_TOPIC = "chat.controllers.v1"
 
 # Kafka's CreateTopics error code for a topic that is already there.
 _TOPIC_ALREADY_EXISTS = 36
@@ -41,20 +43,31 @@ class TopicSpec:
     partitions: int
     replication_factor: int
     retention_ms: int | None = None
+    min_insync_replicas: int = 1
+
+    def configs(self) -> dict[str, str]:
+        """The topic-level settings it is created with."""
+        found = {"min.insync.replicas": str(self.min_insync_replicas)}
+        if self.retention_ms:
+            found["retention.ms"] = str(self.retention_ms)
+        return found
 
 
 def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
     """Every topic the system uses; created at stack start-up, never resized."""
     week = 7 * 24 * 3600 * 1000
     rf = settings.kafka_replication_factor
+    isr = settings.kafka_min_insync_replicas
     return (
-        TopicSpec(MESSAGES_TOPIC, settings.kafka_messages_partitions, rf, retention_ms=week),
+        TopicSpec(MESSAGES_TOPIC, settings.kafka_messages_partitions, rf, week, isr),
         # Typing signals are worthless after seconds; keep them briefly.
-        TopicSpec(SIGNALS_TOPIC, 3, rf, retention_ms=3600 * 1000),
-        TopicSpec(EVENTS_TOPIC, 3, rf, retention_ms=week),
-        TopicSpec(MESSAGES_DLQ_TOPIC, 1, rf, retention_ms=4 * week),
+        TopicSpec(SIGNALS_TOPIC, 3, rf, 3600 * 1000, isr),
+        TopicSpec(EVENTS_TOPIC, 3, rf, week, isr),
+        TopicSpec(MESSAGES_DLQ_TOPIC, 1, rf, 4 * week, isr),
         # Who is on which relay (chatcore.presence): soft state, rebuilt from snapshots.
-        TopicSpec(PRESENCE_TOPIC, 3, rf, retention_ms=3600 * 1000),
+        TopicSpec(PRESENCE_TOPIC, 3, rf, 3600 * 1000, isr),
+        # Soft state too: every live controller re-announces every few seconds.
+        TopicSpec(CONTROLLERS_TOPIC, 1, rf, 3600 * 1000, isr),
     )
 
 
@@ -121,6 +134,9 @@ def make_consumer(
         isolation_level="read_committed",
         request_timeout_ms=settings.kafka_request_timeout_ms,
         max_poll_records=max_poll_records,
+        # A member killed with -9 is noticed within the session timeout, and its partitions move.
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
     )
 
 
@@ -173,7 +189,7 @@ async def ensure_topics(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) 
             name=s.name,
             num_partitions=s.partitions,
             replication_factor=s.replication_factor,
-            topic_configs=({"retention.ms": str(s.retention_ms)} if s.retention_ms else {}),
+            topic_configs=s.configs(),
         )
         for s in missing
     ]

@@ -1,12 +1,8 @@
 """Per-key mutual exclusion inside one process.
 
-Why it exists: FerretDB 1.24 (the local database) runs ``update`` and ``findAndModify`` as a read
-followed by a separate write keyed by ``_id`` alone, so two conditional updates racing on one
-document can both see their precondition hold and both write (measured: several "winners" out of 20
-concurrent compare-and-set updates). MongoDB applies a single-document update atomically. Holding a
-per-team lock around each conditional write makes the filter-carried preconditions hold on FerretDB
-too, for the writes of this process (management per team, auth per refresh token); several
-instances need MongoDB (docs/decisions.md).
+Why it exists: ``chatcore.leases.Leases`` queues the waiters of one process for a key here first,
+so only one of them at a time asks the database for the key's lease; exclusion across processes
+is the lease's job (docs/decisions.md, "Leases with fencing").
 """
 
 from __future__ import annotations

@@ -24,6 +24,15 @@ MIGRATIONS: Final = "migrations"
 # WebSocket handshake without reading the (large) team documents. Written by the management
 # service from each team's outbox (so it follows the ``teams`` documents), read by the controller.
 MEMBERSHIPS: Final = "memberships"
+# The auth service's refresh tokens (``_id`` = the token's SHA-256).
+REFRESH_TOKENS: Final = "refresh_tokens"
+# Leases (``chatcore.leases``): ``_id`` = "<namespace>:<key>#<epoch>", taken by an insert.
+LEASES: Final = "leases"
+LEASE_KEY: Final = "key"
+LEASE_EPOCH: Final = "epoch"
+LEASE_OWNER: Final = "owner"
+LEASE_EXPIRES_AT: Final = "expires_at"
+LEASE_RELEASED: Final = "released"
 
 # Every stored id (users, teams, attachments): a uuid4 in hex.
 ID_PATTERN: Final = r"^[0-9a-f]{32}$"

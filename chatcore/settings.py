@@ -59,6 +59,13 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_messages_partitions: int = 6
     kafka_replication_factor: int = 1
+    # Topics' min.insync.replicas: with acks=all a record is acknowledged once this many replicas
+    # have it (2 of 3 in a three-broker cluster: one broker may die without losing an ack).
+    kafka_min_insync_replicas: int = 1
+    # Consumer-group liveness: a member silent this long is dropped and its partitions move
+    # (a controller killed with -9 is noticed within it); heartbeats go out this often.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1500
     kafka_linger_ms: int = 5
     kafka_request_timeout_ms: int = 15000
     relay_producer: str = "rdkafka"
@@ -124,6 +131,10 @@ class Settings:
     controller_delivery_batch_bytes: int = 1024 * 1024
     controller_retry_max_s: float = 5.0
     controller_start_grace_s: float = 2.0
+    # Discovery: each controller announces this address on chat.controllers.v1 this often
+    # (empty: the bound host and gRPC port; the machine's name when bound to every interface).
+    controller_advertise_addr: str = ""
+    controller_announce_interval_s: float = 2.0
     # Management service
     management_port: int = 8102
     auth_url: str = "http://127.0.0.1:8101"
@@ -131,6 +142,10 @@ class Settings:
     # Membership-event outbox: how often pending events are retried, how long one send may take.
     outbox_retry_interval_s: float = 5.0
     outbox_send_timeout_s: float = 5.0
+    # Leases (chatcore/leases.py) that keep management and auth instances' conditional writes
+    # apart: how long one is valid, how long a request waits for a busy one.
+    lease_ttl_s: float = 10.0
+    lease_wait_s: float = 5.0
     # Per-user token bucket over team, member, role and attachment writes.
     management_write_burst: int = 100
     management_write_per_s: float = 5.0
@@ -222,6 +237,15 @@ class Settings:
             raise ConfigError("CHAT_RELAY_PRODUCER must be rdkafka or aiokafka")
         if self.kafka_messages_partitions < 1:
             raise ConfigError("CHAT_KAFKA_MESSAGES_PARTITIONS must be at least 1")
+        if not 1 <= self.kafka_min_insync_replicas <= self.kafka_replication_factor:
+            raise ConfigError(
+                "CHAT_KAFKA_MIN_INSYNC_REPLICAS must be between 1 and CHAT_KAFKA_REPLICATION_FACTOR"
+            )
+        if not 0 < 3 * self.kafka_heartbeat_interval_ms <= self.kafka_session_timeout_ms:
+            raise ConfigError(
+                "CHAT_KAFKA_HEARTBEAT_INTERVAL_MS must be positive and at most a third of "
+                "CHAT_KAFKA_SESSION_TIMEOUT_MS"
+            )
         if not self.jwt_algorithms:
             raise ConfigError("CHAT_JWT_ALGORITHMS must name at least one algorithm")
         if self.max_body_bytes < 1024:
@@ -282,6 +306,8 @@ class Settings:
             )
         if self.controller_retry_max_s <= 0:
             raise ConfigError("CHAT_CONTROLLER_RETRY_MAX_S must be positive")
+        if not 0.1 <= self.controller_announce_interval_s <= 60:
+            raise ConfigError("CHAT_CONTROLLER_ANNOUNCE_INTERVAL_S must be between 0.1 and 60")
         if self.controller_start_grace_s < 0:
             raise ConfigError("CHAT_CONTROLLER_START_GRACE_S must not be negative")
         if not self.auth_url.startswith(("http://", "https://")):
@@ -292,6 +318,10 @@ class Settings:
         self._validate_attachments()
 
     def _validate_management(self) -> None:
+        if self.lease_ttl_s < 1:
+            raise ConfigError("CHAT_LEASE_TTL_S must be at least 1")
+        if self.lease_wait_s <= 0:
+            raise ConfigError("CHAT_LEASE_WAIT_S must be positive")
         if self.outbox_retry_interval_s <= 0:
             raise ConfigError("CHAT_OUTBOX_RETRY_INTERVAL_S must be positive")
         if self.outbox_send_timeout_s <= 0:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,12 @@ class StackConfig:
     controller_grpc_port: int = 50051
     controller_http_port: int = 8111
     messages_partitions: int = 6
+    # Topology (CHATSTACK_CONTROLLERS, _MANAGEMENT, _AUTH, _KAFKA_BROKERS): instance i > 1 of a
+    # kind listens on its first instance's port(s) + 100 * (i - 1) (``instance_ports``).
+    controllers: int = 1
+    management_instances: int = 1
+    auth_instances: int = 1
+    kafka_brokers: int = 1
     # As root, PostgreSQL's data lives here (datadirs.py): the postgres user must reach it.
     system_data: Path = DEFAULT_SYSTEM_DATA
     edge_limits: EdgeLimits = field(default_factory=EdgeLimits)
@@ -89,6 +96,10 @@ class StackConfig:
             controller_grpc_port=int(env.get("CHATSTACK_CONTROLLER_GRPC_PORT", "50051")),
             controller_http_port=int(env.get("CHATSTACK_CONTROLLER_HTTP_PORT", "8111")),
             messages_partitions=int(env.get("CHATSTACK_MESSAGES_PARTITIONS", "6")),
+            controllers=_count(env, "CHATSTACK_CONTROLLERS"),
+            management_instances=_count(env, "CHATSTACK_MANAGEMENT"),
+            auth_instances=_count(env, "CHATSTACK_AUTH"),
+            kafka_brokers=_count(env, "CHATSTACK_KAFKA_BROKERS", allowed=(1, 3)),
             system_data=Path(env.get("CHATSTACK_SYSTEM_DATA", DEFAULT_SYSTEM_DATA)).resolve(),
             edge_limits=EdgeLimits(
                 api_rate_per_s=int(env.get("CHATSTACK_NGINX_API_RATE", str(limits.api_rate_per_s))),
@@ -108,6 +119,40 @@ class StackConfig:
         return self.home / "data"
 
     @property
+    def auth_ports(self) -> tuple[int, ...]:
+        return instance_ports(self.auth_port, self.auth_instances)
+
+    @property
+    def management_ports(self) -> tuple[int, ...]:
+        return instance_ports(self.management_port, self.management_instances)
+
+    @property
+    def controller_grpc_ports(self) -> tuple[int, ...]:
+        return instance_ports(self.controller_grpc_port, self.controllers)
+
+    @property
+    def controller_http_ports(self) -> tuple[int, ...]:
+        return instance_ports(self.controller_http_port, self.controllers)
+
+    @property
+    def kafka_ports(self) -> tuple[int, ...]:
+        return instance_ports(self.kafka_port, self.kafka_brokers)
+
+    @property
+    def kafka_controller_ports(self) -> tuple[int, ...]:
+        return instance_ports(self.kafka_controller_port, self.kafka_brokers)
+
+    @property
+    def replication(self) -> int:
+        """Replication factor of every topic, internal ones included: one copy per broker."""
+        return self.kafka_brokers
+
+    @property
+    def min_insync(self) -> int:
+        """A record is acknowledged once a majority of its replicas have it."""
+        return self.kafka_brokers // 2 + 1
+
+    @property
     def postgres_data(self) -> Path:
         """PostgreSQL's data folder: in the home, or outside it when we are root (datadirs.py)."""
         if os.geteuid() == 0:
@@ -125,6 +170,29 @@ class StackConfig:
     @property
     def versitygw_bin(self) -> Path:
         return self.cache / "bin" / f"versitygw-{VERSITYGW_VERSION}"
+
+
+def instance_ports(first: int, count: int) -> tuple[int, ...]:
+    """The ports of ``count`` instances of a kind: the first one's, then +100 for each next one
+    (8102, 8202, ...), so a topology never moves the single-instance ports."""
+    return tuple(first + 100 * i for i in range(count))
+
+
+def instance_name(kind: str, index: int) -> str:
+    """``kind`` for the first instance (the names scripts and docs know), ``kind-2`` on."""
+    return kind if index == 0 else f"{kind}-{index + 1}"
+
+
+def _count(env: Mapping[str, str], name: str, *, allowed: Sequence[int] | None = None) -> int:
+    raw = env.get(name, "1")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StackError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1 or value > 9 or (allowed is not None and value not in allowed):
+        choices = " or ".join(map(str, allowed)) if allowed else "between 1 and 9"
+        raise StackError(f"{name} must be {choices}, got {value}")
+    return value
 
 
 def _s3_credentials(cfg: StackConfig) -> tuple[str, str]:
@@ -166,11 +234,13 @@ def service_env(cfg: StackConfig) -> dict[str, str]:
         "CHAT_AUTH_PORT": str(cfg.auth_port),
         "CHAT_AUTH_URL": f"http://127.0.0.1:{cfg.auth_port}",
         "CHAT_MANAGEMENT_PORT": str(cfg.management_port),
-        "CHAT_CONTROLLER_ADDRS": f"127.0.0.1:{cfg.controller_grpc_port}",
+        "CHAT_CONTROLLER_ADDRS": ",".join(f"127.0.0.1:{p}" for p in cfg.controller_grpc_ports),
         "CHAT_CONTROLLER_GRPC_PORT": str(cfg.controller_grpc_port),
         "CHAT_CONTROLLER_HTTP_PORT": str(cfg.controller_http_port),
         "CHAT_AUTH_SIGNING_KEYS": str(dev_signing_key(cfg)),
-        "CHAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{cfg.kafka_port}",
+        "CHAT_KAFKA_BOOTSTRAP": ",".join(f"127.0.0.1:{p}" for p in cfg.kafka_ports),
+        "CHAT_KAFKA_REPLICATION_FACTOR": str(cfg.replication),
+        "CHAT_KAFKA_MIN_INSYNC_REPLICAS": str(cfg.min_insync),
         "CHAT_KAFKA_MESSAGES_PARTITIONS": str(cfg.messages_partitions),
         "CHAT_MONGO_URL": f"mongodb://127.0.0.1:{cfg.mongo_port}/",
         "CHAT_S3_ENDPOINT": f"http://127.0.0.1:{cfg.s3_port}",
@@ -197,20 +267,79 @@ def _kafka_cluster_id() -> str:
             return cid
 
 
-def kafka_component(cfg: StackConfig) -> Component:
+def _kafka_cluster_id_of(cfg: StackConfig) -> str:
+    """One cluster id for every broker of this stack, generated once into its folder."""
+    path = cfg.home / "kafka" / "cluster-id"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_kafka_cluster_id())
+    return path.read_text().strip()
+
+
+def kafka_properties(cfg: StackConfig, index: int, data_dir: Path) -> str:
+    """server.properties of broker ``index``: a combined broker and KRaft controller.
+
+    With three brokers every topic, ``__consumer_offsets`` included, has three replicas and
+    needs two in sync to acknowledge a write (docs/decisions.md, "Three brokers").
+    """
+    port, controller = cfg.kafka_ports[index], cfg.kafka_controller_ports[index]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(cfg.kafka_controller_ports))
+    rf, isr = cfg.replication, cfg.min_insync
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            f"node.id={index + 1}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data_dir}",
+            "num.partitions=1",
+            "auto.create.topics.enable=false",
+            f"default.replication.factor={rf}",
+            f"offsets.topic.replication.factor={rf}",
+            "offsets.topic.num.partitions=6",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={isr}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={isr}",
+            f"min.insync.replicas={isr}",
+            # A broker killed with -9 is fenced by the quorum after this long without a
+            # heartbeat; its partitions' leadership moves and acks=all sends resume (the
+            # broker-loss test measures the gap). Kafka's default is 9 s.
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            # A follower this far behind leaves the ISR (default 30 s): a dead one then stops
+            # counting towards min.insync.replicas sooner.
+            "replica.lag.time.max.ms=5000",
+            # Tests start consumers constantly; a rebalance delay would only slow them.
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]
+    )
+
+
+def kafka_component(cfg: StackConfig, index: int = 0) -> Component:
+    """Broker ``index`` (0-based) of the stack's KRaft cluster, from the same jars."""
+    name = instance_name("kafka", index)
     conf_dir = cfg.home / "kafka"
-    data_dir = cfg.data / "kafka"
-    props = conf_dir / "server.properties"
+    data_dir = cfg.data / name
+    props = conf_dir / f"{name}.properties" if index else conf_dir / "server.properties"
     classpath = f"{cfg.kafka_libs}/*"
+    heap = "-Xmx768m" if cfg.kafka_brokers == 1 else "-Xmx512m"
     java_opts = [
         "-Xms256m",
-        "-Xmx768m",
+        heap,
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={REPO / 'deploy/local/kafka/log4j2.properties'}",
         f"-Dkafka.logs.dir={cfg.home / 'logs'}",
     ]
+    port, controller_port = cfg.kafka_ports[index], cfg.kafka_controller_ports[index]
+    last = index == cfg.kafka_brokers - 1
 
     def prepare() -> None:
         if not cfg.kafka_libs.is_dir():
@@ -218,34 +347,7 @@ def kafka_component(cfg: StackConfig) -> Component:
                 f"kafka: jars missing in {cfg.kafka_libs}; run deploy/local/install.sh"
             )
         conf_dir.mkdir(parents=True, exist_ok=True)
-        props.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{cfg.kafka_controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},"
-                    f"CONTROLLER://127.0.0.1:{cfg.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    f"log.dirs={data_dir}",
-                    "num.partitions=1",
-                    "auto.create.topics.enable=false",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=6",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "min.insync.replicas=1",
-                    # Tests start consumers constantly; a rebalance delay would only slow them.
-                    "group.initial.rebalance.delay.ms=0",
-                    "",
-                ]
-            )
-        )
+        props.write_text(kafka_properties(cfg, index, data_dir))
         if not (data_dir / "meta.properties").exists():
             data_dir.mkdir(parents=True, exist_ok=True)
             fmt = subprocess.run(
@@ -257,7 +359,7 @@ def kafka_component(cfg: StackConfig) -> Component:
                     "kafka.tools.StorageTool",
                     "format",
                     "-t",
-                    _kafka_cluster_id(),
+                    _kafka_cluster_id_of(cfg),
                     "-c",
                     str(props),
                 ],
@@ -266,10 +368,14 @@ def kafka_component(cfg: StackConfig) -> Component:
                 check=False,
             )
             if fmt.returncode != 0:
-                raise StackError(f"kafka: storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+                raise StackError(f"{name}: storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
 
     def ready() -> bool:
-        return port_open(cfg.kafka_port) and asyncio.run(_kafka_metadata_ok(cfg))
+        if not last:
+            # The quorum needs a majority of the voters, which start after this one: a broker
+            # before the last is ready once its controller listener is up.
+            return port_open(controller_port)
+        return port_open(port) and asyncio.run(_kafka_metadata_ok(cfg))
 
     def after_ready() -> None:
         created = asyncio.run(_create_topics(cfg))
@@ -277,12 +383,12 @@ def kafka_component(cfg: StackConfig) -> Component:
             print(f"[stack] kafka: created topics {', '.join(created)}")
 
     return Component(
-        name="kafka",
+        name=name,
         argv=["java", *java_opts, "-cp", classpath, "kafka.Kafka", str(props)],
         ready=ready,
-        ports=(cfg.kafka_port, cfg.kafka_controller_port),
+        ports=(port, controller_port),
         prepare=prepare,
-        after_ready=after_ready,
+        after_ready=after_ready if last else None,
         ready_timeout_s=120.0,
         stop_timeout_s=30.0,
     )
@@ -297,8 +403,9 @@ async def _kafka_metadata_ok(cfg: StackConfig) -> bool:
     admin = make_admin(Settings.from_env(service_env(cfg)), client_id="chatstack-probe")
     try:
         await asyncio.wait_for(admin.start(), 5)
-        await asyncio.wait_for(admin.describe_cluster(), 5)
-        return True
+        cluster = await asyncio.wait_for(admin.describe_cluster(), 5)
+        # Every broker registered: topics with one replica per broker can be created.
+        return len(cluster.get("brokers", ())) >= cfg.kafka_brokers
     except (KafkaError, OSError, TimeoutError):
         return False  # the broker is still electing itself or loading its logs
     finally:
@@ -665,8 +772,8 @@ def nginx_component(cfg: StackConfig) -> Component:
                 log_dir=cfg.home / "logs",
                 routes=chat_routes(
                     relay_ports=cfg.relay_ports,
-                    auth_port=cfg.auth_port,
-                    management_port=cfg.management_port,
+                    auth_ports=cfg.auth_ports,
+                    management_ports=cfg.management_ports,
                 ),
                 limits=cfg.edge_limits,
                 s3_origin=service_env(cfg)["CHAT_S3_ENDPOINT"],

@@ -53,6 +53,10 @@ class EdgeLimits:
     api_burst: int = 1000
     # Open WebSockets per address; benchmarks opening thousands from one host raise it.
     ws_connections_per_address: int = 1000
+    # Management writes per bearer token (one login: a per-user limit shared by every management
+    # instance); the services' CHAT_MANAGEMENT_WRITE_* defaults.
+    write_rate_per_s: int = 5
+    write_burst: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,8 @@ class Route:
     rate_limited: bool | None = None
     # What the upstream serves under this prefix; anything else gets 405 with ``Allow``.
     methods: tuple[str, ...] = field(default=API_METHODS)
+    # Writes limited per bearer token (``chat_writes``), across every instance behind it.
+    write_limited: bool = False
 
     @property
     def limited(self) -> bool:
@@ -83,18 +89,19 @@ class Route:
 def chat_routes(
     *,
     relay_ports: Sequence[int],
-    auth_port: int,
-    management_port: int,
+    auth_ports: Sequence[int],
+    management_ports: Sequence[int],
     relay_host: str = "127.0.0.1",
     auth_host: str = "127.0.0.1",
     management_host: str = "127.0.0.1",
 ) -> tuple[Route, ...]:
-    """The system's routes: WebSocket to the relays, accounts to auth, the rest to management."""
+    """The system's routes: WebSocket to the relays, accounts to auth, the rest to management;
+    each upstream lists every instance."""
     return (
         Route("relays", "/v1/ws", relay_ports, websocket=True, host=relay_host, methods=("GET",)),
-        Route("auth", "/v1/auth/", [auth_port], host=auth_host, methods=("GET", "HEAD", "POST")),
-        Route("auth_users", "/v1/users", [auth_port], host=auth_host, methods=HEALTH_METHODS),
-        Route("management", "/v1/", [management_port], host=management_host),
+        Route("auth", "/v1/auth/", auth_ports, host=auth_host, methods=("GET", "HEAD", "POST")),
+        Route("auth_users", "/v1/users", auth_ports, host=auth_host, methods=HEALTH_METHODS),
+        Route("management", "/v1/", management_ports, host=management_host, write_limited=True),
     )
 
 
@@ -245,6 +252,10 @@ def _location(route: Route, layout: Layout) -> str:
         lines.append(
             f"            limit_req zone=chat_auth burst={layout.limits.auth_burst} nodelay;"
         )
+    if route.write_limited:
+        lines.append(
+            f"            limit_req zone=chat_writes burst={layout.limits.write_burst} nodelay;"
+        )
     lines += [
         f"            proxy_pass http://{route.name};",
         "            proxy_http_version 1.1;",
@@ -380,6 +391,7 @@ def render(layout: Layout, routes: Sequence[Route]) -> str:
         "@@ALLOW_MAP@@": _allow_map(routes),
         "@@AUTH_RATE@@": str(layout.limits.auth_rate_per_s),
         "@@API_RATE@@": str(layout.limits.api_rate_per_s),
+        "@@WRITE_RATE@@": str(layout.limits.write_rate_per_s),
         "@@MAX_BODY@@": layout.max_body,
         "@@RESOLVER@@": resolver,
         "@@UPSTREAMS@@": "".join(_upstream(r, layout) for r in routes),
@@ -424,8 +436,8 @@ def render_nginx_conf(
 # The compose services nginx proxies to, and their ports (the Settings defaults).
 PRODUCTION_ROUTES = chat_routes(
     relay_ports=[8103],
-    auth_port=8101,
-    management_port=8102,
+    auth_ports=[8101],
+    management_ports=[8102],
     relay_host="relay",
     auth_host="auth",
     management_host="management",

@@ -15,7 +15,13 @@ membership lookups stop scanning ``teams``. PostgreSQL runs with ``plan_cache_mo
 force_custom_plan``: FerretDB passes the field name as a bind parameter, and only a custom plan
 sees the constant the index expression needs.
 
-MongoDB needs none of this: production uses the index specs as they are.
+The same event trigger gives the tables of ``chatcore.fencing.GUARDED_COLLECTIONS`` a row trigger
+that makes FerretDB's read-then-write update a compare-and-set: a write whose ``rev`` is not the
+stored one plus one was computed from a stale read, and a write whose ``fence`` goes backwards
+comes from a lease holder that was fenced off; both are refused (docs/decisions.md, "Leases").
+
+MongoDB needs none of this: production uses the index specs as they are, and applies a filtered
+update atomically.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from chatcore.fencing import GUARD_MARK, GUARDED_COLLECTIONS
+from chatcore.lease_store import LEASE_INDEXES
 from chatcore.mongo import INDEXES, IndexSpec
 from services.auth.store import AUTH_INDEXES
 from services.management.attachment_store import ATTACHMENT_INDEXES
@@ -37,6 +45,7 @@ ALL_INDEXES: tuple[IndexSpec, ...] = (
     *MANAGEMENT_INDEXES,
     *ATTACHMENT_INDEXES,
     *MEMBERSHIP_INDEXES,
+    *LEASE_INDEXES,
 )
 
 # Our objects live in their own schema; FerretDB only treats schemas holding its metadata table
@@ -50,6 +59,24 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.gin_fields (
     field text NOT NULL,
     PRIMARY KEY (collection, field)
 );
+CREATE TABLE IF NOT EXISTS {SCHEMA}.guarded (collection text PRIMARY KEY);
+
+-- A guarded document's update must be the stored revision plus one (else it was computed from a
+-- stale read) and must not lower its fence (else it comes from a fenced-off lease holder).
+CREATE OR REPLACE FUNCTION {SCHEMA}.guard() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF (OLD._jsonb ? 'rev') AND (NEW._jsonb -> 'rev') IS DISTINCT FROM
+            to_jsonb((OLD._jsonb ->> 'rev')::bigint + 1) THEN
+        RAISE EXCEPTION '{GUARD_MARK}: stale write' USING ERRCODE = 'serialization_failure';
+    END IF;
+    IF (OLD._jsonb ? 'fence') AND ((NEW._jsonb ->> 'fence') IS NULL
+            OR (NEW._jsonb ->> 'fence')::numeric < (OLD._jsonb ->> 'fence')::numeric) THEN
+        RAISE EXCEPTION '{GUARD_MARK}: fenced write' USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
 
 -- FerretDB names a collection's table <collection>_<8 hex of a hash>.
 CREATE OR REPLACE FUNCTION {SCHEMA}.add_gin(table_oid oid) RETURNS void
@@ -77,6 +104,12 @@ BEGIN
             left(table_name, 40) || '_' || left(md5(f.field), 8) || '_gin',
             schema_name, table_name, f.field);
     END LOOP;
+    IF EXISTS (SELECT 1 FROM {SCHEMA}.guarded WHERE collection = coll) THEN
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER chatstack_guard BEFORE UPDATE ON %I.%I '
+            'FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.guard()',
+            schema_name, table_name);
+    END IF;
 END
 $fn$;
 
@@ -117,9 +150,11 @@ def _literal(text: str) -> str:
 def setup_sql(fields: Sequence[tuple[str, str]]) -> str:
     """The whole script: schema, trigger, the field list (replaced), then the backfill."""
     rows = ", ".join(f"({_literal(c)}, {_literal(f)})" for c, f in fields)
-    refill = f"DELETE FROM {SCHEMA}.gin_fields;\n"
+    refill = f"DELETE FROM {SCHEMA}.gin_fields;\nDELETE FROM {SCHEMA}.guarded;\n"
     if rows:
         refill += f"INSERT INTO {SCHEMA}.gin_fields (collection, field) VALUES {rows};\n"
+    guarded = ", ".join(f"({_literal(c)})" for c in GUARDED_COLLECTIONS)
+    refill += f"INSERT INTO {SCHEMA}.guarded (collection) VALUES {guarded};\n"
     return _SETUP + refill + _BACKFILL
 
 

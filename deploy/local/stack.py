@@ -27,6 +27,7 @@ from deploy.local.components import (
     StackConfig,
     clamd_component,
     ferretdb_component,
+    instance_name,
     kafka_component,
     nginx_component,
     postgres_component,
@@ -54,7 +55,11 @@ def write_env_file(cfg: StackConfig) -> Path:
 
 
 def components(cfg: StackConfig) -> list[Component]:
-    """Every component in start order: infrastructure, services, then the edge."""
+    """Every component in start order: infrastructure, services, then the edge.
+
+    The topology variables (``CHATSTACK_CONTROLLERS``, ``_MANAGEMENT``, ``_AUTH``,
+    ``_KAFKA_BROKERS``) set how many instances of each run; the first keeps the plain name.
+    """
     relays = [
         python_service_component(
             cfg,
@@ -65,24 +70,54 @@ def components(cfg: StackConfig) -> list[Component]:
         )
         for i, port in enumerate(cfg.relay_ports, start=1)
     ]
+    auth = [
+        python_service_component(
+            cfg,
+            instance_name("auth", i),
+            "services.auth",
+            port,
+            extra_env={"CHAT_AUTH_PORT": str(port)},
+        )
+        for i, port in enumerate(cfg.auth_ports)
+    ]
+    controllers = [
+        python_service_component(
+            cfg,
+            instance_name("controller", i),
+            "services.controller",
+            http_port,
+            ports=(grpc_port,),
+            extra_env={
+                "CHAT_CONTROLLER_GRPC_PORT": str(grpc_port),
+                "CHAT_CONTROLLER_HTTP_PORT": str(http_port),
+            },
+        )
+        for i, (grpc_port, http_port) in enumerate(
+            zip(cfg.controller_grpc_ports, cfg.controller_http_ports, strict=True)
+        )
+    ]
+    management = [
+        python_service_component(
+            cfg,
+            instance_name("management", i),
+            "services.management",
+            port,
+            extra_env={"CHAT_MANAGEMENT_PORT": str(port)},
+        )
+        for i, port in enumerate(cfg.management_ports)
+    ]
     database = [postgres_component(cfg)] if cfg.db_backend == "postgresql" else []
     return [
-        kafka_component(cfg),
+        *(kafka_component(cfg, i) for i in range(cfg.kafka_brokers)),
         *database,
         ferretdb_component(cfg),
         s3_component(cfg),
         # Before the services: the management service scans every upload with it.
         clamd_component(cfg),
-        python_service_component(cfg, "auth", "services.auth", cfg.auth_port),
-        python_service_component(
-            cfg,
-            "controller",
-            "services.controller",
-            cfg.controller_http_port,
-            ports=(cfg.controller_grpc_port,),
-        ),
+        *auth,
+        *controllers,
         *relays,
-        python_service_component(cfg, "management", "services.management", cfg.management_port),
+        *management,
         nginx_component(cfg),
     ]
 

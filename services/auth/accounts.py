@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry, Counter
 
 from chatcore.errors import Forbidden, RateLimited, Unauthorized
-from chatcore.locks import KeyedLocks
+from chatcore.leases import Lease, Leases, local_leases
 from chatcore.logging import get_logger
 from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.settings import Settings
@@ -129,6 +129,7 @@ class AuthService:
         metrics: AuthMetrics,
         refresh_ttl_s: int,
         clock: Callable[[], float] = time.time,
+        leases: Leases | None = None,
     ) -> None:
         self._users = users
         self._refresh = refresh_tokens
@@ -138,7 +139,8 @@ class AuthService:
         self._metrics = metrics
         self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
         self._clock = clock
-        self._claims = KeyedLocks()
+        # Per refresh token, across every auth instance when the leases live in the database.
+        self._claims = leases if leases is not None else local_leases("refresh")
 
     def _now(self) -> datetime:
         # Millisecond precision: what the database stores, so comparisons round-trip exactly.
@@ -228,12 +230,12 @@ class AuthService:
             self._metrics.refreshes.labels("invalid").inc()
             raise Unauthorized("invalid refresh token")
         token_hash = hash_refresh_token(refresh_token)
-        # FerretDB applies a conditional update as read-then-write, so the claim below is only
-        # a race guard across instances on MongoDB; within one process this lock makes it one.
-        async with self._claims.hold(token_hash):
-            return await self._rotate(token_hash)
+        # The lease keeps two uses of one token apart on every instance; its epoch fences the
+        # claim, so a use paused past the lease claims nothing afterwards.
+        async with self._claims.hold(token_hash) as lease:
+            return await self._rotate(token_hash, lease)
 
-    async def _rotate(self, token_hash: str) -> Session:
+    async def _rotate(self, token_hash: str, lease: Lease) -> Session:
         record = await self._refresh.get(token_hash)
         if record is None or record.revoked:
             self._metrics.refreshes.labels("invalid").inc()
@@ -250,7 +252,8 @@ class AuthService:
             raise Unauthorized("account disabled")
         # The conditional update is the race guard: of two concurrent uses of one token, only
         # one claims it; the other is treated exactly like a replay.
-        if not await self._refresh.claim(token_hash, self._now()):
+        lease.check()
+        if not await self._refresh.claim(token_hash, self._now(), fence=lease.epoch):
             await self._reuse_detected(record)
         session = await self._new_session(user, family=record.family)
         self._metrics.refreshes.labels("success").inc()

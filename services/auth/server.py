@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from chatcore.accounts import MongoAccountStatus
 from chatcore.http import Health, make_app
+from chatcore.lease_store import LEASE_INDEXES, database_leases
+from chatcore.leases import SWEEP_AFTER_S, Leases, instance_owner
 from chatcore.lifecycle import serve_app
 from chatcore.logging import get_logger
 from chatcore.mongo import database, ensure_indexes, make_mongo_client, ping
@@ -31,12 +33,13 @@ _log = get_logger("auth.server")
 SWEEPER_TASK_NAME = "auth-refresh-sweep"
 
 
-async def _sweep_forever(service: AuthService, interval_s: float) -> None:
+async def _sweep_forever(service: AuthService, leases: Leases, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
         try:
             deleted = await service.sweep_expired()
             _log.info("refresh_sweep", deleted=deleted)
+            await leases.sweep(older_than_s=SWEEP_AFTER_S)
         except Exception:
             _log.exception("refresh_sweep_failed")
 
@@ -65,8 +68,16 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
         client = make_mongo_client(settings)
         stack.push_async_callback(client.close)
         db = database(client, settings)
-        await ensure_indexes(db, AUTH_INDEXES)
+        await ensure_indexes(db, (*AUTH_INDEXES, *LEASE_INDEXES))
         registry = CollectorRegistry()
+        # Refresh rotation is exclusive per token across every auth instance.
+        leases = database_leases(
+            db,
+            "refresh",
+            owner=instance_owner(),
+            ttl_s=settings.lease_ttl_s,
+            wait_s=settings.lease_wait_s,
+        )
         service = AuthService(
             users=MongoUserStore(db),
             refresh_tokens=MongoRefreshStore(db),
@@ -80,6 +91,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             limiters=Limiters.from_settings(settings),
             metrics=AuthMetrics.create(registry),
             refresh_ttl_s=settings.refresh_token_ttl_s,
+            leases=leases,
         )
         # The service verifies its own tokens from its own key ring (no HTTP round trip to
         # itself), and refuses tokens of disabled accounts at once.
@@ -96,7 +108,8 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
         app.add_routes(AuthApi(service, keys, verifier, settings).routes())
 
         sweeper = asyncio.create_task(
-            _sweep_forever(service, settings.refresh_sweep_interval_s), name=SWEEPER_TASK_NAME
+            _sweep_forever(service, leases, settings.refresh_sweep_interval_s),
+            name=SWEEPER_TASK_NAME,
         )
 
         async def stop_sweeper() -> None:

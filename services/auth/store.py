@@ -15,11 +15,14 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from chatcore.errors import Conflict
+from chatcore import schema as s
+from chatcore.errors import Conflict, Unavailable
+from chatcore.fencing import fenced, guarded, lost_race
 from chatcore.mongo import Document, IndexSpec, database_unavailable
 from chatcore.schema import USERS
 
-REFRESH_TOKENS = "refresh_tokens"
+REFRESH_TOKENS = s.REFRESH_TOKENS
+_REVOKE_ATTEMPTS = 5
 
 AUTH_INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(USERS, (("email", ASCENDING),), unique=True),
@@ -76,7 +79,7 @@ class RefreshStore(Protocol):
 
     async def get(self, token_hash: str) -> RefreshRecord | None: ...
 
-    async def claim(self, token_hash: str, now: datetime) -> bool:
+    async def claim(self, token_hash: str, now: datetime, *, fence: int | None = None) -> bool:
         """Mark an unused, unrevoked token used; False if another request got there first."""
 
     async def revoke_family(self, family: str) -> int:
@@ -190,25 +193,33 @@ class MongoRefreshStore:
             raise database_unavailable(exc) from exc
         return _record(doc) if doc is not None else None
 
-    async def claim(self, token_hash: str, now: datetime) -> bool:
+    async def claim(self, token_hash: str, now: datetime, *, fence: int | None = None) -> bool:
+        query: Document = {"_id": token_hash, "used_at": None, "revoked": False}
         try:
             doc = await self._tokens.find_one_and_update(
-                {"_id": token_hash, "used_at": None, "revoked": False},
-                {"$set": {"used_at": now}},
+                fenced(query, fence) if fence is not None else query,
+                guarded({"$set": {"used_at": now}}, fence),
                 return_document=ReturnDocument.AFTER,
             )
         except PyMongoError as exc:
+            if lost_race(exc):
+                return False  # a concurrent use was first: handled like a replay
             raise database_unavailable(exc) from exc
         return doc is not None
 
     async def _revoke(self, query: dict[str, str]) -> int:
-        try:
-            result = await self._tokens.update_many(
-                {**query, "revoked": False}, {"$set": {"revoked": True}}
-            )
-        except PyMongoError as exc:
-            raise database_unavailable(exc) from exc
-        return result.modified_count
+        # Idempotent, so a pass that lost a race with a concurrent claim is simply run again.
+        for _ in range(_REVOKE_ATTEMPTS):
+            try:
+                result = await self._tokens.update_many(
+                    {**query, "revoked": False}, guarded({"$set": {"revoked": True}})
+                )
+            except PyMongoError as exc:
+                if lost_race(exc):
+                    continue
+                raise database_unavailable(exc) from exc
+            return result.modified_count
+        raise Unavailable("revoking kept losing races with concurrent writes")
 
     async def revoke_family(self, family: str) -> int:
         return await self._revoke({"family": family})

@@ -24,6 +24,7 @@ from chatcore.mongo import INDEXES, database, ensure_indexes, make_mongo_client,
 from chatcore.proto.chat.v1 import chat_pb2_grpc
 from chatcore.read_states import MongoReadStates
 from chatcore.settings import Settings
+from services.controller.announce import Announcer, advertised_address
 from services.controller.batch import BatchProcessor
 from services.controller.consumer import (
     CONSUMED_TOPICS,
@@ -207,6 +208,24 @@ async def start(
         stack.push_async_callback(server.stop, None)
         await grpc_health.start()
         stack.push_async_callback(grpc_health.stop)
+        # Relays learn of this controller from its announcements, before it consumes (they
+        # subscribe within the start grace); "leaving" goes out after the goodbyes, on stop.
+        announcer = Announcer(
+            producer,
+            advertised_address(settings.controller_advertise_addr, settings.http_host, bound),
+            group=settings.controller_group_id,
+            interval_s=settings.controller_announce_interval_s,
+            timeout_s=settings.kafka_request_timeout_ms / 1000,
+        )
+        announcing = asyncio.create_task(announcer.run(), name="controller-announce")
+
+        async def stop_announcing() -> None:
+            announcing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcing
+            await announcer.announce(leaving=True)
+
+        stack.push_async_callback(stop_announcing)
 
         consumer.subscribe(list(CONSUMED_TOPICS), listener=RebalanceListener(loop))
         stack.push_async_callback(consumer.stop)

@@ -26,6 +26,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from chatcore import schema as s
 from chatcore.errors import Conflict
+from chatcore.fencing import fenced, guarded, lost_race
 from chatcore.messages import iso_datetime
 from chatcore.mongo import Document, IndexSpec, database_unavailable
 
@@ -105,9 +106,16 @@ class AttachmentStore(Protocol):
     async def get(self, attachment_id: str) -> Attachment | None: ...
 
     async def decide(
-        self, attachment_id: str, status: str, *, at: datetime, reason: str = ""
+        self,
+        attachment_id: str,
+        status: str,
+        *,
+        at: datetime,
+        reason: str = "",
+        fence: int | None = None,
     ) -> bool:
-        """Move a pending record to ``status``; False if it was no longer pending."""
+        """Move a pending record to ``status``; False if it was no longer pending (or the
+        caller's lease, whose epoch is ``fence``, was taken over)."""
 
     async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
         """Pending records created before ``before``, oldest first."""
@@ -115,7 +123,7 @@ class AttachmentStore(Protocol):
     async def delete_pending(self, attachment_id: str) -> bool:
         """Delete the record if it is still pending."""
 
-    async def withdraw(self, attachment_id: str) -> None:
+    async def withdraw(self, attachment_id: str, *, fence: int | None = None) -> None:
         """Mark the record withdrawn, whatever its status (idempotent)."""
 
 
@@ -139,20 +147,32 @@ class MongoAttachmentStore:
         return attachment_from_doc(doc) if doc is not None else None
 
     async def decide(
-        self, attachment_id: str, status: str, *, at: datetime, reason: str = ""
+        self,
+        attachment_id: str,
+        status: str,
+        *,
+        at: datetime,
+        reason: str = "",
+        fence: int | None = None,
     ) -> bool:
+        query: Document = {s.ID: attachment_id, s.ATTACHMENT_STATUS: s.PENDING}
         try:
             result = await self._items.update_one(
-                {s.ID: attachment_id, s.ATTACHMENT_STATUS: s.PENDING},
-                {
-                    "$set": {
-                        s.ATTACHMENT_STATUS: status,
-                        s.ATTACHMENT_COMPLETED_AT: at,
-                        s.ATTACHMENT_REASON: reason,
-                    }
-                },
+                fenced(query, fence) if fence is not None else query,
+                guarded(
+                    {
+                        "$set": {
+                            s.ATTACHMENT_STATUS: status,
+                            s.ATTACHMENT_COMPLETED_AT: at,
+                            s.ATTACHMENT_REASON: reason,
+                        }
+                    },
+                    fence,
+                ),
             )
         except PyMongoError as exc:
+            if lost_race(exc):
+                return False  # another decision (or a newer holder) was first
             raise database_unavailable(exc) from exc
         return result.modified_count == 1
 
@@ -178,10 +198,13 @@ class MongoAttachmentStore:
             raise database_unavailable(exc) from exc
         return result.deleted_count == 1
 
-    async def withdraw(self, attachment_id: str) -> None:
+    async def withdraw(self, attachment_id: str, *, fence: int | None = None) -> None:
+        query: Document = {s.ID: attachment_id}
         try:
             await self._items.update_one(
-                {s.ID: attachment_id}, {"$set": {s.ATTACHMENT_STATUS: s.WITHDRAWN}}
+                fenced(query, fence) if fence is not None else query,
+                guarded({"$set": {s.ATTACHMENT_STATUS: s.WITHDRAWN}}, fence),
             )
         except PyMongoError as exc:
+            # Lost to a concurrent write: Unavailable, so the deletion that asked is retried.
             raise database_unavailable(exc) from exc

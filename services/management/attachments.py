@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter
 
 from chatcore.errors import Conflict, Forbidden, InvalidInput, NotFound
-from chatcore.locks import KeyedLocks
+from chatcore.leases import Lease, Leases, local_leases
 from chatcore.logging import get_logger
 from chatcore.messages import iso_datetime
 from chatcore.schema import PENDING, READY, REJECTED, WITHDRAWN
@@ -103,7 +103,7 @@ class AttachmentService:
         metrics: AttachmentMetrics,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-        locks: KeyedLocks | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self._teams = teams
         self._messages = messages
@@ -114,7 +114,8 @@ class AttachmentService:
         self._metrics = metrics
         self._clock = clock
         self._new_id = new_id
-        self._locks = locks if locks is not None else KeyedLocks()
+        # Per attachment, across every management instance when the leases live in the database.
+        self._leases = leases if leases is not None else local_leases("attachment")
 
     def _now(self) -> datetime:
         now = datetime.fromtimestamp(self._clock(), UTC)
@@ -173,7 +174,7 @@ class AttachmentService:
 
     async def complete(self, attachment_id: str, *, caller: str) -> Attachment:
         """Check the stored object, scan it, and decide; idempotent once decided."""
-        async with self._locks.hold(attachment_id):
+        async with self._leases.hold(attachment_id) as lease:
             item = await self._visible(attachment_id, caller)
             if item.status == READY:
                 return item
@@ -193,9 +194,12 @@ class AttachmentService:
                 else:
                     problem = await self._scan(data)
             if problem is not None:
-                await self._reject(item, problem)
+                await self._reject(item, problem, lease)
                 raise AttachmentRejected(f"the upload was rejected: {problem}")
-            await self._records.decide(item.id, READY, at=self._now())
+            # The scan may have taken long: a holder whose lease ran out decides nothing.
+            lease.check()
+            if not await self._records.decide(item.id, READY, at=self._now(), fence=lease.epoch):
+                raise Conflict("this attachment was decided concurrently; ask again")
             self._metrics.outcomes.labels("ready").inc()
             _log.info("attachment_ready", attachment_id=item.id, team_id=item.team_id)
             return dataclasses.replace(item, status=READY)
@@ -211,11 +215,14 @@ class AttachmentService:
             return None
         return f"malware found ({result.signature})"
 
-    async def _reject(self, item: Attachment, reason: str) -> None:
+    async def _reject(self, item: Attachment, reason: str, lease: Lease) -> None:
         # Object first: if deleting fails the record stays pending, and a later completion (or
         # the sweep) retries; a rejected record never points at a surviving object.
+        lease.check()
         await self._objects.delete(item.key)
-        await self._records.decide(item.id, REJECTED, at=self._now(), reason=reason)
+        await self._records.decide(
+            item.id, REJECTED, at=self._now(), reason=reason, fence=lease.epoch
+        )
         self._metrics.outcomes.labels("rejected").inc()
         _log.warning(
             "attachment_rejected", attachment_id=item.id, team_id=item.team_id, reason=reason
@@ -245,12 +252,13 @@ class AttachmentService:
     async def withdraw(self, attachment_id: str) -> None:
         """The message carrying the attachment is being deleted: its bytes go, and it answers
         404 to everyone from now on (idempotent)."""
-        async with self._locks.hold(attachment_id):
+        async with self._leases.hold(attachment_id) as lease:
             item = await self._records.get(attachment_id)
             if item is None or item.status == WITHDRAWN:
                 return
+            lease.check()
             await self._objects.delete(item.key)
-            await self._records.withdraw(attachment_id)
+            await self._records.withdraw(attachment_id, fence=lease.epoch)
             _log.info("attachment_withdrawn", attachment_id=attachment_id, team_id=item.team_id)
 
     async def sweep(self) -> int:
@@ -260,7 +268,8 @@ class AttachmentService:
         for _ in range(SWEEP_MAX_BATCHES):
             batch = await self._records.stale_pending(cutoff, limit=SWEEP_BATCH)
             for item in batch:
-                async with self._locks.hold(item.id):
+                async with self._leases.hold(item.id) as lease:
+                    lease.check()
                     await self._objects.delete(item.key)
                     if await self._records.delete_pending(item.id):
                         deleted += 1

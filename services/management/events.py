@@ -6,8 +6,10 @@ After the write, the request publishes the team's pending events; a background l
 every team whose outbox is still non-empty (Kafka was down, the process died in between).
 
 Order: a team's events are published oldest first, one at a time, each after the previous one was
-acknowledged, all under the team's lock (the same ``KeyedLocks`` the store's writes take), so two
-publishers of one process never interleave and a failed send stops the rest until the next try.
+acknowledged, all under the team's lease (the same ``Leases`` the store's writes take, shared by
+every instance through the database), so two publishers never interleave and a failed send stops
+the rest until the next try. A publisher whose lease ran out stops before its next event, and its
+removals carry the lease's epoch, so a publisher paused past its lease removes nothing afterwards.
 Before its event is sent, each change is applied to the membership index (membership_index.py),
 which therefore follows the team documents in the same order and with the same retries.
 Records are keyed by team id (one partition per team) and sent with the idempotent ``acks=all``
@@ -26,7 +28,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from chatcore.kafka import EVENTS_TOPIC
-from chatcore.locks import KeyedLocks
+from chatcore.leases import Leases
 from chatcore.logging import get_logger
 from chatcore.messages import CORRELATION_HEADER
 from chatcore.proto.chat.v1 import chat_pb2
@@ -105,7 +107,7 @@ class OutboxPublisher:
         self,
         store: TeamStore,
         sender: EventSender,
-        locks: KeyedLocks,
+        leases: Leases,
         metrics: EventMetrics,
         index: MembershipIndex,
         *,
@@ -115,7 +117,7 @@ class OutboxPublisher:
     ) -> None:
         self._store = store
         self._sender = sender
-        self._locks = locks
+        self._leases = leases
         self._index = index
         self._joiner = joiner
         self._metrics = metrics
@@ -124,10 +126,12 @@ class OutboxPublisher:
 
     async def flush(self, team_id: str) -> bool:
         """Publish the team's pending events oldest first; True once its outbox is empty."""
-        async with self._locks.hold(team_id):
+        async with self._leases.hold(team_id) as lease:
             events = await self._store.outbox(team_id)
             sent: list[OutboxEvent] = []
             for event in events:
+                # A publisher whose lease ran out stops here: the next holder publishes in order.
+                lease.check()
                 # Unavailable propagates: the event stays for the next flush.
                 await self._index.apply(team_id, event)
                 if not await self._send(team_id, event):
@@ -137,7 +141,7 @@ class OutboxPublisher:
                 sent.append(event)
             # Also with nothing sent: clears a flag left set by a crash after the last removal.
             if sent or not events:
-                await self._store.acknowledge(team_id, sent)
+                await self._store.acknowledge(team_id, sent, fence=lease.epoch)
             drained = len(sent) == len(events)
             if drained and any(e.change is MembershipChange.REMOVED for e in sent):
                 # The last member's departure empties a team; its document goes once announced.

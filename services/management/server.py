@@ -25,8 +25,9 @@ from chatcore.channel_heads import MongoChannelHeads
 from chatcore.errors import ConfigError
 from chatcore.http import Health, ReadinessCheck, make_app
 from chatcore.kafka import make_producer, make_reader
+from chatcore.lease_store import LEASE_INDEXES, database_leases
+from chatcore.leases import SWEEP_AFTER_S, Leases, instance_owner
 from chatcore.lifecycle import serve_app
-from chatcore.locks import KeyedLocks
 from chatcore.logging import get_logger
 from chatcore.migrations import run_once
 from chatcore.mongo import INDEXES, Document, database, ensure_indexes, make_mongo_client, ping
@@ -93,12 +94,13 @@ def _kafka_ready(producer: AIOKafkaProducer) -> ReadinessCheck:
     return check
 
 
-async def _sweep_forever(service: AttachmentService, interval_s: float) -> None:
-    """Delete never-completed uploads periodically (no TTL indexes on FerretDB)."""
+async def _sweep_forever(service: AttachmentService, leases: Leases, interval_s: float) -> None:
+    """Delete never-completed uploads and old lease records periodically (no TTL indexes)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await service.sweep()
+            await leases.sweep(older_than_s=SWEEP_AFTER_S)
         except Exception:
             _log.exception("attachment_sweep_failed")
 
@@ -123,6 +125,7 @@ def _attachment_service(
     teams: MongoTeamStore,
     messages: MongoMessageStore,
     registry: CollectorRegistry,
+    leases: Leases,
 ) -> AttachmentService:
     try:
         clamd = ClamdAddress.parse(settings.clamd_address)
@@ -148,6 +151,7 @@ def _attachment_service(
             pending_max_age_s=settings.attachment_pending_max_age_s,
         ),
         metrics=AttachmentMetrics.create(registry),
+        leases=leases,
     )
 
 
@@ -163,7 +167,14 @@ async def start(
         # The messages indexes too: history pages need (channel_id, seq) even before the
         # controller has started once.
         await ensure_indexes(
-            db, (*INDEXES, *MANAGEMENT_INDEXES, *ATTACHMENT_INDEXES, *MEMBERSHIP_INDEXES)
+            db,
+            (
+                *INDEXES,
+                *MANAGEMENT_INDEXES,
+                *ATTACHMENT_INDEXES,
+                *MEMBERSHIP_INDEXES,
+                *LEASE_INDEXES,
+            ),
         )
         index = MongoMembershipIndex(db)
         # Teams stored before the index existed; later changes reach it through the outbox.
@@ -176,16 +187,27 @@ async def start(
         session = await stack.enter_async_context(aiohttp.ClientSession())
 
         registry = CollectorRegistry()
-        # One lock per team shared by the store's writes and the outbox publisher: a team's
-        # changes and its event publishing never interleave within this process.
-        locks = KeyedLocks()
-        teams = MongoTeamStore(db, locks)
+        # One lease per team shared by the store's writes and the outbox publisher, in the
+        # database: a team's changes and its event publishing never interleave on any instance.
+        owner = instance_owner()
+
+        def leases(namespace: str) -> Leases:
+            return database_leases(
+                db,
+                namespace,
+                owner=owner,
+                ttl_s=settings.lease_ttl_s,
+                wait_s=settings.lease_wait_s,
+            )
+
+        team_leases = leases("team")
+        teams = MongoTeamStore(db, team_leases)
         messages = MongoMessageStore(db, MongoChannelHeads(db))
         sender: EventSender = producer if wrap_sender is None else wrap_sender(producer)
         outbox = OutboxPublisher(
             teams,
             sender,
-            locks,
+            team_leases,
             EventMetrics.create(registry),
             index,
             send_timeout_s=settings.outbox_send_timeout_s,
@@ -193,7 +215,10 @@ async def start(
                 MongoChannelHeads(db), producer, send_timeout_s=settings.outbox_send_timeout_s
             ),
         )
-        attachments = _attachment_service(settings, db, teams, messages, registry)
+        attachment_leases = leases("attachment")
+        attachments = _attachment_service(
+            settings, db, teams, messages, registry, attachment_leases
+        )
         lifecycle = MessageService(
             teams=teams,
             messages=messages,
@@ -252,7 +277,7 @@ async def start(
 
         _run_in_background(
             stack,
-            _sweep_forever(attachments, settings.attachment_sweep_interval_s),
+            _sweep_forever(attachments, attachment_leases, settings.attachment_sweep_interval_s),
             "attachment-sweep",
         )
         _run_in_background(stack, outbox.run(settings.outbox_retry_interval_s), "outbox-retry")

@@ -34,7 +34,8 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from chatcore import schema as s
 from chatcore.errors import Conflict
-from chatcore.locks import KeyedLocks
+from chatcore.fencing import fenced, guarded, lost_race
+from chatcore.leases import Leases, local_leases
 from chatcore.message_state import StoredMessage
 from chatcore.mongo import Document, IndexSpec, database_unavailable
 from services.management.model import (
@@ -107,14 +108,19 @@ class TeamStore(Protocol):
     async def close_if_sole_member(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
         """Empty the team (no members, admins or super_admin) if the user is its only member."""
 
-    # The outbox. These take no lock of their own: the publisher calls them while it holds the
-    # team's lock (the same ``KeyedLocks`` the writes above use).
+    # The outbox. These take no lease of their own: the publisher calls them while it holds the
+    # team's lease (the same ``Leases`` the writes above take) and passes its epoch as ``fence``.
 
     async def outbox(self, team_id: str) -> tuple[OutboxEvent, ...]:
         """The team's pending events, oldest first (none for an unknown team)."""
 
-    async def acknowledge(self, team_id: str, events: Sequence[OutboxEvent]) -> None:
-        """Remove exactly these events from the outbox; clear ``outbox_pending`` once empty."""
+    async def acknowledge(
+        self, team_id: str, events: Sequence[OutboxEvent], *, fence: int | None = None
+    ) -> None:
+        """Remove exactly these events from the outbox; clear ``outbox_pending`` once empty.
+
+        With ``fence`` (the publisher's lease epoch), a publisher fenced off writes nothing.
+        """
 
     async def delete_if_closed(self, team_id: str) -> bool:
         """Delete an emptied team whose outbox is drained."""
@@ -247,9 +253,10 @@ def _with_event(update: Document, event: OutboxEvent | None) -> Document:
 
 
 class MongoTeamStore:
-    def __init__(self, db: AsyncDatabase[Document], locks: KeyedLocks | None = None) -> None:
+    def __init__(self, db: AsyncDatabase[Document], leases: Leases | None = None) -> None:
         self._teams = db[s.TEAMS]
-        self._locks = locks if locks is not None else KeyedLocks()
+        # Per team, across every management instance when the leases live in the database.
+        self._leases = leases if leases is not None else local_leases("team")
 
     async def insert(self, team: Team, event: OutboxEvent) -> None:
         try:
@@ -292,17 +299,20 @@ class MongoTeamStore:
         event: OutboxEvent | None = None,
         before: bool = False,
     ) -> Team | None:
-        # The lock makes FerretDB's read-then-write update behave like MongoDB's atomic one for
-        # the writes of this process (see locks.py); on MongoDB it costs one uncontended acquire.
-        async with self._locks.hold(team_id):
+        # The team's lease keeps writers of every instance apart; its epoch fences the write, so
+        # a holder paused past its expiry matches nothing afterwards (chatcore/fencing.py).
+        async with self._leases.hold(team_id) as lease:
+            lease.check()
             try:
                 doc = await self._teams.find_one_and_update(
-                    {s.ID: team_id, **query},
-                    _with_event(update, event),
+                    fenced({s.ID: team_id, **query}, lease.epoch),
+                    guarded(_with_event(update, event), lease.epoch),
                     return_document=ReturnDocument.BEFORE if before else ReturnDocument.AFTER,
                 )
             except PyMongoError as exc:
-                raise database_unavailable(exc) from exc
+                if not lost_race(exc):
+                    raise database_unavailable(exc) from exc
+                doc = None  # the stack's guard refused a stale write: the filter lost the race
         return team_from_doc(doc) if doc is not None else None
 
     async def update_settings(
@@ -407,21 +417,32 @@ class MongoTeamStore:
             return ()
         return tuple(event_from_doc(entry) for entry in entries)
 
-    async def acknowledge(self, team_id: str, events: Sequence[OutboxEvent]) -> None:
+    async def acknowledge(
+        self, team_id: str, events: Sequence[OutboxEvent], *, fence: int | None = None
+    ) -> None:
+        def query(extra: Document) -> Document:
+            base = {s.ID: team_id, **extra}
+            return fenced(base, fence) if fence is not None else base
+
         try:
             if events:
                 # Whole entries, not a ``$pull`` condition on their ids: FerretDB 1.24 ignores
                 # conditions in ``$pull`` (measured: nothing removed), equality works everywhere.
                 await self._teams.update_one(
-                    {s.ID: team_id},
-                    {"$pullAll": {s.TEAM_OUTBOX: [event_to_doc(e) for e in events]}},
+                    query({}),
+                    guarded(
+                        {"$pullAll": {s.TEAM_OUTBOX: [event_to_doc(e) for e in events]}}, fence
+                    ),
                 )
             # A separate conditional write: an event appended in between keeps the flag set.
             await self._teams.update_one(
-                {s.ID: team_id, s.TEAM_OUTBOX: []}, {"$set": {s.TEAM_OUTBOX_PENDING: False}}
+                query({s.TEAM_OUTBOX: []}),
+                guarded({"$set": {s.TEAM_OUTBOX_PENDING: False}}, fence),
             )
         except PyMongoError as exc:
-            raise database_unavailable(exc) from exc
+            # A write that lost a race leaves the events for the next flush (a harmless replay).
+            if not lost_race(exc):
+                raise database_unavailable(exc) from exc
 
     async def delete_if_closed(self, team_id: str) -> bool:
         try:

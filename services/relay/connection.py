@@ -106,6 +106,7 @@ class Relay:
             on_stream_up=self._on_stream_up,
             on_stream_lost=self._on_stream_lost,
             on_confirmed=self._on_confirmed,
+            on_removed=self._on_removed,
         )
         self.publisher = Publisher(producer, relay_id=relay_id, metrics=self.metrics)
         self.presence = PresenceReporter(
@@ -151,6 +152,12 @@ class Relay:
     def _on_confirmed(self, address: str, request_id: int) -> None:
         """A slow controller confirmed: the sockets greeted without waiting for it resync now."""
         self._resync(self.ledger.confirmed(address, request_id), address, lost=False)
+
+    def _on_removed(self, address: str) -> None:
+        """A controller left for good: the sockets it owed a resync get it now (its partitions
+        are served by a controller that streams to us; a history read covers the gap)."""
+        sessions = self.ledger.settle(address, lost=False, greeted=())
+        self._resync(sessions, address, lost=False)
 
     def _on_stream_lost(self, address: str) -> None:
         """A controller stream broke. If another is UP, resync at once as well.

@@ -42,6 +42,7 @@ OnBatch = Callable[[chat_pb2.DeliveryBatch], None]
 OnStreamUp = Callable[[str, bool], None]
 OnStreamLost = Callable[[str], None]
 OnConfirmed = Callable[[str, int], None]
+OnRemoved = Callable[[str], None]
 CORRELATION_METADATA = "x-correlation-id"
 # Ticket: for each stream that was reachable when it was taken, the request id to wait for.
 Ticket = Mapping[str, int]
@@ -80,6 +81,8 @@ class _Stream:
     served: bool = False
     goodbye: bool = False
     cutting: bool = False
+    # Dropped from the link (the controller left or went silent): its task ends, no loss reported.
+    removed: bool = False
 
 
 class ControllerLink:
@@ -94,6 +97,7 @@ class ControllerLink:
         on_stream_up: OnStreamUp = lambda _address, _lost: None,
         on_stream_lost: OnStreamLost = lambda _address: None,
         on_confirmed: OnConfirmed = lambda _address, _request_id: None,
+        on_removed: OnRemoved = lambda _address: None,
         call_timeout_s: float = 3.0,
         max_backoff_s: float = MAX_BACKOFF_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -107,6 +111,7 @@ class ControllerLink:
         self._on_stream_up = on_stream_up
         self._on_stream_lost = on_stream_lost
         self._on_confirmed = on_confirmed
+        self._on_removed = on_removed
         self._token = call_metadata(token)
         self._timeout = call_timeout_s
         self._max_backoff = max_backoff_s
@@ -114,6 +119,7 @@ class ControllerLink:
         self._next = 0
         self._next_request = 0
         self._stopping = False
+        self._started = False
         self._changed = asyncio.Event()
         self.reconnects = 0
 
@@ -149,20 +155,63 @@ class ControllerLink:
     # -- lifecycle --
 
     def start(self) -> None:
+        self._started = True
         for stream in self._streams:
-            stream.task = asyncio.create_task(self._run(stream), name=f"subscribe-{stream.address}")
+            self._spawn(stream)
+
+    def _spawn(self, stream: _Stream) -> None:
+        stream.task = asyncio.create_task(self._run(stream), name=f"subscribe-{stream.address}")
 
     async def stop(self) -> None:
         self._stopping = True
         for stream in self._streams:
-            if stream.call is not None:
-                stream.call.cancel()
-            if stream.task is not None:
-                stream.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream.task
-            await stream.channel.close()
+            await self._close(stream)
         self._notify()
+
+    async def _close(self, stream: _Stream) -> None:
+        if stream.call is not None:
+            stream.call.cancel()
+        if stream.task is not None:
+            stream.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream.task
+        await stream.channel.close()
+
+    # -- controllers coming and going (services/relay/discovery.py) --
+
+    def add(self, address: str) -> bool:
+        """Open a stream to a controller heard of at run time; False if it is known already.
+
+        Its first request is the relay's whole channel set, like any reconnect; a controller
+        that fanned out before it was subscribed says so in its first confirmation
+        (``fanned_out_before``) and the sockets get a resync (``on_stream_up``). Sockets greeted
+        while it is not UP yet are owed a resync from it (``unconfirmed`` names it).
+        """
+        if self._stopping or any(s.address == address for s in self._streams):
+            return False
+        stream = _new_stream(address, self._max_backoff)
+        self._streams.append(stream)
+        if self._started:
+            self._spawn(stream)
+        _log.info("controller_added", controller=address)
+        self._notify()
+        return True
+
+    async def remove(self, address: str) -> bool:
+        """Close the stream to a controller that left or went silent; False if unknown (or it
+        is the last one, which stays: its partitions have nowhere else to be served from)."""
+        stream = next((s for s in self._streams if s.address == address), None)
+        if stream is None or len(self._streams) == 1:
+            return False
+        self._streams.remove(stream)
+        stream.removed = True
+        await self._close(stream)
+        _log.info("controller_removed", controller=address)
+        self._notify()
+        # Sockets still owed a resync by it are paid by the caller now: its partitions moved to
+        # a controller that streams to us, so a history read covers what it did not deliver.
+        self._on_removed(address)
+        return True
 
     def cut(self, address: str) -> None:
         """End one stream as a network failure would (tests and operators' drills)."""
@@ -225,7 +274,7 @@ class ControllerLink:
 
     async def _run(self, stream: _Stream) -> None:
         backoff = FIRST_BACKOFF_S
-        while not self._stopping:
+        while not self._stopping and not stream.removed:
             try:
                 await self._session(stream)
             except asyncio.CancelledError:
@@ -244,9 +293,9 @@ class ControllerLink:
                 stream.call = None
                 stream.cutting = False
                 self._notify()
-                if was_up and not stream.goodbye and not self._stopping:
+                if was_up and not stream.goodbye and not self._stopping and not stream.removed:
                     self._on_stream_lost(stream.address)
-            if self._stopping:
+            if self._stopping or stream.removed:
                 return
             if was_up:
                 # A new outage, not the next try of the last one: a relay whose controllers

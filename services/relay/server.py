@@ -27,6 +27,7 @@ from chatcore.rdkafka import RdKafkaProducer
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
 from services.relay.connection import Relay, RelayConnection
+from services.relay.discovery import ControllerDirectory, DiscoveryFeed
 from services.relay.presence import PresencePublisher
 
 _log = get_logger("relay.server")
@@ -117,6 +118,15 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
         )
         relay.link.start()
         stack.push_async_callback(relay.link.stop)
+        # Controllers that join later are found from their announcements, without a restart.
+        discovery = DiscoveryFeed(
+            make_reader(settings, client_id=f"relay-{relay_id}-discovery"),
+            ControllerDirectory(settings.controller_addrs, settings.controller_group_id),
+            add=relay.link.add,
+            remove=relay.link.remove,
+        )
+        await discovery.start()
+        stack.push_async_callback(discovery.stop)
         audit = asyncio.create_task(relay.audit.run(), name="relay-membership-audit")
         stack.push_async_callback(_cancel, audit)
         feed = PresenceFeed(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import re
 import uuid
@@ -176,9 +177,13 @@ class Account:
 class Stack:
     settings: Settings
     auth_url: str
-    url: str  # the management service
+    url: str  # the first management instance
     api: Api
     db: AsyncDatabase[Document]
+    # Every management instance (two, sharing the database): calls alternate between them, so
+    # concurrent requests race across processes' leases as they do behind nginx.
+    urls: tuple[str, ...] = ()
+    _turn: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
 
     async def account(self) -> Account:
         """A freshly registered and logged-in user."""
@@ -202,7 +207,9 @@ class Stack:
     ) -> Reply:
         """A management call as ``who`` (None: no token)."""
         token = who.token if who is not None else None
-        return await self.api.call(method, f"{self.url}{path}", token=token, body=body, **kw)
+        urls = self.urls or (self.url,)
+        url = urls[next(self._turn) % len(urls)]
+        return await self.api.call(method, f"{url}{path}", token=token, body=body, **kw)
 
     async def team_doc(self, team_id: str) -> Document | None:
         """The raw stored document (for "unchanged after a denial" checks)."""
@@ -249,14 +256,22 @@ async def running_stack(base: Settings, key_dir: Path) -> AsyncIterator[Stack]:
             )
             management = await start_management(settings, port=0)
             try:
-                async with aiohttp.ClientSession() as http:
-                    yield Stack(
-                        settings=settings,
-                        auth_url=auth_url,
-                        url=f"http://127.0.0.1:{management.port}",
-                        api=Api(http, load_checker()),
-                        db=client[TEST_DB],
-                    )
+                # A second instance: its leases live in the same database, not in this one's
+                # memory, exactly as two processes behind nginx.
+                second = await start_management(settings, port=0)
+                try:
+                    async with aiohttp.ClientSession() as http:
+                        url = f"http://127.0.0.1:{management.port}"
+                        yield Stack(
+                            settings=settings,
+                            auth_url=auth_url,
+                            url=url,
+                            api=Api(http, load_checker()),
+                            db=client[TEST_DB],
+                            urls=(url, f"http://127.0.0.1:{second.port}"),
+                        )
+                finally:
+                    await second.stop()
             finally:
                 await management.stop()
         finally:

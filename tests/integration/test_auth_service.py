@@ -40,6 +40,10 @@ class _Secrets:
         self.values.update(v for v in values if v)
 
 
+# Each round races ten refreshes of a fresh token over both instances.
+ROTATION_ROUNDS = 4
+
+
 @pytest.fixture(scope="module")
 def secrets_seen() -> _Secrets:
     """Credentials collected across the module."""
@@ -83,15 +87,23 @@ def _settings(base: Settings, keys: list[Path]) -> Settings:
 
 
 @pytest.fixture(scope="module")
-async def auth_url(
+async def auth_urls(
     settings: Settings, key_dir: Path, captured_logs: io.StringIO
-) -> AsyncIterator[str]:
-    """A running auth service; yields its base URL."""
+) -> AsyncIterator[tuple[str, str]]:
+    """Two running auth instances on one database (as behind nginx); yields their base URLs."""
     key = key_dir / "k1.pem"
     generate_key_file(key)
-    server = await start(_settings(settings, [key]), port=0)
-    yield f"http://127.0.0.1:{server.port}"
-    await server.stop()
+    first = await start(_settings(settings, [key]), port=0)
+    second = await start(_settings(settings, [key]), port=0)
+    yield f"http://127.0.0.1:{first.port}", f"http://127.0.0.1:{second.port}"
+    await second.stop()
+    await first.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_url(auth_urls: tuple[str, str]) -> str:
+    """The first auth instance's base URL."""
+    return auth_urls[0]
 
 
 @pytest.fixture
@@ -334,25 +346,26 @@ async def test_jwks_verifier_accepts_tokens_across_a_key_rotation(
 
 
 async def test_concurrent_refreshes_of_one_token_yield_one_new_session(
-    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+    auth_urls: tuple[str, str], http: aiohttp.ClientSession, secrets_seen: _Secrets
 ) -> None:
-    """Ten simultaneous refreshes with one token on the real database: exactly one succeeds."""
-    _, login = await _register_and_login(http, auth_url, secrets_seen)
-    results = await asyncio.gather(
-        *(
-            _call(
-                http,
-                "POST",
-                f"{auth_url}/v1/auth/refresh",
-                {"refresh_token": login["refresh_token"]},
+    """Ten simultaneous refreshes of one token across two instances: exactly one succeeds."""
+    for _ in range(ROTATION_ROUNDS):
+        _, login = await _register_and_login(http, auth_urls[0], secrets_seen)
+        results = await asyncio.gather(
+            *(
+                _call(
+                    http,
+                    "POST",
+                    f"{auth_urls[i % 2]}/v1/auth/refresh",
+                    {"refresh_token": login["refresh_token"]},
+                )
+                for i in range(10)
             )
-            for _ in range(10)
         )
-    )
-    for _status, body, _resp in results:
-        if "data" in body:
-            secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
-    assert sorted(status for status, _, _ in results) == [200] + [401] * 9
+        for _status, body, _resp in results:
+            if "data" in body:
+                secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
+        assert sorted(status for status, _, _ in results) == [200] + [401] * 9
 
 
 @pytest.mark.parametrize(

@@ -260,6 +260,7 @@ async def test_a_start_that_fails_half_way_closes_what_it_opened(
         with pytest.raises(OSError, match="address already in use"):
             await start(own, grpc_port=0, http_port=busy.getsockname()[1])
 
+    # Two database clients: the service's, and the bucket migration's without a socket timeout.
     assert {kind: len(made) for kind, made in opened.items()} == {
         "mongo": 2,  # the service's client and the start-up migration's (migrate.py)
         "producer": 1,

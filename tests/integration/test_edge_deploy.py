@@ -167,7 +167,9 @@ async def edge(settings: Settings, tmp_path: Path) -> AsyncIterator[Edge]:
         )
         for i, (relay_id, port) in enumerate(zip(RELAY_IDS, relay_ports, strict=True), start=1)
     ]
-    routes = chat_routes(relay_ports=relay_ports, auth_port=auth_port, management_port=mgmt_port)
+    routes = chat_routes(
+        relay_ports=relay_ports, auth_ports=[auth_port], management_ports=[mgmt_port]
+    )
     names = [c.name for c in (*first, *relays)] + ["nginx"]
     try:
         await asyncio.gather(*(asyncio.to_thread(runner.start, c) for c in first))

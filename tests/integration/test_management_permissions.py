@@ -165,7 +165,7 @@ async def test_member_lifecycle_through_the_api(stack: Stack, people: People) ->
     assert stored is not None
     assert set(stored) == {
         "_id", "name", "icon", "active", "meta_tags", "members", "admins", "super_admin", "doc",
-        "outbox", "outbox_pending",
+        "outbox", "outbox_pending", "rev", "fence",
     }  # fmt: skip
     # The creation's ADDED event went out with the request: nothing is left pending.
     assert (stored["outbox"], stored["outbox_pending"]) == ([], False)

@@ -63,7 +63,7 @@ class MemoryRefreshStore:
     async def get(self, token_hash: str) -> RefreshRecord | None:
         return self.records.get(token_hash)
 
-    async def claim(self, token_hash: str, now: datetime) -> bool:
+    async def claim(self, token_hash: str, now: datetime, *, fence: int | None = None) -> bool:
         record = self.records.get(token_hash)
         if record is None or record.used_at is not None or record.revoked:
             return False

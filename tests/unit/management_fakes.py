@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from chatcore.errors import Conflict, Unavailable
 from chatcore.kafka import EVENTS_TOPIC
-from chatcore.locks import KeyedLocks
+from chatcore.leases import Leases, local_leases
 from chatcore.memberships import MembershipEntry
 from chatcore.message_state import StoredMessage
 from chatcore.proto.chat.v1 import chat_pb2
@@ -207,7 +207,9 @@ class MemoryTeamStore:
         self.calls.append("outbox")
         return tuple(self.outboxes.get(team_id, ()))
 
-    async def acknowledge(self, team_id: str, events: Sequence[OutboxEvent]) -> None:
+    async def acknowledge(
+        self, team_id: str, events: Sequence[OutboxEvent], *, fence: int | None = None
+    ) -> None:
         self.calls.append("acknowledge")
         if team_id in self.outboxes:
             self.outboxes[team_id] = [e for e in self.outboxes[team_id] if e not in events]
@@ -354,7 +356,13 @@ class MemoryAttachmentStore:
         return self.items.get(attachment_id)
 
     async def decide(
-        self, attachment_id: str, status: str, *, at: datetime, reason: str = ""
+        self,
+        attachment_id: str,
+        status: str,
+        *,
+        at: datetime,
+        reason: str = "",
+        fence: int | None = None,
     ) -> bool:
         item = self.items.get(attachment_id)
         if item is None or item.status != PENDING:
@@ -373,7 +381,7 @@ class MemoryAttachmentStore:
         del self.items[attachment_id]
         return True
 
-    async def withdraw(self, attachment_id: str) -> None:
+    async def withdraw(self, attachment_id: str, *, fence: int | None = None) -> None:
         item = self.items.get(attachment_id)
         if item is not None:
             self.items[attachment_id] = dataclasses.replace(item, status=WITHDRAWN)
@@ -492,13 +500,13 @@ class FakeKafka:
 class RecordingPublisher:
     """The real outbox publisher over a fake Kafka; ``events`` is what Kafka acknowledged."""
 
-    def __init__(self, store: MemoryTeamStore, *, locks: KeyedLocks | None = None) -> None:
+    def __init__(self, store: MemoryTeamStore, *, leases: Leases | None = None) -> None:
         self.kafka = FakeKafka()
         self.index = MemoryMembershipIndex(store)
         self.outbox = OutboxPublisher(
             store,
             self.kafka,
-            locks if locks is not None else KeyedLocks(),
+            leases if leases is not None else local_leases("team"),
             EventMetrics.create(CollectorRegistry()),
             self.index,
             send_timeout_s=5.0,

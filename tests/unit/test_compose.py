@@ -42,9 +42,14 @@ PYTHON_SERVICES = {
 }
 EXPECTED = {
     *PYTHON_SERVICES,
+    "controller-2",
     "kafka",
+    "kafka-2",
+    "kafka-3",
     "kafka-init",
     "mongo",
+    "mongo-2",
+    "mongo-3",
     "mongo-init",
     "minio",
     "minio-init",
@@ -58,8 +63,8 @@ SECRET_VARS = {
     "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
     "MINIO_APP_ACCESS_KEY": {"minio-init", "management"},
     "MINIO_APP_SECRET_KEY": {"minio-init", "management"},
-    "MONGO_APP_PASSWORD": {"mongo-init", "auth", "management", "controller"},
-    "CHAT_INTERNAL_TOKEN": {"controller", "relay"},
+    "MONGO_APP_PASSWORD": {"mongo-init", "auth", "management", "controller", "controller-2"},
+    "CHAT_INTERNAL_TOKEN": {"controller", "controller-2", "relay"},
 }
 SETTING_NAMES = {f"CHAT_{f.name.upper()}" for f in dataclasses.fields(Settings)}
 DEFAULTS = Settings()
@@ -167,10 +172,11 @@ def test_service_environments_build_valid_settings() -> None:
         env = _container_env(services[name])
         settings = Settings.from_env(env)
         assert settings.http_host == "0.0.0.0"  # noqa: S104 - inside a container
-        assert settings.kafka_bootstrap == "kafka:9092"
+        assert settings.kafka_bootstrap == "kafka:9092,kafka-2:9092,kafka-3:9092"
+        assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (3, 2)
         if name != "relay":  # the relay reaches the database only through controllers
             url = urlsplit(settings.mongo_url)
-            assert (url.hostname, url.port) == ("mongo", 27017)
+            assert url.netloc.split("@")[1] == "mongo:27017,mongo-2:27017,mongo-3:27017"
             assert "replicaSet=rs0" in url.query
         assert settings.s3_endpoint == "http://minio:9000"
         assert settings.controller_addrs == (f"controller:{DEFAULTS.controller_grpc_port}",)
@@ -410,6 +416,28 @@ def test_internal_token_reaches_relays_and_controllers_only() -> None:
     }
     assert tokens["relay"] == tokens["controller"] == _DUMMY["CHAT_INTERNAL_TOKEN"]
     assert tokens["auth"] == tokens["management"] == ""
+    second = Settings.from_env(_container_env(services["controller-2"])).internal_token
+    assert second == tokens["controller"]
+
+
+def test_production_shape_three_brokers_three_mongo_members_two_of_each_service() -> None:
+    """Kafka: three voters, replication 3 with min ISR 2; MongoDB: three members; controllers
+    announce distinct addresses; management and auth run two replicas each."""
+    services = _services()
+    voters = "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+    for i, name in enumerate(("kafka", "kafka-2", "kafka-3"), start=1):
+        env = services[name]["environment"]
+        assert (env["KAFKA_NODE_ID"], env["KAFKA_CONTROLLER_QUORUM_VOTERS"]) == (i, voters)
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+    assert "mongo-3:27017" in services["mongo-init"]["command"][-1]
+    advertised = {
+        Settings.from_env(_container_env(services[n])).controller_advertise_addr
+        for n in ("controller", "controller-2")
+    }
+    assert advertised == {"controller:50051", "controller-2:50051"}
+    assert services["management"]["deploy"]["replicas"] == 2
+    assert services["auth"]["deploy"]["replicas"] == 2
 
 
 def test_compose_secrets_are_never_committed() -> None:

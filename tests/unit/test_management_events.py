@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chatcore.kafka import EVENTS_TOPIC
-from chatcore.locks import KeyedLocks
+from chatcore.leases import local_leases
 from chatcore.logging import bind_context, reset_context
 from chatcore.memberships import MembershipEntry
 from chatcore.proto.chat.v1 import chat_pb2
@@ -51,7 +51,7 @@ def world() -> World:
     store, kafka = MemoryTeamStore(), FakeKafka()
     metrics = EventMetrics.create(CollectorRegistry())
     index = MemoryMembershipIndex(store)
-    outbox = OutboxPublisher(store, kafka, KeyedLocks(), metrics, index, send_timeout_s=5.0)
+    outbox = OutboxPublisher(store, kafka, local_leases("team"), metrics, index, send_timeout_s=5.0)
     ids = iter(f"{i:032x}" for i in range(1, 1000))
     service = TeamService(
         teams=store,
@@ -174,7 +174,7 @@ async def test_concurrent_flushes_of_one_team_send_each_event_once() -> None:
     outbox = OutboxPublisher(
         store,
         kafka,
-        KeyedLocks(),
+        local_leases("team"),
         EventMetrics.create(CollectorRegistry()),
         MemoryMembershipIndex(store),
         send_timeout_s=5.0,
@@ -200,7 +200,7 @@ async def test_a_send_that_never_answers_is_a_failure_not_a_hang() -> None:
     outbox = OutboxPublisher(
         store,
         SilentKafka(),
-        KeyedLocks(),
+        local_leases("team"),
         EventMetrics.create(CollectorRegistry()),
         MemoryMembershipIndex(store),
         send_timeout_s=0.01,

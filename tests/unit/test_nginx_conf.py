@@ -37,7 +37,9 @@ _RETURN = re.compile(r"return (\d{3}) '(.*)';")
 def _local(tmp_path: Path, limits: EdgeLimits | None = None) -> str:
     cfg = StackConfig(home=tmp_path, cache=tmp_path)
     routes = chat_routes(
-        relay_ports=cfg.relay_ports, auth_port=cfg.auth_port, management_port=cfg.management_port
+        relay_ports=cfg.relay_ports,
+        auth_ports=cfg.auth_ports,
+        management_ports=cfg.management_ports,
     )
     return render_nginx_conf(
         listen="127.0.0.1:8080", prefix=tmp_path, log_dir=tmp_path, routes=routes, limits=limits

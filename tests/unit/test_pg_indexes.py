@@ -7,6 +7,7 @@ import pkgutil
 
 import chatcore
 import services
+from chatcore.fencing import GUARDED_COLLECTIONS
 from chatcore.mongo import IndexSpec
 from deploy.local.pg_indexes import ALL_INDEXES, SCHEMA, gin_fields, setup_sql
 
@@ -51,4 +52,13 @@ def test_script_replaces_the_field_list_and_quotes_values() -> None:
     assert (
         script.index("DELETE FROM") < script.index("INSERT INTO") < script.index("add_gin(c.oid)")
     )
-    assert "INSERT INTO" not in setup_sql([])
+    assert f"INSERT INTO {SCHEMA}.gin_fields" not in setup_sql([])
+
+
+def test_script_guards_exactly_the_fenced_collections() -> None:
+    """Every guarded collection is listed for the stale-write trigger, and nothing else."""
+    script = setup_sql([])
+    listed = ", ".join(f"('{c}')" for c in GUARDED_COLLECTIONS)
+    assert f"INSERT INTO {SCHEMA}.guarded (collection) VALUES {listed};" in script
+    assert f"DELETE FROM {SCHEMA}.guarded;" in script
+    assert "BEFORE UPDATE" in script
