@@ -285,7 +285,9 @@ def test_csp_origins_come_from_the_stack_and_from_compose(tmp_path: Path) -> Non
     """Local: the stack's S3 port and web/dist; production: the compose variable and image path."""
     cfg = StackConfig(home=tmp_path, cache=tmp_path)
     routes = chat_routes(
-        relay_ports=cfg.relay_ports, auth_port=cfg.auth_port, management_port=cfg.management_port
+        relay_ports=cfg.relay_ports,
+        auth_ports=cfg.auth_ports,
+        management_ports=cfg.management_ports,
     )
     local = render_nginx_conf(
         listen="127.0.0.1:8080",
