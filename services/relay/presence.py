@@ -69,9 +69,10 @@ class PresenceReporter:
             self._sockets[user_id] = left
             return
         self._sockets.pop(user_id, None)
-        if user_id in self._coming:
-            self._coming.discard(user_id)  # came and went within one tick: nobody was told
-        elif user_id in self._announced:
+        self._coming.discard(user_id)
+        # Readers told of the user (a re-announcement after ``joined`` may still be pending) must
+        # be told they left; one who came and went within a tick was never announced at all.
+        if user_id in self._announced:
             self._leaving[user_id] = now_ms + self._grace_ms
 
     def _record(self, now_ms: int, *, snapshot: bool, ttl_ms: int) -> chat_pb2.RelayPresence:

@@ -236,3 +236,17 @@ def test_a_user_given_another_team_is_announced_again_with_it() -> None:
     assert [(e.user_id, list(e.channels)) for e in record.online] == [(ANN, [TEAM, OTHER])]
     reporter.joined(BEN)  # nobody of that name here: no news
     assert reporter.due(20) is None
+
+
+def test_a_user_given_a_team_then_gone_within_a_tick_is_still_taken_offline() -> None:
+    """Announced, given a team, last socket closed before the next tick: offline after the grace
+    (the re-announcement must not swallow the departure, or readers keep them online)."""
+    reporter = _reporter()
+    reporter.opened(ANN)
+    reporter.due(0)
+    reporter.joined(ANN)
+    reporter.closed(ANN, 100)
+    assert reporter.due(100 + GRACE - 1) is None
+    record = _due(reporter, 100 + GRACE)
+    assert list(record.offline) == [ANN]
+    assert _online(record) == []

@@ -652,7 +652,8 @@ export class ChatModel extends Observable {
 
   private async loadPresence(team: string): Promise<void> {
     try {
-      this.presence.snapshot(team, await this.api.presence(team));
+      const asOf = this.presence.mark();
+      this.presence.snapshot(team, await this.api.presence(team), asOf);
       this.changed();
     } catch {
       // Before 5b there is no presence route: the dots stay grey ("unknown").

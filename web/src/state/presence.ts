@@ -1,17 +1,38 @@
 // Who is online, per team (DESIGN 5b): a snapshot from GET /presence, then `presence` frames.
 import type { Presence, PresenceFrame } from "../api/types";
 
-export class PresenceState {
-  private byTeam = new Map<string, Map<string, "online" | "offline">>();
+type Status = "online" | "offline";
 
-  snapshot(team: string, list: Presence[]): void {
-    this.byTeam.set(team, new Map(list.map((p) => [p.user_id, p.status])));
+export class PresenceState {
+  private byTeam = new Map<string, Map<string, Status>>();
+  // When each user's latest frame was applied (a count of frames), per team: a snapshot asked for
+  // before that frame may have been answered from an older view and must not undo it.
+  private framed = new Map<string, Map<string, number>>();
+  private frames = 0;
+
+  /** Take this before asking for a snapshot, and hand it to `snapshot` with the answer. */
+  mark(): number {
+    return this.frames;
+  }
+
+  snapshot(team: string, list: Presence[], asOf: number = this.frames): void {
+    const next = new Map<string, Status>(list.map((p) => [p.user_id, p.status]));
+    const current = this.byTeam.get(team);
+    for (const [user, at] of this.framed.get(team) ?? []) {
+      const status = current?.get(user);
+      if (at > asOf && status !== undefined) next.set(user, status);
+    }
+    this.byTeam.set(team, next);
   }
 
   apply(frame: PresenceFrame): void {
+    this.frames += 1;
     let team = this.byTeam.get(frame.channel_id);
     if (!team) this.byTeam.set(frame.channel_id, (team = new Map()));
     team.set(frame.user_id, frame.status);
+    let stamps = this.framed.get(frame.channel_id);
+    if (!stamps) this.framed.set(frame.channel_id, (stamps = new Map()));
+    stamps.set(frame.user_id, this.frames);
   }
 
   /** "online", "offline", or "unknown" before the team's snapshot (or on a backend without 5b). */
@@ -21,5 +42,6 @@ export class PresenceState {
 
   forget(team: string): void {
     this.byTeam.delete(team);
+    this.framed.delete(team);
   }
 }
