@@ -9,18 +9,17 @@ equality on ``_id``, which FerretDB pushes down.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from chatcore import schema as s
 from chatcore.buckets import BucketRange
 from chatcore.errors import Unavailable
-from chatcore.mongo import Document, database_unavailable
+from chatcore.mongo import Document, bulk_write_chunked, database_unavailable, each_bounded
 from chatcore.unread import ChannelHead, DeletedMark
 
 
@@ -77,13 +76,17 @@ class MongoChannelHeads:
         """``head`` of several channels, looked up at once (one equality query each: FerretDB
         evaluates ``$in`` over the whole collection)."""
         ids = list(dict.fromkeys(channel_ids))
-        found = await asyncio.gather(*(self.head(c) for c in ids))
+        found = await each_bounded(self.head, ids)
         return dict(zip(ids, found, strict=True))
 
     async def save_counters(self, channel_id: str, head: ChannelHead) -> None:
         """Store the counters (the controller that owns the channel is their only writer)."""
-        try:
-            await self._channels.update_one(
+        await self.save_counters_many({channel_id: head})
+
+    async def save_counters_many(self, heads: Mapping[str, ChannelHead]) -> None:
+        """``save_counters`` for several channels, a few per command."""
+        updates = [
+            UpdateOne(
                 {s.ID: channel_id},
                 {
                     "$set": {
@@ -96,6 +99,12 @@ class MongoChannelHeads:
                 },
                 upsert=True,
             )
+            for channel_id, head in heads.items()
+        ]
+        if not updates:
+            return
+        try:
+            await bulk_write_chunked(self._channels, updates)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 

@@ -6,11 +6,13 @@ indexes are used anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
@@ -19,6 +21,45 @@ from chatcore.errors import Unavailable
 from chatcore.settings import Settings
 
 Document = dict[str, Any]
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+# How many queries one call keeps in flight at once, and how many writes go in one command.
+# FerretDB 1.24 has one pool of 50 PostgreSQL connections, and an update of an existing document
+# holds its read's connection while it takes a second one to write; inside one `update` command
+# it keeps every statement's read connection until the command ends. So about 50 updates in
+# flight at once, or one command of about 50 statements, take every connection and wait for ever:
+# the whole database stops answering until FerretDB restarts. Reads hold one connection, but a
+# thousand of them still starve every other client. MongoDB is not bothered by either.
+DB_CONCURRENCY = 16
+WRITES_PER_COMMAND = 16
+
+
+async def each_bounded(
+    fn: Callable[[K], Awaitable[T]], keys: Iterable[K], limit: int = DB_CONCURRENCY
+) -> list[T]:
+    """``fn`` over ``keys`` with at most ``limit`` awaiting at once; results in ``keys``' order.
+
+    Use it, not a bare ``asyncio.gather``, for per-key queries; writes go through
+    ``bulk_write_chunked``."""
+    slots = asyncio.Semaphore(limit)
+
+    async def one(key: K) -> T:
+        async with slots:
+            return await fn(key)
+
+    return list(await asyncio.gather(*(one(k) for k in keys)))
+
+
+async def bulk_write_chunked(
+    collection: AsyncCollection[Document], requests: Sequence[UpdateOne | ReplaceOne[Document]]
+) -> None:
+    """``bulk_write`` (unordered) in commands of ``WRITES_PER_COMMAND``, one after another."""
+    for start in range(0, len(requests), WRITES_PER_COMMAND):
+        await collection.bulk_write(
+            list(requests[start : start + WRITES_PER_COMMAND]), ordered=False
+        )
 
 
 @dataclass(frozen=True, slots=True)

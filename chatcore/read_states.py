@@ -11,12 +11,13 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from chatcore import schema as s
 from chatcore.channel_heads import MongoChannelHeads
-from chatcore.mongo import Document, database_unavailable
+from chatcore.mongo import Document, bulk_write_chunked, database_unavailable, each_bounded
 from chatcore.unread import ReadState, Unread, unread_all
 
 
@@ -45,23 +46,36 @@ class MongoReadStates:
 
     async def load(self, channel_id: str, users: Iterable[str]) -> dict[str, ReadState | None]:
         """Each user's read state in the channel; None for one never written."""
-        ids = list(dict.fromkeys(users))
+        return (await self.load_many({channel_id: users})).get(channel_id, {})
 
-        async def one(user_id: str) -> ReadState | None:
-            doc = await self._reads.find_one({s.ID: s.read_id(channel_id, user_id)})
+    async def load_many(
+        self, wanted: Mapping[str, Iterable[str]]
+    ) -> dict[str, dict[str, ReadState | None]]:
+        """``load`` for several channels, a bounded number of lookups in flight at once."""
+        pairs = [(c, u) for c, users in wanted.items() for u in dict.fromkeys(users)]
+
+        async def one(pair: tuple[str, str]) -> ReadState | None:
+            doc = await self._reads.find_one({s.ID: s.read_id(*pair)})
             return None if doc is None else read_from_doc(doc)
 
         try:
-            found = await asyncio.gather(*(one(u) for u in ids))
+            found = await each_bounded(one, pairs)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
-        return dict(zip(ids, found, strict=True))
+        out: dict[str, dict[str, ReadState | None]] = {c: {} for c in wanted}
+        for (channel, user), state in zip(pairs, found, strict=True):
+            out[channel][user] = state
+        return out
 
     async def save(self, channel_id: str, states: Mapping[str, ReadState]) -> None:
         """Replace each user's document (the channel's one writer calls this)."""
+        await self.save_many({channel_id: states})
 
-        async def one(user_id: str, state: ReadState) -> None:
-            await self._reads.replace_one(
+    async def save_many(self, states: Mapping[str, Mapping[str, ReadState]]) -> None:
+        """``save`` for several channels, a few documents per command (see
+        ``chatcore.mongo.WRITES_PER_COMMAND``)."""
+        replaces = [
+            ReplaceOne(
                 {s.ID: s.read_id(channel_id, user_id)},
                 {
                     s.READ_CHANNEL_ID: channel_id,
@@ -73,9 +87,13 @@ class MongoReadStates:
                 },
                 upsert=True,
             )
-
+            for channel_id, by_user in states.items()
+            for user_id, state in by_user.items()
+        ]
+        if not replaces:
+            return
         try:
-            await asyncio.gather(*(one(u, st) for u, st in states.items()))
+            await bulk_write_chunked(self._reads, replaces)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 

@@ -30,6 +30,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from chatcore import schema as s
 from chatcore.fencing import GUARD_MARK, GUARDED_COLLECTIONS
 from chatcore.lease_store import LEASE_INDEXES
 from chatcore.mongo import INDEXES, IndexSpec
@@ -138,9 +139,31 @@ SELECT {SCHEMA}.add_gin(c.oid)
 """
 
 
-def gin_fields(specs: Iterable[IndexSpec] = ALL_INDEXES) -> list[tuple[str, str]]:
-    """Every (collection, field) an index spec names, in a stable order."""
-    return sorted({(spec.collection, field) for spec in specs for field, _ in spec.keys})
+# Every collection is read or written by `_id` somewhere (a team, a channel's head, a read
+# state, a membership, a lease...), and each such update is a read of the whole table first:
+# a DM's two read states cost a sequential scan of `reads` each without this.
+ID_LOOKUPS: tuple[str, ...] = (
+    s.TEAMS,
+    s.MESSAGES,
+    s.ATTACHMENTS,
+    s.USERS,
+    s.CHANNELS,
+    s.MEMBERSHIPS,
+    s.REFRESH_TOKENS,
+    s.LEASES,
+    s.CHANGES,
+    s.READS,
+    s.PRESENCE,
+)
+
+
+def gin_fields(
+    specs: Iterable[IndexSpec] = ALL_INDEXES, by_id: Iterable[str] = ID_LOOKUPS
+) -> list[tuple[str, str]]:
+    """Every (collection, field) an index spec names, and ``_id`` of ``by_id``, in a stable
+    order."""
+    fields = {(spec.collection, field) for spec in specs for field, _ in spec.keys}
+    return sorted(fields | {(collection, "_id") for collection in by_id})
 
 
 def _literal(text: str) -> str:

@@ -17,11 +17,10 @@ Classifying duplicates (FerretDB reports a duplicate key by position only, not w
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -131,9 +130,9 @@ def _routed(item: Item, verdict: Verdict | None) -> Routed | None:
 
 
 class HeadStore(Protocol):
-    async def head(self, channel_id: str) -> ChannelHead: ...
+    async def heads(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]: ...
 
-    async def save_counters(self, channel_id: str, head: ChannelHead) -> None: ...
+    async def save_counters_many(self, heads: Mapping[str, ChannelHead]) -> None: ...
 
 
 def _counted(items: Sequence[Item]) -> list[Counted]:
@@ -176,9 +175,10 @@ class BatchProcessor:
 
     def partitions_moved(self) -> None:
         """Partitions were assigned or revoked: open fresh history buckets and read every head
-        again from now on (another controller may have written them meanwhile)."""
+        and read state again from now on (another controller may have written them meanwhile)."""
         self._buckets.forget()
         self._known_heads.clear()
+        self._lifecycle.partitions_moved()
 
     def prepare(self, records: Sequence[Record]) -> PendingBatch:
         """Decode every record (pure); undecodable ones become dead letters."""
@@ -235,8 +235,7 @@ class BatchProcessor:
         channels = sorted({c.channel_id for c in counted})
         missing = [c for c in channels if c not in self._known_heads]
         if missing:
-            loaded = await asyncio.gather(*(self._heads.head(c) for c in missing))
-            self._known_heads.update(zip(missing, loaded, strict=True))
+            self._known_heads.update(await self._heads.heads(missing))
         heads = {c: self._known_heads[c] for c in channels}
         numbers, after = count_batch(counted, heads)
         keys = await self._buckets.assign([c.channel_id for c in counted])
@@ -307,7 +306,7 @@ class BatchProcessor:
             batch.items, stored, batch.counts or {}, batch.buckets, heads
         )
         changed = {c: h for c, h in heads.items() if self._known_heads.get(c) != h}
-        await asyncio.gather(*(self._heads.save_counters(c, h) for c, h in changed.items()))
+        await self._heads.save_counters_many(changed)
         self._known_heads.update(changed)
         batch.extras = extras
 

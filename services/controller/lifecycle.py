@@ -21,7 +21,6 @@ only and keeps DMs and mentions as sets of seqs. What it fans out follows each r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ from chatcore import schema as s
 from chatcore.logging import get_logger
 from chatcore.message_state import StoredMessage
 from chatcore.messages import to_datetime
+from chatcore.mongo import each_bounded
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.unread import ChannelHead, DeletedMark, ReadState, mentioned
 from services.controller.changes import (
@@ -52,9 +52,11 @@ _log = get_logger("controller.lifecycle")
 class ReadStore(Protocol):
     """The part of ``chatcore.read_states.MongoReadStates`` the pass uses."""
 
-    async def load(self, channel_id: str, users: Iterable[str]) -> dict[str, ReadState | None]: ...
+    async def load_many(
+        self, wanted: Mapping[str, Iterable[str]]
+    ) -> dict[str, dict[str, ReadState | None]]: ...
 
-    async def save(self, channel_id: str, states: Mapping[str, ReadState]) -> None: ...
+    async def save_many(self, states: Mapping[str, Mapping[str, ReadState]]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -87,12 +89,24 @@ def _read_update(channel: str, user: str, seq: int) -> Routed:
     return Routed.to_channel(channel, chat_pb2.Delivery(read=read))
 
 
+# Read states this controller wrote or read since its partitions last moved. It is the only
+# writer of its channels' read documents, so they stay true until a partition moves; each DM
+# would otherwise cost two more database reads (sender and recipient), on FerretDB about a third
+# of its work per message.
+_KNOWN_READS_MAX = 200_000
+
+
 class LifecyclePass:
     def __init__(self, messages: MessageStates, reads: ReadStore, members: Members) -> None:
         self.messages = messages
         self._messages = messages
         self._reads = reads
         self._members = members
+        self._known_reads: dict[tuple[str, str], ReadState | None] = {}
+
+    def partitions_moved(self) -> None:
+        """Forget every read state held: another controller may write them from now on."""
+        self._known_reads.clear()
 
     async def run(
         self,
@@ -140,13 +154,14 @@ class LifecyclePass:
 
         await self._messages.insert_changes(work.change_docs)
         await self._messages.save(list(work.dirty.values()))
-        await asyncio.gather(
-            *(
-                self._reads.save(channel, {u: work.reads[channel][u] for u in users})
-                for channel, users in work.reads_dirty.items()
-                if users
-            )
-        )
+        saving = {
+            channel: {u: work.reads[channel][u] for u in users}
+            for channel, users in work.reads_dirty.items()
+            if users
+        }
+        await self._reads.save_many(saving)
+        for channel, by_user in saving.items():
+            self._known_reads.update(((channel, u), st) for u, st in by_user.items())
         return dict(work.extras)
 
     async def _member_mentions(
@@ -165,7 +180,7 @@ class LifecyclePass:
                 if state is not None and state.is_broadcast and state.type == s.TEXT:
                     asked.update((state.channel_id, u) for u in mentioned(state.data))
         pairs = sorted(asked)
-        answers = await asyncio.gather(*(self._members.is_member(c, u) for c, u in pairs))
+        answers = await each_bounded(lambda pair: self._members.is_member(*pair), pairs)
         return dict(zip(pairs, answers, strict=True))
 
     async def _load_reads(
@@ -191,10 +206,18 @@ class LifecyclePass:
                 state = work.states.get(item.change.message_id)
                 if state is not None and not state.is_broadcast:
                     users[state.channel_id].add(state.to)
-        channels = sorted(users)
-        loaded = await asyncio.gather(*(self._reads.load(c, sorted(users[c])) for c in channels))
-        for channel, found in zip(channels, loaded, strict=True):
-            work.reads[channel] = {u: st for u, st in found.items() if st is not None}
+        known = self._known_reads
+        cached = {(c, u): known[(c, u)] for c in users for u in users[c] if (c, u) in known}
+        missing = {c: [u for u in sorted(users[c]) if (c, u) not in cached] for c in sorted(users)}
+        loaded = await self._reads.load_many({c: us for c, us in missing.items() if us})
+        for channel, members in users.items():
+            found = loaded.get(channel, {})
+            held = {u: found[u] if u in found else cached[(channel, u)] for u in members}
+            work.reads[channel] = {u: st for u, st in held.items() if st is not None}
+        if len(known) > _KNOWN_READS_MAX:
+            known.clear()
+        for channel, found in loaded.items():
+            known.update(((channel, u), st) for u, st in found.items())
 
     def _message(
         self,

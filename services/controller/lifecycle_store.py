@@ -7,7 +7,6 @@ state and of its change documents, so it reads, applies in memory and writes bac
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -16,10 +15,8 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatcore import schema as s
 from chatcore.message_state import StoredMessage
-from chatcore.mongo import Document, database_unavailable
+from chatcore.mongo import Document, database_unavailable, each_bounded
 from services.controller.store import DUPLICATE_KEY
-
-_LOOKUP_CONCURRENCY = 16
 
 
 class MessageStates(Protocol):
@@ -78,14 +75,11 @@ class MongoMessageStates:
         self._changes = db[s.CHANGES]
 
     async def by_id(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
-        limit = asyncio.Semaphore(_LOOKUP_CONCURRENCY)
-
         async def one(message_id: str) -> Document | None:
-            async with limit:
-                return await self._messages.find_one({s.MESSAGE_ID: message_id})
+            return await self._messages.find_one({s.MESSAGE_ID: message_id})
 
         try:
-            found = await asyncio.gather(*(one(i) for i in dict.fromkeys(ids)))
+            found = await each_bounded(one, dict.fromkeys(ids))
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         states = (StoredMessage.from_doc(doc) for doc in found if doc is not None)

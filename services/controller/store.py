@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatcore.errors import Unavailable
-from chatcore.mongo import Document, database_unavailable
+from chatcore.mongo import Document, database_unavailable, each_bounded
 from chatcore.schema import ID, MESSAGE_CHANNEL_ID, MESSAGE_ID, MESSAGE_SEQ, MESSAGES
 
 DUPLICATE_KEY = 11000
@@ -57,9 +57,6 @@ def _write_failures(details: Mapping[str, Any]) -> dict[int, int]:
             raise Unavailable(f"database write failed transiently (code {code})")
         failures[int(error["index"])] = code
     return failures
-
-
-_LOOKUP_CONCURRENCY = 16
 
 
 # A slice smaller than this is not worth a command of its own.
@@ -103,15 +100,13 @@ class MongoMessageStore:
         # PostgreSQL but evaluates ``$in`` itself over the whole collection (measured: 22 s at
         # 257k messages, past the socket timeout, so a batch with duplicates never completed;
         # 0.13 s per equality query). MongoDB serves both from the unique index.
-        limit = asyncio.Semaphore(_LOOKUP_CONCURRENCY)
         projection = {ID: 0, MESSAGE_ID: 1, MESSAGE_CHANNEL_ID: 1, MESSAGE_SEQ: 1}
 
         async def lookup(message_id: str) -> Document | None:
-            async with limit:
-                return await self._messages.find_one({MESSAGE_ID: message_id}, projection)
+            return await self._messages.find_one({MESSAGE_ID: message_id}, projection)
 
         try:
-            found = await asyncio.gather(*(lookup(i) for i in dict.fromkeys(ids)))
+            found = await each_bounded(lookup, dict.fromkeys(ids))
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return {

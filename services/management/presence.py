@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 from chatcore import schema as s
 from chatcore.logging import get_logger
 from chatcore.messages import iso_datetime, to_datetime
-from chatcore.mongo import Document, database_unavailable
+from chatcore.mongo import Document, database_unavailable, each_bounded
 from chatcore.presence import OFFLINE, ONLINE, PresenceBook, Transition
 
 _log = get_logger("management.presence")
@@ -36,7 +36,7 @@ class MongoLastSeen:
             return await self._presence.find_one({s.ID: user_id})
 
         try:
-            docs = await asyncio.gather(*(one(u) for u in users))
+            docs = await each_bounded(one, users)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         found: dict[str, int] = {}

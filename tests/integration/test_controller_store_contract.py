@@ -3,6 +3,7 @@ FerretDB (a database of its own); the same tests run over the in-memory fakes in
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,7 @@ from chatcore.channel_heads import MongoChannelHeads
 from chatcore.mongo import INDEXES, Document, ensure_indexes, make_mongo_client
 from chatcore.read_states import MongoReadStates
 from chatcore.settings import Settings
+from chatcore.unread import ChannelHead, ReadState
 from services.controller.directory import AttachmentView, MongoDirectory
 from services.controller.lifecycle_store import MongoMembers, MongoMessageStates
 from services.controller.store import MongoMessageStore
@@ -119,3 +121,22 @@ async def test_parallel_slices_report_clashes_at_their_batch_positions(
     failures = await store.insert_unordered(docs)
     assert sorted(failures) == list(range(0, 200, 7))
     assert await contract_db[schema.MESSAGES].count_documents({"channel_id": channel}) == 200
+
+
+async def test_hundreds_of_read_states_and_counters_at_once_leave_ferretdb_answering(
+    contract_db: AsyncDatabase[Document],
+) -> None:
+    """300 members' read states and 300 channels' counters saved in one pass complete, and the
+    database answers afterwards (sent as 300 concurrent updates they took every one of
+    FerretDB's 50 PostgreSQL connections and hung it until restarted)."""
+    reads, heads = MongoReadStates(contract_db), MongoChannelHeads(contract_db)
+    team = uuid.uuid4().hex
+    users = [uuid.uuid4().hex for _ in range(300)]
+    channels = [uuid.uuid4().hex for _ in range(300)]
+    await asyncio.wait_for(reads.save(team, dict.fromkeys(users, ReadState(5, 3))), 60)
+    counters = ChannelHead(count=1, count_seq=1, last_seq=1)
+    await asyncio.wait_for(heads.save_counters_many(dict.fromkeys(channels, counters)), 60)
+    loaded = await asyncio.wait_for(reads.load_many({team: users}), 60)
+    assert loaded == {team: dict.fromkeys(users, ReadState(5, 3))}
+    assert await asyncio.wait_for(heads.heads(channels), 60) == dict.fromkeys(channels, counters)
+    assert await contract_db[schema.READS].count_documents({schema.READ_CHANNEL_ID: team}) == 300

@@ -89,11 +89,14 @@ class MemoryChannelHeads:
     async def head(self, channel_id: str) -> ChannelHead:
         return self.counters.get(channel_id, ChannelHead())
 
-    async def heads(self, channel_ids: Sequence[str]) -> dict[str, ChannelHead]:
+    async def heads(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
         return {c: await self.head(c) for c in channel_ids}
 
     async def save_counters(self, channel_id: str, head: ChannelHead) -> None:
         self.counters[channel_id] = head
+
+    async def save_counters_many(self, heads: Mapping[str, ChannelHead]) -> None:
+        self.counters.update(heads)
 
 
 class MemoryMessageStates:
@@ -135,13 +138,25 @@ class MemoryMessageStates:
 class MemoryReadStates:
     def __init__(self) -> None:
         self.states: dict[tuple[str, str], ReadState] = {}
+        self.loaded: list[tuple[str, str]] = []  # every (channel, user) looked up, in order
 
     async def load(self, channel_id: str, users: Iterable[str]) -> dict[str, ReadState | None]:
+        users = list(users)
+        self.loaded.extend((channel_id, u) for u in users)
         return {u: self.states.get((channel_id, u)) for u in users}
+
+    async def load_many(
+        self, wanted: Mapping[str, Iterable[str]]
+    ) -> dict[str, dict[str, ReadState | None]]:
+        return {c: await self.load(c, users) for c, users in wanted.items()}
 
     async def save(self, channel_id: str, states: Mapping[str, ReadState]) -> None:
         for user, state in states.items():
             self.states[(channel_id, user)] = state
+
+    async def save_many(self, states: Mapping[str, Mapping[str, ReadState]]) -> None:
+        for channel_id, by_user in states.items():
+            await self.save(channel_id, by_user)
 
     async def of_user(self, user_id: str) -> dict[str, ReadState]:
         return {c: st for (c, u), st in self.states.items() if u == user_id}

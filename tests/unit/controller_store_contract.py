@@ -12,7 +12,7 @@ here first. This module holds no tests of its own (pytest collects only the subc
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -34,6 +34,10 @@ class ReadStates(ReadStore, Protocol):
     """What the life-cycle pass uses of the read documents, and the per-user read of them."""
 
     async def of_user(self, user_id: str) -> dict[str, ReadState]: ...
+
+    async def load(self, channel_id: str, users: Iterable[str]) -> dict[str, ReadState | None]: ...
+
+    async def save(self, channel_id: str, states: Mapping[str, ReadState]) -> None: ...
 
 
 @dataclass(kw_only=True)
@@ -228,6 +232,14 @@ class ControllerStoreContract:
         assert await reads.of_user(ALICE) == {T1: moved, T2: ReadState(4, 4)}
         assert await reads.of_user(BOB) == {T1: ReadState(2, 1)}
         assert await reads.of_user(CAROL) == {}
+        # Several channels at once, as the life-cycle pass loads and saves them.
+        await reads.save_many({T2: {BOB: ReadState(3, 2)}, T3: {CAROL: ReadState(1, 1)}})
+        assert await reads.load_many({T1: [ALICE, CAROL], T3: [CAROL], T2: []}) == {
+            T1: {ALICE: moved, CAROL: None},
+            T3: {CAROL: ReadState(1, 1)},
+            T2: {},
+        }
+        assert await reads.of_user(BOB) == {T1: ReadState(2, 1), T2: ReadState(3, 2)}
 
     async def test_membership_follows_additions_and_removals(self, backend: Backend) -> None:
         """A user is a member of exactly the teams they were added to and not removed from

@@ -199,3 +199,20 @@ async def test_unknown_record_kinds_are_dead_lettered_and_the_batch_goes_on() ->
     outcome = await _run(p, [_msg(10, "m1", sender=A), odd])
     assert outcome.dead_letters == 1
     assert _kinds(outcome) == ["message"]
+
+
+async def test_read_states_are_looked_up_once_until_partitions_move() -> None:
+    """The owning controller reads a member's read state once and then uses what it wrote;
+    after its partitions move it reads again, and a state written elsewhere meanwhile counts."""
+    p = _setup()
+    await _run(p, [_msg(10, "d1", sender=A, to=B)])
+    assert sorted(p.reads.loaded) == [(T, A), (T, B)]
+    await _run(p, [_msg(11, "d2", sender=A, to=B), _msg(12, "d3", sender=B, to=A)])
+    assert len(p.reads.loaded) == 2  # both held since the first batch
+    assert p.reads.states[(T, B)].seq == 12
+    p.reads.states[(T, B)] = ReadState(seq=20, count=0)  # another owner, after a move
+    p.processor.partitions_moved()
+    await _run(p, [_msg(21, "d4", sender=A, to=B)])
+    assert sorted(p.reads.loaded[2:]) == [(T, A), (T, B)]
+    assert p.reads.states[(T, B)].seq == 20  # kept the other owner's position
+    assert p.reads.states[(T, B)].dms == (21,)

@@ -7,9 +7,10 @@ import pkgutil
 
 import chatcore
 import services
+from chatcore import schema
 from chatcore.fencing import GUARDED_COLLECTIONS
 from chatcore.mongo import IndexSpec
-from deploy.local.pg_indexes import ALL_INDEXES, SCHEMA, gin_fields, setup_sql
+from deploy.local.pg_indexes import ALL_INDEXES, ID_LOOKUPS, SCHEMA, gin_fields, setup_sql
 
 
 def _declared_specs() -> set[IndexSpec]:
@@ -40,8 +41,20 @@ def test_fields_are_each_key_of_each_spec_once() -> None:
         IndexSpec("messages", (("seq", 1),)),
         IndexSpec("teams", (("members", 1),), multikey=True),
     ]
-    assert gin_fields(specs) == [("messages", "bucket"), ("messages", "seq"), ("teams", "members")]
+    assert gin_fields(specs, ()) == [
+        ("messages", "bucket"),
+        ("messages", "seq"),
+        ("teams", "members"),
+    ]
     assert ("teams", "members") in gin_fields()
+
+
+def test_every_collection_is_looked_up_by_id_through_an_index() -> None:
+    """Every collection with an index spec, and those read only by ``_id`` (channel heads,
+    read states, last seen), gets a GIN index on ``_id``: updates read their document by it."""
+    indexed = {spec.collection for spec in ALL_INDEXES}
+    assert indexed | {schema.CHANNELS, schema.READS, schema.PRESENCE} <= set(ID_LOOKUPS)
+    assert {(c, "_id") for c in ID_LOOKUPS} <= set(gin_fields())
 
 
 def test_script_replaces_the_field_list_and_quotes_values() -> None:
