@@ -25,15 +25,17 @@ Document = dict[str, Any]
 K = TypeVar("K")
 T = TypeVar("T")
 
-# How many queries one call keeps in flight at once, and how many writes go in one command.
+# How many queries one call keeps in flight at once, and how writes of many documents are sent.
 # FerretDB 1.24 has one pool of 50 PostgreSQL connections, and an update of an existing document
 # holds its read's connection while it takes a second one to write; inside one `update` command
 # it keeps every statement's read connection until the command ends. So about 50 updates in
 # flight at once, or one command of about 50 statements, take every connection and wait for ever:
 # the whole database stops answering until FerretDB restarts. Reads hold one connection, but a
-# thousand of them still starve every other client. MongoDB is not bothered by either.
-DB_CONCURRENCY = 16
-WRITES_PER_COMMAND = 16
+# thousand of them still starve every other client. Commands of 4 writes, 4 commands in flight,
+# hold at most 20 connections and still write in parallel. MongoDB is not bothered by any of it.
+DB_CONCURRENCY = 12
+WRITES_PER_COMMAND = 4
+WRITE_COMMANDS_IN_FLIGHT = 4
 
 
 async def each_bounded(
@@ -55,11 +57,18 @@ async def each_bounded(
 async def bulk_write_chunked(
     collection: AsyncCollection[Document], requests: Sequence[UpdateOne | ReplaceOne[Document]]
 ) -> None:
-    """``bulk_write`` (unordered) in commands of ``WRITES_PER_COMMAND``, one after another."""
-    for start in range(0, len(requests), WRITES_PER_COMMAND):
-        await collection.bulk_write(
-            list(requests[start : start + WRITES_PER_COMMAND]), ordered=False
-        )
+    """``bulk_write`` (unordered) in commands of ``WRITES_PER_COMMAND``, at most
+    ``WRITE_COMMANDS_IN_FLIGHT`` at once: for writes of distinct documents, whose order does not
+    matter."""
+    chunks = [
+        list(requests[start : start + WRITES_PER_COMMAND])
+        for start in range(0, len(requests), WRITES_PER_COMMAND)
+    ]
+
+    async def send(chunk: list[UpdateOne | ReplaceOne[Document]]) -> None:
+        await collection.bulk_write(chunk, ordered=False)
+
+    await each_bounded(send, chunks, WRITE_COMMANDS_IN_FLIGHT)
 
 
 @dataclass(frozen=True, slots=True)

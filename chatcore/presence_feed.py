@@ -10,7 +10,6 @@ only from then on, so a restarted reader announces nobody as coming online.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 
@@ -21,6 +20,7 @@ from chatcore.kafka import PRESENCE_TOPIC
 from chatcore.logging import get_logger
 from chatcore.presence import PresenceBook, Transition
 from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.tasks import cancel_and_wait
 
 _log = get_logger("chatcore.presence_feed")
 
@@ -90,10 +90,7 @@ class PresenceFeed:
             self._warm_after_ms = self._clock()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._consumer.stop()
 
     def _report(self, transitions: list[Transition]) -> None:

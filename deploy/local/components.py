@@ -242,7 +242,9 @@ def service_env(cfg: StackConfig) -> dict[str, str]:
         "CHAT_KAFKA_REPLICATION_FACTOR": str(cfg.replication),
         "CHAT_KAFKA_MIN_INSYNC_REPLICAS": str(cfg.min_insync),
         "CHAT_KAFKA_MESSAGES_PARTITIONS": str(cfg.messages_partitions),
-        "CHAT_MONGO_URL": f"mongodb://127.0.0.1:{cfg.mongo_port}/",
+        # At most 10 operations in flight per service process: FerretDB's 50 PostgreSQL
+        # connections deadlock when about 50 updates overlap (chatcore.mongo.DB_CONCURRENCY).
+        "CHAT_MONGO_URL": f"mongodb://127.0.0.1:{cfg.mongo_port}/?maxPoolSize=10",
         "CHAT_S3_ENDPOINT": f"http://127.0.0.1:{cfg.s3_port}",
         "CHAT_S3_ACCESS_KEY": access,
         "CHAT_S3_SECRET_KEY": secret,

@@ -21,6 +21,7 @@ from chatcore.lifecycle import serve_app
 from chatcore.logging import get_logger
 from chatcore.mongo import database, ensure_indexes, make_mongo_client, ping
 from chatcore.settings import Settings
+from chatcore.tasks import cancel_and_wait
 from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.accounts import AuthMetrics, AuthService, Limiters
 from services.auth.api import AuthApi
@@ -113,9 +114,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
         )
 
         async def stop_sweeper() -> None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await cancel_and_wait(sweeper)
 
         stack.push_async_callback(stop_sweeper)
         http = await serve_app(

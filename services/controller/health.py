@@ -7,7 +7,6 @@ NOT_SERVING otherwise, and for good once shutdown begins.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from grpc import aio
@@ -16,6 +15,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from chatcore.logging import get_logger
+from chatcore.tasks import cancel_and_wait
 
 CONTROLLER_SERVICE = "chat.v1.Controller"
 _SERVICES = (health.OVERALL_HEALTH, CONTROLLER_SERVICE)
@@ -70,8 +70,5 @@ class GrpcHealth:
 
     async def stop(self) -> None:
         """NOT_SERVING from now on (draining), and stop checking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._servicer.enter_graceful_shutdown()

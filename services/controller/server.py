@@ -24,6 +24,7 @@ from chatcore.mongo import INDEXES, database, ensure_indexes, make_mongo_client,
 from chatcore.proto.chat.v1 import chat_pb2_grpc
 from chatcore.read_states import MongoReadStates
 from chatcore.settings import Settings
+from chatcore.tasks import cancel_and_wait
 from services.controller.announce import Announcer, advertised_address
 from services.controller.batch import BatchProcessor
 from services.controller.consumer import (
@@ -111,9 +112,7 @@ class RunningController:
         except TimeoutError:
             # Typically the database is down: the uncommitted batch is consumed again later.
             _log.warning("consumer_stop_timeout", timeout_s=self._drain_timeout_s)
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await cancel_and_wait(self._loop_task)
         except Exception:
             _log.exception("consumer_loop_failed")
         # Queued deliveries still go out within the grace period; then the calls end UNAVAILABLE.
@@ -220,9 +219,7 @@ async def start(
         announcing = asyncio.create_task(announcer.run(), name="controller-announce")
 
         async def stop_announcing() -> None:
-            announcing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await announcing
+            await cancel_and_wait(announcing)
             await announcer.announce(leaving=True)
 
         stack.push_async_callback(stop_announcing)
@@ -233,12 +230,7 @@ async def start(
         await consumer.start()
         loop_task = asyncio.create_task(loop.run(), name="controller-consumer")
 
-        async def stop_loop() -> None:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
-
-        stack.push_async_callback(stop_loop)
+        stack.push_async_callback(cancel_and_wait, loop_task)
 
         http_health = Health({"database": database_ready, "consumer": consumer_ready})
         app = make_app(

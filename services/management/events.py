@@ -156,15 +156,13 @@ class OutboxPublisher:
         try:
             # Bounded: a request waits at most this long before answering (the change is stored
             # either way). A send cut off here may still land; then the retry is a harmless replay.
-            await asyncio.wait_for(
-                self._sender.send_and_wait(
+            async with asyncio.timeout(self._send_timeout_s):
+                await self._sender.send_and_wait(
                     EVENTS_TOPIC,
                     value=encode_event(team_id, event),
                     key=team_id.encode(),
                     headers=headers,
-                ),
-                self._send_timeout_s,
-            )
+                )
         except Exception as exc:
             self._metrics.published.labels(event.change.value, "failed").inc()
             _log.warning(

@@ -57,7 +57,8 @@ class ScanGate:
             if self._wait_s <= 0:
                 raise Busy("too many history requests at once, retry", retry_after=1)
             try:
-                await asyncio.wait_for(self._slots.acquire(), self._wait_s)
+                async with asyncio.timeout(self._wait_s):
+                    await self._slots.acquire()
             except TimeoutError:
                 raise Busy("too many history requests at once, retry", retry_after=1) from None
         else:

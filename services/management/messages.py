@@ -113,12 +113,10 @@ class MessageService:
         if correlation:
             headers.append((CORRELATION_HEADER, correlation.encode()))
         try:
-            await asyncio.wait_for(
-                self._log.send_and_wait(
+            async with asyncio.timeout(self._send_timeout_s):
+                await self._log.send_and_wait(
                     MESSAGES_TOPIC, value=value, key=team_id.encode(), headers=headers
-                ),
-                self._send_timeout_s,
-            )
+                )
         except Exception as exc:
             # The change may or may not have landed: the client retries, and a retry is
             # harmless (an edit to the same text, a reaction already there, a read position).
@@ -245,12 +243,10 @@ class JoinMarkers:
             ts_ms=int(time.time() * 1000),
             joined=True,
         )
-        await asyncio.wait_for(
-            self._log.send_and_wait(
+        async with asyncio.timeout(self._send_timeout_s):
+            await self._log.send_and_wait(
                 MESSAGES_TOPIC,
                 value=marker.SerializeToString(),
                 key=team_id.encode(),
                 headers=[(KIND_HEADER, KIND_READ.encode())],
-            ),
-            self._send_timeout_s,
-        )
+            )

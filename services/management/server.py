@@ -35,6 +35,7 @@ from chatcore.presence_feed import PresenceFeed, now_ms
 from chatcore.read_states import UnreadReader
 from chatcore.s3 import make_s3_client
 from chatcore.settings import Settings
+from chatcore.tasks import cancel_and_wait
 from chatcore.tokens import HttpJwksSource, JwtVerifier
 from services.management.api import ManagementApi
 from services.management.attachment_store import ATTACHMENT_INDEXES, MongoAttachmentStore
@@ -110,13 +111,7 @@ def _run_in_background(
 ) -> None:
     """Start ``work`` as a task that the stack cancels (and awaits) when it closes."""
     task = asyncio.create_task(work, name=name)
-
-    async def cancel() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    stack.push_async_callback(cancel)
+    stack.push_async_callback(cancel_and_wait, task)
 
 
 def _attachment_service(

@@ -14,7 +14,6 @@ announcement, as before, and a seed that restarts is simply reconnected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer
@@ -24,6 +23,7 @@ from chatcore.kafka import CONTROLLERS_TOPIC
 from chatcore.logging import get_logger
 from chatcore.presence_feed import now_ms
 from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.tasks import cancel_and_wait
 
 _log = get_logger("relay.discovery")
 
@@ -93,10 +93,7 @@ class DiscoveryFeed:
         self._task = asyncio.create_task(self._run(), name="controller-discovery")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._consumer.stop()
 
     async def apply(self, announcement: chat_pb2.ControllerAnnouncement) -> None:

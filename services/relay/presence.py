@@ -16,7 +16,6 @@ do never flap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from chatcore.kafka import PRESENCE_TOPIC
 from chatcore.logging import get_logger
 from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.tasks import cancel_and_wait
 from services.relay.publisher import ProducerPort
 
 _log = get_logger("relay.presence")
@@ -163,11 +163,8 @@ class PresencePublisher:
 
     async def cancel(self) -> None:
         """Stop ticking (a failed start, or before the last snapshot)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def stop(self, *, leaving_ttl_s: float) -> None:
         """Stop ticking; tell readers to keep this relay's users for ``leaving_ttl_s`` only."""

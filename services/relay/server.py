@@ -25,6 +25,7 @@ from chatcore.messages import automatic_relay_id
 from chatcore.presence_feed import PresenceFeed
 from chatcore.rdkafka import RdKafkaProducer
 from chatcore.settings import Settings
+from chatcore.tasks import cancel_and_wait
 from chatcore.tokens import HttpJwksSource, JwtVerifier
 from services.relay.connection import Relay, RelayConnection
 from services.relay.discovery import ControllerDirectory, DiscoveryFeed
@@ -70,12 +71,6 @@ class RunningRelay:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), self._drain_timeout_s)
         await self._cleanups.aclose()
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -128,7 +123,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
         await discovery.start()
         stack.push_async_callback(discovery.stop)
         audit = asyncio.create_task(relay.audit.run(), name="relay-membership-audit")
-        stack.push_async_callback(_cancel, audit)
+        stack.push_async_callback(cancel_and_wait, audit)
         feed = PresenceFeed(
             make_reader(settings, client_id=f"relay-{relay_id}-presence"),
             ttl_s=settings.presence_ttl_s,

@@ -16,3 +16,12 @@ async def frames_until(
     while not last(frames[-1]):
         frames.append(await client.receive(timeout_s))
     return frames
+
+
+async def next_message(client: ChatClient, timeout_s: float = 10) -> dict[str, Any]:
+    """The next frame that is not ``presence`` (those come whenever a member's first socket
+    opens or last one closes, DESIGN 5b, so they may precede the message a test waits for)."""
+    while True:
+        frame = await client.receive(timeout_s)
+        if frame.get("type") != "presence":
+            return frame

@@ -23,6 +23,7 @@ from chatcore.s3 import encode_post_form, make_s3_client
 from chatcore.settings import Settings
 from deploy.local.components import EICAR_HEX
 from services.management.server import start as start_management
+from tests.integration.frames import next_message
 from tests.integration.management_support import Api, Reply, load_checker
 from tests.integration.pipeline_env import Pipeline, User, start_pipeline
 
@@ -140,7 +141,7 @@ async def test_upload_complete_send_and_download_identical_bytes(pipe: Pipeline,
 
     sender, receiver = await pipe.connect(alice, 0), await pipe.connect(bob, 1)
     ack = await sender.send(team, data["id"], type="image")
-    event = await receiver.receive()
+    event = await next_message(receiver)
     assert (event["id"], event["type"], event["data"]) == (ack.id, "image", data["id"])
 
     link = await api.call("GET", f"{pipe.api_url}/v1/attachments/{data['id']}", token=bob.token)

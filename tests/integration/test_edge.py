@@ -13,6 +13,7 @@ import aiohttp
 from chatclient import ChatClient, history, login, register
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
+from tests.integration.frames import next_message
 from tests.integration.raw_http import request
 
 PASSWORD = "through the front door"
@@ -77,7 +78,7 @@ async def test_chat_through_nginx_with_team_from_the_api(stack_env: dict[str, st
         assert team_id in first.hello["channels"]
         assert team_id in second.hello["channels"]
         ack = await first.send(team_id, "hello through nginx")
-        event = await second.receive()
+        event = await next_message(second)
         assert (event["id"], event["seq"], event["data"]) == (
             ack.id,
             ack.seq,

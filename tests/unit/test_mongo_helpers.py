@@ -35,20 +35,27 @@ async def test_no_keys_no_calls() -> None:
 
 
 class _Recorder:
-    """Stands in for a collection: records each ``bulk_write`` command."""
+    """Stands in for a collection: records each ``bulk_write`` command and how many overlap."""
 
     def __init__(self) -> None:
         self.commands: list[tuple[int, bool]] = []
+        self.in_flight = self.peak = 0
 
     async def bulk_write(self, requests: list[object], ordered: bool = True) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        await asyncio.sleep(0.001)
         self.commands.append((len(requests), ordered))
+        self.in_flight -= 1
 
 
-async def test_writes_go_in_commands_of_at_most_sixteen_one_after_another() -> None:
-    """40 writes: three unordered commands of 16, 16 and 8; none for no writes."""
+async def test_writes_go_in_small_unordered_commands_a_few_at_once() -> None:
+    """42 writes: unordered commands of 4 (the last of 2), never more than 4 in flight; none
+    for no writes."""
     collection = _Recorder()
-    ops = [UpdateOne({"_id": n}, {"$set": {"n": n}}) for n in range(40)]
+    ops = [UpdateOne({"_id": n}, {"$set": {"n": n}}) for n in range(42)]
     await bulk_write_chunked(collection, ops)  # type: ignore[arg-type]
-    assert collection.commands == [(16, False), (16, False), (8, False)]
+    assert sorted(collection.commands) == sorted([(4, False)] * 10 + [(2, False)])
+    assert collection.peak == 4
     await bulk_write_chunked(collection, [])  # type: ignore[arg-type]
-    assert len(collection.commands) == 3
+    assert len(collection.commands) == 11
