@@ -29,7 +29,7 @@ from deploy.local.datadirs import (
     prune_orphans,
     shared_folder,
 )
-from deploy.local.nginx import EdgeLimits, chat_routes, render_nginx_conf
+from deploy.local.nginx import LOCAL_WEB_ROOT, EdgeLimits, chat_routes, render_nginx_conf
 from deploy.local.processes import Component, StackError, http_answers, http_ok, port_open
 
 REPO = Path(__file__).resolve().parents[2]
@@ -758,6 +758,28 @@ def clamd_component(cfg: StackConfig) -> Component:
 # --- nginx -------------------------------------------------------------------------------------
 
 
+def _nginx_worker_paths(cfg: StackConfig) -> tuple[Path, Path]:
+    """Where nginx's workers read the browser app and keep temporary files.
+
+    As root, nginx runs its workers as `nobody`, which cannot pass through a private folder
+    holding the clone or the home (a clone in /root or under `mktemp -d`): they get the home's
+    shared folder (datadirs.py), with a copy of web/dist taken now (a rebuild is served from the
+    next start). Otherwise the clone and the home serve as they are."""
+    if os.geteuid() != 0:
+        return LOCAL_WEB_ROOT, cfg.home / "nginx" / "tmp"
+    check_traversable(cfg.system_data.parent)
+    folder, _stale = prepare_shared_folder(cfg.home, cfg.system_data)
+    web = folder / "web"
+    shutil.rmtree(web, ignore_errors=True)
+    if LOCAL_WEB_ROOT.is_dir():
+        shutil.copytree(LOCAL_WEB_ROOT, web)
+        for path in [web, *web.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    else:
+        web.mkdir()
+    return web, folder / "nginx-tmp"
+
+
 def nginx_component(cfg: StackConfig) -> Component:
     prefix = cfg.home / "nginx"
     conf = prefix / "nginx.conf"
@@ -766,7 +788,9 @@ def nginx_component(cfg: StackConfig) -> Component:
     def prepare() -> None:
         if not Path(nginx).exists():
             raise StackError("nginx: not installed; run deploy/local/install.sh")
-        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        prefix.mkdir(parents=True, exist_ok=True)
+        web_root, temp_dir = _nginx_worker_paths(cfg)
+        temp_dir.mkdir(parents=True, exist_ok=True)
         conf.write_text(
             render_nginx_conf(
                 listen=f"127.0.0.1:{cfg.nginx_port}",
@@ -779,6 +803,8 @@ def nginx_component(cfg: StackConfig) -> Component:
                 ),
                 limits=cfg.edge_limits,
                 s3_origin=service_env(cfg)["CHAT_S3_ENDPOINT"],
+                web_root=web_root,
+                temp_dir=temp_dir,
             )
         )
         check = subprocess.run(

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -180,6 +181,12 @@ def _find(port: int, marker: str) -> dict[str, Any] | None:
         return None
 
 
+def _get_text(url: str) -> str:
+    """The body of a 200 answer (urllib raises on anything else)."""
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - the test's own URL
+        return str(resp.read().decode())
+
+
 async def test_comes_up_from_a_home_under_a_private_folder(second: SecondStack) -> None:
     """Every component is ready; Kafka, PostgreSQL, FerretDB and auth (via nginx) answer."""
     assert second.home.parent.stat().st_mode & 0o777 == 0o700
@@ -201,6 +208,12 @@ async def test_comes_up_from_a_home_under_a_private_folder(second: SecondStack) 
     env_lines = (second.home / "env").read_text().splitlines()
     assert f"CHAT_INTERNAL_TOKEN={token_file.read_text().strip()}" in env_lines
     assert await asyncio.to_thread(http_ok, f"{second.base}/v1/auth/jwks")
+    # The browser app through nginx, whose workers (nobody, as root) cannot read a private clone.
+    page = await asyncio.to_thread(_get_text, f"{second.base}/")
+    assert '<script type="module"' in page
+    script = re.search(r'src="(/assets/[^"]+\.js)"', page)
+    assert script is not None
+    assert "createElement" in await asyncio.to_thread(_get_text, second.base + script.group(1))
     if os.geteuid() == 0:
         data = shared_folder(second.home, Path("/var/lib/chatstack")) / "postgres"
         assert (data / "PG_VERSION").exists()
