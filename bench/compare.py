@@ -245,9 +245,9 @@ def render_components(runs: Sequence[RunFigures]) -> str:
 # --- running -------------------------------------------------------------------------------------
 
 
-def binaries() -> tuple[Path, Path]:
-    """Build (or find cached) Centrifugo and the load generator; their paths."""
-    subprocess.run(["bash", str(INSTALL), "centrifugo", "loadgen"], check=True)
+def built(*names: str) -> list[Path]:
+    """Build (or find cached) the named binaries (centrifugo, loadgen); their paths."""
+    subprocess.run(["bash", str(INSTALL), *names], check=True)
 
     def path(name: str) -> Path:
         out = subprocess.run(
@@ -255,7 +255,13 @@ def binaries() -> tuple[Path, Path]:
         )
         return Path(out.stdout.strip())
 
-    return path("centrifugo"), path("loadgen")
+    return [path(name) for name in names]
+
+
+def binaries() -> tuple[Path, Path]:
+    """Build (or find cached) Centrifugo and the load generator; their paths."""
+    centrifugo, loadgen = built("centrifugo", "loadgen")
+    return centrifugo, loadgen
 
 
 def _expect_event(out: IO[str], event: str, errlog: Path) -> None:
@@ -309,8 +315,14 @@ class Workload:
     publishers: int
 
 
-def _write_tokens(path: Path, receivers: list[str], publishers: list[str]) -> None:
-    path.write_text(json.dumps({"receivers": receivers, "publishers": publishers}))
+def write_tokens(
+    path: Path, receivers: list[str], publishers: list[str], dm_to: list[str] | None = None
+) -> None:
+    """The load generator's token file (0600: the tokens are live credentials)."""
+    doc: dict[str, list[str]] = {"receivers": receivers, "publishers": publishers}
+    if dm_to is not None:
+        doc["dm_to"] = dm_to
+    path.write_text(json.dumps(doc))
     path.chmod(0o600)
 
 
@@ -357,7 +369,7 @@ class Bench:
         publishers = [uuid.uuid4().hex for _ in range(work.publishers)]
         team = asyncio.run(_team(settings, publishers + receivers))
         try:
-            _write_tokens(
+            write_tokens(
                 self.tokens,
                 [issuer.issue(u).token for u in receivers],
                 [issuer.issue(u).token for u in publishers],
@@ -376,7 +388,7 @@ class Bench:
 
     def centrifugo(self, work: Workload) -> RunFigures:
         server = self.server
-        _write_tokens(
+        write_tokens(
             self.tokens,
             [server.token(uuid.uuid4().hex) for _ in range(work.members)],
             [server.token(uuid.uuid4().hex) for _ in range(work.publishers)],

@@ -1,7 +1,7 @@
 """End-to-end benchmarks of the running local stack (`make stack-up` first).
 
     .venv/bin/python bench/pipeline.py fanout --members 1000 --rate 30 --seconds 10
-    .venv/bin/python bench/pipeline.py dm --pairs 50 --rate 1000 --seconds 10
+    .venv/bin/python bench/pipeline.py dm --pairs 100 --rate 1000 --seconds 10 [--loadgen python]
     .venv/bin/python bench/pipeline.py idle --sockets 10000
     .venv/bin/python bench/pipeline.py persist --rooms 2000 --messages 100000
 
@@ -22,13 +22,14 @@ import os
 import re
 import resource
 import statistics
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.proc_cpu import StackCpu
+from bench.proc_cpu import StackCpu, stack_pids
 from chatclient import ChatClient
 from chatcore.kafka import MESSAGES_TOPIC, make_producer
 from chatcore.mongo import database, make_mongo_client
@@ -282,6 +283,12 @@ async def dm(args: argparse.Namespace) -> None:
     senders_ids = [uuid.uuid4().hex for _ in range(args.pairs)]
     receiver_ids = [uuid.uuid4().hex for _ in range(args.pairs)]
     team = await _team(settings, senders_ids + receiver_ids)
+    if args.loadgen == "go":
+        try:
+            await asyncio.to_thread(_dm_go, args, issuer, team, senders_ids, receiver_ids)
+        finally:
+            await _drop_team(settings, team)
+        return
     latencies: list[float] = []
     receivers = [RawReceiver(latencies) for _ in receiver_ids]
     for r, uid in zip(receivers, receiver_ids, strict=True):
@@ -328,6 +335,65 @@ async def dm(args: argparse.Namespace) -> None:
     for r in receivers:
         r.close()
     await _drop_team(settings, team)
+
+
+def _dm_go(
+    args: argparse.Namespace,
+    issuer: TokenIssuer,
+    team: str,
+    senders_ids: list[str],
+    receiver_ids: list[str],
+) -> None:
+    """The DM workload driven by the compiled load generator (bench/loadgen, ``-dm``): sender i
+    sends to receiver i, so each message has one receiving socket. Go costs the shared cores a
+    fraction of what the Python clients do, and timestamps frames as they arrive."""
+    from bench.compare import built, drive, write_tokens  # compare imports this module
+
+    (loadgen,) = built("loadgen")
+    with tempfile.TemporaryDirectory(prefix="bench-dm-") as tmp:
+        workdir = Path(tmp)
+        tokens = workdir / "tokens.json"
+        write_tokens(
+            tokens,
+            [issuer.issue(u).token for u in receiver_ids],
+            [issuer.issue(u).token for u in senders_ids],
+            dm_to=receiver_ids,
+        )
+        argv = [
+            str(loadgen), "-target", "chatstack", "-dm", "-channel", team,
+            "-tokens", str(tokens), "-rate", str(args.rate), "-seconds", str(args.seconds),
+            "-url", f"ws://127.0.0.1:{args.relay_port}/v1/ws",
+            "-publish-url", f"ws://127.0.0.1:{args.sender_port}/v1/ws",
+            "-procs", "1", "-drain", "20s",
+        ]  # fmt: skip
+        result, cpu = drive(argv, stack_pids(HOME), workdir)
+    sent = int(result["acked"])
+    component_cpu = {k: round(v, 3) for k, v in cpu.items() if k != "machine"}
+    ours = sum(v for k, v in component_cpu.items() if k.startswith(("relay", "controller")))
+    print(
+        json.dumps(
+            {
+                "bench": "dm",
+                "loadgen": "go",
+                "pairs": args.pairs,
+                "offered_msgs_per_s": args.rate,
+                "sent": sent,
+                "undelivered": result["undelivered"],
+                "duplicates": result["duplicates"],
+                "cpu_s": component_cpu,
+                "ours_cpu_ms_per_msg": round(ours / max(sent, 1) * 1000, 3),
+                "cpu_ms_per_msg": {
+                    k: round(v / max(sent, 1) * 1000, 3) for k, v in component_cpu.items()
+                },
+                "p50_ms": result["p50_ms"],
+                "p99_ms": result["p99_ms"],
+                "max_ms": result["max_ms"],
+                "mean_ms": result["mean_ms"],
+                "loadgen_cpu_s": result["loadgen_cpu_s"],
+                "measured_s": result["measured_s"],
+            }
+        )
+    )
 
 
 def _relay_name(port: int) -> str:
@@ -448,6 +514,9 @@ def main() -> None:
     p.add_argument("--sender-port", type=int, default=8104)
     p = sub.add_parser("dm")
     p.add_argument("--pairs", type=int, default=50)
+    p.add_argument(
+        "--loadgen", choices=("go", "python"), default="go", help="who sends and receives"
+    )
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--relay-port", type=int, default=8103)

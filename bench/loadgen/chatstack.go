@@ -56,7 +56,7 @@ func (c *chatstack) dialPublisher(ctx context.Context, token string, book *ackBo
 	if err != nil {
 		return nil, err
 	}
-	p := &chatstackPublisher{conn: conn, channel: c.channel, book: book, done: make(chan struct{})}
+	p := &chatstackPublisher{conn: conn, channel: c.channel, to: "*", book: book, done: make(chan struct{})}
 	go p.readAcks()
 	return p, nil
 }
@@ -64,6 +64,7 @@ func (c *chatstack) dialPublisher(ctx context.Context, token string, book *ackBo
 type chatstackPublisher struct {
 	conn    *websocket.Conn
 	channel string
+	to      string // "*" (the room) or the user id of a direct message
 	book    *ackBook
 	mu      sync.Mutex
 	buf     []byte
@@ -75,7 +76,9 @@ func (p *chatstackPublisher) send(k int, ns int64) error {
 	defer p.mu.Unlock()
 	b := append(p.buf[:0], `{"channel_id":`...)
 	b = strconv.AppendQuote(b, p.channel)
-	b = append(b, `,"to":"*","type":"text","data":"bench:`...)
+	b = append(b, `,"to":`...)
+	b = strconv.AppendQuote(b, p.to)
+	b = append(b, `,"type":"text","data":"bench:`...)
 	b = strconv.AppendInt(b, ns, 10)
 	b = append(b, ':')
 	b = strconv.AppendInt(b, int64(k), 10)

@@ -6,7 +6,9 @@
 //	        -rate 30 -seconds 10
 //
 // tokens.json is {"receivers": ["<jwt>", ...], "publishers": ["<jwt>", ...]}: one token per
-// socket, minted by the driver. With -control the run waits for "start" on stdin after
+// socket, minted by the driver. With -dm (chatstack only) it also has "dm_to": publisher i sends
+// direct messages to that user id, whose socket is receivers[i]; each message then has one
+// receiver instead of the whole room (bench/pipeline.py dm). With -control the run waits for "start" on stdin after
 // connecting (printing {"event":"ready"}) and for "finish" after draining (printing
 // {"event":"drained"}), so the driver samples the servers' CPU over exactly the workload.
 package main
@@ -57,11 +59,13 @@ type config struct {
 	publishURL                   string
 	procs                        int
 	cpuProfile                   string
+	dm                           bool
 }
 
 type tokenFile struct {
 	Receivers  []string `json:"receivers"`
 	Publishers []string `json:"publishers"`
+	DMTo       []string `json:"dm_to"`
 }
 
 // result is the one JSON line a run prints; bench/compare.py reads these field names.
@@ -121,6 +125,7 @@ func main() {
 	flag.StringVar(&cfg.apiKey, "api-key", "", "Centrifugo's HTTP API key")
 	flag.IntVar(&cfg.procs, "procs", 0, "GOMAXPROCS for the load generator (0: Go's default, every core)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the measured window here")
+	flag.BoolVar(&cfg.dm, "dm", false, "direct messages: publisher i to the user dm_to[i], read by receivers[i]")
 	flag.Parse()
 	if cfg.procs > 0 {
 		runtime.GOMAXPROCS(cfg.procs)
@@ -154,6 +159,10 @@ func run(cfg config) (*result, error) {
 	}
 	if len(tokens.Receivers) == 0 || len(tokens.Publishers) == 0 {
 		return nil, errors.New("the token file needs receivers and publishers")
+	}
+	if cfg.dm && (cfg.target != "chatstack" || len(tokens.DMTo) != len(tokens.Publishers) ||
+		len(tokens.Receivers) != len(tokens.Publishers)) {
+		return nil, errors.New("-dm needs -target chatstack and as many receivers and dm_to as publishers")
 	}
 	if cfg.publishURL == "" {
 		cfg.publishURL = cfg.url
@@ -197,6 +206,11 @@ func run(cfg config) (*result, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.dm {
+		for i, p := range publishers {
+			p.(*chatstackPublisher).to = tokens.DMTo[i]
+		}
 	}
 	connectS := time.Since(connectStart).Seconds()
 	var delivered atomic.Int64
@@ -246,6 +260,9 @@ func run(cfg config) (*result, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	expected := book.acked.Load() * int64(len(receivers))
+	if cfg.dm {
+		expected = book.acked.Load()
+	}
 	for delivered.Load() < expected && time.Now().Before(drainUntil) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -276,7 +293,7 @@ func run(cfg config) (*result, error) {
 		Errors: book.errorKinds(),
 	}
 	res.Unanswered = sent - res.Acked - res.Refused
-	tally(res, receivers, book, started)
+	tally(res, receivers, book, started, cfg.dm)
 	if cf != nil {
 		res.Recoverable = cf.recoverable
 	}
@@ -284,12 +301,16 @@ func run(cfg config) (*result, error) {
 }
 
 // tally counts, per receiver, which accepted messages arrived, and merges the latencies.
-func tally(res *result, receivers []*receiver, book *ackBook, started time.Time) {
+// With dm, receiver i is sent only the messages of publisher i (k % publishers == i).
+func tally(res *result, receivers []*receiver, book *ackBook, started time.Time, dm bool) {
 	var latencies []int64
 	var frameBytes, lastNs int64
-	for _, r := range receivers {
+	for i, r := range receivers {
 		missing := 0
 		for k := 0; k < int(res.Sent); k++ {
+			if dm && k%len(receivers) != i {
+				continue
+			}
 			if book.isAcked(k) && r.seen[k] == 0 {
 				missing++
 			}
