@@ -19,13 +19,22 @@ from pymongo.errors import PyMongoError
 from chatcore import schema as s
 from chatcore.buckets import BucketRange
 from chatcore.errors import Unavailable
-from chatcore.mongo import Document, bulk_write_chunked, database_unavailable, each_bounded
+from chatcore.mongo import (
+    WRITE_COMMANDS_IN_FLIGHT,
+    Document,
+    bulk_write_chunked,
+    database_unavailable,
+    each_bounded,
+)
 from chatcore.unread import ChannelHead, DeletedMark
 
 
 class MongoChannelHeads:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], *, writes_in_flight: int = WRITE_COMMANDS_IN_FLIGHT
+    ) -> None:
         self._channels = db[s.CHANNELS]
+        self._writes_in_flight = writes_in_flight
 
     async def reserve(self, channel_id: str) -> int:
         """Reserve the channel's next bucket (``high`` counts them); return its number."""
@@ -104,7 +113,7 @@ class MongoChannelHeads:
         if not updates:
             return
         try:
-            await bulk_write_chunked(self._channels, updates)
+            await bulk_write_chunked(self._channels, updates, self._writes_in_flight)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 

@@ -55,11 +55,13 @@ async def each_bounded(
 
 
 async def bulk_write_chunked(
-    collection: AsyncCollection[Document], requests: Sequence[UpdateOne | ReplaceOne[Document]]
+    collection: AsyncCollection[Document],
+    requests: Sequence[UpdateOne | ReplaceOne[Document]],
+    in_flight: int = WRITE_COMMANDS_IN_FLIGHT,
 ) -> None:
-    """``bulk_write`` (unordered) in commands of ``WRITES_PER_COMMAND``, at most
-    ``WRITE_COMMANDS_IN_FLIGHT`` at once: for writes of distinct documents, whose order does not
-    matter."""
+    """``bulk_write`` (unordered) in commands of ``WRITES_PER_COMMAND``, at most ``in_flight`` at
+    once: for writes of distinct documents, whose order does not matter. Background writes pass
+    1, so they take one database connection and leave the rest to the latency-bound ones."""
     chunks = [
         list(requests[start : start + WRITES_PER_COMMAND])
         for start in range(0, len(requests), WRITES_PER_COMMAND)
@@ -68,7 +70,7 @@ async def bulk_write_chunked(
     async def send(chunk: list[UpdateOne | ReplaceOne[Document]]) -> None:
         await collection.bulk_write(chunk, ordered=False)
 
-    await each_bounded(send, chunks, WRITE_COMMANDS_IN_FLIGHT)
+    await each_bounded(send, chunks, in_flight)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,13 @@ from pymongo.errors import PyMongoError
 
 from chatcore import schema as s
 from chatcore.channel_heads import MongoChannelHeads
-from chatcore.mongo import Document, bulk_write_chunked, database_unavailable, each_bounded
+from chatcore.mongo import (
+    WRITE_COMMANDS_IN_FLIGHT,
+    Document,
+    bulk_write_chunked,
+    database_unavailable,
+    each_bounded,
+)
 from chatcore.unread import ReadState, Unread, unread_all
 
 
@@ -33,8 +39,11 @@ def read_from_doc(doc: Mapping[str, Any] | None) -> ReadState:
 
 
 class MongoReadStates:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], *, writes_in_flight: int = WRITE_COMMANDS_IN_FLIGHT
+    ) -> None:
         self._reads = db[s.READS]
+        self._writes_in_flight = writes_in_flight
 
     async def of_user(self, user_id: str) -> dict[str, ReadState]:
         """The user's read state per channel (channels never read are absent)."""
@@ -93,7 +102,7 @@ class MongoReadStates:
         if not replaces:
             return
         try:
-            await bulk_write_chunked(self._reads, replaces)
+            await bulk_write_chunked(self._reads, replaces, self._writes_in_flight)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 

@@ -131,6 +131,9 @@ class Settings:
     controller_delivery_batch_bytes: int = 1024 * 1024
     controller_retry_max_s: float = 5.0
     controller_start_grace_s: float = 2.0
+    # Read state and channel counters are written behind the fan-out, gathered this long so a
+    # busy document is written once for many messages; offsets are committed after them.
+    controller_state_flush_ms: int = 1000
     # Discovery: each controller announces this address on chat.controllers.v1 this often
     # (empty: the bound host and gRPC port; the machine's name when bound to every interface).
     controller_advertise_addr: str = ""
@@ -304,6 +307,8 @@ class Settings:
                 "CHAT_CONTROLLER_STREAM_QUEUE_BYTES must be at least "
                 "CHAT_CONTROLLER_DELIVERY_BATCH_BYTES"
             )
+        if not 0 <= self.controller_state_flush_ms <= 5000:
+            raise ConfigError("CHAT_CONTROLLER_STATE_FLUSH_MS must be between 0 and 5000")
         if self.controller_retry_max_s <= 0:
             raise ConfigError("CHAT_CONTROLLER_RETRY_MAX_S must be positive")
         if not 0.1 <= self.controller_announce_interval_s <= 60:

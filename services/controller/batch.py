@@ -39,6 +39,7 @@ from services.controller.records import (
     EventItem,
     Item,
     MessageItem,
+    ReadItem,
     Record,
     SignalItem,
     decode,
@@ -114,6 +115,9 @@ class Outcome:
     routed: tuple[Routed, ...]
     counts: Mapping[Verdict, int]
     dead_letters: int
+    # A member marked something read: their state is stored before the ``read`` frames go out,
+    # so a client that refreshes its counts on that frame sees them (write_behind.py).
+    marks_read: bool = False
 
 
 def _routed(item: Item, verdict: Verdict | None) -> Routed | None:
@@ -223,6 +227,7 @@ class BatchProcessor:
             routed=tuple(routed),
             counts=counts,
             dead_letters=len(batch.dead_letters) + len(late_dead),
+            marks_read=any(isinstance(item, ReadItem) for item in batch.items),
         )
 
     async def _store_messages(self, batch: PendingBatch) -> list[DeadLetter]:

@@ -1,9 +1,13 @@
 """The consume loop: poll a batch, persist it (retrying while the database is down), fan it out,
 commit its offsets. One batch at a time, so per-partition order is kept end to end.
 
-A batch's offset commit is a broker round trip (about 10 ms here) that nothing after it needs to
-wait for: it runs while the next batch is fetched and persisted, and is awaited before the next
-batch's fan-out and commit, so commits stay in order and each still follows its batch's fan-out.
+After its fan-out a batch's offsets go to the checkpoint: a task that writes the read state and
+channel counters held behind (``write_behind.py``), then commits every offset handed to it so far,
+and repeats at most every ``flush_interval_s`` while batches keep coming. So the next batches are
+stored and fanned out while a checkpoint runs, a busy read document is written once per checkpoint
+instead of once per message, and still nothing is committed before its effects are stored. A batch
+in which a member marked something read waits for the checkpoint before its fan-out, so their
+other sockets' ``read`` frames never run ahead of the stored state.
 
 While a batch cannot be persisted the loop consumes nothing more: it pauses every assigned partition
 (the fetcher drops what it had buffered, so memory stays bounded) and keeps polling the paused
@@ -33,6 +37,7 @@ from chatcore.errors import Unavailable
 from chatcore.kafka import EVENTS_TOPIC, MESSAGES_TOPIC, SIGNALS_TOPIC, make_consumer
 from chatcore.logging import get_logger
 from chatcore.settings import Settings
+from chatcore.tasks import cancel_and_wait
 from services.controller.batch import BatchProcessor, Outcome, PendingBatch
 from services.controller.metrics import ControllerMetrics
 from services.controller.records import Record
@@ -42,6 +47,9 @@ CONSUMED_TOPICS = (MESSAGES_TOPIC, SIGNALS_TOPIC, EVENTS_TOPIC)
 _LAG_INTERVAL_S = 1.0
 # While paused, poll this often so the group does not consider the member stuck.
 _PAUSED_POLL_S = 1.0
+# How long a rebalance or a stop waits for the last checkpoint (the database may be down: then
+# its records are consumed again by whoever owns them next).
+_SETTLE_TIMEOUT_S = 10.0
 
 _log = get_logger("controller.consumer")
 
@@ -68,6 +76,17 @@ class ConsumerPort(Protocol):
     async def position(self, partition: Any) -> int: ...
 
 
+class HeldState(Protocol):
+    """What the checkpoint writes before it commits (``write_behind.StateBuffer``)."""
+
+    @property
+    def pending(self) -> bool: ...
+
+    async def flush(self) -> int: ...
+
+    def discard(self) -> int: ...
+
+
 def make_controller_consumer(settings: Settings, *, client_id: str) -> AIOKafkaConsumer:
     """The shared consumer factory with the controller's group, reset policy and batch cap."""
     return make_consumer(
@@ -91,6 +110,8 @@ class ConsumerLoop:
         poll_timeout_ms: int,
         retry_max_s: float,
         retry_initial_s: float = 0.1,
+        held: HeldState | None = None,
+        flush_interval_s: float = 0.0,
         start_gate: Callable[[], Awaitable[object]] | None = None,
         after_commit: Callable[[], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -104,6 +125,8 @@ class ConsumerLoop:
         self._poll_timeout_ms = poll_timeout_ms
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
+        self._held = held
+        self._flush_interval_s = flush_interval_s
         self._start_gate = start_gate
         self._after_commit = after_commit
         self._sleep = sleep
@@ -116,7 +139,10 @@ class ConsumerLoop:
         self._settled_gen = 0
         self._positions: dict[Any, int] = {}
         self._lag_updated = float("-inf")
-        self._committing: asyncio.Task[None] | None = None
+        # Offsets of fanned-out batches not committed yet, and the task committing them.
+        self._uncommitted: dict[Any, int] = {}
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._checkpoint_due = asyncio.Event()
         self.ready = asyncio.Event()
 
     # -- rebalance callbacks (called by the Kafka client during a rebalance) --
@@ -129,6 +155,9 @@ class ConsumerLoop:
 
     def on_revoked(self, partitions: Iterable[Any]) -> None:
         tps = sorted(partitions)
+        if self._held is not None and self._held.pending:
+            # The checkpoint before this never landed: the next owner redoes these effects.
+            _log.warning("held_state_discarded", documents=self._held.discard())
         self._processor.partitions_moved()
         for tp in tps:
             self._positions.pop(tp, None)
@@ -211,31 +240,93 @@ class ConsumerLoop:
                 [Record.from_kafka(r) for records in batch.values() for r in records]
             )
             outcome = await self._persist(pending)
+            if outcome.marks_read:
+                await self._checkpoint_now()
         except BaseException:
             # Not persisted: put the partitions back to the batch's start so it is read again
             # instead of being skipped by the next commit.
             self._rewind(first)
             raise
-        await self.settle_commit()  # the previous batch's commit lands first
         self._hub.publish(outcome.routed)
-        self._committing = asyncio.create_task(self._commit_batch(offsets))
+        self._uncommitted.update(offsets)
+        self._start_checkpoint()
+
+    def _start_checkpoint(self) -> None:
+        if self._checkpointing is None or self._checkpointing.done():
+            self._checkpointing = asyncio.create_task(self._checkpoints(), name="checkpoint")
+
+    async def _checkpoint_now(self) -> None:
+        """Write what is held, and commit what is fanned out, before going on."""
+        self._checkpoint_due.set()
+        self._start_checkpoint()
+        checkpointing = self._checkpointing
+        if checkpointing is not None:
+            await asyncio.shield(checkpointing)
 
     async def settle_commit(self) -> None:
-        """Wait for the commit still in flight (before the next one, a rebalance or a stop).
+        """Finish the checkpoint (before a rebalance or a stop), waiting at most a few seconds.
 
-        Never raises: a failed commit only means its records are consumed again later, and the
-        batch in hand must still be fanned out.
+        Never raises: a checkpoint that fails or is given up only means its records are consumed
+        again later, and the batch in hand must still be fanned out.
         """
-        committing, self._committing = self._committing, None
-        if committing is None:
+        checkpointing = self._checkpointing
+        if checkpointing is None:
             return
+        self._checkpoint_due.set()
         try:
-            await committing
+            async with asyncio.timeout(_SETTLE_TIMEOUT_S):
+                await asyncio.shield(checkpointing)
+        except TimeoutError:
+            _log.warning("checkpoint_given_up", timeout_s=_SETTLE_TIMEOUT_S)
+            await cancel_and_wait(checkpointing)
+            self._uncommitted.clear()
         except asyncio.CancelledError:
             raise
         except Exception:
             self._metrics.commit_failures.inc()
-            _log.exception("commit_failed_unexpectedly")
+            _log.exception("checkpoint_failed_unexpectedly")
+        finally:
+            if self._checkpointing is checkpointing:
+                self._checkpointing = None
+
+    async def _checkpoints(self) -> None:
+        """Write the held state, then commit, until nothing is left; at most one runs."""
+        delay = self._retry_initial_s
+        while self._uncommitted or (self._held is not None and self._held.pending):
+            if not self._checkpoint_due.is_set() and self._flush_interval_s > 0:
+                # Let a few more batches' state gather: each document is written once for all.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._flush_interval_s):
+                        await self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            offsets, self._uncommitted = self._uncommitted, {}
+            if self._held is not None:
+                started = self._clock()
+                try:
+                    written = await self._held.flush()
+                except Exception as exc:
+                    # Held again by the buffer; later offsets win (they include these
+                    # partitions' progress).
+                    self._uncommitted = {**offsets, **self._uncommitted}
+                    self._metrics.store_retries.inc()
+                    if isinstance(exc, Unavailable):
+                        _log.warning(
+                            "checkpoint_write_failed",
+                            error=exc.message,
+                            retry_in_s=round(delay, 3),
+                        )
+                    else:
+                        _log.exception("checkpoint_write_failed", retry_in_s=round(delay, 3))
+                    await self._sleep(delay)
+                    delay = min(delay * 2, self._retry_max_s)
+                    self._checkpoint_due.set()
+                    continue
+                if written:
+                    self._metrics.state_flush_latency.observe(self._clock() - started)
+                    self._metrics.state_written.inc(written)
+                delay = self._retry_initial_s
+            if offsets:
+                await self._commit_batch(offsets)
 
     async def _commit_batch(self, offsets: dict[Any, int]) -> None:
         await self._commit(offsets)

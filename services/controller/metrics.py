@@ -22,6 +22,8 @@ class ControllerMetrics:
     dead_letters: Counter
     store_retries: Counter
     commit_failures: Counter
+    state_flush_latency: Histogram
+    state_written: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ControllerMetrics:
@@ -78,6 +80,18 @@ class ControllerMetrics:
             commit_failures=Counter(
                 "controller_commit_failures_total",
                 "Offset commits that failed (typically after a rebalance revoked the partition)",
+                registry=registry,
+            ),
+            state_flush_latency=Histogram(
+                "controller_state_flush_seconds",
+                "Time to write the read state and counters held behind the fan-out (a checkpoint)",
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            state_written=Counter(
+                "controller_state_documents_written_total",
+                "Read documents and channel counters written by checkpoints (each once per "
+                "checkpoint however many messages changed it)",
                 registry=registry,
             ),
         )

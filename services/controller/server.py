@@ -45,6 +45,7 @@ from services.controller.registry import SubscriptionRegistry
 from services.controller.servicer import ControllerServicer
 from services.controller.store import MongoMessageStore
 from services.controller.streams import CloseReason, StreamHub
+from services.controller.write_behind import StateBuffer
 
 _log = get_logger("controller.server")
 
@@ -160,11 +161,16 @@ async def start(
         producer = make_producer(settings, client_id=f"chat-controller-dlq-{instance}")
         await producer.start()
         stack.push_async_callback(producer.stop)
+        # Checkpoints write with one command in flight: spread over the interval instead of a
+        # burst, they leave the database to the inserts that deliveries wait for.
+        held = StateBuffer(
+            MongoReadStates(db, writes_in_flight=1), MongoChannelHeads(db, writes_in_flight=1)
+        )
         processor = BatchProcessor(
             store=MongoMessageStore(db, parallel=settings.controller_insert_parallel),
             buckets=BucketAllocator(MongoChannelHeads(db)),
-            heads=MongoChannelHeads(db),
-            lifecycle=LifecyclePass(MongoMessageStates(db), MongoReadStates(db), MongoMembers(db)),
+            heads=held,
+            lifecycle=LifecyclePass(MongoMessageStates(db), held, MongoMembers(db)),
             dead_letters=KafkaDeadLetterSink(producer),
             metrics=metrics,
         )
@@ -182,6 +188,8 @@ async def start(
             batch_max=settings.controller_batch_max,
             poll_timeout_ms=settings.controller_poll_timeout_ms,
             retry_max_s=settings.controller_retry_max_s,
+            held=held,
+            flush_interval_s=settings.controller_state_flush_ms / 1000,
             start_gate=start_gate,
             after_commit=hooks.after_commit if hooks else None,
         )

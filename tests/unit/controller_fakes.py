@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from chatcore.mongo import Document
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.unread import ChannelHead, ReadState, Unread
 from services.controller.batch import BatchProcessor
+from services.controller.consumer import ConsumerLoop
 from services.controller.directory import (
     AttachmentView,
     MembershipView,
@@ -27,6 +28,7 @@ from services.controller.lifecycle import LifecyclePass
 from services.controller.metrics import ControllerMetrics
 from services.controller.records import DeadLetter, Record
 from services.controller.store import DUPLICATE_KEY, StoredPosition
+from services.controller.write_behind import StateBuffer
 
 
 class MemoryMessageStore:
@@ -136,9 +138,14 @@ class MemoryMessageStates:
 
 
 class MemoryReadStates:
+    """Read documents in memory; ``failures_left`` saves fail; ``gate`` holds saves while clear."""
+
     def __init__(self) -> None:
         self.states: dict[tuple[str, str], ReadState] = {}
         self.loaded: list[tuple[str, str]] = []  # every (channel, user) looked up, in order
+        self.saved: list[tuple[str, str]] = []  # every (channel, user) written, in order
+        self.failures_left = 0
+        self.gate: asyncio.Event | None = None
 
     async def load(self, channel_id: str, users: Iterable[str]) -> dict[str, ReadState | None]:
         users = list(users)
@@ -155,7 +162,13 @@ class MemoryReadStates:
             self.states[(channel_id, user)] = state
 
     async def save_many(self, states: Mapping[str, Mapping[str, ReadState]]) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise Unavailable("database error: AutoReconnect")
         for channel_id, by_user in states.items():
+            self.saved.extend((channel_id, u) for u in by_user)
             await self.save(channel_id, by_user)
 
     async def of_user(self, user_id: str) -> dict[str, ReadState]:
@@ -180,6 +193,8 @@ class Processing:
     reads: MemoryReadStates
     members: MemoryMembers
     processor: BatchProcessor
+    # With ``held=True``: the buffer in front of ``reads`` and ``heads`` (write behind).
+    held: StateBuffer | None = None
 
 
 def make_processor(
@@ -188,19 +203,21 @@ def make_processor(
     store: MemoryMessageStore | None = None,
     dead_letters: MemoryDeadLetters | None = None,
     bucket_size: int = 128,
+    held: bool = False,
 ) -> Processing:
     store = store if store is not None else MemoryMessageStore()
     heads, reads, members = MemoryChannelHeads(), MemoryReadStates(), MemoryMembers()
     states = MemoryMessageStates(store)
+    buffer = StateBuffer(reads, heads) if held else None
     processor = BatchProcessor(
         store=store,
         buckets=BucketAllocator(heads, size=bucket_size),
-        heads=heads,
-        lifecycle=LifecyclePass(states, reads, members),
+        heads=buffer if buffer is not None else heads,
+        lifecycle=LifecyclePass(states, buffer if buffer is not None else reads, members),
         dead_letters=dead_letters if dead_letters is not None else MemoryDeadLetters(),
         metrics=metrics,
     )
-    return Processing(store, heads, states, reads, members, processor)
+    return Processing(store, heads, states, reads, members, processor, buffer)
 
 
 class MemoryDeadLetters:
@@ -415,3 +432,17 @@ def read_record(
         MESSAGES_TOPIC, 0, offset, channel_id.encode(), marker.SerializeToString(),
         (("kind", b"read"),),
     )  # fmt: skip
+
+
+async def run_loop_until(loop: ConsumerLoop, condition: Callable[[], bool]) -> None:
+    """Run the consume loop until ``condition`` holds (at most ~3 s), then stop it."""
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(3000):
+            if condition():
+                break
+            await asyncio.sleep(0.001)
+        assert condition(), "condition not reached"
+    finally:
+        loop.request_stop()
+        await asyncio.wait_for(task, 5)
