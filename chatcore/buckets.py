@@ -25,11 +25,12 @@ Pure logic here; the stores are behind ``ChannelHeads``.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from chatcore.mongo import each_bounded
 
 # Messages per bucket: a page of 50 visible messages usually reads one bucket, sometimes two.
 # Measured on FerretDB (docs/benchmarks.md): 128 reads fewer documents per page than 256.
@@ -83,9 +84,6 @@ class _Open:
     used: int
 
 
-_RESERVE_CONCURRENCY = 16
-
-
 class BucketAllocator:
     """Which bucket each message of a batch goes to, reserving buckets as they fill.
 
@@ -110,7 +108,6 @@ class BucketAllocator:
         reserves again (the buckets reserved meanwhile stay empty, which the walk tolerates).
         """
         needed = Counter(channel_ids)
-        limit = asyncio.Semaphore(_RESERVE_CONCURRENCY)
 
         async def numbers_for(channel_id: str) -> tuple[list[int], _Open]:
             # One number per message of the channel, in order, and the bucket left open.
@@ -119,8 +116,7 @@ class BucketAllocator:
             out: list[int] = []
             for _ in range(needed[channel_id]):
                 if used >= self._size:
-                    async with limit:
-                        number = await self._heads.reserve(channel_id)
+                    number = await self._heads.reserve(channel_id)
                     used = 0
                 out.append(number)
                 used += 1
@@ -138,7 +134,8 @@ class BucketAllocator:
             else:
                 reserving.append(channel_id)
         if reserving:
-            results = await asyncio.gather(*(numbers_for(c) for c in reserving))
+            # A reservation is a write: as many channels at once as any bounded database work.
+            results = await each_bounded(numbers_for, reserving)
             for channel_id, (assigned, left_open) in zip(reserving, results, strict=True):
                 numbers[channel_id] = assigned
                 left[channel_id] = left_open

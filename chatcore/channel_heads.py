@@ -30,11 +30,8 @@ from chatcore.unread import ChannelHead, DeletedMark
 
 
 class MongoChannelHeads:
-    def __init__(
-        self, db: AsyncDatabase[Document], *, writes_in_flight: int = WRITE_COMMANDS_IN_FLIGHT
-    ) -> None:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._channels = db[s.CHANNELS]
-        self._writes_in_flight = writes_in_flight
 
     async def reserve(self, channel_id: str) -> int:
         """Reserve the channel's next bucket (``high`` counts them); return its number."""
@@ -92,8 +89,10 @@ class MongoChannelHeads:
         """Store the counters (the controller that owns the channel is their only writer)."""
         await self.save_counters_many({channel_id: head})
 
-    async def save_counters_many(self, heads: Mapping[str, ChannelHead]) -> None:
-        """``save_counters`` for several channels, a few per command."""
+    async def save_counters_many(
+        self, heads: Mapping[str, ChannelHead], *, in_flight: int = WRITE_COMMANDS_IN_FLIGHT
+    ) -> None:
+        """``save_counters`` for several channels, a few per command, ``in_flight`` at once."""
         updates = [
             UpdateOne(
                 {s.ID: channel_id},
@@ -113,7 +112,7 @@ class MongoChannelHeads:
         if not updates:
             return
         try:
-            await bulk_write_chunked(self._channels, updates, self._writes_in_flight)
+            await bulk_write_chunked(self._channels, updates, in_flight)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 

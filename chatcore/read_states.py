@@ -39,11 +39,8 @@ def read_from_doc(doc: Mapping[str, Any] | None) -> ReadState:
 
 
 class MongoReadStates:
-    def __init__(
-        self, db: AsyncDatabase[Document], *, writes_in_flight: int = WRITE_COMMANDS_IN_FLIGHT
-    ) -> None:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._reads = db[s.READS]
-        self._writes_in_flight = writes_in_flight
 
     async def of_user(self, user_id: str) -> dict[str, ReadState]:
         """The user's read state per channel (channels never read are absent)."""
@@ -80,9 +77,14 @@ class MongoReadStates:
         """Replace each user's document (the channel's one writer calls this)."""
         await self.save_many({channel_id: states})
 
-    async def save_many(self, states: Mapping[str, Mapping[str, ReadState]]) -> None:
+    async def save_many(
+        self,
+        states: Mapping[str, Mapping[str, ReadState]],
+        *,
+        in_flight: int = WRITE_COMMANDS_IN_FLIGHT,
+    ) -> None:
         """``save`` for several channels, a few documents per command (see
-        ``chatcore.mongo.WRITES_PER_COMMAND``)."""
+        ``chatcore.mongo.WRITES_PER_COMMAND``), ``in_flight`` commands at once."""
         replaces = [
             ReplaceOne(
                 {s.ID: s.read_id(channel_id, user_id)},
@@ -102,7 +104,7 @@ class MongoReadStates:
         if not replaces:
             return
         try:
-            await bulk_write_chunked(self._reads, replaces, self._writes_in_flight)
+            await bulk_write_chunked(self._reads, replaces, in_flight)
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 

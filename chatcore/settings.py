@@ -69,7 +69,7 @@ class Settings:
     kafka_linger_ms: int = 5
     kafka_request_timeout_ms: int = 15000
     relay_producer: str = "rdkafka"
-    relay_write_window_ms: float = 20.0
+    relay_write_window_ms: float = 50.0
     # MongoDB wire protocol (FerretDB locally, MongoDB in production)
     # May carry a password (compose's app user): kept out of reprs and logs.
     mongo_url: str = field(default="mongodb://127.0.0.1:27017/", repr=False)

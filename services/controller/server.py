@@ -161,11 +161,7 @@ async def start(
         producer = make_producer(settings, client_id=f"chat-controller-dlq-{instance}")
         await producer.start()
         stack.push_async_callback(producer.stop)
-        # Checkpoints write with one command in flight: spread over the interval instead of a
-        # burst, they leave the database to the inserts that deliveries wait for.
-        held = StateBuffer(
-            MongoReadStates(db, writes_in_flight=1), MongoChannelHeads(db, writes_in_flight=1)
-        )
+        held = StateBuffer(MongoReadStates(db), MongoChannelHeads(db))
         processor = BatchProcessor(
             store=MongoMessageStore(db, parallel=settings.controller_insert_parallel),
             buckets=BucketAllocator(MongoChannelHeads(db)),

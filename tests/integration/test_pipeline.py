@@ -21,6 +21,7 @@ from chatcore.kafka import MESSAGES_DLQ_TOPIC, MESSAGES_TOPIC
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from services.auth.keys import KeyRing, TokenIssuer, load_signing_key
+from tests.integration.frames import next_message
 from tests.integration.pipeline_env import Pipeline, start_pipeline
 from tests.team_docs import add_member, remove_member
 
@@ -43,9 +44,7 @@ async def _drain_until(
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while not predicate(events):
-        event = await client.receive(timeout=max(0.01, deadline - time.monotonic()))
-        if event.get("type") != "presence":
-            events.append(event)
+        events.append(await next_message(client, max(0.01, deadline - time.monotonic())))
     return events
 
 
@@ -70,9 +69,7 @@ async def _quiet(client: ChatClient, seconds: float = 0.5) -> list[dict[str, Any
     events = []
     try:
         while True:
-            event = await client.receive(timeout=seconds)
-            if event.get("type") != "presence":
-                events.append(event)
+            events.append(await next_message(client, seconds))
     except TimeoutError:
         return events
 

@@ -97,7 +97,9 @@ class MemoryChannelHeads:
     async def save_counters(self, channel_id: str, head: ChannelHead) -> None:
         self.counters[channel_id] = head
 
-    async def save_counters_many(self, heads: Mapping[str, ChannelHead]) -> None:
+    async def save_counters_many(
+        self, heads: Mapping[str, ChannelHead], *, in_flight: int = 4
+    ) -> None:
         self.counters.update(heads)
 
 
@@ -144,6 +146,7 @@ class MemoryReadStates:
         self.states: dict[tuple[str, str], ReadState] = {}
         self.loaded: list[tuple[str, str]] = []  # every (channel, user) looked up, in order
         self.saved: list[tuple[str, str]] = []  # every (channel, user) written, in order
+        self.in_flight: list[int] = []  # each save's commands in flight
         self.failures_left = 0
         self.gate: asyncio.Event | None = None
 
@@ -161,7 +164,10 @@ class MemoryReadStates:
         for user, state in states.items():
             self.states[(channel_id, user)] = state
 
-    async def save_many(self, states: Mapping[str, Mapping[str, ReadState]]) -> None:
+    async def save_many(
+        self, states: Mapping[str, Mapping[str, ReadState]], *, in_flight: int = 4
+    ) -> None:
+        self.in_flight.append(in_flight)
         if self.gate is not None:
             await self.gate.wait()
         if self.failures_left > 0:

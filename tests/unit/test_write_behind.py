@@ -85,3 +85,13 @@ async def test_discard_forgets_what_is_held() -> None:
     assert buffer.discard() == 1
     assert not buffer.pending
     assert await buffer.load_many({"c1": ["u1"]}) == {"c1": {"u1": ReadState(seq=2)}}
+
+
+async def test_a_checkpoint_writes_one_command_at_a_time_however_large() -> None:
+    """Small or large, a checkpoint keeps one write command in flight (it yields to inserts)."""
+    buffer, reads, _ = _buffer()
+    await buffer.save_many({"c1": {f"u{n}": ReadState(seq=1) for n in range(10)}})
+    await buffer.flush()
+    await buffer.save_many({"c1": {f"u{n}": ReadState(seq=2) for n in range(5000)}})
+    await buffer.flush()
+    assert reads.in_flight == [1, 1]
