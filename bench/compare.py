@@ -273,10 +273,11 @@ def _expect_event(out: IO[str], event: str, errlog: Path) -> None:
 
 
 def drive(
-    argv: Sequence[str], pids: Mapping[str, int], workdir: Path
+    argv: Sequence[str], pids: Mapping[str, int], workdir: Path, *, settle_s: float = 0.0
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Run the load generator under control: CPU is sampled once every socket is connected and
-    again after the last delivery (or the drain deadline), before any socket closes."""
+    """Run the load generator under control: CPU is sampled once every socket is connected (and
+    ``settle_s`` later) and again after the last delivery (or the drain deadline), before any
+    socket closes."""
     errlog = workdir / "loadgen.err"
     with errlog.open("w") as err:
         proc = subprocess.Popen(
@@ -290,6 +291,7 @@ def drive(
     assert proc.stdout is not None
     try:
         _expect_event(proc.stdout, "ready", errlog)
+        time.sleep(settle_s)
         before = sample(pids)
         proc.stdin.write("start\n")
         proc.stdin.flush()
