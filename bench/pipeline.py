@@ -299,7 +299,7 @@ async def dm(args: argparse.Namespace) -> None:
         )
         for uid in senders_ids
     ]
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(args.settle)  # the arrival's presence frames go out first (see _dm_go)
     latencies.clear()
     per_sender = args.rate / args.pairs
     stack_cpu = StackCpu(HOME)
@@ -520,7 +520,7 @@ def main() -> None:
         "--loadgen", choices=("go", "python"), default="go", help="who sends and receives"
     )
     p.add_argument(
-        "--settle", type=float, default=3.0, help="seconds between connecting and sending (go)"
+        "--settle", type=float, default=3.0, help="seconds between connecting and sending"
     )
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--seconds", type=float, default=10.0)

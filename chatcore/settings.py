@@ -133,7 +133,7 @@ class Settings:
     controller_start_grace_s: float = 2.0
     # Read state and channel counters are written behind the fan-out, gathered this long so a
     # busy document is written once for many messages; offsets are committed after them.
-    controller_state_flush_ms: int = 3000
+    controller_state_flush_ms: int = 1000
     # Discovery: each controller announces this address on chat.controllers.v1 this often
     # (empty: the bound host and gRPC port; the machine's name when bound to every interface).
     controller_advertise_addr: str = ""
