@@ -313,7 +313,6 @@ async def dm(args: argparse.Namespace) -> None:
     await asyncio.sleep(2.0)
     component_cpu = stack_cpu.stop()
     sent = sum(counts)
-    ours = sum(v for k, v in component_cpu.items() if k.startswith(("relay", "controller")))
     _report(
         "dm",
         latencies,
@@ -321,13 +320,7 @@ async def dm(args: argparse.Namespace) -> None:
             "pairs": args.pairs,
             "offered_msgs_per_s": args.rate,
             "sent": sent,
-            "cpu_s": component_cpu,
-            # Per message, in milliseconds of CPU: our processes (relays, controller) and each
-            # component on its own.
-            "ours_cpu_ms_per_msg": round(ours / max(sent, 1) * 1000, 3),
-            "cpu_ms_per_msg": {
-                k: round(v / max(sent, 1) * 1000, 3) for k, v in component_cpu.items()
-            },
+            **_dm_cpu(component_cpu, sent),
         },
     )
     for s in senders:
@@ -335,6 +328,17 @@ async def dm(args: argparse.Namespace) -> None:
     for r in receivers:
         r.close()
     await _drop_team(settings, team)
+
+
+def _dm_cpu(component_cpu: dict[str, float], sent: int) -> dict[str, Any]:
+    """Each component's CPU seconds, and per message in milliseconds of CPU: our processes
+    (relays, controller) together and each component on its own."""
+    ours = sum(v for k, v in component_cpu.items() if k.startswith(("relay", "controller")))
+    return {
+        "cpu_s": component_cpu,
+        "ours_cpu_ms_per_msg": round(ours / max(sent, 1) * 1000, 3),
+        "cpu_ms_per_msg": {k: round(v / max(sent, 1) * 1000, 3) for k, v in component_cpu.items()},
+    }
 
 
 def _dm_go(
@@ -366,12 +370,11 @@ def _dm_go(
             "-publish-url", f"ws://127.0.0.1:{args.sender_port}/v1/ws",
             "-procs", "1", "-drain", "20s",
         ]  # fmt: skip
-        # The 200 sockets' arrival is announced to the team (presence, within about a second):
-        # 40,000 frames, a second of the receiving relay's CPU. Measure DMs after it.
+        # Every socket's arrival is announced to the team (presence, within about a second): with
+        # 100 pairs 40,000 frames, a second of the receiving relay's CPU. Measure DMs after it.
         result, cpu = drive(argv, stack_pids(HOME), workdir, settle_s=args.settle)
     sent = int(result["acked"])
     component_cpu = {k: round(v, 3) for k, v in cpu.items() if k != "machine"}
-    ours = sum(v for k, v in component_cpu.items() if k.startswith(("relay", "controller")))
     print(
         json.dumps(
             {
@@ -382,11 +385,7 @@ def _dm_go(
                 "sent": sent,
                 "undelivered": result["undelivered"],
                 "duplicates": result["duplicates"],
-                "cpu_s": component_cpu,
-                "ours_cpu_ms_per_msg": round(ours / max(sent, 1) * 1000, 3),
-                "cpu_ms_per_msg": {
-                    k: round(v / max(sent, 1) * 1000, 3) for k, v in component_cpu.items()
-                },
+                **_dm_cpu(component_cpu, sent),
                 "p50_ms": result["p50_ms"],
                 "p99_ms": result["p99_ms"],
                 "max_ms": result["max_ms"],

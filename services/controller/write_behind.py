@@ -133,13 +133,14 @@ class StateBuffer:
             return 0
         self._writing_reads, self._reads = self._reads, {}
         self._writing_heads, self._heads = self._heads, {}
-        in_flight = CHECKPOINT_IN_FLIGHT
         try:
-            await self._head_store.save_counters_many(self._writing_heads, in_flight=in_flight)
+            await self._head_store.save_counters_many(
+                self._writing_heads, in_flight=CHECKPOINT_IN_FLIGHT
+            )
             by_channel: dict[str, dict[str, ReadState]] = {}
             for (channel, user), state in self._writing_reads.items():
                 by_channel.setdefault(channel, {})[user] = state
-            await self._read_store.save_many(by_channel, in_flight=in_flight)
+            await self._read_store.save_many(by_channel, in_flight=CHECKPOINT_IN_FLIGHT)
         except BaseException:
             self._reads = {**self._writing_reads, **self._reads}
             self._heads = {**self._writing_heads, **self._heads}
