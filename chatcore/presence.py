@@ -154,6 +154,15 @@ class PresenceBook:
     def online(self, user_id: str) -> bool:
         return bool(self._holders.get(user_id))
 
+    def online_in(self, user_id: str, channel_id: str) -> bool:
+        """Online, and announced to this team: what the team's ``presence`` frames have said.
+
+        A member added while connected counts as online in the new team only once a relay lists
+        the team for them; until then no frame told the team they came, so none will tell it they
+        left, and a snapshot saying "online" would stand for good.
+        """
+        return self.online(user_id) and channel_id in self._channels.get(user_id, ())
+
     def last_seen_ms(self, user_id: str, now_ms: int) -> int | None:
         """Now for an online user; when they went offline as far as this book saw; else None."""
         if self.online(user_id):

@@ -44,8 +44,8 @@ class UnreadSource(Protocol):
 
 
 class PresenceSource(Protocol):
-    async def of_members(self, members: Sequence[str]) -> list[dict[str, Any]]:
-        """``[{user_id, status, last_seen}]`` for these users, in their order."""
+    async def of_members(self, team_id: str, members: Sequence[str]) -> list[dict[str, Any]]:
+        """``[{user_id, status, last_seen}]`` for these members of the team, in their order."""
 
 
 class ManagementApi:
@@ -266,4 +266,4 @@ class ManagementApi:
     async def presence(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         team = await self._teams.get(self._team_id(request), caller=caller)
-        return ok(await self._presence.of_members(team.members))
+        return ok(await self._presence.of_members(team.id, team.members))

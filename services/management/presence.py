@@ -101,15 +101,15 @@ class MemberPresence:
         with contextlib.suppress(Exception):
             await self.flush()
 
-    async def of_members(self, members: Sequence[str]) -> list[dict[str, Any]]:
+    async def of_members(self, team_id: str, members: Sequence[str]) -> list[dict[str, Any]]:
         now = self._clock()
         book = self._book()
-        unknown = [u for u in members if not book.online(u) and u not in self._seen]
+        unknown = [u for u in members if not book.online_in(u, team_id) and u not in self._seen]
         if unknown:
             self._seen.update(await self._store.load(unknown))
         out = []
         for user in members:
-            online = book.online(user)
+            online = book.online_in(user, team_id)
             at = now if online else self._seen.get(user)
             out.append(
                 {

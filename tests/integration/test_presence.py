@@ -42,12 +42,21 @@ async def _team(pipe: Pipeline, owner: User, *members: User) -> str:
         auth = {"Authorization": f"Bearer {owner.token}"}
         async with http.post(f"{pipe.api_url}/v1/teams", json={"name": "p"}, headers=auth) as r:
             team = str((await r.json())["data"]["id"])
-        for member in members:
-            async with http.post(
-                f"{pipe.api_url}/v1/teams/{team}/members", json={"user_id": member.id}, headers=auth
-            ) as r:
-                assert r.status == 201
+    for member in members:
+        await _add(pipe, owner, team, member)
     return team
+
+
+async def _add(pipe: Pipeline, owner: User, team: str, member: User) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{pipe.api_url}/v1/teams/{team}/members",
+            json={"user_id": member.id},
+            headers={"Authorization": f"Bearer {owner.token}"},
+        ) as r,
+    ):
+        assert r.status == 201
 
 
 async def _presence_frame(
@@ -124,26 +133,26 @@ async def test_a_member_coming_and_going_is_announced_within_seconds(pipe: Pipel
     await observer.close()
 
 
-async def test_a_member_added_while_connected_is_announced_to_the_team(pipe: Pipeline) -> None:
-    """Carol, online on relay 1, is added to a team: bob (relay 2) is told she is online there
-    within 2 s, and the team's presence list agrees."""
+async def _bob_watching_carol_connect(
+    pipe: Pipeline,
+) -> tuple[User, User, User, str, ChatClient, ChatClient]:
+    """Alice's team with bob watching on relay 2; carol, not a member yet, connected on relay 1."""
     alice, bob, carol = await asyncio.gather(pipe.user(), pipe.user(), pipe.user())
     team = await _team(pipe, alice, bob)
     observer = await pipe.connect(bob, 1)
     newcomer = await pipe.connect(carol, 0)
     await _warm(pipe)
     await _until_status(pipe, bob, team, bob, "online", TTL_S + 5)
+    return alice, bob, carol, team, observer, newcomer
+
+
+async def test_a_member_added_while_connected_is_announced_to_the_team(pipe: Pipeline) -> None:
+    """Carol, online on relay 1, is added to a team: bob (relay 2) is told she is online there
+    within 2 s, and the team's presence list agrees."""
+    alice, bob, carol, team, observer, newcomer = await _bob_watching_carol_connect(pipe)
 
     started = asyncio.get_running_loop().time()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{pipe.api_url}/v1/teams/{team}/members",
-            json={"user_id": carol.id},
-            headers={"Authorization": f"Bearer {alice.token}"},
-        ) as r,
-    ):
-        assert r.status == 201
+    await _add(pipe, alice, team, carol)
     frame = await _presence_frame(observer, lambda f: f["user_id"] == carol.id, 2.0)
     assert frame == {
         "type": "presence",
@@ -154,6 +163,32 @@ async def test_a_member_added_while_connected_is_announced_to_the_team(pipe: Pip
     assert asyncio.get_running_loop().time() - started < 2.0
     await _until_status(pipe, bob, team, carol, "online", 2.0)
     await newcomer.close()
+    await observer.close()
+
+
+async def test_a_member_added_and_gone_at_once_is_not_left_online(pipe: Pipeline) -> None:
+    """Carol, online, is added to a team and closes her socket at once (before her relay could
+    announce her there): bob's frames and the team's presence list both end on offline."""
+    alice, bob, carol, team, observer, newcomer = await _bob_watching_carol_connect(pipe)
+
+    await _add(pipe, alice, team, carol)
+    listed_while_open = await _status(pipe, bob, team, carol)
+    await newcomer.close()
+
+    last_frame = None
+    while True:
+        try:
+            frame = await _presence_frame(observer, lambda f: f["user_id"] == carol.id, 3.0)
+        except TimeoutError:
+            break  # three quiet seconds: whatever was to be said has been
+        last_frame = frame["status"]
+    # A client applies frames over the list it read: a list saying online must be followed by an
+    # offline frame, or her dot stays green for good.
+    if listed_while_open == "online":
+        assert last_frame == "offline"
+    else:
+        assert last_frame in (None, "offline")
+    await _until_status(pipe, bob, team, carol, "offline", 1.0)
     await observer.close()
 
 

@@ -568,7 +568,7 @@ class FixedPresence:
     def __init__(self) -> None:
         self.online: set[str] = set()
 
-    async def of_members(self, members: Sequence[str]) -> list[dict[str, Any]]:
+    async def of_members(self, team_id: str, members: Sequence[str]) -> list[dict[str, Any]]:
         return [
             {"user_id": u, "status": "online" if u in self.online else "offline", "last_seen": None}
             for u in members

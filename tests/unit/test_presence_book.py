@@ -211,3 +211,21 @@ def test_an_online_user_listed_with_a_new_team_is_announced_to_that_team_only() 
     assert book.apply(_delta("A", 5, offline=[ANN]), 40) == [
         Transition(ANN, OFFLINE, (CID, OTHER, TEAM), 40)
     ]
+
+
+def test_a_member_counts_online_in_a_team_only_once_announced_to_it() -> None:
+    """Online elsewhere but not yet announced to a new team: offline there (no frame told it they
+    came, so none would tell it they left); once listed, online there and told when they leave."""
+    book = PresenceBook()
+    book.apply(_delta("A", 1, {ANN: [TEAM]}), 0)
+    assert book.online_in(ANN, TEAM)
+    assert not book.online_in(ANN, OTHER)
+    assert not book.online_in(BEN, TEAM)
+    assert book.apply(_delta("A", 2, {ANN: [TEAM, OTHER]}), 10) == [
+        Transition(ANN, ONLINE, (OTHER,), 10)
+    ]
+    assert book.online_in(ANN, OTHER)
+    assert book.apply(_delta("A", 3, offline=[ANN]), 20) == [
+        Transition(ANN, OFFLINE, (OTHER, TEAM), 20)
+    ]
+    assert not book.online_in(ANN, OTHER)
