@@ -77,6 +77,8 @@ class RunFigures:
     connect_p99_ms: float = 0.0
     connect_max_ms: float = 0.0
     components: tuple[tuple[str, float], ...] = ()
+    # CPU-s by component while the receivers connected (the handshake storm's cost).
+    connect_components: tuple[tuple[str, float], ...] = ()
 
     @property
     def per_server_cpu_s(self) -> float:
@@ -91,14 +93,13 @@ class RunFigures:
         return self.loadgen_cpu_s / self.measured_s if self.measured_s > 0 else 0.0
 
 
-def figures(
-    result: Mapping[str, Any], cpu: Mapping[str, float], server: str, stack: Sequence[str]
-) -> RunFigures:
+def figures(driven: Driven, server: str, stack: Sequence[str]) -> RunFigures:
     """One run's figures from the load generator's JSON line and the CPU seconds sampled.
 
     ``cpu`` holds every process tree sampled (both servers, whichever ran) and ``"machine"``;
     what none of them nor the load generator used is ``other_cpu_s``, someone else's load.
     """
+    result, cpu = driven.result, driven.cpu
     measured = sum(v for name, v in cpu.items() if name != "machine")
     loadgen_cpu = float(result["loadgen_cpu_s"])
     return RunFigures(
@@ -123,6 +124,7 @@ def figures(
         connect_p99_ms=float(result.get("connect_p99_ms", 0.0)),
         connect_max_ms=float(result.get("connect_max_ms", 0.0)),
         components=tuple((name, cpu[name]) for name in stack),
+        connect_components=tuple((name, driven.connect_cpu[name]) for name in stack),
     )
 
 
@@ -134,12 +136,13 @@ def median_figures(runs: Sequence[RunFigures]) -> RunFigures:
     numeric: dict[str, Any] = {
         f.name: statistics.median(float(getattr(r, f.name)) for r in runs)
         for f in fields(RunFigures)
-        if f.name not in {"target", "components"}
+        if f.name not in {"target", "components", "connect_components"}
     }
-    numeric["components"] = tuple(
-        (name, statistics.median(dict(r.components).get(name, 0.0) for r in runs))
-        for name, _ in runs[0].components
-    )
+    for name in ("components", "connect_components"):
+        numeric[name] = tuple(
+            (c, statistics.median(dict(getattr(r, name)).get(c, 0.0) for r in runs))
+            for c, _ in getattr(runs[0], name)
+        )
     return replace(runs[0], **numeric)
 
 
@@ -156,8 +159,9 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        """ours / theirs; None where theirs is 0 (no ratio to speak of, e.g. none undelivered)."""
-        return None if self.theirs == 0 else self.ours / self.theirs
+        """ours / theirs; None where theirs is 0 (no ratio to speak of, e.g. none undelivered;
+        a difference of CPU samples can be 0 give or take a rounding error)."""
+        return None if abs(self.theirs) < 1e-9 else self.ours / self.theirs
 
 
 def comparison_rows(ours: Sequence[RunFigures], theirs: Sequence[RunFigures]) -> list[Row]:
@@ -238,8 +242,14 @@ def render_table(rate: float, members: int, runs: int, rows: Sequence[Row]) -> s
 
 def render_components(runs: Sequence[RunFigures]) -> str:
     med = median_figures(runs)
-    parts = ", ".join(f"{name} {cpu:.2f}" for name, cpu in med.components if cpu >= 0.005)
-    return f"chatstack CPU-s by component (median): {parts}"
+
+    def listed(components: tuple[tuple[str, float], ...]) -> str:
+        return ", ".join(f"{name} {cpu:.2f}" for name, cpu in components if cpu >= 0.005)
+
+    return (
+        f"chatstack CPU-s by component (median): {listed(med.components)}\n"
+        f"while connecting (until every hello): {listed(med.connect_components)}"
+    )
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -272,13 +282,24 @@ def _expect_event(out: IO[str], event: str, errlog: Path) -> None:
         raise RuntimeError(f"load generator said {line.strip()!r}, expected {event!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class Driven:
+    """What the load generator reported, the CPU of the measured window, and that of connecting
+    (from its start until every socket had its hello)."""
+
+    result: dict[str, Any]
+    cpu: dict[str, float]
+    connect_cpu: dict[str, float]
+
+
 def drive(
     argv: Sequence[str], pids: Mapping[str, int], workdir: Path, *, settle_s: float = 0.0
-) -> tuple[dict[str, Any], dict[str, float]]:
+) -> Driven:
     """Run the load generator under control: CPU is sampled once every socket is connected (and
     ``settle_s`` later) and again after the last delivery (or the drain deadline), before any
     socket closes."""
     errlog = workdir / "loadgen.err"
+    connecting = sample(pids)
     with errlog.open("w") as err:
         proc = subprocess.Popen(
             [*argv, "-control"],
@@ -291,6 +312,7 @@ def drive(
     assert proc.stdout is not None
     try:
         _expect_event(proc.stdout, "ready", errlog)
+        connected = sample(pids)
         time.sleep(settle_s)
         before = sample(pids)
         proc.stdin.write("start\n")
@@ -302,7 +324,9 @@ def drive(
         line = proc.stdout.readline()
         if proc.wait(timeout=60) != 0 or not line:
             raise RuntimeError(f"load generator failed:\n{errlog.read_text()[-2000:]}")
-        return json.loads(line), cpu_seconds(before, after)
+        return Driven(
+            json.loads(line), cpu_seconds(before, after), cpu_seconds(connecting, connected)
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -383,10 +407,10 @@ class Bench:
                 "-publish-url", f"ws://127.0.0.1:{ports[self.publish_relay - 1]}/v1/ws",
             )  # fmt: skip
             stack = stack_pids(self.cfg)
-            result, cpu = drive(argv, {**stack, "centrifugo": self.server.pid}, self.workdir)
+            driven = drive(argv, {**stack, "centrifugo": self.server.pid}, self.workdir)
         finally:
             asyncio.run(_drop_team(settings, team))
-        return figures(result, cpu, server=f"relay-{self.relay}", stack=sorted(stack))
+        return figures(driven, server=f"relay-{self.relay}", stack=sorted(stack))
 
     def centrifugo(self, work: Workload) -> RunFigures:
         server = self.server
@@ -401,10 +425,10 @@ class Bench:
             "-api-url", server.api_url, "-api-key", server.api_key,
         )  # fmt: skip
         pids = {**stack_pids(self.cfg), "centrifugo": server.pid}
-        result, cpu = drive(argv, pids, self.workdir)
-        if result.get("recoverable_subscriptions") != work.members:
-            raise RuntimeError(f"centrifugo subscriptions without recovery: {result}")
-        return figures(result, cpu, server="centrifugo", stack=["centrifugo"])
+        driven = drive(argv, pids, self.workdir)
+        if driven.result.get("recoverable_subscriptions") != work.members:
+            raise RuntimeError(f"centrifugo subscriptions without recovery: {driven.result}")
+        return figures(driven, server="centrifugo", stack=["centrifugo"])
 
 
 def port_range(text: str) -> range:

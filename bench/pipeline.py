@@ -372,7 +372,8 @@ def _dm_go(
         ]  # fmt: skip
         # Every socket's arrival is announced to the team (presence, within about a second): with
         # 100 pairs 40,000 frames, a second of the receiving relay's CPU. Measure DMs after it.
-        result, cpu = drive(argv, stack_pids(HOME), workdir, settle_s=args.settle)
+        driven = drive(argv, stack_pids(HOME), workdir, settle_s=args.settle)
+        result, cpu = driven.result, driven.cpu
     sent = int(result["acked"])
     component_cpu = {k: round(v, 3) for k, v in cpu.items() if k != "machine"}
     print(

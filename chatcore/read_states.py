@@ -24,7 +24,8 @@ from chatcore.mongo import (
     database_unavailable,
     each_bounded,
 )
-from chatcore.unread import ReadState, Unread, unread_all
+from chatcore.single_flight import SingleFlight
+from chatcore.unread import ChannelHead, ReadState, Unread, unread_all
 
 
 def read_from_doc(doc: Mapping[str, Any] | None) -> ReadState:
@@ -111,16 +112,23 @@ class MongoReadStates:
 
 class UnreadReader:
     """What a user has not read in some channels: their read documents (one query) and the
-    channels' heads (one lookup each)."""
+    channels' heads (one lookup each, shared by everyone asking for the same channel meanwhile,
+    and for ``head_max_age_s`` after: a storm of a team's members connecting reads its head a
+    few times, not once per member)."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._heads = MongoChannelHeads(db)
+    def __init__(self, db: AsyncDatabase[Document], *, head_max_age_s: float = 0.0) -> None:
+        heads = MongoChannelHeads(db)
+        self._heads = SingleFlight(heads.head, max_age_s=head_max_age_s)
         self._reads = MongoReadStates(db)
+
+    async def _heads_of(self, channel_ids: Sequence[str]) -> dict[str, ChannelHead]:
+        ids = list(dict.fromkeys(channel_ids))
+        return dict(zip(ids, await each_bounded(self._heads.get, ids), strict=True))
 
     async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
         if not channel_ids:
             return {}
         heads, reads = await asyncio.gather(
-            self._heads.heads(channel_ids), self._reads.of_user(user_id)
+            self._heads_of(channel_ids), self._reads.of_user(user_id)
         )
         return unread_all(heads, reads, user_id, channel_ids)

@@ -8,7 +8,6 @@ operator.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from chatcore import schema as s
 from chatcore.memberships import memberships_of
 from chatcore.mongo import Document, database_unavailable
 from chatcore.read_states import UnreadReader
+from chatcore.single_flight import SingleFlight
 from chatcore.unread import Unread
 
 NOT_FOUND = "not_found"
@@ -128,43 +128,39 @@ class DisabledAccounts:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._users = users
-        self._max_age_s = max_age_s
-        self._clock = clock
-        self._ids: frozenset[str] = frozenset()
-        self._read_at = float("-inf")
-        self._reading: asyncio.Task[frozenset[str]] | None = None
+        # One read for every handshake waiting meanwhile, reused for max_age_s.
+        self._ids = SingleFlight(self._read, max_age_s=max_age_s, clock=clock)
 
     async def contains(self, user_id: str) -> bool:
-        if self._clock() - self._read_at > self._max_age_s:
-            if self._reading is None:
-                # One read for every handshake waiting meanwhile.
-                self._reading = asyncio.ensure_future(self._read())
-            reading = self._reading
-            try:
-                self._ids = await asyncio.shield(reading)
-            finally:
-                if self._reading is reading and reading.done():
-                    self._reading = None
-        return user_id in self._ids
+        return user_id in await self._ids.get(None)
 
-    async def _read(self) -> frozenset[str]:
-        started = self._clock()
+    async def _read(self, _: None) -> frozenset[str]:
         try:
             cursor = self._users.find({s.USER_DISABLED: True}, {s.ID: 1})
-            ids = frozenset([str(doc[s.ID]) async for doc in cursor])
+            return frozenset([str(doc[s.ID]) async for doc in cursor])
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
-        self._read_at = started
-        return ids
+
+
+# A hello's unread counts may use a channel head read this long ago: the stored heads already
+# trail the fan-out by a checkpoint (CHAT_CONTROLLER_STATE_FLUSH_MS), and a reconnect storm of a
+# team's members then reads its head a few times instead of once per member.
+HEAD_MAX_AGE_S = 0.5
 
 
 class MongoDirectory:
-    def __init__(self, db: AsyncDatabase[Document], *, disabled_max_age_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        *,
+        disabled_max_age_s: float = 1.0,
+        head_max_age_s: float = HEAD_MAX_AGE_S,
+    ) -> None:
         self._db = db
         self._teams = db[s.TEAMS]
         self._attachments = db[s.ATTACHMENTS]
         self._users = db[s.USERS]
-        self._unread = UnreadReader(db)
+        self._unread = UnreadReader(db, head_max_age_s=head_max_age_s)
         self._disabled = DisabledAccounts(self._users, max_age_s=disabled_max_age_s)
 
     async def memberships(self, user_id: str) -> list[MembershipView]:

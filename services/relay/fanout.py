@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from websockets.asyncio.server import ServerConnection
@@ -75,6 +75,23 @@ class WsFanout:
                 queued[session] = [frame]
             else:
                 pending.append(frame)
+
+    def queue_series(
+        self, texts: Sequence[str | bytes], targets: Iterable[tuple[Any, Sequence[int] | None]]
+    ) -> None:
+        """Add several frames for many targets: all of ``texts`` (None) or those at the indexes
+        given, in order; each frame encoded once, one list operation per target."""
+        frames = [encode_text_frame(t) for t in texts]
+        queued = self._queued
+        for session, picked in targets:
+            chosen = frames if picked is None else [frames[i] for i in picked]
+            if not chosen:
+                continue
+            pending = queued.get(session)
+            if pending is None:
+                queued[session] = list(chosen)
+            else:
+                pending.extend(chosen)
 
     def flush(self) -> None:
         """End of a batch: write the sockets that were quiet; the rest when the window closes."""

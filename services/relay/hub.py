@@ -18,7 +18,7 @@ precedes deliveries the socket would miss.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,6 +51,12 @@ class Session:
 class Fanout(Protocol):
     def queue(self, targets: Iterable[Session], text: bytes) -> None:
         """Add ``text`` for every target socket to what the next ``flush`` writes."""
+
+    def queue_series(
+        self, texts: Sequence[bytes], targets: Iterable[tuple[Session, Sequence[int] | None]]
+    ) -> None:
+        """Add several frames at once: each target gets all of ``texts`` (None) or those at the
+        indexes given, in order."""
 
     def flush(self) -> None:
         """Write what was queued, in order per socket (skipping or cutting off slow ones)."""
@@ -231,12 +237,29 @@ class Hub:
             self._fanout.queue(targets, read_frame(read.channel_id, read.seq))
 
     def presence(self, transitions: Iterable[Transition]) -> None:
-        """Tell the sockets of each team a user is in that they came online or went offline."""
+        """Tell the sockets of each team a user is in that they came online or went offline
+        (not the user's own sockets).
+
+        A team's mass arrival is a tick's worth of transitions to a thousand sockets: the frames
+        of one team are queued to each socket as one series, so the Python work is per socket,
+        not per socket and transition."""
+        told: dict[str, list[Transition]] = {}
         for t in transitions:
             for channel in t.channels:
-                targets = [s for s in self._by_channel.get(channel, ()) if s.user_id != t.user_id]
-                if targets:
-                    self._fanout.queue(targets, presence_frame(channel, t.user_id, t.status))
+                told.setdefault(channel, []).append(t)
+        for channel, changes in told.items():
+            sockets = self._by_channel.get(channel)
+            if not sockets:
+                continue
+            texts = [presence_frame(channel, t.user_id, t.status) for t in changes]
+            users = {t.user_id for t in changes}
+
+            def others(user: str, changes: list[Transition] = changes) -> list[int]:
+                return [i for i, t in enumerate(changes) if t.user_id != user]
+
+            self._fanout.queue_series(
+                texts, [(s, others(s.user_id) if s.user_id in users else None) for s in sockets]
+            )
         self._fanout.flush()
 
     def channels_of(self, user_id: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from typing import cast
 
@@ -32,6 +33,15 @@ from services.relay.discovery import ControllerDirectory, DiscoveryFeed
 from services.relay.presence import PresencePublisher
 
 _log = get_logger("relay.server")
+
+
+def _library_log() -> logging.Logger:
+    """The websockets library's logger for this relay: warnings and errors only. Its per-socket
+    "connection open/closed" lines repeat our own ``ws_connected``/``ws_disconnected`` (which
+    carry the user and request ids) and cost a formatted JSON line each in a storm."""
+    log = logging.getLogger("relay.websockets")
+    log.setLevel(logging.WARNING)
+    return log
 
 
 class RunningRelay:
@@ -147,6 +157,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
             ping_timeout=settings.ws_heartbeat_s,
             server_header=None,
             backlog=settings.relay_listen_backlog,
+            logger=_library_log(),
         )
         _log.info("relay_started", relay_id=relay_id, port=bound)
         return RunningRelay(

@@ -1,8 +1,13 @@
-"""An in-memory stand-in for what the relay's gate asks the controllers (``gate.Authority``)."""
+"""In-memory stand-ins for the relay's tests: what the gate asks the controllers
+(``gate.Authority``) and the hub's writer (``hub.Fanout``)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
+
 from chatcore.proto.chat.v1 import chat_pb2
+from services.relay.hub import Session
 
 
 class FakeAuthority:
@@ -34,3 +39,33 @@ class FakeAuthority:
 
     async def message(self, channel_id: str, message_id: str) -> chat_pb2.GetMessageReply:
         return self.messages.get((channel_id, message_id), chat_pb2.GetMessageReply(found=False))
+
+
+class RecordingFanout:
+    """A Fanout that records which session got which frame once flushed, and counts renders."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Session, dict[str, object]]] = []
+        self.queued: list[tuple[Session, dict[str, object]]] = []
+        self.renders = 0
+
+    def queue(self, targets: Iterable[Session], text: bytes) -> None:
+        self.renders += 1
+        frame = json.loads(text)
+        self.queued.extend((s, frame) for s in targets)
+
+    def queue_series(
+        self, texts: Sequence[bytes], targets: Iterable[tuple[Session, Sequence[int] | None]]
+    ) -> None:
+        frames = [json.loads(t) for t in texts]
+        self.renders += len(frames)
+        for s, picked in targets:
+            chosen = range(len(frames)) if picked is None else picked
+            self.queued.extend((s, frames[i]) for i in chosen)
+
+    def flush(self) -> None:
+        self.sent.extend(self.queued)
+        self.queued.clear()
+
+    def got(self, session: Session) -> list[dict[str, object]]:
+        return [f for s, f in self.sent if s is session]

@@ -11,6 +11,7 @@ import pytest
 
 from bench.centrifugo_server import config, hs256_token
 from bench.compare import (
+    Driven,
     RunFigures,
     comparison_rows,
     figures,
@@ -106,20 +107,24 @@ def test_figures_split_server_stack_and_someone_elses_cpu() -> None:
     """Server CPU is the relay under test, stack CPU every component, and the rest of the
     machine's busy time beyond both servers and the load generator is 'other'."""
     cpu = {"relay-1": 6.0, "controller": 2.0, "kafka": 1.0, "centrifugo": 0.5, "machine": 12.0}
-    fig = figures(_result(), cpu, server="relay-1", stack=["controller", "kafka", "relay-1"])
+    connect = {"relay-1": 3.0, "controller": 1.5, "kafka": 0.1, "centrifugo": 0.0, "machine": 5.0}
+    fig = figures(
+        Driven(_result(), cpu, connect), server="relay-1", stack=["controller", "kafka", "relay-1"]
+    )
     assert fig.server_cpu_s == 6.0
     assert fig.stack_cpu_s == 9.0
     assert fig.other_cpu_s == pytest.approx(12.0 - 9.5 - 1.0)
     assert fig.per_server_cpu_s == 50_000
     assert fig.loadgen_cores == pytest.approx(0.1)
     assert dict(fig.components) == {"controller": 2.0, "kafka": 1.0, "relay-1": 6.0}
+    assert dict(fig.connect_components) == {"controller": 1.5, "kafka": 0.1, "relay-1": 3.0}
 
 
 def _run(target: str, delivered: float, server_cpu: float, p99: float) -> RunFigures:
     cpu = {"relay-1": server_cpu, "centrifugo": server_cpu, "machine": server_cpu + 2}
     server = "relay-1" if target == "chatstack" else "centrifugo"
     result = _result(target=target, delivered=delivered, p99_ms=p99)
-    return figures(result, cpu, server=server, stack=[server])
+    return figures(Driven(result, cpu, cpu), server=server, stack=[server])
 
 
 def test_median_figures_takes_each_figures_median_over_runs() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from services.relay.connection import Relay
 from services.relay.frames import TypingFrame
 from services.relay.gate import Gate, check_membership
 from services.relay.hub import Effects, Hub, Session
-from tests.unit.relay_fakes import FakeAuthority
+from tests.unit.relay_fakes import FakeAuthority, RecordingFanout
 
 TEAM, OTHER = "t" * 32, "o" * 32
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
@@ -41,24 +40,6 @@ class _CountingAuthority(FakeAuthority):
         return await super().members(channel_id)
 
 
-class _Recorder:
-    """A Fanout that keeps, per socket, the frames flushed to it."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Session, dict[str, object]]] = []
-        self._queued: list[tuple[Session, dict[str, object]]] = []
-
-    def queue(self, targets: Iterable[Session], text: bytes) -> None:
-        self._queued.extend((s, json.loads(text)) for s in targets)
-
-    def flush(self) -> None:
-        self.sent.extend(self._queued)
-        self._queued.clear()
-
-    def got(self, session: Session) -> list[dict[str, object]]:
-        return [f for s, f in self.sent if s is session]
-
-
 async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not condition():
@@ -69,7 +50,7 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
 async def test_a_pass_reads_each_channel_once_however_many_sockets_hold_it() -> None:
     """Six sockets on one team and two on another cost two member-list reads per pass, and the
     removed member's sockets lose the team."""
-    fanout = _Recorder()
+    fanout = RecordingFanout()
     hub = Hub(fanout)
     on_team = [Session(user, object(), {TEAM: True}) for user in (ALICE, ALICE, BOB, BOB, CAROL)]
     on_both = Session(CAROL, object(), {TEAM: True, OTHER: True})

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-
+from chatcore.presence import OFFLINE, ONLINE, Transition
 from chatcore.proto.chat.v1 import chat_pb2
 from services.relay.hub import Hub, Session
+from tests.unit.relay_fakes import RecordingFanout
 
 TEAM, OTHER = "t" * 32, "o" * 32
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
-
-
-class _Recorder:
-    """A Fanout that records which session got which frame once flushed, and counts renders."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Session, dict[str, object]]] = []
-        self.queued: list[tuple[Session, dict[str, object]]] = []
-        self.renders = 0
-
-    def queue(self, targets: Iterable[Session], text: bytes) -> None:
-        self.renders += 1
-        frame = json.loads(text)
-        self.queued.extend((s, frame) for s in targets)
-
-    def flush(self) -> None:
-        self.sent.extend(self.queued)
-        self.queued.clear()
-
-    def got(self, session: Session) -> list[dict[str, object]]:
-        return [f for s, f in self.sent if s is session]
 
 
 def _message(
@@ -60,8 +38,8 @@ def _event(
     )
 
 
-def _hub() -> tuple[Hub, _Recorder, dict[str, Session]]:
-    rec = _Recorder()
+def _hub() -> tuple[Hub, RecordingFanout, dict[str, Session]]:
+    rec = RecordingFanout()
     hub = Hub(rec)
     sessions = {
         "alice": Session(ALICE, object(), {TEAM: True}),
@@ -97,7 +75,7 @@ def test_dm_reaches_only_recipient_and_sender() -> None:
 
 def test_subscription_set_is_reference_counted() -> None:
     """A channel is subscribed when its first socket arrives and dropped with its last one."""
-    rec = _Recorder()
+    rec = RecordingFanout()
     hub = Hub(rec)
     first, second = Session(ALICE, object(), {TEAM: True}), Session(BOB, object(), {TEAM: True})
     assert hub.attach(first).subscribe == [TEAM]
@@ -176,7 +154,7 @@ def test_member_added_to_a_deactivated_team_cannot_send() -> None:
 
 def test_pending_socket_gets_nothing_until_greeted() -> None:
     """A socket's channels are subscribed at attach, but deliveries start with its greeting."""
-    rec = _Recorder()
+    rec = RecordingFanout()
     hub = Hub(rec)
     pending = Session(ALICE, object(), {TEAM: True})
     assert hub.attach(pending).subscribe == [TEAM]
@@ -238,3 +216,24 @@ def test_typing_is_not_echoed_to_the_typist() -> None:
         "from": BOB,
         "ts": "1970-01-01T00:00:00.005Z",
     }
+
+
+def test_presence_reaches_each_team_socket_in_order_but_not_the_user_s_own() -> None:
+    """A tick's transitions: every socket in the team gets each change in order, except a
+    user's own sockets, which are not told about that user; another team hears nothing."""
+    hub, rec, s = _hub()
+    hub.presence(
+        [
+            Transition(CAROL, ONLINE, (TEAM,), 1),
+            Transition(BOB, OFFLINE, (TEAM,), 2),
+            Transition(CAROL, OFFLINE, (TEAM,), 3),
+        ]
+    )
+
+    def told(session: Session) -> list[tuple[object, object]]:
+        return [(f["user_id"], f["status"]) for f in rec.got(session) if f["type"] == "presence"]
+
+    assert told(s["alice"]) == [(CAROL, ONLINE), (BOB, OFFLINE), (CAROL, OFFLINE)]
+    assert told(s["bob"]) == told(s["bob2"]) == [(CAROL, ONLINE), (CAROL, OFFLINE)]
+    assert told(s["carol"]) == []  # carol's socket is in OTHER only
+    assert all(f["channel_id"] == TEAM for f in rec.got(s["alice"]))
