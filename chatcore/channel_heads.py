@@ -24,7 +24,7 @@ from chatcore.mongo import (
     Document,
     bulk_write_chunked,
     database_unavailable,
-    each_bounded,
+    each_keyed,
 )
 from chatcore.unread import ChannelHead, DeletedMark
 
@@ -81,9 +81,7 @@ class MongoChannelHeads:
     async def heads(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
         """``head`` of several channels, looked up at once (one equality query each: FerretDB
         evaluates ``$in`` over the whole collection)."""
-        ids = list(dict.fromkeys(channel_ids))
-        found = await each_bounded(self.head, ids)
-        return dict(zip(ids, found, strict=True))
+        return await each_keyed(self.head, channel_ids)
 
     async def save_counters(self, channel_id: str, head: ChannelHead) -> None:
         """Store the counters (the controller that owns the channel is their only writer)."""

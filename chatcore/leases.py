@@ -6,8 +6,19 @@ alone, so a precondition in an update's filter is not atomic there. The one writ
 apply atomically is an insert under a unique index (PostgreSQL enforces it). A lease is therefore a
 document ``{_id: "<key>#<epoch>"}`` taken by inserting it: of two processes inserting the same
 epoch one wins, the other waits. A lease expires in code (``expires_at``, no TTL index), is given
-back on release, and the next holder takes the next epoch (at least the current time in
-milliseconds, so a key whose old records were swept never reuses an epoch).
+back on release, and the next holder takes the next epoch.
+
+The next epoch is a function of the latest record alone (``next_epoch``), never of the taker's
+clock: two processes that read the same free record must compute the same ``_id``, or both inserts
+succeed and both hold the key. It is also at least the latest record's expiry in milliseconds, so
+epochs track time: a key whose records were all swept starts again above every epoch it had
+(fences written under it included). A key without records first gets a *genesis* record (epoch 0,
+already given back, timestamped by whoever inserted it first); everyone then derives the first
+real epoch from that one record.
+
+A taker whose read was stale could still insert an epoch that a later holder already pruned (the
+``_id`` is free again). So after its insert a taker reads the latest record once more and holds the
+key only if its own epoch is still the latest; otherwise it gives the record back and reads again.
 
 Mutual exclusion alone is not enough: a holder paused past its expiry (a GC pause, a stopped
 process, a slow network) would still write when it wakes. So every protected write carries the
@@ -25,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import os
 import socket
 import time
@@ -104,10 +116,12 @@ def instance_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def next_epoch(latest: LeaseRecord | None, now: float) -> int:
-    """Higher than every epoch handed out for the key, and at least now in milliseconds."""
-    floor = int(now * 1000)
-    return floor if latest is None else max(latest.epoch + 1, floor)
+def next_epoch(latest: LeaseRecord) -> int:
+    """Above the latest epoch and at least its expiry in ms: the same for every reader of it."""
+    return max(latest.epoch + 1, math.ceil(latest.expires_at * 1000))
+
+
+GENESIS_EPOCH = 0
 
 
 class Leases:
@@ -163,20 +177,41 @@ class Leases:
             started = self._monotonic()
             latest = await self._store.latest(key)
             now = self._clock()
-            if latest is None or latest.free(now):
-                epoch = next_epoch(latest, now)
+            if latest is None:
+                # Of several first takers one genesis record wins; all read it back next.
+                await self._store.insert(
+                    LeaseRecord(key, GENESIS_EPOCH, self._owner, now, released=True)
+                )
+                continue
+            if latest.free(now):
+                epoch = next_epoch(latest)
                 record = LeaseRecord(key, epoch, self._owner, now + self._ttl_s)
-                if await self._store.insert(record):
-                    if latest is not None:
-                        with contextlib.suppress(Unavailable):
-                            await self._store.prune(key, epoch)
-                    # Measured from before the read: the expiry others see is no earlier.
-                    deadline = started + self._ttl_s - self._margin_s
-                    return Lease(key, epoch, deadline, self._monotonic)
-                continue  # someone took this epoch first: read again
+                if not await self._store.insert(record):
+                    continue  # someone took this epoch first: read again
+                if not await self._still_latest(key, epoch):
+                    continue
+                with contextlib.suppress(Unavailable):
+                    await self._store.prune(key, epoch)
+                # Measured from before the read: the expiry others see is no earlier.
+                deadline = started + self._ttl_s - self._margin_s
+                return Lease(key, epoch, deadline, self._monotonic)
             if self._monotonic() >= give_up:
                 raise LeaseBusy(f"{key} is busy")
             await self._pause(min(self._poll_s, max(0.0, latest.expires_at - now)))
+
+    async def _still_latest(self, key: str, epoch: int) -> bool:
+        """Whether our new record is the key's latest; if not, it is given back at once.
+
+        Our insert succeeds on a stale read only where a later holder already pruned that epoch,
+        and that holder's record (or a newer one) is still there to be seen: it never is pruned
+        by anyone but a later holder.
+        """
+        latest = await self._store.latest(key)
+        if latest is not None and latest.epoch == epoch:
+            return True
+        with contextlib.suppress(Unavailable):
+            await self._store.release(key, epoch)
+        return False
 
     async def sweep(self, *, older_than_s: float) -> int:
         """Delete records free for longer than ``older_than_s`` (expiry in code, no TTL index)."""

@@ -54,6 +54,14 @@ async def each_bounded(
     return list(await asyncio.gather(*(one(k) for k in keys)))
 
 
+async def each_keyed(
+    fn: Callable[[K], Awaitable[T]], keys: Iterable[K], limit: int = DB_CONCURRENCY
+) -> dict[K, T]:
+    """``each_bounded`` over the distinct keys, answered as a mapping key -> result."""
+    distinct = list(dict.fromkeys(keys))
+    return dict(zip(distinct, await each_bounded(fn, distinct, limit), strict=True))
+
+
 async def bulk_write_chunked(
     collection: AsyncCollection[Document],
     requests: Sequence[UpdateOne | ReplaceOne[Document]],

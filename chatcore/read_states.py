@@ -23,6 +23,7 @@ from chatcore.mongo import (
     bulk_write_chunked,
     database_unavailable,
     each_bounded,
+    each_keyed,
 )
 from chatcore.single_flight import SingleFlight
 from chatcore.unread import ChannelHead, ReadState, Unread, unread_all
@@ -122,8 +123,7 @@ class UnreadReader:
         self._reads = MongoReadStates(db)
 
     async def _heads_of(self, channel_ids: Sequence[str]) -> dict[str, ChannelHead]:
-        ids = list(dict.fromkeys(channel_ids))
-        return dict(zip(ids, await each_bounded(self._heads.get, ids), strict=True))
+        return await each_keyed(self._heads.get, channel_ids)
 
     async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
         if not channel_ids:
