@@ -69,7 +69,9 @@ class Settings:
     kafka_linger_ms: int = 5
     kafka_request_timeout_ms: int = 15000
     relay_producer: str = "rdkafka"
-    relay_write_window_ms: float = 50.0
+    relay_write_window_ms: float = 100.0
+    # Frames for at most this many sockets of one relay (a DM, a small team) skip the window.
+    relay_write_window_audience: int = 16
     # MongoDB wire protocol (FerretDB locally, MongoDB in production)
     # May carry a password (compose's app user): kept out of reprs and logs.
     mongo_url: str = field(default="mongodb://127.0.0.1:27017/", repr=False)
@@ -236,6 +238,8 @@ class Settings:
             )
         if not 0 <= self.relay_write_window_ms <= 100:
             raise ConfigError("CHAT_RELAY_WRITE_WINDOW_MS must be between 0 and 100")
+        if not 0 <= self.relay_write_window_audience <= 100_000:
+            raise ConfigError("CHAT_RELAY_WRITE_WINDOW_AUDIENCE must be between 0 and 100000")
         if self.relay_producer not in ("rdkafka", "aiokafka"):
             raise ConfigError("CHAT_RELAY_PRODUCER must be rdkafka or aiokafka")
         if self.kafka_messages_partitions < 1:

@@ -95,6 +95,7 @@ class Relay:
             settings.ws_send_buffer_bytes,
             self.metrics,
             window_s=settings.relay_write_window_ms / 1000,
+            prompt_audience=settings.relay_write_window_audience,
         )
         self.hub = Hub(self._fanout)
         self.link = ControllerLink(

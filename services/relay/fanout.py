@@ -15,6 +15,12 @@ of frames a second, where the system call per socket is the relay's largest cost
 (docs/benchmarks.md). Order per socket is kept: a frame ``send`` writes for a socket that has
 frames waiting goes after them.
 
+A frame for a small audience (at most ``prompt_audience`` sockets of this relay: a DM, a small
+team) is never held: the sockets it is queued for are written at the batch's end, with whatever
+waited for them. What the window saves is one system call per socket, the same for every
+audience, but people feel the latency of a conversation and not of a room of a thousand
+(docs/decisions.md, "The write window spares small audiences").
+
 ``write`` never waits: the transport's buffer is the socket's send queue, and a socket whose
 buffer is over the limit is closed with 1013 instead of written to, so it can never slow the
 others. Frames outside a batch (``hello``, acks, errors) are written at once with ``send``.
@@ -56,10 +62,21 @@ def encode_text_frame(text: str | bytes) -> bytes:
 class WsFanout:
     """Encodes once, queues per socket during a batch, writes once per socket per flush."""
 
-    def __init__(self, buffer_limit: int, metrics: RelayMetrics, *, window_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        buffer_limit: int,
+        metrics: RelayMetrics,
+        *,
+        window_s: float = 0.0,
+        prompt_audience: int = 0,
+    ) -> None:
         self._limit = buffer_limit
         self._metrics = metrics
         self._window_s = window_s
+        # Without a window nothing is held, so there is nothing to spare.
+        self._prompt_audience = prompt_audience if window_s > 0 else 0
+        # Sockets with a small audience's frame queued: written at the batch's end regardless.
+        self._prompt: set[Any] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._closing: set[ServerConnection] = set()
         # Socket -> frames queued for it since the last write, in order.
@@ -69,12 +86,20 @@ class WsFanout:
         """Add one frame for every target to the batch being built."""
         frame = encode_text_frame(text)
         queued = self._queued
+        small = self._prompt_audience
+        audience: list[Any] = []
         for session in targets:
             pending = queued.get(session)
             if pending is None:
                 queued[session] = [frame]
             else:
                 pending.append(frame)
+            if small:
+                audience.append(session)
+                if len(audience) > small:
+                    small = 0
+        if small and audience:
+            self._prompt.update(audience)
 
     def queue_series(
         self, texts: Sequence[str | bytes], targets: Iterable[tuple[Any, Sequence[int] | None]]
@@ -100,11 +125,14 @@ class WsFanout:
             return
         if self._window_s <= 0:
             self._queued = {}
+            self._prompt.clear()
             self._write_all(queued, 0.0)
             return
         now = time.monotonic()
         since = now - self._window_s
-        ready = {s: frames for s, frames in queued.items() if s.written_at <= since}
+        prompt = self._prompt
+        ready = {s: frames for s, frames in queued.items() if s.written_at <= since or s in prompt}
+        prompt.clear()
         if len(ready) < len(queued):
             for session in ready:
                 del queued[session]
@@ -122,6 +150,7 @@ class WsFanout:
             self._timer.cancel()
             self._timer = None
         queued, self._queued = self._queued, {}
+        self._prompt.clear()
         self._write_all(queued, time.monotonic())
 
     def _write_all(self, queued: dict[Any, list[bytes]], now: float) -> None:

@@ -157,3 +157,31 @@ async def test_write_queued_empties_the_window_at_once() -> None:
     assert _frames(a.transport.writes[1]) == ["last words"]
     fanout.write_queued()
     assert len(a.transport.writes) == 2
+
+
+async def test_a_small_audience_is_written_at_once_and_a_large_one_waits_for_its_window() -> None:
+    """Within the window a DM's sockets are written at the batch's end (with what waited, in
+    order); a frame for more sockets than the audience limit waits for the window."""
+    fanout = WsFanout(
+        1000, RelayMetrics.create(CollectorRegistry()), window_s=10.0, prompt_audience=2
+    )
+    room = [_Conn() for _ in range(3)]
+    sessions = [_session(c) for c in room]
+    fanout.queue(sessions, "room 1")
+    fanout.flush()  # quiet sockets: written at once
+    fanout.queue(sessions, "room 2")
+    fanout.flush()  # three sockets, above the limit: they wait
+    assert [len(c.transport.writes) for c in room] == [1, 1, 1]
+    fanout.queue(sessions[:2], "dm")
+    fanout.flush()  # two sockets: written now, behind the room frame that waited for them
+    assert [_frames(c.transport.writes[1]) for c in room[:2]] == [["room 2", "dm"]] * 2
+    assert len(room[2].transport.writes) == 1
+    fanout.queue(sessions, "room 3")
+    fanout.flush()  # the DM's sockets are busy again: the room frame waits for the window
+    assert [len(c.transport.writes) for c in room] == [2, 2, 1]
+    fanout.write_queued()
+    assert [_frames(c.transport.writes[-1]) for c in room] == [
+        ["room 3"],
+        ["room 3"],
+        ["room 2", "room 3"],
+    ]
