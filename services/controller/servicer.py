@@ -22,6 +22,7 @@ from grpc import aio
 from chatcore.errors import ChatError, InvalidInput, Unavailable
 from chatcore.logging import bind_context, get_logger, reset_context
 from chatcore.messages import TYPE_NAMES
+from chatcore.mongo import each_keyed
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 from services.controller.directory import Directory, attachment_problem
 from services.controller.hooks import ControllerHooks
@@ -30,6 +31,7 @@ from services.controller.validation import (
     checked_id,
     checked_ids,
     checked_relay_id,
+    checked_user_batch,
     correlation_id,
 )
 
@@ -141,29 +143,41 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
         self, request: chat_pb2.GetMembershipsRequest, context: Context
     ) -> chat_pb2.GetMembershipsReply:
         async with _rpc(context, "GetMemberships"):
-            user_id = checked_id(request.user_id, "user_id")
-            # Both at once: a handshake storm waits on these two lookups.
-            disabled, views = await asyncio.gather(
-                self._directory.disabled(user_id), self._directory.memberships(user_id)
-            )
-            if disabled:
-                return chat_pb2.GetMembershipsReply(disabled=True)
-            unread = await self._directory.unread(user_id, [v.channel_id for v in views])
-            reply = chat_pb2.GetMembershipsReply(
-                memberships=[
-                    chat_pb2.Membership(channel_id=v.channel_id, active=v.active) for v in views
-                ],
-                unread=[
-                    chat_pb2.Unread(
-                        channel_id=channel,
-                        count=u.count,
-                        mentions=u.mentions,
-                        last_read_seq=u.last_read_seq,
-                    )
-                    for channel, u in unread.items()
-                ],
-            )
+            reply = await self._memberships(checked_id(request.user_id, "user_id"))
         return reply
+
+    async def GetMembershipsBatch(
+        self, request: chat_pb2.GetMembershipsBatchRequest, context: Context
+    ) -> chat_pb2.GetMembershipsBatchReply:
+        async with _rpc(context, "GetMembershipsBatch"):
+            users = checked_user_batch(request.user_ids)
+            distinct = await each_keyed(self._memberships, users)
+            reply = chat_pb2.GetMembershipsBatchReply(replies=[distinct[u] for u in users])
+        return reply
+
+    async def _memberships(self, user_id: str) -> chat_pb2.GetMembershipsReply:
+        """What a relay needs to greet the user's socket: teams, unread counts, or disabled."""
+        # Both at once: a handshake storm waits on these two lookups.
+        disabled, views = await asyncio.gather(
+            self._directory.disabled(user_id), self._directory.memberships(user_id)
+        )
+        if disabled:
+            return chat_pb2.GetMembershipsReply(disabled=True)
+        unread = await self._directory.unread(user_id, [v.channel_id for v in views])
+        return chat_pb2.GetMembershipsReply(
+            memberships=[
+                chat_pb2.Membership(channel_id=v.channel_id, active=v.active) for v in views
+            ],
+            unread=[
+                chat_pb2.Unread(
+                    channel_id=channel,
+                    count=u.count,
+                    mentions=u.mentions,
+                    last_read_seq=u.last_read_seq,
+                )
+                for channel, u in unread.items()
+            ],
+        )
 
     async def GetMembers(
         self, request: chat_pb2.GetMembersRequest, context: Context

@@ -31,6 +31,7 @@ from typing import Any, cast
 
 import grpc
 
+from chatcore.coalesce import Coalescer
 from chatcore.errors import Unavailable
 from chatcore.internal_auth import call_metadata
 from chatcore.logging import current_correlation_id, get_logger
@@ -52,6 +53,11 @@ FIRST_BACKOFF_S = 0.1
 # start grace (CHAT_CONTROLLER_START_GRACE_S, 2 s), so a relay is usually back before a restarted
 # controller starts consuming, and a restart costs its sockets no resync.
 MAX_BACKOFF_S = 1.0
+# Handshake lookups: this many calls out at once, each carrying up to this many users (the
+# controller accepts 256). A lone socket's lookup goes out at once; in a storm, each call
+# carries the handshakes that arrived while the earlier ones were out.
+LOOKUPS_IN_FLIGHT = 4
+LOOKUP_BATCH = 128
 
 
 class StreamState(enum.Enum):
@@ -122,6 +128,10 @@ class ControllerLink:
         self._started = False
         self._changed = asyncio.Event()
         self.reconnects = 0
+        # Handshakes arriving while lookups are out share the next call (a connection storm).
+        self._lookups: Coalescer[str, chat_pb2.GetMembershipsReply] = Coalescer(
+            self._memberships_of, max_batch=LOOKUP_BATCH, in_flight=LOOKUPS_IN_FLIGHT
+        )
 
     # -- state --
 
@@ -384,8 +394,17 @@ class ControllerLink:
         raise Unavailable(f"no controller answered {rpc}")
 
     async def memberships(self, user_id: str) -> chat_pb2.GetMembershipsReply:
-        request = chat_pb2.GetMembershipsRequest(user_id=user_id)
-        return cast(chat_pb2.GetMembershipsReply, await self._ask("GetMemberships", request))
+        """The user's teams and unread counts for ``hello`` (or that the account is disabled)."""
+        return await self._lookups.get(user_id)
+
+    async def _memberships_of(
+        self, user_ids: Sequence[str]
+    ) -> Sequence[chat_pb2.GetMembershipsReply]:
+        request = chat_pb2.GetMembershipsBatchRequest(user_ids=user_ids)
+        reply = cast(
+            chat_pb2.GetMembershipsBatchReply, await self._ask("GetMembershipsBatch", request)
+        )
+        return list(reply.replies)
 
     async def members(self, channel_id: str) -> chat_pb2.GetMembersReply:
         request = chat_pb2.GetMembersRequest(channel_id=channel_id)

@@ -121,6 +121,23 @@ async def test_memberships_and_members_come_from_what_management_wrote(
     assert list(nobody.memberships) == []
 
 
+async def test_a_batch_of_handshake_lookups_matches_single_ones(
+    stub: chat_pb2_grpc.ControllerAsyncStub, db: AsyncDatabase[Document]
+) -> None:
+    """GetMembershipsBatch over the real database answers each user exactly as GetMemberships
+    does, in the request's order."""
+    users = [uuid.uuid4().hex for _ in range(5)]
+    teams = [uuid.uuid4().hex for _ in range(3)]
+    await store_team(db, _team(teams[0], users[:3], admins=[users[0]], active=True))
+    await store_team(db, _team(teams[1], users[2:], admins=[users[2]], active=False))
+    await store_team(db, _team(teams[2], [users[1]], admins=[users[1]], active=True))
+    asked = [users[2], users[4], users[0], users[2], users[1], uuid.uuid4().hex]
+    batch = await stub.GetMembershipsBatch(chat_pb2.GetMembershipsBatchRequest(user_ids=asked))
+    singles = [await stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id=u)) for u in asked]
+    assert list(batch.replies) == singles
+    assert [len(r.memberships) for r in batch.replies] == [2, 1, 1, 2, 2, 0]
+
+
 async def test_attachment_check_against_stored_attachments(
     stub: chat_pb2_grpc.ControllerAsyncStub, db: AsyncDatabase[Document]
 ) -> None:

@@ -196,6 +196,41 @@ async def test_memberships_members_and_attachments(server: _Server) -> None:
     assert text_type.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_a_batch_of_users_is_answered_in_its_order(server: _Server) -> None:
+    """GetMembershipsBatch answers each user as GetMemberships would, in the request's order,
+    a repeated user twice, a disabled one as disabled."""
+    server.directory.teams[T1] = {"members": ["u1", "u2"], "admins": [], "active": True}
+    server.directory.teams[T2] = {"members": ["u2"], "admins": [], "active": False}
+    server.directory.disabled_users.add("u3")
+    reply = await server.stub.GetMembershipsBatch(
+        chat_pb2.GetMembershipsBatchRequest(user_ids=["u2", "u3", "u1", "u2", "nobody"])
+    )
+    single = await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id="u2"))
+    assert reply.replies[0] == single
+    assert [[m.channel_id for m in r.memberships] for r in reply.replies] == [
+        [T1, T2],
+        [],
+        [T1],
+        [T1, T2],
+        [],
+    ]
+    assert [r.disabled for r in reply.replies] == [False, True, False, False, False]
+
+
+@pytest.mark.parametrize("user_ids", [[], ["u1", '{"$ne": null}'], ["u1", "$where"], ["u"] * 257])
+async def test_a_bad_batch_is_refused_whole_before_any_query(
+    server: _Server, user_ids: list[str]
+) -> None:
+    """An empty batch, one bad id among good ones, or more than 256 users: INVALID_ARGUMENT,
+    and the directory is never asked."""
+    with pytest.raises(aio.AioRpcError) as err:
+        await server.stub.GetMembershipsBatch(
+            chat_pb2.GetMembershipsBatchRequest(user_ids=user_ids)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert server.directory.queries == []
+
+
 @pytest.mark.parametrize("user_id", ['{"$ne": null}', "", "x" * 65, "a.b", "$where"])
 async def test_bad_ids_never_reach_the_directory(server: _Server, user_id: str) -> None:
     """Ids that are not short plain tokens answer INVALID_ARGUMENT before any query."""
