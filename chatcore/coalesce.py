@@ -32,12 +32,14 @@ class Coalescer(Generic[K, V]):
         *,
         max_batch: int,
         in_flight: int,
+        on_call: Callable[[int], None] = lambda _size: None,
     ) -> None:
         if max_batch < 1 or in_flight < 1:
             raise ValueError("max_batch and in_flight must be at least 1")
         self._fetch = fetch
         self._max_batch = max_batch
         self._in_flight = in_flight
+        self._on_call = on_call  # told each call's size (a metric)
         self._out = 0
         self._waiting: list[tuple[K, asyncio.Future[V]]] = []
 
@@ -57,6 +59,7 @@ class Coalescer(Generic[K, V]):
                 self._send_next()
             return
         self._out += 1
+        self._on_call(len(batch))
         # A batch serves many callers: it runs in a context of its own, not in whichever
         # caller's (with that caller's correlation id) happened to start it.
         task = asyncio.get_running_loop().create_task(

@@ -108,6 +108,7 @@ class Relay:
             on_stream_lost=self._on_stream_lost,
             on_confirmed=self._on_confirmed,
             on_removed=self._on_removed,
+            on_lookup_batch=self.metrics.lookup_batch.observe,
         )
         self.publisher = Publisher(producer, relay_id=relay_id, metrics=self.metrics)
         self.presence = PresenceReporter(

@@ -107,6 +107,7 @@ class ControllerLink:
         call_timeout_s: float = 3.0,
         max_backoff_s: float = MAX_BACKOFF_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_lookup_batch: Callable[[int], None] = lambda _size: None,
     ) -> None:
         if not addresses:
             raise ValueError("at least one controller address is required")
@@ -130,7 +131,10 @@ class ControllerLink:
         self.reconnects = 0
         # Handshakes arriving while lookups are out share the next call (a connection storm).
         self._lookups: Coalescer[str, chat_pb2.GetMembershipsReply] = Coalescer(
-            self._memberships_of, max_batch=LOOKUP_BATCH, in_flight=LOOKUPS_IN_FLIGHT
+            self._memberships_of,
+            max_batch=LOOKUP_BATCH,
+            in_flight=LOOKUPS_IN_FLIGHT,
+            on_call=on_lookup_batch,
         )
 
     # -- state --

@@ -20,6 +20,7 @@ class RelayMetrics:
     produce_latency: Histogram
     resyncs: Counter
     hello_wait: Histogram
+    lookup_batch: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RelayMetrics:
@@ -68,6 +69,12 @@ class RelayMetrics:
                 "relay_hello_wait_seconds",
                 "From the upgrade to hello: memberships, then every controller's confirmation",
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                registry=registry,
+            ),
+            lookup_batch=Histogram(
+                "relay_membership_lookup_batch_users",
+                "Handshakes answered by one GetMembershipsBatch call (above 1: a storm batched)",
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128),
                 registry=registry,
             ),
         )

@@ -47,9 +47,10 @@ async def test_a_lone_lookup_goes_out_at_once() -> None:
 
 async def test_lookups_made_while_calls_are_out_share_the_next_call_in_order() -> None:
     """While the one allowed call is out, later lookups wait and then go together, split at
-    max_batch, each answered with its own value."""
+    max_batch, each answered with its own value; each call's size is reported."""
     remote = Remote()
-    lookups = Coalescer(remote.fetch, max_batch=3, in_flight=1)
+    sizes: list[int] = []
+    lookups = Coalescer(remote.fetch, max_batch=3, in_flight=1, on_call=sizes.append)
     tasks = [asyncio.create_task(lookups.get(k)) for k in "abcdef"]
     await _settle()
     assert remote.calls == [["a"]]
@@ -61,6 +62,7 @@ async def test_lookups_made_while_calls_are_out_share_the_next_call_in_order() -
     assert remote.calls[2] == ["e", "f"]
     remote.release[2].set()
     assert await asyncio.gather(*tasks) == list("ABCDEF")
+    assert sizes == [1, 3, 2]
 
 
 async def test_a_failed_call_fails_only_the_lookups_it_carried() -> None:
