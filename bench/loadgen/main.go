@@ -11,6 +11,8 @@
 // receiver instead of the whole room (bench/pipeline.py dm). With -control the run waits for "start" on stdin after
 // connecting (printing {"event":"ready"}) and for "finish" after draining (printing
 // {"event":"drained"}), so the driver samples the servers' CPU over exactly the workload.
+// LOADGEN_SLOW_LOG=<file> writes every arrival slower than 50 ms there (send time in ms since the
+// start, latency in ms), to see whether a run's tail comes in periodic stalls.
 package main
 
 import (
@@ -332,6 +334,9 @@ func tally(res *result, receivers []*receiver, book *ackBook, started time.Time,
 		latencies = append(latencies, r.latencies...)
 	}
 	res.Errors = book.errorKinds()
+	if path := os.Getenv("LOADGEN_SLOW_LOG"); path != "" {
+		writeSlowLog(path, receivers, started)
+	}
 	sum := summarize(latencies)
 	res.P50, res.P90, res.P99, res.Max, res.Mean = sum.P50, sum.P90, sum.P99, sum.Max, sum.Mean
 	if res.Delivered > 0 {
@@ -401,4 +406,24 @@ func connectAll[T any](ctx context.Context, tokens []string, cfg config, retries
 		return nil, nil, fmt.Errorf("%d of %d sockets could not connect; first: %s", len(failed), len(tokens), failed[0])
 	}
 	return out, took, nil
+}
+
+// writeSlowLog writes, for diagnosis, one line per arrival slower than slowNs: the send time in
+// ms since the run started and the latency in ms, ordered by send time (stalls show as runs of
+// lines; their spacing says whether something periodic causes them).
+func writeSlowLog(path string, receivers []*receiver, started time.Time) {
+	var rows [][2]int64
+	for _, r := range receivers {
+		rows = append(rows, r.slow...)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i][0] < rows[j][0] })
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "slow log:", err)
+		return
+	}
+	defer f.Close()
+	for _, row := range rows {
+		fmt.Fprintf(f, "%d %d\n", (row[0]-started.UnixNano())/1e6, row[1]/1e6)
+	}
 }

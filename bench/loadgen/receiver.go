@@ -52,6 +52,7 @@ type receiver struct {
 	proto      protocol
 	seen       []uint8
 	latencies  []int64
+	slow       [][2]int64 // (send time, latency) of first arrivals slower than slowNs, in ns
 	distinct   int
 	duplicates int
 	outOfRange int
@@ -61,6 +62,9 @@ type receiver struct {
 	closing    atomic.Bool
 	done       chan struct{}
 }
+
+// Arrivals slower than this are kept with their send time for LOADGEN_SLOW_LOG (main.go).
+const slowNs = int64(50 * time.Millisecond)
 
 func newReceiver(conn *websocket.Conn, proto protocol, messages int) *receiver {
 	return &receiver{
@@ -101,6 +105,9 @@ func (r *receiver) run(delivered *atomic.Int64) {
 			r.seen[k] = 1
 			r.distinct++
 			r.latencies = append(r.latencies, now-ns)
+			if now-ns > slowNs && len(r.slow) < 10000 {
+				r.slow = append(r.slow, [2]int64{ns, now - ns})
+			}
 			r.lastNs = now
 			delivered.Add(1)
 		})
