@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
+
+from chatcore.tasks import spawn
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-_background: set[asyncio.Task[Any]] = set()
 
 
 class Coalescer(Generic[K, V]):
@@ -62,11 +62,7 @@ class Coalescer(Generic[K, V]):
         self._on_call(len(batch))
         # A batch serves many callers: it runs in a context of its own, not in whichever
         # caller's (with that caller's correlation id) happened to start it.
-        task = asyncio.get_running_loop().create_task(
-            self._call(batch), context=contextvars.Context()
-        )
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        spawn(self._call(batch), context=contextvars.Context())
 
     async def _call(self, batch: list[tuple[K, asyncio.Future[V]]]) -> None:
         try:

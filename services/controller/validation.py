@@ -13,7 +13,7 @@ from chatcore.messages import ID_RE, RELAY_ID_RE
 CORRELATION_METADATA = "x-correlation-id"
 # One SubscribeRequest may name at most this many channels (about what fits in gRPC's 4 MiB).
 MAX_CHANNELS_PER_REQUEST = 100_000
-# A relay's batch of handshakes (chatcore.coalesce); the relay sends at most RELAY_LOOKUP_BATCH.
+# A relay's batch of handshakes (chatcore.coalesce); the relay sends at most its LOOKUP_BATCH.
 MAX_USERS_PER_BATCH = 256
 
 
@@ -23,19 +23,21 @@ def checked_id(value: str, name: str) -> str:
     return value
 
 
-def checked_ids(values: Iterable[str], name: str) -> list[str]:
+def checked_ids(
+    values: Iterable[str], name: str, *, most: int = MAX_CHANNELS_PER_REQUEST
+) -> list[str]:
     ids = list(values)
-    if len(ids) > MAX_CHANNELS_PER_REQUEST:
-        raise InvalidInput(f"{name} names more than {MAX_CHANNELS_PER_REQUEST} ids")
+    if len(ids) > most:
+        raise InvalidInput(f"{name} names more than {most} ids")
     return [checked_id(value, name) for value in ids]
 
 
 def checked_user_batch(values: Iterable[str]) -> list[str]:
     """The user ids of a ``GetMembershipsBatch``: 1 to ``MAX_USERS_PER_BATCH``, each valid."""
-    ids = list(values)
-    if not 1 <= len(ids) <= MAX_USERS_PER_BATCH:
-        raise InvalidInput(f"user_ids must name 1 to {MAX_USERS_PER_BATCH} users")
-    return [checked_id(value, "user_ids") for value in ids]
+    ids = checked_ids(values, "user_ids", most=MAX_USERS_PER_BATCH)
+    if not ids:
+        raise InvalidInput("user_ids must name at least one user")
+    return ids
 
 
 def checked_relay_id(value: str) -> str:

@@ -28,10 +28,11 @@ from chatcore.logging import bind_context, get_logger, reset_context
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.settings import Settings
+from chatcore.tasks import spawn
 from chatcore.tokens import AccessClaims, JwtVerifier
 from services.relay.audit import MembershipAudit
 from services.relay.controller_link import ControllerLink
-from services.relay.fanout import WsFanout, spawn
+from services.relay.fanout import WsFanout
 from services.relay.frames import (
     RESYNC_FRAME,
     ChatFrame,

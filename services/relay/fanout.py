@@ -36,16 +36,8 @@ from typing import Any, cast
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from chatcore.tasks import spawn
 from services.relay.metrics import RelayMetrics
-
-_background: set[asyncio.Task[Any]] = set()
-
-
-def spawn(coro: Any) -> None:
-    """Run a coroutine in the background, keeping a reference until it is done."""
-    task = asyncio.get_running_loop().create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 def encode_text_frame(text: str | bytes) -> bytes:
