@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bench.around import per_message
 from bench.centrifugo_server import config, hs256_token
 from bench.compare import (
     Driven,
@@ -220,3 +221,18 @@ def test_loadgen_go_tests_pass() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_around_divides_cpu_by_what_the_command_sent_or_stored() -> None:
+    """bench.around: ours is the relays and the controller; the stack is every component."""
+    cpu = {"relay-1": 0.5, "relay-2": 1.5, "controller": 1.0, "ferretdb": 2.0}
+    assert per_message({"sent": 10_000}, cpu) == {
+        "ours_cpu_ms_per_msg": 0.3,
+        "stack_cpu_ms_per_msg": 0.5,
+    }
+    assert per_message({"stored": 1000}, {"controller": 1.0}) == {
+        "ours_cpu_ms_per_msg": 1.0,
+        "stack_cpu_ms_per_msg": 1.0,
+    }
+    assert per_message({"bench": "idle"}, cpu) == {}
+    assert per_message({"sent": 0}, cpu) == {}
