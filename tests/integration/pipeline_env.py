@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
+from pymongo.errors import PyMongoError
 
 from chatclient import ChatClient, SyncedClient, login, register
 from chatcore.kafka import EVENTS_TOPIC, make_producer
@@ -33,6 +34,8 @@ from services.relay.server import start as start_relay
 from tests.team_docs import store_team
 
 PASSWORD = "pipeline password 1"
+# How long a stopping pipeline tries to drop its database.
+_DROP_S = 10.0
 
 
 @dataclasses.dataclass
@@ -113,7 +116,14 @@ class Pipeline:
         for item in reversed(self.stoppables):
             await item.stop()
         await self.producer.stop()
-        await self.mongo.close()
+        try:
+            # Each pipeline has a database of its own on the stack's server (the developer's,
+            # under `make test`): left behind, every run would add one per test to it.
+            await asyncio.wait_for(self.mongo.drop_database(self.settings.mongo_db), _DROP_S)
+        except (TimeoutError, PyMongoError):
+            pass  # a test that stopped the database server; the next run's data is its own
+        finally:
+            await self.mongo.close()
 
 
 def pipeline_settings(base: Settings, key: Path) -> Settings:
