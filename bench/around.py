@@ -20,21 +20,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.proc_cpu import StackCpu
-
-OURS = ("relay", "controller")
+from bench.proc_cpu import StackCpu, ms_per_message
 
 
-def per_message(result: dict[str, Any], cpu: dict[str, float]) -> dict[str, Any]:
+def per_message(result: dict[str, Any], cpu: dict[str, float]) -> dict[str, float]:
     """``cpu`` per message of ``result`` (its ``sent`` or ``stored``), in ms; empty without."""
     count = result.get("sent") or result.get("stored")
     if not isinstance(count, int | float) or count <= 0:
         return {}
-    ours = sum(v for k, v in cpu.items() if k.startswith(OURS))
-    return {
-        "ours_cpu_ms_per_msg": round(ours / count * 1000, 3),
-        "stack_cpu_ms_per_msg": round(sum(cpu.values()) / count * 1000, 3),
-    }
+    return ms_per_message(cpu, count)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.proc_cpu import StackCpu, stack_pids
+from bench.proc_cpu import StackCpu, ms_per_message, stack_pids
 from chatclient import ChatClient
 from chatcore.kafka import MESSAGES_TOPIC, make_producer
 from chatcore.mongo import database, make_mongo_client
@@ -336,11 +336,9 @@ async def dm(args: argparse.Namespace) -> None:
 def _cpu_per_message(component_cpu: dict[str, float], sent: int) -> dict[str, Any]:
     """Each component's CPU seconds, and per message in milliseconds of CPU: our processes
     (relays, controller) together, the whole stack, and each component on its own."""
-    ours = sum(v for k, v in component_cpu.items() if k.startswith(("relay", "controller")))
     return {
         "cpu_s": component_cpu,
-        "ours_cpu_ms_per_msg": round(ours / max(sent, 1) * 1000, 3),
-        "stack_cpu_ms_per_msg": round(sum(component_cpu.values()) / max(sent, 1) * 1000, 3),
+        **ms_per_message(component_cpu, max(sent, 1)),
         "cpu_ms_per_msg": {k: round(v / max(sent, 1) * 1000, 3) for k, v in component_cpu.items()},
     }
 

@@ -85,6 +85,19 @@ def cpu_seconds(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str
     return {name: (after[name] - before.get(name, 0)) / CLK_TCK for name in after}
 
 
+# Our own processes among a stack's components (the rest are Kafka and the databases).
+OURS = ("relay", "controller")
+
+
+def ms_per_message(component_cpu: Mapping[str, float], count: float) -> dict[str, float]:
+    """Milliseconds of CPU per message (``count`` > 0): our processes together, the whole stack."""
+    ours = sum(v for k, v in component_cpu.items() if k.startswith(OURS))
+    return {
+        "ours_cpu_ms_per_msg": round(ours / count * 1000, 3),
+        "stack_cpu_ms_per_msg": round(sum(component_cpu.values()) / count * 1000, 3),
+    }
+
+
 def stack_pids(cfg: StackConfig | Path) -> dict[str, int]:
     """The live process of each component the stack's supervisor started (its pid files)."""
     home = cfg if isinstance(cfg, Path) else cfg.home
