@@ -88,7 +88,7 @@ async def fill(db: Any, args: argparse.Namespace, team: Team) -> float:
     buckets = BucketAllocator(MongoChannelHeads(db))
 
     async def insert(batch: list[Doc]) -> None:
-        keys = await buckets.assign([d["channel_id"] for d in batch])
+        keys = (await buckets.assign([d["channel_id"] for d in batch])).keys
         for doc, key in zip(batch, keys, strict=True):
             doc["bucket"] = key
         await db["messages"].insert_many(batch, ordered=False)

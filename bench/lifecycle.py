@@ -108,7 +108,7 @@ async def changes(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         for start in range(1, total + 1, 1000):
             seqs = list(range(start, min(start + 1000, total + 1)))
-            keys = await buckets.assign([team_id] * len(seqs))
+            keys = (await buckets.assign([team_id] * len(seqs))).keys
             msgs: list[Doc] = []
             chgs: list[Doc] = []
             for seq, key in zip(seqs, keys, strict=True):

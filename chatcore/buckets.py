@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatcore.mongo import each_bounded
+from chatcore.unread import ChannelHead
 
 # Messages per bucket: a page of 50 visible messages usually reads one bucket, sometimes two.
 # Measured on FerretDB (docs/benchmarks.md): 128 reads fewer documents per page than 256.
@@ -70,9 +71,27 @@ class BucketRange:
         return range(bottom, self.high)
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A reserved bucket number, and the channel's counters as the head document held them
+    (the reservation reads the whole document anyway)."""
+
+    number: int
+    head: ChannelHead
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The bucket key of each message of a batch, and the heads its reservations saw: the
+    first one of each channel that reserved (a channel that fit its open bucket is absent)."""
+
+    keys: list[str]
+    heads: dict[str, ChannelHead]
+
+
 class ChannelHeads(Protocol):
-    async def reserve(self, channel_id: str) -> int:
-        """Reserve the channel's next bucket and return its number (0 for a new channel).
+    async def reserve(self, channel_id: str) -> Reservation:
+        """Reserve the channel's next bucket (number 0 for a new channel).
 
         Raises ``Unavailable`` when the database cannot be reached: retry the batch.
         """
@@ -101,13 +120,14 @@ class BucketAllocator:
     def forget(self) -> None:
         self._open.clear()
 
-    async def assign(self, channel_ids: Sequence[str]) -> list[str]:
+    async def assign(self, channel_ids: Sequence[str]) -> Placement:
         """The bucket key of each message, in order (messages given by their channel).
 
         Reservations happen first; if one fails nothing is remembered, so a retry of the batch
         reserves again (the buckets reserved meanwhile stay empty, which the walk tolerates).
         """
         needed = Counter(channel_ids)
+        seen: dict[str, ChannelHead] = {}
 
         async def numbers_for(channel_id: str) -> tuple[list[int], _Open]:
             # One number per message of the channel, in order, and the bucket left open.
@@ -116,8 +136,9 @@ class BucketAllocator:
             out: list[int] = []
             for _ in range(needed[channel_id]):
                 if used >= self._size:
-                    number = await self._heads.reserve(channel_id)
-                    used = 0
+                    reservation = await self._heads.reserve(channel_id)
+                    seen.setdefault(channel_id, reservation.head)
+                    number, used = reservation.number, 0
                 out.append(number)
                 used += 1
             return out, _Open(number, used)
@@ -146,4 +167,4 @@ class BucketAllocator:
         for channel_id in channel_ids:
             keys.append(bucket_key(channel_id, numbers[channel_id][taken[channel_id]]))
             taken[channel_id] += 1
-        return keys
+        return Placement(keys, seen)

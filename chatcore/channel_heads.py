@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from chatcore import schema as s
-from chatcore.buckets import BucketRange
+from chatcore.buckets import BucketRange, Reservation
 from chatcore.errors import Unavailable
 from chatcore.mongo import (
     WRITE_COMMANDS_IN_FLIGHT,
@@ -33,8 +33,9 @@ class MongoChannelHeads:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._channels = db[s.CHANNELS]
 
-    async def reserve(self, channel_id: str) -> int:
-        """Reserve the channel's next bucket (``high`` counts them); return its number."""
+    async def reserve(self, channel_id: str) -> Reservation:
+        """Reserve the channel's next bucket (``high`` counts them): its number, and the
+        counters the document holds (a controller taking a channel over needs both)."""
         # No projection: FerretDB 1.24 does not implement one on findAndModify.
         try:
             doc = await self._channels.find_one_and_update(
@@ -47,7 +48,7 @@ class MongoChannelHeads:
             raise database_unavailable(exc) from exc
         if doc is None:  # an upsert returning nothing: the server broke its own contract
             raise Unavailable(f"no head document came back for channel {channel_id}")
-        return int(doc[s.CHANNEL_HIGH]) - 1
+        return Reservation(int(doc[s.CHANNEL_HIGH]) - 1, head_from_doc(doc))
 
     async def extend_low(self, channel_id: str, low: int) -> None:
         """Let the range start at ``low`` or below (the migration's buckets of older messages)."""

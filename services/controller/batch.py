@@ -134,6 +134,9 @@ def _routed(item: Item, verdict: Verdict | None) -> Routed | None:
 
 
 class HeadStore(Protocol):
+    def held(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
+        """The heads waiting to be written, newer than the stored ones (no I/O)."""
+
     async def heads(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]: ...
 
     async def save_counters_many(self, heads: Mapping[str, ChannelHead]) -> None: ...
@@ -239,12 +242,14 @@ class BatchProcessor:
         started = self._clock()
         channels = sorted({c.channel_id for c in counted})
         missing = [c for c in channels if c not in self._known_heads]
+        # Taken before reserving: a head not held now was stored before the reservation read it.
+        held = self._heads.held(missing) if missing else {}
+        placement = await self._buckets.assign([c.channel_id for c in counted])
         if missing:
-            self._known_heads.update(await self._heads.heads(missing))
+            await self._learn_heads(missing, held, placement.heads)
         heads = {c: self._known_heads[c] for c in channels}
         numbers, after = count_batch(counted, heads)
-        keys = await self._buckets.assign([c.channel_id for c in counted])
-        buckets = {c.index: key for c, key in zip(counted, keys, strict=True)}
+        buckets = {c.index: key for c, key in zip(counted, placement.keys, strict=True)}
 
         messages = [
             (i, item) for i, item in enumerate(batch.items) if isinstance(item, MessageItem)
@@ -300,6 +305,21 @@ class BatchProcessor:
         batch.buckets = buckets
         batch.heads_after = after
         return late_dead
+
+    async def _learn_heads(
+        self,
+        channels: Sequence[str],
+        held: Mapping[str, ChannelHead],
+        seen: Mapping[str, ChannelHead],
+    ) -> None:
+        """The heads of channels new to this controller: what waits to be written, else what
+        the bucket reservation read (a channel taken over always reserves, so on failover or
+        scale-out this costs no query of its own), else one lookup each."""
+        found = {c: held[c] if c in held else seen[c] for c in channels if c in held or c in seen}
+        rest = [c for c in channels if c not in found]
+        if rest:
+            found.update(await self._heads.heads(rest))
+        self._known_heads.update(found)
 
     def _lifecycle_messages(self) -> MessageStates:
         return self._lifecycle.messages

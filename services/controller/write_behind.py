@@ -105,15 +105,20 @@ class StateBuffer:
 
     # -- the head store --
 
-    async def heads(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
+    def held(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
+        """The heads held here (waiting or being written): newer than the stored ones. One not
+        held was stored before this call, and only the channel's owner saves another."""
         out: dict[str, ChannelHead] = {}
-        missing: list[str] = []
-        for channel in dict.fromkeys(channel_ids):
-            held = self._heads.get(channel) or self._writing_heads.get(channel)
-            if held is None:
-                missing.append(channel)
-            else:
-                out[channel] = held
+        for channel in channel_ids:
+            head = self._heads.get(channel) or self._writing_heads.get(channel)
+            if head is not None:
+                out[channel] = head
+        return out
+
+    async def heads(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
+        wanted = list(dict.fromkeys(channel_ids))
+        out = self.held(wanted)
+        missing = [c for c in wanted if c not in out]
         if missing:
             out.update(await self._head_store.heads(missing))
         return out

@@ -57,7 +57,7 @@ class TestMongoStores(StoreContract):
         buckets = BucketAllocator(heads, size=4)
 
         async def seed(found: Sequence[StoredMessage]) -> None:
-            keys = await buckets.assign([m.channel_id for m in found])
+            keys = (await buckets.assign([m.channel_id for m in found])).keys
             await contract_db[schema.MESSAGES].insert_many(
                 [
                     {schema.MESSAGE_BUCKET: key, **message_doc(m)}
@@ -78,7 +78,7 @@ class TestMongoStores(StoreContract):
                 if reply is not None:
                     bucket = str(reply[schema.MESSAGE_BUCKET])
                 else:
-                    (bucket,) = await buckets.assign([entry.message.channel_id])
+                    (bucket,) = (await buckets.assign([entry.message.channel_id])).keys
                 docs.append(change_doc(entry.change, entry.seq, bucket, count, entry.message))
             await contract_db[schema.CHANGES].insert_many(docs)
 

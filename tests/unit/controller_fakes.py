@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from chatcore.buckets import BucketAllocator, BucketRange
+from chatcore.buckets import BucketAllocator, BucketRange, Reservation
 from chatcore.errors import Unavailable
 from chatcore.kafka import MESSAGES_TOPIC
 from chatcore.message_state import StoredMessage
@@ -68,27 +68,34 @@ class MemoryMessageStore:
 
 
 class MemoryChannelHeads:
-    """Channel head documents (bucket ranges) in memory; ``failures_left`` reservations fail."""
+    """Channel head documents (bucket ranges, counters) in memory; ``failures_left``
+    reservations fail."""
 
     def __init__(self) -> None:
         self.ranges: dict[str, BucketRange] = {}
         self.failures_left = 0
         self.reservations: list[str] = []
         self.counters: dict[str, ChannelHead] = {}
+        self.lookups: list[str] = []  # heads read by a query of their own
+        self.gate: asyncio.Event | None = None  # holds counter saves while clear
 
-    async def reserve(self, channel_id: str) -> int:
+    async def reserve(self, channel_id: str) -> Reservation:
         if self.failures_left > 0:
             self.failures_left -= 1
             raise Unavailable("database error: ServerSelectionTimeoutError")
         current = self.ranges.get(channel_id, BucketRange(0, 0))
         self.ranges[channel_id] = BucketRange(current.low, current.high + 1)
         self.reservations.append(channel_id)
-        return current.high
+        return Reservation(current.high, self.counters.get(channel_id, ChannelHead()))
 
     async def range(self, channel_id: str) -> BucketRange | None:
         return self.ranges.get(channel_id)
 
+    def held(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
+        return {}  # no buffer in front: everything saved is stored
+
     async def head(self, channel_id: str) -> ChannelHead:
+        self.lookups.append(channel_id)
         return self.counters.get(channel_id, ChannelHead())
 
     async def heads(self, channel_ids: Iterable[str]) -> dict[str, ChannelHead]:
@@ -100,6 +107,8 @@ class MemoryChannelHeads:
     async def save_counters_many(
         self, heads: Mapping[str, ChannelHead], *, in_flight: int = 4
     ) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
         self.counters.update(heads)
 
 

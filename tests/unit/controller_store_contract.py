@@ -20,7 +20,7 @@ from typing import Protocol
 from chatcore.buckets import BucketRange, ChannelHeads, bucket_key
 from chatcore.message_state import Reaction, StoredMessage
 from chatcore.mongo import Document
-from chatcore.unread import ReadState
+from chatcore.unread import ChannelHead, DeletedMark, ReadState
 from services.controller.directory import AttachmentView, Directory, MembershipView
 from services.controller.lifecycle import ReadStore
 from services.controller.lifecycle_store import Members, MessageStates, change_doc
@@ -40,6 +40,12 @@ class ReadStates(ReadStore, Protocol):
     async def save(self, channel_id: str, states: Mapping[str, ReadState]) -> None: ...
 
 
+class Heads(ChannelHeads, Protocol):
+    """Bucket reservations, and the counters the controller's checkpoint stores."""
+
+    async def save_counters(self, channel_id: str, head: ChannelHead) -> None: ...
+
+
 @dataclass(kw_only=True)
 class Backend:
     """One implementation of each interface, and ways to put in what other services write
@@ -50,7 +56,7 @@ class Backend:
     seed_team: Callable[[str, Document], Awaitable[None]]
     seed_attachment: Callable[[AttachmentView], Awaitable[None]]
     seed_user: Callable[[str, bool], Awaitable[None]]
-    heads: ChannelHeads
+    heads: Heads
     range_of: Callable[[str], Awaitable[BucketRange | None]]
     # What the life-cycle pass reads and writes (over ``store``'s messages).
     states: MessageStates
@@ -144,10 +150,20 @@ class ControllerStoreContract:
     ) -> None:
         """Each reservation hands out the channel's next number; channels count separately."""
         assert await backend.range_of(T1) is None
-        assert [await backend.heads.reserve(T1) for _ in range(3)] == [0, 1, 2]
-        assert await backend.heads.reserve(T2) == 0
+        assert [(await backend.heads.reserve(T1)).number for _ in range(3)] == [0, 1, 2]
+        assert (await backend.heads.reserve(T2)).number == 0
         assert await backend.range_of(T1) == BucketRange(0, 3)
         assert await backend.range_of(T2) == BucketRange(0, 1)
+
+    async def test_a_reservation_brings_the_channel_s_stored_counters(
+        self, backend: Backend
+    ) -> None:
+        """What a reservation returns carries the head's counters as stored (zero when new)."""
+        assert (await backend.heads.reserve(T1)).head == ChannelHead()
+        head = ChannelHead(count=3, count_seq=8, last_seq=9, deleted=(DeletedMark(5, "u"),))
+        await backend.heads.save_counters(T1, head)
+        reserved = await backend.heads.reserve(T1)
+        assert (reserved.number, reserved.head) == (1, head)
 
     # --- what the life-cycle pass reads and writes -----------------------------------------
 

@@ -6,6 +6,7 @@ import pytest
 
 from chatcore.buckets import BucketAllocator, BucketRange, bucket_key, bucket_number
 from chatcore.errors import Unavailable
+from chatcore.unread import ChannelHead
 from tests.unit.controller_fakes import MemoryChannelHeads
 
 
@@ -34,10 +35,10 @@ async def test_messages_fill_a_bucket_then_the_next_one_reserved_before_use() ->
     channels count separately, in the order of the batch."""
     heads = MemoryChannelHeads()
     allocator = BucketAllocator(heads, size=3)
-    keys = await allocator.assign(["a", "a", "b", "a", "a"])
+    keys = (await allocator.assign(["a", "a", "b", "a", "a"])).keys
     assert keys == ["a/0", "a/0", "b/0", "a/0", "a/1"]
     assert heads.ranges == {"a": BucketRange(0, 2), "b": BucketRange(0, 1)}
-    assert await allocator.assign(["a", "a", "b", "a"]) == ["a/1", "a/1", "b/0", "a/2"]
+    assert (await allocator.assign(["a", "a", "b", "a"])).keys == ["a/1", "a/1", "b/0", "a/2"]
     assert sorted(heads.reservations) == ["a", "a", "a", "b"]
 
 
@@ -47,7 +48,7 @@ async def test_a_batch_that_fits_the_open_bucket_reserves_nothing() -> None:
     allocator = BucketAllocator(heads, size=100)
     await allocator.assign(["a"])
     heads.failures_left = 1  # a reservation now would fail
-    assert await allocator.assign(["a"] * 99) == ["a/0"] * 99
+    assert (await allocator.assign(["a"] * 99)).keys == ["a/0"] * 99
 
 
 async def test_a_failed_reservation_leaves_nothing_remembered_and_a_retry_reserves_afresh() -> None:
@@ -55,11 +56,11 @@ async def test_a_failed_reservation_leaves_nothing_remembered_and_a_retry_reserv
     reserved, and the retried batch reserves the next bucket."""
     heads = MemoryChannelHeads()
     allocator = BucketAllocator(heads, size=2)
-    assert await allocator.assign(["a", "a"]) == ["a/0", "a/0"]
+    assert (await allocator.assign(["a", "a"])).keys == ["a/0", "a/0"]
     heads.failures_left = 1
     with pytest.raises(Unavailable):
         await allocator.assign(["a"])
-    assert await allocator.assign(["a", "a", "a"]) == ["a/1", "a/1", "a/2"]
+    assert (await allocator.assign(["a", "a", "a"])).keys == ["a/1", "a/1", "a/2"]
     assert heads.ranges["a"] == BucketRange(0, 3)
 
 
@@ -69,7 +70,19 @@ async def test_after_partitions_move_a_channel_opens_a_fresh_bucket_above_the_ol
     heads = MemoryChannelHeads()
     ours = BucketAllocator(heads, size=10)
     theirs = BucketAllocator(heads, size=10)
-    assert await ours.assign(["a"]) == ["a/0"]
-    assert await theirs.assign(["a"]) == ["a/1"]  # the partition moved to another controller
+    assert (await ours.assign(["a"])).keys == ["a/0"]
+    assert (await theirs.assign(["a"])).keys == ["a/1"]  # the partition moved to another controller
     ours.forget()  # ... and back
-    assert await ours.assign(["a"]) == ["a/2"]
+    assert (await ours.assign(["a"])).keys == ["a/2"]
+
+
+async def test_a_placement_carries_the_head_each_reserving_channel_s_reservation_read() -> None:
+    """The counters come back with a channel's first reservation of the batch; a channel that
+    fit its open bucket reserved nothing and brings none."""
+    heads = MemoryChannelHeads()
+    heads.counters["a"] = ChannelHead(count=4, count_seq=9, last_seq=9)
+    allocator = BucketAllocator(heads, size=2)
+    first = await allocator.assign(["a", "a", "a", "b"])
+    assert first.keys == ["a/0", "a/0", "a/1", "b/0"]
+    assert first.heads == {"a": ChannelHead(count=4, count_seq=9, last_seq=9), "b": ChannelHead()}
+    assert (await allocator.assign(["a"])).heads == {}

@@ -216,3 +216,32 @@ async def test_read_states_are_looked_up_once_until_partitions_move() -> None:
     assert sorted(p.reads.loaded[2:]) == [(T, A), (T, B)]
     assert p.reads.states[(T, B)].seq == 20  # kept the other owner's position
     assert p.reads.states[(T, B)].dms == (21,)
+
+
+async def test_a_taken_over_channel_counts_on_from_its_stored_head_without_a_lookup() -> None:
+    """After partitions move, a channel's counters come from its bucket reservation (no head
+    query of their own) and its next team message counts on from the other owner's count."""
+    p = _setup()
+    await _run(p, [_msg(10, "m1", sender=A), _msg(11, "m2", sender=B)])
+    assert p.heads.lookups == []  # a new channel's head came with its first reservation
+    p.heads.counters[T] = ChannelHead(count=7, count_seq=30, last_seq=30)  # the other owner
+    p.processor.partitions_moved()
+    await _run(p, [_msg(31, "m3", sender=A)])
+    assert p.heads.lookups == []
+    assert p.heads.counters[T] == ChannelHead(count=8, count_seq=31, last_seq=31)
+    assert _doc(p, "m3")["n"] == 8
+
+
+async def test_a_head_waiting_to_be_written_wins_over_the_one_a_reservation_reads() -> None:
+    """A head held by the write-behind buffer is newer than the stored one: after partitions
+    move (the buffer kept), counting goes on from it, not from the stale stored document."""
+    p = make_processor(ControllerMetrics.create(CollectorRegistry()), bucket_size=4, held=True)
+    assert p.held is not None
+    await _run(p, [_msg(10, "m1", sender=A), _msg(11, "m2", sender=B)])
+    assert p.heads.counters == {}  # still held, not flushed
+    p.processor.partitions_moved()
+    await _run(p, [_msg(12, "m3", sender=A)])
+    assert _doc(p, "m3")["n"] == 3
+    await p.held.flush()
+    assert p.heads.counters[T].count == 3
+    assert p.heads.lookups == []

@@ -31,6 +31,25 @@ async def test_lookups_see_held_values_before_the_database() -> None:
     assert heads.counters == {}
 
 
+async def test_held_heads_are_those_waiting_or_being_written_never_stored_ones() -> None:
+    """``held`` answers from memory: a head saved and not yet landed, including one a flush is
+    writing; one already stored (or never saved) is not held."""
+    buffer, _, heads = _buffer()
+    heads.counters["c0"] = ChannelHead(count=1)
+    await buffer.save_counters_many({"c1": ChannelHead(count=2)})
+    heads.gate = asyncio.Event()
+    flushing = asyncio.create_task(buffer.flush())
+    await asyncio.sleep(0)
+    await buffer.save_counters_many({"c2": ChannelHead(count=3)})
+    assert buffer.held(["c0", "c1", "c2", "c3"]) == {
+        "c1": ChannelHead(count=2),
+        "c2": ChannelHead(count=3),
+    }
+    heads.gate.set()
+    await flushing
+    assert buffer.held(["c0", "c1", "c2"]) == {"c2": ChannelHead(count=3)}
+
+
 async def test_a_busy_document_is_written_once_per_flush_with_its_newest_value() -> None:
     """Three saves of one member's state cost one write, of the last value."""
     buffer, reads, _ = _buffer()
