@@ -4,6 +4,7 @@
     .venv/bin/python bench/pipeline.py dm --pairs 100 --rate 1000 --seconds 10 [--loadgen python]
     .venv/bin/python bench/pipeline.py idle --sockets 10000
     .venv/bin/python bench/pipeline.py persist --rooms 2000 --messages 100000
+    .venv/bin/python bench/pipeline.py takeover --signal kill  # persist, then kill the controller
 
 Load-test shortcuts, stated so the figures can be judged: members are minted as access tokens with
 the stack's development signing key and added to a team document written straight to the database
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import resource
+import signal
 import statistics
 import tempfile
 import time
@@ -448,16 +450,29 @@ async def idle(args: argparse.Namespace) -> None:
         r.close()
 
 
-async def _inserted(port: int) -> float:
-    """The controller's count of inserted messages, read from its /metrics (cheap to poll)."""
+async def _metrics(port: int) -> str:
+    """The controller's /metrics page (cheap to poll)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
     body = (await reader.read()).decode()
     writer.close()
-    for line in body.splitlines():
-        if line.startswith('controller_messages_total{outcome="inserted"}'):
-            return float(line.split()[-1])
-    return 0.0
+    return body
+
+
+def metric_samples(page: str, name: str) -> list[float]:
+    """The values of every sample of one metric (any labels) on a /metrics page."""
+    return [
+        float(line.split()[-1])
+        for line in page.splitlines()
+        if line.startswith((f"{name}{{", f"{name} "))
+    ]
+
+
+async def _inserted(port: int) -> float:
+    """The controller's count of inserted messages."""
+    return sum(
+        metric_samples(await _metrics(port), 'controller_messages_total{outcome="inserted"}')
+    )
 
 
 async def persist(args: argparse.Namespace) -> None:
@@ -513,6 +528,48 @@ async def persist(args: argparse.Namespace) -> None:
     await producer.stop()
 
 
+async def takeover(args: argparse.Namespace) -> None:
+    """The persist burst, then the controller stopped (``--signal term``) or killed (``kill``)
+    the moment its last message is stored: how long until its successor (the supervisor
+    restarts it) has committed everything, and how much it consumed again."""
+    settings = stack_settings()
+    port = settings.controller_http_port
+    pid_file = HOME / "run" / "controller.pid"
+    await persist(args)
+    old = int(pid_file.read_text())
+    signalled = time.monotonic()
+    os.kill(old, signal.SIGKILL if args.signal == "kill" else signal.SIGTERM)
+    lag: list[float] = []
+    page = ""
+    while time.monotonic() - signalled < args.timeout:
+        await asyncio.sleep(0.25)
+        try:
+            if int(pid_file.read_text()) == old:
+                continue
+            page = await _metrics(port)
+        except (OSError, ValueError):
+            continue  # between processes
+        lag = metric_samples(page, "controller_consumer_lag")
+        if lag and sum(lag) == 0:
+            break
+    print(
+        json.dumps(
+            {
+                "bench": "takeover",
+                "signal": args.signal,
+                "caught_up": bool(lag) and sum(lag) == 0,
+                "seconds_to_caught_up": round(time.monotonic() - signalled, 1),
+                "consumed_again": int(
+                    sum(metric_samples(page, 'controller_messages_total{outcome="redelivered"}'))
+                ),
+                "successor_store_seconds": round(
+                    sum(metric_samples(page, "controller_persist_seconds_sum")), 1
+                ),
+            }
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -539,11 +596,16 @@ def main() -> None:
     p.add_argument("--sockets", type=int, default=10000)
     p.add_argument("--relay-port", type=int, default=8103)
     p.add_argument("--relay-name", default="relay-1")
-    p = sub.add_parser("persist")
-    p.add_argument("--rooms", type=int, default=2000)
-    p.add_argument("--messages", type=int, default=100_000)
+    for name in ("persist", "takeover"):
+        p = sub.add_parser(name)
+        p.add_argument("--rooms", type=int, default=2000)
+        p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--signal", choices=("kill", "term"), default="kill")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for catching up")
     args = parser.parse_args()
-    runner = {"fanout": fanout, "dm": dm, "idle": idle, "persist": persist}[args.bench]
+    runner = {"fanout": fanout, "dm": dm, "idle": idle, "persist": persist, "takeover": takeover}[
+        args.bench
+    ]
     asyncio.run(runner(args))
 
 

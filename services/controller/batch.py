@@ -46,6 +46,7 @@ from services.controller.records import (
 )
 from services.controller.registry import Routed
 from services.controller.store import DUPLICATE_KEY, MessageStore, StoredPosition
+from services.controller.takeover import Takeover
 
 _log = get_logger("controller.batch")
 
@@ -179,12 +180,14 @@ class BatchProcessor:
         # The heads of the channels this controller stored into since its partitions last
         # moved: only it writes them while it owns their partitions.
         self._known_heads: dict[str, ChannelHead] = {}
+        self._takeover = Takeover(store)
 
     def partitions_moved(self) -> None:
         """Partitions were assigned or revoked: open fresh history buckets and read every head
         and read state again from now on (another controller may have written them meanwhile)."""
         self._buckets.forget()
         self._known_heads.clear()
+        self._takeover.partitions_moved()
         self._lifecycle.partitions_moved()
 
     def prepare(self, records: Sequence[Record]) -> PendingBatch:
@@ -257,15 +260,27 @@ class BatchProcessor:
         late_dead: list[DeadLetter] = []
         verdicts: dict[int, Verdict] = {}
         if messages:
+            known = await self._takeover.stored_already(messages, buckets)
+            fresh = [pos for pos, (_, item) in enumerate(messages) if item.message.id not in known]
             docs = [
                 to_document(item.message, item.record.offset, buckets[i], numbers[i])
-                for i, item in messages
+                for i, item in (messages[pos] for pos in fresh)
             ]
-            failures = await self._store.insert_unordered(docs)
+            inserted = await self._store.insert_unordered(docs) if docs else {}
+            # Positions in ``messages``; one stored already is as if its insert had clashed.
+            failures = {fresh[k]: code for k, code in inserted.items()}
+            failures.update(
+                (pos, DUPLICATE_KEY)
+                for pos, (_, item) in enumerate(messages)
+                if item.message.id in known
+            )
             duplicate_ids = sorted(
                 {messages[pos][1].message.id for pos, c in failures.items() if c == DUPLICATE_KEY}
+                - known.keys()
             )
-            stored = await self._store.positions(duplicate_ids) if duplicate_ids else {}
+            stored = dict(known)
+            if duplicate_ids:
+                stored.update(await self._store.positions(duplicate_ids))
             for pos, (index, item) in enumerate(messages):
                 code = failures.get(pos)
                 verdict = classify(item, code, stored)

@@ -18,7 +18,14 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatcore.errors import Unavailable
 from chatcore.mongo import Document, database_unavailable, each_bounded
-from chatcore.schema import ID, MESSAGE_CHANNEL_ID, MESSAGE_ID, MESSAGE_SEQ, MESSAGES
+from chatcore.schema import (
+    ID,
+    MESSAGE_BUCKET,
+    MESSAGE_CHANNEL_ID,
+    MESSAGE_ID,
+    MESSAGE_SEQ,
+    MESSAGES,
+)
 
 DUPLICATE_KEY = 11000
 
@@ -45,6 +52,9 @@ class MessageStore(Protocol):
 
     async def positions(self, ids: Sequence[str]) -> dict[str, StoredPosition]:
         """Where the messages with these ids are stored; absent ids are missing from the result."""
+
+    async def in_bucket(self, bucket: str) -> dict[str, StoredPosition]:
+        """Every message stored in one history bucket, by id (one equality query)."""
 
 
 def _write_failures(details: Mapping[str, Any]) -> dict[int, int]:
@@ -93,26 +103,33 @@ class MongoMessageStore:
             raise database_unavailable(exc) from exc
         return {}
 
+    async def in_bucket(self, bucket: str) -> dict[str, StoredPosition]:
+        try:
+            docs = await self._messages.find({MESSAGE_BUCKET: bucket}, _POSITION).to_list(None)
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return dict(_position(doc) for doc in docs)
+
     async def positions(self, ids: Sequence[str]) -> dict[str, StoredPosition]:
         if not ids:
             return {}
+
         # One equality query per id, not one ``$in``: FerretDB 1.24 pushes equality down to
         # PostgreSQL but evaluates ``$in`` itself over the whole collection (measured: 22 s at
         # 257k messages, past the socket timeout, so a batch with duplicates never completed;
         # 0.13 s per equality query). MongoDB serves both from the unique index.
-        projection = {ID: 0, MESSAGE_ID: 1, MESSAGE_CHANNEL_ID: 1, MESSAGE_SEQ: 1}
-
         async def lookup(message_id: str) -> Document | None:
-            return await self._messages.find_one({MESSAGE_ID: message_id}, projection)
+            return await self._messages.find_one({MESSAGE_ID: message_id}, _POSITION)
 
         try:
             found = await each_bounded(lookup, dict.fromkeys(ids))
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
-        return {
-            str(doc[MESSAGE_ID]): StoredPosition(
-                str(doc[MESSAGE_CHANNEL_ID]), int(doc[MESSAGE_SEQ])
-            )
-            for doc in found
-            if doc is not None
-        }
+        return dict(_position(doc) for doc in found if doc is not None)
+
+
+_POSITION = {ID: 0, MESSAGE_ID: 1, MESSAGE_CHANNEL_ID: 1, MESSAGE_SEQ: 1}
+
+
+def _position(doc: Document) -> tuple[str, StoredPosition]:
+    return str(doc[MESSAGE_ID]), StoredPosition(str(doc[MESSAGE_CHANNEL_ID]), int(doc[MESSAGE_SEQ]))

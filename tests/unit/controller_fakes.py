@@ -38,6 +38,9 @@ class MemoryMessageStore:
         self.docs: list[Document] = []
         self.failures_left = 0
         self.insert_calls = 0
+        self.insert_attempts: list[str] = []  # ids of every document given to an insert
+        self.position_lookups: list[str] = []
+        self.buckets_read: list[str] = []
 
     def _check_up(self) -> None:
         if self.failures_left > 0:
@@ -47,6 +50,7 @@ class MemoryMessageStore:
     async def insert_unordered(self, docs: Sequence[Document]) -> dict[int, int]:
         self._check_up()
         self.insert_calls += 1
+        self.insert_attempts.extend(d["id"] for d in docs)
         failures: dict[int, int] = {}
         for index, doc in enumerate(docs):
             clash = any(
@@ -62,8 +66,18 @@ class MemoryMessageStore:
 
     async def positions(self, ids: Sequence[str]) -> dict[str, StoredPosition]:
         self._check_up()
+        self.position_lookups.extend(ids)
         return {
             d["id"]: StoredPosition(d["channel_id"], d["seq"]) for d in self.docs if d["id"] in ids
+        }
+
+    async def in_bucket(self, bucket: str) -> dict[str, StoredPosition]:
+        self._check_up()
+        self.buckets_read.append(bucket)
+        return {
+            d["id"]: StoredPosition(d["channel_id"], d["seq"])
+            for d in self.docs
+            if d.get("bucket") == bucket
         }
 
 

@@ -112,6 +112,23 @@ class ControllerStoreContract:
         assert await backend.store.positions([]) == {}
         assert await backend.store.positions(["never", "stored"]) == {}
 
+    async def test_a_bucket_lists_exactly_the_messages_filed_in_it(self, backend: Backend) -> None:
+        """in_bucket finds every message of one bucket, by id with its position, and none of
+        another bucket or channel; an empty or unknown bucket is empty."""
+        docs = [
+            {**_doc("m1", T1, 1), "bucket": bucket_key(T1, 0)},
+            {**_doc("m2", T1, 2), "bucket": bucket_key(T1, 0)},
+            {**_doc("m3", T1, 3), "bucket": bucket_key(T1, 1)},
+            {**_doc("m4", T2, 1), "bucket": bucket_key(T2, 0)},
+        ]
+        assert await backend.store.insert_unordered(docs) == {}
+        assert await backend.store.in_bucket(bucket_key(T1, 0)) == {
+            "m1": StoredPosition(T1, 1),
+            "m2": StoredPosition(T1, 2),
+        }
+        assert await backend.store.in_bucket(bucket_key(T1, 1)) == {"m3": StoredPosition(T1, 3)}
+        assert await backend.store.in_bucket(bucket_key(T1, 7)) == {}
+
     async def test_memberships_and_members_read_what_management_wrote(
         self, backend: Backend
     ) -> None:

@@ -21,6 +21,7 @@ from bench.compare import (
     publishers_for,
     render_table,
 )
+from bench.pipeline import metric_samples
 from bench.proc_cpu import (
     CLK_TCK,
     ProcStat,
@@ -236,3 +237,23 @@ def test_around_divides_cpu_by_what_the_command_sent_or_stored() -> None:
     }
     assert per_message({"bench": "idle"}, cpu) == {}
     assert per_message({"sent": 0}, cpu) == {}
+
+
+def test_metric_samples_are_read_across_labels_and_not_from_look_alike_names() -> None:
+    """The takeover benchmark sums a metric's samples over every label set, and a metric whose
+    name merely starts the same (``_sum`` of a histogram, ``_created``) is not counted in."""
+    page = "\n".join(
+        [
+            "# HELP controller_consumer_lag Records not yet committed",
+            'controller_consumer_lag{partition="0",topic="t"} 3.0',
+            'controller_consumer_lag{partition="1",topic="t"} 4.0',
+            'controller_consumer_lag_created{partition="0"} 1.7e9',
+            'controller_messages_total{outcome="redelivered"} 96000.0',
+            "controller_persist_seconds_sum 11.5",
+            "controller_persist_seconds_count 50.0",
+        ]
+    )
+    assert metric_samples(page, "controller_consumer_lag") == [3.0, 4.0]
+    assert metric_samples(page, 'controller_messages_total{outcome="redelivered"}') == [96000.0]
+    assert metric_samples(page, "controller_persist_seconds_sum") == [11.5]
+    assert metric_samples(page, "controller_persist_seconds") == []

@@ -77,6 +77,80 @@ async def test_redelivered_record_is_fanned_out_again() -> None:
     assert s.count("redelivered") == 1.0
 
 
+async def test_records_stored_before_a_partition_moved_are_looked_up_not_inserted_again() -> None:
+    """A partition taken over with records its previous owner stored but never committed: those
+    are found by lookup and fanned out again, only the new one is inserted, and a client retry
+    among them is still a duplicate."""
+    s = _Setup()
+    first = [message_record(chat_message("t1", msg_id=f"m{i}"), offset=4 + i) for i in range(2)]
+    await s.run(first)
+    s.processor.partitions_moved()
+    retry = message_record(chat_message("t1", msg_id="m0"), offset=7)
+    s.store.insert_attempts.clear()
+    s.store.position_lookups.clear()
+    outcome = await s.run(
+        [*first, message_record(chat_message("t1", msg_id="m2"), offset=6), retry]
+    )
+    assert s.store.insert_attempts == ["m2"]
+    assert s.store.position_lookups == ["m0"]  # the probe; the rest came from one bucket read
+    assert s.store.buckets_read == ["t1/0"]
+    assert _seqs(outcome) == [4, 5, 6]
+    assert (outcome.counts[Verdict.REDELIVERED], outcome.counts[Verdict.INSERTED]) == (2, 1)
+    assert outcome.counts[Verdict.DUPLICATE] == 1
+    assert [(d["id"], d["seq"]) for d in s.store.docs] == [("m0", 4), ("m1", 5), ("m2", 6)]
+
+
+async def test_the_search_walks_down_past_an_empty_bucket_until_below_what_it_seeks() -> None:
+    """Buckets are read newest first from below the one the batch opened, an empty one (its
+    reserver died) included, and no further than the bucket holding the lowest offset sought."""
+    s = _Setup()
+    await s.run(
+        [message_record(chat_message("t1", msg_id=f"m{i}"), offset=1 + i) for i in range(5)]
+    )
+    await s.heads.reserve("t1")  # bucket 3: reserved, then its controller died
+    s.processor.partitions_moved()
+    s.store.insert_attempts.clear()
+    again = [message_record(chat_message("t1", msg_id=f"m{i}"), offset=1 + i) for i in (2, 3, 4)]
+    outcome = await s.run([*again, message_record(chat_message("t1", msg_id="m5"), offset=6)])
+    assert s.store.buckets_read == ["t1/3", "t1/2", "t1/1"]
+    assert s.store.insert_attempts == ["m5"]
+    assert _seqs(outcome) == [3, 4, 5, 6]
+    assert outcome.counts[Verdict.REDELIVERED] == 3
+
+
+async def test_buckets_read_while_in_doubt_serve_the_next_batches_too() -> None:
+    """Records consumed again over several batches: each bucket is read once, and once a batch
+    starts with a new message the partition goes straight to the insert."""
+    s = _Setup()
+    stored = [message_record(chat_message("t1", msg_id=f"m{i}"), offset=1 + i) for i in range(4)]
+    await s.run(stored)
+    s.processor.partitions_moved()
+    await s.run(stored[:1])
+    await s.run(stored[1:])
+    assert s.store.buckets_read == ["t1/1", "t1/0"]
+    s.store.insert_attempts.clear()
+    outcome = await s.run([message_record(chat_message("t1", msg_id="m4"), offset=5)])
+    assert s.store.insert_attempts == ["m4"]
+    assert s.store.buckets_read == ["t1/1", "t1/0"]
+    assert outcome.counts[Verdict.INSERTED] == 1
+    assert s.count("redelivered") == 4.0
+
+
+async def test_a_partition_whose_first_record_is_new_is_looked_up_once_then_inserted() -> None:
+    """After a move, one lookup of a partition's first message that finds nothing settles it:
+    that batch and the later ones go straight to the insert."""
+    s = _Setup()
+    await s.run([message_record(chat_message("t1", msg_id="m0"), offset=1)])
+    s.processor.partitions_moved()
+    s.store.position_lookups.clear()
+    batch = [message_record(chat_message("t1", msg_id=f"n{i}"), offset=2 + i) for i in range(3)]
+    await s.run(batch)
+    assert s.store.position_lookups == ["n0"]
+    await s.run([message_record(chat_message("t1", msg_id="n9"), offset=9)])
+    assert s.store.position_lookups == ["n0"]
+    assert len(s.store.docs) == 5
+
+
 async def test_client_retry_duplicate_is_not_fanned_out() -> None:
     """Same id at a new offset (a client retry) is neither stored nor fanned out."""
     s = _Setup()
