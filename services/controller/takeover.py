@@ -93,7 +93,8 @@ class Takeover:
         lowest = min(ids.values())
         found: dict[str, StoredPosition] = {}
         top = self._opened[channel] - 1
-        for number in range(top, top - WALK_MAX, -1):
+        # Not below 0: buckets under 0 hold only messages from before buckets existed.
+        for number in range(top, max(top - WALK_MAX, -1), -1):
             stored = await self._bucket(bucket_key(channel, number))
             found.update((i, p) for i, p in stored.items() if i in ids)
             # Buckets hold a channel's messages in order: below one reaching the lowest offset

@@ -118,6 +118,18 @@ async def test_the_search_walks_down_past_an_empty_bucket_until_below_what_it_se
     assert outcome.counts[Verdict.REDELIVERED] == 3
 
 
+async def test_a_channel_new_to_a_partition_in_doubt_costs_no_bucket_read() -> None:
+    """A channel whose first bucket this controller just opened has nothing below it to read
+    (buckets under 0 only hold messages from before buckets existed)."""
+    s = _Setup()
+    stored = message_record(chat_message("t1", msg_id="m0"), offset=1)
+    await s.run([stored])
+    s.processor.partitions_moved()
+    outcome = await s.run([stored, message_record(chat_message("t2", msg_id="x0"), offset=2)])
+    assert s.store.buckets_read == ["t1/0"]
+    assert (outcome.counts[Verdict.REDELIVERED], outcome.counts[Verdict.INSERTED]) == (1, 1)
+
+
 async def test_buckets_read_while_in_doubt_serve_the_next_batches_too() -> None:
     """Records consumed again over several batches: each bucket is read once, and once a batch
     starts with a new message the partition goes straight to the insert."""
