@@ -534,21 +534,20 @@ async def takeover(args: argparse.Namespace) -> None:
     restarts it) has committed everything, and how much it consumed again."""
     settings = stack_settings()
     port = settings.controller_http_port
-    pid_file = HOME / "run" / "controller.pid"
     await persist(args)
-    old = int(pid_file.read_text())
+    old = stack_pids(HOME)["controller"]
     signalled = time.monotonic()
     os.kill(old, signal.SIGKILL if args.signal == "kill" else signal.SIGTERM)
     lag: list[float] = []
     page = ""
     while time.monotonic() - signalled < args.timeout:
         await asyncio.sleep(0.25)
+        if stack_pids(HOME).get("controller") in (None, old):
+            continue  # not restarted yet
         try:
-            if int(pid_file.read_text()) == old:
-                continue
             page = await _metrics(port)
-        except (OSError, ValueError):
-            continue  # between processes
+        except OSError:
+            continue  # restarted, not listening yet
         lag = metric_samples(page, "controller_consumer_lag")
         if lag and sum(lag) == 0:
             break
