@@ -26,7 +26,7 @@ from chatcore.mongo import (
     database_unavailable,
     each_keyed,
 )
-from chatcore.unread import ChannelHead, DeletedMark
+from chatcore.unread import BEFORE_FIRST, ChannelHead, DeletedMark
 
 
 class MongoChannelHeads:
@@ -72,7 +72,8 @@ class MongoChannelHeads:
         return BucketRange(int(doc.get(s.CHANNEL_LOW, 0)), int(doc.get(s.CHANNEL_HIGH, 0)))
 
     async def head(self, channel_id: str) -> ChannelHead:
-        """The channel's counters (zero for a channel with nothing stored yet)."""
+        """The channel's counters (none, and seqs ``BEFORE_FIRST``, for a channel with nothing
+        stored yet)."""
         try:
             doc = await self._channels.find_one({s.ID: channel_id})
         except PyMongoError as exc:
@@ -122,8 +123,8 @@ def head_from_doc(doc: Mapping[str, Any] | None) -> ChannelHead:
     deleted = doc.get(s.CHANNEL_DELETED)
     return ChannelHead(
         count=int(doc.get(s.CHANNEL_COUNT, 0)),
-        count_seq=int(doc.get(s.CHANNEL_COUNT_SEQ, 0)),
-        last_seq=int(doc.get(s.CHANNEL_LAST_SEQ, 0)),
+        count_seq=int(doc.get(s.CHANNEL_COUNT_SEQ, BEFORE_FIRST)),
+        last_seq=int(doc.get(s.CHANNEL_LAST_SEQ, BEFORE_FIRST)),
         deleted=tuple(
             DeletedMark(int(d.get("seq", 0)), str(d.get("from", "")))
             for d in (deleted if isinstance(deleted, list) else ())

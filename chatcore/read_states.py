@@ -26,14 +26,14 @@ from chatcore.mongo import (
     each_keyed,
 )
 from chatcore.single_flight import SingleFlight
-from chatcore.unread import ChannelHead, ReadState, Unread, unread_all
+from chatcore.unread import BEFORE_FIRST, ChannelHead, ReadState, Unread, unread_all
 
 
 def read_from_doc(doc: Mapping[str, Any] | None) -> ReadState:
     if doc is None:
         return ReadState()
     return ReadState(
-        seq=int(doc.get(s.READ_SEQ, 0)),
+        seq=int(doc.get(s.READ_SEQ, BEFORE_FIRST)),
         count=int(doc.get(s.READ_COUNT, 0)),
         dms=tuple(int(x) for x in doc.get(s.READ_DMS, ())),
         mentions=tuple(int(x) for x in doc.get(s.READ_MENTIONS, ())),

@@ -29,6 +29,9 @@ MARKS_MAX = 1000
 DELETED_KEPT = 200
 # Distinct users one message may mention (more are ignored).
 MENTIONS_PER_MESSAGE_MAX = 20
+# A position before every record: seqs are Kafka offsets and start at 0, so 0 is a real message
+# (the first record of each partition) and cannot also mean "nothing yet".
+BEFORE_FIRST = -1
 
 _MENTION_RE = re.compile(r"<@([0-9a-f]{32})>")
 
@@ -57,11 +60,12 @@ class DeletedMark:
 @dataclass(frozen=True, slots=True)
 class ChannelHead:
     """The channel's counters: team messages stored (``count``, the last one counted at
-    ``count_seq``), the last seq stored, and the most recent deleted team messages."""
+    ``count_seq``), the last seq stored, and the most recent deleted team messages. Seqs are
+    ``BEFORE_FIRST`` while nothing is counted or stored."""
 
     count: int = 0
-    count_seq: int = 0
-    last_seq: int = 0
+    count_seq: int = BEFORE_FIRST
+    last_seq: int = BEFORE_FIRST
     deleted: tuple[DeletedMark, ...] = ()
 
     def with_deleted(self, mark: DeletedMark) -> ChannelHead:
@@ -78,9 +82,10 @@ def _add(marks: tuple[int, ...], seq: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True, slots=True)
 class ReadState:
-    """One member's read position in one channel and what arrived for them since."""
+    """One member's read position in one channel (``BEFORE_FIRST``: read nothing yet) and what
+    arrived for them since."""
 
-    seq: int = 0
+    seq: int = BEFORE_FIRST
     count: int = 0
     dms: tuple[int, ...] = ()
     mentions: tuple[int, ...] = ()

@@ -141,7 +141,12 @@ class MongoMessageStore:
             return []  # no message was ever stored in the channel
         forward = after is not None
         cursor = after if forward else before
-        start = None if cursor is None else await self._bucket_of(channel_id, cursor, buckets)
+        # Before the first seq (after=-1) is where the oldest bucket starts.
+        start = (
+            None
+            if cursor is None or cursor < 0
+            else await self._bucket_of(channel_id, cursor, buckets)
+        )
         numbers = buckets.oldest_first(start) if forward else buckets.newest_first(start)
         base: Document = _visible_to(viewer)
         if cursor is not None:

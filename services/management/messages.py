@@ -207,8 +207,17 @@ class MessageService:
         any other seq reads up to the latest message at or before it, and one beyond the team's
         last stored record is taken as that record, so nothing stored later counts as read)."""
         roles.member_team(await self._teams.get(team_id), caller)
-        seq = min(seq, (await self._heads.head(team_id)).last_seq)
-        count = await self._messages.count_at(team_id, seq, caller) if seq > 0 else 0
+        # A record the caller saw is stored (before it was fanned out), and its count with it.
+        # The channel's head is saved behind the fan-out, up to a checkpoint late: clamping a
+        # seq just delivered to it would leave the newest messages unread.
+        count = await self._messages.count_at(team_id, seq, caller)
+        if count is None:
+            last = (await self._heads.head(team_id)).last_seq
+            if last < 0:
+                return  # nothing stored in the channel yet: nothing to have read
+            if seq > last:
+                seq = last
+                count = await self._messages.count_at(team_id, seq, caller)
         if count is None:
             before = await self._messages.page(team_id, caller, before=seq + 1, after=None, limit=1)
             count = before[0].count if before else 0
@@ -235,6 +244,8 @@ class JoinMarkers:
 
     async def joined(self, team_id: str, user_id: str) -> None:
         head = await self._heads.head(team_id)
+        if head.last_seq < 0:
+            return  # an empty channel: everything said from now on is unread to them
         marker = chat_pb2.ReadMarker(
             channel_id=team_id,
             user_id=user_id,

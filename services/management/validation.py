@@ -22,6 +22,7 @@ from chatcore.http import json_integer
 from chatcore.messages import ID_RE as WIRE_ID_RE
 from chatcore.messages import text_problem
 from chatcore.schema import CONTROL, EMAIL_MAX, EMAIL_RE, ID_RE, SPACE
+from chatcore.unread import BEFORE_FIRST
 from services.management.model import MemberRef, TeamChanges, TeamDraft
 
 NAME_MAX = 100
@@ -223,16 +224,27 @@ def _bounded_int(raw: str, low: int, high: int) -> int | None:
     return value if low <= value <= high else None
 
 
+def _after(raw: str) -> int | None:
+    # Seqs start at 0 (a Kafka offset), so "from the very start" is after -1.
+    return BEFORE_FIRST if raw == str(BEFORE_FIRST) else _bounded_int(raw, 0, SEQ_MAX)
+
+
+_AFTER_ERROR = "a seq (a non-negative integer), or -1 for from the start"
+
+
 def parse_history_query(pairs: Iterable[tuple[str, str]]) -> HistoryQuery:
     """``?before=|after=<seq>&limit=``: at most one cursor, limit 1-200 (default 50)."""
     values = _single(pairs, frozenset({"before", "after", "limit"}))
     errors: dict[str, str] = {}
     cursors: dict[str, int | None] = {"before": None, "after": None}
-    for key in cursors:
-        if key in values:
-            cursors[key] = _bounded_int(values[key], 0, SEQ_MAX)
-            if cursors[key] is None:
-                errors[key] = "a non-negative integer seq"
+    if "before" in values:
+        cursors["before"] = _bounded_int(values["before"], 0, SEQ_MAX)
+        if cursors["before"] is None:
+            errors["before"] = "a non-negative integer seq"
+    if "after" in values:
+        cursors["after"] = _after(values["after"])
+        if cursors["after"] is None:
+            errors["after"] = _AFTER_ERROR
     if "before" in values and "after" in values:
         errors["before"] = "give before or after, not both"
     limit: int | None = HISTORY_LIMIT_DEFAULT
@@ -340,7 +352,8 @@ def parse_read(body: Mapping[str, Any]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class AfterQuery:
-    """A forward page: everything after ``after`` (0: from the start), at most ``limit``."""
+    """A forward page: everything after ``after`` (``BEFORE_FIRST``: from the start), at most
+    ``limit``."""
 
     after: int
     limit: int
@@ -350,11 +363,11 @@ def parse_after_query(pairs: Iterable[tuple[str, str]]) -> AfterQuery:
     """``?after=<seq>&limit=`` for a thread's replies and the changes feed."""
     values = _single(pairs, frozenset({"after", "limit"}))
     errors: dict[str, str] = {}
-    after: int | None = 0
+    after: int | None = BEFORE_FIRST
     if "after" in values:
-        after = _bounded_int(values["after"], 0, SEQ_MAX)
+        after = _after(values["after"])
         if after is None:
-            errors["after"] = "a non-negative integer seq"
+            errors["after"] = _AFTER_ERROR
     limit: int | None = HISTORY_LIMIT_DEFAULT
     if "limit" in values:
         limit = _bounded_int(values["limit"], 1, HISTORY_LIMIT_MAX)

@@ -270,6 +270,32 @@ async def test_unread_counts_mentions_and_dms_across_teams_and_read_frames(
         await client.close()
 
 
+async def test_messages_marked_read_as_they_arrive_stay_read(pipe: Pipeline) -> None:
+    """Bob marks each message read the moment his socket gets it, before the controller's next
+    checkpoint has saved the channel's head: his position is that message, nothing is unread."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob)
+    ca = await pipe.connect(alice, 0)
+    cb = await pipe.connect(bob, 1)
+    for _ in range(50):  # a member added a moment ago: the index may not list them yet
+        if team in cb.hello.get("channels", []):
+            break
+        await cb.close()
+        await asyncio.sleep(0.1)
+        cb = await pipe.connect(bob, 1)
+    assert team in cb.hello.get("channels", [])
+    for n in range(3):
+        sent = await ca.send(team, f"read me {n}")
+        await _frames_until(cb, lambda seen, i=sent.id: any(f.get("id") == i for f in seen))
+        await rest.mark_read(pipe.api_url, bob.token, team, sent.seq)
+        frames = await _frames_until(cb, lambda seen: any(f.get("type") == "read" for f in seen))
+        assert [f["seq"] for f in frames if f.get("type") == "read"] == [sent.seq]
+    unread = (await rest.team(pipe.api_url, bob.token, team))["unread"]
+    assert unread == {"count": 0, "mentions": 0, "last_read_seq": sent.seq}
+    for client in (ca, cb):
+        await client.close()
+
+
 async def test_changes_survive_a_controller_killed_with_9_and_apply_once(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -155,7 +155,8 @@ async def test_resume_and_edges(stack: Stack, channel: tuple[Roles, list[dict[st
     assert latest.body["meta"]["has_more"] is True
     for query in (
         "before=1&after=2",
-        "after=-1",
+        "after=-2",
+        "before=-1",
         "limit=0",
         "limit=201",
         "after=%24gt",

@@ -553,13 +553,13 @@ class FakeLog:
 
 
 class FixedUnread:
-    """Unread counts as a test sets them (zero otherwise)."""
+    """Unread counts as a test sets them (nothing unread and nothing read otherwise)."""
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str], Unread] = {}
 
     async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
-        return {c: self.counts.get((c, user_id), Unread(0, 0, 0)) for c in channel_ids}
+        return {c: self.counts.get((c, user_id), Unread(0, 0, -1)) for c in channel_ids}
 
 
 class FixedPresence:

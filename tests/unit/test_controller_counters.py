@@ -110,3 +110,15 @@ def test_an_empty_batch_changes_nothing() -> None:
     """No records: no numbers, the heads as given."""
     head = {"a": ChannelHead(count=3, count_seq=9, last_seq=9)}
     assert count_batch([], head) == ({}, head)
+
+
+def test_a_team_message_at_seq_0_is_counted() -> None:
+    """The first record of a partition (offset 0) is a message like any other: it is counted
+    in a new channel, and a redelivery of it after the head was saved is not counted again."""
+    numbers, heads = count_batch([_team(0, "a", 0), _team(1, "a", 1)], {})
+    assert (numbers[0], numbers[1]) == (1, 2)
+    assert heads["a"] == ChannelHead(count=2, count_seq=1, last_seq=1)
+    saved = ChannelHead(count=1, count_seq=0, last_seq=0)
+    numbers, heads = count_batch([_team(0, "a", 0)], {"a": saved})
+    assert numbers[0] == 1
+    assert heads["a"] == saved

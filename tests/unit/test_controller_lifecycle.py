@@ -156,6 +156,28 @@ async def test_unread_counts_others_messages_dms_and_mentions_and_skips_own() ->
     assert (T, A) in p.reads.states  # A's own messages moved A's position too
 
 
+async def test_the_first_record_of_a_partition_counts_like_any_other() -> None:
+    """Offset 0 is a real seq: a team message there is counted and moves its sender's position
+    to 0; a DM there is unread and a mention for its recipient, who can then read it."""
+    p = _setup()
+    await _run(p, [_msg(0, "m0", sender=A)])
+    head = p.heads.counters[T]
+    assert (head.count, head.count_seq, head.last_seq) == (1, 0, 0)
+    assert p.reads.states[(T, A)] == ReadState(seq=0, count=1)
+    assert unread(head, ReadState(), B).count == 1
+    assert unread(head, p.reads.states[(T, A)], A).count == 0
+
+    dm = _setup()
+    await _run(dm, [_msg(0, "d0", sender=A, to=B)])
+    read = dm.reads.states[(T, B)]
+    assert (read.dms, read.mentions) == ((0,), (0,))
+    assert unread(dm.heads.counters[T], read, B).count == 1
+    outcome = await _run(dm, [read_record(T, B, 0, 0, offset=1)])
+    assert _kinds(outcome) == ["read"]
+    assert dm.reads.states[(T, B)] == ReadState(seq=0, count=0)
+    assert unread(dm.heads.counters[T], dm.reads.states[(T, B)], B).count == 0
+
+
 async def test_a_read_marker_moves_the_position_forward_and_tells_the_member_s_sockets() -> None:
     """A marker below the position changes nothing; a joined marker is not announced."""
     p = _setup()

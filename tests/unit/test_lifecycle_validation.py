@@ -169,13 +169,16 @@ def test_a_bad_read_position_is_refused(body: dict[str, Any], field: str) -> Non
 
 
 def test_an_after_query_defaults_to_the_start_and_the_default_limit() -> None:
-    """No parameters: from seq 0, the default page size; unknown parameters are ignored."""
-    assert parse_after_query([]) == AfterQuery(after=0, limit=HISTORY_LIMIT_DEFAULT)
-    assert parse_after_query([("_", "123"), ("utm", "x")]) == AfterQuery(0, HISTORY_LIMIT_DEFAULT)
+    """No parameters: from the very start (seq 0 included), the default page size; unknown
+    parameters are ignored."""
+    assert parse_after_query([]) == AfterQuery(after=-1, limit=HISTORY_LIMIT_DEFAULT)
+    assert parse_after_query([("_", "123"), ("utm", "x")]) == AfterQuery(-1, HISTORY_LIMIT_DEFAULT)
 
 
 def test_an_after_query_takes_its_bounds() -> None:
-    """``after`` from 0 to the largest seq and ``limit`` from 1 to the maximum are accepted."""
+    """``after`` from -1 (the start) to the largest seq and ``limit`` from 1 to the maximum are
+    accepted."""
+    assert parse_after_query([("after", "-1")]) == AfterQuery(-1, HISTORY_LIMIT_DEFAULT)
     assert parse_after_query([("after", "0"), ("limit", "1")]) == AfterQuery(0, 1)
     assert parse_after_query([("after", str(SEQ_MAX)), ("limit", str(HISTORY_LIMIT_MAX))]) == (
         AfterQuery(SEQ_MAX, HISTORY_LIMIT_MAX)
@@ -186,7 +189,8 @@ def test_an_after_query_takes_its_bounds() -> None:
 @pytest.mark.parametrize(
     ("pairs", "field"),
     [
-        ([("after", "-1")], "after"),
+        ([("after", "-2")], "after"),
+        ([("after", "-0")], "after"),
         ([("after", "1.5")], "after"),
         ([("after", "")], "after"),
         ([("after", "abc")], "after"),

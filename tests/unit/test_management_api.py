@@ -466,6 +466,42 @@ async def test_marking_read_writes_a_marker_with_the_count_at_that_seq(harness: 
     assert body["data"][0]["unread"]["count"] == 3
 
 
+async def test_a_message_just_delivered_is_marked_read_before_its_head_is_saved(
+    harness: Harness,
+) -> None:
+    """The channel's head is saved up to a checkpoint after the fan-out: a seq the caller saw
+    live is marked as it is (with the count stored with the message), not clamped to the head;
+    a made-up seq beyond the head still is."""
+    team = await _team_with_bob(harness)
+    _stored(harness, team, 7, ALICE)
+    _stored(harness, team, 12, ALICE)
+    harness.heads.heads[team] = ChannelHead(count=7, count_seq=7, last_seq=7)
+    path = f"/v1/teams/{team}/read"
+    for asked in (12, 10**12):
+        assert (await harness.call("PUT", path, who=BOB, body={"seq": asked}))[0] == 204
+    assert [(m.seq, m.count) for m in harness.log.reads()] == [(12, 12), (7, 7)]
+
+
+async def test_the_message_at_seq_0_is_marked_read_and_an_empty_channel_writes_nothing(
+    harness: Harness,
+) -> None:
+    """Seqs start at 0: reading the first record of a partition is a read position like any
+    other; in a channel where nothing is stored there is nothing to mark, and nothing is
+    written; a never-read channel reports last_read_seq -1."""
+    team = await _team_with_bob(harness)
+    path = f"/v1/teams/{team}/read"
+    assert (await harness.call("PUT", path, who=BOB, body={"seq": 0}))[0] == 204
+    assert (await harness.call("PUT", path, who=BOB, body={"seq": 5}))[0] == 204
+    assert harness.log.reads() == []
+    status, body = await harness.call("GET", f"/v1/teams/{team}", who=BOB)
+    assert status == 200
+    assert body["data"]["unread"] == {"count": 0, "mentions": 0, "last_read_seq": -1}
+    first = _stored(harness, team, 0, ALICE)
+    harness.messages.messages[-1] = dataclasses.replace(first, count=1)
+    assert (await harness.call("PUT", path, who=BOB, body={"seq": 0}))[0] == 204
+    assert [(m.seq, m.count) for m in harness.log.reads()] == [(0, 1)]
+
+
 async def test_changes_and_thread_pages_walk_forward_with_a_cursor(harness: Harness) -> None:
     """The changes feed lists creations and changes in seq order after the cursor; a thread page
     lists the replies; both say whether more follow."""

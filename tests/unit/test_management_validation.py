@@ -129,15 +129,18 @@ def test_ids_outside_the_format_are_invalid(raw: object) -> None:
 
 
 def test_history_query() -> None:
-    """One cursor at most, seqs are non-negative integers, limit 1-200 (default 50)."""
+    """One cursor at most, seqs are non-negative integers (after=-1: from the start), limit 1-200
+    (default 50)."""
     q = parse_history_query([])
     assert (q.before, q.after, q.limit) == (None, None, 50)
     q = parse_history_query([("after", "0"), ("limit", "200"), ("utm", "x")])
     assert (q.before, q.after, q.limit) == (None, 0, 200)
+    assert parse_history_query([("after", "-1")]).after == -1
     assert parse_history_query([("before", str(2**63 - 1))]).before == 2**63 - 1
     bad = [
         [("before", "1"), ("after", "2")],
-        [("after", "-1")],
+        [("after", "-2")],
+        [("before", "-1")],
         [("after", "1.5")],
         [("after", str(2**63))],
         [("after", "$gt")],

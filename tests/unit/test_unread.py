@@ -95,6 +95,28 @@ def test_advancing_never_makes_more_team_messages_unread() -> None:
     assert unread(head, state.advanced(60, 2), ME).count <= before
 
 
+def test_the_message_at_seq_0_can_be_read_unread_and_a_dm() -> None:
+    """Seqs start at 0: a member who has read nothing sits before it, so the first record of a
+    partition counts as a DM and a mention, and reading it moves the position to 0."""
+    assert ReadState().seq == -1
+    fresh = ReadState().with_dm(0)
+    assert (fresh.dms, fresh.mentions) == ((0,), (0,))
+    assert unread(ChannelHead(), fresh, ME) == Unread(1, 1, -1)
+    assert ReadState().with_mention(0).mentions == (0,)
+    read = fresh.advanced(0, 0)
+    assert read == ReadState(seq=0, count=0)
+    head = ChannelHead(count=1, count_seq=0, last_seq=0)
+    assert unread(head, ReadState(), ME).count == 1
+    assert unread(head, ReadState().advanced(0, 1), ME).count == 0
+
+
+def test_a_deleted_message_at_seq_0_stops_counting() -> None:
+    """A team message at seq 0 deleted by another member no longer counts for one who has read
+    nothing."""
+    head = ChannelHead(count=1, count_seq=0, last_seq=1).with_deleted(DeletedMark(0, "o" * 32))
+    assert unread(head, ReadState(), ME).count == 0
+
+
 def test_a_dm_is_also_a_mention() -> None:
     """A DM above the read position counts as a DM and as a mention."""
     state = ReadState(seq=10).with_dm(12)
@@ -222,14 +244,14 @@ def test_the_unread_count_is_never_negative() -> None:
 
 
 def test_unread_all_defaults_to_zero_for_unknown_channels() -> None:
-    """A channel without a head or read document counts from zero; only the channels asked for
-    are answered."""
+    """A channel without a head or read document counts from zero and reads from before the
+    first seq (-1); only the channels asked for are answered."""
     heads = {"t1": ChannelHead(count=5, count_seq=50, last_seq=50), "t9": ChannelHead(count=1)}
     reads = {"t1": ReadState(seq=20, count=2), "t2": ReadState(seq=7).with_dm(9)}
     result = unread_all(heads, reads, ME, ["t1", "t2", "t3"])
     assert result == {
         "t1": Unread(3, 0, 20),
         "t2": Unread(1, 1, 7),
-        "t3": Unread(0, 0, 0),
+        "t3": Unread(0, 0, -1),
     }
-    assert unread_all({"t": ChannelHead(count=4)}, {}, ME, ["t"]) == {"t": Unread(4, 0, 0)}
+    assert unread_all({"t": ChannelHead(count=4)}, {}, ME, ["t"]) == {"t": Unread(4, 0, -1)}

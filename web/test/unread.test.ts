@@ -12,6 +12,17 @@ describe("ReadState", () => {
     expect([r.count, r.mentions]).toEqual([3, 1]);
   });
 
+  it("treats seq 0 as a message: a never-read team (-1) counts it, shows the divider, reports reading it", () => {
+    const r = new ReadState(ME);
+    r.fromServer({ count: 0, mentions: 0, last_read_seq: -1 });
+    const first = msg(0, { to: ME });
+    expect(r.onMessage(first)).toBe(true);
+    expect([r.count, r.mentions]).toEqual([1, 1]);
+    expect(dividerBefore([first], r.lastRead, ME)).toBe(first.id);
+    expect(r.seen(0, [first])).toBe(0);
+    expect([r.count, r.mentions, r.lastRead]).toEqual([0, 0, 0]);
+  });
+
   it("counts a redelivered message once", () => {
     const r = new ReadState(ME);
     r.onMessage(msg(1));
