@@ -111,9 +111,16 @@ async def read_json_object(request: web.Request, *, max_bytes: int) -> dict[str,
     """The request body as a JSON object: 413 if too big, 400 if not JSON, 422 if not an object."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLarge(f"request body exceeds {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise TooLarge(f"request body exceeds {max_bytes} bytes")
+    # ``read(n)`` returns what has arrived so far, not n bytes: a body in several TCP segments
+    # needs reading until its end (or until it is too big).
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(max_bytes + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise TooLarge(f"request body exceeds {max_bytes} bytes")
+    raw = b"".join(chunks)
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from chatcore.errors import Conflict, Forbidden, InvalidInput, NotFound
+from chatcore.errors import Conflict, InvalidInput, NotFound
 from chatcore.leases import Lease, Leases, local_leases
 from chatcore.logging import get_logger
 from chatcore.messages import iso_datetime
@@ -136,8 +136,7 @@ class AttachmentService:
     ) -> dict[str, Any]:
         """Record a pending attachment and presign the one POST that may fill it."""
         team = roles.member_team(await self._teams.get(team_id), caller)
-        if not team.active:
-            raise Forbidden("this team is deactivated")
+        roles.check_writable(team)
         now = self._now()
         attachment_id = self._new_id()
         item = Attachment(
@@ -176,6 +175,10 @@ class AttachmentService:
         """Check the stored object, scan it, and decide; idempotent once decided."""
         async with self._leases.hold(attachment_id) as lease:
             item = await self._visible(attachment_id, caller)
+            if item.uploader != caller:
+                # Only the uploader holds the upload form; anyone else learns nothing (a DM's
+                # file stays unknown to the other members, as on download).
+                raise NotFound("no such attachment")
             if item.status == READY:
                 return item
             if item.status == REJECTED:

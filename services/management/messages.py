@@ -101,11 +101,17 @@ class MessageService:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     async def _visible(
-        self, team_id: str, message_id: str, caller: str
+        self, team_id: str, message_id: str, caller: str, *, changing: bool = False
     ) -> tuple[Role, StoredMessage]:
-        role = roles.visible_role(await self._teams.get(team_id), caller)
-        message = await self._messages.message(team_id, message_id)
-        return role, visible_message(message, team_id, caller)
+        team = await self._teams.get(team_id)
+        role = roles.visible_role(team, caller)
+        message = visible_message(
+            await self._messages.message(team_id, message_id), team_id, caller
+        )
+        if changing:
+            assert team is not None
+            roles.check_writable(team)
+        return role, message
 
     async def _append(self, team_id: str, kind: str, value: bytes) -> None:
         headers = [(KIND_HEADER, kind.encode())]
@@ -149,13 +155,13 @@ class MessageService:
 
     async def edit(self, team_id: str, message_id: str, data: str, *, caller: str) -> StoredMessage:
         """The message as the edit makes it, once Kafka has the edit."""
-        role, message = await self._visible(team_id, message_id, caller)
+        role, message = await self._visible(team_id, message_id, caller, changing=True)
         check_edit(message, caller, role, self._now(), self._window)
         at = await self._change(team_id, message_id, caller, chat_pb2.CHANGE_KIND_EDIT, data=data)
         return dataclasses.replace(message, data=data, edited_ts=to_datetime(at))
 
     async def delete(self, team_id: str, message_id: str, *, caller: str) -> None:
-        role, message = await self._visible(team_id, message_id, caller)
+        role, message = await self._visible(team_id, message_id, caller, changing=True)
         if message.deleted:
             return  # already a tombstone: nothing to do, the same answer
         check_delete(message, caller, role, self._now(), self._window)
@@ -169,7 +175,7 @@ class MessageService:
         self, team_id: str, message_id: str, emoji: str, *, caller: str, add: bool
     ) -> None:
         """Add or remove the caller's reaction; idempotent (a repeat changes nothing)."""
-        _, message = await self._visible(team_id, message_id, caller)
+        _, message = await self._visible(team_id, message_id, caller, changing=True)
         if not needs_reaction_change(message, caller, emoji, add):
             return
         kind = chat_pb2.CHANGE_KIND_REACTION_ADD if add else chat_pb2.CHANGE_KIND_REACTION_REMOVE
@@ -190,15 +196,16 @@ class MessageService:
     async def changes(self, team_id: str, query: AfterQuery, *, caller: str) -> ForwardPage:
         """The channel's log after ``after`` as the caller may see it: the resume call."""
         roles.member_team(await self._teams.get(team_id), caller)
+        # One more than the page and one for a pair: entries sharing a seq (a reply and its
+        # root's thread change, never more) are never split. A page that would end between
+        # them ends before them, or, when they are all it holds (limit=1), holds both.
         found = await self._messages.changes(
-            team_id, caller, after=query.after, limit=query.limit + 1
+            team_id, caller, after=query.after, limit=query.limit + 2
         )
         page = tuple(found[: query.limit])
-        # Entries sharing a seq (a reply and its root's thread change) are never split: a page
-        # that would end between them ends before them.
         if len(found) > query.limit and page and found[query.limit].seq == page[-1].seq:
             cut = page[-1].seq
-            page = tuple(e for e in page if e.seq != cut) or page
+            page = tuple(e for e in page if e.seq != cut) or tuple(found[: query.limit + 1])
         cursor = page[-1].seq if page else query.after
         return ForwardPage(page, len(found) > len(page), cursor)
 

@@ -46,6 +46,13 @@ def member_team(team: Team | None, caller: str) -> Team:
     return team
 
 
+def check_writable(team: Team) -> None:
+    """A deactivated team is read-only for everyone: no sends, uploads, edits, deletes or
+    reactions (reading, and marking read, go on)."""
+    if not team.active:
+        raise Forbidden("this team is deactivated")
+
+
 def check_update(team: Team | None, caller: str, changes: TeamChanges) -> Role:
     """Admins change name, icon and tags; only the super_admin (de)activates the team."""
     role = visible_role(team, caller)

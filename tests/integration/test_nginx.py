@@ -359,3 +359,41 @@ async def test_api_requests_limited_per_client_address(
                     }
     assert statuses[:3] == [200, 200, 200]
     assert statuses.count(429) >= 5
+
+
+@pytest.fixture
+def write_limited_nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
+    """nginx allowing 1 management write/s per bearer token with a burst of 2."""
+    routes = [Route("test_api", "/v1/", [upstream], write_limited=True)]
+    yield from _start_nginx(tmp_path, routes, EdgeLimits(write_rate_per_s=1, write_burst=2))
+
+
+async def test_writes_are_limited_per_token_however_the_header_is_spelt(
+    write_limited_nginx: tuple[int, Path],
+) -> None:
+    """One token is one bucket whatever the scheme's case or spacing (the services accept them
+    all); another token has its own; marking read and reads are not charged."""
+    port, _logs = write_limited_nginx
+    base = f"http://127.0.0.1:{port}/v1/teams/t"
+    spellings = [
+        "Bearer tok-1",
+        "bearer tok-1",
+        "BEARER   tok-1",
+        "Bearer\ttok-1 ",
+        " bEaReR tok-1",
+    ]
+    async with aiohttp.ClientSession() as session:
+
+        async def status(method: str, url: str, authorization: str) -> int:
+            async with session.request(
+                method, url, headers={"Authorization": authorization}
+            ) as resp:
+                return resp.status
+
+        writes = [await status("PATCH", base, spellings[n % 5]) for n in range(10)]
+        assert writes[:3] == [200, 200, 200]
+        assert writes.count(429) >= 6
+        assert await status("PATCH", base, "Bearer tok-2") == 200
+        assert {await status("PUT", f"{base}/read", "Bearer tok-1") for _ in range(10)} == {200}
+        assert {await status("GET", base, "Bearer tok-1") for _ in range(10)} == {200}
+        assert await status("PUT", f"{base}/reactions/x", "Bearer tok-1") == 429

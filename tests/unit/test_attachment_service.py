@@ -210,6 +210,20 @@ async def test_a_dm_attachment_is_downloadable_by_sender_and_recipient_only(worl
     assert await _downloads(world, attachment_id) == {"alice": True, "bob": True, "carol": False}
 
 
+async def test_only_the_uploader_completes_and_others_learn_nothing(world: World) -> None:
+    """Completing is the uploader's step: another member gets the unknown id's 404 before and
+    after the file is sent in a DM (no name, size or type leaks), and nothing is decided."""
+    attachment_id = await _uploaded(world, b"salary review")
+    with pytest.raises(NotFound):
+        await world.service.complete(attachment_id, caller=CAROL)
+    assert (await world.records.get(attachment_id)).status == "pending"  # type: ignore[union-attr]
+    await world.service.complete(attachment_id, caller=ALICE)
+    _carry(world, attachment_id, sender=ALICE, to=BOB)
+    for who in (BOB, CAROL):
+        with pytest.raises(NotFound):
+            await world.service.complete(attachment_id, caller=who)
+
+
 async def test_a_team_message_attachment_is_downloadable_by_every_member(world: World) -> None:
     """Sent to the whole team: every member downloads it; strangers still get 404."""
     attachment_id = await _uploaded(world, b"for everyone")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -164,6 +165,30 @@ async def test_oversized_chunked_body_is_413(
     resp = await client.post("/v1/echo", data=chunks())
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "too_large"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_arriving_in_pieces_is_read_whole(
+    client: TestClient[web.Request, web.Application], chunked: bool
+) -> None:
+    """A JSON body sent in several writes a moment apart (a slow link, a proxy) is parsed whole,
+    with or without Content-Length; a piecewise body over the limit is still 413."""
+    body = json.dumps({"data": "x" * 1500}).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 400):
+            await asyncio.sleep(0.02)
+            yield body[start : start + 400]
+
+    headers = {"Content-Type": "application/json"}
+    if not chunked:
+        headers["Content-Length"] = str(len(body))
+    resp = await client.post("/v1/echo", data=pieces(), headers=headers)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["data"] == {"data": "x" * 1500}
+    body = json.dumps({"data": "x" * 3000}).encode()
+    resp = await client.post("/v1/echo", data=pieces())
+    assert resp.status == 413
 
 
 async def test_domain_errors_map_to_status(

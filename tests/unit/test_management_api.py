@@ -428,6 +428,27 @@ async def test_reactions_are_idempotent_and_limited_to_twenty_distinct(harness: 
     assert [c.emoji for c in harness.log.changes()] == ["👍", ":e3:"]
 
 
+async def test_a_deactivated_team_refuses_edits_deletes_and_reactions(harness: Harness) -> None:
+    """Read-only means the history too: 403 for an edit, a delete and a reaction, and nothing
+    reaches the log; reading and marking read go on; reactivated, the edit goes through."""
+    team = await _team_with_bob(harness)
+    message = _stored(harness, team, 5, BOB)
+    harness.wall[0] = T_POSTED.timestamp() + 10
+    assert (await harness.call("PATCH", f"/v1/teams/{team}", body={"active": False}))[0] == 200
+    path = f"/v1/teams/{team}/messages/{message.id}"
+    status, body = await harness.call("PATCH", path, who=BOB, body={"data": "rewritten"})
+    assert (status, body["error"]["message"]) == (403, "this team is deactivated")
+    assert (await harness.call("PUT", f"{path}/reactions/:x:", who=BOB))[0] == 403
+    assert (await harness.call("DELETE", path, who=BOB))[0] == 403
+    assert (await harness.call("DELETE", path))[0] == 403  # the super_admin too
+    assert harness.log.changes() == []
+    assert (await harness.call("GET", f"/v1/teams/{team}/messages", who=BOB))[0] == 200
+    assert (await harness.call("PUT", f"/v1/teams/{team}/read", who=BOB, body={"seq": 5}))[0] == 204
+    assert (await harness.call("PATCH", f"/v1/teams/{team}", body={"active": True}))[0] == 200
+    assert (await harness.call("PATCH", path, who=BOB, body={"data": "rewritten"}))[0] == 200
+    assert [c.data for c in harness.log.changes()] == ["rewritten"]
+
+
 async def test_messages_of_other_teams_and_others_dms_are_404(harness: Harness) -> None:
     """A DM between two others, or a message id of another team, does not exist for the caller."""
     team = await _team_with_bob(harness)
@@ -502,16 +523,22 @@ async def test_the_message_at_seq_0_is_marked_read_and_an_empty_channel_writes_n
     assert [(m.seq, m.count) for m in harness.log.reads()] == [(0, 1)]
 
 
-async def test_changes_and_thread_pages_walk_forward_with_a_cursor(harness: Harness) -> None:
-    """The changes feed lists creations and changes in seq order after the cursor; a thread page
-    lists the replies; both say whether more follow."""
-    team = await _team_with_bob(harness)
+def _thread_pair(harness: Harness, team: str) -> tuple[StoredMessage, StoredMessage]:
+    """Alice's root at seq 5 and Bob's reply at 6, with the root's thread change at 6 too."""
     root = _stored(harness, team, 5, ALICE)
     reply = dataclasses.replace(_stored(harness, team, 6, BOB), thread_id=root.id)
     harness.messages.messages[-1] = reply
     harness.messages.change_log.append(
         (ChangeEntry(6, "thread", dataclasses.replace(root, thread_replies=1)), 6)
     )
+    return root, reply
+
+
+async def test_changes_and_thread_pages_walk_forward_with_a_cursor(harness: Harness) -> None:
+    """The changes feed lists creations and changes in seq order after the cursor; a thread page
+    lists the replies; both say whether more follow."""
+    team = await _team_with_bob(harness)
+    root, reply = _thread_pair(harness, team)
     harness.messages.change_log.append(
         (ChangeEntry(8, "edited", dataclasses.replace(root, data="x")), 6)
     )
@@ -526,6 +553,24 @@ async def test_changes_and_thread_pages_walk_forward_with_a_cursor(harness: Harn
     status, body = await harness.call("GET", f"/v1/teams/{team}/messages/{root.id}/thread")
     assert [m["id"] for m in body["data"]] == [reply.id]
     assert body["data"][0]["thread_id"] == root.id
+
+
+async def test_a_changes_walk_of_pages_of_one_never_loses_a_thread_change(
+    harness: Harness,
+) -> None:
+    """A reply and its root's thread change share a seq: with limit=1 they come as one page of
+    two, so walking page by page sees every entry once."""
+    team = await _team_with_bob(harness)
+    _thread_pair(harness, team)
+    _stored(harness, team, 7, ALICE)
+    seen: list[tuple[int, str]] = []
+    cursor, more = -1, True
+    while more:
+        status, body = await harness.call("GET", f"/v1/teams/{team}/changes?after={cursor}&limit=1")
+        assert status == 200
+        seen += [(e["seq"], e["change"]) for e in body["data"]]
+        cursor, more = body["meta"]["next_cursor"], body["meta"]["has_more"]
+    assert seen == [(5, "created"), (6, "created"), (6, "thread"), (7, "created")]
 
 
 async def test_presence_lists_every_member_with_a_status(harness: Harness) -> None:
