@@ -67,12 +67,17 @@ class MembershipAudit:
 
     async def _audit(self, channel: str) -> int:
         async with self._concurrency:
+            generation = self._gate.generation(channel)
             try:
                 reply = await self._authority.members(channel)
             except Unavailable:
                 return 0  # the next round tries again
+        if self._gate.generation(channel) != generation:
+            # A membership event overtook the read: the event acted already, and this list may
+            # predate it (a member just added would lose the team). The next round reads again.
+            return 0
         members = frozenset(reply.user_ids) if reply.found else None
-        self._gate.remember(channel, members or frozenset())
+        self._gate.remember(channel, members or frozenset(), generation)
         before = len(self._hub.in_channel(channel))
         effects = self._hub.audit(channel, members, reply.active)
         self._apply(effects)

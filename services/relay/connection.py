@@ -270,13 +270,19 @@ class Relay:
                 message.headers.clear()
         context = bind_context(request_id=relay_conn.request_id, user_id=claims.sub)
         started = time.monotonic()
+        # Membership events from now until the socket is attached apply to it (handshakes.py).
+        self.hub.expect(claims.sub)
         try:
             reply = await self.link.memberships(claims.sub)
-        except ChatError:
+        except BaseException as exc:
+            self.hub.abandon(claims.sub)
+            if not isinstance(exc, ChatError):
+                raise
             reset_context(context)
             await conn.close(1013, "membership service unavailable, retry")
             return
         if reply.disabled or self._disabled_until.get(claims.sub, 0.0) > time.monotonic():
+            self.hub.abandon(claims.sub)
             reset_context(context)
             await conn.close(1008, "account disabled")
             return

@@ -4,13 +4,16 @@ The socket's own channel map answers membership at once (it is kept current by m
 events and the periodic audit); member lists for DMs and attachment checks come from the
 controllers through the narrow ``Authority`` interface. Member lists are cached per channel for
 at most a minute, dropped on a membership event for that channel, and fetched once however many
-frames ask at the same moment (single flight).
+frames ask at the same moment (single flight). A read that a membership event overtook (the
+channel's ``generation`` moved while it was on its way) may predate the event: it is not cached,
+and frames asking after the event wait for a read of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -22,6 +25,7 @@ from services.relay.frames import ChatFrame, TypingFrame
 from services.relay.hub import Session
 
 MEMBERS_TTL_S = 60.0
+_GENERATIONS_MAX = 100_000
 # CheckAttachmentReply.reason when someone else uploaded the file (the controller's word).
 NOT_UPLOADER = "not_uploader"
 
@@ -57,15 +61,30 @@ class Gate:
         self._clock = clock
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
         self._inflight: dict[str, asyncio.Future[frozenset[str]]] = {}
+        # Per channel, a number that changes with every membership event for it (taken from one
+        # counter, so a channel never gets a number back; forgetting them all is safe).
+        self._generations: dict[str, int] = {}
+        self._ticks = itertools.count(1)
+
+    def generation(self, channel: str) -> int:
+        """Changes with every membership event for ``channel``: a read started at one generation
+        and finished at another may not know the latest event."""
+        return self._generations.get(channel, 0)
 
     def forget(self, channels: list[str]) -> None:
-        """Drop cached member lists after membership events for these channels."""
+        """Drop cached member lists (and reads on their way) after membership events."""
+        if len(self._generations) > _GENERATIONS_MAX:
+            self._generations.clear()  # reads on their way then look overtaken: re-read, safe
         for channel in channels:
             self._members.pop(channel, None)
+            self._inflight.pop(channel, None)
+            self._generations[channel] = next(self._ticks)
 
-    def remember(self, channel: str, members: frozenset[str]) -> None:
-        """A member list read by someone else (the audit): fresh for another TTL."""
-        self._members[channel] = (self._clock(), members)
+    def remember(self, channel: str, members: frozenset[str], generation: int) -> None:
+        """A member list read by someone else (the audit), started at ``generation``: fresh for
+        another TTL unless an event overtook it."""
+        if generation == self.generation(channel):
+            self._members[channel] = (self._clock(), members)
 
     async def members_of(self, channel: str) -> frozenset[str]:
         """The channel's members, from the cache or one shared fetch; ``Unavailable`` if none."""
@@ -77,10 +96,11 @@ class Gate:
             return await asyncio.shield(inflight)
         future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
         self._inflight[channel] = future
+        generation = self.generation(channel)
         try:
             reply = await self._authority.members(channel)
             members = frozenset(reply.user_ids) if reply.found else frozenset()
-            self.remember(channel, members)
+            self.remember(channel, members, generation)
             future.set_result(members)
             return members
         except BaseException as exc:
@@ -88,7 +108,8 @@ class Gate:
             future.exception()  # retrieved: waiters re-raise it, nobody else needs it
             raise
         finally:
-            self._inflight.pop(channel, None)
+            if self._inflight.get(channel) is future:
+                del self._inflight[channel]
 
     async def check(self, session: Session, frame: ChatFrame | TypingFrame) -> None:
         """Raise ``Forbidden`` / ``InvalidInput`` / ``Unavailable`` unless the frame may go out

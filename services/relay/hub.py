@@ -32,8 +32,10 @@ from services.relay.frames import (
     typing_out_frame,
     update_frame,
 )
+from services.relay.handshakes import Handshakes
 
 REMOVED, ADDED, DEACTIVATED = "removed", "added", "deactivated"
+_ACTIVATION = (chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED, chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED)
 
 
 @dataclass(eq=False, slots=True)
@@ -95,6 +97,7 @@ class Hub:
         self._wants: dict[str, int] = {}
         self._granting: dict[tuple[str, str], int] = {}
         self._next_token = 1
+        self._handshakes = Handshakes()
 
     @property
     def channels(self) -> list[str]:
@@ -150,14 +153,34 @@ class Hub:
 
     # -- sockets --
 
+    def expect(self, user_id: str) -> None:
+        """A socket of ``user_id`` starts its membership lookup: membership events from now on
+        are kept for it (``handshakes.py``) until ``attach`` or ``abandon``."""
+        self._handshakes.begin(user_id)
+
+    def abandon(self, user_id: str) -> None:
+        """That socket's lookup failed or the socket went: nothing to attach."""
+        self._handshakes.end(user_id)
+
     def attach(self, session: Session) -> Effects:
-        """A new socket, pending until ``greet``: its channels join the subscription set now."""
+        """A new socket (after ``expect``), pending until ``greet``: its channels join the
+        subscription set now, and membership events seen during its lookup apply to it."""
         effects = Effects()
         self._by_user.setdefault(session.user_id, set()).add(session)
         self._pending.add(session)
         for channel in session.channels:
             self._want(channel, effects)
+        for noted in self._handshakes.end(session.user_id):
+            self._replay(session, noted.channel_id, noted.change, effects)
         return effects
+
+    def _replay(self, session: Session, channel: str, change: int, effects: Effects) -> None:
+        if change == chat_pb2.MEMBERSHIP_CHANGE_ADDED:
+            self._begin_grant(session.user_id, channel, effects)
+        elif change == chat_pb2.MEMBERSHIP_CHANGE_REMOVED:
+            self.revoke(channel, [session.user_id], effects)
+        elif change in _ACTIVATION and channel in session.channels:
+            session.channels[channel] = change == chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED
 
     def greet(self, session: Session) -> None:
         """The socket's ``hello`` is going out: from now on it receives deliveries."""
@@ -284,14 +307,13 @@ class Hub:
             effects.disabled_users.append(event.user_id)
             return
         effects.members_changed.append(channel)
+        if self._handshakes:
+            self._handshakes.note(event.user_id, channel, change)
         if change == chat_pb2.MEMBERSHIP_CHANGE_ADDED:
             self._begin_grant(event.user_id, channel, effects)
         elif change == chat_pb2.MEMBERSHIP_CHANGE_REMOVED:
             self.revoke(channel, [event.user_id], effects)
-        elif change in (
-            chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED,
-            chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED,
-        ):
+        elif change in _ACTIVATION:
             self.set_active(channel, change == chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED)
 
     # -- membership changes --

@@ -113,3 +113,73 @@ async def test_a_controller_stream_back_up_triggers_an_audit_pass(
         with contextlib.suppress(asyncio.CancelledError):
             await audit
         await relay.link.stop()
+
+
+class _HeldAuthority(FakeAuthority):
+    """Member-list reads that answer with the list as it was when asked, once released."""
+
+    def __init__(self, members: dict[str, list[str]]) -> None:
+        super().__init__(members)
+        self.release = asyncio.Event()
+        self.asked = 0
+
+    async def members(self, channel_id: str) -> chat_pb2.GetMembersReply:
+        reply = await super().members(channel_id)  # read now ...
+        self.asked += 1
+        await self.release.wait()  # ... answered later
+        return reply
+
+
+async def test_an_audit_read_overtaken_by_an_added_event_revokes_nothing() -> None:
+    """The audit reads the team, Dave is added and his grant gives his socket the team, then the
+    old list arrives: Dave keeps the team (the next pass reads again) and the stale list is not
+    cached for DM checks."""
+    hub = Hub(RecordingFanout())
+    dave = "d" * 32
+    socket = Session(dave, object(), {OTHER: True})
+    hub.attach(socket)
+    hub.greet(socket)
+    authority = _HeldAuthority({TEAM: [ALICE], OTHER: [dave]})
+    gate = Gate(authority)
+    audit = MembershipAudit(hub, gate, authority, lambda _e: None, interval_s=60)
+    sitter = Session(ALICE, object(), {TEAM: True})
+    hub.attach(sitter)
+    hub.greet(sitter)
+    running = asyncio.create_task(audit.audit_all())
+    await _until(lambda: authority.asked == 2)
+    effects = hub.deliver(
+        chat_pb2.DeliveryBatch(
+            deliveries=[
+                chat_pb2.Delivery(
+                    membership=chat_pb2.MembershipEvent(
+                        channel_id=TEAM, user_id=dave, change=chat_pb2.MEMBERSHIP_CHANGE_ADDED
+                    )
+                )
+            ]
+        )
+    )
+    gate.forget(effects.members_changed)
+    hub.finish_grant(effects.grants[0], member=True, active=True)
+    authority.members_of[TEAM] = [ALICE, dave]
+    authority.release.set()
+    assert await running == 0
+    assert TEAM in socket.channels
+    assert dave in await gate.members_of(TEAM)  # read again, not the list from before
+
+
+async def test_a_member_list_read_overtaken_by_a_removal_is_not_used_after_it() -> None:
+    """A DM check's read of the team is on its way when Bob is removed: DM checks after the
+    removal read the team again instead of joining that read or caching its answer."""
+    authority = _HeldAuthority({TEAM: [ALICE, BOB]})
+    gate = Gate(authority)
+    before = asyncio.create_task(gate.members_of(TEAM))
+    await _until(lambda: authority.asked == 1)
+    gate.forget([TEAM])
+    authority.members_of[TEAM] = [ALICE]
+    after = asyncio.create_task(gate.members_of(TEAM))
+    await _until(lambda: authority.asked == 2)
+    authority.release.set()
+    assert BOB in await before  # asked before the removal: a concurrent read
+    assert await after == frozenset({ALICE})
+    assert await gate.members_of(TEAM) == frozenset({ALICE})
+    assert authority.asked == 2

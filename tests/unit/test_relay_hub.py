@@ -237,3 +237,56 @@ def test_presence_reaches_each_team_socket_in_order_but_not_the_user_s_own() -> 
     assert told(s["bob"]) == told(s["bob2"]) == [(CAROL, ONLINE), (CAROL, OFFLINE)]
     assert told(s["carol"]) == []  # carol's socket is in OTHER only
     assert all(f["channel_id"] == TEAM for f in rec.got(s["alice"]))
+
+
+def _batch(*deliveries: chat_pb2.Delivery) -> chat_pb2.DeliveryBatch:
+    return chat_pb2.DeliveryBatch(deliveries=list(deliveries))
+
+
+def test_events_during_a_socket_s_lookup_apply_to_it_when_it_attaches() -> None:
+    """Removed from one team, added to another and a third deactivated while Dave's membership
+    lookup was on its way (its answer predates them all): his socket is greeted without the
+    first, read-only in the third, and the second comes by a grant; nothing of the first reaches
+    it."""
+    hub, rec, _s = _hub()
+    dave, new, third = "d" * 32, "n" * 32, "x" * 32
+    hub.expect(dave)
+    hub.deliver(
+        _batch(
+            _event(chat_pb2.MEMBERSHIP_CHANGE_REMOVED, dave),
+            _event(chat_pb2.MEMBERSHIP_CHANGE_ADDED, dave, channel=new),
+            _event(chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED, channel=third),
+        )
+    )
+    socket = Session(dave, object(), {TEAM: True, third: True})  # the lookup's stale answer
+    effects = hub.attach(socket)
+    hub.greet(socket)
+    assert socket.channels == {third: False}
+    assert [(g.user_id, g.channel_id) for g in effects.grants] == [(dave, new)]
+    hub.finish_grant(effects.grants[0], member=True, active=True)
+    assert socket.channels == {third: False, new: True}
+    hub.deliver(_batch(_message(seq=9), _message(channel=new, seq=10)))
+    assert [f.get("event", f.get("seq")) for f in rec.got(socket)] == ["added", 10]
+
+
+def test_events_are_kept_only_while_a_lookup_is_open() -> None:
+    """An event before the lookup began, or after the socket attached, is not replayed; two
+    sockets of one user looking up at once both get what came during their lookups."""
+    hub, _rec, _s = _hub()
+    dave = "d" * 32
+    hub.deliver(_batch(_event(chat_pb2.MEMBERSHIP_CHANGE_REMOVED, dave)))
+    hub.expect(dave)
+    hub.expect(dave)
+    first = Session(dave, object(), {TEAM: True})
+    assert hub.attach(first).grants == []
+    assert first.channels == {TEAM: True}
+    hub.deliver(_batch(_event(chat_pb2.MEMBERSHIP_CHANGE_REMOVED, dave)))
+    assert first.channels == {}  # attached: the event acted on it directly
+    second = Session(dave, object(), {TEAM: True})
+    hub.attach(second)
+    assert second.channels == {}
+    hub.expect(dave)
+    hub.abandon(dave)  # a lookup that failed keeps nothing
+    third = Session(dave, object(), {TEAM: True})
+    hub.attach(third)
+    assert third.channels == {TEAM: True}
