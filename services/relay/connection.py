@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from chatcore.errors import ChatError, RateLimited
+from chatcore.errors import ChatError, RateLimited, Unavailable
 from chatcore.logging import bind_context, get_logger, reset_context
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.ratelimit import TokenBucketLimiter
@@ -356,6 +356,10 @@ class Relay:
         try:
             frame = parse_frame(raw)
             cmid = frame.client_msg_id if isinstance(frame, ChatFrame) else ""
+            if self.draining:
+                # The drain waits for the produces it found; one started now could be cut off
+                # by the close before its ack. Refused, the client sends it again elsewhere.
+                raise Unavailable("relay is restarting; reconnect and send again")
             limiter = self._typing_limits if isinstance(frame, TypingFrame) else self._limits
             wait = limiter.try_acquire(str(id(session)))
             if wait > 0:

@@ -264,3 +264,23 @@ async def test_a_removal_whose_event_was_lost_is_enforced_by_the_audit(pipe: Pip
         await client.send(team, "still in?")
     assert refused.value.code == "forbidden"
     await client.close()
+
+
+async def test_a_message_sent_while_the_relay_drains_is_refused_with_an_error_not_dropped(
+    pipe: Pipeline,
+) -> None:
+    """Once the relay drains (SIGTERM), a new message gets an `unavailable` error naming its
+    client_msg_id at once (the close could cut off its ack), and nothing is stored."""
+    alice = await pipe.user()
+    team = await pipe.team([alice])
+    client = await pipe.connect(alice)
+    pipe.relays[0].relay.draining = True
+    try:
+        with pytest.raises(SendFailed) as refused:
+            await client.send(team, "just as it stops", client_msg_id="drain-1", timeout=5)
+        assert refused.value.code == "unavailable"
+    finally:
+        pipe.relays[0].relay.draining = False
+    await asyncio.sleep(1)
+    assert await pipe.db.messages.count_documents({"channel_id": team}) == 0
+    await client.close()
