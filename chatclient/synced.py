@@ -8,6 +8,11 @@ channel; when the socket drops (relay restart 1012, overload 1013, network) it r
 backoff and jitter and resumes. Live frames that arrive during a resume are buffered by the
 timeline and merged, so nothing is shown twice and nothing is missing. ``read`` and ``presence``
 frames are kept as they come (``reads``, ``presence``): they never move a cursor.
+
+A resume the server answers 403 or 404 (the user left or was removed from the team, or it is
+gone) drops the channel; a 401 (the token expired or was revoked) stops the client, with the
+reason in ``failure``: neither can succeed by trying again. Other failures are retried with
+growing backoff.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import InvalidStatus, WebSocketException
 
 from chatclient import http
 from chatclient.client import Ack, ChatClient
@@ -27,6 +32,8 @@ from chatclient.http import ApiError, changes_page, history_page
 from chatclient.timeline import Timeline
 
 PAGE = 200
+# Answers to a resume that no retry can change: the channel is not the user's (any more).
+_GONE = frozenset({403, 404})
 
 
 class SyncedClient:
@@ -53,6 +60,9 @@ class SyncedClient:
         self.presence: dict[tuple[str, str], str] = {}
         self.resyncs = 0
         self.reconnects = 0
+        # Why the client stopped by itself (a 401 on a REST call or at the handshake), if it did.
+        self.failure: Exception | None = None
+        self._closer: asyncio.Future[None] | None = None
         self._channels: set[str] = set()
         self._pump: asyncio.Task[None] | None = None
         self._resumes: dict[str, asyncio.Task[None]] = {}
@@ -120,9 +130,13 @@ class SyncedClient:
                 backoff = min(backoff * 2, self._max_backoff_s)
                 try:
                     await self._connect()
+                except InvalidStatus as exc:
+                    if exc.response.status_code in (401, 403):
+                        self._fail(exc)  # the token is no longer good: retrying cannot help
+                        return
+                    continue  # the relay is restarting (503 while draining)
                 except (OSError, TimeoutError, WebSocketException):
-                    # The relay is restarting (503 while draining, refused) or unreachable.
-                    continue
+                    continue  # refused or unreachable
                 self.reconnects += 1
                 backoff = 0.1
                 break
@@ -160,7 +174,7 @@ class SyncedClient:
             self._channels.add(channel)
             self._resume(channel)
         elif kind == "membership" and frame.get("event") == "removed":
-            self._channels.discard(str(frame.get("channel_id")))
+            self._drop(str(frame.get("channel_id")))
         elif kind == "read":
             channel = str(frame["channel_id"])
             self.reads[channel] = max(self.reads.get(channel, 0), int(frame["seq"]))
@@ -184,19 +198,53 @@ class SyncedClient:
         self._resumes[channel] = asyncio.create_task(self._resume_loop(channel))
 
     async def _resume_loop(self, channel: str) -> None:
+        backoff = 0.2
         while True:
             self._again.discard(channel)
             try:
                 await self._page_through(channel)
-            except (TimeoutError, ApiError, OSError, aiohttp.ClientError):
+            except ApiError as exc:
+                if exc.status == 401:
+                    self._fail(exc)
+                    return
+                if exc.status in _GONE:
+                    self._drop(channel)
+                    return
+                backoff = await self._pause(backoff)
+                continue
+            except (TimeoutError, OSError, aiohttp.ClientError):
                 # Still resuming (live frames stay buffered, the cursor unmoved): try again.
-                await asyncio.sleep(0.2)
+                backoff = await self._pause(backoff)
                 continue
             if channel not in self._again:
                 # Only now: frames buffered since a later resync may lie past what it must fetch.
                 self.timeline.end_resume(channel)
                 self._notify()
                 return
+
+    async def _pause(self, backoff: float) -> float:
+        await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
+        return min(backoff * 2, self._max_backoff_s)
+
+    def _drop(self, channel: str) -> None:
+        """The channel is no longer the user's: stop resuming it; what it holds stays."""
+        self._channels.discard(channel)
+        self._again.discard(channel)
+        running = self._resumes.pop(channel, None)
+        if running is not None and running is not asyncio.current_task():
+            running.cancel()
+        if self.timeline.resuming(channel):
+            self.timeline.end_resume(channel)
+        self._notify()
+
+    def _fail(self, exc: Exception) -> None:
+        """A 401: the token is dead, so stop (``failure`` says why); nothing retries."""
+        self.failure = exc
+        self._closing = True
+        for channel in list(self._resumes):
+            self._drop(channel)
+        if self.client is not None:
+            self._closer = asyncio.ensure_future(self.client.close())
 
     async def _page_through(self, channel: str) -> None:
         cursor = self.timeline.begin_resume(channel)
@@ -238,6 +286,8 @@ class SyncedClient:
 
     async def close(self) -> None:
         self._closing = True
+        if self._closer is not None:
+            await self._closer
         if self.client is not None:
             await self.client.close()
         for task in [self._pump, *self._resumes.values()]:

@@ -6,9 +6,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
 
 import chatclient.synced
 from chatclient import ChatClient, SyncedClient
+from chatclient.http import ApiError
 
 TEAM = "t" * 32
 
@@ -132,4 +136,114 @@ async def test_a_resync_during_a_resume_keeps_the_buffer_until_the_second_run(
     await client.wait_for(lambda: client.resyncs == 2 and client.settled(), 5)
     assert history.afters == [None, 10, 11]
     assert [m["seq"] for m in client.timeline.messages(TEAM)] == [10, 11, 12, 13, 14]
+    await client.close()
+
+
+class _Refusing:
+    """The REST calls answering one error status; counts them."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.calls = 0
+
+    async def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
+        self.calls += 1
+        raise ApiError(self.status, "x", "refused")
+
+
+@pytest.mark.parametrize("status", [403, 404])
+async def test_a_resume_answered_403_or_404_drops_the_channel_and_stops(
+    monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """Removed from the team (or it is gone) while resuming: one request, the channel dropped,
+    the client settled, its socket kept for the other channels."""
+    socket = _Socket()
+    refusing = _Refusing(status)
+
+    async def connect(_url: str, _token: str) -> _Socket:
+        return socket
+
+    monkeypatch.setattr(ChatClient, "connect", connect)
+    monkeypatch.setattr(chatclient.synced, "history_page", refusing)
+    monkeypatch.setattr(chatclient.synced, "changes_page", refusing)
+    client = SyncedClient("ws://relay", "http://api", "token", reconnect=False)
+    await client.start()
+    await _settled(client)
+    await asyncio.sleep(0.5)
+    assert refusing.calls == 1
+    assert client.failure is None
+    assert not socket.closed.is_set()
+    await client.close()
+
+
+async def test_a_resume_answered_401_stops_the_client_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The token expired: no retries, the socket closed, ``failure`` holds the 401."""
+    socket = _Socket()
+    refusing = _Refusing(401)
+
+    async def connect(_url: str, _token: str) -> _Socket:
+        return socket
+
+    monkeypatch.setattr(ChatClient, "connect", connect)
+    monkeypatch.setattr(chatclient.synced, "history_page", refusing)
+    client = SyncedClient("ws://relay", "http://api", "token")
+    await client.start()
+    await client.wait_for(lambda: client.failure is not None, 5)
+    await asyncio.sleep(0.5)
+    assert refusing.calls == 1
+    assert isinstance(client.failure, ApiError)
+    assert client.failure.status == 401
+    assert socket.closed.is_set()
+    assert client.settled()
+    await client.close()
+
+
+async def test_a_failing_resume_retries_with_growing_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 503 is retried, but not five times a second forever: the pauses grow to the maximum."""
+    socket = _Socket()
+    refusing = _Refusing(503)
+
+    async def connect(_url: str, _token: str) -> _Socket:
+        return socket
+
+    monkeypatch.setattr(ChatClient, "connect", connect)
+    monkeypatch.setattr(chatclient.synced, "history_page", refusing)
+    client = SyncedClient("ws://relay", "http://api", "token", max_backoff_s=0.4)
+    await client.start()
+    await asyncio.sleep(2.0)
+    assert 3 <= refusing.calls <= 8  # 0.2 s then 0.4 s pauses (jittered): not ten
+    assert not client.settled()
+    await client.close()
+
+
+async def test_a_reconnect_refused_401_stops_instead_of_retrying_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The socket drops and the relay now refuses the token with 401: one attempt, then the
+    client stops with the reason (a 503 while a relay drains is retried instead)."""
+    first = _Socket()
+    history = _History(stored=[])
+    attempts: list[int] = []
+
+    async def connect(_url: str, _token: str) -> _Socket:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            return first
+        status = 503 if len(attempts) == 2 else 401
+        raise InvalidStatus(Response(status, "refused", Headers()))
+
+    monkeypatch.setattr(ChatClient, "connect", connect)
+    monkeypatch.setattr(chatclient.synced, "history_page", history)
+    client = SyncedClient("ws://relay", "http://api", "token", max_backoff_s=0.1)
+    await client.start()
+    await _settled(client)
+    await first.close()
+    await client.wait_for(lambda: client.failure is not None, 5)
+    await asyncio.sleep(0.3)
+    assert len(attempts) == 3
+    assert isinstance(client.failure, InvalidStatus)
     await client.close()
