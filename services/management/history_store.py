@@ -222,3 +222,15 @@ class MongoMessageStore:
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return Carrier.NONE
+
+    async def carried_besides(self, channel_id: str, attachment_id: str, message_id: str) -> bool:
+        carrying: Document = {
+            s.MESSAGE_CHANNEL_ID: channel_id,
+            s.MESSAGE_DATA: attachment_id,
+            s.MESSAGE_TYPE: {"$ne": s.TEXT},
+            s.MESSAGE_ID: {"$ne": message_id},
+        }
+        try:
+            return await self._messages.find_one(carrying, {s.ID: 1}) is not None
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc

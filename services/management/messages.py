@@ -165,9 +165,12 @@ class MessageService:
         if message.deleted:
             return  # already a tombstone: nothing to do, the same answer
         check_delete(message, caller, role, self._now(), self._window)
-        if message.type != s.TEXT:
+        if message.type != s.TEXT and not await self._messages.carried_besides(
+            team_id, message.data, message.id
+        ):
             # First: once the delete is in the log the message no longer names its attachment,
-            # and a retry of a failed request could not find it again.
+            # and a retry of a failed request could not find it again. Not while another
+            # message (the same file sent again, to the team or in a DM) still carries it.
             await self._attachments.withdraw(message.data)
         await self._change(team_id, message_id, caller, chat_pb2.CHANGE_KIND_DELETE)
 

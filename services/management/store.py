@@ -153,6 +153,9 @@ class MessageStore(Protocol):
     async def carrier(self, channel_id: str, attachment_id: str, viewer: str) -> Carrier:
         """Whether the viewer may see a message of the channel that carries the attachment."""
 
+    async def carried_besides(self, channel_id: str, attachment_id: str, message_id: str) -> bool:
+        """Whether a message of the channel other than ``message_id`` carries the attachment."""
+
     async def message(self, channel_id: str, message_id: str) -> StoredMessage | None:
         """The channel's message with this id (None for none, or one of another channel)."""
 

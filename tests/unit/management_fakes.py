@@ -342,6 +342,15 @@ class MemoryMessageStore:
             return Carrier.VISIBLE
         return Carrier.HIDDEN if carrying else Carrier.NONE
 
+    async def carried_besides(self, channel_id: str, attachment_id: str, message_id: str) -> bool:
+        return any(
+            m.channel_id == channel_id
+            and m.data == attachment_id
+            and m.type != TEXT
+            and m.id != message_id
+            for m in self.messages
+        )
+
 
 class MemoryAttachmentStore:
     def __init__(self) -> None:

@@ -436,6 +436,28 @@ class StoreContract:
         )
         assert await carrier(channel, attachment, V) is Carrier.VISIBLE
 
+    async def test_carried_besides_looks_past_one_message(self, backend: Backend) -> None:
+        """Whether another non-text message of the channel than the one named carries the id:
+        a text quoting it, another channel's message and the named message do not count."""
+        channel, attachment = backend.new_id(), backend.new_id()
+        first, second = backend.new_id(), backend.new_id()
+        besides = backend.messages.carried_besides
+        await backend.seed_messages(
+            [
+                StoredMessage(first, 1, channel, "*", "file", attachment, S, T0),
+                StoredMessage(backend.new_id(), 2, channel, "*", "text", attachment, S, T0),
+                StoredMessage(
+                    backend.new_id(), 1, backend.new_id(), "*", "file", attachment, S, T0
+                ),
+            ]
+        )
+        assert not await besides(channel, attachment, first)
+        await backend.seed_messages(
+            [StoredMessage(second, 3, channel, U, "image", attachment, S, T0)]
+        )
+        assert await besides(channel, attachment, first)
+        assert await besides(channel, attachment, second)
+
     async def test_message_is_found_by_id_within_its_channel(self, backend: Backend) -> None:
         """A message as it stands now, whoever it is to; None for an unknown id or for the id
         of another channel's message."""

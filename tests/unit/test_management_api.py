@@ -407,6 +407,31 @@ async def test_an_admin_deletes_anyones_message_at_any_time_and_a_member_only_th
     ]
 
 
+async def test_deleting_one_of_two_messages_carrying_a_file_keeps_the_file(
+    harness: Harness,
+) -> None:
+    """Alice sent one file to the team and again in a DM to Bob: deleting the DM leaves the file
+    downloadable through the team message; deleting that one too withdraws it (404, bytes gone)."""
+    team = await _team_with_bob(harness)
+    upload = {"filename": "a.txt", "content_type": "text/plain", "size": 5}
+    _status, body = await harness.call("POST", f"/v1/teams/{team}/attachments", body=upload)
+    file_id = body["data"]["id"]
+    key = harness.attachments.items[file_id].key
+    harness.objects.objects[key] = (b"hello", "text/plain")
+    assert (await harness.call("POST", f"/v1/attachments/{file_id}/complete"))[0] == 200
+    shared = dataclasses.replace(_stored(harness, team, 5, ALICE, kind="file"), data=file_id)
+    dm = dataclasses.replace(_stored(harness, team, 6, ALICE, to=BOB, kind="file"), data=file_id)
+    harness.messages.messages[-2:] = [shared, dm]
+    assert (await harness.call("DELETE", f"/v1/teams/{team}/messages/{dm.id}"))[0] == 204
+    assert key in harness.objects.objects
+    assert (await harness.call("GET", f"/v1/attachments/{file_id}", who=BOB))[0] == 200
+    # The controller applies the delete: the DM becomes a tombstone that carries nothing.
+    harness.messages.messages[-1] = dataclasses.replace(dm, data="", deleted=True)
+    assert (await harness.call("DELETE", f"/v1/teams/{team}/messages/{shared.id}"))[0] == 204
+    assert key not in harness.objects.objects
+    assert (await harness.call("GET", f"/v1/attachments/{file_id}"))[0] == 404
+
+
 async def test_reactions_are_idempotent_and_limited_to_twenty_distinct(harness: Harness) -> None:
     """A repeated PUT writes nothing more; a 21st distinct emoji is 409; a bad emoji 422."""
     team = await _team_with_bob(harness)
