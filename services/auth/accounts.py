@@ -256,6 +256,14 @@ class AuthService:
         if not await self._refresh.claim(token_hash, self._now(), fence=lease.epoch):
             await self._reuse_detected(record)
         session = await self._new_session(user, family=record.family)
+        # The lease covers this token only: a revocation of the family (an older token's
+        # replay, a logout, a disable) that ran between the claim and the insert revoked the
+        # claimed token but never saw the new one. The claimed token tells; revoke again.
+        claimed = await self._refresh.get(token_hash)
+        if claimed is None or claimed.revoked:
+            await self._refresh.revoke_family(record.family)
+            self._metrics.refreshes.labels("invalid").inc()
+            raise Unauthorized("this login was revoked meanwhile; log in again")
         self._metrics.refreshes.labels("success").inc()
         return session
 

@@ -15,6 +15,7 @@ from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.accounts import AuthMetrics, AuthService, Limiters, hash_refresh_token
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.auth.passwords import PasswordHasher
+from services.auth.store import RefreshRecord
 from services.auth.validation import Credentials, Registration
 from tests.unit.auth_fakes import MemoryRefreshStore, MemoryUserStore
 
@@ -254,6 +255,30 @@ async def test_old_hash_parameters_are_upgraded_on_login(world: _World) -> None:
     await world.users.set_password_hash(user_id, weak)
     await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
     assert world.users.users[user_id].password_hash != weak
+
+
+async def test_a_revocation_between_claim_and_insert_does_not_let_the_new_token_escape(
+    world: _World,
+) -> None:
+    """An older token's replay revokes the family while a rotation is between claiming its
+    token and storing the new one: the rotation fails and the new token is revoked too."""
+    await _register(world)
+    first = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    second = await world.service.refresh(first.refresh_token)
+    inserted: list[RefreshRecord] = []
+    plain_insert = world.tokens.insert
+
+    async def insert_after_a_replay(record: RefreshRecord) -> None:
+        with pytest.raises(Unauthorized, match="already used"):
+            await world.service.refresh(first.refresh_token)  # the replay, right now
+        inserted.append(record)
+        await plain_insert(record)
+
+    world.tokens.insert = insert_after_a_replay  # type: ignore[method-assign]
+    with pytest.raises(Unauthorized, match="revoked meanwhile"):
+        await world.service.refresh(second.refresh_token)
+    assert len(inserted) == 1
+    assert world.tokens.records[inserted[0].token_hash].revoked
 
 
 async def test_concurrent_refreshes_of_one_token_yield_one_session(world: _World) -> None:
