@@ -296,8 +296,10 @@ class Relay:
         self._apply(self.hub.attach(session))
         self.metrics.connections.inc()
         loop = asyncio.get_running_loop()
+        # At the end of the leeway the handshake allowed: a token accepted a second past its
+        # exp (clock skew) is not closed before its hello.
         expiry = loop.call_later(
-            max(0.0, claims.exp - time.time()),
+            max(0.0, claims.exp + self._settings.jwt_leeway_s - time.time()),
             lambda: spawn(conn.close(1008, "token expired")),
         )
         try:

@@ -331,6 +331,26 @@ async def test_expired_token_closes_the_socket_with_1008(pipe: Pipeline) -> None
     assert client.close_code == 1008
 
 
+async def test_a_token_accepted_within_the_leeway_gets_its_hello_before_it_closes(
+    pipe: Pipeline,
+) -> None:
+    """A token 2 s past its exp is inside the 5 s clock-skew leeway: the handshake accepts it,
+    the socket gets its hello, and closes with 1008 when the leeway ends, not at once."""
+    a = await pipe.user()
+    issuer = TokenIssuer(
+        KeyRing([load_signing_key(Path(pipe.settings.auth_signing_keys[0]))]),
+        issuer=pipe.settings.jwt_issuer,
+        audience=pipe.settings.jwt_audience,
+        ttl_s=-2,
+    )
+    client = await ChatClient.connect(pipe.ws_url(), issuer.issue(a.id).token)
+    assert client.hello["user_id"] == a.id
+    opened = asyncio.get_running_loop().time()
+    await asyncio.wait_for(client.conn.wait_closed(), 15)
+    assert client.close_code == 1008
+    assert asyncio.get_running_loop().time() - opened > 1.0
+
+
 async def test_relay_health_endpoints(pipe: Pipeline) -> None:
     """A relay answers /healthz, /readyz (its controller stream is up) and /metrics."""
     port = pipe.relays[0].port
