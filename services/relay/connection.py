@@ -148,7 +148,12 @@ class Relay:
 
     def _on_stream_up(self, address: str, lost: bool) -> None:
         """A controller stream is UP again: pay the resyncs it owes, re-check memberships."""
-        sessions = self.ledger.settle(address, lost=lost, greeted=self.hub.greeted_sessions())
+        sessions = self.ledger.settle(
+            address,
+            lost=lost,
+            greeted=self.hub.greeted_sessions(),
+            confirmed=self.link.confirmed(address),
+        )
         self._resync(sessions, address, lost=lost)
         self.audit.trigger()
 

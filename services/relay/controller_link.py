@@ -155,6 +155,10 @@ class ControllerLink:
     def state(self, address: str) -> StreamState:
         return self._stream(address).state
 
+    def confirmed(self, address: str) -> int:
+        """The highest request id the stream to ``address`` has confirmed (0: none yet)."""
+        return self._stream(address).confirmed
+
     def _stream(self, address: str) -> _Stream:
         for stream in self._streams:
             if stream.address == address:

@@ -52,9 +52,28 @@ class ResyncLedger:
             del owed[session]
         return [s for s in paid if s.greeted]
 
-    def settle(self, address: str, *, lost: bool, greeted: Iterable[Session]) -> list[Session]:
-        """The stream to ``address`` is UP again: the sockets to send ``resync`` to now."""
+    def settle(
+        self,
+        address: str,
+        *,
+        lost: bool,
+        greeted: Iterable[Session],
+        confirmed: int | None = None,
+    ) -> list[Session]:
+        """The stream to ``address`` is UP again, having confirmed ``confirmed`` (None: the
+        controller left for good, every debt is due): the sockets to send ``resync`` to now.
+
+        A socket waiting for a later request (queued while the stream was opening) stays owed
+        until that request is confirmed: its channels may not be in force yet.
+        """
         owed = self._owed.pop(address, {})
+        later = {
+            s: wanted
+            for s, wanted in owed.items()
+            if confirmed is not None and wanted != _UNTIL_UP and wanted > confirmed
+        }
+        if later:
+            self._owed[address] = later
         if lost:
             return list(greeted)
-        return [s for s in owed if s.greeted]
+        return [s for s in owed if s.greeted and s not in later]

@@ -110,6 +110,20 @@ def test_ledger_pays_a_slow_controllers_debtors_at_the_confirmation_they_waited_
     assert ledger.settle("ctl-1", lost=False, greeted=[a, b, c]) == [c]
 
 
+def test_a_stream_back_up_keeps_a_debt_for_a_request_queued_after_its_opening_one() -> None:
+    """Back UP having confirmed its opening request 10: a socket that waited for request 11
+    (queued while the stream opened) is not paid yet, but at 11's confirmation."""
+    a, b = (Session(u, object(), {}, greeted=True) for u in "ab")
+    ledger = ResyncLedger()
+    ledger.owe(a, ["ctl-1"], {"ctl-1": 10})
+    ledger.owe(b, ["ctl-1"], {"ctl-1": 11})
+    assert ledger.settle("ctl-1", lost=False, greeted=[a, b], confirmed=10) == [a]
+    assert ledger.owed_by("ctl-1") == 1
+    assert ledger.confirmed("ctl-1", 11) == [b]
+    ledger.owe(b, ["ctl-1"], {"ctl-1": 12})
+    assert ledger.settle("ctl-1", lost=False, greeted=[a, b]) == [b]  # left for good: all due
+
+
 def test_ledger_owed_twice_by_one_controller_is_paid_when_both_would_be() -> None:
     """The later request of two wins; an unreachable controller's debt waits for its return."""
     a, b = (Session(u, object(), {}, greeted=True) for u in "ab")
