@@ -23,6 +23,7 @@ from chatcore.messages import (
     to_datetime,
 )
 from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.unread import mentioned
 
 # A reaction shows at most this many of the users who reacted (its count has them all).
 REACTION_USERS_SHOWN = 20
@@ -70,10 +71,19 @@ class StoredMessage:
     thread_last_reply_ts: datetime | None = None
     count: int = 0
     last_change: int = 0
+    # Whom a team text mentioned when stored (None: not recorded, the text then says).
+    mentions: tuple[str, ...] | None = None
 
     @property
     def is_broadcast(self) -> bool:
         return self.to == s.BROADCAST
+
+    def mentioned_users(self) -> list[str]:
+        """The users whose mention of this message was counted when it was stored: what a
+        delete takes back (an edit changes no count, so the current text may say otherwise)."""
+        if not self.is_broadcast or self.type != s.TEXT:
+            return []
+        return list(self.mentions) if self.mentions is not None else mentioned(self.data)
 
     def visible_to(self, user_id: str) -> bool:
         """Team messages to every member; a DM to its two people only."""
@@ -133,6 +143,7 @@ class StoredMessage:
             thread_last_reply_ts=_optional_datetime(thread.get("last_reply_ts")),
             count=int(doc.get(s.MESSAGE_COUNT, 0)),
             last_change=int(doc.get(s.MESSAGE_LAST_CHANGE, 0)),
+            mentions=_optional_users(doc.get(s.MESSAGE_MENTIONS)),
         )
 
     def changed_fields(self) -> dict[str, Any]:
@@ -218,6 +229,10 @@ def _optional_str(value: object) -> str | None:
 
 def _optional_datetime(value: object) -> datetime | None:
     return value if isinstance(value, datetime) else None
+
+
+def _optional_users(value: object) -> tuple[str, ...] | None:
+    return tuple(str(u) for u in value) if isinstance(value, list) else None
 
 
 def visible_filter(viewer: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import orjson
 from chatcore import schema
 from chatcore.errors import InvalidInput
 from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.unread import mentioned
 
 CORRELATION_HEADER = "correlation_id"
 # Which kind of record a chat.messages.v1 value is (protos/chat/v1/chat.proto): absent or
@@ -140,7 +141,7 @@ def to_document(
 ) -> dict[str, Any]:
     """The MongoDB document of a persisted message, stored in history bucket ``bucket``;
     ``count``: the channel's team messages up to and including this record (chatcore.unread)."""
-    return {
+    doc: dict[str, Any] = {
         "id": message.id,
         "channel_id": message.channel_id,
         "seq": seq,
@@ -154,6 +155,15 @@ def to_document(
         "thread_id": message.thread_id or None,
         "n": count,
     }
+    if (
+        message.to == BROADCAST
+        and message.type == chat_pb2.MESSAGE_TYPE_TEXT
+        and "<@" in message.data
+    ):
+        users = mentioned(message.data)
+        if users:
+            doc[schema.MESSAGE_MENTIONS] = users
+    return doc
 
 
 def from_document(doc: dict[str, Any]) -> chat_pb2.PersistedMessage:

@@ -117,6 +117,9 @@ MESSAGE_THREAD: Final = "thread"
 MESSAGE_COUNT: Final = "n"
 # The seq of the last change applied to the message: a change consumed twice is applied once.
 MESSAGE_LAST_CHANGE: Final = "last_change"
+# The users a team text mentioned when it was stored (absent when none, and on messages stored
+# before 2026-12-06): a delete takes back the mentions that were counted, whatever edits did.
+MESSAGE_MENTIONS: Final = "mentions"
 
 # One document per applied change (``_id``: ``"<channel_id>:<seq>:<change>"``), in the channel's
 # buckets like its messages: the ``changes?after=`` feed. ``message`` is the message as the change

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chatcore.buckets import BucketAllocator
+from chatcore.buckets import BucketAllocator, Placement
 from chatcore.logging import get_logger
 from chatcore.messages import BROADCAST, to_document
 from chatcore.proto.chat.v1 import chat_pb2
@@ -100,6 +100,10 @@ class PendingBatch:
     records: int
     dead_letters_sent: bool = False
     verdicts: dict[int, Verdict] = field(default_factory=dict)
+    # The history buckets given to its records by the first attempt: a retry after part of the
+    # insert landed files the rest in the same buckets (new ones could put lower seqs in a
+    # later bucket than higher ones, and history pages walk buckets in order).
+    placement: Placement | None = None
     # Set once the messages are stored: each record's team-message count and history bucket,
     # and the channels' heads as they will be after the batch.
     counts: dict[int, int] | None = None
@@ -247,7 +251,10 @@ class BatchProcessor:
         missing = [c for c in channels if c not in self._known_heads]
         # Taken before reserving: a head not held now was stored before the reservation read it.
         held = self._heads.held(missing) if missing else {}
-        placement = await self._buckets.assign([c.channel_id for c in counted])
+        placement = batch.placement
+        if placement is None:
+            placement = await self._buckets.assign([c.channel_id for c in counted])
+            batch.placement = placement
         if missing:
             await self._learn_heads(missing, held, placement.heads)
         heads = {c: self._known_heads[c] for c in channels}
@@ -292,10 +299,14 @@ class BatchProcessor:
                 # Not stored here: they must not hold a number. Count again without them and
                 # correct the numbers already stored on the messages after them.
                 renumbered, after = count_batch(counted, heads, excluded)
+                # Redelivered ones too: a retry after the insert landed finds the first
+                # attempt's numbers on them (for a message counted before this run both
+                # counts give the head's number, so nothing is written for it).
                 fixes = {
                     item.message.id: renumbered[i]
                     for i, item in messages
-                    if verdicts[i] is Verdict.INSERTED and renumbered[i] != numbers[i]
+                    if verdicts[i] in (Verdict.INSERTED, Verdict.REDELIVERED)
+                    and renumbered[i] != numbers[i]
                 }
                 if fixes:
                     await self._lifecycle_messages().renumber(fixes)

@@ -144,13 +144,12 @@ class LifecyclePass:
                 self._change(work, index, item, counts.get(index, 0), buckets.get(index, ""), heads)
             elif isinstance(item, ReadItem):
                 m = item.marker
-                work.set_read(
-                    m.channel_id,
-                    m.user_id,
-                    work.read(m.channel_id, m.user_id).advanced(m.seq, m.count),
-                )
+                position = work.read(m.channel_id, m.user_id).advanced(m.seq, m.count)
+                work.set_read(m.channel_id, m.user_id, position)
                 if not m.joined:
-                    work.extras[index].append(_read_update(m.channel_id, m.user_id, m.seq))
+                    # The position as it stands: a marker below it (late, or from a socket that
+                    # saw less) must not tell the other sockets of a lower one.
+                    work.extras[index].append(_read_update(m.channel_id, m.user_id, position.seq))
 
         await self._messages.insert_changes(work.change_docs)
         await self._messages.save(list(work.dirty.values()))
@@ -177,8 +176,8 @@ class LifecyclePass:
                     asked.update((m.channel_id, u) for u in mentioned(m.data) if u != m.sender)
             elif isinstance(item, ChangeItem) and item.change.kind == chat_pb2.CHANGE_KIND_DELETE:
                 state = states.get(item.change.message_id)
-                if state is not None and state.is_broadcast and state.type == s.TEXT:
-                    asked.update((state.channel_id, u) for u in mentioned(state.data))
+                if state is not None:
+                    asked.update((state.channel_id, u) for u in state.mentioned_users())
         pairs = sorted(asked)
         answers = await each_bounded(lambda pair: self._members.is_member(*pair), pairs)
         return dict(zip(pairs, answers, strict=True))
@@ -274,6 +273,11 @@ class LifecyclePass:
             self._changed(work, state, name, seq, bucket, count)
             if name == DELETED and before is not None:
                 self._forget(work, before, heads)
+        elif name == DELETED and state.deleted:
+            # Applied before, but its effects on counts may not have been stored: they are held
+            # until a checkpoint (a crash, a move, a failed write lose them) while the tombstone
+            # is written at once. Taking them again changes nothing when they were stored.
+            self._forget(work, state, heads)
         work.extras[index].append(_update(seq, name, state))
 
     def _changed(
@@ -289,7 +293,7 @@ class LifecyclePass:
         if message.is_broadcast:
             head = heads.get(channel, ChannelHead())
             heads[channel] = head.with_deleted(DeletedMark(message.seq, message.sender))
-            users = mentioned(message.data) if message.type == s.TEXT else []
+            users = message.mentioned_users()
         else:
             users = [message.to]
         for user in users:

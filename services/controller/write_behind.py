@@ -129,7 +129,13 @@ class StateBuffer:
     # -- writing --
 
     async def flush(self) -> int:
-        """Write everything held (counters first, then read documents); the number written.
+        """Write everything held (read documents first, then counters); the number written.
+
+        Read documents first: read positions carry counts taken from the heads, and a head
+        stored without them would give a record consumed again its final count (counting never
+        repeats a record at or below the stored head), moving a sender's position too far.
+        Stored the other way round, a record consumed again is counted again from the same
+        head to the same numbers.
 
         Raises ``Unavailable``; what was being written is then held again (under anything newer
         saved meanwhile) for the next flush. One flush at a time (the consume loop's checkpoint).
@@ -139,13 +145,13 @@ class StateBuffer:
         self._writing_reads, self._reads = self._reads, {}
         self._writing_heads, self._heads = self._heads, {}
         try:
-            await self._head_store.save_counters_many(
-                self._writing_heads, in_flight=CHECKPOINT_IN_FLIGHT
-            )
             by_channel: dict[str, dict[str, ReadState]] = {}
             for (channel, user), state in self._writing_reads.items():
                 by_channel.setdefault(channel, {})[user] = state
             await self._read_store.save_many(by_channel, in_flight=CHECKPOINT_IN_FLIGHT)
+            await self._head_store.save_counters_many(
+                self._writing_heads, in_flight=CHECKPOINT_IN_FLIGHT
+            )
         except BaseException:
             self._reads = {**self._writing_reads, **self._reads}
             self._heads = {**self._writing_heads, **self._heads}

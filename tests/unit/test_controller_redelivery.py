@@ -1,0 +1,242 @@
+"""What a controller stores when records are consumed again (a crash before the checkpoint, a
+partition moved, a retried batch): counts, mentions, numbers and buckets end as if each record
+had been consumed once."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry
+
+from chatcore.buckets import BucketAllocator
+from chatcore.errors import Unavailable
+from chatcore.mongo import Document
+from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.unread import ChannelHead, ReadState, Unread, unread
+from services.controller.batch import BatchProcessor, Outcome, PendingBatch
+from services.controller.lifecycle import LifecyclePass
+from services.controller.metrics import ControllerMetrics
+from services.controller.write_behind import StateBuffer
+from tests.unit.controller_fakes import (
+    FakeKafkaRecord,
+    MemoryDeadLetters,
+    MemoryMessageStore,
+    Processing,
+    as_record,
+    change_record,
+    chat_message,
+    make_processor,
+    message_record,
+    read_record,
+)
+
+T = "t" * 32
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+EDIT, DELETE = chat_pb2.CHANGE_KIND_EDIT, chat_pb2.CHANGE_KIND_DELETE
+
+
+def _stores(**kw: object) -> Processing:
+    p = make_processor(ControllerMetrics.create(CollectorRegistry()), held=True, **kw)  # type: ignore[arg-type]
+    p.members.members.update({(T, A), (T, B), (T, C)})
+    return p
+
+
+class _Controller:
+    """One controller process over the shared stores: its own write-behind buffer and caches."""
+
+    def __init__(self, p: Processing, bucket_size: int = 128) -> None:
+        self.buffer = StateBuffer(p.reads, p.heads)
+        self.processor = BatchProcessor(
+            store=p.store,
+            buckets=BucketAllocator(p.heads, size=bucket_size),
+            heads=self.buffer,
+            lifecycle=LifecyclePass(p.states, self.buffer, p.members),
+            dead_letters=MemoryDeadLetters(),
+            metrics=ControllerMetrics.create(CollectorRegistry()),
+        )
+
+    def prepare(self, records: list[FakeKafkaRecord]) -> PendingBatch:
+        return self.processor.prepare([as_record(r) for r in records])
+
+    async def run(self, records: list[FakeKafkaRecord]) -> Outcome:
+        return await self.processor.persist(self.prepare(records))
+
+
+def _msg(offset: int, msg_id: str, **kw: str) -> FakeKafkaRecord:
+    return message_record(chat_message(T, msg_id=msg_id, **kw), offset=offset)
+
+
+def _unread(p: Processing, user: str) -> Unread:
+    return unread(
+        p.heads.counters.get(T, ChannelHead()), p.reads.states.get((T, user), ReadState()), user
+    )
+
+
+async def test_a_delete_consumed_again_after_a_crash_still_takes_its_counts_back() -> None:
+    """A DM and a mentioning team text are stored and checkpointed; their deletes are applied,
+    then the controller dies before the next checkpoint. Its successor consumes the deletes
+    again (already applied to the messages): nobody has anything unread or a mention left."""
+    p = _stores()
+    first = _Controller(p)
+    await first.run([_msg(10, "d1", sender=A, to=B), _msg(11, "m1", sender=A, text=f"hi <@{C}>")])
+    await first.buffer.flush()
+    assert (_unread(p, B).count, _unread(p, C).mentions) == (2, 1)
+    deletes = [
+        change_record(T, "d1", DELETE, offset=12, actor=A),
+        change_record(T, "m1", DELETE, offset=13, actor=A),
+    ]
+    await first.run(deletes)  # ... and the process dies: nothing of it checkpointed
+    successor = _Controller(p)
+    await successor.run(deletes)
+    await successor.buffer.flush()
+    assert _unread(p, B) == Unread(0, 0, -1)
+    assert _unread(p, C) == Unread(0, 0, -1)
+
+
+async def test_records_consumed_again_after_their_checkpoint_keep_the_deletes() -> None:
+    """Everything was checkpointed but not committed: the DM and the mention come back first,
+    then their deletes, which take them back again."""
+    p = _stores()
+    records = [
+        _msg(10, "d1", sender=A, to=B),
+        change_record(T, "d1", DELETE, offset=11, actor=A),
+        _msg(12, "m1", sender=A, text=f"hi <@{C}>"),
+        change_record(T, "m1", DELETE, offset=13, actor=A),
+    ]
+    first = _Controller(p)
+    await first.run(records)
+    await first.buffer.flush()
+    successor = _Controller(p)
+    await successor.run(records)
+    await successor.buffer.flush()
+    assert (_unread(p, B), _unread(p, C)) == (Unread(0, 0, -1), Unread(0, 0, -1))
+
+
+async def test_a_mention_edited_out_and_then_deleted_is_taken_back() -> None:
+    """Mentions are counted on the text as stored; an edit changes no count, so a delete takes
+    back the mention the stored text made, whatever the text says by then."""
+    p = _stores()
+    c = _Controller(p)
+    await c.run([_msg(10, "m1", sender=A, text=f"ping <@{C}>")])
+    await c.run([change_record(T, "m1", EDIT, offset=11, actor=A, data="never mind")])
+    await c.run([change_record(T, "m1", DELETE, offset=12, actor=A)])
+    await c.buffer.flush()
+    assert _unread(p, C) == Unread(0, 0, -1)
+
+
+async def test_a_batch_retried_after_a_partial_save_applies_every_delete_s_counts() -> None:
+    """Two deletes in one batch; saving the tombstones fails after the first: the retried batch
+    takes both messages out of the counts."""
+    p = _stores()
+    c = _Controller(p)
+    await c.run([_msg(10, "m1", sender=A), _msg(11, "m2", sender=A)])
+    await c.buffer.flush()
+    saves = p.states.save
+
+    async def one_then_down(states: Sequence[object]) -> None:
+        await saves(list(states)[:1])  # type: ignore[arg-type]
+        raise Unavailable("database error: AutoReconnect")
+
+    p.states.save = one_then_down  # type: ignore[method-assign]
+    batch = c.prepare(
+        [
+            change_record(T, "m1", DELETE, offset=12, actor=A),
+            change_record(T, "m2", DELETE, offset=13, actor=A),
+        ]
+    )
+    with contextlib.suppress(Unavailable):
+        await c.processor.persist(batch)
+    p.states.save = saves  # type: ignore[method-assign]
+    await c.processor.persist(batch)
+    await c.buffer.flush()
+    assert {d.seq for d in p.heads.counters[T].deleted} == {10, 11}
+    assert _unread(p, B).count == 0
+
+
+class _PositionsFailOnce(MemoryMessageStore):
+    fail = False
+
+    async def positions(self, ids: Sequence[str]) -> dict[str, object]:  # type: ignore[override]
+        if self.fail:
+            self.fail = False
+            raise Unavailable("database error: NetworkTimeout")
+        return await super().positions(ids)  # type: ignore[return-value]
+
+
+async def test_a_retried_batch_corrects_the_numbers_its_first_attempt_stored() -> None:
+    """A client retry of a stored message and a new one: the first attempt inserts the new one
+    numbered as if the retry counted, then fails; the retry stores its right number."""
+    store = _PositionsFailOnce()
+    p = _stores(store=store)
+    c = _Controller(p)
+    await c.run([_msg(5, "m0", sender=A)])
+    batch = c.prepare([_msg(10, "m0", sender=A), _msg(11, "m1", sender=A)])
+    store.fail = True
+    with contextlib.suppress(Unavailable):
+        await c.processor.persist(batch)
+    await c.processor.persist(batch)
+    stored = {d["id"]: d["n"] for d in store.docs}
+    assert stored == {"m0": 1, "m1": 2}
+
+
+class _HalfInsert(MemoryMessageStore):
+    """Inserts the first half of what it is given, then fails (a slice landed, another not)."""
+
+    fail = False
+
+    async def insert_unordered(self, docs: Sequence[Document]) -> dict[int, int]:
+        if self.fail:
+            self.fail = False
+            await super().insert_unordered(docs[len(docs) // 2 :])
+            raise Unavailable("database error: AutoReconnect")
+        return await super().insert_unordered(docs)
+
+
+async def test_a_batch_retried_after_a_partial_insert_keeps_its_buckets() -> None:
+    """Buckets of 4: the higher half of a batch lands and the insert fails; the retry files the
+    rest in the buckets the first attempt chose, so every bucket holds lower seqs than the next."""
+    store = _HalfInsert()
+    p = _stores(store=store)
+    c = _Controller(p, bucket_size=4)
+    batch = c.prepare([_msg(o, f"m{o}", sender=A) for o in range(10, 16)])
+    store.fail = True
+    with contextlib.suppress(Unavailable):
+        await c.processor.persist(batch)
+    await c.processor.persist(batch)
+    by_bucket: dict[str, list[int]] = {}
+    for doc in store.docs:
+        by_bucket.setdefault(str(doc["bucket"]), []).append(int(doc["seq"]))
+    ordered = [
+        sorted(seqs)
+        for _, seqs in sorted(by_bucket.items(), key=lambda kv: int(kv[0].rsplit("/", 1)[1]))
+    ]
+    flat = [seq for seqs in ordered for seq in seqs]
+    assert flat == list(range(10, 16))
+
+
+async def test_read_positions_are_stored_before_the_counters_they_were_taken_from() -> None:
+    """A checkpoint whose read documents fail stores no counters either; consumed again, A's
+    message and B's after it leave A one unread (B's), not none."""
+    p = _stores()
+    records = [_msg(10, "m1", sender=A), _msg(11, "m2", sender=B)]
+    first = _Controller(p)
+    await first.run(records)
+    p.reads.failures_left = 1
+    with contextlib.suppress(Unavailable):
+        await first.buffer.flush()
+    successor = _Controller(p)
+    await successor.run(records)
+    await successor.buffer.flush()
+    assert _unread(p, A) == Unread(1, 0, 10)
+
+
+async def test_a_late_read_marker_announces_the_position_as_it_stands() -> None:
+    """A marker below the member's position moves nothing, and the ``read`` frame says where
+    the member is, never a lower seq."""
+    p = _stores()
+    c = _Controller(p)
+    await c.run([_msg(10, "m1", sender=A), _msg(11, "m2", sender=A)])
+    await c.run([read_record(T, B, 11, 2, offset=12)])
+    late = await c.run([read_record(T, B, 10, 1, offset=13)])
+    assert [r.delivery.read.seq for r in late.routed if r.delivery.HasField("read")] == [11]
