@@ -1,7 +1,7 @@
 // The message life cycle, read state and presence (DESIGN section 5b) in two browsers.
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addMember, BASE, countMessages, createTeam, launch, openTeam, type Person, person, send, shows, unique } from "./support";
+import { addMember, apiToken, BASE, countMessages, createTeam, launch, openTeam, type Person, person, send, serverUnread, shows, unique } from "./support";
 
 let browser: Browser;
 let ada: Person;
@@ -127,6 +127,41 @@ describe("read state", () => {
     await page.waitForTimeout(500);
     expect(await page.locator(".team-button", { hasText: team }).locator(".badge").count()).toBe(0);
     await again.close();
+  });
+
+  it("clears a DM opened with its messages already loaded: the badge goes, the server counts 0", async () => {
+    const token = await apiToken(bob.email);
+    const shared = bob.page.locator(".team-button", { hasText: team });
+    await dmButton(ada, "Bob").click();
+    await send(ada.page, "a private word for Bob");
+    await openTeam(ada.page, team);
+    // Bob's page holds the DM (it arrived live) while he reads the team's own conversation.
+    await bob.page.getByRole("button", { name: "Direct messages with Ada, 1 new" }).waitFor();
+    await shared.getByLabel("1 unread").waitFor();
+    await dmButton(bob, "Ada").click();
+    await shows(bob.page, "a private word for Bob");
+    await expect.poll(() => shared.locator(".badge").count()).toBe(0);
+    await expect.poll(() => serverUnread(token, team), { timeout: 10_000 }).toBe(0);
+    await openTeam(bob.page, team);
+  });
+
+  it("clears a thread reply's unread once the team is opened and read to its end", async () => {
+    const token = await apiToken(bob.email);
+    const own = unique("Elsewhere");
+    await createTeam(bob.page, own);
+    const root = ada.page.locator("main article.message", { hasText: "one for later" });
+    await root.hover();
+    await root.getByRole("button", { name: "Reply in thread" }).click();
+    const panel = ada.page.getByRole("complementary", { name: "Thread" });
+    await panel.locator("textarea").fill("a reply Bob has not seen");
+    await panel.locator("textarea").press("Enter");
+    await panel.locator("article.message .text", { hasText: "a reply Bob has not seen" }).waitFor();
+    await ada.page.keyboard.press("Escape");
+    const shared = bob.page.locator(".team-button", { hasText: team });
+    await shared.getByLabel("1 unread").waitFor();
+    await shared.click();
+    await expect.poll(() => shared.locator(".badge").count()).toBe(0);
+    await expect.poll(() => serverUnread(token, team), { timeout: 10_000 }).toBe(0);
   });
 
   it("reports no script error, no CSP violation and no token in a URL on any page", () => {

@@ -187,3 +187,17 @@ export async function logInAgain(browser: Browser, who: Person, viewport = { wid
   await page.locator(".conn.open").waitFor();
   return page;
 }
+
+/** An access token for an account, straight from the API (a test's view of the server's state). */
+export async function apiToken(email: string): Promise<string> {
+  const resp = await fetch(`${BASE}/v1/auth/login`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ email, password: PASSWORD }) });
+  if (!resp.ok) throw new Error(`login of ${email} answered ${resp.status}`);
+  return ((await resp.json()) as { data: { access_token: string } }).data.access_token;
+}
+
+/** The server's unread count of the caller's team with this name (GET /v1/teams). */
+export async function serverUnread(token: string, teamName: string): Promise<number | undefined> {
+  const resp = await fetch(`${BASE}/v1/teams?limit=100`, { headers: { Authorization: `Bearer ${token}` } });
+  const teams = ((await resp.json()) as { data: { name: string; unread?: { count: number } }[] }).data;
+  return teams.find((t) => t.name === teamName)?.unread?.count;
+}

@@ -2,8 +2,9 @@ import { describe, expect, it } from "vitest";
 import type { Api } from "../src/api/client";
 import type { Hello, Team } from "../src/api/types";
 import { ChatModel } from "../src/app/chat";
+import { dividerBefore } from "../src/state/unread";
 import type { SocketHandlers } from "../src/net/socket";
-import { BOB, created, FakeClock, flush, ME, msg, TEAM } from "./fixtures";
+import { BOB, created, FakeClock, flush, ME, msg, TEAM, update } from "./fixtures";
 
 const OTHER = "o".repeat(31) + "2";
 
@@ -127,6 +128,30 @@ describe("ChatModel", () => {
     expect(s.model.pendingIn(TEAM, "*", null)[0]).toMatchObject({ status: "failed", error: "slow down" });
   });
 
+  it("sends no text the server would refuse, and says why", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    expect(s.model.sendText("x".repeat(4001))).toMatch(/^Too long/);
+    expect(s.model.sendText("bell\u0007")).toMatch(/control character/);
+    expect(s.sent).toEqual([]);
+    expect(s.model.pendingIn(TEAM, "*", null)).toEqual([]);
+  });
+
+  it("offers no retry for a text refused for good, and hands it back to its composer", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.model.sendText("x", "m1");
+    s.frame({ type: "error", code: "invalid", message: "text contains control characters", client_msg_id: "c1" });
+    expect(s.model.pendingIn(TEAM, "*", "m1")[0]).toMatchObject({ status: "failed", retryable: false });
+    s.model.retry("c1");
+    expect(s.sent).toHaveLength(1);
+    s.model.takeBack("c1");
+    expect(s.model.pendingIn(TEAM, "*", "m1")).toEqual([]);
+    expect(s.model.draft).toMatchObject({ threadId: "m1", text: "x" });
+  });
+
   it("counts unread and mentions for a team that is not open, once per message", async () => {
     const s = setup();
     await s.model.start();
@@ -136,6 +161,19 @@ describe("ChatModel", () => {
     s.frame(m);
     expect([s.model.read(OTHER).count, s.model.read(OTHER).mentions]).toEqual([1, 1]);
     expect(s.model.announcement).toBe("New message from Bob in Other");
+  });
+
+  it("lowers the live unread count when a counted message is deleted (an update frame)", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    const m = msg(5, { channel_id: OTHER, data: `hey <@${ME}>` });
+    s.frame(m);
+    s.frame(msg(6, { channel_id: OTHER }));
+    s.frame(update(7, { ...m, deleted: true, data: "" }, "deleted"));
+    s.frame(update(7, { ...m, deleted: true, data: "" }, "deleted"));
+    expect([s.model.read(OTHER).count, s.model.read(OTHER).mentions]).toEqual([1, 0]);
   });
 
   it("reports the read mark once, after a pause, as messages come into view", async () => {
@@ -174,6 +212,17 @@ describe("ChatModel", () => {
     expect(s.sent.at(-1)).toMatchObject({ to: BOB, thread_id: "m3" });
   });
 
+  it("lets news of being added fade after a few seconds, and keeps errors until dismissed", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.frame({ type: "membership", channel_id: OTHER, event: "added" });
+    await flush();
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You were added to Other."]);
+    s.clock.advance(10_000);
+    expect(s.model.notices).toEqual([]);
+  });
+
   it("tells of being added by someone else, not of a team the user just created", async () => {
     const s = setup();
     await s.model.start();
@@ -185,5 +234,48 @@ describe("ChatModel", () => {
     s.frame({ type: "membership", channel_id: "n".repeat(32), event: "added" });
     await flush();
     expect(s.model.notices).toHaveLength(count);
+  });
+
+  it("clears a thread reply's unread once the reader is at the end of the team's list", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    const root = msg(2);
+    s.frame(msg(3, { thread_id: root.id }));
+    s.frame(update(3, { ...root, thread: { replies: 1, last_reply_ts: root.ts } }, "thread"));
+    expect(s.model.read(TEAM).count).toBe(1);
+    // The main list ends with seq 2 (the reply lives in the thread panel).
+    s.model.markSeen(2, true);
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([0, 3]);
+    s.clock.advance(1000);
+    expect(s.calls.filter((c) => c.startsWith("read"))).toEqual(["read 3"]);
+  });
+
+  it("leaves an unread DM elsewhere unread when the team's list is read to its end", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.frame(msg(3, { to: ME }));
+    s.frame(msg(4, { thread_id: "m1" }));
+    s.model.markSeen(2, true);
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([2, 2]);
+  });
+
+  it("puts no divider above messages watched arriving, and one above those that came while hidden", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    expect(s.model.dividerAfter).toBe(2);
+    s.frame(msg(3));
+    s.model.markSeen(3, true);
+    expect(dividerBefore(s.model.view(TEAM, "*"), s.model.dividerAfter, ME)).toBeNull();
+    s.model.setPageVisible(false);
+    s.frame(msg(4));
+    s.frame(msg(5));
+    s.model.setPageVisible(true);
+    expect(dividerBefore(s.model.view(TEAM, "*"), s.model.dividerAfter, ME)).toBe("m4");
   });
 });

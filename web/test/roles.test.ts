@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Team } from "../src/api/types";
 import { allowed, mayDelete, mayEdit, roleOf } from "../src/state/roles";
-import { decodeMentions, encodeMentions } from "../src/ui/format";
 import { BOB, ME, msg, TEAM } from "./fixtures";
 
 const CY = "c".repeat(32);
@@ -43,17 +42,5 @@ describe("roles", () => {
     const bobs = msg(3, { from: BOB });
     expect(mayEdit(team, BOB, bobs, sent + 10 * WINDOW, WINDOW)).toBe(true);
     expect(mayEdit(team, BOB, { ...bobs, type: "image" }, sent, WINDOW)).toBe(false);
-  });
-});
-
-describe("mentions in the composer", () => {
-  it("turns @Name of a member into <@id>, longest names first, and back for editing", () => {
-    const members = [
-      { id: BOB, name: "Bob" },
-      { id: CY, name: "Bob Jr" },
-    ];
-    const encoded = encodeMentions("hi @Bob Jr and @Bob, not @Eve", members);
-    expect(encoded).toBe(`hi <@${CY}> and <@${BOB}>, not @Eve`);
-    expect(decodeMentions(encoded, (id) => (id === BOB ? "Bob" : "Bob Jr"))).toBe("hi @Bob Jr and @Bob, not @Eve");
   });
 });

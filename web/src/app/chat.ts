@@ -24,7 +24,9 @@ import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
-import { ReadState } from "../state/unread";
+import { dividerAfterLive, ReadState, readUpTo } from "../state/unread";
+import { retryable, textProblem } from "../text/limits";
+import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
 
 /** "*" is the team's own conversation; a user id is the DM with that member. */
@@ -39,7 +41,16 @@ export interface Pending {
   data: string;
   status: "sending" | "failed";
   error: string | null;
+  /** False once the server refused it for good (invalid, too large, forbidden): no Retry. */
+  retryable: boolean;
   id: string | null;
+}
+
+/** A refused text handed back to the composer it came from, to be edited. */
+export interface Draft {
+  key: number;
+  threadId: string | null;
+  text: string;
 }
 
 export interface Notice {
@@ -74,6 +85,7 @@ export interface ChatDeps {
 
 const READ_DEBOUNCE_MS = 400;
 const SYNC_RETRY_MS = 2000;
+const INFO_NOTICE_MS = 8000;
 
 export class ChatModel extends Observable {
   readonly me: User;
@@ -92,12 +104,15 @@ export class ChatModel extends Observable {
   readonly pending = new Map<string, Pending>();
   readonly uploads = new Map<number, UploadView>();
   notices: Notice[] = [];
+  draft: Draft | null = null;
   announcement = "";
   selectedTeam: string | null = null;
   conversation: Conversation = "*";
   threadRoot: string | null = null;
   /** The read mark when the conversation was opened: the "new messages" divider goes after it. */
   dividerAfter: number | null = null;
+  /** Set by the view from the document's visibility; a model without a view counts as looking. */
+  pageVisible = true;
 
   private readonly api: Api;
   private readonly clock: Clock;
@@ -108,6 +123,7 @@ export class ChatModel extends Observable {
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
   private readonly readTimers = new Map<string, unknown>();
   private noticeSeq = 0;
+  private draftSeq = 0;
   private uploadSeq = 0;
   private stopped = false;
 
@@ -241,11 +257,26 @@ export class ChatModel extends Observable {
     }
   }
 
-  /** The view saw every message up to `seq` of the open conversation. */
-  markSeen(seq: number): void {
+  /**
+   * The view saw every message up to `seq`: in the open conversation's list (`inList`), whose end
+   * reads the rest of the channel's log too, or in the thread panel.
+   */
+  markSeen(seq: number, inList = false): void {
     const team = this.selectedTeam;
     if (!team) return;
-    const report = this.read(team).seen(seq, this.timeline(team).messages());
+    const t = this.timeline(team);
+    let upTo = seq;
+    if (inList) {
+      const conversation = this.conversation;
+      const last = this.view(team, conversation).at(-1);
+      const here = (m: Message) => conversationOf(m.to, m.from, this.me.id) === conversation;
+      upTo = readUpTo(seq, last !== undefined && seq >= last.seq, t.cursor, t.messages(), here, this.me.id, this.read(team).lastRead);
+    }
+    const r = this.read(team);
+    const before = r.lastRead;
+    const report = r.seen(upTo, t.messages());
+    // The list reports on every redraw: a report that moves nothing must not redraw again.
+    if (r.lastRead === before) return;
     this.changed();
     if (report === null) return;
     const previous = this.readTimers.get(team);
@@ -262,14 +293,23 @@ export class ChatModel extends Observable {
     );
   }
 
+  /** Whether the page is on screen: what arrives while it is hidden gets the divider. */
+  setPageVisible(visible: boolean): void {
+    this.pageVisible = visible;
+  }
+
   // --- sending -----------------------------------------------------------------------------
 
-  sendText(text: string, threadId: string | null = null): void {
+  /** Sends a text, or returns why the server would refuse it (then nothing is sent). */
+  sendText(text: string, threadId: string | null = null): string | null {
     const team = this.selectedTeam;
-    if (!team || !text.trim()) return;
+    if (!team) return "No team is open.";
+    const problem = textProblem(text);
+    if (problem) return problem;
     const to = threadId ? this.replyTo(team, threadId) : this.conversation;
     this.sendFrame({ channel: team, to, threadId, type: "text", data: text });
     this.typing.sent(team, to);
+    return null;
   }
 
   /** A keystroke in the composer: a typing signal, at most every few seconds. */
@@ -281,7 +321,7 @@ export class ChatModel extends Observable {
 
   retry(clientMsgId: string): void {
     const p = this.pending.get(clientMsgId);
-    if (!p) return;
+    if (!p || !p.retryable) return;
     p.status = "sending";
     p.error = null;
     this.socket.send(this.frameOf(p));
@@ -291,6 +331,20 @@ export class ChatModel extends Observable {
   discard(clientMsgId: string): void {
     this.pending.delete(clientMsgId);
     this.changed();
+  }
+
+  /** A refused text goes back to its composer (the one for its thread, or the conversation's). */
+  takeBack(clientMsgId: string): void {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return;
+    this.pending.delete(clientMsgId);
+    if (p.type === "text") this.draft = { key: ++this.draftSeq, threadId: p.threadId, text: p.data };
+    this.changed();
+  }
+
+  /** The composer took the draft. */
+  takeDraft(key: number): void {
+    if (this.draft?.key === key) this.draft = null;
   }
 
   async sendFile(file: File, threadId: string | null = null): Promise<void> {
@@ -502,11 +556,17 @@ export class ChatModel extends Observable {
     this.timeline(team).live(message);
     this.settle([message]);
     if (this.read(team).onMessage(message)) this.announceMessage(message);
+    if (this.pageVisible && this.isOpen(message)) {
+      this.dividerAfter = dividerAfterLive(this.dividerAfter, this.view(team, this.conversation), message, this.me.id);
+    }
     this.changed();
   }
 
   private onUpdate(frame: UpdateFrame): void {
-    this.timeline(frame.channel_id).live(frame);
+    const t = this.timeline(frame.channel_id);
+    const before = t.get(frame.message.id);
+    t.live(frame);
+    if (frame.change === "deleted") this.read(frame.channel_id).onDeleted(frame.message, before);
   }
 
   private onAck(ack: AckFrame): void {
@@ -521,6 +581,7 @@ export class ChatModel extends Observable {
     if (p) {
       p.status = "failed";
       p.error = error.message;
+      p.retryable = retryable(error.code);
       this.announce(`Message not sent: ${error.message}`);
     }
     // Errors without a client_msg_id answer typing signals (rate limits): nothing to show.
@@ -582,8 +643,8 @@ export class ChatModel extends Observable {
     for (const [key, p] of this.pending) if (p.id !== null && ids.has(p.id)) this.pending.delete(key);
   }
 
-  private sendFrame(p: Omit<Pending, "clientMsgId" | "status" | "error" | "id">): void {
-    const pending: Pending = { ...p, clientMsgId: this.newId(), status: "sending", error: null, id: null };
+  private sendFrame(p: Omit<Pending, "clientMsgId" | "status" | "error" | "retryable" | "id">): void {
+    const pending: Pending = { ...p, clientMsgId: this.newId(), status: "sending", error: null, retryable: true, id: null };
     this.pending.set(pending.clientMsgId, pending);
     // Not connected: it goes out after the next hello.
     this.socket.send(this.frameOf(pending));
@@ -714,10 +775,14 @@ export class ChatModel extends Observable {
     }
   }
 
+  /** Whether the message belongs to the list on screen (the open conversation, not a thread). */
+  private isOpen(message: Message): boolean {
+    return message.channel_id === this.selectedTeam && !message.thread_id && conversationOf(message.to, message.from, this.me.id) === this.conversation;
+  }
+
   private announceMessage(message: Message): void {
     const teamName = this.teams.get(message.channel_id)?.name ?? "a team";
-    const here =
-      message.channel_id === this.selectedTeam && !message.thread_id && conversationOf(message.to, message.from, this.me.id) === this.conversation;
+    const here = this.isOpen(message);
     const what = message.type === "text" ? message.data.slice(0, 140) : `sent a ${message.type}`;
     this.announce(here ? `${this.name(message.from)}: ${what}` : `New message from ${this.name(message.from)} in ${teamName}`);
   }
@@ -727,8 +792,11 @@ export class ChatModel extends Observable {
   }
 
   private notify(kind: Notice["kind"], text: string): void {
-    this.notices = [...this.notices.slice(-3), { id: ++this.noticeSeq, kind, text }];
+    const id = ++this.noticeSeq;
+    this.notices = [...this.notices.slice(-3), { id, kind, text }];
     this.announce(text);
+    // News ("You were added to X") goes by itself; an error waits to be read and dismissed.
+    if (kind === "info") this.clock.setTimeout(() => this.dismissNotice(id), INFO_NOTICE_MS);
     this.changed();
   }
 
@@ -741,6 +809,8 @@ export class ChatModel extends Observable {
 export function readable(err: unknown): string {
   if (err instanceof ApiError) {
     if (err.status === 403) return `Not allowed: ${err.readable}`;
+    // Per-field reasons say what to change; the general sentence around them adds nothing.
+    if (err.details && Object.keys(err.details).length > 0) return describeDetails(err.details);
     return err.readable;
   }
   return err instanceof Error ? err.message : String(err);

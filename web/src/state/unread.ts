@@ -14,12 +14,25 @@ function countsAsUnread(message: Message, me: string, lastRead: number | null): 
 
 const REMEMBERED_IDS = 2000;
 
+/** Adds an id to a bounded set, forgetting the oldest. */
+function remember(ids: Set<string>, id: string): void {
+  ids.add(id);
+  if (ids.size > REMEMBERED_IDS) {
+    const oldest = ids.values().next().value;
+    if (oldest !== undefined) ids.delete(oldest);
+  }
+}
+
 export class ReadState {
   lastRead: number | null = null;
   count = 0;
   mentions = 0;
   /** Ids already counted: live delivery is at-least-once, a repeat must not count twice. */
   private counted = new Set<string>();
+  /** Those of the counted ids that were mentions (a deleted text no longer shows it). */
+  private mentioning = new Set<string>();
+  /** Ids whose deletion was taken off the counts: a repeated `deleted` update takes nothing more. */
+  private uncounted = new Set<string>();
   /** The highest seq reported to the server, so a view scrolling back never re-sends. */
   private reported: number | null = null;
 
@@ -39,13 +52,30 @@ export class ReadState {
   /** A live message; returns whether it counted (new, from someone else, after the read mark). */
   onMessage(message: Message): boolean {
     if (this.counted.has(message.id) || !countsAsUnread(message, this.me, this.lastRead)) return false;
-    this.counted.add(message.id);
-    if (this.counted.size > REMEMBERED_IDS) {
-      const oldest = this.counted.values().next().value;
-      if (oldest !== undefined) this.counted.delete(oldest);
-    }
+    remember(this.counted, message.id);
     this.count += 1;
-    if (mentions(message, this.me)) this.mentions += 1;
+    if (mentions(message, this.me)) {
+      this.mentions += 1;
+      remember(this.mentioning, message.id);
+    }
+    return true;
+  }
+
+  /**
+   * A message was deleted (`update` with change `deleted`): if it was among the unread, the counts
+   * lose it, as the server's do. `before` is the message as held until then (a deleted text has no
+   * data left to tell a mention by). Returns whether the counts changed.
+   */
+  onDeleted(deleted: Message, before: Message | undefined): boolean {
+    const was = before ?? deleted;
+    if (this.uncounted.has(deleted.id) || before?.deleted) return false;
+    // Every unread message from someone else is in the count: counted live, or by the server.
+    if (!countsAsUnread({ ...was, deleted: false }, this.me, this.lastRead)) return false;
+    remember(this.uncounted, deleted.id);
+    this.count = Math.max(0, this.count - 1);
+    const mentioned = deleted.to === this.me || this.mentioning.has(deleted.id) || (before !== undefined && mentions(before, this.me));
+    if (mentioned) this.mentions = Math.max(0, this.mentions - 1);
+    this.mentions = Math.min(this.mentions, this.count);
     return true;
   }
 
@@ -77,4 +107,42 @@ export function dividerBefore(view: readonly Message[], lastRead: number | null,
   if (lastRead === null) return null;
   const first = view.find((m) => m.seq > lastRead && m.from !== me);
   return first ? first.id : null;
+}
+
+/**
+ * How far the read mark may go when the reader has seen `seenSeq` in a list. At the end of the
+ * list they have seen all of it, so the mark goes to the timeline's cursor: thread replies (not in
+ * the list, yet counted) and changes are read too, or the team would stay unread for good. It
+ * stops short of a message from someone else in another conversation (a DM not open), which was
+ * not seen.
+ */
+export function readUpTo(
+  seenSeq: number,
+  atEnd: boolean,
+  cursor: number | null,
+  held: readonly Message[],
+  here: (m: Message) => boolean,
+  me: string,
+  lastRead: number | null,
+): number {
+  if (!atEnd || cursor === null || cursor <= seenSeq) return seenSeq;
+  // Only what is still unread can hold the mark back (a DM read in its own view is not).
+  const from = Math.max(seenSeq, lastRead ?? -1);
+  const elsewhere = held.find((m) => m.seq <= cursor && countsAsUnread(m, me, from) && !here(m));
+  return elsewhere ? Math.max(seenSeq, elsewhere.seq - 1) : cursor;
+}
+
+/**
+ * The divider's mark after `arrived` came in while the reader was looking at its conversation:
+ * what they watch arrive is not "new" to them, so with no divider shown the mark follows it.
+ * A divider already shown stays where it is (it marks what came while they were away).
+ */
+export function dividerAfterLive(current: number | null, view: readonly Message[], arrived: Message, me: string): number | null {
+  if (current === null) return null;
+  const shown = dividerBefore(
+    view.filter((m) => m.id !== arrived.id && m.seq < arrived.seq),
+    current,
+    me,
+  );
+  return shown === null ? Math.max(current, arrived.seq) : current;
 }

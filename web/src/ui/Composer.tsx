@@ -3,7 +3,8 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Message } from "../api/types";
 import type { ChatModel } from "../app/chat";
-import { decodeMentions, encodeMentions } from "./format";
+import { textCounter, textProblem } from "../text/limits";
+import { decodeMentions, encodeMentions, insertMention, mentionQuery, type Suggestion, suggestMentions } from "../text/mentions";
 
 interface Props {
   model: ChatModel;
@@ -18,23 +19,70 @@ interface Props {
 export function Composer(props: Props) {
   const { model } = props;
   const [text, setText] = useState("");
+  const [caret, setCaret] = useState(0);
+  const [active, setActive] = useState(0);
+  /** Where the "@" of a picker closed with Esc is: it stays closed for that mention. */
+  const [dismissed, setDismissed] = useState<number | null>(null);
+  const nextCaret = useRef<number | null>(null);
   const area = useRef<HTMLTextAreaElement>(null);
   const file = useRef<HTMLInputElement>(null);
   const members = () => {
     const team = model.selectedTeam ? model.teams.get(model.selectedTeam) : undefined;
-    return (team?.members ?? []).map((id) => ({ id, name: model.users.get(id)?.name ?? "" }));
+    return (team?.members ?? []).map((id) => {
+      const user = model.users.get(id);
+      return { id, name: user?.name ?? "", email: user?.email ?? "" };
+    });
   };
 
   useEffect(() => {
     if (props.editing) {
-      setText(decodeMentions(props.editing.data, (id) => model.name(id)));
+      setText(decodeMentions(props.editing.data, members()));
       area.current?.focus();
     }
   }, [props.editing?.id]);
 
+  // The caret goes after an inserted mention once the new value is in the box.
+  useEffect(() => {
+    const el = area.current;
+    if (el && nextCaret.current !== null) {
+      el.setSelectionRange(nextCaret.current, nextCaret.current);
+      el.focus();
+      nextCaret.current = null;
+    }
+  }, [text]);
+
+  // A text refused by the server comes back here to be edited.
+  const draft = model.draft;
+  useEffect(() => {
+    if (!draft || draft.threadId !== props.threadId || props.editing) return;
+    model.takeDraft(draft.key);
+    setText(decodeMentions(draft.text, members()));
+    area.current?.focus();
+  }, [draft?.key]);
+
+  // Checked as the server will: the limit counts the stored form, mentions as `<@user_id>`.
+  const body = encodeMentions(text, members());
+  const problem = text.trim() ? textProblem(body) : null;
+  const counter = textCounter(body);
+
+  const found = props.disabled ? null : mentionQuery(text, caret);
+  const suggestions = found && found.start !== dismissed ? suggestMentions(members(), found.query, model.me.id) : [];
+  const current = Math.min(active, suggestions.length - 1);
+  const pick = (s: Suggestion) => {
+    if (!found) return;
+    const next = insertMention(text, found.start, caret, s.label);
+    nextCaret.current = next.caret;
+    setText(next.text);
+    setCaret(next.caret);
+    setActive(0);
+  };
+  const track = (el: HTMLTextAreaElement) => setCaret(el.selectionStart ?? el.value.length);
+
   const submit = async () => {
-    const body = encodeMentions(text, members());
-    if (!body.trim()) return;
+    if (!text.trim() || problem) {
+      area.current?.focus();
+      return;
+    }
     if (props.editing) {
       if (await model.edit(props.editing.id, body)) {
         setText("");
@@ -42,11 +90,20 @@ export function Composer(props: Props) {
       }
       return;
     }
-    model.sendText(body, props.threadId);
-    setText("");
+    if (model.sendText(body, props.threadId) === null) setText("");
   };
 
   const onKeyDown = (e: KeyboardEvent) => {
+    const chosen = suggestions[current];
+    if (chosen && !e.isComposing && ["ArrowDown", "ArrowUp", "Enter", "Tab", "Escape"].includes(e.key)) {
+      e.preventDefault();
+      e.stopPropagation();
+      if (e.key === "ArrowDown") setActive((current + 1) % suggestions.length);
+      else if (e.key === "ArrowUp") setActive((current - 1 + suggestions.length) % suggestions.length);
+      else if (e.key === "Escape") setDismissed(found?.start ?? null);
+      else pick(chosen);
+      return;
+    }
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       void submit();
@@ -78,6 +135,39 @@ export function Composer(props: Props) {
       <label class="visually-hidden" for={inputId}>
         {props.editing ? "Edit message" : props.label}
       </label>
+      {suggestions.length > 0 && (
+        <ul class="mention-picker" role="listbox" id={`${inputId}-mentions`} aria-label="Mention a member">
+          {suggestions.map((m, i) => (
+            <li
+              key={m.id}
+              id={`${inputId}-mention-${i}`}
+              role="option"
+              aria-selected={i === current}
+              class={i === current ? "active" : undefined}
+              // mousedown, not click: the box keeps its focus and caret.
+              onMouseDown={(e) => {
+                e.preventDefault();
+                pick(m);
+              }}
+            >
+              <strong>{m.name}</strong>
+              {m.label !== m.name && <span class="muted"> @{m.label}</span>}
+              {m.email && <span class="muted small"> {m.email}</span>}
+            </li>
+          ))}
+        </ul>
+      )}
+      {problem ? (
+        <p class="composer-status error" id={`${inputId}-status`} role="alert">
+          {problem}
+        </p>
+      ) : (
+        counter && (
+          <p class="composer-status muted" id={`${inputId}-status`}>
+            {counter} characters
+          </p>
+        )
+      )}
       <div class="composer-row">
         <input
           ref={file}
@@ -103,13 +193,23 @@ export function Composer(props: Props) {
           value={text}
           disabled={props.disabled}
           placeholder={props.disabled ? "This team is deactivated: read only" : props.label}
+          aria-invalid={problem ? true : undefined}
+          aria-describedby={problem || counter ? `${inputId}-status` : undefined}
+          aria-autocomplete="list"
+          aria-controls={suggestions.length > 0 ? `${inputId}-mentions` : undefined}
+          aria-activedescendant={suggestions.length > 0 ? `${inputId}-mention-${current}` : undefined}
           onInput={(e) => {
             setText(e.currentTarget.value);
+            track(e.currentTarget);
             if (!props.editing) model.typed();
           }}
+          onKeyUp={(e) => {
+            if (e.key.startsWith("Arrow") || e.key === "Home" || e.key === "End") track(e.currentTarget);
+          }}
+          onClick={(e) => track(e.currentTarget)}
           onKeyDown={onKeyDown}
         />
-        <button type="submit" class="primary" disabled={props.disabled || !text.trim()}>
+        <button type="submit" class="primary" disabled={props.disabled || !text.trim() || problem !== null}>
           {props.editing ? "Save" : "Send"}
         </button>
       </div>

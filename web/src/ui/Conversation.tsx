@@ -91,7 +91,7 @@ export function Conversation(props: Props) {
           onReply={(m) => model.openThread(m.id)}
           loadOlder={() => model.loadOlder()}
           hasOlder={timeline.hasOlder}
-          seen={(seq) => model.markSeen(seq)}
+          seen={(seq) => model.markSeen(seq, true)}
         />
       )}
       <p class="typing" aria-hidden={typing.length === 0}>

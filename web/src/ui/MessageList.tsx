@@ -3,6 +3,7 @@
 import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel, Pending } from "../app/chat";
+import { InView } from "../app/inview";
 import { MessageItem } from "./MessageItem";
 
 interface Props {
@@ -29,32 +30,30 @@ export function MessageList(props: Props) {
   const atBottom = useRef(true);
   const loading = useRef(false);
   const autoPages = useRef(0);
-  const observer = useRef<IntersectionObserver | null>(null);
+  const tracker = useRef<InView | null>(null);
   const seen = useRef(props.seen);
   seen.current = props.seen;
 
-  useEffect(() => {
-    const root = box.current;
-    if (!root || !props.seen) return;
-    // What is on screen now; reported while the page is visible, and again when it becomes so.
-    const inView = new Set<number>();
-    const report = () => {
-      if (document.visibilityState === "visible" && inView.size > 0) seen.current?.(Math.max(...inView));
-    };
-    observer.current = new IntersectionObserver(
-      (entries) => {
-        for (const e of entries) {
-          const seq = Number((e.target as HTMLElement).dataset.seq);
-          if (e.isIntersecting) inView.add(seq);
-          else inView.delete(seq);
-        }
-        report();
-      },
-      { root, threshold: 0.6 },
+  // Made on first use, which is the first layout effect: effects run in an order that a plain
+  // useEffect would lose (the list registers its messages before a useEffect runs).
+  const inView = (root: HTMLElement): InView | null => {
+    if (!props.seen) return null;
+    tracker.current ??= new InView(
+      (callback) => new IntersectionObserver(callback, { root, threshold: 0.6 }),
+      (el) => Number((el as HTMLElement).dataset.seq),
+      () => document.visibilityState === "visible",
+      (seq) => seen.current?.(seq),
     );
+    return tracker.current;
+  };
+
+  useEffect(() => {
+    // Reported again when the page becomes visible: what was on screen while hidden is unseen.
+    const report = () => tracker.current?.reportNow();
     document.addEventListener("visibilitychange", report);
     return () => {
-      observer.current?.disconnect();
+      tracker.current?.stop();
+      tracker.current = null;
       document.removeEventListener("visibilitychange", report);
     };
   }, []);
@@ -76,7 +75,12 @@ export function MessageList(props: Props) {
     const el = box.current;
     if (!el) return;
     if (atBottom.current) el.scrollTop = el.scrollHeight;
-    el.querySelectorAll("article.message[data-seq]").forEach((a) => observer.current?.observe(a));
+    const watch = inView(el);
+    if (watch) {
+      watch.track(el.querySelectorAll("article.message[data-seq]"));
+      // A change that adds no element (a thread reply under a root in view) is seen as well.
+      watch.reportNow();
+    }
     if (el.scrollHeight <= el.clientHeight && autoPages.current < 10 && props.hasOlder && props.loadOlder && !loading.current) {
       autoPages.current += 1;
       void older();
@@ -118,9 +122,18 @@ export function MessageList(props: Props) {
           ) : (
             <p class="error small" role="alert">
               Not sent: {p.error}{" "}
-              <button type="button" class="link" onClick={() => model.retry(p.clientMsgId)}>
-                Retry
-              </button>{" "}
+              {p.retryable ? (
+                <button type="button" class="link" onClick={() => model.retry(p.clientMsgId)}>
+                  Retry
+                </button>
+              ) : (
+                p.type === "text" && (
+                  // Sending it again would be refused again: it goes back to the box to be changed.
+                  <button type="button" class="link" onClick={() => model.takeBack(p.clientMsgId)}>
+                    Edit
+                  </button>
+                )
+              )}{" "}
               <button type="button" class="link" onClick={() => model.discard(p.clientMsgId)}>
                 Discard
               </button>

@@ -26,6 +26,13 @@ export function Shell(props: { model: ChatModel; onLogout(): void }) {
     return () => window.removeEventListener("keydown", onKey);
   }, [model, teamPanel, drawer]);
 
+  useEffect(() => {
+    const onVisibility = () => model.setPageVisible(document.visibilityState === "visible");
+    onVisibility();
+    document.addEventListener("visibilitychange", onVisibility);
+    return () => document.removeEventListener("visibilitychange", onVisibility);
+  }, [model]);
+
   const panel = team && model.threadRoot ? "thread" : team && teamPanel ? "team" : null;
   const reconnecting = model.status === "reconnecting";
   return (

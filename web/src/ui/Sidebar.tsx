@@ -2,9 +2,10 @@
 // conversations: the team itself and a DM with each member (presence dot, unseen count).
 import { useState } from "preact/hooks";
 import type { ChatModel } from "../app/chat";
+import { checkTeam, type FieldErrors, parseTags, type TeamField } from "../text/teamform";
+import { FieldError, invalidProps } from "./FieldError";
 import { initials } from "./format";
 import { PresenceDot } from "./PresenceDot";
-import { parseTags } from "./TeamPanel";
 
 export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
   const { model } = props;
@@ -13,6 +14,8 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
   const [icon, setIcon] = useState("");
   const [tags, setTags] = useState("");
   const [error, setError] = useState<string | null>(null);
+  const [fields, setFields] = useState<FieldErrors>({});
+  const invalid = (field: TeamField) => invalidProps("new-team", fields, field);
   const teams = model.sortedTeams();
   const team = model.selectedTeam ? model.teams.get(model.selectedTeam) : undefined;
 
@@ -61,7 +64,10 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
             onSubmit={async (e) => {
               e.preventDefault();
               setError(null);
-              const failed = await model.createTeam(name.trim(), icon.trim(), parseTags(tags));
+              const problems = checkTeam(name, icon, tags);
+              setFields(problems);
+              if (Object.keys(problems).length > 0) return;
+              const failed = await model.createTeam(name.trim(), icon.trim(), parseTags(tags).tags);
               if (failed) setError(failed);
               else {
                 setCreating(false);
@@ -80,16 +86,19 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
           >
             <label>
               Team name
-              <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} autoFocus />
+              <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} autoFocus {...invalid("name")} />
             </label>
+            <FieldError id="new-team-name" text={fields.name} />
             <label>
               Icon URL (optional)
-              <input value={icon} onInput={(e) => setIcon(e.currentTarget.value)} inputMode="url" />
+              <input value={icon} onInput={(e) => setIcon(e.currentTarget.value)} inputMode="url" {...invalid("icon")} />
             </label>
+            <FieldError id="new-team-icon" text={fields.icon} />
             <label>
               Tags (optional, comma separated)
-              <input value={tags} onInput={(e) => setTags(e.currentTarget.value)} />
+              <input value={tags} onInput={(e) => setTags(e.currentTarget.value)} placeholder="backend, on-call" {...invalid("meta_tags")} />
             </label>
+            <FieldError id="new-team-meta_tags" text={fields.meta_tags} />
             {error && (
               <p class="error small" role="alert">
                 {error}

@@ -5,16 +5,11 @@ import { useEffect, useState } from "preact/hooks";
 import type { Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { allowed, roleOf } from "../state/roles";
+import { checkTeam, type FieldErrors, parseTags, type TeamField } from "../text/teamform";
+import { FieldError, invalidProps } from "./FieldError";
 import { PresenceDot } from "./PresenceDot";
 
 const ROLE_NAMES = { super_admin: "super admin", admin: "admin", user: "member" } as const;
-
-export function parseTags(text: string): string[] {
-  return text
-    .split(/[,\s]+/)
-    .map((t) => t.trim().toLowerCase())
-    .filter(Boolean);
-}
 
 export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void }) {
   const { model, team } = props;
@@ -25,6 +20,8 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
   const [tags, setTags] = useState(team.meta_tags.join(", "));
   const [email, setEmail] = useState("");
   const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const [fields, setFields] = useState<FieldErrors>({});
+  const invalid = (field: TeamField) => invalidProps("team-settings", fields, field);
 
   useEffect(() => {
     void model.refreshTeam(team.id);
@@ -35,6 +32,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
     setIcon(team.icon);
     setTags(team.meta_tags.join(", "));
     setResult(null);
+    setFields({});
   }, [team.id]);
 
   const run = async (what: string, call: Promise<string | null>, failing = "") => {
@@ -67,22 +65,28 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             class="stack"
             onSubmit={(e) => {
               e.preventDefault();
-              void run("Team saved.", model.updateTeam(team.id, { name: name.trim(), icon: icon.trim(), meta_tags: parseTags(tags) }));
+              const problems = checkTeam(name, icon, tags);
+              setFields(problems);
+              if (Object.keys(problems).length > 0) return;
+              void run("Team saved.", model.updateTeam(team.id, { name: name.trim(), icon: icon.trim(), meta_tags: parseTags(tags).tags }));
             }}
           >
             <h3>Settings</h3>
             <label>
               Name
-              <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} />
+              <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} {...invalid("name")} />
             </label>
+            <FieldError id="team-settings-name" text={fields.name} />
             <label>
               Icon URL
-              <input value={icon} onInput={(e) => setIcon(e.currentTarget.value)} placeholder="https://…" inputMode="url" />
+              <input value={icon} onInput={(e) => setIcon(e.currentTarget.value)} placeholder="https://…" inputMode="url" {...invalid("icon")} />
             </label>
+            <FieldError id="team-settings-icon" text={fields.icon} />
             <label>
               Tags (comma separated)
-              <input value={tags} onInput={(e) => setTags(e.currentTarget.value)} placeholder="backend, on-call" />
+              <input value={tags} onInput={(e) => setTags(e.currentTarget.value)} placeholder="backend, on-call" {...invalid("meta_tags")} />
             </label>
+            <FieldError id="team-settings-meta_tags" text={fields.meta_tags} />
             <button type="submit">Save settings</button>
           </form>
         )}

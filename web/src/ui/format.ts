@@ -20,16 +20,3 @@ export function initials(name: string): string {
   const parts = name.trim().split(/\s+/).filter(Boolean);
   return (parts.length > 1 ? (parts[0]?.[0] ?? "") + (parts[1]?.[0] ?? "") : name.slice(0, 2)).toUpperCase() || "?";
 }
-
-/** "@Name" of a member becomes the contract's mention `<@user_id>` (longest names first). */
-export function encodeMentions(text: string, members: { id: string; name: string }[]): string {
-  const byLength = [...members].filter((m) => m.name).sort((a, b) => b.name.length - a.name.length);
-  let out = text;
-  for (const m of byLength) out = out.split(`@${m.name}`).join(`<@${m.id}>`);
-  return out;
-}
-
-/** The reverse, for putting a message back into the composer to edit it. */
-export function decodeMentions(text: string, name: (id: string) => string): string {
-  return text.replace(/<@([0-9a-f]{32})>/g, (_all, id: string) => `@${name(id)}`);
-}

@@ -1,0 +1,16 @@
+// A form field's problem, under the field and tied to it for screen readers.
+import type { FieldErrors, TeamField } from "../text/teamform";
+
+export function FieldError(props: { id: string; text: string | undefined }) {
+  if (!props.text) return null;
+  return (
+    <p class="error small field-error" id={props.id} role="alert">
+      {props.text}
+    </p>
+  );
+}
+
+/** The attributes that mark a field invalid and point at its FieldError (`${prefix}-${field}`). */
+export function invalidProps(prefix: string, errors: FieldErrors, field: TeamField): Record<string, string | boolean> {
+  return errors[field] ? { "aria-invalid": true, "aria-describedby": `${prefix}-${field}` } : {};
+}
