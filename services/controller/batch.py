@@ -46,7 +46,7 @@ from services.controller.records import (
 )
 from services.controller.registry import Routed
 from services.controller.store import DUPLICATE_KEY, MessageStore, StoredPosition
-from services.controller.takeover import Takeover
+from services.controller.takeover import Takeover, below_stored
 
 _log = get_logger("controller.batch")
 
@@ -123,6 +123,10 @@ class Outcome:
     # A member marked something read: their state is stored before the ``read`` frames go out,
     # so a client that refreshes its counts on that frame sees them (write_behind.py).
     marks_read: bool = False
+
+
+def _is_known(item: Item, known: Mapping[str, StoredPosition]) -> bool:
+    return isinstance(item, MessageItem) and item.message.id in known
 
 
 def _routed(item: Item, verdict: Verdict | None) -> Routed | None:
@@ -268,6 +272,17 @@ class BatchProcessor:
         verdicts: dict[int, Verdict] = {}
         if messages:
             known = await self._takeover.stored_already(messages, buckets)
+            if known:
+                buckets.update(
+                    below_stored(
+                        (
+                            (c.index, c.channel_id, c.seq)
+                            for c in counted
+                            if not _is_known(batch.items[c.index], known)
+                        ),
+                        known.values(),
+                    )
+                )
             fresh = [pos for pos, (_, item) in enumerate(messages) if item.message.id not in known]
             docs = [
                 to_document(item.message, item.record.offset, buckets[i], numbers[i])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -37,10 +37,12 @@ _TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11
 
 @dataclass(frozen=True, slots=True)
 class StoredPosition:
-    """Where a stored message sits: its channel and seq."""
+    """Where a stored message sits: its channel and seq (and its history bucket, which does not
+    take part in comparisons: the same message is at the same position in any bucket)."""
 
     channel_id: str
     seq: int
+    bucket: str = field(default="", compare=False)
 
 
 class MessageStore(Protocol):
@@ -128,8 +130,11 @@ class MongoMessageStore:
         return dict(_position(doc) for doc in found if doc is not None)
 
 
-_POSITION = {ID: 0, MESSAGE_ID: 1, MESSAGE_CHANNEL_ID: 1, MESSAGE_SEQ: 1}
+_POSITION = {ID: 0, MESSAGE_ID: 1, MESSAGE_CHANNEL_ID: 1, MESSAGE_SEQ: 1, MESSAGE_BUCKET: 1}
 
 
 def _position(doc: Document) -> tuple[str, StoredPosition]:
-    return str(doc[MESSAGE_ID]), StoredPosition(str(doc[MESSAGE_CHANNEL_ID]), int(doc[MESSAGE_SEQ]))
+    position = StoredPosition(
+        str(doc[MESSAGE_CHANNEL_ID]), int(doc[MESSAGE_SEQ]), str(doc.get(MESSAGE_BUCKET) or "")
+    )
+    return str(doc[MESSAGE_ID]), position

@@ -9,19 +9,27 @@ documents again one at a time, each in a transaction of its own. A controller ki
 a 100,000-message burst over 2,000 rooms left 96,000 records uncommitted, and its successor took
 180-300 s to get through them (docs/benchmarks.md).
 
-So a partition is *in doubt* from its assignment until a batch's first message of it (its lowest
-offset: an owner stores in offset order) is not stored, which one lookup tells. While in doubt,
+So a partition is *in doubt* from its assignment until neither a batch's first nor its last
+message of it is stored, which two lookups tell (an owner stores in offset order, but in parallel
+slices, so a failed slice can leave lower offsets unstored under higher ones). While in doubt,
 its channels' history buckets below the ones this controller opened are read, newest first (one
 equality query returns up to a bucket of messages, where looking each up is a query per
 message), until every message sought is found or a bucket reaches below the lowest offset
 sought; the buckets read are kept while batches need them, since the next batches seek the
 messages after. Whatever this misses (a client retry whose original sits further down, a zombie
 owner's late write) is still caught by the insert.
+
+What the predecessor did not store of such a batch (the messages of a slice whose insert failed,
+the change documents written after the messages) would go to the bucket this controller opened,
+after buckets holding higher seqs of the same channel, and history and changes pages, which walk
+buckets in order, would skip it. ``below_stored`` files each such record in the bucket of the
+nearest stored message at or above it instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from chatcore.buckets import bucket_key, bucket_number
@@ -35,6 +43,31 @@ WALK_MAX = 8
 # Messages kept from the buckets read (≈ 250 bytes each); past this the oldest reads are dropped
 # and read again if sought again.
 KEPT_MAX = 150_000
+
+
+def below_stored(
+    records: Iterable[tuple[int, str, int]],
+    found: Iterable[StoredPosition],
+) -> dict[int, str]:
+    """For records ``(index, channel, seq)`` not stored yet, the bucket each must go to so every
+    bucket keeps lower seqs than the next: the bucket of the nearest ``found`` message of its
+    channel at or above its seq; a record above every found one is absent (its new bucket is
+    right)."""
+    stored: dict[str, list[tuple[int, str]]] = {}
+    for position in found:
+        if position.bucket:
+            stored.setdefault(position.channel_id, []).append((position.seq, position.bucket))
+    for positions in stored.values():
+        positions.sort()
+    placed: dict[int, str] = {}
+    for index, channel, seq in records:
+        ordered = stored.get(channel)
+        if not ordered:
+            continue
+        at = bisect.bisect_left(ordered, (seq, ""))
+        if at < len(ordered):
+            placed[index] = ordered[at][1]
+    return placed
 
 
 class StoredLookup(Protocol):
@@ -64,16 +97,21 @@ class Takeover:
     ) -> dict[str, StoredPosition]:
         """Where the batch's messages (``(index, item)``, ``buckets`` by index) that a previous
         owner stored are; raises ``Unavailable`` (retry the batch)."""
-        first: dict[tuple[str, int], str] = {}
+        # Each unsettled partition's first and last message of the batch: an owner stores in
+        # offset order, but its insert runs in parallel slices, so a failed one can leave the
+        # first messages unstored and later ones stored.
+        ends: dict[tuple[str, int], list[str]] = {}
         for _, item in messages:
             partition = (item.record.topic, item.record.partition)
             if partition not in self._settled:
-                first.setdefault(partition, item.message.id)
+                ids = ends.setdefault(partition, [item.message.id])
+                if item.message.id != ids[0]:
+                    ids[1:] = [item.message.id]
         doubtful: set[tuple[str, int]] = set()
-        if first:
-            probed = await self._store.positions(list(first.values()))
-            doubtful = {p for p, message_id in first.items() if message_id in probed}
-            self._settled.update(p for p in first if p not in doubtful)
+        if ends:
+            probed = await self._store.positions([i for ids in ends.values() for i in ids])
+            doubtful = {p for p, ids in ends.items() if any(i in probed for i in ids)}
+            self._settled.update(p for p in ends if p not in doubtful)
         if not doubtful:
             self._forget_reads()  # no longer needed, however many were kept
             return {}

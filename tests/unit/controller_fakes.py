@@ -68,14 +68,16 @@ class MemoryMessageStore:
         self._check_up()
         self.position_lookups.extend(ids)
         return {
-            d["id"]: StoredPosition(d["channel_id"], d["seq"]) for d in self.docs if d["id"] in ids
+            d["id"]: StoredPosition(d["channel_id"], d["seq"], d.get("bucket", ""))
+            for d in self.docs
+            if d["id"] in ids
         }
 
     async def in_bucket(self, bucket: str) -> dict[str, StoredPosition]:
         self._check_up()
         self.buckets_read.append(bucket)
         return {
-            d["id"]: StoredPosition(d["channel_id"], d["seq"])
+            d["id"]: StoredPosition(d["channel_id"], d["seq"], d.get("bucket", ""))
             for d in self.docs
             if d.get("bucket") == bucket
         }

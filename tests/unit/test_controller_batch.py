@@ -92,7 +92,8 @@ async def test_records_stored_before_a_partition_moved_are_looked_up_not_inserte
         [*first, message_record(chat_message("t1", msg_id="m2"), offset=6), retry]
     )
     assert s.store.insert_attempts == ["m2"]
-    assert s.store.position_lookups == ["m0"]  # the probe; the rest came from one bucket read
+    # The probes (the partition's first and last message); the rest came from one bucket read.
+    assert s.store.position_lookups == ["m0", "m2"]
     assert s.store.buckets_read == ["t1/0"]
     assert _seqs(outcome) == [4, 5, 6]
     assert (outcome.counts[Verdict.REDELIVERED], outcome.counts[Verdict.INSERTED]) == (2, 1)
@@ -149,17 +150,17 @@ async def test_buckets_read_while_in_doubt_serve_the_next_batches_too() -> None:
 
 
 async def test_a_partition_whose_first_record_is_new_is_looked_up_once_then_inserted() -> None:
-    """After a move, one lookup of a partition's first message that finds nothing settles it:
-    that batch and the later ones go straight to the insert."""
+    """After a move, one lookup of a partition's first and last message that finds neither
+    settles it: that batch and the later ones go straight to the insert."""
     s = _Setup()
     await s.run([message_record(chat_message("t1", msg_id="m0"), offset=1)])
     s.processor.partitions_moved()
     s.store.position_lookups.clear()
     batch = [message_record(chat_message("t1", msg_id=f"n{i}"), offset=2 + i) for i in range(3)]
     await s.run(batch)
-    assert s.store.position_lookups == ["n0"]
+    assert s.store.position_lookups == ["n0", "n2"]
     await s.run([message_record(chat_message("t1", msg_id="n9"), offset=9)])
-    assert s.store.position_lookups == ["n0"]
+    assert s.store.position_lookups == ["n0", "n2"]
     assert len(s.store.docs) == 5
 
 

@@ -240,3 +240,60 @@ async def test_a_late_read_marker_announces_the_position_as_it_stands() -> None:
     await c.run([read_record(T, B, 11, 2, offset=12)])
     late = await c.run([read_record(T, B, 10, 1, offset=13)])
     assert [r.delivery.read.seq for r in late.routed if r.delivery.HasField("read")] == [11]
+
+
+class _DiesBeforeChanges(Exception):
+    pass
+
+
+def _bucket(p: Processing, record_id: str) -> int:
+    docs = [d for d in p.store.docs if d["id"] == record_id] or [
+        d for key, d in p.states.changes.items() if key.endswith(record_id)
+    ]
+    return int(str(docs[0]["bucket"]).rsplit("/", 1)[1])
+
+
+async def test_a_new_owner_files_what_its_predecessor_left_unstored_below_what_it_stored() -> None:
+    """The predecessor stored a batch's messages (seqs 100 and 102) and died before writing the
+    edit at 101; its successor files the edit's change document in the bucket of message 102, not
+    in its own new bucket after it, so a walk over buckets meets 100, 101, 102 in order."""
+    p = _stores()
+    first = _Controller(p)
+    await first.run([_msg(90, "m0", sender=A, text="v1")])
+    await first.buffer.flush()
+    batch = [
+        _msg(100, "m1", sender=A),
+        change_record(T, "m0", EDIT, offset=101, actor=A, data="v2"),
+        _msg(102, "m2", sender=A),
+    ]
+    inserted = p.states.insert_changes
+
+    async def dies(_docs: Sequence[Document]) -> None:
+        raise _DiesBeforeChanges
+
+    p.states.insert_changes = dies  # type: ignore[method-assign, assignment]
+    with contextlib.suppress(_DiesBeforeChanges):
+        await first.run(batch)
+    p.states.insert_changes = inserted  # type: ignore[method-assign]
+    successor = _Controller(p)
+    successor.processor.partitions_moved()
+    await successor.run(batch)
+    assert list(p.states.changes) == [f"{T}:101:edited"]
+    assert _bucket(p, "101:edited") == _bucket(p, "m2") == _bucket(p, "m1")
+
+
+async def test_a_new_owner_files_messages_a_failed_slice_left_below_the_stored_ones() -> None:
+    """Buckets of 4: the predecessor's insert of seqs 10-15 stored only 13-15 before it died;
+    its successor inserts 10-12 into 13's bucket, never into a later one."""
+    store = _HalfInsert()
+    p = _stores(store=store)
+    first = _Controller(p, bucket_size=4)
+    batch = [_msg(o, f"m{o}", sender=A) for o in range(10, 16)]
+    store.fail = True
+    with contextlib.suppress(Unavailable):
+        await first.run(batch)
+    successor = _Controller(p, bucket_size=4)
+    successor.processor.partitions_moved()
+    await successor.run(batch)
+    seqs = sorted((_bucket(p, f"m{o}"), o) for o in range(10, 16))
+    assert [o for _, o in seqs] == list(range(10, 16))
