@@ -71,7 +71,7 @@ class PresenceBook:
                 t
                 for u, channels in relay.users.items()
                 if u in before
-                for t in self._joined(record.relay_id, u, channels, now_ms)
+                for t in self._joined(u, channels, now_ms)
             ]
             return (
                 self._left(record.relay_id, gone, now_ms)
@@ -98,7 +98,7 @@ class PresenceBook:
             if entry.user_id not in relay.users:
                 came.append(entry.user_id)
             else:
-                transitions += self._joined(record.relay_id, entry.user_id, channels, now_ms)
+                transitions += self._joined(entry.user_id, channels, now_ms)
             relay.users[entry.user_id] = channels
         gone = [u for u in record.offline if relay.users.pop(u, None) is not None]
         return (
@@ -128,24 +128,15 @@ class PresenceBook:
             holders.add(relay_id)
         return out
 
-    def _joined(
-        self, relay_id: str, user: str, channels: tuple[str, ...], now_ms: int
-    ) -> list[Transition]:
+    def _joined(self, user: str, channels: tuple[str, ...], now_ms: int) -> list[Transition]:
         # An online user's relay lists teams not known before: the user joined them while
-        # connected, and those teams have not been told the user is online. Teams no relay
-        # holding the user lists any more (they left or were removed) are forgotten, so their
-        # going offline is not announced to a team they are no longer in.
+        # connected, and those teams have not been told the user is online.
         known = self._channels.get(user, ())
-        listed = set(channels)
-        for holder in self._holders.get(user, ()):
-            other = self._relays.get(holder)
-            if holder != relay_id and other is not None:
-                listed.update(other.users.get(user, ()))
         added = tuple(c for c in channels if c not in known)
-        self._channels[user] = tuple(sorted(listed))
-        return (
-            [Transition(user, ONLINE, added, now_ms)] if added and self._holders.get(user) else []
-        )
+        if not added:
+            return []
+        self._channels[user] = tuple(sorted({*known, *added}))
+        return [Transition(user, ONLINE, added, now_ms)] if self._holders.get(user) else []
 
     def _left(self, relay_id: str, users: Iterable[str], now_ms: int) -> list[Transition]:
         out = []

@@ -229,19 +229,3 @@ def test_a_member_counts_online_in_a_team_only_once_announced_to_it() -> None:
         Transition(ANN, OFFLINE, (OTHER, TEAM), 20)
     ]
     assert not book.online_in(ANN, OTHER)
-
-
-def test_a_team_the_user_left_is_not_told_when_they_go_offline() -> None:
-    """Removed from a team while connected: once no relay holding them lists it, their going
-    offline is told only to the teams they are still in (a team another relay still lists for
-    them stays until that relay drops it too)."""
-    book = PresenceBook()
-    book.apply(_snapshot("A", 1, {ANN: [TEAM, OTHER]}), 0)
-    book.apply(_snapshot("B", 1, {ANN: [TEAM, OTHER, CID]}), 0)
-    assert book.apply(_delta("A", 2, {ANN: [TEAM]}), 10) == []
-    assert book.apply(_snapshot("B", 2, {ANN: [TEAM, CID]}), 20) == []
-    assert not book.online_in(ANN, OTHER)
-    assert book.apply(_delta("A", 3, offline=[ANN]), 30) == []
-    assert book.apply(_delta("B", 3, offline=[ANN]), 40) == [
-        Transition(ANN, OFFLINE, (CID, TEAM), 40)
-    ]
