@@ -4,17 +4,24 @@ A socket's channels come from one lookup at the controllers; the hub attaches th
 the answer is back. A membership event for the user (or a team-wide one) that arrives in between
 would find no socket of theirs to act on, and the answer may have been read before the change:
 a removed member would be greeted with the team, an added one would never get it. So the hub
-notes such events per user from the lookup's start, and replays them in order on the socket it
-attaches. Replaying is safe whatever the answer saw: a removal of a channel the socket does not
-hold changes nothing, an addition is a grant that reads the team again, and (de)activations end
-in the state of the last one.
+notes such events per user from the lookup's start, and replays them in order on the channel map
+of the socket it attaches, before it wants anything (``replay``): the user's other sockets took
+them when they came. Replaying is safe whatever the answer saw: a removal of a channel the map
+does not hold changes nothing, an addition is a grant that reads the team again, and
+(de)activations end in the state of the last one.
 
 Pure bookkeeping, no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from chatcore.proto.chat.v1 import chat_pb2
+
+# The team-wide changes: a team (de)activated.
+ACTIVATION = (chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED, chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +65,21 @@ class Handshakes:
 
     def __len__(self) -> int:
         return len(self._open)
+
+
+def replay(channels: dict[str, bool], noted: Sequence[Noted]) -> list[str]:
+    """Apply membership events noted during a lookup to the channel map it answered, in order;
+    the channels added since, which a grant (reading the team again) gives."""
+    added: list[str] = []
+    for event in noted:
+        channel, change = event.channel_id, event.change
+        if change == chat_pb2.MEMBERSHIP_CHANGE_ADDED:
+            if channel not in added:
+                added.append(channel)
+        elif change == chat_pb2.MEMBERSHIP_CHANGE_REMOVED:
+            channels.pop(channel, None)
+            if channel in added:
+                added.remove(channel)
+        elif change in ACTIVATION and channel in channels:
+            channels[channel] = change == chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED
+    return added

@@ -32,10 +32,9 @@ from services.relay.frames import (
     typing_out_frame,
     update_frame,
 )
-from services.relay.handshakes import Handshakes
+from services.relay.handshakes import ACTIVATION, Handshakes, replay
 
 REMOVED, ADDED, DEACTIVATED = "removed", "added", "deactivated"
-_ACTIVATION = (chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED, chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED)
 
 
 @dataclass(eq=False, slots=True)
@@ -166,21 +165,17 @@ class Hub:
         """A new socket (after ``expect``), pending until ``greet``: its channels join the
         subscription set now, and membership events seen during its lookup apply to it."""
         effects = Effects()
+        # On this socket's channel map only, before anything is wanted: the user's other
+        # sockets took these events when they came, and a channel removed here is never
+        # subscribed for it.
+        added = replay(session.channels, self._handshakes.end(session.user_id))
         self._by_user.setdefault(session.user_id, set()).add(session)
         self._pending.add(session)
         for channel in session.channels:
             self._want(channel, effects)
-        for noted in self._handshakes.end(session.user_id):
-            self._replay(session, noted.channel_id, noted.change, effects)
-        return effects
-
-    def _replay(self, session: Session, channel: str, change: int, effects: Effects) -> None:
-        if change == chat_pb2.MEMBERSHIP_CHANGE_ADDED:
+        for channel in added:
             self._begin_grant(session.user_id, channel, effects)
-        elif change == chat_pb2.MEMBERSHIP_CHANGE_REMOVED:
-            self.revoke(channel, [session.user_id], effects)
-        elif change in _ACTIVATION and channel in session.channels:
-            session.channels[channel] = change == chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED
+        return effects
 
     def greet(self, session: Session) -> None:
         """The socket's ``hello`` is going out: from now on it receives deliveries."""
@@ -313,7 +308,7 @@ class Hub:
             self._begin_grant(event.user_id, channel, effects)
         elif change == chat_pb2.MEMBERSHIP_CHANGE_REMOVED:
             self.revoke(channel, [event.user_id], effects)
-        elif change in _ACTIVATION:
+        elif change in ACTIVATION:
             self.set_active(channel, change == chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED)
 
     # -- membership changes --

@@ -290,3 +290,34 @@ def test_events_are_kept_only_while_a_lookup_is_open() -> None:
     third = Session(dave, object(), {TEAM: True})
     hub.attach(third)
     assert third.channels == {TEAM: True}
+
+
+def test_replaying_a_removal_leaves_the_user_s_other_sockets_alone() -> None:
+    """Bob's greeted socket lost and regained the team while his second socket looked up: the
+    second attaches without the removal touching the first (no extra frame, team kept)."""
+    hub, rec, s = _hub()
+    hub.expect(BOB)
+    hub.deliver(_batch(_event(chat_pb2.MEMBERSHIP_CHANGE_REMOVED, BOB)))
+    regrant = hub.deliver(_batch(_event(chat_pb2.MEMBERSHIP_CHANGE_ADDED, BOB))).grants[0]
+    hub.finish_grant(regrant, member=True, active=True)
+    frames_before = len(rec.got(s["bob"]))
+    assert TEAM in s["bob"].channels
+    second = Session(BOB, object(), {TEAM: True, OTHER: True})
+    effects = hub.attach(second)
+    assert TEAM in s["bob"].channels
+    assert len(rec.got(s["bob"])) == frames_before
+    assert [(g.user_id, g.channel_id) for g in effects.grants] == [(BOB, TEAM)]
+    assert second.channels == {OTHER: True}
+
+
+def test_a_channel_removed_during_the_lookup_is_never_subscribed_for_that_socket() -> None:
+    """A user's only socket, removed from a team no other socket here holds while its lookup ran:
+    attaching neither subscribes nor unsubscribes it (one request naming it both ways would leave
+    it subscribed at the controller)."""
+    hub, _rec, _s = _hub()
+    dave, lonely = "d" * 32, "l" * 32
+    hub.expect(dave)
+    hub.deliver(_batch(_event(chat_pb2.MEMBERSHIP_CHANGE_REMOVED, dave, channel=lonely)))
+    effects = hub.attach(Session(dave, object(), {lonely: True}))
+    assert (effects.subscribe, effects.unsubscribe) == ([], [])
+    assert lonely not in hub.channels

@@ -27,6 +27,11 @@ describe("encodeMentions", () => {
     );
   });
 
+  it("mentions a member whose name changes length when lower-cased (İlker)", () => {
+    const ilker = "f".repeat(32);
+    expect(encodeMentions("hi @İlker, and @Bob", [...team, { id: ilker, name: "İlker" }])).toBe(`hi <@${ilker}>, and <@${BOB}>`);
+  });
+
   it("matches a name with a space, and passes stored tokens through", () => {
     expect(encodeMentions(`@Ada Lovelace and <@${BOB}>`, team)).toBe(`<@${ADA_L}> and <@${BOB}>`);
   });

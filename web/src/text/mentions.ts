@@ -71,7 +71,11 @@ export function mentionLabels(members: readonly Member[]): Map<string, string> {
  * label first ("@Bobby" is not "@Bob"), case-insensitively. Stored tokens pass through.
  */
 export function encodeMentions(text: string, members: readonly Member[]): string {
-  const labels = [...mentionLabels(members)].map(([id, label]) => ({ id, label: label.toLowerCase() })).sort((a, b) => b.label.length - a.label.length);
+  // Compared lower-cased, but sliced by the label's own length: lower-casing can change a
+  // string's length ("İ" becomes two code units), and the text holds the label as written.
+  const labels = [...mentionLabels(members)]
+    .map(([id, label]) => ({ id, length: label.length, lower: label.toLowerCase() }))
+    .sort((a, b) => b.length - a.length);
   let out = "";
   let i = 0;
   while (i < text.length) {
@@ -84,10 +88,10 @@ export function encodeMentions(text: string, members: readonly Member[]): string
     }
     if (text[i] === "@" && startsMention(text, i)) {
       const start = i + 1;
-      const hit = labels.find((l) => text.slice(start, start + l.label.length).toLowerCase() === l.label && endsMention(text, start + l.label.length));
+      const hit = labels.find((l) => text.slice(start, start + l.length).toLowerCase() === l.lower && endsMention(text, start + l.length));
       if (hit) {
         out += `<@${hit.id}>`;
-        i += 1 + hit.label.length;
+        i += 1 + hit.length;
         continue;
       }
     }
