@@ -125,10 +125,6 @@ class Outcome:
     marks_read: bool = False
 
 
-def _is_known(item: Item, known: Mapping[str, StoredPosition]) -> bool:
-    return isinstance(item, MessageItem) and item.message.id in known
-
-
 def _routed(item: Item, verdict: Verdict | None) -> Routed | None:
     if isinstance(item, MessageItem):
         if verdict is None or not verdict.fans_out:
@@ -273,15 +269,10 @@ class BatchProcessor:
         if messages:
             known = await self._takeover.stored_already(messages, buckets)
             if known:
+                # Every record: a stored one lands on its own bucket, where the thread change
+                # of a stored reply (same seq) belongs too.
                 buckets.update(
-                    below_stored(
-                        (
-                            (c.index, c.channel_id, c.seq)
-                            for c in counted
-                            if not _is_known(batch.items[c.index], known)
-                        ),
-                        known.values(),
-                    )
+                    below_stored(((c.index, c.channel_id, c.seq) for c in counted), known.values())
                 )
             fresh = [pos for pos, (_, item) in enumerate(messages) if item.message.id not in known]
             docs = [

@@ -49,10 +49,10 @@ def below_stored(
     records: Iterable[tuple[int, str, int]],
     found: Iterable[StoredPosition],
 ) -> dict[int, str]:
-    """For records ``(index, channel, seq)`` not stored yet, the bucket each must go to so every
-    bucket keeps lower seqs than the next: the bucket of the nearest ``found`` message of its
-    channel at or above its seq; a record above every found one is absent (its new bucket is
-    right)."""
+    """For records ``(index, channel, seq)``, the bucket each must go to so every bucket keeps
+    lower seqs than the next: the bucket of the nearest ``found`` message of its channel at or
+    above its seq (a found one's own); a record above every found one is absent (its new bucket
+    is right)."""
     stored: dict[str, list[tuple[int, str]]] = {}
     for position in found:
         if position.bucket:

@@ -282,6 +282,33 @@ async def test_a_new_owner_files_what_its_predecessor_left_unstored_below_what_i
     assert _bucket(p, "101:edited") == _bucket(p, "m2") == _bucket(p, "m1")
 
 
+async def test_a_new_owner_files_a_stored_reply_s_thread_change_in_the_reply_s_bucket() -> None:
+    """The predecessor stored a reply (seq 101) and a later message (102), and died before the
+    root's thread change at 101 was written: its successor files that change in the reply's
+    bucket, not in its own new bucket after 102's."""
+    p = _stores()
+    first = _Controller(p)
+    await first.run([_msg(90, "root", sender=A)])
+    await first.buffer.flush()
+    reply = chat_message(T, msg_id="r1", sender=B)
+    reply.thread_id = "root"
+    batch = [message_record(reply, offset=101), _msg(102, "m2", sender=A)]
+    inserted = p.states.insert_changes
+
+    async def dies(_docs: Sequence[Document]) -> None:
+        raise _DiesBeforeChanges
+
+    p.states.insert_changes = dies  # type: ignore[method-assign, assignment]
+    with contextlib.suppress(_DiesBeforeChanges):
+        await first.run(batch)
+    p.states.insert_changes = inserted  # type: ignore[method-assign]
+    successor = _Controller(p)
+    successor.processor.partitions_moved()
+    await successor.run(batch)
+    assert list(p.states.changes) == [f"{T}:101:thread"]
+    assert _bucket(p, "101:thread") == _bucket(p, "r1") == _bucket(p, "m2")
+
+
 async def test_a_new_owner_files_messages_a_failed_slice_left_below_the_stored_ones() -> None:
     """Buckets of 4: the predecessor's insert of seqs 10-15 stored only 13-15 before it died;
     its successor inserts 10-12 into 13's bucket, never into a later one."""
