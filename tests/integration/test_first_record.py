@@ -4,24 +4,16 @@ history and changes pages find it from the start (``after=-1``)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
-from chatcore.buckets import BucketAllocator
 from chatcore.channel_heads import MongoChannelHeads
 from chatcore.mongo import INDEXES, Document, ensure_indexes
-from chatcore.read_states import MongoReadStates, UnreadReader
+from chatcore.read_states import UnreadReader
 from chatcore.unread import Unread
-from services.controller.batch import BatchProcessor
-from services.controller.lifecycle import LifecyclePass
-from services.controller.lifecycle_store import MongoMembers, MongoMessageStates
-from services.controller.metrics import ControllerMetrics
-from services.controller.store import MongoMessageStore
-from services.controller.write_behind import StateBuffer
 from services.management.history_store import MongoMessageStore as HistoryStore
+from tests.integration.test_takeover import controller_over
 from tests.unit.controller_fakes import (
     FakeKafkaRecord,
-    MemoryDeadLetters,
     as_record,
     chat_message,
     message_record,
@@ -34,15 +26,7 @@ ALICE, BOB = "a" * 32, "b" * 32
 
 async def _controller_pass(db: AsyncDatabase[Document], records: list[FakeKafkaRecord]) -> None:
     """One controller consuming ``records`` and checkpointing its read state and counters."""
-    held = StateBuffer(MongoReadStates(db), MongoChannelHeads(db))
-    processor = BatchProcessor(
-        store=MongoMessageStore(db, parallel=2),
-        buckets=BucketAllocator(MongoChannelHeads(db)),
-        heads=held,
-        lifecycle=LifecyclePass(MongoMessageStates(db), held, MongoMembers(db)),
-        dead_letters=MemoryDeadLetters(),
-        metrics=ControllerMetrics.create(CollectorRegistry()),
-    )
+    processor, _store, held = controller_over(db)
     await processor.persist(processor.prepare([as_record(r) for r in records]))
     await held.flush()
 

@@ -41,7 +41,10 @@ class _CountingStore(MongoMessageStore):
         return await super().insert_unordered(docs)
 
 
-def _controller(db: AsyncDatabase[Document]) -> tuple[BatchProcessor, _CountingStore, StateBuffer]:
+def controller_over(
+    db: AsyncDatabase[Document],
+) -> tuple[BatchProcessor, _CountingStore, StateBuffer]:
+    """One controller process over the stack's database: its processor, store and buffer."""
     store = _CountingStore(db)
     held = StateBuffer(MongoReadStates(db), MongoChannelHeads(db))
     processor = BatchProcessor(
@@ -67,12 +70,12 @@ async def test_a_successor_finds_the_stored_records_and_inserts_only_the_new_one
     committed 100: its successor, given offsets 101-160, inserts only 151-160, fans all 60 out in
     order, and counts on from the predecessor's 150."""
     await ensure_indexes(scratch_db, INDEXES)
-    before, _, before_held = _controller(scratch_db)
+    before, _, before_held = controller_over(scratch_db)
     await _persist(before, range(1, 151))
     await before_held.flush()
     assert BUCKET_SIZE < 150  # the stored messages span two buckets
 
-    after, store, _ = _controller(scratch_db)
+    after, store, _ = controller_over(scratch_db)
     outcome = await _persist(after, range(101, 161))
     assert store.attempted == [f"m{o}" for o in range(151, 161)]
     assert (outcome.counts[Verdict.REDELIVERED], outcome.counts[Verdict.INSERTED]) == (50, 10)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry
 
 from chatcore.buckets import BucketAllocator, BucketRange, Reservation
 from chatcore.errors import Unavailable
@@ -238,17 +239,46 @@ def make_processor(
 ) -> Processing:
     store = store if store is not None else MemoryMessageStore()
     heads, reads, members = MemoryChannelHeads(), MemoryReadStates(), MemoryMembers()
-    states = MemoryMessageStates(store)
-    buffer = StateBuffer(reads, heads) if held else None
+    stores = _Stores(store, heads, MemoryMessageStates(store), reads, members)
+    dead_letters = dead_letters if dead_letters is not None else MemoryDeadLetters()
+    return _wired(stores, metrics, dead_letters, bucket_size=bucket_size, held=held)
+
+
+def restarted(p: Processing, *, bucket_size: int = 128) -> Processing:
+    """Another controller process over the same stores, with its own caches and write-behind
+    buffer: what a restart or a partition's next owner sees."""
+    stores = _Stores(p.store, p.heads, p.states, p.reads, p.members)
+    metrics = ControllerMetrics.create(CollectorRegistry())
+    return _wired(stores, metrics, MemoryDeadLetters(), bucket_size=bucket_size, held=True)
+
+
+@dataclass
+class _Stores:
+    store: MemoryMessageStore
+    heads: MemoryChannelHeads
+    states: MemoryMessageStates
+    reads: MemoryReadStates
+    members: MemoryMembers
+
+
+def _wired(
+    s: _Stores,
+    metrics: ControllerMetrics,
+    dead_letters: MemoryDeadLetters,
+    *,
+    bucket_size: int,
+    held: bool,
+) -> Processing:
+    buffer = StateBuffer(s.reads, s.heads) if held else None
     processor = BatchProcessor(
-        store=store,
-        buckets=BucketAllocator(heads, size=bucket_size),
-        heads=buffer if buffer is not None else heads,
-        lifecycle=LifecyclePass(states, buffer if buffer is not None else reads, members),
-        dead_letters=dead_letters if dead_letters is not None else MemoryDeadLetters(),
+        store=s.store,
+        buckets=BucketAllocator(s.heads, size=bucket_size),
+        heads=buffer if buffer is not None else s.heads,
+        lifecycle=LifecyclePass(s.states, buffer if buffer is not None else s.reads, s.members),
+        dead_letters=dead_letters,
         metrics=metrics,
     )
-    return Processing(store, heads, states, reads, members, processor, buffer)
+    return Processing(s.store, s.heads, s.states, s.reads, s.members, processor, buffer)
 
 
 class MemoryDeadLetters:

@@ -151,12 +151,10 @@ class _Refusing:
         raise ApiError(self.status, "x", "refused")
 
 
-@pytest.mark.parametrize("status", [403, 404])
-async def test_a_resume_answered_403_or_404_drops_the_channel_and_stops(
-    monkeypatch: pytest.MonkeyPatch, status: int
-) -> None:
-    """Removed from the team (or it is gone) while resuming: one request, the channel dropped,
-    the client settled, its socket kept for the other channels."""
+def _refused_client(
+    monkeypatch: pytest.MonkeyPatch, status: int, **kwargs: Any
+) -> tuple[SyncedClient, _Socket, _Refusing]:
+    """A client over one scripted socket whose every history and changes read answers ``status``."""
     socket = _Socket()
     refusing = _Refusing(status)
 
@@ -166,7 +164,16 @@ async def test_a_resume_answered_403_or_404_drops_the_channel_and_stops(
     monkeypatch.setattr(ChatClient, "connect", connect)
     monkeypatch.setattr(chatclient.synced, "history_page", refusing)
     monkeypatch.setattr(chatclient.synced, "changes_page", refusing)
-    client = SyncedClient("ws://relay", "http://api", "token", reconnect=False)
+    return SyncedClient("ws://relay", "http://api", "token", **kwargs), socket, refusing
+
+
+@pytest.mark.parametrize("status", [403, 404])
+async def test_a_resume_answered_403_or_404_drops_the_channel_and_stops(
+    monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """Removed from the team (or it is gone) while resuming: one request, the channel dropped,
+    the client settled, its socket kept for the other channels."""
+    client, socket, refusing = _refused_client(monkeypatch, status, reconnect=False)
     await client.start()
     await _settled(client)
     await asyncio.sleep(0.5)
@@ -180,15 +187,7 @@ async def test_a_resume_answered_401_stops_the_client_with_the_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The token expired: no retries, the socket closed, ``failure`` holds the 401."""
-    socket = _Socket()
-    refusing = _Refusing(401)
-
-    async def connect(_url: str, _token: str) -> _Socket:
-        return socket
-
-    monkeypatch.setattr(ChatClient, "connect", connect)
-    monkeypatch.setattr(chatclient.synced, "history_page", refusing)
-    client = SyncedClient("ws://relay", "http://api", "token")
+    client, socket, refusing = _refused_client(monkeypatch, 401)
     await client.start()
     await client.wait_for(lambda: client.failure is not None, 5)
     await asyncio.sleep(0.5)
@@ -204,15 +203,7 @@ async def test_a_failing_resume_retries_with_growing_backoff(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A 503 is retried, but not five times a second forever: the pauses grow to the maximum."""
-    socket = _Socket()
-    refusing = _Refusing(503)
-
-    async def connect(_url: str, _token: str) -> _Socket:
-        return socket
-
-    monkeypatch.setattr(ChatClient, "connect", connect)
-    monkeypatch.setattr(chatclient.synced, "history_page", refusing)
-    client = SyncedClient("ws://relay", "http://api", "token", max_backoff_s=0.4)
+    client, _socket, refusing = _refused_client(monkeypatch, 503, max_backoff_s=0.4)
     await client.start()
     await asyncio.sleep(2.0)
     assert 3 <= refusing.calls <= 8  # 0.2 s then 0.4 s pauses (jittered): not ten

@@ -9,18 +9,15 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
-from chatcore.buckets import BucketAllocator
 from chatcore.errors import Unavailable
 from chatcore.mongo import Document
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.unread import ChannelHead, ReadState, Unread, unread
-from services.controller.batch import BatchProcessor, Outcome, PendingBatch
-from services.controller.lifecycle import LifecyclePass
+from services.controller.batch import Outcome, PendingBatch
 from services.controller.metrics import ControllerMetrics
 from services.controller.write_behind import StateBuffer
 from tests.unit.controller_fakes import (
     FakeKafkaRecord,
-    MemoryDeadLetters,
     MemoryMessageStore,
     Processing,
     as_record,
@@ -29,6 +26,7 @@ from tests.unit.controller_fakes import (
     make_processor,
     message_record,
     read_record,
+    restarted,
 )
 
 T = "t" * 32
@@ -46,15 +44,10 @@ class _Controller:
     """One controller process over the shared stores: its own write-behind buffer and caches."""
 
     def __init__(self, p: Processing, bucket_size: int = 128) -> None:
-        self.buffer = StateBuffer(p.reads, p.heads)
-        self.processor = BatchProcessor(
-            store=p.store,
-            buckets=BucketAllocator(p.heads, size=bucket_size),
-            heads=self.buffer,
-            lifecycle=LifecyclePass(p.states, self.buffer, p.members),
-            dead_letters=MemoryDeadLetters(),
-            metrics=ControllerMetrics.create(CollectorRegistry()),
-        )
+        process = restarted(p, bucket_size=bucket_size)
+        assert process.held is not None
+        self.buffer: StateBuffer = process.held
+        self.processor = process.processor
 
     def prepare(self, records: list[FakeKafkaRecord]) -> PendingBatch:
         return self.processor.prepare([as_record(r) for r in records])
