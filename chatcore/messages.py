@@ -155,11 +155,7 @@ def to_document(
         "thread_id": message.thread_id or None,
         "n": count,
     }
-    if (
-        message.to == BROADCAST
-        and message.type == chat_pb2.MESSAGE_TYPE_TEXT
-        and "<@" in message.data
-    ):
+    if message.to == BROADCAST and message.type == chat_pb2.MESSAGE_TYPE_TEXT:
         users = mentioned(message.data)
         if users:
             doc[schema.MESSAGE_MENTIONS] = users
