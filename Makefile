@@ -1,7 +1,9 @@
 # Two commands on a fresh machine: `make run` and `make test`. See README.md.
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
-VENV ?= .venv
+# One virtualenv for make and deploy/local/install.sh: CHATSTACK_VENV or VENV=..., else .venv.
+VENV ?= $(or $(CHATSTACK_VENV),.venv)
+export CHATSTACK_VENV := $(abspath $(VENV))
 PY := $(VENV)/bin/python
 STACK := $(PY) -m deploy.local.stack
 PROTO_SRC := $(wildcard protos/chat/v1/*.proto)
@@ -14,7 +16,7 @@ WEB_SRC := $(shell find web/src web/scripts -type f 2>/dev/null) web/index.html 
 WEB_DEPS := web/node_modules/.package-lock.json
 WEB_DIST := web/dist/index.html
 
-.PHONY: help install proto lint format test test-unit test-web test-e2e web stack-up stack-down stack-status run bench bench-compare clean
+.PHONY: help install proto lint format test test-unit test-py test-web test-e2e web stack-up stack-down stack-status run bench bench-compare clean
 
 help:
 	@echo "make run          install what is missing, start the whole stack, serve http://127.0.0.1:8080"
@@ -23,10 +25,14 @@ help:
 	@echo "make web          build the browser app into web/dist (npm ci first when the lock changed)"
 	@echo "make test-web     the browser app's unit tests (Vitest; no stack)"
 	@echo "make test-e2e     the browser tests alone (Chromium + the stack; E2E_ARGS='-t upload')"
+	@echo "make test-py      the Python tests alone, with the stack (PYTEST_ARGS='-k kafka')"
+	@echo "make test-unit    the Python tests that need no stack"
+	@echo "make install      install what the stack and the tests need (cached)"
+	@echo "make format       ruff format and ruff check --fix"
 	@echo "make stack-up     start the local stack in the background (stack-down stops it)"
 	@echo "make stack-status each component's state and restart count"
 	@echo "make clean        stop the stack, delete its data (also outside the clone) and generated code"
-	@echo "make bench        run the benchmarks in bench/"
+	@echo "make bench        the database benchmark (bench/db_backends.py) against the stack's FerretDB"
 	@echo "make bench-compare  fan-out side by side with Centrifugo (BENCH_ARGS='--rate 30 --runs 1')"
 
 install:
@@ -89,12 +95,15 @@ test: lint test-web web
 	bash deploy/local/install.sh chromium
 	$(STACK) exec -- bash -c '$(PY) -m pytest $(PYTEST_ARGS) && cd web && npm run e2e -- $(E2E_ARGS)'
 
+test-py: install proto
+	$(STACK) exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
 test-e2e: install proto web
 	bash deploy/local/install.sh chromium
 	$(STACK) exec -- bash -c 'cd web && npm run e2e -- $(E2E_ARGS)'
 
 bench: install proto
-	$(STACK) exec -- $(PY) bench/db_backends.py --url mongodb://127.0.0.1:27017/ --messages 20000
+	$(STACK) exec -- bash -c '$(PY) bench/db_backends.py --url "$$CHAT_MONGO_URL" --messages 20000'
 
 # Builds Centrifugo and the Go load generator on first use (cached), starts the stack unless it
 # runs (and stops it after only then), and prints the tables of docs/benchmarks.md.

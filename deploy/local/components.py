@@ -79,36 +79,33 @@ class StackConfig:
         return cls(
             home=Path(env.get("CHATSTACK_HOME", REPO / ".stack")).resolve(),
             cache=cache.resolve(),
-            kafka_port=int(env.get("CHATSTACK_KAFKA_PORT", "9092")),
-            kafka_controller_port=int(env.get("CHATSTACK_KAFKA_CONTROLLER_PORT", "9093")),
-            mongo_port=int(env.get("CHATSTACK_MONGO_PORT", "27017")),
-            db_backend=env.get("CHATSTACK_DB_BACKEND", "postgresql"),
-            postgres_port=int(env.get("CHATSTACK_POSTGRES_PORT", "5433")),
-            ferretdb_debug_port=int(env.get("CHATSTACK_FERRETDB_DEBUG_PORT", "8089")),
-            s3_port=int(env.get("CHATSTACK_S3_PORT", "7070")),
-            clamd_port=int(env.get("CHATSTACK_CLAMD_PORT", "3310")),
-            nginx_port=int(env.get("CHATSTACK_NGINX_PORT", "8080")),
-            auth_port=int(env.get("CHATSTACK_AUTH_PORT", "8101")),
-            management_port=int(env.get("CHATSTACK_MANAGEMENT_PORT", "8102")),
-            relay_ports=tuple(
-                int(p) for p in env.get("CHATSTACK_RELAY_PORTS", "8103,8104").split(",") if p
-            ),
-            controller_grpc_port=int(env.get("CHATSTACK_CONTROLLER_GRPC_PORT", "50051")),
-            controller_http_port=int(env.get("CHATSTACK_CONTROLLER_HTTP_PORT", "8111")),
-            messages_partitions=int(env.get("CHATSTACK_MESSAGES_PARTITIONS", "6")),
+            kafka_port=_port(env, "CHATSTACK_KAFKA_PORT", 9092),
+            kafka_controller_port=_port(env, "CHATSTACK_KAFKA_CONTROLLER_PORT", 9093),
+            mongo_port=_port(env, "CHATSTACK_MONGO_PORT", 27017),
+            db_backend=_choice(env, "CHATSTACK_DB_BACKEND", ("postgresql", "sqlite")),
+            postgres_port=_port(env, "CHATSTACK_POSTGRES_PORT", 5433),
+            ferretdb_debug_port=_port(env, "CHATSTACK_FERRETDB_DEBUG_PORT", 8089),
+            s3_port=_port(env, "CHATSTACK_S3_PORT", 7070),
+            clamd_port=_port(env, "CHATSTACK_CLAMD_PORT", 3310),
+            nginx_port=_port(env, "CHATSTACK_NGINX_PORT", 8080),
+            auth_port=_port(env, "CHATSTACK_AUTH_PORT", 8101),
+            management_port=_port(env, "CHATSTACK_MANAGEMENT_PORT", 8102),
+            relay_ports=_ports(env, "CHATSTACK_RELAY_PORTS", "8103,8104"),
+            controller_grpc_port=_port(env, "CHATSTACK_CONTROLLER_GRPC_PORT", 50051),
+            controller_http_port=_port(env, "CHATSTACK_CONTROLLER_HTTP_PORT", 8111),
+            messages_partitions=_whole(env, "CHATSTACK_MESSAGES_PARTITIONS", 6, 1, 1000),
             controllers=_count(env, "CHATSTACK_CONTROLLERS"),
             management_instances=_count(env, "CHATSTACK_MANAGEMENT"),
             auth_instances=_count(env, "CHATSTACK_AUTH"),
             kafka_brokers=_count(env, "CHATSTACK_KAFKA_BROKERS", allowed=(1, 3)),
             system_data=Path(env.get("CHATSTACK_SYSTEM_DATA", DEFAULT_SYSTEM_DATA)).resolve(),
             edge_limits=EdgeLimits(
-                api_rate_per_s=int(env.get("CHATSTACK_NGINX_API_RATE", str(limits.api_rate_per_s))),
-                api_burst=int(env.get("CHATSTACK_NGINX_API_BURST", str(limits.api_burst))),
-                ws_connections_per_address=int(
-                    env.get(
-                        "CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS",
-                        str(limits.ws_connections_per_address),
-                    )
+                api_rate_per_s=_whole(env, "CHATSTACK_NGINX_API_RATE", limits.api_rate_per_s),
+                api_burst=_whole(env, "CHATSTACK_NGINX_API_BURST", limits.api_burst),
+                ws_connections_per_address=_whole(
+                    env,
+                    "CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS",
+                    limits.ws_connections_per_address,
                 ),
             ),
             ws_origins=env.get("CHAT_WS_ORIGINS", ""),
@@ -183,15 +180,46 @@ def instance_name(kind: str, index: int) -> str:
     return kind if index == 0 else f"{kind}-{index + 1}"
 
 
-def _count(env: Mapping[str, str], name: str, *, allowed: Sequence[int] | None = None) -> int:
-    raw = env.get(name, "1")
+def _whole(
+    env: Mapping[str, str], name: str, default: int, low: int = 1, high: int = 1_000_000
+) -> int:
+    """A whole number from ``name`` between ``low`` and ``high``, or a ``StackError`` naming it."""
+    return _parse_whole(name, env.get(name, str(default)), low, high)
+
+
+def _parse_whole(name: str, raw: str, low: int, high: int) -> int:
+    raw = raw.strip()
     try:
         value = int(raw)
     except ValueError:
         raise StackError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1 or value > 9 or (allowed is not None and value not in allowed):
-        choices = " or ".join(map(str, allowed)) if allowed else "between 1 and 9"
-        raise StackError(f"{name} must be {choices}, got {value}")
+    if not low <= value <= high:
+        raise StackError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    return _whole(env, name, default, 1, 65535)
+
+
+def _ports(env: Mapping[str, str], name: str, default: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in env.get(name, default).split(",") if p.strip()]
+    if not parts:
+        raise StackError(f"{name} must name at least one port (comma-separated)")
+    return tuple(_parse_whole(name, p, 1, 65535) for p in parts)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str:
+    value = env.get(name, choices[0]).strip()
+    if value not in choices:
+        raise StackError(f"{name} must be {' or '.join(choices)}, got {value!r}")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, *, allowed: Sequence[int] | None = None) -> int:
+    value = _whole(env, name, 1, 1, 9)
+    if allowed is not None and value not in allowed:
+        raise StackError(f"{name} must be {' or '.join(map(str, allowed))}, got {value}")
     return value
 
 

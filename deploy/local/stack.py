@@ -346,9 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="exec: -- CMD ARGS...")
     args = parser.parse_args(argv)
-    cfg = StackConfig.from_env()
-    runner = Runner(cfg.home, echo=_flushed_print)
     try:
+        cfg = StackConfig.from_env()  # a malformed CHATSTACK_* value is a StackError too
+        runner = Runner(cfg.home, echo=_flushed_print)
         if args.command == "up":
             up(cfg, runner)
         elif args.command == "down":
