@@ -49,12 +49,14 @@ from services.controller.write_behind import StateBuffer
 
 _log = get_logger("controller.server")
 
-# Relays hold one long-lived stream each: detect dead peers, and accept the relays' own pings.
+# Relays hold one long-lived stream each: detect dead peers, and accept the relays' own pings,
+# which come every 1.5 s (services/relay/controller_link.py KEEPALIVE_MS) so a relay sees a
+# vanished controller before its partitions move; a peer pinging faster than this is refused.
 _GRPC_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
 )
 
 

@@ -120,6 +120,8 @@ class Relay:
         )
         self.gate = Gate(self.link)
         self.ledger = ResyncLedger()
+        # A stream was lost while none was UP: the next one UP resyncs every socket.
+        self._loss_unpaid = False
         self.audit = MembershipAudit(
             self.hub,
             self.gate,
@@ -147,7 +149,13 @@ class Relay:
         self._apply(self.hub.deliver(batch))
 
     def _on_stream_up(self, address: str, lost: bool) -> None:
-        """A controller stream is UP again: pay the resyncs it owes, re-check memberships."""
+        """A controller stream is UP again: pay the resyncs it owes, re-check memberships.
+
+        A loss seen while no stream was UP is paid by whichever comes UP first: it comes before
+        any controller can deliver the lost one's partitions, so the sockets' history reads
+        start below whatever that one had in flight."""
+        lost = lost or self._loss_unpaid
+        self._loss_unpaid = False
         sessions = self.ledger.settle(
             address,
             lost=lost,
@@ -177,6 +185,8 @@ class Relay:
         """
         if self.link.up:
             self._resync(self.hub.greeted_sessions(), address, lost=True)
+        else:
+            self._loss_unpaid = True
 
     def _resync(self, sessions: list[Session], address: str, *, lost: bool) -> None:
         if sessions:

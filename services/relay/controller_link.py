@@ -58,6 +58,13 @@ MAX_BACKOFF_S = 1.0
 # carries the handshakes that arrived while the earlier ones were out.
 LOOKUPS_IN_FLIGHT = 4
 LOOKUP_BATCH = 128
+# A controller that vanishes without a TCP reset (its host lost power, a partition, a frozen
+# process) leaves its stream looking UP for ever unless the relay pings: an unanswered ping ends
+# the stream within about these two together (3 s), which is before the controller's Kafka
+# session (4.5-6 s) ends and its partitions move, so the loss is seen and the sockets are told
+# before a successor's deliveries move their cursors past what was in flight.
+KEEPALIVE_MS = 1500
+KEEPALIVE_TIMEOUT_MS = 1500
 
 
 class StreamState(enum.Enum):
@@ -217,15 +224,23 @@ class ControllerLink:
 
     async def remove(self, address: str) -> bool:
         """Close the stream to a controller that left or went silent; False if unknown (or it
-        is the last one, which stays: its partitions have nowhere else to be served from)."""
+        is the last one, which stays: its partitions have nowhere else to be served from).
+
+        A stream it served and never said goodbye on is a loss, as if it had broken: a
+        controller that went silent while still streaming (frozen, cut off) may have had
+        deliveries in flight, which its partitions' next owner will not fan out again.
+        """
         stream = next((s for s in self._streams if s.address == address), None)
         if stream is None or len(self._streams) == 1:
             return False
         self._streams.remove(stream)
+        lost = stream.state is StreamState.UP and stream.served and not stream.goodbye
         stream.removed = True
         await self._close(stream)
-        _log.info("controller_removed", controller=address)
+        _log.info("controller_removed", controller=address, lost=lost)
         self._notify()
+        if lost and not self._stopping:
+            self._on_stream_lost(address)
         # Sockets still owed a resync by it are paid by the caller now: its partitions moved to
         # a controller that streams to us, so a history read covers what it did not deliver.
         self._on_removed(address)
@@ -443,6 +458,14 @@ def _new_stream(address: str, max_backoff_s: float) -> _Stream:
     options = (
         ("grpc.initial_reconnect_backoff_ms", min(backoff_ms, int(FIRST_BACKOFF_S * 1000))),
         ("grpc.max_reconnect_backoff_ms", backoff_ms),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        # gRPC 1.85 ends a call on an unanswered keepalive ping only by this, not the above.
+        ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # A quiet stream (no deliveries) must keep pinging: by default gRPC stops after two
+        # pings without data in between.
+        ("grpc.http2.max_pings_without_data", 0),
     )
     channel = grpc.aio.insecure_channel(address, options=options)
     return _Stream(address=address, channel=channel, stub=chat_pb2_grpc.ControllerStub(channel))

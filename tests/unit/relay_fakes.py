@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from chatcore.proto.chat.v1 import chat_pb2
 from services.relay.hub import Session
@@ -69,3 +71,16 @@ class RecordingFanout:
 
     def got(self, session: Session) -> list[dict[str, object]]:
         return [f for s, f in self.sent if s is session]
+
+
+class NoProducer:
+    """A relay producer for tests in which nothing may be produced."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        raise AssertionError("nothing is produced in this test")

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -21,7 +20,7 @@ from services.relay.connection import Relay
 from services.relay.frames import TypingFrame
 from services.relay.gate import Gate, check_membership
 from services.relay.hub import Effects, Hub, Session
-from tests.unit.relay_fakes import FakeAuthority, RecordingFanout
+from tests.unit.relay_fakes import FakeAuthority, NoProducer, RecordingFanout
 
 TEAM, OTHER = "t" * 32, "o" * 32
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
@@ -73,17 +72,6 @@ async def test_a_pass_reads_each_channel_once_however_many_sockets_hold_it() -> 
     assert authority.reads == {TEAM: 2, OTHER: 2}
 
 
-class _NoProducer:
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[Any]:
-        raise AssertionError("nothing is produced in this test")
-
-
 async def test_a_controller_stream_back_up_triggers_an_audit_pass(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -94,7 +82,7 @@ async def test_a_controller_stream_back_up_triggers_an_audit_pass(
         settings,
         relay_id="relay-audit",
         verifier=JwtVerifier.from_settings(settings, StaticJwksSource({"keys": []})),
-        producer=_NoProducer(),
+        producer=NoProducer(),
         registry=CollectorRegistry(),
     )
     authority = _CountingAuthority({TEAM: [ALICE]})  # Carol was removed; her event was lost

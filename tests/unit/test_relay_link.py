@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -283,3 +284,108 @@ async def test_a_lost_controller_is_tried_at_the_links_pace() -> None:
         await link.stop()
         server.close()
         await server.wait_closed()
+
+
+def _started_link(addresses: list[str]) -> tuple[ControllerLink, list[str]]:
+    """A started link holding T1, and the addresses of the streams it reports lost."""
+    lost: list[str] = []
+    link = ControllerLink(
+        addresses,
+        "relay-losses",
+        lambda _b: None,
+        lambda: [T1],
+        token=TOKEN,
+        on_stream_lost=lost.append,
+        max_backoff_s=0.2,
+    )
+    link.start()
+    return link, lost
+
+
+class _Blackhole:
+    """A TCP proxy to the controller that can stop passing bytes either way without closing
+    anything: what a relay sees of a controller whose host lost power or was cut off."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while data := await source.read(65536):
+            if not self.frozen:
+                sink.write(data)
+                await sink.drain()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+async def test_a_controller_that_vanishes_without_a_reset_is_seen_lost_within_seconds(
+    controller: _Controller,
+) -> None:
+    """Keepalive pings end a stream whose controller stopped answering (no TCP reset), within
+    about 3 s: before the controller's partitions move, so the relay can tell its sockets."""
+    proxy = _Blackhole(controller.port)
+    await proxy.start()
+    link, lost = _started_link([f"127.0.0.1:{proxy.port}"])
+    try:
+        await until(lambda: link.all_up)
+        await asyncio.sleep(2)  # pings answered through the proxy keep a quiet stream UP
+        assert link.all_up
+        assert lost == []
+        proxy.frozen = True
+        started = asyncio.get_running_loop().time()
+        await until(lambda: lost != [], timeout_s=10)
+        assert asyncio.get_running_loop().time() - started < 4.5
+        assert lost == [f"127.0.0.1:{proxy.port}"]
+    finally:
+        await link.stop()
+        await proxy.close()
+
+
+async def test_removing_a_controller_that_streamed_without_goodbye_is_a_loss(
+    controller: _Controller,
+) -> None:
+    """A controller dropped by discovery while its stream was UP (it went silent, no goodbye)
+    counts as a loss; one dropped after its goodbye does not."""
+    other = _Controller(free_port())
+    await other.start()
+    link, lost = _started_link([_address(controller), _address(other)])
+    try:
+        await until(lambda: link.all_up)
+        assert await link.remove(_address(other))
+        assert lost == [_address(other)]
+        await other.start()  # a new one at the same address, which then stops gracefully
+        link.add(_address(other))
+        await until(lambda: link.all_up)
+        await other.stop(graceful=True)
+        await until(lambda: link.state(_address(other)) is StreamState.DOWN)
+        assert await link.remove(_address(other))
+        assert lost == [_address(other)]
+    finally:
+        await link.stop()
+        await other.stop(graceful=False)
