@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { Api } from "../src/api/client";
-import type { Hello, Team } from "../src/api/types";
+import { ApiError, type Api } from "../src/api/client";
+import type { Hello, Team, Unread } from "../src/api/types";
 import { ChatModel } from "../src/app/chat";
 import { dividerBefore } from "../src/state/unread";
 import type { SocketHandlers } from "../src/net/socket";
@@ -19,19 +19,27 @@ function setup() {
   let handlers: SocketHandlers | null = null;
   let connected = false;
   const log = [created(msg(1)), created(msg(2))];
+  // What the server holds: the user's teams, their unread counts, whether changes pages fail.
+  const server = {
+    teams: new Set([TEAM, OTHER]),
+    unread: { [TEAM]: { count: 0, mentions: 0, last_read_seq: 2 } } as Record<string, Unread>,
+    failChanges: false,
+  };
   const api = {
-    teams: async () => ({ data: [team(TEAM, { unread: { count: 0, mentions: 0, last_read_seq: 2 } }), team(OTHER)], meta: { has_more: false } }),
+    teams: async () => ({ data: [...server.teams].map((id) => team(id, { unread: server.unread[id] })), meta: { has_more: false } }),
     // A team named "nnn..." is one the user just created: they are its only member.
-    team: async (id: string) => (id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id)),
+    team: async (id: string) => (id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id] })),
     user: async (id: string) => ({ id, email: `${id}@x`, name: id === BOB ? "Bob" : "Someone" }),
     presence: async () => [],
-    history: async (_t: string, q: { before?: number }) => {
+    history: async (t: string, q: { before?: number }) => {
       calls.push(`history ${JSON.stringify(q)}`);
-      return { data: log.map((c) => c.message), meta: { has_more: false } };
+      return { data: log.map((c) => ({ ...c.message, channel_id: t })), meta: { has_more: false } };
     },
-    changes: async (_t: string, after: number) => {
+    changes: async (t: string, after: number) => {
       calls.push(`changes ${after}`);
-      return { data: log.filter((c) => c.seq > after), meta: { has_more: false } };
+      if (server.failChanges) throw new ApiError(503, "unavailable", "busy");
+      const page = log.filter((c) => c.seq > after).map((c) => ({ ...c, message: { ...c.message, channel_id: t } }));
+      return { data: page, meta: { has_more: false } };
     },
     markRead: async (_t: string, seq: number) => {
       calls.push(`read ${seq}`);
@@ -63,7 +71,7 @@ function setup() {
   };
   const frame = (f: object) => handlers?.frame(f as Record<string, unknown>);
   const drop = () => (connected = false);
-  return { model, clock, sent, calls, log, hello, frame, drop };
+  return { model, clock, sent, calls, log, server, hello, frame, drop };
 }
 
 describe("ChatModel", () => {
@@ -277,5 +285,64 @@ describe("ChatModel", () => {
     s.frame(msg(5));
     s.model.setPageVisible(true);
     expect(dividerBefore(s.model.view(TEAM, "*"), s.model.dividerAfter, ME)).toBe("m4");
+  });
+
+  it("keeps the badge of a DM a read on another device did not cover, in a team not loaded here", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello({ unread: { [OTHER]: { count: 0, mentions: 0 } } });
+    await flush();
+    s.frame(msg(11, { channel_id: OTHER, to: ME }));
+    expect(s.model.read(OTHER).count).toBe(1);
+    // The phone had seen up to 10 and marks that read; 11 is still unread on the server.
+    s.server.unread[OTHER] = { count: 1, mentions: 1, last_read_seq: 10 };
+    s.frame({ type: "read", channel_id: OTHER, seq: 10 });
+    await flush();
+    expect([s.model.read(OTHER).count, s.model.read(OTHER).mentions]).toEqual([1, 1]);
+    expect(s.model.read(OTHER).lastRead).toBe(10);
+  });
+
+  it("counts what a resync recovered: the server's counts replace ours", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.model.selectTeam(OTHER);
+    await flush();
+    s.model.selectTeam(TEAM);
+    await flush();
+    // Bob's DM at seq 3 was lost live (a controller stream broke), so the relay says resync.
+    s.log.push(created(msg(3, { to: ME })));
+    s.server.unread[OTHER] = { count: 1, mentions: 1, last_read_seq: 2 };
+    s.frame({ type: "resync" });
+    await flush();
+    expect(s.model.view(OTHER, BOB).map((m) => m.seq)).toEqual([3]);
+    expect([s.model.read(OTHER).count, s.model.read(OTHER).mentions]).toEqual([1, 1]);
+  });
+
+  it("leaves no team buffering for good when a sync retry fires after the team was dropped", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.server.failChanges = true; // the resume fails (busy): a retry is due in 2 s
+    s.frame({ type: "resync" });
+    await flush();
+    s.server.failChanges = false;
+    s.server.teams.delete(TEAM); // removed meanwhile
+    s.frame({ type: "membership", channel_id: TEAM, event: "removed" });
+    await flush();
+    s.clock.advance(2000);
+    await flush();
+    expect(s.model.timelines.has(TEAM)).toBe(false);
+    // Added back, the team opens and shows what arrives.
+    s.server.teams.add(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "added" });
+    await flush();
+    s.model.selectTeam(TEAM);
+    await flush();
+    s.frame(msg(7));
+    await flush();
+    expect(s.model.view(TEAM, "*").map((m) => m.seq)).toEqual([1, 2, 7]);
   });
 });

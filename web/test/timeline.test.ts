@@ -41,7 +41,7 @@ describe("ChannelTimeline", () => {
 
   it("never moves the cursor for older pages, threads or REST answers", () => {
     const t = loaded(10, 11);
-    t.applyOlder([msg(3), msg(4)], true);
+    t.applyOlder([msg(3), msg(4)], true, t.tick());
     t.applyOutOfBand([msg(40, { thread_id: "m10" })]);
     expect(t.cursor).toBe(11);
     expect(t.oldestSeq()).toBe(3);
@@ -101,5 +101,23 @@ describe("ChannelTimeline", () => {
       ["m1", true],
       ["m2", false],
     ]);
+  });
+
+  it("keeps a change to a message below what is held aside: no hole in scroll-back", () => {
+    const t = loaded(100, 101);
+    t.live(update(150, msg(5, { data: "edited" }), "edited"));
+    expect(t.oldestSeq()).toBe(100);
+    expect(t.cursor).toBe(150);
+    expect(t.get("m5")).toBeUndefined();
+    // The older page that brings it: the live state wins only if it came after the page was asked.
+    const askedAt = t.tick();
+    t.live(update(151, msg(6, { data: "edited after the ask" }), "edited"));
+    t.applyOlder([msg(5, { data: "stale" }), msg(6, { data: "stale" })], false, askedAt);
+    expect(t.get("m5")?.data).toBe("stale");
+    expect(t.get("m6")?.data).toBe("edited after the ask");
+    // And a replay of the live change does not apply again.
+    t.live(update(151, msg(6, { data: "replayed" }), "edited"));
+    expect(t.get("m6")?.data).toBe("edited after the ask");
+    expect(t.messages().map((m) => m.seq)).toEqual([5, 6, 100, 101]);
   });
 });

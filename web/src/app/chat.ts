@@ -138,7 +138,11 @@ export class ChatModel extends Observable {
     // Buffering starts at the frame that asks for a resume, not when the resume first runs.
     this.sync = new SyncQueue(
       (team, last) => this.runSync(team, last),
-      (team) => this.timeline(team).beginResume(),
+      // Only for a team still held: a retry that fires after the team was dropped must not leave
+      // an orphan timeline resuming (buffering) for good.
+      (team) => {
+        if (this.teams.has(team)) this.timeline(team).beginResume();
+      },
     );
     this.socket = deps.openSocket({
       hello: (hello) => this.onHello(hello),
@@ -533,16 +537,17 @@ export class ChatModel extends Observable {
       case "membership":
         void this.onMembership(frame as unknown as MembershipFrame);
         break;
-      case "read": {
-        const r = frame as unknown as ReadFrame;
-        this.read(r.channel_id).readElsewhere(r.seq, this.timeline(r.channel_id).messages());
+      case "read":
+        this.onReadElsewhere(frame as unknown as ReadFrame);
         break;
-      }
       case "presence":
         this.presence.apply(frame as unknown as PresenceFrame);
         break;
       case "resync":
         for (const [team, t] of this.timelines) if (t.loaded || t.isResuming) void this.sync.request(team);
+        // What was missed live was never counted here (after a hello, its unread counts cover
+        // the gap; a resync brings none): the server's counts include it.
+        void this.loadTeams();
         break;
       default:
         return; // a type this client does not know: ignored, as the contract says
@@ -616,8 +621,39 @@ export class ChatModel extends Observable {
 
   // --- internals ---------------------------------------------------------------------------
 
+  /**
+   * Another of the user's sockets marked read up to a seq. Recounted here from the held messages
+   * only when they are all of the team above it; otherwise the server's counts, which a read
+   * sent before this frame is in, replace ours.
+   */
+  private onReadElsewhere(frame: ReadFrame): void {
+    const team = frame.channel_id;
+    const t = this.timelines.get(team);
+    const oldest = t?.oldestSeq() ?? null;
+    const holdsAllAbove = t !== undefined && t.loaded && !t.isResuming && (!t.hasOlder || (oldest !== null && oldest <= frame.seq));
+    const r = this.read(team);
+    if (holdsAllAbove) {
+      r.readElsewhere(frame.seq, t.messages());
+    } else if (r.movedElsewhere(frame.seq)) {
+      void this.refreshCounts(team);
+    }
+    this.changed();
+  }
+
+  private async refreshCounts(team: string): Promise<void> {
+    try {
+      const fresh = await this.api.team(team);
+      if (this.teams.has(team)) this.putTeam(fresh);
+    } catch {
+      // The counts stay as they were until the next hello or team load.
+    }
+  }
+
   private async runSync(team: string, last: () => boolean): Promise<void> {
-    if (!this.teams.has(team) || this.stopped) return;
+    if (!this.teams.has(team) || this.stopped) {
+      this.timelines.delete(team);
+      return;
+    }
     const t = this.timeline(team);
     try {
       const created = await syncChannel(this.api, team, t, last);

@@ -61,8 +61,9 @@ async function changesAfter(api: SyncApi, team: string, after: number): Promise<
 export async function loadOlder(api: SyncApi, team: string, timeline: ChannelTimeline): Promise<number> {
   const oldest = timeline.oldestSeq();
   if (oldest === null || !timeline.hasOlder) return 0;
+  const askedAt = timeline.tick();
   const page = await api.history(team, { before: oldest, limit: PAGE_LIMIT });
-  timeline.applyOlder(page.data, Boolean(page.meta.has_more));
+  timeline.applyOlder(page.data, Boolean(page.meta.has_more), askedAt);
   return page.data.length;
 }
 

@@ -3,7 +3,11 @@
 //   else (acks, reads, a thread or an older page fetched out of band) ever moves it;
 // - during a resume, live frames are buffered; the cursor moves only as pages are applied; at the
 //   end the buffer is applied in seq order, each message once (dedupe by id) and each change once
-//   (a change applies only if its seq is above the last one applied to that message).
+//   (a change applies only if its seq is above the last one applied to that message);
+// - what is held is one unbroken run of the channel, from the oldest page loaded up to the cursor:
+//   a change to a message below it (a reaction or a thread reply to a week-old message) is kept
+//   aside, not added to the list, or the next older page would be asked for below it and
+//   everything in between would never be shown.
 import type { Change, Message, UpdateFrame } from "../api/types";
 
 export type LiveFrame = Message | UpdateFrame;
@@ -13,6 +17,14 @@ interface Entry {
   /** The seq of the last change applied to this message (its own seq when created). */
   changeSeq: number;
 }
+
+interface Aside extends Entry {
+  /** When it came (`ChannelTimeline.tick`), to tell whether an older page can have seen it. */
+  at: number;
+}
+
+/** Changes to messages outside what is held, kept until an older page brings them. */
+const ASIDE_MAX = 500;
 
 function asChange(frame: LiveFrame): Change {
   if ("change" in frame && frame.type === "update") {
@@ -31,6 +43,8 @@ export class ChannelTimeline {
   private resuming = false;
   private buffer: LiveFrame[] = [];
   private readonly byId = new Map<string, Entry>();
+  private readonly aside = new Map<string, Aside>();
+  private ticks = 0;
   private sorted: Message[] | null = null;
   /** Bumped on every visible change, for views to notice. */
   version = 0;
@@ -102,9 +116,25 @@ export class ChannelTimeline {
     // The buffer stays; the next beginResume goes on from the same cursor.
   }
 
-  /** An older page (`before=`): fills in below, never moves the cursor. */
-  applyOlder(page: Message[], hasMore: boolean): void {
-    for (const m of page) this.upsert({ seq: m.seq, change: "created", message: m });
+  /** A mark to pass to `applyOlder`, taken before its page is asked for. */
+  tick(): number {
+    this.ticks += 1;
+    return this.ticks;
+  }
+
+  /**
+   * An older page (`before=`), asked for at `askedAt` (`tick()`): fills in below, never moves the
+   * cursor. A message of it that changed live meanwhile keeps the live state when the change came
+   * after the page was asked for (the page may predate it), the page's otherwise.
+   */
+  applyOlder(page: Message[], hasMore: boolean, askedAt: number): void {
+    for (const m of page) {
+      const kept = this.aside.get(m.id);
+      this.aside.delete(m.id);
+      if (this.byId.has(m.id)) continue;
+      if (kept) this.byId.set(m.id, { message: kept.at > askedAt ? kept.message : m, changeSeq: kept.changeSeq });
+      else this.byId.set(m.id, { message: m, changeSeq: m.seq });
+    }
     this.hasOlder = hasMore;
     this.touch();
   }
@@ -129,6 +159,10 @@ export class ChannelTimeline {
   private upsert(change: Change, outOfBand = false): boolean {
     const id = change.message.id;
     const held = this.byId.get(id);
+    if (!held && change.change !== "created" && !outOfBand) {
+      this.putAside(change);
+      return false;
+    }
     if (!held) {
       this.byId.set(id, { message: change.message, changeSeq: change.seq });
       return true;
@@ -142,6 +176,18 @@ export class ChannelTimeline {
       held.changeSeq = change.seq;
     }
     return false;
+  }
+
+  private putAside(change: Change): void {
+    const id = change.message.id;
+    const kept = this.aside.get(id);
+    if (kept && change.seq <= kept.changeSeq) return;
+    this.aside.delete(id); // re-inserted last: the oldest is forgotten first
+    this.aside.set(id, { message: change.message, changeSeq: change.seq, at: this.tick() });
+    if (this.aside.size > ASIDE_MAX) {
+      const oldest = this.aside.keys().next().value;
+      if (oldest !== undefined) this.aside.delete(oldest);
+    }
   }
 
   private touch(): void {

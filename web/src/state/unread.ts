@@ -100,6 +100,18 @@ export class ReadState {
     this.reported = Math.max(this.reported ?? -1, seq);
     this.seen(seq, held);
   }
+
+  /**
+   * The same, when what lies above `seq` is not all held here (the team is not loaded, or the read
+   * is below its oldest page): the mark moves, the counts wait for the server's. Returns whether
+   * the mark moved (and the counts should be fetched).
+   */
+  movedElsewhere(seq: number): boolean {
+    this.reported = Math.max(this.reported ?? -1, seq);
+    if (this.lastRead !== null && seq <= this.lastRead) return false;
+    this.lastRead = seq;
+    return true;
+  }
 }
 
 /** Where the "new messages" divider goes: above the first message from others after `lastRead`. */

@@ -4,6 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import type { Attachment, Message } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { bytes } from "./format";
+import { safeHref } from "../text/segments";
 
 export function AttachmentView(props: { model: ChatModel; message: Message }) {
   const { model, message } = props;
@@ -33,6 +34,9 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
 
   if (error) return <p class="attachment-missing">{error}</p>;
   if (!info || !info.url) return <p class="attachment-loading">Loading attachment…</p>;
+  // The server makes this URL, but it still goes into href and src: only http(s) gets there.
+  const url = safeHref(info.url);
+  if (!url) return <p class="attachment-loading">This attachment cannot be shown.</p>;
   // An expired URL fails to load: ask for a fresh one (a few times, not forever).
   const refresh = () => {
     if (failures >= 3) return;
@@ -41,15 +45,15 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
   };
   if (message.type === "image") {
     return (
-      <a class="attachment image" href={info.url} target="_blank" rel="noopener noreferrer">
-        <img src={info.url} alt={info.filename} loading="lazy" onError={refresh} />
+      <a class="attachment image" href={url} target="_blank" rel="noopener noreferrer">
+        <img src={url} alt={info.filename} loading="lazy" onError={refresh} />
       </a>
     );
   }
-  if (message.type === "video") return <video class="attachment" src={info.url} controls preload="metadata" aria-label={info.filename} onError={refresh} />;
-  if (message.type === "audio") return <audio class="attachment" src={info.url} controls preload="metadata" aria-label={info.filename} onError={refresh} />;
+  if (message.type === "video") return <video class="attachment" src={url} controls preload="metadata" aria-label={info.filename} onError={refresh} />;
+  if (message.type === "audio") return <audio class="attachment" src={url} controls preload="metadata" aria-label={info.filename} onError={refresh} />;
   return (
-    <a class="attachment file" href={info.url} target="_blank" rel="noopener noreferrer">
+    <a class="attachment file" href={url} target="_blank" rel="noopener noreferrer">
       <span aria-hidden="true">📄</span> {info.filename} <span class="muted">({bytes(info.size)})</span>
     </a>
   );
