@@ -254,6 +254,10 @@ class SyncedClient:
             page, _meta = await history_page(self._api_url, self._token, channel, limit=PAGE)
             self.timeline.apply_page(channel, page)
         else:
+            # From just below the cursor: a thread reply and its root's ``thread`` change share a
+            # seq, and a connection can break between the two frames; what is fetched again is
+            # skipped by the timeline's dedupe.
+            cursor -= 1
             while True:
                 entries, meta = await changes_page(
                     self._api_url, self._token, channel, after=cursor, limit=PAGE

@@ -50,7 +50,8 @@ describe("syncChannel", () => {
     expect(t.cursor).toBe(3);
     server.log.push(created(msg(4)), { seq: 5, change: "edited", message: msg(2, { data: "new" }) });
     const fresh = await syncChannel(server, TEAM, t);
-    expect(server.calls).toEqual(['history {"limit":50}', "changes after=3"]);
+    // From just below the cursor (a reply and its root's thread change share a seq).
+    expect(server.calls).toEqual(['history {"limit":50}', "changes after=2"]);
     expect(fresh.map((m) => m.id)).toEqual(["m4"]);
     expect(t.get("m2")?.data).toBe("new");
     expect(t.cursor).toBe(5);
@@ -63,7 +64,7 @@ describe("syncChannel", () => {
     t.applyLatest([msg(1)], false);
     t.endResume();
     await syncChannel(server, TEAM, t);
-    expect(server.calls).toEqual(["changes after=1", "changes after=201", "changes after=401"]);
+    expect(server.calls).toEqual(["changes after=0", "changes after=200", "changes after=400"]);
     expect(t.size).toBe(450);
     expect(t.cursor).toBe(450);
   });
@@ -92,7 +93,7 @@ describe("syncChannel", () => {
     server.changesExist = false;
     server.log.push(created(msg(3)));
     await syncChannel(server, TEAM, t);
-    expect(server.calls.slice(1)).toEqual(["changes after=2", 'history {"after":2,"limit":200}']);
+    expect(server.calls.slice(1)).toEqual(["changes after=1", 'history {"after":1,"limit":200}']);
     expect(t.cursor).toBe(3);
   });
 
@@ -184,5 +185,21 @@ describe("SyncQueue", () => {
     await first;
     expect(t.messages().map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
     expect(t.isResuming).toBe(false);
+  });
+
+  it("recovers a root's thread change cut off from its reply, which shares the reply's seq", async () => {
+    const root = msg(1);
+    const reply = msg(2, { thread_id: "m1" });
+    const rootAfter = { ...root, thread: { replies: 1, last_reply_ts: reply.ts } };
+    const server = new FakeServer([created(root), created(reply), { seq: 2, change: "thread", message: rootAfter }]);
+    const t = new ChannelTimeline();
+    t.beginResume();
+    t.applyLatest([root], true);
+    t.endResume();
+    t.live(reply); // the connection broke before the root's thread update arrived
+    await syncChannel(server, TEAM, t);
+    expect(t.get("m1")?.thread?.replies).toBe(1);
+    expect(t.messages().map((m) => m.id)).toEqual(["m1", "m2"]);
+    expect(t.cursor).toBe(2);
   });
 });

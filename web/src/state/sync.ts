@@ -30,7 +30,9 @@ export async function syncChannel(api: SyncApi, team: string, timeline: ChannelT
     const page = await api.history(team, { limit: PAGE_LIMIT });
     created.push(...timeline.applyLatest(page.data, Boolean(page.meta.has_more)));
   } else {
-    let after = cursor;
+    // From just below the cursor: a thread reply and its root's `thread` change share a seq, and
+    // a connection can break between the two frames; what is fetched again is skipped (dedupe).
+    let after = cursor - 1;
     for (;;) {
       const page = await changesAfter(api, team, after);
       created.push(...timeline.applyChanges(page.data));
