@@ -107,4 +107,17 @@ describe("TokenKeeper", () => {
     expect(s.calls.at(-1)).toEqual({ path: "/v1/auth/logout", body: { refresh_token: "rt1" } });
     expect(clock.pending()).toEqual([]);
   });
+
+  it("stays logged out when a rotation that was out during the logout comes back", async () => {
+    const s = server();
+    const clock = new FakeClock();
+    const events: KeeperEvent[] = [];
+    const keeper = new TokenKeeper("http://h", s.fetchImpl, (e) => events.push(e), clock);
+    await keeper.login("ada@example.com", "pw");
+    const rotating = keeper.refresh();
+    await keeper.logout();
+    await expect(rotating).rejects.toThrow();
+    await expect(keeper.current()).rejects.toThrow();
+    expect(events.map((e) => e.kind)).toEqual(["grant", "logged_out"]);
+  });
 });

@@ -100,9 +100,12 @@ export class TokenKeeper {
     const presented = this.refreshToken;
     try {
       const pair = await postJson<TokenPair>(this.fetchImpl, `${this.base}/v1/auth/refresh`, { refresh_token: presented });
+      // A logout while the rotation was out: the new pair must not log the user back in.
+      if (this.refreshToken !== presented) throw new ApiError(401, "unauthorized", "logged out");
       this.failures = 0;
       return this.accept(pair);
     } catch (err) {
+      if (this.refreshToken !== presented) throw err; // that session is over already
       if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
         // Reused (someone else rotated it first: the server revoked the family), expired, revoked,
         // or the account is disabled: this session is over.
