@@ -165,6 +165,34 @@ def test_every_interpolated_variable_is_in_env_example() -> None:
     assert referenced == listed, (sorted(referenced - listed), sorted(listed - referenced))
 
 
+def test_third_party_images_are_pinned_and_pullable_without_login() -> None:
+    """MinIO comes from quay.io at a fixed release: Docker Hub stopped serving minio/* in
+    September 2026 (pulls fail as "pull access denied"), and a floating tag there is gone too."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    minio = {name: s["image"] for name, s in services.items() if "minio" in str(s.get("image"))}
+    assert minio, "no MinIO service"
+    for name, image in minio.items():
+        assert image.startswith("quay.io/minio/"), (name, image)
+        assert ":RELEASE." in image, (name, image)
+
+
+def test_env_example_values_are_the_compose_defaults() -> None:
+    """A value .env.example sets is the default compose.yaml falls back to, so copying it changes
+    nothing the docs describe (a partition count differing from the guide's is fixed for good)."""
+    example = _env_example()
+    defaults = {
+        m.group(1): m.group(3)
+        for m in _VAR.finditer(COMPOSE.read_text())
+        if m.group(2) in (":-", "-")
+    }
+    differing = {
+        name: (example[name], default)
+        for name, default in defaults.items()
+        if example.get(name) and example[name] != default
+    }
+    assert differing == {}
+
+
 def test_service_environments_build_valid_settings() -> None:
     """Each Python service's environment (defaults from .env.example) passes Settings validation."""
     services = _services()
