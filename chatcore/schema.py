@@ -49,6 +49,21 @@ SPACE: Final = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u
 # byte order mark): inside an identifier they make two different strings look alike.
 INVISIBLE: Final = "\xad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 
+# Bidirectional embeddings, overrides and isolates: in a name they reorder what follows, so that
+# "Carol \u202eevil" shows as "Carol live" (joiners and direction marks stay allowed: emoji
+# sequences and right-to-left scripts need them).
+BIDI_CONTROL: Final = "\u202a-\u202e\u2066-\u2069"
+
+# A display name (a user's, a team's): after trimming whitespace, 1-100 characters, none of them a
+# control character or a bidirectional override.
+NAME_MAX: Final = 100
+_NAME_VISIBLE: Final = f"[^{CONTROL}{SPACE}{BIDI_CONTROL}]"
+NAME_PATTERN: Final = (
+    f"^[{SPACE}]*{_NAME_VISIBLE}(?:[^{CONTROL}{BIDI_CONTROL}]{{0,{NAME_MAX - 2}}}{_NAME_VISIBLE})?"
+    f"[{SPACE}]*$"
+)
+NAME_RE: Final = re.compile(NAME_PATTERN)
+
 # A user's email (``users.email``) as clients may send it: surrounding whitespace is trimmed and
 # the case folded before it is stored or compared; inside, one "@", no whitespace, no control and
 # no invisible character, a dot in the domain, at most 64 characters before the "@", 254 in all.

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatcore.errors import InvalidInput, NotFound
-from chatcore.schema import EMAIL_MAX, EMAIL_RE, ID_RE
+from chatcore.schema import BIDI_CONTROL, EMAIL_MAX, EMAIL_RE, ID_RE, NAME_MAX
 
-NAME_MAX = 100
 PASSWORD_MIN = 10
 PASSWORD_MAX = 256
 REFRESH_TOKEN_MAX = 128
@@ -40,6 +39,9 @@ class Credentials:
 def normalize_email(raw: str) -> str:
     """Trimmed and lower-cased: the one form stored and compared."""
     return raw.strip().lower()
+
+
+_BIDI_RE = re.compile(f"[{BIDI_CONTROL}]")
 
 
 def _has_control(text: str) -> bool:
@@ -111,6 +113,8 @@ def parse_registration(body: Mapping[str, Any]) -> Registration:
         errors["name"] = f"1 to {NAME_MAX} characters"
     elif _has_control(name):
         errors["name"] = "must not contain control characters"
+    elif _BIDI_RE.search(name):
+        errors["name"] = "must not contain text-direction overrides (U+202A-U+202E, U+2066-U+2069)"
     if errors:
         raise InvalidInput("invalid registration", details=errors)
     return Registration(email=email, password=password, name=name)

@@ -21,11 +21,10 @@ from chatcore.errors import InvalidInput
 from chatcore.http import json_integer
 from chatcore.messages import ID_RE as WIRE_ID_RE
 from chatcore.messages import text_problem
-from chatcore.schema import CONTROL, EMAIL_MAX, EMAIL_RE, ID_RE, SPACE
+from chatcore.schema import EMAIL_MAX, EMAIL_RE, ID_RE, NAME_MAX, NAME_RE
 from chatcore.unread import BEFORE_FIRST
 from services.management.model import MemberRef, TeamChanges, TeamDraft
 
-NAME_MAX = 100
 ICON_MAX = 2048
 TAGS_MAX = 20
 TAG_MAX = 32
@@ -39,10 +38,6 @@ SEQ_MAX = 2**63 - 1
 TAG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 TAG_RE = re.compile(TAG_PATTERN)
 
-# A name: after trimming whitespace, 1-100 characters of which none is a control character.
-_VISIBLE = f"[^{CONTROL}{SPACE}]"
-NAME_PATTERN = f"^[{SPACE}]*{_VISIBLE}(?:[^{CONTROL}]{{0,{NAME_MAX - 2}}}{_VISIBLE})?[{SPACE}]*$"
-NAME_RE = re.compile(NAME_PATTERN)
 
 # An icon: empty, or an http(s) URL with a DNS-style host, an optional port, then printable ASCII.
 _LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -101,7 +96,10 @@ def _name(raw: object, errors: dict[str, str]) -> str:
         errors["name"] = "required, a string"
         return ""
     if not NAME_RE.fullmatch(raw):
-        errors["name"] = f"1 to {NAME_MAX} characters after trimming, no control characters"
+        errors["name"] = (
+            f"1 to {NAME_MAX} characters after trimming, no control characters or text-direction"
+            " overrides"
+        )
     return raw.strip()
 
 

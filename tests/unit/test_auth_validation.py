@@ -141,6 +141,19 @@ def test_names_with_lone_surrogates_are_refused() -> None:
     assert "name" in _details({"email": "a@b.co", "password": "x" * 12, "name": "A\ud800"})
 
 
+def test_names_with_text_direction_overrides_are_refused() -> None:
+    """A name that would reorder itself on screen ("Carol \u202eevil" shows as "Carol live") is
+    refused; joiners in emoji and direction marks for right-to-left scripts are not."""
+    body = {"email": "a@b.co", "password": "x" * 12}
+    for name in ("Carol \u202eevil", "\u2066Eve\u2069", "Mallory\u202a"):
+        assert "name" in _details({**body, "name": name})
+    for name in (
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467",
+        "\u05e9\u05dc\u05d5\u05dd\u200f",
+    ):
+        assert parse_registration({**body, "name": name}).name == name
+
+
 def test_only_url_safe_base64_could_be_a_refresh_token() -> None:
     """Strings outside the alphabet refresh tokens are issued in are recognised as never issued."""
     assert could_be_refresh_token("aZ09_-" * 7)

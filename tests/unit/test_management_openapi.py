@@ -43,7 +43,7 @@ def test_declared_constraints_are_the_servers_constants() -> None:
     assert SCHEMAS["Id"]["pattern"] == schema.ID_PATTERN
     assert SCHEMAS["Tag"]["pattern"] == validation.TAG_PATTERN
     assert SCHEMAS["Tag"]["maxLength"] == validation.TAG_MAX
-    assert SCHEMAS["Name"]["pattern"] == validation.NAME_PATTERN
+    assert SCHEMAS["Name"]["pattern"] == schema.NAME_PATTERN
     assert (SCHEMAS["Icon"]["pattern"], SCHEMAS["Icon"]["maxLength"]) == (
         validation.ICON_PATTERN,
         validation.ICON_MAX,

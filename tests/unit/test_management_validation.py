@@ -39,6 +39,8 @@ def test_new_team_defaults_and_normalization() -> None:
         ({"name": "   "}, "name"),
         ({"name": "x" * 101}, "name"),
         ({"name": "a\x00b"}, "name"),
+        ({"name": "Core \u202eevil"}, "name"),
+        ({"name": "\u2067Core"}, "name"),
         ({"name": 5}, "name"),
         ({"name": {"$gt": ""}}, "name"),
         ({"name": "t", "icon": "javascript:alert(1)"}, "icon"),

@@ -148,6 +148,9 @@ describe("chat in two browsers", () => {
   });
 
   it("uploads an image (progress bar) and a dropped file into both browsers; refuses 6 MiB, SVG, malware", async () => {
+    // Enough lines that both lists scroll: an image loading at the bottom must not unpin them.
+    for (let i = 1; i <= 30; i++) await send(ada.page, `before the image ${i}`);
+    await shows(bob.page, "before the image 30");
     const png = noisePng(640); // about 1.2 MB
     // Slow Ada's uploads down so that the progress bar is there to be seen.
     const cdp = await ada.context.newCDPSession(ada.page);
@@ -164,6 +167,14 @@ describe("chat in two browsers", () => {
       await expect.poll(() => img.evaluate((el) => (el as HTMLImageElement).naturalWidth), { timeout: 15_000 }).toBe(640);
     }
     expect(await bar.count()).toBe(0);
+    // The image grew the list after it was laid out: readers at the bottom stay there, and keep
+    // following what comes next.
+    for (const line of ["after the image 1", "after the image 2"]) await send(ada.page, line);
+    for (const [who, p] of [["ada", ada.page], ["bob", bob.page]] as const) {
+      await shows(p, "after the image 2");
+      const list = p.locator("main [role=log]").first();
+      await expect.poll(() => list.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight), { timeout: 5_000, message: who }).toBeLessThan(40);
+    }
 
     await ada.page.locator("main input[type=file]").setInputFiles({ name: "big.pdf", mimeType: "application/pdf", buffer: Buffer.alloc(6 * 1024 * 1024, 7) });
     const refusal = ada.page.locator(".upload.failed [role=alert]");
@@ -203,6 +214,10 @@ describe("chat in two browsers", () => {
     await shows(page, "history line 60");
     expect(await countMessages(page, "history line 1")).toBe(0);
     const list = page.getByRole("log", { name: `Messages in ${team}` });
+    // One scroll to the top brings the page above without moving the reader: the message they
+    // were looking at stays in view (the list is not left at the top, where nothing more loads).
+    await list.evaluate((el) => el.scrollTo({ top: 0 }));
+    await expect.poll(() => list.evaluate((el) => el.scrollTop), { timeout: 5_000 }).toBeGreaterThan(100);
     for (let round = 0; round < 5 && (await countMessages(page, "history line 1")) === 0; round++) {
       await list.evaluate((el) => el.scrollTo({ top: 0 }));
       await page.waitForTimeout(300);

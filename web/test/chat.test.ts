@@ -24,12 +24,18 @@ function setup() {
     teams: new Set([TEAM, OTHER]),
     unread: { [TEAM]: { count: 0, mentions: 0, last_read_seq: 2 } } as Record<string, Unread>,
     failChanges: false,
+    members: [ME, BOB],
+    users: new Map<string, string>([[BOB, "Bob"]]),
+    userAsks: [] as string[],
   };
   const api = {
-    teams: async () => ({ data: [...server.teams].map((id) => team(id, { unread: server.unread[id] })), meta: { has_more: false } }),
+    teams: async () => ({ data: [...server.teams].map((id) => team(id, { unread: server.unread[id], members: server.members })), meta: { has_more: false } }),
     // A team named "nnn..." is one the user just created: they are its only member.
-    team: async (id: string) => (id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id] })),
-    user: async (id: string) => ({ id, email: `${id}@x`, name: id === BOB ? "Bob" : "Someone" }),
+    team: async (id: string) => (id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id], members: server.members })),
+    user: async (id: string) => {
+      server.userAsks.push(id);
+      return { id, email: `${id}@x`, name: server.users.get(id) ?? "Someone" };
+    },
     presence: async () => [],
     history: async (t: string, q: { before?: number }) => {
       calls.push(`history ${JSON.stringify(q)}`);
@@ -344,5 +350,35 @@ describe("ChatModel", () => {
     s.frame(msg(7));
     await flush();
     expect(s.model.view(TEAM, "*").map((m) => m.seq)).toEqual([1, 2, 7]);
+  });
+
+  it("learns a member added since the list was read from their first message, and names them", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    const dave = "d".repeat(32);
+    s.server.members = [ME, BOB, dave];
+    s.server.users.set(dave, "Dave");
+    s.frame(msg(3, { from: dave }));
+    await flush();
+    s.clock.advance(5000); // the list was read moments ago, on opening: once more after 5 s
+    await flush();
+    expect(s.model.teams.get(TEAM)?.members).toContain(dave);
+    expect(s.model.name(dave)).toBe("Dave");
+  });
+
+  it("names the author of an old message who has left the team, asking for them once", async () => {
+    const s = setup();
+    const carol = "c".repeat(32);
+    s.server.users.set(carol, "Carol");
+    s.log.push(created(msg(3, { from: carol })));
+    await s.model.start();
+    s.hello();
+    await flush();
+    expect(s.model.name(carol)).toBe("…"); // asked for now
+    await flush();
+    expect(s.model.name(carol)).toBe("Carol");
+    expect(s.server.userAsks.filter((id) => id === carol)).toHaveLength(1);
   });
 });

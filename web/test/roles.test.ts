@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Team } from "../src/api/types";
-import { allowed, mayDelete, mayEdit, roleOf } from "../src/state/roles";
+import { allowed, lastEditable, mayDelete, mayEdit, roleOf } from "../src/state/roles";
+import { initials } from "../src/ui/format";
 import { BOB, ME, msg, TEAM } from "./fixtures";
 
 const CY = "c".repeat(32);
@@ -42,5 +43,25 @@ describe("roles", () => {
     const bobs = msg(3, { from: BOB });
     expect(mayEdit(team, BOB, bobs, sent + 10 * WINDOW, WINDOW)).toBe(true);
     expect(mayEdit(team, BOB, { ...bobs, type: "image" }, sent, WINDOW)).toBe(false);
+  });
+
+  it("opens with ArrowUp only a message the member may still edit", () => {
+    const old = msg(1, { from: CY });
+    const fresh = msg(2, { from: CY });
+    const sentFresh = Date.parse(fresh.ts);
+    expect(lastEditable([old, fresh, msg(3)], team, CY, sentFresh + 1000, WINDOW)?.id).toBe("m2");
+    // Past the window for both: nothing opens (the server would answer 403).
+    expect(lastEditable([old, fresh], team, CY, sentFresh + WINDOW + 1, WINDOW)).toBeUndefined();
+    // An image or a deleted text is skipped for an older editable text.
+    expect(lastEditable([fresh, { ...old, seq: 5, id: "m5", type: "image" }], team, CY, sentFresh, WINDOW)?.id).toBe("m2");
+  });
+});
+
+describe("initials", () => {
+  it("takes whole characters, never half of an emoji", () => {
+    expect(initials("Bob \u{1F43B} Brown")).toBe("B\u{1F43B}");
+    expect(initials("\u{1F43B}bear")).toBe("\u{1F43B}B");
+    expect(initials("ada lovelace")).toBe("AL");
+    expect(initials("   ")).toBe("?");
   });
 });

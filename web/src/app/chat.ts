@@ -85,6 +85,7 @@ export interface ChatDeps {
 
 const READ_DEBOUNCE_MS = 400;
 const SYNC_RETRY_MS = 2000;
+const MEMBERS_FRESH_MS = 5000;
 const INFO_NOTICE_MS = 8000;
 
 export class ChatModel extends Observable {
@@ -120,6 +121,11 @@ export class ChatModel extends Observable {
   private readonly newId: () => string;
   private readonly sync: SyncQueue;
   private readonly userFetches = new Map<string, Promise<void>>();
+  /** Users the server would not show (deleted, or not visible): their name stays "…". */
+  private readonly unknownUsers = new Set<string>();
+  /** When each team's member list was last read, to read it at most every few seconds. */
+  private readonly membersReadAt = new Map<string, number>();
+  private readonly membersPlanned = new Set<string>();
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
   private readonly readTimers = new Map<string, unknown>();
   private noticeSeq = 0;
@@ -214,7 +220,10 @@ export class ChatModel extends Observable {
   }
 
   name(user: string): string {
-    return this.users.get(user)?.name ?? "…";
+    const known = this.users.get(user);
+    // An author who left the team, or a member added since the list was read: look them up once.
+    if (!known && !this.unknownUsers.has(user)) void this.ensureUsers([user]);
+    return known?.name ?? "…";
   }
 
   typingNames(): string[] {
@@ -233,6 +242,34 @@ export class ChatModel extends Observable {
     if (!t.loaded && !t.isResuming) void this.sync.request(team);
     void this.ensureUsers(this.teams.get(team)?.members ?? []);
     void this.loadPresence(team);
+    // Other members' joins and departures come with no frame: re-read the list on opening.
+    void this.refreshMembers(team);
+  }
+
+  /** The team's member list as the server has it now (at most every few seconds per team). */
+  private async refreshMembers(team: string): Promise<void> {
+    const now = this.clock.now();
+    const readAt = this.membersReadAt.get(team) ?? -Infinity;
+    if (readAt > now - MEMBERS_FRESH_MS) {
+      // Read moments ago: once more when that read is no longer fresh, not never.
+      if (!this.membersPlanned.has(team)) {
+        this.membersPlanned.add(team);
+        this.clock.setTimeout(() => {
+          this.membersPlanned.delete(team);
+          void this.refreshMembers(team);
+        }, readAt + MEMBERS_FRESH_MS - now);
+      }
+      return;
+    }
+    this.membersReadAt.set(team, now);
+    try {
+      const fresh = await this.api.team(team);
+      if (!this.teams.has(team)) return;
+      this.putTeam(fresh);
+      await this.ensureUsers(fresh.members);
+    } catch {
+      // The list stays as it was; the next opening reads it again.
+    }
   }
 
   openConversation(conversation: Conversation): void {
@@ -557,6 +594,7 @@ export class ChatModel extends Observable {
 
   private onMessage(message: Message): void {
     const team = message.channel_id;
+    if (!this.teams.get(team)?.members.includes(message.from)) void this.refreshMembers(team);
     this.typing.stopped(team, message.to, message.from);
     this.timeline(team).live(message);
     this.settle([message]);
@@ -588,6 +626,8 @@ export class ChatModel extends Observable {
       p.error = error.message;
       p.retryable = retryable(error.code);
       this.announce(`Message not sent: ${error.message}`);
+      // Refused for membership (the recipient left, say): the member list here is stale.
+      if (error.code === "forbidden") void this.refreshMembers(p.channel);
     }
     // Errors without a client_msg_id answer typing signals (rate limits): nothing to show.
   }
@@ -779,7 +819,7 @@ export class ChatModel extends Observable {
   async ensureUsers(ids: readonly string[]): Promise<void> {
     await Promise.all(
       ids
-        .filter((id) => !this.users.has(id))
+        .filter((id) => !this.users.has(id) && !this.unknownUsers.has(id))
         .map((id) => {
           let f = this.userFetches.get(id);
           if (!f) {
@@ -789,7 +829,9 @@ export class ChatModel extends Observable {
                 this.users.set(id, u);
                 this.changed();
               })
-              .catch(() => undefined)
+              .catch(() => {
+                this.unknownUsers.add(id); // not asked again until the next page load
+              })
               .finally(() => this.userFetches.delete(id));
             this.userFetches.set(id, f);
           }

@@ -44,6 +44,15 @@ export function mayEdit(team: Team, me: string, m: Message, now: number, windowM
   return roleOf(team, me) !== "user" || within(m, now, windowMs);
 }
 
+/** The message ArrowUp in an empty composer opens for editing: the latest one `mayEdit` allows. */
+export function lastEditable(messages: readonly Message[], team: Team, me: string, now: number, windowMs: number): Message | undefined {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    if (m && mayEdit(team, me, m, now, windowMs)) return m;
+  }
+  return undefined;
+}
+
 /** Deleting: an admin any message any time; the author within the window. */
 export function mayDelete(team: Team, me: string, m: Message, now: number, windowMs: number): boolean {
   if (m.deleted) return false;

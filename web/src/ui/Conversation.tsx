@@ -3,6 +3,7 @@
 import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
+import { lastEditable } from "../state/roles";
 import { dividerBefore } from "../state/unread";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
@@ -27,7 +28,7 @@ export function Conversation(props: Props) {
   const typing = model.typingNames();
 
   const editLast = () => {
-    const mine = [...messages].reverse().find((m) => m.from === model.me.id && m.type === "text" && !m.deleted);
+    const mine = lastEditable(messages, team, model.me.id, Date.now(), model.editWindowMs);
     if (mine) setEditing(mine);
   };
 

@@ -52,7 +52,9 @@ export function MessageItem(props: Props) {
           <span class="avatar" aria-hidden="true">
             {initials(name(m.from))}
           </span>
-          <strong class="author">{name(m.from)}</strong>
+          <strong class="author" title={name(m.from)}>
+            {name(m.from)}
+          </strong>
           {m.to !== "*" && <span class="tag">direct</span>}
           <time dateTime={m.ts}>{clock(m.ts)}</time>
         </header>

@@ -31,6 +31,12 @@ export function MessageList(props: Props) {
   const loading = useRef(false);
   const autoPages = useRef(0);
   const tracker = useRef<InView | null>(null);
+  // The message the reader was looking at when an older page was asked for, and where it was.
+  const anchor = useRef<{ seq: number; offset: number; oldest: number } | null>(null);
+  // Images and videos grow after they load: a reader at the bottom stays there.
+  const resizes = useRef<ResizeObserver | null>(null);
+  const sending = useRef(0);
+  const lastTop = useRef(0);
   const seen = useRef(props.seen);
   seen.current = props.seen;
 
@@ -54,6 +60,8 @@ export function MessageList(props: Props) {
     return () => {
       tracker.current?.stop();
       tracker.current = null;
+      resizes.current?.disconnect();
+      resizes.current = null;
       document.removeEventListener("visibilitychange", report);
     };
   }, []);
@@ -62,11 +70,30 @@ export function MessageList(props: Props) {
     const el = box.current;
     if (!el || !props.hasOlder || !props.loadOlder || loading.current) return;
     loading.current = true;
-    const before = el.scrollHeight;
+    const top = el.getBoundingClientRect().top;
+    const first = [...el.querySelectorAll<HTMLElement>("article.message[data-seq]")].find((a) => a.getBoundingClientRect().bottom > top);
+    const oldest = props.messages[0]?.seq;
+    anchor.current = first && oldest !== undefined ? { seq: Number(first.dataset.seq), offset: first.getBoundingClientRect().top - top, oldest } : null;
     const added = await props.loadOlder();
     loading.current = false;
-    // Keep the message under the reader's eyes where it was.
-    if (added > 0 && !atBottom.current) el.scrollTop += el.scrollHeight - before;
+    if (added === 0) anchor.current = null;
+    keepAnchor(); // if the page was rendered before the call returned
+  };
+
+  /**
+   * Once the older page is on screen, puts the message the reader was looking at back where it
+   * was. The browser's own scroll anchoring does not help here: at the very top of the list
+   * (scrollTop 0, where the reader is when a page is asked for) it keeps the top, so the view
+   * jumped to the new page's first message and, stuck at 0, a further scroll up asked for nothing.
+   */
+  const keepAnchor = () => {
+    const el = box.current;
+    const a = anchor.current;
+    if (!el || !a || atBottom.current) return;
+    if ((props.messages[0]?.seq ?? a.oldest) >= a.oldest) return; // not rendered yet
+    anchor.current = null;
+    const node = el.querySelector<HTMLElement>(`article.message[data-seq="${a.seq}"]`);
+    if (node) el.scrollTop += node.getBoundingClientRect().top - el.getBoundingClientRect().top - a.offset;
   };
 
   // New messages: stay at the bottom if the reader was there. A list too short to scroll
@@ -74,7 +101,20 @@ export function MessageList(props: Props) {
   useLayoutEffect(() => {
     const el = box.current;
     if (!el) return;
+    // The reader's own new message brings them to the bottom, wherever they were.
+    if (props.pending.length > sending.current) atBottom.current = true;
+    sending.current = props.pending.length;
     if (atBottom.current) el.scrollTop = el.scrollHeight;
+    else keepAnchor();
+    lastTop.current = el.scrollTop;
+    // Sizes change after layout: an image or video loading, the window or the composer area
+    // resizing. Observed, the reader at the bottom is kept there before the browser's own scroll
+    // anchoring moves the view (and its scroll event would take them for someone who scrolled up).
+    resizes.current ??= new ResizeObserver(() => {
+      if (atBottom.current && box.current) box.current.scrollTop = box.current.scrollHeight;
+    });
+    resizes.current.observe(el);
+    for (const item of el.querySelectorAll("article.message")) resizes.current.observe(item);
     const watch = inView(el);
     if (watch) {
       watch.track(el.querySelectorAll("article.message[data-seq]"));
@@ -90,7 +130,16 @@ export function MessageList(props: Props) {
   const onScroll = () => {
     const el = box.current;
     if (!el) return;
-    atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    const distance = el.scrollHeight - el.scrollTop - el.clientHeight;
+    const movedUp = el.scrollTop < lastTop.current - 1;
+    if (atBottom.current && !movedUp && distance >= 40) {
+      // Not the reader scrolling up: the content grew under them (an image loaded, and the
+      // browser's scroll anchoring reported it as a scroll). They stay at the bottom.
+      el.scrollTop = el.scrollHeight;
+    } else {
+      atBottom.current = distance < 40;
+    }
+    lastTop.current = el.scrollTop;
     if (el.scrollTop < 80) void older();
   };
 

@@ -2,6 +2,7 @@
 import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
+import { lastEditable } from "../state/roles";
 import { conversationOf } from "../state/typing";
 import { Composer } from "./Composer";
 import { MessageItem } from "./MessageItem";
@@ -49,7 +50,7 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
         editing={editing}
         disabled={!team.active || !message || Boolean(message.deleted)}
         onEditLast={() => {
-          const mine = [...replies].reverse().find((m) => m.from === model.me.id && m.type === "text" && !m.deleted);
+          const mine = lastEditable(replies, team, model.me.id, Date.now(), model.editWindowMs);
           if (mine) setEditing(mine);
         }}
         onEditDone={() => setEditing(null)}

@@ -17,6 +17,12 @@ export function bytes(n: number): string {
 }
 
 export function initials(name: string): string {
+  // By user-perceived characters, never half of an emoji's surrogate pair or of a flag.
+  const first = (text: string, n: number) => graphemes(text).slice(0, n).join("");
   const parts = name.trim().split(/\s+/).filter(Boolean);
-  return (parts.length > 1 ? (parts[0]?.[0] ?? "") + (parts[1]?.[0] ?? "") : name.slice(0, 2)).toUpperCase() || "?";
+  return (parts.length > 1 ? first(parts[0] ?? "", 1) + first(parts[1] ?? "", 1) : first(name.trim(), 2)).toUpperCase() || "?";
+}
+
+function graphemes(text: string): string[] {
+  return Array.from(new Intl.Segmenter(undefined, { granularity: "grapheme" }).segment(text), (s) => s.segment);
 }
