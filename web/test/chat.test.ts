@@ -47,6 +47,9 @@ function setup() {
       const page = log.filter((c) => c.seq > after).map((c) => ({ ...c, message: { ...c.message, channel_id: t } }));
       return { data: page, meta: { has_more: false } };
     },
+    leave: async (id: string) => {
+      server.teams.delete(id);
+    },
     markRead: async (_t: string, seq: number) => {
       calls.push(`read ${seq}`);
     },
@@ -380,5 +383,36 @@ describe("ChatModel", () => {
     await flush();
     expect(s.model.name(carol)).toBe("Carol");
     expect(s.server.userAsks.filter((id) => id === carol)).toHaveLength(1);
+  });
+
+  it("says a removal once, and nothing of it to a member who left by themselves", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    const removed = { type: "membership", channel_id: OTHER, event: "removed" };
+    s.frame(removed);
+    s.frame(removed); // from a second socket, or again after a reconnect
+    await flush();
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You are no longer a member of Other."]);
+    // Leaving: the frame the server sends for it may come before the call's answer.
+    const leaving = s.model.leave(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "removed" });
+    expect(await leaving).toBeNull();
+    await flush();
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You are no longer a member of Other."]);
+  });
+
+  it("takes someone with no team open to the team they were just added to", async () => {
+    const s = setup();
+    s.server.teams.clear();
+    await s.model.start();
+    s.hello();
+    await flush();
+    expect(s.model.selectedTeam).toBeNull();
+    s.server.teams.add(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "added" });
+    await flush();
+    expect(s.model.selectedTeam).toBe(TEAM);
   });
 });

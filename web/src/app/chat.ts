@@ -86,6 +86,7 @@ export interface ChatDeps {
 const READ_DEBOUNCE_MS = 400;
 const SYNC_RETRY_MS = 2000;
 const MEMBERS_FRESH_MS = 5000;
+const LEAVING_QUIET_MS = 10_000;
 const INFO_NOTICE_MS = 8000;
 
 export class ChatModel extends Observable {
@@ -126,6 +127,8 @@ export class ChatModel extends Observable {
   /** When each team's member list was last read, to read it at most every few seconds. */
   private readonly membersReadAt = new Map<string, number>();
   private readonly membersPlanned = new Set<string>();
+  /** Teams the user is leaving right now. */
+  private readonly leaving = new Set<string>();
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
   private readonly readTimers = new Map<string, unknown>();
   private noticeSeq = 0;
@@ -522,8 +525,14 @@ export class ChatModel extends Observable {
 
   leave(team: string): Promise<string | null> {
     return this.teamCall(async () => {
-      await this.api.leave(team);
-      this.dropTeam(team);
+      // The "removed" frame this causes may come before the answer: it is no news to the leaver.
+      this.leaving.add(team);
+      try {
+        await this.api.leave(team);
+        this.dropTeam(team);
+      } finally {
+        this.clock.setTimeout(() => this.leaving.delete(team), LEAVING_QUIET_MS);
+      }
     });
   }
 
@@ -635,9 +644,10 @@ export class ChatModel extends Observable {
   private async onMembership(frame: MembershipFrame): Promise<void> {
     const team = frame.channel_id;
     if (frame.event === "removed") {
-      const name = this.teams.get(team)?.name ?? "a team";
+      const held = this.teams.get(team);
       this.dropTeam(team);
-      this.notify("info", `You are no longer a member of ${name}.`);
+      // Said once, and not to someone who left by themselves (their own "You left" says it).
+      if (held && !this.leaving.has(team)) this.notify("info", `You are no longer a member of ${held.name}.`);
       return;
     }
     try {
@@ -648,6 +658,8 @@ export class ChatModel extends Observable {
         // whose only member is its super_admin, me, is no news.
         const mine = fresh.super_admin === this.me.id && fresh.members.length === 1;
         if (!mine) this.notify("info", `You were added to ${fresh.name}.`);
+        // Someone with no team open (a new account's welcome page) is taken to it.
+        if (!this.selectedTeam) this.selectTeam(team);
         // History from before the subscription is fetched now; live frames follow.
         const t = this.timeline(team);
         if (t.loaded || team === this.selectedTeam) void this.sync.request(team);

@@ -165,15 +165,20 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             );
           })}
         </ul>
-        <button
-          type="button"
-          class="danger"
-          onClick={() => {
-            if (confirm(`Leave ${team.name}?`)) void run("You left the team.", model.leave(team.id));
-          }}
-        >
-          Leave team
-        </button>
+        {team.super_admin === model.me.id ? (
+          // The server refuses it until the role is handed on: say so instead of offering it.
+          <p class="muted small">To leave this team, first make another member its super admin.</p>
+        ) : (
+          <button
+            type="button"
+            class="danger"
+            onClick={() => {
+              if (confirm(`Leave ${team.name}?`)) void run("You left the team.", model.leave(team.id));
+            }}
+          >
+            Leave team
+          </button>
+        )}
       </div>
     </aside>
   );
