@@ -2,8 +2,8 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 # One virtualenv for make and deploy/local/install.sh: CHATSTACK_VENV or VENV=..., else .venv.
-VENV ?= $(or $(CHATSTACK_VENV),.venv)
-export CHATSTACK_VENV := $(abspath $(VENV))
+VENV := $(abspath $(or $(VENV),$(CHATSTACK_VENV),.venv))
+export CHATSTACK_VENV := $(VENV)
 PY := $(VENV)/bin/python
 STACK := $(PY) -m deploy.local.stack
 PROTO_SRC := $(wildcard protos/chat/v1/*.proto)
@@ -54,7 +54,7 @@ test-web: $(WEB_DEPS)
 
 $(PROTO_OUT): $(PROTO_SRC) | install
 	rm -rf chatcore/proto
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc \
+	PATH="$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc \
 		--proto_path=chatcore/proto=protos \
 		--python_out=. --mypy_out=. --grpc_python_out=. --mypy_grpc_out=. $(PROTO_SRC)
 	for d in chatcore/proto chatcore/proto/chat chatcore/proto/chat/v1; do \
