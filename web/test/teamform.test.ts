@@ -23,6 +23,11 @@ describe("parseTags", () => {
 });
 
 describe("checkTeam", () => {
+  it("refuses a name with a text-direction override, as the server does", () => {
+    expect(checkTeam("Core \u202eevil", "", "").name).toMatch(/text-direction/);
+    expect(checkTeam("\u05e9\u05dc\u05d5\u05dd \u200f", "", "")).toEqual({});
+  });
+
   it("refuses a name of only spaces, a non-http icon and bad tags, each under its field", () => {
     expect(checkTeam("   ", "not a url", "Back End")).toEqual({
       name: "Enter a name: spaces alone are not one.",
