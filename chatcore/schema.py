@@ -63,6 +63,9 @@ NAME_PATTERN: Final = (
     f"[{SPACE}]*$"
 )
 NAME_RE: Final = re.compile(NAME_PATTERN)
+NAME_RULE: Final = (
+    f"1 to {NAME_MAX} characters after trimming, no control characters or text-direction overrides"
+)
 
 # A user's email (``users.email``) as clients may send it: surrounding whitespace is trimmed and
 # the case folded before it is stored or compared; inside, one "@", no whitespace, no control and

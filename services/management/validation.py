@@ -21,7 +21,7 @@ from chatcore.errors import InvalidInput
 from chatcore.http import json_integer
 from chatcore.messages import ID_RE as WIRE_ID_RE
 from chatcore.messages import text_problem
-from chatcore.schema import EMAIL_MAX, EMAIL_RE, ID_RE, NAME_MAX, NAME_RE
+from chatcore.schema import EMAIL_MAX, EMAIL_RE, ID_RE, NAME_RE, NAME_RULE
 from chatcore.unread import BEFORE_FIRST
 from services.management.model import MemberRef, TeamChanges, TeamDraft
 
@@ -96,10 +96,7 @@ def _name(raw: object, errors: dict[str, str]) -> str:
         errors["name"] = "required, a string"
         return ""
     if not NAME_RE.fullmatch(raw):
-        errors["name"] = (
-            f"1 to {NAME_MAX} characters after trimming, no control characters or text-direction"
-            " overrides"
-        )
+        errors["name"] = NAME_RULE
     return raw.strip()
 
 

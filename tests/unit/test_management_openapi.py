@@ -125,10 +125,13 @@ _EXAMPLES = hypothesis_settings(max_examples=400, deadline=None, derandomize=Tru
 @given(
     _TEXT
     | _padded(st.text(min_size=95, max_size=102))
-    | _padded(st.sampled_from(["Core", "a b", "a\x00b", "x" * 100, "x" * 101]))
+    | _padded(
+        st.sampled_from(["Core", "a b", "a\x00b", "x" * 100, "x" * 101, "a\u202eb", "a\u200db"])
+    )
 )
 def test_team_and_account_names(value: str) -> None:
-    """Team names and account names: trimmed 1-100 characters, no control characters."""
+    """Team names and account names: trimmed 1-100 characters, no control characters, no
+    text-direction overrides."""
     _agree("Name", value, _rejects("name", lambda: validation.parse_new_team({"name": value})))
     registration = {"email": "a@b.co", "password": "x" * 10, "name": value}
     _agree("Name", value, _rejects("name", lambda: auth_rules.parse_registration(registration)))
