@@ -265,13 +265,22 @@ export class ChatModel extends Observable {
       return;
     }
     this.membersReadAt.set(team, now);
+    const fresh = await this.reread(team);
+    if (fresh) await this.ensureUsers(fresh.members);
+  }
+
+  /**
+   * The team as the server has it now (members, unread counts), put in place of ours while the
+   * user is still in it; null when it could not be read, and then ours stays until the next read.
+   */
+  private async reread(team: string): Promise<Team | null> {
     try {
       const fresh = await this.api.team(team);
-      if (!this.teams.has(team)) return;
+      if (!this.teams.has(team)) return null;
       this.putTeam(fresh);
-      await this.ensureUsers(fresh.members);
+      return fresh;
     } catch {
-      // The list stays as it was; the next opening reads it again.
+      return null;
     }
   }
 
@@ -687,18 +696,9 @@ export class ChatModel extends Observable {
     if (holdsAllAbove) {
       r.readElsewhere(frame.seq, t.messages());
     } else if (r.movedElsewhere(frame.seq)) {
-      void this.refreshCounts(team);
+      void this.reread(team);
     }
     this.changed();
-  }
-
-  private async refreshCounts(team: string): Promise<void> {
-    try {
-      const fresh = await this.api.team(team);
-      if (this.teams.has(team)) this.putTeam(fresh);
-    } catch {
-      // The counts stay as they were until the next hello or team load.
-    }
   }
 
   private async runSync(team: string, last: () => boolean): Promise<void> {

@@ -76,8 +76,9 @@ export function MessageList(props: Props) {
     anchor.current = first && oldest !== undefined ? { seq: Number(first.dataset.seq), offset: first.getBoundingClientRect().top - top, oldest } : null;
     const added = await props.loadOlder();
     loading.current = false;
+    // Put back by the layout effect of the render that shows the page (this closure's props are
+    // the old ones); nothing to put back when nothing came.
     if (added === 0) anchor.current = null;
-    keepAnchor(); // if the page was rendered before the call returned
   };
 
   /**

@@ -23,6 +23,10 @@ export function initials(name: string): string {
   return (parts.length > 1 ? first(parts[0] ?? "", 1) + first(parts[1] ?? "", 1) : first(name.trim(), 2)).toUpperCase() || "?";
 }
 
+// One segmenter for every call: initials are worked out for each message rendered.
+let segmenter: Intl.Segmenter | null = null;
+
 function graphemes(text: string): string[] {
-  return Array.from(new Intl.Segmenter(undefined, { granularity: "grapheme" }).segment(text), (s) => s.segment);
+  segmenter ??= new Intl.Segmenter(undefined, { granularity: "grapheme" });
+  return Array.from(segmenter.segment(text), (s) => s.segment);
 }
