@@ -8,7 +8,12 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from chatcore.proto.chat.v1 import chat_pb2
+from chatcore.settings import Settings
+from chatcore.tokens import JwtVerifier, StaticJwksSource
+from services.relay.connection import Relay
 from services.relay.hub import Session
 
 
@@ -84,3 +89,15 @@ class NoProducer:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Any]:
         raise AssertionError("nothing is produced in this test")
+
+
+def offline_relay(settings: Settings, relay_id: str) -> Relay:
+    """A relay built as the server builds one, over controllers it never reaches (its link is not
+    started), with no keys and a producer that must not be used: for its callbacks alone."""
+    return Relay(
+        settings,
+        relay_id=relay_id,
+        verifier=JwtVerifier.from_settings(settings, StaticJwksSource({"keys": []})),
+        producer=NoProducer(),
+        registry=CollectorRegistry(),
+    )

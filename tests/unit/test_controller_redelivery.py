@@ -246,6 +246,25 @@ def _bucket(p: Processing, record_id: str) -> int:
     return int(str(docs[0]["bucket"]).rsplit("/", 1)[1])
 
 
+async def _dies_before_changes_then_taken_over(
+    p: Processing, first: _Controller, batch: list[FakeKafkaRecord]
+) -> None:
+    """``first`` stores the batch's messages and dies before its change documents are written;
+    a successor that took the partition over consumes the same batch."""
+    inserted = p.states.insert_changes
+
+    async def dies(_docs: Sequence[Document]) -> None:
+        raise _DiesBeforeChanges
+
+    p.states.insert_changes = dies  # type: ignore[method-assign, assignment]
+    with contextlib.suppress(_DiesBeforeChanges):
+        await first.run(batch)
+    p.states.insert_changes = inserted  # type: ignore[method-assign]
+    successor = _Controller(p)
+    successor.processor.partitions_moved()
+    await successor.run(batch)
+
+
 async def test_a_new_owner_files_what_its_predecessor_left_unstored_below_what_it_stored() -> None:
     """The predecessor stored a batch's messages (seqs 100 and 102) and died before writing the
     edit at 101; its successor files the edit's change document in the bucket of message 102, not
@@ -259,18 +278,7 @@ async def test_a_new_owner_files_what_its_predecessor_left_unstored_below_what_i
         change_record(T, "m0", EDIT, offset=101, actor=A, data="v2"),
         _msg(102, "m2", sender=A),
     ]
-    inserted = p.states.insert_changes
-
-    async def dies(_docs: Sequence[Document]) -> None:
-        raise _DiesBeforeChanges
-
-    p.states.insert_changes = dies  # type: ignore[method-assign, assignment]
-    with contextlib.suppress(_DiesBeforeChanges):
-        await first.run(batch)
-    p.states.insert_changes = inserted  # type: ignore[method-assign]
-    successor = _Controller(p)
-    successor.processor.partitions_moved()
-    await successor.run(batch)
+    await _dies_before_changes_then_taken_over(p, first, batch)
     assert list(p.states.changes) == [f"{T}:101:edited"]
     assert _bucket(p, "101:edited") == _bucket(p, "m2") == _bucket(p, "m1")
 
@@ -286,18 +294,7 @@ async def test_a_new_owner_files_a_stored_reply_s_thread_change_in_the_reply_s_b
     reply = chat_message(T, msg_id="r1", sender=B)
     reply.thread_id = "root"
     batch = [message_record(reply, offset=101), _msg(102, "m2", sender=A)]
-    inserted = p.states.insert_changes
-
-    async def dies(_docs: Sequence[Document]) -> None:
-        raise _DiesBeforeChanges
-
-    p.states.insert_changes = dies  # type: ignore[method-assign, assignment]
-    with contextlib.suppress(_DiesBeforeChanges):
-        await first.run(batch)
-    p.states.insert_changes = inserted  # type: ignore[method-assign]
-    successor = _Controller(p)
-    successor.processor.partitions_moved()
-    await successor.run(batch)
+    await _dies_before_changes_then_taken_over(p, first, batch)
     assert list(p.states.changes) == [f"{T}:101:thread"]
     assert _bucket(p, "101:thread") == _bucket(p, "r1") == _bucket(p, "m2")
 

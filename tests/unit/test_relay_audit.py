@@ -9,18 +9,15 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from chatcore.errors import Forbidden
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
-from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.relay.audit import MembershipAudit
-from services.relay.connection import Relay
 from services.relay.frames import TypingFrame
 from services.relay.gate import Gate, check_membership
 from services.relay.hub import Effects, Hub, Session
-from tests.unit.relay_fakes import FakeAuthority, NoProducer, RecordingFanout
+from tests.unit.relay_fakes import FakeAuthority, RecordingFanout, offline_relay
 
 TEAM, OTHER = "t" * 32, "o" * 32
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
@@ -78,13 +75,7 @@ async def test_a_controller_stream_back_up_triggers_an_audit_pass(
     """When a controller stream comes back UP the relay re-reads its channels' members at once
     (long before the periodic pass), so a removal whose event was lost meanwhile is enforced."""
     settings = Settings(controller_addrs=("controller.invalid:50051",), relay_audit_interval_s=60)
-    relay = Relay(
-        settings,
-        relay_id="relay-audit",
-        verifier=JwtVerifier.from_settings(settings, StaticJwksSource({"keys": []})),
-        producer=NoProducer(),
-        registry=CollectorRegistry(),
-    )
+    relay = offline_relay(settings, "relay-audit")
     authority = _CountingAuthority({TEAM: [ALICE]})  # Carol was removed; her event was lost
     monkeypatch.setattr(relay.link, "members", authority.members)
     carol = Session(CAROL, object(), {TEAM: True})

@@ -7,14 +7,12 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from chatcore.settings import Settings
-from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.relay.connection import Relay
 from services.relay.controller_link import ControllerLink
 from services.relay.hub import Session
-from tests.unit.relay_fakes import NoProducer
+from tests.unit.relay_fakes import offline_relay
 
 C1, C2 = "controller-1.invalid:50051", "controller-2.invalid:50051"
 TEAM = "t" * 32
@@ -37,13 +35,7 @@ async def relay(
 ) -> AsyncIterator[tuple[Relay, _Resyncs, list[bool]]]:
     """A relay over two unreachable controllers whose link's "some stream is UP" is ``up[0]``."""
     settings = Settings(controller_addrs=(C1, C2))
-    relay = Relay(
-        settings,
-        relay_id="relay-losses",
-        verifier=JwtVerifier.from_settings(settings, StaticJwksSource({"keys": []})),
-        producer=NoProducer(),
-        registry=CollectorRegistry(),
-    )
+    relay = offline_relay(settings, "relay-losses")
     up = [True]
     monkeypatch.setattr(ControllerLink, "up", property(lambda _self: up[0]))
     resyncs = _Resyncs()
