@@ -2,8 +2,9 @@
 
 No HTTP and no drivers here: teams, records, S3 and the scanner come in through the constructor.
 Bytes never pass through this service on the way in or out: clients upload with a presigned POST
-and download with a presigned GET. The only time the service reads an object is to stream it to
-clamd once, on completion.
+and download with a presigned GET. The only time the service reads an object is on completion:
+its first bytes are checked against the declared type (``attachment_signatures.py``), then it is
+streamed to clamd once.
 
 Downloads follow the messages: once a stored message carries the attachment, whoever may see that
 message may download it (a team message: every member; a DM: its sender and its recipient only);
@@ -37,6 +38,7 @@ from services.management.attachment_rules import (
     content_disposition,
     object_key,
 )
+from services.management.attachment_signatures import content_mismatch
 from services.management.attachment_store import Attachment, AttachmentStore
 from services.management.clamd import ScanResult
 from services.management.objects import ObjectStore
@@ -195,7 +197,7 @@ class AttachmentService:
                 if len(data) != item.size:
                     problem = "size differs from the declared size"
                 else:
-                    problem = await self._scan(data)
+                    problem = content_mismatch(item.content_type, data) or await self._scan(data)
             if problem is not None:
                 await self._reject(item, problem, lease)
                 raise AttachmentRejected(f"the upload was rejected: {problem}")

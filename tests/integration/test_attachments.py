@@ -29,6 +29,12 @@ from tests.integration.pipeline_env import Pipeline, User, start_pipeline
 
 FIVE_MIB = 5 * 1024 * 1024
 EICAR = bytes.fromhex(EICAR_HEX)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def picture(body: bytes) -> bytes:
+    """Bytes that pass as ``image/png`` (completion checks the format's signature)."""
+    return PNG_SIGNATURE + body
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +122,7 @@ async def test_upload_complete_send_and_download_identical_bytes(pipe: Pipeline,
     """Request, presigned POST, complete, image message, and another member downloads it."""
     alice, bob = await asyncio.gather(pipe.user(), pipe.user())
     team = await pipe.team([alice, bob])
-    content = secrets.token_bytes(300_000)
+    content = picture(secrets.token_bytes(300_000))
     name = "Фото «1».png"
     reply = await request_upload(
         api, pipe.api_url, alice, team, size=len(content), ct="image/png", name=name
@@ -202,6 +208,22 @@ async def test_smaller_upload_than_declared_is_rejected_on_complete(
     assert not object_exists(pipe, team, reply.data["id"])
 
 
+async def test_a_text_file_declared_as_a_picture_is_rejected_on_complete(
+    pipe: Pipeline, api: Api
+) -> None:
+    """Bytes that are not the declared image type end rejected (422), their object deleted."""
+    alice = await pipe.user()
+    team = await pipe.team([alice])
+    notes = b"meeting notes, not a picture at all"
+    reply = await request_upload(api, pipe.api_url, alice, team, size=len(notes), ct="image/png")
+    assert await upload(reply, notes) == 204
+    done = await complete(api, pipe.api_url, alice, reply.data["id"])
+    assert (done.status, done.code) == (422, "rejected")
+    assert "not image/png" in done.body["error"]["message"]
+    assert await status_of(pipe, reply.data["id"]) == "rejected"
+    assert not object_exists(pipe, team, reply.data["id"])
+
+
 async def test_expired_policy_is_refused(pipe: Pipeline, api: Api) -> None:
     """An upload after the policy's expiry is refused by S3 and completing finds nothing."""
     alice = await pipe.user()
@@ -246,7 +268,7 @@ async def test_scanner_down_answers_503_and_stays_pending(pipe: Pipeline, api: A
     alice = await pipe.user()
     team = await pipe.team([alice])
     reply = await request_upload(api, pipe.api_url, alice, team, size=10, ct="image/png")
-    assert await upload(reply, b"x" * 10) == 204
+    assert await upload(reply, picture(b"xx")) == 204
     async with other_management(pipe, clamd_address="127.0.0.1:9", clamd_timeout_s=2.0) as base:
         done = await complete(api, base, alice, reply.data["id"])
         assert (done.status, done.code) == (503, "unavailable")
@@ -267,8 +289,8 @@ async def test_messages_naming_unusable_attachments_are_refused(pipe: Pipeline, 
     )
     assert await upload(rejected, EICAR) == 204
     assert (await complete(api, pipe.api_url, alice, rejected.data["id"])).status == 422
-    foreign = await ready_attachment(api, pipe, carol, foreign_team, b"carol's picture")
-    mine = await ready_attachment(api, pipe, alice, team, b"alice's picture")
+    foreign = await ready_attachment(api, pipe, carol, foreign_team, picture(b"carol's picture"))
+    mine = await ready_attachment(api, pipe, alice, team, picture(b"alice's picture"))
     client = await pipe.connect(alice)
     cases = [
         (pending.data["id"], "image"),
@@ -290,7 +312,7 @@ async def test_non_member_gets_404_for_upload_and_download(pipe: Pipeline, api: 
     """A stranger can neither request an upload, complete, nor get a download URL."""
     alice, stranger = await asyncio.gather(pipe.user(), pipe.user())
     team = await pipe.team([alice])
-    attachment_id = await ready_attachment(api, pipe, alice, team, b"members only")
+    attachment_id = await ready_attachment(api, pipe, alice, team, picture(b"members only"))
     refused = await request_upload(api, pipe.api_url, stranger, team, size=5, ct="image/png")
     assert (refused.status, refused.code) == (404, "not_found")
     base = f"{pipe.api_url}/v1/attachments"
@@ -327,7 +349,7 @@ async def test_sweep_deletes_stale_pending_uploads(pipe: Pipeline, api: Api) -> 
     """A pending attachment older than the configured age is deleted with its object."""
     alice = await pipe.user()
     team = await pipe.team([alice])
-    keep = await ready_attachment(api, pipe, alice, team, b"a ready one stays")
+    keep = await ready_attachment(api, pipe, alice, team, picture(b"a ready one stays"))
     # The policy must outlive the upload even on a loaded machine; the sweep may only take what
     # is older than the policy, so both are a few seconds.
     async with other_management(

@@ -18,7 +18,7 @@ from chatcore.settings import Settings
 from tests.integration.crash_env import crashable_pipeline
 from tests.integration.management_support import Api, load_checker
 from tests.integration.pipeline_env import Pipeline, User, start_pipeline
-from tests.integration.test_attachments import ready_attachment
+from tests.integration.test_attachments import picture, ready_attachment
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ async def test_edit_delete_react_reach_every_member_and_history_shows_the_result
     team = await _team(pipe, alice, bob)
     ca, cb = await pipe.connect(alice, 0), await pipe.connect(bob, 1)
     ack = await ca.send(team, "helo")
-    attachment = await ready_attachment(api, pipe, bob, team, b"a picture of bob")
+    attachment = await ready_attachment(api, pipe, bob, team, picture(b"a picture of bob"))
     image = await cb.send(team, attachment, type="image")
     # An ack means Kafka has it; the REST calls below act on stored messages, which a client
     # knows it has once they are delivered.

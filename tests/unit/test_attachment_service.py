@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from chatcore.errors import Conflict, Forbidden, NotFound, Unavailable
 from chatcore.message_state import StoredMessage
-from services.management.attachment_rules import UploadRequest
+from services.management.attachment_rules import UploadRequest, kind_of
 from services.management.attachments import (
     AttachmentLimits,
     AttachmentMetrics,
@@ -71,7 +71,7 @@ def world() -> World:
 
 
 async def _uploaded(world: World, content: bytes, ct: str = "text/plain") -> str:
-    request = UploadRequest("a.txt", ct, "file", len(content))
+    request = UploadRequest("a.txt", ct, kind_of(ct) or "file", len(content))
     reply = await world.service.request_upload(TEAM, request, caller=ALICE)
     world.objects.objects[f"attachments/{TEAM}/{reply['id']}"] = (content, ct)
     return str(reply["id"])
@@ -122,6 +122,18 @@ async def test_infected_or_mismatched_uploads_are_rejected_and_deleted(world: Wo
         assert f"attachments/{TEAM}/{attachment_id}" not in world.objects.objects
         with pytest.raises(Conflict):
             await world.service.download(attachment_id, caller=ALICE)
+
+
+async def test_bytes_that_are_not_the_declared_image_are_rejected_unscanned(world: World) -> None:
+    """Text sent as image/png is rejected and deleted before the scan; a real PNG is ready."""
+    text = await _uploaded(world, b"just some notes", ct="image/png")
+    with pytest.raises(AttachmentRejected, match="the content is not image/png"):
+        await world.service.complete(text, caller=ALICE)
+    assert world.records.items[text].status == "rejected"
+    assert f"attachments/{TEAM}/{text}" not in world.objects.objects
+    assert world.scanner.scanned == []
+    picture = await _uploaded(world, b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, ct="image/png")
+    assert (await world.service.complete(picture, caller=ALICE)).status == "ready"
 
 
 async def test_missing_object_keeps_the_record_pending(world: World) -> None:

@@ -147,7 +147,7 @@ describe("chat in two browsers", () => {
     await bob.page.setViewportSize({ width: 1440, height: 900 });
   });
 
-  it("uploads an image (progress bar) and a dropped file into both browsers; refuses 6 MiB, SVG, malware", async () => {
+  it("uploads an image (progress bar) and a dropped file into both browsers; refuses 6 MiB, SVG, malware, text posing as a PNG", async () => {
     // Enough lines that both lists scroll: an image loading at the bottom must not unpin them.
     for (let i = 1; i <= 30; i++) await send(ada.page, `before the image ${i}`);
     await shows(bob.page, "before the image 30");
@@ -204,6 +204,12 @@ describe("chat in two browsers", () => {
     expect(await refusal.textContent()).toMatch(/^“eicar\.txt” was refused: /);
     await refusal.getByRole("button", { name: "Dismiss" }).click();
     expect(await countMessages(bob.page, "eicar.txt")).toBe(0);
+    // Text renamed to look like a picture: its bytes are not a PNG, so completing refuses it.
+    await ada.page.locator("main input[type=file]").setInputFiles({ name: "holiday.png", mimeType: "image/png", buffer: Buffer.from("just text") });
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toMatch(/^“holiday\.png” was refused: .*not image\/png/);
+    await refusal.getByRole("button", { name: "Dismiss" }).click();
+    expect(await countMessages(bob.page, "holiday.png")).toBe(0);
   });
 
   it("loads older history as the reader scrolls up (before=), each message once", async () => {
