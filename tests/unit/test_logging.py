@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,8 +209,34 @@ def test_redact_processor_nested_structures() -> None:
         ('{"password": "p\\"w", "name": "ann"}', '{"password": "[REDACTED]", "name": "ann"}'),
         (f"t={JWT}.", "t=[REDACTED_JWT]."),
         ("tokens are fine to mention", "tokens are fine to mention"),
+        (f"host.{JWT}.tail", "host.[REDACTED_JWT].tail"),
+        ("unsigned eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "unsigned [REDACTED_JWT]"),
+        (
+            "x-api-key=zz refresh_token=yy Private_Key=ww",
+            "x-api-key=[REDACTED] refresh_token=[REDACTED] Private_Key=[REDACTED]",
+        ),
+        ("controller.batch.persist eyJ.x", "controller.batch.persist eyJ.x"),
     ],
 )
 def test_redact_text(text: str, expected: str) -> None:
     """String scrubbing handles query params, bearer values, JSON pairs and bare JWTs."""
     assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/v1/=" + "token" * 40_000 + "/",
+        '"' + "password" * 25_000 + '" x',
+        "eyJ" * 70_000,
+        "a=" + "eyJa." * 40_000,
+        "bearer " * 30_000,
+    ],
+)
+def test_redacting_hostile_text_takes_linear_time(text: str) -> None:
+    """200 KB crafted to make backtracking patterns quadratic is scrubbed at once (an
+    unauthenticated request path is logged, so this is a denial of service otherwise)."""
+    started = time.perf_counter()
+    redact_text(text)
+    # Linear: a few ms; the quadratic patterns this replaced took 25 s and more on such input.
+    assert time.perf_counter() - started < 2.0
