@@ -200,6 +200,9 @@ ATTACHMENT_UPLOADER: Final = "uploader"
 ATTACHMENT_CREATED_AT: Final = "created_at"
 ATTACHMENT_COMPLETED_AT: Final = "completed_at"
 ATTACHMENT_REASON: Final = "reason"
+# Where the scanned bytes of a ready attachment live (absent on ones made ready before it existed,
+# whose bytes are at ``key``).
+ATTACHMENT_STORED_KEY: Final = "stored_key"
 
 # Attachment statuses: requested, not yet checked / clean, may be sent / refused, bytes deleted.
 PENDING: Final = "pending"

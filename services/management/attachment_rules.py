@@ -168,8 +168,16 @@ def parse_upload_request(body: Mapping[str, Any], *, max_bytes: int = MAX_BYTES)
 
 
 def object_key(team_id: str, attachment_id: str) -> str:
-    """Where an attachment's bytes live; chosen by the server, never from the client's name."""
+    """Where an attachment is uploaded; chosen by the server, never from the client's name."""
     return f"attachments/{team_id}/{attachment_id}"
+
+
+def scanned_key(upload_key: str) -> str:
+    """Where the bytes that passed the checks are written by the service itself. No upload form
+    names it, so nobody can replace them after the scan (the form for ``upload_key`` stays valid
+    until it expires). A sibling, not a child: file-backed S3 servers cannot hold an object and
+    a "directory" of the same name."""
+    return f"{upload_key}.scanned"
 
 
 def _ascii_fallback(filename: str) -> str:

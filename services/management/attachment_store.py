@@ -7,7 +7,8 @@ fields keep exactly their meaning (names and statuses in ``chatcore.schema``)::
      status: "pending"|"ready"|"rejected", ...}
 
 and the service adds: ``filename``, ``content_type``, ``size`` (declared bytes), ``key`` (the S3
-object key), ``uploader`` (user id), ``created_at``, ``completed_at`` and ``reason`` (why rejected).
+object key the upload form names), ``stored_key`` (where the scanned bytes of a ready one live),
+``uploader`` (user id), ``created_at``, ``completed_at`` and ``reason`` (why rejected).
 
 Status changes are conditional (``status: "pending"`` in the filter), so of two concurrent
 completions only one decides, and the sweep never deletes a record that was just completed.
@@ -51,6 +52,13 @@ class Attachment:
     uploader: str
     created_at: datetime
     reason: str = ""
+    stored_key: str = ""
+
+    @property
+    def served_key(self) -> str:
+        """Where its bytes are read from: the scanned copy (``key`` for ones made ready before
+        copies existed)."""
+        return self.stored_key or self.key
 
     def public(self) -> dict[str, Any]:
         """The attachment object of the API (never the storage key)."""
@@ -81,6 +89,7 @@ def attachment_to_doc(item: Attachment) -> Document:
         s.ATTACHMENT_UPLOADER: item.uploader,
         s.ATTACHMENT_CREATED_AT: item.created_at,
         s.ATTACHMENT_REASON: item.reason,
+        s.ATTACHMENT_STORED_KEY: item.stored_key,
     }
 
 
@@ -97,6 +106,7 @@ def attachment_from_doc(doc: Mapping[str, Any]) -> Attachment:
         uploader=str(doc.get(s.ATTACHMENT_UPLOADER, "")),
         created_at=doc[s.ATTACHMENT_CREATED_AT],
         reason=str(doc.get(s.ATTACHMENT_REASON, "")),
+        stored_key=str(doc.get(s.ATTACHMENT_STORED_KEY, "")),
     )
 
 
@@ -112,6 +122,7 @@ class AttachmentStore(Protocol):
         *,
         at: datetime,
         reason: str = "",
+        stored_key: str = "",
         fence: int | None = None,
     ) -> bool:
         """Move a pending record to ``status``; False if it was no longer pending (or the
@@ -153,6 +164,7 @@ class MongoAttachmentStore:
         *,
         at: datetime,
         reason: str = "",
+        stored_key: str = "",
         fence: int | None = None,
     ) -> bool:
         query: Document = {s.ID: attachment_id, s.ATTACHMENT_STATUS: s.PENDING}
@@ -165,6 +177,7 @@ class MongoAttachmentStore:
                             s.ATTACHMENT_STATUS: status,
                             s.ATTACHMENT_COMPLETED_AT: at,
                             s.ATTACHMENT_REASON: reason,
+                            s.ATTACHMENT_STORED_KEY: stored_key,
                         }
                     },
                     fence,

@@ -3,8 +3,10 @@
 No HTTP and no drivers here: teams, records, S3 and the scanner come in through the constructor.
 Bytes never pass through this service on the way in or out: clients upload with a presigned POST
 and download with a presigned GET. The only time the service reads an object is on completion:
-its first bytes are checked against the declared type (``attachment_signatures.py``), then it is
-streamed to clamd once.
+its first bytes are checked against the declared type (``attachment_signatures.py``), it is
+streamed to clamd once, and the bytes that passed are written to a key of their own that no
+upload form names (``scanned_key``), which is what downloads serve. The upload form stays valid
+until it expires, so the object under its key could otherwise be swapped after the scan.
 
 Downloads follow the messages: once a stored message carries the attachment, whoever may see that
 message may download it (a team message: every member; a DM: its sender and its recipient only);
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from chatcore.errors import Conflict, InvalidInput, NotFound
+from chatcore.errors import Conflict, InvalidInput, NotFound, Unavailable
 from chatcore.leases import Lease, Leases, local_leases
 from chatcore.logging import get_logger
 from chatcore.messages import iso_datetime
@@ -37,6 +39,7 @@ from services.management.attachment_rules import (
     UploadRequest,
     content_disposition,
     object_key,
+    scanned_key,
 )
 from services.management.attachment_signatures import content_mismatch
 from services.management.attachment_store import Attachment, AttachmentStore
@@ -185,29 +188,46 @@ class AttachmentService:
                 return item
             if item.status == REJECTED:
                 raise AttachmentRejected(f"this attachment was rejected: {item.reason}")
-            stored = await self._objects.head(item.key)
-            if stored is None:
-                # Stays pending: the policy may still be valid and the client can upload.
-                raise Conflict("nothing was uploaded for this attachment yet")
-            problem = _mismatch(item, stored.size, stored.content_type)
-            if problem is None:
-                data = await self._objects.read(item.key, max_bytes=item.size)
-                if data is None:
-                    raise Conflict("nothing was uploaded for this attachment yet")
-                if len(data) != item.size:
-                    problem = "size differs from the declared size"
-                else:
-                    problem = content_mismatch(item.content_type, data) or await self._scan(data)
-            if problem is not None:
-                await self._reject(item, problem, lease)
-                raise AttachmentRejected(f"the upload was rejected: {problem}")
+            data = await self._checked(item, lease)
             # The scan may have taken long: a holder whose lease ran out decides nothing.
             lease.check()
-            if not await self._records.decide(item.id, READY, at=self._now(), fence=lease.epoch):
+            # What is served is exactly what was scanned: the upload form stays valid until it
+            # expires, so the object under its key could be replaced after this check.
+            copy = scanned_key(item.key)
+            await self._objects.put(copy, data, content_type=item.content_type)
+            lease.check()
+            decided = await self._records.decide(
+                item.id, READY, at=self._now(), stored_key=copy, fence=lease.epoch
+            )
+            if not decided:
                 raise Conflict("this attachment was decided concurrently; ask again")
+            await self._drop_upload(item)
             self._metrics.outcomes.labels("ready").inc()
             _log.info("attachment_ready", attachment_id=item.id, team_id=item.team_id)
-            return dataclasses.replace(item, status=READY)
+            return dataclasses.replace(item, status=READY, stored_key=copy)
+
+    async def _checked(self, item: Attachment, lease: Lease) -> bytes:
+        """The uploaded bytes once they match the declaration and scan clean; otherwise the
+        attachment is rejected (``AttachmentRejected``) or stays pending (``Conflict``)."""
+        stored = await self._objects.head(item.key)
+        if stored is None:
+            # Stays pending: the policy may still be valid and the client can upload.
+            raise Conflict("nothing was uploaded for this attachment yet")
+        problem = _mismatch(item, stored.size, stored.content_type)
+        data = b""
+        if problem is None:
+            found = await self._objects.read(item.key, max_bytes=item.size)
+            if found is None:
+                raise Conflict("nothing was uploaded for this attachment yet")
+            data = found
+            if len(data) != item.size:
+                problem = "size differs from the declared size"
+            else:
+                problem = content_mismatch(item.content_type, data) or await self._scan(data)
+        if problem is not None:
+            await self._reject(item, problem, lease)
+            raise AttachmentRejected(f"the upload was rejected: {problem}")
+        return data
 
     async def _scan(self, data: bytes) -> str | None:
         try:
@@ -220,11 +240,25 @@ class AttachmentService:
             return None
         return f"malware found ({result.signature})"
 
+    async def _delete_objects(self, item: Attachment) -> None:
+        # Both keys: the upload key may hold a late upload through a form still valid, and a
+        # completion that lost its lease after writing the scanned copy left that copy.
+        await self._objects.delete(scanned_key(item.key))
+        await self._objects.delete(item.key)
+
+    async def _drop_upload(self, item: Attachment) -> None:
+        """The uploaded object is not served once its scanned copy is: delete it, best effort
+        (the attachment is ready either way; a withdrawal deletes it again)."""
+        try:
+            await self._objects.delete(item.key)
+        except Unavailable:
+            _log.warning("attachment_upload_not_deleted", attachment_id=item.id)
+
     async def _reject(self, item: Attachment, reason: str, lease: Lease) -> None:
         # Object first: if deleting fails the record stays pending, and a later completion (or
         # the sweep) retries; a rejected record never points at a surviving object.
         lease.check()
-        await self._objects.delete(item.key)
+        await self._delete_objects(item)
         await self._records.decide(
             item.id, REJECTED, at=self._now(), reason=reason, fence=lease.epoch
         )
@@ -246,7 +280,7 @@ class AttachmentService:
         if item.status != READY:
             raise Conflict(f"this attachment is {item.status}, not ready")
         url = self._objects.presign_get(
-            item.key,
+            item.served_key,
             content_type=item.content_type,
             disposition=content_disposition(item.filename),
             expires_s=self._limits.download_ttl_s,
@@ -262,7 +296,7 @@ class AttachmentService:
             if item is None or item.status == WITHDRAWN:
                 return
             lease.check()
-            await self._objects.delete(item.key)
+            await self._delete_objects(item)
             await self._records.withdraw(attachment_id, fence=lease.epoch)
             _log.info("attachment_withdrawn", attachment_id=attachment_id, team_id=item.team_id)
 
@@ -275,7 +309,7 @@ class AttachmentService:
             for item in batch:
                 async with self._leases.hold(item.id) as lease:
                     lease.check()
-                    await self._objects.delete(item.key)
+                    await self._delete_objects(item)
                     if await self._records.delete_pending(item.id):
                         deleted += 1
             if len(batch) < SWEEP_BATCH:

@@ -48,6 +48,8 @@ class ObjectStore(Protocol):
 
     async def read(self, key: str, *, max_bytes: int) -> bytes | None: ...
 
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None: ...
+
     async def delete(self, key: str) -> None: ...
 
 
@@ -122,6 +124,14 @@ class S3ObjectStore:
                 return body.read(max_bytes + 1)
 
         return await self._run(call)
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        def call() -> None:
+            self._client.put_object(
+                Bucket=self._bucket, Key=key, Body=data, ContentType=content_type
+            )
+
+        await self._run(call)
 
     async def delete(self, key: str) -> None:
         def call() -> None:

@@ -224,6 +224,32 @@ async def test_a_text_file_declared_as_a_picture_is_rejected_on_complete(
     assert not object_exists(pipe, team, reply.data["id"])
 
 
+async def test_an_upload_after_complete_never_reaches_a_download(pipe: Pipeline, api: Api) -> None:
+    """The form used again after a clean scan (malware this time) changes nothing: members
+    download the scanned bytes, and a second complete answers the same decision."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    team = await pipe.team([alice, bob])
+    clean = b"quarterly figures, all fine".ljust(len(EICAR), b".")
+    reply = await request_upload(
+        api, pipe.api_url, alice, team, size=len(clean), ct="text/plain", name="q.txt"
+    )
+    assert await upload(reply, clean) == 204
+    assert (await complete(api, pipe.api_url, alice, reply.data["id"])).data["status"] == "ready"
+    assert await upload(reply, EICAR) == 204  # S3 takes it: the form is valid until it expires
+    assert (await complete(api, pipe.api_url, alice, reply.data["id"])).data["status"] == "ready"
+    sender = await pipe.connect(alice)
+    await sender.send(team, reply.data["id"], type="file")
+    await sender.close()
+    url = f"{pipe.api_url}/v1/attachments/{reply.data['id']}"
+    deadline = asyncio.get_running_loop().time() + 20
+    while (link := await api.call("GET", url, token=bob.token)).status != 200:
+        assert asyncio.get_running_loop().time() < deadline, link.body
+        await asyncio.sleep(0.1)
+    async with aiohttp.ClientSession() as http, http.get(link.data["url"]) as resp:
+        assert resp.status == 200
+        assert await resp.read() == clean
+
+
 async def test_expired_policy_is_refused(pipe: Pipeline, api: Api) -> None:
     """An upload after the policy's expiry is refused by S3 and completing finds nothing."""
     alice = await pipe.user()

@@ -371,12 +371,15 @@ class MemoryAttachmentStore:
         *,
         at: datetime,
         reason: str = "",
+        stored_key: str = "",
         fence: int | None = None,
     ) -> bool:
         item = self.items.get(attachment_id)
         if item is None or item.status != PENDING:
             return False
-        self.items[attachment_id] = dataclasses.replace(item, status=status, reason=reason)
+        self.items[attachment_id] = dataclasses.replace(
+            item, status=status, reason=reason, stored_key=stored_key
+        )
         return True
 
     async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
@@ -420,6 +423,10 @@ class MemoryObjects:
         self._check()
         found = self.objects.get(key)
         return None if found is None else found[0][: max_bytes + 1]
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        self._check()
+        self.objects[key] = (data, content_type)
 
     async def delete(self, key: str) -> None:
         self._check()

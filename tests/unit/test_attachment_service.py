@@ -181,7 +181,35 @@ async def test_sweep_deletes_only_old_pending_attachments(world: World) -> None:
     assert await world.service.sweep() == 1
     assert set(world.records.items) == {ready, recent}
     assert f"attachments/{TEAM}/{old}" not in world.objects.objects
-    assert f"attachments/{TEAM}/{ready}" in world.objects.objects
+    assert f"attachments/{TEAM}/{ready}.scanned" in world.objects.objects
+
+
+async def test_bytes_swapped_in_after_the_scan_are_never_served(world: World) -> None:
+    """Downloads serve the copy of what was scanned; a later upload through the still-valid form
+    changes nothing, and deleting the message takes both objects."""
+    attachment_id = await _uploaded(world, b"clean report")
+    await world.service.complete(attachment_id, caller=ALICE)
+    upload_key = f"attachments/{TEAM}/{attachment_id}"
+    assert upload_key not in world.objects.objects  # the upload itself is not kept
+    world.objects.objects[upload_key] = (b"xxEICARxxxx", "text/plain")  # the form, used again
+    assert (await world.service.complete(attachment_id, caller=ALICE)).status == "ready"
+    assert world.scanner.scanned == [b"clean report"]
+    link = await world.service.download(attachment_id, caller=ALICE)
+    assert f"/{upload_key}.scanned?" in link["url"]
+    assert world.objects.objects[f"{upload_key}.scanned"][0] == b"clean report"
+    await world.service.withdraw(attachment_id)
+    assert not [k for k in world.objects.objects if k.startswith(upload_key)]
+
+
+async def test_attachments_made_ready_before_scanned_copies_are_served_from_their_key(
+    world: World,
+) -> None:
+    """A record without a stored copy (ready before copies existed) downloads from its key."""
+    attachment_id = await _uploaded(world, b"older")
+    item = world.records.items[attachment_id]
+    world.records.items[attachment_id] = dataclasses.replace(item, status="ready")
+    link = await world.service.download(attachment_id, caller=ALICE)
+    assert f"/attachments/{TEAM}/{attachment_id}?" in link["url"]
 
 
 def _carry(world: World, attachment_id: str, *, sender: str, to: str, kind: str = "file") -> None:
