@@ -27,6 +27,16 @@ class ChatError(Exception):
         self.message = message
         self.details: dict[str, str] = dict(details or {})
 
+    @property
+    def public_message(self) -> str:
+        """What a client is told. A server-side failure's own text names internal hosts, ports
+        and dependencies' replies ("clamd at clamd:3310 ..."): that goes to the log only."""
+        if self.http_status < 500:
+            return self.message
+        if isinstance(self, Unavailable):
+            return "temporarily unavailable; retry later"
+        return "internal server error"
+
 
 class ConfigError(ChatError):
     """An environment variable is missing or malformed: fix the configuration and restart."""

@@ -213,7 +213,7 @@ async def _dispatch(request: web.Request, handler: Handler, rid: str) -> web.Str
         return error_response(
             exc.http_status,
             exc.code,
-            exc.message,
+            exc.public_message,
             rid,
             details=exc.details,
             headers=_retry_after(exc),

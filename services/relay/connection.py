@@ -398,7 +398,7 @@ class Relay:
             if isinstance(exc, FrameError):
                 cmid = exc.client_msg_id
             self.metrics.errors.labels(code).inc()
-            self._send(session, error_frame(code, exc.message, cmid))
+            self._send(session, error_frame(code, exc.public_message, cmid))
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until every produced message has its Kafka answer (and its ack or error), then

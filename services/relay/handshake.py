@@ -76,14 +76,14 @@ def upgrade_token(
     try:
         return bearer_token(headers.get("Authorization"), values[0] or None)
     except ChatError as exc:
-        return Rejection(exc.http_status, exc.code, exc.message, "token")
+        return Rejection(exc.http_status, exc.code, exc.public_message, "token")
 
 
 async def authenticate(token: str, verifier: JwtVerifier) -> AccessClaims | Rejection:
     try:
         return await verifier.verify(token)
     except ChatError as exc:
-        return Rejection(exc.http_status, exc.code, exc.message, "token")
+        return Rejection(exc.http_status, exc.code, exc.public_message, "token")
 
 
 class UserSlots:

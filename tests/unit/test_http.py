@@ -43,7 +43,7 @@ async def _boom(_request: web.Request) -> web.Response:
 
 
 async def _down(_request: web.Request) -> web.Response:
-    raise Unavailable("database unreachable")
+    raise Unavailable("clamd at clamd:3310 unavailable: ConnectionRefusedError")
 
 
 class _Busy(Unavailable):
@@ -194,7 +194,7 @@ async def test_a_body_arriving_in_pieces_is_read_whole(
 async def test_domain_errors_map_to_status(
     client: TestClient[web.Request, web.Application],
 ) -> None:
-    """Forbidden is 403, RateLimited 429 with Retry-After, Unavailable 503."""
+    """Forbidden is 403, RateLimited 429 with Retry-After, Unavailable 503 without its text."""
     forbidden = await client.get("/v1/forbidden")
     assert forbidden.status == 403
     assert (await forbidden.json())["error"] == {
@@ -207,7 +207,9 @@ async def test_domain_errors_map_to_status(
     assert limited.headers["Retry-After"] == "8"  # rounded up: never too early
     down = await client.get("/v1/down")
     assert down.status == 503
+    # The dependency's own text (hosts, ports, its reply) is for the log, not the client.
     assert (await down.json())["error"]["code"] == "unavailable"
+    assert (await down.json())["error"]["message"] == "temporarily unavailable; retry later"
     assert "Retry-After" not in down.headers
     busy = await client.get("/v1/busy")
     assert busy.status == 503
