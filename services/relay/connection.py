@@ -368,10 +368,21 @@ class Relay:
     def _send(self, session: Session, text: bytes) -> None:
         self._fanout.send([session], text)
 
+    def _parse(self, session: Session, raw: str | bytes) -> ChatFrame | TypingFrame:
+        try:
+            return parse_frame(raw)
+        except FrameError:
+            # Refused frames cost a token too: otherwise a client could make the relay parse
+            # and answer up to 64 KiB frames as fast as its link allows.
+            wait = self._limits.try_acquire(str(id(session)))
+            if wait > 0:
+                raise RateLimited("slow down", retry_after=wait) from None
+            raise
+
     async def _on_frame(self, session: Session, raw: str | bytes) -> None:
         cmid = ""
         try:
-            frame = parse_frame(raw)
+            frame = self._parse(session, raw)
             cmid = frame.client_msg_id if isinstance(frame, ChatFrame) else ""
             if self.draining:
                 # The drain waits for the produces it found; one started now could be cut off
