@@ -34,6 +34,9 @@ ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A relay names itself to the controllers; the name goes into their logs and metrics.
 _RELAY_ID_CHARS = "A-Za-z0-9._:-"
 RELAY_ID_RE = re.compile(rf"^[{_RELAY_ID_CHARS}]{{1,64}}$")
+# One relay-to-controller SubscribeRequest names at most this many channels (about what fits in
+# gRPC's 4 MiB); a relay sends a larger set as several requests.
+MAX_CHANNELS_PER_REQUEST = 100_000
 _RELAY_ID_UNSAFE = re.compile(rf"[^{_RELAY_ID_CHARS}]")
 
 

@@ -158,6 +158,9 @@ class Settings:
     # Per-user token bucket over team, member, role and attachment writes.
     management_write_burst: int = 100
     management_write_per_s: float = 5.0
+    # The most teams one account may be in (creating one, or being added): every handshake reads
+    # them all, hello lists them, and a relay subscribes to each.
+    management_teams_per_user_max: int = 1000
     # Concurrent history and team-list scans per instance; a request waits this long for a slot.
     management_scan_concurrency: int = 16
     management_scan_wait_s: float = 1.0

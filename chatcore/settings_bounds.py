@@ -115,6 +115,7 @@ BOUNDS: dict[str, Bound] = {
     "lease_wait_s": POSITIVE,
     "management_write_burst": AT_LEAST_ONE,
     "management_write_per_s": POSITIVE,
+    "management_teams_per_user_max": Bound(1, 100_000),
     "management_scan_concurrency": AT_LEAST_ONE,
     "management_scan_wait_s": NOT_NEGATIVE,
     "attachment_max_bytes": Bound(1, 5 * 1024 * 1024),

@@ -8,11 +8,9 @@ from grpc import aio
 
 from chatcore.errors import InvalidInput
 from chatcore.logging import CORRELATION_ID_RE
-from chatcore.messages import ID_RE, RELAY_ID_RE
+from chatcore.messages import ID_RE, MAX_CHANNELS_PER_REQUEST, RELAY_ID_RE
 
 CORRELATION_METADATA = "x-correlation-id"
-# One SubscribeRequest may name at most this many channels (about what fits in gRPC's 4 MiB).
-MAX_CHANNELS_PER_REQUEST = 100_000
 # A relay's batch of handshakes (chatcore.coalesce); the relay sends at most its LOOKUP_BATCH.
 MAX_USERS_PER_BATCH = 256
 

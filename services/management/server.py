@@ -237,6 +237,8 @@ async def start(
             users=HttpUserDirectory(session, settings.auth_url, timeout_s=settings.auth_timeout_s),
             events=outbox,
             metrics=TeamMetrics.create(registry),
+            memberships=index,
+            teams_per_user_max=settings.management_teams_per_user_max,
         )
         history = HistoryService(teams=teams, messages=messages)
         verifier = JwtVerifier.from_settings(

@@ -20,11 +20,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
 from chatcore.errors import Conflict, NotFound
 from chatcore.logging import get_logger
+from chatcore.memberships import MembershipEntry
 from services.management import roles
 from services.management.events import Announcer, current_correlation_id
 from services.management.model import (
@@ -78,6 +80,11 @@ class TeamPage:
 Attempt = Callable[[Team], Awaitable[Team | None]]
 
 
+class Memberships(Protocol):
+    async def teams_of(self, user_id: str) -> list[MembershipEntry]:
+        """The teams the membership index has for the user (``Unavailable`` on failure)."""
+
+
 class TeamService:
     def __init__(
         self,
@@ -86,6 +93,8 @@ class TeamService:
         users: UserDirectory,
         events: Announcer,
         metrics: TeamMetrics,
+        memberships: Memberships,
+        teams_per_user_max: int,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
@@ -94,6 +103,8 @@ class TeamService:
         self._users = users
         self._events = events
         self._metrics = metrics
+        self._memberships = memberships
+        self._teams_max = teams_per_user_max
         self._clock = clock
         self._new_id = new_id
         self._new_event_id = new_event_id
@@ -116,6 +127,7 @@ class TeamService:
 
     async def create(self, draft: TeamDraft, *, creator: str) -> Team:
         """A new active team; the creator is its super_admin, an admin and its only member."""
+        await self._check_room(creator, "you are")
         team = Team(
             id=self._new_id(),
             name=draft.name,
@@ -201,6 +213,7 @@ class TeamService:
         # The role check comes before the look-up, so a plain member cannot probe for accounts.
         roles.check_manage_members(await self._teams.get(team_id), caller)
         user_id = await self._resolve(ref, bearer)
+        await self._check_room(user_id, "this user is")
 
         async def attempt(team: Team) -> Team | None:
             roles.check_add_member(team, caller, user_id)
@@ -211,6 +224,15 @@ class TeamService:
         self._metrics.changes.labels("add_member").inc()
         await self._events.announce(team_id)
         return team
+
+    async def _check_room(self, user_id: str, who: str) -> None:
+        """Refuse a team past the per-account cap. The index follows the teams' outboxes, so
+        a burst of concurrent adds can pass it by the few still in flight: a bound, not a
+        count."""
+        if len(await self._memberships.teams_of(user_id)) >= self._teams_max:
+            raise Conflict(
+                f"{who} already in {self._teams_max} teams, the most one account may join"
+            )
 
     async def remove_member(self, team_id: str, user_id: str, *, caller: str) -> Team:
         """Admins remove user-level members; the super_admin removes anyone else."""

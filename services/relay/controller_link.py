@@ -35,6 +35,7 @@ from chatcore.coalesce import Coalescer
 from chatcore.errors import Unavailable
 from chatcore.internal_auth import call_metadata
 from chatcore.logging import current_correlation_id, get_logger
+from chatcore.messages import MAX_CHANNELS_PER_REQUEST
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 
 _log = get_logger("relay.controller_link")
@@ -262,11 +263,28 @@ class ControllerLink:
         for stream in self._streams:
             if stream.outbox is None:
                 continue
-            self._next_request += 1
+            for request in self._requests(add, remove):
+                stream.outbox.put_nowait(request)
             stream.issued = self._next_request
-            stream.outbox.put_nowait(
-                chat_pb2.SubscribeRequest(add=add, remove=remove, request_id=stream.issued)
+
+    def _requests(
+        self, add: Sequence[str], remove: Sequence[str], *, relay_id: str = ""
+    ) -> list[chat_pb2.SubscribeRequest]:
+        """The change as requests of at most ``MAX_CHANNELS_PER_REQUEST`` channels each (a
+        controller refuses a larger one and ends the stream), numbered in order; at least one."""
+        step = MAX_CHANNELS_PER_REQUEST
+        requests = []
+        for start in range(0, max(len(add), len(remove), 1), step):
+            self._next_request += 1
+            requests.append(
+                chat_pb2.SubscribeRequest(
+                    relay_id=relay_id if start == 0 else "",
+                    add=add[start : start + step],
+                    remove=remove[start : start + step],
+                    request_id=self._next_request,
+                )
             )
+        return requests
 
     def ticket(self) -> Ticket:
         """What to wait for so that every change made so far is in force where it can be."""
@@ -344,14 +362,12 @@ class ControllerLink:
         stream.served = stream.goodbye = False
         # The whole set and the outbox appear together, with no await in between: a change made
         # from now on is queued behind this request; one made before is part of it.
-        self._next_request += 1
-        stream.opening_id = stream.issued = self._next_request
         stream.outbox = asyncio.Queue()
-        stream.outbox.put_nowait(
-            chat_pb2.SubscribeRequest(
-                relay_id=self._relay_id, add=list(self._current()), request_id=stream.opening_id
-            )
-        )
+        # A relay with more channels than one request may name opens with several; the stream
+        # is UP once the controller confirmed the last.
+        for request in self._requests(list(self._current()), (), relay_id=self._relay_id):
+            stream.outbox.put_nowait(request)
+        stream.opening_id = stream.issued = self._next_request
         stream.state = StreamState.OPENING
         writer = asyncio.create_task(self._write(stream.outbox, call))
         try:

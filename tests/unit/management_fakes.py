@@ -26,10 +26,11 @@ from chatcore.schema import BROADCAST, PENDING, TEXT, WITHDRAWN
 from chatcore.unread import ChannelHead, Unread
 from services.management.attachment_store import Attachment
 from services.management.clamd import ScanResult
-from services.management.events import EventMetrics, OutboxPublisher
+from services.management.events import Announcer, EventMetrics, OutboxPublisher
 from services.management.model import MembershipChange, OutboxEvent, Team, TeamChanges
 from services.management.objects import PresignedPost, StoredObject
 from services.management.store import Carrier, ChangeEntry
+from services.management.teams import TeamMetrics, TeamService
 
 
 class MemoryTeamStore:
@@ -233,6 +234,40 @@ def _without(team: Team, user_id: str) -> Team:
         team,
         members=tuple(m for m in team.members if m != user_id),
         admins=tuple(a for a in team.admins if a != user_id),
+    )
+
+
+class StoreMemberships:
+    """The membership index as it stands once every outbox event is applied: from the store."""
+
+    def __init__(self, teams: MemoryTeamStore) -> None:
+        self._teams = teams
+
+    async def teams_of(self, user_id: str) -> list[MembershipEntry]:
+        return sorted(
+            MembershipEntry(t.id, t.active)
+            for t in self._teams.teams.values()
+            if user_id in t.members
+        )
+
+
+def team_service(
+    teams: MemoryTeamStore,
+    users: FakeUserDirectory,
+    events: Announcer,
+    *,
+    teams_per_user_max: int = 1000,
+    **options: Any,
+) -> TeamService:
+    """The team service over in-memory stores, its membership index read from the store."""
+    return TeamService(
+        teams=teams,
+        users=users,
+        events=events,
+        metrics=TeamMetrics.create(CollectorRegistry()),
+        memberships=StoreMemberships(teams),
+        teams_per_user_max=teams_per_user_max,
+        **options,
     )
 
 

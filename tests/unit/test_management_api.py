@@ -29,7 +29,6 @@ from services.management.limits import ScanGate, WriteLimiter
 from services.management.messages import MessageService
 from services.management.openapi import load_openapi
 from services.management.store import ChangeEntry
-from services.management.teams import TeamMetrics, TeamService
 from tests.unit.management_fakes import (
     FakeLog,
     FakeScanner,
@@ -42,6 +41,7 @@ from tests.unit.management_fakes import (
     MemoryObjects,
     MemoryTeamStore,
     RecordingPublisher,
+    team_service,
 )
 
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
@@ -94,12 +94,7 @@ async def harness() -> AsyncIterator[Harness]:
     verifier = JwtVerifier.from_settings(settings, StaticJwksSource(ring.jwks()))
     teams, messages = MemoryTeamStore(), MemoryMessageStore()
     events = RecordingPublisher(teams)
-    service = TeamService(
-        teams=teams,
-        users=FakeUserDirectory({"bob@example.com": BOB}),
-        events=events,
-        metrics=TeamMetrics.create(CollectorRegistry()),
-    )
+    service = team_service(teams, FakeUserDirectory({"bob@example.com": BOB}), events)
     history = HistoryService(teams=teams, messages=messages)
     registry = CollectorRegistry()
     app = make_app(registry=registry, health=Health({}), max_body_bytes=settings.max_body_bytes)

@@ -21,13 +21,14 @@ from services.management.model import (
     TeamChanges,
     TeamDraft,
 )
-from services.management.teams import TeamMetrics, TeamService
+from services.management.teams import TeamService
 from tests.unit.management_fakes import (
     FakeKafka,
     FakeUserDirectory,
     MemoryMembershipIndex,
     MemoryTeamStore,
     Published,
+    team_service,
 )
 
 S, U, V = "1" * 32, "2" * 32, "3" * 32
@@ -53,11 +54,10 @@ def world() -> World:
     index = MemoryMembershipIndex(store)
     outbox = OutboxPublisher(store, kafka, local_leases("team"), metrics, index, send_timeout_s=5.0)
     ids = iter(f"{i:032x}" for i in range(1, 1000))
-    service = TeamService(
-        teams=store,
-        users=FakeUserDirectory({"u@example.com": U, "v@example.com": V}),
-        events=outbox,
-        metrics=TeamMetrics.create(CollectorRegistry()),
+    service = team_service(
+        store,
+        FakeUserDirectory({"u@example.com": U, "v@example.com": V}),
+        outbox,
         clock=lambda: 1_700_000_000.5,
         new_event_id=lambda: next(ids),
     )

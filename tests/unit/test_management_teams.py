@@ -6,17 +6,17 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from chatcore.errors import Conflict, Forbidden, NotFound
 from services.management.model import MemberRef, MembershipChange, Team, TeamChanges, TeamDraft
-from services.management.teams import TeamMetrics, TeamService
+from services.management.teams import TeamService
 from services.management.validation import TeamsQuery
 from tests.unit.management_fakes import (
     FakeUserDirectory,
     MemoryTeamStore,
     Published,
     RecordingPublisher,
+    team_service,
 )
 
 S, A, U, X, N = (c * 32 for c in "12345")  # super_admin, admin, user, stranger, new user
@@ -39,13 +39,8 @@ async def world() -> World:
     users = FakeUserDirectory({f"{u[0]}@example.com": u for u in (S, A, U, X, N)})
     events = RecordingPublisher(store)
     ids = iter(f"{i:032x}" for i in range(1, 100))
-    service = TeamService(
-        teams=store,
-        users=users,
-        events=events,
-        metrics=TeamMetrics.create(CollectorRegistry()),
-        clock=lambda: 1_700_000_000.1234567,
-        new_id=lambda: next(ids),
+    service = team_service(
+        store, users, events, clock=lambda: 1_700_000_000.1234567, new_id=lambda: next(ids)
     )
     team = await service.create(TeamDraft("core", "", ("dev",)), creator=S)
     await service.add_member(team.id, MemberRef(user_id=A), caller=S, bearer=TOKEN)
@@ -61,18 +56,38 @@ async def test_create_makes_the_creator_super_admin_and_announces_them() -> None
     """The creator is super_admin, admin and only member; an ADDED event names them."""
     store = MemoryTeamStore()
     events = RecordingPublisher(store)
-    service = TeamService(
-        teams=store,
-        users=FakeUserDirectory(),
-        events=events,
-        metrics=TeamMetrics.create(CollectorRegistry()),
-        clock=lambda: 1_700_000_000.1234567,
-    )
+    service = team_service(store, FakeUserDirectory(), events, clock=lambda: 1_700_000_000.1234567)
     team = await service.create(TeamDraft("t", "", ()), creator=S)
     assert (team.members, team.admins, team.super_admin, team.active) == ((S,), (S,), S, True)
     assert team.doc.microsecond == 123000
     assert len(team.id) == 32
     assert events.events == [Published(team.id, S, MembershipChange.ADDED, S)]
+
+
+async def test_no_account_joins_more_teams_than_the_cap() -> None:
+    """Creating a team, or being added to one, past the per-account cap is a 409 that stores
+    and announces nothing; leaving one makes room again."""
+    store = MemoryTeamStore()
+    events = RecordingPublisher(store)
+    service = team_service(
+        store, FakeUserDirectory({"5@example.com": N}), events, teams_per_user_max=2
+    )
+    first = await service.create(TeamDraft("one", "", ()), creator=S)
+    await service.create(TeamDraft("two", "", ()), creator=S)
+    with pytest.raises(Conflict, match="you are already in 2 teams"):
+        await service.create(TeamDraft("three", "", ()), creator=S)
+    assert len(store.teams) == 2
+    for name in ("n1", "n2"):
+        team = await service.create(TeamDraft(name, "", ()), creator=U)
+        await service.add_member(team.id, MemberRef(user_id=N), caller=U, bearer=TOKEN)
+    published = list(events.events)
+    with pytest.raises(Conflict, match="this user is already in 2 teams"):
+        await service.add_member(first.id, MemberRef(user_id=N), caller=S, bearer=TOKEN)
+    assert N not in store.teams[first.id].members
+    assert events.events == published
+    await service.leave(team.id, caller=N)
+    joined = await service.add_member(first.id, MemberRef(user_id=N), caller=S, bearer=TOKEN)
+    assert N in joined.members
 
 
 async def test_add_by_email_forwards_the_token_and_publishes(world: World) -> None:

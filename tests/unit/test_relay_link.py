@@ -12,6 +12,7 @@ from grpc import aio
 from prometheus_client import CollectorRegistry
 
 from chatcore.internal_auth import InternalTokenInterceptor
+from chatcore.messages import MAX_CHANNELS_PER_REQUEST
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 from services.controller.hooks import ControllerHooks
 from services.controller.metrics import ControllerMetrics
@@ -148,6 +149,24 @@ async def test_changes_made_while_the_stream_opens_are_not_lost(controller: _Con
         controller.hold.open()
         assert await link.wait(link.ticket(), 5) == frozenset()
         assert controller.channels() == {T1, T2}
+    finally:
+        await link.stop()
+
+
+async def test_a_relay_with_more_channels_than_one_request_may_name_opens_its_stream(
+    controller: _Controller,
+) -> None:
+    """100,001 channels go as two requests (one was refused, and the stream retried for ever);
+    the stream is UP once the controller has them all."""
+    channels = [f"{n:032x}" for n in range(MAX_CHANNELS_PER_REQUEST + 1)]
+    link = ControllerLink(
+        [_address(controller)], "relay-many", lambda _b: None, lambda: channels, token=TOKEN
+    )
+    link.start()
+    try:
+        await until(lambda: link.all_up, timeout_s=30)
+        assert link.ticket() == {_address(controller): 2}
+        assert controller.channels() == set(channels)
     finally:
         await link.stop()
 
