@@ -6,29 +6,47 @@ from typing import Any
 
 from aiohttp import web
 
-from chatcore.errors import NotFound
-from chatcore.http import authenticate, client_ip, ok, read_json_object
+from chatcore.errors import MalformedBody, NotFound, Unauthorized
+from chatcore.http import (
+    authenticate,
+    client_ip,
+    error_response,
+    ok,
+    read_json_object,
+    request_id,
+)
 from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier
 from services.auth.accounts import AuthService, Session
+from services.auth.cookies import (
+    REFRESH_COOKIE,
+    came_over_https,
+    cleared_cookie,
+    is_json,
+    refresh_cookie,
+)
 from services.auth.keys import KeyRing
 from services.auth.validation import (
-    parse_credentials,
     parse_email_query,
-    parse_refresh_token,
+    parse_login,
+    parse_refresh_request,
     parse_registration,
     parse_user_id,
 )
 
 
-def _session_body(session: Session) -> dict[str, Any]:
-    return {
+def _session_body(session: Session, *, with_refresh: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "access_token": session.access_token,
         "token_type": "Bearer",
         "expires_in": session.expires_in,
         "refresh_token": session.refresh_token,
         "user": session.user.public(),
     }
+    if not with_refresh:
+        # In the cookie only: a script on the page that calls these routes never sees it.
+        del body["refresh_token"]
+    return body
 
 
 class AuthApi:
@@ -63,18 +81,70 @@ class AuthApi:
         user = await self._service.register(form, client_ip=self._ip(request))
         return ok(user.public(), status=201)
 
+    def _https(self, request: web.Request) -> bool:
+        forwarded = request.headers.get("X-Forwarded-Proto")
+        return came_over_https(
+            request.scheme, request.remote, forwarded, self._settings.trusted_proxies
+        )
+
+    @staticmethod
+    def _require_json(request: web.Request) -> None:
+        # The cookie goes with any same-site request; only a JSON one proves it is not a form
+        # posted from another origin of the site.
+        if not is_json(request.headers.get("Content-Type")):
+            raise MalformedBody(
+                "requests that use the refresh cookie must be Content-Type: application/json"
+            )
+
     async def login(self, request: web.Request) -> web.Response:
-        creds = parse_credentials(await self._body(request))
+        creds, in_cookie = parse_login(await self._body(request))
+        if in_cookie:
+            self._require_json(request)
         session = await self._service.login(creds, client_ip=self._ip(request))
-        return _no_store(ok(_session_body(session)))
+        response = _no_store(ok(_session_body(session, with_refresh=not in_cookie)))
+        if in_cookie:
+            self._set_refresh(request, response, session)
+        return response
 
     async def refresh(self, request: web.Request) -> web.Response:
-        token = parse_refresh_token(await self._body(request))
-        return _no_store(ok(_session_body(await self._service.refresh(token))))
+        token = parse_refresh_request(await self._body(request))
+        if token is not None:
+            return _no_store(ok(_session_body(await self._service.refresh(token))))
+        self._require_json(request)
+        try:
+            presented = request.cookies.get(REFRESH_COOKIE)
+            if not presented:
+                raise Unauthorized("no refresh token: log in")
+            session = await self._service.refresh(presented)
+        except Unauthorized as exc:
+            # Spent, revoked, expired or absent: the browser should stop presenting it.
+            response = error_response(401, exc.code, exc.message, request_id(request))
+            response.headers.add("Set-Cookie", cleared_cookie(secure=self._https(request)))
+            return response
+        response = _no_store(ok(_session_body(session, with_refresh=False)))
+        self._set_refresh(request, response, session)
+        return response
 
     async def logout(self, request: web.Request) -> web.Response:
-        await self._service.logout(parse_refresh_token(await self._body(request)))
-        return web.Response(status=204)
+        token = parse_refresh_request(await self._body(request))
+        if token is not None:
+            await self._service.logout(token)
+            return web.Response(status=204)
+        self._require_json(request)
+        presented = request.cookies.get(REFRESH_COOKIE)
+        if presented:
+            await self._service.logout(presented)
+        response = web.Response(status=204)
+        response.headers.add("Set-Cookie", cleared_cookie(secure=self._https(request)))
+        return response
+
+    def _set_refresh(self, request: web.Request, response: web.Response, session: Session) -> None:
+        cookie = refresh_cookie(
+            session.refresh_token,
+            max_age_s=self._settings.refresh_token_ttl_s,
+            secure=self._https(request),
+        )
+        response.headers.add("Set-Cookie", cookie)
 
     async def me(self, request: web.Request) -> web.Response:
         claims = await authenticate(request, self._verifier)

@@ -19,6 +19,8 @@ from chatcore.schema import EMAIL_MAX, EMAIL_RE, ID_RE, NAME_RE, NAME_RULE
 PASSWORD_MIN = 10
 PASSWORD_MAX = 256
 REFRESH_TOKEN_MAX = 128
+# The login field that asks for the refresh token in a cookie rather than in the body.
+REFRESH_IN = "refresh_in"
 # What ``secrets.token_urlsafe`` produces; anything else cannot be one of our refresh tokens.
 _REFRESH_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -115,21 +117,27 @@ def parse_registration(body: Mapping[str, Any]) -> Registration:
     return Registration(email=email, password=password, name=name)
 
 
-def parse_credentials(body: Mapping[str, Any]) -> Credentials:
-    """``{email, password}`` for login; length rules only, so old passwords still work."""
+def parse_login(body: Mapping[str, Any]) -> tuple[Credentials, bool]:
+    """``{email, password, refresh_in?}``: the credentials, and whether the refresh token goes
+    into an ``HttpOnly`` cookie (``refresh_in: "cookie"``) instead of the response body."""
     errors: dict[str, str] = {}
-    _check_fields(body, frozenset({"email", "password"}), errors)
+    _check_fields(body, frozenset({"email", "password", REFRESH_IN}), errors)
     email = _email(body, errors)
     password = _password(body, errors, strict=False)
+    where = body.get(REFRESH_IN, "body")
+    if where not in ("body", "cookie"):
+        errors[REFRESH_IN] = 'either "body" (the default) or "cookie"'
     if errors:
         raise InvalidInput("invalid credentials format", details=errors)
-    return Credentials(email=email, password=password)
+    return Credentials(email=email, password=password), where == "cookie"
 
 
-def parse_refresh_token(body: Mapping[str, Any]) -> str:
-    """``{refresh_token}``: an opaque string of sane length."""
+def parse_refresh_request(body: Mapping[str, Any]) -> str | None:
+    """``{refresh_token}``, or ``{}`` for the token in the refresh cookie (None)."""
     errors: dict[str, str] = {}
     _check_fields(body, frozenset({"refresh_token"}), errors)
+    if not body:
+        return None
     raw = body.get("refresh_token")
     if not isinstance(raw, str) or not 1 <= len(raw) <= REFRESH_TOKEN_MAX:
         errors["refresh_token"] = "required, a string"

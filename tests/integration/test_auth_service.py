@@ -119,9 +119,11 @@ async def _call(
     url: str,
     body: Any = None,
     token: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with http.request(method, url, json=body, headers=headers) as resp:
+    sent = {"Authorization": f"Bearer {token}"} if token else {}
+    sent.update(headers or {})
+    async with http.request(method, url, json=body, headers=sent) as resp:
         text = await resp.text()
         return resp.status, (json.loads(text) if text else {}), resp
 
@@ -188,6 +190,106 @@ async def test_register_login_me_refresh_reuse_logout(
     assert status == 204
     status, _, _ = await _call(http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": rt})
     assert status == 401
+
+
+def _refresh_cookie(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    """The attributes of the one Set-Cookie for the refresh token (name -> value, flags -> "")."""
+    headers = [h for h in resp.headers.getall("Set-Cookie", []) if h.startswith("chat_refresh=")]
+    assert len(headers) == 1, headers
+    parts = [p.strip() for p in headers[0].split(";")]
+    return {k.lower(): v for k, _, v in (p.partition("=") for p in parts)}
+
+
+async def _with_cookie(
+    http: aiohttp.ClientSession, url: str, token: str
+) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
+    """POST {} with the refresh cookie set by hand to ``token``."""
+    return await _call(http, "POST", url, {}, headers={"Cookie": f"chat_refresh={token}"})
+
+
+async def test_a_cookie_session_keeps_the_refresh_token_out_of_every_body(
+    auth_url: str, secrets_seen: _Secrets
+) -> None:
+    """refresh_in "cookie": the token only in an HttpOnly, SameSite=Strict cookie for /v1/auth;
+    {} refreshes (rotating it) and logs out (clearing it); a replayed one revokes the family."""
+    email = f"cookie-{uuid.uuid4().hex[:12]}@example.com"
+    # The default jar refuses cookies from IP addresses; 127.0.0.1 is where the service is.
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+        # For cookies set by hand: a jar would send its own instead.
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as bare,
+    ):
+        account = {"email": email, "password": PASSWORD, "name": "C"}
+        assert (await _call(http, "POST", f"{auth_url}/v1/auth/register", account))[0] == 201
+        creds = {"email": email, "password": PASSWORD, "refresh_in": "cookie"}
+        status, login, resp = await _call(http, "POST", f"{auth_url}/v1/auth/login", creds)
+        assert status == 200, login
+        assert "refresh_token" not in login["data"]
+        cookie = _refresh_cookie(resp)
+        secrets_seen.add(login["data"]["access_token"], cookie["chat_refresh"])
+        assert cookie["path"] == "/v1/auth"
+        assert cookie["max-age"] == "2592000"
+        assert "httponly" in cookie
+        assert cookie["samesite"] == "Strict"
+        assert "secure" not in cookie  # plain http here: a Secure cookie would never come back
+
+        status, refreshed, resp = await _call(http, "POST", f"{auth_url}/v1/auth/refresh", {})
+        assert status == 200, refreshed
+        assert "refresh_token" not in refreshed["data"]
+        assert refreshed["data"]["user"]["email"] == email
+        rotated = _refresh_cookie(resp)["chat_refresh"]
+        secrets_seen.add(refreshed["data"]["access_token"], rotated)
+        assert rotated != cookie["chat_refresh"]
+
+        # Without JSON (a form posted from another origin of the site): refused, nothing spent.
+        async with http.post(
+            f"{auth_url}/v1/auth/refresh", data=b"{}", headers={"Content-Type": "text/plain"}
+        ) as refused:
+            assert refused.status == 400
+            assert "Set-Cookie" not in refused.headers
+
+        # The spent cookie presented again: 401, the cookie cleared, the whole login revoked.
+        status, _, resp = await _with_cookie(
+            bare, f"{auth_url}/v1/auth/refresh", cookie["chat_refresh"]
+        )
+        assert status == 401
+        assert _refresh_cookie(resp)["max-age"] == "0"
+        status, _, _ = await _with_cookie(bare, f"{auth_url}/v1/auth/refresh", rotated)
+        assert status == 401
+
+        # Behind the TLS-terminating proxy (a trusted peer saying https): the cookie is Secure.
+        status, login, resp = await _call(
+            bare,
+            "POST",
+            f"{auth_url}/v1/auth/login",
+            creds,
+            headers={"X-Forwarded-Proto": "https"},
+        )
+        assert status == 200
+        cookie = _refresh_cookie(resp)
+        secrets_seen.add(login["data"]["access_token"], cookie["chat_refresh"])
+        assert "secure" in cookie
+        status, _, resp = await _with_cookie(
+            bare, f"{auth_url}/v1/auth/logout", cookie["chat_refresh"]
+        )
+        assert status == 204
+        assert _refresh_cookie(resp)["max-age"] == "0"
+        status, _, _ = await _with_cookie(
+            bare, f"{auth_url}/v1/auth/refresh", cookie["chat_refresh"]
+        )
+        assert status == 401  # logged out: that login's family is revoked
+
+
+async def test_a_refresh_without_token_or_cookie_is_401(
+    auth_url: str, http: aiohttp.ClientSession
+) -> None:
+    """{} with no refresh cookie: 401, not a session; a bad refresh_in value: 422 naming it."""
+    status, body, _ = await _call(http, "POST", f"{auth_url}/v1/auth/refresh", {})
+    assert (status, body["error"]["code"]) == (401, "unauthorized")
+    creds = {"email": "x@example.com", "password": PASSWORD, "refresh_in": "header"}
+    status, body, _ = await _call(http, "POST", f"{auth_url}/v1/auth/login", creds)
+    assert status == 422
+    assert "refresh_in" in body["error"]["details"]
 
 
 async def test_bad_input_gets_clear_errors(

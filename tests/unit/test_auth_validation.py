@@ -9,9 +9,9 @@ import pytest
 from chatcore.errors import InvalidInput, NotFound
 from services.auth.validation import (
     could_be_refresh_token,
-    parse_credentials,
     parse_email_query,
-    parse_refresh_token,
+    parse_login,
+    parse_refresh_request,
     parse_registration,
     parse_user_id,
 )
@@ -64,17 +64,36 @@ def test_password_length_bounds_are_inclusive() -> None:
 
 def test_credentials_accept_any_nonempty_password() -> None:
     """Login checks only shape, so a password set under older rules still logs in."""
-    assert parse_credentials({"email": "A@B.co", "password": "short"}).email == "a@b.co"
+    assert parse_login({"email": "A@B.co", "password": "short"})[0].email == "a@b.co"
     with pytest.raises(InvalidInput):
-        parse_credentials({"email": "a@b.co", "password": ""})
+        parse_login({"email": "a@b.co", "password": ""})
+
+
+def test_login_chooses_where_the_refresh_token_goes() -> None:
+    """``refresh_in`` is "body" by default or "cookie"; anything else is a 422 naming it."""
+    creds = {"email": "a@b.co", "password": "secret"}
+    assert parse_login(creds)[1] is False
+    assert parse_login({**creds, "refresh_in": "body"})[1] is False
+    assert parse_login({**creds, "refresh_in": "cookie"})[1] is True
+    for bad in ("Cookie", {"$ne": "body"}, True):
+        with pytest.raises(InvalidInput) as info:
+            parse_login({**creds, "refresh_in": bad})
+        assert "refresh_in" in info.value.details
 
 
 def test_refresh_token_must_be_a_string() -> None:
-    """An operator-shaped or missing refresh token is invalid input."""
-    assert parse_refresh_token({"refresh_token": "abc"}) == "abc"
-    for body in ({}, {"refresh_token": {"$gt": ""}}, {"refresh_token": "x" * 500}):
+    """An operator-shaped, oversized or misnamed refresh token is invalid input; ``{}`` means
+    the refresh cookie."""
+    assert parse_refresh_request({"refresh_token": "abc"}) == "abc"
+    assert parse_refresh_request({}) is None
+    for body in (
+        {"refresh_token": {"$gt": ""}},
+        {"refresh_token": "x" * 500},
+        {"refresh_token": ""},
+        {"token": "abc"},
+    ):
         with pytest.raises(InvalidInput):
-            parse_refresh_token(body)
+            parse_refresh_request(body)
 
 
 def test_user_ids_outside_our_format_are_not_found() -> None:
@@ -132,7 +151,7 @@ def test_credentials_refuse_what_no_store_or_hash_can_take(
 ) -> None:
     """NUL in an email (PostgreSQL refuses it) or a lone surrogate (no UTF-8) is a 422."""
     with pytest.raises(InvalidInput) as info:
-        parse_credentials(body)
+        parse_login(body)
     assert field in info.value.details
 
 

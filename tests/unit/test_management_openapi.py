@@ -167,7 +167,7 @@ def test_emails(value: str) -> None:
     """Member emails (management) and account emails (auth): the same declared rule."""
     _agree("Email", value, _rejects("email", lambda: validation.parse_member_ref({"email": value})))
     credentials = {"email": value, "password": "x"}
-    _agree("Email", value, _rejects("email", lambda: auth_rules.parse_credentials(credentials)))
+    _agree("Email", value, _rejects("email", lambda: auth_rules.parse_login(credentials)))
 
 
 _NAMES = st.lists(

@@ -3,6 +3,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   addMember,
+  BASE,
   countMessages,
   createTeam,
   launch,
@@ -254,6 +255,26 @@ describe("chat in two browsers", () => {
       expect(await p.page.locator(".message.pending").count()).toBe(0);
       expect(await p.page.locator(".banner.reconnecting").count()).toBe(0);
     }
+  });
+
+  it("keeps the session across a reload and in a new tab; after logging out a reload asks for the password", async () => {
+    const page = await logInAgain(browser, cy);
+    await openTeam(page, team);
+    await page.reload();
+    await page.locator(".conn.open").waitFor();
+    await openTeam(page, team);
+    expect(await page.getByLabel("Password").count()).toBe(0);
+    // No script on the page can read the refresh token: it lives in an HttpOnly cookie.
+    expect(await page.evaluate(() => document.cookie)).toBe("");
+    const tab = await page.context().newPage();
+    await tab.goto(BASE + "/");
+    await tab.locator(".conn.open").waitFor();
+    await tab.close();
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByLabel("Password").waitFor();
+    await page.reload();
+    await page.getByLabel("Password").waitFor();
+    await page.context().close();
   });
 
   it("reports no script error, no CSP violation and no token in a URL on any page", () => {

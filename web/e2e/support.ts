@@ -176,7 +176,7 @@ export async function addMember(page: Page, email: string): Promise<void> {
   await page.keyboard.press("Escape");
 }
 
-/** The same account in a new browser context (a reload would ask for the password too). */
+/** The same account in a new browser context, which shares no cookie (so it asks for the password). */
 export async function logInAgain(browser: Browser, who: Person, viewport = { width: 1440, height: 900 }): Promise<Page> {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();

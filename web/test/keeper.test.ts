@@ -1,35 +1,62 @@
 import { describe, expect, it } from "vitest";
-import { type KeeperEvent, refreshDelayMs, TokenKeeper } from "../src/auth/keeper";
+import { type KeeperEvent, type Lock, refreshDelayMs, TokenKeeper } from "../src/auth/keeper";
 import { FakeClock, flush, json, ME } from "./fixtures";
 
 const user = { id: ME, email: "ada@example.com", name: "Ada" };
 
 function pair(n: number, expiresIn = 900) {
-  return { data: { access_token: `at${n}`, token_type: "Bearer", expires_in: expiresIn, refresh_token: `rt${n}`, user } };
+  return { data: { access_token: `at${n}`, token_type: "Bearer", expires_in: expiresIn, user } };
 }
 
-/** An auth server: login gives pair 1; each refresh of the latest token gives the next pair. */
+/**
+ * An auth server and the browser's cookie jar: login sets the refresh cookie to rt1; each refresh
+ * presents the jar's cookie and, when it is the latest, sets the next. As in a browser, the cookie
+ * is read when the request goes out and replaced when the answer comes back.
+ */
 function server() {
-  const calls: { path: string; body: Record<string, unknown> }[] = [];
+  const calls: { path: string; body: Record<string, unknown>; cookie: string | null }[] = [];
+  let jar: string | null = null;
   let latest = 0;
   const used = new Set<string>();
   let down = false;
   const fetchImpl = async (url: string, init?: RequestInit) => {
     const path = new URL(url).pathname;
     const body = JSON.parse(String(init?.body ?? "{}")) as Record<string, unknown>;
-    calls.push({ path, body });
+    const cookie = jar;
+    calls.push({ path, body, cookie });
     if (down) throw new TypeError("network");
-    if (path === "/v1/auth/login") return json(200, pair((latest = 1)));
-    if (path === "/v1/auth/logout") return json(204, null);
+    await Promise.resolve(); // on the wire
+    if (path === "/v1/auth/login") {
+      jar = `rt${(latest = 1)}`;
+      return json(200, pair(1));
+    }
+    if (path === "/v1/auth/logout") {
+      if (cookie) used.add(cookie);
+      jar = null;
+      return json(204, null);
+    }
     if (path === "/v1/auth/refresh") {
-      const token = String(body.refresh_token);
-      if (used.has(token) || token !== `rt${latest}`) return json(401, { error: { code: "unauthorized", message: "refresh token reused" } });
-      used.add(token);
-      return json(200, pair(++latest));
+      if (cookie === null || used.has(cookie) || cookie !== `rt${latest}`) {
+        jar = null;
+        return json(401, { error: { code: "unauthorized", message: "refresh token reused" } });
+      }
+      used.add(cookie);
+      jar = `rt${++latest}`;
+      return json(200, pair(latest));
     }
     return json(404, { error: { code: "not_found", message: "no" } });
   };
-  return { calls, fetchImpl, setDown: (d: boolean) => (down = d) };
+  return { calls, fetchImpl, setDown: (d: boolean) => (down = d), jar: () => jar };
+}
+
+/** Web Locks as the worker uses them: one holder at a time, in order. */
+function mutex(): Lock {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(run: () => Promise<T>) => {
+    const result = tail.then(run);
+    tail = result.catch(() => undefined);
+    return result;
+  };
 }
 
 describe("refreshDelayMs", () => {
@@ -52,8 +79,11 @@ describe("TokenKeeper", () => {
     await flush();
     clock.advance(840_000);
     await flush();
-    const presented = s.calls.filter((c) => c.path === "/v1/auth/refresh").map((c) => c.body.refresh_token);
-    expect(presented).toEqual(["rt1", "rt2"]);
+    const refreshes = s.calls.filter((c) => c.path === "/v1/auth/refresh");
+    expect(refreshes.map((c) => c.cookie)).toEqual(["rt1", "rt2"]);
+    // The token never crosses a script: bodies are empty, the cookie carries it.
+    expect(refreshes.map((c) => c.body)).toEqual([{}, {}]);
+    expect(s.calls[0]?.body).toEqual({ email: "ada@example.com", password: "pw", refresh_in: "cookie" });
     expect((await keeper.current()).accessToken).toBe("at3");
     expect(events.filter((e) => e.kind === "grant")).toHaveLength(3);
   });
@@ -104,7 +134,8 @@ describe("TokenKeeper", () => {
     const keeper = new TokenKeeper("http://h", s.fetchImpl, () => undefined, clock);
     await keeper.login("a", "b");
     await keeper.logout();
-    expect(s.calls.at(-1)).toEqual({ path: "/v1/auth/logout", body: { refresh_token: "rt1" } });
+    expect(s.calls.at(-1)).toEqual({ path: "/v1/auth/logout", body: {}, cookie: "rt1" });
+    expect(s.jar()).toBeNull();
     expect(clock.pending()).toEqual([]);
   });
 
@@ -119,5 +150,52 @@ describe("TokenKeeper", () => {
     await expect(rotating).rejects.toThrow();
     await expect(keeper.current()).rejects.toThrow();
     expect(events.map((e) => e.kind)).toEqual(["grant", "logged_out"]);
+  });
+
+  it("resumes the browser's session after a reload without the password, and the old page keeps going", async () => {
+    const s = server();
+    const first = new TokenKeeper("http://h", s.fetchImpl, () => undefined, new FakeClock());
+    await first.login("ada@example.com", "pw");
+    const events: KeeperEvent[] = [];
+    const reloaded = new TokenKeeper("http://h", s.fetchImpl, (e) => events.push(e), new FakeClock());
+    const grant = await reloaded.resume();
+    expect(grant?.accessToken).toBe("at2");
+    expect(grant?.user).toEqual(user);
+    expect(events.map((e) => e.kind)).toEqual(["grant"]);
+    expect(s.calls.filter((c) => c.path === "/v1/auth/login")).toHaveLength(1);
+    // The other tab rotates next from the cookie as it stands now: no reuse, nobody logged out.
+    expect((await first.refresh()).accessToken).toBe("at3");
+  });
+
+  it("resumes nothing, quietly, when the browser has no session", async () => {
+    const s = server();
+    const events: KeeperEvent[] = [];
+    const keeper = new TokenKeeper("http://h", s.fetchImpl, (e) => events.push(e), new FakeClock());
+    expect(await keeper.resume()).toBeNull();
+    expect(events).toEqual([]);
+    await expect(keeper.current()).rejects.toThrow("not logged in");
+    s.setDown(true);
+    expect(await keeper.resume()).toBeNull(); // unreachable: the login screen, the cookie kept
+  });
+
+  it("takes turns with other tabs to rotate the one cookie (at once, both would present it)", async () => {
+    const s = server();
+    const lock = mutex();
+    const tabs = [0, 1].map(() => new TokenKeeper("http://h", s.fetchImpl, () => undefined, new FakeClock(), lock));
+    await tabs[0]?.login("ada@example.com", "pw");
+    expect(await tabs[1]?.resume()).not.toBeNull();
+    const grants = await Promise.all(tabs.map((t) => t.refresh()));
+    expect(grants.map((g) => g.accessToken).sort()).toEqual(["at3", "at4"]);
+    const presented = s.calls.filter((c) => c.path === "/v1/auth/refresh").map((c) => c.cookie);
+    expect(presented).toEqual(["rt1", "rt2", "rt3"]);
+  });
+
+  it("without turns, two tabs rotating at once present one cookie twice and lose the session", async () => {
+    const s = server();
+    const tabs = [0, 1].map(() => new TokenKeeper("http://h", s.fetchImpl, () => undefined, new FakeClock()));
+    await tabs[0]?.login("ada@example.com", "pw");
+    await tabs[1]?.resume();
+    const results = await Promise.allSettled(tabs.map((t) => t.refresh()));
+    expect(results.map((r) => r.status).sort()).toEqual(["fulfilled", "rejected"]);
   });
 });

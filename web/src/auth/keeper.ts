@@ -1,14 +1,15 @@
-// Holds the refresh token and keeps a fresh access token: login, rotation ahead of expiry, reuse
-// or revocation handled as a logout. It runs inside a dedicated worker (worker.ts), so the page's
-// scripts never see the refresh token (docs/decisions.md, "Where the refresh token lives").
+// Keeps a fresh access token for a session whose refresh token the browser holds in an HttpOnly
+// cookie (login with refresh_in "cookie"): login, resuming after a reload, rotation ahead of expiry,
+// reuse or revocation handled as a logout. It runs inside a dedicated worker (worker.ts); neither
+// it nor the page ever sees the refresh token (docs/decisions.md, "Where the refresh token lives").
 import { ApiError, type Fetch, postJson } from "../api/client";
 import type { User } from "../api/types";
 
-export interface TokenPair {
+/** What login and refresh answer for a cookie session: no refresh token in the body. */
+export interface SessionBody {
   access_token: string;
   token_type: "Bearer";
   expires_in: number;
-  refresh_token: string;
   user: User;
 }
 
@@ -18,6 +19,13 @@ export interface AccessGrant {
   expiresAt: number;
   user: User;
 }
+
+/**
+ * Runs a rotation alone among every tab of this browser: they share one cookie, and two uses of
+ * one refresh token would look like theft and end the session everywhere.
+ */
+export type Lock = <T>(run: () => Promise<T>) => Promise<T>;
+const alone: Lock = (run) => run();
 
 export interface Clock {
   now(): number;
@@ -43,7 +51,10 @@ export function refreshDelayMs(expiresInS: number): number {
 const RETRY_MS = [1000, 2000, 5000, 10000];
 
 export class TokenKeeper {
-  private refreshToken: string | null = null;
+  /** A session exists: its refresh token is in the browser's cookie. */
+  private active = false;
+  /** Bumped by every login, resume and logout: a rotation that returns into another is dropped. */
+  private session = 0;
   private grant: AccessGrant | null = null;
   private timer: unknown = null;
   private inFlight: Promise<AccessGrant> | null = null;
@@ -54,6 +65,7 @@ export class TokenKeeper {
     private readonly fetchImpl: Fetch,
     private readonly emit: (event: KeeperEvent) => void,
     private readonly clock: Clock = realClock,
+    private readonly lock: Lock = alone,
   ) {}
 
   async register(email: string, password: string, name: string): Promise<AccessGrant> {
@@ -62,8 +74,27 @@ export class TokenKeeper {
   }
 
   async login(email: string, password: string): Promise<AccessGrant> {
-    const pair = await postJson<TokenPair>(this.fetchImpl, `${this.base}/v1/auth/login`, { email, password });
+    const body = { email, password, refresh_in: "cookie" };
+    const pair = await postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/login`, body);
+    this.begin();
     return this.accept(pair);
+  }
+
+  /**
+   * The session this browser already has (after a reload, or in another tab), from its cookie and
+   * without the password; null when there is none or it cannot be reached now (then the login
+   * screen shows, and the cookie is still there for the next try).
+   */
+  async resume(): Promise<AccessGrant | null> {
+    const session = ++this.session;
+    try {
+      const pair = await this.lock(() => postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/refresh`, {}));
+      if (session !== this.session) return null; // a login or logout meanwhile decided
+      this.active = true;
+      return this.accept(pair);
+    } catch {
+      return null;
+    }
   }
 
   /** The current grant, refreshed first when it is about to expire. */
@@ -72,9 +103,9 @@ export class TokenKeeper {
     return this.refresh();
   }
 
-  /** Rotate now. One rotation at a time: concurrent callers share it (a second use would be reuse). */
+  /** Rotate now. One rotation at a time: concurrent callers share it (a second would be reuse). */
   refresh(): Promise<AccessGrant> {
-    if (!this.refreshToken) return Promise.reject(new ApiError(401, "unauthorized", "not logged in"));
+    if (!this.active) return Promise.reject(new ApiError(401, "unauthorized", "not logged in"));
     if (!this.inFlight) {
       this.inFlight = this.rotate().finally(() => {
         this.inFlight = null;
@@ -84,11 +115,11 @@ export class TokenKeeper {
   }
 
   async logout(): Promise<void> {
-    const token = this.refreshToken;
+    const was = this.active;
     this.clear();
-    if (token) {
+    if (was) {
       try {
-        await postJson<void>(this.fetchImpl, `${this.base}/v1/auth/logout`, { refresh_token: token });
+        await postJson<void>(this.fetchImpl, `${this.base}/v1/auth/logout`, {});
       } catch {
         // The family expires on its own; the local session is gone either way.
       }
@@ -97,23 +128,23 @@ export class TokenKeeper {
   }
 
   private async rotate(): Promise<AccessGrant> {
-    const presented = this.refreshToken;
+    const session = this.session;
     try {
-      const pair = await postJson<TokenPair>(this.fetchImpl, `${this.base}/v1/auth/refresh`, { refresh_token: presented });
+      const pair = await this.lock(() => postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/refresh`, {}));
       // A logout while the rotation was out: the new pair must not log the user back in.
-      if (this.refreshToken !== presented) throw new ApiError(401, "unauthorized", "logged out");
+      if (session !== this.session) throw new ApiError(401, "unauthorized", "logged out");
       this.failures = 0;
       return this.accept(pair);
     } catch (err) {
-      if (this.refreshToken !== presented) throw err; // that session is over already
+      if (session !== this.session) throw err; // that session is over already
       if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
         // Reused (someone else rotated it first: the server revoked the family), expired, revoked,
-        // or the account is disabled: this session is over.
+        // logged out in another tab, or the account is disabled: this session is over.
         this.clear();
         this.emit({ kind: "logged_out", reason: "Your session ended (signed out elsewhere or expired). Log in again." });
         throw err;
       }
-      // A network hiccup or a 503: keep the token and try again soon, while the access token lasts.
+      // A network hiccup or a 503: keep the session and try again soon, while the access token lasts.
       const wait = RETRY_MS[Math.min(this.failures, RETRY_MS.length - 1)] ?? 10000;
       this.failures += 1;
       this.schedule(wait);
@@ -121,8 +152,13 @@ export class TokenKeeper {
     }
   }
 
-  private accept(pair: TokenPair): AccessGrant {
-    this.refreshToken = pair.refresh_token;
+  private begin(): void {
+    this.session += 1;
+    this.active = true;
+    this.failures = 0;
+  }
+
+  private accept(pair: SessionBody): AccessGrant {
     this.grant = {
       accessToken: pair.access_token,
       expiresAt: this.clock.now() + pair.expires_in * 1000,
@@ -144,7 +180,8 @@ export class TokenKeeper {
   private clear(): void {
     if (this.timer !== null) this.clock.clearTimeout(this.timer);
     this.timer = null;
-    this.refreshToken = null;
+    this.session += 1;
+    this.active = false;
     this.grant = null;
   }
 }

@@ -4,6 +4,7 @@ import type { AccessGrant } from "./keeper";
 export type AuthRequest =
   | { id: number; op: "login"; email: string; password: string }
   | { id: number; op: "register"; email: string; password: string; name: string }
+  | { id: number; op: "resume" }
   | { id: number; op: "current" }
   | { id: number; op: "refresh" }
   | { id: number; op: "logout" };

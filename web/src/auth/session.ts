@@ -34,6 +34,8 @@ export class AuthSession implements TokenSource {
   login = (email: string, password: string) => this.ask({ op: "login", email, password });
   register = (email: string, password: string, name: string) => this.ask({ op: "register", email, password, name });
   logout = () => this.ask({ op: "logout" }).then(() => undefined);
+  /** The session the browser already has (a reload, another tab); null when it has none. */
+  resume = (): Promise<AccessGrant | null> => this.askMaybe({ op: "resume" });
 
   async token(): Promise<string> {
     if (this.grant && this.grant.expiresAt - this.now() > 5000) return this.grant.accessToken;
@@ -55,11 +57,15 @@ export class AuthSession implements TokenSource {
   }
 
   private ask(req: Body<AuthRequest>): Promise<AccessGrant> {
+    return this.askMaybe(req).then((grant) => grant as AccessGrant);
+  }
+
+  private askMaybe(req: Body<AuthRequest>): Promise<AccessGrant | null> {
     const id = this.nextId++;
     return new Promise<AccessGrant | null>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       this.port.postMessage({ ...req, id } as AuthRequest);
-    }).then((grant) => grant as AccessGrant);
+    });
   }
 
   private receive(reply: AuthReply): void {

@@ -1,16 +1,27 @@
-// The dedicated worker that owns the refresh token: the page sends commands, gets access tokens.
+// The dedicated worker that keeps the session: the page sends commands, gets access tokens. The
+// refresh token itself stays in the browser's HttpOnly cookie, out of every script's reach.
 /// <reference lib="webworker" />
 import { ApiError } from "../api/client";
-import { TokenKeeper } from "./keeper";
+import { type Lock, realClock, TokenKeeper } from "./keeper";
 import type { AuthReply, AuthRequest } from "./protocol";
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 const post = (reply: AuthReply) => scope.postMessage(reply);
 
-const keeper = new TokenKeeper(scope.location.origin, (input, init) => fetch(input, init), (event) => {
-  if (event.kind === "grant") post({ id: null, event: "grant", grant: event.grant });
-  else post({ id: null, event: "logged_out", reason: event.reason });
-});
+// Every tab's worker shares the one cookie: rotations take turns across them (Web Locks).
+const locks = (scope.navigator as WorkerNavigator & { locks?: LockManager }).locks;
+const lock: Lock = locks ? <T>(run: () => Promise<T>) => locks.request("chatstack-refresh", run) as Promise<T> : (run) => run();
+
+const keeper = new TokenKeeper(
+  scope.location.origin,
+  (input, init) => fetch(input, init),
+  (event) => {
+    if (event.kind === "grant") post({ id: null, event: "grant", grant: event.grant });
+    else post({ id: null, event: "logged_out", reason: event.reason });
+  },
+  realClock,
+  lock,
+);
 
 scope.onmessage = async (ev: MessageEvent<AuthRequest>) => {
   const req = ev.data;
@@ -18,6 +29,7 @@ scope.onmessage = async (ev: MessageEvent<AuthRequest>) => {
     let grant = null;
     if (req.op === "login") grant = await keeper.login(req.email, req.password);
     else if (req.op === "register") grant = await keeper.register(req.email, req.password, req.name);
+    else if (req.op === "resume") grant = await keeper.resume();
     else if (req.op === "current") grant = await keeper.current();
     else if (req.op === "refresh") grant = await keeper.refresh();
     else await keeper.logout();

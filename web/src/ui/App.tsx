@@ -1,5 +1,5 @@
-// The whole app: the login screen until a session exists, then the chat. The token worker is the
-// only holder of the refresh token; a reload starts a new page and so asks for a new login.
+// The whole app: the login screen until a session exists, then the chat. A reload (or another tab)
+// first resumes the session the browser holds in its refresh cookie, so it asks for no password.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Api } from "../api/client";
 import { ChatModel } from "../app/chat";
@@ -20,6 +20,7 @@ export function App() {
   );
   const [model, setModel] = useState<ChatModel | null>(null);
   const [reason, setReason] = useState<string | null>(null);
+  const [resuming, setResuming] = useState(true);
 
   useEffect(
     () =>
@@ -52,6 +53,23 @@ export function App() {
     void chat.start();
   };
 
+  useEffect(() => {
+    void session.resume().then((grant) => {
+      setResuming(false);
+      if (grant) signedIn();
+    });
+    // Once, for the page: signedIn reads the session, which does not change.
+  }, [session]);
+
+  if (!model && resuming) {
+    return (
+      <main class="login" aria-busy="true">
+        <p class="info" role="status">
+          Signing in…
+        </p>
+      </main>
+    );
+  }
   if (!model) return <Login session={session} reason={reason} onIn={signedIn} />;
   return <Shell model={model} onLogout={() => void session.logout()} />;
 }
