@@ -34,7 +34,7 @@ from services.relay.frames import (
 )
 from services.relay.handshakes import ACTIVATION, Handshakes, replay
 
-REMOVED, ADDED, DEACTIVATED = "removed", "added", "deactivated"
+REMOVED, ADDED, DEACTIVATED, ACTIVATED = "removed", "added", "deactivated", "activated"
 
 
 @dataclass(eq=False, slots=True)
@@ -371,8 +371,11 @@ class Hub:
                 session.channels[channel] = active
                 if session.greeted:
                     changed.append(session)
-        if changed and not active:
-            self._fanout.queue(changed, membership_frame(channel, DEACTIVATED))
+        if changed:
+            # Both ways: a page that showed the team read-only offers writing again.
+            self._fanout.queue(
+                changed, membership_frame(channel, ACTIVATED if active else DEACTIVATED)
+            )
             self._fanout.flush()
 
     def audit(self, channel: str, members: frozenset[str] | None, active: bool) -> Effects:

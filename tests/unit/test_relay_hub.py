@@ -190,7 +190,8 @@ def test_user_disabled_event_names_the_user_to_disconnect() -> None:
 
 
 def test_deactivated_team_refuses_sends_but_keeps_sockets() -> None:
-    """'deactivated' marks the channel read-only on every socket and tells them."""
+    """'deactivated' marks the channel read-only on every socket and tells them; 'activated'
+    makes it writable again and tells them too."""
     hub, rec, s = _hub()
     hub.deliver(chat_pb2.DeliveryBatch(deliveries=[_event(chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED)]))
     assert s["alice"].channels[TEAM] is False
@@ -199,6 +200,11 @@ def test_deactivated_team_refuses_sends_but_keeps_sockets() -> None:
     ]
     hub.deliver(chat_pb2.DeliveryBatch(deliveries=[_event(chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED)]))
     assert s["alice"].channels[TEAM] is True
+    assert rec.got(s["alice"])[-1] == {
+        "type": "membership",
+        "channel_id": TEAM,
+        "event": "activated",
+    }
 
 
 def test_typing_is_not_echoed_to_the_typist() -> None:

@@ -257,6 +257,25 @@ describe("chat in two browsers", () => {
     }
   });
 
+  it("lets the super admin deactivate the team (everyone reads, nobody writes) and reactivate it", async () => {
+    await openTeam(ada.page, team);
+    await openTeam(bob.page, team);
+    await ada.page.getByRole("button", { name: "Members & settings" }).click();
+    ada.page.once("dialog", (dialog) => void dialog.accept());
+    await ada.page.getByRole("button", { name: "Deactivate team" }).click();
+    await ada.page.getByText(`${team} is deactivated.`).waitFor();
+    // The other member's open page turns read-only without a reload.
+    await bob.page.getByText("This team is deactivated: you can read it, not write to it.").waitFor();
+    expect(await bob.page.locator("main textarea").isDisabled()).toBe(true);
+    await ada.page.getByRole("button", { name: "Reactivate team" }).click();
+    await ada.page.getByText(`${team} is active again.`).waitFor();
+    await ada.page.keyboard.press("Escape");
+    await bob.page.locator("main textarea:not([disabled])").waitFor();
+    expect(await bob.page.getByText("This team is deactivated").count()).toBe(0);
+    await send(bob.page, "writing again after the reactivation");
+    await shows(ada.page, "writing again after the reactivation");
+  });
+
   it("keeps the session across a reload and in a new tab; after logging out a reload asks for the password", async () => {
     const page = await logInAgain(browser, cy);
     await openTeam(page, team);

@@ -27,11 +27,13 @@ function setup() {
     members: [ME, BOB],
     users: new Map<string, string>([[BOB, "Bob"]]),
     userAsks: [] as string[],
+    inactive: new Set<string>(),
   };
   const api = {
     teams: async () => ({ data: [...server.teams].map((id) => team(id, { unread: server.unread[id], members: server.members })), meta: { has_more: false } }),
     // A team named "nnn..." is one the user just created: they are its only member.
-    team: async (id: string) => (id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id], members: server.members })),
+    team: async (id: string) =>
+      id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id], members: server.members, active: !server.inactive.has(id) }),
     user: async (id: string) => {
       server.userAsks.push(id);
       return { id, email: `${id}@x`, name: server.users.get(id) ?? "Someone" };
@@ -238,6 +240,23 @@ describe("ChatModel", () => {
     expect(s.model.notices.map((n) => n.text)).toEqual(["You were added to Other."]);
     s.clock.advance(10_000);
     expect(s.model.notices).toEqual([]);
+  });
+
+  it("shows a team deactivated and then reactivated elsewhere as read-only, then writable again", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.server.inactive.add(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "deactivated" });
+    await flush();
+    expect(s.model.teams.get(TEAM)?.active).toBe(false);
+    expect(s.model.notices.at(-1)?.text).toBe("Core was deactivated: it can be read, not written to.");
+    s.server.inactive.delete(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "activated" });
+    await flush();
+    expect(s.model.teams.get(TEAM)?.active).toBe(true);
+    expect(s.model.notices.at(-1)?.text).toBe("Core was reactivated: you can write to it again.");
   });
 
   it("tells of being added by someone else, not of a team the user just created", async () => {

@@ -15,12 +15,12 @@ describe("roles", () => {
 
   it("offers seed 002's buttons: admins edit and remove users, the super_admin everything", () => {
     const admin = allowed(team, BOB);
-    expect([admin.editTeam, admin.addMembers, admin.electDismiss, admin.transfer]).toEqual([true, true, false, false]);
+    expect([admin.editTeam, admin.addMembers, admin.electDismiss, admin.transfer, admin.deactivate]).toEqual([true, true, false, false, false]);
     expect([admin.remove(CY), admin.remove(ME), admin.remove(BOB)]).toEqual([true, false, false]);
     const superAdmin = allowed(team, ME);
-    expect([superAdmin.electDismiss, superAdmin.transfer, superAdmin.remove(BOB), superAdmin.remove(ME)]).toEqual([true, true, true, false]);
+    expect([superAdmin.electDismiss, superAdmin.transfer, superAdmin.deactivate, superAdmin.remove(BOB), superAdmin.remove(ME)]).toEqual([true, true, true, true, false]);
     const user = allowed(team, CY);
-    expect([user.editTeam, user.addMembers, user.remove(BOB)]).toEqual([false, false, false]);
+    expect([user.editTeam, user.addMembers, user.remove(BOB), user.deactivate]).toEqual([false, false, false, false]);
   });
 
   it("lets authors delete within the window and admins any time, not other members", () => {

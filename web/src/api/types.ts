@@ -109,7 +109,7 @@ export interface TypingFrame {
 export interface MembershipFrame {
   type: "membership";
   channel_id: TeamId;
-  event: "added" | "removed" | "deactivated";
+  event: "added" | "removed" | "deactivated" | "activated";
 }
 
 export interface ReadFrame {

@@ -510,6 +510,11 @@ export class ChatModel extends Observable {
     return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, patch)));
   }
 
+  /** The super admin makes the team read-only for everyone, or writable again. */
+  setTeamActive(team: string, active: boolean): Promise<string | null> {
+    return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, { active })));
+  }
+
   addMember(team: string, email: string): Promise<string | null> {
     return this.teamCall(async () => {
       const updated = await this.api.addMember(team, email);
@@ -672,8 +677,10 @@ export class ChatModel extends Observable {
         // History from before the subscription is fetched now; live frames follow.
         const t = this.timeline(team);
         if (t.loaded || team === this.selectedTeam) void this.sync.request(team);
-      } else {
+      } else if (frame.event === "deactivated") {
         this.notify("info", `${fresh.name} was deactivated: it can be read, not written to.`);
+      } else {
+        this.notify("info", `${fresh.name} was reactivated: you can write to it again.`);
       }
     } catch (err) {
       this.fail("Could not load the team", err);

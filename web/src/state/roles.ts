@@ -17,6 +17,8 @@ export interface Allowed {
   remove(target: string): boolean;
   electDismiss: boolean;
   transfer: boolean;
+  /** Deactivate the team (read-only for everyone) or reactivate it. */
+  deactivate: boolean;
 }
 
 export function allowed(team: Team, me: string): Allowed {
@@ -28,6 +30,7 @@ export function allowed(team: Team, me: string): Allowed {
     remove: (target) => target !== me && (role === "super_admin" || (role === "admin" && roleOf(team, target) === "user")),
     electDismiss: role === "super_admin",
     transfer: role === "super_admin",
+    deactivate: role === "super_admin",
   };
 }
 

@@ -1,5 +1,5 @@
 // A team's settings and members: rename, icon, tags; add by email; elect and dismiss admins,
-// transfer super_admin, remove; leave. Buttons follow the role; the server's refusal is shown
+// transfer super_admin, remove; deactivate and reactivate; leave. Buttons follow the role; the server's refusal is shown
 // as it comes, plainly, whatever the buttons said.
 import { useEffect, useState } from "preact/hooks";
 import type { Team } from "../api/types";
@@ -165,6 +165,34 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             );
           })}
         </ul>
+        {may.deactivate && (
+          <section class="stack" aria-labelledby="team-status">
+            <h3 id="team-status">Status</h3>
+            {team.active ? (
+              <>
+                <p class="muted small">Deactivating keeps every message readable; nobody can write until you reactivate it.</p>
+                <button
+                  type="button"
+                  class="danger"
+                  onClick={() => {
+                    if (confirm(`Deactivate ${team.name}? Members keep reading it; nobody can write to it.`)) {
+                      void run(`${team.name} is deactivated.`, model.setTeamActive(team.id, false));
+                    }
+                  }}
+                >
+                  Deactivate team
+                </button>
+              </>
+            ) : (
+              <>
+                <p class="muted small">This team is read-only for everyone.</p>
+                <button type="button" onClick={() => void run(`${team.name} is active again.`, model.setTeamActive(team.id, true))}>
+                  Reactivate team
+                </button>
+              </>
+            )}
+          </section>
+        )}
         {team.super_admin === model.me.id ? (
           // The server refuses it until the role is handed on: say so instead of offering it.
           <p class="muted small">To leave this team, first make another member its super admin.</p>
