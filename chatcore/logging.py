@@ -49,8 +49,10 @@ _NAME = r"[A-Za-z0-9_.\-]+"
 # "eyJ" scanned the rest of the run from each: 41 ms for 8 KB of "eyJ" repeated).
 _DOTTED_RUN_RE = re.compile(r"(?<![A-Za-z0-9_.\-])[A-Za-z0-9_.\-]+")
 _BEARER_RE = re.compile(r"\b(bearer)\s+[^\s\"'),;]+", re.IGNORECASE)
-# name=value pairs in query strings, form bodies and "k=v" log text (?token=, &access_token=).
-_PAIR_RE = re.compile(rf"(?<![A-Za-z0-9_.\-])({_NAME})=[^&#\s\"',;]*")
+# name=value pairs in query strings, form bodies and "k=v" log text (?token=, &access_token=):
+# the name and "=" only, so a pair inside another's value (next=/reset?password=x) is seen too.
+_PAIR_NAME_RE = re.compile(rf"(?<![A-Za-z0-9_.\-])({_NAME})=")
+_PAIR_VALUE_RE = re.compile(r"[^&#\s\"',;]*")
 # "name": "value" inside JSON that was logged as a string (a request body, an error payload).
 _JSON_PAIR_RE = re.compile(rf"(\"({_NAME})\"\s*:\s*)\"(?:[^\"\\]|\\.)*\"")
 
@@ -92,9 +94,17 @@ def _redact_jwts(match: re.Match[str]) -> str:
     return ".".join(out)
 
 
-def _redact_pair(match: re.Match[str]) -> str:
-    name = match.group(1)
-    return f"{name}={REDACTED}" if _is_secret_name(name) else match.group(0)
+def _redact_pairs(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for match in _PAIR_NAME_RE.finditer(text):
+        if match.start() < pos or not _is_secret_name(match.group(1)):
+            continue  # inside a value already redacted, or not a secret
+        out += (text[pos : match.end()], REDACTED)
+        value = _PAIR_VALUE_RE.match(text, match.end())
+        pos = value.end() if value is not None else match.end()
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _redact_json_pair(match: re.Match[str]) -> str:
@@ -108,7 +118,7 @@ def redact_text(text: str) -> str:
     if _MAYBE_SECRET_RE.search(text) is None:
         return text
     text = _BEARER_RE.sub(rf"\1 {REDACTED}", text)
-    text = _PAIR_RE.sub(_redact_pair, text)
+    text = _redact_pairs(text)
     text = _JSON_PAIR_RE.sub(_redact_json_pair, text)
     return _DOTTED_RUN_RE.sub(_redact_jwts, text) if "eyJ" in text else text
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter
 
-from chatcore.errors import Forbidden, RateLimited, Unauthorized
+from chatcore.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from chatcore.leases import Lease, Leases, local_leases
 from chatcore.logging import get_logger
 from chatcore.ratelimit import TokenBucketLimiter
@@ -28,6 +28,11 @@ from services.auth.store import RefreshRecord, RefreshStore, User, UserStore
 from services.auth.validation import Credentials, Registration, could_be_refresh_token
 
 _log = get_logger("auth.accounts")
+
+# A spent refresh token presented again this soon after its use is a concurrent request of the
+# same holder (two tabs sharing one cookie, a client's double submit), not a replay: it answers 409
+# and revokes nothing. Later, it is taken for theft and revokes the whole login.
+REUSE_GRACE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +246,12 @@ class AuthService:
             self._metrics.refreshes.labels("invalid").inc()
             raise Unauthorized("invalid refresh token")
         if record.used_at is not None:
+            if self._now() - record.used_at < timedelta(seconds=REUSE_GRACE_S):
+                self._metrics.refreshes.labels("concurrent").inc()
+                raise Conflict(
+                    "this refresh token was just rotated by another request; "
+                    "retry with the one that request received"
+                )
             await self._reuse_detected(record)
         if record.expires_at <= self._now():
             self._metrics.refreshes.labels("expired").inc()

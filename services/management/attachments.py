@@ -1,8 +1,8 @@
 """The attachment flow: request an upload, complete it (check + scan), hand out downloads, sweep.
 
 No HTTP and no drivers here: teams, records, S3 and the scanner come in through the constructor.
-Bytes never pass through this service on the way in or out: clients upload with a presigned POST
-and download with a presigned GET. The only time the service reads an object is on completion:
+Clients upload with a presigned POST and download with a presigned GET, so bytes pass through
+this service once, on completion, and no other time:
 its first bytes are checked against the declared type (``attachment_signatures.py``), it is
 streamed to clamd once, and the bytes that passed are written to a key of their own that no
 upload form names (``scanned_key``), which is what downloads serve. The upload form stays valid

@@ -62,6 +62,8 @@ from services.relay.publisher import ProducerPort, Publisher
 from services.relay.resync import ResyncLedger
 
 _log = get_logger("relay.connection")
+# Invalid frames a socket may send once past its frame budget before it is closed (1008).
+INVALID_OVER_BUDGET_MAX = 10
 
 
 # Far longer than the controllers' cache of disabled accounts may lag (a second).
@@ -138,6 +140,8 @@ class Relay:
             rate_per_s=settings.ws_typing_per_s,
             max_keys=1_000_000,
         )
+        # Per socket: invalid frames sent past its frame budget (closed at the maximum).
+        self._refused_over_budget: dict[str, int] = {}
         # Users a user_disabled event named, until when they stay refused here: the
         # controllers' set of disabled accounts may be up to a second old (directory.py).
         self._disabled_until: dict[str, float] = {}
@@ -356,6 +360,7 @@ class Relay:
             key = str(id(session))
             self._limits.forget(key)
             self._typing_limits.forget(key)
+            self._refused_over_budget.pop(key, None)
             self.metrics.connections.dec()
             _log.info(
                 "ws_disconnected",
@@ -373,11 +378,18 @@ class Relay:
             return parse_frame(raw)
         except FrameError:
             # Refused frames cost a token too: otherwise a client could make the relay parse
-            # and answer up to 64 KiB frames as fast as its link allows.
-            wait = self._limits.try_acquire(str(id(session)))
-            if wait > 0:
-                raise RateLimited("slow down", retry_after=wait) from None
-            raise
+            # and answer up to 64 KiB frames as fast as its link allows. Past its budget a few
+            # more are answered; then the socket is closed (a client that keeps sending frames
+            # it was told are invalid is broken or hostile).
+            key = str(id(session))
+            wait = self._limits.try_acquire(key)
+            if wait <= 0:
+                raise
+            strikes = self._refused_over_budget.get(key, 0) + 1
+            self._refused_over_budget[key] = strikes
+            if strikes >= INVALID_OVER_BUDGET_MAX:
+                spawn(cast(ServerConnection, session.conn).close(1008, "too many invalid frames"))
+            raise RateLimited("slow down", retry_after=wait) from None
 
     async def _on_frame(self, session: Session, raw: str | bytes) -> None:
         cmid = ""

@@ -88,6 +88,8 @@ class _Stream:
     issued: int = 0
     confirmed: int = 0
     opening_id: int = 0
+    # How many requests the opening took (more than one for over MAX_CHANNELS_PER_REQUEST).
+    opening_parts: int = 1
     # Whether deliveries may have been missed since this stream was last UP.
     lost: bool = False
     # The current session got its first batch: the controller serves it, deliveries may be in
@@ -365,8 +367,10 @@ class ControllerLink:
         stream.outbox = asyncio.Queue()
         # A relay with more channels than one request may name opens with several; the stream
         # is UP once the controller confirmed the last.
-        for request in self._requests(list(self._current()), (), relay_id=self._relay_id):
+        opening = self._requests(list(self._current()), (), relay_id=self._relay_id)
+        for request in opening:
             stream.outbox.put_nowait(request)
+        stream.opening_parts = len(opening)
         stream.opening_id = stream.issued = self._next_request
         stream.state = StreamState.OPENING
         writer = asyncio.create_task(self._write(stream.outbox, call))
@@ -391,9 +395,15 @@ class ControllerLink:
 
     def _confirmed(self, stream: _Stream, batch: chat_pb2.DeliveryBatch) -> None:
         stream.confirmed = max(stream.confirmed, batch.confirmed)
+        if stream.state is StreamState.OPENING:
+            # Only the first request's confirmation says whether the controller fanned out before
+            # this stream: keep it until the last.
+            stream.lost = stream.lost or batch.fanned_out_before
         if stream.state is StreamState.OPENING and stream.confirmed >= stream.opening_id:
             stream.state = StreamState.UP
-            lost = stream.lost or batch.fanned_out_before
+            # An opening in parts: what the controller fanned out to the later parts' channels
+            # before their request arrived never came here, so the sockets resync.
+            lost = stream.lost or stream.opening_parts > 1
             stream.lost = False
             _log.info("controller_stream_up", controller=stream.address, lost=lost)
             self._on_stream_up(stream.address, lost)

@@ -24,6 +24,7 @@ from chatcore.mongo import Document, make_mongo_client
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
 from services.auth import server as auth_server
+from services.auth.accounts import REUSE_GRACE_S
 from services.auth.keys import generate_key_file
 from services.auth.server import start
 
@@ -168,7 +169,13 @@ async def test_register_login_me_refresh_reuse_logout(
     secrets_seen.add(new["access_token"], new["refresh_token"])
     assert new["refresh_token"] != login["refresh_token"]
 
-    # Replaying the rotated token fails and revokes the family, including the new token.
+    # Replaying the rotated token at once is taken for a concurrent use: 409, nothing revoked.
+    status, err, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": login["refresh_token"]}
+    )
+    assert (status, err["error"]["code"]) == (409, "conflict")
+    # Later it is a replay: 401, and the family is revoked, including the new token.
+    await asyncio.sleep(REUSE_GRACE_S)
     status, err, _ = await _call(
         http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": login["refresh_token"]}
     )
@@ -248,7 +255,9 @@ async def test_a_cookie_session_keeps_the_refresh_token_out_of_every_body(
             assert refused.status == 400
             assert "Set-Cookie" not in refused.headers
 
-        # The spent cookie presented again: 401, the cookie cleared, the whole login revoked.
+        # The spent cookie presented again (past the grace for concurrent uses): 401, the
+        # cookie cleared, the whole login revoked.
+        await asyncio.sleep(REUSE_GRACE_S)
         status, _, resp = await _with_cookie(
             bare, f"{auth_url}/v1/auth/refresh", cookie["chat_refresh"]
         )
@@ -450,7 +459,8 @@ async def test_jwks_verifier_accepts_tokens_across_a_key_rotation(
 async def test_concurrent_refreshes_of_one_token_yield_one_new_session(
     auth_urls: tuple[str, str], http: aiohttp.ClientSession, secrets_seen: _Secrets
 ) -> None:
-    """Ten simultaneous refreshes of one token across two instances: exactly one succeeds."""
+    """Ten simultaneous refreshes of one token across two instances: exactly one succeeds, the
+    others are told to retry (409) and revoke nothing: the winner's token works."""
     for _ in range(ROTATION_ROUNDS):
         _, login = await _register_and_login(http, auth_urls[0], secrets_seen)
         results = await asyncio.gather(
@@ -467,7 +477,16 @@ async def test_concurrent_refreshes_of_one_token_yield_one_new_session(
         for _status, body, _resp in results:
             if "data" in body:
                 secrets_seen.add(body["data"]["access_token"], body["data"]["refresh_token"])
-        assert sorted(status for status, _, _ in results) == [200] + [401] * 9
+        assert sorted(status for status, _, _ in results) == [200] + [409] * 9
+        winner = next(body["data"] for status, body, _ in results if status == 200)
+        status, after, _ = await _call(
+            http,
+            "POST",
+            f"{auth_urls[1]}/v1/auth/refresh",
+            {"refresh_token": winner["refresh_token"]},
+        )
+        assert status == 200
+        secrets_seen.add(after["data"]["access_token"], after["data"]["refresh_token"])
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,13 @@ from prometheus_client import CollectorRegistry
 from chatcore.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.tokens import JwtVerifier, StaticJwksSource
-from services.auth.accounts import AuthMetrics, AuthService, Limiters, hash_refresh_token
+from services.auth.accounts import (
+    REUSE_GRACE_S,
+    AuthMetrics,
+    AuthService,
+    Limiters,
+    hash_refresh_token,
+)
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.auth.passwords import PasswordHasher
 from services.auth.store import RefreshRecord
@@ -140,12 +146,26 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(world: _World) -> No
     first = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
     second = await world.service.refresh(first.refresh_token)
     assert second.refresh_token != first.refresh_token
+    world.clock.now += REUSE_GRACE_S  # past the window where a second use is taken as concurrent
     with pytest.raises(Unauthorized, match="already used"):
         await world.service.refresh(first.refresh_token)
     # The thief's replay also killed the legitimate holder's newer token.
     with pytest.raises(Unauthorized):
         await world.service.refresh(second.refresh_token)
     assert world.metric("auth_refresh_reuse_total") == 1
+
+
+async def test_a_spent_token_again_within_seconds_is_concurrent_not_theft(world: _World) -> None:
+    """Two tabs rotating one cookie at once: the later use answers 409 and revokes nothing, so
+    the token the first use got keeps working."""
+    await _register(world)
+    first = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    second = await world.service.refresh(first.refresh_token)
+    world.clock.now += REUSE_GRACE_S - 1
+    with pytest.raises(Conflict, match="just rotated"):
+        await world.service.refresh(first.refresh_token)
+    assert world.metric("auth_refresh_reuse_total") == 0
+    assert (await world.service.refresh(second.refresh_token)).user.email == "ada@example.com"
 
 
 async def test_other_logins_survive_a_family_revocation(world: _World) -> None:
@@ -265,6 +285,7 @@ async def test_a_revocation_between_claim_and_insert_does_not_let_the_new_token_
     await _register(world)
     first = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
     second = await world.service.refresh(first.refresh_token)
+    world.clock.now += REUSE_GRACE_S  # the replay below is a replay, not a concurrent use
     inserted: list[RefreshRecord] = []
     plain_insert = world.tokens.insert
 
@@ -282,7 +303,7 @@ async def test_a_revocation_between_claim_and_insert_does_not_let_the_new_token_
 
 
 async def test_concurrent_refreshes_of_one_token_yield_one_session(world: _World) -> None:
-    """Two simultaneous refreshes with the same token: one wins, the other counts as reuse."""
+    """Two simultaneous refreshes with the same token: one wins, the other is told to retry."""
     await _register(world)
     session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
     results = await asyncio.gather(
@@ -291,4 +312,4 @@ async def test_concurrent_refreshes_of_one_token_yield_one_session(world: _World
         return_exceptions=True,
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
-    assert sum(isinstance(r, Unauthorized) for r in results) == 1
+    assert sum(isinstance(r, Conflict) for r in results) == 1

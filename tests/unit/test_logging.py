@@ -216,6 +216,9 @@ def test_redact_processor_nested_structures() -> None:
             "x-api-key=[REDACTED] refresh_token=[REDACTED] Private_Key=[REDACTED]",
         ),
         ("controller.batch.persist eyJ.x", "controller.batch.persist eyJ.x"),
+        ("next=/reset?password=hunter2&x=1", "next=/reset?password=[REDACTED]&x=1"),
+        ("redirect=/v1/ws?token=opaque123", "redirect=/v1/ws?token=[REDACTED]"),
+        ("token=a=b&c=d", "token=[REDACTED]&c=d"),
     ],
 )
 def test_redact_text(text: str, expected: str) -> None:

@@ -2,29 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from chatcore.settings import Settings
+from services.relay.connection import INVALID_OVER_BUDGET_MAX
 from services.relay.hub import Session
 from tests.unit.relay_fakes import offline_relay
 
 
-async def test_refused_frames_spend_the_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unparseable frames are answered `invalid` only while the socket's budget lasts, then
-    `rate_limited`: a client cannot make the relay parse and answer without limit."""
+class _Conn:
+    """The socket's connection: records how it was closed."""
+
+    def __init__(self) -> None:
+        self.closed: list[tuple[int, str]] = []
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed.append((code, reason))
+
+
+async def test_refused_frames_spend_the_rate_limit_and_then_close_the_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unparseable frames are answered `invalid` while the socket's budget lasts, then
+    `rate_limited`, and a socket that keeps on is closed with 1008: a client cannot make the
+    relay parse and answer without limit."""
     settings = Settings(
         controller_addrs=("controller.invalid:50051",), ws_rate_burst=3, ws_rate_per_s=0.01
     )
     relay = offline_relay(settings, "relay-frame-limits")
     answers: list[dict[str, Any]] = []
     monkeypatch.setattr(relay, "_send", lambda _session, text: answers.append(json.loads(text)))
-    socket = Session("a" * 32, object(), {})
+    conn = _Conn()
+    socket = Session("a" * 32, conn, {})
     try:
         for raw in ('{"type":"x"}', b"\x00binary", "not json", '{"type":"x"}', "[]"):
             await relay._on_frame(socket, raw)
+        assert [a["code"] for a in answers] == ["invalid"] * 3 + ["rate_limited"] * 2
+        assert conn.closed == []
+        for _ in range(INVALID_OVER_BUDGET_MAX - 2):
+            await relay._on_frame(socket, "not json")
+        await asyncio.sleep(0)
+        assert conn.closed == [(1008, "too many invalid frames")]
     finally:
         await relay.link.stop()
-    assert [a["code"] for a in answers] == ["invalid"] * 3 + ["rate_limited"] * 2

@@ -157,16 +157,24 @@ async def test_a_relay_with_more_channels_than_one_request_may_name_opens_its_st
     controller: _Controller,
 ) -> None:
     """100,001 channels go as two requests (one was refused, and the stream retried for ever);
-    the stream is UP once the controller has them all."""
+    the stream is UP once the controller has them all, reported as a loss: what was fanned out
+    to the second part's channels before its request arrived never came."""
     channels = [f"{n:032x}" for n in range(MAX_CHANNELS_PER_REQUEST + 1)]
+    ups: list[bool] = []
     link = ControllerLink(
-        [_address(controller)], "relay-many", lambda _b: None, lambda: channels, token=TOKEN
+        [_address(controller)],
+        "relay-many",
+        lambda _b: None,
+        lambda: channels,
+        token=TOKEN,
+        on_stream_up=lambda _address, lost: ups.append(lost),
     )
     link.start()
     try:
         await until(lambda: link.all_up, timeout_s=30)
         assert link.ticket() == {_address(controller): 2}
         assert controller.channels() == set(channels)
+        assert ups == [True]
     finally:
         await link.stop()
 

@@ -36,6 +36,10 @@ function server() {
       return json(204, null);
     }
     if (path === "/v1/auth/refresh") {
+      // The one rotated just before: a concurrent use, told to retry (the server's grace).
+      if (cookie !== null && cookie === `rt${latest - 1}` && used.has(cookie)) {
+        return json(409, { error: { code: "conflict", message: "this refresh token was just rotated" } });
+      }
       if (cookie === null || used.has(cookie) || cookie !== `rt${latest}`) {
         jar = null;
         return json(401, { error: { code: "unauthorized", message: "refresh token reused" } });
@@ -190,12 +194,34 @@ describe("TokenKeeper", () => {
     expect(presented).toEqual(["rt1", "rt2", "rt3"]);
   });
 
-  it("without turns, two tabs rotating at once present one cookie twice and lose the session", async () => {
+  it("without Web Locks (plain http), the tab that lost the race retries with the new cookie", async () => {
     const s = server();
-    const tabs = [0, 1].map(() => new TokenKeeper("http://h", s.fetchImpl, () => undefined, new FakeClock()));
+    const clock = new FakeClock();
+    const tabs = [0, 1].map(() => new TokenKeeper("http://h", s.fetchImpl, () => undefined, clock));
     await tabs[0]?.login("ada@example.com", "pw");
     await tabs[1]?.resume();
-    const results = await Promise.allSettled(tabs.map((t) => t.refresh()));
-    expect(results.map((r) => r.status).sort()).toEqual(["fulfilled", "rejected"]);
+    const both = Promise.all(tabs.map((t) => t.refresh()));
+    await flush();
+    clock.advance(250);
+    const grants = await both;
+    expect(grants.map((g) => g.accessToken).sort()).toEqual(["at3", "at4"]);
+    const presented = s.calls.filter((c) => c.path === "/v1/auth/refresh").map((c) => c.cookie);
+    expect(presented).toEqual(["rt1", "rt2", "rt2", "rt3"]);
+  });
+
+  it("ends this page's session when the cookie turns out to be another account's", async () => {
+    const s = server();
+    const events: KeeperEvent[] = [];
+    const keeper = new TokenKeeper("http://h", s.fetchImpl, (e) => events.push(e), new FakeClock());
+    await keeper.login("ada@example.com", "pw");
+    const other = { id: "c".repeat(32), email: "cy@example.com", name: "Cy" };
+    const fetchImpl = async (url: string, init?: RequestInit) =>
+      url.endsWith("/refresh") ? json(200, { data: { access_token: "cy1", token_type: "Bearer", expires_in: 900, user: other } }) : s.fetchImpl(url, init);
+    const switched = new TokenKeeper("http://h", fetchImpl, (e) => events.push(e), new FakeClock());
+    await switched.login("ada@example.com", "pw");
+    events.length = 0;
+    await expect(switched.refresh()).rejects.toThrow("another account");
+    expect(events).toEqual([{ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again." }]);
+    await expect(switched.current()).rejects.toThrow("not logged in");
   });
 });

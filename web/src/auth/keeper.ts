@@ -47,6 +47,9 @@ export function refreshDelayMs(expiresInS: number): number {
   return Math.max(1, (expiresInS - lead) * 1000);
 }
 
+// A rotation answered 409 (another tab's rotation of the same cookie won) is asked again this often.
+const CONCURRENT_RETRIES = 4;
+
 // A refresh that fails for want of a network is retried this often until the token expires.
 const RETRY_MS = [1000, 2000, 5000, 10000];
 
@@ -75,7 +78,8 @@ export class TokenKeeper {
 
   async login(email: string, password: string): Promise<AccessGrant> {
     const body = { email, password, refresh_in: "cookie" };
-    const pair = await postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/login`, body);
+    // In turn with other tabs' rotations: one answered after this login would clear its cookie.
+    const pair = await this.lock(() => postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/login`, body));
     this.begin();
     return this.accept(pair);
   }
@@ -88,7 +92,7 @@ export class TokenKeeper {
   async resume(): Promise<AccessGrant | null> {
     const session = ++this.session;
     try {
-      const pair = await this.lock(() => postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/refresh`, {}));
+      const pair = await this.presentCookie();
       if (session !== this.session) return null; // a login or logout meanwhile decided
       this.active = true;
       return this.accept(pair);
@@ -119,7 +123,7 @@ export class TokenKeeper {
     this.clear();
     if (was) {
       try {
-        await postJson<void>(this.fetchImpl, `${this.base}/v1/auth/logout`, {});
+        await this.lock(() => postJson<void>(this.fetchImpl, `${this.base}/v1/auth/logout`, {}));
       } catch {
         // The family expires on its own; the local session is gone either way.
       }
@@ -130,9 +134,16 @@ export class TokenKeeper {
   private async rotate(): Promise<AccessGrant> {
     const session = this.session;
     try {
-      const pair = await this.lock(() => postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/refresh`, {}));
+      const pair = await this.presentCookie();
       // A logout while the rotation was out: the new pair must not log the user back in.
       if (session !== this.session) throw new ApiError(401, "unauthorized", "logged out");
+      if (this.grant && pair.user.id !== this.grant.user.id) {
+        // Another tab logged out and someone else logged in: the cookie is theirs now. This
+        // page holds the first user's teams and messages; it must not go on as the second.
+        this.clear();
+        this.emit({ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again." });
+        throw new ApiError(401, "unauthorized", "another account's session");
+      }
       this.failures = 0;
       return this.accept(pair);
     } catch (err) {
@@ -149,6 +160,22 @@ export class TokenKeeper {
       this.failures += 1;
       this.schedule(wait);
       throw err;
+    }
+  }
+
+  /**
+   * POST /refresh with the cookie, in turn with other tabs. A 409 means another request (a tab
+   * without Web Locks, on plain http) rotated this cookie a moment ago: the browser holds the new
+   * one once that answer lands, so ask again shortly.
+   */
+  private async presentCookie(): Promise<SessionBody> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.lock(() => postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/refresh`, {}));
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 409) || attempt >= CONCURRENT_RETRIES) throw err;
+        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 250 * attempt));
+      }
     }
   }
 

@@ -14,7 +14,8 @@ const lock: Lock = locks ? <T>(run: () => Promise<T>) => locks.request("chatstac
 
 const keeper = new TokenKeeper(
   scope.location.origin,
-  (input, init) => fetch(input, init),
+  // A request that hangs would hold the lock every tab's rotation waits for.
+  (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(15_000) }),
   (event) => {
     if (event.kind === "grant") post({ id: null, event: "grant", grant: event.grant });
     else post({ id: null, event: "logged_out", reason: event.reason });
