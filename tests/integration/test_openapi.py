@@ -27,6 +27,7 @@ from tests.integration.management_support import (
     Stack,
     make_team,
 )
+from tests.integration.test_attachments import picture
 
 
 def _refs(node: Any) -> list[str]:
@@ -83,7 +84,10 @@ async def test_walk_covers_every_operation(stack: Stack, people: People) -> None
     assert (await api.call("GET", f"{a}/v1/users/{'0' * 32}", token=token)).status == 404
     body = {"refresh_token": pair["refresh_token"]}
     assert (await api.call("POST", f"{a}/v1/auth/refresh", body=body)).status == 200
-    assert (await api.call("POST", f"{a}/v1/auth/refresh", body=body)).status == 401
+    # Spent a moment ago: a concurrent use, 409; an unknown token is 401.
+    assert (await api.call("POST", f"{a}/v1/auth/refresh", body=body)).status == 409
+    unknown = {"refresh_token": "x" * 43}
+    assert (await api.call("POST", f"{a}/v1/auth/refresh", body=unknown)).status == 401
     assert (await api.call("POST", f"{a}/v1/auth/logout", body=body)).status == 204
 
     r = await make_team(stack, people)
@@ -110,7 +114,7 @@ async def test_walk_covers_every_operation(stack: Stack, people: People) -> None
 
     # Attachments: request, upload through the presigned form (straight to S3), complete, download.
     r2 = await make_team(stack, people)
-    content = b"walk attachment"
+    content = picture(b"walk attachment")
     body = {"filename": "walk.png", "content_type": "image/png", "size": len(content)}
     requested = await stack.call("POST", f"/v1/teams/{r2.team_id}/attachments", r2.user, body)
     assert requested.status == 201, requested.body
