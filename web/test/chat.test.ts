@@ -12,8 +12,10 @@ function team(id: string, over: Partial<Team> = {}): Team {
   return { id, name: id === TEAM ? "Core" : "Other", icon: "", active: true, meta_tags: [], members: [ME, BOB], admins: [ME], super_admin: ME, doc: "", ...over };
 }
 
-function setup() {
+function setup(saved: string | null = null) {
   const clock = new FakeClock();
+  // The tab's remembered place (sessionStorage in the app).
+  const place = { team: saved, load: () => place.team, save: (t: string) => (place.team = t) };
   const sent: Record<string, unknown>[] = [];
   const calls: string[] = [];
   let handlers: SocketHandlers | null = null;
@@ -28,12 +30,13 @@ function setup() {
     users: new Map<string, string>([[BOB, "Bob"]]),
     userAsks: [] as string[],
     inactive: new Set<string>(),
+    superAdmin: ME,
   };
   const api = {
     teams: async () => ({ data: [...server.teams].map((id) => team(id, { unread: server.unread[id], members: server.members })), meta: { has_more: false } }),
     // A team named "nnn..." is one the user just created: they are its only member.
     team: async (id: string) =>
-      id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id], members: server.members, active: !server.inactive.has(id) }),
+      id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id], members: server.members, active: !server.inactive.has(id), super_admin: server.superAdmin }),
     user: async (id: string) => {
       server.userAsks.push(id);
       return { id, email: `${id}@x`, name: server.users.get(id) ?? "Someone" };
@@ -60,6 +63,7 @@ function setup() {
     api,
     me: { id: ME, email: "me@x", name: "Me" },
     clock,
+    place,
     newId: (() => {
       let n = 0;
       return () => `c${++n}`;
@@ -82,7 +86,7 @@ function setup() {
   };
   const frame = (f: object) => handlers?.frame(f as Record<string, unknown>);
   const drop = () => (connected = false);
-  return { model, clock, sent, calls, log, server, hello, frame, drop };
+  return { model, clock, sent, calls, log, server, hello, frame, drop, place };
 }
 
 describe("ChatModel", () => {
@@ -242,7 +246,54 @@ describe("ChatModel", () => {
     expect(s.model.notices).toEqual([]);
   });
 
+  it("opens the team this tab had open after a reload, and knows when 'no teams' is true", async () => {
+    const first = setup();
+    expect(first.model.teamsLoaded).toBe(false);
+    await first.model.start();
+    await flush();
+    expect(first.model.teamsLoaded).toBe(true);
+    first.model.selectTeam(OTHER);
+    expect(first.place.team).toBe(OTHER);
+    const reloaded = setup(OTHER);
+    await reloaded.model.start();
+    await flush();
+    expect(reloaded.model.selectedTeam).toBe(OTHER);
+    const gone = setup("f".repeat(32)); // a team this account no longer has: the first one
+    await gone.model.start();
+    await flush();
+    expect(gone.model.selectedTeam).toBe(TEAM);
+  });
+
+  it("shows names stored with text-direction controls without them, so they cannot pose as others", async () => {
+    const s = setup();
+    s.server.users.set(BOB, "Carol \u202eevil");
+    await s.model.start();
+    s.hello();
+    await flush();
+    await s.model.ensureUsers([BOB]);
+    expect(s.model.name(BOB)).toBe("Carol evil");
+  });
+
   it("shows a team deactivated and then reactivated elsewhere as read-only, then writable again", async () => {
+    const s = setup();
+    s.server.superAdmin = BOB;
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.server.inactive.add(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "deactivated" });
+    await flush();
+    expect(s.model.teams.get(TEAM)?.active).toBe(false);
+    expect(s.model.notices.map((n) => n.text)).toEqual(["Core was deactivated: it can be read, not written to."]);
+    s.server.inactive.delete(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "activated" });
+    await flush();
+    expect(s.model.teams.get(TEAM)?.active).toBe(true);
+    // The latest state replaces the earlier notice instead of stacking under it.
+    expect(s.model.notices.map((n) => n.text)).toEqual(["Core was reactivated: you can write to it again."]);
+  });
+
+  it("tells the super admin who changed the team's status nothing more than their panel did", async () => {
     const s = setup();
     await s.model.start();
     s.hello();
@@ -251,12 +302,7 @@ describe("ChatModel", () => {
     s.frame({ type: "membership", channel_id: TEAM, event: "deactivated" });
     await flush();
     expect(s.model.teams.get(TEAM)?.active).toBe(false);
-    expect(s.model.notices.at(-1)?.text).toBe("Core was deactivated: it can be read, not written to.");
-    s.server.inactive.delete(TEAM);
-    s.frame({ type: "membership", channel_id: TEAM, event: "activated" });
-    await flush();
-    expect(s.model.teams.get(TEAM)?.active).toBe(true);
-    expect(s.model.notices.at(-1)?.text).toBe("Core was reactivated: you can write to it again.");
+    expect(s.model.notices).toEqual([]);
   });
 
   it("tells of being added by someone else, not of a team the user just created", async () => {

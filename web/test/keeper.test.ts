@@ -224,4 +224,21 @@ describe("TokenKeeper", () => {
     expect(events).toEqual([{ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again." }]);
     await expect(switched.current()).rejects.toThrow("not logged in");
   });
+
+  it("ends this tab's session when another tab logs out, or logs in as someone else", async () => {
+    const s = server();
+    const events: KeeperEvent[] = [];
+    const keeper = new TokenKeeper("http://h", s.fetchImpl, (e) => events.push(e), new FakeClock());
+    await keeper.login("ada@example.com", "pw");
+    keeper.signedInElsewhere(ME); // the same account in another tab: nothing changes
+    expect(events.map((e) => e.kind)).toEqual(["grant"]);
+    keeper.endedElsewhere();
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "You logged out in another tab." });
+    await expect(keeper.current()).rejects.toThrow("not logged in");
+    keeper.endedElsewhere(); // already over: said once
+    expect(events).toHaveLength(2);
+    await keeper.login("ada@example.com", "pw");
+    keeper.signedInElsewhere("c".repeat(32));
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again." });
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Team } from "../src/api/types";
-import { allowed, lastEditable, mayDelete, mayEdit, roleOf } from "../src/state/roles";
+import { allowed, lastEditable, mayDelete, mayEdit, mayWrite, roleOf } from "../src/state/roles";
 import { initials } from "../src/ui/format";
 import { BOB, ME, msg, TEAM } from "./fixtures";
 
@@ -58,6 +58,17 @@ describe("roles", () => {
 });
 
 describe("initials", () => {
+  it("offers no edit, delete or reaction in a deactivated team, to anyone (the server refuses them)", () => {
+    const closed = { ...team, active: false };
+    const mine = msg(1, { from: ME });
+    const sent = Date.parse(mine.ts);
+    expect(mayWrite(team)).toBe(true);
+    expect(mayWrite(closed)).toBe(false);
+    expect(mayEdit(closed, ME, mine, sent, WINDOW)).toBe(false);
+    expect(mayDelete(closed, ME, mine, sent, WINDOW)).toBe(false);
+    expect(lastEditable([mine], closed, ME, sent, WINDOW)).toBeUndefined();
+  });
+
   it("takes whole characters, never half of an emoji", () => {
     expect(initials("Bob \u{1F43B} Brown")).toBe("B\u{1F43B}");
     expect(initials("\u{1F43B}bear")).toBe("\u{1F43B}B");

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../src/api/client";
 import type { Attachment, UploadTicket } from "../src/api/types";
-import { s3Reason, type UploadApi, uploadAttachment, type Xhr } from "../src/upload/upload";
+import { refusal, s3Reason, type UploadApi, uploadAttachment, type Xhr } from "../src/upload/upload";
 import { TEAM } from "./fixtures";
 
 const ticket: UploadTicket = {
@@ -62,10 +62,16 @@ describe("uploadAttachment", () => {
 
   it("says plainly why the server refused the request (size, type)", async () => {
     const refuse = async (): Promise<UploadTicket> => {
-      throw new ApiError(413, "too_large", "attachment too large: at most 5242880 bytes");
+      throw new ApiError(413, "too_large", "attachments are limited to 5242880 bytes", null, { size: "too large" });
     };
     await expect(uploadAttachment(api(async () => ticket, refuse), TEAM, file, () => undefined, () => new FakeXhr())).rejects.toThrow(
-      "“cat.png” refused: attachment too large: at most 5242880 bytes.",
+      "“cat.png” refused: it is larger than 5 MB, the most one file may be.",
+    );
+    const wrongType = async (): Promise<UploadTicket> => {
+      throw new ApiError(422, "invalid", "invalid attachment request", null, { content_type: "not an allowed type (see the API documentation)" });
+    };
+    await expect(uploadAttachment(api(async () => ticket, wrongType), TEAM, file, () => undefined, () => new FakeXhr())).rejects.toThrow(
+      "“cat.png” refused: files of this type cannot be attached (pictures, video, audio, PDF, Office, OpenDocument, zip and plain text can).",
     );
   });
 
@@ -74,14 +80,22 @@ describe("uploadAttachment", () => {
     const complete = async (): Promise<Attachment> => {
       calls += 1;
       if (calls === 1) throw new ApiError(503, "unavailable", "scanner busy");
-      throw new ApiError(422, "rejected", "malware found: Eicar-Signature");
+      throw new ApiError(422, "rejected", "the upload was rejected: malware found (Eicar-Signature)");
     };
     const done = uploadAttachment(api(complete), TEAM, file, () => undefined, () => new FakeXhr(), async () => undefined);
     await new Promise((r) => setTimeout(r, 0));
     (FakeXhr.last as FakeXhr).status = 204;
     FakeXhr.last?.onload?.();
-    await expect(done).rejects.toThrow("“cat.png” was refused: malware found: Eicar-Signature.");
+    await expect(done).rejects.toThrow("“cat.png” was refused: the virus scanner found Eicar-Signature in it.");
     expect(calls).toBe(2);
+  });
+
+  it("words the server's refusals for a person: an empty file, a disguised one, an odd name", () => {
+    const why = (status: number, message: string, details?: Record<string, string>) => refusal(new ApiError(status, "x", message, null, details));
+    expect(why(422, "invalid attachment request", { size: "must be at least 1 byte" })).toBe("the file is empty");
+    expect(why(422, "the upload was rejected: the content is not image/png")).toBe("its content is not what its type says (image/png)");
+    expect(why(422, "invalid attachment request", { filename: "nothing left" })).toMatch(/^its name cannot be used/);
+    expect(why(409, "this attachment was decided concurrently; ask again")).toBe("this attachment was decided concurrently; ask again");
   });
 
   it("reads S3's XML refusal", () => {

@@ -28,6 +28,7 @@ import { dividerAfterLive, ReadState, readUpTo } from "../state/unread";
 import { retryable, textProblem } from "../text/limits";
 import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
+import { shownName } from "../text/bidi";
 
 /** "*" is the team's own conversation; a user id is the DM with that member. */
 export type Conversation = string;
@@ -57,6 +58,8 @@ export interface Notice {
   id: number;
   kind: "error" | "info";
   text: string;
+  /** What it is about: a newer notice on the same topic replaces it. */
+  topic?: string;
 }
 
 export interface UploadView {
@@ -81,6 +84,13 @@ export interface ChatDeps {
   clock: Clock;
   openSocket(handlers: SocketHandlers): SocketLike;
   newId?: () => string;
+  /** Where this tab was (its open team), kept across a reload; nothing is kept without it. */
+  place?: Place;
+}
+
+export interface Place {
+  load(): string | null;
+  save(team: string): void;
 }
 
 const READ_DEBOUNCE_MS = 400;
@@ -105,7 +115,10 @@ export class ChatModel extends Observable {
   readonly presence = new PresenceState();
   readonly pending = new Map<string, Pending>();
   readonly uploads = new Map<number, UploadView>();
+  private readonly place: Place | undefined;
   notices: Notice[] = [];
+  /** The team list has been read once: until then "no teams" is not known yet. */
+  teamsLoaded = false;
   draft: Draft | null = null;
   announcement = "";
   selectedTeam: string | null = null;
@@ -139,9 +152,10 @@ export class ChatModel extends Observable {
   constructor(deps: ChatDeps) {
     super();
     this.api = deps.api;
-    this.me = deps.me;
+    this.me = { ...deps.me, name: shownName(deps.me.name) };
     this.clock = deps.clock;
     this.newId = deps.newId ?? (() => crypto.randomUUID());
+    this.place = deps.place;
     this.typing = new TypingState(this.me.id);
     this.users.set(this.me.id, this.me);
     // Buffering starts at the frame that asks for a resume, not when the resume first runs.
@@ -166,9 +180,7 @@ export class ChatModel extends Observable {
   }
 
   async start(): Promise<void> {
-    await this.loadTeams();
-    const first = this.sortedTeams()[0];
-    if (first) this.selectTeam(first.id);
+    await this.loadTeams(); // which opens a team: the one this tab had open, else the first
     this.socket.start();
   }
 
@@ -239,6 +251,7 @@ export class ChatModel extends Observable {
   selectTeam(team: string): void {
     if (!this.teams.has(team)) return;
     this.selectedTeam = team;
+    this.place?.save(team);
     this.threadRoot = null;
     this.openConversation("*");
     const t = this.timeline(team);
@@ -671,16 +684,16 @@ export class ChatModel extends Observable {
         // The creator of a team gets "added" too (often before the create call returns): a team
         // whose only member is its super_admin, me, is no news.
         const mine = fresh.super_admin === this.me.id && fresh.members.length === 1;
-        if (!mine) this.notify("info", `You were added to ${fresh.name}.`);
+        if (!mine) this.notify("info", `You were added to ${shownName(fresh.name)}.`);
         // Someone with no team open (a new account's welcome page) is taken to it.
         if (!this.selectedTeam) this.selectTeam(team);
         // History from before the subscription is fetched now; live frames follow.
         const t = this.timeline(team);
         if (t.loaded || team === this.selectedTeam) void this.sync.request(team);
-      } else if (frame.event === "deactivated") {
-        this.notify("info", `${fresh.name} was deactivated: it can be read, not written to.`);
-      } else {
-        this.notify("info", `${fresh.name} was reactivated: you can write to it again.`);
+      } else if (fresh.super_admin !== this.me.id) {
+        // The super admin made the change (only they can), and the panel said so.
+        const now = frame.event === "deactivated" ? "was deactivated: it can be read, not written to." : "was reactivated: you can write to it again.";
+        this.notify("info", `${shownName(fresh.name)} ${now}`, `status ${team}`);
       }
     } catch (err) {
       this.fail("Could not load the team", err);
@@ -781,12 +794,17 @@ export class ChatModel extends Observable {
     const fresh = new Set(all.map((t) => t.id));
     for (const id of [...this.teams.keys()]) if (!fresh.has(id)) this.dropTeam(id);
     for (const team of all) this.putTeam(team);
-    if (!this.selectedTeam && all[0]) this.selectTeam(this.sortedTeams()[0]?.id ?? all[0].id);
+    if (!this.selectedTeam && all[0]) {
+      // After a reload, the team this tab had open; else the first.
+      const before = this.place?.load();
+      this.selectTeam(before && this.teams.has(before) ? before : (this.sortedTeams()[0]?.id ?? all[0].id));
+    }
+    this.teamsLoaded = true;
     this.changed();
   }
 
   private putTeam(team: Team): void {
-    this.teams.set(team.id, team);
+    this.teams.set(team.id, { ...team, name: shownName(team.name) });
     this.read(team.id).fromServer(team.unread);
     this.changed();
   }
@@ -845,7 +863,7 @@ export class ChatModel extends Observable {
             f = this.api
               .user(id)
               .then((u) => {
-                this.users.set(id, u);
+                this.users.set(id, { ...u, name: shownName(u.name) });
                 this.changed();
               })
               .catch(() => {
@@ -888,9 +906,11 @@ export class ChatModel extends Observable {
     this.announcement = text;
   }
 
-  private notify(kind: Notice["kind"], text: string): void {
+  /** A notice; one with a `topic` replaces the earlier one of the same topic (the latest state). */
+  private notify(kind: Notice["kind"], text: string, topic?: string): void {
     const id = ++this.noticeSeq;
-    this.notices = [...this.notices.slice(-3), { id, kind, text }];
+    const others = topic === undefined ? this.notices : this.notices.filter((n) => n.topic !== topic);
+    this.notices = [...others.slice(-3), { id, kind, text, ...(topic === undefined ? {} : { topic }) }];
     this.announce(text);
     // News ("You were added to X") goes by itself; an error waits to be read and dismissed.
     if (kind === "info") this.clock.setTimeout(() => this.dismissNotice(id), INFO_NOTICE_MS);

@@ -101,6 +101,20 @@ export class TokenKeeper {
     }
   }
 
+  /** Another tab of this browser logged out: the login is revoked, so this tab's session ends. */
+  endedElsewhere(): void {
+    if (!this.active) return;
+    this.clear();
+    this.emit({ kind: "logged_out", reason: "You logged out in another tab." });
+  }
+
+  /** Another tab logged in: if as someone else, the cookie is theirs now and this session ends. */
+  signedInElsewhere(userId: string): void {
+    if (!this.active || !this.grant || this.grant.user.id === userId) return;
+    this.clear();
+    this.emit({ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again." });
+  }
+
   /** The current grant, refreshed first when it is about to expire. */
   async current(): Promise<AccessGrant> {
     if (this.grant && this.grant.expiresAt - this.clock.now() > 5000) return this.grant;

@@ -24,16 +24,31 @@ const keeper = new TokenKeeper(
   lock,
 );
 
+// Tabs tell each other of logins and logouts at once: a logout revokes the login every tab of
+// this browser shares, and after another account's login the cookie is theirs.
+type TabNews = { kind: "logged_out" } | { kind: "signed_in"; user: string };
+const tabs = typeof BroadcastChannel === "function" ? new BroadcastChannel("chatstack-session") : null;
+if (tabs) {
+  tabs.onmessage = (ev: MessageEvent<TabNews>) => {
+    if (ev.data.kind === "logged_out") keeper.endedElsewhere();
+    else keeper.signedInElsewhere(ev.data.user);
+  };
+}
+
 scope.onmessage = async (ev: MessageEvent<AuthRequest>) => {
   const req = ev.data;
   try {
     let grant = null;
-    if (req.op === "login") grant = await keeper.login(req.email, req.password);
-    else if (req.op === "register") grant = await keeper.register(req.email, req.password, req.name);
-    else if (req.op === "resume") grant = await keeper.resume();
+    if (req.op === "login" || req.op === "register") {
+      grant = req.op === "login" ? await keeper.login(req.email, req.password) : await keeper.register(req.email, req.password, req.name);
+      tabs?.postMessage({ kind: "signed_in", user: grant.user.id } satisfies TabNews);
+    } else if (req.op === "resume") grant = await keeper.resume();
     else if (req.op === "current") grant = await keeper.current();
     else if (req.op === "refresh") grant = await keeper.refresh();
-    else await keeper.logout();
+    else {
+      await keeper.logout();
+      tabs?.postMessage({ kind: "logged_out" } satisfies TabNews);
+    }
     post({ id: req.id, ok: true, grant });
   } catch (err) {
     const e = err instanceof ApiError ? err : new ApiError(0, "internal", String(err));

@@ -41,9 +41,14 @@ function within(m: Message, now: number, windowMs: number): boolean {
   return now - Date.parse(m.ts) <= windowMs;
 }
 
+/** Anything that writes (send, edit, delete, react, reply): a deactivated team is read-only. */
+export function mayWrite(team: Team): boolean {
+  return team.active;
+}
+
 /** Editing: the author's own text, within the window; an admin's own, any time (seed 002). */
 export function mayEdit(team: Team, me: string, m: Message, now: number, windowMs: number): boolean {
-  if (m.from !== me || m.type !== "text" || m.deleted) return false;
+  if (!mayWrite(team) || m.from !== me || m.type !== "text" || m.deleted) return false;
   return roleOf(team, me) !== "user" || within(m, now, windowMs);
 }
 
@@ -58,7 +63,7 @@ export function lastEditable(messages: readonly Message[], team: Team, me: strin
 
 /** Deleting: an admin any message any time; the author within the window. */
 export function mayDelete(team: Team, me: string, m: Message, now: number, windowMs: number): boolean {
-  if (m.deleted) return false;
+  if (!mayWrite(team) || m.deleted) return false;
   if (roleOf(team, me) !== "user") return true;
   return m.from === me && within(m, now, windowMs);
 }

@@ -2,11 +2,11 @@
 // sees what to change per field before anything is sent, and the server's own per-field reasons
 // in the same plain words when it still refuses.
 
+import { BIDI_CONTROL } from "./bidi";
+
 export const MAX_TAGS = 20;
 const TAG = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-/** Text-direction overrides, which the server refuses in names (they make one name look like another). */
-const BIDI = /[\u202a-\u202e\u2066-\u2069]/;
 const ICON = /^https?:\/\/[A-Za-z0-9.-]+(?::[0-9]+)?(?:[/?#][\u0021-\u007e]*)?$/;
 
 export type TeamField = "name" | "icon" | "meta_tags";
@@ -48,7 +48,7 @@ export function checkTeam(name: string, icon: string, tags: string): FieldErrors
   if (!trimmed) errors.name = "Enter a name: spaces alone are not one.";
   else if ([...trimmed].length > 100) errors.name = "A name has at most 100 characters.";
   else if (CONTROL.test(trimmed)) errors.name = "Remove the invisible control character from the name.";
-  else if (BIDI.test(trimmed)) errors.name = "Remove the invisible text-direction character from the name.";
+  else if (BIDI_CONTROL.test(trimmed)) errors.name = "Remove the invisible text-direction character from the name.";
   const url = icon.trim();
   if (url && (url.length > 2048 || !ICON.test(url))) errors.icon = "Use an http:// or https:// address (like https://example.com/icon.png), or leave it empty.";
   const tagProblem = parseTags(tags).problem;

@@ -9,6 +9,24 @@ import { ChatSocket, type WireSocket } from "../net/socket";
 import { Login } from "./Login";
 import { Shell } from "./Shell";
 
+// The open team survives a reload of this tab (sessionStorage: this tab only, gone with it).
+const tabPlace = {
+  load: (): string | null => {
+    try {
+      return sessionStorage.getItem("chatstack.team");
+    } catch {
+      return null; // storage refused (privacy settings): start at the first team
+    }
+  },
+  save: (team: string): void => {
+    try {
+      sessionStorage.setItem("chatstack.team", team);
+    } catch {
+      // as above
+    }
+  },
+};
+
 function wsUrl(): string {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
 }
@@ -42,6 +60,7 @@ export function App() {
       api,
       me,
       clock: realClock,
+      place: tabPlace,
       openSocket: (handlers) => {
         const socket = new ChatSocket(wsUrl(), session, handlers, (url) => new WebSocket(url) as unknown as WireSocket, realClock);
         window.addEventListener("online", () => socket.nudge());

@@ -41,6 +41,15 @@ export function Composer(props: Props) {
     }
   }, [props.editing?.id]);
 
+  // An edit in progress when the box is disabled (the team was deactivated meanwhile) could be
+  // neither saved nor cancelled with Esc in a disabled box: it is dropped.
+  useEffect(() => {
+    if (props.disabled && props.editing) {
+      setText("");
+      props.onEditDone();
+    }
+  }, [props.disabled, props.editing?.id]);
+
   // The caret goes after an inserted mention once the new value is in the box.
   useEffect(() => {
     const el = area.current;

@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
-import { mayDelete, mayEdit } from "../state/roles";
+import { mayDelete, mayEdit, mayWrite } from "../state/roles";
 import { AttachmentView } from "./AttachmentView";
 import { clock, initials } from "./format";
 import { MessageText } from "./Text";
@@ -27,6 +27,7 @@ export function MessageItem(props: Props) {
   const now = Date.now();
   const canEdit = mayEdit(team, me, m, now, model.editWindowMs);
   const canDelete = mayDelete(team, me, m, now, model.editWindowMs);
+  const writable = mayWrite(team);
   const replies = m.thread?.replies ?? 0;
 
   const react = (emoji: string) => {
@@ -83,6 +84,7 @@ export function MessageItem(props: Props) {
                   aria-pressed={mine}
                   aria-label={`${r.emoji} ${r.count}${mine ? ", including you" : ""}`}
                   title={r.users.map(name).join(", ")}
+                  disabled={!writable}
                   onClick={() => react(r.emoji)}
                 >
                   {r.emoji} {r.count}
@@ -97,7 +99,7 @@ export function MessageItem(props: Props) {
           {replies} {replies === 1 ? "reply" : "replies"}
         </button>
       )}
-      {!m.deleted && (
+      {!m.deleted && writable && (
         <div class="actions" role="group" aria-label="Message actions">
           <button type="button" aria-label="Add reaction" aria-expanded={picking} onClick={() => setPicking(!picking)}>
             ☺
@@ -125,7 +127,7 @@ export function MessageItem(props: Props) {
           )}
         </div>
       )}
-      {picking && (
+      {picking && writable && (
         <div class="picker" role="group" aria-label="Pick a reaction">
           {EMOJI.map((e) => (
             <button key={e} type="button" aria-label={`React with ${e}`} onClick={() => react(e)}>

@@ -74,6 +74,10 @@ export function Shell(props: { model: ChatModel; onLogout(): void }) {
         <main class="main">
           {team ? (
             <Conversation model={model} team={team} onOpenTeamPanel={() => setTeamPanel(true)} />
+          ) : !model.teamsLoaded ? (
+            <section class="empty" aria-busy="true">
+              <p class="muted">Loading your teams…</p>
+            </section>
           ) : (
             <section class="empty">
               <h2>Welcome, {model.me.name}</h2>

@@ -57,7 +57,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
             );
           })}
         </ul>
-        {teams.length === 0 && <p class="muted small">No teams yet: create one, or ask an admin to add you.</p>}
+        {teams.length === 0 && model.teamsLoaded && <p class="muted small">No teams yet: create one, or ask an admin to add you.</p>}
         {creating ? (
           <form
             class="stack new-team"

@@ -60,6 +60,25 @@ function postForm(makeXhr: () => Xhr, url: string, form: FormData, progress: (fr
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+const MIB = 1024 * 1024;
+
+/** Why the server refused an upload, in a person's words rather than the API's field reasons. */
+export function refusal(err: ApiError): string {
+  const details = err.details ?? {};
+  if (err.status === 413) {
+    const limit = /(\d+) bytes/.exec(err.message)?.[1];
+    return limit ? `it is larger than ${Math.round(Number(limit) / MIB)} MB, the most one file may be` : "it is too large";
+  }
+  if (details.content_type) return "files of this type cannot be attached (pictures, video, audio, PDF, Office, OpenDocument, zip and plain text can)";
+  if (details.size) return "the file is empty";
+  if (details.filename) return "its name cannot be used (it has nothing left once path and control characters are removed)";
+  const notType = /the content is not ([a-z]+\/[a-z0-9.+-]+)/.exec(err.message);
+  if (notType) return `its content is not what its type says (${notType[1]})`;
+  const found = /malware found \(([^)]*)\)/.exec(err.message);
+  if (found) return `the virus scanner found ${found[1]} in it`;
+  return err.readable;
+}
+
 /**
  * Uploads `file` for `team` and returns the ready attachment (its `kind` is the message type
  * to send it as). `progress` gets 0..1 while the bytes travel.
@@ -76,7 +95,7 @@ export async function uploadAttachment(
   try {
     ticket = await api.requestUpload(team, { filename: file.name, content_type: file.type || "application/octet-stream", size: file.size });
   } catch (err) {
-    if (err instanceof ApiError) throw new UploadError(`“${file.name}” refused: ${err.readable}.`);
+    if (err instanceof ApiError) throw new UploadError(`“${file.name}” refused: ${refusal(err)}.`);
     throw err;
   }
   const form = new FormData();
@@ -96,7 +115,7 @@ export async function uploadAttachment(
         continue;
       }
       if (err instanceof ApiError && err.status === 422) {
-        throw new UploadError(`“${file.name}” was refused: ${err.readable}.`);
+        throw new UploadError(`“${file.name}” was refused: ${refusal(err)}.`);
       }
       if (err instanceof ApiError) throw new UploadError(`“${file.name}” could not be checked: ${err.readable}.`);
       throw err;
