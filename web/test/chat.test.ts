@@ -274,9 +274,10 @@ describe("ChatModel", () => {
     expect(s.model.name(BOB)).toBe("Carol evil");
   });
 
-  it("shows a team deactivated and then reactivated elsewhere as read-only, then writable again", async () => {
+  /** A started model of a team whose super admin is `superAdmin`, which is then deactivated. */
+  async function deactivatedBy(superAdmin: string) {
     const s = setup();
-    s.server.superAdmin = BOB;
+    s.server.superAdmin = superAdmin;
     await s.model.start();
     s.hello();
     await flush();
@@ -284,6 +285,11 @@ describe("ChatModel", () => {
     s.frame({ type: "membership", channel_id: TEAM, event: "deactivated" });
     await flush();
     expect(s.model.teams.get(TEAM)?.active).toBe(false);
+    return s;
+  }
+
+  it("shows a team deactivated and then reactivated elsewhere as read-only, then writable again", async () => {
+    const s = await deactivatedBy(BOB);
     expect(s.model.notices.map((n) => n.text)).toEqual(["Core was deactivated: it can be read, not written to."]);
     s.server.inactive.delete(TEAM);
     s.frame({ type: "membership", channel_id: TEAM, event: "activated" });
@@ -294,14 +300,7 @@ describe("ChatModel", () => {
   });
 
   it("tells the super admin who changed the team's status nothing more than their panel did", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
-    s.server.inactive.add(TEAM);
-    s.frame({ type: "membership", channel_id: TEAM, event: "deactivated" });
-    await flush();
-    expect(s.model.teams.get(TEAM)?.active).toBe(false);
+    const s = await deactivatedBy(ME);
     expect(s.model.notices).toEqual([]);
   });
 
