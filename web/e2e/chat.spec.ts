@@ -168,6 +168,12 @@ describe("chat in two browsers", () => {
       await expect.poll(() => img.evaluate((el) => (el as HTMLImageElement).naturalWidth), { timeout: 15_000 }).toBe(640);
     }
     expect(await bar.count()).toBe(0);
+    // A click shows it full size here (opening the URL would download it); Esc closes.
+    await bob.page.getByRole("button", { name: "View noise.png" }).click();
+    const viewer = bob.page.getByRole("dialog", { name: "noise.png" });
+    await expect.poll(() => viewer.locator("img").evaluate((el) => (el as HTMLImageElement).naturalWidth), { timeout: 15_000 }).toBe(640);
+    await bob.page.keyboard.press("Escape");
+    expect(await viewer.count()).toBe(0);
     // The image grew the list after it was laid out: readers at the bottom stay there, and keep
     // following what comes next.
     for (const line of ["after the image 1", "after the image 2"]) await send(ada.page, line);

@@ -1,5 +1,7 @@
-// An attachment message: images inline, video and audio with controls, anything else a download
-// link. URLs are short-lived presigned GETs, fetched when shown and again when they expire.
+// An attachment message: images inline (a click shows them full size), video and audio with
+// controls, anything else a download link. URLs are short-lived presigned GETs, fetched when shown
+// and again when they expire.
+import { createPortal } from "preact/compat";
 import { useEffect, useState } from "preact/hooks";
 import type { Attachment, Message } from "../api/types";
 import type { ChatModel } from "../app/chat";
@@ -12,6 +14,19 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
   const [error, setError] = useState<string | null>(null);
   const [round, setRound] = useState(0);
   const [failures, setFailures] = useState(0);
+  const [viewing, setViewing] = useState(false);
+
+  useEffect(() => {
+    if (!viewing) return;
+    const close = (e: KeyboardEvent) => {
+      if (e.key === "Escape") {
+        e.stopPropagation();
+        setViewing(false);
+      }
+    };
+    window.addEventListener("keydown", close, true);
+    return () => window.removeEventListener("keydown", close, true);
+  }, [viewing]);
 
   useEffect(() => {
     let live = true;
@@ -44,10 +59,31 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
     setRound((r) => r + 1);
   };
   if (message.type === "image") {
+    // The URL downloads when opened (the store serves attachments as downloads, never as pages),
+    // so a click shows the picture here, full size, with the download beside it.
     return (
-      <a class="attachment image" href={url} target="_blank" rel="noopener noreferrer">
-        <img src={url} alt={info.filename} loading="lazy" onError={refresh} />
-      </a>
+      <>
+        <button type="button" class="attachment image" aria-label={`View ${info.filename}`} onClick={() => setViewing(true)}>
+          <img src={url} alt={info.filename} loading="lazy" onError={refresh} />
+        </button>
+        {viewing &&
+          // On the body: inside the message it would sit under the message's own layers.
+          createPortal(
+          <div class="lightbox" role="dialog" aria-modal="true" aria-label={info.filename} onClick={() => setViewing(false)}>
+            <img src={url} alt={info.filename} onClick={(e) => e.stopPropagation()} />
+            <div class="lightbox-bar" onClick={(e) => e.stopPropagation()}>
+              <span class="lightbox-name">{info.filename}</span>
+              <a href={url} rel="noopener noreferrer">
+                Download ({bytes(info.size)})
+              </a>
+              <button type="button" onClick={() => setViewing(false)}>
+                Close
+              </button>
+            </div>
+          </div>,
+          document.body,
+        )}
+      </>
     );
   }
   if (message.type === "video") return <video class="attachment" src={url} controls preload="metadata" aria-label={info.filename} onError={refresh} />;
