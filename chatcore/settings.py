@@ -169,6 +169,9 @@ class Settings:
     attachment_upload_ttl_s: int = 900
     attachment_download_ttl_s: int = 300
     attachment_pending_max_age_s: float = 3600.0
+    # Bytes one account may hold in attachments it requested in the last 24 hours (pending or
+    # ready): what bounds the store's growth, since files need not be sent to take space.
+    attachment_bytes_per_user_day: int = 1024 * 1024 * 1024
     attachment_sweep_interval_s: float = 300.0
     # The S3 endpoint clients reach (presigned URLs sign the host); empty: ``s3_endpoint``.
     s3_public_endpoint: str = ""

@@ -122,6 +122,7 @@ BOUNDS: dict[str, Bound] = {
     "attachment_upload_ttl_s": Bound(1, 900),
     "attachment_download_ttl_s": Bound(1, 300),
     "attachment_pending_max_age_s": AT_LEAST_ONE,
+    "attachment_bytes_per_user_day": AT_LEAST_ONE,
     "attachment_sweep_interval_s": POSITIVE,
     "clamd_timeout_s": POSITIVE,
     "relay_port": PORT,

@@ -10,8 +10,9 @@ equal.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -165,6 +166,34 @@ def parse_upload_request(body: Mapping[str, Any], *, max_bytes: int = MAX_BYTES)
     assert kind is not None
     assert isinstance(size, int)
     return UploadRequest(filename, content_type, kind, size)
+
+
+QUOTA_WINDOW = timedelta(days=1)
+
+
+def bytes_text(n: int) -> str:
+    """A byte count as people read it: 1 GiB, 5 MiB, 800 KiB, 12 bytes."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def quota_wait(
+    held: Sequence[tuple[datetime, int]], size: int, *, limit: int, now: datetime
+) -> float | None:
+    """Seconds until ``size`` more bytes fit in the account's daily quota, given the ``(created,
+    size)`` of what it requested in the window; None when they fit now."""
+    recent = sorted((at, n) for at, n in held if at > now - QUOTA_WINDOW)
+    used = sum(n for _, n in recent)
+    if used + size <= limit:
+        return None
+    for at, n in recent:  # the oldest leave the window first
+        used -= n
+        if used + size <= limit:
+            return max(1.0, (at + QUOTA_WINDOW - now).total_seconds())
+    return QUOTA_WINDOW.total_seconds()  # larger than the quota itself: never, say a day
 
 
 def object_key(team_id: str, attachment_id: str) -> str:

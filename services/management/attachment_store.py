@@ -36,6 +36,10 @@ ATTACHMENT_INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(
         s.ATTACHMENTS, ((s.ATTACHMENT_STATUS, ASCENDING), (s.ATTACHMENT_CREATED_AT, ASCENDING))
     ),
+    # The daily quota: one user's recent attachments.
+    IndexSpec(
+        s.ATTACHMENTS, ((s.ATTACHMENT_UPLOADER, ASCENDING), (s.ATTACHMENT_CREATED_AT, ASCENDING))
+    ),
 )
 
 
@@ -131,6 +135,10 @@ class AttachmentStore(Protocol):
     async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
         """Pending records created before ``before``, oldest first."""
 
+    async def held_by(self, uploader: str, *, since: datetime) -> list[tuple[datetime, int]]:
+        """``(created_at, size)`` of the pending and ready attachments the user requested since
+        then (what counts against the daily quota)."""
+
     async def delete_pending(self, attachment_id: str) -> bool:
         """Delete the record if it is still pending."""
 
@@ -188,6 +196,20 @@ class MongoAttachmentStore:
                 return False  # another decision (or a newer holder) was first
             raise database_unavailable(exc) from exc
         return result.modified_count == 1
+
+    async def held_by(self, uploader: str, *, since: datetime) -> list[tuple[datetime, int]]:
+        # Equality on the uploader (what FerretDB pushes down); the rest is filtered here.
+        query = {s.ATTACHMENT_UPLOADER: uploader, s.ATTACHMENT_CREATED_AT: {"$gte": since}}
+        fields = {s.ATTACHMENT_CREATED_AT: 1, s.ATTACHMENT_SIZE: 1, s.ATTACHMENT_STATUS: 1}
+        try:
+            docs = await self._items.find(query, fields).to_list(None)
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return [
+            (doc[s.ATTACHMENT_CREATED_AT], int(doc.get(s.ATTACHMENT_SIZE, 0)))
+            for doc in docs
+            if doc.get(s.ATTACHMENT_STATUS) in (s.PENDING, s.READY)
+        ]
 
     async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
         try:

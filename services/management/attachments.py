@@ -29,16 +29,19 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from chatcore.errors import Conflict, InvalidInput, NotFound, Unavailable
+from chatcore.errors import Conflict, InvalidInput, NotFound, RateLimited, Unavailable
 from chatcore.leases import Lease, Leases, local_leases
 from chatcore.logging import get_logger
 from chatcore.messages import iso_datetime
 from chatcore.schema import PENDING, READY, REJECTED, WITHDRAWN
 from services.management import roles
 from services.management.attachment_rules import (
+    QUOTA_WINDOW,
     UploadRequest,
+    bytes_text,
     content_disposition,
     object_key,
+    quota_wait,
     scanned_key,
 )
 from services.management.attachment_signatures import content_mismatch
@@ -65,6 +68,7 @@ class AttachmentLimits:
     upload_ttl_s: int
     download_ttl_s: int
     pending_max_age_s: float
+    bytes_per_user_day: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,7 @@ class AttachmentMetrics:
         return cls(
             outcomes=Counter(
                 "management_attachments_total",
-                "Attachment steps by outcome (requested, ready, rejected, scan_unavailable)",
+                "Attachment steps by outcome (requested, ready, rejected, scan_unavailable, quota)",
                 ["outcome"],
                 registry=registry,
             ),
@@ -143,6 +147,16 @@ class AttachmentService:
         team = roles.member_team(await self._teams.get(team_id), caller)
         roles.check_writable(team)
         now = self._now()
+        held = await self._records.held_by(caller, since=now - QUOTA_WINDOW)
+        wait = quota_wait(held, request.size, limit=self._limits.bytes_per_user_day, now=now)
+        if wait is not None:
+            self._metrics.outcomes.labels("quota").inc()
+            quota = bytes_text(self._limits.bytes_per_user_day)
+            raise RateLimited(
+                f"your attachments of the last 24 hours reach {quota}, "
+                "the most one account may upload in a day",
+                retry_after=wait,
+            )
         attachment_id = self._new_id()
         item = Attachment(
             id=attachment_id,

@@ -144,6 +144,7 @@ def _attachment_service(
             upload_ttl_s=settings.attachment_upload_ttl_s,
             download_ttl_s=settings.attachment_download_ttl_s,
             pending_max_age_s=settings.attachment_pending_max_age_s,
+            bytes_per_user_day=settings.attachment_bytes_per_user_day,
         ),
         metrics=AttachmentMetrics.create(registry),
         leases=leases,

@@ -250,6 +250,26 @@ async def test_an_upload_after_complete_never_reaches_a_download(pipe: Pipeline,
         assert await resp.read() == clean
 
 
+async def test_an_account_past_its_daily_bytes_gets_429_until_they_age_out(
+    pipe: Pipeline, api: Api
+) -> None:
+    """With a 100-byte daily quota: 60 bytes are taken, 60 more answer 429 with Retry-After of
+    about a day and record nothing; another member's own 60 are theirs."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    team = await pipe.team([alice, bob])
+    async with other_management(pipe, attachment_bytes_per_user_day=100) as base:
+        first = await request_upload(api, base, alice, team, size=60, ct="text/plain", name="a.txt")
+        assert first.status == 201, first.body
+        refused = await request_upload(
+            api, base, alice, team, size=60, ct="text/plain", name="b.txt"
+        )
+        assert (refused.status, refused.code) == (429, "rate_limited")
+        assert 86_000 < int(refused.headers["Retry-After"]) <= 86_400
+        theirs = await request_upload(api, base, bob, team, size=60, ct="text/plain", name="c.txt")
+        assert theirs.status == 201, theirs.body
+    assert await pipe.db.attachments.count_documents({"team_id": team}) == 2
+
+
 async def test_expired_policy_is_refused(pipe: Pipeline, api: Api) -> None:
     """An upload after the policy's expiry is refused by S3 and completing finds nothing."""
     alice = await pipe.user()

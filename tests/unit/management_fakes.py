@@ -22,7 +22,7 @@ from chatcore.leases import Leases, local_leases
 from chatcore.memberships import MembershipEntry
 from chatcore.message_state import StoredMessage
 from chatcore.proto.chat.v1 import chat_pb2
-from chatcore.schema import BROADCAST, PENDING, TEXT, WITHDRAWN
+from chatcore.schema import BROADCAST, PENDING, READY, TEXT, WITHDRAWN
 from chatcore.unread import ChannelHead, Unread
 from services.management.attachment_store import Attachment
 from services.management.clamd import ScanResult
@@ -416,6 +416,13 @@ class MemoryAttachmentStore:
             item, status=status, reason=reason, stored_key=stored_key
         )
         return True
+
+    async def held_by(self, uploader: str, *, since: datetime) -> list[tuple[datetime, int]]:
+        return [
+            (i.created_at, i.size)
+            for i in self.items.values()
+            if i.uploader == uploader and i.created_at >= since and i.status in (PENDING, READY)
+        ]
 
     async def stale_pending(self, before: datetime, *, limit: int) -> list[Attachment]:
         found = [i for i in self.items.values() if i.status == PENDING and i.created_at < before]

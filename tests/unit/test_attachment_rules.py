@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from chatcore.errors import InvalidInput, TooLarge
 from services.management.attachment_rules import (
     ALLOWED_TYPES,
     MAX_BYTES,
+    bytes_text,
     check_size,
     clean_filename,
     content_disposition,
     kind_of,
     object_key,
     parse_upload_request,
+    quota_wait,
 )
 
 
@@ -135,3 +139,25 @@ def test_object_key_is_chosen_by_the_server() -> None:
 def test_content_disposition_is_rfc_6266_safe(filename: str, header: str) -> None:
     """Quotes and backslashes never reach the quoted string; non-ASCII goes in filename*."""
     assert content_disposition(filename) == header
+
+
+def test_quota_wait_counts_a_day_and_says_when_enough_has_aged_out() -> None:
+    """What fits now is None; otherwise the seconds until the oldest uploads leave the window."""
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    held = [(now - 23 * hour, 400), (now - 2 * hour, 400), (now - 25 * hour, 999)]
+    assert quota_wait(held, 200, limit=1000, now=now) is None
+    assert quota_wait(held, 300, limit=1000, now=now) == 3600.0  # once the 23-hour-old one is out
+    assert quota_wait(held, 700, limit=1000, now=now) == 22 * 3600.0
+    assert quota_wait([], 2000, limit=1000, now=now) == 86400.0  # larger than the quota itself
+
+
+def test_bytes_are_written_as_people_read_them() -> None:
+    """Whole units without decimals, others with one."""
+    assert [bytes_text(n) for n in (12, 2048, 5 * 1024 * 1024, 1 << 30, 1536 * 1024)] == [
+        "12 bytes",
+        "2 KiB",
+        "5 MiB",
+        "1 GiB",
+        "1.5 MiB",
+    ]

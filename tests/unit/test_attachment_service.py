@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from chatcore.errors import Conflict, Forbidden, NotFound, Unavailable
+from chatcore.errors import Conflict, Forbidden, NotFound, RateLimited, Unavailable
 from chatcore.message_state import StoredMessage
 from services.management.attachment_rules import UploadRequest, kind_of
 from services.management.attachments import (
@@ -28,6 +28,7 @@ from tests.unit.management_fakes import (
 
 ALICE, BOB, CAROL, STRANGER, TEAM = "a" * 32, "b" * 32, "d" * 32, "c" * 32, "t" * 32
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+QUOTA = 1000  # bytes a day per account, small enough to reach
 
 
 @dataclasses.dataclass
@@ -61,7 +62,11 @@ def world() -> World:
         objects=objects,
         scanner=scanner,
         limits=AttachmentLimits(
-            max_bytes=5 * 1024 * 1024, upload_ttl_s=900, download_ttl_s=300, pending_max_age_s=3600
+            max_bytes=5 * 1024 * 1024,
+            upload_ttl_s=900,
+            download_ttl_s=300,
+            pending_max_age_s=3600,
+            bytes_per_user_day=QUOTA,
         ),
         metrics=AttachmentMetrics.create(CollectorRegistry()),
         clock=lambda: now[0],
@@ -134,6 +139,31 @@ async def test_bytes_that_are_not_the_declared_image_are_rejected_unscanned(worl
     assert world.scanner.scanned == []
     picture = await _uploaded(world, b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, ct="image/png")
     assert (await world.service.complete(picture, caller=ALICE)).status == "ready"
+
+
+async def test_an_account_uploads_at_most_its_daily_quota(world: World) -> None:
+    """Past the bytes one account may request in 24 hours: 429 until the oldest are a day old;
+    rejected uploads (their bytes deleted) do not count, and others' uploads are their own."""
+    request = UploadRequest("a.txt", "text/plain", "file", 600)
+    await world.service.request_upload(TEAM, request, caller=ALICE)
+    world.now[0] += 3600
+    with pytest.raises(RateLimited, match="the most one account may upload in a day") as refused:
+        await world.service.request_upload(TEAM, request, caller=ALICE)
+    assert refused.value.retry_after == 23 * 3600
+    assert len(world.records.items) == 1  # nothing recorded for the refused one
+    await world.service.request_upload(TEAM, request, caller=BOB)
+    infected = await _uploaded(world, b"xxEICARxx")
+    with pytest.raises(RateLimited):
+        await world.service.request_upload(
+            TEAM, UploadRequest("b.txt", "text/plain", "file", 392), caller=ALICE
+        )
+    with pytest.raises(AttachmentRejected):
+        await world.service.complete(infected, caller=ALICE)
+    await world.service.request_upload(
+        TEAM, UploadRequest("b.txt", "text/plain", "file", 392), caller=ALICE
+    )
+    world.now[0] += 23 * 3600
+    await world.service.request_upload(TEAM, request, caller=ALICE)
 
 
 async def test_missing_object_keeps_the_record_pending(world: World) -> None:

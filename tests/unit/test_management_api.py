@@ -116,6 +116,7 @@ async def harness() -> AsyncIterator[Harness]:
             upload_ttl_s=900,
             download_ttl_s=300,
             pending_max_age_s=3600,
+            bytes_per_user_day=settings.attachment_bytes_per_user_day,
         ),
         metrics=AttachmentMetrics.create(CollectorRegistry()),
     )
