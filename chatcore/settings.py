@@ -291,6 +291,12 @@ class Settings:
                 "CHAT_ATTACHMENT_PENDING_MAX_AGE_S must not be shorter than "
                 "CHAT_ATTACHMENT_UPLOAD_TTL_S"
             )
+        # Else a file of the largest size would be refused as over the day's quota for good.
+        if self.attachment_bytes_per_user_day < self.attachment_max_bytes:
+            raise ConfigError(
+                "CHAT_ATTACHMENT_BYTES_PER_USER_DAY must not be smaller than "
+                "CHAT_ATTACHMENT_MAX_BYTES"
+            )
         if self.s3_public_endpoint and not self.s3_public_endpoint.startswith(
             ("http://", "https://")
         ):

@@ -257,7 +257,9 @@ async def test_an_account_past_its_daily_bytes_gets_429_until_they_age_out(
     about a day and record nothing; another member's own 60 are theirs."""
     alice, bob = await asyncio.gather(pipe.user(), pipe.user())
     team = await pipe.team([alice, bob])
-    async with other_management(pipe, attachment_bytes_per_user_day=100) as base:
+    async with other_management(
+        pipe, attachment_bytes_per_user_day=100, attachment_max_bytes=100
+    ) as base:
         first = await request_upload(api, base, alice, team, size=60, ct="text/plain", name="a.txt")
         assert first.status == 201, first.body
         refused = await request_upload(

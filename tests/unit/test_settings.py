@@ -45,6 +45,14 @@ def test_malformed_value_names_the_variable() -> None:
         Settings.from_env({"CHAT_RELAY_ID": "relay one"})
 
 
+def test_a_daily_attachment_quota_below_one_file_is_refused() -> None:
+    """A quota smaller than the largest file would refuse such files for good: start-up stops."""
+    with pytest.raises(ConfigError, match="CHAT_ATTACHMENT_BYTES_PER_USER_DAY"):
+        Settings.from_env({"CHAT_ATTACHMENT_BYTES_PER_USER_DAY": "1048576"})
+    quota = Settings.from_env({"CHAT_ATTACHMENT_BYTES_PER_USER_DAY": "5242880"})
+    assert quota.attachment_bytes_per_user_day == quota.attachment_max_bytes
+
+
 def test_to_env_round_trips_and_secrets_stay_out_of_repr() -> None:
     """to_env rebuilds the same settings; the S3 secret never shows in repr."""
     settings = Settings.from_env({"CHAT_S3_SECRET_KEY": "very-secret-value"})

@@ -31,9 +31,16 @@ function setup(saved: string | null = null) {
     userAsks: [] as string[],
     inactive: new Set<string>(),
     superAdmin: ME,
+    failTeams: 0,
   };
   const api = {
-    teams: async () => ({ data: [...server.teams].map((id) => team(id, { unread: server.unread[id], members: server.members })), meta: { has_more: false } }),
+    teams: async () => {
+      if (server.failTeams > 0) {
+        server.failTeams -= 1;
+        throw new ApiError(503, "unavailable", "busy");
+      }
+      return { data: [...server.teams].map((id) => team(id, { unread: server.unread[id], members: server.members })), meta: { has_more: false } };
+    },
     // A team named "nnn..." is one the user just created: they are its only member.
     team: async (id: string) =>
       id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id], members: server.members, active: !server.inactive.has(id), super_admin: server.superAdmin }),
@@ -262,6 +269,17 @@ describe("ChatModel", () => {
     await gone.model.start();
     await flush();
     expect(gone.model.selectedTeam).toBe(TEAM);
+  });
+
+  it("knows an account has no teams once hello says so, even when the first list read failed", async () => {
+    const s = setup();
+    s.server.teams.clear();
+    s.server.failTeams = 1;
+    await s.model.start();
+    expect(s.model.teamsLoaded).toBe(false); // "Loading your teams…", not "No teams yet"
+    s.hello({ channels: [] });
+    await flush();
+    expect(s.model.teamsLoaded).toBe(true);
   });
 
   it("shows names stored with text-direction controls without them, so they cannot pose as others", async () => {

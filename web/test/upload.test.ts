@@ -93,6 +93,9 @@ describe("uploadAttachment", () => {
   it("words the server's refusals for a person: an empty file, a disguised one, an odd name", () => {
     const why = (status: number, message: string, details?: Record<string, string>) => refusal(new ApiError(status, "x", message, null, details));
     expect(why(422, "invalid attachment request", { size: "must be at least 1 byte" })).toBe("the file is empty");
+    // A size refused among other fields, and a limit an operator set below a megabyte.
+    expect(why(422, "invalid attachment request", { size: "too large", filename: "no usable file name" })).toBe("it is too large");
+    expect(why(413, "attachments are limited to 262144 bytes", { size: "too large" })).toBe("it is larger than 256 KB, the most one file may be");
     expect(why(422, "the upload was rejected: the content is not image/png")).toBe("its content is not what its type says (image/png)");
     expect(why(422, "invalid attachment request", { filename: "nothing left" })).toMatch(/^its name cannot be used/);
     expect(why(409, "this attachment was decided concurrently; ask again")).toBe("this attachment was decided concurrently; ask again");

@@ -577,6 +577,11 @@ export class ChatModel extends Observable {
     const known = new Set(this.teams.keys());
     const channels = new Set(hello.channels);
     if (channels.size !== known.size || [...channels].some((c) => !known.has(c))) void this.loadTeams();
+    else if (!this.teamsLoaded) {
+      // The list read failed, but hello says it holds exactly these (none, say): it is known now.
+      this.teamsLoaded = true;
+      this.changed();
+    }
     // Everything held is resumed from its cursor; the open team is loaded if it is not yet.
     for (const [team, t] of this.timelines) {
       if (t.loaded || t.isResuming || team === this.selectedTeam) void this.sync.request(team);
@@ -692,7 +697,9 @@ export class ChatModel extends Observable {
         if (t.loaded || team === this.selectedTeam) void this.sync.request(team);
       } else if (fresh.super_admin !== this.me.id) {
         // The super admin made the change (only they can), and the panel said so.
-        const now = frame.event === "deactivated" ? "was deactivated: it can be read, not written to." : "was reactivated: you can write to it again.";
+        // From the team as read now, not the event: two changes in quick succession may be
+        // answered out of order, and the notice must not contradict what the page shows.
+        const now = fresh.active ? "was reactivated: you can write to it again." : "was deactivated: it can be read, not written to.";
         this.notify("info", `${shownName(fresh.name)} ${now}`, `status ${team}`);
       }
     } catch (err) {

@@ -46,8 +46,11 @@ scope.onmessage = async (ev: MessageEvent<AuthRequest>) => {
     else if (req.op === "current") grant = await keeper.current();
     else if (req.op === "refresh") grant = await keeper.refresh();
     else {
-      await keeper.logout();
+      // Told before the server is: a logout request that hangs must not end, once it gives up,
+      // a login another tab made meanwhile.
+      const done = keeper.logout();
       tabs?.postMessage({ kind: "logged_out" } satisfies TabNews);
+      await done;
     }
     post({ id: req.id, ok: true, grant });
   } catch (err) {

@@ -1,8 +1,7 @@
 // An attachment message: images inline (a click shows them full size), video and audio with
 // controls, anything else a download link. URLs are short-lived presigned GETs, fetched when shown
 // and again when they expire.
-import { createPortal } from "preact/compat";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { Attachment, Message } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { bytes } from "./format";
@@ -15,17 +14,26 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
   const [round, setRound] = useState(0);
   const [failures, setFailures] = useState(0);
   const [viewing, setViewing] = useState(false);
+  const viewer = useRef<HTMLDialogElement>(null);
 
+  // A modal <dialog>: the browser keeps focus inside it, and gives it back to the thumbnail when
+  // it closes. Esc is taken here first so it closes only the picture, not the panel behind it.
   useEffect(() => {
-    if (!viewing) return;
-    const close = (e: KeyboardEvent) => {
+    const dialog = viewer.current;
+    if (!viewing || !dialog) return;
+    dialog.showModal();
+    const onKey = (e: KeyboardEvent) => {
       if (e.key === "Escape") {
+        e.preventDefault();
         e.stopPropagation();
         setViewing(false);
       }
     };
-    window.addEventListener("keydown", close, true);
-    return () => window.removeEventListener("keydown", close, true);
+    window.addEventListener("keydown", onKey, true);
+    return () => {
+      window.removeEventListener("keydown", onKey, true);
+      if (dialog.open) dialog.close();
+    };
   }, [viewing]);
 
   useEffect(() => {
@@ -66,22 +74,25 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
         <button type="button" class="attachment image" aria-label={`View ${info.filename}`} onClick={() => setViewing(true)}>
           <img src={url} alt={info.filename} loading="lazy" onError={refresh} />
         </button>
-        {viewing &&
-          // On the body: inside the message it would sit under the message's own layers.
-          createPortal(
-          <div class="lightbox" role="dialog" aria-modal="true" aria-label={info.filename} onClick={() => setViewing(false)}>
-            <img src={url} alt={info.filename} onClick={(e) => e.stopPropagation()} />
-            <div class="lightbox-bar" onClick={(e) => e.stopPropagation()}>
+        {viewing && (
+          <dialog
+            ref={viewer}
+            class="lightbox"
+            aria-label={info.filename}
+            onClose={() => setViewing(false)}
+            onClick={(e) => e.target === e.currentTarget && setViewing(false)}
+          >
+            <img src={url} alt={info.filename} />
+            <div class="lightbox-bar">
               <span class="lightbox-name">{info.filename}</span>
               <a href={url} rel="noopener noreferrer">
                 Download ({bytes(info.size)})
               </a>
-              <button type="button" onClick={() => setViewing(false)}>
+              <button type="button" autofocus onClick={() => setViewing(false)}>
                 Close
               </button>
             </div>
-          </div>,
-          document.body,
+          </dialog>
         )}
       </>
     );

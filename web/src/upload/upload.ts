@@ -62,15 +62,21 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const MIB = 1024 * 1024;
 
+function sizeText(n: number): string {
+  if (n >= MIB) return `${Number((n / MIB).toFixed(1))} MB`;
+  if (n >= 1024) return `${Number((n / 1024).toFixed(1))} KB`;
+  return `${n} bytes`;
+}
+
 /** Why the server refused an upload, in a person's words rather than the API's field reasons. */
 export function refusal(err: ApiError): string {
   const details = err.details ?? {};
-  if (err.status === 413) {
+  if (err.status === 413 || details.size === "too large") {
     const limit = /(\d+) bytes/.exec(err.message)?.[1];
-    return limit ? `it is larger than ${Math.round(Number(limit) / MIB)} MB, the most one file may be` : "it is too large";
+    return limit ? `it is larger than ${sizeText(Number(limit))}, the most one file may be` : "it is too large";
   }
   if (details.content_type) return "files of this type cannot be attached (pictures, video, audio, PDF, Office, OpenDocument, zip and plain text can)";
-  if (details.size) return "the file is empty";
+  if (details.size === "must be at least 1 byte") return "the file is empty";
   if (details.filename) return "its name cannot be used (it has nothing left once path and control characters are removed)";
   const notType = /the content is not ([a-z]+\/[a-z0-9.+-]+)/.exec(err.message);
   if (notType) return `its content is not what its type says (${notType[1]})`;
