@@ -47,6 +47,9 @@ export function refreshDelayMs(expiresInS: number): number {
   return Math.max(1, (expiresInS - lead) * 1000);
 }
 
+// Why a tab's session ends when the browser's cookie turned out to be another account's.
+const SOMEONE_ELSE = "Someone else logged in on this browser. Log in again.";
+
 // A rotation answered 409 (another tab's rotation of the same cookie won) is asked again this often.
 const CONCURRENT_RETRIES = 4;
 
@@ -103,16 +106,12 @@ export class TokenKeeper {
 
   /** Another tab of this browser logged out: the login is revoked, so this tab's session ends. */
   endedElsewhere(): void {
-    if (!this.active) return;
-    this.clear();
-    this.emit({ kind: "logged_out", reason: "You logged out in another tab." });
+    if (this.active) this.end("You logged out in another tab.");
   }
 
   /** Another tab logged in: if as someone else, the cookie is theirs now and this session ends. */
   signedInElsewhere(userId: string): void {
-    if (!this.active || !this.grant || this.grant.user.id === userId) return;
-    this.clear();
-    this.emit({ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again." });
+    if (this.active && this.grant && this.grant.user.id !== userId) this.end(SOMEONE_ELSE);
   }
 
   /** The current grant, refreshed first when it is about to expire. */
@@ -154,8 +153,7 @@ export class TokenKeeper {
       if (this.grant && pair.user.id !== this.grant.user.id) {
         // Another tab logged out and someone else logged in: the cookie is theirs now. This
         // page holds the first user's teams and messages; it must not go on as the second.
-        this.clear();
-        this.emit({ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again." });
+        this.end(SOMEONE_ELSE);
         throw new ApiError(401, "unauthorized", "another account's session");
       }
       this.failures = 0;
@@ -165,8 +163,7 @@ export class TokenKeeper {
       if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
         // Reused (someone else rotated it first: the server revoked the family), expired, revoked,
         // logged out in another tab, or the account is disabled: this session is over.
-        this.clear();
-        this.emit({ kind: "logged_out", reason: "Your session ended (signed out elsewhere or expired). Log in again." });
+        this.end("Your session ended (signed out elsewhere or expired). Log in again.");
         throw err;
       }
       // A network hiccup or a 503: keep the session and try again soon, while the access token lasts.
@@ -216,6 +213,12 @@ export class TokenKeeper {
       this.timer = null;
       this.refresh().catch(() => undefined);
     }, ms);
+  }
+
+  /** The session is over for a reason the page shows on its login screen. */
+  private end(reason: string): void {
+    this.clear();
+    this.emit({ kind: "logged_out", reason });
   }
 
   private clear(): void {

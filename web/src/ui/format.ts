@@ -10,10 +10,11 @@ export function clock(ts: string): string {
   return today ? time.format(d) : `${day.format(d)} ${time.format(d)}`;
 }
 
+/** A byte count: 295 B, 1.5 KB, 5 MB (one decimal, none when it is .0). */
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  if (n < 1024 * 1024) return `${Number((n / 1024).toFixed(1))} KB`;
+  return `${Number((n / 1024 / 1024).toFixed(1))} MB`;
 }
 
 export function initials(name: string): string {

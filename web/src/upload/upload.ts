@@ -2,6 +2,7 @@
 // POST, send the file straight to S3 with XMLHttpRequest (whose upload events give the progress
 // bar), then have it checked and scanned. Every refusal becomes an UploadError a person can read.
 import { ApiError } from "../api/client";
+import { bytes } from "../ui/format";
 import type { Attachment, UploadTicket } from "../api/types";
 
 export class UploadError extends Error {
@@ -60,20 +61,13 @@ function postForm(makeXhr: () => Xhr, url: string, form: FormData, progress: (fr
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-const MIB = 1024 * 1024;
-
-function sizeText(n: number): string {
-  if (n >= MIB) return `${Number((n / MIB).toFixed(1))} MB`;
-  if (n >= 1024) return `${Number((n / 1024).toFixed(1))} KB`;
-  return `${n} bytes`;
-}
 
 /** Why the server refused an upload, in a person's words rather than the API's field reasons. */
 export function refusal(err: ApiError): string {
   const details = err.details ?? {};
   if (err.status === 413 || details.size === "too large") {
     const limit = /(\d+) bytes/.exec(err.message)?.[1];
-    return limit ? `it is larger than ${sizeText(Number(limit))}, the most one file may be` : "it is too large";
+    return limit ? `it is larger than ${bytes(Number(limit))}, the most one file may be` : "it is too large";
   }
   if (details.content_type) return "files of this type cannot be attached (pictures, video, audio, PDF, Office, OpenDocument, zip and plain text can)";
   if (details.size === "must be at least 1 byte") return "the file is empty";
