@@ -141,8 +141,12 @@ def unread(head: ChannelHead, read: ReadState, user_id: str) -> Unread:
     """What ``user_id`` has not read in the channel."""
     team = head.count - read.count
     gone = sum(1 for d in head.deleted if d.seq > read.seq and d.sender != user_id)
+    # The head may be read a moment older than the read document (a hello reuses it for
+    # half a second): the team texts that mention the user are unread team messages too, so a
+    # badge never says "@1" over "0 unread".
+    mentioning = len(set(read.mentions).difference(read.dms))
     return Unread(
-        count=max(0, team - gone) + len(read.dms),
+        count=max(0, team - gone, mentioning) + len(read.dms),
         mentions=len(read.mentions),
         last_read_seq=read.seq,
     )

@@ -243,6 +243,16 @@ def test_the_unread_count_is_never_negative() -> None:
     assert unread(head, state.with_dm(38), ME).count == 1
 
 
+def test_a_head_older_than_the_read_document_never_counts_fewer_than_the_mentions() -> None:
+    """A head read a moment before the mentions were stored (a hello reuses heads briefly)
+    still counts each team text that mentions the reader as unread: no "@2" over "0 unread"."""
+    stale = ChannelHead(count=2, count_seq=20, last_seq=20)
+    state = ReadState(seq=20, count=2).with_mention(25).with_mention(27).with_dm(26)
+    assert unread(stale, state, ME) == Unread(count=2 + 1, mentions=3, last_read_seq=20)
+    fresh = ChannelHead(count=6, count_seq=30, last_seq=30)
+    assert unread(fresh, state, ME).count == 4 + 1
+
+
 def test_unread_all_defaults_to_zero_for_unknown_channels() -> None:
     """A channel without a head or read document counts from zero and reads from before the
     first seq (-1); only the channels asked for are answered."""
