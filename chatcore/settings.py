@@ -164,6 +164,12 @@ class Settings:
     # Concurrent history and team-list scans per instance; a request waits this long for a slot.
     management_scan_concurrency: int = 16
     management_scan_wait_s: float = 1.0
+    # Of those, how many one user may hold at once, so one account cannot take them all.
+    management_scans_per_user: int = 4
+    # Per-user token bucket over read marks (PUT .../read): clients mark read as messages come
+    # into view, a few times a second at most; each mark is a database lookup and a Kafka record.
+    management_read_burst: int = 30
+    management_read_per_s: float = 3.0
     # Attachments (management service): presigned S3 uploads, clamd scan, sweep of stale uploads
     attachment_max_bytes: int = 5 * 1024 * 1024
     attachment_upload_ttl_s: int = 900
@@ -283,6 +289,10 @@ class Settings:
         if not self.auth_url.startswith(("http://", "https://")):
             raise ConfigError("CHAT_AUTH_URL must be an http:// or https:// URL")
         self._validate_attachments()
+        if self.management_scans_per_user > self.management_scan_concurrency:
+            raise ConfigError(
+                "CHAT_MANAGEMENT_SCANS_PER_USER must not exceed CHAT_MANAGEMENT_SCAN_CONCURRENCY"
+            )
 
     def _validate_attachments(self) -> None:
         # A pending upload younger than its policy may still arrive: never sweep it that early.

@@ -1,9 +1,9 @@
 """HTTP routes of the management service: a thin translation between JSON and the domain.
 
-Every handler authenticates first (401), takes a write from the caller's budget (429) or a scan
-slot (503 when all are busy), then parses ids, query and body (422 before any query), then calls
-the domain, which answers 404 to non-members, 403 to members lacking the role and 409 to requests
-that clash with the team's state.
+Every handler authenticates first (401), takes a write (or a read mark) from the caller's budget
+(429) or a scan slot (503 when all are busy, or the caller holds their share), then parses ids,
+query and body (422 before any query), then calls the domain, which answers 404 to non-members,
+403 to members lacking the role and 409 to requests that clash with the team's state.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class ManagementApi:
         openapi: bytes,
         *,
         writes: WriteLimiter,
+        reads: WriteLimiter,
         scans: ScanGate,
         messages: MessageService,
         unread: UnreadSource,
@@ -72,6 +73,7 @@ class ManagementApi:
         self._settings = settings
         self._openapi = openapi
         self._writes = writes
+        self._reads = reads
         self._scans = scans
 
     def routes(self) -> list[web.RouteDef]:
@@ -146,7 +148,7 @@ class ManagementApi:
     async def list_mine(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         query = parse_teams_query(request.query.items())
-        async with self._scans.hold():
+        async with self._scans.hold(caller):
             page = await self._teams.list_mine(caller, query)
             body = await self._with_unread(list(page.teams), caller)
         return ok(body, meta={"has_more": page.has_more, "next_cursor": page.next_cursor})
@@ -206,7 +208,7 @@ class ManagementApi:
         caller = await self._caller(request)
         team_id = self._team_id(request)
         query = parse_history_query(request.query.items())
-        async with self._scans.hold():
+        async with self._scans.hold(caller):
             page = await self._history.page(team_id, query, caller=caller)
         return ok([m.public() for m in page.messages], meta=page.meta())
 
@@ -243,7 +245,7 @@ class ManagementApi:
         caller = await self._caller(request)
         team_id, message_id = self._team_id(request), self._message_id(request)
         query = parse_after_query(request.query.items())
-        async with self._scans.hold():
+        async with self._scans.hold(caller):
             page = await self._messages.thread(team_id, message_id, query, caller=caller)
         return ok([m.public() for m in page.items], meta=page.meta())
 
@@ -251,13 +253,15 @@ class ManagementApi:
         caller = await self._caller(request)
         team_id = self._team_id(request)
         query = parse_after_query(request.query.items())
-        async with self._scans.hold():
+        async with self._scans.hold(caller):
             page = await self._messages.changes(team_id, query, caller=caller)
         return ok([e.public() for e in page.items], meta=page.meta())
 
     async def mark_read(self, request: web.Request) -> web.Response:
-        # Not charged to the write budget: clients mark read as messages come into view.
+        # A budget of its own: clients mark read as messages come into view, which a write
+        # budget sized for team changes would not allow.
         caller = await self._caller(request)
+        self._reads.check(caller)
         team_id = self._team_id(request)
         seq = parse_read(await self._body(request))
         await self._messages.mark_read(team_id, seq, caller=caller)

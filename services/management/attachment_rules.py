@@ -50,6 +50,37 @@ ALLOWED_TYPES: Mapping[str, frozenset[str]] = {
 }
 _KIND_OF: Mapping[str, str] = {ct: kind for kind, types in ALLOWED_TYPES.items() for ct in types}
 
+# The extensions a saved file of each type may keep, the first being the one added to any other
+# name: "invoice.html" declared text/plain is stored as "invoice.html.txt", so a download saved to
+# disk opens as what was checked, not as a page or a program. Plain text keeps only extensions
+# that no desktop opens as a script or a document with scripts.
+EXTENSIONS: Mapping[str, tuple[str, ...]] = {
+    "image/png": ("png",),
+    "image/jpeg": ("jpg", "jpeg", "jpe", "jfif"),
+    "image/gif": ("gif",),
+    "image/webp": ("webp",),
+    "video/mp4": ("mp4", "m4v"),
+    "video/webm": ("webm",),
+    "audio/mpeg": ("mp3", "mpga"),
+    "audio/ogg": ("ogg", "oga", "opus"),
+    "audio/wav": ("wav",),
+    "application/pdf": ("pdf",),
+    "text/plain": (
+        *("txt", "text", "log", "md", "markdown", "rst", "csv", "tsv", "json", "yaml", "yml"),
+        *("toml", "ini", "cfg", "conf", "diff", "patch", "srt", "vtt"),
+    ),
+    "application/zip": ("zip",),
+    "application/msword": ("doc",),
+    "application/vnd.ms-excel": ("xls",),
+    "application/vnd.ms-powerpoint": ("ppt",),
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ("docx",),
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ("xlsx",),
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ("pptx",),
+    "application/vnd.oasis.opendocument.text": ("odt",),
+    "application/vnd.oasis.opendocument.spreadsheet": ("ods",),
+    "application/vnd.oasis.opendocument.presentation": ("odp",),
+}
+
 _UPLOAD_FIELDS = frozenset({"filename", "content_type", "size"})
 FILENAME_RAW_MAX = 4096
 
@@ -110,6 +141,17 @@ def clean_filename(raw: str) -> str:
     return _truncate_utf8(name, FILENAME_MAX_BYTES)
 
 
+def with_type_extension(filename: str, content_type: str) -> str:
+    """``filename`` when its extension (any case) suits ``content_type``, otherwise with the type's
+    extension added, within 255 UTF-8 bytes."""
+    _stem, dot, ext = filename.rpartition(".")
+    suits = EXTENSIONS[content_type]
+    if dot and ext.lower() in suits:
+        return filename
+    suffix = "." + suits[0]
+    return _truncate_utf8(filename, FILENAME_MAX_BYTES - len(suffix)) + suffix
+
+
 def kind_of(content_type: str) -> str | None:
     """The message type a content type may be sent as, or None when it is not allowed at all."""
     return _KIND_OF.get(content_type)
@@ -165,7 +207,7 @@ def parse_upload_request(body: Mapping[str, Any], *, max_bytes: int = MAX_BYTES)
         raise InvalidInput("invalid attachment request", details=errors)
     assert kind is not None
     assert isinstance(size, int)
-    return UploadRequest(filename, content_type, kind, size)
+    return UploadRequest(with_type_extension(filename, content_type), content_type, kind, size)
 
 
 QUOTA_WINDOW = timedelta(days=1)

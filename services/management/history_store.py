@@ -114,18 +114,40 @@ class MongoMessageStore:
             raise database_unavailable(exc) from exc
         return found[:limit]
 
-    async def count_at(self, channel_id: str, seq: int, viewer: str) -> int | None:
-        at: Document = {s.MESSAGE_CHANNEL_ID: channel_id, s.MESSAGE_SEQ: seq, **_visible_to(viewer)}
+    async def count_at(self, channel_id: str, seq: int) -> int | None:
+        at: Document = {s.MESSAGE_CHANNEL_ID: channel_id, s.MESSAGE_SEQ: seq}
         try:
             doc = await self._messages.find_one(at, {s.MESSAGE_COUNT: 1})
             if doc is None:
                 doc = await self._changes.find_one(
-                    {s.CHANGE_CHANNEL_ID: channel_id, s.CHANGE_SEQ: seq, **_visible_to(viewer)},
-                    {s.MESSAGE_COUNT: 1},
+                    {s.CHANGE_CHANNEL_ID: channel_id, s.CHANGE_SEQ: seq}, {s.MESSAGE_COUNT: 1}
                 )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return None if doc is None else int(doc.get(s.MESSAGE_COUNT, 0))
+
+    async def count_before(self, channel_id: str, seq: int) -> int:
+        buckets = await self._heads.range(channel_id)
+        if buckets is None or seq < 0:
+            return 0
+        start = await self._bucket_of(channel_id, seq, buckets)
+        try:
+            # The cursor's bucket starts at or below ``seq``, so it normally answers; an empty
+            # bucket (a reservation never filled) passes the walk to the one below.
+            for number in buckets.newest_first(start):
+                doc = await self._messages.find_one(
+                    {
+                        s.MESSAGE_BUCKET: bucket_key(channel_id, number),
+                        s.MESSAGE_SEQ: {"$lte": seq},
+                    },
+                    {s.MESSAGE_COUNT: 1},
+                    sort=[(s.MESSAGE_SEQ, DESCENDING)],
+                )
+                if doc is not None:
+                    return int(doc.get(s.MESSAGE_COUNT, 0))
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return 0
 
     async def page(
         self,

@@ -1,11 +1,13 @@
-"""Back-pressure of the management API: per-user write budgets and a bound on concurrent scans.
+"""Back-pressure of the management API: per-user budgets and a bound on concurrent scans.
 
-Writes (team creation, settings, member and role changes, attachment requests and completions)
-draw from one token bucket per user: a burst, refilled at a steady rate; an empty bucket answers
-429 ``rate_limited`` with ``Retry-After``. Reads that scan (history pages, the caller's team list;
-FerretDB serves both by scanning) hold one of a fixed number of slots; a request waits briefly for
-a slot and otherwise answers 503 ``unavailable`` with ``Retry-After``, so a burst of scans queues
-for a moment instead of piling onto the database. Both are per process.
+Writes (team creation, settings, member and role changes, message edits, deletes and reactions,
+attachment requests and completions) draw from one token bucket per user, read marks from
+another: a burst, refilled at a steady rate; an empty bucket answers 429 ``rate_limited`` with
+``Retry-After``. Reads that scan (history, changes and thread pages, the caller's team list;
+FerretDB serves them by scanning) hold one of a fixed number of slots, and one user at most a few
+of them; a request waits briefly for a slot and otherwise answers 503 ``unavailable`` with
+``Retry-After``, so a burst of scans queues for a moment instead of piling onto the database, and
+one account's burst cannot hold everyone else's history. All of it is per process.
 """
 
 from __future__ import annotations
@@ -29,30 +31,58 @@ class Busy(Unavailable):
 
 
 class WriteLimiter:
-    """``burst`` writes at once per user, refilled at ``per_s``."""
+    """``burst`` requests at once per user, refilled at ``per_s``; ``refusal`` is the 429's text."""
 
     def __init__(
-        self, *, burst: int, per_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        burst: int,
+        per_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        refusal: str = "too many changes, slow down",
     ) -> None:
         self._buckets = TokenBucketLimiter(capacity=burst, rate_per_s=per_s, clock=clock)
+        self._refusal = refusal
 
     def check(self, user_id: str) -> None:
-        """Take one write from the user's budget, or raise ``RateLimited``."""
+        """Take one request from the user's budget, or raise ``RateLimited``."""
         wait = self._buckets.try_acquire(user_id)
         if wait > 0:
-            raise RateLimited("too many changes, slow down", retry_after=math.ceil(wait))
+            raise RateLimited(self._refusal, retry_after=math.ceil(wait))
 
 
 class ScanGate:
-    """At most ``limit`` scans at once; a request waits up to ``wait_s`` for a slot."""
+    """At most ``limit`` scans at once, ``per_user`` of them one user's; a request waits up to
+    ``wait_s`` for a slot (a user already holding their share is refused at once: waiting would
+    only queue their own burst in front of everyone else's requests)."""
 
-    def __init__(self, *, limit: int, wait_s: float) -> None:
+    def __init__(self, *, limit: int, wait_s: float, per_user: int | None = None) -> None:
         self._slots = asyncio.Semaphore(limit)
         self._wait_s = wait_s
+        self._per_user = limit if per_user is None else per_user
+        self._held: dict[str, int] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
+    async def hold(self, user_id: str) -> AsyncIterator[None]:
         """A slot for the duration of the block, or ``Busy``."""
+        held = self._held.get(user_id, 0)
+        if held >= self._per_user:
+            raise Busy("too many of your history requests at once, retry", retry_after=1)
+        self._held[user_id] = held + 1
+        try:
+            await self._acquire()
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            left = self._held[user_id] - 1
+            if left:
+                self._held[user_id] = left
+            else:
+                del self._held[user_id]
+
+    async def _acquire(self) -> None:
         if self._slots.locked():
             if self._wait_s <= 0:
                 raise Busy("too many history requests at once, retry", retry_after=1)
@@ -63,7 +93,3 @@ class ScanGate:
                 raise Busy("too many history requests at once, retry", retry_after=1) from None
         else:
             await self._slots.acquire()
-        try:
-            yield
-        finally:
-            self._slots.release()

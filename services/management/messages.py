@@ -220,17 +220,19 @@ class MessageService:
         # A record the caller saw is stored (before it was fanned out), and its count with it.
         # The channel's head is saved behind the fan-out, up to a checkpoint late: clamping a
         # seq just delivered to it would leave the newest messages unread.
-        count = await self._messages.count_at(team_id, seq, caller)
+        count = await self._messages.count_at(team_id, seq)
         if count is None:
             last = (await self._heads.head(team_id)).last_seq
             if last < 0:
                 return  # nothing stored in the channel yet: nothing to have read
             if seq > last:
                 seq = last
-                count = await self._messages.count_at(team_id, seq, caller)
+                count = await self._messages.count_at(team_id, seq)
         if count is None:
-            before = await self._messages.page(team_id, caller, before=seq + 1, after=None, limit=1)
-            count = before[0].count if before else 0
+            # Not a record of this channel (another channel's offset on the same partition):
+            # the count of its last message below. Never a walk over what the caller may see,
+            # whose length another member's DMs would set.
+            count = await self._messages.count_before(team_id, seq)
         marker = chat_pb2.ReadMarker(
             channel_id=team_id,
             user_id=caller,

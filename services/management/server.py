@@ -248,8 +248,15 @@ async def start(
         writes = WriteLimiter(
             burst=settings.management_write_burst, per_s=settings.management_write_per_s
         )
+        reads = WriteLimiter(
+            burst=settings.management_read_burst,
+            per_s=settings.management_read_per_s,
+            refusal="too many read marks, slow down",
+        )
         scans = ScanGate(
-            limit=settings.management_scan_concurrency, wait_s=settings.management_scan_wait_s
+            limit=settings.management_scan_concurrency,
+            wait_s=settings.management_scan_wait_s,
+            per_user=settings.management_scans_per_user,
         )
 
         async def database_ready() -> bool:
@@ -265,6 +272,7 @@ async def start(
                 settings,
                 openapi,
                 writes=writes,
+                reads=reads,
                 scans=scans,
                 messages=lifecycle,
                 unread=UnreadReader(db),

@@ -170,9 +170,15 @@ class MessageStore(Protocol):
         """Up to ``limit`` entries of the channel's log after ``after`` that the viewer may see,
         ascending: each message's creation and each change applied to one."""
 
-    async def count_at(self, channel_id: str, seq: int, viewer: str) -> int | None:
-        """The channel's team-message count at the record ``seq`` (a message or a change the
-        viewer may see); None when there is no such record."""
+    async def count_at(self, channel_id: str, seq: int) -> int | None:
+        """The channel's team-message count at its record ``seq`` (a message or a change, seen by
+        the caller or not: every record carries the count up to itself, and a record hidden from
+        a viewer holds the same count as the last one they see before it); None when the channel
+        has no record at that seq."""
+
+    async def count_before(self, channel_id: str, seq: int) -> int:
+        """The channel's team-message count at its last message at or below ``seq`` (0 when
+        there is none). A few bucket reads, whatever the channel's size."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,22 @@ async def status_of(pipe: Pipeline, attachment_id: str) -> str | None:
     return None if doc is None else str(doc["status"])
 
 
+async def sent_link(
+    pipe: Pipeline, api: Api, sender: User, reader: User, team: str, attachment_id: str
+) -> Reply:
+    """``sender`` sends the file to the team; ``reader``'s download link once the message is
+    stored (the link answers 404 until then)."""
+    socket = await pipe.connect(sender)
+    await socket.send(team, attachment_id, type="file")
+    await socket.close()
+    url = f"{pipe.api_url}/v1/attachments/{attachment_id}"
+    deadline = asyncio.get_running_loop().time() + 20
+    while (link := await api.call("GET", url, token=reader.token)).status != 200:
+        assert asyncio.get_running_loop().time() < deadline, link.body
+        await asyncio.sleep(0.1)
+    return link
+
+
 async def test_upload_complete_send_and_download_identical_bytes(pipe: Pipeline, api: Api) -> None:
     """Request, presigned POST, complete, image message, and another member downloads it."""
     alice, bob = await asyncio.gather(pipe.user(), pipe.user())
@@ -237,17 +253,32 @@ async def test_an_upload_after_complete_never_reaches_a_download(pipe: Pipeline,
     assert (await complete(api, pipe.api_url, alice, reply.data["id"])).data["status"] == "ready"
     assert await upload(reply, EICAR) == 204  # S3 takes it: the form is valid until it expires
     assert (await complete(api, pipe.api_url, alice, reply.data["id"])).data["status"] == "ready"
-    sender = await pipe.connect(alice)
-    await sender.send(team, reply.data["id"], type="file")
-    await sender.close()
-    url = f"{pipe.api_url}/v1/attachments/{reply.data['id']}"
-    deadline = asyncio.get_running_loop().time() + 20
-    while (link := await api.call("GET", url, token=bob.token)).status != 200:
-        assert asyncio.get_running_loop().time() < deadline, link.body
-        await asyncio.sleep(0.1)
+    link = await sent_link(pipe, api, alice, bob, team, reply.data["id"])
     async with aiohttp.ClientSession() as http, http.get(link.data["url"]) as resp:
         assert resp.status == 200
         assert await resp.read() == clean
+
+
+async def test_a_file_named_for_another_type_is_saved_with_its_own_extension(
+    pipe: Pipeline, api: Api
+) -> None:
+    """A text file named invoice.html is listed and downloaded as invoice.html.txt: saved to
+    disk it opens as text, not as a page."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    team = await pipe.team([alice, bob])
+    content = b"<script>alert(1)</script>"
+    reply = await request_upload(
+        api, pipe.api_url, alice, team, size=len(content), ct="text/plain", name="invoice.html"
+    )
+    assert reply.status == 201, reply.body
+    assert reply.data["filename"] == "invoice.html.txt"
+    assert await upload(reply, content) == 204
+    assert (await complete(api, pipe.api_url, alice, reply.data["id"])).data["status"] == "ready"
+    link = await sent_link(pipe, api, alice, bob, team, reply.data["id"])
+    assert link.data["filename"] == "invoice.html.txt"
+    async with aiohttp.ClientSession() as http, http.get(link.data["url"]) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Disposition"] == 'attachment; filename="invoice.html.txt"'
 
 
 async def test_an_account_past_its_daily_bytes_gets_429_until_they_age_out(

@@ -53,7 +53,7 @@ async def test_the_record_at_offset_0_is_counted_read_and_paged(
     assert [e.seq for e in await history.changes(T, BOB, after=0, limit=50)] == [1]
     page = await history.page(T, BOB, before=None, after=-1, limit=50)
     assert [m.seq for m in page] == [0, 1]
-    assert await history.count_at(T, 0, BOB) == 1
+    assert await history.count_at(T, 0) == 1
 
     await _controller_pass(scratch_db, [read_record(T, BOB, 0, 1, offset=2)])
     reader = UnreadReader(scratch_db)

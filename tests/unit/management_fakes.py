@@ -336,14 +336,19 @@ class MemoryMessageStore:
         entries.sort(key=lambda e: (e.seq, e.change != "created"))
         return entries[:limit]
 
-    async def count_at(self, channel_id: str, seq: int, viewer: str) -> int | None:
+    async def count_at(self, channel_id: str, seq: int) -> int | None:
         for m in self.messages:
-            if m.channel_id == channel_id and m.seq == seq and m.visible_to(viewer):
+            if m.channel_id == channel_id and m.seq == seq:
                 return m.count
         for e, count in self.change_log:
-            if e.message.channel_id == channel_id and e.seq == seq and e.message.visible_to(viewer):
+            if e.message.channel_id == channel_id and e.seq == seq:
                 return count
         return None
+
+    async def count_before(self, channel_id: str, seq: int) -> int:
+        self.calls.append("count_before")
+        below = [m for m in self.messages if m.channel_id == channel_id and m.seq <= seq]
+        return max(below, key=lambda m: m.seq).count if below else 0
 
     async def page(
         self,

@@ -534,26 +534,46 @@ class StoreContract:
             assert page == [e for e in full if e.seq > after][:3], after
         assert await changes(backend.new_id(), V, after=0, limit=100) == []
 
-    async def test_count_at_is_the_channel_count_at_a_visible_record(
+    async def test_count_at_is_the_channel_count_at_any_of_its_records(
         self, backend: Backend
     ) -> None:
-        """The team-message count stored with the message, or else the change, at that seq
-        that the viewer may see (a change carries the channel's count at its own seq, not its
-        message's); None where the viewer sees no record."""
+        """The team-message count stored with the message, or else the change, at that seq (a
+        change carries the channel's count at its own seq, not its message's); None where the
+        channel has no record."""
         log = await _channel_log(backend)
 
-        async def count_at(seq: int, viewer: str) -> int | None:
-            return await backend.messages.count_at(log.channel, seq, viewer)
+        async def count_at(seq: int) -> int | None:
+            return await backend.messages.count_at(log.channel, seq)
 
-        assert [await count_at(seq, U) for seq in (10, 20, 30, 60, 100)] == [1, 1, 2, 3, 5]
-        assert await count_at(40, U) == 2  # the edit of the root, whose own count is 1
-        assert await count_at(90, S) == 4  # the delete of a message counted 3
-        assert await count_at(70, V) == 3  # the reaction to the DM
-        assert await count_at(50, S) == 2  # a DM reply S cannot see, and the root's change
-        assert await count_at(20, S) is None  # a DM between others
-        assert await count_at(70, S) is None  # a change to that DM
-        assert await count_at(45, U) is None  # no record at this seq
-        assert await backend.messages.count_at(backend.new_id(), 10, U) is None
+        assert [await count_at(seq) for seq in (10, 20, 30, 60, 100)] == [1, 1, 2, 3, 5]
+        assert await count_at(40) == 2  # the edit of the root, whose own count is 1
+        assert await count_at(90) == 4  # the delete of a message counted 3
+        assert await count_at(70) == 3  # the reaction to the DM
+        assert await count_at(50) == 2  # a DM reply (hidden from some: the same count)
+        assert await count_at(45) is None  # no record at this seq
+        assert await backend.messages.count_at(backend.new_id(), 10) is None
+
+    async def test_count_before_is_the_count_at_the_last_message_at_or_below(
+        self, backend: Backend
+    ) -> None:
+        """For a seq that is no record of the channel: the count of its last message at or
+        below it, whoever may see that message; 0 below the first and in an empty channel."""
+        log = await _channel_log(backend)
+
+        async def count_before(seq: int) -> int:
+            return await backend.messages.count_before(log.channel, seq)
+
+        assert [await count_before(seq) for seq in (5, 10, 15, 25, 45, 65, 95, 150)] == [
+            0,
+            1,
+            1,
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
+        assert await backend.messages.count_before(backend.new_id(), 50) == 0
 
     # --- attachments ----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 from chatcore.errors import InvalidInput, TooLarge
 from services.management.attachment_rules import (
     ALLOWED_TYPES,
+    EXTENSIONS,
     MAX_BYTES,
     bytes_text,
     check_size,
@@ -18,6 +19,7 @@ from services.management.attachment_rules import (
     object_key,
     parse_upload_request,
     quota_wait,
+    with_type_extension,
 )
 
 
@@ -67,6 +69,43 @@ def test_allowlist_maps_each_type_to_one_kind_and_never_allows_active_content() 
     for bad in ("image/svg+xml", "text/html", "application/xhtml+xml", "text/xml", ""):
         assert kind_of(bad) is None
     assert not any("svg" in ct or "html" in ct or ct.endswith("xml") for ct in every)
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type", "saved"),
+    [
+        ("invoice.html", "text/plain", "invoice.html.txt"),
+        ("setup.exe", "application/zip", "setup.exe.zip"),
+        ("run.js", "text/plain", "run.js.txt"),
+        ("notes.MD", "text/plain", "notes.MD"),
+        ("Photo.JPEG", "image/jpeg", "Photo.JPEG"),
+        ("photo.jpg", "image/png", "photo.jpg.png"),
+        ("README", "text/plain", "README.txt"),
+        ("report.pdf", "application/pdf", "report.pdf"),
+        (".bashrc", "text/plain", ".bashrc.txt"),
+    ],
+)
+def test_a_name_gets_its_types_extension_unless_it_has_one(
+    filename: str, content_type: str, saved: str
+) -> None:
+    """A download saved to disk opens as the type it was checked as: an extension that does not
+    suit the declared type (or none) gets the type's own added."""
+    assert with_type_extension(filename, content_type) == saved
+    request = parse_upload_request({"filename": filename, "content_type": content_type, "size": 1})
+    assert request.filename == saved
+
+
+def test_every_allowed_type_has_extensions_and_a_long_name_stays_within_255_bytes() -> None:
+    """The extension table covers exactly the allowed types; adding one never passes 255 bytes
+    nor splits a character."""
+    every = {ct for types in ALLOWED_TYPES.values() for ct in types}
+    assert set(EXTENSIONS) == every
+    assert all(EXTENSIONS[ct] for ct in every)
+    long = clean_filename("é" * 200 + ".html")
+    saved = with_type_extension(long, "text/plain")
+    assert saved.endswith(".txt")
+    assert len(saved.encode()) <= 255
+    saved.encode().decode()  # whole characters only
 
 
 def test_size_must_be_an_integer_between_one_byte_and_five_mib() -> None:

@@ -46,6 +46,7 @@ from tests.unit.management_fakes import (
 
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 WRITE_BURST, WRITE_PER_S = 20, 0.5
+READ_BURST, READ_PER_S = 30, 3.0
 
 
 @dataclasses.dataclass
@@ -102,6 +103,7 @@ async def harness() -> AsyncIterator[Harness]:
     clock = [1000.0]
     scans = ScanGate(limit=1, wait_s=0)
     writes = WriteLimiter(burst=WRITE_BURST, per_s=WRITE_PER_S, clock=lambda: clock[0])
+    reads = WriteLimiter(burst=READ_BURST, per_s=READ_PER_S, clock=lambda: clock[0])
     log, unread, presence, heads = FakeLog(), FixedUnread(), FixedPresence(), FixedHeads()
     wall = [1_767_225_600.0]  # 2026-01-01T00:00:00Z
     attachments, objects, scanner = MemoryAttachmentStore(), MemoryObjects(), FakeScanner()
@@ -137,6 +139,7 @@ async def harness() -> AsyncIterator[Harness]:
         settings,
         openapi,
         writes=writes,
+        reads=reads,
         scans=scans,
         messages=lifecycle,
         unread=unread,
@@ -311,7 +314,7 @@ async def test_scans_beyond_the_bound_are_503_with_retry_after(harness: Harness)
     """While every scan slot is taken, history and team lists answer 503 + Retry-After."""
     _status, body = await harness.call("POST", "/v1/teams", body={"name": "t"})
     team_id = body["data"]["id"]
-    async with harness.scans.hold():
+    async with harness.scans.hold(BOB):
         for path in (f"/v1/teams/{team_id}/messages", "/v1/teams"):
             async with harness.client.get(
                 path, headers={"Authorization": f"Bearer {harness.tokens[ALICE]}"}
@@ -506,6 +509,45 @@ async def test_marking_read_writes_a_marker_with_the_count_at_that_seq(harness: 
     assert body["data"]["unread"] == {"count": 3, "mentions": 1, "last_read_seq": 7}
     status, body = await harness.call("GET", "/v1/teams", who=BOB)
     assert body["data"][0]["unread"]["count"] == 3
+
+
+async def test_a_read_mark_at_a_hidden_dm_costs_no_walk_over_history(harness: Harness) -> None:
+    """A seq that is another pair's DM takes that record's count (the same as at the last
+    message the caller sees), by one lookup: no history page is read, however many hidden
+    messages lie below."""
+    team = await _team_with_bob(harness)
+    _stored(harness, team, 3, ALICE)
+    for seq in range(4, 40):
+        _stored(harness, team, seq, ALICE, to=CAROL)
+    harness.heads.heads[team] = ChannelHead(count=3, count_seq=3, last_seq=39)
+    harness.messages.messages = [
+        dataclasses.replace(m, count=3) if m.seq > 3 else m for m in harness.messages.messages
+    ]
+    harness.messages.calls.clear()
+    status, _ = await harness.call("PUT", f"/v1/teams/{team}/read", who=BOB, body={"seq": 20})
+    assert status == 204
+    assert [(m.seq, m.count) for m in harness.log.reads()] == [(20, 3)]
+    assert "page" not in harness.messages.calls
+
+
+async def test_read_marks_over_their_budget_are_429_and_write_nothing(harness: Harness) -> None:
+    """Past the read-mark burst a user's marks answer 429 with Retry-After and reach no log;
+    another user's marks and the first user's writes are unaffected."""
+    team = await _team_with_bob(harness)
+    _stored(harness, team, 7, ALICE)
+    harness.heads.heads[team] = ChannelHead(count=7, count_seq=7, last_seq=7)
+    path = f"/v1/teams/{team}/read"
+    for _ in range(READ_BURST):
+        assert (await harness.call("PUT", path, who=BOB, body={"seq": 7}))[0] == 204
+    status, body, headers = await harness.respond("PUT", path, BOB, {"seq": 7})
+    assert (status, body["error"]["code"], headers["Retry-After"]) == (429, "rate_limited", "1")
+    assert len(harness.log.reads()) == READ_BURST
+    assert (await harness.call("PUT", path, who=ALICE, body={"seq": 7}))[0] == 204
+    assert (await harness.call("PATCH", f"/v1/teams/{team}", who=ALICE, body={"name": "n"}))[
+        0
+    ] == 200
+    harness.clock[0] += 1 / READ_PER_S
+    assert (await harness.call("PUT", path, who=BOB, body={"seq": 7}))[0] == 204
 
 
 async def test_a_message_just_delivered_is_marked_read_before_its_head_is_saved(

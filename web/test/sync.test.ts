@@ -152,6 +152,40 @@ describe("SyncQueue", () => {
     expect(runs).toEqual(["t1", "t1"]);
   });
 
+  it("runs at most its concurrency of channels at once, the rest in request order", async () => {
+    const started: string[] = [];
+    const release = new Map<string, () => void>();
+    const q = new SyncQueue(
+      async (team) => {
+        started.push(team);
+        await new Promise<void>((r) => release.set(team, r));
+      },
+      () => undefined,
+      2,
+    );
+    const all = ["t1", "t2", "t3", "t4"].map((t) => q.request(t));
+    q.request("t1"); // once more after its run: keeps its slot, the others wait
+    await flush();
+    expect(started).toEqual(["t1", "t2"]);
+    release.get("t2")?.();
+    await flush();
+    expect(started).toEqual(["t1", "t2", "t3"]);
+    release.get("t1")?.();
+    await flush();
+    expect(started).toEqual(["t1", "t2", "t3", "t1"]);
+    release.get("t1")?.();
+    await flush();
+    expect(started).toEqual(["t1", "t2", "t3", "t1", "t4"]);
+    release.get("t3")?.();
+    release.get("t4")?.();
+    await Promise.all(all);
+    // Every slot was given back: a new request runs at once.
+    q.request("t5");
+    q.request("t6");
+    await flush();
+    expect(started.slice(-2)).toEqual(["t5", "t6"]);
+  });
+
   it("keeps the buffer when a resume is asked for during another: the gap it announces is fetched", async () => {
     const server = new FakeServer([1, 2].map((s) => created(msg(s))));
     const t = new ChannelTimeline();

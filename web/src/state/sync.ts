@@ -70,18 +70,29 @@ export async function loadOlder(api: SyncApi, team: string, timeline: ChannelTim
 }
 
 /**
+ * The most channels brought up to date at once. The server gives one user a few concurrent
+ * history scans (CHAT_MANAGEMENT_SCANS_PER_USER, 4 by default) and answers 503 past them: after a
+ * reconnect every held team resumes, and a scroll or a thread may need a scan meanwhile.
+ */
+export const SYNC_CONCURRENCY = 3;
+
+/**
  * Runs `syncChannel` for a channel at most once at a time; a request that comes while one runs
  * (another resync, a reconnect) makes it run once more after, from the cursor reached by then.
+ * At most `concurrency` channels run at once; the others wait their turn in request order.
  */
 export class SyncQueue {
   private running = new Map<string, Promise<void>>();
   private again = new Set<string>();
+  private active = 0;
+  private waiting: (() => void)[] = [];
 
   /** `run` gets `last()`: false while another request for the channel is waiting. */
   constructor(
     private readonly run: (team: string, last: () => boolean) => Promise<void>,
     /** Called at once for every request, before anything is awaited (start buffering now). */
     private readonly asked: (team: string) => void = () => undefined,
+    private readonly concurrency = SYNC_CONCURRENCY,
   ) {}
 
   request(team: string): Promise<void> {
@@ -93,6 +104,8 @@ export class SyncQueue {
     }
     const last = () => !this.again.has(team);
     const task = (async () => {
+      // Requests that come while this one waits for a slot are served by its first run.
+      if (!this.take()) await new Promise<void>((resolve) => this.waiting.push(resolve));
       try {
         do {
           this.again.delete(team);
@@ -100,9 +113,22 @@ export class SyncQueue {
         } while (this.again.has(team));
       } finally {
         this.running.delete(team);
+        const next = this.waiting.shift();
+        if (next) next();
+        else this.active -= 1;
       }
     })();
     this.running.set(team, task);
     return task;
+  }
+
+  /**
+   * A slot, at once if one is free (no await: the run starts in the same turn as before). A
+   * finishing run hands its slot to the first waiter instead of giving it back.
+   */
+  private take(): boolean {
+    if (this.active >= this.concurrency) return false;
+    this.active += 1;
+    return true;
   }
 }
