@@ -214,8 +214,8 @@ describe("ChatModel", () => {
     s.frame(msg(3));
     s.frame(msg(4));
     expect(s.model.read(TEAM).count).toBe(2);
-    s.model.markSeen(3);
-    s.model.markSeen(4);
+    s.model.markSeen(3, true);
+    s.model.markSeen(4, true);
     expect(s.model.read(TEAM).count).toBe(0);
     s.clock.advance(1000);
     expect(s.calls.filter((c) => c.startsWith("read"))).toEqual(["read 4"]);
@@ -360,6 +360,55 @@ describe("ChatModel", () => {
     s.frame(msg(4, { thread_id: "m1" }));
     s.model.markSeen(2, true);
     expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([2, 2]);
+  });
+
+  it("clears the team once the DM is read after the list: a reply seen at the list's end holds nothing", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.frame(msg(3)); // a root
+    s.frame(msg(4, { to: ME })); // a DM to me
+    s.frame(msg(5, { thread_id: "m3" })); // a reply in the root's thread
+    s.model.markSeen(3, true); // the team's list, read to its end: stops before the DM
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([2, 3]);
+    s.model.openConversation(BOB);
+    s.model.markSeen(4, true); // the DM's list, read to its end
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([0, 5]);
+  });
+
+  it("never marks read a DM that came before a reply seen in an open thread", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.model.openThread("m2");
+    s.frame(msg(3, { to: ME }));
+    s.frame(msg(4, { thread_id: "m2" }));
+    s.model.markSeen(4); // the thread panel has the reply in view
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).mentions, s.model.read(TEAM).lastRead]).toEqual([2, 1, 2]);
+    s.clock.advance(1000);
+    expect(s.calls.filter((c) => c.startsWith("read"))).toEqual([]);
+    s.model.openConversation(BOB);
+    s.model.markSeen(3, true);
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([0, 4]);
+  });
+
+  it("keeps live counts when the team is read again for its members", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.model.selectTeam(OTHER);
+    await flush();
+    s.frame(msg(3));
+    s.frame(msg(4, { to: ME }));
+    // Opening the team re-reads it; the server's counts trail the fan-out and still say 0.
+    s.model.selectTeam(TEAM);
+    await flush();
+    s.clock.advance(10_000);
+    await flush();
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).mentions]).toEqual([2, 1]);
   });
 
   it("puts no divider above messages watched arriving, and one above those that came while hidden", async () => {

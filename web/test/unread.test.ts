@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dividerAfterLive, dividerBefore, mentions, ReadState, readUpTo } from "../src/state/unread";
+import { dividerAfterLive, dividerBefore, listSeenUpTo, mentions, ReadState, readUpTo } from "../src/state/unread";
 import { BOB, ME, msg } from "./fixtures";
 
 describe("ReadState", () => {
@@ -103,28 +103,73 @@ describe("dividerBefore", () => {
 });
 
 describe("readUpTo", () => {
-  const team = (m: { to: string; from: string }) => m.to === "*";
+  const none = () => false;
 
   it("reads up to the cursor at the end of the list: thread replies and later changes included", () => {
+    expect(listSeenUpTo(2, true, 5)).toBe(5);
+    expect(listSeenUpTo(2, false, 5)).toBe(2);
+    expect(listSeenUpTo(2, true, null)).toBe(2);
     const held = [msg(1), msg(2), msg(3, { thread_id: "m1" })];
-    expect(readUpTo(2, true, 5, held, team, ME, 1)).toBe(5);
+    const viewed = (m: { seq: number }) => m.seq <= 3;
+    expect(readUpTo(5, held, viewed, ME, 1)).toBe(5);
   });
 
-  it("reads only what was seen when the reader is not at the end of the list", () => {
-    const held = [msg(1), msg(2), msg(3, { thread_id: "m1" })];
-    expect(readUpTo(1, false, 3, held, team, ME, 0)).toBe(1);
-  });
-
-  it("stops before an unread message of another conversation (a DM not open)", () => {
+  it("stops before an unread message the reader has not viewed (a DM not open, a thread not shown)", () => {
     const held = [msg(1), msg(2, { thread_id: "m1" }), msg(4, { to: ME }), msg(5)];
-    expect(readUpTo(1, true, 5, held, team, ME, 1)).toBe(3);
+    const team = (m: { to: string }) => m.to === "*";
+    expect(readUpTo(5, held, team, ME, 1)).toBe(3);
     // The user's own DM elsewhere is nothing to read.
-    expect(readUpTo(1, true, 5, [msg(1), msg(4, { from: ME, to: BOB })], team, ME, 1)).toBe(5);
+    expect(readUpTo(5, [msg(1), msg(4, { from: ME, to: BOB })], none, ME, 1)).toBe(5);
   });
 
-  it("is not held back by a DM elsewhere that was already read in its own view", () => {
+  it("never marks read a DM below what was seen in a thread", () => {
+    // A thread open in its panel gets a reply (6) after a DM (5) the reader has not opened.
+    const held = [msg(1), msg(5, { to: ME }), msg(6, { thread_id: "m1" })];
+    const thread = (m: { id: string; thread_id?: string | null }) => m.id === "m1" || m.thread_id === "m1";
+    expect(readUpTo(6, held, thread, ME, 1)).toBe(4);
+  });
+
+  it("is not held back by what was read before or viewed elsewhere", () => {
     const held = [msg(1), msg(4, { to: ME }), msg(6, { thread_id: "m1" })];
-    expect(readUpTo(1, true, 6, held, team, ME, 4)).toBe(6);
+    expect(readUpTo(6, held, none, ME, 6)).toBe(6);
+    expect(readUpTo(6, held, (m) => m.seq === 4 || m.seq === 6, ME, 1)).toBe(6);
+  });
+});
+
+describe("ReadState and the server's numbers", () => {
+  it("keeps live counts against a later read of the team that is not asked for its counts", () => {
+    const r = new ReadState(ME);
+    r.fromServer({ count: 0, mentions: 0, last_read_seq: 10 }, true);
+    r.onMessage(msg(11));
+    r.onMessage(msg(12, { to: ME }));
+    // A member-list refresh answered from counts that trail the fan-out by a second.
+    r.fromServer({ count: 0, mentions: 0, last_read_seq: 10 }, false);
+    expect([r.count, r.mentions]).toEqual([2, 1]);
+  });
+
+  it("fills in counts from any read while none are known yet (a team just joined)", () => {
+    const r = new ReadState(ME);
+    r.fromServer({ count: 3, mentions: 1, last_read_seq: 7 }, false);
+    expect([r.count, r.mentions, r.lastRead]).toEqual([3, 1, 7]);
+  });
+
+  it("ignores counts asked for before the read mark moved here", () => {
+    const r = new ReadState(ME);
+    r.fromServer({ count: 3, mentions: 0, last_read_seq: 7 }, true);
+    expect(r.seen(10, [msg(8), msg(9), msg(10)])).toBe(10);
+    expect(r.current({ count: 3, mentions: 0, last_read_seq: 7 })).toBe(false);
+    r.fromServer({ count: 3, mentions: 0, last_read_seq: 7 }, true);
+    expect([r.count, r.lastRead]).toEqual([0, 10]);
+    expect(r.current({ count: 0, mentions: 0, last_read_seq: 10 })).toBe(true);
+    r.fromServer({ count: 1, mentions: 0, last_read_seq: 10 }, true);
+    expect(r.count).toBe(1);
+  });
+
+  it("remembers what the reader viewed", () => {
+    const r = new ReadState(ME);
+    r.view([msg(3)]);
+    expect(r.viewed(msg(3))).toBe(true);
+    expect(r.viewed(msg(4))).toBe(false);
   });
 });
 

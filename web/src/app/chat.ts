@@ -24,7 +24,7 @@ import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
-import { dividerAfterLive, ReadState, readUpTo } from "../state/unread";
+import { dividerAfterLive, listSeenUpTo, ReadState, readUpTo } from "../state/unread";
 import { retryable, textProblem } from "../text/limits";
 import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
@@ -95,6 +95,8 @@ export interface Place {
 
 const READ_DEBOUNCE_MS = 400;
 const SYNC_RETRY_MS = 2000;
+const RECOUNT_TRIES = 3;
+const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
 const INFO_NOTICE_MS = 8000;
@@ -331,14 +333,22 @@ export class ChatModel extends Observable {
     const team = this.selectedTeam;
     if (!team) return;
     const t = this.timeline(team);
-    let upTo = seq;
+    const r = this.read(team);
+    const held = t.messages();
+    let target = seq;
+    let here: (m: Message) => boolean;
     if (inList) {
       const conversation = this.conversation;
       const last = this.view(team, conversation).at(-1);
-      const here = (m: Message) => conversationOf(m.to, m.from, this.me.id) === conversation;
-      upTo = readUpTo(seq, last !== undefined && seq >= last.seq, t.cursor, t.messages(), here, this.me.id, this.read(team).lastRead);
+      target = listSeenUpTo(seq, last !== undefined && seq >= last.seq, t.cursor);
+      here = (m) => conversationOf(m.to, m.from, this.me.id) === conversation;
+    } else {
+      const root = this.threadRoot;
+      here = (m) => root !== null && (m.id === root || m.thread_id === root);
     }
-    const r = this.read(team);
+    const from = r.lastRead ?? -1;
+    r.view(held.filter((m) => m.seq > from && m.seq <= target && here(m)));
+    const upTo = readUpTo(target, held, (m) => r.viewed(m), this.me.id, r.lastRead);
     const before = r.lastRead;
     const report = r.seen(upTo, t.messages());
     // The list reports on every redraw: a report that moves nothing must not redraw again.
@@ -723,9 +733,26 @@ export class ChatModel extends Observable {
     if (holdsAllAbove) {
       r.readElsewhere(frame.seq, t.messages());
     } else if (r.movedElsewhere(frame.seq)) {
-      void this.reread(team);
+      void this.recount(team);
     }
     this.changed();
+  }
+
+  /**
+   * The server's counts after the read mark moved elsewhere. They trail the mark by up to a
+   * second (the read position is stored behind the fan-out): an answer from before it is asked
+   * again, a few times.
+   */
+  private async recount(team: string, attempt = 0): Promise<void> {
+    try {
+      const fresh = await this.api.team(team);
+      if (!this.teams.has(team)) return;
+      const current = this.read(team).current(fresh.unread);
+      this.putTeam(fresh, current);
+      if (!current && attempt < RECOUNT_TRIES) this.clock.setTimeout(() => void this.recount(team, attempt + 1), RECOUNT_AFTER_MS);
+    } catch {
+      // Ours stay until the next hello.
+    }
   }
 
   private async runSync(team: string, last: () => boolean): Promise<void> {
@@ -800,7 +827,7 @@ export class ChatModel extends Observable {
     }
     const fresh = new Set(all.map((t) => t.id));
     for (const id of [...this.teams.keys()]) if (!fresh.has(id)) this.dropTeam(id);
-    for (const team of all) this.putTeam(team);
+    for (const team of all) this.putTeam(team, true);
     if (!this.selectedTeam && all[0]) {
       // After a reload, the team this tab had open; else the first.
       const before = this.place?.load();
@@ -810,9 +837,14 @@ export class ChatModel extends Observable {
     this.changed();
   }
 
-  private putTeam(team: Team): void {
+  /**
+   * The team as read from the server. Its unread counts replace ours only when `authoritative`
+   * (the list read at start, a read asked for the counts); otherwise ours, kept from live frames,
+   * stay (see ReadState.fromServer).
+   */
+  private putTeam(team: Team, authoritative = false): void {
     this.teams.set(team.id, { ...team, name: shownName(team.name) });
-    this.read(team.id).fromServer(team.unread);
+    this.read(team.id).fromServer(team.unread, authoritative);
     this.changed();
   }
 

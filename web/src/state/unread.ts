@@ -35,12 +35,29 @@ export class ReadState {
   private uncounted = new Set<string>();
   /** The highest seq reported to the server, so a view scrolling back never re-sends. */
   private reported: number | null = null;
+  /** Ids of messages the reader has had in view: they do not hold the mark back elsewhere. */
+  private viewedIds = new Set<string>();
+  /**
+   * Whether the counts are kept here from live frames: a team read after the first (a member
+   * list refresh, a settings change) must not replace them with the server's, which trail the
+   * fan-out by up to a second and may have been asked for before a read mark moved.
+   */
+  private live = false;
 
   constructor(private readonly me: string) {}
 
-  /** The server's numbers (GET /teams, hello) replace ours. */
-  fromServer(unread: Partial<Unread> | undefined): void {
+  /**
+   * The server's numbers. `authoritative` (the team list at start, hello, a read asked for
+   * because the mark moved elsewhere) replaces ours unless the answer predates our read mark;
+   * any other read of the team only fills in counts not known yet.
+   */
+  fromServer(unread: Partial<Unread> | undefined, authoritative = true): void {
     if (!unread) return;
+    if (!authoritative && this.live) return;
+    const theirs = unread.last_read_seq;
+    // Asked for before the mark moved here (its answer came after): its counts are of before.
+    if (typeof theirs === "number" && this.lastRead !== null && theirs < this.lastRead) return;
+    this.live = true;
     this.count = unread.count ?? this.count;
     this.mentions = unread.mentions ?? this.mentions;
     if (typeof unread.last_read_seq === "number") {
@@ -95,6 +112,21 @@ export class ReadState {
     return seq;
   }
 
+  /** The reader had these messages in view. */
+  view(messages: readonly Message[]): void {
+    for (const m of messages) remember(this.viewedIds, m.id);
+  }
+
+  viewed(m: Message): boolean {
+    return this.viewedIds.has(m.id);
+  }
+
+  /** Whether a server answer about the team is no older than the read mark known here. */
+  current(unread: Partial<Unread> | undefined): boolean {
+    const theirs = unread?.last_read_seq;
+    return this.lastRead === null || (typeof theirs === "number" && theirs >= this.lastRead);
+  }
+
   /** Another of the user's sockets marked read (a `read` frame): same as seeing it here. */
   readElsewhere(seq: number, held: readonly Message[]): void {
     this.reported = Math.max(this.reported ?? -1, seq);
@@ -122,26 +154,29 @@ export function dividerBefore(view: readonly Message[], lastRead: number | null,
 }
 
 /**
- * How far the read mark may go when the reader has seen `seenSeq` in a list. At the end of the
- * list they have seen all of it, so the mark goes to the timeline's cursor: thread replies (not in
- * the list, yet counted) and changes are read too, or the team would stay unread for good. It
- * stops short of a message from someone else in another conversation (a DM not open), which was
- * not seen.
+ * What the reader has seen once `seenSeq` is in view in a list: at the end of the list, all of
+ * it, so up to the timeline's cursor (thread replies, which the list does not show yet counts,
+ * and changes are read too, or the team would stay unread for good).
+ */
+export function listSeenUpTo(seenSeq: number, atEnd: boolean, cursor: number | null): number {
+  return atEnd && cursor !== null && cursor > seenSeq ? cursor : seenSeq;
+}
+
+/**
+ * How far the read mark may go once the reader has seen up to `target` in one conversation or
+ * thread. The mark is one seq for the whole team, so it stops short of the first message from
+ * someone else, still unread, that they have not viewed (a DM not open, a reply in a thread not
+ * shown): moving past it would mark it read unseen. What they viewed elsewhere does not hold it.
  */
 export function readUpTo(
-  seenSeq: number,
-  atEnd: boolean,
-  cursor: number | null,
+  target: number,
   held: readonly Message[],
-  here: (m: Message) => boolean,
+  viewed: (m: Message) => boolean,
   me: string,
   lastRead: number | null,
 ): number {
-  if (!atEnd || cursor === null || cursor <= seenSeq) return seenSeq;
-  // Only what is still unread can hold the mark back (a DM read in its own view is not).
-  const from = Math.max(seenSeq, lastRead ?? -1);
-  const elsewhere = held.find((m) => m.seq <= cursor && countsAsUnread(m, me, from) && !here(m));
-  return elsewhere ? Math.max(seenSeq, elsewhere.seq - 1) : cursor;
+  const unseen = held.find((m) => m.seq <= target && countsAsUnread(m, me, lastRead) && !viewed(m));
+  return unseen ? unseen.seq - 1 : target;
 }
 
 /**
