@@ -111,6 +111,19 @@ def _without_reaction(
     return tuple(out)
 
 
+def thread_reply_deleted(root: StoredMessage | None, delete_seq: int) -> Result:
+    """The root after one of its replies was deleted at ``delete_seq``: one reply fewer (a
+    tombstone is no reply to count; the last reply's time stays, as it was)."""
+    if root is None:
+        return _dropped(root, "unknown thread root")
+    if delete_seq <= root.last_change:
+        return Result(Outcome.ALREADY, root)
+    return Result(
+        Outcome.APPLIED,
+        replace(root, thread_replies=max(0, root.thread_replies - 1), last_change=delete_seq),
+    )
+
+
 def thread_reply(root: StoredMessage | None, reply_seq: int, reply_ts: datetime) -> Result:
     """The root after one more reply stored at ``reply_seq``."""
     if root is None:

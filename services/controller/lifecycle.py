@@ -7,7 +7,7 @@ in consumption order and, with the messages' current state in memory:
   document (the ``changes?after=`` feed) and fanned out as an ``update`` to the sockets that may
   see the message; one that no longer applies is dropped;
 * a stored thread reply bumps its root's summary (an ``update`` with change ``thread`` at the
-  reply's seq);
+  reply's seq), and a deleted one takes one off it (the same, at the delete's seq);
 * read state moves (``chatcore.unread``): a member's own message moves their read position to it,
   a DM is an unread DM and a mention for its recipient, ``<@id>`` in a team text a mention for a
   member, a read marker moves its member (and tells their sockets), a delete takes its message out
@@ -39,8 +39,10 @@ from services.controller.changes import (
     DELETED,
     THREAD,
     Outcome,
+    Result,
     apply_change,
     thread_reply,
+    thread_reply_deleted,
 )
 from services.controller.lifecycle_store import Members, MessageStates, change_doc
 from services.controller.records import ChangeItem, Item, MessageItem, ReadItem
@@ -133,6 +135,17 @@ class LifecyclePass:
             if isinstance(i, MessageItem) and i.message.thread_id and stored.get(n)
         ]
         states = await self._messages.by_id(wanted_ids) if wanted_ids else {}
+        # A deleted reply's root is known once the reply is: a second read, for deletes only.
+        roots = [
+            state.thread_id
+            for i in items
+            if isinstance(i, ChangeItem) and i.change.kind == chat_pb2.CHANGE_KIND_DELETE
+            if (state := states.get(i.change.message_id)) is not None
+            and state.thread_id
+            and state.thread_id not in states
+        ]
+        if roots:
+            states = {**states, **await self._messages.by_id(roots)}
         work = _Pass(states=dict(states))
         mentions = await self._member_mentions(items, stored, states)
         await self._load_reads(work, items, stored, mentions)
@@ -239,11 +252,17 @@ class LifecyclePass:
                     work.set_read(channel, user, work.read(channel, user).with_mention(seq))
         if m.thread_id:
             result = thread_reply(work.states.get(m.thread_id), seq, to_datetime(m.ts_ms))
-            if result.outcome is Outcome.APPLIED and result.state is not None:
-                self._changed(work, result.state, THREAD, seq, bucket, count)
-                work.extras[index].append(_update(seq, THREAD, result.state))
-            elif result.outcome is Outcome.ALREADY and result.state is not None:
-                work.extras[index].append(_update(seq, THREAD, result.state))
+            self._thread(work, index, result, seq, bucket, count)
+
+    def _thread(
+        self, work: _Pass, index: int, result: Result, seq: int, bucket: str, count: int
+    ) -> None:
+        """A root's thread summary changed at ``seq`` (stored once, fanned out each time)."""
+        if result.state is None or result.outcome is Outcome.DROPPED:
+            return
+        if result.outcome is Outcome.APPLIED:
+            self._changed(work, result.state, THREAD, seq, bucket, count)
+        work.extras[index].append(_update(seq, THREAD, result.state))
 
     def _change(
         self,
@@ -279,6 +298,16 @@ class LifecyclePass:
             # is written at once. Taking them again changes nothing when they were stored.
             self._forget(work, state, heads)
         work.extras[index].append(_update(seq, name, state))
+        if name == DELETED and state.deleted and state.thread_id:
+            # After the delete's own update, as a reply's ``thread`` change follows the reply.
+            self._thread(
+                work,
+                index,
+                thread_reply_deleted(work.states.get(state.thread_id), seq),
+                seq,
+                bucket,
+                count,
+            )
 
     def _changed(
         self, work: _Pass, state: StoredMessage, change: str, seq: int, bucket: str, count: int

@@ -23,7 +23,7 @@ from chatcore.buckets import BucketRange, bucket_key, bucket_number
 from chatcore.channel_heads import MongoChannelHeads
 from chatcore.message_state import StoredMessage, visible_filter
 from chatcore.mongo import Document, database_unavailable
-from services.management.store import Carrier, ChangeEntry
+from services.management.store import Carrier, ChangeEntry, entry_order
 
 
 def message_from_doc(doc: Mapping[str, Any]) -> StoredMessage:
@@ -105,8 +105,9 @@ class MongoMessageStore:
                     )
                     for d in changed
                 ]
-                # A thread change shares its reply's seq: the reply comes first.
-                entries.sort(key=lambda e: (e.seq, e.change != CREATED))
+                # A thread change shares the seq of the reply it counts (or of the delete that
+                # takes one off): that record comes first.
+                entries.sort(key=entry_order)
                 found.extend(entries)
                 if len(found) >= limit:
                     break

@@ -193,6 +193,13 @@ class ChangeEntry:
         return {"seq": self.seq, "change": self.change, "message": self.message.public()}
 
 
+def entry_order(entry: ChangeEntry) -> tuple[int, int]:
+    """The feed's order: by seq; at one seq a creation first, a thread change last (it shares
+    the seq of the reply it counts, or of the delete that takes one off)."""
+    rank = 0 if entry.change == "created" else 2 if entry.change == "thread" else 1
+    return entry.seq, rank
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 

@@ -137,9 +137,9 @@ async def test_edit_delete_react_reach_every_member_and_history_shows_the_result
 
 
 async def test_a_client_that_was_away_catches_up_with_one_changes_call(pipe: Pipeline) -> None:
-    """While Bob is offline: three edits, a delete, two reactions and a thread reply. One
-    ``changes?after=<his cursor>`` returns exactly those, in order, and his view then equals a
-    fresh history read."""
+    """While Bob is offline: three edits, a delete, two reactions, two thread replies and the
+    second's delete. One ``changes?after=<his cursor>`` returns exactly those, in order, and his
+    view then equals a fresh history read."""
     alice, bob = await asyncio.gather(pipe.user(), pipe.user())
     team = await _team(pipe, alice, bob)
     bob_client = await _synced(pipe, bob, team, 1)
@@ -156,10 +156,12 @@ async def test_a_client_that_was_away_catches_up_with_one_changes_call(pipe: Pip
     await rest.react(pipe.api_url, alice.token, team, first.id, "👍")
     await rest.react(pipe.api_url, alice.token, team, first.id, ":tada:")
     reply = await ca.send(team, "in the thread", thread_id=first.id)
+    gone = await ca.send(team, "a reply taken back", thread_id=first.id)
+    await rest.delete(pipe.api_url, alice.token, team, gone.id)
 
     async def caught_up() -> list[dict[str, Any]]:
         entries, _meta = await changes_page(pipe.api_url, bob.token, team, after=cursor)
-        return entries if len(entries) >= 8 else []
+        return entries if len(entries) >= 12 else []
 
     entries: list[dict[str, Any]] = []
     for _ in range(100):  # the last change may still be on its way to the database
@@ -176,8 +178,15 @@ async def test_a_client_that_was_away_catches_up_with_one_changes_call(pipe: Pip
         ("reaction", first.id),
         ("created", reply.id),
         ("thread", first.id),
+        ("created", gone.id),
+        ("thread", first.id),
+        ("deleted", gone.id),
+        ("thread", first.id),
     ]
     assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
+    # The delete of a reply takes it off its root's count, at the delete's seq.
+    assert entries[-1]["seq"] == entries[-2]["seq"]
+    assert [e["message"].get("thread", {}).get("replies") for e in entries[7::2]] == [1, 2, 1]
     back = SyncedClient(pipe.ws_url(1), pipe.api_url, bob.token)
     back.timeline = bob_client.timeline  # the same client, reconnecting with its cursor
     await back.start()

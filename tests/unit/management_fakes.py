@@ -29,7 +29,7 @@ from services.management.clamd import ScanResult
 from services.management.events import Announcer, EventMetrics, OutboxPublisher
 from services.management.model import MembershipChange, OutboxEvent, Team, TeamChanges
 from services.management.objects import PresignedPost, StoredObject
-from services.management.store import Carrier, ChangeEntry
+from services.management.store import Carrier, ChangeEntry, entry_order
 from services.management.teams import TeamMetrics, TeamService
 
 
@@ -333,7 +333,7 @@ class MemoryMessageStore:
             for e in (*created, *(entry for entry, _ in self.change_log))
             if e.message.channel_id == channel_id and e.seq > after and e.message.visible_to(viewer)
         ]
-        entries.sort(key=lambda e: (e.seq, e.change != "created"))
+        entries.sort(key=entry_order)
         return entries[:limit]
 
     async def count_at(self, channel_id: str, seq: int) -> int | None:

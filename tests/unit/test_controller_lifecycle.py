@@ -134,6 +134,30 @@ async def test_a_reply_bumps_its_root_s_thread_at_the_reply_s_seq_once() -> None
     assert _doc(p, "root")["thread"] == {"replies": 1, "last_reply_ts": _doc(p, "r1")["ts"]}
 
 
+async def test_a_deleted_reply_is_taken_off_its_root_s_thread_once() -> None:
+    """Deleting a reply updates the reply, then its root with one reply fewer at the delete's
+    seq; the delete consumed again takes nothing more off; the last reply gone leaves none."""
+    p = _setup()
+    await _run(p, [_msg(10, "root", sender=A)])
+    replies = []
+    for offset, msg_id in ((11, "r1"), (12, "r2")):
+        reply = chat_message(T, msg_id=msg_id, sender=B)
+        reply.thread_id = "root"
+        replies.append(message_record(reply, offset=offset))
+    await _run(p, replies)
+    delete = [change_record(T, "r1", DELETE, offset=13, actor=B)]
+    first = await _run(p, delete)
+    again = await _run(p, delete)
+    for outcome in (first, again):
+        assert [(u.seq, u.change) for u in _updates(outcome)] == [(13, "deleted"), (13, "thread")]
+        assert _updates(outcome)[1].message.thread.replies == 1
+    assert _doc(p, "root")["thread"] == {"replies": 1, "last_reply_ts": _doc(p, "r2")["ts"]}
+    assert f"{T}:13:thread" in p.states.changes
+    last = await _run(p, [change_record(T, "r2", DELETE, offset=14, actor=A)])
+    assert _updates(last)[1].message.thread.replies == 0
+    assert not _doc(p, "root").get("thread")
+
+
 async def test_unread_counts_others_messages_dms_and_mentions_and_skips_own() -> None:
     """Three team messages (one mentions C), a DM to C and C's own message: C's read position
     moves to their own message, so only what came after counts."""

@@ -84,6 +84,24 @@ describe("message life cycle between two browsers", () => {
     await bob.page.keyboard.press("Escape");
   });
 
+  it("takes a deleted reply off its thread in the other browser: the count, then the link, go", async () => {
+    const root = bob.page.locator("main article.message", { hasText: "final text" });
+    await root.getByRole("button", { name: "1 reply" }).click();
+    const panel = bob.page.getByRole("complementary", { name: "Thread" });
+    await panel.locator("textarea").fill("a second reply, soon gone");
+    await panel.locator("textarea").press("Enter");
+    const adaRoot = ada.page.locator("main article.message", { hasText: "final text" });
+    await adaRoot.getByRole("button", { name: "2 replies" }).waitFor();
+    const reply = panel.locator("article.message", { hasText: "a second reply, soon gone" });
+    await reply.hover();
+    await reply.getByRole("button", { name: "Delete message" }).click();
+    await adaRoot.getByRole("button", { name: "1 reply" }).waitFor();
+    // Gone from the panel too, not left as a tombstone.
+    await expect.poll(() => panel.locator("article.message", { hasText: "a second reply, soon gone" }).count()).toBe(0);
+    expect(await panel.getByText("This message was deleted.").count()).toBe(0);
+    await bob.page.keyboard.press("Escape");
+  });
+
   it("shows a deletion in the other browser as a tombstone", async () => {
     await send(ada.page, "this will be deleted");
     await shows(bob.page, "this will be deleted");

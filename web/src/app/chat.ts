@@ -216,10 +216,11 @@ export class ChatModel extends Observable {
       .filter((m) => !m.thread_id && conversationOf(m.to, m.from, this.me.id) === conversation);
   }
 
+  /** A thread's replies, ascending; a deleted reply is gone (the root's count no longer has it). */
   threadView(team: string, root: string): Message[] {
     return this.timeline(team)
       .messages()
-      .filter((m) => m.thread_id === root);
+      .filter((m) => m.thread_id === root && !m.deleted);
   }
 
   pendingIn(team: string, conversation: Conversation, threadId: string | null): Pending[] {

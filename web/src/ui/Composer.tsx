@@ -6,12 +6,16 @@ import type { ChatModel } from "../app/chat";
 import { textCounter, textProblem } from "../text/limits";
 import { decodeMentions, encodeMentions, insertMention, mentionQuery, type Suggestion, suggestMentions } from "../text/mentions";
 
+/** What the box says in a deactivated team. */
+export const DEACTIVATED = "This team is deactivated: read only";
+
 interface Props {
   model: ChatModel;
   label: string;
   threadId: string | null;
   editing: Message | null;
-  disabled: boolean;
+  /** Why nothing can be written here (said in the box), or null when it is open. */
+  disabled: string | null;
   onEditLast(): void;
   onEditDone(): void;
 }
@@ -44,7 +48,7 @@ export function Composer(props: Props) {
   // An edit in progress when the box is disabled (the team was deactivated meanwhile) could be
   // neither saved nor cancelled with Esc in a disabled box: it is dropped.
   useEffect(() => {
-    if (props.disabled && props.editing) {
+    if (props.disabled !== null && props.editing) {
       setText("");
       props.onEditDone();
     }
@@ -74,7 +78,7 @@ export function Composer(props: Props) {
   const problem = text.trim() ? textProblem(body) : null;
   const counter = textCounter(body);
 
-  const found = props.disabled ? null : mentionQuery(text, caret);
+  const found = props.disabled !== null ? null : mentionQuery(text, caret);
   const suggestions = found && found.start !== dismissed ? suggestMentions(members(), found.query, model.me.id) : [];
   const current = Math.min(active, suggestions.length - 1);
   const pick = (s: Suggestion) => {
@@ -192,7 +196,7 @@ export function Composer(props: Props) {
             input.value = "";
           }}
         />
-        <button type="button" class="icon" aria-label="Attach a file" disabled={props.disabled} onClick={() => file.current?.click()}>
+        <button type="button" class="icon" aria-label="Attach a file" disabled={props.disabled !== null} onClick={() => file.current?.click()}>
           📎
         </button>
         <textarea
@@ -200,8 +204,8 @@ export function Composer(props: Props) {
           id={inputId}
           rows={1}
           value={text}
-          disabled={props.disabled}
-          placeholder={props.disabled ? "This team is deactivated: read only" : props.label}
+          disabled={props.disabled !== null}
+          placeholder={props.disabled ?? props.label}
           aria-invalid={problem ? true : undefined}
           aria-describedby={problem || counter ? `${inputId}-status` : undefined}
           aria-autocomplete="list"
@@ -218,7 +222,7 @@ export function Composer(props: Props) {
           onClick={(e) => track(e.currentTarget)}
           onKeyDown={onKeyDown}
         />
-        <button type="submit" class="primary" disabled={props.disabled || !text.trim() || problem !== null}>
+        <button type="submit" class="primary" disabled={props.disabled !== null || !text.trim() || problem !== null}>
           {props.editing ? "Save" : "Send"}
         </button>
       </div>

@@ -5,7 +5,7 @@ import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { lastEditable } from "../state/roles";
 import { dividerBefore } from "../state/unread";
-import { Composer } from "./Composer";
+import { Composer, DEACTIVATED } from "./Composer";
 import { MessageList } from "./MessageList";
 import { PresenceDot } from "./PresenceDot";
 import { Uploads } from "./Uploads";
@@ -104,7 +104,7 @@ export function Conversation(props: Props) {
         label={dm ? `Message ${title}` : `Message #${team.name}`}
         threadId={null}
         editing={editing}
-        disabled={!team.active}
+        disabled={team.active ? null : DEACTIVATED}
         onEditLast={editLast}
         onEditDone={() => setEditing(null)}
       />

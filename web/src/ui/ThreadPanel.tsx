@@ -4,7 +4,7 @@ import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { lastEditable } from "../state/roles";
 import { conversationOf } from "../state/typing";
-import { Composer } from "./Composer";
+import { Composer, DEACTIVATED } from "./Composer";
 import { MessageItem } from "./MessageItem";
 import { MessageList } from "./MessageList";
 import { Uploads } from "./Uploads";
@@ -48,7 +48,9 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
         label="Reply in thread"
         threadId={root}
         editing={editing}
-        disabled={!team.active || !message || Boolean(message.deleted)}
+        disabled={
+          !team.active ? DEACTIVATED : !message ? "The thread's first message is not loaded" : message.deleted ? "The thread's first message was deleted: no more replies" : null
+        }
         onEditLast={() => {
           const mine = lastEditable(replies, team, model.me.id, Date.now(), model.editWindowMs);
           if (mine) setEditing(mine);
