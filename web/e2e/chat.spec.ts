@@ -241,6 +241,26 @@ describe("chat in two browsers", () => {
     await page.context().close();
   });
 
+  it("says how many messages came below a reader scrolled up, and the arrow keys reach a message's actions", async () => {
+    const list = bob.page.getByRole("log", { name: `Messages in ${team}` });
+    await list.evaluate((el) => el.scrollTo({ top: 0 }));
+    await bob.page.waitForTimeout(300);
+    await send(ada.page, "below one");
+    await send(ada.page, "below two");
+    const below = bob.page.getByRole("button", { name: "2 new messages below ↓" });
+    await below.waitFor();
+    await below.click();
+    await expect.poll(() => below.count()).toBe(0);
+    await expect.poll(() => list.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight)).toBeLessThan(40);
+    // Keyboard only: from the list, Up goes to its last message; Tab then reaches its actions.
+    await list.focus();
+    await bob.page.keyboard.press("ArrowUp");
+    const focused = bob.page.locator("main article.message:focus");
+    expect(await focused.locator(".text").textContent()).toBe("below two");
+    await bob.page.keyboard.press("Tab");
+    expect(await bob.page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe("Add reaction");
+  });
+
   it("survives a relay killed while both chat: both reconnect, messages sent meanwhile show once", async () => {
     const relays = new Set([relayIndex(await relayOf(ada.page)), relayIndex(await relayOf(bob.page))]);
     const banners = [ada, bob].map((p) => p.page.locator(".banner.reconnecting").waitFor({ timeout: 15_000 }));

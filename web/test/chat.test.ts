@@ -359,7 +359,9 @@ describe("ChatModel", () => {
     s.frame(msg(3, { to: ME }));
     s.frame(msg(4, { thread_id: "m1" }));
     s.model.markSeen(2, true);
-    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([2, 2]);
+    // The mark stays below the DM; the reply, read at the list's end, no longer counts here.
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([1, 2]);
+    expect(s.model.dmUnread(TEAM, BOB)).toBe(1);
   });
 
   it("clears the team once the DM is read after the list: a reply seen at the list's end holds nothing", async () => {
@@ -371,7 +373,8 @@ describe("ChatModel", () => {
     s.frame(msg(4, { to: ME })); // a DM to me
     s.frame(msg(5, { thread_id: "m3" })); // a reply in the root's thread
     s.model.markSeen(3, true); // the team's list, read to its end: stops before the DM
-    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([2, 3]);
+    // The badge counts the DM alone: the reply was read at the list's end, held above the mark.
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([1, 3]);
     s.model.openConversation(BOB);
     s.model.markSeen(4, true); // the DM's list, read to its end
     expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([0, 5]);
@@ -386,12 +389,31 @@ describe("ChatModel", () => {
     s.frame(msg(3, { to: ME }));
     s.frame(msg(4, { thread_id: "m2" }));
     s.model.markSeen(4); // the thread panel has the reply in view
-    expect([s.model.read(TEAM).count, s.model.read(TEAM).mentions, s.model.read(TEAM).lastRead]).toEqual([2, 1, 2]);
+    // The mark stops below the DM; the badge counts the DM alone (the reply was seen).
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).mentions, s.model.read(TEAM).lastRead]).toEqual([1, 1, 2]);
+    expect(s.model.dmUnread(TEAM, BOB)).toBe(1);
     s.clock.advance(1000);
     expect(s.calls.filter((c) => c.startsWith("read"))).toEqual([]);
     s.model.openConversation(BOB);
     s.model.markSeen(3, true);
     expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([0, 4]);
+  });
+
+  it("marks a root's replies that came since the conversation opened as new, until the thread is opened", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.frame(msg(3, { thread_id: "m1" }));
+    s.frame(msg(4, { thread_id: "m1" }));
+    expect(s.model.newReplies(TEAM).get("m1")).toBe(2);
+    s.model.markSeen(2, true); // read to the end of the list: still new for this visit
+    expect(s.model.newReplies(TEAM).get("m1")).toBe(2);
+    s.model.openThread("m1");
+    expect(s.model.newReplies(TEAM).get("m1")).toBeUndefined();
+    s.model.openConversation("*"); // a later visit: what was read is no longer new
+    s.frame(msg(5, { thread_id: "m1" }));
+    expect(s.model.newReplies(TEAM).get("m1")).toBe(1);
   });
 
   it("keeps live counts when the team is read again for its members", async () => {

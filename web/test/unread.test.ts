@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dividerAfterLive, dividerBefore, listSeenUpTo, mentions, ReadState, readUpTo } from "../src/state/unread";
+import { dividerAfterLive, dividerBefore, listSeenUpTo, mentions, newReplies, ReadState, readUpTo } from "../src/state/unread";
 import { BOB, ME, msg } from "./fixtures";
 
 describe("ReadState", () => {
@@ -187,5 +187,24 @@ describe("dividerAfterLive", () => {
 
   it("shows no divider when the read mark is unknown", () => {
     expect(dividerAfterLive(null, [msg(1)], msg(1), ME)).toBeNull();
+  });
+});
+
+describe("newReplies", () => {
+  it("counts per root the replies from others since the mark, not deleted, of threads not opened", () => {
+    const held = [
+      msg(1),
+      msg(2, { thread_id: "m1" }), // before the mark
+      msg(4, { thread_id: "m1" }),
+      msg(5, { thread_id: "m1", from: ME }), // mine
+      msg(6, { thread_id: "m1", deleted: true }),
+      msg(7, { thread_id: "m3" }),
+      msg(8, { thread_id: "m9" }),
+    ];
+    expect([...newReplies(held, 3, ME, new Set(["m9"]))]).toEqual([
+      ["m1", 1],
+      ["m3", 1],
+    ]);
+    expect(newReplies(held, null, ME, new Set()).size).toBe(0);
   });
 });

@@ -24,7 +24,7 @@ import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
-import { dividerAfterLive, listSeenUpTo, ReadState, readUpTo } from "../state/unread";
+import { dividerAfterLive, listSeenUpTo, newReplies, ReadState, readUpTo } from "../state/unread";
 import { retryable, textProblem } from "../text/limits";
 import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
@@ -128,6 +128,10 @@ export class ChatModel extends Observable {
   threadRoot: string | null = null;
   /** The read mark when the conversation was opened: the "new messages" divider goes after it. */
   dividerAfter: number | null = null;
+  /** The read mark when the conversation was opened: replies after it are "new" on their root. */
+  private repliesSince: number | null = null;
+  /** Threads opened since: their replies are seen, new or not. */
+  private openedThreads = new Set<string>();
   /** Set by the view from the document's visibility; a model without a view counts as looking. */
   pageVisible = true;
 
@@ -216,6 +220,11 @@ export class ChatModel extends Observable {
       .filter((m) => !m.thread_id && conversationOf(m.to, m.from, this.me.id) === conversation);
   }
 
+  /** Per thread root of the open team, its replies from others that came since it was opened. */
+  newReplies(team: string): Map<string, number> {
+    return newReplies(this.timeline(team).messages(), this.repliesSince, this.me.id, this.openedThreads);
+  }
+
   /** A thread's replies, ascending; a deleted reply is gone (the root's count no longer has it). */
   threadView(team: string, root: string): Message[] {
     return this.timeline(team)
@@ -231,10 +240,11 @@ export class ChatModel extends Observable {
 
   /** Unseen DMs from a member, counted from what is held (the server counts per team only). */
   dmUnread(team: string, member: string): number {
-    const lastRead = this.read(team).lastRead;
+    const r = this.read(team);
+    const lastRead = r.lastRead;
     return this.timeline(team)
       .messages()
-      .filter((m) => m.from === member && m.to === this.me.id && !m.deleted && (lastRead === null || m.seq > lastRead)).length;
+      .filter((m) => m.from === member && m.to === this.me.id && !m.deleted && (lastRead === null || m.seq > lastRead) && !r.viewed(m)).length;
   }
 
   name(user: string): string {
@@ -304,11 +314,14 @@ export class ChatModel extends Observable {
     this.conversation = conversation;
     this.threadRoot = null;
     this.dividerAfter = this.selectedTeam ? this.read(this.selectedTeam).lastRead : null;
+    this.repliesSince = this.dividerAfter;
+    this.openedThreads.clear();
     this.changed();
   }
 
   openThread(root: string | null): void {
     this.threadRoot = root;
+    if (root) this.openedThreads.add(root);
     if (root && this.selectedTeam) void this.loadThread(this.selectedTeam, root);
     this.changed();
   }
@@ -350,10 +363,10 @@ export class ChatModel extends Observable {
     const from = r.lastRead ?? -1;
     r.view(held.filter((m) => m.seq > from && m.seq <= target && here(m)));
     const upTo = readUpTo(target, held, (m) => r.viewed(m), this.me.id, r.lastRead);
-    const before = r.lastRead;
-    const report = r.seen(upTo, t.messages());
-    // The list reports on every redraw: a report that moves nothing must not redraw again.
-    if (r.lastRead === before) return;
+    const before = [r.lastRead, r.count];
+    const report = r.seen(upTo, held);
+    // The list reports on every redraw: a report that changes nothing must not redraw again.
+    if (r.lastRead === before[0] && r.count === before[1]) return;
     this.changed();
     if (report === null) return;
     const previous = this.readTimers.get(team);

@@ -102,12 +102,17 @@ export class ReadState {
    * Returns the seq to report with `PUT /read`, or null when the server already knows.
    */
   seen(seq: number, held: readonly Message[]): number | null {
-    if (this.lastRead !== null && seq <= this.lastRead) return null;
-    this.lastRead = seq;
-    const rest = held.filter((m) => countsAsUnread(m, this.me, seq));
-    this.count = rest.length;
-    this.mentions = rest.filter((m) => mentions(m, this.me)).length;
-    if (this.reported !== null && seq <= this.reported) return null;
+    const moves = this.lastRead === null || seq > this.lastRead;
+    if (moves) this.lastRead = seq;
+    const mark = this.lastRead ?? seq;
+    // Above the mark, what the reader had in view is not news to them (the mark stopped below
+    // something they have not seen): the badge counts what is left to see.
+    const rest = held.filter((m) => countsAsUnread(m, this.me, mark) && !this.viewedIds.has(m.id));
+    if (moves || rest.length < this.count) {
+      this.count = rest.length;
+      this.mentions = rest.filter((m) => mentions(m, this.me)).length;
+    }
+    if (!moves || (this.reported !== null && seq <= this.reported)) return null;
     this.reported = seq;
     return seq;
   }
@@ -192,4 +197,20 @@ export function dividerAfterLive(current: number | null, view: readonly Message[
     me,
   );
   return shown === null ? Math.max(current, arrived.seq) : current;
+}
+
+/**
+ * Per thread root, how many replies from others came after `since` (the read mark when the
+ * conversation was opened) and are still there: the "new" beside a root's reply count, since the
+ * list shows a thread's replies only as that count. Roots whose thread was opened meanwhile have
+ * none.
+ */
+export function newReplies(held: readonly Message[], since: number | null, me: string, opened: ReadonlySet<string>): Map<string, number> {
+  const found = new Map<string, number>();
+  if (since === null) return found;
+  for (const m of held) {
+    if (!m.thread_id || m.seq <= since || m.from === me || m.deleted || opened.has(m.thread_id)) continue;
+    found.set(m.thread_id, (found.get(m.thread_id) ?? 0) + 1);
+  }
+  return found;
 }

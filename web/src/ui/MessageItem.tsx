@@ -4,7 +4,7 @@ import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { mayDelete, mayEdit, mayWrite } from "../state/roles";
 import { AttachmentView } from "./AttachmentView";
-import { clock, initials } from "./format";
+import { clock, fullDate, initials, shortTime } from "./format";
 import { MessageText } from "./Text";
 
 export const EMOJI = ["👍", "❤️", "😂", "🎉", "👀", "✅"];
@@ -14,6 +14,8 @@ interface Props {
   message: Message;
   compact: boolean;
   inThread: boolean;
+  /** Replies from others that came since the conversation was opened (the root's "new"). */
+  newReplies?: number;
   onEdit(m: Message): void;
   onReply?(m: Message): void;
 }
@@ -40,6 +42,9 @@ export function MessageItem(props: Props) {
       class={`message${compact ? " compact" : ""}${own ? " own" : ""}${m.deleted ? " deleted" : ""}`}
       data-seq={m.seq}
       data-id={m.id}
+      // Reachable with the arrow keys from the list (MessageList), and by a tap on a touch
+      // screen: focus is what shows a message's actions where nothing hovers.
+      tabIndex={-1}
       aria-label={`${name(m.from)} at ${clock(m.ts)}`}
       onKeyDown={(e) => {
         if (e.key === "Escape" && picking) {
@@ -57,8 +62,17 @@ export function MessageItem(props: Props) {
             {name(m.from)}
           </strong>
           {m.to !== "*" && <span class="tag">direct</span>}
-          <time dateTime={m.ts}>{clock(m.ts)}</time>
+          <time dateTime={m.ts} title={fullDate(m.ts)}>
+            {clock(m.ts)}
+          </time>
         </header>
+      )}
+      {compact && (
+        // A message grouped under the one before has no header: its time shows in the gutter on
+        // hover or focus, as in the header.
+        <time class="gutter-time" dateTime={m.ts} title={fullDate(m.ts)}>
+          {shortTime(m.ts)}
+        </time>
       )}
       <div class="message-body">
         {m.deleted ? (
@@ -97,6 +111,7 @@ export function MessageItem(props: Props) {
       {!props.inThread && replies > 0 && (
         <button type="button" class="link thread-link" onClick={() => props.onReply?.(m)}>
           {replies} {replies === 1 ? "reply" : "replies"}
+          {(props.newReplies ?? 0) > 0 && <span class="new-replies"> · {props.newReplies} new</span>}
         </button>
       )}
       {!m.deleted && writable && (

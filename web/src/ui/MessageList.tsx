@@ -1,6 +1,6 @@
 // A scrolling list of messages: loads older pages at the top, follows new ones at the bottom,
 // shows the "new messages" divider, and reports what came into view so it can be marked read.
-import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel, Pending } from "../app/chat";
 import { InView } from "../app/inview";
@@ -39,6 +39,9 @@ export function MessageList(props: Props) {
   const lastTop = useRef(0);
   const seen = useRef(props.seen);
   seen.current = props.seen;
+  // Messages from others that came in while the reader was scrolled up: the "new below" button.
+  const [below, setBelow] = useState(0);
+  const lastSeq = useRef<number | null>(null);
 
   // Made on first use, which is the first layout effect: effects run in an order that a plain
   // useEffect would lose (the list registers its messages before a useEffect runs).
@@ -107,6 +110,13 @@ export function MessageList(props: Props) {
     sending.current = props.pending.length;
     if (atBottom.current) el.scrollTop = el.scrollHeight;
     else keepAnchor();
+    const newest = props.messages.at(-1)?.seq ?? null;
+    const before = lastSeq.current;
+    lastSeq.current = newest;
+    if (!atBottom.current && before !== null && newest !== null && newest > before) {
+      const arrived = props.messages.filter((m) => m.seq > before && m.from !== props.model.me.id).length;
+      if (arrived > 0) setBelow((n) => n + arrived);
+    }
     lastTop.current = el.scrollTop;
     // Sizes change after layout: an image or video loading, the window or the composer area
     // resizing. Observed, the reader at the bottom is kept there before the browser's own scroll
@@ -140,13 +150,41 @@ export function MessageList(props: Props) {
     } else {
       atBottom.current = distance < 40;
     }
+    if (atBottom.current && below > 0) setBelow(0);
     lastTop.current = el.scrollTop;
     if (el.scrollTop < 80) void older();
   };
 
+  /** Up and Down move between messages (focus shows a message's actions); from the list itself,
+   * Up goes to the last one. Keys inside a message's own controls are left to them. */
+  const onKeyDown = (e: KeyboardEvent) => {
+    if (e.key !== "ArrowUp" && e.key !== "ArrowDown") return;
+    const target = e.target as HTMLElement;
+    const el = box.current;
+    if (!el || (target !== el && !target.matches("article.message[data-id]"))) return;
+    const items = [...el.querySelectorAll<HTMLElement>("article.message[data-id]")];
+    if (items.length === 0) return;
+    const at = items.indexOf(target);
+    const next = at < 0 ? (e.key === "ArrowUp" ? items.length - 1 : -1) : at + (e.key === "ArrowUp" ? -1 : 1);
+    const item = items[next];
+    if (!item) return;
+    e.preventDefault();
+    item.focus();
+    item.scrollIntoView({ block: "nearest" });
+  };
+
+  const toLatest = () => {
+    const el = box.current;
+    if (!el) return;
+    atBottom.current = true;
+    el.scrollTop = el.scrollHeight;
+    setBelow(0);
+  };
+
   const { model, team, messages } = props;
+  const fresh = props.inThread ? null : model.newReplies(team.id);
   return (
-    <div class="message-list" ref={box} onScroll={onScroll} role="log" aria-label={props.label} tabIndex={0}>
+    <div class="message-list" ref={box} onScroll={onScroll} onKeyDown={onKeyDown} role="log" aria-label={props.label} tabIndex={0}>
       {props.loadOlder && (
         <p class="history-edge muted">{props.hasOlder ? "Scroll up for older messages" : "This is the beginning of the conversation."}</p>
       )}
@@ -160,7 +198,16 @@ export function MessageList(props: Props) {
                 <span>New messages</span>
               </div>
             )}
-            <MessageItem model={model} team={team} message={m} compact={compact} inThread={props.inThread} onEdit={props.onEdit} onReply={props.onReply} />
+            <MessageItem
+              model={model}
+              team={team}
+              message={m}
+              compact={compact}
+              inThread={props.inThread}
+              newReplies={fresh?.get(m.id)}
+              onEdit={props.onEdit}
+              onReply={props.onReply}
+            />
           </div>
         );
       })}
@@ -191,6 +238,11 @@ export function MessageList(props: Props) {
           )}
         </article>
       ))}
+      {below > 0 && (
+        <button type="button" class="new-below" onClick={toLatest}>
+          {below} new {below === 1 ? "message" : "messages"} below ↓
+        </button>
+      )}
     </div>
   );
 }

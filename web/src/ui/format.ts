@@ -3,6 +3,20 @@
 const time = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const day = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short" });
 
+const full = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
+
+/** The time of day alone (a grouped message's gutter: its day is the group's). */
+export function shortTime(ts: string): string {
+  const d = new Date(ts);
+  return Number.isNaN(d.getTime()) ? "" : time.format(d);
+}
+
+/** Day and time in full, for a tooltip. */
+export function fullDate(ts: string): string {
+  const d = new Date(ts);
+  return Number.isNaN(d.getTime()) ? "" : full.format(d);
+}
+
 export function clock(ts: string): string {
   const d = new Date(ts);
   if (Number.isNaN(d.getTime())) return "";
