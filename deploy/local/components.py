@@ -107,6 +107,11 @@ class StackConfig:
                     "CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS",
                     limits.ws_connections_per_address,
                 ),
+                requests_in_flight_per_address=_whole(
+                    env,
+                    "CHATSTACK_NGINX_REQUESTS_PER_ADDRESS",
+                    limits.requests_in_flight_per_address,
+                ),
             ),
             ws_origins=env.get("CHAT_WS_ORIGINS", ""),
         )

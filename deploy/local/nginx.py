@@ -53,6 +53,8 @@ class EdgeLimits:
     api_burst: int = 1000
     # Open WebSockets per address; benchmarks opening thousands from one host raise it.
     ws_connections_per_address: int = 1000
+    # Other requests in progress at once per address (a slow client holds one each).
+    requests_in_flight_per_address: int = 256
     # Management writes per bearer token (one login: a per-user limit shared by every management
     # instance); the services' CHAT_MANAGEMENT_WRITE_* defaults.
     write_rate_per_s: int = 5
@@ -291,6 +293,9 @@ def _server_body(routes: Sequence[Route], layout: Layout) -> str:
     parts = [
         "",
         *_headers("        "),
+        "",
+        "        # Requests in progress per address; the WebSocket location has its own cap.",
+        f"        limit_conn chat_conns {layout.limits.requests_in_flight_per_address};",
         "",
         "        # Errors nginx itself produces answer in the API's JSON error envelope. The",
         "        # services' own errors (a 405 from aiohttp included) pass through untouched.",

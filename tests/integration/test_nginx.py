@@ -32,6 +32,11 @@ async def _echo_headers(request: web.Request) -> web.Response:
     )
 
 
+async def _slow(_request: web.Request) -> web.Response:
+    await asyncio.sleep(1.5)
+    return web.json_response({"slow": True})
+
+
 async def _ws_echo(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
@@ -46,6 +51,7 @@ async def upstream() -> AsyncIterator[int]:
     """A small aiohttp app standing in for a service, on a free port."""
     app = web.Application()
     app.router.add_get("/v1/ws", _ws_echo)
+    app.router.add_get("/v1/slow", _slow)
     app.router.add_route("*", "/v1/{tail:.*}", _echo_headers)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -110,6 +116,55 @@ def socket_capped_nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Pa
     """nginx allowing 2 open WebSockets per client address."""
     limits = EdgeLimits(ws_connections_per_address=2)
     yield from _start_nginx(tmp_path, _routes(upstream), limits)
+
+
+@pytest.fixture
+def requests_capped_nginx(tmp_path: Path, upstream: int) -> Iterator[tuple[int, Path]]:
+    """nginx allowing 2 requests in progress at once per client address."""
+    limits = EdgeLimits(requests_in_flight_per_address=2)
+    yield from _start_nginx(tmp_path, _routes(upstream), limits)
+
+
+async def test_requests_in_progress_per_address_are_capped(
+    requests_capped_nginx: tuple[int, Path],
+) -> None:
+    """With a cap of 2, four slow requests at once from one address: two are served, two get
+    429 in the API's envelope at once; afterwards the address is served again."""
+    port, _logs = requests_capped_nginx
+    url = f"http://127.0.0.1:{port}/v1/slow"
+    async with aiohttp.ClientSession() as session:
+
+        async def get() -> tuple[int, str]:
+            async with session.get(url) as resp:
+                body = await resp.json()
+                return resp.status, str(body.get("error", {}).get("code", ""))
+
+        answers = await asyncio.gather(*(get() for _ in range(4)))
+        assert sorted(answers) == [
+            (200, ""),
+            (200, ""),
+            (429, "rate_limited"),
+            (429, "rate_limited"),
+        ]
+        assert await get() == (200, "")
+
+
+async def test_a_request_whose_headers_trickle_in_is_cut_after_ten_seconds(
+    nginx: tuple[int, Path],
+) -> None:
+    """A client that sends part of its request headers and stops holds the connection about
+    10 s (client_header_timeout), not nginx's default minute."""
+    port, _logs = nginx
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /v1/teams HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    await writer.drain()
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(20):
+        rest = await reader.read()
+    held = asyncio.get_running_loop().time() - started
+    writer.close()
+    assert rest == b""
+    assert 8 < held < 15
 
 
 @pytest.fixture

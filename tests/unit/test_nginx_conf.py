@@ -97,7 +97,8 @@ def test_every_nginx_error_body_is_json_and_echoes_only_the_checked_id() -> None
 
 
 def test_limits_on_every_api_route() -> None:
-    """/v1/ has the generous per-address limit, auth routes the strict one too, ws a socket cap."""
+    """/v1/ has the generous per-address limit, auth routes the strict one too, ws a socket cap,
+    and every request a cap on those in progress per address."""
     text = render_production_conf()
     limits = EdgeLimits()
     assert (
@@ -118,6 +119,10 @@ def test_limits_on_every_api_route() -> None:
         assert (conn in block) == route.websocket, route.location
     assert limits.ws_connections_per_address >= 1000
     assert limits.api_burst >= 1000
+    # Every other request: a cap on those in progress per address, and slow headers cut short.
+    assert f"limit_conn chat_conns {limits.requests_in_flight_per_address};" in text
+    assert "client_header_timeout 10s;" in text
+    assert "client_body_timeout 10s;" in text
 
 
 def test_stack_limits_come_from_chatstack_variables(
@@ -127,10 +132,17 @@ def test_stack_limits_come_from_chatstack_variables(
     monkeypatch.setenv("CHATSTACK_NGINX_WS_CONNECTIONS_PER_ADDRESS", "20000")
     monkeypatch.setenv("CHATSTACK_NGINX_API_RATE", "7")
     monkeypatch.setenv("CHATSTACK_NGINX_API_BURST", "9")
+    monkeypatch.setenv("CHATSTACK_NGINX_REQUESTS_PER_ADDRESS", "600")
     limits = StackConfig.from_env().edge_limits
-    assert limits == EdgeLimits(api_rate_per_s=7, api_burst=9, ws_connections_per_address=20000)
+    assert limits == EdgeLimits(
+        api_rate_per_s=7,
+        api_burst=9,
+        ws_connections_per_address=20000,
+        requests_in_flight_per_address=600,
+    )
     text = _local(tmp_path, limits)
     assert "limit_conn chat_ws 20000;" in text
+    assert "limit_conn chat_conns 600;" in text
     assert "zone=chat_api:10m rate=7r/s;" in text
     assert "limit_req zone=chat_api burst=9 nodelay;" in text
 
