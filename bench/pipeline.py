@@ -213,12 +213,13 @@ async def fanout(args: argparse.Namespace) -> None:
     issuer = _issuer(settings)
     members = [uuid.uuid4().hex for _ in range(args.members)]
     team = await _team(settings, members)
-    # Several senders: one socket may send at most CHAT_WS_RATE_PER_S messages per second.
+    # Several senders, each a member of their own: one socket may send at most
+    # CHAT_WS_RATE_PER_S messages per second, and one user CHAT_WS_USER_RATE_PER_S per relay.
     senders = [
         await ChatClient.connect(
-            f"ws://127.0.0.1:{args.sender_port}/v1/ws", issuer.issue(members[0]).token
+            f"ws://127.0.0.1:{args.sender_port}/v1/ws", issuer.issue(members[i]).token
         )
-        for _ in range(args.senders)
+        for i in range(args.senders)
     ]
     relay_port = args.relay_port
     latencies: list[float] = []

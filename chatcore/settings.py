@@ -194,6 +194,9 @@ class Settings:
     ws_send_buffer_bytes: int = 1024 * 1024
     ws_rate_burst: int = 30
     ws_rate_per_s: float = 15.0
+    # And per user across their sockets on one relay: more sockets are no more messages.
+    ws_user_rate_burst: int = 60
+    ws_user_rate_per_s: float = 30.0
     ws_typing_burst: int = 5
     ws_typing_per_s: float = 1.0
     ws_max_connections_per_user: int = 10

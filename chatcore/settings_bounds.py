@@ -134,6 +134,8 @@ BOUNDS: dict[str, Bound] = {
     "ws_send_buffer_bytes": Bound(1024),
     "ws_rate_burst": AT_LEAST_ONE,
     "ws_rate_per_s": POSITIVE,
+    "ws_user_rate_burst": AT_LEAST_ONE,
+    "ws_user_rate_per_s": POSITIVE,
     "ws_typing_burst": AT_LEAST_ONE,
     "ws_typing_per_s": POSITIVE,
     "ws_max_connections_per_user": AT_LEAST_ONE,

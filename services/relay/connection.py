@@ -135,6 +135,13 @@ class Relay:
         self._limits = TokenBucketLimiter(
             capacity=settings.ws_rate_burst, rate_per_s=settings.ws_rate_per_s, max_keys=1_000_000
         )
+        # Message frames per user on this relay, whatever their number of sockets (kept when the
+        # sockets close: reconnecting must not refill it).
+        self._user_limits = TokenBucketLimiter(
+            capacity=settings.ws_user_rate_burst,
+            rate_per_s=settings.ws_user_rate_per_s,
+            max_keys=1_000_000,
+        )
         self._typing_limits = TokenBucketLimiter(
             capacity=settings.ws_typing_burst,
             rate_per_s=settings.ws_typing_per_s,
@@ -402,6 +409,8 @@ class Relay:
                 raise Unavailable("relay is restarting; reconnect and send again")
             limiter = self._typing_limits if isinstance(frame, TypingFrame) else self._limits
             wait = limiter.try_acquire(str(id(session)))
+            if wait <= 0 and isinstance(frame, ChatFrame):
+                wait = self._user_limits.try_acquire(session.user_id)
             if wait > 0:
                 raise RateLimited("slow down", retry_after=wait)
             self.metrics.frames.labels(

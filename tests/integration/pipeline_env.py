@@ -142,6 +142,8 @@ def pipeline_settings(base: Settings, key: Path) -> Settings:
         controller_offset_reset="latest",
         ws_rate_burst=10_000,
         ws_rate_per_s=10_000.0,
+        ws_user_rate_burst=10_000,
+        ws_user_rate_per_s=10_000.0,
     )
 
 

@@ -58,6 +58,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondStack]:
             # Load from one address and a few sockets: the per-socket budget is raised.
             "CHAT_WS_RATE_PER_S": "1000",
             "CHAT_WS_RATE_BURST": "1000",
+            "CHAT_WS_USER_RATE_PER_S": "1000",
+            "CHAT_WS_USER_RATE_BURST": "1000",
         }
     )
     stack = SecondStack(home=home, env=env)

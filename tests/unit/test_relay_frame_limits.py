@@ -49,3 +49,47 @@ async def test_refused_frames_spend_the_rate_limit_and_then_close_the_socket(
         assert conn.closed == [(1008, "too many invalid frames")]
     finally:
         await relay.link.stop()
+
+
+async def test_a_user_s_sockets_share_one_message_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sockets of one user draw from the user's budget together: past it the next message
+    is `rate_limited` and not published, on either socket; another user's messages still go."""
+    settings = Settings(
+        controller_addrs=("controller.invalid:50051",),
+        ws_rate_burst=100,
+        ws_user_rate_burst=3,
+        ws_user_rate_per_s=0.01,
+    )
+    relay = offline_relay(settings, "relay-user-limits")
+    answers: list[dict[str, Any]] = []
+    published: list[str] = []
+    monkeypatch.setattr(relay, "_send", lambda _session, text: answers.append(json.loads(text)))
+
+    async def passes(_session: Session, frame: Any) -> Any:
+        return frame
+
+    async def publish(user: str, frame: Any, _ack: Any) -> None:
+        published.append(f"{user[0]}:{frame.client_msg_id}")
+
+    monkeypatch.setattr(relay.gate, "check_reply", passes)
+    monkeypatch.setattr(relay.publisher, "publish", publish)
+    team = "f" * 32
+    phone, laptop = Session("a" * 32, _Conn(), {}), Session("a" * 32, _Conn(), {})
+    other = Session("b" * 32, _Conn(), {})
+
+    def frame(n: int) -> str:
+        return json.dumps(
+            {"channel_id": team, "to": "*", "type": "text", "data": "hi", "client_msg_id": f"c{n}"}
+        )
+
+    try:
+        for n, socket in enumerate((phone, laptop, phone, laptop, phone)):
+            await relay._on_frame(socket, frame(n))
+        await relay._on_frame(other, frame(9))
+        assert published == ["a:c0", "a:c1", "a:c2", "b:c9"]
+        assert [(a["code"], a["client_msg_id"]) for a in answers] == [
+            ("rate_limited", "c3"),
+            ("rate_limited", "c4"),
+        ]
+    finally:
+        await relay.link.stop()
