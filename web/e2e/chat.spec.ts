@@ -261,6 +261,20 @@ describe("chat in two browsers", () => {
     expect(await bob.page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe("Add reaction");
   });
 
+  it("keeps keys typed right after a mention is picked after the mention", async () => {
+    const box = bob.page.locator("main textarea");
+    for (let round = 0; round < 3; round++) {
+      await box.fill("");
+      await box.focus();
+      await bob.page.keyboard.type("please @Ad", { delay: 5 });
+      await bob.page.getByRole("listbox").waitFor();
+      await bob.page.keyboard.press("Enter");
+      await bob.page.keyboard.type("look", { delay: 3 });
+      expect(await box.inputValue()).toMatch(/^please @Ada\S* look$/);
+    }
+    await box.fill("");
+  });
+
   it("survives a relay killed while both chat: both reconnect, messages sent meanwhile show once", async () => {
     const relays = new Set([relayIndex(await relayOf(ada.page)), relayIndex(await relayOf(bob.page))]);
     const banners = [ada, bob].map((p) => p.page.locator(".banner.reconnecting").waitFor({ timeout: 15_000 }));

@@ -27,7 +27,6 @@ export function Composer(props: Props) {
   const [active, setActive] = useState(0);
   /** Where the "@" of a picker closed with Esc is: it stays closed for that mention. */
   const [dismissed, setDismissed] = useState<number | null>(null);
-  const nextCaret = useRef<number | null>(null);
   const area = useRef<HTMLTextAreaElement>(null);
   const file = useRef<HTMLInputElement>(null);
   const members = () => {
@@ -54,16 +53,6 @@ export function Composer(props: Props) {
     }
   }, [props.disabled, props.editing?.id]);
 
-  // The caret goes after an inserted mention once the new value is in the box.
-  useEffect(() => {
-    const el = area.current;
-    if (el && nextCaret.current !== null) {
-      el.setSelectionRange(nextCaret.current, nextCaret.current);
-      el.focus();
-      nextCaret.current = null;
-    }
-  }, [text]);
-
   // A text refused by the server comes back here to be edited.
   const draft = model.draft;
   useEffect(() => {
@@ -84,7 +73,14 @@ export function Composer(props: Props) {
   const pick = (s: Suggestion) => {
     if (!found) return;
     const next = insertMention(text, found.start, caret, s.label);
-    nextCaret.current = next.caret;
+    // Into the box at once, caret included: a key typed before the next render (a fast typist
+    // right after Enter) must land after the mention, not where the caret was before it.
+    const el = area.current;
+    if (el) {
+      el.value = next.text;
+      el.setSelectionRange(next.caret, next.caret);
+      el.focus();
+    }
     setText(next.text);
     setCaret(next.caret);
     setActive(0);
