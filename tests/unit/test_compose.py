@@ -477,3 +477,21 @@ def test_compose_secrets_are_never_committed() -> None:
         "!.gitignore",
         "!README.md",
     ]
+
+
+def test_clamd_shares_a_network_with_management_alone() -> None:
+    """clamd parses every upload: it reaches management over an internal network and nothing
+    that holds data (Kafka, MongoDB, MinIO) on any network."""
+    services = _services()
+    networks = _compose()["networks"]
+
+    def on(name: str) -> set[str]:
+        found = services[name].get("networks") or []
+        return set(found if isinstance(found, list) else dict(found))
+
+    clamd = on("clamd")
+    assert "chat" not in clamd
+    assert networks["scan"].get("internal") is True
+    sharing = {name for name in services if name != "clamd" and on(name) & clamd}
+    assert sharing == {"management"}
+    assert on("management") >= {"chat", "scan"}
