@@ -37,6 +37,14 @@ export function Composer(props: Props) {
     });
   };
 
+  // Where focus went nowhere (the login form or a closed panel went away), the conversation's box
+  // takes it, so one can type at once; never on a touch screen, where it would open the keyboard.
+  useEffect(() => {
+    const el = area.current;
+    const idle = document.activeElement === null || document.activeElement === document.body;
+    if (el && idle && props.threadId === null && !el.disabled && window.matchMedia("(hover: hover)").matches) el.focus();
+  }, []);
+
   useEffect(() => {
     if (props.editing) {
       setText(decodeMentions(props.editing.data, members()));

@@ -13,6 +13,8 @@ interface Props {
   team: Team;
   message: Message;
   compact: boolean;
+  /** A day separator above says the day: the header gives the time alone. */
+  dayShown?: boolean;
   inThread: boolean;
   /** Replies from others that came since the conversation was opened (the root's "new"). */
   newReplies?: number;
@@ -63,7 +65,7 @@ export function MessageItem(props: Props) {
           </strong>
           {m.to !== "*" && <span class="tag">direct</span>}
           <time dateTime={m.ts} title={fullDate(m.ts)}>
-            {clock(m.ts)}
+            {props.dayShown ? shortTime(m.ts) : clock(m.ts)}
           </time>
         </header>
       )}

@@ -4,6 +4,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel, Pending } from "../app/chat";
 import { InView } from "../app/inview";
+import { dayKey, dayLabel } from "./format";
 import { MessageItem } from "./MessageItem";
 
 interface Props {
@@ -190,9 +191,16 @@ export function MessageList(props: Props) {
       )}
       {messages.map((m, i) => {
         const prev = messages[i - 1];
-        const compact = Boolean(prev && prev.from === m.from && !prev.deleted && Date.parse(m.ts) - Date.parse(prev.ts) < GROUP_MS) && props.dividerBefore !== m.id;
+        const newDay = !prev || dayKey(prev.ts) !== dayKey(m.ts);
+        const compact =
+          !newDay && Boolean(prev && prev.from === m.from && !prev.deleted && Date.parse(m.ts) - Date.parse(prev.ts) < GROUP_MS) && props.dividerBefore !== m.id;
         return (
           <div key={m.id}>
+            {newDay && (
+              <div class="day" role="separator" aria-label={dayLabel(m.ts)}>
+                <span>{dayLabel(m.ts)}</span>
+              </div>
+            )}
             {props.dividerBefore === m.id && (
               <div class="divider" role="separator" aria-label="New messages">
                 <span>New messages</span>
@@ -203,6 +211,7 @@ export function MessageList(props: Props) {
               team={team}
               message={m}
               compact={compact}
+              dayShown={true}
               inThread={props.inThread}
               newReplies={fresh?.get(m.id)}
               onEdit={props.onEdit}

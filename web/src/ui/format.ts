@@ -17,6 +17,25 @@ export function fullDate(ts: string): string {
   return Number.isNaN(d.getTime()) ? "" : full.format(d);
 }
 
+const dayThisYear = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" });
+const dayOtherYear = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+
+/** The local calendar day of a timestamp ("2026-12-6"), or "" for one that does not parse. */
+export function dayKey(ts: string): string {
+  const d = new Date(ts);
+  return Number.isNaN(d.getTime()) ? "" : `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+/** A day separator's words: "Today", "Yesterday", else the day (with its year if not this one). */
+export function dayLabel(ts: string, now: Date = new Date()): string {
+  const d = new Date(ts);
+  if (Number.isNaN(d.getTime())) return "";
+  const yesterday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
+  if (dayKey(ts) === dayKey(now.toISOString())) return "Today";
+  if (dayKey(ts) === dayKey(yesterday.toISOString())) return "Yesterday";
+  return (d.getFullYear() === now.getFullYear() ? dayThisYear : dayOtherYear).format(d);
+}
+
 export function clock(ts: string): string {
   const d = new Date(ts);
   if (Number.isNaN(d.getTime())) return "";
