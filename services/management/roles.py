@@ -120,7 +120,7 @@ def check_dismiss_admin(team: Team | None, caller: str, target: str) -> bool:
     checked = _require_super_admin(team, caller, "remove admins")
     target_role = _target_role(checked, target)
     if target_role is Role.SUPER_ADMIN:
-        raise Conflict("the super_admin is always an admin; transfer super_admin first")
+        raise Conflict("the super admin is always an admin: make another member super admin first")
     return target_role is Role.ADMIN
 
 
@@ -137,6 +137,6 @@ def check_leave(team: Team | None, caller: str) -> Leave:
     assert team is not None
     if role is Role.SUPER_ADMIN:
         if len(team.members) > 1:
-            raise Conflict("the super_admin must transfer super_admin before leaving")
+            raise Conflict("the super admin must make another member super admin before leaving")
         return Leave.LAST_MEMBER
     return Leave.MEMBER

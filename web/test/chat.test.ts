@@ -553,7 +553,64 @@ describe("ChatModel", () => {
     s.frame({ type: "membership", channel_id: TEAM, event: "removed" });
     expect(await leaving).toBeNull();
     await flush();
-    expect(s.model.notices.map((n) => n.text)).toEqual(["You are no longer a member of Other."]);
+    // The leaver hears of it once, in their own words, not as a removal.
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You are no longer a member of Other.", "You left Core."]);
+  });
+
+  it("asks again for a name the server was too busy to give, and gives up on one that does not exist", async () => {
+    const s = setup();
+    let busy = 2;
+    const api = (s.model as unknown as { api: { user: (id: string) => Promise<unknown> } }).api;
+    const real = api.user;
+    api.user = async (id: string) => {
+      if (id === "9".repeat(32)) throw new ApiError(404, "not_found", "no such user");
+      if (busy-- > 0) throw new ApiError(429, "rate_limited", "too many requests");
+      return real(id);
+    };
+    await s.model.start();
+    s.hello();
+    await flush();
+    const asked = s.model.ensureUsers(["c".repeat(32), "9".repeat(32)]);
+    await flush();
+    expect(s.model.name("c".repeat(32))).toBe("…");
+    s.clock.advance(1000);
+    await flush();
+    s.clock.advance(2000);
+    await flush();
+    await asked;
+    expect(s.model.name("c".repeat(32))).toBe("Someone");
+    expect(s.model.name("9".repeat(32))).toBe("…");
+  });
+
+  it("reads the team again when a change is refused for a role the page thought it had", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    api.removeMember = async () => {
+      throw new ApiError(403, "forbidden", "only team admins can add or remove members");
+    };
+    s.server.members = [ME];
+    expect(await s.model.removeMember(TEAM, BOB)).toMatch(/only team admins/);
+    await flush();
+    expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
+  });
+
+  it("reads the open team again every half minute while the page is on screen", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.server.members = [ME]; // Bob left; no frame tells the others
+    s.clock.advance(30_000);
+    await flush();
+    expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
+    s.server.members = [ME, BOB];
+    s.model.setPageVisible(false);
+    s.clock.advance(30_000);
+    await flush();
+    expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
   });
 
   it("takes someone with no team open to the team they were just added to", async () => {

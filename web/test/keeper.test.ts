@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type KeeperEvent, type Lock, refreshDelayMs, TokenKeeper } from "../src/auth/keeper";
+import { type KeeperEvent, LOGOUT_UNCONFIRMED, type Lock, refreshDelayMs, TokenKeeper } from "../src/auth/keeper";
 import { FakeClock, flush, json, ME } from "./fixtures";
 
 const user = { id: ME, email: "ada@example.com", name: "Ada" };
@@ -141,6 +141,21 @@ describe("TokenKeeper", () => {
     expect(s.calls.at(-1)).toEqual({ path: "/v1/auth/logout", body: {}, cookie: "rt1" });
     expect(s.jar()).toBeNull();
     expect(clock.pending()).toEqual([]);
+  });
+
+  it("says when the server could not be reached to end the login, and asks again when forced", async () => {
+    const s = server();
+    const events: KeeperEvent[] = [];
+    const keeper = new TokenKeeper("http://h", s.fetchImpl, (e) => events.push(e), new FakeClock());
+    await keeper.login("ada@example.com", "pw");
+    s.setDown(true);
+    expect(await keeper.logout()).toBe(false);
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: LOGOUT_UNCONFIRMED });
+    expect(s.jar()).toBe("rt1"); // the browser still holds a live login
+    s.setDown(false);
+    expect(await keeper.logout(true)).toBe(true);
+    expect(s.calls.at(-1)).toEqual({ path: "/v1/auth/logout", body: {}, cookie: "rt1" });
+    expect(s.jar()).toBeNull();
   });
 
   it("stays logged out when a rotation that was out during the logout comes back", async () => {

@@ -30,7 +30,7 @@ class FakeWire implements WireSocket {
   }
 }
 
-function setup() {
+function setup(online: () => boolean = () => true) {
   const clock = new FakeClock();
   const wires: FakeWire[] = [];
   const statuses: SocketStatus[] = [];
@@ -56,8 +56,16 @@ function setup() {
     },
     clock,
     () => 0.5,
+    online,
   );
-  return { clock, wires, statuses, frames, fatal, tokens, socket };
+  const details: string[] = [];
+  const statusOf = socket as unknown as { handlers: { status: (s: SocketStatus, d: string) => void } };
+  const report = statusOf.handlers.status;
+  statusOf.handlers.status = (st, d) => {
+    details.push(d);
+    report(st, d);
+  };
+  return { clock, wires, statuses, frames, fatal, tokens, socket, details };
 }
 
 describe("ChatSocket", () => {
@@ -73,6 +81,27 @@ describe("ChatSocket", () => {
     expect(s.frames).toEqual([{ type: "typing" }]);
     expect(s.socket.send({ a: 1 })).toBe(true);
     expect(s.statuses).toEqual(["connecting", "open"]);
+  });
+
+  it("drops a socket that looks open when the browser goes offline, says so, and queues sends", async () => {
+    let online = true;
+    const s = setup(() => online);
+    s.socket.start();
+    await flush();
+    s.wires[0]?.hello();
+    online = false;
+    s.socket.offline();
+    expect(s.wires[0]?.readyState).toBe(3);
+    expect(s.statuses.at(-1)).toBe("reconnecting");
+    expect(s.details.at(-1)).toBe("this device is offline");
+    expect(s.socket.send({ a: 1 })).toBe(false);
+    // Back online: no waiting out the backoff.
+    online = true;
+    s.socket.nudge();
+    await flush();
+    s.wires[1]?.hello();
+    expect(s.statuses.at(-1)).toBe("open");
+    expect(s.socket.send({ a: 1 })).toBe(true);
   });
 
   it("reconnects after 1012, 1013 and 1006 with growing, jittered delays", async () => {

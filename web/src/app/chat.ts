@@ -21,6 +21,7 @@ import type { SocketHandlers, SocketStatus } from "../net/socket";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
 import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
+import { Slots } from "../state/slots";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
@@ -96,6 +97,10 @@ export interface Place {
 const READ_DEBOUNCE_MS = 400;
 const SYNC_RETRY_MS = 2000;
 const RECOUNT_TRIES = 3;
+const TEAM_REREAD_MS = 30_000;
+const USER_LOOKUPS_AT_ONCE = 6;
+const USER_LOOKUP_TRIES = 5;
+const USER_LOOKUP_PAUSE_MS = 1000;
 const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
@@ -141,6 +146,8 @@ export class ChatModel extends Observable {
   private readonly newId: () => string;
   private readonly sync: SyncQueue;
   private readonly userFetches = new Map<string, Promise<void>>();
+  /** Name lookups in flight at once: a big team's members are not all asked for in one burst. */
+  private readonly lookups = new Slots(USER_LOOKUPS_AT_ONCE);
   /** Users the server would not show (deleted, or not visible): their name stays "…". */
   private readonly unknownUsers = new Set<string>();
   /** When each team's member list was last read, to read it at most every few seconds. */
@@ -188,6 +195,18 @@ export class ChatModel extends Observable {
   async start(): Promise<void> {
     await this.loadTeams(); // which opens a team: the one this tab had open, else the first
     this.socket.start();
+    this.clock.setTimeout(() => this.rereadOpenTeam(), TEAM_REREAD_MS);
+  }
+
+  /**
+   * Renames, role changes and other members joining or leaving come with no frame (the contract
+   * announces only the reader's own membership): the open team is read again now and then while
+   * the page is on screen, so its panel and lists do not stay stale until the next opening.
+   */
+  private rereadOpenTeam(): void {
+    if (this.stopped) return;
+    if (this.selectedTeam && this.pageVisible) void this.refreshMembers(this.selectedTeam);
+    this.clock.setTimeout(() => this.rereadOpenTeam(), TEAM_REREAD_MS);
   }
 
   stop(): void {
@@ -544,12 +563,12 @@ export class ChatModel extends Observable {
   }
 
   updateTeam(team: string, patch: { name?: string; icon?: string; meta_tags?: string[] }): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, patch)));
+    return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, patch)), team);
   }
 
   /** The super admin makes the team read-only for everyone, or writable again. */
   setTeamActive(team: string, active: boolean): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, { active })));
+    return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, { active })), team);
   }
 
   addMember(team: string, email: string): Promise<string | null> {
@@ -559,32 +578,35 @@ export class ChatModel extends Observable {
       await this.ensureUsers(updated.members);
       // A new member whose sockets were open before joining sends no presence frame to the team.
       void this.loadPresence(team);
-    });
+    }, team);
   }
 
   removeMember(team: string, user: string): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await this.api.removeMember(team, user)));
+    return this.teamCall(async () => this.putTeam(await this.api.removeMember(team, user)), team);
   }
 
   setAdmin(team: string, user: string, admin: boolean): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await (admin ? this.api.electAdmin(team, user) : this.api.dismissAdmin(team, user))));
+    return this.teamCall(async () => this.putTeam(await (admin ? this.api.electAdmin(team, user) : this.api.dismissAdmin(team, user))), team);
   }
 
   transfer(team: string, user: string): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await this.api.transferSuperAdmin(team, user)));
+    return this.teamCall(async () => this.putTeam(await this.api.transferSuperAdmin(team, user)), team);
   }
 
   leave(team: string): Promise<string | null> {
     return this.teamCall(async () => {
       // The "removed" frame this causes may come before the answer: it is no news to the leaver.
       this.leaving.add(team);
+      const name = this.teams.get(team)?.name ?? "the team";
       try {
         await this.api.leave(team);
         this.dropTeam(team);
+        // Said by the shell: the panel that asked goes away with the team.
+        this.notify("info", `You left ${name}.`);
       } finally {
         this.clock.setTimeout(() => this.leaving.delete(team), LEAVING_QUIET_MS);
       }
-    });
+    }, team);
   }
 
   dismissNotice(id: number): void {
@@ -913,16 +935,7 @@ export class ChatModel extends Observable {
         .map((id) => {
           let f = this.userFetches.get(id);
           if (!f) {
-            f = this.api
-              .user(id)
-              .then((u) => {
-                this.users.set(id, { ...u, name: shownName(u.name) });
-                this.changed();
-              })
-              .catch(() => {
-                this.unknownUsers.add(id); // not asked again until the next page load
-              })
-              .finally(() => this.userFetches.delete(id));
+            f = this.lookups.run(() => this.lookUp(id)).finally(() => this.userFetches.delete(id));
             this.userFetches.set(id, f);
           }
           return f;
@@ -930,13 +943,43 @@ export class ChatModel extends Observable {
     );
   }
 
-  /** A team change: the form that asked shows the outcome, screen readers hear it. */
-  private async teamCall(work: () => Promise<void>): Promise<string | null> {
+  /**
+   * One user's name. A busy server (429: nginx allows a burst of lookups per address, and a big
+   * team's list asks for every member at once) is asked again after a pause; only a user that
+   * does not exist, or a server that stays busy, leaves the name unknown until the next load.
+   */
+  private async lookUp(id: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const u = await this.api.user(id);
+        this.users.set(id, { ...u, name: shownName(u.name) });
+        this.changed();
+        return;
+      } catch (err) {
+        const busy = err instanceof ApiError && (err.status === 429 || err.status === 503 || err.status === 0);
+        if (!busy || attempt >= USER_LOOKUP_TRIES) {
+          this.unknownUsers.add(id);
+          return;
+        }
+      }
+      await new Promise<void>((resolve) => this.clock.setTimeout(resolve, USER_LOOKUP_PAUSE_MS * 2 ** (attempt - 1)));
+    }
+  }
+
+  /**
+   * A team change; its refusal as words (null when done). A refusal for role or state (403, 409)
+   * means the page's copy of the team is stale (someone changed roles or members meanwhile, and
+   * no frame says so): the team is read again so the panel shows what is true now.
+   */
+  private async teamCall(work: () => Promise<void>, team?: string): Promise<string | null> {
     try {
       await work();
       return null;
     } catch (err) {
       const text = readable(err);
+      if (team !== undefined && err instanceof ApiError && (err.status === 403 || err.status === 409)) {
+        void this.reread(team);
+      }
       this.announce(text);
       this.changed();
       return text;

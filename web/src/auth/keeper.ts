@@ -49,6 +49,8 @@ export function refreshDelayMs(expiresInS: number): number {
 
 // Why a tab's session ends when the browser's cookie turned out to be another account's.
 const SOMEONE_ELSE = "Someone else logged in on this browser. Log in again.";
+export const LOGOUT_UNCONFIRMED =
+  "You are logged out on this page, but the server could not be reached to end the login. It will be ended the next time this app is opened online; until then, do not leave this browser to someone else.";
 
 // A rotation answered 409 (another tab's rotation of the same cookie won) is asked again this often.
 const CONCURRENT_RETRIES = 4;
@@ -131,17 +133,26 @@ export class TokenKeeper {
     return this.inFlight;
   }
 
-  async logout(): Promise<void> {
-    const was = this.active;
+  /**
+   * Ends the session here and asks the server to end the login. Returns whether the server
+   * confirmed (or there was nothing to end): false when it could not be reached, and then the
+   * browser's cookie still holds a live login, which the page must not resume (session.ts keeps
+   * that in mind and asks again). `force` asks even with no session open here (that retry).
+   */
+  async logout(force = false): Promise<boolean> {
+    const was = this.active || force;
     this.clear();
+    let confirmed = true;
     if (was) {
       try {
         await this.lock(() => postJson<void>(this.fetchImpl, `${this.base}/v1/auth/logout`, {}));
-      } catch {
-        // The family expires on its own; the local session is gone either way.
+      } catch (err) {
+        // A 4xx means there is no login left to end (revoked, expired, never there).
+        confirmed = err instanceof ApiError && err.status >= 400 && err.status < 500;
       }
     }
-    this.emit({ kind: "logged_out", reason: "You logged out." });
+    this.emit({ kind: "logged_out", reason: confirmed ? "You logged out." : LOGOUT_UNCONFIRMED });
+    return confirmed;
   }
 
   private async rotate(): Promise<AccessGrant> {

@@ -7,7 +7,7 @@ export type AuthRequest =
   | { id: number; op: "resume" }
   | { id: number; op: "current" }
   | { id: number; op: "refresh" }
-  | { id: number; op: "logout" };
+  | { id: number; op: "logout"; force?: boolean };
 
 export interface WireError {
   status: number;
@@ -17,7 +17,7 @@ export interface WireError {
 }
 
 export type AuthReply =
-  | { id: number; ok: true; grant: AccessGrant | null }
+  | { id: number; ok: true; grant: AccessGrant | null; confirmed?: boolean }
   | { id: number; ok: false; error: WireError }
   | { id: null; event: "grant"; grant: AccessGrant }
   | { id: null; event: "logged_out"; reason: string };

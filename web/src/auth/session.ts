@@ -13,9 +13,23 @@ export interface Port {
 
 type Body<R> = R extends unknown ? Omit<R, "id"> : never;
 
+/** localStorage key: a logout the server has not confirmed yet. */
+const LOGOUT_PENDING = "chatstack-logout-pending";
+
+/** The page's localStorage, or null where there is none (tests) or it is refused (privacy modes). */
+function pageStorage(): Storage | null {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
 export class AuthSession implements TokenSource {
   private nextId = 1;
   private waiting = new Map<number, { resolve: (g: AccessGrant | null) => void; reject: (e: ApiError) => void }>();
+  /** Logouts waiting for whether the server confirmed them. */
+  private confirming = new Map<number, (confirmed: boolean) => void>();
   private grant: AccessGrant | null = null;
   private readonly endListeners = new Set<(reason: string) => void>();
   private readonly grantListeners = new Set<(grant: AccessGrant) => void>();
@@ -23,6 +37,8 @@ export class AuthSession implements TokenSource {
   constructor(
     private readonly port: Port,
     private readonly now: () => number = () => Date.now(),
+    /** Where a logout the server never confirmed is remembered across reloads (localStorage). */
+    private readonly storage: Pick<Storage, "getItem" | "setItem" | "removeItem"> | null = pageStorage(),
   ) {
     port.onmessage = (ev) => this.receive(ev.data);
   }
@@ -31,11 +47,26 @@ export class AuthSession implements TokenSource {
     return this.grant?.user ?? null;
   }
 
-  login = (email: string, password: string) => this.ask({ op: "login", email, password });
-  register = (email: string, password: string, name: string) => this.ask({ op: "register", email, password, name });
-  logout = () => this.ask({ op: "logout" }).then(() => undefined);
-  /** The session the browser already has (a reload, another tab); null when it has none. */
-  resume = (): Promise<AccessGrant | null> => this.askMaybe({ op: "resume" });
+  // A new login replaces the cookie: the old login is out of every reach, nothing left to end.
+  login = (email: string, password: string) => this.ask({ op: "login", email, password }).then((g) => this.fresh(g));
+  register = (email: string, password: string, name: string) => this.ask({ op: "register", email, password, name }).then((g) => this.fresh(g));
+  /** Ends the session; when the server cannot be reached, remembers to end the login later. */
+  logout = async (): Promise<void> => {
+    this.remember(await this.endLogin(false));
+  };
+
+  /**
+   * The session the browser already has (a reload, another tab); null when it has none. A logout
+   * the server never confirmed is finished first, and then there is nothing to resume: the cookie
+   * still holds that login, and whoever opens the page next must not walk into it.
+   */
+  resume = async (): Promise<AccessGrant | null> => {
+    if (this.storage !== null && this.storage.getItem(LOGOUT_PENDING) !== null) {
+      this.remember(await this.endLogin(true));
+      return null;
+    }
+    return this.askMaybe({ op: "resume" });
+  };
 
   async token(): Promise<string> {
     if (this.grant && this.grant.expiresAt - this.now() > 5000) return this.grant.accessToken;
@@ -54,6 +85,25 @@ export class AuthSession implements TokenSource {
   onGrant(fn: (grant: AccessGrant) => void): () => void {
     this.grantListeners.add(fn);
     return () => this.grantListeners.delete(fn);
+  }
+
+  private async endLogin(force: boolean): Promise<boolean> {
+    const id = this.nextId++;
+    return new Promise<boolean>((resolve, reject) => {
+      this.confirming.set(id, resolve);
+      this.waiting.set(id, { resolve: () => undefined, reject });
+      this.port.postMessage({ op: "logout", ...(force ? { force } : {}), id });
+    });
+  }
+
+  private fresh(grant: AccessGrant): AccessGrant {
+    this.storage?.removeItem(LOGOUT_PENDING);
+    return grant;
+  }
+
+  private remember(confirmed: boolean): void {
+    if (confirmed) this.storage?.removeItem(LOGOUT_PENDING);
+    else this.storage?.setItem(LOGOUT_PENDING, "1");
   }
 
   private ask(req: Body<AuthRequest>): Promise<AccessGrant> {
@@ -82,6 +132,9 @@ export class AuthSession implements TokenSource {
     const waiter = this.waiting.get(reply.id);
     if (!waiter) return;
     this.waiting.delete(reply.id);
+    const confirming = this.confirming.get(reply.id);
+    this.confirming.delete(reply.id);
+    if (reply.ok && confirming) confirming(reply.confirmed !== false);
     if (reply.ok) waiter.resolve(reply.grant);
     else waiter.reject(new ApiError(reply.error.status, reply.error.code, reply.error.message, null, reply.error.details));
   }

@@ -39,6 +39,7 @@ scope.onmessage = async (ev: MessageEvent<AuthRequest>) => {
   const req = ev.data;
   try {
     let grant = null;
+    let confirmed: boolean | undefined;
     if (req.op === "login" || req.op === "register") {
       grant = req.op === "login" ? await keeper.login(req.email, req.password) : await keeper.register(req.email, req.password, req.name);
       tabs?.postMessage({ kind: "signed_in", user: grant.user.id } satisfies TabNews);
@@ -48,11 +49,11 @@ scope.onmessage = async (ev: MessageEvent<AuthRequest>) => {
     else {
       // Told before the server is: a logout request that hangs must not end, once it gives up,
       // a login another tab made meanwhile.
-      const done = keeper.logout();
+      const done = keeper.logout(req.force === true);
       tabs?.postMessage({ kind: "logged_out" } satisfies TabNews);
-      await done;
+      confirmed = await done;
     }
-    post({ id: req.id, ok: true, grant });
+    post({ id: req.id, ok: true, grant, ...(confirmed === undefined ? {} : { confirmed }) });
   } catch (err) {
     const e = err instanceof ApiError ? err : new ApiError(0, "internal", String(err));
     post({ id: req.id, ok: false, error: { status: e.status, code: e.code, message: e.message, details: e.details } });

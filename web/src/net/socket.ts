@@ -45,6 +45,8 @@ export class ChatSocket {
     private readonly open: (url: string) => WireSocket,
     private readonly clock: Clock,
     private readonly random: () => number = Math.random,
+    /** Whether the browser believes it has a network (navigator.onLine). */
+    private readonly online: () => boolean = () => true,
   ) {}
 
   start(): void {
@@ -73,6 +75,25 @@ export class ChatSocket {
     void this.connect();
   }
 
+  /**
+   * The network is gone (the browser's `offline` event). A socket can stay "open" for a long
+   * while on a dead link, taking frames that never leave: it is dropped now, so the page says it
+   * is offline and queues what is sent until the network and the connection are back.
+   */
+  offline(): void {
+    if (this.stopped) return;
+    const ws = this.ws;
+    this.ws = null;
+    this.greeted = false;
+    if (ws) {
+      ws.onclose = null;
+      ws.close(1000, "offline");
+    }
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.retry(OFFLINE);
+  }
+
   /** Sends a frame if the socket is greeted; false otherwise (the caller queues and retries). */
   send(frame: object): boolean {
     if (!this.ws || !this.greeted || this.ws.readyState !== OPEN) return false;
@@ -94,7 +115,7 @@ export class ChatSocket {
     } catch {
       // No token (the session is ending, or auth is unreachable): try again later; a real logout
       // stops this socket from the outside.
-      this.retry("cannot get a fresh token");
+      this.retry(this.online() ? "cannot renew the session" : OFFLINE);
       return;
     }
     if (this.stopped) return;
@@ -146,7 +167,7 @@ export class ChatSocket {
     }
     // A handshake refused before any hello twice in a row may be a stale token: renew next time.
     if (!wasGreeted && this.attempt >= 1) this.renewNext = true;
-    this.retry(describe(code));
+    this.retry(this.online() ? describe(code) : OFFLINE);
   }
 
   private retry(detail: string): void {
@@ -160,6 +181,8 @@ export class ChatSocket {
     }, delay);
   }
 }
+
+const OFFLINE = "this device is offline";
 
 function describe(code: number): string {
   if (code === 1012) return "the server is restarting";

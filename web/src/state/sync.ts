@@ -3,6 +3,7 @@
 // false). Live frames that arrive meanwhile are buffered by the timeline and applied at the end.
 import { ApiError, type Page } from "../api/client";
 import type { Change, Message } from "../api/types";
+import { Slots } from "./slots";
 import type { ChannelTimeline } from "./timeline";
 
 export interface SyncApi {
@@ -84,16 +85,17 @@ export const SYNC_CONCURRENCY = 3;
 export class SyncQueue {
   private running = new Map<string, Promise<void>>();
   private again = new Set<string>();
-  private active = 0;
-  private waiting: (() => void)[] = [];
+  private readonly slots: Slots;
 
   /** `run` gets `last()`: false while another request for the channel is waiting. */
   constructor(
     private readonly run: (team: string, last: () => boolean) => Promise<void>,
     /** Called at once for every request, before anything is awaited (start buffering now). */
     private readonly asked: (team: string) => void = () => undefined,
-    private readonly concurrency = SYNC_CONCURRENCY,
-  ) {}
+    concurrency = SYNC_CONCURRENCY,
+  ) {
+    this.slots = new Slots(concurrency);
+  }
 
   request(team: string): Promise<void> {
     this.asked(team);
@@ -103,9 +105,8 @@ export class SyncQueue {
       return current;
     }
     const last = () => !this.again.has(team);
-    const task = (async () => {
-      // Requests that come while this one waits for a slot are served by its first run.
-      if (!this.take()) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    // Requests that come while this one waits for a slot are served by its first run.
+    const task = this.slots.run(async () => {
       try {
         do {
           this.again.delete(team);
@@ -113,22 +114,9 @@ export class SyncQueue {
         } while (this.again.has(team));
       } finally {
         this.running.delete(team);
-        const next = this.waiting.shift();
-        if (next) next();
-        else this.active -= 1;
       }
-    })();
+    });
     this.running.set(team, task);
     return task;
-  }
-
-  /**
-   * A slot, at once if one is free (no await: the run starts in the same turn as before). A
-   * finishing run hands its slot to the first waiter instead of giving it back.
-   */
-  private take(): boolean {
-    if (this.active >= this.concurrency) return false;
-    this.active += 1;
-    return true;
   }
 }

@@ -62,8 +62,17 @@ export function App() {
       clock: realClock,
       place: tabPlace,
       openSocket: (handlers) => {
-        const socket = new ChatSocket(wsUrl(), session, handlers, (url) => new WebSocket(url) as unknown as WireSocket, realClock);
+        const socket = new ChatSocket(
+          wsUrl(),
+          session,
+          handlers,
+          (url) => new WebSocket(url) as unknown as WireSocket,
+          realClock,
+          Math.random,
+          () => navigator.onLine,
+        );
         window.addEventListener("online", () => socket.nudge());
+        window.addEventListener("offline", () => socket.offline());
         return socket;
       },
     });

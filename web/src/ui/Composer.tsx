@@ -191,7 +191,8 @@ export function Composer(props: Props) {
           id={`${inputId}-file`}
           type="file"
           class="visually-hidden"
-          aria-label="Attach a file"
+          // The visible button opens it: one "Attach a file" for screen readers, not two.
+          aria-hidden="true"
           tabIndex={-1}
           onChange={(e) => {
             const input = e.currentTarget;

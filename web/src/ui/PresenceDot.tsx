@@ -1,5 +1,12 @@
 // A member's presence as a coloured dot with a text alternative.
-export function PresenceDot(props: { status: "online" | "offline" | "unknown" }) {
-  const label = props.status === "unknown" ? "presence unknown" : props.status;
+type Status = "online" | "offline" | "unknown";
+
+/** What a presence status is called, for labels that include it. */
+export function presenceWords(status: Status): string {
+  return status === "unknown" ? "presence unknown" : status;
+}
+
+export function PresenceDot(props: { status: Status }) {
+  const label = presenceWords(props.status);
   return <span class={`dot ${props.status}`} role="img" aria-label={label} title={label} />;
 }

@@ -42,7 +42,7 @@ export function Shell(props: { model: ChatModel; onLogout(): void }) {
           ☰
         </button>
         <h1 class="brand">chatstack</h1>
-        <span class={`conn ${model.status}`} role="status" data-relay={model.relay ?? ""} title={model.relay ? `via relay ${model.relay}` : undefined}>
+        <span class={`conn ${model.status}`} role="status" data-relay={model.relay ?? ""}>
           {model.status === "open" ? "connected" : model.status === "connecting" ? "connecting…" : model.status === "stopped" ? "disconnected" : "reconnecting…"}
         </span>
         <span class="whoami" title={model.me.email}>

@@ -5,7 +5,7 @@ import type { ChatModel } from "../app/chat";
 import { checkTeam, type FieldErrors, parseTags, type TeamField } from "../text/teamform";
 import { FieldError, invalidProps } from "./FieldError";
 import { initials } from "./format";
-import { PresenceDot } from "./PresenceDot";
+import { PresenceDot, presenceWords } from "./PresenceDot";
 
 export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
   const { model } = props;
@@ -43,7 +43,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
                   </span>
                   <span class="team-name">{t.name}</span>
                   {r.mentions > 0 && (
-                    <span class="badge mention" aria-label={`${r.mentions} mentions`}>
+                    <span class="badge mention" aria-label={r.mentions === 1 ? "1 mention" : `${r.mentions} mentions`}>
                       @{r.mentions}
                     </span>
                   )}
@@ -141,6 +141,8 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
           <ul class="conversation-list">
             {team.members
               .filter((u) => u !== model.me.id)
+              // By name, as people look for them (the server's order is the order they joined).
+              .sort((a, b) => model.name(a).localeCompare(model.name(b)) || a.localeCompare(b))
               .map((u) => {
                 const unseen = model.dmUnread(team.id, u);
                 const current = model.conversation === u;
@@ -150,7 +152,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
                       type="button"
                       class={current ? "conv-button current" : "conv-button"}
                       aria-current={current ? "page" : undefined}
-                      aria-label={`Direct messages with ${model.name(u)}${unseen > 0 ? `, ${unseen} new` : ""}`}
+                      aria-label={`Direct messages with ${model.name(u)}, ${presenceWords(model.presence.status(team.id, u))}${unseen > 0 ? `, ${unseen} new` : ""}`}
                       onClick={() => {
                         model.openConversation(u);
                         props.onNavigate();
