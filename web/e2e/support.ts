@@ -172,7 +172,7 @@ export async function addMember(page: Page, email: string): Promise<void> {
   await page.getByRole("button", { name: "Members & settings" }).click();
   await page.getByLabel("Email address").fill(email);
   await page.getByRole("button", { name: "Add member" }).click();
-  await page.getByText(`${email} added.`).waitFor();
+  await page.getByText(/ added\.$/).waitFor();
   await page.keyboard.press("Escape");
 }
 

@@ -79,6 +79,13 @@ describe("the mention picker", () => {
     expect(suggestMentions(team, "m", ME)).toEqual([]);
   });
 
+  it("finds a name whatever its accents: @zoe finds Zoë, @angst Ångström", () => {
+    const accented = [...team, { id: "7".repeat(32), name: "Zoë Ångström" }];
+    expect(suggestMentions(accented, "zoe", ME).map((s) => s.label)).toEqual(["Zoë Ångström"]);
+    expect(suggestMentions(accented, "angst", ME).map((s) => s.label)).toEqual(["Zoë Ångström"]);
+    expect(suggestMentions(accented, "Zoë", ME).map((s) => s.label)).toEqual(["Zoë Ångström"]);
+  });
+
   it("suggests both members of a shared name with labels that tell them apart, and their emails", () => {
     const two = [...team, { id: BOB2, name: "Bob", email: "other.bob@example.com" }];
     expect(suggestMentions(two, "bob", ME).map((s) => [s.label, s.email])).toEqual([

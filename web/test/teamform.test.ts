@@ -1,7 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../src/api/client";
 import { readable } from "../src/app/chat";
-import { checkTeam, describeDetails, parseTags, slugOf } from "../src/text/teamform";
+import {
+  addedMemberName,
+  changedSettings,
+  checkTeam,
+  describeDetails,
+  leaveChoice,
+  nameProblem,
+  normalEmail,
+  parseTags,
+  settingsOf,
+  slugOf,
+} from "../src/text/teamform";
 
 describe("parseTags", () => {
   it("splits on commas only: a tag with a space is one tag to fix, never two tags", () => {
@@ -44,5 +55,70 @@ describe("server validation errors", () => {
     expect(describeDetails(err.details ?? {})).toBe("Name: must be 1-100 characters. Tags: must be lower-case slugs.");
     expect(readable(err)).toBe("Name: must be 1-100 characters. Tags: must be lower-case slugs.");
     expect(readable(new ApiError(409, "conflict", "already a member"))).toBe("already a member");
+  });
+});
+
+describe("changedSettings", () => {
+  const initial = settingsOf({ name: "Core", icon: "https://example.com/a.png", meta_tags: ["backend", "on-call"] });
+
+  it("fills the form from the team", () => {
+    expect(initial).toEqual({ name: "Core", icon: "https://example.com/a.png", tags: "backend, on-call" });
+  });
+
+  it("sends only the field that was changed, so a stale form does not undo another admin's rename", () => {
+    // Admin A renamed the team meanwhile; admin B, whose form still says "Core", adds a tag.
+    expect(changedSettings(initial, { ...initial, tags: "backend, on-call, ops" })).toEqual({ meta_tags: ["backend", "on-call", "ops"] });
+    expect(changedSettings(initial, { ...initial, name: "  Core team " })).toEqual({ name: "Core team" });
+    expect(changedSettings(initial, { ...initial, icon: "" })).toEqual({ icon: "" });
+    expect(changedSettings(initial, { name: "Ops", icon: " ", tags: "" })).toEqual({ name: "Ops", icon: "", meta_tags: [] });
+  });
+
+  it("is null when nothing changed: spaces, duplicate tags and the tags' order are no change", () => {
+    expect(changedSettings(initial, initial)).toBeNull();
+    expect(changedSettings(initial, { name: " Core ", icon: "https://example.com/a.png ", tags: "on-call,backend, backend" })).toBeNull();
+  });
+
+  it("sees a tag replaced by another as a change even when the count stays", () => {
+    expect(changedSettings(initial, { ...initial, tags: "backend, ops" })).toEqual({ meta_tags: ["backend", "ops"] });
+  });
+});
+
+describe("nameProblem", () => {
+  it("is the team form's name rule, shared with registration", () => {
+    expect(nameProblem("   ")).toBe("Enter a name: spaces alone are not one.");
+    expect(nameProblem("x".repeat(101))).toBe("A name has at most 100 characters.");
+    expect(nameProblem("a\u0007b")).toMatch(/control character/);
+    expect(nameProblem(" Ada ")).toBeNull();
+  });
+});
+
+describe("addedMemberName", () => {
+  const users = new Map([
+    ["u1", { email: "ada@example.com", name: "Ada" }],
+    ["u2", { email: "ben@ex.com", name: "Ben" }],
+  ]);
+
+  it("names the member with the address, however it was typed", () => {
+    expect(addedMemberName("  BEN@EX.COM ", ["u1", "u2"], users)).toBe("Ben");
+  });
+
+  it("says the stored address when the member's profile is not known, never the raw input", () => {
+    expect(addedMemberName("  BEN@EX.COM ", ["u1", "u3"], users)).toBe("ben@ex.com");
+    expect(addedMemberName("Ben@Ex.com", ["u1"], users)).toBe("ben@ex.com");
+    expect(normalEmail(" A@B.C ")).toBe("a@b.c");
+  });
+});
+
+describe("leaveChoice", () => {
+  it("lets members and admins leave", () => {
+    expect(leaveChoice({ super_admin: "a", members: ["a", "b"] }, "b")).toBe("leave");
+  });
+
+  it("asks the super admin to hand the role on while others remain", () => {
+    expect(leaveChoice({ super_admin: "a", members: ["a", "b"] }, "a")).toBe("transfer-first");
+  });
+
+  it("offers the last member, the super admin, to leave and delete the team", () => {
+    expect(leaveChoice({ super_admin: "a", members: ["a"] }, "a")).toBe("delete");
   });
 });

@@ -42,6 +42,8 @@ function endsMention(text: string, end: number): boolean {
 }
 
 const fold = (s: string) => s.trim().toLocaleLowerCase();
+/** For searching only: accents off too, so "@zoe" finds Zoë and "@angstrom" Ångström. */
+const loose = (s: string) => fold(s).normalize("NFD").replace(/\p{M}/gu, "");
 
 /** Each member's label: the name when no other member has it, else name#shortest-unique-id-start. */
 export function mentionLabels(members: readonly Member[]): Map<string, string> {
@@ -123,13 +125,13 @@ export function mentionQuery(text: string, caret: number): { start: number; quer
 /** Members matching what is typed (the start of the name, of a word in it, or of the label). */
 export function suggestMentions(members: readonly Member[], query: string, me: string, limit = 6): Suggestion[] {
   const labels = mentionLabels(members);
-  const q = fold(query);
+  const q = loose(query);
   const scored: { s: Suggestion; rank: number }[] = [];
   for (const m of members) {
     const label = labels.get(m.id);
     if (m.id === me || label === undefined) continue;
-    const name = fold(m.name);
-    const rank = name.startsWith(q) ? 0 : name.split(/\s+/).some((w) => w.startsWith(q)) ? 1 : fold(label).startsWith(q) ? 2 : -1;
+    const name = loose(m.name);
+    const rank = name.startsWith(q) ? 0 : name.split(/\s+/).some((w) => w.startsWith(q)) ? 1 : loose(label).startsWith(q) ? 2 : -1;
     if (rank >= 0) scored.push({ s: { id: m.id, name: m.name.trim(), label, email: m.email ?? "" }, rank });
   }
   return scored

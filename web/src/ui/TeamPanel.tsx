@@ -1,45 +1,97 @@
 // A team's settings and members: rename, icon, tags; add by email; elect and dismiss admins,
 // transfer super_admin, remove; deactivate and reactivate; leave. Buttons follow the role; the server's refusal is shown
-// as it comes, plainly, whatever the buttons said.
-import { useEffect, useState } from "preact/hooks";
+// as it comes, plainly, whatever the buttons said, next to the action that met it.
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { allowed, roleOf } from "../state/roles";
-import { checkTeam, type FieldErrors, parseTags, type TeamField } from "../text/teamform";
+import {
+  addedMemberName,
+  changedSettings,
+  checkTeam,
+  type FieldErrors,
+  leaveChoice,
+  settingsOf,
+  type TeamField,
+  type TeamSettings,
+} from "../text/teamform";
 import { FieldError, invalidProps } from "./FieldError";
 import { PresenceDot } from "./PresenceDot";
 
 const ROLE_NAMES = { super_admin: "super admin", admin: "admin", user: "member" } as const;
 
+/** Where an action is: its outcome is shown there, not at the top of a panel scrolled away from it. */
+type Section = "settings" | "add" | "members" | "status" | "leave";
+
 export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void }) {
   const { model, team } = props;
   const me = model.me.id;
   const may = allowed(team, me);
-  const [name, setName] = useState(team.name);
-  const [icon, setIcon] = useState(team.icon);
-  const [tags, setTags] = useState(team.meta_tags.join(", "));
+  const [initial, setInitial] = useState<TeamSettings>(() => settingsOf(team));
+  const [name, setName] = useState(initial.name);
+  const [icon, setIcon] = useState(initial.icon);
+  const [tags, setTags] = useState(initial.tags);
   const [email, setEmail] = useState("");
-  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const [adding, setAdding] = useState(false);
+  const [result, setResult] = useState<{ where: Section; ok: boolean; text: string } | null>(null);
   const [fields, setFields] = useState<FieldErrors>({});
+  const resultView = useRef<HTMLParagraphElement>(null);
   const invalid = (field: TeamField) => invalidProps("team-settings", fields, field);
+  const edited: TeamSettings = { name, icon, tags };
+
+  const fill = (settings: TeamSettings) => {
+    setInitial(settings);
+    setName(settings.name);
+    setIcon(settings.icon);
+    setTags(settings.tags);
+  };
 
   useEffect(() => {
     void model.refreshTeam(team.id);
   }, [team.id]);
 
   useEffect(() => {
-    setName(team.name);
-    setIcon(team.icon);
-    setTags(team.meta_tags.join(", "));
+    fill(settingsOf(team));
+    setEmail("");
     setResult(null);
     setFields({});
   }, [team.id]);
 
-  const run = async (what: string, call: Promise<string | null>, failing = "") => {
+  // Another admin's change (or the fresher read on opening) shows in a form nobody is editing; an
+  // edited one keeps what was typed, and only its changes are sent.
+  useEffect(() => {
+    if (changedSettings(initial, edited) === null) fill(settingsOf(team));
+  }, [team.name, team.icon, team.meta_tags.join("\n")]);
+
+  // Rendered where its action is, the outcome may still be below the fold of a long member list.
+  useEffect(() => {
+    resultView.current?.scrollIntoView({ block: "nearest" });
+  }, [result]);
+
+  const run = async (where: Section, what: string | (() => string), call: Promise<string | null>, failing = ""): Promise<boolean> => {
     setResult(null);
     const error = await call;
-    setResult(error ? { ok: false, text: failing + error } : { ok: true, text: what });
+    setResult(error ? { where, ok: false, text: failing + error } : { where, ok: true, text: typeof what === "string" ? what : what() });
+    return !error;
   };
+
+  // A refusal can take its own section away (it said the role was gone, and the team was read
+  // again): then it shows at the top instead of vanishing with it.
+  const shown: Record<Section, boolean> = {
+    settings: may.editTeam,
+    add: may.addMembers,
+    members: true,
+    status: may.deactivate,
+    leave: true,
+  };
+  const resultLine = result && (
+    <p ref={resultView} class={result.ok ? "result ok" : "result error"} role={result.ok ? "status" : "alert"}>
+      {result.text}
+    </p>
+  );
+  const outcome = (where: Section) => result?.where === where && resultLine;
+
+  const choice = leaveChoice(team, me);
 
   const members = [...team.members].sort((a, b) => {
     const rank = (u: string) => ["super_admin", "admin", "user"].indexOf(roleOf(team, u));
@@ -55,11 +107,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
         </button>
       </header>
       <div class="panel-body">
-        {result && (
-          <p class={result.ok ? "result ok" : "result error"} role={result.ok ? "status" : "alert"}>
-            {result.text}
-          </p>
-        )}
+        {result && !shown[result.where] && resultLine}
         {may.editTeam && (
           <form
             class="stack"
@@ -67,8 +115,19 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
               e.preventDefault();
               const problems = checkTeam(name, icon, tags);
               setFields(problems);
-              if (Object.keys(problems).length > 0) return;
-              void run("Team saved.", model.updateTeam(team.id, { name: name.trim(), icon: icon.trim(), meta_tags: parseTags(tags).tags }));
+              if (Object.keys(problems).length > 0) {
+                if (result?.where === "settings") setResult(null);
+                return;
+              }
+              const patch = changedSettings(initial, edited);
+              if (!patch) {
+                setResult({ where: "settings", ok: true, text: "Nothing to save: no setting was changed." });
+                return;
+              }
+              void run("settings", "Team saved.", model.updateTeam(team.id, patch)).then((ok) => {
+                // From the team as saved: it has what other admins changed meanwhile too.
+                if (ok) fill(settingsOf(model.teams.get(team.id) ?? team));
+              });
             }}
           >
             <h3>Settings</h3>
@@ -88,6 +147,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             </label>
             <FieldError id="team-settings-meta_tags" text={fields.meta_tags} />
             <button type="submit">Save settings</button>
+            {outcome("settings")}
           </form>
         )}
         {may.addMembers && (
@@ -95,16 +155,35 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             class="stack"
             onSubmit={(e) => {
               e.preventDefault();
+              if (adding) return;
               const address = email.trim();
-              void run(`${address} added.`, model.addMember(team.id, address), `Could not add ${address}: `).then(() => setEmail(""));
+              setAdding(true);
+              const added = () => `${addedMemberName(address, model.teams.get(team.id)?.members ?? [], model.users)} added.`;
+              void run("add", added, model.addMember(team.id, address), `Could not add ${address}: `).then((ok) => {
+                setAdding(false);
+                // A failed address stays to be corrected; one typed meanwhile is not wiped either.
+                if (ok) setEmail((now) => (now.trim() === address ? "" : now));
+              });
             }}
           >
             <h3>Add a member</h3>
             <label>
               Email address
-              <input type="email" value={email} onInput={(e) => setEmail(e.currentTarget.value)} required autoComplete="off" />
+              <input
+                type="email"
+                value={email}
+                onInput={(e) => {
+                  setEmail(e.currentTarget.value);
+                  if (result?.where === "add" && !result.ok) setResult(null);
+                }}
+                required
+                autoComplete="off"
+              />
             </label>
-            <button type="submit">Add member</button>
+            <button type="submit" disabled={adding}>
+              Add member
+            </button>
+            {outcome("add")}
           </form>
         )}
         <h3>Members ({team.members.length})</h3>
@@ -128,12 +207,12 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
                       Message
                     </button>
                     {may.electDismiss && role === "user" && (
-                      <button type="button" class="small" onClick={() => void run(`${who} is now an admin.`, model.setAdmin(team.id, u, true))}>
+                      <button type="button" class="small" onClick={() => void run("members", `${who} is now an admin.`, model.setAdmin(team.id, u, true))}>
                         Make admin
                       </button>
                     )}
                     {may.electDismiss && role === "admin" && (
-                      <button type="button" class="small" onClick={() => void run(`${who} is no longer an admin.`, model.setAdmin(team.id, u, false))}>
+                      <button type="button" class="small" onClick={() => void run("members", `${who} is no longer an admin.`, model.setAdmin(team.id, u, false))}>
                         Dismiss admin
                       </button>
                     )}
@@ -142,7 +221,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
                         type="button"
                         class="small"
                         onClick={() => {
-                          if (confirm(`Make ${who} the super admin? You stay an admin.`)) void run(`${who} is now the super admin.`, model.transfer(team.id, u));
+                          if (confirm(`Make ${who} the super admin? You stay an admin.`)) void run("members", `${who} is now the super admin.`, model.transfer(team.id, u));
                         }}
                       >
                         Make super admin
@@ -153,7 +232,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
                         type="button"
                         class="small danger"
                         onClick={() => {
-                          if (confirm(`Remove ${who} from ${team.name}?`)) void run(`${who} removed.`, model.removeMember(team.id, u));
+                          if (confirm(`Remove ${who} from ${team.name}?`)) void run("members", `${who} removed.`, model.removeMember(team.id, u));
                         }}
                       >
                         Remove
@@ -165,6 +244,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             );
           })}
         </ul>
+        {outcome("members")}
         {may.deactivate && (
           <section class="stack" aria-labelledby="team-status">
             <h3 id="team-status">Status</h3>
@@ -176,7 +256,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
                   class="danger"
                   onClick={() => {
                     if (confirm(`Deactivate ${team.name}? Members keep reading it; nobody can write to it.`)) {
-                      void run(`${team.name} is deactivated.`, model.setTeamActive(team.id, false));
+                      void run("status", `${team.name} is deactivated.`, model.setTeamActive(team.id, false));
                     }
                   }}
                 >
@@ -186,27 +266,48 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             ) : (
               <>
                 <p class="muted small">This team is read-only for everyone.</p>
-                <button type="button" onClick={() => void run(`${team.name} is active again.`, model.setTeamActive(team.id, true))}>
+                <button type="button" onClick={() => void run("status", `${team.name} is active again.`, model.setTeamActive(team.id, true))}>
                   Reactivate team
                 </button>
               </>
             )}
+            {outcome("status")}
           </section>
         )}
-        {team.super_admin === model.me.id ? (
-          // The server refuses it until the role is handed on: say so instead of offering it.
-          <p class="muted small">To leave this team, first make another member its super admin.</p>
-        ) : (
-          <button
-            type="button"
-            class="danger"
-            onClick={() => {
-              if (confirm(`Leave ${team.name}?`)) void run("You left the team.", model.leave(team.id));
-            }}
-          >
-            Leave team
-          </button>
-        )}
+        <section class="stack" aria-label="Leave the team">
+          {choice === "transfer-first" && (
+            // The server refuses it until the role is handed on: say so instead of offering it.
+            <p class="muted small">To leave this team, first make another member its super admin.</p>
+          )}
+          {choice === "delete" && (
+            <>
+              <p class="muted small">You are its only member: leaving deletes the team.</p>
+              <button
+                type="button"
+                class="danger"
+                onClick={() => {
+                  if (confirm(`Leave ${team.name} and delete it? You are its only member, so leaving deletes the team and its message history for good.`)) {
+                    void run("leave", "You left the team, and it is deleted.", model.leave(team.id));
+                  }
+                }}
+              >
+                Leave and delete team
+              </button>
+            </>
+          )}
+          {choice === "leave" && (
+            <button
+              type="button"
+              class="danger"
+              onClick={() => {
+                if (confirm(`Leave ${team.name}?`)) void run("leave", "You left the team.", model.leave(team.id));
+              }}
+            >
+              Leave team
+            </button>
+          )}
+          {outcome("leave")}
+        </section>
       </div>
     </aside>
   );
