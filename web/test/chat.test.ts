@@ -17,6 +17,7 @@ function setup(saved: string | null = null) {
   // The tab's remembered place (sessionStorage in the app).
   const place = { team: saved, load: () => place.team, save: (t: string) => (place.team = t) };
   const sent: Record<string, unknown>[] = [];
+  const reconnects: string[] = [];
   const calls: string[] = [];
   let handlers: SocketHandlers | null = null;
   let connected = false;
@@ -84,6 +85,9 @@ function setup(saved: string | null = null) {
           if (connected) sent.push(f as Record<string, unknown>);
           return connected;
         },
+        reconnect: (detail: string) => {
+          reconnects.push(detail);
+        },
       };
     },
   });
@@ -93,7 +97,7 @@ function setup(saved: string | null = null) {
   };
   const frame = (f: object) => handlers?.frame(f as Record<string, unknown>);
   const drop = () => (connected = false);
-  return { model, clock, sent, calls, log, server, hello, frame, drop, place };
+  return { model, clock, sent, calls, log, server, hello, frame, drop, place, reconnects };
 }
 
 describe("ChatModel", () => {
@@ -414,6 +418,21 @@ describe("ChatModel", () => {
     s.model.openConversation("*"); // a later visit: what was read is no longer new
     s.frame(msg(5, { thread_id: "m1" }));
     expect(s.model.newReplies(TEAM).get("m1")).toBe(1);
+  });
+
+  it("reconnects when a send gets no answer in time, and not when it does", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    expect(s.model.sendText("answered")).toBeNull();
+    const first = s.sent.at(-1) as { client_msg_id: string };
+    s.frame({ type: "ack", client_msg_id: first.client_msg_id, id: "m9", seq: 9, ts: new Date().toISOString() });
+    expect(s.model.sendText("lost on a dead link")).toBeNull();
+    s.clock.advance(19_000);
+    expect(s.reconnects).toEqual([]);
+    s.clock.advance(1_000);
+    expect(s.reconnects).toEqual(["the server did not answer"]);
   });
 
   it("keeps live counts when the team is read again for its members", async () => {

@@ -104,6 +104,22 @@ describe("ChatSocket", () => {
     expect(s.socket.send({ a: 1 })).toBe(true);
   });
 
+  it("drops a greeted socket that answers nothing and connects again, once per connection", async () => {
+    const s = setup();
+    s.socket.start();
+    await flush();
+    s.wires[0]?.hello();
+    s.socket.reconnect("the server did not answer");
+    s.socket.reconnect("the server did not answer"); // another send on the same dead link
+    expect(s.wires[0]?.readyState).toBe(3);
+    expect(s.details.at(-1)).toBe("the server did not answer");
+    s.clock.advance(10_000);
+    await flush();
+    expect(s.wires).toHaveLength(2);
+    s.wires[1]?.hello();
+    expect(s.statuses.at(-1)).toBe("open");
+  });
+
   it("reconnects after 1012, 1013 and 1006 with growing, jittered delays", async () => {
     const s = setup();
     s.socket.start();

@@ -77,6 +77,8 @@ export interface SocketLike {
   start(): void;
   stop(): void;
   send(frame: object): boolean;
+  /** Drops the connection and makes a new one (it looked open but nothing came back). */
+  reconnect?(detail: string): void;
 }
 
 export interface ChatDeps {
@@ -98,6 +100,12 @@ const READ_DEBOUNCE_MS = 400;
 const SYNC_RETRY_MS = 2000;
 const RECOUNT_TRIES = 3;
 const TEAM_REREAD_MS = 30_000;
+/**
+ * The relay acks once Kafka has the message, normally within tens of milliseconds, and answers
+ * `unavailable` after CHAT_KAFKA_REQUEST_TIMEOUT_MS (15 s) when Kafka is down: past this, a live
+ * relay would have said something, so the link is taken for dead.
+ */
+const ACK_TIMEOUT_MS = 20_000;
 const USER_LOOKUPS_AT_ONCE = 6;
 const USER_LOOKUP_TRIES = 5;
 const USER_LOOKUP_PAUSE_MS = 1000;
@@ -433,7 +441,7 @@ export class ChatModel extends Observable {
     if (!p || !p.retryable) return;
     p.status = "sending";
     p.error = null;
-    this.socket.send(this.frameOf(p));
+    this.transmit(p);
     this.changed();
   }
 
@@ -634,7 +642,7 @@ export class ChatModel extends Observable {
     }
     if (this.selectedTeam) void this.loadPresence(this.selectedTeam);
     // Whatever was sent but never acknowledged goes again: the same client_msg_id, the same id.
-    for (const p of this.pending.values()) if (p.status === "sending" && p.id === null) this.socket.send(this.frameOf(p));
+    for (const p of this.pending.values()) if (p.status === "sending" && p.id === null) this.transmit(p);
     this.changed();
   }
 
@@ -825,8 +833,23 @@ export class ChatModel extends Observable {
     const pending: Pending = { ...p, clientMsgId: this.newId(), status: "sending", error: null, retryable: true, id: null };
     this.pending.set(pending.clientMsgId, pending);
     // Not connected: it goes out after the next hello.
-    this.socket.send(this.frameOf(pending));
+    this.transmit(pending);
     this.changed();
+  }
+
+  /**
+   * Puts a pending send on the socket. A socket can look open on a link that died without the
+   * browser noticing (no close, no offline event): a send that gets no answer in time makes it
+   * reconnect, and every unanswered send goes again after the next hello (same client_msg_id,
+   * so never twice).
+   */
+  private transmit(p: Pending): void {
+    if (!this.socket.send(this.frameOf(p))) return;
+    const id = p.clientMsgId;
+    this.clock.setTimeout(() => {
+      const still = this.pending.get(id);
+      if (still && still.status === "sending" && still.id === null) this.socket.reconnect?.("the server did not answer");
+    }, ACK_TIMEOUT_MS);
   }
 
   private frameOf(p: Pending): object {

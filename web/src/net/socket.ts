@@ -81,17 +81,31 @@ export class ChatSocket {
    * is offline and queues what is sent until the network and the connection are back.
    */
   offline(): void {
+    this.drop(OFFLINE);
+  }
+
+  /**
+   * The connection looks open but answers nothing (a send went unacknowledged): drop it and make
+   * a new one. Once per connection: the other sends waiting on the same dead link ask for nothing
+   * more.
+   */
+  reconnect(detail: string): void {
+    if (!this.greeted) return;
+    this.drop(detail);
+  }
+
+  private drop(detail: string): void {
     if (this.stopped) return;
     const ws = this.ws;
     this.ws = null;
     this.greeted = false;
     if (ws) {
       ws.onclose = null;
-      ws.close(1000, "offline");
+      ws.close(1000, "reconnecting");
     }
     if (this.timer !== null) this.clock.clearTimeout(this.timer);
     this.timer = null;
-    this.retry(OFFLINE);
+    this.retry(this.online() ? detail : OFFLINE);
   }
 
   /** Sends a frame if the socket is greeted; false otherwise (the caller queues and retries). */
