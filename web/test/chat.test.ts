@@ -100,12 +100,18 @@ function setup(saved: string | null = null) {
   return { model, clock, sent, calls, log, server, hello, frame, drop, place, reconnects };
 }
 
+/** A model that has loaded its teams and been greeted by the socket, with the first page in. */
+async function started() {
+  const s = setup();
+  await s.model.start();
+  s.hello();
+  await flush();
+  return s;
+}
+
 describe("ChatModel", () => {
   it("loads the open team's latest page, then resumes it from its cursor after each hello", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     expect(s.model.view(TEAM, "*").map((m) => m.seq)).toEqual([1, 2]);
     s.log.push(created(msg(3)));
     s.drop();
@@ -127,10 +133,7 @@ describe("ChatModel", () => {
   });
 
   it("shows a sent message as pending until its delivery, matched through the ack's id", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.model.sendText("hi");
     expect(s.sent).toEqual([{ channel_id: TEAM, to: "*", type: "text", data: "hi", client_msg_id: "c1" }]);
     expect(s.model.pendingIn(TEAM, "*", null)).toHaveLength(1);
@@ -198,10 +201,7 @@ describe("ChatModel", () => {
   });
 
   it("lowers the live unread count when a counted message is deleted (an update frame)", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     const m = msg(5, { channel_id: OTHER, data: `hey <@${ME}>` });
     s.frame(m);
     s.frame(msg(6, { channel_id: OTHER }));
@@ -211,10 +211,7 @@ describe("ChatModel", () => {
   });
 
   it("reports the read mark once, after a pause, as messages come into view", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.frame(msg(3));
     s.frame(msg(4));
     expect(s.model.read(TEAM).count).toBe(2);
@@ -340,10 +337,7 @@ describe("ChatModel", () => {
   });
 
   it("clears a thread reply's unread once the reader is at the end of the team's list", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     const root = msg(2);
     s.frame(msg(3, { thread_id: root.id }));
     s.frame(update(3, { ...root, thread: { replies: 1, last_reply_ts: root.ts } }, "thread"));
@@ -356,10 +350,7 @@ describe("ChatModel", () => {
   });
 
   it("leaves an unread DM elsewhere unread when the team's list is read to its end", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.frame(msg(3, { to: ME }));
     s.frame(msg(4, { thread_id: "m1" }));
     s.model.markSeen(2, true);
@@ -369,10 +360,7 @@ describe("ChatModel", () => {
   });
 
   it("clears the team once the DM is read after the list: a reply seen at the list's end holds nothing", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.frame(msg(3)); // a root
     s.frame(msg(4, { to: ME })); // a DM to me
     s.frame(msg(5, { thread_id: "m3" })); // a reply in the root's thread
@@ -385,10 +373,7 @@ describe("ChatModel", () => {
   });
 
   it("never marks read a DM that came before a reply seen in an open thread", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.model.openThread("m2");
     s.frame(msg(3, { to: ME }));
     s.frame(msg(4, { thread_id: "m2" }));
@@ -404,10 +389,7 @@ describe("ChatModel", () => {
   });
 
   it("marks a root's replies that came since the conversation opened as new, until the thread is opened", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.frame(msg(3, { thread_id: "m1" }));
     s.frame(msg(4, { thread_id: "m1" }));
     expect(s.model.newReplies(TEAM).get("m1")).toBe(2);
@@ -421,10 +403,7 @@ describe("ChatModel", () => {
   });
 
   it("reconnects when a send gets no answer in time, and not when it does", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     expect(s.model.sendText("answered")).toBeNull();
     const first = s.sent.at(-1) as { client_msg_id: string };
     s.frame({ type: "ack", client_msg_id: first.client_msg_id, id: "m9", seq: 9, ts: new Date().toISOString() });
@@ -436,10 +415,7 @@ describe("ChatModel", () => {
   });
 
   it("keeps live counts when the team is read again for its members", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.model.selectTeam(OTHER);
     await flush();
     s.frame(msg(3));
@@ -453,10 +429,7 @@ describe("ChatModel", () => {
   });
 
   it("puts no divider above messages watched arriving, and one above those that came while hidden", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     expect(s.model.dividerAfter).toBe(2);
     s.frame(msg(3));
     s.model.markSeen(3, true);
@@ -484,10 +457,7 @@ describe("ChatModel", () => {
   });
 
   it("counts what a resync recovered: the server's counts replace ours", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.model.selectTeam(OTHER);
     await flush();
     s.model.selectTeam(TEAM);
@@ -502,10 +472,7 @@ describe("ChatModel", () => {
   });
 
   it("leaves no team buffering for good when a sync retry fires after the team was dropped", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.server.failChanges = true; // the resume fails (busy): a retry is due in 2 s
     s.frame({ type: "resync" });
     await flush();
@@ -528,10 +495,7 @@ describe("ChatModel", () => {
   });
 
   it("learns a member added since the list was read from their first message, and names them", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     const dave = "d".repeat(32);
     s.server.members = [ME, BOB, dave];
     s.server.users.set(dave, "Dave");
@@ -558,10 +522,7 @@ describe("ChatModel", () => {
   });
 
   it("says a removal once, and nothing of it to a member who left by themselves", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     const removed = { type: "membership", channel_id: OTHER, event: "removed" };
     s.frame(removed);
     s.frame(removed); // from a second socket, or again after a reconnect
@@ -602,10 +563,7 @@ describe("ChatModel", () => {
   });
 
   it("reads the team again when a change is refused for a role the page thought it had", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     const api = (s.model as unknown as { api: Record<string, unknown> }).api;
     api.removeMember = async () => {
       throw new ApiError(403, "forbidden", "only team admins can add or remove members");
@@ -617,10 +575,7 @@ describe("ChatModel", () => {
   });
 
   it("reads the open team again every half minute while the page is on screen", async () => {
-    const s = setup();
-    await s.model.start();
-    s.hello();
-    await flush();
+    const s = await started();
     s.server.members = [ME]; // Bob left; no frame tells the others
     s.clock.advance(30_000);
     await flush();

@@ -16,7 +16,7 @@ import {
   type UpdateFrame,
   type User,
 } from "../api/types";
-import type { Clock } from "../auth/keeper";
+import { type Clock, pause } from "../auth/keeper";
 import type { SocketHandlers, SocketStatus } from "../net/socket";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
@@ -325,12 +325,13 @@ export class ChatModel extends Observable {
   /**
    * The team as the server has it now (members, unread counts), put in place of ours while the
    * user is still in it; null when it could not be read, and then ours stays until the next read.
+   * Its counts replace ours only when `countsFrom` says they should (see putTeam).
    */
-  private async reread(team: string): Promise<Team | null> {
+  private async reread(team: string, countsFrom: (fresh: Team) => boolean = () => false): Promise<Team | null> {
     try {
       const fresh = await this.api.team(team);
       if (!this.teams.has(team)) return null;
-      this.putTeam(fresh);
+      this.putTeam(fresh, countsFrom(fresh));
       return fresh;
     } catch {
       return null;
@@ -605,12 +606,14 @@ export class ChatModel extends Observable {
     return this.teamCall(async () => {
       // The "removed" frame this causes may come before the answer: it is no news to the leaver.
       this.leaving.add(team);
-      const name = this.teams.get(team)?.name ?? "the team";
+      const held = this.teams.get(team);
+      // The server deletes a team its last member leaves.
+      const news = held?.members.length === 1 ? `You left ${held.name}, and it is deleted.` : `You left ${held?.name ?? "the team"}.`;
       try {
         await this.api.leave(team);
         this.dropTeam(team);
         // Said by the shell: the panel that asked goes away with the team.
-        this.notify("info", `You left ${name}.`);
+        this.notify("info", news);
       } finally {
         this.clock.setTimeout(() => this.leaving.delete(team), LEAVING_QUIET_MS);
       }
@@ -788,15 +791,10 @@ export class ChatModel extends Observable {
    * again, a few times.
    */
   private async recount(team: string, attempt = 0): Promise<void> {
-    try {
-      const fresh = await this.api.team(team);
-      if (!this.teams.has(team)) return;
-      const current = this.read(team).current(fresh.unread);
-      this.putTeam(fresh, current);
-      if (!current && attempt < RECOUNT_TRIES) this.clock.setTimeout(() => void this.recount(team, attempt + 1), RECOUNT_AFTER_MS);
-    } catch {
-      // Ours stay until the next hello.
-    }
+    const current = (fresh: Team) => this.read(team).current(fresh.unread);
+    const fresh = await this.reread(team, current);
+    // Not read (ours stay until the next hello), or read from before the mark: asked again.
+    if (fresh && !current(fresh) && attempt < RECOUNT_TRIES) this.clock.setTimeout(() => void this.recount(team, attempt + 1), RECOUNT_AFTER_MS);
   }
 
   private async runSync(team: string, last: () => boolean): Promise<void> {
@@ -985,7 +983,7 @@ export class ChatModel extends Observable {
           return;
         }
       }
-      await new Promise<void>((resolve) => this.clock.setTimeout(resolve, USER_LOOKUP_PAUSE_MS * 2 ** (attempt - 1)));
+      await pause(this.clock, USER_LOOKUP_PAUSE_MS * 2 ** (attempt - 1));
     }
   }
 

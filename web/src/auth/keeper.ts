@@ -33,6 +33,11 @@ export interface Clock {
   clearTimeout(handle: unknown): void;
 }
 
+/** Resolves after `ms` on `clock` (a fake one in tests moves only when told). */
+export function pause(clock: Clock, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
+}
+
 export const realClock: Clock = {
   now: () => Date.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
@@ -196,7 +201,7 @@ export class TokenKeeper {
         return await this.lock(() => postJson<SessionBody>(this.fetchImpl, `${this.base}/v1/auth/refresh`, {}));
       } catch (err) {
         if (!(err instanceof ApiError && err.status === 409) || attempt >= CONCURRENT_RETRIES) throw err;
-        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 250 * attempt));
+        await pause(this.clock, 250 * attempt);
       }
     }
   }

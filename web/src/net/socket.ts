@@ -105,7 +105,7 @@ export class ChatSocket {
     }
     if (this.timer !== null) this.clock.clearTimeout(this.timer);
     this.timer = null;
-    this.retry(this.online() ? detail : OFFLINE);
+    this.retry(detail);
   }
 
   /** Sends a frame if the socket is greeted; false otherwise (the caller queues and retries). */
@@ -129,7 +129,7 @@ export class ChatSocket {
     } catch {
       // No token (the session is ending, or auth is unreachable): try again later; a real logout
       // stops this socket from the outside.
-      this.retry(this.online() ? "cannot renew the session" : OFFLINE);
+      this.retry("cannot renew the session");
       return;
     }
     if (this.stopped) return;
@@ -181,11 +181,13 @@ export class ChatSocket {
     }
     // A handshake refused before any hello twice in a row may be a stale token: renew next time.
     if (!wasGreeted && this.attempt >= 1) this.renewNext = true;
-    this.retry(this.online() ? describe(code) : OFFLINE);
+    this.retry(describe(code));
   }
 
+  /** Tries again after a backoff; `detail` says why, unless the device is offline, which says more. */
   private retry(detail: string): void {
     if (this.stopped) return;
+    if (!this.online()) detail = OFFLINE;
     const delay = backoffDelay(this.attempt, this.random);
     this.attempt += 1;
     this.handlers.status("reconnecting", detail);

@@ -1,6 +1,4 @@
 // A form field's problem, under the field and tied to it for screen readers.
-import type { FieldErrors, TeamField } from "../text/teamform";
-
 export function FieldError(props: { id: string; text: string | undefined }) {
   if (!props.text) return null;
   return (
@@ -11,6 +9,6 @@ export function FieldError(props: { id: string; text: string | undefined }) {
 }
 
 /** The attributes that mark a field invalid and point at its FieldError (`${prefix}-${field}`). */
-export function invalidProps(prefix: string, errors: FieldErrors, field: TeamField): Record<string, string | boolean> {
+export function invalidProps<F extends string>(prefix: string, errors: Partial<Record<F, string>>, field: F): Record<string, string | boolean> {
   return errors[field] ? { "aria-invalid": true, "aria-describedby": `${prefix}-${field}` } : {};
 }

@@ -2,7 +2,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { AuthSession } from "../auth/session";
 import { type AuthErrors, type AuthField, authProblems, checkRegistration, PASSWORD_MAX } from "../text/authform";
-import { FieldError } from "./FieldError";
+import { FieldError, invalidProps } from "./FieldError";
 
 export function Login(props: { session: AuthSession; reason: string | null; onIn(): void }) {
   const [mode, setMode] = useState<"login" | "register">("login");
@@ -19,7 +19,7 @@ export function Login(props: { session: AuthSession; reason: string | null; onIn
   // would start unfocused without this.
   useEffect(() => emailInput.current?.focus(), []);
 
-  const invalid = (field: AuthField) => (fields[field] ? { "aria-invalid": true, "aria-describedby": `login-${field}` } : {});
+  const invalid = (field: AuthField) => invalidProps("login", fields, field);
   // A problem stays until its field is edited, not after: it then describes what is no longer there.
   const edited = (field: AuthField) => {
     if (fields[field]) setFields({ ...fields, [field]: undefined });

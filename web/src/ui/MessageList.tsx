@@ -192,13 +192,14 @@ export function MessageList(props: Props) {
       {messages.map((m, i) => {
         const prev = messages[i - 1];
         const newDay = !prev || dayKey(prev.ts) !== dayKey(m.ts);
+        const day = newDay ? dayLabel(m.ts) : "";
         const compact =
           !newDay && Boolean(prev && prev.from === m.from && !prev.deleted && Date.parse(m.ts) - Date.parse(prev.ts) < GROUP_MS) && props.dividerBefore !== m.id;
         return (
           <div key={m.id}>
             {newDay && (
-              <div class="day" role="separator" aria-label={dayLabel(m.ts)}>
-                <span>{dayLabel(m.ts)}</span>
+              <div class="day" role="separator" aria-label={day}>
+                <span>{day}</span>
               </div>
             )}
             {props.dividerBefore === m.id && (

@@ -68,10 +68,12 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
     resultView.current?.scrollIntoView({ block: "nearest" });
   }, [result]);
 
-  const run = async (where: Section, what: string | (() => string), call: Promise<string | null>, failing = ""): Promise<boolean> => {
+  /** An action's outcome beside it; `what` null when success is said elsewhere (leaving: by the shell, the panel goes). */
+  const run = async (where: Section, what: string | (() => string) | null, call: Promise<string | null>, failing = ""): Promise<boolean> => {
     setResult(null);
     const error = await call;
-    setResult(error ? { where, ok: false, text: failing + error } : { where, ok: true, text: typeof what === "string" ? what : what() });
+    if (error) setResult({ where, ok: false, text: failing + error });
+    else if (what !== null) setResult({ where, ok: true, text: typeof what === "string" ? what : what() });
     return !error;
   };
 
@@ -287,7 +289,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
                 class="danger"
                 onClick={() => {
                   if (confirm(`Leave ${team.name} and delete it? You are its only member, so leaving deletes the team and its message history for good.`)) {
-                    void run("leave", "You left the team, and it is deleted.", model.leave(team.id));
+                    void run("leave", null, model.leave(team.id));
                   }
                 }}
               >
@@ -300,7 +302,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
               type="button"
               class="danger"
               onClick={() => {
-                if (confirm(`Leave ${team.name}?`)) void run("leave", "You left the team.", model.leave(team.id));
+                if (confirm(`Leave ${team.name}?`)) void run("leave", null, model.leave(team.id));
               }}
             >
               Leave team

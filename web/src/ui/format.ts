@@ -4,41 +4,50 @@ const time = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-di
 const day = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short" });
 
 const full = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
+const dayThisYear = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" });
+const dayOtherYear = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+
+/** A timestamp as a date, or null for one that does not parse (then nothing is shown). */
+function parsed(ts: string): Date | null {
+  const d = new Date(ts);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+function localDay(d: Date): string {
+  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
 
 /** The time of day alone (a grouped message's gutter: its day is the group's). */
 export function shortTime(ts: string): string {
-  const d = new Date(ts);
-  return Number.isNaN(d.getTime()) ? "" : time.format(d);
+  const d = parsed(ts);
+  return d ? time.format(d) : "";
 }
 
 /** Day and time in full, for a tooltip. */
 export function fullDate(ts: string): string {
-  const d = new Date(ts);
-  return Number.isNaN(d.getTime()) ? "" : full.format(d);
+  const d = parsed(ts);
+  return d ? full.format(d) : "";
 }
-
-const dayThisYear = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" });
-const dayOtherYear = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
 
 /** The local calendar day of a timestamp ("2026-12-6"), or "" for one that does not parse. */
 export function dayKey(ts: string): string {
-  const d = new Date(ts);
-  return Number.isNaN(d.getTime()) ? "" : `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+  const d = parsed(ts);
+  return d ? localDay(d) : "";
 }
 
 /** A day separator's words: "Today", "Yesterday", else the day (with its year if not this one). */
 export function dayLabel(ts: string, now: Date = new Date()): string {
-  const d = new Date(ts);
-  if (Number.isNaN(d.getTime())) return "";
-  const yesterday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
-  if (dayKey(ts) === dayKey(now.toISOString())) return "Today";
-  if (dayKey(ts) === dayKey(yesterday.toISOString())) return "Yesterday";
+  const d = parsed(ts);
+  if (!d) return "";
+  const its = localDay(d);
+  if (its === localDay(now)) return "Today";
+  if (its === localDay(new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1))) return "Yesterday";
   return (d.getFullYear() === now.getFullYear() ? dayThisYear : dayOtherYear).format(d);
 }
 
 export function clock(ts: string): string {
-  const d = new Date(ts);
-  if (Number.isNaN(d.getTime())) return "";
+  const d = parsed(ts);
+  if (!d) return "";
   const today = new Date().toDateString() === d.toDateString();
   return today ? time.format(d) : `${day.format(d)} ${time.format(d)}`;
 }
