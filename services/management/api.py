@@ -18,7 +18,7 @@ from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, TokenError, bearer_token
 from chatcore.unread import Unread
 from services.management.history import HistoryService
-from services.management.limits import ScanGate, WriteLimiter
+from services.management.limits import ScanGate, UserBudget
 from services.management.messages import MessageService
 from services.management.model import Team
 from services.management.teams import TeamService
@@ -57,8 +57,8 @@ class ManagementApi:
         settings: Settings,
         openapi: bytes,
         *,
-        writes: WriteLimiter,
-        reads: WriteLimiter,
+        writes: UserBudget,
+        reads: UserBudget,
         scans: ScanGate,
         messages: MessageService,
         unread: UnreadSource,

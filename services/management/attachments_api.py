@@ -14,7 +14,7 @@ from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, TokenError
 from services.management.attachment_rules import parse_upload_request
 from services.management.attachments import AttachmentService
-from services.management.limits import WriteLimiter
+from services.management.limits import UserBudget
 from services.management.validation import is_id, parse_id
 
 
@@ -25,7 +25,7 @@ class AttachmentApi:
         verifier: JwtVerifier,
         settings: Settings,
         *,
-        writes: WriteLimiter,
+        writes: UserBudget,
     ) -> None:
         self._service = service
         self._verifier = verifier

@@ -23,7 +23,7 @@ from chatcore.buckets import BucketRange, bucket_key, bucket_number
 from chatcore.channel_heads import MongoChannelHeads
 from chatcore.message_state import StoredMessage, visible_filter
 from chatcore.mongo import Document, database_unavailable
-from services.management.store import Carrier, ChangeEntry, entry_order
+from services.management.store import CREATED, Carrier, ChangeEntry, entry_order
 
 
 def message_from_doc(doc: Mapping[str, Any]) -> StoredMessage:
@@ -36,9 +36,6 @@ def _visible_to(viewer: str) -> Document:
 
 
 _PROJECTION: Document = {s.ID: False, s.MESSAGE_BUCKET: False}
-
-
-CREATED = "created"
 
 
 class MongoMessageStore:

@@ -30,7 +30,7 @@ class Busy(Unavailable):
         self.retry_after = retry_after
 
 
-class WriteLimiter:
+class UserBudget:
     """``burst`` requests at once per user, refilled at ``per_s``; ``refusal`` is the 429's text."""
 
     def __init__(
@@ -49,6 +49,9 @@ class WriteLimiter:
         wait = self._buckets.try_acquire(user_id)
         if wait > 0:
             raise RateLimited(self._refusal, retry_after=math.ceil(wait))
+
+
+_ALL_BUSY = "too many history requests at once, retry"
 
 
 class ScanGate:
@@ -85,11 +88,11 @@ class ScanGate:
     async def _acquire(self) -> None:
         if self._slots.locked():
             if self._wait_s <= 0:
-                raise Busy("too many history requests at once, retry", retry_after=1)
+                raise Busy(_ALL_BUSY, retry_after=1)
             try:
                 async with asyncio.timeout(self._wait_s):
                     await self._slots.acquire()
             except TimeoutError:
-                raise Busy("too many history requests at once, retry", retry_after=1) from None
+                raise Busy(_ALL_BUSY, retry_after=1) from None
         else:
             await self._slots.acquire()

@@ -49,7 +49,7 @@ from services.management.clamd import ClamdAddress, ClamdClient
 from services.management.events import EventMetrics, EventSender, OutboxPublisher
 from services.management.history import HistoryService
 from services.management.history_store import MongoMessageStore
-from services.management.limits import ScanGate, WriteLimiter
+from services.management.limits import ScanGate, UserBudget
 from services.management.membership_index import (
     BACKFILL,
     MEMBERSHIP_INDEXES,
@@ -245,10 +245,10 @@ async def start(
         verifier = JwtVerifier.from_settings(
             settings, HttpJwksSource(session, settings.jwks_url), accounts=MongoAccountStatus(db)
         )
-        writes = WriteLimiter(
+        writes = UserBudget(
             burst=settings.management_write_burst, per_s=settings.management_write_per_s
         )
-        reads = WriteLimiter(
+        reads = UserBudget(
             burst=settings.management_read_burst,
             per_s=settings.management_read_per_s,
             refusal="too many read marks, slow down",

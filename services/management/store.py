@@ -193,10 +193,14 @@ class ChangeEntry:
         return {"seq": self.seq, "change": self.change, "message": self.message.public()}
 
 
+CREATED = "created"
+THREAD = "thread"
+
+
 def entry_order(entry: ChangeEntry) -> tuple[int, int]:
     """The feed's order: by seq; at one seq a creation first, a thread change last (it shares
     the seq of the reply it counts, or of the delete that takes one off)."""
-    rank = 0 if entry.change == "created" else 2 if entry.change == "thread" else 1
+    rank = 0 if entry.change == CREATED else 2 if entry.change == THREAD else 1
     return entry.seq, rank
 
 

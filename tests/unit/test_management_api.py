@@ -25,7 +25,7 @@ from services.management.api import ManagementApi
 from services.management.attachments import AttachmentLimits, AttachmentMetrics, AttachmentService
 from services.management.attachments_api import AttachmentApi
 from services.management.history import HistoryService
-from services.management.limits import ScanGate, WriteLimiter
+from services.management.limits import ScanGate, UserBudget
 from services.management.messages import MessageService
 from services.management.openapi import load_openapi
 from services.management.store import ChangeEntry
@@ -102,8 +102,8 @@ async def harness() -> AsyncIterator[Harness]:
     _doc, openapi = load_openapi()
     clock = [1000.0]
     scans = ScanGate(limit=1, wait_s=0)
-    writes = WriteLimiter(burst=WRITE_BURST, per_s=WRITE_PER_S, clock=lambda: clock[0])
-    reads = WriteLimiter(burst=READ_BURST, per_s=READ_PER_S, clock=lambda: clock[0])
+    writes = UserBudget(burst=WRITE_BURST, per_s=WRITE_PER_S, clock=lambda: clock[0])
+    reads = UserBudget(burst=READ_BURST, per_s=READ_PER_S, clock=lambda: clock[0])
     log, unread, presence, heads = FakeLog(), FixedUnread(), FixedPresence(), FixedHeads()
     wall = [1_767_225_600.0]  # 2026-01-01T00:00:00Z
     attachments, objects, scanner = MemoryAttachmentStore(), MemoryObjects(), FakeScanner()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from chatcore.errors import RateLimited
-from services.management.limits import Busy, ScanGate, WriteLimiter
+from services.management.limits import Busy, ScanGate, UserBudget
 
 ALICE, BOB = "a" * 32, "b" * 32
 
@@ -15,7 +15,7 @@ ALICE, BOB = "a" * 32, "b" * 32
 def test_a_user_gets_the_burst_then_waits_for_the_refill() -> None:
     """Three writes at once, the fourth refused with the wait rounded up, one more per second."""
     now = [0.0]
-    limiter = WriteLimiter(burst=3, per_s=0.4, clock=lambda: now[0])
+    limiter = UserBudget(burst=3, per_s=0.4, clock=lambda: now[0])
     for _ in range(3):
         limiter.check(ALICE)
     with pytest.raises(RateLimited) as refused:
