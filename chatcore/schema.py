@@ -26,6 +26,14 @@ MIGRATIONS: Final = "migrations"
 MEMBERSHIPS: Final = "memberships"
 # The auth service's refresh tokens (``_id`` = the token's SHA-256).
 REFRESH_TOKENS: Final = "refresh_tokens"
+# Logins ended before their access tokens expired (services/auth/sessions.py): ``_id`` is the
+# login's id, the ``sid`` claim of its access tokens. Written by auth, read by every verifier.
+ENDED_SESSIONS: Final = "ended_sessions"
+ENDED_USER_ID: Final = "user_id"
+# Until when the document matters: the login's last access token has expired by then.
+ENDED_UNTIL: Final = "until"
+# False until the ``session_ended`` event is acknowledged by Kafka (the document is its outbox).
+ENDED_PUBLISHED: Final = "published"
 # Leases (``chatcore.leases``): ``_id`` = "<namespace>:<key>#<epoch>", taken by an insert.
 LEASES: Final = "leases"
 LEASE_KEY: Final = "key"

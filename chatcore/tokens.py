@@ -53,6 +53,8 @@ _ALG_FOR_KEY: dict[tuple[str, str], str] = {("OKP", "Ed25519"): "EdDSA", ("EC", 
 _SUPPORTED_ALGS = frozenset(_ALG_FOR_KEY.values())
 _ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
+# A login's id as the auth service makes it (16 random bytes in hex), the form stored ids have.
+_SID_RE = re.compile(r"[0-9a-f]{32}")
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
@@ -71,6 +73,9 @@ class AccessClaims:
     iss: str
     aud: str
     kid: str
+    # The login the token belongs to (its refresh-token family); empty for a token from before
+    # logins were named, which cannot be ended early and expires like any other.
+    sid: str = ""
 
 
 class JwksSource(Protocol):
@@ -353,9 +358,18 @@ class JwtVerifier:
             raise TokenError("token algorithm does not match its key")
         payload = self._decode(token, key)
         claims = self._claims(payload, kid)
-        if self._accounts is not None and await self._accounts.is_disabled(claims.sub):
-            raise TokenError("account disabled")
+        if self._accounts is not None:
+            await self._check_account(self._accounts, claims)
         return claims
+
+    @staticmethod
+    async def _check_account(accounts: AccountStatus, claims: AccessClaims) -> None:
+        if await accounts.is_disabled(claims.sub):
+            raise TokenError("account disabled")
+        # One after the other, not side by side: the login's answer is usually shared with the
+        # login's other requests (chatcore.accounts), and a task per request costs more.
+        if claims.sid and await accounts.session_ended(claims.sid):
+            raise TokenError("session ended")
 
     async def wait_for_refresh(self) -> None:
         """Wait (at most ``wait_s``) for a key fetch in flight; for tests and shutdown."""
@@ -419,8 +433,18 @@ class JwtVerifier:
         jti = payload["jti"]
         if not isinstance(jti, str) or not jti:
             raise TokenError("token id is not a string")
+        sid = payload.get("sid", "")
+        if not isinstance(sid, str) or (sid and not _SID_RE.fullmatch(sid)):
+            raise TokenError("token session id is not valid")
         return AccessClaims(
-            sub=sub, jti=jti, iat=iat, exp=exp, iss=self._issuer, aud=self._audience, kid=kid
+            sub=sub,
+            jti=jti,
+            iat=iat,
+            exp=exp,
+            iss=self._issuer,
+            aud=self._audience,
+            kid=kid,
+            sid=sid,
         )
 
 

@@ -150,6 +150,7 @@ ID_LOOKUPS: tuple[str, ...] = (
     s.CHANNELS,
     s.MEMBERSHIPS,
     s.REFRESH_TOKENS,
+    s.ENDED_SESSIONS,
     s.LEASES,
     s.CHANGES,
     s.READS,

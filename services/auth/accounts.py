@@ -24,6 +24,7 @@ from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.settings import Settings
 from services.auth.keys import TokenIssuer
 from services.auth.passwords import PasswordHasher
+from services.auth.sessions import EndedSession, EndedSessionStore
 from services.auth.store import RefreshRecord, RefreshStore, User, UserStore
 from services.auth.validation import Credentials, Registration, could_be_refresh_token
 
@@ -133,6 +134,9 @@ class AuthService:
         limiters: Limiters,
         metrics: AuthMetrics,
         refresh_ttl_s: int,
+        ended_sessions: EndedSessionStore,
+        access_lifetime_s: float,
+        on_session_ended: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         leases: Leases | None = None,
     ) -> None:
@@ -143,6 +147,10 @@ class AuthService:
         self._limiters = limiters
         self._metrics = metrics
         self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
+        self._ended = ended_sessions
+        # How long an access token issued now may be accepted: its lifetime and the leeway.
+        self._access_lifetime = timedelta(seconds=access_lifetime_s)
+        self._on_session_ended = on_session_ended
         self._clock = clock
         # Per refresh token, across every auth instance when the leases live in the database.
         self._claims = leases if leases is not None else local_leases("refresh")
@@ -225,7 +233,7 @@ class AuthService:
                 revoked=False,
             )
         )
-        access = self._issuer.issue(user.id)
+        access = self._issuer.issue(user.id, session_id=family)
         self._metrics.tokens_issued.inc()
         return Session(access.token, access.expires_in, refresh_token, user)
 
@@ -280,19 +288,33 @@ class AuthService:
 
     async def _reuse_detected(self, record: RefreshRecord) -> None:
         revoked = await self._refresh.revoke_family(record.family)
+        # One of the two holders is a thief, and may hold access tokens of the login too.
+        await self._end_session(record)
         self._metrics.reuse_detected.inc()
         self._metrics.refreshes.labels("reuse").inc()
         _log.warning("refresh_token_reuse", user_id=record.user_id, revoked=revoked)
         raise Unauthorized("refresh token already used; all sessions of this login were revoked")
 
     async def logout(self, refresh_token: str) -> None:
-        """Revoke the token's whole family; unknown tokens are ignored (no oracle)."""
+        """End the token's login: its refresh tokens, and the access tokens already issued.
+
+        Unknown tokens are ignored (no oracle). A logout that failed half way is finished by
+        the next one with the same token: a revoked token is still found, and both steps are
+        idempotent.
+        """
         if not could_be_refresh_token(refresh_token):
             return
         record = await self._refresh.get(hash_refresh_token(refresh_token))
         if record is not None:
             await self._refresh.revoke_family(record.family)
+            await self._end_session(record)
             _log.info("logout", user_id=record.user_id)
+
+    async def _end_session(self, record: RefreshRecord) -> None:
+        """Refuse the login's access tokens from now on, and have its sockets closed."""
+        until = self._now() + self._access_lifetime
+        await self._ended.end(EndedSession(record.family, record.user_id, until))
+        self._on_session_ended()
 
     async def user(self, user_id: str) -> User | None:
         return await self._users.by_id(user_id)
@@ -301,5 +323,9 @@ class AuthService:
         return await self._users.by_email(email)
 
     async def sweep_expired(self) -> int:
-        """Delete expired refresh tokens (no TTL indexes on FerretDB: expiry is done here)."""
+        """Delete expired refresh tokens and ended logins whose access tokens all expired.
+
+        No TTL indexes on FerretDB: expiry is done here. The number of refresh tokens deleted.
+        """
+        await self._ended.delete_expired(self._now())
         return await self._refresh.delete_expired(self._now())

@@ -1,10 +1,14 @@
-"""The ``user_disabled`` event on ``chat.events.v1``, published until Kafka acknowledges it.
+"""The user-wide events on ``chat.events.v1``: ``user_disabled`` and ``session_ended``.
 
-Value: a serialized ``chat.v1.MembershipEvent`` with ``change = USER_DISABLED``, ``channel_id``
-empty and ``user_id`` set; key: the user id (all of one user's events in one partition, in order).
-The operator command is short-lived, so each attempt uses a fresh producer: a producer whose start
-failed is not reused, and a retry after a lost ack may publish the event twice, which consumers
-tolerate (closing a disabled user's sockets again changes nothing).
+Value: a serialized ``chat.v1.MembershipEvent`` with ``change = USER_DISABLED`` (or
+``SESSION_ENDED`` with ``session_id`` set), ``channel_id`` empty and ``user_id`` set; key: the user
+id (all of one user's events in one partition, in order).
+
+The operator command is short-lived, so each of its attempts uses a fresh producer: a producer
+whose start failed is not reused. The auth service sends ``session_ended`` with one producer,
+started at the first logout (so the service starts, and logins work, while Kafka is away) and
+replaced after a failure. Either may publish an event twice after a lost ack, which consumers
+tolerate (closing the same sockets again changes nothing).
 """
 
 from __future__ import annotations
@@ -54,6 +58,58 @@ def encode_user_disabled(user_id: str, *, actor: str, ts_ms: int) -> bytes:
         actor=actor,
     )
     return event.SerializeToString()
+
+
+def encode_session_ended(user_id: str, session_id: str, *, ts_ms: int) -> bytes:
+    """The record value: a ``MembershipEvent`` for one login of the user, no channel."""
+    event = chat_pb2.MembershipEvent(
+        channel_id="",
+        user_id=user_id,
+        change=chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED,
+        ts_ms=ts_ms,
+        actor=user_id,
+        session_id=session_id,
+    )
+    return event.SerializeToString()
+
+
+class KafkaSessionEvents:
+    """``session_ended`` through one producer made by ``make_producer`` when first needed."""
+
+    def __init__(
+        self,
+        make_producer: Callable[[], EventProducer],
+        *,
+        timeout_s: float,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._make_producer = make_producer
+        self._timeout_s = timeout_s
+        self._wall_clock = wall_clock
+        self._producer: EventProducer | None = None
+
+    async def session_ended(self, user_id: str, session_id: str) -> None:
+        value = encode_session_ended(user_id, session_id, ts_ms=int(self._wall_clock() * 1000))
+        headers = [("correlation_id", new_request_id().encode())]
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                if self._producer is None:
+                    producer = self._make_producer()
+                    self._producer = producer
+                    await producer.start()
+                await self._producer.send_and_wait(
+                    EVENTS_TOPIC, value=value, key=user_id.encode(), headers=headers
+                )
+        except BaseException:
+            # A producer that failed once (not started, broker gone) is not trusted again.
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
 
 class KafkaUserEvents:

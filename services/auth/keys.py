@@ -123,7 +123,7 @@ class IssuedToken:
 
 
 class TokenIssuer:
-    """Signs access tokens: ``typ: at+jwt``, ``kid``, and iss/aud/sub/iat/nbf/exp/jti."""
+    """Signs access tokens: ``typ: at+jwt``, ``kid``, and iss/aud/sub/iat/nbf/exp/jti/sid."""
 
     def __init__(
         self,
@@ -140,7 +140,9 @@ class TokenIssuer:
         self._ttl_s = ttl_s
         self._clock = clock
 
-    def issue(self, user_id: str) -> IssuedToken:
+    def issue(self, user_id: str, *, session_id: str | None = None) -> IssuedToken:
+        """A token of the login ``session_id`` (a refresh-token family); without one (tests,
+        tools) the token is a login of its own, which nothing can end early."""
         key = self._keys.current
         now = int(self._clock())
         jti = secrets.token_urlsafe(16)
@@ -152,6 +154,7 @@ class TokenIssuer:
             "nbf": now,
             "exp": now + self._ttl_s,
             "jti": jti,
+            "sid": session_id if session_id is not None else secrets.token_hex(16),
         }
         token = jwt.encode(
             claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"}

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from chatcore.accounts import MongoAccountStatus
 from chatcore.http import Health, make_app
+from chatcore.kafka import make_producer
 from chatcore.lease_store import LEASE_INDEXES, database_leases
 from chatcore.leases import SWEEP_AFTER_S, Leases, instance_owner
 from chatcore.lifecycle import serve_app
@@ -25,13 +26,16 @@ from chatcore.tasks import cancel_and_wait
 from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.accounts import AuthMetrics, AuthService, Limiters
 from services.auth.api import AuthApi
+from services.auth.events import EventProducer, KafkaSessionEvents
 from services.auth.keys import KeyRing, TokenIssuer
 from services.auth.passwords import PasswordHasher
+from services.auth.sessions import MongoEndedSessionStore, SessionEventPublisher
 from services.auth.store import AUTH_INDEXES, MongoRefreshStore, MongoUserStore
 
 _log = get_logger("auth.server")
 
 SWEEPER_TASK_NAME = "auth-refresh-sweep"
+SESSION_EVENTS_TASK_NAME = "auth-session-events"
 
 
 async def _sweep_forever(service: AuthService, leases: Leases, interval_s: float) -> None:
@@ -79,6 +83,15 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             ttl_s=settings.lease_ttl_s,
             wait_s=settings.lease_wait_s,
         )
+        ended = MongoEndedSessionStore(db)
+
+        def producer() -> EventProducer:
+            made: EventProducer = make_producer(settings, client_id="auth")
+            return made
+
+        session_events = KafkaSessionEvents(producer, timeout_s=settings.outbox_send_timeout_s)
+        stack.push_async_callback(session_events.aclose)
+        publisher = SessionEventPublisher(ended, session_events)
         service = AuthService(
             users=MongoUserStore(db),
             refresh_tokens=MongoRefreshStore(db),
@@ -92,10 +105,13 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             limiters=Limiters.from_settings(settings),
             metrics=AuthMetrics.create(registry),
             refresh_ttl_s=settings.refresh_token_ttl_s,
+            ended_sessions=ended,
+            access_lifetime_s=settings.access_token_ttl_s + settings.jwt_leeway_s,
+            on_session_ended=publisher.wake,
             leases=leases,
         )
         # The service verifies its own tokens from its own key ring (no HTTP round trip to
-        # itself), and refuses tokens of disabled accounts at once.
+        # itself), and refuses tokens of disabled accounts and ended logins at once.
         verifier = JwtVerifier.from_settings(
             settings, StaticJwksSource(keys.jwks()), accounts=MongoAccountStatus(db)
         )
@@ -117,6 +133,14 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             await cancel_and_wait(sweeper)
 
         stack.push_async_callback(stop_sweeper)
+        announcer = asyncio.create_task(
+            publisher.run(settings.outbox_retry_interval_s), name=SESSION_EVENTS_TASK_NAME
+        )
+
+        async def stop_announcer() -> None:
+            await cancel_and_wait(announcer)
+
+        stack.push_async_callback(stop_announcer)
         http = await serve_app(
             app,
             host=settings.http_host,

@@ -31,6 +31,9 @@ AUTH_INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(REFRESH_TOKENS, (("family", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("user_id", ASCENDING),)),
     IndexSpec(REFRESH_TOKENS, (("expires_at", ASCENDING),)),
+    # The session-event publisher's and the sweep's queries (services/auth/sessions.py).
+    IndexSpec(s.ENDED_SESSIONS, ((s.ENDED_PUBLISHED, ASCENDING),)),
+    IndexSpec(s.ENDED_SESSIONS, ((s.ENDED_UNTIL, ASCENDING),)),
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -75,6 +76,9 @@ class Directory(Protocol):
 
     async def disabled(self, user_id: str) -> bool:
         """True when the account exists and is disabled (as of at most a second ago)."""
+
+    async def ended_sessions(self, user_id: str) -> tuple[str, ...]:
+        """The user's logins ended while their tokens live (as of at most a second ago)."""
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         """None when there is no such team."""
@@ -142,6 +146,47 @@ class DisabledAccounts:
             raise database_unavailable(exc) from exc
 
 
+class EndedSessions:
+    """The logins ended while their access tokens live, by user, read whole at most every
+    ``max_age_s`` (services/auth/sessions.py writes them).
+
+    For the same reason as ``DisabledAccounts``: a handshake must not cost a lookup of its own.
+    The collection holds the logouts of the last hour or so (the auth service's sweep forgets a
+    login once its tokens expired). A socket opened in the window before a read sees a logout is
+    closed by the relays on the ``session_ended`` event, and they refuse that login for a while
+    after it (services/relay/connection.py).
+    """
+
+    def __init__(
+        self,
+        ended: AsyncCollection[Document],
+        *,
+        max_age_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._ended = ended
+        self._wall_clock = wall_clock
+        self._by_user = SingleFlight(self._read, max_age_s=max_age_s, clock=clock)
+
+    async def of(self, user_id: str) -> tuple[str, ...]:
+        return (await self._by_user.get(None)).get(user_id, ())
+
+    async def _read(self, _: None) -> dict[str, tuple[str, ...]]:
+        now = self._wall_clock()
+        by_user: dict[str, list[str]] = {}
+        try:
+            cursor = self._ended.find({}, {s.ENDED_USER_ID: 1, s.ENDED_UNTIL: 1})
+            async for doc in cursor:
+                until = doc.get(s.ENDED_UNTIL)
+                # An ended login's expired tokens are refused anyway; not worth carrying.
+                if isinstance(until, datetime) and until > now:
+                    by_user.setdefault(str(doc.get(s.ENDED_USER_ID)), []).append(str(doc[s.ID]))
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return {user: tuple(sids) for user, sids in by_user.items()}
+
+
 # A hello's unread counts may use a channel head read this long ago: the stored heads already
 # trail the fan-out by a checkpoint (CHAT_CONTROLLER_STATE_FLUSH_MS), and a reconnect storm of a
 # team's members then reads its head a few times instead of once per member.
@@ -162,6 +207,7 @@ class MongoDirectory:
         self._users = db[s.USERS]
         self._unread = UnreadReader(db, head_max_age_s=head_max_age_s)
         self._disabled = DisabledAccounts(self._users, max_age_s=disabled_max_age_s)
+        self._ended = EndedSessions(db[s.ENDED_SESSIONS], max_age_s=disabled_max_age_s)
 
     async def memberships(self, user_id: str) -> list[MembershipView]:
         # The membership index, not the team documents: one small document per team instead of
@@ -173,6 +219,9 @@ class MongoDirectory:
 
     async def disabled(self, user_id: str) -> bool:
         return await self._disabled.contains(user_id)
+
+    async def ended_sessions(self, user_id: str) -> tuple[str, ...]:
+        return await self._ended.of(user_id)
 
     async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
         return await self._unread.unread(user_id, channel_ids)

@@ -138,6 +138,12 @@ def _parse_event(value: bytes) -> chat_pb2.MembershipEvent:
         if not event.user_id or event.channel_id:
             raise InvalidInput("a user_disabled event names a user_id and no channel_id")
         return event
+    if event.change == chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED:
+        if not event.user_id or not event.session_id or event.channel_id:
+            raise InvalidInput(
+                "a session_ended event names a user_id and a session_id and no channel_id"
+            )
+        return event
     if not event.channel_id or event.change == chat_pb2.MEMBERSHIP_CHANGE_UNSPECIFIED:
         raise InvalidInput("MembershipEvent record lacks channel_id or change")
     return event

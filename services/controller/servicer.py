@@ -157,14 +157,17 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
 
     async def _memberships(self, user_id: str) -> chat_pb2.GetMembershipsReply:
         """What a relay needs to greet the user's socket: teams, unread counts, or disabled."""
-        # Both at once: a handshake storm waits on these two lookups.
-        disabled, views = await asyncio.gather(
-            self._directory.disabled(user_id), self._directory.memberships(user_id)
+        # At once: a handshake storm waits on these lookups.
+        disabled, views, ended = await asyncio.gather(
+            self._directory.disabled(user_id),
+            self._directory.memberships(user_id),
+            self._directory.ended_sessions(user_id),
         )
         if disabled:
             return chat_pb2.GetMembershipsReply(disabled=True)
         unread = await self._directory.unread(user_id, [v.channel_id for v in views])
         return chat_pb2.GetMembershipsReply(
+            ended_sessions=ended,
             memberships=[
                 chat_pb2.Membership(channel_id=v.channel_id, active=v.active) for v in views
             ],

@@ -66,7 +66,7 @@ _log = get_logger("relay.connection")
 INVALID_OVER_BUDGET_MAX = 10
 
 
-# Far longer than the controllers' cache of disabled accounts may lag (a second).
+# Far longer than the controllers' cache of disabled accounts and ended logins may lag (a second).
 _DISABLED_REFUSAL_S = 60.0
 
 
@@ -152,6 +152,8 @@ class Relay:
         # Users a user_disabled event named, until when they stay refused here: the
         # controllers' set of disabled accounts may be up to a second old (directory.py).
         self._disabled_until: dict[str, float] = {}
+        # Logins a session_ended event named (by session id), likewise.
+        self._ended_until: dict[str, float] = {}
         self.draining = False
 
     # --- controller deliveries -------------------------------------------------------------
@@ -212,14 +214,26 @@ class Relay:
             spawn(self._complete_grant(grant))
         for user_id in effects.joined:
             self.presence.joined(user_id)
+        if effects.disabled_users or effects.ended_sessions:
+            self._shut_out(effects)
+
+    def _shut_out(self, effects: Effects) -> None:
+        """Close the sockets of disabled accounts and ended logins, and refuse them a while."""
         now = time.monotonic()
-        for user, until in list(self._disabled_until.items()):
-            if until <= now:
-                del self._disabled_until[user]
+        for refused in (self._disabled_until, self._ended_until):
+            for key, until in list(refused.items()):
+                if until <= now:
+                    del refused[key]
         for user_id in effects.disabled_users:
             self._disabled_until[user_id] = now + _DISABLED_REFUSAL_S
             for session in self.hub.sessions_of(user_id):
                 spawn(cast(ServerConnection, session.conn).close(1008, "account disabled"))
+        for user_id, session_id in effects.ended_sessions:
+            self._ended_until[session_id] = now + _DISABLED_REFUSAL_S
+            for session in self.hub.sessions_of(user_id):
+                conn = cast(RelayConnection, session.conn)
+                if conn.claims is not None and conn.claims.sid == session_id:
+                    spawn(conn.close(1008, "session ended"))
 
     async def _complete_grant(self, grant: Grant) -> None:
         """Give an added member's sockets the channel once it is subscribed everywhere."""
@@ -281,6 +295,17 @@ class Relay:
 
     # --- the socket --------------------------------------------------------------------------
 
+    def _refusal(self, claims: AccessClaims, reply: chat_pb2.GetMembershipsReply) -> str | None:
+        """Why a socket whose token verified may still not open (a 1008 reason), or None."""
+        now = time.monotonic()
+        if reply.disabled or self._disabled_until.get(claims.sub, 0.0) > now:
+            return "account disabled"
+        if claims.sid and (
+            claims.sid in reply.ended_sessions or self._ended_until.get(claims.sid, 0.0) > now
+        ):
+            return "session ended"
+        return None
+
     async def handler(self, conn: ServerConnection) -> None:
         relay_conn = cast(RelayConnection, conn)
         claims = relay_conn.claims
@@ -307,10 +332,11 @@ class Relay:
             reset_context(context)
             await conn.close(1013, "membership service unavailable, retry")
             return
-        if reply.disabled or self._disabled_until.get(claims.sub, 0.0) > time.monotonic():
+        refusal = self._refusal(claims, reply)
+        if refusal is not None:
             self.hub.abandon(claims.sub)
             reset_context(context)
-            await conn.close(1008, "account disabled")
+            await conn.close(1008, refusal)
             return
         session = Session(
             user_id=claims.sub,

@@ -81,6 +81,8 @@ class Effects:
     members_changed: list[str] = field(default_factory=list)
     grants: list[Grant] = field(default_factory=list)
     disabled_users: list[str] = field(default_factory=list)
+    # (user id, session id) of logins ended: their sockets are closed.
+    ended_sessions: list[tuple[str, str]] = field(default_factory=list)
     # Users whose greeted sockets were given another team (their team is told they are here).
     joined: list[str] = field(default_factory=list)
 
@@ -300,6 +302,9 @@ class Hub:
         channel, change = event.channel_id, event.change
         if change == chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED:
             effects.disabled_users.append(event.user_id)
+            return
+        if change == chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED:
+            effects.ended_sessions.append((event.user_id, event.session_id))
             return
         effects.members_changed.append(channel)
         if self._handshakes:

@@ -1,4 +1,4 @@
-"""Disabling a user with the operator command: REST refused at once, sessions and sockets ended.
+"""Disabling a user, or logging out: REST refused at once, sessions and sockets ended.
 
 The command runs as a subprocess against the stack's FerretDB and Kafka, exactly as an operator
 would run it; auth and management run in-process (``tests/integration/management_support.py``).
@@ -7,6 +7,7 @@ would run it; auth and management run in-process (``tests/integration/management
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import uuid
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from chatcore.kafka import EVENTS_TOPIC, topic_specs
 from chatcore.proto.chat.v1 import chat_pb2
+from services.auth.server import start as start_auth
 from tests.conftest import REPO
 from tests.integration.management_support import PASSWORD, Stack
 from tests.integration.ports import free_port
@@ -185,3 +187,43 @@ async def test_disable_of_an_unknown_or_malformed_email_fails_cleanly(stack: Sta
     code, _, err = await _command(stack, "disable", "--email", "not an email")
     assert code == 2
     assert "not a valid email" in err
+
+
+async def test_logout_while_kafka_is_away_ends_rest_access_and_is_announced_later(
+    stack: Stack,
+) -> None:
+    """An auth instance without Kafka logs out at once and every service refuses the token;
+    the session_ended event goes out from the outbox once an instance reaches Kafka."""
+    phone, laptop = await _login(stack), await _login(stack)
+    lost = dataclasses.replace(
+        stack.settings,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_request_timeout_ms=1000,
+        outbox_send_timeout_s=1.0,
+    )
+    cut_off = await start_auth(lost, port=0)
+    consumer, tap = await _open_tap(stack)
+    try:
+        url = f"http://127.0.0.1:{cut_off.port}"
+        started = asyncio.get_running_loop().time()
+        reply = await stack.api.call(
+            "POST", f"{url}/v1/auth/logout", body={"refresh_token": phone.refresh_token}
+        )
+        assert reply.status == 204
+        assert asyncio.get_running_loop().time() - started < 2.0
+        for base in (url, stack.auth_url):
+            me = await stack.api.call("GET", f"{base}/v1/auth/me", token=phone.access_token)
+            assert me.status == 401
+            assert "session ended" in me.body["error"]["message"]
+        teams = await stack.api.call("GET", f"{stack.url}/v1/teams", token=phone.access_token)
+        assert teams.status == 401
+        mine = await stack.api.call("GET", f"{stack.url}/v1/teams", token=laptop.access_token)
+        assert mine.status == 200
+        # The stack's own auth instance, which reaches Kafka, publishes it on its next pass.
+        event = await tap.first(phone.user_id)
+    finally:
+        await consumer.stop()
+        await cut_off.stop()
+    assert event.change == chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED
+    assert (event.user_id, event.channel_id) == (phone.user_id, "")
+    assert event.session_id

@@ -20,6 +20,7 @@ from chatcore.accounts import AccountStatus, MongoAccountStatus
 from chatcore.errors import Conflict
 from chatcore.mongo import Document, database, ensure_indexes, make_mongo_client
 from chatcore.settings import Settings
+from services.auth.sessions import EndedSession, EndedSessionStore, MongoEndedSessionStore
 from services.auth.store import (
     AUTH_INDEXES,
     MongoRefreshStore,
@@ -29,7 +30,12 @@ from services.auth.store import (
     User,
     UserStore,
 )
-from tests.unit.auth_fakes import MemoryAccountStatus, MemoryRefreshStore, MemoryUserStore
+from tests.unit.auth_fakes import (
+    MemoryAccountStatus,
+    MemoryEndedSessionStore,
+    MemoryRefreshStore,
+    MemoryUserStore,
+)
 
 # Millisecond precision: what the database keeps.
 NOW = datetime(2027, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
@@ -40,6 +46,7 @@ class Stores:
     users: UserStore
     refresh: RefreshStore
     accounts: AccountStatus
+    ended: EndedSessionStore
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +65,16 @@ async def mongo_db(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]
 def stores(request: pytest.FixtureRequest) -> Stores:
     """The fake stores, or the MongoDB ones (sharing the module's database)."""
     if request.param == "memory":
-        users = MemoryUserStore()
-        return Stores(users, MemoryRefreshStore(), MemoryAccountStatus(users))
+        users, ended = MemoryUserStore(), MemoryEndedSessionStore()
+        return Stores(users, MemoryRefreshStore(), MemoryAccountStatus(users, ended), ended)
     db: AsyncDatabase[Document] = request.getfixturevalue("mongo_db")
-    return Stores(MongoUserStore(db), MongoRefreshStore(db), MongoAccountStatus(db))
+    return Stores(
+        MongoUserStore(db),
+        MongoRefreshStore(db),
+        # Uncached, so the contract sees each write at once (the cache is SingleFlight's).
+        MongoAccountStatus(db, session_max_age_s=0),
+        MongoEndedSessionStore(db),
+    )
 
 
 def _user(**overrides: Any) -> User:
@@ -198,3 +211,36 @@ async def test_delete_expired_removes_only_tokens_past_their_expiry(stores: Stor
     assert await stores.refresh.get(gone.token_hash) is None
     assert await stores.refresh.get(edge.token_hash) == edge
     assert await stores.refresh.get(kept.token_hash) == kept
+
+
+async def test_an_ended_login_is_seen_at_once_and_kept_until_its_tokens_expire(
+    stores: Stores,
+) -> None:
+    """end() makes session_ended true at once; ending again keeps the first; the sweep
+    forgets it only after ``until``."""
+    sid, other = uuid.uuid4().hex, uuid.uuid4().hex
+    first = EndedSession(sid, uuid.uuid4().hex, NOW + timedelta(minutes=15))
+    assert not await stores.accounts.session_ended(sid)
+    await stores.ended.end(first)
+    await stores.ended.end(dataclasses.replace(first, until=NOW + timedelta(hours=9)))
+    assert await stores.accounts.session_ended(sid)
+    assert not await stores.accounts.session_ended(other)
+    assert await stores.ended.delete_expired(NOW + timedelta(minutes=14)) == 0
+    assert await stores.accounts.session_ended(sid)
+    assert await stores.ended.delete_expired(NOW + timedelta(minutes=16)) == 1
+    assert not await stores.accounts.session_ended(sid)
+
+
+@pytest.mark.parametrize("session_id", ["not-an-id", "", "A" * 32, "0" * 33])
+async def test_a_malformed_login_id_counts_as_ended(stores: Stores, session_id: str) -> None:
+    """A login id that cannot be one fails closed, and never reaches a query."""
+    assert await stores.accounts.session_ended(session_id)
+
+
+async def test_ended_logins_stay_unpublished_until_marked(stores: Stores) -> None:
+    """unpublished() lists an ended login until published() marks it; round trip is exact."""
+    ended = EndedSession(uuid.uuid4().hex, uuid.uuid4().hex, NOW + timedelta(minutes=15))
+    await stores.ended.end(ended)
+    assert ended in await stores.ended.unpublished(1000)
+    await stores.ended.published(ended.session_id)
+    assert ended not in await stores.ended.unpublished(1000)

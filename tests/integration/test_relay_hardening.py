@@ -16,17 +16,19 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from chatclient import ChatClient, SendFailed
+from chatclient import ChatClient, SendFailed, login
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
-from tests.integration.pipeline_env import Pipeline, start_pipeline
+from tests.integration.pipeline_env import PASSWORD, Pipeline, start_pipeline
 from tests.integration.ports import free_port
 from tests.team_docs import add_member, remove_member
 
@@ -250,6 +252,54 @@ async def test_a_disabled_user_is_disconnected_and_cannot_come_back(pipe: Pipeli
         assert client.close_code == 1008
     with pytest.raises((ConnectionClosed, ConnectionError)):
         await pipe.connect(bob, 0)
+
+
+async def test_a_logout_closes_that_logins_sockets_and_refuses_its_token(pipe: Pipeline) -> None:
+    """Logging out closes that login's sockets on both relays (1008 "session ended") and refuses
+    its unexpired access token for REST and new sockets; the user's other login stays."""
+    bob = await pipe.user()
+    team = await pipe.team([bob])
+    phone = await login(pipe.auth_url, bob.email, PASSWORD)
+    laptop = await login(pipe.auth_url, bob.email, PASSWORD)
+    ended = [
+        await ChatClient.connect(pipe.ws_url(0), phone.access_token),
+        await ChatClient.connect(pipe.ws_url(1), phone.access_token),
+    ]
+    kept = await ChatClient.connect(pipe.ws_url(0), laptop.access_token)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{pipe.auth_url}/v1/auth/logout", json={"refresh_token": phone.refresh_token}
+        ) as resp:
+            assert resp.status == 204
+        for client in ended:
+            await asyncio.wait_for(client.conn.wait_closed(), 10)
+            assert (client.close_code, client.conn.close_reason) == (1008, "session ended")
+        assert (await kept.send(team, "still here")).seq >= 0
+        for token, status in ((phone.access_token, 401), (laptop.access_token, 200)):
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"{pipe.api_url}/v1/teams", headers=headers) as resp:
+                assert resp.status == status
+    for relay in (0, 1):
+        with pytest.raises((ConnectionClosed, ConnectionError)):
+            await ChatClient.connect(pipe.ws_url(relay), phone.access_token)
+    await kept.close()
+
+
+async def test_a_socket_of_an_ended_login_is_refused_without_the_event(pipe: Pipeline) -> None:
+    """A relay that never saw the logout's event still refuses the login: the controller's
+    answer to its handshake lookup names it."""
+    bob = await pipe.user()
+    await pipe.team([bob])
+    phone = await login(pipe.auth_url, bob.email, PASSWORD)
+    claims = jwt.decode(phone.access_token, options={"verify_signature": False})
+    await pipe.db.ended_sessions.insert_one(
+        {"_id": claims["sid"], "user_id": bob.id, "until": datetime.now(UTC) + timedelta(hours=1)}
+    )
+    await asyncio.sleep(1.2)  # past the controller's one-second cache of ended logins
+    with pytest.raises(ConnectionClosed) as refused:
+        await ChatClient.connect(pipe.ws_url(0), phone.access_token)
+    assert refused.value.rcvd is not None
+    assert (refused.value.rcvd.code, refused.value.rcvd.reason) == (1008, "session ended")
 
 
 async def test_a_removal_whose_event_was_lost_is_enforced_by_the_audit(pipe: Pipeline) -> None:

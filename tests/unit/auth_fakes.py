@@ -11,6 +11,7 @@ from datetime import datetime
 
 from chatcore.errors import Conflict
 from chatcore.schema import ID_RE
+from services.auth.sessions import EndedSession
 from services.auth.store import RefreshRecord, User
 
 
@@ -42,15 +43,45 @@ class MemoryUserStore:
         return True
 
 
-class MemoryAccountStatus:
-    """``chatcore.accounts.AccountStatus`` over a ``MemoryUserStore``."""
+class MemoryEndedSessionStore:
+    def __init__(self) -> None:
+        self.ended: dict[str, EndedSession] = {}
+        self.unacked: set[str] = set()
 
-    def __init__(self, users: MemoryUserStore) -> None:
+    async def end(self, session: EndedSession) -> None:
+        if session.session_id not in self.ended:
+            self.ended[session.session_id] = session
+            self.unacked.add(session.session_id)
+
+    async def unpublished(self, limit: int) -> list[EndedSession]:
+        return [self.ended[sid] for sid in sorted(self.unacked)][:limit]
+
+    async def published(self, session_id: str) -> None:
+        self.unacked.discard(session_id)
+
+    async def delete_expired(self, now: datetime) -> int:
+        expired = [sid for sid, e in self.ended.items() if e.until < now]
+        for sid in expired:
+            del self.ended[sid]
+            self.unacked.discard(sid)
+        return len(expired)
+
+
+class MemoryAccountStatus:
+    """``chatcore.accounts.AccountStatus`` over a ``MemoryUserStore`` (and ended logins)."""
+
+    def __init__(
+        self, users: MemoryUserStore, ended: MemoryEndedSessionStore | None = None
+    ) -> None:
         self._users = users
+        self._ended = ended if ended is not None else MemoryEndedSessionStore()
 
     async def is_disabled(self, user_id: str) -> bool:
         user = self._users.users.get(user_id) if ID_RE.fullmatch(user_id) else None
         return user is None or user.disabled
+
+    async def session_ended(self, session_id: str) -> bool:
+        return not ID_RE.fullmatch(session_id) or session_id in self._ended.ended
 
 
 class MemoryRefreshStore:
@@ -90,3 +121,51 @@ class MemoryRefreshStore:
         for h in expired:
             del self.records[h]
         return len(expired)
+
+
+@dataclasses.dataclass
+class FakeProducer:
+    """One producer instance talking to a ``FakeBroker``."""
+
+    broker: FakeBroker
+    started: bool = False
+    stopped: bool = False
+
+    async def start(self) -> None:
+        self.started = True
+        if self.broker.down_starts:
+            self.broker.down_starts -= 1
+            raise ConnectionError("bootstrap refused")
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> object:
+        if self.broker.lost_acks:
+            self.broker.lost_acks -= 1
+            raise TimeoutError
+        self.broker.records.append((topic, key, value))
+        return object()
+
+
+@dataclasses.dataclass
+class FakeBroker:
+    """A Kafka stand-in that refuses the first ``down_starts`` starts and loses ``lost_acks``."""
+
+    down_starts: int = 0
+    lost_acks: int = 0
+    records: list[tuple[str, bytes | None, bytes | None]] = dataclasses.field(default_factory=list)
+    producers: list[FakeProducer] = dataclasses.field(default_factory=list)
+
+    def producer(self) -> FakeProducer:
+        made = FakeProducer(self)
+        self.producers.append(made)
+        return made

@@ -298,6 +298,7 @@ class MemoryDirectory:
     teams: dict[str, Document] = field(default_factory=dict)
     attachments: dict[str, AttachmentView] = field(default_factory=dict)
     disabled_users: set[str] = field(default_factory=set)
+    ended: dict[str, tuple[str, ...]] = field(default_factory=dict)
     messages: dict[tuple[str, str], MessageView] = field(default_factory=dict)
     unread_counts: dict[tuple[str, str], Unread] = field(default_factory=dict)
     down: bool = False
@@ -327,6 +328,10 @@ class MemoryDirectory:
     async def disabled(self, user_id: str) -> bool:
         self._check_up()
         return user_id in self.disabled_users
+
+    async def ended_sessions(self, user_id: str) -> tuple[str, ...]:
+        self._check_up()
+        return self.ended.get(user_id, ())
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         self._check_up()

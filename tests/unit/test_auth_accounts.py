@@ -23,7 +23,12 @@ from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.auth.passwords import PasswordHasher
 from services.auth.store import RefreshRecord
 from services.auth.validation import Credentials, Registration
-from tests.unit.auth_fakes import MemoryRefreshStore, MemoryUserStore
+from tests.unit.auth_fakes import (
+    MemoryAccountStatus,
+    MemoryEndedSessionStore,
+    MemoryRefreshStore,
+    MemoryUserStore,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -41,6 +46,8 @@ class _World:
     service: AuthService
     users: MemoryUserStore
     tokens: MemoryRefreshStore
+    ended: MemoryEndedSessionStore
+    woken: list[None]
     clock: _Clock
     keys: KeyRing
     registry: CollectorRegistry
@@ -62,7 +69,8 @@ def world() -> _World:
     clock = _Clock()
     keys = KeyRing([SigningKey.from_private_key(ed25519.Ed25519PrivateKey.generate())])
     registry = CollectorRegistry()
-    users, tokens = MemoryUserStore(), MemoryRefreshStore()
+    users, tokens, ended = MemoryUserStore(), MemoryRefreshStore(), MemoryEndedSessionStore()
+    woken: list[None] = []
     service = AuthService(
         users=users,
         refresh_tokens=tokens,
@@ -75,9 +83,25 @@ def world() -> _World:
         ),
         metrics=AuthMetrics.create(registry),
         refresh_ttl_s=30 * 86400,
+        ended_sessions=ended,
+        access_lifetime_s=905,
+        on_session_ended=lambda: woken.append(None),
         clock=clock,
     )
-    return _World(service, users, tokens, clock, keys, registry)
+    return _World(service, users, tokens, ended, woken, clock, keys, registry)
+
+
+def _verifier(world: _World) -> JwtVerifier:
+    return JwtVerifier(
+        StaticJwksSource(world.keys.jwks()),
+        issuer="iss",
+        audience="aud",
+        algorithms=["EdDSA"],
+        cache_s=300,
+        leeway_s=5,
+        accounts=MemoryAccountStatus(world.users, world.ended),
+        clock=world.clock,
+    )
 
 
 async def _register(world: _World, email: str = "ada@example.com") -> str:
@@ -99,16 +123,7 @@ async def test_login_issues_a_verifiable_access_token(world: _World) -> None:
     """A correct login returns an access token the shared verifier accepts for that user."""
     user_id = await _register(world)
     session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
-    verifier = JwtVerifier(
-        StaticJwksSource(world.keys.jwks()),
-        issuer="iss",
-        audience="aud",
-        algorithms=["EdDSA"],
-        cache_s=300,
-        leeway_s=5,
-        clock=world.clock,
-    )
-    claims = await verifier.verify(session.access_token)
+    claims = await _verifier(world).verify(session.access_token)
     assert claims.sub == user_id
     assert claims.kid == world.keys.current.kid
     assert claims.exp - claims.iat == 900
@@ -177,6 +192,58 @@ async def test_other_logins_survive_a_family_revocation(world: _World) -> None:
     with pytest.raises(Unauthorized):
         await world.service.refresh(phone.refresh_token)
     assert (await world.service.refresh(laptop.refresh_token)).user.email == "ada@example.com"
+
+
+async def test_logout_ends_the_logins_access_tokens_too(world: _World) -> None:
+    """After a logout the login's unexpired access tokens are refused; another login's are not."""
+    await _register(world)
+    phone = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    rotated = await world.service.refresh(phone.refresh_token)
+    laptop = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    verifier = _verifier(world)
+    phone_sid = (await verifier.verify(phone.access_token)).sid
+    assert phone_sid == (await verifier.verify(rotated.access_token)).sid
+    assert phone_sid != (await verifier.verify(laptop.access_token)).sid
+
+    await world.service.logout(rotated.refresh_token)
+    for token in (phone.access_token, rotated.access_token):
+        with pytest.raises(Unauthorized, match="session ended"):
+            await verifier.verify(token)
+    assert (await verifier.verify(laptop.access_token)).sub == phone.user.id
+    # Kept exactly as long as the last access token of the login may be accepted.
+    ended = world.ended.ended[phone_sid]
+    assert ended.until.timestamp() == world.clock.now + 905
+    assert world.woken == [None]
+    # A logout again (the first one's answer was lost) changes nothing and still succeeds.
+    await world.service.logout(rotated.refresh_token)
+    assert world.ended.ended[phone_sid] == ended
+
+
+async def test_a_replayed_refresh_token_ends_the_logins_access_tokens(world: _World) -> None:
+    """Theft detected: whoever holds the login's access tokens loses them at once."""
+    await _register(world)
+    first = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    second = await world.service.refresh(first.refresh_token)
+    world.clock.now += REUSE_GRACE_S
+    with pytest.raises(Unauthorized, match="already used"):
+        await world.service.refresh(first.refresh_token)
+    with pytest.raises(Unauthorized, match="session ended"):
+        await _verifier(world).verify(second.access_token)
+    assert len(world.woken) == 1
+
+
+async def test_the_sweep_forgets_ended_logins_once_their_tokens_expired(world: _World) -> None:
+    """An ended login is kept while its tokens live and deleted by the first sweep after."""
+    await _register(world)
+    session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    await world.service.logout(session.refresh_token)
+    await world.service.sweep_expired()
+    assert len(world.ended.ended) == 1
+    world.clock.now += 906
+    await world.service.sweep_expired()
+    assert world.ended.ended == {}
+    with pytest.raises(Unauthorized, match="expired"):
+        await _verifier(world).verify(session.access_token)
 
 
 async def test_refresh_tokens_are_stored_hashed(world: _World) -> None:

@@ -13,7 +13,12 @@ from chatcore.proto.chat.v1 import chat_pb2
 from services.auth.admin import AccountAdmin
 from services.auth.events import KafkaUserEvents
 from services.auth.store import RefreshRecord, User
-from tests.unit.auth_fakes import MemoryAccountStatus, MemoryRefreshStore, MemoryUserStore
+from tests.unit.auth_fakes import (
+    FakeBroker,
+    MemoryAccountStatus,
+    MemoryRefreshStore,
+    MemoryUserStore,
+)
 
 NOW = datetime(2027, 1, 1, tzinfo=UTC)
 ADA = User(
@@ -129,54 +134,6 @@ class _Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@dataclasses.dataclass
-class FakeProducer:
-    """One producer instance talking to a ``FakeBroker``."""
-
-    broker: FakeBroker
-    started: bool = False
-    stopped: bool = False
-
-    async def start(self) -> None:
-        self.started = True
-        if self.broker.down_starts:
-            self.broker.down_starts -= 1
-            raise ConnectionError("bootstrap refused")
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def send_and_wait(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> object:
-        if self.broker.lost_acks:
-            self.broker.lost_acks -= 1
-            raise TimeoutError
-        self.broker.records.append((topic, key, value))
-        return object()
-
-
-@dataclasses.dataclass
-class FakeBroker:
-    """A Kafka stand-in that refuses the first ``down_starts`` starts and loses ``lost_acks``."""
-
-    down_starts: int = 0
-    lost_acks: int = 0
-    records: list[tuple[str, bytes | None, bytes | None]] = dataclasses.field(default_factory=list)
-    producers: list[FakeProducer] = dataclasses.field(default_factory=list)
-
-    def producer(self) -> FakeProducer:
-        made = FakeProducer(self)
-        self.producers.append(made)
-        return made
 
 
 def _events(broker: FakeBroker, clock: _Clock, timeout_s: float = 10.0) -> KafkaUserEvents:

@@ -238,6 +238,29 @@ def test_signals_and_events_decode_and_garbage_does_not() -> None:
     assert isinstance(decode(as_record(good)), MessageItem)
 
 
+@pytest.mark.parametrize(
+    ("user_id", "session_id", "channel_id", "ok"),
+    [
+        ("u2", "s" * 32, "", True),
+        ("", "s" * 32, "", False),
+        ("u2", "", "", False),
+        ("u2", "s" * 32, "t1", False),
+    ],
+)
+def test_a_session_ended_event_names_a_user_and_a_login_and_no_channel(
+    user_id: str, session_id: str, channel_id: str, ok: bool
+) -> None:
+    """session_ended decodes with a user and a login and no channel; otherwise dead letter."""
+    event = chat_pb2.MembershipEvent(
+        channel_id=channel_id,
+        user_id=user_id,
+        session_id=session_id,
+        change=chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED,
+    )
+    decoded = decode(Record(EVENTS_TOPIC, 0, 1, b"u2", event.SerializeToString()))
+    assert isinstance(decoded, EventItem if ok else DeadLetter)
+
+
 async def test_signals_go_to_their_channel_and_events_to_all() -> None:
     """Signals are routed to their channel and not stored; membership events to every stream."""
     s = _Setup()

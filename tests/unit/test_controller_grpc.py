@@ -337,3 +337,17 @@ async def test_disabled_account_gets_no_memberships(server: _Server) -> None:
     reply = await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id="u1"))
     assert reply.disabled
     assert list(reply.memberships) == []
+
+
+async def test_memberships_list_the_users_ended_logins(server: _Server) -> None:
+    """GetMemberships and its batch carry each user's ended logins, for the relay to refuse."""
+    server.directory.teams[T1] = {"members": ["u1", "u2"], "admins": [], "super_admin": "u1"}
+    server.directory.teams[T1]["active"] = True
+    server.directory.ended["u1"] = ("a" * 32, "b" * 32)
+    reply = await server.stub.GetMemberships(chat_pb2.GetMembershipsRequest(user_id="u1"))
+    assert list(reply.ended_sessions) == ["a" * 32, "b" * 32]
+    assert [m.channel_id for m in reply.memberships] == [T1]
+    batch = await server.stub.GetMembershipsBatch(
+        chat_pb2.GetMembershipsBatchRequest(user_ids=["u2", "u1"])
+    )
+    assert [list(r.ended_sessions) for r in batch.replies] == [[], ["a" * 32, "b" * 32]]

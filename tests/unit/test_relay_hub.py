@@ -189,6 +189,20 @@ def test_user_disabled_event_names_the_user_to_disconnect() -> None:
     assert hub.deliver(chat_pb2.DeliveryBatch(deliveries=[event])).disabled_users == [BOB]
 
 
+def test_session_ended_event_names_the_login_to_disconnect() -> None:
+    """A 'session_ended' event is handed to the relay with its login; no frame is sent."""
+    hub, rec, s = _hub()
+    event = chat_pb2.Delivery(
+        membership=chat_pb2.MembershipEvent(
+            user_id=BOB, session_id="c" * 32, change=chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED
+        )
+    )
+    effects = hub.deliver(chat_pb2.DeliveryBatch(deliveries=[event]))
+    assert effects.ended_sessions == [(BOB, "c" * 32)]
+    assert effects.disabled_users == []
+    assert all(rec.got(session) == [] for session in s.values())
+
+
 def test_deactivated_team_refuses_sends_but_keeps_sockets() -> None:
     """'deactivated' marks the channel read-only on every socket and tells them; 'activated'
     makes it writable again and tells them too."""

@@ -78,14 +78,20 @@ class CountingSource:
 
 @dataclass(slots=True)
 class FakeAccounts:
-    """An account-status check answering from a set of disabled user ids."""
+    """An account-status check answering from sets of disabled user ids and ended logins."""
 
     disabled: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
     calls: int = 0
+    session_calls: int = 0
 
     async def is_disabled(self, user_id: str) -> bool:
         self.calls += 1
         return user_id in self.disabled
+
+    async def session_ended(self, session_id: str) -> bool:
+        self.session_calls += 1
+        return session_id in self.ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,6 +529,38 @@ async def test_disabled_account_is_refused(ed: SigningKey) -> None:
     with pytest.raises(TokenError):
         await v.verify(sign(ed, claims(aud="other-app")))
     assert accounts.calls == 2
+
+
+async def test_a_token_of_an_ended_login_is_refused(ed: SigningKey) -> None:
+    """With an account check, a token whose sid names an ended login fails; other logins pass."""
+    ended, alive = "a" * 32, "b" * 32
+    accounts = FakeAccounts(ended={ended})
+    v = verifier(StaticJwksSource(jwks(ed)), accounts=accounts)
+    with pytest.raises(TokenError, match="session ended"):
+        await v.verify(sign(ed, claims(sid=ended)))
+    assert (await v.verify(sign(ed, claims(sid=alive)))).sid == alive
+    # A disabled account says so, whatever its login.
+    accounts.disabled.add("u_123")
+    with pytest.raises(TokenError, match="account disabled"):
+        await v.verify(sign(ed, claims(sid=ended)))
+
+
+async def test_a_token_without_sid_is_checked_for_the_account_only(ed: SigningKey) -> None:
+    """A token from before logins were named verifies with an empty sid and no login lookup."""
+    accounts = FakeAccounts()
+    v = verifier(StaticJwksSource(jwks(ed)), accounts=accounts)
+    assert (await v.verify(sign(ed))).sid == ""
+    assert (accounts.calls, accounts.session_calls) == (1, 0)
+
+
+@pytest.mark.parametrize("sid", [7, "A" * 32, "a" * 31, "a" * 33, {"$ne": 1}])
+async def test_a_malformed_sid_is_refused(ed: SigningKey, sid: Any) -> None:
+    """A sid that is not a login id as auth makes them fails verification (never a lookup)."""
+    accounts = FakeAccounts()
+    v = verifier(StaticJwksSource(jwks(ed)), accounts=accounts)
+    with pytest.raises(TokenError, match="session id"):
+        await v.verify(sign(ed, claims(sid=sid)))
+    assert accounts.session_calls == 0
 
 
 def test_from_settings_uses_settings(ed: SigningKey) -> None:

@@ -1,7 +1,8 @@
 // One WebSocket to the relays that stays up: connects with the access token in ?token= (the only
 // URL that may carry it), hands out frames after `hello`, and reconnects after a drop with backoff
-// and jitter. Close codes (DESIGN section 5): 1008 token expired -> renew, then reconnect; 1008
-// account disabled -> stop for good; 1012 restart, 1013 overload, 1006 network -> back off, retry.
+// and jitter. Close codes (DESIGN section 5): 1008 token expired or session ended -> renew (which
+// fails for an ended login, and the keeper signs out), then reconnect; 1008 account disabled ->
+// stop for good; 1012 restart, 1013 overload, 1006 network -> back off, retry.
 import type { TokenSource } from "../api/client";
 import type { Hello } from "../api/types";
 import type { Clock } from "../auth/keeper";

@@ -1,0 +1,171 @@
+"""Ending a login: its ``ended_sessions`` document, and the ``session_ended`` event it stands for.
+
+A login is a refresh-token family, and its access tokens carry the family as their ``sid`` claim.
+Revoking the family (a logout, a replayed refresh token) stops new access tokens; the ones already
+out are ended by a small document per login, ``_id`` = the family, kept until the last of those
+tokens has expired (``until``). Every verifier with the database refuses a token whose login has
+one (``chatcore.accounts``), and the controllers give a user's ended logins to the relays at each
+handshake, so from the document's write no request and no new socket gets through with them.
+
+The document is also the outbox of the ``session_ended`` event that makes the relays close the
+sockets already open with those tokens: ``published`` is false until Kafka acknowledged it. A
+logout never waits for Kafka (logging out must work while it is away): the publisher is woken
+after the write, and retries every few seconds what is still unpublished, for as long as the
+login's tokens live. Several auth instances may send the same event; relays closing sockets that
+are already closed changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from chatcore import schema as s
+from chatcore.logging import get_logger
+from chatcore.mongo import Document, database_unavailable
+
+_log = get_logger("auth.sessions")
+
+# Events sent per pass; the rest wait for the next one, which starts at once.
+_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class EndedSession:
+    session_id: str
+    user_id: str
+    until: datetime
+
+
+class EndedSessionStore(Protocol):
+    async def end(self, session: EndedSession) -> None:
+        """Store the ended login; ending it again changes nothing."""
+
+    async def unpublished(self, limit: int) -> list[EndedSession]:
+        """Ended logins whose event Kafka has not acknowledged."""
+
+    async def published(self, session_id: str) -> None:
+        """Record that Kafka acknowledged the login's event."""
+
+    async def delete_expired(self, now: datetime) -> int:
+        """Forget logins whose access tokens have all expired; the number forgotten."""
+
+
+class SessionEvents(Protocol):
+    async def session_ended(self, user_id: str, session_id: str) -> None:
+        """Publish one ``session_ended`` event; raises when Kafka did not acknowledge it."""
+
+
+def _ended(doc: Document) -> EndedSession:
+    until = doc[s.ENDED_UNTIL]
+    return EndedSession(
+        session_id=str(doc["_id"]),
+        user_id=str(doc[s.ENDED_USER_ID]),
+        # pymongo hands back naive UTC datetimes unless the client is tz-aware.
+        until=until if until.tzinfo is not None else until.replace(tzinfo=UTC),
+    )
+
+
+class MongoEndedSessionStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._ended = db[s.ENDED_SESSIONS]
+
+    async def end(self, session: EndedSession) -> None:
+        try:
+            await self._ended.insert_one(
+                {
+                    "_id": session.session_id,
+                    s.ENDED_USER_ID: session.user_id,
+                    s.ENDED_UNTIL: session.until,
+                    s.ENDED_PUBLISHED: False,
+                }
+            )
+        except DuplicateKeyError:
+            return  # ended already: its tokens expire no later than that first ending knew
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+
+    async def unpublished(self, limit: int) -> list[EndedSession]:
+        try:
+            cursor = self._ended.find({s.ENDED_PUBLISHED: False}).limit(limit)
+            return [_ended(doc) async for doc in cursor]
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+
+    async def published(self, session_id: str) -> None:
+        try:
+            await self._ended.update_one({"_id": session_id}, {"$set": {s.ENDED_PUBLISHED: True}})
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+
+    async def delete_expired(self, now: datetime) -> int:
+        try:
+            result = await self._ended.delete_many({s.ENDED_UNTIL: {"$lt": now}})
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return result.deleted_count
+
+
+class SessionEventPublisher:
+    """Sends the events of ended logins, once woken and then every ``interval_s``, until acked."""
+
+    def __init__(
+        self,
+        store: EndedSessionStore,
+        events: SessionEvents,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._clock = clock
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """A login was just ended: publish without waiting for the next interval."""
+        self._woken.set()
+
+    async def publish_pending(self) -> int:
+        """One pass over the unpublished events; the number published. Stops at a failure."""
+        sent = 0
+        while True:
+            pending = await self._store.unpublished(_BATCH)
+            now = self._clock()
+            for session in pending:
+                if session.until <= now:
+                    # Its sockets closed when their tokens expired: nothing left to announce.
+                    await self._store.published(session.session_id)
+                    continue
+                try:
+                    await self._events.session_ended(session.user_id, session.session_id)
+                except Exception as exc:  # Kafka away: the next pass tries again
+                    _log.warning(
+                        "session_event_unpublished",
+                        user_id=session.user_id,
+                        error=type(exc).__name__,
+                    )
+                    return sent
+                await self._store.published(session.session_id)
+                sent += 1
+            if len(pending) < _BATCH:
+                return sent
+
+    async def run(self, interval_s: float) -> None:
+        """Publish whenever woken, and every ``interval_s`` for what is still unpublished."""
+        while True:
+            try:
+                async with asyncio.timeout(interval_s):
+                    await self._woken.wait()
+            except TimeoutError:
+                pass
+            self._woken.clear()
+            try:
+                await self.publish_pending()
+            except Exception:
+                _log.exception("session_events_failed")
