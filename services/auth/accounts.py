@@ -289,7 +289,7 @@ class AuthService:
     async def _reuse_detected(self, record: RefreshRecord) -> None:
         revoked = await self._refresh.revoke_family(record.family)
         # One of the two holders is a thief, and may hold access tokens of the login too.
-        await self._end_session(record)
+        await self._end_sessions(record.user_id, [record.family])
         self._metrics.reuse_detected.inc()
         self._metrics.refreshes.labels("reuse").inc()
         _log.warning("refresh_token_reuse", user_id=record.user_id, revoked=revoked)
@@ -307,13 +307,37 @@ class AuthService:
         record = await self._refresh.get(hash_refresh_token(refresh_token))
         if record is not None:
             await self._refresh.revoke_family(record.family)
-            await self._end_session(record)
+            await self._end_sessions(record.user_id, [record.family])
             _log.info("logout", user_id=record.user_id)
 
-    async def _end_session(self, record: RefreshRecord) -> None:
-        """Refuse the login's access tokens from now on, and have its sockets closed."""
+    async def logout_everywhere(self, refresh_token: str) -> int:
+        """End every login of the token's user, this one included; the number ended.
+
+        Only a token that could still be refreshed may do this (``Unauthorized`` otherwise), so
+        a spent, revoked or expired token, a thief's leftover among them, ends nothing.
+        """
+        record = None
+        if could_be_refresh_token(refresh_token):
+            record = await self._refresh.get(hash_refresh_token(refresh_token))
+        if (
+            record is None
+            or record.revoked
+            or record.used_at is not None
+            or record.expires_at <= self._now()
+        ):
+            raise Unauthorized("invalid refresh token")
+        families = await self._refresh.families(record.user_id)
+        await self._refresh.revoke_user(record.user_id)
+        ended = sorted(families | {record.family})
+        await self._end_sessions(record.user_id, ended)
+        _log.info("logout_everywhere", user_id=record.user_id, logins=len(ended))
+        return len(ended)
+
+    async def _end_sessions(self, user_id: str, families: list[str]) -> None:
+        """Refuse the logins' access tokens from now on, and have their sockets closed."""
         until = self._now() + self._access_lifetime
-        await self._ended.end(EndedSession(record.family, record.user_id, until))
+        for family in families:
+            await self._ended.end(EndedSession(family, user_id, until))
         self._on_session_ended()
 
     async def user(self, user_id: str) -> User | None:

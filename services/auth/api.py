@@ -29,6 +29,7 @@ from services.auth.keys import KeyRing
 from services.auth.validation import (
     parse_email_query,
     parse_login,
+    parse_logout_request,
     parse_refresh_request,
     parse_registration,
     parse_user_id,
@@ -126,17 +127,29 @@ class AuthApi:
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
-        token = parse_refresh_request(await self._body(request))
-        if token is not None:
-            await self._service.logout(token)
+        form = parse_logout_request(await self._body(request))
+        if form.refresh_token is not None:
+            await self._end(form.refresh_token, everywhere=form.everywhere)
             return web.Response(status=204)
         self._require_json(request)
         presented = request.cookies.get(REFRESH_COOKIE)
-        if presented:
-            await self._service.logout(presented)
         response = web.Response(status=204)
+        try:
+            if presented:
+                await self._end(presented, everywhere=form.everywhere)
+            elif form.everywhere:
+                raise Unauthorized("no refresh token: log in")
+        except Unauthorized as exc:
+            # Whatever it was, the browser should stop presenting it.
+            response = error_response(401, exc.code, exc.message, request_id(request))
         response.headers.add("Set-Cookie", cleared_cookie(secure=self._https(request)))
         return response
+
+    async def _end(self, token: str, *, everywhere: bool) -> None:
+        if everywhere:
+            await self._service.logout_everywhere(token)
+        else:
+            await self._service.logout(token)
 
     def _set_refresh(self, request: web.Request, response: web.Response, session: Session) -> None:
         cookie = refresh_cookie(

@@ -136,14 +136,38 @@ def parse_refresh_request(body: Mapping[str, Any]) -> str | None:
     """``{refresh_token}``, or ``{}`` for the token in the refresh cookie (None)."""
     errors: dict[str, str] = {}
     _check_fields(body, frozenset({"refresh_token"}), errors)
-    if not body:
+    token = _refresh_token(body, errors)
+    if errors:
+        raise InvalidInput("invalid refresh request", details=errors)
+    return token
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutRequest:
+    refresh_token: str | None  # None: the one in the refresh cookie
+    everywhere: bool  # every login of the user, not only this one
+
+
+def parse_logout_request(body: Mapping[str, Any]) -> LogoutRequest:
+    """``{refresh_token?, everywhere?}``: without ``refresh_token``, the cookie's."""
+    errors: dict[str, str] = {}
+    _check_fields(body, frozenset({"refresh_token", "everywhere"}), errors)
+    everywhere = body.get("everywhere", False)
+    if not isinstance(everywhere, bool):
+        errors["everywhere"] = "true or false"
+    token = _refresh_token({k: v for k, v in body.items() if k != "everywhere"}, errors)
+    if errors:
+        raise InvalidInput("invalid logout request", details=errors)
+    return LogoutRequest(token, everywhere is True)
+
+
+def _refresh_token(body: Mapping[str, Any], errors: dict[str, str]) -> str | None:
+    if "refresh_token" not in body and not body:
         return None
     raw = body.get("refresh_token")
     if not isinstance(raw, str) or not 1 <= len(raw) <= REFRESH_TOKEN_MAX:
         errors["refresh_token"] = "required, a string"
-    if errors:
-        raise InvalidInput("invalid refresh request", details=errors)
-    assert isinstance(raw, str)
+        return None
     return raw
 
 

@@ -289,6 +289,51 @@ async def test_a_cookie_session_keeps_the_refresh_token_out_of_every_body(
         assert status == 401  # logged out: that login's family is revoked
 
 
+async def test_logout_everywhere_over_http_with_a_body_or_the_cookie(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """{"everywhere": true} ends every login of the user (refresh and access tokens); with a
+    spent cookie it answers 401, clears the cookie and ends nothing."""
+    email, first = await _register_and_login(http, auth_url, secrets_seen)
+    status, second, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/login", {"email": email, "password": PASSWORD}
+    )
+    assert status == 200
+    secrets_seen.add(second["data"]["access_token"], second["data"]["refresh_token"])
+    me = f"{auth_url}/v1/auth/me"
+    status, _, _ = await _call(
+        http,
+        "POST",
+        f"{auth_url}/v1/auth/logout",
+        {"refresh_token": first["refresh_token"], "everywhere": True},
+    )
+    assert status == 204
+    for session in (first, second["data"]):
+        status, body, _ = await _call(http, "GET", me, token=session["access_token"])
+        assert (status, body["error"]["message"]) == (401, "session ended")
+        body = {"refresh_token": session["refresh_token"]}
+        assert (await _call(http, "POST", f"{auth_url}/v1/auth/refresh", body))[0] == 401
+
+    _, third = await _register_and_login(http, auth_url, secrets_seen)
+    status, _, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": third["refresh_token"]}
+    )
+    assert status == 200
+    # The spent cookie: 401, the cookie cleared, the rotated login still alive.
+    async with aiohttp.ClientSession() as bare:
+        status, _, resp = await _call(
+            bare,
+            "POST",
+            f"{auth_url}/v1/auth/logout",
+            {"everywhere": True},
+            headers={"Cookie": f"chat_refresh={third['refresh_token']}"},
+        )
+        assert status == 401
+        assert _refresh_cookie(resp)["max-age"] == "0"
+    status, _, _ = await _call(http, "GET", me, token=third["access_token"])
+    assert status == 200
+
+
 async def test_a_refresh_without_token_or_cookie_is_401(
     auth_url: str, http: aiohttp.ClientSession
 ) -> None:

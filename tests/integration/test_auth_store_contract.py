@@ -244,3 +244,14 @@ async def test_ended_logins_stay_unpublished_until_marked(stores: Stores) -> Non
     assert ended in await stores.ended.unpublished(1000)
     await stores.ended.published(ended.session_id)
     assert ended not in await stores.ended.unpublished(1000)
+
+
+async def test_families_lists_each_login_of_the_user_once(stores: Stores) -> None:
+    """families() names every login with a stored token, revoked or not, and no one else's."""
+    user, other = uuid.uuid4().hex, uuid.uuid4().hex
+    f1, f2, f3 = (uuid.uuid4().hex for _ in range(3))
+    for family, owner in ((f1, user), (f1, user), (f2, user), (f3, other)):
+        await stores.refresh.insert(_record(owner, family))
+    await stores.refresh.revoke_family(f2)
+    assert await stores.refresh.families(user) == {f1, f2}
+    assert await stores.refresh.families(uuid.uuid4().hex) == set()

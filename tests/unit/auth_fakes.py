@@ -116,6 +116,9 @@ class MemoryRefreshStore:
             [h for h, r in self.records.items() if r.user_id == user_id and not r.revoked]
         )
 
+    async def families(self, user_id: str) -> set[str]:
+        return {r.family for r in self.records.values() if r.user_id == user_id}
+
     async def delete_expired(self, now: datetime) -> int:
         expired = [h for h, r in self.records.items() if r.expires_at < now]
         for h in expired:

@@ -219,6 +219,45 @@ async def test_logout_ends_the_logins_access_tokens_too(world: _World) -> None:
     assert world.ended.ended[phone_sid] == ended
 
 
+async def test_logout_everywhere_ends_every_login_of_the_user_only(world: _World) -> None:
+    """Every login of the user, the asking one included, loses its refresh and access tokens;
+    another user's login is untouched."""
+    await _register(world)
+    await _register(world, "bob@example.com")
+    ada = Credentials("ada@example.com", PASSWORD)
+    phone = await world.service.login(ada, client_ip="ip")
+    laptop = await world.service.refresh(
+        (await world.service.login(ada, client_ip="ip")).refresh_token
+    )
+    bob = await world.service.login(Credentials("bob@example.com", PASSWORD), client_ip="ip")
+    assert await world.service.logout_everywhere(phone.refresh_token) == 2
+    verifier = _verifier(world)
+    for session in (phone, laptop):
+        with pytest.raises(Unauthorized, match="session ended"):
+            await verifier.verify(session.access_token)
+        with pytest.raises(Unauthorized):
+            await world.service.refresh(session.refresh_token)
+    assert (await verifier.verify(bob.access_token)).sub == bob.user.id
+    assert (await world.service.refresh(bob.refresh_token)).user.email == "bob@example.com"
+    assert world.woken == [None]
+
+
+async def test_logout_everywhere_needs_a_token_that_could_still_refresh(world: _World) -> None:
+    """A spent, revoked or unknown token ends nothing: a thief's leftover cannot sign the
+    owner out everywhere."""
+    await _register(world)
+    first = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    current = await world.service.refresh(first.refresh_token)
+    other = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    await world.service.logout(other.refresh_token)
+    ended_before = dict(world.ended.ended)
+    for token in (first.refresh_token, other.refresh_token, "x" * 43):
+        with pytest.raises(Unauthorized):
+            await world.service.logout_everywhere(token)
+    assert world.ended.ended == ended_before
+    assert (await world.service.refresh(current.refresh_token)).user.email == "ada@example.com"
+
+
 async def test_a_replayed_refresh_token_ends_the_logins_access_tokens(world: _World) -> None:
     """Theft detected: whoever holds the login's access tokens loses them at once."""
     await _register(world)

@@ -8,9 +8,11 @@ import pytest
 
 from chatcore.errors import InvalidInput, NotFound
 from services.auth.validation import (
+    LogoutRequest,
     could_be_refresh_token,
     parse_email_query,
     parse_login,
+    parse_logout_request,
     parse_refresh_request,
     parse_registration,
     parse_user_id,
@@ -94,6 +96,25 @@ def test_refresh_token_must_be_a_string() -> None:
     ):
         with pytest.raises(InvalidInput):
             parse_refresh_request(body)
+
+
+def test_a_logout_names_a_token_or_the_cookie_and_maybe_everywhere() -> None:
+    """``everywhere`` is an optional boolean beside the token (or alone, for the cookie);
+    anything else is invalid input naming the field."""
+    assert parse_logout_request({}) == LogoutRequest(None, everywhere=False)
+    assert parse_logout_request({"everywhere": True}) == LogoutRequest(None, everywhere=True)
+    assert parse_logout_request({"refresh_token": "abc", "everywhere": False}) == LogoutRequest(
+        "abc", everywhere=False
+    )
+    for body, field in (
+        ({"everywhere": "yes"}, "everywhere"),
+        ({"everywhere": 1}, "everywhere"),
+        ({"refresh_token": {"$gt": ""}, "everywhere": True}, "refresh_token"),
+        ({"all": True}, "all"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            parse_logout_request(body)
+        assert field in info.value.details
 
 
 def test_user_ids_outside_our_format_are_not_found() -> None:

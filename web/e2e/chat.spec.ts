@@ -27,6 +27,18 @@ const EICAR_HEX =
   "58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e44415244" +
   "2d414e544956495255532d544553542d46494c452124482b482a";
 
+// Stands in for the browser's Notification (permission granted) and records each one made.
+const RECORD_NOTIFICATIONS = `
+  window.__notifications = [];
+  class Recorded {
+    static get permission() { return "granted"; }
+    static requestPermission() { return Promise.resolve("granted"); }
+    constructor(title, options) { window.__notifications.push({ title, body: options && options.body, tag: options && options.tag }); }
+    close() {}
+  }
+  Object.defineProperty(window, "Notification", { value: Recorded, configurable: true, writable: true });
+`;
+
 let browser: Browser;
 let ada: Person;
 let bob: Person;
@@ -126,7 +138,8 @@ describe("chat in two browsers", () => {
     await shows(bob.page, attack);
     for (const p of [ada.page, bob.page]) {
       expect(await p.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
-      expect(await p.title()).toBe("chatstack");
+      // The app's own title (with what waits before it), never one a message set.
+      expect(await p.title()).toMatch(/^(\(\d+\) |• )?chatstack$/);
       expect(await p.locator('main article img[src="x"]').count()).toBe(0);
     }
     // Links become anchors built by the app, only for http(s).
@@ -316,6 +329,36 @@ describe("chat in two browsers", () => {
     await shows(ada.page, "writing again after the reactivation");
   });
 
+  it("counts a DM waiting in the tab's title until it is read, and notifies it while its conversation is not open", async () => {
+    // Ada's browser grants notifications; a stand-in for Notification records what the page shows.
+    await ada.context.grantPermissions(["notifications"], { origin: BASE });
+    // A script string, not a function: nothing of the test's compiled code reaches the page.
+    await ada.context.addInitScript(RECORD_NOTIFICATIONS);
+    await ada.page.reload();
+    await ada.page.locator(".conn.open").waitFor();
+    await openTeam(ada.page, team);
+    await ada.page.locator(".conversation-list .conv-button").first().click();
+    // Names are in (the DM buttons carry them), and nothing for Ada waits: no number in the title.
+    await ada.page.getByRole("button", { name: /^Direct messages with Bob/ }).waitFor();
+    expect(await ada.page.title()).toMatch(/^(• )?chatstack$/);
+    // Granted already: there is nothing to turn on.
+    expect(await ada.page.getByRole("button", { name: "Turn on notifications" }).count()).toBe(0);
+
+    const text = unique("a word for Ada");
+    await bob.page.getByRole("button", { name: /^Direct messages with Ada/ }).click();
+    await send(bob.page, text);
+    await ada.page.waitForFunction(() => document.title === "(1) chatstack", undefined, { timeout: 10_000 });
+    const recorded = () => ada.page.evaluate(() => (window as unknown as { __notifications: { title: string; body?: string; tag?: string }[] }).__notifications);
+    expect(await recorded()).toEqual([{ title: "Bob (direct message)", body: text, tag: expect.stringMatching(/^chatstack:/) }]);
+
+    // Read: the number goes.
+    await ada.page.getByRole("button", { name: /^Direct messages with Bob/ }).click();
+    await shows(ada.page, text);
+    await ada.page.waitForFunction(() => /^(• )?chatstack$/.test(document.title), undefined, { timeout: 10_000 });
+    expect(await recorded()).toHaveLength(1);
+    for (const p of [ada, bob]) await p.page.locator(".conversation-list .conv-button").first().click();
+  });
+
   it("keeps the session across a reload and in a new tab; logging out ends both, and a reload asks for the password", async () => {
     const page = await logInAgain(browser, cy);
     await openTeam(page, team);
@@ -328,7 +371,7 @@ describe("chat in two browsers", () => {
     const tab = await page.context().newPage();
     await tab.goto(BASE + "/");
     await tab.locator(".conn.open").waitFor();
-    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("button", { name: "Log out", exact: true }).click();
     await page.getByLabel("Password").waitFor();
     // The other tab ends at once too: the login it shared is revoked.
     await tab.getByText("You logged out in another tab.").waitFor({ timeout: 5000 });
@@ -336,6 +379,21 @@ describe("chat in two browsers", () => {
     await page.reload();
     await page.getByLabel("Password").waitFor();
     await page.context().close();
+  });
+
+  it("logs out everywhere: another browser's login ends at once and asks for the password", async () => {
+    const here = await logInAgain(browser, cy);
+    const elsewhere = await logInAgain(browser, cy);
+    await openTeam(elsewhere, team);
+    await here.getByRole("button", { name: "Log out everywhere…" }).click();
+    await here.getByRole("group", { name: "Log out everywhere" }).getByRole("button", { name: "Log out everywhere" }).click();
+    await here.getByText("You logged out on every device.").waitFor();
+    // The other browser shares no cookie with this one: its socket is closed (session ended),
+    // its renewal refused, and it says so.
+    await elsewhere.getByLabel("Password").waitFor({ timeout: 15_000 });
+    await elsewhere.getByText(/Your session ended/).waitFor();
+    await here.context().close();
+    await elsewhere.context().close();
   });
 
   it("reports no script error, no CSP violation and no token in a URL on any page", () => {

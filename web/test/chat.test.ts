@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ApiError, type Api } from "../src/api/client";
 import type { Hello, Team, Unread } from "../src/api/types";
-import { ChatModel } from "../src/app/chat";
+import { type Attention, ChatModel, type Permission } from "../src/app/chat";
+import type { NotificationText } from "../src/state/attention";
 import { dividerBefore } from "../src/state/unread";
 import type { SocketHandlers } from "../src/net/socket";
 import { BOB, created, FakeClock, flush, ME, msg, TEAM, update } from "./fixtures";
@@ -12,7 +13,26 @@ function team(id: string, over: Partial<Team> = {}): Team {
   return { id, name: id === TEAM ? "Core" : "Other", icon: "", active: true, meta_tags: [], members: [ME, BOB], admins: [ME], super_admin: ME, doc: "", ...over };
 }
 
-function setup(saved: string | null = null) {
+/** The tab as the model sees it: titles set, notifications shown (with their click), the permission. */
+function fakeTab(permission: Permission | null = "granted") {
+  const tab = {
+    permission,
+    titles: [] as string[],
+    shown: [] as { text: NotificationText; click: () => void }[],
+  };
+  const port: Attention = {
+    base: "chatstack",
+    title: (text) => tab.titles.push(text),
+    permission: () => tab.permission,
+    ask: async () => {
+      tab.permission = "granted";
+    },
+    show: (text, click) => tab.shown.push({ text, click }),
+  };
+  return { tab, port };
+}
+
+function setup(saved: string | null = null, attention?: Attention) {
   const clock = new FakeClock();
   // The tab's remembered place (sessionStorage in the app).
   const place = { team: saved, load: () => place.team, save: (t: string) => (place.team = t) };
@@ -72,6 +92,7 @@ function setup(saved: string | null = null) {
     me: { id: ME, email: "me@x", name: "Me" },
     clock,
     place,
+    attention,
     newId: (() => {
       let n = 0;
       return () => `c${++n}`;
@@ -101,8 +122,8 @@ function setup(saved: string | null = null) {
 }
 
 /** A model that has loaded its teams and been greeted by the socket, with the first page in. */
-async function started() {
-  const s = setup();
+async function started(attention?: Attention) {
+  const s = setup(null, attention);
   await s.model.start();
   s.hello();
   await flush();
@@ -198,6 +219,15 @@ describe("ChatModel", () => {
     s.frame(m);
     expect([s.model.read(OTHER).count, s.model.read(OTHER).mentions]).toEqual([1, 1]);
     expect(s.model.announcement).toBe("New message from Bob in Other");
+  });
+
+  it("announces a message in the open conversation with mentions as names and attachments in words", async () => {
+    const s = await started();
+    s.model.selectTeam(TEAM);
+    s.frame(msg(5, { data: `ping <@${ME}>` }));
+    expect(s.model.announcement).toBe("Bob: ping @Me");
+    s.frame(msg(6, { type: "image", data: "a".repeat(32) }));
+    expect(s.model.announcement).toBe("Bob: sent an image");
   });
 
   it("lowers the live unread count when a counted message is deleted (an update frame)", async () => {
@@ -598,5 +628,171 @@ describe("ChatModel", () => {
     s.frame({ type: "membership", channel_id: TEAM, event: "added" });
     await flush();
     expect(s.model.selectedTeam).toBe(TEAM);
+  });
+});
+
+describe("ChatModel and the tab (title, desktop notifications)", () => {
+  it("shows mentions and DMs waiting in the title, a dot for the rest, and the bare name once read", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.server.unread[OTHER] = { count: 0, mentions: 0, last_read_seq: 5 };
+    s.frame(msg(3));
+    await flush();
+    s.frame(msg(4, { to: ME }));
+    s.frame(msg(5, { channel_id: OTHER, data: `<@${ME}> look` }));
+    await flush();
+    s.model.markSeen(3, true); // the team's list: the mark stops below the DM
+    await flush();
+    s.model.openConversation(BOB);
+    s.model.markSeen(4, true);
+    await flush();
+    s.frame({ type: "read", channel_id: OTHER, seq: 5 }); // read on another device
+    await flush();
+    await flush();
+    // Each title once, in order: an unchanged title is not set again.
+    expect(tab.titles).toEqual(["chatstack", "• chatstack", "(2) chatstack", "(1) chatstack", "chatstack"]);
+  });
+
+  it("takes the title from the server's counts at start and again on each hello", async () => {
+    const { tab, port } = fakeTab();
+    const s = setup(null, port);
+    s.server.unread[OTHER] = { count: 3, mentions: 2, last_read_seq: 0 };
+    await s.model.start();
+    s.hello();
+    await flush();
+    expect(tab.titles.at(-1)).toBe("(2) chatstack");
+    s.drop();
+    s.hello({ unread: { [OTHER]: { count: 1, mentions: 0 } } });
+    await flush();
+    expect(tab.titles.at(-1)).toBe("• chatstack");
+  });
+
+  it("gives the tab its base title back on signing out, and sets no title after", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.frame(msg(3, { to: ME }));
+    await flush();
+    expect(tab.titles.at(-1)).toBe("(1) chatstack");
+    s.model.stop();
+    expect(tab.titles.at(-1)).toBe("chatstack");
+    s.frame(msg(4, { to: ME }));
+    await flush();
+    expect(tab.titles.at(-1)).toBe("chatstack");
+  });
+
+  it("notifies a DM that arrives while another conversation is open, by sender, text and conversation", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.frame(msg(3, { to: ME, data: "lunch?" }));
+    expect(tab.shown.map((n) => n.text)).toEqual([{ title: "Bob (direct message)", body: "lunch?", tag: `chatstack:${TEAM}:${BOB}` }]);
+  });
+
+  it("notifies nothing while the reader looks at the conversation, and does once the page is hidden", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.openConversation(BOB);
+    s.frame(msg(3, { to: ME }));
+    expect(tab.shown).toHaveLength(0);
+    s.model.setPageVisible(false);
+    s.frame(msg(4, { to: ME }));
+    expect(tab.shown).toHaveLength(1);
+  });
+
+  it("notifies a mention in a team that is not open, titled with that team and names for mentions", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.frame(msg(3, { channel_id: OTHER, data: `<@${ME}> ping` }));
+    expect(tab.shown.map((n) => [n.text.title, n.text.body])).toEqual([["Bob in Other", "@Me ping"]]);
+  });
+
+  it("stays quiet for my own messages, plain team messages, edits, reactions, repeats and replies not for me", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    s.frame(msg(3, { from: ME, to: BOB })); // mine, from another device
+    s.frame(msg(4, { from: ME, data: `<@${ME}> reminder` }));
+    s.frame(msg(5));
+    s.frame(update(6, { ...msg(2), data: `now naming <@${ME}>`, edited_ts: "x" }, "edited"));
+    s.frame(update(7, { ...msg(1, { to: ME }), reactions: [{ emoji: "👍", count: 1, users: [BOB] }] }, "reaction"));
+    s.frame(msg(8, { thread_id: "m1" }));
+    expect(tab.shown).toHaveLength(0);
+    const dm = msg(9, { to: ME });
+    s.frame(dm);
+    s.frame(dm); // delivered again
+    expect(tab.shown).toHaveLength(1);
+  });
+
+  it("notifies nothing a resync brought, even when its live frame comes after, nor a redelivery below the cursor", async () => {
+    const { tab, port } = fakeTab();
+    const s = setup(null, port);
+    s.server.unread[TEAM] = { count: 2, mentions: 0, last_read_seq: -1 };
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.model.setPageVisible(false);
+    s.log.push(created(msg(3, { to: ME })));
+    s.frame({ type: "resync" });
+    await flush();
+    expect(s.model.view(TEAM, BOB).map((m) => m.seq)).toEqual([3]);
+    s.frame(msg(3, { to: ME })); // its live copy, late
+    s.frame(msg(0, { to: ME })); // an old message delivered again, below what the page holds
+    expect(tab.shown).toHaveLength(0);
+    s.frame(msg(4, { to: ME }));
+    expect(tab.shown).toHaveLength(1);
+  });
+
+  it("notifies a thread reply that mentions me, and its click opens the thread", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    s.frame(msg(3, { thread_id: "m1", data: `<@${ME}> thoughts?` }));
+    expect(tab.shown.map((n) => n.text.title)).toEqual(["Bob in Core"]);
+    tab.shown[0]?.click();
+    expect([s.model.selectedTeam, s.model.conversation, s.model.threadRoot]).toEqual([TEAM, "*", "m1"]);
+  });
+
+  it("opens a clicked notification's conversation in its team", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.frame(msg(3, { channel_id: OTHER, to: ME }));
+    tab.shown[0]?.click();
+    expect([s.model.selectedTeam, s.model.conversation, s.model.threadRoot]).toEqual([OTHER, BOB, null]);
+  });
+
+  it("lets one notification per conversation through every few seconds, each conversation on its own", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    s.frame(msg(3, { to: ME }));
+    s.frame(msg(4, { to: ME }));
+    s.frame(msg(5, { data: `<@${ME}>` }));
+    expect(tab.shown.map((n) => n.text.tag)).toEqual([`chatstack:${TEAM}:${BOB}`, `chatstack:${TEAM}:*`]);
+    s.clock.advance(5000);
+    s.frame(msg(6, { to: ME }));
+    expect(tab.shown).toHaveLength(3);
+  });
+
+  it("offers to turn notifications on only while the browser has not asked, and notifies once granted", async () => {
+    const { tab, port } = fakeTab("default");
+    const s = await started(port);
+    s.frame(msg(3, { to: ME }));
+    expect(tab.shown).toHaveLength(0);
+    expect(s.model.canAskToNotify()).toBe(true);
+    const version = s.model.version;
+    await s.model.askToNotify();
+    expect(s.model.version).toBeGreaterThan(version); // the offer goes from the view
+    expect(s.model.canAskToNotify()).toBe(false);
+    s.frame(msg(4, { to: ME }));
+    expect(tab.shown).toHaveLength(1);
+  });
+
+  it("neither offers nor notifies where notifications are refused or do not exist", async () => {
+    for (const permission of ["denied", null] as const) {
+      const { tab, port } = fakeTab(permission);
+      const s = await started(port);
+      expect(s.model.canAskToNotify()).toBe(false);
+      s.frame(msg(3, { to: ME }));
+      expect(tab.shown).toHaveLength(0);
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type KeeperEvent, LOGOUT_UNCONFIRMED, type Lock, refreshDelayMs, TokenKeeper } from "../src/auth/keeper";
+import { EVERYWHERE_REFUSED, type KeeperEvent, LOGOUT_UNCONFIRMED, type Lock, refreshDelayMs, TokenKeeper } from "../src/auth/keeper";
 import { FakeClock, flush, json, ME } from "./fixtures";
 
 const user = { id: ME, email: "ada@example.com", name: "Ada" };
@@ -31,8 +31,11 @@ function server() {
       return json(200, pair(1));
     }
     if (path === "/v1/auth/logout") {
+      const spent = cookie === null || used.has(cookie);
       if (cookie) used.add(cookie);
       jar = null;
+      // Everywhere needs a login that is still alive to speak for the others.
+      if (body.everywhere === true && spent) return json(401, { error: { code: "unauthorized", message: "invalid refresh token" } });
       return json(204, null);
     }
     if (path === "/v1/auth/refresh") {
@@ -141,6 +144,19 @@ describe("TokenKeeper", () => {
     expect(s.calls.at(-1)).toEqual({ path: "/v1/auth/logout", body: {}, cookie: "rt1" });
     expect(s.jar()).toBeNull();
     expect(clock.pending()).toEqual([]);
+  });
+
+  it("logs out everywhere, and says so, or says the others could not be reached from a dead login", async () => {
+    const s = server();
+    const events: KeeperEvent[] = [];
+    const keeper = new TokenKeeper("http://h", s.fetchImpl, (e) => events.push(e), new FakeClock());
+    await keeper.login("ada@example.com", "pw");
+    expect(await keeper.logout(false, true)).toBe(true);
+    expect(s.calls.at(-1)).toEqual({ path: "/v1/auth/logout", body: { everywhere: true }, cookie: "rt1" });
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "You logged out on every device." });
+    // Asked again with the login gone (a retry after the first answer was lost): refused.
+    expect(await keeper.logout(true, true)).toBe(true);
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: EVERYWHERE_REFUSED });
   });
 
   it("says when the server could not be reached to end the login, and asks again when forced", async () => {

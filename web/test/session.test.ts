@@ -53,6 +53,21 @@ describe("AuthSession", () => {
     expect(w.asked.filter((r) => r.op === "logout").map((r) => ("force" in r ? r.force : false))).toEqual([false, true, true]);
   });
 
+  it("asks for a logout everywhere, and asks for it everywhere again when it was not confirmed", async () => {
+    let reachable = false;
+    const w = worker(() => reachable);
+    const storage = memoryStorage();
+    await new AuthSession(w.port, () => 0, storage).logout(true);
+    reachable = true;
+    expect(await new AuthSession(w.port, () => 0, storage).resume()).toBeNull();
+    expect(storage.items.size).toBe(0);
+    const logouts = w.asked.filter((r) => r.op === "logout");
+    expect(logouts.map((r) => ("everywhere" in r ? r.everywhere : false))).toEqual([true, true]);
+    // A plain logout stays plain.
+    await new AuthSession(w.port, () => 0, storage).logout();
+    expect(w.asked.at(-1)).not.toHaveProperty("everywhere");
+  });
+
   it("forgets a pending logout once someone logs in: the cookie is a new login then", async () => {
     const w = worker(() => false);
     const storage = memoryStorage();

@@ -18,6 +18,7 @@ import {
 } from "../api/types";
 import { type Clock, pause } from "../auth/keeper";
 import type { SocketHandlers, SocketStatus } from "../net/socket";
+import { notificationText, notifies, plainBody, RateLimit, tabTitle, type NotificationText } from "../state/attention";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
 import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
@@ -89,11 +90,28 @@ export interface ChatDeps {
   newId?: () => string;
   /** Where this tab was (its open team), kept across a reload; nothing is kept without it. */
   place?: Place;
+  /** The tab's title and desktop notifications (app/tab.ts); neither is touched without it. */
+  attention?: Attention;
 }
 
 export interface Place {
   load(): string | null;
   save(team: string): void;
+}
+
+export type Permission = "default" | "granted" | "denied";
+
+/** What calls the user back to the tab (app/tab.ts, or a fake in tests). */
+export interface Attention {
+  /** The title with nothing waiting, and after signing out. */
+  readonly base: string;
+  title(text: string): void;
+  /** Whether notifications may be shown; null where the browser has none. */
+  permission(): Permission | null;
+  /** Asks the user; the browser allows it only while handling their click. */
+  ask(): Promise<void>;
+  /** Shows a notification; `open` runs when it is clicked (after the window took focus). */
+  show(text: NotificationText, open: () => void): void;
 }
 
 const READ_DEBOUNCE_MS = 400;
@@ -113,6 +131,8 @@ const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
 const INFO_NOTICE_MS = 8000;
+/** At most one desktop notification per conversation in this time. */
+const NOTIFY_EVERY_MS = 5000;
 
 export class ChatModel extends Observable {
   readonly me: User;
@@ -131,6 +151,11 @@ export class ChatModel extends Observable {
   readonly pending = new Map<string, Pending>();
   readonly uploads = new Map<number, UploadView>();
   private readonly place: Place | undefined;
+  private readonly attention: Attention | undefined;
+  private readonly alerts = new RateLimit(NOTIFY_EVERY_MS);
+  /** The title last given to the tab, so an unchanged one is not set again. */
+  private shownTitle: string | null = null;
+  private unwatchTitle: (() => void) | null = null;
   notices: Notice[] = [];
   /** The team list has been read once: until then "no teams" is not known yet. */
   teamsLoaded = false;
@@ -177,6 +202,9 @@ export class ChatModel extends Observable {
     this.clock = deps.clock;
     this.newId = deps.newId ?? (() => crypto.randomUUID());
     this.place = deps.place;
+    this.attention = deps.attention;
+    // The title follows every change: live messages, reads here or elsewhere, resumes.
+    if (this.attention) this.unwatchTitle = this.subscribe(() => this.showTitle());
     this.typing = new TypingState(this.me.id);
     this.users.set(this.me.id, this.me);
     // Buffering starts at the frame that asks for a resume, not when the resume first runs.
@@ -220,6 +248,10 @@ export class ChatModel extends Observable {
   stop(): void {
     this.stopped = true;
     this.socket.stop();
+    // Signed out: the tab says nothing of this account any more.
+    this.unwatchTitle?.();
+    this.unwatchTitle = null;
+    if (this.attention) this.attention.title(this.attention.base);
   }
 
   // --- reading -----------------------------------------------------------------------------
@@ -284,6 +316,21 @@ export class ChatModel extends Observable {
   typingNames(): string[] {
     if (!this.selectedTeam) return [];
     return this.typing.who(this.selectedTeam, this.conversation, this.clock.now()).map((u) => this.name(u));
+  }
+
+  /** Whether to offer "Turn on notifications": the browser has them and the user was never asked. */
+  canAskToNotify(): boolean {
+    return this.attention?.permission() === "default";
+  }
+
+  /** The user asked for notifications (from their click: the browser asks them nowhere else). */
+  async askToNotify(): Promise<void> {
+    try {
+      await this.attention?.ask();
+    } catch {
+      // A browser that refuses to ask: nothing changes, the offer stays.
+    }
+    this.changed();
   }
 
   // --- selection ---------------------------------------------------------------------------
@@ -694,9 +741,16 @@ export class ChatModel extends Observable {
     const team = message.channel_id;
     if (!this.teams.get(team)?.members.includes(message.from)) void this.refreshMembers(team);
     this.typing.stopped(team, message.to, message.from);
-    this.timeline(team).live(message);
+    const t = this.timeline(team);
+    // News, not again something held (a page brought it first) or from below what is held (a
+    // redelivery): a thread reply shares its seq with its root's change, hence not above.
+    const news = !t.get(message.id) && (t.cursor === null || message.seq >= t.cursor);
+    t.live(message);
     this.settle([message]);
-    if (this.read(team).onMessage(message)) this.announceMessage(message);
+    if (this.read(team).onMessage(message)) {
+      this.announceMessage(message);
+      if (news) this.alert(message);
+    }
     if (this.pageVisible && this.isOpen(message)) {
       this.dividerAfter = dividerAfterLive(this.dividerAfter, this.view(team, this.conversation), message, this.me.id);
     }
@@ -1012,10 +1066,44 @@ export class ChatModel extends Observable {
     return message.channel_id === this.selectedTeam && !message.thread_id && conversationOf(message.to, message.from, this.me.id) === this.conversation;
   }
 
+  /**
+   * A message that just arrived live, counted as unread: a desktop notification when it is for
+   * the reader and they are not looking at its conversation (see state/attention.ts).
+   */
+  private alert(message: Message): void {
+    const attention = this.attention;
+    if (attention?.permission() !== "granted") return;
+    const looking = this.pageVisible && message.channel_id === this.selectedTeam && conversationOf(message.to, message.from, this.me.id) === this.conversation;
+    if (!notifies(message, this.me.id, looking)) return;
+    const text = notificationText(message, this.me.id, { user: (id) => this.users.get(id)?.name, team: (id) => this.teams.get(id)?.name });
+    if (!this.alerts.allow(text.tag, this.clock.now())) return;
+    attention.show(text, () => this.reveal(message));
+  }
+
+  /** A notification was clicked: its conversation opens, and its thread for a reply. */
+  private reveal(message: Message): void {
+    const team = message.channel_id;
+    if (!this.teams.has(team)) return;
+    if (this.selectedTeam !== team) this.selectTeam(team);
+    const conversation = conversationOf(message.to, message.from, this.me.id);
+    if (this.conversation !== conversation) this.openConversation(conversation);
+    if (message.thread_id) this.openThread(message.thread_id);
+  }
+
+  private showTitle(): void {
+    if (!this.attention) return;
+    // From the badges' own counts: the sidebar's teams, their ReadState.
+    const title = tabTitle(this.attention.base, [...this.teams.keys()].map((id) => this.read(id)));
+    if (title === this.shownTitle) return;
+    this.shownTitle = title;
+    this.attention.title(title);
+  }
+
   private announceMessage(message: Message): void {
     const teamName = this.teams.get(message.channel_id)?.name ?? "a team";
     const here = this.isOpen(message);
-    const what = message.type === "text" ? message.data.slice(0, 140) : `sent a ${message.type}`;
+    // As a notification says it: mentions as @Name, an attachment in words ("sent an image").
+    const what = plainBody(message, { user: (id) => this.users.get(id)?.name });
     this.announce(here ? `${this.name(message.from)}: ${what}` : `New message from ${this.name(message.from)} in ${teamName}`);
   }
 

@@ -57,6 +57,9 @@ const SOMEONE_ELSE = "Someone else logged in on this browser. Log in again.";
 export const LOGOUT_UNCONFIRMED =
   "You are logged out on this page, but the server could not be reached to end the login. It will be ended the next time this app is opened online; until then, do not leave this browser to someone else.";
 
+export const EVERYWHERE_REFUSED =
+  "You logged out here, but this login had already ended when it asked for your other devices, so they may still be logged in. Log in and choose “Log out everywhere” again to be sure.";
+
 // A rotation answered 409 (another tab's rotation of the same cookie won) is asked again this often.
 const CONCURRENT_RETRIES = 4;
 
@@ -143,20 +146,25 @@ export class TokenKeeper {
    * confirmed (or there was nothing to end): false when it could not be reached, and then the
    * browser's cookie still holds a live login, which the page must not resume (session.ts keeps
    * that in mind and asks again). `force` asks even with no session open here (that retry).
+   * `everywhere` ends every login of the user, on every device, not only this one.
    */
-  async logout(force = false): Promise<boolean> {
+  async logout(force = false, everywhere = false): Promise<boolean> {
     const was = this.active || force;
     this.clear();
     let confirmed = true;
+    let reason = everywhere ? "You logged out on every device." : "You logged out.";
     if (was) {
       try {
-        await this.lock(() => postJson<void>(this.fetchImpl, `${this.base}/v1/auth/logout`, {}));
+        const body = everywhere ? { everywhere: true } : {};
+        await this.lock(() => postJson<void>(this.fetchImpl, `${this.base}/v1/auth/logout`, body));
       } catch (err) {
         // A 4xx means there is no login left to end (revoked, expired, never there).
         confirmed = err instanceof ApiError && err.status >= 400 && err.status < 500;
+        // This login had ended already, so it could not speak for the others.
+        if (confirmed && everywhere) reason = EVERYWHERE_REFUSED;
       }
     }
-    this.emit({ kind: "logged_out", reason: confirmed ? "You logged out." : LOGOUT_UNCONFIRMED });
+    this.emit({ kind: "logged_out", reason: confirmed ? reason : LOGOUT_UNCONFIRMED });
     return confirmed;
   }
 

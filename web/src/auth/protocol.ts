@@ -7,7 +7,7 @@ export type AuthRequest =
   | { id: number; op: "resume" }
   | { id: number; op: "current" }
   | { id: number; op: "refresh" }
-  | { id: number; op: "logout"; force?: boolean };
+  | { id: number; op: "logout"; force?: boolean; everywhere?: boolean };
 
 export interface WireError {
   status: number;

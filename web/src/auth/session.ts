@@ -15,6 +15,8 @@ type Body<R> = R extends unknown ? Omit<R, "id"> : never;
 
 /** localStorage key: a logout the server has not confirmed yet. */
 const LOGOUT_PENDING = "chatstack-logout-pending";
+/** Its value when the logout was for every device ("1" otherwise). */
+const EVERYWHERE = "everywhere";
 
 /** The page's localStorage, or null where there is none (tests) or it is refused (privacy modes). */
 function pageStorage(): Storage | null {
@@ -50,9 +52,12 @@ export class AuthSession implements TokenSource {
   // A new login replaces the cookie: the old login is out of every reach, nothing left to end.
   login = (email: string, password: string) => this.ask({ op: "login", email, password }).then((g) => this.fresh(g));
   register = (email: string, password: string, name: string) => this.ask({ op: "register", email, password, name }).then((g) => this.fresh(g));
-  /** Ends the session; when the server cannot be reached, remembers to end the login later. */
-  logout = async (): Promise<void> => {
-    this.remember(await this.endLogin(false));
+  /**
+   * Ends the session (`everywhere`: every login of the user, on every device); when the server
+   * cannot be reached, remembers to end it later.
+   */
+  logout = async (everywhere = false): Promise<void> => {
+    this.remember(await this.endLogin(false, everywhere), everywhere);
   };
 
   /**
@@ -61,8 +66,10 @@ export class AuthSession implements TokenSource {
    * still holds that login, and whoever opens the page next must not walk into it.
    */
   resume = async (): Promise<AccessGrant | null> => {
-    if (this.storage !== null && this.storage.getItem(LOGOUT_PENDING) !== null) {
-      this.remember(await this.endLogin(true));
+    const pending = this.storage?.getItem(LOGOUT_PENDING) ?? null;
+    if (pending !== null) {
+      const everywhere = pending === EVERYWHERE;
+      this.remember(await this.endLogin(true, everywhere), everywhere);
       return null;
     }
     return this.askMaybe({ op: "resume" });
@@ -87,12 +94,12 @@ export class AuthSession implements TokenSource {
     return () => this.grantListeners.delete(fn);
   }
 
-  private async endLogin(force: boolean): Promise<boolean> {
+  private async endLogin(force: boolean, everywhere: boolean): Promise<boolean> {
     const id = this.nextId++;
     return new Promise<boolean>((resolve, reject) => {
       this.confirming.set(id, resolve);
       this.waiting.set(id, { resolve: () => undefined, reject });
-      this.port.postMessage({ op: "logout", ...(force ? { force } : {}), id });
+      this.port.postMessage({ op: "logout", ...(force ? { force } : {}), ...(everywhere ? { everywhere } : {}), id });
     });
   }
 
@@ -101,9 +108,9 @@ export class AuthSession implements TokenSource {
     return grant;
   }
 
-  private remember(confirmed: boolean): void {
+  private remember(confirmed: boolean, everywhere: boolean): void {
     if (confirmed) this.storage?.removeItem(LOGOUT_PENDING);
-    else this.storage?.setItem(LOGOUT_PENDING, "1");
+    else this.storage?.setItem(LOGOUT_PENDING, everywhere ? EVERYWHERE : "1");
   }
 
   private ask(req: Body<AuthRequest>): Promise<AccessGrant> {

@@ -49,7 +49,7 @@ scope.onmessage = async (ev: MessageEvent<AuthRequest>) => {
     else {
       // Told before the server is: a logout request that hangs must not end, once it gives up,
       // a login another tab made meanwhile.
-      const done = keeper.logout(req.force === true);
+      const done = keeper.logout(req.force === true, req.everywhere === true);
       tabs?.postMessage({ kind: "logged_out" } satisfies TabNews);
       confirmed = await done;
     }

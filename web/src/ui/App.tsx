@@ -3,6 +3,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Api } from "../api/client";
 import { ChatModel } from "../app/chat";
+import { tabAttention } from "../app/tab";
 import { realClock } from "../auth/keeper";
 import { AuthSession, type Port } from "../auth/session";
 import { ChatSocket, type WireSocket } from "../net/socket";
@@ -36,6 +37,8 @@ export function App() {
     () => new AuthSession(new Worker(new URL("../auth/worker.ts", import.meta.url), { type: "module", name: "tokens" }) as unknown as Port),
     [],
   );
+  // Made once, before any title is set: it keeps index.html's as the title with nothing waiting.
+  const attention = useMemo(() => tabAttention(window), []);
   const [model, setModel] = useState<ChatModel | null>(null);
   const [reason, setReason] = useState<string | null>(null);
   const [resuming, setResuming] = useState(true);
@@ -61,6 +64,7 @@ export function App() {
       me,
       clock: realClock,
       place: tabPlace,
+      attention,
       openSocket: (handlers) => {
         const socket = new ChatSocket(
           wsUrl(),
@@ -99,5 +103,5 @@ export function App() {
     );
   }
   if (!model) return <Login session={session} reason={reason} onIn={signedIn} />;
-  return <Shell model={model} onLogout={() => void session.logout()} />;
+  return <Shell model={model} onLogout={(everywhere) => void session.logout(everywhere)} />;
 }

@@ -8,7 +8,7 @@ import { Sidebar } from "./Sidebar";
 import { TeamPanel } from "./TeamPanel";
 import { ThreadPanel } from "./ThreadPanel";
 
-export function Shell(props: { model: ChatModel; onLogout(): void }) {
+export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): void }) {
   const { model } = props;
   useObservable(model);
   const [teamPanel, setTeamPanel] = useState(false);
@@ -48,7 +48,7 @@ export function Shell(props: { model: ChatModel; onLogout(): void }) {
         <span class="whoami" title={model.me.email}>
           {model.me.name}
         </span>
-        <button type="button" class="ghost" onClick={props.onLogout}>
+        <button type="button" class="ghost" onClick={() => props.onLogout(false)}>
           Log out
         </button>
       </header>
@@ -70,7 +70,7 @@ export function Shell(props: { model: ChatModel; onLogout(): void }) {
         </ul>
       )}
       <div class="layout">
-        <Sidebar model={model} onNavigate={() => setDrawer(false)} />
+        <Sidebar model={model} onNavigate={() => setDrawer(false)} onLogoutEverywhere={() => props.onLogout(true)} />
         <main class="main">
           {team ? (
             <Conversation model={model} team={team} onOpenTeamPanel={() => setTeamPanel(true)} />

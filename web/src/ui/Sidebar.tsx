@@ -1,5 +1,6 @@
-// Teams with their unread and mention badges, a form to create one, and the open team's
-// conversations: the team itself and a DM with each member (presence dot, unseen count).
+// Teams with their unread and mention badges, a form to create one, the open team's
+// conversations (the team itself and a DM with each member: presence dot, unseen count), and at
+// its foot the offer to turn on desktop notifications and "Log out everywhere".
 import { useState } from "preact/hooks";
 import type { ChatModel } from "../app/chat";
 import { checkTeam, type FieldErrors, parseTags, type TeamField } from "../text/teamform";
@@ -7,9 +8,11 @@ import { FieldError, invalidProps } from "./FieldError";
 import { initials } from "./format";
 import { PresenceDot, presenceWords } from "./PresenceDot";
 
-export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
+export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutEverywhere(): void }) {
   const { model } = props;
   const [creating, setCreating] = useState(false);
+  // "Log out everywhere" ends this device's login too: asked once more before it is done.
+  const [confirmEverywhere, setConfirmEverywhere] = useState(false);
   const [name, setName] = useState("");
   const [icon, setIcon] = useState("");
   const [tags, setTags] = useState("");
@@ -168,6 +171,29 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void }) {
           {team.members.length === 1 && <p class="muted small">Add members in “Members &amp; settings” to message them.</p>}
         </div>
       )}
+      <div class="sidebar-foot">
+        {model.canAskToNotify() && (
+          // The browser asks only from a click: this is the one place the app asks.
+          <button type="button" class="link small" onClick={() => void model.askToNotify()}>
+            Turn on notifications
+          </button>
+        )}
+        {confirmEverywhere ? (
+          <div class="confirm small" role="group" aria-label="Log out everywhere">
+            <p>Log out on every device and browser, this one included?</p>
+            <button type="button" class="danger" onClick={props.onLogoutEverywhere}>
+              Log out everywhere
+            </button>{" "}
+            <button type="button" class="ghost" onClick={() => setConfirmEverywhere(false)}>
+              Cancel
+            </button>
+          </div>
+        ) : (
+          <button type="button" class="link small" onClick={() => setConfirmEverywhere(true)}>
+            Log out everywhere…
+          </button>
+        )}
+      </div>
     </nav>
   );
 }

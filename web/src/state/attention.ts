@@ -1,0 +1,111 @@
+// What calls the user back to the tab, without the DOM: the tab's title (how many mentions and
+// DMs wait, or only that something is unread), whether a live message makes a desktop
+// notification, what that notification says, and how often one conversation may make one.
+// app/chat.ts decides when to ask (a message that arrived live); app/tab.ts does the browser's part.
+import type { Message } from "../api/types";
+import { shownName } from "../text/bidi";
+import { conversationOf } from "./typing";
+import { mentions } from "./unread";
+
+/** What one team has waiting: ReadState's `count` and `mentions` (a DM to the reader is a mention). */
+export interface Waiting {
+  count: number;
+  mentions: number;
+}
+
+/**
+ * The tab's title: "(N) base" with N the mentions (DMs to the reader included, as the contract
+ * counts them) of every team, "• base" when only ordinary messages are unread, else the base.
+ */
+export function tabTitle(base: string, teams: Iterable<Waiting>): string {
+  let unread = 0;
+  let called = 0;
+  for (const t of teams) {
+    unread += Math.max(0, t.count);
+    called += Math.max(0, t.mentions);
+  }
+  if (called > 0) return `(${called}) ${base}`;
+  return unread > 0 ? `• ${base}` : base;
+}
+
+/**
+ * Whether a message that arrived live calls for a desktop notification: from someone else, still
+ * there, a DM to the reader or a text that mentions them (a thread reply too: a reply in a DM's
+ * thread is to the reader), and not where the reader is `looking` (the page on screen with the
+ * message's conversation open). Edits and reactions are `update` frames: they never get here.
+ */
+export function notifies(message: Message, me: string, looking: boolean): boolean {
+  return message.from !== me && !message.deleted && mentions(message, me) && !looking;
+}
+
+export interface NotificationText {
+  title: string;
+  body: string;
+  /** One per conversation: a newer notification replaces the one before it. */
+  tag: string;
+}
+
+/** Names as the page knows them; undefined for someone not looked up yet. */
+export interface Names {
+  user(id: string): string | undefined;
+  team(id: string): string | undefined;
+}
+
+export const BODY_MAX = 140;
+
+const ATTACHMENT: Record<Exclude<Message["type"], "text">, string> = {
+  image: "sent an image",
+  video: "sent a video",
+  audio: "sent an audio clip",
+  file: "sent a file",
+};
+
+const MENTION = /<@([0-9a-f]{32})>/gi;
+// Control characters (newlines and tabs among them) and runs of spaces become one space.
+const BLANKS = /[\u0000-\u0020\u007f-\u009f\u2028\u2029]+/g;
+
+/** The conversation a message belongs to, as a notification tag: its team and "*" or the other person. */
+export function conversationTag(message: Message, me: string): string {
+  return `chatstack:${message.channel_id}:${conversationOf(message.to, message.from, me)}`;
+}
+
+/** A message as a notification: who and where in the title, the text (plain, shortened) below. */
+export function notificationText(message: Message, me: string, names: Names): NotificationText {
+  const sender = names.user(message.from) ?? "Someone";
+  const title = message.to === me ? `${sender} (direct message)` : `${sender} in ${names.team(message.channel_id) ?? "a team"}`;
+  return { title, body: plainBody(message, names), tag: conversationTag(message, me) };
+}
+
+/**
+ * The body: a text with its mentions as "@Name", on one line, without text-direction controls,
+ * cut to BODY_MAX characters (code points, so no emoji is split) with "…"; an attachment as words.
+ */
+export function plainBody(message: Message, names: Pick<Names, "user">): string {
+  if (message.type !== "text") return ATTACHMENT[message.type];
+  const text = shownName(message.data.replace(MENTION, (_, id: string) => `@${names.user(id.toLowerCase()) ?? "someone"}`))
+    .replace(BLANKS, " ")
+    .trim();
+  const chars = [...text];
+  return chars.length <= BODY_MAX ? text : `${chars.slice(0, BODY_MAX - 1).join("").trimEnd()}…`;
+}
+
+/**
+ * At most one notification per key (a conversation) per `windowMs`: a burst of messages makes
+ * one, and the tag makes any later one replace it rather than pile up.
+ */
+export class RateLimit {
+  private readonly last = new Map<string, number>();
+
+  constructor(private readonly windowMs: number) {}
+
+  /** Whether one may go out for `key` at `now`; if so, it counts as gone out. */
+  allow(key: string, now: number): boolean {
+    const before = this.last.get(key);
+    if (before !== undefined && now - before < this.windowMs) return false;
+    this.last.set(key, now);
+    if (this.last.size > 100) {
+      for (const [k, at] of this.last) if (now - at >= this.windowMs) this.last.delete(k);
+    }
+    return true;
+  }
+}
