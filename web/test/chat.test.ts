@@ -19,6 +19,7 @@ function fakeTab(permission: Permission | null = "granted") {
     permission,
     titles: [] as string[],
     shown: [] as { text: NotificationText; click: () => void }[],
+    dismissed: [] as string[],
   };
   const port: Attention = {
     base: "chatstack",
@@ -28,6 +29,7 @@ function fakeTab(permission: Permission | null = "granted") {
       tab.permission = "granted";
     },
     show: (text, click) => tab.shown.push({ text, click }),
+    dismiss: (tag) => tab.dismissed.push(tag),
   };
   return { tab, port };
 }
@@ -651,6 +653,21 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     await flush();
     // Each title once, in order: an unchanged title is not set again.
     expect(tab.titles).toEqual(["chatstack", "• chatstack", "(2) chatstack", "(1) chatstack", "chatstack"]);
+  });
+
+  it("closes a conversation's notifications once it is on screen: opened, or the page shown again", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    tab.dismissed.length = 0;
+    s.frame(msg(4, { to: ME }));
+    await flush();
+    expect(tab.shown.map((n) => n.text.tag)).toEqual([`chatstack:${TEAM}:${BOB}`]);
+    expect(tab.dismissed).toEqual([]); // hidden: nothing is on screen
+    s.model.setPageVisible(true);
+    expect(tab.dismissed).toEqual([`chatstack:${TEAM}:*`]); // the team's list, not the DM
+    s.model.openConversation(BOB);
+    expect(tab.dismissed.at(-1)).toBe(`chatstack:${TEAM}:${BOB}`);
   });
 
   it("takes the title from the server's counts at start and again on each hello", async () => {

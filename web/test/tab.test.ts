@@ -81,6 +81,17 @@ describe("tabAttention", () => {
     expect(log).toEqual(["focus", "open", "closed"]);
   });
 
+  it("closes the notification it showed with a tag when told, and nothing else", () => {
+    const { win, made } = fakeWindow("granted");
+    const tab = tabAttention(win);
+    tab.show({ title: "t", body: "b", tag: "g1" }, () => undefined);
+    tab.show({ title: "t", body: "b", tag: "g2" }, () => undefined);
+    tab.dismiss("g1");
+    tab.dismiss("g1");
+    tab.dismiss("nothing shown");
+    expect(made.map((n) => n.closed)).toEqual([true, false]);
+  });
+
   it("shrugs off a browser that has Notification but will not construct one (Chrome on Android)", () => {
     const { win, state } = fakeWindow("granted");
     state.throws = true;

@@ -18,7 +18,7 @@ import {
 } from "../api/types";
 import { type Clock, pause } from "../auth/keeper";
 import type { SocketHandlers, SocketStatus } from "../net/socket";
-import { notificationText, notifies, plainBody, RateLimit, tabTitle, type NotificationText } from "../state/attention";
+import { notificationText, notifies, plainBody, RateLimit, tabTitle, tagOf, type NotificationText } from "../state/attention";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
 import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
@@ -112,6 +112,8 @@ export interface Attention {
   ask(): Promise<void>;
   /** Shows a notification; `open` runs when it is clicked (after the window took focus). */
   show(text: NotificationText, open: () => void): void;
+  /** Closes what this page showed with that tag: its conversation is on screen now. */
+  dismiss(tag: string): void;
 }
 
 const READ_DEBOUNCE_MS = 400;
@@ -391,6 +393,7 @@ export class ChatModel extends Observable {
     this.dividerAfter = this.selectedTeam ? this.read(this.selectedTeam).lastRead : null;
     this.repliesSince = this.dividerAfter;
     this.openedThreads.clear();
+    this.dismissShown();
     this.changed();
   }
 
@@ -461,6 +464,12 @@ export class ChatModel extends Observable {
   /** Whether the page is on screen: what arrives while it is hidden gets the divider. */
   setPageVisible(visible: boolean): void {
     this.pageVisible = visible;
+    this.dismissShown();
+  }
+
+  /** The open conversation is on screen: its desktop notifications have said what they had to. */
+  private dismissShown(): void {
+    if (this.pageVisible && this.selectedTeam) this.attention?.dismiss(tagOf(this.selectedTeam, this.conversation));
   }
 
   // --- sending -----------------------------------------------------------------------------

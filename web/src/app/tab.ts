@@ -19,6 +19,8 @@ export function tabAttention(win: TabWindow): Attention {
   // index.html's title: what the tab says when nothing waits, and after signing out.
   const base = win.document.title;
   const api = win.Notification;
+  // What this page shows, by tag, to close when its conversation is opened.
+  const shown = new Map<string, { close(): void }>();
   return {
     base,
     title: (text) => {
@@ -31,15 +33,22 @@ export function tabAttention(win: TabWindow): Attention {
     show: (text: NotificationText, open: () => void) => {
       if (api?.permission !== "granted") return;
       try {
-        const shown = new api(text.title, { body: text.body, tag: text.tag });
-        shown.onclick = () => {
+        const made = new api(text.title, { body: text.body, tag: text.tag });
+        shown.set(text.tag, made);
+        made.onclick = () => {
           win.focus();
           open();
-          shown.close();
+          made.close();
         };
       } catch {
         // Chrome on Android has `Notification` but only lets a service worker show one.
       }
+    },
+    dismiss: (tag) => {
+      const made = shown.get(tag);
+      if (made === undefined) return;
+      shown.delete(tag);
+      made.close();
     },
   };
 }

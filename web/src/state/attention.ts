@@ -64,9 +64,14 @@ const MENTION = /<@([0-9a-f]{32})>/gi;
 // Control characters (newlines and tabs among them) and runs of spaces become one space.
 const BLANKS = /[\u0000-\u0020\u007f-\u009f\u2028\u2029]+/g;
 
-/** The conversation a message belongs to, as a notification tag: its team and "*" or the other person. */
+/** A conversation as a notification tag: its team and "*" or the other person. */
+export function tagOf(team: string, conversation: string): string {
+  return `chatstack:${team}:${conversation}`;
+}
+
+/** The tag of the conversation a message belongs to. */
 export function conversationTag(message: Message, me: string): string {
-  return `chatstack:${message.channel_id}:${conversationOf(message.to, message.from, me)}`;
+  return tagOf(message.channel_id, conversationOf(message.to, message.from, me));
 }
 
 /** A message as a notification: who and where in the title, the text (plain, shortened) below. */
