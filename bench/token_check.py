@@ -63,8 +63,9 @@ async def main(requests: int, runs: int) -> None:
         # A few hundred ended logins of others: the collection a busy hour leaves behind.
         ended = MongoEndedSessionStore(db)
         until = datetime.now(UTC) + timedelta(minutes=15)
-        for _ in range(300):
-            await ended.end(EndedSession(uuid.uuid4().hex, uuid.uuid4().hex, until))
+        await ended.end(
+            [EndedSession(uuid.uuid4().hex, uuid.uuid4().hex, until) for _ in range(300)]
+        )
         verifier = JwtVerifier(
             StaticJwksSource(keys.jwks()),
             issuer="bench",

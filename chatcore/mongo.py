@@ -142,6 +142,10 @@ def database(client: AsyncMongoClient[Document], settings: Settings) -> AsyncDat
     return client[settings.mongo_db]
 
 
+# The server's code for a write refused by a unique index (per document in a bulk write's errors).
+DUPLICATE_KEY = 11000
+
+
 def database_unavailable(exc: PyMongoError) -> Unavailable:
     """A driver error as the family that means "retry later": the type only, never the query."""
     return Unavailable(f"database error: {type(exc).__name__}")

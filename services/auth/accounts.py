@@ -12,6 +12,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -289,7 +290,7 @@ class AuthService:
     async def _reuse_detected(self, record: RefreshRecord) -> None:
         revoked = await self._refresh.revoke_family(record.family)
         # One of the two holders is a thief, and may hold access tokens of the login too.
-        await self._end_sessions(record.user_id, [record.family])
+        await self._end_sessions(record.user_id, only={record.family})
         self._metrics.reuse_detected.inc()
         self._metrics.refreshes.labels("reuse").inc()
         _log.warning("refresh_token_reuse", user_id=record.user_id, revoked=revoked)
@@ -307,38 +308,57 @@ class AuthService:
         record = await self._refresh.get(hash_refresh_token(refresh_token))
         if record is not None:
             await self._refresh.revoke_family(record.family)
-            await self._end_sessions(record.user_id, [record.family])
+            await self._end_sessions(record.user_id, only={record.family})
             _log.info("logout", user_id=record.user_id)
 
     async def logout_everywhere(self, refresh_token: str) -> int:
         """End every login of the token's user, this one included; the number ended.
 
-        Only a token that could still be refreshed may do this (``Unauthorized`` otherwise), so
-        a spent, revoked or expired token, a thief's leftover among them, ends nothing.
+        Only a token that could still be refreshed may speak for the other logins. Any other
+        known token still ends its own login, as a plain logout with it does (a spent one may
+        have been refreshed by a thief, whose login that is now), and gets ``Unauthorized``.
         """
         record = None
         if could_be_refresh_token(refresh_token):
             record = await self._refresh.get(hash_refresh_token(refresh_token))
-        if (
-            record is None
-            or record.revoked
-            or record.used_at is not None
-            or record.expires_at <= self._now()
-        ):
+        if record is None:
             raise Unauthorized("invalid refresh token")
-        families = await self._refresh.families(record.user_id)
+        if record.revoked or record.used_at is not None or record.expires_at <= self._now():
+            await self.logout(refresh_token)
+            raise Unauthorized(
+                "this login had already ended, so it cannot log out the others; log in again"
+            )
+        # Ended before the revocation, so that a failure in between leaves this token able to
+        # ask again; then those whose first token came in meanwhile, which the revocation
+        # reached (a login that begins after it began after this logout).
+        ended = await self._end_sessions(record.user_id)
         await self._refresh.revoke_user(record.user_id)
-        ended = sorted(families | {record.family})
-        await self._end_sessions(record.user_id, ended)
+        ended |= await self._end_sessions(record.user_id, without=ended)
         _log.info("logout_everywhere", user_id=record.user_id, logins=len(ended))
         return len(ended)
 
-    async def _end_sessions(self, user_id: str, families: list[str]) -> None:
-        """Refuse the logins' access tokens from now on, and have their sockets closed."""
-        until = self._now() + self._access_lifetime
-        for family in families:
-            await self._ended.end(EndedSession(family, user_id, until))
-        self._on_session_ended()
+    async def _end_sessions(
+        self,
+        user_id: str,
+        *,
+        only: AbstractSet[str] | None = None,
+        without: AbstractSet[str] = frozenset(),
+    ) -> set[str]:
+        """Refuse the logins' access tokens from now on, and have their sockets closed.
+
+        Only logins that may hold an unexpired access token are ended (every access token is
+        issued beside a refresh token, so one issued within a token's lifetime tells): the
+        others' tokens are all refused already, and a user's old logins (30 days of them) are
+        not turned into documents and events again and again. Returns the logins ended.
+        """
+        now = self._now()
+        live = await self._refresh.families(user_id, issued_after=now - self._access_lifetime)
+        ending = (live if only is None else live & set(only)) - set(without)
+        if ending:
+            until = now + self._access_lifetime
+            await self._ended.end([EndedSession(f, user_id, until) for f in sorted(ending)])
+            self._on_session_ended()
+        return ending
 
     async def user(self, user_id: str) -> User | None:
         return await self._users.by_id(user_id)

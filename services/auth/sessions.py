@@ -18,17 +18,17 @@ are already closed changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatcore import schema as s
 from chatcore.logging import get_logger
-from chatcore.mongo import Document, database_unavailable
+from chatcore.mongo import DUPLICATE_KEY, Document, database_unavailable
 
 _log = get_logger("auth.sessions")
 
@@ -44,8 +44,8 @@ class EndedSession:
 
 
 class EndedSessionStore(Protocol):
-    async def end(self, session: EndedSession) -> None:
-        """Store the ended login; ending it again changes nothing."""
+    async def end(self, sessions: Sequence[EndedSession]) -> None:
+        """Store the ended logins; ending one again changes nothing."""
 
     async def unpublished(self, limit: int) -> list[EndedSession]:
         """Ended logins whose event Kafka has not acknowledged."""
@@ -76,18 +76,25 @@ class MongoEndedSessionStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._ended = db[s.ENDED_SESSIONS]
 
-    async def end(self, session: EndedSession) -> None:
+    async def end(self, sessions: Sequence[EndedSession]) -> None:
+        docs = [
+            {
+                "_id": e.session_id,
+                s.ENDED_USER_ID: e.user_id,
+                s.ENDED_UNTIL: e.until,
+                s.ENDED_PUBLISHED: False,
+            }
+            for e in sessions
+        ]
+        if not docs:
+            return
         try:
-            await self._ended.insert_one(
-                {
-                    "_id": session.session_id,
-                    s.ENDED_USER_ID: session.user_id,
-                    s.ENDED_UNTIL: session.until,
-                    s.ENDED_PUBLISHED: False,
-                }
-            )
-        except DuplicateKeyError:
-            return  # ended already: its tokens expire no later than that first ending knew
+            # Unordered: one already ended does not stop the others.
+            await self._ended.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            # Ended already: its tokens expire no later than that first ending knew.
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise database_unavailable(exc) from exc
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 

@@ -91,8 +91,8 @@ class RefreshStore(Protocol):
     async def revoke_user(self, user_id: str) -> int:
         """Revoke every unrevoked token of every login of the user; the number revoked."""
 
-    async def families(self, user_id: str) -> set[str]:
-        """The logins (families) of the user that still have a stored token."""
+    async def families(self, user_id: str, *, issued_after: datetime) -> set[str]:
+        """The logins (families) of the user with a token created after ``issued_after``."""
 
     async def delete_expired(self, now: datetime) -> int:
         """Delete tokens whose expiry lies before ``now``; the number deleted."""
@@ -233,9 +233,11 @@ class MongoRefreshStore:
     async def revoke_user(self, user_id: str) -> int:
         return await self._revoke({"user_id": user_id})
 
-    async def families(self, user_id: str) -> set[str]:
+    async def families(self, user_id: str, *, issued_after: datetime) -> set[str]:
         try:
-            cursor = self._tokens.find({"user_id": user_id}, {"family": 1})
+            cursor = self._tokens.find(
+                {"user_id": user_id, "created_at": {"$gt": issued_after}}, {"family": 1}
+            )
             return {str(doc["family"]) async for doc in cursor}
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc

@@ -27,6 +27,7 @@ from typing import Protocol
 from chatcore.buckets import BucketAllocator, Placement
 from chatcore.logging import get_logger
 from chatcore.messages import BROADCAST, to_document
+from chatcore.mongo import DUPLICATE_KEY
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.unread import ChannelHead
 from services.controller.counters import Counted, count_batch
@@ -45,7 +46,7 @@ from services.controller.records import (
     decode,
 )
 from services.controller.registry import Routed
-from services.controller.store import DUPLICATE_KEY, MessageStore, StoredPosition
+from services.controller.store import MessageStore, StoredPosition
 from services.controller.takeover import Takeover, below_stored
 
 _log = get_logger("controller.batch")

@@ -15,8 +15,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatcore import schema as s
 from chatcore.message_state import StoredMessage
-from chatcore.mongo import Document, database_unavailable, each_bounded
-from services.controller.store import DUPLICATE_KEY
+from chatcore.mongo import DUPLICATE_KEY, Document, database_unavailable, each_bounded
 
 
 class MessageStates(Protocol):

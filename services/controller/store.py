@@ -27,8 +27,6 @@ from chatcore.schema import (
     MESSAGES,
 )
 
-DUPLICATE_KEY = 11000
-
 # Per-document error codes that say "the server could not do it now", not "this document is bad":
 # the batch is retried instead of dead-lettering the document. (Shutdown, stepdown, not primary,
 # interrupted, timeouts, network.)

@@ -293,7 +293,7 @@ async def test_logout_everywhere_over_http_with_a_body_or_the_cookie(
     auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
 ) -> None:
     """{"everywhere": true} ends every login of the user (refresh and access tokens); with a
-    spent cookie it answers 401, clears the cookie and ends nothing."""
+    spent cookie it answers 401, clears the cookie and ends that cookie's login only."""
     email, first = await _register_and_login(http, auth_url, secrets_seen)
     status, second, _ = await _call(
         http, "POST", f"{auth_url}/v1/auth/login", {"email": email, "password": PASSWORD}
@@ -314,12 +314,20 @@ async def test_logout_everywhere_over_http_with_a_body_or_the_cookie(
         body = {"refresh_token": session["refresh_token"]}
         assert (await _call(http, "POST", f"{auth_url}/v1/auth/refresh", body))[0] == 401
 
-    _, third = await _register_and_login(http, auth_url, secrets_seen)
-    status, _, _ = await _call(
+    email, third = await _register_and_login(http, auth_url, secrets_seen)
+    status, rotated, _ = await _call(
         http, "POST", f"{auth_url}/v1/auth/refresh", {"refresh_token": third["refresh_token"]}
     )
     assert status == 200
-    # The spent cookie: 401, the cookie cleared, the rotated login still alive.
+    secrets_seen.add(rotated["data"]["access_token"], rotated["data"]["refresh_token"])
+    status, laptop, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/login", {"email": email, "password": PASSWORD}
+    )
+    assert status == 200
+    secrets_seen.add(laptop["data"]["access_token"], laptop["data"]["refresh_token"])
+    await asyncio.sleep(REUSE_GRACE_S)
+    # The spent cookie: 401, the cookie cleared; whoever refreshed with it is logged out,
+    # the user's other login is not.
     async with aiohttp.ClientSession() as bare:
         status, _, resp = await _call(
             bare,
@@ -330,7 +338,9 @@ async def test_logout_everywhere_over_http_with_a_body_or_the_cookie(
         )
         assert status == 401
         assert _refresh_cookie(resp)["max-age"] == "0"
-    status, _, _ = await _call(http, "GET", me, token=third["access_token"])
+    status, _, _ = await _call(http, "GET", me, token=rotated["data"]["access_token"])
+    assert status == 401
+    status, _, _ = await _call(http, "GET", me, token=laptop["data"]["access_token"])
     assert status == 200
 
 

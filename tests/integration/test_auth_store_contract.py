@@ -216,18 +216,21 @@ async def test_delete_expired_removes_only_tokens_past_their_expiry(stores: Stor
 async def test_an_ended_login_is_seen_at_once_and_kept_until_its_tokens_expire(
     stores: Stores,
 ) -> None:
-    """end() makes session_ended true at once; ending again keeps the first; the sweep
-    forgets it only after ``until``."""
+    """end() makes session_ended true at once; ending again keeps the first and stores the
+    others beside it; the sweep forgets them only after ``until``."""
     sid, other = uuid.uuid4().hex, uuid.uuid4().hex
     first = EndedSession(sid, uuid.uuid4().hex, NOW + timedelta(minutes=15))
     assert not await stores.accounts.session_ended(sid)
-    await stores.ended.end(first)
-    await stores.ended.end(dataclasses.replace(first, until=NOW + timedelta(hours=9)))
+    await stores.ended.end([first])
+    again = EndedSession(other, first.user_id, NOW + timedelta(minutes=15))
+    # Ending it again beside a new one: the new one is stored, the first keeps its until.
+    await stores.ended.end([dataclasses.replace(first, until=NOW + timedelta(hours=9)), again])
+    assert await stores.accounts.session_ended(other)
+    await stores.ended.end([])
     assert await stores.accounts.session_ended(sid)
-    assert not await stores.accounts.session_ended(other)
     assert await stores.ended.delete_expired(NOW + timedelta(minutes=14)) == 0
     assert await stores.accounts.session_ended(sid)
-    assert await stores.ended.delete_expired(NOW + timedelta(minutes=16)) == 1
+    assert await stores.ended.delete_expired(NOW + timedelta(minutes=16)) == 2
     assert not await stores.accounts.session_ended(sid)
 
 
@@ -240,18 +243,32 @@ async def test_a_malformed_login_id_counts_as_ended(stores: Stores, session_id: 
 async def test_ended_logins_stay_unpublished_until_marked(stores: Stores) -> None:
     """unpublished() lists an ended login until published() marks it; round trip is exact."""
     ended = EndedSession(uuid.uuid4().hex, uuid.uuid4().hex, NOW + timedelta(minutes=15))
-    await stores.ended.end(ended)
+    await stores.ended.end([ended])
     assert ended in await stores.ended.unpublished(1000)
     await stores.ended.published(ended.session_id)
     assert ended not in await stores.ended.unpublished(1000)
 
 
-async def test_families_lists_each_login_of_the_user_once(stores: Stores) -> None:
-    """families() names every login with a stored token, revoked or not, and no one else's."""
+async def test_families_lists_each_login_of_the_user_issued_to_lately(stores: Stores) -> None:
+    """families() names each login of the user with a token created after the given time
+    (revoked or not), once, and no one else's."""
     user, other = uuid.uuid4().hex, uuid.uuid4().hex
-    f1, f2, f3 = (uuid.uuid4().hex for _ in range(3))
-    for family, owner in ((f1, user), (f1, user), (f2, user), (f3, other)):
-        await stores.refresh.insert(_record(owner, family))
+    f1, f2, f3, old = (uuid.uuid4().hex for _ in range(4))
+    recent = NOW - timedelta(minutes=5)
+    for family, owner, created in (
+        (f1, user, recent),
+        (f1, user, NOW - timedelta(days=2)),
+        (f2, user, recent),
+        (old, user, NOW - timedelta(days=2)),
+        (f3, other, recent),
+    ):
+        await stores.refresh.insert(_record(owner, family, created_at=created))
     await stores.refresh.revoke_family(f2)
-    assert await stores.refresh.families(user) == {f1, f2}
-    assert await stores.refresh.families(uuid.uuid4().hex) == set()
+    since = NOW - timedelta(minutes=15)
+    assert await stores.refresh.families(user, issued_after=since) == {f1, f2}
+    assert await stores.refresh.families(user, issued_after=NOW - timedelta(days=3)) == {
+        f1,
+        f2,
+        old,
+    }
+    assert await stores.refresh.families(uuid.uuid4().hex, issued_after=since) == set()

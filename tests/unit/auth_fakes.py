@@ -7,6 +7,7 @@ its MongoDB counterpart, so a rule the fakes get wrong fails there rather than h
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 
 from chatcore.errors import Conflict
@@ -48,10 +49,11 @@ class MemoryEndedSessionStore:
         self.ended: dict[str, EndedSession] = {}
         self.unacked: set[str] = set()
 
-    async def end(self, session: EndedSession) -> None:
-        if session.session_id not in self.ended:
-            self.ended[session.session_id] = session
-            self.unacked.add(session.session_id)
+    async def end(self, sessions: Sequence[EndedSession]) -> None:
+        for session in sessions:
+            if session.session_id not in self.ended:
+                self.ended[session.session_id] = session
+                self.unacked.add(session.session_id)
 
     async def unpublished(self, limit: int) -> list[EndedSession]:
         return [self.ended[sid] for sid in sorted(self.unacked)][:limit]
@@ -116,8 +118,12 @@ class MemoryRefreshStore:
             [h for h, r in self.records.items() if r.user_id == user_id and not r.revoked]
         )
 
-    async def families(self, user_id: str) -> set[str]:
-        return {r.family for r in self.records.values() if r.user_id == user_id}
+    async def families(self, user_id: str, *, issued_after: datetime) -> set[str]:
+        return {
+            r.family
+            for r in self.records.values()
+            if r.user_id == user_id and r.created_at > issued_after
+        }
 
     async def delete_expired(self, now: datetime) -> int:
         expired = [h for h, r in self.records.items() if r.expires_at < now]

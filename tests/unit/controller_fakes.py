@@ -14,7 +14,7 @@ from chatcore.buckets import BucketAllocator, BucketRange, Reservation
 from chatcore.errors import Unavailable
 from chatcore.kafka import MESSAGES_TOPIC
 from chatcore.message_state import StoredMessage
-from chatcore.mongo import Document
+from chatcore.mongo import DUPLICATE_KEY, Document
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.unread import ChannelHead, ReadState, Unread
 from services.controller.batch import BatchProcessor
@@ -28,7 +28,7 @@ from services.controller.directory import (
 from services.controller.lifecycle import LifecyclePass
 from services.controller.metrics import ControllerMetrics
 from services.controller.records import DeadLetter, Record
-from services.controller.store import DUPLICATE_KEY, StoredPosition
+from services.controller.store import StoredPosition
 from services.controller.write_behind import StateBuffer
 
 

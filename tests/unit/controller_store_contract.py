@@ -19,12 +19,12 @@ from typing import Protocol
 
 from chatcore.buckets import BucketRange, ChannelHeads, bucket_key
 from chatcore.message_state import Reaction, StoredMessage
-from chatcore.mongo import Document
+from chatcore.mongo import DUPLICATE_KEY, Document
 from chatcore.unread import ChannelHead, DeletedMark, ReadState
 from services.controller.directory import AttachmentView, Directory, MembershipView
 from services.controller.lifecycle import ReadStore
 from services.controller.lifecycle_store import Members, MessageStates, change_doc
-from services.controller.store import DUPLICATE_KEY, MessageStore, StoredPosition
+from services.controller.store import MessageStore, StoredPosition
 
 T1, T2, T3 = (c * 32 for c in "abc")
 ALICE, BOB, CAROL = (c * 32 for c in "123")

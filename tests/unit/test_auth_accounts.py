@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client import CollectorRegistry
@@ -243,19 +244,50 @@ async def test_logout_everywhere_ends_every_login_of_the_user_only(world: _World
 
 
 async def test_logout_everywhere_needs_a_token_that_could_still_refresh(world: _World) -> None:
-    """A spent, revoked or unknown token ends nothing: a thief's leftover cannot sign the
-    owner out everywhere."""
+    """A revoked, unknown or spent token speaks for no other login: 401, the others live on;
+    a spent one still ends its own login, which a thief who refreshed with it now holds."""
     await _register(world)
-    first = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
-    current = await world.service.refresh(first.refresh_token)
-    other = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
-    await world.service.logout(other.refresh_token)
-    ended_before = dict(world.ended.ended)
-    for token in (first.refresh_token, other.refresh_token, "x" * 43):
+    ada = Credentials("ada@example.com", PASSWORD)
+    first = await world.service.login(ada, client_ip="ip")
+    thief = await world.service.refresh(first.refresh_token)
+    other = await world.service.login(ada, client_ip="ip")
+    gone = await world.service.login(ada, client_ip="ip")
+    await world.service.logout(gone.refresh_token)
+    world.clock.now += REUSE_GRACE_S
+    verifier = _verifier(world)
+    for token in (gone.refresh_token, "x" * 43):
         with pytest.raises(Unauthorized):
             await world.service.logout_everywhere(token)
-    assert world.ended.ended == ended_before
-    assert (await world.service.refresh(current.refresh_token)).user.email == "ada@example.com"
+        assert (await verifier.verify(thief.access_token)).sub == first.user.id
+    with pytest.raises(Unauthorized, match="already ended"):
+        await world.service.logout_everywhere(first.refresh_token)
+    with pytest.raises(Unauthorized, match="session ended"):
+        await verifier.verify(thief.access_token)
+    with pytest.raises(Unauthorized):
+        await world.service.refresh(thief.refresh_token)
+    # The owner's other device was never spoken for.
+    assert (await verifier.verify(other.access_token)).sub == first.user.id
+    assert (await world.service.refresh(other.refresh_token)).user.email == "ada@example.com"
+
+
+async def test_only_logins_that_may_hold_live_access_tokens_get_a_document(world: _World) -> None:
+    """A login last issued a token longer ago than a token lives is revoked but not written
+    down again: its access tokens are all expired already."""
+    await _register(world)
+    ada = Credentials("ada@example.com", PASSWORD)
+    old = await world.service.login(ada, client_ip="ip")
+    world.clock.now += 906
+    fresh = await world.service.login(ada, client_ip="ip")
+    assert await world.service.logout_everywhere(fresh.refresh_token) == 1
+    sid = jwt.decode(fresh.access_token, options={"verify_signature": False})["sid"]
+    assert set(world.ended.ended) == {sid}
+    with pytest.raises(Unauthorized):
+        await world.service.refresh(old.refresh_token)
+    # A plain logout with a login's token long after its last access token: nothing to write.
+    stale = await world.service.login(ada, client_ip="ip")
+    world.clock.now += 906
+    await world.service.logout(stale.refresh_token)
+    assert len(world.ended.ended) == 1
 
 
 async def test_a_replayed_refresh_token_ends_the_logins_access_tokens(world: _World) -> None:

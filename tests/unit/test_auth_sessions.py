@@ -35,7 +35,7 @@ async def test_pending_events_are_sent_once_and_marked_published() -> None:
     """Every ended login's event is sent, and a second pass sends nothing again."""
     store, events = MemoryEndedSessionStore(), _Events()
     for n in range(250):  # more than one pass's page
-        await store.end(_ended(n))
+        await store.end([_ended(n)])
     publisher = SessionEventPublisher(store, events, clock=lambda: NOW)
     assert await publisher.publish_pending() == 250
     assert sorted(events.sent) == sorted((ADA, f"{n:032x}") for n in range(250))
@@ -46,8 +46,8 @@ async def test_pending_events_are_sent_once_and_marked_published() -> None:
 async def test_kafka_away_leaves_events_for_the_next_pass() -> None:
     """A failed send stops the pass and marks nothing; the next pass sends what is left."""
     store, events = MemoryEndedSessionStore(), _Events()
-    await store.end(_ended(1))
-    await store.end(_ended(2))
+    await store.end([_ended(1)])
+    await store.end([_ended(2)])
     publisher = SessionEventPublisher(store, events, clock=lambda: NOW)
     events.down = True
     assert await publisher.publish_pending() == 0
@@ -60,7 +60,7 @@ async def test_kafka_away_leaves_events_for_the_next_pass() -> None:
 async def test_a_login_whose_tokens_expired_is_not_announced() -> None:
     """Its sockets closed at their token's expiry: it is marked done without an event."""
     store, events = MemoryEndedSessionStore(), _Events()
-    await store.end(_ended(1, until=NOW - timedelta(seconds=1)))
+    await store.end([_ended(1, until=NOW - timedelta(seconds=1))])
     publisher = SessionEventPublisher(store, events, clock=lambda: NOW)
     assert await publisher.publish_pending() == 0
     assert events.sent == []

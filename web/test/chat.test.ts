@@ -30,6 +30,7 @@ function fakeTab(permission: Permission | null = "granted") {
     },
     show: (text, click) => tab.shown.push({ text, click }),
     dismiss: (tag) => tab.dismissed.push(tag),
+    dismissAll: () => tab.dismissed.push("*all*"),
   };
   return { tab, port };
 }
@@ -684,7 +685,7 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     expect(tab.titles.at(-1)).toBe("• chatstack");
   });
 
-  it("gives the tab its base title back on signing out, and sets no title after", async () => {
+  it("gives the tab its base title back on signing out, closes its notifications, and sets no title after", async () => {
     const { tab, port } = fakeTab();
     const s = await started(port);
     s.frame(msg(3, { to: ME }));
@@ -692,6 +693,7 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     expect(tab.titles.at(-1)).toBe("(1) chatstack");
     s.model.stop();
     expect(tab.titles.at(-1)).toBe("chatstack");
+    expect(tab.dismissed.at(-1)).toBe("*all*");
     s.frame(msg(4, { to: ME }));
     await flush();
     expect(tab.titles.at(-1)).toBe("chatstack");

@@ -159,6 +159,17 @@ describe("TokenKeeper", () => {
     expect(events.at(-1)).toEqual({ kind: "logged_out", reason: EVERYWHERE_REFUSED });
   });
 
+  it("does not take a busy answer (429) for a logout: the login is still there to end", async () => {
+    const s = server();
+    const busy = async (url: string, init?: RequestInit) =>
+      new URL(url).pathname === "/v1/auth/logout" ? json(429, { error: { code: "rate_limited", message: "slow down" } }) : s.fetchImpl(url, init);
+    const events: KeeperEvent[] = [];
+    const keeper = new TokenKeeper("http://h", busy, (e) => events.push(e), new FakeClock());
+    await keeper.login("ada@example.com", "pw");
+    expect(await keeper.logout()).toBe(false);
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: LOGOUT_UNCONFIRMED });
+  });
+
   it("says when the server could not be reached to end the login, and asks again when forced", async () => {
     const s = server();
     const events: KeeperEvent[] = [];

@@ -90,6 +90,8 @@ describe("tabAttention", () => {
     tab.dismiss("g1");
     tab.dismiss("nothing shown");
     expect(made.map((n) => n.closed)).toEqual([true, false]);
+    tab.dismissAll();
+    expect(made.map((n) => n.closed)).toEqual([true, true]);
   });
 
   it("shrugs off a browser that has Notification but will not construct one (Chrome on Android)", () => {

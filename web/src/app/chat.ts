@@ -114,6 +114,8 @@ export interface Attention {
   show(text: NotificationText, open: () => void): void;
   /** Closes what this page showed with that tag: its conversation is on screen now. */
   dismiss(tag: string): void;
+  /** Closes everything this page showed: signed out, its texts must not stay on screen. */
+  dismissAll(): void;
 }
 
 const READ_DEBOUNCE_MS = 400;
@@ -253,7 +255,10 @@ export class ChatModel extends Observable {
     // Signed out: the tab says nothing of this account any more.
     this.unwatchTitle?.();
     this.unwatchTitle = null;
-    if (this.attention) this.attention.title(this.attention.base);
+    if (this.attention) {
+      this.attention.title(this.attention.base);
+      this.attention.dismissAll();
+    }
   }
 
   // --- reading -----------------------------------------------------------------------------

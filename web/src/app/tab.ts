@@ -44,6 +44,10 @@ export function tabAttention(win: TabWindow): Attention {
         // Chrome on Android has `Notification` but only lets a service worker show one.
       }
     },
+    dismissAll: () => {
+      for (const made of shown.values()) made.close();
+      shown.clear();
+    },
     dismiss: (tag) => {
       const made = shown.get(tag);
       if (made === undefined) return;

@@ -58,7 +58,7 @@ export const LOGOUT_UNCONFIRMED =
   "You are logged out on this page, but the server could not be reached to end the login. It will be ended the next time this app is opened online; until then, do not leave this browser to someone else.";
 
 export const EVERYWHERE_REFUSED =
-  "You logged out here, but this login had already ended when it asked for your other devices, so they may still be logged in. Log in and choose “Log out everywhere” again to be sure.";
+  "You logged out here, but this login had already ended when it asked for your other devices, so they may still be logged in. Log in and choose “Log out everywhere” again.";
 
 // A rotation answered 409 (another tab's rotation of the same cookie won) is asked again this often.
 const CONCURRENT_RETRIES = 4;
@@ -158,8 +158,9 @@ export class TokenKeeper {
         const body = everywhere ? { everywhere: true } : {};
         await this.lock(() => postJson<void>(this.fetchImpl, `${this.base}/v1/auth/logout`, body));
       } catch (err) {
-        // A 4xx means there is no login left to end (revoked, expired, never there).
-        confirmed = err instanceof ApiError && err.status >= 400 && err.status < 500;
+        // 401 means there is no login left to end (revoked, expired, never there). Anything
+        // else (429 from the edge, a 5xx, no answer) left the cookie's login as it was.
+        confirmed = err instanceof ApiError && err.status === 401;
         // This login had ended already, so it could not speak for the others.
         if (confirmed && everywhere) reason = EVERYWHERE_REFUSED;
       }
