@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from chatcore.errors import Unavailable
@@ -88,8 +88,10 @@ class KafkaSessionEvents:
         self._wall_clock = wall_clock
         self._producer: EventProducer | None = None
 
-    async def session_ended(self, user_id: str, session_id: str) -> None:
-        value = encode_session_ended(user_id, session_id, ts_ms=int(self._wall_clock() * 1000))
+    async def sessions_ended(self, ended: Sequence[tuple[str, str]]) -> None:
+        """One ``session_ended`` event per (user id, session id), sent together (the producer
+        batches them); raises unless Kafka acknowledged every one."""
+        ts_ms = int(self._wall_clock() * 1000)
         headers = [("correlation_id", new_request_id().encode())]
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -97,8 +99,17 @@ class KafkaSessionEvents:
                     producer = self._make_producer()
                     self._producer = producer
                     await producer.start()
-                await self._producer.send_and_wait(
-                    EVENTS_TOPIC, value=value, key=user_id.encode(), headers=headers
+                sending = self._producer
+                await asyncio.gather(
+                    *(
+                        sending.send_and_wait(
+                            EVENTS_TOPIC,
+                            value=encode_session_ended(user_id, session_id, ts_ms=ts_ms),
+                            key=user_id.encode(),
+                            headers=headers,
+                        )
+                        for user_id, session_id in ended
+                    )
                 )
         except BaseException:
             # A producer that failed once (not started, broker gone) is not trusted again.

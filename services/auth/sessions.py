@@ -58,8 +58,9 @@ class EndedSessionStore(Protocol):
 
 
 class SessionEvents(Protocol):
-    async def session_ended(self, user_id: str, session_id: str) -> None:
-        """Publish one ``session_ended`` event; raises when Kafka did not acknowledge it."""
+    async def sessions_ended(self, ended: Sequence[tuple[str, str]]) -> None:
+        """Publish a ``session_ended`` event per (user id, session id); raises unless Kafka
+        acknowledged every one."""
 
 
 def _ended(doc: Document) -> EndedSession:
@@ -139,27 +140,28 @@ class SessionEventPublisher:
         self._woken.set()
 
     async def publish_pending(self) -> int:
-        """One pass over the unpublished events; the number published. Stops at a failure."""
+        """One pass over the unpublished events; the number published. Stops at a failure.
+
+        Each page of events goes out together, so one user's many logins (a logout everywhere)
+        cost one round trip to Kafka per page, not one per login, and others' wait little.
+        """
         sent = 0
         while True:
             pending = await self._store.unpublished(_BATCH)
             now = self._clock()
-            for session in pending:
-                if session.until <= now:
-                    # Its sockets closed when their tokens expired: nothing left to announce.
-                    await self._store.published(session.session_id)
-                    continue
+            # Those whose tokens all expired closed their sockets then: nothing to announce.
+            live = [e for e in pending if e.until > now]
+            if live:
                 try:
-                    await self._events.session_ended(session.user_id, session.session_id)
+                    await self._events.sessions_ended([(e.user_id, e.session_id) for e in live])
                 except Exception as exc:  # Kafka away: the next pass tries again
                     _log.warning(
-                        "session_event_unpublished",
-                        user_id=session.user_id,
-                        error=type(exc).__name__,
+                        "session_events_unpublished", events=len(live), error=type(exc).__name__
                     )
                     return sent
+            for session in pending:
                 await self._store.published(session.session_id)
-                sent += 1
+            sent += len(live)
             if len(pending) < _BATCH:
                 return sent
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,17 +15,20 @@ from tests.unit.auth_fakes import FakeBroker, MemoryEndedSessionStore
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 ADA = "a" * 32
+BOB = "b" * 32
 
 
 class _Events:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.calls = 0
         self.down = False
 
-    async def session_ended(self, user_id: str, session_id: str) -> None:
+    async def sessions_ended(self, ended: Sequence[tuple[str, str]]) -> None:
+        self.calls += 1
         if self.down:
             raise ConnectionError("broker unreachable")
-        self.sent.append((user_id, session_id))
+        self.sent.extend(ended)
 
 
 def _ended(n: int, *, until: datetime = NOW + timedelta(minutes=15)) -> EndedSession:
@@ -39,6 +43,7 @@ async def test_pending_events_are_sent_once_and_marked_published() -> None:
     publisher = SessionEventPublisher(store, events, clock=lambda: NOW)
     assert await publisher.publish_pending() == 250
     assert sorted(events.sent) == sorted((ADA, f"{n:032x}") for n in range(250))
+    assert events.calls == 3  # a page of them at a time
     assert await publisher.publish_pending() == 0
     assert len(events.sent) == 250
 
@@ -72,13 +77,14 @@ async def test_one_producer_serves_every_event_and_is_replaced_after_a_failure()
     broker = FakeBroker(down_starts=1)
     events = KafkaSessionEvents(broker.producer, timeout_s=1.0, wall_clock=lambda: 1.8e9)
     with pytest.raises(ConnectionError):
-        await events.session_ended(ADA, "1" * 32)
+        await events.sessions_ended([(ADA, "1" * 32)])
     assert broker.producers[0].stopped
-    await events.session_ended(ADA, "2" * 32)
-    await events.session_ended(ADA, "3" * 32)
+    await events.sessions_ended([(ADA, "2" * 32), (BOB, "4" * 32)])
+    await events.sessions_ended([(ADA, "3" * 32)])
     assert len(broker.producers) == 2
     assert broker.producers[1].started
-    [(topic, key, value), _] = broker.records
+    [(topic, key, value), (_, bob_key, _), _] = broker.records
+    assert bob_key == BOB.encode()
     assert value is not None
     event = chat_pb2.MembershipEvent.FromString(value)
     assert (topic, key) == (EVENTS_TOPIC, ADA.encode())
