@@ -385,7 +385,13 @@ describe("chat in two browsers", () => {
     const here = await logInAgain(browser, cy);
     const elsewhere = await logInAgain(browser, cy);
     await openTeam(elsewhere, team);
+    // The question takes focus (on Cancel), Esc takes it back to where it was asked from.
     await here.getByRole("button", { name: "Log out everywhere…" }).click();
+    const focused = () => here.evaluate(() => document.activeElement?.textContent);
+    await expect.poll(focused, { timeout: 5_000 }).toBe("Cancel");
+    await here.keyboard.press("Escape");
+    await expect.poll(focused, { timeout: 5_000 }).toBe("Log out everywhere…");
+    await here.keyboard.press("Enter");
     await here.getByRole("group", { name: "Log out everywhere" }).getByRole("button", { name: "Log out everywhere" }).click();
     await here.getByText("You logged out on every device.").waitFor();
     // The other browser shares no cookie with this one: its socket is closed (session ended),

@@ -644,6 +644,7 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     s.frame(msg(4, { to: ME }));
     s.frame(msg(5, { channel_id: OTHER, data: `<@${ME}> look` }));
     await flush();
+    expect(s.model.mentionsWaiting()).toBe(2);
     s.model.markSeen(3, true); // the team's list: the mark stops below the DM
     await flush();
     s.model.openConversation(BOB);
@@ -654,6 +655,7 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     await flush();
     // Each title once, in order: an unchanged title is not set again.
     expect(tab.titles).toEqual(["chatstack", "• chatstack", "(2) chatstack", "(1) chatstack", "chatstack"]);
+    expect(s.model.mentionsWaiting()).toBe(0); // what the phone's ☰ shows, the same number
   });
 
   it("closes a conversation's notifications once it is on screen: opened, or the page shown again", async () => {
@@ -786,9 +788,39 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     s.frame(msg(4, { to: ME }));
     s.frame(msg(5, { data: `<@${ME}>` }));
     expect(tab.shown.map((n) => n.text.tag)).toEqual([`chatstack:${TEAM}:${BOB}`, `chatstack:${TEAM}:*`]);
+    expect(tab.shown[0]?.text.body).toBe("text 3");
+  });
+
+  it("shows the latest of a burst when the quiet window ends, in place of the first", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    s.frame(msg(3, { to: ME, data: "hey" }));
+    s.clock.advance(1500);
+    s.frame(msg(4, { to: ME, data: "are you there" }));
+    s.frame(msg(5, { to: ME, data: "URGENT: checkout is failing" }));
+    expect(tab.shown.map((n) => n.text.body)).toEqual(["hey"]);
+    s.clock.advance(3500);
+    expect(tab.shown.map((n) => n.text.body)).toEqual(["hey", "URGENT: checkout is failing"]);
+    expect(new Set(tab.shown.map((n) => n.text.tag)).size).toBe(1); // it replaces the first
+    // A burst the reader looks at before its window ends is not shown afterwards.
+    s.frame(msg(6, { to: ME, data: "one more" }));
+    s.model.setPageVisible(true);
+    s.model.openConversation(BOB);
     s.clock.advance(5000);
-    s.frame(msg(6, { to: ME }));
-    expect(tab.shown).toHaveLength(3);
+    expect(tab.shown).toHaveLength(2);
+  });
+
+  it("names a sender new to the page (someone just added) instead of showing Someone", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    const dan = "d".repeat(32);
+    s.server.users.set(dan, "Dan");
+    s.frame(msg(3, { from: dan, data: `<@${ME}> your numbers?` }));
+    await flush();
+    await flush();
+    expect(tab.shown.map((n) => n.text.title)).toEqual(["Dan in Core"]);
   });
 
   it("offers to turn notifications on only while the browser has not asked, and notifies once granted", async () => {

@@ -68,13 +68,31 @@ describe("AuthSession", () => {
     expect(w.asked.at(-1)).not.toHaveProperty("everywhere");
   });
 
-  it("forgets a pending logout once someone logs in: the cookie is a new login then", async () => {
+  it("finishes a pending logout before a login, with the cookie it was for, then forgets it", async () => {
+    let reachable = false;
+    const w = worker(() => reachable);
+    const storage = memoryStorage();
+    const session = new AuthSession(w.port, () => 0, storage);
+    await session.logout(true);
+    reachable = true; // back online: the user logs in again on the same page
+    await session.login("a@x", "pw");
+    await flush();
+    // The logout everywhere went out (forced, everywhere) before the login replaced the cookie.
+    expect(w.asked.map((r) => r.op)).toEqual(["logout", "logout", "login"]);
+    expect(w.asked[1]).toMatchObject({ op: "logout", force: true, everywhere: true });
+    expect(storage.items.size).toBe(0);
+    await session.resume();
+    expect(w.asked.at(-1)?.op).toBe("resume");
+  });
+
+  it("forgets a pending logout once someone logs in even while the server still cannot confirm it", async () => {
     const w = worker(() => false);
     const storage = memoryStorage();
     const session = new AuthSession(w.port, () => 0, storage);
     await session.logout();
     await session.login("a@x", "pw");
     await flush();
+    // The cookie is the new login now: asking to end "the pending one" would end that.
     expect(storage.items.size).toBe(0);
     await session.resume();
     expect(w.asked.at(-1)?.op).toBe("resume");

@@ -18,7 +18,17 @@ import {
 } from "../api/types";
 import { type Clock, pause } from "../auth/keeper";
 import type { SocketHandlers, SocketStatus } from "../net/socket";
-import { notificationText, notifies, plainBody, RateLimit, tabTitle, tagOf, type NotificationText } from "../state/attention";
+import {
+  conversationTag,
+  mentionedIds,
+  notificationText,
+  notifies,
+  plainBody,
+  RateLimit,
+  tabTitle,
+  tagOf,
+  type NotificationText,
+} from "../state/attention";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
 import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
@@ -157,6 +167,8 @@ export class ChatModel extends Observable {
   private readonly place: Place | undefined;
   private readonly attention: Attention | undefined;
   private readonly alerts = new RateLimit(NOTIFY_EVERY_MS);
+  /** Per notification tag, the latest message of a burst, shown when its quiet window ends. */
+  private readonly burstLatest = new Map<string, Message>();
   /** The title last given to the tab, so an unchanged one is not set again. */
   private shownTitle: string | null = null;
   private unwatchTitle: (() => void) | null = null;
@@ -1085,12 +1097,45 @@ export class ChatModel extends Observable {
    * the reader and they are not looking at its conversation (see state/attention.ts).
    */
   private alert(message: Message): void {
+    if (this.attention?.permission() !== "granted") return;
+    if (!notifies(message, this.me.id, this.lookingAt(message))) return;
+    // A sender or a mentioned member new to this page (someone just added) is looked up first:
+    // "Someone in Launch" says nothing.
+    const names = [message.from, ...mentionedIds(message)].filter((id) => !this.users.has(id));
+    if (names.length === 0) this.alertNow(message);
+    else void this.ensureUsers(names).then(() => this.alertNow(message));
+  }
+
+  private lookingAt(message: Message): boolean {
+    return this.pageVisible && message.channel_id === this.selectedTeam && conversationOf(message.to, message.from, this.me.id) === this.conversation;
+  }
+
+  /**
+   * Shows it, or, inside a conversation's quiet window, keeps it as the latest of a burst: when
+   * the window ends the latest replaces what was shown (same tag), unless the reader is looking.
+   */
+  private alertNow(message: Message): void {
     const attention = this.attention;
-    if (attention?.permission() !== "granted") return;
-    const looking = this.pageVisible && message.channel_id === this.selectedTeam && conversationOf(message.to, message.from, this.me.id) === this.conversation;
-    if (!notifies(message, this.me.id, looking)) return;
+    if (!attention || this.stopped) return;
+    const tag = conversationTag(message, this.me.id);
+    const now = this.clock.now();
+    if (this.alerts.allow(tag, now)) {
+      this.showAlert(attention, message);
+      return;
+    }
+    const waiting = this.burstLatest.has(tag);
+    this.burstLatest.set(tag, message);
+    if (waiting) return;
+    this.clock.setTimeout(() => {
+      const latest = this.burstLatest.get(tag);
+      this.burstLatest.delete(tag);
+      if (!latest || this.stopped || this.lookingAt(latest)) return;
+      if (this.alerts.allow(tag, this.clock.now())) this.showAlert(attention, latest);
+    }, this.alerts.wait(tag, now));
+  }
+
+  private showAlert(attention: Attention, message: Message): void {
     const text = notificationText(message, this.me.id, { user: (id) => this.users.get(id)?.name, team: (id) => this.teams.get(id)?.name });
-    if (!this.alerts.allow(text.tag, this.clock.now())) return;
     attention.show(text, () => this.reveal(message));
   }
 
@@ -1102,6 +1147,11 @@ export class ChatModel extends Observable {
     const conversation = conversationOf(message.to, message.from, this.me.id);
     if (this.conversation !== conversation) this.openConversation(conversation);
     if (message.thread_id) this.openThread(message.thread_id);
+  }
+
+  /** Mentions (DMs to the reader among them) waiting in every team: the title's number. */
+  mentionsWaiting(): number {
+    return [...this.teams.keys()].reduce((sum, id) => sum + Math.max(0, this.read(id).mentions), 0);
   }
 
   private showTitle(): void {

@@ -57,6 +57,9 @@ const SOMEONE_ELSE = "Someone else logged in on this browser. Log in again.";
 export const LOGOUT_UNCONFIRMED =
   "You are logged out on this page, but the server could not be reached to end the login. It will be ended the next time this app is opened online; until then, do not leave this browser to someone else.";
 
+export const LOGOUT_EVERYWHERE_UNCONFIRMED =
+  "You are logged out on this page, but the server could not be reached, so your other devices are still logged in. Their logout will be finished the next time this app is opened or logged into online.";
+
 export const EVERYWHERE_REFUSED =
   "You logged out here, but this login had already ended when it asked for your other devices, so they may still be logged in. Log in and choose “Log out everywhere” again.";
 
@@ -165,7 +168,8 @@ export class TokenKeeper {
         if (confirmed && everywhere) reason = EVERYWHERE_REFUSED;
       }
     }
-    this.emit({ kind: "logged_out", reason: confirmed ? reason : LOGOUT_UNCONFIRMED });
+    const unconfirmed = everywhere ? LOGOUT_EVERYWHERE_UNCONFIRMED : LOGOUT_UNCONFIRMED;
+    this.emit({ kind: "logged_out", reason: confirmed ? reason : unconfirmed });
     return confirmed;
   }
 

@@ -49,9 +49,17 @@ export class AuthSession implements TokenSource {
     return this.grant?.user ?? null;
   }
 
-  // A new login replaces the cookie: the old login is out of every reach, nothing left to end.
-  login = (email: string, password: string) => this.ask({ op: "login", email, password }).then((g) => this.fresh(g));
-  register = (email: string, password: string, name: string) => this.ask({ op: "register", email, password, name }).then((g) => this.fresh(g));
+  // A logout the server never confirmed is finished first, with the cookie it was for: the new
+  // login replaces that cookie, and a logout everywhere left behind would leave the user's other
+  // devices signed in for good.
+  login = async (email: string, password: string) => {
+    await this.finishPendingLogout();
+    return this.fresh(await this.ask({ op: "login", email, password }));
+  };
+  register = async (email: string, password: string, name: string) => {
+    await this.finishPendingLogout();
+    return this.fresh(await this.ask({ op: "register", email, password, name }));
+  };
   /**
    * Ends the session (`everywhere`: every login of the user, on every device); when the server
    * cannot be reached, remembers to end it later.
@@ -66,14 +74,18 @@ export class AuthSession implements TokenSource {
    * still holds that login, and whoever opens the page next must not walk into it.
    */
   resume = async (): Promise<AccessGrant | null> => {
-    const pending = this.storage?.getItem(LOGOUT_PENDING) ?? null;
-    if (pending !== null) {
-      const everywhere = pending === EVERYWHERE;
-      this.remember(await this.endLogin(true, everywhere), everywhere);
-      return null;
-    }
+    if (await this.finishPendingLogout()) return null;
     return this.askMaybe({ op: "resume" });
   };
+
+  /** Asks again for a logout the server never confirmed; whether there was one. */
+  private async finishPendingLogout(): Promise<boolean> {
+    const pending = this.storage?.getItem(LOGOUT_PENDING) ?? null;
+    if (pending === null) return false;
+    const everywhere = pending === EVERYWHERE;
+    this.remember(await this.endLogin(true, everywhere), everywhere);
+    return true;
+  }
 
   async token(): Promise<string> {
     if (this.grant && this.grant.expiresAt - this.now() > 5000) return this.grant.accessToken;

@@ -61,6 +61,12 @@ const ATTACHMENT: Record<Exclude<Message["type"], "text">, string> = {
 };
 
 const MENTION = /<@([0-9a-f]{32})>/gi;
+
+/** The members a text mentions (`<@id>`), lower-cased; none for an attachment. */
+export function mentionedIds(message: Message): string[] {
+  if (message.type !== "text") return [];
+  return [...message.data.matchAll(MENTION)].map((m) => (m[1] ?? "").toLowerCase());
+}
 // Control characters (newlines and tabs among them) and runs of spaces become one space.
 const BLANKS = /[\u0000-\u0020\u007f-\u009f\u2028\u2029]+/g;
 
@@ -102,6 +108,12 @@ export class RateLimit {
   private readonly last = new Map<string, number>();
 
   constructor(private readonly windowMs: number) {}
+
+  /** How long until one may go out for `key` (0: now). */
+  wait(key: string, now: number): number {
+    const before = this.last.get(key);
+    return before === undefined ? 0 : Math.max(0, this.windowMs - (now - before));
+  }
 
   /** Whether one may go out for `key` at `now`; if so, it counts as gone out. */
   allow(key: string, now: number): boolean {

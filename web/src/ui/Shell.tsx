@@ -34,12 +34,20 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
   }, [model]);
 
   const panel = team && model.threadRoot ? "thread" : team && teamPanel ? "team" : null;
+  // On a phone the sidebar (and its badges) is behind ☰, and no tab title shows: ☰ says it.
+  const waiting = model.mentionsWaiting();
   const reconnecting = model.status === "reconnecting";
   return (
     <div class={`shell${drawer ? " drawer-open" : ""}${panel ? " with-panel" : ""}`}>
       <header class="topbar">
-        <button type="button" class="icon drawer-toggle" aria-label="Teams and conversations" aria-expanded={drawer} onClick={() => setDrawer(!drawer)}>
-          ☰
+        <button
+          type="button"
+          class="icon drawer-toggle"
+          aria-label={waiting > 0 ? `Teams and conversations, ${waiting === 1 ? "1 mention" : `${waiting} mentions`} waiting` : "Teams and conversations"}
+          aria-expanded={drawer}
+          onClick={() => setDrawer(!drawer)}
+        >
+          ☰{waiting > 0 && <span class="badge mention toggle-badge">{waiting}</span>}
         </button>
         <h1 class="brand">chatstack</h1>
         <span class={`conn ${model.status}`} role="status" data-relay={model.relay ?? ""}>

@@ -1,7 +1,7 @@
 // Teams with their unread and mention badges, a form to create one, the open team's
 // conversations (the team itself and a DM with each member: presence dot, unseen count), and at
 // its foot the offer to turn on desktop notifications and "Log out everywhere".
-import { useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { ChatModel } from "../app/chat";
 import { checkTeam, type FieldErrors, parseTags, type TeamField } from "../text/teamform";
 import { FieldError, invalidProps } from "./FieldError";
@@ -13,6 +13,16 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
   const [creating, setCreating] = useState(false);
   // "Log out everywhere" ends this device's login too: asked once more before it is done.
   const [confirmEverywhere, setConfirmEverywhere] = useState(false);
+  const cancelRef = useRef<HTMLButtonElement>(null);
+  const askRef = useRef<HTMLButtonElement>(null);
+  const asked = useRef(false);
+  // Focus goes into the question when it opens (on Cancel: nothing is done by a stray Enter),
+  // and back to where it was asked from when it closes.
+  useLayoutEffect(() => {
+    if (confirmEverywhere) cancelRef.current?.focus();
+    else if (asked.current) askRef.current?.focus();
+    asked.current = confirmEverywhere;
+  }, [confirmEverywhere]);
   const [name, setName] = useState("");
   const [icon, setIcon] = useState("");
   const [tags, setTags] = useState("");
@@ -179,17 +189,26 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
           </button>
         )}
         {confirmEverywhere ? (
-          <div class="confirm small" role="group" aria-label="Log out everywhere">
+          <div
+            class="confirm small"
+            role="group"
+            aria-label="Log out everywhere"
+            onKeyDown={(e) => {
+              if (e.key !== "Escape") return;
+              e.preventDefault(); // the page's own Esc (panels, drawer) waits for the next one
+              setConfirmEverywhere(false);
+            }}
+          >
             <p>Log out on every device and browser, this one included?</p>
             <button type="button" class="danger" onClick={props.onLogoutEverywhere}>
               Log out everywhere
             </button>{" "}
-            <button type="button" class="ghost" onClick={() => setConfirmEverywhere(false)}>
+            <button type="button" class="ghost" ref={cancelRef} onClick={() => setConfirmEverywhere(false)}>
               Cancel
             </button>
           </div>
         ) : (
-          <button type="button" class="link small" onClick={() => setConfirmEverywhere(true)}>
+          <button type="button" class="link small" ref={askRef} onClick={() => setConfirmEverywhere(true)}>
             Log out everywhere…
           </button>
         )}
