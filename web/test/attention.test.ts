@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BODY_MAX, conversationTag, notificationText, notifies, plainBody, RateLimit, tabTitle } from "../src/state/attention";
+import { BODY_MAX, conversationTag, mentionedIds, notificationText, notifies, OtherTabs, plainBody, RateLimit, tabNews, tabTitle } from "../src/state/attention";
 import { BOB, ME, msg, TEAM } from "./fixtures";
 
 const OTHER = "o".repeat(31) + "2";
@@ -135,5 +135,31 @@ describe("RateLimit", () => {
     for (let i = 0; i < 150; i++) limit.allow(`old${i}`, i);
     expect(limit.allow("recent", 12_000)).toBe(false);
     expect(limit.allow("old1", 12_000)).toBe(true);
+  });
+});
+
+describe("other tabs", () => {
+  it("reads only well-formed news from another tab", () => {
+    expect(tabNews({ kind: "ask" })).toEqual({ kind: "ask" });
+    expect(tabNews({ kind: "looking", tab: "t1", tag: "chatstack:a:*" })).toEqual({ kind: "looking", tab: "t1", tag: "chatstack:a:*" });
+    expect(tabNews({ kind: "looking", tab: "t1", tag: null })).toEqual({ kind: "looking", tab: "t1", tag: null });
+    for (const bad of [null, "ask", 7, { kind: "looking", tab: 1, tag: null }, { kind: "looking", tab: "t", tag: 3 }, { kind: "other" }]) {
+      expect(tabNews(bad)).toBeNull();
+    }
+  });
+
+  it("knows which conversation another tab shows until it says otherwise or falls silent", () => {
+    const others = new OtherTabs(1000);
+    others.note("t1", "x", 0);
+    others.note("t2", "y", 0);
+    expect([others.looking("x", 500), others.looking("y", 500), others.looking("z", 500)]).toEqual([true, true, false]);
+    others.note("t1", null, 600);
+    expect(others.looking("x", 700)).toBe(false);
+    expect(others.looking("y", 1001)).toBe(false); // silent too long: closed without a word
+  });
+
+  it("lists the members a text mentions, and none for an attachment", () => {
+    expect(mentionedIds(msg(1, { data: `<@${ME}> and <@${BOB.toUpperCase()}>` }))).toEqual([ME, BOB]);
+    expect(mentionedIds(msg(1, { type: "file", data: "f".repeat(32) }))).toEqual([]);
   });
 });

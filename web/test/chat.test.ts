@@ -20,6 +20,8 @@ function fakeTab(permission: Permission | null = "granted") {
     titles: [] as string[],
     shown: [] as { text: NotificationText; click: () => void }[],
     dismissed: [] as string[],
+    lookingHere: [] as (string | null)[],
+    elsewhere: new Set<string>(),
   };
   const port: Attention = {
     base: "chatstack",
@@ -31,6 +33,8 @@ function fakeTab(permission: Permission | null = "granted") {
     show: (text, click) => tab.shown.push({ text, click }),
     dismiss: (tag) => tab.dismissed.push(tag),
     dismissAll: () => tab.dismissed.push("*all*"),
+    looking: (tag) => tab.lookingHere.push(tag),
+    lookedAtElsewhere: (tag) => tab.elsewhere.has(tag),
   };
   return { tab, port };
 }
@@ -789,6 +793,27 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     s.frame(msg(5, { data: `<@${ME}>` }));
     expect(tab.shown.map((n) => n.text.tag)).toEqual([`chatstack:${TEAM}:${BOB}`, `chatstack:${TEAM}:*`]);
     expect(tab.shown[0]?.text.body).toBe("text 3");
+  });
+
+  it("does not notify what another tab has on screen, and tells the others what this one shows", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    expect(tab.lookingHere.at(-1)).toBeNull();
+    tab.elsewhere.add(`chatstack:${TEAM}:${BOB}`);
+    s.frame(msg(3, { to: ME }));
+    await flush();
+    expect(tab.shown).toEqual([]);
+    tab.elsewhere.clear();
+    s.frame(msg(4, { to: ME }));
+    await flush();
+    expect(tab.shown).toHaveLength(1);
+    s.model.setPageVisible(true);
+    s.model.openConversation(BOB);
+    await flush();
+    expect(tab.lookingHere.at(-1)).toBe(`chatstack:${TEAM}:${BOB}`);
+    s.model.stop();
+    expect(tab.lookingHere.at(-1)).toBeNull();
   });
 
   it("shows the latest of a burst when the quiet window ends, in place of the first", async () => {

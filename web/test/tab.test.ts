@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Permission } from "../src/app/chat";
-import { type TabWindow, tabAttention } from "../src/app/tab";
+import { type TabChannel, type TabWindow, tabAttention } from "../src/app/tab";
 
 /** A window with a title, focus, and (unless `notifications` is false) a Notification stand-in. */
 function fakeWindow(permission: Permission = "default", notifications = true) {
@@ -33,6 +33,9 @@ function fakeWindow(permission: Permission = "default", notifications = true) {
   const win: TabWindow = {
     document: { title: "chatstack" },
     focus: () => log.push("focus"),
+    now: () => 0,
+    setInterval: () => undefined,
+    addEventListener: () => undefined,
     ...(notifications ? { Notification: FakeNotification } : {}),
   };
   return { win, made, log, state };
@@ -92,6 +95,34 @@ describe("tabAttention", () => {
     expect(made.map((n) => n.closed)).toEqual([true, false]);
     tab.dismissAll();
     expect(made.map((n) => n.closed)).toEqual([true, true]);
+  });
+
+  it("tells the other tabs what it shows, and hears what they show, a new tab included", () => {
+    // A BroadcastChannel between tabs: a message reaches every tab but the sender.
+    const channels: TabChannel[] = [];
+    const hub = () => {
+      const ch: TabChannel = {
+        onmessage: null,
+        postMessage: (news) => channels.filter((c) => c !== ch).forEach((c) => c.onmessage?.({ data: structuredClone(news) })),
+      };
+      channels.push(ch);
+      return ch;
+    };
+    const leaving: (() => void)[] = [];
+    const tabOf = () =>
+      tabAttention({ ...fakeWindow("granted").win, channel: hub(), addEventListener: (_type, fn) => void leaving.push(fn) });
+    const first = tabOf();
+    first.looking("chatstack:t:bob");
+    const second = tabOf(); // asks when it opens: the first says again
+    expect(second.lookedAtElsewhere("chatstack:t:bob")).toBe(true);
+    expect(second.lookedAtElsewhere("chatstack:t:*")).toBe(false);
+    expect(first.lookedAtElsewhere("chatstack:t:bob")).toBe(false); // not itself
+    first.looking(null);
+    expect(second.lookedAtElsewhere("chatstack:t:bob")).toBe(false);
+    second.looking("chatstack:t:*");
+    expect(first.lookedAtElsewhere("chatstack:t:*")).toBe(true);
+    leaving[1]?.(); // the second tab closes
+    expect(first.lookedAtElsewhere("chatstack:t:*")).toBe(false);
   });
 
   it("shrugs off a browser that has Notification but will not construct one (Chrome on Android)", () => {

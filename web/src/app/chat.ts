@@ -126,6 +126,10 @@ export interface Attention {
   dismiss(tag: string): void;
   /** Closes everything this page showed: signed out, its texts must not stay on screen. */
   dismissAll(): void;
+  /** Tells the app's other tabs which conversation this one has on screen (null: none). */
+  looking(tag: string | null): void;
+  /** Whether another tab of the app has that conversation on screen. */
+  lookedAtElsewhere(tag: string): boolean;
 }
 
 const READ_DEBOUNCE_MS = 400;
@@ -220,7 +224,12 @@ export class ChatModel extends Observable {
     this.place = deps.place;
     this.attention = deps.attention;
     // The title follows every change: live messages, reads here or elsewhere, resumes.
-    if (this.attention) this.unwatchTitle = this.subscribe(() => this.showTitle());
+    if (this.attention) {
+      this.unwatchTitle = this.subscribe(() => {
+        this.showTitle();
+        this.tellLooking();
+      });
+    }
     this.typing = new TypingState(this.me.id);
     this.users.set(this.me.id, this.me);
     // Buffering starts at the frame that asks for a resume, not when the resume first runs.
@@ -270,6 +279,7 @@ export class ChatModel extends Observable {
     if (this.attention) {
       this.attention.title(this.attention.base);
       this.attention.dismissAll();
+      this.attention.looking(null);
     }
   }
 
@@ -482,6 +492,13 @@ export class ChatModel extends Observable {
   setPageVisible(visible: boolean): void {
     this.pageVisible = visible;
     this.dismissShown();
+    this.tellLooking();
+  }
+
+  /** The other tabs hear which conversation this one shows, so that they do not notify it. */
+  private tellLooking(): void {
+    if (this.stopped) return;
+    this.attention?.looking(this.pageVisible && this.selectedTeam ? tagOf(this.selectedTeam, this.conversation) : null);
   }
 
   /** The open conversation is on screen: its desktop notifications have said what they had to. */
@@ -1106,8 +1123,10 @@ export class ChatModel extends Observable {
     else void this.ensureUsers(names).then(() => this.alertNow(message));
   }
 
+  /** Whether the reader has the message's conversation on screen, here or in another tab. */
   private lookingAt(message: Message): boolean {
-    return this.pageVisible && message.channel_id === this.selectedTeam && conversationOf(message.to, message.from, this.me.id) === this.conversation;
+    const here = this.pageVisible && message.channel_id === this.selectedTeam && conversationOf(message.to, message.from, this.me.id) === this.conversation;
+    return here || (this.attention?.lookedAtElsewhere(conversationTag(message, this.me.id)) ?? false);
   }
 
   /**

@@ -2,12 +2,26 @@
 // notifications. Thin on purpose: what to say and when is decided in state/attention.ts and
 // app/chat.ts, which tests drive with a fake of this.
 import type { Attention, Permission } from "./chat";
-import type { NotificationText } from "../state/attention";
+import { type NotificationText, OtherTabs, type TabNews, tabNews } from "../state/attention";
+
+/** The app's other tabs: a BroadcastChannel in the app. */
+export interface TabChannel {
+  postMessage(news: TabNews): void;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+}
+
+// A tab repeats what it shows this often; one silent for three times as long is gone.
+const LOOKING_EVERY_MS = 60_000;
 
 /** What of the browser this needs; `window` in the app, a stand-in in tests. */
 export interface TabWindow {
   document: { title: string };
   focus(): void;
+  /** Where the other tabs are; none: this tab knows only itself. */
+  channel?: TabChannel;
+  now(): number;
+  setInterval(fn: () => void, ms: number): unknown;
+  addEventListener(type: "pagehide", fn: () => void): void;
   Notification?: {
     readonly permission: Permission;
     requestPermission(): Promise<Permission>;
@@ -21,6 +35,24 @@ export function tabAttention(win: TabWindow): Attention {
   const api = win.Notification;
   // What this page shows, by tag, to close when its conversation is opened.
   const shown = new Map<string, { close(): void }>();
+  const me = Math.random().toString(36).slice(2);
+  const others = new OtherTabs(3 * LOOKING_EVERY_MS);
+  let mine: string | null = null;
+  const channel = win.channel;
+  const say = () => channel?.postMessage({ kind: "looking", tab: me, tag: mine });
+  if (channel) {
+    channel.onmessage = (ev) => {
+      const news = tabNews(ev.data);
+      if (news?.kind === "ask") say();
+      else if (news && news.tab !== me) others.note(news.tab, news.tag, win.now());
+    };
+    channel.postMessage({ kind: "ask" }); // a new tab learns what the others show
+    win.setInterval(say, LOOKING_EVERY_MS);
+    win.addEventListener("pagehide", () => {
+      mine = null;
+      say();
+    });
+  }
   return {
     base,
     title: (text) => {
@@ -44,6 +76,12 @@ export function tabAttention(win: TabWindow): Attention {
         // Chrome on Android has `Notification` but only lets a service worker show one.
       }
     },
+    looking: (tag) => {
+      if (tag === mine) return;
+      mine = tag;
+      say();
+    },
+    lookedAtElsewhere: (tag) => others.looking(tag, win.now()),
     dismissAll: () => {
       for (const made of shown.values()) made.close();
       shown.clear();

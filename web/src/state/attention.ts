@@ -126,3 +126,40 @@ export class RateLimit {
     return true;
   }
 }
+
+/** What one tab tells the app's other tabs (a BroadcastChannel between them). */
+export type TabNews = { kind: "looking"; tab: string; tag: string | null } | { kind: "ask" };
+
+/** A message from another tab as `TabNews`, or null when it is not one. */
+export function tabNews(data: unknown): TabNews | null {
+  if (typeof data !== "object" || data === null) return null;
+  const d = data as Record<string, unknown>;
+  if (d.kind === "ask") return { kind: "ask" };
+  if (d.kind !== "looking" || typeof d.tab !== "string") return null;
+  if (d.tag !== null && typeof d.tag !== "string") return null;
+  return { kind: "looking", tab: d.tab, tag: d.tag };
+}
+
+/**
+ * Which conversation each of the app's other tabs has on screen, as they last said: a message
+ * the reader is reading in one tab must not make another tab notify it. A tab that said nothing
+ * for `maxAgeMs` (closed without a word) no longer counts.
+ */
+export class OtherTabs {
+  private readonly said = new Map<string, { tag: string; at: number }>();
+
+  constructor(private readonly maxAgeMs: number) {}
+
+  note(tab: string, tag: string | null, at: number): void {
+    if (tag === null) this.said.delete(tab);
+    else this.said.set(tab, { tag, at });
+  }
+
+  looking(tag: string, now: number): boolean {
+    for (const [tab, s] of this.said) {
+      if (now - s.at > this.maxAgeMs) this.said.delete(tab);
+      else if (s.tag === tag) return true;
+    }
+    return false;
+  }
+}

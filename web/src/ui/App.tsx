@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Api } from "../api/client";
 import { ChatModel } from "../app/chat";
-import { tabAttention } from "../app/tab";
+import { type TabChannel, tabAttention } from "../app/tab";
 import { realClock } from "../auth/keeper";
 import { AuthSession, type Port } from "../auth/session";
 import { ChatSocket, type WireSocket } from "../net/socket";
@@ -38,7 +38,20 @@ export function App() {
     [],
   );
   // Made once, before any title is set: it keeps index.html's as the title with nothing waiting.
-  const attention = useMemo(() => tabAttention(window), []);
+  const attention = useMemo(
+    () =>
+      tabAttention({
+        document,
+        focus: () => window.focus(),
+        now: () => Date.now(),
+        setInterval: (fn, ms) => window.setInterval(fn, ms),
+        addEventListener: (type, fn) => window.addEventListener(type, fn),
+        ...("Notification" in window ? { Notification: window.Notification } : {}),
+        // Tabs tell each other what they show, so one does not notify what another shows.
+        ...(typeof BroadcastChannel === "function" ? { channel: new BroadcastChannel("chatstack-attention") as unknown as TabChannel } : {}),
+      }),
+    [],
+  );
   const [model, setModel] = useState<ChatModel | null>(null);
   const [reason, setReason] = useState<string | null>(null);
   const [resuming, setResuming] = useState(true);
