@@ -157,14 +157,14 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
 
     async def _memberships(self, user_id: str) -> chat_pb2.GetMembershipsReply:
         """What a relay needs to greet the user's socket: teams, unread counts, or disabled."""
-        # At once: a handshake storm waits on these lookups.
-        disabled, views, ended = await asyncio.gather(
-            self._directory.disabled(user_id),
-            self._directory.memberships(user_id),
-            self._directory.ended_sessions(user_id),
+        # Both at once: a handshake storm waits on these two lookups.
+        disabled, views = await asyncio.gather(
+            self._directory.disabled(user_id), self._directory.memberships(user_id)
         )
         if disabled:
             return chat_pb2.GetMembershipsReply(disabled=True)
+        # A set read whole at most once a second: almost always at hand, so no task of its own.
+        ended = await self._directory.ended_sessions(user_id)
         unread = await self._directory.unread(user_id, [v.channel_id for v in views])
         return chat_pb2.GetMembershipsReply(
             ended_sessions=ended,

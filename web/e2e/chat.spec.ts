@@ -349,7 +349,7 @@ describe("chat in two browsers", () => {
     await send(bob.page, text);
     await ada.page.waitForFunction(() => document.title === "(1) chatstack", undefined, { timeout: 10_000 });
     const recorded = () => ada.page.evaluate(() => (window as unknown as { __notifications: { title: string; body?: string; tag?: string }[] }).__notifications);
-    expect(await recorded()).toEqual([{ title: "Bob (direct message)", body: text, tag: expect.stringMatching(/^chatstack:/) }]);
+    expect(await recorded()).toEqual([{ title: `Bob (direct message in ${team})`, body: text, tag: expect.stringMatching(/^chatstack:/) }]);
 
     // Read: the number goes.
     await ada.page.getByRole("button", { name: /^Direct messages with Bob/ }).click();

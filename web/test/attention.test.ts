@@ -62,7 +62,7 @@ describe("notifies", () => {
 
 describe("notificationText", () => {
   it("titles a DM with its sender, and says it is direct", () => {
-    expect(notificationText(msg(1, { to: ME, data: "lunch?" }), ME, names)).toEqual({ title: "Bob (direct message)", body: "lunch?", tag: `chatstack:${TEAM}:${BOB}` });
+    expect(notificationText(msg(1, { to: ME, data: "lunch?" }), ME, names)).toEqual({ title: "Bob (direct message in Core)", body: "lunch?", tag: `chatstack:${TEAM}:${BOB}` });
   });
 
   it("titles a team message with its sender and the team", () => {

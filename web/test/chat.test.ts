@@ -709,7 +709,7 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     const { tab, port } = fakeTab();
     const s = await started(port);
     s.frame(msg(3, { to: ME, data: "lunch?" }));
-    expect(tab.shown.map((n) => n.text)).toEqual([{ title: "Bob (direct message)", body: "lunch?", tag: `chatstack:${TEAM}:${BOB}` }]);
+    expect(tab.shown.map((n) => n.text)).toEqual([{ title: "Bob (direct message in Core)", body: "lunch?", tag: `chatstack:${TEAM}:${BOB}` }]);
   });
 
   it("notifies nothing while the reader looks at the conversation, and does once the page is hidden", async () => {

@@ -83,7 +83,9 @@ export function conversationTag(message: Message, me: string): string {
 /** A message as a notification: who and where in the title, the text (plain, shortened) below. */
 export function notificationText(message: Message, me: string, names: Names): NotificationText {
   const sender = names.user(message.from) ?? "Someone";
-  const title = message.to === me ? `${sender} (direct message)` : `${sender} in ${names.team(message.channel_id) ?? "a team"}`;
+  // A DM names its team too: someone in two teams with the reader has a DM in each.
+  const team = names.team(message.channel_id) ?? "a team";
+  const title = message.to === me ? `${sender} (direct message in ${team})` : `${sender} in ${team}`;
   return { title, body: plainBody(message, names), tag: conversationTag(message, me) };
 }
 
