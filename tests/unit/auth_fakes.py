@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from chatcore.errors import Conflict
+from chatcore.errors import Conflict, Unavailable
 from chatcore.schema import ID_RE
 from services.auth.sessions import EndedSession
 from services.auth.store import RefreshRecord, User
@@ -48,8 +48,11 @@ class MemoryEndedSessionStore:
     def __init__(self) -> None:
         self.ended: dict[str, EndedSession] = {}
         self.unacked: set[str] = set()
+        self.down = False  # every write fails, as with the database away
 
     async def end(self, sessions: Sequence[EndedSession]) -> None:
+        if self.down:
+            raise Unavailable("database error: AutoReconnect")
         for session in sessions:
             if session.session_id not in self.ended:
                 self.ended[session.session_id] = session

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client import CollectorRegistry
 
-from chatcore.errors import Conflict, Forbidden, RateLimited, Unauthorized
+from chatcore.errors import Conflict, Forbidden, RateLimited, Unauthorized, Unavailable
 from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.accounts import (
@@ -268,6 +268,23 @@ async def test_logout_everywhere_needs_a_token_that_could_still_refresh(world: _
     # The owner's other device was never spoken for.
     assert (await verifier.verify(other.access_token)).sub == first.user.id
     assert (await world.service.refresh(other.refresh_token)).user.email == "ada@example.com"
+
+
+async def test_a_logout_everywhere_that_failed_half_way_can_be_asked_again(world: _World) -> None:
+    """The database fails while the logins are being written down: nothing is revoked yet, so
+    the same token asks again and every login ends."""
+    await _register(world)
+    ada = Credentials("ada@example.com", PASSWORD)
+    phone = await world.service.login(ada, client_ip="ip")
+    laptop = await world.service.login(ada, client_ip="ip")
+    world.ended.down = True
+    with pytest.raises(Unavailable):
+        await world.service.logout_everywhere(phone.refresh_token)
+    world.ended.down = False
+    assert await world.service.logout_everywhere(phone.refresh_token) == 2
+    for session in (phone, laptop):
+        with pytest.raises(Unauthorized, match="session ended"):
+            await _verifier(world).verify(session.access_token)
 
 
 async def test_only_logins_that_may_hold_live_access_tokens_get_a_document(world: _World) -> None:
