@@ -27,6 +27,7 @@ import jwt
 from jwt import PyJWK
 
 from chatcore.errors import Unauthorized, Unavailable
+from chatcore.schema import ID_RE
 from chatcore.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ _ALG_FOR_KEY: dict[tuple[str, str], str] = {("OKP", "Ed25519"): "EdDSA", ("EC", 
 _SUPPORTED_ALGS = frozenset(_ALG_FOR_KEY.values())
 _ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
-# A login's id as the auth service makes it (16 random bytes in hex), the form stored ids have.
-_SID_RE = re.compile(r"[0-9a-f]{32}")
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
@@ -434,7 +433,8 @@ class JwtVerifier:
         if not isinstance(jti, str) or not jti:
             raise TokenError("token id is not a string")
         sid = payload.get("sid", "")
-        if not isinstance(sid, str) or (sid and not _SID_RE.fullmatch(sid)):
+        # A login's id as auth makes it (16 random bytes in hex): the form every stored id has.
+        if not isinstance(sid, str) or (sid and not ID_RE.fullmatch(sid)):
             raise TokenError("token session id is not valid")
         return AccessClaims(
             sub=sub,

@@ -176,15 +176,11 @@ class EndedSessions:
         now = self._wall_clock()
         by_user: dict[str, list[str]] = {}
         try:
-            cursor = self._ended.find(
-                {s.ENDED_UNTIL: {"$gt": now}}, {s.ENDED_USER_ID: 1, s.ENDED_UNTIL: 1}
-            )
+            # An ended login's expired tokens are refused anyway (MongoDB answers the range from
+            # the index; FerretDB reads the whole collection, which the sweep bounds).
+            cursor = self._ended.find({s.ENDED_UNTIL: {"$gt": now}}, {s.ENDED_USER_ID: 1})
             async for doc in cursor:
-                until = doc.get(s.ENDED_UNTIL)
-                # An ended login's expired tokens are refused anyway (MongoDB answers the range
-                # from the index; FerretDB reads the whole collection, which the sweep bounds).
-                if isinstance(until, datetime) and until > now:
-                    by_user.setdefault(str(doc.get(s.ENDED_USER_ID)), []).append(str(doc[s.ID]))
+                by_user.setdefault(str(doc.get(s.ENDED_USER_ID)), []).append(str(doc[s.ID]))
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return {user: tuple(sids) for user, sids in by_user.items()}

@@ -27,6 +27,8 @@ import {
   RateLimit,
   tabTitle,
   tagOf,
+  waitingIn,
+  type Names,
   type NotificationText,
 } from "../state/attention";
 import { Observable } from "../state/observable";
@@ -173,6 +175,8 @@ export class ChatModel extends Observable {
   private readonly alerts = new RateLimit(NOTIFY_EVERY_MS);
   /** Per notification tag, the latest message of a burst, shown when its quiet window ends. */
   private readonly burstLatest = new Map<string, Message>();
+  /** Names as this page knows them, for notifications and announcements. */
+  private readonly names: Names = { user: (id) => this.users.get(id)?.name, team: (id) => this.teams.get(id)?.name };
   /** The title last given to the tab, so an unchanged one is not set again. */
   private shownTitle: string | null = null;
   private unwatchTitle: (() => void) | null = null;
@@ -495,15 +499,20 @@ export class ChatModel extends Observable {
     this.tellLooking();
   }
 
+  /** The notification tag of the conversation on screen; null while the page is not. */
+  private shownTag(): string | null {
+    return this.pageVisible && this.selectedTeam ? tagOf(this.selectedTeam, this.conversation) : null;
+  }
+
   /** The other tabs hear which conversation this one shows, so that they do not notify it. */
   private tellLooking(): void {
-    if (this.stopped) return;
-    this.attention?.looking(this.pageVisible && this.selectedTeam ? tagOf(this.selectedTeam, this.conversation) : null);
+    if (!this.stopped) this.attention?.looking(this.shownTag());
   }
 
   /** The open conversation is on screen: its desktop notifications have said what they had to. */
   private dismissShown(): void {
-    if (this.pageVisible && this.selectedTeam) this.attention?.dismiss(tagOf(this.selectedTeam, this.conversation));
+    const shown = this.shownTag();
+    if (shown !== null) this.attention?.dismiss(shown);
   }
 
   // --- sending -----------------------------------------------------------------------------
@@ -1125,8 +1134,8 @@ export class ChatModel extends Observable {
 
   /** Whether the reader has the message's conversation on screen, here or in another tab. */
   private lookingAt(message: Message): boolean {
-    const here = this.pageVisible && message.channel_id === this.selectedTeam && conversationOf(message.to, message.from, this.me.id) === this.conversation;
-    return here || (this.attention?.lookedAtElsewhere(conversationTag(message, this.me.id)) ?? false);
+    const tag = conversationTag(message, this.me.id);
+    return tag === this.shownTag() || (this.attention?.lookedAtElsewhere(tag) ?? false);
   }
 
   /**
@@ -1154,8 +1163,7 @@ export class ChatModel extends Observable {
   }
 
   private showAlert(attention: Attention, message: Message): void {
-    const text = notificationText(message, this.me.id, { user: (id) => this.users.get(id)?.name, team: (id) => this.teams.get(id)?.name });
-    attention.show(text, () => this.reveal(message));
+    attention.show(notificationText(message, this.me.id, this.names), () => this.reveal(message));
   }
 
   /** A notification was clicked: its conversation opens, and its thread for a reply. */
@@ -1170,13 +1178,17 @@ export class ChatModel extends Observable {
 
   /** Mentions (DMs to the reader among them) waiting in every team: the title's number. */
   mentionsWaiting(): number {
-    return [...this.teams.keys()].reduce((sum, id) => sum + Math.max(0, this.read(id).mentions), 0);
+    return waitingIn(this.teamReads()).mentions;
+  }
+
+  /** The badges' own counts: the sidebar's teams, their ReadState. */
+  private teamReads(): ReadState[] {
+    return [...this.teams.keys()].map((id) => this.read(id));
   }
 
   private showTitle(): void {
     if (!this.attention) return;
-    // From the badges' own counts: the sidebar's teams, their ReadState.
-    const title = tabTitle(this.attention.base, [...this.teams.keys()].map((id) => this.read(id)));
+    const title = tabTitle(this.attention.base, this.teamReads());
     if (title === this.shownTitle) return;
     this.shownTitle = title;
     this.attention.title(title);
@@ -1186,7 +1198,7 @@ export class ChatModel extends Observable {
     const teamName = this.teams.get(message.channel_id)?.name ?? "a team";
     const here = this.isOpen(message);
     // As a notification says it: mentions as @Name, an attachment in words ("sent an image").
-    const what = plainBody(message, { user: (id) => this.users.get(id)?.name });
+    const what = plainBody(message, this.names);
     this.announce(here ? `${this.name(message.from)}: ${what}` : `New message from ${this.name(message.from)} in ${teamName}`);
   }
 

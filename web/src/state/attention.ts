@@ -18,14 +18,20 @@ export interface Waiting {
  * counts them) of every team, "• base" when only ordinary messages are unread, else the base.
  */
 export function tabTitle(base: string, teams: Iterable<Waiting>): string {
-  let unread = 0;
-  let called = 0;
+  const { count, mentions } = waitingIn(teams);
+  if (mentions > 0) return `(${mentions}) ${base}`;
+  return count > 0 ? `• ${base}` : base;
+}
+
+/** What waits in all these teams together. */
+export function waitingIn(teams: Iterable<Waiting>): Waiting {
+  let count = 0;
+  let mentions = 0;
   for (const t of teams) {
-    unread += Math.max(0, t.count);
-    called += Math.max(0, t.mentions);
+    count += Math.max(0, t.count);
+    mentions += Math.max(0, t.mentions);
   }
-  if (called > 0) return `(${called}) ${base}`;
-  return unread > 0 ? `• ${base}` : base;
+  return { count, mentions };
 }
 
 /**
