@@ -132,6 +132,25 @@ describe("chat in two browsers", () => {
     expect(await bob.page.getByRole("heading", { name: team, exact: true }).count()).toBe(1);
   });
 
+  it("keeps an address typed the moment the members panel opens (nothing resets it a frame later)", async () => {
+    // Opening and typing in one task: a reset scheduled after the panel's first paint would wipe it.
+    const typed = await ada.page.evaluate(async () => {
+      const button = [...document.querySelectorAll("button")].find((b) => b.textContent?.trim() === "Members & settings");
+      if (!button) throw new Error("no Members & settings button");
+      button.click();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const input = [...document.querySelectorAll(".panel label")].find((l) => l.textContent?.startsWith("Email address"))?.querySelector("input");
+      if (!input) throw new Error("the panel shows no Email address field");
+      input.value = "typed@example.com";
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return input.value;
+    });
+    expect(typed).toBe("typed@example.com");
+    await ada.page.keyboard.press("Escape");
+    await ada.page.getByLabel("Email address").waitFor({ state: "detached" });
+  });
+
   it("shows markup in a message as text and runs none of it", async () => {
     const attack = `<img src=x onerror="window.__xss=1;document.title='pwned'"> <script>window.__xss=2</script>`;
     await send(ada.page, attack);

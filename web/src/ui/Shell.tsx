@@ -94,7 +94,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
           )}
         </main>
         {panel === "thread" && team && model.threadRoot && <ThreadPanel model={model} team={team} root={model.threadRoot} onClose={() => model.openThread(null)} />}
-        {panel === "team" && team && <TeamPanel model={model} team={team} onClose={() => setTeamPanel(false)} />}
+        {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} onClose={() => setTeamPanel(false)} />}
       </div>
       <div class="visually-hidden" aria-live="polite" aria-atomic="true">
         {model.announcement}

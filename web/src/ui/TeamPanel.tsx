@@ -50,13 +50,6 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
     void model.refreshTeam(team.id);
   }, [team.id]);
 
-  useEffect(() => {
-    fill(settingsOf(team));
-    setEmail("");
-    setResult(null);
-    setFields({});
-  }, [team.id]);
-
   // Another admin's change (or the fresher read on opening) shows in a form nobody is editing; an
   // edited one keeps what was typed, and only its changes are sent.
   useEffect(() => {
