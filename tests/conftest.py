@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _root_logger_put_back() -> Iterator[None]:
+    """Each module leaves the root logger's level and handlers as it found them (tests.logs)."""
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    yield
+    assert (root.level, list(root.handlers)) == before, "a test left the root logger changed"

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import io
 import json
-import logging
 import socket
 import time
 import uuid
@@ -19,7 +18,6 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import InvalidOperation
 
-from chatcore.logging import configure_logging
 from chatcore.mongo import Document, make_mongo_client
 from chatcore.settings import Settings
 from chatcore.tokens import HttpJwksSource, JwtVerifier
@@ -27,6 +25,7 @@ from services.auth import server as auth_server
 from services.auth.accounts import REUSE_GRACE_S
 from services.auth.keys import generate_key_file
 from services.auth.server import start
+from tests.logs import json_logs
 
 PASSWORD = "a long enough secret"
 
@@ -54,10 +53,8 @@ def secrets_seen() -> _Secrets:
 @pytest.fixture(scope="module")
 def captured_logs(secrets_seen: _Secrets) -> Iterator[io.StringIO]:
     """All log lines of the module; at the end, no collected credential may appear in them."""
-    stream = io.StringIO()
-    configure_logging("auth", "debug", stream=stream)
-    yield stream
-    logging.getLogger().handlers.clear()
+    with json_logs("auth", "debug") as stream:
+        yield stream
     text = stream.getvalue()
     assert '"event": "http_request"' in text or '"event":"http_request"' in text
     leaked = [s for s in secrets_seen.values if s in text]

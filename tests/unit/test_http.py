@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from chatcore.errors import Forbidden, RateLimited, Unavailable
 from chatcore.http import Health, make_app, ok, read_json_object
-from chatcore.logging import configure_logging
+from tests.logs import json_logs
 
 MAX_BODY = 2048
 
@@ -267,15 +265,11 @@ async def test_access_log_line_has_ids_and_no_query(
     client: TestClient[web.Request, web.Application],
 ) -> None:
     """Each request logs one JSON line with its request id and path, never the query string."""
-    stream = io.StringIO()
-    configure_logging("test", stream=stream)
-    try:
+    with json_logs("test") as stream:
         resp = await client.get(
             "/v1/forbidden?token=abc.def.ghi", headers={"X-Request-ID": "rid-1"}
         )
         assert resp.status == 403
-    finally:
-        logging.getLogger().handlers.clear()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     access = [line for line in lines if line["event"] == "http_request"]
     assert access[0]["request_id"] == "rid-1"

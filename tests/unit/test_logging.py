@@ -22,6 +22,7 @@ from chatcore.logging import (
     redact_text,
     reset_context,
 )
+from tests.logs import json_logs
 
 # Shaped like a real access token; only the shape matters to the redactor.
 JWT = (
@@ -34,16 +35,9 @@ JWT = (
 @pytest.fixture
 def out() -> Iterator[io.StringIO]:
     """Logging configured into a StringIO; root logger and context restored afterwards."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    buf = io.StringIO()
-    configure_logging("relay", stream=buf)
-    yield buf
+    with json_logs("relay") as buf:
+        yield buf
     clear_context()
-    for handler in root.handlers:
-        if handler not in saved_handlers:
-            root.removeHandler(handler)
-    root.setLevel(saved_level)
     structlog.reset_defaults()
 
 
