@@ -4,7 +4,7 @@ import type { Hello, Team, Unread } from "../src/api/types";
 import { type Attention, ChatModel, type Permission } from "../src/app/chat";
 import type { NotificationText } from "../src/state/attention";
 import { dividerBefore } from "../src/state/unread";
-import type { SocketHandlers } from "../src/net/socket";
+import type { SocketHandlers, SocketStatus } from "../src/net/socket";
 import { BOB, created, FakeClock, flush, ME, msg, TEAM, update } from "./fixtures";
 
 const OTHER = "o".repeat(31) + "2";
@@ -60,6 +60,7 @@ function setup(saved: string | null = null, attention?: Attention) {
     inactive: new Set<string>(),
     superAdmin: ME,
     failTeams: 0,
+    online: [] as string[],
   };
   const api = {
     teams: async () => {
@@ -76,7 +77,7 @@ function setup(saved: string | null = null, attention?: Attention) {
       server.userAsks.push(id);
       return { id, email: `${id}@x`, name: server.users.get(id) ?? "Someone" };
     },
-    presence: async () => [],
+    presence: async () => server.members.map((user_id) => ({ user_id, status: server.online.includes(user_id) ? "online" : "offline" })),
     history: async (t: string, q: { before?: number }) => {
       calls.push(`history ${JSON.stringify(q)}`);
       return { data: log.map((c) => ({ ...c.message, channel_id: t })), meta: { has_more: false } };
@@ -125,7 +126,8 @@ function setup(saved: string | null = null, attention?: Attention) {
   };
   const frame = (f: object) => handlers?.frame(f as Record<string, unknown>);
   const drop = () => (connected = false);
-  return { model, clock, sent, calls, log, server, hello, frame, drop, place, reconnects };
+  const status = (to: SocketStatus) => handlers?.status(to, "");
+  return { model, clock, sent, calls, log, server, hello, frame, drop, status, place, reconnects };
 }
 
 /** A model that has loaded its teams and been greeted by the socket, with the first page in. */
@@ -148,6 +150,25 @@ describe("ChatModel", () => {
     // The first page may predate the socket's subscription: each hello resumes from the cursor.
     expect(s.calls).toEqual(['history {"limit":50}', "changes 1", "changes 1"]);
     expect(s.model.view(TEAM, "*").map((m) => m.seq)).toEqual([1, 2, 3]);
+  });
+
+  it("shows presence as unknown while offline, and the server's again after the next hello", async () => {
+    const s = setup();
+    s.server.online = [BOB];
+    await s.model.start();
+    s.status("open");
+    s.hello();
+    await flush();
+    expect(s.model.presence.status(TEAM, BOB)).toBe("online");
+    s.drop();
+    s.status("reconnecting");
+    // Bob may have gone meanwhile: no frame can say so while the link is down.
+    expect(s.model.presence.status(TEAM, BOB)).toBe("unknown");
+    s.server.online = [];
+    s.status("open");
+    s.hello();
+    await flush();
+    expect(s.model.presence.status(TEAM, BOB)).toBe("offline");
   });
 
   it("takes the edit window from hello, and keeps the default when the server does not say", async () => {

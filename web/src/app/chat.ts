@@ -249,6 +249,9 @@ export class ChatModel extends Observable {
       hello: (hello) => this.onHello(hello),
       frame: (frame) => this.onFrame(frame),
       status: (status, detail) => {
+        // Offline, the dots would go on saying who was online when the link dropped; grey says
+        // "not known" until hello reads the open team's presence again.
+        if (status !== "open") this.presence.forgetAll();
         this.status = status;
         this.statusDetail = detail;
         this.changed();

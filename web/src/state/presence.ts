@@ -40,6 +40,12 @@ export class PresenceState {
     return this.byTeam.get(team)?.get(user) ?? "unknown";
   }
 
+  /** Nothing is known while this device is offline: frames are being missed. */
+  forgetAll(): void {
+    this.byTeam.clear();
+    this.framed.clear();
+  }
+
   forget(team: string): void {
     this.byTeam.delete(team);
     this.framed.delete(team);
