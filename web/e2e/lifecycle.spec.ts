@@ -39,6 +39,8 @@ describe("message life cycle between two browsers", () => {
     const cy = await person(browser, "Cy");
     await addMember(ada.page, cy.email);
     await expect.poll(() => dmButton(ada, "Cy").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("online");
+    // Bob's page hears of Cy from Cy's presence, not from its 30-second re-read of the team.
+    await expect.poll(() => dmButton(bob, "Cy").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("online");
     await cy.context.close();
     await expect.poll(() => dmButton(ada, "Cy").getByRole("img").getAttribute("aria-label"), { timeout: 10_000 }).toBe("offline");
   });

@@ -565,6 +565,20 @@ describe("ChatModel", () => {
     expect(s.model.name(dave)).toBe("Dave");
   });
 
+  it("learns a member added since the list was read from their presence, so the DM list shows them before they write", async () => {
+    const s = await started();
+    const dave = "d".repeat(32);
+    s.server.members = [ME, BOB, dave];
+    s.server.users.set(dave, "Dave");
+    s.frame({ type: "presence", channel_id: TEAM, user_id: dave, status: "online" });
+    await flush();
+    s.clock.advance(5000);
+    await flush();
+    expect(s.model.teams.get(TEAM)?.members).toContain(dave);
+    expect(s.model.name(dave)).toBe("Dave");
+    expect(s.model.presence.status(TEAM, dave)).toBe("online");
+  });
+
   it("names the author of an old message who has left the team, asking for them once", async () => {
     const s = setup();
     const carol = "c".repeat(32);

@@ -687,7 +687,8 @@ export class ChatModel extends Observable {
       const updated = await this.api.addMember(team, email);
       this.putTeam(updated);
       await this.ensureUsers(updated.members);
-      // A new member whose sockets were open before joining sends no presence frame to the team.
+      // The newcomer's presence frame may come before this answer (and be taken for a stranger's):
+      // the team's snapshot says it again.
       void this.loadPresence(team);
     }, team);
   }
@@ -777,9 +778,16 @@ export class ChatModel extends Observable {
       case "read":
         this.onReadElsewhere(frame as unknown as ReadFrame);
         break;
-      case "presence":
-        this.presence.apply(frame as unknown as PresenceFrame);
+      case "presence": {
+        const presence = frame as unknown as PresenceFrame;
+        this.presence.apply(presence);
+        // Someone added while this page was open: other members' joins come with no frame of
+        // their own, but an online newcomer's presence reaches the team at once.
+        if (presence.status === "online" && this.teams.get(presence.channel_id)?.members.includes(presence.user_id) === false) {
+          void this.refreshMembers(presence.channel_id);
+        }
         break;
+      }
       case "resync":
         for (const [team, t] of this.timelines) if (t.loaded || t.isResuming) void this.sync.request(team);
         // What was missed live was never counted here (after a hello, its unread counts cover
