@@ -56,6 +56,14 @@ class AttachmentView:
 
 
 @dataclass(frozen=True, slots=True)
+class ShutOut:
+    """Who may hold no socket now: disabled accounts, and each user's ended logins."""
+
+    disabled: frozenset[str]
+    ended: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
     """Enough of a stored message to check a thread reply against it."""
 
@@ -79,6 +87,9 @@ class Directory(Protocol):
 
     async def ended_sessions(self, user_id: str) -> tuple[str, ...]:
         """The user's logins ended while their tokens live (as of at most a second ago)."""
+
+    async def shut_out(self) -> ShutOut:
+        """Every disabled account and ended login (as of at most a second ago)."""
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         """None when there is no such team."""
@@ -138,6 +149,9 @@ class DisabledAccounts:
     async def contains(self, user_id: str) -> bool:
         return user_id in await self._ids.get(None)
 
+    async def all(self) -> frozenset[str]:
+        return await self._ids.get(None)
+
     async def _read(self, _: None) -> frozenset[str]:
         try:
             cursor = self._users.find({s.USER_DISABLED: True}, {s.ID: 1})
@@ -171,6 +185,10 @@ class EndedSessions:
 
     async def of(self, user_id: str) -> tuple[str, ...]:
         return (await self._by_user.get(None)).get(user_id, ())
+
+    async def all(self) -> dict[str, tuple[str, ...]]:
+        """By user; the caller must not change it (it is the cached read)."""
+        return await self._by_user.get(None)
 
     async def _read(self, _: None) -> dict[str, tuple[str, ...]]:
         now = self._wall_clock()
@@ -221,6 +239,9 @@ class MongoDirectory:
 
     async def ended_sessions(self, user_id: str) -> tuple[str, ...]:
         return await self._ended.of(user_id)
+
+    async def shut_out(self) -> ShutOut:
+        return ShutOut(disabled=await self._disabled.all(), ended=await self._ended.all())
 
     async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
         return await self._unread.unread(user_id, channel_ids)

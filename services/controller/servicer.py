@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from chatcore.mongo import each_keyed
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
 from services.controller.directory import Directory, attachment_problem
 from services.controller.hooks import ControllerHooks
+from services.controller.shutouts import tell_shut_outs
 from services.controller.streams import CloseReason, RelayStream, StreamHub
 from services.controller.validation import (
     checked_id,
@@ -98,6 +100,10 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
         )
         log.info("relay_subscribed", channels=len(add))
         reader = asyncio.create_task(self._read_updates(request_iterator, stream))
+        # Events this relay may have missed while it had no stream here (shutouts.py).
+        telling = asyncio.create_task(
+            tell_shut_outs(self._directory, stream, now_ms=lambda: int(time.time() * 1000))
+        )
         try:
             async for batch in stream.batches():
                 if self._before_write is not None:
@@ -111,9 +117,10 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
             if status is not None:
                 await context.abort(status, stream.detail)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            for task in (reader, telling):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._hub.close(stream, CloseReason.ENDED)
 
     async def _read_updates(

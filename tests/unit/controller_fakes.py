@@ -23,6 +23,7 @@ from services.controller.directory import (
     AttachmentView,
     MembershipView,
     MessageView,
+    ShutOut,
     TeamMembers,
 )
 from services.controller.lifecycle import LifecyclePass
@@ -333,6 +334,10 @@ class MemoryDirectory:
         self._check_up()
         return self.ended.get(user_id, ())
 
+    async def shut_out(self) -> ShutOut:
+        self._check_up()
+        return ShutOut(disabled=frozenset(self.disabled_users), ended=dict(self.ended))
+
     async def members(self, channel_id: str) -> TeamMembers | None:
         self._check_up()
         doc = self.teams.get(channel_id)
@@ -512,3 +517,12 @@ async def run_loop_until(loop: ConsumerLoop, condition: Callable[[], bool]) -> N
     finally:
         loop.request_stop()
         await asyncio.wait_for(task, 5)
+
+
+def membership_events(batches: list[chat_pb2.DeliveryBatch]) -> list[tuple[str, int, str]]:
+    """(user_id, change, session_id) of each membership delivery, in order."""
+    return [
+        (d.membership.user_id, d.membership.change, d.membership.session_id)
+        for b in batches
+        for d in b.deliveries
+    ]

@@ -22,7 +22,7 @@ from services.controller.registry import Routed, SubscriptionRegistry
 from services.controller.servicer import ControllerServicer
 from services.controller.streams import CloseReason, StreamHub
 from tests.internal_grpc import authed_stub
-from tests.unit.controller_fakes import MemoryDirectory, chat_message
+from tests.unit.controller_fakes import MemoryDirectory, chat_message, membership_events
 
 T1 = "a" * 32
 T2 = "b" * 32
@@ -351,3 +351,32 @@ async def test_memberships_list_the_users_ended_logins(server: _Server) -> None:
         chat_pb2.GetMembershipsBatchRequest(user_ids=["u2", "u1"])
     )
     assert [list(r.ended_sessions) for r in batch.replies] == [[], ["a" * 32, "b" * 32]]
+
+
+async def test_a_new_stream_hears_the_state_after_its_confirmation(server: _Server) -> None:
+    """A relay subscribing is told every disabled account and ended login after its confirmation."""
+    server.directory.disabled_users.add("u1")
+    server.directory.ended["u2"] = ("a" * 32,)
+    call = server.stub.Subscribe()
+    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1], request_id=1))
+    assert (await _read(call)).confirmed == 1
+    told = await _read(call)
+    assert membership_events([told]) == [
+        ("u1", chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED, ""),
+        ("u2", chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED, "a" * 32),
+    ]
+    await call.done_writing()
+
+
+async def test_with_the_database_away_the_state_follows_once_it_is_back(server: _Server) -> None:
+    """The stream opens while the database is down; the state comes once it answers again."""
+    server.directory.down = True
+    server.directory.ended["u2"] = ("a" * 32,)
+    call = server.stub.Subscribe()
+    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1], request_id=1))
+    assert (await _read(call)).confirmed == 1
+    await asyncio.sleep(0.2)
+    server.directory.down = False
+    told = await _read(call)
+    assert membership_events([told]) == [("u2", chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED, "a" * 32)]
+    await call.done_writing()
