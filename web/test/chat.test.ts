@@ -811,6 +811,18 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     expect([s.model.selectedTeam, s.model.conversation, s.model.threadRoot]).toEqual([TEAM, "*", "m1"]);
   });
 
+  it("notifies a thread reply that mentions me while its channel is on screen but the thread is not", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    tab.elsewhere.add(`chatstack:${TEAM}:*`); // another tab shows the channel too
+    s.frame(msg(3, { thread_id: "m1", data: `<@${ME}> thoughts?` }));
+    expect(tab.shown.map((n) => n.text.body)).toEqual(["@Me thoughts?"]);
+    s.model.openThread("m1");
+    s.clock.advance(10_000); // past the conversation's quiet window
+    s.frame(msg(4, { thread_id: "m1", data: `<@${ME}> and?` }));
+    expect(tab.shown).toHaveLength(1); // the thread is open: read as it comes
+  });
+
   it("opens a clicked notification's conversation in its team", async () => {
     const { tab, port } = fakeTab();
     const s = await started(port);

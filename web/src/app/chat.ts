@@ -1143,9 +1143,14 @@ export class ChatModel extends Observable {
     else void this.ensureUsers(names).then(() => this.alertNow(message));
   }
 
-  /** Whether the reader has the message's conversation on screen, here or in another tab. */
+  /**
+   * Whether the reader has the message on screen: its conversation, here or in another tab; for a
+   * thread reply, its thread open here (the conversation shows only "1 reply" under the root, and
+   * the tabs do not tell each other which thread they show).
+   */
   private lookingAt(message: Message): boolean {
     const tag = conversationTag(message, this.me.id);
+    if (message.thread_id) return tag === this.shownTag() && this.threadRoot === message.thread_id;
     return tag === this.shownTag() || (this.attention?.lookedAtElsewhere(tag) ?? false);
   }
 
