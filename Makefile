@@ -90,10 +90,11 @@ test-unit: install proto
 
 # Starts the stack unless it already runs, runs lint and every test (Python, then the browser
 # app's unit tests, then its browser tests in Chromium), then stops the stack only if it started
-# it. pytest's exit code 5 (no tests collected) fails the build.
+# it. pytest's exit code 5 (no tests collected) fails the build. The slowest tests are listed:
+# the whole run must stay under 20 minutes.
 test: lint test-web web
 	bash deploy/local/install.sh chromium
-	$(STACK) exec -- bash -c '$(PY) -m pytest $(PYTEST_ARGS) && cd web && npm run e2e -- $(E2E_ARGS)'
+	$(STACK) exec -- bash -c '$(PY) -m pytest --durations=15 $(PYTEST_ARGS) && cd web && npm run e2e -- $(E2E_ARGS)'
 
 test-py: install proto
 	$(STACK) exec -- $(PY) -m pytest $(PYTEST_ARGS)
