@@ -169,6 +169,14 @@ describe("ChatModel", () => {
     s.hello();
     await flush();
     expect(s.model.presence.status(TEAM, BOB)).toBe("offline");
+    // A read asked for while open that lands after the link dropped is not shown.
+    s.server.online = [BOB];
+    s.status("open");
+    s.hello();
+    s.drop();
+    s.status("reconnecting");
+    await flush();
+    expect(s.model.presence.status(TEAM, BOB)).toBe("unknown");
   });
 
   it("takes the edit window from hello, and keeps the default when the server does not say", async () => {

@@ -1040,7 +1040,11 @@ export class ChatModel extends Observable {
   private async loadPresence(team: string): Promise<void> {
     try {
       const asOf = this.presence.mark();
-      this.presence.snapshot(team, await this.api.presence(team), asOf);
+      const list = await this.api.presence(team);
+      // Landing while the link is down, it would show as current what no frame can correct;
+      // the next hello asks again.
+      if (this.status !== "open") return;
+      this.presence.snapshot(team, list, asOf);
       this.changed();
     } catch {
       // Before 5b there is no presence route: the dots stay grey ("unknown").
