@@ -48,6 +48,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _root_logger_put_back() -> Iterator[None]:
     """Each module leaves the root logger's level and handlers as it found them (tests.logs)."""
     root = logging.getLogger()
-    before = (root.level, list(root.handlers))
+    level, handlers = root.level, list(root.handlers)
     yield
-    assert (root.level, list(root.handlers)) == before, "a test left the root logger changed"
+    changed = (root.level, list(root.handlers)) != (level, handlers)
+    # Put back first: the modules after this one must not log (and print) what it left set.
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    assert not changed, "a test of this module left the root logger changed (use tests.logs)"
