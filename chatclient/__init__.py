@@ -21,6 +21,7 @@ from chatclient.http import (
     history,
     history_page,
     login,
+    logout,
     register,
 )
 from chatclient.synced import SyncedClient
@@ -38,5 +39,6 @@ __all__ = [
     "history",
     "history_page",
     "login",
+    "logout",
     "register",
 ]

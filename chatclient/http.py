@@ -59,6 +59,14 @@ async def login(base_url: str, email: str, password: str) -> AuthSession:
     return AuthSession(data["access_token"], data["refresh_token"], data["user"]["id"])
 
 
+async def logout(base_url: str, refresh_token: str, *, everywhere: bool = False) -> None:
+    """End the login (``everywhere``: every login of the user); 204 also for an unknown token."""
+    body: dict[str, Any] = {"refresh_token": refresh_token}
+    if everywhere:
+        body["everywhere"] = True
+    await _call("POST", f"{base_url}/v1/auth/logout", json=body)
+
+
 async def history_page(
     base_url: str,
     token: str,

@@ -195,6 +195,8 @@ TEXT: Final = "text"
 
 # Fields of a ``users`` document (its ``_id`` is the user id) that other services read.
 USER_DISABLED: Final = "disabled"
+# When the account was last disabled (kept after it is enabled again).
+USER_DISABLED_AT: Final = "disabled_at"
 
 # Fields of an ``attachments`` document (its ``_id`` is the attachment id).
 ATTACHMENT_TEAM_ID: Final = "team_id"

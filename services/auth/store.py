@@ -8,7 +8,7 @@ transactions, which FerretDB does not have.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pymongo import ASCENDING, ReturnDocument
@@ -164,9 +164,12 @@ class MongoUserStore:
 
     async def set_disabled(self, user_id: str, disabled: bool) -> bool:
         try:
-            result = await self._users.update_one(
-                {"_id": user_id}, {"$set": {"disabled": disabled}}
-            )
+            change: Document = {s.USER_DISABLED: disabled}
+            if disabled:
+                # The controllers restate recent disables to relays that may have missed the
+                # event (services/controller/shutouts.py); older ones hold no live token.
+                change[s.USER_DISABLED_AT] = datetime.now(UTC)
+            result = await self._users.update_one({"_id": user_id}, {"$set": change})
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
         return result.matched_count == 1

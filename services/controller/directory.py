@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -89,7 +89,8 @@ class Directory(Protocol):
         """The user's logins ended while their tokens live (as of at most a second ago)."""
 
     async def shut_out(self) -> ShutOut:
-        """Every disabled account and ended login (as of at most a second ago)."""
+        """The accounts disabled while an access token issued before could still live (read
+        now), and every ended login (as of at most a second ago)."""
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         """None when there is no such team."""
@@ -149,8 +150,17 @@ class DisabledAccounts:
     async def contains(self, user_id: str) -> bool:
         return user_id in await self._ids.get(None)
 
-    async def all(self) -> frozenset[str]:
-        return await self._ids.get(None)
+    async def since(self, moment: datetime) -> frozenset[str]:
+        """Disabled since ``moment``, read now (not the cached set: an account enabled again a
+        moment ago must not be told disabled)."""
+        try:
+            # Equality first (FerretDB pushes it down); the time is filtered from that small set.
+            cursor = self._users.find(
+                {s.USER_DISABLED: True, s.USER_DISABLED_AT: {"$gt": moment}}, {s.ID: 1}
+            )
+            return frozenset([str(doc[s.ID]) async for doc in cursor])
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
 
     async def _read(self, _: None) -> frozenset[str]:
         try:
@@ -217,8 +227,12 @@ class MongoDirectory:
         *,
         disabled_max_age_s: float = 1.0,
         head_max_age_s: float = HEAD_MAX_AGE_S,
+        token_lifetime_s: float = 905.0,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._db = db
+        self._token_lifetime_s = token_lifetime_s
+        self._wall_clock = wall_clock
         self._teams = db[s.TEAMS]
         self._attachments = db[s.ATTACHMENTS]
         self._users = db[s.USERS]
@@ -241,7 +255,9 @@ class MongoDirectory:
         return await self._ended.of(user_id)
 
     async def shut_out(self) -> ShutOut:
-        return ShutOut(disabled=await self._disabled.all(), ended=await self._ended.all())
+        # Only an account disabled within an access token's lifetime can still hold a socket.
+        recent = self._wall_clock() - timedelta(seconds=self._token_lifetime_s)
+        return ShutOut(disabled=await self._disabled.since(recent), ended=await self._ended.all())
 
     async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
         return await self._unread.unread(user_id, channel_ids)

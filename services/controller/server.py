@@ -204,7 +204,14 @@ async def start(
         grpc_health = GrpcHealth(serving)
         server = aio.server(options=_GRPC_OPTIONS, interceptors=[interceptor])
         chat_pb2_grpc.add_ControllerServicer_to_server(
-            ControllerServicer(hub, MongoDirectory(db), hooks), server
+            ControllerServicer(
+                hub,
+                MongoDirectory(
+                    db, token_lifetime_s=settings.access_token_ttl_s + settings.jwt_leeway_s
+                ),
+                hooks,
+            ),
+            server,
         )
         grpc_health.add_to_server(server)
         port = settings.controller_grpc_port if grpc_port is None else grpc_port

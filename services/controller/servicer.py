@@ -117,11 +117,13 @@ class ControllerServicer(chat_pb2_grpc.ControllerServicer):
             if status is not None:
                 await context.abort(status, stream.detail)
         finally:
-            for task in (reader, telling):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            self._hub.close(stream, CloseReason.ENDED)
+            try:
+                for task in (reader, telling):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            finally:
+                self._hub.close(stream, CloseReason.ENDED)
 
     async def _read_updates(
         self, requests: AsyncIterator[chat_pb2.SubscribeRequest], stream: RelayStream

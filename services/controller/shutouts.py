@@ -3,13 +3,12 @@
 ``user_disabled`` and ``session_ended`` events reach a relay once, on the stream of the controller
 that consumed them. A relay whose stream to that controller was down at that moment never hears
 of them, and the sockets they should have closed would live on until their tokens expire. So each
-new stream starts with the current state written as those same events: every disabled account
-and every ended login whose tokens still live. This is state, not history — a re-enabled account
-is not in it — and applying it twice changes nothing, so a relay that heard the live event loses
-nothing by hearing it again.
-
-The state is the controllers' cached read (directory.py: at most a second old, read whole for
-the handshakes anyway), so a stream's opening costs no query of its own.
+new stream starts with the current state written as those same events, marked ``restated``: the
+accounts disabled within an access token's lifetime (read at that moment, so an account enabled
+again is not in it; older disables hold no live token) and every ended login whose tokens still
+live (the handshakes' cached read: an ended login never comes back). The relay closes matching
+sockets and, unlike for news, refuses nothing afterwards: its handshake lookups already say who is
+disabled or logged out. Applying the state twice changes nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +35,10 @@ def shut_out_batches(
     """The state as ``user_disabled`` and ``session_ended`` events, in batches."""
     events = [
         chat_pb2.MembershipEvent(
-            user_id=user_id, change=chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED, ts_ms=ts_ms
+            user_id=user_id,
+            change=chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED,
+            ts_ms=ts_ms,
+            restated=True,
         )
         for user_id in sorted(state.disabled)
     ]
@@ -46,6 +48,7 @@ def shut_out_batches(
             change=chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED,
             session_id=session_id,
             ts_ms=ts_ms,
+            restated=True,
         )
         for user_id in sorted(state.ended)
         for session_id in state.ended[user_id]
@@ -66,16 +69,19 @@ async def tell_shut_outs(
     now_ms: Callable[[], int],
     retry_s: float = RETRY_S,
 ) -> None:
-    """Queue the state on a stream just opened; while the database is away, try again."""
+    """Queue the state on a stream just opened; until it is queued, try again every ``retry_s``
+    (the database away, the queue full). Ends with the stream."""
     while stream.reason is None:
         try:
             state = await directory.shut_out()
         except ChatError as exc:
             _log.warning("shut_outs_unavailable", relay_id=stream.relay_id, error=exc.message)
-            await asyncio.sleep(retry_s)
-            continue
-        batches = shut_out_batches(state, ts_ms=now_ms())
-        if batches and not stream.offer(batches):
-            # A million entries at the default queue size: not met in practice, but said.
+        except Exception:
+            # A task of its own: nobody above would see this until the stream ends.
+            _log.exception("shut_outs_failed", relay_id=stream.relay_id)
+        else:
+            batches = shut_out_batches(state, ts_ms=now_ms())
+            if not batches or stream.offer(batches):
+                return
             _log.warning("shut_outs_not_queued", relay_id=stream.relay_id, batches=len(batches))
-        return
+        await asyncio.sleep(retry_s)

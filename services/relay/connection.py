@@ -59,15 +59,12 @@ from services.relay.hub import Effects, Grant, Hub, Session
 from services.relay.metrics import RelayMetrics
 from services.relay.presence import PresenceReporter
 from services.relay.publisher import ProducerPort, Publisher
+from services.relay.refusals import Refusals
 from services.relay.resync import ResyncLedger
 
 _log = get_logger("relay.connection")
 # Invalid frames a socket may send once past its frame budget before it is closed (1008).
 INVALID_OVER_BUDGET_MAX = 10
-
-
-# Far longer than the controllers' cache of disabled accounts and ended logins may lag (a second).
-_DISABLED_REFUSAL_S = 60.0
 
 
 class RelayConnection(ServerConnection):
@@ -149,11 +146,7 @@ class Relay:
         )
         # Per socket: invalid frames sent past its frame budget (closed at the maximum).
         self._refused_over_budget: dict[str, int] = {}
-        # Users a user_disabled event named, until when they stay refused here: the
-        # controllers' set of disabled accounts may be up to a second old (directory.py).
-        self._disabled_until: dict[str, float] = {}
-        # Logins a session_ended event named (by session id), likewise.
-        self._ended_until: dict[str, float] = {}
+        self.refusals = Refusals()
         self.draining = False
 
     # --- controller deliveries -------------------------------------------------------------
@@ -214,22 +207,19 @@ class Relay:
             spawn(self._complete_grant(grant))
         for user_id in effects.joined:
             self.presence.joined(user_id)
-        if effects.disabled_users or effects.ended_sessions:
-            self._shut_out(effects)
+        self.refusals.heard(effects)
+        if effects.disabled_users or effects.disabled_now:
+            self._close_users([*effects.disabled_users, *effects.disabled_now])
+        if effects.ended_sessions or effects.ended_now:
+            self._close_logins([*effects.ended_sessions, *effects.ended_now])
 
-    def _shut_out(self, effects: Effects) -> None:
-        """Close the sockets of disabled accounts and ended logins, and refuse them a while."""
-        now = time.monotonic()
-        for refused in (self._disabled_until, self._ended_until):
-            for key, until in list(refused.items()):
-                if until <= now:
-                    del refused[key]
-        for user_id in effects.disabled_users:
-            self._disabled_until[user_id] = now + _DISABLED_REFUSAL_S
+    def _close_users(self, users: list[str]) -> None:
+        for user_id in users:
             for session in self.hub.sessions_of(user_id):
                 spawn(cast(ServerConnection, session.conn).close(1008, "account disabled"))
-        for user_id, session_id in effects.ended_sessions:
-            self._ended_until[session_id] = now + _DISABLED_REFUSAL_S
+
+    def _close_logins(self, logins: list[tuple[str, str]]) -> None:
+        for user_id, session_id in logins:
             for session in self.hub.sessions_of(user_id):
                 conn = cast(RelayConnection, session.conn)
                 if conn.claims is not None and conn.claims.sid == session_id:
@@ -295,17 +285,6 @@ class Relay:
 
     # --- the socket --------------------------------------------------------------------------
 
-    def _refusal(self, claims: AccessClaims, reply: chat_pb2.GetMembershipsReply) -> str | None:
-        """Why a socket whose token verified may still not open (a 1008 reason), or None."""
-        now = time.monotonic()
-        if reply.disabled or self._disabled_until.get(claims.sub, 0.0) > now:
-            return "account disabled"
-        if claims.sid and (
-            claims.sid in reply.ended_sessions or self._ended_until.get(claims.sid, 0.0) > now
-        ):
-            return "session ended"
-        return None
-
     async def handler(self, conn: ServerConnection) -> None:
         relay_conn = cast(RelayConnection, conn)
         claims = relay_conn.claims
@@ -332,7 +311,7 @@ class Relay:
             reset_context(context)
             await conn.close(1013, "membership service unavailable, retry")
             return
-        refusal = self._refusal(claims, reply)
+        refusal = self.refusals.reason(claims, reply)
         if refusal is not None:
             self.hub.abandon(claims.sub)
             reset_context(context)

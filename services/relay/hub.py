@@ -83,6 +83,9 @@ class Effects:
     disabled_users: list[str] = field(default_factory=list)
     # (user id, session id) of logins ended: their sockets are closed.
     ended_sessions: list[tuple[str, str]] = field(default_factory=list)
+    # The same told as state at a controller stream's opening: sockets closed, nothing refused.
+    disabled_now: list[str] = field(default_factory=list)
+    ended_now: list[tuple[str, str]] = field(default_factory=list)
     # Users whose greeted sockets were given another team (their team is told they are here).
     joined: list[str] = field(default_factory=list)
 
@@ -301,10 +304,14 @@ class Hub:
     def _membership(self, event: chat_pb2.MembershipEvent, effects: Effects) -> None:
         channel, change = event.channel_id, event.change
         if change == chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED:
-            effects.disabled_users.append(event.user_id)
+            (effects.disabled_now if event.restated else effects.disabled_users).append(
+                event.user_id
+            )
             return
         if change == chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED:
-            effects.ended_sessions.append((event.user_id, event.session_id))
+            (effects.ended_now if event.restated else effects.ended_sessions).append(
+                (event.user_id, event.session_id)
+            )
             return
         effects.members_changed.append(channel)
         if self._handshakes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
@@ -140,3 +141,46 @@ async def test_hundreds_of_read_states_and_counters_at_once_leave_ferretdb_answe
     assert loaded == {team: dict.fromkeys(users, ReadState(5, 3))}
     assert await asyncio.wait_for(heads.heads(channels), 60) == dict.fromkeys(channels, counters)
     assert await contract_db[schema.READS].count_documents({schema.READ_CHANNEL_ID: team}) == 300
+
+
+async def test_shut_outs_name_recent_disables_read_now_and_live_ended_logins(
+    contract_db: AsyncDatabase[Document],
+) -> None:
+    """What a relay stream opens with: accounts disabled within a token's lifetime and still
+    disabled (not older ones, not one enabled again), and the ended logins whose tokens live."""
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    recent, old, enabled, unstamped = (uuid.uuid4().hex for _ in range(4))
+    users = contract_db[schema.USERS]
+    await users.insert_many(
+        [
+            {schema.ID: recent, schema.USER_DISABLED: True, schema.USER_DISABLED_AT: now},
+            {
+                schema.ID: old,
+                schema.USER_DISABLED: True,
+                schema.USER_DISABLED_AT: now - timedelta(hours=1),
+            },
+            {schema.ID: enabled, schema.USER_DISABLED: False, schema.USER_DISABLED_AT: now},
+            {schema.ID: unstamped, schema.USER_DISABLED: True},
+        ]
+    )
+    live, expired = uuid.uuid4().hex, uuid.uuid4().hex
+    await contract_db[schema.ENDED_SESSIONS].insert_many(
+        [
+            {
+                schema.ID: live,
+                schema.ENDED_USER_ID: old,
+                schema.ENDED_UNTIL: datetime.now(UTC) + timedelta(minutes=10),
+            },
+            {
+                schema.ID: expired,
+                schema.ENDED_USER_ID: old,
+                schema.ENDED_UNTIL: datetime.now(UTC) - timedelta(minutes=1),
+            },
+        ]
+    )
+    directory = MongoDirectory(
+        contract_db, token_lifetime_s=905, wall_clock=lambda: now + timedelta(seconds=60)
+    )
+    state = await directory.shut_out()
+    assert state.disabled == {recent}
+    assert state.ended == {old: (live,)}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from chatclient import Ack, ChatClient, SyncedClient
+from chatclient import Ack, ChatClient, SyncedClient, login, logout
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.settings import Settings
 from services.controller.hooks import ControllerHooks
@@ -31,6 +31,7 @@ from tests.hold import Hold
 from tests.integration.crash_env import ControllerProcess, crashable_pipeline
 from tests.integration.frames import frames_until
 from tests.integration.pipeline_env import (
+    PASSWORD,
     Pipeline,
     User,
     start_pipeline,
@@ -433,3 +434,31 @@ async def test_an_added_member_is_told_once_subscribed_then_misses_nothing(
         hold.open()
         await senders.stop()
         await _closing(listener, watcher)
+
+
+async def test_a_relay_cut_off_when_a_logout_went_out_closes_its_sockets_once_back(
+    gated_pipe: tuple[Pipeline, Hold],
+) -> None:
+    """The logout's event goes out while one relay has no stream: that relay still closes the
+    login's socket (1008 "session ended") once its stream is back."""
+    pipe, hold = gated_pipe
+    bob = await pipe.user()
+    await pipe.team([bob])
+    phone = await login(pipe.auth_url, bob.email, PASSWORD)
+    heard = await ChatClient.connect(pipe.ws_url(0), phone.access_token)
+    missed = await ChatClient.connect(pipe.ws_url(1), phone.access_token)
+    link = pipe.relays[1].relay.link
+    try:
+        hold.close()
+        link.cut(link.addresses[0])
+        await until(lambda: hold.held == 1, timeout_s=30)  # its new stream waits at the door
+        await logout(pipe.auth_url, phone.refresh_token)
+        # The event was fanned out: the relay that had its stream closed its socket.
+        await asyncio.wait_for(heard.conn.wait_closed(), 15)
+        assert missed.close_code is None
+        hold.open()
+        await asyncio.wait_for(missed.conn.wait_closed(), 15)
+        assert (missed.conn.close_code, missed.conn.close_reason) == (1008, "session ended")
+    finally:
+        hold.open()
+        await _closing(heard, missed)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from chatcore.internal_auth import InternalTokenInterceptor, call_metadata
 from chatcore.proto.chat.v1 import chat_pb2, chat_pb2_grpc
-from services.controller.directory import AttachmentView, TeamMembers
+from services.controller.directory import AttachmentView, ShutOut, TeamMembers
 from services.controller.hooks import ControllerHooks
 from services.controller.metrics import ControllerMetrics
 from services.controller.registry import Routed, SubscriptionRegistry
@@ -380,3 +380,28 @@ async def test_with_the_database_away_the_state_follows_once_it_is_back(server: 
     told = await _read(call)
     assert membership_events([told]) == [("u2", chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED, "a" * 32)]
     await call.done_writing()
+
+
+async def test_an_unexpected_failure_reading_the_state_is_retried_not_kept(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug-shaped error reading the state is logged and tried again; the stream lives on."""
+    server.directory.ended["u2"] = ("a" * 32,)
+    real = server.directory.shut_out
+    failures = [RuntimeError("once")]
+
+    async def flaky() -> ShutOut:
+        if failures:
+            raise failures.pop()
+        return await real()
+
+    monkeypatch.setattr(server.directory, "shut_out", flaky)
+    call = server.stub.Subscribe()
+    await call.write(chat_pb2.SubscribeRequest(relay_id="relay-1", add=[T1], request_id=1))
+    assert (await _read(call)).confirmed == 1
+    told = await _read(call)
+    assert membership_events([told]) == [("u2", chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED, "a" * 32)]
+    server.hub.publish([_delivery(T1, 1)])
+    assert [d.message.seq for d in (await _read(call)).deliveries] == [1]
+    await call.done_writing()
+    await _until(lambda: len(server.hub) == 0)

@@ -22,7 +22,8 @@ def test_state_becomes_the_events_a_relay_already_applies() -> None:
         ("u2", ENDED, SID_A),
         ("u2", ENDED, SID_B),
     ]
-    assert all(d.membership.ts_ms == 5 for d in shut_out_batches(state, ts_ms=5)[0].deliveries)
+    told = shut_out_batches(state, ts_ms=5)[0].deliveries
+    assert all(d.membership.ts_ms == 5 and d.membership.restated for d in told)
 
 
 def test_nothing_to_tell_is_no_batch_and_a_long_list_is_split() -> None:

@@ -341,3 +341,28 @@ def test_a_channel_removed_during_the_lookup_is_never_subscribed_for_that_socket
     effects = hub.attach(Session(dave, object(), {lonely: True}))
     assert (effects.subscribe, effects.unsubscribe) == ([], [])
     assert lonely not in hub.channels
+
+
+def test_restated_shut_outs_are_kept_apart_from_news() -> None:
+    """Events a controller restates at a stream's opening close sockets without refusing later."""
+    hub, _rec, _s = _hub()
+    batch = chat_pb2.DeliveryBatch(
+        deliveries=[
+            chat_pb2.Delivery(
+                membership=chat_pb2.MembershipEvent(
+                    user_id=BOB, change=chat_pb2.MEMBERSHIP_CHANGE_USER_DISABLED, restated=True
+                )
+            ),
+            chat_pb2.Delivery(
+                membership=chat_pb2.MembershipEvent(
+                    user_id=BOB,
+                    session_id="c" * 32,
+                    change=chat_pb2.MEMBERSHIP_CHANGE_SESSION_ENDED,
+                    restated=True,
+                )
+            ),
+        ]
+    )
+    effects = hub.deliver(batch)
+    assert (effects.disabled_now, effects.ended_now) == ([BOB], [(BOB, "c" * 32)])
+    assert (effects.disabled_users, effects.ended_sessions) == ([], [])
