@@ -8,6 +8,7 @@ operator.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -89,8 +90,9 @@ class Directory(Protocol):
         """The user's logins ended while their tokens live (as of at most a second ago)."""
 
     async def shut_out(self) -> ShutOut:
-        """The accounts disabled while an access token issued before could still live (read
-        now), and every ended login (as of at most a second ago)."""
+        """The accounts disabled while an access token issued before could still live, and every
+        ended login whose tokens live, both read now (after the stream they are for opened, so
+        whatever event it may have missed is in them: the documents precede their events)."""
 
     async def members(self, channel_id: str) -> TeamMembers | None:
         """None when there is no such team."""
@@ -196,9 +198,10 @@ class EndedSessions:
     async def of(self, user_id: str) -> tuple[str, ...]:
         return (await self._by_user.get(None)).get(user_id, ())
 
-    async def all(self) -> dict[str, tuple[str, ...]]:
-        """By user; the caller must not change it (it is the cached read)."""
-        return await self._by_user.get(None)
+    async def read_now(self) -> dict[str, tuple[str, ...]]:
+        """By user, read now: a stream opening must see every logout whose event it may have
+        missed, and the cached read may predate the last second's."""
+        return await self._read(None)
 
     async def _read(self, _: None) -> dict[str, tuple[str, ...]]:
         now = self._wall_clock()
@@ -257,7 +260,8 @@ class MongoDirectory:
     async def shut_out(self) -> ShutOut:
         # Only an account disabled within an access token's lifetime can still hold a socket.
         recent = self._wall_clock() - timedelta(seconds=self._token_lifetime_s)
-        return ShutOut(disabled=await self._disabled.since(recent), ended=await self._ended.all())
+        disabled, ended = await asyncio.gather(self._disabled.since(recent), self._ended.read_now())
+        return ShutOut(disabled=disabled, ended=ended)
 
     async def unread(self, user_id: str, channel_ids: Sequence[str]) -> dict[str, Unread]:
         return await self._unread.unread(user_id, channel_ids)

@@ -6,7 +6,8 @@ of them, and the sockets they should have closed would live on until their token
 new stream starts with the current state written as those same events, marked ``restated``: the
 accounts disabled within an access token's lifetime (read at that moment, so an account enabled
 again is not in it; older disables hold no live token) and every ended login whose tokens still
-live (the handshakes' cached read: an ended login never comes back). The relay closes matching
+live, both read after the stream opened (an event's document precedes the event, so whatever
+the stream may have missed is in the read). The relay closes matching
 sockets and, unlike for news, refuses nothing afterwards: its handshake lookups already say who is
 disabled or logged out. Applying the state twice changes nothing.
 """
