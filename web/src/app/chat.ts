@@ -16,15 +16,11 @@ import {
   type UpdateFrame,
   type User,
 } from "../api/types";
-import { type Clock, pause } from "../auth/keeper";
+import type { Clock } from "../auth/keeper";
 import type { SocketHandlers, SocketStatus } from "../net/socket";
 import {
   conversationTag,
-  mentionedIds,
-  notificationText,
-  notifies,
   plainBody,
-  RateLimit,
   tabTitle,
   tagOf,
   waitingIn,
@@ -34,7 +30,6 @@ import {
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
 import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
-import { Slots } from "../state/slots";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
@@ -43,6 +38,8 @@ import { retryable, textProblem } from "../text/limits";
 import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
+import { Alerts } from "./alerts";
+import { People } from "./people";
 
 /** "*" is the team's own conversation; a user id is the DM with that member. */
 export type Conversation = string;
@@ -144,15 +141,10 @@ const TEAM_REREAD_MS = 30_000;
  * relay would have said something, so the link is taken for dead.
  */
 const ACK_TIMEOUT_MS = 20_000;
-const USER_LOOKUPS_AT_ONCE = 6;
-const USER_LOOKUP_TRIES = 5;
-const USER_LOOKUP_PAUSE_MS = 1000;
 const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
 const INFO_NOTICE_MS = 8000;
-/** At most one desktop notification per conversation in this time. */
-const NOTIFY_EVERY_MS = 5000;
 
 export class ChatModel extends Observable {
   readonly me: User;
@@ -163,7 +155,6 @@ export class ChatModel extends Observable {
   /** How long authors may edit and delete, as the server said in `hello`. */
   editWindowMs = DEFAULT_EDIT_WINDOW_MS;
   readonly teams = new Map<string, Team>();
-  readonly users = new Map<string, User>();
   readonly timelines = new Map<string, ChannelTimeline>();
   readonly reads = new Map<string, ReadState>();
   readonly typing: TypingState;
@@ -172,9 +163,8 @@ export class ChatModel extends Observable {
   readonly uploads = new Map<number, UploadView>();
   private readonly place: Place | undefined;
   private readonly attention: Attention | undefined;
-  private readonly alerts = new RateLimit(NOTIFY_EVERY_MS);
-  /** Per notification tag, the latest message of a burst, shown when its quiet window ends. */
-  private readonly burstLatest = new Map<string, Message>();
+  private readonly alerts: Alerts | null;
+  private readonly people: People;
   /** Names as this page knows them, for notifications and announcements. */
   private readonly names: Names = { user: (id) => this.users.get(id)?.name, team: (id) => this.teams.get(id)?.name };
   /** The title last given to the tab, so an unchanged one is not set again. */
@@ -202,11 +192,6 @@ export class ChatModel extends Observable {
   private readonly socket: SocketLike;
   private readonly newId: () => string;
   private readonly sync: SyncQueue;
-  private readonly userFetches = new Map<string, Promise<void>>();
-  /** Name lookups in flight at once: a big team's members are not all asked for in one burst. */
-  private readonly lookups = new Slots(USER_LOOKUPS_AT_ONCE);
-  /** Users the server would not show (deleted, or not visible): their name stays "…". */
-  private readonly unknownUsers = new Set<string>();
   /** When each team's member list was last read, to read it at most every few seconds. */
   private readonly membersReadAt = new Map<string, number>();
   private readonly membersPlanned = new Set<string>();
@@ -235,7 +220,20 @@ export class ChatModel extends Observable {
       });
     }
     this.typing = new TypingState(this.me.id);
-    this.users.set(this.me.id, this.me);
+    this.people = new People(this.api, this.clock, () => this.changed(), this.me);
+    this.alerts = this.attention
+      ? new Alerts({
+          attention: this.attention,
+          clock: this.clock,
+          me: this.me.id,
+          names: this.names,
+          ensureUsers: (ids) => this.ensureUsers(ids),
+          known: (id) => this.users.has(id),
+          lookingAt: (message) => this.lookingAt(message),
+          reveal: (message) => this.reveal(message),
+          stopped: () => this.stopped,
+        })
+      : null;
     // Buffering starts at the frame that asks for a resume, not when the resume first runs.
     this.sync = new SyncQueue(
       (team, last) => this.runSync(team, last),
@@ -342,11 +340,13 @@ export class ChatModel extends Observable {
       .filter((m) => m.from === member && m.to === this.me.id && !m.deleted && (lastRead === null || m.seq > lastRead) && !r.viewed(m)).length;
   }
 
+  /** Everyone the page has a name for, by id. */
+  get users(): ReadonlyMap<string, User> {
+    return this.people.users;
+  }
+
   name(user: string): string {
-    const known = this.users.get(user);
-    // An author who left the team, or a member added since the list was read: look them up once.
-    if (!known && !this.unknownUsers.has(user)) void this.ensureUsers([user]);
-    return known?.name ?? "…";
+    return this.people.name(user);
   }
 
   typingNames(): string[] {
@@ -812,7 +812,7 @@ export class ChatModel extends Observable {
     this.settle([message]);
     if (this.read(team).onMessage(message)) {
       this.announceMessage(message);
-      if (news) this.alert(message);
+      if (news) this.alerts?.alert(message);
     }
     if (this.pageVisible && this.isOpen(message)) {
       this.dividerAfter = dividerAfterLive(this.dividerAfter, this.view(team, this.conversation), message, this.me.id);
@@ -1070,42 +1070,9 @@ export class ChatModel extends Observable {
     }
   }
 
-  async ensureUsers(ids: readonly string[]): Promise<void> {
-    await Promise.all(
-      ids
-        .filter((id) => !this.users.has(id) && !this.unknownUsers.has(id))
-        .map((id) => {
-          let f = this.userFetches.get(id);
-          if (!f) {
-            f = this.lookups.run(() => this.lookUp(id)).finally(() => this.userFetches.delete(id));
-            this.userFetches.set(id, f);
-          }
-          return f;
-        }),
-    );
-  }
-
-  /**
-   * One user's name. A busy server (429: nginx allows a burst of lookups per address, and a big
-   * team's list asks for every member at once) is asked again after a pause; only a user that
-   * does not exist, or a server that stays busy, leaves the name unknown until the next load.
-   */
-  private async lookUp(id: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const u = await this.api.user(id);
-        this.users.set(id, { ...u, name: shownName(u.name) });
-        this.changed();
-        return;
-      } catch (err) {
-        const busy = err instanceof ApiError && (err.status === 429 || err.status === 503 || err.status === 0);
-        if (!busy || attempt >= USER_LOOKUP_TRIES) {
-          this.unknownUsers.add(id);
-          return;
-        }
-      }
-      await pause(this.clock, USER_LOOKUP_PAUSE_MS * 2 ** (attempt - 1));
-    }
+  /** Looks up the names not known yet (see People). */
+  ensureUsers(ids: readonly string[]): Promise<void> {
+    return this.people.ensure(ids);
   }
 
   /**
@@ -1134,20 +1101,6 @@ export class ChatModel extends Observable {
   }
 
   /**
-   * A message that just arrived live, counted as unread: a desktop notification when it is for
-   * the reader and they are not looking at its conversation (see state/attention.ts).
-   */
-  private alert(message: Message): void {
-    if (this.attention?.permission() !== "granted") return;
-    if (!notifies(message, this.me.id, this.lookingAt(message))) return;
-    // A sender or a mentioned member new to this page (someone just added) is looked up first:
-    // "Someone in Launch" says nothing.
-    const names = [message.from, ...mentionedIds(message)].filter((id) => !this.users.has(id));
-    if (names.length === 0) this.alertNow(message);
-    else void this.ensureUsers(names).then(() => this.alertNow(message));
-  }
-
-  /**
    * Whether the reader has the message on screen: its conversation, here or in another tab; for a
    * thread reply, its thread open here (the conversation shows only "1 reply" under the root, and
    * the tabs do not tell each other which thread they show).
@@ -1156,34 +1109,6 @@ export class ChatModel extends Observable {
     const tag = conversationTag(message, this.me.id);
     if (message.thread_id) return tag === this.shownTag() && this.threadRoot === message.thread_id;
     return tag === this.shownTag() || (this.attention?.lookedAtElsewhere(tag) ?? false);
-  }
-
-  /**
-   * Shows it, or, inside a conversation's quiet window, keeps it as the latest of a burst: when
-   * the window ends the latest replaces what was shown (same tag), unless the reader is looking.
-   */
-  private alertNow(message: Message): void {
-    const attention = this.attention;
-    if (!attention || this.stopped) return;
-    const tag = conversationTag(message, this.me.id);
-    const now = this.clock.now();
-    if (this.alerts.allow(tag, now)) {
-      this.showAlert(attention, message);
-      return;
-    }
-    const waiting = this.burstLatest.has(tag);
-    this.burstLatest.set(tag, message);
-    if (waiting) return;
-    this.clock.setTimeout(() => {
-      const latest = this.burstLatest.get(tag);
-      this.burstLatest.delete(tag);
-      if (!latest || this.stopped || this.lookingAt(latest)) return;
-      if (this.alerts.allow(tag, this.clock.now())) this.showAlert(attention, latest);
-    }, this.alerts.wait(tag, now));
-  }
-
-  private showAlert(attention: Attention, message: Message): void {
-    attention.show(notificationText(message, this.me.id, this.names), () => this.reveal(message));
   }
 
   /** A notification was clicked: its conversation opens, and its thread for a reply. */

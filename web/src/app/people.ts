@@ -1,0 +1,76 @@
+// Who is who, by user id: the names the page shows, looked up once each, a few at a time.
+import { type Api, ApiError } from "../api/client";
+import type { User } from "../api/types";
+import { type Clock, pause } from "../auth/keeper";
+import { Slots } from "../state/slots";
+import { shownName } from "../text/bidi";
+
+const LOOKUPS_AT_ONCE = 6;
+const LOOKUP_TRIES = 5;
+const LOOKUP_PAUSE_MS = 1000;
+
+export class People {
+  readonly users = new Map<string, User>();
+  private readonly fetches = new Map<string, Promise<void>>();
+  /** Name lookups in flight at once: a big team's members are not all asked for in one burst. */
+  private readonly lookups = new Slots(LOOKUPS_AT_ONCE);
+  /** Users the server would not show (deleted, or not visible): their name stays "…". */
+  private readonly unknown = new Set<string>();
+
+  constructor(
+    private readonly api: Pick<Api, "user">,
+    private readonly clock: Clock,
+    /** Called when a name arrived. */
+    private readonly changed: () => void,
+    me: User,
+  ) {
+    this.users.set(me.id, me);
+  }
+
+  /** The name, or "…" while it is looked up (once) or when it cannot be. */
+  name(id: string): string {
+    const known = this.users.get(id);
+    // An author who left the team, or a member added since the list was read: look them up once.
+    if (!known && !this.unknown.has(id)) void this.ensure([id]);
+    return known?.name ?? "…";
+  }
+
+  /** Looks up every one not known yet; resolves once each lookup has ended, found or not. */
+  async ensure(ids: readonly string[]): Promise<void> {
+    await Promise.all(
+      ids
+        .filter((id) => !this.users.has(id) && !this.unknown.has(id))
+        .map((id) => {
+          let f = this.fetches.get(id);
+          if (!f) {
+            f = this.lookups.run(() => this.lookUp(id)).finally(() => this.fetches.delete(id));
+            this.fetches.set(id, f);
+          }
+          return f;
+        }),
+    );
+  }
+
+  /**
+   * One user's name. A busy server (429: nginx allows a burst of lookups per address, and a big
+   * team's list asks for every member at once) is asked again after a pause; only a user that
+   * does not exist, or a server that stays busy, leaves the name unknown until the next load.
+   */
+  private async lookUp(id: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const u = await this.api.user(id);
+        this.users.set(id, { ...u, name: shownName(u.name) });
+        this.changed();
+        return;
+      } catch (err) {
+        const busy = err instanceof ApiError && (err.status === 429 || err.status === 503 || err.status === 0);
+        if (!busy || attempt >= LOOKUP_TRIES) {
+          this.unknown.add(id);
+          return;
+        }
+      }
+      await pause(this.clock, LOOKUP_PAUSE_MS * 2 ** (attempt - 1));
+    }
+  }
+}
