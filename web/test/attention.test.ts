@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BODY_MAX, conversationTag, mentionedIds, notificationText, notifies, OtherTabs, plainBody, RateLimit, tabNews, tabTitle } from "../src/state/attention";
+import { BODY_MAX, conversationTag, mentionedIds, notificationText, notifies, OtherTabs, plainBody, RateLimit, tabNews, tabTitle, threadTag } from "../src/state/attention";
 import { BOB, ME, msg, TEAM } from "./fixtures";
 
 const OTHER = "o".repeat(31) + "2";
@@ -141,8 +141,15 @@ describe("RateLimit", () => {
 describe("other tabs", () => {
   it("reads only well-formed news from another tab", () => {
     expect(tabNews({ kind: "ask" })).toEqual({ kind: "ask" });
-    expect(tabNews({ kind: "looking", tab: "t1", tag: "chatstack:a:*" })).toEqual({ kind: "looking", tab: "t1", tag: "chatstack:a:*" });
-    expect(tabNews({ kind: "looking", tab: "t1", tag: null })).toEqual({ kind: "looking", tab: "t1", tag: null });
+    expect(tabNews({ kind: "looking", tab: "t1", tag: "chatstack:a:*", thread: "chatstack:a:*#m1" })).toEqual({
+      kind: "looking",
+      tab: "t1",
+      tag: "chatstack:a:*",
+      thread: "chatstack:a:*#m1",
+    });
+    // From a tab that does not say its thread (an older version of the app): none.
+    expect(tabNews({ kind: "looking", tab: "t1", tag: "chatstack:a:*" })).toEqual({ kind: "looking", tab: "t1", tag: "chatstack:a:*", thread: null });
+    expect(tabNews({ kind: "looking", tab: "t1", tag: null, thread: 5 })).toEqual({ kind: "looking", tab: "t1", tag: null, thread: null });
     for (const bad of [null, "ask", 7, { kind: "looking", tab: 1, tag: null }, { kind: "looking", tab: "t", tag: 3 }, { kind: "other" }]) {
       expect(tabNews(bad)).toBeNull();
     }
@@ -156,6 +163,12 @@ describe("other tabs", () => {
     others.note("t1", null, 600);
     expect(others.looking("x", 700)).toBe(false);
     expect(others.looking("y", 1001)).toBe(false); // silent too long: closed without a word
+  });
+
+  it("knows the thread another tab has open beside its conversation", () => {
+    const others = new OtherTabs(1000);
+    others.note("t1", "x", 0, threadTag("x", "m1"));
+    expect([others.looking("x", 1), others.looking(threadTag("x", "m1"), 1), others.looking(threadTag("x", "m2"), 1)]).toEqual([true, true, false]);
   });
 
   it("lists the members a text mentions, and none for an attachment", () => {

@@ -20,7 +20,7 @@ function fakeTab(permission: Permission | null = "granted") {
     titles: [] as string[],
     shown: [] as { text: NotificationText; click: () => void }[],
     dismissed: [] as string[],
-    lookingHere: [] as (string | null)[],
+    lookingHere: [] as [string | null, string | null][],
     elsewhere: new Set<string>(),
   };
   const port: Attention = {
@@ -33,7 +33,7 @@ function fakeTab(permission: Permission | null = "granted") {
     show: (text, click) => tab.shown.push({ text, click }),
     dismiss: (tag) => tab.dismissed.push(tag),
     dismissAll: () => tab.dismissed.push("*all*"),
-    looking: (tag) => tab.lookingHere.push(tag),
+    looking: (tag, thread = null) => tab.lookingHere.push([tag, thread]),
     lookedAtElsewhere: (tag) => tab.elsewhere.has(tag),
   };
   return { tab, port };
@@ -826,9 +826,22 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     s.frame(msg(3, { thread_id: "m1", data: `<@${ME}> thoughts?` }));
     expect(tab.shown.map((n) => n.text.body)).toEqual(["@Me thoughts?"]);
     s.model.openThread("m1");
+    await flush();
+    expect(tab.lookingHere.at(-1)).toEqual([`chatstack:${TEAM}:*`, `chatstack:${TEAM}:*#m1`]); // the other tabs hear it
     s.clock.advance(10_000); // past the conversation's quiet window
     s.frame(msg(4, { thread_id: "m1", data: `<@${ME}> and?` }));
     expect(tab.shown).toHaveLength(1); // the thread is open: read as it comes
+  });
+
+  it("does not notify a thread reply whose thread another tab has open", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    tab.elsewhere.add(`chatstack:${TEAM}:*#m1`);
+    s.frame(msg(3, { thread_id: "m1", data: `<@${ME}> thoughts?` }));
+    expect(tab.shown).toHaveLength(0);
+    s.frame(msg(4, { thread_id: "m2", data: `<@${ME}> and here?` }));
+    expect(tab.shown).toHaveLength(1);
   });
 
   it("opens a clicked notification's conversation in its team", async () => {
@@ -854,7 +867,7 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     const { tab, port } = fakeTab();
     const s = await started(port);
     s.model.setPageVisible(false);
-    expect(tab.lookingHere.at(-1)).toBeNull();
+    expect(tab.lookingHere.at(-1)).toEqual([null, null]);
     tab.elsewhere.add(`chatstack:${TEAM}:${BOB}`);
     s.frame(msg(3, { to: ME }));
     await flush();
@@ -866,9 +879,9 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     s.model.setPageVisible(true);
     s.model.openConversation(BOB);
     await flush();
-    expect(tab.lookingHere.at(-1)).toBe(`chatstack:${TEAM}:${BOB}`);
+    expect(tab.lookingHere.at(-1)).toEqual([`chatstack:${TEAM}:${BOB}`, null]);
     s.model.stop();
-    expect(tab.lookingHere.at(-1)).toBeNull();
+    expect(tab.lookingHere.at(-1)).toEqual([null, null]);
   });
 
   it("shows the latest of a burst when the quiet window ends, in place of the first", async () => {

@@ -121,8 +121,11 @@ describe("tabAttention", () => {
     expect(second.lookedAtElsewhere("chatstack:t:bob")).toBe(false);
     second.looking("chatstack:t:*");
     expect(first.lookedAtElsewhere("chatstack:t:*")).toBe(true);
+    second.looking("chatstack:t:*", "chatstack:t:*#m1"); // a thread opened beside it
+    expect([first.lookedAtElsewhere("chatstack:t:*#m1"), first.lookedAtElsewhere("chatstack:t:*#m2")]).toEqual([true, false]);
     leaving[1]?.(); // the second tab closes
     expect(first.lookedAtElsewhere("chatstack:t:*")).toBe(false);
+    expect(first.lookedAtElsewhere("chatstack:t:*#m1")).toBe(false);
   });
 
   it("shrugs off a browser that has Notification but will not construct one (Chrome on Android)", () => {

@@ -23,6 +23,7 @@ import {
   plainBody,
   tabTitle,
   tagOf,
+  threadTag,
   waitingIn,
   type Names,
   type NotificationText,
@@ -126,8 +127,8 @@ export interface Attention {
   /** Closes everything this page showed: signed out, its texts must not stay on screen. */
   dismissAll(): void;
   /** Tells the app's other tabs which conversation this one has on screen (null: none). */
-  looking(tag: string | null): void;
-  /** Whether another tab of the app has that conversation on screen. */
+  looking(tag: string | null, thread?: string | null): void;
+  /** Whether another tab of the app has that conversation (or that `threadTag`) on screen. */
   lookedAtElsewhere(tag: string): boolean;
 }
 
@@ -509,7 +510,9 @@ export class ChatModel extends Observable {
 
   /** The other tabs hear which conversation this one shows, so that they do not notify it. */
   private tellLooking(): void {
-    if (!this.stopped) this.attention?.looking(this.shownTag());
+    if (this.stopped) return;
+    const shown = this.shownTag();
+    this.attention?.looking(shown, shown !== null && this.threadRoot ? threadTag(shown, this.threadRoot) : null);
   }
 
   /** The open conversation is on screen: its desktop notifications have said what they had to. */
@@ -1101,13 +1104,15 @@ export class ChatModel extends Observable {
   }
 
   /**
-   * Whether the reader has the message on screen: its conversation, here or in another tab; for a
-   * thread reply, its thread open here (the conversation shows only "1 reply" under the root, and
-   * the tabs do not tell each other which thread they show).
+   * Whether the reader has the message on screen, here or in another tab: its conversation; for a
+   * thread reply, its thread open (the conversation shows only "1 reply" under the root).
    */
   private lookingAt(message: Message): boolean {
     const tag = conversationTag(message, this.me.id);
-    if (message.thread_id) return tag === this.shownTag() && this.threadRoot === message.thread_id;
+    if (message.thread_id) {
+      const here = tag === this.shownTag() && this.threadRoot === message.thread_id;
+      return here || (this.attention?.lookedAtElsewhere(threadTag(tag, message.thread_id)) ?? false);
+    }
     return tag === this.shownTag() || (this.attention?.lookedAtElsewhere(tag) ?? false);
   }
 

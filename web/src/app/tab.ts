@@ -38,18 +38,20 @@ export function tabAttention(win: TabWindow): Attention {
   const me = Math.random().toString(36).slice(2);
   const others = new OtherTabs(3 * LOOKING_EVERY_MS);
   let mine: string | null = null;
+  let mineThread: string | null = null;
   const channel = win.channel;
-  const say = () => channel?.postMessage({ kind: "looking", tab: me, tag: mine });
+  const say = () => channel?.postMessage({ kind: "looking", tab: me, tag: mine, thread: mineThread });
   if (channel) {
     channel.onmessage = (ev) => {
       const news = tabNews(ev.data);
       if (news?.kind === "ask") say();
-      else if (news && news.tab !== me) others.note(news.tab, news.tag, win.now());
+      else if (news && news.tab !== me) others.note(news.tab, news.tag, win.now(), news.thread);
     };
     channel.postMessage({ kind: "ask" }); // a new tab learns what the others show
     win.setInterval(say, LOOKING_EVERY_MS);
     win.addEventListener("pagehide", () => {
       mine = null;
+      mineThread = null;
       say();
     });
   }
@@ -76,9 +78,10 @@ export function tabAttention(win: TabWindow): Attention {
         // Chrome on Android has `Notification` but only lets a service worker show one.
       }
     },
-    looking: (tag) => {
-      if (tag === mine) return;
+    looking: (tag, thread = null) => {
+      if (tag === mine && thread === mineThread) return;
       mine = tag;
+      mineThread = thread;
       say();
     },
     lookedAtElsewhere: (tag) => others.looking(tag, win.now()),

@@ -81,6 +81,11 @@ export function tagOf(team: string, conversation: string): string {
   return `chatstack:${team}:${conversation}`;
 }
 
+/** A thread open on screen, as the tabs tell each other: its conversation's tag and its root. */
+export function threadTag(tag: string, root: string): string {
+  return `${tag}#${root}`;
+}
+
 /** The tag of the conversation a message belongs to. */
 export function conversationTag(message: Message, me: string): string {
   return tagOf(message.channel_id, conversationOf(message.to, message.from, me));
@@ -136,7 +141,7 @@ export class RateLimit {
 }
 
 /** What one tab tells the app's other tabs (a BroadcastChannel between them). */
-export type TabNews = { kind: "looking"; tab: string; tag: string | null } | { kind: "ask" };
+export type TabNews = { kind: "looking"; tab: string; tag: string | null; thread: string | null } | { kind: "ask" };
 
 /** A message from another tab as `TabNews`, or null when it is not one. */
 export function tabNews(data: unknown): TabNews | null {
@@ -145,7 +150,9 @@ export function tabNews(data: unknown): TabNews | null {
   if (d.kind === "ask") return { kind: "ask" };
   if (d.kind !== "looking" || typeof d.tab !== "string") return null;
   if (d.tag !== null && typeof d.tag !== "string") return null;
-  return { kind: "looking", tab: d.tab, tag: d.tag };
+  // A tab of a version that did not say its thread shows none.
+  const thread = typeof d.thread === "string" ? d.thread : null;
+  return { kind: "looking", tab: d.tab, tag: d.tag, thread };
 }
 
 /**
@@ -154,19 +161,21 @@ export function tabNews(data: unknown): TabNews | null {
  * for `maxAgeMs` (closed without a word) no longer counts.
  */
 export class OtherTabs {
-  private readonly said = new Map<string, { tag: string; at: number }>();
+  private readonly said = new Map<string, { tag: string; thread: string | null; at: number }>();
 
   constructor(private readonly maxAgeMs: number) {}
 
-  note(tab: string, tag: string | null, at: number): void {
+  /** What a tab shows: a conversation's tag, and the `threadTag` of a thread open beside it. */
+  note(tab: string, tag: string | null, at: number, thread: string | null = null): void {
     if (tag === null) this.said.delete(tab);
-    else this.said.set(tab, { tag, at });
+    else this.said.set(tab, { tag, thread, at });
   }
 
+  /** Whether another tab shows this conversation tag, or this thread tag. */
   looking(tag: string, now: number): boolean {
     for (const [tab, s] of this.said) {
       if (now - s.at > this.maxAgeMs) this.said.delete(tab);
-      else if (s.tag === tag) return true;
+      else if (s.tag === tag || s.thread === tag) return true;
     }
     return false;
   }
