@@ -149,6 +149,59 @@ describe("chat in two browsers", () => {
     expect(typed).toBe("typed@example.com");
     await ada.page.keyboard.press("Escape");
     await ada.page.getByLabel("Email address").waitFor({ state: "detached" });
+    // The settings' Name, too: typed in the same task as the opening, it is still there after.
+    const named = await ada.page.evaluate(async () => {
+      [...document.querySelectorAll("button")].find((b) => b.textContent?.trim() === "Members & settings")?.click();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const input = [...document.querySelectorAll(".panel label")].find((l) => l.textContent?.trim().startsWith("Name"))?.querySelector("input");
+      if (!input) throw new Error("the panel shows no Name field");
+      input.value = "Renamed at once";
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return input.value;
+    });
+    expect(named).toBe("Renamed at once");
+    // Focus went into the panel as it opened (its heading), so Esc and Tab start there.
+    expect(await ada.page.evaluate(() => document.activeElement?.closest(".panel") !== null)).toBe(true);
+    await ada.page.keyboard.press("Escape");
+    await ada.page.getByLabel("Email address").waitFor({ state: "detached" });
+  });
+
+  it("drops an edit when another conversation opens, and keeps each conversation's unsent text", async () => {
+    await send(bob.page, "bob's channel line");
+    const box = bob.page.locator("main textarea");
+    await box.press("ArrowUp");
+    await expect.poll(() => box.inputValue()).toBe("bob's channel line");
+    await bob.page.getByRole("button", { name: /^Direct messages with Ada/ }).click();
+    // The DM's box is its own: no edit of the channel's message in it.
+    await expect.poll(() => bob.page.locator("main textarea").inputValue()).toBe("");
+    expect(await bob.page.locator("main .editing-note").count()).toBe(0);
+    await send(bob.page, "meant for Ada alone");
+    await shows(bob.page, "meant for Ada alone");
+    await bob.page.locator(".conversation-list .conv-button").first().click();
+    await shows(bob.page, "bob's channel line");
+    expect(await countMessages(bob.page, "meant for Ada alone")).toBe(0);
+    // Half a sentence in the channel waits there while the DM is open.
+    await bob.page.locator("main textarea").fill("half a sentence");
+    await bob.page.getByRole("button", { name: /^Direct messages with Ada/ }).click();
+    await expect.poll(() => bob.page.locator("main textarea").inputValue()).toBe("");
+    await bob.page.locator(".conversation-list .conv-button").first().click();
+    await expect.poll(() => bob.page.locator("main textarea").inputValue()).toBe("half a sentence");
+    await bob.page.locator("main textarea").fill("");
+  });
+
+  it("creates one team for a double click, takes typing in the new-team form at once and closes it on Esc", async () => {
+    await cy.page.getByRole("button", { name: "+ New team" }).click();
+    const name = unique("Once");
+    await cy.page.keyboard.type(name); // focus is in the form's first field
+    await cy.page.getByRole("button", { name: "Create team" }).dblclick();
+    await cy.page.getByRole("heading", { name, exact: true }).waitFor();
+    await cy.page.waitForTimeout(500); // a second team would be listed by now
+    expect(await cy.page.locator(".team-list .team-name", { hasText: name }).count()).toBe(1);
+    await cy.page.getByRole("button", { name: "+ New team" }).click();
+    await cy.page.keyboard.press("Escape");
+    await cy.page.getByRole("button", { name: "+ New team" }).waitFor();
+    await openTeam(cy.page, team);
   });
 
   it("shows markup in a message as text and runs none of it", async () => {
@@ -263,13 +316,15 @@ describe("chat in two browsers", () => {
     // were looking at stays in view (the list is not left at the top, where nothing more loads).
     await list.evaluate((el) => el.scrollTo({ top: 0 }));
     await expect.poll(() => list.evaluate((el) => el.scrollTop), { timeout: 5_000 }).toBeGreaterThan(100);
-    for (let round = 0; round < 5 && (await countMessages(page, "history line 1")) === 0; round++) {
+    // Up to the beginning, however many pages the earlier tests' messages fill.
+    const beginning = page.getByText("This is the beginning of the conversation.");
+    for (let round = 0; round < 10 && (await beginning.count()) === 0; round++) {
       await list.evaluate((el) => el.scrollTo({ top: 0 }));
       await page.waitForTimeout(300);
     }
     expect(await countMessages(page, "history line 1")).toBe(1);
     expect(await countMessages(page, "hello Bob, welcome")).toBe(1);
-    await page.getByText("This is the beginning of the conversation.").waitFor();
+    await beginning.waitFor();
     await page.context().close();
   });
 

@@ -74,8 +74,10 @@ describe("message life cycle between two browsers", () => {
     await message.hover();
     await message.getByRole("button", { name: "Reply in thread" }).click();
     const panel = bob.page.getByRole("complementary", { name: "Thread" });
-    await panel.locator("textarea").fill("a reply in the thread");
-    await panel.locator("textarea").press("Enter");
+    // The reply box takes focus as the thread opens: one types straight away.
+    await panel.locator("textarea").waitFor();
+    await bob.page.keyboard.type("a reply in the thread");
+    await bob.page.keyboard.press("Enter");
     await panel.locator("article.message .text", { hasText: "a reply in the thread" }).waitFor();
     await ada.page.locator("main article.message", { hasText: "final text" }).getByRole("button", { name: "1 reply" }).click();
     await ada.page.getByRole("complementary", { name: "Thread" }).locator("article.message .text", { hasText: "a reply in the thread" }).waitFor();

@@ -179,6 +179,15 @@ describe("ChatModel", () => {
     expect(s.model.presence.status(TEAM, BOB)).toBe("unknown");
   });
 
+  it("keeps what was typed and not sent per conversation, and forgets a blank one", () => {
+    const s = setup();
+    s.model.keepUnsent("t/*", "half a sentence");
+    s.model.keepUnsent("t/bob", "for bob");
+    expect([s.model.unsent("t/*"), s.model.unsent("t/bob"), s.model.unsent("t/carol")]).toEqual(["half a sentence", "for bob", ""]);
+    s.model.keepUnsent("t/*", "  ");
+    expect(s.model.unsent("t/*")).toBe("");
+  });
+
   it("takes the edit window from hello, and keeps the default when the server does not say", async () => {
     const s = setup();
     await s.model.start();

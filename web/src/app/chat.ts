@@ -200,6 +200,7 @@ export class ChatModel extends Observable {
   private readonly leaving = new Set<string>();
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
   private readonly readTimers = new Map<string, unknown>();
+  private readonly unsentTexts = new Map<string, string>();
   private noticeSeq = 0;
   private draftSeq = 0;
   private uploadSeq = 0;
@@ -563,6 +564,16 @@ export class ChatModel extends Observable {
     this.pending.delete(clientMsgId);
     if (p.type === "text") this.draft = { key: ++this.draftSeq, threadId: p.threadId, text: p.data };
     this.changed();
+  }
+
+  /** What was typed in a composer and not sent, by `unsentKey`, while another is on screen. */
+  unsent(key: string): string {
+    return this.unsentTexts.get(key) ?? "";
+  }
+
+  keepUnsent(key: string, text: string): void {
+    if (text.trim()) this.unsentTexts.set(key, text);
+    else this.unsentTexts.delete(key);
   }
 
   /** The composer took the draft. */

@@ -18,11 +18,24 @@ interface Props {
   disabled: string | null;
   onEditLast(): void;
   onEditDone(): void;
+  /** Where what is typed and not sent waits while another conversation is on screen. */
+  unsentKey: string;
+  /** Take focus on opening (a thread the user just opened), not only when focus is nowhere. */
+  focusOnOpen?: boolean;
 }
 
 export function Composer(props: Props) {
   const { model } = props;
-  const [text, setText] = useState("");
+  const [text, setText] = useState(() => model.unsent(props.unsentKey));
+  // Kept when the box goes (another conversation opened): its own text, never an edit's.
+  const latest = useRef({ text, editing: props.editing !== null });
+  latest.current = { text, editing: props.editing !== null };
+  useEffect(
+    () => () => {
+      if (!latest.current.editing) model.keepUnsent(props.unsentKey, latest.current.text);
+    },
+    [],
+  );
   const [caret, setCaret] = useState(0);
   const [active, setActive] = useState(0);
   /** Where the "@" of a picker closed with Esc is: it stays closed for that mention. */
@@ -42,7 +55,8 @@ export function Composer(props: Props) {
   useEffect(() => {
     const el = area.current;
     const idle = document.activeElement === null || document.activeElement === document.body;
-    if (el && idle && props.threadId === null && !el.disabled && window.matchMedia("(hover: hover)").matches) el.focus();
+    const wanted = props.focusOnOpen === true || (idle && props.threadId === null);
+    if (el && wanted && !el.disabled && window.matchMedia("(hover: hover)").matches) el.focus();
   }, []);
 
   useEffect(() => {
@@ -208,6 +222,7 @@ export function Composer(props: Props) {
           ref={area}
           id={inputId}
           rows={1}
+          dir="auto"
           value={text}
           disabled={props.disabled !== null}
           placeholder={props.disabled ?? props.label}

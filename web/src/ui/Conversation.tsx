@@ -107,6 +107,7 @@ export function Conversation(props: Props) {
         disabled={team.active ? null : DEACTIVATED}
         onEditLast={editLast}
         onEditDone={() => setEditing(null)}
+        unsentKey={`${team.id}/${conv}`}
       />
     </section>
   );

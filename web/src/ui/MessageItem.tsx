@@ -80,7 +80,7 @@ export function MessageItem(props: Props) {
         {m.deleted ? (
           <p class="tombstone">This message was deleted.</p>
         ) : m.type === "text" ? (
-          <p class="text">
+          <p class="text" dir="auto">
             <MessageText text={m.data} name={name} me={me} />
             {m.edited_ts && <span class="edited"> (edited)</span>}
           </p>

@@ -223,7 +223,7 @@ export function MessageList(props: Props) {
       })}
       {props.pending.map((p) => (
         <article key={p.clientMsgId} class={`message own pending ${p.status}`}>
-          <p class="text">{p.type === "text" ? p.data : `(${p.type})`}</p>
+          <p class="text" dir="auto">{p.type === "text" ? p.data : `(${p.type})`}</p>
           {p.status === "sending" ? (
             <p class="muted small">Sending…</p>
           ) : (

@@ -81,7 +81,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
         <Sidebar model={model} onNavigate={() => setDrawer(false)} onLogoutEverywhere={() => props.onLogout(true)} />
         <main class="main">
           {team ? (
-            <Conversation model={model} team={team} onOpenTeamPanel={() => setTeamPanel(true)} />
+            <Conversation key={`${team.id}/${model.conversation}`} model={model} team={team} onOpenTeamPanel={() => setTeamPanel(true)} />
           ) : !model.teamsLoaded ? (
             <section class="empty" aria-busy="true">
               <p class="muted">Loading your teams…</p>
@@ -93,7 +93,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
             </section>
           )}
         </main>
-        {panel === "thread" && team && model.threadRoot && <ThreadPanel model={model} team={team} root={model.threadRoot} onClose={() => model.openThread(null)} />}
+        {panel === "thread" && team && model.threadRoot && <ThreadPanel key={`${team.id}/${model.threadRoot}`} model={model} team={team} root={model.threadRoot} onClose={() => model.openThread(null)} />}
         {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} onClose={() => setTeamPanel(false)} />}
       </div>
       <div class="visually-hidden" aria-live="polite" aria-atomic="true">

@@ -23,6 +23,15 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
     else if (asked.current) askRef.current?.focus();
     asked.current = confirmEverywhere;
   }, [confirmEverywhere]);
+  // The form's first field takes focus when it opens (an `autofocus` attribute does nothing on an
+  // element added after the page loaded), so typing goes in and Esc closes it.
+  const nameRef = useRef<HTMLInputElement>(null);
+  useLayoutEffect(() => {
+    if (creating) nameRef.current?.focus();
+  }, [creating]);
+  // One team per click: a double click or a second Enter while the first is on its way adds none.
+  const [submitting, setSubmitting] = useState(false);
+  const inFlight = useRef(false);
   const [name, setName] = useState("");
   const [icon, setIcon] = useState("");
   const [tags, setTags] = useState("");
@@ -76,11 +85,17 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
             class="stack new-team"
             onSubmit={async (e) => {
               e.preventDefault();
+              if (inFlight.current) return;
               setError(null);
               const problems = checkTeam(name, icon, tags);
               setFields(problems);
               if (Object.keys(problems).length > 0) return;
-              const failed = await model.createTeam(name.trim(), icon.trim(), parseTags(tags).tags);
+              inFlight.current = true;
+              setSubmitting(true);
+              const failed = await model.createTeam(name.trim(), icon.trim(), parseTags(tags).tags).finally(() => {
+                inFlight.current = false;
+                setSubmitting(false);
+              });
               if (failed) setError(failed);
               else {
                 setCreating(false);
@@ -99,7 +114,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
           >
             <label>
               Team name
-              <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} autoFocus {...invalid("name")} />
+              <input ref={nameRef} value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} {...invalid("name")} />
             </label>
             <FieldError id="new-team-name" text={fields.name} />
             <label>
@@ -118,7 +133,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
               </p>
             )}
             <div class="row">
-              <button type="submit" class="primary">
+              <button type="submit" class="primary" disabled={submitting}>
                 Create team
               </button>
               <button type="button" onClick={() => setCreating(false)}>
@@ -134,7 +149,9 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
       </div>
       {team && (
         <div class="sidebar-section">
-          <h2 class="sidebar-title">In {team.name}</h2>
+          <h2 class="sidebar-title" title={team.name}>
+            In {team.name}
+          </h2>
           <ul class="conversation-list">
             <li>
               <button
@@ -146,7 +163,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
                   props.onNavigate();
                 }}
               >
-                <span aria-hidden="true">#</span> {team.name}
+                <span aria-hidden="true">#</span> <span class="conv-name">{team.name}</span>
               </button>
             </li>
           </ul>

@@ -1,7 +1,7 @@
 // A team's settings and members: rename, icon, tags; add by email; elect and dismiss admins,
 // transfer super_admin, remove; deactivate and reactivate; leave. Buttons follow the role; the server's refusal is shown
 // as it comes, plainly, whatever the buttons said, next to the action that met it.
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { allowed, roleOf } from "../state/roles";
@@ -36,6 +36,9 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
   const [result, setResult] = useState<{ where: Section; ok: boolean; text: string } | null>(null);
   const [fields, setFields] = useState<FieldErrors>({});
   const resultView = useRef<HTMLParagraphElement>(null);
+  // Focus goes into the panel as it opens, so the keyboard and a screen reader are where it is.
+  const heading = useRef<HTMLHeadingElement>(null);
+  useLayoutEffect(() => heading.current?.focus(), []);
   const invalid = (field: TeamField) => invalidProps("team-settings", fields, field);
   const edited: TeamSettings = { name, icon, tags };
 
@@ -52,8 +55,18 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
 
   // Another admin's change (or the fresher read on opening) shows in a form nobody is editing; an
   // edited one keeps what was typed, and only its changes are sent.
+  // The form as it is now, not as the render that scheduled the effect saw it: an effect runs
+  // after a paint, and a key typed in between would otherwise count as untouched and be wiped.
+  const form = useRef({ initial, edited });
+  form.current = { initial, edited };
+  const opened = useRef(false);
   useEffect(() => {
-    if (changedSettings(initial, edited) === null) fill(settingsOf(team));
+    // On opening the form already starts from the team.
+    if (!opened.current) {
+      opened.current = true;
+      return;
+    }
+    if (changedSettings(form.current.initial, form.current.edited) === null) fill(settingsOf(team));
   }, [team.name, team.icon, team.meta_tags.join("\n")]);
 
   // Rendered where its action is, the outcome may still be below the fold of a long member list.
@@ -96,7 +109,9 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
   return (
     <aside class="panel team" aria-label={`Team ${team.name}: members and settings`}>
       <header class="panel-head">
-        <h2>{team.name}</h2>
+        <h2 ref={heading} tabIndex={-1}>
+          {team.name}
+        </h2>
         <button type="button" class="icon" aria-label="Close members and settings" onClick={props.onClose}>
           ✕
         </button>

@@ -56,6 +56,8 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
           if (mine) setEditing(mine);
         }}
         onEditDone={() => setEditing(null)}
+        unsentKey={`${team.id}/thread/${root}`}
+        focusOnOpen={true}
       />
     </aside>
   );
