@@ -42,7 +42,15 @@ function fakeTab(permission: Permission | null = "granted") {
 function setup(saved: string | null = null, attention?: Attention) {
   const clock = new FakeClock();
   // The tab's remembered place (sessionStorage in the app).
-  const place = { team: saved, load: () => place.team, save: (t: string) => (place.team = t) };
+  const place = {
+    team: saved,
+    conversation: "*",
+    load: () => (place.team === null ? null : { team: place.team, conversation: place.conversation }),
+    save: (t: string, c: string) => {
+      place.team = t;
+      place.conversation = c;
+    },
+  };
   const sent: Record<string, unknown>[] = [];
   const reconnects: string[] = [];
   const calls: string[] = [];
@@ -341,6 +349,19 @@ describe("ChatModel", () => {
     await reloaded.model.start();
     await flush();
     expect(reloaded.model.selectedTeam).toBe(OTHER);
+    // A DM open at the reload opens again; one with someone no longer in the team does not.
+    reloaded.model.openConversation(BOB);
+    expect([reloaded.place.team, reloaded.place.conversation]).toEqual([OTHER, BOB]);
+    const inDm = setup(OTHER);
+    inDm.place.conversation = BOB;
+    await inDm.model.start();
+    await flush();
+    expect([inDm.model.selectedTeam, inDm.model.conversation]).toEqual([OTHER, BOB]);
+    const left = setup(OTHER);
+    left.place.conversation = "e".repeat(32);
+    await left.model.start();
+    await flush();
+    expect(left.model.conversation).toBe("*");
     const gone = setup("f".repeat(32)); // a team this account no longer has: the first one
     await gone.model.start();
     await flush();

@@ -104,9 +104,10 @@ export interface ChatDeps {
   attention?: Attention;
 }
 
+/** Where this tab was (sessionStorage in the app): a reload opens it again. */
 export interface Place {
-  load(): string | null;
-  save(team: string): void;
+  load(): { team: string; conversation: Conversation } | null;
+  save(team: string, conversation: Conversation): void;
 }
 
 export type Permission = "default" | "granted" | "denied";
@@ -376,7 +377,7 @@ export class ChatModel extends Observable {
   selectTeam(team: string): void {
     if (!this.teams.has(team)) return;
     this.selectedTeam = team;
-    this.place?.save(team);
+    this.place?.save(team, "*");
     this.threadRoot = null;
     this.openConversation("*");
     const t = this.timeline(team);
@@ -425,6 +426,7 @@ export class ChatModel extends Observable {
 
   openConversation(conversation: Conversation): void {
     this.conversation = conversation;
+    if (this.selectedTeam) this.place?.save(this.selectedTeam, conversation);
     this.threadRoot = null;
     this.dividerAfter = this.selectedTeam ? this.read(this.selectedTeam).lastRead : null;
     this.repliesSince = this.dividerAfter;
@@ -1017,9 +1019,12 @@ export class ChatModel extends Observable {
     for (const id of [...this.teams.keys()]) if (!fresh.has(id)) this.dropTeam(id);
     for (const team of all) this.putTeam(team, true);
     if (!this.selectedTeam && all[0]) {
-      // After a reload, the team this tab had open; else the first.
+      // After a reload, the team and conversation this tab had open; else the first team.
       const before = this.place?.load();
-      this.selectTeam(before && this.teams.has(before) ? before : (this.sortedTeams()[0]?.id ?? all[0].id));
+      const team = before && this.teams.has(before.team) ? before.team : (this.sortedTeams()[0]?.id ?? all[0].id);
+      this.selectTeam(team);
+      const dm = before?.team === team && before.conversation !== "*" ? before.conversation : null;
+      if (dm !== null && dm !== this.me.id && this.teams.get(team)?.members.includes(dm)) this.openConversation(dm);
     }
     this.teamsLoaded = true;
     this.changed();

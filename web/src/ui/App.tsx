@@ -2,7 +2,7 @@
 // first resumes the session the browser holds in its refresh cookie, so it asks for no password.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Api } from "../api/client";
-import { ChatModel } from "../app/chat";
+import { ChatModel, type Place } from "../app/chat";
 import { type TabChannel, tabAttention } from "../app/tab";
 import { realClock } from "../auth/keeper";
 import { AuthSession, type Port } from "../auth/session";
@@ -11,17 +11,19 @@ import { Login } from "./Login";
 import { Shell } from "./Shell";
 
 // The open team survives a reload of this tab (sessionStorage: this tab only, gone with it).
-const tabPlace = {
-  load: (): string | null => {
+const tabPlace: Place = {
+  load: () => {
     try {
-      return sessionStorage.getItem("chatstack.team");
+      const team = sessionStorage.getItem("chatstack.team");
+      return team === null ? null : { team, conversation: sessionStorage.getItem("chatstack.conversation") ?? "*" };
     } catch {
       return null; // storage refused (privacy settings): start at the first team
     }
   },
-  save: (team: string): void => {
+  save: (team, conversation) => {
     try {
       sessionStorage.setItem("chatstack.team", team);
+      sessionStorage.setItem("chatstack.conversation", conversation);
     } catch {
       // as above
     }
