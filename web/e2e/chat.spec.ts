@@ -169,6 +169,8 @@ describe("chat in two browsers", () => {
 
   it("drops an edit when another conversation opens, and keeps each conversation's unsent text", async () => {
     await send(bob.page, "bob's channel line");
+    // Delivered (a message still on its way cannot be edited yet): Up takes it, not the one before.
+    await bob.page.locator("main article.message:not(.pending) .text", { hasText: "bob's channel line" }).waitFor();
     const box = bob.page.locator("main textarea");
     await box.press("ArrowUp");
     await expect.poll(() => box.inputValue()).toBe("bob's channel line");
