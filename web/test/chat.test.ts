@@ -260,7 +260,14 @@ describe("ChatModel", () => {
     expect(s.sent).toHaveLength(1);
     s.model.takeBack("c1");
     expect(s.model.pendingIn(TEAM, "*", "m1")).toEqual([]);
-    expect(s.model.draft).toMatchObject({ threadId: "m1", text: "x" });
+    expect(s.model.draft).toMatchObject({ box: `${TEAM}/thread/m1`, text: "x" });
+    // A DM's refused text goes back to that DM's box, not to whichever is open when it is taken.
+    s.model.openConversation(BOB);
+    s.model.sendText("y");
+    s.frame({ type: "error", code: "invalid", message: "no", client_msg_id: "c2" });
+    s.model.openConversation("*");
+    s.model.takeBack("c2");
+    expect(s.model.draft).toMatchObject({ box: `${TEAM}/${BOB}`, text: "y" });
   });
 
   it("counts unread and mentions for a team that is not open, once per message", async () => {
@@ -357,11 +364,14 @@ describe("ChatModel", () => {
     await inDm.model.start();
     await flush();
     expect([inDm.model.selectedTeam, inDm.model.conversation]).toEqual([OTHER, BOB]);
-    const left = setup(OTHER);
-    left.place.conversation = "e".repeat(32);
-    await left.model.start();
-    await flush();
-    expect(left.model.conversation).toBe("*");
+    for (const conversation of ["e".repeat(32), ME]) {
+      // Someone who left the team, or the reader (there is no DM with oneself): the team's own.
+      const left = setup(OTHER);
+      left.place.conversation = conversation;
+      await left.model.start();
+      await flush();
+      expect(left.model.conversation).toBe("*");
+    }
     const gone = setup("f".repeat(32)); // a team this account no longer has: the first one
     await gone.model.start();
     await flush();

@@ -62,8 +62,14 @@ export interface Pending {
 /** A refused text handed back to the composer it came from, to be edited. */
 export interface Draft {
   key: number;
-  threadId: string | null;
+  /** The message box it goes back to (`boxKey`). */
+  box: string;
   text: string;
+}
+
+/** A message box: a conversation's, or a thread's (whatever conversation its root is in). */
+export function boxKey(team: string, conversation: Conversation, threadId: string | null): string {
+  return threadId ? `${team}/thread/${threadId}` : `${team}/${conversation}`;
 }
 
 export interface Notice {
@@ -564,11 +570,11 @@ export class ChatModel extends Observable {
     const p = this.pending.get(clientMsgId);
     if (!p) return;
     this.pending.delete(clientMsgId);
-    if (p.type === "text") this.draft = { key: ++this.draftSeq, threadId: p.threadId, text: p.data };
+    if (p.type === "text") this.draft = { key: ++this.draftSeq, box: boxKey(p.channel, p.to, p.threadId), text: p.data };
     this.changed();
   }
 
-  /** What was typed in a composer and not sent, by `unsentKey`, while another is on screen. */
+  /** What was typed in a message box and not sent, by `boxKey`, while another is on screen. */
   unsent(key: string): string {
     return this.unsentTexts.get(key) ?? "";
   }

@@ -2,33 +2,14 @@
 // first resumes the session the browser holds in its refresh cookie, so it asks for no password.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Api } from "../api/client";
-import { ChatModel, type Place } from "../app/chat";
+import { ChatModel } from "../app/chat";
+import { tabPlaceOf } from "../app/place";
 import { type TabChannel, tabAttention } from "../app/tab";
 import { realClock } from "../auth/keeper";
 import { AuthSession, type Port } from "../auth/session";
 import { ChatSocket, type WireSocket } from "../net/socket";
 import { Login } from "./Login";
 import { Shell } from "./Shell";
-
-// The open team survives a reload of this tab (sessionStorage: this tab only, gone with it).
-const tabPlace: Place = {
-  load: () => {
-    try {
-      const team = sessionStorage.getItem("chatstack.team");
-      return team === null ? null : { team, conversation: sessionStorage.getItem("chatstack.conversation") ?? "*" };
-    } catch {
-      return null; // storage refused (privacy settings): start at the first team
-    }
-  },
-  save: (team, conversation) => {
-    try {
-      sessionStorage.setItem("chatstack.team", team);
-      sessionStorage.setItem("chatstack.conversation", conversation);
-    } catch {
-      // as above
-    }
-  },
-};
 
 function wsUrl(): string {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
@@ -78,7 +59,7 @@ export function App() {
       api,
       me,
       clock: realClock,
-      place: tabPlace,
+      place: tabPlaceOf(() => sessionStorage, me.id),
       attention,
       openSocket: (handlers) => {
         const socket = new ChatSocket(

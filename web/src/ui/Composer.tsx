@@ -18,7 +18,7 @@ interface Props {
   disabled: string | null;
   onEditLast(): void;
   onEditDone(): void;
-  /** Where what is typed and not sent waits while another conversation is on screen. */
+  /** This box (`boxKey`): what is typed and not sent waits under it while another is on screen. */
   unsentKey: string;
   /** Take focus on opening (a thread the user just opened), not only when focus is nowhere. */
   focusOnOpen?: boolean;
@@ -27,15 +27,11 @@ interface Props {
 export function Composer(props: Props) {
   const { model } = props;
   const [text, setText] = useState(() => model.unsent(props.unsentKey));
-  // Kept when the box goes (another conversation opened): its own text, never an edit's.
-  const latest = useRef({ text, editing: props.editing !== null });
-  latest.current = { text, editing: props.editing !== null };
-  useEffect(
-    () => () => {
-      if (!latest.current.editing) model.keepUnsent(props.unsentKey, latest.current.text);
-    },
-    [],
-  );
+  // The box's own text (never an edit's), kept when the box goes (another conversation opened):
+  // what was sent or cleared leaves nothing behind, even if an edit was open at the time.
+  const own = useRef(text);
+  if (!props.editing) own.current = text;
+  useEffect(() => () => model.keepUnsent(props.unsentKey, own.current), []);
   const [caret, setCaret] = useState(0);
   const [active, setActive] = useState(0);
   /** Where the "@" of a picker closed with Esc is: it stays closed for that mention. */
@@ -78,7 +74,7 @@ export function Composer(props: Props) {
   // A text refused by the server comes back here to be edited.
   const draft = model.draft;
   useEffect(() => {
-    if (!draft || draft.threadId !== props.threadId || props.editing) return;
+    if (!draft || draft.box !== props.unsentKey || props.editing) return;
     model.takeDraft(draft.key);
     setText(decodeMentions(draft.text, members()));
     area.current?.focus();

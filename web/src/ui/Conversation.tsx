@@ -2,7 +2,7 @@
 // flight, the composer; a file dropped anywhere on it is uploaded.
 import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
-import type { ChatModel } from "../app/chat";
+import { boxKey, type ChatModel } from "../app/chat";
 import { lastEditable } from "../state/roles";
 import { dividerBefore } from "../state/unread";
 import { Composer, DEACTIVATED } from "./Composer";
@@ -107,7 +107,7 @@ export function Conversation(props: Props) {
         disabled={team.active ? null : DEACTIVATED}
         onEditLast={editLast}
         onEditDone={() => setEditing(null)}
-        unsentKey={`${team.id}/${conv}`}
+        unsentKey={boxKey(team.id, conv, null)}
       />
     </section>
   );

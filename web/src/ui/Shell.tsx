@@ -12,6 +12,11 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
   const { model } = props;
   useObservable(model);
   const [teamPanel, setTeamPanel] = useState(false);
+  // The members panel takes focus when the user opens it, not when it follows a team switch.
+  const [panelFocus, setPanelFocus] = useState(false);
+  useEffect(() => {
+    if (panelFocus) setPanelFocus(false);
+  }, [panelFocus]);
   const [drawer, setDrawer] = useState(false);
   const team = model.selectedTeam ? model.teams.get(model.selectedTeam) : undefined;
 
@@ -81,7 +86,15 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
         <Sidebar model={model} onNavigate={() => setDrawer(false)} onLogoutEverywhere={() => props.onLogout(true)} />
         <main class="main">
           {team ? (
-            <Conversation key={`${team.id}/${model.conversation}`} model={model} team={team} onOpenTeamPanel={() => setTeamPanel(true)} />
+            <Conversation
+              key={`${team.id}/${model.conversation}`}
+              model={model}
+              team={team}
+              onOpenTeamPanel={() => {
+                setTeamPanel(true);
+                setPanelFocus(true);
+              }}
+            />
           ) : !model.teamsLoaded ? (
             <section class="empty" aria-busy="true">
               <p class="muted">Loading your teams…</p>
@@ -94,7 +107,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
           )}
         </main>
         {panel === "thread" && team && model.threadRoot && <ThreadPanel key={`${team.id}/${model.threadRoot}`} model={model} team={team} root={model.threadRoot} onClose={() => model.openThread(null)} />}
-        {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} onClose={() => setTeamPanel(false)} />}
+        {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} takeFocus={panelFocus} onClose={() => setTeamPanel(false)} />}
       </div>
       <div class="visually-hidden" aria-live="polite" aria-atomic="true">
         {model.announcement}

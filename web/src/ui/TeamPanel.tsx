@@ -23,7 +23,7 @@ const ROLE_NAMES = { super_admin: "super admin", admin: "admin", user: "member" 
 /** Where an action is: its outcome is shown there, not at the top of a panel scrolled away from it. */
 type Section = "settings" | "add" | "members" | "status" | "leave";
 
-export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void }) {
+export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: boolean; onClose(): void }) {
   const { model, team } = props;
   const me = model.me.id;
   const may = allowed(team, me);
@@ -38,11 +38,19 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
   const resultView = useRef<HTMLParagraphElement>(null);
   // Focus goes into the panel as it opens, so the keyboard and a screen reader are where it is.
   const heading = useRef<HTMLHeadingElement>(null);
-  useLayoutEffect(() => heading.current?.focus(), []);
+  useLayoutEffect(() => {
+    // Only when the user opened it: not when it follows a team switch or a notification's click,
+    // which must leave focus where it is, or to the conversation's box.
+    if (props.takeFocus) heading.current?.focus();
+  }, []);
   const invalid = (field: TeamField) => invalidProps("team-settings", fields, field);
   const edited: TeamSettings = { name, icon, tags };
 
+  // Someone typed in the settings since they were last filled: a change from elsewhere then waits.
+  // A ref set as the key lands, not the render's state, which an effect may see a render late.
+  const touched = useRef(false);
   const fill = (settings: TeamSettings) => {
+    touched.current = false;
     setInitial(settings);
     setName(settings.name);
     setIcon(settings.icon);
@@ -53,12 +61,8 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
     void model.refreshTeam(team.id);
   }, [team.id]);
 
-  // Another admin's change (or the fresher read on opening) shows in a form nobody is editing; an
-  // edited one keeps what was typed, and only its changes are sent.
-  // The form as it is now, not as the render that scheduled the effect saw it: an effect runs
-  // after a paint, and a key typed in between would otherwise count as untouched and be wiped.
-  const form = useRef({ initial, edited });
-  form.current = { initial, edited };
+  // Another admin's change (or the fresher read on opening) shows in a form nobody has typed in;
+  // a touched one keeps what was typed, and only its changes are sent.
   const opened = useRef(false);
   useEffect(() => {
     // On opening the form already starts from the team.
@@ -66,7 +70,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
       opened.current = true;
       return;
     }
-    if (changedSettings(form.current.initial, form.current.edited) === null) fill(settingsOf(team));
+    if (!touched.current) fill(settingsOf(team));
   }, [team.name, team.icon, team.meta_tags.join("\n")]);
 
   // Rendered where its action is, the outcome may still be below the fold of a long member list.
@@ -143,17 +147,26 @@ export function TeamPanel(props: { model: ChatModel; team: Team; onClose(): void
             <h3>Settings</h3>
             <label>
               Name
-              <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} {...invalid("name")} />
+              <input value={name} onInput={(e) => {
+                  touched.current = true;
+                  setName(e.currentTarget.value);
+                }} required maxLength={100} {...invalid("name")} />
             </label>
             <FieldError id="team-settings-name" text={fields.name} />
             <label>
               Icon URL
-              <input value={icon} onInput={(e) => setIcon(e.currentTarget.value)} placeholder="https://…" inputMode="url" {...invalid("icon")} />
+              <input value={icon} onInput={(e) => {
+                  touched.current = true;
+                  setIcon(e.currentTarget.value);
+                }} placeholder="https://…" inputMode="url" {...invalid("icon")} />
             </label>
             <FieldError id="team-settings-icon" text={fields.icon} />
             <label>
               Tags (comma separated)
-              <input value={tags} onInput={(e) => setTags(e.currentTarget.value)} placeholder="backend, on-call" {...invalid("meta_tags")} />
+              <input value={tags} onInput={(e) => {
+                  touched.current = true;
+                  setTags(e.currentTarget.value);
+                }} placeholder="backend, on-call" {...invalid("meta_tags")} />
             </label>
             <FieldError id="team-settings-meta_tags" text={fields.meta_tags} />
             <button type="submit">Save settings</button>

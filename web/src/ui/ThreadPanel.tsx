@@ -1,7 +1,7 @@
 // A thread in the side panel: its root, the replies, and a composer that replies.
 import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
-import type { ChatModel } from "../app/chat";
+import { boxKey, type ChatModel } from "../app/chat";
 import { lastEditable } from "../state/roles";
 import { conversationOf } from "../state/typing";
 import { Composer, DEACTIVATED } from "./Composer";
@@ -56,7 +56,7 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
           if (mine) setEditing(mine);
         }}
         onEditDone={() => setEditing(null)}
-        unsentKey={`${team.id}/thread/${root}`}
+        unsentKey={boxKey(team.id, model.conversation, root)}
         focusOnOpen={true}
       />
     </aside>
