@@ -108,7 +108,9 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
             onKeyDown={(e) => {
               if (e.key === "Escape") {
                 e.stopPropagation();
-                setCreating(false);
+                // Not while the team is being created: the request goes on either way, and closing
+                // would only hide its outcome (the new team opens when it lands).
+                if (!inFlight.current) setCreating(false);
               }
             }}
           >
@@ -136,7 +138,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
               <button type="submit" class="primary" disabled={submitting}>
                 Create team
               </button>
-              <button type="button" onClick={() => setCreating(false)}>
+              <button type="button" disabled={submitting} onClick={() => setCreating(false)}>
                 Cancel
               </button>
             </div>
