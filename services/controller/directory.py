@@ -155,18 +155,15 @@ class DisabledAccounts:
     async def since(self, moment: datetime) -> frozenset[str]:
         """Disabled since ``moment``, read now (not the cached set: an account enabled again a
         moment ago must not be told disabled)."""
-        try:
-            # Equality first (FerretDB pushes it down); the time is filtered from that small set.
-            cursor = self._users.find(
-                {s.USER_DISABLED: True, s.USER_DISABLED_AT: {"$gt": moment}}, {s.ID: 1}
-            )
-            return frozenset([str(doc[s.ID]) async for doc in cursor])
-        except PyMongoError as exc:
-            raise database_unavailable(exc) from exc
+        # Equality first (FerretDB pushes it down); the time is filtered from that small set.
+        return await self._ids_where({s.USER_DISABLED: True, s.USER_DISABLED_AT: {"$gt": moment}})
 
     async def _read(self, _: None) -> frozenset[str]:
+        return await self._ids_where({s.USER_DISABLED: True})
+
+    async def _ids_where(self, query: Document) -> frozenset[str]:
         try:
-            cursor = self._users.find({s.USER_DISABLED: True}, {s.ID: 1})
+            cursor = self._users.find(query, {s.ID: 1})
             return frozenset([str(doc[s.ID]) async for doc in cursor])
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc

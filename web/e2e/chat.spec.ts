@@ -56,6 +56,28 @@ afterAll(async () => {
   await browser?.close();
 });
 
+/**
+ * Opens the members panel and types into one of its fields in the same task, then reads the field
+ * back 300 ms later: a reset scheduled after the panel's first paint would have wiped it.
+ */
+function typedAsThePanelOpens(page: Person["page"], label: string, value: string): Promise<string> {
+  return page.evaluate(
+    async ([label, value]) => {
+      const button = [...document.querySelectorAll("button")].find((b) => b.textContent?.trim() === "Members & settings");
+      if (!button) throw new Error("no Members & settings button");
+      button.click();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const input = [...document.querySelectorAll(".panel label")].find((l) => l.textContent?.trim().startsWith(label))?.querySelector("input");
+      if (!input) throw new Error(`the panel shows no ${label} field`);
+      input.value = value;
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return input.value;
+    },
+    [label, value] as const,
+  );
+}
+
 describe("chat in two browsers", () => {
   it("creates a team, adds members by email, and both chat both ways with typing shown", async () => {
     team = unique("Core");
@@ -133,33 +155,11 @@ describe("chat in two browsers", () => {
   });
 
   it("keeps an address typed the moment the members panel opens (nothing resets it a frame later)", async () => {
-    // Opening and typing in one task: a reset scheduled after the panel's first paint would wipe it.
-    const typed = await ada.page.evaluate(async () => {
-      const button = [...document.querySelectorAll("button")].find((b) => b.textContent?.trim() === "Members & settings");
-      if (!button) throw new Error("no Members & settings button");
-      button.click();
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      const input = [...document.querySelectorAll(".panel label")].find((l) => l.textContent?.startsWith("Email address"))?.querySelector("input");
-      if (!input) throw new Error("the panel shows no Email address field");
-      input.value = "typed@example.com";
-      input.dispatchEvent(new Event("input", { bubbles: true }));
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      return input.value;
-    });
-    expect(typed).toBe("typed@example.com");
+    expect(await typedAsThePanelOpens(ada.page, "Email address", "typed@example.com")).toBe("typed@example.com");
     await ada.page.keyboard.press("Escape");
     await ada.page.getByLabel("Email address").waitFor({ state: "detached" });
-    // The settings' Name, too: typed in the same task as the opening, it is still there after.
-    const named = await ada.page.evaluate(async () => {
-      [...document.querySelectorAll("button")].find((b) => b.textContent?.trim() === "Members & settings")?.click();
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      const input = [...document.querySelectorAll(".panel label")].find((l) => l.textContent?.trim().startsWith("Name"))?.querySelector("input");
-      if (!input) throw new Error("the panel shows no Name field");
-      input.value = "Renamed at once";
-      input.dispatchEvent(new Event("input", { bubbles: true }));
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      return input.value;
-    });
+    // The settings' Name, too.
+    const named = await typedAsThePanelOpens(ada.page, "Name", "Renamed at once");
     expect(named).toBe("Renamed at once");
     // Focus went into the panel as it opened (its heading), so Esc and Tab start there.
     expect(await ada.page.evaluate(() => document.activeElement?.closest(".panel") !== null)).toBe(true);

@@ -383,9 +383,8 @@ export class ChatModel extends Observable {
   selectTeam(team: string): void {
     if (!this.teams.has(team)) return;
     this.selectedTeam = team;
-    this.place?.save(team, "*");
     this.threadRoot = null;
-    this.openConversation("*");
+    this.openConversation("*"); // which remembers the place
     const t = this.timeline(team);
     if (!t.loaded && !t.isResuming) void this.sync.request(team);
     void this.ensureUsers(this.teams.get(team)?.members ?? []);
