@@ -35,42 +35,13 @@ import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
 import { dividerAfterLive, listSeenUpTo, newReplies, ReadState, readUpTo } from "../state/unread";
-import { retryable, textProblem } from "../text/limits";
+import { textProblem } from "../text/limits";
 import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
+import { type Conversation, type Draft, Outbox, type Pending, type Sender, type UploadView } from "./outbox";
 import { People } from "./people";
-
-/** "*" is the team's own conversation; a user id is the DM with that member. */
-export type Conversation = string;
-
-export interface Pending {
-  clientMsgId: string;
-  channel: string;
-  to: string;
-  threadId: string | null;
-  type: Message["type"];
-  data: string;
-  status: "sending" | "failed";
-  error: string | null;
-  /** False once the server refused it for good (invalid, too large, forbidden): no Retry. */
-  retryable: boolean;
-  id: string | null;
-}
-
-/** A refused text handed back to the composer it came from, to be edited. */
-export interface Draft {
-  key: number;
-  /** The message box it goes back to (`boxKey`). */
-  box: string;
-  text: string;
-}
-
-/** A message box: a conversation's, or a thread's (whatever conversation its root is in). */
-export function boxKey(team: string, conversation: Conversation, threadId: string | null): string {
-  return threadId ? `${team}/thread/${threadId}` : `${team}/${conversation}`;
-}
 
 export interface Notice {
   id: number;
@@ -80,22 +51,10 @@ export interface Notice {
   topic?: string;
 }
 
-export interface UploadView {
-  key: number;
-  channel: string;
-  to: string;
-  name: string;
-  progress: number;
-  error: string | null;
-}
-
 /** What the model needs from the socket (ChatSocket, or a fake in tests). */
-export interface SocketLike {
+export interface SocketLike extends Sender {
   start(): void;
   stop(): void;
-  send(frame: object): boolean;
-  /** Drops the connection and makes a new one (it looked open but nothing came back). */
-  reconnect?(detail: string): void;
 }
 
 export interface ChatDeps {
@@ -143,12 +102,6 @@ const READ_DEBOUNCE_MS = 400;
 const SYNC_RETRY_MS = 2000;
 const RECOUNT_TRIES = 3;
 const TEAM_REREAD_MS = 30_000;
-/**
- * The relay acks once Kafka has the message, normally within tens of milliseconds, and answers
- * `unavailable` after CHAT_KAFKA_REQUEST_TIMEOUT_MS (15 s) when Kafka is down: past this, a live
- * relay would have said something, so the link is taken for dead.
- */
-const ACK_TIMEOUT_MS = 20_000;
 const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
@@ -167,8 +120,7 @@ export class ChatModel extends Observable {
   readonly reads = new Map<string, ReadState>();
   readonly typing: TypingState;
   readonly presence = new PresenceState();
-  readonly pending = new Map<string, Pending>();
-  readonly uploads = new Map<number, UploadView>();
+  private readonly outbox: Outbox;
   private readonly place: Place | undefined;
   private readonly attention: Attention | undefined;
   private readonly alerts: Alerts | null;
@@ -181,7 +133,6 @@ export class ChatModel extends Observable {
   notices: Notice[] = [];
   /** The team list has been read once: until then "no teams" is not known yet. */
   teamsLoaded = false;
-  draft: Draft | null = null;
   announcement = "";
   selectedTeam: string | null = null;
   conversation: Conversation = "*";
@@ -198,7 +149,6 @@ export class ChatModel extends Observable {
   private readonly api: Api;
   private readonly clock: Clock;
   private readonly socket: SocketLike;
-  private readonly newId: () => string;
   private readonly sync: SyncQueue;
   /** When each team's member list was last read, to read it at most every few seconds. */
   private readonly membersReadAt = new Map<string, number>();
@@ -207,10 +157,7 @@ export class ChatModel extends Observable {
   private readonly leaving = new Set<string>();
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
   private readonly readTimers = new Map<string, unknown>();
-  private readonly unsentTexts = new Map<string, string>();
   private noticeSeq = 0;
-  private draftSeq = 0;
-  private uploadSeq = 0;
   private stopped = false;
 
   constructor(deps: ChatDeps) {
@@ -218,7 +165,6 @@ export class ChatModel extends Observable {
     this.api = deps.api;
     this.me = { ...deps.me, name: shownName(deps.me.name) };
     this.clock = deps.clock;
-    this.newId = deps.newId ?? (() => crypto.randomUUID());
     this.place = deps.place;
     this.attention = deps.attention;
     // The title follows every change: live messages, reads here or elsewhere, resumes.
@@ -264,6 +210,14 @@ export class ChatModel extends Observable {
         this.changed();
       },
       fatal: (reason) => this.notify("error", reason),
+    });
+    this.outbox = new Outbox({
+      upload: (team, file, progress) => uploadAttachment(this.api, team, file, progress),
+      socket: this.socket,
+      clock: this.clock,
+      newId: deps.newId ?? (() => crypto.randomUUID()),
+      changed: () => this.changed(),
+      announce: (text) => this.announce(text),
     });
   }
 
@@ -335,9 +289,17 @@ export class ChatModel extends Observable {
   }
 
   pendingIn(team: string, conversation: Conversation, threadId: string | null): Pending[] {
-    return [...this.pending.values()].filter(
-      (p) => p.channel === team && p.threadId === threadId && (threadId !== null || conversationOf(p.to, this.me.id, this.me.id) === conversation),
-    );
+    return this.outbox.in(team, conversation, threadId, this.me.id);
+  }
+
+  /** Files being uploaded, and the ones that failed until dismissed. */
+  get uploads(): ReadonlyMap<number, UploadView> {
+    return this.outbox.uploads;
+  }
+
+  /** A refused text on its way back to its box (see Outbox.takeBack). */
+  get draft(): Draft | null {
+    return this.outbox.draft;
   }
 
   /** Unseen DMs from a member, counted from what is held (the server counts per team only). */
@@ -538,7 +500,7 @@ export class ChatModel extends Observable {
     const problem = textProblem(text);
     if (problem) return problem;
     const to = threadId ? this.replyTo(team, threadId) : this.conversation;
-    this.sendFrame({ channel: team, to, threadId, type: "text", data: text });
+    this.outbox.send({ channel: team, to, threadId }, "text", text);
     this.typing.sent(team, to);
     return null;
   }
@@ -551,68 +513,38 @@ export class ChatModel extends Observable {
   }
 
   retry(clientMsgId: string): void {
-    const p = this.pending.get(clientMsgId);
-    if (!p || !p.retryable) return;
-    p.status = "sending";
-    p.error = null;
-    this.transmit(p);
-    this.changed();
+    this.outbox.retry(clientMsgId);
   }
 
   discard(clientMsgId: string): void {
-    this.pending.delete(clientMsgId);
-    this.changed();
+    this.outbox.discard(clientMsgId);
   }
 
-  /** A refused text goes back to its composer (the one for its thread, or the conversation's). */
   takeBack(clientMsgId: string): void {
-    const p = this.pending.get(clientMsgId);
-    if (!p) return;
-    this.pending.delete(clientMsgId);
-    if (p.type === "text") this.draft = { key: ++this.draftSeq, box: boxKey(p.channel, p.to, p.threadId), text: p.data };
-    this.changed();
+    this.outbox.takeBack(clientMsgId);
   }
 
-  /** What was typed in a message box and not sent, by `boxKey`, while another is on screen. */
   unsent(key: string): string {
-    return this.unsentTexts.get(key) ?? "";
+    return this.outbox.unsent(key);
   }
 
   keepUnsent(key: string, text: string): void {
-    if (text.trim()) this.unsentTexts.set(key, text);
-    else this.unsentTexts.delete(key);
+    this.outbox.keepUnsent(key, text);
   }
 
-  /** The composer took the draft. */
   takeDraft(key: number): void {
-    if (this.draft?.key === key) this.draft = null;
+    this.outbox.takeDraft(key);
   }
 
   async sendFile(file: File, threadId: string | null = null): Promise<void> {
     const team = this.selectedTeam;
     if (!team) return;
     const to = threadId ? this.replyTo(team, threadId) : this.conversation;
-    const key = ++this.uploadSeq;
-    const view: UploadView = { key, channel: team, to, name: file.name, progress: 0, error: null };
-    this.uploads.set(key, view);
-    this.changed();
-    try {
-      const attachment = await uploadAttachment(this.api, team, file, (fraction) => {
-        view.progress = fraction;
-        this.changed();
-      });
-      this.uploads.delete(key);
-      this.sendFrame({ channel: team, to, threadId, type: attachment.kind, data: attachment.id });
-    } catch (err) {
-      view.error = err instanceof Error ? err.message : String(err);
-      this.announce(view.error);
-    }
-    this.changed();
+    await this.outbox.sendFile({ channel: team, to, threadId }, file);
   }
 
   dismissUpload(key: number): void {
-    this.uploads.delete(key);
-    this.changed();
+    this.outbox.dismissUpload(key);
   }
 
   async edit(id: string, text: string): Promise<boolean> {
@@ -769,7 +701,7 @@ export class ChatModel extends Observable {
     }
     if (this.selectedTeam) void this.loadPresence(this.selectedTeam);
     // Whatever was sent but never acknowledged goes again: the same client_msg_id, the same id.
-    for (const p of this.pending.values()) if (p.status === "sending" && p.id === null) this.transmit(p);
+    this.outbox.resend();
     this.changed();
   }
 
@@ -783,7 +715,7 @@ export class ChatModel extends Observable {
         this.onUpdate(frame as unknown as UpdateFrame);
         break;
       case "ack":
-        this.onAck(frame as unknown as AckFrame);
+        this.outbox.acked(frame as unknown as AckFrame, (team, id) => this.timeline(team).get(id) !== undefined);
         break;
       case "error":
         this.onError(frame as unknown as ErrorFrame);
@@ -830,7 +762,7 @@ export class ChatModel extends Observable {
     // redelivery): a thread reply shares its seq with its root's change, hence not above.
     const news = !t.get(message.id) && (t.cursor === null || message.seq >= t.cursor);
     t.live(message);
-    this.settle([message]);
+    this.outbox.settle([message]);
     if (this.read(team).onMessage(message)) {
       this.announceMessage(message);
       if (news) this.alerts?.alert(message);
@@ -848,23 +780,10 @@ export class ChatModel extends Observable {
     if (frame.change === "deleted") this.read(frame.channel_id).onDeleted(frame.message, before);
   }
 
-  private onAck(ack: AckFrame): void {
-    const p = this.pending.get(ack.client_msg_id);
-    if (!p) return;
-    p.id = ack.id;
-    if (this.timeline(p.channel).get(ack.id)) this.pending.delete(ack.client_msg_id);
-  }
-
   private onError(error: ErrorFrame): void {
-    const p = error.client_msg_id ? this.pending.get(error.client_msg_id) : undefined;
-    if (p) {
-      p.status = "failed";
-      p.error = error.message;
-      p.retryable = retryable(error.code);
-      this.announce(`Message not sent: ${error.message}`);
-      // Refused for membership (the recipient left, say): the member list here is stale.
-      if (error.code === "forbidden") void this.refreshMembers(p.channel);
-    }
+    const p = this.outbox.refused(error);
+    // Refused for membership (the recipient left, say): the member list here is stale.
+    if (p && error.code === "forbidden") void this.refreshMembers(p.channel);
     // Errors without a client_msg_id answer typing signals (rate limits): nothing to show.
   }
 
@@ -943,7 +862,7 @@ export class ChatModel extends Observable {
     const t = this.timeline(team);
     try {
       const created = await syncChannel(this.api, team, t, last);
-      this.settle(created);
+      this.outbox.settle(created);
       for (const m of created) this.typing.stopped(team, m.to, m.from);
     } catch (err) {
       t.abortResume();
@@ -956,47 +875,6 @@ export class ChatModel extends Observable {
     } finally {
       this.changed();
     }
-  }
-
-  /** Pending sends whose message has arrived are done. */
-  private settle(messages: Message[]): void {
-    if (this.pending.size === 0) return;
-    const ids = new Set(messages.map((m) => m.id));
-    for (const [key, p] of this.pending) if (p.id !== null && ids.has(p.id)) this.pending.delete(key);
-  }
-
-  private sendFrame(p: Omit<Pending, "clientMsgId" | "status" | "error" | "retryable" | "id">): void {
-    const pending: Pending = { ...p, clientMsgId: this.newId(), status: "sending", error: null, retryable: true, id: null };
-    this.pending.set(pending.clientMsgId, pending);
-    // Not connected: it goes out after the next hello.
-    this.transmit(pending);
-    this.changed();
-  }
-
-  /**
-   * Puts a pending send on the socket. A socket can look open on a link that died without the
-   * browser noticing (no close, no offline event): a send that gets no answer in time makes it
-   * reconnect, and every unanswered send goes again after the next hello (same client_msg_id,
-   * so never twice).
-   */
-  private transmit(p: Pending): void {
-    if (!this.socket.send(this.frameOf(p))) return;
-    const id = p.clientMsgId;
-    this.clock.setTimeout(() => {
-      const still = this.pending.get(id);
-      if (still && still.status === "sending" && still.id === null) this.socket.reconnect?.("the server did not answer");
-    }, ACK_TIMEOUT_MS);
-  }
-
-  private frameOf(p: Pending): object {
-    return {
-      channel_id: p.channel,
-      to: p.to,
-      type: p.type,
-      data: p.data,
-      client_msg_id: p.clientMsgId,
-      ...(p.threadId ? { thread_id: p.threadId } : {}),
-    };
   }
 
   /** A reply goes where its root went: the team, or the DM between the same two people. */
@@ -1051,7 +929,7 @@ export class ChatModel extends Observable {
     this.timelines.delete(team);
     this.reads.delete(team);
     this.presence.forget(team);
-    for (const [key, p] of this.pending) if (p.channel === team) this.pending.delete(key);
+    this.outbox.dropTeam(team);
     if (this.selectedTeam === team) {
       this.selectedTeam = null;
       this.threadRoot = null;

@@ -2,7 +2,8 @@
 // flight, the composer; a file dropped anywhere on it is uploaded.
 import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
-import { boxKey, type ChatModel } from "../app/chat";
+import type { ChatModel } from "../app/chat";
+import { boxKey } from "../app/outbox";
 import { lastEditable } from "../state/roles";
 import { dividerBefore } from "../state/unread";
 import { Composer, DEACTIVATED } from "./Composer";

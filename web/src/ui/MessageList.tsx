@@ -2,7 +2,8 @@
 // shows the "new messages" divider, and reports what came into view so it can be marked read.
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
-import type { ChatModel, Pending } from "../app/chat";
+import type { ChatModel } from "../app/chat";
+import type { Pending } from "../app/outbox";
 import { InView } from "../app/inview";
 import { dayKey, dayLabel } from "./format";
 import { MessageItem } from "./MessageItem";

@@ -1,7 +1,8 @@
 // A thread in the side panel: its root, the replies, and a composer that replies.
 import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
-import { boxKey, type ChatModel } from "../app/chat";
+import type { ChatModel } from "../app/chat";
+import { boxKey } from "../app/outbox";
 import { lastEditable } from "../state/roles";
 import { conversationOf } from "../state/typing";
 import { Composer, DEACTIVATED } from "./Composer";

@@ -1,0 +1,229 @@
+// What the user sends and has not seen arrive yet: texts and files in flight, their retries, the
+// refused ones handed back to their box, and what was typed and not sent. No DOM, no socket of
+// its own: the model gives it the socket and hears back through `changed` and `announce`.
+import type { AckFrame, Attachment, ErrorFrame, Message } from "../api/types";
+import type { Clock } from "../auth/keeper";
+import { conversationOf } from "../state/typing";
+import { retryable } from "../text/limits";
+
+/** "*" is the team's own conversation; a user id is the DM with that member. */
+export type Conversation = string;
+
+export interface Pending {
+  clientMsgId: string;
+  channel: string;
+  to: string;
+  threadId: string | null;
+  type: Message["type"];
+  data: string;
+  status: "sending" | "failed";
+  error: string | null;
+  /** False once the server refused it for good (invalid, too large, forbidden): no Retry. */
+  retryable: boolean;
+  id: string | null;
+}
+
+/** Where a message goes: its team, its conversation, and the thread it replies in. */
+export type Address = Pick<Pending, "channel" | "to" | "threadId">;
+
+/** A refused text handed back to the composer it came from, to be edited. */
+export interface Draft {
+  key: number;
+  /** The message box it goes back to (`boxKey`). */
+  box: string;
+  text: string;
+}
+
+/** A message box: a conversation's, or a thread's (whatever conversation its root is in). */
+export function boxKey(team: string, conversation: Conversation, threadId: string | null): string {
+  return threadId ? `${team}/thread/${threadId}` : `${team}/${conversation}`;
+}
+
+export interface UploadView {
+  key: number;
+  channel: string;
+  to: string;
+  name: string;
+  progress: number;
+  error: string | null;
+}
+
+/** What the outbox needs from the socket (ChatSocket, or a fake in tests). */
+export interface Sender {
+  send(frame: object): boolean;
+  /** Drops the connection and makes a new one (it looked open but nothing came back). */
+  reconnect?(detail: string): void;
+}
+
+/** Puts a file in the team's store and returns it ready to send (upload/upload.ts in the app). */
+export type Uploader = (team: string, file: File, progress: (fraction: number) => void) => Promise<Attachment>;
+
+export interface OutboxDeps {
+  upload: Uploader;
+  socket: Sender;
+  clock: Clock;
+  newId: () => string;
+  /** Something a view shows changed. */
+  changed: () => void;
+  /** Words for the screen reader's live region. */
+  announce: (text: string) => void;
+}
+
+/**
+ * The relay acks once Kafka has the message, normally within tens of milliseconds, and answers
+ * `unavailable` after CHAT_KAFKA_REQUEST_TIMEOUT_MS (15 s) when Kafka is down: past this, a live
+ * relay would have said something, so the link is taken for dead.
+ */
+const ACK_TIMEOUT_MS = 20_000;
+
+export class Outbox {
+  readonly pending = new Map<string, Pending>();
+  readonly uploads = new Map<number, UploadView>();
+  draft: Draft | null = null;
+  private readonly unsentTexts = new Map<string, string>();
+  private draftSeq = 0;
+  private uploadSeq = 0;
+
+  constructor(private readonly deps: OutboxDeps) {}
+
+  /** The sends not yet seen arriving in one box: a conversation's list, or a thread's. */
+  in(team: string, conversation: Conversation, threadId: string | null, me: string): Pending[] {
+    return [...this.pending.values()].filter(
+      (p) => p.channel === team && p.threadId === threadId && (threadId !== null || conversationOf(p.to, me, me) === conversation),
+    );
+  }
+
+  /** A new message: on the socket now, or after the next hello when not connected. */
+  send(to: Address, type: Message["type"], data: string): void {
+    const pending: Pending = { ...to, type, data, clientMsgId: this.deps.newId(), status: "sending", error: null, retryable: true, id: null };
+    this.pending.set(pending.clientMsgId, pending);
+    this.transmit(pending);
+    this.deps.changed();
+  }
+
+  /** Uploads the file, then sends it as a message; its progress and failure show meanwhile. */
+  async sendFile(to: Address, file: File): Promise<void> {
+    const key = ++this.uploadSeq;
+    const view: UploadView = { key, channel: to.channel, to: to.to, name: file.name, progress: 0, error: null };
+    this.uploads.set(key, view);
+    this.deps.changed();
+    try {
+      const attachment = await this.deps.upload(to.channel, file, (fraction) => {
+        view.progress = fraction;
+        this.deps.changed();
+      });
+      this.uploads.delete(key);
+      this.send(to, attachment.kind, attachment.id);
+    } catch (err) {
+      view.error = err instanceof Error ? err.message : String(err);
+      this.deps.announce(view.error);
+    }
+    this.deps.changed();
+  }
+
+  dismissUpload(key: number): void {
+    this.uploads.delete(key);
+    this.deps.changed();
+  }
+
+  /** After a hello: whatever was sent but never acknowledged goes again (same client_msg_id). */
+  resend(): void {
+    for (const p of this.pending.values()) if (p.status === "sending" && p.id === null) this.transmit(p);
+  }
+
+  retry(clientMsgId: string): void {
+    const p = this.pending.get(clientMsgId);
+    if (!p || !p.retryable) return;
+    p.status = "sending";
+    p.error = null;
+    this.transmit(p);
+    this.deps.changed();
+  }
+
+  discard(clientMsgId: string): void {
+    this.pending.delete(clientMsgId);
+    this.deps.changed();
+  }
+
+  /** A refused text goes back to its composer (the one for its thread, or the conversation's). */
+  takeBack(clientMsgId: string): void {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return;
+    this.pending.delete(clientMsgId);
+    if (p.type === "text") this.draft = { key: ++this.draftSeq, box: boxKey(p.channel, p.to, p.threadId), text: p.data };
+    this.deps.changed();
+  }
+
+  /** The composer took the draft. */
+  takeDraft(key: number): void {
+    if (this.draft?.key === key) this.draft = null;
+  }
+
+  /** What was typed in a message box and not sent, by `boxKey`, while another is on screen. */
+  unsent(key: string): string {
+    return this.unsentTexts.get(key) ?? "";
+  }
+
+  keepUnsent(key: string, text: string): void {
+    if (text.trim()) this.unsentTexts.set(key, text);
+    else this.unsentTexts.delete(key);
+  }
+
+  /** The relay has it; done once the message itself is held too (`held`), else at `settle`. */
+  acked(ack: AckFrame, held: (channel: string, id: string) => boolean): void {
+    const p = this.pending.get(ack.client_msg_id);
+    if (!p) return;
+    p.id = ack.id;
+    if (held(p.channel, ack.id)) this.pending.delete(ack.client_msg_id);
+  }
+
+  /** Pending sends whose message has arrived are done. */
+  settle(messages: readonly Message[]): void {
+    if (this.pending.size === 0) return;
+    const ids = new Set(messages.map((m) => m.id));
+    for (const [key, p] of this.pending) if (p.id !== null && ids.has(p.id)) this.pending.delete(key);
+  }
+
+  /** The server refused a send: it stays, marked failed; returned so the model can react. */
+  refused(error: ErrorFrame): Pending | undefined {
+    const p = error.client_msg_id ? this.pending.get(error.client_msg_id) : undefined;
+    if (!p) return undefined;
+    p.status = "failed";
+    p.error = error.message;
+    p.retryable = retryable(error.code);
+    this.deps.announce(`Message not sent: ${error.message}`);
+    return p;
+  }
+
+  /** The user is no longer in the team: what was on its way there cannot go. */
+  dropTeam(team: string): void {
+    for (const [key, p] of this.pending) if (p.channel === team) this.pending.delete(key);
+  }
+
+  /**
+   * Puts a pending send on the socket. A socket can look open on a link that died without the
+   * browser noticing (no close, no offline event): a send that gets no answer in time makes it
+   * reconnect, and every unanswered send goes again after the next hello (same client_msg_id,
+   * so never twice).
+   */
+  private transmit(p: Pending): void {
+    if (!this.deps.socket.send(frameOf(p))) return;
+    const id = p.clientMsgId;
+    this.deps.clock.setTimeout(() => {
+      const still = this.pending.get(id);
+      if (still && still.status === "sending" && still.id === null) this.deps.socket.reconnect?.("the server did not answer");
+    }, ACK_TIMEOUT_MS);
+  }
+}
+
+/** The message frame of the contract (DESIGN section 5), with the thread when it is a reply. */
+function frameOf(p: Pending): object {
+  return {
+    channel_id: p.channel,
+    to: p.to,
+    type: p.type,
+    data: p.data,
+    client_msg_id: p.clientMsgId,
+    ...(p.threadId ? { thread_id: p.threadId } : {}),
+  };
+}

@@ -1,0 +1,128 @@
+import { describe, expect, it } from "vitest";
+import type { Attachment } from "../src/api/types";
+import { Outbox, type Uploader } from "../src/app/outbox";
+import { BOB, FakeClock, ME, msg, TEAM } from "./fixtures";
+
+const OTHER_TEAM = "o".repeat(31) + "2";
+
+function setup(upload: Uploader = () => Promise.reject(new Error("no uploads here"))) {
+  const clock = new FakeClock();
+  const wire = { up: true, frames: [] as Record<string, unknown>[], reconnects: [] as string[] };
+  const said: string[] = [];
+  let ids = 0;
+  const outbox = new Outbox({
+    upload,
+    socket: {
+      send: (frame) => {
+        if (wire.up) wire.frames.push(frame as Record<string, unknown>);
+        return wire.up;
+      },
+      reconnect: (detail) => wire.reconnects.push(detail),
+    },
+    clock,
+    newId: () => `c${++ids}`,
+    changed: () => undefined,
+    announce: (text) => said.push(text),
+  });
+  return { outbox, clock, wire, said };
+}
+
+const CHANNEL = { channel: TEAM, to: "*", threadId: null };
+
+describe("Outbox", () => {
+  it("keeps a send pending through its ack until the message itself is held, in either order", () => {
+    const { outbox } = setup();
+    outbox.send(CHANNEL, "text", "first");
+    outbox.send(CHANNEL, "text", "second");
+    // The ack first, the message later: pending until the message arrives.
+    outbox.acked({ type: "ack", client_msg_id: "c1", id: "m1", seq: 1, ts: "" }, () => false);
+    expect([...outbox.pending.keys()]).toEqual(["c1", "c2"]);
+    outbox.settle([msg(1)]);
+    expect([...outbox.pending.keys()]).toEqual(["c2"]);
+    // The message first (held by the timeline), then its ack: done at the ack.
+    outbox.acked({ type: "ack", client_msg_id: "c2", id: "m2", seq: 2, ts: "" }, (channel, id) => channel === TEAM && id === "m2");
+    expect(outbox.pending.size).toBe(0);
+  });
+
+  it("holds what was sent while the socket was down and sends it once on resend, with the same client_msg_id", () => {
+    const { outbox, wire } = setup();
+    wire.up = false;
+    outbox.send(CHANNEL, "text", "while offline");
+    expect(wire.frames).toEqual([]);
+    wire.up = true;
+    outbox.resend();
+    outbox.acked({ type: "ack", client_msg_id: "c1", id: "m1", seq: 1, ts: "" }, () => false);
+    // Acknowledged: a later resend (another hello) does not send it again.
+    outbox.resend();
+    expect(wire.frames).toEqual([{ channel_id: TEAM, to: "*", type: "text", data: "while offline", client_msg_id: "c1" }]);
+  });
+
+  it("reconnects when a send gets no ack within 20 s, not when the ack came", () => {
+    const { outbox, clock, wire } = setup();
+    outbox.send(CHANNEL, "text", "answered");
+    outbox.acked({ type: "ack", client_msg_id: "c1", id: "m1", seq: 1, ts: "" }, () => false);
+    clock.advance(20_000);
+    expect(wire.reconnects).toEqual([]);
+    outbox.send(CHANNEL, "text", "unanswered");
+    clock.advance(19_999);
+    expect(wire.reconnects).toEqual([]);
+    clock.advance(1);
+    expect(wire.reconnects).toEqual(["the server did not answer"]);
+  });
+
+  it("shows in each box only its own sends: the team's list, a DM, a thread", () => {
+    const { outbox } = setup();
+    outbox.send(CHANNEL, "text", "to the team");
+    outbox.send({ channel: TEAM, to: BOB, threadId: null }, "text", "to bob");
+    outbox.send({ channel: TEAM, to: "*", threadId: "m7" }, "text", "in a thread");
+    outbox.send({ channel: OTHER_TEAM, to: "*", threadId: null }, "text", "elsewhere");
+    const texts = (conversation: string, thread: string | null) => outbox.in(TEAM, conversation, thread, ME).map((p) => p.data);
+    expect(texts("*", null)).toEqual(["to the team"]);
+    expect(texts(BOB, null)).toEqual(["to bob"]);
+    expect(texts("*", "m7")).toEqual(["in a thread"]);
+  });
+
+  it("keeps a retryable refusal for Retry, and hands a final one back to its thread's box", () => {
+    const { outbox, wire, said } = setup();
+    outbox.send(CHANNEL, "text", "too fast");
+    outbox.send({ channel: TEAM, to: "*", threadId: "m7" }, "text", "not allowed");
+    outbox.refused({ type: "error", code: "rate_limited", message: "slow down", client_msg_id: "c1" });
+    outbox.refused({ type: "error", code: "forbidden", message: "not a member", client_msg_id: "c2" });
+    expect(said).toEqual(["Message not sent: slow down", "Message not sent: not a member"]);
+    outbox.retry("c2"); // refused for good: nothing goes
+    outbox.retry("c1");
+    expect(wire.frames.map((f) => f.client_msg_id)).toEqual(["c1", "c2", "c1"]);
+    expect(outbox.pending.get("c1")).toMatchObject({ status: "sending", error: null });
+    outbox.takeBack("c2");
+    expect(outbox.draft).toMatchObject({ box: `${TEAM}/thread/m7`, text: "not allowed" });
+    expect(outbox.pending.has("c2")).toBe(false);
+  });
+
+  it("forgets what was on its way to a team the user left, and nothing else", () => {
+    const { outbox } = setup();
+    outbox.send(CHANNEL, "text", "here");
+    outbox.send({ channel: OTHER_TEAM, to: "*", threadId: null }, "text", "there");
+    outbox.dropTeam(TEAM);
+    expect([...outbox.pending.values()].map((p) => p.data)).toEqual(["there"]);
+  });
+
+  it("sends an uploaded file as a message of its kind, and shows a failed upload with its reason until dismissed", async () => {
+    const ready: Attachment = { id: "f1", kind: "image" } as Attachment;
+    let fail = false;
+    const { outbox, wire, said } = setup(async (_team, file, progress) => {
+      progress(0.5);
+      if (fail) throw new Error(`“${file.name}” refused: too large.`);
+      return ready;
+    });
+    await outbox.sendFile(CHANNEL, new File(["x"], "cat.png", { type: "image/png" }));
+    expect(wire.frames).toEqual([{ channel_id: TEAM, to: "*", type: "image", data: "f1", client_msg_id: "c1" }]);
+    expect(outbox.uploads.size).toBe(0);
+    fail = true;
+    await outbox.sendFile(CHANNEL, new File(["x"], "big.bin"));
+    expect([...outbox.uploads.values()]).toMatchObject([{ name: "big.bin", progress: 0.5, error: "“big.bin” refused: too large." }]);
+    expect(said).toEqual(["“big.bin” refused: too large."]);
+    expect(wire.frames).toHaveLength(1);
+    outbox.dismissUpload([...outbox.uploads.keys()][0] ?? 0);
+    expect(outbox.uploads.size).toBe(0);
+  });
+});
