@@ -41,7 +41,7 @@ from bench.centrifugo_server import NAMESPACE, CentrifugoServer
 from bench.pipeline import _drop_team, _issuer, _team, stack_settings
 from bench.proc_cpu import cpu_seconds, sample, stack_pids
 from bench.send_floor import measure as send_floor
-from deploy.local.components import StackConfig
+from deploy.local.config import StackConfig
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "deploy" / "local" / "install.sh"

@@ -43,7 +43,7 @@ from chatcore.channel_heads import MongoChannelHeads
 from chatcore.mongo import INDEXES, database, ensure_indexes, make_mongo_client
 from chatcore.read_states import MongoReadStates
 from chatcore.unread import ChannelHead, ReadState
-from deploy.local.components import StackConfig
+from deploy.local.config import StackConfig
 from services.management.history_store import MongoMessageStore
 from services.management.messages import MessageService
 from services.management.store import MongoTeamStore

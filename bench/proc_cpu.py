@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.components import StackConfig
+from deploy.local.config import StackConfig
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

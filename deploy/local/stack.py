@@ -22,22 +22,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from deploy.local.components import (
-    REPO,
-    StackConfig,
-    clamd_component,
-    ferretdb_component,
-    instance_name,
-    kafka_component,
-    nginx_component,
-    postgres_component,
-    python_service_component,
-    s3_component,
-    service_env,
-)
+from deploy.local.broker import kafka_component
+from deploy.local.config import REPO, StackConfig, instance_name, service_env
+from deploy.local.database import ferretdb_component, postgres_component
 from deploy.local.datadirs import remove_shared_folder
 from deploy.local.processes import Component, Runner, StackError
+from deploy.local.serving import nginx_component, python_service_component
 from deploy.local.state import FAILED, RUNNING, STOPPED, STOPPING, read_status
+from deploy.local.storage import clamd_component, s3_component
 from deploy.local.supervisor import running_supervisor, supervise
 
 SUPERVISOR = "supervisor"

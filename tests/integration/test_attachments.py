@@ -21,7 +21,7 @@ import pytest
 from chatclient import SendFailed
 from chatcore.s3 import encode_post_form, make_s3_client
 from chatcore.settings import Settings
-from deploy.local.components import EICAR_HEX
+from deploy.local.storage import EICAR_HEX
 from services.management.server import start as start_management
 from tests.integration.frames import next_message
 from tests.integration.management_support import Api, Reply, load_checker

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from chatcore.logging import CORRELATION_ID_RE
-from deploy.local.components import StackConfig
+from deploy.local.config import StackConfig
 from deploy.local.nginx import (
     API_CSP,
     APP_CSP,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deploy.local import stack
-from deploy.local.components import StackConfig
+from deploy.local.config import StackConfig
 from deploy.local.processes import StackError
 
 

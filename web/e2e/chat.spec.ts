@@ -21,7 +21,7 @@ import {
   unique,
 } from "./support";
 
-// The EICAR anti-virus test file (as in deploy/local/components.py), kept as hex so that no
+// The EICAR anti-virus test file (as in deploy/local/storage.py), kept as hex so that no
 // scanner flags this source.
 const EICAR_HEX =
   "58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e44415244" +
