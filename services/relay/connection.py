@@ -65,6 +65,13 @@ from services.relay.resync import ResyncLedger
 _log = get_logger("relay.connection")
 # Invalid frames a socket may send once past its frame budget before it is closed (1008).
 INVALID_OVER_BUDGET_MAX = 10
+# Valid frames refused for rate, per user on this relay: this many at once, refilled at this rate.
+# A client that honours `retry_after` never comes near; one that keeps sending regardless makes the
+# relay parse and answer every frame (a flood of 4 KB texts cost half a core), so it is closed
+# (1008), and its next socket is closed at its first refusal until the budget has refilled.
+RATE_REFUSALS_BURST = 50
+RATE_REFUSALS_PER_S = 1.0
+RATE_REFUSALS_CLOSE = "too many frames over the rate limit"
 
 
 class RelayConnection(ServerConnection):
@@ -146,6 +153,10 @@ class Relay:
         )
         # Per socket: invalid frames sent past its frame budget (closed at the maximum).
         self._refused_over_budget: dict[str, int] = {}
+        # Per user, kept when the sockets close (reconnecting must not refill it).
+        self._rate_refusals = TokenBucketLimiter(
+            capacity=RATE_REFUSALS_BURST, rate_per_s=RATE_REFUSALS_PER_S, max_keys=1_000_000
+        )
         self.refusals = Refusals()
         self.draining = False
 
@@ -417,6 +428,7 @@ class Relay:
             if wait <= 0 and isinstance(frame, ChatFrame):
                 wait = self._user_limits.try_acquire(session.user_id)
             if wait > 0:
+                self._refused_for_rate(session)
                 raise RateLimited("slow down", retry_after=wait)
             self.metrics.frames.labels(
                 frame.type if isinstance(frame, ChatFrame) else "typing"
@@ -436,6 +448,13 @@ class Relay:
                 cmid = exc.client_msg_id
             self.metrics.errors.labels(code).inc()
             self._send(session, error_frame(code, exc.public_message, cmid))
+
+    def _refused_for_rate(self, session: Session) -> None:
+        """A frame refused for rate spends the user's refusals; with none left the socket goes."""
+        if self._rate_refusals.try_acquire(session.user_id) <= 0:
+            return
+        _log.warning("ws_closed_over_rate", user_id=session.user_id)
+        spawn(cast(ServerConnection, session.conn).close(1008, RATE_REFUSALS_CLOSE))
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until every produced message has its Kafka answer (and its ack or error), then

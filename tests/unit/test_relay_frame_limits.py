@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 from chatcore.settings import Settings
-from services.relay.connection import INVALID_OVER_BUDGET_MAX
+from services.relay.connection import (
+    INVALID_OVER_BUDGET_MAX,
+    RATE_REFUSALS_BURST,
+    RATE_REFUSALS_CLOSE,
+)
 from services.relay.hub import Session
 from tests.unit.relay_fakes import offline_relay
 
@@ -91,5 +95,64 @@ async def test_a_user_s_sockets_share_one_message_budget(monkeypatch: pytest.Mon
             ("rate_limited", "c3"),
             ("rate_limited", "c4"),
         ]
+    finally:
+        await relay.link.stop()
+
+
+async def test_a_user_sending_on_past_the_budget_is_closed_and_reconnecting_does_not_reset_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Valid messages past the budget are answered `rate_limited`, up to the user's refusals;
+    the next closes the socket (1008), a new socket of the same user is closed at its first
+    refusal (not after as many again), and another user's socket is not touched."""
+    settings = Settings(
+        controller_addrs=("controller.invalid:50051",), ws_rate_burst=1, ws_rate_per_s=0.01
+    )
+    relay = offline_relay(settings, "relay-rate-refusals")
+    answers: list[str] = []
+    published: list[str] = []
+    monkeypatch.setattr(
+        relay, "_send", lambda _session, text: answers.append(json.loads(text)["code"])
+    )
+
+    async def passes(_session: Session, frame: Any) -> Any:
+        return frame
+
+    async def publish(user: str, frame: Any, _ack: Any) -> None:
+        published.append(user[0])
+
+    monkeypatch.setattr(relay.gate, "check_reply", passes)
+    monkeypatch.setattr(relay.publisher, "publish", publish)
+    text = json.dumps(
+        {
+            "channel_id": "f" * 32,
+            "to": "*",
+            "type": "text",
+            "data": "x" * 4000,
+            "client_msg_id": "c",
+        }
+    )
+    first, again, other = _Conn(), _Conn(), _Conn()
+    try:
+        flooder = Session("a" * 32, first, {})
+        for _ in range(1 + RATE_REFUSALS_BURST):
+            await relay._on_frame(flooder, text)
+        await asyncio.sleep(0)
+        assert published == ["a"]
+        assert answers == ["rate_limited"] * RATE_REFUSALS_BURST
+        assert first.closed == []
+        await relay._on_frame(flooder, text)
+        await asyncio.sleep(0)
+        assert first.closed == [(1008, RATE_REFUSALS_CLOSE)]
+
+        # A new socket has its own budget; its first refusal closes it.
+        reconnected = Session("a" * 32, again, {})
+        for _ in range(2):
+            await relay._on_frame(reconnected, text)
+        await relay._on_frame(Session("b" * 32, other, {}), text)
+        await asyncio.sleep(0)
+        assert again.closed == [(1008, RATE_REFUSALS_CLOSE)]
+        assert other.closed == []
+        assert published == ["a", "a", "b"]
     finally:
         await relay.link.stop()
