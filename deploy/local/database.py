@@ -129,6 +129,10 @@ def postgres_component(cfg: StackConfig) -> Component:
                 # indexes of pg_indexes.py.
                 "-c",
                 "plan_cache_mode=force_custom_plan",
+                # A unique-index refusal (a taken email at registration) is logged without its
+                # DETAIL line, which quotes the key: users' addresses stay out of the log.
+                "-c",
+                "log_error_verbosity=terse",
             ]
         ),
         ready=ready,

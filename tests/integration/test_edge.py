@@ -23,7 +23,8 @@ NGINX_ID = re.compile(r"^[0-9a-f]{32}$")
 async def test_register_login_and_verify_through_nginx(
     settings: Settings, stack_env: dict[str, str]
 ) -> None:
-    """A user registers and logs in via nginx; the token verifies against the public JWKS URL."""
+    """A user registers and logs in via nginx; the token verifies against the public JWKS URL;
+    no credential reaches a log, nor the address into the database's logs."""
     base = stack_env["CHATSTACK_NGINX_URL"]
     email = f"edge-{uuid.uuid4().hex[:10]}@example.com"
     async with aiohttp.ClientSession() as http:
@@ -43,6 +44,11 @@ async def test_register_login_and_verify_through_nginx(
             assert (await resp.json())["data"]["email"] == email
         async with http.get(f"{base}/v1/users/{login['user']['id']}") as resp:
             assert resp.status == 401
+        # Taken: refused, and the database's unique-index error does not write the address out.
+        async with http.post(
+            f"{base}/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "E"}
+        ) as resp:
+            assert resp.status == 409
         verifier = JwtVerifier.from_settings(settings, HttpJwksSource(http, settings.jwks_url))
         claims = await verifier.verify(login["access_token"])
         assert claims.sub == login["user"]["id"]
@@ -52,6 +58,8 @@ async def test_register_login_and_verify_through_nginx(
         text = log.read_text(errors="replace")
         for secret in (PASSWORD, login["access_token"], login["refresh_token"]):
             assert secret not in text, f"a credential appeared in {log.name}"
+    for name in ("postgres.log", "ferretdb.log"):
+        assert email not in (logs / name).read_text(errors="replace"), f"the address is in {name}"
 
 
 async def test_chat_through_nginx_with_team_from_the_api(stack_env: dict[str, str]) -> None:
