@@ -88,7 +88,8 @@ describe("chat in two browsers", () => {
     await ada.page.getByRole("button", { name: "Add member" }).click();
     await ada.page.getByText("Bob added.").waitFor();
     // Bob becomes an admin and adds Cy himself: each adds someone.
-    await ada.page.locator(".members li", { hasText: "Bob" }).getByRole("button", { name: "Make admin" }).click();
+    // Each member's buttons name them: a screen reader hears "Make admin: Bob", not "Make admin" per row.
+    await ada.page.getByRole("button", { name: /^Make admin: Bob/ }).click();
     await ada.page.getByText("Bob is now an admin.").waitFor();
     await ada.page.keyboard.press("Escape");
 
@@ -350,7 +351,7 @@ describe("chat in two browsers", () => {
     expect(await bob.page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe("Add reaction");
   });
 
-  it("keeps keys typed right after a mention is picked after the mention", async () => {
+  it("keeps keys typed right after a mention is picked after the mention, and sends on the next Enter", async () => {
     const box = bob.page.locator("main textarea");
     for (let round = 0; round < 3; round++) {
       await box.fill("");
@@ -361,6 +362,19 @@ describe("chat in two browsers", () => {
       await bob.page.keyboard.type("look", { delay: 3 });
       expect(await box.inputValue()).toMatch(/^please @Ada\S* look$/);
     }
+    // A mention picked at the end of the text: the picker closes, the next Enter sends.
+    await box.fill("");
+    await box.focus();
+    await bob.page.keyboard.type("ping @Ad", { delay: 5 });
+    await bob.page.getByRole("listbox").waitFor();
+    await bob.page.keyboard.press("Enter");
+    await bob.page.getByRole("listbox").waitFor({ state: "detached" });
+    await bob.page.keyboard.press("Enter");
+    await expect.poll(() => box.inputValue()).toBe("");
+    await shows(ada.page, "ping @Ada");
+    // The next message's "@" opens the picker again.
+    await bob.page.keyboard.type("@Ad", { delay: 5 });
+    await bob.page.getByRole("listbox").waitFor();
     await box.fill("");
   });
 
@@ -435,13 +449,15 @@ describe("chat in two browsers", () => {
     for (const p of [ada, bob]) await p.page.locator(".conversation-list .conv-button").first().click();
   });
 
-  it("keeps the session across a reload and in a new tab; logging out ends both, and a reload asks for the password", async () => {
+  it("keeps the session and a half-typed message across a reload and in a new tab; logging out ends both, forgets the text, and a reload asks for the password", async () => {
     const page = await logInAgain(browser, cy);
     await openTeam(page, team);
+    await page.locator("main textarea").fill("typed, not sent");
     await page.reload();
     await page.locator(".conn.open").waitFor();
     await openTeam(page, team);
     expect(await page.getByLabel("Password").count()).toBe(0);
+    await expect.poll(() => page.locator("main textarea").inputValue()).toBe("typed, not sent");
     // No script on the page can read the refresh token: it lives in an HttpOnly cookie.
     expect(await page.evaluate(() => document.cookie)).toBe("");
     const tab = await page.context().newPage();
@@ -452,8 +468,34 @@ describe("chat in two browsers", () => {
     // The other tab ends at once too: the login it shared is revoked.
     await tab.getByText("You logged out in another tab.").waitFor({ timeout: 5000 });
     await tab.close();
+    // What Cy was writing does not stay behind in the tab for whoever signs in next.
+    expect(await page.evaluate(() => sessionStorage.getItem("chatstack.unsent"))).toBeNull();
     await page.reload();
     await page.getByLabel("Password").waitFor();
+    await page.context().close();
+  });
+
+  it("asks before closing a page holding a message the server does not have yet, and not once it has it", async () => {
+    const page = await logInAgain(browser, cy);
+    await openTeam(page, team);
+    await page.context().setOffline(true);
+    await page.locator(".conn.open").waitFor({ state: "detached" });
+    const text = unique("sent offline");
+    await send(page, text);
+    await page.locator("main article.message.pending .text", { hasText: text }).waitFor();
+    const asked: string[] = [];
+    page.on("dialog", (dialog) => {
+      asked.push(dialog.type());
+      void dialog.dismiss(); // "stay on the page"
+    });
+    await page.close({ runBeforeUnload: true });
+    await expect.poll(() => asked).toEqual(["beforeunload"]);
+    expect(page.isClosed()).toBe(false);
+    await page.context().setOffline(false);
+    await page.locator("main article.message:not(.pending) .text", { hasText: text }).waitFor({ timeout: 30_000 });
+    await page.close({ runBeforeUnload: true });
+    await expect.poll(() => page.isClosed()).toBe(true);
+    expect(asked).toEqual(["beforeunload"]);
     await page.context().close();
   });
 

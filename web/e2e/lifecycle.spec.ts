@@ -31,6 +31,14 @@ afterAll(async () => {
   await browser?.close();
 });
 
+/** What has the keyboard's focus: its accessible label, or "message: <text>" for a message. */
+const focused = (p: Person) =>
+  p.page.evaluate(() => {
+    const el = document.activeElement;
+    if (el?.matches("article.message")) return `message: ${el.querySelector(".text, .tombstone")?.textContent ?? ""}`;
+    return el?.getAttribute("aria-label") ?? el?.tagName ?? null;
+  });
+
 const dmButton = (p: Person, name: string) => p.page.getByRole("button", { name: new RegExp(`^Direct messages with ${name}`) });
 
 describe("message life cycle between two browsers", () => {
@@ -61,7 +69,10 @@ describe("message life cycle between two browsers", () => {
     const message = bob.page.locator("main article.message", { hasText: "final text" });
     await message.hover();
     await message.getByRole("button", { name: "Add reaction" }).click();
-    await message.getByRole("button", { name: "React with 👍" }).click();
+    // The picker takes focus (its first emoji) and gives it back to its button once used.
+    await expect.poll(() => focused(bob)).toBe("React with 👍");
+    await bob.page.keyboard.press("Enter");
+    await expect.poll(() => focused(bob)).toBe("Add reaction");
     await ada.page.locator("main article.message", { hasText: "final text" }).getByRole("button", { name: "👍 1" }).waitFor();
     // Ada's own 👍 makes two; pressing it again takes hers back.
     const chip = ada.page.locator("main article.message", { hasText: "final text" }).locator(".reaction");
@@ -85,6 +96,8 @@ describe("message life cycle between two browsers", () => {
     expect(await countMessages(ada.page, "a reply in the thread")).toBe(0);
     await ada.page.keyboard.press("Escape");
     expect(await ada.page.getByRole("complementary", { name: "Thread" }).count()).toBe(0);
+    // Focus goes back to the thread's first message, not to the page.
+    await expect.poll(() => focused(ada)).toMatch(/^message: final text/);
     await bob.page.keyboard.press("Escape");
   });
 
@@ -114,6 +127,27 @@ describe("message life cycle between two browsers", () => {
     await message.getByRole("button", { name: "Delete message" }).click();
     await bob.page.getByText("This message was deleted.").waitFor();
     expect(await countMessages(bob.page, "this will be deleted")).toBe(0);
+    // The actions went with the text: focus is on the message, where Tab and the arrows go on.
+    await expect.poll(() => focused(ada)).toBe("message: This message was deleted.");
+  });
+
+  it("keeps a reply being typed, readable, when its thread's first message is deleted, and says so", async () => {
+    await send(ada.page, "a root about to go");
+    const root = bob.page.locator("main article.message", { hasText: "a root about to go" });
+    await root.hover();
+    await root.getByRole("button", { name: "Reply in thread" }).click();
+    const panel = bob.page.getByRole("complementary", { name: "Thread" });
+    const box = panel.locator("textarea");
+    await box.fill("half a reply");
+    const adaRoot = ada.page.locator("main article.message", { hasText: "a root about to go" });
+    await adaRoot.hover();
+    await adaRoot.getByRole("button", { name: "Delete message" }).click();
+    await panel.getByRole("alert").filter({ hasText: "What you typed was not sent." }).waitFor();
+    expect(await box.inputValue()).toBe("half a reply");
+    expect(await box.getAttribute("readonly")).not.toBeNull();
+    await panel.getByRole("button", { name: "Discard it" }).click();
+    await expect.poll(() => box.isDisabled()).toBe(true);
+    await bob.page.keyboard.press("Escape");
   });
 });
 

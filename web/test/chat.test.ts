@@ -187,13 +187,15 @@ describe("ChatModel", () => {
     expect(s.model.presence.status(TEAM, BOB)).toBe("unknown");
   });
 
-  it("keeps what was typed and not sent per conversation, and forgets a blank one", () => {
+  it("keeps what was typed and not sent per conversation, forgets a blank one, and all of it at sign-out", () => {
     const s = setup();
     s.model.keepUnsent("t/*", "half a sentence");
     s.model.keepUnsent("t/bob", "for bob");
     expect([s.model.unsent("t/*"), s.model.unsent("t/bob"), s.model.unsent("t/carol")]).toEqual(["half a sentence", "for bob", ""]);
     s.model.keepUnsent("t/*", "  ");
     expect(s.model.unsent("t/*")).toBe("");
+    s.model.stop();
+    expect(s.model.unsent("t/bob")).toBe("");
   });
 
   it("takes the edit window from hello, and keeps the default when the server does not say", async () => {
@@ -682,24 +684,33 @@ describe("ChatModel", () => {
     expect(s.model.name("9".repeat(32))).toBe("…");
   });
 
-  it("reads the team again when a change is refused for a role the page thought it had", async () => {
-    const s = await started();
-    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
-    api.removeMember = async () => {
-      throw new ApiError(403, "forbidden", "only team admins can add or remove members");
-    };
-    s.server.members = [ME];
-    expect(await s.model.removeMember(TEAM, BOB)).toMatch(/only team admins/);
-    await flush();
-    expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
+  it("reads the team again when a change is refused for a role the page thought it had, or for a member already gone", async () => {
+    for (const refusal of [new ApiError(403, "forbidden", "only team admins can add or remove members"), new ApiError(404, "not_found", "no such member in this team")]) {
+      const s = await started();
+      const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+      api.removeMember = async () => {
+        throw refusal;
+      };
+      s.server.members = [ME];
+      expect(await s.model.removeMember(TEAM, BOB)).toContain(refusal.message);
+      await flush();
+      expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
+    }
   });
 
-  it("reads the open team again every half minute while the page is on screen", async () => {
+  it("reads the teams again every half minute while the page is on screen: members of the open one, another's new name", async () => {
     const s = await started();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    const list = api.teams as () => Promise<{ data: Team[] }>;
+    api.teams = async () => {
+      const page = await list();
+      return { ...page, data: page.data.map((t) => (t.id === OTHER ? { ...t, name: "Renamed" } : t)) };
+    };
     s.server.members = [ME]; // Bob left; no frame tells the others
     s.clock.advance(30_000);
     await flush();
     expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
+    expect(s.model.teams.get(OTHER)?.name).toBe("Renamed");
     s.server.members = [ME, BOB];
     s.model.setPageVisible(false);
     s.clock.advance(30_000);

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { Attachment } from "../src/api/types";
-import { Outbox, type Uploader } from "../src/app/outbox";
+import { Outbox, type UnsentKeeper, type Uploader } from "../src/app/outbox";
 import { BOB, FakeClock, ME, msg, TEAM } from "./fixtures";
 
 const OTHER_TEAM = "o".repeat(31) + "2";
 
-function setup(upload: Uploader = () => Promise.reject(new Error("no uploads here"))) {
+function setup(upload: Uploader = () => Promise.reject(new Error("no uploads here")), kept?: UnsentKeeper) {
   const clock = new FakeClock();
   const wire = { up: true, frames: [] as Record<string, unknown>[], reconnects: [] as string[] };
   const said: string[] = [];
@@ -23,6 +23,7 @@ function setup(upload: Uploader = () => Promise.reject(new Error("no uploads her
     newId: () => `c${++ids}`,
     changed: () => undefined,
     announce: (text) => said.push(text),
+    ...(kept ? { kept } : {}),
   });
   return { outbox, clock, wire, said };
 }
@@ -124,5 +125,72 @@ describe("Outbox", () => {
     expect(wire.frames).toHaveLength(1);
     outbox.dismissUpload([...outbox.uploads.keys()][0] ?? 0);
     expect(outbox.uploads.size).toBe(0);
+  });
+
+  it("keeps each box's unsent text where it outlives the page, and forgets all of it at sign-out", () => {
+    const stored = new Map([["t/*", "from before the reload"]]);
+    const saves: number[] = [];
+    const { outbox } = setup(undefined, {
+      load: () => new Map(stored),
+      save: (texts) => {
+        saves.push(texts.size);
+        stored.clear();
+        for (const [k, v] of texts) stored.set(k, v);
+      },
+    });
+    expect(outbox.unsent("t/*")).toBe("from before the reload");
+    outbox.keepUnsent("t/bob", "for bob");
+    outbox.keepUnsent("t/bob", "for bob"); // unchanged: not written again
+    outbox.keepUnsent("t/carol", "   "); // nothing there, nothing to write
+    expect([...stored.keys()]).toEqual(["t/*", "t/bob"]);
+    outbox.keepUnsent("t/*", "");
+    expect([...stored.keys()]).toEqual(["t/bob"]);
+    outbox.forgetUnsent();
+    expect(stored.size).toBe(0);
+    expect(outbox.unsent("t/bob")).toBe("");
+    // The boxes close after the sign-out and hand over what they held: nothing is kept.
+    outbox.keepUnsent("t/bob", "for bob");
+    expect(stored.size).toBe(0);
+    expect(saves).toEqual([2, 1, 0]);
+  });
+
+  it("counts as unsaved what the server does not have yet: a send not acknowledged, failed or not, and a file still uploading", async () => {
+    let finish: (a: Attachment) => void = () => undefined;
+    const { outbox, wire } = setup(() => new Promise((resolve) => (finish = resolve)));
+    expect(outbox.unsaved()).toBe(false);
+    wire.up = false;
+    outbox.send(CHANNEL, "text", "offline");
+    expect(outbox.unsaved()).toBe(true);
+    outbox.refused({ type: "error", code: "rate_limited", message: "slow down", client_msg_id: "c1" });
+    expect(outbox.unsaved()).toBe(true);
+    outbox.acked({ type: "ack", client_msg_id: "c1", id: "m1", seq: 1, ts: "" }, () => false);
+    expect(outbox.unsaved()).toBe(false); // Kafka has it; only its delivery is awaited
+    const upload = outbox.sendFile(CHANNEL, new File(["x"], "a.txt"));
+    expect(outbox.unsaved()).toBe(true);
+    finish({ id: "f1", kind: "file" } as Attachment);
+    await upload;
+    // The upload is done; its message is now a send on its way (the socket is down).
+    expect(outbox.uploads.size).toBe(0);
+    expect(outbox.unsaved()).toBe(true);
+  });
+
+  it("shows a thread's upload under the thread's box only, and a cancelled one goes without a word or a message", async () => {
+    let signal: AbortSignal | null = null;
+    const { outbox, wire, said } = setup(
+      (_team, _file, _progress, s) =>
+        new Promise((_resolve, reject) => {
+          signal = s;
+          s.addEventListener("abort", () => reject(new Error("cancelled")));
+        }),
+    );
+    const upload = outbox.sendFile({ channel: TEAM, to: "*", threadId: "m7" }, new File(["x"], "slow.bin"));
+    expect([...outbox.uploads.values()]).toMatchObject([{ channel: TEAM, to: "*", threadId: "m7", name: "slow.bin" }]);
+    outbox.cancelUpload([...outbox.uploads.keys()][0] ?? 0);
+    await upload;
+    expect((signal as AbortSignal | null)?.aborted).toBe(true);
+    expect(outbox.uploads.size).toBe(0);
+    expect(said).toEqual([]);
+    expect(wire.frames).toEqual([]);
+    expect(outbox.unsaved()).toBe(false);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { tabPlaceOf } from "../src/app/place";
+import { tabPlaceOf, tabUnsentOf } from "../src/app/place";
 
 function memory() {
   const items = new Map<string, string>();
@@ -36,5 +36,45 @@ describe("the tab's place", () => {
       throw new Error("SecurityError: sessionStorage is not available");
     };
     expect(tabPlaceOf(unreachable, "ada").load()).toBeNull();
+  });
+});
+
+describe("the tab's unsent texts", () => {
+  const storage = () => {
+    const items = new Map<string, string>();
+    return {
+      getItem: (k: string) => items.get(k) ?? null,
+      setItem: (k: string, v: string) => void items.set(k, v),
+      removeItem: (k: string) => void items.delete(k),
+      items,
+    };
+  };
+
+  it("gives back each box's text to the same account only, and leaves nothing once all are sent", () => {
+    const s = storage();
+    tabUnsentOf(() => s, "ada").save(new Map([["t1/*", "half a"], ["t1/bob", "for bob"]]));
+    expect([...tabUnsentOf(() => s, "ada").load()]).toEqual([
+      ["t1/*", "half a"],
+      ["t1/bob", "for bob"],
+    ]);
+    expect(tabUnsentOf(() => s, "cy").load().size).toBe(0);
+    tabUnsentOf(() => s, "ada").save(new Map());
+    expect(s.items.size).toBe(0);
+  });
+
+  it("keeps nothing from what is not its own or not texts, and never throws where storage is refused", () => {
+    const s = storage();
+    for (const bad of ["{", "[]", '{"user":"ada","texts":7}', '{"user":"ada"}']) {
+      s.items.set("chatstack.unsent", bad);
+      expect(tabUnsentOf(() => s, "ada").load().size).toBe(0);
+    }
+    s.items.set("chatstack.unsent", '{"user":"ada","texts":{"t1/*":"ok","t1/bob":5}}');
+    expect([...tabUnsentOf(() => s, "ada").load()]).toEqual([["t1/*", "ok"]]);
+    const refused = () => {
+      throw new Error("QuotaExceededError");
+    };
+    const keeper = tabUnsentOf(() => ({ getItem: refused, setItem: refused, removeItem: refused }), "ada");
+    expect(keeper.load().size).toBe(0);
+    expect(() => keeper.save(new Map([["t1/*", "x"]]))).not.toThrow();
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../src/api/client";
 import type { Attachment, UploadTicket } from "../src/api/types";
-import { refusal, s3Reason, type UploadApi, uploadAttachment, type Xhr } from "../src/upload/upload";
+import { refusal, s3Reason, type UploadApi, uploadAttachment, UploadCancelled, type Xhr } from "../src/upload/upload";
 import { TEAM } from "./fixtures";
 
 const ticket: UploadTicket = {
@@ -36,6 +36,10 @@ class FakeXhr implements Xhr {
   send(body: FormData) {
     this.body = body;
   }
+  aborted = false;
+  abort() {
+    this.aborted = true;
+  }
 }
 
 const file = new File([new Uint8Array([1, 2, 3, 4])], "cat.png", { type: "image/png" });
@@ -45,6 +49,29 @@ function api(complete: () => Promise<Attachment>, request?: () => Promise<Upload
 }
 
 describe("uploadAttachment", () => {
+  it("stops the transfer when cancelled, and never asks the server to complete it", async () => {
+    let completed = false;
+    const cancel = new AbortController();
+    const done = uploadAttachment(
+      api(async () => {
+        completed = true;
+        return { ...ticket, status: "ready" };
+      }),
+      TEAM,
+      file,
+      () => undefined,
+      () => new FakeXhr(),
+      async () => undefined,
+      cancel.signal,
+    );
+    await new Promise((r) => setTimeout(r, 0));
+    const xhr = FakeXhr.last as FakeXhr;
+    cancel.abort();
+    await expect(done).rejects.toBeInstanceOf(UploadCancelled);
+    expect(xhr.aborted).toBe(true);
+    expect(completed).toBe(false);
+  });
+
   it("posts the policy fields then the file to S3, reports progress, and completes", async () => {
     const progress: number[] = [];
     const done = uploadAttachment(api(async () => ({ ...ticket, status: "ready" })), TEAM, file, (f) => progress.push(f), () => new FakeXhr(), async () => undefined);

@@ -40,7 +40,7 @@ import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
-import { type Conversation, type Draft, Outbox, type Pending, type Sender, type UploadView } from "./outbox";
+import { type Conversation, type Draft, Outbox, type Pending, type Sender, type UnsentKeeper, type UploadView } from "./outbox";
 import { People } from "./people";
 
 export interface Notice {
@@ -65,6 +65,8 @@ export interface ChatDeps {
   newId?: () => string;
   /** Where this tab was (its open team), kept across a reload; nothing is kept without it. */
   place?: Place;
+  /** What was typed and not sent, kept across a reload; without it, as long as the page. */
+  unsent?: UnsentKeeper;
   /** The tab's title and desktop notifications (app/tab.ts); neither is touched without it. */
   attention?: Attention;
 }
@@ -212,12 +214,13 @@ export class ChatModel extends Observable {
       fatal: (reason) => this.notify("error", reason),
     });
     this.outbox = new Outbox({
-      upload: (team, file, progress) => uploadAttachment(this.api, team, file, progress),
+      upload: (team, file, progress, signal) => uploadAttachment(this.api, team, file, progress, undefined, undefined, signal),
       socket: this.socket,
       clock: this.clock,
       newId: deps.newId ?? (() => crypto.randomUUID()),
       changed: () => this.changed(),
       announce: (text) => this.announce(text),
+      ...(deps.unsent ? { kept: deps.unsent } : {}),
     });
   }
 
@@ -229,18 +232,37 @@ export class ChatModel extends Observable {
 
   /**
    * Renames, role changes and other members joining or leaving come with no frame (the contract
-   * announces only the reader's own membership): the open team is read again now and then while
-   * the page is on screen, so its panel and lists do not stay stale until the next opening.
+   * announces only the reader's own membership): the teams are read again now and then while the
+   * page is on screen, so the sidebar's names and the open team's panel and lists do not stay
+   * stale until the next opening.
    */
   private rereadOpenTeam(): void {
     if (this.stopped) return;
-    if (this.selectedTeam && this.pageVisible) void this.refreshMembers(this.selectedTeam);
+    if (this.pageVisible) void this.rereadTeams();
     this.clock.setTimeout(() => this.rereadOpenTeam(), TEAM_REREAD_MS);
+  }
+
+  /**
+   * The held teams as the server has them now; their counts stay ours (kept from live frames).
+   * A team missing from the list is left to its "removed" frame: the list may predate a join.
+   */
+  private async rereadTeams(): Promise<void> {
+    const open = this.selectedTeam;
+    if (open) this.membersReadAt.set(open, this.clock.now());
+    let all: Team[];
+    try {
+      all = await this.allTeams();
+    } catch {
+      return; // the next round asks again
+    }
+    for (const team of all) if (this.teams.has(team.id)) this.putTeam(team);
+    if (open && this.teams.has(open)) await this.ensureUsers(this.teams.get(open)?.members ?? []);
   }
 
   stop(): void {
     this.stopped = true;
     this.socket.stop();
+    this.outbox.forgetUnsent();
     // Signed out: the tab says nothing of this account any more.
     this.unwatchTitle?.();
     this.unwatchTitle = null;
@@ -290,6 +312,11 @@ export class ChatModel extends Observable {
 
   pendingIn(team: string, conversation: Conversation, threadId: string | null): Pending[] {
     return this.outbox.in(team, conversation, threadId, this.me.id);
+  }
+
+  /** Whether closing the page now would lose something sent (see Outbox.unsaved). */
+  unsaved(): boolean {
+    return this.outbox.unsaved();
   }
 
   /** Files being uploaded, and the ones that failed until dismissed. */
@@ -545,6 +572,10 @@ export class ChatModel extends Observable {
 
   dismissUpload(key: number): void {
     this.outbox.dismissUpload(key);
+  }
+
+  cancelUpload(key: number): void {
+    this.outbox.cancelUpload(key);
   }
 
   async edit(id: string, text: string): Promise<boolean> {
@@ -883,17 +914,23 @@ export class ChatModel extends Observable {
     return message ? conversationOf(message.to, message.from, this.me.id) : "*";
   }
 
-  private async loadTeams(): Promise<void> {
+  /** Every team of the user, page after page. */
+  private async allTeams(): Promise<Team[]> {
     const all: Team[] = [];
     let cursor: string | undefined;
+    for (;;) {
+      const page = await this.api.teams(cursor);
+      all.push(...page.data);
+      const next = page.meta.next_cursor;
+      if (!page.meta.has_more || next === null || next === undefined) return all;
+      cursor = String(next);
+    }
+  }
+
+  private async loadTeams(): Promise<void> {
+    let all: Team[];
     try {
-      for (;;) {
-        const page = await this.api.teams(cursor);
-        all.push(...page.data);
-        const next = page.meta.next_cursor;
-        if (!page.meta.has_more || next === null || next === undefined) break;
-        cursor = String(next);
-      }
+      all = await this.allTeams();
     } catch (err) {
       this.fail("Could not load your teams", err);
       return;
@@ -978,9 +1015,10 @@ export class ChatModel extends Observable {
   }
 
   /**
-   * A team change; its refusal as words (null when done). A refusal for role or state (403, 409)
-   * means the page's copy of the team is stale (someone changed roles or members meanwhile, and
-   * no frame says so): the team is read again so the panel shows what is true now.
+   * A team change; its refusal as words (null when done). A refusal for role, state or a member
+   * no longer there (403, 409, 404) means the page's copy of the team is stale (someone changed
+   * roles or members meanwhile, and no frame says so): the team is read again so the panel shows
+   * what is true now.
    */
   private async teamCall(work: () => Promise<void>, team?: string): Promise<string | null> {
     try {
@@ -988,7 +1026,7 @@ export class ChatModel extends Observable {
       return null;
     } catch (err) {
       const text = readable(err);
-      if (team !== undefined && err instanceof ApiError && (err.status === 403 || err.status === 409)) {
+      if (team !== undefined && err instanceof ApiError && (err.status === 403 || err.status === 404 || err.status === 409)) {
         void this.reread(team);
       }
       this.announce(text);

@@ -43,6 +43,8 @@ export interface UploadView {
   key: number;
   channel: string;
   to: string;
+  /** The thread it goes to: shown under that thread's box, not the conversation's. */
+  threadId: string | null;
   name: string;
   progress: number;
   error: string | null;
@@ -55,8 +57,14 @@ export interface Sender {
   reconnect?(detail: string): void;
 }
 
+/** Where unsent texts outlive the page (the tab's sessionStorage in the app, app/place.ts). */
+export interface UnsentKeeper {
+  load(): Map<string, string>;
+  save(texts: ReadonlyMap<string, string>): void;
+}
+
 /** Puts a file in the team's store and returns it ready to send (upload/upload.ts in the app). */
-export type Uploader = (team: string, file: File, progress: (fraction: number) => void) => Promise<Attachment>;
+export type Uploader = (team: string, file: File, progress: (fraction: number) => void, signal: AbortSignal) => Promise<Attachment>;
 
 export interface OutboxDeps {
   upload: Uploader;
@@ -67,6 +75,8 @@ export interface OutboxDeps {
   changed: () => void;
   /** Words for the screen reader's live region. */
   announce: (text: string) => void;
+  /** Keeps unsent texts across a reload; without it they live as long as the page. */
+  kept?: UnsentKeeper;
 }
 
 /**
@@ -80,17 +90,32 @@ export class Outbox {
   readonly pending = new Map<string, Pending>();
   readonly uploads = new Map<number, UploadView>();
   draft: Draft | null = null;
-  private readonly unsentTexts = new Map<string, string>();
+  private readonly unsentTexts: Map<string, string>;
+  private readonly cancels = new Map<number, AbortController>();
+  /** Signed out: boxes that close after it (the views go after the model) keep nothing. */
+  private signedOut = false;
   private draftSeq = 0;
   private uploadSeq = 0;
 
-  constructor(private readonly deps: OutboxDeps) {}
+  constructor(private readonly deps: OutboxDeps) {
+    this.unsentTexts = deps.kept?.load() ?? new Map();
+  }
 
   /** The sends not yet seen arriving in one box: a conversation's list, or a thread's. */
   in(team: string, conversation: Conversation, threadId: string | null, me: string): Pending[] {
     return [...this.pending.values()].filter(
       (p) => p.channel === team && p.threadId === threadId && (threadId !== null || conversationOf(p.to, me, me) === conversation),
     );
+  }
+
+  /**
+   * Whether something sent has not reached the server: a message not acknowledged (on its way,
+   * or failed and waiting for Retry) or a file still uploading. Closing the page would lose it.
+   */
+  unsaved(): boolean {
+    for (const p of this.pending.values()) if (p.id === null) return true;
+    for (const u of this.uploads.values()) if (u.error === null) return true;
+    return false;
   }
 
   /** A new message: on the socket now, or after the next hello when not connected. */
@@ -104,20 +129,39 @@ export class Outbox {
   /** Uploads the file, then sends it as a message; its progress and failure show meanwhile. */
   async sendFile(to: Address, file: File): Promise<void> {
     const key = ++this.uploadSeq;
-    const view: UploadView = { key, channel: to.channel, to: to.to, name: file.name, progress: 0, error: null };
+    const view: UploadView = { key, ...to, name: file.name, progress: 0, error: null };
+    const cancel = new AbortController();
     this.uploads.set(key, view);
+    this.cancels.set(key, cancel);
     this.deps.changed();
     try {
-      const attachment = await this.deps.upload(to.channel, file, (fraction) => {
-        view.progress = fraction;
-        this.deps.changed();
-      });
+      const attachment = await this.deps.upload(
+        to.channel,
+        file,
+        (fraction) => {
+          view.progress = fraction;
+          this.deps.changed();
+        },
+        cancel.signal,
+      );
       this.uploads.delete(key);
-      this.send(to, attachment.kind, attachment.id);
+      // Cancelled as it completed: the file is stored, but the user said not to send it.
+      if (!cancel.signal.aborted) this.send(to, attachment.kind, attachment.id);
     } catch (err) {
-      view.error = err instanceof Error ? err.message : String(err);
-      this.deps.announce(view.error);
+      if (!cancel.signal.aborted) {
+        view.error = err instanceof Error ? err.message : String(err);
+        this.deps.announce(view.error);
+      }
+    } finally {
+      this.cancels.delete(key);
     }
+    this.deps.changed();
+  }
+
+  /** Stops an upload in progress; nothing is sent and nothing stays on screen. */
+  cancelUpload(key: number): void {
+    this.cancels.get(key)?.abort();
+    this.uploads.delete(key);
     this.deps.changed();
   }
 
@@ -165,8 +209,18 @@ export class Outbox {
   }
 
   keepUnsent(key: string, text: string): void {
+    if (this.signedOut || text === this.unsent(key) || (!text.trim() && !this.unsentTexts.has(key))) return;
     if (text.trim()) this.unsentTexts.set(key, text);
     else this.unsentTexts.delete(key);
+    this.deps.kept?.save(this.unsentTexts);
+  }
+
+  /** Signed out: what this account was writing must not stay behind in the tab, and what its
+   * boxes hand over as they close afterwards is not kept either. */
+  forgetUnsent(): void {
+    this.signedOut = true;
+    this.unsentTexts.clear();
+    this.deps.kept?.save(this.unsentTexts);
   }
 
   /** The relay has it; done once the message itself is held too (`held`), else at `settle`. */

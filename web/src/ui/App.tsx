@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Api } from "../api/client";
 import { ChatModel } from "../app/chat";
-import { tabPlaceOf } from "../app/place";
+import { tabPlaceOf, tabUnsentOf } from "../app/place";
 import { type TabChannel, tabAttention } from "../app/tab";
 import { realClock } from "../auth/keeper";
 import { AuthSession, type Port } from "../auth/session";
@@ -60,6 +60,7 @@ export function App() {
       me,
       clock: realClock,
       place: tabPlaceOf(() => sessionStorage, me.id),
+      unsent: tabUnsentOf(() => sessionStorage, me.id),
       attention,
       openSocket: (handlers) => {
         const socket = new ChatSocket(

@@ -31,10 +31,15 @@ export function Composer(props: Props) {
   // what was sent or cleared leaves nothing behind, even if an edit was open at the time.
   const own = useRef(text);
   if (!props.editing) own.current = text;
+  // Kept as it is typed, not only when the box goes: a reload unmounts nothing.
+  useEffect(() => {
+    if (!props.editing) model.keepUnsent(props.unsentKey, text);
+  }, [text]);
   useEffect(() => () => model.keepUnsent(props.unsentKey, own.current), []);
   const [caret, setCaret] = useState(0);
   const [active, setActive] = useState(0);
-  /** Where the "@" of a picker closed with Esc is: it stays closed for that mention. */
+  /** Where the "@" of a picker closed (Esc, or a member picked) is: it stays closed for that
+   * mention, so the next Enter sends (names may hold spaces: "@Ada " still matches). */
   const [dismissed, setDismissed] = useState<number | null>(null);
   const area = useRef<HTMLTextAreaElement>(null);
   const file = useRef<HTMLInputElement>(null);
@@ -87,6 +92,10 @@ export function Composer(props: Props) {
 
   const found = props.disabled !== null ? null : mentionQuery(text, caret);
   const suggestions = found && found.start !== dismissed ? suggestMentions(members(), found.query, model.me.id) : [];
+  // That "@" is gone (sent, erased, or another typed after it): a new one at its place opens again.
+  useEffect(() => {
+    if (dismissed !== null && found?.start !== dismissed) setDismissed(null);
+  }, [found?.start, dismissed]);
   const current = Math.min(active, suggestions.length - 1);
   const pick = (s: Suggestion) => {
     if (!found) return;
@@ -102,10 +111,16 @@ export function Composer(props: Props) {
     setText(next.text);
     setCaret(next.caret);
     setActive(0);
+    setDismissed(found.start);
   };
   const track = (el: HTMLTextAreaElement) => setCaret(el.selectionStart ?? el.value.length);
 
+  // Closed while something was typed (the thread's root deleted, the team deactivated): the text
+  // stays, read-only so it can still be selected and copied, and the reason shows above it.
+  const closedOnText = props.disabled !== null && text !== "";
+
   const submit = async () => {
+    if (props.disabled !== null) return;
     if (!text.trim() || problem) {
       area.current?.focus();
       return;
@@ -184,7 +199,14 @@ export function Composer(props: Props) {
           ))}
         </ul>
       )}
-      {problem ? (
+      {closedOnText ? (
+        <p class="composer-status error" id={`${inputId}-status`} role="alert">
+          {props.disabled}. What you typed was not sent.{" "}
+          <button type="button" class="link" onClick={() => setText("")}>
+            Discard it
+          </button>
+        </p>
+      ) : problem ? (
         <p class="composer-status error" id={`${inputId}-status`} role="alert">
           {problem}
         </p>
@@ -220,10 +242,11 @@ export function Composer(props: Props) {
           rows={1}
           dir="auto"
           value={text}
-          disabled={props.disabled !== null}
+          disabled={props.disabled !== null && !closedOnText}
+          readOnly={closedOnText}
           placeholder={props.disabled ?? props.label}
           aria-invalid={problem ? true : undefined}
-          aria-describedby={problem || counter ? `${inputId}-status` : undefined}
+          aria-describedby={closedOnText || problem || counter ? `${inputId}-status` : undefined}
           aria-autocomplete="list"
           aria-controls={suggestions.length > 0 ? `${inputId}-mentions` : undefined}
           aria-activedescendant={suggestions.length > 0 ? `${inputId}-mention-${current}` : undefined}

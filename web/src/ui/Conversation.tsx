@@ -99,7 +99,7 @@ export function Conversation(props: Props) {
       <p class="typing" aria-hidden={typing.length === 0}>
         {typing.length === 1 ? `${typing[0]} is typing…` : typing.length > 1 ? `${typing.join(", ")} are typing…` : "\u00a0"}
       </p>
-      <Uploads model={model} channel={team.id} to={conv} />
+      <Uploads model={model} channel={team.id} to={conv} threadId={null} />
       <Composer
         model={model}
         label={dm ? `Message ${title}` : `Message #${team.name}`}

@@ -1,5 +1,5 @@
 // One message: author, time, body (text or attachment), edited mark, reactions and its actions.
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { mayDelete, mayEdit, mayWrite } from "../state/roles";
@@ -26,6 +26,18 @@ export function MessageItem(props: Props) {
   const { model, team, message: m, compact } = props;
   const me = model.me.id;
   const [picking, setPicking] = useState(false);
+  // Focus follows the picker (its first emoji as it opens, back to its button as it closes) and
+  // goes to the message when its actions go (deleted): never to the page, where Tab restarts.
+  const self = useRef<HTMLElement>(null);
+  const toggle = useRef<HTMLButtonElement>(null);
+  const firstEmoji = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (picking) firstEmoji.current?.focus();
+  }, [picking]);
+  const closePicker = () => {
+    setPicking(false);
+    toggle.current?.focus();
+  };
   const name = (id: string) => model.name(id);
   const own = m.from === me;
   const now = Date.now();
@@ -35,12 +47,13 @@ export function MessageItem(props: Props) {
   const replies = m.thread?.replies ?? 0;
 
   const react = (emoji: string) => {
-    setPicking(false);
+    if (picking) closePicker();
     void model.toggleReaction(m.id, emoji);
   };
 
   return (
     <article
+      ref={self}
       class={`message${compact ? " compact" : ""}${own ? " own" : ""}${m.deleted ? " deleted" : ""}`}
       data-seq={m.seq}
       data-id={m.id}
@@ -51,7 +64,7 @@ export function MessageItem(props: Props) {
       onKeyDown={(e) => {
         if (e.key === "Escape" && picking) {
           e.stopPropagation();
-          setPicking(false);
+          closePicker();
         }
       }}
     >
@@ -118,7 +131,7 @@ export function MessageItem(props: Props) {
       )}
       {!m.deleted && writable && (
         <div class="actions" role="group" aria-label="Message actions">
-          <button type="button" aria-label="Add reaction" aria-expanded={picking} onClick={() => setPicking(!picking)}>
+          <button type="button" ref={toggle} aria-label="Add reaction" aria-expanded={picking} onClick={() => (picking ? closePicker() : setPicking(true))}>
             ☺
           </button>
           {!props.inThread && props.onReply && (
@@ -136,7 +149,7 @@ export function MessageItem(props: Props) {
               type="button"
               aria-label="Delete message"
               onClick={() => {
-                if (confirm("Delete this message for everyone?")) void model.remove(m.id);
+                if (confirm("Delete this message for everyone?")) void model.remove(m.id).then(() => self.current?.focus());
               }}
             >
               🗑
@@ -146,8 +159,8 @@ export function MessageItem(props: Props) {
       )}
       {picking && writable && (
         <div class="picker" role="group" aria-label="Pick a reaction">
-          {EMOJI.map((e) => (
-            <button key={e} type="button" aria-label={`React with ${e}`} onClick={() => react(e)}>
+          {EMOJI.map((e, i) => (
+            <button key={e} ref={i === 0 ? firstEmoji : undefined} type="button" aria-label={`React with ${e}`} onClick={() => react(e)}>
               {e}
             </button>
           ))}

@@ -19,17 +19,35 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
   }, [panelFocus]);
   const [drawer, setDrawer] = useState(false);
   const team = model.selectedTeam ? model.teams.get(model.selectedTeam) : undefined;
+  // Focus would fall to the page with the panel: it goes back to the thread's root in the list.
+  const closeThread = () => {
+    const root = model.threadRoot;
+    model.openThread(null);
+    if (root) setTimeout(() => document.querySelector<HTMLElement>(`main article[data-id="${CSS.escape(root)}"]`)?.focus(), 0);
+  };
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.key !== "Escape" || e.defaultPrevented) return;
-      if (model.threadRoot) model.openThread(null);
+      if (model.threadRoot) closeThread();
       else if (teamPanel) setTeamPanel(false);
       else if (drawer) setDrawer(false);
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
   }, [model, teamPanel, drawer]);
+
+  // Messages sent offline live in this page until the server has them: the browser asks before
+  // closing or reloading it then (it shows its own words; ours are not shown).
+  useEffect(() => {
+    const onLeave = (e: BeforeUnloadEvent) => {
+      if (!model.unsaved()) return;
+      e.preventDefault();
+      e.returnValue = "";
+    };
+    window.addEventListener("beforeunload", onLeave);
+    return () => window.removeEventListener("beforeunload", onLeave);
+  }, [model]);
 
   useEffect(() => {
     const onVisibility = () => model.setPageVisible(document.visibilityState === "visible");
@@ -106,7 +124,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
             </section>
           )}
         </main>
-        {panel === "thread" && team && model.threadRoot && <ThreadPanel key={`${team.id}/${model.threadRoot}`} model={model} team={team} root={model.threadRoot} onClose={() => model.openThread(null)} />}
+        {panel === "thread" && team && model.threadRoot && <ThreadPanel key={`${team.id}/${model.threadRoot}`} model={model} team={team} root={model.threadRoot} onClose={closeThread} />}
         {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} takeFocus={panelFocus} onClose={() => setTeamPanel(false)} />}
       </div>
       <div class="visually-hidden" aria-live="polite" aria-atomic="true">

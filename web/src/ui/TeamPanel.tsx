@@ -226,16 +226,16 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
                 </div>
                 {u !== me && (
                   <div class="member-actions">
-                    <button type="button" class="small" onClick={() => model.openConversation(u)}>
+                    <button type="button" class="small" aria-label={`Message ${who}`} onClick={() => model.openConversation(u)}>
                       Message
                     </button>
                     {may.electDismiss && role === "user" && (
-                      <button type="button" class="small" onClick={() => void run("members", `${who} is now an admin.`, model.setAdmin(team.id, u, true))}>
+                      <button type="button" class="small" aria-label={`Make admin: ${who}`} onClick={() => void run("members", `${who} is now an admin.`, model.setAdmin(team.id, u, true))}>
                         Make admin
                       </button>
                     )}
                     {may.electDismiss && role === "admin" && (
-                      <button type="button" class="small" onClick={() => void run("members", `${who} is no longer an admin.`, model.setAdmin(team.id, u, false))}>
+                      <button type="button" class="small" aria-label={`Dismiss admin: ${who}`} onClick={() => void run("members", `${who} is no longer an admin.`, model.setAdmin(team.id, u, false))}>
                         Dismiss admin
                       </button>
                     )}
@@ -243,6 +243,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
                       <button
                         type="button"
                         class="small"
+                        aria-label={`Make super admin: ${who}`}
                         onClick={() => {
                           if (confirm(`Make ${who} the super admin? You stay an admin.`)) void run("members", `${who} is now the super admin.`, model.transfer(team.id, u));
                         }}
@@ -254,6 +255,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
                       <button
                         type="button"
                         class="small danger"
+                        aria-label={`Remove ${who}`}
                         onClick={() => {
                           if (confirm(`Remove ${who} from ${team.name}?`)) void run("members", `${who} removed.`, model.removeMember(team.id, u));
                         }}

@@ -43,7 +43,7 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
         hasOlder={false}
         seen={(seq) => model.markSeen(seq)}
       />
-      <Uploads model={model} channel={team.id} to={message ? conversationOf(message.to, message.from, model.me.id) : "*"} />
+      <Uploads model={model} channel={team.id} to={message ? conversationOf(message.to, message.from, model.me.id) : "*"} threadId={root} />
       <Composer
         model={model}
         label="Reply in thread"

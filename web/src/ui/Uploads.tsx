@@ -1,8 +1,9 @@
-// Uploads in flight for a conversation: a progress bar each, or the reason it was refused.
+// Uploads in flight for a message box (a conversation's, or a thread's): a progress bar each with
+// Cancel, or the reason it was refused.
 import type { ChatModel } from "../app/chat";
 
-export function Uploads(props: { model: ChatModel; channel: string; to: string }) {
-  const list = [...props.model.uploads.values()].filter((u) => u.channel === props.channel && u.to === props.to);
+export function Uploads(props: { model: ChatModel; channel: string; to: string; threadId: string | null }) {
+  const list = [...props.model.uploads.values()].filter((u) => u.channel === props.channel && u.to === props.to && u.threadId === props.threadId);
   if (list.length === 0) return null;
   return (
     <ul class="uploads">
@@ -20,6 +21,9 @@ export function Uploads(props: { model: ChatModel; channel: string; to: string }
               <span>Uploading {u.name}</span>
               <progress max={1} value={u.progress} aria-label={`Uploading ${u.name}`} />
               <span class="muted">{Math.round(u.progress * 100)}%</span>
+              <button type="button" class="link" aria-label={`Cancel uploading ${u.name}`} onClick={() => props.model.cancelUpload(u.key)}>
+                Cancel
+              </button>
             </>
           )}
         </li>

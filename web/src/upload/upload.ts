@@ -18,6 +18,7 @@ export interface UploadApi {
 export interface Xhr {
   open(method: string, url: string): void;
   send(body: FormData): void;
+  abort(): void;
   upload: { onprogress: ((ev: ProgressEvent) => void) | null };
   onload: (() => void) | null;
   onerror: (() => void) | null;
@@ -39,9 +40,24 @@ export function s3Reason(xml: string): string {
   return message || code || "the storage refused the upload";
 }
 
-function postForm(makeXhr: () => Xhr, url: string, form: FormData, progress: (fraction: number) => void): Promise<void> {
+/** The user cancelled the upload: nothing to report. */
+export class UploadCancelled extends Error {
+  constructor() {
+    super("upload cancelled");
+  }
+}
+
+function postForm(makeXhr: () => Xhr, url: string, form: FormData, progress: (fraction: number) => void, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new UploadCancelled());
+      return;
+    }
     const xhr = makeXhr();
+    signal?.addEventListener("abort", () => {
+      xhr.abort();
+      reject(new UploadCancelled());
+    });
     xhr.open("POST", url);
     xhr.upload.onprogress = (ev) => {
       if (ev.lengthComputable && ev.total > 0) progress(ev.loaded / ev.total);
@@ -90,6 +106,7 @@ export async function uploadAttachment(
   progress: (fraction: number) => void,
   makeXhr: () => Xhr = () => new XMLHttpRequest() as unknown as Xhr,
   pause: (ms: number) => Promise<void> = sleep,
+  signal?: AbortSignal,
 ): Promise<Attachment> {
   let ticket: UploadTicket;
   try {
@@ -103,10 +120,11 @@ export async function uploadAttachment(
   // The file goes last, named "file", with the declared type (the policy pins it).
   form.append("file", file, file.name);
   progress(0);
-  await postForm(makeXhr, ticket.upload.url, form, progress);
+  await postForm(makeXhr, ticket.upload.url, form, progress, signal);
   // 409: the store has not shown the object yet; 503: no verdict yet (scanner busy). Both keep the
   // attachment pending: ask again a few times before giving up.
   for (let attempt = 0; ; attempt++) {
+    if (signal?.aborted) throw new UploadCancelled();
     try {
       return await api.completeUpload(ticket.id);
     } catch (err) {
