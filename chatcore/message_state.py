@@ -71,7 +71,8 @@ class StoredMessage:
     thread_last_reply_ts: datetime | None = None
     count: int = 0
     last_change: int = 0
-    # Whom a team text mentioned when stored (None: not recorded, the text then says).
+    # Whom a team text's counted mentions name: as stored, then as its last edit left them (None:
+    # not recorded, the text then says).
     mentions: tuple[str, ...] | None = None
 
     @property
@@ -79,8 +80,9 @@ class StoredMessage:
         return self.to == s.BROADCAST
 
     def mentioned_users(self) -> list[str]:
-        """The users whose mention of this message was counted when it was stored: what a
-        delete takes back (an edit changes no count, so the current text may say otherwise)."""
+        """The users whose mention of this message is counted: what a delete takes back, and what
+        an edit compares its new text with (a message stored before mentions were recorded falls
+        back to its text)."""
         if not self.is_broadcast or self.type != s.TEXT:
             return []
         return list(self.mentions) if self.mentions is not None else mentioned(self.data)
@@ -161,6 +163,8 @@ class StoredMessage:
                 else None
             ),
             s.MESSAGE_LAST_CHANGE: self.last_change,
+            # Only once recorded: an older message keeps falling back to its text.
+            **({s.MESSAGE_MENTIONS: list(self.mentions)} if self.mentions is not None else {}),
         }
 
     # -- the wire form --

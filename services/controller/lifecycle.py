@@ -10,8 +10,8 @@ in consumption order and, with the messages' current state in memory:
   reply's seq), and a deleted one takes one off it (the same, at the delete's seq);
 * read state moves (``chatcore.unread``): a member's own message moves their read position to it,
   a DM is an unread DM and a mention for its recipient, ``<@id>`` in a team text a mention for a
-  member, a read marker moves its member (and tells their sockets), a delete takes its message out
-  of every count;
+  member (recounted by the new text when the text is edited), a read marker moves its member
+  (and tells their sockets), a delete takes its message out of every count;
 
 then writes everything (change documents first, then messages, then read documents), so that a
 crash anywhere leaves the batch to be consumed again and every step to be redone idempotently:
@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from chatcore import schema as s
@@ -37,6 +37,7 @@ from chatcore.unread import ChannelHead, DeletedMark, ReadState, mentioned
 from services.controller.changes import (
     CHANGE_NAMES,
     DELETED,
+    EDITED,
     THREAD,
     Outcome,
     Result,
@@ -96,6 +97,13 @@ def _read_update(channel: str, user: str, seq: int) -> Routed:
 # would otherwise cost two more database reads (sender and recipient), on FerretDB about a third
 # of its work per message.
 _KNOWN_READS_MAX = 200_000
+# Changes that move mention counts: a delete takes its mentions back, an edit recounts them.
+_RECOUNTING = frozenset((chat_pb2.CHANGE_KIND_DELETE, chat_pb2.CHANGE_KIND_EDIT))
+
+
+def _counts_mentions(message: StoredMessage) -> bool:
+    """Team texts count mentions by their text (a DM is one for its recipient, whatever it says)."""
+    return message.is_broadcast and message.type == s.TEXT
 
 
 class LifecyclePass:
@@ -154,7 +162,9 @@ class LifecyclePass:
             if isinstance(item, MessageItem) and stored.get(index):
                 self._message(work, index, item, counts[index], buckets.get(index, ""), mentions)
             elif isinstance(item, ChangeItem):
-                self._change(work, index, item, counts.get(index, 0), buckets.get(index, ""), heads)
+                self._change(
+                    work, index, item, counts.get(index, 0), buckets.get(index, ""), heads, mentions
+                )
             elif isinstance(item, ReadItem):
                 m = item.marker
                 position = work.read(m.channel_id, m.user_id).advanced(m.seq, m.count)
@@ -187,10 +197,13 @@ class LifecyclePass:
                 m = item.message
                 if m.to == s.BROADCAST and m.type == chat_pb2.MESSAGE_TYPE_TEXT:
                     asked.update((m.channel_id, u) for u in mentioned(m.data) if u != m.sender)
-            elif isinstance(item, ChangeItem) and item.change.kind == chat_pb2.CHANGE_KIND_DELETE:
+            elif isinstance(item, ChangeItem) and item.change.kind in _RECOUNTING:
                 state = states.get(item.change.message_id)
                 if state is not None:
                     asked.update((state.channel_id, u) for u in state.mentioned_users())
+                    if item.change.kind == chat_pb2.CHANGE_KIND_EDIT and _counts_mentions(state):
+                        new = mentioned(item.change.data)
+                        asked.update((state.channel_id, u) for u in new if u != state.sender)
         pairs = sorted(asked)
         answers = await each_bounded(lambda pair: self._members.is_member(*pair), pairs)
         return dict(zip(pairs, answers, strict=True))
@@ -272,6 +285,7 @@ class LifecyclePass:
         count: int,
         bucket: str,
         heads: dict[str, ChannelHead],
+        mentions: Mapping[tuple[str, str], bool],
     ) -> None:
         change, seq = item.change, item.record.offset
         name = CHANGE_NAMES[change.kind]
@@ -289,6 +303,8 @@ class LifecyclePass:
             return
         state = result.state
         if result.outcome is Outcome.APPLIED:
+            if name == EDITED and before is not None and _counts_mentions(before):
+                state = self._remention(work, before, state, mentions)
             self._changed(work, state, name, seq, bucket, count)
             if name == DELETED and before is not None:
                 self._forget(work, before, heads)
@@ -297,6 +313,13 @@ class LifecyclePass:
             # until a checkpoint (a crash, a move, a failed write lose them) while the tombstone
             # is written at once. Taking them again changes nothing when they were stored.
             self._forget(work, state, heads)
+        elif name == EDITED and _counts_mentions(state):
+            # The same for an edit: whom the text names now is counted again (no change when it
+            # was stored). A mention it took away cannot be told from the stored message any more.
+            for user in state.mentioned_users():
+                if user != state.sender and mentions.get((state.channel_id, user)):
+                    position = work.read(state.channel_id, user).with_mention(state.seq)
+                    work.set_read(state.channel_id, user, position)
         work.extras[index].append(_update(seq, name, state))
         if name == DELETED and state.deleted and state.thread_id:
             # After the delete's own update, as a reply's ``thread`` change follows the reply.
@@ -315,6 +338,28 @@ class LifecyclePass:
         work.states[state.id] = state
         work.dirty[state.id] = state
         work.change_docs.append(change_doc(change, seq, bucket, count, state))
+
+    def _remention(
+        self,
+        work: _Pass,
+        before: StoredMessage,
+        after: StoredMessage,
+        mentions: Mapping[tuple[str, str], bool],
+    ) -> StoredMessage:
+        """An edited team text counts as a mention for whom its new text names: a member no
+        longer named loses it, a member newly named gains it while the message is unread to them
+        (``with_mention`` ignores a message at or below their read position). Returns the message
+        with its counted mentions recorded, which a later edit or delete starts from."""
+        channel, seq = before.channel_id, before.seq
+        old = set(before.mentioned_users())
+        new = [u for u in mentioned(after.data) if u != after.sender]
+        for user in old.difference(new):
+            if user in work.reads.get(channel, {}):
+                work.set_read(channel, user, work.read(channel, user).without(seq))
+        for user in new:
+            if user not in old and mentions.get((channel, user)):
+                work.set_read(channel, user, work.read(channel, user).with_mention(seq))
+        return replace(after, mentions=tuple(new))
 
     def _forget(self, work: _Pass, message: StoredMessage, heads: dict[str, ChannelHead]) -> None:
         """A deleted message stops counting: as a team message, a DM, and a mention."""

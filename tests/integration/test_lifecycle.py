@@ -233,13 +233,14 @@ async def test_a_dm_s_changes_reach_only_its_two_people(pipe: Pipeline) -> None:
 async def test_unread_counts_mentions_and_dms_across_teams_and_read_frames(
     pipe: Pipeline,
 ) -> None:
-    """Unread and mentions per team for Bob across three teams; marking read on one socket sends
-    ``read`` to his other socket and zeroes the team; counts survive a controller restart."""
+    """Unread and mentions per team for Bob across three teams, mentions recounted when a text
+    is edited; marking read on one socket sends ``read`` to his other socket and zeroes the
+    team; counts survive a controller restart."""
     alice, bob = await asyncio.gather(pipe.user(), pipe.user())
     teams = [await _team(pipe, alice, bob) for _ in range(3)]
     ca = await pipe.connect(alice, 0)
     await ca.send(teams[0], "hi all")
-    await ca.send(teams[0], f"hey <@{bob.id}>")
+    named = await ca.send(teams[0], f"hey <@{bob.id}>")
     await ca.send(teams[1], "just for you", to=bob.id)
     last = await ca.send(teams[1], "and everyone")
 
@@ -250,12 +251,20 @@ async def test_unread_counts_mentions_and_dms_across_teams_and_read_frames(
             found[team] = (unread["count"], unread["mentions"])
         return found
 
+    async def settles_at(expected: dict[str, tuple[int, int]]) -> None:
+        for _ in range(100):
+            if await counts() == expected:
+                break
+            await asyncio.sleep(0.1)
+        assert await counts() == expected
+
     expected = {teams[0]: (2, 1), teams[1]: (2, 1), teams[2]: (0, 0)}
-    for _ in range(100):
-        if await counts() == expected:
-            break
-        await asyncio.sleep(0.1)
-    assert await counts() == expected
+    await settles_at(expected)
+    # Edited to name nobody: still unread, no longer a mention; named again: a mention again.
+    await rest.edit(pipe.api_url, alice.token, teams[0], named.id, "hey everyone")
+    await settles_at({**expected, teams[0]: (2, 0)})
+    await rest.edit(pipe.api_url, alice.token, teams[0], named.id, f"hey <@{bob.id}>, again")
+    await settles_at(expected)
 
     # A hello may reuse a channel head read this long ago (Alice's own hello read these).
     await asyncio.sleep(HEAD_MAX_AGE_S)
@@ -270,11 +279,7 @@ async def test_unread_counts_mentions_and_dms_across_teams_and_read_frames(
             {"type": "read", "channel_id": teams[1], "seq": last.seq}
         ]
     expected[teams[1]] = (0, 0)
-    for _ in range(100):
-        if await counts() == expected:
-            break
-        await asyncio.sleep(0.1)
-    assert await counts() == expected
+    await settles_at(expected)
 
     await pipe.controller.stop()
     assert await counts() == expected  # stored, not held by the controller

@@ -180,6 +180,38 @@ async def test_unread_counts_others_messages_dms_and_mentions_and_skips_own() ->
     assert (T, A) in p.reads.states  # A's own messages moved A's position too
 
 
+async def test_an_edit_recounts_mentions_by_its_new_text_for_members_who_have_not_read_it() -> None:
+    """A mention edited out is no longer counted, one edited in counts for a member who has not
+    read the message yet, and not for one who has, nor for someone outside the team; a delete
+    then takes back what the last edit left."""
+    p = _setup()
+    d = "d" * 32  # not a member
+    await _run(p, [_msg(10, "m1", sender=A, text=f"ping <@{C}>")])
+
+    def head() -> ChannelHead:
+        return p.heads.counters[T]
+
+    def mentions(user: str) -> int:
+        return unread(head(), p.reads.states.get((T, user), ReadState()), user).mentions
+
+    assert (mentions(B), mentions(C)) == (0, 1)
+
+    await _run(p, [change_record(T, "m1", EDIT, offset=11, actor=A, data="never mind")])
+    assert (mentions(B), mentions(C)) == (0, 0)
+    assert unread(head(), p.reads.states[(T, C)], C).count == 1  # still unread, not a mention
+
+    await _run(p, [read_record(T, C, 10, 1, offset=12)])  # C reads m1
+    edit = f"now <@{B}>, <@{C}> and <@{d}>"
+    await _run(p, [change_record(T, "m1", EDIT, offset=13, actor=A, data=edit)])
+    assert (mentions(B), mentions(C)) == (1, 0)
+    assert (T, d) not in p.reads.states
+    assert _doc(p, "m1")["mentions"] == [B, C, d]
+
+    await _run(p, [change_record(T, "m1", DELETE, offset=14, actor=A)])
+    assert (mentions(B), mentions(C)) == (0, 0)
+    assert unread(head(), p.reads.states[(T, B)], B).count == 0
+
+
 async def test_the_first_record_of_a_partition_counts_like_any_other() -> None:
     """Offset 0 is a real seq: a team message there is counted and moves its sender's position
     to 0; a DM there is unread and a mention for its recipient, who can then read it."""

@@ -107,8 +107,8 @@ async def test_records_consumed_again_after_their_checkpoint_keep_the_deletes() 
 
 
 async def test_a_mention_edited_out_and_then_deleted_is_taken_back() -> None:
-    """Mentions are counted on the text as stored; an edit changes no count, so a delete takes
-    back the mention the stored text made, whatever the text says by then."""
+    """The edit takes the mention back, and the delete after it takes back nothing more (it
+    starts from the mentions the edit left, not from the text as first stored)."""
     p = _stores()
     c = _Controller(p)
     await c.run([_msg(10, "m1", sender=A, text=f"ping <@{C}>")])
@@ -116,6 +116,24 @@ async def test_a_mention_edited_out_and_then_deleted_is_taken_back() -> None:
     await c.run([change_record(T, "m1", DELETE, offset=12, actor=A)])
     await c.buffer.flush()
     assert _unread(p, C) == Unread(0, 0, -1)
+
+
+async def test_an_edit_consumed_again_after_a_crash_still_counts_the_mention_it_added() -> None:
+    """A team text is stored and checkpointed; an edit naming C is applied to the message, then
+    the controller dies before the next checkpoint: its successor consumes the edit again
+    (already applied) and C has the mention, once."""
+    p = _stores()
+    first = _Controller(p)
+    await first.run([_msg(10, "m1", sender=A, text="hello")])
+    await first.buffer.flush()
+    edit = [change_record(T, "m1", EDIT, offset=11, actor=A, data=f"hello <@{C}>")]
+    await first.run(edit)  # ... and the process dies: nothing of it checkpointed
+    assert _unread(p, C).mentions == 0
+    successor = _Controller(p)
+    await successor.run(edit)
+    await successor.run(edit)
+    await successor.buffer.flush()
+    assert _unread(p, C) == Unread(1, 1, -1)
 
 
 async def test_a_batch_retried_after_a_partial_save_applies_every_delete_s_counts() -> None:

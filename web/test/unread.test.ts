@@ -83,6 +83,26 @@ describe("ReadState", () => {
     expect(r.count).toBe(1);
   });
 
+  it("recounts an unread team text's mention by its edited text, once per edit, as the server does", () => {
+    const r = new ReadState(ME);
+    r.fromServer({ count: 0, mentions: 0, last_read_seq: 10 });
+    const original = msg(11, { data: `hi <@${ME}>` });
+    r.onMessage(original);
+    r.onMessage(msg(12));
+    const plain = { ...original, data: "hi all", edited_ts: "2026-12-07T00:00:00.000Z" };
+    expect(r.onEdited(plain, original)).toBe(true);
+    expect(r.onEdited(plain, plain)).toBe(false); // delivered again
+    expect([r.count, r.mentions]).toEqual([2, 0]);
+    const named = { ...plain, data: `hi again <@${ME}>` };
+    expect(r.onEdited(named, plain)).toBe(true);
+    expect([r.count, r.mentions]).toEqual([2, 1]);
+    // A DM is a mention whatever it says; a message already read, or mine, counts nothing.
+    expect(r.onEdited(msg(13, { to: ME, data: "x" }), msg(13, { to: ME, data: `<@${ME}>` }))).toBe(false);
+    expect(r.onEdited(msg(9, { data: `<@${ME}>` }), msg(9))).toBe(false);
+    expect(r.onEdited(msg(14, { from: ME, data: `<@${ME}>` }), msg(14, { from: ME }))).toBe(false);
+    expect([r.count, r.mentions]).toEqual([2, 1]);
+  });
+
   it("takes a read mark from another socket without reporting it back", () => {
     const r = new ReadState(ME);
     const held = [msg(1), msg(2), msg(3)];

@@ -809,6 +809,7 @@ export class ChatModel extends Observable {
     const before = t.get(frame.message.id);
     t.live(frame);
     if (frame.change === "deleted") this.read(frame.channel_id).onDeleted(frame.message, before);
+    else if (frame.change === "edited") this.read(frame.channel_id).onEdited(frame.message, before);
   }
 
   private onError(error: ErrorFrame): void {

@@ -97,6 +97,26 @@ export class ReadState {
   }
 
   /**
+   * A message was edited (`update` with change `edited`): an unread team text counts as a
+   * mention by its new text, as the server's counts do. `before` is the message as held until
+   * then. Returns whether the counts changed.
+   */
+  onEdited(edited: Message, before: Message | undefined): boolean {
+    if (edited.to !== "*" || !countsAsUnread(edited, this.me, this.lastRead)) return false;
+    const was = this.mentioning.has(edited.id) || (before !== undefined && mentions(before, this.me));
+    const now = mentions(edited, this.me);
+    if (was === now) return false;
+    if (now) {
+      remember(this.mentioning, edited.id);
+      this.mentions = Math.min(this.mentions + 1, this.count);
+    } else {
+      this.mentioning.delete(edited.id);
+      this.mentions = Math.max(0, this.mentions - 1);
+    }
+    return true;
+  }
+
+  /**
    * Everything up to `seq` has been seen: moves the read mark forward (never back) and recounts
    * from the held messages, which include everything above any seq the user can have seen.
    * Returns the seq to report with `PUT /read`, or null when the server already knows.
