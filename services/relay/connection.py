@@ -157,6 +157,9 @@ class Relay:
         self._rate_refusals = TokenBucketLimiter(
             capacity=RATE_REFUSALS_BURST, rate_per_s=RATE_REFUSALS_PER_S, max_keys=1_000_000
         )
+        # Sockets being closed for it: what they still send while the close completes (up to
+        # the close timeout) is dropped unread, and closed and logged once.
+        self._closing_over_rate: set[str] = set()
         self.refusals = Refusals()
         self.draining = False
 
@@ -384,6 +387,7 @@ class Relay:
             self._limits.forget(key)
             self._typing_limits.forget(key)
             self._refused_over_budget.pop(key, None)
+            self._closing_over_rate.discard(key)
             self.metrics.connections.dec()
             _log.info(
                 "ws_disconnected",
@@ -415,6 +419,8 @@ class Relay:
             raise RateLimited("slow down", retry_after=wait) from None
 
     async def _on_frame(self, session: Session, raw: str | bytes) -> None:
+        if self._closing_over_rate and str(id(session)) in self._closing_over_rate:
+            return
         cmid = ""
         try:
             frame = self._parse(session, raw)
@@ -453,6 +459,7 @@ class Relay:
         """A frame refused for rate spends the user's refusals; with none left the socket goes."""
         if self._rate_refusals.try_acquire(session.user_id) <= 0:
             return
+        self._closing_over_rate.add(str(id(session)))
         _log.warning("ws_closed_over_rate", user_id=session.user_id)
         spawn(cast(ServerConnection, session.conn).close(1008, RATE_REFUSALS_CLOSE))
 

@@ -144,6 +144,12 @@ async def test_a_user_sending_on_past_the_budget_is_closed_and_reconnecting_does
         await relay._on_frame(flooder, text)
         await asyncio.sleep(0)
         assert first.closed == [(1008, RATE_REFUSALS_CLOSE)]
+        # What it sends while the close completes is dropped unanswered, and closes nothing more.
+        answered = len(answers)
+        for _ in range(3):
+            await relay._on_frame(flooder, text)
+        await asyncio.sleep(0)
+        assert (len(answers), first.closed) == (answered, [(1008, RATE_REFUSALS_CLOSE)])
 
         # A new socket has its own budget; its first refusal closes it.
         reconnected = Session("a" * 32, again, {})

@@ -372,8 +372,13 @@ describe("chat in two browsers", () => {
     await bob.page.keyboard.press("Enter");
     await expect.poll(() => box.inputValue()).toBe("");
     await shows(ada.page, "ping @Ada");
-    // The next message's "@" opens the picker again.
+    // The next message's "@" opens the picker again, and so does changing a picked name.
     await bob.page.keyboard.type("@Ad", { delay: 5 });
+    await bob.page.getByRole("listbox").waitFor();
+    await bob.page.keyboard.press("Enter");
+    await bob.page.getByRole("listbox").waitFor({ state: "detached" });
+    await bob.page.keyboard.press("Backspace");
+    await bob.page.keyboard.press("Backspace");
     await bob.page.getByRole("listbox").waitFor();
     await box.fill("");
   });

@@ -718,6 +718,27 @@ describe("ChatModel", () => {
     expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
   });
 
+  it("keeps a team change that came while the half-minute list read was out over that list's older copy", async () => {
+    const s = await started();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    const list = api.teams as () => Promise<{ data: Team[] }>;
+    let answer: () => void = () => undefined;
+    api.teams = () => {
+      const old = list(); // the list as it stands when asked: the team still active
+      return new Promise((resolve) => (answer = () => resolve(old)));
+    };
+    s.clock.advance(30_000);
+    await flush();
+    s.server.inactive.add(TEAM);
+    s.server.superAdmin = BOB;
+    s.frame({ type: "membership", channel_id: TEAM, event: "deactivated" });
+    await flush();
+    expect(s.model.teams.get(TEAM)?.active).toBe(false);
+    answer();
+    await flush();
+    expect(s.model.teams.get(TEAM)?.active).toBe(false);
+  });
+
   it("takes someone with no team open to the team they were just added to", async () => {
     const s = setup();
     s.server.teams.clear();

@@ -99,12 +99,30 @@ describe("Outbox", () => {
     expect(outbox.pending.has("c2")).toBe(false);
   });
 
-  it("forgets what was on its way to a team the user left, and nothing else", () => {
-    const { outbox } = setup();
+  it("forgets what was on its way to a team the user left, its uploads too, and nothing else", async () => {
+    const signals: AbortSignal[] = [];
+    const { outbox, wire } = setup(
+      (_team, _file, _progress, signal) =>
+        new Promise((resolve) => {
+          signals.push(signal);
+          // The upload completes after the team was dropped: nothing is sent for it.
+          signal.addEventListener("abort", () => resolve({ id: "late", kind: "file" } as Attachment));
+        }),
+    );
+    wire.up = false;
     outbox.send(CHANNEL, "text", "here");
     outbox.send({ channel: OTHER_TEAM, to: "*", threadId: null }, "text", "there");
+    const here = outbox.sendFile(CHANNEL, new File(["x"], "here.txt"));
+    void outbox.sendFile({ channel: OTHER_TEAM, to: "*", threadId: null }, new File(["x"], "there.txt"));
     outbox.dropTeam(TEAM);
+    await here;
     expect([...outbox.pending.values()].map((p) => p.data)).toEqual(["there"]);
+    expect([...outbox.uploads.values()].map((u) => u.name)).toEqual(["there.txt"]);
+    expect(signals.map((s) => s.aborted)).toEqual([true, false]);
+    // Signing out stops the rest.
+    outbox.signOut();
+    expect(signals.map((s) => s.aborted)).toEqual([true, true]);
+    expect(outbox.uploads.size).toBe(0);
   });
 
   it("sends an uploaded file as a message of its kind, and shows a failed upload with its reason until dismissed", async () => {
@@ -145,7 +163,7 @@ describe("Outbox", () => {
     expect([...stored.keys()]).toEqual(["t/*", "t/bob"]);
     outbox.keepUnsent("t/*", "");
     expect([...stored.keys()]).toEqual(["t/bob"]);
-    outbox.forgetUnsent();
+    outbox.signOut();
     expect(stored.size).toBe(0);
     expect(outbox.unsent("t/bob")).toBe("");
     // The boxes close after the sign-out and hand over what they held: nothing is kept.

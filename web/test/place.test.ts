@@ -57,8 +57,11 @@ describe("the tab's unsent texts", () => {
       ["t1/*", "half a"],
       ["t1/bob", "for bob"],
     ]);
-    expect(tabUnsentOf(() => s, "cy").load().size).toBe(0);
     tabUnsentOf(() => s, "ada").save(new Map());
+    expect(s.items.size).toBe(0);
+    // Someone else signing in next gets nothing of Ada's, and it is not left in the tab.
+    tabUnsentOf(() => s, "ada").save(new Map([["t1/*", "half a"]]));
+    expect(tabUnsentOf(() => s, "cy").load().size).toBe(0);
     expect(s.items.size).toBe(0);
   });
 

@@ -157,6 +157,22 @@ describe("ChatSocket", () => {
     expect(s.wires[1]?.url).toBe("ws://h/v1/ws?token=t1");
   });
 
+  it("backs off without renewing the token when closed for sending past the rate limit", async () => {
+    const s = setup();
+    s.socket.start();
+    await flush();
+    s.wires[0]?.hello();
+    s.wires[0]?.drop(1008, "too many frames over the rate limit");
+    await flush();
+    expect(s.tokens.renewals).toBe(0);
+    expect(s.wires).toHaveLength(1);
+    expect(s.clock.pending()).toEqual([250]);
+    s.clock.advance(250);
+    await flush();
+    expect(s.wires).toHaveLength(2);
+    expect(s.tokens.renewals).toBe(0);
+  });
+
   it("stops for good on 1008 account disabled", async () => {
     const s = setup();
     s.socket.start();

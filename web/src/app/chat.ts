@@ -155,6 +155,9 @@ export class ChatModel extends Observable {
   /** When each team's member list was last read, to read it at most every few seconds. */
   private readonly membersReadAt = new Map<string, number>();
   private readonly membersPlanned = new Set<string>();
+  /** Each held team's last write, by a count of writes: a slow list read does not undo newer. */
+  private teamWrites = 0;
+  private readonly teamWrittenAt = new Map<string, number>();
   /** Teams the user is leaving right now. */
   private readonly leaving = new Set<string>();
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
@@ -249,20 +252,23 @@ export class ChatModel extends Observable {
   private async rereadTeams(): Promise<void> {
     const open = this.selectedTeam;
     if (open) this.membersReadAt.set(open, this.clock.now());
+    const asked = this.teamWrites;
     let all: Team[];
     try {
       all = await this.allTeams();
     } catch {
       return; // the next round asks again
     }
-    for (const team of all) if (this.teams.has(team.id)) this.putTeam(team);
+    if (this.stopped) return;
+    // A team written since the list was asked for (an event, a change made here) is newer.
+    for (const team of all) if (this.teams.has(team.id) && (this.teamWrittenAt.get(team.id) ?? 0) <= asked) this.putTeam(team);
     if (open && this.teams.has(open)) await this.ensureUsers(this.teams.get(open)?.members ?? []);
   }
 
   stop(): void {
     this.stopped = true;
     this.socket.stop();
-    this.outbox.forgetUnsent();
+    this.outbox.signOut();
     // Signed out: the tab says nothing of this account any more.
     this.unwatchTitle?.();
     this.unwatchTitle = null;
@@ -958,12 +964,14 @@ export class ChatModel extends Observable {
    */
   private putTeam(team: Team, authoritative = false): void {
     this.teams.set(team.id, { ...team, name: shownName(team.name) });
+    this.teamWrittenAt.set(team.id, ++this.teamWrites);
     this.read(team.id).fromServer(team.unread, authoritative);
     this.changed();
   }
 
   private dropTeam(team: string): void {
     this.teams.delete(team);
+    this.teamWrittenAt.delete(team);
     this.timelines.delete(team);
     this.reads.delete(team);
     this.presence.forget(team);

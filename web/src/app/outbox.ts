@@ -215,12 +215,13 @@ export class Outbox {
     this.deps.kept?.save(this.unsentTexts);
   }
 
-  /** Signed out: what this account was writing must not stay behind in the tab, and what its
-   * boxes hand over as they close afterwards is not kept either. */
-  forgetUnsent(): void {
+  /** Signed out: what this account was writing must not stay behind in the tab (nor what its
+   * boxes hand over as they close afterwards), and its uploads stop. */
+  signOut(): void {
     this.signedOut = true;
     this.unsentTexts.clear();
     this.deps.kept?.save(this.unsentTexts);
+    for (const key of [...this.uploads.keys()]) this.cancelUpload(key);
   }
 
   /** The relay has it; done once the message itself is held too (`held`), else at `settle`. */
@@ -249,9 +250,10 @@ export class Outbox {
     return p;
   }
 
-  /** The user is no longer in the team: what was on its way there cannot go. */
+  /** The user is no longer in the team: what was on its way there cannot go, files included. */
   dropTeam(team: string): void {
     for (const [key, p] of this.pending) if (p.channel === team) this.pending.delete(key);
+    for (const [key, u] of this.uploads) if (u.channel === team) this.cancelUpload(key);
   }
 
   /**

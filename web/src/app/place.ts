@@ -44,7 +44,13 @@ export function tabUnsentOf(storage: () => PlaceStorage & Pick<Storage, "removeI
         const saved: unknown = JSON.parse(storage().getItem(UNSENT_KEY) ?? "null");
         if (typeof saved !== "object" || saved === null) return texts;
         const { user: who, texts: kept } = saved as Record<string, unknown>;
-        if (who !== user || typeof kept !== "object" || kept === null) return texts;
+        if (who !== user) {
+          // Someone else's, left by a session that ended without signing out (it expired): gone
+          // now that another account is in the tab.
+          storage().removeItem(UNSENT_KEY);
+          return texts;
+        }
+        if (typeof kept !== "object" || kept === null) return texts;
         for (const [box, text] of Object.entries(kept)) if (typeof text === "string") texts.set(box, text);
       } catch {
         // refused, or not ours: nothing was kept

@@ -172,6 +172,12 @@ export class ChatSocket {
       this.handlers.fatal("This account was disabled.");
       return;
     }
+    if (code === 1008 && reason === OVER_RATE) {
+      // Sent past the rate limit for too long: the token is fine; coming straight back would
+      // only be closed again. Back off like an overloaded server.
+      this.retry("sending too fast");
+      return;
+    }
     if (code === 1008) {
       // Token expired or refused: a new token, then straight back.
       this.renewNext = true;
@@ -200,6 +206,9 @@ export class ChatSocket {
 }
 
 const OFFLINE = "this device is offline";
+
+/** The relay's reason for closing a socket that kept sending past its rate limit. */
+const OVER_RATE = "too many frames over the rate limit";
 
 function describe(code: number): string {
   if (code === 1012) return "the server is restarting";

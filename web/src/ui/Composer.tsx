@@ -8,6 +8,8 @@ import { decodeMentions, encodeMentions, insertMention, mentionQuery, type Sugge
 
 /** What the box says in a deactivated team. */
 export const DEACTIVATED = "This team is deactivated: read only";
+/** What a thread's box says while its first message loads: closed for now, not for good. */
+export const NOT_LOADED = "The thread's first message is not loaded";
 
 interface Props {
   model: ChatModel;
@@ -38,9 +40,10 @@ export function Composer(props: Props) {
   useEffect(() => () => model.keepUnsent(props.unsentKey, own.current), []);
   const [caret, setCaret] = useState(0);
   const [active, setActive] = useState(0);
-  /** Where the "@" of a picker closed (Esc, or a member picked) is: it stays closed for that
-   * mention, so the next Enter sends (names may hold spaces: "@Ada " still matches). */
-  const [dismissed, setDismissed] = useState<number | null>(null);
+  /** The "@" of a picker closed (Esc, or a member picked) and what followed it then: it stays
+   * closed while typing goes on after that (names may hold spaces, so "@Ada " still matches and
+   * Enter would pick again instead of sending), and opens again once that text is changed. */
+  const [dismissed, setDismissed] = useState<{ start: number; query: string } | null>(null);
   const area = useRef<HTMLTextAreaElement>(null);
   const file = useRef<HTMLInputElement>(null);
   const members = () => {
@@ -91,11 +94,12 @@ export function Composer(props: Props) {
   const counter = textCounter(body);
 
   const found = props.disabled !== null ? null : mentionQuery(text, caret);
-  const suggestions = found && found.start !== dismissed ? suggestMentions(members(), found.query, model.me.id) : [];
-  // That "@" is gone (sent, erased, or another typed after it): a new one at its place opens again.
+  const closed = found !== null && dismissed !== null && found.start === dismissed.start && found.query.startsWith(dismissed.query);
+  const suggestions = found && !closed ? suggestMentions(members(), found.query, model.me.id) : [];
+  // That "@" is gone or its text changed (sent, erased, another "@" typed after it): open again.
   useEffect(() => {
-    if (dismissed !== null && found?.start !== dismissed) setDismissed(null);
-  }, [found?.start, dismissed]);
+    if (dismissed !== null && !closed) setDismissed(null);
+  }, [closed, dismissed]);
   const current = Math.min(active, suggestions.length - 1);
   const pick = (s: Suggestion) => {
     if (!found) return;
@@ -111,13 +115,14 @@ export function Composer(props: Props) {
     setText(next.text);
     setCaret(next.caret);
     setActive(0);
-    setDismissed(found.start);
+    setDismissed({ start: found.start, query: next.text.slice(found.start + 1, next.caret) });
   };
   const track = (el: HTMLTextAreaElement) => setCaret(el.selectionStart ?? el.value.length);
 
   // Closed while something was typed (the thread's root deleted, the team deactivated): the text
   // stays, read-only so it can still be selected and copied, and the reason shows above it.
-  const closedOnText = props.disabled !== null && text !== "";
+  const closedOnText = props.disabled !== null && props.disabled !== NOT_LOADED && text !== "" && !props.editing;
+  const form = useRef<HTMLFormElement>(null);
 
   const submit = async () => {
     if (props.disabled !== null) return;
@@ -142,7 +147,7 @@ export function Composer(props: Props) {
       e.stopPropagation();
       if (e.key === "ArrowDown") setActive((current + 1) % suggestions.length);
       else if (e.key === "ArrowUp") setActive((current - 1 + suggestions.length) % suggestions.length);
-      else if (e.key === "Escape") setDismissed(found?.start ?? null);
+      else if (e.key === "Escape") setDismissed(found ? { start: found.start, query: found.query } : null);
       else pick(chosen);
       return;
     }
@@ -163,6 +168,9 @@ export function Composer(props: Props) {
   const inputId = `composer-${props.threadId ?? "main"}`;
   return (
     <form
+      ref={form}
+      // Focus lands here when "Discard it" goes with the text: not on the page.
+      tabIndex={-1}
       class={props.editing ? "composer editing" : "composer"}
       onSubmit={(e) => {
         e.preventDefault();
@@ -202,7 +210,14 @@ export function Composer(props: Props) {
       {closedOnText ? (
         <p class="composer-status error" id={`${inputId}-status`} role="alert">
           {props.disabled}. What you typed was not sent.{" "}
-          <button type="button" class="link" onClick={() => setText("")}>
+          <button
+            type="button"
+            class="link"
+            onClick={() => {
+              setText("");
+              form.current?.focus();
+            }}
+          >
             Discard it
           </button>
         </p>

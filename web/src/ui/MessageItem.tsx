@@ -38,6 +38,15 @@ export function MessageItem(props: Props) {
     setPicking(false);
     toggle.current?.focus();
   };
+  /** After a delete (once the list has redrawn): focus that fell to the page goes to the message,
+   * or, when it left the list (a thread reply), to the panel's box or first button. Focus the
+   * user has moved elsewhere meanwhile (typing in the box) stays. */
+  const keepFocus = (panel: HTMLElement | null) => {
+    const active = document.activeElement;
+    if (active !== null && active !== document.body && !(self.current?.contains(active) ?? false)) return;
+    if (self.current?.isConnected) self.current.focus();
+    else panel?.querySelector<HTMLElement>("textarea:not([disabled]), button")?.focus();
+  };
   const name = (id: string) => model.name(id);
   const own = m.from === me;
   const now = Date.now();
@@ -149,7 +158,8 @@ export function MessageItem(props: Props) {
               type="button"
               aria-label="Delete message"
               onClick={() => {
-                if (confirm("Delete this message for everyone?")) void model.remove(m.id).then(() => self.current?.focus());
+                const panel = self.current?.closest<HTMLElement>("aside, main") ?? null;
+                if (confirm("Delete this message for everyone?")) void model.remove(m.id).then(() => setTimeout(() => keepFocus(panel), 0));
               }}
             >
               🗑

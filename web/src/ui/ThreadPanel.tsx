@@ -5,7 +5,7 @@ import type { ChatModel } from "../app/chat";
 import { boxKey } from "../app/outbox";
 import { lastEditable } from "../state/roles";
 import { conversationOf } from "../state/typing";
-import { Composer, DEACTIVATED } from "./Composer";
+import { Composer, DEACTIVATED, NOT_LOADED } from "./Composer";
 import { MessageItem } from "./MessageItem";
 import { MessageList } from "./MessageList";
 import { Uploads } from "./Uploads";
@@ -50,7 +50,7 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
         threadId={root}
         editing={editing}
         disabled={
-          !team.active ? DEACTIVATED : !message ? "The thread's first message is not loaded" : message.deleted ? "The thread's first message was deleted: no more replies" : null
+          !team.active ? DEACTIVATED : !message ? NOT_LOADED : message.deleted ? "The thread's first message was deleted: no more replies" : null
         }
         onEditLast={() => {
           const mine = lastEditable(replies, team, model.me.id, Date.now(), model.editWindowMs);
