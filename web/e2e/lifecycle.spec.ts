@@ -220,6 +220,41 @@ describe("read state", () => {
     await expect.poll(() => serverUnread(token, team), { timeout: 10_000 }).toBe(0);
   });
 
+  it("opens a team with more new messages than fit at the first of them, and reads the rest as they come into view", async () => {
+    const token = await apiToken(bob.email);
+    await createTeam(bob.page, unique("Away")); // Bob looks elsewhere while Ada writes
+    for (let i = 1; i <= 40; i++) {
+      await send(ada.page, `catching up ${i}`);
+      await shows(ada.page, `catching up ${i}`); // one at a time: under the socket's rate limit
+    }
+    const shared = bob.page.locator(".team-button", { hasText: team });
+    await shared.getByLabel("40 unread").waitFor();
+    await shared.click();
+    await bob.page.getByRole("separator", { name: "New messages" }).waitFor();
+    const below = bob.page.getByRole("button", { name: /new messages below/ });
+    await below.waitFor();
+    // The first new message is on screen, the last is not, and the server still counts those below.
+    const list = bob.page.locator("main .message-list");
+    const inList = async (text: string) => {
+      const [box, item] = await Promise.all([list.boundingBox(), bob.page.locator("main article.message .text", { hasText: new RegExp(`^${text}$`) }).boundingBox()]);
+      return box !== null && item !== null && item.y >= box.y - 1 && item.y < box.y + box.height;
+    };
+    expect(await inList("catching up 1")).toBe(true);
+    expect(await inList("catching up 40")).toBe(false);
+    await bob.page.waitForTimeout(1500); // past the read mark's debounce
+    expect(await serverUnread(token, team)).toBeGreaterThan(0);
+    await below.click();
+    await expect.poll(() => serverUnread(token, team), { timeout: 10_000 }).toBe(0);
+  });
+
+  it("reads a message taller than the list once it fills the list", async () => {
+    const token = await apiToken(bob.email);
+    const tall = Array.from({ length: 80 }, (_, i) => `line ${i + 1} of a tall message`).join("\n");
+    await send(ada.page, tall);
+    await shows(bob.page, "line 80 of a tall message");
+    await expect.poll(() => serverUnread(token, team), { timeout: 10_000 }).toBe(0);
+  });
+
   it("reports no script error, no CSP violation and no token in a URL on any page", () => {
     for (const p of [ada, bob]) expect(p.problems).toEqual([]);
   });

@@ -480,6 +480,43 @@ describe("ChatModel", () => {
     expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([0, 5]);
   });
 
+  it("reads older pages back to the read mark before moving it, so a DM below the first page is not marked read unseen", async () => {
+    const s = setup();
+    s.server.unread[TEAM] = { count: 5, mentions: 1, last_read_seq: 2 };
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    // Above the mark: a DM to me (3), then team messages (4-7); the first page holds 5-7 only.
+    const pages = [
+      { before: undefined, data: [msg(5), msg(6), msg(7)], more: true },
+      { before: 5, data: [msg(2), msg(3, { to: ME }), msg(4)], more: true },
+    ];
+    let fail = true;
+    api.history = async (_t: string, q: { before?: number }) => {
+      if (q.before !== undefined && fail) {
+        fail = false;
+        throw new ApiError(503, "unavailable", "busy");
+      }
+      const page = pages.find((p) => p.before === q.before);
+      return { data: page?.data ?? [], meta: { has_more: page?.more ?? false } };
+    };
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.model.markSeen(7, true); // the team's list, read to its end
+    expect(s.model.read(TEAM).lastRead).toBe(2); // nothing moves while the page below is out
+    await flush();
+    // The first read failed (503): asked again after a pause, the mark still where it was.
+    s.model.markSeen(7, true);
+    expect(s.model.read(TEAM).lastRead).toBe(2);
+    s.clock.advance(2000);
+    s.model.markSeen(7, true);
+    await flush();
+    expect(s.model.view(TEAM, "*").map((m) => m.seq)).toEqual([2, 4, 5, 6, 7]);
+    s.model.markSeen(7, true);
+    // Held now: the mark stops below the DM, which its row shows as new.
+    expect([s.model.read(TEAM).lastRead, s.model.read(TEAM).count, s.model.read(TEAM).mentions]).toEqual([2, 1, 1]);
+    expect(s.model.dmUnread(TEAM, BOB)).toBe(1);
+  });
+
   it("never marks read a DM that came before a reply seen in an open thread", async () => {
     const s = await started();
     s.model.openThread("m2");
@@ -696,6 +733,17 @@ describe("ChatModel", () => {
       await flush();
       expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
     }
+  });
+
+  it("says what to do when the address to add has no account yet", async () => {
+    const s = await started();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    api.addMember = async () => {
+      throw new ApiError(404, "not_found", "no such user");
+    };
+    expect(await s.model.addMember(TEAM, "ghost@example.com")).toBe(
+      "nobody has an account with this address yet: ask them to create one here, then add them again",
+    );
   });
 
   it("reads the teams again every half minute while the page is on screen: members of the open one, another's new name", async () => {

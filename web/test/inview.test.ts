@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type EntryLike, InView, type ObserverLike } from "../src/app/inview";
+import { type EntryLike, InView, type ObserverLike, seenIn } from "../src/app/inview";
 
 /** An IntersectionObserver stand-in: the test says what intersects. */
 class FakeObserver implements ObserverLike {
@@ -70,5 +70,18 @@ describe("InView", () => {
     const s = setup();
     s.tracker.stop();
     expect(s.observer().disconnected).toBe(true);
+  });
+});
+
+describe("seenIn", () => {
+  const target = {} as Element;
+  it("counts a message as seen when most of it shows, or when it fills most of the list", () => {
+    expect(seenIn({ target, isIntersecting: true })).toBe(true); // a stand-in without sizes
+    expect(seenIn({ target, isIntersecting: false, intersectionRatio: 0 })).toBe(false);
+    expect(seenIn({ target, isIntersecting: true, intersectionRatio: 0.7, intersectionRect: { height: 70 }, rootBounds: { height: 600 } })).toBe(true);
+    expect(seenIn({ target, isIntersecting: true, intersectionRatio: 0.3, intersectionRect: { height: 30 }, rootBounds: { height: 600 } })).toBe(false);
+    // 2,336 px tall in a 631 px list: at most 27 % of it shows, but it fills the list.
+    expect(seenIn({ target, isIntersecting: true, intersectionRatio: 0.27, intersectionRect: { height: 631 }, rootBounds: { height: 631 } })).toBe(true);
+    expect(seenIn({ target, isIntersecting: true, intersectionRatio: 0.1, intersectionRect: { height: 234 }, rootBounds: { height: 631 } })).toBe(false);
   });
 });

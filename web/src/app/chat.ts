@@ -42,6 +42,7 @@ import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
 import { type Conversation, type Draft, Outbox, type Pending, type Sender, type UnsentKeeper, type UploadView } from "./outbox";
 import { People } from "./people";
+import { byName } from "../text/order";
 
 export interface Notice {
   id: number;
@@ -108,6 +109,9 @@ const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
 const INFO_NOTICE_MS = 8000;
+/** Older pages of 50 read back to the read mark before it moves: up to 1,000 messages unread. */
+const FILL_PAGES = 20;
+const FILL_RETRY_MS = 2000;
 
 export class ChatModel extends Observable {
   readonly me: User;
@@ -158,6 +162,8 @@ export class ChatModel extends Observable {
   /** Each held team's last write, by a count of writes: a slow list read does not undo newer. */
   private teamWrites = 0;
   private readonly teamWrittenAt = new Map<string, number>();
+  /** Per team, the older pages read back to its read mark (see heldFromReadMark). */
+  private readonly filling = new Map<string, { pages: number; busy: boolean; failedAt: number }>();
   /** Teams the user is leaving right now. */
   private readonly leaving = new Set<string>();
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
@@ -282,7 +288,7 @@ export class ChatModel extends Observable {
   // --- reading -----------------------------------------------------------------------------
 
   sortedTeams(): Team[] {
-    return [...this.teams.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    return [...this.teams.values()].sort((a, b) => byName(a.name, b.name) || a.id.localeCompare(b.id));
   }
 
   timeline(team: string): ChannelTimeline {
@@ -464,6 +470,10 @@ export class ChatModel extends Observable {
     if (!team) return;
     const t = this.timeline(team);
     const r = this.read(team);
+    // The mark stops before an unseen DM only among held messages: with older ones above the
+    // mark not held yet (a first page of 50 under 60 unread), one may be among them. They are
+    // read back first; this report is asked again once they are in.
+    if (this.heldFromReadMark(team) === false) return;
     const held = t.messages();
     let target = seq;
     let here: (m: Message) => boolean;
@@ -497,6 +507,46 @@ export class ChatModel extends Observable {
         this.api.markRead(team, seqNow).catch(() => undefined);
       }, READ_DEBOUNCE_MS),
     );
+  }
+
+  /**
+   * Whether the team's messages above the read mark are all held: true, or false while they are
+   * being read back (older pages, at most FILL_PAGES; past that, or with none left, true: the
+   * mark then moves as the view says). A failed read is tried again after a pause.
+   */
+  private heldFromReadMark(team: string): boolean {
+    if (this.holdsReadMark(team)) return true;
+    const t = this.timeline(team);
+    const state = this.filling.get(team) ?? { pages: 0, busy: false, failedAt: -Infinity };
+    this.filling.set(team, state);
+    if (state.busy || this.clock.now() - state.failedAt < FILL_RETRY_MS) return false;
+    state.busy = true;
+    state.pages += 1;
+    void loadOlder(this.api, team, t).then(
+      () => {
+        state.busy = false;
+        this.changed(); // the list redraws, and reports again
+      },
+      () => {
+        state.busy = false;
+        state.pages -= 1;
+        state.failedAt = this.clock.now();
+        this.clock.setTimeout(() => this.changed(), FILL_RETRY_MS);
+      },
+    );
+    return false;
+  }
+
+  /**
+   * Whether what the team's list shows starts at or below the read mark (or the reading back
+   * stopped): the "new messages" divider is then where the first unread message really is.
+   */
+  holdsReadMark(team: string): boolean {
+    const t = this.timeline(team);
+    const lastRead = this.read(team).lastRead;
+    const oldest = t.oldestSeq();
+    if (!t.hasOlder || oldest === null || (lastRead !== null && oldest <= lastRead)) return true;
+    return (this.filling.get(team)?.pages ?? 0) >= FILL_PAGES;
   }
 
   /** Whether the page is on screen: what arrives while it is hidden gets the divider. */
@@ -674,7 +724,16 @@ export class ChatModel extends Observable {
 
   addMember(team: string, email: string): Promise<string | null> {
     return this.teamCall(async () => {
-      const updated = await this.api.addMember(team, email);
+      let updated: Team;
+      try {
+        updated = await this.api.addMember(team, email);
+      } catch (err) {
+        // Nobody to add yet: say what to do rather than the API's "no such user".
+        if (err instanceof ApiError && err.status === 404 && err.message.includes("no such user")) {
+          throw new Error("nobody has an account with this address yet: ask them to create one here, then add them again");
+        }
+        throw err;
+      }
       this.putTeam(updated);
       await this.ensureUsers(updated.members);
       // The newcomer's presence frame may come before this answer (and be taken for a stranger's):
@@ -972,6 +1031,7 @@ export class ChatModel extends Observable {
   private dropTeam(team: string): void {
     this.teams.delete(team);
     this.teamWrittenAt.delete(team);
+    this.filling.delete(team);
     this.timelines.delete(team);
     this.reads.delete(team);
     this.presence.forget(team);

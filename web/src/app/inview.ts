@@ -12,6 +12,26 @@ export interface ObserverLike {
 export interface EntryLike {
   target: Element;
   isIntersecting: boolean;
+  /** What a real IntersectionObserver adds; a stand-in may leave them out. */
+  intersectionRatio?: number;
+  intersectionRect?: { height: number };
+  rootBounds?: { height: number } | null;
+}
+
+/** How much of a message must show for it to count as seen. */
+export const SEEN_SHARE = 0.6;
+/** The observer's thresholds: fine enough to hear a message taller than the list fill it. */
+export const SEEN_THRESHOLDS = Array.from({ length: 21 }, (_, i) => i / 20);
+
+/**
+ * Whether a message counts as seen: most of it shows, or, for one taller than the list, it
+ * fills most of the list (a 4,000-character message on a phone never shows 60 % of itself).
+ */
+export function seenIn(e: EntryLike): boolean {
+  if (!e.isIntersecting) return false;
+  if (e.intersectionRatio === undefined || e.intersectionRatio >= SEEN_SHARE) return true;
+  const root = e.rootBounds?.height ?? 0;
+  return root > 0 && (e.intersectionRect?.height ?? 0) >= SEEN_SHARE * root;
 }
 
 export type ObserverFactory = (callback: (entries: readonly EntryLike[]) => void) => ObserverLike;
@@ -32,7 +52,7 @@ export class InView {
       for (const e of entries) {
         const seq = this.seqOf(e.target);
         if (Number.isNaN(seq)) continue;
-        if (e.isIntersecting) this.visible.add(seq);
+        if (seenIn(e)) this.visible.add(seq);
         else this.visible.delete(seq);
       }
       this.reportNow();

@@ -4,7 +4,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import type { Pending } from "../app/outbox";
-import { InView } from "../app/inview";
+import { InView, SEEN_THRESHOLDS } from "../app/inview";
 import { dayKey, dayLabel } from "./format";
 import { MessageItem } from "./MessageItem";
 
@@ -14,6 +14,9 @@ interface Props {
   messages: Message[];
   pending: Pending[];
   dividerBefore: string | null;
+  /** The divider is where the first unread message is: a list opened with more new messages
+   * than fit starts there (at most once, on the first render where this is true). */
+  startAtDivider?: boolean;
   inThread: boolean;
   label: string;
   onEdit(m: Message): void;
@@ -44,13 +47,14 @@ export function MessageList(props: Props) {
   // Messages from others that came in while the reader was scrolled up: the "new below" button.
   const [below, setBelow] = useState(0);
   const lastSeq = useRef<number | null>(null);
+  const opened = useRef(false);
 
   // Made on first use, which is the first layout effect: effects run in an order that a plain
   // useEffect would lose (the list registers its messages before a useEffect runs).
   const inView = (root: HTMLElement): InView | null => {
     if (!props.seen) return null;
     tracker.current ??= new InView(
-      (callback) => new IntersectionObserver(callback, { root, threshold: 0.6 }),
+      (callback) => new IntersectionObserver(callback, { root, threshold: SEEN_THRESHOLDS }),
       (el) => Number((el as HTMLElement).dataset.seq),
       () => document.visibilityState === "visible",
       (seq) => seen.current?.(seq),
@@ -110,6 +114,20 @@ export function MessageList(props: Props) {
     // The reader's own new message brings them to the bottom, wherever they were.
     if (props.pending.length > sending.current) atBottom.current = true;
     sending.current = props.pending.length;
+    // Opened with more new messages than fit: at the first of them, the divider near the top,
+    // not at the bottom past them all (which would mark them read unseen); "N new messages
+    // below" takes the reader to the latest.
+    if (!opened.current && props.startAtDivider && props.messages.length > 0) {
+      opened.current = true;
+      const divider = el.querySelector<HTMLElement>(".divider");
+      const top = divider ? divider.getBoundingClientRect().top - el.getBoundingClientRect().top + el.scrollTop : null;
+      if (top !== null && el.scrollHeight - top > el.clientHeight) {
+        atBottom.current = false;
+        el.scrollTop = Math.max(0, top - 8);
+        const first = props.messages.findIndex((m) => m.id === props.dividerBefore);
+        setBelow(props.messages.slice(Math.max(0, first)).filter((m) => m.from !== props.model.me.id).length);
+      }
+    }
     if (atBottom.current) el.scrollTop = el.scrollHeight;
     else keepAnchor();
     const newest = props.messages.at(-1)?.seq ?? null;

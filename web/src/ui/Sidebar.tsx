@@ -7,6 +7,7 @@ import { checkTeam, type FieldErrors, parseTags, type TeamField } from "../text/
 import { FieldError, invalidProps } from "./FieldError";
 import { initials } from "./format";
 import { PresenceDot, presenceWords } from "./PresenceDot";
+import { byName } from "../text/order";
 
 export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutEverywhere(): void }) {
   const { model } = props;
@@ -174,7 +175,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
             {team.members
               .filter((u) => u !== model.me.id)
               // By name, as people look for them (the server's order is the order they joined).
-              .sort((a, b) => model.name(a).localeCompare(model.name(b)) || a.localeCompare(b))
+              .sort((a, b) => byName(model.name(a), model.name(b)) || a.localeCompare(b))
               .map((u) => {
                 const unseen = model.dmUnread(team.id, u);
                 const current = model.conversation === u;

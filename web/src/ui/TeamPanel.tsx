@@ -17,6 +17,7 @@ import {
 } from "../text/teamform";
 import { FieldError, invalidProps } from "./FieldError";
 import { PresenceDot } from "./PresenceDot";
+import { byName } from "../text/order";
 
 const ROLE_NAMES = { super_admin: "super admin", admin: "admin", user: "member" } as const;
 
@@ -107,7 +108,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
 
   const members = [...team.members].sort((a, b) => {
     const rank = (u: string) => ["super_admin", "admin", "user"].indexOf(roleOf(team, u));
-    return rank(a) - rank(b) || model.name(a).localeCompare(model.name(b));
+    return rank(a) - rank(b) || byName(model.name(a), model.name(b));
   });
 
   return (
@@ -209,6 +210,7 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
             {outcome("add")}
           </form>
         )}
+        {!may.editTeam && !may.addMembers && <p class="muted">Only the team's admins can add members or change its settings.</p>}
         <h3>Members ({team.members.length})</h3>
         <ul class="members">
           {members.map((u) => {
