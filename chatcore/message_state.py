@@ -74,6 +74,8 @@ class StoredMessage:
     # Whom a team text's counted mentions name: as stored, then as its last edit left them (None:
     # not recorded, the text then says).
     mentions: tuple[str, ...] | None = None
+    # Whom edits took a mention of this text away from (see schema.MESSAGE_UNMENTIONED).
+    unmentioned: tuple[str, ...] = ()
 
     @property
     def is_broadcast(self) -> bool:
@@ -146,6 +148,7 @@ class StoredMessage:
             count=int(doc.get(s.MESSAGE_COUNT, 0)),
             last_change=int(doc.get(s.MESSAGE_LAST_CHANGE, 0)),
             mentions=_optional_users(doc.get(s.MESSAGE_MENTIONS)),
+            unmentioned=_optional_users(doc.get(s.MESSAGE_UNMENTIONED)) or (),
         )
 
     def changed_fields(self) -> dict[str, Any]:
@@ -165,6 +168,7 @@ class StoredMessage:
             s.MESSAGE_LAST_CHANGE: self.last_change,
             # Only once recorded: an older message keeps falling back to its text.
             **({s.MESSAGE_MENTIONS: list(self.mentions)} if self.mentions is not None else {}),
+            **({s.MESSAGE_UNMENTIONED: list(self.unmentioned)} if self.unmentioned else {}),
         }
 
     # -- the wire form --

@@ -143,9 +143,13 @@ MESSAGE_THREAD: Final = "thread"
 MESSAGE_COUNT: Final = "n"
 # The seq of the last change applied to the message: a change consumed twice is applied once.
 MESSAGE_LAST_CHANGE: Final = "last_change"
-# The users a team text mentioned when it was stored (absent when none, and on messages stored
-# before 2026-12-06): a delete takes back the mentions that were counted, whatever edits did.
+# The users a team text's counted mentions name: as stored, then as its last edit left them
+# (absent on messages stored before 2026-12-06 and never edited since): a delete takes them back.
 MESSAGE_MENTIONS: Final = "mentions"
+# The users edits took a mention of this text away from (absent when none): taken away again when
+# an edit or a delete is consumed again, since the read documents that took them may not have
+# been stored before a crash or a failed write.
+MESSAGE_UNMENTIONED: Final = "unmentioned"
 
 # One document per applied change (``_id``: ``"<channel_id>:<seq>:<change>"``), in the channel's
 # buckets like its messages: the ``changes?after=`` feed. ``message`` is the message as the change

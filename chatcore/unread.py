@@ -11,8 +11,8 @@ Rules (docs/api.md says them to clients):
 * Unread: visible, undeleted messages from others with ``seq`` above the read position; thread
   replies count like any message. A member's own message moves their read position to it (as in
   Slack and Mattermost), so their own messages never count.
-* Mentions: a DM to the member, or ``<@user_id>`` in a team text, counted when it is stored; an
-  edit that adds or removes a mention changes no count.
+* Mentions: a DM to the member, or ``<@user_id>`` in a team text, counted when it is stored and
+  recounted by the new text when the text is edited.
 
 Pure: no I/O.
 """

@@ -201,6 +201,7 @@ class LifecyclePass:
                 state = states.get(item.change.message_id)
                 if state is not None:
                     asked.update((state.channel_id, u) for u in state.mentioned_users())
+                    asked.update((state.channel_id, u) for u in state.unmentioned)
                     if item.change.kind == chat_pb2.CHANGE_KIND_EDIT and _counts_mentions(state):
                         new = mentioned(item.change.data)
                         asked.update((state.channel_id, u) for u in new if u != state.sender)
@@ -313,13 +314,10 @@ class LifecyclePass:
             # until a checkpoint (a crash, a move, a failed write lose them) while the tombstone
             # is written at once. Taking them again changes nothing when they were stored.
             self._forget(work, state, heads)
-        elif name == EDITED and _counts_mentions(state):
-            # The same for an edit: whom the text names now is counted again (no change when it
-            # was stored). A mention it took away cannot be told from the stored message any more.
-            for user in state.mentioned_users():
-                if user != state.sender and mentions.get((state.channel_id, user)):
-                    position = work.read(state.channel_id, user).with_mention(state.seq)
-                    work.set_read(state.channel_id, user, position)
+        elif name == EDITED and _counts_mentions(state) and not state.deleted:
+            # The same for an edit: whom the text names now is counted again, and whom edits
+            # took the mention from loses it again (neither changes anything when it was stored).
+            self._mention_again(work, state, mentions)
         work.extras[index].append(_update(seq, name, state))
         if name == DELETED and state.deleted and state.thread_id:
             # After the delete's own update, as a reply's ``thread`` change follows the reply.
@@ -359,7 +357,21 @@ class LifecyclePass:
         for user in new:
             if user not in old and mentions.get((channel, user)):
                 work.set_read(channel, user, work.read(channel, user).with_mention(seq))
-        return replace(after, mentions=tuple(new))
+        dropped = [u for u in (*before.unmentioned, *old.difference(new)) if u not in new]
+        return replace(after, mentions=tuple(new), unmentioned=tuple(dict.fromkeys(dropped)))
+
+    def _mention_again(
+        self, work: _Pass, state: StoredMessage, mentions: Mapping[tuple[str, str], bool]
+    ) -> None:
+        """An edit found applied already: its effect on read state is redone from the stored
+        message (idempotent: ``with_mention`` and ``without`` change nothing a second time)."""
+        channel, seq = state.channel_id, state.seq
+        for user in state.mentioned_users():
+            if user != state.sender and mentions.get((channel, user)):
+                work.set_read(channel, user, work.read(channel, user).with_mention(seq))
+        for user in state.unmentioned:
+            if user in work.reads.get(channel, {}):
+                work.set_read(channel, user, work.read(channel, user).without(seq))
 
     def _forget(self, work: _Pass, message: StoredMessage, heads: dict[str, ChannelHead]) -> None:
         """A deleted message stops counting: as a team message, a DM, and a mention."""
@@ -370,6 +382,8 @@ class LifecyclePass:
             users = message.mentioned_users()
         else:
             users = [message.to]
+        # Whom an edit took the mention from: taken again, in case that was never stored.
+        users = [*users, *message.unmentioned]
         for user in users:
             if user in work.reads.get(channel, {}):
                 work.set_read(channel, user, work.read(channel, user).without(message.seq))

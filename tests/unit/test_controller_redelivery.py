@@ -136,6 +136,31 @@ async def test_an_edit_consumed_again_after_a_crash_still_counts_the_mention_it_
     assert _unread(p, C) == Unread(1, 1, -1)
 
 
+async def test_an_edit_consumed_again_after_a_crash_still_takes_away_the_mention_it_removed() -> (
+    None
+):
+    """A text naming C is stored and checkpointed; an edit that drops the name is applied, then
+    the controller dies before the next checkpoint: its successor consumes the edit again and C
+    no longer has the mention; a delete consumed again after that leaves nothing either."""
+    p = _stores()
+    first = _Controller(p)
+    await first.run([_msg(10, "m1", sender=A, text=f"ping <@{C}>")])
+    await first.buffer.flush()
+    assert _unread(p, C).mentions == 1
+    edit = [change_record(T, "m1", EDIT, offset=11, actor=A, data="never mind")]
+    await first.run(edit)  # ... and the process dies: nothing of it checkpointed
+    successor = _Controller(p)
+    await successor.run(edit)
+    await successor.buffer.flush()
+    assert _unread(p, C) == Unread(1, 0, -1)
+    delete = [change_record(T, "m1", DELETE, offset=12, actor=A)]
+    await successor.run(delete)  # ... and this one dies too
+    last = _Controller(p)
+    await last.run([*edit, *delete])
+    await last.buffer.flush()
+    assert _unread(p, C) == Unread(0, 0, -1)
+
+
 async def test_a_batch_retried_after_a_partial_save_applies_every_delete_s_counts() -> None:
     """Two deletes in one batch; saving the tombstones fails after the first: the retried batch
     takes both messages out of the counts."""

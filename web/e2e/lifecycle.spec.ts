@@ -223,12 +223,13 @@ describe("read state", () => {
   it("opens a team with more new messages than fit at the first of them, and reads the rest as they come into view", async () => {
     const token = await apiToken(bob.email);
     await createTeam(bob.page, unique("Away")); // Bob looks elsewhere while Ada writes
-    for (let i = 1; i <= 40; i++) {
+    // More than a page of 50: the history is read back to Bob's mark before the list moves there.
+    for (let i = 1; i <= 60; i++) {
       await send(ada.page, `catching up ${i}`);
       await shows(ada.page, `catching up ${i}`); // one at a time: under the socket's rate limit
     }
     const shared = bob.page.locator(".team-button", { hasText: team });
-    await shared.getByLabel("40 unread").waitFor();
+    await shared.getByLabel("60 unread").waitFor();
     await shared.click();
     await bob.page.getByRole("separator", { name: "New messages" }).waitFor();
     const below = bob.page.getByRole("button", { name: /new messages below/ });
@@ -240,7 +241,7 @@ describe("read state", () => {
       return box !== null && item !== null && item.y >= box.y - 1 && item.y < box.y + box.height;
     };
     expect(await inList("catching up 1")).toBe(true);
-    expect(await inList("catching up 40")).toBe(false);
+    expect(await inList("catching up 60")).toBe(false);
     await bob.page.waitForTimeout(1500); // past the read mark's debounce
     expect(await serverUnread(token, team)).toBeGreaterThan(0);
     await below.click();

@@ -517,6 +517,61 @@ describe("ChatModel", () => {
     expect(s.model.dmUnread(TEAM, BOB)).toBe(1);
   });
 
+  it("stops reading back to the read mark after three failures, says so, and lets the mark move", async () => {
+    const s = setup();
+    s.server.unread[TEAM] = { count: 5, mentions: 0, last_read_seq: 2 };
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    api.history = async (_t: string, q: { before?: number }) => {
+      if (q.before !== undefined) throw new ApiError(503, "unavailable", "busy");
+      return { data: [msg(5), msg(6), msg(7)], meta: { has_more: true } };
+    };
+    await s.model.start();
+    s.hello();
+    await flush();
+    expect(s.model.listStart(TEAM)).toBe("wait");
+    for (let attempt = 0; attempt < 3; attempt++) {
+      s.model.markSeen(7, true);
+      await flush();
+      expect(s.model.read(TEAM).lastRead).toBe(2);
+      s.clock.advance(2000);
+    }
+    expect(s.model.notices.map((n) => n.text)).toEqual(["Could not load older messages: busy"]);
+    expect(s.model.listStart(TEAM)).toBe("divider");
+    s.model.markSeen(7, true);
+    expect(s.model.read(TEAM).lastRead).toBe(7);
+  });
+
+  it("reads nothing back for a team never read (a member just added), and opens it at the bottom", async () => {
+    const s = setup();
+    s.server.unread[TEAM] = { count: 3, mentions: 0, last_read_seq: -1 };
+    const asked: string[] = [];
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    api.history = async (_t: string, q: { before?: number }) => {
+      asked.push(String(q.before));
+      return { data: [msg(5), msg(6), msg(7)], meta: { has_more: true } };
+    };
+    await s.model.start();
+    s.hello();
+    await flush();
+    expect(s.model.listStart(TEAM)).toBe("bottom");
+    s.model.markSeen(7, true);
+    await flush();
+    expect(asked).toEqual(["undefined"]);
+    expect(s.model.read(TEAM).lastRead).toBe(7);
+  });
+
+  it("asks the server for the counts after an edit of an unread message it does not hold", async () => {
+    const s = await started();
+    s.model.read(TEAM).fromServer({ count: 3, mentions: 1, last_read_seq: 2 });
+    s.server.unread[TEAM] = { count: 3, mentions: 0, last_read_seq: 2 };
+    s.frame(update(9, msg(4, { data: "mention edited out" })));
+    await flush();
+    expect(s.model.read(TEAM).mentions).toBe(1);
+    s.clock.advance(1500);
+    await flush();
+    expect(s.model.read(TEAM).mentions).toBe(0);
+  });
+
   it("never marks read a DM that came before a reply seen in an open thread", async () => {
     const s = await started();
     s.model.openThread("m2");
@@ -785,6 +840,23 @@ describe("ChatModel", () => {
     answer();
     await flush();
     expect(s.model.teams.get(TEAM)?.active).toBe(false);
+  });
+
+  it("reads a newcomer's counts again once the server has written their joining position", async () => {
+    const s = setup();
+    s.server.teams.clear();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.server.teams.add(TEAM);
+    s.server.unread[TEAM] = { count: 2, mentions: 0, last_read_seq: -1 }; // not written yet
+    s.frame({ type: "membership", channel_id: TEAM, event: "added" });
+    await flush();
+    expect(s.model.read(TEAM).count).toBe(2);
+    s.server.unread[TEAM] = { count: 0, mentions: 0, last_read_seq: 2 };
+    s.clock.advance(1500);
+    await flush();
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([0, 2]);
   });
 
   it("takes someone with no team open to the team they were just added to", async () => {

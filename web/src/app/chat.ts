@@ -112,6 +112,9 @@ const INFO_NOTICE_MS = 8000;
 /** Older pages of 50 read back to the read mark before it moves: up to 1,000 messages unread. */
 const FILL_PAGES = 20;
 const FILL_RETRY_MS = 2000;
+const FILL_TRIES = 3;
+/** Past the server's write-behind of read state (CHAT_CONTROLLER_STATE_FLUSH_MS, 1 s). */
+const RECOUNT_BEHIND_MS = 1500;
 
 export class ChatModel extends Observable {
   readonly me: User;
@@ -163,7 +166,8 @@ export class ChatModel extends Observable {
   private teamWrites = 0;
   private readonly teamWrittenAt = new Map<string, number>();
   /** Per team, the older pages read back to its read mark (see heldFromReadMark). */
-  private readonly filling = new Map<string, { pages: number; busy: boolean; failedAt: number }>();
+  private readonly filling = new Map<string, { pages: number; busy: boolean; failedAt: number; failures: number }>();
+  private readonly olderInFlight = new Map<string, Promise<number>>();
   /** Teams the user is leaving right now. */
   private readonly leaving = new Set<string>();
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
@@ -452,13 +456,25 @@ export class ChatModel extends Observable {
     const team = this.selectedTeam;
     if (!team) return 0;
     try {
-      const n = await loadOlder(this.api, team, this.timeline(team));
+      const n = await this.older(team);
       this.changed();
       return n;
     } catch (err) {
       this.fail("Could not load older messages", err);
       return 0;
     }
+  }
+
+  /** The team's next older page, one request at a time: the list's paging and the reading back
+   * to the read mark share it (two would ask for the same page, and a late answer could say
+   * there is more when the other had reached the start). */
+  private older(team: string): Promise<number> {
+    let asked = this.olderInFlight.get(team);
+    if (!asked) {
+      asked = loadOlder(this.api, team, this.timeline(team)).finally(() => this.olderInFlight.delete(team));
+      this.olderInFlight.set(team, asked);
+    }
+    return asked;
   }
 
   /**
@@ -512,29 +528,40 @@ export class ChatModel extends Observable {
   /**
    * Whether the team's messages above the read mark are all held: true, or false while they are
    * being read back (older pages, at most FILL_PAGES; past that, or with none left, true: the
-   * mark then moves as the view says). A failed read is tried again after a pause.
+   * mark then moves as the view says). A failed read is tried again after a pause, twice; a
+   * third failure gives up (the mark then moves as before) and says so.
    */
   private heldFromReadMark(team: string): boolean {
     if (this.holdsReadMark(team)) return true;
-    const t = this.timeline(team);
-    const state = this.filling.get(team) ?? { pages: 0, busy: false, failedAt: -Infinity };
-    this.filling.set(team, state);
+    const state = this.fillOf(team);
     if (state.busy || this.clock.now() - state.failedAt < FILL_RETRY_MS) return false;
     state.busy = true;
     state.pages += 1;
-    void loadOlder(this.api, team, t).then(
+    void this.older(team).then(
       () => {
         state.busy = false;
         this.changed(); // the list redraws, and reports again
       },
-      () => {
+      (err: unknown) => {
         state.busy = false;
         state.pages -= 1;
+        state.failures += 1;
         state.failedAt = this.clock.now();
-        this.clock.setTimeout(() => this.changed(), FILL_RETRY_MS);
+        if (state.failures >= FILL_TRIES) {
+          state.pages = FILL_PAGES;
+          this.fail("Could not load older messages", err);
+        } else {
+          this.clock.setTimeout(() => this.changed(), FILL_RETRY_MS);
+        }
       },
     );
     return false;
+  }
+
+  private fillOf(team: string): { pages: number; busy: boolean; failedAt: number; failures: number } {
+    let state = this.filling.get(team);
+    if (!state) this.filling.set(team, (state = { pages: 0, busy: false, failedAt: -Infinity, failures: 0 }));
+    return state;
   }
 
   /**
@@ -545,8 +572,22 @@ export class ChatModel extends Observable {
     const t = this.timeline(team);
     const lastRead = this.read(team).lastRead;
     const oldest = t.oldestSeq();
-    if (!t.hasOlder || oldest === null || (lastRead !== null && oldest <= lastRead)) return true;
+    // Never read (-1), or not known yet: a member added a moment ago, whose position the server
+    // writes within a second. Everything would be "unread": nothing to read back to.
+    if (lastRead === null || lastRead < 0) return true;
+    if (!t.hasOlder || oldest === null || oldest <= lastRead) return true;
     return (this.filling.get(team)?.pages ?? 0) >= FILL_PAGES;
+  }
+
+  /**
+   * Where the open conversation's list starts: at the "new messages" divider once the divider is
+   * where the first unread message really is ("divider"), not yet ("wait": the history is being
+   * read back to the mark), or at the bottom (nothing read yet, or no mark known).
+   */
+  listStart(team: string): "divider" | "wait" | "bottom" {
+    const lastRead = this.read(team).lastRead;
+    if (lastRead === null || lastRead < 0) return "bottom";
+    return this.holdsReadMark(team) ? "divider" : "wait";
   }
 
   /** Whether the page is on screen: what arrives while it is hidden gets the divider. */
@@ -874,7 +915,12 @@ export class ChatModel extends Observable {
     const before = t.get(frame.message.id);
     t.live(frame);
     if (frame.change === "deleted") this.read(frame.channel_id).onDeleted(frame.message, before);
-    else if (frame.change === "edited") this.read(frame.channel_id).onEdited(frame.message, before);
+    else if (frame.change === "edited") {
+      const r = this.read(frame.channel_id);
+      // The server recounts its mentions as it stores the edit, within a second of this frame.
+      if (r.unknownEdit(frame.message, before)) this.clock.setTimeout(() => void this.recount(frame.channel_id), RECOUNT_BEHIND_MS);
+      else r.onEdited(frame.message, before);
+    }
   }
 
   private onError(error: ErrorFrame): void {
@@ -901,6 +947,9 @@ export class ChatModel extends Observable {
         // whose only member is its super_admin, me, is no news.
         const mine = fresh.super_admin === this.me.id && fresh.members.length === 1;
         if (!mine) this.notify("info", `You were added to ${shownName(fresh.name)}.`);
+        // The position the server gives a newcomer (the team read up to their joining) is
+        // written within a second of this frame: the counts read now may not have it yet.
+        this.clock.setTimeout(() => void this.recount(team), RECOUNT_BEHIND_MS);
         // Someone with no team open (a new account's welcome page) is taken to it.
         if (!this.selectedTeam) this.selectTeam(team);
         // History from before the subscription is fetched now; live frames follow.

@@ -87,7 +87,7 @@ export function Conversation(props: Props) {
           messages={messages}
           pending={model.pendingIn(team.id, conv, null)}
           dividerBefore={dividerBefore(messages, model.dividerAfter, model.me.id)}
-          startAtDivider={model.holdsReadMark(team.id)}
+          start={model.listStart(team.id)}
           inThread={false}
           label={`Messages in ${title}`}
           onEdit={setEditing}

@@ -14,9 +14,10 @@ interface Props {
   messages: Message[];
   pending: Pending[];
   dividerBefore: string | null;
-  /** The divider is where the first unread message is: a list opened with more new messages
-   * than fit starts there (at most once, on the first render where this is true). */
-  startAtDivider?: boolean;
+  /** Where the list starts (ChatModel.listStart): a list opened with more new messages than fit
+   * starts at the divider once it is where the first unread message is; until then ("wait") it
+   * waits at the bottom; "bottom" (or none) never moves it. Decided once. */
+  start?: "divider" | "wait" | "bottom";
   inThread: boolean;
   label: string;
   onEdit(m: Message): void;
@@ -117,15 +118,23 @@ export function MessageList(props: Props) {
     // Opened with more new messages than fit: at the first of them, the divider near the top,
     // not at the bottom past them all (which would mark them read unseen); "N new messages
     // below" takes the reader to the latest.
-    if (!opened.current && props.startAtDivider && props.messages.length > 0) {
+    let jumped = false;
+    if (!opened.current && props.start !== "wait" && props.messages.length > 0) {
       opened.current = true;
-      const divider = el.querySelector<HTMLElement>(".divider");
+      const divider = props.start === "divider" ? el.querySelector<HTMLElement>(".divider") : null;
       const top = divider ? divider.getBoundingClientRect().top - el.getBoundingClientRect().top + el.scrollTop : null;
       if (top !== null && el.scrollHeight - top > el.clientHeight) {
         atBottom.current = false;
         el.scrollTop = Math.max(0, top - 8);
-        const first = props.messages.findIndex((m) => m.id === props.dividerBefore);
-        setBelow(props.messages.slice(Math.max(0, first)).filter((m) => m.from !== props.model.me.id).length);
+        jumped = true;
+        // What was on screen at the bottom (while the history was read back) is not any more:
+        // a fresh observer reports what is on screen now, not the messages it had seen there.
+        tracker.current?.stop();
+        tracker.current = null;
+        const bottom = el.getBoundingClientRect().bottom;
+        const unseen = [...el.querySelectorAll<HTMLElement>("article.message[data-seq]")].filter((a) => a.getBoundingClientRect().top >= bottom);
+        const others = new Set(props.messages.filter((m) => m.from !== props.model.me.id).map((m) => String(m.seq)));
+        setBelow(unseen.filter((a) => others.has(a.dataset.seq ?? "")).length);
       }
     }
     if (atBottom.current) el.scrollTop = el.scrollHeight;
@@ -150,7 +159,7 @@ export function MessageList(props: Props) {
     if (watch) {
       watch.track(el.querySelectorAll("article.message[data-seq]"));
       // A change that adds no element (a thread reply under a root in view) is seen as well.
-      watch.reportNow();
+      if (!jumped) watch.reportNow();
     }
     if (el.scrollHeight <= el.clientHeight && autoPages.current < 10 && props.hasOlder && props.loadOlder && !loading.current) {
       autoPages.current += 1;
