@@ -166,9 +166,16 @@ class StoredMessage:
                 else None
             ),
             s.MESSAGE_LAST_CHANGE: self.last_change,
-            # Only once recorded: an older message keeps falling back to its text.
-            **({s.MESSAGE_MENTIONS: list(self.mentions)} if self.mentions is not None else {}),
-            **({s.MESSAGE_UNMENTIONED: list(self.unmentioned)} if self.unmentioned else {}),
+            # Only once recorded (an older message keeps falling back to its text); then both,
+            # always: an edit that names someone again must clear them from `unmentioned`.
+            **(
+                {
+                    s.MESSAGE_MENTIONS: list(self.mentions),
+                    s.MESSAGE_UNMENTIONED: list(self.unmentioned),
+                }
+                if self.mentions is not None
+                else {}
+            ),
         }
 
     # -- the wire form --

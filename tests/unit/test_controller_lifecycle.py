@@ -206,6 +206,7 @@ async def test_an_edit_recounts_mentions_by_its_new_text_for_members_who_have_no
     assert (mentions(B), mentions(C)) == (1, 0)
     assert (T, d) not in p.reads.states
     assert _doc(p, "m1")["mentions"] == [B, C, d]
+    assert _doc(p, "m1")["unmentioned"] == []  # C, dropped by the first edit, is named again
 
     await _run(p, [change_record(T, "m1", DELETE, offset=14, actor=A)])
     assert (mentions(B), mentions(C)) == (0, 0)
