@@ -223,29 +223,45 @@ describe("read state", () => {
   it("opens a team with more new messages than fit at the first of them, and reads the rest as they come into view", async () => {
     const token = await apiToken(bob.email);
     await createTeam(bob.page, unique("Away")); // Bob looks elsewhere while Ada writes
-    // More than a page of 50: the history is read back to Bob's mark before the list moves there.
+    // More than a page of 50: a page opened now reads the history back to Bob's mark first.
     for (let i = 1; i <= 60; i++) {
       await send(ada.page, `catching up ${i}`);
       await shows(ada.page, `catching up ${i}`); // one at a time: under the socket's rate limit
     }
-    const shared = bob.page.locator(".team-button", { hasText: team });
+    await bob.page.locator(".team-button", { hasText: team }).getByLabel("60 unread").waitFor();
+    // A new page (a reload, another device): it holds nothing of the team yet.
+    const again = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await again.newPage();
+    // A slow network for the older page: the list shows the newest messages meanwhile, and what
+    // it saw there must not count as seen once it moves up to the first new one.
+    await page.route(/\/messages\?before=/, async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await route.continue();
+    });
+    await page.goto(BASE + "/");
+    await page.getByLabel("Email").fill(bob.email);
+    await page.getByLabel("Password").fill("correct horse battery staple");
+    await page.getByRole("button", { name: "Log in" }).click();
+    const shared = page.locator(".team-button", { hasText: team });
     await shared.getByLabel("60 unread").waitFor();
     await shared.click();
-    await bob.page.getByRole("separator", { name: "New messages" }).waitFor();
-    const below = bob.page.getByRole("button", { name: /new messages below/ });
+    await page.getByRole("separator", { name: "New messages" }).waitFor();
+    const below = page.getByRole("button", { name: /new messages? below/ });
     await below.waitFor();
     // The first new message is on screen, the last is not, and the server still counts those below.
-    const list = bob.page.locator("main .message-list");
+    const list = page.locator("main .message-list");
     const inList = async (text: string) => {
-      const [box, item] = await Promise.all([list.boundingBox(), bob.page.locator("main article.message .text", { hasText: new RegExp(`^${text}$`) }).boundingBox()]);
+      const [box, item] = await Promise.all([list.boundingBox(), page.locator("main article.message .text", { hasText: new RegExp(`^${text}$`) }).boundingBox()]);
       return box !== null && item !== null && item.y >= box.y - 1 && item.y < box.y + box.height;
     };
     expect(await inList("catching up 1")).toBe(true);
     expect(await inList("catching up 60")).toBe(false);
-    await bob.page.waitForTimeout(1500); // past the read mark's debounce
+    await page.waitForTimeout(1500); // past the read mark's debounce
     expect(await serverUnread(token, team)).toBeGreaterThan(0);
     await below.click();
     await expect.poll(() => serverUnread(token, team), { timeout: 10_000 }).toBe(0);
+    await again.close();
+    await openTeam(bob.page, team);
   });
 
   it("reads a message taller than the list once it fills the list", async () => {
