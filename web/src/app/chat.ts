@@ -34,12 +34,13 @@ import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
-import { dividerAfterLive, listSeenUpTo, newReplies, ReadState, readUpTo } from "../state/unread";
+import { dividerAfterLive, listSeenUpTo, newReplies, ReadState } from "../state/unread";
 import { textProblem } from "../text/limits";
 import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
+import { ReadMarks } from "./readmarks";
 import { type Conversation, type Draft, Outbox, type Pending, type Sender, type UnsentKeeper, type UploadView } from "./outbox";
 import { People } from "./people";
 import { byName } from "../text/order";
@@ -101,7 +102,6 @@ export interface Attention {
   lookedAtElsewhere(tag: string): boolean;
 }
 
-const READ_DEBOUNCE_MS = 400;
 const SYNC_RETRY_MS = 2000;
 const RECOUNT_TRIES = 3;
 const TEAM_REREAD_MS = 30_000;
@@ -109,10 +109,6 @@ const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
 const INFO_NOTICE_MS = 8000;
-/** Older pages of 50 read back to the read mark before it moves: up to 1,000 messages unread. */
-const FILL_PAGES = 20;
-const FILL_RETRY_MS = 2000;
-const FILL_TRIES = 3;
 /** Past the server's write-behind of read state (CHAT_CONTROLLER_STATE_FLUSH_MS, 1 s). */
 const RECOUNT_BEHIND_MS = 1500;
 
@@ -165,13 +161,11 @@ export class ChatModel extends Observable {
   /** Each held team's last write, by a count of writes: a slow list read does not undo newer. */
   private teamWrites = 0;
   private readonly teamWrittenAt = new Map<string, number>();
-  /** Per team, the older pages read back to its read mark (see heldFromReadMark). */
-  private readonly filling = new Map<string, { pages: number; busy: boolean; failedAt: number; failures: number }>();
+  private readonly readMarks: ReadMarks;
   private readonly olderInFlight = new Map<string, Promise<number>>();
   /** Teams the user is leaving right now. */
   private readonly leaving = new Set<string>();
   private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
-  private readonly readTimers = new Map<string, unknown>();
   private noticeSeq = 0;
   private stopped = false;
 
@@ -234,6 +228,16 @@ export class ChatModel extends Observable {
       changed: () => this.changed(),
       announce: (text) => this.announce(text),
       ...(deps.unsent ? { kept: deps.unsent } : {}),
+    });
+    this.readMarks = new ReadMarks({
+      clock: this.clock,
+      me: this.me.id,
+      timeline: (team) => this.timeline(team),
+      read: (team) => this.read(team),
+      older: (team) => this.older(team),
+      markRead: (team, seq) => this.api.markRead(team, seq),
+      changed: () => this.changed(),
+      fail: (what, err) => this.fail(what, err),
     });
   }
 
@@ -484,110 +488,20 @@ export class ChatModel extends Observable {
   markSeen(seq: number, inList = false): void {
     const team = this.selectedTeam;
     if (!team) return;
-    const t = this.timeline(team);
-    const r = this.read(team);
-    // The mark stops before an unseen DM only among held messages: with older ones above the
-    // mark not held yet (a first page of 50 under 60 unread), one may be among them. They are
-    // read back first; this report is asked again once they are in.
-    if (this.heldFromReadMark(team) === false) return;
-    const held = t.messages();
-    let target = seq;
-    let here: (m: Message) => boolean;
     if (inList) {
       const conversation = this.conversation;
       const last = this.view(team, conversation).at(-1);
-      target = listSeenUpTo(seq, last !== undefined && seq >= last.seq, t.cursor);
-      here = (m) => conversationOf(m.to, m.from, this.me.id) === conversation;
+      const target = listSeenUpTo(seq, last !== undefined && seq >= last.seq, this.timeline(team).cursor);
+      this.readMarks.seen(team, target, (m) => conversationOf(m.to, m.from, this.me.id) === conversation);
     } else {
       const root = this.threadRoot;
-      here = (m) => root !== null && (m.id === root || m.thread_id === root);
+      this.readMarks.seen(team, seq, (m) => root !== null && (m.id === root || m.thread_id === root));
     }
-    const from = r.lastRead ?? -1;
-    r.view(held.filter((m) => m.seq > from && m.seq <= target && here(m)));
-    const upTo = readUpTo(target, held, (m) => r.viewed(m), this.me.id, r.lastRead);
-    const before = [r.lastRead, r.count];
-    const report = r.seen(upTo, held);
-    // The list reports on every redraw: a report that changes nothing must not redraw again.
-    if (r.lastRead === before[0] && r.count === before[1]) return;
-    this.changed();
-    if (report === null) return;
-    const previous = this.readTimers.get(team);
-    if (previous !== undefined) this.clock.clearTimeout(previous);
-    this.readTimers.set(
-      team,
-      this.clock.setTimeout(() => {
-        this.readTimers.delete(team);
-        const seqNow = this.read(team).lastRead;
-        if (seqNow === null) return;
-        // A backend without read state (before 5b) answers 404: the mark stays local.
-        this.api.markRead(team, seqNow).catch(() => undefined);
-      }, READ_DEBOUNCE_MS),
-    );
   }
 
-  /**
-   * Whether the team's messages above the read mark are all held: true, or false while they are
-   * being read back (older pages, at most FILL_PAGES; past that, or with none left, true: the
-   * mark then moves as the view says). A failed read is tried again after a pause, twice; a
-   * third failure gives up (the mark then moves as before) and says so.
-   */
-  private heldFromReadMark(team: string): boolean {
-    if (this.holdsReadMark(team)) return true;
-    const state = this.fillOf(team);
-    if (state.busy || this.clock.now() - state.failedAt < FILL_RETRY_MS) return false;
-    state.busy = true;
-    state.pages += 1;
-    void this.older(team).then(
-      () => {
-        state.busy = false;
-        this.changed(); // the list redraws, and reports again
-      },
-      (err: unknown) => {
-        state.busy = false;
-        state.pages -= 1;
-        state.failures += 1;
-        state.failedAt = this.clock.now();
-        if (state.failures >= FILL_TRIES) {
-          state.pages = FILL_PAGES;
-          this.fail("Could not load older messages", err);
-        } else {
-          this.clock.setTimeout(() => this.changed(), FILL_RETRY_MS);
-        }
-      },
-    );
-    return false;
-  }
-
-  private fillOf(team: string): { pages: number; busy: boolean; failedAt: number; failures: number } {
-    let state = this.filling.get(team);
-    if (!state) this.filling.set(team, (state = { pages: 0, busy: false, failedAt: -Infinity, failures: 0 }));
-    return state;
-  }
-
-  /**
-   * Whether what the team's list shows starts at or below the read mark (or the reading back
-   * stopped): the "new messages" divider is then where the first unread message really is.
-   */
-  holdsReadMark(team: string): boolean {
-    const t = this.timeline(team);
-    const lastRead = this.read(team).lastRead;
-    const oldest = t.oldestSeq();
-    // Never read (-1), or not known yet: a member added a moment ago, whose position the server
-    // writes within a second. Everything would be "unread": nothing to read back to.
-    if (lastRead === null || lastRead < 0) return true;
-    if (!t.hasOlder || oldest === null || oldest <= lastRead) return true;
-    return (this.filling.get(team)?.pages ?? 0) >= FILL_PAGES;
-  }
-
-  /**
-   * Where the open conversation's list starts: at the "new messages" divider once the divider is
-   * where the first unread message really is ("divider"), not yet ("wait": the history is being
-   * read back to the mark), or at the bottom (nothing read yet, or no mark known).
-   */
+  /** Where the open conversation's list starts (see ReadMarks.listStart). */
   listStart(team: string): "divider" | "wait" | "bottom" {
-    const lastRead = this.read(team).lastRead;
-    if (lastRead === null || lastRead < 0) return "bottom";
-    return this.holdsReadMark(team) ? "divider" : "wait";
+    return this.readMarks.listStart(team);
   }
 
   /** Whether the page is on screen: what arrives while it is hidden gets the divider. */
@@ -1080,7 +994,7 @@ export class ChatModel extends Observable {
   private dropTeam(team: string): void {
     this.teams.delete(team);
     this.teamWrittenAt.delete(team);
-    this.filling.delete(team);
+    this.readMarks.forget(team);
     this.timelines.delete(team);
     this.reads.delete(team);
     this.presence.forget(team);

@@ -1,0 +1,50 @@
+import { describe, expect, it } from "vitest";
+import { ReadMarks } from "../src/app/readmarks";
+import { ChannelTimeline } from "../src/state/timeline";
+import { ReadState } from "../src/state/unread";
+import { FakeClock, ME, msg, TEAM } from "./fixtures";
+
+function setup(lastRead: number, page: number[], hasOlder: boolean) {
+  const clock = new FakeClock();
+  const timeline = new ChannelTimeline();
+  timeline.beginResume();
+  timeline.applyLatest(page.map((seq) => msg(seq)), hasOlder);
+  timeline.endResume();
+  const read = new ReadState(ME);
+  read.fromServer({ count: page.length, mentions: 0, last_read_seq: lastRead });
+  const reported: number[] = [];
+  const marks = new ReadMarks({
+    clock,
+    me: ME,
+    timeline: () => timeline,
+    read: () => read,
+    older: async () => 0,
+    markRead: async (_team, seq) => {
+      reported.push(seq);
+    },
+    changed: () => undefined,
+    fail: () => undefined,
+  });
+  return { clock, marks, read, reported };
+}
+
+describe("ReadMarks", () => {
+  it("starts a list at the divider only once the history above the mark is held, at the bottom for a team never read", () => {
+    expect(setup(2, [5, 6, 7], true).marks.listStart(TEAM)).toBe("wait");
+    expect(setup(5, [5, 6, 7], true).marks.listStart(TEAM)).toBe("divider");
+    expect(setup(2, [5, 6, 7], false).marks.listStart(TEAM)).toBe("divider");
+    expect(setup(-1, [5, 6, 7], true).marks.listStart(TEAM)).toBe("bottom");
+  });
+
+  it("reports the mark once the reader pauses, however often the view says what it saw", () => {
+    const s = setup(4, [4, 5, 6, 7], true);
+    s.marks.seen(TEAM, 5, () => true);
+    s.clock.advance(200);
+    s.marks.seen(TEAM, 7, () => true);
+    expect(s.read.lastRead).toBe(7);
+    s.clock.advance(399);
+    expect(s.reported).toEqual([]);
+    s.clock.advance(1);
+    expect(s.reported).toEqual([7]);
+  });
+});
