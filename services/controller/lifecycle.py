@@ -357,7 +357,10 @@ class LifecyclePass:
         for user in new:
             if user not in old and mentions.get((channel, user)):
                 work.set_read(channel, user, work.read(channel, user).with_mention(seq))
-        dropped = [u for u in (*before.unmentioned, *old.difference(new)) if u not in new]
+        # Only members whose mention counted: made-up ids swapped in and out by edits would
+        # otherwise grow the list, and a lookup per entry, without bound.
+        taken = [u for u in sorted(old.difference(new)) if mentions.get((channel, u))]
+        dropped = [u for u in (*before.unmentioned, *taken) if u not in new]
         return replace(after, mentions=tuple(new), unmentioned=tuple(dict.fromkeys(dropped)))
 
     def _mention_again(

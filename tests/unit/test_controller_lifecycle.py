@@ -208,7 +208,12 @@ async def test_an_edit_recounts_mentions_by_its_new_text_for_members_who_have_no
     assert _doc(p, "m1")["mentions"] == [B, C, d]
     assert _doc(p, "m1")["unmentioned"] == []  # C, dropped by the first edit, is named again
 
-    await _run(p, [change_record(T, "m1", DELETE, offset=14, actor=A)])
+    # Dropping C and the outsider: only C, whose mention counted, is kept as taken away.
+    await _run(p, [change_record(T, "m1", EDIT, offset=14, actor=A, data=f"only <@{B}>")])
+    assert (mentions(B), mentions(C)) == (1, 0)
+    assert _doc(p, "m1")["unmentioned"] == [C]
+
+    await _run(p, [change_record(T, "m1", DELETE, offset=15, actor=A)])
     assert (mentions(B), mentions(C)) == (0, 0)
     assert unread(head(), p.reads.states[(T, B)], B).count == 0
 

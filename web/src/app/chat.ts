@@ -111,6 +111,7 @@ const LEAVING_QUIET_MS = 10_000;
 const INFO_NOTICE_MS = 8000;
 /** Past the server's write-behind of read state (CHAT_CONTROLLER_STATE_FLUSH_MS, 1 s). */
 const RECOUNT_BEHIND_MS = 1500;
+const JOIN_TRIES = 5;
 
 export class ChatModel extends Observable {
   readonly me: User;
@@ -282,6 +283,7 @@ export class ChatModel extends Observable {
   stop(): void {
     this.stopped = true;
     this.socket.stop();
+    this.readMarks.stop();
     this.outbox.signOut();
     // Signed out: the tab says nothing of this account any more.
     this.unwatchTitle?.();
@@ -428,9 +430,10 @@ export class ChatModel extends Observable {
    * Its counts replace ours only when `countsFrom` says they should (see putTeam).
    */
   private async reread(team: string, countsFrom: (fresh: Team) => boolean = () => false): Promise<Team | null> {
+    if (this.stopped) return null;
     try {
       const fresh = await this.api.team(team);
-      if (!this.teams.has(team)) return null;
+      if (this.stopped || !this.teams.has(team)) return null;
       this.putTeam(fresh, countsFrom(fresh));
       return fresh;
     } catch {
@@ -831,9 +834,10 @@ export class ChatModel extends Observable {
     if (frame.change === "deleted") this.read(frame.channel_id).onDeleted(frame.message, before);
     else if (frame.change === "edited") {
       const r = this.read(frame.channel_id);
-      // The server recounts its mentions as it stores the edit, within a second of this frame.
-      if (r.unknownEdit(frame.message, before)) this.clock.setTimeout(() => void this.recount(frame.channel_id), RECOUNT_BEHIND_MS);
-      else r.onEdited(frame.message, before);
+      // An edit of a message not held (its team not loaded) changes what is known here only at
+      // the next read of the counts: what it said before is not known, and replacing the counts
+      // kept from live frames with the server's, which trail them, would lose some.
+      r.onEdited(frame.message, before);
     }
   }
 
@@ -862,8 +866,8 @@ export class ChatModel extends Observable {
         const mine = fresh.super_admin === this.me.id && fresh.members.length === 1;
         if (!mine) this.notify("info", `You were added to ${shownName(fresh.name)}.`);
         // The position the server gives a newcomer (the team read up to their joining) is
-        // written within a second of this frame: the counts read now may not have it yet.
-        this.clock.setTimeout(() => void this.recount(team), RECOUNT_BEHIND_MS);
+        // written within a second or so of this frame: the counts read now may not have it yet.
+        if ((fresh.unread?.last_read_seq ?? -1) < 0) this.clock.setTimeout(() => void this.joined(team), RECOUNT_BEHIND_MS);
         // Someone with no team open (a new account's welcome page) is taken to it.
         if (!this.selectedTeam) this.selectTeam(team);
         // History from before the subscription is fetched now; live frames follow.
@@ -912,6 +916,16 @@ export class ChatModel extends Observable {
     const fresh = await this.reread(team, current);
     // Not read (ours stay until the next hello), or read from before the mark: asked again.
     if (fresh && !current(fresh) && attempt < RECOUNT_TRIES) this.clock.setTimeout(() => void this.recount(team, attempt + 1), RECOUNT_AFTER_MS);
+  }
+
+  /**
+   * A newcomer's counts once the server has written their joining position (the team read up to
+   * that moment): until then it answers -1, everything unread. Asked until it has, a few times.
+   */
+  private async joined(team: string, attempt = 0): Promise<void> {
+    const written = (fresh: Team) => (fresh.unread?.last_read_seq ?? -1) >= 0;
+    const fresh = await this.reread(team, written);
+    if (fresh && !written(fresh) && attempt < JOIN_TRIES) this.clock.setTimeout(() => void this.joined(team, attempt + 1), RECOUNT_BEHIND_MS);
   }
 
   private async runSync(team: string, last: () => boolean): Promise<void> {
@@ -995,6 +1009,7 @@ export class ChatModel extends Observable {
     this.teams.delete(team);
     this.teamWrittenAt.delete(team);
     this.readMarks.forget(team);
+    this.olderInFlight.delete(team);
     this.timelines.delete(team);
     this.reads.delete(team);
     this.presence.forget(team);

@@ -41,6 +41,7 @@ export class InView {
   /** Weak: a message element that leaves the list must not be kept alive by this. */
   private readonly tracked = new WeakSet<Element>();
   private readonly visible = new Set<number>();
+  private stopped = false;
 
   constructor(
     create: ObserverFactory,
@@ -49,6 +50,8 @@ export class InView {
     private readonly report: (highest: number) => void,
   ) {
     this.observer = create((entries) => {
+      // Entries queued before `stop` may still be delivered: the old list's are not news.
+      if (this.stopped) return;
       for (const e of entries) {
         const seq = this.seqOf(e.target);
         if (Number.isNaN(seq)) continue;
@@ -75,6 +78,7 @@ export class InView {
   }
 
   stop(): void {
+    this.stopped = true;
     this.observer.disconnect();
     this.visible.clear();
   }

@@ -36,6 +36,7 @@ interface Fill {
 export class ReadMarks {
   private readonly filling = new Map<string, Fill>();
   private readonly timers = new Map<string, unknown>();
+  private stopped = false;
 
   constructor(private readonly deps: ReadMarksDeps) {}
 
@@ -88,9 +89,18 @@ export class ReadMarks {
     return this.holdsReadMark(team) ? "divider" : "wait";
   }
 
-  /** The user is no longer in the team. */
+  /** The user is no longer in the team: nothing more is read back or reported for it. */
   forget(team: string): void {
     this.filling.delete(team);
+    const timer = this.timers.get(team);
+    if (timer !== undefined) this.deps.clock.clearTimeout(timer);
+    this.timers.delete(team);
+  }
+
+  /** Signed out: nothing more is read back, reported or said. */
+  stop(): void {
+    this.stopped = true;
+    for (const team of [...this.filling.keys(), ...this.timers.keys()]) this.forget(team);
   }
 
   /** Tells the server the mark once the reader pauses (a scroll reports many times). */
@@ -117,6 +127,7 @@ export class ReadMarks {
    * third failure gives up (the mark then moves as before) and says so.
    */
   private heldFromReadMark(team: string): boolean {
+    if (this.stopped) return false;
     if (this.holdsReadMark(team)) return true;
     const { deps } = this;
     const state = this.fillOf(team);
@@ -126,10 +137,12 @@ export class ReadMarks {
     void deps.older(team).then(
       () => {
         state.busy = false;
-        deps.changed(); // the list redraws, and reports again
+        state.failures = 0; // three failures in a row give up, not three in 20 pages
+        if (!this.stopped) deps.changed(); // the list redraws, and reports again
       },
       (err: unknown) => {
         state.busy = false;
+        if (this.stopped) return;
         state.pages -= 1;
         state.failures += 1;
         state.failedAt = deps.clock.now();

@@ -104,7 +104,7 @@ export class ReadState {
   onEdited(edited: Message, before: Message | undefined): boolean {
     if (edited.to !== "*" || !countsAsUnread(edited, this.me, this.lastRead)) return false;
     // Viewed already (no longer in the count), or neither held nor counted here (what it said
-    // before is not known: `unknownEdit` says to ask the server).
+    // before is not known: the next read of the counts has it).
     if (this.viewedIds.has(edited.id) || (before === undefined && !this.counted.has(edited.id))) return false;
     const was = this.mentioning.has(edited.id) || (before !== undefined && mentions(before, this.me));
     const now = mentions(edited, this.me);
@@ -117,12 +117,6 @@ export class ReadState {
       this.mentions = Math.max(0, this.mentions - 1);
     }
     return true;
-  }
-
-  /** Whether an edit's effect on the counts can only come from the server: an unread team text
-   * neither held nor counted here (the team's messages are not loaded). */
-  unknownEdit(edited: Message, before: Message | undefined): boolean {
-    return edited.to === "*" && before === undefined && !this.counted.has(edited.id) && countsAsUnread(edited, this.me, this.lastRead);
   }
 
   /**

@@ -113,7 +113,10 @@ export function MessageList(props: Props) {
     const el = box.current;
     if (!el) return;
     // The reader's own new message brings them to the bottom, wherever they were.
-    if (props.pending.length > sending.current) atBottom.current = true;
+    if (props.pending.length > sending.current) {
+      atBottom.current = true;
+      opened.current = true; // the reader is writing at the bottom: no jump to the divider now
+    }
     sending.current = props.pending.length;
     // Opened with more new messages than fit: at the first of them, the divider near the top,
     // not at the bottom past them all (which would mark them read unseen); "N new messages
@@ -127,6 +130,9 @@ export function MessageList(props: Props) {
         atBottom.current = false;
         el.scrollTop = Math.max(0, top - 8);
         jumped = true;
+        // A page the list asked for while it waited (a short list pages back by itself) must
+        // not put its old first message back at the top over the divider.
+        anchor.current = null;
         // What was on screen at the bottom (while the history was read back) is not any more:
         // a fresh observer reports what is on screen now, not the messages it had seen there.
         tracker.current?.stop();
@@ -138,7 +144,7 @@ export function MessageList(props: Props) {
       }
     }
     if (atBottom.current) el.scrollTop = el.scrollHeight;
-    else keepAnchor();
+    else if (!jumped) keepAnchor();
     const newest = props.messages.at(-1)?.seq ?? null;
     const before = lastSeq.current;
     lastSeq.current = newest;
@@ -172,6 +178,8 @@ export function MessageList(props: Props) {
     if (!el) return;
     const distance = el.scrollHeight - el.scrollTop - el.clientHeight;
     const movedUp = el.scrollTop < lastTop.current - 1;
+    // The reader scrolled while the history was read back: where they went wins over the divider.
+    if (movedUp) opened.current = true;
     if (atBottom.current && !movedUp && distance >= 40) {
       // Not the reader scrolling up: the content grew under them (an image loaded, and the
       // browser's scroll anchoring reported it as a scroll). They stay at the bottom.
