@@ -268,7 +268,11 @@ export function Composer(props: Props) {
           onInput={(e) => {
             setText(e.currentTarget.value);
             track(e.currentTarget);
-            if (!props.editing) model.typed();
+            if (!props.editing) {
+              model.typed();
+              // Kept at once, not after the next paint: a reload right after typing keeps it too.
+              model.keepUnsent(props.unsentKey, e.currentTarget.value);
+            }
           }}
           onKeyUp={(e) => {
             if (e.key.startsWith("Arrow") || e.key === "Home" || e.key === "End") track(e.currentTarget);
