@@ -351,7 +351,8 @@ class LifecyclePass:
         channel, seq = before.channel_id, before.seq
         old = set(before.mentioned_users())
         new = [u for u in mentioned(after.data) if u != after.sender]
-        for user in old.difference(new):
+        gone = sorted(old.difference(new))
+        for user in gone:
             if user in work.reads.get(channel, {}):
                 work.set_read(channel, user, work.read(channel, user).without(seq))
         for user in new:
@@ -359,7 +360,7 @@ class LifecyclePass:
                 work.set_read(channel, user, work.read(channel, user).with_mention(seq))
         # Only members whose mention counted: made-up ids swapped in and out by edits would
         # otherwise grow the list, and a lookup per entry, without bound.
-        taken = [u for u in sorted(old.difference(new)) if mentions.get((channel, u))]
+        taken = [u for u in gone if mentions.get((channel, u))]
         dropped = [u for u in (*before.unmentioned, *taken) if u not in new]
         return replace(after, mentions=tuple(new), unmentioned=tuple(dict.fromkeys(dropped)))
 

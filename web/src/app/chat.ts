@@ -832,13 +832,10 @@ export class ChatModel extends Observable {
     const before = t.get(frame.message.id);
     t.live(frame);
     if (frame.change === "deleted") this.read(frame.channel_id).onDeleted(frame.message, before);
-    else if (frame.change === "edited") {
-      const r = this.read(frame.channel_id);
-      // An edit of a message not held (its team not loaded) changes what is known here only at
-      // the next read of the counts: what it said before is not known, and replacing the counts
-      // kept from live frames with the server's, which trail them, would lose some.
-      r.onEdited(frame.message, before);
-    }
+    // An edit of a message not held (its team not loaded) changes what is known here only at the
+    // next read of the counts: what it said before is not known, and replacing the counts kept
+    // from live frames with the server's, which trail them, would lose some.
+    else if (frame.change === "edited") this.read(frame.channel_id).onEdited(frame.message, before);
   }
 
   private onError(error: ErrorFrame): void {
@@ -911,21 +908,26 @@ export class ChatModel extends Observable {
    * second (the read position is stored behind the fan-out): an answer from before it is asked
    * again, a few times.
    */
-  private async recount(team: string, attempt = 0): Promise<void> {
-    const current = (fresh: Team) => this.read(team).current(fresh.unread);
-    const fresh = await this.reread(team, current);
-    // Not read (ours stay until the next hello), or read from before the mark: asked again.
-    if (fresh && !current(fresh) && attempt < RECOUNT_TRIES) this.clock.setTimeout(() => void this.recount(team, attempt + 1), RECOUNT_AFTER_MS);
+  private recount(team: string): Promise<void> {
+    return this.rereadUntil(team, (fresh) => this.read(team).current(fresh.unread), RECOUNT_TRIES, RECOUNT_AFTER_MS);
   }
 
   /**
    * A newcomer's counts once the server has written their joining position (the team read up to
    * that moment): until then it answers -1, everything unread. Asked until it has, a few times.
    */
-  private async joined(team: string, attempt = 0): Promise<void> {
-    const written = (fresh: Team) => (fresh.unread?.last_read_seq ?? -1) >= 0;
-    const fresh = await this.reread(team, written);
-    if (fresh && !written(fresh) && attempt < JOIN_TRIES) this.clock.setTimeout(() => void this.joined(team, attempt + 1), RECOUNT_BEHIND_MS);
+  private joined(team: string): Promise<void> {
+    return this.rereadUntil(team, (fresh) => (fresh.unread?.last_read_seq ?? -1) >= 0, JOIN_TRIES, RECOUNT_BEHIND_MS);
+  }
+
+  /**
+   * The team read again, its counts taken when `settled` says the answer has what was waited
+   * for; an answer that has not yet is asked again after `pauseMs`, at most `tries` more times.
+   * Not read at all: ours stay until the next hello.
+   */
+  private async rereadUntil(team: string, settled: (fresh: Team) => boolean, tries: number, pauseMs: number, attempt = 0): Promise<void> {
+    const fresh = await this.reread(team, settled);
+    if (fresh && !settled(fresh) && attempt < tries) this.clock.setTimeout(() => void this.rereadUntil(team, settled, tries, pauseMs, attempt + 1), pauseMs);
   }
 
   private async runSync(team: string, last: () => boolean): Promise<void> {

@@ -209,8 +209,9 @@ export class Outbox {
   }
 
   keepUnsent(key: string, text: string): void {
-    if (this.signedOut || text === this.unsent(key) || (!text.trim() && !this.unsentTexts.has(key))) return;
-    if (text.trim()) this.unsentTexts.set(key, text);
+    const kept = text.trim() ? text : ""; // a blank box keeps nothing
+    if (this.signedOut || kept === this.unsent(key)) return;
+    if (kept) this.unsentTexts.set(key, kept);
     else this.unsentTexts.delete(key);
     this.deps.kept?.save(this.unsentTexts);
   }

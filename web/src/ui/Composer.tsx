@@ -33,7 +33,9 @@ export function Composer(props: Props) {
   // what was sent or cleared leaves nothing behind, even if an edit was open at the time.
   const own = useRef(text);
   if (!props.editing) own.current = text;
-  // Kept as it is typed, not only when the box goes: a reload unmounts nothing.
+  // Kept when the text changes otherwise than by typing (sent, a mention picked, a refused text
+  // back, discarded), and when the box goes; typing keeps it at once (onInput): a reload
+  // unmounts nothing.
   useEffect(() => {
     if (!props.editing) model.keepUnsent(props.unsentKey, text);
   }, [text]);
