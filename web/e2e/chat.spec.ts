@@ -1,5 +1,5 @@
 // Two people chat in real Chromium through nginx and the whole stack (DESIGN section 5 only).
-import type { Browser } from "playwright-core";
+import type { Browser, Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   addMember,
@@ -142,6 +142,15 @@ describe("chat in two browsers", () => {
   it("shows the server's refusal (403) plainly when a role changed under an open page", async () => {
     await bob.page.getByRole("button", { name: "Members & settings" }).click();
     await bob.page.getByRole("button", { name: "Save settings" }).waitFor();
+    // Bob's page reads its teams again every 30 s, which would make the panel current before the
+    // click now and then; its reads of teams are held until the refusal has shown.
+    const held: Route[] = [];
+    let holding = true;
+    const teamReads = /\/v1\/teams(\?.*|\/[0-9a-f]{32})?$/;
+    await bob.page.route(teamReads, (route) => {
+      if (holding && route.request().method() === "GET") held.push(route);
+      else void route.continue();
+    });
     await ada.page.getByRole("button", { name: "Members & settings" }).click();
     await ada.page.locator(".members li", { hasText: "Bob" }).getByRole("button", { name: "Dismiss admin" }).click();
     await ada.page.getByText("Bob is no longer an admin.").waitFor();
@@ -151,6 +160,9 @@ describe("chat in two browsers", () => {
     const refusal = bob.page.locator(".panel .result.error");
     await refusal.waitFor();
     expect(await refusal.textContent()).toMatch(/^Not allowed: /);
+    holding = false;
+    for (const route of held) await route.continue();
+    await bob.page.unroute(teamReads);
     for (const p of [ada, bob]) await p.page.keyboard.press("Escape");
     expect(await bob.page.getByRole("heading", { name: team, exact: true }).count()).toBe(1);
   });
