@@ -40,11 +40,13 @@ _log = get_logger("management.events")
 
 EVENT_ID_HEADER = "event_id"
 
-_PROTO_CHANGE: dict[MembershipChange, chat_pb2.MembershipChange.ValueType] = {
+PROTO_CHANGE: dict[MembershipChange, chat_pb2.MembershipChange.ValueType] = {
     MembershipChange.ADDED: chat_pb2.MEMBERSHIP_CHANGE_ADDED,
     MembershipChange.REMOVED: chat_pb2.MEMBERSHIP_CHANGE_REMOVED,
     MembershipChange.DEACTIVATED: chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED,
     MembershipChange.ACTIVATED: chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED,
+    MembershipChange.SETTINGS: chat_pb2.MEMBERSHIP_CHANGE_SETTINGS,
+    MembershipChange.ROLES: chat_pb2.MEMBERSHIP_CHANGE_ROLES,
 }
 
 
@@ -87,7 +89,7 @@ def encode_event(team_id: str, event: OutboxEvent) -> bytes:
     message = chat_pb2.MembershipEvent(
         channel_id=team_id,
         user_id=event.user_id,
-        change=_PROTO_CHANGE[event.change],
+        change=PROTO_CHANGE[event.change],
         ts_ms=event.ts_ms,
         actor=event.actor,
     )

@@ -41,6 +41,9 @@ MEMBERSHIP_INDEXES: tuple[IndexSpec, ...] = (
 
 BACKFILL = "membership-index-v1"
 
+# The changes that set a team's state on its entries; settings and roles leave the index alone.
+ACTIVATION = frozenset({MembershipChange.ACTIVATED, MembershipChange.DEACTIVATED})
+
 
 class MembershipIndex(Protocol):
     async def apply(self, team_id: str, event: OutboxEvent) -> None:
@@ -69,7 +72,7 @@ class MongoMembershipIndex:
                 await self._upsert(team_id, event.user_id, active=active)
             elif event.change is MembershipChange.REMOVED:
                 await self._index.delete_one({s.ID: s.membership_id(team_id, event.user_id)})
-            else:
+            elif event.change in ACTIVATION:
                 await self._index.update_many(
                     {s.MEMBERSHIP_TEAM_ID: team_id},
                     {

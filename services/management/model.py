@@ -29,6 +29,9 @@ class MembershipChange(enum.Enum):
     REMOVED = "removed"
     DEACTIVATED = "deactivated"
     ACTIVATED = "activated"
+    # Team-wide news that changes nobody's access: members' pages read the team again.
+    SETTINGS = "settings"
+    ROLES = "roles"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,14 @@ class TeamChanges:
         if self.active is not None:
             values["active"] = self.active
         return values
+
+    def settles(self, team: Team) -> bool:
+        """Whether this changes the name, icon or tags ``team`` has (what members are shown)."""
+        return (
+            (self.name is not None and self.name != team.name)
+            or (self.icon is not None and self.icon != team.icon)
+            or (self.meta_tags is not None and self.meta_tags != team.meta_tags)
+        )
 
 
 @dataclass(frozen=True, slots=True)

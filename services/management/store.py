@@ -74,13 +74,13 @@ class TeamStore(Protocol):
         actor: str,
         changes: TeamChanges,
         as_super_admin: bool,
-        event: OutboxEvent | None = None,
+        events: Sequence[OutboxEvent] = (),
         was_active: bool | None = None,
     ) -> Team | None:
         """Set fields if the actor is an admin (the super_admin, if ``as_super_admin``).
 
-        With ``was_active``, only while ``active`` still has that value; ``event`` (if any) goes
-        to the outbox in the same update. Returns the team as it was BEFORE the change.
+        With ``was_active``, only while ``active`` still has that value; ``events`` go to the
+        outbox in the same update, in order. Returns the team as it was BEFORE the change.
         """
 
     async def add_member(
@@ -93,13 +93,21 @@ class TeamStore(Protocol):
     ) -> Team | None:
         """Remove a member: the super_admin removes any other member, an admin only non-admins."""
 
-    async def add_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    # The role changes store a ``roles`` event with the change, as the membership changes do.
+
+    async def add_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         """Elect a member who is not an admin, if the actor is the super_admin."""
 
-    async def remove_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def remove_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         """Dismiss an admin other than the actor, if the actor is the super_admin."""
 
-    async def transfer_super_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def transfer_super_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         """Make a member the super_admin (and an admin) if the actor is the super_admin."""
 
     async def leave(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
@@ -262,12 +270,12 @@ def event_from_doc(doc: Mapping[str, Any]) -> OutboxEvent:
     )
 
 
-def _with_event(update: Document, event: OutboxEvent | None) -> Document:
-    """``update`` that also appends ``event`` to the outbox (the same single-document write)."""
-    if event is None:
+def _with_events(update: Document, events: Sequence[OutboxEvent]) -> Document:
+    """``update`` that also appends ``events`` to the outbox (the same single-document write)."""
+    if not events:
         return update
     merged = {op: dict(fields) for op, fields in update.items()}
-    merged.setdefault("$push", {})[s.TEAM_OUTBOX] = event_to_doc(event)
+    merged.setdefault("$push", {})[s.TEAM_OUTBOX] = {"$each": [event_to_doc(e) for e in events]}
     merged.setdefault("$set", {})[s.TEAM_OUTBOX_PENDING] = True
     return merged
 
@@ -316,7 +324,7 @@ class MongoTeamStore:
         query: Document,
         update: Document,
         *,
-        event: OutboxEvent | None = None,
+        events: Sequence[OutboxEvent] = (),
         before: bool = False,
     ) -> Team | None:
         # The team's lease keeps writers of every instance apart; its epoch fences the write, so
@@ -326,7 +334,7 @@ class MongoTeamStore:
             try:
                 doc = await self._teams.find_one_and_update(
                     fenced({s.ID: team_id, **query}, lease.epoch),
-                    guarded(_with_event(update, event), lease.epoch),
+                    guarded(_with_events(update, events), lease.epoch),
                     return_document=ReturnDocument.BEFORE if before else ReturnDocument.AFTER,
                 )
             except PyMongoError as exc:
@@ -342,14 +350,14 @@ class MongoTeamStore:
         actor: str,
         changes: TeamChanges,
         as_super_admin: bool,
-        event: OutboxEvent | None = None,
+        events: Sequence[OutboxEvent] = (),
         was_active: bool | None = None,
     ) -> Team | None:
         query: Document = {s.TEAM_SUPER_ADMIN: actor} if as_super_admin else {s.TEAM_ADMINS: actor}
         if was_active is not None:
             query[s.TEAM_ACTIVE] = was_active
         return await self._update(
-            team_id, query, {"$set": changes.fields()}, event=event, before=True
+            team_id, query, {"$set": changes.fields()}, events=events, before=True
         )
 
     async def add_member(
@@ -359,7 +367,7 @@ class MongoTeamStore:
             team_id,
             {s.TEAM_ADMINS: actor, s.TEAM_MEMBERS: {"$ne": user_id}},
             {"$addToSet": {s.TEAM_MEMBERS: user_id}},
-            event=event,
+            events=(event,),
         )
 
     async def remove_member(
@@ -381,31 +389,40 @@ class MongoTeamStore:
             team_id,
             query,
             {"$pull": {s.TEAM_MEMBERS: user_id, s.TEAM_ADMINS: user_id}},
-            event=event,
+            events=(event,),
         )
 
-    async def add_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def add_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         return await self._update(
             team_id,
             {s.TEAM_SUPER_ADMIN: actor, s.TEAM_MEMBERS: user_id, s.TEAM_ADMINS: {"$ne": user_id}},
             {"$addToSet": {s.TEAM_ADMINS: user_id}},
+            events=(event,),
         )
 
-    async def remove_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def remove_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         if actor == user_id:
             return None  # the super_admin stays an admin
         return await self._update(
             team_id,
             {s.TEAM_SUPER_ADMIN: actor, s.TEAM_ADMINS: user_id},
             {"$pull": {s.TEAM_ADMINS: user_id}},
+            events=(event,),
         )
 
-    async def transfer_super_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def transfer_super_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         return await self._update(
             team_id,
             {s.TEAM_SUPER_ADMIN: actor, s.TEAM_MEMBERS: user_id},
             # The former super_admin stays an admin; the new one becomes an admin if not yet.
             {"$set": {s.TEAM_SUPER_ADMIN: user_id}, "$addToSet": {s.TEAM_ADMINS: user_id}},
+            events=(event,),
         )
 
     async def leave(self, team_id: str, *, user_id: str, event: OutboxEvent) -> bool:
@@ -413,7 +430,7 @@ class MongoTeamStore:
             team_id,
             {s.TEAM_MEMBERS: user_id, s.TEAM_SUPER_ADMIN: {"$ne": user_id}},
             {"$pull": {s.TEAM_MEMBERS: user_id, s.TEAM_ADMINS: user_id}},
-            event=event,
+            events=(event,),
         )
         return team is not None
 
@@ -423,7 +440,7 @@ class MongoTeamStore:
             team_id,
             {s.TEAM_SUPER_ADMIN: user_id, s.TEAM_MEMBERS: [user_id]},
             {"$set": {s.TEAM_MEMBERS: [], s.TEAM_ADMINS: [], s.TEAM_SUPER_ADMIN: ""}},
-            event=event,
+            events=(event,),
         )
         return team is not None
 

@@ -174,18 +174,22 @@ class TeamService:
 
         async def attempt(team: Team) -> Team | None:
             role = roles.check_update(team, caller, changes)
-            event = None
+            events = []
+            if changes.settles(team):
+                # Decided on the team as read: a rename racing this one may make the event
+                # needless, never wrong (members only read the team again).
+                events.append(self._event("", MembershipChange.SETTINGS, actor=caller))
             if changes.active is not None and changes.active != team.active:
                 change = (
                     MembershipChange.ACTIVATED if changes.active else MembershipChange.DEACTIVATED
                 )
-                event = self._event("", change, actor=caller)
+                events.append(self._event("", change, actor=caller))
             return await self._teams.update_settings(
                 team_id,
                 actor=caller,
                 changes=changes,
                 as_super_admin=role is Role.SUPER_ADMIN and changes.active is not None,
-                event=event,
+                events=events,
                 # The event (or its absence) is right only while ``active`` is what was read.
                 was_active=team.active if changes.active is not None else None,
             )
@@ -193,7 +197,7 @@ class TeamService:
         before = await self._retrying(team_id, caller, attempt)
         after = _apply(before, changes)
         self._metrics.changes.labels("update").inc()
-        if before.active != after.active:
+        if before != after:
             await self._events.announce(team_id)
         return after
 
@@ -258,10 +262,12 @@ class TeamService:
         async def attempt(team: Team) -> Team | None:
             if not roles.check_elect_admin(team, caller, user_id):
                 return team
-            return await self._teams.add_admin(team_id, actor=caller, user_id=user_id)
+            event = self._event(user_id, MembershipChange.ROLES, actor=caller)
+            return await self._teams.add_admin(team_id, actor=caller, user_id=user_id, event=event)
 
         team = await self._retrying(team_id, caller, attempt)
         self._metrics.changes.labels("elect_admin").inc()
+        await self._events.announce(team_id)
         return team
 
     async def dismiss_admin(self, team_id: str, user_id: str, *, caller: str) -> Team:
@@ -270,10 +276,14 @@ class TeamService:
         async def attempt(team: Team) -> Team | None:
             if not roles.check_dismiss_admin(team, caller, user_id):
                 return team
-            return await self._teams.remove_admin(team_id, actor=caller, user_id=user_id)
+            event = self._event(user_id, MembershipChange.ROLES, actor=caller)
+            return await self._teams.remove_admin(
+                team_id, actor=caller, user_id=user_id, event=event
+            )
 
         team = await self._retrying(team_id, caller, attempt)
         self._metrics.changes.labels("dismiss_admin").inc()
+        await self._events.announce(team_id)
         return team
 
     async def transfer(self, team_id: str, user_id: str, *, caller: str) -> Team:
@@ -282,10 +292,14 @@ class TeamService:
         async def attempt(team: Team) -> Team | None:
             if not roles.check_transfer(team, caller, user_id):
                 return team
-            return await self._teams.transfer_super_admin(team_id, actor=caller, user_id=user_id)
+            event = self._event(user_id, MembershipChange.ROLES, actor=caller)
+            return await self._teams.transfer_super_admin(
+                team_id, actor=caller, user_id=user_id, event=event
+            )
 
         team = await self._retrying(team_id, caller, attempt)
         self._metrics.changes.labels("transfer").inc()
+        await self._events.announce(team_id)
         _log.info("super_admin_transferred", team_id=team_id, user_id=user_id, actor=caller)
         return team
 

@@ -222,6 +222,11 @@ def membership_frame(channel_id: str, event: str) -> bytes:
     return _dump({"type": "membership", "channel_id": channel_id, "event": event})
 
 
+def team_frame(channel_id: str, change: str) -> bytes:
+    """``{"type":"team","channel_id","change"}``: the team changed (settings, roles, members)."""
+    return _dump({"type": "team", "channel_id": channel_id, "change": change})
+
+
 def typing_out_frame(channel_id: str, to: str, sender: str, ts_ms: int) -> bytes:
     return _dump(
         {"type": "typing", "channel_id": channel_id, "to": to, "from": sender, "ts": iso_ms(ts_ms)}

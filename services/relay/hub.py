@@ -29,12 +29,19 @@ from services.relay.frames import (
     membership_frame,
     presence_frame,
     read_frame,
+    team_frame,
     typing_out_frame,
     update_frame,
 )
 from services.relay.handshakes import ACTIVATION, Handshakes, replay
 
 REMOVED, ADDED, DEACTIVATED, ACTIVATED = "removed", "added", "deactivated", "activated"
+# What a ``team`` frame says changed; the events that change nobody's access map to theirs.
+SETTINGS, ROLES, MEMBERS = "settings", "roles", "members"
+TEAM_NEWS = {
+    chat_pb2.MEMBERSHIP_CHANGE_SETTINGS: SETTINGS,
+    chat_pb2.MEMBERSHIP_CHANGE_ROLES: ROLES,
+}
 
 
 @dataclass(eq=False, slots=True)
@@ -313,15 +320,27 @@ class Hub:
                 (event.user_id, event.session_id)
             )
             return
+        if (news := TEAM_NEWS.get(change)) is not None:
+            self._tell_team(channel, news)
+            return
         effects.members_changed.append(channel)
         if self._handshakes:
             self._handshakes.note(event.user_id, channel, change)
         if change == chat_pb2.MEMBERSHIP_CHANGE_ADDED:
             self._begin_grant(event.user_id, channel, effects)
+            self._tell_team(channel, MEMBERS, besides=event.user_id)
         elif change == chat_pb2.MEMBERSHIP_CHANGE_REMOVED:
             self.revoke(channel, [event.user_id], effects)
+            self._tell_team(channel, MEMBERS, besides=event.user_id)
         elif change in ACTIVATION:
             self.set_active(channel, change == chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED)
+
+    def _tell_team(self, channel: str, change: str, *, besides: str = "") -> None:
+        """A ``team`` frame to the channel's greeted sockets (not to ``besides``, whose own
+        ``added`` or ``removed`` frame says more)."""
+        targets = [s for s in self._by_channel.get(channel, ()) if s.user_id != besides]
+        if targets:
+            self._fanout.queue(targets, team_frame(channel, change))
 
     # -- membership changes --
 

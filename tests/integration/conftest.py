@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
@@ -12,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from chatcore.mongo import Document, make_mongo_client
 from chatcore.settings import Settings
 from tests.integration.management_support import People, Stack, running_stack
+from tests.integration.pipeline_env import Pipeline, start_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,17 @@ async def stack(
 async def people(stack: Stack) -> People:
     """Seven registered accounts reused across teams."""
     return await People.register(stack)
+
+
+@pytest.fixture
+async def pipe(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
+    """Auth, controller, management and two relays on the local stack, for one test (modules
+    that need other settings define their own)."""
+    pipeline = await start_pipeline(settings, tmp_path)
+    try:
+        yield pipeline
+    finally:
+        await pipeline.stop()
 
 
 @pytest.fixture

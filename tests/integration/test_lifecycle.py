@@ -18,18 +18,8 @@ from chatcore.settings import Settings
 from services.controller.directory import HEAD_MAX_AGE_S
 from tests.integration.crash_env import crashable_pipeline
 from tests.integration.management_support import Api, load_checker
-from tests.integration.pipeline_env import Pipeline, User, start_pipeline
+from tests.integration.pipeline_env import Pipeline, User
 from tests.integration.test_attachments import picture, ready_attachment
-
-
-@pytest.fixture
-async def pipe(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
-    """Auth, controller, management and two relays on the local stack."""
-    pipeline = await start_pipeline(settings, tmp_path)
-    try:
-        yield pipeline
-    finally:
-        await pipeline.stop()
 
 
 @pytest.fixture

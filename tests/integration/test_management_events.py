@@ -25,7 +25,8 @@ from tests.integration.management_support import (
 
 
 async def test_membership_changes_publish_matching_events(stack: Stack, people: People) -> None:
-    """Each membership change yields its event in order; role changes and denials yield none."""
+    """Each change yields its event in order (role changes and renames too); denials and
+    changes that change nothing yield none."""
     p = people
     started_ms = int(time.time() * 1000)
     async with EventTap.open(stack.settings) as tap:
@@ -36,14 +37,16 @@ async def test_membership_changes_publish_matching_events(stack: Stack, people: 
         steps = [
             ("POST", f"/v1/teams/{t}/members", p.super_admin, {"user_id": p.admin.id}),
             ("POST", f"/v1/teams/{t}/members", p.super_admin, {"email": p.user.email}),
-            ("PUT", f"/v1/teams/{t}/admins/{p.admin.id}", p.super_admin, None),  # no event
+            ("PUT", f"/v1/teams/{t}/admins/{p.admin.id}", p.super_admin, None),
+            ("PUT", f"/v1/teams/{t}/admins/{p.admin.id}", p.super_admin, None),  # no change
             ("POST", f"/v1/teams/{t}/members", p.admin, {"user_id": p.user2.id}),
             ("DELETE", f"/v1/teams/{t}/members/{p.user2.id}", p.admin, None),
             ("DELETE", f"/v1/teams/{t}/members/{p.admin.id}", p.user, None),  # denied: no event
             ("PUT", f"/v1/teams/{t}/super_admin", p.super_admin, {"user_id": p.admin.id}),
             ("POST", f"/v1/teams/{t}/leave", p.user, None),
             ("PATCH", f"/v1/teams/{t}", p.admin, {"active": False}),  # the new super_admin
-            ("PATCH", f"/v1/teams/{t}", p.admin, {"name": "renamed"}),  # no event
+            ("PATCH", f"/v1/teams/{t}", p.admin, {"name": "renamed"}),
+            ("PATCH", f"/v1/teams/{t}", p.admin, {"name": "renamed"}),  # no change
             ("PATCH", f"/v1/teams/{t}", p.admin, {"active": True}),
         ]
         statuses = []
@@ -51,18 +54,21 @@ async def test_membership_changes_publish_matching_events(stack: Stack, people: 
             kwargs = {} if body is None else {"body": body}
             reply = await stack.call(method, path, who, headers=hdr, **kwargs)
             statuses.append(reply.status)
-        assert statuses == [201, 201, 200, 201, 200, 403, 200, 204, 200, 200, 200]
-        events = await tap.events(t, 8)
+        assert statuses == [201, 201, 200, 200, 201, 200, 403, 200, 204, 200, 200, 200, 200]
+        events = await tap.events(t, 11)
 
     c = chat_pb2
     assert [(e.change, e.user_id, e.actor) for e in events] == [
         (c.MEMBERSHIP_CHANGE_ADDED, p.super_admin.id, p.super_admin.id),
         (c.MEMBERSHIP_CHANGE_ADDED, p.admin.id, p.super_admin.id),
         (c.MEMBERSHIP_CHANGE_ADDED, p.user.id, p.super_admin.id),
+        (c.MEMBERSHIP_CHANGE_ROLES, p.admin.id, p.super_admin.id),
         (c.MEMBERSHIP_CHANGE_ADDED, p.user2.id, p.admin.id),
         (c.MEMBERSHIP_CHANGE_REMOVED, p.user2.id, p.admin.id),
+        (c.MEMBERSHIP_CHANGE_ROLES, p.admin.id, p.super_admin.id),
         (c.MEMBERSHIP_CHANGE_REMOVED, p.user.id, p.user.id),
         (c.MEMBERSHIP_CHANGE_DEACTIVATED, "", p.admin.id),
+        (c.MEMBERSHIP_CHANGE_SETTINGS, "", p.admin.id),
         (c.MEMBERSHIP_CHANGE_ACTIVATED, "", p.admin.id),
     ]
     assert {e.correlation_id for e in events} == {cid}

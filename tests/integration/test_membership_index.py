@@ -1,4 +1,5 @@
-"""The membership index on the real database: the one-time backfill of teams stored before it."""
+"""The membership index on the real database: the one-time backfill of teams stored before it,
+and which events change a team's state in it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from services.management.membership_index import (
     MEMBERSHIP_INDEXES,
     MongoMembershipIndex,
 )
+from services.management.model import MembershipChange, OutboxEvent
 
 
 @pytest.fixture
@@ -58,3 +60,28 @@ async def test_backfill_indexes_every_member_of_every_older_team_once(
     await db[schema.TEAMS].insert_one(_team([alice], active=True))
     assert await run_once(db, BACKFILL, index.backfill) == 0
     assert len(await memberships_of(db, alice)) == 1
+
+
+async def test_only_activation_changes_a_team_s_state_in_the_index(
+    db: AsyncDatabase[Document],
+) -> None:
+    """A rename or a role change leaves the members' entries as they are; deactivating and
+    reactivating set every member's entry."""
+    alice, bob = uuid.uuid4().hex, uuid.uuid4().hex
+    team = _team([alice, bob], active=True)
+    await db[schema.TEAMS].insert_one(team)
+    index = MongoMembershipIndex(db)
+    team_id = team[schema.ID]
+    await index.index_team(team_id, [alice, bob], active=True)
+
+    def event(change: MembershipChange, user_id: str = "") -> OutboxEvent:
+        return OutboxEvent(uuid.uuid4().hex, user_id, change, alice, 1, "")
+
+    await index.apply(team_id, event(MembershipChange.DEACTIVATED))
+    for news in (event(MembershipChange.SETTINGS), event(MembershipChange.ROLES, bob)):
+        await index.apply(team_id, news)
+        assert await memberships_of(db, bob) == [MembershipEntry(team_id, False)]
+    await index.apply(team_id, event(MembershipChange.ACTIVATED))
+    await index.apply(team_id, event(MembershipChange.SETTINGS))
+    assert await memberships_of(db, alice) == [MembershipEntry(team_id, True)]
+    assert await memberships_of(db, bob) == [MembershipEntry(team_id, True)]

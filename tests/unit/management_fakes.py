@@ -26,7 +26,8 @@ from chatcore.schema import BROADCAST, PENDING, READY, TEXT, WITHDRAWN
 from chatcore.unread import ChannelHead, Unread
 from services.management.attachment_store import Attachment
 from services.management.clamd import ScanResult
-from services.management.events import Announcer, EventMetrics, OutboxPublisher
+from services.management.events import PROTO_CHANGE, Announcer, EventMetrics, OutboxPublisher
+from services.management.membership_index import ACTIVATION
 from services.management.model import MembershipChange, OutboxEvent, Team, TeamChanges
 from services.management.objects import PresignedPost, StoredObject
 from services.management.store import Carrier, ChangeEntry, entry_order
@@ -90,6 +91,7 @@ class MemoryTeamStore:
         precondition: Callable[[Team], bool],
         change: Callable[[Team], Team],
         event: OutboxEvent | None = None,
+        events: Sequence[OutboxEvent] = (),
     ) -> tuple[Team, Team] | None:
         if not self._before_write():
             return None
@@ -98,8 +100,7 @@ class MemoryTeamStore:
             return None
         after = change(team)
         self.teams[team_id] = after
-        if event is not None:
-            self.outboxes.setdefault(team_id, []).append(event)
+        self.outboxes.setdefault(team_id, []).extend((event,) if event is not None else events)
         self.writes += 1
         return team, after
 
@@ -110,7 +111,7 @@ class MemoryTeamStore:
         actor: str,
         changes: TeamChanges,
         as_super_admin: bool,
-        event: OutboxEvent | None = None,
+        events: Sequence[OutboxEvent] = (),
         was_active: bool | None = None,
     ) -> Team | None:
         self.calls.append("update_settings")
@@ -123,7 +124,9 @@ class MemoryTeamStore:
                 return False
             return t.super_admin == actor if as_super_admin else actor in t.admins
 
-        result = self._write(team_id, allowed, lambda t: dataclasses.replace(t, **values), event)
+        result = self._write(
+            team_id, allowed, lambda t: dataclasses.replace(t, **values), events=events
+        )
         return result[0] if result else None
 
     async def add_member(
@@ -153,25 +156,33 @@ class MemoryTeamStore:
         result = self._write(team_id, allowed, lambda t: _without(t, user_id), event)
         return result[1] if result else None
 
-    async def add_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def add_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         self.calls.append("add_admin")
         result = self._write(
             team_id,
             lambda t: t.super_admin == actor and user_id in t.members and user_id not in t.admins,
             lambda t: dataclasses.replace(t, admins=(*t.admins, user_id)),
+            event,
         )
         return result[1] if result else None
 
-    async def remove_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def remove_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         self.calls.append("remove_admin")
         result = self._write(
             team_id,
             lambda t: actor != user_id and t.super_admin == actor and user_id in t.admins,
             lambda t: dataclasses.replace(t, admins=tuple(a for a in t.admins if a != user_id)),
+            event,
         )
         return result[1] if result else None
 
-    async def transfer_super_admin(self, team_id: str, *, actor: str, user_id: str) -> Team | None:
+    async def transfer_super_admin(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None:
         self.calls.append("transfer_super_admin")
         result = self._write(
             team_id,
@@ -181,6 +192,7 @@ class MemoryTeamStore:
                 super_admin=user_id,
                 admins=t.admins if user_id in t.admins else (*t.admins, user_id),
             ),
+            event,
         )
         return result[1] if result else None
 
@@ -289,7 +301,7 @@ class MemoryMembershipIndex:
             self.entries[(team_id, event.user_id)] = team is None or team.active
         elif event.change is MembershipChange.REMOVED:
             self.entries.pop((team_id, event.user_id), None)
-        else:
+        elif event.change in ACTIVATION:
             for key in [k for k in self.entries if k[0] == team_id]:
                 self.entries[key] = event.change is MembershipChange.ACTIVATED
 
@@ -522,12 +534,7 @@ class Published:
     actor: str
 
 
-_CHANGES = {
-    chat_pb2.MEMBERSHIP_CHANGE_ADDED: MembershipChange.ADDED,
-    chat_pb2.MEMBERSHIP_CHANGE_REMOVED: MembershipChange.REMOVED,
-    chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED: MembershipChange.DEACTIVATED,
-    chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED: MembershipChange.ACTIVATED,
-}
+_CHANGES = {proto: change for change, proto in PROTO_CHANGE.items()}
 
 
 class FakeKafka:

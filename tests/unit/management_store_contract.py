@@ -29,6 +29,7 @@ from services.management.store import Carrier, ChangeEntry, MessageStore, TeamSt
 S, A, U, V, X = (c * 32 for c in "12345")  # super_admin, admin, user, another user, stranger
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 ADDED, REMOVED = MembershipChange.ADDED, MembershipChange.REMOVED
+DEACTIVATED = MembershipChange.DEACTIVATED
 
 
 @dataclass
@@ -188,30 +189,30 @@ class StoreContract:
         assert after is not None
         assert (after.name, after.meta_tags) == ("renamed", ("a", "b"))
 
-        off = TeamChanges(active=False)
-        event = _event(1, "", MembershipChange.DEACTIVATED)
+        off = TeamChanges(name="off", active=False)
+        events = (_event(1, "", MembershipChange.SETTINGS), _event(2, "", DEACTIVATED))
         assert (
             await teams.update_settings(
-                team.id, actor=A, changes=off, as_super_admin=True, event=event, was_active=True
+                team.id, actor=A, changes=off, as_super_admin=True, events=events, was_active=True
             )
             is None
         )
         assert (
             await teams.update_settings(
-                team.id, actor=S, changes=off, as_super_admin=True, event=event, was_active=False
+                team.id, actor=S, changes=off, as_super_admin=True, events=events, was_active=False
             )
             is None
         )
         assert await teams.outbox(team.id) == (_event(0, S),)  # a refused write stores no event
         done = await teams.update_settings(
-            team.id, actor=S, changes=off, as_super_admin=True, event=event, was_active=True
+            team.id, actor=S, changes=off, as_super_admin=True, events=events, was_active=True
         )
         assert done is not None
         assert done.active is True  # the team before the change
         stored = await teams.get(team.id)
         assert stored is not None
-        assert stored.active is False
-        assert await teams.outbox(team.id) == (_event(0, S), event)
+        assert (stored.name, stored.active) == ("off", False)
+        assert await teams.outbox(team.id) == (_event(0, S), *events)  # both, in order
 
     async def test_add_and_remove_members_follow_the_roles(self, backend: Backend) -> None:
         """Admins add non-members and remove plain members; only the super_admin removes admins."""
@@ -257,23 +258,26 @@ class StoreContract:
         """Electing, dismissing and transferring: super_admin only, targets must be members."""
         team = await self._stored(backend)
         teams = backend.teams
-        assert await teams.add_admin(team.id, actor=A, user_id=U) is None
-        assert await teams.add_admin(team.id, actor=S, user_id=X) is None
-        assert await teams.add_admin(team.id, actor=S, user_id=A) is None  # already an admin
-        elected = await teams.add_admin(team.id, actor=S, user_id=U)
+        roles = [_event(n, U, MembershipChange.ROLES) for n in (1, 2, 3)]
+        assert await teams.add_admin(team.id, actor=A, user_id=U, event=roles[0]) is None
+        assert await teams.add_admin(team.id, actor=S, user_id=X, event=roles[0]) is None
+        # Already an admin:
+        assert await teams.add_admin(team.id, actor=S, user_id=A, event=roles[0]) is None
+        elected = await teams.add_admin(team.id, actor=S, user_id=U, event=roles[0])
         assert elected is not None
         assert elected.admins == (S, A, U)
-        assert await teams.remove_admin(team.id, actor=S, user_id=S) is None
-        assert await teams.remove_admin(team.id, actor=A, user_id=U) is None
-        dismissed = await teams.remove_admin(team.id, actor=S, user_id=U)
+        assert await teams.remove_admin(team.id, actor=S, user_id=S, event=roles[1]) is None
+        assert await teams.remove_admin(team.id, actor=A, user_id=U, event=roles[1]) is None
+        dismissed = await teams.remove_admin(team.id, actor=S, user_id=U, event=roles[1])
         assert dismissed is not None
         assert dismissed.admins == (S, A)
-        assert await teams.transfer_super_admin(team.id, actor=A, user_id=U) is None
-        assert await teams.transfer_super_admin(team.id, actor=S, user_id=X) is None
-        moved = await teams.transfer_super_admin(team.id, actor=S, user_id=U)
+        assert await teams.transfer_super_admin(team.id, actor=A, user_id=U, event=roles[2]) is None
+        assert await teams.transfer_super_admin(team.id, actor=S, user_id=X, event=roles[2]) is None
+        moved = await teams.transfer_super_admin(team.id, actor=S, user_id=U, event=roles[2])
         assert moved is not None
         assert (moved.super_admin, moved.admins) == (U, (S, A, U))
-        assert await teams.outbox(team.id) == (_event(0, S),)  # role changes announce nothing
+        # Each change that happened stored its event with it; the refused ones none.
+        assert await teams.outbox(team.id) == (_event(0, S), *roles)
 
     async def test_leave_and_the_last_member_closing_the_team(self, backend: Backend) -> None:
         """Members leave, the super_admin cannot; the sole member empties the team, which goes

@@ -82,6 +82,8 @@ def _event(event_id: str, user_id: str, change: MembershipChange) -> OutboxEvent
         (MembershipChange.REMOVED, chat_pb2.MEMBERSHIP_CHANGE_REMOVED),
         (MembershipChange.DEACTIVATED, chat_pb2.MEMBERSHIP_CHANGE_DEACTIVATED),
         (MembershipChange.ACTIVATED, chat_pb2.MEMBERSHIP_CHANGE_ACTIVATED),
+        (MembershipChange.SETTINGS, chat_pb2.MEMBERSHIP_CHANGE_SETTINGS),
+        (MembershipChange.ROLES, chat_pb2.MEMBERSHIP_CHANGE_ROLES),
     ],
 )
 def test_encoding_round_trips(change: MembershipChange, proto: int) -> None:

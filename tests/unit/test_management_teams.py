@@ -147,10 +147,14 @@ async def test_denied_calls_change_nothing_and_publish_nothing(world: World) -> 
     assert world.events.events == []
 
 
-async def test_deactivate_and_activate_publish_team_wide_events(world: World) -> None:
-    """Toggling active publishes DEACTIVATED/ACTIVATED with no user; a rename publishes nothing."""
+async def test_settings_and_activation_publish_team_wide_events_only_when_they_change(
+    world: World,
+) -> None:
+    """A rename publishes SETTINGS, toggling active DEACTIVATED/ACTIVATED, all with no user;
+    a PATCH that changes nothing publishes nothing."""
     t = world.team.id
     await world.service.update(t, TeamChanges(name="renamed"), caller=A)
+    await world.service.update(t, TeamChanges(name="renamed", icon=""), caller=A)  # as it is
     off = await world.service.update(t, TeamChanges(active=False), caller=S)
     same = await world.service.update(t, TeamChanges(active=False), caller=S)
     on = await world.service.update(t, TeamChanges(active=True, meta_tags=("x",)), caller=S)
@@ -162,10 +166,27 @@ async def test_deactivate_and_activate_publish_team_wide_events(world: World) ->
         ("x",),
     )
     assert [e.change for e in world.events.events] == [
+        MembershipChange.SETTINGS,
         MembershipChange.DEACTIVATED,
+        MembershipChange.SETTINGS,
         MembershipChange.ACTIVATED,
     ]
     assert {e.user_id for e in world.events.events} == {""}
+
+
+async def test_role_changes_publish_roles_events_naming_the_member(world: World) -> None:
+    """Electing, dismissing and transferring each publish ROLES for the member concerned, by
+    the super admin; repeating a change that is already so publishes nothing."""
+    t = world.team.id
+    await world.service.elect_admin(t, U, caller=S)
+    await world.service.elect_admin(t, U, caller=S)  # already an admin
+    await world.service.dismiss_admin(t, U, caller=S)
+    await world.service.transfer(t, A, caller=S)
+    assert world.events.events == [
+        Published(t, U, MembershipChange.ROLES, S),
+        Published(t, U, MembershipChange.ROLES, S),
+        Published(t, A, MembershipChange.ROLES, S),
+    ]
 
 
 async def test_lost_race_is_decided_again_on_fresh_state(world: World) -> None:
@@ -205,7 +226,10 @@ async def test_transfer_keeps_the_old_super_admin_as_admin(world: World) -> None
     left = world.store.teams[world.team.id]
     assert S not in left.members
     assert S not in left.admins
-    assert world.events.events == [Published(team.id, S, MembershipChange.REMOVED, S)]
+    assert world.events.events == [
+        Published(team.id, U, MembershipChange.ROLES, S),
+        Published(team.id, S, MembershipChange.REMOVED, S),
+    ]
 
 
 async def test_last_member_leaving_deletes_the_team(world: World) -> None:

@@ -95,7 +95,8 @@ def test_removed_member_gets_a_frame_and_then_nothing() -> None:
     )
     assert rec.got(s["bob"]) == [{"type": "membership", "channel_id": TEAM, "event": "removed"}]
     assert TEAM not in s["bob"].channels
-    assert [f["seq"] for f in rec.got(s["alice"])] == [2]
+    assert rec.got(s["alice"])[0] == {"type": "team", "channel_id": TEAM, "change": "members"}
+    assert [f["seq"] for f in rec.got(s["alice"])[1:]] == [2]
     assert changes.members_changed == [TEAM]
     assert changes.unsubscribe == []
 
@@ -219,6 +220,43 @@ def test_deactivated_team_refuses_sends_but_keeps_sockets() -> None:
         "channel_id": TEAM,
         "event": "activated",
     }
+
+
+def test_settings_and_roles_reach_every_socket_of_the_team_and_change_no_access() -> None:
+    """A rename or a role change sends a 'team' frame to each of the team's sockets, the
+    actor's included, and to nobody outside it; nobody's channels or subscriptions change."""
+    hub, rec, s = _hub()
+    effects = hub.deliver(
+        _batch(
+            _event(chat_pb2.MEMBERSHIP_CHANGE_SETTINGS),
+            _event(chat_pb2.MEMBERSHIP_CHANGE_ROLES, BOB),
+        )
+    )
+    for name in ("alice", "bob", "bob2"):
+        assert rec.got(s[name]) == [
+            {"type": "team", "channel_id": TEAM, "change": "settings"},
+            {"type": "team", "channel_id": TEAM, "change": "roles"},
+        ]
+        assert s[name].channels[TEAM] is True
+    assert rec.got(s["carol"]) == []
+    assert (effects.subscribe, effects.unsubscribe, effects.members_changed) == ([], [], [])
+
+
+def test_the_rest_of_the_team_hears_of_a_member_added_or_removed() -> None:
+    """A member added or removed: the team's other sockets get a 'team' frame saying the
+    members changed; the member's own sockets get only their membership frame."""
+    hub, rec, s = _hub()
+    effects = hub.deliver(_batch(_event(chat_pb2.MEMBERSHIP_CHANGE_ADDED, CAROL)))
+    members = {"type": "team", "channel_id": TEAM, "change": "members"}
+    assert rec.got(s["alice"]) == [members]
+    assert rec.got(s["bob"]) == [members]
+    assert rec.got(s["carol"]) == []  # hers is 'added', once the grant is finished
+    hub.finish_grant(effects.grants[0], member=True, active=True)
+    assert rec.got(s["carol"]) == [{"type": "membership", "channel_id": TEAM, "event": "added"}]
+    hub.deliver(_batch(_event(chat_pb2.MEMBERSHIP_CHANGE_REMOVED, ALICE)))
+    assert rec.got(s["alice"])[-1] == {"type": "membership", "channel_id": TEAM, "event": "removed"}
+    assert rec.got(s["bob"]) == [members, members]
+    assert rec.got(s["carol"])[-1] == members
 
 
 def test_typing_is_not_echoed_to_the_typist() -> None:

@@ -142,8 +142,9 @@ describe("chat in two browsers", () => {
   it("shows the server's refusal (403) plainly when a role changed under an open page", async () => {
     await bob.page.getByRole("button", { name: "Members & settings" }).click();
     await bob.page.getByRole("button", { name: "Save settings" }).waitFor();
-    // Bob's page reads its teams again every 30 s, which would make the panel current before the
-    // click now and then; its reads of teams are held until the refusal has shown.
+    // The dismissal's `team` frame makes Bob's page read the team again within a second, which
+    // would make the panel current before the click; its reads of teams are held until the
+    // refusal has shown (a frame still on its way, as on a slow link).
     const held: Route[] = [];
     let holding = true;
     const teamReads = /\/v1\/teams(\?.*|\/[0-9a-f]{32})?$/;
@@ -165,6 +166,28 @@ describe("chat in two browsers", () => {
     await bob.page.unroute(teamReads);
     for (const p of [ada, bob]) await p.page.keyboard.press("Escape");
     expect(await bob.page.getByRole("heading", { name: team, exact: true }).count()).toBe(1);
+  });
+
+  it("shows a rename and a role change made elsewhere within seconds, without a reload", async () => {
+    // The page's own net reads the teams every 5 minutes: anything sooner is the `team` frame.
+    const within = { timeout: 5000 };
+    await ada.page.getByRole("button", { name: "Members & settings" }).click();
+    await ada.page.getByLabel("Name").fill(`${team} (v2)`);
+    await ada.page.getByRole("button", { name: "Save settings" }).click();
+    await ada.page.getByText("Team saved.").waitFor();
+    await bob.page.getByRole("heading", { name: `${team} (v2)`, exact: true }).waitFor(within);
+    await bob.page.locator(".sidebar", { hasText: `${team} (v2)` }).waitFor(within);
+    // Bob was dismissed in the test before: made admin again, his page says so and offers the form.
+    await ada.page.locator(".members li", { hasText: "Bob" }).getByRole("button", { name: "Make admin" }).click();
+    await ada.page.getByText("Bob is now an admin.").waitFor();
+    await bob.page.locator(".notices").getByText(`You are now an admin of ${team} (v2).`).waitFor(within);
+    await bob.page.getByRole("button", { name: "Members & settings" }).click();
+    await bob.page.getByRole("button", { name: "Save settings" }).waitFor(within);
+    await bob.page.getByLabel("Name", { exact: true }).fill(team);
+    await bob.page.getByRole("button", { name: "Save settings" }).click();
+    await bob.page.getByText("Team saved.").waitFor();
+    await ada.page.getByRole("heading", { name: team, exact: true }).first().waitFor(within);
+    for (const p of [ada, bob]) await p.page.keyboard.press("Escape");
   });
 
   it("keeps an address typed the moment the members panel opens (nothing resets it a frame later)", async () => {

@@ -67,6 +67,9 @@ function setup(saved: string | null = null, attention?: Attention) {
     userAsks: [] as string[],
     inactive: new Set<string>(),
     superAdmin: ME,
+    admins: [ME],
+    names: {} as Record<string, string>,
+    teamReads: 0,
     failTeams: 0,
     online: [] as string[],
   };
@@ -76,11 +79,17 @@ function setup(saved: string | null = null, attention?: Attention) {
         server.failTeams -= 1;
         throw new ApiError(503, "unavailable", "busy");
       }
-      return { data: [...server.teams].map((id) => team(id, { unread: server.unread[id], members: server.members })), meta: { has_more: false } };
+      const named = (id: string) => (server.names[id] ? { name: server.names[id] } : {});
+      const roles = { super_admin: server.superAdmin, admins: server.admins };
+      return { data: [...server.teams].map((id) => team(id, { unread: server.unread[id], members: server.members, ...roles, ...named(id) })), meta: { has_more: false } };
     },
     // A team named "nnn..." is one the user just created: they are its only member.
-    team: async (id: string) =>
-      id === "n".repeat(32) ? team(id, { members: [ME] }) : team(id, { unread: server.unread[id], members: server.members, active: !server.inactive.has(id), super_admin: server.superAdmin }),
+    team: async (id: string) => {
+      server.teamReads += 1;
+      if (id === "n".repeat(32)) return team(id, { members: [ME] });
+      const over: Partial<Team> = { unread: server.unread[id], members: server.members, active: !server.inactive.has(id), super_admin: server.superAdmin, admins: server.admins };
+      return team(id, server.names[id] ? { ...over, name: server.names[id] } : over);
+    },
     user: async (id: string) => {
       server.userAsks.push(id);
       return { id, email: `${id}@x`, name: server.users.get(id) ?? "Someone" };
@@ -799,7 +808,7 @@ describe("ChatModel", () => {
     );
   });
 
-  it("reads the teams again every half minute while the page is on screen: members of the open one, another's new name", async () => {
+  it("reads the teams again every five minutes while the page is on screen: members of the open one, another's new name", async () => {
     const s = await started();
     const api = (s.model as unknown as { api: Record<string, unknown> }).api;
     const list = api.teams as () => Promise<{ data: Team[] }>;
@@ -807,19 +816,19 @@ describe("ChatModel", () => {
       const page = await list();
       return { ...page, data: page.data.map((t) => (t.id === OTHER ? { ...t, name: "Renamed" } : t)) };
     };
-    s.server.members = [ME]; // Bob left; no frame tells the others
-    s.clock.advance(30_000);
+    s.server.members = [ME]; // Bob left; the frame saying so was missed
+    s.clock.advance(300_000);
     await flush();
     expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
     expect(s.model.teams.get(OTHER)?.name).toBe("Renamed");
     s.server.members = [ME, BOB];
     s.model.setPageVisible(false);
-    s.clock.advance(30_000);
+    s.clock.advance(300_000);
     await flush();
     expect(s.model.teams.get(TEAM)?.members).toEqual([ME]);
   });
 
-  it("keeps a team change that came while the half-minute list read was out over that list's older copy", async () => {
+  it("keeps a team change that came while the five-minute list read was out over that list's older copy", async () => {
     const s = await started();
     const api = (s.model as unknown as { api: Record<string, unknown> }).api;
     const list = api.teams as () => Promise<{ data: Team[] }>;
@@ -828,7 +837,7 @@ describe("ChatModel", () => {
       const old = list(); // the list as it stands when asked: the team still active
       return new Promise((resolve) => (answer = () => resolve(old)));
     };
-    s.clock.advance(30_000);
+    s.clock.advance(300_000);
     await flush();
     s.server.inactive.add(TEAM);
     s.server.superAdmin = BOB;
@@ -838,6 +847,77 @@ describe("ChatModel", () => {
     answer();
     await flush();
     expect(s.model.teams.get(TEAM)?.active).toBe(false);
+  });
+
+  it("reads a team again on `team` frames, once for a burst of them, and tells the user their role changed", async () => {
+    const s = await started();
+    s.server.superAdmin = BOB;
+    s.server.admins = [BOB];
+    s.server.names[TEAM] = "Core renamed";
+    s.server.members = [ME, BOB, "c".repeat(32)];
+    s.server.users.set("c".repeat(32), "Carol");
+    const reads = s.server.teamReads;
+    for (const change of ["settings", "roles", "members", "roles"]) s.frame({ type: "team", channel_id: TEAM, change });
+    s.frame({ type: "team", channel_id: "z".repeat(32), change: "settings" }); // a team not held: ignored
+    await flush();
+    expect(s.model.teams.get(TEAM)?.name).toBe("Core"); // read after a moment, not at once
+    s.clock.advance(1000);
+    await flush();
+    expect(s.server.teamReads - reads).toBe(1);
+    const core = s.model.teams.get(TEAM);
+    expect([core?.name, core?.super_admin, core?.members.length]).toEqual(["Core renamed", BOB, 3]);
+    expect(s.server.userAsks).toContain("c".repeat(32)); // the newcomer's name is looked up
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You are no longer an admin of Core renamed."]);
+    s.server.admins = [BOB, ME];
+    s.frame({ type: "team", channel_id: TEAM, change: "roles" });
+    s.clock.advance(1000);
+    await flush();
+    expect(s.model.notices.at(-1)?.text).toBe("You are now an admin of Core renamed.");
+  });
+
+  it("says nothing of a role change the user made in this page (a transfer makes them a plain admin)", async () => {
+    const s = await started();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    api.transferSuperAdmin = async () => team(TEAM, { super_admin: BOB, admins: [ME, BOB] });
+    expect(await s.model.transfer(TEAM, BOB)).toBeNull();
+    expect(s.model.teams.get(TEAM)?.super_admin).toBe(BOB);
+    s.server.superAdmin = BOB;
+    s.server.admins = [ME, BOB];
+    s.frame({ type: "team", channel_id: TEAM, change: "roles" });
+    s.clock.advance(1000);
+    await flush();
+    expect(s.model.notices).toEqual([]);
+  });
+
+  it("asks for a team again when a newer copy was put while its read was out", async () => {
+    const s = await started();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    const read = api.team as (id: string) => Promise<Team>;
+    let answer: () => void = () => undefined;
+    api.team = (id: string) => {
+      const old = read(id); // the team as it stands when asked
+      api.team = read;
+      return new Promise((resolve) => (answer = () => resolve(old)));
+    };
+    s.frame({ type: "team", channel_id: TEAM, change: "settings" });
+    s.clock.advance(1000);
+    await flush();
+    // Renamed here meanwhile: the answer comes back, then the slow read's older copy lands.
+    s.server.names[TEAM] = "Renamed here";
+    api.patchTeam = async () => team(TEAM, { name: "Renamed here" });
+    await s.model.updateTeam(TEAM, { name: "Renamed here" });
+    answer();
+    await flush();
+    expect(s.model.teams.get(TEAM)?.name).toBe("Renamed here");
+  });
+
+  it("reads the teams again after a reconnection: their frames of that time never came", async () => {
+    const s = await started();
+    s.server.names[OTHER] = "Renamed while away";
+    s.drop();
+    s.hello();
+    await flush();
+    expect(s.model.teams.get(OTHER)?.name).toBe("Renamed while away");
   });
 
   it("reads a newcomer's counts again once the server has written their joining position", async () => {

@@ -112,6 +112,13 @@ export interface MembershipFrame {
   event: "added" | "removed" | "deactivated" | "activated";
 }
 
+/** The team changed (renamed, roles, members): read it again. Not sent for one's own membership. */
+export interface TeamFrame {
+  type: "team";
+  channel_id: TeamId;
+  change: "settings" | "roles" | "members";
+}
+
 export interface ReadFrame {
   type: "read";
   channel_id: TeamId;

@@ -12,6 +12,7 @@ import {
   type PresenceFrame,
   type ReadFrame,
   type Team,
+  type TeamFrame,
   type TypingFrame,
   type UpdateFrame,
   type User,
@@ -30,7 +31,7 @@ import {
 } from "../state/attention";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
-import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
+import { DEFAULT_EDIT_WINDOW_MS, roleNews, roleOf } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
@@ -41,6 +42,7 @@ import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
 import { ReadMarks } from "./readmarks";
+import { TeamNews } from "./teamnews";
 import { type Conversation, type Draft, Outbox, type Pending, type Sender, type UnsentKeeper, type UploadView } from "./outbox";
 import { People } from "./people";
 import { byName } from "../text/order";
@@ -104,7 +106,10 @@ export interface Attention {
 
 const SYNC_RETRY_MS = 2000;
 const RECOUNT_TRIES = 3;
-const TEAM_REREAD_MS = 30_000;
+/** A net under the `team` frames (a frame the socket was not there for): see rereadOpenTeam. */
+const TEAM_REREAD_MS = 300_000;
+/** How often a team read is asked again when a newer write of the team overtook its answer. */
+const REREAD_TRIES = 3;
 const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
@@ -162,7 +167,10 @@ export class ChatModel extends Observable {
   /** Each held team's last write, by a count of writes: a slow list read does not undo newer. */
   private teamWrites = 0;
   private readonly teamWrittenAt = new Map<string, number>();
+  /** Whether a hello came before: the next one is a reconnection. */
+  private greeted = false;
   private readonly readMarks: ReadMarks;
+  private readonly teamNews: TeamNews;
   private readonly olderInFlight = new Map<string, Promise<number>>();
   /** Teams the user is leaving right now. */
   private readonly leaving = new Set<string>();
@@ -240,6 +248,15 @@ export class ChatModel extends Observable {
       changed: () => this.changed(),
       fail: (what, err) => this.fail(what, err),
     });
+    this.teamNews = new TeamNews({
+      clock: this.clock,
+      held: (team) => this.teams.has(team),
+      reread: (team) => this.reread(team),
+      membersChanged: async (team, members) => {
+        this.membersReadAt.set(team, this.clock.now());
+        await this.ensureUsers(members);
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -249,10 +266,9 @@ export class ChatModel extends Observable {
   }
 
   /**
-   * Renames, role changes and other members joining or leaving come with no frame (the contract
-   * announces only the reader's own membership): the teams are read again now and then while the
-   * page is on screen, so the sidebar's names and the open team's panel and lists do not stay
-   * stale until the next opening.
+   * Renames, role changes and other members joining or leaving come as `team` frames, and every
+   * hello after the first reads the teams again (what changed while the socket was away); this
+   * slow round is the net under both, for a page on screen for hours.
    */
   private rereadOpenTeam(): void {
     if (this.stopped) return;
@@ -400,7 +416,7 @@ export class ChatModel extends Observable {
     if (!t.loaded && !t.isResuming) void this.sync.request(team);
     void this.ensureUsers(this.teams.get(team)?.members ?? []);
     void this.loadPresence(team);
-    // Other members' joins and departures come with no frame: re-read the list on opening.
+    // At most every few seconds, and it catches a `team` frame the socket was not there for.
     void this.refreshMembers(team);
   }
 
@@ -430,15 +446,23 @@ export class ChatModel extends Observable {
    * Its counts replace ours only when `countsFrom` says they should (see putTeam).
    */
   private async reread(team: string, countsFrom: (fresh: Team) => boolean = () => false): Promise<Team | null> {
-    if (this.stopped) return null;
-    try {
-      const fresh = await this.api.team(team);
+    for (let attempt = 0; attempt < REREAD_TRIES; attempt += 1) {
+      if (this.stopped) return null;
+      const asked = this.teamWrites;
+      let fresh: Team;
+      try {
+        fresh = await this.api.team(team);
+      } catch {
+        return null;
+      }
       if (this.stopped || !this.teams.has(team)) return null;
+      // The team was written while this read was out (a change made here, another read): this
+      // answer may be the older one, so it is asked for again rather than put over that.
+      if ((this.teamWrittenAt.get(team) ?? 0) > asked) continue;
       this.putTeam(fresh, countsFrom(fresh));
       return fresh;
-    } catch {
-      return null;
     }
+    return null;
   }
 
   openConversation(conversation: Conversation): void {
@@ -651,7 +675,7 @@ export class ChatModel extends Observable {
 
   // --- teams -------------------------------------------------------------------------------
 
-  /** Roles change without an event (only membership does): re-read the team when it matters. */
+  /** The panel's opening: the team as the server has it now (its roles decide the buttons). */
   async refreshTeam(team: string): Promise<void> {
     try {
       this.putTeam(await this.api.team(team));
@@ -672,12 +696,12 @@ export class ChatModel extends Observable {
   }
 
   updateTeam(team: string, patch: { name?: string; icon?: string; meta_tags?: string[] }): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, patch)), team);
+    return this.teamCall(async () => this.putAnswer(await this.api.patchTeam(team, patch)), team);
   }
 
   /** The super admin makes the team read-only for everyone, or writable again. */
   setTeamActive(team: string, active: boolean): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await this.api.patchTeam(team, { active })), team);
+    return this.teamCall(async () => this.putAnswer(await this.api.patchTeam(team, { active })), team);
   }
 
   addMember(team: string, email: string): Promise<string | null> {
@@ -692,7 +716,7 @@ export class ChatModel extends Observable {
         }
         throw err;
       }
-      this.putTeam(updated);
+      this.putAnswer(updated);
       await this.ensureUsers(updated.members);
       // The newcomer's presence frame may come before this answer (and be taken for a stranger's):
       // the team's snapshot says it again.
@@ -701,15 +725,15 @@ export class ChatModel extends Observable {
   }
 
   removeMember(team: string, user: string): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await this.api.removeMember(team, user)), team);
+    return this.teamCall(async () => this.putAnswer(await this.api.removeMember(team, user)), team);
   }
 
   setAdmin(team: string, user: string, admin: boolean): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await (admin ? this.api.electAdmin(team, user) : this.api.dismissAdmin(team, user))), team);
+    return this.teamCall(async () => this.putAnswer(await (admin ? this.api.electAdmin(team, user) : this.api.dismissAdmin(team, user))), team);
   }
 
   transfer(team: string, user: string): Promise<string | null> {
-    return this.teamCall(async () => this.putTeam(await this.api.transferSuperAdmin(team, user)), team);
+    return this.teamCall(async () => this.putAnswer(await this.api.transferSuperAdmin(team, user)), team);
   }
 
   leave(team: string): Promise<string | null> {
@@ -743,7 +767,11 @@ export class ChatModel extends Observable {
     for (const [team, unread] of Object.entries(hello.unread ?? {})) this.read(team).fromServer(unread);
     const known = new Set(this.teams.keys());
     const channels = new Set(hello.channels);
+    const again = this.greeted;
+    this.greeted = true;
     if (channels.size !== known.size || [...channels].some((c) => !known.has(c))) void this.loadTeams();
+    // The same teams, but their `team` frames of the time the socket was away never came.
+    else if (again) void this.rereadTeams();
     else if (!this.teamsLoaded) {
       // The list read failed, but hello says it holds exactly these (none, say): it is known now.
       this.teamsLoaded = true;
@@ -782,14 +810,17 @@ export class ChatModel extends Observable {
       case "membership":
         void this.onMembership(frame as unknown as MembershipFrame);
         break;
+      case "team":
+        this.teamNews.heard(frame as unknown as TeamFrame);
+        break;
       case "read":
         this.onReadElsewhere(frame as unknown as ReadFrame);
         break;
       case "presence": {
         const presence = frame as unknown as PresenceFrame;
         this.presence.apply(presence);
-        // Someone added while this page was open: other members' joins come with no frame of
-        // their own, but an online newcomer's presence reaches the team at once.
+        // Someone added while this page was open: an online newcomer's presence may come
+        // before the `team` frame that says so.
         if (presence.status === "online" && this.teams.get(presence.channel_id)?.members.includes(presence.user_id) === false) {
           void this.refreshMembers(presence.channel_id);
         }
@@ -1000,11 +1031,21 @@ export class ChatModel extends Observable {
    * (the list read at start, a read asked for the counts); otherwise ours, kept from live frames,
    * stay (see ReadState.fromServer).
    */
-  private putTeam(team: Team, authoritative = false): void {
+  private putTeam(team: Team, authoritative = false, own = false): void {
+    const held = this.teams.get(team.id);
     this.teams.set(team.id, { ...team, name: shownName(team.name) });
+    // Whichever read brings it (a `team` frame's, the panel's, the one after a reconnection): the
+    // reader's own role changed elsewhere, by the super admin or in another tab.
+    const now = roleOf(team, this.me.id);
+    if (held && !own && roleOf(held, this.me.id) !== now) this.notify("info", roleNews(shownName(team.name), now), `role ${team.id}`);
     this.teamWrittenAt.set(team.id, ++this.teamWrites);
     this.read(team.id).fromServer(team.unread, authoritative);
     this.changed();
+  }
+
+  /** The answer to a change made in this page: no news to whoever made it. */
+  private putAnswer(team: Team): void {
+    this.putTeam(team, false, true);
   }
 
   private dropTeam(team: string): void {
@@ -1066,7 +1107,7 @@ export class ChatModel extends Observable {
   /**
    * A team change; its refusal as words (null when done). A refusal for role, state or a member
    * no longer there (403, 409, 404) means the page's copy of the team is stale (someone changed
-   * roles or members meanwhile, and no frame says so): the team is read again so the panel shows
+   * roles or members a moment ago, its `team` frame still on its way): the team is read again so the panel shows
    * what is true now.
    */
   private async teamCall(work: () => Promise<void>, team?: string): Promise<string | null> {

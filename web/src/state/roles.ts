@@ -10,6 +10,13 @@ export function roleOf(team: Team, user: string): Role {
   return "user";
 }
 
+/** What a user is told when their role in a team changed elsewhere (by the super admin). */
+export function roleNews(team: string, now: Role): string {
+  if (now === "super_admin") return `You are now the super admin of ${team}.`;
+  if (now === "admin") return `You are now an admin of ${team}.`;
+  return `You are no longer an admin of ${team}.`;
+}
+
 export interface Allowed {
   editTeam: boolean;
   addMembers: boolean;

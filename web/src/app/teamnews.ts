@@ -1,0 +1,48 @@
+// `team` frames (a rename, a role change, someone else joining or leaving): the team is read
+// again, once for a burst of them, at a moment of this page's own within a second (every member's
+// page hears the frame at once). What the read changes is the model's to show. No DOM.
+import type { Team, TeamFrame } from "../api/types";
+import type { Clock } from "../auth/keeper";
+
+/** A frame's read waits this long, plus up to SPREAD_MS drawn at random. */
+const WAIT_MS = 200;
+const SPREAD_MS = 800;
+
+export interface TeamNewsDeps {
+  clock: Clock;
+  /** Whether the team is one of the user's teams here. */
+  held(team: string): boolean;
+  /** The team read again and put in place of the held one; null when that did not happen. */
+  reread(team: string): Promise<Team | null>;
+  /** Its members changed: their names are looked up. */
+  membersChanged(team: string, members: readonly string[]): Promise<void>;
+  /** Randomness for the spread (tests pass a fixed one). */
+  random?: () => number;
+}
+
+export class TeamNews {
+  /** Teams with a read planned, and what their frames said changed. */
+  private readonly planned = new Map<string, Set<TeamFrame["change"]>>();
+
+  constructor(private readonly deps: TeamNewsDeps) {}
+
+  heard(frame: TeamFrame): void {
+    const team = frame.channel_id;
+    if (!this.deps.held(team)) return;
+    const changes = this.planned.get(team);
+    if (changes) {
+      changes.add(frame.change);
+      return;
+    }
+    this.planned.set(team, new Set([frame.change]));
+    const random = this.deps.random ?? Math.random;
+    this.deps.clock.setTimeout(() => void this.read(team), WAIT_MS + random() * SPREAD_MS);
+  }
+
+  private async read(team: string): Promise<void> {
+    const changes = this.planned.get(team) ?? new Set();
+    this.planned.delete(team);
+    const fresh = await this.deps.reread(team);
+    if (fresh && changes.has("members")) await this.deps.membersChanged(team, fresh.members);
+  }
+}

@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import type { Team } from "../src/api/types";
+import { TeamNews } from "../src/app/teamnews";
+import { BOB, FakeClock, flush, ME, TEAM } from "./fixtures";
+
+function team(over: Partial<Team> = {}): Team {
+  return { id: TEAM, name: "Core", icon: "", active: true, meta_tags: [], members: [ME, BOB], admins: [BOB], super_admin: BOB, doc: "", ...over };
+}
+
+function setup(spread: number) {
+  const clock = new FakeClock();
+  const log = { reads: 0, looked: [] as string[][] };
+  let held: Team | undefined = team();
+  let server = team();
+  const news = new TeamNews({
+    clock,
+    held: (id) => id === TEAM && held !== undefined,
+    reread: async () => {
+      log.reads += 1;
+      held = server;
+      return server;
+    },
+    membersChanged: async (_team, members) => {
+      log.looked.push([...members]);
+    },
+    random: () => spread,
+  });
+  const frame = (change: "settings" | "roles" | "members", channel_id = TEAM) => news.heard({ type: "team", channel_id, change });
+  return { clock, log, frame, serve: (t: Team) => (server = t), hold: (t: Team | undefined) => (held = t) };
+}
+
+describe("TeamNews", () => {
+  it("reads a team once for a burst of frames, at a moment between 0.2 and 1 s drawn by the page", async () => {
+    const s = setup(1);
+    s.frame("settings");
+    s.frame("members");
+    s.frame("z".repeat(32) as never); // not a change the page knows: still one read
+    s.clock.advance(999);
+    await flush();
+    expect(s.log.reads).toBe(0);
+    s.clock.advance(1);
+    await flush();
+    expect(s.log.reads).toBe(1);
+    const early = setup(0);
+    early.frame("settings");
+    early.clock.advance(200);
+    await flush();
+    expect(early.log.reads).toBe(1);
+  });
+
+  it("ignores a frame for a team the page does not hold, and looks members up only when they changed", async () => {
+    const s = setup(0);
+    s.frame("settings", "o".repeat(32));
+    s.frame("settings");
+    s.clock.advance(200);
+    await flush();
+    expect([s.log.reads, s.log.looked]).toEqual([1, []]);
+    s.serve(team({ members: [ME, BOB, "c".repeat(32)] }));
+    s.frame("members");
+    s.clock.advance(200);
+    await flush();
+    expect(s.log.looked).toEqual([[ME, BOB, "c".repeat(32)]]);
+  });
+});
