@@ -797,6 +797,17 @@ describe("ChatModel", () => {
     }
   });
 
+  it("forgets the unsent text of a team the user was removed from, also what its open box hands over as it closes", async () => {
+    const s = await started();
+    s.model.keepUnsent(`${TEAM}/*`, "half a sentence");
+    s.model.keepUnsent(`${OTHER}/*`, "elsewhere");
+    s.server.teams.delete(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "removed" });
+    await flush();
+    s.model.keepUnsent(`${TEAM}/*`, "half a sentence"); // the box, closing
+    expect([s.model.unsent(`${TEAM}/*`), s.model.unsent(`${OTHER}/*`)]).toEqual(["", "elsewhere"]);
+  });
+
   it("says what to do when the address to add has no account yet", async () => {
     const s = await started();
     const api = (s.model as unknown as { api: Record<string, unknown> }).api;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Attachment } from "../src/api/types";
-import { Outbox, type UnsentKeeper, type Uploader } from "../src/app/outbox";
+import { boxKey, Outbox, type UnsentKeeper, type Uploader } from "../src/app/outbox";
 import { BOB, FakeClock, ME, msg, TEAM } from "./fixtures";
 
 const OTHER_TEAM = "o".repeat(31) + "2";
@@ -99,7 +99,7 @@ describe("Outbox", () => {
     expect(outbox.pending.has("c2")).toBe(false);
   });
 
-  it("forgets what was on its way to a team the user left, its uploads too, and nothing else", async () => {
+  it("forgets what was on its way to a team the user left, its uploads and unsent texts too, and nothing else", async () => {
     const signals: AbortSignal[] = [];
     const { outbox, wire } = setup(
       (_team, _file, _progress, signal) =>
@@ -114,8 +114,13 @@ describe("Outbox", () => {
     outbox.send({ channel: OTHER_TEAM, to: "*", threadId: null }, "text", "there");
     const here = outbox.sendFile(CHANNEL, new File(["x"], "here.txt"));
     void outbox.sendFile({ channel: OTHER_TEAM, to: "*", threadId: null }, new File(["x"], "there.txt"));
+    outbox.keepUnsent(boxKey(TEAM, "*", null), "half a sentence here");
+    outbox.keepUnsent(boxKey(TEAM, "*", "root"), "a reply here");
+    outbox.keepUnsent(boxKey(OTHER_TEAM, "*", null), "half a sentence there");
     outbox.dropTeam(TEAM);
     await here;
+    expect([outbox.unsent(boxKey(TEAM, "*", null)), outbox.unsent(boxKey(TEAM, "*", "root"))]).toEqual(["", ""]);
+    expect(outbox.unsent(boxKey(OTHER_TEAM, "*", null))).toBe("half a sentence there");
     expect([...outbox.pending.values()].map((p) => p.data)).toEqual(["there"]);
     expect([...outbox.uploads.values()].map((u) => u.name)).toEqual(["there.txt"]);
     expect(signals.map((s) => s.aborted)).toEqual([true, false]);
@@ -163,13 +168,17 @@ describe("Outbox", () => {
     expect([...stored.keys()]).toEqual(["t/*", "t/bob"]);
     outbox.keepUnsent("t/*", "");
     expect([...stored.keys()]).toEqual(["t/bob"]);
+    outbox.keepUnsent("u/*", "in a team about to be left");
+    outbox.dropTeam("u");
+    expect([...stored.keys()]).toEqual(["t/bob"]);
+    outbox.dropTeam("v"); // nothing kept for it: nothing written
     outbox.signOut();
     expect(stored.size).toBe(0);
     expect(outbox.unsent("t/bob")).toBe("");
     // The boxes close after the sign-out and hand over what they held: nothing is kept.
     outbox.keepUnsent("t/bob", "for bob");
     expect(stored.size).toBe(0);
-    expect(saves).toEqual([2, 1, 0]);
+    expect(saves).toEqual([2, 1, 2, 1, 0]);
   });
 
   it("counts as unsaved what the server does not have yet: a send not acknowledged, failed or not, and a file still uploading", async () => {

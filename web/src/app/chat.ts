@@ -594,6 +594,9 @@ export class ChatModel extends Observable {
   }
 
   keepUnsent(key: string, text: string): void {
+    // The boxes of a team the user just left or was removed from hand their text over as they
+    // close: it could never be sent, so it is not kept (boxKey starts with the team).
+    if (this.teamsLoaded && !this.teams.has(key.slice(0, key.indexOf("/")))) return;
     this.outbox.keepUnsent(key, text);
   }
 
