@@ -65,6 +65,7 @@ from services.relay.resync import ResyncLedger
 _log = get_logger("relay.connection")
 # Invalid frames a socket may send once past its frame budget before it is closed (1008).
 INVALID_OVER_BUDGET_MAX = 10
+INVALID_FRAMES_CLOSE = "too many invalid frames"
 # Valid frames refused for rate, per user on this relay: this many at once, refilled at this rate.
 # A client that honours `retry_after` never comes near; one that keeps sending regardless makes the
 # relay parse and answer every frame (a flood of 4 KB texts cost half a core), so it is closed
@@ -159,7 +160,8 @@ class Relay:
         )
         # Sockets being closed for it: what they still send while the close completes (up to
         # the close timeout) is dropped unread, and closed and logged once.
-        self._closing_over_rate: set[str] = set()
+        # Sockets being closed for what they sent: what else they send is dropped unread.
+        self._closing: set[str] = set()
         self.refusals = Refusals()
         self.draining = False
 
@@ -387,7 +389,7 @@ class Relay:
             self._limits.forget(key)
             self._typing_limits.forget(key)
             self._refused_over_budget.pop(key, None)
-            self._closing_over_rate.discard(key)
+            self._closing.discard(key)
             self.metrics.connections.dec()
             _log.info(
                 "ws_disconnected",
@@ -415,11 +417,11 @@ class Relay:
             strikes = self._refused_over_budget.get(key, 0) + 1
             self._refused_over_budget[key] = strikes
             if strikes >= INVALID_OVER_BUDGET_MAX:
-                spawn(cast(ServerConnection, session.conn).close(1008, "too many invalid frames"))
+                self._close_for_frames(session, INVALID_FRAMES_CLOSE, "ws_closed_invalid_frames")
             raise RateLimited("slow down", retry_after=wait) from None
 
     async def _on_frame(self, session: Session, raw: str | bytes) -> None:
-        if self._closing_over_rate and str(id(session)) in self._closing_over_rate:
+        if self._closing and str(id(session)) in self._closing:
             return
         cmid = ""
         try:
@@ -459,9 +461,16 @@ class Relay:
         """A frame refused for rate spends the user's refusals; with none left the socket goes."""
         if self._rate_refusals.try_acquire(session.user_id) <= 0:
             return
-        self._closing_over_rate.add(str(id(session)))
-        _log.warning("ws_closed_over_rate", user_id=session.user_id)
-        spawn(cast(ServerConnection, session.conn).close(1008, RATE_REFUSALS_CLOSE))
+        self._close_for_frames(session, RATE_REFUSALS_CLOSE, "ws_closed_over_rate")
+
+    def _close_for_frames(self, session: Session, reason: str, event: str) -> None:
+        """Close the socket (1008) once, logged once; what it sends meanwhile goes unread."""
+        key = str(id(session))
+        if key in self._closing:
+            return
+        self._closing.add(key)
+        _log.warning(event, user_id=session.user_id)
+        spawn(cast(ServerConnection, session.conn).close(1008, reason))
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until every produced message has its Kafka answer (and its ack or error), then

@@ -10,6 +10,7 @@ import pytest
 
 from chatcore.settings import Settings
 from services.relay.connection import (
+    INVALID_FRAMES_CLOSE,
     INVALID_OVER_BUDGET_MAX,
     RATE_REFUSALS_BURST,
     RATE_REFUSALS_CLOSE,
@@ -32,8 +33,8 @@ async def test_refused_frames_spend_the_rate_limit_and_then_close_the_socket(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Unparseable frames are answered `invalid` while the socket's budget lasts, then
-    `rate_limited`, and a socket that keeps on is closed with 1008: a client cannot make the
-    relay parse and answer without limit."""
+    `rate_limited`, and a socket that keeps on is closed with 1008, once, and not answered
+    meanwhile: a client cannot make the relay parse and answer without limit."""
     settings = Settings(
         controller_addrs=("controller.invalid:50051",), ws_rate_burst=3, ws_rate_per_s=0.01
     )
@@ -50,7 +51,13 @@ async def test_refused_frames_spend_the_rate_limit_and_then_close_the_socket(
         for _ in range(INVALID_OVER_BUDGET_MAX - 2):
             await relay._on_frame(socket, "not json")
         await asyncio.sleep(0)
-        assert conn.closed == [(1008, "too many invalid frames")]
+        assert conn.closed == [(1008, INVALID_FRAMES_CLOSE)]
+        # What it sends while the close completes is dropped unanswered, and closes nothing more.
+        answered = len(answers)
+        for _ in range(3):
+            await relay._on_frame(socket, "not json")
+        await asyncio.sleep(0)
+        assert (len(answers), conn.closed) == (answered, [(1008, INVALID_FRAMES_CLOSE)])
     finally:
         await relay.link.stop()
 
