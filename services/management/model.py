@@ -98,6 +98,10 @@ class TeamDraft:
     meta_tags: tuple[str, ...]
 
 
+# The fields of a PATCH that members are shown (a ``settings`` event), as ``fields()`` names them.
+SETTINGS_FIELDS = frozenset({"name", "icon", "meta_tags"})
+
+
 @dataclass(frozen=True, slots=True)
 class TeamChanges:
     """A PATCH: None means "leave unchanged"."""

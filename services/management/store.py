@@ -75,12 +75,13 @@ class TeamStore(Protocol):
         changes: TeamChanges,
         as_super_admin: bool,
         events: Sequence[OutboxEvent] = (),
-        was_active: bool | None = None,
+        as_read: Mapping[str, Any] | None = None,
     ) -> Team | None:
         """Set fields if the actor is an admin (the super_admin, if ``as_super_admin``).
 
-        With ``was_active``, only while ``active`` still has that value; ``events`` go to the
-        outbox in the same update, in order. Returns the team as it was BEFORE the change.
+        With ``as_read`` (fields as stored: lists for arrays), only while the team still has
+        those values; ``events`` go to the outbox in the same update, in order. Returns the
+        team as it was BEFORE the change.
         """
 
     async def add_member(
@@ -351,11 +352,11 @@ class MongoTeamStore:
         changes: TeamChanges,
         as_super_admin: bool,
         events: Sequence[OutboxEvent] = (),
-        was_active: bool | None = None,
+        as_read: Mapping[str, Any] | None = None,
     ) -> Team | None:
         query: Document = {s.TEAM_SUPER_ADMIN: actor} if as_super_admin else {s.TEAM_ADMINS: actor}
-        if was_active is not None:
-            query[s.TEAM_ACTIVE] = was_active
+        # Our own field names and the values the service read: never a client's operator.
+        query.update(as_read or {})
         return await self._update(
             team_id, query, {"$set": changes.fields()}, events=events, before=True
         )

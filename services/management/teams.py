@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -30,6 +30,7 @@ from chatcore.memberships import MembershipEntry
 from services.management import roles
 from services.management.events import Announcer, current_correlation_id
 from services.management.model import (
+    SETTINGS_FIELDS,
     MemberRef,
     MembershipChange,
     OutboxEvent,
@@ -171,35 +172,44 @@ class TeamService:
 
     async def update(self, team_id: str, changes: TeamChanges, *, caller: str) -> Team:
         """Admins change name, icon and tags; the super_admin also ``active``."""
+        announced = False
 
         async def attempt(team: Team) -> Team | None:
+            nonlocal announced
             role = roles.check_update(team, caller, changes)
             events = []
+            # Each event (or its absence) is right only while the team has what was read: a
+            # field it decides on is part of the write's filter unless its event is stored
+            # anyway, so a lost race is decided again on the team as it is then.
+            as_read: dict[str, Any] = {}
             if changes.settles(team):
-                # Decided on the team as read: a rename racing this one may make the event
-                # needless, never wrong (members only read the team again).
                 events.append(self._event("", MembershipChange.SETTINGS, actor=caller))
-            if changes.active is not None and changes.active != team.active:
-                change = (
-                    MembershipChange.ACTIVATED if changes.active else MembershipChange.DEACTIVATED
-                )
-                events.append(self._event("", change, actor=caller))
+            else:
+                as_read.update((k, v) for k, v in changes.fields().items() if k in SETTINGS_FIELDS)
+            if changes.active is not None:
+                as_read["active"] = team.active
+                if changes.active != team.active:
+                    change = (
+                        MembershipChange.ACTIVATED
+                        if changes.active
+                        else MembershipChange.DEACTIVATED
+                    )
+                    events.append(self._event("", change, actor=caller))
+            announced = bool(events)
             return await self._teams.update_settings(
                 team_id,
                 actor=caller,
                 changes=changes,
                 as_super_admin=role is Role.SUPER_ADMIN and changes.active is not None,
                 events=events,
-                # The event (or its absence) is right only while ``active`` is what was read.
-                was_active=team.active if changes.active is not None else None,
+                as_read=as_read,
             )
 
         before = await self._retrying(team_id, caller, attempt)
-        after = _apply(before, changes)
         self._metrics.changes.labels("update").inc()
-        if before != after:
+        if announced:
             await self._events.announce(team_id)
-        return after
+        return _apply(before, changes)
 
     async def _resolve(self, ref: MemberRef, bearer: str) -> str:
         if ref.user_id is not None:

@@ -9,7 +9,7 @@ the same contract tests as their MongoDB implementations (tests/*/test_managemen
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -112,7 +112,7 @@ class MemoryTeamStore:
         changes: TeamChanges,
         as_super_admin: bool,
         events: Sequence[OutboxEvent] = (),
-        was_active: bool | None = None,
+        as_read: Mapping[str, Any] | None = None,
     ) -> Team | None:
         self.calls.append("update_settings")
         values = changes.fields()
@@ -120,7 +120,8 @@ class MemoryTeamStore:
             values["meta_tags"] = changes.meta_tags
 
         def allowed(t: Team) -> bool:
-            if was_active is not None and t.active != was_active:
+            stored = {**dataclasses.asdict(t), "meta_tags": list(t.meta_tags)}
+            if any(stored[field] != value for field, value in (as_read or {}).items()):
                 return False
             return t.super_admin == actor if as_super_admin else actor in t.admins
 

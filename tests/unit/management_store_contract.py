@@ -173,7 +173,8 @@ class StoreContract:
         assert await backend.teams.list_for_member(X, tag=None, after_id=None, limit=10) == []
 
     async def test_update_settings_checks_the_actor_and_active(self, backend: Backend) -> None:
-        """Admins set fields and get the team as it was; was_active and the actor are checked."""
+        """Admins set fields and get the team as it was; the values read and the actor are
+        checked."""
         team = await self._stored(backend)
         teams = backend.teams
         changes = TeamChanges(name="renamed", meta_tags=("a", "b"))
@@ -189,23 +190,41 @@ class StoreContract:
         assert after is not None
         assert (after.name, after.meta_tags) == ("renamed", ("a", "b"))
 
+        # A write decided on values read: refused once the team no longer has them.
+        same = TeamChanges(name="renamed")
+        stale = {"name": "renamed", "meta_tags": ["a"]}
+        assert (
+            await teams.update_settings(
+                team.id, actor=A, changes=same, as_super_admin=False, as_read=stale
+            )
+            is None
+        )
+        current = {"name": "renamed", "meta_tags": ["a", "b"], "icon": ""}
+        assert (
+            await teams.update_settings(
+                team.id, actor=A, changes=same, as_super_admin=False, as_read=current
+            )
+            is not None
+        )
+
+        live, dead = {"active": True}, {"active": False}
         off = TeamChanges(name="off", active=False)
         events = (_event(1, "", MembershipChange.SETTINGS), _event(2, "", DEACTIVATED))
         assert (
             await teams.update_settings(
-                team.id, actor=A, changes=off, as_super_admin=True, events=events, was_active=True
+                team.id, actor=A, changes=off, as_super_admin=True, events=events, as_read=live
             )
             is None
         )
         assert (
             await teams.update_settings(
-                team.id, actor=S, changes=off, as_super_admin=True, events=events, was_active=False
+                team.id, actor=S, changes=off, as_super_admin=True, events=events, as_read=dead
             )
             is None
         )
         assert await teams.outbox(team.id) == (_event(0, S),)  # a refused write stores no event
         done = await teams.update_settings(
-            team.id, actor=S, changes=off, as_super_admin=True, events=events, was_active=True
+            team.id, actor=S, changes=off, as_super_admin=True, events=events, as_read=live
         )
         assert done is not None
         assert done.active is True  # the team before the change

@@ -174,6 +174,18 @@ async def test_settings_and_activation_publish_team_wide_events_only_when_they_c
     assert {e.user_id for e in world.events.events} == {""}
 
 
+async def test_a_patch_that_changed_nothing_when_read_is_decided_again_after_a_rename(
+    world: World,
+) -> None:
+    """Another admin renames the team between this PATCH's read and its write: the PATCH,
+    which sets the name read (no news then), is decided again and announced as a rename."""
+    t = world.team.id
+    world.store.interfere = lambda store: _set(store, t, name="renamed elsewhere")
+    team = await world.service.update(t, TeamChanges(name="core"), caller=A)
+    assert (team.name, world.store.teams[t].name) == ("core", "core")
+    assert [e.change for e in world.events.events] == [MembershipChange.SETTINGS]
+
+
 async def test_role_changes_publish_roles_events_naming_the_member(world: World) -> None:
     """Electing, dismissing and transferring each publish ROLES for the member concerned, by
     the super admin; repeating a change that is already so publishes nothing."""

@@ -170,7 +170,7 @@ describe("chat in two browsers", () => {
 
   it("shows a rename and a role change made elsewhere within seconds, without a reload", async () => {
     // The page's own net reads the teams every 5 minutes: anything sooner is the `team` frame.
-    const within = { timeout: 5000 };
+    const within = { timeout: 10_000 };
     await ada.page.getByRole("button", { name: "Members & settings" }).click();
     await ada.page.getByLabel("Name").fill(`${team} (v2)`);
     await ada.page.getByRole("button", { name: "Save settings" }).click();

@@ -881,7 +881,7 @@ describe("ChatModel", () => {
     expect(s.model.notices.map((n) => n.text)).toEqual(["You are no longer an admin of Core renamed."]);
     s.server.admins = [BOB, ME];
     s.frame({ type: "team", channel_id: TEAM, change: "roles" });
-    s.clock.advance(1000);
+    s.clock.advance(3000); // at least 3 s after the last read
     await flush();
     expect(s.model.notices.at(-1)?.text).toBe("You are now an admin of Core renamed.");
   });
@@ -898,6 +898,72 @@ describe("ChatModel", () => {
     s.clock.advance(1000);
     await flush();
     expect(s.model.notices).toEqual([]);
+  });
+
+  it("does not put the panel's slow read of a team over the newer copy a `team` frame brought, nor tell of a role change back", async () => {
+    const s = setup();
+    s.server.superAdmin = BOB;
+    s.server.admins = [BOB];
+    await s.model.start();
+    s.hello();
+    await flush();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    const read = api.team as (id: string) => Promise<Team>;
+    let answer: () => void = () => undefined;
+    api.team = (id: string) => {
+      const old = read(id); // Me a plain member, as it stands when asked
+      api.team = read;
+      return new Promise((resolve) => (answer = () => resolve(old)));
+    };
+    const opening = s.model.refreshTeam(TEAM); // the panel opens; its read is slow
+    s.server.admins = [BOB, ME];
+    s.frame({ type: "team", channel_id: TEAM, change: "roles" });
+    s.clock.advance(1000);
+    await flush();
+    answer();
+    await opening;
+    await flush();
+    expect(s.model.teams.get(TEAM)?.admins).toEqual([BOB, ME]);
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You are now an admin of Core."]);
+  });
+
+  it("says nothing of a role change whose frame is read before the answer to the change made here", async () => {
+    const s = await started();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    let answer: () => void = () => undefined;
+    api.transferSuperAdmin = () => new Promise((resolve) => (answer = () => resolve(team(TEAM, { super_admin: BOB, admins: [ME, BOB] }))));
+    const transfer = s.model.transfer(TEAM, BOB);
+    s.server.superAdmin = BOB;
+    s.server.admins = [ME, BOB];
+    s.frame({ type: "team", channel_id: TEAM, change: "roles" });
+    s.clock.advance(1000);
+    await flush();
+    expect(s.model.teams.get(TEAM)?.super_admin).toBe(BOB);
+    answer();
+    expect(await transfer).toBeNull();
+    expect(s.model.notices).toEqual([]);
+  });
+
+  it("reads the teams again at the first hello when the list was read well before it (the relays were slow)", async () => {
+    const s = setup();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    const list = api.teams as () => Promise<unknown>;
+    let lists = 0;
+    api.teams = () => {
+      lists += 1;
+      return list();
+    };
+    await s.model.start();
+    s.hello(); // at once: the list holds
+    await flush();
+    expect(lists).toBe(1);
+    const late = setup();
+    await late.model.start();
+    late.server.names[OTHER] = "Renamed before the hello";
+    late.clock.advance(5000);
+    late.hello();
+    await flush();
+    expect(late.model.teams.get(OTHER)?.name).toBe("Renamed before the hello");
   });
 
   it("asks for a team again when a newer copy was put while its read was out", async () => {

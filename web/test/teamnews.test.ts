@@ -48,6 +48,18 @@ describe("TeamNews", () => {
     expect(early.log.reads).toBe(1);
   });
 
+  it("reads a team that keeps changing at most every 3 s, whatever the pace of its frames", async () => {
+    const s = setup(0);
+    const at: number[] = [];
+    for (let ms = 0; ms < 10_000; ms += 100) {
+      s.frame("members");
+      s.clock.advance(100);
+      await flush();
+      if (s.log.reads > at.length) at.push(s.clock.now());
+    }
+    expect(at).toEqual([200, 3200, 6200, 9200]);
+  });
+
   it("ignores a frame for a team the page does not hold, and looks members up only when they changed", async () => {
     const s = setup(0);
     s.frame("settings", "o".repeat(32));
@@ -57,7 +69,7 @@ describe("TeamNews", () => {
     expect([s.log.reads, s.log.looked]).toEqual([1, []]);
     s.serve(team({ members: [ME, BOB, "c".repeat(32)] }));
     s.frame("members");
-    s.clock.advance(200);
+    s.clock.advance(3000); // at least 3 s after the last read
     await flush();
     expect(s.log.looked).toEqual([[ME, BOB, "c".repeat(32)]]);
   });

@@ -110,6 +110,8 @@ const RECOUNT_TRIES = 3;
 const TEAM_REREAD_MS = 300_000;
 /** How often a team read is asked again when a newer write of the team overtook its answer. */
 const REREAD_TRIES = 3;
+/** A list of teams read this recently still holds at the first hello. */
+const TEAMS_FRESH_MS = 2000;
 const RECOUNT_AFTER_MS = 700;
 const MEMBERS_FRESH_MS = 5000;
 const LEAVING_QUIET_MS = 10_000;
@@ -169,6 +171,10 @@ export class ChatModel extends Observable {
   private readonly teamWrittenAt = new Map<string, number>();
   /** Whether a hello came before: the next one is a reconnection. */
   private greeted = false;
+  /** When the list of teams was last read (clock ms). */
+  private teamsReadAt = 0;
+  /** Team changes of this page on their way, per team. */
+  private readonly ownCalls = new Map<string, number>();
   private readonly readMarks: ReadMarks;
   private readonly teamNews: TeamNews;
   private readonly olderInFlight = new Map<string, Promise<number>>();
@@ -291,6 +297,7 @@ export class ChatModel extends Observable {
       return; // the next round asks again
     }
     if (this.stopped) return;
+    this.teamsReadAt = this.clock.now();
     // A team written since the list was asked for (an event, a change made here) is newer.
     for (const team of all) if (this.teams.has(team.id) && (this.teamWrittenAt.get(team.id) ?? 0) <= asked) this.putTeam(team);
     if (open && this.teams.has(open)) await this.ensureUsers(this.teams.get(open)?.members ?? []);
@@ -446,15 +453,19 @@ export class ChatModel extends Observable {
    * Its counts replace ours only when `countsFrom` says they should (see putTeam).
    */
   private async reread(team: string, countsFrom: (fresh: Team) => boolean = () => false): Promise<Team | null> {
+    try {
+      return await this.readTeam(team, countsFrom);
+    } catch {
+      return null;
+    }
+  }
+
+  /** `reread`, with the API's refusal thrown (a 404: the user is no longer in the team). */
+  private async readTeam(team: string, countsFrom: (fresh: Team) => boolean = () => false): Promise<Team | null> {
     for (let attempt = 0; attempt < REREAD_TRIES; attempt += 1) {
       if (this.stopped) return null;
       const asked = this.teamWrites;
-      let fresh: Team;
-      try {
-        fresh = await this.api.team(team);
-      } catch {
-        return null;
-      }
+      const fresh = await this.api.team(team);
       if (this.stopped || !this.teams.has(team)) return null;
       // The team was written while this read was out (a change made here, another read): this
       // answer may be the older one, so it is asked for again rather than put over that.
@@ -681,8 +692,9 @@ export class ChatModel extends Observable {
   /** The panel's opening: the team as the server has it now (its roles decide the buttons). */
   async refreshTeam(team: string): Promise<void> {
     try {
-      this.putTeam(await this.api.team(team));
-      await this.ensureUsers(this.teams.get(team)?.members ?? []);
+      const fresh = await this.readTeam(team);
+      if (!fresh) return;
+      await this.ensureUsers(fresh.members);
       void this.loadPresence(team);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) this.dropTeam(team);
@@ -770,11 +782,12 @@ export class ChatModel extends Observable {
     for (const [team, unread] of Object.entries(hello.unread ?? {})) this.read(team).fromServer(unread);
     const known = new Set(this.teams.keys());
     const channels = new Set(hello.channels);
-    const again = this.greeted;
+    // A reconnection, or a first socket greeted well after the list was read (relays were
+    // slow): `team` frames of that time never came.
+    const stale = this.greeted || (this.teamsLoaded && this.clock.now() - this.teamsReadAt > TEAMS_FRESH_MS);
     this.greeted = true;
     if (channels.size !== known.size || [...channels].some((c) => !known.has(c))) void this.loadTeams();
-    // The same teams, but their `team` frames of the time the socket was away never came.
-    else if (again) void this.rereadTeams();
+    else if (stale) void this.rereadTeams();
     else if (!this.teamsLoaded) {
       // The list read failed, but hello says it holds exactly these (none, say): it is known now.
       this.teamsLoaded = true;
@@ -889,8 +902,10 @@ export class ChatModel extends Observable {
       return;
     }
     try {
-      const fresh = await this.api.team(team);
-      this.putTeam(fresh);
+      // A team held already is read as any other read of it (not over a newer copy).
+      const fresh = this.teams.has(team) ? await this.readTeam(team) : await this.api.team(team);
+      if (!fresh) return;
+      if (!this.teams.has(team)) this.putTeam(fresh);
       if (frame.event === "added") {
         // The creator of a team gets "added" too (often before the create call returns): a team
         // whose only member is its super_admin, me, is no news.
@@ -1007,6 +1022,7 @@ export class ChatModel extends Observable {
   }
 
   private async loadTeams(): Promise<void> {
+    const asked = this.teamWrites;
     let all: Team[];
     try {
       all = await this.allTeams();
@@ -1014,9 +1030,14 @@ export class ChatModel extends Observable {
       this.fail("Could not load your teams", err);
       return;
     }
+    this.teamsReadAt = this.clock.now();
     const fresh = new Set(all.map((t) => t.id));
     for (const id of [...this.teams.keys()]) if (!fresh.has(id)) this.dropTeam(id);
-    for (const team of all) this.putTeam(team, true);
+    for (const team of all) {
+      // A copy written since the list was asked for is newer: only the list's counts are taken.
+      if ((this.teamWrittenAt.get(team.id) ?? 0) > asked) this.read(team.id).fromServer(team.unread, true);
+      else this.putTeam(team, true);
+    }
     if (!this.selectedTeam && all[0]) {
       // After a reload, the team and conversation this tab had open; else the first team.
       const before = this.place?.load();
@@ -1038,9 +1059,10 @@ export class ChatModel extends Observable {
     const held = this.teams.get(team.id);
     this.teams.set(team.id, { ...team, name: shownName(team.name) });
     // Whichever read brings it (a `team` frame's, the panel's, the one after a reconnection): the
-    // reader's own role changed elsewhere, by the super admin or in another tab.
+    // reader's own role changed elsewhere, by the super admin or in another tab. Not while a
+    // change of this page's is on its way: its own frame may be read before its answer comes.
     const now = roleOf(team, this.me.id);
-    if (held && !own && roleOf(held, this.me.id) !== now) this.notify("info", roleNews(shownName(team.name), now), `role ${team.id}`);
+    if (held && !own && !this.ownCalls.has(team.id) && roleOf(held, this.me.id) !== now) this.notify("info", roleNews(shownName(team.name), now), `role ${team.id}`);
     this.teamWrittenAt.set(team.id, ++this.teamWrites);
     this.read(team.id).fromServer(team.unread, authoritative);
     this.changed();
@@ -1114,6 +1136,7 @@ export class ChatModel extends Observable {
    * what is true now.
    */
   private async teamCall(work: () => Promise<void>, team?: string): Promise<string | null> {
+    if (team !== undefined) this.ownCalls.set(team, (this.ownCalls.get(team) ?? 0) + 1);
     try {
       await work();
       return null;
@@ -1125,6 +1148,12 @@ export class ChatModel extends Observable {
       this.announce(text);
       this.changed();
       return text;
+    } finally {
+      if (team !== undefined) {
+        const left = (this.ownCalls.get(team) ?? 1) - 1;
+        if (left > 0) this.ownCalls.set(team, left);
+        else this.ownCalls.delete(team);
+      }
     }
   }
 

@@ -7,6 +7,10 @@ import type { Clock } from "../auth/keeper";
 /** A frame's read waits this long, plus up to SPREAD_MS drawn at random. */
 const WAIT_MS = 200;
 const SPREAD_MS = 800;
+/** And comes at least this long after the team's last such read: a script adding members one
+ * after another to a big team makes every member's page read it every few seconds, not at the
+ * pace of the frames. */
+const GAP_MS = 3000;
 
 export interface TeamNewsDeps {
   clock: Clock;
@@ -23,6 +27,8 @@ export interface TeamNewsDeps {
 export class TeamNews {
   /** Teams with a read planned, and what their frames said changed. */
   private readonly planned = new Map<string, Set<TeamFrame["change"]>>();
+  /** When each team's last read started (clock ms). */
+  private readonly lastRead = new Map<string, number>();
 
   constructor(private readonly deps: TeamNewsDeps) {}
 
@@ -36,12 +42,15 @@ export class TeamNews {
     }
     this.planned.set(team, new Set([frame.change]));
     const random = this.deps.random ?? Math.random;
-    this.deps.clock.setTimeout(() => void this.read(team), WAIT_MS + random() * SPREAD_MS);
+    const now = this.deps.clock.now();
+    const due = Math.max(now + WAIT_MS + random() * SPREAD_MS, (this.lastRead.get(team) ?? -Infinity) + GAP_MS);
+    this.deps.clock.setTimeout(() => void this.read(team), due - now);
   }
 
   private async read(team: string): Promise<void> {
     const changes = this.planned.get(team) ?? new Set();
     this.planned.delete(team);
+    this.lastRead.set(team, this.deps.clock.now());
     const fresh = await this.deps.reread(team);
     if (fresh && changes.has("members")) await this.deps.membersChanged(team, fresh.members);
   }
