@@ -472,9 +472,11 @@ class MongoTeamStore:
                         {"$pullAll": {s.TEAM_OUTBOX: [event_to_doc(e) for e in events]}}, fence
                     ),
                 )
-            # A separate conditional write: an event appended in between keeps the flag set.
+            # A separate conditional write: an event appended in between keeps the flag set; a
+            # flag already clear is not written again (a flush of a drained outbox changes
+            # nothing: no revision, no fence).
             await self._teams.update_one(
-                query({s.TEAM_OUTBOX: []}),
+                query({s.TEAM_OUTBOX: [], s.TEAM_OUTBOX_PENDING: True}),
                 guarded({"$set": {s.TEAM_OUTBOX_PENDING: False}}, fence),
             )
         except PyMongoError as exc:

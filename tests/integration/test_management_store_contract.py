@@ -19,8 +19,9 @@ from services.controller.lifecycle_store import change_doc, message_doc
 from services.management.attachment_store import ATTACHMENT_INDEXES, MongoAttachmentStore
 from services.management.history_store import MongoMessageStore
 from services.management.membership_index import MEMBERSHIP_INDEXES, MongoMembershipIndex
+from services.management.model import MembershipChange, OutboxEvent
 from services.management.store import MANAGEMENT_INDEXES, ChangeEntry, MongoTeamStore
-from tests.unit.management_store_contract import Backend, StoreContract
+from tests.unit.management_store_contract import Backend, StoreContract, _team
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +92,19 @@ class TestMongoStores(StoreContract):
             index=MongoMembershipIndex(contract_db),
             seed_changes=seed_changes,
         )
+
+    async def test_acknowledging_a_drained_outbox_writes_nothing(
+        self, backend: Backend, contract_db: AsyncDatabase[Document]
+    ) -> None:
+        """A flush that finds the outbox empty and the flag clear (a retry pass that listed the
+        team before a request drained it) leaves the document as it was: no revision, no fence."""
+        team_id = uuid.uuid4().hex
+        await backend.teams.insert(
+            _team(team_id), OutboxEvent("e" * 32, "", MembershipChange.ADDED, "s", 1, "")
+        )
+        await backend.teams.acknowledge(team_id, await backend.teams.outbox(team_id), fence=3)
+        drained = await contract_db[schema.TEAMS].find_one({schema.ID: team_id})
+        assert drained is not None
+        assert drained[schema.TEAM_OUTBOX_PENDING] is False
+        await backend.teams.acknowledge(team_id, [], fence=4)
+        assert await contract_db[schema.TEAMS].find_one({schema.ID: team_id}) == drained
