@@ -203,7 +203,7 @@ describe("chat in two browsers", () => {
     await ada.page.getByLabel("Email address").waitFor({ state: "detached" });
   });
 
-  it("drops an edit when another conversation opens, and keeps each conversation's unsent text", async () => {
+  it("drops an edit when another conversation opens, keeps each conversation's unsent text, and gives it back after an edit", async () => {
     await send(bob.page, "bob's channel line");
     // Delivered (a message still on its way cannot be edited yet): Up takes it, not the one before.
     await bob.page.locator("main article.message:not(.pending) .text", { hasText: "bob's channel line" }).waitFor();
@@ -225,6 +225,18 @@ describe("chat in two browsers", () => {
     await expect.poll(() => bob.page.locator("main textarea").inputValue()).toBe("");
     await bob.page.locator(".conversation-list .conv-button").first().click();
     await expect.poll(() => bob.page.locator("main textarea").inputValue()).toBe("half a sentence");
+    // An edit started from the message's menu takes the box, and gives the half sentence back
+    // when it is cancelled, and when it is saved.
+    const line = bob.page.locator("main article.message", { hasText: "bob's channel line" });
+    for (const end of ["Escape", "Enter"]) {
+      await line.hover();
+      await line.getByRole("button", { name: "Edit message" }).click();
+      await expect.poll(() => box.inputValue()).toBe("bob's channel line");
+      if (end === "Enter") await box.fill("bob's channel line, edited");
+      await box.press(end);
+      await expect.poll(() => box.inputValue()).toBe("half a sentence");
+    }
+    await line.getByText("(edited)").waitFor();
     await bob.page.locator("main textarea").fill("");
   });
 

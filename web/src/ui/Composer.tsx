@@ -30,7 +30,8 @@ export function Composer(props: Props) {
   const { model } = props;
   const [text, setText] = useState(() => model.unsent(props.unsentKey));
   // The box's own text (never an edit's), kept when the box goes (another conversation opened):
-  // what was sent or cleared leaves nothing behind, even if an edit was open at the time.
+  // what was sent or cleared leaves nothing behind, even if an edit was open at the time. An edit
+  // started from a message's menu while something was typed gives it back when it ends.
   const own = useRef(text);
   if (!props.editing) own.current = text;
   // Kept when the text changes otherwise than by typing (sent, a mention picked, a refused text
@@ -76,7 +77,7 @@ export function Composer(props: Props) {
   // neither saved nor cancelled with Esc in a disabled box: it is dropped.
   useEffect(() => {
     if (props.disabled !== null && props.editing) {
-      setText("");
+      setText(own.current);
       props.onEditDone();
     }
   }, [props.disabled, props.editing?.id]);
@@ -134,7 +135,7 @@ export function Composer(props: Props) {
     }
     if (props.editing) {
       if (await model.edit(props.editing.id, body)) {
-        setText("");
+        setText(own.current);
         props.onEditDone();
       }
       return;
@@ -162,7 +163,7 @@ export function Composer(props: Props) {
     } else if (e.key === "Escape" && props.editing) {
       e.preventDefault();
       e.stopPropagation();
-      setText("");
+      setText(own.current);
       props.onEditDone();
     }
   };
