@@ -186,6 +186,29 @@ async def test_a_patch_that_changed_nothing_when_read_is_decided_again_after_a_r
     assert [e.change for e in world.events.events] == [MembershipChange.SETTINGS]
 
 
+async def test_a_rename_decided_on_a_stale_read_is_announced_at_once(world: World) -> None:
+    """The team is renamed to the same name elsewhere between this PATCH's read and its write:
+    the rename it decided is stored with its event, and published by this request, not left
+    to the retry loop (the team before the write already had the name)."""
+    t = world.team.id
+    world.store.interfere = lambda store: _set(store, t, name="same")
+    await world.service.update(t, TeamChanges(name="same"), caller=A)
+    assert [e.change for e in world.events.events] == [MembershipChange.SETTINGS]
+    assert world.store.outboxes[t] == []
+
+
+async def test_a_deactivation_that_lost_a_race_to_another_is_not_announced_twice(
+    world: World,
+) -> None:
+    """The team is deactivated elsewhere between this PATCH's read and its write: the PATCH is
+    decided again on the team as it is then, and changes nothing."""
+    t = world.team.id
+    world.store.interfere = lambda store: _set(store, t, active=False)
+    team = await world.service.update(t, TeamChanges(active=False), caller=S)
+    assert team.active is False
+    assert world.events.events == []
+
+
 async def test_role_changes_publish_roles_events_naming_the_member(world: World) -> None:
     """Electing, dismissing and transferring each publish ROLES for the member concerned, by
     the super admin; repeating a change that is already so publishes nothing."""

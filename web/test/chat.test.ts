@@ -966,6 +966,52 @@ describe("ChatModel", () => {
     expect(late.model.teams.get(OTHER)?.name).toBe("Renamed before the hello");
   });
 
+  it("tells of a dismissal read while the user's own change was out, and that change's older answer does not undo it", async () => {
+    const s = await started();
+    s.server.superAdmin = BOB;
+    s.server.admins = [BOB, ME];
+    await s.model.refreshTeam(TEAM); // Me an admin
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    let answer: () => void = () => undefined;
+    // The answer to Me's rename, built before Bob dismissed Me.
+    api.patchTeam = () => new Promise((resolve) => (answer = () => resolve(team(TEAM, { name: "Mine", super_admin: BOB, admins: [BOB, ME] }))));
+    const saving = s.model.updateTeam(TEAM, { name: "Mine" });
+    s.server.admins = [BOB];
+    s.server.names[TEAM] = "Mine";
+    s.frame({ type: "team", channel_id: TEAM, change: "roles" });
+    s.clock.advance(1000);
+    await flush();
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You are no longer an admin of Mine."]);
+    answer();
+    expect(await saving).toBeNull();
+    await flush();
+    // Put, then read again: the answer may be the older copy.
+    expect(s.model.teams.get(TEAM)?.admins).toEqual([BOB]);
+  });
+
+  it("keeps a team joined and a team left while a list read was out as they are, not as the list says", async () => {
+    const s = await started();
+    const api = (s.model as unknown as { api: Record<string, unknown> }).api;
+    const list = api.teams as () => Promise<unknown>;
+    let answer: () => void = () => undefined;
+    api.teams = () => {
+      const old = list(); // Core and Other, as they stand when asked
+      api.teams = list;
+      return new Promise((resolve) => (answer = () => resolve(old)));
+    };
+    s.frame({ type: "resync" });
+    await flush();
+    const joined = "j".repeat(32);
+    s.server.teams.add(joined);
+    s.frame({ type: "membership", channel_id: joined, event: "added" });
+    s.server.teams.delete(OTHER);
+    s.frame({ type: "membership", channel_id: OTHER, event: "removed" });
+    await flush();
+    answer();
+    await flush();
+    expect([...s.model.teams.keys()].sort()).toEqual([TEAM, joined].sort());
+  });
+
   it("asks for a team again when a newer copy was put while its read was out", async () => {
     const s = await started();
     const api = (s.model as unknown as { api: Record<string, unknown> }).api;

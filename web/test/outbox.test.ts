@@ -172,13 +172,16 @@ describe("Outbox", () => {
     outbox.dropTeam("u");
     expect([...stored.keys()]).toEqual(["t/bob"]);
     outbox.dropTeam("v"); // nothing kept for it: nothing written
+    outbox.keepUnsent("w/*", "in a team left while the tab was closed");
+    outbox.keepOnly((team) => team === "t");
+    expect([...stored.keys()]).toEqual(["t/bob"]);
     outbox.signOut();
     expect(stored.size).toBe(0);
     expect(outbox.unsent("t/bob")).toBe("");
     // The boxes close after the sign-out and hand over what they held: nothing is kept.
     outbox.keepUnsent("t/bob", "for bob");
     expect(stored.size).toBe(0);
-    expect(saves).toEqual([2, 1, 2, 1, 0]);
+    expect(saves).toEqual([2, 1, 2, 1, 2, 1, 0]);
   });
 
   it("counts as unsaved what the server does not have yet: a send not acknowledged, failed or not, and a file still uploading", async () => {

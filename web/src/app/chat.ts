@@ -173,8 +173,8 @@ export class ChatModel extends Observable {
   private greeted = false;
   /** When the list of teams was last read (clock ms). */
   private teamsReadAt = 0;
-  /** Team changes of this page on their way, per team. */
-  private readonly ownCalls = new Map<string, number>();
+  /** Super admin transfers of this page's on their way, per team. */
+  private readonly transferring = new Map<string, number>();
   private readonly readMarks: ReadMarks;
   private readonly teamNews: TeamNews;
   private readonly olderInFlight = new Map<string, Promise<number>>();
@@ -711,16 +711,16 @@ export class ChatModel extends Observable {
   }
 
   updateTeam(team: string, patch: { name?: string; icon?: string; meta_tags?: string[] }): Promise<string | null> {
-    return this.teamCall(async () => this.putAnswer(await this.api.patchTeam(team, patch)), team);
+    return this.teamCall(async (put) => put(await this.api.patchTeam(team, patch)), team);
   }
 
   /** The super admin makes the team read-only for everyone, or writable again. */
   setTeamActive(team: string, active: boolean): Promise<string | null> {
-    return this.teamCall(async () => this.putAnswer(await this.api.patchTeam(team, { active })), team);
+    return this.teamCall(async (put) => put(await this.api.patchTeam(team, { active })), team);
   }
 
   addMember(team: string, email: string): Promise<string | null> {
-    return this.teamCall(async () => {
+    return this.teamCall(async (put) => {
       let updated: Team;
       try {
         updated = await this.api.addMember(team, email);
@@ -731,7 +731,7 @@ export class ChatModel extends Observable {
         }
         throw err;
       }
-      this.putAnswer(updated);
+      put(updated);
       await this.ensureUsers(updated.members);
       // The newcomer's presence frame may come before this answer (and be taken for a stranger's):
       // the team's snapshot says it again.
@@ -740,15 +740,22 @@ export class ChatModel extends Observable {
   }
 
   removeMember(team: string, user: string): Promise<string | null> {
-    return this.teamCall(async () => this.putAnswer(await this.api.removeMember(team, user)), team);
+    return this.teamCall(async (put) => put(await this.api.removeMember(team, user)), team);
   }
 
   setAdmin(team: string, user: string, admin: boolean): Promise<string | null> {
-    return this.teamCall(async () => this.putAnswer(await (admin ? this.api.electAdmin(team, user) : this.api.dismissAdmin(team, user))), team);
+    return this.teamCall(async (put) => put(await (admin ? this.api.electAdmin(team, user) : this.api.dismissAdmin(team, user))), team);
   }
 
   transfer(team: string, user: string): Promise<string | null> {
-    return this.teamCall(async () => this.putAnswer(await this.api.transferSuperAdmin(team, user)), team);
+    // The one change of this page's that changes the user's own role: its frame may be read
+    // before its answer, and is no news then.
+    this.transferring.set(team, (this.transferring.get(team) ?? 0) + 1);
+    return this.teamCall(async (put) => put(await this.api.transferSuperAdmin(team, user)), team).finally(() => {
+      const left = (this.transferring.get(team) ?? 1) - 1;
+      if (left > 0) this.transferring.set(team, left);
+      else this.transferring.delete(team);
+    });
   }
 
   leave(team: string): Promise<string | null> {
@@ -903,7 +910,7 @@ export class ChatModel extends Observable {
     }
     try {
       // A team held already is read as any other read of it (not over a newer copy).
-      const fresh = this.teams.has(team) ? await this.readTeam(team) : await this.api.team(team);
+      const fresh = this.teams.has(team) ? ((await this.readTeam(team)) ?? this.teams.get(team)) : await this.api.team(team);
       if (!fresh) return;
       if (!this.teams.has(team)) this.putTeam(fresh);
       if (frame.event === "added") {
@@ -1031,13 +1038,17 @@ export class ChatModel extends Observable {
       return;
     }
     this.teamsReadAt = this.clock.now();
+    // A team written since the list was asked for (joined, created, changed or left meanwhile)
+    // is held as it is now: of those the list gives only the counts.
+    const since = (id: string) => (this.teamWrittenAt.get(id) ?? 0) > asked;
     const fresh = new Set(all.map((t) => t.id));
-    for (const id of [...this.teams.keys()]) if (!fresh.has(id)) this.dropTeam(id);
+    for (const id of [...this.teams.keys()]) if (!fresh.has(id) && !since(id)) this.dropTeam(id);
     for (const team of all) {
-      // A copy written since the list was asked for is newer: only the list's counts are taken.
-      if ((this.teamWrittenAt.get(team.id) ?? 0) > asked) this.read(team.id).fromServer(team.unread, true);
-      else this.putTeam(team, true);
+      if (!since(team.id)) this.putTeam(team, true);
+      else if (this.teams.has(team.id)) this.read(team.id).fromServer(team.unread, true);
     }
+    // What the tab kept unsent for teams left while it was closed can never be sent.
+    if (!this.teamsLoaded) this.outbox.keepOnly((id) => this.teams.has(id));
     if (!this.selectedTeam && all[0]) {
       // After a reload, the team and conversation this tab had open; else the first team.
       const before = this.place?.load();
@@ -1059,23 +1070,20 @@ export class ChatModel extends Observable {
     const held = this.teams.get(team.id);
     this.teams.set(team.id, { ...team, name: shownName(team.name) });
     // Whichever read brings it (a `team` frame's, the panel's, the one after a reconnection): the
-    // reader's own role changed elsewhere, by the super admin or in another tab. Not while a
-    // change of this page's is on its way: its own frame may be read before its answer comes.
+    // reader's own role changed elsewhere, by the super admin or in another tab.
+    const was = held ? roleOf(held, this.me.id) : null;
     const now = roleOf(team, this.me.id);
-    if (held && !own && !this.ownCalls.has(team.id) && roleOf(held, this.me.id) !== now) this.notify("info", roleNews(shownName(team.name), now), `role ${team.id}`);
+    const handedOver = was === "super_admin" && now === "admin" && this.transferring.has(team.id);
+    if (was !== null && !own && !handedOver && was !== now) this.notify("info", roleNews(shownName(team.name), now), `role ${team.id}`);
     this.teamWrittenAt.set(team.id, ++this.teamWrites);
     this.read(team.id).fromServer(team.unread, authoritative);
     this.changed();
   }
 
-  /** The answer to a change made in this page: no news to whoever made it. */
-  private putAnswer(team: Team): void {
-    this.putTeam(team, false, true);
-  }
-
   private dropTeam(team: string): void {
     this.teams.delete(team);
-    this.teamWrittenAt.delete(team);
+    // Kept, as a write: a list asked for before the team went must not bring it back.
+    this.teamWrittenAt.set(team, ++this.teamWrites);
     this.readMarks.forget(team);
     this.olderInFlight.delete(team);
     this.timelines.delete(team);
@@ -1135,10 +1143,17 @@ export class ChatModel extends Observable {
    * roles or members a moment ago, its `team` frame still on its way): the team is read again so the panel shows
    * what is true now.
    */
-  private async teamCall(work: () => Promise<void>, team?: string): Promise<string | null> {
-    if (team !== undefined) this.ownCalls.set(team, (this.ownCalls.get(team) ?? 0) + 1);
+  private async teamCall(work: (put: (answer: Team) => void) => Promise<void>, team?: string): Promise<string | null> {
+    const asked = this.teamWrites;
+    const put = (answer: Team) => {
+      // Something else wrote the team while this change was out (a `team` frame's read, say):
+      // which copy is newer is not known, so the team is read again after the answer is put.
+      const overtaken = (this.teamWrittenAt.get(answer.id) ?? 0) > asked;
+      this.putTeam(answer, false, true);
+      if (overtaken) void this.reread(answer.id);
+    };
     try {
-      await work();
+      await work(put);
       return null;
     } catch (err) {
       const text = readable(err);
@@ -1148,12 +1163,6 @@ export class ChatModel extends Observable {
       this.announce(text);
       this.changed();
       return text;
-    } finally {
-      if (team !== undefined) {
-        const left = (this.ownCalls.get(team) ?? 1) - 1;
-        if (left > 0) this.ownCalls.set(team, left);
-        else this.ownCalls.delete(team);
-      }
     }
   }
 

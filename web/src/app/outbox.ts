@@ -251,14 +251,19 @@ export class Outbox {
     return p;
   }
 
+  /** Forget the unsent texts of every team but those `held` says the user is in. */
+  keepOnly(held: (team: string) => boolean): void {
+    const boxes = [...this.unsentTexts.keys()].filter((box) => !held(box.slice(0, box.indexOf("/"))));
+    for (const box of boxes) this.unsentTexts.delete(box);
+    if (boxes.length > 0) this.deps.kept?.save(this.unsentTexts);
+  }
+
   /** The user is no longer in the team: what was on its way there cannot go, files included,
    * and what its boxes kept unsent no longer stays in the tab. */
   dropTeam(team: string): void {
     for (const [key, p] of this.pending) if (p.channel === team) this.pending.delete(key);
     for (const [key, u] of this.uploads) if (u.channel === team) this.cancelUpload(key);
-    const boxes = [...this.unsentTexts.keys()].filter((box) => box.startsWith(`${team}/`));
-    for (const box of boxes) this.unsentTexts.delete(box);
-    if (boxes.length > 0) this.deps.kept?.save(this.unsentTexts);
+    this.keepOnly((other) => other !== team);
   }
 
   /**
