@@ -14,7 +14,7 @@ function setup(spread: number) {
   let server = team();
   const news = new TeamNews({
     clock,
-    held: (id) => id === TEAM && held !== undefined,
+    members: (id) => (id === TEAM ? held?.members.length : undefined),
     reread: async () => {
       log.reads += 1;
       held = server;
@@ -46,6 +46,18 @@ describe("TeamNews", () => {
     early.clock.advance(200);
     await flush();
     expect(early.log.reads).toBe(1);
+  });
+
+  it("spreads the pages of a big team over more time: 3 ms per member", async () => {
+    const s = setup(1);
+    s.hold(team({ members: Array.from({ length: 1000 }, (_, i) => i.toString(16).padStart(32, "0")) }));
+    s.frame("settings");
+    s.clock.advance(3199);
+    await flush();
+    expect(s.log.reads).toBe(0);
+    s.clock.advance(1);
+    await flush();
+    expect(s.log.reads).toBe(1);
   });
 
   it("reads a team that keeps changing at most every 3 s, whatever the pace of its frames", async () => {

@@ -256,7 +256,7 @@ export class ChatModel extends Observable {
     });
     this.teamNews = new TeamNews({
       clock: this.clock,
-      held: (team) => this.teams.has(team),
+      members: (team) => this.teams.get(team)?.members.length,
       reread: (team) => this.reread(team),
       membersChanged: async (team, members) => {
         this.membersReadAt.set(team, this.clock.now());

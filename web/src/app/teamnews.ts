@@ -4,9 +4,11 @@
 import type { Team, TeamFrame } from "../api/types";
 import type { Clock } from "../auth/keeper";
 
-/** A frame's read waits this long, plus up to SPREAD_MS drawn at random. */
+/** A frame's read waits this long, plus up to SPREAD_MS drawn at random, or up to SPREAD_PER_MEMBER_MS
+ * per member in a big team: its thousand pages then ask over 3 s, a few hundred a second. */
 const WAIT_MS = 200;
 const SPREAD_MS = 800;
+const SPREAD_PER_MEMBER_MS = 3;
 /** And comes at least this long after the team's last such read: a script adding members one
  * after another to a big team makes every member's page read it every few seconds, not at the
  * pace of the frames. */
@@ -14,8 +16,8 @@ const GAP_MS = 3000;
 
 export interface TeamNewsDeps {
   clock: Clock;
-  /** Whether the team is one of the user's teams here. */
-  held(team: string): boolean;
+  /** How many members the team has, if it is one of the user's teams here. */
+  members(team: string): number | undefined;
   /** The team read again and put in place of the held one; null when that did not happen. */
   reread(team: string): Promise<Team | null>;
   /** Its members changed: their names are looked up. */
@@ -34,7 +36,8 @@ export class TeamNews {
 
   heard(frame: TeamFrame): void {
     const team = frame.channel_id;
-    if (!this.deps.held(team)) return;
+    const members = this.deps.members(team);
+    if (members === undefined) return;
     const changes = this.planned.get(team);
     if (changes) {
       changes.add(frame.change);
@@ -43,7 +46,8 @@ export class TeamNews {
     this.planned.set(team, new Set([frame.change]));
     const random = this.deps.random ?? Math.random;
     const now = this.deps.clock.now();
-    const due = Math.max(now + WAIT_MS + random() * SPREAD_MS, (this.lastRead.get(team) ?? -Infinity) + GAP_MS);
+    const spread = Math.max(SPREAD_MS, members * SPREAD_PER_MEMBER_MS);
+    const due = Math.max(now + WAIT_MS + random() * spread, (this.lastRead.get(team) ?? -Infinity) + GAP_MS);
     this.deps.clock.setTimeout(() => void this.read(team), due - now);
   }
 
