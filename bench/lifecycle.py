@@ -14,6 +14,12 @@
 * ``presence``: ``--members`` raw sockets of one team on relay 1; another member connects and
   disconnects on relay 2 ``--toggles`` times; for each change, the time from the socket's hello
   (or close) until every receiver had its ``presence`` frame, and the relay's CPU per frame.
+* ``team-burst``: what a ``team`` frame costs the management service in a team of ``--members``:
+  every member's page reads the team once (``GET /v1/teams/{id}``, straight to management
+  instance 1, as from many addresses), at moments spread evenly over ``--spread-ms`` (0: all at
+  once); the answers' latency and the service's CPU, once per spread given.
+
+    .venv/bin/python -m bench.lifecycle team-burst --members 1000 --spreads 0,800,3000
 """
 
 from __future__ import annotations
@@ -389,6 +395,60 @@ async def _all_saw(
     into.append((max(r.seen[0] for r in receivers) - began) * 1000)
 
 
+async def team_burst(args: argparse.Namespace) -> None:
+    settings = stack_settings()
+    cfg = StackConfig.from_env()
+    base = f"http://127.0.0.1:{cfg.nginx_port}"
+    # A real account (the service refuses tokens of users it cannot find) among made-up members:
+    # a member's read costs the same whoever asks.
+    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+    await register(base, email, "bench password 1", "Bench")
+    session = await login(base, email, "bench password 1")
+    members = [session.user_id] + [uuid.uuid4().hex for _ in range(args.members - 1)]
+    team_id = await _team(settings, members)
+    url = f"http://127.0.0.1:{cfg.management_port}/v1/teams/{team_id}"
+    headers = {"Authorization": f"Bearer {session.access_token}"}
+    client = make_mongo_client(settings)
+    db = database(client, settings)
+    try:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def read(at: float, began: float, into: list[float]) -> None:
+                await asyncio.sleep(max(0.0, began + at - time.perf_counter()))
+                sent = time.perf_counter()
+                async with http.get(url, headers=headers) as resp:
+                    await resp.read()
+                    assert resp.status == 200, resp.status
+                into.append((time.perf_counter() - sent) * 1000)
+
+            for spread_ms in (int(v) for v in args.spreads.split(",")):
+                await asyncio.sleep(args.quiet_s)
+                cpu = StackCpu(HOME)
+                cpu.start()
+                own = time.process_time()
+                samples: list[float] = []
+                began = time.perf_counter()
+                moments = [random.random() * spread_ms / 1000 for _ in members]
+                await asyncio.gather(*(read(at, began, samples) for at in moments))
+                wall = time.perf_counter() - began
+                used = cpu.stop()
+                loadgen = time.process_time() - own
+                _summary(
+                    f"team-burst-{spread_ms}ms",
+                    samples,
+                    members=args.members,
+                    wall_s=round(wall, 2),
+                    management_cpu_s=used.get("management", 0.0),
+                    ferretdb_cpu_s=used.get("ferretdb", 0.0),
+                    postgres_cpu_s=used.get("postgres", 0.0),
+                    loadgen_cpu_s=round(loadgen, 2),
+                )
+    finally:
+        await drop_team(db, team_id)
+        await client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -404,8 +464,13 @@ def main() -> None:
     p.add_argument("--toggles", type=int, default=5)
     p.add_argument("--timeout-s", type=float, default=30.0)
     p.add_argument("--settle-s", type=float, default=30.0)
+    p = sub.add_parser("team-burst")
+    p.add_argument("--members", type=int, default=1000)
+    p.add_argument("--spreads", default="0,800,3000", help="comma-separated, ms")
+    p.add_argument("--quiet-s", type=float, default=5.0)
     args = parser.parse_args()
-    asyncio.run({"changes": changes, "unread": unread, "presence": presence}[args.bench](args))
+    runs = {"changes": changes, "unread": unread, "presence": presence, "team-burst": team_burst}
+    asyncio.run(runs[args.bench](args))
 
 
 if __name__ == "__main__":

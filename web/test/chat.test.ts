@@ -50,6 +50,9 @@ function setup(saved: string | null = null, attention?: Attention) {
       place.team = t;
       place.conversation = c;
     },
+    forget: () => {
+      place.team = null;
+    },
   };
   const sent: Record<string, unknown>[] = [];
   const reconnects: string[] = [];
@@ -987,6 +990,31 @@ describe("ChatModel", () => {
     await flush();
     // Put, then read again: the answer may be the older copy.
     expect(s.model.teams.get(TEAM)?.admins).toEqual([BOB]);
+  });
+
+  it("says what a reconnection's list brings: a team the user was removed from, one they were added to", async () => {
+    const s = await started();
+    const joined = "j".repeat(32);
+    s.server.teams.delete(OTHER);
+    s.server.teams.add(joined);
+    s.drop();
+    s.hello({ channels: [TEAM, joined] });
+    await flush();
+    expect([...s.model.teams.keys()].sort()).toEqual([TEAM, joined].sort());
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You are no longer a member of Other.", "You were added to Other."]);
+  });
+
+  it("forgets the tab's place when the team it names is left and no other is held", async () => {
+    const s = setup();
+    s.server.teams.delete(OTHER);
+    await s.model.start();
+    s.hello({ channels: [TEAM] });
+    await flush();
+    expect(s.place.team).toBe(TEAM);
+    s.server.teams.delete(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "removed" });
+    await flush();
+    expect(s.place.team).toBeNull();
   });
 
   it("keeps a team joined and a team left while a list read was out as they are, not as the list says", async () => {

@@ -3,7 +3,7 @@ import { tabPlaceOf, tabUnsentOf } from "../src/app/place";
 
 function memory() {
   const items = new Map<string, string>();
-  return { getItem: (k: string) => items.get(k) ?? null, setItem: (k: string, v: string) => void items.set(k, v), items };
+  return { getItem: (k: string) => items.get(k) ?? null, setItem: (k: string, v: string) => void items.set(k, v), removeItem: (k: string) => void items.delete(k), items };
 }
 
 describe("the tab's place", () => {
@@ -13,6 +13,8 @@ describe("the tab's place", () => {
     expect(tabPlaceOf(() => storage, "ada").load()).toEqual({ team: "t1", conversation: "bob" });
     // Someone else signing in next in this tab learns nothing of where Ada was.
     expect(tabPlaceOf(() => storage, "cy").load()).toBeNull();
+    tabPlaceOf(() => storage, "ada").forget();
+    expect(tabPlaceOf(() => storage, "ada").load()).toBeNull();
   });
 
   it("starts afresh from nothing, from what is not its own, and where storage is refused", () => {
@@ -29,9 +31,13 @@ describe("the tab's place", () => {
       setItem: () => {
         throw new Error("SecurityError");
       },
+      removeItem: () => {
+        throw new Error("SecurityError");
+      },
     };
     expect(tabPlaceOf(() => refused, "ada").load()).toBeNull();
     expect(() => tabPlaceOf(() => refused, "ada").save("t1", "*")).not.toThrow();
+    expect(() => tabPlaceOf(() => refused, "ada").forget()).not.toThrow();
     const unreachable = () => {
       throw new Error("SecurityError: sessionStorage is not available");
     };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Team } from "../src/api/types";
-import { allowed, lastEditable, mayDelete, mayEdit, mayWrite, roleOf } from "../src/state/roles";
+import { allowed, dmClosed, lastEditable, mayDelete, mayEdit, mayWrite, roleNews, roleOf } from "../src/state/roles";
 import { initials } from "../src/ui/format";
 import { BOB, ME, msg, TEAM } from "./fixtures";
 
@@ -54,6 +54,23 @@ describe("roles", () => {
     expect(lastEditable([old, fresh], team, CY, sentFresh + WINDOW + 1, WINDOW)).toBeUndefined();
     // An image or a deleted text is skipped for an older editable text.
     expect(lastEditable([fresh, { ...old, seq: 5, id: "m5", type: "image" }], team, CY, sentFresh, WINDOW)?.id).toBe("m2");
+  });
+});
+
+describe("what the reader is told", () => {
+  it("says a role change the way it went: up, down, or the super admin role handed over", () => {
+    expect(roleNews("Core", "user", "admin")).toBe("You are now an admin of Core.");
+    expect(roleNews("Core", "admin", "user")).toBe("You are no longer an admin of Core.");
+    expect(roleNews("Core", "super_admin", "user")).toBe("You are no longer an admin of Core.");
+    expect(roleNews("Core", "admin", "super_admin")).toBe("You are now the super admin of Core.");
+    expect(roleNews("Core", "super_admin", "admin")).toBe("You are no longer the super admin of Core; you are still an admin.");
+  });
+
+  it("closes a DM whose other person left the team, and nothing else", () => {
+    expect(dmClosed(team, "*", "Core")).toBeNull();
+    expect(dmClosed(team, BOB, "Bob")).toBeNull();
+    expect(dmClosed(team, ME, "Me")).toBeNull();
+    expect(dmClosed(team, "d".repeat(32), "Dee")).toBe("Dee is no longer a member of this team");
   });
 });
 

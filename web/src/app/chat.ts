@@ -79,6 +79,8 @@ export interface ChatDeps {
 export interface Place {
   load(): { team: string; conversation: Conversation } | null;
   save(team: string, conversation: Conversation): void;
+  /** Nothing to go back to (the team saved was left). */
+  forget(): void;
 }
 
 export type Permission = "default" | "granted" | "denied";
@@ -1041,11 +1043,23 @@ export class ChatModel extends Observable {
     // A team written since the list was asked for (joined, created, changed or left meanwhile)
     // is held as it is now: of those the list gives only the counts.
     const since = (id: string) => (this.teamWrittenAt.get(id) ?? 0) > asked;
+    // After a reconnection the list brings what its `membership` frames would have said: so
+    // does the page (a team the reader was in vanishing unexplained, their draft with it).
+    const news = this.teamsLoaded;
     const fresh = new Set(all.map((t) => t.id));
-    for (const id of [...this.teams.keys()]) if (!fresh.has(id) && !since(id)) this.dropTeam(id);
+    for (const [id, held] of [...this.teams]) {
+      if (fresh.has(id) || since(id)) continue;
+      this.dropTeam(id);
+      if (news && !this.leaving.has(id)) this.notify("info", `You are no longer a member of ${held.name}.`);
+    }
     for (const team of all) {
-      if (!since(team.id)) this.putTeam(team, true);
-      else if (this.teams.has(team.id)) this.read(team.id).fromServer(team.unread, true);
+      const added = !this.teams.has(team.id);
+      if (since(team.id)) {
+        if (!added) this.read(team.id).fromServer(team.unread, true);
+        continue;
+      }
+      this.putTeam(team, true);
+      if (news && added) this.notify("info", `You were added to ${shownName(team.name)}.`);
     }
     // What the tab kept unsent for teams left while it was closed can never be sent.
     if (!this.teamsLoaded) this.outbox.keepOnly((id) => this.teams.has(id));
@@ -1074,7 +1088,7 @@ export class ChatModel extends Observable {
     const was = held ? roleOf(held, this.me.id) : null;
     const now = roleOf(team, this.me.id);
     const handedOver = was === "super_admin" && now === "admin" && this.transferring.has(team.id);
-    if (was !== null && !own && !handedOver && was !== now) this.notify("info", roleNews(shownName(team.name), now), `role ${team.id}`);
+    if (was !== null && !own && !handedOver && was !== now) this.notify("info", roleNews(shownName(team.name), was, now), `role ${team.id}`);
     this.teamWrittenAt.set(team.id, ++this.teamWrites);
     this.read(team.id).fromServer(team.unread, authoritative);
     this.changed();
@@ -1082,6 +1096,7 @@ export class ChatModel extends Observable {
 
   private dropTeam(team: string): void {
     this.teams.delete(team);
+    if (this.place?.load()?.team === team) this.place.forget();
     // Kept, as a write: a list asked for before the team went must not bring it back.
     this.teamWrittenAt.set(team, ++this.teamWrites);
     this.readMarks.forget(team);

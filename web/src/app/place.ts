@@ -12,7 +12,7 @@ const KEY = "chatstack.place";
 const UNSENT_KEY = "chatstack.unsent";
 
 /** `storage` is asked for at each use: merely reaching `sessionStorage` throws where it is refused. */
-export function tabPlaceOf(storage: () => PlaceStorage, user: string): Place {
+export function tabPlaceOf(storage: () => PlaceStorage & Pick<Storage, "removeItem">, user: string): Place {
   return {
     load: () => {
       try {
@@ -28,6 +28,13 @@ export function tabPlaceOf(storage: () => PlaceStorage, user: string): Place {
     save: (team, conversation) => {
       try {
         storage().setItem(KEY, JSON.stringify({ user, team, conversation }));
+      } catch {
+        // as above
+      }
+    },
+    forget: () => {
+      try {
+        storage().removeItem(KEY);
       } catch {
         // as above
       }

@@ -10,11 +10,19 @@ export function roleOf(team: Team, user: string): Role {
   return "user";
 }
 
-/** What a user is told when their role in a team changed elsewhere (by the super admin). */
-export function roleNews(team: string, now: Role): string {
+/** What a user is told when their role in a team changed elsewhere (by the super admin, or by
+ * themselves in another tab: a super admin handing the role over stays an admin). */
+export function roleNews(team: string, was: Role, now: Role): string {
   if (now === "super_admin") return `You are now the super admin of ${team}.`;
+  if (now === "admin" && was === "super_admin") return `You are no longer the super admin of ${team}; you are still an admin.`;
   if (now === "admin") return `You are now an admin of ${team}.`;
   return `You are no longer an admin of ${team}.`;
+}
+
+/** Why a DM cannot be written to: the other person is no longer a member (null: they are). */
+export function dmClosed(team: Team, conversation: string, name: string): string | null {
+  if (conversation === "*" || team.members.includes(conversation)) return null;
+  return `${name} is no longer a member of this team`;
 }
 
 export interface Allowed {

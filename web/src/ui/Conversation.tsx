@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { boxKey } from "../app/outbox";
-import { lastEditable } from "../state/roles";
+import { dmClosed, lastEditable } from "../state/roles";
 import { dividerBefore } from "../state/unread";
 import { Composer, DEACTIVATED } from "./Composer";
 import { MessageList } from "./MessageList";
@@ -26,6 +26,7 @@ export function Conversation(props: Props) {
   const messages = model.view(team.id, conv);
   const dm = conv !== "*";
   const title = dm ? model.name(conv) : team.name;
+  const closed = dmClosed(team, conv, title);
   const typing = model.typingNames();
 
   const editLast = () => {
@@ -75,6 +76,7 @@ export function Conversation(props: Props) {
         </button>
       </header>
       {!team.active && <p class="banner warn">This team is deactivated: you can read it, not write to it.</p>}
+      {team.active && closed && <p class="banner warn">{closed}: you can read your messages, not send new ones.</p>}
       {!timeline.loaded ? (
         <p class="loading muted" role="status">
           Loading messages…
@@ -106,7 +108,7 @@ export function Conversation(props: Props) {
         label={dm ? `Message ${title}` : `Message #${team.name}`}
         threadId={null}
         editing={editing}
-        disabled={team.active ? null : DEACTIVATED}
+        disabled={team.active ? closed : DEACTIVATED}
         onEditLast={editLast}
         onEditDone={() => setEditing(null)}
         unsentKey={boxKey(team.id, conv, null)}
