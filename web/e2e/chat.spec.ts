@@ -572,6 +572,26 @@ describe("chat in two browsers", () => {
     await elsewhere.context().close();
   });
 
+  it("closes an open DM's box when its other person is removed from the team, keeping what was typed", async () => {
+    await openTeam(ada.page, team);
+    await openTeam(bob.page, team);
+    await bob.page.getByRole("button", { name: /^Direct messages with Cy/ }).click();
+    await bob.page.locator("main textarea").fill("a line for Cy");
+    await ada.page.getByRole("button", { name: "Members & settings" }).click();
+    ada.page.once("dialog", (dialog) => void dialog.accept());
+    await ada.page.getByRole("button", { name: "Remove Cy" }).click();
+    await ada.page.getByText("Cy removed.").waitFor();
+    await ada.page.keyboard.press("Escape");
+    // Within seconds (the `team` frame), without a reload: said above the list and in the box.
+    await bob.page.getByText("Cy is no longer a member of this team: you can read your messages, not send new ones.").waitFor({ timeout: 10_000 });
+    await bob.page.getByText(/Cy is no longer a member of this team\. What you typed was not sent\./).waitFor();
+    expect(await bob.page.locator("main textarea").inputValue()).toBe("a line for Cy");
+    expect(await bob.page.locator("main textarea").isEditable()).toBe(false);
+    // No presence is shown for someone no longer in the team (nothing would keep it current).
+    expect(await bob.page.locator("main .conversation-head .dot").count()).toBe(0);
+    await bob.page.screenshot({ path: screenshotPath("dm-closed-1440x900.png") });
+  });
+
   it("reports no script error, no CSP violation and no token in a URL on any page", () => {
     for (const p of [ada, bob, cy]) expect(p.problems).toEqual([]);
   });

@@ -56,7 +56,8 @@ export function Conversation(props: Props) {
         <h2>
           {dm ? (
             <>
-              <PresenceDot status={model.presence.status(team.id, conv)} /> {title}
+              {/* Not for someone who left: nothing tells this team's page their presence any more. */}
+              {!closed && <PresenceDot status={model.presence.status(team.id, conv)} />} {title}
             </>
           ) : (
             <>
