@@ -81,6 +81,14 @@ class TeamPage:
 Attempt = Callable[[Team], Awaitable[Team | None]]
 
 
+class RoleWrite(Protocol):
+    """A store role change: ``add_admin``, ``remove_admin`` or ``transfer_super_admin``."""
+
+    async def __call__(
+        self, team_id: str, *, actor: str, user_id: str, event: OutboxEvent
+    ) -> Team | None: ...
+
+
 class Memberships(Protocol):
     async def teams_of(self, user_id: str) -> list[MembershipEntry]:
         """The teams the membership index has for the user (``Unavailable`` on failure)."""
@@ -268,49 +276,59 @@ class TeamService:
 
     async def elect_admin(self, team_id: str, user_id: str, *, caller: str) -> Team:
         """The super_admin makes a member an admin (already one: no change)."""
-
-        async def attempt(team: Team) -> Team | None:
-            if not roles.check_elect_admin(team, caller, user_id):
-                return team
-            event = self._event(user_id, MembershipChange.ROLES, actor=caller)
-            return await self._teams.add_admin(team_id, actor=caller, user_id=user_id, event=event)
-
-        team = await self._retrying(team_id, caller, attempt)
-        self._metrics.changes.labels("elect_admin").inc()
-        await self._events.announce(team_id)
-        return team
+        return await self._change_role(
+            team_id, user_id, caller, "elect_admin", roles.check_elect_admin, self._teams.add_admin
+        )
 
     async def dismiss_admin(self, team_id: str, user_id: str, *, caller: str) -> Team:
         """The super_admin makes an admin a plain member again (not an admin: no change)."""
-
-        async def attempt(team: Team) -> Team | None:
-            if not roles.check_dismiss_admin(team, caller, user_id):
-                return team
-            event = self._event(user_id, MembershipChange.ROLES, actor=caller)
-            return await self._teams.remove_admin(
-                team_id, actor=caller, user_id=user_id, event=event
-            )
-
-        team = await self._retrying(team_id, caller, attempt)
-        self._metrics.changes.labels("dismiss_admin").inc()
-        await self._events.announce(team_id)
-        return team
+        return await self._change_role(
+            team_id,
+            user_id,
+            caller,
+            "dismiss_admin",
+            roles.check_dismiss_admin,
+            self._teams.remove_admin,
+        )
 
     async def transfer(self, team_id: str, user_id: str, *, caller: str) -> Team:
         """The super_admin hands the role to another member and stays an admin."""
+        team = await self._change_role(
+            team_id,
+            user_id,
+            caller,
+            "transfer",
+            roles.check_transfer,
+            self._teams.transfer_super_admin,
+        )
+        _log.info("super_admin_transferred", team_id=team_id, user_id=user_id, actor=caller)
+        return team
+
+    async def _change_role(
+        self,
+        team_id: str,
+        user_id: str,
+        caller: str,
+        label: str,
+        check: Callable[[Team | None, str, str], bool],
+        write: RoleWrite,
+    ) -> Team:
+        """Decide with ``check`` (False: nothing to change), write the change with its ``roles``
+        event, and announce it; a request that changes nothing writes and announces nothing."""
+        changed = False
 
         async def attempt(team: Team) -> Team | None:
-            if not roles.check_transfer(team, caller, user_id):
+            nonlocal changed
+            changed = check(team, caller, user_id)
+            if not changed:
                 return team
             event = self._event(user_id, MembershipChange.ROLES, actor=caller)
-            return await self._teams.transfer_super_admin(
-                team_id, actor=caller, user_id=user_id, event=event
-            )
+            return await write(team_id, actor=caller, user_id=user_id, event=event)
 
         team = await self._retrying(team_id, caller, attempt)
-        self._metrics.changes.labels("transfer").inc()
-        await self._events.announce(team_id)
-        _log.info("super_admin_transferred", team_id=team_id, user_id=user_id, actor=caller)
+        self._metrics.changes.labels(label).inc()
+        if changed:
+            await self._events.announce(team_id)
         return team
 
     async def leave(self, team_id: str, *, caller: str) -> None:
