@@ -43,7 +43,7 @@ import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
 import { ReadMarks } from "./readmarks";
 import { TeamNews } from "./teamnews";
-import { type Conversation, type Draft, Outbox, type Pending, type Sender, type UnsentKeeper, type UploadView } from "./outbox";
+import { type Conversation, type Draft, Outbox, type Pending, type Sender, teamOfBox, type UnsentKeeper, type UploadView } from "./outbox";
 import { People } from "./people";
 import { byName } from "../text/order";
 
@@ -301,7 +301,7 @@ export class ChatModel extends Observable {
     if (this.stopped) return;
     this.teamsReadAt = this.clock.now();
     // A team written since the list was asked for (an event, a change made here) is newer.
-    for (const team of all) if (this.teams.has(team.id) && (this.teamWrittenAt.get(team.id) ?? 0) <= asked) this.putTeam(team);
+    for (const team of all) if (this.teams.has(team.id) && !this.writtenSince(team.id, asked)) this.putTeam(team);
     if (open && this.teams.has(open)) await this.ensureUsers(this.teams.get(open)?.members ?? []);
   }
 
@@ -471,7 +471,7 @@ export class ChatModel extends Observable {
       if (this.stopped || !this.teams.has(team)) return null;
       // The team was written while this read was out (a change made here, another read): this
       // answer may be the older one, so it is asked for again rather than put over that.
-      if ((this.teamWrittenAt.get(team) ?? 0) > asked) continue;
+      if (this.writtenSince(team, asked)) continue;
       this.putTeam(fresh, countsFrom(fresh));
       return fresh;
     }
@@ -608,8 +608,8 @@ export class ChatModel extends Observable {
 
   keepUnsent(key: string, text: string): void {
     // The boxes of a team the user just left or was removed from hand their text over as they
-    // close: it could never be sent, so it is not kept (boxKey starts with the team).
-    if (this.teamsLoaded && !this.teams.has(key.slice(0, key.indexOf("/")))) return;
+    // close: it could never be sent, so it is not kept.
+    if (this.teamsLoaded && !this.teams.has(teamOfBox(key))) return;
     this.outbox.keepUnsent(key, text);
   }
 
@@ -1042,7 +1042,7 @@ export class ChatModel extends Observable {
     this.teamsReadAt = this.clock.now();
     // A team written since the list was asked for (joined, created, changed or left meanwhile)
     // is held as it is now: of those the list gives only the counts.
-    const since = (id: string) => (this.teamWrittenAt.get(id) ?? 0) > asked;
+    const since = (id: string) => this.writtenSince(id, asked);
     // After a reconnection the list brings what its `membership` frames would have said: so
     // does the page (a team the reader was in vanishing unexplained, their draft with it).
     const news = this.teamsLoaded;
@@ -1092,6 +1092,11 @@ export class ChatModel extends Observable {
     this.teamWrittenAt.set(team.id, ++this.teamWrites);
     this.read(team.id).fromServer(team.unread, authoritative);
     this.changed();
+  }
+
+  /** Whether the team was put or dropped after the moment `asked` (a count of `teamWrites`). */
+  private writtenSince(team: string, asked: number): boolean {
+    return (this.teamWrittenAt.get(team) ?? 0) > asked;
   }
 
   private dropTeam(team: string): void {
@@ -1163,7 +1168,7 @@ export class ChatModel extends Observable {
     const put = (answer: Team) => {
       // Something else wrote the team while this change was out (a `team` frame's read, say):
       // which copy is newer is not known, so the team is read again after the answer is put.
-      const overtaken = (this.teamWrittenAt.get(answer.id) ?? 0) > asked;
+      const overtaken = this.writtenSince(answer.id, asked);
       this.putTeam(answer, false, true);
       if (overtaken) void this.reread(answer.id);
     };

@@ -39,6 +39,11 @@ export function boxKey(team: string, conversation: Conversation, threadId: strin
   return threadId ? `${team}/thread/${threadId}` : `${team}/${conversation}`;
 }
 
+/** The team a `boxKey` belongs to. */
+export function teamOfBox(box: string): string {
+  return box.slice(0, box.indexOf("/"));
+}
+
 export interface UploadView {
   key: number;
   channel: string;
@@ -253,7 +258,7 @@ export class Outbox {
 
   /** Forget the unsent texts of every team but those `held` says the user is in. */
   keepOnly(held: (team: string) => boolean): void {
-    const boxes = [...this.unsentTexts.keys()].filter((box) => !held(box.slice(0, box.indexOf("/"))));
+    const boxes = [...this.unsentTexts.keys()].filter((box) => !held(teamOfBox(box)));
     for (const box of boxes) this.unsentTexts.delete(box);
     if (boxes.length > 0) this.deps.kept?.save(this.unsentTexts);
   }
