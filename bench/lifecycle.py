@@ -42,7 +42,7 @@ import aiohttp
 
 from bench.pipeline import HOME, _issuer, _team, stack_settings
 from bench.proc_cpu import StackCpu
-from chatclient import ChatClient, login, register
+from chatclient import AuthSession, ChatClient, login, register
 from chatcore import schema as s
 from chatcore.buckets import BucketAllocator
 from chatcore.channel_heads import MongoChannelHeads
@@ -202,6 +202,13 @@ class _NoLog:
         raise AssertionError("the benchmark writes nothing")
 
 
+async def _bench_account(base: str) -> AuthSession:
+    """A real account, logged in: the management service refuses tokens of users it cannot find."""
+    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+    await register(base, email, "bench password 1", "Bench")
+    return await login(base, email, "bench password 1")
+
+
 # --- unread ----------------------------------------------------------------------------------
 
 
@@ -209,10 +216,7 @@ async def unread(args: argparse.Namespace) -> None:
     settings = stack_settings()
     cfg = StackConfig.from_env()
     base = f"http://127.0.0.1:{cfg.nginx_port}"
-    # A real account: the management service refuses tokens of users it cannot find.
-    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
-    await register(base, email, "bench password 1", "Bench")
-    session = await login(base, email, "bench password 1")
+    session = await _bench_account(base)
     me, other, token = session.user_id, uuid.uuid4().hex, session.access_token
     client = make_mongo_client(settings)
     db = database(client, settings)
@@ -399,11 +403,8 @@ async def team_burst(args: argparse.Namespace) -> None:
     settings = stack_settings()
     cfg = StackConfig.from_env()
     base = f"http://127.0.0.1:{cfg.nginx_port}"
-    # A real account (the service refuses tokens of users it cannot find) among made-up members:
-    # a member's read costs the same whoever asks.
-    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
-    await register(base, email, "bench password 1", "Bench")
-    session = await login(base, email, "bench password 1")
+    # A real account among made-up members: a member's read costs the same whoever asks.
+    session = await _bench_account(base)
     members = [session.user_id] + [uuid.uuid4().hex for _ in range(args.members - 1)]
     team_id = await _team(settings, members)
     url = f"http://127.0.0.1:{cfg.management_port}/v1/teams/{team_id}"
