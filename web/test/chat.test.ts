@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ApiError, type Api } from "../src/api/client";
 import type { Hello, Team, Unread } from "../src/api/types";
-import { type Attention, ChatModel, type Permission } from "../src/app/chat";
+import { ChatModel } from "../src/app/chat";
+import type { Attention, Permission } from "../src/app/onscreen";
 import type { NotificationText } from "../src/state/attention";
 import { dividerBefore } from "../src/state/unread";
 import type { SocketHandlers, SocketStatus } from "../src/net/socket";

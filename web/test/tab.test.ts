@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Permission } from "../src/app/chat";
+import type { Permission } from "../src/app/onscreen";
 import { type TabChannel, type TabWindow, tabAttention } from "../src/app/tab";
 
 /** A window with a title, focus, and (unless `notifications` is false) a Notification stand-in. */

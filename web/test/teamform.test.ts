@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../src/api/client";
-import { readable } from "../src/app/chat";
+import { readable } from "../src/app/notices";
 import {
   addedMemberName,
   changedSettings,

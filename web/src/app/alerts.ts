@@ -4,7 +4,7 @@
 import type { Message } from "../api/types";
 import type { Clock } from "../auth/keeper";
 import { conversationTag, mentionedIds, type Names, notificationText, notifies, RateLimit } from "../state/attention";
-import type { Attention } from "./chat";
+import type { Attention } from "./onscreen";
 
 /** At most one desktop notification per conversation in this time. */
 const NOTIFY_EVERY_MS = 5000;

@@ -1,5 +1,7 @@
-// The signed-in app's state and what changes it, without the DOM: teams, timelines, read state,
-// typing, presence, sending, uploads, and the socket's frames. Views read it and call its methods.
+// The signed-in app's state and what changes it, without the DOM: the open team, conversation and
+// thread, timelines, read state, typing, presence, and the socket's frames. Views read it and call
+// its methods; the teams (Roster), sending (Outbox), notices, what is on screen (OnScreen) and the
+// REST actions on messages are modules of their own, tied together here.
 import { type Api, ApiError } from "../api/client";
 import {
   type AckFrame,
@@ -19,41 +21,26 @@ import {
 } from "../api/types";
 import type { Clock } from "../auth/keeper";
 import type { SocketHandlers, SocketStatus } from "../net/socket";
-import {
-  conversationTag,
-  plainBody,
-  tabTitle,
-  tagOf,
-  threadTag,
-  waitingIn,
-  type Names,
-  type NotificationText,
-} from "../state/attention";
+import { type Names, plainBody, waitingIn } from "../state/attention";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
-import { DEFAULT_EDIT_WINDOW_MS, roleNews, roleOf } from "../state/roles";
+import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
 import { dividerAfterLive, listSeenUpTo, newReplies, ReadState } from "../state/unread";
 import { textProblem } from "../text/limits";
-import { describeDetails } from "../text/teamform";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
 import { ReadMarks } from "./readmarks";
-import { TeamNews } from "./teamnews";
+import { MessageActions } from "./messages";
+import { type Notice, Notices } from "./notices";
+import { type Attention, OnScreen } from "./onscreen";
+import type { Place } from "./place";
+import { Roster } from "./roster";
 import { type Conversation, type Draft, Outbox, type Pending, type Sender, teamOfBox, type UnsentKeeper, type UploadView } from "./outbox";
 import { People } from "./people";
-import { byName } from "../text/order";
-
-export interface Notice {
-  id: number;
-  kind: "error" | "info";
-  text: string;
-  /** What it is about: a newer notice on the same topic replaces it. */
-  topic?: string;
-}
 
 /** What the model needs from the socket (ChatSocket, or a fake in tests). */
 export interface SocketLike extends Sender {
@@ -75,52 +62,11 @@ export interface ChatDeps {
   attention?: Attention;
 }
 
-/** Where this tab was (sessionStorage in the app): a reload opens it again. */
-export interface Place {
-  load(): { team: string; conversation: Conversation } | null;
-  save(team: string, conversation: Conversation): void;
-  /** Nothing to go back to (the team saved was left). */
-  forget(): void;
-}
-
-export type Permission = "default" | "granted" | "denied";
-
-/** What calls the user back to the tab (app/tab.ts, or a fake in tests). */
-export interface Attention {
-  /** The title with nothing waiting, and after signing out. */
-  readonly base: string;
-  title(text: string): void;
-  /** Whether notifications may be shown; null where the browser has none. */
-  permission(): Permission | null;
-  /** Asks the user; the browser allows it only while handling their click. */
-  ask(): Promise<void>;
-  /** Shows a notification; `open` runs when it is clicked (after the window took focus). */
-  show(text: NotificationText, open: () => void): void;
-  /** Closes what this page showed with that tag: its conversation is on screen now. */
-  dismiss(tag: string): void;
-  /** Closes everything this page showed: signed out, its texts must not stay on screen. */
-  dismissAll(): void;
-  /** Tells the app's other tabs which conversation this one has on screen (null: none). */
-  looking(tag: string | null, thread?: string | null): void;
-  /** Whether another tab of the app has that conversation (or that `threadTag`) on screen. */
-  lookedAtElsewhere(tag: string): boolean;
-}
-
 const SYNC_RETRY_MS = 2000;
-const RECOUNT_TRIES = 3;
 /** A net under the `team` frames (a frame the socket was not there for): see rereadOpenTeam. */
 const TEAM_REREAD_MS = 300_000;
-/** How often a team read is asked again when a newer write of the team overtook its answer. */
-const REREAD_TRIES = 3;
 /** A list of teams read this recently still holds at the first hello. */
 const TEAMS_FRESH_MS = 2000;
-const RECOUNT_AFTER_MS = 700;
-const MEMBERS_FRESH_MS = 5000;
-const LEAVING_QUIET_MS = 10_000;
-const INFO_NOTICE_MS = 8000;
-/** Past the server's write-behind of read state (CHAT_CONTROLLER_STATE_FLUSH_MS, 1 s). */
-const RECOUNT_BEHIND_MS = 1500;
-const JOIN_TRIES = 5;
 
 export class ChatModel extends Observable {
   readonly me: User;
@@ -130,25 +76,18 @@ export class ChatModel extends Observable {
   relay: string | null = null;
   /** How long authors may edit and delete, as the server said in `hello`. */
   editWindowMs = DEFAULT_EDIT_WINDOW_MS;
-  readonly teams = new Map<string, Team>();
   readonly timelines = new Map<string, ChannelTimeline>();
   readonly reads = new Map<string, ReadState>();
   readonly typing: TypingState;
   readonly presence = new PresenceState();
   private readonly outbox: Outbox;
   private readonly place: Place | undefined;
-  private readonly attention: Attention | undefined;
+  private readonly onScreen: OnScreen;
   private readonly alerts: Alerts | null;
   private readonly people: People;
   /** Names as this page knows them, for notifications and announcements. */
   private readonly names: Names = { user: (id) => this.users.get(id)?.name, team: (id) => this.teams.get(id)?.name };
-  /** The title last given to the tab, so an unchanged one is not set again. */
-  private shownTitle: string | null = null;
   private unwatchTitle: (() => void) | null = null;
-  notices: Notice[] = [];
-  /** The team list has been read once: until then "no teams" is not known yet. */
-  teamsLoaded = false;
-  announcement = "";
   selectedTeam: string | null = null;
   conversation: Conversation = "*";
   threadRoot: string | null = null;
@@ -165,25 +104,13 @@ export class ChatModel extends Observable {
   private readonly clock: Clock;
   private readonly socket: SocketLike;
   private readonly sync: SyncQueue;
-  /** When each team's member list was last read, to read it at most every few seconds. */
-  private readonly membersReadAt = new Map<string, number>();
-  private readonly membersPlanned = new Set<string>();
-  /** Each held team's last write, by a count of writes: a slow list read does not undo newer. */
-  private teamWrites = 0;
-  private readonly teamWrittenAt = new Map<string, number>();
+  private readonly roster: Roster;
+  private readonly board: Notices;
   /** Whether a hello came before: the next one is a reconnection. */
   private greeted = false;
-  /** When the list of teams was last read (clock ms). */
-  private teamsReadAt = 0;
-  /** Super admin transfers of this page's on their way, per team. */
-  private readonly transferring = new Map<string, number>();
   private readonly readMarks: ReadMarks;
-  private readonly teamNews: TeamNews;
   private readonly olderInFlight = new Map<string, Promise<number>>();
-  /** Teams the user is leaving right now. */
-  private readonly leaving = new Set<string>();
-  private readonly attachments = new Map<string, { at: Promise<Attachment>; until: number }>();
-  private noticeSeq = 0;
+  private readonly actions: MessageActions;
   private stopped = false;
 
   constructor(deps: ChatDeps) {
@@ -191,26 +118,27 @@ export class ChatModel extends Observable {
     this.api = deps.api;
     this.me = { ...deps.me, name: shownName(deps.me.name) };
     this.clock = deps.clock;
+    this.board = new Notices(this.clock, () => this.changed());
     this.place = deps.place;
-    this.attention = deps.attention;
+    this.onScreen = new OnScreen(
+      deps.attention,
+      this.me.id,
+      () => ({ visible: this.pageVisible, team: this.selectedTeam, conversation: this.conversation, thread: this.threadRoot }),
+      () => this.teamReads(),
+    );
     // The title follows every change: live messages, reads here or elsewhere, resumes.
-    if (this.attention) {
-      this.unwatchTitle = this.subscribe(() => {
-        this.showTitle();
-        this.tellLooking();
-      });
-    }
+    if (deps.attention) this.unwatchTitle = this.subscribe(() => this.onScreen.follow());
     this.typing = new TypingState(this.me.id);
     this.people = new People(this.api, this.clock, () => this.changed(), this.me);
-    this.alerts = this.attention
+    this.alerts = deps.attention
       ? new Alerts({
-          attention: this.attention,
+          attention: deps.attention,
           clock: this.clock,
           me: this.me.id,
           names: this.names,
           ensureUsers: (ids) => this.ensureUsers(ids),
           known: (id) => this.users.has(id),
-          lookingAt: (message) => this.lookingAt(message),
+          lookingAt: (message) => this.onScreen.lookingAt(message),
           reveal: (message) => this.reveal(message),
           stopped: () => this.stopped,
         })
@@ -235,7 +163,7 @@ export class ChatModel extends Observable {
         this.statusDetail = detail;
         this.changed();
       },
-      fatal: (reason) => this.notify("error", reason),
+      fatal: (reason) => this.board.notify("error", reason),
     });
     this.outbox = new Outbox({
       upload: (team, file, progress, signal) => uploadAttachment(this.api, team, file, progress, undefined, undefined, signal),
@@ -243,7 +171,7 @@ export class ChatModel extends Observable {
       clock: this.clock,
       newId: deps.newId ?? (() => crypto.randomUUID()),
       changed: () => this.changed(),
-      announce: (text) => this.announce(text),
+      announce: (text) => this.board.announce(text),
       ...(deps.unsent ? { kept: deps.unsent } : {}),
     });
     this.readMarks = new ReadMarks({
@@ -254,21 +182,37 @@ export class ChatModel extends Observable {
       older: (team) => this.older(team),
       markRead: (team, seq) => this.api.markRead(team, seq),
       changed: () => this.changed(),
-      fail: (what, err) => this.fail(what, err),
+      fail: (what, err) => this.board.fail(what, err),
     });
-    this.teamNews = new TeamNews({
+    this.actions = new MessageActions({
+      api: this.api,
       clock: this.clock,
-      members: (team) => this.teams.get(team)?.members.length,
-      reread: (team) => this.reread(team),
-      membersChanged: async (team, members) => {
-        this.membersReadAt.set(team, this.clock.now());
-        await this.ensureUsers(members);
-      },
+      me: this.me.id,
+      timeline: (team) => this.timeline(team),
+      notices: this.board,
+      changed: () => this.changed(),
+    });
+    this.roster = new Roster({
+      api: this.api,
+      clock: this.clock,
+      me: this.me.id,
+      notices: this.board,
+      place: this.place,
+      read: (team) => this.read(team),
+      changed: () => this.changed(),
+      stopped: () => this.stopped,
+      ensureUsers: (ids) => this.ensureUsers(ids),
+      loadPresence: (team) => this.loadPresence(team),
+      selected: () => this.selectedTeam,
+      selectTeam: (team) => this.selectTeam(team),
+      listed: (all, first) => this.listed(all, first),
+      joined: (team) => this.joined(team),
+      dropped: (team) => this.dropped(team),
     });
   }
 
   async start(): Promise<void> {
-    await this.loadTeams(); // which opens a team: the one this tab had open, else the first
+    await this.roster.load(); // which opens a team: the one this tab had open, else the first
     this.socket.start();
     this.clock.setTimeout(() => this.rereadOpenTeam(), TEAM_REREAD_MS);
   }
@@ -280,29 +224,8 @@ export class ChatModel extends Observable {
    */
   private rereadOpenTeam(): void {
     if (this.stopped) return;
-    if (this.pageVisible) void this.rereadTeams();
+    if (this.pageVisible) void this.roster.reload();
     this.clock.setTimeout(() => this.rereadOpenTeam(), TEAM_REREAD_MS);
-  }
-
-  /**
-   * The held teams as the server has them now; their counts stay ours (kept from live frames).
-   * A team missing from the list is left to its "removed" frame: the list may predate a join.
-   */
-  private async rereadTeams(): Promise<void> {
-    const open = this.selectedTeam;
-    if (open) this.membersReadAt.set(open, this.clock.now());
-    const asked = this.teamWrites;
-    let all: Team[];
-    try {
-      all = await this.allTeams();
-    } catch {
-      return; // the next round asks again
-    }
-    if (this.stopped) return;
-    this.teamsReadAt = this.clock.now();
-    // A team written since the list was asked for (an event, a change made here) is newer.
-    for (const team of all) if (this.teams.has(team.id) && !this.writtenSince(team.id, asked)) this.putTeam(team);
-    if (open && this.teams.has(open)) await this.ensureUsers(this.teams.get(open)?.members ?? []);
   }
 
   stop(): void {
@@ -310,20 +233,34 @@ export class ChatModel extends Observable {
     this.socket.stop();
     this.readMarks.stop();
     this.outbox.signOut();
-    // Signed out: the tab says nothing of this account any more.
     this.unwatchTitle?.();
     this.unwatchTitle = null;
-    if (this.attention) {
-      this.attention.title(this.attention.base);
-      this.attention.dismissAll();
-      this.attention.looking(null);
-    }
+    this.onScreen.signOut();
   }
 
   // --- reading -----------------------------------------------------------------------------
 
+  /** The user's teams, by id. */
+  get teams(): ReadonlyMap<string, Team> {
+    return this.roster.teams;
+  }
+
+  /** The team list has been read once: until then "no teams" is not known yet. */
+  get teamsLoaded(): boolean {
+    return this.roster.loaded;
+  }
+
   sortedTeams(): Team[] {
-    return [...this.teams.values()].sort((a, b) => byName(a.name, b.name) || a.id.localeCompare(b.id));
+    return this.roster.sorted();
+  }
+
+  get notices(): readonly Notice[] {
+    return this.board.list;
+  }
+
+  /** The last thing said, for the page's live region. */
+  get announcement(): string {
+    return this.board.announcement;
   }
 
   timeline(team: string): ChannelTimeline {
@@ -401,16 +338,12 @@ export class ChatModel extends Observable {
 
   /** Whether to offer "Turn on notifications": the browser has them and the user was never asked. */
   canAskToNotify(): boolean {
-    return this.attention?.permission() === "default";
+    return this.onScreen.canAsk();
   }
 
   /** The user asked for notifications (from their click: the browser asks them nowhere else). */
   async askToNotify(): Promise<void> {
-    try {
-      await this.attention?.ask();
-    } catch {
-      // A browser that refuses to ask: nothing changes, the offer stays.
-    }
+    await this.onScreen.ask();
     this.changed();
   }
 
@@ -426,56 +359,7 @@ export class ChatModel extends Observable {
     void this.ensureUsers(this.teams.get(team)?.members ?? []);
     void this.loadPresence(team);
     // At most every few seconds, and it catches a `team` frame the socket was not there for.
-    void this.refreshMembers(team);
-  }
-
-  /** The team's member list as the server has it now (at most every few seconds per team). */
-  private async refreshMembers(team: string): Promise<void> {
-    const now = this.clock.now();
-    const readAt = this.membersReadAt.get(team) ?? -Infinity;
-    if (readAt > now - MEMBERS_FRESH_MS) {
-      // Read moments ago: once more when that read is no longer fresh, not never.
-      if (!this.membersPlanned.has(team)) {
-        this.membersPlanned.add(team);
-        this.clock.setTimeout(() => {
-          this.membersPlanned.delete(team);
-          void this.refreshMembers(team);
-        }, readAt + MEMBERS_FRESH_MS - now);
-      }
-      return;
-    }
-    this.membersReadAt.set(team, now);
-    const fresh = await this.reread(team);
-    if (fresh) await this.ensureUsers(fresh.members);
-  }
-
-  /**
-   * The team as the server has it now (members, unread counts), put in place of ours while the
-   * user is still in it; null when it could not be read, and then ours stays until the next read.
-   * Its counts replace ours only when `countsFrom` says they should (see putTeam).
-   */
-  private async reread(team: string, countsFrom: (fresh: Team) => boolean = () => false): Promise<Team | null> {
-    try {
-      return await this.readTeam(team, countsFrom);
-    } catch {
-      return null;
-    }
-  }
-
-  /** `reread`, with the API's refusal thrown (a 404: the user is no longer in the team). */
-  private async readTeam(team: string, countsFrom: (fresh: Team) => boolean = () => false): Promise<Team | null> {
-    for (let attempt = 0; attempt < REREAD_TRIES; attempt += 1) {
-      if (this.stopped) return null;
-      const asked = this.teamWrites;
-      const fresh = await this.api.team(team);
-      if (this.stopped || !this.teams.has(team)) return null;
-      // The team was written while this read was out (a change made here, another read): this
-      // answer may be the older one, so it is asked for again rather than put over that.
-      if (this.writtenSince(team, asked)) continue;
-      this.putTeam(fresh, countsFrom(fresh));
-      return fresh;
-    }
-    return null;
+    void this.roster.refreshMembers(team);
   }
 
   openConversation(conversation: Conversation): void {
@@ -485,14 +369,14 @@ export class ChatModel extends Observable {
     this.dividerAfter = this.selectedTeam ? this.read(this.selectedTeam).lastRead : null;
     this.repliesSince = this.dividerAfter;
     this.openedThreads.clear();
-    this.dismissShown();
+    this.onScreen.dismissShown();
     this.changed();
   }
 
   openThread(root: string | null): void {
     this.threadRoot = root;
     if (root) this.openedThreads.add(root);
-    if (root && this.selectedTeam) void this.loadThread(this.selectedTeam, root);
+    if (root && this.selectedTeam) void this.actions.loadThread(this.selectedTeam, root);
     this.changed();
   }
 
@@ -504,7 +388,7 @@ export class ChatModel extends Observable {
       this.changed();
       return n;
     } catch (err) {
-      this.fail("Could not load older messages", err);
+      this.board.fail("Could not load older messages", err);
       return 0;
     }
   }
@@ -547,26 +431,8 @@ export class ChatModel extends Observable {
   /** Whether the page is on screen: what arrives while it is hidden gets the divider. */
   setPageVisible(visible: boolean): void {
     this.pageVisible = visible;
-    this.dismissShown();
-    this.tellLooking();
-  }
-
-  /** The notification tag of the conversation on screen; null while the page is not. */
-  private shownTag(): string | null {
-    return this.pageVisible && this.selectedTeam ? tagOf(this.selectedTeam, this.conversation) : null;
-  }
-
-  /** The other tabs hear which conversation this one shows, so that they do not notify it. */
-  private tellLooking(): void {
-    if (this.stopped) return;
-    const shown = this.shownTag();
-    this.attention?.looking(shown, shown !== null && this.threadRoot ? threadTag(shown, this.threadRoot) : null);
-  }
-
-  /** The open conversation is on screen: its desktop notifications have said what they had to. */
-  private dismissShown(): void {
-    const shown = this.shownTag();
-    if (shown !== null) this.attention?.dismiss(shown);
+    this.onScreen.dismissShown();
+    this.onScreen.tellLooking();
   }
 
   // --- sending -----------------------------------------------------------------------------
@@ -634,153 +500,65 @@ export class ChatModel extends Observable {
 
   async edit(id: string, text: string): Promise<boolean> {
     const team = this.selectedTeam;
-    if (!team) return false;
-    try {
-      const message = await this.api.edit(team, id, text);
-      this.timeline(team).applyOutOfBand([message]);
-      this.changed();
-      return true;
-    } catch (err) {
-      this.fail("Could not edit the message", err);
-      return false;
-    }
+    return team ? this.actions.edit(team, id, text) : false;
   }
 
   async remove(id: string): Promise<void> {
     const team = this.selectedTeam;
-    if (!team) return;
-    try {
-      await this.api.remove(team, id);
-      const held = this.timeline(team).get(id);
-      if (held) this.timeline(team).applyOutOfBand([{ ...held, deleted: true, data: "" }]);
-      this.changed();
-    } catch (err) {
-      this.fail("Could not delete the message", err);
-    }
+    if (team) await this.actions.remove(team, id);
   }
 
   async toggleReaction(id: string, emoji: string): Promise<void> {
     const team = this.selectedTeam;
-    if (!team) return;
-    const mine = this.timeline(team)
-      .get(id)
-      ?.reactions?.some((r) => r.emoji === emoji && r.users.includes(this.me.id));
-    try {
-      await this.api.react(team, id, emoji, !mine);
-    } catch (err) {
-      this.fail("Could not react", err);
-    }
+    if (team) await this.actions.toggleReaction(team, id, emoji);
   }
 
-  /** The attachment's metadata and a download URL, cached until shortly before it expires. */
+  /** The attachment's metadata and a download URL (see MessageActions.attachment). */
   attachment(id: string): Promise<Attachment> {
-    const now = this.clock.now();
-    const held = this.attachments.get(id);
-    if (held && held.until > now) return held.at;
-    const at = this.api.attachment(id);
-    this.attachments.set(id, { at, until: now + 60_000 });
-    at.then(
-      (a) => {
-        const expires = a.expires_at ? Date.parse(a.expires_at) : now + 60_000;
-        this.attachments.set(id, { at, until: Math.max(now, expires - 30_000) });
-      },
-      () => this.attachments.delete(id),
-    );
-    return at;
+    return this.actions.attachment(id);
   }
 
-  // --- teams -------------------------------------------------------------------------------
+  // --- teams (the roster's; see app/roster.ts) ---------------------------------------------
 
   /** The panel's opening: the team as the server has it now (its roles decide the buttons). */
-  async refreshTeam(team: string): Promise<void> {
-    try {
-      const fresh = await this.readTeam(team);
-      if (!fresh) return;
-      await this.ensureUsers(fresh.members);
-      void this.loadPresence(team);
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 404) this.dropTeam(team);
-      else this.fail("Could not load the team", err);
-    }
+  refreshTeam(team: string): Promise<void> {
+    return this.roster.refresh(team);
   }
 
-  async createTeam(name: string, icon: string, tags: string[]): Promise<string | null> {
-    return this.teamCall(async () => {
-      const team = await this.api.createTeam({ name, ...(icon ? { icon } : {}), ...(tags.length ? { meta_tags: tags } : {}) });
-      this.putTeam(team);
-      this.selectTeam(team.id);
-    });
+  createTeam(name: string, icon: string, tags: string[]): Promise<string | null> {
+    return this.roster.create(name, icon, tags);
   }
 
   updateTeam(team: string, patch: { name?: string; icon?: string; meta_tags?: string[] }): Promise<string | null> {
-    return this.teamCall(async (put) => put(await this.api.patchTeam(team, patch)), team);
+    return this.roster.update(team, patch);
   }
 
-  /** The super admin makes the team read-only for everyone, or writable again. */
   setTeamActive(team: string, active: boolean): Promise<string | null> {
-    return this.teamCall(async (put) => put(await this.api.patchTeam(team, { active })), team);
+    return this.roster.setActive(team, active);
   }
 
   addMember(team: string, email: string): Promise<string | null> {
-    return this.teamCall(async (put) => {
-      let updated: Team;
-      try {
-        updated = await this.api.addMember(team, email);
-      } catch (err) {
-        // Nobody to add yet: say what to do rather than the API's "no such user".
-        if (err instanceof ApiError && err.status === 404 && err.message.includes("no such user")) {
-          throw new Error("nobody has an account with this address yet: ask them to create one here, then add them again");
-        }
-        throw err;
-      }
-      put(updated);
-      await this.ensureUsers(updated.members);
-      // The newcomer's presence frame may come before this answer (and be taken for a stranger's):
-      // the team's snapshot says it again.
-      void this.loadPresence(team);
-    }, team);
+    return this.roster.addMember(team, email);
   }
 
   removeMember(team: string, user: string): Promise<string | null> {
-    return this.teamCall(async (put) => put(await this.api.removeMember(team, user)), team);
+    return this.roster.removeMember(team, user);
   }
 
   setAdmin(team: string, user: string, admin: boolean): Promise<string | null> {
-    return this.teamCall(async (put) => put(await (admin ? this.api.electAdmin(team, user) : this.api.dismissAdmin(team, user))), team);
+    return this.roster.setAdmin(team, user, admin);
   }
 
   transfer(team: string, user: string): Promise<string | null> {
-    // The one change of this page's that changes the user's own role: its frame may be read
-    // before its answer, and is no news then.
-    this.transferring.set(team, (this.transferring.get(team) ?? 0) + 1);
-    return this.teamCall(async (put) => put(await this.api.transferSuperAdmin(team, user)), team).finally(() => {
-      const left = (this.transferring.get(team) ?? 1) - 1;
-      if (left > 0) this.transferring.set(team, left);
-      else this.transferring.delete(team);
-    });
+    return this.roster.transfer(team, user);
   }
 
   leave(team: string): Promise<string | null> {
-    return this.teamCall(async () => {
-      // The "removed" frame this causes may come before the answer: it is no news to the leaver.
-      this.leaving.add(team);
-      const held = this.teams.get(team);
-      // The server deletes a team its last member leaves.
-      const news = held?.members.length === 1 ? `You left ${held.name}, and it is deleted.` : `You left ${held?.name ?? "the team"}.`;
-      try {
-        await this.api.leave(team);
-        this.dropTeam(team);
-        // Said by the shell: the panel that asked goes away with the team.
-        this.notify("info", news);
-      } finally {
-        this.clock.setTimeout(() => this.leaving.delete(team), LEAVING_QUIET_MS);
-      }
-    }, team);
+    return this.roster.leave(team);
   }
 
   dismissNotice(id: number): void {
-    this.notices = this.notices.filter((n) => n.id !== id);
-    this.changed();
+    this.board.dismiss(id);
   }
 
   // --- the socket --------------------------------------------------------------------------
@@ -793,13 +571,13 @@ export class ChatModel extends Observable {
     const channels = new Set(hello.channels);
     // A reconnection, or a first socket greeted well after the list was read (relays were
     // slow): `team` frames of that time never came.
-    const stale = this.greeted || (this.teamsLoaded && this.clock.now() - this.teamsReadAt > TEAMS_FRESH_MS);
+    const stale = this.greeted || (this.teamsLoaded && this.clock.now() - this.roster.readAt > TEAMS_FRESH_MS);
     this.greeted = true;
-    if (channels.size !== known.size || [...channels].some((c) => !known.has(c))) void this.loadTeams();
-    else if (stale) void this.rereadTeams();
+    if (channels.size !== known.size || [...channels].some((c) => !known.has(c))) void this.roster.load();
+    else if (stale) void this.roster.reload();
     else if (!this.teamsLoaded) {
       // The list read failed, but hello says it holds exactly these (none, say): it is known now.
-      this.teamsLoaded = true;
+      this.roster.loaded = true;
       this.changed();
     }
     // Everything held is resumed from its cursor; the open team is loaded if it is not yet.
@@ -833,10 +611,10 @@ export class ChatModel extends Observable {
         this.clock.setTimeout(() => this.changed(), 6100);
         break;
       case "membership":
-        void this.onMembership(frame as unknown as MembershipFrame);
+        void this.roster.onMembership(frame as unknown as MembershipFrame);
         break;
       case "team":
-        this.teamNews.heard(frame as unknown as TeamFrame);
+        this.roster.heard(frame as unknown as TeamFrame);
         break;
       case "read":
         this.onReadElsewhere(frame as unknown as ReadFrame);
@@ -847,7 +625,7 @@ export class ChatModel extends Observable {
         // Someone added while this page was open: an online newcomer's presence may come
         // before the `team` frame that says so.
         if (presence.status === "online" && this.teams.get(presence.channel_id)?.members.includes(presence.user_id) === false) {
-          void this.refreshMembers(presence.channel_id);
+          void this.roster.refreshMembers(presence.channel_id);
         }
         break;
       }
@@ -855,7 +633,7 @@ export class ChatModel extends Observable {
         for (const [team, t] of this.timelines) if (t.loaded || t.isResuming) void this.sync.request(team);
         // What was missed live was never counted here (after a hello, its unread counts cover
         // the gap; a resync brings none): the server's counts include it.
-        void this.loadTeams();
+        void this.roster.load();
         break;
       default:
         return; // a type this client does not know: ignored, as the contract says
@@ -865,7 +643,7 @@ export class ChatModel extends Observable {
 
   private onMessage(message: Message): void {
     const team = message.channel_id;
-    if (!this.teams.get(team)?.members.includes(message.from)) void this.refreshMembers(team);
+    if (!this.teams.get(team)?.members.includes(message.from)) void this.roster.refreshMembers(team);
     this.typing.stopped(team, message.to, message.from);
     const t = this.timeline(team);
     // News, not again something held (a page brought it first) or from below what is held (a
@@ -897,47 +675,8 @@ export class ChatModel extends Observable {
   private onError(error: ErrorFrame): void {
     const p = this.outbox.refused(error);
     // Refused for membership (the recipient left, say): the member list here is stale.
-    if (p && error.code === "forbidden") void this.refreshMembers(p.channel);
+    if (p && error.code === "forbidden") void this.roster.refreshMembers(p.channel);
     // Errors without a client_msg_id answer typing signals (rate limits): nothing to show.
-  }
-
-  private async onMembership(frame: MembershipFrame): Promise<void> {
-    const team = frame.channel_id;
-    if (frame.event === "removed") {
-      const held = this.teams.get(team);
-      this.dropTeam(team);
-      // Said once, and not to someone who left by themselves (their own "You left" says it).
-      if (held && !this.leaving.has(team)) this.notify("info", `You are no longer a member of ${held.name}.`);
-      return;
-    }
-    try {
-      // A team held already is read as any other read of it (not over a newer copy).
-      const fresh = this.teams.has(team) ? ((await this.readTeam(team)) ?? this.teams.get(team)) : await this.api.team(team);
-      if (!fresh) return;
-      if (!this.teams.has(team)) this.putTeam(fresh);
-      if (frame.event === "added") {
-        // The creator of a team gets "added" too (often before the create call returns): a team
-        // whose only member is its super_admin, me, is no news.
-        const mine = fresh.super_admin === this.me.id && fresh.members.length === 1;
-        if (!mine) this.notify("info", `You were added to ${shownName(fresh.name)}.`);
-        // The position the server gives a newcomer (the team read up to their joining) is
-        // written within a second or so of this frame: the counts read now may not have it yet.
-        if ((fresh.unread?.last_read_seq ?? -1) < 0) this.clock.setTimeout(() => void this.joined(team), RECOUNT_BEHIND_MS);
-        // Someone with no team open (a new account's welcome page) is taken to it.
-        if (!this.selectedTeam) this.selectTeam(team);
-        // History from before the subscription is fetched now; live frames follow.
-        const t = this.timeline(team);
-        if (t.loaded || team === this.selectedTeam) void this.sync.request(team);
-      } else if (fresh.super_admin !== this.me.id) {
-        // The super admin made the change (only they can), and the panel said so.
-        // From the team as read now, not the event: two changes in quick succession may be
-        // answered out of order, and the notice must not contradict what the page shows.
-        const now = fresh.active ? "was reactivated: you can write to it again." : "was deactivated: it can be read, not written to.";
-        this.notify("info", `${shownName(fresh.name)} ${now}`, `status ${team}`);
-      }
-    } catch (err) {
-      this.fail("Could not load the team", err);
-    }
   }
 
   // --- internals ---------------------------------------------------------------------------
@@ -956,36 +695,9 @@ export class ChatModel extends Observable {
     if (holdsAllAbove) {
       r.readElsewhere(frame.seq, t.messages());
     } else if (r.movedElsewhere(frame.seq)) {
-      void this.recount(team);
+      void this.roster.recount(team);
     }
     this.changed();
-  }
-
-  /**
-   * The server's counts after the read mark moved elsewhere. They trail the mark by up to a
-   * second (the read position is stored behind the fan-out): an answer from before it is asked
-   * again, a few times.
-   */
-  private recount(team: string): Promise<void> {
-    return this.rereadUntil(team, (fresh) => this.read(team).current(fresh.unread), RECOUNT_TRIES, RECOUNT_AFTER_MS);
-  }
-
-  /**
-   * A newcomer's counts once the server has written their joining position (the team read up to
-   * that moment): until then it answers -1, everything unread. Asked until it has, a few times.
-   */
-  private joined(team: string): Promise<void> {
-    return this.rereadUntil(team, (fresh) => (fresh.unread?.last_read_seq ?? -1) >= 0, JOIN_TRIES, RECOUNT_BEHIND_MS);
-  }
-
-  /**
-   * The team read again, its counts taken when `settled` says the answer has what was waited
-   * for; an answer that has not yet is asked again after `pauseMs`, at most `tries` more times.
-   * Not read at all: ours stay until the next hello.
-   */
-  private async rereadUntil(team: string, settled: (fresh: Team) => boolean, tries: number, pauseMs: number, attempt = 0): Promise<void> {
-    const fresh = await this.reread(team, settled);
-    if (fresh && !settled(fresh) && attempt < tries) this.clock.setTimeout(() => void this.rereadUntil(team, settled, tries, pauseMs, attempt + 1), pauseMs);
   }
 
   private async runSync(team: string, last: () => boolean): Promise<void> {
@@ -1001,7 +713,7 @@ export class ChatModel extends Observable {
     } catch (err) {
       t.abortResume();
       if (err instanceof ApiError && err.status === 404) {
-        this.dropTeam(team);
+        this.roster.drop(team);
         return;
       }
       // The socket may be down, or the server busy: try again shortly (frames keep buffering).
@@ -1017,52 +729,10 @@ export class ChatModel extends Observable {
     return message ? conversationOf(message.to, message.from, this.me.id) : "*";
   }
 
-  /** Every team of the user, page after page. */
-  private async allTeams(): Promise<Team[]> {
-    const all: Team[] = [];
-    let cursor: string | undefined;
-    for (;;) {
-      const page = await this.api.teams(cursor);
-      all.push(...page.data);
-      const next = page.meta.next_cursor;
-      if (!page.meta.has_more || next === null || next === undefined) return all;
-      cursor = String(next);
-    }
-  }
-
-  private async loadTeams(): Promise<void> {
-    const asked = this.teamWrites;
-    let all: Team[];
-    try {
-      all = await this.allTeams();
-    } catch (err) {
-      this.fail("Could not load your teams", err);
-      return;
-    }
-    this.teamsReadAt = this.clock.now();
-    // A team written since the list was asked for (joined, created, changed or left meanwhile)
-    // is held as it is now: of those the list gives only the counts.
-    const since = (id: string) => this.writtenSince(id, asked);
-    // After a reconnection the list brings what its `membership` frames would have said: so
-    // does the page (a team the reader was in vanishing unexplained, their draft with it).
-    const news = this.teamsLoaded;
-    const fresh = new Set(all.map((t) => t.id));
-    for (const [id, held] of [...this.teams]) {
-      if (fresh.has(id) || since(id)) continue;
-      this.dropTeam(id);
-      if (news && !this.leaving.has(id)) this.notify("info", `You are no longer a member of ${held.name}.`);
-    }
-    for (const team of all) {
-      const added = !this.teams.has(team.id);
-      if (since(team.id)) {
-        if (!added) this.read(team.id).fromServer(team.unread, true);
-        continue;
-      }
-      this.putTeam(team, true);
-      if (news && added) this.notify("info", `You were added to ${shownName(team.name)}.`);
-    }
+  /** The list of teams was read: the page opens one if none is open. */
+  private listed(all: Team[], first: boolean): void {
     // What the tab kept unsent for teams left while it was closed can never be sent.
-    if (!this.teamsLoaded) this.outbox.keepOnly((id) => this.teams.has(id));
+    if (first) this.outbox.keepOnly((id) => this.teams.has(id));
     if (!this.selectedTeam && all[0]) {
       // After a reload, the team and conversation this tab had open; else the first team.
       const before = this.place?.load();
@@ -1071,39 +741,19 @@ export class ChatModel extends Observable {
       const dm = before?.team === team && before.conversation !== "*" ? before.conversation : null;
       if (dm !== null && dm !== this.me.id && this.teams.get(team)?.members.includes(dm)) this.openConversation(dm);
     }
-    this.teamsLoaded = true;
-    this.changed();
   }
 
-  /**
-   * The team as read from the server. Its unread counts replace ours only when `authoritative`
-   * (the list read at start, a read asked for the counts); otherwise ours, kept from live frames,
-   * stay (see ReadState.fromServer).
-   */
-  private putTeam(team: Team, authoritative = false, own = false): void {
-    const held = this.teams.get(team.id);
-    this.teams.set(team.id, { ...team, name: shownName(team.name) });
-    // Whichever read brings it (a `team` frame's, the panel's, the one after a reconnection): the
-    // reader's own role changed elsewhere, by the super admin or in another tab.
-    const was = held ? roleOf(held, this.me.id) : null;
-    const now = roleOf(team, this.me.id);
-    const handedOver = was === "super_admin" && now === "admin" && this.transferring.has(team.id);
-    if (was !== null && !own && !handedOver && was !== now) this.notify("info", roleNews(shownName(team.name), was, now), `role ${team.id}`);
-    this.teamWrittenAt.set(team.id, ++this.teamWrites);
-    this.read(team.id).fromServer(team.unread, authoritative);
-    this.changed();
+  /** The user was added to the team: someone with no team open (a new account's welcome page)
+   * is taken to it, and its history is read where it is wanted. */
+  private joined(team: string): void {
+    if (!this.selectedTeam) this.selectTeam(team);
+    // History from before the subscription is fetched now; live frames follow.
+    const t = this.timeline(team);
+    if (t.loaded || team === this.selectedTeam) void this.sync.request(team);
   }
 
-  /** Whether the team was put or dropped after the moment `asked` (a count of `teamWrites`). */
-  private writtenSince(team: string, asked: number): boolean {
-    return (this.teamWrittenAt.get(team) ?? 0) > asked;
-  }
-
-  private dropTeam(team: string): void {
-    this.teams.delete(team);
-    if (this.place?.load()?.team === team) this.place.forget();
-    // Kept, as a write: a list asked for before the team went must not bring it back.
-    this.teamWrittenAt.set(team, ++this.teamWrites);
+  /** The team is no longer held (left, removed, deleted): nothing of it stays in the page. */
+  private dropped(team: string): void {
     this.readMarks.forget(team);
     this.olderInFlight.delete(team);
     this.timelines.delete(team);
@@ -1133,75 +783,14 @@ export class ChatModel extends Observable {
     }
   }
 
-  private async loadThread(team: string, root: string): Promise<void> {
-    try {
-      const replies: Message[] = [];
-      let after: number | undefined;
-      for (;;) {
-        const page = await this.api.thread(team, root, after);
-        replies.push(...page.data);
-        const last = page.data[page.data.length - 1];
-        if (!page.meta.has_more || !last) break;
-        after = last.seq;
-      }
-      // Replies may be newer than the cursor: they fill in, the cursor stays (DESIGN section 4).
-      this.timeline(team).applyOutOfBand(replies);
-      this.changed();
-    } catch (err) {
-      this.fail("Could not load the thread", err);
-    }
-  }
-
   /** Looks up the names not known yet (see People). */
   ensureUsers(ids: readonly string[]): Promise<void> {
     return this.people.ensure(ids);
   }
 
-  /**
-   * A team change; its refusal as words (null when done). A refusal for role, state or a member
-   * no longer there (403, 409, 404) means the page's copy of the team is stale (someone changed
-   * roles or members a moment ago, its `team` frame still on its way): the team is read again so the panel shows
-   * what is true now.
-   */
-  private async teamCall(work: (put: (answer: Team) => void) => Promise<void>, team?: string): Promise<string | null> {
-    const asked = this.teamWrites;
-    const put = (answer: Team) => {
-      // Something else wrote the team while this change was out (a `team` frame's read, say):
-      // which copy is newer is not known, so the team is read again after the answer is put.
-      const overtaken = this.writtenSince(answer.id, asked);
-      this.putTeam(answer, false, true);
-      if (overtaken) void this.reread(answer.id);
-    };
-    try {
-      await work(put);
-      return null;
-    } catch (err) {
-      const text = readable(err);
-      if (team !== undefined && err instanceof ApiError && (err.status === 403 || err.status === 404 || err.status === 409)) {
-        void this.reread(team);
-      }
-      this.announce(text);
-      this.changed();
-      return text;
-    }
-  }
-
   /** Whether the message belongs to the list on screen (the open conversation, not a thread). */
   private isOpen(message: Message): boolean {
     return message.channel_id === this.selectedTeam && !message.thread_id && conversationOf(message.to, message.from, this.me.id) === this.conversation;
-  }
-
-  /**
-   * Whether the reader has the message on screen, here or in another tab: its conversation; for a
-   * thread reply, its thread open (the conversation shows only "1 reply" under the root).
-   */
-  private lookingAt(message: Message): boolean {
-    const tag = conversationTag(message, this.me.id);
-    if (message.thread_id) {
-      const here = tag === this.shownTag() && this.threadRoot === message.thread_id;
-      return here || (this.attention?.lookedAtElsewhere(threadTag(tag, message.thread_id)) ?? false);
-    }
-    return tag === this.shownTag() || (this.attention?.lookedAtElsewhere(tag) ?? false);
   }
 
   /** A notification was clicked: its conversation opens, and its thread for a reply. */
@@ -1224,49 +813,12 @@ export class ChatModel extends Observable {
     return [...this.teams.keys()].map((id) => this.read(id));
   }
 
-  private showTitle(): void {
-    if (!this.attention) return;
-    const title = tabTitle(this.attention.base, this.teamReads());
-    if (title === this.shownTitle) return;
-    this.shownTitle = title;
-    this.attention.title(title);
-  }
-
   private announceMessage(message: Message): void {
     const teamName = this.teams.get(message.channel_id)?.name ?? "a team";
     const here = this.isOpen(message);
     // As a notification says it: mentions as @Name, an attachment in words ("sent an image").
     const what = plainBody(message, this.names);
-    this.announce(here ? `${this.name(message.from)}: ${what}` : `New message from ${this.name(message.from)} in ${teamName}`);
+    this.board.announce(here ? `${this.name(message.from)}: ${what}` : `New message from ${this.name(message.from)} in ${teamName}`);
   }
 
-  private announce(text: string): void {
-    this.announcement = text;
-  }
-
-  /** A notice; one with a `topic` replaces the earlier one of the same topic (the latest state). */
-  private notify(kind: Notice["kind"], text: string, topic?: string): void {
-    const id = ++this.noticeSeq;
-    const others = topic === undefined ? this.notices : this.notices.filter((n) => n.topic !== topic);
-    this.notices = [...others.slice(-3), { id, kind, text, ...(topic === undefined ? {} : { topic }) }];
-    this.announce(text);
-    // News ("You were added to X") goes by itself; an error waits to be read and dismissed.
-    if (kind === "info") this.clock.setTimeout(() => this.dismissNotice(id), INFO_NOTICE_MS);
-    this.changed();
-  }
-
-  private fail(what: string, err: unknown): void {
-    this.notify("error", `${what}: ${readable(err)}`);
-  }
-}
-
-/** An error as a person reads it; a 403 says plainly that the role does not allow it. */
-export function readable(err: unknown): string {
-  if (err instanceof ApiError) {
-    if (err.status === 403) return `Not allowed: ${err.readable}`;
-    // Per-field reasons say what to change; the general sentence around them adds nothing.
-    if (err.details && Object.keys(err.details).length > 0) return describeDetails(err.details);
-    return err.readable;
-  }
-  return err instanceof Error ? err.message : String(err);
 }

@@ -2,8 +2,15 @@
 // it was (the team and the conversation), and what was typed in each message box and not sent.
 // Only for the account that left it there: in a tab where someone else signs in next, it would
 // say whom the previous user was messaging, and what they were writing.
-import type { Place } from "./chat";
-import type { UnsentKeeper } from "./outbox";
+import type { Conversation, UnsentKeeper } from "./outbox";
+
+/** Where this tab was (sessionStorage in the app): a reload opens it again. */
+export interface Place {
+  load(): { team: string; conversation: Conversation } | null;
+  save(team: string, conversation: Conversation): void;
+  /** Nothing to go back to (the team saved was left). */
+  forget(): void;
+}
 
 /** The part of `Storage` this uses (a stand-in in tests). */
 export type PlaceStorage = Pick<Storage, "getItem" | "setItem">;

@@ -1,7 +1,7 @@
 // The browser's side of calling the user back (ChatDeps.attention): the tab's title and desktop
 // notifications. Thin on purpose: what to say and when is decided in state/attention.ts and
 // app/chat.ts, which tests drive with a fake of this.
-import type { Attention, Permission } from "./chat";
+import type { Attention, Permission } from "./onscreen";
 import { type NotificationText, OtherTabs, type TabNews, tabNews } from "../state/attention";
 
 /** The app's other tabs: a BroadcastChannel in the app. */
