@@ -287,8 +287,7 @@ class AttachmentService:
     async def download(self, attachment_id: str, *, caller: str) -> dict[str, Any]:
         """A short-lived presigned GET that makes browsers save, never render, the file."""
         item = await self._visible(attachment_id, caller)
-        carrier = await self._messages.carrier(item.team_id, item.id, caller)
-        if not may_download(item, carrier, caller):
+        if not await self._may_download(item, caller):
             # The same answer as for an id that does not exist: a DM's file stays unknown.
             raise NotFound("no such attachment")
         if item.status != READY:
@@ -301,6 +300,17 @@ class AttachmentService:
         )
         expires = self._now() + timedelta(seconds=self._limits.download_ttl_s)
         return {**item.public(), "url": url, "expires_at": iso_datetime(expires)}
+
+    async def _may_download(self, item: Attachment, caller: str) -> bool:
+        """A team member's right to an attachment. Only its uploader may send it (the
+        controller refuses anyone else), so they see every message carrying it; anyone else
+        needs a message they may see that carries it, and only a ready file is ever sent. The
+        messages are asked last: on MongoDB that query reads the channel's messages."""
+        if caller == item.uploader:
+            return True
+        if item.status != READY:
+            return False
+        return await self._messages.carrier(item.team_id, item.id, caller) is Carrier.VISIBLE
 
     async def withdraw(self, attachment_id: str) -> None:
         """The message carrying the attachment is being deleted: its bytes go, and it answers
@@ -332,13 +342,6 @@ class AttachmentService:
             self._metrics.swept.inc(deleted)
             _log.info("attachments_swept", deleted=deleted)
         return deleted
-
-
-def may_download(item: Attachment, carrier: Carrier, caller: str) -> bool:
-    """A team member's right to an attachment, from the messages that carry it."""
-    if carrier is Carrier.NONE:
-        return caller == item.uploader
-    return carrier is Carrier.VISIBLE
 
 
 def _mismatch(item: Attachment, size: int, content_type: str) -> str | None:

@@ -9,7 +9,9 @@ returned ascending by ``seq``; the cursor says where the next page starts:
   seq of the page, to pass as the next ``before``.
 
 ``has_more`` says whether another visible message exists beyond the page in its direction; one
-extra message is fetched to know it without a count.
+extra message is fetched to know it without a count. A page reads a bounded part of the channel
+(``MessageStore.page``): when that ends before the page is full, ``has_more`` is true and
+``next_cursor`` is where the part read ends, so a page can be short, even empty, with more beyond.
 """
 
 from __future__ import annotations
@@ -47,14 +49,20 @@ class HistoryService:
     async def page(self, team_id: str, query: HistoryQuery, *, caller: str) -> HistoryPage:
         """One page of the caller's visible history of a team (404 for non-members)."""
         roles.member_team(await self._teams.get(team_id), caller)
-        found = await self._messages.page(
+        walk = await self._messages.page(
             team_id, caller, before=query.before, after=query.after, limit=query.limit + 1
         )
-        has_more = len(found) > query.limit
-        found = found[: query.limit]
+        # A walk stopped by its bound found fewer than the page: nothing is cut off then.
+        resume_at = walk.resume_at
+        has_more = len(walk.found) > query.limit or resume_at is not None
+        found = walk.found[: query.limit]
         if query.after is not None:
             # An empty forward page keeps the client's cursor: polling resumes where it was.
             cursor = found[-1].seq if found else query.after
+            if resume_at is not None:
+                cursor = resume_at
             return HistoryPage(tuple(found), "forward", has_more, cursor)
         found.reverse()
+        if resume_at is not None:
+            return HistoryPage(tuple(found), "backward", has_more, resume_at)
         return HistoryPage(tuple(found), "backward", has_more, found[0].seq if found else None)

@@ -5,7 +5,9 @@ cursor message), then one equality query per bucket from there on, newest first 
 page and oldest first for a forward one, until the page is full. Each query reads one bucket
 (at most ``BUCKET_SIZE`` messages) whatever the channel's size: FerretDB pushes the ``bucket``
 equality down, MongoDB serves it from the ``(bucket, seq)`` index. Seq bounds and visibility are
-residual filters inside the bucket.
+residual filters inside the bucket, so a bucket costs its whole size to read however little of it
+the viewer may see: a walk reads at most ``PAGE_BUCKETS`` of them and then says where to go on
+(``Walk.resume_at``), rather than read a channel of other members' DMs to its end.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from chatcore.buckets import BucketRange, bucket_key, bucket_number
 from chatcore.channel_heads import MongoChannelHeads
 from chatcore.message_state import StoredMessage, visible_filter
 from chatcore.mongo import Document, database_unavailable
-from services.management.store import CREATED, Carrier, ChangeEntry, entry_order
+from services.management.store import CREATED, Carrier, ChangeEntry, Walk, entry_order
+
+# About a thousand stored messages (8 x BUCKET_SIZE) per request at most: tens of milliseconds
+# of FerretDB, however large the channel. A page of 50 that everyone may see takes one bucket.
+PAGE_BUCKETS = 8
 
 
 def message_from_doc(doc: Mapping[str, Any]) -> StoredMessage:
@@ -39,10 +45,17 @@ _PROJECTION: Document = {s.ID: False, s.MESSAGE_BUCKET: False}
 
 
 class MongoMessageStore:
-    def __init__(self, db: AsyncDatabase[Document], heads: MongoChannelHeads) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        heads: MongoChannelHeads,
+        *,
+        page_buckets: int = PAGE_BUCKETS,
+    ) -> None:
         self._messages = db[s.MESSAGES]
         self._changes = db[s.CHANGES]
         self._heads = heads
+        self._page_buckets = page_buckets
 
     async def message(self, channel_id: str, message_id: str) -> StoredMessage | None:
         try:
@@ -76,15 +89,19 @@ class MongoMessageStore:
 
     async def changes(
         self, channel_id: str, viewer: str, *, after: int, limit: int
-    ) -> list[ChangeEntry]:
+    ) -> Walk[ChangeEntry]:
         buckets = await self._heads.range(channel_id)
         if buckets is None or limit < 1:
-            return []
+            return Walk([])
         start = await self._bucket_of(channel_id, after, buckets) if after > 0 else None
         base: Document = {s.MESSAGE_SEQ: {"$gt": after}, **_visible_to(viewer)}
         found: list[ChangeEntry] = []
+        read: list[int] = []
         try:
             for number in buckets.oldest_first(start):
+                edge = await self._share_read(channel_id, read, number, forward=True, changes=True)
+                if edge is not None:
+                    return Walk(found, edge)
                 key = bucket_key(channel_id, number)
                 # Both collections' share of the bucket at once: two reads, one wait.
                 created, changed = await asyncio.gather(
@@ -110,7 +127,7 @@ class MongoMessageStore:
                     break
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
-        return found[:limit]
+        return Walk(found[:limit])
 
     async def count_at(self, channel_id: str, seq: int) -> int | None:
         at: Document = {s.MESSAGE_CHANNEL_ID: channel_id, s.MESSAGE_SEQ: seq}
@@ -155,10 +172,10 @@ class MongoMessageStore:
         before: int | None,
         after: int | None,
         limit: int,
-    ) -> list[StoredMessage]:
+    ) -> Walk[StoredMessage]:
         buckets = await self._heads.range(channel_id)
         if buckets is None or limit < 1:
-            return []  # no message was ever stored in the channel
+            return Walk([])  # no message was ever stored in the channel
         forward = after is not None
         cursor = after if forward else before
         # Before the first seq (after=-1) is where the oldest bucket starts.
@@ -172,8 +189,12 @@ class MongoMessageStore:
         if cursor is not None:
             base[s.MESSAGE_SEQ] = {"$gt": cursor} if forward else {"$lt": cursor}
         found: list[StoredMessage] = []
+        read: list[int] = []
         try:
             for number in numbers:
+                edge = await self._share_read(channel_id, read, number, forward=forward)
+                if edge is not None:
+                    return Walk(found, edge)
                 query = {s.MESSAGE_BUCKET: bucket_key(channel_id, number), **base}
                 docs = (
                     self._messages.find(query, projection=_PROJECTION)
@@ -185,7 +206,42 @@ class MongoMessageStore:
                     break
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
-        return found
+        return Walk(found)
+
+    async def _share_read(
+        self, channel_id: str, read: list[int], number: int, *, forward: bool, changes: bool = False
+    ) -> int | None:
+        """Before a walk reads bucket ``number``: None to go on (it is added to ``read``), or,
+        once the walk has read its share, the seq it stops at (see ``_edge``)."""
+        if len(read) >= self._page_buckets:
+            edge = await self._edge(channel_id, read, forward=forward, changes=changes)
+            if edge is not None:
+                return edge
+            read.clear()  # only empty buckets so far (reservations never filled): nothing to skip
+        read.append(number)
+        return None
+
+    async def _edge(
+        self, channel_id: str, read: list[int], *, forward: bool, changes: bool
+    ) -> int | None:
+        """Where a walk that read the buckets ``read`` (in walking order) goes on from: the far
+        end of the last one that holds anything, a record of the channel (so ``_bucket_of``
+        places it by one lookup). Records of that bucket beyond it are read again by the next
+        request, never skipped. None when none of them holds a record."""
+        order = DESCENDING if forward else ASCENDING
+        collections = (self._messages, self._changes) if changes else (self._messages,)
+        for number in reversed(read):
+            key = bucket_key(channel_id, number)
+            seqs: list[int] = []
+            for collection in collections:
+                doc = await collection.find_one(
+                    {s.MESSAGE_BUCKET: key}, {s.MESSAGE_SEQ: 1}, sort=[(s.MESSAGE_SEQ, order)]
+                )
+                if doc is not None:
+                    seqs.append(int(doc[s.MESSAGE_SEQ]))
+            if seqs:
+                return max(seqs) if forward else min(seqs)
+        return None
 
     async def _bucket_of(self, channel_id: str, seq: int, buckets: BucketRange) -> int | None:
         """The bucket holding the channel's message at ``seq``, or where that seq would be.

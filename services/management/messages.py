@@ -202,15 +202,20 @@ class MessageService:
         # One more than the page and one for a pair: entries sharing a seq (a reply and its
         # root's thread change, never more) are never split. A page that would end between
         # them ends before them, or, when they are all it holds (limit=1), holds both.
-        found = await self._messages.changes(
+        walk = await self._messages.changes(
             team_id, caller, after=query.after, limit=query.limit + 2
         )
+        if walk.resume_at is not None and len(walk.found) <= query.limit:
+            # Stopped by its bound within a page (a pair shares a bucket, so none is split):
+            # everything up to where it stopped is here, and the next page goes on from there.
+            return ForwardPage(tuple(walk.found), True, walk.resume_at)
+        found = walk.found
         page = tuple(found[: query.limit])
         if len(found) > query.limit and page and found[query.limit].seq == page[-1].seq:
             cut = page[-1].seq
             page = tuple(e for e in page if e.seq != cut) or tuple(found[: query.limit + 1])
         cursor = page[-1].seq if page else query.after
-        return ForwardPage(page, len(found) > len(page), cursor)
+        return ForwardPage(page, len(found) > len(page) or walk.resume_at is not None, cursor)
 
     async def mark_read(self, team_id: str, seq: int, *, caller: str) -> None:
         """Move the caller's read position to ``seq`` (normally a message or change they saw;

@@ -279,7 +279,9 @@ async def start(
                 presence=presence,
             ).routes()
         )
-        app.add_routes(AttachmentApi(attachments, verifier, settings, writes=writes).routes())
+        app.add_routes(
+            AttachmentApi(attachments, verifier, settings, writes=writes, scans=scans).routes()
+        )
 
         _run_in_background(
             stack,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -155,9 +155,10 @@ class MessageStore(Protocol):
         before: int | None,
         after: int | None,
         limit: int,
-    ) -> list[StoredMessage]:
+    ) -> Walk[StoredMessage]:
         """Up to ``limit`` messages the viewer may see: ascending by seq after ``after``,
-        otherwise descending by seq (below ``before`` when given)."""
+        otherwise descending by seq (below ``before`` when given). Fewer, with ``resume_at``,
+        when the walk reached its bound first."""
 
     async def carrier(self, channel_id: str, attachment_id: str, viewer: str) -> Carrier:
         """Whether the viewer may see a message of the channel that carries the attachment."""
@@ -175,9 +176,10 @@ class MessageStore(Protocol):
 
     async def changes(
         self, channel_id: str, viewer: str, *, after: int, limit: int
-    ) -> list[ChangeEntry]:
+    ) -> Walk[ChangeEntry]:
         """Up to ``limit`` entries of the channel's log after ``after`` that the viewer may see,
-        ascending: each message's creation and each change applied to one."""
+        ascending: each message's creation and each change applied to one. Fewer, with
+        ``resume_at``, when the walk reached its bound first."""
 
     async def count_at(self, channel_id: str, seq: int) -> int | None:
         """The channel's team-message count at its record ``seq`` (a message or a change, seen by
@@ -188,6 +190,23 @@ class MessageStore(Protocol):
     async def count_before(self, channel_id: str, seq: int) -> int:
         """The channel's team-message count at its last message at or below ``seq`` (0 when
         there is none). A few bucket reads, whatever the channel's size."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Walk(Generic[T]):
+    """What a walk over a channel's history found, in its direction.
+
+    A walk reads a bounded number of buckets: a member who may see little of a busy channel
+    (other members' DMs) would otherwise make one request read the whole channel. When the bound
+    stops it before the page is full, ``resume_at`` is the seq to go on from (``after`` forward,
+    ``before`` backward): everything the viewer may see between the cursor and it was found.
+    """
+
+    found: list[T]
+    resume_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,10 +49,10 @@ async def test_the_record_at_offset_0_is_counted_read_and_paged(
     assert (await reader.unread(ALICE, [T]))[T] == Unread(count=0, mentions=0, last_read_seq=1)
 
     history = HistoryStore(scratch_db, MongoChannelHeads(scratch_db))
-    assert [e.seq for e in await history.changes(T, BOB, after=-1, limit=50)] == [0, 1]
-    assert [e.seq for e in await history.changes(T, BOB, after=0, limit=50)] == [1]
+    assert [e.seq for e in (await history.changes(T, BOB, after=-1, limit=50)).found] == [0, 1]
+    assert [e.seq for e in (await history.changes(T, BOB, after=0, limit=50)).found] == [1]
     page = await history.page(T, BOB, before=None, after=-1, limit=50)
-    assert [m.seq for m in page] == [0, 1]
+    assert [m.seq for m in page.found] == [0, 1]
     assert await history.count_at(T, 0) == 1
 
     await _controller_pass(scratch_db, [read_record(T, BOB, 0, 1, offset=2)])

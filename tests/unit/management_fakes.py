@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
@@ -30,7 +30,7 @@ from services.management.events import PROTO_CHANGE, Announcer, EventMetrics, Ou
 from services.management.membership_index import ACTIVATION
 from services.management.model import MembershipChange, OutboxEvent, Team, TeamChanges
 from services.management.objects import PresignedPost, StoredObject
-from services.management.store import Carrier, ChangeEntry, entry_order
+from services.management.store import Carrier, ChangeEntry, Walk, entry_order
 from services.management.teams import TeamMetrics, TeamService
 
 
@@ -310,6 +310,9 @@ class MemoryMembershipIndex:
         return sorted(MembershipEntry(t, a) for (t, u), a in self.entries.items() if u == user_id)
 
 
+T = TypeVar("T")
+
+
 class MemoryMessageStore:
     def __init__(self, messages: list[StoredMessage] | None = None) -> None:
         self.messages = list(messages or [])
@@ -317,6 +320,23 @@ class MemoryMessageStore:
         # team-message count at its seq (what a read position there records).
         self.change_log: list[tuple[ChangeEntry, int]] = []
         self.calls: list[str] = []
+        # The bound of a walk, as records of the channel read (visible to the caller or not),
+        # as the store's bound on buckets does: None reads to the end.
+        self.walk_span: int | None = None
+
+    def _walk(
+        self, records: Sequence[tuple[int, T]], keep: Callable[[T], bool], limit: int
+    ) -> Walk[T]:
+        """``records`` (seq, item) in walking order, read up to ``walk_span`` of them."""
+        found: list[T] = []
+        for read, (_seq, item) in enumerate(records):
+            if self.walk_span is not None and read >= self.walk_span and len(found) < limit:
+                return Walk(found, records[read - 1][0])
+            if keep(item):
+                found.append(item)
+                if len(found) >= limit:
+                    break
+        return Walk(found)
 
     async def message(self, channel_id: str, message_id: str) -> StoredMessage | None:
         self.calls.append("message")
@@ -339,15 +359,17 @@ class MemoryMessageStore:
 
     async def changes(
         self, channel_id: str, viewer: str, *, after: int, limit: int
-    ) -> list[ChangeEntry]:
+    ) -> Walk[ChangeEntry]:
         created = [ChangeEntry(m.seq, "created", m) for m in self.messages]
         entries = [
             e
             for e in (*created, *(entry for entry, _ in self.change_log))
-            if e.message.channel_id == channel_id and e.seq > after and e.message.visible_to(viewer)
+            if e.message.channel_id == channel_id and e.seq > after
         ]
         entries.sort(key=entry_order)
-        return entries[:limit]
+        return self._walk(
+            [(e.seq, e) for e in entries], lambda e: e.message.visible_to(viewer), limit
+        )
 
     async def count_at(self, channel_id: str, seq: int) -> int | None:
         for m in self.messages:
@@ -371,18 +393,19 @@ class MemoryMessageStore:
         before: int | None,
         after: int | None,
         limit: int,
-    ) -> list[StoredMessage]:
+    ) -> Walk[StoredMessage]:
         self.calls.append("page")
-        visible = [
-            m
-            for m in self.messages
-            if m.channel_id == channel_id and (m.to == "*" or viewer in (m.to, m.sender))
-        ]
+        stored = [m for m in self.messages if m.channel_id == channel_id]
         if after is not None:
-            return sorted((m for m in visible if m.seq > after), key=lambda m: m.seq)[:limit]
-        if before is not None:
-            visible = [m for m in visible if m.seq < before]
-        return sorted(visible, key=lambda m: m.seq, reverse=True)[:limit]
+            ordered = sorted((m for m in stored if m.seq > after), key=lambda m: m.seq)
+        else:
+            below = [m for m in stored if before is None or m.seq < before]
+            ordered = sorted(below, key=lambda m: m.seq, reverse=True)
+        return self._walk(
+            [(m.seq, m) for m in ordered],
+            lambda m: m.to == "*" or viewer in (m.to, m.sender),
+            limit,
+        )
 
     async def carrier(self, channel_id: str, attachment_id: str, viewer: str) -> Carrier:
         self.calls.append("carrier")

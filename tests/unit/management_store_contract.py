@@ -69,6 +69,34 @@ def _team(
     return Team(team_id, "core", "", True, tags, members, (S, A), S, T0)
 
 
+async def _walk_pages(
+    store: MessageStore, channel: str, viewer: str, *, forward: bool, limit: int
+) -> tuple[list[int], bool]:
+    """Every seq the viewer's pages give, in walking order, following ``resume_at`` where a walk
+    stopped early; and whether one did (a page shorter than ``limit`` with more beyond)."""
+    seqs: list[int] = []
+    cursor: int | None = 0 if forward else None
+    short = False
+    for _ in range(1000):
+        walk = await store.page(
+            channel,
+            viewer,
+            before=None if forward else cursor,
+            after=cursor if forward else None,
+            limit=limit,
+        )
+        seqs.extend(m.seq for m in walk.found)
+        if walk.resume_at is not None:
+            assert len(walk.found) < limit
+            short = True
+            cursor = walk.resume_at
+        elif len(walk.found) < limit:
+            return seqs, short
+        else:
+            cursor = walk.found[-1].seq
+    raise AssertionError("the walk never ended")
+
+
 def _at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
@@ -367,16 +395,16 @@ class StoreContract:
             return [m.seq for m in found]
 
         visible_to_v = [m for m in messages if m.to in ("*", V) or m.sender == V]
-        latest = await backend.messages.page(channel, V, before=None, after=None, limit=3)
+        latest = (await backend.messages.page(channel, V, before=None, after=None, limit=3)).found
         assert seqs(latest) == [m.seq for m in reversed(visible_to_v)][:3]
-        forward = await backend.messages.page(channel, V, before=None, after=4, limit=50)
+        forward = (await backend.messages.page(channel, V, before=None, after=4, limit=50)).found
         assert seqs(forward) == [m.seq for m in visible_to_v if m.seq > 4]
-        backward = await backend.messages.page(channel, V, before=7, after=None, limit=2)
+        backward = (await backend.messages.page(channel, V, before=7, after=None, limit=2)).found
         assert (
             seqs(backward) == sorted((m.seq for m in visible_to_v if m.seq < 7), reverse=True)[:2]
         )
         assert latest[0] == visible_to_v[-1]
-        everything = await backend.messages.page(channel, U, before=None, after=0, limit=50)
+        everything = (await backend.messages.page(channel, U, before=None, after=0, limit=50)).found
         assert seqs(everything) == [m.seq for m in messages if m.to in ("*", U) or m.sender == U]
 
     async def test_every_page_walk_over_a_long_channel_shows_each_visible_message_once(
@@ -405,34 +433,70 @@ class StoreContract:
         visible = [m.seq for m in messages if m.to in ("*", V)]
         page_size = 5
 
-        backward: list[int] = []
-        before: int | None = None
-        while True:
-            page = await backend.messages.page(channel, V, before=before, after=None, limit=5)
-            backward.extend(m.seq for m in page)
-            if len(page) < page_size:
-                break
-            before = page[-1].seq
+        backward, _ = await _walk_pages(backend.messages, channel, V, forward=False, limit=5)
         assert backward == sorted(visible, reverse=True)
-
-        forward: list[int] = []
-        after = 0
-        while page := await backend.messages.page(
-            channel, V, before=None, after=after, limit=page_size
-        ):
-            forward.extend(m.seq for m in page)
-            after = page[-1].seq
+        forward, _ = await _walk_pages(backend.messages, channel, V, forward=True, limit=page_size)
         assert forward == visible
 
         for made_up in (0, 1, 150, 151, 152, 10_000):
-            later = await backend.messages.page(channel, V, before=None, after=made_up, limit=3)
+            later = (
+                await backend.messages.page(channel, V, before=None, after=made_up, limit=3)
+            ).found
             assert [m.seq for m in later] == [s for s in visible if s > made_up][:3]
-            earlier = await backend.messages.page(channel, V, before=made_up, after=None, limit=3)
+            earlier = (
+                await backend.messages.page(channel, V, before=made_up, after=None, limit=3)
+            ).found
             assert [m.seq for m in earlier] == sorted(
                 (s for s in visible if s < made_up), reverse=True
             )[:3]
-        nobody = await backend.messages.page(backend.new_id(), V, before=None, after=None, limit=5)
+        nobody = (
+            await backend.messages.page(backend.new_id(), V, before=None, after=None, limit=5)
+        ).found
         assert nobody == []
+
+    async def test_a_walk_through_what_the_viewer_cannot_see_stops_early_and_resumes(
+        self, backend: Backend
+    ) -> None:
+        """In a channel of other members' DMs (a team message every 50th), a page does not read
+        the whole channel: it stops short with where to go on, and following that, both ways and
+        through the changes feed, gives each of the viewer's messages once, in order."""
+        channel = backend.new_id()
+        messages = [
+            StoredMessage(
+                backend.new_id(),
+                3 * i + 1,
+                channel,
+                "*" if i % 50 == 0 else U,
+                "text",
+                f"m{i}",
+                S,
+                T0 + timedelta(seconds=i),
+            )
+            for i in range(200)
+        ]
+        await backend.seed_messages(messages)
+        visible = [m.seq for m in messages if m.to == "*"]
+        forward, short = await _walk_pages(backend.messages, channel, V, forward=True, limit=10)
+        assert forward == visible
+        assert short  # the 49 DMs between two team messages span more than a walk reads
+        backward, short = await _walk_pages(backend.messages, channel, V, forward=False, limit=10)
+        assert backward == sorted(visible, reverse=True)
+        assert short
+        # The whole channel for whoever sees it all: pages are full, no walk stops early.
+        everything, short = await _walk_pages(backend.messages, channel, U, forward=True, limit=10)
+        assert everything == [m.seq for m in messages]
+        assert not short
+        fed: list[int] = []
+        after, short = -1, False
+        while True:
+            walk = await backend.messages.changes(channel, V, after=after, limit=10)
+            fed.extend(e.seq for e in walk.found)
+            if walk.resume_at is None and len(walk.found) < 10:
+                break
+            short = short or walk.resume_at is not None
+            after = walk.resume_at if walk.resume_at is not None else walk.found[-1].seq
+        assert fed == visible
+        assert short
 
     async def test_carrier_says_who_may_see_an_attachment(self, backend: Backend) -> None:
         """NONE until a non-text message of the channel carries the id; then VISIBLE or HIDDEN
@@ -524,7 +588,7 @@ class StoreContract:
         changes = backend.messages.changes
 
         async def feed(viewer: str) -> list[tuple[int, str]]:
-            found = await changes(log.channel, viewer, after=0, limit=100)
+            found = (await changes(log.channel, viewer, after=0, limit=100)).found
             return [(e.seq, e.change) for e in found]
 
         everyone = [(10, "created"), (30, "created"), (30, "thread"), (40, "edited")]
@@ -535,7 +599,7 @@ class StoreContract:
         assert await feed(U) == sorted(with_dms, key=lambda e: (e[0], e[1] != "created"))
         assert await feed(V) == await feed(U)
 
-        full = await changes(log.channel, V, after=0, limit=100)
+        full = (await changes(log.channel, V, after=0, limit=100)).found
         by_record = {(e.seq, e.change): e.message for e in full}
         assert by_record[10, "created"] == log.root
         assert by_record[30, "thread"] == dataclasses.replace(
@@ -553,9 +617,9 @@ class StoreContract:
         assert by_record[70, "reaction"] == log.dm
         assert by_record[60, "created"] == by_record[90, "deleted"] == log.deleted
         for after in range(0, 110, 5):
-            page = await changes(log.channel, V, after=after, limit=3)
+            page = (await changes(log.channel, V, after=after, limit=3)).found
             assert page == [e for e in full if e.seq > after][:3], after
-        assert await changes(backend.new_id(), V, after=0, limit=100) == []
+        assert (await changes(backend.new_id(), V, after=0, limit=100)).found == []
 
     async def test_count_at_is_the_channel_count_at_any_of_its_records(
         self, backend: Backend

@@ -272,6 +272,26 @@ async def test_before_any_message_only_the_uploader_downloads(world: World) -> N
     assert await _downloads(world, attachment_id) == {"alice": True, "bob": False, "carol": False}
 
 
+async def test_only_a_ready_file_of_someone_elses_costs_a_look_at_the_messages(
+    world: World,
+) -> None:
+    """The uploader (who sees every message carrying their file) and anyone asking for a file
+    that is not ready get their answer without a query over the channel's messages."""
+    attachment_id = await _uploaded(world, b"x")
+    world.messages.calls.clear()
+    with pytest.raises(Conflict):
+        await world.service.download(attachment_id, caller=ALICE)  # pending: 409 to its uploader
+    with pytest.raises(NotFound):
+        await world.service.download(attachment_id, caller=BOB)  # and unknown to anyone else
+    assert "carrier" not in world.messages.calls
+    await world.service.complete(attachment_id, caller=ALICE)
+    await world.service.download(attachment_id, caller=ALICE)
+    assert "carrier" not in world.messages.calls
+    with pytest.raises(NotFound):
+        await world.service.download(attachment_id, caller=BOB)  # sent to nobody yet
+    assert world.messages.calls.count("carrier") == 1
+
+
 async def test_a_dm_attachment_is_downloadable_by_sender_and_recipient_only(world: World) -> None:
     """Sent in a DM from Alice to Bob: Alice and Bob download it, Carol gets 404."""
     attachment_id = await _uploaded(world, b"for bob only")

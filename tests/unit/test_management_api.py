@@ -146,7 +146,7 @@ async def harness() -> AsyncIterator[Harness]:
         presence=presence,
     )
     app.add_routes(api.routes())
-    app.add_routes(AttachmentApi(uploads, verifier, settings, writes=writes).routes())
+    app.add_routes(AttachmentApi(uploads, verifier, settings, writes=writes, scans=scans).routes())
     tokens = {u: issuer.issue(u).token for u in (ALICE, BOB, CAROL)}
     tokens["not-an-id"] = issuer.issue("not-an-id").token
     async with TestClient(TestServer(app)) as client:
@@ -311,11 +311,15 @@ async def test_attachment_requests_and_completions_over_the_budget_are_429_and_c
 
 
 async def test_scans_beyond_the_bound_are_503_with_retry_after(harness: Harness) -> None:
-    """While every scan slot is taken, history and team lists answer 503 + Retry-After."""
+    """While every scan slot is taken, history, team lists and attachment downloads (which
+    look the carrying message up) answer 503 + Retry-After."""
     _status, body = await harness.call("POST", "/v1/teams", body={"name": "t"})
     team_id = body["data"]["id"]
+    upload = {"filename": "a.txt", "content_type": "text/plain", "size": 5}
+    _status, body = await harness.call("POST", f"/v1/teams/{team_id}/attachments", body=upload)
+    attachment = f"/v1/attachments/{body['data']['id']}"
     async with harness.scans.hold(BOB):
-        for path in (f"/v1/teams/{team_id}/messages", "/v1/teams"):
+        for path in (f"/v1/teams/{team_id}/messages", "/v1/teams", attachment):
             async with harness.client.get(
                 path, headers={"Authorization": f"Bearer {harness.tokens[ALICE]}"}
             ) as resp:
@@ -323,6 +327,7 @@ async def test_scans_beyond_the_bound_are_503_with_retry_after(harness: Harness)
                 assert resp.headers["Retry-After"] == "1"
                 assert (await resp.json())["error"]["code"] == "unavailable"
     assert (await harness.call("GET", f"/v1/teams/{team_id}/messages"))[0] == 200
+    assert (await harness.call("GET", attachment))[0] == 409  # its own pending upload
 
 
 # --- the message life cycle (DESIGN 5b) ---------------------------------------------------------
@@ -634,6 +639,33 @@ async def test_a_changes_walk_of_pages_of_one_never_loses_a_thread_change(
         seen += [(e["seq"], e["change"]) for e in body["data"]]
         cursor, more = body["meta"]["next_cursor"], body["meta"]["has_more"]
     assert seen == [(5, "created"), (6, "created"), (6, "thread"), (7, "created")]
+
+
+async def test_pages_through_other_members_dms_stop_short_and_say_where_to_go_on(
+    harness: Harness,
+) -> None:
+    """A store walk bounded to a few records gives Bob short (even empty) pages of history and
+    changes, each with has_more and the cursor to go on from; following them he gets his
+    messages once, in order, and never Alice's DMs to Carol."""
+    team = await _team_with_bob(harness)
+    for seq in range(1, 30):
+        _stored(harness, team, seq, ALICE, to="*" if seq % 10 == 0 else CAROL)
+    harness.messages.walk_span = 4
+    for route in ("messages", "changes"):
+        seen: list[int] = []
+        cursor, more, short = -1, True, 0
+        while more:
+            path = f"/v1/teams/{team}/{route}?after={cursor}&limit=5"
+            status, body = await harness.call("GET", path, who=BOB)
+            assert status == 200
+            page = [e["seq"] for e in body["data"]]
+            seen += page
+            more = body["meta"]["has_more"]
+            short += more and len(page) < 5
+            assert body["meta"]["next_cursor"] > cursor or not more
+            cursor = body["meta"]["next_cursor"]
+        assert seen == [10, 20], route
+        assert short > 0
 
 
 async def test_presence_lists_every_member_with_a_status(harness: Harness) -> None:

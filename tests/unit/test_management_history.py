@@ -29,14 +29,18 @@ def _message(seq: int) -> StoredMessage:
     )
 
 
+def _history(walk_span: int | None = None) -> HistoryService:
+    teams = MemoryTeamStore()
+    teams.teams[T] = Team(T, "t", "", True, (), (S, U, V), (S,), S, T0)
+    messages = MemoryMessageStore([_message(i) for i in range(1, 101)])
+    messages.walk_span = walk_span
+    return HistoryService(teams=teams, messages=messages)
+
+
 @pytest.fixture
 async def history() -> HistoryService:
     """A team of S, U, V with 100 messages (seq 1..100), a third of them DMs."""
-    teams = MemoryTeamStore()
-    teams.teams[T] = Team(T, "t", "", True, (), (S, U, V), (S,), S, T0)
-    return HistoryService(
-        teams=teams, messages=MemoryMessageStore([_message(i) for i in range(1, 101)])
-    )
+    return _history()
 
 
 def _visible(user: str) -> list[int]:
@@ -76,6 +80,25 @@ async def test_walks_see_exactly_the_visible_set(
     """Forward and backward walks each yield the user's visible messages once, in order."""
     assert await _walk_forward(history, user, limit) == _visible(user)
     assert await _walk_backward(history, user, limit) == _visible(user)
+
+
+@pytest.mark.parametrize("span", [1, 2, 5])
+@pytest.mark.parametrize("user", [S, U, V])
+async def test_walks_stopped_by_their_bound_go_on_from_where_they_stopped(
+    user: str, span: int
+) -> None:
+    """A store that reads only a few records per request gives short pages, even empty ones,
+    that say there is more and where it goes on; both walks still yield the visible set once."""
+    history = _history(walk_span=span)
+    assert await _walk_forward(history, user, 50) == _visible(user)
+    assert await _walk_backward(history, user, 50) == _visible(user)
+    first = await history.page(T, HistoryQuery(None, 0, 50), caller=user)
+    assert len(first.messages) <= span
+    assert first.has_more
+    assert first.next_cursor == span  # the last record read, seen by the caller or not
+    latest = await history.page(T, HistoryQuery(None, None, 50), caller=user)
+    assert latest.has_more
+    assert latest.next_cursor == 101 - span
 
 
 async def test_latest_page_and_meta(history: HistoryService) -> None:

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ApiError, type Page } from "../src/api/client";
 import type { Change, Message } from "../src/api/types";
-import { loadOlder, SyncQueue, type SyncApi, syncChannel } from "../src/state/sync";
+import { loadOlder, nextFrom, SyncQueue, type SyncApi, syncChannel } from "../src/state/sync";
 import { ChannelTimeline } from "../src/state/timeline";
 import { created, flush, msg, TEAM } from "./fixtures";
 
@@ -235,5 +235,97 @@ describe("SyncQueue", () => {
     expect(t.get("m1")?.thread?.replies).toBe(1);
     expect(t.messages().map((m) => m.id)).toEqual(["m1", "m2"]);
     expect(t.cursor).toBe(2);
+  });
+});
+
+/** A server whose pages read at most `span` records of the channel, as the real one reads a few
+ * buckets: records the reader may not see (others' DMs, `hidden`) take up that share too. */
+class BoundedServer implements SyncApi {
+  calls: string[] = [];
+
+  constructor(
+    public log: Change[],
+    private readonly hidden: Set<number>,
+    private readonly span: number,
+  ) {}
+
+  private walk<T extends { seq: number }>(records: T[], limit: number, forward: boolean): Page<T> {
+    const found: T[] = [];
+    for (const [read, r] of records.entries()) {
+      if (read >= this.span && found.length < limit) {
+        const stopped = records[read - 1]!.seq;
+        return { data: forward ? found : found.reverse(), meta: { has_more: true, next_cursor: stopped } };
+      }
+      if (!this.hidden.has(r.seq)) found.push(r);
+      if (found.length === limit) break;
+    }
+    const rest = forward ? records.filter((r) => r.seq > (found.at(-1)?.seq ?? Infinity)) : [];
+    const more = forward ? rest.some((r) => !this.hidden.has(r.seq)) : records.slice(records.indexOf(found.at(-1)!) + 1).some((r) => !this.hidden.has(r.seq));
+    const page = forward ? found : found.reverse();
+    const edge = forward ? page.at(-1)?.seq : page[0]?.seq;
+    return { data: page, meta: { has_more: found.length > 0 && more, next_cursor: edge ?? null } };
+  }
+
+  async history(_team: string, q: { before?: number; after?: number; limit?: number }): Promise<Page<Message>> {
+    this.calls.push(`history ${JSON.stringify(q)}`);
+    const all = this.log.filter((c) => c.change === "created").map((c) => c.message);
+    const below = all.filter((m) => q.before === undefined || m.seq < q.before).reverse();
+    return this.walk(below, q.limit ?? 50, false);
+  }
+
+  async changes(_team: string, after: number, limit = 200): Promise<Page<Change>> {
+    this.calls.push(`changes after=${after}`);
+    return this.walk(
+      this.log.filter((c) => c.seq > after),
+      limit,
+      true,
+    );
+  }
+}
+
+describe("pages the server stopped short", () => {
+  // 1..120, of which the reader sees 1, 2, 60 and 120: long runs of others' DMs between.
+  const seen = new Set([1, 2, 60, 120]);
+  const hidden = new Set([...Array(120).keys()].map((i) => i + 1).filter((s) => !seen.has(s)));
+  const log = () => [...Array(120).keys()].map((i) => created(msg(i + 1)));
+
+  it("resumes through empty pages that say there is more, from the cursor the server gives", async () => {
+    const server = new BoundedServer(log(), hidden, 10);
+    const t = new ChannelTimeline();
+    t.cursor = 0;
+    t.loaded = true;
+    const fresh = await syncChannel(server, TEAM, t);
+    expect(fresh.map((m) => m.seq)).toEqual([1, 2, 60, 120]);
+    expect(t.cursor).toBe(120);
+    // Twelve requests of ten records each: none asked twice, none skipped.
+    expect(server.calls.length).toBe(12);
+    expect(new Set(server.calls).size).toBe(12);
+  });
+
+  it("scrolls back through empty older pages below where the server stopped reading", async () => {
+    const server = new BoundedServer(log(), hidden, 25);
+    const t = new ChannelTimeline();
+    await syncChannel(server, TEAM, t);
+    expect(t.messages().map((m) => m.seq)).toEqual([120]);
+    expect(t.olderFrom()).toBe(96); // below the 25 records the first page read
+    // The next older page is asked below 96, and empty ones are gone through (up to five).
+    expect(await loadOlder(server, TEAM, t)).toBe(1);
+    expect(t.messages().map((m) => m.seq)).toEqual([60, 120]);
+    expect(await loadOlder(server, TEAM, t)).toBe(2);
+    expect(t.messages().map((m) => m.seq)).toEqual([1, 2, 60, 120]);
+    expect(t.hasOlder).toBe(false);
+    expect(await loadOlder(server, TEAM, t)).toBe(0);
+  });
+});
+
+describe("nextFrom", () => {
+  it("takes the server's cursor, else the page's edge, and nothing that does not move on", () => {
+    const page = (seqs: number[], next_cursor?: number | null) => ({ data: seqs.map((seq) => ({ seq })), meta: { has_more: true, next_cursor } });
+    expect(nextFrom(page([4, 5], 9), 3, true)).toBe(9);
+    expect(nextFrom(page([4, 5]), 3, true)).toBe(5);
+    expect(nextFrom(page([], 3), 3, true)).toBeNull();
+    expect(nextFrom(page([7, 8], 2), 9, false)).toBe(2);
+    expect(nextFrom(page([7, 8], null), 9, false)).toBe(7);
+    expect(nextFrom(page([], null), 9, false)).toBeNull();
   });
 });

@@ -1,6 +1,8 @@
 // Bringing a channel's timeline up to date over REST: the first load (the latest page) and the
 // resume after `hello`, `resync` or a reconnect (`changes?after=<cursor>` until `has_more` is
 // false). Live frames that arrive meanwhile are buffered by the timeline and applied at the end.
+// Pages follow the server's `next_cursor`: a page that read its share of the channel before it
+// was full (another pair's DMs take up that share) is short, even empty, with more beyond.
 import { ApiError, type Page } from "../api/client";
 import type { Change, Message } from "../api/types";
 import { Slots } from "./slots";
@@ -13,6 +15,18 @@ export interface SyncApi {
 
 export const PAGE_LIMIT = 50;
 const CHANGES_LIMIT = 200;
+/** Empty older pages (the channel holds only others' DMs there) asked through in one go. */
+const OLDER_EMPTY_TRIES = 5;
+
+/** Where the page after this one starts: the server's cursor, else the page's last seq (in its
+ * direction); null when neither moves past `from` (nothing to go on from). */
+export function nextFrom(page: Page<{ seq: number }>, from: number | null, forward: boolean): number | null {
+  const cursor = page.meta.next_cursor;
+  const edge = forward ? page.data.at(-1)?.seq : page.data[0]?.seq;
+  const next = typeof cursor === "number" ? cursor : (edge ?? null);
+  if (next === null || from === null) return next;
+  return (forward ? next > from : next < from) ? next : null;
+}
 
 /**
  * Loads (no cursor yet) or resumes (cursor known) one channel; returns the messages it created,
@@ -29,7 +43,7 @@ export async function syncChannel(api: SyncApi, team: string, timeline: ChannelT
   const created: Message[] = [];
   if (cursor === null) {
     const page = await api.history(team, { limit: PAGE_LIMIT });
-    created.push(...timeline.applyLatest(page.data, Boolean(page.meta.has_more)));
+    created.push(...timeline.applyLatest(page.data, Boolean(page.meta.has_more), nextFrom(page, null, false)));
   } else {
     // From just below the cursor: a thread reply and its root's `thread` change share a seq, and
     // a connection can break between the two frames; what is fetched again is skipped (dedupe).
@@ -37,9 +51,9 @@ export async function syncChannel(api: SyncApi, team: string, timeline: ChannelT
     for (;;) {
       const page = await changesAfter(api, team, after);
       created.push(...timeline.applyChanges(page.data));
-      const last = page.data[page.data.length - 1];
-      if (!page.meta.has_more || !last) break;
-      after = last.seq;
+      const next = page.meta.has_more ? nextFrom(page, after, true) : null;
+      if (next === null) break;
+      after = next;
     }
   }
   if (last()) created.push(...timeline.endResume());
@@ -60,14 +74,20 @@ async function changesAfter(api: SyncApi, team: string, after: number): Promise<
   }
 }
 
-/** The page above the oldest held message (infinite scroll upward). */
+/** The page above the oldest held message (infinite scroll upward); how many messages came. */
 export async function loadOlder(api: SyncApi, team: string, timeline: ChannelTimeline): Promise<number> {
-  const oldest = timeline.oldestSeq();
-  if (oldest === null || !timeline.hasOlder) return 0;
-  const askedAt = timeline.tick();
-  const page = await api.history(team, { before: oldest, limit: PAGE_LIMIT });
-  timeline.applyOlder(page.data, Boolean(page.meta.has_more), askedAt);
-  return page.data.length;
+  for (let tries = 0; tries < OLDER_EMPTY_TRIES; tries += 1) {
+    const before = timeline.olderFrom();
+    if (before === null || !timeline.hasOlder) return 0;
+    const askedAt = timeline.tick();
+    const page = await api.history(team, { before, limit: PAGE_LIMIT });
+    const more = Boolean(page.meta.has_more);
+    const next = nextFrom(page, before, false);
+    // A server that says "more" without a cursor that moves would be asked the same forever.
+    timeline.applyOlder(page.data, more && next !== null, askedAt, next);
+    if (page.data.length > 0 || !more) return page.data.length;
+  }
+  return 0;
 }
 
 /**

@@ -40,6 +40,9 @@ export class ChannelTimeline {
   loaded = false;
   /** Whether messages older than the oldest held one exist (infinite scroll upward). */
   hasOlder = true;
+  /** Where the server said the next older page starts (below what it read for the last one),
+   * when that is below the oldest held message: it read a stretch the reader sees nothing of. */
+  private olderBefore: number | null = null;
   private resuming = false;
   private buffer: LiveFrame[] = [];
   private readonly byId = new Map<string, Entry>();
@@ -71,6 +74,14 @@ export class ChannelTimeline {
     return this.messages()[0]?.seq ?? null;
   }
 
+  /** The `before` of the next older page: below the oldest held message, or below where the
+   * server's last older page stopped reading, whichever is lower; null with nothing to go on. */
+  olderFrom(): number | null {
+    const oldest = this.oldestSeq();
+    if (this.olderBefore === null) return oldest;
+    return oldest === null ? this.olderBefore : Math.min(oldest, this.olderBefore);
+  }
+
   /**
    * A message or update frame from the socket. Returns the messages it created (new ids), for
    * unread counting and announcements; a buffered or duplicate frame returns nothing.
@@ -91,9 +102,12 @@ export class ChannelTimeline {
   }
 
   /** The starting page (history with no cursor): applied in order, the cursor moves to its end. */
-  applyLatest(page: Message[], hasOlder: boolean): Message[] {
+  applyLatest(page: Message[], hasOlder: boolean, before: number | null = null): Message[] {
     const created = this.applyInOrder(page.map((m) => ({ seq: m.seq, change: "created" as const, message: m })));
-    if (!this.loaded) this.hasOlder = hasOlder;
+    if (!this.loaded) {
+      this.hasOlder = hasOlder;
+      this.olderBefore = before;
+    }
     this.loaded = true;
     return created;
   }
@@ -127,7 +141,7 @@ export class ChannelTimeline {
    * cursor. A message of it that changed live meanwhile keeps the live state when the change came
    * after the page was asked for (the page may predate it), the page's otherwise.
    */
-  applyOlder(page: Message[], hasMore: boolean, askedAt: number): void {
+  applyOlder(page: Message[], hasMore: boolean, askedAt: number, before: number | null = null): void {
     for (const m of page) {
       const kept = this.aside.get(m.id);
       this.aside.delete(m.id);
@@ -136,6 +150,7 @@ export class ChannelTimeline {
       else this.byId.set(m.id, { message: m, changeSeq: m.seq });
     }
     this.hasOlder = hasMore;
+    if (before !== null && (this.olderBefore === null || before < this.olderBefore)) this.olderBefore = before;
     this.touch();
   }
 
