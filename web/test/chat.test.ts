@@ -250,8 +250,21 @@ describe("ChatModel", () => {
     await s.model.start();
     s.hello();
     s.model.sendText("x");
-    s.frame({ type: "error", code: "rate_limited", message: "slow down", client_msg_id: "c1" });
-    expect(s.model.pendingIn(TEAM, "*", null)[0]).toMatchObject({ status: "failed", error: "slow down" });
+    s.frame({ type: "error", code: "too_large", message: "too long", client_msg_id: "c1" });
+    expect(s.model.pendingIn(TEAM, "*", null)[0]).toMatchObject({ status: "failed", error: "too long" });
+  });
+
+  it("sends a thread reply again by itself while the server is briefly unavailable", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.model.sendText("a reply", "m1");
+    // The relay checks a reply's root with the controller, which is restarting.
+    s.frame({ type: "error", code: "unavailable", message: "temporarily unavailable; retry later", client_msg_id: "c1" });
+    expect(s.model.pendingIn(TEAM, "*", "m1")[0]).toMatchObject({ status: "sending", error: null });
+    s.clock.advance(1000);
+    expect(s.sent.filter((f) => f.client_msg_id === "c1")).toHaveLength(2);
+    expect(s.sent.at(-1)).toMatchObject({ thread_id: "m1", data: "a reply" });
   });
 
   it("sends no text the server would refuse, and says why", async () => {

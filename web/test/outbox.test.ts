@@ -83,16 +83,30 @@ describe("Outbox", () => {
     expect(texts("*", "m7")).toEqual(["in a thread"]);
   });
 
-  it("keeps a retryable refusal for Retry, and hands a final one back to its thread's box", () => {
-    const { outbox, wire, said } = setup();
+  it("resends a passing refusal by itself, then keeps it for Retry, and hands a final one back to its thread's box", () => {
+    const { outbox, wire, said, clock } = setup();
     outbox.send(CHANNEL, "text", "too fast");
     outbox.send({ channel: TEAM, to: "*", threadId: "m7" }, "text", "not allowed");
-    outbox.refused({ type: "error", code: "rate_limited", message: "slow down", client_msg_id: "c1" });
     outbox.refused({ type: "error", code: "forbidden", message: "not a member", client_msg_id: "c2" });
-    expect(said).toEqual(["Message not sent: slow down", "Message not sent: not a member"]);
+    // A passing refusal (the server busy, a part of it restarting) goes again after 1, 2, 4, 8
+    // and 8 s, still "sending"; the sixth refusal shows Retry.
+    for (const wait of [1000, 2000, 4000, 8000, 8000]) {
+      outbox.refused({ type: "error", code: "rate_limited", message: "slow down", client_msg_id: "c1" });
+      expect(outbox.pending.get("c1")).toMatchObject({ status: "sending", error: null });
+      const before = wire.frames.length;
+      clock.advance(wait - 1);
+      expect(wire.frames.length).toBe(before);
+      clock.advance(1);
+      expect(wire.frames.slice(before).map((f) => f.client_msg_id)).toEqual(["c1"]);
+    }
+    outbox.refused({ type: "error", code: "rate_limited", message: "slow down", client_msg_id: "c1" });
+    expect(outbox.pending.get("c1")).toMatchObject({ status: "failed", error: "slow down", retryable: true });
+    expect(said).toEqual(["Message not sent: not a member", "Message not sent: slow down"]);
+    expect(wire.reconnects).toEqual([]); // every send was answered: the link is alive
+    wire.frames.length = 0;
     outbox.retry("c2"); // refused for good: nothing goes
     outbox.retry("c1");
-    expect(wire.frames.map((f) => f.client_msg_id)).toEqual(["c1", "c2", "c1"]);
+    expect(wire.frames.map((f) => f.client_msg_id)).toEqual(["c1"]);
     expect(outbox.pending.get("c1")).toMatchObject({ status: "sending", error: null });
     outbox.takeBack("c2");
     expect(outbox.draft).toMatchObject({ box: `${TEAM}/thread/m7`, text: "not allowed" });

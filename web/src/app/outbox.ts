@@ -90,6 +90,14 @@ export interface OutboxDeps {
  * relay would have said something, so the link is taken for dead.
  */
 const ACK_TIMEOUT_MS = 20_000;
+/**
+ * A send refused for a passing reason (`unavailable`: a part of the server restarting, as the
+ * controller a thread reply's root is checked with; `rate_limited`) goes again by itself after
+ * 1, 2, 4, 8 and 8 s, about 23 s in all, before it shows Retry.
+ */
+const AUTO_RESENDS = 5;
+const RESEND_FIRST_MS = 1000;
+const RESEND_MAX_MS = 8000;
 
 export class Outbox {
   readonly pending = new Map<string, Pending>();
@@ -101,6 +109,10 @@ export class Outbox {
   private signedOut = false;
   private draftSeq = 0;
   private uploadSeq = 0;
+  /** Per send: automatic resends so far, and which transmission its ack timer belongs to. */
+  private readonly resends = new WeakMap<Pending, number>();
+  private readonly transmissions = new WeakMap<Pending, number>();
+  private transmitSeq = 0;
 
   constructor(private readonly deps: OutboxDeps) {
     this.unsentTexts = deps.kept?.load() ?? new Map();
@@ -185,6 +197,7 @@ export class Outbox {
     if (!p || !p.retryable) return;
     p.status = "sending";
     p.error = null;
+    this.resends.delete(p); // the user asked: it gets its automatic resends again
     this.transmit(p);
     this.deps.changed();
   }
@@ -249,6 +262,16 @@ export class Outbox {
   refused(error: ErrorFrame): Pending | undefined {
     const p = error.client_msg_id ? this.pending.get(error.client_msg_id) : undefined;
     if (!p) return undefined;
+    const resends = this.resends.get(p) ?? 0;
+    if (retryable(error.code) && resends < AUTO_RESENDS) {
+      // Still "sending": it goes again shortly, unless it was sent again meanwhile (a hello).
+      this.resends.set(p, resends + 1);
+      const sent = this.transmissions.get(p);
+      this.deps.clock.setTimeout(() => {
+        if (this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null && this.transmissions.get(p) === sent) this.transmit(p);
+      }, Math.min(RESEND_MAX_MS, RESEND_FIRST_MS * 2 ** resends));
+      return p;
+    }
     p.status = "failed";
     p.error = error.message;
     p.retryable = retryable(error.code);
@@ -278,11 +301,13 @@ export class Outbox {
    * so never twice).
    */
   private transmit(p: Pending): void {
+    const transmission = ++this.transmitSeq;
+    this.transmissions.set(p, transmission);
     if (!this.deps.socket.send(frameOf(p))) return;
-    const id = p.clientMsgId;
     this.deps.clock.setTimeout(() => {
-      const still = this.pending.get(id);
-      if (still && still.status === "sending" && still.id === null) this.deps.socket.reconnect?.("the server did not answer");
+      // Answered meanwhile (a refusal it was sent again after counts): only silence is news.
+      if (this.transmissions.get(p) !== transmission) return;
+      if (this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null) this.deps.socket.reconnect?.("the server did not answer");
     }, ACK_TIMEOUT_MS);
   }
 }
