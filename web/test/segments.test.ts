@@ -31,4 +31,13 @@ describe("segments", () => {
       { kind: "text", text: "!" },
     ]);
   });
+
+  it("leaves text-direction controls out, so an override cannot make a text or a link read as another", () => {
+    expect(segments("invoice\u202efdp.exe")).toEqual([{ kind: "text", text: "invoicefdp.exe" }]);
+    expect(segments("see https://example.com/\u202egro.live and \u2067עברית\u2069")).toEqual([
+      { kind: "text", text: "see " },
+      { kind: "link", text: "https://example.com/gro.live", href: "https://example.com/gro.live" },
+      { kind: "text", text: " and עברית" },
+    ]);
+  });
 });

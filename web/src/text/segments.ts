@@ -1,6 +1,9 @@
 // Message text split into plain text, links and mentions. Views build elements from these
 // segments (text nodes and <a> elements whose href is checked here): message data never becomes
-// markup. Only http and https links are made clickable.
+// markup. Only http and https links are made clickable. Text-direction controls are left out
+// (text/bidi.ts): an override would make a text or a link read as something else.
+
+import { withoutBidiControls } from "./bidi";
 
 export type Segment =
   | { kind: "text"; text: string }
@@ -21,7 +24,8 @@ export function safeHref(raw: string): string | null {
   }
 }
 
-export function segments(text: string): Segment[] {
+export function segments(sent: string): Segment[] {
+  const text = withoutBidiControls(sent);
   const out: Segment[] = [];
   let last = 0;
   const push = (s: string) => {

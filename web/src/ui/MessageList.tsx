@@ -7,6 +7,7 @@ import type { Pending } from "../app/outbox";
 import { InView, SEEN_THRESHOLDS } from "../app/inview";
 import { dayKey, dayLabel } from "./format";
 import { MessageItem } from "./MessageItem";
+import { withoutBidiControls } from "../text/bidi";
 
 interface Props {
   model: ChatModel;
@@ -259,7 +260,7 @@ export function MessageList(props: Props) {
       })}
       {props.pending.map((p) => (
         <article key={p.clientMsgId} class={`message own pending ${p.status}`}>
-          <p class="text" dir="auto">{p.type === "text" ? p.data : `(${p.type})`}</p>
+          <p class="text" dir="auto">{p.type === "text" ? withoutBidiControls(p.data) : `(${p.type})`}</p>
           {p.status === "sending" ? (
             <p class="muted small">Sending…</p>
           ) : (
