@@ -188,6 +188,8 @@ describe("chat in two browsers", () => {
     await bob.page.getByText("Team saved.").waitFor();
     await ada.page.getByRole("heading", { name: team, exact: true }).first().waitFor(within);
     for (const p of [ada, bob]) await p.page.keyboard.press("Escape");
+    // Closing the panel gives focus back to the button that opened it.
+    for (const p of [ada, bob]) await expect.poll(() => p.page.evaluate(() => document.activeElement?.textContent?.trim())).toBe("Members & settings");
   });
 
   it("keeps an address typed the moment the members panel opens (nothing resets it a frame later)", async () => {
@@ -309,6 +311,8 @@ describe("chat in two browsers", () => {
     await expect.poll(() => viewer.locator("img").evaluate((el) => (el as HTMLImageElement).naturalWidth), { timeout: 15_000 }).toBe(640);
     await bob.page.keyboard.press("Escape");
     expect(await viewer.count()).toBe(0);
+    // Focus goes back to the picture it was opened from, not to the top of the page.
+    await expect.poll(() => bob.page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe("View noise.png");
     // The image grew the list after it was laid out: readers at the bottom stay there, and keep
     // following what comes next.
     for (const line of ["after the image 1", "after the image 2"]) await send(ada.page, line);
@@ -572,10 +576,18 @@ describe("chat in two browsers", () => {
     await elsewhere.context().close();
   });
 
-  it("closes an open DM's box when its other person is removed from the team, keeping what was typed", async () => {
+  it("closes an open DM's box and its thread's reply box when its other person is removed from the team, keeping what was typed", async () => {
     await openTeam(ada.page, team);
     await openTeam(bob.page, team);
     await bob.page.getByRole("button", { name: /^Direct messages with Cy/ }).click();
+    // A thread under the DM, open beside it.
+    await bob.page.locator("main textarea").fill("a root for Cy");
+    await bob.page.keyboard.press("Enter");
+    const root = bob.page.locator("main article.message:not(.pending)", { hasText: "a root for Cy" });
+    await root.hover();
+    await root.getByRole("button", { name: "Reply in thread" }).click();
+    const thread = bob.page.getByRole("complementary", { name: "Thread" });
+    expect(await thread.locator("textarea").isEditable()).toBe(true);
     await bob.page.locator("main textarea").fill("a line for Cy");
     await ada.page.getByRole("button", { name: "Members & settings" }).click();
     ada.page.once("dialog", (dialog) => void dialog.accept());
@@ -587,6 +599,9 @@ describe("chat in two browsers", () => {
     await bob.page.getByText(/Cy is no longer a member of this team\. What you typed was not sent\./).waitFor();
     expect(await bob.page.locator("main textarea").inputValue()).toBe("a line for Cy");
     expect(await bob.page.locator("main textarea").isEditable()).toBe(false);
+    // Nor can the thread under it be replied to: the server would refuse that too.
+    expect(await thread.locator("textarea").getAttribute("placeholder")).toBe("Cy is no longer a member of this team");
+    expect(await thread.locator("textarea").isEditable()).toBe(false);
     // No presence is shown for someone no longer in the team (nothing would keep it current).
     expect(await bob.page.locator("main .conversation-head .dot").count()).toBe(0);
     await bob.page.screenshot({ path: screenshotPath("dm-closed-1440x900.png") });

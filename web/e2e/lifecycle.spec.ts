@@ -59,6 +59,11 @@ describe("message life cycle between two browsers", () => {
     const box = ada.page.locator("main textarea");
     await box.press("ArrowUp");
     await expect.poll(() => box.inputValue()).toBe("first draft");
+    // Emptied, it cannot be saved: the box says so, and what to do instead.
+    await box.fill("  ");
+    await box.press("Enter");
+    await ada.page.getByText("An edit cannot leave the message empty").waitFor();
+    expect(await ada.page.getByRole("button", { name: "delete it" }).count()).toBe(1);
     await box.fill("final text");
     await box.press("Enter");
     await bob.page.locator("main article.message .text", { hasText: "final text" }).getByText("(edited)").waitFor();

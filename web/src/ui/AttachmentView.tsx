@@ -2,6 +2,7 @@
 // controls, anything else a download link. URLs are short-lived presigned GETs, fetched when shown
 // and again when they expire.
 import { useEffect, useRef, useState } from "preact/hooks";
+import { returnFocus } from "./focus";
 import type { Attachment, Message } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { bytes } from "./format";
@@ -15,9 +16,11 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
   const [failures, setFailures] = useState(0);
   const [viewing, setViewing] = useState(false);
   const viewer = useRef<HTMLDialogElement>(null);
+  const opener = useRef<HTMLButtonElement>(null);
 
-  // A modal <dialog>: the browser keeps focus inside it, and gives it back to the thumbnail when
-  // it closes. Esc is taken here first so it closes only the picture, not the panel behind it.
+  // A modal <dialog>: the browser keeps focus inside it. It leaves the page with `viewing`, so
+  // the browser has nothing to give focus back to: it goes back to the thumbnail. Esc is taken
+  // here first so it closes only the picture, not the panel behind it.
   useEffect(() => {
     const dialog = viewer.current;
     if (!viewing || !dialog) return;
@@ -33,6 +36,7 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
     return () => {
       window.removeEventListener("keydown", onKey, true);
       if (dialog.open) dialog.close();
+      returnFocus(() => opener.current);
     };
   }, [viewing]);
 
@@ -71,7 +75,7 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
     // so a click shows the picture here, full size, with the download beside it.
     return (
       <>
-        <button type="button" class="attachment image" aria-label={`View ${info.filename}`} onClick={() => setViewing(true)}>
+        <button ref={opener} type="button" class="attachment image" aria-label={`View ${info.filename}`} onClick={() => setViewing(true)}>
           <img src={url} alt={info.filename} loading="lazy" onError={refresh} />
         </button>
         {viewing && (

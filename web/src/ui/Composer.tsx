@@ -125,6 +125,8 @@ export function Composer(props: Props) {
   // Closed while something was typed (the thread's root deleted, the team deactivated): the text
   // stays, read-only so it can still be selected and copied, and the reason shows above it.
   const closedOnText = props.disabled !== null && props.disabled !== NOT_LOADED && text !== "" && !props.editing;
+  // An edit emptied: Save cannot take it (the server refuses an empty text); say what can.
+  const editingEmpty = props.editing !== null && props.disabled === null && !text.trim();
   const form = useRef<HTMLFormElement>(null);
 
   const submit = async () => {
@@ -228,6 +230,25 @@ export function Composer(props: Props) {
         <p class="composer-status error" id={`${inputId}-status`} role="alert">
           {problem}
         </p>
+      ) : editingEmpty && props.editing ? (
+        <p class="composer-status" id={`${inputId}-status`} role="status">
+          An edit cannot leave the message empty: Esc keeps it as it was, or{" "}
+          <button
+            type="button"
+            class="link"
+            onClick={() => {
+              const editing = props.editing;
+              if (!editing || !confirm("Delete this message for everyone?")) return;
+              void model.remove(editing.id).then(() => {
+                setText(own.current);
+                props.onEditDone();
+              });
+            }}
+          >
+            delete it
+          </button>
+          .
+        </p>
       ) : (
         counter && (
           <p class="composer-status muted" id={`${inputId}-status`}>
@@ -264,7 +285,7 @@ export function Composer(props: Props) {
           readOnly={closedOnText}
           placeholder={props.disabled ?? props.label}
           aria-invalid={problem ? true : undefined}
-          aria-describedby={closedOnText || problem || counter ? `${inputId}-status` : undefined}
+          aria-describedby={closedOnText || problem || editingEmpty || counter ? `${inputId}-status` : undefined}
           aria-autocomplete="list"
           aria-controls={suggestions.length > 0 ? `${inputId}-mentions` : undefined}
           aria-activedescendant={suggestions.length > 0 ? `${inputId}-mention-${current}` : undefined}

@@ -72,7 +72,7 @@ export function Conversation(props: Props) {
             ))}
           </ul>
         )}
-        <button type="button" class="ghost" onClick={props.onOpenTeamPanel}>
+        <button type="button" class="ghost" data-opens="team-panel" onClick={props.onOpenTeamPanel}>
           Members &amp; settings
         </button>
       </header>

@@ -6,6 +6,7 @@ import { Conversation } from "./Conversation";
 import { useObservable } from "./hooks";
 import { Sidebar } from "./Sidebar";
 import { TeamPanel } from "./TeamPanel";
+import { returnFocus } from "./focus";
 import { ThreadPanel } from "./ThreadPanel";
 
 export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): void }) {
@@ -26,11 +27,17 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
     if (root) setTimeout(() => document.querySelector<HTMLElement>(`main article[data-id="${CSS.escape(root)}"]`)?.focus(), 0);
   };
 
+  // Likewise for the members panel: back to the button that opened it.
+  const closeTeamPanel = () => {
+    setTeamPanel(false);
+    returnFocus(() => document.querySelector<HTMLElement>("main [data-opens='team-panel']"));
+  };
+
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.key !== "Escape" || e.defaultPrevented) return;
       if (model.threadRoot) closeThread();
-      else if (teamPanel) setTeamPanel(false);
+      else if (teamPanel) closeTeamPanel();
       else if (drawer) setDrawer(false);
     };
     window.addEventListener("keydown", onKey);
@@ -125,7 +132,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
           )}
         </main>
         {panel === "thread" && team && model.threadRoot && <ThreadPanel key={`${team.id}/${model.threadRoot}`} model={model} team={team} root={model.threadRoot} onClose={closeThread} />}
-        {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} takeFocus={panelFocus} onClose={() => setTeamPanel(false)} />}
+        {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} takeFocus={panelFocus} onClose={closeTeamPanel} />}
       </div>
       <div class="visually-hidden" aria-live="polite" aria-atomic="true">
         {model.announcement}

@@ -3,7 +3,7 @@ import { useState } from "preact/hooks";
 import type { Message, Team } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { boxKey } from "../app/outbox";
-import { lastEditable } from "../state/roles";
+import { dmClosed, lastEditable } from "../state/roles";
 import { conversationOf } from "../state/typing";
 import { Composer, DEACTIVATED, NOT_LOADED } from "./Composer";
 import { MessageItem } from "./MessageItem";
@@ -15,6 +15,9 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
   const [editing, setEditing] = useState<Message | null>(null);
   const message = model.timeline(team.id).get(root);
   const replies = model.threadView(team.id, root);
+  const to = message ? conversationOf(message.to, message.from, model.me.id) : model.conversation;
+  // A thread under a DM whose other person left the team takes no more replies than the DM does.
+  const closed = dmClosed(team, to, model.name(to));
   return (
     <aside class="panel thread" aria-label="Thread">
       <header class="panel-head">
@@ -43,14 +46,20 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
         hasOlder={false}
         seen={(seq) => model.markSeen(seq)}
       />
-      <Uploads model={model} channel={team.id} to={message ? conversationOf(message.to, message.from, model.me.id) : "*"} threadId={root} />
+      <Uploads model={model} channel={team.id} to={message ? to : "*"} threadId={root} />
       <Composer
         model={model}
         label="Reply in thread"
         threadId={root}
         editing={editing}
         disabled={
-          !team.active ? DEACTIVATED : !message ? NOT_LOADED : message.deleted ? "The thread's first message was deleted: no more replies" : null
+          !team.active
+            ? DEACTIVATED
+            : !message
+              ? NOT_LOADED
+              : message.deleted
+                ? "The thread's first message was deleted: no more replies"
+                : closed
         }
         onEditLast={() => {
           const mine = lastEditable(replies, team, model.me.id, Date.now(), model.editWindowMs);

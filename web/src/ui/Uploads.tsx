@@ -1,6 +1,7 @@
 // Uploads in flight for a message box (a conversation's, or a thread's): a progress bar each with
 // Cancel, or the reason it was refused.
 import type { ChatModel } from "../app/chat";
+import { returnFocus } from "./focus";
 
 export function Uploads(props: { model: ChatModel; channel: string; to: string; threadId: string | null }) {
   const list = [...props.model.uploads.values()].filter((u) => u.channel === props.channel && u.to === props.to && u.threadId === props.threadId);
@@ -21,7 +22,13 @@ export function Uploads(props: { model: ChatModel; channel: string; to: string; 
               <span>Uploading {u.name}</span>
               <progress max={1} value={u.progress} aria-label={`Uploading ${u.name}`} />
               <span class="muted">{Math.round(u.progress * 100)}%</span>
-              <button type="button" class="link" aria-label={`Cancel uploading ${u.name}`} onClick={() => props.model.cancelUpload(u.key)}>
+              <button type="button" class="link" aria-label={`Cancel uploading ${u.name}`} onClick={(e) => {
+                  // The row goes with the upload: focus goes to the box the file was for.
+                  const box = e.currentTarget.closest(".conversation, .thread")?.querySelector<HTMLElement>("textarea");
+                  props.model.cancelUpload(u.key);
+                  returnFocus(() => box);
+                }}
+              >
                 Cancel
               </button>
             </>
