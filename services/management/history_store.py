@@ -99,7 +99,9 @@ class MongoMessageStore:
         read: list[int] = []
         try:
             for number in buckets.oldest_first(start):
-                edge = await self._share_read(channel_id, read, number, forward=True, changes=True)
+                edge = await self._share_read(
+                    channel_id, read, number, forward=True, cursor=after, changes=True
+                )
                 if edge is not None:
                     return Walk(found, edge)
                 key = bucket_key(channel_id, number)
@@ -192,7 +194,9 @@ class MongoMessageStore:
         read: list[int] = []
         try:
             for number in numbers:
-                edge = await self._share_read(channel_id, read, number, forward=forward)
+                edge = await self._share_read(
+                    channel_id, read, number, forward=forward, cursor=cursor
+                )
                 if edge is not None:
                     return Walk(found, edge)
                 query = {s.MESSAGE_BUCKET: bucket_key(channel_id, number), **base}
@@ -209,15 +213,27 @@ class MongoMessageStore:
         return Walk(found)
 
     async def _share_read(
-        self, channel_id: str, read: list[int], number: int, *, forward: bool, changes: bool = False
+        self,
+        channel_id: str,
+        read: list[int],
+        number: int,
+        *,
+        forward: bool,
+        cursor: int | None,
+        changes: bool = False,
     ) -> int | None:
         """Before a walk reads bucket ``number``: None to go on (it is added to ``read``), or,
-        once the walk has read its share, the seq it stops at (see ``_edge``)."""
+        once the walk has read its share, the seq it stops at (see ``_edge``). Never one that
+        does not move past ``cursor``: a client would ask for the same page forever."""
         if len(read) >= self._page_buckets:
             edge = await self._edge(channel_id, read, forward=forward, changes=changes)
-            if edge is not None:
+            if edge is not None and (
+                cursor is None or (edge > cursor if forward else edge < cursor)
+            ):
                 return edge
-            read.clear()  # only empty buckets so far (reservations never filled): nothing to skip
+            # Nothing beyond the cursor in what was read (empty buckets, reservations never
+            # filled): the walk goes on, its share counted afresh.
+            read.clear()
         read.append(number)
         return None
 

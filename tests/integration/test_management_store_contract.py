@@ -21,7 +21,7 @@ from services.management.history_store import MongoMessageStore
 from services.management.membership_index import MEMBERSHIP_INDEXES, MongoMembershipIndex
 from services.management.model import MembershipChange, OutboxEvent
 from services.management.store import MANAGEMENT_INDEXES, ChangeEntry, MongoTeamStore
-from tests.unit.management_store_contract import Backend, StoreContract, _team
+from tests.unit.management_store_contract import T0, Backend, StoreContract, _team
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,60 @@ class TestMongoStores(StoreContract):
         assert drained[schema.TEAM_OUTBOX_PENDING] is False
         await backend.teams.acknowledge(team_id, [], fence=4)
         assert await contract_db[schema.TEAMS].find_one({schema.ID: team_id}) == drained
+
+
+async def test_a_walk_goes_on_through_buckets_reserved_and_never_filled(
+    contract_db: AsyncDatabase[Document],
+) -> None:
+    """A channel whose first record (seq 0) is followed by 20 buckets a dead controller reserved
+    and never filled, then more messages: every page walk, forward from -1 or 0 and backward,
+    ends, gives each message once in order, and no cursor it hands out stands still."""
+    heads = MongoChannelHeads(contract_db)
+    buckets = BucketAllocator(heads, size=4)
+    store = MongoMessageStore(contract_db, heads, page_buckets=2)
+    channel = uuid.uuid4().hex
+
+    def message(seq: int) -> StoredMessage:
+        return StoredMessage(uuid.uuid4().hex, seq, channel, "*", "text", f"m{seq}", "1" * 32, T0)
+
+    async def store_all(found: Sequence[StoredMessage]) -> None:
+        keys = (await buckets.assign([m.channel_id for m in found])).keys
+        docs = [
+            {schema.MESSAGE_BUCKET: k, **message_doc(m)} for m, k in zip(found, keys, strict=True)
+        ]
+        await contract_db[schema.MESSAGES].insert_many(docs)
+
+    await store_all([message(0)])
+    # The rest of seq 0's bucket and 20 more: reserved, never written.
+    await buckets.assign([channel] * (3 + 4 * 20))
+    later = [message(seq) for seq in range(100, 106)]
+    await store_all(later)
+    expected = [0, *(m.seq for m in later)]
+
+    for start in (-1, 0):
+        seqs, cursor = [], start
+        for _ in range(50):
+            walk = await store.page(channel, "2" * 32, before=None, after=cursor, limit=3)
+            seqs += [m.seq for m in walk.found]
+            if walk.resume_at is None and len(walk.found) < 3:
+                break
+            step = walk.resume_at if walk.resume_at is not None else walk.found[-1].seq
+            assert step > cursor
+            cursor = step
+        assert seqs == [s for s in expected if s > start]
+    back: list[int] = []
+    before: int | None = None
+    for _ in range(50):
+        walk = await store.page(channel, "2" * 32, before=before, after=None, limit=3)
+        back += [m.seq for m in walk.found]
+        if walk.resume_at is None and len(walk.found) < 3:
+            break
+        step = walk.resume_at if walk.resume_at is not None else walk.found[-1].seq
+        assert before is None or step < before
+        before = step
+    assert back == sorted(expected, reverse=True)
+    # The changes feed from seq 0 passes the empty buckets and stops after two with messages.
+    fed = await store.changes(channel, "2" * 32, after=0, limit=10)
+    assert ([e.seq for e in fed.found], fed.resume_at) == ([100, 101, 102, 103], 103)
+    rest = await store.changes(channel, "2" * 32, after=103, limit=10)
+    assert ([e.seq for e in rest.found], rest.resume_at) == ([104, 105], None)
