@@ -86,6 +86,21 @@ async def history_page(
     return list(body["data"]), dict(body.get("meta", {}))
 
 
+def next_cursor(meta: dict[str, Any], cursor: int | None, *, forward: bool) -> int | None:
+    """Where the page after this one starts: the page's ``next_cursor`` while ``has_more`` says
+    there is more; None at the end, or for a cursor that does not move past ``cursor``.
+
+    A page may be short, even empty, with more beyond (the server reads a bounded part of the
+    channel per request): only ``has_more`` says where the end is.
+    """
+    raw = meta.get("next_cursor")
+    if not meta.get("has_more") or not isinstance(raw, int) or isinstance(raw, bool):
+        return None
+    if cursor is not None and (raw <= cursor if forward else raw >= cursor):
+        return None
+    return raw
+
+
 async def history(
     base_url: str, token: str, team_id: str, *, after: int | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
@@ -100,17 +115,16 @@ async def history(
         while True:
             page, meta = await history_page(base_url, token, team_id, before=before, limit=limit)
             pages.append(page)
-            if not meta.get("has_more") or not page:
+            before = next_cursor(meta, before, forward=False)
+            if before is None:
                 return [m for p in reversed(pages) for m in p]
-            before = int(page[0]["seq"])
     messages: list[dict[str, Any]] = []
-    cursor = after
-    while True:
+    cursor: int | None = after
+    while cursor is not None:
         page, meta = await history_page(base_url, token, team_id, after=cursor, limit=limit)
         messages.extend(page)
-        if not meta.get("has_more") or not page:
-            return messages
-        cursor = int(page[-1]["seq"])
+        cursor = next_cursor(meta, cursor, forward=True)
+    return messages
 
 
 async def changes_page(
@@ -135,9 +149,10 @@ async def thread(
             token=token,
         )
         replies.extend(body["data"])
-        if not body["meta"]["has_more"] or not body["data"]:
+        following = next_cursor(body["meta"], after, forward=True)
+        if following is None:
             return replies
-        after = int(body["meta"]["next_cursor"])
+        after = following
 
 
 async def edit(

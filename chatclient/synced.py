@@ -28,7 +28,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from chatclient import http
 from chatclient.client import Ack, ChatClient
-from chatclient.http import ApiError, changes_page, history_page
+from chatclient.http import ApiError, changes_page, history_page, next_cursor
 from chatclient.timeline import Timeline
 
 PAGE = 200
@@ -257,15 +257,15 @@ class SyncedClient:
             # From just below the cursor: a thread reply and its root's ``thread`` change share a
             # seq, and a connection can break between the two frames; what is fetched again is
             # skipped by the timeline's dedupe.
-            cursor -= 1
-            while True:
+            # Page after page until ``has_more`` says the end: a page can be short, even empty,
+            # with more beyond (the server reads a bounded part of the channel per request).
+            after: int | None = cursor - 1
+            while after is not None:
                 entries, meta = await changes_page(
-                    self._api_url, self._token, channel, after=cursor, limit=PAGE
+                    self._api_url, self._token, channel, after=after, limit=PAGE
                 )
                 self.timeline.apply_changes(channel, entries)
-                if not meta.get("has_more") or not entries:
-                    break
-                cursor = int(meta["next_cursor"])
+                after = next_cursor(meta, after, forward=True)
 
     # -- waiting --
 

@@ -19,10 +19,12 @@ the call answers 503, so the client may simply call ``complete`` again later.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -99,6 +101,11 @@ class AttachmentRejected(InvalidInput):
     code = "rejected"
 
 
+@contextlib.asynccontextmanager
+async def _unbounded(_caller: str) -> AsyncIterator[None]:
+    yield
+
+
 class AttachmentService:
     def __init__(
         self,
@@ -113,6 +120,7 @@ class AttachmentService:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         leases: Leases | None = None,
+        scan_slot: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self._teams = teams
         self._messages = messages
@@ -125,6 +133,8 @@ class AttachmentService:
         self._new_id = new_id
         # Per attachment, across every management instance when the leases live in the database.
         self._leases = leases if leases is not None else local_leases("attachment")
+        # Held around a query over a channel's messages, per caller (the API's scan slots).
+        self._scan_slot = scan_slot if scan_slot is not None else _unbounded
 
     def _now(self) -> datetime:
         now = datetime.fromtimestamp(self._clock(), UTC)
@@ -310,7 +320,9 @@ class AttachmentService:
             return True
         if item.status != READY:
             return False
-        return await self._messages.carrier(item.team_id, item.id, caller) is Carrier.VISIBLE
+        async with self._scan_slot(caller):
+            carrier = await self._messages.carrier(item.team_id, item.id, caller)
+        return carrier is Carrier.VISIBLE
 
     async def withdraw(self, attachment_id: str) -> None:
         """The message carrying the attachment is being deleted: its bytes go, and it answers

@@ -2,8 +2,8 @@
 
 Like every management route: authenticate (401), parse ids and body (422 before any query), then
 the domain answers 404 to non-members, whatever the attachment or team id, so a stranger cannot
-tell whether either exists. Writes draw from the caller's write budget; a download holds a scan
-slot (503 when they are all busy), as history pages do.
+tell whether either exists. Writes draw from the caller's write budget; a download that must look
+for the message carrying the file holds a scan slot for it (503 when they are all busy).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from chatcore.settings import Settings
 from chatcore.tokens import JwtVerifier, TokenError
 from services.management.attachment_rules import parse_upload_request
 from services.management.attachments import AttachmentService
-from services.management.limits import ScanGate, UserBudget
+from services.management.limits import UserBudget
 from services.management.validation import is_id, parse_id
 
 
@@ -27,13 +27,11 @@ class AttachmentApi:
         settings: Settings,
         *,
         writes: UserBudget,
-        scans: ScanGate,
     ) -> None:
         self._service = service
         self._verifier = verifier
         self._settings = settings
         self._writes = writes
-        self._scans = scans
 
     def routes(self) -> list[web.RouteDef]:
         # Any segment matches, so malformed ids get our 422 rather than a router 404.
@@ -74,11 +72,9 @@ class AttachmentApi:
 
     async def download(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
-        attachment_id = self._attachment_id(request)
-        # A scan like a history page: whether a message the caller sees carries the file is a
-        # query over the channel's messages (no index can cover message texts on FerretDB).
-        async with self._scans.hold(caller):
-            data = await self._service.download(attachment_id, caller=caller)
+        # Whether a message the caller sees carries the file is a query over the channel's
+        # messages: the service holds a scan slot for it (see AttachmentService.download).
+        data = await self._service.download(self._attachment_id(request), caller=caller)
         response = ok(data)
         response.headers["Cache-Control"] = "no-store"
         return response

@@ -121,6 +121,7 @@ def _attachment_service(
     messages: MongoMessageStore,
     registry: CollectorRegistry,
     leases: Leases,
+    scans: ScanGate,
 ) -> AttachmentService:
     try:
         clamd = ClamdAddress.parse(settings.clamd_address)
@@ -148,6 +149,7 @@ def _attachment_service(
         ),
         metrics=AttachmentMetrics.create(registry),
         leases=leases,
+        scan_slot=scans.hold,
     )
 
 
@@ -212,8 +214,13 @@ async def start(
             ),
         )
         attachment_leases = leases("attachment")
+        scans = ScanGate(
+            limit=settings.management_scan_concurrency,
+            wait_s=settings.management_scan_wait_s,
+            per_user=settings.management_scans_per_user,
+        )
         attachments = _attachment_service(
-            settings, db, teams, messages, registry, attachment_leases
+            settings, db, teams, messages, registry, attachment_leases, scans
         )
         lifecycle = MessageService(
             teams=teams,
@@ -253,11 +260,6 @@ async def start(
             per_s=settings.management_read_per_s,
             refusal="too many read marks, slow down",
         )
-        scans = ScanGate(
-            limit=settings.management_scan_concurrency,
-            wait_s=settings.management_scan_wait_s,
-            per_user=settings.management_scans_per_user,
-        )
 
         async def database_ready() -> bool:
             return await ping(client)
@@ -279,9 +281,7 @@ async def start(
                 presence=presence,
             ).routes()
         )
-        app.add_routes(
-            AttachmentApi(attachments, verifier, settings, writes=writes, scans=scans).routes()
-        )
+        app.add_routes(AttachmentApi(attachments, verifier, settings, writes=writes).routes())
 
         _run_in_background(
             stack,

@@ -329,8 +329,11 @@ class MemoryMessageStore:
     ) -> Walk[T]:
         """``records`` (seq, item) in walking order, read up to ``walk_span`` of them."""
         found: list[T] = []
-        for read, (_seq, item) in enumerate(records):
-            if self.walk_span is not None and read >= self.walk_span and len(found) < limit:
+        for read, (seq, item) in enumerate(records):
+            # As the store's buckets do, it never stops between two records of one seq (a
+            # reply and its root's thread change).
+            bounded = self.walk_span is not None and read >= self.walk_span
+            if bounded and len(found) < limit and seq != records[read - 1][0]:
                 return Walk(found, records[read - 1][0])
             if keep(item):
                 found.append(item)

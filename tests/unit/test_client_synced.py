@@ -12,7 +12,7 @@ from websockets.http11 import Response
 
 import chatclient.synced
 from chatclient import ChatClient, SyncedClient
-from chatclient.http import ApiError
+from chatclient.http import ApiError, next_cursor
 
 TEAM = "t" * 32
 
@@ -239,3 +239,54 @@ async def test_a_reconnect_refused_401_stops_instead_of_retrying_forever(
     assert len(attempts) == 3
     assert isinstance(client.failure, InvalidStatus)
     await client.close()
+
+
+async def test_a_resume_goes_on_through_an_empty_page_that_says_there_is_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server stopped a changes page short of anything for this reader (others' DMs): the
+    resume follows its ``next_cursor`` rather than end there, so what was missed live arrives
+    before what came after it."""
+    socket = _Socket()
+    history = _History(stored=[])
+    afters: list[int] = []
+
+    async def bounded(
+        base: str, token: str, team: str, *, after: int, limit: int = 200
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        afters.append(after)
+        if after < 100:  # from 9 it reads up to 100, others' DMs only, and stops short
+            return [], {"has_more": True, "next_cursor": 100}
+        return await history.changes(base, token, team, after=after, limit=limit)
+
+    async def connect(_url: str, _token: str) -> _Socket:
+        return socket
+
+    monkeypatch.setattr(ChatClient, "connect", connect)
+    monkeypatch.setattr(chatclient.synced, "history_page", history)
+    monkeypatch.setattr(chatclient.synced, "changes_page", bounded)
+    client = SyncedClient("ws://relay", "http://api", "token", reconnect=False)
+    await client.start()
+    await _settled(client)
+    socket.events.put_nowait(_m(10))
+    await client.wait_for(lambda: len(client.timeline.messages(TEAM)) == 1, 5)
+    # 150 was missed live; a resync, then 160 live.
+    history.stored = [_m(10), _m(150), _m(160)]
+    for frame in ({"type": "resync"}, _m(160)):
+        socket.events.put_nowait(frame)
+    await client.wait_for(lambda: client.resyncs == 1 and client.settled(), 5)
+    assert afters == [9, 100]
+    assert [m["seq"] for m in client.timeline.messages(TEAM)] == [10, 150, 160]
+    await client.close()
+
+
+def test_the_next_page_starts_at_the_servers_cursor_until_has_more_says_the_end() -> None:
+    """A short or empty page with more beyond goes on from ``next_cursor``; no more, a missing
+    cursor or one that does not move ends the walk (forward and backward)."""
+    assert next_cursor({"has_more": True, "next_cursor": 100}, 9, forward=True) == 100
+    assert next_cursor({"has_more": True, "next_cursor": 5}, None, forward=False) == 5
+    assert next_cursor({"has_more": False, "next_cursor": 100}, 9, forward=True) is None
+    assert next_cursor({"has_more": True}, 9, forward=True) is None
+    assert next_cursor({"has_more": True, "next_cursor": 9}, 9, forward=True) is None
+    assert next_cursor({"has_more": True, "next_cursor": 12}, 9, forward=False) is None
+    assert next_cursor({"has_more": True, "next_cursor": True}, 0, forward=True) is None

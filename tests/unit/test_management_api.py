@@ -121,6 +121,7 @@ async def harness() -> AsyncIterator[Harness]:
             bytes_per_user_day=settings.attachment_bytes_per_user_day,
         ),
         metrics=AttachmentMetrics.create(CollectorRegistry()),
+        scan_slot=scans.hold,
     )
     lifecycle = MessageService(
         teams=teams,
@@ -146,7 +147,7 @@ async def harness() -> AsyncIterator[Harness]:
         presence=presence,
     )
     app.add_routes(api.routes())
-    app.add_routes(AttachmentApi(uploads, verifier, settings, writes=writes, scans=scans).routes())
+    app.add_routes(AttachmentApi(uploads, verifier, settings, writes=writes).routes())
     tokens = {u: issuer.issue(u).token for u in (ALICE, BOB, CAROL)}
     tokens["not-an-id"] = issuer.issue("not-an-id").token
     async with TestClient(TestServer(app)) as client:
@@ -311,23 +312,29 @@ async def test_attachment_requests_and_completions_over_the_budget_are_429_and_c
 
 
 async def test_scans_beyond_the_bound_are_503_with_retry_after(harness: Harness) -> None:
-    """While every scan slot is taken, history, team lists and attachment downloads (which
-    look the carrying message up) answer 503 + Retry-After."""
-    _status, body = await harness.call("POST", "/v1/teams", body={"name": "t"})
-    team_id = body["data"]["id"]
+    """While every scan slot is taken, history, team lists and the downloads that must look the
+    carrying message up answer 503 + Retry-After; the uploader's own download needs no slot."""
+    team_id = await _team_with_bob(harness)
     upload = {"filename": "a.txt", "content_type": "text/plain", "size": 5}
     _status, body = await harness.call("POST", f"/v1/teams/{team_id}/attachments", body=upload)
-    attachment = f"/v1/attachments/{body['data']['id']}"
-    async with harness.scans.hold(BOB):
-        for path in (f"/v1/teams/{team_id}/messages", "/v1/teams", attachment):
+    item = harness.attachments.items[body["data"]["id"]]
+    harness.attachments.items[item.id] = dataclasses.replace(item, status="ready")
+    attachment = f"/v1/attachments/{item.id}"
+    async with harness.scans.hold(CAROL):
+        assert (await harness.call("GET", attachment))[0] == 200  # Alice uploaded it
+        for path, who in (
+            (f"/v1/teams/{team_id}/messages", ALICE),
+            ("/v1/teams", ALICE),
+            (attachment, BOB),  # is it in a message Bob may see?
+        ):
             async with harness.client.get(
-                path, headers={"Authorization": f"Bearer {harness.tokens[ALICE]}"}
+                path, headers={"Authorization": f"Bearer {harness.tokens[who]}"}
             ) as resp:
                 assert resp.status == 503
                 assert resp.headers["Retry-After"] == "1"
                 assert (await resp.json())["error"]["code"] == "unavailable"
     assert (await harness.call("GET", f"/v1/teams/{team_id}/messages"))[0] == 200
-    assert (await harness.call("GET", attachment))[0] == 409  # its own pending upload
+    assert (await harness.call("GET", attachment, who=BOB))[0] == 404  # sent to nobody yet
 
 
 # --- the message life cycle (DESIGN 5b) ---------------------------------------------------------

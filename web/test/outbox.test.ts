@@ -113,6 +113,23 @@ describe("Outbox", () => {
     expect(outbox.pending.has("c2")).toBe(false);
   });
 
+  it("takes a refusal that came late for an answer, not for a silent link, and resends without reconnecting", () => {
+    const { outbox, wire, clock } = setup();
+    outbox.send(CHANNEL, "text", "while Kafka is down");
+    // The relay answers `unavailable` after Kafka's 15 s; the resend follows 1, 2, 4, 8, 8 s
+    // after each answer: past the first send's 20 s ack deadline.
+    for (const wait of [1000, 2000, 4000, 8000, 8000]) {
+      clock.advance(15_000);
+      outbox.refused({ type: "error", code: "unavailable", message: "temporarily unavailable; retry later", client_msg_id: "c1" });
+      clock.advance(wait);
+    }
+    expect(wire.frames.map((f) => f.client_msg_id)).toEqual(["c1", "c1", "c1", "c1", "c1", "c1"]);
+    expect(wire.reconnects).toEqual([]);
+    // Silence after a resend still counts: no answer in 20 s makes the link suspect.
+    clock.advance(20_000);
+    expect(wire.reconnects).toEqual(["the server did not answer"]);
+  });
+
   it("forgets what was on its way to a team the user left, its uploads and unsent texts too, and nothing else", async () => {
     const signals: AbortSignal[] = [];
     const { outbox, wire } = setup(

@@ -4,11 +4,11 @@ import { ChannelTimeline } from "../src/state/timeline";
 import { ReadState } from "../src/state/unread";
 import { FakeClock, ME, msg, TEAM } from "./fixtures";
 
-function setup(lastRead: number, page: number[], hasOlder: boolean) {
+function setup(lastRead: number, page: number[], hasOlder: boolean, stoppedAt: number | null = null) {
   const clock = new FakeClock();
   const timeline = new ChannelTimeline();
   timeline.beginResume();
-  timeline.applyLatest(page.map((seq) => msg(seq)), hasOlder);
+  timeline.applyLatest(page.map((seq) => msg(seq)), hasOlder, stoppedAt);
   timeline.endResume();
   const read = new ReadState(ME);
   read.fromServer({ count: page.length, mentions: 0, last_read_seq: lastRead });
@@ -34,6 +34,10 @@ describe("ReadMarks", () => {
     expect(setup(5, [5, 6, 7], true).marks.listStart(TEAM)).toBe("divider");
     expect(setup(2, [5, 6, 7], false).marks.listStart(TEAM)).toBe("divider");
     expect(setup(-1, [5, 6, 7], true).marks.listStart(TEAM)).toBe("bottom");
+    // The server read below the mark for the first page and found nothing else for this reader
+    // (others' DMs): nothing above the mark is missing, so no reading back.
+    expect(setup(2, [5, 6, 7], true, 2).marks.listStart(TEAM)).toBe("divider");
+    expect(setup(2, [5, 6, 7], true, 3).marks.listStart(TEAM)).toBe("wait");
   });
 
   it("reports the mark once the reader pauses, however often the view says what it saw", () => {

@@ -318,6 +318,26 @@ describe("pages the server stopped short", () => {
   });
 });
 
+describe("a latest page read again with no cursor yet", () => {
+  it("reads below the new latest page, not below the old one: nothing between is skipped", async () => {
+    // 1..120 at first, the reader sees only 10: the first latest page is empty, no cursor.
+    const seen = new Set([10]);
+    const hiddenOf = (n: number) => new Set([...Array(n).keys()].map((i) => i + 1).filter((s) => !seen.has(s)));
+    const logOf = (n: number) => [...Array(n).keys()].map((i) => created(msg(i + 1)));
+    const t = new ChannelTimeline();
+    await syncChannel(new BoundedServer(logOf(120), hiddenOf(120), 25), TEAM, t);
+    expect(t.cursor).toBeNull();
+    expect(t.olderFrom()).toBe(96);
+    // Offline, 121..200 are written, 130 among them for the reader; then a hello loads again.
+    seen.add(130);
+    const later = new BoundedServer(logOf(200), hiddenOf(200), 25);
+    await syncChannel(later, TEAM, t);
+    expect(t.olderFrom()).toBe(176);
+    for (let i = 0; i < 10 && t.hasOlder; i++) await loadOlder(later, TEAM, t);
+    expect(t.messages().map((m) => m.seq)).toEqual([10, 130]);
+  });
+});
+
 describe("nextFrom", () => {
   it("takes the server's cursor, else the page's edge, and nothing that does not move on", () => {
     const page = (seqs: number[], next_cursor?: number | null) => ({ data: seqs.map((seq) => ({ seq })), meta: { has_more: true, next_cursor } });

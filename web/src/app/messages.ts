@@ -1,9 +1,10 @@
 // Acting on messages the page holds, over REST: edits, deletes, reactions, a thread's replies and
 // attachments' download links. What the server answers goes into the timeline at once (its frame
 // may come later, or to a socket that is down). No DOM.
-import type { Api } from "../api/client";
+import { type Api, ApiError } from "../api/client";
 import type { Attachment, Message } from "../api/types";
-import type { Clock } from "../auth/keeper";
+import { type Clock, pause } from "../auth/keeper";
+import { Slots } from "../state/slots";
 import type { ChannelTimeline } from "../state/timeline";
 import type { Notices } from "./notices";
 
@@ -11,6 +12,14 @@ import type { Notices } from "./notices";
 const LINK_MARGIN_MS = 30_000;
 /** How long a link whose answer has no expiry (or has not come yet) is taken as good. */
 const LINK_DEFAULT_MS = 60_000;
+/**
+ * Links asked for at once: a conversation full of pictures asks for each as it is shown, and
+ * the server lets one user hold a few of its scan slots (a link to a file someone else sent
+ * takes one), answering 503 past them; a busy answer is asked again after a pause.
+ */
+const LINKS_AT_ONCE = 2;
+const LINK_TRIES = 5;
+const LINK_PAUSE_MS = 500;
 
 export interface MessageActionsDeps {
   api: Api;
@@ -23,6 +32,7 @@ export interface MessageActionsDeps {
 
 export class MessageActions {
   private readonly links = new Map<string, { at: Promise<Attachment>; until: number }>();
+  private readonly linkSlots = new Slots(LINKS_AT_ONCE);
 
   constructor(private readonly deps: MessageActionsDeps) {}
 
@@ -92,7 +102,7 @@ export class MessageActions {
     const now = this.deps.clock.now();
     const held = this.links.get(id);
     if (held && held.until > now) return held.at;
-    const at = this.deps.api.attachment(id);
+    const at = this.linkSlots.run(() => this.link(id));
     this.links.set(id, { at, until: now + LINK_DEFAULT_MS });
     at.then(
       (a) => {
@@ -102,5 +112,17 @@ export class MessageActions {
       () => this.links.delete(id),
     );
     return at;
+  }
+
+  private async link(id: string): Promise<Attachment> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.deps.api.attachment(id);
+      } catch (err) {
+        const busy = err instanceof ApiError && (err.status === 429 || err.status === 503);
+        if (!busy || attempt >= LINK_TRIES) throw err;
+      }
+      await pause(this.deps.clock, LINK_PAUSE_MS * 2 ** (attempt - 1));
+    }
   }
 }

@@ -265,10 +265,13 @@ export class Outbox {
     const resends = this.resends.get(p) ?? 0;
     if (retryable(error.code) && resends < AUTO_RESENDS) {
       // Still "sending": it goes again shortly, unless it was sent again meanwhile (a hello).
+      // The refusal answered the last transmission: its ack timer has nothing left to say (a
+      // refusal that came late, as `unavailable` after Kafka's 15 s, is no silent link).
       this.resends.set(p, resends + 1);
-      const sent = this.transmissions.get(p);
+      const refused = ++this.transmitSeq;
+      this.transmissions.set(p, refused);
       this.deps.clock.setTimeout(() => {
-        if (this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null && this.transmissions.get(p) === sent) this.transmit(p);
+        if (this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null && this.transmissions.get(p) === refused) this.transmit(p);
       }, Math.min(RESEND_MAX_MS, RESEND_FIRST_MS * 2 ** resends));
       return p;
     }

@@ -70,11 +70,13 @@ export class ReadMarks {
   holdsReadMark(team: string): boolean {
     const t = this.deps.timeline(team);
     const lastRead = this.deps.read(team).lastRead;
-    const oldest = t.oldestSeq();
+    // Below the oldest held message, or below where the server's last older page stopped
+    // reading (it found nothing for this reader up to there).
+    const from = t.olderFrom();
     // Never read (-1), or not known yet: a member added a moment ago, whose position the server
     // writes within a second. Everything would be "unread": nothing to read back to.
     if (lastRead === null || lastRead < 0) return true;
-    if (!t.hasOlder || oldest === null || oldest <= lastRead) return true;
+    if (!t.hasOlder || from === null || from <= lastRead) return true;
     return (this.filling.get(team)?.pages ?? 0) >= FILL_PAGES;
   }
 

@@ -103,6 +103,14 @@ export class ChannelTimeline {
 
   /** The starting page (history with no cursor): applied in order, the cursor moves to its end. */
   applyLatest(page: Message[], hasOlder: boolean, before: number | null = null): Message[] {
+    if (this.loaded) {
+      // Loaded before, and still no cursor: every page so far was one the server stopped short
+      // of anything for this reader. What older pages brought since is not contiguous with
+      // this latest page: it goes, and is read again below it.
+      this.byId.clear();
+      this.loaded = false;
+      this.touch();
+    }
     const created = this.applyInOrder(page.map((m) => ({ seq: m.seq, change: "created" as const, message: m })));
     if (!this.loaded) {
       this.hasOlder = hasOlder;
