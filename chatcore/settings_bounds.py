@@ -94,6 +94,8 @@ BOUNDS: dict[str, Bound] = {
     "login_email_per_minute": POSITIVE,
     "register_ip_burst": AT_LEAST_ONE,
     "register_ip_per_minute": POSITIVE,
+    "account_change_burst": AT_LEAST_ONE,
+    "account_change_per_minute": POSITIVE,
     "login_tracked_keys": AT_LEAST_ONE,
     "controller_grpc_port": PORT,
     "controller_http_port": PORT,

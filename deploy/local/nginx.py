@@ -102,6 +102,11 @@ def chat_routes(
     return (
         Route("relays", "/v1/ws", relay_ports, websocket=True, host=relay_host, methods=("GET",)),
         Route("auth", "/v1/auth/", auth_ports, host=auth_host, methods=("GET", "HEAD", "POST")),
+        # The account's own changes: a name (PATCH me) and a password (PUT).
+        Route(
+            "auth_me", "/v1/auth/me", auth_ports, host=auth_host, methods=(*HEALTH_METHODS, "PATCH")
+        ),
+        Route("auth_password", "/v1/auth/password", auth_ports, host=auth_host, methods=("PUT",)),
         Route("auth_users", "/v1/users", auth_ports, host=auth_host, methods=HEALTH_METHODS),
         Route("management", "/v1/", management_ports, host=management_host, write_limited=True),
     )

@@ -13,12 +13,12 @@ import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter
 
-from chatcore.errors import Conflict, Forbidden, RateLimited, Unauthorized
+from chatcore.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized
 from chatcore.leases import Lease, Leases, local_leases
 from chatcore.logging import get_logger
 from chatcore.ratelimit import TokenBucketLimiter
@@ -27,7 +27,12 @@ from services.auth.keys import TokenIssuer
 from services.auth.passwords import PasswordHasher
 from services.auth.sessions import EndedSession, EndedSessionStore
 from services.auth.store import RefreshRecord, RefreshStore, User, UserStore
-from services.auth.validation import Credentials, Registration, could_be_refresh_token
+from services.auth.validation import (
+    Credentials,
+    PasswordChange,
+    Registration,
+    could_be_refresh_token,
+)
 
 _log = get_logger("auth.accounts")
 
@@ -70,7 +75,9 @@ class AuthMetrics:
 
 @dataclass(frozen=True, slots=True)
 class Limiters:
-    """Failed logins per client address and per (email, client address); registrations per address.
+    """Failed logins per client address and per (email, client address); registrations per address;
+    name and password changes per account (a password change's check of the current password is
+    a login attempt too).
 
     There is deliberately no limit per email alone: anyone could then lock any account by failing
     logins on it. Guessing one account's password from many addresses is bounded per address, by
@@ -80,6 +87,7 @@ class Limiters:
     login_ip: TokenBucketLimiter
     login_email_ip: TokenBucketLimiter
     register_ip: TokenBucketLimiter
+    account_change: TokenBucketLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiters:
@@ -98,6 +106,11 @@ class Limiters:
             register_ip=TokenBucketLimiter(
                 capacity=settings.register_ip_burst,
                 rate_per_s=settings.register_ip_per_minute / 60,
+                max_keys=tracked,
+            ),
+            account_change=TokenBucketLimiter(
+                capacity=settings.account_change_burst,
+                rate_per_s=settings.account_change_per_minute / 60,
                 max_keys=tracked,
             ),
         )
@@ -178,19 +191,8 @@ class AuthService:
         return user
 
     async def login(self, creds: Credentials, *, client_ip: str) -> Session:
-        # The tokens are taken before the (slow) password check, so parallel guesses cannot all
-        # slip through before the first failure is counted; a correct password gives them back.
         email_ip = f"{creds.email} {client_ip}"
-        try:
-            _limit(self._limiters.login_ip, client_ip, "login attempts")
-            try:
-                _limit(self._limiters.login_email_ip, email_ip, "login attempts")
-            except RateLimited:
-                self._limiters.login_ip.refund(client_ip)
-                raise
-        except RateLimited:
-            self._metrics.logins.labels("rate_limited").inc()
-            raise
+        self._take_login(client_ip, email_ip)
         try:
             user = await self._users.by_email(creds.email)
             # Unknown emails are verified against a dummy hash: same answer, about the same time.
@@ -215,6 +217,20 @@ class AuthService:
         self._metrics.logins.labels("success").inc()
         _log.info("login", user_id=user.id)
         return session
+
+    def _take_login(self, client_ip: str, email_ip: str) -> None:
+        # Taken before the (slow) password check, so parallel guesses cannot all slip through
+        # before the first failure is counted; a correct password gives them back.
+        try:
+            _limit(self._limiters.login_ip, client_ip, "login attempts")
+            try:
+                _limit(self._limiters.login_email_ip, email_ip, "login attempts")
+            except RateLimited:
+                self._limiters.login_ip.refund(client_ip)
+                raise
+        except RateLimited:
+            self._metrics.logins.labels("rate_limited").inc()
+            raise
 
     def _refund_login(self, client_ip: str, email_ip: str) -> None:
         self._limiters.login_ip.refund(client_ip)
@@ -359,6 +375,50 @@ class AuthService:
             await self._ended.end([EndedSession(f, user_id, until) for f in sorted(ending)])
             self._on_session_ended()
         return ending
+
+    async def rename(self, user_id: str, name: str) -> User:
+        """The user with their new display name."""
+        _limit(self._limiters.account_change, user_id, "account changes")
+        user = await self._users.by_id(user_id)
+        if user is None or not await self._users.set_name(user_id, name):
+            raise NotFound("no such user")
+        _log.info("user_renamed", user_id=user_id)
+        return replace(user, name=name)
+
+    async def change_password(
+        self, user_id: str, session_id: str, change: PasswordChange, *, client_ip: str
+    ) -> int:
+        """A new password once the current one is given; every other login of the account ends
+        (its refresh tokens and its access tokens), as a stolen password's would need to. This
+        login (``session_id``) goes on. The number of logins ended."""
+        _limit(self._limiters.account_change, user_id, "account changes")
+        user = await self._users.by_id(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        # A guess at the current password with a stolen access token is a login attempt.
+        email_ip = f"{user.email} {client_ip}"
+        self._take_login(client_ip, email_ip)
+        try:
+            ok = await asyncio.to_thread(self._hasher.verify, user.password_hash, change.current)
+        except BaseException:
+            self._refund_login(client_ip, email_ip)
+            raise
+        if not ok:
+            self._metrics.logins.labels("bad_credentials").inc()
+            # 403, not 401: the token is good, and a 401 would send the client to renew it.
+            raise Forbidden("the current password is wrong")
+        self._refund_login(client_ip, email_ip)
+        new_hash = await asyncio.to_thread(self._hasher.hash, change.new)
+        await self._users.set_password_hash(user_id, new_hash)
+        # As a logout everywhere, this login aside: ended before the revocation (a failure in
+        # between leaves them ended, and the request can be made again), then those whose first
+        # token came in meanwhile.
+        keep = {session_id} if session_id else set()
+        ended = await self._end_sessions(user_id, without=keep)
+        await self._refresh.revoke_user(user_id, keep=session_id or None)
+        ended |= await self._end_sessions(user_id, without=ended | keep)
+        _log.info("password_changed", user_id=user_id, logins_ended=len(ended))
+        return len(ended)
 
     async def user(self, user_id: str) -> User | None:
         return await self._users.by_id(user_id)

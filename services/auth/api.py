@@ -30,6 +30,8 @@ from services.auth.validation import (
     parse_email_query,
     parse_login,
     parse_logout_request,
+    parse_password_change,
+    parse_profile,
     parse_refresh_request,
     parse_registration,
     parse_user_id,
@@ -66,6 +68,8 @@ class AuthApi:
             web.post("/v1/auth/refresh", self.refresh),
             web.post("/v1/auth/logout", self.logout),
             web.get("/v1/auth/me", self.me),
+            web.patch("/v1/auth/me", self.rename),
+            web.put("/v1/auth/password", self.change_password),
             web.get("/v1/auth/jwks", self.jwks),
             web.get("/v1/users", self.find_users),
             web.get("/v1/users/{user_id}", self.get_user),
@@ -166,6 +170,20 @@ class AuthApi:
         if user is None:
             raise NotFound("no such user")
         return ok(user.public())
+
+    async def rename(self, request: web.Request) -> web.Response:
+        claims = await authenticate(request, self._verifier)
+        name = parse_profile(await self._body(request))
+        user = await self._service.rename(parse_user_id(claims.sub), name)
+        return ok(user.public())
+
+    async def change_password(self, request: web.Request) -> web.Response:
+        claims = await authenticate(request, self._verifier)
+        change = parse_password_change(await self._body(request))
+        await self._service.change_password(
+            parse_user_id(claims.sub), claims.sid, change, client_ip=self._ip(request)
+        )
+        return web.Response(status=204)
 
     async def jwks(self, _request: web.Request) -> web.Response:
         # The one response outside the envelope: JWKS clients expect the bare document.

@@ -73,6 +73,9 @@ class UserStore(Protocol):
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         """Replace the hash; an unknown id changes nothing."""
 
+    async def set_name(self, user_id: str, name: str) -> bool:
+        """Whether the user exists (and now has that name)."""
+
     async def set_disabled(self, user_id: str, disabled: bool) -> bool:
         """Set the flag; False when no such user exists."""
 
@@ -88,8 +91,9 @@ class RefreshStore(Protocol):
     async def revoke_family(self, family: str) -> int:
         """Revoke every unrevoked token of one login; the number revoked."""
 
-    async def revoke_user(self, user_id: str) -> int:
-        """Revoke every unrevoked token of every login of the user; the number revoked."""
+    async def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
+        """Revoke every unrevoked token of every login of the user but the login ``keep``;
+        the number revoked."""
 
     async def families(self, user_id: str, *, issued_after: datetime) -> set[str]:
         """The logins (families) of the user with a token created after ``issued_after``."""
@@ -162,6 +166,13 @@ class MongoUserStore:
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 
+    async def set_name(self, user_id: str, name: str) -> bool:
+        try:
+            result = await self._users.update_one({"_id": user_id}, {"$set": {"name": name}})
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return result.matched_count == 1
+
     async def set_disabled(self, user_id: str, disabled: bool) -> bool:
         try:
             change: Document = {s.USER_DISABLED: disabled}
@@ -216,7 +227,7 @@ class MongoRefreshStore:
             raise database_unavailable(exc) from exc
         return doc is not None
 
-    async def _revoke(self, query: dict[str, str]) -> int:
+    async def _revoke(self, query: Document) -> int:
         # Idempotent, so a pass that lost a race with a concurrent claim is simply run again.
         for _ in range(_REVOKE_ATTEMPTS):
             try:
@@ -233,8 +244,11 @@ class MongoRefreshStore:
     async def revoke_family(self, family: str) -> int:
         return await self._revoke({"family": family})
 
-    async def revoke_user(self, user_id: str) -> int:
-        return await self._revoke({"user_id": user_id})
+    async def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
+        query: Document = {"user_id": user_id}
+        if keep is not None:
+            query["family"] = {"$ne": keep}  # a login id from our own signed token
+        return await self._revoke(query)
 
     async def families(self, user_id: str, *, issued_after: datetime) -> set[str]:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chatcore.errors import InvalidInput, NotFound
@@ -36,6 +36,16 @@ class Registration:
 class Credentials:
     email: str
     password: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordChange:
+    current: str = field(repr=False)
+    new: str = field(repr=False)
+
+
+CURRENT_PASSWORD = "current_password"
+NEW_PASSWORD = "new_password"
 
 
 def normalize_email(raw: str) -> str:
@@ -81,29 +91,26 @@ def _email(body: Mapping[str, Any], errors: dict[str, str]) -> str:
     return email
 
 
-def _password(body: Mapping[str, Any], errors: dict[str, str], *, strict: bool) -> str:
-    raw = body.get("password")
+def _password(
+    body: Mapping[str, Any], errors: dict[str, str], *, strict: bool, field: str = "password"
+) -> str:
+    raw = body.get(field)
     if not isinstance(raw, str):
-        errors["password"] = "required, a string"
+        errors[field] = "required, a string"
         return ""
     if len(raw) > PASSWORD_MAX:
-        errors["password"] = f"at most {PASSWORD_MAX} characters"
+        errors[field] = f"at most {PASSWORD_MAX} characters"
     elif any(unicodedata.category(ch) == "Cs" for ch in raw):
         # Hashing needs UTF-8, which has no encoding for a lone surrogate.
-        errors["password"] = "must be valid Unicode text"
+        errors[field] = "must be valid Unicode text"
     elif strict and len(raw) < PASSWORD_MIN:
-        errors["password"] = f"at least {PASSWORD_MIN} characters"
+        errors[field] = f"at least {PASSWORD_MIN} characters"
     elif not raw:
-        errors["password"] = "required"
+        errors[field] = "required"
     return raw
 
 
-def parse_registration(body: Mapping[str, Any]) -> Registration:
-    """``{email, password, name}``: email valid, password 10-256 characters, name 1-100."""
-    errors: dict[str, str] = {}
-    _check_fields(body, frozenset({"email", "password", "name"}), errors)
-    email = _email(body, errors)
-    password = _password(body, errors, strict=True)
+def _name(body: Mapping[str, Any], errors: dict[str, str]) -> str:
     raw_name = body.get("name")
     name = raw_name.strip() if isinstance(raw_name, str) else ""
     if not isinstance(raw_name, str):
@@ -112,9 +119,43 @@ def parse_registration(body: Mapping[str, Any]) -> Registration:
         # The one rule for every display name (chatcore.schema); lone surrogates on top, which the
         # pattern cannot name.
         errors["name"] = NAME_RULE
+    return name
+
+
+def parse_registration(body: Mapping[str, Any]) -> Registration:
+    """``{email, password, name}``: email valid, password 10-256 characters, name 1-100."""
+    errors: dict[str, str] = {}
+    _check_fields(body, frozenset({"email", "password", "name"}), errors)
+    email = _email(body, errors)
+    password = _password(body, errors, strict=True)
+    name = _name(body, errors)
     if errors:
         raise InvalidInput("invalid registration", details=errors)
     return Registration(email=email, password=password, name=name)
+
+
+def parse_profile(body: Mapping[str, Any]) -> str:
+    """``{name}``: the new display name, by registration's rule."""
+    errors: dict[str, str] = {}
+    _check_fields(body, frozenset({"name"}), errors)
+    name = _name(body, errors)
+    if errors:
+        raise InvalidInput("invalid profile", details=errors)
+    return name
+
+
+def parse_password_change(body: Mapping[str, Any]) -> PasswordChange:
+    """``{current_password, new_password}``: the current one as typed (an account may predate
+    today's length rule), the new one by registration's rule and not the same."""
+    errors: dict[str, str] = {}
+    _check_fields(body, frozenset({CURRENT_PASSWORD, NEW_PASSWORD}), errors)
+    current = _password(body, errors, strict=False, field=CURRENT_PASSWORD)
+    new = _password(body, errors, strict=True, field=NEW_PASSWORD)
+    if not errors and new == current:
+        errors[NEW_PASSWORD] = "the same as the current password"
+    if errors:
+        raise InvalidInput("invalid password change", details=errors)
+    return PasswordChange(current=current, new=new)
 
 
 def parse_login(body: Mapping[str, Any]) -> tuple[Credentials, bool]:

@@ -341,6 +341,58 @@ async def test_logout_everywhere_over_http_with_a_body_or_the_cookie(
     assert status == 200
 
 
+async def test_a_password_change_over_http_ends_the_other_logins_and_keeps_this_one(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """PUT /v1/auth/password with the right current password: 204; the other login's access and
+    refresh tokens are refused, this one's work; the new password logs in, the old one not. A
+    wrong current password is 403 and changes nothing; a rename is 200 and shows in /me."""
+    email, here = await _register_and_login(http, auth_url, secrets_seen)
+    status, other, _ = await _call(
+        http, "POST", f"{auth_url}/v1/auth/login", {"email": email, "password": PASSWORD}
+    )
+    assert status == 200
+    secrets_seen.add(other["data"]["access_token"], other["data"]["refresh_token"])
+    me, password = f"{auth_url}/v1/auth/me", f"{auth_url}/v1/auth/password"
+    new = "a different long secret"
+    secrets_seen.add(new)
+    token = here["access_token"]
+    wrong = {"current_password": "not it at all", "new_password": new}
+    status, body, _ = await _call(http, "PUT", password, wrong, token=token)
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    assert (await _call(http, "GET", me, token=other["data"]["access_token"]))[0] == 200
+    status, body, _ = await _call(
+        http, "PUT", password, {"current_password": PASSWORD}, token=token
+    )
+    assert (status, list(body["error"]["details"])) == (422, ["new_password"])
+    right = {"current_password": PASSWORD, "new_password": new}
+    assert (await _call(http, "PUT", password, right, token=token))[0] == 204
+    # Ended logins are refused within a second (each instance keeps its answer that long).
+    await asyncio.sleep(1.1)
+    status, body, _ = await _call(http, "GET", me, token=other["data"]["access_token"])
+    assert (status, body["error"]["message"]) == (401, "session ended")
+    refresh = f"{auth_url}/v1/auth/refresh"
+    body = {"refresh_token": other["data"]["refresh_token"]}
+    assert (await _call(http, "POST", refresh, body))[0] == 401
+    status, rotated, _ = await _call(
+        http, "POST", refresh, {"refresh_token": here["refresh_token"]}
+    )
+    assert status == 200
+    secrets_seen.add(rotated["data"]["access_token"], rotated["data"]["refresh_token"])
+    login = f"{auth_url}/v1/auth/login"
+    assert (await _call(http, "POST", login, {"email": email, "password": PASSWORD}))[0] == 401
+    status, fresh, _ = await _call(http, "POST", login, {"email": email, "password": new})
+    assert status == 200
+    secrets_seen.add(fresh["data"]["access_token"], fresh["data"]["refresh_token"])
+    status, body, _ = await _call(http, "PATCH", me, {"name": "  Renamed  "}, token=token)
+    assert (status, body["data"]["name"]) == (200, "Renamed")
+    status, body, _ = await _call(http, "GET", me, token=fresh["data"]["access_token"])
+    assert (status, body["data"]["name"], body["data"]["email"]) == (200, "Renamed", email)
+    status, body, _ = await _call(http, "PATCH", me, {"name": "Eve\u202e"}, token=token)
+    assert (status, list(body["error"]["details"])) == (422, ["name"])
+    assert (await _call(http, "PATCH", me, {"name": "X"}))[0] == 401
+
+
 async def test_a_refresh_without_token_or_cookie_is_401(
     auth_url: str, http: aiohttp.ClientSession
 ) -> None:

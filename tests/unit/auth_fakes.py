@@ -37,6 +37,12 @@ class MemoryUserStore:
                 self.users[user_id], password_hash=password_hash
             )
 
+    async def set_name(self, user_id: str, name: str) -> bool:
+        if user_id not in self.users:
+            return False
+        self.users[user_id] = dataclasses.replace(self.users[user_id], name=name)
+        return True
+
     async def set_disabled(self, user_id: str, disabled: bool) -> bool:
         if user_id not in self.users:
             return False
@@ -116,9 +122,13 @@ class MemoryRefreshStore:
             [h for h, r in self.records.items() if r.family == family and not r.revoked]
         )
 
-    async def revoke_user(self, user_id: str) -> int:
+    async def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
         return self._revoke(
-            [h for h, r in self.records.items() if r.user_id == user_id and not r.revoked]
+            [
+                h
+                for h, r in self.records.items()
+                if r.user_id == user_id and not r.revoked and r.family != keep
+            ]
         )
 
     async def families(self, user_id: str, *, issued_after: datetime) -> set[str]:

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client import CollectorRegistry
 
-from chatcore.errors import Conflict, Forbidden, RateLimited, Unauthorized, Unavailable
+from chatcore.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unavailable
 from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.accounts import (
@@ -23,7 +23,7 @@ from services.auth.accounts import (
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.auth.passwords import PasswordHasher
 from services.auth.store import RefreshRecord
-from services.auth.validation import Credentials, Registration
+from services.auth.validation import Credentials, PasswordChange, Registration
 from tests.unit.auth_fakes import (
     MemoryAccountStatus,
     MemoryEndedSessionStore,
@@ -81,6 +81,7 @@ def world() -> _World:
             login_ip=_limiter(20, clock, max_keys=50),
             login_email_ip=_limiter(5, clock, max_keys=50),
             register_ip=_limiter(10, clock),
+            account_change=_limiter(5, clock),
         ),
         metrics=AuthMetrics.create(registry),
         refresh_ttl_s=30 * 86400,
@@ -468,3 +469,70 @@ async def test_concurrent_refreshes_of_one_token_yield_one_session(world: _World
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert sum(isinstance(r, Conflict) for r in results) == 1
+
+
+async def test_a_password_change_ends_every_other_login_and_keeps_this_one(world: _World) -> None:
+    """With the current password given: the new one logs in and the old one does not; the
+    other logins lose their refresh and access tokens at once, the asking one keeps both, and
+    another user's login is untouched."""
+    await _register(world)
+    await _register(world, "bob@example.com")
+    ada = Credentials("ada@example.com", PASSWORD)
+    here = await world.service.login(ada, client_ip="ip")
+    phone = await world.service.login(ada, client_ip="ip")
+    bob = await world.service.login(Credentials("bob@example.com", PASSWORD), client_ip="ip")
+    verifier = _verifier(world)
+    sid = (await verifier.verify(here.access_token)).sid
+    change = PasswordChange(current=PASSWORD, new="a brand new passphrase")
+    assert await world.service.change_password(here.user.id, sid, change, client_ip="ip") == 1
+    with pytest.raises(Unauthorized, match="session ended"):
+        await verifier.verify(phone.access_token)
+    with pytest.raises(Unauthorized):
+        await world.service.refresh(phone.refresh_token)
+    assert (await verifier.verify(here.access_token)).sub == here.user.id
+    assert (await world.service.refresh(here.refresh_token)).user.id == here.user.id
+    assert (await verifier.verify(bob.access_token)).sub == bob.user.id
+    with pytest.raises(Unauthorized):
+        await world.service.login(ada, client_ip="ip")
+    fresh = Credentials("ada@example.com", "a brand new passphrase")
+    assert (await world.service.login(fresh, client_ip="ip")).user.id == here.user.id
+    assert world.woken == [None]
+
+
+async def test_a_wrong_current_password_changes_nothing_and_counts_as_a_failed_login(
+    world: _World,
+) -> None:
+    """403 for a wrong current password, the stored hash and every login as they were; such
+    guesses draw from the login limits of the address (429 after five), and the account's own
+    budget of changes ends at five too."""
+    user_id = await _register(world)
+    here = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    sid = (await _verifier(world).verify(here.access_token)).sid
+    stored = world.users.users[user_id].password_hash
+    wrong = PasswordChange(current="not the password", new="a brand new passphrase")
+    for _ in range(5):
+        with pytest.raises(Forbidden, match="current password is wrong"):
+            await world.service.change_password(user_id, sid, wrong, client_ip="ip")
+    with pytest.raises(RateLimited):
+        await world.service.change_password(user_id, sid, wrong, client_ip="ip")
+    assert world.users.users[user_id].password_hash == stored
+    assert (await world.service.refresh(here.refresh_token)).user.id == user_id
+    with pytest.raises(RateLimited):  # the login limits of (email, address) are spent as well
+        await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+
+
+async def test_a_rename_changes_the_name_only(world: _World) -> None:
+    """The user comes back with the new name, as every later look-up shows it; email, password
+    and logins stay; an unknown id is 404; past the account's budget, 429."""
+    user_id = await _register(world)
+    renamed = await world.service.rename(user_id, "Ada Lovelace")
+    assert (renamed.id, renamed.email, renamed.name) == (user_id, "ada@example.com", "Ada Lovelace")
+    assert (await world.service.user(user_id)).name == "Ada Lovelace"  # type: ignore[union-attr]
+    login = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    assert login.user.name == "Ada Lovelace"
+    with pytest.raises(NotFound):
+        await world.service.rename("f" * 32, "Nobody")
+    for _ in range(4):  # five in all
+        await world.service.rename(user_id, "Ada")
+    with pytest.raises(RateLimited):
+        await world.service.rename(user_id, "Ada again")

@@ -13,6 +13,8 @@ from services.auth.validation import (
     parse_email_query,
     parse_login,
     parse_logout_request,
+    parse_password_change,
+    parse_profile,
     parse_refresh_request,
     parse_registration,
     parse_user_id,
@@ -199,3 +201,39 @@ def test_only_url_safe_base64_could_be_a_refresh_token() -> None:
     assert could_be_refresh_token("aZ09_-" * 7)
     for raw in ("\ud800", "a\x00", "a b", "a/b", ""):
         assert not could_be_refresh_token(raw)
+
+
+def test_a_password_change_needs_both_passwords_and_a_new_one_by_the_rule() -> None:
+    """The current password as typed (an old account's may be shorter than today's rule), the
+    new one 10-256 characters and not the same; unknown fields and wrong types are 422 per field."""
+    change = parse_password_change({"current_password": "short", "new_password": "x" * 10})
+    assert (change.current, change.new) == ("short", "x" * 10)
+    assert "short" not in repr(change)  # never in a log line
+    for body, field in (
+        ({"current_password": "a" * 12, "new_password": "b" * 9}, "new_password"),
+        ({"current_password": "a" * 12, "new_password": "a" * 12}, "new_password"),
+        ({"current_password": "", "new_password": "b" * 12}, "current_password"),
+        ({"current_password": 5, "new_password": "b" * 12}, "current_password"),
+        ({"new_password": "b" * 12}, "current_password"),
+        ({"current_password": "a" * 12, "new_password": "b" * 257}, "new_password"),
+        ({"current_password": "a" * 12, "new_password": "b" * 12, "password": "c"}, "password"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            parse_password_change(body)
+        assert field in info.value.details, body
+
+
+def test_a_new_name_follows_the_registration_rule() -> None:
+    """Trimmed like a registered name; empty, overlong, text-direction overrides and unknown
+    fields are 422 per field."""
+    assert parse_profile({"name": "  Ada Lovelace "}) == "Ada Lovelace"
+    for body, field in (
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "Carol \u202eevil"}, "name"),
+        ({"name": 7}, "name"),
+        ({"name": "Ada", "email": "a@b.co"}, "email"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            parse_profile(body)
+        assert field in info.value.details, body

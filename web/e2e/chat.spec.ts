@@ -10,6 +10,7 @@ import {
   logInAgain,
   noisePng,
   openTeam,
+  PASSWORD,
   type Person,
   person,
   relayIndex,
@@ -605,6 +606,40 @@ describe("chat in two browsers", () => {
     // No presence is shown for someone no longer in the team (nothing would keep it current).
     expect(await bob.page.locator("main .conversation-head .dot").count()).toBe(0);
     await bob.page.screenshot({ path: screenshotPath("dm-closed-1440x900.png") });
+  });
+
+  it("renames the user and changes their password from their account: every other login ends, this one stays", async () => {
+    const dee = await person(browser, "Dee");
+    const elsewhere = await logInAgain(browser, dee);
+    const { page } = dee;
+    await page.getByRole("button", { name: "Your account…" }).click();
+    const panel = page.getByRole("complementary", { name: "Your account" });
+    await panel.getByLabel("Name").fill("Dee Renamed");
+    await panel.getByRole("button", { name: "Save name" }).click();
+    await panel.getByText("Name saved.").waitFor();
+    await page.locator(".whoami", { hasText: "Dee Renamed" }).waitFor();
+    // A wrong current password changes nothing and says so, by the form.
+    await panel.getByLabel("Current password").fill("not my password");
+    await panel.getByLabel("New password").fill("a brand new passphrase");
+    await panel.getByRole("button", { name: "Change password" }).click();
+    await panel.getByText("The current password is wrong.").waitFor();
+    await panel.getByLabel("Current password").fill(PASSWORD);
+    await panel.getByRole("button", { name: "Change password" }).click();
+    await panel.getByText("Password changed. Every other device and browser was logged out.").waitFor();
+    await page.screenshot({ path: screenshotPath("account-1440x900.png") });
+    // The other browser's login ended at once (its socket closed, its renewal refused); this
+    // page goes on, and the new password is the one that logs in.
+    await elsewhere.getByLabel("Password").waitFor({ timeout: 15_000 });
+    expect(await page.locator(".conn.open").count()).toBe(1);
+    await page.keyboard.press("Escape");
+    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent?.trim())).toBe("Your account…");
+    await elsewhere.getByLabel("Email").fill(dee.email);
+    await elsewhere.getByLabel("Password").fill("a brand new passphrase");
+    await elsewhere.getByRole("button", { name: "Log in" }).click();
+    await elsewhere.locator(".whoami", { hasText: "Dee Renamed" }).waitFor();
+    expect(dee.problems).toEqual([]);
+    await elsewhere.context().close();
+    await dee.context.close();
   });
 
   it("reports no script error, no CSP violation and no token in a URL on any page", () => {

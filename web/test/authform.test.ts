@@ -46,6 +46,21 @@ describe("authProblems", () => {
   });
 });
 
+describe("authProblems on the password change form", () => {
+  it("says each password's problem under it, in words", () => {
+    const err = new ApiError(422, "invalid", "invalid password change", null, { current_password: "required", new_password: "the same as the current password" });
+    expect(authProblems(err, ["current_password", "new_password"])).toEqual({
+      fields: { current_password: "Enter your current password.", new_password: "Choose a password other than your current one." },
+      general: null,
+    });
+    const short = new ApiError(422, "invalid", "invalid password change", null, { new_password: "at least 10 characters" });
+    expect(authProblems(short, ["current_password", "new_password"]).fields).toEqual({ new_password: "Use at least 10 characters." });
+    expect(authProblems(new ApiError(403, "forbidden", "the current password is wrong"), ["current_password", "new_password"]).general).toBe(
+      "The current password is wrong.",
+    );
+  });
+});
+
 describe("checkRegistration", () => {
   it("refuses a name of only spaces before anything is sent", () => {
     expect(checkRegistration("   ")).toEqual({ name: "Enter a name: spaces alone are not one." });

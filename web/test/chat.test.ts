@@ -115,6 +115,10 @@ function setup(saved: string | null = null, attention?: Attention) {
     markRead: async (_t: string, seq: number) => {
       calls.push(`read ${seq}`);
     },
+    renameMe: async (name: string) => {
+      if (!name.trim()) throw new ApiError(422, "invalid", "invalid profile", null, { name: "required" });
+      return { id: ME, email: "me@x", name };
+    },
   } as unknown as Api;
   const model = new ChatModel({
     api,
@@ -1376,5 +1380,15 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
       s.frame(msg(3, { to: ME }));
       expect(tab.shown).toHaveLength(0);
     }
+  });
+
+  it("shows the user's new name everywhere at once once the server has it, and keeps the old one on a refusal", async () => {
+    const s = setup();
+    await s.model.start();
+    await s.model.rename("Me Renamed");
+    expect(s.model.me.name).toBe("Me Renamed");
+    expect(s.model.name(ME)).toBe("Me Renamed");
+    await expect(s.model.rename("  ")).rejects.toMatchObject({ status: 422 });
+    expect(s.model.me).toMatchObject({ id: ME, email: "me@x", name: "Me Renamed" });
   });
 });

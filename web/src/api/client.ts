@@ -95,6 +95,10 @@ export class Api {
   }
 
   me = () => this.one<User>("GET", "/v1/auth/me");
+  renameMe = (name: string) => this.one<User>("PATCH", "/v1/auth/me", { name });
+  /** Ends every other login of the account (this one goes on). */
+  changePassword = (current: string, next: string) =>
+    this.one<void>("PUT", "/v1/auth/password", { current_password: current, new_password: next });
   user = (id: string) => this.one<User>("GET", `/v1/users/${enc(id)}`);
 
   teams = (cursor?: string) => this.page<Team>(`/v1/teams?limit=100${cursor ? `&cursor=${enc(cursor)}` : ""}`);

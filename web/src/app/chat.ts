@@ -69,7 +69,11 @@ const TEAM_REREAD_MS = 300_000;
 const TEAMS_FRESH_MS = 2000;
 
 export class ChatModel extends Observable {
-  readonly me: User;
+  /** The signed-in user (their name changes with `rename`). */
+  get me(): User {
+    return this.self;
+  }
+  private self: User;
   status: SocketStatus = "connecting";
   statusDetail = "";
   /** The relay of the current socket (hello.relay), shown for support and used by the tests. */
@@ -116,7 +120,7 @@ export class ChatModel extends Observable {
   constructor(deps: ChatDeps) {
     super();
     this.api = deps.api;
-    this.me = { ...deps.me, name: shownName(deps.me.name) };
+    this.self = { ...deps.me, name: shownName(deps.me.name) };
     this.clock = deps.clock;
     this.board = new Notices(this.clock, () => this.changed());
     this.place = deps.place;
@@ -555,6 +559,22 @@ export class ChatModel extends Observable {
 
   leave(team: string): Promise<string | null> {
     return this.roster.leave(team);
+  }
+
+  // --- the account -------------------------------------------------------------------------
+
+  /** A new display name for the user; the API's refusal is thrown (the form shows it per field).
+   * Other members' pages show it when they next look the user up (their next load). */
+  async rename(name: string): Promise<void> {
+    const user = await this.api.renameMe(name);
+    this.self = { ...this.self, name: shownName(user.name) };
+    this.people.known(this.self);
+    this.changed();
+  }
+
+  /** A new password; every other login of the account ends. The refusal is thrown. */
+  async changePassword(current: string, next: string): Promise<void> {
+    await this.api.changePassword(current, next);
   }
 
   dismissNotice(id: number): void {

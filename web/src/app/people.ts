@@ -27,6 +27,12 @@ export class People {
     this.users.set(me.id, me);
   }
 
+  /** A user as the page now knows them (the signed-in user renamed). */
+  known(user: User): void {
+    this.users.set(user.id, user);
+    this.changed();
+  }
+
   /** The name, or "…" while it is looked up (once) or when it cannot be. */
   name(id: string): string {
     const known = this.users.get(id);

@@ -5,7 +5,7 @@
 import { ApiError } from "../api/client";
 import { describeDetails, nameProblem } from "./teamform";
 
-export type AuthField = "email" | "password" | "name";
+export type AuthField = "email" | "password" | "name" | "current_password" | "new_password";
 export type AuthErrors = Partial<Record<AuthField, string>>;
 
 export const PASSWORD_MAX = 256;
@@ -28,6 +28,7 @@ function passwordWords(why: string): string {
   if (least) return `Use at least ${least[1]} characters.`;
   if (/unicode/i.test(why)) return "Remove the character that is not valid text.";
   if (/required/i.test(why)) return "Enter a password.";
+  if (/same as/i.test(why)) return "Choose a password other than your current one.";
   return sentence(why);
 }
 
@@ -41,7 +42,10 @@ function fieldWords(field: AuthField, why: string): string {
         ? "Enter your name."
         : "Use 1 to 100 characters; no invisible control or text-direction characters.";
     case "password":
+    case "new_password":
       return passwordWords(why);
+    case "current_password":
+      return /required/i.test(why) ? "Enter your current password." : passwordWords(why);
   }
 }
 

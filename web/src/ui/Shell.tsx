@@ -6,6 +6,7 @@ import { Conversation } from "./Conversation";
 import { useObservable } from "./hooks";
 import { Sidebar } from "./Sidebar";
 import { TeamPanel } from "./TeamPanel";
+import { AccountPanel } from "./AccountPanel";
 import { returnFocus } from "./focus";
 import { ThreadPanel } from "./ThreadPanel";
 
@@ -27,10 +28,15 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
     if (root) setTimeout(() => document.querySelector<HTMLElement>(`main article[data-id="${CSS.escape(root)}"]`)?.focus(), 0);
   };
 
-  // Likewise for the members panel: back to the button that opened it.
+  // Likewise for the members panel and the account's: back to the button that opened it.
   const closeTeamPanel = () => {
     setTeamPanel(false);
     returnFocus(() => document.querySelector<HTMLElement>("main [data-opens='team-panel']"));
+  };
+  const [accountPanel, setAccountPanel] = useState(false);
+  const closeAccountPanel = () => {
+    setAccountPanel(false);
+    returnFocus(() => document.querySelector<HTMLElement>("[data-opens='account-panel']"));
   };
 
   useEffect(() => {
@@ -38,11 +44,12 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
       if (e.key !== "Escape" || e.defaultPrevented) return;
       if (model.threadRoot) closeThread();
       else if (teamPanel) closeTeamPanel();
+      else if (accountPanel) closeAccountPanel();
       else if (drawer) setDrawer(false);
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [model, teamPanel, drawer]);
+  }, [model, teamPanel, accountPanel, drawer]);
 
   // Messages sent offline live in this page until the server has them: the browser asks before
   // closing or reloading it then (it shows its own words; ours are not shown).
@@ -63,7 +70,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
     return () => document.removeEventListener("visibilitychange", onVisibility);
   }, [model]);
 
-  const panel = team && model.threadRoot ? "thread" : team && teamPanel ? "team" : null;
+  const panel = team && model.threadRoot ? "thread" : team && teamPanel ? "team" : accountPanel ? "account" : null;
   // On a phone the sidebar (and its badges) is behind ☰, and no tab title shows: ☰ says it.
   const waiting = model.mentionsWaiting();
   const reconnecting = model.status === "reconnecting";
@@ -108,7 +115,18 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
         </ul>
       )}
       <div class="layout">
-        <Sidebar model={model} onNavigate={() => setDrawer(false)} onLogoutEverywhere={() => props.onLogout(true)} />
+        <Sidebar
+          model={model}
+          onNavigate={() => setDrawer(false)}
+          onOpenAccount={() => {
+            // One side panel at a time.
+            setTeamPanel(false);
+            model.openThread(null);
+            setDrawer(false);
+            setAccountPanel(true);
+          }}
+          onLogoutEverywhere={() => props.onLogout(true)}
+        />
         <main class="main">
           {team ? (
             <Conversation
@@ -116,6 +134,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
               model={model}
               team={team}
               onOpenTeamPanel={() => {
+                setAccountPanel(false);
                 setTeamPanel(true);
                 setPanelFocus(true);
               }}
@@ -133,6 +152,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
         </main>
         {panel === "thread" && team && model.threadRoot && <ThreadPanel key={`${team.id}/${model.threadRoot}`} model={model} team={team} root={model.threadRoot} onClose={closeThread} />}
         {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} takeFocus={panelFocus} onClose={closeTeamPanel} />}
+        {panel === "account" && <AccountPanel model={model} onClose={closeAccountPanel} />}
       </div>
       <div class="visually-hidden" aria-live="polite" aria-atomic="true">
         {model.announcement}

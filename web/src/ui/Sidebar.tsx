@@ -9,7 +9,7 @@ import { initials } from "./format";
 import { PresenceDot, presenceWords } from "./PresenceDot";
 import { byName } from "../text/order";
 
-export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutEverywhere(): void }) {
+export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAccount(): void; onLogoutEverywhere(): void }) {
   const { model } = props;
   const [creating, setCreating] = useState(false);
   // "Log out everywhere" ends this device's login too: asked once more before it is done.
@@ -202,6 +202,9 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onLogoutE
         </div>
       )}
       <div class="sidebar-foot">
+        <button type="button" class="link small" data-opens="account-panel" onClick={props.onOpenAccount}>
+          Your account…
+        </button>
         {model.canAskToNotify() && (
           // The browser asks only from a click: this is the one place the app asks.
           <button type="button" class="link small" onClick={() => void model.askToNotify()}>

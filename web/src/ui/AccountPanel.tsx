@@ -1,0 +1,117 @@
+// The signed-in user's account: their display name, and their password (changing it logs out
+// every other device and browser). Refusals show under the field they are about.
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
+import type { ChatModel } from "../app/chat";
+import { type AuthErrors, authProblems, checkRegistration } from "../text/authform";
+import { FieldError, invalidProps } from "./FieldError";
+
+type Section = "name" | "password";
+
+export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
+  const { model } = props;
+  const [name, setName] = useState(model.me.name);
+  const [current, setCurrent] = useState("");
+  const [next, setNext] = useState("");
+  const [busy, setBusy] = useState<Section | null>(null);
+  const [fields, setFields] = useState<AuthErrors>({});
+  const [result, setResult] = useState<{ where: Section; ok: boolean; text: string } | null>(null);
+  const heading = useRef<HTMLHeadingElement>(null);
+  useLayoutEffect(() => heading.current?.focus(), []);
+  const invalid = (field: keyof AuthErrors) => invalidProps("account", fields, field);
+
+  const outcome = (where: Section) =>
+    result?.where === where && (
+      <p class={result.ok ? "result ok" : "result error"} role={result.ok ? "status" : "alert"}>
+        {result.text}
+      </p>
+    );
+
+  const run = async (where: Section, shown: (keyof AuthErrors)[], work: () => Promise<void>, done: string) => {
+    setBusy(where);
+    setResult(null);
+    try {
+      await work();
+      setFields({});
+      setResult({ where, ok: true, text: done });
+      return true;
+    } catch (err) {
+      const problems = authProblems(err, shown);
+      setFields(problems.fields);
+      if (problems.general) setResult({ where, ok: false, text: problems.general });
+      return false;
+    } finally {
+      setBusy(null);
+    }
+  };
+
+  return (
+    <aside class="panel account" aria-label="Your account">
+      <header class="panel-head">
+        <h2 ref={heading} tabIndex={-1}>
+          Your account
+        </h2>
+        <button type="button" class="icon" aria-label="Close your account" onClick={props.onClose}>
+          ✕
+        </button>
+      </header>
+      <div class="panel-body">
+        <p class="muted small">Signed in as {model.me.email}</p>
+        <form
+          class="stack"
+          onSubmit={(e) => {
+            e.preventDefault();
+            if (busy) return;
+            const problems = checkRegistration(name);
+            setFields(problems);
+            if (problems.name) return;
+            if (name.trim() === model.me.name) {
+              setResult({ where: "name", ok: true, text: "Nothing to save: that is your name already." });
+              return;
+            }
+            void run("name", ["name"], () => model.rename(name.trim()), "Name saved. Others see it the next time their page loads.");
+          }}
+        >
+          <h3>Your name</h3>
+          <label>
+            Name
+            <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} autoComplete="name" {...invalid("name")} />
+          </label>
+          <FieldError id="account-name" text={fields.name} />
+          <button type="submit" disabled={busy !== null}>
+            Save name
+          </button>
+          {outcome("name")}
+        </form>
+        <form
+          class="stack"
+          onSubmit={(e) => {
+            e.preventDefault();
+            if (busy) return;
+            void run("password", ["current_password", "new_password"], () => model.changePassword(current, next), "Password changed. Every other device and browser was logged out.").then((ok) => {
+              if (!ok) return;
+              setCurrent("");
+              setNext("");
+            });
+          }}
+        >
+          <h3>Change your password</h3>
+          <p class="muted small">Every other device and browser signed in to this account is logged out; this one stays.</p>
+          <label>
+            Current password
+            <input type="password" value={current} onInput={(e) => setCurrent(e.currentTarget.value)} required autoComplete="current-password" {...invalid("current_password")} />
+          </label>
+          <FieldError id="account-current_password" text={fields.current_password} />
+          <label>
+            New password
+            <input type="password" value={next} onInput={(e) => setNext(e.currentTarget.value)} required minLength={10} maxLength={256} autoComplete="new-password" {...invalid("new_password")} />
+          </label>
+          <FieldError id="account-new_password" text={fields.new_password} />
+          <button type="submit" disabled={busy !== null}>
+            Change password
+          </button>
+          {outcome("password")}
+        </form>
+      </div>
+    </aside>
+  );
+}
