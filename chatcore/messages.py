@@ -53,9 +53,6 @@ MAX_TEXT_CHARS = 4000
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; text may hold newline and tab.
 _TEXT_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
 _TEXT_CONTROL = re.compile(f"[{_TEXT_CONTROL_CHARS}]")
-# A lone UTF-16 surrogate can come out of JSON's \u escapes but is no character: no store takes it.
-_SURROGATES = "\ud800-\udfff"
-_SURROGATE = re.compile(f"[{_SURROGATES}]")
 # The same rule as one regular expression (declared in docs/openapi.json for edits): at least one
 # character that is neither whitespace nor control, and no control character but tab and newline.
 # Lone surrogates are left out of it: a JSON document's text is UTF-8, which cannot carry them
@@ -73,7 +70,7 @@ def text_problem(data: str) -> str | None:
         return f"text exceeds {MAX_TEXT_CHARS} characters"
     if _TEXT_CONTROL.search(data):
         return "text contains control characters"
-    if _SURROGATE.search(data):
+    if schema.SURROGATE_RE.search(data):
         return "text is not valid Unicode"
     return None
 

@@ -42,6 +42,10 @@ LEASE_OWNER: Final = "owner"
 LEASE_EXPIRES_AT: Final = "expires_at"
 LEASE_RELEASED: Final = "released"
 
+# A lone UTF-16 surrogate can come out of JSON's \u escapes but is no character: UTF-8 cannot
+# carry it, so no store takes it. A string holding one is refused where it comes in.
+SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
+
 # Every stored id (users, teams, attachments): a uuid4 in hex.
 ID_PATTERN: Final = r"^[0-9a-f]{32}$"
 ID_RE: Final = re.compile(ID_PATTERN)

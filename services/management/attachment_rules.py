@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from chatcore.errors import InvalidInput, TooLarge
 from chatcore.http import json_integer
-from chatcore.schema import CONTROL, SPACE
+from chatcore.schema import CONTROL, SPACE, SURROGATE_RE
 
 MAX_BYTES = 5 * 1024 * 1024
 FILENAME_MAX_BYTES = 255
@@ -182,6 +182,8 @@ def parse_upload_request(body: Mapping[str, Any], *, max_bytes: int = MAX_BYTES)
     raw_name = body.get("filename")
     if not isinstance(raw_name, str) or len(raw_name) > FILENAME_RAW_MAX:
         errors["filename"] = f"must be a string of at most {FILENAME_RAW_MAX} characters"
+    elif SURROGATE_RE.search(raw_name):
+        errors["filename"] = "must be valid Unicode text"
     else:
         try:
             filename = clean_filename(raw_name)

@@ -21,7 +21,7 @@ from chatcore.errors import InvalidInput
 from chatcore.http import json_integer
 from chatcore.messages import ID_RE as WIRE_ID_RE
 from chatcore.messages import text_problem
-from chatcore.schema import EMAIL_MAX, EMAIL_RE, ID_RE, NAME_RE, NAME_RULE
+from chatcore.schema import EMAIL_MAX, EMAIL_RE, ID_RE, NAME_RE, NAME_RULE, SURROGATE_RE
 from chatcore.unread import BEFORE_FIRST
 from services.management.model import MemberRef, TeamChanges, TeamDraft
 
@@ -95,7 +95,7 @@ def _name(raw: object, errors: dict[str, str]) -> str:
     if not isinstance(raw, str):
         errors["name"] = "required, a string"
         return ""
-    if not NAME_RE.fullmatch(raw):
+    if not NAME_RE.fullmatch(raw) or SURROGATE_RE.search(raw):
         errors["name"] = NAME_RULE
     return raw.strip()
 

@@ -200,3 +200,10 @@ def test_bytes_are_written_as_people_read_them() -> None:
         "1 GiB",
         "1.5 MiB",
     ]
+
+
+def test_a_file_name_with_a_lone_surrogate_is_invalid_not_a_server_error() -> None:
+    """JSON's "\\ud800" in a file name is a 422 on the name (it has no UTF-8 encoding to store)."""
+    with pytest.raises(InvalidInput) as excinfo:
+        parse_upload_request({"filename": "a\ud800.txt", "content_type": "text/plain", "size": 3})
+    assert excinfo.value.details == {"filename": "must be valid Unicode text"}

@@ -163,3 +163,12 @@ def test_teams_query() -> None:
     for pairs in ([("tag", "Bad Tag")], [("cursor", "x")], [("limit", "101")], [("tag", "")]):
         with pytest.raises(InvalidInput):
             parse_teams_query(pairs)
+
+
+def test_a_team_name_with_a_lone_surrogate_is_invalid_not_a_server_error() -> None:
+    """JSON's "\\ud800" is no character and no store takes it: 422 on the name, for a new team
+    and for a rename, before anything reaches the database."""
+    for parse in (parse_new_team, parse_team_changes):
+        with pytest.raises(InvalidInput) as excinfo:
+            parse({"name": "Core \ud800"})
+        assert "name" in _details(excinfo)
