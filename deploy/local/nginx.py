@@ -304,6 +304,12 @@ def _server_body(routes: Sequence[Route], layout: Layout) -> str:
         "",
         "        # Errors nginx itself produces answer in the API's JSON error envelope. The",
         "        # services' own errors (a 405 from aiohttp included) pass through untouched.",
+        # A request nginx cannot parse (400), or whose line or headers are over its limits
+        # (414, 494), has no URI yet: a named location cannot take it, an explicit one can.
+        # (Asked for directly, those paths give the same JSON: nothing else lives there.)
+        "        error_page 400 /.errors/malformed;",
+        "        error_page 414 /.errors/uri_too_long;",
+        "        error_page 494 =431 /.errors/headers_too_large;",
         "        error_page 405 = @method_not_allowed;",
         "        error_page 413 = @too_large;",
         "        error_page 429 = @rate_limited;",
@@ -326,8 +332,17 @@ def _server_body(routes: Sequence[Route], layout: Layout) -> str:
         "            }",
         "            " + _return(405, "method_not_allowed", "method not allowed on this route"),
         "        }",
+        "        location = /.errors/malformed {\n"
+        + _envelope(400, "malformed", "malformed request")
+        + "        }",
         "        location @too_large {\n"
         + _envelope(413, "too_large", "request body too large")
+        + "        }",
+        "        location = /.errors/uri_too_long {\n"
+        + _envelope(414, "too_large", "request line too long")
+        + "        }",
+        "        location = /.errors/headers_too_large {\n"
+        + _envelope(431, "too_large", "request headers too large")
         + "        }",
         "        location @rate_limited {\n"
         + _envelope(429, "rate_limited", "too many requests, slow down")

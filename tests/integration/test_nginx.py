@@ -273,6 +273,35 @@ async def test_large_body_rejected_with_json_envelope(nginx: tuple[int, Path]) -
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
+async def test_requests_nginx_cannot_take_get_the_json_envelope_too(
+    nginx: tuple[int, Path],
+) -> None:
+    """A path that climbs above the root (400), a request line over nginx's buffers (414) and
+    headers over them (431) answer in the API's error envelope, not nginx's HTML page."""
+    port, _logs = nginx
+    long_query = "&".join(f"a{i}=1" for i in range(3000))
+    cases = (
+        (b"GET /v1/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400, "malformed"),
+        (f"GET /v1/teams?{long_query} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 414, "too_large"),
+        (
+            b"GET /v1/teams HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+            431,
+            "too_large",
+        ),
+    )
+    for sent, status, code in cases:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(sent)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {status}".encode()), head[:40]
+        assert b"Content-Type: application/json" in head
+        assert json.loads(body)["error"]["code"] == code
+
+
 async def test_security_headers(nginx: tuple[int, Path]) -> None:
     """Every answer carries the security headers, including nginx's own 404."""
     port, _logs = nginx
