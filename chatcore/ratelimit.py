@@ -114,6 +114,14 @@ class TokenBucketLimiter:
             return 0.0
         return (cost - bucket.tokens) / self._rate
 
+    def wait(self, key: str, cost: float = 1.0) -> float:
+        """What ``try_acquire`` would answer, taking nothing: 0.0 or the seconds to wait."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0 if cost <= self._capacity else (cost - self._capacity) / self._rate
+        self._refill(bucket, self._clock())
+        return 0.0 if bucket.tokens >= cost else (cost - bucket.tokens) / self._rate
+
     def forget(self, key: str) -> None:
         """Drop a key's bucket at once (its owner is gone: a closed connection)."""
         # Its heap entry goes stale and is skipped, as for any dropped bucket.

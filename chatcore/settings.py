@@ -120,6 +120,9 @@ class Settings:
     login_email_per_minute: float = 5.0
     register_ip_burst: int = 10
     register_ip_per_minute: float = 10.0
+    # Successful logins per account: a password's holder cannot keep argon2 busy for everyone.
+    login_account_burst: int = 10
+    login_account_per_minute: float = 10.0
     # Name and password changes per account (the password check also counts as a login attempt).
     account_change_burst: int = 5
     account_change_per_minute: float = 10.0

@@ -94,6 +94,8 @@ BOUNDS: dict[str, Bound] = {
     "login_email_per_minute": POSITIVE,
     "register_ip_burst": AT_LEAST_ONE,
     "register_ip_per_minute": POSITIVE,
+    "login_account_burst": AT_LEAST_ONE,
+    "login_account_per_minute": POSITIVE,
     "account_change_burst": AT_LEAST_ONE,
     "account_change_per_minute": POSITIVE,
     "login_tracked_keys": AT_LEAST_ONE,

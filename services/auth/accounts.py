@@ -75,9 +75,9 @@ class AuthMetrics:
 
 @dataclass(frozen=True, slots=True)
 class Limiters:
-    """Failed logins per client address and per (email, client address); registrations per address;
-    name and password changes per account (a password change's check of the current password is
-    a login attempt too).
+    """Failed logins per client address and per (email, client address); successful logins per
+    account; registrations per address; name and password changes per account (a password
+    change's check of the current password is a login attempt too).
 
     There is deliberately no limit per email alone: anyone could then lock any account by failing
     logins on it. Guessing one account's password from many addresses is bounded per address, by
@@ -88,6 +88,7 @@ class Limiters:
     login_email_ip: TokenBucketLimiter
     register_ip: TokenBucketLimiter
     account_change: TokenBucketLimiter
+    login_account: TokenBucketLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiters:
@@ -111,6 +112,11 @@ class Limiters:
             account_change=TokenBucketLimiter(
                 capacity=settings.account_change_burst,
                 rate_per_s=settings.account_change_per_minute / 60,
+                max_keys=tracked,
+            ),
+            login_account=TokenBucketLimiter(
+                capacity=settings.login_account_burst,
+                rate_per_s=settings.login_account_per_minute / 60,
                 max_keys=tracked,
             ),
         )
@@ -195,6 +201,13 @@ class AuthService:
         self._take_login(client_ip, email_ip)
         try:
             user = await self._users.by_email(creds.email)
+            # Only successful logins draw from the account's budget, so only whoever has the
+            # password can spend it; once spent, no hash is computed for that account until it
+            # refills (the hashes are what every other user's login waits behind).
+            spent = self._limiters.login_account.wait(user.id) if user is not None else 0.0
+            if spent > 0:
+                self._metrics.logins.labels("rate_limited").inc()
+                raise RateLimited("too many logins of this account; retry later", retry_after=spent)
             # Unknown emails are verified against a dummy hash: same answer, about the same time.
             stored = user.password_hash if user is not None else None
             ok = await asyncio.to_thread(self._hasher.verify, stored, creds.password)
@@ -204,6 +217,8 @@ class AuthService:
             raise
         if ok:
             self._refund_login(client_ip, email_ip)
+            if user is not None:
+                _limit(self._limiters.login_account, user.id, "logins of this account")
         if user is None or not ok:
             self._metrics.logins.labels("bad_credentials").inc()
             raise Unauthorized("wrong email or password")

@@ -82,6 +82,7 @@ def world() -> _World:
             login_email_ip=_limiter(5, clock, max_keys=50),
             register_ip=_limiter(10, clock),
             account_change=_limiter(5, clock),
+            login_account=_limiter(10, clock),
         ),
         metrics=AuthMetrics.create(registry),
         refresh_ttl_s=30 * 86400,
@@ -408,10 +409,14 @@ async def test_flooding_other_emails_does_not_reset_a_lockout(world: _World) -> 
 
 
 async def test_successful_logins_cost_no_budget(world: _World) -> None:
-    """Many correct logins from one address (an office behind NAT) are never throttled."""
-    await _register(world)
-    for _ in range(30):
-        await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="office")
+    """Many correct logins from one address (an office behind NAT: ten people, three devices
+    each) are never throttled by the address's budget."""
+    emails = [f"u{i}@example.com" for i in range(10)]
+    for email in emails:
+        await _register(world, email)
+    for _ in range(3):
+        for email in emails:
+            await world.service.login(Credentials(email, PASSWORD), client_ip="office")
 
 
 async def test_login_is_rate_limited_per_ip(world: _World) -> None:
@@ -536,3 +541,40 @@ async def test_a_rename_changes_the_name_only(world: _World) -> None:
         await world.service.rename(user_id, "Ada")
     with pytest.raises(RateLimited):
         await world.service.rename(user_id, "Ada again")
+
+
+async def test_successful_logins_of_one_account_are_limited_and_strangers_cannot_spend_them(
+    world: _World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten logins of one account at once, then 429 until it refills, decided before any hash is
+    computed; wrong passwords from anyone never spend it (no lockout by strangers), and other
+    accounts log in as before."""
+    await _register(world)
+    await _register(world, "bob@example.com")
+    ada = Credentials("ada@example.com", PASSWORD)
+    for i in range(10):
+        await world.service.login(ada, client_ip=f"10.0.0.{i}")
+    hashed: list[str] = []
+    verify = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, stored: str | None, password: str) -> bool:
+        hashed.append(password)
+        return verify(self, stored, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    with pytest.raises(RateLimited, match="logins of this account"):
+        await world.service.login(ada, client_ip="10.0.1.1")
+    assert hashed == []
+    bob = Credentials("bob@example.com", PASSWORD)
+    assert (await world.service.login(bob, client_ip="10.0.1.1")).user.email == "bob@example.com"
+    world.clock.now += 6  # one login's worth refilled
+    assert (await world.service.login(ada, client_ip="10.0.1.1")).user.email == "ada@example.com"
+    # Someone else's failures: the owner's budget is not theirs to spend.
+    world.clock.now += 60
+    for i in range(20):
+        with pytest.raises(Unauthorized):
+            await world.service.login(
+                Credentials("ada@example.com", "wrong guess!!"), client_ip=f"10.9.{i}.1"
+            )
+    for i in range(10):
+        await world.service.login(ada, client_ip=f"10.0.2.{i}")
