@@ -82,6 +82,14 @@ async def test_walk_covers_every_operation(stack: Stack, people: People) -> None
     me = pair["user"]["id"]
     assert (await api.call("GET", f"{a}/v1/users/{me}", token=token)).status == 200
     assert (await api.call("GET", f"{a}/v1/users/{'0' * 32}", token=token)).status == 404
+    renamed = await api.call("PATCH", f"{a}/v1/auth/me", token=token, body={"name": "Walked"})
+    assert (renamed.status, renamed.data["name"]) == (200, "Walked")
+    change = {"current_password": "not the password", "new_password": PASSWORD + " too"}
+    assert (await api.call("PUT", f"{a}/v1/auth/password", token=token, body=change)).status == 403
+    change["current_password"] = PASSWORD
+    assert (await api.call("PUT", f"{a}/v1/auth/password", token=token, body=change)).status == 204
+    change = {"current_password": PASSWORD + " too", "new_password": PASSWORD}
+    assert (await api.call("PUT", f"{a}/v1/auth/password", token=token, body=change)).status == 204
     body = {"refresh_token": pair["refresh_token"]}
     assert (await api.call("POST", f"{a}/v1/auth/refresh", body=body)).status == 200
     # Spent a moment ago: a concurrent use, 409; an unknown token is 401.
