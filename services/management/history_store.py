@@ -99,9 +99,7 @@ class MongoMessageStore:
         read: list[int] = []
         try:
             for number in buckets.oldest_first(start):
-                edge = await self._share_read(
-                    channel_id, read, number, forward=True, cursor=after, changes=True
-                )
+                edge = await self._share_read(channel_id, read, number, forward=True, cursor=after)
                 if edge is not None:
                     return Walk(found, edge)
                 key = bucket_key(channel_id, number)
@@ -194,6 +192,8 @@ class MongoMessageStore:
         read: list[int] = []
         try:
             for number in numbers:
+                # A bucket of edits and reactions only (its records all in ``changes``) is no
+                # empty bucket: it counts toward the share, and its records place the cursor.
                 edge = await self._share_read(
                     channel_id, read, number, forward=forward, cursor=cursor
                 )
@@ -220,13 +220,12 @@ class MongoMessageStore:
         *,
         forward: bool,
         cursor: int | None,
-        changes: bool = False,
     ) -> int | None:
         """Before a walk reads bucket ``number``: None to go on (it is added to ``read``), or,
         once the walk has read its share, the seq it stops at (see ``_edge``). Never one that
         does not move past ``cursor``: a client would ask for the same page forever."""
         if len(read) >= self._page_buckets:
-            edge = await self._edge(channel_id, read, forward=forward, changes=changes)
+            edge = await self._edge(channel_id, read, forward=forward)
             if edge is not None and (
                 cursor is None or (edge > cursor if forward else edge < cursor)
             ):
@@ -237,19 +236,17 @@ class MongoMessageStore:
         read.append(number)
         return None
 
-    async def _edge(
-        self, channel_id: str, read: list[int], *, forward: bool, changes: bool
-    ) -> int | None:
+    async def _edge(self, channel_id: str, read: list[int], *, forward: bool) -> int | None:
         """Where a walk that read the buckets ``read`` (in walking order) goes on from: the far
         end of the last one that holds anything, a record of the channel (so ``_bucket_of``
-        places it by one lookup). Records of that bucket beyond it are read again by the next
-        request, never skipped. None when none of them holds a record."""
+        places it by one lookup): a message's or a change's, whichever the walk is for, since
+        both sit in the channel's buckets in seq order. Records of that bucket beyond it are read
+        again by the next request, never skipped. None when none of them holds a record."""
         order = DESCENDING if forward else ASCENDING
-        collections = (self._messages, self._changes) if changes else (self._messages,)
         for number in reversed(read):
             key = bucket_key(channel_id, number)
             seqs: list[int] = []
-            for collection in collections:
+            for collection in (self._messages, self._changes):
                 doc = await collection.find_one(
                     {s.MESSAGE_BUCKET: key}, {s.MESSAGE_SEQ: 1}, sort=[(s.MESSAGE_SEQ, order)]
                 )

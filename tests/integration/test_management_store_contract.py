@@ -165,3 +165,41 @@ async def test_a_walk_goes_on_through_buckets_reserved_and_never_filled(
     assert ([e.seq for e in fed.found], fed.resume_at) == ([100, 101, 102, 103], 103)
     rest = await store.changes(channel, "2" * 32, after=103, limit=10)
     assert ([e.seq for e in rest.found], rest.resume_at) == ([104, 105], None)
+
+
+async def test_a_history_walk_counts_buckets_of_edits_and_reactions_toward_its_share(
+    contract_db: AsyncDatabase[Document],
+) -> None:
+    """Eight buckets holding only changes (edits of the first message) between two messages: a
+    history page reads its share of them and says where to go on, rather than read them all in
+    one request; following the cursors gives both messages once."""
+    heads = MongoChannelHeads(contract_db)
+    buckets = BucketAllocator(heads, size=4)
+    store = MongoMessageStore(contract_db, heads, page_buckets=2)
+    channel = uuid.uuid4().hex
+    first = StoredMessage(uuid.uuid4().hex, 1, channel, "*", "text", "m1", "1" * 32, T0)
+    last = StoredMessage(uuid.uuid4().hex, 100, channel, "*", "text", "m100", "1" * 32, T0)
+    (key,) = (await buckets.assign([channel])).keys
+    await contract_db[schema.MESSAGES].insert_one(
+        {schema.MESSAGE_BUCKET: key, **message_doc(first)}
+    )
+    await buckets.assign([channel] * 3)  # the rest of the first bucket
+    edits = range(10, 42)
+    keys = (await buckets.assign([channel] * len(edits))).keys
+    await contract_db[schema.CHANGES].insert_many(
+        [change_doc("edited", seq, k, 1, first) for seq, k in zip(edits, keys, strict=True)]
+    )
+    (key,) = (await buckets.assign([channel])).keys
+    await contract_db[schema.MESSAGES].insert_one({schema.MESSAGE_BUCKET: key, **message_doc(last)})
+    seqs: list[int] = []
+    cursor, pages = 0, 0
+    while True:
+        pages += 1
+        walk = await store.page(channel, "2" * 32, before=None, after=cursor, limit=5)
+        seqs += [m.seq for m in walk.found]
+        if walk.resume_at is None:
+            break
+        assert walk.resume_at > cursor
+        cursor = walk.resume_at
+    assert seqs == [1, 100]
+    assert pages >= 4  # eight buckets of changes, two a request
