@@ -225,10 +225,23 @@ class AuthService:
         if user.disabled:
             self._metrics.logins.labels("disabled").inc()
             raise Forbidden("this account is disabled")
-        if self._hasher.needs_rehash(user.password_hash):
+        checked = user.password_hash
+        if self._hasher.needs_rehash(checked):
             new_hash = await asyncio.to_thread(self._hasher.hash, creds.password)
-            await self._users.set_password_hash(user.id, new_hash)
-        session = await self._new_session(user, family=secrets.token_hex(16))
+            # Only over the hash just checked: a password changed meanwhile stays changed.
+            await self._users.set_password_hash(user.id, new_hash, replacing=checked)
+            checked = new_hash
+        family = secrets.token_hex(16)
+        session = await self._new_session(user, family=family)
+        # A password change that ran while this login checked the old password may have ended
+        # the account's logins before this one was stored: read the hash again, and a login of
+        # the old password ends here instead of outliving the change.
+        now = await self._users.by_id(user.id)
+        if now is None or now.password_hash != checked:
+            await self._refresh.revoke_family(family)
+            await self._end_sessions(user.id, only={family})
+            self._metrics.logins.labels("bad_credentials").inc()
+            raise Unauthorized("the password changed meanwhile; log in with the new one")
         self._metrics.logins.labels("success").inc()
         _log.info("login", user_id=user.id)
         return session

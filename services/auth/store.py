@@ -70,8 +70,11 @@ class UserStore(Protocol):
 
     async def by_id(self, user_id: str) -> User | None: ...
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        """Replace the hash; an unknown id changes nothing."""
+    async def set_password_hash(
+        self, user_id: str, password_hash: str, *, replacing: str | None = None
+    ) -> None:
+        """Replace the hash; an unknown id changes nothing, and so does a stored hash other than
+        ``replacing`` when that is given (a password changed meanwhile stays changed)."""
 
     async def set_name(self, user_id: str, name: str) -> bool:
         """Whether the user exists (and now has that name)."""
@@ -158,11 +161,14 @@ class MongoUserStore:
     async def by_id(self, user_id: str) -> User | None:
         return await self._one({"_id": user_id})
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+    async def set_password_hash(
+        self, user_id: str, password_hash: str, *, replacing: str | None = None
+    ) -> None:
+        query: Document = {"_id": user_id}
+        if replacing is not None:
+            query["password_hash"] = replacing  # our own stored hash, never a client value
         try:
-            await self._users.update_one(
-                {"_id": user_id}, {"$set": {"password_hash": password_hash}}
-            )
+            await self._users.update_one(query, {"$set": {"password_hash": password_hash}})
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
 

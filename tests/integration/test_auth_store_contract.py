@@ -125,7 +125,8 @@ async def test_a_taken_email_conflicts_and_changes_nothing(stores: Stores) -> No
 
 
 async def test_password_hash_is_replaced_and_unknown_ids_are_ignored(stores: Stores) -> None:
-    """set_password_hash changes only that user; an unknown id is not an error."""
+    """set_password_hash changes only that user, and only over the hash it is told it replaces;
+    an unknown id is not an error."""
     user = _user()
     await stores.users.create(user)
     await stores.users.set_password_hash(user.id, "$argon2id$new")
@@ -133,6 +134,11 @@ async def test_password_hash_is_replaced_and_unknown_ids_are_ignored(stores: Sto
     assert stored is not None
     assert stored.password_hash == "$argon2id$new"
     await stores.users.set_password_hash(uuid.uuid4().hex, "$argon2id$other")
+    # Only over the hash it replaces, when told which: a change made meanwhile stays.
+    await stores.users.set_password_hash(user.id, "$argon2id$late", replacing="$argon2id$old")
+    assert (await stores.users.by_id(user.id)).password_hash == "$argon2id$new"  # type: ignore[union-attr]
+    await stores.users.set_password_hash(user.id, "$argon2id$next", replacing="$argon2id$new")
+    assert (await stores.users.by_id(user.id)).password_hash == "$argon2id$next"  # type: ignore[union-attr]
 
 
 async def test_disabled_flag_and_account_status_agree(stores: Stores) -> None:

@@ -31,8 +31,11 @@ class MemoryUserStore:
     async def by_id(self, user_id: str) -> User | None:
         return self.users.get(user_id)
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        if user_id in self.users:
+    async def set_password_hash(
+        self, user_id: str, password_hash: str, *, replacing: str | None = None
+    ) -> None:
+        stored = self.users.get(user_id)
+        if stored is not None and replacing in (None, stored.password_hash):
             self.users[user_id] = dataclasses.replace(
                 self.users[user_id], password_hash=password_hash
             )

@@ -18,11 +18,12 @@ from services.auth.accounts import (
     AuthMetrics,
     AuthService,
     Limiters,
+    Session,
     hash_refresh_token,
 )
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
 from services.auth.passwords import PasswordHasher
-from services.auth.store import RefreshRecord
+from services.auth.store import RefreshRecord, User
 from services.auth.validation import Credentials, PasswordChange, Registration
 from tests.unit.auth_fakes import (
     MemoryAccountStatus,
@@ -578,3 +579,66 @@ async def test_successful_logins_of_one_account_are_limited_and_strangers_cannot
             )
     for i in range(10):
         await world.service.login(ada, client_ip=f"10.0.2.{i}")
+
+
+async def _login_paused_after_reading_the_account(
+    world: _World, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Task[Session], asyncio.Event]:
+    """A login of Ada with the old password, held between reading her account and checking the
+    password (as a slow argon2 verify would hold it); set the event to let it go on."""
+    read, gate = asyncio.Event(), asyncio.Event()
+    plain = world.users.by_email
+
+    async def paused(email: str) -> User | None:
+        user = await plain(email)
+        read.set()
+        await gate.wait()
+        return user
+
+    monkeypatch.setattr(world.users, "by_email", paused)
+    login = asyncio.create_task(
+        world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="elsewhere")
+    )
+    await read.wait()
+    monkeypatch.setattr(world.users, "by_email", plain)
+    return login, gate
+
+
+async def test_a_login_of_the_old_password_in_flight_does_not_outlive_the_change(
+    world: _World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login that checked the old password while it was being changed ends with 401 and
+    leaves no refresh token behind; the new password is the one that logs in."""
+    await _register(world)
+    here = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    sid = (await _verifier(world).verify(here.access_token)).sid
+    login, gate = await _login_paused_after_reading_the_account(world, monkeypatch)
+    change = PasswordChange(current=PASSWORD, new="a brand new passphrase")
+    await world.service.change_password(here.user.id, sid, change, client_ip="ip")
+    gate.set()
+    with pytest.raises(Unauthorized, match="password changed meanwhile"):
+        await login
+    live = [r for r in world.tokens.records.values() if not r.revoked]
+    assert {r.family for r in live} == {sid}
+
+
+async def test_a_rehashing_login_in_flight_never_puts_the_old_password_back(
+    world: _World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login that upgrades an old hash while the password changes writes nothing over the new
+    hash: the new password works, the old one not."""
+    user_id = await _register(world)
+    weak = PasswordHasher(time_cost=1, memory_kib=32, parallelism=1).hash(PASSWORD)
+    here = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    await world.users.set_password_hash(user_id, weak)  # as stored under older parameters
+    sid = (await _verifier(world).verify(here.access_token)).sid
+    login, gate = await _login_paused_after_reading_the_account(world, monkeypatch)
+    change = PasswordChange(current=PASSWORD, new="a brand new passphrase")
+    await world.service.change_password(user_id, sid, change, client_ip="ip")
+    gate.set()
+    with pytest.raises(Unauthorized):
+        await login
+    stored = world.users.users[user_id].password_hash
+    hasher = PasswordHasher(time_cost=1, memory_kib=64, parallelism=1)
+    assert hasher.verify(stored, "a brand new passphrase")
+    assert not hasher.verify(stored, PASSWORD)
