@@ -178,7 +178,10 @@ def parse_member_ref(body: Mapping[str, Any]) -> MemberRef:
             raise _invalid("invalid member", errors)
         return MemberRef(user_id=body["user_id"])
     raw = body["email"]
-    if not isinstance(raw, str) or len(raw) > EMAIL_MAX or not EMAIL_RE.fullmatch(raw):
+    valid = isinstance(raw, str) and len(raw) <= EMAIL_MAX and EMAIL_RE.fullmatch(raw)
+    # A lone surrogate would be dropped on the way to the auth service's look-up, which would
+    # then find another address: refused here, as auth refuses it.
+    if not valid or SURROGATE_RE.search(raw):
         errors["email"] = "not a valid email address"
     email = raw.strip().lower() if isinstance(raw, str) else ""
     if errors:

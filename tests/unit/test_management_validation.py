@@ -165,6 +165,13 @@ def test_teams_query() -> None:
             parse_teams_query(pairs)
 
 
+def test_a_member_email_with_a_lone_surrogate_is_invalid() -> None:
+    """ "a\ud800dmin@x.yz" is refused, not looked up as another address without the surrogate."""
+    with pytest.raises(InvalidInput) as excinfo:
+        parse_member_ref({"email": "a\ud800dmin@x.yz"})
+    assert "email" in _details(excinfo)
+
+
 def test_a_team_name_with_a_lone_surrogate_is_invalid_not_a_server_error() -> None:
     """JSON's "\\ud800" is no character and no store takes it: 422 on the name, for a new team
     and for a rename, before anything reaches the database."""
