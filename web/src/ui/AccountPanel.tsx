@@ -13,11 +13,14 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
   const [current, setCurrent] = useState("");
   const [next, setNext] = useState("");
   const [busy, setBusy] = useState<Section | null>(null);
-  const [fields, setFields] = useState<AuthErrors>({});
+  // Each form's own field problems: one form's answer does not wipe the other's.
+  const [fields, setFields] = useState<Record<Section, AuthErrors>>({ name: {}, password: {} });
   const [result, setResult] = useState<{ where: Section; ok: boolean; text: string } | null>(null);
   const heading = useRef<HTMLHeadingElement>(null);
   useLayoutEffect(() => heading.current?.focus(), []);
-  const invalid = (field: keyof AuthErrors) => invalidProps("account", fields, field);
+  const shownFields: AuthErrors = { ...fields.name, ...fields.password };
+  const invalid = (field: keyof AuthErrors) => invalidProps("account", shownFields, field);
+  const setSection = (where: Section, problems: AuthErrors) => setFields((all) => ({ ...all, [where]: problems }));
 
   const outcome = (where: Section) =>
     result?.where === where && (
@@ -31,12 +34,12 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
     setResult(null);
     try {
       await work();
-      setFields({});
+      setSection(where, {});
       setResult({ where, ok: true, text: done });
       return true;
     } catch (err) {
       const problems = authProblems(err, shown);
-      setFields(problems.fields);
+      setSection(where, problems.fields);
       if (problems.general) setResult({ where, ok: false, text: problems.general });
       return false;
     } finally {
@@ -62,7 +65,7 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
             e.preventDefault();
             if (busy) return;
             const problems = checkRegistration(name);
-            setFields(problems);
+            setSection("name", problems);
             if (problems.name) return;
             if (name.trim() === model.me.name) {
               setResult({ where: "name", ok: true, text: "Nothing to save: that is your name already." });
@@ -76,7 +79,7 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
             Name
             <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} autoComplete="name" {...invalid("name")} />
           </label>
-          <FieldError id="account-name" text={fields.name} />
+          <FieldError id="account-name" text={shownFields.name} />
           <button type="submit" disabled={busy !== null}>
             Save name
           </button>
@@ -100,12 +103,12 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
             Current password
             <input type="password" value={current} onInput={(e) => setCurrent(e.currentTarget.value)} required autoComplete="current-password" {...invalid("current_password")} />
           </label>
-          <FieldError id="account-current_password" text={fields.current_password} />
+          <FieldError id="account-current_password" text={shownFields.current_password} />
           <label>
             New password
             <input type="password" value={next} onInput={(e) => setNext(e.currentTarget.value)} required minLength={10} maxLength={256} autoComplete="new-password" {...invalid("new_password")} />
           </label>
-          <FieldError id="account-new_password" text={fields.new_password} />
+          <FieldError id="account-new_password" text={shownFields.new_password} />
           <button type="submit" disabled={busy !== null}>
             Change password
           </button>

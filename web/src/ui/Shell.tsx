@@ -34,6 +34,11 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
     returnFocus(() => document.querySelector<HTMLElement>("main [data-opens='team-panel']"));
   };
   const [accountPanel, setAccountPanel] = useState(false);
+  // One side panel at a time: a thread opened from the list takes the account panel's place for
+  // good (it must not come back, its fields reset, when the thread closes).
+  useEffect(() => {
+    if (model.threadRoot && accountPanel) setAccountPanel(false);
+  }, [model.threadRoot, accountPanel]);
   const closeAccountPanel = () => {
     setAccountPanel(false);
     returnFocus(() => document.querySelector<HTMLElement>("[data-opens='account-panel']"));
