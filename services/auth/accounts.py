@@ -92,32 +92,20 @@ class Limiters:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiters:
-        tracked = settings.login_tracked_keys
+        def per_minute(burst: int, rate: float) -> TokenBucketLimiter:
+            return TokenBucketLimiter(
+                capacity=burst, rate_per_s=rate / 60, max_keys=settings.login_tracked_keys
+            )
+
         return cls(
-            login_ip=TokenBucketLimiter(
-                capacity=settings.login_ip_burst,
-                rate_per_s=settings.login_ip_per_minute / 60,
-                max_keys=tracked,
+            login_ip=per_minute(settings.login_ip_burst, settings.login_ip_per_minute),
+            login_email_ip=per_minute(settings.login_email_burst, settings.login_email_per_minute),
+            register_ip=per_minute(settings.register_ip_burst, settings.register_ip_per_minute),
+            account_change=per_minute(
+                settings.account_change_burst, settings.account_change_per_minute
             ),
-            login_email_ip=TokenBucketLimiter(
-                capacity=settings.login_email_burst,
-                rate_per_s=settings.login_email_per_minute / 60,
-                max_keys=tracked,
-            ),
-            register_ip=TokenBucketLimiter(
-                capacity=settings.register_ip_burst,
-                rate_per_s=settings.register_ip_per_minute / 60,
-                max_keys=tracked,
-            ),
-            account_change=TokenBucketLimiter(
-                capacity=settings.account_change_burst,
-                rate_per_s=settings.account_change_per_minute / 60,
-                max_keys=tracked,
-            ),
-            login_account=TokenBucketLimiter(
-                capacity=settings.login_account_burst,
-                rate_per_s=settings.login_account_per_minute / 60,
-                max_keys=tracked,
+            login_account=per_minute(
+                settings.login_account_burst, settings.login_account_per_minute
             ),
         )
 
