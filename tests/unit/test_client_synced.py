@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -63,6 +64,23 @@ class _History:
         return entries, {**meta, "next_cursor": page[-1]["seq"] if page else after}
 
 
+_ChangesPage = Callable[..., Awaitable[tuple[list[dict[str, Any]], dict[str, Any]]]]
+
+
+def _synced(
+    monkeypatch: pytest.MonkeyPatch, socket: _Socket, history: _History, changes: _ChangesPage
+) -> SyncedClient:
+    """A client that does not reconnect, over the scripted socket, history and changes feed."""
+
+    async def connect(_url: str, _token: str) -> _Socket:
+        return socket
+
+    monkeypatch.setattr(ChatClient, "connect", connect)
+    monkeypatch.setattr(chatclient.synced, "history_page", history)
+    monkeypatch.setattr(chatclient.synced, "changes_page", changes)
+    return SyncedClient("ws://relay", "http://api", "token", reconnect=False)
+
+
 async def _settled(client: SyncedClient) -> None:
     await client.wait_for(client.settled, 5)
 
@@ -74,13 +92,7 @@ async def test_a_resync_resumes_from_the_cursor_it_arrived_at(
     socket = _Socket()
     history = _History(stored=[])
 
-    async def connect(_url: str, _token: str) -> _Socket:
-        return socket
-
-    monkeypatch.setattr(ChatClient, "connect", connect)
-    monkeypatch.setattr(chatclient.synced, "history_page", history)
-    monkeypatch.setattr(chatclient.synced, "changes_page", history.changes)
-    client = SyncedClient("ws://relay", "http://api", "token", reconnect=False)
+    client = _synced(monkeypatch, socket, history, history.changes)
     await client.start()
     await _settled(client)  # the resume after hello found nothing
     # Message 11 was missed live (a lost stream); the relay says so, then 12 arrives live, all
@@ -112,13 +124,7 @@ async def test_a_resync_during_a_resume_keeps_the_buffer_until_the_second_run(
         await gate.wait()
         return answer
 
-    async def connect(_url: str, _token: str) -> _Socket:
-        return socket
-
-    monkeypatch.setattr(ChatClient, "connect", connect)
-    monkeypatch.setattr(chatclient.synced, "history_page", history)
-    monkeypatch.setattr(chatclient.synced, "changes_page", gated)
-    client = SyncedClient("ws://relay", "http://api", "token", reconnect=False)
+    client = _synced(monkeypatch, socket, history, gated)
     await client.start()
     await _settled(client)
     socket.events.put_nowait(_m(10))
@@ -259,13 +265,7 @@ async def test_a_resume_goes_on_through_an_empty_page_that_says_there_is_more(
             return [], {"has_more": True, "next_cursor": 100}
         return await history.changes(base, token, team, after=after, limit=limit)
 
-    async def connect(_url: str, _token: str) -> _Socket:
-        return socket
-
-    monkeypatch.setattr(ChatClient, "connect", connect)
-    monkeypatch.setattr(chatclient.synced, "history_page", history)
-    monkeypatch.setattr(chatclient.synced, "changes_page", bounded)
-    client = SyncedClient("ws://relay", "http://api", "token", reconnect=False)
+    client = _synced(monkeypatch, socket, history, bounded)
     await client.start()
     await _settled(client)
     socket.events.put_nowait(_m(10))
