@@ -146,6 +146,42 @@ def _envelope(status: int, code: str, message: str) -> str:
     return f"{indent}default_type application/json;\n{indent}{_return(status, code, message)}\n"
 
 
+@dataclass(frozen=True, slots=True)
+class EdgeError:
+    """An error nginx itself answers: the statuses it takes, where they go, what it says."""
+
+    statuses: str  # as ``error_page`` lists them
+    target: str  # a named location ("@...") or an explicit one
+    status: int
+    code: str
+    message: str
+
+    def directive(self) -> str:
+        if self.target.startswith("@"):
+            return f"        error_page {self.statuses} = {self.target};"
+        # nginx keeps the status for an explicit target unless told another one.
+        answer = "" if str(self.status) in self.statuses.split() else f"={self.status} "
+        return f"        error_page {self.statuses} {answer}{self.target};"
+
+    def location(self) -> str:
+        exact = "" if self.target.startswith("@") else "= "
+        envelope = _envelope(self.status, self.code, self.message)
+        return f"        location {exact}{self.target} {{\n{envelope}        }}"
+
+
+# A request nginx cannot parse (400), or whose line or headers are over its limits (414, 494),
+# has no URI yet: a named location cannot take it, an explicit one can (asked for directly, those
+# paths give the same JSON: nothing else lives there).
+EDGE_ERRORS = (
+    EdgeError("400", "/.errors/malformed", 400, "malformed", "malformed request"),
+    EdgeError("413", "@too_large", 413, "too_large", "request body too large"),
+    EdgeError("414", "/.errors/uri_too_long", 414, "too_large", "request line too long"),
+    EdgeError("494", "/.errors/headers_too_large", 431, "too_large", "request headers too large"),
+    EdgeError("429", "@rate_limited", 429, "rate_limited", "too many requests, slow down"),
+    EdgeError("502 503 504", "@unavailable", 503, "unavailable", "service unavailable, retry"),
+)
+
+
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # The app's policy: its own scripts, styles and worker only (no inline script or style, no
 # eval); network to this origin, its WebSocket, and the S3 endpoint (presigned uploads and
@@ -304,16 +340,8 @@ def _server_body(routes: Sequence[Route], layout: Layout) -> str:
         "",
         "        # Errors nginx itself produces answer in the API's JSON error envelope. The",
         "        # services' own errors (a 405 from aiohttp included) pass through untouched.",
-        # A request nginx cannot parse (400), or whose line or headers are over its limits
-        # (414, 494), has no URI yet: a named location cannot take it, an explicit one can.
-        # (Asked for directly, those paths give the same JSON: nothing else lives there.)
-        "        error_page 400 /.errors/malformed;",
-        "        error_page 414 /.errors/uri_too_long;",
-        "        error_page 494 =431 /.errors/headers_too_large;",
         "        error_page 405 = @method_not_allowed;",
-        "        error_page 413 = @too_large;",
-        "        error_page 429 = @rate_limited;",
-        "        error_page 502 503 504 = @unavailable;",
+        *(e.directive() for e in EDGE_ERRORS),
         "",
         "        location = /healthz {",
         f"            if ($request_method !~ ^(?:{'|'.join(HEALTH_METHODS)})$) {{",
@@ -332,24 +360,7 @@ def _server_body(routes: Sequence[Route], layout: Layout) -> str:
         "            }",
         "            " + _return(405, "method_not_allowed", "method not allowed on this route"),
         "        }",
-        "        location = /.errors/malformed {\n"
-        + _envelope(400, "malformed", "malformed request")
-        + "        }",
-        "        location @too_large {\n"
-        + _envelope(413, "too_large", "request body too large")
-        + "        }",
-        "        location = /.errors/uri_too_long {\n"
-        + _envelope(414, "too_large", "request line too long")
-        + "        }",
-        "        location = /.errors/headers_too_large {\n"
-        + _envelope(431, "too_large", "request headers too large")
-        + "        }",
-        "        location @rate_limited {\n"
-        + _envelope(429, "rate_limited", "too many requests, slow down")
-        + "        }",
-        "        location @unavailable {\n"
-        + _envelope(503, "unavailable", "service unavailable, retry")
-        + "        }",
+        *(e.location() for e in EDGE_ERRORS),
         "",
         *_app_locations(layout),
     ]
