@@ -70,13 +70,20 @@ def _team(
 
 
 async def _walk_pages(
-    store: MessageStore, channel: str, viewer: str, *, forward: bool, limit: int
-) -> tuple[list[int], bool]:
-    """Every seq the viewer's pages give, in walking order, following ``resume_at`` where a walk
-    stopped early; and whether one did (a page shorter than ``limit`` with more beyond)."""
+    store: MessageStore,
+    channel: str,
+    viewer: str,
+    *,
+    forward: bool,
+    limit: int,
+    start: int | None = None,
+) -> tuple[list[int], int]:
+    """Every seq the viewer's pages give, in walking order, from ``start`` (forward: 0 unless
+    given; backward: the latest page), following ``resume_at`` where a walk stopped early; and
+    how many pages did (shorter than ``limit``, with more beyond). Every cursor moves on."""
     seqs: list[int] = []
-    cursor: int | None = 0 if forward else None
-    short = False
+    cursor: int | None = (0 if start is None else start) if forward else start
+    short = 0
     for _ in range(1000):
         walk = await store.page(
             channel,
@@ -88,12 +95,14 @@ async def _walk_pages(
         seqs.extend(m.seq for m in walk.found)
         if walk.resume_at is not None:
             assert len(walk.found) < limit
-            short = True
-            cursor = walk.resume_at
+            short += 1
+            step = walk.resume_at
         elif len(walk.found) < limit:
             return seqs, short
         else:
-            cursor = walk.found[-1].seq
+            step = walk.found[-1].seq
+        assert cursor is None or (step > cursor if forward else step < cursor)
+        cursor = step
     raise AssertionError("the walk never ended")
 
 
