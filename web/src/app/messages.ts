@@ -2,8 +2,9 @@
 // attachments' download links. What the server answers goes into the timeline at once (its frame
 // may come later, or to a socket that is down). No DOM.
 import { type Api, ApiError } from "../api/client";
+import { type BusyRetry, whileBusy } from "../api/retry";
 import type { Attachment, Message } from "../api/types";
-import { type Clock, pause } from "../auth/keeper";
+import type { Clock } from "../auth/keeper";
 import { Slots } from "../state/slots";
 import type { ChannelTimeline } from "../state/timeline";
 import type { Notices } from "./notices";
@@ -18,8 +19,11 @@ const LINK_DEFAULT_MS = 60_000;
  * takes one), answering 503 past them; a busy answer is asked again after a pause.
  */
 const LINKS_AT_ONCE = 2;
-const LINK_TRIES = 5;
-const LINK_PAUSE_MS = 500;
+const LINK_RETRY: BusyRetry = {
+  tries: 5,
+  pauseMs: 500,
+  busy: (err) => err instanceof ApiError && (err.status === 429 || err.status === 503),
+};
 
 export interface MessageActionsDeps {
   api: Api;
@@ -102,7 +106,7 @@ export class MessageActions {
     const now = this.deps.clock.now();
     const held = this.links.get(id);
     if (held && held.until > now) return held.at;
-    const at = this.linkSlots.run(() => this.link(id));
+    const at = this.linkSlots.run(() => whileBusy(this.deps.clock, LINK_RETRY, () => this.deps.api.attachment(id)));
     this.links.set(id, { at, until: now + LINK_DEFAULT_MS });
     at.then(
       (a) => {
@@ -112,17 +116,5 @@ export class MessageActions {
       () => this.links.delete(id),
     );
     return at;
-  }
-
-  private async link(id: string): Promise<Attachment> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.deps.api.attachment(id);
-      } catch (err) {
-        const busy = err instanceof ApiError && (err.status === 429 || err.status === 503);
-        if (!busy || attempt >= LINK_TRIES) throw err;
-      }
-      await pause(this.deps.clock, LINK_PAUSE_MS * 2 ** (attempt - 1));
-    }
   }
 }

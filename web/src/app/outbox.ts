@@ -271,7 +271,7 @@ export class Outbox {
       const refused = ++this.transmitSeq;
       this.transmissions.set(p, refused);
       this.deps.clock.setTimeout(() => {
-        if (this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null && this.transmissions.get(p) === refused) this.transmit(p);
+        if (this.unanswered(p) && this.transmissions.get(p) === refused) this.transmit(p);
       }, Math.min(RESEND_MAX_MS, RESEND_FIRST_MS * 2 ** resends));
       return p;
     }
@@ -303,6 +303,11 @@ export class Outbox {
    * reconnect, and every unanswered send goes again after the next hello (same client_msg_id,
    * so never twice).
    */
+  /** Still on its way, sent and not acknowledged (not discarded, taken back or given up since). */
+  private unanswered(p: Pending): boolean {
+    return this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null;
+  }
+
   private transmit(p: Pending): void {
     const transmission = ++this.transmitSeq;
     this.transmissions.set(p, transmission);
@@ -310,7 +315,7 @@ export class Outbox {
     this.deps.clock.setTimeout(() => {
       // Answered meanwhile (a refusal it was sent again after counts): only silence is news.
       if (this.transmissions.get(p) !== transmission) return;
-      if (this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null) this.deps.socket.reconnect?.("the server did not answer");
+      if (this.unanswered(p)) this.deps.socket.reconnect?.("the server did not answer");
     }, ACK_TIMEOUT_MS);
   }
 }

@@ -1,13 +1,19 @@
 // Who is who, by user id: the names the page shows, looked up once each, a few at a time.
 import { type Api, ApiError } from "../api/client";
+import { type BusyRetry, whileBusy } from "../api/retry";
 import type { User } from "../api/types";
-import { type Clock, pause } from "../auth/keeper";
+import type { Clock } from "../auth/keeper";
 import { Slots } from "../state/slots";
 import { shownName } from "../text/bidi";
 
 const LOOKUPS_AT_ONCE = 6;
-const LOOKUP_TRIES = 5;
-const LOOKUP_PAUSE_MS = 1000;
+/** A busy server (429: nginx allows a burst of lookups per address, and a big team's list asks
+ * for every member at once) is asked again after a pause; a network failure (0) too. */
+const LOOKUP_RETRY: BusyRetry = {
+  tries: 5,
+  pauseMs: 1000,
+  busy: (err) => err instanceof ApiError && (err.status === 429 || err.status === 503 || err.status === 0),
+};
 
 export class People {
   readonly users = new Map<string, User>();
@@ -57,26 +63,15 @@ export class People {
     );
   }
 
-  /**
-   * One user's name. A busy server (429: nginx allows a burst of lookups per address, and a big
-   * team's list asks for every member at once) is asked again after a pause; only a user that
-   * does not exist, or a server that stays busy, leaves the name unknown until the next load.
-   */
+  /** One user's name; only a user that does not exist, or a server that stays busy, leaves the
+   * name unknown until the next load. */
   private async lookUp(id: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const u = await this.api.user(id);
-        this.users.set(id, { ...u, name: shownName(u.name) });
-        this.changed();
-        return;
-      } catch (err) {
-        const busy = err instanceof ApiError && (err.status === 429 || err.status === 503 || err.status === 0);
-        if (!busy || attempt >= LOOKUP_TRIES) {
-          this.unknown.add(id);
-          return;
-        }
-      }
-      await pause(this.clock, LOOKUP_PAUSE_MS * 2 ** (attempt - 1));
+    try {
+      const u = await whileBusy(this.clock, LOOKUP_RETRY, () => this.api.user(id));
+      this.users.set(id, { ...u, name: shownName(u.name) });
+      this.changed();
+    } catch {
+      this.unknown.add(id);
     }
   }
 }
