@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReplaceOne, UpdateOne
@@ -144,6 +145,12 @@ def database(client: AsyncMongoClient[Document], settings: Settings) -> AsyncDat
 
 # The server's code for a write refused by a unique index (per document in a bulk write's errors).
 DUPLICATE_KEY = 11000
+
+
+def stored_utc(value: datetime) -> datetime:
+    """A datetime read back from the database, aware: pymongo hands back naive UTC datetimes
+    unless the client is tz-aware."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def database_unavailable(exc: PyMongoError) -> Unavailable:

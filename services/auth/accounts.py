@@ -25,6 +25,7 @@ from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.settings import Settings
 from services.auth.keys import TokenIssuer
 from services.auth.passwords import PasswordHasher
+from services.auth.renames import Rename, RenameStore
 from services.auth.sessions import EndedSession, EndedSessionStore
 from services.auth.store import RefreshRecord, RefreshStore, User, UserStore
 from services.auth.validation import (
@@ -144,7 +145,9 @@ class AuthService:
         refresh_ttl_s: int,
         ended_sessions: EndedSessionStore,
         access_lifetime_s: float,
+        renames: RenameStore,
         on_session_ended: Callable[[], None] = lambda: None,
+        on_renamed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         leases: Leases | None = None,
     ) -> None:
@@ -159,6 +162,8 @@ class AuthService:
         # How long an access token issued now may be accepted: its lifetime and the leeway.
         self._access_lifetime = timedelta(seconds=access_lifetime_s)
         self._on_session_ended = on_session_ended
+        self._renames = renames
+        self._on_renamed = on_renamed
         self._clock = clock
         # Per refresh token, across every auth instance when the leases live in the database.
         self._claims = leases if leases is not None else local_leases("refresh")
@@ -393,11 +398,16 @@ class AuthService:
         return ending
 
     async def rename(self, user_id: str, name: str) -> User:
-        """The user with their new display name."""
+        """The user with their new display name, which their teams are then told (renames.py).
+
+        Noted for the teams after it is stored: a failure in between answers 503 with the name
+        changed, and the request made again notes it (a rename to the same name is a rename)."""
         _limit(self._limiters.account_change, user_id, "account changes")
         user = await self._users.by_id(user_id)
         if user is None or not await self._users.set_name(user_id, name):
             raise NotFound("no such user")
+        await self._renames.note(Rename(user_id, name, self._now()))
+        self._on_renamed()
         _log.info("user_renamed", user_id=user_id)
         return replace(user, name=name)
 

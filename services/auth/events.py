@@ -1,14 +1,17 @@
-"""The user-wide events on ``chat.events.v1``: ``user_disabled`` and ``session_ended``.
+"""The auth service's events on ``chat.events.v1``: ``user_disabled``, ``session_ended`` and
+``profile``.
 
 Value: a serialized ``chat.v1.MembershipEvent`` with ``change = USER_DISABLED`` (or
 ``SESSION_ENDED`` with ``session_id`` set), ``channel_id`` empty and ``user_id`` set; key: the user
-id (all of one user's events in one partition, in order).
+id (all of one user's events in one partition, in order). ``profile`` (a rename) is a team's
+news: one ``MEMBERSHIP_CHANGE_PROFILE`` event per team of the user, keyed by the team.
 
 The operator command is short-lived, so each of its attempts uses a fresh producer: a producer
-whose start failed is not reused. The auth service sends ``session_ended`` with one producer,
-started at the first logout (so the service starts, and logins work, while Kafka is away) and
-replaced after a failure. Either may publish an event twice after a lost ack, which consumers
-tolerate (closing the same sockets again changes nothing).
+whose start failed is not reused. The auth service sends ``session_ended`` and ``profile`` with
+one producer, started at the first logout or rename (so the service starts, and logins work,
+while Kafka is away) and replaced after a failure. Either may publish an event twice after a lost
+ack, which consumers tolerate (closing the same sockets again, or telling the same name again,
+changes nothing).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from chatcore.errors import Unavailable
@@ -73,8 +77,32 @@ def encode_session_ended(user_id: str, session_id: str, *, ts_ms: int) -> bytes:
     return event.SerializeToString()
 
 
-class KafkaSessionEvents:
-    """``session_ended`` through one producer made by ``make_producer`` when first needed."""
+def encode_member_renamed(team_id: str, user_id: str, name: str, *, ts_ms: int) -> bytes:
+    """The record value: a ``MembershipEvent`` telling one team of the user their new name."""
+    event = chat_pb2.MembershipEvent(
+        channel_id=team_id,
+        user_id=user_id,
+        change=chat_pb2.MEMBERSHIP_CHANGE_PROFILE,
+        ts_ms=ts_ms,
+        actor=user_id,
+        user_name=name,
+    )
+    return event.SerializeToString()
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    """A user's new name, to be told to each of their teams."""
+
+    user_id: str
+    name: str
+    teams: tuple[str, ...]
+    ts_ms: int
+
+
+class KafkaEvents:
+    """The auth service's outbox events through one producer made by ``make_producer`` when
+    first needed: ``session_ended`` and ``profile``."""
 
     def __init__(
         self,
@@ -92,6 +120,28 @@ class KafkaSessionEvents:
         """One ``session_ended`` event per (user id, session id), sent together (the producer
         batches them); raises unless Kafka acknowledged every one."""
         ts_ms = int(self._wall_clock() * 1000)
+        await self._send_all(
+            [
+                (user_id.encode(), encode_session_ended(user_id, session_id, ts_ms=ts_ms))
+                for user_id, session_id in ended
+            ]
+        )
+
+    async def members_renamed(self, renamed: Sequence[Renamed]) -> None:
+        """A ``profile`` event per team of each renamed user, keyed by the team (its other
+        events' partition, so a team's members hear them in order); raises unless Kafka
+        acknowledged every one."""
+        await self._send_all(
+            [
+                (team.encode(), encode_member_renamed(team, r.user_id, r.name, ts_ms=r.ts_ms))
+                for r in renamed
+                for team in r.teams
+            ]
+        )
+
+    async def _send_all(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        if not records:
+            return
         headers = [("correlation_id", new_request_id().encode())]
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -102,13 +152,8 @@ class KafkaSessionEvents:
                 sending = self._producer
                 await asyncio.gather(
                     *(
-                        sending.send_and_wait(
-                            EVENTS_TOPIC,
-                            value=encode_session_ended(user_id, session_id, ts_ms=ts_ms),
-                            key=user_id.encode(),
-                            headers=headers,
-                        )
-                        for user_id, session_id in ended
+                        sending.send_and_wait(EVENTS_TOPIC, value=value, key=key, headers=headers)
+                        for key, value in records
                     )
                 )
         except BaseException:

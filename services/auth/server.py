@@ -20,15 +20,17 @@ from chatcore.lease_store import LEASE_INDEXES, database_leases
 from chatcore.leases import SWEEP_AFTER_S, Leases, instance_owner
 from chatcore.lifecycle import serve_app
 from chatcore.logging import get_logger
+from chatcore.memberships import memberships_of
 from chatcore.mongo import database, ensure_indexes, make_mongo_client, ping
 from chatcore.settings import Settings
 from chatcore.tasks import cancel_and_wait
 from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.accounts import AuthMetrics, AuthService, Limiters
 from services.auth.api import AuthApi
-from services.auth.events import EventProducer, KafkaSessionEvents
+from services.auth.events import EventProducer, KafkaEvents
 from services.auth.keys import KeyRing, TokenIssuer
 from services.auth.passwords import PasswordHasher
+from services.auth.renames import MongoRenameStore, RenamePublisher
 from services.auth.sessions import MongoEndedSessionStore, SessionEventPublisher
 from services.auth.store import AUTH_INDEXES, MongoRefreshStore, MongoUserStore
 
@@ -36,6 +38,7 @@ _log = get_logger("auth.server")
 
 SWEEPER_TASK_NAME = "auth-refresh-sweep"
 SESSION_EVENTS_TASK_NAME = "auth-session-events"
+RENAME_EVENTS_TASK_NAME = "auth-rename-events"
 
 
 async def _sweep_forever(service: AuthService, leases: Leases, interval_s: float) -> None:
@@ -89,9 +92,15 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             made: EventProducer = make_producer(settings, client_id="auth")
             return made
 
-        session_events = KafkaSessionEvents(producer, timeout_s=settings.outbox_send_timeout_s)
-        stack.push_async_callback(session_events.aclose)
-        publisher = SessionEventPublisher(ended, session_events)
+        events = KafkaEvents(producer, timeout_s=settings.outbox_send_timeout_s)
+        stack.push_async_callback(events.aclose)
+        publisher = SessionEventPublisher(ended, events)
+
+        async def teams_of(user_id: str) -> list[str]:
+            return [m.team_id for m in await memberships_of(db, user_id)]
+
+        renames = MongoRenameStore(db)
+        rename_publisher = RenamePublisher(renames, events, teams_of)
         service = AuthService(
             users=MongoUserStore(db),
             refresh_tokens=MongoRefreshStore(db),
@@ -107,7 +116,9 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             refresh_ttl_s=settings.refresh_token_ttl_s,
             ended_sessions=ended,
             access_lifetime_s=settings.access_token_ttl_s + settings.jwt_leeway_s,
+            renames=renames,
             on_session_ended=publisher.wake,
+            on_renamed=rename_publisher.wake,
             leases=leases,
         )
         # The service verifies its own tokens from its own key ring (no HTTP round trip to
@@ -137,8 +148,13 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             publisher.run(settings.outbox_retry_interval_s), name=SESSION_EVENTS_TASK_NAME
         )
 
+        rename_announcer = asyncio.create_task(
+            rename_publisher.run(settings.outbox_retry_interval_s), name=RENAME_EVENTS_TASK_NAME
+        )
+
         async def stop_announcer() -> None:
             await cancel_and_wait(announcer)
+            await cancel_and_wait(rename_announcer)
 
         stack.push_async_callback(stop_announcer)
         http = await serve_app(

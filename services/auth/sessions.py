@@ -17,7 +17,6 @@ are already closed changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +27,8 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatcore import schema as s
 from chatcore.logging import get_logger
-from chatcore.mongo import DUPLICATE_KEY, Document, database_unavailable
+from chatcore.mongo import DUPLICATE_KEY, Document, database_unavailable, stored_utc
+from services.auth.outbox import Outbox
 
 _log = get_logger("auth.sessions")
 
@@ -64,12 +64,10 @@ class SessionEvents(Protocol):
 
 
 def _ended(doc: Document) -> EndedSession:
-    until = doc[s.ENDED_UNTIL]
     return EndedSession(
         session_id=str(doc["_id"]),
         user_id=str(doc[s.ENDED_USER_ID]),
-        # pymongo hands back naive UTC datetimes unless the client is tz-aware.
-        until=until if until.tzinfo is not None else until.replace(tzinfo=UTC),
+        until=stored_utc(doc[s.ENDED_UNTIL]),
     )
 
 
@@ -120,8 +118,10 @@ class MongoEndedSessionStore:
         return result.deleted_count
 
 
-class SessionEventPublisher:
+class SessionEventPublisher(Outbox):
     """Sends the events of ended logins, once woken and then every ``interval_s``, until acked."""
+
+    failure_event = "session_events_failed"
 
     def __init__(
         self,
@@ -130,14 +130,10 @@ class SessionEventPublisher:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self._store = store
         self._events = events
         self._clock = clock
-        self._woken = asyncio.Event()
-
-    def wake(self) -> None:
-        """A login was just ended: publish without waiting for the next interval."""
-        self._woken.set()
 
     async def publish_pending(self) -> int:
         """One pass over the unpublished events; the number published. Stops at a failure.
@@ -164,17 +160,3 @@ class SessionEventPublisher:
             sent += len(live)
             if len(pending) < _BATCH:
                 return sent
-
-    async def run(self, interval_s: float) -> None:
-        """Publish whenever woken, and every ``interval_s`` for what is still unpublished."""
-        while True:
-            try:
-                async with asyncio.timeout(interval_s):
-                    await self._woken.wait()
-            except TimeoutError:
-                pass
-            self._woken.clear()
-            try:
-                await self.publish_pending()
-            except Exception:
-                _log.exception("session_events_failed")

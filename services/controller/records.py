@@ -144,6 +144,10 @@ def _parse_event(value: bytes) -> chat_pb2.MembershipEvent:
                 "a session_ended event names a user_id and a session_id and no channel_id"
             )
         return event
+    if event.change == chat_pb2.MEMBERSHIP_CHANGE_PROFILE and not (
+        event.user_id and event.user_name
+    ):
+        raise InvalidInput("a profile event names a user_id and their user_name")
     if not event.channel_id or event.change == chat_pb2.MEMBERSHIP_CHANGE_UNSPECIFIED:
         raise InvalidInput("MembershipEvent record lacks channel_id or change")
     return event

@@ -227,6 +227,12 @@ def team_frame(channel_id: str, change: str) -> bytes:
     return _dump({"type": "team", "channel_id": channel_id, "change": change})
 
 
+def profile_frame(channel_id: str, user_id: str, name: str) -> bytes:
+    """``{"type":"profile","channel_id","user_id","name"}``: a member of the team renamed
+    themselves (one frame per team the socket shares with them)."""
+    return _dump({"type": "profile", "channel_id": channel_id, "user_id": user_id, "name": name})
+
+
 def typing_out_frame(channel_id: str, to: str, sender: str, ts_ms: int) -> bytes:
     return _dump(
         {"type": "typing", "channel_id": channel_id, "to": to, "from": sender, "ts": iso_ms(ts_ms)}

@@ -28,6 +28,7 @@ from chatcore.proto.chat.v1 import chat_pb2
 from services.relay.frames import (
     membership_frame,
     presence_frame,
+    profile_frame,
     read_frame,
     team_frame,
     typing_out_frame,
@@ -322,6 +323,10 @@ class Hub:
             return
         if (news := TEAM_NEWS.get(change)) is not None:
             self._tell_team(channel, news)
+            return
+        if change == chat_pb2.MEMBERSHIP_CHANGE_PROFILE:
+            if sockets := self._by_channel.get(channel):
+                self._fanout.queue(sockets, profile_frame(channel, event.user_id, event.user_name))
             return
         effects.members_changed.append(channel)
         if self._handshakes:

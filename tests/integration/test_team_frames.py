@@ -5,6 +5,7 @@ the controller, each within seconds, and a change that changes nothing sends non
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -86,4 +87,55 @@ async def test_team_changes_reach_every_member_socket_and_no_change_sends_nothin
     _, seen = await _rest(pipe, bob, "GET", path)
     assert (seen["name"], bob.id in seen["admins"]) == ("after", True)
     for client in [*watchers, newcomer]:
+        await client.close()
+
+
+async def test_a_member_renamed_reaches_the_sockets_of_every_team_they_share(
+    pipe: Pipeline,
+) -> None:
+    """Bob renames himself: Alice's sockets on both relays get a 'profile' frame with his new
+    name for each team they share, as does Bob's own other socket; Carol, in no team with him,
+    gets none; and GET /v1/users/{id} reads the new name."""
+    alice, bob, carol = await asyncio.gather(pipe.user(), pipe.user(), pipe.user())
+    teams = []
+    for name in ("one", "two"):
+        _, made = await _rest(pipe, alice, "POST", "/v1/teams", {"name": name})
+        teams.append(str(made["id"]))
+        added, _ = await _rest(
+            pipe, alice, "POST", f"/v1/teams/{made['id']}/members", {"user_id": bob.id}
+        )
+        assert added == 201
+    _, apart = await _rest(pipe, carol, "POST", "/v1/teams", {"name": "apart"})
+    watchers = [await pipe.connect(alice, 0), await pipe.connect(alice, 1), await pipe.connect(bob)]
+    outsider = await pipe.connect(carol, 1)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.patch(
+            f"{pipe.auth_url}/v1/auth/me",
+            json={"name": "Bob Renamed"},
+            headers={"Authorization": f"Bearer {bob.token}"},
+        ) as r,
+    ):
+        assert r.status == 200
+    for client in watchers:
+        told = [await _next_control(client, "profile") for _ in teams]
+        assert sorted(told, key=lambda f: str(f["channel_id"])) == [
+            {"type": "profile", "channel_id": t, "user_id": bob.id, "name": "Bob Renamed"}
+            for t in sorted(teams)
+        ]
+    heard = []
+    with contextlib.suppress(TimeoutError):  # the watchers' frames came: so would any of hers
+        while True:
+            heard.append(await outsider.receive(timeout=1.0))
+    assert [f for f in heard if f.get("type") == "profile"] == []
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{pipe.auth_url}/v1/users/{bob.id}",
+            headers={"Authorization": f"Bearer {alice.token}"},
+        ) as r,
+    ):
+        assert (await r.json())["data"]["name"] == "Bob Renamed"
+    assert apart["id"] not in teams
+    for client in [*watchers, outsider]:
         await client.close()

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from chatcore.errors import Conflict, Unavailable
 from chatcore.schema import ID_RE
+from services.auth.renames import Rename
 from services.auth.sessions import EndedSession
 from services.auth.store import RefreshRecord, User
 
@@ -79,6 +80,26 @@ class MemoryEndedSessionStore:
             del self.ended[sid]
             self.unacked.discard(sid)
         return len(expired)
+
+
+class MemoryRenameStore:
+    """``services.auth.renames.RenameStore`` in a dict, keyed by user."""
+
+    def __init__(self) -> None:
+        self.notes: dict[str, Rename] = {}
+        self.down = False  # every write fails, as with the database away
+
+    async def note(self, rename: Rename) -> None:
+        if self.down:
+            raise Unavailable("database error: AutoReconnect")
+        self.notes[rename.user_id] = rename
+
+    async def pending(self, limit: int) -> list[Rename]:
+        return [self.notes[u] for u in sorted(self.notes)][:limit]
+
+    async def told(self, rename: Rename) -> None:
+        if (held := self.notes.get(rename.user_id)) is not None and held.name == rename.name:
+            del self.notes[rename.user_id]
 
 
 class MemoryAccountStatus:

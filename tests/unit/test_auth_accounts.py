@@ -29,6 +29,7 @@ from tests.unit.auth_fakes import (
     MemoryAccountStatus,
     MemoryEndedSessionStore,
     MemoryRefreshStore,
+    MemoryRenameStore,
     MemoryUserStore,
 )
 
@@ -50,6 +51,8 @@ class _World:
     tokens: MemoryRefreshStore
     ended: MemoryEndedSessionStore
     woken: list[None]
+    renames: MemoryRenameStore
+    renames_woken: list[None]
     clock: _Clock
     keys: KeyRing
     registry: CollectorRegistry
@@ -73,6 +76,7 @@ def world() -> _World:
     registry = CollectorRegistry()
     users, tokens, ended = MemoryUserStore(), MemoryRefreshStore(), MemoryEndedSessionStore()
     woken: list[None] = []
+    renames, renames_woken = MemoryRenameStore(), list[None]()
     service = AuthService(
         users=users,
         refresh_tokens=tokens,
@@ -89,10 +93,14 @@ def world() -> _World:
         refresh_ttl_s=30 * 86400,
         ended_sessions=ended,
         access_lifetime_s=905,
+        renames=renames,
         on_session_ended=lambda: woken.append(None),
+        on_renamed=lambda: renames_woken.append(None),
         clock=clock,
     )
-    return _World(service, users, tokens, ended, woken, clock, keys, registry)
+    return _World(
+        service, users, tokens, ended, woken, renames, renames_woken, clock, keys, registry
+    )
 
 
 def _verifier(world: _World) -> JwtVerifier:
@@ -542,6 +550,23 @@ async def test_a_rename_changes_the_name_only(world: _World) -> None:
         await world.service.rename(user_id, "Ada")
     with pytest.raises(RateLimited):
         await world.service.rename(user_id, "Ada again")
+
+
+async def test_a_rename_is_noted_for_the_teams_after_it_is_stored(world: _World) -> None:
+    """The outbox holds the latest name and its publisher is woken; a database failure on the
+    note answers 503 and the same request made again notes it."""
+    user_id = await _register(world)
+    await world.service.rename(user_id, "Ada Lovelace")
+    await world.service.rename(user_id, "Ada L.")
+    assert [(r.user_id, r.name) for r in world.renames.notes.values()] == [(user_id, "Ada L.")]
+    assert len(world.renames_woken) == 2
+    world.renames.down = True
+    with pytest.raises(Unavailable):
+        await world.service.rename(user_id, "Countess")
+    assert world.users.users[user_id].name == "Countess"  # stored; its news is not noted
+    world.renames.down = False
+    await world.service.rename(user_id, "Countess")
+    assert world.renames.notes[user_id].name == "Countess"
 
 
 async def test_successful_logins_of_one_account_are_limited_and_strangers_cannot_spend_them(

@@ -9,7 +9,7 @@ import pytest
 
 from chatcore.kafka import EVENTS_TOPIC
 from chatcore.proto.chat.v1 import chat_pb2
-from services.auth.events import KafkaSessionEvents
+from services.auth.events import KafkaEvents
 from services.auth.sessions import EndedSession, SessionEventPublisher
 from tests.unit.auth_fakes import FakeBroker, MemoryEndedSessionStore
 
@@ -75,7 +75,7 @@ async def test_a_login_whose_tokens_expired_is_not_announced() -> None:
 async def test_one_producer_serves_every_event_and_is_replaced_after_a_failure() -> None:
     """Started at the first event, reused after, stopped and rebuilt once it failed."""
     broker = FakeBroker(down_starts=1)
-    events = KafkaSessionEvents(broker.producer, timeout_s=1.0, wall_clock=lambda: 1.8e9)
+    events = KafkaEvents(broker.producer, timeout_s=1.0, wall_clock=lambda: 1.8e9)
     with pytest.raises(ConnectionError):
         await events.sessions_ended([(ADA, "1" * 32)])
     assert broker.producers[0].stopped

@@ -261,6 +261,29 @@ def test_a_session_ended_event_names_a_user_and_a_login_and_no_channel(
     assert isinstance(decoded, EventItem if ok else DeadLetter)
 
 
+@pytest.mark.parametrize(
+    ("user_id", "name", "channel_id", "ok"),
+    [
+        ("u2", "Ada", "t1", True),
+        ("", "Ada", "t1", False),
+        ("u2", "", "t1", False),
+        ("u2", "Ada", "", False),
+    ],
+)
+def test_a_profile_event_names_a_team_a_user_and_their_name(
+    user_id: str, name: str, channel_id: str, ok: bool
+) -> None:
+    """profile decodes with a team, a user and the name; otherwise dead letter."""
+    event = chat_pb2.MembershipEvent(
+        channel_id=channel_id,
+        user_id=user_id,
+        user_name=name,
+        change=chat_pb2.MEMBERSHIP_CHANGE_PROFILE,
+    )
+    decoded = decode(Record(EVENTS_TOPIC, 0, 1, b"t1", event.SerializeToString()))
+    assert isinstance(decoded, EventItem if ok else DeadLetter)
+
+
 async def test_signals_go_to_their_channel_and_events_to_all() -> None:
     """Signals are routed to their channel and not stored; membership events to every stream."""
     s = _Setup()

@@ -242,6 +242,24 @@ def test_settings_and_roles_reach_every_socket_of_the_team_and_change_no_access(
     assert (effects.subscribe, effects.unsubscribe, effects.members_changed) == ([], [], [])
 
 
+def test_a_member_renamed_is_told_to_each_socket_of_each_shared_team_and_changes_no_access() -> (
+    None
+):
+    """A profile event sends a 'profile' frame with the id and the new name to every socket of
+    that team (the renamed user's other sockets too), none elsewhere; access stays as it was."""
+    hub, rec, s = _hub()
+    renamed = chat_pb2.MembershipEvent(
+        channel_id=OTHER, user_id=CAROL, change=chat_pb2.MEMBERSHIP_CHANGE_PROFILE, user_name="Cé"
+    )
+    effects = hub.deliver(_batch(chat_pb2.Delivery(membership=renamed)))
+    told = {"type": "profile", "channel_id": OTHER, "user_id": CAROL, "name": "Cé"}
+    assert rec.got(s["bob"]) == [told]
+    assert rec.got(s["carol"]) == [told]
+    assert rec.got(s["alice"]) == rec.got(s["bob2"]) == []
+    assert s["bob"].channels == {TEAM: True, OTHER: True}
+    assert (effects.subscribe, effects.unsubscribe, effects.members_changed) == ([], [], [])
+
+
 def test_the_rest_of_the_team_hears_of_a_member_added_or_removed() -> None:
     """A member added or removed: the team's other sockets get a 'team' frame saying the
     members changed; the member's own sockets get only their membership frame."""

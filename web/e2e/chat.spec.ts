@@ -612,12 +612,25 @@ describe("chat in two browsers", () => {
     const dee = await person(browser, "Dee");
     const elsewhere = await logInAgain(browser, dee);
     const { page } = dee;
+    const deeTeam = unique("Dee's");
+    await createTeam(page, deeTeam);
+    await addMember(page, ada.email);
+    const hello = unique("hello from Dee");
+    await send(page, hello);
+    await openTeam(ada.page, deeTeam);
+    await shows(ada.page, hello);
+    const byDee = ada.page.locator("main article.message", { hasText: hello }).locator(".author");
+    expect(await byDee.textContent()).toBe("Dee");
     await page.getByRole("button", { name: "Your account…" }).click();
     const panel = page.getByRole("complementary", { name: "Your account" });
     await panel.getByLabel("Name").fill("Dee Renamed");
     await panel.getByRole("button", { name: "Save name" }).click();
     await panel.getByText("Name saved.").waitFor();
     await page.locator(".whoami", { hasText: "Dee Renamed" }).waitFor();
+    // Told live: a teammate's page shows the new name on what Dee wrote, and Dee's other
+    // browser shows it as theirs, neither reloaded.
+    await ada.page.locator("main article.message", { hasText: hello }).locator(".author", { hasText: "Dee Renamed" }).waitFor();
+    await elsewhere.locator(".whoami", { hasText: "Dee Renamed" }).waitFor();
     // A wrong current password changes nothing and says so, by the form.
     await panel.getByLabel("Current password").fill("not my password");
     await panel.getByLabel("New password").fill("a brand new passphrase");

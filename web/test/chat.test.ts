@@ -1391,4 +1391,27 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     await expect(s.model.rename("  ")).rejects.toMatchObject({ status: 422 });
     expect(s.model.me).toMatchObject({ id: ME, email: "me@x", name: "Me Renamed" });
   });
+
+  it("shows a member's new name as soon as a profile frame tells it, without asking the server again", async () => {
+    const s = setup();
+    s.server.users.set(BOB, "Bob");
+    await s.model.start();
+    s.hello();
+    await flush();
+    await s.model.ensureUsers([BOB]);
+    const asked = s.server.userAsks.length;
+    s.frame({ type: "profile", channel_id: TEAM, user_id: BOB, name: "Robert \u202eevil" });
+    expect(s.model.name(BOB)).toBe("Robert evil"); // shown without its direction controls
+    // The user's own rename made in another tab shows here too.
+    s.frame({ type: "profile", channel_id: TEAM, user_id: ME, name: "Me Elsewhere" });
+    expect([s.model.me.name, s.model.name(ME)]).toEqual(["Me Elsewhere", "Me Elsewhere"]);
+    // Someone not looked up yet is not added from a frame (the lookup brings the name), and a
+    // frame missing its fields changes nothing.
+    const carol = "c".repeat(32);
+    s.frame({ type: "profile", channel_id: TEAM, user_id: carol, name: "Carol" });
+    s.frame({ type: "profile", channel_id: TEAM, user_id: BOB });
+    expect(s.model.users.has(carol)).toBe(false);
+    expect(s.model.name(BOB)).toBe("Robert evil");
+    expect(s.server.userAsks.slice(asked)).toEqual([]);
+  });
 });

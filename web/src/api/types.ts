@@ -119,6 +119,14 @@ export interface TeamFrame {
   change: "settings" | "roles" | "members";
 }
 
+/** A member of the team renamed themselves (one frame per team the socket shares with them). */
+export interface ProfileFrame {
+  type: "profile";
+  channel_id: TeamId;
+  user_id: UserId;
+  name: string;
+}
+
 export interface ReadFrame {
   type: "read";
   channel_id: TeamId;

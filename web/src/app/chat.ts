@@ -12,6 +12,7 @@ import {
   type MembershipFrame,
   type Message,
   type PresenceFrame,
+  type ProfileFrame,
   type ReadFrame,
   type Team,
   type TeamFrame,
@@ -564,7 +565,7 @@ export class ChatModel extends Observable {
   // --- the account -------------------------------------------------------------------------
 
   /** A new display name for the user; the API's refusal is thrown (the form shows it per field).
-   * Other members' pages show it when they next look the user up (their next load). */
+   * Other members' pages, and this user's other tabs, hear it in a `profile` frame. */
   async rename(name: string): Promise<void> {
     const user = await this.api.renameMe(name);
     this.self = { ...this.self, name: shownName(user.name) };
@@ -639,6 +640,14 @@ export class ChatModel extends Observable {
       case "read":
         this.onReadElsewhere(frame as unknown as ReadFrame);
         break;
+      case "profile": {
+        const { user_id: id, name } = frame as unknown as ProfileFrame;
+        if (typeof id !== "string" || typeof name !== "string") break;
+        // The user's own new name, from another tab: shown here too.
+        if (id === this.me.id) this.self = { ...this.self, name: shownName(name) };
+        this.people.renamed(id, name);
+        break;
+      }
       case "presence": {
         const presence = frame as unknown as PresenceFrame;
         this.presence.apply(presence);

@@ -39,6 +39,16 @@ export class People {
     this.changed();
   }
 
+  /** A user renamed themselves (a `profile` frame): one not looked up yet gets the new name
+   * from the lookup when the page needs it. */
+  renamed(id: string, name: string): void {
+    const known = this.users.get(id);
+    const shown = shownName(name);
+    if (!known || known.name === shown) return;
+    this.users.set(id, { ...known, name: shown });
+    this.changed();
+  }
+
   /** The name, or "…" while it is looked up (once) or when it cannot be. */
   name(id: string): string {
     const known = this.users.get(id);
