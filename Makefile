@@ -23,7 +23,7 @@ help:
 	@echo "make test         install, start what the tests need, lint, run every test"
 	@echo "make lint         ruff format --check, ruff check, mypy --strict"
 	@echo "make web          build the browser app into web/dist (npm ci first when the lock changed)"
-	@echo "make test-web     the browser app's unit tests (Vitest; no stack)"
+	@echo "make test-web     the browser app's type check and unit tests (tsc, Vitest; no stack)"
 	@echo "make test-e2e     the browser tests alone (Chromium + the stack; E2E_ARGS='-t upload')"
 	@echo "make test-py      the Python tests alone, with the stack (PYTEST_ARGS='-k kafka')"
 	@echo "make test-unit    the Python tests that need no stack"

@@ -35,6 +35,7 @@ from chatcore.logging import (
     new_request_id,
     reset_context,
 )
+from chatcore.proxies import is_trusted
 from chatcore.tokens import AccessClaims, JwtVerifier, bearer_token
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -313,7 +314,7 @@ async def authenticate(request: web.Request, verifier: JwtVerifier) -> AccessCla
 def client_ip(request: web.Request, trusted_proxies: Sequence[str]) -> str:
     """The caller's address: nginx's ``X-Real-IP`` when the peer is a trusted proxy."""
     peer = request.remote or "unknown"
-    if peer in trusted_proxies:
+    if is_trusted(peer, trusted_proxies):
         forwarded = request.headers.get("X-Real-IP", "").strip()
         if forwarded and len(forwarded) <= 45:
             return forwarded

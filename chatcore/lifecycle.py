@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from aiohttp import web
 
-from chatcore.logging import get_logger
+from chatcore.logging import configure_logging, get_logger
+from chatcore.settings import ConfigError, Settings
 
 _log = get_logger("chatcore.lifecycle")
 
@@ -72,6 +74,23 @@ async def serve_app(
     sockets = getattr(server, "sockets", None) or []
     bound = int(sockets[0].getsockname()[1]) if sockets else port
     return RunningHttpApp(runner, bound, cleanups)
+
+
+# sysexits.h's EX_CONFIG: a configuration error, which restarting will not cure.
+EXIT_CONFIG = 78
+
+
+def main_of(name: str, start: Callable[[Settings], Awaitable[RunningService]]) -> None:
+    """A service's ``main()``: settings from the environment, logging, then ``serve``. A
+    configuration error, found reading the environment or while starting (a key file that cannot
+    be read), ends the process with one line naming what to fix and exit status 78."""
+    try:
+        settings = Settings.from_env()
+        configure_logging(name, settings.log_level)
+        serve(lambda: start(settings), name, event_loop=settings.event_loop)
+    except ConfigError as exc:
+        print(f"{name}: configuration error: {exc.message}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
 
 
 def serve(start: Callable[[], Awaitable[RunningService]], name: str, *, event_loop: str) -> None:

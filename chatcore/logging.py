@@ -56,9 +56,14 @@ _PAIR_VALUE_RE = re.compile(r"[^&#\s\"',;]*")
 # "name": "value" inside JSON that was logged as a string (a request body, an error payload).
 _JSON_PAIR_RE = re.compile(rf"(\"({_NAME})\"\s*:\s*)\"(?:[^\"\\]|\\.)*\"")
 
+# A password in a URL's user information (mongodb://chat:secret@mongo/): an error message from a
+# driver may quote the URL it was given. Neither class can run past the next "/" or ":", so
+# each "://" is scanned to its host at most.
+_URL_PASSWORD_RE = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
+
 # Every pattern above needs one of these in the text: most logged strings (ids, event names)
-# have none and are passed by one scan instead of four.
-_MAYBE_SECRET_RE = re.compile(r"=|\"|eyJ|bearer", re.IGNORECASE)
+# have none and are passed by one scan instead of five.
+_MAYBE_SECRET_RE = re.compile(r"=|\"|eyJ|bearer|@", re.IGNORECASE)
 
 _HANDLER_MARK = "_chatcore_json_handler"
 
@@ -114,10 +119,13 @@ def _redact_json_pair(match: re.Match[str]) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Scrub bearer credentials, token query parameters, secret pairs and JWTs from a string."""
+    """Scrub bearer credentials, URL passwords, token query parameters, secret pairs and JWTs
+    from a string."""
     if _MAYBE_SECRET_RE.search(text) is None:
         return text
     text = _BEARER_RE.sub(rf"\1 {REDACTED}", text)
+    if "@" in text:
+        text = _URL_PASSWORD_RE.sub(rf"\1:{REDACTED}@", text)
     text = _redact_pairs(text)
     text = _JSON_PAIR_RE.sub(_redact_json_pair, text)
     return _DOTTED_RUN_RE.sub(_redact_jwts, text) if "eyJ" in text else text

@@ -5,6 +5,7 @@ Every variable is documented in docs/configuration.md. Nothing else reads the en
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -12,11 +13,15 @@ from typing import Any, TypeVar
 
 from chatcore.errors import ConfigError
 from chatcore.messages import RELAY_ID_RE
+from chatcore.proxies import networks
 from chatcore.settings_bounds import BOUNDS
 
 __all__ = ["ConfigError", "Settings"]
 
 T = TypeVar("T")
+
+# The asymmetric algorithms tokens may be signed with (chatcore.tokens pins each to its key type).
+JWT_ALGORITHMS = frozenset({"EdDSA", "ES256"})
 
 # What CHAT_LOG_LEVEL may name (the standard library's levels; configure_logging takes these).
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -31,9 +36,13 @@ def _int(name: str, raw: str) -> int:
 
 def _float(name: str, raw: str) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    # "inf" and "nan" parse, but no time, rate or size here means either.
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+    return value
 
 
 def _tuple(_name: str, raw: str) -> tuple[str, ...]:
@@ -276,8 +285,11 @@ class Settings:
                 "CHAT_KAFKA_HEARTBEAT_INTERVAL_MS must be positive and at most a third of "
                 "CHAT_KAFKA_SESSION_TIMEOUT_MS"
             )
-        if not self.jwt_algorithms:
-            raise ConfigError("CHAT_JWT_ALGORITHMS must name at least one algorithm")
+        if not self.jwt_algorithms or not set(self.jwt_algorithms) <= JWT_ALGORITHMS:
+            raise ConfigError(
+                f"CHAT_JWT_ALGORITHMS must name one or more of {', '.join(sorted(JWT_ALGORITHMS))}"
+            )
+        self._validate_addresses()
         if self.refresh_token_ttl_s < self.access_token_ttl_s:
             raise ConfigError("CHAT_REFRESH_TOKEN_TTL_S must not be shorter than the access TTL")
         if not self.controller_addrs:
@@ -302,6 +314,32 @@ class Settings:
             raise ConfigError(
                 "CHAT_MANAGEMENT_SCANS_PER_USER must not exceed CHAT_MANAGEMENT_SCAN_CONCURRENCY"
             )
+
+    def _validate_addresses(self) -> None:
+        """Where the services bind and what they reach: empty or malformed values would bind
+        every interface, or fail only at the first connection with a message naming no variable."""
+        if not self.http_host.strip():
+            raise ConfigError("CHAT_HTTP_HOST must not be empty (0.0.0.0 binds every interface)")
+        for name, value in (
+            ("CHAT_KAFKA_BOOTSTRAP", self.kafka_bootstrap),
+            ("CHAT_MONGO_DB", self.mongo_db),
+            ("CHAT_JWT_ISSUER", self.jwt_issuer),
+            ("CHAT_JWT_AUDIENCE", self.jwt_audience),
+        ):
+            if not value.strip():
+                raise ConfigError(f"{name} must not be empty")
+        if not self.mongo_url.startswith(("mongodb://", "mongodb+srv://")):
+            raise ConfigError("CHAT_MONGO_URL must be a mongodb:// or mongodb+srv:// URL")
+        for name, value in (
+            ("CHAT_JWKS_URL", self.jwks_url),
+            ("CHAT_S3_ENDPOINT", self.s3_endpoint),
+        ):
+            if not value.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http:// or https:// URL")
+        try:
+            networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"CHAT_TRUSTED_PROXIES: {exc}") from None
 
     def _validate_attachments(self) -> None:
         # A pending upload younger than its policy may still arrive: never sweep it that early.

@@ -28,7 +28,7 @@ from jwt import PyJWK
 
 from chatcore.errors import Unauthorized, Unavailable
 from chatcore.schema import ID_RE
-from chatcore.settings import ConfigError, Settings
+from chatcore.settings import JWT_ALGORITHMS, ConfigError, Settings
 
 if TYPE_CHECKING:
     # Only the Protocol: the relay never touches the database, so no driver import here.
@@ -51,7 +51,8 @@ _FETCH_TIMEOUT_S = 10.0
 
 # Key type -> the one algorithm that key may verify; everything else in a JWKS is skipped.
 _ALG_FOR_KEY: dict[tuple[str, str], str] = {("OKP", "Ed25519"): "EdDSA", ("EC", "P-256"): "ES256"}
-_SUPPORTED_ALGS = frozenset(_ALG_FOR_KEY.values())
+# What CHAT_JWT_ALGORITHMS may name: the algorithms of the key types above.
+_SUPPORTED_ALGS = JWT_ALGORITHMS
 _ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")

@@ -214,14 +214,24 @@ def _count(env: Mapping[str, str], name: str, *, allowed: Sequence[int] | None =
     return value
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its creation: ``write_text`` then ``chmod``
+    would leave it readable by everyone (umask 022) in between."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.replace(path)
+
+
 def s3_credentials(cfg: StackConfig) -> tuple[str, str]:
     """Development S3 keys, generated once into the stack folder (never in code or git)."""
     path = cfg.home / "secrets" / "s3.json"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         creds = {"access_key": "chat" + secrets.token_hex(8), "secret_key": secrets.token_hex(24)}
-        path.write_text(json.dumps(creds))
-        path.chmod(0o600)
+        write_private(path, json.dumps(creds))
     creds = json.loads(path.read_text())
     return str(creds["access_key"]), str(creds["secret_key"])
 
@@ -231,8 +241,7 @@ def _internal_token(cfg: StackConfig) -> str:
     path = cfg.home / "secrets" / "internal-token"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from deploy.local.broker import kafka_component
-from deploy.local.config import REPO, StackConfig, instance_name, service_env
+from deploy.local.config import REPO, StackConfig, instance_name, service_env, write_private
 from deploy.local.database import ferretdb_component, postgres_component
 from deploy.local.datadirs import remove_shared_folder
 from deploy.local.processes import Component, Runner, StackError
@@ -41,8 +41,7 @@ def write_env_file(cfg: StackConfig) -> Path:
     path = cfg.home / "env"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"{key}={value}" for key, value in sorted(service_env(cfg).items())]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    write_private(path, "\n".join(lines) + "\n")
     return path
 
 

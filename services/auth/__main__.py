@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from chatcore.lifecycle import serve
-from chatcore.logging import configure_logging
-from chatcore.settings import Settings
+from chatcore.lifecycle import main_of
 from services.auth.cli import main as admin_main
 from services.auth.server import start
 
@@ -17,9 +15,7 @@ from services.auth.server import start
 def main() -> None:
     if len(sys.argv) > 1:
         sys.exit(admin_main(sys.argv[1:]))
-    settings = Settings.from_env()
-    configure_logging("auth", settings.log_level)
-    serve(lambda: start(settings), "auth", event_loop=settings.event_loop)
+    main_of("auth", start)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from chatcore.errors import NotFound, Unavailable
 from chatcore.kafka import make_producer
+from chatcore.lifecycle import EXIT_CONFIG
 from chatcore.logging import configure_logging, new_request_id
 from chatcore.mongo import database, make_mongo_client
 from chatcore.settings import ConfigError, Settings
@@ -95,7 +96,7 @@ def main(argv: Sequence[str]) -> int:
         settings = Settings.from_env()
     except ConfigError as exc:
         print(f"configuration error: {exc.message}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     # Log lines go to stderr; stdout carries the one-line result.
     configure_logging("auth-admin", settings.log_level, stream=sys.stderr)
     try:

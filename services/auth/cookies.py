@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from chatcore.proxies import is_trusted
+
 REFRESH_COOKIE = "chat_refresh"
 # Only the refresh and logout calls ever carry it (and login, which sets it).
 COOKIE_PATH = "/v1/auth"
@@ -52,7 +54,7 @@ def came_over_https(
     """Whether the browser's request was https: our own TLS, or a trusted proxy saying so."""
     if scheme == "https":
         return True
-    if peer is None or peer not in trusted_proxies or forwarded_proto is None:
+    if not is_trusted(peer, trusted_proxies) or forwarded_proto is None:
         return False
     return forwarded_proto.split(",", 1)[0].strip().lower() == "https"
 

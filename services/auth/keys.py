@@ -72,6 +72,8 @@ def load_signing_key(path: Path) -> SigningKey:
         raise ConfigError(f"signing key file {path} does not exist") from None
     except ValueError:
         raise ConfigError(f"signing key file {path} is not an unencrypted PEM key") from None
+    except OSError as exc:  # unreadable: its owner or mode (compose runs as uid 10001)
+        raise ConfigError(f"signing key file {path} cannot be read: {exc.strerror}") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
         raise ConfigError(f"signing key file {path} holds an unsupported key type")
     return SigningKey.from_private_key(key)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from chatcore.lifecycle import serve
-from chatcore.logging import configure_logging
-from chatcore.settings import Settings
+from chatcore.lifecycle import main_of
 from services.relay.server import start
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    configure_logging("relay", settings.log_level)
-    serve(lambda: start(settings), "relay", event_loop=settings.event_loop)
+    main_of("relay", start)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ class ControllerDirectory:
         self._until: dict[str, int] = {}
 
     @property
+    def group(self) -> str:
+        return self._group
+
+    @property
     def known(self) -> frozenset[str]:
         return self._seeds | frozenset(self._until)
 
@@ -84,6 +88,8 @@ class DiscoveryFeed:
         self._expire_every_s = expire_every_s
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        # Groups other than ours heard announcing: each is logged once.
+        self.other_groups: set[str] = set()
 
     async def start(self) -> None:
         # Outside any group: every partition, from the end (the reader's offset reset is
@@ -99,6 +105,19 @@ class DiscoveryFeed:
     async def apply(self, announcement: chat_pb2.ControllerAnnouncement) -> None:
         address, present = self._directory.heard(announcement, self._clock())
         if not address:
+            if announcement.group != self._directory.group and (
+                announcement.group not in self.other_groups
+            ):
+                # Another deployment on the same Kafka, or (more likely on day one) the relays
+                # and controllers configured with different CHAT_CONTROLLER_GROUP_IDs: then
+                # messages on the other group's partitions never reach this relay's sockets.
+                self.other_groups.add(announcement.group)
+                _log.warning(
+                    "controller_of_another_group",
+                    controller=announcement.address,
+                    group=announcement.group,
+                    ours=self._directory.group,
+                )
             return
         if present:
             self._add(address)

@@ -213,10 +213,17 @@ def test_redact_processor_nested_structures() -> None:
         ("next=/reset?password=hunter2&x=1", "next=/reset?password=[REDACTED]&x=1"),
         ("redirect=/v1/ws?token=opaque123", "redirect=/v1/ws?token=[REDACTED]"),
         ("token=a=b&c=d", "token=[REDACTED]&c=d"),
+        (
+            "cannot reach mongodb://chat:hunter2@mongo:27017/chat?authSource=chat",
+            "cannot reach mongodb://chat:[REDACTED]@mongo:27017/chat?authSource=chat",
+        ),
+        ("amqp://:p%40ss@h/ and http://a@b/", "amqp://:[REDACTED]@h/ and http://a@b/"),
+        ("mail ada@example.com at 10:30", "mail ada@example.com at 10:30"),
     ],
 )
 def test_redact_text(text: str, expected: str) -> None:
-    """String scrubbing handles query params, bearer values, JSON pairs and bare JWTs."""
+    """String scrubbing handles query params, bearer values, URL passwords, JSON pairs and bare
+    JWTs."""
     assert redact_text(text) == expected
 
 
@@ -228,6 +235,8 @@ def test_redact_text(text: str, expected: str) -> None:
         "eyJ" * 70_000,
         "a=" + "eyJa." * 40_000,
         "bearer " * 30_000,
+        "://a:" * 40_000 + "@",
+        "x://" + ":" * 200_000 + "@",
     ],
 )
 def test_redacting_hostile_text_takes_linear_time(text: str) -> None:

@@ -78,6 +78,8 @@ async def test_another_groups_controllers_are_ignored() -> None:
     await feed.apply(_ann("other:1", group="other-deployment"))
     await feed.apply(_ann("other:1", group="other-deployment", leaving=True))
     assert (link.added, link.removed) == ([], [])
+    # Logged once per group, since it may be the relays' and controllers' settings disagreeing.
+    assert feed.other_groups == {"other-deployment"}
 
 
 async def test_seeds_are_never_dropped() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -142,3 +143,41 @@ def test_range_edges_are_accepted() -> None:
 def test_bound_text(bound: Bound, text: str) -> None:
     """A range reads the way docs/configuration.md writes it."""
     assert bound.text() == text
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("CHAT_DRAIN_TIMEOUT_S", "inf", "CHAT_DRAIN_TIMEOUT_S must be a finite number"),
+        ("CHAT_JWKS_CACHE_S", "nan", "CHAT_JWKS_CACHE_S must be a finite number"),
+        (
+            "CHAT_JWT_ALGORITHMS",
+            "HS256",
+            "CHAT_JWT_ALGORITHMS must name one or more of ES256, EdDSA",
+        ),
+        ("CHAT_JWT_ALGORITHMS", "EdDSA,none", "CHAT_JWT_ALGORITHMS must name"),
+        ("CHAT_HTTP_HOST", " ", "CHAT_HTTP_HOST must not be empty"),
+        ("CHAT_KAFKA_BOOTSTRAP", "", "CHAT_KAFKA_BOOTSTRAP must not be empty"),
+        ("CHAT_MONGO_DB", "", "CHAT_MONGO_DB must not be empty"),
+        ("CHAT_JWT_ISSUER", "", "CHAT_JWT_ISSUER must not be empty"),
+        ("CHAT_JWT_AUDIENCE", "", "CHAT_JWT_AUDIENCE must not be empty"),
+        ("CHAT_MONGO_URL", "localhost:27017", "CHAT_MONGO_URL must be a mongodb://"),
+        ("CHAT_JWKS_URL", "auth:8101/v1/auth/jwks", "CHAT_JWKS_URL must be an http://"),
+        ("CHAT_S3_ENDPOINT", "", "CHAT_S3_ENDPOINT must be an http://"),
+        ("CHAT_TRUSTED_PROXIES", "127.0.0.1,ngnix", "CHAT_TRUSTED_PROXIES: 'ngnix' is not an IP"),
+    ],
+)
+def test_values_that_would_fail_later_or_silently_stop_start_up(
+    variable: str, value: str, said: str
+) -> None:
+    """Infinite times, algorithms no key verifies, empty hosts and names, URLs without a scheme
+    and proxies that are not addresses are refused at start-up, naming the variable, instead of
+    binding every interface, failing at the first connection, or trusting nobody."""
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        Settings.from_env({variable: value})
+
+
+def test_trusted_proxies_may_be_networks() -> None:
+    """CIDR ranges and IPv6 addresses are accepted as trusted proxies."""
+    settings = Settings.from_env({"CHAT_TRUSTED_PROXIES": "10.0.0.0/8, ::1, 172.28.0.10"})
+    assert settings.trusted_proxies == ("10.0.0.0/8", "::1", "172.28.0.10")
