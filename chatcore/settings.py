@@ -132,6 +132,9 @@ class Settings:
     # Successful logins per account: a password's holder cannot keep argon2 busy for everyone.
     login_account_burst: int = 10
     login_account_per_minute: float = 10.0
+    # Logins (refresh-token families) one account keeps at most; a new one past it ends the
+    # least recently refreshed.
+    logins_per_account: int = 100
     # Name and password changes per account (the password check also counts as a login attempt).
     account_change_burst: int = 5
     account_change_per_minute: float = 10.0

@@ -96,6 +96,7 @@ BOUNDS: dict[str, Bound] = {
     "register_ip_per_minute": POSITIVE,
     "login_account_burst": AT_LEAST_ONE,
     "login_account_per_minute": POSITIVE,
+    "logins_per_account": AT_LEAST_ONE,
     "account_change_burst": AT_LEAST_ONE,
     "account_change_per_minute": POSITIVE,
     "login_tracked_keys": AT_LEAST_ONE,

@@ -146,6 +146,7 @@ class AuthService:
         ended_sessions: EndedSessionStore,
         access_lifetime_s: float,
         renames: RenameStore,
+        logins_per_account: int,
         on_session_ended: Callable[[], None] = lambda: None,
         on_renamed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
@@ -163,6 +164,7 @@ class AuthService:
         self._access_lifetime = timedelta(seconds=access_lifetime_s)
         self._on_session_ended = on_session_ended
         self._renames = renames
+        self._logins_per_account = logins_per_account
         self._on_renamed = on_renamed
         self._clock = clock
         # Per refresh token, across every auth instance when the leases live in the database.
@@ -235,9 +237,25 @@ class AuthService:
             await self._end_sessions(user.id, only={family})
             self._metrics.logins.labels("bad_credentials").inc()
             raise Unauthorized("the password changed meanwhile; log in with the new one")
+        await self._cap_logins(user.id, keep=family)
         self._metrics.logins.labels("success").inc()
         _log.info("login", user_id=user.id)
         return session
+
+    async def _cap_logins(self, user_id: str, *, keep: str) -> None:
+        """End the least recently refreshed logins past ``logins_per_account``: whoever holds
+        the password cannot pile up logins without end (each is a token to revoke and an event
+        to send at the next logout everywhere or password change)."""
+        live = await self._refresh.live_logins(user_id, self._now())
+        excess = len(live) - self._logins_per_account
+        if excess <= 0:
+            return
+        oldest = [f for f in live if f != keep][:excess]
+        # Ended before revoked, as a logout everywhere does.
+        await self._end_sessions(user_id, only=set(oldest))
+        for family in oldest:
+            await self._refresh.revoke_family(family)
+        _log.info("logins_capped", user_id=user_id, ended=len(oldest))
 
     def _take_login(self, client_ip: str, email_ip: str) -> None:
         # Taken before the (slow) password check, so parallel guesses cannot all slip through

@@ -101,6 +101,10 @@ class RefreshStore(Protocol):
     async def families(self, user_id: str, *, issued_after: datetime) -> set[str]:
         """The logins (families) of the user with a token created after ``issued_after``."""
 
+    async def live_logins(self, user_id: str, now: datetime) -> list[str]:
+        """The user's logins that can still be refreshed (an unused, unrevoked, unexpired
+        token), least recently refreshed first."""
+
     async def delete_expired(self, now: datetime) -> int:
         """Delete tokens whose expiry lies before ``now``; the number deleted."""
 
@@ -264,6 +268,23 @@ class MongoRefreshStore:
             return {str(doc["family"]) async for doc in cursor}
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc
+
+    async def live_logins(self, user_id: str, now: datetime) -> list[str]:
+        try:
+            # Equality on the indexed user_id; the rest is filtered among that user's tokens.
+            cursor = self._tokens.find(
+                {
+                    "user_id": user_id,
+                    "revoked": False,
+                    "used_at": None,
+                    "expires_at": {"$gt": now},
+                },
+                {"family": 1, "created_at": 1},
+            )
+            docs = await cursor.to_list(length=None)
+        except PyMongoError as exc:
+            raise database_unavailable(exc) from exc
+        return [str(d["family"]) for d in sorted(docs, key=lambda d: (d["created_at"], d["_id"]))]
 
     async def delete_expired(self, now: datetime) -> int:
         try:

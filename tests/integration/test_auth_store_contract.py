@@ -278,3 +278,23 @@ async def test_families_lists_each_login_of_the_user_issued_to_lately(stores: St
         old,
     }
     assert await stores.refresh.families(uuid.uuid4().hex, issued_after=since) == set()
+
+
+async def test_live_logins_are_the_refreshable_ones_least_recently_refreshed_first(
+    stores: Stores,
+) -> None:
+    """live_logins() names each login holding an unused, unrevoked, unexpired token, oldest
+    token first; spent, revoked and expired tokens and other users' logins do not count."""
+    user, other = uuid.uuid4().hex, uuid.uuid4().hex
+    newer, older, spent, revoked, expired, theirs = (uuid.uuid4().hex for _ in range(6))
+    for family, owner, overrides in (
+        (newer, user, {"created_at": NOW - timedelta(minutes=1)}),
+        (older, user, {"created_at": NOW - timedelta(days=3)}),
+        (spent, user, {"used_at": NOW - timedelta(minutes=2)}),
+        (revoked, user, {"revoked": True}),
+        (expired, user, {"expires_at": NOW - timedelta(seconds=1)}),
+        (theirs, other, {}),
+    ):
+        await stores.refresh.insert(_record(owner, family, **overrides))
+    assert await stores.refresh.live_logins(user, NOW) == [older, newer]
+    assert await stores.refresh.live_logins(uuid.uuid4().hex, NOW) == []

@@ -162,6 +162,14 @@ class MemoryRefreshStore:
             if r.user_id == user_id and r.created_at > issued_after
         }
 
+    async def live_logins(self, user_id: str, now: datetime) -> list[str]:
+        live = [
+            r
+            for r in self.records.values()
+            if r.user_id == user_id and not r.revoked and r.used_at is None and r.expires_at > now
+        ]
+        return [r.family for r in sorted(live, key=lambda r: (r.created_at, r.token_hash))]
+
     async def delete_expired(self, now: datetime) -> int:
         expired = [h for h, r in self.records.items() if r.expires_at < now]
         for h in expired:

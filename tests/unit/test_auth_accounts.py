@@ -94,6 +94,7 @@ def world() -> _World:
         ended_sessions=ended,
         access_lifetime_s=905,
         renames=renames,
+        logins_per_account=5,
         on_session_ended=lambda: woken.append(None),
         on_renamed=lambda: renames_woken.append(None),
         clock=clock,
@@ -667,3 +668,31 @@ async def test_a_rehashing_login_in_flight_never_puts_the_old_password_back(
     hasher = PasswordHasher(time_cost=1, memory_kib=64, parallelism=1)
     assert hasher.verify(stored, "a brand new passphrase")
     assert not hasher.verify(stored, PASSWORD)
+
+
+async def test_logins_past_the_accounts_cap_end_the_least_recently_refreshed(
+    world: _World,
+) -> None:
+    """With five logins kept per account, a sixth ends the one refreshed longest ago (its
+    refresh token and its access tokens), and a refreshed login counts as recent; the new
+    login and the others go on."""
+    await _register(world)
+    verifier = _verifier(world)
+    sessions: list[Session] = []
+    for _ in range(5):
+        sessions.append(
+            await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+        )
+        world.clock.now += 1
+    # The first login is refreshed: now the second is the least recently used.
+    sessions[0] = await world.service.refresh(sessions[0].refresh_token)
+    world.clock.now += 1
+    sixth = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    with pytest.raises(Unauthorized):
+        await world.service.refresh(sessions[1].refresh_token)
+    with pytest.raises(Unauthorized, match="session ended"):
+        await verifier.verify(sessions[1].access_token)
+    assert world.woken  # its session_ended event is on its way to close its sockets
+    for kept in [sessions[0], *sessions[2:], sixth]:
+        assert (await verifier.verify(kept.access_token)).sub == sixth.user.id
+    assert len(await world.tokens.live_logins(sixth.user.id, world.service._now())) == 5
