@@ -59,7 +59,7 @@ _JSON_PAIR_RE = re.compile(rf"(\"({_NAME})\"\s*:\s*)\"(?:[^\"\\]|\\.)*\"")
 # A password in a URL's user information (mongodb://chat:secret@mongo/): an error message from a
 # driver may quote the URL it was given. Neither class can run past the next "/" or ":", so
 # each "://" is scanned to its host at most.
-_URL_PASSWORD_RE = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
+_URL_PASSWORD_RE = re.compile(r"(://[^/\s:@?#]*):[^/\s@?#]*@")
 
 # Every pattern above needs one of these in the text: most logged strings (ids, event names)
 # have none and are passed by one scan instead of five.

@@ -20,13 +20,26 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
     """The entries as networks (an address is a network of one); ``ValueError`` naming the first
     entry that is neither."""
-    parsed = []
+    parsed: list[Network] = []
     for entry in entries:
+        if "%" in entry:  # a zone would be ignored in the comparison: refuse rather than widen
+            raise ValueError(f"{entry!r} has an IPv6 zone; list the address without it")
         try:
-            parsed.append(ipaddress.ip_network(entry, strict=False))
+            network = ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise ValueError(f"{entry!r} is not an IP address or network") from None
+        parsed.append(_unmapped(network))
     return tuple(parsed)
+
+
+def _unmapped(network: Network) -> Network:
+    """An IPv4-mapped entry (``::ffff:10.0.0.1``, as a dual-stack socket reports a peer) as the
+    IPv4 network it stands for, since peers are compared as IPv4."""
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}", strict=False)
+    return network
 
 
 def is_trusted(peer: str | None, trusted_proxies: Sequence[str]) -> bool:

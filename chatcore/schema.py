@@ -35,9 +35,10 @@ ENDED_UNTIL: Final = "until"
 # False until the ``session_ended`` event is acknowledged by Kafka (the document is its outbox).
 ENDED_PUBLISHED: Final = "published"
 # Renames not yet told to the user's teams (services/auth/renames.py): ``_id`` is the user's id,
-# one document per user holding the latest name; deleted once Kafka has every team's event.
+# one document per user, its ``mark`` new at each rename; deleted once Kafka has every team's
+# event (the name told is read from the user's document).
 RENAMES: Final = "renames"
-RENAME_NAME: Final = "name"
+RENAME_MARK: Final = "mark"
 RENAME_AT: Final = "at"
 # Leases (``chatcore.leases``): ``_id`` = "<namespace>:<key>#<epoch>", taken by an insert.
 LEASES: Final = "leases"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,12 +218,14 @@ def _count(env: Mapping[str, str], name: str, *, allowed: Sequence[int] | None =
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, from its creation: ``write_text`` then ``chmod``
     would leave it readable by everyone (umask 022) in between."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def s3_credentials(cfg: StackConfig) -> tuple[str, str]:

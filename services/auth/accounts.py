@@ -418,13 +418,15 @@ class AuthService:
     async def rename(self, user_id: str, name: str) -> User:
         """The user with their new display name, which their teams are then told (renames.py).
 
-        Noted for the teams after it is stored: a failure in between answers 503 with the name
-        changed, and the request made again notes it (a rename to the same name is a rename)."""
+        Noted for the teams before it is stored, so no stored name goes untold: a failure in
+        between leaves a note that tells the name as it is."""
         _limit(self._limiters.account_change, user_id, "account changes")
         user = await self._users.by_id(user_id)
-        if user is None or not await self._users.set_name(user_id, name):
+        if user is None:
             raise NotFound("no such user")
-        await self._renames.note(Rename(user_id, name, self._now()))
+        await self._renames.note(Rename(user_id, secrets.token_hex(8), self._now()))
+        if not await self._users.set_name(user_id, name):
+            raise NotFound("no such user")
         self._on_renamed()
         _log.info("user_renamed", user_id=user_id)
         return replace(user, name=name)

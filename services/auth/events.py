@@ -115,6 +115,9 @@ class KafkaEvents:
         self._timeout_s = timeout_s
         self._wall_clock = wall_clock
         self._producer: EventProducer | None = None
+        # Both outboxes send through the one producer: one send at a time, so a failure closes
+        # the producer it failed on, never one another send is still starting or using.
+        self._sending = asyncio.Lock()
 
     async def sessions_ended(self, ended: Sequence[tuple[str, str]]) -> None:
         """One ``session_ended`` event per (user id, session id), sent together (the producer
@@ -143,23 +146,26 @@ class KafkaEvents:
         if not records:
             return
         headers = [("correlation_id", new_request_id().encode())]
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                if self._producer is None:
-                    producer = self._make_producer()
-                    self._producer = producer
-                    await producer.start()
-                sending = self._producer
-                await asyncio.gather(
-                    *(
-                        sending.send_and_wait(EVENTS_TOPIC, value=value, key=key, headers=headers)
-                        for key, value in records
+        async with self._sending:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    if self._producer is None:
+                        producer = self._make_producer()
+                        self._producer = producer
+                        await producer.start()
+                    sending = self._producer
+                    await asyncio.gather(
+                        *(
+                            sending.send_and_wait(
+                                EVENTS_TOPIC, value=value, key=key, headers=headers
+                            )
+                            for key, value in records
+                        )
                     )
-                )
-        except BaseException:
-            # A producer that failed once (not started, broker gone) is not trusted again.
-            await self.aclose()
-            raise
+            except BaseException:
+                # A producer that failed once (not started, broker gone) is not trusted again.
+                await self.aclose()
+                raise
 
     async def aclose(self) -> None:
         producer, self._producer = self._producer, None

@@ -96,13 +96,19 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
         stack.push_async_callback(events.aclose)
         publisher = SessionEventPublisher(ended, events)
 
+        users = MongoUserStore(db)
+
+        async def name_of(user_id: str) -> str | None:
+            user = await users.by_id(user_id)
+            return user.name if user is not None else None
+
         async def teams_of(user_id: str) -> list[str]:
             return [m.team_id for m in await memberships_of(db, user_id)]
 
         renames = MongoRenameStore(db)
-        rename_publisher = RenamePublisher(renames, events, teams_of)
+        rename_publisher = RenamePublisher(renames, events, name_of=name_of, teams_of=teams_of)
         service = AuthService(
-            users=MongoUserStore(db),
+            users=users,
             refresh_tokens=MongoRefreshStore(db),
             hasher=PasswordHasher.from_settings(settings),
             issuer=TokenIssuer(

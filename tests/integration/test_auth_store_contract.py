@@ -20,6 +20,7 @@ from chatcore.accounts import AccountStatus, MongoAccountStatus
 from chatcore.errors import Conflict
 from chatcore.mongo import Document, database, ensure_indexes, make_mongo_client
 from chatcore.settings import Settings
+from services.auth.renames import MongoRenameStore, Rename, RenameStore
 from services.auth.sessions import EndedSession, EndedSessionStore, MongoEndedSessionStore
 from services.auth.store import (
     AUTH_INDEXES,
@@ -34,6 +35,7 @@ from tests.unit.auth_fakes import (
     MemoryAccountStatus,
     MemoryEndedSessionStore,
     MemoryRefreshStore,
+    MemoryRenameStore,
     MemoryUserStore,
 )
 
@@ -47,6 +49,7 @@ class Stores:
     refresh: RefreshStore
     accounts: AccountStatus
     ended: EndedSessionStore
+    renames: RenameStore
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,13 @@ def stores(request: pytest.FixtureRequest) -> Stores:
     """The fake stores, or the MongoDB ones (sharing the module's database)."""
     if request.param == "memory":
         users, ended = MemoryUserStore(), MemoryEndedSessionStore()
-        return Stores(users, MemoryRefreshStore(), MemoryAccountStatus(users, ended), ended)
+        return Stores(
+            users,
+            MemoryRefreshStore(),
+            MemoryAccountStatus(users, ended),
+            ended,
+            MemoryRenameStore(),
+        )
     db: AsyncDatabase[Document] = request.getfixturevalue("mongo_db")
     return Stores(
         MongoUserStore(db),
@@ -74,6 +83,7 @@ def stores(request: pytest.FixtureRequest) -> Stores:
         # Uncached, so the contract sees each write at once (the cache is SingleFlight's).
         MongoAccountStatus(db, session_max_age_s=0),
         MongoEndedSessionStore(db),
+        MongoRenameStore(db),
     )
 
 
@@ -298,3 +308,21 @@ async def test_live_logins_are_the_refreshable_ones_least_recently_refreshed_fir
         await stores.refresh.insert(_record(owner, family, **overrides))
     assert await stores.refresh.live_logins(user, NOW) == [older, newer]
     assert await stores.refresh.live_logins(uuid.uuid4().hex, NOW) == []
+
+
+async def test_a_rename_note_is_kept_until_told_and_a_newer_one_survives(stores: Stores) -> None:
+    """note() keeps one note per user (the last), pending() lists it with its time, and told()
+    forgets it only while it holds the mark that was read."""
+    ada, bob = uuid.uuid4().hex, uuid.uuid4().hex
+    await stores.renames.note(Rename(ada, "m1", NOW))
+    await stores.renames.note(Rename(ada, "m2", NOW + timedelta(seconds=1)))
+    await stores.renames.note(Rename(bob, "b1", NOW))
+    mine = {r.user_id: r for r in await stores.renames.pending(1000) if r.user_id in (ada, bob)}
+    assert mine == {ada: Rename(ada, "m2", NOW + timedelta(seconds=1)), bob: Rename(bob, "b1", NOW)}
+    await stores.renames.told(Rename(ada, "m1", NOW))  # an older mark: the note stays
+    await stores.renames.told(mine[bob])
+    left = {r.user_id for r in await stores.renames.pending(1000)}
+    assert ada in left
+    assert bob not in left
+    await stores.renames.told(mine[ada])
+    assert ada not in {r.user_id for r in await stores.renames.pending(1000)}

@@ -6,6 +6,7 @@ its MongoDB counterpart, so a rule the fakes get wrong fails there rather than h
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
@@ -98,7 +99,7 @@ class MemoryRenameStore:
         return [self.notes[u] for u in sorted(self.notes)][:limit]
 
     async def told(self, rename: Rename) -> None:
-        if (held := self.notes.get(rename.user_id)) is not None and held.name == rename.name:
+        if (held := self.notes.get(rename.user_id)) is not None and held.mark == rename.mark:
             del self.notes[rename.user_id]
 
 
@@ -187,6 +188,8 @@ class FakeProducer:
 
     async def start(self) -> None:
         self.started = True
+        if self.broker.slow_start is not None:
+            await self.broker.slow_start.wait()
         if self.broker.down_starts:
             self.broker.down_starts -= 1
             raise ConnectionError("bootstrap refused")
@@ -203,6 +206,8 @@ class FakeProducer:
         timestamp_ms: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> object:
+        if self.stopped or not self.started:
+            raise RuntimeError("send on a producer that is not running")
         if self.broker.lost_acks:
             self.broker.lost_acks -= 1
             raise TimeoutError
@@ -216,6 +221,8 @@ class FakeBroker:
 
     down_starts: int = 0
     lost_acks: int = 0
+    # Starts wait for this event when set (a broker slow to answer).
+    slow_start: asyncio.Event | None = None
     records: list[tuple[str, bytes | None, bytes | None]] = dataclasses.field(default_factory=list)
     producers: list[FakeProducer] = dataclasses.field(default_factory=list)
 

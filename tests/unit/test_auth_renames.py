@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -21,7 +22,7 @@ class _Events:
         self.sent: list[Renamed] = []
         self.down = False
         # Runs while a send is in flight (a rename arriving meanwhile).
-        self.during: list[Rename] = []
+        self.during: list[tuple[Rename, str]] = []
         self.store: MemoryRenameStore | None = None
 
     async def members_renamed(self, renamed: Sequence[Renamed]) -> None:
@@ -29,28 +30,46 @@ class _Events:
             raise ConnectionError("broker unreachable")
         self.sent.extend(renamed)
         if self.store is not None:
-            for rename in self.during:
+            for rename, name in self.during:
                 await self.store.note(rename)
+                NAMES[rename.user_id] = name
             self.during = []
+
+
+NAMES: dict[str, str] = {}
+
+
+async def _name_of(user_id: str) -> str | None:
+    return NAMES.get(user_id)
 
 
 async def _teams_of(user_id: str) -> list[str]:
     return TEAMS.get(user_id, [])
 
 
-async def test_each_rename_is_told_to_every_team_of_the_user_once() -> None:
-    """One event per team with the latest name; a second pass sends nothing again."""
+def _publisher(store: MemoryRenameStore, events: _Events) -> RenamePublisher:
+    return RenamePublisher(store, events, name_of=_name_of, teams_of=_teams_of)
+
+
+def _note(user_id: str, mark: str = "m1") -> Rename:
+    return Rename(user_id, mark, NOW)
+
+
+async def test_each_rename_tells_every_team_of_the_user_the_name_stored_once() -> None:
+    """One event per team with the name as the user's document has it when sent (however many
+    notes came before); a user deleted meanwhile is told to nobody; a second pass sends nothing."""
+    NAMES.clear()
+    NAMES.update({ADA: "Ada Lovelace", BOB: "Bob"})
     store, events = MemoryRenameStore(), _Events()
-    await store.note(Rename(ADA, "Ada", NOW))
-    await store.note(Rename(ADA, "Ada Lovelace", NOW))
-    await store.note(Rename(BOB, "Bob", NOW))
-    await store.note(Rename("c" * 32, "In no team", NOW))
-    publisher = RenamePublisher(store, events, _teams_of)
+    await store.note(_note(ADA, "m1"))
+    await store.note(_note(ADA, "m2"))
+    await store.note(_note(BOB))
+    await store.note(_note("c" * 32))  # deleted since
+    publisher = _publisher(store, events)
     assert await publisher.publish_pending() == 3
-    assert [(r.user_id, r.name, r.teams) for r in events.sent] == [
+    assert [(r.user_id, r.name, r.teams) for r in events.sent if r.teams] == [
         (ADA, "Ada Lovelace", tuple(TEAMS[ADA])),
         (BOB, "Bob", tuple(TEAMS[BOB])),
-        ("c" * 32, "In no team", ()),
     ]
     assert store.notes == {}
     assert await publisher.publish_pending() == 0
@@ -58,9 +77,11 @@ async def test_each_rename_is_told_to_every_team_of_the_user_once() -> None:
 
 async def test_kafka_away_keeps_the_note_for_the_next_pass() -> None:
     """A failed send forgets nothing; the next pass tells the name."""
+    NAMES.clear()
+    NAMES[ADA] = "Ada"
     store, events = MemoryRenameStore(), _Events()
-    await store.note(Rename(ADA, "Ada", NOW))
-    publisher = RenamePublisher(store, events, _teams_of)
+    await store.note(_note(ADA))
+    publisher = _publisher(store, events)
     events.down = True
     assert await publisher.publish_pending() == 0
     assert ADA in store.notes
@@ -70,15 +91,17 @@ async def test_kafka_away_keeps_the_note_for_the_next_pass() -> None:
 
 
 async def test_a_rename_during_the_send_is_told_by_the_next_pass() -> None:
-    """The note told is forgotten only if it still holds the name sent: the newer one stays, so
+    """The note told is forgotten only if it still holds the mark read: the newer one stays, so
     the teams end up with the latest name."""
+    NAMES.clear()
+    NAMES[ADA] = "Ada"
     store, events = MemoryRenameStore(), _Events()
     events.store = store
-    await store.note(Rename(ADA, "Ada", NOW))
-    events.during = [Rename(ADA, "Ada Lovelace", NOW)]
-    publisher = RenamePublisher(store, events, _teams_of)
+    await store.note(_note(ADA, "m1"))
+    events.during = [(_note(ADA, "m2"), "Ada Lovelace")]
+    publisher = _publisher(store, events)
     await publisher.publish_pending()
-    assert store.notes[ADA].name == "Ada Lovelace"
+    assert store.notes[ADA].mark == "m2"
     await publisher.publish_pending()
     assert [r.name for r in events.sent] == ["Ada", "Ada Lovelace"]
     assert store.notes == {}
@@ -101,4 +124,22 @@ async def test_profile_records_are_keyed_by_team_and_carry_the_name() -> None:
         assert event.ts_ms == 1_800_000_000_000
     await events.members_renamed([Renamed(BOB, "Bob", (), 0)])  # in no team: nothing to send
     assert len(broker.records) == 2
+    await events.aclose()
+
+
+async def test_both_outboxes_share_the_producer_one_send_at_a_time() -> None:
+    """A rename sent while a logout's event is still starting the producer waits for it, and
+    both arrive on the one producer (a send on a producer still starting used to fail and close
+    it under the other)."""
+    broker = FakeBroker(slow_start=asyncio.Event())
+    events = KafkaEvents(broker.producer, timeout_s=1.0)
+    logout = asyncio.create_task(events.sessions_ended([(ADA, "1" * 32)]))
+    await asyncio.sleep(0)
+    rename = asyncio.create_task(events.members_renamed([Renamed(BOB, "Bob", ("2" * 32,), 0)]))
+    await asyncio.sleep(0.01)
+    assert broker.slow_start is not None
+    broker.slow_start.set()
+    await asyncio.gather(logout, rename)
+    assert len(broker.producers) == 1
+    assert [key for _, key, _ in broker.records] == [ADA.encode(), ("2" * 32).encode()]
     await events.aclose()

@@ -219,6 +219,10 @@ def test_redact_processor_nested_structures() -> None:
         ),
         ("amqp://:p%40ss@h/ and http://a@b/", "amqp://:[REDACTED]@h/ and http://a@b/"),
         ("mail ada@example.com at 10:30", "mail ada@example.com at 10:30"),
+        (
+            "https://api.example.com:443?to=ada@example.com",
+            "https://api.example.com:443?to=ada@example.com",
+        ),
     ],
 )
 def test_redact_text(text: str, expected: str) -> None:

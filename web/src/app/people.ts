@@ -22,6 +22,8 @@ export class People {
   private readonly lookups = new Slots(LOOKUPS_AT_ONCE);
   /** Users the server would not show (deleted, or not visible): their name stays "…". */
   private readonly unknown = new Set<string>();
+  /** Names told by `profile` frames while that user's lookup was in flight. */
+  private readonly renamedMeanwhile = new Map<string, string>();
 
   constructor(
     private readonly api: Pick<Api, "user">,
@@ -40,10 +42,12 @@ export class People {
   }
 
   /** A user renamed themselves (a `profile` frame): one not looked up yet gets the new name
-   * from the lookup when the page needs it. */
+   * from the lookup when the page needs it; one being looked up gets it once the lookup is
+   * back (its answer may predate the rename). */
   renamed(id: string, name: string): void {
-    const known = this.users.get(id);
     const shown = shownName(name);
+    if (this.fetches.has(id)) this.renamedMeanwhile.set(id, shown);
+    const known = this.users.get(id);
     if (!known || known.name === shown) return;
     this.users.set(id, { ...known, name: shown });
     this.changed();
@@ -78,10 +82,12 @@ export class People {
   private async lookUp(id: string): Promise<void> {
     try {
       const u = await whileBusy(this.clock, LOOKUP_RETRY, () => this.api.user(id));
-      this.users.set(id, { ...u, name: shownName(u.name) });
+      this.users.set(id, { ...u, name: this.renamedMeanwhile.get(id) ?? shownName(u.name) });
       this.changed();
     } catch {
       this.unknown.add(id);
+    } finally {
+      this.renamedMeanwhile.delete(id);
     }
   }
 }
