@@ -556,6 +556,27 @@ describe("chat in two browsers", () => {
     await page.context().close();
   });
 
+  it("asks before logging out while a message has not reached the server, and stays when told to", async () => {
+    const page = await logInAgain(browser, cy);
+    await openTeam(page, team);
+    await page.context().setOffline(true);
+    await page.locator(".conn.open").waitFor({ state: "detached" });
+    const text = unique("not yet delivered");
+    await send(page, text);
+    await page.locator("main article.message.pending .text", { hasText: text }).waitFor();
+    const asked: string[] = [];
+    page.once("dialog", (dialog) => {
+      asked.push(dialog.message());
+      void dialog.dismiss();
+    });
+    await page.locator(".topbar").getByRole("button", { name: "Log out" }).click();
+    await expect.poll(() => asked).toEqual(["Some of your messages or files have not reached the server yet. Log out anyway and lose them?"]);
+    await page.context().setOffline(false);
+    await page.locator("main article.message:not(.pending) .text", { hasText: text }).waitFor({ timeout: 30_000 });
+    expect(await page.getByLabel("Password").count()).toBe(0); // still signed in
+    await page.context().close();
+  });
+
   it("logs out everywhere: another browser's login ends at once and asks for the password", async () => {
     const here = await logInAgain(browser, cy);
     const elsewhere = await logInAgain(browser, cy);

@@ -1,7 +1,7 @@
 // The message life cycle, read state and presence (DESIGN section 5b) in two browsers.
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addMember, apiToken, BASE, countMessages, createTeam, launch, openTeam, type Person, person, send, serverUnread, shows, unique } from "./support";
+import { addMember, apiToken, BASE, countMessages, createTeam, launch, openTeam, type Person, person, screenshotPath, send, serverUnread, shows, unique } from "./support";
 
 let browser: Browser;
 let ada: Person;
@@ -223,6 +223,53 @@ describe("read state", () => {
     await shared.click();
     await expect.poll(() => shared.locator(".badge").count()).toBe(0);
     await expect.poll(() => serverUnread(token, team), { timeout: 10_000 }).toBe(0);
+  });
+
+  it("points to a new reply to an old message from a bar under the header, which opens its thread", async () => {
+    await createTeam(bob.page, unique("Aside")); // Bob looks elsewhere while Ada replies
+    const root = ada.page.locator("main article.message", { hasText: "one for later" });
+    await root.hover();
+    await root.getByRole("button", { name: "Reply in thread" }).click();
+    const panel = ada.page.getByRole("complementary", { name: "Thread" });
+    await panel.locator("textarea").fill("a late answer");
+    await panel.locator("textarea").press("Enter");
+    await panel.locator("article.message .text", { hasText: "a late answer" }).waitFor();
+    await ada.page.keyboard.press("Escape");
+    await openTeam(bob.page, team);
+    const bar = bob.page.getByRole("region", { name: "New replies in threads" });
+    await bar.getByText("1 new reply in a thread:").waitFor();
+    await bob.page.screenshot({ path: screenshotPath("new-replies-1440x900.png") });
+    await bar.getByRole("button", { name: /one for later \(1 new\)/ }).click();
+    await bob.page.getByRole("complementary", { name: "Thread" }).locator("article.message .text", { hasText: "a late answer" }).waitFor();
+    await expect.poll(() => bar.count()).toBe(0);
+    await bob.page.keyboard.press("Escape");
+  });
+
+  it("opens a team at its first message for a member added before anything was posted, who has read nothing since", async () => {
+    const token = await apiToken(bob.email);
+    const fresh = unique("Fresh");
+    await createTeam(ada.page, fresh);
+    await addMember(ada.page, bob.email);
+    for (let i = 1; i <= 55; i++) {
+      await send(ada.page, `from the start ${i}`);
+      await shows(ada.page, `from the start ${i}`);
+    }
+    await expect.poll(() => serverUnread(token, fresh), { timeout: 10_000 }).toBe(55);
+    const again = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await again.newPage();
+    await page.goto(BASE + "/");
+    await page.getByLabel("Email").fill(bob.email);
+    await page.getByLabel("Password").fill("correct horse battery staple");
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.locator(".team-button", { hasText: fresh }).click();
+    await page.getByRole("separator", { name: "New messages" }).waitFor();
+    await page.locator("main article.message .text", { hasText: /^from the start 1$/ }).waitFor();
+    await page.getByRole("button", { name: /new messages? below/ }).waitFor();
+    await page.waitForTimeout(1500); // past the read mark's debounce: the backlog is still unread
+    expect(await serverUnread(token, fresh)).toBeGreaterThan(0);
+    await again.close();
+    await openTeam(ada.page, team);
+    await openTeam(bob.page, team);
   });
 
   it("opens a team with more new messages than fit at the first of them, and reads the rest as they come into view", async () => {

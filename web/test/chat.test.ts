@@ -571,22 +571,29 @@ describe("ChatModel", () => {
     expect(s.model.read(TEAM).lastRead).toBe(7);
   });
 
-  it("reads nothing back for a team never read (a member just added), and opens it at the bottom", async () => {
+  it("reads back to the very start for a member who has read nothing since being added to an empty team, and marks nothing read unseen", async () => {
     const s = setup();
-    s.server.unread[TEAM] = { count: 3, mentions: 0, last_read_seq: -1 };
+    s.server.unread[TEAM] = { count: 6, mentions: 0, last_read_seq: -1 };
     const asked: string[] = [];
     const api = (s.model as unknown as { api: Record<string, unknown> }).api;
     api.history = async (_t: string, q: { before?: number }) => {
       asked.push(String(q.before));
-      return { data: [msg(5), msg(6), msg(7)], meta: { has_more: true } };
+      if (q.before === undefined) return { data: [msg(5), msg(6), msg(7)], meta: { has_more: true } };
+      return { data: [msg(2), msg(3), msg(4)], meta: { has_more: false } };
     };
     await s.model.start();
     s.hello();
     await flush();
-    expect(s.model.listStart(TEAM)).toBe("bottom");
+    // The first page is the latest three of six unread: the list waits while the rest is read.
+    expect(s.model.listStart(TEAM)).toBe("wait");
     s.model.markSeen(7, true);
     await flush();
-    expect(asked).toEqual(["undefined"]);
+    expect(s.model.read(TEAM).lastRead).toBe(-1);
+    expect(asked).toEqual(["undefined", "5"]);
+    // Now it opens at the divider, before the first message; read once scrolled through.
+    expect(s.model.listStart(TEAM)).toBe("divider");
+    s.model.markSeen(7, true);
+    await flush();
     expect(s.model.read(TEAM).lastRead).toBe(7);
   });
 
@@ -628,6 +635,30 @@ describe("ChatModel", () => {
     s.model.openConversation("*"); // a later visit: what was read is no longer new
     s.frame(msg(5, { thread_id: "m1" }));
     expect(s.model.newReplies(TEAM).get("m1")).toBe(1);
+  });
+
+  it("points to the open conversation's threads with new replies, newest first, whose roots may be far above", async () => {
+    const s = await started();
+    s.model.markSeen(2, true);
+    // Replies to m1 (held) and to an old root not held; a DM's thread belongs to the DM.
+    s.frame(msg(3, { thread_id: "m1" }));
+    s.frame(msg(4, { thread_id: "m-old" }));
+    s.frame(msg(5, { thread_id: "m1" }));
+    s.frame(msg(6, { to: ME, thread_id: "m-dm" }));
+    s.frame(msg(7, { thread_id: "m-mine", from: ME }));
+    expect(s.model.threadsWithNewReplies(TEAM)).toEqual([
+      { root: "m1", count: 2, author: BOB, excerpt: "text 1" },
+      { root: "m-old", count: 1, author: null, excerpt: "" },
+    ]);
+    // The reader reaching the end of the list does not make them go: opening the thread does.
+    s.model.markSeen(7, true);
+    expect(s.model.threadsWithNewReplies(TEAM).map((t) => t.root)).toEqual(["m1", "m-old"]);
+    s.model.openThread("m-old");
+    s.model.openThread(null);
+    expect(s.model.threadsWithNewReplies(TEAM).map((t) => t.root)).toEqual(["m1"]);
+    // The DM with Bob has its own: the mark stayed below its unopened reply.
+    s.model.openConversation(BOB);
+    expect(s.model.threadsWithNewReplies(TEAM).map((t) => t.root)).toEqual(["m-dm"]);
   });
 
   it("reconnects when a send gets no answer in time, and not when it does", async () => {
@@ -1249,6 +1280,19 @@ describe("ChatModel and the tab (title, desktop notifications)", () => {
     expect(tab.shown).toHaveLength(0);
     s.frame(msg(4, { to: ME }));
     expect(tab.shown).toHaveLength(1);
+  });
+
+  it("notifies a reply in a thread I started or replied in, and not one in a thread of others", async () => {
+    const { tab, port } = fakeTab();
+    const s = await started(port);
+    s.model.setPageVisible(false);
+    s.frame(msg(3, { from: ME, data: "my question" }));
+    s.frame(msg(4, { thread_id: "m3", data: "an answer" })); // to my root
+    s.frame(msg(5, { thread_id: "m1", data: "chatter" })); // Bob's root, I never replied
+    s.frame(msg(6, { thread_id: "m1", from: ME, data: "me too" }));
+    s.clock.advance(6000);
+    s.frame(msg(7, { thread_id: "m1", data: "and you?" })); // now I am in that thread
+    expect(tab.shown.map((n) => n.text.body)).toEqual(["an answer", "and you?"]);
   });
 
   it("notifies a thread reply that mentions me, and its click opens the thread", async () => {

@@ -64,3 +64,32 @@ describe("MessageActions.attachment", () => {
     expect(s.asked.filter((a) => a === "gone")).toHaveLength(1);
   });
 });
+
+describe("MessageActions.edit", () => {
+  function editing(fail: ApiError | Error | null) {
+    const clock = new FakeClock();
+    const notices = new Notices(clock, () => undefined);
+    const api = {
+      edit: async (_t: string, id: string, data: string) => {
+        if (fail) throw fail;
+        return { id, seq: 1, channel_id: "t", to: "*", type: "text", data, from: ME, ts: new Date(0).toISOString() };
+      },
+    } as unknown as Api;
+    const actions = new MessageActions({ api, clock, me: ME, timeline: () => new ChannelTimeline(), notices, changed: () => undefined });
+    return { actions, notices };
+  }
+
+  it("says whether an edit was saved, may be tried again, or never will be (window passed, message gone)", async () => {
+    expect(await editing(null).actions.edit("t", "m1", "new")).toBe("saved");
+    expect(await editing(new ApiError(503, "unavailable", "busy")).actions.edit("t", "m1", "new")).toBe("retry");
+    expect(await editing(new ApiError(422, "invalid", "too long")).actions.edit("t", "m1", "new")).toBe("retry");
+    expect(await editing(new Error("offline")).actions.edit("t", "m1", "new")).toBe("retry");
+    const late = editing(new ApiError(403, "forbidden", "messages can be edited for 300 s"));
+    expect(await late.actions.edit("t", "m1", "new")).toBe("refused");
+    expect(late.notices.list.map((n) => n.text)).toEqual([
+      "Could not edit the message: Not allowed: messages can be edited for 300 s",
+      "What you typed is still in the box: send it as a new message, or clear it.",
+    ]);
+    expect(await editing(new ApiError(404, "not_found", "no such message")).actions.edit("t", "m1", "new")).toBe("refused");
+  });
+});

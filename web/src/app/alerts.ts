@@ -17,6 +17,8 @@ export interface AlertDeps {
   /** Looks up people the page does not know yet, so a notification names them. */
   ensureUsers(ids: readonly string[]): Promise<void>;
   known(id: string): boolean;
+  /** Whether the reader wrote the root of this thread, or a reply in it, as far as held. */
+  inThread(root: string): boolean;
   /** Whether the reader has the message on screen (here or, where known, in another tab). */
   lookingAt(message: Message): boolean;
   /** A notification was clicked: show its message. */
@@ -35,7 +37,7 @@ export class Alerts {
   alert(message: Message): void {
     const d = this.deps;
     if (d.attention.permission() !== "granted") return;
-    if (!notifies(message, d.me, d.lookingAt(message))) return;
+    if (!notifies(message, d.me, d.lookingAt(message), !!message.thread_id && d.inThread(message.thread_id))) return;
     // A sender or a mentioned member new to this page (someone just added) is looked up first:
     // "Someone in Launch" says nothing.
     const names = [message.from, ...mentionedIds(message)].filter((id) => !d.known(id));

@@ -29,13 +29,13 @@ import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
-import { dividerAfterLive, listSeenUpTo, newReplies, ReadState } from "../state/unread";
+import { dividerAfterLive, listSeenUpTo, newReplies, newReplyThreads, ReadState } from "../state/unread";
 import { textProblem } from "../text/limits";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
 import { ReadMarks } from "./readmarks";
-import { MessageActions } from "./messages";
+import { type EditOutcome, MessageActions } from "./messages";
 import { type Notice, Notices } from "./notices";
 import { type Attention, OnScreen } from "./onscreen";
 import type { Place } from "./place";
@@ -144,6 +144,7 @@ export class ChatModel extends Observable {
           ensureUsers: (ids) => this.ensureUsers(ids),
           known: (id) => this.users.has(id),
           lookingAt: (message) => this.onScreen.lookingAt(message),
+          inThread: (root) => this.wroteIn(root),
           reveal: (message) => this.reveal(message),
           stopped: () => this.stopped,
         })
@@ -185,6 +186,7 @@ export class ChatModel extends Observable {
       timeline: (team) => this.timeline(team),
       read: (team) => this.read(team),
       older: (team) => this.older(team),
+      joining: (team) => this.roster.joining.has(team),
       markRead: (team, seq) => this.api.markRead(team, seq),
       changed: () => this.changed(),
       fail: (what, err) => this.board.fail(what, err),
@@ -290,6 +292,26 @@ export class ChatModel extends Observable {
   /** Per thread root of the open team, its replies from others that came since it was opened. */
   newReplies(team: string): Map<string, number> {
     return newReplies(this.timeline(team).messages(), this.repliesSince, this.me.id, this.openedThreads);
+  }
+
+  /**
+   * The open conversation's threads with new replies from others, newest first, each with its
+   * root's author and a plain excerpt when the root is held: the list shows them only beside
+   * roots that may be far above the view, so the conversation points to them too.
+   */
+  threadsWithNewReplies(team: string): { root: string; count: number; author: string | null; excerpt: string }[] {
+    const t = this.timeline(team);
+    const conversation = this.conversation;
+    const found = newReplyThreads(t.messages(), this.repliesSince, this.me.id, this.openedThreads, (m) => conversationOf(m.to, m.from, this.me.id) === conversation);
+    return found.map(({ root, count }) => {
+      const m = t.get(root);
+      return {
+        root,
+        count,
+        author: m ? m.from : null,
+        excerpt: m && !m.deleted ? plainBody(m, { user: (id) => this.people.users.get(id)?.name }) : "",
+      };
+    });
   }
 
   /** A thread's replies, ascending; a deleted reply is gone (the root's count no longer has it). */
@@ -503,9 +525,10 @@ export class ChatModel extends Observable {
     this.outbox.cancelUpload(key);
   }
 
-  async edit(id: string, text: string): Promise<boolean> {
+  /** Saves an edit (see MessageActions.edit). */
+  async edit(id: string, text: string): Promise<EditOutcome> {
     const team = this.selectedTeam;
-    return team ? this.actions.edit(team, id, text) : false;
+    return team ? this.actions.edit(team, id, text) : "retry";
   }
 
   async remove(id: string): Promise<void> {
@@ -820,6 +843,16 @@ export class ChatModel extends Observable {
   /** Whether the message belongs to the list on screen (the open conversation, not a thread). */
   private isOpen(message: Message): boolean {
     return message.channel_id === this.selectedTeam && !message.thread_id && conversationOf(message.to, message.from, this.me.id) === this.conversation;
+  }
+
+  /** Whether the reader wrote the thread's root or a reply in it (of what the open team's
+   * timeline holds: a thread of an old root not held counts only by the reader's replies). */
+  private wroteIn(root: string): boolean {
+    for (const t of this.timelines.values()) {
+      if (t.get(root)?.from === this.me.id) return true;
+      if (t.messages().some((m) => m.thread_id === root && m.from === this.me.id)) return true;
+    }
+    return false;
   }
 
   /** A notification was clicked: its conversation opens, and its thread for a reply. */

@@ -34,23 +34,31 @@ export interface MessageActionsDeps {
   changed(): void;
 }
 
+export type EditOutcome = "saved" | "retry" | "refused";
+
 export class MessageActions {
   private readonly links = new Map<string, { at: Promise<Attachment>; until: number }>();
   private readonly linkSlots = new Slots(LINKS_AT_ONCE);
 
   constructor(private readonly deps: MessageActionsDeps) {}
 
-  /** Whether the edit was saved (a refusal is shown as a notice). */
-  async edit(team: string, id: string, text: string): Promise<boolean> {
+  /**
+   * Saves an edit: "saved"; "retry" when it may work again (the network, a busy server, a text
+   * to fix); "refused" when it never will (the edit window passed, the message is gone, the
+   * author no longer may). Every failure is shown as a notice.
+   */
+  async edit(team: string, id: string, text: string): Promise<EditOutcome> {
     const { deps } = this;
     try {
       const message = await deps.api.edit(team, id, text);
       deps.timeline(team).applyOutOfBand([message]);
       deps.changed();
-      return true;
+      return "saved";
     } catch (err) {
       deps.notices.fail("Could not edit the message", err);
-      return false;
+      if (!(err instanceof ApiError && (err.status === 403 || err.status === 404))) return "retry";
+      deps.notices.notify("info", "What you typed is still in the box: send it as a new message, or clear it.", "edit-refused");
+      return "refused";
     }
   }
 

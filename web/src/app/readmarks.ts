@@ -20,6 +20,9 @@ export interface ReadMarksDeps {
   read(team: string): ReadState;
   /** The team's next older page (one request at a time); how many messages came. */
   older(team: string): Promise<number>;
+  /** Whether the user was just added to the team and the server may not have written their
+   * joining position yet (until then a -1 mark means "not known"). */
+  joining(team: string): boolean;
   /** Reports the mark to the server (`PUT /read`). */
   markRead(team: string, seq: number): Promise<void>;
   changed(): void;
@@ -70,12 +73,10 @@ export class ReadMarks {
   holdsReadMark(team: string): boolean {
     const t = this.deps.timeline(team);
     const lastRead = this.deps.read(team).lastRead;
+    if (lastRead === null || this.unmarked(team)) return true;
     // Below the oldest held message, or below where the server's last older page stopped
     // reading (it found nothing for this reader up to there).
     const from = t.olderFrom();
-    // Never read (-1), or not known yet: a member added a moment ago, whose position the server
-    // writes within a second. Everything would be "unread": nothing to read back to.
-    if (lastRead === null || lastRead < 0) return true;
     if (!t.hasOlder || from === null || from <= lastRead) return true;
     return (this.filling.get(team)?.pages ?? 0) >= FILL_PAGES;
   }
@@ -83,12 +84,24 @@ export class ReadMarks {
   /**
    * Where the open conversation's list starts: at the "new messages" divider once the divider is
    * where the first unread message really is ("divider"), not yet ("wait": the history is being
-   * read back to the mark), or at the bottom (nothing read yet, or no mark known).
+   * read back to the mark), or at the bottom (no mark known, or a mark before everything with
+   * nothing unread).
    */
   listStart(team: string): "divider" | "wait" | "bottom" {
-    const lastRead = this.deps.read(team).lastRead;
-    if (lastRead === null || lastRead < 0) return "bottom";
-    return this.holdsReadMark(team) ? "divider" : "wait";
+    return this.unmarked(team) ? "bottom" : this.holdsReadMark(team) ? "divider" : "wait";
+  }
+
+  /**
+   * No mark to read back to: none known, or -1 while the user has just been added (the server
+   * writes their joining position, the team read up to then, within a second; everything would
+   * look unread until it has), or -1 with nothing unread. Otherwise -1 is a real mark: a member
+   * added before anything was posted, who has read nothing since, whose unread messages start at
+   * the very beginning and are read back like any others.
+   */
+  private unmarked(team: string): boolean {
+    const r = this.deps.read(team);
+    if (r.lastRead === null) return true;
+    return r.lastRead < 0 && (r.count === 0 || this.deps.joining(team));
   }
 
   /** The user is no longer in the team: nothing more is read back or reported for it. */

@@ -62,6 +62,9 @@ export class Roster {
   private readonly transferring = new Map<string, number>();
   /** Teams the user is leaving right now. */
   private readonly leaving = new Set<string>();
+  /** Teams the user was just added to whose joining position the server may not have written
+   * yet: a -1 read now means "not known yet", not "read nothing". */
+  readonly joining = new Set<string>();
 
   constructor(private readonly deps: RosterDeps) {
     this.news = new TeamNews({
@@ -311,7 +314,10 @@ export class Roster {
         if (!mine) deps.notices.notify("info", `You were added to ${shownName(fresh.name)}.`);
         // The position the server gives a newcomer (the team read up to their joining) is
         // written within a second or so of this frame: the counts read now may not have it yet.
-        if ((fresh.unread?.last_read_seq ?? -1) < 0) deps.clock.setTimeout(() => void this.recountJoined(team), RECOUNT_BEHIND_MS);
+        if ((fresh.unread?.last_read_seq ?? -1) < 0) {
+          this.joining.add(team);
+          deps.clock.setTimeout(() => void this.recountJoined(team).finally(() => this.joining.delete(team)), RECOUNT_BEHIND_MS);
+        }
         deps.joined(team);
       } else if (fresh.super_admin !== deps.me) {
         // The super admin made the change (only they can), and the panel said so.

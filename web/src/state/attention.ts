@@ -37,11 +37,13 @@ export function waitingIn(teams: Iterable<Waiting>): Waiting {
 /**
  * Whether a message that arrived live calls for a desktop notification: from someone else, still
  * there, a DM to the reader or a text that mentions them (a thread reply too: a reply in a DM's
- * thread is to the reader), and not where the reader is `looking` (the page on screen with the
- * message's conversation open). Edits and reactions are `update` frames: they never get here.
+ * thread is to the reader), or a reply in a thread the reader is `inThread` (wrote its root or a
+ * reply: people answering them), and not where the reader is `looking` (the page on screen with
+ * the message's conversation open). Edits and reactions are `update` frames: they never get here.
  */
-export function notifies(message: Message, me: string, looking: boolean): boolean {
-  return message.from !== me && !message.deleted && mentions(message, me) && !looking;
+export function notifies(message: Message, me: string, looking: boolean, inThread = false): boolean {
+  const forMe = mentions(message, me) || (!!message.thread_id && inThread);
+  return message.from !== me && !message.deleted && forMe && !looking;
 }
 
 export interface NotificationText {

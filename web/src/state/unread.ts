@@ -237,3 +237,31 @@ export function newReplies(held: readonly Message[], since: number | null, me: s
   }
   return found;
 }
+
+/** A thread with replies from others since the conversation was opened. */
+export interface NewReplyThread {
+  root: string;
+  count: number;
+  /** The newest such reply's seq: threads are listed newest first. */
+  latest: number;
+}
+
+/**
+ * The threads of one conversation (`inConversation` says which replies belong to it) with new
+ * replies, newest first: what the list shows only as a count beside each root, which may be
+ * far above the view. Same rules as `newReplies`.
+ */
+export function newReplyThreads(
+  held: readonly Message[],
+  since: number | null,
+  me: string,
+  opened: ReadonlySet<string>,
+  inConversation: (m: Message) => boolean,
+): NewReplyThread[] {
+  const counts = newReplies(held.filter(inConversation), since, me, opened);
+  const latest = new Map<string, number>();
+  for (const m of held) if (m.thread_id && counts.has(m.thread_id)) latest.set(m.thread_id, m.seq);
+  return [...counts]
+    .map(([root, count]) => ({ root, count, latest: latest.get(root) ?? 0 }))
+    .sort((a, b) => b.latest - a.latest);
+}

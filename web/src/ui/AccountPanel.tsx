@@ -71,7 +71,7 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
               setResult({ where: "name", ok: true, text: "Nothing to save: that is your name already." });
               return;
             }
-            void run("name", ["name"], () => model.rename(name.trim()), "Name saved. Others see it the next time their page loads.");
+            void run("name", ["name"], () => model.rename(name.trim()), "Name saved.");
           }}
         >
           <h3>Your name</h3>

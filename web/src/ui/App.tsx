@@ -11,6 +11,8 @@ import { ChatSocket, type WireSocket } from "../net/socket";
 import { Login } from "./Login";
 import { Shell } from "./Shell";
 
+const UNSENT_ON_LOGOUT = "Some of your messages or files have not reached the server yet. Log out anyway and lose them?";
+
 function wsUrl(): string {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
 }
@@ -100,5 +102,15 @@ export function App() {
     );
   }
   if (!model) return <Login session={session} reason={reason} onIn={signedIn} />;
-  return <Shell model={model} onLogout={(everywhere) => void session.logout(everywhere)} />;
+  return (
+    <Shell
+      model={model}
+      onLogout={(everywhere) => {
+        // What was sent but not yet delivered lives in this page alone: logging out ends it, as
+        // closing the tab would (which asks too).
+        if (model.unsaved() && !confirm(UNSENT_ON_LOGOUT)) return;
+        void session.logout(everywhere);
+      }}
+    />
+  );
 }

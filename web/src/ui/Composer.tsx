@@ -136,8 +136,15 @@ export function Composer(props: Props) {
       return;
     }
     if (props.editing) {
-      if (await model.edit(props.editing.id, body)) {
+      // Saved as it is: nothing to send, and no "(edited)" for a change that changed nothing.
+      const outcome = body === props.editing.data ? "saved" : await model.edit(props.editing.id, body);
+      if (outcome === "saved") {
         setText(own.current);
+        props.onEditDone();
+      } else if (outcome === "refused") {
+        // The message can no longer be edited: the box leaves edit mode and keeps what was
+        // typed, to send as a new message or clear.
+        own.current = text;
         props.onEditDone();
       }
       return;

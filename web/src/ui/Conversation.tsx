@@ -8,6 +8,7 @@ import { dmClosed, lastEditable } from "../state/roles";
 import { dividerBefore } from "../state/unread";
 import { Composer, DEACTIVATED } from "./Composer";
 import { MessageList } from "./MessageList";
+import { NewReplies } from "./NewReplies";
 import { PresenceDot } from "./PresenceDot";
 import { Uploads } from "./Uploads";
 
@@ -57,11 +58,11 @@ export function Conversation(props: Props) {
           {dm ? (
             <>
               {/* Not for someone who left: nothing tells this team's page their presence any more. */}
-              {!closed && <PresenceDot status={model.presence.status(team.id, conv)} />} {title}
+              {!closed && <PresenceDot status={model.presence.status(team.id, conv)} />} <span class="title-text">{title}</span>
             </>
           ) : (
             <>
-              <span aria-hidden="true">#</span> {title}
+              <span aria-hidden="true">#</span> <span class="title-text">{title}</span>
             </>
           )}
         </h2>
@@ -78,6 +79,7 @@ export function Conversation(props: Props) {
       </header>
       {!team.active && <p class="banner warn">This team is deactivated: you can read it, not write to it.</p>}
       {team.active && closed && <p class="banner warn">{closed}: you can read your messages, not send new ones.</p>}
+      <NewReplies model={model} team={team.id} />
       {!timeline.loaded ? (
         <p class="loading muted" role="status">
           Loading messages…
