@@ -286,6 +286,33 @@ describe("chat in two browsers", () => {
     await bob.page.setViewportSize({ width: 1440, height: 900 });
   });
 
+  it("closes the thread, then the phone's drawer, with the browser's Back, and leaves no entry behind what Esc closed", async () => {
+    const page = bob.page;
+    await page.setViewportSize({ width: 375, height: 800 });
+    const text = unique("a root to go back from");
+    await send(page, text);
+    const root = page.locator("main article.message:not(.pending)", { hasText: text });
+    await root.click(); // a tap shows the message's actions on a phone
+    await root.getByRole("button", { name: "Reply in thread" }).click();
+    const thread = page.getByRole("complementary", { name: "Thread" });
+    await thread.waitFor();
+    await page.goBack();
+    await thread.waitFor({ state: "detached" });
+    expect(page.url()).toBe(`${BASE}/`);
+    await page.getByRole("button", { name: /^Teams and conversations/ }).click();
+    await expect.poll(() => page.locator(".shell.drawer-open").count()).toBe(1);
+    await page.goBack();
+    await expect.poll(() => page.locator(".shell.drawer-open").count()).toBe(0);
+    await root.click();
+    await root.getByRole("button", { name: "Reply in thread" }).click();
+    await thread.waitFor();
+    await page.keyboard.press("Escape");
+    await thread.waitFor({ state: "detached" });
+    // The entry the thread stood on is gone with it: the page is back where it started.
+    await expect.poll(() => page.evaluate(() => (history.state as { chatstackLayer?: boolean } | null)?.chatstackLayer ?? false)).toBe(false);
+    await page.setViewportSize({ width: 1440, height: 900 });
+  });
+
   it("uploads an image (progress bar) and a dropped file into both browsers; refuses 6 MiB, SVG, malware, text posing as a PNG", async () => {
     // Enough lines that both lists scroll: an image loading at the bottom must not unpin them.
     for (let i = 1; i <= 30; i++) await send(ada.page, `before the image ${i}`);

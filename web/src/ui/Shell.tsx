@@ -1,6 +1,7 @@
 // The signed-in screen: header with the connection state, sidebar, the open conversation and a
-// side panel (thread, or members and settings). Esc closes the panel, then the drawer.
-import { useEffect, useState } from "preact/hooks";
+// side panel (thread, or members and settings). Esc and the browser's Back close the panel, then
+// the drawer.
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { ChatModel } from "../app/chat";
 import { Conversation } from "./Conversation";
 import { useObservable } from "./hooks";
@@ -44,16 +45,50 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
     returnFocus(() => document.querySelector<HTMLElement>("[data-opens='account-panel']"));
   };
 
+  // What Esc and the browser's Back close, the topmost first: a panel, then the drawer.
+  const closeTop = () => {
+    if (model.threadRoot) closeThread();
+    else if (teamPanel) closeTeamPanel();
+    else if (accountPanel) closeAccountPanel();
+    else if (drawer) setDrawer(false);
+  };
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.key !== "Escape" || e.defaultPrevented) return;
-      if (model.threadRoot) closeThread();
-      else if (teamPanel) closeTeamPanel();
-      else if (accountPanel) closeAccountPanel();
-      else if (drawer) setDrawer(false);
+      closeTop();
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
+  }, [model, teamPanel, accountPanel, drawer]);
+
+  // Back closes a panel or the drawer (on a phone, where they cover the page, that is what Back
+  // is for) instead of leaving the app: one history entry stands while any is open. Closed
+  // otherwise (Esc, ✕, a link), the entry is taken back, so Back then leaves as before.
+  const layerOpen = drawer || (team !== undefined && (model.threadRoot !== null || teamPanel)) || accountPanel;
+  const pushed = useRef(false);
+  const ignorePop = useRef(false);
+  useEffect(() => {
+    if (layerOpen && !pushed.current) {
+      history.pushState({ chatstackLayer: true }, "");
+      pushed.current = true;
+    } else if (!layerOpen && pushed.current) {
+      pushed.current = false;
+      ignorePop.current = true;
+      history.back();
+    }
+  }, [layerOpen]);
+  useEffect(() => {
+    const onPop = () => {
+      if (ignorePop.current) {
+        ignorePop.current = false;
+        return;
+      }
+      if (!pushed.current) return;
+      pushed.current = false; // Back took the entry; another still open gets one again
+      closeTop();
+    };
+    window.addEventListener("popstate", onPop);
+    return () => window.removeEventListener("popstate", onPop);
   }, [model, teamPanel, accountPanel, drawer]);
 
   // Messages sent offline live in this page until the server has them: the browser asks before
