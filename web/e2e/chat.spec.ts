@@ -301,8 +301,12 @@ describe("chat in two browsers", () => {
     expect(page.url()).toBe(`${BASE}/`);
     await page.getByRole("button", { name: /^Teams and conversations/ }).click();
     await expect.poll(() => page.locator(".shell.drawer-open").count()).toBe(1);
+    // The drawer has the focus, and the page it covers is out of Tab's reach meanwhile.
+    await expect.poll(() => page.evaluate(() => document.activeElement?.closest("#sidebar") !== null)).toBe(true);
+    expect(await page.locator("main").getAttribute("inert")).not.toBeNull();
     await page.goBack();
     await expect.poll(() => page.locator(".shell.drawer-open").count()).toBe(0);
+    expect(await page.locator("main").getAttribute("inert")).toBeNull();
     await root.click();
     await root.getByRole("button", { name: "Reply in thread" }).click();
     await thread.waitFor();

@@ -11,6 +11,9 @@ import { AccountPanel } from "./AccountPanel";
 import { returnFocus } from "./focus";
 import { ThreadPanel } from "./ThreadPanel";
 
+/** Where the layout has three columns and no drawer (styles.css). */
+const WIDE = "(min-width: 901px)";
+
 export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): void }) {
   const { model } = props;
   useObservable(model);
@@ -44,6 +47,17 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
     setAccountPanel(false);
     returnFocus(() => document.querySelector<HTMLElement>("[data-opens='account-panel']"));
   };
+
+  // The drawer exists on narrow screens only: widened past them, it is closed (else the page it
+  // no longer covers would stay inert).
+  useEffect(() => {
+    const wide = window.matchMedia(WIDE);
+    const onChange = () => {
+      if (wide.matches) setDrawer(false);
+    };
+    wide.addEventListener("change", onChange);
+    return () => wide.removeEventListener("change", onChange);
+  }, []);
 
   // What Esc and the browser's Back close, the topmost first: a panel, then the drawer.
   const closeTop = () => {
@@ -122,7 +136,12 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
           class="icon drawer-toggle"
           aria-label={waiting > 0 ? `Teams and conversations, ${waiting === 1 ? "1 mention" : `${waiting} mentions`} waiting` : "Teams and conversations"}
           aria-expanded={drawer}
-          onClick={() => setDrawer(!drawer)}
+          aria-controls="sidebar"
+          onClick={() => {
+            // The drawer takes focus as it opens, so Tab walks it, not the page it covers.
+            if (!drawer) setTimeout(() => document.querySelector<HTMLElement>("#sidebar button, #sidebar a")?.focus(), 0);
+            setDrawer(!drawer);
+          }}
         >
           ☰{waiting > 0 && <span class="badge mention toggle-badge">{waiting}</span>}
         </button>
@@ -167,7 +186,8 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
           }}
           onLogoutEverywhere={() => props.onLogout(true)}
         />
-        <main class="main">
+        {/* Covered by the drawer (a phone's): out of Tab's and a screen reader's reach meanwhile. */}
+        <main class="main" inert={drawer}>
           {team ? (
             <Conversation
               key={`${team.id}/${model.conversation}`}

@@ -43,7 +43,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
   const team = model.selectedTeam ? model.teams.get(model.selectedTeam) : undefined;
 
   return (
-    <nav class="sidebar" aria-label="Teams and conversations">
+    <nav class="sidebar" id="sidebar" aria-label="Teams and conversations">
       <div class="sidebar-section">
         <h2 class="sidebar-title">Teams</h2>
         <ul class="team-list">
