@@ -123,8 +123,12 @@ class ChatClient:
         """Send a frame as is (tests of the relay's validation use this)."""
         await self.conn.send(frame if isinstance(frame, str) else json.dumps(frame))
 
-    async def typing(self, channel_id: str, to: str = "*") -> None:
-        await self.send_raw({"type": "typing", "channel_id": channel_id, "to": to})
+    async def typing(self, channel_id: str, to: str = "*", *, thread_id: str = "") -> None:
+        """A typing signal: in the conversation's box, or in a thread's (``thread_id``)."""
+        frame = {"type": "typing", "channel_id": channel_id, "to": to}
+        if thread_id:
+            frame["thread_id"] = thread_id
+        await self.send_raw(frame)
 
     async def receive(self, timeout: float = 10.0) -> dict[str, Any]:
         """The next frame that is not an ack or error: a message, typing, membership, resync..."""

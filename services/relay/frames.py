@@ -40,7 +40,7 @@ _IGNORED = frozenset({"id", "seq", "from", "ts"})
 _CHAT_FIELDS = (
     frozenset({"channel_id", "to", "type", "data", "client_msg_id", "thread_id"}) | _IGNORED
 )
-_TYPING_FIELDS = frozenset({"type", "channel_id", "to"}) | _IGNORED
+_TYPING_FIELDS = frozenset({"type", "channel_id", "to", "thread_id"}) | _IGNORED
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; text may hold newline and tab.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -96,6 +96,8 @@ class ChatFrame:
 class TypingFrame:
     channel_id: str
     to: str
+    # Typing in a thread's reply box (its root's id), so pages show it there, not in the channel.
+    thread_id: str = ""
 
 
 def _id_field(obj: dict[str, Any], name: str, cmid: str, *, allow_broadcast: bool = False) -> str:
@@ -138,6 +140,7 @@ def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
         return TypingFrame(
             channel_id=_id_field(obj, "channel_id", ""),
             to=_id_field(obj, "to", "", allow_broadcast=True),
+            thread_id=_id_field(obj, "thread_id", "") if obj.get("thread_id") is not None else "",
         )
     if not isinstance(kind, str) or kind not in TYPE_VALUES:
         raise FrameError("unknown frame type", client_msg_id=cmid)
@@ -233,10 +236,18 @@ def profile_frame(channel_id: str, user_id: str, name: str) -> bytes:
     return _dump({"type": "profile", "channel_id": channel_id, "user_id": user_id, "name": name})
 
 
-def typing_out_frame(channel_id: str, to: str, sender: str, ts_ms: int) -> bytes:
-    return _dump(
-        {"type": "typing", "channel_id": channel_id, "to": to, "from": sender, "ts": iso_ms(ts_ms)}
-    )
+def typing_out_frame(signal: chat_pb2.Signal) -> bytes:
+    """``{"type":"typing","channel_id","to","from","ts"}``, and ``thread_id`` for a thread's box."""
+    frame = {
+        "type": "typing",
+        "channel_id": signal.channel_id,
+        "to": signal.to,
+        "from": signal.sender,
+        "ts": iso_ms(signal.ts_ms),
+    }
+    if signal.thread_id:
+        frame["thread_id"] = signal.thread_id
+    return _dump(frame)
 
 
 def update_frame(update: chat_pb2.MessageUpdate) -> bytes:

@@ -306,7 +306,7 @@ class Hub:
             if s.user_id != signal.sender
         ]
         if targets:
-            text = typing_out_frame(signal.channel_id, signal.to, signal.sender, signal.ts_ms)
+            text = typing_out_frame(signal)
             self._fanout.queue(targets, text)
 
     def _membership(self, event: chat_pb2.MembershipEvent, effects: Effects) -> None:

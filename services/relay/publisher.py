@@ -167,6 +167,7 @@ class Publisher:
             to=frame.to,
             sender=user_id,
             ts_ms=int(self._clock() * 1000),
+            thread_id=frame.thread_id,
         )
         try:
             await self._producer.send(

@@ -252,13 +252,19 @@ async def test_removed_member_stops_receiving_and_added_member_starts(pipe: Pipe
 
 
 async def test_typing_reaches_the_others_and_is_not_stored(pipe: Pipeline) -> None:
-    """A typing signal is fanned out with from and ts, and never persisted."""
+    """A typing signal is fanned out with from and ts (and the thread it is typed in), and never
+    persisted."""
     a, b = await asyncio.gather(pipe.user(), pipe.user())
     team = await pipe.team([a, b])
     ca, cb = await pipe.connect(a, 0), await pipe.connect(b, 1)
     await ca.typing(team)
     event = (await _drain_until(cb, lambda ev: len(ev) >= 1))[0]
     assert (event["type"], event["from"], event["channel_id"]) == ("typing", a.id, team)
+    assert "thread_id" not in event
+    await asyncio.sleep(1.1)  # the relay allows one typing signal a second
+    await ca.typing(team, thread_id="f" * 32)
+    event = (await _drain_until(cb, lambda ev: len(ev) >= 1))[0]
+    assert (event["type"], event["thread_id"]) == ("typing", "f" * 32)
     assert await pipe.db.messages.count_documents({"channel_id": team}) == 0
     await ca.close()
     await cb.close()

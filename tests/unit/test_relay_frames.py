@@ -56,6 +56,11 @@ def test_parses_dm_and_typing() -> None:
     assert parse_frame(json.dumps({"type": "typing", "channel_id": TEAM, "to": "*"})) == (
         TypingFrame(TEAM, "*")
     )
+    in_thread = {"type": "typing", "channel_id": TEAM, "to": "*", "thread_id": "r" * 32}
+    assert parse_frame(json.dumps(in_thread)) == TypingFrame(TEAM, "*", "r" * 32)
+    for bad in ({"$ne": None}, "../x", 5):
+        with pytest.raises(FrameError):
+            parse_frame(json.dumps({**in_thread, "thread_id": bad}))
 
 
 @pytest.mark.parametrize(

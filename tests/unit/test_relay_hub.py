@@ -292,6 +292,11 @@ def test_typing_is_not_echoed_to_the_typist() -> None:
         "from": BOB,
         "ts": "1970-01-01T00:00:00.005Z",
     }
+    in_thread = chat_pb2.Signal(
+        kind=chat_pb2.SIGNAL_KIND_TYPING, channel_id=TEAM, to="*", sender=BOB, thread_id="r" * 32
+    )
+    hub.deliver(chat_pb2.DeliveryBatch(deliveries=[chat_pb2.Delivery(signal=in_thread)]))
+    assert rec.got(s["alice"])[1]["thread_id"] == "r" * 32  # shown in that thread's panel
 
 
 def test_presence_reaches_each_team_socket_in_order_but_not_the_user_s_own() -> None:

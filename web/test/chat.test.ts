@@ -637,6 +637,21 @@ describe("ChatModel", () => {
     expect(s.model.newReplies(TEAM).get("m1")).toBe(1);
   });
 
+  it("signals typing in a thread's box with the thread and its audience, and shows others' there only", async () => {
+    const s = await started();
+    s.frame(msg(3, { to: ME, from: BOB, data: "a DM root" }));
+    s.model.openConversation(BOB);
+    s.model.typed("m3");
+    s.model.typed();
+    expect(s.sent).toEqual([
+      { type: "typing", channel_id: TEAM, to: BOB, thread_id: "m3" },
+      { type: "typing", channel_id: TEAM, to: BOB },
+    ]);
+    s.frame({ type: "typing", channel_id: TEAM, to: ME, from: BOB, ts: "", thread_id: "m3" });
+    expect(s.model.typingNames()).toEqual([]);
+    expect(s.model.typingNames("m3")).toEqual(["Bob"]);
+  });
+
   it("points to the open conversation's threads with new replies, newest first, whose roots may be far above", async () => {
     const s = await started();
     s.model.markSeen(2, true);

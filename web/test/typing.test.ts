@@ -14,6 +14,22 @@ describe("TypingState", () => {
     expect(t.who(TEAM, "*", SHOWN_MS + 1)).toEqual([]);
   });
 
+  it("shows typing in a thread's box in that thread only, until their reply there arrives", () => {
+    const t = new TypingState(ME);
+    t.heard({ ...frame("*"), thread_id: "root1" }, 0);
+    expect(t.who(TEAM, "*", 1000)).toEqual([]);
+    expect(t.who(TEAM, "*", 1000, "root1")).toEqual([BOB]);
+    expect(t.who(TEAM, "*", 1000, "root2")).toEqual([]);
+    t.stopped(TEAM, "*", BOB); // a message in the channel: still typing in the thread
+    expect(t.who(TEAM, "*", 1000, "root1")).toEqual([BOB]);
+    t.stopped(TEAM, "*", BOB, "root1");
+    expect(t.who(TEAM, "*", 1000, "root1")).toEqual([]);
+    // The user's own signals are paced per box: the thread's does not wait for the channel's.
+    expect(t.shouldSend(TEAM, "*", 0)).toBe(true);
+    expect(t.shouldSend(TEAM, "*", 10, "root1")).toBe(true);
+    expect(t.shouldSend(TEAM, "*", 20, "root1")).toBe(false);
+  });
+
   it("clears a typist when their message arrives and ignores the user's own echo", () => {
     const t = new TypingState(ME);
     t.heard(frame("*"), 0);

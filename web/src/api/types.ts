@@ -104,6 +104,8 @@ export interface TypingFrame {
   to: "*" | UserId;
   from: UserId;
   ts: string;
+  /** Typing in this thread's reply box (its root's id). */
+  thread_id?: MessageId;
 }
 
 export interface MembershipFrame {

@@ -358,9 +358,10 @@ export class ChatModel extends Observable {
     return this.people.name(user);
   }
 
-  typingNames(): string[] {
+  /** Who is typing in the open conversation's box, or in a thread's (`thread`) in it. */
+  typingNames(thread: string | null = null): string[] {
     if (!this.selectedTeam) return [];
-    return this.typing.who(this.selectedTeam, this.conversation, this.clock.now()).map((u) => this.name(u));
+    return this.typing.who(this.selectedTeam, this.conversation, this.clock.now(), thread).map((u) => this.name(u));
   }
 
   /** Whether to offer "Turn on notifications": the browser has them and the user was never asked. */
@@ -472,15 +473,18 @@ export class ChatModel extends Observable {
     if (problem) return problem;
     const to = threadId ? this.replyTo(team, threadId) : this.conversation;
     this.outbox.send({ channel: team, to, threadId }, "text", text);
-    this.typing.sent(team, to);
+    this.typing.sent(team, to, threadId);
     return null;
   }
 
-  /** A keystroke in the composer: a typing signal, at most every few seconds. */
-  typed(): void {
+  /** A keystroke in a composer (a thread's: `threadId`): a typing signal, at most every few
+   * seconds, to whom the message would go, naming the thread so pages show it there. */
+  typed(threadId: string | null = null): void {
     const team = this.selectedTeam;
-    if (!team || !this.typing.shouldSend(team, this.conversation, this.clock.now())) return;
-    this.socket.send({ type: "typing", channel_id: team, to: this.conversation });
+    if (!team) return;
+    const to = threadId ? this.replyTo(team, threadId) : this.conversation;
+    if (!this.typing.shouldSend(team, to, this.clock.now(), threadId)) return;
+    this.socket.send({ type: "typing", channel_id: team, to, ...(threadId ? { thread_id: threadId } : {}) });
   }
 
   retry(clientMsgId: string): void {
@@ -696,7 +700,7 @@ export class ChatModel extends Observable {
   private onMessage(message: Message): void {
     const team = message.channel_id;
     if (!this.teams.get(team)?.members.includes(message.from)) void this.roster.refreshMembers(team);
-    this.typing.stopped(team, message.to, message.from);
+    this.typing.stopped(team, message.to, message.from, message.thread_id ?? null);
     const t = this.timeline(team);
     // News, not again something held (a page brought it first) or from below what is held (a
     // redelivery): a thread reply shares its seq with its root's change, hence not above.
@@ -761,7 +765,7 @@ export class ChatModel extends Observable {
     try {
       const created = await syncChannel(this.api, team, t, last);
       this.outbox.settle(created);
-      for (const m of created) this.typing.stopped(team, m.to, m.from);
+      for (const m of created) this.typing.stopped(team, m.to, m.from, m.thread_id ?? null);
     } catch (err) {
       t.abortResume();
       if (err instanceof ApiError && err.status === 404) {

@@ -11,8 +11,13 @@ export function conversationOf(to: string, from: string, me: string): string {
   return from === me ? to : from;
 }
 
+/** Where someone types: a conversation's own box, or a thread's reply box in it. */
+function where(conversation: string, thread: string | null | undefined): string {
+  return thread ? `${conversation}#${thread}` : conversation;
+}
+
 export class TypingState {
-  // channel -> conversation -> user -> until (ms)
+  // channel -> where (a conversation, or a thread in it) -> user -> until (ms)
   private until = new Map<string, Map<string, Map<string, number>>>();
   private lastSent = new Map<string, number>();
 
@@ -20,22 +25,22 @@ export class TypingState {
 
   heard(frame: TypingFrame, now: number): void {
     if (frame.from === this.me) return;
-    const conv = conversationOf(frame.to, frame.from, this.me);
-    let byConv = this.until.get(frame.channel_id);
-    if (!byConv) this.until.set(frame.channel_id, (byConv = new Map()));
-    let users = byConv.get(conv);
-    if (!users) byConv.set(conv, (users = new Map()));
+    const at = where(conversationOf(frame.to, frame.from, this.me), frame.thread_id);
+    let byPlace = this.until.get(frame.channel_id);
+    if (!byPlace) this.until.set(frame.channel_id, (byPlace = new Map()));
+    let users = byPlace.get(at);
+    if (!users) byPlace.set(at, (users = new Map()));
     users.set(frame.from, now + SHOWN_MS);
   }
 
-  /** Their message arrived: they stopped typing it. */
-  stopped(channel: string, to: string, from: string): void {
-    this.until.get(channel)?.get(conversationOf(to, from, this.me))?.delete(from);
+  /** Their message arrived (a reply: in that thread): they stopped typing it. */
+  stopped(channel: string, to: string, from: string, thread: string | null = null): void {
+    this.until.get(channel)?.get(where(conversationOf(to, from, this.me), thread))?.delete(from);
   }
 
-  /** Who is typing in a conversation now, in the order they started. */
-  who(channel: string, conversation: string, now: number): string[] {
-    const users = this.until.get(channel)?.get(conversation);
+  /** Who is typing in a conversation's box (or a thread's in it) now, in the order they started. */
+  who(channel: string, conversation: string, now: number, thread: string | null = null): string[] {
+    const users = this.until.get(channel)?.get(where(conversation, thread));
     if (!users) return [];
     const out: string[] = [];
     for (const [user, until] of users) {
@@ -45,9 +50,9 @@ export class TypingState {
     return out;
   }
 
-  /** Whether a keystroke now should send a typing frame for this conversation. */
-  shouldSend(channel: string, to: string, now: number): boolean {
-    const key = `${channel}/${to}`;
+  /** Whether a keystroke now should send a typing frame for this box. */
+  shouldSend(channel: string, to: string, now: number, thread: string | null = null): boolean {
+    const key = `${channel}/${where(to, thread)}`;
     const last = this.lastSent.get(key);
     if (last !== undefined && now - last < SEND_EVERY_MS) return false;
     this.lastSent.set(key, now);
@@ -55,7 +60,7 @@ export class TypingState {
   }
 
   /** A message was sent: the next keystroke may signal at once. */
-  sent(channel: string, to: string): void {
-    this.lastSent.delete(`${channel}/${to}`);
+  sent(channel: string, to: string, thread: string | null = null): void {
+    this.lastSent.delete(`${channel}/${where(to, thread)}`);
   }
 }

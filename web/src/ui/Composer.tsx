@@ -300,7 +300,7 @@ export function Composer(props: Props) {
             setText(e.currentTarget.value);
             track(e.currentTarget);
             if (!props.editing) {
-              model.typed();
+              model.typed(props.threadId);
               // Kept at once, not after the next paint: a reload right after typing keeps it too.
               model.keepUnsent(props.unsentKey, e.currentTarget.value);
             }

@@ -10,6 +10,7 @@ import { Composer, DEACTIVATED } from "./Composer";
 import { MessageList } from "./MessageList";
 import { NewReplies } from "./NewReplies";
 import { PresenceDot } from "./PresenceDot";
+import { Typing } from "./Typing";
 import { Uploads } from "./Uploads";
 
 interface Props {
@@ -28,7 +29,6 @@ export function Conversation(props: Props) {
   const dm = conv !== "*";
   const title = dm ? model.name(conv) : team.name;
   const closed = dmClosed(team, conv, title);
-  const typing = model.typingNames();
 
   const editLast = () => {
     const mine = lastEditable(messages, team, model.me.id, Date.now(), model.editWindowMs);
@@ -102,9 +102,7 @@ export function Conversation(props: Props) {
           seen={(seq) => model.markSeen(seq, true)}
         />
       )}
-      <p class="typing" aria-hidden={typing.length === 0}>
-        {typing.length === 1 ? `${typing[0]} is typing…` : typing.length > 1 ? `${typing.join(", ")} are typing…` : "\u00a0"}
-      </p>
+      <Typing model={model} thread={null} />
       <Uploads model={model} channel={team.id} to={conv} threadId={null} />
       <Composer
         model={model}

@@ -8,6 +8,7 @@ import { conversationOf } from "../state/typing";
 import { Composer, DEACTIVATED, NOT_LOADED } from "./Composer";
 import { MessageItem } from "./MessageItem";
 import { MessageList } from "./MessageList";
+import { Typing } from "./Typing";
 import { Uploads } from "./Uploads";
 
 export function ThreadPanel(props: { model: ChatModel; team: Team; root: string; onClose(): void }) {
@@ -46,6 +47,7 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
         hasOlder={false}
         seen={(seq) => model.markSeen(seq)}
       />
+      <Typing model={model} thread={root} />
       <Uploads model={model} channel={team.id} to={message ? to : "*"} threadId={root} />
       <Composer
         model={model}
