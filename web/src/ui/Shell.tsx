@@ -206,7 +206,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
           ) : (
             <section class="empty">
               <h2>Welcome, {model.me.name}</h2>
-              <p>Create a team in the sidebar, or ask a team admin to add you by email ({model.me.email}).</p>
+              <p>Create a team with “+ New team” (in the ☰ menu on a phone), or ask a team admin to add you by email ({model.me.email}).</p>
             </section>
           )}
         </main>

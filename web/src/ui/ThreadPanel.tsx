@@ -22,7 +22,10 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
   return (
     <aside class="panel thread" aria-label="Thread">
       <header class="panel-head">
-        <h2>Thread</h2>
+        {/* Which conversation it is in: a panel over the list on a phone hides that. */}
+        <h2>
+          Thread <span class="muted small">{to === "*" ? `in #${team.name}` : `with ${model.name(to)}`}</span>
+        </h2>
         <button type="button" class="icon" aria-label="Close thread" onClick={props.onClose}>
           ✕
         </button>
