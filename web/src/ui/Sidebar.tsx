@@ -161,6 +161,8 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
                 type="button"
                 class={model.conversation === "*" ? "conv-button current" : "conv-button"}
                 aria-current={model.conversation === "*" ? "page" : undefined}
+                // Not the team button's name again: a screen reader's list of buttons tells them apart.
+                aria-label={`Team conversation, #${team.name}`}
                 onClick={() => {
                   model.openConversation("*");
                   props.onNavigate();
