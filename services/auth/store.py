@@ -196,6 +196,11 @@ class MongoUserStore:
         return result.matched_count == 1
 
 
+# A refresh token that can still be used (unused, unrevoked): what a login's live token has, so
+# counting an account's logins reads one document per login (``live_logins``).
+_LIVE = "live"
+
+
 class MongoRefreshStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._tokens = db[REFRESH_TOKENS]
@@ -211,6 +216,7 @@ class MongoRefreshStore:
                     "expires_at": record.expires_at,
                     "used_at": record.used_at,
                     "revoked": record.revoked,
+                    _LIVE: record.used_at is None and not record.revoked,
                 }
             )
         except PyMongoError as exc:
@@ -228,7 +234,7 @@ class MongoRefreshStore:
         try:
             doc = await self._tokens.find_one_and_update(
                 fenced(query, fence) if fence is not None else query,
-                guarded({"$set": {"used_at": now}}, fence),
+                guarded({"$set": {"used_at": now, _LIVE: False}}, fence),
                 return_document=ReturnDocument.AFTER,
             )
         except PyMongoError as exc:
@@ -242,7 +248,7 @@ class MongoRefreshStore:
         for _ in range(_REVOKE_ATTEMPTS):
             try:
                 result = await self._tokens.update_many(
-                    {**query, "revoked": False}, guarded({"$set": {"revoked": True}})
+                    {**query, "revoked": False}, guarded({"$set": {"revoked": True, _LIVE: False}})
                 )
             except PyMongoError as exc:
                 if lost_race(exc):
@@ -271,14 +277,12 @@ class MongoRefreshStore:
 
     async def live_logins(self, user_id: str, now: datetime) -> list[str]:
         try:
-            # Equality on the indexed user_id; the rest is filtered among that user's tokens.
+            # Equality on two top-level fields, which FerretDB hands to PostgreSQL: only the live
+            # tokens are read, not the month of spent ones a busy login keeps (a login per
+            # refresh, 30 days of them: 2,880 documents for a page left open, 0.33 s to decode
+            # for three such devices). Tokens stored before the flag count as not live.
             cursor = self._tokens.find(
-                {
-                    "user_id": user_id,
-                    "revoked": False,
-                    "used_at": None,
-                    "expires_at": {"$gt": now},
-                },
+                {"user_id": user_id, _LIVE: True, "expires_at": {"$gt": now}},
                 {"family": 1, "created_at": 1},
             )
             docs = await cursor.to_list(length=None)

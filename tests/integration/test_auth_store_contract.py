@@ -308,6 +308,13 @@ async def test_live_logins_are_the_refreshable_ones_least_recently_refreshed_fir
         await stores.refresh.insert(_record(owner, family, **overrides))
     assert await stores.refresh.live_logins(user, NOW) == [older, newer]
     assert await stores.refresh.live_logins(uuid.uuid4().hex, NOW) == []
+    # A token used (refreshed) or a login revoked after it was stored is no longer live.
+    claimed = _record(user, uuid.uuid4().hex)
+    await stores.refresh.insert(claimed)
+    assert claimed.family in await stores.refresh.live_logins(user, NOW)
+    assert await stores.refresh.claim(claimed.token_hash, NOW)
+    await stores.refresh.revoke_family(older)
+    assert await stores.refresh.live_logins(user, NOW) == [newer]
 
 
 async def test_a_rename_note_is_kept_until_told_and_a_newer_one_survives(stores: Stores) -> None:
