@@ -474,6 +474,27 @@ describe("ChatModel", () => {
     expect(s.model.notices).toHaveLength(count);
   });
 
+  it("takes a just-added member's -1 for 'not known yet' until the server's last recount, then for a real mark", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.server.unread[OTHER] = { count: 40, mentions: 0, last_read_seq: -1 }; // never written
+    s.frame({ type: "membership", channel_id: OTHER, event: "added" });
+    await flush();
+    expect(s.model.listStart(OTHER)).toBe("bottom");
+    for (let i = 0; i < 4; i++) {
+      s.clock.advance(1500); // recount after recount still says -1
+      await flush();
+      expect(s.model.listStart(OTHER)).toBe("bottom");
+    }
+    for (let i = 0; i < 3; i++) {
+      s.clock.advance(1500);
+      await flush();
+    }
+    // Five recounts later the server has said -1 all along: it is the member's real mark.
+    expect(s.model.listStart(OTHER)).not.toBe("bottom");
+  });
+
   it("clears a thread reply's unread once the reader is at the end of the team's list", async () => {
     const s = await started();
     const root = msg(2);

@@ -37,7 +37,7 @@ export class Alerts {
   alert(message: Message): void {
     const d = this.deps;
     if (d.attention.permission() !== "granted") return;
-    if (!notifies(message, d.me, d.lookingAt(message), !!message.thread_id && d.inThread(message.thread_id))) return;
+    if (!notifies(message, d.me, d.lookingAt(message), (root) => d.inThread(root))) return;
     // A sender or a mentioned member new to this page (someone just added) is looked up first:
     // "Someone in Launch" says nothing.
     const names = [message.from, ...mentionedIds(message)].filter((id) => !d.known(id));

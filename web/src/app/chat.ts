@@ -394,7 +394,9 @@ export class ChatModel extends Observable {
     this.conversation = conversation;
     if (this.selectedTeam) this.place?.save(this.selectedTeam, conversation);
     this.threadRoot = null;
-    this.dividerAfter = this.selectedTeam ? this.read(this.selectedTeam).lastRead : null;
+    // No mark to go by (none known, or a newcomer's not written yet): no divider, nothing "new".
+    const team = this.selectedTeam;
+    this.dividerAfter = team && !this.readMarks.unmarked(team) ? this.read(team).lastRead : null;
     this.repliesSince = this.dividerAfter;
     this.openedThreads.clear();
     this.onScreen.dismissShown();

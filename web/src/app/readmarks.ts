@@ -98,7 +98,7 @@ export class ReadMarks {
    * added before anything was posted, who has read nothing since, whose unread messages start at
    * the very beginning and are read back like any others.
    */
-  private unmarked(team: string): boolean {
+  unmarked(team: string): boolean {
     const r = this.deps.read(team);
     if (r.lastRead === null) return true;
     return r.lastRead < 0 && (r.count === 0 || this.deps.joining(team));

@@ -246,12 +246,13 @@ export class Roster {
   /**
    * The team read again, its counts taken when `settled` says the answer has what was waited
    * for; an answer that has not yet is asked again after `pauseMs`, at most `tries` more times.
-   * Not read at all: ours stay until the next hello.
+   * Not read at all: ours stay until the next hello. Resolves once the last read has ended.
    */
   private async rereadUntil(team: string, settled: (fresh: Team) => boolean, tries: number, pauseMs: number, attempt = 0): Promise<void> {
     const fresh = await this.reread(team, settled);
     if (fresh && !settled(fresh) && attempt < tries) {
-      this.deps.clock.setTimeout(() => void this.rereadUntil(team, settled, tries, pauseMs, attempt + 1), pauseMs);
+      await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, pauseMs));
+      await this.rereadUntil(team, settled, tries, pauseMs, attempt + 1);
     }
   }
 

@@ -38,12 +38,14 @@ export function waitingIn(teams: Iterable<Waiting>): Waiting {
  * Whether a message that arrived live calls for a desktop notification: from someone else, still
  * there, a DM to the reader or a text that mentions them (a thread reply too: a reply in a DM's
  * thread is to the reader), or a reply in a thread the reader is `inThread` (wrote its root or a
- * reply: people answering them), and not where the reader is `looking` (the page on screen with
- * the message's conversation open). Edits and reactions are `update` frames: they never get here.
+ * reply: people answering them; asked only when needed), and not where the reader is `looking`
+ * (the page on screen with the message's conversation open). Edits and reactions are `update`
+ * frames: they never get here.
  */
-export function notifies(message: Message, me: string, looking: boolean, inThread = false): boolean {
-  const forMe = mentions(message, me) || (!!message.thread_id && inThread);
-  return message.from !== me && !message.deleted && forMe && !looking;
+export function notifies(message: Message, me: string, looking: boolean, inThread: (root: string) => boolean = () => false): boolean {
+  if (message.from === me || message.deleted || looking) return false;
+  // The thread check reads what the page holds: asked last, and only for a reply.
+  return mentions(message, me) || (!!message.thread_id && inThread(message.thread_id));
 }
 
 export interface NotificationText {

@@ -143,8 +143,8 @@ export function Composer(props: Props) {
         props.onEditDone();
       } else if (outcome === "refused") {
         // The message can no longer be edited: the box leaves edit mode and keeps what was
-        // typed, to send as a new message or clear.
-        own.current = text;
+        // typed, to send as a new message or clear, after the box's own text if it had some.
+        own.current = own.current.trim() ? `${own.current}\n${text}` : text;
         props.onEditDone();
       }
       return;

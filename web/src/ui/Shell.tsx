@@ -11,8 +11,8 @@ import { AccountPanel } from "./AccountPanel";
 import { returnFocus } from "./focus";
 import { ThreadPanel } from "./ThreadPanel";
 
-/** Where the layout has three columns and no drawer (styles.css). */
-const WIDE = "(min-width: 901px)";
+/** Where the layout has one column and the sidebar is a drawer (styles.css). */
+const NARROW = "(max-width: 900px)";
 
 export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): void }) {
   const { model } = props;
@@ -51,36 +51,58 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
   // The drawer exists on narrow screens only: widened past them, it is closed (else the page it
   // no longer covers would stay inert).
   useEffect(() => {
-    const wide = window.matchMedia(WIDE);
+    const narrow = window.matchMedia(NARROW);
     const onChange = () => {
-      if (wide.matches) setDrawer(false);
+      if (!narrow.matches) setDrawer(false);
     };
-    wide.addEventListener("change", onChange);
-    return () => wide.removeEventListener("change", onChange);
+    narrow.addEventListener("change", onChange);
+    return () => narrow.removeEventListener("change", onChange);
   }, []);
 
-  // What Esc and the browser's Back close, the topmost first: a panel, then the drawer.
+  // What is open over the conversation, topmost first (the drawer is drawn over a panel, a
+  // thread over the members panel): what Esc and the browser's Back close, one at a time.
+  const layers = [
+    drawer && "drawer",
+    team && model.threadRoot && "thread",
+    team && teamPanel && "team",
+    accountPanel && "account",
+  ].filter((l): l is string => typeof l === "string");
   const closeTop = () => {
-    if (model.threadRoot) closeThread();
-    else if (teamPanel) closeTeamPanel();
-    else if (accountPanel) closeAccountPanel();
-    else if (drawer) setDrawer(false);
+    const top = layers[0];
+    if (top === "drawer") setDrawer(false);
+    else if (top === "thread") closeThread();
+    else if (top === "team") closeTeamPanel();
+    else if (top === "account") closeAccountPanel();
   };
+  // The listeners below are added once and read what is open as of the last render.
+  const latest = useRef({ layers, closeTop });
+  latest.current = { layers, closeTop };
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.key !== "Escape" || e.defaultPrevented) return;
-      closeTop();
+      latest.current.closeTop();
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [model, teamPanel, accountPanel, drawer]);
+  }, []);
 
   // Back closes a panel or the drawer (on a phone, where they cover the page, that is what Back
   // is for) instead of leaving the app: one history entry stands while any is open. Closed
   // otherwise (Esc, ✕, a link), the entry is taken back, so Back then leaves as before.
-  const layerOpen = drawer || (team !== undefined && (model.threadRoot !== null || teamPanel)) || accountPanel;
+  const layerOpen = layers.length > 0;
   const pushed = useRef(false);
   const ignorePop = useRef(false);
+  useEffect(() => {
+    // An entry left by this page before a reload stands for nothing open now: taken back. And
+    // one standing at sign-out goes with the screen.
+    if ((history.state as { chatstackLayer?: boolean } | null)?.chatstackLayer) {
+      ignorePop.current = true;
+      history.back();
+    }
+    return () => {
+      if (pushed.current) history.back();
+    };
+  }, []);
   useEffect(() => {
     if (layerOpen && !pushed.current) {
       history.pushState({ chatstackLayer: true }, "");
@@ -98,12 +120,16 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
         return;
       }
       if (!pushed.current) return;
-      pushed.current = false; // Back took the entry; another still open gets one again
-      closeTop();
+      // Back took the entry: the top layer closes, and what is still open under it stands on
+      // a new one (so the next Back closes it too, not the app).
+      const { layers: open, closeTop: close } = latest.current;
+      close();
+      if (open.length > 1) history.pushState({ chatstackLayer: true }, "");
+      else pushed.current = false;
     };
     window.addEventListener("popstate", onPop);
     return () => window.removeEventListener("popstate", onPop);
-  }, [model, teamPanel, accountPanel, drawer]);
+  }, []);
 
   // Messages sent offline live in this page until the server has them: the browser asks before
   // closing or reloading it then (it shows its own words; ours are not shown).
@@ -210,9 +236,11 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
             </section>
           )}
         </main>
-        {panel === "thread" && team && model.threadRoot && <ThreadPanel key={`${team.id}/${model.threadRoot}`} model={model} team={team} root={model.threadRoot} onClose={closeThread} />}
-        {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} takeFocus={panelFocus} onClose={closeTeamPanel} />}
-        {panel === "account" && <AccountPanel model={model} onClose={closeAccountPanel} />}
+        <div class="panels" inert={drawer}>
+          {panel === "thread" && team && model.threadRoot && <ThreadPanel key={`${team.id}/${model.threadRoot}`} model={model} team={team} root={model.threadRoot} onClose={closeThread} />}
+          {panel === "team" && team && <TeamPanel key={team.id} model={model} team={team} takeFocus={panelFocus} onClose={closeTeamPanel} />}
+          {panel === "account" && <AccountPanel model={model} onClose={closeAccountPanel} />}
+        </div>
       </div>
       <div class="visually-hidden" aria-live="polite" aria-atomic="true">
         {model.announcement}
