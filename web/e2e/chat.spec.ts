@@ -313,8 +313,23 @@ describe("chat in two browsers", () => {
     await page.keyboard.press("Escape");
     await thread.waitFor({ state: "detached" });
     // The entry the thread stood on is gone with it: the page is back where it started.
-    await expect.poll(() => page.evaluate(() => (history.state as { chatstackLayer?: boolean } | null)?.chatstackLayer ?? false)).toBe(false);
+    const onLayerEntry = () => page.evaluate(() => (history.state as { chatstackLayer?: boolean } | null)?.chatstackLayer ?? false);
+    await expect.poll(onLayerEntry).toBe(false);
     await page.setViewportSize({ width: 1440, height: 900 });
+    // A thread opened over the members panel: Back closes the thread, then the panel, then no more.
+    await page.getByRole("button", { name: "Members & settings" }).click();
+    const members = page.getByRole("complementary", { name: /members and settings/ });
+    await members.waitFor();
+    await root.hover();
+    await root.getByRole("button", { name: "Reply in thread" }).click();
+    await thread.waitFor();
+    await page.goBack();
+    await thread.waitFor({ state: "detached" });
+    await members.waitFor();
+    await page.goBack();
+    await members.waitFor({ state: "detached" });
+    await expect.poll(onLayerEntry).toBe(false);
+    expect(page.url()).toBe(`${BASE}/`);
   });
 
   it("uploads an image (progress bar) and a dropped file into both browsers; refuses 6 MiB, SVG, malware, text posing as a PNG", async () => {

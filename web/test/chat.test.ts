@@ -658,6 +658,21 @@ describe("ChatModel", () => {
     expect(s.model.newReplies(TEAM).get("m1")).toBe(1);
   });
 
+  it("keeps pointing to a live reply's thread across visits until the thread is opened, though the mark passed it", async () => {
+    const s = await started();
+    s.frame(msg(3, { thread_id: "m1", data: "an answer far below its root" }));
+    s.model.markSeen(3, true); // the end of the list: the mark passes the reply
+    expect(s.model.read(TEAM).lastRead).toBe(3);
+    s.model.openConversation(BOB);
+    s.model.openConversation("*");
+    expect(s.model.threadsWithNewReplies(TEAM).map((t) => [t.root, t.count])).toEqual([["m1", 1]]);
+    expect(s.model.newReplies(TEAM).get("m1")).toBe(1);
+    s.model.openThread("m1");
+    s.model.openThread(null);
+    s.model.openConversation("*");
+    expect(s.model.threadsWithNewReplies(TEAM)).toEqual([]);
+  });
+
   it("signals typing in a thread's box with the thread and its audience, and shows others' there only", async () => {
     const s = await started();
     s.frame(msg(3, { to: ME, from: BOB, data: "a DM root" }));

@@ -100,6 +100,8 @@ export class ChatModel extends Observable {
   dividerAfter: number | null = null;
   /** The read mark when the conversation was opened: replies after it are "new" on their root. */
   private repliesSince: number | null = null;
+  /** Per team, live replies from others in threads not opened since they came (session only). */
+  private readonly unopenedReplies = new Map<string, Set<string>>();
   /** Threads opened since: their replies are seen, new or not. */
   private openedThreads = new Set<string>();
   /** Set by the view from the document's visibility; a model without a view counts as looking. */
@@ -291,7 +293,21 @@ export class ChatModel extends Observable {
 
   /** Per thread root of the open team, its replies from others that came since it was opened. */
   newReplies(team: string): Map<string, number> {
-    return newReplies(this.timeline(team).messages(), this.repliesSince, this.me.id, this.openedThreads);
+    const { held, since } = this.freshReplies(team);
+    return newReplies(held, since, this.me.id, this.openedThreads);
+  }
+
+  /**
+   * What counts as a new reply: those since the conversation was opened, and those that came
+   * live this session into a thread not opened since (the read mark passes them at the end of
+   * the list, so without this a visit elsewhere would take every pointer to them away).
+   */
+  private freshReplies(team: string): { held: readonly Message[]; since: number | null } {
+    const all = this.timeline(team).messages();
+    const unopened = this.unopenedReplies.get(team);
+    if (!unopened || unopened.size === 0) return { held: all, since: this.repliesSince };
+    const since = this.repliesSince;
+    return { held: all.filter((m) => unopened.has(m.id) || (since !== null && m.seq > since)), since: Number.NEGATIVE_INFINITY };
   }
 
   /**
@@ -302,14 +318,15 @@ export class ChatModel extends Observable {
   threadsWithNewReplies(team: string): { root: string; count: number; author: string | null; excerpt: string }[] {
     const t = this.timeline(team);
     const conversation = this.conversation;
-    const found = newReplyThreads(t.messages(), this.repliesSince, this.me.id, this.openedThreads, (m) => conversationOf(m.to, m.from, this.me.id) === conversation);
+    const { held, since } = this.freshReplies(team);
+    const found = newReplyThreads(held, since, this.me.id, this.openedThreads, (m) => conversationOf(m.to, m.from, this.me.id) === conversation);
     return found.map(({ root, count }) => {
       const m = t.get(root);
       return {
         root,
         count,
         author: m ? m.from : null,
-        excerpt: m && !m.deleted ? plainBody(m, { user: (id) => this.people.users.get(id)?.name }) : "",
+        excerpt: !m ? "" : m.deleted ? "a deleted message" : plainBody(m, { user: (id) => this.people.users.get(id)?.name }),
       };
     });
   }
@@ -406,6 +423,11 @@ export class ChatModel extends Observable {
   openThread(root: string | null): void {
     this.threadRoot = root;
     if (root) this.openedThreads.add(root);
+    if (root && this.selectedTeam) {
+      const unopened = this.unopenedReplies.get(this.selectedTeam);
+      const t = this.timeline(this.selectedTeam);
+      if (unopened) for (const id of unopened) if (t.get(id)?.thread_id === root) unopened.delete(id);
+    }
     if (root && this.selectedTeam) void this.actions.loadThread(this.selectedTeam, root);
     this.changed();
   }
@@ -709,6 +731,11 @@ export class ChatModel extends Observable {
     const news = !t.get(message.id) && (t.cursor === null || message.seq >= t.cursor);
     t.live(message);
     this.outbox.settle([message]);
+    if (news && message.thread_id && message.from !== this.me.id && !(this.selectedTeam === team && this.threadRoot === message.thread_id)) {
+      let unopened = this.unopenedReplies.get(team);
+      if (!unopened) this.unopenedReplies.set(team, (unopened = new Set()));
+      unopened.add(message.id);
+    }
     if (this.read(team).onMessage(message)) {
       this.announceMessage(message);
       if (news) this.alerts?.alert(message);
@@ -813,6 +840,7 @@ export class ChatModel extends Observable {
   /** The team is no longer held (left, removed, deleted): nothing of it stays in the page. */
   private dropped(team: string): void {
     this.readMarks.forget(team);
+    this.unopenedReplies.delete(team);
     this.olderInFlight.delete(team);
     this.timelines.delete(team);
     this.reads.delete(team);

@@ -136,8 +136,9 @@ export function Composer(props: Props) {
       return;
     }
     if (props.editing) {
-      // Saved as it is: nothing to send, and no "(edited)" for a change that changed nothing.
-      const outcome = body === props.editing.data ? "saved" : await model.edit(props.editing.id, body);
+      // Saved as it is (or with blanks added at its ends, which show nothing): nothing to send,
+      // and no "(edited)" for a change that changed nothing.
+      const outcome = body.trim() === props.editing.data.trim() ? "saved" : await model.edit(props.editing.id, body);
       if (outcome === "saved") {
         setText(own.current);
         props.onEditDone();

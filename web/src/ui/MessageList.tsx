@@ -144,6 +144,13 @@ export function MessageList(props: Props) {
         setBelow(unseen.filter((a) => others.has(a.dataset.seq ?? "")).length);
       }
     }
+    // Messages from others arriving while the page is hidden are not followed: coming back at
+    // the bottom would show, and mark read, the latest only. The view stays on what was read,
+    // with "N new messages below".
+    const seenUpTo = lastSeq.current;
+    if (document.visibilityState !== "visible" && seenUpTo !== null && props.messages.some((m) => m.seq > seenUpTo && m.from !== props.model.me.id)) {
+      atBottom.current = false;
+    }
     if (atBottom.current) el.scrollTop = el.scrollHeight;
     else if (!jumped) keepAnchor();
     const newest = props.messages.at(-1)?.seq ?? null;

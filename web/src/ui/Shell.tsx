@@ -69,7 +69,11 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
   ].filter((l): l is string => typeof l === "string");
   const closeTop = () => {
     const top = layers[0];
-    if (top === "drawer") setDrawer(false);
+    if (top === "drawer") {
+      setDrawer(false);
+      // Focus would fall to the page with the drawer: back to the button that opened it.
+      returnFocus(() => document.querySelector<HTMLElement>(".drawer-toggle"));
+    }
     else if (top === "thread") closeThread();
     else if (top === "team") closeTeamPanel();
     else if (top === "account") closeAccountPanel();

@@ -18,13 +18,15 @@ export function ThreadPanel(props: { model: ChatModel; team: Team; root: string;
   const replies = model.threadView(team.id, root);
   const to = message ? conversationOf(message.to, message.from, model.me.id) : model.conversation;
   // A thread under a DM whose other person left the team takes no more replies than the DM does.
-  const closed = dmClosed(team, to, model.name(to));
+  // ("*" is the team's own conversation: no one to look up.)
+  const peer = to === "*" ? "" : model.name(to);
+  const closed = dmClosed(team, to, peer);
   return (
     <aside class="panel thread" aria-label="Thread">
       <header class="panel-head">
         {/* Which conversation it is in: a panel over the list on a phone hides that. */}
         <h2>
-          Thread <span class="muted small">{to === "*" ? `in #${team.name}` : `with ${model.name(to)}`}</span>
+          Thread <span class="muted small">{to === "*" ? `in #${team.name}` : `with ${peer}`}</span>
         </h2>
         <button type="button" class="icon" aria-label="Close thread" onClick={props.onClose}>
           ✕
