@@ -307,6 +307,8 @@ describe("chat in two browsers", () => {
     await page.goBack();
     await expect.poll(() => page.locator(".shell.drawer-open").count()).toBe(0);
     expect(await page.locator("main").getAttribute("inert")).toBeNull();
+    // The focus, which was in the drawer, is back on the button that opened it.
+    await expect.poll(() => page.evaluate(() => document.activeElement?.classList.contains("drawer-toggle") ?? false)).toBe(true);
     await root.click();
     await root.getByRole("button", { name: "Reply in thread" }).click();
     await thread.waitFor();

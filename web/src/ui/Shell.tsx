@@ -70,9 +70,12 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
   const closeTop = () => {
     const top = layers[0];
     if (top === "drawer") {
+      // Focus inside the drawer would go with it (hidden once its slide ends): back to the
+      // button that opened it.
+      const inside = document.activeElement?.closest("#sidebar") != null;
       setDrawer(false);
-      // Focus would fall to the page with the drawer: back to the button that opened it.
-      returnFocus(() => document.querySelector<HTMLElement>(".drawer-toggle"));
+      if (inside) setTimeout(() => document.querySelector<HTMLElement>(".drawer-toggle")?.focus(), 0);
+      else returnFocus(() => document.querySelector<HTMLElement>(".drawer-toggle"));
     }
     else if (top === "thread") closeThread();
     else if (top === "team") closeTeamPanel();
