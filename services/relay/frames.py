@@ -111,6 +111,11 @@ def _id_field(obj: dict[str, Any], name: str, cmid: str, *, allow_broadcast: boo
     return value
 
 
+def _optional_id(obj: dict[str, Any], name: str, cmid: str) -> str:
+    """An id field that may be absent or null (""), else checked as ``_id_field`` checks it."""
+    return _id_field(obj, name, cmid) if obj.get(name) is not None else ""
+
+
 def _check_text(data: str, cmid: str) -> None:
     problem = text_problem(data)
     if problem is not None:
@@ -140,7 +145,7 @@ def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
         return TypingFrame(
             channel_id=_id_field(obj, "channel_id", ""),
             to=_id_field(obj, "to", "", allow_broadcast=True),
-            thread_id=_id_field(obj, "thread_id", "") if obj.get("thread_id") is not None else "",
+            thread_id=_optional_id(obj, "thread_id", ""),
         )
     if not isinstance(kind, str) or kind not in TYPE_VALUES:
         raise FrameError("unknown frame type", client_msg_id=cmid)
@@ -161,9 +166,7 @@ def parse_frame(raw: str | bytes) -> ChatFrame | TypingFrame:
         _check_text(data, cmid)
     elif not ID_RE.fullmatch(data):
         raise FrameError(f"data of a {kind} message must be an attachment id", client_msg_id=cmid)
-    thread_id = ""
-    if obj.get("thread_id") is not None:
-        thread_id = _id_field(obj, "thread_id", cmid)
+    thread_id = _optional_id(obj, "thread_id", cmid)
     return ChatFrame(
         channel_id=channel_id,
         to=to,

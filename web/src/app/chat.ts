@@ -423,12 +423,13 @@ export class ChatModel extends Observable {
   openThread(root: string | null): void {
     this.threadRoot = root;
     if (root) this.openedThreads.add(root);
-    if (root && this.selectedTeam) {
-      const unopened = this.unopenedReplies.get(this.selectedTeam);
-      const t = this.timeline(this.selectedTeam);
+    const team = this.selectedTeam;
+    if (root && team) {
+      const unopened = this.unopenedReplies.get(team);
+      const t = this.timeline(team);
       if (unopened) for (const id of unopened) if (t.get(id)?.thread_id === root) unopened.delete(id);
+      void this.actions.loadThread(team, root);
     }
-    if (root && this.selectedTeam) void this.actions.loadThread(this.selectedTeam, root);
     this.changed();
   }
 
@@ -495,7 +496,7 @@ export class ChatModel extends Observable {
     if (!team) return "No team is open.";
     const problem = textProblem(text);
     if (problem) return problem;
-    const to = threadId ? this.replyTo(team, threadId) : this.conversation;
+    const to = this.addressee(team, threadId);
     this.outbox.send({ channel: team, to, threadId }, "text", text);
     this.typing.sent(team, to, threadId);
     return null;
@@ -506,7 +507,7 @@ export class ChatModel extends Observable {
   typed(threadId: string | null = null): void {
     const team = this.selectedTeam;
     if (!team) return;
-    const to = threadId ? this.replyTo(team, threadId) : this.conversation;
+    const to = this.addressee(team, threadId);
     if (!this.typing.shouldSend(team, to, this.clock.now(), threadId)) return;
     this.socket.send({ type: "typing", channel_id: team, to, ...(threadId ? { thread_id: threadId } : {}) });
   }
@@ -541,7 +542,7 @@ export class ChatModel extends Observable {
   async sendFile(file: File, threadId: string | null = null): Promise<void> {
     const team = this.selectedTeam;
     if (!team) return;
-    const to = threadId ? this.replyTo(team, threadId) : this.conversation;
+    const to = this.addressee(team, threadId);
     await this.outbox.sendFile({ channel: team, to, threadId }, file);
   }
 
@@ -806,6 +807,11 @@ export class ChatModel extends Observable {
     } finally {
       this.changed();
     }
+  }
+
+  /** To whom what is written in the open conversation's box, or a thread's, goes. */
+  private addressee(team: string, threadId: string | null): string {
+    return threadId ? this.replyTo(team, threadId) : this.conversation;
   }
 
   /** A reply goes where its root went: the team, or the DM between the same two people. */

@@ -297,17 +297,17 @@ export class Outbox {
     this.keepOnly((other) => other !== team);
   }
 
+  /** Still on its way, sent and not acknowledged (not discarded, taken back or given up since). */
+  private unanswered(p: Pending): boolean {
+    return this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null;
+  }
+
   /**
    * Puts a pending send on the socket. A socket can look open on a link that died without the
    * browser noticing (no close, no offline event): a send that gets no answer in time makes it
    * reconnect, and every unanswered send goes again after the next hello (same client_msg_id,
    * so never twice).
    */
-  /** Still on its way, sent and not acknowledged (not discarded, taken back or given up since). */
-  private unanswered(p: Pending): boolean {
-    return this.pending.get(p.clientMsgId) === p && p.status === "sending" && p.id === null;
-  }
-
   private transmit(p: Pending): void {
     const transmission = ++this.transmitSeq;
     this.transmissions.set(p, transmission);

@@ -76,8 +76,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
       setDrawer(false);
       if (inside) setTimeout(() => document.querySelector<HTMLElement>(".drawer-toggle")?.focus(), 0);
       else returnFocus(() => document.querySelector<HTMLElement>(".drawer-toggle"));
-    }
-    else if (top === "thread") closeThread();
+    } else if (top === "thread") closeThread();
     else if (top === "team") closeTeamPanel();
     else if (top === "account") closeAccountPanel();
   };
