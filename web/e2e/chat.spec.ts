@@ -580,14 +580,20 @@ describe("chat in two browsers", () => {
     await page.context().close();
   });
 
-  it("asks before closing a page holding a message the server does not have yet, and not once it has it", async () => {
+  /** Cy in a new browser, offline, with a message of this label sent and not acknowledged. */
+  async function cyOfflineWithAMessagePending(label: string) {
     const page = await logInAgain(browser, cy);
     await openTeam(page, team);
     await page.context().setOffline(true);
     await page.locator(".conn.open").waitFor({ state: "detached" });
-    const text = unique("sent offline");
+    const text = unique(label);
     await send(page, text);
     await page.locator("main article.message.pending .text", { hasText: text }).waitFor();
+    return { page, text };
+  }
+
+  it("asks before closing a page holding a message the server does not have yet, and not once it has it", async () => {
+    const { page, text } = await cyOfflineWithAMessagePending("sent offline");
     const asked: string[] = [];
     page.on("dialog", (dialog) => {
       asked.push(dialog.type());
@@ -605,13 +611,7 @@ describe("chat in two browsers", () => {
   });
 
   it("asks before logging out while a message has not reached the server, and stays when told to", async () => {
-    const page = await logInAgain(browser, cy);
-    await openTeam(page, team);
-    await page.context().setOffline(true);
-    await page.locator(".conn.open").waitFor({ state: "detached" });
-    const text = unique("not yet delivered");
-    await send(page, text);
-    await page.locator("main article.message.pending .text", { hasText: text }).waitFor();
+    const { page, text } = await cyOfflineWithAMessagePending("not yet delivered");
     const asked: string[] = [];
     page.once("dialog", (dialog) => {
       asked.push(dialog.message());

@@ -39,6 +39,18 @@ const focused = (p: Person) =>
     return el?.getAttribute("aria-label") ?? el?.tagName ?? null;
   });
 
+/** Ada replies in the thread of her "one for later", then closes the thread. */
+async function adaRepliesToOneForLater(text: string): Promise<void> {
+  const root = ada.page.locator("main article.message", { hasText: "one for later" });
+  await root.hover();
+  await root.getByRole("button", { name: "Reply in thread" }).click();
+  const panel = ada.page.getByRole("complementary", { name: "Thread" });
+  await panel.locator("textarea").fill(text);
+  await panel.locator("textarea").press("Enter");
+  await panel.locator("article.message .text", { hasText: text }).waitFor();
+  await ada.page.keyboard.press("Escape");
+}
+
 const dmButton = (p: Person, name: string) => p.page.getByRole("button", { name: new RegExp(`^Direct messages with ${name}`) });
 
 describe("message life cycle between two browsers", () => {
@@ -210,14 +222,7 @@ describe("read state", () => {
     const token = await apiToken(bob.email);
     const own = unique("Elsewhere");
     await createTeam(bob.page, own);
-    const root = ada.page.locator("main article.message", { hasText: "one for later" });
-    await root.hover();
-    await root.getByRole("button", { name: "Reply in thread" }).click();
-    const panel = ada.page.getByRole("complementary", { name: "Thread" });
-    await panel.locator("textarea").fill("a reply Bob has not seen");
-    await panel.locator("textarea").press("Enter");
-    await panel.locator("article.message .text", { hasText: "a reply Bob has not seen" }).waitFor();
-    await ada.page.keyboard.press("Escape");
+    await adaRepliesToOneForLater("a reply Bob has not seen");
     const shared = bob.page.locator(".team-button", { hasText: team });
     await shared.getByLabel("1 unread").waitFor();
     await shared.click();
@@ -227,14 +232,7 @@ describe("read state", () => {
 
   it("points to a new reply to an old message from a bar under the header, which opens its thread", async () => {
     await createTeam(bob.page, unique("Aside")); // Bob looks elsewhere while Ada replies
-    const root = ada.page.locator("main article.message", { hasText: "one for later" });
-    await root.hover();
-    await root.getByRole("button", { name: "Reply in thread" }).click();
-    const panel = ada.page.getByRole("complementary", { name: "Thread" });
-    await panel.locator("textarea").fill("a late answer");
-    await panel.locator("textarea").press("Enter");
-    await panel.locator("article.message .text", { hasText: "a late answer" }).waitFor();
-    await ada.page.keyboard.press("Escape");
+    await adaRepliesToOneForLater("a late answer");
     await openTeam(bob.page, team);
     const bar = bob.page.getByRole("region", { name: "New replies in threads" });
     // Two: the one before (the last test's, which Bob read past without opening its thread) too.
