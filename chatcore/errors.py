@@ -109,3 +109,16 @@ class Unavailable(ChatError):
 
     code = "unavailable"
     http_status = 503
+
+
+class Busy(Unavailable):
+    """Every slot of a bounded resource stayed taken: retry after ``retry_after`` seconds (503
+    with ``Retry-After``). The message is written for the client and names nothing internal."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def public_message(self) -> str:
+        return self.message

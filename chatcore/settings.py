@@ -123,6 +123,10 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 2
+    # Password checks run in this many threads of their own; one that finds them all busy waits
+    # this long for one, then answers 503 (a flood must not queue without end).
+    argon2_workers: int = 2
+    argon2_wait_s: float = 5.0
     login_ip_burst: int = 20
     login_ip_per_minute: float = 20.0
     login_email_burst: int = 5

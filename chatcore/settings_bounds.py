@@ -88,6 +88,8 @@ BOUNDS: dict[str, Bound] = {
     "argon2_time_cost": AT_LEAST_ONE,
     "argon2_memory_kib": Bound(8),
     "argon2_parallelism": Bound(1, 255),
+    "argon2_workers": Bound(1, 64),
+    "argon2_wait_s": Bound(0, 60),
     "login_ip_burst": AT_LEAST_ONE,
     "login_ip_per_minute": POSITIVE,
     "login_email_burst": AT_LEAST_ONE,

@@ -1,12 +1,11 @@
 """The auth domain: register, log in, refresh with rotation and theft detection, log out.
 
-No HTTP and no database driver here: stores, the password hasher, the token issuer, limiters and
-the clock come in through the constructor, so every rule is testable with in-memory fakes.
+No HTTP and no database driver here: stores, the password checker, the token issuer, limiters
+and the clock come in through the constructor, so every rule is testable with in-memory fakes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 import time
@@ -24,7 +23,7 @@ from chatcore.logging import get_logger
 from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.settings import Settings
 from services.auth.keys import TokenIssuer
-from services.auth.passwords import PasswordHasher
+from services.auth.passwords import Passwords
 from services.auth.renames import Rename, RenameStore
 from services.auth.sessions import EndedSession, EndedSessionStore
 from services.auth.store import RefreshRecord, RefreshStore, User, UserStore
@@ -50,6 +49,7 @@ class AuthMetrics:
     refreshes: Counter
     reuse_detected: Counter
     registrations: Counter
+    password_checks_busy: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> AuthMetrics:
@@ -70,6 +70,11 @@ class AuthMetrics:
             ),
             registrations=Counter(
                 "auth_registrations_total", "Accounts created", registry=registry
+            ),
+            password_checks_busy=Counter(
+                "auth_password_checks_busy_total",
+                "Password checks refused (503) because every argon2 worker stayed busy",
+                registry=registry,
             ),
         )
 
@@ -138,7 +143,7 @@ class AuthService:
         *,
         users: UserStore,
         refresh_tokens: RefreshStore,
-        hasher: PasswordHasher,
+        passwords: Passwords,
         issuer: TokenIssuer,
         limiters: Limiters,
         metrics: AuthMetrics,
@@ -154,7 +159,7 @@ class AuthService:
     ) -> None:
         self._users = users
         self._refresh = refresh_tokens
-        self._hasher = hasher
+        self._passwords = passwords
         self._issuer = issuer
         self._limiters = limiters
         self._metrics = metrics
@@ -177,7 +182,7 @@ class AuthService:
 
     async def register(self, form: Registration, *, client_ip: str) -> User:
         _limit(self._limiters.register_ip, client_ip, "registrations")
-        password_hash = await asyncio.to_thread(self._hasher.hash, form.password)
+        password_hash = await self._passwords.hash(form.password)
         user = User(
             id=uuid.uuid4().hex,
             email=form.email,
@@ -205,7 +210,7 @@ class AuthService:
                 raise RateLimited("too many logins of this account; retry later", retry_after=spent)
             # Unknown emails are verified against a dummy hash: same answer, about the same time.
             stored = user.password_hash if user is not None else None
-            ok = await asyncio.to_thread(self._hasher.verify, stored, creds.password)
+            ok = await self._passwords.verify(stored, creds.password)
         except BaseException:
             # No verdict (the database failed): the attempt taught the caller nothing.
             self._refund_login(client_ip, email_ip)
@@ -221,8 +226,8 @@ class AuthService:
             self._metrics.logins.labels("disabled").inc()
             raise Forbidden("this account is disabled")
         checked = user.password_hash
-        if self._hasher.needs_rehash(checked):
-            new_hash = await asyncio.to_thread(self._hasher.hash, creds.password)
+        if self._passwords.needs_rehash(checked):
+            new_hash = await self._passwords.hash(creds.password)
             # Only over the hash just checked: a password changed meanwhile stays changed.
             await self._users.set_password_hash(user.id, new_hash, replacing=checked)
             checked = new_hash
@@ -445,7 +450,7 @@ class AuthService:
         email_ip = f"{user.email} {client_ip}"
         self._take_login(client_ip, email_ip)
         try:
-            ok = await asyncio.to_thread(self._hasher.verify, user.password_hash, change.current)
+            ok = await self._passwords.verify(user.password_hash, change.current)
         except BaseException:
             self._refund_login(client_ip, email_ip)
             raise
@@ -454,7 +459,7 @@ class AuthService:
             # 403, not 401: the token is good, and a 401 would send the client to renew it.
             raise Forbidden("the current password is wrong")
         self._refund_login(client_ip, email_ip)
-        new_hash = await asyncio.to_thread(self._hasher.hash, change.new)
+        new_hash = await self._passwords.hash(change.new)
         await self._users.set_password_hash(user_id, new_hash)
         # As a logout everywhere, this login aside: ended before the revocation (a failure in
         # between leaves them ended, and the request can be made again), then those whose first

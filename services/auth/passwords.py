@@ -1,14 +1,23 @@
-"""argon2id password hashing. Hashing is CPU-bound, so callers run it in a worker thread."""
+"""argon2id password hashing, and the bounded worker threads it runs in off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from chatcore.errors import Busy
+from chatcore.gate import Gate
 from chatcore.settings import Settings
+
+_T = TypeVar("_T")
 
 
 class PasswordHasher:
@@ -48,3 +57,76 @@ class PasswordHasher:
     def needs_rehash(self, stored_hash: str) -> bool:
         """True when the hash was made with other parameters than the current ones."""
         return self._argon.check_needs_rehash(stored_hash)
+
+
+class Passwords:
+    """Runs the hasher in ``workers`` threads of its own; a check that finds them all busy waits
+    up to ``wait_s``, then is refused with ``Busy`` (503).
+
+    A hash takes ~150 ms of two cores at the default parameters and 64 MiB while it runs. On the
+    default executor a burst of logins (a flood from many addresses, or every client after an
+    outage) queued without bound: at 100 logins at once the last answer came after 13 s and the
+    service peaked at 456 MiB (``bench/login_flood.py``), and the executor's other users (DNS
+    lookups of the database and Kafka clients) waited behind the hashes.
+    """
+
+    def __init__(
+        self,
+        hasher: PasswordHasher,
+        *,
+        workers: int,
+        wait_s: float,
+        on_busy: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._hasher = hasher
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._gate = Gate(
+            limit=workers,
+            wait_s=wait_s,
+            refusal="the server is busy checking passwords; retry in a moment",
+        )
+        self._on_busy = on_busy
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, on_busy: Callable[[], None]) -> Passwords:
+        return cls(
+            PasswordHasher.from_settings(settings),
+            workers=settings.argon2_workers,
+            wait_s=settings.argon2_wait_s,
+            on_busy=on_busy,
+        )
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self._hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        return await self._run(self._hasher.verify, stored_hash, password)
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.needs_rehash(stored_hash)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, work: Callable[..., _T], *args: str | None) -> _T:
+        try:
+            await self._gate.acquire()
+        except Busy:
+            self._on_busy()
+            raise
+        loop = asyncio.get_running_loop()
+
+        def free(_: Future[_T]) -> None:
+            # The loop may be closed by the time a thread finishes at shutdown.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._gate.release)
+
+        try:
+            job = self._threads.submit(work, *args)
+        except BaseException:
+            self._gate.release()
+            raise
+        # The slot is freed when the thread is, not when the request is: a request cancelled
+        # mid-hash cannot stop its thread, and must not let another hash start beside it.
+        job.add_done_callback(free)
+        return await asyncio.wrap_future(job)

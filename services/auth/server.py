@@ -29,7 +29,7 @@ from services.auth.accounts import AuthMetrics, AuthService, Limiters
 from services.auth.api import AuthApi
 from services.auth.events import EventProducer, KafkaEvents
 from services.auth.keys import KeyRing, TokenIssuer
-from services.auth.passwords import PasswordHasher
+from services.auth.passwords import Passwords
 from services.auth.renames import MongoRenameStore, RenamePublisher
 from services.auth.sessions import MongoEndedSessionStore, SessionEventPublisher
 from services.auth.store import AUTH_INDEXES, MongoRefreshStore, MongoUserStore
@@ -106,11 +106,14 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             return [m.team_id for m in await memberships_of(db, user_id)]
 
         renames = MongoRenameStore(db)
+        metrics = AuthMetrics.create(registry)
+        passwords = Passwords.from_settings(settings, on_busy=metrics.password_checks_busy.inc)
+        stack.callback(passwords.close)
         rename_publisher = RenamePublisher(renames, events, name_of=name_of, teams_of=teams_of)
         service = AuthService(
             users=users,
             refresh_tokens=MongoRefreshStore(db),
-            hasher=PasswordHasher.from_settings(settings),
+            passwords=passwords,
             issuer=TokenIssuer(
                 keys,
                 issuer=settings.jwt_issuer,
@@ -118,7 +121,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
                 ttl_s=settings.access_token_ttl_s,
             ),
             limiters=Limiters.from_settings(settings),
-            metrics=AuthMetrics.create(registry),
+            metrics=metrics,
             refresh_ttl_s=settings.refresh_token_ttl_s,
             ended_sessions=ended,
             access_lifetime_s=settings.access_token_ttl_s + settings.jwt_leeway_s,

@@ -12,22 +12,14 @@ one account's burst cannot hold everyone else's history. All of it is per proces
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
 
-from chatcore.errors import RateLimited, Unavailable
+from chatcore.errors import Busy, RateLimited
+from chatcore.gate import Gate
 from chatcore.ratelimit import TokenBucketLimiter
-
-
-class Busy(Unavailable):
-    """Every scan slot is taken: retry after ``retry_after`` seconds (503 with Retry-After)."""
-
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class UserBudget:
@@ -51,17 +43,15 @@ class UserBudget:
             raise RateLimited(self._refusal, retry_after=math.ceil(wait))
 
 
-_ALL_BUSY = "too many history requests at once, retry"
-
-
 class ScanGate:
     """At most ``limit`` scans at once, ``per_user`` of them one user's; a request waits up to
     ``wait_s`` for a slot (a user already holding their share is refused at once: waiting would
     only queue their own burst in front of everyone else's requests)."""
 
     def __init__(self, *, limit: int, wait_s: float, per_user: int | None = None) -> None:
-        self._slots = asyncio.Semaphore(limit)
-        self._wait_s = wait_s
+        self._gate = Gate(
+            limit=limit, wait_s=wait_s, refusal="too many history requests at once, retry"
+        )
         self._per_user = limit if per_user is None else per_user
         self._held: dict[str, int] = {}
 
@@ -73,26 +63,11 @@ class ScanGate:
             raise Busy("too many of your history requests at once, retry", retry_after=1)
         self._held[user_id] = held + 1
         try:
-            await self._acquire()
-            try:
+            async with self._gate.hold():
                 yield
-            finally:
-                self._slots.release()
         finally:
             left = self._held[user_id] - 1
             if left:
                 self._held[user_id] = left
             else:
                 del self._held[user_id]
-
-    async def _acquire(self) -> None:
-        if self._slots.locked():
-            if self._wait_s <= 0:
-                raise Busy(_ALL_BUSY, retry_after=1)
-            try:
-                async with asyncio.timeout(self._wait_s):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise Busy(_ALL_BUSY, retry_after=1) from None
-        else:
-            await self._slots.acquire()

@@ -744,3 +744,62 @@ async def test_a_start_failing_half_way_leaves_nothing_open(
         await client.admin.command("ping")
     left = [t.get_name() for t in asyncio.all_tasks() - before]
     assert auth_server.SWEEPER_TASK_NAME not in left
+
+
+async def test_logins_past_the_password_workers_get_503_and_refreshes_go_on(
+    settings: Settings, key_dir: Path, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """With one argon2 worker and no wait, logins arriving while it is busy answer 503 with
+    Retry-After at once, the others log in, a refresh meanwhile answers 200, the refusals are
+    counted, and none of them counts as a failed attempt of that email."""
+    key = key_dir / "busy.pem"
+    generate_key_file(key)
+    busy = dataclasses.replace(
+        _settings(settings, [key]),
+        # A real hash's cost, so the logins overlap; one worker, refused at once when taken.
+        argon2_time_cost=3,
+        argon2_memory_kib=65536,
+        argon2_parallelism=2,
+        argon2_workers=1,
+        argon2_wait_s=0,
+    )
+    running = await start(busy, port=0)
+    try:
+        url = f"http://127.0.0.1:{running.port}"
+        email, login = await _register_and_login(http, url, secrets_seen)
+        body = {"email": email, "password": PASSWORD}
+
+        async def log_in() -> tuple[int, dict[str, Any], str | None]:
+            status, answer, resp = await _call(http, "POST", f"{url}/v1/auth/login", body)
+            if status == 200:
+                secrets_seen.add(answer["data"]["access_token"], answer["data"]["refresh_token"])
+            return status, answer, resp.headers.get("Retry-After")
+
+        # As many at once as the email's failed-attempt budget (5): in-flight attempts count.
+        flood = [asyncio.create_task(log_in()) for _ in range(5)]
+        status, refreshed, _ = await _call(
+            http, "POST", f"{url}/v1/auth/refresh", {"refresh_token": login["refresh_token"]}
+        )
+        assert status == 200
+        secrets_seen.add(refreshed["data"]["access_token"], refreshed["data"]["refresh_token"])
+        answers = await asyncio.gather(*flood)
+        statuses = sorted(status for status, _, _ in answers)
+        assert set(statuses) == {200, 503}, statuses
+        refused = [(answer, hint) for status, answer, hint in answers if status == 503]
+        for answer, hint in refused:
+            assert hint == "1"
+            assert answer["error"]["code"] == "unavailable"
+            assert "busy checking passwords" in answer["error"]["message"]
+        async with http.get(f"{url}/metrics") as resp:
+            metrics = await resp.text()
+        assert f"auth_password_checks_busy_total {float(len(refused))}" in metrics
+        # The whole budget is left: five wrong guesses in a row are each checked (401).
+        for i in range(5):
+            guess = f"wrong guess {i}"
+            secrets_seen.add(guess)
+            status, _, _ = await _call(
+                http, "POST", f"{url}/v1/auth/login", {"email": email, "password": guess}
+            )
+            assert status == 401, i
+    finally:
+        await running.stop()

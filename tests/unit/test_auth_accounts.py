@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterator
 
 import jwt
 import pytest
@@ -22,7 +23,7 @@ from services.auth.accounts import (
     hash_refresh_token,
 )
 from services.auth.keys import KeyRing, SigningKey, TokenIssuer
-from services.auth.passwords import PasswordHasher
+from services.auth.passwords import PasswordHasher, Passwords
 from services.auth.store import RefreshRecord, User
 from services.auth.validation import Credentials, PasswordChange, Registration
 from tests.unit.auth_fakes import (
@@ -69,7 +70,7 @@ def _limiter(capacity: float, clock: _Clock, max_keys: int = 100_000) -> TokenBu
 
 
 @pytest.fixture
-def world() -> _World:
+def world() -> Iterator[_World]:
     """An AuthService over in-memory stores, a fake clock and cheap argon2 parameters."""
     clock = _Clock()
     keys = KeyRing([SigningKey.from_private_key(ed25519.Ed25519PrivateKey.generate())])
@@ -77,10 +78,13 @@ def world() -> _World:
     users, tokens, ended = MemoryUserStore(), MemoryRefreshStore(), MemoryEndedSessionStore()
     woken: list[None] = []
     renames, renames_woken = MemoryRenameStore(), list[None]()
+    passwords = Passwords(
+        PasswordHasher(time_cost=1, memory_kib=64, parallelism=1), workers=2, wait_s=5
+    )
     service = AuthService(
         users=users,
         refresh_tokens=tokens,
-        hasher=PasswordHasher(time_cost=1, memory_kib=64, parallelism=1),
+        passwords=passwords,
         issuer=TokenIssuer(keys, issuer="iss", audience="aud", ttl_s=900, clock=clock),
         limiters=Limiters(
             login_ip=_limiter(20, clock, max_keys=50),
@@ -99,9 +103,10 @@ def world() -> _World:
         on_renamed=lambda: renames_woken.append(None),
         clock=clock,
     )
-    return _World(
+    yield _World(
         service, users, tokens, ended, woken, renames, renames_woken, clock, keys, registry
     )
+    passwords.close()
 
 
 def _verifier(world: _World) -> JwtVerifier:

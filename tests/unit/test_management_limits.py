@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from chatcore.errors import RateLimited
-from services.management.limits import Busy, ScanGate, UserBudget
+from chatcore.errors import Busy, RateLimited
+from services.management.limits import ScanGate, UserBudget
 
 ALICE, BOB = "a" * 32, "b" * 32
 
