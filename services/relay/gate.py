@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from chatcore.errors import Forbidden, InvalidInput
@@ -25,6 +25,10 @@ from services.relay.frames import ChatFrame, TypingFrame
 from services.relay.hub import Session
 
 MEMBERS_TTL_S = 60.0
+# A root not found is looked up again after these pauses (1.55 s in all) before the reply is
+# refused: an ack means Kafka has the root, not that a controller has stored it yet, and a
+# client may reply the moment it has the ack.
+ROOT_RETRY_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 _GENERATIONS_MAX = 100_000
 # CheckAttachmentReply.reason when someone else uploaded the file (the controller's word).
 NOT_UPLOADER = "not_uploader"
@@ -56,9 +60,15 @@ def check_membership(session: Session, frame: ChatFrame | TypingFrame) -> None:
 
 
 class Gate:
-    def __init__(self, authority: Authority, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        authority: Authority,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._authority = authority
         self._clock = clock
+        self._sleep = sleep
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
         self._inflight: dict[str, asyncio.Future[frozenset[str]]] = {}
         # Per channel, a number that changes with every membership event for it (taken from one
@@ -135,10 +145,7 @@ class Gate:
             await self.check(session, frame)
             return frame
         check_membership(session, frame)
-        root_id, root = (
-            frame.thread_id,
-            await self._authority.message(frame.channel_id, frame.thread_id),
-        )
+        root_id, root = frame.thread_id, await self._stored(frame.channel_id, frame.thread_id)
         if root.found and root.thread_id:
             root_id = root.thread_id
             root = await self._authority.message(frame.channel_id, root_id)
@@ -156,3 +163,15 @@ class Gate:
         resolved = dataclasses.replace(frame, thread_id=root_id)
         await self.check(session, dataclasses.replace(resolved, thread_id=""))
         return resolved
+
+    async def _stored(self, channel_id: str, message_id: str) -> chat_pb2.GetMessageReply:
+        """The message, looked up again a few times over 1.5 s while it is not found (it may be
+        on its way from Kafka to the database). The socket's later frames wait behind it, in
+        order; only a reply to a message that does not exist waits the whole time."""
+        found = await self._authority.message(channel_id, message_id)
+        for pause in ROOT_RETRY_S:
+            if found.found:
+                break
+            await self._sleep(pause)
+            found = await self._authority.message(channel_id, message_id)
+        return found

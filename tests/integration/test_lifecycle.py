@@ -126,6 +126,21 @@ async def test_edit_delete_react_reach_every_member_and_history_shows_the_result
     await cb.close()
 
 
+async def test_a_reply_sent_the_moment_its_root_is_acked_is_taken(pipe: Pipeline) -> None:
+    """Replying as soon as the root's ack arrives (before a controller may have stored the root)
+    is accepted every time, on the root's relay and on another one."""
+    alice, bob = await asyncio.gather(pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob)
+    ca, cb = await pipe.connect(alice, 0), await pipe.connect(bob, 1)
+    for i in range(10):
+        root = await ca.send(team, f"root {i}")
+        replier = ca if i % 2 == 0 else cb
+        reply = await replier.send(team, f"reply {i}", thread_id=root.id)
+        assert reply.seq > root.seq
+    await ca.close()
+    await cb.close()
+
+
 async def test_a_client_that_was_away_catches_up_with_one_changes_call(pipe: Pipeline) -> None:
     """While Bob is offline: three edits, a delete, two reactions, two thread replies and the
     second's delete. One ``changes?after=<his cursor>`` returns exactly those, in order, and his

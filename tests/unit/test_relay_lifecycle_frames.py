@@ -21,7 +21,7 @@ from services.relay.frames import (
     read_frame,
     update_frame,
 )
-from services.relay.gate import Gate
+from services.relay.gate import ROOT_RETRY_S, Gate
 from services.relay.hub import Session
 from tests.unit.relay_fakes import FakeAuthority
 
@@ -231,8 +231,13 @@ MESSAGES = {
 }
 
 
+async def _no_pause(_seconds: float) -> None:
+    pass
+
+
 def _gate() -> Gate:
-    return Gate(FakeAuthority(members={TEAM: [ALICE, BOB, CAROL]}, messages=MESSAGES))
+    authority = FakeAuthority(members={TEAM: [ALICE, BOB, CAROL]}, messages=MESSAGES)
+    return Gate(authority, sleep=_no_pause)
 
 
 def _session(user: str) -> Session:
@@ -285,6 +290,37 @@ async def test_a_reply_to_an_unknown_message_is_refused(thread_id: str) -> None:
     """A root that is not a message of this channel (unknown, another team's) is refused."""
     with pytest.raises(InvalidInput, match="no such message"):
         await _gate().check_reply(_session(CAROL), _reply(thread_id))
+
+
+async def test_a_reply_sent_before_its_root_is_stored_waits_for_it() -> None:
+    """A root acked but not yet stored (found on the third look) takes the reply; a root never
+    found is refused once the pauses of ROOT_RETRY_S, and no more, have passed."""
+    authority = FakeAuthority(members={TEAM: [ALICE, BOB, CAROL]}, messages={})
+    looks: list[str] = []
+    found_on_look = 3
+
+    async def message(channel_id: str, message_id: str) -> chat_pb2.GetMessageReply:
+        looks.append(message_id)
+        if message_id == "late" and len(looks) >= found_on_look:
+            return _found("*", ALICE)
+        return chat_pb2.GetMessageReply(found=False)
+
+    authority.message = message  # type: ignore[method-assign]
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    gate = Gate(authority, sleep=pause)
+    resolved = await gate.check_reply(_session(CAROL), _reply("late"))
+    assert resolved.thread_id == "late"
+    assert pauses == list(ROOT_RETRY_S[:2])
+    looks.clear()
+    pauses.clear()
+    with pytest.raises(InvalidInput, match="no such message"):
+        await gate.check_reply(_session(CAROL), _reply("never"))
+    assert pauses == list(ROOT_RETRY_S)
+    assert len(looks) == len(ROOT_RETRY_S) + 1
 
 
 async def test_a_reply_to_a_reply_attaches_to_the_root() -> None:
