@@ -201,24 +201,25 @@ class AuthService:
         self._take_login(client_ip, email_ip)
         try:
             user = await self._users.by_email(creds.email)
-            # Only successful logins draw from the account's budget, so only whoever has the
-            # password can spend it; once spent, no hash is computed for that account until it
-            # refills (the hashes are what every other user's login waits behind).
-            spent = self._limiters.login_account.wait(user.id) if user is not None else 0.0
-            if spent > 0:
-                self._metrics.logins.labels("rate_limited").inc()
-                raise RateLimited("too many logins of this account; retry later", retry_after=spent)
             # Unknown emails are verified against a dummy hash: same answer, about the same time.
             stored = user.password_hash if user is not None else None
             ok = await self._passwords.verify(stored, creds.password)
         except BaseException:
-            # No verdict (the database failed): the attempt taught the caller nothing.
+            # No verdict (the database failed, or no worker was free): the attempt taught the
+            # caller nothing.
             self._refund_login(client_ip, email_ip)
             raise
-        if ok:
+        if ok and user is not None:
+            # Only successful logins draw from the account's budget, so only whoever has the
+            # password can spend it. It is asked only once the password is found right: asked
+            # before, a quick 429 told anyone that the email has an account. Past the budget
+            # the attempt is not refunded: the address's limits then bound the hashes a
+            # password's holder can make everyone else's logins wait behind.
+            wait = self._limiters.login_account.try_acquire(user.id)
+            if wait > 0:
+                self._metrics.logins.labels("rate_limited").inc()
+                raise RateLimited("too many logins of this account; retry later", retry_after=wait)
             self._refund_login(client_ip, email_ip)
-            if user is not None:
-                _limit(self._limiters.login_account, user.id, "logins of this account")
         if user is None or not ok:
             self._metrics.logins.labels("bad_credentials").inc()
             raise Unauthorized("wrong email or password")

@@ -575,27 +575,18 @@ async def test_a_rename_is_noted_for_the_teams_before_it_is_stored(world: _World
 
 
 async def test_successful_logins_of_one_account_are_limited_and_strangers_cannot_spend_them(
-    world: _World, monkeypatch: pytest.MonkeyPatch
+    world: _World,
 ) -> None:
-    """Ten logins of one account at once, then 429 until it refills, decided before any hash is
-    computed; wrong passwords from anyone never spend it (no lockout by strangers), and other
-    accounts log in as before."""
+    """Ten logins of one account at once, then 429 for the right password until it refills;
+    wrong passwords from anyone never spend it (no lockout by strangers), and other accounts
+    log in as before."""
     await _register(world)
     await _register(world, "bob@example.com")
     ada = Credentials("ada@example.com", PASSWORD)
     for i in range(10):
         await world.service.login(ada, client_ip=f"10.0.0.{i}")
-    hashed: list[str] = []
-    verify = PasswordHasher.verify
-
-    def counting(self: PasswordHasher, stored: str | None, password: str) -> bool:
-        hashed.append(password)
-        return verify(self, stored, password)
-
-    monkeypatch.setattr(PasswordHasher, "verify", counting)
     with pytest.raises(RateLimited, match="logins of this account"):
         await world.service.login(ada, client_ip="10.0.1.1")
-    assert hashed == []
     bob = Credentials("bob@example.com", PASSWORD)
     assert (await world.service.login(bob, client_ip="10.0.1.1")).user.email == "bob@example.com"
     world.clock.now += 6  # one login's worth refilled
@@ -609,6 +600,30 @@ async def test_successful_logins_of_one_account_are_limited_and_strangers_cannot
             )
     for i in range(10):
         await world.service.login(ada, client_ip=f"10.0.2.{i}")
+
+
+async def test_a_spent_account_budget_does_not_tell_that_the_email_has_an_account(
+    world: _World,
+) -> None:
+    """With the account's logins spent, a wrong password answers 401 as for an unknown email
+    (after the same hash), and only the right one 429; a 429 then costs the address an attempt
+    like a failure, so the password's holder cannot make hashes past the address's limit."""
+    await _register(world)
+    ada = Credentials("ada@example.com", PASSWORD)
+    for i in range(10):
+        await world.service.login(ada, client_ip=f"10.0.0.{i}")
+    with pytest.raises(Unauthorized, match="wrong email or password"):
+        await world.service.login(Credentials("ada@example.com", "a wrong guess"), client_ip="x")
+    with pytest.raises(Unauthorized, match="wrong email or password"):
+        await world.service.login(Credentials("nobody@example.com", "a wrong guess"), client_ip="y")
+    # The right password past the budget: 429, and each one spends an attempt of that email
+    # from that address (5 at once), after which they are refused before any hash.
+    for _ in range(5):
+        with pytest.raises(RateLimited, match="logins of this account"):
+            await world.service.login(ada, client_ip="10.0.1.1")
+    with pytest.raises(RateLimited, match="login attempts"):
+        await world.service.login(ada, client_ip="10.0.1.1")
+    assert world.metric("auth_logins_total", {"outcome": "rate_limited"}) == 6
 
 
 async def _login_paused_after_reading_the_account(
