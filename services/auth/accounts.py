@@ -10,7 +10,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -152,6 +152,7 @@ class AuthService:
         access_lifetime_s: float,
         renames: RenameStore,
         logins_per_account: int,
+        teams_of: Callable[[str], Awaitable[Sequence[str]]],
         on_session_ended: Callable[[], None] = lambda: None,
         on_renamed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
@@ -170,6 +171,7 @@ class AuthService:
         self._on_session_ended = on_session_ended
         self._renames = renames
         self._logins_per_account = logins_per_account
+        self._teams_of = teams_of
         self._on_renamed = on_renamed
         self._clock = clock
         # Per refresh token, across every auth instance when the leases live in the database.
@@ -474,6 +476,16 @@ class AuthService:
 
     async def user(self, user_id: str) -> User | None:
         return await self._users.by_id(user_id)
+
+    async def sees_email(self, viewer: str, user_id: str) -> bool:
+        """Whether ``viewer`` may read ``user_id``'s email: their own, or a teammate's now.
+        Anyone signed in may look a user up by id (ids are in every message and member list,
+        and stay in old messages); a stranger, or a removed member, gets the name only, so
+        ids collected in a team do not become a mailing list after leaving it."""
+        if viewer == user_id:
+            return True
+        mine = set(await self._teams_of(viewer))
+        return bool(mine) and not mine.isdisjoint(await self._teams_of(user_id))
 
     async def user_by_email(self, email: str) -> User | None:
         return await self._users.by_email(email)

@@ -192,11 +192,13 @@ class AuthApi:
         )
 
     async def get_user(self, request: web.Request) -> web.Response:
-        await authenticate(request, self._verifier)
+        claims = await authenticate(request, self._verifier)
         user = await self._service.user(parse_user_id(request.match_info["user_id"]))
         if user is None:
             raise NotFound("no such user")
-        return ok(user.public())
+        if await self._service.sees_email(claims.sub, user.id):
+            return ok(user.public())
+        return ok(user.without_email())
 
     async def find_users(self, request: web.Request) -> web.Response:
         """``?email=``: exact match only, so the endpoint cannot be used to list accounts."""

@@ -127,6 +127,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             access_lifetime_s=settings.access_token_ttl_s + settings.jwt_leeway_s,
             renames=renames,
             logins_per_account=settings.logins_per_account,
+            teams_of=teams_of,
             on_session_ended=publisher.wake,
             on_renamed=rename_publisher.wake,
             leases=leases,

@@ -47,8 +47,13 @@ class User:
     created_at: datetime
 
     def public(self) -> dict[str, str]:
-        """The profile other users may see."""
+        """The profile with the email: for the user, and for those who share a team with them
+        or already know the email."""
         return {"id": self.id, "email": self.email, "name": self.name}
+
+    def without_email(self) -> dict[str, str | None]:
+        """The profile anyone else signed in may see: ``email`` null."""
+        return {"id": self.id, "email": None, "name": self.name}
 
 
 @dataclass(frozen=True, slots=True)

@@ -503,6 +503,48 @@ async def test_users_lookup_requires_a_token_and_matches_exactly(
     assert status == 404
 
 
+async def test_a_users_email_is_shown_to_teammates_and_not_to_strangers(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets, settings: Settings
+) -> None:
+    """GET /v1/users/{id} gives the email to its owner and to someone sharing a team (as the
+    membership index has it); a stranger gets the name with email null; ?email= still finds
+    the account for whoever knows the address."""
+    ada_email, ada = await _register_and_login(http, auth_url, secrets_seen)
+    _, bob = await _register_and_login(http, auth_url, secrets_seen)
+    ada_id, bob_id = ada["user"]["id"], bob["user"]["id"]
+
+    async def profile_as(viewer: dict[str, Any], user_id: str) -> dict[str, Any]:
+        status, body, _ = await _call(
+            http, "GET", f"{auth_url}/v1/users/{user_id}", token=viewer["access_token"]
+        )
+        assert status == 200
+        return dict(body["data"])
+
+    assert await profile_as(bob, ada_id) == {"id": ada_id, "email": None, "name": "U"}
+    status, found, _ = await _call(
+        http, "GET", f"{auth_url}/v1/users?email={ada_email}", token=bob["access_token"]
+    )
+    assert (status, found["data"]) == (200, [ada["user"]])
+    client = make_mongo_client(settings)
+    memberships = client["chat_test_auth"]["memberships"]
+    team = uuid.uuid4().hex
+    try:
+        await memberships.insert_many(
+            [
+                {"_id": f"{team}:{user}", "team_id": team, "user_id": user, "active": True}
+                for user in (ada_id, bob_id)
+            ]
+        )
+        assert await profile_as(bob, ada_id) == ada["user"]
+        assert await profile_as(ada, bob_id) == bob["user"]
+        await memberships.delete_one({"_id": f"{team}:{bob_id}"})
+        assert (await profile_as(bob, ada_id))["email"] is None
+        assert await profile_as(ada, ada_id) == ada["user"]
+    finally:
+        await memberships.delete_many({"team_id": team})
+        await client.close()
+
+
 async def test_forged_and_tampered_tokens_are_refused(
     auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
 ) -> None:

@@ -57,6 +57,8 @@ class _World:
     clock: _Clock
     keys: KeyRing
     registry: CollectorRegistry
+    # User id -> team ids, as the membership index has them.
+    teams: dict[str, list[str]]
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         value = self.registry.get_sample_value(name, labels or {})
@@ -81,6 +83,11 @@ def world() -> Iterator[_World]:
     passwords = Passwords(
         PasswordHasher(time_cost=1, memory_kib=64, parallelism=1), workers=2, wait_s=5
     )
+    teams: dict[str, list[str]] = {}
+
+    async def teams_of(user_id: str) -> list[str]:
+        return teams.get(user_id, [])
+
     service = AuthService(
         users=users,
         refresh_tokens=tokens,
@@ -99,12 +106,13 @@ def world() -> Iterator[_World]:
         access_lifetime_s=905,
         renames=renames,
         logins_per_account=5,
+        teams_of=teams_of,
         on_session_ended=lambda: woken.append(None),
         on_renamed=lambda: renames_woken.append(None),
         clock=clock,
     )
     yield _World(
-        service, users, tokens, ended, woken, renames, renames_woken, clock, keys, registry
+        service, users, tokens, ended, woken, renames, renames_woken, clock, keys, registry, teams
     )
     passwords.close()
 
@@ -715,3 +723,21 @@ async def test_logins_past_the_accounts_cap_end_the_least_recently_refreshed(
     for kept in [sessions[0], *sessions[2:], sixth]:
         assert (await verifier.verify(kept.access_token)).sub == sixth.user.id
     assert len(await world.tokens.live_logins(sixth.user.id, world.service._now())) == 5
+
+
+async def test_an_email_is_seen_by_its_owner_and_current_teammates_only(world: _World) -> None:
+    """Ada sees her own email and Bob's while they share a team; Carol, in another team, and
+    Bob once the shared team is gone, do not."""
+    ada = await _register(world)
+    bob = await _register(world, "bob@example.com")
+    carol = await _register(world, "carol@example.com")
+    world.teams.update({ada: ["t1", "t2"], bob: ["t2"], carol: ["t3"]})
+    assert await world.service.sees_email(ada, ada)
+    assert await world.service.sees_email(ada, bob)
+    assert await world.service.sees_email(bob, ada)
+    assert not await world.service.sees_email(carol, ada)
+    assert not await world.service.sees_email(ada, carol)
+    world.teams[bob] = []
+    assert not await world.service.sees_email(bob, ada)
+    assert not await world.service.sees_email(ada, bob)
+    assert await world.service.sees_email(bob, bob)

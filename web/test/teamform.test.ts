@@ -93,9 +93,10 @@ describe("nameProblem", () => {
 });
 
 describe("addedMemberName", () => {
-  const users = new Map([
+  const users = new Map<string, { email: string | null; name: string }>([
     ["u1", { email: "ada@example.com", name: "Ada" }],
     ["u2", { email: "ben@ex.com", name: "Ben" }],
+    ["u4", { email: null, name: "Cy" }],
   ]);
 
   it("names the member with the address, however it was typed", () => {
@@ -106,6 +107,10 @@ describe("addedMemberName", () => {
     expect(addedMemberName("  BEN@EX.COM ", ["u1", "u3"], users)).toBe("ben@ex.com");
     expect(addedMemberName("Ben@Ex.com", ["u1"], users)).toBe("ben@ex.com");
     expect(normalEmail(" A@B.C ")).toBe("a@b.c");
+  });
+
+  it("passes over a profile read before the member shared a team (its email null)", () => {
+    expect(addedMemberName("cy@ex.com", ["u4"], users)).toBe("cy@ex.com");
   });
 });
 

@@ -7,7 +7,8 @@ export type MessageId = string;
 
 export interface User {
   id: UserId;
-  email: string;
+  /** Null when another user is not a teammate now (the server shows emails to teammates only). */
+  email: string | null;
   name: string;
 }
 

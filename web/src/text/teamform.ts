@@ -128,7 +128,7 @@ export function addedMemberName(address: string, members: readonly string[], use
   const email = normalEmail(address);
   for (const id of members) {
     const user = users.get(id);
-    if (user && normalEmail(user.email) === email && user.name) return user.name;
+    if (user?.email && normalEmail(user.email) === email && user.name) return user.name;
   }
   return email;
 }

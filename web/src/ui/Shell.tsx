@@ -181,7 +181,7 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
         <span class={`conn ${model.status}`} role="status" data-relay={model.relay ?? ""}>
           {model.status === "open" ? "connected" : model.status === "connecting" ? "connecting…" : model.status === "stopped" ? "disconnected" : "reconnecting…"}
         </span>
-        <span class="whoami" title={model.me.email}>
+        <span class="whoami" title={model.me.email ?? undefined}>
           {model.me.name}
         </span>
         <button type="button" class="ghost" onClick={() => props.onLogout(false)}>
