@@ -37,6 +37,13 @@ def read_from_doc(doc: Mapping[str, Any] | None) -> ReadState:
         count=int(doc.get(s.READ_COUNT, 0)),
         dms=tuple(int(x) for x in doc.get(s.READ_DMS, ())),
         mentions=tuple(int(x) for x in doc.get(s.READ_MENTIONS, ())),
+        own=tuple(int(x) for x in doc.get(s.READ_OWN, ())),
+        # Documents, not pairs: FerretDB 1.24 stores no array inside an array.
+        dm_from=tuple(
+            (int(d[s.READ_DM_SEQ]), str(d[s.READ_DM_SENDER]))
+            for d in doc.get(s.READ_DM_FROM, ())
+            if isinstance(d, Mapping) and s.READ_DM_SEQ in d and s.READ_DM_SENDER in d
+        ),
     )
 
 
@@ -97,6 +104,11 @@ class MongoReadStates:
                     s.READ_COUNT: state.count,
                     s.READ_DMS: list(state.dms),
                     s.READ_MENTIONS: list(state.mentions),
+                    s.READ_OWN: list(state.own),
+                    s.READ_DM_FROM: [
+                        {s.READ_DM_SEQ: seq, s.READ_DM_SENDER: sender}
+                        for seq, sender in state.dm_from
+                    ],
                 },
                 upsert=True,
             )

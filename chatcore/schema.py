@@ -181,6 +181,10 @@ READ_SEQ: Final = "seq"
 READ_COUNT: Final = "n"
 READ_DMS: Final = "dms"
 READ_MENTIONS: Final = "mentions"
+READ_OWN: Final = "own"
+READ_DM_FROM: Final = "dm_from"
+READ_DM_SEQ: Final = "seq"
+READ_DM_SENDER: Final = "from"
 
 
 def read_id(channel_id: str, user_id: str) -> str:

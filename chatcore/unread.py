@@ -9,8 +9,11 @@ since (the channel's head remembers the most recent ones), plus their unread DMs
 Rules (docs/api.md says them to clients):
 
 * Unread: visible, undeleted messages from others with ``seq`` above the read position; thread
-  replies count like any message. A member's own message moves their read position to it (as in
-  Slack and Mattermost), so their own messages never count.
+  replies count like any message; a member's own messages never count. A member's own message
+  moves their read position to it (as in Slack and Mattermost) unless that would pass a message
+  from someone else in another conversation of the team, still unread: a DM to them below a team
+  message of theirs, anything unread below a DM of theirs (``ReadState.after_own``). The position
+  then stays, and their own team message is remembered so that it does not count.
 * Mentions: a DM to the member, or ``<@user_id>`` in a team text, counted when it is stored and
   recounted by the new text when the text is edited.
 
@@ -91,6 +94,12 @@ class ReadState:
     count: int = 0
     dms: tuple[int, ...] = ()
     mentions: tuple[int, ...] = ()
+    # The member's own team messages above the position (it stayed below an unread DM): the
+    # channel's count has them, and they are not unread to their sender.
+    own: tuple[int, ...] = ()
+    # Who sent each DM of ``dms`` (seq, sender), where known: a reply in one DM conversation
+    # reads that conversation only. Documents written before it have none (sender unknown).
+    dm_from: tuple[tuple[int, str], ...] = ()
 
     def advanced(self, seq: int, count: int) -> ReadState:
         """Read up to ``seq`` (where the channel held ``count`` team messages); forward only."""
@@ -101,13 +110,46 @@ class ReadState:
             count=max(count, self.count),
             dms=tuple(m for m in self.dms if m > seq),
             mentions=tuple(m for m in self.mentions if m > seq),
+            own=tuple(m for m in self.own if m > seq),
+            dm_from=tuple(d for d in self.dm_from if d[0] > seq),
         )
 
-    def with_dm(self, seq: int) -> ReadState:
-        """A DM to the member at ``seq`` (also a mention)."""
+    def after_own(self, seq: int, count: int, *, to: str | None) -> ReadState:
+        """The member sent the message at ``seq`` (``count`` team messages up to it, itself
+        included when it is a team message, ``to`` None; else a DM to ``to``). Writing in a
+        conversation reads that conversation, not the team's others: the position moves to the
+        message only if nothing unread below it is in another conversation — no DM below a
+        team message; below a DM, no team message and no DM from anyone but ``to``. Else it
+        stays, and a team message is kept in ``own`` so that it does not count."""
         if seq <= self.seq:
             return self
-        return replace(self, dms=_add(self.dms, seq), mentions=_add(self.mentions, seq))
+        senders = dict(self.dm_from)
+        if to is None:
+            elsewhere = any(d < seq for d in self.dms)
+        else:
+            team_below = count - self.count - sum(1 for o in self.own if o < seq)
+            elsewhere = team_below > 0 or any(d < seq and senders.get(d) != to for d in self.dms)
+        if not elsewhere:
+            return self.advanced(seq, count)
+        if to is None:
+            return replace(self, own=_add(self.own, seq))
+        return self
+
+    def with_dm(self, seq: int, sender: str = "") -> ReadState:
+        """A DM to the member at ``seq`` (also a mention), from ``sender`` when known."""
+        if seq <= self.seq:
+            return self
+        dms = _add(self.dms, seq)
+        dm_from = self.dm_from
+        if sender and seq in dms and all(d[0] != seq for d in dm_from):
+            dm_from = tuple(sorted((*dm_from, (seq, sender))))
+        kept = set(dms)
+        return replace(
+            self,
+            dms=dms,
+            mentions=_add(self.mentions, seq),
+            dm_from=tuple(d for d in dm_from if d[0] in kept),
+        )
 
     def with_mention(self, seq: int) -> ReadState:
         if seq <= self.seq:
@@ -120,6 +162,7 @@ class ReadState:
             self,
             dms=tuple(m for m in self.dms if m != seq),
             mentions=tuple(m for m in self.mentions if m != seq),
+            dm_from=tuple(d for d in self.dm_from if d[0] != seq),
         )
 
 
@@ -139,7 +182,7 @@ class Unread:
 
 def unread(head: ChannelHead, read: ReadState, user_id: str) -> Unread:
     """What ``user_id`` has not read in the channel."""
-    team = head.count - read.count
+    team = head.count - read.count - len(read.own)
     gone = sum(1 for d in head.deleted if d.seq > read.seq and d.sender != user_id)
     # The head may be read a moment older than the read document (a hello reuses it for
     # half a second): the team texts that mention the user are unread team messages too, so a

@@ -8,7 +8,8 @@ in consumption order and, with the messages' current state in memory:
   see the message; one that no longer applies is dropped;
 * a stored thread reply bumps its root's summary (an ``update`` with change ``thread`` at the
   reply's seq), and a deleted one takes one off it (the same, at the delete's seq);
-* read state moves (``chatcore.unread``): a member's own message moves their read position to it,
+* read state moves (``chatcore.unread``): a member's own message moves their read position to it
+  unless an unread message of another conversation lies below it (``ReadState.after_own``),
   a DM is an unread DM and a mention for its recipient, ``<@id>`` in a team text a mention for a
   member (recounted by the new text when the text is edited), a read marker moves its member
   (and tells their sockets), a delete takes its message out of every count;
@@ -256,10 +257,11 @@ class LifecyclePass:
     ) -> None:
         m, seq = item.message, item.record.offset
         channel = m.channel_id
-        work.set_read(channel, m.sender, work.read(channel, m.sender).advanced(seq, count))
-        if m.to != s.BROADCAST:
-            if m.to != m.sender:
-                work.set_read(channel, m.to, work.read(channel, m.to).with_dm(seq))
+        to = None if m.to == s.BROADCAST else m.to
+        work.set_read(channel, m.sender, work.read(channel, m.sender).after_own(seq, count, to=to))
+        if to is not None:
+            if to != m.sender:
+                work.set_read(channel, to, work.read(channel, to).with_dm(seq, m.sender))
         elif m.type == chat_pb2.MESSAGE_TYPE_TEXT:
             for user in mentioned(m.data):
                 if user != m.sender and mentions.get((channel, user)):

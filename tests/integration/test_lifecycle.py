@@ -292,6 +292,40 @@ async def test_unread_counts_mentions_and_dms_across_teams_and_read_frames(
         await client.close()
 
 
+async def test_an_unread_dm_stays_unread_when_its_reader_posts_to_the_team(
+    pipe: Pipeline,
+) -> None:
+    """Carol DMs Alice; Alice, who has not opened it, posts to the team: the DM is still unread
+    (and a mention), her own message is not. Answering Carol reads it. Answering Bob does not
+    read a newer DM from Carol (the read position is one seq for the team), nor Bob's then."""
+    alice, bob, carol = await asyncio.gather(pipe.user(), pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob, carol)
+    cc, cb = await pipe.connect(carol, 0), await pipe.connect(bob, 1)
+    ca = await pipe.connect(alice, 0)
+
+    async def settles_at(expected: tuple[int, int]) -> None:
+        found: tuple[int, int] = (-1, -1)
+        for _ in range(100):
+            unread = (await rest.team(pipe.api_url, alice.token, team))["unread"]
+            found = (unread["count"], unread["mentions"])
+            if found == expected:
+                return
+            await asyncio.sleep(0.1)
+        assert found == expected
+
+    await cc.send(team, "the door code is 4711", to=alice.id)
+    await ca.send(team, "morning all")
+    await settles_at((1, 1))
+    await ca.send(team, "thanks", to=carol.id)
+    await settles_at((0, 0))
+    await cc.send(team, "and the alarm is 1234", to=alice.id)
+    await cb.send(team, "ping", to=alice.id)
+    await ca.send(team, "pong", to=bob.id)
+    await settles_at((2, 2))
+    for client in (ca, cb, cc):
+        await client.close()
+
+
 async def test_messages_marked_read_as_they_arrive_stay_read(pipe: Pipeline) -> None:
     """Bob marks each message read the moment his socket gets it, before the controller's next
     checkpoint has saved the channel's head: his position is that message, nothing is unread."""

@@ -245,13 +245,14 @@ class ControllerStoreContract:
     async def test_read_states_are_replaced_whole_and_listed_per_user(
         self, backend: Backend
     ) -> None:
-        """A member never written loads as None; a save replaces a member's state whole (DMs
-        and mentions included); a user's states are listed by channel."""
+        """A member never written loads as None; a save replaces a member's state whole (DMs,
+        their senders, mentions and own messages included); a user's states are listed by
+        channel."""
         reads = backend.reads
         assert await reads.load(T1, [ALICE, BOB, ALICE]) == {ALICE: None, BOB: None}
         assert await reads.load(T1, []) == {}
         assert await reads.of_user(ALICE) == {}
-        first = ReadState(seq=5, count=3, dms=(7,), mentions=(7, 9))
+        first = ReadState(seq=5, count=3, dms=(7,), mentions=(7, 9), own=(8,), dm_from=((7, BOB),))
         await reads.save(T1, {ALICE: first, BOB: ReadState(2, 1)})
         await reads.save(T2, {ALICE: ReadState(4, 4)})
         assert await reads.load(T1, [ALICE, BOB, CAROL]) == {

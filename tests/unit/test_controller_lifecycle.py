@@ -180,6 +180,30 @@ async def test_unread_counts_others_messages_dms_and_mentions_and_skips_own() ->
     assert (T, A) in p.reads.states  # A's own messages moved A's position too
 
 
+async def test_posting_in_the_team_conversation_leaves_an_unread_dm_unread() -> None:
+    """A DM to C, then team messages and C's own team message: the DM stays unread (and a
+    mention), the position stays below it, and C's own message does not count; C's DM to A
+    then passes nothing unread of the team either. Consumed again, the same."""
+    p = _setup()
+    batch = [
+        _msg(10, "m1", sender=A),
+        _msg(11, "d1", sender=B, to=C),
+        _msg(12, "m2", sender=A),
+        _msg(13, "m3", sender=C),  # C writes in the team conversation, the DM not opened
+    ]
+    await _run(p, batch)
+    head, read = p.heads.counters[T], p.reads.states[(T, C)]
+    assert (unread(head, read, C).count, unread(head, read, C).mentions) == (3, 1)
+    assert read.seq < 11
+    await _run(p, batch)
+    assert unread(p.heads.counters[T], p.reads.states[(T, C)], C).count == 3
+    await _run(p, [_msg(14, "d2", sender=C, to=A)])  # C answers someone else's DM
+    head, read = p.heads.counters[T], p.reads.states[(T, C)]
+    assert unread(head, read, C).count == 3
+    await _run(p, [_msg(15, "m4", sender=B)])
+    assert unread(p.heads.counters[T], p.reads.states[(T, C)], C).count == 4
+
+
 async def test_an_edit_recounts_mentions_by_its_new_text_for_members_who_have_not_read_it() -> None:
     """A mention edited out is no longer counted, one edited in counts for a member who has not
     read the message yet, and not for one who has, nor for someone outside the team; a delete

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chatcore.read_states import read_from_doc
 from chatcore.unread import (
     DELETED_KEPT,
     MARKS_MAX,
@@ -265,3 +266,61 @@ def test_unread_all_defaults_to_zero_for_unknown_channels() -> None:
         "t3": Unread(0, 0, -1),
     }
     assert unread_all({"t": ChannelHead(count=4)}, {}, ME, ["t"]) == {"t": Unread(4, 0, -1)}
+
+
+def test_an_own_team_message_moves_the_position_unless_a_dm_below_it_is_unread() -> None:
+    """Nothing unread elsewhere: the position moves to the own message. An unread DM below it:
+    the position stays, the own message is kept so that it never counts, and reading past it
+    later drops it."""
+    assert ReadState(seq=5, count=2).after_own(9, 5, to=None) == ReadState(seq=9, count=5)
+    waiting = ReadState(seq=5, count=2, dms=(7,), mentions=(7,))
+    kept = waiting.after_own(9, 5, to=None)
+    assert (kept.seq, kept.own, kept.dms) == (5, (9,), (7,))
+    head = ChannelHead(count=5, count_seq=9, last_seq=9)
+    assert unread(head, kept, ME).count == 2 + 1  # two team messages from others, the DM
+    assert kept.after_own(9, 5, to=None) == kept  # consumed again
+    assert kept.advanced(9, 5) == ReadState(seq=9, count=5)
+
+
+def test_an_own_dm_moves_the_position_only_over_nothing_unread() -> None:
+    """A DM of one's own passes no unread team message and no unread DM; with neither, it
+    moves the position as any own message does."""
+    assert ReadState(seq=5, count=2).after_own(9, 2, to=BOB).seq == 9
+    team_unread = ReadState(seq=5, count=2)
+    assert team_unread.after_own(9, 4, to=BOB) == team_unread
+    dm_unread = ReadState(seq=5, count=2, dms=(7,), mentions=(7,))
+    assert dm_unread.after_own(9, 2, to=BOB) == dm_unread
+    # Own team messages above the position are no unread team messages.
+    mine = ReadState(seq=5, count=2, dms=(6,), own=(8,)).without(6)
+    assert mine.after_own(9, 3, to=BOB).seq == 9
+
+
+def test_an_own_dm_reads_the_dms_from_its_addressee_and_no_one_else_s() -> None:
+    """Answering BOB reads BOB's DMs below the answer; a DM below it from a third person,
+    or from someone not recorded (a document from before senders were kept), holds it."""
+    state = ReadState(seq=5, count=2).with_dm(6, BOB).with_dm(7, BOB)
+    assert state.dm_from == ((6, BOB), (7, BOB))
+    answered = state.after_own(9, 2, to=BOB)
+    assert (answered.seq, answered.dms, answered.dm_from) == (9, (), ())
+    third = state.with_dm(8, CAROL)
+    assert third.after_own(9, 2, to=BOB) == third
+    unknown = ReadState(seq=5, count=2, dms=(6,), mentions=(6,))
+    assert unknown.after_own(9, 2, to=BOB) == unknown
+    assert state.without(6).dm_from == ((7, BOB),)
+
+
+def test_read_state_round_trips_through_its_document_with_own_messages() -> None:
+    """``own`` and ``dm_from`` are stored and read back; a document written before them reads
+    as none."""
+    state = ReadState(seq=5, count=2, dms=(7,), mentions=(7,), own=(9,), dm_from=((7, BOB),))
+    doc = {
+        "seq": 5,
+        "n": 2,
+        "dms": [7],
+        "mentions": [7],
+        "own": [9],
+        "dm_from": [{"seq": 7, "from": BOB}],
+    }
+    assert read_from_doc(doc) == state
+    del doc["own"], doc["dm_from"]
+    assert (read_from_doc(doc).own, read_from_doc(doc).dm_from) == ((), ())
