@@ -72,6 +72,31 @@ describe("uploadAttachment", () => {
     expect(completed).toBe(false);
   });
 
+  it("declares a text file the browser types as text/csv as text/plain", async () => {
+    const asked: string[] = [];
+    FakeXhr.last = null;
+    const csv = new File(["name,count\nada,3\n"], "data.csv", { type: "text/csv" });
+    const request = async (...args: unknown[]) => {
+      asked.push((args[1] as { content_type: string }).content_type);
+      return ticket;
+    };
+    const done = uploadAttachment(
+      { requestUpload: request, completeUpload: async () => ({ ...ticket, status: "ready" }) },
+      TEAM,
+      csv,
+      () => undefined,
+      () => new FakeXhr(),
+      async () => undefined,
+    );
+    const sent = (): FakeXhr | null => FakeXhr.last;
+    for (let i = 0; i < 20 && !sent()?.body; i++) await new Promise((r) => setTimeout(r, 0));
+    const xhr = sent() as FakeXhr;
+    xhr.status = 204;
+    xhr.onload?.();
+    await done;
+    expect(asked).toEqual(["text/plain"]);
+  });
+
   it("posts the policy fields then the file to S3, reports progress, and completes", async () => {
     const progress: number[] = [];
     const done = uploadAttachment(api(async () => ({ ...ticket, status: "ready" })), TEAM, file, (f) => progress.push(f), () => new FakeXhr(), async () => undefined);

@@ -4,6 +4,7 @@
 import { ApiError } from "../api/client";
 import { bytes } from "../ui/format";
 import type { Attachment, UploadTicket } from "../api/types";
+import { ACCEPTED_TYPES, declaredType, SNIFF_BYTES } from "./filetype";
 
 export class UploadError extends Error {
   override name = "UploadError";
@@ -109,8 +110,9 @@ export async function uploadAttachment(
   signal?: AbortSignal,
 ): Promise<Attachment> {
   let ticket: UploadTicket;
+  const contentType = ACCEPTED_TYPES.has(file.type) ? file.type : declaredType(file.type, new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer()));
   try {
-    ticket = await api.requestUpload(team, { filename: file.name, content_type: file.type || "application/octet-stream", size: file.size });
+    ticket = await api.requestUpload(team, { filename: file.name, content_type: contentType, size: file.size });
   } catch (err) {
     if (err instanceof ApiError) throw new UploadError(`“${file.name}” refused: ${refusal(err)}.`);
     throw err;
