@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Attachment } from "../src/api/types";
 import { boxKey, Outbox, type UnsentKeeper, type Uploader } from "../src/app/outbox";
+import { UploadError } from "../src/upload/upload";
 import { BOB, FakeClock, ME, msg, TEAM } from "./fixtures";
 
 const OTHER_TEAM = "o".repeat(31) + "2";
@@ -179,6 +180,33 @@ describe("Outbox", () => {
     expect(wire.frames).toHaveLength(1);
     outbox.dismissUpload([...outbox.uploads.keys()][0] ?? 0);
     expect(outbox.uploads.size).toBe(0);
+  });
+
+  it("offers Retry for a file that failed for want of a connection, and uploads it again after the next hello", async () => {
+    const ready: Attachment = { id: "f2", kind: "file" } as Attachment;
+    let online = false;
+    const tried: string[] = [];
+    const { outbox, wire } = setup(async (_team, file) => {
+      tried.push(file.name);
+      if (!online) throw new UploadError(`“${file.name}” could not be sent: the server cannot be reached.`, true);
+      return ready;
+    });
+    await outbox.sendFile(CHANNEL, new File(["x"], "notes.txt"));
+    expect([...outbox.uploads.values()]).toMatchObject([{ name: "notes.txt", retryable: true }]);
+    // Refused for the file itself: no Retry, and a hello does not send it again.
+    const refusing = setup(async () => {
+      throw new UploadError("“a.exe” refused: files of this type cannot be attached.");
+    });
+    await refusing.outbox.sendFile(CHANNEL, new File(["x"], "a.exe"));
+    expect([...refusing.outbox.uploads.values()]).toMatchObject([{ retryable: false }]);
+    online = true;
+    outbox.resend();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(tried).toEqual(["notes.txt", "notes.txt"]);
+    expect(outbox.uploads.size).toBe(0);
+    expect(wire.frames).toEqual([{ channel_id: TEAM, to: "*", type: "file", data: "f2", client_msg_id: "c1" }]);
+    outbox.resend();
+    expect(tried).toHaveLength(2);
   });
 
   it("keeps each box's unsent text where it outlives the page, and forgets all of it at sign-out", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Team } from "../src/api/types";
-import { allowed, dmClosed, lastEditable, mayDelete, mayEdit, mayWrite, roleNews, roleOf } from "../src/state/roles";
+import { allowed, dmClosed, formerDmPartners, lastEditable, mayDelete, mayEdit, mayWrite, roleNews, roleOf } from "../src/state/roles";
 import { initials } from "../src/ui/format";
 import { BOB, ME, msg, TEAM } from "./fixtures";
 
@@ -91,5 +91,28 @@ describe("initials", () => {
     expect(initials("\u{1F43B}bear")).toBe("\u{1F43B}B");
     expect(initials("ada lovelace")).toBe("AL");
     expect(initials("   ")).toBe("?");
+  });
+});
+
+describe("formerDmPartners", () => {
+  it("lists people no longer members whom the user has DMs with, most recent first", () => {
+    const DEE = "d".repeat(32);
+    const EVE = "e".repeat(32);
+    const held = [
+      msg(1, { from: DEE, to: ME }),
+      msg(2, { from: ME, to: EVE }),
+      msg(3, { from: BOB, to: ME }),
+      msg(4, { from: ME, to: "*" }),
+      msg(5, { from: ME, to: DEE }),
+      msg(6, { from: CY, to: BOB }),
+      msg(7, { from: ME, to: ME }),
+    ];
+    expect(formerDmPartners(held, [ME, BOB], ME)).toEqual([DEE, EVE]);
+    expect(formerDmPartners(held, [ME, BOB, DEE, EVE], ME)).toEqual([]);
+  });
+
+  it("skips conversations whose every held DM was deleted", () => {
+    const DEE = "d".repeat(32);
+    expect(formerDmPartners([msg(1, { from: DEE, to: ME, deleted: true })], [ME], ME)).toEqual([]);
   });
 });

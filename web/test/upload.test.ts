@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../src/api/client";
 import type { Attachment, UploadTicket } from "../src/api/types";
-import { refusal, s3Reason, type UploadApi, uploadAttachment, UploadCancelled, type Xhr } from "../src/upload/upload";
+import { refusal, s3Reason, type UploadApi, uploadAttachment, UploadCancelled, UploadError, type Xhr } from "../src/upload/upload";
 import { TEAM } from "./fixtures";
 
 const ticket: UploadTicket = {
@@ -110,6 +110,16 @@ describe("uploadAttachment", () => {
     const att = await done;
     expect(att.status).toBe("ready");
     expect(progress).toEqual([0, 0.5, 1]);
+  });
+
+  it("says a file could not be sent, and may be retried, when the server cannot be reached", async () => {
+    const offline = async (): Promise<UploadTicket> => {
+      throw new ApiError(0, "network", "the server cannot be reached; check the connection and retry");
+    };
+    const failed = await uploadAttachment(api(async () => ticket, offline), TEAM, file, () => undefined, () => new FakeXhr()).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(UploadError);
+    expect((failed as UploadError).retryable).toBe(true);
+    expect((failed as UploadError).message).toMatch(/^“cat.png” could not be sent: /);
   });
 
   it("says plainly why the server refused the request (size, type)", async () => {

@@ -25,7 +25,7 @@ import type { SocketHandlers, SocketStatus } from "../net/socket";
 import { type Names, plainBody, waitingIn } from "../state/attention";
 import { Observable } from "../state/observable";
 import { PresenceState } from "../state/presence";
-import { DEFAULT_EDIT_WINDOW_MS } from "../state/roles";
+import { DEFAULT_EDIT_WINDOW_MS, formerDmPartners } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
@@ -366,6 +366,12 @@ export class ChatModel extends Observable {
       .filter((m) => m.from === member && m.to === this.me.id && !m.deleted && (lastRead === null || m.seq > lastRead) && !r.viewed(m)).length;
   }
 
+  /** Former members the user has DMs with among the held messages (read-only conversations). */
+  formerDmPartners(team: string): string[] {
+    const members = this.teams.get(team)?.members ?? [];
+    return formerDmPartners(this.timeline(team).messages(), members, this.me.id);
+  }
+
   /** Everyone the page has a name for, by id. */
   get users(): ReadonlyMap<string, User> {
     return this.people.users;
@@ -544,6 +550,10 @@ export class ChatModel extends Observable {
     if (!team) return;
     const to = this.addressee(team, threadId);
     await this.outbox.sendFile({ channel: team, to, threadId }, file);
+  }
+
+  retryUpload(key: number): void {
+    this.outbox.retryUpload(key);
   }
 
   dismissUpload(key: number): void {

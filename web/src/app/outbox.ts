@@ -5,6 +5,7 @@ import type { AckFrame, Attachment, ErrorFrame, Message } from "../api/types";
 import type { Clock } from "../auth/keeper";
 import { conversationOf } from "../state/typing";
 import { retryable } from "../text/limits";
+import { UploadError } from "../upload/upload";
 
 /** "*" is the team's own conversation; a user id is the DM with that member. */
 export type Conversation = string;
@@ -53,6 +54,9 @@ export interface UploadView {
   name: string;
   progress: number;
   error: string | null;
+  /** The failure was the connection's or the server's: Retry offered, and tried again by itself
+   * after the next hello (as unsent texts are). */
+  retryable: boolean;
 }
 
 /** What the outbox needs from the socket (ChatSocket, or a fake in tests). */
@@ -105,6 +109,8 @@ export class Outbox {
   draft: Draft | null = null;
   private readonly unsentTexts: Map<string, string>;
   private readonly cancels = new Map<number, AbortController>();
+  /** The files of uploads that failed for a passing reason, for Retry. */
+  private readonly failedFiles = new Map<number, File>();
   /** Signed out: boxes that close after it (the views go after the model) keep nothing. */
   private signedOut = false;
   private draftSeq = 0;
@@ -146,7 +152,7 @@ export class Outbox {
   /** Uploads the file, then sends it as a message; its progress and failure show meanwhile. */
   async sendFile(to: Address, file: File): Promise<void> {
     const key = ++this.uploadSeq;
-    const view: UploadView = { key, ...to, name: file.name, progress: 0, error: null };
+    const view: UploadView = { key, ...to, name: file.name, progress: 0, error: null, retryable: false };
     const cancel = new AbortController();
     this.uploads.set(key, view);
     this.cancels.set(key, cancel);
@@ -167,6 +173,8 @@ export class Outbox {
     } catch (err) {
       if (!cancel.signal.aborted) {
         view.error = err instanceof Error ? err.message : String(err);
+        view.retryable = err instanceof UploadError && err.retryable;
+        if (view.retryable) this.failedFiles.set(key, file);
         this.deps.announce(view.error);
       }
     } finally {
@@ -179,17 +187,30 @@ export class Outbox {
   cancelUpload(key: number): void {
     this.cancels.get(key)?.abort();
     this.uploads.delete(key);
+    this.failedFiles.delete(key);
     this.deps.changed();
   }
 
   dismissUpload(key: number): void {
     this.uploads.delete(key);
+    this.failedFiles.delete(key);
     this.deps.changed();
   }
 
-  /** After a hello: whatever was sent but never acknowledged goes again (same client_msg_id). */
+  /** Uploads a file that failed for a passing reason again, in a new row. */
+  retryUpload(key: number): void {
+    const view = this.uploads.get(key);
+    const file = this.failedFiles.get(key);
+    if (!view || !file) return;
+    this.dismissUpload(key);
+    void this.sendFile({ channel: view.channel, to: view.to, threadId: view.threadId }, file);
+  }
+
+  /** After a hello: whatever was sent but never acknowledged goes again (same client_msg_id),
+   * and files that failed for want of a connection are uploaded again. */
   resend(): void {
     for (const p of this.pending.values()) if (p.status === "sending" && p.id === null) this.transmit(p);
+    for (const key of [...this.failedFiles.keys()]) this.retryUpload(key);
   }
 
   retry(clientMsgId: string): void {

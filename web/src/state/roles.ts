@@ -25,6 +25,22 @@ export function dmClosed(team: Team, conversation: string, name: string): string
   return `${name} is no longer a member of this team`;
 }
 
+/**
+ * People the user has DMs with among `held` who are no longer members (left or removed),
+ * most recent DM first: their conversations stay listed, read-only, or the messages would be
+ * out of reach once another conversation is opened.
+ */
+export function formerDmPartners(held: readonly Message[], members: readonly string[], me: string): string[] {
+  const latest = new Map<string, number>();
+  for (const m of held) {
+    if (m.to === "*" || m.deleted || (m.from !== me && m.to !== me)) continue;
+    const other = m.from === me ? m.to : m.from;
+    if (other === me || members.includes(other)) continue;
+    latest.set(other, Math.max(latest.get(other) ?? -1, m.seq));
+  }
+  return [...latest].sort((a, b) => b[1] - a[1]).map(([user]) => user);
+}
+
 export interface Allowed {
   editTeam: boolean;
   addMembers: boolean;

@@ -199,6 +199,27 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
                   </li>
                 );
               })}
+            {model.formerDmPartners(team.id).map((u) => {
+              const unseen = model.dmUnread(team.id, u);
+              const current = model.conversation === u;
+              return (
+                <li key={u}>
+                  <button
+                    type="button"
+                    class={current ? "conv-button current former" : "conv-button former"}
+                    aria-current={current ? "page" : undefined}
+                    aria-label={`Direct messages with ${model.name(u)}, no longer a member${unseen > 0 ? `, ${unseen} new` : ""}`}
+                    onClick={() => {
+                      model.openConversation(u);
+                      props.onNavigate();
+                    }}
+                  >
+                    <span class="conv-name">{model.name(u)} (left)</span>
+                    {unseen > 0 && <span class="badge">{unseen}</span>}
+                  </button>
+                </li>
+              );
+            })}
           </ul>
           {team.members.length === 1 && <p class="muted small">Add members in “Members &amp; settings” to message them.</p>}
         </div>

@@ -13,6 +13,11 @@ export function Uploads(props: { model: ChatModel; channel: string; to: string; 
           {u.error ? (
             <p class="error" role="alert">
               {u.error}{" "}
+              {u.retryable && (
+                <button type="button" class="link" aria-label={`Retry uploading ${u.name}`} onClick={() => props.model.retryUpload(u.key)}>
+                  Retry
+                </button>
+              )}{" "}
               <button type="button" class="link" onClick={() => props.model.dismissUpload(u.key)}>
                 Dismiss
               </button>

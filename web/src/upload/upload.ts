@@ -8,6 +8,18 @@ import { ACCEPTED_TYPES, declaredType, SNIFF_BYTES } from "./filetype";
 
 export class UploadError extends Error {
   override name = "UploadError";
+  /** Whether sending the same file again may work: the server or the link failed, not the file. */
+  readonly retryable: boolean;
+
+  constructor(message: string, retryable = false) {
+    super(message);
+    this.retryable = retryable;
+  }
+}
+
+/** A failure no fault of the file's: no connection, or a server busy or restarting. */
+function passing(err: ApiError): boolean {
+  return err.status === 0 || err.status === 429 || err.status >= 500;
 }
 
 export interface UploadApi {
@@ -71,7 +83,7 @@ function postForm(makeXhr: () => Xhr, url: string, form: FormData, progress: (fr
         reject(new UploadError(`Upload refused: ${s3Reason(xhr.responseText)}.`));
       }
     };
-    xhr.onerror = () => reject(new UploadError("Upload failed: the storage server cannot be reached."));
+    xhr.onerror = () => reject(new UploadError("Upload failed: the storage server cannot be reached.", true));
     xhr.send(form);
   });
 }
@@ -114,6 +126,7 @@ export async function uploadAttachment(
   try {
     ticket = await api.requestUpload(team, { filename: file.name, content_type: contentType, size: file.size });
   } catch (err) {
+    if (err instanceof ApiError && passing(err)) throw new UploadError(`“${file.name}” could not be sent: ${err.readable}.`, true);
     if (err instanceof ApiError) throw new UploadError(`“${file.name}” refused: ${refusal(err)}.`);
     throw err;
   }
@@ -137,7 +150,7 @@ export async function uploadAttachment(
       if (err instanceof ApiError && err.status === 422) {
         throw new UploadError(`“${file.name}” was refused: ${refusal(err)}.`);
       }
-      if (err instanceof ApiError) throw new UploadError(`“${file.name}” could not be checked: ${err.readable}.`);
+      if (err instanceof ApiError) throw new UploadError(`“${file.name}” could not be checked: ${err.readable}.`, passing(err));
       throw err;
     }
   }
