@@ -114,6 +114,7 @@ class TeamService:
         self._metrics = metrics
         self._memberships = memberships
         self._teams_max = teams_per_user_max
+        self._added_max = teams_per_user_max - max(1, teams_per_user_max // 10)
         self._clock = clock
         self._new_id = new_id
         self._new_event_id = new_event_id
@@ -136,7 +137,7 @@ class TeamService:
 
     async def create(self, draft: TeamDraft, *, creator: str) -> Team:
         """A new active team; the creator is its super_admin, an admin and its only member."""
-        await self._check_room(creator, "you are")
+        await self._check_room(creator, "you are", self._teams_max)
         team = Team(
             id=self._new_id(),
             name=draft.name,
@@ -235,7 +236,9 @@ class TeamService:
         # The role check comes before the look-up, so a plain member cannot probe for accounts.
         roles.check_manage_members(await self._teams.get(team_id), caller)
         user_id = await self._resolve(ref, bearer)
-        await self._check_room(user_id, "this user is")
+        # Others may fill an account only up to the cap less a reserve: whoever adds a victim to
+        # hundreds of teams cannot stop the victim from creating teams of their own.
+        await self._check_room(user_id, "this user is", self._added_max)
 
         async def attempt(team: Team) -> Team | None:
             roles.check_add_member(team, caller, user_id)
@@ -247,14 +250,18 @@ class TeamService:
         await self._events.announce(team_id)
         return team
 
-    async def _check_room(self, user_id: str, who: str) -> None:
-        """Refuse a team past the per-account cap. The index follows the teams' outboxes, so
-        a burst of concurrent adds can pass it by the few still in flight: a bound, not a
-        count."""
-        if len(await self._memberships.teams_of(user_id)) >= self._teams_max:
+    async def _check_room(self, user_id: str, who: str, limit: int) -> None:
+        """Refuse a team past ``limit``. The index follows the teams' outboxes, so a burst of
+        concurrent adds can pass it by the few still in flight: a bound, not a count."""
+        if len(await self._memberships.teams_of(user_id)) < limit:
+            return
+        if limit < self._teams_max:
             raise Conflict(
-                f"{who} already in {self._teams_max} teams, the most one account may join"
+                f"{who} already in {limit} teams, the most others may add one account to"
+                f" (the last {self._teams_max - limit} of its {self._teams_max} are its own to"
+                " create)"
             )
+        raise Conflict(f"{who} already in {limit} teams, the most one account may join")
 
     async def remove_member(self, team_id: str, user_id: str, *, caller: str) -> Team:
         """Admins remove user-level members; the super_admin removes anyone else."""
