@@ -355,6 +355,17 @@ describe("ChatModel", () => {
     expect(s.model.notices.at(-1)?.text).toBe("You are no longer a member of Core.");
   });
 
+  it("replaces 'no longer a member' with 'added' when the user is added back to the team", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    s.frame({ type: "membership", channel_id: TEAM, event: "removed" });
+    await flush();
+    s.frame({ type: "membership", channel_id: TEAM, event: "added" });
+    await flush();
+    expect(s.model.notices.map((n) => n.text)).toEqual(["You were added to Core."]);
+  });
+
   it("sends a thread reply to where its root went: a DM root gets a DM reply to the other person", async () => {
     const s = setup();
     s.log.push(created(msg(3, { to: ME, from: BOB })));

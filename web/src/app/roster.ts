@@ -124,7 +124,7 @@ export class Roster {
     for (const [id, held] of [...this.teams]) {
       if (fresh.has(id) || since(id)) continue;
       this.drop(id);
-      if (news && !this.leaving.has(id)) deps.notices.notify("info", `You are no longer a member of ${held.name}.`);
+      if (news && !this.leaving.has(id)) deps.notices.notify("info", `You are no longer a member of ${held.name}.`, `membership ${id}`);
     }
     for (const team of all) {
       const added = !this.teams.has(team.id);
@@ -133,7 +133,7 @@ export class Roster {
         continue;
       }
       this.put(team, true);
-      if (news && added) deps.notices.notify("info", `You were added to ${shownName(team.name)}.`);
+      if (news && added) deps.notices.notify("info", `You were added to ${shownName(team.name)}.`, `membership ${team.id}`);
     }
     deps.listed(all, !this.loaded);
     this.loaded = true;
@@ -300,7 +300,7 @@ export class Roster {
       const held = this.teams.get(team);
       this.drop(team);
       // Said once, and not to someone who left by themselves (their own "You left" says it).
-      if (held && !this.leaving.has(team)) deps.notices.notify("info", `You are no longer a member of ${held.name}.`);
+      if (held && !this.leaving.has(team)) deps.notices.notify("info", `You are no longer a member of ${held.name}.`, `membership ${team}`);
       return;
     }
     try {
@@ -312,7 +312,8 @@ export class Roster {
         // The creator of a team gets "added" too (often before the create call returns): a team
         // whose only member is its super_admin, me, is no news.
         const mine = fresh.super_admin === deps.me && fresh.members.length === 1;
-        if (!mine) deps.notices.notify("info", `You were added to ${shownName(fresh.name)}.`);
+        // One topic per team: being added back replaces "You are no longer a member".
+        if (!mine) deps.notices.notify("info", `You were added to ${shownName(fresh.name)}.`, `membership ${team}`);
         // The position the server gives a newcomer (the team read up to their joining) is
         // written within a second or so of this frame: the counts read now may not have it yet.
         if ((fresh.unread?.last_read_seq ?? -1) < 0) {
