@@ -2,7 +2,7 @@
 // controls, anything else a download link. URLs are short-lived presigned GETs, fetched when shown
 // and again when they expire.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { returnFocus } from "./focus";
+import { returnFocus, stillThere } from "./focus";
 import type { Attachment, Message } from "../api/types";
 import type { ChatModel } from "../app/chat";
 import { bytes } from "./format";
@@ -24,6 +24,10 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
   useEffect(() => {
     const dialog = viewer.current;
     if (!viewing || !dialog) return;
+    // The message may be deleted while its picture is shown: focus then goes to the message's
+    // tombstone, or to the panel's box, not to the top of the page.
+    const message = opener.current?.closest<HTMLElement>("article") ?? null;
+    const panel = opener.current?.closest<HTMLElement>("aside, main") ?? null;
     dialog.showModal();
     const onKey = (e: KeyboardEvent) => {
       if (e.key === "Escape") {
@@ -36,7 +40,7 @@ export function AttachmentView(props: { model: ChatModel; message: Message }) {
     return () => {
       window.removeEventListener("keydown", onKey, true);
       if (dialog.open) dialog.close();
-      returnFocus(() => opener.current);
+      returnFocus(() => stillThere([opener.current, message], panel));
     };
   }, [viewing]);
 

@@ -5,6 +5,7 @@ import type { ChatModel } from "../app/chat";
 import { mayDelete, mayEdit, mayWrite } from "../state/roles";
 import { AttachmentView } from "./AttachmentView";
 import { clock, fullDate, initials, shortTime } from "./format";
+import { stillThere } from "./focus";
 import { MessageText } from "./Text";
 
 export const EMOJI = ["👍", "❤️", "😂", "🎉", "👀", "✅"];
@@ -44,8 +45,7 @@ export function MessageItem(props: Props) {
   const keepFocus = (panel: HTMLElement | null) => {
     const active = document.activeElement;
     if (active !== null && active !== document.body && !(self.current?.contains(active) ?? false)) return;
-    if (self.current?.isConnected) self.current.focus();
-    else panel?.querySelector<HTMLElement>("textarea:not([disabled]), button")?.focus();
+    stillThere([self.current], panel)?.focus();
   };
   const name = (id: string) => model.name(id);
   const own = m.from === me;

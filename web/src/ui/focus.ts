@@ -9,3 +9,10 @@ export function returnFocus(target: () => HTMLElement | null | undefined): void 
     if (now === null || now === document.body) target()?.focus();
   }, 0);
 }
+
+/** The first of `candidates` still on the page; else `panel`'s message box, or its first button
+ * (what is left to work with when the control, and the message that held it, went away). */
+export function stillThere(candidates: readonly (HTMLElement | null | undefined)[], panel: HTMLElement | null): HTMLElement | null {
+  for (const c of candidates) if (c?.isConnected) return c;
+  return panel?.querySelector<HTMLElement>("textarea:not([disabled]), button") ?? null;
+}
