@@ -332,6 +332,22 @@ describe("ChatModel", () => {
     expect([s.model.read(OTHER).count, s.model.read(OTHER).mentions]).toEqual([1, 0]);
   });
 
+  it("moves the read mark with the user's own message as the server does, unless a DM to them below it is unread", async () => {
+    const s = await started();
+    s.frame(msg(3));
+    s.frame(msg(4));
+    expect(s.model.read(TEAM).count).toBe(2);
+    s.frame(msg(5, { from: ME }));
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([0, 5]);
+    s.frame(msg(6, { to: ME }));
+    s.frame(msg(7));
+    s.frame(msg(8, { from: ME }));
+    expect([s.model.read(TEAM).count, s.model.read(TEAM).lastRead]).toEqual([2, 5]);
+    s.clock.advance(1000);
+    // The server moved its own mark: nothing to report.
+    expect(s.calls.filter((c) => c.startsWith("read"))).toEqual([]);
+  });
+
   it("reports the read mark once, after a pause, as messages come into view", async () => {
     const s = await started();
     s.frame(msg(3));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dividerAfterLive, dividerBefore, listSeenUpTo, mentions, newReplies, ReadState, readUpTo } from "../src/state/unread";
+import { dividerAfterLive, dividerBefore, listSeenUpTo, mentions, newReplies, ownMessageReads, ReadState, readUpTo } from "../src/state/unread";
 import { BOB, ME, msg } from "./fixtures";
 
 describe("ReadState", () => {
@@ -233,5 +233,29 @@ describe("newReplies", () => {
       ["m3", 1],
     ]);
     expect(newReplies(held, null, ME, new Set()).size).toBe(0);
+  });
+});
+
+describe("ownMessageReads", () => {
+  const CY = "c".repeat(32);
+
+  it("moves the mark for a team message unless a DM to the user below it is unread", () => {
+    const held = [msg(11), msg(12, { from: CY })];
+    expect(ownMessageReads(msg(13, { from: ME }), held, ME, 10)).toBe(true);
+    const dm = [...held, msg(12.5, { to: ME })];
+    expect(ownMessageReads(msg(13, { from: ME }), dm, ME, 10)).toBe(false);
+    // Read already, deleted, or above the message: no longer in the way.
+    expect(ownMessageReads(msg(13, { from: ME }), dm, ME, 12.5)).toBe(true);
+    expect(ownMessageReads(msg(13, { from: ME }), [msg(12, { to: ME, deleted: true })], ME, 10)).toBe(true);
+    expect(ownMessageReads(msg(13, { from: ME }), [msg(14, { to: ME })], ME, 10)).toBe(true);
+  });
+
+  it("moves the mark for a DM only over DMs from the person it answers", () => {
+    const answer = msg(13, { from: ME, to: BOB });
+    expect(ownMessageReads(answer, [msg(11, { to: ME }), msg(12, { to: ME })], ME, 10)).toBe(true);
+    expect(ownMessageReads(answer, [msg(11, { to: ME }), msg(12, { from: CY, to: ME })], ME, 10)).toBe(false);
+    expect(ownMessageReads(answer, [msg(11, { to: ME }), msg(12)], ME, 10)).toBe(false);
+    expect(ownMessageReads(answer, [msg(12, { from: ME })], ME, 10)).toBe(true);
+    expect(ownMessageReads(answer, [], ME, 13)).toBe(false);
   });
 });

@@ -29,7 +29,7 @@ import { DEFAULT_EDIT_WINDOW_MS, formerDmPartners } from "../state/roles";
 import { loadOlder, SyncQueue, syncChannel } from "../state/sync";
 import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
-import { dividerAfterLive, listSeenUpTo, newReplies, newReplyThreads, ReadState } from "../state/unread";
+import { dividerAfterLive, listSeenUpTo, newReplies, newReplyThreads, ownMessageReads, ReadState } from "../state/unread";
 import { textProblem } from "../text/limits";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
@@ -742,6 +742,7 @@ export class ChatModel extends Observable {
     const news = !t.get(message.id) && (t.cursor === null || message.seq >= t.cursor);
     t.live(message);
     this.outbox.settle([message]);
+    if (news && message.from === this.me.id) this.ownMessageRead(team, t, message);
     if (news && message.thread_id && message.from !== this.me.id && !(this.selectedTeam === team && this.threadRoot === message.thread_id)) {
       let unopened = this.unopenedReplies.get(team);
       if (!unopened) this.unopenedReplies.set(team, (unopened = new Set()));
@@ -782,6 +783,19 @@ export class ChatModel extends Observable {
    * only when they are all of the team above it; otherwise the server's counts, which a read
    * sent before this frame is in, replace ours.
    */
+  /**
+   * The user's own message moved their read mark on the server (no `read` frame says so): the
+   * page moves it the same way when it holds everything since the mark, so its badges do not
+   * jump at the next reload. Not holding it all, it waits for the server's next numbers.
+   */
+  private ownMessageRead(team: string, t: ChannelTimeline, own: Message): void {
+    const r = this.read(team);
+    const from = r.lastRead;
+    const oldest = t.oldestSeq();
+    const holdsSinceMark = from !== null && t.loaded && !t.isResuming && (!t.hasOlder || (oldest !== null && oldest <= from + 1));
+    if (holdsSinceMark && ownMessageReads(own, t.messages(), this.me.id, from)) r.readElsewhere(own.seq, t.messages());
+  }
+
   private onReadElsewhere(frame: ReadFrame): void {
     const team = frame.channel_id;
     const t = this.timelines.get(team);

@@ -12,6 +12,20 @@ function countsAsUnread(message: Message, me: string, lastRead: number | null): 
   return message.from !== me && !message.deleted && (lastRead === null || message.seq > lastRead);
 }
 
+/**
+ * Whether the user's own message `own` moves their read mark to it, by the server's rule
+ * (chatcore/unread.py, `ReadState.after_own`): writing in a conversation reads it, not the
+ * team's others, so only when nothing unread from someone else below it is in another
+ * conversation — no DM to the user below a team message; below a DM, nothing but DMs from the
+ * person it answers. `held` must hold everything between `lastRead` and `own`.
+ */
+export function ownMessageReads(own: Message, held: readonly Message[], me: string, lastRead: number): boolean {
+  if (own.seq <= lastRead) return false;
+  const below = held.filter((m) => m.seq < own.seq && countsAsUnread(m, me, lastRead));
+  if (own.to === "*") return !below.some((m) => m.to === me);
+  return below.every((m) => m.to === me && m.from === own.to);
+}
+
 const REMEMBERED_IDS = 2000;
 
 /** Adds an id to a bounded set, forgetting the oldest. */
