@@ -927,15 +927,18 @@ describe("ChatModel", () => {
     }
   });
 
-  it("forgets the unsent text of a team the user was removed from, also what its open box hands over as it closes", async () => {
+  it("keeps the unsent text of a team the user was removed from, and gives it back when they are added again", async () => {
     const s = await started();
     s.model.keepUnsent(`${TEAM}/*`, "half a sentence");
     s.model.keepUnsent(`${OTHER}/*`, "elsewhere");
     s.server.teams.delete(TEAM);
     s.frame({ type: "membership", channel_id: TEAM, event: "removed" });
     await flush();
-    s.model.keepUnsent(`${TEAM}/*`, "half a sentence"); // the box, closing
-    expect([s.model.unsent(`${TEAM}/*`), s.model.unsent(`${OTHER}/*`)]).toEqual(["", "elsewhere"]);
+    s.model.keepUnsent(`${TEAM}/*`, "half a sentence, more"); // the box, closing
+    s.server.teams.add(TEAM);
+    s.frame({ type: "membership", channel_id: TEAM, event: "added" });
+    await flush();
+    expect([s.model.unsent(`${TEAM}/*`), s.model.unsent(`${OTHER}/*`)]).toEqual(["half a sentence, more", "elsewhere"]);
   });
 
   it("says what to do when the address to add has no account yet", async () => {

@@ -40,7 +40,7 @@ import { type Notice, Notices } from "./notices";
 import { type Attention, OnScreen } from "./onscreen";
 import type { Place } from "./place";
 import { Roster } from "./roster";
-import { type Conversation, type Draft, Outbox, type Pending, type Sender, teamOfBox, type UnsentKeeper, type UploadView } from "./outbox";
+import { type Conversation, type Draft, Outbox, type Pending, type Sender, type UnsentKeeper, type UploadView } from "./outbox";
 import { People } from "./people";
 
 /** What the model needs from the socket (ChatSocket, or a fake in tests). */
@@ -535,9 +535,8 @@ export class ChatModel extends Observable {
   }
 
   keepUnsent(key: string, text: string): void {
-    // The boxes of a team the user just left or was removed from hand their text over as they
-    // close: it could never be sent, so it is not kept.
-    if (this.teamsLoaded && !this.teams.has(teamOfBox(key))) return;
+    // Also for a team the user was just removed from (its boxes hand their text over as they
+    // close): kept for if they are added back before the tab reloads (Outbox.dropTeam).
     this.outbox.keepUnsent(key, text);
   }
 

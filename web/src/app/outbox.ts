@@ -310,12 +310,12 @@ export class Outbox {
     if (boxes.length > 0) this.deps.kept?.save(this.unsentTexts);
   }
 
-  /** The user is no longer in the team: what was on its way there cannot go, files included,
-   * and what its boxes kept unsent no longer stays in the tab. */
+  /** The user is no longer in the team: what was on its way there cannot go, files included.
+   * What its boxes kept unsent stays: it is the user's own text, back in its box if they are
+   * added again before the tab reloads (a reload forgets the texts of teams not held). */
   dropTeam(team: string): void {
     for (const [key, p] of this.pending) if (p.channel === team) this.pending.delete(key);
     for (const [key, u] of this.uploads) if (u.channel === team) this.cancelUpload(key);
-    this.keepOnly((other) => other !== team);
   }
 
   /** Still on its way, sent and not acknowledged (not discarded, taken back or given up since). */
