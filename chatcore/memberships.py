@@ -38,3 +38,20 @@ async def memberships_of(db: AsyncDatabase[Document], user_id: str) -> list[Memb
         for d in docs
         if isinstance(d.get(s.MEMBERSHIP_TEAM_ID), str)
     )
+
+
+async def share_a_team(db: AsyncDatabase[Document], one: str, other: str) -> bool:
+    """Whether two users are members of one team now (by the index): ``one``'s teams, then one
+    lookup of ``other`` among them; ``Unavailable`` when the database fails."""
+    mine = [m.team_id for m in await memberships_of(db, one)]
+    if not mine:
+        return False
+    try:
+        # Equality on user_id narrows the read to the other user's entries (FerretDB passes
+        # that down); the ids compared are the index's own.
+        found = await db[s.MEMBERSHIPS].find_one(
+            {s.MEMBERSHIP_USER_ID: other, s.MEMBERSHIP_TEAM_ID: {"$in": mine}}, {s.ID: 1}
+        )
+    except PyMongoError as exc:
+        raise database_unavailable(exc) from exc
+    return found is not None

@@ -129,7 +129,9 @@ class ReadState:
         else:
             team_below = count - self.count - sum(1 for o in self.own if o < seq)
             elsewhere = team_below > 0 or any(d < seq and senders.get(d) != to for d in self.dms)
-        if not elsewhere:
+        # ``own`` keeps MARKS_MAX at most: past that (a thousand posts over one unopened DM)
+        # the position moves after all, rather than counting the member's own messages.
+        if not elsewhere or (to is None and len(self.own) >= MARKS_MAX):
             return self.advanced(seq, count)
         if to is None:
             return replace(self, own=_add(self.own, seq))

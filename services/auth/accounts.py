@@ -10,14 +10,14 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter
 
-from chatcore.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized
+from chatcore.errors import Busy, Conflict, Forbidden, NotFound, RateLimited, Unauthorized
 from chatcore.leases import Lease, Leases, local_leases
 from chatcore.logging import get_logger
 from chatcore.ratelimit import TokenBucketLimiter
@@ -152,7 +152,7 @@ class AuthService:
         access_lifetime_s: float,
         renames: RenameStore,
         logins_per_account: int,
-        teams_of: Callable[[str], Awaitable[Sequence[str]]],
+        share_a_team: Callable[[str, str], Awaitable[bool]],
         on_session_ended: Callable[[], None] = lambda: None,
         on_renamed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
@@ -171,7 +171,7 @@ class AuthService:
         self._on_session_ended = on_session_ended
         self._renames = renames
         self._logins_per_account = logins_per_account
-        self._teams_of = teams_of
+        self._share_a_team = share_a_team
         self._on_renamed = on_renamed
         self._clock = clock
         # Per refresh token, across every auth instance when the leases live in the database.
@@ -184,7 +184,12 @@ class AuthService:
 
     async def register(self, form: Registration, *, client_ip: str) -> User:
         _limit(self._limiters.register_ip, client_ip, "registrations")
-        password_hash = await self._passwords.hash(form.password)
+        try:
+            password_hash = await self._passwords.hash(form.password)
+        except Busy:
+            # Refused before any work: not one of the address's registrations.
+            self._limiters.register_ip.refund(client_ip)
+            raise
         user = User(
             id=uuid.uuid4().hex,
             email=form.email,
@@ -230,10 +235,15 @@ class AuthService:
             raise Forbidden("this account is disabled")
         checked = user.password_hash
         if self._passwords.needs_rehash(checked):
-            new_hash = await self._passwords.hash(creds.password)
-            # Only over the hash just checked: a password changed meanwhile stays changed.
-            await self._users.set_password_hash(user.id, new_hash, replacing=checked)
-            checked = new_hash
+            try:
+                new_hash = await self._passwords.hash(creds.password)
+            except Busy:
+                # The login stands; the upgrade waits for a login at a quieter moment.
+                new_hash = None
+            if new_hash is not None:
+                # Only over the hash just checked: a password changed meanwhile stays changed.
+                await self._users.set_password_hash(user.id, new_hash, replacing=checked)
+                checked = new_hash
         family = secrets.token_hex(16)
         session = await self._new_session(user, family=family)
         # A password change that ran while this login checked the old password may have ended
@@ -482,10 +492,7 @@ class AuthService:
         Anyone signed in may look a user up by id (ids are in every message and member list,
         and stay in old messages); a stranger, or a removed member, gets the name only, so
         ids collected in a team do not become a mailing list after leaving it."""
-        if viewer == user_id:
-            return True
-        mine = set(await self._teams_of(viewer))
-        return bool(mine) and not mine.isdisjoint(await self._teams_of(user_id))
+        return viewer == user_id or await self._share_a_team(viewer, user_id)
 
     async def user_by_email(self, email: str) -> User | None:
         return await self._users.by_email(email)

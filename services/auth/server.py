@@ -20,7 +20,7 @@ from chatcore.lease_store import LEASE_INDEXES, database_leases
 from chatcore.leases import SWEEP_AFTER_S, Leases, instance_owner
 from chatcore.lifecycle import serve_app
 from chatcore.logging import get_logger
-from chatcore.memberships import memberships_of
+from chatcore.memberships import memberships_of, share_a_team
 from chatcore.mongo import database, ensure_indexes, make_mongo_client, ping
 from chatcore.settings import Settings
 from chatcore.tasks import cancel_and_wait
@@ -127,7 +127,7 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningAuth:
             access_lifetime_s=settings.access_token_ttl_s + settings.jwt_leeway_s,
             renames=renames,
             logins_per_account=settings.logins_per_account,
-            teams_of=teams_of,
+            share_a_team=lambda one, other: share_a_team(db, one, other),
             on_session_ended=publisher.wake,
             on_renamed=rename_publisher.wake,
             leases=leases,

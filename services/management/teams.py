@@ -114,7 +114,9 @@ class TeamService:
         self._metrics = metrics
         self._memberships = memberships
         self._teams_max = teams_per_user_max
-        self._added_max = teams_per_user_max - max(1, teams_per_user_max // 10)
+        # A tenth kept for the account's own teams; none below 10 (a cap that small is a test's,
+        # and a reserve of one would leave a user of their own team impossible to add anywhere).
+        self._added_max = teams_per_user_max - teams_per_user_max // 10
         self._clock = clock
         self._new_id = new_id
         self._new_event_id = new_event_id

@@ -11,7 +11,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client import CollectorRegistry
 
-from chatcore.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unavailable
+from chatcore.errors import (
+    Busy,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 from chatcore.ratelimit import TokenBucketLimiter
 from chatcore.tokens import JwtVerifier, StaticJwksSource
 from services.auth.accounts import (
@@ -85,8 +93,8 @@ def world() -> Iterator[_World]:
     )
     teams: dict[str, list[str]] = {}
 
-    async def teams_of(user_id: str) -> list[str]:
-        return teams.get(user_id, [])
+    async def share_a_team(one: str, other: str) -> bool:
+        return not set(teams.get(one, [])).isdisjoint(teams.get(other, []))
 
     service = AuthService(
         users=users,
@@ -106,7 +114,7 @@ def world() -> Iterator[_World]:
         access_lifetime_s=905,
         renames=renames,
         logins_per_account=5,
-        teams_of=teams_of,
+        share_a_team=share_a_team,
         on_session_ended=lambda: woken.append(None),
         on_renamed=lambda: renames_woken.append(None),
         clock=clock,
@@ -741,3 +749,34 @@ async def test_an_email_is_seen_by_its_owner_and_current_teammates_only(world: _
     assert not await world.service.sees_email(bob, ada)
     assert not await world.service.sees_email(ada, bob)
     assert await world.service.sees_email(bob, bob)
+
+
+async def test_password_checks_refused_as_busy_cost_no_registration_and_keep_logins(
+    world: _World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registration refused because every password worker is busy is not one of the
+    address's registrations; a login whose old hash would be upgraded goes on without the
+    upgrade when the workers are busy, and the stored hash stays as it was."""
+    user_id = await _register(world)
+    weak = PasswordHasher(time_cost=1, memory_kib=32, parallelism=1).hash(PASSWORD)
+    await world.users.set_password_hash(user_id, weak)
+
+    async def busy(self: Passwords, password: str) -> str:
+        raise Busy("the server is busy checking passwords; retry in a moment", retry_after=1)
+
+    monkeypatch.setattr(Passwords, "hash", busy)
+    for i in range(12):
+        with pytest.raises(Busy):
+            await world.service.register(
+                Registration(email=f"u{i}@example.com", password=PASSWORD, name="U"),
+                client_ip="10.0.0.9",
+            )
+    session = await world.service.login(Credentials("ada@example.com", PASSWORD), client_ip="ip")
+    assert session.user.id == user_id
+    assert world.users.users[user_id].password_hash == weak
+    monkeypatch.undo()
+    for i in range(10):  # the address's whole registration budget is still there
+        await world.service.register(
+            Registration(email=f"v{i}@example.com", password=PASSWORD, name="V"),
+            client_ip="10.0.0.9",
+        )

@@ -66,24 +66,23 @@ async def test_create_makes_the_creator_super_admin_and_announces_them() -> None
 
 async def test_no_account_joins_more_teams_than_the_cap() -> None:
     """Creating a team past the per-account cap, or being added to one past the cap less a
-    tenth (at least one) kept for the account's own teams, is a 409 that stores and announces
-    nothing; an account others filled up can still create its own; leaving makes room."""
+    tenth kept for the account's own teams, is a 409 that stores and announces nothing; an
+    account others filled up can still create its own; leaving makes room."""
     store = MemoryTeamStore()
     events = RecordingPublisher(store)
     service = team_service(
-        store, FakeUserDirectory({"5@example.com": N}), events, teams_per_user_max=3
+        store, FakeUserDirectory({"5@example.com": N}), events, teams_per_user_max=10
     )
-    first = await service.create(TeamDraft("one", "", ()), creator=S)
-    await service.create(TeamDraft("two", "", ()), creator=S)
-    await service.create(TeamDraft("three", "", ()), creator=S)
-    with pytest.raises(Conflict, match="you are already in 3 teams"):
-        await service.create(TeamDraft("four", "", ()), creator=S)
-    assert len(store.teams) == 3
-    for name in ("n1", "n2"):
-        team = await service.create(TeamDraft(name, "", ()), creator=U)
+    teams = [await service.create(TeamDraft(f"s{i}", "", ()), creator=S) for i in range(10)]
+    first = teams[0]
+    with pytest.raises(Conflict, match="you are already in 10 teams"):
+        await service.create(TeamDraft("eleven", "", ()), creator=S)
+    assert len(store.teams) == 10
+    for i in range(9):
+        team = await service.create(TeamDraft(f"n{i}", "", ()), creator=U)
         await service.add_member(team.id, MemberRef(user_id=N), caller=U, bearer=TOKEN)
     published = list(events.events)
-    with pytest.raises(Conflict, match="this user is already in 2 teams, the most others may"):
+    with pytest.raises(Conflict, match="this user is already in 9 teams, the most others may"):
         await service.add_member(first.id, MemberRef(user_id=N), caller=S, bearer=TOKEN)
     assert N not in store.teams[first.id].members
     assert events.events == published
@@ -92,6 +91,22 @@ async def test_no_account_joins_more_teams_than_the_cap() -> None:
     await service.leave(team.id, caller=N)
     await service.leave(own.id, caller=N)
     joined = await service.add_member(first.id, MemberRef(user_id=N), caller=S, bearer=TOKEN)
+    assert N in joined.members
+
+
+async def test_a_small_cap_keeps_no_reserve() -> None:
+    """Below ten teams there is no reserve: with a cap of 2, a user in the one team they
+    created can still be added to another."""
+    store = MemoryTeamStore()
+    service = team_service(
+        store,
+        FakeUserDirectory({"5@example.com": N}),
+        RecordingPublisher(store),
+        teams_per_user_max=2,
+    )
+    await service.create(TeamDraft("mine", "", ()), creator=N)
+    team = await service.create(TeamDraft("theirs", "", ()), creator=U)
+    joined = await service.add_member(team.id, MemberRef(user_id=N), caller=U, bearer=TOKEN)
     assert N in joined.members
 
 

@@ -324,3 +324,14 @@ def test_read_state_round_trips_through_its_document_with_own_messages() -> None
     assert read_from_doc(doc) == state
     del doc["own"], doc["dm_from"]
     assert (read_from_doc(doc).own, read_from_doc(doc).dm_from) == ((), ())
+
+
+def test_a_thousand_own_posts_over_an_unread_dm_move_the_position_after_all() -> None:
+    """``own`` is bounded: once it holds MARKS_MAX messages, the next own team message moves
+    the position (the DM is then read) rather than let the member's own messages count."""
+    state = ReadState(seq=5, count=2, dms=(6,), mentions=(6,))
+    for i in range(MARKS_MAX):
+        state = state.after_own(10 + i, 3 + i, to=None)
+    assert (state.seq, len(state.own)) == (5, MARKS_MAX)
+    moved = state.after_own(10 + MARKS_MAX, 3 + MARKS_MAX, to=None)
+    assert (moved.seq, moved.own, moved.dms) == (10 + MARKS_MAX, (), ())

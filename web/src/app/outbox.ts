@@ -133,11 +133,12 @@ export class Outbox {
 
   /**
    * Whether something sent has not reached the server: a message not acknowledged (on its way,
-   * or failed and waiting for Retry) or a file still uploading. Closing the page would lose it.
+   * or failed and waiting for Retry) or a file still uploading, or waiting to go again after a
+   * lost connection. Closing the page would lose it.
    */
   unsaved(): boolean {
     for (const p of this.pending.values()) if (p.id === null) return true;
-    for (const u of this.uploads.values()) if (u.error === null) return true;
+    for (const u of this.uploads.values()) if (u.error === null || u.retryable) return true;
     return false;
   }
 
