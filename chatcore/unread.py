@@ -123,11 +123,11 @@ class ReadState:
         stays, and a team message is kept in ``own`` so that it does not count."""
         if seq <= self.seq:
             return self
-        senders = dict(self.dm_from)
         if to is None:
             elsewhere = any(d < seq for d in self.dms)
         else:
             team_below = count - self.count - sum(1 for o in self.own if o < seq)
+            senders = dict(self.dm_from) if self.dms else {}
             elsewhere = team_below > 0 or any(d < seq and senders.get(d) != to for d in self.dms)
         # ``own`` keeps MARKS_MAX at most: past that (a thousand posts over one unopened DM)
         # the position moves after all, rather than counting the member's own messages.
