@@ -334,6 +334,63 @@ describe("chat in two browsers", () => {
     expect(page.url()).toBe(`${BASE}/`);
   });
 
+  it("on a phone, one tap follows a link, opens a thread or toggles a reaction, with the message's actions shown or not; a tap on the text shows them", async () => {
+    const text = unique("tap here");
+    await openTeam(ada.page, team);
+    await send(ada.page, `${text} https://example.org/handbook`);
+    const mine = ada.page.locator("main article.message:not(.pending)", { hasText: text });
+    await mine.hover();
+    await mine.getByRole("button", { name: "Reply in thread" }).click();
+    const adaThread = ada.page.getByRole("complementary", { name: "Thread" });
+    await adaThread.locator("textarea").fill("a reply to tap to");
+    await adaThread.locator("textarea").press("Enter");
+    await adaThread.getByText("a reply to tap to").waitFor();
+    await ada.page.keyboard.press("Escape");
+    await mine.hover();
+    await mine.getByRole("button", { name: "Add reaction" }).click();
+    await mine.getByRole("button", { name: "React with 👍" }).click();
+    await mine.getByRole("button", { name: "👍 1, including you" }).waitFor();
+
+    const phone = await logInAgain(browser, bob, { width: 390, height: 844 }, true);
+    try {
+      // The teams are behind ☰ on a phone; choosing one closes the drawer.
+      await phone.getByRole("button", { name: /^Teams and conversations/ }).tap();
+      await phone.locator(".team-button", { hasText: team }).tap();
+      await expect.poll(() => phone.locator(".shell.drawer-open").count()).toBe(0);
+      const root = phone.locator("main article.message:not(.pending)", { hasText: text });
+      const link = root.getByRole("link", { name: /example\.org/ });
+      const actions = root.getByRole("group", { name: "Message actions" });
+      const opened = () => phone.context().waitForEvent("page", { timeout: 5_000 });
+      // Nothing chosen: one tap on the link opens it, and no actions appear.
+      let popup = opened();
+      await link.tap();
+      await (await popup).close();
+      expect(await actions.isVisible()).toBe(false);
+      // A tap on the text (its first word, not the link) shows the actions, and they stay for
+      // a tap on the link, on the reply count and on a reaction: each works the first time.
+      await root.locator(".text").tap({ position: { x: 4, y: 6 } });
+      await actions.waitFor();
+      popup = opened();
+      await link.tap();
+      await (await popup).close();
+      expect(await actions.isVisible()).toBe(true);
+      await root.getByRole("button", { name: /^1 reply/ }).tap();
+      const thread = phone.getByRole("complementary", { name: "Thread" });
+      await thread.getByText("a reply to tap to").waitFor();
+      await phone.goBack();
+      await thread.waitFor({ state: "detached" });
+      await root.getByRole("button", { name: /^👍 1/ }).tap();
+      await root.getByRole("button", { name: "👍 2, including you" }).waitFor();
+      // The actions work by touch: the picker opens and a pick is sent.
+      await root.locator(".text").tap({ position: { x: 4, y: 6 } });
+      await actions.getByRole("button", { name: "Add reaction" }).tap();
+      await root.getByRole("button", { name: "React with 🎉" }).tap();
+      await root.getByRole("button", { name: "🎉 1, including you" }).waitFor();
+    } finally {
+      await phone.context().close();
+    }
+  });
+
   it("uploads an image (progress bar) and a dropped file into both browsers; refuses 6 MiB, SVG, malware, text posing as a PNG", async () => {
     // Enough lines that both lists scroll: an image loading at the bottom must not unpin them.
     for (let i = 1; i <= 30; i++) await send(ada.page, `before the image ${i}`);

@@ -177,8 +177,9 @@ export async function addMember(page: Page, email: string): Promise<void> {
 }
 
 /** The same account in a new browser context, which shares no cookie (so it asks for the password). */
-export async function logInAgain(browser: Browser, who: Person, viewport = { width: 1440, height: 900 }): Promise<Page> {
-  const context = await browser.newContext({ viewport });
+export async function logInAgain(browser: Browser, who: Person, viewport = { width: 1440, height: 900 }, phone = false): Promise<Page> {
+  // A phone: touch, and no hover (the `(hover: none)` styles apply).
+  const context = await browser.newContext({ viewport, ...(phone ? { hasTouch: true, isMobile: true } : {}) });
   const page = await context.newPage();
   await page.goto(BASE + "/");
   await page.getByLabel("Email").fill(who.email);

@@ -27,11 +27,24 @@ export function MessageItem(props: Props) {
   const { model, team, message: m, compact } = props;
   const me = model.me.id;
   const [picking, setPicking] = useState(false);
+  // Where nothing hovers (a phone), a tap on the message's text shows its actions until a tap
+  // elsewhere: a state of its own, not focus, which a tap on a button or link moves unreliably
+  // (Chromium's touch takes it off the message before the button's click, WebKit never gives
+  // it to a link), hiding the row under the finger or moving the list before the click lands.
+  const [chosen, setChosen] = useState(false);
   // Focus follows the picker (its first emoji as it opens, back to its button as it closes) and
   // goes to the message when its actions go (deleted): never to the page, where Tab restarts.
   const self = useRef<HTMLElement>(null);
   const toggle = useRef<HTMLButtonElement>(null);
   const firstEmoji = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (!chosen) return;
+    const away = (e: Event) => {
+      if (!(e.target instanceof Node) || !self.current?.contains(e.target)) setChosen(false);
+    };
+    document.addEventListener("click", away);
+    return () => document.removeEventListener("click", away);
+  }, [chosen]);
   useEffect(() => {
     if (picking) firstEmoji.current?.focus();
   }, [picking]);
@@ -63,12 +76,16 @@ export function MessageItem(props: Props) {
   return (
     <article
       ref={self}
-      class={`message${compact ? " compact" : ""}${own ? " own" : ""}${m.deleted ? " deleted" : ""}`}
+      class={`message${compact ? " compact" : ""}${own ? " own" : ""}${m.deleted ? " deleted" : ""}${chosen ? " chosen" : ""}`}
       data-seq={m.seq}
       data-id={m.id}
-      // Reachable with the arrow keys from the list (MessageList), and by a tap on a touch
-      // screen: focus is what shows a message's actions where nothing hovers.
+      // Reachable with the arrow keys from the list (MessageList): focus shows its actions.
       tabIndex={-1}
+      onClick={(e) => {
+        // A tap on a link, a button, a picture or a player is theirs: the row stays as it is.
+        if (e.target instanceof Element && e.target.closest("a, button, input, textarea, select, label, video, audio, dialog")) return;
+        setChosen(true);
+      }}
       aria-label={`${name(m.from)} at ${clock(m.ts)}`}
       onKeyDown={(e) => {
         if (e.key === "Escape" && picking) {
@@ -144,12 +161,26 @@ export function MessageItem(props: Props) {
             ☺
           </button>
           {!props.inThread && props.onReply && (
-            <button type="button" aria-label="Reply in thread" onClick={() => props.onReply?.(m)}>
+            <button
+              type="button"
+              aria-label="Reply in thread"
+              onClick={() => {
+                setChosen(false);
+                props.onReply?.(m);
+              }}
+            >
               ↩
             </button>
           )}
           {canEdit && (
-            <button type="button" aria-label="Edit message" onClick={() => props.onEdit(m)}>
+            <button
+              type="button"
+              aria-label="Edit message"
+              onClick={() => {
+                setChosen(false);
+                props.onEdit(m);
+              }}
+            >
               ✎
             </button>
           )}
