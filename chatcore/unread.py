@@ -114,19 +114,23 @@ class ReadState:
             dm_from=tuple(d for d in self.dm_from if d[0] > seq),
         )
 
-    def after_own(self, seq: int, count: int, *, to: str | None) -> ReadState:
+    def after_own(
+        self, seq: int, count: int, *, to: str | None, deleted: tuple[DeletedMark, ...] = ()
+    ) -> ReadState:
         """The member sent the message at ``seq`` (``count`` team messages up to it, itself
         included when it is a team message, ``to`` None; else a DM to ``to``). Writing in a
         conversation reads that conversation, not the team's others: the position moves to the
         message only if nothing unread below it is in another conversation — no DM below a
         team message; below a DM, no team message and no DM from anyone but ``to``. Else it
-        stays, and a team message is kept in ``own`` so that it does not count."""
+        stays, and a team message is kept in ``own`` so that it does not count. ``deleted``: the
+        channel's deleted team messages from others (the head's), which no longer count."""
         if seq <= self.seq:
             return self
         if to is None:
             elsewhere = any(d < seq for d in self.dms)
         else:
-            team_below = count - self.count - sum(1 for o in self.own if o < seq)
+            gone = sum(1 for d in deleted if self.seq < d.seq < seq)
+            team_below = count - self.count - sum(1 for o in self.own if o < seq) - gone
             senders = dict(self.dm_from) if self.dms else {}
             elsewhere = team_below > 0 or any(d < seq and senders.get(d) != to for d in self.dms)
         # ``own`` keeps MARKS_MAX at most: past that (a thousand posts over one unopened DM)

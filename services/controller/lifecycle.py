@@ -161,7 +161,9 @@ class LifecyclePass:
 
         for index, item in enumerate(items):
             if isinstance(item, MessageItem) and stored.get(index):
-                self._message(work, index, item, counts[index], buckets.get(index, ""), mentions)
+                self._message(
+                    work, index, item, counts[index], buckets.get(index, ""), heads, mentions
+                )
             elif isinstance(item, ChangeItem):
                 self._change(
                     work, index, item, counts.get(index, 0), buckets.get(index, ""), heads, mentions
@@ -253,12 +255,17 @@ class LifecyclePass:
         item: MessageItem,
         count: int,
         bucket: str,
+        heads: dict[str, ChannelHead],
         mentions: Mapping[tuple[str, str], bool],
     ) -> None:
         m, seq = item.message, item.record.offset
         channel = m.channel_id
         to = None if m.to == s.BROADCAST else m.to
-        work.set_read(channel, m.sender, work.read(channel, m.sender).after_own(seq, count, to=to))
+        # Others' deleted team messages below a DM are not unread: they must not hold it.
+        gone = () if to is None else heads.get(channel, ChannelHead()).deleted
+        others_gone = tuple(d for d in gone if d.sender != m.sender)
+        mine = work.read(channel, m.sender).after_own(seq, count, to=to, deleted=others_gone)
+        work.set_read(channel, m.sender, mine)
         if to is not None:
             if to != m.sender:
                 work.set_read(channel, to, work.read(channel, to).with_dm(seq, m.sender))

@@ -353,3 +353,18 @@ async def test_a_head_waiting_to_be_written_wins_over_the_one_a_reservation_read
     await p.held.flush()
     assert p.heads.counters[T].count == 3
     assert p.heads.lookups == []
+
+
+async def test_an_own_dm_is_not_held_by_a_team_message_deleted_since() -> None:
+    """C has read nothing; B's team message, deleted since, is not unread to C, so C's DM to A
+    moves C's position to it."""
+    p = _setup()
+    batch = [
+        _msg(10, "m1", sender=B),
+        change_record(T, "m1", DELETE, offset=11, actor=B),
+        _msg(12, "d1", sender=C, to=A),
+    ]
+    await _run(p, batch)
+    read = p.reads.states[(T, C)]
+    assert read.seq == 12
+    assert unread(p.heads.counters[T], read, C).count == 0

@@ -335,3 +335,13 @@ def test_a_thousand_own_posts_over_an_unread_dm_move_the_position_after_all() ->
     assert (state.seq, len(state.own)) == (5, MARKS_MAX)
     moved = state.after_own(10 + MARKS_MAX, 3 + MARKS_MAX, to=None)
     assert (moved.seq, moved.own, moved.dms) == (10 + MARKS_MAX, (), ())
+
+
+def test_an_own_dm_passes_a_deleted_team_message_from_someone_else() -> None:
+    """A team message deleted since (the head's mark) is not unread: it does not hold the
+    position below one's own DM; deletions below the position or above the DM change nothing."""
+    state = ReadState(seq=5, count=2)
+    assert state.after_own(9, 3, to=BOB) == state  # Bob's team message at 7, unread
+    assert state.after_own(9, 3, to=BOB, deleted=(DeletedMark(7, CAROL),)).seq == 9
+    elsewhere = (DeletedMark(4, CAROL), DeletedMark(12, CAROL))
+    assert state.after_own(9, 3, to=BOB, deleted=elsewhere) == state
