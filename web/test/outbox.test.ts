@@ -210,6 +210,16 @@ describe("Outbox", () => {
     expect(tried).toHaveLength(2);
   });
 
+  it("tells the sender when the server stored the file under another name", async () => {
+    const { outbox, said } = setup(async () => ({ id: "f3", kind: "file", filename: "script.py.txt" }) as Attachment);
+    await outbox.sendFile(CHANNEL, new File(["print(1)"], "script.py"));
+    expect(said).toEqual(["“script.py” was sent as “script.py.txt”, the name its file type needs."]);
+    said.length = 0;
+    const same = setup(async () => ({ id: "f4", kind: "file", filename: "notes.txt" }) as Attachment);
+    await same.outbox.sendFile(CHANNEL, new File(["x"], "notes.txt"));
+    expect(same.said).toEqual([]);
+  });
+
   it("keeps each box's unsent text where it outlives the page, and forgets all of it at sign-out", () => {
     const stored = new Map([["t/*", "from before the reload"]]);
     const saves: number[] = [];

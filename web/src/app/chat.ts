@@ -180,6 +180,7 @@ export class ChatModel extends Observable {
       newId: deps.newId ?? (() => crypto.randomUUID()),
       changed: () => this.changed(),
       announce: (text) => this.board.announce(text),
+      tell: (text) => this.board.notify("info", text),
       ...(deps.unsent ? { kept: deps.unsent } : {}),
     });
     this.readMarks = new ReadMarks({

@@ -84,6 +84,8 @@ export interface OutboxDeps {
   changed: () => void;
   /** Words for the screen reader's live region. */
   announce: (text: string) => void;
+  /** News shown to the user for a moment (and announced); `announce` when not given. */
+  tell?: (text: string) => void;
   /** Keeps unsent texts across a reload; without it they live as long as the page. */
   kept?: UnsentKeeper;
 }
@@ -170,7 +172,14 @@ export class Outbox {
       );
       this.uploads.delete(key);
       // Cancelled as it completed: the file is stored, but the user said not to send it.
-      if (!cancel.signal.aborted) this.send(to, attachment.kind, attachment.id);
+      if (!cancel.signal.aborted) {
+        this.send(to, attachment.kind, attachment.id);
+        // The server names a file by what it was checked as (`script.py` as text is
+        // `script.py.txt`, so a saved download opens as text): the sender is told.
+        if (attachment.filename && attachment.filename !== file.name) {
+          (this.deps.tell ?? this.deps.announce)(`“${file.name}” was sent as “${attachment.filename}”, the name its file type needs.`);
+        }
+      }
     } catch (err) {
       if (!cancel.signal.aborted) {
         view.error = err instanceof Error ? err.message : String(err);
