@@ -17,6 +17,14 @@ describe("ChannelTimeline", () => {
     expect(t.messages().map((m) => m.seq)).toEqual([3, 4, 5]);
   });
 
+  it("holds the channel from a seq up only when loaded, not resuming, and held down to it", () => {
+    expect(new ChannelTimeline().holdsFrom(0)).toBe(false);
+    const t = loaded(3, 4, 5); // a page with older ones still to fetch
+    expect([t.holdsFrom(3), t.holdsFrom(4), t.holdsFrom(2)]).toEqual([true, true, false]);
+    t.beginResume();
+    expect(t.holdsFrom(4)).toBe(false);
+  });
+
   it("ignores live frames of a channel whose starting page is not loaded", () => {
     const t = new ChannelTimeline();
     expect(t.live(msg(1))).toEqual([]);

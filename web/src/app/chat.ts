@@ -791,18 +791,14 @@ export class ChatModel extends Observable {
   private ownMessageRead(team: string, t: ChannelTimeline, own: Message): void {
     const r = this.read(team);
     const from = r.lastRead;
-    const oldest = t.oldestSeq();
-    const holdsSinceMark = from !== null && t.loaded && !t.isResuming && (!t.hasOlder || (oldest !== null && oldest <= from + 1));
-    if (holdsSinceMark && ownMessageReads(own, t.messages(), this.me.id, from)) r.readElsewhere(own.seq, t.messages());
+    if (from !== null && t.holdsFrom(from + 1) && ownMessageReads(own, t.messages(), this.me.id, from)) r.readElsewhere(own.seq, t.messages());
   }
 
   private onReadElsewhere(frame: ReadFrame): void {
     const team = frame.channel_id;
     const t = this.timelines.get(team);
-    const oldest = t?.oldestSeq() ?? null;
-    const holdsAllAbove = t !== undefined && t.loaded && !t.isResuming && (!t.hasOlder || (oldest !== null && oldest <= frame.seq));
     const r = this.read(team);
-    if (holdsAllAbove) {
+    if (t?.holdsFrom(frame.seq)) {
       r.readElsewhere(frame.seq, t.messages());
     } else if (r.movedElsewhere(frame.seq)) {
       void this.roster.recount(team);

@@ -74,6 +74,14 @@ export class ChannelTimeline {
     return this.messages()[0]?.seq ?? null;
   }
 
+  /** Whether every message of the channel from `seq` up is held: loaded, not resuming, and
+   * nothing older to fetch or the oldest held at or below `seq` (what is held is unbroken). */
+  holdsFrom(seq: number): boolean {
+    if (!this.loaded || this.resuming) return false;
+    const oldest = this.oldestSeq();
+    return !this.hasOlder || (oldest !== null && oldest <= seq);
+  }
+
   /** The `before` of the next older page: below the oldest held message, or below where the
    * server's last older page stopped reading, whichever is lower; null with nothing to go on. */
   olderFrom(): number | null {
