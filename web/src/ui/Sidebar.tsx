@@ -178,48 +178,12 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
               .filter((u) => u !== model.me.id)
               // By name, as people look for them (the server's order is the order they joined).
               .sort((a, b) => byName(model.name(a), model.name(b)) || a.localeCompare(b))
-              .map((u) => {
-                const unseen = model.dmUnread(team.id, u);
-                const current = model.conversation === u;
-                return (
-                  <li key={u}>
-                    <button
-                      type="button"
-                      class={current ? "conv-button current" : "conv-button"}
-                      aria-current={current ? "page" : undefined}
-                      aria-label={`Direct messages with ${model.name(u)}, ${presenceWords(model.presence.status(team.id, u))}${unseen > 0 ? `, ${unseen} new` : ""}`}
-                      onClick={() => {
-                        model.openConversation(u);
-                        props.onNavigate();
-                      }}
-                    >
-                      <PresenceDot status={model.presence.status(team.id, u)} /> <span class="conv-name">{model.name(u)}</span>
-                      {unseen > 0 && <span class="badge">{unseen}</span>}
-                    </button>
-                  </li>
-                );
-              })}
-            {model.formerDmPartners(team.id).map((u) => {
-              const unseen = model.dmUnread(team.id, u);
-              const current = model.conversation === u;
-              return (
-                <li key={u}>
-                  <button
-                    type="button"
-                    class={current ? "conv-button current former" : "conv-button former"}
-                    aria-current={current ? "page" : undefined}
-                    aria-label={`Direct messages with ${model.name(u)}, no longer a member${unseen > 0 ? `, ${unseen} new` : ""}`}
-                    onClick={() => {
-                      model.openConversation(u);
-                      props.onNavigate();
-                    }}
-                  >
-                    <span class="conv-name">{model.name(u)} (left)</span>
-                    {unseen > 0 && <span class="badge">{unseen}</span>}
-                  </button>
-                </li>
-              );
-            })}
+              .map((u) => (
+                <DmButton key={u} model={model} team={team.id} user={u} former={false} onNavigate={props.onNavigate} />
+              ))}
+            {model.formerDmPartners(team.id).map((u) => (
+              <DmButton key={u} model={model} team={team.id} user={u} former={true} onNavigate={props.onNavigate} />
+            ))}
           </ul>
           {team.members.length === 1 && <p class="muted small">Add members in “Members &amp; settings” to message them.</p>}
         </div>
@@ -260,5 +224,32 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
         )}
       </div>
     </nav>
+  );
+}
+
+/** A DM conversation's entry: a member's with their presence, or a former member's, read-only
+ * (listed while the page holds DMs with them), and its count of unseen DMs. */
+function DmButton(props: { model: ChatModel; team: string; user: string; former: boolean; onNavigate(): void }) {
+  const { model, team, user: u, former } = props;
+  const unseen = model.dmUnread(team, u);
+  const current = model.conversation === u;
+  const status = model.presence.status(team, u);
+  const state = former ? "no longer a member" : presenceWords(status);
+  return (
+    <li>
+      <button
+        type="button"
+        class={`conv-button${current ? " current" : ""}${former ? " former" : ""}`}
+        aria-current={current ? "page" : undefined}
+        aria-label={`Direct messages with ${model.name(u)}, ${state}${unseen > 0 ? `, ${unseen} new` : ""}`}
+        onClick={() => {
+          model.openConversation(u);
+          props.onNavigate();
+        }}
+      >
+        {!former && <PresenceDot status={status} />} <span class="conv-name">{former ? `${model.name(u)} (left)` : model.name(u)}</span>
+        {unseen > 0 && <span class="badge">{unseen}</span>}
+      </button>
+    </li>
   );
 }
