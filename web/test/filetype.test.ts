@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { declaredType, looksLikeText } from "../src/upload/filetype";
+import { ACCEPTED_TYPES, declaredType, looksLikeText } from "../src/upload/filetype";
 
 const text = (s: string) => new TextEncoder().encode(s);
 
@@ -38,5 +38,15 @@ describe("looksLikeText", () => {
     expect(looksLikeText(text("a\u0000b"))).toBe(false);
     expect(looksLikeText(text("a\u0007b"))).toBe(false);
     expect(looksLikeText(new Uint8Array([0x61, 0xff, 0x62]))).toBe(false);
+  });
+});
+
+describe("ACCEPTED_TYPES", () => {
+  it("is the API's list of attachment types (docs/openapi.json's ContentType), kept in step", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const doc = JSON.parse(await readFile(new URL("../../docs/openapi.json", import.meta.url), "utf8")) as {
+      components: { schemas: { ContentType: { enum: string[] } } };
+    };
+    expect([...ACCEPTED_TYPES].sort()).toEqual([...doc.components.schemas.ContentType.enum].sort());
   });
 });

@@ -5,7 +5,8 @@
 // the server refuses on purpose (HTML, XML, SVG: they would run as pages) stay as they are, so
 // its refusal says why. No DOM: the caller reads the file's first bytes.
 
-/** What the server takes (docs/api.md, the attachment's `content_type`). */
+/** What the server takes: docs/openapi.json's `ContentType`, which tests keep equal to this list and to the
+ * management service's `ALLOWED_TYPES` (a browser cannot import the Python one). */
 export const ACCEPTED_TYPES: ReadonlySet<string> = new Set([
   "image/png",
   "image/jpeg",
