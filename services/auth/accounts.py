@@ -238,9 +238,8 @@ class AuthService:
             try:
                 new_hash = await self._passwords.hash(creds.password)
             except Busy:
-                # The login stands; the upgrade waits for a login at a quieter moment.
-                new_hash = None
-            if new_hash is not None:
+                pass  # The login stands; the upgrade waits for a login at a quieter moment.
+            else:
                 # Only over the hash just checked: a password changed meanwhile stays changed.
                 await self._users.set_password_hash(user.id, new_hash, replacing=checked)
                 checked = new_hash

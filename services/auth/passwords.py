@@ -65,9 +65,10 @@ class Passwords:
 
     A hash takes ~150 ms of two cores at the default parameters and 64 MiB while it runs. On the
     default executor a burst of logins (a flood from many addresses, or every client after an
-    outage) queued without bound: at 100 logins at once the last answer came after 13 s and the
-    service peaked at 456 MiB (``bench/login_flood.py``), and the executor's other users (DNS
-    lookups of the database and Kafka clients) waited behind the hashes.
+    outage) queued without bound: at 100 logins at once the last answer came after 16 s, a real
+    user's login after 13 s, and the service peaked at 456 MiB (``bench/login_flood.py``); the
+    executor's other users (DNS lookups of the database and Kafka clients) waited behind the
+    hashes.
     """
 
     def __init__(
