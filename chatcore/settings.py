@@ -142,6 +142,10 @@ class Settings:
     # Name and password changes per account (the password check also counts as a login attempt).
     account_change_burst: int = 5
     account_change_per_minute: float = 10.0
+    # Lookups by email (GET /v1/users?email=) per account: each tells whether an address has an
+    # account, so a token must not turn them into a fast enumeration.
+    email_lookup_burst: int = 30
+    email_lookup_per_minute: float = 30.0
     # Keys each auth limiter tracks at most; penalised ones are never forgotten to make room.
     login_tracked_keys: int = 100_000
     # Controller service

@@ -101,6 +101,8 @@ BOUNDS: dict[str, Bound] = {
     "logins_per_account": AT_LEAST_ONE,
     "account_change_burst": AT_LEAST_ONE,
     "account_change_per_minute": POSITIVE,
+    "email_lookup_burst": AT_LEAST_ONE,
+    "email_lookup_per_minute": POSITIVE,
     "login_tracked_keys": AT_LEAST_ONE,
     "controller_grpc_port": PORT,
     "controller_http_port": PORT,

@@ -83,7 +83,8 @@ class AuthMetrics:
 class Limiters:
     """Failed logins per client address and per (email, client address); successful logins per
     account; registrations per address; name and password changes per account (a password
-    change's check of the current password is a login attempt too).
+    change's check of the current password is a login attempt too); lookups by email per account
+    (each tells whether an address has an account, so they are bounded like registrations).
 
     There is deliberately no limit per email alone: anyone could then lock any account by failing
     logins on it. Guessing one account's password from many addresses is bounded per address, by
@@ -95,6 +96,7 @@ class Limiters:
     register_ip: TokenBucketLimiter
     account_change: TokenBucketLimiter
     login_account: TokenBucketLimiter
+    email_lookup: TokenBucketLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiters:
@@ -113,6 +115,7 @@ class Limiters:
             login_account=per_minute(
                 settings.login_account_burst, settings.login_account_per_minute
             ),
+            email_lookup=per_minute(settings.email_lookup_burst, settings.email_lookup_per_minute),
         )
 
 
@@ -493,7 +496,9 @@ class AuthService:
         ids collected in a team do not become a mailing list after leaving it."""
         return viewer == user_id or await self._share_a_team(viewer, user_id)
 
-    async def user_by_email(self, email: str) -> User | None:
+    async def user_by_email(self, email: str, *, caller: str) -> User | None:
+        """The account with this address, drawn from ``caller``'s lookup budget."""
+        _limit(self._limiters.email_lookup, caller, "lookups by email")
         return await self._users.by_email(email)
 
     async def sweep_expired(self) -> int:

@@ -202,9 +202,9 @@ class AuthApi:
 
     async def find_users(self, request: web.Request) -> web.Response:
         """``?email=``: exact match only, so the endpoint cannot be used to list accounts."""
-        await authenticate(request, self._verifier)
+        claims = await authenticate(request, self._verifier)
         email = parse_email_query(request.query.getall("email", []))
-        user = await self._service.user_by_email(email)
+        user = await self._service.user_by_email(email, caller=claims.sub)
         return ok([user.public()] if user is not None else [], meta={"count": int(bool(user))})
 
 

@@ -635,6 +635,28 @@ async def test_concurrent_refreshes_of_one_token_yield_one_new_session(
         secrets_seen.add(after["data"]["access_token"], after["data"]["refresh_token"])
 
 
+async def test_users_lookups_by_email_are_bounded_per_account(
+    auth_url: str, http: aiohttp.ClientSession, secrets_seen: _Secrets
+) -> None:
+    """An account's 31st lookup by email in a burst is a 429 with Retry-After; another account's
+    lookup still answers."""
+    email, login = await _register_and_login(http, auth_url, secrets_seen)
+    _, other = await _register_and_login(http, auth_url, secrets_seen)
+    statuses = []
+    for i in range(31):
+        status, _, resp = await _call(
+            http, "GET", f"{auth_url}/v1/users?email=n{i}-{email}", token=login["access_token"]
+        )
+        statuses.append(status)
+    assert statuses == [200] * 30 + [429]
+    assert int(resp.headers["Retry-After"]) >= 1
+    status, found, _ = await _call(
+        http, "GET", f"{auth_url}/v1/users?email={email}", token=other["access_token"]
+    )
+    assert status == 200
+    assert found["data"] == [login["user"]]
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -107,6 +107,7 @@ def world() -> Iterator[_World]:
             register_ip=_limiter(10, clock),
             account_change=_limiter(5, clock),
             login_account=_limiter(10, clock),
+            email_lookup=_limiter(30, clock),
         ),
         metrics=AuthMetrics.create(registry),
         refresh_ttl_s=30 * 86400,
@@ -749,6 +750,23 @@ async def test_an_email_is_seen_by_its_owner_and_current_teammates_only(world: _
     assert not await world.service.sees_email(bob, ada)
     assert not await world.service.sees_email(ada, bob)
     assert await world.service.sees_email(bob, bob)
+
+
+async def test_lookups_by_email_are_bounded_per_account(world: _World) -> None:
+    """30 lookups by email at once per account, then 429 until the budget refills; another
+    account's lookups are not affected."""
+    ada = await _register(world)
+    for i in range(30):
+        found = await world.service.user_by_email(
+            "ada@example.com" if i % 2 else f"x{i}@example.com", caller=ada
+        )
+        assert (found is not None) == bool(i % 2)
+    with pytest.raises(RateLimited) as info:
+        await world.service.user_by_email("ada@example.com", caller=ada)
+    assert info.value.retry_after > 0
+    assert await world.service.user_by_email("ada@example.com", caller="b" * 32) is not None
+    world.clock.now += 2.0
+    assert await world.service.user_by_email("ada@example.com", caller=ada) is not None
 
 
 async def test_password_checks_refused_as_busy_cost_no_registration_and_keep_logins(
