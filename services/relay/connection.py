@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -76,12 +77,27 @@ RATE_REFUSALS_CLOSE = "too many frames over the rate limit"
 
 
 class RelayConnection(ServerConnection):
-    """A WebSocket connection carrying what its handshake established."""
+    """A WebSocket connection carrying what its handshake established.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    ``on_data`` runs after every read the library handles (its automatic replies written):
+    the relay checks the socket's write backlog there (``WsFanout.check_backlog``).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        on_data: Callable[[ServerConnection], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.claims: AccessClaims | None = None
         self.request_id = ""
+        self._on_data = on_data
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._on_data is not None:
+            self._on_data(self)
 
 
 class Relay:
@@ -261,6 +277,10 @@ class Relay:
                     self.ledger.owe(session, owed, ticket)
 
     # --- handshake ---------------------------------------------------------------------------
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> RelayConnection:
+        """The library's connection factory: each socket checks its write backlog as it reads."""
+        return RelayConnection(*args, on_data=self._fanout.check_backlog, **kwargs)
 
     async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         rid = request_id(request.headers)

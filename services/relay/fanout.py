@@ -189,6 +189,17 @@ class WsFanout:
         transport.write(data)
         return True
 
+    def check_backlog(self, conn: ServerConnection) -> None:
+        """Cut ``conn`` off once what waits to be written to it is over the limit, whatever put
+        it there. Deliveries are checked as they are written; this is for what the library
+        writes on its own: a pong to every ping, so a peer that sends pings and reads nothing
+        would otherwise grow the buffer without end. Reading stops too, so no more pongs are
+        made while the close waits for its timeout."""
+        transport = conn.transport
+        if transport.get_write_buffer_size() > self._limit:
+            transport.pause_reading()
+            self._cut_off(conn)
+
     def _cut_off(self, conn: ServerConnection) -> None:
         if conn in self._closing:
             return

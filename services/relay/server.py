@@ -28,7 +28,7 @@ from chatcore.rdkafka import RdKafkaProducer
 from chatcore.settings import Settings
 from chatcore.tasks import cancel_and_wait
 from chatcore.tokens import HttpJwksSource, JwtVerifier
-from services.relay.connection import Relay, RelayConnection
+from services.relay.connection import Relay
 from services.relay.discovery import ControllerDirectory, DiscoveryFeed
 from services.relay.presence import PresencePublisher
 
@@ -150,7 +150,8 @@ async def start(settings: Settings, *, port: int | None = None) -> RunningRelay:
             relay.handler,
             sock=sock,
             process_request=relay.process_request,
-            create_connection=RelayConnection,
+            # websockets types the factory as a class; it only ever calls it.
+            create_connection=cast("type[ServerConnection]", relay.create_connection),
             compression=None,
             max_size=settings.ws_max_frame_bytes,
             ping_interval=settings.ws_heartbeat_s,

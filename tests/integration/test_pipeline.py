@@ -56,6 +56,27 @@ async def _until(condition: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _lazy_socket(
+    pipe: Pipeline, token: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw WebSocket to the first relay with a tiny receive buffer, upgraded (its 101 read)."""
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", pipe.relays[0].port))
+    reader, writer = await asyncio.open_connection(sock=raw, limit=1024)
+    writer.write(
+        (
+            f"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    assert b"101" in await reader.readline()
+    return reader, writer
+
+
 async def _until_stored(pipe: Pipeline, team: str, count: int) -> None:
     """Until the team's channel holds ``count`` messages in the database."""
     deadline = time.monotonic() + 15
@@ -357,6 +378,40 @@ async def test_a_token_accepted_within_the_leeway_gets_its_hello_before_it_close
     assert asyncio.get_running_loop().time() - opened > 1.0
 
 
+async def test_a_socket_that_pings_and_never_reads_is_cut_off(pipe: Pipeline) -> None:
+    """A socket flooding pings while reading nothing (in no team, so no delivery ever checks it)
+    is closed with 1013 once the relay's pongs to it pass the send-buffer limit."""
+    lazy = await pipe.user()
+    reader, writer = await _lazy_socket(pipe, lazy.token)
+    while await reader.readline() != b"\r\n":
+        pass
+    # The hello first: a frame written to the socket checks its backlog too, and must not be
+    # what cuts it off here.
+    head = await reader.readexactly(2)
+    size = head[1] & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    assert json.loads(await reader.readexactly(size))["type"] == "hello"
+    metrics = pipe.relays[0].relay.metrics
+    before = metrics.slow_closes._value.get()
+    # A masked ping with 125 bytes of payload (the mask is zero: the payload goes as it is).
+    ping = bytes([0x89, 0x80 | 125, 0, 0, 0, 0]) + b"p" * 125
+    chunk = ping * 8000  # about 1 MB
+    sent = 0
+    try:
+        while metrics.slow_closes._value.get() == before and sent < 40:
+            writer.write(chunk)
+            try:
+                await asyncio.wait_for(writer.drain(), timeout=2)
+            except (TimeoutError, ConnectionError):
+                break  # the relay stopped reading us
+            sent += 1
+        await _until(lambda: metrics.slow_closes._value.get() == before + 1)
+        assert sent < 40
+    finally:
+        writer.transport.abort()
+
+
 async def test_relay_health_endpoints(pipe: Pipeline) -> None:
     """A relay answers /healthz, /readyz (its controller stream is up) and /metrics."""
     port = pipe.relays[0].port
@@ -374,20 +429,7 @@ async def test_slow_reader_is_cut_off_without_slowing_others(pipe: Pipeline) -> 
     team = await pipe.team([a, b, lazy])
     ca, cb = await pipe.connect(a, 0), await pipe.connect(b, 0)
     # A raw socket with a tiny receive buffer that never reads after the handshake.
-    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", pipe.relays[0].port))
-    reader, writer = await asyncio.open_connection(sock=raw, limit=1024)
-    writer.write(
-        (
-            f"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {lazy.token}\r\n\r\n"
-        ).encode()
-    )
-    await writer.drain()
-    assert b"101" in await reader.readline()
+    _reader, writer = await _lazy_socket(pipe, lazy.token)
     payload = "y" * 3500
     total = 2500  # about 9 MB: well past the kernel's socket buffers and the relay's limit
     for i in range(total):
