@@ -45,6 +45,7 @@ class Rejection:
 NOT_FOUND = Rejection(404, "not_found", "no such route", "not_found")
 DRAINING = Rejection(503, "unavailable", "relay is restarting; reconnect", "draining")
 BAD_ORIGIN = Rejection(403, "forbidden", "origin not allowed", "origin")
+TWO_AUTHORIZATIONS = Rejection(401, "unauthorized", "send one Authorization header", "token")
 TOO_MANY = Rejection(429, "rate_limited", "too many connections for this user", "connection_cap")
 
 
@@ -59,7 +60,10 @@ def split(path: str) -> tuple[Route, str]:
 
 def request_id(headers: Mapping[str, str]) -> str:
     """The request id nginx (or the client) sent when it is a plain token; else a new one."""
-    value = headers.get("X-Request-ID", "")
+    try:
+        value = headers.get("X-Request-ID", "")
+    except LookupError:  # sent twice (the library's MultipleValuesError): neither is taken
+        value = ""
     return value if CORRELATION_ID_RE.fullmatch(value) else new_request_id()
 
 
@@ -69,12 +73,17 @@ def upgrade_token(
     """The bearer token of an upgrade request, or why it is refused before verification."""
     if draining:
         return DRAINING
-    origin = headers.get("Origin")
+    try:
+        origin = headers.get("Origin")
+    except LookupError:  # two Origins: no browser sends that, so neither is trusted
+        return BAD_ORIGIN
     if origin is not None and origin not in origins:
         return BAD_ORIGIN
     values = urllib.parse.parse_qs(query).get("token") or [""]
     try:
         return bearer_token(headers.get("Authorization"), values[0] or None)
+    except LookupError:
+        return TWO_AUTHORIZATIONS
     except ChatError as exc:
         return Rejection(exc.http_status, exc.code, exc.public_message, "token")
 

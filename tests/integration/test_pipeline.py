@@ -320,7 +320,8 @@ async def test_poison_record_goes_to_the_dlq_and_the_partition_moves_on(pipe: Pi
 
 
 async def test_handshake_refuses_bad_tokens_and_foreign_origins(pipe: Pipeline) -> None:
-    """No token, a bad token or a foreign Origin get an HTTP error before any upgrade."""
+    """No token, a bad token, a foreign Origin or a header sent twice get an HTTP error in the
+    envelope before any upgrade."""
     a = await pipe.user()
     url = pipe.ws_url()
     for kwargs, status in (
@@ -332,6 +333,26 @@ async def test_handshake_refuses_bad_tokens_and_foreign_origins(pipe: Pipeline) 
                 "origin": "https://evil.example",
             },
             403,
+        ),
+        # A header sent twice: an answer in the envelope, not a 500 and a logged traceback.
+        (
+            {
+                "additional_headers": [
+                    ("Authorization", f"Bearer {a.token}"),
+                    ("Origin", pipe.settings.ws_origins[0]),
+                    ("Origin", "https://evil.example"),
+                ]
+            },
+            403,
+        ),
+        (
+            {
+                "additional_headers": [
+                    ("Authorization", f"Bearer {a.token}"),
+                    ("Authorization", f"Bearer {a.token}"),
+                ]
+            },
+            401,
         ),
     ):
         with pytest.raises(InvalidStatus) as info:

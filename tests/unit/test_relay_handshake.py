@@ -6,12 +6,14 @@ import asyncio
 import json
 
 import pytest
+from websockets.datastructures import Headers
 
 from chatcore.proto.chat.v1 import chat_pb2
 from services.relay.gate import Gate
 from services.relay.handshake import (
     BAD_ORIGIN,
     DRAINING,
+    TWO_AUTHORIZATIONS,
     Rejection,
     Route,
     UserSlots,
@@ -58,6 +60,20 @@ def test_missing_token_is_a_401_with_the_envelope() -> None:
     body = json.loads(rejection.body("rid-1"))
     assert body["error"]["request_id"] == "rid-1"
     assert body["error"]["code"] == "unauthorized"
+
+
+def test_a_header_sent_twice_is_refused_with_the_envelope_not_an_error() -> None:
+    """Two Origins are a 403 (either may be the evil one), two Authorizations a 401, two
+    request ids a fresh one: each an answer in the envelope, not the library's lookup error."""
+    token = "Bearer abc"
+    for pair in ([ORIGINS[0], "http://evil.example"], ["http://evil.example", ORIGINS[0]]):
+        headers = Headers([("Origin", pair[0]), ("Origin", pair[1]), ("Authorization", token)])
+        assert upgrade_token("", headers, origins=ORIGINS, draining=False) == BAD_ORIGIN
+    twice = Headers([("Authorization", token), ("Authorization", "Bearer other")])
+    assert upgrade_token("", twice, origins=ORIGINS, draining=False) == TWO_AUTHORIZATIONS
+    assert TWO_AUTHORIZATIONS.status == 401
+    ids = Headers([("X-Request-ID", "abc-123"), ("X-Request-ID", "def-456")])
+    assert request_id(ids) not in ("abc-123", "def-456")
 
 
 def test_request_id_is_taken_only_when_it_is_a_plain_token() -> None:
