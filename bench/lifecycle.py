@@ -162,7 +162,6 @@ async def changes(args: argparse.Namespace) -> None:
         service = MessageService(
             teams=MongoTeamStore(db),
             messages=MongoMessageStore(db, heads),
-            heads=heads,
             attachments=_NoAttachments(),
             log=_NoLog(),
             edit_window_s=300,

@@ -129,13 +129,15 @@ class MongoMessageStore:
             raise database_unavailable(exc) from exc
         return Walk(found[:limit])
 
-    async def count_at(self, channel_id: str, seq: int) -> int | None:
-        at: Document = {s.MESSAGE_CHANNEL_ID: channel_id, s.MESSAGE_SEQ: seq}
+    async def count_at(self, channel_id: str, seq: int, viewer: str | None = None) -> int | None:
+        seen: Document = {} if viewer is None else _visible_to(viewer)
+        at: Document = {s.MESSAGE_CHANNEL_ID: channel_id, s.MESSAGE_SEQ: seq, **seen}
         try:
             doc = await self._messages.find_one(at, {s.MESSAGE_COUNT: 1})
             if doc is None:
                 doc = await self._changes.find_one(
-                    {s.CHANGE_CHANNEL_ID: channel_id, s.CHANGE_SEQ: seq}, {s.MESSAGE_COUNT: 1}
+                    {s.CHANGE_CHANNEL_ID: channel_id, s.CHANGE_SEQ: seq, **seen},
+                    {s.MESSAGE_COUNT: 1},
                 )
         except PyMongoError as exc:
             raise database_unavailable(exc) from exc

@@ -81,7 +81,6 @@ class MessageService:
         *,
         teams: TeamStore,
         messages: MessageStore,
-        heads: HeadReader,
         attachments: Withdrawer,
         log: LogSender,
         edit_window_s: float,
@@ -90,7 +89,6 @@ class MessageService:
     ) -> None:
         self._teams = teams
         self._messages = messages
-        self._heads = heads
         self._attachments = attachments
         self._log = log
         self._window = timedelta(seconds=edit_window_s)
@@ -218,26 +216,33 @@ class MessageService:
         return ForwardPage(page, len(found) > len(page) or walk.resume_at is not None, cursor)
 
     async def mark_read(self, team_id: str, seq: int, *, caller: str) -> None:
-        """Move the caller's read position to ``seq`` (normally a message or change they saw;
-        any other seq reads up to the latest message at or before it, and one beyond the team's
-        last stored record is taken as that record, so nothing stored later counts as read)."""
+        """Move the caller's read position to ``seq`` (normally a record they saw). Any other seq
+        reads up to it, but never beyond the newest message the caller may see: a made-up seq
+        past it is taken as that message, so nothing stored later counts as read, and the
+        position never tells where other members' DMs are."""
         roles.member_team(await self._teams.get(team_id), caller)
         # A record the caller saw is stored (before it was fanned out), and its count with it.
-        # The channel's head is saved behind the fan-out, up to a checkpoint late: clamping a
-        # seq just delivered to it would leave the newest messages unread.
-        count = await self._messages.count_at(team_id, seq)
+        # The channel's head is saved behind the fan-out, up to a checkpoint late, and counts
+        # others' DMs: neither may set the position.
+        count = await self._messages.count_at(team_id, seq, caller)
         if count is None:
-            last = (await self._heads.head(team_id)).last_seq
-            if last < 0:
-                return  # nothing stored in the channel yet: nothing to have read
-            if seq > last:
-                seq = last
+            newest = (
+                await self._messages.page(team_id, caller, before=None, after=None, limit=1)
+            ).found
+            if not newest:
+                # Nothing the caller may see (or nothing within the walk's bound, which only a
+                # channel of others' DMs reaches): nothing to have read.
+                return
+            if seq >= newest[0].seq:
+                seq = newest[0].seq
                 count = await self._messages.count_at(team_id, seq)
         if count is None:
-            # Not a record of this channel (another channel's offset on the same partition):
-            # the count of its last message below. Never a walk over what the caller may see,
-            # whose length another member's DMs would set.
-            count = await self._messages.count_before(team_id, seq)
+            # No record the caller may see: the count of the channel's last message at or below
+            # (hidden records carry the count of the last one the caller sees before them).
+            # Never a walk over what the caller may see, whose length others' DMs would set.
+            count = await self._messages.count_at(team_id, seq)
+            if count is None:
+                count = await self._messages.count_before(team_id, seq)
         marker = chat_pb2.ReadMarker(
             channel_id=team_id,
             user_id=caller,

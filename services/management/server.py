@@ -225,7 +225,6 @@ async def start(
         lifecycle = MessageService(
             teams=teams,
             messages=messages,
-            heads=MongoChannelHeads(db),
             attachments=attachments,
             log=producer,
             edit_window_s=settings.edit_window_s,

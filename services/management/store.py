@@ -181,11 +181,11 @@ class MessageStore(Protocol):
         ascending: each message's creation and each change applied to one. Fewer, with
         ``resume_at``, when the walk reached its bound first."""
 
-    async def count_at(self, channel_id: str, seq: int) -> int | None:
+    async def count_at(self, channel_id: str, seq: int, viewer: str | None = None) -> int | None:
         """The channel's team-message count at its record ``seq`` (a message or a change, seen by
         the caller or not: every record carries the count up to itself, and a record hidden from
         a viewer holds the same count as the last one they see before it); None when the channel
-        has no record at that seq."""
+        has no record at that seq, or, with ``viewer``, none that the viewer may see."""
 
     async def count_before(self, channel_id: str, seq: int) -> int:
         """The channel's team-message count at its last message at or below ``seq`` (0 when

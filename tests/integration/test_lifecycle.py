@@ -326,6 +326,27 @@ async def test_an_unread_dm_stays_unread_when_its_reader_posts_to_the_team(
         await client.close()
 
 
+async def test_a_read_mark_past_the_end_does_not_tell_where_others_dms_are(
+    pipe: Pipeline,
+) -> None:
+    """Bob marks a seq far past the end read after Alice's team message and her DMs to Carol:
+    his position is Alice's team message, not her last DM, and nothing is unread."""
+    alice, bob, carol = await asyncio.gather(pipe.user(), pipe.user(), pipe.user())
+    team = await _team(pipe, alice, bob, carol)
+    ca = await _synced(pipe, alice, team)
+    seen = await ca.send(team, "for everyone")
+    dms = [await ca.send(team, f"for Carol {n}", to=carol.id) for n in range(3)]
+    assert dms[-1].seq > seen.seq
+    await rest.mark_read(pipe.api_url, bob.token, team, 10**15)
+    for _ in range(100):  # the position is applied by the channel's controller, after the 204
+        unread = (await rest.team(pipe.api_url, bob.token, team))["unread"]
+        if unread["last_read_seq"] != -1:
+            break
+        await asyncio.sleep(0.05)
+    assert unread == {"count": 0, "mentions": 0, "last_read_seq": seen.seq}
+    await ca.close()
+
+
 async def test_messages_marked_read_as_they_arrive_stay_read(pipe: Pipeline) -> None:
     """Bob marks each message read the moment his socket gets it, before the controller's next
     checkpoint has saved the channel's head: his position is that message, nothing is unread."""

@@ -374,12 +374,15 @@ class MemoryMessageStore:
             [(e.seq, e) for e in entries], lambda e: e.message.visible_to(viewer), limit
         )
 
-    async def count_at(self, channel_id: str, seq: int) -> int | None:
+    async def count_at(self, channel_id: str, seq: int, viewer: str | None = None) -> int | None:
+        def seen(m: StoredMessage) -> bool:
+            return viewer is None or m.visible_to(viewer)
+
         for m in self.messages:
-            if m.channel_id == channel_id and m.seq == seq:
+            if m.channel_id == channel_id and m.seq == seq and seen(m):
                 return m.count
         for e, count in self.change_log:
-            if e.message.channel_id == channel_id and e.seq == seq:
+            if e.message.channel_id == channel_id and e.seq == seq and seen(e.message):
                 return count
         return None
 

@@ -649,6 +649,29 @@ class StoreContract:
         assert await count_at(45) is None  # no record at this seq
         assert await backend.messages.count_at(backend.new_id(), 10) is None
 
+    async def test_count_at_for_a_viewer_passes_records_hidden_from_them(
+        self, backend: Backend
+    ) -> None:
+        """With a viewer, a DM of two others and a reaction to it are no record (a DM reply's
+        seq is its team root's thread change too, which they see); the DM's two people, and
+        everyone for team records, get the count as without one."""
+        log = await _channel_log(backend)
+
+        async def count_at(seq: int, viewer: str) -> int | None:
+            return await backend.messages.count_at(log.channel, seq, viewer)
+
+        assert [await count_at(seq, S) for seq in (10, 20, 40, 50, 70, 100)] == [
+            1,
+            None,
+            2,
+            2,
+            None,
+            5,
+        ]
+        for party in (U, V):
+            assert [await count_at(seq, party) for seq in (20, 50, 70)] == [1, 2, 3]
+        assert await count_at(45, U) is None
+
     async def test_count_before_is_the_count_at_the_last_message_at_or_below(
         self, backend: Backend
     ) -> None:

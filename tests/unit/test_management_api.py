@@ -126,7 +126,6 @@ async def harness() -> AsyncIterator[Harness]:
     lifecycle = MessageService(
         teams=teams,
         messages=messages,
-        heads=heads,
         attachments=uploads,
         log=log,
         edit_window_s=settings.edit_window_s,
@@ -501,18 +500,19 @@ async def test_messages_of_other_teams_and_others_dms_are_404(harness: Harness) 
 
 async def test_marking_read_writes_a_marker_with_the_count_at_that_seq(harness: Harness) -> None:
     """The marker carries the seq and the channel's team-message count there; a seq between
-    records counts up to the message before it, one past the end is the end; the team object
-    carries the caller's unread."""
+    records counts up to the message before it, one past the newest message is that message;
+    the team object carries the caller's unread."""
     team = await _team_with_bob(harness)
     _stored(harness, team, 7, ALICE)
-    harness.heads.heads[team] = ChannelHead(count=7, count_seq=7, last_seq=9)
+    _stored(harness, team, 12, ALICE)
+    harness.heads.heads[team] = ChannelHead(count=12, count_seq=12, last_seq=14)
     path = f"/v1/teams/{team}/read"
     for asked in (7, 8, 10**12):
         assert (await harness.call("PUT", path, who=BOB, body={"seq": asked}))[0] == 204
     assert [(m.user_id, m.seq, m.count, m.joined) for m in harness.log.reads()] == [
         (BOB, 7, 7, False),
         (BOB, 8, 7, False),
-        (BOB, 9, 7, False),
+        (BOB, 12, 12, False),
     ]
     status, body = await harness.call("PUT", path, who=BOB, body={"seq": -1})
     assert status == 422
@@ -523,10 +523,9 @@ async def test_marking_read_writes_a_marker_with_the_count_at_that_seq(harness: 
     assert body["data"][0]["unread"]["count"] == 3
 
 
-async def test_a_read_mark_at_a_hidden_dm_costs_no_walk_over_history(harness: Harness) -> None:
-    """A seq that is another pair's DM takes that record's count (the same as at the last
-    message the caller sees), by one lookup: no history page is read, however many hidden
-    messages lie below."""
+async def test_a_read_mark_at_a_hidden_dm_reads_one_message_of_history(harness: Harness) -> None:
+    """A seq that is another pair's DM, above the caller's newest message, is taken as that
+    message: found by one history page of one message, not by counting what lies between."""
     team = await _team_with_bob(harness)
     _stored(harness, team, 3, ALICE)
     for seq in range(4, 40):
@@ -538,8 +537,9 @@ async def test_a_read_mark_at_a_hidden_dm_costs_no_walk_over_history(harness: Ha
     harness.messages.calls.clear()
     status, _ = await harness.call("PUT", f"/v1/teams/{team}/read", who=BOB, body={"seq": 20})
     assert status == 204
-    assert [(m.seq, m.count) for m in harness.log.reads()] == [(20, 3)]
-    assert "page" not in harness.messages.calls
+    assert [(m.seq, m.count) for m in harness.log.reads()] == [(3, 3)]
+    assert harness.messages.calls.count("page") == 1
+    assert "count_before" not in harness.messages.calls
 
 
 async def test_read_marks_over_their_budget_are_429_and_write_nothing(harness: Harness) -> None:
@@ -567,7 +567,7 @@ async def test_a_message_just_delivered_is_marked_read_before_its_head_is_saved(
 ) -> None:
     """The channel's head is saved up to a checkpoint after the fan-out: a seq the caller saw
     live is marked as it is (with the count stored with the message), not clamped to the head;
-    a made-up seq beyond the head still is."""
+    a made-up seq beyond the newest message is taken as that message."""
     team = await _team_with_bob(harness)
     _stored(harness, team, 7, ALICE)
     _stored(harness, team, 12, ALICE)
@@ -575,7 +575,24 @@ async def test_a_message_just_delivered_is_marked_read_before_its_head_is_saved(
     path = f"/v1/teams/{team}/read"
     for asked in (12, 10**12):
         assert (await harness.call("PUT", path, who=BOB, body={"seq": asked}))[0] == 204
-    assert [(m.seq, m.count) for m in harness.log.reads()] == [(12, 12), (7, 7)]
+    assert [(m.seq, m.count) for m in harness.log.reads()] == [(12, 12), (12, 12)]
+
+
+async def test_a_read_position_never_tells_where_others_dms_are(harness: Harness) -> None:
+    """A made-up seq past everything is taken as the newest message the caller may see, not the
+    channel's last record (Alice's DM to Carol); below it, any seq is taken as asked, a DM of
+    others included, so the answer is the same whether or not a hidden record is there."""
+    team = await _team_with_bob(harness)
+    _stored(harness, team, 7, ALICE)
+    _stored(harness, team, 9, ALICE, to=CAROL)
+    _stored(harness, team, 12, ALICE, to=BOB)
+    _stored(harness, team, 15, ALICE, to=CAROL)
+    _stored(harness, team, 16, CAROL, to=ALICE)
+    harness.heads.heads[team] = ChannelHead(count=7, count_seq=7, last_seq=16)
+    path = f"/v1/teams/{team}/read"
+    for asked in (10**12, 16, 15, 13, 9, 8):
+        assert (await harness.call("PUT", path, who=BOB, body={"seq": asked}))[0] == 204
+    assert [m.seq for m in harness.log.reads()] == [12, 12, 12, 12, 9, 8]
 
 
 async def test_the_message_at_seq_0_is_marked_read_and_an_empty_channel_writes_nothing(
