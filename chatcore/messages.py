@@ -53,19 +53,23 @@ MAX_TEXT_CHARS = 4000
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; text may hold newline and tab.
 _TEXT_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
 _TEXT_CONTROL = re.compile(f"[{_TEXT_CONTROL_CHARS}]")
+# A text needs one character that shows: not whitespace, not blank (``schema.BLANK``).
+_TEXT_SHOWS = re.compile(f"[^{schema.SPACE}{schema.BLANK}]")
 # The same rule as one regular expression (declared in docs/openapi.json for edits): at least one
-# character that is neither whitespace nor control, and no control character but tab and newline.
+# character that is neither whitespace, blank nor control, and no control character but tab and
+# newline.
 # Lone surrogates are left out of it: a JSON document's text is UTF-8, which cannot carry them
 # (only a \u escape can), and the tools that read the document refuse them in a pattern.
 TEXT_PATTERN = (
-    f"^[^{_TEXT_CONTROL_CHARS}]*[^{schema.CONTROL}{schema.SPACE}][^{_TEXT_CONTROL_CHARS}]*$"
+    f"^[^{_TEXT_CONTROL_CHARS}]*[^{schema.CONTROL}{schema.SPACE}{schema.BLANK}]"
+    f"[^{_TEXT_CONTROL_CHARS}]*$"
 )
 
 
 def text_problem(data: str) -> str | None:
     """Why ``data`` cannot be a text message's (or an edit's) text; None when it can."""
-    if not data.strip():
-        return "text must not be empty"
+    if not _TEXT_SHOWS.search(data):
+        return "text must not be empty (whitespace and invisible characters alone show nothing)"
     if len(data) > MAX_TEXT_CHARS:
         return f"text exceeds {MAX_TEXT_CHARS} characters"
     if _TEXT_CONTROL.search(data):

@@ -76,6 +76,8 @@ def test_parses_dm_and_typing() -> None:
         (_frame(channel_id="../x"), "invalid"),
         (_frame(data=""), "invalid"),
         (_frame(data="   "), "invalid"),
+        (_frame(data="\u2028\u2029\ufeff\u200b"), "invalid"),
+        (_frame(data="\u2800 \u3164"), "invalid"),
         (_frame(data="x" * 4001), "too_large"),
         (_frame(data="bell\x07"), "invalid"),
         (_frame(data=42), "invalid"),
@@ -94,6 +96,8 @@ def test_text_limits_are_inclusive_and_allow_newlines_and_tabs() -> None:
     """4,000 characters pass; newline and tab are the allowed control characters."""
     assert isinstance(parse_frame(_frame(data="x" * 4000)), ChatFrame)
     assert isinstance(parse_frame(_frame(data="line1\n\tline2")), ChatFrame)
+    # Invisible characters are refused only when nothing else shows: joiners stay in emoji.
+    assert isinstance(parse_frame(_frame(data="\U0001f468\u200d\U0001f469 \u200b")), ChatFrame)
 
 
 def test_errors_carry_the_client_msg_id() -> None:

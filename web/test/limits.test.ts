@@ -20,6 +20,22 @@ describe("textProblem", () => {
   it("refuses a text of only whitespace, the server's kinds included", () => {
     expect(textProblem(" \n\u3000\u00a0")).toBe("Write something first.");
   });
+
+  it("refuses a text of only invisible characters (zero-width space, BOM, Braille blank), and takes them beside a visible one", () => {
+    for (const blank of ["\u200b", "\ufeff\u2028", "\u2800", "\u3164 \u200d", "\u2066\u2069\u00ad"]) expect(textProblem(blank)).toBe("Write something first.");
+    expect(textProblem("a\u200b")).toBeNull();
+    expect(textProblem("\u{1F468}\u200d\u{1F469}")).toBeNull();
+  });
+
+  it("agrees with the edit text pattern of docs/openapi.json, which the server's rule is held to", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const doc = JSON.parse(await readFile(new URL("../../docs/openapi.json", import.meta.url), "utf8")) as {
+      components: { schemas: { MessageEdit: { properties: { data: { pattern: string } } } } };
+    };
+    const pattern = new RegExp(doc.components.schemas.MessageEdit.properties.data.pattern);
+    const samples = ["a", " a ", "\u200b", "\u200ba", "\u2800", "\u3000", "x\ty", "\ufeff", "\u034f", "\u2067", "é", "\u00ad-", "\u180e", "\uffa0"];
+    for (const text of samples) expect([text, textProblem(text) === null]).toEqual([text, pattern.test(text)]);
+  });
 });
 
 describe("textCounter", () => {

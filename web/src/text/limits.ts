@@ -9,8 +9,10 @@ export const COUNTER_FROM = 3500;
 // Unicode category Cc but newline and tab, as the server's check.
 const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-// What Python's str.strip() removes (chatcore.schema.SPACE): a text of only these is empty.
-const ONLY_SPACE = /^[\t-\r\u001c- \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$/;
+// Whitespace (chatcore.schema.SPACE) and characters that show nothing (chatcore.schema.BLANK):
+// a text of only these is empty.
+const ONLY_SPACE =
+  /^[\t-\r\u001c- \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u2066-\u2069\u034f\u115f\u1160\u180e\u2800\u3164\uffa0]*$/;
 
 /** Characters as the server counts them (code points, not UTF-16 units: an emoji is one). */
 export function textLength(text: string): number {
