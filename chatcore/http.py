@@ -183,6 +183,9 @@ def envelope_middleware(metrics: HttpMetrics) -> Any:
         try:
             response = await _dispatch(request, handler, rid)
             response.headers[REQUEST_ID_HEADER] = rid
+            # Answers are one user's data, or change from one second to the next: no cache (a
+            # browser's, a shared proxy's) keeps them unless the handler says otherwise.
+            response.headers.setdefault("Cache-Control", "no-store")
             elapsed = time.perf_counter() - started
             route = _route_label(request)
             metrics.requests.labels(route, request.method, str(response.status)).inc()

@@ -106,7 +106,7 @@ class AuthApi:
         if in_cookie:
             self._require_json(request)
         session = await self._service.login(creds, client_ip=self._ip(request))
-        response = _no_store(ok(_session_body(session, with_refresh=not in_cookie)))
+        response = ok(_session_body(session, with_refresh=not in_cookie))
         if in_cookie:
             self._set_refresh(request, response, session)
         return response
@@ -114,7 +114,7 @@ class AuthApi:
     async def refresh(self, request: web.Request) -> web.Response:
         token = parse_refresh_request(await self._body(request))
         if token is not None:
-            return _no_store(ok(_session_body(await self._service.refresh(token))))
+            return ok(_session_body(await self._service.refresh(token)))
         self._require_json(request)
         try:
             presented = request.cookies.get(REFRESH_COOKIE)
@@ -126,7 +126,7 @@ class AuthApi:
             response = error_response(401, exc.code, exc.message, request_id(request))
             response.headers.add("Set-Cookie", cleared_cookie(secure=self._https(request)))
             return response
-        response = _no_store(ok(_session_body(session, with_refresh=False)))
+        response = ok(_session_body(session, with_refresh=False))
         self._set_refresh(request, response, session)
         return response
 
@@ -206,8 +206,3 @@ class AuthApi:
         email = parse_email_query(request.query.getall("email", []))
         user = await self._service.user_by_email(email, caller=claims.sub)
         return ok([user.public()] if user is not None else [], meta={"count": int(bool(user))})
-
-
-def _no_store(response: web.Response) -> web.Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response

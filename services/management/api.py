@@ -129,7 +129,11 @@ class ManagementApi:
 
     async def openapi(self, _request: web.Request) -> web.Response:
         # Like the JWKS, a document that tools fetch as-is: outside the envelope.
-        return web.Response(body=self._openapi, content_type="application/json")
+        return web.Response(
+            body=self._openapi,
+            content_type="application/json",
+            headers={"Cache-Control": "public, max-age=300"},
+        )
 
     async def create(self, request: web.Request) -> web.Response:
         caller = await self._writer(request)

@@ -59,10 +59,9 @@ class AttachmentApi:
         body = await read_json_object(request, max_bytes=self._settings.max_body_bytes)
         upload = parse_upload_request(body, max_bytes=self._settings.attachment_max_bytes)
         data = await self._service.request_upload(team_id, upload, caller=caller)
-        # The presigned form is a credential for one upload: no cache may keep it.
-        response = ok(data, status=201)
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        # The presigned form is a credential for one upload: no cache may keep it (the envelope
+        # middleware's no-store, which every answer gets).
+        return ok(data, status=201)
 
     async def complete(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
@@ -74,7 +73,4 @@ class AttachmentApi:
         caller = await self._caller(request)
         # Whether a message the caller sees carries the file is a query over the channel's
         # messages: the service holds a scan slot for it (see AttachmentService.download).
-        data = await self._service.download(self._attachment_id(request), caller=caller)
-        response = ok(data)
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return ok(await self._service.download(self._attachment_id(request), caller=caller))

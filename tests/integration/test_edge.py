@@ -24,7 +24,8 @@ async def test_register_login_and_verify_through_nginx(
     settings: Settings, stack_env: dict[str, str]
 ) -> None:
     """A user registers and logs in via nginx; the token verifies against the public JWKS URL;
-    no credential reaches a log, nor the address into the database's logs."""
+    what the API answers is never cached; no credential reaches a log, nor the address into the
+    database's logs."""
     base = stack_env["CHATSTACK_NGINX_URL"]
     email = f"edge-{uuid.uuid4().hex[:10]}@example.com"
     async with aiohttp.ClientSession() as http:
@@ -42,6 +43,13 @@ async def test_register_login_and_verify_through_nginx(
             f"{base}/v1/auth/me", headers={"Authorization": f"Bearer {login['access_token']}"}
         ) as resp:
             assert (await resp.json())["data"]["email"] == email
+            # One user's data: no browser or proxy cache may keep it.
+            assert resp.headers["Cache-Control"] == "no-store"
+        async with http.get(
+            f"{base}/v1/teams", headers={"Authorization": f"Bearer {login['access_token']}"}
+        ) as resp:
+            assert resp.status == 200
+            assert resp.headers["Cache-Control"] == "no-store"
         async with http.get(f"{base}/v1/users/{login['user']['id']}") as resp:
             assert resp.status == 401
         # Taken: refused, and the database's unique-index error does not write the address out.

@@ -54,6 +54,10 @@ async def _busy(_request: web.Request) -> web.Response:
     raise _Busy("all slots taken", retry_after=0.4)
 
 
+async def _cached(_request: web.Request) -> web.Response:
+    return web.json_response({}, headers={"Cache-Control": "public, max-age=300"})
+
+
 class _Flag:
     def __init__(self) -> None:
         self.up = True
@@ -83,6 +87,7 @@ async def client(flag: _Flag) -> AsyncIterator[TestClient[web.Request, web.Appli
     app.router.add_get("/v1/boom", _boom)
     app.router.add_get("/v1/down", _down)
     app.router.add_get("/v1/busy", _busy)
+    app.router.add_get("/v1/cached", _cached)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -95,6 +100,17 @@ async def test_success_envelope_and_generated_request_id(
     assert resp.status == 201
     assert await resp.json() == {"data": {"a": 1}, "meta": {"echo": True}}
     assert len(resp.headers["X-Request-ID"]) == 32
+
+
+async def test_answers_are_not_stored_by_caches_unless_the_handler_says(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    """Successes and errors carry Cache-Control: no-store; a handler's own value is kept."""
+    for method, path in (("POST", "/v1/echo"), ("GET", "/v1/forbidden"), ("GET", "/v1/nowhere")):
+        resp = await client.request(method, path, json={"a": 1})
+        assert resp.headers["Cache-Control"] == "no-store", path
+    resp = await client.get("/v1/cached")
+    assert resp.headers["Cache-Control"] == "public, max-age=300"
 
 
 async def test_client_request_id_is_kept_when_well_formed(
