@@ -2,6 +2,7 @@
 import type { Browser, Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  accessibilityProblems,
   addMember,
   BASE,
   countMessages,
@@ -275,14 +276,16 @@ describe("chat in two browsers", () => {
     expect(await bob.page.locator('main a[href^="javascript:"]').count()).toBe(0);
   });
 
-  it("looks right at 1440×900 and at 375×800", async () => {
+  it("looks right at 1440×900 and at 375×800, and axe finds no WCAG A/AA problem in either", async () => {
     // The pointer rests outside the messages, so that no hover toolbar is in the picture.
     for (const p of [ada, bob]) await p.page.mouse.move(1, 1);
     await ada.page.screenshot({ path: screenshotPath("chat-1440x900.png") });
+    expect(await accessibilityProblems(ada.page)).toEqual([]);
     await bob.page.setViewportSize({ width: 375, height: 800 });
     await bob.page.screenshot({ path: screenshotPath("chat-375x800.png") });
     // The narrow layout keeps the composer and the last message on screen.
     expect(await bob.page.locator("main textarea").isVisible()).toBe(true);
+    expect(await accessibilityProblems(bob.page)).toEqual([]);
     await bob.page.setViewportSize({ width: 1440, height: 900 });
   });
 
@@ -415,6 +418,7 @@ describe("chat in two browsers", () => {
     await bob.page.getByRole("button", { name: "View noise.png" }).click();
     const viewer = bob.page.getByRole("dialog", { name: "noise.png" });
     await expect.poll(() => viewer.locator("img").evaluate((el) => (el as HTMLImageElement).naturalWidth), { timeout: 15_000 }).toBe(640);
+    expect(await accessibilityProblems(bob.page)).toEqual([]);
     await bob.page.keyboard.press("Escape");
     expect(await viewer.count()).toBe(0);
     // Focus goes back to the picture it was opened from, not to the top of the page.
@@ -637,6 +641,7 @@ describe("chat in two browsers", () => {
     expect(await page.evaluate(() => sessionStorage.getItem("chatstack.unsent"))).toBeNull();
     await page.reload();
     await page.getByLabel("Password").waitFor();
+    expect(await accessibilityProblems(page)).toEqual([]);
     await page.context().close();
   });
 

@@ -2,6 +2,7 @@
 // accounts made through the real UI, and a watch on every page for script errors and CSP reports.
 import { randomFillSync } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { crc32, deflateSync } from "node:zlib";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
@@ -75,6 +76,21 @@ export async function person(browser: Browser, name: string, viewport = { width:
     await page.waitForTimeout(7_000);
   }
   return { name, email, context, page, problems };
+}
+
+let axeSource: string | undefined;
+
+/** axe-core's WCAG A/AA rules over the page as it is now: one line per element that breaks one
+ * ("rule: selector"), so a failing test names what a screen-reader or keyboard user would meet.
+ * The script goes in through the DevTools protocol, which the page's CSP does not govern. */
+export async function accessibilityProblems(page: Page): Promise<string[]> {
+  axeSource ??= readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(axeSource);
+  return page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(context: Document, options: object): Promise<{ violations: { id: string; nodes: { target: string[] }[] }[] }> } }).axe;
+    const result = await axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] } });
+    return result.violations.flatMap((v) => v.nodes.map((n) => `${v.id}: ${n.target.join(" ")}`));
+  });
 }
 
 export function relayPid(index: number): number {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ApiError, type Api } from "../src/api/client";
 import type { Hello, Team, Unread } from "../src/api/types";
 import { ChatModel } from "../src/app/chat";
+import { boxKey } from "../src/app/outbox";
 import type { Attention, Permission } from "../src/app/onscreen";
 import type { NotificationText } from "../src/state/attention";
 import { dividerBefore } from "../src/state/unread";
@@ -371,6 +372,24 @@ describe("ChatModel", () => {
     expect(s.model.notices.at(-1)?.text).toBe("You are no longer a member of Core.");
   });
 
+  it("says a removal learned at a reconnect, with the message written offline there, which waits in its box", async () => {
+    const s = setup();
+    await s.model.start();
+    s.hello();
+    await flush();
+    s.drop();
+    expect(s.model.sendText(`for <@${BOB}> while offline`)).toBeNull();
+    // Removed meanwhile: the next hello and the team list no longer have the team.
+    s.server.teams.delete(TEAM);
+    s.hello({ channels: [OTHER] });
+    await flush();
+    expect(s.model.teams.has(TEAM)).toBe(false);
+    expect(s.model.notices.map((n) => n.text)).toEqual([
+      "You are no longer a member of Core. A message you wrote there could not be sent; kept in case you are added back.",
+    ]);
+    expect(s.model.unsent(boxKey(TEAM, "*", null))).toBe("for @Bob while offline");
+  });
+
   it("replaces 'no longer a member' with 'added' when the user is added back to the team", async () => {
     const s = setup();
     await s.model.start();
@@ -683,6 +702,20 @@ describe("ChatModel", () => {
     s.model.openConversation("*"); // a later visit: what was read is no longer new
     s.frame(msg(5, { thread_id: "m1" }));
     expect(s.model.newReplies(TEAM).get("m1")).toBe(1);
+  });
+
+  it("marks a reply as new when it comes to a thread that was opened and closed in this visit", async () => {
+    const s = await started();
+    s.frame(msg(3, { thread_id: "m1" }));
+    s.model.openThread("m1");
+    s.model.openThread(null);
+    expect(s.model.newReplies(TEAM).get("m1")).toBeUndefined();
+    s.frame(msg(4, { thread_id: "m1" }));
+    expect(s.model.newReplies(TEAM).get("m1")).toBe(1);
+    expect(s.model.threadsWithNewReplies(TEAM).map((t) => [t.root, t.count])).toEqual([["m1", 1]]);
+    // Open, it shows every reply: none is new there.
+    s.model.openThread("m1");
+    expect(s.model.newReplies(TEAM).get("m1")).toBeUndefined();
   });
 
   it("keeps pointing to a live reply's thread across visits until the thread is opened, though the mark passed it", async () => {

@@ -91,5 +91,7 @@ describe("MessageActions.edit", () => {
       "What you typed is still in the box: send it as a new message, or clear it.",
     ]);
     expect(await editing(new ApiError(404, "not_found", "no such message")).actions.edit("t", "m1", "new")).toBe("refused");
+    // Deleted meanwhile (an admin, another tab): saving again could only fail again.
+    expect(await editing(new ApiError(409, "conflict", "the message was deleted")).actions.edit("t", "m1", "new")).toBe("refused");
   });
 });

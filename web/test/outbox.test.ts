@@ -59,6 +59,33 @@ describe("Outbox", () => {
     expect(wire.frames).toEqual([{ channel_id: TEAM, to: "*", type: "text", data: "while offline", client_msg_id: "c1" }]);
   });
 
+  it("gives texts never acknowledged back to their boxes when the team is dropped, and counts them", () => {
+    const { outbox, wire } = setup();
+    outbox.keepUnsent(boxKey(TEAM, "*", null), "typed, not sent");
+    outbox.send(CHANNEL, "text", "acked already");
+    outbox.acked({ type: "ack", client_msg_id: "c1", id: "m1", seq: 1, ts: "" }, () => false);
+    wire.up = false;
+    outbox.send(CHANNEL, "text", "written offline");
+    outbox.send({ channel: TEAM, to: BOB, threadId: null }, "text", "to bob, offline");
+    outbox.send(CHANNEL, "image", "a".repeat(32));
+    outbox.send({ channel: OTHER_TEAM, to: "*", threadId: null }, "text", "elsewhere");
+    expect(outbox.dropTeam(TEAM)).toBe(2);
+    expect(outbox.unsent(boxKey(TEAM, "*", null))).toBe("typed, not sent\nwritten offline");
+    expect(outbox.unsent(boxKey(TEAM, BOB, null))).toBe("to bob, offline");
+    expect([...outbox.pending.values()].map((p) => p.data)).toEqual(["elsewhere"]);
+  });
+
+  it("sends several files one after another, their messages in the order given, though a later upload is faster", async () => {
+    const { outbox, clock, wire } = setup((_team, file) => new Promise((resolve) => clock.setTimeout(() => resolve({ id: file.name.padEnd(32, "0"), kind: "file" } as Attachment), file.size)));
+    const sending = outbox.sendFiles(CHANNEL, [new File(["x".repeat(30)], "slow"), new File(["x"], "fast")]);
+    for (let i = 0; i < 40; i++) {
+      clock.advance(1);
+      await Promise.resolve();
+    }
+    await sending;
+    expect(wire.frames.map((f) => String(f.data).replace(/0+$/, ""))).toEqual(["slow", "fast"]);
+  });
+
   it("reconnects when a send gets no ack within 20 s, not when the ack came", () => {
     const { outbox, clock, wire } = setup();
     outbox.send(CHANNEL, "text", "answered");
@@ -151,8 +178,8 @@ describe("Outbox", () => {
     outbox.keepUnsent(boxKey(OTHER_TEAM, "*", null), "half a sentence there");
     outbox.dropTeam(TEAM);
     await here;
-    // Kept for if the user is added back: their own words.
-    expect([outbox.unsent(boxKey(TEAM, "*", null)), outbox.unsent(boxKey(TEAM, "*", "root"))]).toEqual(["half a sentence here", "a reply here"]);
+    // Kept for if the user is added back: their own words, the text that never went included.
+    expect([outbox.unsent(boxKey(TEAM, "*", null)), outbox.unsent(boxKey(TEAM, "*", "root"))]).toEqual(["half a sentence here\nhere", "a reply here"]);
     expect(outbox.unsent(boxKey(OTHER_TEAM, "*", null))).toBe("half a sentence there");
     expect([...outbox.pending.values()].map((p) => p.data)).toEqual(["there"]);
     expect([...outbox.uploads.values()].map((u) => u.name)).toEqual(["there.txt"]);

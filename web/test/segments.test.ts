@@ -18,6 +18,29 @@ describe("segments", () => {
     ]);
   });
 
+  it("keeps a closing bracket that closes one opened in the link, and leaves the sentence's outside", () => {
+    const wiki = "https://en.wikipedia.org/wiki/Rust_(programming_language)";
+    expect(segments(`read ${wiki}.`)).toEqual([
+      { kind: "text", text: "read " },
+      { kind: "link", text: wiki, href: wiki },
+      { kind: "text", text: "." },
+    ]);
+    expect(segments("(https://example.com/a_(b))")).toEqual([
+      { kind: "text", text: "(" },
+      { kind: "link", text: "https://example.com/a_(b)", href: "https://example.com/a_(b)" },
+      { kind: "text", text: ")" },
+    ]);
+  });
+
+  it("makes a link of an address that starts with www., over https, but not inside a word or an email", () => {
+    expect(segments("go to www.example.com/docs, now")).toEqual([
+      { kind: "text", text: "go to " },
+      { kind: "link", text: "www.example.com/docs", href: "https://www.example.com/docs" },
+      { kind: "text", text: ", now" },
+    ]);
+    expect(segments("awww.example.com and ada@www.example.com").every((s) => s.kind === "text")).toBe(true);
+  });
+
   it("never makes links of other schemes", () => {
     expect(segments("javascript:alert(1) data:text/html,x").every((s) => s.kind === "text")).toBe(true);
     expect(safeHref("javascript:alert(1)")).toBeNull();

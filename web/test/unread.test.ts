@@ -228,11 +228,17 @@ describe("newReplies", () => {
       msg(7, { thread_id: "m3" }),
       msg(8, { thread_id: "m9" }),
     ];
-    expect([...newReplies(held, 3, ME, new Set(["m9"]))]).toEqual([
+    expect([...newReplies(held, 3, ME, new Map([["m9", Number.POSITIVE_INFINITY]]))]).toEqual([
       ["m1", 1],
       ["m3", 1],
     ]);
-    expect(newReplies(held, null, ME, new Set()).size).toBe(0);
+    // A thread closed after showing up to seq 7: its reply at 8 came after, and is new.
+    expect([...newReplies(held, 3, ME, new Map([["m9", 7]]))]).toEqual([
+      ["m1", 1],
+      ["m3", 1],
+      ["m9", 1],
+    ]);
+    expect(newReplies(held, null, ME, new Map()).size).toBe(0);
   });
 });
 

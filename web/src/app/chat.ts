@@ -31,6 +31,7 @@ import { ChannelTimeline } from "../state/timeline";
 import { conversationOf, TypingState } from "../state/typing";
 import { dividerAfterLive, listSeenUpTo, newReplies, newReplyThreads, ownMessageReads, ReadState } from "../state/unread";
 import { textProblem } from "../text/limits";
+import { decodeMentions } from "../text/mentions";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
@@ -66,6 +67,9 @@ export interface ChatDeps {
 const SYNC_RETRY_MS = 2000;
 /** A net under the `team` frames (a frame the socket was not there for): see rereadOpenTeam. */
 const TEAM_REREAD_MS = 300_000;
+/** Files one drop, pick or paste may send. */
+export const MAX_FILES_AT_ONCE = 10;
+
 /** A list of teams read this recently still holds at the first hello. */
 const TEAMS_FRESH_MS = 2000;
 
@@ -102,8 +106,8 @@ export class ChatModel extends Observable {
   private repliesSince: number | null = null;
   /** Per team, live replies from others in threads not opened since they came (session only). */
   private readonly unopenedReplies = new Map<string, Set<string>>();
-  /** Threads opened since: their replies are seen, new or not. */
-  private openedThreads = new Set<string>();
+  /** Threads opened in this visit, and up to which seq their replies were seen there. */
+  private readonly openedThreads = new Map<string, number>();
   /** Set by the view from the document's visibility; a model without a view counts as looking. */
   pageVisible = true;
 
@@ -217,7 +221,7 @@ export class ChatModel extends Observable {
       selectTeam: (team) => this.selectTeam(team),
       listed: (all, first) => this.listed(all, first),
       joined: (team) => this.joined(team),
-      dropped: (team) => this.dropped(team),
+      dropped: (team, members) => this.dropped(team, members),
     });
   }
 
@@ -428,9 +432,15 @@ export class ChatModel extends Observable {
   }
 
   openThread(root: string | null): void {
-    this.threadRoot = root;
-    if (root) this.openedThreads.add(root);
     const team = this.selectedTeam;
+    // What the closing thread showed was seen; a reply that comes after it closed is new.
+    const closing = this.threadRoot;
+    if (closing && closing !== root && team) {
+      const shown = this.threadView(team, closing).reduce((top, m) => Math.max(top, m.seq), this.timeline(team).cursor ?? -1);
+      this.openedThreads.set(closing, shown);
+    }
+    this.threadRoot = root;
+    if (root) this.openedThreads.set(root, Number.POSITIVE_INFINITY);
     if (root && team) {
       const unopened = this.unopenedReplies.get(team);
       const t = this.timeline(team);
@@ -552,6 +562,19 @@ export class ChatModel extends Observable {
     await this.outbox.sendFile({ channel: team, to, threadId }, file);
   }
 
+  /**
+   * Several files (a drop, the picker, a paste): sent one after another, so their messages come
+   * in the order given; at most MAX_FILES_AT_ONCE, the rest refused with a notice.
+   */
+  async sendFiles(files: readonly File[], threadId: string | null = null): Promise<void> {
+    if (files.length > MAX_FILES_AT_ONCE) {
+      this.board.notify("info", `At most ${MAX_FILES_AT_ONCE} files at a time: the first ${MAX_FILES_AT_ONCE} are sent, attach the other ${files.length - MAX_FILES_AT_ONCE} afterwards.`);
+    }
+    const team = this.selectedTeam;
+    if (!team) return;
+    await this.outbox.sendFiles({ channel: team, to: this.addressee(team, threadId), threadId }, files.slice(0, MAX_FILES_AT_ONCE));
+  }
+
   retryUpload(key: number): void {
     this.outbox.retryUpload(key);
   }
@@ -568,6 +591,17 @@ export class ChatModel extends Observable {
   async edit(id: string, text: string): Promise<EditOutcome> {
     const team = this.selectedTeam;
     return team ? this.actions.edit(team, id, text) : "retry";
+  }
+
+  /** Whether the selected team's message `id` is deleted now (an edit of it cannot be saved). */
+  isDeleted(id: string): boolean {
+    const team = this.selectedTeam;
+    return team !== null && this.timeline(team).get(id)?.deleted === true;
+  }
+
+  /** Says that the message being edited was deleted meanwhile (see MessageActions.editGone). */
+  editGone(): void {
+    this.actions.editGone();
   }
 
   async remove(id: string): Promise<void> {
@@ -819,7 +853,7 @@ export class ChatModel extends Observable {
     } catch (err) {
       t.abortResume();
       if (err instanceof ApiError && err.status === 404) {
-        this.roster.drop(team);
+        this.roster.lose(team);
         return;
       }
       // The socket may be down, or the server busy: try again shortly (frames keep buffering).
@@ -864,14 +898,15 @@ export class ChatModel extends Observable {
   }
 
   /** The team is no longer held (left, removed, deleted): nothing of it stays in the page. */
-  private dropped(team: string): void {
+  private dropped(team: string, members: readonly string[]): number {
     this.readMarks.forget(team);
     this.unopenedReplies.delete(team);
     this.olderInFlight.delete(team);
     this.timelines.delete(team);
     this.reads.delete(team);
     this.presence.forget(team);
-    this.outbox.dropTeam(team);
+    const people = members.map((id) => ({ id, name: this.users.get(id)?.name ?? "" }));
+    const unsent = this.outbox.dropTeam(team, (data) => decodeMentions(data, people));
     if (this.selectedTeam === team) {
       this.selectedTeam = null;
       this.threadRoot = null;
@@ -879,6 +914,7 @@ export class ChatModel extends Observable {
       if (next) this.selectTeam(next.id);
     }
     this.changed();
+    return unsent;
   }
 
   private async loadPresence(team: string): Promise<void> {

@@ -36,6 +36,8 @@ export interface MessageActionsDeps {
 
 export type EditOutcome = "saved" | "retry" | "refused";
 
+const KEPT = "What you typed is still in the box: send it as a new message, or clear it.";
+
 export class MessageActions {
   private readonly links = new Map<string, { at: Promise<Attachment>; until: number }>();
   private readonly linkSlots = new Slots(LINKS_AT_ONCE);
@@ -56,10 +58,16 @@ export class MessageActions {
       return "saved";
     } catch (err) {
       deps.notices.fail("Could not edit the message", err);
-      if (!(err instanceof ApiError && (err.status === 403 || err.status === 404))) return "retry";
-      deps.notices.notify("info", "What you typed is still in the box: send it as a new message, or clear it.", "edit-refused");
+      // 409: deleted meanwhile (by an admin, or in another tab); no retry can save it.
+      if (!(err instanceof ApiError && [403, 404, 409].includes(err.status))) return "retry";
+      deps.notices.notify("info", KEPT, "edit-refused");
       return "refused";
     }
+  }
+
+  /** The message being edited was deleted under the edit: says so, and where the text is. */
+  editGone(): void {
+    this.deps.notices.notify("info", `The message you were editing was deleted. ${KEPT}`, "edit-refused");
   }
 
   async remove(team: string, id: string): Promise<void> {

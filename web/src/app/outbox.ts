@@ -153,6 +153,11 @@ export class Outbox {
   }
 
   /** Uploads the file, then sends it as a message; its progress and failure show meanwhile. */
+  /** Files sent one after another, so that their messages come in the order given. */
+  async sendFiles(to: Address, files: readonly File[]): Promise<void> {
+    for (const file of files) await this.sendFile(to, file);
+  }
+
   async sendFile(to: Address, file: File): Promise<void> {
     const key = ++this.uploadSeq;
     const view: UploadView = { key, ...to, name: file.name, progress: 0, error: null, retryable: false };
@@ -322,10 +327,23 @@ export class Outbox {
 
   /** The user is no longer in the team: what was on its way there cannot go, files included.
    * What its boxes kept unsent stays: it is the user's own text, back in its box if they are
-   * added again before the tab reloads (a reload forgets the texts of teams not held). */
-  dropTeam(team: string): void {
-    for (const [key, p] of this.pending) if (p.channel === team) this.pending.delete(key);
+   * added again before the tab reloads (a reload forgets the texts of teams not held). So do
+   * texts sent and never acknowledged (written offline, say): each goes back to its box, made
+   * `readable` as a box shows it. The number of those is returned, for the page to say. */
+  dropTeam(team: string, readable: (data: string) => string = (data) => data): number {
+    let unsent = 0;
+    for (const [key, p] of this.pending) {
+      if (p.channel !== team) continue;
+      this.pending.delete(key);
+      if (p.type !== "text" || p.id !== null) continue;
+      unsent += 1;
+      const box = boxKey(team, p.to, p.threadId);
+      const before = this.unsent(box);
+      const text = readable(p.data); // as the box shows it: mentions by name
+      this.keepUnsent(box, before.trim() ? `${before}\n${text}` : text);
+    }
     for (const [key, u] of this.uploads) if (u.channel === team) this.cancelUpload(key);
+    return unsent;
   }
 
   /** Still on its way, sent and not acknowledged (not discarded, taken back or given up since). */

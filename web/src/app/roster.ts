@@ -41,8 +41,9 @@ export interface RosterDeps {
   listed(all: Team[], first: boolean): void;
   /** The user was added to the team (or created it): its history is read if it is wanted. */
   joined(team: string): void;
-  /** The team is no longer held: whatever else the page keeps of it goes. */
-  dropped(team: string): void;
+  /** The team (of these `members`) is no longer held: whatever else the page keeps of it goes.
+   * How many texts on their way there could not be sent (kept for its boxes) is returned. */
+  dropped(team: string, members: readonly string[]): number;
 }
 
 export class Roster {
@@ -121,10 +122,10 @@ export class Roster {
     // does the page (a team the reader was in vanishing unexplained, their draft with it).
     const news = this.loaded;
     const fresh = new Set(all.map((t) => t.id));
-    for (const [id, held] of [...this.teams]) {
+    for (const id of [...this.teams.keys()]) {
       if (fresh.has(id) || since(id)) continue;
-      this.drop(id);
-      if (news && !this.leaving.has(id)) deps.notices.notify("info", `You are no longer a member of ${held.name}.`, `membership ${id}`);
+      if (news) this.lose(id);
+      else this.drop(id);
     }
     for (const team of all) {
       const added = !this.teams.has(team.id);
@@ -221,7 +222,7 @@ export class Roster {
       await this.deps.ensureUsers(fresh.members);
       void this.deps.loadPresence(team);
     } catch (err) {
-      if (err instanceof ApiError && err.status === 404) this.drop(team);
+      if (err instanceof ApiError && err.status === 404) this.lose(team);
       else this.deps.notices.fail("Could not load the team", err);
     }
   }
@@ -285,22 +286,33 @@ export class Roster {
     return (this.writtenAt.get(team) ?? 0) > asked;
   }
 
-  drop(team: string): void {
+  drop(team: string): number {
+    const members = this.teams.get(team)?.members ?? [];
     this.teams.delete(team);
     if (this.deps.place?.load()?.team === team) this.deps.place.forget();
     // Kept, as a write: a list asked for before the team went must not bring it back.
     this.writtenAt.set(team, ++this.writes);
-    this.deps.dropped(team);
+    return this.deps.dropped(team, members);
+  }
+
+  /**
+   * The server says the user is not in the team any more (a `removed` frame, a list without it,
+   * a 404 while reading it): dropped, and said once, with what could not be sent there; not to
+   * someone who left by themselves (their own "You left" says it).
+   */
+  lose(team: string): void {
+    const held = this.teams.get(team);
+    const unsent = this.drop(team);
+    if (!held || this.leaving.has(team)) return;
+    const lost = unsent === 0 ? "" : ` ${unsent === 1 ? "A message" : `${unsent} messages`} you wrote there could not be sent; kept in case you are added back.`;
+    this.deps.notices.notify("info", `You are no longer a member of ${held.name}.${lost}`, `membership ${team}`);
   }
 
   async onMembership(frame: MembershipFrame): Promise<void> {
     const { deps } = this;
     const team = frame.channel_id;
     if (frame.event === "removed") {
-      const held = this.teams.get(team);
-      this.drop(team);
-      // Said once, and not to someone who left by themselves (their own "You left" says it).
-      if (held && !this.leaving.has(team)) deps.notices.notify("info", `You are no longer a member of ${held.name}.`, `membership ${team}`);
+      this.lose(team);
       return;
     }
     try {

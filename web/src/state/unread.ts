@@ -236,17 +236,21 @@ export function dividerAfterLive(current: number | null, view: readonly Message[
   return shown === null ? Math.max(current, arrived.seq) : current;
 }
 
+/** Per thread root opened in this visit, the replies seen there: up to this seq (Infinity while
+ * it is open). */
+export type OpenedThreads = ReadonlyMap<string, number>;
+
 /**
  * Per thread root, how many replies from others came after `since` (the read mark when the
  * conversation was opened) and are still there: the "new" beside a root's reply count, since the
- * list shows a thread's replies only as that count. Roots whose thread was opened meanwhile have
- * none.
+ * list shows a thread's replies only as that count. Replies seen in the thread opened meanwhile
+ * are not new; those that came after it was closed are.
  */
-export function newReplies(held: readonly Message[], since: number | null, me: string, opened: ReadonlySet<string>): Map<string, number> {
+export function newReplies(held: readonly Message[], since: number | null, me: string, opened: OpenedThreads): Map<string, number> {
   const found = new Map<string, number>();
   if (since === null) return found;
   for (const m of held) {
-    if (!m.thread_id || m.seq <= since || m.from === me || m.deleted || opened.has(m.thread_id)) continue;
+    if (!m.thread_id || m.seq <= since || m.from === me || m.deleted || m.seq <= (opened.get(m.thread_id) ?? -1)) continue;
     found.set(m.thread_id, (found.get(m.thread_id) ?? 0) + 1);
   }
   return found;
@@ -269,7 +273,7 @@ export function newReplyThreads(
   held: readonly Message[],
   since: number | null,
   me: string,
-  opened: ReadonlySet<string>,
+  opened: OpenedThreads,
   inConversation: (m: Message) => boolean,
 ): NewReplyThread[] {
   const counts = newReplies(held.filter(inConversation), since, me, opened);

@@ -10,9 +10,28 @@ export type Segment =
   | { kind: "link"; text: string; href: string }
   | { kind: "mention"; userId: string };
 
-const TOKEN = /(https?:\/\/[^\s<>"']+)|<@([0-9a-f]{32})>/gi;
+// A link starts with http(s):// or, after no letter, digit, "@" or dot, with "www." (an address
+// typed as people type it, taken as https).
+const TOKEN = /(https?:\/\/[^\s<>"']+|(?<![\w@.])www\.[^\s<>"']+)|<@([0-9a-f]{32})>/gi;
 // Trailing punctuation usually ends the sentence, not the URL.
-const TRAILING = /[.,;:!?)\]}]+$/;
+const TRAILING = ".,;:!?)]}";
+const OPENING: Record<string, string> = { ")": "(", "]": "[", "}": "{" };
+
+/** The URL without the punctuation that ends the sentence around it. A closing bracket stays
+ * when it closes one opened inside the URL: `…/Rust_(programming_language)`. */
+function withoutTrailing(raw: string): string {
+  let end = raw.length;
+  while (end > 0 && TRAILING.includes(raw.charAt(end - 1))) {
+    const last = raw.charAt(end - 1);
+    const opening = OPENING[last];
+    if (opening) {
+      const inside = raw.slice(0, end - 1);
+      if (inside.split(opening).length > inside.split(last).length) break;
+    }
+    end -= 1;
+  }
+  return raw.slice(0, end);
+}
 
 /** A URL that is safe as an href: parses, and is http(s). Returns the normalized href or null. */
 export function safeHref(raw: string): string | null {
@@ -43,12 +62,11 @@ export function segments(sent: string): Segment[] {
       continue;
     }
     const raw = match[1] ?? "";
-    const trail = TRAILING.exec(raw)?.[0] ?? "";
-    const url = raw.slice(0, raw.length - trail.length);
-    const href = safeHref(url);
+    const url = withoutTrailing(raw);
+    const href = safeHref(/^www\./i.test(url) ? `https://${url}` : url);
     if (href) out.push({ kind: "link", text: url, href });
     else push(url);
-    push(trail);
+    push(raw.slice(url.length));
     last = start + raw.length;
   }
   push(text.slice(last));

@@ -129,6 +129,23 @@ export function Composer(props: Props) {
   const editingEmpty = props.editing !== null && props.disabled === null && !text.trim();
   const form = useRef<HTMLFormElement>(null);
 
+  // The message can no longer be edited: the box leaves edit mode and keeps what was typed, to
+  // send as a new message or clear, after the box's own text if it had some.
+  const keepEditAsText = () => {
+    const kept = own.current.trim() ? `${own.current}\n${text}` : text;
+    own.current = kept;
+    setText(kept);
+    props.onEditDone();
+  };
+
+  // Deleted while it was being edited (an admin, another tab): Enter could only fail again.
+  const editedGone = props.editing !== null && model.isDeleted(props.editing.id);
+  useEffect(() => {
+    if (!editedGone) return;
+    keepEditAsText();
+    model.editGone();
+  }, [editedGone]);
+
   const submit = async () => {
     if (props.disabled !== null) return;
     if (!text.trim() || problem) {
@@ -143,10 +160,7 @@ export function Composer(props: Props) {
         setText(own.current);
         props.onEditDone();
       } else if (outcome === "refused") {
-        // The message can no longer be edited: the box leaves edit mode and keeps what was
-        // typed, to send as a new message or clear, after the box's own text if it had some.
-        own.current = own.current.trim() ? `${own.current}\n${text}` : text;
-        props.onEditDone();
+        keepEditAsText();
       }
       return;
     }
@@ -269,14 +283,15 @@ export function Composer(props: Props) {
           ref={file}
           id={`${inputId}-file`}
           type="file"
+          multiple
           class="visually-hidden"
           // The visible button opens it: one "Attach a file" for screen readers, not two.
           aria-hidden="true"
           tabIndex={-1}
           onChange={(e) => {
             const input = e.currentTarget;
-            const picked = input.files?.[0];
-            if (picked) void model.sendFile(picked, props.threadId);
+            const picked = [...(input.files ?? [])];
+            if (picked.length > 0) void model.sendFiles(picked, props.threadId);
             input.value = "";
           }}
         />
@@ -311,6 +326,15 @@ export function Composer(props: Props) {
           }}
           onClick={(e) => track(e.currentTarget)}
           onKeyDown={onKeyDown}
+          onPaste={(e) => {
+            // A picture (a screenshot) pasted goes as an attachment. Clipboards that carry text
+            // with it (a copied document) paste the text, as any text box does.
+            const data = e.clipboardData;
+            const files = [...(data?.files ?? [])];
+            if (files.length === 0 || props.editing || props.disabled !== null || data?.types.includes("text/plain")) return;
+            e.preventDefault();
+            void model.sendFiles(files, props.threadId);
+          }}
         />
         <button type="submit" class="primary" disabled={props.disabled !== null || !text.trim() || problem !== null}>
           {props.editing ? "Save" : "Send"}

@@ -49,8 +49,8 @@ export function Conversation(props: Props) {
       onDrop={(e) => {
         e.preventDefault();
         setDragging(false);
-        const f = e.dataTransfer?.files[0];
-        if (f) void model.sendFile(f);
+        const files = [...(e.dataTransfer?.files ?? [])];
+        if (files.length > 0) void model.sendFiles(files);
       }}
     >
       <header class="conversation-head">

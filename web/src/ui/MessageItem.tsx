@@ -62,7 +62,11 @@ export function MessageItem(props: Props) {
   };
   const name = (id: string) => model.name(id);
   const own = m.from === me;
-  const now = Date.now();
+  // The time the actions are judged at: when the message was drawn, or later when a pointer,
+  // a tap or the keyboard comes to it (the actions show then), so an edit window that ran out
+  // while the page sat still no longer offers Edit.
+  const [now, setNow] = useState(Date.now);
+  const judgeNow = () => setNow(Date.now());
   const canEdit = mayEdit(team, me, m, now, model.editWindowMs);
   const canDelete = mayDelete(team, me, m, now, model.editWindowMs);
   const writable = mayWrite(team);
@@ -81,9 +85,12 @@ export function MessageItem(props: Props) {
       data-id={m.id}
       // Reachable with the arrow keys from the list (MessageList): focus shows its actions.
       tabIndex={-1}
+      onMouseEnter={judgeNow}
+      onFocusIn={judgeNow}
       onClick={(e) => {
         // A tap on a link, a button, a picture or a player is theirs: the row stays as it is.
         if (e.target instanceof Element && e.target.closest("a, button, input, textarea, select, label, video, audio, dialog")) return;
+        judgeNow();
         setChosen(true);
       }}
       aria-label={`${name(m.from)} at ${clock(m.ts)}`}

@@ -32,6 +32,20 @@ interface Props {
 
 const GROUP_MS = 5 * 60_000;
 
+/** Messages from others wholly below the list's visible part: walked from the end, where they
+ * are, so a long list costs only what is below. */
+function othersBelow(list: HTMLElement): number {
+  const bottom = list.getBoundingClientRect().bottom;
+  const items = list.querySelectorAll<HTMLElement>("article.message[data-seq]");
+  let count = 0;
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i];
+    if (!item || item.getBoundingClientRect().top < bottom) break;
+    if (!item.classList.contains("own")) count += 1;
+  }
+  return count;
+}
+
 export function MessageList(props: Props) {
   const box = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
@@ -48,6 +62,7 @@ export function MessageList(props: Props) {
   seen.current = props.seen;
   // Messages from others that came in while the reader was scrolled up: the "new below" button.
   const [below, setBelow] = useState(0);
+  const [fetching, setFetching] = useState(false);
   const lastSeq = useRef<number | null>(null);
   const opened = useRef(false);
 
@@ -81,12 +96,15 @@ export function MessageList(props: Props) {
     const el = box.current;
     if (!el || !props.hasOlder || !props.loadOlder || loading.current) return;
     loading.current = true;
+    setFetching(true);
     const top = el.getBoundingClientRect().top;
     const first = [...el.querySelectorAll<HTMLElement>("article.message[data-seq]")].find((a) => a.getBoundingClientRect().bottom > top);
     const oldest = props.messages[0]?.seq;
     anchor.current = first && oldest !== undefined ? { seq: Number(first.dataset.seq), offset: first.getBoundingClientRect().top - top, oldest } : null;
-    const added = await props.loadOlder();
-    loading.current = false;
+    const added = await props.loadOlder().finally(() => {
+      loading.current = false;
+      setFetching(false);
+    });
     // Put back by the layout effect of the render that shows the page (this closure's props are
     // the old ones); nothing to put back when nothing came.
     if (added === 0) anchor.current = null;
@@ -138,10 +156,7 @@ export function MessageList(props: Props) {
         // a fresh observer reports what is on screen now, not the messages it had seen there.
         tracker.current?.stop();
         tracker.current = null;
-        const bottom = el.getBoundingClientRect().bottom;
-        const unseen = [...el.querySelectorAll<HTMLElement>("article.message[data-seq]")].filter((a) => a.getBoundingClientRect().top >= bottom);
-        const others = new Set(props.messages.filter((m) => m.from !== props.model.me.id).map((m) => String(m.seq)));
-        setBelow(unseen.filter((a) => others.has(a.dataset.seq ?? "")).length);
+        setBelow(othersBelow(el));
       }
     }
     // Messages from others arriving while the page is hidden are not followed: coming back at
@@ -196,6 +211,11 @@ export function MessageList(props: Props) {
       atBottom.current = distance < 40;
     }
     if (atBottom.current && below > 0) setBelow(0);
+    else if (below > 0) {
+      // Counts down as the reader scrolls through them (arrivals count it up).
+      const left = othersBelow(el);
+      if (left < below) setBelow(left);
+    }
     lastTop.current = el.scrollTop;
     if (el.scrollTop < 80) void older();
   };
@@ -229,10 +249,30 @@ export function MessageList(props: Props) {
   const { model, team, messages } = props;
   const fresh = props.inThread ? null : model.newReplies(team.id);
   return (
-    <div class="message-list" ref={box} onScroll={onScroll} onKeyDown={onKeyDown} role="log" aria-label={props.label} tabIndex={0}>
-      {props.loadOlder && (
-        <p class="history-edge muted">{props.hasOlder ? "Scroll up for older messages" : "This is the beginning of the conversation."}</p>
-      )}
+    // A log, but silent: new messages are said once, in a few words ("Ada: hello"), by the page's
+    // own announcer (ChatModel.announceMessage); the log would read the whole entry again.
+    <div class="message-list" ref={box} onScroll={onScroll} onKeyDown={onKeyDown} role="log" aria-live="off" aria-label={props.label} tabIndex={0}>
+      {props.loadOlder &&
+        (props.hasOlder ? (
+          // A button as well as the scroll: a list too short to scroll (a DM whose messages lie
+          // below hundreds of team messages, past the pages fetched by themselves) has no
+          // scroll to make, and a keyboard reaches it. A click fetches up to that many again.
+          <p class="history-edge">
+            <button
+              type="button"
+              class="link"
+              disabled={fetching}
+              onClick={() => {
+                autoPages.current = 0;
+                void older();
+              }}
+            >
+              {fetching ? "Loading older messages…" : "Load older messages"}
+            </button>
+          </p>
+        ) : (
+          <p class="history-edge muted">This is the beginning of the conversation.</p>
+        ))}
       {messages.map((m, i) => {
         const prev = messages[i - 1];
         const newDay = !prev || dayKey(prev.ts) !== dayKey(m.ts);

@@ -194,16 +194,17 @@ export function Shell(props: { model: ChatModel; onLogout(everywhere: boolean): 
         </p>
       )}
       {model.notices.length > 0 && (
-        <ul class="notices">
+        // Each notice its own live region (an error an alert): a list item cannot be one.
+        <div class="notices">
           {model.notices.map((n) => (
-            <li key={n.id} class={`notice ${n.kind}`} role={n.kind === "error" ? "alert" : "status"}>
+            <div key={n.id} class={`notice ${n.kind}`} role={n.kind === "error" ? "alert" : "status"}>
               <span>{n.text}</span>
               <button type="button" class="icon" aria-label="Dismiss" onClick={() => model.dismissNotice(n.id)}>
                 ✕
               </button>
-            </li>
+            </div>
           ))}
-        </ul>
+        </div>
       )}
       <div class="layout">
         <Sidebar

@@ -235,19 +235,22 @@ function DmButton(props: { model: ChatModel; team: string; user: string; former:
   const current = model.conversation === u;
   const status = model.presence.status(team, u);
   const state = former ? "no longer a member" : presenceWords(status);
+  const shown = former ? `${model.name(u)} (left)` : model.name(u);
   return (
     <li>
       <button
         type="button"
         class={`conv-button${current ? " current" : ""}${former ? " former" : ""}`}
         aria-current={current ? "page" : undefined}
-        aria-label={`Direct messages with ${model.name(u)}, ${state}${unseen > 0 ? `, ${unseen} new` : ""}`}
+        // Holds what the button shows, in its order (the name, "(left)", the count): what a
+        // voice-control user says to press it is in its name.
+        aria-label={`Direct messages with ${shown}${unseen > 0 ? ` ${unseen} new` : ""}, ${state}`}
         onClick={() => {
           model.openConversation(u);
           props.onNavigate();
         }}
       >
-        {!former && <PresenceDot status={status} />} <span class="conv-name">{former ? `${model.name(u)} (left)` : model.name(u)}</span>
+        {!former && <PresenceDot status={status} />} <span class="conv-name">{shown}</span>{" "}
         {unseen > 0 && <span class="badge">{unseen}</span>}
       </button>
     </li>
