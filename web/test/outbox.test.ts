@@ -281,6 +281,21 @@ describe("Outbox", () => {
     expect(saves).toEqual([2, 1, 2, 3, 1, 0]);
   });
 
+  it("keeps the unsent texts, and the texts still on their way, when the session ended without the user's say", () => {
+    const stored = new Map<string, string>();
+    const kept: UnsentKeeper = { load: () => new Map(stored), save: (texts) => (stored.clear(), texts.forEach((v, k) => stored.set(k, v))) };
+    const { outbox, wire } = setup(undefined, kept);
+    outbox.keepUnsent("t/bob", "a long draft for bob");
+    wire.up = false;
+    outbox.send(CHANNEL, "text", "sent while the link was down");
+    outbox.signOut(true);
+    expect(Object.fromEntries(stored)).toEqual({ "t/bob": "a long draft for bob", [boxKey(TEAM, "*", null)]: "sent while the link was down" });
+    expect(outbox.pending.size).toBe(0);
+    // The boxes close afterwards and hand over what they held: kept too.
+    outbox.keepUnsent("t/carol", "half a word");
+    expect(stored.get("t/carol")).toBe("half a word");
+  });
+
   it("counts as unsaved what the server does not have yet: a send not acknowledged, failed or not, and a file still uploading", async () => {
     let finish: (a: Attachment) => void = () => undefined;
     const { outbox, wire } = setup(() => new Promise((resolve) => (finish = resolve)));

@@ -242,11 +242,13 @@ export class ChatModel extends Observable {
     this.clock.setTimeout(() => this.rereadOpenTeam(), TEAM_REREAD_MS);
   }
 
-  stop(): void {
+  /** The session ended. `keepUnsent` when the user did not choose it: what they were writing,
+   * sent or not, waits for their next login in this tab. */
+  stop(keepUnsent = false): void {
     this.stopped = true;
     this.socket.stop();
     this.readMarks.stop();
-    this.outbox.signOut();
+    this.outbox.signOut(keepUnsent, (p) => this.readable(p));
     this.unwatchTitle?.();
     this.unwatchTitle = null;
     this.onScreen.signOut();
@@ -897,6 +899,11 @@ export class ChatModel extends Observable {
     if (t.loaded || team === this.selectedTeam) void this.sync.request(team);
   }
 
+  /** A pending text as its box shows it: mentions by name, among the team's `members`. */
+  private readable(p: Pending, members: readonly string[] = this.teams.get(p.channel)?.members ?? []): string {
+    return decodeMentions(p.data, members.map((id) => ({ id, name: this.users.get(id)?.name ?? "" })));
+  }
+
   /** The team is no longer held (left, removed, deleted): nothing of it stays in the page. */
   private dropped(team: string, members: readonly string[]): number {
     this.readMarks.forget(team);
@@ -905,8 +912,7 @@ export class ChatModel extends Observable {
     this.timelines.delete(team);
     this.reads.delete(team);
     this.presence.forget(team);
-    const people = members.map((id) => ({ id, name: this.users.get(id)?.name ?? "" }));
-    const unsent = this.outbox.dropTeam(team, (data) => decodeMentions(data, people));
+    const unsent = this.outbox.dropTeam(team, (p) => this.readable(p, members));
     if (this.selectedTeam === team) {
       this.selectedTeam = null;
       this.threadRoot = null;

@@ -271,12 +271,18 @@ export class Outbox {
   }
 
   /** Signed out: what this account was writing must not stay behind in the tab (nor what its
-   * boxes hand over as they close afterwards), and its uploads stop. */
-  signOut(): void {
+   * boxes hand over as they close afterwards), and its uploads stop. A session that ended
+   * without the user's say (`keep`: another device changed the password, the login expired)
+   * keeps it instead, texts on their way included, for their next login in this tab. */
+  signOut(keep = false, readable: (p: Pending) => string = (p) => p.data): void {
+    for (const key of [...this.uploads.keys()]) this.cancelUpload(key);
+    if (keep) {
+      this.handBack(() => true, readable);
+      return;
+    }
     this.signedOut = true;
     this.unsentTexts.clear();
     this.deps.kept?.save(this.unsentTexts);
-    for (const key of [...this.uploads.keys()]) this.cancelUpload(key);
   }
 
   /** The relay has it; done once the message itself is held too (`held`), else at `settle`. */
@@ -330,19 +336,25 @@ export class Outbox {
    * added again before the tab reloads (a reload forgets the texts of teams not held). So do
    * texts sent and never acknowledged (written offline, say): each goes back to its box, made
    * `readable` as a box shows it. The number of those is returned, for the page to say. */
-  dropTeam(team: string, readable: (data: string) => string = (data) => data): number {
+  dropTeam(team: string, readable: (p: Pending) => string = (p) => p.data): number {
+    for (const [key, u] of this.uploads) if (u.channel === team) this.cancelUpload(key);
+    return this.handBack((p) => p.channel === team, readable);
+  }
+
+  /** Drops the pending sends `which` picks; the texts among them never acknowledged go back to
+   * their boxes, made `readable` as a box shows them (mentions by name). How many went back. */
+  private handBack(which: (p: Pending) => boolean, readable: (p: Pending) => string): number {
     let unsent = 0;
     for (const [key, p] of this.pending) {
-      if (p.channel !== team) continue;
+      if (!which(p)) continue;
       this.pending.delete(key);
       if (p.type !== "text" || p.id !== null) continue;
       unsent += 1;
-      const box = boxKey(team, p.to, p.threadId);
+      const box = boxKey(p.channel, p.to, p.threadId);
       const before = this.unsent(box);
-      const text = readable(p.data); // as the box shows it: mentions by name
+      const text = readable(p);
       this.keepUnsent(box, before.trim() ? `${before}\n${text}` : text);
     }
-    for (const [key, u] of this.uploads) if (u.channel === team) this.cancelUpload(key);
     return unsent;
   }
 

@@ -44,7 +44,8 @@ export const realClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
 
-export type KeeperEvent = { kind: "grant"; grant: AccessGrant } | { kind: "logged_out"; reason: string };
+/** `chosen`: the user ended the session (here or in another tab), not the server or someone else. */
+export type KeeperEvent = { kind: "grant"; grant: AccessGrant } | { kind: "logged_out"; reason: string; chosen: boolean };
 
 /** When to rotate: a fifth of the lifetime early, at most a minute, at least 5 s before expiry. */
 export function refreshDelayMs(expiresInS: number): number {
@@ -119,7 +120,7 @@ export class TokenKeeper {
 
   /** Another tab of this browser logged out: the login is revoked, so this tab's session ends. */
   endedElsewhere(): void {
-    if (this.active) this.end("You logged out in another tab.");
+    if (this.active) this.end("You logged out in another tab.", true);
   }
 
   /** Another tab logged in: if as someone else, the cookie is theirs now and this session ends. */
@@ -169,7 +170,7 @@ export class TokenKeeper {
       }
     }
     const unconfirmed = everywhere ? LOGOUT_EVERYWHERE_UNCONFIRMED : LOGOUT_UNCONFIRMED;
-    this.emit({ kind: "logged_out", reason: confirmed ? reason : unconfirmed });
+    this.emit({ kind: "logged_out", reason: confirmed ? reason : unconfirmed, chosen: true });
     return confirmed;
   }
 
@@ -245,9 +246,9 @@ export class TokenKeeper {
   }
 
   /** The session is over for a reason the page shows on its login screen. */
-  private end(reason: string): void {
+  private end(reason: string, chosen = false): void {
     this.clear();
-    this.emit({ kind: "logged_out", reason });
+    this.emit({ kind: "logged_out", reason, chosen });
   }
 
   private clear(): void {

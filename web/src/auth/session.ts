@@ -33,7 +33,7 @@ export class AuthSession implements TokenSource {
   /** Logouts waiting for whether the server confirmed them. */
   private confirming = new Map<number, (confirmed: boolean) => void>();
   private grant: AccessGrant | null = null;
-  private readonly endListeners = new Set<(reason: string) => void>();
+  private readonly endListeners = new Set<(reason: string, chosen: boolean) => void>();
   private readonly grantListeners = new Set<(grant: AccessGrant) => void>();
 
   constructor(
@@ -96,7 +96,8 @@ export class AuthSession implements TokenSource {
     return (await this.ask({ op: "refresh" })).accessToken;
   }
 
-  onEnd(fn: (reason: string) => void): () => void {
+  /** The session ended: why, in words for the login screen, and whether the user chose it. */
+  onEnd(fn: (reason: string, chosen: boolean) => void): () => void {
     this.endListeners.add(fn);
     return () => this.endListeners.delete(fn);
   }
@@ -144,7 +145,7 @@ export class AuthSession implements TokenSource {
         for (const fn of this.grantListeners) fn(reply.grant);
       } else {
         this.grant = null;
-        for (const fn of this.endListeners) fn(reply.reason);
+        for (const fn of this.endListeners) fn(reply.reason, reply.chosen);
       }
       return;
     }

@@ -43,10 +43,10 @@ export function App() {
 
   useEffect(
     () =>
-      session.onEnd((why) => {
+      session.onEnd((why, chosen) => {
         setReason(why);
         setModel((current) => {
-          current?.stop();
+          current?.stop(!chosen);
           return null;
         });
       }),
