@@ -80,24 +80,31 @@ class RelayConnection(ServerConnection):
     """A WebSocket connection carrying what its handshake established.
 
     ``on_data`` runs after every read the library handles (its automatic replies written):
-    the relay checks the socket's write backlog there (``WsFanout.check_backlog``).
+    the relay checks the socket's write backlog there (``WsFanout.check_backlog``). Once it says
+    the socket is being cut off, what the socket sends is dropped unread: pausing the transport
+    is not enough, since the library resumes reading whenever its own queue of frames drains,
+    and every ping read is a pong written.
     """
 
     def __init__(
         self,
         *args: Any,
-        on_data: Callable[[ServerConnection], None] | None = None,
+        on_data: Callable[[ServerConnection], bool] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.claims: AccessClaims | None = None
         self.request_id = ""
         self._on_data = on_data
+        self._deaf = False
 
     def data_received(self, data: bytes) -> None:
+        if self._deaf:
+            return
         super().data_received(data)
-        if self._on_data is not None:
-            self._on_data(self)
+        if self._on_data is not None and self._on_data(self):
+            self._deaf = True
+            self.transport.pause_reading()
 
 
 class Relay:

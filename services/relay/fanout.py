@@ -189,16 +189,16 @@ class WsFanout:
         transport.write(data)
         return True
 
-    def check_backlog(self, conn: ServerConnection) -> None:
+    def check_backlog(self, conn: ServerConnection) -> bool:
         """Cut ``conn`` off once what waits to be written to it is over the limit, whatever put
-        it there. Deliveries are checked as they are written; this is for what the library
-        writes on its own: a pong to every ping, so a peer that sends pings and reads nothing
-        would otherwise grow the buffer without end. Reading stops too, so no more pongs are
-        made while the close waits for its timeout."""
-        transport = conn.transport
-        if transport.get_write_buffer_size() > self._limit:
-            transport.pause_reading()
+        it there; whether it is being cut off (now, or by a delivery before). Deliveries are
+        checked as they are written; this is for what the library writes on its own: a pong to
+        every ping, so a peer that sends pings and reads nothing would otherwise grow the buffer
+        without end. The caller then reads nothing more from it (RelayConnection), so no more
+        pongs are made while the close waits for its timeout."""
+        if conn.transport.get_write_buffer_size() > self._limit:
             self._cut_off(conn)
+        return conn in self._closing
 
     def _cut_off(self, conn: ServerConnection) -> None:
         if conn in self._closing:

@@ -8,12 +8,13 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import InvalidStatus
 
 from chatclient import ChatClient, SendFailed, history
@@ -400,8 +401,10 @@ async def test_a_token_accepted_within_the_leeway_gets_its_hello_before_it_close
 
 
 async def test_a_socket_that_pings_and_never_reads_is_cut_off(pipe: Pipeline) -> None:
-    """A socket flooding pings while reading nothing (in no team, so no delivery ever checks it)
-    is closed with 1013 once the relay's pongs to it pass the send-buffer limit."""
+    """A socket flooding pings (and a few frames) while reading nothing, in no team so that no
+    delivery ever checks it, is closed with 1013 once the relay's pongs to it pass the
+    send-buffer limit, and what it sends after that makes no more: the relay's buffer for it
+    stays near the limit."""
     lazy = await pipe.user()
     reader, writer = await _lazy_socket(pipe, lazy.token)
     while await reader.readline() != b"\r\n":
@@ -413,22 +416,36 @@ async def test_a_socket_that_pings_and_never_reads_is_cut_off(pipe: Pipeline) ->
     if size == 126:
         size = int.from_bytes(await reader.readexactly(2), "big")
     assert json.loads(await reader.readexactly(size))["type"] == "hello"
-    metrics = pipe.relays[0].relay.metrics
+    relay = pipe.relays[0].relay
+    metrics = relay.metrics
     before = metrics.slow_closes._value.get()
-    # A masked ping with 125 bytes of payload (the mask is zero: the payload goes as it is).
+    # Masked frames with a zero mask (the payload goes as it is): pings of 125 bytes, and a few
+    # one-byte texts, which the library queues for the relay's handler (its queue pausing and
+    # resuming the transport on its own).
     ping = bytes([0x89, 0x80 | 125, 0, 0, 0, 0]) + b"p" * 125
-    chunk = ping * 8000  # about 1 MB
-    sent = 0
+    text = bytes([0x81, 0x80 | 1, 0, 0, 0, 0]) + b"x"
+    chunk = (text * 20 + ping * 1500) * 5  # about 1 MB
+
+    def backlog() -> int:
+        sessions = relay.hub.sessions_of(lazy.id)
+        conns = [cast(ServerConnection, s.conn) for s in sessions]
+        return max((c.transport.get_write_buffer_size() for c in conns), default=0)
+
+    sent, after_cut, largest = 0, 0, 0
     try:
-        while metrics.slow_closes._value.get() == before and sent < 40:
+        while sent < 40 and after_cut < 8:
             writer.write(chunk)
             try:
-                await asyncio.wait_for(writer.drain(), timeout=2)
+                await asyncio.wait_for(writer.drain(), timeout=1)
             except (TimeoutError, ConnectionError):
                 break  # the relay stopped reading us
             sent += 1
+            if metrics.slow_closes._value.get() > before:
+                after_cut += 1
+                largest = max(largest, backlog())
         await _until(lambda: metrics.slow_closes._value.get() == before + 1)
         assert sent < 40
+        assert largest < pipe.settings.ws_send_buffer_bytes + 512 * 1024
     finally:
         writer.transport.abort()
 
