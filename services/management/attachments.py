@@ -19,12 +19,10 @@ the call answers 503, so the client may simply call ``complete`` again later.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -49,6 +47,7 @@ from services.management.attachment_rules import (
 from services.management.attachment_signatures import content_mismatch
 from services.management.attachment_store import Attachment, AttachmentStore
 from services.management.clamd import ScanResult
+from services.management.limits import ScanSlot, unbounded_scans
 from services.management.objects import ObjectStore
 from services.management.store import Carrier, MessageStore, TeamStore
 
@@ -101,11 +100,6 @@ class AttachmentRejected(InvalidInput):
     code = "rejected"
 
 
-@contextlib.asynccontextmanager
-async def _unbounded(_caller: str) -> AsyncIterator[None]:
-    yield
-
-
 class AttachmentService:
     def __init__(
         self,
@@ -120,7 +114,7 @@ class AttachmentService:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         leases: Leases | None = None,
-        scan_slot: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
+        scan_slot: ScanSlot = unbounded_scans,
     ) -> None:
         self._teams = teams
         self._messages = messages
@@ -134,7 +128,7 @@ class AttachmentService:
         # Per attachment, across every management instance when the leases live in the database.
         self._leases = leases if leases is not None else local_leases("attachment")
         # Held around a query over a channel's messages, per caller (the API's scan slots).
-        self._scan_slot = scan_slot if scan_slot is not None else _unbounded
+        self._scan_slot = scan_slot
 
     def _now(self) -> datetime:
         now = datetime.fromtimestamp(self._clock(), UTC)

@@ -43,6 +43,15 @@ class UserBudget:
             raise RateLimited(self._refusal, retry_after=math.ceil(wait))
 
 
+# A scan slot's type (``ScanGate.hold``), and the one that bounds nothing (tests, tools).
+ScanSlot = Callable[[str], contextlib.AbstractAsyncContextManager[None]]
+
+
+@contextlib.asynccontextmanager
+async def unbounded_scans(_caller: str) -> AsyncIterator[None]:
+    yield
+
+
 class ScanGate:
     """At most ``limit`` scans at once, ``per_user`` of them one user's; a request waits up to
     ``wait_s`` for a slot (a user already holding their share is refused at once: waiting would

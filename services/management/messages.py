@@ -28,6 +28,7 @@ from chatcore.messages import CORRELATION_HEADER, KIND_CHANGE, KIND_HEADER, KIND
 from chatcore.proto.chat.v1 import chat_pb2
 from chatcore.unread import ChannelHead
 from services.management import roles
+from services.management.limits import ScanSlot, unbounded_scans
 from services.management.message_rules import (
     check_delete,
     check_edit,
@@ -86,10 +87,13 @@ class MessageService:
         edit_window_s: float,
         send_timeout_s: float,
         clock: Callable[[], float] = time.time,
+        scan_slot: ScanSlot = unbounded_scans,
     ) -> None:
         self._teams = teams
         self._messages = messages
         self._attachments = attachments
+        # Held around a walk over a channel's history (the API's scan slots), per caller.
+        self._scan_slot = scan_slot
         self._log = log
         self._window = timedelta(seconds=edit_window_s)
         self._send_timeout_s = send_timeout_s
@@ -226,9 +230,9 @@ class MessageService:
         # others' DMs: neither may set the position.
         count = await self._messages.count_at(team_id, seq, caller)
         if count is None:
-            newest = (
-                await self._messages.page(team_id, caller, before=None, after=None, limit=1)
-            ).found
+            async with self._scan_slot(caller):
+                walk = await self._messages.page(team_id, caller, before=None, after=None, limit=1)
+            newest = walk.found
             if not newest:
                 # Nothing the caller may see (or nothing within the walk's bound, which only a
                 # channel of others' DMs reaches): nothing to have read.
@@ -254,8 +258,8 @@ class MessageService:
 
 
 class JoinMarkers:
-    """A new member's read position: the channel's end when they were added, so what was said
-    before they joined does not count as unread. Written to the channel's log like any read
+    """A new member's read position: the team's last message when they were added, so what was
+    said before they joined does not count as unread. Written to the channel's log like any read
     position (the controller owning the channel is its one writer); sent by the outbox after the
     ``added`` event, so a failure leaves both to be sent again (a replay moves nothing back)."""
 
@@ -266,12 +270,14 @@ class JoinMarkers:
 
     async def joined(self, team_id: str, user_id: str) -> None:
         head = await self._heads.head(team_id)
-        if head.last_seq < 0:
-            return  # an empty channel: everything said from now on is unread to them
+        # The team's last message, not the channel's last record: that may be a DM between two
+        # others, and the newcomer's position (shown by GET /v1/teams/{id}) must not tell where.
+        if head.count_seq < 0:
+            return  # no team message yet: everything said from now on is unread to them
         marker = chat_pb2.ReadMarker(
             channel_id=team_id,
             user_id=user_id,
-            seq=head.last_seq,
+            seq=head.count_seq,
             count=head.count,
             ts_ms=int(time.time() * 1000),
             joined=True,

@@ -229,6 +229,7 @@ async def start(
             log=producer,
             edit_window_s=settings.edit_window_s,
             send_timeout_s=settings.outbox_send_timeout_s,
+            scan_slot=scans.hold,
         )
         feed = PresenceFeed(
             make_reader(settings, client_id=f"management-presence-{uuid.uuid4().hex[:8]}"),

@@ -131,6 +131,7 @@ async def harness() -> AsyncIterator[Harness]:
         edit_window_s=settings.edit_window_s,
         send_timeout_s=5.0,
         clock=lambda: wall[0],
+        scan_slot=scans.hold,
     )
     api = ManagementApi(
         service,
@@ -540,6 +541,19 @@ async def test_a_read_mark_at_a_hidden_dm_reads_one_message_of_history(harness: 
     assert [(m.seq, m.count) for m in harness.log.reads()] == [(3, 3)]
     assert harness.messages.calls.count("page") == 1
     assert "count_before" not in harness.messages.calls
+
+
+async def test_a_read_mark_that_must_read_history_takes_a_scan_slot(harness: Harness) -> None:
+    """A mark at a seq the caller has not seen reads a page of history: while every scan slot
+    is taken it answers 503 and writes nothing; a mark at a message the caller saw reads none
+    and is written as usual."""
+    team = await _team_with_bob(harness)
+    _stored(harness, team, 7, ALICE)
+    path = f"/v1/teams/{team}/read"
+    async with harness.scans.hold(CAROL):
+        assert (await harness.call("PUT", path, who=BOB, body={"seq": 10**12}))[0] == 503
+        assert (await harness.call("PUT", path, who=BOB, body={"seq": 7}))[0] == 204
+    assert [m.seq for m in harness.log.reads()] == [7]
 
 
 async def test_read_marks_over_their_budget_are_429_and_write_nothing(harness: Harness) -> None:

@@ -1,4 +1,5 @@
-"""A new member's read position: the channel's end when they were added, written to its log."""
+"""A new member's read position: the team's last message when they were added, written to the
+channel's log."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from tests.unit.management_fakes import FakeLog, FixedHeads
 TEAM, BOB = "t" * 32, "b" * 32
 
 
-async def test_a_member_joining_reads_up_to_the_channels_last_record() -> None:
-    """The marker carries the head's last seq and count and says it is a join."""
+async def test_a_member_joining_reads_up_to_the_teams_last_message() -> None:
+    """The marker carries the seq and count of the team's last message, not the channel's last
+    record (a DM between others, which the newcomer's position must not reveal), and says it is
+    a join; a channel of others' DMs only gives no marker."""
     heads, log = FixedHeads(), FakeLog()
     heads.heads[TEAM] = ChannelHead(count=4, count_seq=6, last_seq=9)
     await JoinMarkers(heads, log, send_timeout_s=1).joined(TEAM, BOB)
     assert [(m.channel_id, m.user_id, m.seq, m.count, m.joined) for m in log.reads()] == [
-        (TEAM, BOB, 9, 4, True)
+        (TEAM, BOB, 6, 4, True)
     ]
     assert log.records[0]["key"] == TEAM.encode()
+    heads.heads[TEAM] = ChannelHead(count=0, count_seq=-1, last_seq=9)
+    await JoinMarkers(heads, log, send_timeout_s=1).joined(TEAM, BOB)
+    assert len(log.records) == 1
 
 
 async def test_joining_an_empty_channel_writes_no_marker_and_its_first_record_counts() -> None:
