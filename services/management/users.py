@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import aiohttp
 import structlog
 
-from chatcore.errors import Unauthorized, Unavailable
+from chatcore.errors import RateLimited, Unauthorized, Unavailable
 from chatcore.http import CORRELATION_ID_HEADER, REQUEST_ID_HEADER
 from services.management.validation import is_id
 
@@ -59,11 +59,16 @@ class HttpUserDirectory:
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
+                retry_after = resp.headers.get("Retry-After", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Unavailable(f"auth service unreachable: {type(exc).__name__}") from exc
         if status == 401:
             # The token passed our own check a moment ago; the auth service has the final word.
             raise Unauthorized("the auth service rejected the token")
+        if status == 429:
+            # The caller's own budget of lookups by email: theirs to wait for, not our outage.
+            wait = float(retry_after) if retry_after.isdigit() else 1.0
+            raise RateLimited("too many lookups by email; retry later", retry_after=wait)
         if status not in (200, 404):
             raise Unavailable(f"auth service answered HTTP {status}")
         try:

@@ -203,6 +203,24 @@ async def test_member_lifecycle_through_the_api(stack: Stack, people: People) ->
     assert await stack.team_doc(tid) is None
 
 
+async def test_adds_by_email_past_the_lookup_budget_are_429_not_503(stack: Stack) -> None:
+    """An admin's adds by email draw from their lookups by email (30 at once): the 31st in a
+    burst is a 429 with Retry-After, which says to wait, not a 503 that blames the server."""
+    admin = await stack.account()
+    created = await stack.call("POST", "/v1/teams", admin, {"name": "Many adds"})
+    assert created.status == 201
+    path = f"/v1/teams/{created.data['id']}/members"
+    statuses = [
+        (await stack.call("POST", path, admin, {"email": f"nobody-{i}@example.com"})).status
+        for i in range(31)
+    ]
+    assert statuses == [404] * 30 + [429]
+    refused = await stack.call("POST", path, admin, {"email": "nobody-else@example.com"})
+    assert refused.status == 429
+    assert refused.body["error"]["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) >= 1
+
+
 async def test_team_list_pages_with_cursor(stack: Stack, people: People) -> None:
     """GET /v1/teams walks all of a user's teams with next_cursor, each once, ordered by id."""
     me = await stack.account()
