@@ -67,10 +67,16 @@ SPACE: Final = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u
 # byte order mark): inside an identifier they make two different strings look alike.
 INVISIBLE: Final = "\xad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 
-# Characters that show nothing on their own: the invisible ones above, bidirectional isolates, the
-# combining grapheme joiner, the Hangul fillers, the Mongolian vowel separator and the blank
-# Braille pattern. A message of only these and whitespace would be an empty bubble.
-BLANK: Final = f"{INVISIBLE}\u2066-\u2069\u034f\u115f\u1160\u180e\u2800\u3164\uffa0"
+# Characters that show nothing on their own: the invisible ones above, bidirectional isolates and
+# the Arabic letter mark, the combining grapheme joiner, the Hangul fillers, Khmer's inherent
+# vowels, Mongolian's free variation selectors and vowel separator, the deprecated format
+# controls, variation selectors, interlinear annotation marks and the blank Braille pattern. A
+# message of only these and whitespace would be an empty bubble. (Those above U+FFFF, such as tag
+# characters, are left out: a pattern without the `u` flag cannot name them in ECMAScript.)
+BLANK: Final = (
+    f"{INVISIBLE}\u2066-\u2069\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u206a-\u206f"
+    "\u2800\u3164\ufe00-\ufe0f\ufff9-\ufffb\uffa0"
+)
 
 # Bidirectional embeddings, overrides and isolates: in a name they reorder what follows, so that
 # "Carol \u202eevil" shows as "Carol live" (joiners and direction marks stay allowed: emoji

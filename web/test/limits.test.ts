@@ -33,7 +33,7 @@ describe("textProblem", () => {
       components: { schemas: { MessageEdit: { properties: { data: { pattern: string } } } } };
     };
     const pattern = new RegExp(doc.components.schemas.MessageEdit.properties.data.pattern);
-    const samples = ["a", " a ", "\u200b", "\u200ba", "\u2800", "\u3000", "x\ty", "\ufeff", "\u034f", "\u2067", "é", "\u00ad-", "\u180e", "\uffa0"];
+    const samples = ["a", " a ", "\u200b", "\u200ba", "\u2800", "\u3000", "x\ty", "\ufeff", "\u034f", "\u2067", "é", "\u00ad-", "\u180e", "\uffa0", "\u061c", "\ufe0f", "\u2764\ufe0f", "\u206a", "\u180b", "\u17b4", "\ufffa"];
     for (const text of samples) expect([text, textProblem(text) === null]).toEqual([text, pattern.test(text)]);
   });
 });

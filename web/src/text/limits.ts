@@ -12,7 +12,7 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 // Whitespace (chatcore.schema.SPACE) and characters that show nothing (chatcore.schema.BLANK):
 // a text of only these is empty.
 const ONLY_SPACE =
-  /^[\t-\r\u001c- \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u2066-\u2069\u034f\u115f\u1160\u180e\u2800\u3164\uffa0]*$/;
+  /^[\t-\r\u001c- \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u2066-\u2069\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\ufff9-\ufffb\uffa0]*$/;
 
 /** Characters as the server counts them (code points, not UTF-16 units: an emoji is one). */
 export function textLength(text: string): number {
