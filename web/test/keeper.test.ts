@@ -114,7 +114,7 @@ describe("TokenKeeper", () => {
     await keeper.login("a", "b");
     await expect(keeper.refresh()).rejects.toThrow("refresh token reused");
     // Not the user's doing: what they were writing is kept for their next login.
-    expect(events.at(-1)).toMatchObject({ kind: "logged_out", chosen: false });
+    expect(events.at(-1)).toMatchObject({ kind: "logged_out", keep: true });
     expect(clock.pending()).toEqual([]);
     await expect(keeper.current()).rejects.toThrow("not logged in");
   });
@@ -154,10 +154,10 @@ describe("TokenKeeper", () => {
     await keeper.login("ada@example.com", "pw");
     expect(await keeper.logout(false, true)).toBe(true);
     expect(s.calls.at(-1)).toEqual({ path: "/v1/auth/logout", body: { everywhere: true }, cookie: "rt1" });
-    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "You logged out on every device.", chosen: true });
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "You logged out on every device.", keep: false });
     // Asked again with the login gone (a retry after the first answer was lost): refused.
     expect(await keeper.logout(true, true)).toBe(true);
-    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: EVERYWHERE_REFUSED, chosen: true });
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: EVERYWHERE_REFUSED, keep: false });
   });
 
   it("does not take a busy answer (429) for a logout: the login is still there to end", async () => {
@@ -168,7 +168,7 @@ describe("TokenKeeper", () => {
     const keeper = new TokenKeeper("http://h", busy, (e) => events.push(e), new FakeClock());
     await keeper.login("ada@example.com", "pw");
     expect(await keeper.logout()).toBe(false);
-    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: LOGOUT_UNCONFIRMED, chosen: true });
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: LOGOUT_UNCONFIRMED, keep: false });
   });
 
   it("says when the server could not be reached to end the login, and asks again when forced", async () => {
@@ -178,7 +178,7 @@ describe("TokenKeeper", () => {
     await keeper.login("ada@example.com", "pw");
     s.setDown(true);
     expect(await keeper.logout()).toBe(false);
-    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: LOGOUT_UNCONFIRMED, chosen: true });
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: LOGOUT_UNCONFIRMED, keep: false });
     expect(s.jar()).toBe("rt1"); // the browser still holds a live login
     s.setDown(false);
     expect(await keeper.logout(true)).toBe(true);
@@ -264,7 +264,7 @@ describe("TokenKeeper", () => {
     await switched.login("ada@example.com", "pw");
     events.length = 0;
     await expect(switched.refresh()).rejects.toThrow("another account");
-    expect(events).toEqual([{ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again.", chosen: false }]);
+    expect(events).toEqual([{ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again.", keep: false }]);
     await expect(switched.current()).rejects.toThrow("not logged in");
   });
 
@@ -276,12 +276,12 @@ describe("TokenKeeper", () => {
     keeper.signedInElsewhere(ME); // the same account in another tab: nothing changes
     expect(events.map((e) => e.kind)).toEqual(["grant"]);
     keeper.endedElsewhere();
-    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "You logged out in another tab.", chosen: true });
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "You logged out in another tab.", keep: false });
     await expect(keeper.current()).rejects.toThrow("not logged in");
     keeper.endedElsewhere(); // already over: said once
     expect(events).toHaveLength(2);
     await keeper.login("ada@example.com", "pw");
     keeper.signedInElsewhere("c".repeat(32));
-    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again.", chosen: false });
+    expect(events.at(-1)).toEqual({ kind: "logged_out", reason: "Someone else logged in on this browser. Log in again.", keep: false });
   });
 });

@@ -86,6 +86,37 @@ describe("Outbox", () => {
     expect(wire.frames.map((f) => String(f.data).replace(/0+$/, ""))).toEqual(["slow", "fast"]);
   });
 
+  it("keeps a text handed back to an open box when the box closes with its own text, and once only when it opens again", () => {
+    const { outbox, wire } = setup();
+    const box = boxKey(TEAM, "*", null);
+    expect(outbox.openBox(box)).toBe("");
+    wire.up = false;
+    outbox.send(CHANNEL, "text", "hi");
+    outbox.keepUnsent(box, "still typing");
+    expect(outbox.dropTeam(TEAM)).toBe(1);
+    // The box closes with what it showed, which never had the text handed back.
+    outbox.closeBox(box, "still typing");
+    expect(outbox.unsent(box)).toBe("still typing\nhi");
+    // Added back: the box opens with both, and closes with what the user made of them.
+    expect(outbox.openBox(box)).toBe("still typing\nhi");
+    outbox.closeBox(box, "still typing, hi");
+    expect(outbox.unsent(box)).toBe("still typing, hi");
+  });
+
+  it("sends none of the files still waiting once their team is dropped", async () => {
+    const started: string[] = [];
+    const { outbox, clock, wire } = setup((_team, file) => {
+      started.push(file.name);
+      return new Promise((resolve) => clock.setTimeout(() => resolve({ id: file.name.padEnd(32, "0"), kind: "file" } as Attachment), 10));
+    });
+    const sending = outbox.sendFiles(CHANNEL, [new File(["x"], "first"), new File(["x"], "second")]);
+    outbox.dropTeam(TEAM);
+    clock.advance(10);
+    await sending;
+    expect(started).toEqual(["first"]);
+    expect(wire.frames).toEqual([]);
+  });
+
   it("reconnects when a send gets no ack within 20 s, not when the ack came", () => {
     const { outbox, clock, wire } = setup();
     outbox.send(CHANNEL, "text", "answered");

@@ -547,6 +547,15 @@ export class ChatModel extends Observable {
     return this.outbox.unsent(key);
   }
 
+  /** A message box opens (see Outbox.openBox) and closes (Outbox.closeBox). */
+  openBox(key: string): string {
+    return this.outbox.openBox(key);
+  }
+
+  closeBox(key: string, text: string): void {
+    this.outbox.closeBox(key, text);
+  }
+
   keepUnsent(key: string, text: string): void {
     // Also for a team the user was just removed from (its boxes hand their text over as they
     // close): kept for if they are added back before the tab reloads (Outbox.dropTeam).

@@ -24,6 +24,11 @@ export interface Pending {
   id: string | null;
 }
 
+/** Two texts of one box, the second on a line of its own (either may be empty). */
+function joined(first: string, second: string): string {
+  return first.trim() ? (second.trim() ? `${first}\n${second}` : first) : second;
+}
+
 /** Where a message goes: its team, its conversation, and the thread it replies in. */
 export type Address = Pick<Pending, "channel" | "to" | "threadId">;
 
@@ -110,6 +115,11 @@ export class Outbox {
   readonly uploads = new Map<number, UploadView>();
   draft: Draft | null = null;
   private readonly unsentTexts: Map<string, string>;
+  /** The session ended (signOut); per team, how many times it was dropped (dropTeam). */
+  private ended = false;
+  private readonly drops = new Map<string, number>();
+  /** Per box, the texts handed back to it since it last opened (see closeBox). */
+  private readonly handedBack = new Map<string, string>();
   private readonly cancels = new Map<number, AbortController>();
   /** The files of uploads that failed for a passing reason, for Retry. */
   private readonly failedFiles = new Map<number, File>();
@@ -153,9 +163,14 @@ export class Outbox {
   }
 
   /** Uploads the file, then sends it as a message; its progress and failure show meanwhile. */
-  /** Files sent one after another, so that their messages come in the order given. */
+  /** Files sent one after another, so that their messages come in the order given; the rest
+   * are not sent once the session ends or the team is dropped meanwhile. */
   async sendFiles(to: Address, files: readonly File[]): Promise<void> {
-    for (const file of files) await this.sendFile(to, file);
+    const drops = this.drops.get(to.channel) ?? 0;
+    for (const file of files) {
+      if (this.ended || (this.drops.get(to.channel) ?? 0) !== drops) return;
+      await this.sendFile(to, file);
+    }
   }
 
   async sendFile(to: Address, file: File): Promise<void> {
@@ -262,6 +277,20 @@ export class Outbox {
     return this.unsentTexts.get(key) ?? "";
   }
 
+  /** A box opens with its unsent text: what was handed back to it is in that text from now on. */
+  openBox(key: string): string {
+    this.handedBack.delete(key);
+    return this.unsent(key);
+  }
+
+  /** A box closes holding `text`. Texts handed back to it while it was open (its team dropped,
+   * the session ended) stay after it: the box never showed them. */
+  closeBox(key: string, text: string): void {
+    const back = this.handedBack.get(key);
+    this.handedBack.delete(key);
+    this.keepUnsent(key, back === undefined ? text : joined(text, back));
+  }
+
   keepUnsent(key: string, text: string): void {
     const kept = text.trim() ? text : ""; // a blank box keeps nothing
     if (this.signedOut || kept === this.unsent(key)) return;
@@ -275,6 +304,7 @@ export class Outbox {
    * without the user's say (`keep`: another device changed the password, the login expired)
    * keeps it instead, texts on their way included, for their next login in this tab. */
   signOut(keep = false, readable: (p: Pending) => string = (p) => p.data): void {
+    this.ended = true;
     for (const key of [...this.uploads.keys()]) this.cancelUpload(key);
     if (keep) {
       this.handBack(() => true, readable);
@@ -337,6 +367,7 @@ export class Outbox {
    * texts sent and never acknowledged (written offline, say): each goes back to its box, made
    * `readable` as a box shows it. The number of those is returned, for the page to say. */
   dropTeam(team: string, readable: (p: Pending) => string = (p) => p.data): number {
+    this.drops.set(team, (this.drops.get(team) ?? 0) + 1);
     for (const [key, u] of this.uploads) if (u.channel === team) this.cancelUpload(key);
     return this.handBack((p) => p.channel === team, readable);
   }
@@ -351,9 +382,9 @@ export class Outbox {
       if (p.type !== "text" || p.id !== null) continue;
       unsent += 1;
       const box = boxKey(p.channel, p.to, p.threadId);
-      const before = this.unsent(box);
       const text = readable(p);
-      this.keepUnsent(box, before.trim() ? `${before}\n${text}` : text);
+      this.handedBack.set(box, joined(this.handedBack.get(box) ?? "", text));
+      this.keepUnsent(box, joined(this.unsent(box), text));
     }
     return unsent;
   }

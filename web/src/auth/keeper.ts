@@ -44,8 +44,10 @@ export const realClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
 
-/** `chosen`: the user ended the session (here or in another tab), not the server or someone else. */
-export type KeeperEvent = { kind: "grant"; grant: AccessGrant } | { kind: "logged_out"; reason: string; chosen: boolean };
+/** `keep`: what the user was writing stays in the tab for their next login. So it does when the
+ * server ended the session (a password changed or "log out everywhere" elsewhere, an expiry), not
+ * when they logged out (here or in another tab) nor when someone else logged in on this browser. */
+export type KeeperEvent = { kind: "grant"; grant: AccessGrant } | { kind: "logged_out"; reason: string; keep: boolean };
 
 /** When to rotate: a fifth of the lifetime early, at most a minute, at least 5 s before expiry. */
 export function refreshDelayMs(expiresInS: number): number {
@@ -120,7 +122,7 @@ export class TokenKeeper {
 
   /** Another tab of this browser logged out: the login is revoked, so this tab's session ends. */
   endedElsewhere(): void {
-    if (this.active) this.end("You logged out in another tab.", true);
+    if (this.active) this.end("You logged out in another tab.");
   }
 
   /** Another tab logged in: if as someone else, the cookie is theirs now and this session ends. */
@@ -170,7 +172,7 @@ export class TokenKeeper {
       }
     }
     const unconfirmed = everywhere ? LOGOUT_EVERYWHERE_UNCONFIRMED : LOGOUT_UNCONFIRMED;
-    this.emit({ kind: "logged_out", reason: confirmed ? reason : unconfirmed, chosen: true });
+    this.emit({ kind: "logged_out", reason: confirmed ? reason : unconfirmed, keep: false });
     return confirmed;
   }
 
@@ -193,7 +195,7 @@ export class TokenKeeper {
       if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
         // Reused (someone else rotated it first: the server revoked the family), expired, revoked,
         // logged out in another tab, or the account is disabled: this session is over.
-        this.end("Your session ended (signed out elsewhere or expired). Log in again.");
+        this.end("Your session ended (signed out elsewhere or expired). Log in again.", true);
         throw err;
       }
       // A network hiccup or a 503: keep the session and try again soon, while the access token lasts.
@@ -246,9 +248,9 @@ export class TokenKeeper {
   }
 
   /** The session is over for a reason the page shows on its login screen. */
-  private end(reason: string, chosen = false): void {
+  private end(reason: string, keep = false): void {
     this.clear();
-    this.emit({ kind: "logged_out", reason, chosen });
+    this.emit({ kind: "logged_out", reason, keep });
   }
 
   private clear(): void {

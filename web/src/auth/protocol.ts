@@ -20,4 +20,4 @@ export type AuthReply =
   | { id: number; ok: true; grant: AccessGrant | null; confirmed?: boolean }
   | { id: number; ok: false; error: WireError }
   | { id: null; event: "grant"; grant: AccessGrant }
-  | { id: null; event: "logged_out"; reason: string; chosen: boolean };
+  | { id: null; event: "logged_out"; reason: string; keep: boolean };

@@ -33,7 +33,7 @@ export class AuthSession implements TokenSource {
   /** Logouts waiting for whether the server confirmed them. */
   private confirming = new Map<number, (confirmed: boolean) => void>();
   private grant: AccessGrant | null = null;
-  private readonly endListeners = new Set<(reason: string, chosen: boolean) => void>();
+  private readonly endListeners = new Set<(reason: string, keep: boolean) => void>();
   private readonly grantListeners = new Set<(grant: AccessGrant) => void>();
 
   constructor(
@@ -96,8 +96,9 @@ export class AuthSession implements TokenSource {
     return (await this.ask({ op: "refresh" })).accessToken;
   }
 
-  /** The session ended: why, in words for the login screen, and whether the user chose it. */
-  onEnd(fn: (reason: string, chosen: boolean) => void): () => void {
+  /** The session ended: why, in words for the login screen, and whether what the user was
+   * writing stays for their next login (see KeeperEvent). */
+  onEnd(fn: (reason: string, keep: boolean) => void): () => void {
     this.endListeners.add(fn);
     return () => this.endListeners.delete(fn);
   }
@@ -145,7 +146,7 @@ export class AuthSession implements TokenSource {
         for (const fn of this.grantListeners) fn(reply.grant);
       } else {
         this.grant = null;
-        for (const fn of this.endListeners) fn(reply.reason, reply.chosen);
+        for (const fn of this.endListeners) fn(reply.reason, reply.keep);
       }
       return;
     }

@@ -18,7 +18,7 @@ const keeper = new TokenKeeper(
   (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(15_000) }),
   (event) => {
     if (event.kind === "grant") post({ id: null, event: "grant", grant: event.grant });
-    else post({ id: null, event: "logged_out", reason: event.reason, chosen: event.chosen });
+    else post({ id: null, event: "logged_out", reason: event.reason, keep: event.keep });
   },
   realClock,
   lock,

@@ -43,10 +43,10 @@ export function App() {
 
   useEffect(
     () =>
-      session.onEnd((why, chosen) => {
+      session.onEnd((why, keep) => {
         setReason(why);
         setModel((current) => {
-          current?.stop(!chosen);
+          current?.stop(keep);
           return null;
         });
       }),

@@ -28,19 +28,23 @@ interface Props {
 
 export function Composer(props: Props) {
   const { model } = props;
-  const [text, setText] = useState(() => model.unsent(props.unsentKey));
+  const [text, setText] = useState(() => model.openBox(props.unsentKey));
   // The box's own text (never an edit's), kept when the box goes (another conversation opened):
   // what was sent or cleared leaves nothing behind, even if an edit was open at the time. An edit
   // started from a message's menu while something was typed gives it back when it ends.
   const own = useRef(text);
   if (!props.editing) own.current = text;
+  // The message being edited as of the last render: an answer that comes back after the edit
+  // ended otherwise (its message deleted meanwhile, Esc) has nothing left to do.
+  const editingNow = useRef<string | null>(null);
+  editingNow.current = props.editing?.id ?? null;
   // Kept when the text changes otherwise than by typing (sent, a mention picked, a refused text
   // back, discarded), and when the box goes; typing keeps it at once (onInput): a reload
   // unmounts nothing.
   useEffect(() => {
     if (!props.editing) model.keepUnsent(props.unsentKey, text);
   }, [text]);
-  useEffect(() => () => model.keepUnsent(props.unsentKey, own.current), []);
+  useEffect(() => () => model.closeBox(props.unsentKey, own.current), []);
   const [caret, setCaret] = useState(0);
   const [active, setActive] = useState(0);
   /** The "@" of a picker closed (Esc, or a member picked) and what followed it then: it stays
@@ -155,7 +159,9 @@ export function Composer(props: Props) {
     if (props.editing) {
       // Saved as it is (or with blanks added at its ends, which show nothing): nothing to send,
       // and no "(edited)" for a change that changed nothing.
-      const outcome = body.trim() === props.editing.data.trim() ? "saved" : await model.edit(props.editing.id, body);
+      const id = props.editing.id;
+      const outcome = body.trim() === props.editing.data.trim() ? "saved" : await model.edit(id, body);
+      if (editingNow.current !== id) return;
       if (outcome === "saved") {
         setText(own.current);
         props.onEditDone();
