@@ -39,6 +39,7 @@ describe("segments", () => {
       { kind: "text", text: ", now" },
     ]);
     expect(segments("awww.example.com and ada@www.example.com").every((s) => s.kind === "text")).toBe(true);
+    expect(segments("is it www.. or www./x?").every((s) => s.kind === "text")).toBe(true);
   });
 
   it("never makes links of other schemes", () => {

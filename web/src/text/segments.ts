@@ -63,7 +63,9 @@ export function segments(sent: string): Segment[] {
     }
     const raw = match[1] ?? "";
     const url = withoutTrailing(raw);
-    const href = safeHref(/^www\./i.test(url) ? `https://${url}` : url);
+    // "www." must be followed by a host ("see www.." is no address).
+    const www = /^www\./i.test(url);
+    const href = www && !/^www\.[^./]/i.test(url) ? null : safeHref(www ? `https://${url}` : url);
     if (href) out.push({ kind: "link", text: url, href });
     else push(url);
     push(raw.slice(url.length));
