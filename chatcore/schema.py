@@ -73,10 +73,16 @@ INVISIBLE: Final = "\xad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 # controls, variation selectors, interlinear annotation marks and the blank Braille pattern. A
 # message of only these and whitespace would be an empty bubble. (Those above U+FFFF, such as tag
 # characters, are left out: a pattern without the `u` flag cannot name them in ECMAScript.)
-BLANK: Final = (
-    f"{INVISIBLE}\u2066-\u2069\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u206a-\u206f"
-    "\u2800\u3164\ufe00-\ufe0f\ufff9-\ufffb\uffa0"
+# Of those, two kinds may end a name, never make one: variation selectors choose how the
+# character before them looks ("\u2764\ufe0f"), and direction marks (LRM, RLM, ALM) are what
+# right-to-left typing leaves after a name.
+SELECTORS: Final = "\u180b-\u180d\ufe00-\ufe0f"
+MARKS: Final = "\u061c\u200e\u200f"
+_SHOWS_NOTHING: Final = (
+    "\xad\u200b-\u200d\u202a-\u202e\u2060-\u2064\ufeff\u2066-\u2069\u034f\u115f\u1160\u17b4"
+    "\u17b5\u180e\u180f\u206a-\u206f\u2800\u3164\ufff9-\ufffb\uffa0"
 )
+BLANK: Final = f"{_SHOWS_NOTHING}{MARKS}{SELECTORS}"
 
 # Bidirectional embeddings, overrides and isolates: in a name they reorder what follows, so that
 # "Carol \u202eevil" shows as "Carol live" (joiners and direction marks stay allowed: emoji
@@ -84,16 +90,20 @@ BLANK: Final = (
 BIDI_CONTROL: Final = "\u202a-\u202e\u2066-\u2069"
 
 # A display name (a user's, a team's): after trimming whitespace, 1-100 characters, none of them a
-# control character or a bidirectional override.
+# control character or a bidirectional override, beginning and ending with one that shows (a
+# name of zero-width spaces or Hangul fillers is a blank entry in every list; a variation
+# selector or a direction mark may end one).
 NAME_MAX: Final = 100
-_NAME_VISIBLE: Final = f"[^{CONTROL}{SPACE}{BIDI_CONTROL}]"
+_NAME_FIRST: Final = f"[^{CONTROL}{SPACE}{BIDI_CONTROL}{BLANK}]"
+_NAME_LAST: Final = f"[^{CONTROL}{SPACE}{BIDI_CONTROL}{_SHOWS_NOTHING}]"
 NAME_PATTERN: Final = (
-    f"^[{SPACE}]*{_NAME_VISIBLE}(?:[^{CONTROL}{BIDI_CONTROL}]{{0,{NAME_MAX - 2}}}{_NAME_VISIBLE})?"
+    f"^[{SPACE}]*{_NAME_FIRST}(?:[^{CONTROL}{BIDI_CONTROL}]{{0,{NAME_MAX - 2}}}{_NAME_LAST})?"
     f"[{SPACE}]*$"
 )
 NAME_RE: Final = re.compile(NAME_PATTERN)
 NAME_RULE: Final = (
-    f"1 to {NAME_MAX} characters after trimming, no control characters or text-direction overrides"
+    f"1 to {NAME_MAX} characters after trimming, no control characters or text-direction overrides,"
+    " beginning and ending with a character that shows"
 )
 
 # A user's email (``users.email``) as clients may send it: surrounding whitespace is trimmed and

@@ -16,7 +16,7 @@ describe("authProblems", () => {
       fields: {
         email: "Enter a valid email address, like name@example.com.",
         password: "At most 256 characters.",
-        name: "Use 1 to 100 characters; no invisible control or text-direction characters.",
+        name: "Use 1 to 100 characters, beginning and ending with one that shows; no invisible control or text-direction characters.",
       },
       general: null,
     });

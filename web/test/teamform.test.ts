@@ -90,6 +90,20 @@ describe("nameProblem", () => {
     expect(nameProblem("a\u0007b")).toMatch(/control character/);
     expect(nameProblem(" Ada ")).toBeNull();
   });
+
+  it("refuses a name that begins or ends with a character that shows nothing, as the API's Name pattern does", async () => {
+    for (const blank of ["\u200b", "\u3164", "\u2800\u2800", "\u2060", "\u200bAda", "Ada\u200b", "\ufe0f"]) {
+      expect(nameProblem(blank)).toBe("A name begins and ends with a character that shows: remove the invisible one.");
+    }
+    expect(nameProblem("Ada \u2764\ufe0f")).toBeNull();
+    const { readFile } = await import("node:fs/promises");
+    const doc = JSON.parse(await readFile(new URL("../../docs/openapi.json", import.meta.url), "utf8")) as {
+      components: { schemas: { Name: { pattern: string } } };
+    };
+    const pattern = new RegExp(doc.components.schemas.Name.pattern);
+    const samples = ["\u05e9\u05dc\u05d5\u05dd \u200f", "\u200f\u05e9", "\u200f", "Ada", " Ada ", "\u200b", "\u200bAda", "Ada\u200b", "Ada \u2764\ufe0f", "\ufe0f", "\u3164", "\u2800 x", "x \u2800", "\ufeffAda", "שלום", "a\u200db", "\u3000Zoë\u3000"];
+    for (const name of samples) expect([name, nameProblem(name) === null]).toEqual([name, pattern.test(name)]);
+  });
 });
 
 describe("addedMemberName", () => {

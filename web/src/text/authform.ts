@@ -40,7 +40,7 @@ function fieldWords(field: AuthField, why: string): string {
     case "name":
       return /required/i.test(why)
         ? "Enter your name."
-        : "Use 1 to 100 characters; no invisible control or text-direction characters.";
+        : "Use 1 to 100 characters, beginning and ending with one that shows; no invisible control or text-direction characters.";
     case "password":
     case "new_password":
       return passwordWords(why);

@@ -9,10 +9,16 @@ export const COUNTER_FROM = 3500;
 // Unicode category Cc but newline and tab, as the server's check.
 const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-// Whitespace (chatcore.schema.SPACE) and characters that show nothing (chatcore.schema.BLANK):
-// a text of only these is empty.
-const ONLY_SPACE =
-  /^[\t-\r\u001c- \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u2066-\u2069\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\ufff9-\ufffb\uffa0]*$/;
+// chatcore.schema's character classes, as the bodies of regular expression classes: whitespace
+// (what Python's str.strip() removes), characters that show nothing, and variation selectors and
+// direction marks (which show nothing alone, and may end a name).
+export const SPACE = "\\t-\\r\\u001c- \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+export const SHOWS_NOTHING =
+  "\\u00ad\\u200b-\\u200d\\u202a-\\u202e\\u2060-\\u2064\\ufeff\\u2066-\\u2069\\u034f\\u115f\\u1160\\u17b4\\u17b5\\u180e\\u180f\\u206a-\\u206f\\u2800\\u3164\\ufff9-\\ufffb\\uffa0";
+/** Variation selectors and direction marks. */
+export const SELECTORS = "\\u180b-\\u180d\\ufe00-\\ufe0f\\u061c\\u200e\\u200f";
+// A text of only whitespace and characters that show nothing is empty.
+const ONLY_SPACE = new RegExp(`^[${SPACE}${SHOWS_NOTHING}${SELECTORS}]*$`);
 
 /** Characters as the server counts them (code points, not UTF-16 units: an emoji is one). */
 export function textLength(text: string): number {

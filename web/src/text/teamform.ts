@@ -4,10 +4,16 @@
 
 import type { Team, User } from "../api/types";
 import { BIDI_CONTROL } from "./bidi";
+import { SELECTORS, SHOWS_NOTHING, SPACE } from "./limits";
 
 export const MAX_TAGS = 20;
 const TAG = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// Trimmed as the server trims (JavaScript's trim() also takes a byte order mark, which the server
+// keeps, and then refuses at a name's start).
+const AROUND = new RegExp(`^[${SPACE}]+|[${SPACE}]+$`, "g");
+const BLANK_FIRST = new RegExp(`^[${SHOWS_NOTHING}${SELECTORS}]`);
+const BLANK_LAST = new RegExp(`[${SHOWS_NOTHING}]$`);
 const ICON = /^https?:\/\/[A-Za-z0-9.-]+(?::[0-9]+)?(?:[/?#][\u0021-\u007e]*)?$/;
 
 export type TeamField = "name" | "icon" | "meta_tags";
@@ -44,11 +50,12 @@ export function parseTags(text: string): { tags: string[]; problem: string | nul
 
 /** Why the server would refuse a name (a team's or a person's: one rule for both), or null. */
 export function nameProblem(name: string): string | null {
-  const trimmed = name.trim();
+  const trimmed = name.replace(AROUND, "");
   if (!trimmed) return "Enter a name: spaces alone are not one.";
   if ([...trimmed].length > 100) return "A name has at most 100 characters.";
   if (CONTROL.test(trimmed)) return "Remove the invisible control character from the name.";
   if (BIDI_CONTROL.test(trimmed)) return "Remove the invisible text-direction character from the name.";
+  if (BLANK_FIRST.test(trimmed) || BLANK_LAST.test(trimmed)) return "A name begins and ends with a character that shows: remove the invisible one.";
   return null;
 }
 
