@@ -74,7 +74,14 @@ export function MessageItem(props: Props) {
 
   const react = (emoji: string) => {
     if (picking) closePicker();
-    void model.toggleReaction(m.id, emoji);
+    // Taking back the last of a reaction takes its chip away, with the keyboard's focus: it goes
+    // to "Add reaction" (shown as it takes focus), not to the page.
+    void model.toggleReaction(m.id, emoji).then(() =>
+      setTimeout(() => {
+        const active = document.activeElement;
+        if (active === null || active === document.body) (toggle.current ?? self.current)?.focus();
+      }, 0),
+    );
   };
 
   return (

@@ -27,9 +27,19 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
   // The form's first field takes focus when it opens (an `autofocus` attribute does nothing on an
   // element added after the page loaded), so typing goes in and Esc closes it.
   const nameRef = useRef<HTMLInputElement>(null);
+  // Closed by Esc or Cancel, focus goes back to "+ New team" (not to the page); a team created
+  // opens, and its conversation takes focus.
+  const newTeamRef = useRef<HTMLButtonElement>(null);
+  const cancelled = useRef(false);
   useLayoutEffect(() => {
     if (creating) nameRef.current?.focus();
+    else if (cancelled.current) newTeamRef.current?.focus();
+    cancelled.current = false;
   }, [creating]);
+  const cancel = () => {
+    cancelled.current = true;
+    setCreating(false);
+  };
   // One team per click: a double click or a second Enter while the first is on its way adds none.
   const [submitting, setSubmitting] = useState(false);
   const inFlight = useRef(false);
@@ -111,7 +121,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
                 e.stopPropagation();
                 // Not while the team is being created: the request goes on either way, and closing
                 // would only hide its outcome (the new team opens when it lands).
-                if (!inFlight.current) setCreating(false);
+                if (!inFlight.current) cancel();
               }
             }}
           >
@@ -139,13 +149,13 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
               <button type="submit" class="primary" disabled={submitting}>
                 Create team
               </button>
-              <button type="button" disabled={submitting} onClick={() => setCreating(false)}>
+              <button type="button" disabled={submitting} onClick={cancel}>
                 Cancel
               </button>
             </div>
           </form>
         ) : (
-          <button type="button" class="ghost new-team-button" onClick={() => setCreating(true)}>
+          <button type="button" ref={newTeamRef} class="ghost new-team-button" onClick={() => setCreating(true)}>
             + New team
           </button>
         )}
