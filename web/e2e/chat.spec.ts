@@ -201,8 +201,18 @@ describe("chat in two browsers", () => {
     // The settings' Name, too.
     const named = await typedAsThePanelOpens(ada.page, "Name", "Renamed at once");
     expect(named).toBe("Renamed at once");
-    // Focus went into the panel as it opened (its heading), so Esc and Tab start there.
+    // Focus went into the panel as it opened (its heading), so Esc and Tab start there. Esc over
+    // a name typed and not saved asks first: dismissed, the panel and the name stay.
     expect(await ada.page.evaluate(() => document.activeElement?.closest(".panel") !== null)).toBe(true);
+    const asked: string[] = [];
+    ada.page.once("dialog", (d) => {
+      asked.push(d.message());
+      void d.dismiss();
+    });
+    await ada.page.keyboard.press("Escape");
+    await expect.poll(() => asked).toEqual(["Discard your changes to the team's name, icon and tags?"]);
+    expect(await ada.page.getByLabel("Name", { exact: true }).inputValue()).toBe("Renamed at once");
+    ada.page.once("dialog", (d) => void d.accept());
     await ada.page.keyboard.press("Escape");
     await ada.page.getByLabel("Email address").waitFor({ state: "detached" });
   });

@@ -29,6 +29,12 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
       </p>
     );
 
+  // A refusal answered what was typed then: once the fields change it no longer applies (a new
+  // attempt the browser stops before sending would otherwise show the old one's answer).
+  const edited = (where: Section) => {
+    if (result?.where === where && !result.ok) setResult(null);
+  };
+
   const run = async (where: Section, shown: (keyof AuthErrors)[], work: () => Promise<void>, done: string) => {
     setBusy(where);
     setResult(null);
@@ -77,7 +83,10 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
           <h3>Your name</h3>
           <label>
             Name
-            <input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={100} autoComplete="name" {...invalid("name")} />
+            <input value={name} onInput={(e) => {
+                setName(e.currentTarget.value);
+                edited("name");
+              }} required maxLength={100} autoComplete="name" {...invalid("name")} />
           </label>
           <FieldError id="account-name" text={shownFields.name} />
           <button type="submit" disabled={busy !== null}>
@@ -101,12 +110,18 @@ export function AccountPanel(props: { model: ChatModel; onClose(): void }) {
           <p class="muted small">Every other device and browser signed in to this account is logged out; this one stays.</p>
           <label>
             Current password
-            <input type="password" value={current} onInput={(e) => setCurrent(e.currentTarget.value)} required autoComplete="current-password" {...invalid("current_password")} />
+            <input type="password" value={current} onInput={(e) => {
+                setCurrent(e.currentTarget.value);
+                edited("password");
+              }} required autoComplete="current-password" {...invalid("current_password")} />
           </label>
           <FieldError id="account-current_password" text={shownFields.current_password} />
           <label>
             New password
-            <input type="password" value={next} onInput={(e) => setNext(e.currentTarget.value)} required minLength={10} maxLength={256} autoComplete="new-password" {...invalid("new_password")} />
+            <input type="password" value={next} onInput={(e) => {
+                setNext(e.currentTarget.value);
+                edited("password");
+              }} required minLength={10} maxLength={256} autoComplete="new-password" {...invalid("new_password")} />
           </label>
           <FieldError id="account-new_password" text={shownFields.new_password} />
           <button type="submit" disabled={busy !== null}>

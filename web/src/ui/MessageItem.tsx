@@ -74,14 +74,16 @@ export function MessageItem(props: Props) {
 
   const react = (emoji: string) => {
     if (picking) closePicker();
-    // Taking back the last of a reaction takes its chip away, with the keyboard's focus: it goes
-    // to "Add reaction" (shown as it takes focus), not to the page.
-    void model.toggleReaction(m.id, emoji).then(() =>
-      setTimeout(() => {
-        const active = document.activeElement;
-        if (active === null || active === document.body) (toggle.current ?? self.current)?.focus();
-      }, 0),
-    );
+    // Taking back the last of a reaction takes its chip away, and the keyboard's focus with it:
+    // focus moves to "Add reaction" first (the message first: its actions show while focus is
+    // within it), not to the page once the chip is gone.
+    const chip = m.reactions?.find((r) => r.emoji === emoji);
+    const chipGoes = chip !== undefined && chip.count === 1 && chip.users.includes(me);
+    if (chipGoes && self.current?.contains(document.activeElement)) {
+      self.current.focus();
+      toggle.current?.focus();
+    }
+    void model.toggleReaction(m.id, emoji);
   };
 
   return (

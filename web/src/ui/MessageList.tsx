@@ -81,7 +81,13 @@ export function MessageList(props: Props) {
 
   useEffect(() => {
     // Reported again when the page becomes visible: what was on screen while hidden is unseen.
-    const report = () => tracker.current?.reportNow();
+    // The "new below" count is taken again from what is below the view then: arrivals counted
+    // while the page was hidden may have been laid out above it.
+    const report = () => {
+      tracker.current?.reportNow();
+      const el = box.current;
+      if (el && document.visibilityState === "visible") setBelow((n) => (n > 0 ? othersBelow(el) : 0));
+    };
     document.addEventListener("visibilitychange", report);
     return () => {
       tracker.current?.stop();

@@ -112,7 +112,15 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
   });
 
   return (
-    <aside class="panel team" aria-label={`Team ${team.name}: members and settings`}>
+    <aside
+      class="panel team"
+      aria-label={`Team ${team.name}: members and settings`}
+      onKeyDown={(e) => {
+        // Esc closes the panel (Shell), but not over settings typed and not saved without asking.
+        const unsaved = name !== initial.name || icon !== initial.icon || tags !== initial.tags;
+        if (e.key === "Escape" && unsaved && !confirm("Discard your changes to the team's name, icon and tags?")) e.preventDefault();
+      }}
+    >
       <header class="panel-head">
         <h2 ref={heading} tabIndex={-1}>
           {team.name}
