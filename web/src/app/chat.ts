@@ -32,6 +32,7 @@ import { conversationOf, TypingState } from "../state/typing";
 import { dividerAfterLive, listSeenUpTo, newReplies, newReplyThreads, ownMessageReads, ReadState } from "../state/unread";
 import { textProblem } from "../text/limits";
 import { decodeMentions } from "../text/mentions";
+import { distinctLabels } from "../text/names";
 import { uploadAttachment } from "../upload/upload";
 import { shownName } from "../text/bidi";
 import { Alerts } from "./alerts";
@@ -386,6 +387,14 @@ export class ChatModel extends Observable {
 
   name(user: string): string {
     return this.people.name(user);
+  }
+
+  /** How the team's DM list and a DM's header show `user`: their name, with their email when
+   * another member, or a former DM partner, has a name that looks the same. */
+  dmLabel(team: string, user: string): string {
+    const ids = [...(this.teams.get(team)?.members ?? []), ...this.formerDmPartners(team)].filter((id) => id !== this.me.id);
+    const people = ids.map((id) => ({ id, name: this.name(id), email: this.users.get(id)?.email ?? null }));
+    return distinctLabels(people).get(user) ?? this.name(user);
   }
 
   /** Who is typing in the open conversation's box, or in a thread's (`thread`) in it. */

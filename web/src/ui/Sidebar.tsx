@@ -245,12 +245,14 @@ function DmButton(props: { model: ChatModel; team: string; user: string; former:
   const current = model.conversation === u;
   const status = model.presence.status(team, u);
   const state = former ? "no longer a member" : presenceWords(status);
-  const shown = former ? `${model.name(u)} (left)` : model.name(u);
+  const shown = former ? `${model.dmLabel(team, u)} (left)` : model.dmLabel(team, u);
   return (
     <li>
       <button
         type="button"
         class={`conv-button${current ? " current" : ""}${former ? " former" : ""}`}
+        // The whole label on hover: a long email that tells two alike names apart may be cut.
+        title={shown}
         aria-current={current ? "page" : undefined}
         // Holds what the button shows, in its order (the name, "(left)", the count): what a
         // voice-control user says to press it is in its name.

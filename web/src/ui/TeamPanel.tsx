@@ -50,6 +50,8 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
   // Someone typed in the settings since they were last filled: a change from elsewhere then waits.
   // A ref set as the key lands, not the render's state, which an effect may see a render late.
   const touched = useRef(false);
+  // The settings of the last save the server refused.
+  const refused = useRef<TeamSettings | null>(null);
   const fill = (settings: TeamSettings) => {
     touched.current = false;
     setInitial(settings);
@@ -116,8 +118,10 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
       class="panel team"
       aria-label={`Team ${team.name}: members and settings`}
       onKeyDown={(e) => {
-        // Esc closes the panel (Shell), but not over settings typed and not saved without asking.
-        const unsaved = name !== initial.name || icon !== initial.icon || tags !== initial.tags;
+        // Esc closes the panel (Shell), but not over settings typed and not saved without asking
+        // (settings the server just refused are no news: the refusal said they were not saved).
+        const same = (a: TeamSettings | null) => a !== null && name === a.name && icon === a.icon && tags === a.tags;
+        const unsaved = !same(initial) && !same(refused.current);
         if (e.key === "Escape" && unsaved && !confirm("Discard your changes to the team's name, icon and tags?")) e.preventDefault();
       }}
     >
@@ -147,9 +151,11 @@ export function TeamPanel(props: { model: ChatModel; team: Team; takeFocus: bool
                 setResult({ where: "settings", ok: true, text: "Nothing to save: no setting was changed." });
                 return;
               }
+              const sent = edited;
               void run("settings", "Team saved.", model.updateTeam(team.id, patch)).then((ok) => {
                 // From the team as saved: it has what other admins changed meanwhile too.
                 if (ok) fill(settingsOf(model.teams.get(team.id) ?? team));
+                else refused.current = sent;
               });
             }}
           >
