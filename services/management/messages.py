@@ -232,20 +232,17 @@ class MessageService:
         if count is None:
             async with self._scan_slot(caller):
                 walk = await self._messages.page(team_id, caller, before=None, after=None, limit=1)
-            newest = walk.found
-            if not newest:
+            if not walk.found:
                 # Nothing the caller may see (or nothing within the walk's bound, which only a
                 # channel of others' DMs reaches): nothing to have read.
                 return
-            if seq >= newest[0].seq:
-                seq = newest[0].seq
-                count = await self._messages.count_at(team_id, seq)
-        if count is None:
-            # No record the caller may see: the count of the channel's last message at or below
-            # (hidden records carry the count of the last one the caller sees before them).
-            # Never a walk over what the caller may see, whose length others' DMs would set.
-            count = await self._messages.count_at(team_id, seq)
-            if count is None:
+            newest = walk.found[0]
+            if seq >= newest.seq:
+                seq, count = newest.seq, newest.count
+            else:
+                # No record the caller may see: the count of the channel's last message at or
+                # below (a hidden record carries that same count). Never a walk over what the
+                # caller may see, whose length others' DMs would set.
                 count = await self._messages.count_before(team_id, seq)
         marker = chat_pb2.ReadMarker(
             channel_id=team_id,
