@@ -389,12 +389,12 @@ export class ChatModel extends Observable {
     return this.people.name(user);
   }
 
-  /** How the team's DM list and a DM's header show `user`: their name, with their email when
-   * another member, or a former DM partner, has a name that looks the same. */
-  dmLabel(team: string, user: string): string {
+  /** How the team's DM list and a DM's header show each person, by id: their name, with their
+   * email when another member, or a former DM partner, has a name that looks the same. One call
+   * for the whole list: it reads every name, and the former partners from the whole timeline. */
+  dmLabels(team: string): Map<string, string> {
     const ids = [...(this.teams.get(team)?.members ?? []), ...this.formerDmPartners(team)].filter((id) => id !== this.me.id);
-    const people = ids.map((id) => ({ id, name: this.name(id), email: this.users.get(id)?.email ?? null }));
-    return distinctLabels(people).get(user) ?? this.name(user);
+    return distinctLabels(ids.map((id) => ({ id, name: this.name(id), email: this.users.get(id)?.email ?? null })));
   }
 
   /** Who is typing in the open conversation's box, or in a thread's (`thread`) in it. */

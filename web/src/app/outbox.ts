@@ -162,7 +162,6 @@ export class Outbox {
     this.deps.changed();
   }
 
-  /** Uploads the file, then sends it as a message; its progress and failure show meanwhile. */
   /** Files sent one after another, so that their messages come in the order given; the rest
    * are not sent once the session ends or the team is dropped meanwhile. */
   async sendFiles(to: Address, files: readonly File[]): Promise<void> {
@@ -173,6 +172,7 @@ export class Outbox {
     }
   }
 
+  /** Uploads the file, then sends it as a message; its progress and failure show meanwhile. */
   async sendFile(to: Address, file: File): Promise<void> {
     const key = ++this.uploadSeq;
     const view: UploadView = { key, ...to, name: file.name, progress: 0, error: null, retryable: false };

@@ -27,7 +27,7 @@ export function Conversation(props: Props) {
   const timeline = model.timeline(team.id);
   const messages = model.view(team.id, conv);
   const dm = conv !== "*";
-  const title = dm ? model.dmLabel(team.id, conv) : team.name;
+  const title = dm ? (model.dmLabels(team.id).get(conv) ?? model.name(conv)) : team.name;
   const closed = dmClosed(team, conv, title);
 
   const editLast = () => {

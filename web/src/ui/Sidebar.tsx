@@ -51,6 +51,7 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
   const invalid = (field: TeamField) => invalidProps("new-team", fields, field);
   const teams = model.sortedTeams();
   const team = model.selectedTeam ? model.teams.get(model.selectedTeam) : undefined;
+  const labels = team ? model.dmLabels(team.id) : new Map<string, string>();
 
   return (
     <nav class="sidebar" id="sidebar" aria-label="Teams and conversations">
@@ -189,10 +190,10 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
               // By name, as people look for them (the server's order is the order they joined).
               .sort((a, b) => byName(model.name(a), model.name(b)) || a.localeCompare(b))
               .map((u) => (
-                <DmButton key={u} model={model} team={team.id} user={u} former={false} onNavigate={props.onNavigate} />
+                <DmButton key={u} model={model} team={team.id} user={u} label={labels.get(u) ?? model.name(u)} former={false} onNavigate={props.onNavigate} />
               ))}
             {model.formerDmPartners(team.id).map((u) => (
-              <DmButton key={u} model={model} team={team.id} user={u} former={true} onNavigate={props.onNavigate} />
+              <DmButton key={u} model={model} team={team.id} user={u} label={labels.get(u) ?? model.name(u)} former={true} onNavigate={props.onNavigate} />
             ))}
           </ul>
           {team.members.length === 1 && <p class="muted small">Add members in “Members &amp; settings” to message them.</p>}
@@ -239,13 +240,13 @@ export function Sidebar(props: { model: ChatModel; onNavigate(): void; onOpenAcc
 
 /** A DM conversation's entry: a member's with their presence, or a former member's, read-only
  * (listed while the page holds DMs with them), and its count of unseen DMs. */
-function DmButton(props: { model: ChatModel; team: string; user: string; former: boolean; onNavigate(): void }) {
+function DmButton(props: { model: ChatModel; team: string; user: string; label: string; former: boolean; onNavigate(): void }) {
   const { model, team, user: u, former } = props;
   const unseen = model.dmUnread(team, u);
   const current = model.conversation === u;
   const status = model.presence.status(team, u);
   const state = former ? "no longer a member" : presenceWords(status);
-  const shown = former ? `${model.dmLabel(team, u)} (left)` : model.dmLabel(team, u);
+  const shown = former ? `${props.label} (left)` : props.label;
   return (
     <li>
       <button
